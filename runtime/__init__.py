@@ -1,0 +1,1 @@
+"""Runs compiled artifacts (JIT engine, BLAS entry points, object cache) using only numpy, llvmlite, scipy and graphc.errors, never graphc.ir or graphc.codegen, so a saved step loads without the compiler."""
