@@ -1,5 +1,6 @@
 """JIT engine and object cache: compiled IR runs, vectorizes, calls BLAS, survives processes."""
 import ctypes
+import gc
 import os
 import re
 import subprocess
@@ -167,6 +168,16 @@ def test_entry_points_accept_table_address_and_engine_call():
     np.testing.assert_allclose(out, expected, rtol=1e-6)
 
 
+def test_function_keeps_its_code_alive():
+    n = 32
+    fn = jit.load_object(jit.compile_ir(fma_relu_ir(n)).object_code).function("fma_relu")
+    gc.collect()  # the LoadedModule is referenced only through fn
+    a, b, c, out = fma_relu_inputs(n, seed=5)
+    table, keep = jit.pointer_table([a, b, c, out])
+    fn(table)
+    np.testing.assert_allclose(out, np.maximum(a * b + c, 0), rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True),
                                              (True, True)])
@@ -209,7 +220,7 @@ def test_object_code_runs_in_a_fresh_process(tmp_path):
     n = 777
     ir_text = fma_relu_ir(n) + gemm_ir(6, 4, 5, False, True, np.float32)
     obj_path = tmp_path / "step.o"
-    obj_path.write_bytes(jit.compile_ir(ir_text).object_code)
+    obj_path.write_bytes(obj := jit.compile_ir(ir_text).object_code)
     subprocess.run([sys.executable, "-c", SUBPROCESS_RUNNER, str(obj_path),
                     str(tmp_path / "result.npz"), str(n)], check=True, timeout=120)
     result = np.load(tmp_path / "result.npz")
@@ -218,6 +229,28 @@ def test_object_code_runs_in_a_fresh_process(tmp_path):
     x, w = rng.standard_normal((6, 4)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)
     np.testing.assert_allclose(result["out"], np.maximum(a * b + c, 0), rtol=1e-6)
     np.testing.assert_allclose(result["y"], x @ w.T, rtol=1e-5)
+    here = np.zeros(n, np.float32)
+    table, keep = jit.pointer_table([a, b, c, here])
+    jit.load_object(obj).function("fma_relu")(table)
+    np.testing.assert_array_equal(result["out"], here)  # same code, same bits
+
+
+def test_runtime_never_imports_the_compiler():
+    import ast
+    from pathlib import Path
+    import graphc.runtime
+
+    for path in Path(graphc.runtime.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = ["." * node.level + (node.module or "")]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(("graphc.ir", "graphc.codegen", "..")), \
+                    f"{path.name} imports {name}: a saved step must load without the compiler"
 
 
 # ---------------------------------------------------------------- errors
@@ -249,6 +282,8 @@ def test_unreadable_object_code_raises_artifact_error():
 
 def test_missing_function_raises_artifact_error():
     loaded = jit.load_object(jit.compile_ir(fma_relu_ir(8)).object_code)
+    fn = loaded.function("fma_relu")
+    assert fn.module is loaded and fn.address == loaded.address("fma_relu")
     with pytest.raises(ArtifactError, match="no function named 'fma_relu_typo'"):
         loaded.function("fma_relu_typo")
     loaded.close()
