@@ -1,0 +1,164 @@
+"""Program -> readable NumPy source: one Python function per step, one statement per node.
+
+The emitted module imports only numpy. Elementwise nodes (and fused groups) render their scalar
+formula as ufunc calls; other ops render from ``TEMPLATES`` (one line of NumPy each) or call the
+op's reference kernel, whose source is copied into the module so that it stands alone. When the
+program has a memory plan, results are written into planned arena views with ``out=``.
+
+Module layout::
+
+    import numpy as np
+    <kernel functions>
+    def make_step(consts, arena, seeds):
+        <buffer views into the arena, constants, RNGs>
+        def step(<feeds>, <variables>):
+            ...
+            return (<fetches>,), (<new variable values>,)
+        return step
+"""
+import inspect
+import types
+
+import numpy as np
+
+from ..ir import scalar as S
+from .numpy_templates import TEMPLATES, attr_literal
+
+_RANDOM = ("random_normal", "random_uniform", "truncated_normal")
+
+
+class Emitter:
+    """Renders one Program. ``source`` is the module text, ``consts`` the arrays it needs."""
+
+    def __init__(self, program):
+        self.p = program
+        self.names = {}
+        self.consts = []
+        self.kernels = {}
+        self.seeds = []
+        self.lines = []
+        self.setup = []
+
+    # -- names -------------------------------------------------------------------------------
+    def name(self, node):
+        return self.names[node]
+
+    def _assign_names(self):
+        used = set()
+        for i, n in enumerate(self.p.feeds + self.p.variables):
+            base = "".join(c if c.isalnum() else "_" for c in n.name)
+            base = ("f_" if n.op_name == "placeholder" else "v_") + base
+            name, k = base, 1
+            while name in used:
+                name, k = f"{base}_{k}", k + 1
+            used.add(name)
+            self.names[n] = name
+        counter = 0
+        for n in self.p.nodes:
+            if n not in self.names:
+                self.names[n] = f"t{counter}"
+                counter += 1
+
+    # -- rendering -----------------------------------------------------------------------------
+    def render_expr(self, body, args):
+        """Nested ufunc calls for a scalar Expr; ``args`` are the operand names."""
+        memo = {}
+        for e in body.walk():
+            if e.op == "arg":
+                memo[id(e)] = args[e.value]
+            elif e.op == "const":
+                memo[id(e)] = repr(e.value)
+            elif e.op == "cast":
+                memo[id(e)] = f"np.asarray({memo[id(e.args[0])]}).astype(np.{e.dtype.np.name})"
+            else:
+                fn = S.PRIMS[e.op][1]
+                memo[id(e)] = f"np.{fn}(" + ", ".join(memo[id(a)] for a in e.args) + ")"
+        return memo[id(body)]
+
+    def kernel(self, fn):
+        """Copy ``fn`` (and the module-level functions it calls) into the generated module."""
+        if fn.__name__ not in self.kernels:
+            self.kernels[fn.__name__] = inspect.getsource(fn)
+            mod = inspect.getmodule(fn)
+            for name in fn.__code__.co_names:
+                dep = getattr(mod, name, None)
+                if isinstance(dep, types.FunctionType) and dep.__module__ == fn.__module__:
+                    self.kernel(dep)
+        return fn.__name__
+
+    def const(self, value):
+        self.consts.append(np.ascontiguousarray(value))
+        return f"consts[{len(self.consts) - 1}]"
+
+    def expression(self, n):
+        """The right-hand side computing node ``n`` (None for value-less nodes)."""
+        op = n.op_name
+        args = [self.name(i) for i in n.inputs]
+        if op == "group":
+            return None
+        if op == "const":
+            v = n.attrs["value"]
+            if v.ndim == 0:
+                return f"np.{v.dtype.name}({v.item()!r})"
+            return self.const(v)
+        if op in ("dim_size", "shape_of"):  # shapes are concrete now: a constant
+            return self.const(n.opdef.impl(np.empty(n.inputs[0].shape, np.int8), **n.attrs)
+                              .astype(n.dtype.np))
+        if op in _RANDOM:
+            self.seeds.append(n.attrs.get("seed"))
+            k = self.kernel(n.opdef.impl)
+            return (f"{k}(rngs[{len(self.seeds) - 1}], {n.shape!r}, "
+                    + ", ".join(f"{a}={attr_literal(v)}" for a, v in sorted(n.attrs.items())
+                                if a not in ("shape",)) + ")")
+        if op == "assign":
+            return f"np.array({args[1]})"
+        if n.opdef.is_elementwise or op == "fused":
+            body = n.attrs["body"] if op == "fused" else \
+                n.opdef.scalar_body([i.dtype for i in n.inputs], n.attrs)
+            text = self.render_expr(body, args)
+            if not any(e.op == "arg" for e in body.walk()) or \
+                    tuple(np.broadcast_shapes(*[i.shape for i in n.inputs])) != n.shape:
+                text = f"np.broadcast_to({text}, {n.shape!r}).astype(np.{n.dtype.np.name})"
+            return text
+        tmpl = TEMPLATES.get(op)
+        if tmpl is not None:
+            return tmpl(n, args)
+        k = self.kernel(n.opdef.impl)
+        extra = "".join(f", {a}={attr_literal(v)}" for a, v in sorted(n.attrs.items()))
+        return f"{k}({', '.join(args)}{extra})"
+
+    def emit(self):
+        self._assign_names()
+        p = self.p
+        body = []
+        for n in p.nodes:
+            if n.op_name in ("placeholder", "variable"):
+                continue
+            rhs = self.expression(n)
+            if rhs is None:
+                continue
+            note = f"  # {n.op_name} '{n.name}'" + (f" {n.loc.short}" if n.loc.lineno else "")
+            body.append(f"{self.name(n)} = {rhs}{note}")
+        fetches = ", ".join("None" if f is None or f.dtype is None else self.name(f)
+                            for f in p.fetches)
+        updates = ", ".join(self.name(v) for _, v in p.updates)
+        params = ", ".join(self.name(n) for n in p.feeds + p.variables)
+        out = ["# generated by graphc: one function per compiled step", "import numpy as np", ""]
+        for src in self.kernels.values():
+            out += [src.rstrip(), ""]
+        out += ["", "def make_step(consts, arena=None, seeds=()):",
+                "    rngs = [np.random.default_rng(s) for s in seeds]", "",
+                f"    def {p.name}({params}):",
+                "        with np.errstate(all='ignore'):"]
+        out += ["            " + line for line in body] or ["            pass"]
+        out += [f"        return ({fetches}{',' if fetches else ''}), "
+                f"({updates}{',' if updates else ''})", "",
+                f"    return {p.name}", ""]
+        return "\n".join(out)
+
+
+def emit_numpy(program):
+    """Render ``program``; returns (source text, constant arrays, RNG seeds)."""
+    em = Emitter(program)
+    src = em.emit()
+    return src, em.consts, em.seeds

@@ -1,0 +1,1 @@
+"""graphc: a static-graph compiler for training steps (TF1-style API)."""

@@ -1,0 +1,164 @@
+"""Reverse-mode autodiff that writes adjoint nodes into the same graph.
+
+The driver walks the nodes between ``xs`` and ``ys`` in reverse topological order and calls
+each op's VJP (written with graph ops, so the result can be differentiated again). The driver
+alone does the two things every VJP would otherwise get wrong:
+- it sums each input's gradient back to the input's shape (``unbroadcast``), and
+- it accumulates fan-out: a node used k times receives the sum of k contributions, built as
+  explicit ``add`` nodes (so ``x * x`` gets ``g x + g x``).
+Only floating tensors carry gradients; integer and bool tensors never do.
+"""
+import networkx as nx
+
+from graphc.errors import DTypeError, GradientError
+
+from .graph import Node
+from .ops.registry import F, ZERO
+from .shapes import format_shape
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes NumPy broadcasting added to reach it from ``shape``."""
+    if grad.shape == tuple(shape):
+        return grad
+    lead = grad.rank - len(shape)
+    if lead > 0:
+        grad = F.reduce_sum(grad, axis=tuple(range(lead)))
+    axes = tuple(i for i, (d, s) in enumerate(zip(grad.shape, shape)) if s == 1 and d != 1)
+    if axes:
+        grad = F.reduce_sum(grad, axis=axes, keepdims=True)
+    if grad.shape != tuple(shape) and None not in shape and None not in grad.shape:
+        raise GradientError(f"gradient of shape {format_shape(grad.shape)} does not reduce "
+                            f"to {format_shape(shape)}")
+    return grad
+
+
+def _dependency_graph(nodes):
+    g = nx.DiGraph()
+    for n in nodes:
+        g.add_node(n)
+        for i in n.inputs:
+            g.add_edge(i, n)
+    return g
+
+
+def _between(ys, xs):
+    """Nodes on some path from an x to a y (both ends included), in creation order."""
+    graph = ys[0].graph
+    dag = _dependency_graph(graph.nodes)
+    above = set(ys)
+    for y in ys:
+        above |= nx.ancestors(dag, y)
+    below = set(xs)
+    for x in xs:
+        below |= nx.descendants(dag, x)
+    return sorted(above & below, key=lambda n: n.id)
+
+
+def _check_xs(xs):
+    for x in xs:
+        if not isinstance(x, Node):
+            raise GradientError(f"gradients: expected tensors in xs, found {type(x).__name__}")
+        if x.dtype is None or not x.dtype.is_floating:
+            kind = "no value" if x.dtype is None else x.dtype.name
+            raise DTypeError(f"gradients: cannot differentiate with respect to "
+                             f"{x.describe()} of dtype {kind}",
+                             loc=x.loc, hint="only floating tensors have gradients")
+
+
+def _seed(ys, grad_ys):
+    grads = {}
+    for i, y in enumerate(ys):
+        if y.dtype is None or not y.dtype.is_floating:
+            raise DTypeError(f"gradients: cannot differentiate {y.describe()} of dtype "
+                             f"{'no value' if y.dtype is None else y.dtype.name}", loc=y.loc)
+        if grad_ys is not None and grad_ys[i] is not None:
+            seed = grad_ys[i] if isinstance(grad_ys[i], Node) else \
+                F.cast(F.ones_like(y), dtype=y.dtype) * grad_ys[i]
+        else:
+            with y.graph.gradient_context(y):
+                seed = F.ones_like(y)
+        grads.setdefault(y, []).append(seed)
+    return grads
+
+
+def _accumulate(parts):
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+def gradients(ys, xs, grad_ys=None, unconnected_gradients="zero", stop_gradients=()):
+    """Symbolic gradients of ``sum(ys)`` with respect to each of ``xs`` (TF1's tf.gradients).
+
+    Args:
+        ys: a tensor or list of tensors (their gradients are summed).
+        xs: a tensor or list of floating tensors (variables, placeholders, any node).
+        grad_ys: optional cotangents, one per y (tensors or numbers).
+        unconnected_gradients: "zero" (zeros of x's shape), "none" (None, as TF1) or "raise".
+        stop_gradients: tensors treated as constants.
+    Returns:
+        A list of gradient nodes (or None), one per x, in the same graph.
+    Raises:
+        DTypeError: an x or y that is not floating.
+        GradientError: an unconnected x with ``"raise"``.
+    Example:
+        >>> dx, = gradients(F.reduce_sum(x * x), [x])   # 2 x
+    """
+    ys = list(ys) if isinstance(ys, (list, tuple)) else [ys]
+    xs_list = list(xs) if isinstance(xs, (list, tuple)) else [xs]
+    if grad_ys is not None and not isinstance(grad_ys, (list, tuple)):
+        grad_ys = [grad_ys]
+    _check_xs(xs_list)
+    grads = _seed(ys, grad_ys)
+    stops = set(stop_gradients)
+    for node in reversed(_between(ys, xs_list)):
+        parts = grads.get(node)
+        if not parts or node in stops or not node.inputs:
+            continue
+        opdef = node.opdef
+        if opdef.vjp is ZERO or not node.dtype.is_floating:
+            continue
+        with node.graph.gradient_context(node):
+            g = _accumulate(parts)
+            grads[node] = [g]
+            in_grads = opdef.vjp(g, node, *node.inputs, **node.attrs)
+            for inp, ig in zip(node.inputs, in_grads):
+                if ig is None or inp.dtype is None or not inp.dtype.is_floating:
+                    continue
+                grads.setdefault(inp, []).append(unbroadcast(ig, inp.shape))
+    return [_result(x, grads.get(x), unconnected_gradients) for x in xs_list]
+
+
+def _result(x, parts, mode):
+    if parts:
+        if len(parts) == 1:
+            return parts[0]
+        with x.graph.gradient_context(x):
+            return _accumulate(parts)
+    if mode == "none":
+        return None
+    if mode == "raise":
+        raise GradientError(f"gradients: {x.describe()} is not connected to any y", loc=x.loc,
+                            hint='pass unconnected_gradients="zero" to get zeros')
+    with x.graph.gradient_context(x):
+        return F.zeros_like(x)
+
+
+def hessian_vector_product(ys, xs, vs):
+    """H v for H the Hessian of sum(ys) with respect to xs: the gradient of <grad, v>.
+
+    Args:
+        ys: scalar tensor(s).
+        xs: list of tensors.
+        vs: list of tensors (or arrays) shaped like xs.
+    Returns:
+        A list of tensors shaped like xs.
+    """
+    xs = list(xs) if isinstance(xs, (list, tuple)) else [xs]
+    vs = list(vs) if isinstance(vs, (list, tuple)) else [vs]
+    grads = gradients(ys, xs)
+    inner = [F.reduce_sum(g * F.stop_gradient(v) if isinstance(v, Node) else g * v)
+             for g, v in zip(grads, vs)]
+    return gradients(inner, xs)

@@ -1,0 +1,242 @@
+"""Graph and Node: the IR's data structure.
+
+A Graph owns its nodes in creation order; since a node's inputs exist before it, creation order
+is always a topological order (the verifier checks it). A Node is one SSA value: an op, input
+nodes, frozen attributes, a dtype, a static (possibly partial) shape, a scoped name and the
+user's source location. Nodes double as the user's tensors: operators build new nodes.
+"""
+import contextlib
+import threading
+
+from graphc.errors import GraphError
+
+from . import source
+from .shapes import format_shape
+
+
+class Node:
+    """One SSA value of a Graph (what TF1 calls a Tensor, and its Operation too).
+
+    Attributes:
+        id: position in the graph's creation order.
+        opdef: the op declaration (``ir.ops.registry.OpDef``); ``op_name`` is its name.
+        inputs: input nodes (a list; passes rewrite it on their private copies only).
+        attrs: dict of hashable attribute values (frozen by convention).
+        dtype: ``ir.dtypes.DType``, or None for ops that produce no value (``group``).
+        shape: tuple of ints, with None for dims unknown until the step is specialized.
+        name: scoped, unique name (``dense1/matmul``).
+        loc: ``ir.source.Location`` of the user's line; gradient nodes keep the forward line.
+        is_grad: True for nodes made by autodiff.
+    """
+
+    __slots__ = ("graph", "id", "opdef", "inputs", "attrs", "dtype", "shape", "name", "loc",
+                 "is_grad", "meta", "__weakref__")
+    __array_priority__ = 100  # so that ndarray + node defers to Node.__radd__
+
+    def __init__(self, graph, opdef, inputs, attrs, dtype, shape, name, loc, is_grad=False):
+        self.graph = graph
+        self.id = -1
+        self.opdef = opdef
+        self.inputs = list(inputs)
+        self.attrs = attrs
+        self.dtype = dtype
+        self.shape = shape
+        self.name = name
+        self.loc = loc
+        self.is_grad = is_grad
+        self.meta = {}  # pass annotations (buffer, in-place decision, fused body...)
+
+    # -- description ----------------------------------------------------------------------
+    @property
+    def op_name(self):
+        return self.opdef.name
+
+    @property
+    def op(self):
+        """TF1 compatibility: ``tensor.op`` is the operation; graphc has one object for both."""
+        return self
+
+    @property
+    def rank(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def get_shape(self):
+        from .shapes import TensorShape
+        return TensorShape(self.shape)
+
+    def type_str(self):
+        if self.dtype is None:
+            return "()"
+        return f"{self.dtype.short}{format_shape(self.shape)}"
+
+    def describe(self):
+        """``add 'dense1/add'``: how error messages name a node."""
+        return f"{self.op_name} '{self.name}'"
+
+    def __repr__(self):
+        return f"<gc.Tensor '{self.name}' {self.op_name} {self.type_str()}>"
+
+    def __hash__(self):
+        return object.__hash__(self)
+
+    def __bool__(self):
+        raise TypeError(f"the truth value of tensor '{self.name}' is not known while the graph "
+                        "is built; use gc.where or compare values after Session.run")
+
+    def __iter__(self):
+        raise TypeError(f"tensor '{self.name}' is not iterable; use gc.unstack")
+
+    # Operators (+, *, @, [], ==...) are attached by ir.ops.operators to keep this module free
+    # of op knowledge.
+
+    def eval(self, feed_dict=None, session=None):
+        """Evaluate in ``session`` or the default session (TF1's ``Tensor.eval``)."""
+        return _session_for(self, session).run(self, feed_dict=feed_dict)
+
+    def run(self, feed_dict=None, session=None):
+        """Run this op in ``session`` or the default session (TF1's ``Operation.run``)."""
+        _session_for(self, session).run(self, feed_dict=feed_dict)
+
+
+def _session_for(node, session):
+    session = session or get_default_session()
+    if session is None:
+        raise GraphError(f"{node.describe()}: no session to evaluate in",
+                         hint="pass session=..., or call inside `with gc.Session() as sess:`")
+    return session
+
+
+class Graph:
+    """A dataflow graph. Use ``with g.as_default():`` to build into it (TF1 semantics)."""
+
+    def __init__(self):
+        self.nodes = []
+        self._names = {}
+        self._scope = []
+        self.collections = {"variables": [], "trainable_variables": []}
+        self.seed = None
+        self._grad_ctx = None  # (forward loc) while autodiff builds nodes
+
+    # -- building ---------------------------------------------------------------------------
+    def add_node(self, opdef, inputs, attrs, dtype, shape, name=None, loc=None):
+        for x in inputs:
+            if x.graph is not self:
+                raise GraphError(
+                    f"{opdef.name}: input '{x.name}' belongs to another graph",
+                    loc=loc or source.user_location(),
+                    hint="build all tensors of one step inside the same `with g.as_default()`")
+        is_grad = self._grad_ctx is not None
+        if loc is None:
+            loc = self._grad_ctx if is_grad else source.user_location()
+        node = Node(self, opdef, inputs, attrs, dtype, shape,
+                    self.unique_name(name or opdef.name), loc, is_grad)
+        node.id = len(self.nodes)
+        self.nodes.append(node)
+        return node
+
+    def unique_name(self, base):
+        full = "/".join(self._scope + [base]) if self._scope else base
+        n = self._names.get(full, 0)
+        self._names[full] = n + 1
+        return full if n == 0 else f"{full}_{n}"
+
+    @contextlib.contextmanager
+    def name_scope(self, name):
+        parts = [p for p in name.rstrip("/").split("/") if p] if name else []
+        saved = self._scope
+        self._scope = saved + parts
+        try:
+            yield "/".join(self._scope) + "/"
+        finally:
+            self._scope = saved
+
+    @contextlib.contextmanager
+    def gradient_context(self, forward_node):
+        """Nodes built inside are gradient nodes: ``grad/`` names, the forward node's line."""
+        saved_ctx, saved_scope = self._grad_ctx, self._scope
+        self._grad_ctx = forward_node.loc
+        self._scope = ["grad"] + forward_node.name.split("/")[:-1]
+        try:
+            yield
+        finally:
+            self._grad_ctx, self._scope = saved_ctx, saved_scope
+
+    def add_to_collection(self, key, value):
+        self.collections.setdefault(key, []).append(value)
+
+    def get_collection(self, key):
+        return list(self.collections.get(key, []))
+
+    # -- TF1 context ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def as_default(self):
+        _state.graphs.append(self)
+        try:
+            yield self
+        finally:
+            _state.graphs.pop()
+
+    def get_operations(self):
+        return list(self.nodes)
+
+    def get_tensor_by_name(self, name):
+        name = name[:-2] if name.endswith(":0") else name
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no tensor named {name!r} in this graph")
+
+    get_operation_by_name = get_tensor_by_name
+
+    def finalize(self):
+        return self
+
+    def __str__(self):
+        from .printer import format_graph
+        return format_graph(self)
+
+
+class _State(threading.local):
+    def __init__(self):
+        self.graphs = []
+        self.sessions = []
+        self.default = None
+
+
+_state = _State()
+
+
+def get_default_graph():
+    """The innermost ``as_default`` graph, else the global default graph."""
+    if _state.graphs:
+        return _state.graphs[-1]
+    if _state.default is None:
+        _state.default = Graph()
+    return _state.default
+
+
+def reset_default_graph():
+    """Replace the global default graph by a new, empty one (TF1 semantics)."""
+    if _state.graphs:
+        raise GraphError("reset_default_graph: called inside a `with graph.as_default()` block")
+    _state.default = Graph()
+
+
+def push_default_session(sess):
+    _state.sessions.append(sess)
+
+
+def pop_default_session(sess):
+    if _state.sessions and _state.sessions[-1] is sess:
+        _state.sessions.pop()
+
+
+def get_default_session():
+    return _state.sessions[-1] if _state.sessions else None

@@ -1,0 +1,9 @@
+"""Every op graphc knows, declared once per family module; ``REGISTRY`` maps names to OpDefs.
+
+Importing this package registers all ops and attaches Python operators to nodes.
+"""
+from . import elementwise, indexing, linalg, nn, reduce, shape, state  # noqa: F401  (registers)
+from . import operators  # noqa: F401
+from .registry import F, REGISTRY, ZERO, OpDef, apply, const_node, convert, get
+
+__all__ = ["F", "REGISTRY", "ZERO", "OpDef", "apply", "const_node", "convert", "get"]

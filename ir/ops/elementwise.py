@@ -1,0 +1,141 @@
+"""Elementwise ops: a scalar formula each (rendered by both backends, composed by fusion).
+
+VJP conventions (the autodiff driver sums gradients back to each input's shape, so rules
+return gradients of the broadcast shape):
+- ``relu'(0) = 0``; ``abs'(0) = 0``; ``sign`` and comparisons are not differentiable.
+- ``maximum``/``minimum`` split ties evenly: at ``x == y`` each side gets ``g / 2``.
+- ``where``'s VJP is ``where(c, g, 0)`` / ``where(c, 0, g)``, never a mask multiply, so a NaN
+  in the branch not taken never leaks into the gradient.
+- ``pow``'s exponent gradient uses ``log(x)`` only where ``x > 0`` (0 elsewhere), as TF does.
+- VJPs reuse the forward output where it is cheaper: ``d exp = g * out``,
+  ``d sqrt = g / (2 out)``, ``d tanh = g (1 - out^2)``, ``d sigmoid = g out (1 - out)``.
+"""
+from .. import dtypes as D
+from ..scalar import S
+from .registry import F, ZERO, defop, require, same_dtype, broadcast_all
+
+FLOAT, NUMERIC, BOOL = "f", "fi", "b"
+
+
+def _infer(kinds, out_dtype=None):
+    def infer(nodes, **attrs):
+        dt = same_dtype(nodes, kinds)
+        return (out_dtype or dt), broadcast_all(nodes)
+    return infer
+
+
+def unary(name, kinds, scalar, vjp, domain=(-2.0, 2.0), doc=""):
+    return defop(name, _infer(kinds), vjp, scalar=scalar, domain=domain, arity=1, doc=doc,
+                 family="elementwise")
+
+
+def binary(name, kinds, scalar, vjp, commutative=False, domain=(-2.0, 2.0), out_dtype=None):
+    return defop(name, _infer(kinds, out_dtype), vjp, scalar=scalar, commutative=commutative,
+                 domain=domain, arity=2, family="elementwise")
+
+
+def _half_split(x, y, g, greater):
+    """Mask for the ``x`` side of max/min: 1 where x wins, 1/2 on ties, else 0."""
+    win = F.cast(F.greater(x, y) if greater else F.less(x, y), dtype=g.dtype)
+    tie = F.cast(F.equal(x, y), dtype=g.dtype)
+    mx = win + tie * 0.5
+    return [g * mx, g * (1.0 - mx)]
+
+
+def _pow_vjp(g, out, x, y):
+    positive = F.greater(x, 0.0)
+    safe_log = F.where(positive, F.log(F.where(positive, x, F.ones_like(x))), F.zeros_like(x))
+    return [g * y * F.pow(x, y - 1.0), g * out * safe_log]
+
+
+# -- arithmetic ---------------------------------------------------------------------------
+ADD = binary("add", NUMERIC, lambda x, y: x + y, lambda g, out, x, y: [g, g], commutative=True)
+SUBTRACT = binary("subtract", NUMERIC, lambda x, y: x - y, lambda g, out, x, y: [g, -g])
+MULTIPLY = binary("multiply", NUMERIC, lambda x, y: x * y,
+                  lambda g, out, x, y: [g * y, g * x], commutative=True)
+DIVIDE = binary("divide", FLOAT, lambda x, y: x / y,
+                lambda g, out, x, y: [g / y, -(g * out) / y], domain=(0.5, 2.0))
+POW = binary("pow", FLOAT, lambda x, y: S.pow(x, y), _pow_vjp, domain=(0.5, 2.0))
+MAXIMUM = binary("maximum", NUMERIC, lambda x, y: S.max(x, y),
+                 lambda g, out, x, y: _half_split(x, y, g, True), commutative=True)
+MINIMUM = binary("minimum", NUMERIC, lambda x, y: S.min(x, y),
+                 lambda g, out, x, y: _half_split(x, y, g, False), commutative=True)
+NEGATIVE = unary("negative", NUMERIC, lambda x: -x, lambda g, out, x: [-g])
+SQUARE = unary("square", NUMERIC, lambda x: x * x, lambda g, out, x: [g * (x * 2.0)])
+ABS = unary("abs", NUMERIC, lambda x: S.abs(x), lambda g, out, x: [g * F.sign(x)])
+SIGN = unary("sign", NUMERIC, lambda x: S.sign(x), ZERO)
+FLOOR = unary("floor", FLOAT, lambda x: S.floor(x), ZERO)
+
+# -- transcendental -------------------------------------------------------------------------
+SQRT = unary("sqrt", FLOAT, lambda x: S.sqrt(x), lambda g, out, x: [g / (out * 2.0)],
+             domain=(0.1, 2.0))
+EXP = unary("exp", FLOAT, lambda x: S.exp(x), lambda g, out, x: [g * out])
+LOG = unary("log", FLOAT, lambda x: S.log(x), lambda g, out, x: [g / x], domain=(0.1, 2.0))
+LOG1P = unary("log1p", FLOAT, lambda x: S.log1p(x), lambda g, out, x: [g / (x + 1.0)],
+              domain=(-0.5, 2.0))
+TANH = unary("tanh", FLOAT, lambda x: S.tanh(x), lambda g, out, x: [g * (1.0 - out * out)])
+SIGMOID = unary("sigmoid", FLOAT, lambda x: 1.0 / (1.0 + S.exp(-x)),
+                lambda g, out, x: [g * (out * (1.0 - out))])
+RELU = unary("relu", NUMERIC, lambda x: S.max(x, 0),
+             lambda g, out, x: [F.where(F.greater(x, 0), g, F.zeros_like(g))])
+SOFTPLUS = unary("softplus", FLOAT,
+                 lambda x: S.max(x, 0.0) + S.log1p(S.exp(-S.abs(x))),
+                 lambda g, out, x: [g * F.sigmoid(x)])
+LEAKY_RELU = defop(
+    "leaky_relu", _infer(FLOAT), family="elementwise", arity=1,
+    scalar=lambda x, alpha: S.where(S.gt(x, 0.0), x, x * alpha),
+    vjp=lambda g, out, x, alpha: [F.where(F.greater(x, 0.0), g, g * alpha)])
+
+# -- selection, casts, identity -------------------------------------------------------------
+
+
+def _where_infer(nodes):
+    c, a, b = nodes
+    require(c.dtype == D.bool_, f"condition must be bool, found {c.dtype.name}",
+            [f"'{c.name}': {c.type_str()}"], kind="dtype")
+    dt = same_dtype([a, b], what="branches")
+    return dt, broadcast_all(nodes)
+
+
+WHERE = defop("where", _where_infer, family="elementwise", arity=3,
+              scalar=lambda c, a, b: S.where(c, a, b),
+              vjp=lambda g, out, c, a, b: [None, F.where(c, g, F.zeros_like(g)),
+                                           F.where(c, F.zeros_like(g), g)])
+
+
+def _cast_vjp(g, out, x, dtype):
+    if not (x.dtype.is_floating and out.dtype.is_floating):
+        return [None]
+    return [F.cast(g, dtype=x.dtype)]
+
+
+CAST = defop("cast", lambda nodes, dtype: (D.as_dtype(dtype), nodes[0].shape), _cast_vjp,
+             family="elementwise", arity=1,
+             scalar=lambda x, dtype: S.cast(x, D.as_dtype(dtype)))
+IDENTITY = defop("identity", lambda nodes: (nodes[0].dtype, nodes[0].shape),
+                 lambda g, out, x: [g], scalar=lambda x: x, arity=1, family="elementwise")
+STOP_GRADIENT = defop("stop_gradient", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
+                      scalar=lambda x: x, arity=1, family="elementwise")
+
+ZEROS_LIKE = defop("zeros_like", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
+                   scalar=lambda x: S.const(0, x.dtype), arity=1, family="elementwise")
+ONES_LIKE = defop("ones_like", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
+                  scalar=lambda x: S.const(1, x.dtype), arity=1, family="elementwise")
+
+# -- comparisons and logic (bool results, not differentiable) --------------------------------
+for _name, _prim in [("equal", "eq"), ("not_equal", "ne"), ("less", "lt"),
+                     ("less_equal", "le"), ("greater", "gt"), ("greater_equal", "ge")]:
+    binary(_name, "fib", (lambda p: lambda x, y: getattr(S, p)(x, y))(_prim), ZERO,
+           commutative=_prim in ("eq", "ne"), out_dtype=D.bool_)
+binary("logical_and", BOOL, lambda x, y: getattr(S, "and")(x, y), ZERO, commutative=True)
+binary("logical_or", BOOL, lambda x, y: getattr(S, "or")(x, y), ZERO, commutative=True)
+unary("logical_not", BOOL, lambda x: getattr(S, "not")(x), ZERO)
+defop("is_finite", _infer(FLOAT, D.bool_), ZERO, scalar=lambda x: S.isfinite(x), arity=1,
+      family="elementwise")
+
+# -- fused losses ---------------------------------------------------------------------------
+SIGMOID_XENT = defop(
+    "sigmoid_xent", _infer(FLOAT), family="elementwise", arity=2,
+    doc="sigmoid_cross_entropy_with_logits(labels z, logits x), the stable form",
+    scalar=lambda z, x: S.max(x, 0.0) - x * z + S.log1p(S.exp(-S.abs(x))),
+    vjp=lambda g, out, z, x: [-(g * x), g * (F.sigmoid(x) - z)])

@@ -1,0 +1,133 @@
+"""Neural-network kernels: softmax, log_softmax and the fused softmax cross-entropies.
+
+All work on the last axis and subtract the row maximum first, so logits of +-1e4 give finite
+losses and gradients. The cross-entropy gradient is one fused kernel, ``softmax(z) - y``
+(scaled by the label mass for dense labels), not a chain of generic ops; its own VJP is the
+softmax Jacobian-vector product ``p * (v - sum(p * v))``, so second derivatives work.
+"""
+import numpy as np
+
+from .. import dtypes as D
+from .registry import F, defop, require, same_dtype
+
+
+def _last_axis(axis, rank):
+    require(axis in (-1, rank - 1), f"only the last axis is supported, got axis={axis}",
+            hint="transpose the axis to the end first")
+
+
+def _softmax_infer(nodes, axis=-1):
+    (x,) = nodes
+    same_dtype(nodes, "f")
+    require(x.rank >= 1, "needs rank >= 1")
+    _last_axis(axis, x.rank)
+    return x.dtype, x.shape
+
+
+def softmax_impl(x, axis=-1):
+    z = x - np.max(x, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def log_softmax_impl(x, axis=-1):
+    z = x - np.max(x, axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+def _softmax_jvp_t(p, v):
+    """J^T v for J = diag(p) - p p^T (symmetric): p * (v - sum(p * v))."""
+    return p * (v - F.reduce_sum(p * v, axis=-1, keepdims=True))
+
+
+SOFTMAX = defop("softmax", _softmax_infer,
+                lambda g, out, x, axis=-1: [_softmax_jvp_t(out, g)],
+                impl=softmax_impl, family="nn")
+LOG_SOFTMAX = defop(
+    "log_softmax", _softmax_infer,
+    lambda g, out, x, axis=-1: [g - F.exp(out) * F.reduce_sum(g, axis=-1, keepdims=True)],
+    impl=log_softmax_impl, family="nn")
+
+
+# -- sparse labels: loss_i = -log softmax(z_i)[y_i] ---------------------------------------------
+def _sparse_infer(nodes):
+    logits, labels = nodes
+    require(logits.dtype.is_floating, f"logits must be floating, found {logits.dtype.name}",
+            kind="dtype")
+    require(labels.dtype.is_integer, f"labels must be integers, found {labels.dtype.name}",
+            hint="sparse labels are class indices; use softmax_cross_entropy_with_logits "
+                 "for one-hot or soft labels", kind="dtype")
+    require(labels.rank == logits.rank - 1,
+            f"labels {labels.type_str()} must have rank {logits.rank - 1} for logits "
+            f"{logits.type_str()}")
+    for i, (a, b) in enumerate(zip(labels.shape, logits.shape)):
+        require(a is None or b is None or a == b,
+                f"labels {labels.type_str()} do not match logits {logits.type_str()}",
+                [f"axis {i}: {a} vs {b}"])
+    return logits.dtype, logits.shape[:-1]
+
+
+def sparse_xent_impl(logits, labels):
+    lsm = log_softmax_impl(logits)
+    return -np.take_along_axis(lsm, np.asarray(labels)[..., None].astype(np.int64),
+                               axis=-1)[..., 0]
+
+
+def sparse_xent_grad_impl(logits, labels):
+    p = softmax_impl(logits)
+    np.put_along_axis(p, np.asarray(labels)[..., None].astype(np.int64),
+                      np.take_along_axis(p, np.asarray(labels)[..., None].astype(np.int64),
+                                         axis=-1) - 1, axis=-1)
+    return p
+
+
+SPARSE_XENT = defop(
+    "sparse_softmax_xent", _sparse_infer,
+    lambda g, out, logits, labels:
+    [F.expand_dims(g, axis=-1) * F.sparse_softmax_xent_grad(logits, labels), None],
+    impl=sparse_xent_impl, family="nn")
+SPARSE_XENT_GRAD = defop(
+    "sparse_softmax_xent_grad", lambda nodes: (nodes[0].dtype, nodes[0].shape),
+    lambda g, out, logits, labels: [_softmax_jvp_t(F.softmax(logits), g), None],
+    impl=sparse_xent_grad_impl, family="nn", doc="softmax(logits) - one_hot(labels)")
+
+
+# -- dense labels: loss_i = -sum_j y_ij log softmax(z_i)_j --------------------------------------
+def _dense_infer(nodes):
+    logits, labels = nodes
+    same_dtype(nodes, "f")
+    require(labels.rank == logits.rank, f"labels {labels.type_str()} and logits "
+            f"{logits.type_str()} must have the same shape")
+    for i, (a, b) in enumerate(zip(labels.shape, logits.shape)):
+        require(a is None or b is None or a == b,
+                f"labels {labels.type_str()} do not match logits {logits.type_str()}",
+                [f"axis {i}: {a} vs {b}"])
+    return logits.dtype, logits.shape[:-1]
+
+
+def dense_xent_impl(logits, labels):
+    return -np.sum(labels * log_softmax_impl(logits), axis=-1)
+
+
+def dense_xent_grad_impl(logits, labels):
+    return softmax_impl(logits) * np.sum(labels, axis=-1, keepdims=True) - labels
+
+
+def _dense_grad_vjp(g, out, logits, labels):
+    p = F.softmax(logits)
+    mass = F.reduce_sum(labels, axis=-1, keepdims=True)
+    return [_softmax_jvp_t(p, g) * mass,
+            F.reduce_sum(g * p, axis=-1, keepdims=True) - g]
+
+
+DENSE_XENT = defop(
+    "softmax_xent", _dense_infer,
+    lambda g, out, logits, labels:
+    [F.expand_dims(g, axis=-1) * F.softmax_xent_grad(logits, labels),
+     -(F.expand_dims(g, axis=-1) * F.log_softmax(logits))],
+    impl=dense_xent_impl, family="nn")
+DENSE_XENT_GRAD = defop(
+    "softmax_xent_grad", lambda nodes: (nodes[0].dtype, nodes[0].shape), _dense_grad_vjp,
+    impl=dense_xent_grad_impl, family="nn", doc="softmax(logits) * sum(labels) - labels")
+
+__all__ = ["D"]

@@ -1,0 +1,87 @@
+"""Reductions: sum, mean, max, min over axes (with keepdims), and argmax/argmin.
+
+VJP conventions: the upstream gradient is re-expanded to the kept shape and broadcast back
+with ``broadcast_like``; ``reduce_max``/``reduce_min`` split the gradient evenly among ties
+(each of k equal maxima receives g / k); argmax/argmin are not differentiable.
+"""
+import numpy as np
+
+from .. import dtypes as D
+from ..shapes import normalize_axes, normalize_axis
+from .registry import F, ZERO, defop, require
+
+
+def _reduce_infer(kinds):
+    def infer(nodes, axis=None, keepdims=False):
+        (x,) = nodes
+        require(x.dtype.kind in kinds, f"expected a numeric tensor, found {x.dtype.name}",
+                kind="dtype")
+        axes = normalize_axes(axis, x.rank)
+        if keepdims:
+            shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        else:
+            shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        return x.dtype, shape
+    return infer
+
+
+def _kept(g, x, axis, keepdims):
+    """``g`` with the reduced axes re-inserted as size 1 (rank of x)."""
+    if keepdims:
+        return g
+    for a in normalize_axes(axis, x.rank):
+        g = F.expand_dims(g, axis=a)
+    return g
+
+
+def _sum_vjp(g, out, x, axis=None, keepdims=False):
+    return [F.broadcast_like(_kept(g, x, axis, keepdims), x)]
+
+
+def _mean_vjp(g, out, x, axis=None, keepdims=False):
+    count = F.dim_size(x, axes=normalize_axes(axis, x.rank))
+    return [F.broadcast_like(_kept(g, x, axis, keepdims) / count, x)]
+
+
+def _extreme_vjp(g, out, x, axis=None, keepdims=False):
+    axes = normalize_axes(axis, x.rank)
+    hit = F.cast(F.equal(x, F.broadcast_like(_kept(out, x, axis, keepdims), x)), dtype=x.dtype)
+    ties = F.reduce_sum(hit, axis=axes, keepdims=True)
+    return [F.broadcast_like(_kept(g, x, axis, keepdims) / ties, x) * hit]
+
+
+def _axes_kw(axis, keepdims):
+    return {"axis": axis, "keepdims": keepdims}
+
+
+def _reducer(fn):
+    def impl(x, axis=None, keepdims=False):
+        axes = normalize_axes(axis, np.ndim(x))
+        return np.asarray(fn(x, axis=axes, keepdims=keepdims))
+    return impl
+
+
+REDUCE_SUM = defop("reduce_sum", _reduce_infer("fi"), _sum_vjp, impl=_reducer(np.sum),
+                   family="reduce")
+REDUCE_MEAN = defop("reduce_mean", _reduce_infer("f"), _mean_vjp, impl=_reducer(np.mean),
+                    family="reduce")
+REDUCE_MAX = defop("reduce_max", _reduce_infer("fi"), _extreme_vjp, impl=_reducer(np.max),
+                   family="reduce")
+REDUCE_MIN = defop("reduce_min", _reduce_infer("fi"), _extreme_vjp, impl=_reducer(np.min),
+                   family="reduce")
+
+
+def _arg_infer(nodes, axis=0, output_type=D.int64):
+    (x,) = nodes
+    a = normalize_axis(axis, x.rank)
+    return D.as_dtype(output_type), tuple(d for i, d in enumerate(x.shape) if i != a)
+
+
+def _argreduce(fn):
+    def impl(x, axis=0, output_type=D.int64):
+        return np.asarray(fn(x, axis=axis)).astype(D.as_dtype(output_type).np)
+    return impl
+
+
+ARGMAX = defop("argmax", _arg_infer, ZERO, impl=_argreduce(np.argmax), family="reduce")
+ARGMIN = defop("argmin", _arg_infer, ZERO, impl=_argreduce(np.argmin), family="reduce")

@@ -1,0 +1,202 @@
+"""The op registry: every op is declared once, with ``defop``.
+
+A declaration holds the op's shape/dtype rule, its VJP (written with graph ops, so gradients are
+differentiable again), and either a scalar formula (elementwise ops: both backends render it and
+fusion composes it) or a reference NumPy implementation ``impl`` (everything else: constant
+folding evaluates it and the NumPy backend emits it; other backends implement the kernel named
+by the op). Effects are data: ``impure`` ops are never merged, folded or recomputed.
+"""
+import numpy as np
+
+from graphc.errors import DTypeError, ShapeError
+
+from .. import dtypes as D
+from .. import scalar as S
+from ..graph import Node, get_default_graph
+from ..shapes import RuleError, broadcast_shapes
+
+REGISTRY = {}
+
+
+class _Zero:
+    """VJP marker: the op is not differentiable; its inputs receive no gradient (zero)."""
+
+    def __repr__(self):
+        return "ZERO"
+
+
+ZERO = _Zero()
+
+
+class OpDef:
+    """The declaration of one op (see module docstring). Build with ``defop``."""
+
+    def __init__(self, name, infer, vjp, scalar=None, impl=None, impure=False,
+                 commutative=False, domain=None, arity=None, doc="", produces_value=True,
+                 kernel=None, view=False, family=""):
+        self.name, self.infer, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
+        self.impure, self.commutative, self.domain, self.arity = impure, commutative, domain, arity
+        self.doc, self.produces_value, self.view, self.family = doc, produces_value, view, family
+        self.kernel = kernel or name
+
+    @property
+    def is_elementwise(self):
+        return self.scalar is not None
+
+    @property
+    def differentiable(self):
+        return self.vjp is not ZERO
+
+    def scalar_body(self, input_dtypes, attrs):
+        """The op's formula as an Expr over ``arg(i)`` of the given input dtypes."""
+        args = [S.arg(i, d) for i, d in enumerate(input_dtypes)]
+        return self.scalar(*args, **attrs)
+
+    def evaluate(self, inputs, attrs):
+        """Reference semantics on NumPy arrays (constant folding, the op-table tests)."""
+        if self.scalar is not None:
+            body = self.scalar_body([D.as_dtype(np.asarray(x).dtype) for x in inputs], attrs)
+            out = S.evaluate(body, inputs)
+            shape = np.broadcast_shapes(*(np.shape(x) for x in inputs)) if inputs else ()
+            return np.broadcast_to(out, shape).copy()
+        return self.impl(*inputs, **attrs)
+
+    def __repr__(self):
+        return f"<op {self.name}>"
+
+
+def defop(name, infer, vjp, **kw):
+    """Declare an op and register it under ``name``; returns the OpDef."""
+    if name in REGISTRY:
+        raise ValueError(f"op {name!r} declared twice")
+    op = OpDef(name, infer, vjp, **kw)
+    REGISTRY[name] = op
+    return op
+
+
+def get(name):
+    return REGISTRY[name]
+
+
+# -- building nodes -------------------------------------------------------------------------
+
+def _graph_of(inputs):
+    for x in inputs:
+        if isinstance(x, Node):
+            return x.graph
+    return get_default_graph()
+
+
+def const_node(value, dtype=None, graph=None, name=None):
+    """A ``const`` node holding ``value`` (converted to ``dtype``), read-only."""
+    arr = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype).np)
+    if dtype is None:
+        if arr.dtype == np.float64 and not isinstance(value, np.ndarray):
+            arr = arr.astype(np.float32)  # Python floats default to float32, as in TF
+        elif arr.dtype == np.int64 and not isinstance(value, np.ndarray):
+            arr = arr.astype(np.int32)
+    dt = D.as_dtype(arr.dtype)
+    arr.setflags(write=False)
+    g = graph or get_default_graph()
+    return g.add_node(get("const"), [], {"value": arr}, dt, arr.shape, name or "const")
+
+
+def convert(value, like=None, graph=None):
+    """A Node for ``value``: Nodes pass through; numbers and arrays become constants.
+
+    Python numbers take the dtype of ``like`` (``x * 2.0`` stays float32), as TF1 does.
+    """
+    if isinstance(value, Node):
+        return value
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Node) for v in value):
+        return apply("stack", list(value), {"axis": 0})
+    if like is not None and not isinstance(value, np.ndarray):
+        arr = np.asarray(value)
+        if like.dtype.is_integer and arr.dtype.kind == "f":
+            if not np.all(arr == np.floor(arr)):
+                raise DTypeError(
+                    f"cannot use the float value {value!r} with integer tensor "
+                    f"'{like.name}' ({like.dtype.name})", hint="cast one of them with gc.cast")
+        return const_node(arr, like.dtype, graph or like.graph)
+    return const_node(value, None, graph)
+
+
+def apply(op, inputs, attrs=None, name=None):
+    """Create a node of ``op`` on ``inputs``, running its shape/dtype rule.
+
+    Raises:
+        ShapeError, DTypeError: from the rule, naming the op, the would-be node and the line.
+    """
+    opdef = REGISTRY[op] if isinstance(op, str) else op
+    attrs = {k: _freeze(v) for k, v in (attrs or {}).items()}
+    graph = _graph_of(inputs)
+    like = next((x for x in inputs if isinstance(x, Node)), None)
+    nodes = [convert(x, like, graph) for x in inputs]
+    try:
+        dtype, shape = opdef.infer(nodes, **attrs)
+    except RuleError as e:
+        from .. import source
+        cls = DTypeError if e.kind == "dtype" else ShapeError
+        loc = graph._grad_ctx or source.user_location()
+        label = f"{opdef.name} '{graph.unique_name(name or opdef.name)}'"
+        raise cls(f"{label}: {e.message}", e.details, loc, e.hint) from None
+    return graph.add_node(opdef, nodes, attrs, dtype, shape, name)
+
+
+def _freeze(value):
+    """Attributes are hashable: lists become tuples (CSE keys and dumps rely on it)."""
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, tuple):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class _Builders:
+    """``F.exp(x)``, ``F.reduce_sum(x, axis=0)``: build any registered op by name.
+
+    VJPs use it so that op families can refer to each other without import cycles.
+    """
+
+    def __getattr__(self, op):
+        if op not in REGISTRY:
+            raise AttributeError(f"no op {op!r}")
+        return lambda *inputs, name=None, **attrs: apply(op, list(inputs), attrs, name)
+
+
+F = _Builders()
+
+
+# -- shared shape/dtype rules ---------------------------------------------------------------
+
+def require(cond, message, details=(), hint=None, kind="shape"):
+    if not cond:
+        raise RuleError(message, details, hint, kind)
+
+
+def same_dtype(nodes, allowed=None, what="operands"):
+    """All inputs share one dtype (in ``allowed`` kinds when given); TF never promotes."""
+    d0 = nodes[0].dtype
+    for n in nodes[1:]:
+        require(n.dtype == d0,
+                f"{what} have different dtypes: {d0.name} vs {n.dtype.name}",
+                [f"'{m.name}': {m.type_str()}" for m in nodes],
+                "cast one of them with gc.cast", kind="dtype")
+    if allowed is not None:
+        require(d0.kind in allowed,
+                f"expected a {_kinds(allowed)} tensor, found {d0.name}",
+                [f"'{nodes[0].name}': {nodes[0].type_str()}"], kind="dtype")
+    return d0
+
+
+def _kinds(kinds):
+    return " or ".join({"f": "floating", "i": "integer", "b": "bool"}[k] for k in kinds)
+
+
+def broadcast_all(nodes):
+    shape = ()
+    for n in nodes:
+        shape = broadcast_shapes(shape, n.shape)
+    return shape

@@ -1,0 +1,184 @@
+"""Shape and data-movement ops: reshape, transpose, expand/squeeze, broadcast, concat, stack,
+strided slices, gather/scatter-add, one_hot, and the compile-time shape queries.
+
+Ops whose output shape copies another tensor's (``reshape_like``, ``broadcast_like``,
+``strided_slice_grad``, ``scatter_add``) take that tensor as an input, so gradients stay valid
+while a placeholder's batch dim is still unknown; its value is never read.
+"""
+import numpy as np
+
+from .. import dtypes as D
+from ..shapes import RuleError, broadcast_shapes, format_shape, normalize_axes, normalize_axis
+from .registry import F, ZERO, defop, require
+
+
+def _static(shape):
+    return all(d is not None for d in shape)
+
+
+def _reshape_to(g, x):
+    return F.reshape(g, shape=x.shape) if _static(x.shape) else F.reshape_like(g, x)
+
+
+# -- reshape ----------------------------------------------------------------------------------
+def _reshape_infer(nodes, shape):
+    (x,) = nodes
+    shape = tuple(int(d) for d in shape)
+    require(sum(d == -1 for d in shape) <= 1, f"at most one -1 allowed in shape {list(shape)}")
+    known = int(np.prod([d for d in shape if d != -1])) if shape else 1
+    total = None if not _static(x.shape) else int(np.prod(x.shape))
+    if -1 in shape:
+        if total is None:
+            return x.dtype, tuple(None if d == -1 else d for d in shape)
+        require(known > 0 and total % known == 0,
+                f"cannot reshape {x.type_str()} ({total} elements) to {list(shape)}")
+        return x.dtype, tuple(total // known if d == -1 else d for d in shape)
+    require(total is None or total == known,
+            f"cannot reshape {x.type_str()} ({total} elements) to {list(shape)} "
+            f"({known} elements)")
+    return x.dtype, shape
+
+
+def _reshape_impl(x, shape):
+    return np.reshape(x, shape)
+
+
+RESHAPE = defop("reshape", _reshape_infer, lambda g, out, x, shape: [_reshape_to(g, x)],
+                impl=_reshape_impl, view=True, family="shape")
+RESHAPE_LIKE = defop(
+    "reshape_like", lambda nodes: (nodes[0].dtype, nodes[1].shape),
+    lambda g, out, x, like: [_reshape_to(g, x), None],
+    impl=lambda x, like: np.reshape(x, np.shape(like)), view=True, family="shape")
+
+
+# -- transpose, expand_dims, squeeze -----------------------------------------------------------
+def _transpose_infer(nodes, perm=None):
+    (x,) = nodes
+    perm = tuple(reversed(range(x.rank))) if perm is None else tuple(perm)
+    require(sorted(perm) == list(range(x.rank)),
+            f"perm {list(perm)} is not a permutation of the {x.rank} axes of {x.type_str()}")
+    return x.dtype, tuple(x.shape[p] for p in perm)
+
+
+def _transpose_vjp(g, out, x, perm=None):
+    perm = tuple(reversed(range(x.rank))) if perm is None else tuple(perm)
+    return [F.transpose(g, perm=tuple(int(i) for i in np.argsort(perm)))]
+
+
+TRANSPOSE = defop("transpose", _transpose_infer, _transpose_vjp,
+                  impl=lambda x, perm=None: np.transpose(x, perm), family="shape")
+
+
+def _expand_infer(nodes, axis):
+    (x,) = nodes
+    a = normalize_axis(axis, x.rank + 1)
+    return x.dtype, x.shape[:a] + (1,) + x.shape[a:]
+
+
+EXPAND_DIMS = defop("expand_dims", _expand_infer, lambda g, out, x, axis: [_reshape_to(g, x)],
+                    impl=lambda x, axis: np.expand_dims(x, axis), view=True, family="shape")
+
+
+def _squeeze_axes(x, axis):
+    if axis is None:
+        return tuple(i for i, d in enumerate(x.shape) if d == 1)
+    axes = normalize_axes(axis, x.rank)
+    for a in axes:
+        require(x.shape[a] in (1, None),
+                f"cannot squeeze axis {a} of {x.type_str()}: its size is {x.shape[a]}, not 1")
+    return axes
+
+
+def _squeeze_infer(nodes, axis=None):
+    (x,) = nodes
+    axes = _squeeze_axes(x, axis)
+    return x.dtype, tuple(d for i, d in enumerate(x.shape) if i not in axes)
+
+
+def _squeeze_impl(x, axis=None):
+    if axis is None:
+        return np.squeeze(x)
+    return np.squeeze(x, tuple(normalize_axes(axis, np.ndim(x))))
+
+
+SQUEEZE = defop("squeeze", _squeeze_infer, lambda g, out, x, axis=None: [_reshape_to(g, x)],
+                impl=_squeeze_impl, view=True, family="shape")
+
+
+# -- broadcasting -------------------------------------------------------------------------------
+def _broadcast_to_infer(nodes, shape):
+    (x,) = nodes
+    shape = tuple(shape)
+    out = broadcast_shapes(x.shape, shape)
+    require(out == shape, f"cannot broadcast {x.type_str()} to {format_shape(shape)}")
+    return x.dtype, shape
+
+
+# The driver sums the gradient back to the input's shape: the VJP is the identity.
+BROADCAST_TO = defop("broadcast_to", _broadcast_to_infer, lambda g, out, x, shape: [g],
+                     impl=lambda x, shape: np.broadcast_to(x, shape).copy(), family="shape")
+BROADCAST_LIKE = defop(
+    "broadcast_like",
+    lambda nodes: (nodes[0].dtype, broadcast_shapes(nodes[0].shape, nodes[1].shape)),
+    lambda g, out, x, like: [g, None],
+    impl=lambda x, like: np.broadcast_to(x, np.broadcast_shapes(np.shape(x), np.shape(like)))
+    .copy(), family="shape")
+
+
+# -- concat and stack ---------------------------------------------------------------------------
+def _concat_infer(nodes, axis):
+    require(len(nodes) >= 1, "needs at least one tensor")
+    first = nodes[0]
+    a = normalize_axis(axis, first.rank)
+    total = 0
+    for n in nodes:
+        require(n.dtype == first.dtype, f"mixed dtypes {first.dtype.name} and {n.dtype.name}",
+                kind="dtype")
+        require(n.rank == first.rank, f"ranks differ: {first.type_str()} and {n.type_str()}")
+        for i, (p, q) in enumerate(zip(first.shape, n.shape)):
+            if i != a and p is not None and q is not None:
+                require(p == q, f"shapes differ off the concat axis: {first.type_str()} and "
+                        f"{n.type_str()}", [f"axis {i}: {p} vs {q}"])
+        total = None if total is None or n.shape[a] is None else total + n.shape[a]
+    return first.dtype, first.shape[:a] + (total,) + first.shape[a + 1:]
+
+
+def _slice_along(g, rank, axis, start, stop):
+    spec = tuple(("s", None, None, None) if i != axis else ("s", start, stop, None)
+                 for i in range(rank))
+    return F.strided_slice(g, spec=spec)
+
+
+def _concat_vjp(g, out, *xs, axis):
+    a = normalize_axis(axis, out.rank)
+    grads, off = [], 0
+    for x in xs:
+        size = x.shape[a]
+        if size is None:
+            raise RuleError(f"concat gradient needs static sizes along axis {a}")
+        grads.append(_slice_along(g, out.rank, a, off, off + size))
+        off += size
+    return grads
+
+
+CONCAT = defop("concat", _concat_infer, _concat_vjp,
+               impl=lambda *xs, axis: np.concatenate(xs, axis=axis), family="shape")
+
+
+def _stack_infer(nodes, axis=0):
+    first = nodes[0]
+    a = normalize_axis(axis, first.rank + 1)
+    for n in nodes:
+        require(n.dtype == first.dtype and n.shape == first.shape,
+                f"stack needs equal shapes and dtypes: {first.type_str()} vs {n.type_str()}")
+    return first.dtype, first.shape[:a] + (len(nodes),) + first.shape[a:]
+
+
+def _stack_vjp(g, out, *xs, axis=0):
+    a = normalize_axis(axis, out.rank)
+    return [F.strided_slice(g, spec=tuple(("i", i) if d == a else ("s", None, None, None)
+                                          for d in range(out.rank))) for i in range(len(xs))]
+
+
+STACK = defop("stack", _stack_infer, _stack_vjp,
+              impl=lambda *xs, axis=0: np.stack(xs, axis=axis), family="shape")

@@ -1,0 +1,79 @@
+"""Leaves and effects: constants, placeholders, variables, assignments, groups, random numbers.
+
+Semantics of state within one step: a ``variable`` node is the variable's value when the step
+starts; an ``assign`` node's value is the new value, which becomes the variable's value when the
+step ends. Every read of the old value therefore happens before the assignment (the scheduler
+orders them; the in-place pass may then update the variable's buffer in place). ``assign``,
+``group`` and the random ops are impure: never merged, folded, or recomputed.
+"""
+import numpy as np
+
+from .. import dtypes as D
+from ..shapes import format_shape
+from .registry import ZERO, defop, require
+
+
+def _leaf_infer(nodes, **attrs):
+    return D.as_dtype(attrs["dtype"]), tuple(attrs["shape"])
+
+
+CONST = defop("const", lambda nodes, value: (D.as_dtype(value.dtype), value.shape), ZERO,
+              impl=lambda value: value, family="state")
+PLACEHOLDER = defop("placeholder", _leaf_infer, ZERO, family="state")
+VARIABLE = defop("variable", _leaf_infer, ZERO, family="state")
+
+
+def _assign_infer(nodes, mode="set"):
+    var, value = nodes
+    require(var.op_name == "variable",
+            f"the target must be a Variable, found {var.describe()}",
+            hint="create it with gc.Variable(...)")
+    require(var.dtype == value.dtype,
+            f"value dtype {value.dtype.name} differs from variable '{var.name}' "
+            f"({var.dtype.name})", kind="dtype")
+    require(var.shape == value.shape,
+            f"value shape {format_shape(value.shape)} differs from variable '{var.name}' "
+            f"{format_shape(var.shape)}")
+    return var.dtype, var.shape
+
+
+ASSIGN = defop("assign", _assign_infer, ZERO, impure=True, family="state",
+               impl=lambda var, value, mode="set": np.array(value),
+               doc="new value of the variable (input 0, a target, not a read)")
+GROUP = defop("group", lambda nodes: (None, None), ZERO, impure=True, produces_value=False,
+              family="state", doc="runs its inputs; no value (TF1's tf.group / no_op)")
+
+
+def _random_infer(nodes, shape, dtype=D.float32, seed=None, **params):
+    dt = D.as_dtype(dtype)
+    require(dt.is_floating, f"random values must be floating, found {dt.name}", kind="dtype")
+    require(all(d is not None for d in shape), f"random shape must be static, found {shape}")
+    return dt, tuple(shape)
+
+
+def random_normal_impl(rng, shape, dtype=D.float32, seed=None, mean=0.0, stddev=1.0):
+    return (rng.standard_normal(shape) * stddev + mean).astype(D.as_dtype(dtype).np)
+
+
+def random_uniform_impl(rng, shape, dtype=D.float32, seed=None, minval=0.0, maxval=1.0):
+    return rng.uniform(minval, maxval, shape).astype(D.as_dtype(dtype).np)
+
+
+def truncated_normal_impl(rng, shape, dtype=D.float32, seed=None, mean=0.0, stddev=1.0):
+    """Normal samples redrawn until all lie within two standard deviations, as in TF."""
+    z = rng.standard_normal(shape)
+    bad = np.abs(z) > 2.0
+    while bad.any():
+        z[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(z) > 2.0
+    return (z * stddev + mean).astype(D.as_dtype(dtype).np)
+
+
+# Random ops take an RNG (a numpy Generator owned by the compiled step, seeded from the op's
+# seed) as the first argument of their impl: fresh values every run, reproducible by seed.
+RANDOM_NORMAL = defop("random_normal", _random_infer, ZERO, impure=True,
+                      impl=random_normal_impl, family="state")
+RANDOM_UNIFORM = defop("random_uniform", _random_infer, ZERO, impure=True,
+                       impl=random_uniform_impl, family="state")
+TRUNCATED_NORMAL = defop("truncated_normal", _random_infer, ZERO, impure=True,
+                         impl=truncated_normal_impl, family="state")

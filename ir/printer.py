@@ -1,0 +1,95 @@
+"""The text IR: one SSA line per node, stable numbering, aligned types, source notes.
+
+Values are renumbered in the order printed (a topological order), so dumps of the same graph
+are byte-identical across runs and diff cleanly between passes. Feeds and variables print by
+name (``%x``, ``%W1``). Passes annotate nodes through ``node.meta``: ``body`` (fused scalar
+expression), ``buffer``, ``inplace`` and ``note`` appear after the ``#``.
+"""
+import numpy as np
+
+from .scalar import format_expr
+
+_LEAVES = ("placeholder", "variable")
+
+
+def _fmt_attr(v):
+    if isinstance(v, np.ndarray):
+        return "..."
+    if hasattr(v, "short") and hasattr(v, "np"):
+        return v.short
+    if isinstance(v, tuple):
+        return "(" + ",".join(_fmt_attr(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def _const_text(node):
+    v = node.attrs["value"]
+    if v.size <= 4:
+        flat = ", ".join(repr(x.item()) for x in v.reshape(-1))
+        return f"const [{flat}]" if v.ndim else f"const {flat}"
+    return f"const <{v.size} values>"
+
+
+def format_nodes(nodes, title="graph", fetches=()):
+    """Text of ``nodes`` (a topologically ordered list)."""
+    names = {}
+    feeds = [n for n in nodes if n.op_name == "placeholder"]
+    variables = [n for n in nodes if n.op_name == "variable"]
+    for n in feeds + variables:
+        names[n] = "%" + n.name
+    head_f = ", ".join(f"{names[n]}: {n.type_str()}" for n in feeds)
+    head_v = ", ".join(f"{names[n]}: {n.type_str()}" for n in variables)
+    header = f"graph {title}({head_f}" + (f"; vars {head_v}" if head_v else "") + ") {"
+    rows = []
+    counter = 0
+    grad_started = False
+    for n in nodes:
+        if n.op_name in _LEAVES:
+            continue
+        names[n] = f"%{counter}"
+        counter += 1
+        if n.is_grad and not grad_started:
+            rows.append((";; gradients", "", ""))
+            grad_started = True
+        rows.append(_row(n, names))
+    width = max((len(r[0]) for r in rows if r[1]), default=0) + 2
+    twidth = max((len(r[1]) for r in rows), default=0) + 2
+    lines = [header]
+    for lhs, ty, note in rows:
+        if not ty:
+            lines.append("  " + lhs)
+            continue
+        line = "  " + lhs.ljust(width) + ": " + ty.ljust(twidth)
+        lines.append((line + "# " + note) if note else line.rstrip())
+    if fetches:
+        lines.append("  return " + ", ".join(names.get(f, "?") for f in fetches))
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _row(n, names):
+    args = ", ".join(names.get(i, f"%{i.name}") for i in n.inputs)
+    if n.op_name == "const":
+        text = _const_text(n)
+    else:
+        attrs = {k: v for k, v in n.attrs.items() if k not in ("body", "value")}
+        attr_text = ("{" + ", ".join(f"{k}={_fmt_attr(v)}" for k, v in sorted(attrs.items()))
+                     + "}") if attrs else ""
+        text = f"{n.op_name}{attr_text} {args}".rstrip()
+    lhs = f"{names[n]} = {text}"
+    notes = []
+    if n.loc is not None and n.loc.lineno:
+        notes.append(("grad/ " if n.is_grad else "") + n.loc.short)
+    meta = n.meta
+    if "body" in meta:
+        notes.append("body: " + format_expr(meta["body"]))
+    for key in ("buffer", "inplace", "note"):
+        if key in meta:
+            notes.append(f"{key}={meta[key]}" if key == "buffer" else str(meta[key]))
+    return lhs, n.type_str(), "  ".join(notes)
+
+
+def format_graph(graph, title="graph"):
+    return format_nodes(graph.nodes, title)

@@ -1,0 +1,141 @@
+"""Program: a specialized, scheduled step — what a backend needs, nothing more.
+
+``specialize`` copies the part of a user graph that the fetches need into a private graph,
+with every placeholder given its concrete feed shape and every shape re-inferred, so passes can
+rewrite freely without touching the user's graph. ``Program`` then holds the schedule, the
+feeds, variables, fetches and variable updates, and (after planning) the buffer assignment.
+"""
+import networkx as nx
+
+from graphc.errors import CompileError, ShapeError
+
+from .graph import Graph
+from .shapes import RuleError, format_shape
+
+
+class Program:
+    """A step ready for a backend.
+
+    Attributes:
+        graph: the private, specialized graph the nodes belong to.
+        nodes: the schedule (topological; reads of a variable precede its assign).
+        feeds: placeholder nodes, in the order the step function takes them.
+        variables: variable nodes (read or assigned), in a stable order.
+        fetches: one node per fetch (None for value-less fetches such as a train op).
+        updates: (variable node, node whose value becomes the variable's) pairs.
+        origin: maps each private feed/variable node to the user's node.
+        plan: the memory plan (``ir.passes`` fills it) or None for the unplanned reference.
+        stats: pass statistics.
+    """
+
+    def __init__(self, graph, nodes, feeds, variables, fetches, updates, origin):
+        self.graph, self.nodes, self.feeds, self.variables = graph, nodes, feeds, variables
+        self.fetches, self.updates, self.origin = fetches, updates, origin
+        self.plan = None
+        self.stats = {}
+        self.name = "step"
+
+    def users(self):
+        """Node -> list of users among the scheduled nodes."""
+        out = {n: [] for n in self.nodes}
+        for n in self.nodes:
+            for i in n.inputs:
+                out.setdefault(i, []).append(n)
+        return out
+
+    def text(self):
+        from .printer import format_nodes
+        return format_nodes(self.nodes, self.name, [f for f in self.fetches if f is not None])
+
+
+def needed_nodes(fetches):
+    """All ancestors of the fetches (fetches included), in creation order."""
+    graph = fetches[0].graph
+    dag = nx.DiGraph()
+    for n in graph.nodes:
+        dag.add_node(n)
+        for i in n.inputs:
+            dag.add_edge(i, n)
+    need = set(fetches)
+    for f in fetches:
+        need |= nx.ancestors(dag, f)
+    return sorted(need, key=lambda n: n.id)
+
+
+def specialize(fetches, feed_shapes):
+    """Copy what ``fetches`` need into a new graph with concrete placeholder shapes.
+
+    Args:
+        fetches: user nodes (all of one graph).
+        feed_shapes: {user placeholder node: concrete shape tuple}.
+    Returns:
+        (new graph, {user node: private node}).
+    Raises:
+        ShapeError: when the concrete shapes break an op's rule (naming the op and line).
+    """
+    new = Graph()
+    mapping = {}
+    for n in needed_nodes(fetches):
+        attrs = dict(n.attrs)
+        inputs = [mapping[i] for i in n.inputs]
+        if n.op_name == "placeholder":
+            attrs["shape"] = tuple(feed_shapes[n])
+        try:
+            dtype, shape = n.opdef.infer(inputs, **attrs)
+        except RuleError as e:
+            raise ShapeError(f"{n.describe()}: {e.message} (with the fed shapes)", e.details,
+                             n.loc, e.hint) from None
+        m = new.add_node(n.opdef, inputs, attrs, dtype, shape, loc=n.loc)
+        m.name, m.is_grad = n.name, n.is_grad
+        mapping[n] = m
+    return new, mapping
+
+
+def schedule_nodes(nodes):
+    """A topological order in which every read of a variable precedes its assign.
+
+    Raises:
+        CompileError: a variable assigned twice in one step.
+    """
+    dag = nx.DiGraph()
+    for n in nodes:
+        dag.add_node(n)
+        for i in n.inputs:
+            dag.add_edge(i, n)
+    assigned = {}
+    for n in nodes:
+        if n.op_name == "assign":
+            var = n.inputs[0]
+            if var in assigned:
+                raise CompileError(
+                    f"variable '{var.name}' is assigned twice in one step",
+                    [f"by {assigned[var].describe()} and {n.describe()}"], n.loc,
+                    "chain the updates (assign the result of the first) or run them apart")
+            assigned[var] = n
+            for reader in list(dag.successors(var)):
+                if reader is n or reader in nx.descendants(dag, n):
+                    continue
+                dag.add_edge(reader, n)
+    rank = {n: i for i, n in enumerate(nodes)}
+    return list(nx.lexicographical_topological_sort(dag, key=lambda n: rank[n]))
+
+
+def build_program(fetches, feed_shapes):
+    """Specialize and schedule: the unoptimized Program (the reference the passes start from).
+
+    Args:
+        fetches: list of user nodes.
+        feed_shapes: {user placeholder: shape} for every placeholder the fetches need.
+    """
+    graph, mapping = specialize(fetches, feed_shapes)
+    nodes = schedule_nodes(graph.nodes)
+    origin = {m: n for n, m in mapping.items() if n.op_name in ("placeholder", "variable")}
+    feeds = [mapping[n] for n in sorted(feed_shapes, key=lambda n: n.id) if n in mapping]
+    variables = [m for m in nodes if m.op_name == "variable"]
+    updates = [(n.inputs[0], n) for n in nodes if n.op_name == "assign"]
+    prog = Program(graph, nodes, feeds, variables, [mapping[f] for f in fetches], updates,
+                   origin)
+    return prog
+
+
+__all__ = ["Program", "build_program", "specialize", "schedule_nodes", "format_shape"]

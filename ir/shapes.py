@@ -1,0 +1,159 @@
+"""Static shapes: tuples of ints, with None for a dim known only when the step is specialized.
+
+Shape rules raise ``RuleError`` (message, details, hint); the node builder turns it into a
+ShapeError or DTypeError that names the op, the node and the user's line.
+"""
+
+
+class RuleError(Exception):
+    """Raised by shape/dtype rules; ``kind`` is "shape" or "dtype"."""
+
+    def __init__(self, message, details=(), hint=None, kind="shape"):
+        super().__init__(message)
+        self.message, self.details, self.hint, self.kind = message, tuple(details), hint, kind
+
+
+def format_shape(shape):
+    if shape is None:
+        return "[?]"
+    return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def normalize_shape(shape):
+    """Turn a user shape (list, tuple, int, None dims, TensorShape) into a tuple."""
+    if shape is None:
+        return None
+    if isinstance(shape, TensorShape):
+        return shape.dims
+    if isinstance(shape, int):
+        return (shape,)
+    out = []
+    for d in shape:
+        if d is None:
+            out.append(None)
+        elif isinstance(d, TensorShape) or hasattr(d, "value"):
+            out.append(getattr(d, "value", None))
+        else:
+            d = int(d)
+            if d < 0:
+                raise RuleError(f"negative dimension {d} in shape {list(shape)}")
+            out.append(d)
+    return tuple(out)
+
+
+def broadcast_shapes(a, b):
+    """NumPy broadcasting of two partial shapes.
+
+    Raises:
+        RuleError: naming the first axis (counted from the end) whose sizes disagree.
+    """
+    n = max(len(a), len(b))
+    pa = (1,) * (n - len(a)) + tuple(a)
+    pb = (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for i, (x, y) in enumerate(zip(pa, pb)):
+        if x == 1:
+            out.append(y)
+        elif y == 1 or x == y:
+            out.append(x)
+        elif x is None or y is None:
+            out.append(x if y is None else y)
+        else:
+            raise RuleError(f"cannot broadcast {format_shape(a)} with {format_shape(b)}",
+                            [f"axis {i - n}: {x} vs {y}"],
+                            "trailing dimensions must match or be 1")
+    return tuple(out)
+
+
+def normalize_axis(axis, rank, what="axis"):
+    """One axis in [-rank, rank) to [0, rank)."""
+    if not -rank <= axis < max(rank, 1):
+        raise RuleError(f"{what} {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def normalize_axes(axis, rank):
+    """None (all axes), an int or a list to a sorted tuple of distinct non-negative axes."""
+    if axis is None:
+        return tuple(range(rank))
+    if isinstance(axis, int):
+        axis = [axis]
+    axes = sorted({normalize_axis(int(a), rank) for a in axis})
+    return tuple(axes)
+
+
+def num_elements(shape):
+    n = 1
+    for d in shape:
+        if d is None:
+            return None
+        n *= d
+    return n
+
+
+def is_static(shape):
+    return shape is not None and all(d is not None for d in shape)
+
+
+class Dimension:
+    """TF1's Dimension: ``.value`` is the int or None."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __int__(self):
+        return self.value
+
+    __index__ = __int__
+
+    def __eq__(self, other):
+        return self.value == getattr(other, "value", other)
+
+    def __hash__(self):
+        return hash(self.value)
+
+    def __repr__(self):
+        return f"Dimension({self.value})"
+
+
+class TensorShape:
+    """TF1's TensorShape view of a static shape: ``as_list()``, indexing, ``ndims``."""
+
+    def __init__(self, dims):
+        self.dims = None if dims is None else tuple(dims)
+
+    def as_list(self):
+        return list(self.dims)
+
+    @property
+    def ndims(self):
+        return None if self.dims is None else len(self.dims)
+
+    rank = ndims
+
+    def num_elements(self):
+        return num_elements(self.dims)
+
+    def is_fully_defined(self):
+        return is_static(self.dims)
+
+    def __len__(self):
+        return len(self.dims)
+
+    def __iter__(self):
+        return iter(self.dims)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return TensorShape(self.dims[i])
+        return self.dims[i]
+
+    def __eq__(self, other):
+        other = other.dims if isinstance(other, TensorShape) else tuple(other)
+        return self.dims == other
+
+    def __hash__(self):
+        return hash(self.dims)
+
+    def __repr__(self):
+        return f"TensorShape({list(self.dims)})"
