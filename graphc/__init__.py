@@ -1,1 +1,44 @@
-"""graphc: a static-graph compiler for training steps (TF1-style API)."""
+"""graphc: a static-graph compiler for training steps, with TensorFlow 1.x's API.
+
+``import graphc as gc`` (or ``as tf``) gives the public API; ``graphc.ir``, ``graphc.codegen``
+and ``graphc.runtime`` are the compiler's layers. The runtime alone can load and run a saved
+step, so the compiler's modules are imported only when present.
+"""
+__version__ = "0.1.0"
+
+from . import errors  # noqa: F401  (a leaf: always available)
+
+try:
+    from . import ir as _ir  # noqa: F401
+except ImportError:  # a runtime-only environment: saved steps still load
+    _ir = None
+
+if _ir is not None:
+    from .ir.dtypes import (DType, as_dtype, bool_ as bool, float32, float64, int8,  # noqa
+                            int16, int32, int64, uint8)
+    from .ir.graph import get_default_session  # noqa: F401
+    from .ir.autodiff import hessian_vector_product  # noqa: F401
+    from .ir.shapes import Dimension, TensorShape  # noqa: F401
+    from .framework import *  # noqa: F401,F403
+    from .framework import (Graph, Operation, Tensor, Variable, assign, assign_add,  # noqa
+                            assign_sub, constant, get_default_graph, get_variable,
+                            global_variables, global_variables_initializer, group,
+                            initialize_all_variables, local_variables_initializer, name_scope,
+                            no_op, placeholder, reset_default_graph, set_random_seed,
+                            trainable_variables, variables_initializer)
+    from .math_ops import *  # noqa: F401,F403
+    from .math_ops import (abs, add, add_n, argmax, argmin, broadcast_to, cast,  # noqa: F401
+                           clip_by_value, concat, divide, equal, exp, expand_dims, fill, floor,
+                           gather, greater, greater_equal, identity, less, less_equal, log,
+                           log1p, logical_and, logical_not, logical_or, matmul, maximum,
+                           minimum, multiply, negative, not_equal, one_hot, ones, ones_like,
+                           pow, random_normal, random_uniform, range, rank, reciprocal,
+                           reduce_max, reduce_mean, reduce_min, reduce_sum, reshape, rsqrt,
+                           shape, sigmoid, sign, slice, sqrt, square, squeeze, stack,
+                           stop_gradient, subtract, tanh, transpose, truncated_normal, unstack,
+                           where, zeros, zeros_like)
+    from .gradients import gradients  # noqa: F401
+    from . import initializers, nn, train  # noqa: F401
+    from .session import InteractiveSession, Session  # noqa: F401
+    from .printing import dump_ir  # noqa: F401
+    newaxis = None

@@ -1,0 +1,202 @@
+"""Graph construction in TF1 style: leaves (placeholder, Variable, constant), name scopes,
+and the default graph."""
+import numpy as np
+
+from .errors import GraphError
+from .ir import dtypes as D
+from .ir.graph import Graph, Node, get_default_graph, reset_default_graph  # noqa: F401
+from .ir.ops import apply, const_node
+from .ir.shapes import TensorShape, normalize_shape
+
+Tensor = Node
+Operation = Node
+
+
+def placeholder(dtype, shape=None, name=None):
+    """A value fed at run time. ``shape`` may leave dims as None (specialized per feed).
+
+    Example:
+        >>> x = gc.placeholder(gc.float32, [None, 784], name="x")
+    """
+    dtype = D.as_dtype(dtype)
+    if shape is None:
+        raise GraphError("placeholder: shape=None (unknown rank) is not supported",
+                         hint="give the rank, with None for unknown dims: shape=[None, 784]")
+    shape = normalize_shape(shape)
+    g = get_default_graph()
+    return g.add_node(_op("placeholder"), [], {"shape": shape, "dtype": dtype}, dtype, shape,
+                      name or "Placeholder")
+
+
+def constant(value, dtype=None, shape=None, name=None):
+    """A constant tensor (TF1's tf.constant); ``shape`` broadcasts a scalar value."""
+    arr = np.asarray(value)
+    if shape is not None:
+        arr = np.broadcast_to(arr, normalize_shape(shape))
+    return const_node(arr if isinstance(value, np.ndarray) or shape is not None else value,
+                      dtype, name=name or "Const")
+
+
+def _op(name):
+    from .ir.ops import get
+    return get(name)
+
+
+class Variable(Node):
+    """A trainable (or not) state tensor; its value persists across steps of a session.
+
+    Args:
+        initial_value: an array, a Python number/list, a graph tensor (for instance
+            ``gc.random_normal([784, 256])``, computed when the initializer runs), or a
+            callable returning one of those.
+        name, trainable, dtype: as in TF1.
+    Example:
+        >>> W = gc.Variable(gc.initializers.glorot_uniform(seed=0)([784, 256]), name="W")
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, initial_value=None, trainable=True, name=None, dtype=None,
+                validate_shape=True, collections=None, **unused):
+        if initial_value is None:
+            raise GraphError("Variable: initial_value is required")
+        if callable(initial_value) and not isinstance(initial_value, Node):
+            initial_value = initial_value()
+        g = get_default_graph()
+        init = initial_value if isinstance(initial_value, Node) else \
+            const_node(initial_value, dtype, g, name=(name or "Variable") + "/initial_value")
+        if dtype is not None and init.dtype != D.as_dtype(dtype):
+            init = apply("cast", [init], {"dtype": D.as_dtype(dtype)})
+        if init.shape is None or None in init.shape:
+            raise GraphError(f"Variable: the initial value's shape must be static, found "
+                             f"{init.type_str()}")
+        node = g.add_node(_op("variable"), [], {"shape": init.shape, "dtype": init.dtype},
+                          init.dtype, init.shape, name or "Variable")
+        node.__class__ = cls
+        node.meta["initial_value"] = init
+        node.meta["trainable"] = bool(trainable)
+        g.add_to_collection("variables", node)
+        if trainable:
+            g.add_to_collection("trainable_variables", node)
+        for key in collections or ():
+            g.add_to_collection(key, node)
+        return node
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    @property
+    def initial_value(self):
+        return self.meta["initial_value"]
+
+    @property
+    def trainable(self):
+        return self.meta["trainable"]
+
+    @property
+    def initializer(self):
+        init = self.meta.get("initializer")
+        if init is None:
+            with self.graph.name_scope(self.name):
+                init = apply("assign", [self, self.initial_value], name="initializer")
+            self.meta["initializer"] = init
+        return init
+
+    def assign(self, value, use_locking=None, name=None, read_value=True):
+        return assign(self, value, name=name)
+
+    def assign_add(self, delta, use_locking=None, name=None, read_value=True):
+        return assign_add(self, delta, name=name)
+
+    def assign_sub(self, delta, use_locking=None, name=None, read_value=True):
+        return assign_sub(self, delta, name=name)
+
+    def read_value(self):
+        return self
+
+    def value(self):
+        return self
+
+    def load(self, value, session=None):
+        from .ir.graph import get_default_session
+        (session or get_default_session()).load_variable(self, value)
+
+    def __repr__(self):
+        return f"<gc.Variable '{self.name}' shape={list(self.shape)} dtype={self.dtype.name}>"
+
+
+def assign(ref, value, validate_shape=None, use_locking=None, name=None):
+    """Give ``ref`` a new value when the step ends; returns the new value (TF1's tf.assign)."""
+    return apply("assign", [ref, value], name=name or "Assign")
+
+
+def assign_add(ref, value, use_locking=None, name=None):
+    return apply("assign", [ref, apply("add", [ref, value])], name=name or "AssignAdd")
+
+
+def assign_sub(ref, value, use_locking=None, name=None):
+    return apply("assign", [ref, apply("subtract", [ref, value])], name=name or "AssignSub")
+
+
+def group(*inputs, name=None):
+    """An op that runs all of ``inputs`` (ops or tensors) and has no value."""
+    flat = []
+    for x in inputs:
+        flat.extend(x if isinstance(x, (list, tuple)) else [x])
+    g = flat[0].graph if flat else get_default_graph()
+    return g.add_node(_op("group"), flat, {}, None, None, name or "group")
+
+
+def no_op(name=None):
+    return group(name=name or "NoOp")
+
+
+def global_variables(scope=None):
+    return _filtered(get_default_graph().get_collection("variables"), scope)
+
+
+def trainable_variables(scope=None):
+    return _filtered(get_default_graph().get_collection("trainable_variables"), scope)
+
+
+def _filtered(vs, scope):
+    return [v for v in vs if scope is None or v.name.startswith(scope)]
+
+
+def variables_initializer(var_list, name="init"):
+    return group(*[v.initializer for v in var_list], name=name)
+
+
+def global_variables_initializer():
+    """One op that assigns every variable of the default graph its initial value."""
+    return variables_initializer(global_variables())
+
+
+initialize_all_variables = global_variables_initializer
+
+
+def local_variables_initializer():
+    return no_op(name="local_init")
+
+
+def name_scope(name, default_name=None, values=None):
+    """Prefix the names of nodes built inside (``dense1/matmul``)."""
+    return get_default_graph().name_scope(name or default_name)
+
+
+def get_variable(name, shape=None, dtype=D.float32, initializer=None, trainable=True):
+    """TF1's get_variable without reuse scopes: a new variable named ``name``."""
+    dtype = D.as_dtype(dtype)
+    shape = normalize_shape(shape)
+    if initializer is None:
+        from .initializers import glorot_uniform
+        initializer = glorot_uniform()
+    value = initializer(shape, dtype) if callable(initializer) else initializer
+    return Variable(value, trainable=trainable, name=name, dtype=dtype)
+
+
+def set_random_seed(seed):
+    get_default_graph().seed = seed
+
+
+__all__ = ["Graph", "Tensor", "TensorShape", "Operation"]

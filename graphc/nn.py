@@ -1,0 +1,65 @@
+"""``gc.nn``: activations and losses with TF1 signatures (labels and logits by keyword)."""
+from .errors import GraphError
+from .ir.ops import apply, convert
+from .math_ops import reduce_sum, sigmoid, tanh  # noqa: F401  (TF1 exposes them in nn)
+
+
+def relu(features, name=None):
+    return apply("relu", [features], name=name)
+
+
+def leaky_relu(features, alpha=0.2, name=None):
+    return apply("leaky_relu", [features], {"alpha": float(alpha)}, name=name)
+
+
+def softplus(features, name=None):
+    return apply("softplus", [features], name=name)
+
+
+def softmax(logits, axis=None, name=None, dim=None):
+    axis = -1 if axis is None and dim is None else (axis if axis is not None else dim)
+    return apply("softmax", [logits], {"axis": int(axis)}, name=name)
+
+
+def log_softmax(logits, axis=None, name=None, dim=None):
+    axis = -1 if axis is None and dim is None else (axis if axis is not None else dim)
+    return apply("log_softmax", [logits], {"axis": int(axis)}, name=name)
+
+
+def _need(labels, logits, fn):
+    if labels is None or logits is None:
+        raise GraphError(f"{fn}: pass labels= and logits= by keyword, as TF1 requires")
+
+
+def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None,
+                                             name=None):
+    """Per-example ``-log softmax(logits)[label]``; its gradient is the fused ``p - y``."""
+    _need(labels, logits, "sparse_softmax_cross_entropy_with_logits")
+    return apply("sparse_softmax_xent", [logits, convert(labels)], name=name)
+
+
+def softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, dim=-1,
+                                      name=None, axis=None):
+    """Per-example ``-sum(labels * log softmax(logits))`` (labels one-hot or soft)."""
+    _need(labels, logits, "softmax_cross_entropy_with_logits")
+    return apply("softmax_xent", [logits, convert(labels, logits)], name=name)
+
+
+softmax_cross_entropy_with_logits_v2 = softmax_cross_entropy_with_logits
+
+
+def sigmoid_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):
+    """Elementwise ``max(x, 0) - x z + log(1 + exp(-|x|))``: stable for any logit."""
+    _need(labels, logits, "sigmoid_cross_entropy_with_logits")
+    return apply("sigmoid_xent", [convert(labels, logits), logits], name=name)
+
+
+def l2_loss(t, name=None):
+    """``sum(t ** 2) / 2``."""
+    return reduce_sum(t * t) * 0.5
+
+
+def bias_add(value, bias, data_format=None, name=None):
+    if bias.rank != 1:
+        raise GraphError(f"bias_add: bias must be 1-D, found {bias.type_str()}")
+    return apply("add", [value, bias], name=name or "BiasAdd")

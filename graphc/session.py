@@ -1,0 +1,202 @@
+"""Session: TF1's run loop over compiled steps, with the variables' values.
+
+``run(fetches, feed_dict)`` validates the feeds before anything runs, compiles one step per
+(fetches, feed shapes and dtypes) signature (cached), runs it as one call and stores the
+assigned variables. Fetches may be any nest of lists, tuples and dicts; ops give None.
+"""
+import numpy as np
+
+from .compiler import compile_program
+from .errors import FeedError, GraphError
+from .ir import dtypes as D
+from .ir.graph import Node, get_default_graph, pop_default_session, push_default_session
+from .ir.program import needed_nodes
+from .ir.shapes import format_shape
+
+
+# -- nests --------------------------------------------------------------------------------------
+def flatten(structure, graph):
+    """Fetch nest -> (flat list of nodes, rebuild function)."""
+    flat = []
+
+    def walk(s):
+        if isinstance(s, Node):
+            flat.append(s)
+            return len(flat) - 1
+        if isinstance(s, str):
+            flat.append(graph.get_tensor_by_name(s))
+            return len(flat) - 1
+        if isinstance(s, dict):
+            return {k: walk(v) for k, v in s.items()}
+        if isinstance(s, tuple) and hasattr(s, "_fields"):
+            return type(s)(*[walk(v) for v in s])
+        if isinstance(s, (list, tuple)):
+            return type(s)(walk(v) for v in s)
+        raise TypeError(f"cannot fetch {type(s).__name__}: fetch tensors, ops, or nests of "
+                        "lists, tuples and dicts of them")
+
+    skeleton = walk(structure)
+
+    def rebuild(values, s=skeleton):
+        if isinstance(s, int):
+            return values[s]
+        if isinstance(s, dict):
+            return {k: rebuild(values, v) for k, v in s.items()}
+        if isinstance(s, tuple) and hasattr(s, "_fields"):
+            return type(s)(*[rebuild(values, v) for v in s])
+        return type(s)(rebuild(values, v) for v in s)
+
+    return flat, rebuild
+
+
+# -- feeds --------------------------------------------------------------------------------------
+def convert_feed(node, value):
+    """Convert a fed value as TF1 does; FeedError for what TF1 refuses."""
+    arr = np.asarray(value)
+    want = node.dtype
+    if arr.dtype.kind == "f" and not want.is_floating:
+        raise FeedError(f"cannot feed a {arr.dtype.name} value to {want.name} placeholder "
+                        f"'{node.name}'", loc=node.loc,
+                        hint=f"convert it yourself, e.g. np.asarray(value, np.{want.np.name})")
+    if arr.dtype.kind not in "fiub":
+        raise FeedError(f"cannot feed a value of dtype {arr.dtype} to placeholder "
+                        f"'{node.name}'", loc=node.loc)
+    if arr.dtype != want.np:
+        arr = arr.astype(want.np)
+    if arr.ndim != len(node.shape) or any(d is not None and d != a
+                                          for d, a in zip(node.shape, arr.shape)):
+        raise FeedError(f"placeholder '{node.name}' expects {want.short}"
+                        f"{format_shape(node.shape)}, fed {format_shape(arr.shape)}",
+                        loc=node.loc, hint="None dims accept any size; the others must match")
+    return np.ascontiguousarray(arr)
+
+
+def _missing_feed_error(missing):
+    lines = [f"'{p.name}': {p.dtype.short}{format_shape(p.shape)}  created at {p.loc.short}"
+             for p in missing]
+    return FeedError(f"{len(missing)} placeholder(s) must be fed: "
+                     + ", ".join(p.name for p in missing), lines,
+                     hint="add them to feed_dict")
+
+
+class Session:
+    """Runs steps of one graph and holds its variables' values (TF1's tf.Session).
+
+    Args:
+        graph: the graph (default: the default graph).
+        backend: "numpy" or "llvm".
+        optimize: run the pass pipeline (False: the unoptimized reference).
+        dump_dir: write IR dumps and generated code for every compiled signature.
+    Example:
+        >>> with gc.Session() as sess:
+        ...     sess.run(gc.global_variables_initializer())
+        ...     loss_value, _ = sess.run([loss, train_op], {x: xb, y: yb})
+    """
+
+    def __init__(self, target="", graph=None, config=None, backend="numpy", optimize=True,
+                 dump_dir=None, check_numerics=False):
+        self.graph = graph or get_default_graph()
+        self.backend, self.optimize, self.dump_dir = backend, optimize, dump_dir
+        self.check_numerics = check_numerics
+        self.values = {}  # user variable node -> np.ndarray
+        self._cache = {}
+        self._needs = {}
+        self._closed = False
+
+    # -- context management (the default session, as in TF1) -----------------------------------
+    def __enter__(self):
+        push_default_session(self)
+        self._graph_ctx = self.graph.as_default()
+        self._graph_ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._graph_ctx.__exit__(*exc)
+        pop_default_session(self)
+        self.close()
+
+    def as_default(self):
+        return self
+
+    def close(self):
+        self._closed = True
+
+    # -- running --------------------------------------------------------------------------------
+    def run(self, fetches, feed_dict=None, options=None, run_metadata=None):
+        """Run the step that computes ``fetches``; returns values in the same structure."""
+        if self._closed:
+            raise GraphError("Session.run: the session is closed")
+        flat, rebuild = flatten(fetches, self.graph)
+        for f in flat:
+            if f.graph is not self.graph:
+                raise GraphError(f"Session.run: fetch {f.describe()} belongs to another graph",
+                                 loc=f.loc)
+        feeds = self._feeds(flat, feed_dict or {})
+        compiled = self._compiled(flat, feeds)
+        values = self._execute(compiled, feeds)
+        return rebuild(values)
+
+    def _feeds(self, flat, feed_dict):
+        given = {}
+        for key, value in feed_dict.items():
+            node = self.graph.get_tensor_by_name(key) if isinstance(key, str) else key
+            if not isinstance(node, Node) or node.op_name != "placeholder":
+                raise FeedError(f"can only feed placeholders, got "
+                                f"{node.describe() if isinstance(node, Node) else repr(key)}")
+            given[node] = convert_feed(node, value)
+        key = tuple(f.id for f in flat)
+        need = self._needs.get(key)
+        if need is None:
+            need = [n for n in needed_nodes(flat) if n.op_name == "placeholder"]
+            self._needs[key] = need
+        missing = [p for p in need if p not in given]
+        if missing:
+            raise _missing_feed_error(missing)
+        return {p: given[p] for p in need}
+
+    def _compiled(self, flat, feeds):
+        sig = (tuple(f.id for f in flat),
+               tuple((p.id, a.shape, a.dtype.str) for p, a in feeds.items()))
+        compiled = self._cache.get(sig)
+        if compiled is None:
+            compiled = compile_program(flat, {p: a.shape for p, a in feeds.items()},
+                                       backend=self.backend, optimize=self.optimize,
+                                       dump_dir=self.dump_dir)
+            self._cache[sig] = compiled
+        return compiled
+
+    def _execute(self, compiled, feeds):
+        args = [feeds[p] for p in compiled.feed_nodes]
+        for v, read in zip(compiled.var_nodes, compiled.var_read):
+            value = self.values.get(v)
+            if value is None:
+                if read:
+                    raise GraphError(
+                        f"attempting to use uninitialized variable '{v.name}'", loc=v.loc,
+                        hint="run gc.global_variables_initializer() first")
+                value = np.zeros(v.shape, v.dtype.np)
+            args.append(value)
+        fetched, updates = compiled.fn(*args)
+        for v, new in zip(compiled.update_nodes, updates):
+            self.values[v] = np.array(new, dtype=v.dtype.np)
+        return [None if f.dtype is None else _as_result(x)
+                for f, x in zip(compiled.program.fetches, fetched)]
+
+    # -- introspection --------------------------------------------------------------------------
+    def source(self, fetches, feed_dict=None):
+        """The generated source for the step computing ``fetches`` with these feeds."""
+        flat, _ = flatten(fetches, self.graph)
+        return self._compiled(flat, self._feeds(flat, feed_dict or {})).source
+
+    def load_variable(self, var, value):
+        self.values[var] = np.array(value, dtype=var.dtype.np).reshape(var.shape)
+
+
+def _as_result(x):
+    if isinstance(x, np.ndarray):
+        return x if x.ndim else x[()]
+    return x
+
+
+InteractiveSession = Session
+__all__ = ["Session", "InteractiveSession", "D"]
