@@ -1,0 +1,1 @@
+"""Optimization passes over a Program: one module per pass, each returning what it changed."""
