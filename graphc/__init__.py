@@ -38,7 +38,7 @@ if _ir is not None:
                            stop_gradient, subtract, tanh, transpose, truncated_normal, unstack,
                            where, zeros, zeros_like)
     from .gradients import gradients  # noqa: F401
-    from . import initializers, nn, train  # noqa: F401
+    from . import data, initializers, nn, train  # noqa: F401
     from .session import InteractiveSession, Session  # noqa: F401
     from .printing import dump_ir  # noqa: F401
     newaxis = None
