@@ -1,0 +1,254 @@
+"""Checkpoints: variables by name in one ``.npz`` file, saved atomically, restored strictly.
+
+``save`` writes the whole archive to a temporary file in the target's folder, flushes it to
+disk, then renames it over the target with ``os.replace`` (atomic on POSIX and Windows): a save
+that is interrupted at any point leaves the previous checkpoint intact, and never a half file
+under the checkpoint's name. ``restore`` checks every name, shape and dtype before it changes
+anything, and lists every mismatch at once.
+
+Both work on anything that holds variable values, duck-typed:
+- a ``gc.Session``: ``values`` maps variable nodes to arrays;
+- a compiled step: ``variables`` maps variable names to arrays.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from .errors import ArtifactError, GraphError
+
+FORMAT = "graphc-checkpoint"
+VERSION = 1
+_META = "__graphc_checkpoint__"
+
+
+def _as_dict(var_list):
+    """{name: variable or None}: None means 'whatever the holder has under that name'."""
+    if var_list is None:
+        return None
+    if isinstance(var_list, dict):
+        return dict(var_list)
+    out = {}
+    for v in var_list:
+        name = v if isinstance(v, str) else v.name
+        if name in out:
+            raise GraphError(f"Saver: variable name '{name}' appears twice in var_list")
+        out[name] = None if isinstance(v, str) else v
+    return out
+
+
+class _Holder:
+    """Uniform access to variable values of a Session or of a compiled step."""
+
+    def __init__(self, obj):
+        self.obj = obj
+        if isinstance(getattr(obj, "values", None), dict) and hasattr(obj, "graph"):
+            self.kind = "session"
+        elif hasattr(obj, "variables") and hasattr(obj.variables, "keys"):
+            self.kind = "step"
+        else:
+            raise TypeError(f"Saver: expected a gc.Session or a compiled step (an object with "
+                            f"a 'variables' mapping), got {type(obj).__name__}")
+
+    def default_vars(self):
+        if self.kind == "session":
+            return {v.name: v for v in self.obj.graph.get_collection("variables")}
+        return {name: None for name in self.obj.variables.keys()}
+
+    def get(self, name, var):
+        if self.kind == "session":
+            return self.obj.values.get(var)
+        value = self.obj.variables.get(name)
+        return None if value is None else np.asarray(value)
+
+    def expected(self, name, var):
+        """(shape, dtype) the holder wants for ``name``; None when it has no such variable."""
+        if var is not None:
+            return tuple(var.shape), np.dtype(var.dtype.np)
+        value = self.get(name, var)
+        return None if value is None else (value.shape, value.dtype)
+
+    def set(self, name, var, value):
+        if self.kind == "session":
+            self.obj.values[var] = np.array(value, dtype=var.dtype.np)
+        else:
+            self.obj.variables[name] = np.array(value)
+
+
+class Saver:
+    """Saves and restores variables (TF1's tf.train.Saver, in ``.npz`` files).
+
+    Args:
+        var_list: variables (or a {checkpoint name: variable} dict); default: every global
+            variable of the session's graph (optimizer slots included) when saving from a
+            Session, every variable of a compiled step.
+        max_to_keep: keep at most this many of the most recent checkpoints written with a
+            ``global_step`` suffix (None or 0: keep all).
+    Example:
+        >>> saver = gc.train.Saver()
+        >>> path = saver.save(sess, "ckpt/model", global_step=100)   # ckpt/model-100.npz
+        >>> saver.restore(sess, path)
+    """
+
+    def __init__(self, var_list=None, max_to_keep=5, **unused):
+        self._vars = _as_dict(var_list)
+        self.max_to_keep = max_to_keep
+        self.last_checkpoints = []
+
+    def _selection(self, holder):
+        return self._vars if self._vars is not None else holder.default_vars()
+
+    def save(self, sess, save_path, global_step=None, **unused):
+        """Write the variables to ``save_path`` (``.npz`` appended if missing), atomically.
+
+        Args:
+            sess: a Session or a compiled step.
+            save_path: file path; its folder is created if needed.
+            global_step: an int (or int variable) appended as ``-<step>``.
+        Returns:
+            The path written.
+        Raises:
+            GraphError: a variable without a value (not initialized).
+        """
+        holder = _Holder(sess)
+        arrays, missing = {}, []
+        for name, var in sorted(self._selection(holder).items()):
+            value = holder.get(name, var)
+            if value is None:
+                missing.append(name)
+            else:
+                arrays[name] = np.ascontiguousarray(value)
+        if missing:
+            raise GraphError(f"Saver.save: {len(missing)} variable(s) have no value: "
+                             + ", ".join(missing),
+                             hint="run gc.global_variables_initializer() first")
+        path = _checkpoint_path(save_path, global_step, sess)
+        meta = {"format": FORMAT, "version": VERSION,
+                "variables": {n: [list(a.shape), a.dtype.str] for n, a in arrays.items()}}
+        arrays[_META] = np.array(json.dumps(meta))
+        _write_atomically(path, arrays)
+        self._remember(path, global_step is not None)
+        return path
+
+    def restore(self, sess, save_path):
+        """Load the variables from ``save_path`` into ``sess`` after checking all of them.
+
+        Entries of the checkpoint that this Saver does not ask for are ignored (restoring a
+        subset is allowed); missing names, other shapes or other dtypes are errors.
+
+        Raises:
+            ArtifactError: unreadable file, or names/shapes/dtypes that do not match (every
+                mismatch is listed); nothing is changed then.
+        """
+        holder = _Holder(sess)
+        path = _existing_path(save_path)
+        stored = _read_checkpoint(path)
+        problems, plan = [], []
+        for name, var in sorted(self._selection(holder).items()):
+            want = holder.expected(name, var)
+            if name not in stored:
+                problems.append(f"'{name}': missing from the checkpoint")
+                continue
+            arr = stored[name]
+            if want is not None and tuple(arr.shape) != tuple(want[0]):
+                problems.append(f"'{name}': shape {list(arr.shape)} in the checkpoint, "
+                                f"{list(want[0])} expected")
+            elif want is not None and arr.dtype != want[1]:
+                problems.append(f"'{name}': dtype {arr.dtype.name} in the checkpoint, "
+                                f"{want[1].name} expected")
+            else:
+                plan.append((name, var, arr))
+        if problems:
+            extra = sorted(set(stored) - set(self._selection(holder)))
+            details = problems + ([f"the checkpoint also holds: {', '.join(extra)}"]
+                                  if extra else [])
+            raise ArtifactError(f"Saver.restore: checkpoint '{path}' does not match "
+                                f"({len(problems)} problem(s))", details,
+                                hint="restore into the graph that wrote it, or pass "
+                                     "var_list= to restore a subset")
+        for name, var, arr in plan:
+            holder.set(name, var, arr)
+
+    def _remember(self, path, numbered):
+        if path in self.last_checkpoints:
+            self.last_checkpoints.remove(path)
+        self.last_checkpoints.append(path)
+        if numbered and self.max_to_keep:
+            while len(self.last_checkpoints) > self.max_to_keep:
+                old = self.last_checkpoints.pop(0)
+                if os.path.exists(old):
+                    os.remove(old)
+
+
+def latest_checkpoint(directory):
+    """The most recently written ``.npz`` checkpoint in ``directory``, or None."""
+    if not os.path.isdir(directory):
+        return None
+    files = [os.path.join(directory, f) for f in os.listdir(directory)
+             if f.endswith(".npz") and not f.startswith(".")]
+    return max(files, key=os.path.getmtime) if files else None
+
+
+def _checkpoint_path(save_path, global_step, sess):
+    path = os.fspath(save_path)
+    if path.endswith(".npz"):
+        path = path[:-4]
+    if global_step is not None:
+        if not isinstance(global_step, (int, np.integer)):
+            global_step = int(sess.run(global_step))  # a step variable: its current value
+        path = f"{path}-{int(global_step)}"
+    return path + ".npz"
+
+
+def _existing_path(save_path):
+    path = os.fspath(save_path)
+    for candidate in (path, path + ".npz"):
+        if os.path.isfile(candidate):
+            return candidate
+    raise ArtifactError(f"Saver.restore: no checkpoint at '{path}'",
+                        hint="pass the path that Saver.save returned")
+
+
+def _write_atomically(path, arrays):
+    """Write an npz to a temp file in the same folder, fsync it, then rename it over ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt too: never leave the temp file behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read_checkpoint(path):
+    """{name: array} of a checkpoint; ArtifactError when it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            stored = {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise ArtifactError(f"Saver.restore: '{path}' is not a readable checkpoint "
+                            f"({type(e).__name__}: {e})",
+                            hint="the file is truncated or corrupted; restore an earlier "
+                                 "checkpoint") from None
+    meta = stored.pop(_META, None)
+    if meta is None:
+        raise ArtifactError(f"Saver.restore: '{path}' is an .npz file but not a graphc "
+                            "checkpoint (no metadata entry)")
+    info = json.loads(str(meta))
+    if info.get("format") != FORMAT or info.get("version", 0) > VERSION:
+        raise ArtifactError(f"Saver.restore: '{path}' has format {info.get('format')!r} "
+                            f"version {info.get('version')}; this graphc reads {FORMAT!r} "
+                            f"up to version {VERSION}")
+    return stored
+
+
+__all__ = ["Saver", "latest_checkpoint"]
