@@ -41,4 +41,5 @@ if _ir is not None:
     from . import data, initializers, nn, train  # noqa: F401
     from .session import InteractiveSession, Session  # noqa: F401
     from .printing import dump_ir  # noqa: F401
+    from .clip_ops import clip_by_global_norm, clip_by_norm, global_norm  # noqa: F401
     newaxis = None
