@@ -24,7 +24,7 @@ import numpy as np
 from ..ir import scalar as S
 from .numpy_templates import TEMPLATES, attr_literal
 
-_RANDOM = ("random_normal", "random_uniform", "truncated_normal")
+_RANDOM = ("random_normal", "random_uniform", "truncated_normal", "random_uniform_like")
 
 
 class Emitter:
