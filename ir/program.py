@@ -4,6 +4,34 @@
 with every placeholder given its concrete feed shape and every shape re-inferred, so passes can
 rewrite freely without touching the user's graph. ``Program`` then holds the schedule, the
 feeds, variables, fetches and variable updates, and (after planning) the buffer assignment.
+
+What a backend may rely on after ``ir.passes.run_pipeline`` (the optimized program)
+---------------------------------------------------------------------------------
+- ``program.nodes`` is the final schedule: execute nodes in this order. It is topological, every
+  read of a variable's old value (also through a view) precedes the node that overwrites the
+  variable's buffer, and every read of a buffer precedes the node that writes over it in place.
+- ``fused`` nodes (``node.op_name == "fused"``): ``attrs["body"]`` is an ``ir.scalar.Expr`` over
+  ``arg(i)`` for ``node.inputs[i]`` (arg dtypes are the inputs' dtypes; splat constants are
+  inlined as ``const`` leaves). The body is evaluated at every index of ``attrs["shape"]``, the
+  elementwise shape; each input broadcasts to it NumPy-style (right-aligned). When
+  ``attrs["reduce"]`` is not None it is ``(kind, axes, keepdims)`` with kind one of "sum",
+  "mean", "max", "min": the elementwise result is reduced over ``axes`` (of the elementwise
+  shape) as ``reduce_<kind>`` would, and ``node.shape`` is the reduced shape. Without a
+  reduction ``node.shape == attrs["shape"]``. ``attrs["ops"]`` names the fused ops (for dumps).
+- ``program.plan`` is a ``MemoryPlan`` (below) after planning, None for ``optimize=False``.
+
+Storage of each value node ``n`` under a plan (``plan.storage(n)`` answers it):
+- placeholders: the caller's array (read only); variables: the variable's own buffer;
+  constants: their value array (read only);
+- ``n in plan.views``: a reshape-like view (same bytes, C order) of ``plan.views[n]``'s storage;
+- ``n in plan.inplace``: the storage of ``plan.inplace[n]`` (an input of ``n``, or for a variable
+  update the variable node): ``n`` writes its result over that buffer;
+- ``n in plan.offsets``: bytes ``[offsets[n], offsets[n] + nbytes[n])`` of the arena, C order;
+- anything else (value-less ``group``) has no storage.
+``assign`` nodes: ``plan.inplace[assign] is variable`` always; when ``plan.storage`` of the
+assigned value is already the variable (``plan.update_in_place[assign]``) nothing is copied,
+otherwise the backend copies the value into the variable's buffer at the assign's position.
+The new variable values are then simply the variables' buffers at the end of the step.
 """
 import networkx as nx
 
@@ -46,6 +74,56 @@ class Program:
     def text(self):
         from .printer import format_nodes
         return format_nodes(self.nodes, self.name, [f for f in self.fetches if f is not None])
+
+
+class MemoryPlan:
+    """Where every value of a step lives: one arena for temporaries, plus aliases.
+
+    Attributes:
+        offsets: {node: byte offset in the arena} for nodes stored in the arena.
+        nbytes: {node: bytes} of each arena buffer (size * itemsize, before alignment).
+        arena_bytes: size of the arena (every offset is ``alignment``-aligned).
+        peak_bytes: the planned peak of temporaries (the arena size).
+        naive_bytes: one buffer per value node (what the unplanned step allocates).
+        inplace: {node: node whose buffer it writes over}: an input of the node, or for a
+            variable update (the assigned value, and the assign itself) the variable node.
+        views: {node: base node} for reshape-like views sharing the base's bytes.
+        update_in_place: {assign node: True when its value was computed directly into the
+            variable's buffer (no copy), False when the backend copies it at the assign}.
+        intervals: {node: (first, last)} schedule positions during which each arena buffer
+            holds a live value (the planner's liveness; two arena buffers whose intervals
+            intersect never overlap in bytes).
+        notes: {node: text} explaining in-place decisions taken and refused (for dumps).
+        alignment: byte alignment of every arena offset.
+    """
+
+    def __init__(self):
+        self.offsets, self.nbytes, self.inplace, self.views = {}, {}, {}, {}
+        self.update_in_place, self.intervals, self.notes = {}, {}, {}
+        self.arena_bytes = self.peak_bytes = self.naive_bytes = 0
+        self.alignment = 64
+
+    def root(self, node):
+        """The node that owns ``node``'s storage (following views and in-place writes)."""
+        seen = 0
+        while True:
+            nxt = self.views.get(node)
+            if nxt is None:
+                nxt = self.inplace.get(node)
+            if nxt is None or nxt is node:
+                return node
+            node = nxt
+            seen += 1
+            if seen > 100000:
+                raise CompileError(f"memory plan: alias cycle at '{node.name}'")
+
+    def storage(self, node):
+        """("arena", offset) | ("variable", v) | ("feed", p) | ("const", c) | (None, node)."""
+        r = self.root(node)
+        if r in self.offsets:
+            return ("arena", self.offsets[r])
+        kind = {"variable": "variable", "placeholder": "feed", "const": "const"}
+        return (kind.get(r.op_name), r)
 
 
 def needed_nodes(fetches):
@@ -138,4 +216,4 @@ def build_program(fetches, feed_shapes):
     return prog
 
 
-__all__ = ["Program", "build_program", "specialize", "schedule_nodes", "format_shape"]
+__all__ = ["Program", "MemoryPlan", "build_program", "specialize", "schedule_nodes", "format_shape"]
