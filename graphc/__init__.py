@@ -42,4 +42,9 @@ if _ir is not None:
     from .session import InteractiveSession, Session  # noqa: F401
     from .printing import dump_ir  # noqa: F401
     from .clip_ops import clip_by_global_norm, clip_by_norm, global_norm  # noqa: F401
+    from .initializers import (constant_initializer, glorot_normal_initializer,  # noqa: F401
+                               glorot_uniform_initializer, ones_initializer,
+                               orthogonal_initializer, random_normal_initializer,
+                               random_uniform_initializer, truncated_normal_initializer,
+                               variance_scaling_initializer, zeros_initializer)
     newaxis = None
