@@ -47,4 +47,5 @@ if _ir is not None:
                                orthogonal_initializer, random_normal_initializer,
                                random_uniform_initializer, truncated_normal_initializer,
                                variance_scaling_initializer, zeros_initializer)
+    from .gradcheck import check_gradients  # noqa: F401
     newaxis = None
