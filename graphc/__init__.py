@@ -48,4 +48,7 @@ if _ir is not None:
                                random_uniform_initializer, truncated_normal_initializer,
                                variance_scaling_initializer, zeros_initializer)
     from .gradcheck import check_gradients  # noqa: F401
+    from . import diagnostics  # noqa: F401
+    from . import layers  # noqa: F401
+    from .framework import GraphKeys, add_to_collection, get_collection  # noqa: F401
     newaxis = None
