@@ -87,7 +87,7 @@ class Emitter:
         return fn.__name__
 
     def const(self, value):
-        self.consts.append(np.ascontiguousarray(value))
+        self.consts.append(np.require(value, requirements="C"))  # keeps 0-d as 0-d
         return f"consts[{len(self.consts) - 1}]"
 
     def expression(self, n):

@@ -68,7 +68,7 @@ def convert_feed(node, value):
         raise FeedError(f"placeholder '{node.name}' expects {want.short}"
                         f"{format_shape(node.shape)}, fed {format_shape(arr.shape)}",
                         loc=node.loc, hint="None dims accept any size; the others must match")
-    return np.ascontiguousarray(arr)
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)  # keeps 0-d as 0-d
 
 
 def _missing_feed_error(missing):
