@@ -107,10 +107,11 @@ def _one_hot_infer(nodes, depth, on_value=1.0, off_value=0.0, axis=-1, dtype=D.f
     return D.as_dtype(dtype), idx.shape[:a] + (int(depth),) + idx.shape[a:]
 
 
-def _one_hot_impl(indices, depth, on_value=1.0, off_value=0.0, axis=-1, dtype=D.float32):
+def _one_hot_impl(indices, depth, on_value=1.0, off_value=0.0, axis=-1, dtype="float32"):
+    # copied into generated modules: no module globals (dtype: DType, NumPy type or name)
     indices = np.asarray(indices)
     hot = indices[..., None] == np.arange(depth)
-    out = np.where(hot, on_value, off_value).astype(D.as_dtype(dtype).np)
+    out = np.where(hot, on_value, off_value).astype(getattr(dtype, "np", dtype))
     return np.moveaxis(out, -1, axis) if axis != -1 else out
 
 

@@ -51,22 +51,24 @@ def _random_infer(nodes, shape, dtype=D.float32, seed=None, **params):
     return dt, tuple(shape)
 
 
-def random_normal_impl(rng, shape, dtype=D.float32, seed=None, mean=0.0, stddev=1.0):
-    return (rng.standard_normal(shape) * stddev + mean).astype(D.as_dtype(dtype).np)
+# The kernels below are copied into generated modules, which import only numpy: they name no
+# module global (``dtype`` is a DType, a NumPy type or a name).
+def random_normal_impl(rng, shape, dtype="float32", seed=None, mean=0.0, stddev=1.0):
+    return (rng.standard_normal(shape) * stddev + mean).astype(getattr(dtype, "np", dtype))
 
 
-def random_uniform_impl(rng, shape, dtype=D.float32, seed=None, minval=0.0, maxval=1.0):
-    return rng.uniform(minval, maxval, shape).astype(D.as_dtype(dtype).np)
+def random_uniform_impl(rng, shape, dtype="float32", seed=None, minval=0.0, maxval=1.0):
+    return rng.uniform(minval, maxval, shape).astype(getattr(dtype, "np", dtype))
 
 
-def truncated_normal_impl(rng, shape, dtype=D.float32, seed=None, mean=0.0, stddev=1.0):
+def truncated_normal_impl(rng, shape, dtype="float32", seed=None, mean=0.0, stddev=1.0):
     """Normal samples redrawn until all lie within two standard deviations, as in TF."""
     z = rng.standard_normal(shape)
     bad = np.abs(z) > 2.0
     while bad.any():
         z[bad] = rng.standard_normal(int(bad.sum()))
         bad = np.abs(z) > 2.0
-    return (z * stddev + mean).astype(D.as_dtype(dtype).np)
+    return (z * stddev + mean).astype(getattr(dtype, "np", dtype))
 
 
 # Random ops take an RNG (a numpy Generator owned by the compiled step, seeded from the op's
