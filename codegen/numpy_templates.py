@@ -35,7 +35,8 @@ def _reduce(fn):
     def render(n, a):
         axes = normalize_axes(n.attrs.get("axis"), n.inputs[0].rank)
         kd = bool(n.attrs.get("keepdims", False))
-        return f"np.asarray(np.{fn}({a[0]}, axis={axes!r}, keepdims={kd}))"
+        dt = f", dtype=np.{n.dtype.np.name}" if fn == "sum" else ""  # int32 stays int32
+        return f"np.asarray(np.{fn}({a[0]}, axis={axes!r}, keepdims={kd}{dt}))"
     return render
 
 

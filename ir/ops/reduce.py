@@ -57,7 +57,8 @@ def _axes_kw(axis, keepdims):
 def _reducer(fn):
     def impl(x, axis=None, keepdims=False):
         axes = normalize_axes(axis, np.ndim(x))
-        return np.asarray(fn(x, axis=axes, keepdims=keepdims))
+        # TF keeps the input's dtype (NumPy's sum widens int32 to int64)
+        return np.asarray(fn(x, axis=axes, keepdims=keepdims)).astype(np.asarray(x).dtype)
     return impl
 
 
