@@ -6,6 +6,7 @@ from .errors import GraphError
 from .ir import dtypes as D
 from .ir.graph import Graph, Node, get_default_graph, reset_default_graph  # noqa: F401
 from .ir.ops import apply, const_node
+from .ir.ops.registry import default_array
 from .ir.shapes import TensorShape, normalize_shape
 
 Tensor = Node
@@ -30,11 +31,9 @@ def placeholder(dtype, shape=None, name=None):
 
 def constant(value, dtype=None, shape=None, name=None):
     """A constant tensor (TF1's tf.constant); ``shape`` broadcasts a scalar value."""
-    arr = np.asarray(value)
-    if shape is not None:
-        arr = np.broadcast_to(arr, normalize_shape(shape))
-    return const_node(arr if isinstance(value, np.ndarray) or shape is not None else value,
-                      dtype, name=name or "Const")
+    if shape is not None:  # broadcast after choosing the dtype: 1.5 stays float32
+        value = np.broadcast_to(default_array(value, dtype), normalize_shape(shape))
+    return const_node(value, dtype, name=name or "Const")
 
 
 def _op(name):

@@ -7,6 +7,7 @@ import numpy as np
 from .errors import GraphError
 from .ir import dtypes as D
 from .ir.ops import apply, const_node, convert
+from .ir.ops.registry import default_array
 from .ir.graph import Node, get_default_graph
 from .ir.shapes import normalize_shape
 
@@ -85,7 +86,11 @@ def ones_like(x, dtype=None, name=None):
 
 
 def fill(dims, value, name=None):
-    return const_node(np.full(normalize_shape(dims), value), None, name=name or "Fill")
+    """``dims``-shaped tensor of ``value`` (a number, as TF types it, or a scalar tensor)."""
+    if isinstance(value, Node):
+        return broadcast_to(value, dims, name=name)
+    v = default_array(value)
+    return const_node(np.full(normalize_shape(dims), v, v.dtype), name=name or "Fill")
 
 
 def zeros(shape, dtype=D.float32, name=None):

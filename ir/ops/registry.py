@@ -87,14 +87,21 @@ def _graph_of(inputs):
     return get_default_graph()
 
 
+def default_array(value, dtype=None):
+    """``value`` as a new array of ``dtype``, or with TF's defaults when None: Python floats
+    (and lists of them) give float32 and Python ints int32; NumPy values keep their dtype."""
+    arr = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype).np)
+    if dtype is None and not isinstance(value, (np.ndarray, np.generic)):
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        elif arr.dtype == np.int64:
+            arr = arr.astype(np.int32)
+    return arr
+
+
 def const_node(value, dtype=None, graph=None, name=None):
     """A ``const`` node holding ``value`` (converted to ``dtype``), read-only."""
-    arr = np.array(value, dtype=None if dtype is None else D.as_dtype(dtype).np)
-    if dtype is None:
-        if arr.dtype == np.float64 and not isinstance(value, np.ndarray):
-            arr = arr.astype(np.float32)  # Python floats default to float32, as in TF
-        elif arr.dtype == np.int64 and not isinstance(value, np.ndarray):
-            arr = arr.astype(np.int32)
+    arr = default_array(value, dtype)
     dt = D.as_dtype(arr.dtype)
     arr.setflags(write=False)
     g = graph or get_default_graph()
