@@ -9,12 +9,13 @@ alone does the two things every VJP would otherwise get wrong:
 Only floating tensors carry gradients; integer and bool tensors never do.
 """
 import networkx as nx
+import numpy as np
 
-from graphc.errors import DTypeError, GradientError
+from graphc.errors import DTypeError, GradientError, ShapeError
 
 from .graph import Node
-from .ops.registry import F, ZERO
-from .shapes import format_shape
+from .ops.registry import F, ZERO, const_node
+from .shapes import RuleError, broadcast_shapes, format_shape
 
 
 def unbroadcast(grad, shape):
@@ -72,14 +73,32 @@ def _seed(ys, grad_ys):
         if y.dtype is None or not y.dtype.is_floating:
             raise DTypeError(f"gradients: cannot differentiate {y.describe()} of dtype "
                              f"{'no value' if y.dtype is None else y.dtype.name}", loc=y.loc)
-        if grad_ys is not None and grad_ys[i] is not None:
-            seed = grad_ys[i] if isinstance(grad_ys[i], Node) else \
-                F.cast(F.ones_like(y), dtype=y.dtype) * grad_ys[i]
-        else:
-            with y.graph.gradient_context(y):
-                seed = F.ones_like(y)
+        with y.graph.gradient_context(y):
+            seed = _seed_value(y, None if grad_ys is None else grad_ys[i])
         grads.setdefault(y, []).append(seed)
     return grads
+
+
+def _seed_value(y, grad):
+    """The cotangent of ``y``: ones, or ``grad`` (a tensor, array or number in y's dtype,
+    broadcast to y's shape)."""
+    if grad is None:
+        return F.ones_like(y)
+    if not isinstance(grad, Node):
+        grad = const_node(np.asarray(grad, dtype=y.dtype.np), graph=y.graph)
+    if grad.dtype != y.dtype:
+        raise DTypeError(f"gradients: grad_ys for {y.describe()} has dtype {grad.dtype.name}, "
+                         f"expected {y.dtype.name}", loc=grad.loc)
+    try:
+        shape = broadcast_shapes(grad.shape, y.shape)
+    except RuleError as e:
+        shape = e
+    if isinstance(shape, RuleError) or len(shape) != len(y.shape) or any(
+            a is not None and b is not None and a != b for a, b in zip(shape, y.shape)):
+        raise ShapeError(f"gradients: grad_ys for {y.describe()} has shape "
+                         f"{format_shape(grad.shape)}, expected {format_shape(y.shape)}",
+                         loc=grad.loc)
+    return grad if grad.shape == y.shape else F.broadcast_like(grad, y)
 
 
 def _accumulate(parts):
