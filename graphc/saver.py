@@ -119,7 +119,7 @@ class Saver:
             if value is None:
                 missing.append(name)
             else:
-                arrays[name] = np.ascontiguousarray(value)
+                arrays[name] = np.array(value, order="C")  # ascontiguousarray makes 0-d 1-d
         if missing:
             raise GraphError(f"Saver.save: {len(missing)} variable(s) have no value: "
                              + ", ".join(missing),
