@@ -18,9 +18,21 @@ from .ops.registry import F, ZERO, const_node
 from .shapes import RuleError, broadcast_shapes, format_shape
 
 
-def unbroadcast(grad, shape):
-    """Sum ``grad`` over the axes NumPy broadcasting added to reach it from ``shape``."""
-    if grad.shape == tuple(shape):
+def unbroadcast(grad, x, node=None, index=None):
+    """Sum ``grad`` over the axes NumPy broadcasting added to reach it from ``x``'s shape.
+
+    Static shapes decide it, except where ``x`` has an unknown dim that may be 1 at run time
+    while the gradient's is larger (``x: [None, 4]`` broadcast against ``y: [None, 4]``): there
+    a ``sum_to_like`` node defers the decision to the specialized shapes.
+
+    Args:
+        grad: the VJP's gradient for input ``index`` of the forward ``node``.
+        x: that input.
+    """
+    shape = tuple(x.shape)
+    if node is not None and _may_hide_broadcast(grad.shape, shape, node, index):
+        return F.sum_to_like(grad, x)
+    if grad.shape == shape:
         return grad
     lead = grad.rank - len(shape)
     if lead > 0:
@@ -32,6 +44,22 @@ def unbroadcast(grad, shape):
         raise GradientError(f"gradient of shape {format_shape(grad.shape)} does not reduce "
                             f"to {format_shape(shape)}")
     return grad
+
+
+def _may_hide_broadcast(gshape, shape, node, index):
+    """True when some unknown dim of the input may be 1 while the gradient's is not."""
+    core = node.opdef.broadcast_core
+    for k in range(1, len(shape) + 1):  # axes counted from the end
+        s, d = shape[-k], gshape[-k] if k <= len(gshape) else 1
+        if s is not None or d == 1:
+            continue
+        if d is not None:
+            return True
+        if core is not None and k > core and any(
+                j != index and k <= other.rank and other.shape[-k] != 1
+                for j, other in enumerate(node.inputs)):
+            return True
+    return False
 
 
 def _dependency_graph(nodes):
@@ -143,10 +171,10 @@ def gradients(ys, xs, grad_ys=None, unconnected_gradients="zero", stop_gradients
             g = _accumulate(parts)
             grads[node] = [g]
             in_grads = opdef.vjp(g, node, *node.inputs, **node.attrs)
-            for inp, ig in zip(node.inputs, in_grads):
+            for i, (inp, ig) in enumerate(zip(node.inputs, in_grads)):
                 if ig is None or inp.dtype is None or not inp.dtype.is_floating:
                     continue
-                grads.setdefault(inp, []).append(unbroadcast(ig, inp.shape))
+                grads.setdefault(inp, []).append(unbroadcast(ig, inp, node, i))
     return [_result(x, grads.get(x), unconnected_gradients) for x in xs_list]
 
 

@@ -53,4 +53,5 @@ def _matmul_vjp(g, out, a, b, transpose_a=False, transpose_b=False):
             mm(g, a, transpose_a=True, transpose_b=True)]
 
 
-MATMUL = defop("matmul", _matmul_infer, _matmul_vjp, impl=matmul_impl, family="linalg")
+MATMUL = defop("matmul", _matmul_infer, _matmul_vjp, impl=matmul_impl, family="linalg",
+               broadcast_core=2)

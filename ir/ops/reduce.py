@@ -72,6 +72,30 @@ REDUCE_MIN = defop("reduce_min", _reduce_infer("fi"), _extreme_vjp, impl=_reduce
                    family="reduce")
 
 
+# -- summing a gradient back to an input's shape, decided once shapes are concrete ------------
+def _sum_to_like_infer(nodes):
+    g, like = nodes
+    return g.dtype, like.shape
+
+
+def sum_to_like_impl(g, like):
+    """Sum ``g`` over the axes broadcasting added to reach it from ``like``'s shape."""
+    shape = np.shape(like)
+    lead = np.ndim(g) - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
+                                      if d == 1 and np.shape(g)[lead + i] != 1)
+    return np.sum(g, axis=axes, keepdims=True).reshape(shape) if axes else np.asarray(g)
+
+
+# Autodiff emits it only where static shapes cannot tell whether an input was broadcast (a
+# None dim facing another None dim); once the step is specialized it is a plain reduce_sum or
+# nothing. ``like``'s value is never read.
+SUM_TO_LIKE = defop("sum_to_like", _sum_to_like_infer,
+                    lambda g, out, x, like: [F.broadcast_like(g, x), None],
+                    impl=sum_to_like_impl, family="reduce",
+                    doc="g summed down to the shape of the second input")
+
+
 def _arg_infer(nodes, axis=0, output_type=D.int64):
     (x,) = nodes
     a = normalize_axis(axis, x.rank)

@@ -33,11 +33,15 @@ class OpDef:
 
     def __init__(self, name, infer, vjp, scalar=None, impl=None, impure=False,
                  commutative=False, domain=None, arity=None, doc="", produces_value=True,
-                 kernel=None, view=False, family=""):
+                 kernel=None, view=False, family="", broadcast_core=None):
         self.name, self.infer, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
         self.impure, self.commutative, self.domain, self.arity = impure, commutative, domain, arity
         self.doc, self.produces_value, self.view, self.family = doc, produces_value, view, family
         self.kernel = kernel or name
+        # Inputs broadcast against each other on all but their last ``broadcast_core`` axes
+        # (0 for elementwise ops, 2 for matmul); None: they never do. Autodiff reads it.
+        self.broadcast_core = 0 if scalar is not None and broadcast_core is None \
+            else broadcast_core
 
     @property
     def is_elementwise(self):
