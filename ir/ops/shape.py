@@ -8,7 +8,7 @@ while a placeholder's batch dim is still unknown; its value is never read.
 import numpy as np
 
 from .. import dtypes as D
-from ..shapes import RuleError, broadcast_shapes, format_shape, normalize_axes, normalize_axis
+from ..shapes import broadcast_shapes, format_shape, normalize_axes, normalize_axis
 from .registry import F, ZERO, defop, require
 
 
@@ -151,18 +151,37 @@ def _slice_along(g, rank, axis, start, stop):
 
 def _concat_vjp(g, out, *xs, axis):
     a = normalize_axis(axis, out.rank)
+    if any(x.shape[a] is None for x in xs):  # offsets known once the step is specialized
+        return [F.concat_slice(g, *xs, axis=a, index=i) for i in range(len(xs))]
     grads, off = [], 0
     for x in xs:
-        size = x.shape[a]
-        if size is None:
-            raise RuleError(f"concat gradient needs static sizes along axis {a}")
-        grads.append(_slice_along(g, out.rank, a, off, off + size))
-        off += size
+        grads.append(_slice_along(g, out.rank, a, off, off + x.shape[a]))
+        off += x.shape[a]
     return grads
 
 
 CONCAT = defop("concat", _concat_infer, _concat_vjp,
                impl=lambda *xs, axis: np.concatenate(xs, axis=axis), family="shape")
+
+
+def concat_slice_impl(g, *xs, axis, index):
+    """The part of ``g`` that input ``index`` of ``concat(xs, axis)`` occupies."""
+    start = sum(np.shape(x)[axis] for x in xs[:index])
+    stop = start + np.shape(xs[index])[axis]
+    return np.array(g[(slice(None),) * axis + (slice(start, stop),)])
+
+
+def _concat_slice_vjp(gy, out, g, *xs, axis, index):
+    """Zeros shaped like the other inputs around ``gy``: the concat this slice came from."""
+    parts = [gy if j == index else F.zeros_like(x) for j, x in enumerate(xs)]
+    return [F.concat(*parts, axis=axis)] + [None] * len(xs)
+
+
+# The concat gradient when sizes along the axis are unknown; the inputs' values are not read.
+CONCAT_SLICE = defop(
+    "concat_slice", lambda nodes, axis, index: (nodes[0].dtype, nodes[1 + index].shape),
+    _concat_slice_vjp, impl=concat_slice_impl, family="shape",
+    doc="the slice of the first input that input 1+index of a concat on axis occupies")
 
 
 def _stack_infer(nodes, axis=0):
