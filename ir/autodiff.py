@@ -199,13 +199,22 @@ def hessian_vector_product(ys, xs, vs):
     Args:
         ys: scalar tensor(s).
         xs: list of tensors.
-        vs: list of tensors (or arrays) shaped like xs.
+        vs: list of tensors, arrays or numbers shaped like xs (arrays take x's dtype).
     Returns:
         A list of tensors shaped like xs.
+    Raises:
+        GradientError: a different number of vs and xs.
+    Example:
+        >>> hv, = hessian_vector_product(F.reduce_sum(x * x * x), [x], [np.ones(3)])  # 6 x
     """
     xs = list(xs) if isinstance(xs, (list, tuple)) else [xs]
     vs = list(vs) if isinstance(vs, (list, tuple)) else [vs]
+    if len(vs) != len(xs):
+        raise GradientError(f"hessian_vector_product: {len(xs)} xs but {len(vs)} vs")
     grads = gradients(ys, xs)
-    inner = [F.reduce_sum(g * F.stop_gradient(v) if isinstance(v, Node) else g * v)
-             for g, v in zip(grads, vs)]
+    inner = []
+    for x, g, v in zip(xs, grads, vs):
+        v = F.stop_gradient(v) if isinstance(v, Node) else \
+            const_node(np.asarray(v, dtype=x.dtype.np), graph=x.graph)
+        inner.append(F.reduce_sum(g * v))
     return gradients(inner, xs)
