@@ -102,8 +102,8 @@ class Emitter:
                 return f"np.{v.dtype.name}({v.item()!r})"
             return self.const(v)
         if op in ("dim_size", "shape_of"):  # shapes are concrete now: a constant
-            return self.const(n.opdef.impl(np.empty(n.inputs[0].shape, np.int8), **n.attrs)
-                              .astype(n.dtype.np))
+            like = np.broadcast_to(np.zeros((), n.inputs[0].dtype.np), n.inputs[0].shape)
+            return self.const(np.asarray(n.opdef.impl(like, **n.attrs)).astype(n.dtype.np))
         if op in _RANDOM:
             self.seeds.append(n.attrs.get("seed"))
             k = self.kernel(n.opdef.impl)
