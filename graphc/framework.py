@@ -198,4 +198,22 @@ def set_random_seed(seed):
     get_default_graph().seed = seed
 
 
+class GraphKeys:
+    """TF1's standard collection names (``gc.get_collection(gc.GraphKeys.UPDATE_OPS)``)."""
+    GLOBAL_VARIABLES = VARIABLES = "variables"
+    TRAINABLE_VARIABLES = "trainable_variables"
+    UPDATE_OPS = "update_ops"
+    REGULARIZATION_LOSSES = "regularization_losses"
+    GLOBAL_STEP = "global_step"
+
+
+def get_collection(key, scope=None):
+    """The values in the default graph's collection ``key`` (names starting with ``scope``)."""
+    return _filtered(get_default_graph().get_collection(key), scope)
+
+
+def add_to_collection(name, value):
+    get_default_graph().add_to_collection(name, value)
+
+
 __all__ = ["Graph", "Tensor", "TensorShape", "Operation"]

@@ -63,3 +63,12 @@ def bias_add(value, bias, data_format=None, name=None):
     if bias.rank != 1:
         raise GraphError(f"bias_add: bias must be 1-D, found {bias.type_str()}")
     return apply("add", [value, bias], name=name or "BiasAdd")
+
+
+# Layers and recurrent networks live in their own modules; gc.nn re-exports them, as TF1 does.
+from .nn_layers import (avg_pool, avg_pool2d, batch_normalization, conv2d, dropout,  # noqa: E402
+                        embedding_lookup, fused_batch_norm, max_pool, max_pool2d, moments)
+from . import rnn as rnn_cell  # noqa: E402  (gc.nn.rnn_cell.BasicLSTMCell, ...)
+from .rnn import (BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple,  # noqa: E402
+                  MultiRNNCell, bidirectional_dynamic_rnn, dynamic_rnn,
+                  static_bidirectional_rnn, static_rnn)

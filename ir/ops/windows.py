@@ -2,9 +2,11 @@
 
 Layout is NHWC throughout; a window op has a kernel size ``(kh, kw)``, strides ``(sh, sw)``
 and TF's padding rule ("VALID": windows inside the input; "SAME": ``ceil(size / stride)``
-outputs, the padding split with the extra row/column after). The kernels are vectorized:
-windows are strided views (``sliding_window_view``), convolution is im2col + one GEMM, and
-scattering windows back (the input gradients) loops over the kh*kw kernel taps only.
+outputs, the padding split with the extra row/column after). The kernels are vectorized
+over pixels: they loop over the kh*kw kernel taps only, each tap (i, j) being one strided
+view of the (padded) input holding that tap of every window. Convolution is im2col + one
+GEMM; pooling is a running max / sum over the taps; the input gradients add each tap's
+share back into a padded buffer.
 
 Every function here uses only ``np`` and the other functions of this module: the NumPy
 emitter copies a kernel's source, with the same-module functions it calls, into the generated
@@ -31,36 +33,33 @@ def window_pad(x, ksize, strides, padding, fill=0):
     return x, oh, ow
 
 
-def window_view(x, ksize, strides, padding, fill=0):
-    """The windows of ``x`` as a strided view [N, OH, OW, C, kh, kw] (no copy unless padded)."""
-    xp, oh, ow = window_pad(x, ksize, strides, padding, fill)
-    view = np.lib.stride_tricks.sliding_window_view(xp, tuple(ksize), axis=(1, 2))
-    return view[:, ::strides[0], ::strides[1]][:, :oh, :ow]
-
-
-def window_scatter(taps, x_shape, ksize, strides, padding):
-    """Sum window contributions ``taps`` [N, OH, OW, kh, kw, C] back into an [N,H,W,C] array.
-
-    The adjoint of ``window_view``: each input element receives the sum over every window
-    (and tap) that reads it; padding positions are dropped.
-    """
-    n, h, w, c = x_shape
-    kh, kw = ksize
+def window_tap(xp, i, j, strides, oh, ow):
+    """The [N, OH, OW, C] view of kernel tap (i, j) of every window of padded ``xp``."""
     sh, sw = strides
-    oh, top, bottom = window_geometry(h, kh, sh, padding)
-    ow, left, right = window_geometry(w, kw, sw, padding)
-    out = np.zeros((n, h + top + bottom, w + left + right, c), dtype=taps.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :] += taps[:, :, :, i, j]
-    return out[:, top:top + h, left:left + w, :]
+    return xp[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :]
+
+
+def window_grad_buffer(x_shape, ksize, strides, padding, dtype):
+    """Zeros shaped like the padded input, to accumulate taps into; returns
+    (buffer, oh, ow, (top, left)) — crop with ``buffer[:, top:top + H, left:left + W]``."""
+    oh, top, bottom = window_geometry(x_shape[1], ksize[0], strides[0], padding)
+    ow, left, right = window_geometry(x_shape[2], ksize[1], strides[1], padding)
+    buf = np.zeros((x_shape[0], x_shape[1] + top + bottom, x_shape[2] + left + right,
+                    x_shape[3]), dtype=dtype)
+    return buf, oh, ow, (top, left)
 
 
 def im2col(x, ksize, strides, padding):
-    """Rows of receptive fields: [N*OH*OW, kh*kw*C] ordered (kh, kw, C) like a filter's rows."""
-    view = window_view(x, ksize, strides, padding)
-    n, oh, ow, c, kh, kw = view.shape
-    return view.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * c), (n, oh, ow)
+    """Receptive fields as columns: [kh*kw*C, N*OH*OW], rows ordered (kh, kw, C) like a
+    filter's. Tap-major, so each tap is one bulk copy (channels-last windows would make the
+    copy a gather of C-element pieces: slow for few channels)."""
+    xp, oh, ow = window_pad(x, ksize, strides, padding)
+    n, c = x.shape[0], x.shape[3]
+    cols = np.empty((ksize[0], ksize[1], c, n, oh, ow), dtype=x.dtype)
+    for i in range(ksize[0]):
+        for j in range(ksize[1]):
+            cols[i, j] = window_tap(xp, i, j, strides, oh, ow).transpose(3, 0, 1, 2)
+    return cols.reshape(ksize[0] * ksize[1] * c, n * oh * ow), (n, oh, ow)
 
 
 # -- convolution --------------------------------------------------------------------------------
@@ -68,72 +67,107 @@ def conv2d_impl(x, w, strides=(1, 1), padding="VALID"):
     """y[n,p,q,o] = sum_{i,j,c} x[n, p*sh + i - top, q*sw + j - left, c] w[i,j,c,o]."""
     kh, kw, cin, cout = w.shape
     cols, (n, oh, ow) = im2col(x, (kh, kw), strides, padding)
-    return np.matmul(cols, w.reshape(kh * kw * cin, cout)).reshape(n, oh, ow, cout)
+    return np.matmul(cols.T, w.reshape(kh * kw * cin, cout)).reshape(n, oh, ow, cout)
 
 
 def conv2d_backprop_input_impl(dy, w, like, strides=(1, 1), padding="VALID"):
-    """The gradient of conv2d with respect to its input (shaped like ``like``)."""
+    """The gradient of conv2d with respect to its input (shaped like ``like``): each tap's
+    share ``w[i, j] dy`` added back where the tap read."""
     kh, kw, cin, cout = w.shape
     n, oh, ow = dy.shape[:3]
-    taps = np.matmul(dy.reshape(n * oh * ow, cout), w.reshape(kh * kw * cin, cout).T)
-    return window_scatter(taps.reshape(n, oh, ow, kh, kw, cin), np.shape(like), (kh, kw),
-                          strides, padding)
+    taps = np.matmul(w.reshape(kh * kw * cin, cout), dy.reshape(n * oh * ow, cout).T)
+    taps = taps.reshape(kh, kw, cin, n, oh, ow)
+    buf, oh, ow, (top, left) = window_grad_buffer(np.shape(like), (kh, kw), strides, padding,
+                                                  dy.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            window_tap(buf, i, j, strides, oh, ow)[...] += taps[i, j].transpose(1, 2, 3, 0)
+    return buf[:, top:top + np.shape(like)[1], left:left + np.shape(like)[2], :]
 
 
 def conv2d_backprop_filter_impl(x, dy, filter_shape=(1, 1, 1, 1), strides=(1, 1),
                                 padding="VALID"):
-    """The gradient of conv2d with respect to its filter: im2col(x)^T dy."""
+    """The gradient of conv2d with respect to its filter: im2col(x) dy."""
     kh, kw, cin, cout = filter_shape
     cols, _ = im2col(x, (kh, kw), strides, padding)
-    return np.matmul(cols.T, dy.reshape(-1, cout)).reshape(kh, kw, cin, cout)
+    return np.matmul(cols, dy.reshape(-1, cout)).reshape(kh, kw, cin, cout)
 
 
 # -- max pooling ----------------------------------------------------------------------------------
 def max_pool_argmax(x, ksize, strides, padding):
-    """Per window, the position (row-major in kh*kw) of its FIRST maximum: [N, OH, OW, C]."""
-    view = window_view(x, ksize, strides, padding, -np.inf)
-    n, oh, ow, c, kh, kw = view.shape
-    return view.reshape(n, oh, ow, c, kh * kw).argmax(axis=-1)
+    """(max, position of the FIRST maximum, row-major in kh*kw) of every window, [N,OH,OW,C].
+
+    Taps are visited in row-major order and a later tap wins only when strictly greater, so
+    ties go to the first; padding is -inf and never wins a window (each has a real element).
+    """
+    xp, oh, ow = window_pad(x, ksize, strides, padding, -np.inf)
+    best = window_tap(xp, 0, 0, strides, oh, ow).copy()
+    first = np.zeros(best.shape, dtype=np.int32)
+    for k in range(1, ksize[0] * ksize[1]):
+        tap = window_tap(xp, k // ksize[1], k % ksize[1], strides, oh, ow)
+        # Branch-free: k grows, so a strictly better tap k always raises ``first`` to k.
+        np.maximum(first, (tap > best) * np.int32(k), out=first)
+        np.maximum(best, tap, out=best)
+    return best, first
 
 
 def max_pool_impl(x, ksize=(2, 2), strides=(2, 2), padding="VALID"):
-    return window_view(x, ksize, strides, padding, -np.inf).max(axis=(4, 5))
+    xp, oh, ow = window_pad(x, ksize, strides, padding, -np.inf)
+    out = window_tap(xp, 0, 0, strides, oh, ow).copy()
+    for k in range(1, ksize[0] * ksize[1]):
+        np.maximum(out, window_tap(xp, k // ksize[1], k % ksize[1], strides, oh, ow), out=out)
+    return out
 
 
 def max_pool_grad_impl(x, dy, ksize=(2, 2), strides=(2, 2), padding="VALID"):
     """Each window's gradient goes whole to its first maximum (row-major); ties get nothing."""
-    kh, kw = ksize
-    hit = max_pool_argmax(x, ksize, strides, padding)[..., None] == np.arange(kh * kw)
-    taps = np.where(hit, dy[..., None], np.zeros((), dy.dtype))
-    n, oh, ow, c = dy.shape
-    taps = taps.reshape(n, oh, ow, c, kh, kw).transpose(0, 1, 2, 4, 5, 3)
-    return window_scatter(taps, x.shape, ksize, strides, padding)
+    _, first = max_pool_argmax(x, ksize, strides, padding)
+    buf, oh, ow, (top, left) = window_grad_buffer(x.shape, ksize, strides, padding, dy.dtype)
+    zero = np.zeros((), dtype=dy.dtype)
+    for k in range(ksize[0] * ksize[1]):
+        tap = window_tap(buf, k // ksize[1], k % ksize[1], strides, oh, ow)
+        tap += np.where(first == k, dy, zero)
+    return buf[:, top:top + x.shape[1], left:left + x.shape[2], :]
 
 
 def max_pool_grad_grad_impl(x, gx, ksize=(2, 2), strides=(2, 2), padding="VALID"):
     """The adjoint of max_pool_grad in its gradient: ``gx`` read at each window's argmax."""
-    view = window_view(gx, ksize, strides, padding)
-    n, oh, ow, c, kh, kw = view.shape
-    at = max_pool_argmax(x, ksize, strides, padding)[..., None]
-    return np.take_along_axis(view.reshape(n, oh, ow, c, kh * kw), at, axis=-1)[..., 0]
+    _, first = max_pool_argmax(x, ksize, strides, padding)
+    gp, oh, ow = window_pad(gx, ksize, strides, padding)
+    out = np.zeros(first.shape, dtype=gx.dtype)
+    for k in range(ksize[0] * ksize[1]):
+        np.copyto(out, window_tap(gp, k // ksize[1], k % ksize[1], strides, oh, ow),
+                  where=first == k)
+    return out
 
 
 # -- average pooling ---------------------------------------------------------------------------
+def avg_pool_sum(x, ksize, strides, padding):
+    """Sum of each window's elements (padding adds zeros)."""
+    xp, oh, ow = window_pad(x, ksize, strides, padding)
+    total = window_tap(xp, 0, 0, strides, oh, ow).copy()
+    for k in range(1, ksize[0] * ksize[1]):
+        total += window_tap(xp, k // ksize[1], k % ksize[1], strides, oh, ow)
+    return total
+
+
 def avg_pool_counts(x_shape, ksize, strides, padding, dtype):
     """Real (unpadded) elements per window, [1, OH, OW, 1]: SAME windows at the edges average
     over fewer elements, as in TF."""
     ones = np.ones((1, x_shape[1], x_shape[2], 1), dtype=dtype)
-    return window_view(ones, ksize, strides, padding).sum(axis=(4, 5))
+    return avg_pool_sum(ones, ksize, strides, padding)
 
 
 def avg_pool_impl(x, ksize=(2, 2), strides=(2, 2), padding="VALID"):
-    total = window_view(x, ksize, strides, padding).sum(axis=(4, 5))
+    total = avg_pool_sum(x, ksize, strides, padding)
     return total / avg_pool_counts(x.shape, ksize, strides, padding, x.dtype)
 
 
 def avg_pool_grad_impl(dy, like, ksize=(2, 2), strides=(2, 2), padding="VALID"):
     """Each window's gradient divided by its count, spread evenly over the window."""
     share = dy / avg_pool_counts(np.shape(like), ksize, strides, padding, dy.dtype)
-    n, oh, ow, c = dy.shape
-    taps = np.broadcast_to(share[:, :, :, None, None, :], (n, oh, ow) + tuple(ksize) + (c,))
-    return window_scatter(taps, np.shape(like), ksize, strides, padding)
+    buf, oh, ow, (top, left) = window_grad_buffer(np.shape(like), ksize, strides, padding,
+                                                  dy.dtype)
+    for k in range(ksize[0] * ksize[1]):
+        window_tap(buf, k // ksize[1], k % ksize[1], strides, oh, ow)[...] += share
+    return buf[:, top:top + np.shape(like)[1], left:left + np.shape(like)[2], :]

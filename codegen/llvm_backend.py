@@ -1,0 +1,115 @@
+"""The LLVM backend's driver: Program -> LLVM IR -> (cached) object code -> a native step.
+
+    text, layout = lower_program(program)        # one module, one exported ``step``
+    key = cache_key(text, opt levels, target)    # the IR text is the program's fingerprint
+    object code = cache hit, or compile_ir(text) # verified, O2 pipeline, host CPU
+    NativeStep(layout, load_object(object code)) # fn(*feeds, *variables)
+
+The IR text is produced before any compilation and is a pure function of the optimized
+program (shapes, formulas, buffer layout), so hashing it keys the persistent object cache:
+a second process lowers the program again (milliseconds) and loads the object file instead
+of compiling. Constants and seeds are not in the text; they travel in the table at run time.
+
+Dumps: ``GRAPHC_DEBUG`` >= 5 or a ``dump_dir`` writes ``<name>.ll`` (the IR as generated),
+``<name>.opt.ll`` (after LLVM's pipeline) and ``<name>.s`` (assembly). The returned step
+also exposes them: ``step.llvm_ir``, ``step.optimized_ir()``, ``step.assembly()``.
+"""
+import os
+import time
+from pathlib import Path
+
+from ..runtime import jit
+from ..runtime.llvm_step import NativeStep
+from ..runtime.objcache import ObjectCache, cache_key
+from .llvm_lower import lower_program
+
+OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
+CODEGEN_LEVEL = 2   # instruction selection / register allocation
+
+_cache = None
+
+
+def default_cache():
+    """The process-wide object cache (``GRAPHC_NO_CACHE=1`` disables it)."""
+    global _cache
+    if _cache is None or _cache.dir != ObjectCache().dir:
+        _cache = ObjectCache()
+    return _cache
+
+
+class LLVMArtifacts:
+    """The code of one compiled step, for dumps: IR, optimized IR and assembly on demand."""
+
+    def __init__(self, llvm_ir, key, compiled=None, cache_hit=False, timings=None):
+        self.llvm_ir, self.key, self.cache_hit = llvm_ir, key, cache_hit
+        self._compiled = compiled
+        self.timings = timings or {}
+
+    def _module(self):
+        if self._compiled is None:  # loaded from the cache: compile again only for dumps
+            self._compiled = jit.compile_ir(self.llvm_ir, OPT_LEVEL, CODEGEN_LEVEL)
+        return self._compiled
+
+    def optimized_ir(self):
+        return self._module().optimized_ir
+
+    def assembly(self):
+        return self._module().assembly()
+
+    def write(self, dump_dir, name="step"):
+        """Write ``name.ll``, ``name.opt.ll`` and ``name.s`` into ``dump_dir``."""
+        d = Path(dump_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{name}.ll").write_text(self.llvm_ir)
+        (d / f"{name}.opt.ll").write_text(self.optimized_ir())
+        (d / f"{name}.s").write_text(self.assembly())
+
+
+def debug_level():
+    try:
+        return int(os.environ.get("GRAPHC_DEBUG", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def compile_llvm(program, dump_dir=None, cache=None):
+    """Compile ``program`` to a native step.
+
+    Args:
+        program: an ``ir.Program`` (planned or not).
+        dump_dir: write the IR, optimized IR and assembly there (also when GRAPHC_DEBUG >= 5,
+            into ``$GRAPHC_DUMP_DIR`` or ``graphc_dump``).
+        cache: an ``ObjectCache``; the process-wide default when None.
+    Returns:
+        (step, llvm_ir): ``step(*feeds, *variables) -> (fetches, updated variables)``, a
+        ``runtime.llvm_step.NativeStep`` whose ``artifacts`` hold the code for dumps.
+    Raises:
+        CompileError: an op without a kernel, or IR that LLVM rejects.
+    Example:
+        >>> step, ir_text = compile_llvm(program)
+        >>> (loss,), new_vars = step(x, y, *variables)
+    """
+    t0 = time.perf_counter()
+    text, layout = lower_program(program)
+    t1 = time.perf_counter()
+    cache = cache or default_cache()
+    key = cache_key(text, f"O{OPT_LEVEL}", f"codegen{CODEGEN_LEVEL}")
+    obj = cache.get(key)
+    compiled = None
+    if obj is None:
+        compiled = jit.compile_ir(text, OPT_LEVEL, CODEGEN_LEVEL)
+        obj = compiled.object_code
+        cache.put(key, obj)
+    t2 = time.perf_counter()
+    step = NativeStep(layout, jit.load_object(obj))
+    t3 = time.perf_counter()
+    step.artifacts = LLVMArtifacts(text, key, compiled, compiled is None,
+                                   {"lower": t1 - t0, "llvm": t2 - t1, "load": t3 - t2})
+    step.llvm_ir = text
+    step.optimized_ir = step.artifacts.optimized_ir
+    step.assembly = step.artifacts.assembly
+    if dump_dir is None and debug_level() >= 5:
+        dump_dir = os.environ.get("GRAPHC_DUMP_DIR", "graphc_dump")
+    if dump_dir is not None:
+        step.artifacts.write(dump_dir, getattr(program, "name", "step"))
+    return step, text

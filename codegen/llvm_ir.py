@@ -1,0 +1,266 @@
+"""Textual LLVM IR building blocks: types, exact constants, functions with structured loops.
+
+The LLVM backend writes IR as text (fast to produce, easy to dump and diff) through
+``Function``: it hands out fresh SSA names, tracks the current basic block, and builds
+counted loops whose carried values (reduction accumulators) are phi nodes filled in when the
+loop closes::
+
+    fn = Function("k", [("ptr", "%x", "noalias"), ("ptr", "%out", "noalias")])
+    with fn.loop(1024) as lp:
+        p = fn.gep("float", "%x", lp.i)
+        ...
+    fn.ret()
+
+``Module`` collects functions (deduplicated by body: identical kernels are emitted once) and
+the declarations of the intrinsics they call.
+"""
+import hashlib
+import struct
+
+import numpy as np
+
+_MEM = {"float32": "float", "float64": "double", "int8": "i8", "int16": "i16",
+        "int32": "i32", "int64": "i64", "uint8": "i8", "bool": "i8"}
+
+
+def mem_type(dtype):
+    """The LLVM type of one element in memory (bool is a byte, as in NumPy)."""
+    return _MEM[dtype.name]
+
+
+def val_type(dtype):
+    """The LLVM type of one element in registers (bool is i1)."""
+    return "i1" if dtype.is_bool else _MEM[dtype.name]
+
+
+def float_literal(value, dtype):
+    """An exact LLVM literal for a float: the IEEE double bits in hex, which LLVM requires
+    to be representable in ``float`` for f32 (so the value is rounded to f32 first)."""
+    v = float(np.float32(value)) if dtype.name == "float32" else float(value)
+    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", v))[0]
+
+
+def literal(value, dtype):
+    """An LLVM literal of ``value`` in ``dtype``'s register type."""
+    if dtype.is_floating:
+        return float_literal(value, dtype)
+    if dtype.is_bool:
+        return "true" if value else "false"
+    if dtype.name == "uint8":
+        return str(int(value) & 0xFF)
+    return str(int(value))
+
+
+def byte_size(dtype):
+    return dtype.itemsize
+
+
+class Loop:
+    """A counted loop under construction; ``i`` is its i64 index (0 .. count-1)."""
+
+    def __init__(self, fn, i, head_at, latch):
+        self.fn, self.i, self._head_at, self._latch = fn, i, head_at, latch
+        self._carried = []  # [phi name, type, init, next value]
+
+    def carry(self, ty, init):
+        """A loop-carried value starting at ``init``; set its next value with ``update``."""
+        name = self.fn.fresh("acc")
+        self._carried.append([name, ty, init, None])
+        return name
+
+    def update(self, phi, value):
+        for c in self._carried:
+            if c[0] == phi:
+                c[3] = value
+                return
+        raise KeyError(phi)
+
+
+class Function:
+    """One LLVM function being written (see the module docstring).
+
+    Args:
+        name: the symbol, without ``@``.
+        params: list of (type, "%name", attributes string).
+        linkage: "internal" for kernels, "" for the exported entry point.
+        attrs: function attributes.
+    """
+
+    def __init__(self, name, params, linkage="internal", attrs="noinline nounwind",
+                 ret_type="void"):
+        self.name, self.params, self.linkage, self.attrs = name, params, linkage, attrs
+        self.ret_type = ret_type
+        self.lines = []
+        self.cur = "entry"
+        self._n = 0
+        self.uses = set()  # intrinsic names called (for declarations)
+
+    # -- names and raw instructions -------------------------------------------------------
+    def fresh(self, hint="t"):
+        self._n += 1
+        return f"%{hint}{self._n}"
+
+    def label(self, hint="b"):
+        self._n += 1
+        return f"{hint}{self._n}"
+
+    def __call__(self, text, hint="t"):
+        """Emit ``%name = text``; returns the name."""
+        name = self.fresh(hint)
+        self.lines.append(f"  {name} = {text}")
+        return name
+
+    def emit(self, text):
+        self.lines.append(f"  {text}")
+
+    def block(self, label):
+        self.lines.append(f"{label}:")
+        self.cur = label
+
+    def br(self, label):
+        self.emit(f"br label %{label}")
+
+    def ret(self, value=None):
+        self.emit("ret void" if value is None else f"ret {self.ret_type} {value}")
+
+    # -- common instructions ----------------------------------------------------------------
+    def gep(self, elem, base, index):
+        """``&base[index]`` for an i64 (or literal) index."""
+        if index == "0" or index == 0:
+            return base
+        return self(f"getelementptr inbounds {elem}, ptr {base}, i64 {index}", "p")
+
+    def load(self, ty, ptr):
+        return self(f"load {ty}, ptr {ptr}", "v")
+
+    def store(self, ty, value, ptr):
+        self.emit(f"store {ty} {value}, ptr {ptr}")
+
+    def call(self, ret, fname, args, hint="c"):
+        """Call ``@fname`` with [(type, value)]; intrinsics are declared automatically."""
+        if fname.startswith("llvm."):
+            self.uses.add((fname, ret, tuple(t for t, _ in args)))
+        text = f"call {ret} @{fname}(" + ", ".join(f"{t} {v}" for t, v in args) + ")"
+        if ret == "void":
+            self.emit(text)
+            return None
+        return self(text, hint)
+
+    def add(self, a, b):
+        """i64 ``a + b`` folding literal zeros (index arithmetic)."""
+        if a in ("0", 0):
+            return str(b)
+        if b in ("0", 0):
+            return str(a)
+        return self(f"add nsw i64 {a}, {b}", "o")
+
+    def mul(self, a, b):
+        """i64 ``a * b`` folding literal ones and zeros (index arithmetic)."""
+        if a in ("0", 0) or b in ("0", 0):
+            return "0"
+        if a in ("1", 1):
+            return str(b)
+        if b in ("1", 1):
+            return str(a)
+        return self(f"mul nsw i64 {a}, {b}", "o")
+
+    # -- loops --------------------------------------------------------------------------------
+    def loop(self, count, hint="i"):
+        """Context manager: a loop running its body ``count`` times (an int or i64 value)."""
+        return _LoopContext(self, count, hint)
+
+    def text(self):
+        params = ", ".join(f"{t} {a + ' ' if a else ''}{n}" for t, n, a in self.params)
+        link = self.linkage + " " if self.linkage else ""
+        head = f"define {link}{self.ret_type} @{self.name}({params})"
+        return "\n".join([f"{head} {self.attrs} {{", "entry:"] + self.lines + ["}"])
+
+    def body_text(self):
+        """The body alone with a fixed name: the key that deduplicates identical kernels."""
+        params = ", ".join(f"{t} {a}" for t, _, a in self.params)
+        return f"({params}) {self.attrs}\n" + "\n".join(self.lines)
+
+
+class _LoopContext:
+    def __init__(self, fn, count, hint):
+        self.fn, self.count, self.hint = fn, count, hint
+
+    def __enter__(self):
+        fn = self.fn
+        head, body = fn.label("head"), fn.label("body")
+        self.latch, self.exit = fn.label("latch"), fn.label("exit")
+        pre = fn.cur
+        fn.br(head)
+        fn.block(head)
+        i = fn.fresh(self.hint)
+        self.inext = fn.fresh(self.hint + "n")
+        fn.lines.append(f"  {i} = phi i64 [0, %{pre}], [{self.inext}, %{self.latch}]")
+        self.pre, self.head = pre, head
+        self.loop = Loop(fn, i, len(fn.lines), self.latch)
+        cond = fn(f"icmp slt i64 {i}, {self.count}", "c")
+        fn.emit(f"br i1 {cond}, label %{body}, label %{self.exit}")
+        fn.block(body)
+        return self.loop
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            return False
+        fn, lp = self.fn, self.loop
+        fn.br(self.latch)
+        fn.block(self.latch)
+        fn.lines.append(f"  {self.inext} = add nuw nsw i64 {lp.i}, 1")
+        fn.br(self.head)
+        fn.block(self.exit)
+        phis = []
+        for name, ty, init, nxt in lp._carried:
+            if nxt is None:
+                raise ValueError(f"loop-carried {name} never updated")
+            phis.append(f"  {name} = phi {ty} [{init}, %{self.pre}], [{nxt}, %{self.latch}]")
+        fn.lines[lp._head_at:lp._head_at] = phis
+        return False
+
+
+class Module:
+    """Functions and intrinsic declarations of one LLVM module.
+
+    ``add_kernel`` deduplicates: a kernel whose body equals an earlier one's is not emitted
+    again; the earlier function's name is returned instead.
+    """
+
+    def __init__(self):
+        self.functions = []
+        self._by_body = {}
+        self.decls = {}
+        self.helpers = {}  # name -> definition text (math functions), emitted once each
+
+    def add_kernel(self, fn, prefix="k"):
+        key = hashlib.sha1(fn.body_text().encode()).hexdigest()[:12]
+        name = self._by_body.get(key)
+        if name is not None:
+            return name
+        fn.name = f"{prefix}_{key}"
+        self._by_body[key] = fn.name
+        self.add(fn)
+        return fn.name
+
+    def add(self, fn):
+        self.functions.append(fn)
+        self.declare_uses(fn)
+
+    def declare_uses(self, fn):
+        for fname, ret, types in fn.uses:
+            self.decls[fname] = f"declare {ret} @{fname}({', '.join(types)})"
+
+    def helper(self, name, build):
+        """Define helper ``name`` once: ``build()`` returns its Function."""
+        if name not in self.helpers:
+            fn = build()
+            self.helpers[name] = fn.text()
+            self.declare_uses(fn)
+        return name
+
+    def text(self):
+        parts = [f.text() for f in self.functions] + [self.helpers[k] for k in
+                                                      sorted(self.helpers)]
+        parts += sorted(self.decls.values())
+        return "\n\n".join(parts) + "\n"

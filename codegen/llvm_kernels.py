@@ -1,0 +1,264 @@
+"""Kernels of the LLVM backend: elementwise and fused loops, assignments, reductions, matmul.
+
+Each ``@lowers(op)`` function receives the ``Lowering`` and one node, builds a kernel function
+for the node's concrete shapes (sizes are literals, so LLVM sees every trip count) and records
+its call. Importing this module also imports the other kernel families (nn, data movement,
+random, windows), which register themselves the same way.
+"""
+import numpy as np
+
+from ..ir import scalar as S
+from ..ir.shapes import normalize_axes
+from .llvm_buffers import is_elementwise
+from .llvm_ir import Function, float_literal, literal, mem_type, val_type
+from .llvm_lower import CONST_OPS, KERNELS, const_value, lowers
+from .llvm_loops import (broadcast_strides, coalesce, contiguous_strides,
+                         elementwise_function, fill_function, load_value, loop_nest, params)
+
+
+# -- elementwise and fused ----------------------------------------------------------------------
+def scalar_const(node):
+    """A one-element constant's Python value (inlined into loops), else None."""
+    if node.op_name in CONST_OPS and int(np.prod(node.shape)) == 1:
+        return const_value(node).reshape(-1)[0].item()
+    return None
+
+
+def lower_elementwise(L, n):
+    """``out = body(inputs)`` with broadcasting; one-element constants become literals."""
+    body = n.attrs["body"] if n.op_name == "fused" else \
+        n.opdef.scalar_body([x.dtype for x in n.inputs], n.attrs)
+    out = L.out(n)
+    keys = [(out, n.dtype, contiguous_strides(n.shape))]
+    subst = []
+    for x in n.inputs:
+        c = scalar_const(x)
+        if c is not None:
+            subst.append(S.const(c, x.dtype))
+            continue
+        key = (L.buf(x), x.dtype, broadcast_strides(x.shape, n.shape))
+        if key not in keys:
+            keys.append(key)
+        subst.append(S.arg(keys.index(key), x.dtype))
+    body = S.substitute(body, subst)
+    bufs = [k[0] for k in keys]
+    operands = [(dtype, 0, strides) for _, dtype, strides in keys]
+    fn = elementwise_function(L.math, n.shape, operands, body, L.noalias(bufs))
+    L.call(fn, bufs, n)
+
+
+KERNELS["fused"] = lower_elementwise
+
+
+def kernel_for(node):
+    """The lowering function of ``node`` (elementwise ops share one), or None."""
+    fn = KERNELS.get(node.op_name)
+    if fn is None and is_elementwise(node):
+        return lower_elementwise
+    return fn
+
+
+@lowers("assign")
+def lower_assign(L, n):
+    if n in L.assign_copies:
+        L.copy(L.out(n), L.buf(n.inputs[1]), n.shape, n.dtype, n)
+
+
+# -- reductions ---------------------------------------------------------------------------------
+_REDUCE_OP = {"reduce_sum": "sum", "reduce_mean": "sum", "reduce_max": "max",
+              "reduce_min": "min"}
+
+
+def identity_literal(kind, dtype):
+    """The neutral element of a reduction, as an LLVM literal."""
+    if kind == "sum":
+        return literal(0, dtype)
+    if dtype.is_floating:
+        return float_literal(-np.inf if kind == "max" else np.inf, dtype)
+    info = np.iinfo(dtype.np)
+    return literal(info.min if kind == "max" else info.max, dtype)
+
+
+def combine(fn, kind, dtype, a, b):
+    """``a (+|max|min) b``; float sums may be reassociated (that is what vectorizes them)."""
+    t = val_type(dtype)
+    if kind == "sum":
+        return fn(f"fadd reassoc nsz {t} {a}, {b}") if dtype.is_floating else \
+            fn(f"add {t} {a}, {b}")
+    if dtype.is_floating:
+        name = "maximum" if kind == "max" else "minimum"
+        return fn.call(t, f"llvm.{name}.{'f32' if t == 'float' else 'f64'}", [(t, a), (t, b)])
+    name = ("u" if dtype.name == "uint8" else "s") + kind
+    return fn.call(t, f"llvm.{name}.{t}", [(t, a), (t, b)])
+
+
+def reduction_function(kind, dtype, in_shape, axes, noalias, scale=None):
+    """``%p0[kept] = reduce(%p1)`` over ``axes``; ``scale`` divides the result (means).
+
+    The loop nest walks the input in memory order. When the innermost dim is reduced, a
+    register accumulator runs over it (vectorized through ``reassoc``); when it is kept, the
+    output row accumulates elementwise (vectorized over the row).
+    """
+    fn = Function("kernel", params(2, noalias))
+    t, mt = val_type(dtype), mem_type(dtype)
+    kept = [d for d in range(len(in_shape)) if d not in axes]
+    kept_strides = contiguous_strides([in_shape[d] for d in kept])
+    out_strides = [0] * len(in_shape)
+    for d, s in zip(kept, kept_strides):
+        out_strides[d] = s
+    n_out = int(np.prod([in_shape[d] for d in kept], dtype=np.int64))
+    init = identity_literal(kind, dtype)
+    with fn.loop(n_out) as lp:
+        fn.store(mt, init, fn.gep(mt, "%p0", lp.i))
+    shape, (s_in, s_out) = coalesce(tuple(in_shape), [contiguous_strides(in_shape),
+                                                      tuple(out_strides)])
+    if shape and s_out[-1] == 0:
+        def row(offs):
+            with fn.loop(shape[-1]) as lp:
+                acc = lp.carry(t, init)
+                x = fn.load(mt, fn.gep(mt, "%p1", fn.add(offs[1], fn.mul(lp.i, s_in[-1]))))
+                lp.update(acc, combine(fn, kind, dtype, acc, x))
+            po = fn.gep(mt, "%p0", offs[0])
+            fn.store(mt, combine(fn, kind, dtype, fn.load(mt, po), acc), po)
+        loop_nest(fn, shape[:-1], [s_out[:-1], s_in[:-1]], [0, 0], row)
+    else:
+        def elem(offs):
+            po = fn.gep(mt, "%p0", offs[0])
+            x = fn.load(mt, fn.gep(mt, "%p1", offs[1]))
+            fn.store(mt, combine(fn, kind, dtype, fn.load(mt, po), x), po)
+        loop_nest(fn, shape, [s_out, s_in], [0, 0], elem)
+    if scale is not None:
+        with fn.loop(n_out) as lp:
+            po = fn.gep(mt, "%p0", lp.i)
+            fn.store(mt, fn(f"fdiv {t} {fn.load(mt, po)}, {float_literal(scale, dtype)}"), po)
+    fn.ret()
+    return fn
+
+
+@lowers("reduce_sum", "reduce_mean", "reduce_max", "reduce_min")
+def lower_reduce(L, n):
+    x = n.inputs[0]
+    axes = normalize_axes(n.attrs.get("axis"), x.rank)
+    scale = None
+    if n.op_name == "reduce_mean":
+        scale = float(np.prod([x.shape[a] for a in axes]))
+    bufs = [L.out(n), L.buf(x)]
+    fn = reduction_function(_REDUCE_OP[n.op_name], x.dtype, tuple(x.shape), set(axes),
+                            L.noalias(bufs), scale)
+    L.call(fn, bufs, n)
+
+
+@lowers("sum_to_like")
+def lower_sum_to_like(L, n):
+    """A gradient summed back to an input's shape: a reduction once shapes are concrete."""
+    g, like = n.inputs
+    lead = g.rank - like.rank
+    axes = set(range(lead)) | {lead + i for i, d in enumerate(like.shape)
+                               if d == 1 and g.shape[lead + i] != 1}
+    if not axes:
+        L.copy(L.out(n), L.buf(g), n.shape, n.dtype, n)
+        return
+    bufs = [L.out(n), L.buf(g)]
+    fn = reduction_function("sum", g.dtype, tuple(g.shape), axes, L.noalias(bufs))
+    L.call(fn, bufs, n)
+
+
+# -- matmul -------------------------------------------------------------------------------------
+def _matrix_strides(shape, batch):
+    """Per batch dim, the element stride between consecutive matrices (0 when broadcast)."""
+    size = shape[-1] * shape[-2]
+    return tuple(s * size for s in broadcast_strides(tuple(shape[:-2]), batch))
+
+
+def gemm_function(dtype, batch, strides, dims, flags, index, noalias):
+    """Call BLAS gemm once per batch entry: ``C[b] = op(A[b]) op(B[b])`` (row-major).
+
+    Args:
+        batch: batch shape; strides: (C, A, B) element strides per batch dim.
+        dims: (M, N, K, lda, ldb); flags: (transpose_a, transpose_b).
+        index: parameter index of (gemm pointer, C, A, B) (A and B may share one).
+    """
+    fn = Function("kernel", params(max(index) + 1, noalias))
+    t = val_type(dtype)
+    m, n, k, lda, ldb = dims
+
+    def slot(ty, value):
+        p = fn(f"alloca {ty}", "a")
+        fn.store(ty, value, p)
+        return p
+    ta, tb = (slot("i8", ord("T" if f else "N")) for f in flags)
+    ints = {name: slot("i32", v) for name, v in
+            (("m", n), ("n", m), ("k", k), ("lda", lda), ("ldb", ldb), ("ldc", n))}
+    alpha, beta = slot(t, float_literal(1.0, dtype)), slot(t, float_literal(0.0, dtype))
+    g, c, a, b = (f"%p{i}" for i in index)
+
+    def call(offs):
+        pc, pa, pb = (fn.gep(t, base, off) for base, off in zip((c, a, b), offs))
+        # Column-major C^T = op(B)^T op(A)^T: B first, with B's flag (see runtime.blas).
+        fn.emit(f"call void {g}(ptr {tb}, ptr {ta}, ptr {ints['m']}, ptr {ints['n']}, "
+                f"ptr {ints['k']}, ptr {alpha}, ptr {pb}, ptr {ints['ldb']}, ptr {pa}, "
+                f"ptr {ints['lda']}, ptr {beta}, ptr {pc}, ptr {ints['ldc']})")
+    shape, cstrides = coalesce(tuple(batch), list(strides))
+    loop_nest(fn, shape, cstrides, [0, 0, 0], call)
+    fn.ret()
+    return fn
+
+
+def int_matmul_function(dtype, batch, strides, dims, flags, noalias):
+    """Integer matmul (no BLAS): a plain triple loop per batch entry."""
+    fn = Function("kernel", params(3, noalias))
+    t = val_type(dtype)
+    m, n, k, lda, ldb = dims
+    ta, tb = flags
+
+    def one(offs):
+        with fn.loop(m) as li, fn.loop(n) as lj:
+            with fn.loop(k) as lk:
+                acc = lk.carry(t, "0")
+                ia = fn.add(offs[1], fn.add(fn.mul(li.i, 1 if ta else lda),
+                                            fn.mul(lk.i, lda if ta else 1)))
+                ib = fn.add(offs[2], fn.add(fn.mul(lk.i, 1 if tb else ldb),
+                                            fn.mul(lj.i, ldb if tb else 1)))
+                prod = fn(f"mul {t} {fn.load(t, fn.gep(t, '%p1', ia))}, "
+                          f"{fn.load(t, fn.gep(t, '%p2', ib))}")
+                lk.update(acc, fn(f"add {t} {acc}, {prod}"))
+            ic = fn.add(offs[0], fn.add(fn.mul(li.i, n), lj.i))
+            fn.store(t, acc, fn.gep(t, "%p0", ic))
+    shape, cstrides = coalesce(tuple(batch), list(strides))
+    loop_nest(fn, shape, cstrides, [0, 0, 0], one)
+    fn.ret()
+    return fn
+
+
+@lowers("matmul")
+def lower_matmul(L, n):
+    a, b = n.inputs
+    ta, tb = bool(n.attrs.get("transpose_a")), bool(n.attrs.get("transpose_b"))
+    m, nn = n.shape[-2], n.shape[-1]
+    k = a.shape[-2] if ta else a.shape[-1]
+    batch = tuple(n.shape[:-2])
+    strides = [_matrix_strides(n.shape, batch), _matrix_strides(a.shape, batch),
+               _matrix_strides(b.shape, batch)]
+    if batch and not ta and all(s == 0 for s in strides[2]) and tuple(a.shape[:-2]) == batch:
+        # A batched, B shared: the batch folds into one GEMM with M' = batch * M rows.
+        m, batch, strides = m * int(np.prod(batch)), (), [(), (), ()]
+    dims = (m, nn, k, a.shape[-1], b.shape[-1])
+    if not n.dtype.is_floating:
+        bufs = [L.out(n), L.buf(a), L.buf(b)]
+        fn = int_matmul_function(n.dtype, batch, strides, dims, (ta, tb), L.noalias(bufs))
+        L.call(fn, bufs, n)
+        return
+    uniq, index = L.distinct([L.blas(n.dtype), L.out(n), L.buf(a), L.buf(b)])
+    noalias = L.noalias(uniq)
+    noalias[0] = False
+    fn = gemm_function(n.dtype, batch, strides, dims, (ta, tb), index, noalias)
+    L.call(fn, uniq, n)
+
+
+def fill(L, buf, shape, dtype, value, node=None):
+    """Set a whole buffer to ``value``."""
+    lit = "1" if dtype.is_bool and value else ("0" if dtype.is_bool else literal(value, dtype))
+    L.call(fill_function(shape, dtype, lit), [buf], node)
+
+
+__all__ = ["kernel_for", "lower_elementwise", "fill", "load_value"]

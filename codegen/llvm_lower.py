@@ -1,0 +1,262 @@
+"""Program -> one LLVM module: buffers, table slots, kernel calls and the exported step.
+
+``Lowering`` walks the schedule once. Every value lives in a ``Buf``: a byte range of one
+table slot (a feed, a variable, a fetch output, a constant, or the arena). Each node is
+lowered by the function ``KERNELS`` registers for its op (``@lowers("matmul")``), which builds
+an ``internal noinline`` kernel function (deduplicated by body) and records a call with the
+buffers it touches. ``step_text`` then writes ``void step(ptr %table)``: load the slots, call
+the kernels in order, return. Compile time stays linear in the number of kernels, and the
+32 identical time steps of an unrolled RNN share one kernel each.
+
+``noalias`` goes on a kernel parameter only when its byte range overlaps no other parameter
+of that call; buffers that are the same bytes are passed once (an in-place update reads and
+writes one pointer).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphc.errors import CompileError
+from graphc.runtime.llvm_step import Slot, StepLayout
+
+from .llvm_buffers import (LEAF_OPS, VIEW_OPS, assign_buffers, fetch_copies, final_updates,
+                           leaf_fetch_copies)
+from .llvm_ir import Function, Module
+from .llvm_loops import contiguous_strides, elementwise_function, params
+from .llvm_math import MathLib
+
+KERNELS = {}
+
+
+def lowers(*ops):
+    """Register a lowering function ``fn(L, node)`` for ``ops``."""
+    def register(fn):
+        for op in ops:
+            KERNELS[op] = fn
+        return fn
+    return register
+
+
+@dataclass(frozen=True)
+class Buf:
+    """A byte range of one table slot."""
+    slot: int
+    offset: int = 0
+    nbytes: int = 0
+
+    def overlaps(self, other):
+        return (self.slot == other.slot and self.offset < other.offset + max(other.nbytes, 1)
+                and other.offset < self.offset + max(self.nbytes, 1))
+
+
+def nbytes_of(node):
+    return int(np.prod(node.shape, dtype=np.int64)) * node.dtype.itemsize
+
+
+class Lowering:
+    """State of one program's lowering (see module docstring)."""
+
+    def __init__(self, program):
+        self.p = program
+        self.module = Module()
+        self.math = MathLib(self.module)
+        self.layout = StepLayout(entry="step", n_slots=0)
+        self.bufs = {}
+        self.calls = []
+        self.arena_size = 0
+        self._slot_of = {}
+        self._seeds = []
+        self._const_slots = {}
+        for n in program.feeds:
+            self.layout.feeds.append(self._leaf_slot(n))
+        for n in program.variables:
+            self.layout.variables.append(self._leaf_slot(n))
+
+    # -- slots and buffers ----------------------------------------------------------------------
+    def new_slot(self):
+        self.layout.n_slots += 1
+        return self.layout.n_slots - 1
+
+    def _leaf_slot(self, node):
+        slot = self.new_slot()
+        self.bufs[node] = Buf(slot, 0, nbytes_of(node))
+        return Slot(slot, tuple(node.shape), node.dtype.np.name)
+
+    def arena(self, nbytes):
+        """A fresh 64-byte aligned arena range (the unplanned layout never reuses memory)."""
+        off = self.arena_size
+        self.arena_size += -(-max(int(nbytes), 1) // 64) * 64
+        return Buf(self._special("arena"), off, int(nbytes))
+
+    def output(self, shape, dtype):
+        """A new fetch output buffer owned by the step; returns (output index, Buf)."""
+        slot = self.new_slot()
+        self.layout.outputs.append(Slot(slot, tuple(shape), dtype.np.name))
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return len(self.layout.outputs) - 1, Buf(slot, 0, nbytes)
+
+    def _special(self, kind):
+        if kind not in self._slot_of:
+            self._slot_of[kind] = self.new_slot()
+        return self._slot_of[kind]
+
+    def status(self):
+        return Buf(self._special("status"), 0, 32)
+
+    def blas(self, dtype):
+        key = f"blas_{dtype.name}"
+        if key not in self._slot_of:
+            self.layout.blas.append((self._special(key), dtype.np.name))
+        return Buf(self._slot_of[key], 0, 0)
+
+    def rng(self, seed):
+        """(state Buf, index of this op's key): state[0] is the step counter."""
+        self._seeds.append(seed)
+        return Buf(self._special("rng"), 0, 8 * 64), len(self._seeds)
+
+    def const_buf(self, node):
+        """A slot holding a constant's array (made on first use)."""
+        if node not in self._const_slots:
+            slot = self.new_slot()
+            self.layout.consts.append((slot, const_value(node)))
+            self._const_slots[node] = Buf(slot, 0, nbytes_of(node))
+        return self._const_slots[node]
+
+    def buf(self, node):
+        """The buffer holding ``node``'s value (constants get a slot on first use)."""
+        if node.op_name in CONST_OPS:
+            return self.const_buf(node)
+        root = node
+        while root not in self.bufs and root.op_name in VIEW_OPS:
+            root = root.inputs[0]
+        if root.op_name in CONST_OPS:
+            return self.const_buf(root)
+        return self.bufs[node] if node in self.bufs else self.bufs[root]
+
+    def out(self, node):
+        return self.bufs[node]
+
+    # -- calls ------------------------------------------------------------------------------------
+    @staticmethod
+    def distinct(bufs):
+        """Unique buffers in order and, per input position, its parameter index."""
+        uniq, index = [], []
+        for b in bufs:
+            if b not in uniq:
+                uniq.append(b)
+            index.append(uniq.index(b))
+        return uniq, index
+
+    @staticmethod
+    def noalias(bufs):
+        """Per parameter: True when its bytes overlap no other parameter's."""
+        return [all(not a.overlaps(b) for j, b in enumerate(bufs) if j != k)
+                for k, a in enumerate(bufs)]
+
+    def call(self, fn, bufs, node, fallible=False):
+        """Add ``fn`` to the module (deduplicated) and call it with ``bufs`` in the step."""
+        name = self.module.add_kernel(fn, prefix=_symbol("copy" if node is None else node.op_name))
+        entry = None
+        if fallible:
+            self.layout.node_names.append(f"{node.op_name} '{node.name}'")
+            entry = len(self.layout.node_names) - 1
+        self.calls.append((name, list(bufs), entry))
+        return name
+
+    def copy(self, dst, src, shape, dtype, node=None):
+        """Copy a dense value between buffers (no-op when they are the same bytes)."""
+        if dst == src:
+            return
+        from ..ir import scalar as S
+        strides = contiguous_strides(shape)
+        operands = [(dtype, 0, strides), (dtype, 0, strides)]
+        fn = elementwise_function(self.math, shape, operands, S.arg(1, dtype),
+                                  self.noalias([dst, src]))
+        self.call(fn, [dst, src], node)
+
+    # -- the step -----------------------------------------------------------------------------------
+    def step_text(self):
+        fn = Function("step", [("ptr", "%table", "noalias readonly")], linkage="",
+                      attrs="nounwind")
+        bases, ptrs = {}, {}
+
+        def pointer(b):
+            if b not in ptrs:
+                if b.slot not in bases:
+                    slot_ptr = fn.gep("ptr", "%table", b.slot)
+                    bases[b.slot] = fn(f"load ptr, ptr {slot_ptr}", "s")
+                base = bases[b.slot]
+                ptrs[b] = fn.gep("i8", base, b.offset) if b.offset else base
+            return ptrs[b]
+        for name, bufs, entry in self.calls:
+            args = ", ".join(f"ptr {pointer(b)}" for b in bufs)
+            fn.emit(f"call void @{name}({args})")
+            if entry is not None:
+                word = fn.load("i64", pointer(self.status()))
+                bad = fn(f"icmp ne i64 {word}, 0")
+                ok, fail = fn.label("ok"), fn.label("fail")
+                fn.emit(f"br i1 {bad}, label %{fail}, label %{ok}")
+                fn.block(fail)
+                fn.store("i64", str(entry), fn.gep("i64", pointer(self.status()), 1))
+                fn.ret()
+                fn.block(ok)
+        if self._seeds:
+            state = pointer(Buf(self._special("rng"), 0, 8))
+            count = fn.load("i64", state)
+            fn.store("i64", fn(f"add i64 {count}, 1"), state)
+        fn.ret()
+        return fn.text()
+
+    def finish(self):
+        """Fill the layout's remaining fields; returns (module text, layout)."""
+        lay = self.layout
+        lay.arena = (self._slot_of.get("arena"), self.arena_size)
+        lay.status = self._slot_of.get("status")
+        lay.rng = (self._slot_of.get("rng"), list(self._seeds))
+        text = self.module.text() + "\n" + self.step_text() + "\n"
+        return text, lay
+
+
+CONST_OPS = ("const", "dim_size", "shape_of")  # values known at compile time
+
+
+def const_value(node):
+    """The value of a constant-like node (shape queries are constants once specialized)."""
+    if node.op_name == "const":
+        return np.ascontiguousarray(node.attrs["value"])
+    x = node.inputs[0]
+    value = node.opdef.impl(np.empty(x.shape, x.dtype.np), **node.attrs)
+    return np.ascontiguousarray(np.asarray(value).astype(node.dtype.np))
+
+
+def _symbol(name):
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def lower_program(program):
+    """Lower ``program`` to (LLVM module text, StepLayout).
+
+    Raises:
+        CompileError: an op without an LLVM kernel, naming the op and the node.
+    """
+    from . import llvm_movement, llvm_nn  # noqa: F401  (importing a family registers it)
+    from .llvm_kernels import kernel_for
+    for n in program.nodes:
+        if kernel_for(n) is None and n.op_name not in _NO_CODE:
+            raise CompileError(
+                f"{n.describe()}: the LLVM backend has no kernel for op '{n.op_name}'",
+                loc=n.loc, hint="use backend='numpy' for this program")
+    L = Lowering(program)
+    assign_buffers(L)
+    leaf_fetch_copies(L)
+    for n in program.nodes:
+        if n.op_name not in _NO_CODE:
+            kernel_for(n)(L, n)
+        if n.op_name not in LEAF_OPS:
+            fetch_copies(L, n)
+    final_updates(L)
+    return L.finish()
+
+
+_NO_CODE = ("group",) + LEAF_OPS + VIEW_OPS
+__all__ = ["Buf", "Lowering", "lowers", "lower_program", "KERNELS", "params"]

@@ -1,0 +1,190 @@
+"""Scalar expressions (``ir.scalar.Expr``) -> LLVM instructions, one element at a time.
+
+Every elementwise op's formula and every fused body is rendered here, inside the loops the
+kernel builders write. One table maps each primitive of ``ir.scalar.PRIMS`` to its LLVM form
+for float, signed/unsigned integer and bool operands. Semantics follow NumPy: ``max``/``min``
+propagate NaN (``llvm.maximum``), ``!=`` is true for NaN, float->bool is ``x != 0`` (so NaN
+is true), float->int casts saturate instead of being undefined. Transcendentals come from
+``llvm_math`` (vectorizable IR, no libm calls).
+
+Example:
+    >>> value = render_expr(fn, math, body, ["%v1", "%v2"])   # SSA name of the result
+"""
+import math
+
+from graphc.errors import CompileError
+
+from ..ir import dtypes as D
+from .llvm_ir import literal, val_type
+
+_FCMP = {"eq": "oeq", "ne": "une", "lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge"}
+_ICMP = {"eq": "eq", "ne": "ne", "lt": "slt", "le": "sle", "gt": "sgt", "ge": "sge"}
+_UCMP = {"eq": "eq", "ne": "ne", "lt": "ult", "le": "ule", "gt": "ugt", "ge": "uge"}
+_FARITH = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
+_IARITH = {"add": "add", "sub": "sub", "mul": "mul"}
+
+
+def _sfx(dtype):
+    return {"float32": "f32", "float64": "f64"}.get(dtype.name) or val_type(dtype)
+
+
+def _unsigned(dtype):
+    return dtype.name == "uint8" or dtype.is_bool
+
+
+def _float_op(fn, math_lib, e, a):
+    t, sfx, op = val_type(e.dtype), _sfx(e.dtype), e.op
+    if op in _FARITH:
+        return fn(f"{_FARITH[op]} {t} {a[0]}, {a[1]}")
+    if op == "neg":
+        return fn(f"fneg {t} {a[0]}")
+    if op in ("max", "min"):  # NaN-propagating, as np.maximum / np.minimum
+        name = "maximum" if op == "max" else "minimum"
+        return fn.call(t, f"llvm.{name}.{sfx}", [(t, a[0]), (t, a[1])])
+    if op in ("sqrt", "floor"):
+        return fn.call(t, f"llvm.{op}.{sfx}", [(t, a[0])])
+    if op == "abs":
+        return fn.call(t, f"llvm.fabs.{sfx}", [(t, a[0])])
+    if op == "sign":
+        one, zero = literal(1.0, e.dtype), literal(0.0, e.dtype)
+        pos = fn(f"select i1 {fn(f'fcmp ogt {t} {a[0]}, {zero}')}, {t} {one}, {t} {a[0]}")
+        return fn(f"select i1 {fn(f'fcmp olt {t} {a[0]}, {zero}')}, {t} "
+                  f"{literal(-1.0, e.dtype)}, {t} {pos}")
+    if op in ("exp", "log", "log1p", "expm1", "tanh", "pow"):
+        return math_lib.call(fn, op, e.dtype, *a)
+    return None
+
+
+def _int_op(fn, e, a):
+    t, op, uns = val_type(e.dtype), e.op, _unsigned(e.dtype)
+    if op in _IARITH:
+        return fn(f"{_IARITH[op]} {t} {a[0]}, {a[1]}")
+    if op == "neg":
+        return fn(f"sub {t} 0, {a[0]}")
+    if op in ("max", "min"):
+        name = ("u" if uns else "s") + op
+        return fn.call(t, f"llvm.{name}.{t}", [(t, a[0]), (t, a[1])])
+    if op == "abs":
+        return a[0] if uns else fn.call(t, f"llvm.abs.{t}", [(t, a[0]), ("i1", "false")])
+    if op == "sign":
+        pos = fn(f"zext i1 {fn(f'icmp ne {t} {a[0]}, 0')} to {t}")
+        if uns:
+            return pos
+        return fn(f"select i1 {fn(f'icmp slt {t} {a[0]}, 0')}, {t} -1, {t} {pos}")
+    return None
+
+
+def _compare(fn, e, a):
+    src = e.args[0].dtype
+    t = val_type(src)
+    if e.op == "isfinite":
+        if not src.is_floating:
+            return "true"
+        absx = fn.call(t, f"llvm.fabs.{_sfx(src)}", [(t, a[0])])
+        return fn(f"fcmp olt {t} {absx}, {literal(math.inf, src)}")
+    if e.op in ("and", "or"):
+        return fn(f"{e.op} i1 {a[0]}, {a[1]}")
+    if e.op == "not":
+        return fn(f"xor i1 {a[0]}, true")
+    if src.is_floating:
+        return fn(f"fcmp {_FCMP[e.op]} {t} {a[0]}, {a[1]}")
+    table = _UCMP if _unsigned(src) else _ICMP
+    return fn(f"icmp {table[e.op]} {t} {a[0]}, {a[1]}")
+
+
+def _cast(fn, value, src, dst):
+    """Convert ``value`` from dtype ``src`` to ``dst`` with NumPy's ``astype`` semantics."""
+    s, d = val_type(src), val_type(dst)
+    if src == dst or s == d and src.is_bool == dst.is_bool and \
+            _unsigned(src) == _unsigned(dst):
+        return value
+    if dst.is_bool:
+        if src.is_floating:
+            return fn(f"fcmp une {s} {value}, {literal(0.0, src)}")
+        return fn(f"icmp ne {s} {value}, 0")
+    if src.is_floating and dst.is_floating:
+        op = "fpext" if src.itemsize < dst.itemsize else "fptrunc"
+        return fn(f"{op} {s} {value} to {d}")
+    if src.is_floating:  # saturating: NumPy's out-of-range result is unspecified, never UB
+        kind = "fptoui" if _unsigned(dst) else "fptosi"
+        return fn.call(d, f"llvm.{kind}.sat.{d}.{_sfx(src)}", [(s, value)])
+    if dst.is_floating:
+        return fn(f"{'uitofp' if _unsigned(src) else 'sitofp'} {s} {value} to {d}")
+    bits_s, bits_d = int(s[1:]), int(d[1:])
+    if bits_s == bits_d:
+        return value
+    if bits_s > bits_d:
+        return fn(f"trunc {s} {value} to {d}")
+    return fn(f"{'zext' if _unsigned(src) else 'sext'} {s} {value} to {d}")
+
+
+def render_op(fn, math_lib, e, a):
+    """One primitive ``e`` applied to rendered operands ``a``; returns the SSA value."""
+    if e.op == "cast":
+        return _cast(fn, a[0], e.args[0].dtype, e.dtype)
+    if e.op == "where":
+        return fn(f"select i1 {a[0]}, {val_type(e.dtype)} {a[1]}, {val_type(e.dtype)} {a[2]}")
+    if e.dtype.is_bool and e.op not in ("max", "min"):
+        if e.op in _FCMP or e.op in ("and", "or", "not", "isfinite"):
+            return _compare(fn, e, a)
+    if e.dtype.is_floating:
+        out = _float_op(fn, math_lib, e, a)
+    else:
+        out = _int_op(fn, e, a)
+    if out is None:
+        raise CompileError(f"the LLVM backend has no {e.dtype.name} form of scalar "
+                           f"primitive '{e.op}'",
+                           hint="add it to codegen/llvm_scalar.py")
+    return out
+
+
+def _pow_special(fn, math_lib, e, a):
+    """x ** c for a constant c in {0, 1, 2, 3, -1, 0.5}: the exact (NumPy-fast-path) forms."""
+    c = e.args[1]
+    if c.op != "const" or not e.dtype.is_floating:
+        return None
+    t, x, v = val_type(e.dtype), a[0], c.value
+    one = literal(1.0, e.dtype)
+    if v == 1.0:
+        return x
+    if v == 0.0:
+        return one
+    if v == 2.0:
+        return fn(f"fmul {t} {x}, {x}")
+    if v == 3.0:
+        return fn(f"fmul {t} {fn(f'fmul {t} {x}, {x}')}, {x}")
+    if v == -1.0:
+        return fn(f"fdiv {t} {one}, {x}")
+    if v == 0.5:
+        return fn.call(t, f"llvm.sqrt.{_sfx(e.dtype)}", [(t, x)])
+    return None
+
+
+def render_expr(fn, math_lib, body, args):
+    """Render ``body`` with ``arg(i)`` bound to the SSA values ``args[i]``.
+
+    Args:
+        fn: the ``llvm_ir.Function`` being written (instructions go to its current block).
+        math_lib: the module's ``llvm_math.MathLib``.
+        body: an ``ir.scalar.Expr``.
+        args: SSA names (register types, bools as i1), indexed by ``arg`` number.
+    Returns:
+        The SSA name (or literal) of the body's value.
+    Raises:
+        CompileError: a primitive without an LLVM form.
+    """
+    memo = {}
+    for e in body.walk():
+        if e.op == "arg":
+            memo[id(e)] = args[e.value]
+        elif e.op == "const":
+            memo[id(e)] = literal(e.value, e.dtype)
+        else:
+            a = [memo[id(x)] for x in e.args]
+            out = _pow_special(fn, math_lib, e, a) if e.op == "pow" else None
+            memo[id(e)] = out if out is not None else render_op(fn, math_lib, e, a)
+    return memo[id(body)]
+
+
+def bool_dtype():
+    return D.bool_

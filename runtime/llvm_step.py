@@ -1,0 +1,196 @@
+"""A native step: object code from the LLVM backend, bound to its buffers, run as one call.
+
+The object code exports one function, ``void step(void **table)``. ``StepLayout`` (plain data,
+written by the code generator) says what each table slot holds: feeds, variables, fetch
+outputs, constants, the arena, a status block, the RNG state and BLAS entry points. ``NativeStep``
+allocates what the step owns, fills the table once, and per call only rebinds the slots of
+arrays whose identity changed (reading an array's address costs ~1 us; an identity check
+~30 ns), makes one ctypes call and checks the status word.
+
+Variables are updated in place: the step writes new values into the very arrays it was given,
+so a caller that keeps passing the same arrays never copies parameters in or out.
+
+This module imports only numpy and the runtime's own modules: a saved step runs without the
+compiler.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphc.errors import FeedError, NumericsError
+
+from . import jit
+from .blas import gemm_pointer
+
+__all__ = ["Slot", "StepLayout", "NativeStep", "STATUS_MESSAGES"]
+
+# Status codes written by kernels into status[0]; status[1] is the kernel's node index in the
+# layout's ``node_names``, status[2] the offending value.
+STATUS_MESSAGES = {
+    1: "index {value} is out of range for {node}",
+    2: "label {value} is out of range for {node}",
+}
+
+
+@dataclass
+class Slot:
+    """One array-valued table slot: its index, shape and NumPy dtype name."""
+    index: int
+    shape: tuple
+    dtype: str
+
+    def matches(self, arr) -> bool:
+        return (arr.dtype.name == self.dtype and arr.shape == self.shape
+                and arr.flags.c_contiguous)
+
+
+@dataclass
+class StepLayout:
+    """What the object code's table holds, slot by slot (written by the code generator).
+
+    Attributes:
+        entry: the exported function's name.
+        n_slots: the table's length.
+        feeds, variables: one Slot per step argument, in call order.
+        outputs: fetch output buffers the step owns (filled by the step).
+        fetch_outputs: per fetch, an index into ``outputs`` (None: the fetch has no value).
+        updated: indices into ``variables`` of the variables the step assigns, in the order of
+            the program's updates (returned as the new values).
+        consts: (slot, array) pairs: constants too large to inline in the code.
+        arena: (slot, bytes): scratch memory for intermediate values (64-byte aligned).
+        status: the slot of the status block (int64[4]), or None.
+        rng: (slot, seeds): the state is [call counter, one 64-bit key per random op]; a
+            seed of None draws the key from the OS at load. The step increments the counter.
+        blas: (slot, dtype name) pairs for sgemm/dgemm entry points.
+        node_names: names of kernels that may report a status (for error messages).
+    """
+    entry: str
+    n_slots: int
+    feeds: list = field(default_factory=list)
+    variables: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    fetch_outputs: list = field(default_factory=list)
+    updated: list = field(default_factory=list)
+    consts: list = field(default_factory=list)
+    arena: tuple = (None, 0)
+    status: int | None = None
+    rng: tuple = (None, ())
+    blas: list = field(default_factory=list)
+    node_names: list = field(default_factory=list)
+
+
+def _aligned_empty(nbytes, align=64):
+    raw = np.empty(nbytes + align, np.uint8)
+    start = (-raw.__array_interface__["data"][0]) % align
+    return raw[start:start + nbytes]
+
+
+def _rng_key(seed):
+    """A 64-bit key for one random op: a fixed seed mixes deterministically, None draws."""
+    if seed is None:
+        return int.from_bytes(os.urandom(8), "little")
+    x = (int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 31
+    return (x * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+
+
+class NativeStep:
+    """Callable step: ``step(*feeds, *variables) -> (fetch values, updated variables)``.
+
+    Args:
+        layout: the StepLayout the object code was generated for.
+        loaded: a ``jit.LoadedModule`` holding the code (kept alive by this object).
+
+    Not reentrant: the arena and outputs belong to the object; use one per thread.
+
+    Example:
+        >>> step = NativeStep(layout, jit.load_object(object_code))
+        >>> (loss,), (w_new,) = step(x, y, w)      # w_new is w, updated in place
+    """
+
+    updates_in_place = True
+
+    def __init__(self, layout: StepLayout, loaded):
+        self.layout, self.loaded = layout, loaded
+        items = [None] * layout.n_slots
+        self.outputs = [np.zeros(s.shape, s.dtype) for s in layout.outputs]
+        for s, arr in zip(layout.outputs, self.outputs):
+            items[s.index] = arr
+        for slot, arr in layout.consts:
+            items[slot] = np.ascontiguousarray(arr)
+        slot, nbytes = layout.arena
+        self.arena = _aligned_empty(max(int(nbytes), 64))
+        if slot is not None:
+            items[slot] = self.arena
+        self.status = np.zeros(4, np.int64)
+        if layout.status is not None:
+            items[layout.status] = self.status
+        slot, seeds = layout.rng
+        self.rng_state = np.array([0] + [_rng_key(s) for s in seeds], np.uint64)
+        if slot is not None:
+            items[slot] = self.rng_state
+        for slot, dtype in layout.blas:
+            items[slot] = gemm_pointer(dtype)
+        self.table, self._keep = jit.pointer_table(items)
+        self._table_addr = jit.address_of(self.table)
+        self._fn = loaded.function(layout.entry)
+        n_in = len(layout.feeds) + len(layout.variables)
+        self._bound = [None] * n_in
+        self._slots = list(layout.feeds) + list(layout.variables)
+        self._n_feeds = len(layout.feeds)
+        self._fetch = [None if k is None else self.outputs[k] for k in layout.fetch_outputs]
+
+    def _bind(self, k, arr):
+        """Point slot k at ``arr`` (converted when it is not exactly what the code expects)."""
+        slot = self._slots[k]
+        if not isinstance(arr, np.ndarray) or not slot.matches(arr):
+            arr = self._convert(k, arr)
+        self.table[slot.index] = arr.__array_interface__["data"][0]
+        self._keep[slot.index] = arr
+        self._bound[k] = arr
+        return arr
+
+    def _convert(self, k, arr):
+        slot = self._slots[k]
+        what = "feed" if k < self._n_feeds else "variable"
+        a = np.asarray(arr)
+        if a.shape != slot.shape:
+            raise FeedError(f"native step: {what} {k} has shape {a.shape}, the compiled step "
+                            f"expects {slot.shape}")
+        if k >= self._n_feeds:
+            # A variable is written in place; a converted copy is what the caller gets back.
+            return np.array(a, dtype=slot.dtype, order="C", copy=True)
+        return np.ascontiguousarray(a, dtype=slot.dtype)
+
+    def __call__(self, *args):
+        bound = self._bound
+        if len(args) != len(bound):
+            raise FeedError(f"native step takes {len(bound)} arrays (feeds, then variables), "
+                            f"got {len(args)}")
+        for k, a in enumerate(args):
+            if a is not bound[k]:
+                self._bind(k, a)
+        self._fn(self._table_addr)
+        if self.status[0]:
+            self._raise_status()
+        fetched = tuple(None if o is None else (o.copy() if o.ndim else o[()])
+                        for o in self._fetch)
+        variables = bound[self._n_feeds:]
+        return fetched, tuple(variables[k] for k in self.layout.updated)
+
+    def _raise_status(self):
+        code, node, value = (int(v) for v in self.status[:3])
+        self.status[:] = 0
+        names = self.layout.node_names
+        name = names[node] if 0 <= node < len(names) else f"kernel {node}"
+        msg = STATUS_MESSAGES.get(code, "kernel error {value} in {node}")
+        raise NumericsError(msg.format(value=value, node=name),
+                            hint="the step's outputs and variable updates of this call are "
+                                 "incomplete")
+
+    def close(self):
+        """Free the machine code; the step must not be called afterwards."""
+        self.loaded.close()
