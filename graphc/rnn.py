@@ -100,7 +100,8 @@ def _zeros(batch, size, dtype):
 class RNNCell:
     """Base class (TF1's tf.nn.rnn_cell.RNNCell): ``output, new_state = cell(x, state)``.
 
-    Subclasses set ``default_name``, ``state_size``, ``output_size`` and implement
+    Subclasses set ``default_name`` (and ``state_size`` / ``output_size`` when they are not
+    ``num_units``) and implement
     ``build(input_depth, dtype)`` (create variables with ``add_variable``) and
     ``call(inputs, state)``.
     """
@@ -143,6 +144,14 @@ class RNNCell:
         return kernel, bias
 
     @property
+    def state_size(self):
+        return self.num_units
+
+    @property
+    def output_size(self):
+        return self.num_units
+
+    @property
     def variables(self):
         return list(self._variables)
 
@@ -164,12 +173,6 @@ class BasicRNNCell(RNNCell):
     """``h' = activation(concat([x, h]) @ kernel + bias)`` (tanh by default); output = h'."""
 
     default_name = "basic_rnn_cell"
-
-    @property
-    def state_size(self):
-        return self.num_units
-
-    output_size = state_size
 
     def build(self, input_depth, dtype):
         self.kernel, self.bias = self._kernel_and_bias(input_depth, dtype, 1)
@@ -198,10 +201,6 @@ class BasicLSTMCell(RNNCell):
     def state_size(self):
         u = self.num_units
         return LSTMStateTuple(u, u) if self.state_is_tuple else 2 * u
-
-    @property
-    def output_size(self):
-        return self.num_units
 
     def build(self, input_depth, dtype):
         self.kernel, self.bias = self._kernel_and_bias(input_depth, dtype, 4)
@@ -265,9 +264,7 @@ class LSTMCell(BasicLSTMCell):
 
     def call(self, inputs, state):
         c, m = self._split_state(state)
-        z = matmul(concat([inputs, m], 1), self.kernel) + self.bias
-        u = self.num_units
-        i, j, f, o = (z[:, k * u:(k + 1) * u] for k in range(4))
+        i, j, f, o = self._gates(inputs, m, self.kernel, self.bias, 4)
         if self.use_peepholes:
             wf, wi, wo = self.peepholes
             f, i = f + wf * c, i + wi * c
@@ -290,12 +287,6 @@ class GRUCell(RNNCell):
     ``h' = u * h + (1 - u) * c``; output = h'."""
 
     default_name = "gru_cell"
-
-    @property
-    def state_size(self):
-        return self.num_units
-
-    output_size = state_size
 
     def build(self, input_depth, dtype):
         with name_scope("gates"):

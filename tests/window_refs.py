@@ -66,11 +66,16 @@ def _first_max(x, taps):
     return rows, cols
 
 
-def max_pool(x, ksize=(2, 2), strides=(2, 2), padding="VALID"):
+def _pool(reduce, x, ksize, strides, padding):
+    """``reduce`` (np.max, np.mean) over the input elements of each window."""
     y = np.zeros(out_shape(x.shape, ksize, strides, padding, x.shape[3]), x.dtype)
     for p, q, taps in _positions(x.shape, ksize, strides, padding):
-        y[:, p, q, :] = np.max([x[:, r, c, :] for _, _, r, c in taps], axis=0)
+        y[:, p, q, :] = reduce([x[:, r, c, :] for _, _, r, c in taps], axis=0)
     return y
+
+
+def max_pool(x, ksize=(2, 2), strides=(2, 2), padding="VALID"):
+    return _pool(np.max, x, ksize, strides, padding)
 
 
 def max_pool_grad(x, dy, ksize=(2, 2), strides=(2, 2), padding="VALID"):
@@ -92,10 +97,8 @@ def max_pool_grad_grad(x, gx, ksize=(2, 2), strides=(2, 2), padding="VALID"):
 
 
 def avg_pool(x, ksize=(2, 2), strides=(2, 2), padding="VALID"):
-    y = np.zeros(out_shape(x.shape, ksize, strides, padding, x.shape[3]), x.dtype)
-    for p, q, taps in _positions(x.shape, ksize, strides, padding):
-        y[:, p, q, :] = np.mean([x[:, r, c, :] for _, _, r, c in taps], axis=0)
-    return y
+    """The mean over the window's input elements only (padding excluded, as TF)."""
+    return _pool(np.mean, x, ksize, strides, padding)
 
 
 def avg_pool_grad(dy, x_shape, ksize=(2, 2), strides=(2, 2), padding="VALID"):
