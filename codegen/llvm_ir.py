@@ -169,6 +169,10 @@ class Function:
         """Context manager: a loop running its body ``count`` times (an int or i64 value)."""
         return _LoopContext(self, count, hint)
 
+    def if_then(self, cond):
+        """Context manager: the body runs only when the i1 ``cond`` holds."""
+        return _IfContext(self, cond)
+
     def text(self):
         params = ", ".join(f"{t} {a + ' ' if a else ''}{n}" for t, n, a in self.params)
         link = self.linkage + " " if self.linkage else ""
@@ -217,6 +221,23 @@ class _LoopContext:
                 raise ValueError(f"loop-carried {name} never updated")
             phis.append(f"  {name} = phi {ty} [{init}, %{self.pre}], [{nxt}, %{self.latch}]")
         fn.lines[lp._head_at:lp._head_at] = phis
+        return False
+
+
+class _IfContext:
+    def __init__(self, fn, cond):
+        self.fn, self.cond = fn, cond
+
+    def __enter__(self):
+        fn = self.fn
+        then, self.join = fn.label("then"), fn.label("join")
+        fn.emit(f"br i1 {self.cond}, label %{then}, label %{self.join}")
+        fn.block(then)
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.fn.br(self.join)
+            self.fn.block(self.join)
         return False
 
 

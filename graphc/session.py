@@ -4,10 +4,12 @@
 (fetches, feed shapes and dtypes) signature (cached), runs it as one call and stores the
 assigned variables. Fetches may be any nest of lists, tuples and dicts; ops give None.
 """
+import re
+
 import numpy as np
 
 from .compiler import compile_program
-from .errors import FeedError, GraphError
+from .errors import FeedError, GraphcError, GraphError
 from .ir import dtypes as D
 from .ir.graph import Node, get_default_graph, pop_default_session, push_default_session
 from .ir.program import needed_nodes
@@ -69,6 +71,34 @@ def convert_feed(node, value):
                         f"{format_shape(node.shape)}, fed {format_shape(arr.shape)}",
                         loc=node.loc, hint="None dims accept any size; the others must match")
     return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)  # keeps 0-d as 0-d
+
+
+def _feed_target(graph, key):
+    if not isinstance(key, str):
+        return key
+    try:
+        return graph.get_tensor_by_name(key)
+    except KeyError:
+        raise FeedError(f"cannot feed {key!r}: no tensor of that name in the graph",
+                        hint="feed placeholders by tensor or by name ('x' or 'x:0')") from None
+
+
+def step_failure(compiled, exc):
+    """A GraphcError for an exception raised inside a compiled NumPy step, naming the node
+    whose generated line failed (its ``# op 'name'`` note) and the user's line."""
+    lines = compiled.source.splitlines() if isinstance(compiled.source, str) else []
+    node, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.startswith("<graphc") and \
+                0 < tb.tb_lineno <= len(lines):
+            m = re.search(r"# (\w+) '([^']+)'", lines[tb.tb_lineno - 1])
+            if m:
+                node = next((n for n in compiled.program.nodes if n.name == m.group(2)), node)
+        tb = tb.tb_next
+    what = node.describe() if node is not None else "the compiled step"
+    return GraphcError(f"{what}: failed at run time: {type(exc).__name__}: {exc}",
+                       loc=None if node is None else node.loc,
+                       hint="an index or label out of range for the fed or stored values?")
 
 
 def _missing_feed_error(missing):
@@ -133,13 +163,18 @@ class Session:
                                  loc=f.loc)
         feeds = self._feeds(flat, feed_dict or {})
         compiled = self._compiled(flat, feeds)
-        values = self._execute(compiled, feeds)
+        try:
+            values = self._execute(compiled, feeds)
+        except GraphcError:
+            raise
+        except Exception as exc:  # a kernel refused a value: name its node, not the NumPy line
+            raise step_failure(compiled, exc) from None
         return rebuild(values)
 
     def _feeds(self, flat, feed_dict):
         given = {}
         for key, value in feed_dict.items():
-            node = self.graph.get_tensor_by_name(key) if isinstance(key, str) else key
+            node = _feed_target(self.graph, key)
             if not isinstance(node, Node) or node.op_name != "placeholder":
                 raise FeedError(f"can only feed placeholders, got "
                                 f"{node.describe() if isinstance(node, Node) else repr(key)}")
@@ -177,8 +212,11 @@ class Session:
                 value = np.zeros(v.shape, v.dtype.np)
             args.append(value)
         fetched, updates = compiled.fn(*args)
+        # A native step writes new values into the arrays it was given: keep them as they are
+        # (same objects, so the step's bound addresses stay valid and nothing is copied).
+        in_place = getattr(compiled.fn, "updates_in_place", False)
         for v, new in zip(compiled.update_nodes, updates):
-            self.values[v] = np.array(new, dtype=v.dtype.np)
+            self.values[v] = new if in_place else np.array(new, dtype=v.dtype.np)
         return [None if f.dtype is None else _as_result(x)
                 for f, x in zip(compiled.program.fetches, fetched)]
 

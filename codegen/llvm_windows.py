@@ -1,0 +1,254 @@
+"""Sliding-window kernels (NHWC): direct convolution and its two gradients, max and average
+pooling and their backward ops.
+
+Direct loops rather than im2col + GEMM: with few channels im2col builds very skinny GEMMs, and
+a direct loop needs no scratch buffer. Each kernel walks output positions (n, p, q), then the
+window's taps (i, j), skipping taps that fall into the padding, and vectorizes its innermost
+loop over the contiguous channel axis (output channels for conv2d and the filter gradient,
+channels for pooling).
+
+Max pooling's gradient goes to each window's FIRST maximum in row-major tap order (NaN counts
+as a maximum, as ``np.argmax`` has it): the argmax per channel is tracked in small stack arrays
+while the taps are walked, then the gradient is added at that one position.
+"""
+import numpy as np
+
+from ..ir.ops.windows import window_geometry
+from .llvm_ir import Function, float_literal, mem_type, val_type
+from .llvm_kernels import combine, fill
+from .llvm_lower import lowers
+from .llvm_loops import params
+from .llvm_nn import _better
+
+
+class Geometry:
+    """Sizes of one window op: input [N,H,W,C], taps (kh, kw), strides, output (OH, OW)."""
+
+    def __init__(self, x_shape, ksize, strides, padding):
+        self.n, self.h, self.w, self.c = x_shape
+        self.kh, self.kw = ksize
+        self.sh, self.sw = strides
+        self.oh, self.top, _ = window_geometry(self.h, self.kh, self.sh, padding)
+        self.ow, self.left, _ = window_geometry(self.w, self.kw, self.sw, padding)
+
+
+def _over_windows(fn, g, body):
+    """Loops over (n, p, q); ``body(n, p, q, pos)`` with pos = the output position index."""
+    with fn.loop(g.n) as ln, fn.loop(g.oh) as lp, fn.loop(g.ow) as lq:
+        pos = fn.add(fn.mul(fn.add(fn.mul(ln.i, g.oh), lp.i), g.ow), lq.i)
+        body(ln.i, lp.i, lq.i, pos)
+
+
+def _over_taps(fn, g, n, p, q, body, all_taps=False):
+    """Loops over taps (i, j); ``body(i, j, xpos)`` runs for taps inside the input, with xpos
+    the input position index (n, h, w)."""
+    with fn.loop(g.kh) as li, fn.loop(g.kw) as lj:
+        h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), li.i)}, {g.top}")
+        w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), lj.i)}, {g.left}")
+        inside = fn(f"and i1 {fn(f'icmp ult i64 {h}, {g.h}')}, {fn(f'icmp ult i64 {w}, {g.w}')}")
+        with fn.if_then(inside):
+            xpos = fn.add(fn.mul(fn.add(fn.mul(n, g.h), h), g.w), w)
+            body(li.i, lj.i, xpos)
+
+
+def _geometry(n, x, filters=None):
+    if filters is not None:
+        ksize = filters[:2]
+    else:
+        ksize = tuple(n.attrs.get("ksize", (2, 2)))
+    strides = tuple(n.attrs.get("strides", (1, 1) if filters is not None else (2, 2)))
+    return Geometry(tuple(x.shape), ksize, strides, n.attrs.get("padding", "VALID"))
+
+
+# -- convolution ------------------------------------------------------------------------------
+def conv_function(kind, dtype, g, cout, noalias):
+    """kind "forward": %p0=y, %p1=x, %p2=w; "filter": %p0=dw, %p1=x, %p2=dy;
+    "input": %p0=dx, %p1=dy, %p2=w. Outputs of "filter"/"input" must be zeroed first."""
+    fn = Function("kernel", params(3, noalias))
+    t = val_type(dtype)
+    cin = g.c
+
+    def at(base, i):
+        return fn.gep(t, base, i)
+
+    def window(n, p, q, pos):
+        obase = fn.mul(pos, cout)
+        if kind == "forward":
+            with fn.loop(cout) as lo:
+                fn.store(t, float_literal(0.0, dtype), at("%p0", fn.add(obase, lo.i)))
+
+        def tap(i, j, xpos):
+            xbase = fn.mul(xpos, cin)
+            wbase = fn.mul(fn.add(fn.mul(i, g.kw), j), cin * cout)
+            with fn.loop(cin) as lc:
+                wrow = fn.add(wbase, fn.mul(lc.i, cout))
+                if kind == "input":
+                    with fn.loop(cout) as lo:
+                        acc = lo.carry(t, float_literal(0.0, dtype))
+                        prod = fn(f"fmul {t} {fn.load(t, at('%p1', fn.add(obase, lo.i)))}, "
+                                  f"{fn.load(t, at('%p2', fn.add(wrow, lo.i)))}")
+                        lo.update(acc, combine(fn, "sum", dtype, acc, prod))
+                    dst = at("%p0", fn.add(xbase, lc.i))
+                    fn.store(t, fn(f"fadd {t} {fn.load(t, dst)}, {acc}"), dst)
+                    return
+                xv = fn.load(t, at("%p1", fn.add(xbase, lc.i)))
+                with fn.loop(cout) as lo:
+                    if kind == "forward":
+                        dst, other = at("%p0", fn.add(obase, lo.i)), at("%p2", fn.add(wrow, lo.i))
+                    else:
+                        dst, other = at("%p0", fn.add(wrow, lo.i)), at("%p2", fn.add(obase, lo.i))
+                    prod = fn(f"fmul {t} {xv}, {fn.load(t, other)}")
+                    fn.store(t, fn(f"fadd {t} {fn.load(t, dst)}, {prod}"), dst)
+        _over_taps(fn, g, n, p, q, tap)
+    _over_windows(fn, g, window)
+    fn.ret()
+    return fn
+
+
+@lowers("conv2d")
+def lower_conv(L, n):
+    x, w = n.inputs
+    g = _geometry(n, x, w.shape)
+    bufs = [L.out(n), L.buf(x), L.buf(w)]
+    L.call(conv_function("forward", n.dtype, g, w.shape[3], L.noalias(bufs)), bufs, n)
+
+
+@lowers("conv2d_backprop_filter")
+def lower_conv_filter(L, n):
+    x, dy = n.inputs
+    g = _geometry(n, x, n.attrs["filter_shape"])
+    fill(L, L.out(n), n.shape, n.dtype, 0, n)
+    bufs = [L.out(n), L.buf(x), L.buf(dy)]
+    L.call(conv_function("filter", n.dtype, g, n.shape[3], L.noalias(bufs)), bufs, n)
+
+
+@lowers("conv2d_backprop_input")
+def lower_conv_input(L, n):
+    dy, w, like = n.inputs
+    g = _geometry(n, like, w.shape)
+    fill(L, L.out(n), n.shape, n.dtype, 0, n)
+    bufs = [L.out(n), L.buf(dy), L.buf(w)]
+    L.call(conv_function("input", n.dtype, g, w.shape[3], L.noalias(bufs)), bufs, n)
+
+
+# -- pooling ----------------------------------------------------------------------------------
+def _count(fn, g, p, q, dtype):
+    """Real (unpadded) elements of window (p, q), as a float."""
+    sizes = []
+    for pos, s, off, k, size in ((p, g.sh, g.top, g.kh, g.h), (q, g.sw, g.left, g.kw, g.w)):
+        start = fn(f"sub i64 {fn.mul(pos, s)}, {off}")
+        lo = fn.call("i64", "llvm.smax.i64", [("i64", start), ("i64", "0")])
+        hi = fn.call("i64", "llvm.smin.i64", [("i64", fn.add(start, k)), ("i64", str(size))])
+        sizes.append(fn(f"sub i64 {hi}, {lo}"))
+    return fn(f"sitofp i64 {fn(f'mul i64 {sizes[0]}, {sizes[1]}')} to {val_type(dtype)}")
+
+
+def pool_function(kind, dtype, g, noalias):
+    """kind "max"/"avg": %p0=out, %p1=x; "avg_grad": %p0=dx (zeroed), %p1=dy."""
+    fn = Function("kernel", params(2, noalias))
+    t, c = val_type(dtype), g.c
+
+    def window(n, p, q, pos):
+        obase = fn.mul(pos, c)
+        if kind != "avg_grad":
+            init = float_literal(-np.inf if kind == "max" else 0.0, dtype)
+            with fn.loop(c) as lc:
+                fn.store(t, init, fn.gep(t, "%p0", fn.add(obase, lc.i)))
+        count = _count(fn, g, p, q, dtype) if kind != "max" else None
+
+        def tap(i, j, xpos):
+            xbase = fn.mul(xpos, c)
+            with fn.loop(c) as lc:
+                if kind == "avg_grad":
+                    dst = fn.gep(t, "%p0", fn.add(xbase, lc.i))
+                    share = fn(f"fdiv {t} {fn.load(t, fn.gep(t, '%p1', fn.add(obase, lc.i)))}, "
+                               f"{count}")
+                    fn.store(t, fn(f"fadd {t} {fn.load(t, dst)}, {share}"), dst)
+                    return
+                dst = fn.gep(t, "%p0", fn.add(obase, lc.i))
+                v = fn.load(t, fn.gep(t, "%p1", fn.add(xbase, lc.i)))
+                fn.store(t, combine(fn, "max" if kind == "max" else "sum", dtype,
+                                    fn.load(t, dst), v), dst)
+        _over_taps(fn, g, n, p, q, tap)
+        if kind == "avg":
+            with fn.loop(c) as lc:
+                dst = fn.gep(t, "%p0", fn.add(obase, lc.i))
+                fn.store(t, fn(f"fdiv {t} {fn.load(t, dst)}, {count}"), dst)
+    _over_windows(fn, g, window)
+    fn.ret()
+    return fn
+
+
+def argmax_pool_function(kind, dtype, g, noalias):
+    """Per window and channel, the first maximum of x (%p1); then "grad": %p0 (zeroed, shaped
+    like x) += %p2 (pooled-shaped dy) at it, or "gradgrad": %p0 (pooled) = %p2 (x-shaped)
+    read at it (0 when it lies in the padding)."""
+    fn = Function("kernel", params(3, noalias))
+    t, c, mt = val_type(dtype), g.c, mem_type(dtype)
+    best, where = fn(f"alloca {t}, i64 {c}", "best"), fn(f"alloca i64, i64 {c}", "where")
+
+    def window(n, p, q, pos):
+        obase = fn.mul(pos, c)
+        with fn.loop(c) as lc:
+            fn.store(t, float_literal(-np.inf, dtype), fn.gep(t, best, lc.i))
+            fn.store("i64", "0", fn.gep("i64", where, lc.i))
+
+        def tap(i, j, xpos):
+            k = fn.add(fn.mul(i, g.kw), j)
+            with fn.loop(c) as lc:
+                v = fn.load(t, fn.gep(t, "%p1", fn.add(fn.mul(xpos, c), lc.i)))
+                pb, pw = fn.gep(t, best, lc.i), fn.gep("i64", where, lc.i)
+                b = fn.load(t, pb)
+                take = _better(fn, dtype, "gt", v, b)
+                fn.store(t, fn(f"select i1 {take}, {t} {v}, {t} {b}"), pb)
+                fn.store("i64", fn(f"select i1 {take}, i64 {k}, i64 {fn.load('i64', pw)}"), pw)
+        _over_taps(fn, g, n, p, q, tap)
+        with fn.loop(c) as lc:
+            k = fn.load("i64", fn.gep("i64", where, lc.i))
+            h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), fn(f'udiv i64 {k}, {g.kw}'))}, {g.top}")
+            w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), fn(f'urem i64 {k}, {g.kw}'))}, {g.left}")
+            inside = fn(f"and i1 {fn(f'icmp ult i64 {h}, {g.h}')}, "
+                        f"{fn(f'icmp ult i64 {w}, {g.w}')}")
+            xi = fn.add(fn.mul(fn.add(fn.mul(fn.add(fn.mul(n, g.h), h), g.w), w), c), lc.i)
+            oi = fn.add(obase, lc.i)
+            if kind == "grad":
+                with fn.if_then(inside):
+                    dst = fn.gep(t, "%p0", xi)
+                    d = fn.load(t, fn.gep(t, "%p2", oi))
+                    fn.store(mt, fn(f"fadd {t} {fn.load(t, dst)}, {d}"), dst)
+            else:
+                fn.store(mt, float_literal(0.0, dtype), fn.gep(t, "%p0", oi))
+                with fn.if_then(inside):
+                    fn.store(mt, fn.load(t, fn.gep(t, "%p2", xi)), fn.gep(t, "%p0", oi))
+    _over_windows(fn, g, window)
+    fn.ret()
+    return fn
+
+
+@lowers("max_pool", "avg_pool")
+def lower_pool(L, n):
+    x = n.inputs[0]
+    bufs = [L.out(n), L.buf(x)]
+    fn = pool_function(n.op_name[:3], n.dtype, _geometry(n, x), L.noalias(bufs))
+    L.call(fn, bufs, n)
+
+
+@lowers("avg_pool_grad")
+def lower_avg_pool_grad(L, n):
+    dy, like = n.inputs
+    fill(L, L.out(n), n.shape, n.dtype, 0, n)
+    bufs = [L.out(n), L.buf(dy)]
+    L.call(pool_function("avg_grad", n.dtype, _geometry(n, like), L.noalias(bufs)), bufs, n)
+
+
+@lowers("max_pool_grad", "max_pool_grad_grad")
+def lower_max_pool_grad(L, n):
+    x, other = n.inputs
+    kind = "grad" if n.op_name == "max_pool_grad" else "gradgrad"
+    if kind == "grad":
+        fill(L, L.out(n), n.shape, n.dtype, 0, n)
+    uniq, index = L.distinct([L.out(n), L.buf(x), L.buf(other)])
+    if len(uniq) < 3:  # x and its gradient are one buffer: pass it twice, without noalias
+        uniq = [L.out(n), L.buf(x), L.buf(other)]
+    fn = argmax_pool_function(kind, n.dtype, _geometry(n, x), L.noalias(uniq))
+    L.call(fn, uniq, n)
