@@ -66,7 +66,8 @@ def test_global_norm_and_clip_by_global_norm():
 def test_clip_by_global_norm_leaves_small_gradients_alone_and_uses_use_norm():
     (same,), _ = gc.clip_by_global_norm([gc.constant(A)], 1e6)
     np.testing.assert_allclose(run(same), A, rtol=1e-12)
-    (scaled,), n = gc.clip_by_global_norm([gc.constant(A)], 1.0, use_norm=gc.constant(4.0, gc.float64))
+    (scaled,), n = gc.clip_by_global_norm([gc.constant(A)], 1.0,
+                                          use_norm=gc.constant(4.0, gc.float64))
     np.testing.assert_allclose(run(scaled), A / 4.0, rtol=1e-12)
     assert run(n) == 4.0
 

@@ -1,0 +1,76 @@
+"""The ``graphc`` console script: one argparse subcommand per job.
+
+Each subcommand is a ``Command``: a name, a one-line help, a function adding its options to
+its sub-parser, and a function running it with the parsed arguments (returning the exit
+code). Adding ``compile``, ``run``, ``inspect`` or ``dump`` is one more entry in
+``COMMANDS``; ``main`` needs no change. Commands import their modules lazily so that
+``graphc --help`` stays fast.
+"""
+import argparse
+import sys
+
+from .errors import GraphcError
+
+
+class Command:
+    """A subcommand: ``configure(parser)`` adds options, ``run(args) -> int`` does the job."""
+
+    def __init__(self, name, help, configure, run):
+        self.name, self.help, self.configure, self.run = name, help, configure, run
+
+
+def _demo_configure(parser):
+    from . import demo
+    demo.configure(parser)
+
+
+def _demo_run(args):
+    from . import demo
+    return demo.run(args)
+
+
+COMMANDS = [
+    Command("demo", "train an MLP on the embedded 8x8 digits and show what the compiler did",
+            _demo_configure, _demo_run),
+]
+
+
+def build_parser():
+    """The top-level parser with one sub-parser per entry of ``COMMANDS``."""
+    from . import __version__
+    parser = argparse.ArgumentParser(
+        prog="graphc", description="graphc: a static-graph compiler for training steps "
+                                   "with TensorFlow 1.x's API.")
+    parser.add_argument("--version", action="version", version=f"graphc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``graphc`` script; returns the process exit code.
+
+    Example:
+        $ graphc demo --epochs 5 --optimizer momentum
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cmd = getattr(args, "_command", None)
+    if cmd is None:
+        parser.print_help()
+        return 2
+    try:
+        return cmd.run(args) or 0
+    except GraphcError as e:  # our errors are written for users: no traceback
+        print(f"graphc {cmd.name}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"graphc {cmd.name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
