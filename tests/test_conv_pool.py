@@ -125,6 +125,20 @@ def test_max_pool_gradient_goes_to_the_first_maximum_on_ties():
         np.testing.assert_array_equal(dx[0, :, :, 0], want_dx)
 
 
+def test_max_pool_nan_counts_as_the_maximum():
+    """As np.argmax (and the LLVM kernels): the first NaN of a window takes its gradient."""
+    x = np.array([[1, np.nan, 4, 3],
+                  [np.nan, 9, 2, 1]]).reshape(1, 2, 4, 1)
+    for y, dx in _pool_grad(x, np.array([[[[2.0], [5.0]]]]), ksize=2, strides=2,
+                            padding="VALID"):
+        assert np.isnan(y[0, 0, 0, 0]) and y[0, 0, 1, 0] == 4
+        np.testing.assert_array_equal(dx[0, :, :, 0], [[0, 2, 5, 0], [0, 0, 0, 0]])
+    # An infinite upstream gradient stays at its argmax: no inf * 0 = NaN elsewhere.
+    for _, dx in _pool_grad(np.arange(8.0).reshape(1, 2, 4, 1),
+                            np.array([[[[np.inf], [1.0]]]]), ksize=2, strides=2, padding="VALID"):
+        np.testing.assert_array_equal(dx[0, :, :, 0], [[0, 0, 0, 0], [0, np.inf, 0, 1]])
+
+
 def test_max_pool_overlapping_windows_accumulate():
     """Stride 1: the centre is the maximum of all four 2x2 windows and gets all their
     gradients; a tie across windows is resolved per window."""

@@ -95,20 +95,23 @@ def conv2d_backprop_filter_impl(x, dy, filter_shape=(1, 1, 1, 1), strides=(1, 1)
 
 # -- max pooling ----------------------------------------------------------------------------------
 def max_pool_argmax(x, ksize, strides, padding):
-    """(max, position of the FIRST maximum, row-major in kh*kw) of every window, [N,OH,OW,C].
+    """Position of each window's FIRST maximum, row-major in kh*kw: [N, OH, OW, C] int32.
 
     Taps are visited in row-major order and a later tap wins only when strictly greater, so
-    ties go to the first; padding is -inf and never wins a window (each has a real element).
+    ties go to the first; a NaN counts as the maximum (the first NaN wins, as np.argmax has
+    it). Padding is -inf and never wins a window (each window has a real element).
     """
     xp, oh, ow = window_pad(x, ksize, strides, padding, -np.inf)
     best = window_tap(xp, 0, 0, strides, oh, ow).copy()
     first = np.zeros(best.shape, dtype=np.int32)
     for k in range(1, ksize[0] * ksize[1]):
         tap = window_tap(xp, k // ksize[1], k % ksize[1], strides, oh, ow)
-        # Branch-free: k grows, so a strictly better tap k always raises ``first`` to k.
-        np.maximum(first, (tap > best) * np.int32(k), out=first)
-        np.maximum(best, tap, out=best)
-    return best, first
+        # "not tap <= best" also holds for a NaN tap; a NaN best (best != best) keeps its place.
+        better = ~(tap <= best) & (best == best)
+        # Branch-free: k grows, so a better tap k always raises ``first`` to k.
+        np.maximum(first, better * np.int32(k), out=first)
+        np.maximum(best, tap, out=best)  # propagates NaN
+    return first
 
 
 def max_pool_impl(x, ksize=(2, 2), strides=(2, 2), padding="VALID"):
@@ -121,18 +124,20 @@ def max_pool_impl(x, ksize=(2, 2), strides=(2, 2), padding="VALID"):
 
 def max_pool_grad_impl(x, dy, ksize=(2, 2), strides=(2, 2), padding="VALID"):
     """Each window's gradient goes whole to its first maximum (row-major); ties get nothing."""
-    _, first = max_pool_argmax(x, ksize, strides, padding)
+    first = max_pool_argmax(x, ksize, strides, padding)
     buf, oh, ow, (top, left) = window_grad_buffer(x.shape, ksize, strides, padding, dy.dtype)
     zero = np.zeros((), dtype=dy.dtype)
+    finite = bool(np.isfinite(dy).all())  # then a mask multiply (faster) equals np.where
     for k in range(ksize[0] * ksize[1]):
         tap = window_tap(buf, k // ksize[1], k % ksize[1], strides, oh, ow)
-        tap += np.where(first == k, dy, zero)
+        hit = first == k
+        tap += dy * hit if finite else np.where(hit, dy, zero)
     return buf[:, top:top + x.shape[1], left:left + x.shape[2], :]
 
 
 def max_pool_grad_grad_impl(x, gx, ksize=(2, 2), strides=(2, 2), padding="VALID"):
     """The adjoint of max_pool_grad in its gradient: ``gx`` read at each window's argmax."""
-    _, first = max_pool_argmax(x, ksize, strides, padding)
+    first = max_pool_argmax(x, ksize, strides, padding)
     gp, oh, ow = window_pad(gx, ksize, strides, padding)
     out = np.zeros(first.shape, dtype=gx.dtype)
     for k in range(ksize[0] * ksize[1]):
