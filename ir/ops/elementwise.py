@@ -7,6 +7,11 @@ return gradients of the broadcast shape):
 - ``where``'s VJP is ``where(c, g, 0)`` / ``where(c, 0, g)``, never a mask multiply, so a NaN
   in the branch not taken never leaks into the gradient.
 - ``pow``'s exponent gradient uses ``log(x)`` only where ``x > 0`` (0 elsewhere), as TF does.
+- A zero cotangent gives an exactly zero gradient even at a pole or outside the domain
+  (``sqrt``, ``log``, ``log1p``, ``divide``, ``pow``): ``where(g == 0, 0, ...)``, not
+  ``0 * inf = nan``. So ``where(x > 0, sqrt(x), 0)`` or ``where(x != 0, 1 / x, 0)`` have finite
+  gradients at ``x <= 0``, where the branch not taken is inf or NaN. (``multiply`` is not
+  guarded: ``x * log(x)`` at 0 still needs ``log(where(x > 0, x, 1))``.)
 - VJPs reuse the forward output where it is cheaper: ``d exp = g * out``,
   ``d sqrt = g / (2 out)``, ``d tanh = g (1 - out^2)``, ``d sigmoid = g out (1 - out)``.
 """
@@ -42,10 +47,26 @@ def _half_split(x, y, g, greater):
     return [g * mx, g * (1.0 - mx)]
 
 
+def _zero_safe(g, grad):
+    """``grad``, but exactly 0 where the cotangent ``g`` is 0 (see module docstring)."""
+    return F.where(F.equal(g, 0.0), F.zeros_like(grad), grad)
+
+
+def _nonzero_const(y):
+    return y.op_name == "const" and bool((y.attrs["value"] != 0).all())
+
+
+def _divide_vjp(g, out, x, y):
+    gx, gy = g / y, -(g * out) / y
+    if _nonzero_const(y):  # x / 2.0: no pole, no guard
+        return [gx, gy]
+    return [_zero_safe(g, gx), _zero_safe(g, gy)]
+
+
 def _pow_vjp(g, out, x, y):
     positive = F.greater(x, 0.0)
     safe_log = F.where(positive, F.log(F.where(positive, x, F.ones_like(x))), F.zeros_like(x))
-    return [g * y * F.pow(x, y - 1.0), g * out * safe_log]
+    return [_zero_safe(g, g * y * F.pow(x, y - 1.0)), _zero_safe(g, g * out * safe_log)]
 
 
 # -- arithmetic ---------------------------------------------------------------------------
@@ -53,8 +74,7 @@ ADD = binary("add", NUMERIC, lambda x, y: x + y, lambda g, out, x, y: [g, g], co
 SUBTRACT = binary("subtract", NUMERIC, lambda x, y: x - y, lambda g, out, x, y: [g, -g])
 MULTIPLY = binary("multiply", NUMERIC, lambda x, y: x * y,
                   lambda g, out, x, y: [g * y, g * x], commutative=True)
-DIVIDE = binary("divide", FLOAT, lambda x, y: x / y,
-                lambda g, out, x, y: [g / y, -(g * out) / y], domain=(0.5, 2.0))
+DIVIDE = binary("divide", FLOAT, lambda x, y: x / y, _divide_vjp, domain=(0.5, 2.0))
 POW = binary("pow", FLOAT, lambda x, y: S.pow(x, y), _pow_vjp, domain=(0.5, 2.0))
 MAXIMUM = binary("maximum", NUMERIC, lambda x, y: S.max(x, y),
                  lambda g, out, x, y: _half_split(x, y, g, True), commutative=True)
@@ -67,12 +87,13 @@ SIGN = unary("sign", NUMERIC, lambda x: S.sign(x), ZERO)
 FLOOR = unary("floor", FLOAT, lambda x: S.floor(x), ZERO)
 
 # -- transcendental -------------------------------------------------------------------------
-SQRT = unary("sqrt", FLOAT, lambda x: S.sqrt(x), lambda g, out, x: [g / (out * 2.0)],
-             domain=(0.1, 2.0))
+SQRT = unary("sqrt", FLOAT, lambda x: S.sqrt(x),
+             lambda g, out, x: [_zero_safe(g, g / (out * 2.0))], domain=(0.1, 2.0))
 EXP = unary("exp", FLOAT, lambda x: S.exp(x), lambda g, out, x: [g * out])
-LOG = unary("log", FLOAT, lambda x: S.log(x), lambda g, out, x: [g / x], domain=(0.1, 2.0))
-LOG1P = unary("log1p", FLOAT, lambda x: S.log1p(x), lambda g, out, x: [g / (x + 1.0)],
-              domain=(-0.5, 2.0))
+LOG = unary("log", FLOAT, lambda x: S.log(x), lambda g, out, x: [_zero_safe(g, g / x)],
+            domain=(0.1, 2.0))
+LOG1P = unary("log1p", FLOAT, lambda x: S.log1p(x),
+              lambda g, out, x: [_zero_safe(g, g / (x + 1.0))], domain=(-0.5, 2.0))
 TANH = unary("tanh", FLOAT, lambda x: S.tanh(x), lambda g, out, x: [g * (1.0 - out * out)])
 SIGMOID = unary("sigmoid", FLOAT, lambda x: 1.0 / (1.0 + S.exp(-x)),
                 lambda g, out, x: [g * (out * (1.0 - out))])
