@@ -1,7 +1,9 @@
 """Neural-network kernels: softmax, log_softmax and the fused softmax cross-entropies.
 
 All work on the last axis and subtract the row maximum first, so logits of +-1e4 give finite
-losses and gradients. The cross-entropy gradient is one fused kernel, ``softmax(z) - y``
+losses and gradients; a row of all ``-inf`` (fully masked) gives uniform probabilities and
+finite gradients (see ``shifted_logits``), and never leaks NaN into other rows. The
+cross-entropy gradient is one fused kernel, ``softmax(z) - y``
 (scaled by the label mass for dense labels), not a chain of generic ops; its own VJP is the
 softmax Jacobian-vector product ``p * (v - sum(p * v))``, so second derivatives work.
 """
@@ -24,14 +26,22 @@ def _softmax_infer(nodes, axis=-1):
     return x.dtype, x.shape
 
 
+def shifted_logits(x):
+    """``x - max(x)`` per row, with 0 wherever ``x`` equals its row's max: a row that is all
+    ``-inf`` (fully masked) then counts as equal logits, the limit of equal finite logits
+    going to ``-inf`` (uniform probabilities, as ``-1e9`` masking gives), and ``+inf``
+    entries share the mass. Never ``inf - inf = nan``."""
+    m = np.max(x, axis=-1, keepdims=True)
+    return np.where(x == m, 0.0, x - m)
+
+
 def softmax_impl(x, axis=-1):
-    z = x - np.max(x, axis=-1, keepdims=True)
-    e = np.exp(z)
+    e = np.exp(shifted_logits(x))
     return e / np.sum(e, axis=-1, keepdims=True)
 
 
 def log_softmax_impl(x, axis=-1):
-    z = x - np.max(x, axis=-1, keepdims=True)
+    z = shifted_logits(x)
     return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
 
 
@@ -106,7 +116,8 @@ def _dense_infer(nodes):
 
 
 def dense_xent_impl(logits, labels):
-    return -np.sum(labels * log_softmax_impl(logits), axis=-1)
+    # a zero label takes no part, even where a masked logit makes log p = -inf (0 log 0 = 0)
+    return -np.sum(np.where(labels == 0, 0.0, labels * log_softmax_impl(logits)), axis=-1)
 
 
 def dense_xent_grad_impl(logits, labels):
