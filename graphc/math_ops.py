@@ -4,7 +4,7 @@ import builtins
 
 import numpy as np
 
-from .errors import GraphError
+from .errors import GraphError, ShapeError
 from .ir import dtypes as D
 from .ir.ops import apply, const_node, convert
 from .ir.ops.registry import default_array
@@ -210,7 +210,13 @@ def unstack(value, num=None, axis=0, name="unstack"):
 
 
 def slice(input_, begin, size, name=None):  # noqa: A001
-    """TF1's slice: ``size`` -1 means "to the end"."""
+    """TF1's slice: ``size`` -1 means "to the end"; the box must lie inside the tensor."""
+    for axis, (b, s, d) in enumerate(zip(begin, size, input_.shape)):
+        if d is not None and not (0 <= int(b) <= d and (int(s) == -1 or int(b) + int(s) <= d)):
+            from .ir.source import user_location
+            raise ShapeError(f"slice: begin {list(begin)} and size {list(size)} do not fit "
+                             f"in {input_.type_str()}", [f"axis {axis}: {b} + {s} > {d}"],
+                             loc=user_location(), hint="size -1 means to the end")
     spec = tuple(("s", int(b), None if int(s) == -1 else int(b) + int(s), None)
                  for b, s in zip(begin, size))
     return apply("strided_slice", [input_], {"spec": spec}, name=name)

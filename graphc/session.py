@@ -89,16 +89,26 @@ def step_failure(compiled, exc):
     lines = compiled.source.splitlines() if isinstance(compiled.source, str) else []
     node, tb = None, exc.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename.startswith("<graphc") and \
-                0 < tb.tb_lineno <= len(lines):
-            m = re.search(r"# (\w+) '([^']+)'", lines[tb.tb_lineno - 1])
-            if m:
-                node = next((n for n in compiled.program.nodes if n.name == m.group(2)), node)
+        if tb.tb_frame.f_code.co_filename.startswith("<graphc"):
+            noted = _noted_node(compiled.program, lines, tb.tb_lineno)
+            node = node if noted is None else noted
         tb = tb.tb_next
     what = node.describe() if node is not None else "the compiled step"
     return GraphcError(f"{what}: failed at run time: {type(exc).__name__}: {exc}",
                        loc=None if node is None else node.loc,
                        hint="an index or label out of range for the fed or stored values?")
+
+
+def _noted_node(program, lines, lineno):
+    """The node named by the ``# op 'name'`` note on a generated line or the lines above it
+    (within its statement block)."""
+    for i in range(min(lineno, len(lines)) - 1, -1, -1):
+        m = re.search(r"# (\w+) '([^']+)'", lines[i])
+        if m:
+            return next((n for n in program.nodes if n.name == m.group(2)), None)
+        if lines[i].lstrip().startswith(("def ", "with ")):
+            return None
+    return None
 
 
 def _missing_feed_error(missing):

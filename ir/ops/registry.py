@@ -125,9 +125,11 @@ def convert(value, like=None, graph=None):
         arr = np.asarray(value)
         if like.dtype.is_integer and arr.dtype.kind == "f":
             if not np.all(arr == np.floor(arr)):
+                from .. import source
                 raise DTypeError(
                     f"cannot use the float value {value!r} with integer tensor "
-                    f"'{like.name}' ({like.dtype.name})", hint="cast one of them with gc.cast")
+                    f"'{like.name}' ({like.dtype.name})", loc=source.user_location(),
+                    hint="cast one of them with gc.cast")
         return const_node(arr, like.dtype, graph or like.graph)
     return const_node(value, None, graph)
 
@@ -207,7 +209,22 @@ def _kinds(kinds):
 
 
 def broadcast_all(nodes):
+    """The NumPy broadcast of the inputs' shapes; the error names the two operands."""
     shape = ()
-    for n in nodes:
-        shape = broadcast_shapes(shape, n.shape)
+    for i, n in enumerate(nodes):
+        try:
+            shape = broadcast_shapes(shape, n.shape)
+        except RuleError as e:
+            other = next((m for m in nodes[:i] if _clashes(m.shape, n.shape)), nodes[0])
+            raise RuleError(f"cannot broadcast {other.type_str()} with {n.type_str()}",
+                            e.details + (f"operands: '{other.name}' and '{n.name}'",),
+                            e.hint) from None
     return shape
+
+
+def _clashes(a, b):
+    try:
+        broadcast_shapes(a, b)
+    except RuleError:
+        return True
+    return False

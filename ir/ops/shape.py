@@ -8,7 +8,7 @@ while a placeholder's batch dim is still unknown; its value is never read.
 import numpy as np
 
 from .. import dtypes as D
-from ..shapes import broadcast_shapes, format_shape, normalize_axes, normalize_axis
+from ..shapes import RuleError, broadcast_shapes, format_shape, normalize_axes, normalize_axis
 from .registry import F, ZERO, defop, require
 
 
@@ -109,7 +109,11 @@ SQUEEZE = defop("squeeze", _squeeze_infer, lambda g, out, x, axis=None: [_reshap
 def _broadcast_to_infer(nodes, shape):
     (x,) = nodes
     shape = tuple(shape)
-    out = broadcast_shapes(x.shape, shape)
+    try:
+        out = broadcast_shapes(x.shape, shape)
+    except RuleError as e:
+        raise RuleError(f"cannot broadcast {x.type_str()} to {format_shape(shape)}",
+                        e.details, e.hint) from None
     require(out == shape, f"cannot broadcast {x.type_str()} to {format_shape(shape)}")
     return x.dtype, shape
 
