@@ -75,3 +75,11 @@ def test_mlp_digits_trains_and_restores_its_checkpoint(tmp_path):
     restored = number(r"after restoring the checkpoint (\S+)$", out)
     assert acc > 0.9 and restored == acc
     assert os.listdir(tmp_path) == ["mlp-90.npz"]  # named by the global step: 2 x 45 batches
+
+
+def test_rnn_full_and_truncated_bptt():
+    out = run_example("rnn_bptt.py", "--quick")
+    assert number(r"^full BPTT: echo accuracy (\S+)", out) > 0.95
+    assert number(r"^truncated BPTT, windows of 10: echo accuracy (\S+)", out) > 0.9
+    # the recalled bit is 8 steps back: a 2-step window never sees its gradient
+    assert number(r"^truncated BPTT, windows of 2: echo accuracy (\S+)", out) < 0.7
