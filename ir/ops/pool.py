@@ -5,8 +5,9 @@ rule). The NCHW layout and TF1's 4-element ksize/strides are handled by ``gc.nn`
 
 Max pooling's gradient convention (the tie rule): each window's whole gradient goes to ONE
 element, the FIRST maximum of the window in row-major order (top row first, then left to
-right), exactly as TF's CPU kernel and the hand-written W4 baseline do; other equal elements
-get nothing. (Unlike ``reduce_max``, which splits ties evenly: a pooling window is a routing
+right), the rule of the hand-written W4 baseline and the LLVM kernels; other equal elements
+get nothing; a NaN counts as the maximum (the first NaN wins, as ``np.argmax`` has it).
+(Unlike ``reduce_max``, which splits ties evenly: a pooling window is a routing
 decision, and backends record one argmax per window.) ``max_pool_grad`` takes the forward
 input and recomputes the argmax; a backend may instead save the argmax in the forward pass.
 Its own VJP is ``max_pool_grad_grad`` (read the gradient at each argmax), and that one's VJP
