@@ -67,6 +67,9 @@ def test_two_dropouts_are_never_merged(rng):
     a, b = gc.nn.dropout(x, 0.5), gc.nn.dropout(x, 0.5)
     for av, bv in run_both([a, b], {x: np.ones((5, 200))}):
         assert not np.array_equal(av, bv)
+    with open_session(True) as sess:
+        source = sess.source([a, b], {x: np.ones((5, 200))})
+    assert source.count("random_uniform_like_impl(rngs[") == 2
 
 
 def test_keep_prob_fed_and_rate_and_noise_shape(rng):

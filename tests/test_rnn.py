@@ -267,3 +267,26 @@ def test_rnn_errors_are_clear():
             gc.float32, [None]))
     with pytest.raises(GraphError, match="batch_size"):
         cell.zero_state(gc.reduce_sum(x), gc.float32)
+
+
+def test_truncated_bptt_carries_the_state_in_a_variable(rng):
+    """Two windows of 3 steps, the state carried by a non-trainable variable assigned at the
+    end of each step, reproduce the outputs of one 6-step unroll. The gradient stops at the
+    window edge: the carried state is a leaf of the step (its gradient exists, but it is not
+    trainable, so no optimizer follows it into the previous window)."""
+    cell = rnn_cell.BasicRNNCell(4)
+    xs = [gc.placeholder(F64, [2, 3]) for _ in range(3)]
+    carried = gc.Variable(np.zeros((2, 4)), trainable=False, name="carried_state")
+    outputs, final = gc.nn.static_rnn(cell, xs, initial_state=carried)
+    step = gc.group(gc.assign(carried, final))
+    loss = gc.reduce_sum(outputs[-1])
+    assert gc.gradients(loss, [carried], unconnected_gradients="none")[0] is not None
+    assert carried not in gc.trainable_variables()
+    full = [gc.placeholder(F64, [2, 3]) for _ in range(6)]
+    full_out, _ = gc.nn.static_rnn(cell, full, dtype=F64)
+    values = [rng.standard_normal((2, 3)) for _ in range(6)]
+    with open_session(False) as sess:
+        first, _ = sess.run([outputs, step], dict(zip(xs, values[:3])))
+        second, _ = sess.run([outputs, step], dict(zip(xs, values[3:])))
+        want = sess.run(full_out, dict(zip(full, values)))
+    np.testing.assert_allclose(first + second, want, rtol=1e-12)
