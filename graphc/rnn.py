@@ -32,7 +32,7 @@ from .ir.ops import apply, const_node
 from .math_ops import (clip_by_value, concat, expand_dims, matmul, one_hot, sigmoid, stack,
                        tanh, unstack, where, zeros_like)
 from .math_ops import range as gc_range
-from .nn_layers import _op_seed, dropout
+from .nn_layers import dropout
 
 
 class LSTMStateTuple(collections.namedtuple("LSTMStateTuple", ("c", "h"))):
@@ -62,7 +62,7 @@ def flatten(struct):
     return [struct]
 
 
-# -- batch-sized zeros ------------------------------------------------------------------------------
+# -- batch-sized zeros -----------------------------------------------------------------------------
 def _batch_column(like):
     """A [batch, 1] tensor of ``like`` (its leading dim), for shaping zeros with a batch
     dim known only when the step is specialized."""
@@ -130,7 +130,7 @@ class RNNCell:
             return self.call(inputs, state)
 
     def add_variable(self, name, shape, dtype, initializer=None):
-        init = initializer or glorot_uniform(seed=_op_seed(None))
+        init = initializer or glorot_uniform()
         var = Variable(init(shape, dtype), name=name, dtype=dtype)
         self._variables.append(var)
         return var

@@ -221,7 +221,7 @@ def test_layers_conv2d_flatten_dense_build_tf1_variables():
     assert got.shape == (3, 10) and got.dtype == np.float32
 
 
-# -- errors ------------------------------------------------------------------------------------------
+# -- errors ----------------------------------------------------------------------------------------
 def _x():
     return gc.placeholder(gc.float32, [None, 6, 6, 3])
 

@@ -196,7 +196,7 @@ def test_sequence_length_gradients(rng):
     assert not dx[1][0].any() and not dx[2][0].any() and dx[1][1].any() and dx[0][0].any()
 
 
-# -- bidirectional and dynamic ----------------------------------------------------------------------
+# -- bidirectional and dynamic ---------------------------------------------------------------------
 def test_static_bidirectional_rnn_reverses_within_each_length(rng):
     fw, bw = rnn_cell.GRUCell(3), rnn_cell.BasicRNNCell(2)
     xs = [gc.placeholder(F64, [None, 2]) for _ in range(4)]
