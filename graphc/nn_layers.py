@@ -9,7 +9,8 @@ and ``ir.ops.random_ops``; batch normalization and dropout are compositions of g
 from .errors import GraphError
 from .ir.graph import Node, get_default_graph
 from .ir.ops import apply, convert
-from .math_ops import cast, concat, floor, gather, reduce_mean, reshape, rsqrt, stack, square
+from .math_ops import (cast, concat, floor, gather, minimum, reduce_mean, reduce_sum, reshape,
+                       rsqrt, sqrt, square, stack)
 
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -269,7 +270,6 @@ def embedding_lookup(params, ids, partition_strategy="mod", name=None, validate_
         params = _merge_shards(list(params), partition_strategy)
     rows = gather(params, ids, name=name)
     if max_norm is not None:
-        from .math_ops import minimum, reduce_sum, sqrt
         norm = sqrt(reduce_sum(square(rows), axis=-1, keepdims=True))
         rows = rows * minimum(1.0, float(max_norm) / (norm + 1e-12))
     return rows
