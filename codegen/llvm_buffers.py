@@ -1,27 +1,32 @@
 """Where each value of a native step lives: feeds, variables, fetch outputs, the arena.
 
-Without a memory plan (``program.plan is None``) every computed node gets its own 64-byte
-aligned arena range; views (reshape, expand_dims, squeeze, identity...) share their input's
-bytes. Two decisions save whole passes over memory:
+With a memory plan (the optimized pipeline, ``program.plan.planned``) the plan decides, as
+``ir/program.py`` documents: each value's storage is its root's (views and in-place writes
+share bytes), arena owners sit at their planned offsets, an ``assign`` whose value was not
+computed in place copies it into the variable at the assign's position. One refinement: a
+fetched value that owns an arena buffer is computed straight into its fetch output instead
+(the plan keeps fetched buffers live to the end, so no other value needs those bytes).
 
-- a fetched node is computed straight into its fetch output buffer;
-- a variable update is done in place: the kernel computing the new value writes into the
-  variable's own array when every other read of the old value (through any view) is
-  scheduled before that kernel, and the kernel itself reads the old value only elementwise at
-  the same index (so each element is read before it is overwritten).
-
-Otherwise the ``assign`` keeps its value in the arena and the variable is copied at the end
-of the step, after every kernel (so swaps such as ``a, b = b, a`` stay correct).
+Without a plan (``optimize=False``, the reference pipeline) every computed node gets its own
+arena range, views (reshape, expand_dims, squeeze, identity...) share their input's bytes,
+fetched nodes are computed into their fetch outputs, and a variable update is done in place
+when every other read of the old value (through any view) is scheduled before the kernel
+computing the new value and that kernel reads the old value only elementwise at the same
+index. Otherwise the ``assign`` keeps its value in the arena and the variable is copied at the
+end of the step, after every kernel (so swaps such as ``a, b = b, a`` stay correct).
 """
 from collections import defaultdict
 
+import numpy as np
+
 VIEW_OPS = ("reshape", "reshape_like", "expand_dims", "squeeze", "identity", "stop_gradient")
-LEAF_OPS = ("placeholder", "variable", "const", "dim_size", "shape_of")
+CONST_OPS = ("const", "dim_size", "shape_of")  # values known at compile time
+LEAF_OPS = ("placeholder", "variable") + CONST_OPS
 _NOT_KERNELS = LEAF_OPS + VIEW_OPS + ("assign", "group")
 
 
 def root_of(node):
-    """The node whose buffer ``node`` views (itself when it is not a view)."""
+    """The node whose buffer ``node`` views in the unplanned layout (itself if no view)."""
     while node.op_name in VIEW_OPS:
         node = node.inputs[0]
     return node
@@ -31,13 +36,120 @@ def is_elementwise(node):
     return node.opdef.is_elementwise or node.op_name == "fused"
 
 
-def _nbytes(node):
-    n = 1
-    for d in node.shape:
-        n *= d
-    return n * node.dtype.itemsize
+def nbytes_of(node):
+    return int(np.prod(node.shape, dtype=np.int64)) * node.dtype.itemsize
 
 
+def _fetch_outputs(L):
+    """One output buffer per distinct fetched value; fills the layout's fetch map."""
+    first = {}
+    L.layout.fetch_outputs = []
+    for f in L.p.fetches:
+        if f is None or f.dtype is None:
+            L.layout.fetch_outputs.append(None)
+        elif f in first:
+            L.layout.fetch_outputs.append(first[f])
+        else:
+            k, buf = L.output(f.shape, f.dtype)
+            first[f] = k
+            L.fetch_bufs[f] = buf
+            L.layout.fetch_outputs.append(k)
+    index = {v: i for i, v in enumerate(L.p.variables)}
+    L.layout.updated = [index[v] for v, _ in L.p.updates]
+
+
+class PlannedStorage:
+    """Storage from ``program.plan`` (see the module docstring)."""
+
+    def __init__(self, L):
+        self.L, self.plan = L, L.p.plan
+        self.homes = {}
+        for f, buf in L.fetch_bufs.items():
+            r = self.plan.root(f)
+            if r in self.plan.offsets and r not in self.homes:
+                self.homes[r] = buf
+
+    def is_view(self, node):
+        return node in self.plan.views
+
+    def buf(self, node):
+        L, r = self.L, self.plan.root(node)
+        if r in self.homes:
+            return self.homes[r]
+        if r in self.plan.offsets:
+            return L.arena_at(self.plan.offsets[r], self.plan.nbytes[r])
+        if r.op_name in CONST_OPS:
+            return L.const_buf(r)
+        return L.bufs[r]
+
+    def lower_assign(self, n):
+        if not self.plan.update_in_place.get(n, False):
+            var, value = n.inputs
+            self.L.copy(self.buf(var), self.buf(value), var.shape, var.dtype, n)
+
+    def finish(self):
+        pass
+
+
+class UnplannedStorage:
+    """One arena buffer per computed node, plus in-place variable updates of its own."""
+
+    def __init__(self, L):
+        self.L, p = L, L.p
+        self.assign_copies = set()
+        inplace = find_inplace_updates(p)
+        for n in p.nodes:
+            if n.op_name in _NOT_KERNELS:
+                continue
+            if n in inplace:
+                L.bufs[n] = L.bufs[inplace[n]]
+            elif n in L.fetch_bufs:
+                L.bufs[n] = L.fetch_bufs[n]
+            else:
+                L.bufs[n] = L.arena(nbytes_of(n))
+        for var, asg in p.updates:
+            k = root_of(asg.inputs[1])
+            if inplace.get(k) is var:
+                L.bufs[asg] = L.bufs[var]
+            elif k.op_name not in _NOT_KERNELS or k.op_name == "assign":
+                L.bufs[asg] = self.buf(asg.inputs[1])  # bytes never overwritten later
+            else:
+                L.bufs[asg] = L.arena(nbytes_of(asg))
+                self.assign_copies.add(asg)
+
+    def is_view(self, node):
+        return node.op_name in VIEW_OPS
+
+    def buf(self, node):
+        L, r = self.L, root_of(node)
+        if node in L.bufs:
+            return L.bufs[node]
+        if r.op_name in CONST_OPS:
+            return L.const_buf(r)
+        return L.bufs[r]
+
+    def lower_assign(self, n):
+        if n in self.assign_copies:
+            self.L.copy(self.L.bufs[n], self.buf(n.inputs[1]), n.shape, n.dtype, n)
+
+    def finish(self):
+        """Copy new values into variables that were not updated in place."""
+        L = self.L
+        for var, asg in L.p.updates:
+            if self.buf(asg) != L.bufs[var]:
+                L.copy(L.bufs[var], self.buf(asg), var.shape, var.dtype)
+
+
+def make_storage(L):
+    """The storage strategy for ``L.p``: the plan's when it has one."""
+    _fetch_outputs(L)
+    plan = getattr(L.p, "plan", None)
+    if plan is not None and getattr(plan, "planned", False):
+        return PlannedStorage(L)
+    return UnplannedStorage(L)
+
+
+# -- the unplanned layout's in-place variable updates ------------------------------------------
 def _readers(program, pos):
     """variable -> [(position, reader node, input index or None for a fetch copy)]."""
     readers = defaultdict(list)
@@ -66,7 +178,7 @@ def find_inplace_updates(program):
     for var, asg in program.updates:
         k = root_of(asg.inputs[1])
         if k.op_name in _NOT_KERNELS or k in chosen or k.dtype != var.dtype \
-                or _nbytes(k) != _nbytes(var):
+                or nbytes_of(k) != nbytes_of(var):
             continue
         ok = True
         for at, reader, index in readers[var]:
@@ -77,63 +189,3 @@ def find_inplace_updates(program):
         if ok:
             chosen[k] = var
     return chosen
-
-
-def assign_buffers(L):
-    """Decide every node's buffer (see the module docstring); fills ``L.bufs``."""
-    p = L.p
-    L.fetch_bufs, L.assign_copies = {}, set()
-    first = {}
-    L.layout.fetch_outputs = []
-    for f in p.fetches:
-        if f is None or f.dtype is None:
-            L.layout.fetch_outputs.append(None)
-        elif f in first:
-            L.layout.fetch_outputs.append(first[f])
-        else:
-            k, buf = L.output(f.shape, f.dtype)
-            first[f] = k
-            L.fetch_bufs[f] = buf
-            L.layout.fetch_outputs.append(k)
-    index = {v: i for i, v in enumerate(p.variables)}
-    L.layout.updated = [index[v] for v, _ in p.updates]
-    inplace = find_inplace_updates(p)
-    for n in p.nodes:
-        if n.op_name in _NOT_KERNELS:
-            continue
-        if n in inplace:
-            L.bufs[n] = L.bufs[inplace[n]]
-        elif n in L.fetch_bufs:
-            L.bufs[n] = L.fetch_bufs[n]
-        else:
-            L.bufs[n] = L.arena(_nbytes(n))
-    for var, asg in p.updates:
-        k = root_of(asg.inputs[1])
-        if inplace.get(k) is var:
-            L.bufs[asg] = L.bufs[var]
-        elif k.op_name not in _NOT_KERNELS or k.op_name == "assign":
-            L.bufs[asg] = L.buf(asg.inputs[1])  # arena or output bytes, never overwritten
-        else:
-            L.bufs[asg] = L.arena(_nbytes(asg))
-            L.assign_copies.add(asg)
-
-
-def fetch_copies(L, node):
-    """Copy ``node``'s value into its fetch output unless it was computed there."""
-    dst = L.fetch_bufs.get(node)
-    if dst is not None and L.buf(node) != dst:
-        L.copy(dst, L.buf(node), node.shape, node.dtype)
-
-
-def leaf_fetch_copies(L):
-    """Fetched feeds, variables and constants: copied first, before any update."""
-    for f in L.fetch_bufs:
-        if f.op_name in LEAF_OPS:
-            fetch_copies(L, f)
-
-
-def final_updates(L):
-    """Copy new values into variables that were not updated in place."""
-    for var, asg in L.p.updates:
-        if L.buf(asg) != L.bufs[var]:
-            L.copy(L.bufs[var], L.buf(asg), var.shape, var.dtype)

@@ -8,41 +8,60 @@ random, windows), which register themselves the same way.
 import numpy as np
 
 from ..ir import scalar as S
+from ..ir.passes.common import splat
 from ..ir.shapes import normalize_axes
 from .llvm_buffers import is_elementwise
 from .llvm_ir import Function, float_literal, literal, mem_type, val_type
-from .llvm_lower import CONST_OPS, KERNELS, const_value, lowers
+from .llvm_scalar import render_expr
+from .llvm_buffers import CONST_OPS
+from .llvm_lower import KERNELS, const_value, lowers
 from .llvm_loops import (broadcast_strides, coalesce, contiguous_strides,
                          elementwise_function, fill_function, load_value, loop_nest, params)
 
 
 # -- elementwise and fused ----------------------------------------------------------------------
 def scalar_const(node):
-    """A one-element constant's Python value (inlined into loops), else None."""
+    """The value every element of a constant equals (inlined into loops), else None."""
+    if node.op_name == "const":
+        return splat(node)
     if node.op_name in CONST_OPS and int(np.prod(node.shape)) == 1:
         return const_value(node).reshape(-1)[0].item()
     return None
 
 
-def lower_elementwise(L, n):
-    """``out = body(inputs)`` with broadcasting; one-element constants become literals."""
-    body = n.attrs["body"] if n.op_name == "fused" else \
-        n.opdef.scalar_body([x.dtype for x in n.inputs], n.attrs)
+def elementwise_operands(L, n, shape, body):
+    """Bind ``body``'s args to buffers: (body over parameter numbers, buffers, operands).
+
+    Parameter 0 is the output; inputs the body does not read get no parameter, splat
+    constants become literals, and an input stored in the output's bytes (in place) or
+    repeated reads parameter 0 / its first parameter.
+    """
     out = L.out(n)
     keys = [(out, n.dtype, contiguous_strides(n.shape))]
+    used = {e.value for e in body.walk() if e.op == "arg"}
     subst = []
-    for x in n.inputs:
-        c = scalar_const(x)
-        if c is not None:
-            subst.append(S.const(c, x.dtype))
+    for i, x in enumerate(n.inputs):
+        c = scalar_const(x) if i in used else None
+        if i not in used or c is not None:
+            subst.append(S.const(0 if c is None else c, x.dtype))
             continue
-        key = (L.buf(x), x.dtype, broadcast_strides(x.shape, n.shape))
+        key = (L.buf(x), x.dtype, broadcast_strides(x.shape, shape))
         if key not in keys:
             keys.append(key)
         subst.append(S.arg(keys.index(key), x.dtype))
-    body = S.substitute(body, subst)
-    bufs = [k[0] for k in keys]
-    operands = [(dtype, 0, strides) for _, dtype, strides in keys]
+    return (S.substitute(body, subst), [k[0] for k in keys],
+            [(dtype, 0, strides) for _, dtype, strides in keys])
+
+
+def lower_elementwise(L, n):
+    """``out = body(inputs)`` with broadcasting; splat constants become literals."""
+    if n.op_name == "fused":
+        if n.attrs.get("reduce") is not None:
+            return lower_fused_reduction(L, n)
+        body = n.attrs["body"]
+    else:
+        body = n.opdef.scalar_body([x.dtype for x in n.inputs], n.attrs)
+    body, bufs, operands = elementwise_operands(L, n, n.shape, body)
     fn = elementwise_function(L.math, n.shape, operands, body, L.noalias(bufs))
     L.call(fn, bufs, n)
 
@@ -56,12 +75,6 @@ def kernel_for(node):
     if fn is None and is_elementwise(node):
         return lower_elementwise
     return fn
-
-
-@lowers("assign")
-def lower_assign(L, n):
-    if n in L.assign_copies:
-        L.copy(L.out(n), L.buf(n.inputs[1]), n.shape, n.dtype, n)
 
 
 # -- reductions ---------------------------------------------------------------------------------
@@ -92,47 +105,67 @@ def combine(fn, kind, dtype, a, b):
     return fn.call(t, f"llvm.{name}.{t}", [(t, a), (t, b)])
 
 
-def reduction_function(kind, dtype, in_shape, axes, noalias, scale=None):
-    """``%p0[kept] = reduce(%p1)`` over ``axes``; ``scale`` divides the result (means).
+def reduction_function(kind, math_lib, shape, axes, operands, body, noalias, scale=None):
+    """``%p0[kept] = reduce(body(inputs))`` over ``axes`` of the elementwise ``shape``.
 
-    The loop nest walks the input in memory order. When the innermost dim is reduced, a
-    register accumulator runs over it (vectorized through ``reassoc``); when it is kept, the
-    output row accumulates elementwise (vectorized over the row).
+    Args:
+        kind: "sum", "max" or "min"; ``scale`` divides the result (means).
+        operands: per parameter (0 is the output), (dtype, base, strides); input strides are
+            in the elementwise index space (0 where broadcast); the output's are computed.
+        body: Expr over parameter numbers giving each element's value.
+
+    The loop nest walks the elementwise space in row-major order. When the innermost dim is
+    reduced, a register accumulator runs over it (vectorized through ``reassoc``); when it is
+    kept, the output row accumulates elementwise (vectorized over the row).
     """
-    fn = Function("kernel", params(2, noalias))
+    fn = Function("kernel", params(len(operands), noalias))
+    dtype = operands[0][0]
     t, mt = val_type(dtype), mem_type(dtype)
-    kept = [d for d in range(len(in_shape)) if d not in axes]
-    kept_strides = contiguous_strides([in_shape[d] for d in kept])
-    out_strides = [0] * len(in_shape)
-    for d, s in zip(kept, kept_strides):
+    kept = [d for d in range(len(shape)) if d not in axes]
+    out_strides = [0] * len(shape)
+    for d, s in zip(kept, contiguous_strides([shape[d] for d in kept])):
         out_strides[d] = s
-    n_out = int(np.prod([in_shape[d] for d in kept], dtype=np.int64))
+    n_out = int(np.prod([shape[d] for d in kept], dtype=np.int64))
     init = identity_literal(kind, dtype)
     with fn.loop(n_out) as lp:
         fn.store(mt, init, fn.gep(mt, "%p0", lp.i))
-    shape, (s_in, s_out) = coalesce(tuple(in_shape), [contiguous_strides(in_shape),
-                                                      tuple(out_strides)])
-    if shape and s_out[-1] == 0:
+    cshape, cstrides = coalesce(tuple(shape), [tuple(out_strides)] + [o[2] for o in operands[1:]])
+    read = sorted({e.value for e in body.walk() if e.op == "arg"})
+
+    def value(offs):
+        vals = {k: load_value(fn, operands[k][0], fn.gep(mem_type(operands[k][0]), f"%p{k}",
+                                                         offs[k])) for k in read}
+        return render_expr(fn, math_lib, body, vals)
+    bases = [0] + [o[1] for o in operands[1:]]
+    if cshape and cstrides[0][-1] == 0:
         def row(offs):
-            with fn.loop(shape[-1]) as lp:
+            with fn.loop(cshape[-1]) as lp:
                 acc = lp.carry(t, init)
-                x = fn.load(mt, fn.gep(mt, "%p1", fn.add(offs[1], fn.mul(lp.i, s_in[-1]))))
-                lp.update(acc, combine(fn, kind, dtype, acc, x))
+                inner = [fn.add(o, fn.mul(lp.i, s[-1])) for o, s in zip(offs, cstrides)]
+                lp.update(acc, combine(fn, kind, dtype, acc, value(inner)))
             po = fn.gep(mt, "%p0", offs[0])
             fn.store(mt, combine(fn, kind, dtype, fn.load(mt, po), acc), po)
-        loop_nest(fn, shape[:-1], [s_out[:-1], s_in[:-1]], [0, 0], row)
+        loop_nest(fn, cshape[:-1], [s[:-1] for s in cstrides], bases, row)
     else:
         def elem(offs):
             po = fn.gep(mt, "%p0", offs[0])
-            x = fn.load(mt, fn.gep(mt, "%p1", offs[1]))
-            fn.store(mt, combine(fn, kind, dtype, fn.load(mt, po), x), po)
-        loop_nest(fn, shape, [s_out, s_in], [0, 0], elem)
+            fn.store(mt, combine(fn, kind, dtype, fn.load(mt, po), value(offs)), po)
+        loop_nest(fn, cshape, cstrides, bases, elem)
     if scale is not None:
         with fn.loop(n_out) as lp:
             po = fn.gep(mt, "%p0", lp.i)
             fn.store(mt, fn(f"fdiv {t} {fn.load(mt, po)}, {float_literal(scale, dtype)}"), po)
     fn.ret()
     return fn
+
+
+def lower_reduction(L, n, x, axes, kind, scale=None):
+    """Reduce input ``x`` of ``n`` over ``axes`` into ``n``'s buffer."""
+    bufs = [L.out(n), L.buf(x)]
+    operands = [(n.dtype, 0, ()), (x.dtype, 0, contiguous_strides(x.shape))]
+    fn = reduction_function(kind, L.math, tuple(x.shape), set(axes), operands,
+                            S.arg(1, x.dtype), L.noalias(bufs), scale)
+    L.call(fn, bufs, n)
 
 
 @lowers("reduce_sum", "reduce_mean", "reduce_max", "reduce_min")
@@ -142,9 +175,18 @@ def lower_reduce(L, n):
     scale = None
     if n.op_name == "reduce_mean":
         scale = float(np.prod([x.shape[a] for a in axes]))
-    bufs = [L.out(n), L.buf(x)]
-    fn = reduction_function(_REDUCE_OP[n.op_name], x.dtype, tuple(x.shape), set(axes),
-                            L.noalias(bufs), scale)
+    lower_reduction(L, n, x, axes, _REDUCE_OP[n.op_name], scale)
+
+
+def lower_fused_reduction(L, n):
+    """A fused elementwise body reduced over some axes (the fusion pass's epilogue)."""
+    shape = tuple(n.attrs["shape"])
+    kind, axes, _ = n.attrs["reduce"]
+    body, bufs, operands = elementwise_operands(L, n, shape, n.attrs["body"])
+    operands[0] = (n.dtype, 0, ())
+    scale = float(np.prod([shape[a] for a in axes])) if kind == "mean" else None
+    fn = reduction_function("sum" if kind == "mean" else kind, L.math, shape, set(axes),
+                            operands, body, L.noalias(bufs), scale)
     L.call(fn, bufs, n)
 
 
@@ -158,9 +200,7 @@ def lower_sum_to_like(L, n):
     if not axes:
         L.copy(L.out(n), L.buf(g), n.shape, n.dtype, n)
         return
-    bufs = [L.out(n), L.buf(g)]
-    fn = reduction_function("sum", g.dtype, tuple(g.shape), axes, L.noalias(bufs))
-    L.call(fn, bufs, n)
+    lower_reduction(L, n, g, axes, "sum")
 
 
 # -- matmul -------------------------------------------------------------------------------------

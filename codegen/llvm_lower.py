@@ -19,8 +19,7 @@ import numpy as np
 from graphc.errors import CompileError
 from graphc.runtime.llvm_step import Slot, StepLayout
 
-from .llvm_buffers import (LEAF_OPS, VIEW_OPS, assign_buffers, fetch_copies, final_updates,
-                           leaf_fetch_copies)
+from .llvm_buffers import CONST_OPS, VIEW_OPS, make_storage
 from .llvm_ir import Function, Module
 from .llvm_loops import contiguous_strides, elementwise_function, params
 from .llvm_math import MathLib
@@ -67,6 +66,8 @@ class Lowering:
         self._slot_of = {}
         self._seeds = []
         self._const_slots = {}
+        self.fetch_bufs = {}
+        self.storage = None
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -124,17 +125,15 @@ class Lowering:
 
     def buf(self, node):
         """The buffer holding ``node``'s value (constants get a slot on first use)."""
-        if node.op_name in CONST_OPS:
-            return self.const_buf(node)
-        root = node
-        while root not in self.bufs and root.op_name in VIEW_OPS:
-            root = root.inputs[0]
-        if root.op_name in CONST_OPS:
-            return self.const_buf(root)
-        return self.bufs[node] if node in self.bufs else self.bufs[root]
+        return self.storage.buf(node)
 
     def out(self, node):
-        return self.bufs[node]
+        return self.storage.buf(node)
+
+    def arena_at(self, offset, nbytes):
+        """The planned arena range at ``offset`` (the arena grows to cover it)."""
+        self.arena_size = max(self.arena_size, int(offset) + -(-max(int(nbytes), 1) // 64) * 64)
+        return Buf(self._special("arena"), int(offset), int(nbytes))
 
     # -- calls ------------------------------------------------------------------------------------
     @staticmethod
@@ -217,8 +216,6 @@ class Lowering:
         return text, lay
 
 
-CONST_OPS = ("const", "dim_size", "shape_of")  # values known at compile time
-
 
 def const_value(node):
     """The value of a constant-like node (shape queries are constants once specialized)."""
@@ -247,16 +244,33 @@ def lower_program(program):
                 f"{n.describe()}: the LLVM backend has no kernel for op '{n.op_name}'",
                 loc=n.loc, hint="use backend='numpy' for this program")
     L = Lowering(program)
-    assign_buffers(L)
-    leaf_fetch_copies(L)
+    L.storage = store = make_storage(L)
+    for f in L.fetch_bufs:  # fetched feeds, variables and constants: first, before updates
+        if f.op_name in _LEAVES:
+            _fetch_copy(L, f)
     for n in program.nodes:
-        if n.op_name not in _NO_CODE:
+        op = n.op_name
+        if op in _LEAVES or op == "group" or store.is_view(n):
+            pass
+        elif op in CONST_OPS:  # a shape query the plan gave a buffer: materialize it
+            L.copy(L.out(n), L.const_buf(n), n.shape, n.dtype, n)
+        elif op == "assign":
+            store.lower_assign(n)
+        else:
             kernel_for(n)(L, n)
-        if n.op_name not in LEAF_OPS:
-            fetch_copies(L, n)
-    final_updates(L)
+        if op not in _LEAVES:
+            _fetch_copy(L, n)
+    store.finish()
     return L.finish()
 
 
-_NO_CODE = ("group",) + LEAF_OPS + VIEW_OPS
+def _fetch_copy(L, node):
+    """Copy ``node``'s value into its fetch output unless it was computed there."""
+    dst = L.fetch_bufs.get(node)
+    if dst is not None and L.buf(node) != dst:
+        L.copy(dst, L.buf(node), node.shape, node.dtype)
+
+
+_LEAVES = ("placeholder", "variable", "const")
+_NO_CODE = ("group", "assign") + _LEAVES + CONST_OPS + VIEW_OPS
 __all__ = ["Buf", "Lowering", "lowers", "lower_program", "KERNELS", "params"]

@@ -41,22 +41,24 @@ def _build_group(dtype):
     return graph, feeds, cases
 
 
-def _run(graph, feeds, fetches, backend):
-    with gc.Session(graph=graph, backend=backend, optimize=False) as sess:
+def _run(graph, feeds, fetches, backend, optimize=False):
+    with gc.Session(graph=graph, backend=backend, optimize=optimize) as sess:
         return sess.run(fetches, feeds)
 
 
 @pytest.fixture(scope="module")
 def results():
-    """Per dtype: {case id: (NumPy reference value, LLVM value)} (computed once)."""
+    """Per dtype: {case id: (NumPy reference, LLVM unoptimized, LLVM optimized)}: the
+    unplanned layout and the planned one (fused bodies, in-place writes, arena reuse)."""
     out = {}
     for dtype in DTYPES:
         graph, feeds, cases = _build_group(dtype)
         names = list(cases)
         fetches = [cases[k] for k in names]
         ref = _run(graph, feeds, fetches, "numpy")
-        got = _run(graph, feeds, fetches, "llvm")
-        out[dtype] = {k: (a, b) for k, a, b in zip(names, ref, got)}
+        plain = _run(graph, feeds, fetches, "llvm")
+        opt = _run(graph, feeds, fetches, "llvm", optimize=True)
+        out[dtype] = {k: v for k, *v in zip(names, ref, plain, opt)}
     return out
 
 
@@ -71,11 +73,13 @@ def test_llvm_matches_numpy(results, dtype, name):
     matching = {k: v for k, v in results[dtype].items() if k == name or
                 k.startswith(name + "/")}
     assert matching, name
-    for key, (want, got) in matching.items():
-        want, got = np.asarray(want), np.asarray(got)
-        assert got.dtype == want.dtype and got.shape == want.shape, \
-            f"{key}: {got.dtype}{got.shape} vs {want.dtype}{want.shape}"
-        if want.dtype.kind in "biu":
-            np.testing.assert_array_equal(got, want, err_msg=key)
-        else:
-            assert_close(got, want, dtype, key)
+    for key, (want, *gots) in matching.items():
+        want = np.asarray(want)
+        for label, got in zip(("unoptimized", "optimized"), gots):
+            got, what = np.asarray(got), f"{key} ({label})"
+            assert got.dtype == want.dtype and got.shape == want.shape, \
+                f"{what}: {got.dtype}{got.shape} vs {want.dtype}{want.shape}"
+            if want.dtype.kind in "biu":
+                np.testing.assert_array_equal(got, want, err_msg=what)
+            else:
+                assert_close(got, want, dtype, what)
