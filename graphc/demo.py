@@ -93,11 +93,11 @@ def build_model(gc, hidden, optimizer, learning_rate, seed):
                 init=gc.global_variables_initializer())
 
 
-def open_session(gc, model, backend, dump_dir, feed, out):
+def open_session(gc, model, backend, feed, out):
     """A Session on the first backend that compiles the training step (runs that step)."""
     candidates = BACKENDS if backend == "auto" else (backend,)
     for name in candidates:
-        sess = gc.Session(backend=name, dump_dir=dump_dir)
+        sess = gc.Session(backend=name)
         try:
             sess.run(model["init"])
             t0 = time.perf_counter()
@@ -111,26 +111,49 @@ def open_session(gc, model, backend, dump_dir, feed, out):
     raise CompileError("no backend could compile the demo's training step")
 
 
-def write_dumps(gc, sess, model, feed, dump_dir, backend):
-    """Write the graph IR and the step's generated code; returns [(file, what it is)]."""
+STEP_DIR = "train_step"
+KNOWN_DUMPS = {"passes.txt": "what each pass changed (nodes before/after, counts)",
+               "plan.txt": "the memory plan: buffers, offsets, in-place decisions",
+               "graph.dot": "the optimized graph for Graphviz (fused groups as clusters)"}
+
+
+def write_dumps(gc, model, feed, dump_dir, backend):
+    """Compile the training step once more with dumps on, into ``dump_dir/train_step``.
+
+    The Session's own dumps would mix every signature it compiled (initializer, training
+    step, evaluation); this writes the training step alone. Returns [(path, description)].
+    """
+    from .compiler import compile_program
     fetches = [model["loss"], model["accuracy"], model["train"]]
-    written = []
+    step_dir = os.path.join(dump_dir, STEP_DIR)
+    os.makedirs(step_dir, exist_ok=True)
     path = os.path.join(dump_dir, "graph.ir.txt")
     with open(path, "w") as f:
         f.write(gc.dump_ir(fetches, title="train_step") + "\n")
-    written.append((path, "training graph (forward, gradients, update) as text IR"))
-    ext = "py" if backend == "numpy" else "ll"
-    path = os.path.join(dump_dir, f"train_step.{ext}")
+    written = [(path, "the training graph as built (forward, gradients, update), text IR")]
+    compiled = compile_program(fetches, {p: np.shape(v) for p, v in feed.items()},
+                               backend=backend, dump_dir=step_dir)
+    path = os.path.join(step_dir, "train_step." + ("py" if backend == "numpy" else "ll"))
     with open(path, "w") as f:
-        f.write(sess.source(fetches, feed))
+        f.write(compiled.source)
     written.append((path, f"generated {backend} code of the compiled training step"))
-    mine = {p for p, _ in written}
-    for root, _, files in os.walk(dump_dir):  # what the passes and backends dumped
-        for name in sorted(files):
-            p = os.path.join(root, name)
-            if p not in mine:
-                written.append((p, "compiler dump"))
-    return written
+    return written + describe_pass_dumps(step_dir)
+
+
+def describe_pass_dumps(step_dir):
+    """[(path, description)] for what the pass pipeline wrote (IR stages grouped)."""
+    files = sorted(os.listdir(step_dir))
+    stages = [f[3:-3] for f in files if f.endswith(".ir")]
+    out = []
+    if stages:
+        out.append((os.path.join(step_dir, "NN-<stage>.ir"),
+                    f"IR at each stage ({len(stages)}): " + ", ".join(stages)))
+    diffs = [f for f in files if f.endswith(".diff")]
+    if diffs:
+        out.append((os.path.join(step_dir, "NN-<pass>.diff"),
+                    f"what each pass changed, as a diff ({len(diffs)})"))
+    out += [(os.path.join(step_dir, f), KNOWN_DUMPS[f]) for f in files if f in KNOWN_DUMPS]
+    return out
 
 
 def run(args, out=None):
@@ -154,12 +177,11 @@ def run(args, out=None):
         epochs = [list(batches(x_tr, y_tr, args.batch_size, seed=args.seed + e, drop_last=True))
                   for e in range(args.epochs)]
         feed0 = {model["x"]: epochs[0][0][0], model["y"]: epochs[0][0][1]}
-        sess, backend, compile_time, first = open_session(gc, model, args.backend, dump_dir,
-                                                          feed0, out)
+        sess, backend, compile_time, first = open_session(gc, model, args.backend, feed0, out)
         out.write(f"backend: {backend} (first step, compiling included: "
                   f"{compile_time * 1e3:.0f} ms)\n")
         step_times, test_acc = train_epochs(sess, model, epochs, (x_te, y_te), first, out)
-        written = write_dumps(gc, sess, model, feed0, dump_dir, backend)
+        written = write_dumps(gc, model, feed0, dump_dir, backend)
     total = time.perf_counter() - t_start
     out.write(f"test accuracy {test_acc:.4f} after {args.epochs} epoch(s); "
               f"total time {total:.2f} s\n")
@@ -168,7 +190,12 @@ def run(args, out=None):
                   f"{len(step_times)} training steps (backend {backend})\n")
     out.write(f"IR dumps and generated code written to {dump_dir}:\n")
     for path, what in written:
-        out.write(f"  {os.path.relpath(path, dump_dir):<24} {what}\n")
+        out.write(f"  {os.path.relpath(path, dump_dir):<27} {what}\n")
+    table = os.path.join(dump_dir, STEP_DIR, "passes.txt")
+    if os.path.exists(table):
+        out.write("what the passes did to the training step:\n")
+        with open(table) as f:
+            out.write("".join("  " + line if line.strip() else line for line in f))
     return 0
 
 
