@@ -31,6 +31,17 @@ class Compiled:
         self.update_nodes = [program.origin[v] for v, _ in program.updates]
 
 
+def new_arena(program):
+    """A zeroed, 64-byte aligned uint8 arena of the plan's size (None without a plan)."""
+    plan = program.plan
+    if plan is None or not plan.planned:
+        return None
+    import numpy as np
+    raw = np.zeros(plan.arena_bytes + plan.alignment, np.uint8)
+    shift = (-raw.ctypes.data) % plan.alignment
+    return raw[shift:shift + plan.arena_bytes]
+
+
 def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes=None,
                     dump_dir=None):
     """Compile the step computing ``fetches`` for the given feed shapes.
@@ -61,7 +72,7 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
         from .codegen.numpy_emitter import emit_numpy
         from .runtime.pystep import load_python_step
         source, consts, seeds = emit_numpy(program)
-        fn, _ = load_python_step(source, consts, seeds, arena=getattr(program, "arena", None))
+        fn, _ = load_python_step(source, consts, seeds, arena=new_arena(program))
     elif backend == "llvm":
         try:
             from .codegen.llvm_backend import compile_llvm

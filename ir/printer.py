@@ -24,8 +24,21 @@ def _fmt_attr(v):
     return str(v)
 
 
+def _short_ops(ops):
+    """Op names of a fused group, consecutive repeats collapsed (``mul*2``)."""
+    out = []
+    for op in ops:
+        if out and out[-1][0] == op:
+            out[-1][1] += 1
+        else:
+            out.append([op, 1])
+    return [op if k == 1 else f"{op}*{k}" for op, k in out]
+
+
 def _const_text(node):
     v = node.attrs["value"]
+    if v.size > 1 and all(s == 0 for s in v.strides):
+        return f"const splat {v.reshape(-1)[0].item()!r}"
     if v.size <= 4:
         flat = ", ".join(repr(x.item()) for x in v.reshape(-1))
         return f"const [{flat}]" if v.ndim else f"const {flat}"
@@ -73,6 +86,11 @@ def _row(n, names):
     args = ", ".join(names.get(i, f"%{i.name}") for i in n.inputs)
     if n.op_name == "const":
         text = _const_text(n)
+    elif n.op_name == "fused":
+        red = n.attrs.get("reduce")
+        tail = f" -> reduce_{red[0]}{{axis={_fmt_attr(tuple(red[1]))}, keepdims={red[2]}}}" \
+            if red else ""
+        text = f"fused{{{','.join(_short_ops(n.attrs.get('ops', ())))}}}{tail} {args}".rstrip()
     else:
         attrs = {k: v for k, v in n.attrs.items() if k not in ("body", "value")}
         attr_text = ("{" + ", ".join(f"{k}={_fmt_attr(v)}" for k, v in sorted(attrs.items()))
@@ -83,12 +101,31 @@ def _row(n, names):
     if n.loc is not None and n.loc.lineno:
         notes.append(("grad/ " if n.is_grad else "") + n.loc.short)
     meta = n.meta
-    if "body" in meta:
+    if n.op_name == "fused":
+        arg_names = {i: names.get(x, f"%{x.name}") for i, x in enumerate(n.inputs)}
+        notes.append("body: " + format_expr(n.attrs["body"], arg_names))
+    elif "body" in meta:
         notes.append("body: " + format_expr(meta["body"]))
-    for key in ("buffer", "inplace", "note"):
+    if "buffer" in meta:
+        notes.append(f"buf={meta['buffer']}")
+    if "inplace_of" in meta:
+        notes.append(f"in place over {names.get(meta['inplace_of'], '?')}")
+    for key in ("inplace", "note"):
         if key in meta:
-            notes.append(f"{key}={meta[key]}" if key == "buffer" else str(meta[key]))
+            notes.append(str(meta[key]))
     return lhs, n.type_str(), "  ".join(notes)
+
+
+def program_text(program):
+    """Text IR of a Program (its schedule), with the memory plan's summary when planned."""
+    text = format_nodes(program.nodes, program.name,
+                        [f for f in program.fetches if f is not None])
+    plan = program.plan
+    if plan is not None and getattr(plan, "planned", False):
+        text += (f"\n;; arena {plan.arena_bytes} bytes in {len(plan.offsets)} buffers, "
+                 f"naive {plan.naive_bytes} bytes, in place {len(plan.inplace)}, "
+                 f"views {len(plan.views)}")
+    return text + "\n"
 
 
 def format_graph(graph, title="graph"):

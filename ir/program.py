@@ -61,6 +61,8 @@ class Program:
         self.fetches, self.updates, self.origin = fetches, updates, origin
         self.plan = None
         self.stats = {}
+        self.constraints = []  # (reader, writer) orderings from in-place analysis
+        self.stages, self.records = [], []  # text IR after each pass, per-pass records
         self.name = "step"
 
     def users(self):
@@ -72,8 +74,8 @@ class Program:
         return out
 
     def text(self):
-        from .printer import format_nodes
-        return format_nodes(self.nodes, self.name, [f for f in self.fetches if f is not None])
+        from .printer import program_text
+        return program_text(self)
 
 
 class MemoryPlan:
@@ -100,8 +102,9 @@ class MemoryPlan:
     def __init__(self):
         self.offsets, self.nbytes, self.inplace, self.views = {}, {}, {}, {}
         self.update_in_place, self.intervals, self.notes = {}, {}, {}
-        self.arena_bytes = self.peak_bytes = self.naive_bytes = 0
+        self.arena_bytes = self.peak_bytes = self.naive_bytes = self.live_peak = 0
         self.alignment = 64
+        self.planned = False  # True once plan_memory assigned the offsets
 
     def root(self, node):
         """The node that owns ``node``'s storage (following views and in-place writes)."""

@@ -1,1 +1,112 @@
-"""Optimization passes over a Program: one module per pass, each returning what it changed."""
+"""The pass pipeline: each pass rewrites a Program in place and returns what it changed.
+
+``run_pipeline`` runs the passes in order, times them, keeps the text IR after each one
+(``program.stages``) and a record per pass (``program.records``), checks the program after
+every pass when asked (``verify=True`` or ``GRAPHC_VERIFY=1``), and writes the dumps.
+
+Default order (each module's docstring says what it does):
+    prune -> fold -> simplify -> cse -> dce -> fuse -> inplace -> schedule -> plan
+Folding runs before simplification so that rules see the constants prune made (``x * 1``
+where the 1 came from ``ones_like``).
+"""
+import os
+import time
+
+from graphc.errors import CompileError
+
+from .cse import eliminate_common_subexpressions
+from .common import check_program
+from .dce import eliminate_dead_code
+from .fold import fold_constants
+from .fuse import fuse_elementwise
+from .inplace import analyze_inplace
+from .memory import plan_memory
+from .prune import prune_unused
+from .schedule import schedule_for_memory
+from .simplify import simplify_algebra
+
+PASSES = {
+    "prune": prune_unused,
+    "fold": fold_constants,
+    "simplify": simplify_algebra,
+    "cse": eliminate_common_subexpressions,
+    "dce": eliminate_dead_code,
+    "fuse": fuse_elementwise,
+    "inplace": analyze_inplace,
+    "schedule": schedule_for_memory,
+    "plan": plan_memory,
+}
+DEFAULT_PIPELINE = ("prune", "fold", "simplify", "cse", "dce", "fuse", "inplace", "schedule",
+                    "plan")
+
+
+def resolve(passes):
+    """The list of pass names to run (``None``: the default pipeline).
+
+    Raises:
+        CompileError: an unknown pass name (listing the known ones).
+    """
+    names = list(DEFAULT_PIPELINE if passes is None else passes)
+    for name in names:
+        if name not in PASSES:
+            raise CompileError(f"unknown pass {name!r}",
+                               [f"known passes: {', '.join(PASSES)}"],
+                               hint="pass names as in graphc.ir.passes.DEFAULT_PIPELINE")
+    return names
+
+
+def _count(program):
+    return sum(1 for n in program.nodes if n.op_name not in ("placeholder", "variable"))
+
+
+def run_pipeline(program, passes=None, dump_dir=None, verify=None):
+    """Optimize ``program`` in place.
+
+    Args:
+        program: an ``ir.program.Program`` from ``build_program``.
+        passes: pass names to run in order (None: ``DEFAULT_PIPELINE``; [] runs none).
+        dump_dir: when given, write the text IR after each stage, a diff per pass, the DOT
+            graph, the pass table and the memory plan there (see ``write_dumps``).
+        verify: check the program after every pass (default: env ``GRAPHC_VERIFY=1``).
+    Returns:
+        The list of per-pass records: {"name", "ms", "nodes_before", "nodes_after",
+        "changes"}; also kept as ``program.records`` with ``program.stages``.
+    Raises:
+        CompileError: an unknown pass; GraphError: a pass broke an invariant (verify).
+    Example:
+        >>> records = run_pipeline(build_program([loss, train], {x: (128, 784), y: (128,)}))
+        >>> [r["name"] for r in records][:3]
+        ['prune', 'fold', 'simplify']
+    """
+    names = resolve(passes)
+    if verify is None:
+        verify = os.environ.get("GRAPHC_VERIFY", "") not in ("", "0")
+    from ..printer import program_text
+    program.stages = [("input", program_text(program))]
+    program.records = []
+    program.unoptimized_naive_bytes = _naive(program)
+    for name in names:
+        before = _count(program)
+        t0 = time.perf_counter()
+        changes = PASSES[name](program) or {}
+        ms = (time.perf_counter() - t0) * 1e3
+        if verify:
+            check_program(program)
+        program.records.append({"name": name, "ms": ms, "nodes_before": before,
+                                "nodes_after": _count(program), "changes": dict(changes)})
+        program.stages.append((name, program_text(program)))
+    if dump_dir is not None:
+        from .dumping import write_dumps
+        write_dumps(program, dump_dir)
+    return program.records
+
+
+def _naive(program):
+    from .memory import naive_bytes
+    return naive_bytes(program.nodes)
+
+
+__all__ = ["run_pipeline", "PASSES", "DEFAULT_PIPELINE", "resolve", "check_program",
+           "prune_unused", "fold_constants", "simplify_algebra",
+           "eliminate_common_subexpressions", "eliminate_dead_code", "fuse_elementwise",
+           "analyze_inplace", "schedule_for_memory", "plan_memory"]

@@ -1,0 +1,79 @@
+"""Common-subexpression elimination: one node per distinct pure computation.
+
+Two nodes merge when they apply the same op, with equal attributes, to the same input nodes.
+Operands of commutative ops (``add``, ``multiply``, ``maximum``, ``equal``...) are put in a
+canonical order (by schedule position), so ``a + b`` and ``b + a`` merge. Constants merge by
+value (dtype, shape and bytes, so ``0.0`` and ``-0.0`` stay apart).
+
+Never merged: impure ops (``assign``, ``group``, random ops: two draws are two values) and every
+node without inputs other than constants that is not itself a constant (placeholders,
+variables, random ops): each is a distinct value by definition.
+"""
+import numpy as np
+
+from .common import positions, rewire
+
+
+def _attr_key(v):
+    if isinstance(v, np.ndarray):
+        return ("array", v.dtype.str, v.shape, np.ascontiguousarray(v).tobytes())
+    if isinstance(v, float):
+        return ("float", repr(v))  # 0.0 == -0.0 as floats; their reprs differ
+    if isinstance(v, tuple):
+        return tuple(_attr_key(x) for x in v)
+    return v
+
+
+def _key(n, pos):
+    if n.op_name == "const":
+        return ("const", _attr_key(n.attrs["value"]))
+    ins = [pos[id(x)] for x in n.inputs]
+    if n.opdef.commutative:
+        ins.sort()
+    attrs = tuple(sorted((k, _attr_key(v)) for k, v in n.attrs.items()))
+    return (n.op_name, tuple(ins), attrs, n.dtype.name if n.dtype else None)
+
+
+def mergeable(n):
+    """Whether CSE may merge ``n`` with an equal node."""
+    if n.op_name == "const":
+        return True
+    if n.opdef.impure or n.dtype is None:
+        return False
+    return any(x.op_name != "const" for x in n.inputs)
+
+
+def eliminate_common_subexpressions(program):
+    """Merge equal pure nodes into the first one scheduled.
+
+    Args:
+        program: an ``ir.program.Program`` (rewritten in place; merged nodes are left unused
+            for dead-code elimination).
+    Returns:
+        {"merged": nodes replaced by an equal earlier node}.
+    Example:
+        >>> eliminate_common_subexpressions(program)   # x*y and y*x
+        {'merged': 1}
+    """
+    seen = {}
+    mapping = {}
+    pos = positions(program.nodes)
+    for n in program.nodes:
+        if mapping:
+            # Inputs merged earlier now point at their representative: key on it.
+            n.inputs = [mapping.get(id(x), x) for x in n.inputs]
+        if not mergeable(n):
+            continue
+        try:
+            key = _key(n, pos)
+            hash(key)
+        except TypeError:
+            continue  # an unhashable attribute: leave the node alone
+        first = seen.get(key)
+        if first is None:
+            seen[key] = n
+        else:
+            mapping[id(n)] = first
+    if mapping:
+        rewire(program, mapping)
+    return {"merged": len(mapping)}

@@ -1,0 +1,68 @@
+"""Constant folding: evaluate, at compile time, every pure node whose inputs are all constants.
+
+Values come from the op's reference semantics (``OpDef.evaluate``: the scalar formula or the
+NumPy ``impl``), so a folded node holds exactly what the unoptimized step would compute.
+Splat results (every element equal, e.g. a broadcast scalar) are stored as zero-strided views,
+so folding ``broadcast_to(1/128, [128, 10])`` costs no memory; fusion later inlines splats into
+scalar bodies. Results larger than ``MAX_FOLD_ELEMENTS`` that are not splats are left to run
+time, so that folding never bloats a compiled step. Impure nodes (random ops, assign) and
+nodes that fail to evaluate are left alone.
+"""
+import numpy as np
+
+from .common import LEAVES, is_pure, make_const, replace_uses, splat, splat_array
+
+MAX_FOLD_ELEMENTS = 1 << 16
+_SHAPE_OPS = ("broadcast_to", "reshape", "expand_dims", "squeeze", "identity",
+              "stop_gradient", "transpose")
+
+
+def _fold_value(n):
+    """The constant value of ``n`` (all inputs const), or None when it should not fold."""
+    values = [x.attrs["value"] for x in n.inputs]
+    splats = [splat(x) for x in n.inputs]
+    if all(s is not None for s in splats) and (n.opdef.is_elementwise or
+                                              n.op_name in _SHAPE_OPS):
+        # Every element is the same: evaluate once on scalars and broadcast.
+        if n.opdef.is_elementwise:
+            scalars = [np.asarray(s, dtype=v.dtype) for s, v in zip(splats, values)]
+            one = np.asarray(n.opdef.evaluate(scalars, n.attrs)).astype(n.dtype.np)
+        else:
+            one = np.asarray(splats[0], dtype=n.dtype.np)
+        return splat_array(one[()], n.dtype.np, n.shape)
+    if n.size > MAX_FOLD_ELEMENTS:
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            out = n.opdef.evaluate(values, n.attrs)
+    except Exception:  # noqa: BLE001  (left to run time, where the error names the node)
+        return None
+    out = np.asarray(out)
+    if out.shape != tuple(n.shape):
+        return None
+    return out.astype(n.dtype.np, copy=True)
+
+
+def fold_constants(program):
+    """Replace pure all-constant nodes by constants.
+
+    Args:
+        program: an ``ir.program.Program`` (rewritten in place).
+    Returns:
+        {"folded": nodes replaced by constants}.
+    Example:
+        >>> fold_constants(program)     # 1/128 * ones: one splat const
+        {'folded': 5}
+    """
+    folded = 0
+    for n in list(program.nodes):
+        if n.op_name in LEAVES or not is_pure(n) or n.dtype is None or not n.inputs:
+            continue
+        if n.op_name == "check_numerics" or not all(x.op_name == "const" for x in n.inputs):
+            continue
+        value = _fold_value(n)
+        if value is None:
+            continue
+        replace_uses(program, n, make_const(program, n, value))
+        folded += 1
+    return {"folded": folded}

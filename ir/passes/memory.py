@@ -1,0 +1,143 @@
+"""Memory planning: liveness intervals of every temporary, packed into one arena.
+
+After in-place analysis and scheduling, each value is stored in one of: a feed, a variable, a
+constant, a view of another value, the buffer of the input it overwrote, or a buffer of its own
+in the arena. A buffer of its own lives from the node that writes it to the last node that
+reads any value sharing it (views and in-place successors included; a fetched value lives to
+the end of the step). Buffers are placed greedily, largest first, at the lowest 64-byte aligned
+offset that overlaps no buffer whose interval intersects (intervals are inclusive: a node never
+writes over an input it is still reading unless the plan says in place).
+
+``peak_bytes`` is the arena size; ``naive_bytes`` is one buffer per value node, what the
+unplanned step allocates; ``live_peak`` (the most bytes live at once) is the lower bound any
+packing could reach.
+"""
+from ..program import MemoryPlan
+from .common import LEAVES, VIEW_OPS, nbytes, positions, value_inputs
+
+ALIGN = 64
+
+
+def _align(x):
+    return (x + ALIGN - 1) // ALIGN * ALIGN
+
+
+def ensure_plan(program):
+    """``program.plan``, or a fresh plan with only the views (when in-place analysis is off)."""
+    if program.plan is None:
+        plan = MemoryPlan()
+        for n in program.nodes:
+            if n.op_name in VIEW_OPS:
+                plan.views[n] = n.inputs[0]
+        for n in program.nodes:
+            if n.op_name == "assign":
+                plan.inplace[n] = n.inputs[0]
+                plan.update_in_place[n] = False
+        program.plan = plan
+    return program.plan
+
+
+def owns_buffer(n, plan):
+    """Whether ``n`` needs arena storage of its own."""
+    return (n.dtype is not None and n.op_name not in LEAVES and n not in plan.views
+            and n not in plan.inplace)
+
+
+def liveness(nodes, plan, fetches):
+    """Arena owners (schedule order) and {id(owner): (first, last)} inclusive positions."""
+    pos = positions(nodes)
+    owners = [n for n in nodes if owns_buffer(n, plan)]
+    interval = {id(n): [pos[id(n)], pos[id(n)]] for n in owners}
+    for n in nodes:
+        for x in value_inputs(n):
+            r = plan.root(x)
+            if id(r) in interval:
+                interval[id(r)][1] = max(interval[id(r)][1], pos[id(n)])
+        r = plan.root(n)
+        if r is not n and id(r) in interval:  # an in-place write keeps the buffer alive
+            interval[id(r)][1] = max(interval[id(r)][1], pos[id(n)])
+    for f in fetches:
+        if f is not None:
+            r = plan.root(f)
+            if id(r) in interval:
+                interval[id(r)][1] = len(nodes)
+    return owners, {k: tuple(v) for k, v in interval.items()}
+
+
+def live_peak(nodes, plan, fetches):
+    """The most bytes of arena buffers live at one schedule position (a lower bound)."""
+    owners, interval = liveness(nodes, plan, fetches)
+    delta = [0] * (len(nodes) + 2)
+    for n in owners:
+        a, b = interval[id(n)]
+        delta[a] += nbytes(n)
+        delta[b + 1] -= nbytes(n)
+    peak = cur = 0
+    for d in delta:
+        cur += d
+        peak = max(peak, cur)
+    return peak
+
+
+def _place(owners, interval):
+    """Greedy-by-size packing; returns {id(owner): offset} and the arena size."""
+    order = sorted(range(len(owners)), key=lambda i: (-nbytes(owners[i]),
+                                                      interval[id(owners[i])][0], i))
+    placed = []  # (offset, end, first, last)
+    offsets, top = {}, 0
+    for i in order:
+        n = owners[i]
+        size = max(nbytes(n), 1)
+        a, b = interval[id(n)]
+        busy = sorted((o, e) for o, e, f, l in placed if f <= b and a <= l)
+        off = 0
+        for o, e in busy:
+            if off + size <= o:
+                break
+            off = max(off, _align(e))
+        offsets[id(n)] = off
+        placed.append((off, off + size, a, b))
+        top = max(top, _align(off + size))
+    return offsets, top
+
+
+def naive_bytes(nodes):
+    """One buffer per value node that is not a leaf or a view (the unplanned step)."""
+    return sum(nbytes(n) for n in nodes
+               if n.dtype is not None and n.op_name not in LEAVES and n.op_name not in VIEW_OPS)
+
+
+def plan_memory(program):
+    """Assign every arena buffer an offset; fill ``program.plan``.
+
+    Args:
+        program: an ``ir.program.Program`` in its final schedule.
+    Returns:
+        {"buffers": arena buffers, "arena_bytes", "naive_bytes", "live_peak",
+        "aliases": values stored in another node's buffer (in place or view)}.
+    Example:
+        >>> plan_memory(program)["arena_bytes"] <= program.plan.naive_bytes
+        True
+    """
+    plan = ensure_plan(program)
+    owners, interval = liveness(program.nodes, plan, program.fetches)
+    offsets, top = _place(owners, interval)
+    plan.offsets = {n: offsets[id(n)] for n in owners}
+    plan.nbytes = {n: nbytes(n) for n in owners}
+    plan.intervals = {n: interval[id(n)] for n in owners}
+    plan.arena_bytes = plan.peak_bytes = top
+    plan.naive_bytes = naive_bytes(program.nodes)
+    plan.live_peak = live_peak(program.nodes, plan, program.fetches)
+    plan.planned = True
+    for n in program.nodes:
+        if n in plan.offsets:
+            off = plan.offsets[n]
+            n.meta["buffer"] = f"arena[{off}:{off + plan.nbytes[n]}]"
+        elif n in plan.inplace and n.op_name != "assign":
+            n.meta["inplace_of"] = plan.inplace[n]
+        if n in plan.notes:
+            n.meta["note"] = plan.notes[n]
+    aliases = sum(1 for n in program.nodes if n in plan.views or
+                  (n in plan.inplace and n.op_name != "assign"))
+    return {"buffers": len(owners), "arena_bytes": top, "naive_bytes": plan.naive_bytes,
+            "live_peak": plan.live_peak, "aliases": aliases}

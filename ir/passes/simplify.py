@@ -1,0 +1,263 @@
+"""Algebraic simplification: local rewrites that keep IEEE semantics.
+
+Each rule is listed in ``RULES`` (name, what it does) and tested on its own. A rule returns the
+node that replaces ``n`` (an existing node or a new one) or None. Rules only fire when the
+replacement has exactly ``n``'s shape and dtype. Values stay bit for bit the same, except that
+``log-softmax`` is more accurate than the chain it replaces and ``matmul-transpose`` lets BLAS
+pick its summation order. ``x * 0 -> 0`` and ``x - x -> 0`` are NOT rules (NaN and Inf), nor
+is reassociating constants; signed zeros are respected (``x + 0.0`` is not ``x`` at -0.0).
+
+| rule | rewrite |
+|---|---|
+| identity | identity(x), stop_gradient(x) -> x (gradients are already built) |
+| add-zero | x + 0, 0 + x -> x (integers; floats only for a -0.0 addend) |
+| sub-zero | x - 0 -> x (integers, and floats for +0.0) |
+| zero-sub | 0 - x -> negative(x) (integers; floats only for -0.0) |
+| mul-one | x * 1, 1 * x -> x |
+| div-one | x / 1 -> x |
+| mul-minus-one | x * -1, -1 * x -> negative(x) |
+| neg-neg | negative(negative(x)) -> x |
+| add-neg | x + negative(y) -> x - y;  negative(x) + y -> y - x |
+| sub-neg | x - negative(y) -> x + y |
+| cast-same | cast(x) to x's own dtype -> x |
+| where-same | where(c, x, x) -> x |
+| transpose-identity | transpose(x, identity perm) -> x |
+| transpose-transpose | transpose(transpose(x, p), q) -> transpose(x, p[q]) |
+| matmul-transpose | matmul(transpose(a), b) -> matmul(a, b, transpose_a=not ...) (last two axes) |
+| reshape-noop | reshape / expand_dims / squeeze / broadcast_to to x's own shape -> x |
+| reshape-chain | a chain of reshape / expand_dims / squeeze -> one reshape |
+| log-softmax | log(softmax(x)) -> log_softmax(x) |
+| reduce-noop | a reduction over no axes -> x |
+"""
+import numpy as np
+
+from .common import VIEW_OPS, new_node, replace_uses, splat
+
+
+def _same_type(a, b):
+    return a.dtype == b.dtype and tuple(a.shape) == tuple(b.shape)
+
+
+def _keep_if_same(n, x):
+    return x if _same_type(n, x) else None
+
+
+def _const_is(node, value):
+    s = splat(node)
+    return s is not None and not isinstance(s, bool) and s == value
+
+
+def _zero(node):
+    """None if ``node`` is not a zero splat; else "int", "+0.0" or "-0.0"."""
+    s = splat(node)
+    if s is None or isinstance(s, bool) or s != 0:
+        return None
+    if not node.dtype.is_floating:
+        return "int"
+    return "-0.0" if np.signbit(node.attrs["value"].reshape(-1)[0]) else "+0.0"
+
+
+def r_identity(n, p):
+    if n.op_name in ("identity", "stop_gradient"):
+        return _keep_if_same(n, n.inputs[0])
+    return None
+
+
+def r_add_zero(n, p):
+    # x + (+0.0) turns x = -0.0 into +0.0, so for floats only a -0.0 addend is an identity.
+    if n.op_name == "add":
+        a, b = n.inputs
+        for c, x in ((b, a), (a, b)):
+            if _zero(c) in ("int", "-0.0"):
+                return _keep_if_same(n, x)
+    return None
+
+
+def r_sub_zero(n, p):
+    if n.op_name == "subtract" and _zero(n.inputs[1]) in ("int", "+0.0"):
+        return _keep_if_same(n, n.inputs[0])
+    return None
+
+
+def r_zero_sub(n, p):
+    # (+0.0) - (+0.0) = +0.0 but -(+0.0) = -0.0: for floats only a -0.0 minuend qualifies.
+    if n.op_name == "subtract" and _zero(n.inputs[0]) in ("int", "-0.0") and \
+            _same_type(n, n.inputs[1]):
+        return new_node(p, n, "negative", [n.inputs[1]], {})
+    return None
+
+
+def r_mul_one(n, p):
+    if n.op_name == "multiply":
+        a, b = n.inputs
+        if _const_is(b, 1):
+            return _keep_if_same(n, a)
+        if _const_is(a, 1):
+            return _keep_if_same(n, b)
+    return None
+
+
+def r_div_one(n, p):
+    if n.op_name == "divide" and _const_is(n.inputs[1], 1):
+        return _keep_if_same(n, n.inputs[0])
+    return None
+
+
+def r_mul_minus_one(n, p):
+    if n.op_name == "multiply":
+        a, b = n.inputs
+        for c, x in ((b, a), (a, b)):
+            if _const_is(c, -1) and _same_type(n, x):
+                return new_node(p, n, "negative", [x], {})
+    return None
+
+
+def r_neg_neg(n, p):
+    if n.op_name == "negative" and n.inputs[0].op_name == "negative":
+        return _keep_if_same(n, n.inputs[0].inputs[0])
+    return None
+
+
+def r_add_neg(n, p):
+    if n.op_name != "add":
+        return None
+    a, b = n.inputs
+    if b.op_name == "negative":
+        return new_node(p, n, "subtract", [a, b.inputs[0]], {})
+    if a.op_name == "negative":
+        return new_node(p, n, "subtract", [b, a.inputs[0]], {})
+    return None
+
+
+def r_sub_neg(n, p):
+    if n.op_name == "subtract" and n.inputs[1].op_name == "negative":
+        return new_node(p, n, "add", [n.inputs[0], n.inputs[1].inputs[0]], {})
+    return None
+
+
+def r_cast_same(n, p):
+    if n.op_name == "cast" and n.inputs[0].dtype == n.dtype:
+        return _keep_if_same(n, n.inputs[0])
+    return None
+
+
+def r_where_same(n, p):
+    if n.op_name == "where" and n.inputs[1] is n.inputs[2]:
+        return _keep_if_same(n, n.inputs[1])
+    return None
+
+
+def _perm(n):
+    perm = n.attrs.get("perm")
+    return tuple(reversed(range(n.inputs[0].rank))) if perm is None else tuple(perm)
+
+
+def r_transpose_identity(n, p):
+    if n.op_name == "transpose" and _perm(n) == tuple(range(n.rank)):
+        return _keep_if_same(n, n.inputs[0])
+    return None
+
+
+def r_transpose_transpose(n, p):
+    if n.op_name == "transpose" and n.inputs[0].op_name == "transpose":
+        inner = n.inputs[0]
+        p1, p2 = _perm(inner), _perm(n)
+        composed = tuple(p1[i] for i in p2)
+        x = inner.inputs[0]
+        if composed == tuple(range(x.rank)):
+            return _keep_if_same(n, x)
+        return new_node(p, n, "transpose", [x], {"perm": composed})
+    return None
+
+
+def _swaps_last_two(t):
+    perm = _perm(t)
+    r = t.rank
+    return r >= 2 and perm == tuple(range(r - 2)) + (r - 1, r - 2)
+
+
+def r_matmul_transpose(n, p):
+    if n.op_name != "matmul":
+        return None
+    a, b = n.inputs
+    ta, tb = bool(n.attrs.get("transpose_a")), bool(n.attrs.get("transpose_b"))
+    if a.op_name == "transpose" and _swaps_last_two(a):
+        return new_node(p, n, "matmul", [a.inputs[0], b],
+                        {"transpose_a": not ta, "transpose_b": tb})
+    if b.op_name == "transpose" and _swaps_last_two(b):
+        return new_node(p, n, "matmul", [a, b.inputs[0]],
+                        {"transpose_a": ta, "transpose_b": not tb})
+    return None
+
+
+def r_reshape_noop(n, p):
+    if n.op_name in VIEW_OPS + ("broadcast_to",) and _same_type(n, n.inputs[0]):
+        return n.inputs[0]
+    return None
+
+
+def r_reshape_chain(n, p):
+    if n.op_name in VIEW_OPS and n.inputs[0].op_name in VIEW_OPS:
+        return new_node(p, n, "reshape", [n.inputs[0].inputs[0]], {"shape": tuple(n.shape)})
+    return None
+
+
+def r_log_softmax(n, p):
+    if n.op_name == "log" and n.inputs[0].op_name == "softmax":
+        sm = n.inputs[0]
+        return new_node(p, n, "log_softmax", [sm.inputs[0]], dict(sm.attrs))
+    return None
+
+
+def r_reduce_noop(n, p):
+    if n.op_name.startswith("reduce_") and n.attrs.get("axis") == () and \
+            _same_type(n, n.inputs[0]):
+        return n.inputs[0]
+    return None
+
+
+RULES = [
+    ("identity", r_identity), ("add-zero", r_add_zero), ("sub-zero", r_sub_zero),
+    ("zero-sub", r_zero_sub), ("mul-one", r_mul_one), ("div-one", r_div_one),
+    ("mul-minus-one", r_mul_minus_one), ("neg-neg", r_neg_neg), ("add-neg", r_add_neg),
+    ("sub-neg", r_sub_neg), ("cast-same", r_cast_same), ("where-same", r_where_same),
+    ("transpose-identity", r_transpose_identity),
+    ("transpose-transpose", r_transpose_transpose),
+    ("matmul-transpose", r_matmul_transpose), ("reshape-noop", r_reshape_noop),
+    ("reshape-chain", r_reshape_chain), ("log-softmax", r_log_softmax),
+    ("reduce-noop", r_reduce_noop),
+]
+MAX_ROUNDS = 8
+
+
+def simplify_algebra(program, rules=None):
+    """Apply ``RULES`` (or the named subset) until none fires.
+
+    Args:
+        program: an ``ir.program.Program`` (rewritten in place; replaced nodes are left for
+            dead-code elimination).
+        rules: optional list of rule names to apply.
+    Returns:
+        {rule name: times it fired} (rules that never fired are left out).
+    Example:
+        >>> simplify_algebra(program)
+        {'mul-one': 1, 'transpose-transpose': 1}
+    """
+    table = [(k, f) for k, f in RULES if rules is None or k in rules]
+    fired, replaced = {}, {}
+    for _ in range(MAX_ROUNDS):
+        changed = False
+        for n in list(program.nodes):
+            if n.dtype is None or not n.inputs or id(n) in replaced:
+                continue
+            for name, rule in table:
+                repl = rule(n, program)
+                if repl is not None and repl is not n:
+                    replace_uses(program, n, repl)
+                    replaced[id(n)] = n
+                    fired[name] = fired.get(name, 0) + 1
+                    changed = True
+                    break
+        if not changed:
+            break
+    return fired
