@@ -97,12 +97,13 @@ def reference(ref_step, steps=3):
     return history
 
 
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_three_steps_match_numpy_float64(case):
+def test_three_steps_match_numpy_float64(case, backend):
     make_opt, ref_step = CASES[case]
     g, vs, opt, train, init, step = build(np.float64, make_opt, 0.1)
     expected = reference(ref_step)
-    with gc.Session(graph=g) as sess:
+    with gc.Session(graph=g, backend=backend) as sess:
         sess.run(init)
         for t in range(3):
             sess.run(train)
