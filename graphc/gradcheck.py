@@ -6,8 +6,8 @@ float32 models without the user changing anything:
   tensors (labels, indices) stay as they are;
 - variables and the tensors checked become placeholders of the copy, fed the session's values
   (or the feeds), so nothing is assigned and perturbing one tensor touches nothing else;
-- random ops are frozen to one sample (central differences need the same function on both
-  sides of x);
+- random ops (dropout masks included) are frozen to one sample: central differences need
+  the same function on both sides of x;
 - the copy is differentiated with the same autodiff and run by an unoptimized Session, so the
   check exercises the symbolic gradients the user's training step uses.
 
@@ -241,11 +241,8 @@ class _Float64Copy:
             self.map[n] = self._placeholder(n, self._leaf_value(n, user_feeds, session))
         elif op == "assign":
             self.map[n] = self.map[n.inputs[1]]  # an assign's value is the value assigned
-        elif n.opdef.impure and not n.inputs and n.dtype is not None:
-            self.map[n] = self._frozen_random(n)
         elif n.opdef.impure:
-            raise GraphError(f"check_gradients: cannot check through impure {n.describe()}",
-                             loc=n.loc, hint="check a graph without it (e.g. keep_prob=1)")
+            self.map[n] = self._frozen_random(n)
         else:
             self.map[n] = self._rebuild(n)
         if checked and op not in _LEAVES:
@@ -272,9 +269,19 @@ class _Float64Copy:
         return value
 
     def _frozen_random(self, n):
-        attrs = dict(n.attrs)
-        rng = np.random.default_rng(self.seed if attrs.get("seed") is None else attrs["seed"])
-        value = n.opdef.impl(rng, **attrs)
+        """One sample of a random op (``impl(rng, shape, **attrs)``, as every random op's
+        kernel is called), as a constant: the function differentiated must not change."""
+        attrs = {k: self._widen_attr(v) for k, v in n.attrs.items()}
+        try:
+            _, shape = n.opdef.infer([self.map[i] for i in n.inputs], **attrs)
+            attrs.pop("shape", None)
+            rng = np.random.default_rng(self.seed if attrs.get("seed") is None
+                                        else attrs["seed"])
+            value = n.opdef.impl(rng, shape, **attrs)
+        except (TypeError, RuleError):
+            raise GraphError(f"check_gradients: cannot freeze impure {n.describe()} to one "
+                             "sample", loc=n.loc,
+                             hint="check a graph without it (e.g. dropout keep_prob=1)") from None
         return self._const(np.asarray(value, self.dtype(n.dtype).np), n)
 
     def _const(self, value, like):

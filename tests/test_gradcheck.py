@@ -116,3 +116,12 @@ def test_bad_input_is_reported():
         gc.check_gradients(gc.reduce_sum(x), [labels], {x: np.ones(3)})
     with pytest.raises(gc.errors.GradientError, match="no trainable variable"):
         gc.check_gradients(gc.reduce_sum(x), None, {x: np.ones(3)})
+
+
+def test_dropout_mask_is_frozen():
+    x = gc.placeholder(gc.float32, [None, 8], name="x")
+    w = gc.Variable(gc.initializers.glorot_uniform(seed=0)([8, 8]), name="w")
+    h = gc.nn.dropout(gc.tanh(gc.matmul(x, w)), keep_prob=0.5, seed=3)
+    loss = gc.reduce_sum(gc.square(h))
+    result = gc.check_gradients(loss, [w, x], {x: RNG.normal(size=(4, 8)).astype(np.float32)})
+    assert result.passed and result["w"].grad_norm > 0
