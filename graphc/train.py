@@ -17,6 +17,7 @@ The update rules are TF1's, formula for formula (``t`` counts steps from 1):
 - Adam: ``m = b1 m + (1-b1) g``; ``v = b2 v + (1-b2) g^2``;
   ``w -= lr sqrt(1-b2^t) / (1-b1^t) * m / (sqrt(v) + eps)``; the powers ``b1^t``, ``b2^t``
   are variables multiplied by b1, b2 at the end of each step.
+- Adagrad: ``acc += g^2`` (``acc`` starts at 0.1); ``w -= lr g / sqrt(acc)``
 - RMSProp: ``ms = d ms + (1-d) g^2`` (``ms`` starts at ONE, as in TF1);
   ``mom = mu mom + lr g / sqrt(ms + eps)``; ``w -= mom``. Centered: also
   ``mg = d mg + (1-d) g`` and the denominator is ``sqrt(ms - mg^2 + eps)``.
@@ -284,6 +285,32 @@ class RMSPropOptimizer(Optimizer):
         mom_t = mom * self._hyper(self.momentum, var) + self._lr(var) * grad / sqrt(denom)
         updates += [assign(mom, mom_t), assign(var, var - mom_t)]
         return group(*updates)
+
+
+class AdagradOptimizer(Optimizer):
+    """Adagrad: ``acc += g^2; w -= lr g / sqrt(acc)``, ``acc`` starting at 0.1 as in TF1.
+
+    Example:
+        >>> train_op = gc.train.AdagradOptimizer(0.1).minimize(loss)
+    """
+
+    def __init__(self, learning_rate, initial_accumulator_value=0.1, use_locking=False,
+                 name="Adagrad"):
+        super().__init__(learning_rate, use_locking, name)
+        if initial_accumulator_value <= 0:
+            raise ValueError("AdagradOptimizer: initial_accumulator_value must be positive, "
+                             f"got {initial_accumulator_value}")
+        self.initial_accumulator_value = initial_accumulator_value
+
+    def _create_slots(self, var_list):
+        for v in var_list:
+            self._slot(v, "accumulator", init=self.initial_accumulator_value)
+
+    def _apply_dense(self, grad, var):
+        acc = self._slot(var, "accumulator")
+        acc_t = acc + square(grad)
+        return group(assign(acc, acc_t),
+                     assign(var, var - self._lr(var) * grad / sqrt(acc_t)))
 
 
 def exponential_decay(learning_rate, global_step, decay_steps, decay_rate, staircase=False,

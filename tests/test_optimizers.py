@@ -43,6 +43,14 @@ def adam_ref(lr, b1=0.9, b2=0.999, eps=1e-8):
     return step
 
 
+def adagrad_ref(lr, init=0.1):
+    def step(name, w, s, t):
+        g = grad(name, w)
+        s["acc"] = s.get("acc", init) + g * g
+        return w - lr * g / np.sqrt(s["acc"])
+    return step
+
+
 def rmsprop_ref(lr, decay=0.9, mu=0.0, eps=1e-10, centered=False):
     def step(name, w, s, t):
         g = grad(name, w)
@@ -64,6 +72,7 @@ CASES = {
     "adam": (lambda lr: gc.train.AdamOptimizer(lr), adam_ref(0.1)),
     "adam_betas": (lambda lr: gc.train.AdamOptimizer(lr, beta1=0.5, beta2=0.8, epsilon=1e-3),
                    adam_ref(0.1, 0.5, 0.8, 1e-3)),
+    "adagrad": (lambda lr: gc.train.AdagradOptimizer(lr, 0.5), adagrad_ref(0.1, 0.5)),
     "rmsprop": (lambda lr: gc.train.RMSPropOptimizer(lr), rmsprop_ref(0.1)),
     "rmsprop_momentum": (lambda lr: gc.train.RMSPropOptimizer(lr, decay=0.8, momentum=0.5),
                          rmsprop_ref(0.1, 0.8, 0.5)),
