@@ -83,3 +83,8 @@ def test_rnn_full_and_truncated_bptt():
     assert number(r"^truncated BPTT, windows of 10: echo accuracy (\S+)", out) > 0.9
     # the recalled bit is 8 steps back: a 2-step window never sees its gradient
     assert number(r"^truncated BPTT, windows of 2: echo accuracy (\S+)", out) < 0.7
+
+
+def test_cnn_digits_learns():
+    out = run_example("cnn_digits.py", "--quick")
+    assert number(r"^test accuracy (\S+)$", out) > 0.85
