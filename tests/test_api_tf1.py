@@ -80,6 +80,18 @@ def test_python_scalars_take_the_tensor_dtype():
     np.testing.assert_array_equal(vk, [2, 5])
 
 
+def test_numpy_arrays_convert_to_the_tensor_dtype():
+    """As TF1's convert_to_tensor(y, dtype=x.dtype): float64 and int arrays with a float32
+    tensor become float32; a float array with an int tensor is refused."""
+    x = gc.placeholder(gc.float32, [2])
+    y = x * np.array([1.5, 2.0]) + np.array([1, 2])
+    assert y.dtype == gc.float32
+    np.testing.assert_array_equal(run(y, {x: [2.0, 1.0]}), [4.0, 4.0])
+    assert gc.constant(np.ones(2)).dtype == gc.float64  # a lone array keeps its dtype
+    with pytest.raises(gc.errors.DTypeError, match="int32 vs float64"):
+        gc.placeholder(gc.int32, [2]) * np.array([1.5, 2.0])
+
+
 # -- creation ops, comparisons, TF1 aliases ----------------------------------------------------
 
 def test_zeros_ones_range_shape_unstack_argmin():

@@ -89,7 +89,7 @@ BUILD_TIME = [
      GraphError, r"pass labels= and logits= by keyword", False),
     ("assign shape", lambda t: gc.assign(t.w, np.zeros(4, np.float32)), ShapeError,
      r"assign 'Assign': value shape \[4\] differs from variable 'w' \[3\]", True),
-    ("assign dtype", lambda t: gc.assign(t.w, np.zeros(3)), DTypeError,
+    ("assign dtype", lambda t: gc.assign(t.w, gc.zeros([3], gc.float64)), DTypeError,
      r"value dtype float64 differs from variable 'w' \(float32\)", True),
     ("assign to a placeholder", lambda t: gc.assign(t.y, t.y), ShapeError,
      r"the target must be a Variable, found placeholder 'y'", True),

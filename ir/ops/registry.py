@@ -115,12 +115,19 @@ def const_node(value, dtype=None, graph=None, name=None):
 def convert(value, like=None, graph=None):
     """A Node for ``value``: Nodes pass through; numbers and arrays become constants.
 
-    Python numbers take the dtype of ``like`` (``x * 2.0`` stays float32), as TF1 does.
+    Python numbers take the dtype of ``like`` (``x * 2.0`` stays float32), as TF1 does; so do
+    NumPy arrays of a compatible kind (TF1's ``convert_to_tensor(y, dtype=x.dtype)``: a float64
+    or int array with a float32 tensor is float32; a float array with an int tensor is not
+    converted, and the op's dtype rule reports it).
     """
     if isinstance(value, Node):
         return value
     if isinstance(value, (list, tuple)) and any(isinstance(v, Node) for v in value):
         return apply("stack", list(value), {"axis": 0})
+    if like is not None and isinstance(value, np.ndarray) and like.dtype is not None and (
+            (like.dtype.is_floating and value.dtype.kind in "fiu")
+            or (like.dtype.is_integer and value.dtype.kind in "iu")):
+        return const_node(value, like.dtype, graph or like.graph)
     if like is not None and not isinstance(value, np.ndarray):
         arr = np.asarray(value)
         if like.dtype.is_integer and arr.dtype.kind == "f":
