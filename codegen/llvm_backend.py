@@ -1,6 +1,6 @@
 """The LLVM backend's driver: Program -> LLVM IR -> (cached) object code -> a native step.
 
-    text, layout = lower_program(program)        # one module, one exported ``step``
+    text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1")        # one module, one exported ``step``
     key = cache_key(text, opt levels, target)    # the IR text is the program's fingerprint
     object code = cache hit, or compile_ir(text) # verified, O2 pipeline, host CPU
     NativeStep(layout, load_object(object code)) # fn(*feeds, *variables)
@@ -10,9 +10,11 @@ program (shapes, formulas, buffer layout), so hashing it keys the persistent obj
 a second process lowers the program again (milliseconds) and loads the object file instead
 of compiling. Constants and seeds are not in the text; they travel in the table at run time.
 
-Dumps: ``GRAPHC_DEBUG`` >= 5 or a ``dump_dir`` writes ``<name>.ll`` (the IR as generated),
-``<name>.opt.ll`` (after LLVM's pipeline) and ``<name>.s`` (assembly). The returned step
-also exposes them: ``step.llvm_ir``, ``step.optimized_ir()``, ``step.assembly()``.
+Dumps: the source returned is the IR as generated (``step.ll`` in a dump directory); it also
+carries ``llvm_ir`` (the optimized IR and the assembly: what ``GRAPHC_DEBUG=5`` prints), and
+``LLVMArtifacts.write`` adds ``step.opt.ll`` and ``step.s`` to a dump directory. The step
+exposes the same: ``step.llvm_ir``, ``step.optimized_ir()``, ``step.assembly()``.
+Set ``GRAPHC_PROFILE=1`` when compiling to count cycles per kernel (``step.profile()``).
 """
 import os
 import time
@@ -65,11 +67,15 @@ class LLVMArtifacts:
         (d / f"{name}.s").write_text(self.assembly())
 
 
-def debug_level():
-    try:
-        return int(os.environ.get("GRAPHC_DEBUG", "0") or 0)
-    except ValueError:
-        return 0
+class LLVMSource(str):
+    """The generated LLVM IR text; ``llvm_ir`` is the optimized IR plus the assembly."""
+
+    artifacts = None
+
+    @property
+    def llvm_ir(self):
+        a = self.artifacts
+        return a.optimized_ir() + "\n; ---- assembly ----\n" + a.assembly()
 
 
 def compile_llvm(program, dump_dir=None, cache=None):
@@ -77,12 +83,12 @@ def compile_llvm(program, dump_dir=None, cache=None):
 
     Args:
         program: an ``ir.Program`` (planned or not).
-        dump_dir: write the IR, optimized IR and assembly there (also when GRAPHC_DEBUG >= 5,
-            into ``$GRAPHC_DUMP_DIR`` or ``graphc_dump``).
+        dump_dir: write the IR, optimized IR and assembly there.
         cache: an ``ObjectCache``; the process-wide default when None.
     Returns:
-        (step, llvm_ir): ``step(*feeds, *variables) -> (fetches, updated variables)``, a
-        ``runtime.llvm_step.NativeStep`` whose ``artifacts`` hold the code for dumps.
+        (step, source): ``step(*feeds, *variables) -> (fetches, updated variables)``, a
+        ``runtime.llvm_step.NativeStep`` whose ``artifacts`` hold the code for dumps, and
+        the IR text as an ``LLVMSource``.
     Raises:
         CompileError: an op without a kernel, or IR that LLVM rejects.
     Example:
@@ -90,7 +96,7 @@ def compile_llvm(program, dump_dir=None, cache=None):
         >>> (loss,), new_vars = step(x, y, *variables)
     """
     t0 = time.perf_counter()
-    text, layout = lower_program(program)
+    text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1")
     t1 = time.perf_counter()
     cache = cache or default_cache()
     key = cache_key(text, f"O{OPT_LEVEL}", f"codegen{CODEGEN_LEVEL}")
@@ -108,8 +114,8 @@ def compile_llvm(program, dump_dir=None, cache=None):
     step.llvm_ir = text
     step.optimized_ir = step.artifacts.optimized_ir
     step.assembly = step.artifacts.assembly
-    if dump_dir is None and debug_level() >= 5:
-        dump_dir = os.environ.get("GRAPHC_DUMP_DIR", "graphc_dump")
     if dump_dir is not None:
         step.artifacts.write(dump_dir, getattr(program, "name", "step"))
-    return step, text
+    source = LLVMSource(text)
+    source.artifacts = step.artifacts
+    return step, source

@@ -19,6 +19,11 @@ import struct
 
 import numpy as np
 
+# Kernels are separate functions: compile time stays linear in their number. (LLVM keeps
+# 256-bit vectors on AVX-512 hosts by default; 512-bit ones were measured slower here: the
+# core's switch to wide vectors stalls for microseconds at the start of every small step.)
+KERNEL_ATTRS = "noinline nounwind"
+
 _MEM = {"float32": "float", "float64": "double", "int8": "i8", "int16": "i16",
         "int32": "i32", "int64": "i64", "uint8": "i8", "bool": "i8"}
 
@@ -86,7 +91,7 @@ class Function:
         attrs: function attributes.
     """
 
-    def __init__(self, name, params, linkage="internal", attrs="noinline nounwind",
+    def __init__(self, name, params, linkage="internal", attrs=KERNEL_ATTRS,
                  ret_type="void"):
         self.name, self.params, self.linkage, self.attrs = name, params, linkage, attrs
         self.ret_type = ret_type
@@ -97,12 +102,13 @@ class Function:
 
     # -- names and raw instructions -------------------------------------------------------
     def fresh(self, hint="t"):
+        """A new SSA name; the dot keeps it apart from parameters such as ``%p0``."""
         self._n += 1
-        return f"%{hint}{self._n}"
+        return f"%{hint}.{self._n}"
 
     def label(self, hint="b"):
         self._n += 1
-        return f"{hint}{self._n}"
+        return f"{hint}.{self._n}"
 
     def __call__(self, text, hint="t"):
         """Emit ``%name = text``; returns the name."""

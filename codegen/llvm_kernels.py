@@ -210,13 +210,14 @@ def _matrix_strides(shape, batch):
     return tuple(s * size for s in broadcast_strides(tuple(shape[:-2]), batch))
 
 
-def gemm_function(dtype, batch, strides, dims, flags, index, noalias):
+def gemm_function(dtype, batch, strides, dims, flags, index, noalias, int_bits=32):
     """Call BLAS gemm once per batch entry: ``C[b] = op(A[b]) op(B[b])`` (row-major).
 
     Args:
         batch: batch shape; strides: (C, A, B) element strides per batch dim.
         dims: (M, N, K, lda, ldb); flags: (transpose_a, transpose_b).
         index: parameter index of (gemm pointer, C, A, B) (A and B may share one).
+        int_bits: width of the Fortran integer arguments (32, or 64 for an ILP64 BLAS).
     """
     fn = Function("kernel", params(max(index) + 1, noalias))
     t = val_type(dtype)
@@ -227,7 +228,7 @@ def gemm_function(dtype, batch, strides, dims, flags, index, noalias):
         fn.store(ty, value, p)
         return p
     ta, tb = (slot("i8", ord("T" if f else "N")) for f in flags)
-    ints = {name: slot("i32", v) for name, v in
+    ints = {name: slot(f"i{int_bits}", v) for name, v in
             (("m", n), ("n", m), ("k", k), ("lda", lda), ("ldb", ldb), ("ldc", n))}
     alpha, beta = slot(t, float_literal(1.0, dtype)), slot(t, float_literal(0.0, dtype))
     g, c, a, b = (f"%p{i}" for i in index)
@@ -288,10 +289,11 @@ def lower_matmul(L, n):
         fn = int_matmul_function(n.dtype, batch, strides, dims, (ta, tb), L.noalias(bufs))
         L.call(fn, bufs, n)
         return
-    uniq, index = L.distinct([L.blas(n.dtype), L.out(n), L.buf(a), L.buf(b)])
+    gemm, bits = L.blas(n.dtype)
+    uniq, index = L.distinct([gemm, L.out(n), L.buf(a), L.buf(b)])
     noalias = L.noalias(uniq)
     noalias[0] = False
-    fn = gemm_function(n.dtype, batch, strides, dims, (ta, tb), index, noalias)
+    fn = gemm_function(n.dtype, batch, strides, dims, (ta, tb), index, noalias, bits)
     L.call(fn, uniq, n)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc.errors import CompileError
+from graphc.runtime.blas import gemm_entry
 from graphc.runtime.llvm_step import Slot, StepLayout
 
 from .llvm_buffers import CONST_OPS, VIEW_OPS, make_storage
@@ -55,7 +56,7 @@ def nbytes_of(node):
 class Lowering:
     """State of one program's lowering (see module docstring)."""
 
-    def __init__(self, program):
+    def __init__(self, program, profile=False):
         self.p = program
         self.module = Module()
         self.math = MathLib(self.module)
@@ -68,6 +69,7 @@ class Lowering:
         self._const_slots = {}
         self.fetch_bufs = {}
         self.storage = None
+        self.profile = profile
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -105,10 +107,12 @@ class Lowering:
         return Buf(self._special("status"), 0, 32)
 
     def blas(self, dtype):
+        """(slot Buf of the gemm entry point, the width of its integer arguments)."""
         key = f"blas_{dtype.name}"
+        bits = gemm_entry(dtype.np)[1]
         if key not in self._slot_of:
-            self.layout.blas.append((self._special(key), dtype.np.name))
-        return Buf(self._slot_of[key], 0, 0)
+            self.layout.blas.append((self._special(key), dtype.np.name, bits))
+        return Buf(self._slot_of[key], 0, 0), bits
 
     def rng(self, seed):
         """(state Buf, index of this op's key): state[0] is the step counter."""
@@ -159,7 +163,8 @@ class Lowering:
         if fallible:
             self.layout.node_names.append(f"{node.op_name} '{node.name}'")
             entry = len(self.layout.node_names) - 1
-        self.calls.append((name, list(bufs), entry))
+        label = "copy" if node is None else f"{node.op_name} '{node.name}'"
+        self.calls.append((name, list(bufs), entry, label))
         return name
 
     def copy(self, dst, src, shape, dtype, node=None):
@@ -174,7 +179,7 @@ class Lowering:
         self.call(fn, [dst, src], node)
 
     # -- the step -----------------------------------------------------------------------------------
-    def step_text(self):
+    def step_function(self):
         fn = Function("step", [("ptr", "%table", "noalias readonly")], linkage="",
                       attrs="nounwind")
         bases, ptrs = {}, {}
@@ -187,9 +192,15 @@ class Lowering:
                 base = bases[b.slot]
                 ptrs[b] = fn.gep("i8", base, b.offset) if b.offset else base
             return ptrs[b]
-        for name, bufs, entry in self.calls:
+        prof = pointer(Buf(self._special("profile"), 0, 8)) if self.profile else None
+        for k, (name, bufs, entry, _) in enumerate(self.calls):
             args = ", ".join(f"ptr {pointer(b)}" for b in bufs)
+            if prof:
+                t0 = fn.call("i64", "llvm.readcyclecounter", [])
             fn.emit(f"call void @{name}({args})")
+            if prof:
+                t1 = fn.call("i64", "llvm.readcyclecounter", [])
+                _accumulate(fn, prof, k, fn(f"sub i64 {t1}, {t0}"))
             if entry is not None:
                 word = fn.load("i64", pointer(self.status()))
                 bad = fn(f"icmp ne i64 {word}, 0")
@@ -204,7 +215,7 @@ class Lowering:
             count = fn.load("i64", state)
             fn.store("i64", fn(f"add i64 {count}, 1"), state)
         fn.ret()
-        return fn.text()
+        return fn
 
     def finish(self):
         """Fill the layout's remaining fields; returns (module text, layout)."""
@@ -212,7 +223,11 @@ class Lowering:
         lay.arena = (self._slot_of.get("arena"), self.arena_size)
         lay.status = self._slot_of.get("status")
         lay.rng = (self._slot_of.get("rng"), list(self._seeds))
-        text = self.module.text() + "\n" + self.step_text() + "\n"
+        if self.profile:
+            lay.profile = (self._special("profile"), [c[3] for c in self.calls])
+        step = self.step_function()
+        self.module.declare_uses(step)
+        text = self.module.text() + "\n" + step.text() + "\n"
         return text, lay
 
 
@@ -230,8 +245,12 @@ def _symbol(name):
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def lower_program(program):
+def lower_program(program, profile=False):
     """Lower ``program`` to (LLVM module text, StepLayout).
+
+    Args:
+        program: the Program.
+        profile: count CPU cycles per kernel call (``NativeStep.profile()`` reports them).
 
     Raises:
         CompileError: an op without an LLVM kernel, naming the op and the node.
@@ -243,7 +262,7 @@ def lower_program(program):
             raise CompileError(
                 f"{n.describe()}: the LLVM backend has no kernel for op '{n.op_name}'",
                 loc=n.loc, hint="use backend='numpy' for this program")
-    L = Lowering(program)
+    L = Lowering(program, profile)
     L.storage = store = make_storage(L)
     for f in L.fetch_bufs:  # fetched feeds, variables and constants: first, before updates
         if f.op_name in _LEAVES:
@@ -262,6 +281,12 @@ def lower_program(program):
             _fetch_copy(L, n)
     store.finish()
     return L.finish()
+
+
+def _accumulate(fn, counters, k, cycles):
+    """counters[k] += cycles (profiling builds only)."""
+    p = fn.gep("i64", counters, k)
+    fn.store("i64", fn(f"add i64 {fn.load('i64', p)}, {cycles}"), p)
 
 
 def _fetch_copy(L, node):

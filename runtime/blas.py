@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-__all__ = ["gemm_pointer", "gemm", "limit_blas_threads"]
+__all__ = ["gemm_pointer", "gemm_entry", "gemm", "limit_blas_threads"]
 
 _GEMM_NAMES = {np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm"}
 
@@ -68,6 +68,50 @@ def gemm_pointer(dtype) -> int:
     if dt not in _GEMM_NAMES:
         raise ValueError(f"BLAS gemm exists for float32 and float64, not {dt}")
     return _gemm_pointer(dt)
+
+
+def _numpy_openblas():
+    """NumPy's own OpenBLAS (the ILP64 build its Linux wheels bundle), loaded, or None."""
+    import ctypes.util  # noqa: F401
+    import glob
+    libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libs, "lib*openblas*.so*"))):
+        try:
+            return ctypes.CDLL(path)  # already loaded by NumPy: the same handle and threads
+        except OSError:
+            continue
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def gemm_entry(dtype) -> tuple:
+    """Return ``(address, int_bits)`` of the gemm native steps should call.
+
+    Prefers the gemm of NumPy's own bundled OpenBLAS (64-bit ints), so that NumPy and native
+    steps share ONE BLAS thread pool: two OpenBLAS pools in one process spin against each
+    other on a small machine and make both erratic. Falls back to ``gemm_pointer`` (SciPy's,
+    32-bit ints). ``GRAPHC_BLAS=scipy`` forces the fallback.
+
+    Args:
+        dtype: float32 or float64.
+    Returns:
+        (function address, 32 or 64): the width of the Fortran integer arguments.
+    Raises:
+        ValueError: a dtype other than float32 or float64.
+    Example:
+        >>> address, bits = gemm_entry(np.float32)
+    """
+    dt = np.dtype(dtype)
+    name = _GEMM_NAMES.get(dt)
+    if name is None:
+        raise ValueError(f"BLAS gemm exists for float32 and float64, not {dt}")
+    lib = None if os.environ.get("GRAPHC_BLAS") == "scipy" else _numpy_openblas()
+    if lib is not None:
+        for symbol in (f"scipy_{name}_64_", f"{name}_64_"):
+            fn = getattr(lib, symbol, None)
+            if fn is not None:
+                return ctypes.cast(fn, ctypes.c_void_p).value, 64
+    return gemm_pointer(dt), 32
 
 
 _GEMM_TYPES = {}

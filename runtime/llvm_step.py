@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc.errors import FeedError, NumericsError
+from graphc.errors import ArtifactError, FeedError
 
 from . import jit
-from .blas import gemm_pointer
+from .blas import gemm_entry
 
 __all__ = ["Slot", "StepLayout", "NativeStep", "STATUS_MESSAGES"]
 
@@ -64,8 +64,9 @@ class StepLayout:
         status: the slot of the status block (int64[4]), or None.
         rng: (slot, seeds): the state is [call counter, one 64-bit key per random op]; a
             seed of None draws the key from the OS at load. The step increments the counter.
-        blas: (slot, dtype name) pairs for sgemm/dgemm entry points.
+        blas: (slot, dtype name, integer bits) of the sgemm/dgemm entry points the code calls.
         node_names: names of kernels that may report a status (for error messages).
+        profile: (slot, labels) in profiling builds: one cycle counter per kernel call.
     """
     entry: str
     n_slots: int
@@ -80,6 +81,7 @@ class StepLayout:
     rng: tuple = (None, ())
     blas: list = field(default_factory=list)
     node_names: list = field(default_factory=list)
+    profile: tuple = (None, ())
 
 
 def _aligned_empty(nbytes, align=64):
@@ -132,8 +134,17 @@ class NativeStep:
         self.rng_state = np.array([0] + [_rng_key(s) for s in seeds], np.uint64)
         if slot is not None:
             items[slot] = self.rng_state
-        for slot, dtype in layout.blas:
-            items[slot] = gemm_pointer(dtype)
+        slot, labels = layout.profile
+        self.cycles = np.zeros(max(len(labels), 1), np.int64)
+        if slot is not None:
+            items[slot] = self.cycles
+        for slot, dtype, bits in layout.blas:
+            address, have = gemm_entry(dtype)
+            if have != bits:
+                raise ArtifactError(f"the step was compiled for a BLAS with {bits}-bit "
+                                    f"integers; this process has {have}-bit {dtype} gemm",
+                                    hint="compile the step again in this environment")
+            items[slot] = address
         self.table, self._keep = jit.pointer_table(items)
         self._table_addr = jit.address_of(self.table)
         self._fn = loaded.function(layout.entry)
@@ -187,9 +198,22 @@ class NativeStep:
         names = self.layout.node_names
         name = names[node] if 0 <= node < len(names) else f"kernel {node}"
         msg = STATUS_MESSAGES.get(code, "kernel error {value} in {node}")
-        raise NumericsError(msg.format(value=value, node=name),
-                            hint="the step's outputs and variable updates of this call are "
-                                 "incomplete")
+        raise FeedError(msg.format(value=value, node=name),
+                        hint="the step stopped there: its outputs and variable updates of "
+                             "this call are incomplete")
+
+    def profile(self, top=None):
+        """[(share of cycles, cycles, kernel label)] summed over calls so far, largest first.
+
+        Only profiling builds (``GRAPHC_PROFILE=1`` at compile time) count cycles.
+        """
+        labels = self.layout.profile[1]
+        totals = {}
+        for label, c in zip(labels, self.cycles.tolist()):
+            totals[label] = totals.get(label, 0) + c
+        whole = max(sum(totals.values()), 1)
+        rows = sorted(((c / whole, c, k) for k, c in totals.items()), reverse=True)
+        return rows[:top] if top else rows
 
     def close(self):
         """Free the machine code; the step must not be called afterwards."""

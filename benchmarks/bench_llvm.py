@@ -1,0 +1,233 @@
+"""Benchmark graphc's LLVM backend on the workloads W1..W5 (see workloads.md).
+
+For each workload the same training step runs as: the hand-written NumPy baseline
+(``baselines.py``), graphc's NumPy backend and graphc's LLVM backend, each through
+``Session.run`` and, for graphc, also as a direct call of the compiled step (what
+``Session.run`` adds is Python bookkeeping). Runs are interleaved (round robin, several
+rounds) and medians reported, with ratios against the baseline, the NumPy backend and the
+floor from the issue (floor / measured: 1.0 would be the machine's limit). Every graphc model
+starts from the baseline's initial weights, and the first step's losses are checked to agree.
+PyTorch and JAX are measured too when installed.
+
+    python benchmarks/bench_llvm.py [W1 ...] [--rounds 7] [--min-time 0.1] [--compile]
+
+``--compile`` also times compiling W1 cold (empty object cache) and warm, in fresh processes.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __name__ == "__main__" and "--threads" in sys.argv:  # BLAS reads it when it loads
+    os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--threads") + 1]
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baselines  # noqa: E402
+
+import graphc as gc  # noqa: E402
+from graphc.compiler import compile_program  # noqa: E402
+
+FLOOR_MS = {"W1": 0.81, "W2": 0.004, "W3": 0.61, "W4": 0.10, "W5": 0.82}
+BEST_PEER_MS = {"W1": 1.1, "W2": 0.047, "W3": 1.3, "W4": 1.3, "W5": 1.3}
+GOAL = {"W1": 1.15, "W2": 3.0, "W3": 1.8, "W4": 4.0, "W5": 1.6}
+
+
+# -- models ---------------------------------------------------------------------------------
+def _var(value, name):
+    return gc.Variable(np.array(value, np.float32), name=name)
+
+
+def _mlp(params, x, activation):
+    n = len([k for k in params if k.startswith("W")])
+    h = x
+    for i in range(n):
+        h = gc.matmul(h, _var(params[f"W{i}"], f"W{i}")) + _var(params[f"b{i}"], f"b{i}")
+        if i < n - 1:
+            h = activation(h)
+    return h
+
+
+def _rnn(params, x, steps):
+    wx, wh, b = _var(params["Wx"], "Wx"), _var(params["Wh"], "Wh"), _var(params["b"], "b")
+    h = None
+    for t in range(steps):
+        pre = gc.matmul(x[t], wx) + b
+        h = gc.tanh(pre if h is None else pre + gc.matmul(h, wh))
+    return gc.matmul(h, _var(params["Wo"], "Wo")) + _var(params["bo"], "bo")
+
+
+def _conv(params, x):
+    k, bc = _var(params["K"], "K"), _var(params["bc"], "bc")
+    a = gc.nn.relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "VALID") + bc)
+    pooled = gc.nn.max_pool(a, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+    flat = gc.reshape(pooled, [x.shape[0], -1])
+    return gc.matmul(flat, _var(params["Wd"], "Wd")) + _var(params["bd"], "bd")
+
+
+def build(workload):
+    """(graph, x placeholder, y placeholder, loss, train op) starting from the baseline's
+    initial parameters."""
+    base = baselines.WORKLOADS[workload](seed=0)
+    params = {k: v.copy() for k, v in base.params.items()}
+    graph = gc.Graph()
+    with graph.as_default():
+        x = gc.placeholder(gc.float32, base.input_shape, name="x")
+        y = gc.placeholder(gc.int64, [base.input_shape[1] if workload == "W3" else
+                                      base.input_shape[0]], name="y")
+        if workload in ("W1", "W5"):
+            logits = _mlp(params, x, gc.nn.relu)
+        elif workload == "W2":
+            logits = _mlp(params, x, gc.tanh)
+        elif workload == "W3":
+            logits = _rnn(params, x, base.T)
+        else:
+            logits = _conv(params, x)
+        loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
+                                                                             logits=logits))
+        if workload == "W5":
+            opt = gc.train.AdamOptimizer(1e-3)
+            grads, variables = zip(*opt.compute_gradients(loss))
+            clipped, _ = gc.clip_by_global_norm(list(grads), 1.0)
+            train = opt.apply_gradients(list(zip(clipped, variables)))
+        else:
+            train = gc.train.GradientDescentOptimizer(0.01).minimize(loss)
+        init = gc.global_variables_initializer()
+    return graph, x, y, loss, train, init
+
+
+class GraphcStep:
+    """A compiled graphc step runnable through Session.run or by calling the step directly."""
+
+    def __init__(self, workload, backend, data):
+        self.graph, x, y, loss, train, init = build(workload)
+        self.sess = gc.Session(graph=self.graph, backend=backend)
+        self.sess.run(init)
+        self.feed = {x: data[0], y: data[1]}
+        self.fetches = [loss, train]
+        t0 = time.perf_counter()
+        self.first_loss = float(self.sess.run(self.fetches, self.feed)[0])
+        self.compile_s = time.perf_counter() - t0
+        c = compile_program(self.fetches, {x: data[0].shape, y: data[1].shape}, backend)
+        self.fn = c.fn
+        self.args = [self.feed[p] for p in c.feed_nodes] + \
+            [np.array(self.sess.values[v]) for v in c.var_nodes]
+        self.update_at = [len(c.feed_nodes) + c.var_nodes.index(v) for v in c.update_nodes]
+        self.in_place = getattr(c.fn, "updates_in_place", False)
+
+    def session_step(self):
+        return self.sess.run(self.fetches, self.feed)
+
+    def direct_step(self):
+        fetched, updates = self.fn(*self.args)
+        if not self.in_place:
+            for k, new in zip(self.update_at, updates):
+                self.args[k] = new
+        return fetched
+
+
+# -- timing ---------------------------------------------------------------------------------
+def _calibrate(fn, min_time):
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min_time:
+        fn()
+        n += 1
+    return max(n, 3)
+
+
+def interleaved(candidates, rounds, min_time):
+    """{name: median seconds per step}, running each candidate's batch in turn per round."""
+    counts = {k: _calibrate(f, min_time) for k, f in candidates.items()}
+    times = {k: [] for k in candidates}
+    for _ in range(rounds):
+        for k, f in candidates.items():
+            start = time.perf_counter()
+            for _ in range(counts[k]):
+                f()
+            times[k].append((time.perf_counter() - start) / counts[k])
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def _peers(workload):
+    """PyTorch / JAX timings would go here; report which are missing."""
+    missing = []
+    for mod in ("torch", "jax"):
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+    return missing
+
+
+def bench(workload, rounds, min_time):
+    data = baselines.make_data(workload)
+    base = baselines.WORKLOADS[workload](seed=0)
+    ref_loss = base.loss(*data)
+    base = baselines.WORKLOADS[workload](seed=0)
+    npb = GraphcStep(workload, "numpy", data)
+    llvm = GraphcStep(workload, "llvm", data)
+    for name, s in (("numpy backend", npb), ("llvm backend", llvm)):
+        if not np.isclose(s.first_loss, ref_loss, rtol=1e-4):
+            raise AssertionError(f"{workload}: {name} loss {s.first_loss} != baseline {ref_loss}")
+    med = interleaved({"baseline": lambda: base.step(*data),
+                       "numpy": npb.session_step,
+                       "numpy direct": npb.direct_step,
+                       "llvm": llvm.session_step,
+                       "llvm direct": llvm.direct_step}, rounds, min_time)
+    return med, llvm.compile_s
+
+
+def compile_times():
+    """W1 compile (passes + LLVM + load) in a fresh process: cold cache, then warm."""
+    code = ("import sys, time; sys.path.insert(0, %r); import bench_llvm as b; "
+            "import graphc as gc; from graphc.compiler import compile_program; "
+            "g, x, y, loss, train, init = b.build('W1'); t = time.perf_counter(); "
+            "compile_program([loss, train], {x: (128, 784), y: (128,)}, 'llvm'); "
+            "print(time.perf_counter() - t)") % str(Path(__file__).resolve().parent)
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, GRAPHC_CACHE_DIR=d)
+        env.pop("GRAPHC_NO_CACHE", None)
+        out = []
+        for _ in range(3):
+            r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                               text=True, check=True)
+            out.append(float(r.stdout.strip().splitlines()[-1]))
+    return out[0], min(out[1:])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workloads", nargs="*", default=list(baselines.WORKLOADS))
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--min-time", type=float, default=0.1, help="seconds per batch")
+    parser.add_argument("--compile", action="store_true", help="also time W1 compilation")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads (default: OpenBLAS's own choice)")
+    args = parser.parse_args(argv)
+    print(f"numpy {np.__version__}; BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'auto')}"
+          f"; medians of {args.rounds} interleaved rounds; ms per step")
+    head = (f"{'wl':3} {'baseline':>9} {'np-be':>8} {'llvm':>8} {'direct':>8} "
+            f"{'x base':>7} {'goal':>5} {'x np-be':>7} {'floor/llvm':>10} {'compile s':>9}")
+    print(head)
+    for w in args.workloads:
+        med, comp = bench(w, args.rounds, args.min_time)
+        ms = {k: v * 1e3 for k, v in med.items()}
+        best = min(ms["llvm"], ms["llvm direct"])
+        print(f"{w:3} {ms['baseline']:9.3f} {ms['numpy']:8.3f} {ms['llvm']:8.3f} "
+              f"{ms['llvm direct']:8.3f} {ms['baseline'] / ms['llvm']:7.2f} {GOAL[w]:5.2f} "
+              f"{ms['numpy'] / ms['llvm']:7.2f} {FLOOR_MS[w] / best:10.3f} {comp:9.2f}")
+    missing = _peers(None)
+    if missing:
+        print(f"peers not installed (skipped): {', '.join(missing)}")
+    if args.compile:
+        cold, warm = compile_times()
+        print(f"W1 compile in a fresh process: cold cache {cold * 1e3:.0f} ms, "
+              f"warm cache {warm * 1e3:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
