@@ -16,10 +16,10 @@ from .errors import CompileError
 
 BACKENDS = ("llvm", "numpy")  # fastest first
 OPTIMIZERS = {  # name -> (factory, default learning rate)
-    "sgd": (lambda gc, lr: gc.train.GradientDescentOptimizer(lr), 0.1),
-    "momentum": (lambda gc, lr: gc.train.MomentumOptimizer(lr, 0.9), 0.02),
+    "sgd": (lambda gc, lr: gc.train.GradientDescentOptimizer(lr), 0.3),
+    "momentum": (lambda gc, lr: gc.train.MomentumOptimizer(lr, 0.9), 0.05),
     "adam": (lambda gc, lr: gc.train.AdamOptimizer(lr), 0.003),
-    "rmsprop": (lambda gc, lr: gc.train.RMSPropOptimizer(lr), 0.001),
+    "rmsprop": (lambda gc, lr: gc.train.RMSPropOptimizer(lr), 0.003),
 }
 
 
