@@ -1,0 +1,270 @@
+"""The LLVM backend as a whole: training steps agree with the NumPy reference over several
+steps, results are bit-identical across runs, the object cache serves a second process and
+survives corruption, variables are updated in place, errors are clear, dumps are written."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.codegen import llvm_backend
+from graphc.codegen.llvm_lower import KERNELS
+from graphc.errors import CompileError, FeedError
+from graphc.runtime.objcache import ObjectCache
+
+
+def _mlp(seed=0, activation=gc.nn.relu, optimizer="sgd", clip=False):
+    """A small MLP training step: (graph, x, y, loss, train, init)."""
+    rng = np.random.default_rng(seed)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, [None, 12], name="x")
+        y = gc.placeholder(gc.int64, [None], name="y")
+        w1 = gc.Variable(rng.standard_normal((12, 16)).astype(np.float32) * 0.3, name="w1")
+        b1 = gc.Variable(np.zeros(16, np.float32), name="b1")
+        w2 = gc.Variable(rng.standard_normal((16, 5)).astype(np.float32) * 0.3, name="w2")
+        b2 = gc.Variable(np.zeros(5, np.float32), name="b2")
+        logits = gc.matmul(activation(gc.matmul(x, w1) + b1), w2) + b2
+        loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=logits))
+        if optimizer == "adam":
+            opt = gc.train.AdamOptimizer(0.01)
+            grads, variables = zip(*opt.compute_gradients(loss))
+            if clip:
+                grads, _ = gc.clip_by_global_norm(list(grads), 1.0)
+            train = opt.apply_gradients(list(zip(grads, variables)))
+        else:
+            train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+        init = gc.global_variables_initializer()
+    return g, x, y, loss, train, init
+
+
+def _cnn(seed=0):
+    rng = np.random.default_rng(seed)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, [None, 8, 8, 1], name="x")
+        y = gc.placeholder(gc.int64, [None], name="y")
+        k = gc.Variable(rng.standard_normal((3, 3, 1, 4)).astype(np.float32) * 0.3, name="k")
+        w = gc.Variable(rng.standard_normal((36, 3)).astype(np.float32) * 0.3, name="w")
+        a = gc.nn.relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "VALID"))
+        p = gc.nn.max_pool(a, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+        logits = gc.matmul(gc.reshape(p, [-1, 36]), w)
+        loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=logits))
+        train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+        init = gc.global_variables_initializer()
+    return g, x, y, loss, train, init
+
+
+def _rnn(seed=0, steps=5):
+    rng = np.random.default_rng(seed)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, [steps, 4, 3], name="x")
+        y = gc.placeholder(gc.int64, [4], name="y")
+        wx = gc.Variable(rng.standard_normal((3, 6)).astype(np.float32) * 0.5, name="wx")
+        wh = gc.Variable(rng.standard_normal((6, 6)).astype(np.float32) * 0.5, name="wh")
+        wo = gc.Variable(rng.standard_normal((6, 2)).astype(np.float32) * 0.5, name="wo")
+        h = gc.zeros([4, 6])
+        for t in range(steps):
+            h = gc.tanh(gc.matmul(x[t], wx) + gc.matmul(h, wh))
+        loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=gc.matmul(h, wo)))
+        train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+        init = gc.global_variables_initializer()
+    return g, x, y, loss, train, init
+
+
+MODELS = {
+    "mlp_relu_sgd": (lambda: _mlp(), (10, 12), 5),
+    "mlp_tanh_adam_clip": (lambda: _mlp(activation=gc.tanh, optimizer="adam", clip=True),
+                           (10, 12), 5),
+    "cnn_pool_sgd": (_cnn, (6, 8, 8, 1), 3),
+    "rnn_bptt_sgd": (_rnn, (5, 4, 3), 2),
+}
+
+
+def _data(shape, classes, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.random(shape).astype(np.float32)
+    if len(shape) == 4:  # flat image regions: pooling windows with tied maxima
+        x = np.round(x * 2) / 2
+    return x, rng.integers(0, classes, shape[1] if len(shape) == 3 else shape[0])
+
+
+def _train(model, backend, optimize, steps=4):
+    build, shape, classes = MODELS[model]
+    g, x, y, loss, train, init = build()
+    with gc.Session(graph=g, backend=backend, optimize=optimize) as sess:
+        sess.run(init)
+        losses = []
+        for t in range(steps):
+            xb, yb = _data(shape, classes, t)
+            losses.append(sess.run([loss, train], {x: xb, y: yb})[0])
+        values = {v.name: np.array(sess.values[v]) for v in g.get_collection("variables")}
+    return np.array(losses), values
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_training_steps_match_the_reference(model):
+    """Several steps: in-place update bugs show only from the second step on."""
+    ref_losses, ref_values = _train(model, "numpy", False)
+    for optimize in (False, True):
+        losses, values = _train(model, "llvm", optimize)
+        np.testing.assert_allclose(losses, ref_losses, rtol=2e-5, atol=1e-6,
+                                   err_msg=f"{model} optimize={optimize}")
+        for name, want in ref_values.items():
+            np.testing.assert_allclose(values[name], want, rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{model} {name} optimize={optimize}")
+
+
+def test_two_runs_are_bit_identical():
+    first = _train("mlp_tanh_adam_clip", "llvm", True)
+    second = _train("mlp_tanh_adam_clip", "llvm", True)
+    assert first[0].tobytes() == second[0].tobytes()
+    for name, value in first[1].items():
+        assert value.tobytes() == second[1][name].tobytes(), name
+
+
+def test_variables_are_updated_in_place():
+    g, x, y, loss, train, init = _mlp()
+    xb, yb = _data((10, 12), 5, 0)
+    with gc.Session(graph=g, backend="llvm") as sess:
+        sess.run(init)
+        arrays = {v: sess.values[v] for v in g.get_collection("variables")}
+        before = {v: a.copy() for v, a in arrays.items()}
+        sess.run(train, {x: xb, y: yb})
+        for v, a in arrays.items():
+            assert sess.values[v] is a, f"{v.name} was replaced, not updated in place"
+            assert not np.array_equal(a, before[v]), f"{v.name} did not change"
+
+
+_CHILD = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import graphc as gc
+    x = gc.placeholder(gc.float32, [8], name="x")
+    w = gc.Variable(np.linspace(-1, 1, 8).astype(np.float32), name="w")
+    y = gc.reduce_sum(gc.tanh(x * w) + gc.exp(-x))
+    with gc.Session(backend="llvm") as sess:
+        sess.run(gc.global_variables_initializer())
+        value = float(sess.run(y, {x: np.arange(8, dtype=np.float32) / 8}))
+        step = next(iter(sess._cache.values())).fn
+    print(json.dumps({"hit": step.artifacts.cache_hit, "value": value}))
+""")
+
+
+def _child(cache_dir):
+    env = dict(os.environ, GRAPHC_CACHE_DIR=str(cache_dir))
+    env.pop("GRAPHC_NO_CACHE", None)
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_cache_is_hit_in_a_second_process(tmp_path):
+    first, second = _child(tmp_path), _child(tmp_path)
+    assert not first["hit"] and second["hit"]
+    assert first["value"] == second["value"]
+    assert len(list(tmp_path.glob("*.gcobj"))) >= 2  # the initializer's step and this one
+
+
+def test_corrupted_cache_entry_is_recompiled_not_run(tmp_path, monkeypatch):
+    cache = ObjectCache(tmp_path, enabled=True)
+    monkeypatch.setattr(llvm_backend, "default_cache", lambda: cache)
+    x = gc.placeholder(gc.float32, [5], name="x")
+    y = gc.sqrt(x) * 3.0
+    feed = {x: np.arange(5, dtype=np.float32)}
+    with gc.Session(backend="llvm") as sess:
+        want = sess.run(y, feed)
+    (entry,) = tmp_path.glob("*.gcobj")
+    data = bytearray(entry.read_bytes())
+    data[-100:-90] = b"\xff" * 10  # damage the machine code, not the header
+    entry.write_bytes(bytes(data))
+    with gc.Session(backend="llvm") as sess:
+        got = sess.run(y, feed)
+    assert cache.corrupt == 1 and cache.hits == 0
+    np.testing.assert_array_equal(got, want)
+    with gc.Session(backend="llvm") as sess:  # rewritten: the next compile is a clean hit
+        sess.run(y, feed)
+    assert cache.hits == 1
+
+
+def test_op_without_kernel_is_a_compile_error(monkeypatch):
+    monkeypatch.delitem(KERNELS, "one_hot")
+    i = gc.placeholder(gc.int32, [3], name="i")
+    h = gc.one_hot(i, 4, name="hot")
+    with gc.Session(backend="llvm") as sess:
+        with pytest.raises(CompileError, match=r"one_hot 'hot'.*no kernel for op 'one_hot'"):
+            sess.run(h, {i: np.array([0, 1, 2], np.int32)})
+
+
+def test_out_of_range_indices_and_labels_raise():
+    p = gc.placeholder(gc.float32, [4, 3], name="p")
+    i = gc.placeholder(gc.int32, [2], name="i")
+    z = gc.placeholder(gc.float32, [2, 3], name="z")
+    y = gc.placeholder(gc.int64, [2], name="y")
+    rows = gc.gather(p, i, name="rows")
+    xent = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=z, name="xent")
+    pv, zv = np.ones((4, 3), np.float32), np.zeros((2, 3), np.float32)
+    with gc.Session(backend="llvm") as sess:
+        np.testing.assert_array_equal(sess.run(rows, {p: pv, i: np.array([3, -1], np.int32)}),
+                                      pv[[3, -1]])
+        with pytest.raises(FeedError, match="index 7 is out of range for gather 'rows'"):
+            sess.run(rows, {p: pv, i: np.array([0, 7], np.int32)})
+        with pytest.raises(FeedError, match="label 3 is out of range"):
+            sess.run(xent, {z: zv, y: np.array([0, 3])})
+        np.testing.assert_allclose(sess.run(xent, {z: zv, y: np.array([0, 2])}),
+                                   np.log(3.0) * np.ones(2), rtol=1e-6)
+
+
+def test_random_ops_fresh_seeded_and_distributed():
+    g = gc.Graph()
+    with g.as_default():
+        u = gc.random_uniform([200, 100], minval=-1.0, maxval=3.0, seed=5)
+        n = gc.random_normal([200, 100], mean=1.0, stddev=2.0, seed=7)
+        t = gc.truncated_normal([200, 100], dtype=gc.float64, seed=9)
+    with gc.Session(graph=g, backend="llvm") as sess:
+        a, b, c = sess.run([u, n, t])
+        a2 = sess.run([u, n, t])[0]
+    with gc.Session(graph=g, backend="llvm") as sess:
+        a3 = sess.run([u, n, t])[0]
+    assert a.dtype == np.float32 and c.dtype == np.float64
+    assert not np.array_equal(a, a2), "each run draws fresh values"
+    assert np.array_equal(a, a3), "a fixed seed reproduces the sequence in a new session"
+    assert -1.0 <= a.min() and a.max() < 3.0 and abs(a.mean() - 1.0) < 0.05
+    assert abs(a.var() - 16 / 12) < 0.05
+    assert abs(b.mean() - 1.0) < 0.05 and abs(b.std() - 2.0) < 0.05
+    assert np.abs(c).max() <= 2.0 and abs(c.std() - 0.8796) < 0.02
+    # neighbouring elements are uncorrelated
+    flat = b.reshape(-1)
+    assert abs(np.corrcoef(flat[:-1], flat[1:])[0, 1]) < 0.02
+
+
+def test_max_pool_gradient_goes_to_the_first_tied_maximum():
+    x = gc.placeholder(gc.float32, [1, 2, 4, 1], name="x")
+    y = gc.nn.max_pool(x, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+    (g,) = gc.gradients(gc.reduce_sum(y * 3.0), [x])
+    xv = np.array([[1, 1, 0, 2], [1, 0, 2, 2]], np.float32).reshape(1, 2, 4, 1)
+    want = np.array([[3, 0, 0, 3], [0, 0, 0, 0]], np.float32).reshape(1, 2, 4, 1)
+    for optimize in (False, True):
+        with gc.Session(backend="llvm", optimize=optimize) as sess:
+            np.testing.assert_array_equal(sess.run(g, {x: xv}), want)
+
+
+def test_dumps_hold_ir_optimized_ir_and_assembly(tmp_path):
+    x = gc.placeholder(gc.float32, [64], name="x")
+    y = gc.reduce_sum(gc.exp(x) * 2.0)
+    with gc.Session(backend="llvm", dump_dir=str(tmp_path)) as sess:
+        sess.run(y, {x: np.zeros(64, np.float32)})
+    (d,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    ir = (d / "step.ll").read_text()
+    assert "define void @step(ptr" in ir and "noinline" in ir
+    assert "<8 x float>" in (d / "step.opt.ll").read_text() or \
+        "<16 x float>" in (d / "step.opt.ll").read_text(), "the fused loop is vectorized"
+    assert "step:" in (d / "step.s").read_text()
