@@ -36,7 +36,10 @@ def _reduce(fn):
         axes = normalize_axes(n.attrs.get("axis"), n.inputs[0].rank)
         kd = bool(n.attrs.get("keepdims", False))
         dt = f", dtype=np.{n.dtype.np.name}" if fn == "sum" else ""  # int32 stays int32
-        return f"np.asarray(np.{fn}({a[0]}, axis={axes!r}, keepdims={kd}{dt}))"
+        text = f"np.asarray(np.{fn}({a[0]}, axis={axes!r}, keepdims={kd}{dt}))"
+        if fn == "mean" and not n.dtype.is_floating:  # TF's integer mean truncates
+            text += f".astype(np.{n.dtype.np.name})"
+        return text
     return render
 
 

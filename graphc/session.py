@@ -167,6 +167,8 @@ class Session:
         if self._closed:
             raise GraphError("Session.run: the session is closed")
         flat, rebuild = flatten(fetches, self.graph)
+        if not flat:  # sess.run([]) and sess.run({}) return the empty structure, as in TF1
+            return rebuild([])
         for f in flat:
             if f.graph is not self.graph:
                 raise GraphError(f"Session.run: fetch {f.describe()} belongs to another graph",

@@ -14,8 +14,8 @@ from .registry import F, ZERO, defop, require
 def _reduce_infer(kinds):
     def infer(nodes, axis=None, keepdims=False):
         (x,) = nodes
-        require(x.dtype.kind in kinds, f"expected a numeric tensor, found {x.dtype.name}",
-                kind="dtype")
+        require(x.dtype.kind in kinds, f"expected a floating or integer tensor, found "
+                f"{x.dtype.name}", kind="dtype")
         axes = normalize_axes(axis, x.rank)
         if keepdims:
             shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
@@ -64,7 +64,8 @@ def _reducer(fn):
 
 REDUCE_SUM = defop("reduce_sum", _reduce_infer("fi"), _sum_vjp, impl=_reducer(np.sum),
                    family="reduce")
-REDUCE_MEAN = defop("reduce_mean", _reduce_infer("f"), _mean_vjp, impl=_reducer(np.mean),
+# An integer mean truncates toward zero, as TF's (the float mean cast back to the input dtype).
+REDUCE_MEAN = defop("reduce_mean", _reduce_infer("fi"), _mean_vjp, impl=_reducer(np.mean),
                     family="reduce")
 REDUCE_MAX = defop("reduce_max", _reduce_infer("fi"), _extreme_vjp, impl=_reducer(np.max),
                    family="reduce")
