@@ -243,10 +243,10 @@ for _op, _fn, _ref in REDUCTIONS:
             (lambda fn, ax, kd: lambda x: fn(x, axis=ax, keepdims=kd))(_fn, _axis, _kd),
             (lambda fn, ax, kd: lambda x: fn(x, axis=ax, keepdims=kd))(_ref, _axis, _kd),
             [A(2, 3, 4)])
-    if _op != "reduce_mean":
-        row(f"{_op}[int]", _op, (lambda fn: lambda x: fn(x, axis=1))(_fn),
-            (lambda fn: lambda x: fn(x, axis=1).astype(x.dtype))(_ref), [A(3, 4, lo=-9, hi=9)],
-            dtypes=INTS)  # TF keeps the integer width (NumPy's sum would widen to int64)
+    # TF keeps the integer dtype (NumPy's sum would widen to int64); the mean truncates
+    row(f"{_op}[int]", _op, (lambda fn: lambda x: fn(x, axis=1))(_fn),
+        (lambda fn: lambda x: fn(x, axis=1).astype(x.dtype))(_ref), [A(3, 4, lo=-9, hi=9)],
+        dtypes=INTS)
 row("reduce[scalar input]", "reduce_sum", gc.reduce_sum, np.sum, [A()])
 for _op, _fn in [("argmax", gc.argmax), ("argmin", gc.argmin)]:
     for _axis in (0, 1, -1):
@@ -295,7 +295,9 @@ row("unstack", "strided_slice", lambda x: gc.stack(gc.unstack(x, axis=1)[::-1], 
 # -- slicing, gather, one_hot ------------------------------------------------------------------
 for _name, _key in [("[:, 1:3]", (slice(None), slice(1, 3))), ("[1]", 1),
                     ("[-1, ::2]", (-1, slice(None, None, 2))), ("[..., 0]", (Ellipsis, 0)),
-                    ("[::-1]", slice(None, None, -1)), ("[1:, -2]", (slice(1, None), -2))]:
+                    ("[::-1]", slice(None, None, -1)), ("[1:, -2]", (slice(1, None), -2)),
+                    ("[newaxis, :, 1]", (None, slice(None), 1)),
+                    ("[..., newaxis]", (Ellipsis, None))]:
     row(f"strided_slice{_name}", "strided_slice", (lambda k: lambda x: x[k])(_key),
         (lambda k: lambda x: x[k])(_key), [A(3, 4)], api="slicing")
 row("slice", "strided_slice", lambda x: gc.slice(x, [1, 0], [2, -1]), lambda x: x[1:3, 0:],

@@ -141,6 +141,17 @@ def test_reduction_aliases():
     assert gc.argmax(x, dimension=1).shape == (2,)
 
 
+def test_empty_fetches_and_integer_means():
+    with gc.Session() as sess:
+        assert sess.run([]) == [] and sess.run({}) == {} and sess.run(()) == ()
+    k = gc.constant([[1, 2], [-3, -6]])
+    mean = gc.reduce_mean(k, axis=1)
+    assert mean.dtype == gc.int32
+    for got in run_both(mean):
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, [1, -4])  # truncated toward zero, as TF
+
+
 def test_nn_aliases_and_bias_add():
     x = gc.placeholder(gc.float32, [2, 3])
     b = gc.constant([1.0, -1.0, 0.5])
@@ -155,10 +166,12 @@ def test_nn_aliases_and_bias_add():
 def test_slicing():
     x = gc.placeholder(gc.float32, [None, 4])
     xv = np.arange(12, dtype=np.float32).reshape(3, 4)
-    a, b, c = run([x[:, 1:3], x[1], x[-1, ::-2]], {x: xv})
+    a, b, c, d = run([x[:, 1:3], x[1], x[-1, ::-2], x[:, gc.newaxis, 2]], {x: xv})
     np.testing.assert_array_equal(a, xv[:, 1:3])
     np.testing.assert_array_equal(b, xv[1])
     np.testing.assert_array_equal(c, xv[-1, ::-2])
+    np.testing.assert_array_equal(d, xv[:, None, 2])
+    assert x[gc.newaxis].shape == (1, None, 4)
 
 
 # -- feeds and fetches -------------------------------------------------------------------------

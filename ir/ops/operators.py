@@ -13,14 +13,19 @@ def _binary(op, reflected=False):
     return lambda self, other: apply(op, [self, other])
 
 
-def _key_to_spec(node, key):
-    """Turn a basic-indexing key into a strided_slice spec (ints, slices, one Ellipsis)."""
+def _expand_ellipsis(node, key):
     if not isinstance(key, tuple):
         key = (key,)
     if any(k is Ellipsis for k in key):
         i = key.index(Ellipsis)
-        fill = node.rank - (len(key) - 1)
+        fill = node.rank - sum(1 for k in key if k is not None and k is not Ellipsis)
         key = key[:i] + (slice(None),) * fill + key[i + 1:]
+    return key
+
+
+def _key_to_spec(node, key):
+    """Turn a basic-indexing key into a strided_slice spec (ints, slices, one Ellipsis)."""
+    key = _expand_ellipsis(node, key)
     spec = []
     for k in key:
         if isinstance(k, slice):
@@ -34,7 +39,18 @@ def _key_to_spec(node, key):
 
 
 def _getitem(self, key):
-    return apply("strided_slice", [self], {"spec": _key_to_spec(self, key)})
+    """``x[:, 1:3]``, ``x[i]``, ``x[..., 0]``; ``None`` (gc.newaxis) inserts a size-1 axis."""
+    key = _expand_ellipsis(self, key)
+    rest = tuple(k for k in key if k is not None)
+    out = apply("strided_slice", [self], {"spec": _key_to_spec(self, rest)}) \
+        if rest or not key else self
+    axis = 0
+    for k in key:  # output axes: slices and new axes keep one, integer indices drop theirs
+        if k is None:
+            out = apply("expand_dims", [out], {"axis": axis})
+        if k is None or isinstance(k, slice):
+            axis += 1
+    return out
 
 
 OPERATORS = {
