@@ -73,6 +73,13 @@ class _Holder:
     def set(self, name, var, value):
         if self.kind == "session":
             self.obj.values[var] = np.array(value, dtype=var.dtype.np)
+            return
+        # A compiled step hands out its live arrays (``variables`` may be a fresh dict of
+        # them each time): write into them, so the step and its fast path see the values.
+        current = self.obj.variables.get(name)
+        if isinstance(current, np.ndarray) and current.shape == value.shape \
+                and current.dtype == value.dtype and current.flags.writeable:
+            np.copyto(current, value)
         else:
             self.obj.variables[name] = np.array(value)
 
