@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.ir.program import needed_nodes
+from graphc.ir.verifier import verify
 
 import optable
 from conftest import check_against_central_differences, run_both
@@ -38,6 +40,7 @@ def test_gradient_matches_central_differences(r, rng):
     for x, g in zip(xs, grads):
         assert g.dtype == x.dtype, f"gradient of '{x.name}' has dtype {g.dtype}"
         assert tuple(g.shape) == tuple(x.shape), f"gradient of '{x.name}' has shape {g.shape}"
+    verify(gc.get_default_graph().nodes)  # every adjoint node's recorded type is its rule's
     feeds = dict(zip(phs, values))
     with gc.Session(optimize=False) as sess:
         got = sess.run(grads, feeds)
@@ -140,3 +143,20 @@ def test_fan_out_accumulates_across_ops_and_broadcasts():
     for vx, vb in run_both([gx, gb], {x: xv, b: bv}):
         np.testing.assert_allclose(vx, want_x, rtol=1e-12)
         np.testing.assert_allclose(vb, want_b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("labels", ["sparse", "dense"])
+def test_cross_entropy_gradient_is_the_fused_kernel(labels):
+    """d xent / d logits is one softmax-minus-labels kernel, not a chain of generic ops."""
+    z = gc.placeholder(gc.float32, [None, 5])
+    if labels == "sparse":
+        xent = gc.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=gc.placeholder(gc.int64, [None]), logits=z)
+    else:
+        xent = gc.nn.softmax_cross_entropy_with_logits(
+            labels=gc.placeholder(gc.float32, [None, 5]), logits=z)
+    g, = gc.gradients(gc.reduce_mean(xent), [z])
+    grad_ops = [n.op_name for n in needed_nodes([g]) if n.is_grad]
+    kernel = "sparse_softmax_xent_grad" if labels == "sparse" else "softmax_xent_grad"
+    assert grad_ops.count(kernel) == 1
+    assert not {"softmax", "log_softmax", "exp", "log"} & set(grad_ops), grad_ops

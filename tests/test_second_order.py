@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.ir.verifier import verify
 
 import optable
 from conftest import check_against_central_differences, run_both
@@ -32,6 +33,7 @@ def test_gradient_of_gradient_matches_central_differences(r, rng):
     hv = gc.gradients(s, xs)
     for x, h in zip(xs, hv):
         assert h.dtype == x.dtype and tuple(h.shape) == tuple(x.shape)
+    verify(gc.get_default_graph().nodes)
     feeds = dict(zip(phs, values))
     with gc.Session(optimize=False) as sess:
         got = sess.run(hv, feeds)
