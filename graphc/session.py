@@ -229,7 +229,7 @@ class Session:
         in_place = getattr(compiled.fn, "updates_in_place", False)
         for v, new in zip(compiled.update_nodes, updates):
             self.values[v] = new if in_place else np.array(new, dtype=v.dtype.np)
-        return [None if f.dtype is None else _as_result(x)
+        return [None if f.dtype is None else _as_result(x, args)
                 for f, x in zip(compiled.program.fetches, fetched)]
 
     # -- introspection --------------------------------------------------------------------------
@@ -242,8 +242,12 @@ class Session:
         self.values[var] = np.array(value, dtype=var.dtype.np).reshape(var.shape)
 
 
-def _as_result(x):
+def _as_result(x, args=()):
+    """A fetched value the caller owns: never the session's variable storage or a fed array
+    (or a view of them), which later steps may update in place."""
     if isinstance(x, np.ndarray):
+        if any(np.may_share_memory(x, a) for a in args):
+            x = np.array(x)
         return x if x.ndim else x[()]
     return x
 

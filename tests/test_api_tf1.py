@@ -316,6 +316,25 @@ def test_variables_assign_and_collections():
         np.testing.assert_array_equal(sess.run(frozen), [1.0, 2.0])
 
 
+@pytest.mark.parametrize("optimize", [False, True])
+def test_fetched_values_belong_to_the_caller(optimize):
+    """A fetched variable (or a view of it, or a fed array) is a copy: writing into it, or
+    later steps updating the variable, change nothing on the other side."""
+    v = gc.Variable(np.array([1.0, 2.0], np.float32))
+    x = gc.placeholder(gc.float32, [2])
+    train = gc.train.GradientDescentOptimizer(0.5).minimize(gc.reduce_sum(v * v))
+    xv = np.array([5.0, 6.0], np.float32)
+    with gc.Session(optimize=optimize) as sess:
+        sess.run(gc.global_variables_initializer())
+        value, view, fed = sess.run([v, gc.reshape(v, [2, 1]), gc.identity(x)], {x: xv})
+        value[0], view[1, 0], fed[0] = 100.0, 100.0, 100.0
+        np.testing.assert_array_equal(sess.run(v), [1.0, 2.0])
+        assert xv[0] == 5.0
+        sess.run(train)
+        np.testing.assert_array_equal(value, [100.0, 2.0])
+        np.testing.assert_array_equal(sess.run(v), [0.0, 0.0])
+
+
 def test_gradient_descent_minimize_updates_in_one_step():
     w = gc.Variable(np.array([1.0, -2.0]), name="w")
     x = gc.placeholder(gc.float64, [2])
