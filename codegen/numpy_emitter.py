@@ -170,18 +170,24 @@ class Emitter:
         return "\n".join(out)
 
 
-def emit_numpy(program, checks=()):
+def emit_numpy(program, checks=(), details=False):
     """Render ``program``; returns (source text, constant arrays, RNG seeds).
 
     A program with a memory plan (``program.plan.planned``) is rendered by
     ``codegen.numpy_planned.PlannedEmitter`` into its arena; ``checks`` ("numerics",
     "writes") add the debugging checks described there. Without a plan this is the reference.
+    With ``details=True`` a fourth item is returned: {"sites": [(kind, node, detail)] of the
+    checks, "scratch_bytes": preallocated scratch beside the arena}.
     """
     plan = program.plan
-    if (plan is not None and plan.planned) or checks:
+    if plan is not None and plan.planned:
         from .numpy_planned import PlannedEmitter
         em = PlannedEmitter(program, checks)
     else:
         em = Emitter(program)
     src = em.emit()
-    return src, em.consts, em.seeds
+    if not details:
+        return src, em.consts, em.seeds
+    info = {"sites": list(getattr(em, "sites", [])),
+            "scratch_bytes": em.scratch_bytes() if hasattr(em, "scratch_bytes") else 0}
+    return src, em.consts, em.seeds, info

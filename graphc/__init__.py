@@ -51,4 +51,5 @@ if _ir is not None:
     from . import diagnostics  # noqa: F401
     from . import layers  # noqa: F401
     from .framework import GraphKeys, add_to_collection, get_collection  # noqa: F401
+    from .compile_api import CompiledStep, check_numerics, compile  # noqa: F401,A004
     newaxis = None

@@ -21,6 +21,9 @@ class Compiled:
     def __init__(self, program, fn, source, backend, timings):
         self.program, self.fn, self.source, self.backend = program, fn, source, backend
         self.timings = timings
+        self.sites = []  # what each debugging check of the generated code watches
+        self.scratch_bytes = 0
+        self.dump_dir = None
         self.feed_nodes = [program.origin[n] for n in program.feeds]
         self.var_nodes = [program.origin[n] for n in program.variables]
         users = program.users()
@@ -42,8 +45,24 @@ def new_arena(program):
     return raw[shift:shift + plan.arena_bytes]
 
 
+def pipeline_for(optimize, passes, checks):
+    """The pass names to run: none for the reference; with numerics checks no fusion and no
+    in-place writes, so every node's value exists to be checked when it is computed."""
+    from .ir.passes import resolve
+    if not optimize:
+        return ["plan"] if checks else []
+    names = resolve(passes)
+    if "numerics" in checks:
+        names = [n for n in names if n not in ("fuse", "inplace")]
+        if "plan" not in names:
+            names.append("plan")
+    elif checks and "plan" not in names:
+        names.append("plan")
+    return names
+
+
 def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes=None,
-                    dump_dir=None):
+                    dump_dir=None, checks=()):
     """Compile the step computing ``fetches`` for the given feed shapes.
 
     Args:
@@ -52,34 +71,54 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
         backend: "numpy" (the reference) or "llvm".
         optimize: run the pass pipeline (False gives the unoptimized reference).
         passes: an explicit list of pass names (None: the default pipeline).
-        dump_dir: write IR dumps, diffs and the generated code there.
+        dump_dir: write IR dumps, diffs and the generated code in exactly this directory
+            (None: a per-signature directory under ``$GRAPHC_DUMP`` when that is set).
+        checks: debugging checks of the NumPy backend: "numerics" (stop at the first NaN or
+            Inf), "writes" (fail on a write into a buffer the plan did not give the node).
     Returns:
         A ``Compiled``.
+    Raises:
+        CompileError: an unknown backend or pass, or checks asked of the LLVM backend.
     """
+    from . import dumps
+    checks = tuple(checks)
+    if checks and backend != "numpy":
+        raise CompileError(f"checks {list(checks)} need backend='numpy', not {backend!r}",
+                           hint="debug with the NumPy backend, then switch back")
     timings = {}
     t0 = time.perf_counter()
     program = build_program(fetches, feed_shapes)
     timings["specialize"] = time.perf_counter() - t0
-    if optimize:
-        try:
-            from .ir.passes import run_pipeline
-        except ImportError:
-            run_pipeline = None
-        if run_pipeline is not None:
-            run_pipeline(program, passes=passes, dump_dir=dump_dir)
+    from .ir.passes import run_pipeline
     t1 = time.perf_counter()
+    run_pipeline(program, passes=pipeline_for(optimize, passes, checks))
+    timings["passes"] = time.perf_counter() - t1
+    if dump_dir is None:
+        dump_dir = dumps.signature_dir(dumps.base_dir(None), fetches, feed_shapes, backend,
+                                       optimize)
+    t1 = time.perf_counter()
+    info = {}
     if backend == "numpy":
         from .codegen.numpy_emitter import emit_numpy
         from .runtime.pystep import load_python_step
-        source, consts, seeds = emit_numpy(program)
+        source, consts, seeds, info = emit_numpy(program, checks, details=True)
         fn, _ = load_python_step(source, consts, seeds, arena=new_arena(program))
     elif backend == "llvm":
         try:
             from .codegen.llvm_backend import compile_llvm
         except ImportError:
             raise CompileError("backend 'llvm' is not available in this build") from None
-        fn, source = compile_llvm(program)
+        fn, source = compile_llvm(program, dump_dir=dump_dir)
     else:
         raise CompileError(f"unknown backend {backend!r}", hint="use 'numpy' or 'llvm'")
     timings["codegen"] = time.perf_counter() - t1
-    return Compiled(program, fn, source, backend, timings)
+    compiled = Compiled(program, fn, source, backend, timings)
+    compiled.sites = info.get("sites", [])
+    compiled.scratch_bytes = info.get("scratch_bytes", 0)
+    if dump_dir is not None:
+        dumps.write(program, dump_dir, source, backend)
+        if hasattr(fn, "artifacts"):  # LLVM: the optimized IR and the assembly too
+            fn.artifacts.write(dump_dir)
+        compiled.dump_dir = dump_dir
+    dumps.report(program, source, backend, timings)
+    return compiled

@@ -180,7 +180,8 @@ class Session:
         except GraphcError:
             raise
         except Exception as exc:  # a kernel refused a value: name its node, not the NumPy line
-            raise step_failure(compiled, exc) from None
+            from .compile_api import step_error
+            raise step_error(compiled, exc) from None
         return rebuild(values)
 
     def _feeds(self, flat, feed_dict):
@@ -206,9 +207,13 @@ class Session:
                tuple((p.id, a.shape, a.dtype.str) for p, a in feeds.items()))
         compiled = self._cache.get(sig)
         if compiled is None:
-            compiled = compile_program(flat, {p: a.shape for p, a in feeds.items()},
-                                       backend=self.backend, optimize=self.optimize,
-                                       dump_dir=self.dump_dir)
+            shapes = {p: a.shape for p, a in feeds.items()}
+            from .dumps import signature_dir
+            compiled = compile_program(flat, shapes, backend=self.backend,
+                                       optimize=self.optimize,
+                                       dump_dir=signature_dir(self.dump_dir, flat, shapes,
+                                                              self.backend, self.optimize),
+                                       checks=("numerics",) if self.check_numerics else ())
             self._cache[sig] = compiled
         return compiled
 

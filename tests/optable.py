@@ -447,6 +447,7 @@ NOT_IN_TABLE = {
     "random_uniform": "impure: test_api_tf1",
     "truncated_normal": "impure: test_api_tf1",
     "fused": "produced by the fusion pass, tested with it",
+    "check_numerics": "debugging op: test_compile (values, gradient, NumericsError)",
     "random_uniform_like": "impure: test_bn_dropout (dropout masks: fresh, seedable, shared)",
 }
 

@@ -24,6 +24,9 @@ SHAPE_ONLY = {"broadcast_like": (1,), "reshape_like": (1,), "dim_size": (0,), "s
 
 # Ops whose result is the input's bytes reinterpreted with another shape (C order).
 VIEW_OPS = ("reshape", "expand_dims", "squeeze", "reshape_like")
+# Nodes stored in their input's storage (views in the memory plan): the reshapes, and
+# check_numerics, which is its input after a check.
+ALIAS_OPS = VIEW_OPS + ("check_numerics",)
 
 
 def is_pure(node):

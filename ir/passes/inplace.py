@@ -19,7 +19,7 @@ import networkx as nx
 
 from .. import scalar as S
 from ..program import MemoryPlan
-from .common import LEAVES, VIEW_OPS, new_node, users
+from .common import ALIAS_OPS, LEAVES, new_node, users
 from .fuse import FUSED
 
 # Non-elementwise kernels that may write over these inputs (row-wise, read before written).
@@ -29,7 +29,7 @@ KERNEL_INPLACE = {"softmax": (0,), "log_softmax": (0,), "sparse_softmax_xent_gra
 
 def inplace_inputs(n):
     """Indices of the inputs ``n``'s kernel may overwrite (same shape and dtype only)."""
-    if n.dtype is None or n.op_name in LEAVES or n.op_name in VIEW_OPS:
+    if n.dtype is None or n.op_name in LEAVES or n.op_name in ALIAS_OPS:
         return ()
     if n.op_name == "fused":
         if n.attrs.get("reduce") is not None:
@@ -200,7 +200,7 @@ def analyze_inplace(program):
     plan = MemoryPlan()
     program.plan = plan
     for n in program.nodes:
-        if n.op_name in VIEW_OPS:
+        if n.op_name in ALIAS_OPS:
             plan.views[n] = n.inputs[0]
     st = _State(program, plan)
     in_place = copies = 0

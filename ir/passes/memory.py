@@ -13,7 +13,7 @@ unplanned step allocates; ``live_peak`` (the most bytes live at once) is the low
 packing could reach.
 """
 from ..program import MemoryPlan
-from .common import LEAVES, VIEW_OPS, nbytes, positions, value_inputs
+from .common import ALIAS_OPS, LEAVES, nbytes, positions, value_inputs
 
 ALIGN = 64
 
@@ -27,7 +27,7 @@ def ensure_plan(program):
     if program.plan is None:
         plan = MemoryPlan()
         for n in program.nodes:
-            if n.op_name in VIEW_OPS:
+            if n.op_name in ALIAS_OPS:
                 plan.views[n] = n.inputs[0]
         for n in program.nodes:
             if n.op_name == "assign":
@@ -104,7 +104,7 @@ def _place(owners, interval):
 def naive_bytes(nodes):
     """One buffer per value node that is not a leaf or a view (the unplanned step)."""
     return sum(nbytes(n) for n in nodes
-               if n.dtype is not None and n.op_name not in LEAVES and n.op_name not in VIEW_OPS)
+               if n.dtype is not None and n.op_name not in LEAVES and n.op_name not in ALIAS_OPS)
 
 
 def plan_memory(program):

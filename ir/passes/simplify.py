@@ -28,6 +28,7 @@ is reassociating constants; signed zeros are respected (``x + 0.0`` is not ``x``
 | reshape-chain | a chain of reshape / expand_dims / squeeze -> one reshape |
 | log-softmax | log(softmax(x)) -> log_softmax(x) |
 | reduce-noop | a reduction over no axes -> x |
+| relu-mask | x > 0 -> relu(x) > 0 when relu(x) is computed (relu's gradient mask) |
 """
 import numpy as np
 
@@ -209,6 +210,24 @@ def r_log_softmax(n, p):
     return None
 
 
+def r_relu_mask(n, p):
+    # relu(x) > 0 is exactly x > 0 (NaN and -0.0 included); reading relu's output lets the
+    # pre-activation die early and fuse with relu (the hand-written backward does the same).
+    if n.op_name == "greater" and _zero(n.inputs[1]) is not None:
+        x = n.inputs[0]
+        relu = next((m for m in p.nodes if m.op_name == "relu" and m.inputs[0] is x), None)
+        if relu is not None and tuple(relu.shape) == tuple(x.shape):
+            return new_node(p, n, "greater", [relu, n.inputs[1]], {}, before=_after(p, relu, n))
+    return None
+
+
+def _after(p, a, b):
+    """The later of ``a``'s successor and ``b`` in the schedule (where a node using both fits)."""
+    pos = {id(m): i for i, m in enumerate(p.nodes)}
+    later = max(pos[id(a)] + 1, pos[id(b)])
+    return p.nodes[later]
+
+
 def r_reduce_noop(n, p):
     if n.op_name.startswith("reduce_") and n.attrs.get("axis") == () and \
             _same_type(n, n.inputs[0]):
@@ -225,7 +244,7 @@ RULES = [
     ("transpose-transpose", r_transpose_transpose),
     ("matmul-transpose", r_matmul_transpose), ("reshape-noop", r_reshape_noop),
     ("reshape-chain", r_reshape_chain), ("log-softmax", r_log_softmax),
-    ("reduce-noop", r_reduce_noop),
+    ("reduce-noop", r_reduce_noop), ("relu-mask", r_relu_mask),
 ]
 MAX_ROUNDS = 8
 
