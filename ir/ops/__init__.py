@@ -5,6 +5,7 @@ Importing this package registers all ops and attaches Python operators to nodes.
 from . import elementwise, indexing, linalg, nn, reduce, shape, state  # noqa: F401  (registers)
 from . import conv, pool, random_ops  # noqa: F401  (registers: layers and their backward ops)
 from . import debug  # noqa: F401  (registers check_numerics)
+from . import collective  # noqa: F401  (registers allreduce_mean)
 from . import operators  # noqa: F401
 from .registry import F, REGISTRY, ZERO, OpDef, apply, const_node, convert, get
 

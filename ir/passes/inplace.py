@@ -22,9 +22,10 @@ from ..program import MemoryPlan
 from .common import ALIAS_OPS, LEAVES, new_node, users
 from .fuse import FUSED
 
-# Non-elementwise kernels that may write over these inputs (row-wise, read before written).
+# Non-elementwise kernels that may write over these inputs (row-wise, read before written;
+# allreduce_mean averages its packed buffer where it lies).
 KERNEL_INPLACE = {"softmax": (0,), "log_softmax": (0,), "sparse_softmax_xent_grad": (0,),
-                  "softmax_xent_grad": (0,)}
+                  "softmax_xent_grad": (0,), "allreduce_mean": (0,)}
 
 
 def inplace_inputs(n):

@@ -1,0 +1,136 @@
+"""Data-parallel training on every rank vs single-process training on the whole batch.
+
+Run by tests/test_distributed.py as ``mpiexec -n N python data_parallel.py OUT SCENARIO...``
+where a scenario is ``optimizer:backend:api``: optimizer ``sgd`` (plain SGD) or ``adam``
+(Adam after clipping by global norm), backend ``numpy`` or ``llvm``, api ``session`` or
+``compile``. Each rank writes ``OUT/rank<r>.npz`` holding, per scenario:
+
+- ``<scenario>/init/<var>``: its weights right after ``broadcast_variables`` (ranks start
+  from DIFFERENT random weights, so equality after it is the broadcast's doing);
+- ``<scenario>/dist/<var>``: its weights after STEPS data-parallel steps, each rank on its
+  shard of every global batch (``gc.data.batches(..., rank, size)``);
+- ``<scenario>/ref/<var>``: the weights of a single-process run (no MPI in the graph) from
+  rank 0's initial weights on the whole global batches;
+- ``<scenario>/allreduce_nodes``, ``/allreduce_calls``, ``/norms``: the number of
+  allreduce nodes in the compiled step, the Allreduce calls made, the (averaged) global
+  norms seen by the clipper;
+and ``blas_threads``: the BLAS thread counts after initialization.
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import graphc as gc
+from graphc.runtime import collectives
+
+dist = gc.distributed
+N_IN, N_HID, N_OUT = 12, 16, 3
+PER_RANK, STEPS, CLIP = 8, 5, 0.05
+
+
+def build(optimizer, distributed, seed):
+    """The model in a fresh graph; initial weights from ``seed``."""
+    rng = np.random.RandomState(seed)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, [None, N_IN], name="x")
+        y = gc.placeholder(gc.int64, [None], name="y")
+        w1 = gc.Variable(rng.uniform(-0.5, 0.5, (N_IN, N_HID)).astype(np.float32), name="W1")
+        b1 = gc.Variable(rng.uniform(-0.1, 0.1, N_HID).astype(np.float32), name="b1")
+        w2 = gc.Variable(rng.uniform(-0.5, 0.5, (N_HID, N_OUT)).astype(np.float32), name="W2")
+        b2 = gc.Variable(np.zeros(N_OUT, np.float32), name="b2")
+        logits = gc.matmul(gc.nn.relu(gc.matmul(x, w1) + b1), w2) + b2
+        loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
+                                                                             logits=logits))
+        if optimizer == "sgd":
+            opt = gc.train.GradientDescentOptimizer(0.5)
+        else:
+            opt = gc.train.AdamOptimizer(0.05)
+        if distributed:
+            opt = dist.DistributedOptimizer(opt)
+        grads, variables = zip(*opt.compute_gradients(loss))
+        norm = gc.global_norm(list(grads))
+        if optimizer == "adam":
+            grads, norm = gc.clip_by_global_norm(list(grads), CLIP)
+        train = opt.apply_gradients(list(zip(grads, variables)))
+        init = gc.global_variables_initializer()
+    return dict(graph=g, x=x, y=y, loss=loss, norm=norm, train=train, init=init,
+                variables=[w1, b1, w2, b2])
+
+
+def data(seed=0):
+    rng = np.random.RandomState(seed)
+    n = PER_RANK * dist.size() * STEPS
+    return rng.rand(n, N_IN).astype(np.float32), rng.randint(0, N_OUT, n).astype(np.int64)
+
+
+class Runner:
+    """One model behind either API: ``run(xb, yb) -> norm``, ``weights()``, ``program``."""
+
+    def __init__(self, m, backend, api):
+        self.m, self.api = m, api
+        fetches = [m["loss"], m["norm"], m["train"]]
+        if api == "session":
+            self.sess = gc.Session(graph=m["graph"], backend=backend)
+            self.sess.run(m["init"])
+            self.target = self.sess
+            self._run = lambda xb, yb: self.sess.run(fetches, {m["x"]: xb, m["y"]: yb})
+        else:
+            step = gc.compile(fetches, feeds=[m["x"], m["y"]], backend=backend)
+            self.target = step
+            self._run = lambda xb, yb: step(x=xb, y=yb)
+
+    def run(self, xb, yb):
+        return float(self._run(xb, yb)[1])
+
+    def weights(self):
+        if self.api == "session":
+            return {v.name: np.array(self.sess.values[v]) for v in self.m["variables"]}
+        return {v.name: np.array(self.target.variables[v.name]) for v in self.m["variables"]}
+
+    def allreduce_nodes(self):
+        """allreduce_mean nodes in the compiled programs (the initializer's has none)."""
+        programs = [c.program for c in self.sess._cache.values()] if self.api == "session" \
+            else [self.target.program]
+        return sum(1 for p in programs for n in p.nodes if n.op_name == "allreduce_mean")
+
+
+def scenario(name, out):
+    optimizer, backend, api = name.split(":")
+    r, n = dist.rank(), dist.size()
+    x, y = data()
+    # Distributed: every rank starts from other weights; the broadcast makes them rank 0's.
+    par = Runner(build(optimizer, True, seed=100 + r), backend, api)
+    dist.broadcast_variables(par.target, root=0)
+    for k, v in par.weights().items():
+        out[f"{name}/init/{k}"] = v
+    calls = collectives.stats["allreduce_calls"]
+    norms = [par.run(xb, yb) for xb, yb in gc.data.batches(x, y, PER_RANK, seed=0,
+                                                            rank=r, size=n)]
+    out[f"{name}/allreduce_calls"] = collectives.stats["allreduce_calls"] - calls
+    out[f"{name}/allreduce_nodes"] = par.allreduce_nodes()
+    out[f"{name}/norms"] = np.array(norms)
+    for k, v in par.weights().items():
+        out[f"{name}/dist/{k}"] = v
+    # Single process, whole global batches, rank 0's initial weights.
+    ref = Runner(build(optimizer, False, seed=100), "numpy", "compile")
+    ref_norms = [ref.run(xb, yb) for xb, yb in gc.data.batches(x, y, PER_RANK * n, seed=0)]
+    out[f"{name}/ref_norms"] = np.array(ref_norms)
+    for k, v in ref.weights().items():
+        out[f"{name}/ref/{k}"] = v
+
+
+def main():
+    out_dir = Path(sys.argv[1])
+    dist.init()
+    out = {"size": dist.size(), "rank": dist.rank(), "local_rank": dist.local_rank()}
+    threads = collectives.blas_threads()
+    out["blas_threads"] = np.array(sorted(threads.values()) or [-1])
+    for name in sys.argv[2:]:
+        scenario(name, out)
+    np.savez(out_dir / f"rank{dist.rank()}.npz", **out)
+
+
+if __name__ == "__main__":
+    main()
