@@ -171,12 +171,19 @@ def _native_allreduce(data, count, code):
         raise
 
 
-def callback_address():
+def callback_address(name="allreduce_mean"):
     """The address of ``void allreduce_mean(void *data, int64 count, int32 dtype_code)``.
 
     Native steps keep it in their pointer table and call it on their packed gradient buffer
     (dtype_code 0: float32, 1: float64). The function object lives as long as the process.
+
+    Raises:
+        ArtifactError: an entry point this runtime does not have (a step from a newer one).
     """
+    if name != "allreduce_mean":
+        from graphc.errors import ArtifactError
+        raise ArtifactError(f"the step calls runtime entry point {name!r}, which this "
+                            "runtime does not have", hint="compile the step again here")
     if not _callback:
         _callback.append(CALLBACK_TYPE(_native_allreduce))
     return ctypes.cast(_callback[0], ctypes.c_void_p).value

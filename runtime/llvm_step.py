@@ -22,7 +22,7 @@ import numpy as np
 
 from graphc.errors import ArtifactError, FeedError
 
-from . import jit
+from . import collectives, jit
 from .blas import gemm_entry
 
 __all__ = ["Slot", "StepLayout", "NativeStep", "STATUS_MESSAGES"]
@@ -67,6 +67,8 @@ class StepLayout:
         blas: (slot, dtype name, integer bits) of the sgemm/dgemm entry points the code calls.
         node_names: names of kernels that may report a status (for error messages).
         profile: (slot, labels) in profiling builds: one cycle counter per kernel call.
+        callbacks: (slot, name) of runtime entry points the code calls
+            (``runtime.collectives.callback_address``: the MPI allreduce).
     """
     entry: str
     n_slots: int
@@ -82,6 +84,7 @@ class StepLayout:
     blas: list = field(default_factory=list)
     node_names: list = field(default_factory=list)
     profile: tuple = (None, ())
+    callbacks: list = field(default_factory=list)
 
 
 def _aligned_empty(nbytes, align=64):
@@ -145,6 +148,8 @@ class NativeStep:
                                     f"integers; this process has {have}-bit {dtype} gemm",
                                     hint="compile the step again in this environment")
             items[slot] = address
+        for slot, name in layout.callbacks:
+            items[slot] = collectives.callback_address(name)
         self.table, self._keep = jit.pointer_table(items)
         self._table_addr = jit.address_of(self.table)
         self._fn = loaded.function(layout.entry)
