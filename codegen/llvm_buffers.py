@@ -19,7 +19,8 @@ from collections import defaultdict
 
 import numpy as np
 
-VIEW_OPS = ("reshape", "reshape_like", "expand_dims", "squeeze", "identity", "stop_gradient")
+VIEW_OPS = ("reshape", "reshape_like", "expand_dims", "squeeze", "identity", "stop_gradient",
+            "check_numerics")
 CONST_OPS = ("const", "dim_size", "shape_of")  # values known at compile time
 LEAF_OPS = ("placeholder", "variable") + CONST_OPS
 _NOT_KERNELS = LEAF_OPS + VIEW_OPS + ("assign", "group")

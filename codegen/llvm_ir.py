@@ -56,6 +56,17 @@ def literal(value, dtype):
     return str(int(value))
 
 
+def _align(ty):
+    """Vectors are only element-aligned in our buffers (LLVM would assume their ABI size)."""
+    if not ty.startswith("<"):
+        return ""
+    elem = ty.split(" x ")[1].rstrip(">")
+    return f", align {_ELEM_BYTES.get(elem, 1)}"
+
+
+_ELEM_BYTES = {"float": 4, "double": 8, "i64": 8, "i32": 4, "i16": 2, "i8": 1, "i1": 1}
+
+
 def byte_size(dtype):
     return dtype.itemsize
 
@@ -137,10 +148,10 @@ class Function:
         return self(f"getelementptr inbounds {elem}, ptr {base}, i64 {index}", "p")
 
     def load(self, ty, ptr):
-        return self(f"load {ty}, ptr {ptr}", "v")
+        return self(f"load {ty}, ptr {ptr}{_align(ty)}", "v")
 
     def store(self, ty, value, ptr):
-        self.emit(f"store {ty} {value}, ptr {ptr}")
+        self.emit(f"store {ty} {value}, ptr {ptr}{_align(ty)}")
 
     def call(self, ret, fname, args, hint="c"):
         """Call ``@fname`` with [(type, value)]; intrinsics are declared automatically."""

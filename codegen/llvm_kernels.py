@@ -151,10 +151,11 @@ def reduction_function(kind, math_lib, shape, axes, operands, body, noalias, sca
             po = fn.gep(mt, "%p0", offs[0])
             fn.store(mt, combine(fn, kind, dtype, fn.load(mt, po), value(offs)), po)
         loop_nest(fn, cshape, cstrides, bases, elem)
-    if scale is not None:
+    if scale is not None:  # a mean: integer means truncate toward zero, as TF's
+        div = f"fdiv {t}" if dtype.is_floating else f"sdiv {t}"
         with fn.loop(n_out) as lp:
             po = fn.gep(mt, "%p0", lp.i)
-            fn.store(mt, fn(f"fdiv {t} {fn.load(mt, po)}, {float_literal(scale, dtype)}"), po)
+            fn.store(mt, fn(f"{div} {fn.load(mt, po)}, {literal(scale, dtype)}"), po)
     fn.ret()
     return fn
 

@@ -114,6 +114,13 @@ class Lowering:
             self.layout.blas.append((self._special(key), dtype.np.name, bits))
         return Buf(self._slot_of[key], 0, 0), bits
 
+    def entry_point(self, name):
+        """The table slot of a runtime entry point (``runtime.collectives`` callbacks)."""
+        key = f"entry_{name}"
+        if key not in self._slot_of:
+            self.layout.entry_points.append((self._special(key), name))
+        return Buf(self._slot_of[key], 0, 0)
+
     def rng(self, seed):
         """(state Buf, index of this op's key): state[0] is the step counter."""
         self._seeds.append(seed)
@@ -157,11 +164,16 @@ class Lowering:
                 for k, a in enumerate(bufs)]
 
     def call(self, fn, bufs, node, fallible=False):
-        """Add ``fn`` to the module (deduplicated) and call it with ``bufs`` in the step."""
+        """Add ``fn`` to the module (deduplicated) and call it with ``bufs`` in the step.
+
+        ``fallible``: the kernel may set the status word; the step then stops right after it
+        and the runtime raises, naming the node (a str value overrides the name shown).
+        """
         name = self.module.add_kernel(fn, prefix=_symbol("copy" if node is None else node.op_name))
         entry = None
         if fallible:
-            self.layout.node_names.append(f"{node.op_name} '{node.name}'")
+            label = fallible if isinstance(fallible, str) else f"{node.op_name} '{node.name}'"
+            self.layout.node_names.append(label)
             entry = len(self.layout.node_names) - 1
         label = "copy" if node is None else f"{node.op_name} '{node.name}'"
         self.calls.append((name, list(bufs), entry, label))
@@ -269,7 +281,9 @@ def lower_program(program, profile=False):
             _fetch_copy(L, f)
     for n in program.nodes:
         op = n.op_name
-        if op in _LEAVES or op == "group" or store.is_view(n):
+        if op == "check_numerics":  # a view of its input, checked where it is computed
+            kernel_for(n)(L, n)
+        elif op in _LEAVES or op == "group" or store.is_view(n):
             pass
         elif op in CONST_OPS:  # a shape query the plan gave a buffer: materialize it
             L.copy(L.out(n), L.const_buf(n), n.shape, n.dtype, n)

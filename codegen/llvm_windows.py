@@ -225,6 +225,98 @@ def argmax_pool_function(kind, dtype, g, noalias):
     return fn
 
 
+VECTOR_CHANNELS = 64  # up to this many channels, a window's channels are one LLVM vector
+
+
+def _tiled(g):
+    """Windows cover the input exactly once (stride = window, no padding, no remainder)."""
+    return (g.top == 0 and g.left == 0 and g.sh == g.kh and g.sw == g.kw
+            and g.h == g.oh * g.kh and g.w == g.ow * g.kw)
+
+
+def _splat(fn, vec_type, elem_type, value, lanes):
+    one = fn(f"insertelement {vec_type} poison, {elem_type} {value}, i64 0")
+    return fn(f"shufflevector {vec_type} {one}, {vec_type} poison, "
+              f"<{lanes} x i32> zeroinitializer")
+
+
+def _vector_taps(fn, g, n, p, q, carried, body):
+    """Loops over a window's taps with loop-carried values ``carried`` [(type, init)].
+
+    ``body(k, inside, xoff, values)`` gets the tap index, whether the tap is inside the input,
+    the element offset of its (clamped) input position, and the carried values; it returns
+    their next values. Returns the values after the last tap.
+    """
+    with fn.loop(g.kh) as li:
+        outer = [li.carry(ty, init) for ty, init in carried]
+        with fn.loop(g.kw) as lj:
+            inner = [lj.carry(ty, o) for (ty, _), o in zip(carried, outer)]
+            k = fn.add(fn.mul(li.i, g.kw), lj.i)
+            h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), li.i)}, {g.top}")
+            w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), lj.i)}, {g.left}")
+            inside = fn(f"and i1 {fn(f'icmp ult i64 {h}, {g.h}')}, "
+                        f"{fn(f'icmp ult i64 {w}, {g.w}')}")
+            hc = fn.call("i64", "llvm.umin.i64", [("i64", h), ("i64", str(g.h - 1))])
+            wc = fn.call("i64", "llvm.umin.i64", [("i64", w), ("i64", str(g.w - 1))])
+            xoff = fn.mul(fn.add(fn.mul(fn.add(fn.mul(n, g.h), hc), g.w), wc), g.c)
+            for phi, v in zip(inner, body(k, inside, xoff, inner)):
+                lj.update(phi, v)
+        for phi, v in zip(outer, inner):
+            li.update(phi, v)
+    return outer
+
+
+def argmax_pool_vector(kind, dtype, g, noalias):
+    """``argmax_pool_function`` with a window's channels as one vector register: the running
+    maximum and the tap of the first maximum are carried in registers over the taps, then
+    the gradient is written per tap with a vector select (added when windows overlap). Taps
+    in the padding read a clamped address and count as -inf (gradgrad: as 0)."""
+    fn = Function("kernel", params(3, noalias))
+    s, c = val_type(dtype), g.c
+    vt, it, mt = f"<{c} x {s}>", f"<{c} x i64>", f"<{c} x i1>"
+    ninf = f"splat ({s} {float_literal(-np.inf, dtype)})"
+    tiled = _tiled(g)
+
+    def scan(k, inside, xoff, values):
+        best, where = values
+        v = fn.load(vt, fn.gep(s, "%p1", xoff))
+        v = fn(f"select i1 {inside}, {vt} {v}, {vt} {ninf}")
+        nan = fn(f"and {mt} {fn(f'fcmp uno {vt} {v}, {v}')}, "
+                 f"{fn(f'fcmp ord {vt} {best}, {best}')}")
+        take = fn(f"or {mt} {fn(f'fcmp ogt {vt} {v}, {best}')}, {nan}")
+        return [fn(f"select {mt} {take}, {vt} {v}, {vt} {best}"),
+                fn(f"select {mt} {take}, {it} {_splat(fn, it, 'i64', k, c)}, {it} {where}")]
+
+    def window(n, p, q, pos):
+        obase = fn.mul(pos, c)
+        _, where = _vector_taps(fn, g, n, p, q, [(vt, ninf), (it, "zeroinitializer")], scan)
+        if kind == "grad":
+            dy = fn.load(vt, fn.gep(s, "%p2", obase))
+
+            def write(k, inside, xoff, values):
+                hit = fn(f"icmp eq {it} {where}, {_splat(fn, it, 'i64', k, c)}")
+                val = fn(f"select {mt} {hit}, {vt} {dy}, {vt} zeroinitializer")
+                dst = fn.gep(s, "%p0", xoff)
+                with fn.if_then(inside):
+                    if not tiled:
+                        val = fn(f"fadd {vt} {fn.load(vt, dst)}, {val}")
+                    fn.store(vt, val, dst)
+                return []
+            _vector_taps(fn, g, n, p, q, [], write)
+            return
+
+        def gather(k, inside, xoff, values):
+            hit = fn(f"icmp eq {it} {where}, {_splat(fn, it, 'i64', k, c)}")
+            hit = fn(f"and {mt} {hit}, {_splat(fn, mt, 'i1', inside, c)}")
+            gx = fn.load(vt, fn.gep(s, "%p2", xoff))
+            return [fn(f"select {mt} {hit}, {vt} {gx}, {vt} {values[0]}")]
+        (acc,) = _vector_taps(fn, g, n, p, q, [(vt, "zeroinitializer")], gather)
+        fn.store(vt, acc, fn.gep(s, "%p0", obase))
+    _over_windows(fn, g, window)
+    fn.ret()
+    return fn
+
+
 @lowers("max_pool", "avg_pool")
 def lower_pool(L, n):
     x = n.inputs[0]
@@ -245,10 +337,12 @@ def lower_avg_pool_grad(L, n):
 def lower_max_pool_grad(L, n):
     x, other = n.inputs
     kind = "grad" if n.op_name == "max_pool_grad" else "gradgrad"
-    if kind == "grad":
+    g = _geometry(n, x)
+    vector = g.c <= VECTOR_CHANNELS
+    if kind == "grad" and not (vector and _tiled(g)):
         fill(L, L.out(n), n.shape, n.dtype, 0, n)
     uniq, index = L.distinct([L.out(n), L.buf(x), L.buf(other)])
     if len(uniq) < 3:  # x and its gradient are one buffer: pass it twice, without noalias
         uniq = [L.out(n), L.buf(x), L.buf(other)]
-    fn = argmax_pool_function(kind, n.dtype, _geometry(n, x), L.noalias(uniq))
-    L.call(fn, uniq, n)
+    build = argmax_pool_vector if vector else argmax_pool_function
+    L.call(build(kind, n.dtype, g, L.noalias(uniq)), uniq, n)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc.errors import ArtifactError, FeedError
+from graphc.errors import ArtifactError, FeedError, NumericsError
 
 from . import collectives, jit
 from .blas import gemm_entry
@@ -28,10 +28,11 @@ from .blas import gemm_entry
 __all__ = ["Slot", "StepLayout", "NativeStep", "STATUS_MESSAGES"]
 
 # Status codes written by kernels into status[0]; status[1] is the kernel's node index in the
-# layout's ``node_names``, status[2] the offending value.
+# layout's ``node_names``, status[2] the offending value (an index or a flat position).
 STATUS_MESSAGES = {
-    1: "index {value} is out of range for {node}",
-    2: "label {value} is out of range for {node}",
+    1: (FeedError, "index {value} is out of range for {node}"),
+    2: (FeedError, "label {value} is out of range for {node}"),
+    3: (NumericsError, "{node}: NaN or Inf at flat index {value}"),
 }
 
 
@@ -67,6 +68,7 @@ class StepLayout:
         blas: (slot, dtype name, integer bits) of the sgemm/dgemm entry points the code calls.
         node_names: names of kernels that may report a status (for error messages).
         profile: (slot, labels) in profiling builds: one cycle counter per kernel call.
+        entry_points: (slot, name) of runtime callbacks (``collectives.callback_address``).
         callbacks: (slot, name) of runtime entry points the code calls
             (``runtime.collectives.callback_address``: the MPI allreduce).
     """
@@ -84,6 +86,7 @@ class StepLayout:
     blas: list = field(default_factory=list)
     node_names: list = field(default_factory=list)
     profile: tuple = (None, ())
+    entry_points: list = field(default_factory=list)
     callbacks: list = field(default_factory=list)
 
 
@@ -137,6 +140,11 @@ class NativeStep:
         self.rng_state = np.array([0] + [_rng_key(s) for s in seeds], np.uint64)
         if slot is not None:
             items[slot] = self.rng_state
+        if layout.entry_points:
+            from . import collectives
+            for slot, name in layout.entry_points:
+                items[slot] = collectives.callback_address(name)
+        self._callbacks = bool(layout.entry_points)
         slot, labels = layout.profile
         self.cycles = np.zeros(max(len(labels), 1), np.int64)
         if slot is not None:
@@ -192,6 +200,8 @@ class NativeStep:
         self._fn(self._table_addr)
         if self.status[0]:
             self._raise_status()
+        if self._callbacks:
+            self._raise_callback_error()
         fetched = tuple(None if o is None else (o.copy() if o.ndim else o[()])
                         for o in self._fetch)
         variables = bound[self._n_feeds:]
@@ -202,10 +212,18 @@ class NativeStep:
         self.status[:] = 0
         names = self.layout.node_names
         name = names[node] if 0 <= node < len(names) else f"kernel {node}"
-        msg = STATUS_MESSAGES.get(code, "kernel error {value} in {node}")
-        raise FeedError(msg.format(value=value, node=name),
-                        hint="the step stopped there: its outputs and variable updates of "
-                             "this call are incomplete")
+        cls, msg = STATUS_MESSAGES.get(code, (ArtifactError, "kernel error {value} in {node}"))
+        raise cls(msg.format(value=value, node=name),
+                  hint="the step stopped there: its outputs and variable updates of this call "
+                       "are incomplete")
+
+    @staticmethod
+    def _raise_callback_error():
+        from . import collectives
+        if collectives.last_error:
+            exc = collectives.last_error.pop()
+            collectives.last_error.clear()
+            raise exc
 
     def profile(self, top=None):
         """[(share of cycles, cycles, kernel label)] summed over calls so far, largest first.

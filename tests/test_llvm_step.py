@@ -268,3 +268,22 @@ def test_dumps_hold_ir_optimized_ir_and_assembly(tmp_path):
     assert "<8 x float>" in (d / "step.opt.ll").read_text() or \
         "<16 x float>" in (d / "step.opt.ll").read_text(), "the fused loop is vectorized"
     assert "step:" in (d / "step.s").read_text()
+
+
+def test_check_numerics_stops_the_step_with_numerics_error():
+    x = gc.placeholder(gc.float32, [4], name="x")
+    y = gc.check_numerics(gc.log(x), "log of x") * 2.0
+    for optimize in (False, True):
+        with gc.Session(backend="llvm", optimize=optimize) as sess:
+            np.testing.assert_array_equal(sess.run(y, {x: np.ones(4, np.float32)}), 0.0)
+            with pytest.raises(gc.errors.NumericsError, match=r"log of x.*flat index 1"):
+                sess.run(y, {x: np.array([1, 0, 1, 1], np.float32)})
+
+
+def test_allreduce_mean_in_one_process_is_the_identity():
+    from graphc.ir.ops import F
+    x = gc.placeholder(gc.float32, [6], name="x")
+    y = F.allreduce_mean(x * 2.0) + 1.0
+    xv = np.arange(6, dtype=np.float32)
+    with gc.Session(backend="llvm") as sess:
+        np.testing.assert_array_equal(sess.run(y, {x: xv}), xv * 2 + 1)
