@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ..ir import scalar as S
+from .numpy_templates import reduce_lines
 
 
 def literal(value):
@@ -175,5 +176,8 @@ class FusedRenderer:
         kind, axes, keepdims = self.reduce
         if tuple(shape) != self.elem_shape:
             src = f"np.broadcast_to({src}, {self.elem_shape!r})"
-        self.lines.append(f"np.{kind}({src}, axis={tuple(axes)!r}, keepdims={bool(keepdims)}, "
-                          f"out={self.out.name})")
+        count = 1
+        for ax in axes:
+            count *= self.elem_shape[ax]
+        self.lines += reduce_lines(kind, src, axes, keepdims, self.out.name,
+                                   self.out.dtype.name, count)

@@ -52,6 +52,9 @@ class PlannedEmitter(Emitter):
         self.scratch_pool = []  # (name, shape, dtype)
         self.pos = {id(n): i for i, n in enumerate(program.nodes)}
         self.static = set()  # names bound once in make_step
+        self.reserved = set()  # scratch names kept for one kernel's later partner
+        self.shared = {}  # what a kernel leaves for a later one (see numpy_templates)
+        self.const_names = {}
 
     # -- names and storage -------------------------------------------------------------------
     def _assign_names(self):
@@ -83,11 +86,36 @@ class PlannedEmitter(Emitter):
         """A preallocated array of ``shape``/``dtype`` whose name is not in ``busy``."""
         dtype = np.dtype(dtype)
         for name, sh, dt in self.scratch_pool:
-            if sh == tuple(shape) and dt == dtype and name not in busy:
+            if sh == tuple(shape) and dt == dtype and name not in busy and \
+                    name not in self.reserved:
                 return name
         name = f"s{len(self.scratch_pool)}"
         self.scratch_pool.append((name, tuple(shape), dtype))
         return name
+
+    def reserve(self, shape, dtype):
+        """A preallocated array no other kernel will use (it carries a value to a later one)."""
+        name = f"s{len(self.scratch_pool)}"
+        self.scratch_pool.append((name, tuple(shape), np.dtype(dtype)))
+        self.reserved.add(name)
+        return name
+
+    def const_array(self, value):
+        """The name of a constant array bound once at load time (equal values share it)."""
+        value = np.asarray(value)
+        key = (value.dtype.str, value.shape, value.tobytes())
+        if key not in self.const_names:
+            name = f"c{len(self.consts)}"
+            self.setup.append(f"{name} = {self.const(value)}")
+            self.const_names[key] = name
+        return self.const_names[key]
+
+    def has_partner(self, n, op):
+        """Whether a node ``op`` with ``n``'s inputs is scheduled after ``n``."""
+        k = self.pos[id(n)]
+        return any(m.op_name == op and len(m.inputs) == len(n.inputs) and
+                   all(a is b for a, b in zip(m.inputs, n.inputs))
+                   for m in self.p.nodes[k + 1:])
 
     def scratch_bytes(self):
         return sum(int(np.prod(sh, dtype=np.int64)) * dt.itemsize
@@ -158,7 +186,7 @@ class PlannedEmitter(Emitter):
         out = self.names[n]
         tmpl = OUT_TEMPLATES.get(op)
         if tmpl is not None:
-            return tmpl(n, args, out, self.scratch)
+            return tmpl(n, args, out, self)
         if op in _RANDOM:
             rhs = self.expression(n)
         else:

@@ -3,6 +3,8 @@
 Ops without a template call their reference kernel (copied into the generated module).
 Shapes are concrete here, so axes and shapes are rendered as literals.
 """
+import numpy as np
+
 from ..ir.ops.indexing import spec_to_index
 from ..ir.shapes import normalize_axes
 
@@ -70,27 +72,47 @@ TEMPLATES = {
 }
 
 
-# -- renderings into a planned buffer: OUT_TEMPLATES[op](node, args, out, scratch) -> lines -----
-# ``scratch(shape, dtype, busy)`` names an array the step preallocates once (not in busy). The kernels repeat the
-# reference implementations' operations in the same order, so results are bit for bit equal.
-# Label lookups (``take_along_axis``) still make small index temporaries of batch size.
+# -- renderings into a planned buffer: OUT_TEMPLATES[op](node, args, out, em) -> lines ---------
+# ``em`` is the planned emitter: ``em.scratch(shape, dtype, busy)`` names an array preallocated
+# once (not one of ``busy``), ``em.reserve(shape, dtype)`` one kept for this node alone,
+# ``em.const_array(value)`` a constant bound at load time, ``em.shared`` what a kernel leaves
+# for a later one. Kernels repeat the reference implementations' operations in the same order
+# (reductions through ``ufunc.reduce``, what ``np.sum`` calls), so results are bit for bit
+# equal. Label lookups index with (row, label) pairs, as the reference's ``take_along_axis``
+# does: negative labels wrap, too large ones raise IndexError.
 
-def _out_matmul(n, a, o, scratch):
+_REDUCE_UFUNC = {"sum": "add", "mean": "add", "max": "maximum", "min": "minimum"}
+
+
+def reduce_lines(kind, x, axes, keepdims, out, dtype, count=None):
+    """``reduce_<kind>`` of ``x`` into ``out`` with ufunc.reduce (mean: sum, then divide)."""
+    dt = f", dtype=np.{dtype}" if kind == "sum" else ""
+    lines = [f"np.{_REDUCE_UFUNC[kind]}.reduce({x}, axis={tuple(axes)!r}{dt}, out={out}, "
+             f"keepdims={bool(keepdims)})"]
+    if kind == "mean":  # as np.mean: an intp count, so float32 divides in float64 and rounds
+        lines.append(f"np.divide({out}, np.intp({count}), out={out}, casting='unsafe')")
+    return lines
+
+
+def _out_matmul(n, a, o, em):
     return [f"np.matmul({_swap(a[0], n.attrs.get('transpose_a'))}, "
             f"{_swap(a[1], n.attrs.get('transpose_b'))}, out={o})"]
 
 
-def _out_reduce(fn):
-    def render(n, a, o, scratch):
-        axes = normalize_axes(n.attrs.get("axis"), n.inputs[0].rank)
-        kd = bool(n.attrs.get("keepdims", False))
-        dt = f", dtype=np.{n.dtype.np.name}" if fn == "sum" else ""
-        return [f"np.{fn}({a[0]}, axis={axes!r}, keepdims={kd}{dt}, out={o})"]
+def _out_reduce(kind):
+    def render(n, a, o, em):
+        x = n.inputs[0]
+        axes = normalize_axes(n.attrs.get("axis"), x.rank)
+        count = 1
+        for ax in axes:
+            count *= x.shape[ax]
+        return reduce_lines(kind, a[0], axes, n.attrs.get("keepdims", False), o,
+                            n.dtype.np.name, count)
     return render
 
 
 def _out_arg(fn):
-    def render(n, a, o, scratch):
+    def render(n, a, o, em):
         axis = n.attrs.get("axis", 0)
         if n.dtype.np.name == "int64":
             return [f"np.{fn}({a[0]}, axis={axis}, out={o})"]
@@ -98,56 +120,83 @@ def _out_arg(fn):
     return render
 
 
-def _rows(n, scratch):
-    x = n.inputs[0]
-    return scratch(tuple(x.shape[:-1]) + (1,), x.dtype.np)
+def _row_shape(n):
+    return tuple(n.inputs[0].shape[:-1]) + (1,)
 
 
-def _shifted_lines(n, x, o, scratch):
+def _shifted_lines(n, x, o, em):
     """``o = x - rowmax`` with 0 where ``x`` equals its row max (``ir.ops.nn.shifted_logits``:
-    an all -inf row stays finite). The mask is taken first: ``o`` may be ``x``'s buffer."""
-    r = _rows(n, scratch)
-    mask = scratch(tuple(n.inputs[0].shape), "bool")
-    return r, [f"np.max({x}, axis=-1, keepdims=True, out={r})",
+    an all -inf row stays finite); returns (row scratch, lines). The mask is taken first:
+    ``o`` may be ``x``'s buffer."""
+    r = em.scratch(_row_shape(n), n.dtype.np)
+    mask = em.scratch(tuple(n.inputs[0].shape), "bool")
+    return r, [f"np.maximum.reduce({x}, axis=-1, out={r}, keepdims=True)",
                f"np.equal({x}, {r}, out={mask})", f"np.subtract({x}, {r}, out={o})",
                f"np.copyto({o}, 0.0, where={mask})"]
 
 
-def _out_softmax(n, a, o, scratch):
-    r, lines = _shifted_lines(n, a[0], o, scratch)
-    return lines + [f"np.exp({o}, out={o})", f"np.sum({o}, axis=-1, keepdims=True, out={r})",
-                    f"np.divide({o}, {r}, out={o})"]
+def _out_softmax(n, a, o, em):
+    r, lines = _shifted_lines(n, a[0], o, em)
+    return lines + [f"np.exp({o}, out={o})", f"np.add.reduce({o}, axis=-1, out={r}, "
+                    "keepdims=True)", f"np.divide({o}, {r}, out={o})"]
 
 
-def _log_softmax_lines(n, x, o, scratch):
-    r, lines = _shifted_lines(n, x, o, scratch)
-    e = scratch(tuple(n.inputs[0].shape), n.inputs[0].dtype.np, {o, x})
-    return lines + [f"np.exp({o}, out={e})", f"np.sum({e}, axis=-1, keepdims=True, out={r})",
-                    f"np.log({r}, out={r})", f"np.subtract({o}, {r}, out={o})"]
+def _log_softmax_lines(n, x, o, em, keep=None):
+    """log_softmax(x) into ``o``; ``keep`` = (e, s) names to leave exp(shifted) and its row
+    sums in (for the gradient's softmax), else scratch."""
+    r, lines = _shifted_lines(n, x, o, em)
+    dt = n.inputs[0].dtype.np
+    e, s = keep if keep else (em.scratch(tuple(n.inputs[0].shape), dt, {o, x}), r)
+    lines += [f"np.exp({o}, out={e})", f"np.add.reduce({e}, axis=-1, out={s}, keepdims=True)"]
+    return lines + [f"np.log({s}, out={r})", f"np.subtract({o}, {r}, out={o})"]
 
 
-def _out_log_softmax(n, a, o, scratch):
-    return _log_softmax_lines(n, a[0], o, scratch)
+def _out_log_softmax(n, a, o, em):
+    return _log_softmax_lines(n, a[0], o, em)
 
 
-def _labels(a):
-    return f"np.asarray({a[1]})[..., None].astype(np.int64)"
+def _pick(n, em, lsm, y):
+    """The (row, label) lookup of 2-D logits, or take_along_axis for more dims."""
+    if n.inputs[0].rank == 2:
+        rows = em.const_array(np.arange(n.inputs[0].shape[0]))
+        return f"{lsm}[{rows}, {y}]"
+    return (f"np.take_along_axis({lsm}, np.asarray({y})[..., None].astype(np.int64), "
+            "axis=-1)[..., 0]")
 
 
-def _out_sparse_xent(n, a, o, scratch):
-    lsm = scratch(tuple(n.inputs[0].shape), n.inputs[0].dtype.np)
-    return _log_softmax_lines(n, a[0], lsm, scratch) + [
-        f"np.negative(np.take_along_axis({lsm}, {_labels(a)}, axis=-1)[..., 0], out={o})"]
+def _out_sparse_xent(n, a, o, em):
+    """-log_softmax(z)[y]; when the gradient of the same logits follows, exp(shifted) and its
+    row sums are kept for it (``em.shared``), so the softmax is computed once."""
+    z = n.inputs[0]
+    lsm = em.scratch(tuple(z.shape), z.dtype.np)
+    keep = None
+    if em.has_partner(n, "sparse_softmax_xent_grad"):
+        keep = (em.reserve(tuple(z.shape), z.dtype.np), em.reserve(_row_shape(n), z.dtype.np))
+        em.shared[("softmax", id(z), id(n.inputs[1]))] = keep
+    return _log_softmax_lines(n, a[0], lsm, em, keep) + [
+        f"np.negative({_pick(n, em, lsm, a[1])}, out={o})"]
 
 
-def _out_sparse_xent_grad(n, a, o, scratch):
-    return _out_softmax(n, a, o, scratch) + [
-        f"_y = {_labels(a)}",
+def _out_sparse_xent_grad(n, a, o, em):
+    keep = em.shared.get(("softmax", id(n.inputs[0]), id(n.inputs[1])))
+    if keep is not None:
+        lines = [f"np.divide({keep[0]}, {keep[1]}, out={o})"]
+    else:
+        lines = _out_softmax(n, a, o, em)
+    if n.inputs[0].rank == 2:
+        rows = em.const_array(np.arange(n.inputs[0].shape[0]))
+        return lines + [f"{o}[{rows}, {a[1]}] -= 1"]
+    return lines + [
+        f"_y = np.asarray({a[1]})[..., None].astype(np.int64)",
         f"np.put_along_axis({o}, _y, np.take_along_axis({o}, _y, axis=-1) - 1, axis=-1)"]
 
 
-def _out_slice_grad(n, a, o, scratch):
+def _out_slice_grad(n, a, o, em):
     return [f"{o}.fill(0)", f"{o}[{_index_literal(n.attrs['spec'])}] = {a[0]}"]
+
+
+def _copy(n, a, o, em):
+    return [f"np.copyto({o}, {a[0]})"]
 
 
 OUT_TEMPLATES = {
@@ -155,20 +204,18 @@ OUT_TEMPLATES = {
     "reduce_sum": _out_reduce("sum"), "reduce_mean": _out_reduce("mean"),
     "reduce_max": _out_reduce("max"), "reduce_min": _out_reduce("min"),
     "argmax": _out_arg("argmax"), "argmin": _out_arg("argmin"),
-    "transpose": lambda n, a, o, s: [f"np.copyto({o}, np.transpose({a[0]}, "
-                                     f"{attr_literal(n.attrs.get('perm'))}))"],
-    "broadcast_to": lambda n, a, o, s: [f"np.copyto({o}, {a[0]})"],
-    "broadcast_like": lambda n, a, o, s: [f"np.copyto({o}, {a[0]})"],
-    "identity": lambda n, a, o, s: [f"np.copyto({o}, {a[0]})"],
-    "concat": lambda n, a, o, s: [f"np.concatenate(({', '.join(a)},), "
-                                  f"axis={n.attrs['axis']}, out={o})"],
-    "stack": lambda n, a, o, s: [f"np.stack(({', '.join(a)},), "
-                                 f"axis={n.attrs.get('axis', 0)}, out={o})"],
-    "strided_slice": lambda n, a, o, s: [f"np.copyto({o}, "
-                                         f"{a[0]}[{_index_literal(n.attrs['spec'])}])"],
-    "strided_slice_grad": _out_slice_grad,
-    "gather": lambda n, a, o, s: [f"np.take({a[0]}, {a[1]}, "
+    "transpose": lambda n, a, o, em: [f"np.copyto({o}, np.transpose({a[0]}, "
+                                      f"{attr_literal(n.attrs.get('perm'))}))"],
+    "broadcast_to": _copy, "broadcast_like": _copy, "identity": _copy,
+    "concat": lambda n, a, o, em: [f"np.concatenate(({', '.join(a)},), "
+                                   f"axis={n.attrs['axis']}, out={o})"],
+    "stack": lambda n, a, o, em: [f"np.stack(({', '.join(a)},), "
                                   f"axis={n.attrs.get('axis', 0)}, out={o})"],
+    "strided_slice": lambda n, a, o, em: [f"np.copyto({o}, "
+                                          f"{a[0]}[{_index_literal(n.attrs['spec'])}])"],
+    "strided_slice_grad": _out_slice_grad,
+    "gather": lambda n, a, o, em: [f"np.take({a[0]}, {a[1]}, "
+                                   f"axis={n.attrs.get('axis', 0)}, out={o})"],
     "softmax": _out_softmax, "log_softmax": _out_log_softmax,
     "sparse_softmax_xent": _out_sparse_xent, "sparse_softmax_xent_grad": _out_sparse_xent_grad,
 }

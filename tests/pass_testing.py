@@ -16,7 +16,16 @@ from graphc.ir.passes.common import check_program
 from graphc.ir.program import build_program
 from graphc.runtime.pystep import load_python_step
 
+from graphc.ir.passes import DEFAULT_PIPELINE
+
 FULL = None  # the default pipeline
+# Every default pass but scale folding, which rounds differently: bit-for-bit comparisons.
+EXACT = [p for p in DEFAULT_PIPELINE if p != "scale"]
+
+
+def record(program, name):
+    """The changes of pass ``name`` in ``program.records``."""
+    return next(r["changes"] for r in program.records if r["name"] == name)
 
 
 def program_of(fetches, feeds, passes=FULL, verify=True):

@@ -96,6 +96,6 @@ def test_default_pipeline_on_a_training_step_over_several_steps():
     x, y, loss, train, feeds = mlp(act="tanh")
     opt = check_passes([loss, train], feeds, steps=3)
     names = [r["name"] for r in opt.records]
-    assert names == ["prune", "fold", "simplify", "cse", "dce", "fuse", "inplace", "schedule",
-                     "plan"]
+    assert names == ["prune", "fold", "simplify", "cse", "dce", "scale", "fuse", "inplace",
+                     "schedule", "plan"]
     assert opt.records[0]["nodes_before"] > opt.records[-1]["nodes_after"]

@@ -5,7 +5,7 @@
 every pass when asked (``verify=True`` or ``GRAPHC_VERIFY=1``), and writes the dumps.
 
 Default order (each module's docstring says what it does):
-    prune -> fold -> simplify -> cse -> dce -> fuse -> inplace -> schedule -> plan
+    prune -> fold -> simplify -> cse -> dce -> scale -> fuse -> inplace -> schedule -> plan
 Folding runs before simplification so that rules see the constants prune made (``x * 1``
 where the 1 came from ``ones_like``).
 """
@@ -22,6 +22,7 @@ from .fuse import fuse_elementwise
 from .inplace import analyze_inplace
 from .memory import plan_memory
 from .prune import prune_unused
+from .scale import fold_update_scale
 from .schedule import schedule_for_memory
 from .simplify import simplify_algebra
 
@@ -31,13 +32,14 @@ PASSES = {
     "simplify": simplify_algebra,
     "cse": eliminate_common_subexpressions,
     "dce": eliminate_dead_code,
+    "scale": fold_update_scale,
     "fuse": fuse_elementwise,
     "inplace": analyze_inplace,
     "schedule": schedule_for_memory,
     "plan": plan_memory,
 }
-DEFAULT_PIPELINE = ("prune", "fold", "simplify", "cse", "dce", "fuse", "inplace", "schedule",
-                    "plan")
+DEFAULT_PIPELINE = ("prune", "fold", "simplify", "cse", "dce", "scale", "fuse", "inplace",
+                    "schedule", "plan")
 
 
 def resolve(passes):
@@ -108,5 +110,6 @@ def _naive(program):
 
 __all__ = ["run_pipeline", "PASSES", "DEFAULT_PIPELINE", "resolve", "check_program",
            "prune_unused", "fold_constants", "simplify_algebra",
-           "eliminate_common_subexpressions", "eliminate_dead_code", "fuse_elementwise",
+           "eliminate_common_subexpressions", "eliminate_dead_code", "fold_update_scale",
+           "fuse_elementwise",
            "analyze_inplace", "schedule_for_memory", "plan_memory"]
