@@ -16,7 +16,8 @@ from .llvm_scalar import render_expr
 from .llvm_buffers import CONST_OPS
 from .llvm_lower import KERNELS, const_value, lowers
 from .llvm_loops import (broadcast_strides, coalesce, contiguous_strides,
-                         elementwise_function, fill_function, load_value, loop_nest, params)
+                         elementwise_function, fill_function, load_value, loop_nest,
+                         multi_elementwise_function, params)
 
 
 # -- elementwise and fused ----------------------------------------------------------------------
@@ -54,7 +55,8 @@ def elementwise_operands(L, n, shape, body):
 
 
 def lower_elementwise(L, n):
-    """``out = body(inputs)`` with broadcasting; splat constants become literals."""
+    """``out = body(inputs)`` with broadcasting; splat constants become literals. Adjacent
+    elementwise nodes of one shape that share a buffer join one loop (``ElementwiseGroup``)."""
     if n.op_name == "fused":
         if n.attrs.get("reduce") is not None:
             return lower_fused_reduction(L, n)
@@ -62,8 +64,69 @@ def lower_elementwise(L, n):
     else:
         body = n.opdef.scalar_body([x.dtype for x in n.inputs], n.attrs)
     body, bufs, operands = elementwise_operands(L, n, n.shape, body)
-    fn = elementwise_function(L.math, n.shape, operands, body, L.noalias(bufs))
-    L.call(fn, bufs, n)
+    keys = [(b, dt, st) for b, (dt, _, st) in zip(bufs, operands)]
+    pending = L.pending
+    if pending is not None and pending.add(L, n, body, keys):
+        return
+    L.flush()
+    L.pending = ElementwiseGroup(n, body, keys)
+
+
+class ElementwiseGroup:
+    """Adjacent elementwise nodes of one shape lowered as ONE loop (fewer passes over memory:
+    Adam's moment and parameter updates read the gradient once, for instance).
+
+    A node joins when it has the group's shape, reads a buffer the group touches, and no
+    buffer written in the loop is read through another index map (a broadcast, or other
+    bytes overlapping it): then every element is written before any later member reads it
+    at the same index, and never read elsewhere, so one loop computes what the sequence did.
+    """
+
+    MAX_MEMBERS = 8
+
+    def __init__(self, node, body, keys):
+        self.shape, self.nodes = tuple(node.shape), [node]
+        self.keys = list(keys)
+        self.members = [(0, body)]
+
+    def add(self, L, node, body, keys):
+        if tuple(node.shape) != self.shape or len(self.nodes) >= self.MAX_MEMBERS:
+            return False
+        if not any(k in self.keys for k in keys[1:]) and keys[0] not in self.keys:
+            return False  # nothing shared: separate loops vectorize as well
+        union = self.keys + [k for k in keys if k not in self.keys]
+        written = {self.keys[out][0] for out, _ in self.members} | {keys[0][0]}
+        for i, a in enumerate(union):
+            for b in union[i + 1:]:
+                if a[0].overlaps(b[0]) and (a[0] in written or b[0] in written):
+                    return False
+        index = [union.index(k) for k in keys]
+        self.members.append((index[0], _renumber(body, index)))
+        self.keys = union
+        self.nodes.append(node)
+        return True
+
+    def emit(self, L):
+        bufs = [k[0] for k in self.keys]
+        operands = [(dt, 0, st) for _, dt, st in self.keys]
+        if len(self.members) == 1:
+            fn = elementwise_function(L.math, self.shape, operands, self.members[0][1],
+                                      L.noalias(bufs))
+        else:
+            fn = multi_elementwise_function(L.math, self.shape, operands, self.members,
+                                            L.noalias(bufs))
+        L.emit_call(fn, bufs, self.nodes[0], label=" + ".join(
+            f"{n.op_name} '{n.name}'" for n in self.nodes))
+
+
+def _renumber(body, index):
+    """``body`` with ``arg(k)`` replaced by ``arg(index[k])``."""
+    args = {}
+    for e in body.walk():
+        if e.op == "arg":
+            args[e.value] = S.arg(index[e.value], e.dtype)
+    top = max(args, default=-1) + 1
+    return S.substitute(body, [args.get(k, S.const(0, body.dtype)) for k in range(top)])
 
 
 KERNELS["fused"] = lower_elementwise

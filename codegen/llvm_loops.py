@@ -106,19 +106,33 @@ def elementwise_function(math_lib, shape, operands, body, noalias):
     Returns:
         The Function (named later, when the module deduplicates it).
     """
+    return multi_elementwise_function(math_lib, shape, operands, [(0, body)], noalias)
+
+
+def multi_elementwise_function(math_lib, shape, operands, members, noalias):
+    """One loop computing several elementwise results of one shape, in order.
+
+    ``members`` is [(output parameter, body)]; at each index, member j's value is stored
+    before member j+1 runs, and a later member reading an earlier member's output gets the
+    value just computed (forwarded in a register). Callers guarantee that every buffer both
+    written and read in the loop is accessed at the same index by all (no broadcast reads of
+    a written buffer), so fusing the loops keeps the sequential semantics.
+    """
     fn = Function("kernel", params(len(operands), noalias))
     cshape, cstrides = coalesce(tuple(shape), [o[2] for o in operands])
     bases = [o[1] for o in operands]
-    read = sorted({e.value for e in body.walk() if e.op == "arg"})
 
     def inner(offs):
         vals = {}
-        for k in read:
-            dtype = operands[k][0]
-            vals[k] = load_value(fn, dtype, fn.gep(mem_type(dtype), f"%p{k}", offs[k]))
-        result = render_expr(fn, math_lib, body, vals)
-        out_dtype = operands[0][0]
-        store_value(fn, out_dtype, result, fn.gep(mem_type(out_dtype), "%p0", offs[0]))
+        for out, body in members:
+            for k in sorted({e.value for e in body.walk() if e.op == "arg"}):
+                if k not in vals:
+                    dtype = operands[k][0]
+                    vals[k] = load_value(fn, dtype, fn.gep(mem_type(dtype), f"%p{k}", offs[k]))
+            result = render_expr(fn, math_lib, body, vals)
+            dtype = operands[out][0]
+            store_value(fn, dtype, result, fn.gep(mem_type(dtype), f"%p{out}", offs[out]))
+            vals[out] = result
     loop_nest(fn, cshape, cstrides, bases, inner)
     fn.ret()
     return fn

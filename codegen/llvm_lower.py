@@ -70,6 +70,7 @@ class Lowering:
         self.fetch_bufs = {}
         self.storage = None
         self.profile = profile
+        self.pending = None
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -169,15 +170,27 @@ class Lowering:
         ``fallible``: the kernel may set the status word; the step then stops right after it
         and the runtime raises, naming the node (a str value overrides the name shown).
         """
+        self.flush()
+        return self.emit_call(fn, bufs, node, fallible)
+
+    def emit_call(self, fn, bufs, node, fallible=False, label=None):
+        """``call`` without flushing the pending elementwise group (the group's own emit)."""
         name = self.module.add_kernel(fn, prefix=_symbol("copy" if node is None else node.op_name))
         entry = None
         if fallible:
-            label = fallible if isinstance(fallible, str) else f"{node.op_name} '{node.name}'"
-            self.layout.node_names.append(label)
+            text = fallible if isinstance(fallible, str) else f"{node.op_name} '{node.name}'"
+            self.layout.node_names.append(text)
             entry = len(self.layout.node_names) - 1
-        label = "copy" if node is None else f"{node.op_name} '{node.name}'"
+        if label is None:
+            label = "copy" if node is None else f"{node.op_name} '{node.name}'"
         self.calls.append((name, list(bufs), entry, label))
         return name
+
+    def flush(self):
+        """Emit the pending group of elementwise nodes (see ``llvm_kernels.ElementwiseGroup``)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.emit(self)
 
     def copy(self, dst, src, shape, dtype, node=None):
         """Copy a dense value between buffers (no-op when they are the same bytes)."""
@@ -231,6 +244,7 @@ class Lowering:
 
     def finish(self):
         """Fill the layout's remaining fields; returns (module text, layout)."""
+        self.flush()
         lay = self.layout
         lay.arena = (self._slot_of.get("arena"), self.arena_size)
         lay.status = self._slot_of.get("status")
