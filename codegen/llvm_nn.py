@@ -99,6 +99,16 @@ def row_function(op, math, dtype, rows, width, label_dtype, index, noalias):
 def _row_rest(op, row, out, orow, xr, m, r, labels, label_dtype, status):
     """The passes after the row maximum for every op but softmax."""
     fn, t, width = row.fn, row.t, row.width
+    if op.endswith("_grad"):  # exp(x - max) is kept in the output row for the last pass
+        s = row.sum(lambda j: _store_exp(row, orow, xr, j, m))
+        if op == "sparse_softmax_xent_grad":
+            y = _label(fn, labels, label_dtype, r, width, status)
+            row.each(lambda j: _sparse_grad(row, orow, j, s, y))
+        else:
+            yr = fn.gep(t, labels, fn.mul(r, width))
+            mass = row.sum(lambda j: fn.load(t, row.at(yr, j)))
+            row.each(lambda j: _dense_grad(row, orow, yr, j, s, mass))
+        return
     s = row.sum(lambda j: row.exp(row.shifted(xr, j, m)))
     logs = row.log(s)
     if op == "log_softmax":
@@ -108,18 +118,11 @@ def _row_rest(op, row, out, orow, xr, m, r, labels, label_dtype, status):
         y = _label(fn, labels, label_dtype, r, width, status)
         picked = row.shifted(xr, y, m)
         fn.store(t, fn(f"fsub {t} {logs}, {picked}"), fn.gep(t, out, r))
-    elif op == "sparse_softmax_xent_grad":
-        y = _label(fn, labels, label_dtype, r, width, status)
-        row.each(lambda j: _sparse_grad(row, orow, xr, j, m, s, y))
-    elif op == "softmax_xent":
+    else:
         yr = fn.gep(t, labels, fn.mul(r, width))
         total = row.sum(lambda j: fn(f"fmul {t} {fn.load(t, row.at(yr, j))}, "
                                      f"{fn(f'fsub {t} {logs}, {row.shifted(xr, j, m)}')}"))
         fn.store(t, total, fn.gep(t, out, r))
-    else:
-        yr = fn.gep(t, labels, fn.mul(r, width))
-        mass = row.sum(lambda j: fn.load(t, row.at(yr, j)))
-        row.each(lambda j: _dense_grad(row, orow, xr, yr, j, m, s, mass))
 
 
 def _store_exp(row, orow, xr, j, m):
@@ -128,16 +131,18 @@ def _store_exp(row, orow, xr, j, m):
     return e
 
 
-def _sparse_grad(row, orow, xr, j, m, s, y):
+def _sparse_grad(row, orow, j, s, y):
+    """softmax - one_hot(y), from the exponentials stored in the row."""
     fn, t = row.fn, row.t
-    p = fn(f"fdiv {t} {row.exp(row.shifted(xr, j, m))}, {s}")
+    p = fn(f"fdiv {t} {fn.load(t, row.at(orow, j))}, {s}")
     hot = fn(f"select i1 {fn(f'icmp eq i64 {j}, {y}')}, {t} {row.lit(1.0)}, {t} {row.lit(0.0)}")
     fn.store(t, fn(f"fsub {t} {p}, {hot}"), row.at(orow, j))
 
 
-def _dense_grad(row, orow, xr, yr, j, m, s, mass):
+def _dense_grad(row, orow, yr, j, s, mass):
+    """softmax * sum(labels) - labels, from the exponentials stored in the row."""
     fn, t = row.fn, row.t
-    p = fn(f"fdiv {t} {row.exp(row.shifted(xr, j, m))}, {s}")
+    p = fn(f"fdiv {t} {fn.load(t, row.at(orow, j))}, {s}")
     v = fn(f"fsub {t} {fn(f'fmul {t} {p}, {mass}')}, {fn.load(t, row.at(yr, j))}")
     fn.store(t, v, row.at(orow, j))
 
