@@ -64,6 +64,7 @@ class PlannedStorage:
 
     def __init__(self, L):
         self.L, self.plan = L, L.p.plan
+        L.arena_size = self.plan.arena_bytes  # private buffers go past the planned ones
         self.homes = {}
         for f, buf in L.fetch_bufs.items():
             r = self.plan.root(f)

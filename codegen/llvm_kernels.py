@@ -30,7 +30,7 @@ def scalar_const(node):
     return None
 
 
-def elementwise_operands(L, n, shape, body):
+def elementwise_operands(L, n, shape, body, extra=()):
     """Bind ``body``'s args to buffers: (body over parameter numbers, buffers, operands).
 
     Parameter 0 is the output; inputs the body does not read get no parameter, splat
@@ -50,6 +50,10 @@ def elementwise_operands(L, n, shape, body):
         if key not in keys:
             keys.append(key)
         subst.append(S.arg(keys.index(key), x.dtype))
+    for key in extra:  # operands beyond the node's inputs: arg(len(inputs) + j)
+        if key not in keys:
+            keys.append(key)
+        subst.append(S.arg(keys.index(key), key[1]))
     return (S.substitute(body, subst), [k[0] for k in keys],
             [(dtype, 0, strides) for _, dtype, strides in keys])
 
@@ -63,7 +67,11 @@ def lower_elementwise(L, n):
         body = n.attrs["body"]
     else:
         body = n.opdef.scalar_body([x.dtype for x in n.inputs], n.attrs)
-    body, bufs, operands = elementwise_operands(L, n, n.shape, body)
+    extra = ()
+    acc = L.accumulations.extra_operand(n) if L.accumulations else None
+    if acc is not None:  # a sum of matmul results that BLAS accumulated (llvm_gemm_acc)
+        body, extra = acc
+    body, bufs, operands = elementwise_operands(L, n, n.shape, body, extra)
     keys = [(b, dt, st) for b, (dt, _, st) in zip(bufs, operands)]
     pending = L.pending
     if pending is not None and pending.add(L, n, body, keys):
@@ -274,7 +282,7 @@ def _matrix_strides(shape, batch):
     return tuple(s * size for s in broadcast_strides(tuple(shape[:-2]), batch))
 
 
-def gemm_function(dtype, batch, strides, dims, flags, index, noalias, int_bits=32):
+def gemm_function(dtype, batch, strides, dims, flags, index, noalias, int_bits=32, beta=0.0):
     """Call BLAS gemm once per batch entry: ``C[b] = op(A[b]) op(B[b])`` (row-major).
 
     Args:
@@ -282,6 +290,7 @@ def gemm_function(dtype, batch, strides, dims, flags, index, noalias, int_bits=3
         dims: (M, N, K, lda, ldb); flags: (transpose_a, transpose_b).
         index: parameter index of (gemm pointer, C, A, B) (A and B may share one).
         int_bits: width of the Fortran integer arguments (32, or 64 for an ILP64 BLAS).
+        beta: 1.0 adds the product to C (accumulation), 0.0 overwrites C.
     """
     fn = Function("kernel", params(max(index) + 1, noalias))
     t = val_type(dtype)
@@ -294,7 +303,7 @@ def gemm_function(dtype, batch, strides, dims, flags, index, noalias, int_bits=3
     ta, tb = (slot("i8", ord("T" if f else "N")) for f in flags)
     ints = {name: slot(f"i{int_bits}", v) for name, v in
             (("m", n), ("n", m), ("k", k), ("lda", lda), ("ldb", ldb), ("ldc", n))}
-    alpha, beta = slot(t, float_literal(1.0, dtype)), slot(t, float_literal(0.0, dtype))
+    alpha, beta = slot(t, float_literal(1.0, dtype)), slot(t, float_literal(beta, dtype))
     g, c, a, b = (f"%p{i}" for i in index)
 
     def call(offs):
@@ -354,10 +363,13 @@ def lower_matmul(L, n):
         L.call(fn, bufs, n)
         return
     gemm, bits = L.blas(n.dtype)
-    uniq, index = L.distinct([gemm, L.out(n), L.buf(a), L.buf(b)])
+    out, beta = L.out(n), 0.0
+    if L.accumulations and n in L.accumulations.gemm:  # a term of a sum (llvm_gemm_acc)
+        out, beta = L.accumulations.gemm[n]
+    uniq, index = L.distinct([gemm, out, L.buf(a), L.buf(b)])
     noalias = L.noalias(uniq)
     noalias[0] = False
-    fn = gemm_function(n.dtype, batch, strides, dims, (ta, tb), index, noalias, bits)
+    fn = gemm_function(n.dtype, batch, strides, dims, (ta, tb), index, noalias, bits, beta)
     L.call(fn, uniq, n)
 
 

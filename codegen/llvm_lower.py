@@ -21,6 +21,7 @@ from graphc.runtime.blas import gemm_entry
 from graphc.runtime.llvm_step import Slot, StepLayout
 
 from .llvm_buffers import CONST_OPS, VIEW_OPS, make_storage
+from .llvm_gemm_acc import Accumulations
 from .llvm_ir import Function, Module
 from .llvm_loops import contiguous_strides, elementwise_function, params
 from .llvm_math import MathLib
@@ -71,6 +72,7 @@ class Lowering:
         self.storage = None
         self.profile = profile
         self.pending = None
+        self.accumulations = None
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -290,6 +292,7 @@ def lower_program(program, profile=False):
                 loc=n.loc, hint="use backend='numpy' for this program")
     L = Lowering(program, profile)
     L.storage = store = make_storage(L)
+    L.accumulations = Accumulations(L) if getattr(program.plan, "planned", False) else None
     for f in L.fetch_bufs:  # fetched feeds, variables and constants: first, before updates
         if f.op_name in _LEAVES:
             _fetch_copy(L, f)
