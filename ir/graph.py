@@ -11,7 +11,7 @@ import threading
 from graphc.errors import GraphError
 
 from . import source
-from .shapes import format_shape
+from .shapes import TensorShape, format_shape
 
 
 class Node:
@@ -68,7 +68,6 @@ class Node:
         return n
 
     def get_shape(self):
-        from .shapes import TensorShape
         return TensorShape(self.shape)
 
     def type_str(self):
@@ -135,6 +134,8 @@ class Graph:
         is_grad = self._grad_ctx is not None
         if loc is None:
             loc = self._grad_ctx if is_grad else source.user_location()
+        if shape is not None:
+            shape = TensorShape(shape)
         node = Node(self, opdef, inputs, attrs, dtype, shape,
                     self.unique_name(name or opdef.name), loc, is_grad)
         node.id = len(self.nodes)

@@ -116,44 +116,42 @@ class Dimension:
         return f"Dimension({self.value})"
 
 
-class TensorShape:
-    """TF1's TensorShape view of a static shape: ``as_list()``, indexing, ``ndims``."""
+class TensorShape(tuple):
+    """TF1's TensorShape: a tuple of ints (None for unknown dims) that also answers TF1's
+    ``as_list()``, ``ndims``, ``num_elements()``, ``is_fully_defined()``. Nodes' shapes are
+    TensorShapes, so ``x.shape.as_list()`` and ``x.shape[0]`` both work."""
 
-    def __init__(self, dims):
-        self.dims = None if dims is None else tuple(dims)
+    __slots__ = ()
+
+    def __new__(cls, dims=()):
+        return tuple.__new__(cls, () if dims is None else dims)
+
+    @property
+    def dims(self):
+        return tuple(self)
 
     def as_list(self):
-        return list(self.dims)
+        return list(self)
 
     @property
     def ndims(self):
-        return None if self.dims is None else len(self.dims)
+        return len(self)
 
     rank = ndims
 
     def num_elements(self):
-        return num_elements(self.dims)
+        return num_elements(self)
 
     def is_fully_defined(self):
-        return is_static(self.dims)
-
-    def __len__(self):
-        return len(self.dims)
-
-    def __iter__(self):
-        return iter(self.dims)
+        return is_static(self)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return TensorShape(self.dims[i])
-        return self.dims[i]
+            return TensorShape(tuple.__getitem__(self, i))
+        return tuple.__getitem__(self, i)
 
-    def __eq__(self, other):
-        other = other.dims if isinstance(other, TensorShape) else tuple(other)
-        return self.dims == other
-
-    def __hash__(self):
-        return hash(self.dims)
-
+    # repr stays a tuple's: code generators print shapes as Python literals.
     def __repr__(self):
-        return f"TensorShape({list(self.dims)})"
+        return repr(tuple(self))
+
+    __str__ = __repr__
