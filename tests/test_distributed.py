@@ -77,6 +77,8 @@ def test_broadcast_variables_makes_ranks_equal(ranks, scenario):
     for v in VARS:
         np.testing.assert_array_equal(a[f"{scenario}/init/{v}"], b[f"{scenario}/init/{v}"])
     assert not np.array_equal(a[f"{scenario}/init/W1"], a[f"{scenario}/dist/W1"])
+    for v in VARS:  # a broadcast into the arrays a running step holds (rank 1 was shifted)
+        np.testing.assert_array_equal(a[f"{scenario}/resync/{v}"], b[f"{scenario}/resync/{v}"])
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

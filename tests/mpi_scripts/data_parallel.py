@@ -9,6 +9,8 @@ where a scenario is ``optimizer:backend:api``: optimizer ``sgd`` (plain SGD) or 
   from DIFFERENT random weights, so equality after it is the broadcast's doing);
 - ``<scenario>/dist/<var>``: its weights after STEPS data-parallel steps, each rank on its
   shard of every global batch (``gc.data.batches(..., rank, size)``);
+- ``<scenario>/resync/<var>``: after shifting each rank's live arrays by its rank,
+  broadcasting again and one more step (equal only if the broadcast wrote in place);
 - ``<scenario>/ref/<var>``: the weights of a single-process run (no MPI in the graph) from
   rank 0's initial weights on the whole global batches;
 - ``<scenario>/allreduce_nodes``, ``/allreduce_calls``, ``/norms``: the number of
@@ -84,10 +86,14 @@ class Runner:
     def run(self, xb, yb):
         return float(self._run(xb, yb)[1])
 
-    def weights(self):
+    def live(self):
+        """{name: the array the step reads and updates}."""
         if self.api == "session":
-            return {v.name: np.array(self.sess.values[v]) for v in self.m["variables"]}
-        return {v.name: np.array(self.target.variables[v.name]) for v in self.m["variables"]}
+            return {v.name: self.sess.values[v] for v in self.m["variables"]}
+        return {v.name: self.target.variables[v.name] for v in self.m["variables"]}
+
+    def weights(self):
+        return {k: np.array(a) for k, a in self.live().items()}
 
     def allreduce_nodes(self):
         """allreduce_mean nodes in the compiled programs (the initializer's has none)."""
@@ -113,6 +119,14 @@ def scenario(name, out):
     out[f"{name}/norms"] = np.array(norms)
     for k, v in par.weights().items():
         out[f"{name}/dist/{k}"] = v
+    # Desynchronize the live arrays of a step that has run, broadcast again, step once more:
+    # ranks agree only if the broadcast wrote into the very arrays the step holds.
+    for a in par.live().values():
+        a += np.float32(r)
+    dist.broadcast_variables(par.target)
+    par.run(x[:PER_RANK], y[:PER_RANK])
+    for k, v in par.weights().items():
+        out[f"{name}/resync/{k}"] = v
     # Single process, whole global batches, rank 0's initial weights.
     ref = Runner(build(optimizer, False, seed=100), "numpy", "compile")
     ref_norms = [ref.run(xb, yb) for xb, yb in gc.data.batches(x, y, PER_RANK * n, seed=0)]
