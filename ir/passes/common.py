@@ -118,8 +118,8 @@ def rewire(program, mapping):
 def new_node(program, like, op, inputs, attrs, before=None):
     """Create a node of ``op`` carrying ``like``'s name, line and gradient flag.
 
-    It is scheduled right before ``before`` (default ``like``), which keeps the schedule
-    topological when the inputs are scheduled before that point.
+    It is scheduled right before ``before`` (default ``like``; at the end when ``like`` is not
+    scheduled), which keeps the schedule topological when the inputs come before that point.
     Raises:
         GraphError: the op's shape rule rejects the rewrite (a pass bug, named).
     """
@@ -133,8 +133,10 @@ def new_node(program, like, op, inputs, attrs, before=None):
     n = g.add_node(opdef, list(inputs), dict(attrs), dtype, tuple(shape) if shape is not None
                    else None, loc=like.loc)
     n.name, n.is_grad = like.name, like.is_grad
-    at = index_of(program.nodes, before if before is not None else like)
-    program.nodes.insert(at, n)
+    if before is None and not any(m is like for m in program.nodes):
+        program.nodes.append(n)
+    else:
+        program.nodes.insert(index_of(program.nodes, before if before is not None else like), n)
     return n
 
 

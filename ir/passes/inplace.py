@@ -19,7 +19,7 @@ import networkx as nx
 
 from .. import scalar as S
 from ..program import MemoryPlan
-from .common import ALIAS_OPS, LEAVES, new_node, users
+from .common import ALIAS_OPS, LEAVES, index_of, new_node, users
 from .fuse import FUSED
 
 # Non-elementwise kernels that may write over these inputs (row-wise, read before written;
@@ -106,11 +106,11 @@ def _snapshot_fetched_variables(program):
     made = 0
     for i, f in enumerate(program.fetches):
         if f is not None and f.op_name == "variable" and id(f) in assigned:
-            first_user = next(n for n in program.nodes if n.op_name != "variable")
             copy = new_node(program, f, FUSED, [f],
                             {"body": S.arg(0, f.dtype), "shape": tuple(f.shape),
-                             "reduce": None, "ops": ("copy",)},
-                            before=first_user)
+                             "reduce": None, "ops": ("copy",)})
+            del program.nodes[index_of(program.nodes, copy)]  # goes right after the variable
+            program.nodes.insert(index_of(program.nodes, f) + 1, copy)
             copy.meta["note"] = "snapshot: the fetch of a variable the step assigns"
             program.fetches[i] = copy
             made += 1
