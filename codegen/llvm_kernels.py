@@ -208,7 +208,9 @@ def reduction_function(kind, math_lib, shape, axes, operands, body, noalias, sca
                                                          offs[k])) for k in read}
         return render_expr(fn, math_lib, body, vals)
     bases = [0] + [o[1] for o in operands[1:]]
-    if cshape and cstrides[0][-1] == 0:
+    if _row_vector_case(cshape, cstrides, body):
+        _vector_rows(fn, kind, dtype, cshape, cstrides, bases, init, body.value)
+    elif cshape and cstrides[0][-1] == 0:
         def row(offs):
             with fn.loop(cshape[-1]) as lp:
                 acc = lp.carry(t, init)
@@ -229,6 +231,36 @@ def reduction_function(kind, math_lib, shape, axes, operands, body, noalias, sca
             fn.store(mt, fn(f"{div} {fn.load(mt, po)}, {literal(scale, dtype)}"), po)
     fn.ret()
     return fn
+
+
+def _row_vector_case(cshape, cstrides, body):
+    """A plain input reduced over rows of a short kept row (a bias gradient: [N, C] -> [C])."""
+    return (len(cshape) >= 2 and body.op == "arg" and cstrides[0][-1] == 1
+            and cstrides[0][-2] == 0 and cstrides[body.value][-1] == 1 and cshape[-1] <= 64)
+
+
+def _vector_rows(fn, kind, dtype, cshape, cstrides, bases, init, k):
+    """Sum rows as vectors carried in a register, then add the result to the output row."""
+    t, c = val_type(dtype), cshape[-1]
+    vt = f"<{c} x {t}>"
+    sfx = f"v{c}{'f32' if t == 'float' else 'f64' if t == 'double' else t}"
+
+    def vcombine(a, b):
+        if kind == "sum":
+            return fn(f"fadd reassoc nsz {vt} {a}, {b}") if dtype.is_floating else \
+                fn(f"add {vt} {a}, {b}")
+        name = ("maximum" if kind == "max" else "minimum") if dtype.is_floating else \
+            ("u" if dtype.name == "uint8" else "s") + kind
+        return fn.call(vt, f"llvm.{name}.{sfx}", [(vt, a), (vt, b)])
+
+    def rows(offs):
+        with fn.loop(cshape[-2]) as lp:
+            acc = lp.carry(vt, f"splat ({t} {init})")
+            v = fn.load(vt, fn.gep(t, f"%p{k}", fn.add(offs[k], fn.mul(lp.i, cstrides[k][-2]))))
+            lp.update(acc, vcombine(acc, v))
+        po = fn.gep(t, "%p0", offs[0])
+        fn.store(vt, vcombine(fn.load(vt, po), acc), po)
+    loop_nest(fn, cshape[:-2], [st[:-2] for st in cstrides], bases, rows)
 
 
 def lower_reduction(L, n, x, axes, kind, scale=None):

@@ -75,6 +75,26 @@ def loop_nest(fn, shape, strides_list, bases, inner):
     level(0, offsets)
 
 
+def carried_nest(fn, extents, carried, body):
+    """Nested loops over ``extents`` carrying values [(type, init)] through every level.
+
+    ``body(indices, values)`` returns the next values; returns the values after the last
+    iteration (what accumulators in registers need: no memory round trip per iteration).
+    """
+    def level(d, values):
+        if d == len(extents):
+            return body(indices, values)
+        with fn.loop(extents[d]) as lp:
+            indices.append(lp.i)
+            phis = [lp.carry(ty, v) for (ty, _), v in zip(carried, values)]
+            for phi, new in zip(phis, level(d + 1, phis)):
+                lp.update(phi, new)
+            indices.pop()
+        return phis
+    indices = []
+    return level(0, [init for _, init in carried])
+
+
 def load_value(fn, dtype, ptr):
     """Load one element as its register type (bool bytes become i1)."""
     v = fn.load(mem_type(dtype), ptr)

@@ -17,8 +17,11 @@ from ..ir.ops.windows import window_geometry
 from .llvm_ir import Function, float_literal, mem_type, val_type
 from .llvm_kernels import combine, fill
 from .llvm_lower import lowers
-from .llvm_loops import params
+from .llvm_loops import carried_nest, params
 from .llvm_nn import _better
+
+
+VECTOR_CHANNELS = 64  # up to this many channels, a window's channels are one LLVM vector
 
 
 class Geometry:
@@ -105,20 +108,93 @@ def conv_function(kind, dtype, g, cout, noalias):
     return fn
 
 
+VECTOR_TAPS = 32  # at most this many (tap, input channel) pairs get a register each
+
+
+def _vectorizable(g, cout):
+    return g.kh * g.kw * g.c <= VECTOR_TAPS and cout <= VECTOR_CHANNELS
+
+
+def _tap_value(fn, g, t, dtype, n, p, q, i, j, c):
+    """x[n, p*sh + i - top, q*sw + j - left, c] as a scalar (0 in the padding)."""
+    h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), i)}, {g.top}") if g.top else \
+        fn.add(fn.mul(p, g.sh), i)
+    w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), j)}, {g.left}") if g.left else \
+        fn.add(fn.mul(q, g.sw), j)
+    padded = g.top or g.left or (g.oh - 1) * g.sh + g.kh > g.h or (g.ow - 1) * g.sw + g.kw > g.w
+    if padded:
+        inside = fn(f"and i1 {fn(f'icmp ult i64 {h}, {g.h}')}, {fn(f'icmp ult i64 {w}, {g.w}')}")
+        h = fn.call("i64", "llvm.umin.i64", [("i64", h), ("i64", str(g.h - 1))])
+        w = fn.call("i64", "llvm.umin.i64", [("i64", w), ("i64", str(g.w - 1))])
+    xi = fn.add(fn.mul(fn.add(fn.mul(fn.add(fn.mul(n, g.h), h), g.w), w), g.c), c)
+    v = fn.load(t, fn.gep(t, "%p1", xi))
+    if padded:
+        v = fn(f"select i1 {inside}, {t} {v}, {t} {float_literal(0.0, dtype)}")
+    return v
+
+
+def conv_vector_function(kind, dtype, g, cout, noalias):
+    """Direct convolution with output channels as one vector: "forward" (%p0=y, %p1=x,
+    %p2=w) keeps each position's output row in a register over the taps, with the filter
+    rows loaded once; "filter" (%p0=dw, %p1=x, %p2=dy) keeps every (tap, channel) row of the
+    filter gradient in a register over all positions and stores it once (no zero fill)."""
+    fn = Function("kernel", params(3, noalias))
+    t = val_type(dtype)
+    vt = f"<{cout} x {t}>"
+    taps = [(i, j, c) for i in range(g.kh) for j in range(g.kw) for c in range(g.c)]
+
+    def row(base, k):
+        return fn.load(vt, fn.gep(t, base, k * cout))
+
+    def fma(a, b, acc):
+        return fn.call(vt, f"llvm.fmuladd.v{cout}{'f32' if t == 'float' else 'f64'}",
+                       [(vt, a), (vt, b), (vt, acc)])
+    if kind == "forward":
+        wrows = [row("%p2", k) for k in range(len(taps))]
+
+        def position(idx, values):
+            n, p, q = idx
+            acc = "zeroinitializer"
+            for k, (i, j, c) in enumerate(taps):
+                xv = _splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout)
+                acc = fma(xv, wrows[k], acc)
+            pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
+            fn.store(vt, acc, fn.gep(t, "%p0", fn.mul(pos, cout)))
+            return []
+        carried_nest(fn, (g.n, g.oh, g.ow), [], position)
+    else:
+        def position(idx, accs):
+            n, p, q = idx
+            pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
+            dy = fn.load(vt, fn.gep(t, "%p2", fn.mul(pos, cout)))
+            return [fma(_splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout),
+                        dy, acc) for (i, j, c), acc in zip(taps, accs)]
+        finals = carried_nest(fn, (g.n, g.oh, g.ow), [(vt, "zeroinitializer")] * len(taps),
+                              position)
+        for k, acc in enumerate(finals):
+            fn.store(vt, acc, fn.gep(t, "%p0", k * cout))
+    fn.ret()
+    return fn
+
+
 @lowers("conv2d")
 def lower_conv(L, n):
     x, w = n.inputs
     g = _geometry(n, x, w.shape)
     bufs = [L.out(n), L.buf(x), L.buf(w)]
-    L.call(conv_function("forward", n.dtype, g, w.shape[3], L.noalias(bufs)), bufs, n)
+    build = conv_vector_function if _vectorizable(g, w.shape[3]) else conv_function
+    L.call(build("forward", n.dtype, g, w.shape[3], L.noalias(bufs)), bufs, n)
 
 
 @lowers("conv2d_backprop_filter")
 def lower_conv_filter(L, n):
     x, dy = n.inputs
     g = _geometry(n, x, n.attrs["filter_shape"])
-    fill(L, L.out(n), n.shape, n.dtype, 0, n)
     bufs = [L.out(n), L.buf(x), L.buf(dy)]
+    if _vectorizable(g, n.shape[3]):
+        L.call(conv_vector_function("filter", n.dtype, g, n.shape[3], L.noalias(bufs)), bufs, n)
+        return
+    fill(L, L.out(n), n.shape, n.dtype, 0, n)
     L.call(conv_function("filter", n.dtype, g, n.shape[3], L.noalias(bufs)), bufs, n)
 
 
@@ -223,9 +299,6 @@ def argmax_pool_function(kind, dtype, g, noalias):
     _over_windows(fn, g, window)
     fn.ret()
     return fn
-
-
-VECTOR_CHANNELS = 64  # up to this many channels, a window's channels are one LLVM vector
 
 
 def _tiled(g):
