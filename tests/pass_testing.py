@@ -12,7 +12,7 @@ import graphc as gc
 from graphc.codegen.numpy_emitter import emit_numpy
 from graphc.compiler import new_arena
 from graphc.ir.passes import run_pipeline
-from graphc.ir.passes.common import check_program
+from graphc.ir.passes.common import check_program, positions, value_inputs
 from graphc.ir.program import build_program
 from graphc.runtime.pystep import load_python_step
 
@@ -87,7 +87,30 @@ def check_passes(fetches, feeds, passes=FULL, steps=1, rtol=1e-12, atol=1e-12, c
     for k, (a, b) in enumerate(zip(ref_hist, opt_hist)):
         assert_agree(a, b, rtol, atol, f"fetches of step {k + 1}")
     assert_agree(ref_vars, opt_vars, rtol, atol, "variables after the last step")
+    if opt.plan is not None and opt.plan.planned:
+        assert_plan_is_sound(opt)
     return opt
+
+
+def assert_plan_is_sound(program):
+    """No two arena buffers with intersecting live intervals share a byte; every value that
+    is read lives until its last reader."""
+    plan = program.plan
+    items = list(plan.offsets.items())
+    for i, (a, oa) in enumerate(items):
+        fa, la = plan.intervals[a]
+        assert oa % plan.alignment == 0 and oa + plan.nbytes[a] <= plan.arena_bytes
+        for b, ob in items[i + 1:]:
+            fb, lb = plan.intervals[b]
+            if fa <= lb and fb <= la:
+                assert oa + plan.nbytes[a] <= ob or ob + plan.nbytes[b] <= oa, \
+                    f"'{a.name}' and '{b.name}' are live together and overlap"
+    pos = positions(program.nodes)
+    for n in program.nodes:
+        for x in value_inputs(n):
+            r = plan.root(x)
+            if r in plan.intervals:
+                assert plan.intervals[r][1] >= pos[id(n)], f"'{x.name}' dies before its reader"
 
 
 def ops(program):

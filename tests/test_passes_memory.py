@@ -6,30 +6,10 @@ import pytest
 
 import graphc as gc
 from graphc.errors import CompileError
-from graphc.ir.passes.common import positions, value_inputs
+from graphc.ir.passes.common import positions
 
-from pass_testing import EXACT, check_passes, load, mlp, program_of, record, run_steps
-
-
-def assert_plan_is_sound(program):
-    """No two arena buffers with intersecting live intervals share a byte; every value that
-    is read lives until its last reader."""
-    plan = program.plan
-    items = list(plan.offsets.items())
-    for i, (a, oa) in enumerate(items):
-        fa, la = plan.intervals[a]
-        assert oa % plan.alignment == 0 and oa + plan.nbytes[a] <= plan.arena_bytes
-        for b, ob in items[i + 1:]:
-            fb, lb = plan.intervals[b]
-            if fa <= lb and fb <= la:
-                assert oa + plan.nbytes[a] <= ob or ob + plan.nbytes[b] <= oa, \
-                    f"'{a.name}' and '{b.name}' are live together and overlap"
-    pos = positions(program.nodes)
-    for n in program.nodes:
-        for x in value_inputs(n):
-            r = plan.root(x)
-            if r in plan.intervals:
-                assert plan.intervals[r][1] >= pos[id(n)], f"'{x.name}' dies before its reader"
+from pass_testing import (EXACT, assert_plan_is_sound, check_passes, load, mlp, program_of,
+                          record, run_steps)
 
 
 def test_training_step_updates_variables_in_place_and_packs_the_arena():
