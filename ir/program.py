@@ -23,7 +23,9 @@ What a backend may rely on after ``ir.passes.run_pipeline`` (the optimized progr
 Storage of each value node ``n`` under a plan (``plan.storage(n)`` answers it):
 - placeholders: the caller's array (read only); variables: the variable's own buffer;
   constants: their value array (read only);
-- ``n in plan.views``: a reshape-like view (same bytes, C order) of ``plan.views[n]``'s storage;
+- ``n in plan.views``: a reshape-like view (same bytes, C order) of ``plan.views[n]``'s storage
+  (``reshape``, ``expand_dims``, ``squeeze``, ``reshape_like``, and ``check_numerics``, which
+  is its input unchanged once the backend has checked it for NaN and Inf);
 - ``n in plan.inplace``: the storage of ``plan.inplace[n]`` (an input of ``n``, or for a variable
   update the variable node): ``n`` writes its result over that buffer;
 - ``n in plan.offsets``: bytes ``[offsets[n], offsets[n] + nbytes[n])`` of the arena, C order;
