@@ -7,6 +7,7 @@ step, so the compiler's modules are imported only when present.
 __version__ = "0.1.0"
 
 from . import errors  # noqa: F401  (a leaf: always available)
+from .runtime import load  # noqa: F401  (saved steps run without the compiler)
 
 try:
     from . import ir as _ir  # noqa: F401

@@ -2,9 +2,9 @@
 
 Each subcommand is a ``Command``: a name, a one-line help, a function adding its options to
 its sub-parser, and a function running it with the parsed arguments (returning the exit
-code). Adding ``compile``, ``run``, ``inspect`` or ``dump`` is one more entry in
-``COMMANDS``; ``main`` needs no change. Commands import their modules lazily so that
-``graphc --help`` stays fast.
+code). ``compile`` and ``dump`` (``cli_model``, ``cli_dump``) need the compiler; ``run``
+and ``inspect`` (``cli_artifact``) only the runtime. Commands import their modules lazily so
+that ``graphc --help`` stays fast.
 """
 import argparse
 import sys
@@ -29,9 +29,26 @@ def _demo_run(args):
     return demo.run(args)
 
 
+def _lazy(module, function):
+    """``function`` of ``graphc.<module>``, imported when the command runs (``--help`` and
+    ``run``/``inspect`` then never import the compiler)."""
+    def call(*args):
+        import importlib
+        return getattr(importlib.import_module(f"graphc.{module}"), function)(*args)
+    return call
+
+
 COMMANDS = [
     Command("demo", "train an MLP on the embedded 8x8 digits and show what the compiler did",
             _demo_configure, _demo_run),
+    Command("compile", "compile MODEL.py[:FUNC] ahead of time into a step file (.gcx)",
+            _lazy("cli_model", "configure_compile"), _lazy("cli_model", "run_compile")),
+    Command("run", "run a saved step on feeds from .npy files and print the fetches",
+            _lazy("cli_artifact", "configure_run"), _lazy("cli_artifact", "run_run")),
+    Command("inspect", "show a saved step: manifest, feeds, fetches, variables, buffers, IR",
+            _lazy("cli_artifact", "configure_inspect"), _lazy("cli_artifact", "run_inspect")),
+    Command("dump", "show the IR after any pass, a pass's diff, DOT, or the generated code",
+            _lazy("cli_dump", "configure_dump"), _lazy("cli_dump", "run_dump")),
 ]
 
 

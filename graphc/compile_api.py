@@ -127,6 +127,17 @@ class CompiledStep:
         """The feed signatures compiled so far."""
         return list(self._cache)
 
+    def save(self, path):
+        """Write the latest compiled signature, with the variables' current values, to the
+        artifact ``path`` (a ``.gcx`` zip; load it with ``gc.load``; see ``graphc.aot``)."""
+        from .aot import save
+        return save(self, path)
+
+    def export_python(self, path):
+        """Write a NumPy-backend step as one module importing only numpy (``graphc.aot``)."""
+        from .aot import export_python
+        return export_python(self, path)
+
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, feed_dict=None, **named):
         """Run one step; returns the fetches' values in the fetches' structure."""

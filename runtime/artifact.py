@@ -1,0 +1,259 @@
+"""The saved-step file (``.gcx``): one zip holding a manifest, the code, the IR and the state.
+
+Members of an artifact (format version 1)::
+
+    manifest.json        what the step is (see below); written last, read first
+    ir.txt               the final text IR of the optimized program (for people and tools)
+    code/step.py         NumPy backend: the generated module (``make_step(consts, arena, rngs)``)
+    code/step.o          LLVM backend: relocatable object code for the host it was built on
+    code/step.ll         LLVM backend: the LLVM IR the object code was compiled from
+    code/consts.npz      constant arrays the code takes at load time (``c0``, ``c1``, ...)
+    state/variables.npz  the variables' current values (``v0``, ``v1``, ... in call order)
+    state/rng.json       random ops' state: NumPy bit-generator states, or the native
+                         step's [call counter, key per random op]
+
+The manifest (JSON) records ``format`` ("graphc-step") and ``format_version``, the graphc,
+Python, NumPy and llvmlite versions that wrote it, the backend, the target (triple, CPU name,
+features) object code was built for, the feeds, fetches and variables with shapes and dtypes,
+the fetch structure, the buffer layout (arena size and every buffer's offset), a sha256 of the
+optimized program, compile statistics, and ``members``: the sha256 and size of every member.
+Reading verifies the format version and every checksum before anything runs, so a truncated
+or corrupted file or one from a newer graphc gives an ``ArtifactError``, never a crash.
+
+Loading runs code from the file (Python source or machine code): load only artifacts you
+trust, as with pickles.
+
+This module imports only the standard library, numpy and ``graphc.errors``.
+"""
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from graphc.errors import ArtifactError
+
+FORMAT = "graphc-step"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+IR, SOURCE, OBJECT, LLVM_IR = "ir.txt", "code/step.py", "code/step.o", "code/step.ll"
+CONSTS, VARIABLES, RNG = "code/consts.npz", "state/variables.npz", "state/rng.json"
+_STORED = (OBJECT, CONSTS, VARIABLES)  # already dense: compressing costs load time for little
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same step saves to the same bytes
+
+
+class Artifact:
+    """A saved step in memory: the manifest (a JSON-able dict) and its members (name -> bytes).
+
+    Args:
+        manifest: the manifest without ``members`` (``write`` adds the checksums).
+        members: {member name: bytes}.
+        path: the file it was read from, if any (for messages).
+    Example:
+        >>> art = read("step.gcx")
+        >>> art.manifest["backend"], art.text(IR)[:5]
+        ('llvm', 'graph')
+    """
+
+    def __init__(self, manifest, members, path=None):
+        self.manifest, self.members, self.path = manifest, dict(members), path
+
+    def text(self, name):
+        """A text member (UTF-8)."""
+        return self.members[name].decode("utf-8")
+
+    def arrays(self, name):
+        """The arrays of an ``.npz`` member as {key: array} (no pickles)."""
+        return unpack_arrays(self.members[name], self.where(name))
+
+    def json(self, name):
+        return json.loads(self.members[name].decode("utf-8"))
+
+    def where(self, member=None):
+        where = f"'{self.path}'" if self.path else "the artifact"
+        return f"{where} member '{member}'" if member else where
+
+    def replaced(self, members):
+        """A copy with the given members ({name: bytes}) replaced or added."""
+        return Artifact(dict(self.manifest), {**self.members, **members}, self.path)
+
+    def write(self, path):
+        """Write the artifact to ``path`` atomically (a temporary file renamed over it).
+
+        Returns:
+            The number of bytes written.
+        """
+        manifest = dict(self.manifest)
+        manifest["members"] = {name: {"sha256": _sha256(data), "bytes": len(data)}
+                               for name, data in sorted(self.members.items())}
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".gcx-", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w") as z:
+                for name, data in sorted(self.members.items()):
+                    _add(z, name, data)
+                _add(z, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return os.path.getsize(path)
+
+
+def _add(z, name, data):
+    info = zipfile.ZipInfo(name, _EPOCH)
+    info.compress_type = zipfile.ZIP_STORED if name in _STORED else zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    z.writestr(info, data, compresslevel=1)
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def pack_arrays(arrays):
+    """{key: array} -> the bytes of an uncompressed ``.npz``."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})  # keeps 0-d as 0-d
+    return buf.getvalue()
+
+
+def unpack_arrays(data, where="an artifact member"):
+    """The bytes of an ``.npz`` -> {key: array}; ArtifactError when they do not parse."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001  (a checksum-valid member that is not an npz)
+        raise ArtifactError(f"{where} is not a readable array archive: {exc}") from None
+
+
+def read(path):
+    """Read and verify an artifact file.
+
+    Args:
+        path: a ``.gcx`` file written by ``step.save``.
+    Returns:
+        An ``Artifact`` whose members all match the manifest's checksums.
+    Raises:
+        ArtifactError: not a zip or truncated, no manifest, another format, a format version
+            newer than this graphc reads, a member missing or failing its checksum.
+    Example:
+        >>> read("step.gcx").manifest["feeds"][0]["name"]
+        'x'
+    """
+    try:
+        with zipfile.ZipFile(path) as z:
+            manifest = _manifest(z, path)
+            present = set(z.namelist())
+            missing = sorted(set(manifest["members"]) - present)
+            if missing:
+                raise ArtifactError(f"'{path}' is incomplete: member(s) "
+                                    + ", ".join(f"'{m}'" for m in missing) + " missing",
+                                    hint="the file is damaged: save the step again")
+            members = {name: z.read(name) for name in manifest["members"]}
+    except ArtifactError:
+        raise
+    except FileNotFoundError:
+        raise ArtifactError(f"no artifact at '{path}'") from None
+    except Exception as exc:  # noqa: BLE001  (zip, zlib, JSON and OS errors alike)
+        raise ArtifactError(f"'{path}' is not a readable graphc artifact (truncated or "
+                            f"corrupted?): {type(exc).__name__}: {exc}",
+                            hint="save the step again with step.save(path)") from None
+    for name, info in manifest["members"].items():
+        data = members[name]
+        if len(data) != info.get("bytes") or _sha256(data) != info.get("sha256"):
+            raise ArtifactError(f"'{path}' is corrupted: member '{name}' does not match its "
+                                "checksum in the manifest",
+                                [f"expected {info.get('bytes')} bytes, sha256 "
+                                 f"{str(info.get('sha256'))[:16]}...; found {len(data)} bytes, "
+                                 f"sha256 {_sha256(data)[:16]}..."],
+                                hint="the file is damaged: save the step again")
+    return Artifact(manifest, members, path)
+
+
+def _manifest(z, path):
+    """The manifest, checked for format and version before any other member is read."""
+    try:
+        raw = z.read(MANIFEST)
+    except KeyError:
+        raise ArtifactError(f"'{path}' has no {MANIFEST}: not a graphc artifact, or "
+                            "truncated", hint="artifacts are written by step.save(path)") from None
+    manifest = json.loads(raw.decode("utf-8"))
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"'{path}' is not a graphc artifact: its manifest's format is "
+                            f"{manifest.get('format') if isinstance(manifest, dict) else None!r}"
+                            f", expected {FORMAT!r}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ArtifactError(f"'{path}': invalid artifact format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ArtifactError(
+            f"'{path}' has artifact format version {version}, newer than this graphc reads",
+            [f"written by graphc {manifest.get('graphc_version', '?')}; this is graphc "
+             f"{_version()}, which reads format versions up to {FORMAT_VERSION}"],
+            hint="upgrade graphc, or save the step again with this version")
+    members = manifest.get("members")
+    if not isinstance(members, dict) or not all(isinstance(v, dict) for v in members.values()):
+        raise ArtifactError(f"'{path}': the manifest has no valid member table")
+    return manifest
+
+
+def _version():
+    try:
+        from graphc import __version__
+        return __version__
+    except ImportError:  # pragma: no cover  (graphc.runtime used outside graphc)
+        return "?"
+
+
+def graphc_version():
+    """The version of graphc writing an artifact."""
+    return _version()
+
+
+# -- the fetch structure, as JSON ----------------------------------------------------------------
+def encode_structure(skeleton):
+    """A fetch nest whose leaves are fetch indices -> JSON: int, ["list"|"tuple", items],
+    ["dict", [[key, item], ...]], ["namedtuple", type name, fields, items].
+
+    Raises:
+        ArtifactError: a dict key that JSON cannot hold (not str, int, float, bool or None).
+    """
+    s = skeleton
+    if isinstance(s, int):
+        return s
+    if isinstance(s, dict):
+        for k in s:
+            if not isinstance(k, (str, int, float, bool, type(None))):
+                raise ArtifactError(f"cannot save a fetch dict keyed by {type(k).__name__} "
+                                    f"{k!r}", hint="key fetch dicts by strings")
+        return ["dict", [[k, encode_structure(v)] for k, v in s.items()]]
+    if isinstance(s, tuple) and hasattr(s, "_fields"):
+        return ["namedtuple", type(s).__name__, list(s._fields),
+                [encode_structure(v) for v in s]]
+    kind = "tuple" if isinstance(s, tuple) else "list"
+    return [kind, [encode_structure(v) for v in s]]
+
+
+def decode_structure(code):
+    """JSON from ``encode_structure`` -> ``rebuild(values)`` giving the fetch nest."""
+    import collections
+    if isinstance(code, int):
+        return lambda values: values[code]
+    kind = code[0]
+    if kind == "dict":
+        parts = [(k, decode_structure(v)) for k, v in code[1]]
+        return lambda values: {k: f(values) for k, f in parts}
+    if kind == "namedtuple":
+        cls = collections.namedtuple(code[1], code[2])
+        parts = [decode_structure(v) for v in code[3]]
+        return lambda values: cls(*[f(values) for f in parts])
+    if kind not in ("list", "tuple"):
+        raise ArtifactError(f"unknown fetch structure {kind!r} in the manifest")
+    parts = [decode_structure(v) for v in code[1]]
+    make = tuple if kind == "tuple" else list
+    return lambda values: make(f(values) for f in parts)
