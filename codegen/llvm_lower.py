@@ -117,13 +117,6 @@ class Lowering:
             self.layout.blas.append((self._special(key), dtype.np.name, bits))
         return Buf(self._slot_of[key], 0, 0), bits
 
-    def entry_point(self, name):
-        """The table slot of a runtime entry point (``runtime.collectives`` callbacks)."""
-        key = f"entry_{name}"
-        if key not in self._slot_of:
-            self.layout.entry_points.append((self._special(key), name))
-        return Buf(self._slot_of[key], 0, 0)
-
     def rng(self, seed):
         """(state Buf, index of this op's key): state[0] is the step counter."""
         self._seeds.append(seed)

@@ -224,7 +224,7 @@ def _lit(value, dtype):
     return float_literal(value, dtype) if dtype.is_floating else literal(value, dtype)
 
 
-# -- check_numerics and allreduce_mean ----------------------------------------------------------
+# -- check_numerics -------------------------------------------------------------------------------
 STATUS_NUMERICS = 3
 
 
@@ -252,18 +252,3 @@ def lower_check_numerics(L, n):
     where = f" at {n.loc.short}" if getattr(n.loc, "lineno", None) else ""
     label = f"check_numerics '{n.name}' ({n.attrs.get('message', '')}){where}"
     L.call(fn, [L.buf(x), L.status()], n, fallible=label)
-
-
-@lowers("allreduce_mean")
-def lower_allreduce(L, n):
-    """Average the packed buffer over all processes: a call into the runtime's collectives
-    (``void allreduce_mean(void *data, int64 count, int32 dtype_code)``) through the table."""
-    (x,) = n.inputs
-    if L.out(n) != L.buf(x):
-        L.copy(L.out(n), L.buf(x), n.shape, n.dtype, n)
-    count = int(np.prod(n.shape, dtype=np.int64))
-    code = {"float32": 0, "float64": 1}[n.dtype.name]
-    fn = Function("kernel", params(2, [False, False]))
-    fn.emit(f"call void %p0(ptr %p1, i64 {count}, i32 {code})")
-    fn.ret()
-    L.call(fn, [L.entry_point("allreduce_mean"), L.out(n)], n)

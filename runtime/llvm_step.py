@@ -68,7 +68,6 @@ class StepLayout:
         blas: (slot, dtype name, integer bits) of the sgemm/dgemm entry points the code calls.
         node_names: names of kernels that may report a status (for error messages).
         profile: (slot, labels) in profiling builds: one cycle counter per kernel call.
-        entry_points: (slot, name) of runtime callbacks (``collectives.callback_address``).
         callbacks: (slot, name) of runtime entry points the code calls
             (``runtime.collectives.callback_address``: the MPI allreduce).
     """
@@ -86,7 +85,6 @@ class StepLayout:
     blas: list = field(default_factory=list)
     node_names: list = field(default_factory=list)
     profile: tuple = (None, ())
-    entry_points: list = field(default_factory=list)
     callbacks: list = field(default_factory=list)
 
 
@@ -140,11 +138,7 @@ class NativeStep:
         self.rng_state = np.array([0] + [_rng_key(s) for s in seeds], np.uint64)
         if slot is not None:
             items[slot] = self.rng_state
-        if layout.entry_points:
-            from . import collectives
-            for slot, name in layout.entry_points:
-                items[slot] = collectives.callback_address(name)
-        self._callbacks = bool(layout.entry_points)
+        self._callbacks = bool(layout.callbacks)  # a Python exception inside is re-raised
         slot, labels = layout.profile
         self.cycles = np.zeros(max(len(labels), 1), np.int64)
         if slot is not None:
@@ -219,7 +213,6 @@ class NativeStep:
 
     @staticmethod
     def _raise_callback_error():
-        from . import collectives
         if collectives.last_error:
             exc = collectives.last_error.pop()
             collectives.last_error.clear()
