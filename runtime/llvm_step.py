@@ -15,6 +15,7 @@ compiler.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 from dataclasses import dataclass, field
 
@@ -132,6 +133,7 @@ class NativeStep:
         if slot is not None:
             items[slot] = self.arena
         self.status = np.zeros(4, np.int64)
+        self._status_word = ctypes.c_int64.from_buffer(self.status)  # cheaper than status[0]
         if layout.status is not None:
             items[layout.status] = self.status
         slot, seeds = layout.rng
@@ -160,6 +162,7 @@ class NativeStep:
         self._slots = list(layout.feeds) + list(layout.variables)
         self._n_feeds = len(layout.feeds)
         self._fetch = [None if k is None else self.outputs[k] for k in layout.fetch_outputs]
+        self._updates = None
 
     def _bind(self, k, arr):
         """Point slot k at ``arr`` (converted when it is not exactly what the code expects)."""
@@ -191,15 +194,18 @@ class NativeStep:
         for k, a in enumerate(args):
             if a is not bound[k]:
                 self._bind(k, a)
+                self._updates = None
         self._fn(self._table_addr)
-        if self.status[0]:
+        if self._status_word.value:
             self._raise_status()
         if self._callbacks:
             self._raise_callback_error()
-        fetched = tuple(None if o is None else (o.copy() if o.ndim else o[()])
-                        for o in self._fetch)
-        variables = bound[self._n_feeds:]
-        return fetched, tuple(variables[k] for k in self.layout.updated)
+        if self._updates is None:
+            variables = bound[self._n_feeds:]
+            self._updates = tuple(variables[k] for k in self.layout.updated)
+        # Arrays are copied out (the next call overwrites the buffers); 0-d become scalars.
+        return [None if o is None else (o.copy() if o.ndim else o[()])
+                for o in self._fetch], self._updates
 
     def _raise_status(self):
         code, node, value = (int(v) for v in self.status[:3])
