@@ -1,6 +1,8 @@
 """The LLVM backend's driver: Program -> LLVM IR -> (cached) object code -> a native step.
 
-    text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1")        # one module, one exported ``step``
+    stats = {}
+    text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1",
+                                 stats=stats)        # one module, one exported ``step``
     key = cache_key(text, opt levels, target)    # the IR text is the program's fingerprint
     object code = cache hit, or compile_ir(text) # verified, O2 pipeline, host CPU
     NativeStep(layout, load_object(object code)) # fn(*feeds, *variables)
@@ -96,7 +98,9 @@ def compile_llvm(program, dump_dir=None, cache=None):
         >>> (loss,), new_vars = step(x, y, *variables)
     """
     t0 = time.perf_counter()
-    text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1")
+    stats = {}
+    text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1",
+                                 stats=stats)
     t1 = time.perf_counter()
     cache = cache or default_cache()
     key = cache_key(text, f"O{OPT_LEVEL}", f"codegen{CODEGEN_LEVEL}")
@@ -111,6 +115,7 @@ def compile_llvm(program, dump_dir=None, cache=None):
     t3 = time.perf_counter()
     step.artifacts = LLVMArtifacts(text, key, compiled, compiled is None,
                                    {"lower": t1 - t0, "llvm": t2 - t1, "load": t3 - t2})
+    step.artifacts.stats = stats
     step.llvm_ir = text
     step.optimized_ir = step.artifacts.optimized_ir
     step.assembly = step.artifacts.assembly

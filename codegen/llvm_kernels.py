@@ -112,6 +112,7 @@ class ElementwiseGroup:
         self.members.append((index[0], _renumber(body, index)))
         self.keys = union
         self.nodes.append(node)
+        L.merged += 1
         return True
 
     def emit(self, L):

@@ -73,6 +73,7 @@ class Lowering:
         self.profile = profile
         self.pending = None
         self.accumulations = None
+        self.merged = 0  # elementwise nodes that joined another's loop
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -266,12 +267,14 @@ def _symbol(name):
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def lower_program(program, profile=False):
+def lower_program(program, profile=False, stats=None):
     """Lower ``program`` to (LLVM module text, StepLayout).
 
     Args:
         program: the Program.
         profile: count CPU cycles per kernel call (``NativeStep.profile()`` reports them).
+        stats: a dict to fill with what the lowering did: kernel calls, distinct kernel
+            functions, elementwise loops merged, matmuls accumulated by BLAS, arena bytes.
 
     Raises:
         CompileError: an op without an LLVM kernel, naming the op and the node.
@@ -304,7 +307,14 @@ def lower_program(program, profile=False):
         if op not in _LEAVES:
             _fetch_copy(L, n)
     store.finish()
-    return L.finish()
+    text, layout = L.finish()
+    if stats is not None:
+        acc = L.accumulations
+        stats.update(kernel_calls=len(L.calls), kernel_functions=len(L.module.functions),
+                     merged_loops=L.merged, arena_bytes=L.arena_size,
+                     accumulated_matmuls=len(acc.gemm) if acc else 0,
+                     accumulated_sums=len(acc.fused) if acc else 0)
+    return text, layout
 
 
 def _accumulate(fn, counters, k, cycles):
