@@ -4,8 +4,8 @@ Each operation of the body's DAG becomes one ufunc call. Its destination is the 
 buffer when it is the root, else a temporary: the output buffer itself once no later call reads
 an input stored there (in place), an input buffer the plan says is dead after this node (the
 same trick a hand-written step uses: ``g *= lr; W -= g``), or a scratch array the step
-allocates once at load time (never per step). ``where`` has no ``out=`` in NumPy, so it is two
-``np.copyto`` calls (or one, when the destination already holds a branch).
+allocates once at load time (never per step). ``where`` has no ``out=`` in NumPy: for 4- and
+8-byte dtypes it selects bits with a mask (``_select_bits``), else it is ``np.copyto`` calls.
 
 The result is bit for bit what the unfused reference computes: the same ufuncs on the same
 dtypes in the same order; only the storage differs.
@@ -147,6 +147,10 @@ class FusedRenderer:
             self.lines.append(f"np.{fn}({', '.join(ops)}, out={dest})")
 
     def _where(self, k, e, ops, dest):
+        dt = np.dtype(e.dtype.np)
+        if dt.kind in "fiu" and dt.itemsize in (4, 8) and e.args[0].op != "const":
+            self._select_bits(e, ops, dest, dt)
+            return
         c, x, y = ops
         if dest == c:
             # The condition lives in the destination (bool branches): go through a temporary.
@@ -166,6 +170,35 @@ class FusedRenderer:
         else:
             self.lines.append(f"np.copyto({dest}, {y})")
             self.lines.append(f"np.copyto({dest}, {x}, where={c})")
+
+    def _select_bits(self, e, ops, dest, dt):
+        """``where(c, x, y)`` as bit operations on unsigned views: mask = all ones where c
+        (``0 - c`` in unsigned arithmetic), then ``x & mask`` (y is +0), ``y & ~mask`` (x is
+        +0) or ``y ^ ((x ^ y) & mask)``. The chosen branch's bits are copied exactly as
+        ``np.where`` copies them, at ufunc speed (``np.copyto(..., where=)`` is ~10x slower)."""
+        c, x, y = ops
+        cond, xe, ye = e.args
+        udt = np.dtype(f"uint{8 * dt.itemsize}")
+        u = f"np.{udt.name}"
+        mask = self._scratch(self._shape(cond), udt, {dest, c, x, y})
+
+        def bits(name, expr):
+            if expr.op == "const":
+                return f"{u}({int(np.array(expr.value, dt).view(udt))})"
+            return f"{name}.view({u})"
+        dv = f"{dest}.view({u})"
+        if bits(y, ye) == f"{u}(0)":
+            self.lines += [f"np.subtract(0, {c}, out={mask}, dtype={u})",
+                           f"np.bitwise_and({bits(x, xe)}, {mask}, out={dv})"]
+        elif bits(x, xe) == f"{u}(0)":
+            self.lines += [f"np.subtract({c}, 1, out={mask}, dtype={u})",
+                           f"np.bitwise_and({bits(y, ye)}, {mask}, out={dv})"]
+        else:
+            t = self._scratch(self._shape(e), udt, {dest, c, x, y, mask})
+            self.lines += [f"np.subtract(0, {c}, out={mask}, dtype={u})",
+                           f"np.bitwise_xor({bits(x, xe)}, {bits(y, ye)}, out={t})",
+                           f"np.bitwise_and({t}, {mask}, out={t})",
+                           f"np.bitwise_xor({bits(y, ye)}, {t}, out={dv})"]
 
     def _finish(self, src, shape):
         """Copy/fill a trivial body into ``out``, or apply the reduction epilogue."""
