@@ -83,8 +83,8 @@ def _assign_variables(b, variables):
         late = v * 1.5 + 1.0  # built after the assign: must read the old value
         b.pool.append(late)
         fetches.append(late)
-        if b.draw(st.booleans()):
-            fetches.append(v)  # a fetched variable that is also assigned
+        if b.draw(st.booleans()):  # a fetched variable (or a view of it) also assigned
+            fetches.append(v if b.draw(st.booleans()) else gc.reshape(v, [-1]))
     return fetches
 
 

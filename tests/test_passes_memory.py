@@ -120,3 +120,11 @@ def test_write_guard_error_through_compile_names_the_node():
     assert "_snap(" in step.source
     with pytest.raises(CompileError, match="checks .* need backend='numpy'"):
         gc.compile([x * 2.0], check_writes=True, backend="llvm")
+
+
+def test_a_fetched_view_of_an_assigned_variable_returns_the_old_value():
+    v = gc.Variable(np.arange(6.0), name="v")
+    x = gc.placeholder(gc.float64, [6], name="x")
+    upd = gc.assign(v, v * 2.0 + x)
+    opt = check_passes([gc.reshape(v, [2, 3]), upd], {x: np.ones(6)}, steps=3, rtol=0, atol=0)
+    assert record(opt, "inplace")["snapshots"] == 1

@@ -13,7 +13,8 @@ Variable updates come first: for ``assign(W, v)`` the value ``v`` is computed st
 ``W``'s buffer when every other read of ``W``'s old value can be scheduled before ``v`` and
 ``v`` reads ``W`` only elementwise (so ``W -= lr * g`` needs no copy). Otherwise the assign
 copies ``v`` into ``W`` after the last read of the old value. A variable that the step both
-fetches and assigns is first snapshotted by a copy node, so the fetch returns the old value.
+fetches (or fetches a view of) and assigns is first snapshotted by a copy node, so the fetch
+returns the old value.
 """
 import networkx as nx
 
@@ -101,15 +102,21 @@ class _State:
 
 
 def _snapshot_fetched_variables(program):
-    """Fetch a copy of each variable the step also assigns (the fetch means the old value)."""
+    """Fetch a copy of each variable the step also assigns (the fetch means the old value),
+    and of each view of one (a reshaped variable is the same bytes)."""
     assigned = {id(v) for v, _ in program.updates}
     made = 0
     for i, f in enumerate(program.fetches):
-        if f is not None and f.op_name == "variable" and id(f) in assigned:
+        if f is None:
+            continue
+        base = f
+        while base.op_name in ALIAS_OPS:
+            base = base.inputs[0]
+        if base.op_name == "variable" and id(base) in assigned:
             copy = new_node(program, f, FUSED, [f],
                             {"body": S.arg(0, f.dtype), "shape": tuple(f.shape),
                              "reduce": None, "ops": ("copy",)})
-            del program.nodes[index_of(program.nodes, copy)]  # goes right after the variable
+            del program.nodes[index_of(program.nodes, copy)]  # goes right after the fetch
             program.nodes.insert(index_of(program.nodes, f) + 1, copy)
             copy.meta["note"] = "snapshot: the fetch of a variable the step assigns"
             program.fetches[i] = copy
