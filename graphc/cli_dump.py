@@ -28,8 +28,11 @@ CODE_FORMATS = ("source",) + LLVM_FORMATS
 
 
 def configure_dump(parser):
-    from .cli_model import CONTRACT
-    parser.add_argument("model", metavar="MODEL.py[:FUNC]", help=CONTRACT)
+    from .cli_model import describe_model_argument
+    describe_model_argument(parser)
+    parser.epilog = "examples:\n" + "\n".join(
+        line.replace("    graphc", "  graphc", 1) for line in __doc__.splitlines()
+        if line.startswith("    graphc")) + "\n\n" + parser.epilog
     parser.add_argument("--stage", default="final",
                         help="'input' (before any pass), a pass name (prune, fold, simplify, "
                              "cse, dce, scale, fuse, inplace, schedule, plan), 'final' "

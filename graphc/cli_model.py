@@ -18,9 +18,23 @@ import sys
 from .errors import CompileError, FeedError, GraphcError
 
 CONTRACT = ("MODEL.py[:FUNC]: FUNC (default 'build') takes no arguments, builds the step in a "
-            "fresh graph and returns (fetches, feeds) or {'fetches': ..., 'feeds': [...], "
-            "'shapes': {'x': (32, 64)}}; fetches is any nest of tensors and ops, feeds the "
-            "placeholders the step takes")
+            "fresh graph and returns (fetches, feeds) or a dict")
+EPILOG = """the model file:
+  FUNC (default 'build') takes no arguments, builds the training step in a fresh
+  default graph and returns
+      (fetches, feeds)
+  or  {"fetches": fetches, "feeds": feeds, "shapes": {"x": (32, 64)}}
+  fetches: any nest of lists, tuples and dicts of tensors and ops (what each step
+  returns); feeds: the placeholders the step takes. The step is compiled for fixed
+  shapes: None dims come from "shapes" or --shape NAME=D0,D1 (which wins).
+
+example (examples/model_mlp.py):
+  def build():
+      x = gc.placeholder(gc.float32, [32, 64], name="x")
+      y = gc.placeholder(gc.int64, [32], name="y")
+      ...
+      return {"loss": loss, "train": train_op}, [x, y]
+"""
 
 
 class Model:
@@ -163,8 +177,17 @@ def concrete_shapes(feeds, given):
 
 
 # -- graphc compile --------------------------------------------------------------------------
+def describe_model_argument(parser):
+    """The MODEL.py[:FUNC] argument, with the model file's contract under the options."""
+    import argparse
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("model", metavar="MODEL.py[:FUNC]",
+                        help="the model file and its function (see below)")
+
+
 def configure_compile(parser):
-    parser.add_argument("model", metavar="MODEL.py[:FUNC]", help=CONTRACT)
+    describe_model_argument(parser)
     parser.add_argument("-o", "--output", required=True, metavar="STEP.gcx",
                         help="the artifact to write (a zip: manifest, code, IR, variables)")
     parser.add_argument("--backend", choices=("llvm", "numpy"), default="llvm",

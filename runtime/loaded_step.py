@@ -269,8 +269,14 @@ class PythonRunner:
         """The graphc error for an exception raised inside the generated code."""
         if type(exc).__name__ == "StepFault" and exc.args and exc.args[0] == "numerics":
             site = self.sites[exc.args[1]] if exc.args[1] < len(self.sites) else {}
+            details = []
+            if len(exc.args) > 2:
+                a = np.asarray(exc.args[2])
+                details.append(f"{int(np.isnan(a).sum())} NaN and {int(np.isinf(a).sum())} Inf "
+                               f"among {a.size} values")
             return NumericsError(f"check_numerics: {site.get('node', 'a node')} produced NaN "
-                                 "or Inf", loc=_Where(site["loc"]) if site.get("loc") else None)
+                                 "or Inf", details,
+                                 loc=_Where(site["loc"]) if site.get("loc") else None)
         lines, note, tb = self.source.splitlines(), None, exc.__traceback__
         while tb is not None:
             if tb.tb_frame.f_code.co_filename == f"<{self.MODULE}>":

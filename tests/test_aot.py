@@ -5,7 +5,6 @@ import collections
 import importlib.util
 import io
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -314,6 +313,31 @@ def test_unoptimized_step_round_trips(tmp_path):
     assert loaded.manifest["buffers"]["planned"] is False and not loaded.manifest["optimized"]
     for feed in batches(2):
         assert_same(flat(loaded(**feed)), flat(step(**feed)))
+
+
+def test_failures_in_a_loaded_step_name_the_node(tmp_path):
+    x = gc.placeholder(gc.float32, [4], name="x")
+    i = gc.placeholder(gc.int64, [3], name="i")
+    y = gc.gather(gc.log(x), i)
+    step = gc.compile([y], [x, i], check_numerics=True)
+    step.save(str(tmp_path / "checked.gcx"))
+    loaded = gc.load(str(tmp_path / "checked.gcx"))
+    ones = np.ones(4, np.float32)
+    assert same_bits(loaded(x=ones, i=np.arange(3))[0], np.zeros(3, np.float32))
+    with pytest.raises(gc.errors.NumericsError,
+                       match=r"check_numerics: log 'log' produced NaN or Inf(.|\n)*4 NaN and 0 "
+                             r"Inf among 4 values(.|\n)*test_aot.py:\d+"):
+        loaded(x=-ones, i=np.arange(3))
+    with pytest.raises(gc.errors.GraphcError, match=r"gather 'gather': failed at run time: "
+                                                    r"IndexError"):
+        loaded(x=ones, i=np.array([0, 1, 9]))
+
+
+def test_a_step_never_compiled_cannot_be_saved(tmp_path):
+    x = gc.placeholder(gc.float32, [None, 3], name="x")
+    step = gc.compile([gc.reduce_sum(x)], [x])
+    with pytest.raises(gc.errors.GraphError, match="call it once"):
+        step.save(str(tmp_path / "never.gcx"))
 
 
 # -- what can go wrong -------------------------------------------------------------------------
