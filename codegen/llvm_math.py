@@ -9,30 +9,29 @@ vectorizes), accurate to a few ulp in float32 and float64:
   ``2^n`` applied in two exact halves so results down to the subnormals and up to overflow
   come out right;
 - log: ``x = m 2^e`` with m in [sqrt(1/2), sqrt(2)), ``log m = 2 atanh(s)``, s = (m-1)/(m+1);
-- log1p and expm1 by Kahan's correction of log(1+x) and exp(x)-1;
-- tanh: its Taylor series near 0, ``1 - 2/(exp(2|x|)+1)`` elsewhere;
+- expm1: ``2^n expm1(r) + (2^n - 1)`` with expm1(r) by its series (no cancellation);
+- log1p by Kahan's correction of log(1+x);
+- tanh: ``-expm1(-2|x|) / (2 + expm1(-2|x|))`` with x's sign (accurate near 0 too);
 - pow: ``exp(y log|x|)`` (in float64 for float32 results) with C99's special cases.
 
-Every series coefficient is derived here from exact rationals (factorials, Bernoulli numbers),
-and the split constants of ln 2 from a 40-digit ``decimal`` value: nothing is a magic number.
+Every series coefficient is derived here (factorials, 2/(2k+1)), and the split constants of
+ln 2 from a 40-digit ``decimal`` value: nothing is a magic number.
 Special values (NaN, +-inf, 0, negative arguments of log) follow NumPy.
 """
 import decimal
 import math
-from fractions import Fraction
 
 from ..ir import dtypes as D
 from .llvm_ir import Function, float_literal
 
 # Per precision: float type, int type of the same width, mantissa bits, exponent bias,
-# Taylor degree of exp, atanh-series terms of log, tanh series terms, clamp range of exp.
+# Taylor degree of exp, atanh-series terms of log, clamp range of exp.
 _SPEC = {
     "float32": dict(t="float", i="i32", mbits=23, bias=127, exp_deg=7, log_terms=5,
-                    tanh_terms=6, lo=-104.0, hi=89.0, sfx="f32"),
+                    lo=-104.0, hi=89.0, sfx="f32"),
     "float64": dict(t="double", i="i64", mbits=52, bias=1023, exp_deg=13, log_terms=11,
-                    tanh_terms=12, lo=-746.0, hi=710.0, sfx="f64"),
+                    lo=-746.0, hi=710.0, sfx="f64"),
 }
-TANH_SERIES_BELOW = 0.3  # |x| below this uses the series (fast convergence: (0.6/pi)^2 a term)
 
 
 def _ln2_parts(keep_bits):
@@ -45,34 +44,18 @@ def _ln2_parts(keep_bits):
     return hi, lo
 
 
-def _bernoulli(n):
-    """B_0..B_n as Fractions (Akiyama-Tanigawa)."""
-    a, out = [Fraction(0)] * (n + 1), []
-    for m in range(n + 1):
-        a[m] = Fraction(1, m + 1)
-        for j in range(m, 0, -1):
-            a[j - 1] = j * (a[j - 1] - a[j])
-        out.append(a[0])
-    return out
-
-
 def exp_coefficients(degree):
     return [1.0 / math.factorial(k) for k in range(degree + 1)]
+
+
+def expm1_coefficients(degree):
+    """expm1(r) = r * sum_k c_k r^k with c_k = 1/(k+1)!."""
+    return [1.0 / math.factorial(k + 1) for k in range(degree)]
 
 
 def log_coefficients(terms):
     """log(1+f) = s * sum_k c_k z^k with s = f/(2+f), z = s^2: c_k = 2/(2k+1)."""
     return [2.0 / (2 * k + 1) for k in range(terms)]
-
-
-def tanh_coefficients(terms):
-    """tanh x = x + x * sum_k c_k z^k (z = x^2), c_k the Taylor coefficient of x^(2k+1)."""
-    b = _bernoulli(2 * terms + 2)
-    coef = []
-    for n in range(2, terms + 2):
-        c = Fraction(2 ** (2 * n) * (2 ** (2 * n) - 1)) * b[2 * n] / math.factorial(2 * n)
-        coef.append(float(c))
-    return coef
 
 
 def _dtype(name):
@@ -115,11 +98,11 @@ class MathLib:
         return float_literal(v, _dtype("float32" if t == "float" else "float64"))
 
     # -- exp ------------------------------------------------------------------------------------
-    def _exp(self, name, prec):
-        s, fn = _SPEC[prec], None
+    def _reduce(self, fn, prec, x):
+        """Cody-Waite: (r, 2^n as two exact halves) with x = n ln2 + r, |r| <= ln2/2 (x is
+        clamped to where exp neither overflows nor underflows past the subnormals)."""
+        s = _SPEC[prec]
         t, it, L = s["t"], s["i"], lambda v: self._lit(v, s["t"])
-        fn = self._fn(name, t)
-        x = "%a0"
         lo = fn(f"fcmp olt {t} {x}, {L(s['lo'])}")
         xc = fn(f"select i1 {lo}, {t} {L(s['lo'])}, {t} {x}")
         hi = fn(f"fcmp ogt {t} {xc}, {L(s['hi'])}")
@@ -129,16 +112,39 @@ class MathLib:
                                                         f"{L(1 / math.log(2))}"))])
         r = fn(f"fsub {t} {xc}, {fn(f'fmul {t} {nf}, {L(ln2hi)}')}")
         r = fn(f"fsub {t} {r}, {fn(f'fmul {t} {nf}, {L(ln2lo)}')}")
-        p = self._poly(fn, t, r, exp_coefficients(s["exp_deg"]))
         n = fn.call(it, f"llvm.fptosi.sat.{it}.{_sfx(t)}", [(t, nf)])
         n1 = fn(f"ashr {it} {n}, 1")
-        n2 = fn(f"sub {it} {n}, {n1}")
-        res = p
-        for part in (n1, n2):
+        scales = []
+        for part in (n1, fn(f"sub {it} {n}, {n1}")):
             biased = fn(f"add {it} {part}, {s['bias']}")
             shifted = fn(f"shl {it} {biased}, {s['mbits']}")
-            scale = fn(f"bitcast {it} {shifted} to {t}")
-            res = fn(f"fmul {t} {res}, {scale}")
+            scales.append(fn(f"bitcast {it} {shifted} to {t}"))
+        return r, scales
+
+    def _exp(self, name, prec):
+        s = _SPEC[prec]
+        t = s["t"]
+        fn = self._fn(name, t)
+        x = "%a0"
+        r, (s1, s2) = self._reduce(fn, prec, x)
+        p = self._poly(fn, t, r, exp_coefficients(s["exp_deg"]))
+        res = fn(f"fmul {t} {fn(f'fmul {t} {p}, {s1}')}, {s2}")
+        nan = fn(f"fcmp uno {t} {x}, {x}")
+        fn.ret(fn(f"select i1 {nan}, {t} {x}, {t} {res}"))
+        return fn
+
+    def _expm1(self, name, prec):
+        """exp(x) - 1 without cancellation: 2^n expm1(r) + (2^n - 1), expm1(r) by its series
+        (no constant term, so small results keep their relative accuracy)."""
+        s = _SPEC[prec]
+        t, L = s["t"], lambda v: self._lit(v, s["t"])
+        fn = self._fn(name, t)
+        x = "%a0"
+        r, (s1, s2) = self._reduce(fn, prec, x)
+        q = fn(f"fmul {t} {r}, {self._poly(fn, t, r, expm1_coefficients(s['exp_deg'] + 1))}")
+        scale = fn(f"fmul {t} {s1}, {s2}")
+        res = fn.call(t, f"llvm.fmuladd.{_sfx(t)}",
+                      [(t, q), (t, scale), (t, fn(f"fsub {t} {scale}, {L(1.0)}"))])
         nan = fn(f"fcmp uno {t} {x}, {x}")
         fn.ret(fn(f"select i1 {nan}, {t} {x}, {t} {res}"))
         return fn
@@ -193,38 +199,18 @@ class MathLib:
         fn.ret(res)
         return fn
 
-    def _expm1(self, name, prec):
-        s = _SPEC[prec]
-        t, L = s["t"], lambda v: self._lit(v, s["t"])
-        fn = self._fn(name, t)
-        x = "%a0"
-        u = self.call(fn, "exp", _dtype(prec), x)
-        d = fn(f"fsub {t} {u}, {L(1.0)}")
-        lg = self.call(fn, "log", _dtype(prec), u)
-        res = fn(f"fmul {t} {d}, {fn(f'fdiv {t} {x}, {lg}')}")
-        res = fn(f"select i1 {fn(f'fcmp oeq {t} {d}, {L(-1.0)}')}, {t} {L(-1.0)}, {t} {res}")
-        res = fn(f"select i1 {fn(f'fcmp oeq {t} {d}, {L(0.0)}')}, {t} {x}, {t} {res}")
-        res = fn(f"select i1 {fn(f'fcmp oeq {t} {u}, {L(math.inf)}')}, {t} {u}, {t} {res}")
-        fn.ret(res)
-        return fn
-
     # -- tanh -----------------------------------------------------------------------------------
     def _tanh(self, name, prec):
+        """tanh|x| = -expm1(-2|x|) / (2 + expm1(-2|x|)), with x's sign: one expm1, accurate
+        near 0 (no cancellation) and exactly 1 once expm1 reaches -1."""
         s = _SPEC[prec]
         t, L = s["t"], lambda v: self._lit(v, s["t"])
         fn = self._fn(name, t)
         x = "%a0"
         a = fn.call(t, f"llvm.fabs.{_sfx(t)}", [(t, x)])
-        z = fn(f"fmul {t} {x}, {x}")
-        series = self._poly(fn, t, z, tanh_coefficients(s["tanh_terms"]))
-        q = fn(f"fmul {t} {z}, {series}")
-        series = fn.call(t, f"llvm.fmuladd.{_sfx(t)}", [(t, x), (t, q), (t, x)])
-        e = self.call(fn, "exp", _dtype(prec), fn(f"fadd {t} {a}, {a}"))
-        ratio = fn(f"fdiv {t} {L(2.0)}, {fn(f'fadd {t} {e}, {L(1.0)}')}")
-        far = fn(f"fsub {t} {L(1.0)}, {ratio}")
-        far = fn.call(t, f"llvm.copysign.{_sfx(t)}", [(t, far), (t, x)])
-        near = fn(f"fcmp olt {t} {a}, {L(TANH_SERIES_BELOW)}")
-        fn.ret(fn(f"select i1 {near}, {t} {series}, {t} {far}"))
+        e = self.call(fn, "expm1", _dtype(prec), fn(f"fmul {t} {a}, {L(-2.0)}"))
+        mag = fn(f"fdiv {t} {fn(f'fneg {t} {e}')}, {fn(f'fadd {t} {e}, {L(2.0)}')}")
+        fn.ret(fn.call(t, f"llvm.copysign.{_sfx(t)}", [(t, mag), (t, x)]))
         return fn
 
     # -- pow ------------------------------------------------------------------------------------
@@ -248,8 +234,10 @@ class MathLib:
         even = fn(f"fcmp oeq {t} {fn(f'fmul {t} {half}, {L(2.0)}')}, {y}")
         yodd = fn(f"and i1 {yint}, {fn(f'xor i1 {even}, true')}")
         neg = fn(f"fcmp olt {t} {x}, {L(0.0)}")
-        res = fn(f"select i1 {fn(f'and i1 {neg}, {yodd}')}, {t} "
-                 f"{fn(f'fneg {t} {mag}')}, {t} {mag}")
+        as_int = fn(f"bitcast {t} {x} to {s['i']}")
+        signbit = fn(f"icmp slt {s['i']} {as_int}, 0")
+        res = fn(f"select i1 {fn(f'and i1 {signbit}, {yodd}')}, {t} "
+                 f"{fn(f'fneg {t} {mag}')}, {t} {mag}")  # (-0)^odd keeps the sign, as C
         notint = fn(f"and i1 {neg}, {fn(f'xor i1 {yint}, true')}")
         res = fn(f"select i1 {notint}, {t} {L(math.nan)}, {t} {res}")
         one = fn(f"or i1 {fn(f'fcmp oeq {t} {y}, {L(0.0)}')}, "
