@@ -42,6 +42,8 @@ CASES = {
 @pytest.mark.parametrize("name", list(CASES))
 def test_transcendental_accuracy_and_special_values(name, dtype):
     build, ref, domain = CASES[name]
+    with np.errstate(all="ignore"):
+        xs = domain(_grid(dtype)).astype(dtype)
         x64 = xs.astype(np.float64)
         want = ref(x64, dtype) if name == "pow[x^1.7]" else ref(x64)
     x = gc.placeholder(dtype, [len(xs)], name="x")
