@@ -135,8 +135,8 @@ def plan_memory(program):
             n.meta["buffer"] = f"arena[{off}:{off + plan.nbytes[n]}]"
         elif n in plan.inplace and n.op_name != "assign":
             n.meta["inplace_of"] = plan.inplace[n]
-        if n in plan.notes:
-            n.meta["note"] = plan.notes[n]
+        if n in plan.notes and (n not in plan.inplace or n.op_name == "assign"):
+            n.meta["note"] = plan.notes[n]  # refusals and copies; "in place over %k" says the rest
     aliases = sum(1 for n in program.nodes if n in plan.views or
                   (n in plan.inplace and n.op_name != "assign"))
     return {"buffers": len(owners), "arena_bytes": top, "naive_bytes": plan.naive_bytes,
