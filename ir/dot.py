@@ -5,8 +5,6 @@ as a cluster holding its scalar body (one small node per operation, the inputs e
 the body reads them). Node ids follow the schedule, so the text is identical for the same graph.
 Render with ``dot -Tsvg graph.dot -o graph.svg``.
 """
-from .scalar import format_expr
-
 FORWARD, BACKWARD, STATE, LEAF = "#dbe9f6", "#f8d9c4", "#d5ecd4", "#eeeeee"
 
 
@@ -94,8 +92,3 @@ def format_dot(nodes, title="step", fetches=()):
                 lines.append(f"  {ids[id(x)]} -> n{k}{style};")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def body_text(n):
-    """One-line text of a fused node's body (``$i`` for input i)."""
-    return format_expr(n.attrs["body"])

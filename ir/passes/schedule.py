@@ -101,7 +101,9 @@ def schedule_for_memory(program):
     Raises:
         CompileError: the constraints contradict each other (a pass bug; names the cycle).
     Example:
-        >>> schedule_for_memory(program)["live_peak_after"] <= _["live_peak_before"]
+        >>> changes = schedule_for_memory(program)
+        >>> changes["live_peak_after"] <= changes["live_peak_before"]
+        True
     """
     plan = ensure_plan(program)
     dag = _dag(program, plan)
