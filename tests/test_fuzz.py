@@ -96,7 +96,7 @@ def _train(b, variables):
     return [loss, gc.train.GradientDescentOptimizer(0.05).minimize(loss)]
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, print_blob=True,
+@settings(max_examples=100, deadline=None, derandomize=True, print_blob=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_full_pipeline_agrees_with_the_reference(data):
