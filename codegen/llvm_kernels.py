@@ -395,15 +395,24 @@ def lower_matmul(L, n):
         fn = int_matmul_function(n.dtype, batch, strides, dims, (ta, tb), L.noalias(bufs))
         L.call(fn, bufs, n)
         return
-    gemm, bits = L.blas(n.dtype)
+    plan = L.accumulations
+    if plan is not None and plan.replaces(L, n):  # batched or stacked (llvm_gemm_acc)
+        return
     out, beta = L.out(n), 0.0
-    if L.accumulations and n in L.accumulations.gemm:  # a term of a sum (llvm_gemm_acc)
-        out, beta = L.accumulations.gemm[n]
-    uniq, index = L.distinct([gemm, out, L.buf(a), L.buf(b)])
+    if plan is not None and n in plan.gemm:  # a term of a sum (llvm_gemm_acc)
+        out, beta = plan.gemm[n]
+    emit_gemm(L, n, out, L.buf(a), L.buf(b), dims, (ta, tb), beta, batch, strides)
+
+
+def emit_gemm(L, node, out, a, b, dims, flags, beta=0.0, batch=(), strides=((), (), ())):
+    """Call BLAS gemm on buffers: ``out = op(a) op(b) (+ out when beta = 1)``; ``dims`` is
+    (M, N, K, lda, ldb) of the row-major operands (see ``gemm_function``)."""
+    gemm, bits = L.blas(node.dtype)
+    uniq, index = L.distinct([gemm, out, a, b])
     noalias = L.noalias(uniq)
     noalias[0] = False
-    fn = gemm_function(n.dtype, batch, strides, dims, (ta, tb), index, noalias, bits, beta)
-    L.call(fn, uniq, n)
+    fn = gemm_function(node.dtype, batch, list(strides), dims, flags, index, noalias, bits, beta)
+    L.call(fn, uniq, node)
 
 
 def fill(L, buf, shape, dtype, value, node=None):
@@ -412,4 +421,4 @@ def fill(L, buf, shape, dtype, value, node=None):
     L.call(fill_function(shape, dtype, lit), [buf], node)
 
 
-__all__ = ["kernel_for", "lower_elementwise", "fill", "load_value"]
+__all__ = ["kernel_for", "lower_elementwise", "fill", "load_value", "emit_gemm"]

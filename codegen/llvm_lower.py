@@ -21,7 +21,7 @@ from graphc.runtime.blas import gemm_entry
 from graphc.runtime.llvm_step import Slot, StepLayout
 
 from .llvm_buffers import CONST_OPS, VIEW_OPS, make_storage
-from .llvm_gemm_acc import Accumulations
+from .llvm_gemm_acc import GemmPlan
 from .llvm_ir import Function, Module
 from .llvm_loops import contiguous_strides, elementwise_function, params
 from .llvm_math import MathLib
@@ -133,6 +133,8 @@ class Lowering:
 
     def buf(self, node):
         """The buffer holding ``node``'s value (constants get a slot on first use)."""
+        if self.accumulations is not None and node in self.accumulations.result:
+            return self.accumulations.result[node]  # a product batched into a larger GEMM
         return self.storage.buf(node)
 
     def out(self, node):
@@ -288,12 +290,16 @@ def lower_program(program, profile=False, stats=None):
                 loc=n.loc, hint="use backend='numpy' for this program")
     L = Lowering(program, profile)
     L.storage = store = make_storage(L)
-    L.accumulations = Accumulations(L) if getattr(program.plan, "planned", False) else None
+    gemms = L.accumulations = GemmPlan(L) if getattr(program.plan, "planned", False) else None
     for f in L.fetch_bufs:  # fetched feeds, variables and constants: first, before updates
         if f.op_name in _LEAVES:
             _fetch_copy(L, f)
     for n in program.nodes:
         op = n.op_name
+        if gemms is not None:
+            gemms.emit_before(L, n)
+            if n in gemms.skip and op != "matmul":
+                continue  # a slice only a batched GEMM read (in place)
         if op == "check_numerics":  # a view of its input, checked where it is computed
             kernel_for(n)(L, n)
         elif op in _LEAVES or op == "group" or store.is_view(n):
@@ -313,7 +319,9 @@ def lower_program(program, profile=False, stats=None):
         stats.update(kernel_calls=len(L.calls), kernel_functions=len(L.module.functions),
                      merged_loops=L.merged, arena_bytes=L.arena_size,
                      accumulated_matmuls=len(acc.gemm) if acc else 0,
-                     accumulated_sums=len(acc.fused) if acc else 0)
+                     accumulated_sums=len(acc.fused) if acc else 0,
+                     batched_matmuls=len(acc.skip & {m for m in acc.result} | set(acc.copies))
+                     if acc else 0)
     return text, layout
 
 

@@ -103,16 +103,16 @@ class MathLib:
         clamped to where exp neither overflows nor underflows past the subnormals)."""
         s = _SPEC[prec]
         t, it, L = s["t"], s["i"], lambda v: self._lit(v, s["t"])
-        lo = fn(f"fcmp olt {t} {x}, {L(s['lo'])}")
-        xc = fn(f"select i1 {lo}, {t} {L(s['lo'])}, {t} {x}")
-        hi = fn(f"fcmp ogt {t} {xc}, {L(s['hi'])}")
-        xc = fn(f"select i1 {hi}, {t} {L(s['hi'])}, {t} {xc}")
+        # minnum/maxnum clamp in one instruction each; they turn NaN into a bound, so what
+        # follows stays finite (plain fptosi is defined) and callers restore NaN at the end
+        xc = fn.call(t, f"llvm.minnum.{_sfx(t)}", [(t, x), (t, L(s["hi"]))])
+        xc = fn.call(t, f"llvm.maxnum.{_sfx(t)}", [(t, xc), (t, L(s["lo"]))])
         ln2hi, ln2lo = _ln2_parts(12 if prec == "float32" else 32)
         nf = fn.call(t, f"llvm.rint.{_sfx(t)}", [(t, fn(f"fmul {t} {xc}, "
                                                         f"{L(1 / math.log(2))}"))])
         r = fn(f"fsub {t} {xc}, {fn(f'fmul {t} {nf}, {L(ln2hi)}')}")
         r = fn(f"fsub {t} {r}, {fn(f'fmul {t} {nf}, {L(ln2lo)}')}")
-        n = fn.call(it, f"llvm.fptosi.sat.{it}.{_sfx(t)}", [(t, nf)])
+        n = fn(f"fptosi {t} {nf} to {it}")
         n1 = fn(f"ashr {it} {n}, 1")
         scales = []
         for part in (n1, fn(f"sub {it} {n}, {n1}")):

@@ -289,15 +289,31 @@ def test_allreduce_mean_in_one_process_is_the_identity():
         np.testing.assert_array_equal(sess.run(y, {x: xv}), xv * 2 + 1)
 
 
-def test_lowering_merges_loops_and_accumulates_gemms():
-    """What the lowering did, counted: the RNN's per-step weight-gradient products are summed
-    by BLAS (beta = 1) and Adam's three updates per variable share one loop."""
+@pytest.mark.parametrize("batch", [False, True], ids=["accumulate", "batch"])
+def test_lowering_merges_loops_and_accumulates_gemms(batch, monkeypatch):
+    """What the lowering did, counted: the RNN's products accumulate by BLAS (beta = 1) or,
+    batched, its input projections and weight-gradient sums become single GEMMs; Adam's three
+    updates per variable share one loop."""
+    from graphc.codegen import llvm_gemm_acc
     from graphc.compiler import compile_program
+    monkeypatch.setattr(llvm_gemm_acc, "BATCH", batch)
     g, x, y, loss, train, _ = _rnn(steps=5)
     stats = compile_program([loss, train], {x: (5, 4, 3), y: (4,)}, "llvm").fn.artifacts.stats
-    # d loss/d Wh sums 4 products, d/d Wx 5, and each later forward step adds two
-    assert stats["accumulated_sums"] >= 2 and stats["accumulated_matmuls"] >= 9
+    if batch:  # x_t Wx for all t, d/d Wx (5 products), d/d Wh (4): three GEMMs
+        assert stats["batched_matmuls"] >= 5 + 5 + 4 and stats["accumulated_matmuls"] >= 4
+    else:  # d/d Wx sums 5 products, d/d Wh 4, and later forward steps add h Wh to x_t Wx
+        assert stats["batched_matmuls"] == 0 and stats["accumulated_matmuls"] >= 9 + 4
     assert stats["kernel_functions"] < stats["kernel_calls"], "time steps share kernels"
     g, x, y, loss, train, _ = _mlp(optimizer="adam")
     stats = compile_program([loss, train], {x: (10, 12), y: (10,)}, "llvm").fn.artifacts.stats
     assert stats["merged_loops"] >= 2 * 4, "m, v and the parameter: one loop per variable"
+
+
+def test_rnn_with_batched_gemms_matches_the_reference(monkeypatch):
+    from graphc.codegen import llvm_gemm_acc
+    monkeypatch.setattr(llvm_gemm_acc, "BATCH", True)
+    ref_losses, ref_values = _train("rnn_bptt_sgd", "numpy", False)
+    losses, values = _train("rnn_bptt_sgd", "llvm", True)
+    np.testing.assert_allclose(losses, ref_losses, rtol=2e-5, atol=1e-6)
+    for name, want in ref_values.items():
+        np.testing.assert_allclose(values[name], want, rtol=1e-4, atol=1e-6, err_msg=name)
