@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
-VIEW_OPS = ("reshape", "reshape_like", "expand_dims", "squeeze", "identity", "stop_gradient",
+VIEW_OPS = ("reshape", "reshape_like", "expand_dims", "squeeze", "identity", "stop_gradient", "after",
             "check_numerics")
 CONST_OPS = ("const", "dim_size", "shape_of")  # values known at compile time
 LEAF_OPS = ("placeholder", "variable") + CONST_OPS

@@ -74,6 +74,7 @@ class Lowering:
         self.pending = None
         self.accumulations = None
         self.merged = 0  # elementwise nodes that joined another's loop
+        self.skip = set()  # nodes a previous kernel already computed (folded in)
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -300,6 +301,9 @@ def lower_program(program, profile=False, stats=None):
             gemms.emit_before(L, n)
             if n in gemms.skip and op != "matmul":
                 continue  # a slice only a batched GEMM read (in place)
+        if n in L.skip:
+            _fetch_copy(L, n)
+            continue
         if op == "check_numerics":  # a view of its input, checked where it is computed
             kernel_for(n)(L, n)
         elif op in _LEAVES or op == "group" or store.is_view(n):
@@ -317,6 +321,7 @@ def lower_program(program, profile=False, stats=None):
     if stats is not None:
         acc = L.accumulations
         stats.update(kernel_calls=len(L.calls), kernel_functions=len(L.module.functions),
+                     folded_nodes=len(L.skip),
                      merged_loops=L.merged, arena_bytes=L.arena_size,
                      accumulated_matmuls=len(acc.gemm) if acc else 0,
                      accumulated_sums=len(acc.fused) if acc else 0,

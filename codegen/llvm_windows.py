@@ -339,11 +339,13 @@ def _vector_taps(fn, g, n, p, q, carried, body):
     return outer
 
 
-def argmax_pool_vector(kind, dtype, g, noalias):
+def argmax_pool_vector(kind, dtype, g, noalias, positive_only=False):
     """``argmax_pool_function`` with a window's channels as one vector register: the running
     maximum and the tap of the first maximum are carried in registers over the taps, then
     the gradient is written per tap with a vector select (added when windows overlap). Taps
-    in the padding read a clamped address and count as -inf (gradgrad: as 0)."""
+    in the padding read a clamped address and count as -inf (gradgrad: as 0).
+    ``positive_only``: route a window's gradient only when its maximum is > 0 (the ReLU mask
+    of a pooled ReLU, folded in: see ``relu_mask_fold``)."""
     fn = Function("kernel", params(3, noalias))
     s, c = val_type(dtype), g.c
     vt, it, mt = f"<{c} x {s}>", f"<{c} x i64>", f"<{c} x i1>"
@@ -362,12 +364,18 @@ def argmax_pool_vector(kind, dtype, g, noalias):
 
     def window(n, p, q, pos):
         obase = fn.mul(pos, c)
-        _, where = _vector_taps(fn, g, n, p, q, [(vt, ninf), (it, "zeroinitializer")], scan)
+        maximum, where = _vector_taps(fn, g, n, p, q, [(vt, ninf), (it, "zeroinitializer")],
+                                      scan)
         if kind == "grad":
             dy = fn.load(vt, fn.gep(s, "%p2", obase))
+            positive = None
+            if positive_only:
+                positive = fn(f"fcmp ogt {vt} {maximum}, zeroinitializer")
 
             def write(k, inside, xoff, values):
                 hit = fn(f"icmp eq {it} {where}, {_splat(fn, it, 'i64', k, c)}")
+                if positive is not None:
+                    hit = fn(f"and {mt} {hit}, {positive}")
                 val = fn(f"select {mt} {hit}, {vt} {dy}, {vt} zeroinitializer")
                 dst = fn.gep(s, "%p0", xoff)
                 with fn.if_then(inside):
@@ -406,16 +414,52 @@ def lower_avg_pool_grad(L, n):
     L.call(pool_function("avg_grad", n.dtype, _geometry(n, like), L.noalias(bufs)), bufs, n)
 
 
+def relu_mask_fold(L, n):
+    """The node ``where(x > 0, max_pool_grad(x, dy), 0)`` right after ``max_pool_grad`` node
+    ``n`` (a pooled ReLU's gradient: x is the pool's input, the ReLU's output), when the mask can
+    be folded into the routing: route only windows whose maximum is > 0, straight into the
+    where's buffer. Safe when nothing runs between the two and the where's bytes overlap
+    neither input of ``n`` (the only values live then that the plan may have put there), or
+    are exactly x's with windows that tile x."""
+    users = L.p.users().get(n, [])
+    if len(users) != 1 or any(f is n for f in L.p.fetches if f is not None):
+        return None
+    f = users[0]
+    nodes = L.p.nodes
+    i = next(k for k, m in enumerate(nodes) if m is n)
+    if i + 1 >= len(nodes) or nodes[i + 1] is not f or tuple(f.shape) != tuple(n.shape) \
+            or f.dtype != n.dtype or not (f.op_name == "fused" and f.attrs.get("reduce") is None):
+        return None
+    body = f.attrs["body"]
+    if not (body.op == "where" and body.args[0].op == "gt" and body.args[1].op == "arg"
+            and body.args[2].op == "const" and body.args[2].value == 0.0
+            and body.args[0].args[0].op == "arg" and body.args[0].args[1].op == "const"
+            and body.args[0].args[1].value == 0.0):
+        return None
+    if f.inputs[body.args[1].value] is not n or \
+            f.inputs[body.args[0].args[0].value] is not n.inputs[0]:
+        return None
+    out, (x, dy) = L.out(f), (L.buf(v) for v in n.inputs)
+    if out.overlaps(dy) or (out.overlaps(x) and not (out == x and _tiled(_geometry(n, n.inputs[0])))):
+        return None  # (over x itself is fine when windows tile: each reads its taps first)
+    return f
+
+
 @lowers("max_pool_grad", "max_pool_grad_grad")
 def lower_max_pool_grad(L, n):
     x, other = n.inputs
     kind = "grad" if n.op_name == "max_pool_grad" else "gradgrad"
     g = _geometry(n, x)
     vector = g.c <= VECTOR_CHANNELS
+    masked = relu_mask_fold(L, n) if vector and kind == "grad" else None
+    out = L.out(n) if masked is None else L.out(masked)
+    if masked is not None:
+        L.skip.add(masked)
     if kind == "grad" and not (vector and _tiled(g)):
-        fill(L, L.out(n), n.shape, n.dtype, 0, n)
-    uniq, index = L.distinct([L.out(n), L.buf(x), L.buf(other)])
-    if len(uniq) < 3:  # x and its gradient are one buffer: pass it twice, without noalias
-        uniq = [L.out(n), L.buf(x), L.buf(other)]
-    build = argmax_pool_vector if vector else argmax_pool_function
-    L.call(build(kind, n.dtype, g, L.noalias(uniq)), uniq, n)
+        fill(L, out, n.shape, n.dtype, 0, n)
+    uniq = [out, L.buf(x), L.buf(other)]
+    if vector:
+        fn = argmax_pool_vector(kind, n.dtype, g, L.noalias(uniq), masked is not None)
+    else:
+        fn = argmax_pool_function(kind, n.dtype, g, L.noalias(uniq))
+    L.call(fn, uniq, n)

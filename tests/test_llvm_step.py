@@ -317,3 +317,11 @@ def test_rnn_with_batched_gemms_matches_the_reference(monkeypatch):
     np.testing.assert_allclose(losses, ref_losses, rtol=2e-5, atol=1e-6)
     for name, want in ref_values.items():
         np.testing.assert_allclose(values[name], want, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_pooled_relu_mask_folds_into_the_pool_gradient():
+    """where(a > 0, max_pool_grad(a, dy), 0) is computed by the pool gradient's kernel."""
+    from graphc.compiler import compile_program
+    g, x, y, loss, train, _ = _cnn()
+    stats = compile_program([loss, train], {x: (6, 8, 8, 1), y: (6,)}, "llvm").fn.artifacts.stats
+    assert stats["folded_nodes"] == 1
