@@ -69,6 +69,7 @@ TEMPLATES = {
     "strided_slice": lambda n, a: f"np.array({a[0]}[{_index_literal(n.attrs['spec'])}])",
     "gather": lambda n, a: f"np.take({a[0]}, {a[1]}, axis={n.attrs.get('axis', 0)})",
     "identity": lambda n, a: a[0],
+    "after": lambda n, a: a[0],
 }
 
 

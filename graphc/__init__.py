@@ -22,6 +22,7 @@ if _ir is not None:
     from .ir.shapes import Dimension, TensorShape  # noqa: F401
     from .framework import *  # noqa: F401,F403
     from .framework import (Graph, Operation, Tensor, Variable, assign, assign_add,  # noqa
+                            control_dependencies,
                             assign_sub, constant, get_default_graph, get_variable,
                             global_variables, global_variables_initializer, group,
                             initialize_all_variables, local_variables_initializer, name_scope,

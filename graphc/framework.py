@@ -143,7 +143,18 @@ def group(*inputs, name=None):
     for x in inputs:
         flat.extend(x if isinstance(x, (list, tuple)) else [x])
     g = flat[0].graph if flat else get_default_graph()
+    flat += [d for d in g._control_deps if d not in flat]
     return g.add_node(_op("group"), flat, {}, None, None, name or "group")
+
+
+def control_dependencies(control_inputs):
+    """Ops and tensors built inside run after ``control_inputs`` (TF1's tf.control_dependencies).
+
+    Example:
+        >>> with gc.control_dependencies(gc.get_collection(gc.GraphKeys.UPDATE_OPS)):
+        ...     train_op = opt.minimize(loss)
+    """
+    return get_default_graph().control_dependencies(control_inputs)
 
 
 def no_op(name=None):

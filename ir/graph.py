@@ -122,6 +122,7 @@ class Graph:
         self.collections = {"variables": [], "trainable_variables": []}
         self.seed = None
         self._grad_ctx = None  # (forward loc) while autodiff builds nodes
+        self._control_deps = []  # active gc.control_dependencies, innermost last
 
     # -- building ---------------------------------------------------------------------------
     def add_node(self, opdef, inputs, attrs, dtype, shape, name=None, loc=None):
@@ -168,6 +169,17 @@ class Graph:
             yield
         finally:
             self._grad_ctx, self._scope = saved_ctx, saved_scope
+
+    @contextlib.contextmanager
+    def control_dependencies(self, deps):
+        """Nodes built inside run after ``deps`` (TF1): ``None`` clears the outer ones."""
+        saved = self._control_deps
+        self._control_deps = [] if deps is None else saved + [d for d in deps
+                                                            if d not in saved]
+        try:
+            yield
+        finally:
+            self._control_deps = saved
 
     def add_to_collection(self, key, value):
         self.collections.setdefault(key, []).append(value)

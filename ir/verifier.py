@@ -24,7 +24,7 @@ def verify(nodes, graph=None):
                 _fail(n, f"input '{inp.name}' is not part of the program")
             if position[inp] >= i:
                 _fail(n, f"input '{inp.name}' is scheduled after its user")
-            if inp.dtype is None and n.op_name != "group":
+            if inp.dtype is None and n.op_name not in ("group", "after"):
                 _fail(n, f"uses value-less node '{inp.name}' as data")
         if n.op_name == "assign" and n.inputs[0].op_name != "variable":
             _fail(n, "assign target is not a variable")

@@ -450,6 +450,7 @@ NOT_IN_TABLE = {
     "check_numerics": "debugging op: test_compile (values, gradient, NumericsError)",
     "random_uniform_like": "impure: test_bn_dropout (dropout masks: fresh, seedable, shared)",
     "allreduce_mean": "collective: test_distributed (2 MPI ranks vs one process; identity alone)",
+    "after": "control dependencies: test_control_dependencies (ordering, value, gradient)",
 }
 
 # Issue 2's op list by public name -> covered by a row's ``api`` or named here.

@@ -160,7 +160,23 @@ def apply(op, inputs, attrs=None, name=None):
         loc = graph._grad_ctx or source.user_location()
         label = f"{opdef.name} '{graph.unique_name(name or opdef.name)}'"
         raise cls(f"{label}: {e.message}", e.details, loc, e.hint) from None
+    if graph._control_deps and graph._grad_ctx is None and nodes and opdef.name != "after":
+        nodes = _with_control_deps(graph, opdef, nodes)
     return graph.add_node(opdef, nodes, attrs, dtype, shape, name)
+
+
+def _with_control_deps(graph, opdef, nodes):
+    """Route one value input through ``after(x, *deps)`` (a view of x that runs after deps),
+    so that computing the node runs the control dependencies first. An assign's target stays
+    the variable: its value input is routed instead."""
+    i = 1 if opdef.name == "assign" else 0
+    x = nodes[i]
+    deps = [d for d in graph._control_deps if d is not x]
+    if not deps or x.dtype is None:
+        return nodes
+    after = graph.add_node(REGISTRY["after"], [x] + deps, {}, x.dtype, x.shape,
+                           "control_dependency")
+    return nodes[:i] + [after] + nodes[i + 1:]
 
 
 def _freeze(value):

@@ -40,6 +40,14 @@ def _assign_infer(nodes, mode="set"):
 ASSIGN = defop("assign", _assign_infer, ZERO, impure=True, family="state",
                impl=lambda var, value, mode="set": np.array(value),
                doc="new value of the variable (input 0, a target, not a read)")
+def after_impl(x, *deps):
+    """``x`` itself; the extra inputs are only ordering (control dependencies)."""
+    return x
+
+
+AFTER = defop("after", lambda nodes: (nodes[0].dtype, nodes[0].shape),
+              lambda g, out, x, *deps: [g] + [None] * len(deps), impl=after_impl,
+              family="state", doc="x, computed after its other inputs (control dependencies)")
 GROUP = defop("group", lambda nodes: (None, None), ZERO, impure=True, produces_value=False,
               family="state", doc="runs its inputs; no value (TF1's tf.group / no_op)")
 

@@ -23,7 +23,7 @@ SHAPE_ONLY = {"broadcast_like": (1,), "reshape_like": (1,), "dim_size": (0,), "s
               "random_uniform_like": (0,)}
 
 # Ops whose result is the input's bytes reinterpreted with another shape (C order).
-VIEW_OPS = ("reshape", "expand_dims", "squeeze", "reshape_like")
+VIEW_OPS = ("reshape", "expand_dims", "squeeze", "reshape_like", "after")
 # Nodes stored in their input's storage (views in the memory plan): the reshapes, and
 # check_numerics, which is its input after a check.
 ALIAS_OPS = VIEW_OPS + ("check_numerics",)
@@ -39,6 +39,8 @@ def value_inputs(node):
     skip = SHAPE_ONLY.get(node.op_name, ())
     if node.op_name == "assign":
         skip = (0,)  # the target is written, not read
+    elif node.op_name == "after":
+        return [node.inputs[0]]  # the rest only order the step (control dependencies)
     return [x for i, x in enumerate(node.inputs) if i not in skip]
 
 
