@@ -17,7 +17,7 @@ from ..ir.ops.windows import window_geometry
 from .llvm_ir import Function, float_literal, mem_type, val_type
 from .llvm_kernels import combine, fill
 from .llvm_lower import lowers
-from .llvm_loops import carried_nest, params
+from .llvm_loops import broadcast_strides, carried_nest, params
 from .llvm_nn import _better
 
 
@@ -133,12 +133,14 @@ def _tap_value(fn, g, t, dtype, n, p, q, i, j, c):
     return v
 
 
-def conv_vector_function(kind, dtype, g, cout, noalias):
+def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None):
     """Direct convolution with output channels as one vector: "forward" (%p0=y, %p1=x,
     %p2=w) keeps each position's output row in a register over the taps, with the filter
     rows loaded once; "filter" (%p0=dw, %p1=x, %p2=dy) keeps every (tap, channel) row of the
-    filter gradient in a register over all positions and stores it once (no zero fill)."""
-    fn = Function("kernel", params(3, noalias))
+    filter gradient in a register over all positions and stores it once (no zero fill).
+    ``epilogue`` (forward only): (body, conv arg, {arg: parameter or literal}) applied to
+    each output row in registers before it is stored (a bias and activation folded in)."""
+    fn = Function("kernel", params(len(noalias), noalias))
     t = val_type(dtype)
     vt = f"<{cout} x {t}>"
     taps = [(i, j, c) for i in range(g.kh) for j in range(g.kw) for c in range(g.c)]
@@ -151,6 +153,10 @@ def conv_vector_function(kind, dtype, g, cout, noalias):
                        [(vt, a), (vt, b), (vt, acc)])
     if kind == "forward":
         wrows = [row("%p2", k) for k in range(len(taps))]
+        if epilogue is not None:
+            body, conv_arg, sources = epilogue
+            rows = {a: (fn.load(vt, src) if src.startswith("%") else src)
+                    for a, src in sources.items()}
 
         def position(idx, values):
             n, p, q = idx
@@ -159,6 +165,8 @@ def conv_vector_function(kind, dtype, g, cout, noalias):
                 xv = _splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout)
                 acc = fma(xv, wrows[k], acc)
             pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
+            if epilogue is not None:
+                acc = render_vector(fn, body, {**rows, conv_arg: acc}, vt)
             fn.store(vt, acc, fn.gep(t, "%p0", fn.mul(pos, cout)))
             return []
         carried_nest(fn, (g.n, g.oh, g.ow), [], position)
@@ -177,13 +185,99 @@ def conv_vector_function(kind, dtype, g, cout, noalias):
     return fn
 
 
+_VECTOR_OPS = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
+
+
+def render_vector(fn, body, vals, vt):
+    """An elementwise body of arithmetic, max and min on whole vectors (conv epilogues)."""
+    lanes, elem = vt[1:-1].split(" x ")
+    sfx = f"v{lanes}{'f32' if elem == 'float' else 'f64'}"
+    memo = {}
+    for e in body.walk():
+        if e.op == "arg":
+            memo[id(e)] = vals[e.value]
+        elif e.op == "const":
+            memo[id(e)] = f"splat ({elem} {float_literal(e.value, e.dtype)})"
+        elif e.op in _VECTOR_OPS:
+            a, b = (memo[id(x)] for x in e.args)
+            memo[id(e)] = fn(f"{_VECTOR_OPS[e.op]} {vt} {a}, {b}")
+        elif e.op == "neg":
+            memo[id(e)] = fn(f"fneg {vt} {memo[id(e.args[0])]}")
+        else:  # max / min, NaN-propagating like the scalar form
+            name = "maximum" if e.op == "max" else "minimum"
+            memo[id(e)] = fn.call(vt, f"llvm.{name}.{sfx}", [(vt, memo[id(x)]) for x in e.args])
+    return memo[id(body)]
+
+
+def conv_epilogue(L, n):
+    """The fused node right after conv2d ``n`` that alone reads it (bias + activation), when
+    it can run on each output row in registers: arithmetic, max and min only, other inputs
+    per output channel (or splat constants). Safe because nothing runs in between and its
+    buffer overlaps none of the bytes the convolution reads. Returns (node, body, conv arg,
+    other inputs {arg: node or literal}) or None."""
+    users = L.p.users().get(n, [])
+    nodes = L.p.nodes
+    i = next(k for k, m in enumerate(nodes) if m is n)
+    if len(users) != 1 or i + 1 >= len(nodes) or nodes[i + 1] is not users[0] or \
+            any(f is n for f in L.p.fetches if f is not None):
+        return None
+    f = users[0]
+    if f.op_name != "fused" or f.attrs.get("reduce") is not None or f.dtype != n.dtype \
+            or tuple(f.shape) != tuple(n.shape):
+        return None
+    body = f.attrs["body"]
+    if any(e.op not in ("arg", "const", "neg", "max", "min") + tuple(_VECTOR_OPS)
+           for e in body.walk()) or any(e.dtype != n.dtype for e in body.walk()):
+        return None
+    cout, others, conv_arg = n.shape[-1], {}, None
+    for k, x in enumerate(f.inputs):
+        if x is n:
+            conv_arg = k
+            continue
+        lanes = broadcast_strides(x.shape, f.shape)
+        size = int(np.prod(x.shape))
+        if x.dtype != n.dtype or any(lanes[:-1]) or size not in (1, cout) or \
+                (size == 1 and const_scalar(x) is None):
+            return None
+        others[k] = x
+    out = L.out(f)
+    if conv_arg is None or any(out.overlaps(L.buf(v)) for v in list(n.inputs) +
+                               list(others.values())):
+        return None
+    return f, body, conv_arg, others
+
+
 @lowers("conv2d")
 def lower_conv(L, n):
     x, w = n.inputs
     g = _geometry(n, x, w.shape)
-    bufs = [L.out(n), L.buf(x), L.buf(w)]
-    build = conv_vector_function if _vectorizable(g, w.shape[3]) else conv_function
-    L.call(build("forward", n.dtype, g, w.shape[3], L.noalias(bufs)), bufs, n)
+    cout = w.shape[3]
+    if not _vectorizable(g, cout):
+        bufs = [L.out(n), L.buf(x), L.buf(w)]
+        L.call(conv_function("forward", n.dtype, g, cout, L.noalias(bufs)), bufs, n)
+        return
+    folded = conv_epilogue(L, n)
+    bufs, epilogue = [L.out(n), L.buf(x), L.buf(w)], None
+    if folded is not None:
+        f, body, conv_arg, others = folded
+        bufs[0], sources = L.out(f), {}
+        for k, v in others.items():
+            if int(np.prod(v.shape)) == 1:  # one value for every lane: a splat literal
+                sources[k] = f"splat ({val_type(n.dtype)} " \
+                             f"{float_literal(const_scalar(v), n.dtype)})"
+            else:  # one value per output channel: a vector loaded once
+                sources[k] = f"%p{len(bufs)}"
+                bufs.append(L.buf(v))
+        L.skip.add(f)
+        epilogue = (body, conv_arg, sources)
+    fn = conv_vector_function("forward", n.dtype, g, cout, L.noalias(bufs), epilogue)
+    L.call(fn, bufs, n)
+
+
+def const_scalar(v):
+    """The value of a one-element constant (``conv_epilogue`` admits no other scalars)."""
+    from .llvm_kernels import scalar_const
+    return scalar_const(v)
 
 
 @lowers("conv2d_backprop_filter")

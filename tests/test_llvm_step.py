@@ -50,8 +50,9 @@ def _cnn(seed=0):
         x = gc.placeholder(gc.float32, [None, 8, 8, 1], name="x")
         y = gc.placeholder(gc.int64, [None], name="y")
         k = gc.Variable(rng.standard_normal((3, 3, 1, 4)).astype(np.float32) * 0.3, name="k")
+        bc = gc.Variable(np.array([0.1, -0.2, 0.0, 0.05], np.float32), name="bc")
         w = gc.Variable(rng.standard_normal((36, 3)).astype(np.float32) * 0.3, name="w")
-        a = gc.nn.relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "VALID"))
+        a = gc.nn.relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "VALID") + bc)
         p = gc.nn.max_pool(a, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
         logits = gc.matmul(gc.reshape(p, [-1, 36]), w)
         loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
@@ -319,9 +320,11 @@ def test_rnn_with_batched_gemms_matches_the_reference(monkeypatch):
         np.testing.assert_allclose(values[name], want, rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-def test_pooled_relu_mask_folds_into_the_pool_gradient():
-    """where(a > 0, max_pool_grad(a, dy), 0) is computed by the pool gradient's kernel."""
+def test_conv_epilogue_and_pooled_relu_mask_fold_into_kernels():
+    """relu(conv + b) is applied by the convolution's kernel to each output row, and
+    where(a > 0, max_pool_grad(a, dy), 0) is computed by the pool gradient's kernel (the
+    values themselves are checked by test_training_steps_match_the_reference)."""
     from graphc.compiler import compile_program
     g, x, y, loss, train, _ = _cnn()
     stats = compile_program([loss, train], {x: (6, 8, 8, 1), y: (6,)}, "llvm").fn.artifacts.stats
-    assert stats["folded_nodes"] == 1
+    assert stats["folded_nodes"] == 2
