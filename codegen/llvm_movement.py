@@ -133,15 +133,20 @@ def checked_index(fn, idx_dtype, idx_ptr, dim, status):
     i64 = raw if it == "i64" else fn(f"sext {it} {raw} to i64")
     wrapped = fn(f"select i1 {fn(f'icmp slt i64 {i64}, 0')}, i64 "
                  f"{fn(f'add i64 {i64}, {dim}')}, i64 {i64}")
-    bad = fn(f"icmp uge i64 {wrapped}, {dim}")
+    exit_with_status(fn, fn(f"icmp uge i64 {wrapped}, {dim}"), status, STATUS_INDEX, i64)
+    return wrapped
+
+
+def exit_with_status(fn, bad, status, code, value):
+    """When i1 ``bad`` holds: store ``code`` and the i64 ``value`` in the status block and
+    leave the kernel (the step then stops and the runtime raises)."""
     fail, ok = fn.label("bad"), fn.label("ok")
     fn.emit(f"br i1 {bad}, label %{fail}, label %{ok}")
     fn.block(fail)
-    fn.store("i64", str(STATUS_INDEX), status)
-    fn.store("i64", i64, fn.gep("i64", status, 2))
+    fn.store("i64", str(code), status)
+    fn.store("i64", value, fn.gep("i64", status, 2))
     fn.ret()
     fn.block(ok)
-    return wrapped
 
 
 def _gather_dims(params_shape, idx_shape, axis):
@@ -173,24 +178,19 @@ def gather_function(dtype, idx_dtype, dims, scatter, index, noalias):
     return fn
 
 
-@lowers("gather")
+@lowers("gather", "scatter_add")
 def lower_gather(L, n):
-    p, idx = n.inputs
-    axis = normalize_axis(n.attrs.get("axis", 0), p.rank)
-    uniq, index = L.distinct([L.out(n), L.buf(p), L.buf(idx), L.status()])
-    fn = gather_function(n.dtype, idx.dtype, _gather_dims(p.shape, idx.shape, axis), False,
-                         index, L.noalias(uniq))
-    L.call(fn, uniq, n, fallible=True)
-
-
-@lowers("scatter_add")
-def lower_scatter_add(L, n):
-    upd, idx, _ = n.inputs
-    axis = normalize_axis(n.attrs.get("axis", 0), n.rank)
-    fill(L, L.out(n), n.shape, n.dtype, 0, n)
-    uniq, index = L.distinct([L.out(n), L.buf(upd), L.buf(idx), L.status()])
-    fn = gather_function(n.dtype, idx.dtype, _gather_dims(n.shape, idx.shape, axis), True,
-                         index, L.noalias(uniq))
+    """gather reads rows of its first input at the indices; scatter_add (its gradient) adds
+    rows of updates into zeros at them (repeated indices accumulate)."""
+    scatter = n.op_name == "scatter_add"
+    data, idx = n.inputs[:2]
+    rank = n.rank if scatter else data.rank
+    axis = normalize_axis(n.attrs.get("axis", 0), rank)
+    if scatter:
+        fill(L, L.out(n), n.shape, n.dtype, 0, n)
+    dims = _gather_dims(n.shape if scatter else data.shape, idx.shape, axis)
+    uniq, index = L.distinct([L.out(n), L.buf(data), L.buf(idx), L.status()])
+    fn = gather_function(n.dtype, idx.dtype, dims, scatter, index, L.noalias(uniq))
     L.call(fn, uniq, n, fallible=True)
 
 

@@ -13,7 +13,7 @@ from .llvm_ir import Function, float_literal, mem_type, val_type
 from .llvm_kernels import combine
 from .llvm_lower import lowers
 from .llvm_loops import params
-from .llvm_movement import STATUS_LABEL
+from .llvm_movement import STATUS_LABEL, exit_with_status
 
 _ROW_OPS = ("softmax", "log_softmax", "sparse_softmax_xent", "sparse_softmax_xent_grad",
             "softmax_xent", "softmax_xent_grad")
@@ -66,13 +66,7 @@ def _label(fn, labels, dtype, r, width, status):
     it = val_type(dtype)
     raw = fn.load(it, fn.gep(it, labels, r))
     y = raw if it == "i64" else fn(f"sext {it} {raw} to i64")
-    bad, ok = fn.label("bad"), fn.label("ok")
-    fn.emit(f"br i1 {fn(f'icmp uge i64 {y}, {width}')}, label %{bad}, label %{ok}")
-    fn.block(bad)
-    fn.store("i64", str(STATUS_LABEL), status)
-    fn.store("i64", y, fn.gep("i64", status, 2))
-    fn.ret()
-    fn.block(ok)
+    exit_with_status(fn, fn(f"icmp uge i64 {y}, {width}"), status, STATUS_LABEL, y)
     return y
 
 
