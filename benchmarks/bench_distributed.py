@@ -10,10 +10,12 @@ The driver launches itself under ``mpiexec -n 1`` and ``mpiexec -n 2`` (workers)
   scaling (128 examples per rank: throughput(2) / (2 throughput(1))) and strong scaling
   (128 examples in all: 64 per rank at 2 ranks) efficiencies, and the same for W5 (W1 with
   global-norm clipping and Adam);
-- the packing overhead (a DistributedOptimizer step vs the bare optimizer, one process);
+- the packing overhead (a DistributedOptimizer step vs the bare optimizer, one process),
+  and the 2 ranks' step without any allreduce (what running two processes costs by itself);
 - the time of one Allreduce of the packed W1 gradients (1.08 MB) between the two ranks;
-- per-example compute time: the slope of step time over batch sizes 64..512 at 1 rank and
-  1 BLAS thread (the share of one core, as each rank has at 2 ranks on 2 cores).
+- per-example compute time: the slope of step time over batch sizes 64..512 at 1 rank, on
+  the whole machine (every core: one rank per machine) and on one core (1 BLAS thread: each
+  rank's share at 2 ranks on 2 cores).
 
 Every timing is a median over rounds; a round runs the same number of steps on every rank
 (calibrated on rank 0) between barriers and takes the slowest rank's time.
@@ -79,8 +81,8 @@ class Timer:
         if self.comm is not None:
             self.comm.Barrier()
 
-    def median(self, fn):
-        """Median seconds per call of ``fn`` (the slowest rank's, per round)."""
+    def measure(self, fn):
+        """(median, minimum) seconds per call of ``fn`` over rounds (the slowest rank's)."""
         for _ in range(3):
             fn()
         # Calibrate on a fixed count: every call may be a collective, so all ranks must make
@@ -98,7 +100,7 @@ class Timer:
             for _ in range(count):
                 fn()
             times.append(self._agree((time.perf_counter() - t0) / count))
-        return float(np.median(times))
+        return float(np.median(times)), float(np.min(times))
 
 
 def step_time(timer, workload, backend, batch, distributed=True):
@@ -109,14 +111,14 @@ def step_time(timer, workload, backend, batch, distributed=True):
     rng = np.random.default_rng(1 + gc.distributed.rank())
     xb = rng.random((batch, SIZES[0])).astype(np.float32)
     yb = rng.integers(0, 10, batch).astype(np.int64)
-    return timer.median(lambda: step({x: xb, y: yb}))
+    return timer.measure(lambda: step({x: xb, y: yb}))
 
 
 def allreduce_time(timer):
     from graphc.runtime import collectives
     n = sum(a * b + b for a, b in zip(SIZES[:-1], SIZES[1:]))
     buf = np.ones(n, np.float32)
-    return timer.median(lambda: collectives.allreduce_mean_(buf)), n
+    return timer.measure(lambda: collectives.allreduce_mean_(buf))[0], n
 
 
 def worker(args):
@@ -124,15 +126,16 @@ def worker(args):
     from graphc.runtime import collectives
     timer = Timer(args.rounds, args.min_time)
     out = {"size": gc.distributed.size(), "blas_threads": collectives.blas_threads(),
-           "steps": {}}
+           "steps": {}, "best": {}}
     for backend in args.backends:
         for workload in ("W1", "W5"):
             for batch in args.batches:
                 key = f"{workload}/{backend}/{batch}"
-                out["steps"][key] = step_time(timer, workload, backend, batch)
-                if args.bare:
-                    out["steps"][key + "/bare"] = step_time(timer, workload, backend, batch,
-                                                            distributed=False)
+                out["steps"][key], out["best"][key] = step_time(timer, workload, backend,
+                                                                batch)
+                if args.bare and batch == 128:
+                    out["steps"][key + "/bare"], out["best"][key + "/bare"] = step_time(
+                        timer, workload, backend, batch, distributed=False)
     if gc.distributed.size() > 1:
         out["allreduce_s"], out["params"] = allreduce_time(timer)
     if gc.distributed.rank() == 0:
@@ -160,6 +163,8 @@ def merge(results):
     out = dict(results[0])
     out["steps"] = {k: float(np.median([r["steps"][k] for r in results]))
                     for k in results[0]["steps"]}
+    out["best"] = {k: float(np.min([r["best"][k] for r in results]))
+                   for k in results[0]["best"]}
     if "allreduce_s" in out:
         out["allreduce_s"] = float(np.median([r["allreduce_s"] for r in results]))
     return out
@@ -171,28 +176,34 @@ def slope(times, batches):
     return float(a), float(b)
 
 
-def report(one, two, single_core, sweep, backends):
-    print(f"BLAS threads: 1 rank {one['blas_threads']}, 2 ranks {two['blas_threads']}")
-    print(f"allreduce of {two['params']} float32 ({two['params'] * 4 / 1e6:.2f} MB) "
-          f"between 2 ranks: {two['allreduce_s'] * 1e3:.3f} ms")
-    print("\n| workload | backend | 1 rank, 128 (ms) | 2 ranks, 128 each (ms) | weak eff. "
-          "| 2 ranks, 64 each (ms) | strong eff. | packing overhead |")
-    print("|---|---|---|---|---|---|---|---|")
+def report(one, one_thread, two, backends, kind="steps"):
+    """The scaling table from the medians (``kind="steps"``) or the minima ("best")."""
+    print(f"\n{'medians' if kind == 'steps' else 'minima'} of the step time (ms); weak "
+          "scaling: 128 examples per rank, efficiency t(1 rank) / t(2 ranks); strong "
+          "scaling: 128 examples in all, t(1) / (2 t(2))")
+    print("\n| workload | backend | 1 rank, all cores | 1 rank, 1 thread | 2 ranks x 128 "
+          "| 2 ranks x 128, no allreduce | weak eff. vs all cores / vs 1 thread "
+          "| 2 ranks x 64 | strong eff. vs all cores | packing overhead |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for w in ("W1", "W5"):
         for b in backends:
-            t1, t2 = one["steps"][f"{w}/{b}/128"], two["steps"][f"{w}/{b}/128"]
-            t2s = two["steps"][f"{w}/{b}/64"]
-            bare = one["steps"][f"{w}/{b}/128/bare"]
-            print(f"| {w} | {b} | {t1 * 1e3:.3f} | {t2 * 1e3:.3f} | {t1 / t2:.2f} | "
-                  f"{t2s * 1e3:.3f} | {t1 / t2s / 2:.2f} | {(t1 / bare - 1) * 100:+.1f}% |")
-    print("\nper-example compute at 1 rank, 1 BLAS thread (slope over batches "
-          f"{sweep}), and step time at 128:")
+            t1, t1c = one[kind][f"{w}/{b}/128"], one_thread[kind][f"{w}/{b}/128"]
+            t2, t2s = two[kind][f"{w}/{b}/128"], two[kind][f"{w}/{b}/64"]
+            bare = one[kind][f"{w}/{b}/128/bare"]
+            alone = two[kind][f"{w}/{b}/128/bare"]
+            print(f"| {w} | {b} | {t1 * 1e3:.3f} | {t1c * 1e3:.3f} | {t2 * 1e3:.3f} | "
+                  f"{alone * 1e3:.3f} | {t1 / t2:.2f} / {t1c / t2:.2f} | {t2s * 1e3:.3f} | {t1 / t2s / 2:.2f} | "
+                  f"{(t1 / bare - 1) * 100:+.1f}% |")
+
+
+def per_example(result, sweep, backends, label):
+    print(f"\nper-example compute on {label}: slope of the step time over batches {sweep}")
     for w in ("W1", "W5"):
         for b in backends:
-            times = [single_core["steps"][f"{w}/{b}/{k}"] for k in sweep]
+            times = [result["steps"][f"{w}/{b}/{k}"] for k in sweep]
             per, fixed = slope(times, sweep)
-            print(f"  {w} {b}: {per * 1e6:.2f} us/example + {fixed * 1e3:.3f} ms fixed "
-                  f"(128: {single_core['steps'][f'{w}/{b}/128'] * 1e3:.3f} ms)")
+            print(f"  {w} {b}: {per * 1e6:.2f} us/example + {fixed * 1e3:.3f} ms fixed; "
+                  + ", ".join(f"{k}: {t * 1e3:.3f} ms" for k, t in zip(sweep, times)))
 
 
 def main(argv=None):
@@ -210,18 +221,26 @@ def main(argv=None):
         return worker(args)
     load_before = os.getloadavg()
     sweep = [64, 128, 256, 512]
-    runs = {"one": [], "two": [], "single_core": []}
+    runs = {"one": [], "two": [], "one_thread": []}
     for _ in range(args.repeats):  # interleaved, so that load from elsewhere hits all alike
-        runs["one"].append(launch(1, args, [128], bare=True))
-        runs["two"].append(launch(2, args, [64, 128]))
-        runs["single_core"].append(launch(1, args, sweep, threads=1))
-    one, two, single_core = (merge(runs[k]) for k in ("one", "two", "single_core"))
+        runs["one"].append(launch(1, args, sweep, bare=True))
+        runs["two"].append(launch(2, args, [64, 128], bare=True))
+        runs["one_thread"].append(launch(1, args, sweep, threads=1))
+    merged = {k: merge(v) for k, v in runs.items()}
     print(f"load average before/after: {load_before} / {os.getloadavg()}, "
           f"{args.repeats} launches x {args.rounds} rounds each")
-    report(one, two, single_core, sweep, args.backends)
+    one, two = merged["one"], merged["two"]
+    print(f"BLAS threads: 1 rank {one['blas_threads']}, 1 rank with OPENBLAS_NUM_THREADS=1 "
+          f"{merged['one_thread']['blas_threads']}, 2 ranks {two['blas_threads']}")
+    print(f"allreduce of {two['params']} float32 ({two['params'] * 4 / 1e6:.2f} MB) "
+          f"between 2 ranks: {two['allreduce_s'] * 1e3:.3f} ms")
+    for kind in ("steps", "best"):
+        report(one, merged["one_thread"], two, args.backends, kind)
+    for label, key in (("the whole machine (all cores)", "one"),
+                       ("one core (1 BLAS thread)", "one_thread")):
+        per_example(merged[key], sweep, args.backends, label)
     if args.json:
-        Path(args.json).write_text(json.dumps({"one": one, "two": two,
-                                               "single_core": single_core}, indent=1))
+        Path(args.json).write_text(json.dumps(merged, indent=1))
 
 
 if __name__ == "__main__":
