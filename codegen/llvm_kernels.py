@@ -398,10 +398,12 @@ def lower_matmul(L, n):
     plan = L.accumulations
     if plan is not None and plan.replaces(L, n):  # batched or stacked (llvm_gemm_acc)
         return
-    out, beta = L.out(n), 0.0
+    out, beta, bbuf = L.out(n), 0.0, L.buf(b)
     if plan is not None and n in plan.gemm:  # a term of a sum (llvm_gemm_acc)
         out, beta = plan.gemm[n]
-    emit_gemm(L, n, out, L.buf(a), L.buf(b), dims, (ta, tb), beta, batch, strides)
+    if plan is not None and n in plan.transposed:  # B^T kept contiguous (llvm_gemm_acc)
+        bbuf, tb, dims = plan.transposed[n], False, dims[:4] + (nn,)
+    emit_gemm(L, n, out, L.buf(a), bbuf, dims, (ta, tb), beta, batch, strides)
 
 
 def emit_gemm(L, node, out, a, b, dims, flags, beta=0.0, batch=(), strides=((), (), ())):

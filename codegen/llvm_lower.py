@@ -326,6 +326,8 @@ def lower_program(program, profile=False, stats=None):
                      accumulated_matmuls=len(acc.gemm) if acc else 0,
                      accumulated_sums=len(acc.fused) if acc else 0,
                      batched_matmuls=len(acc.skip & {m for m in acc.result} | set(acc.copies))
+                     if acc else 0,
+                     transposed_operands=len({id(b) for b in acc.transposed.values()})
                      if acc else 0)
     return text, layout
 

@@ -305,6 +305,7 @@ def test_lowering_merges_loops_and_accumulates_gemms(batch, monkeypatch):
     else:  # d/d Wx sums 5 products, d/d Wh 4, and later forward steps add h Wh to x_t Wx
         assert stats["batched_matmuls"] == 0 and stats["accumulated_matmuls"] >= 9 + 4
     assert stats["kernel_functions"] < stats["kernel_calls"], "time steps share kernels"
+    assert stats["transposed_operands"] == 1, "dh = da Wh^T reads one contiguous Wh^T copy"
     g, x, y, loss, train, _ = _mlp(optimizer="adam")
     stats = compile_program([loss, train], {x: (10, 12), y: (10,)}, "llvm").fn.artifacts.stats
     assert stats["merged_loops"] >= 2 * 4, "m, v and the parameter: one loop per variable"
