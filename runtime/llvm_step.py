@@ -107,6 +107,9 @@ def _rng_key(seed):
 class NativeStep:
     """Callable step: ``step(*feeds, *variables) -> (fetch values, updated variables)``.
 
+    Fetch values come as a list (copies: the step's buffers are reused by the next call;
+    0-d values as NumPy scalars); the updated variables are the very arrays passed in.
+
     Args:
         layout: the StepLayout the object code was generated for.
         loaded: a ``jit.LoadedModule`` holding the code (kept alive by this object).
