@@ -325,5 +325,3 @@ class GemmPlan:
         body, _, buf = hit
         return body, [(buf, node.dtype, contiguous_strides(node.shape))]
 
-
-Accumulations = GemmPlan

@@ -68,7 +68,7 @@ def lower_elementwise(L, n):
     else:
         body = n.opdef.scalar_body([x.dtype for x in n.inputs], n.attrs)
     extra = ()
-    acc = L.accumulations.extra_operand(n) if L.accumulations else None
+    acc = L.gemms.extra_operand(n) if L.gemms else None
     if acc is not None:  # a sum of matmul results that BLAS accumulated (llvm_gemm_acc)
         body, extra = acc
     body, bufs, operands = elementwise_operands(L, n, n.shape, body, extra)
@@ -395,7 +395,7 @@ def lower_matmul(L, n):
         fn = int_matmul_function(n.dtype, batch, strides, dims, (ta, tb), L.noalias(bufs))
         L.call(fn, bufs, n)
         return
-    plan = L.accumulations
+    plan = L.gemms
     if plan is not None and plan.replaces(L, n):  # batched or stacked (llvm_gemm_acc)
         return
     out, beta, bbuf = L.out(n), 0.0, L.buf(b)

@@ -4,9 +4,15 @@
 table slot (a feed, a variable, a fetch output, a constant, or the arena). Each node is
 lowered by the function ``KERNELS`` registers for its op (``@lowers("matmul")``), which builds
 an ``internal noinline`` kernel function (deduplicated by body) and records a call with the
-buffers it touches. ``step_text`` then writes ``void step(ptr %table)``: load the slots, call
-the kernels in order, return. Compile time stays linear in the number of kernels, and the
-32 identical time steps of an unrolled RNN share one kernel each.
+buffers it touches. ``step_function`` then writes ``void step(ptr %table)``: load the slots,
+call the kernels in order (returning early when a kernel reports a status), return. Compile
+time stays linear in the number of kernels, and the 32 identical time steps of an unrolled
+RNN share one kernel each.
+
+Beyond one kernel per node: adjacent elementwise nodes sharing a buffer run as one loop
+(``llvm_kernels.ElementwiseGroup``), GEMMs are planned across the step (``llvm_gemm_acc``),
+and a few producer/consumer pairs run as one kernel (``L.skip`` holds the consumers folded
+in: a convolution's bias and activation, a pooled ReLU's gradient mask).
 
 ``noalias`` goes on a kernel parameter only when its byte range overlaps no other parameter
 of that call; buffers that are the same bytes are passed once (an in-place update reads and
@@ -18,6 +24,7 @@ import numpy as np
 
 from graphc.errors import CompileError
 from graphc.runtime.blas import gemm_entry
+from graphc.runtime.jit import host_target
 from graphc.runtime.llvm_step import Slot, StepLayout
 
 from .llvm_buffers import CONST_OPS, VIEW_OPS, make_storage
@@ -72,7 +79,7 @@ class Lowering:
         self.storage = None
         self.profile = profile
         self.pending = None
-        self.accumulations = None
+        self.gemms = None
         self.merged = 0  # elementwise nodes that joined another's loop
         self.skip = set()  # nodes a previous kernel already computed (folded in)
         for n in program.feeds:
@@ -134,8 +141,8 @@ class Lowering:
 
     def buf(self, node):
         """The buffer holding ``node``'s value (constants get a slot on first use)."""
-        if self.accumulations is not None and node in self.accumulations.result:
-            return self.accumulations.result[node]  # a product batched into a larger GEMM
+        if self.gemms is not None and node in self.gemms.result:
+            return self.gemms.result[node]  # a product batched into a larger GEMM
         return self.storage.buf(node)
 
     def out(self, node):
@@ -216,6 +223,7 @@ class Lowering:
                 base = bases[b.slot]
                 ptrs[b] = fn.gep("i8", base, b.offset) if b.offset else base
             return ptrs[b]
+        restore = _flush_denormals(fn)
         prof = pointer(Buf(self._special("profile"), 0, 8)) if self.profile else None
         for k, (name, bufs, entry, _) in enumerate(self.calls):
             args = ", ".join(f"ptr {pointer(b)}" for b in bufs)
@@ -232,12 +240,14 @@ class Lowering:
                 fn.emit(f"br i1 {bad}, label %{fail}, label %{ok}")
                 fn.block(fail)
                 fn.store("i64", str(entry), fn.gep("i64", pointer(self.status()), 1))
+                restore()
                 fn.ret()
                 fn.block(ok)
         if self._seeds:
             state = pointer(Buf(self._special("rng"), 0, 8))
             count = fn.load("i64", state)
             fn.store("i64", fn(f"add i64 {count}, 1"), state)
+        restore()
         fn.ret()
         return fn
 
@@ -291,7 +301,7 @@ def lower_program(program, profile=False, stats=None):
                 loc=n.loc, hint="use backend='numpy' for this program")
     L = Lowering(program, profile)
     L.storage = store = make_storage(L)
-    gemms = L.accumulations = GemmPlan(L) if getattr(program.plan, "planned", False) else None
+    gemms = L.gemms = GemmPlan(L) if getattr(program.plan, "planned", False) else None
     for f in L.fetch_bufs:  # fetched feeds, variables and constants: first, before updates
         if f.op_name in _LEAVES:
             _fetch_copy(L, f)
@@ -319,7 +329,7 @@ def lower_program(program, profile=False, stats=None):
     store.finish()
     text, layout = L.finish()
     if stats is not None:
-        acc = L.accumulations
+        acc = L.gemms
         stats.update(kernel_calls=len(L.calls), kernel_functions=len(L.module.functions),
                      folded_nodes=len(L.skip),
                      merged_loops=L.merged, arena_bytes=L.arena_size,
@@ -330,6 +340,24 @@ def lower_program(program, profile=False, stats=None):
                      transposed_operands=len({id(b) for b in acc.transposed.values()})
                      if acc else 0)
     return text, layout
+
+
+# MXCSR bits: flush results that would be subnormal to zero (FTZ), read subnormal inputs as
+# zero (DAZ). TensorFlow runs its CPU kernels this way too: subnormals take a microcode
+# assist per operation (measured: Adam moments of dead units decay into them after ~900 W5
+# steps and the step ran twice as slow). Values below ~1e-38 (f32) become 0.
+_FTZ_DAZ = 0x8040
+
+
+def _flush_denormals(fn):
+    """Switch the calling thread to FTZ/DAZ for the step (x86); returns the restorer."""
+    if not host_target().triple.startswith("x86_64"):
+        return lambda: None
+    saved, mode = fn("alloca i32", "mxcsr"), fn("alloca i32", "mxcsr")
+    fn.call("void", "llvm.x86.sse.stmxcsr", [("ptr", saved)])
+    fn.store("i32", fn(f"or i32 {fn.load('i32', saved)}, {_FTZ_DAZ}"), mode)
+    fn.call("void", "llvm.x86.sse.ldmxcsr", [("ptr", mode)])
+    return lambda: fn.call("void", "llvm.x86.sse.ldmxcsr", [("ptr", saved)])
 
 
 def _accumulate(fn, counters, k, cycles):
