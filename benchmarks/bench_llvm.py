@@ -121,6 +121,20 @@ class GraphcStep:
             [np.array(self.sess.values[v]) for v in c.var_nodes]
         self.update_at = [len(c.feed_nodes) + c.var_nodes.index(v) for v in c.update_nodes]
         self.in_place = getattr(c.fn, "updates_in_place", False)
+        self.initial = {v.name: self.args[len(c.feed_nodes) + k].copy()
+                        for k, v in enumerate(c.var_nodes)}
+        self.var_names = [v.name for v in c.var_nodes]
+
+    def reset(self):
+        """Every copy of the model back to its initial parameters (in place)."""
+        for v, arr in self.sess.values.items():
+            if v.name in self.initial:
+                np.copyto(arr, self.initial[v.name])
+        for name, arr in self.step.variables.items():
+            np.copyto(arr, self.initial[name])
+        n_feeds = len(self.args) - len(self.var_names)
+        for k, name in enumerate(self.var_names):
+            np.copyto(self.args[n_feeds + k], self.initial[name])
 
     def compiled_step(self):
         return self.step(self.feed)
@@ -146,11 +160,21 @@ def _calibrate(fn, min_time):
 
 
 def interleaved(candidates, rounds, min_time):
-    """{name: median seconds per step}, running each candidate's batch in turn per round."""
-    counts = {k: _calibrate(f, min_time) for k, f in candidates.items()}
+    """{name: median seconds per step} over ``rounds`` round-robin batches.
+
+    ``candidates`` maps names to (reset, step): every batch starts from the initial
+    parameters, so all candidates train through the same (early) regime. (Left training for
+    ~900 W5 steps, Adam moments of dead units decay into subnormals, which slow NumPy down
+    about 2x; native steps flush them, as TensorFlow does.)
+    """
+    counts = {}
+    for k, (reset, f) in candidates.items():
+        reset()
+        counts[k] = _calibrate(f, min_time)
     times = {k: [] for k in candidates}
     for _ in range(rounds):
-        for k, f in candidates.items():
+        for k, (reset, f) in candidates.items():
+            reset()
             start = time.perf_counter()
             for _ in range(counts[k]):
                 f()
@@ -171,19 +195,21 @@ def _peers(workload):
 
 def bench(workload, rounds, min_time):
     data = baselines.make_data(workload)
-    base = baselines.WORKLOADS[workload](seed=0)
-    ref_loss = base.loss(*data)
-    base = baselines.WORKLOADS[workload](seed=0)
+    ref_loss = baselines.WORKLOADS[workload](seed=0).loss(*data)
+    base = [None]
+
+    def fresh_baseline():
+        base[0] = baselines.WORKLOADS[workload](seed=0)
     npb = GraphcStep(workload, "numpy", data)
     llvm = GraphcStep(workload, "llvm", data)
     for name, s in (("numpy backend", npb), ("llvm backend", llvm)):
         if not np.isclose(s.first_loss, ref_loss, rtol=1e-4):
             raise AssertionError(f"{workload}: {name} loss {s.first_loss} != baseline {ref_loss}")
-    med = interleaved({"baseline": lambda: base.step(*data),
-                       "numpy": npb.compiled_step,
-                       "llvm": llvm.compiled_step,
-                       "llvm session": llvm.session_step,
-                       "llvm direct": llvm.direct_step}, rounds, min_time)
+    med = interleaved({"baseline": (fresh_baseline, lambda: base[0].step(*data)),
+                       "numpy": (npb.reset, npb.compiled_step),
+                       "llvm": (llvm.reset, llvm.compiled_step),
+                       "llvm session": (llvm.reset, llvm.session_step),
+                       "llvm direct": (llvm.reset, llvm.direct_step)}, rounds, min_time)
     return med, llvm.compile_s
 
 
