@@ -22,7 +22,7 @@ from graphc.runtime import collectives
 SCRIPTS = Path(__file__).resolve().parent / "mpi_scripts"
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 SCENARIOS = ["sgd:numpy:session", "adam:numpy:compile", "sgd:llvm:compile",
-             "adam:llvm:session"]
+             "adam:llvm:session", "adam:numpy-ref:session", "sgd:llvm-ref:compile"]
 VARS = ("W1", "b1", "W2", "b2")
 
 

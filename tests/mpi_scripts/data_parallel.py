@@ -2,8 +2,8 @@
 
 Run by tests/test_distributed.py as ``mpiexec -n N python data_parallel.py OUT SCENARIO...``
 where a scenario is ``optimizer:backend:api``: optimizer ``sgd`` (plain SGD) or ``adam``
-(Adam after clipping by global norm), backend ``numpy`` or ``llvm``, api ``session`` or
-``compile``. Each rank writes ``OUT/rank<r>.npz`` holding, per scenario:
+(Adam after clipping by global norm), backend ``numpy`` or ``llvm`` (``-ref``: without the
+pass pipeline), api ``session`` or ``compile``. Each rank writes ``OUT/rank<r>.npz`` holding, per scenario:
 
 - ``<scenario>/init/<var>``: its weights right after ``broadcast_variables`` (ranks start
   from DIFFERENT random weights, so equality after it is the broadcast's doing);
@@ -73,13 +73,16 @@ class Runner:
     def __init__(self, m, backend, api):
         self.m, self.api = m, api
         fetches = [m["loss"], m["norm"], m["train"]]
+        backend, _, ref = backend.partition("-")  # "llvm-ref": the unoptimized pipeline
+        optimize = ref != "ref"
         if api == "session":
-            self.sess = gc.Session(graph=m["graph"], backend=backend)
+            self.sess = gc.Session(graph=m["graph"], backend=backend, optimize=optimize)
             self.sess.run(m["init"])
             self.target = self.sess
             self._run = lambda xb, yb: self.sess.run(fetches, {m["x"]: xb, m["y"]: yb})
         else:
-            step = gc.compile(fetches, feeds=[m["x"], m["y"]], backend=backend)
+            step = gc.compile(fetches, feeds=[m["x"], m["y"]], backend=backend,
+                              optimize=optimize)
             self.target = step
             self._run = lambda xb, yb: step(x=xb, y=yb)
 
