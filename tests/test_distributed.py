@@ -109,6 +109,18 @@ def test_one_allreduce_node_and_one_call_per_step(ranks, scenario):
         assert int(r[f"{scenario}/allreduce_calls"]) == len(r[f"{scenario}/norms"]) == 5
 
 
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s.endswith("compile")])
+def test_saved_step_averages_over_ranks(ranks, scenario):
+    """A step saved with step.save and loaded with gc.load (no compiler) makes its allreduce:
+    after one more step on each rank's own shard it equals the compiled step, on both ranks."""
+    a, b = ranks
+    for r in ranks:
+        assert int(r[f"{scenario}/artifact_calls"]) == 2
+    for v in VARS:
+        np.testing.assert_array_equal(a[f"{scenario}/loaded/{v}"], a[f"{scenario}/again/{v}"])
+        np.testing.assert_array_equal(a[f"{scenario}/loaded/{v}"], b[f"{scenario}/loaded/{v}"])
+
+
 # -- one process, no MPI ---------------------------------------------------------------------
 def test_single_process_needs_no_mpi():
     code = ("import sys, graphc as gc; d = gc.distributed; "

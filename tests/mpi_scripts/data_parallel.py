@@ -16,6 +16,9 @@ pass pipeline), api ``session`` or ``compile``. Each rank writes ``OUT/rank<r>.n
 - ``<scenario>/allreduce_nodes``, ``/allreduce_calls``, ``/norms``: the number of
   allreduce nodes in the compiled step, the Allreduce calls made, the (averaged) global
   norms seen by the clipper;
+- for ``compile`` scenarios, ``<scenario>/loaded/<var>`` and ``/again/<var>``: one more step
+  on the rank's own shard by the step saved and loaded with ``gc.load`` and by the compiled
+  step, and ``/artifact_calls``, the Allreduce calls the two made;
 and ``blas_threads``: the BLAS thread counts after initialization.
 """
 import sys
@@ -29,6 +32,7 @@ from graphc.runtime import collectives
 dist = gc.distributed
 N_IN, N_HID, N_OUT = 12, 16, 3
 PER_RANK, STEPS, CLIP = 8, 5, 0.05
+OUT_DIR = None
 
 
 def build(optimizer, distributed, seed):
@@ -130,6 +134,9 @@ def scenario(name, out):
     par.run(x[:PER_RANK], y[:PER_RANK])
     for k, v in par.weights().items():
         out[f"{name}/resync/{k}"] = v
+    if api == "compile":
+        saved_step(name, par, (x[r * PER_RANK:(r + 1) * PER_RANK],
+                               y[r * PER_RANK:(r + 1) * PER_RANK]), out)
     # Single process, whole global batches, rank 0's initial weights.
     ref = Runner(build(optimizer, False, seed=100), "numpy", "compile")
     ref_norms = [ref.run(xb, yb) for xb, yb in gc.data.batches(x, y, PER_RANK * n, seed=0)]
@@ -138,8 +145,25 @@ def scenario(name, out):
         out[f"{name}/ref/{k}"] = v
 
 
+def saved_step(name, par, shard, out):
+    """Save the step (an artifact), load it without the compiler, and step it and the
+    compiled step once more on this rank's own shard: the loaded one must average over the
+    ranks as the compiled one does (else the ranks' shards pull them apart)."""
+    path = OUT_DIR / f"{name.replace(':', '_')}-rank{dist.rank()}.gcx"
+    par.target.save(str(path))
+    loaded = gc.load(str(path))
+    calls = collectives.stats["allreduce_calls"]
+    loaded(x=shard[0], y=shard[1])
+    par.run(*shard)
+    out[f"{name}/artifact_calls"] = collectives.stats["allreduce_calls"] - calls
+    for k, v in par.weights().items():
+        out[f"{name}/again/{k}"] = v
+        out[f"{name}/loaded/{k}"] = np.array(loaded.variables[k])
+
+
 def main():
-    out_dir = Path(sys.argv[1])
+    global OUT_DIR
+    out_dir = OUT_DIR = Path(sys.argv[1])
     dist.init()
     out = {"size": dist.size(), "rank": dist.rank(), "local_rank": dist.local_rank()}
     threads = collectives.blas_threads()
