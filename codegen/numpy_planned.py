@@ -211,10 +211,18 @@ class PlannedEmitter(Emitter):
                 names.append(self.names[m])
         names += [self.names[x] for x in n.inputs if x.dtype is not None
                   and not (x.op_name == "const" and x.attrs["value"].ndim == 0)]
+        # A view (``t7 = b7.reshape(...)``) and its base are one buffer: compare roots.
+        owner = {}
+        for m in self.p.feeds + self.p.variables + self.p.nodes:
+            owner.setdefault(self.names.get(m), m)
+        written_roots = {id(plan.root(owner[w])) for w in written if w in owner}
         out = []
         for name in names:
-            if name not in written and name not in out and not name.startswith("np."):
-                out.append(name)
+            if name in written or name in out or name.startswith("np."):
+                continue
+            if name in owner and id(plan.root(owner[name])) in written_roots:
+                continue
+            out.append(name)
         return out
 
     def _guard(self, k, n, lines):
