@@ -1,23 +1,22 @@
-"""Kernels of the LLVM backend: elementwise and fused loops, assignments, reductions, matmul.
+"""Kernels of the LLVM backend: elementwise and fused loops, reductions, matmul.
 
 Each ``@lowers(op)`` function receives the ``Lowering`` and one node, builds a kernel function
 for the node's concrete shapes (sizes are literals, so LLVM sees every trip count) and records
-its call. Importing this module also imports the other kernel families (nn, data movement,
-random, windows), which register themselves the same way.
+its call. The other kernel families (nn, data movement, random, windows, collective) register
+themselves the same way; ``llvm_lower.lower_program`` imports them all.
 """
 import numpy as np
 
 from ..ir import scalar as S
 from ..ir.passes.common import splat
 from ..ir.shapes import normalize_axes
-from .llvm_buffers import is_elementwise
+from .llvm_buffers import CONST_OPS, is_elementwise
 from .llvm_ir import Function, float_literal, literal, mem_type, val_type
-from .llvm_scalar import render_expr
-from .llvm_buffers import CONST_OPS
 from .llvm_lower import KERNELS, const_value, lowers
 from .llvm_loops import (broadcast_strides, coalesce, contiguous_strides,
                          elementwise_function, fill_function, load_value, loop_nest,
                          multi_elementwise_function, params)
+from .llvm_scalar import render_expr
 
 
 # -- elementwise and fused ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ call take a fast path that checks only shapes and dtypes.
 """
 import numpy as np
 
-from .compiler import compile_program
+from .compiler import compile_program, default_backend
 from .errors import CompileError, FeedError, GraphError, GraphcError, NumericsError
 from .ir.graph import Node, get_default_graph
 from .ir.program import needed_nodes
@@ -32,14 +32,14 @@ def check_numerics(tensor, message, name=None):
     return apply("check_numerics", [tensor], {"message": str(message)}, name=name)
 
 
-def compile(fetches, feeds=None, backend="numpy", optimize=True, dump_dir=None,  # noqa: A001
+def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # noqa: A001
             passes=None, check_numerics=False, check_writes=False, graph=None):
     """Compile the step computing ``fetches`` (any nest of tensors and ops).
 
     Args:
         fetches: what each call returns (tensors, train ops, nests of lists/tuples/dicts).
         feeds: the placeholders the step takes (default: every placeholder the fetches need).
-        backend: "numpy" or "llvm".
+        backend: "numpy" or "llvm" (default: ``$GRAPHC_BACKEND``, else "numpy").
         optimize: run the pass pipeline; False gives the unoptimized reference.
         dump_dir: write IR dumps for every compiled signature there (also ``GRAPHC_DUMP``).
         passes: the pass names to run (default ``graphc.ir.passes.DEFAULT_PIPELINE``).
@@ -62,9 +62,10 @@ def compile(fetches, feeds=None, backend="numpy", optimize=True, dump_dir=None, 
 class CompiledStep:
     """A compiled training step; see ``compile``. Call it with feeds; read ``variables``."""
 
-    def __init__(self, fetches, feeds=None, backend="numpy", optimize=True, dump_dir=None,
+    def __init__(self, fetches, feeds=None, backend=None, optimize=True, dump_dir=None,
                  passes=None, check_numerics=False, check_writes=False, graph=None):
         graph = graph or _graph_of(fetches)
+        backend = backend or default_backend()
         self.graph, self.backend, self.optimize = graph, backend, optimize
         self.dump_dir, self.passes = dump_dir, passes
         self.checks = tuple(c for c, on in (("numerics", check_numerics),

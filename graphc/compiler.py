@@ -61,6 +61,13 @@ def pipeline_for(optimize, passes, checks):
     return names
 
 
+def default_backend():
+    """``$GRAPHC_BACKEND`` ("numpy" or "llvm"), else "numpy": the backend of a Session or
+    ``gc.compile`` that names none (runs existing scripts natively without editing them)."""
+    import os
+    return os.environ.get("GRAPHC_BACKEND") or "numpy"
+
+
 def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes=None,
                     dump_dir=None, checks=()):
     """Compile the step computing ``fetches`` for the given feed shapes.

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from .compiler import compile_program
+from .compiler import compile_program, default_backend
 from .errors import FeedError, GraphcError, GraphError
 from .ir import dtypes as D
 from .ir.graph import Node, get_default_graph, pop_default_session, push_default_session
@@ -124,7 +124,7 @@ class Session:
 
     Args:
         graph: the graph (default: the default graph).
-        backend: "numpy" or "llvm".
+        backend: "numpy" or "llvm" (default: ``$GRAPHC_BACKEND``, else "numpy").
         optimize: run the pass pipeline (False: the unoptimized reference).
         dump_dir: write IR dumps and generated code for every compiled signature.
     Example:
@@ -133,9 +133,10 @@ class Session:
         ...     loss_value, _ = sess.run([loss, train_op], {x: xb, y: yb})
     """
 
-    def __init__(self, target="", graph=None, config=None, backend="numpy", optimize=True,
+    def __init__(self, target="", graph=None, config=None, backend=None, optimize=True,
                  dump_dir=None, check_numerics=False):
         self.graph = graph or get_default_graph()
+        backend = backend or default_backend()
         self.backend, self.optimize, self.dump_dir = backend, optimize, dump_dir
         self.check_numerics = check_numerics
         self.values = {}  # user variable node -> np.ndarray
