@@ -292,7 +292,8 @@ def lower_program(program, profile=False, stats=None):
     Raises:
         CompileError: an op without an LLVM kernel, naming the op and the node.
     """
-    from . import llvm_collective, llvm_movement, llvm_nn, llvm_random, llvm_windows  # noqa: F401
+    from . import (llvm_collective, llvm_conv, llvm_movement, llvm_nn,  # noqa: F401
+                   llvm_random, llvm_windows)
     from .llvm_kernels import kernel_for
     for n in program.nodes:
         if kernel_for(n) is None and n.op_name not in _NO_CODE:

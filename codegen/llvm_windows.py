@@ -1,15 +1,13 @@
-"""Sliding-window kernels (NHWC): direct convolution and its two gradients, max and average
-pooling and their backward ops.
+"""Sliding-window kernels (NHWC): the window geometry shared with ``llvm_conv``, and max and
+average pooling with their backward ops.
 
-Direct loops rather than im2col + GEMM: with few channels im2col builds very skinny GEMMs, and
-a direct loop needs no scratch buffer. Each kernel walks output positions (n, p, q), then the
-window's taps (i, j), skipping taps that fall into the padding, and vectorizes its innermost
-loop over the contiguous channel axis (output channels for conv2d and the filter gradient,
-channels for pooling).
+Each kernel walks output positions (n, p, q), then the window's taps (i, j), skipping taps
+that fall into the padding. Up to ``VECTOR_CHANNELS`` channels, a window's channels are one
+LLVM vector held in registers over the taps; beyond, loops over channels are vectorized.
 
 Max pooling's gradient goes to each window's FIRST maximum in row-major tap order (NaN counts
-as a maximum, as ``np.argmax`` has it): the argmax per channel is tracked in small stack arrays
-while the taps are walked, then the gradient is added at that one position.
+as a maximum, as ``np.argmax`` has it): the argmax per channel is tracked while the taps are
+walked, then the gradient is written at that one position.
 """
 import numpy as np
 
@@ -17,7 +15,7 @@ from ..ir.ops.windows import window_geometry
 from .llvm_ir import Function, float_literal, mem_type, val_type
 from .llvm_kernels import combine, fill
 from .llvm_lower import lowers
-from .llvm_loops import broadcast_strides, carried_nest, params
+from .llvm_loops import params
 from .llvm_nn import _better
 
 
@@ -61,244 +59,6 @@ def _geometry(n, x, filters=None):
         ksize = tuple(n.attrs.get("ksize", (2, 2)))
     strides = tuple(n.attrs.get("strides", (1, 1) if filters is not None else (2, 2)))
     return Geometry(tuple(x.shape), ksize, strides, n.attrs.get("padding", "VALID"))
-
-
-# -- convolution ------------------------------------------------------------------------------
-def conv_function(kind, dtype, g, cout, noalias):
-    """kind "forward": %p0=y, %p1=x, %p2=w; "filter": %p0=dw, %p1=x, %p2=dy;
-    "input": %p0=dx, %p1=dy, %p2=w. Outputs of "filter"/"input" must be zeroed first."""
-    fn = Function("kernel", params(3, noalias))
-    t = val_type(dtype)
-    cin = g.c
-
-    def at(base, i):
-        return fn.gep(t, base, i)
-
-    def window(n, p, q, pos):
-        obase = fn.mul(pos, cout)
-        if kind == "forward":
-            with fn.loop(cout) as lo:
-                fn.store(t, float_literal(0.0, dtype), at("%p0", fn.add(obase, lo.i)))
-
-        def tap(i, j, xpos):
-            xbase = fn.mul(xpos, cin)
-            wbase = fn.mul(fn.add(fn.mul(i, g.kw), j), cin * cout)
-            with fn.loop(cin) as lc:
-                wrow = fn.add(wbase, fn.mul(lc.i, cout))
-                if kind == "input":
-                    with fn.loop(cout) as lo:
-                        acc = lo.carry(t, float_literal(0.0, dtype))
-                        prod = fn(f"fmul {t} {fn.load(t, at('%p1', fn.add(obase, lo.i)))}, "
-                                  f"{fn.load(t, at('%p2', fn.add(wrow, lo.i)))}")
-                        lo.update(acc, combine(fn, "sum", dtype, acc, prod))
-                    dst = at("%p0", fn.add(xbase, lc.i))
-                    fn.store(t, fn(f"fadd {t} {fn.load(t, dst)}, {acc}"), dst)
-                    return
-                xv = fn.load(t, at("%p1", fn.add(xbase, lc.i)))
-                with fn.loop(cout) as lo:
-                    if kind == "forward":
-                        dst, other = at("%p0", fn.add(obase, lo.i)), at("%p2", fn.add(wrow, lo.i))
-                    else:
-                        dst, other = at("%p0", fn.add(wrow, lo.i)), at("%p2", fn.add(obase, lo.i))
-                    prod = fn(f"fmul {t} {xv}, {fn.load(t, other)}")
-                    fn.store(t, fn(f"fadd {t} {fn.load(t, dst)}, {prod}"), dst)
-        _over_taps(fn, g, n, p, q, tap)
-    _over_windows(fn, g, window)
-    fn.ret()
-    return fn
-
-
-VECTOR_TAPS = 32  # at most this many (tap, input channel) pairs get a register each
-
-
-def _vectorizable(g, cout):
-    return g.kh * g.kw * g.c <= VECTOR_TAPS and cout <= VECTOR_CHANNELS
-
-
-def _tap_value(fn, g, t, dtype, n, p, q, i, j, c):
-    """x[n, p*sh + i - top, q*sw + j - left, c] as a scalar (0 in the padding)."""
-    h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), i)}, {g.top}") if g.top else \
-        fn.add(fn.mul(p, g.sh), i)
-    w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), j)}, {g.left}") if g.left else \
-        fn.add(fn.mul(q, g.sw), j)
-    padded = g.top or g.left or (g.oh - 1) * g.sh + g.kh > g.h or (g.ow - 1) * g.sw + g.kw > g.w
-    if padded:
-        inside = fn(f"and i1 {fn(f'icmp ult i64 {h}, {g.h}')}, {fn(f'icmp ult i64 {w}, {g.w}')}")
-        h = fn.call("i64", "llvm.umin.i64", [("i64", h), ("i64", str(g.h - 1))])
-        w = fn.call("i64", "llvm.umin.i64", [("i64", w), ("i64", str(g.w - 1))])
-    xi = fn.add(fn.mul(fn.add(fn.mul(fn.add(fn.mul(n, g.h), h), g.w), w), g.c), c)
-    v = fn.load(t, fn.gep(t, "%p1", xi))
-    if padded:
-        v = fn(f"select i1 {inside}, {t} {v}, {t} {float_literal(0.0, dtype)}")
-    return v
-
-
-def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None):
-    """Direct convolution with output channels as one vector: "forward" (%p0=y, %p1=x,
-    %p2=w) keeps each position's output row in a register over the taps, with the filter
-    rows loaded once; "filter" (%p0=dw, %p1=x, %p2=dy) keeps every (tap, channel) row of the
-    filter gradient in a register over all positions and stores it once (no zero fill).
-    ``epilogue`` (forward only): (body, conv arg, {arg: parameter or literal}) applied to
-    each output row in registers before it is stored (a bias and activation folded in)."""
-    fn = Function("kernel", params(len(noalias), noalias))
-    t = val_type(dtype)
-    vt = f"<{cout} x {t}>"
-    taps = [(i, j, c) for i in range(g.kh) for j in range(g.kw) for c in range(g.c)]
-
-    def row(base, k):
-        return fn.load(vt, fn.gep(t, base, k * cout))
-
-    def fma(a, b, acc):
-        return fn.call(vt, f"llvm.fmuladd.v{cout}{'f32' if t == 'float' else 'f64'}",
-                       [(vt, a), (vt, b), (vt, acc)])
-    if kind == "forward":
-        wrows = [row("%p2", k) for k in range(len(taps))]
-        if epilogue is not None:
-            body, conv_arg, sources = epilogue
-            rows = {a: (fn.load(vt, src) if src.startswith("%") else src)
-                    for a, src in sources.items()}
-
-        def position(idx, values):
-            n, p, q = idx
-            acc = "zeroinitializer"
-            for k, (i, j, c) in enumerate(taps):
-                xv = _splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout)
-                acc = fma(xv, wrows[k], acc)
-            pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
-            if epilogue is not None:
-                acc = render_vector(fn, body, {**rows, conv_arg: acc}, vt)
-            fn.store(vt, acc, fn.gep(t, "%p0", fn.mul(pos, cout)))
-            return []
-        carried_nest(fn, (g.n, g.oh, g.ow), [], position)
-    else:
-        def position(idx, accs):
-            n, p, q = idx
-            pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
-            dy = fn.load(vt, fn.gep(t, "%p2", fn.mul(pos, cout)))
-            return [fma(_splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout),
-                        dy, acc) for (i, j, c), acc in zip(taps, accs)]
-        finals = carried_nest(fn, (g.n, g.oh, g.ow), [(vt, "zeroinitializer")] * len(taps),
-                              position)
-        for k, acc in enumerate(finals):
-            fn.store(vt, acc, fn.gep(t, "%p0", k * cout))
-    fn.ret()
-    return fn
-
-
-_VECTOR_OPS = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
-
-
-def render_vector(fn, body, vals, vt):
-    """An elementwise body of arithmetic, max and min on whole vectors (conv epilogues)."""
-    lanes, elem = vt[1:-1].split(" x ")
-    sfx = f"v{lanes}{'f32' if elem == 'float' else 'f64'}"
-    memo = {}
-    for e in body.walk():
-        if e.op == "arg":
-            memo[id(e)] = vals[e.value]
-        elif e.op == "const":
-            memo[id(e)] = f"splat ({elem} {float_literal(e.value, e.dtype)})"
-        elif e.op in _VECTOR_OPS:
-            a, b = (memo[id(x)] for x in e.args)
-            memo[id(e)] = fn(f"{_VECTOR_OPS[e.op]} {vt} {a}, {b}")
-        elif e.op == "neg":
-            memo[id(e)] = fn(f"fneg {vt} {memo[id(e.args[0])]}")
-        else:  # max / min, NaN-propagating like the scalar form
-            name = "maximum" if e.op == "max" else "minimum"
-            memo[id(e)] = fn.call(vt, f"llvm.{name}.{sfx}", [(vt, memo[id(x)]) for x in e.args])
-    return memo[id(body)]
-
-
-def conv_epilogue(L, n):
-    """The fused node right after conv2d ``n`` that alone reads it (bias + activation), when
-    it can run on each output row in registers: arithmetic, max and min only, other inputs
-    per output channel (or splat constants). Safe because nothing runs in between and its
-    buffer overlaps none of the bytes the convolution reads. Returns (node, body, conv arg,
-    other inputs {arg: node or literal}) or None."""
-    users = L.p.users().get(n, [])
-    nodes = L.p.nodes
-    i = next(k for k, m in enumerate(nodes) if m is n)
-    if len(users) != 1 or i + 1 >= len(nodes) or nodes[i + 1] is not users[0] or \
-            any(f is n for f in L.p.fetches if f is not None):
-        return None
-    f = users[0]
-    if f.op_name != "fused" or f.attrs.get("reduce") is not None or f.dtype != n.dtype \
-            or tuple(f.shape) != tuple(n.shape):
-        return None
-    body = f.attrs["body"]
-    if any(e.op not in ("arg", "const", "neg", "max", "min") + tuple(_VECTOR_OPS)
-           for e in body.walk()) or any(e.dtype != n.dtype for e in body.walk()):
-        return None
-    cout, others, conv_arg = n.shape[-1], {}, None
-    for k, x in enumerate(f.inputs):
-        if x is n:
-            conv_arg = k
-            continue
-        lanes = broadcast_strides(x.shape, f.shape)
-        size = int(np.prod(x.shape))
-        if x.dtype != n.dtype or any(lanes[:-1]) or size not in (1, cout) or \
-                (size == 1 and const_scalar(x) is None):
-            return None
-        others[k] = x
-    out = L.out(f)
-    if conv_arg is None or any(out.overlaps(L.buf(v)) for v in list(n.inputs) +
-                               list(others.values())):
-        return None
-    return f, body, conv_arg, others
-
-
-@lowers("conv2d")
-def lower_conv(L, n):
-    x, w = n.inputs
-    g = _geometry(n, x, w.shape)
-    cout = w.shape[3]
-    if not _vectorizable(g, cout):
-        bufs = [L.out(n), L.buf(x), L.buf(w)]
-        L.call(conv_function("forward", n.dtype, g, cout, L.noalias(bufs)), bufs, n)
-        return
-    folded = conv_epilogue(L, n)
-    bufs, epilogue = [L.out(n), L.buf(x), L.buf(w)], None
-    if folded is not None:
-        f, body, conv_arg, others = folded
-        bufs[0], sources = L.out(f), {}
-        for k, v in others.items():
-            if int(np.prod(v.shape)) == 1:  # one value for every lane: a splat literal
-                sources[k] = f"splat ({val_type(n.dtype)} " \
-                             f"{float_literal(const_scalar(v), n.dtype)})"
-            else:  # one value per output channel: a vector loaded once
-                sources[k] = f"%p{len(bufs)}"
-                bufs.append(L.buf(v))
-        L.skip.add(f)
-        epilogue = (body, conv_arg, sources)
-    fn = conv_vector_function("forward", n.dtype, g, cout, L.noalias(bufs), epilogue)
-    L.call(fn, bufs, n)
-
-
-def const_scalar(v):
-    """The value of a one-element constant (``conv_epilogue`` admits no other scalars)."""
-    from .llvm_kernels import scalar_const
-    return scalar_const(v)
-
-
-@lowers("conv2d_backprop_filter")
-def lower_conv_filter(L, n):
-    x, dy = n.inputs
-    g = _geometry(n, x, n.attrs["filter_shape"])
-    bufs = [L.out(n), L.buf(x), L.buf(dy)]
-    if _vectorizable(g, n.shape[3]):
-        L.call(conv_vector_function("filter", n.dtype, g, n.shape[3], L.noalias(bufs)), bufs, n)
-        return
-    fill(L, L.out(n), n.shape, n.dtype, 0, n)
-    L.call(conv_function("filter", n.dtype, g, n.shape[3], L.noalias(bufs)), bufs, n)
-
-
-@lowers("conv2d_backprop_input")
-def lower_conv_input(L, n):
-    dy, w, like = n.inputs
-    g = _geometry(n, like, w.shape)
-    fill(L, L.out(n), n.shape, n.dtype, 0, n)
-    bufs = [L.out(n), L.buf(dy), L.buf(w)]
-    L.call(conv_function("input", n.dtype, g, w.shape[3], L.noalias(bufs)), bufs, n)
 
 
 # -- pooling ----------------------------------------------------------------------------------
@@ -492,12 +252,44 @@ def argmax_pool_vector(kind, dtype, g, noalias, positive_only=False):
     return fn
 
 
+def pool_vector_function(kind, dtype, g, noalias):
+    """Max or average pooling with a window's channels as one vector accumulated in a
+    register over the taps (padding taps count as -inf / 0) and stored once."""
+    fn = Function("kernel", params(2, noalias))
+    s, c = val_type(dtype), g.c
+    vt = f"<{c} x {s}>"
+    init = f"splat ({s} {float_literal(-np.inf if kind == 'max' else 0.0, dtype)})"
+
+    def add(k, inside, xoff, values):
+        v = fn(f"select i1 {inside}, {vt} {fn.load(vt, fn.gep(s, '%p1', xoff))}, {vt} {init}")
+        return [combine_vector(fn, "max" if kind == "max" else "sum", vt, values[0], v)]
+
+    def window(n, p, q, pos):
+        (acc,) = _vector_taps(fn, g, n, p, q, [(vt, init)], add)
+        if kind == "avg":
+            acc = fn(f"fdiv {vt} {acc}, {_splat(fn, vt, s, _count(fn, g, p, q, dtype), c)}")
+        fn.store(vt, acc, fn.gep(s, "%p0", fn.mul(pos, c)))
+    _over_windows(fn, g, window)
+    fn.ret()
+    return fn
+
+
+def combine_vector(fn, kind, vt, a, b):
+    """``a + b`` or the NaN-propagating maximum of two float vectors."""
+    if kind == "sum":
+        return fn(f"fadd {vt} {a}, {b}")
+    lanes, elem = vt[1:-1].split(" x ")
+    return fn.call(vt, f"llvm.maximum.v{lanes}{'f32' if elem == 'float' else 'f64'}",
+                   [(vt, a), (vt, b)])
+
+
 @lowers("max_pool", "avg_pool")
 def lower_pool(L, n):
     x = n.inputs[0]
     bufs = [L.out(n), L.buf(x)]
-    fn = pool_function(n.op_name[:3], n.dtype, _geometry(n, x), L.noalias(bufs))
-    L.call(fn, bufs, n)
+    g = _geometry(n, x)
+    build = pool_vector_function if g.c <= VECTOR_CHANNELS else pool_function
+    L.call(build(n.op_name[:3], n.dtype, g, L.noalias(bufs)), bufs, n)
 
 
 @lowers("avg_pool_grad")
