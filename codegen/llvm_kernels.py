@@ -253,14 +253,33 @@ def _vector_rows(fn, kind, dtype, cshape, cstrides, bases, init, k):
             ("u" if dtype.name == "uint8" else "s") + kind
         return fn.call(vt, f"llvm.{name}.{sfx}", [(vt, a), (vt, b)])
 
+    nrows, step = cshape[-2], cstrides[k][-2]
+    lanes = ROW_ACCUMULATORS if nrows >= 4 * ROW_ACCUMULATORS else 1
+
     def rows(offs):
-        with fn.loop(cshape[-2]) as lp:
-            acc = lp.carry(vt, f"splat ({t} {init})")
-            v = fn.load(vt, fn.gep(t, f"%p{k}", fn.add(offs[k], fn.mul(lp.i, cstrides[k][-2]))))
-            lp.update(acc, vcombine(acc, v))
+        # several independent accumulators hide the add's latency; a tail loop takes the rest
+        with fn.loop(nrows // lanes) as lp:
+            accs = [lp.carry(vt, f"splat ({t} {init})") for _ in range(lanes)]
+            base = fn.add(offs[k], fn.mul(lp.i, step * lanes))
+            for j, acc in enumerate(accs):
+                v = fn.load(vt, fn.gep(t, f"%p{k}", fn.add(base, j * step)))
+                lp.update(acc, vcombine(acc, v))
+        total = accs[0]
+        for acc in accs[1:]:
+            total = vcombine(total, acc)
+        if nrows % lanes:
+            with fn.loop(nrows % lanes) as lp:
+                acc = lp.carry(vt, total)
+                row = fn.add(lp.i, nrows - nrows % lanes)
+                v = fn.load(vt, fn.gep(t, f"%p{k}", fn.add(offs[k], fn.mul(row, step))))
+                lp.update(acc, vcombine(acc, v))
+            total = acc
         po = fn.gep(t, "%p0", offs[0])
-        fn.store(vt, vcombine(fn.load(vt, po), acc), po)
+        fn.store(vt, vcombine(fn.load(vt, po), total), po)
     loop_nest(fn, cshape[:-2], [st[:-2] for st in cstrides], bases, rows)
+
+
+ROW_ACCUMULATORS = 4  # vector accumulators per row reduction (hides the add's latency)
 
 
 def lower_reduction(L, n, x, axes, kind, scale=None):

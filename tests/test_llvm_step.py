@@ -329,3 +329,16 @@ def test_conv_epilogue_and_pooled_relu_mask_fold_into_kernels():
     g, x, y, loss, train, _ = _cnn()
     stats = compile_program([loss, train], {x: (6, 8, 8, 1), y: (6,)}, "llvm").fn.artifacts.stats
     assert stats["folded_nodes"] == 2
+
+
+@pytest.mark.parametrize("rows", [3, 37, 64])
+def test_column_reductions_of_many_rows(rows):
+    """Bias-gradient reductions ([rows, C] -> [C]) run on vector accumulators with a tail."""
+    x = gc.placeholder(gc.float32, [rows, 5], name="x")
+    outs = [gc.reduce_sum(x, axis=0), gc.reduce_max(x, axis=0), gc.reduce_mean(x, axis=0)]
+    xv = np.random.default_rng(rows).standard_normal((rows, 5)).astype(np.float32)
+    xv[rows // 2, 1] = np.nan
+    with gc.Session(backend="llvm") as sess:
+        got = sess.run(outs, {x: xv})
+    for g, want in zip(got, [xv.sum(0), xv.max(0), xv.mean(0)]):
+        np.testing.assert_allclose(g, want, rtol=2e-6, atol=1e-6, equal_nan=True)
