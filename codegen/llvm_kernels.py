@@ -408,6 +408,10 @@ def lower_matmul(L, n):
         # A batched, B shared: the batch folds into one GEMM with M' = batch * M rows.
         m, batch, strides = m * int(np.prod(batch)), (), [(), (), ()]
     dims = (m, nn, k, a.shape[-1], b.shape[-1])
+    if int(np.prod(n.shape)) == 0 or k == 0:  # BLAS rejects zero leading dimensions
+        if int(np.prod(n.shape)):
+            fill(L, L.out(n), n.shape, n.dtype, 0, n)  # an empty sum: zeros
+        return
     if not n.dtype.is_floating:
         bufs = [L.out(n), L.buf(a), L.buf(b)]
         fn = int_matmul_function(n.dtype, batch, strides, dims, (ta, tb), L.noalias(bufs))

@@ -342,3 +342,19 @@ def test_column_reductions_of_many_rows(rows):
         got = sess.run(outs, {x: xv})
     for g, want in zip(got, [xv.sum(0), xv.max(0), xv.mean(0)]):
         np.testing.assert_allclose(g, want, rtol=2e-6, atol=1e-6, equal_nan=True)
+
+
+def test_empty_operands():
+    """Zero-size tensors: empty products are zeros, empty outputs are empty (no BLAS call)."""
+    a = gc.placeholder(gc.float32, [None, 4], name="a")
+    b = gc.placeholder(gc.float32, [4, None], name="b")
+    c = gc.placeholder(gc.float32, [3, None], name="c")
+    d = gc.placeholder(gc.float32, [None, 2], name="d")
+    prod, empty_sum = gc.matmul(a, b), gc.matmul(c, d)
+    total = gc.reduce_sum(gc.exp(a), axis=0)
+    with gc.Session(backend="llvm") as sess:
+        p, e, t = sess.run([prod, empty_sum, total], {
+            a: np.zeros((0, 4), np.float32), b: np.ones((4, 5), np.float32),
+            c: np.ones((3, 0), np.float32), d: np.ones((0, 2), np.float32)})
+    assert p.shape == (0, 5) and e.shape == (3, 2) and np.all(e == 0)
+    np.testing.assert_array_equal(t, np.zeros(4, np.float32))
