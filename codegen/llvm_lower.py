@@ -301,46 +301,52 @@ def lower_program(program, profile=False, stats=None):
                 f"{n.describe()}: the LLVM backend has no kernel for op '{n.op_name}'",
                 loc=n.loc, hint="use backend='numpy' for this program")
     L = Lowering(program, profile)
-    L.storage = store = make_storage(L)
-    gemms = L.gemms = GemmPlan(L) if getattr(program.plan, "planned", False) else None
+    L.storage = make_storage(L)
+    L.gemms = GemmPlan(L) if getattr(program.plan, "planned", False) else None
     for f in L.fetch_bufs:  # fetched feeds, variables and constants: first, before updates
         if f.op_name in _LEAVES:
             _fetch_copy(L, f)
     for n in program.nodes:
-        op = n.op_name
-        if gemms is not None:
-            gemms.emit_before(L, n)
-            if n in gemms.skip and op != "matmul":
-                continue  # a slice only a batched GEMM read (in place)
-        if n in L.skip:
-            _fetch_copy(L, n)
-            continue
-        if op == "check_numerics":  # a view of its input, checked where it is computed
-            kernel_for(n)(L, n)
-        elif op in _LEAVES or op == "group" or store.is_view(n):
-            pass
-        elif op in CONST_OPS:  # a shape query the plan gave a buffer: materialize it
-            L.copy(L.out(n), L.const_buf(n), n.shape, n.dtype, n)
-        elif op == "assign":
-            store.lower_assign(n)
-        else:
-            kernel_for(n)(L, n)
-        if op not in _LEAVES:
-            _fetch_copy(L, n)
-    store.finish()
+        _lower_node(L, n, kernel_for)
+    L.storage.finish()
     text, layout = L.finish()
     if stats is not None:
-        acc = L.gemms
-        stats.update(kernel_calls=len(L.calls), kernel_functions=len(L.module.functions),
-                     folded_nodes=len(L.skip),
-                     merged_loops=L.merged, arena_bytes=L.arena_size,
-                     accumulated_matmuls=len(acc.gemm) if acc else 0,
-                     accumulated_sums=len(acc.fused) if acc else 0,
-                     batched_matmuls=len(acc.skip & {m for m in acc.result} | set(acc.copies))
-                     if acc else 0,
-                     transposed_operands=len({id(b) for b in acc.transposed.values()})
-                     if acc else 0)
+        stats.update(_stats(L))
     return text, layout
+
+
+def _lower_node(L, n, kernel_for):
+    """Emit what node ``n`` needs at its place in the schedule (maybe nothing)."""
+    op, store, gemms = n.op_name, L.storage, L.gemms
+    if gemms is not None:
+        gemms.emit_before(L, n)
+        if n in gemms.skip and op != "matmul":
+            return  # a slice only a batched GEMM read (in place)
+    if n in L.skip:  # computed by the kernel of the node before it
+        _fetch_copy(L, n)
+        return
+    if op == "check_numerics":  # a view of its input, checked where it is computed
+        kernel_for(n)(L, n)
+    elif op in _LEAVES or op == "group" or store.is_view(n):
+        pass
+    elif op in CONST_OPS:  # a shape query the plan gave a buffer: materialize it
+        L.copy(L.out(n), L.const_buf(n), n.shape, n.dtype, n)
+    elif op == "assign":
+        store.lower_assign(n)
+    else:
+        kernel_for(n)(L, n)
+    if op not in _LEAVES:
+        _fetch_copy(L, n)
+
+
+def _stats(L):
+    g = L.gemms
+    batched = (g.skip & set(g.result)) | set(g.copies) if g else ()
+    return dict(kernel_calls=len(L.calls), kernel_functions=len(L.module.functions),
+                folded_nodes=len(L.skip), merged_loops=L.merged, arena_bytes=L.arena_size,
+                accumulated_matmuls=len(g.gemm) if g else 0,
+                accumulated_sums=len(g.fused) if g else 0, batched_matmuls=len(batched),
+                transposed_operands=len({id(b) for b in g.transposed.values()}) if g else 0)
 
 
 # MXCSR bits: flush results that would be subnormal to zero (FTZ), read subnormal inputs as
