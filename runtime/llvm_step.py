@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,7 +115,8 @@ class NativeStep:
         layout: the StepLayout the object code was generated for.
         loaded: a ``jit.LoadedModule`` holding the code (kept alive by this object).
 
-    Not reentrant: the arena and outputs belong to the object; use one per thread.
+    Calls from several threads take turns (a lock): the arena and outputs belong to the
+    object.
 
     Example:
         >>> step = NativeStep(layout, jit.load_object(object_code))
@@ -166,6 +168,7 @@ class NativeStep:
         self._n_feeds = len(layout.feeds)
         self._fetch = [None if k is None else self.outputs[k] for k in layout.fetch_outputs]
         self._updates = None
+        self._lock = threading.Lock()
 
     def _bind(self, k, arr):
         """Point slot k at ``arr`` (converted when it is not exactly what the code expects)."""
@@ -190,25 +193,26 @@ class NativeStep:
         return np.ascontiguousarray(a, dtype=slot.dtype)
 
     def __call__(self, *args):
-        bound = self._bound
-        if len(args) != len(bound):
-            raise FeedError(f"native step takes {len(bound)} arrays (feeds, then variables), "
-                            f"got {len(args)}")
-        for k, a in enumerate(args):
-            if a is not bound[k]:
-                self._bind(k, a)
-                self._updates = None
-        self._fn(self._table_addr)
-        if self._status_word.value:
-            self._raise_status()
-        if self._callbacks:
-            self._raise_callback_error()
-        if self._updates is None:
-            variables = bound[self._n_feeds:]
-            self._updates = tuple(variables[k] for k in self.layout.updated)
-        # Arrays are copied out (the next call overwrites the buffers); 0-d become scalars.
-        return [None if o is None else (o.copy() if o.ndim else o[()])
-                for o in self._fetch], self._updates
+        with self._lock:  # one arena and one table: calls from several threads take turns
+            bound = self._bound
+            if len(args) != len(bound):
+                raise FeedError(f"native step takes {len(bound)} arrays (feeds, then "
+                                f"variables), got {len(args)}")
+            for k, a in enumerate(args):
+                if a is not bound[k]:
+                    self._bind(k, a)
+                    self._updates = None
+            self._fn(self._table_addr)
+            if self._status_word.value:
+                self._raise_status()
+            if self._callbacks:
+                self._raise_callback_error()
+            if self._updates is None:
+                variables = bound[self._n_feeds:]
+                self._updates = tuple(variables[k] for k in self.layout.updated)
+            # Arrays are copied out (the next call reuses the buffers); 0-d become scalars.
+            return [None if o is None else (o.copy() if o.ndim else o[()])
+                    for o in self._fetch], self._updates
 
     def _raise_status(self):
         code, node, value = (int(v) for v in self.status[:3])

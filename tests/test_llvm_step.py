@@ -358,3 +358,24 @@ def test_empty_operands():
             c: np.ones((3, 0), np.float32), d: np.ones((0, 2), np.float32)})
     assert p.shape == (0, 5) and e.shape == (3, 2) and np.all(e == 0)
     np.testing.assert_array_equal(t, np.zeros(4, np.float32))
+
+
+def test_concurrent_calls_take_turns():
+    import threading
+    x = gc.placeholder(gc.float32, [1000], name="x")
+    y = gc.reduce_sum(gc.exp(x) * 2.0)
+    with gc.Session(backend="llvm") as sess:
+        feeds = [np.full(1000, k / 10, np.float32) for k in range(4)]
+        want = [sess.run(y, {x: f}) for f in feeds]
+        got = [[] for _ in feeds]
+
+        def work(k):
+            for _ in range(50):
+                got[k].append(sess.run(y, {x: feeds[k]}))
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for k in range(4):
+        assert all(v == want[k] for v in got[k])
