@@ -23,7 +23,7 @@ if _ir is not None:
     from .framework import *  # noqa: F401,F403
     from .framework import (Graph, Operation, Tensor, Variable, assign, assign_add,  # noqa
                             control_dependencies,
-                            assign_sub, constant, get_default_graph, get_variable,
+                            assign_sub, constant, get_default_graph,
                             global_variables, global_variables_initializer, group,
                             initialize_all_variables, local_variables_initializer, name_scope,
                             no_op, placeholder, reset_default_graph, set_random_seed,
@@ -40,6 +40,8 @@ if _ir is not None:
                            stop_gradient, subtract, tanh, transpose, truncated_normal, unstack,
                            where, zeros, zeros_like)
     from .gradients import gradients  # noqa: F401
+    from .variable_scope import (AUTO_REUSE, VariableScope, get_variable,  # noqa: F401
+                                 get_variable_scope, variable_scope)
     from . import data, initializers, nn, train  # noqa: F401
     from .session import InteractiveSession, Session  # noqa: F401
     from .printing import dump_ir  # noqa: F401

@@ -16,14 +16,16 @@ Operation = Node
 def placeholder(dtype, shape=None, name=None):
     """A value fed at run time. ``shape`` may leave dims as None (specialized per feed).
 
+    Every shape rule runs when the graph is built, so the rank must be known then: a
+    placeholder without ``shape`` is a scalar (TF1's ``keep_prob = tf.placeholder(tf.float32)``
+    and learning-rate placeholders); feeding it an array is a ``FeedError``.
+
     Example:
         >>> x = gc.placeholder(gc.float32, [None, 784], name="x")
+        >>> keep_prob = gc.placeholder(gc.float32)          # a scalar
     """
     dtype = D.as_dtype(dtype)
-    if shape is None:
-        raise GraphError("placeholder: shape=None (unknown rank) is not supported",
-                         hint="give the rank, with None for unknown dims: shape=[None, 784]")
-    shape = normalize_shape(shape)
+    shape = normalize_shape(() if shape is None else shape)
     g = get_default_graph()
     return g.add_node(_op("placeholder"), [], {"shape": shape, "dtype": dtype}, dtype, shape,
                       name or "Placeholder")
@@ -192,17 +194,6 @@ def local_variables_initializer():
 def name_scope(name, default_name=None, values=None):
     """Prefix the names of nodes built inside (``dense1/matmul``)."""
     return get_default_graph().name_scope(name or default_name)
-
-
-def get_variable(name, shape=None, dtype=D.float32, initializer=None, trainable=True):
-    """TF1's get_variable without reuse scopes: a new variable named ``name``."""
-    dtype = D.as_dtype(dtype)
-    shape = normalize_shape(shape)
-    if initializer is None:
-        from .initializers import glorot_uniform
-        initializer = glorot_uniform()
-    value = initializer(shape, dtype) if callable(initializer) else initializer
-    return Variable(value, trainable=trainable, name=name, dtype=dtype)
 
 
 def set_random_seed(seed):

@@ -97,8 +97,6 @@ BUILD_TIME = [
      r"random values must be floating, found int32", True),
     ("unsupported dtype", lambda t: gc.placeholder("float16", [2]), DTypeError,
      r"unsupported dtype 'float16'(.|\n)*hint: use float32", False),
-    ("placeholder of unknown rank", lambda t: gc.placeholder(gc.float32), GraphError,
-     r"shape=None \(unknown rank\) is not supported", False),
     ("variable of unknown shape", lambda t: gc.Variable(t.b), GraphError,
      r"initial value's shape must be static, found f32\[\?,2\]", False),
     ("unstack an unknown axis", lambda t: gc.unstack(t.b), GraphError,
