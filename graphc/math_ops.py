@@ -254,6 +254,12 @@ def clip_by_value(t, clip_value_min, clip_value_max, name=None):
     return minimum(maximum(t, clip_value_min), clip_value_max)
 
 
+def squared_difference(x, y, name=None):
+    """TF1's ``(x - y) ** 2`` elementwise, with broadcasting."""
+    d = x - y
+    return multiply(d, d, name=name)
+
+
 def _random(op, shape, dtype, seed, **params):
     g = get_default_graph()
     op_seed = seed if seed is not None else (None if g.seed is None else

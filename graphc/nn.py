@@ -1,6 +1,7 @@
 """``gc.nn``: activations and losses with TF1 signatures (labels and logits by keyword)."""
 from .errors import GraphError
 from .ir.ops import apply, convert
+from .math_ops import exp, matmul, minimum, where  # noqa: F401
 from .math_ops import reduce_sum, sigmoid, tanh  # noqa: F401  (TF1 exposes them in nn)
 
 
@@ -10,6 +11,26 @@ def relu(features, name=None):
 
 def leaky_relu(features, alpha=0.2, name=None):
     return apply("leaky_relu", [features], {"alpha": float(alpha)}, name=name)
+
+
+def relu6(features, name=None):
+    """``min(max(x, 0), 6)``."""
+    return apply("minimum", [relu(features), 6.0], name=name)
+
+
+def elu(features, name=None):
+    """``x`` for x > 0, ``exp(x) - 1`` otherwise.
+
+    The exponential sees ``min(x, 0)`` so that a large positive x never makes an ``inf``
+    whose zero gradient would turn into NaN.
+    """
+    neg = exp(minimum(features, 0.0)) - 1.0
+    return where(features > 0.0, features, neg, name=name)
+
+
+def xw_plus_b(x, weights, biases, name=None):
+    """``matmul(x, weights) + biases`` (TF1's nn.xw_plus_b)."""
+    return bias_add(matmul(x, weights), biases, name=name)
 
 
 def softplus(features, name=None):
