@@ -7,6 +7,7 @@ and ``inspect`` (``cli_artifact``) only the runtime. Commands import their modul
 that ``graphc --help`` stays fast.
 """
 import argparse
+import os
 import sys
 
 from .errors import GraphcError
@@ -80,13 +81,19 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        return cmd.run(args) or 0
+        code = cmd.run(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except GraphcError as e:  # our errors are written for users: no traceback
         print(f"graphc {cmd.name}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"graphc {cmd.name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `graphc inspect s.gcx | head`: the reader has gone, as in cat
+        # Point stdout at devnull so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

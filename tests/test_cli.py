@@ -227,3 +227,16 @@ def test_console_script_lists_the_commands():
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert all(c in proc.stdout for c in ("demo", "compile", "run", "inspect", "dump"))
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback(capsys, work):
+    # `graphc inspect step.gcx | head`: the reader goes away before graphc writes.
+    art = str(work / "pipe.gcx")
+    assert graphc(capsys, "compile", MODEL, "-o", art, "--backend", "numpy")[0] == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    proc = subprocess.run([sys.executable, "-c", "import sys; from graphc.cli import main; "
+                           "sys.exit(main(sys.argv[1:]))", "inspect", art],
+                          stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr == "", proc.stderr
