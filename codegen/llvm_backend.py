@@ -26,6 +26,10 @@ from ..runtime import jit
 from ..runtime.llvm_step import NativeStep
 from ..runtime.objcache import ObjectCache, cache_key
 from .llvm_lower import lower_program
+# The kernel modules register their lowerings on import; loading them with the backend keeps
+# module imports out of the first compile's time.
+from . import (llvm_collective, llvm_conv, llvm_kernels, llvm_movement,  # noqa: F401,E402
+               llvm_nn, llvm_random, llvm_windows)
 
 OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
 CODEGEN_LEVEL = 2   # instruction selection / register allocation

@@ -7,7 +7,9 @@
 """
 import time
 
+from . import dumps
 from .errors import CompileError
+from .ir.passes import resolve, run_pipeline  # at import: module loading is not compiling
 from .ir.program import build_program
 
 
@@ -48,7 +50,6 @@ def new_arena(program):
 def pipeline_for(optimize, passes, checks):
     """The pass names to run: none for the reference; with numerics checks no fusion and no
     in-place writes, so every node's value exists to be checked when it is computed."""
-    from .ir.passes import resolve
     if not optimize:
         return ["plan"] if checks else []
     names = resolve(passes)
@@ -87,7 +88,6 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     Raises:
         CompileError: an unknown backend or pass, or checks asked of the LLVM backend.
     """
-    from . import dumps
     checks = tuple(checks)
     if checks and backend != "numpy":
         raise CompileError(f"checks {list(checks)} need backend='numpy', not {backend!r}",
@@ -96,7 +96,6 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     t0 = time.perf_counter()
     program = build_program(fetches, feed_shapes)
     timings["specialize"] = time.perf_counter() - t0
-    from .ir.passes import run_pipeline
     t1 = time.perf_counter()
     run_pipeline(program, passes=pipeline_for(optimize, passes, checks))
     timings["passes"] = time.perf_counter() - t1

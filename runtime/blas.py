@@ -70,16 +70,21 @@ def gemm_pointer(dtype) -> int:
     return _gemm_pointer(dt)
 
 
+@functools.lru_cache(maxsize=None)
 def _numpy_openblas():
     """NumPy's own OpenBLAS (the ILP64 build its Linux wheels bundle), loaded, or None."""
-    import ctypes.util  # noqa: F401
-    import glob
     libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "lib*openblas*.so*"))):
-        try:
-            return ctypes.CDLL(path)  # already loaded by NumPy: the same handle and threads
-        except OSError:
-            continue
+    try:
+        names = sorted(os.listdir(libs))
+    except OSError:
+        return None
+    # a plain name test: glob's pattern compilation alone cost milliseconds per process
+    for name in names:
+        if name.startswith("lib") and "openblas" in name and ".so" in name:
+            try:
+                return ctypes.CDLL(os.path.join(libs, name))  # already loaded by NumPy
+            except OSError:
+                continue
     return None
 
 

@@ -1,8 +1,9 @@
 """The pass pipeline: each pass rewrites a Program in place and returns what it changed.
 
 ``run_pipeline`` runs the passes in order, times them, keeps the text IR after each one
-(``program.stages``) and a record per pass (``program.records``), checks the program after
-every pass when asked (``verify=True`` or ``GRAPHC_VERIFY=1``), and writes the dumps.
+(``program.stages``: snapshots rendered on first read, see ``stages``) and a record per pass
+(``program.records``), checks the program after every pass when asked (``verify=True`` or
+``GRAPHC_VERIFY=1``), and writes the dumps.
 
 Default order (each module's docstring says what it does):
     prune -> fold -> simplify -> cse -> dce -> scale -> fuse -> inplace -> schedule -> plan
@@ -25,6 +26,7 @@ from .prune import prune_unused
 from .scale import fold_update_scale
 from .schedule import schedule_for_memory
 from .simplify import simplify_algebra
+from .stages import Stages
 
 PASSES = {
     "prune": prune_unused,
@@ -83,8 +85,8 @@ def run_pipeline(program, passes=None, dump_dir=None, verify=None):
     names = resolve(passes)
     if verify is None:
         verify = os.environ.get("GRAPHC_VERIFY", "") not in ("", "0")
-    from ..printer import program_text
-    program.stages = [("input", program_text(program))]
+    program.stages = Stages()
+    program.stages.record("input", program)
     program.records = []
     program.unoptimized_naive_bytes = _naive(program)
     for name in names:
@@ -96,7 +98,7 @@ def run_pipeline(program, passes=None, dump_dir=None, verify=None):
             check_program(program)
         program.records.append({"name": name, "ms": ms, "nodes_before": before,
                                 "nodes_after": _count(program), "changes": dict(changes)})
-        program.stages.append((name, program_text(program)))
+        program.stages.record(name, program)
     if dump_dir is not None:
         from .dumping import write_dumps
         write_dumps(program, dump_dir)

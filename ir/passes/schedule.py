@@ -60,9 +60,12 @@ def _dag(program, plan):
 def _greedy_order(program, plan, dag):
     pos = positions(program.nodes)
     fetched_roots = {id(plan.root(f)) for f in program.fetches if f is not None}
+    # Per node, computed once: the distinct roots it reads and what its own buffer costs.
+    roots = {id(n): list({id(plan.root(x)): plan.root(x) for x in value_inputs(n)}.values())
+             for n in program.nodes}
     remaining = {}
     for n in program.nodes:
-        for r in {id(plan.root(x)): plan.root(x) for x in value_inputs(n)}.values():
+        for r in roots[id(n)]:
             remaining[id(r)] = remaining.get(id(r), 0) + 1
     indeg = {id(n): dag.in_degree(n) for n in program.nodes}
     ready = [n for n in program.nodes if indeg[id(n)] == 0]
@@ -73,7 +76,7 @@ def _greedy_order(program, plan, dag):
             alloc = nbytes(n) if owns_buffer(n, plan) else 0
             freed = 0
             own = plan.root(n)
-            for r in {id(plan.root(x)): plan.root(x) for x in value_inputs(n)}.values():
+            for r in roots[id(n)]:
                 if remaining.get(id(r)) == 1 and r is not own and owns_buffer(r, plan) \
                         and id(r) not in fetched_roots:
                     freed += nbytes(r)
@@ -82,7 +85,7 @@ def _greedy_order(program, plan, dag):
                 best, best_key = n, key
         ready.remove(best)
         order.append(best)
-        for r in {id(plan.root(x)): plan.root(x) for x in value_inputs(best)}.values():
+        for r in roots[id(best)]:
             remaining[id(r)] -= 1
         for s in dag.successors(best):
             indeg[id(s)] -= 1
