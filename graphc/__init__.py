@@ -26,8 +26,9 @@ if _ir is not None:
                             assign_sub, constant, get_default_graph,
                             global_variables, global_variables_initializer, group,
                             initialize_all_variables, local_variables_initializer, name_scope,
-                            no_op, placeholder, reset_default_graph, set_random_seed,
-                            trainable_variables, variables_initializer)
+                            no_op, placeholder, placeholder_with_default,
+                            reset_default_graph, set_random_seed, trainable_variables,
+                            variables_initializer)
     from .math_ops import *  # noqa: F401,F403
     from .math_ops import (abs, add, add_n, argmax, argmin, broadcast_to, cast,  # noqa: F401
                            clip_by_value, concat, divide, equal, exp, expand_dims, fill, floor,

@@ -2,7 +2,7 @@
 and the default graph."""
 import numpy as np
 
-from .errors import GraphError
+from .errors import GraphError, ShapeError
 from .ir import dtypes as D
 from .ir.graph import Graph, Node, get_default_graph, reset_default_graph  # noqa: F401
 from .ir.ops import apply, const_node
@@ -29,6 +29,32 @@ def placeholder(dtype, shape=None, name=None):
     g = get_default_graph()
     return g.add_node(_op("placeholder"), [], {"shape": shape, "dtype": dtype}, dtype, shape,
                       name or "Placeholder")
+
+
+def placeholder_with_default(input, shape, name=None):  # noqa: A002  (TF1's name)
+    """A placeholder that takes ``input`` when a ``Session.run`` does not feed it (TF1's
+    ``training = tf.placeholder_with_default(False, shape=())``).
+
+    Args:
+        input: the default value (array, number or list); it sets the dtype.
+        shape: the placeholder's shape (None dims allowed); the default must fit it.
+    Returns:
+        the placeholder. ``gc.compile`` steps take it as an ordinary feed.
+    Raises:
+        ShapeError: the default does not fit ``shape``.
+    Example:
+        >>> training = gc.placeholder_with_default(False, shape=())
+    """
+    value = np.asarray(input)
+    if value.dtype == np.float64 and not isinstance(input, np.ndarray):
+        value = value.astype(np.float32)  # a Python float means float32, as in TF1
+    p = placeholder(value.dtype, shape, name=name or "PlaceholderWithDefault")
+    if value.ndim != len(p.shape) or any(d is not None and d != v
+                                         for d, v in zip(p.shape, value.shape)):
+        raise ShapeError(f"placeholder_with_default '{p.name}': the default has shape "
+                         f"{list(value.shape)}, the placeholder {list(p.shape)}", loc=p.loc)
+    p.meta["default"] = np.ascontiguousarray(value.astype(p.dtype.np))
+    return p
 
 
 def constant(value, dtype=None, shape=None, name=None):

@@ -1,14 +1,17 @@
 """``gc.layers``: TF1's functional layers (``tf.layers.dense`` and friends).
 
-Each call creates its variables under a fresh name scope (``dense/kernel``, then
-``dense_1/kernel``...) and returns the output tensor; there is no variable reuse.
+Each call creates its variables under a fresh variable scope (``dense/kernel``, then
+``dense_1/kernel``...) and returns the output tensor. Inside ``gc.variable_scope(...,
+reuse=True)`` (or with ``reuse=True``) a layer named as before reuses its variables, as TF1's
+layers do, so one model function can build a training tower and an evaluation tower.
 
 Batch normalization follows TF1: in training mode the layer normalizes with the batch
 statistics and puts one ``assign`` per moving statistic into the ``UPDATE_OPS`` collection;
-the moving averages change only when those ops run in the step, so fetch them with the train
-op (``gc.control_dependencies`` is not available)::
+the moving averages change only when those ops run in the step, so make the train op depend
+on them, as in TF1::
 
-    train_op = gc.group(opt.minimize(loss), *gc.get_collection(gc.GraphKeys.UPDATE_OPS))
+    with gc.control_dependencies(gc.get_collection(gc.GraphKeys.UPDATE_OPS)):
+        train_op = opt.minimize(loss)
 
 In inference mode it normalizes with the moving statistics and adds no update op.
 ``training`` may be a bool tensor (a fed placeholder): both modes are then built and selected
@@ -18,11 +21,12 @@ import numpy as np
 
 from . import nn_layers
 from .errors import GraphError
-from .framework import Variable, assign, get_default_graph, name_scope
+from .framework import assign, get_default_graph, global_variables
 from .initializers import glorot_uniform, ones as ones_init, zeros as zeros_init
 from .ir.graph import Node
 from .ir.ops import convert
 from .math_ops import matmul, reshape, where
+from .variable_scope import get_variable, get_variable_scope, variable_scope
 
 UPDATE_OPS = "update_ops"
 REGULARIZATION_LOSSES = "regularization_losses"
@@ -33,11 +37,21 @@ def _scope(name, default):
     return get_default_graph().unique_name(name or default).split("/")[-1]
 
 
+def _layer_scope(name, default, reuse):
+    """The layer's variable scope: a fresh name, or exactly ``name`` when reusing."""
+    if reuse or get_variable_scope().reuse:
+        return variable_scope(name or default, reuse=reuse or None)
+    return variable_scope(_scope(name, default))
+
+
 def _variable(name, shape, dtype, initializer, trainable=True, regularizer=None):
     init = initializer if initializer is not None else glorot_uniform()
-    value = init(shape, dtype) if callable(init) else np.broadcast_to(init, shape)
-    var = Variable(value, name=name, dtype=dtype, trainable=trainable)
-    if regularizer is not None:
+    if not callable(init):
+        value = init
+        init = lambda shape, dtype: np.broadcast_to(value, shape)  # noqa: E731
+    known = len(global_variables())
+    var = get_variable(name, shape, dtype, initializer=init, trainable=trainable)
+    if regularizer is not None and len(global_variables()) > known:  # created, not reused
         loss = regularizer(var)
         if loss is not None:
             get_default_graph().add_to_collection(REGULARIZATION_LOSSES, loss)
@@ -71,7 +85,7 @@ def dense(inputs, units, activation=None, use_bias=True, kernel_initializer=None
     """
     inputs = convert(inputs)
     depth = _static_dim(inputs, -1, "dense")
-    with name_scope(_scope(name, "dense")):
+    with _layer_scope(name, "dense", reuse):
         kernel = _variable("kernel", [depth, units], inputs.dtype, kernel_initializer,
                            trainable, kernel_regularizer)
         out = matmul(inputs, kernel)
@@ -94,7 +108,7 @@ def conv2d(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
     inputs = convert(inputs)
     depth = _static_dim(inputs, 3 if fmt == "NHWC" else 1, "conv2d")
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-    with name_scope(_scope(name, "conv2d")):
+    with _layer_scope(name, "conv2d", reuse):
         kernel = _variable("kernel", [kh, kw, depth, filters], inputs.dtype, kernel_initializer,
                            trainable, kernel_regularizer)
         out = nn_layers.conv2d(inputs, kernel, strides, padding, data_format=fmt,
@@ -167,7 +181,7 @@ def batch_normalization(inputs, axis=-1, momentum=0.99, epsilon=1e-3, center=Tru
     def bcast(v):  # [C] -> broadcastable against inputs
         return v if a == inputs.rank - 1 or v is None else reshape(v, shape)
 
-    with name_scope(_scope(name, "batch_normalization")):
+    with _layer_scope(name, "batch_normalization", reuse):
         gamma = _variable("gamma", [c], dt, gamma_initializer or ones_init(),
                           trainable) if scale else None
         beta = _variable("beta", [c], dt, beta_initializer or zeros_init(),

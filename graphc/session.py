@@ -198,10 +198,10 @@ class Session:
         if need is None:
             need = [n for n in needed_nodes(flat) if n.op_name == "placeholder"]
             self._needs[key] = need
-        missing = [p for p in need if p not in given]
+        missing = [p for p in need if p not in given and "default" not in p.meta]
         if missing:
             raise _missing_feed_error(missing)
-        return {p: given[p] for p in need}
+        return {p: given[p] if p in given else p.meta["default"] for p in need}
 
     def _compiled(self, flat, feeds):
         sig = (tuple(f.id for f in flat),
@@ -258,5 +258,20 @@ def _as_result(x, args=()):
     return x
 
 
-InteractiveSession = Session
+class InteractiveSession(Session):
+    """TF1's InteractiveSession: the default session from construction until ``close()``, so
+    ``t.eval()`` and ``op.run()`` work without a ``with`` block (notebooks, shells).
+
+    Example:
+        >>> sess = gc.InteractiveSession()
+        >>> sess.run(gc.global_variables_initializer()); loss.eval({x: xb}); sess.close()
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        push_default_session(self)
+
+    def close(self):
+        pop_default_session(self)
+        super().close()
 __all__ = ["Session", "InteractiveSession", "D"]

@@ -140,3 +140,67 @@ def test_tf1_training_script_with_layers_dropout_bn_and_global_step():
 def test_unsupported_tf1_module_is_a_clear_attribute_error():
     with pytest.raises(AttributeError, match="has no attribute 'summary'"):
         tf.summary.scalar("loss", tf.constant(1.0))
+
+
+def test_placeholder_with_default_is_used_unless_fed():
+    training = tf.placeholder_with_default(False, shape=(), name="training")
+    scale = tf.placeholder_with_default(np.array([1.0, 2.0]), shape=[None], name="scale")
+    out = tf.where(training, scale * 10.0, scale)
+    assert training.dtype == tf.bool and scale.dtype == tf.float64
+    with tf.Session() as sess:
+        np.testing.assert_array_equal(sess.run(out), [1.0, 2.0])
+        np.testing.assert_array_equal(sess.run(out, {training: True}), [10.0, 20.0])
+        np.testing.assert_array_equal(sess.run(out, {training: True, scale: [3.0]}), [30.0])
+    with pytest.raises(ShapeError, match=r"the default has shape \[2\], the placeholder \[3\]"):
+        tf.placeholder_with_default([1.0, 2.0], shape=[3])
+
+
+def test_layers_reuse_variables_in_a_reusing_variable_scope():
+    x = tf.placeholder(tf.float32, [None, 8, 8, 1], name="x")
+    training = tf.placeholder_with_default(False, shape=())
+
+    def tower(reuse):
+        with tf.variable_scope("tower", reuse=reuse):
+            c = tf.layers.conv2d(x, 4, 3, padding="same", activation=tf.nn.relu, name="conv")
+            f = tf.layers.flatten(tf.layers.max_pooling2d(c, 2, 2))
+            f = tf.layers.dropout(f, rate=0.5, training=training)
+            return tf.layers.dense(f, 3, name="out")
+
+    train_logits, eval_logits = tower(False), tower(True)
+    names = [v.name for v in tf.trainable_variables()]
+    assert names == ["tower/conv/kernel", "tower/conv/bias", "tower/out/kernel", "tower/out/bias"]
+    # Without dropout both towers compute the same function of the same variables.
+    xv = np.random.default_rng(0).standard_normal((2, 8, 8, 1)).astype(np.float32)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        a, b = sess.run([train_logits, eval_logits], {x: xv})
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(GraphError, match="'tower/missing/kernel' does not exist"):
+        with tf.variable_scope("tower", reuse=True):
+            tf.layers.dense(x, 2, name="missing")
+
+
+def test_layer_reuse_argument_and_fresh_names_without_reuse():
+    x = tf.placeholder(tf.float32, [None, 4])
+    first = tf.layers.dense(x, 2, name="fc")
+    tf.layers.dense(x, 2, name="fc", reuse=True)
+    tf.layers.dense(x, 2)
+    tf.layers.dense(x, 2)
+    assert [v.name for v in tf.trainable_variables()] == [
+        "fc/kernel", "fc/bias", "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"]
+    assert first.shape == (None, 2)
+
+
+def test_interactive_session_is_the_default_until_closed():
+    v = tf.Variable(3.0, name="v")
+    doubled = v * 2.0
+    sess = tf.InteractiveSession()
+    try:
+        sess.run(tf.global_variables_initializer())
+        assert doubled.eval() == 6.0
+        tf.assign_add(v, 1.0).run()
+        assert doubled.eval() == 8.0
+    finally:
+        sess.close()
+    with pytest.raises(GraphError, match="no session to evaluate in"):
+        doubled.eval()
