@@ -82,8 +82,7 @@ class Node:
     def __repr__(self):
         return f"<gc.Tensor '{self.name}' {self.op_name} {self.type_str()}>"
 
-    def __hash__(self):
-        return object.__hash__(self)
+    __hash__ = object.__hash__  # identity, at C speed (== builds a node, see operators)
 
     def __bool__(self):
         raise TypeError(f"the truth value of tensor '{self.name}' is not known while the graph "

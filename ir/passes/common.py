@@ -6,6 +6,8 @@ Passes rewrite the Program's private graph in place. Invariants they keep (the v
 ``program.updates`` name nodes of the program. Iteration is always in schedule order, never
 over sets of nodes, so that two compilations of one graph make identical decisions.
 """
+import math
+
 import numpy as np
 
 from graphc.errors import GraphError
@@ -196,7 +198,7 @@ def positions(nodes):
 def nbytes(node):
     if node.dtype is None or node.shape is None:
         return 0
-    return int(np.prod(node.shape, dtype=np.int64)) * node.dtype.itemsize
+    return int(math.prod(node.shape)) * node.dtype.itemsize  # no array round trip
 
 
 def check_program(program):
