@@ -55,6 +55,7 @@ if _ir is not None:
     from .gradcheck import check_gradients  # noqa: F401
     from . import diagnostics  # noqa: F401
     from . import layers  # noqa: F401
+    from . import losses  # noqa: F401
     from . import distributed  # noqa: F401  (gc.distributed: data-parallel over MPI)
     from .framework import GraphKeys, add_to_collection, get_collection  # noqa: F401
     from .compile_api import CompiledStep, check_numerics, compile  # noqa: F401,A004

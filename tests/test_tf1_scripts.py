@@ -204,3 +204,28 @@ def test_interactive_session_is_the_default_until_closed():
         sess.close()
     with pytest.raises(GraphError, match="no session to evaluate in"):
         doubled.eval()
+
+
+def test_tf_losses_reduce_as_tf1_and_collect():
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((4, 3))
+    lab = np.array([0, 2, 1, 2])
+    w = np.array([1.0, 0.0, 2.0, 0.5])
+    logits = tf.placeholder(tf.float64, [None, 3])
+    labels = tf.placeholder(tf.int64, [None])
+    mean = tf.losses.sparse_softmax_cross_entropy(labels=labels, logits=logits)
+    weighted = tf.losses.sparse_softmax_cross_entropy(labels, logits, weights=w)
+    soft = tf.losses.softmax_cross_entropy(tf.one_hot(labels, 3, dtype=tf.float64), logits)
+    mse = tf.losses.mean_squared_error(labels=tf.zeros_like(logits), predictions=logits)
+    kernel = tf.Variable(np.ones(2), name="kernel")
+    tf.add_to_collection(tf.GraphKeys.REGULARIZATION_LOSSES, tf.reduce_sum(kernel))
+    total = tf.losses.get_total_loss()
+    assert [id(t) for t in tf.losses.get_losses()] == [id(t) for t in (mean, weighted, soft, mse)]
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    per = -logp[np.arange(4), lab]
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        got = sess.run([mean, weighted, soft, mse, total], {logits: z, labels: lab})
+    want = [per.mean(), (per * w).sum() / 3, per.mean(), (z ** 2).mean()]
+    want.append(sum(want) + 2.0)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
