@@ -84,12 +84,15 @@ def test_global_norm_casts_mixed_dtypes_to_the_first():
     assert n.dtype == gc.float32 and run(n) == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize("bad", [lambda: gc.global_norm(gc.constant(A)),
-                                 lambda: gc.global_norm([None, None]),
-                                 lambda: gc.clip_by_global_norm(gc.constant(A), 1.0),
-                                 lambda: gc.clip_by_norm(gc.constant(np.arange(3)), 1.0)])
-def test_bad_arguments_are_rejected(bad):
-    with pytest.raises(gc.errors.GraphError):
+@pytest.mark.parametrize("bad, message", [
+    (lambda: gc.global_norm(gc.constant(A)), r"global_norm: expected a list of tensors"),
+    (lambda: gc.global_norm([None, None]), r"global_norm: every entry of the list is None"),
+    (lambda: gc.clip_by_global_norm(gc.constant(A), 1.0),
+     r"clip_by_global_norm: expected a list of tensors"),
+    (lambda: gc.clip_by_norm(gc.constant(np.arange(3)), 1.0),
+     r"clip_by_norm: expected a floating tensor, found i64\[3\]")])
+def test_bad_arguments_are_rejected(bad, message):
+    with pytest.raises(gc.errors.GraphError, match=message):
         bad()
 
 

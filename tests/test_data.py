@@ -91,9 +91,11 @@ def test_shards_are_disjoint_equal_and_match_the_global_batch(n, drop_last):
 
 def test_batches_reject_bad_arguments():
     x, y = np.zeros((10, 1)), np.arange(10)
-    for kwargs in [dict(batch_size=0), dict(batch_size=2, rank=2, size=2),
-                   dict(batch_size=2, size=2)]:
-        with pytest.raises(ValueError):
+    for kwargs, message in [
+            (dict(batch_size=0), r"batch_size must be >= 1, got 0"),
+            (dict(batch_size=2, rank=2, size=2), r"need 0 <= rank < size, got rank=2, size=2"),
+            (dict(batch_size=2, size=2), r"sharding a shuffled epoch needs a seed")]:
+        with pytest.raises(ValueError, match=message):
             next(gd.batches(x, y, **kwargs))
 
 
