@@ -11,8 +11,8 @@ in a register over all positions. Otherwise plain loops, vectorized over output 
 import numpy as np
 
 from .llvm_ir import Function, float_literal, val_type
-from .llvm_kernels import combine, fill
-from .llvm_lower import lowers
+from .llvm_kernels import combine, fill, kernel_for, normalize_axes
+from .llvm_lower import folds, lowers
 from .llvm_loops import broadcast_strides, carried_nest, params
 from .llvm_windows import VECTOR_CHANNELS, _geometry, _over_taps, _over_windows, _splat
 
@@ -86,13 +86,15 @@ def _tap_value(fn, g, t, dtype, n, p, q, i, j, c):
     return v
 
 
-def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None):
+def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=False):
     """Direct convolution with output channels as one vector: "forward" (%p0=y, %p1=x,
     %p2=w) keeps each position's output row in a register over the taps, with the filter
     rows loaded once; "filter" (%p0=dw, %p1=x, %p2=dy) keeps every (tap, channel) row of the
     filter gradient in a register over all positions and stores it once (no zero fill).
     ``epilogue`` (forward only): (body, conv arg, {arg: parameter or literal}) applied to
-    each output row in registers before it is stored (a bias and activation folded in)."""
+    each output row in registers before it is stored (a bias and activation folded in).
+    ``bias`` (filter only): also sum dy over all positions into %p3 (the bias gradient, one
+    more register, read from the rows the filter gradient loads anyway)."""
     fn = Function("kernel", params(len(noalias), noalias))
     t = val_type(dtype)
     vt = f"<{cout} x {t}>"
@@ -128,10 +130,13 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None):
             n, p, q = idx
             pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
             dy = fn.load(vt, fn.gep(t, "%p2", fn.mul(pos, cout)))
-            return [fma(_splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout),
-                        dy, acc) for (i, j, c), acc in zip(taps, accs)]
-        finals = carried_nest(fn, (g.n, g.oh, g.ow), [(vt, "zeroinitializer")] * len(taps),
-                              position)
+            out = [fma(_splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout),
+                       dy, acc) for (i, j, c), acc in zip(taps, accs)]
+            return out + [fn(f"fadd fast {vt} {accs[-1]}, {dy}")] if bias else out
+        finals = carried_nest(fn, (g.n, g.oh, g.ow),
+                              [(vt, "zeroinitializer")] * (len(taps) + bias), position)
+        if bias:
+            fn.store(vt, finals.pop(), "%p3")
         for k, acc in enumerate(finals):
             fn.store(vt, acc, fn.gep(t, "%p0", k * cout))
     fn.ret()
@@ -233,13 +238,41 @@ def const_scalar(v):
     return scalar_const(v)
 
 
+@folds("conv2d_backprop_filter")
+def fold_bias_gradient(L, n):
+    """Defer the bias gradient scheduled right before the filter gradient to its kernel:
+    ``reduce_sum(dy, axis=(0, 1, 2))`` reads the same dy rows the vectorized filter-gradient
+    loop loads, so one pass over dy computes both. Only when nothing runs in between (the
+    sum's value cannot be needed earlier) and the sum is not fetched."""
+    x, dy = n.inputs
+    nodes = L.p.nodes
+    i = next(k for k, m in enumerate(nodes) if m is n)
+    r = nodes[i - 1] if i else None
+    if r is None or r.op_name != "reduce_sum" or r.inputs[0] is not dy or r.dtype != n.dtype \
+            or dy.rank != 4 or r.size != n.shape[3] or r in L.fetch_bufs \
+            or sorted(normalize_axes(r.attrs.get("axis"), 4)) != [0, 1, 2] \
+            or not _vectorizable(_geometry(n, x, n.attrs["filter_shape"]), n.shape[3]):
+        return
+    L.deferred[r] = n
+
+
 @lowers("conv2d_backprop_filter")
 def lower_conv_filter(L, n):
     x, dy = n.inputs
     g = _geometry(n, x, n.attrs["filter_shape"])
     bufs = [L.out(n), L.buf(x), L.buf(dy)]
     if _vectorizable(g, n.shape[3]):
-        L.call(conv_vector_function("filter", n.dtype, g, n.shape[3], L.noalias(bufs)), bufs, n)
+        bias = next((r for r, m in L.deferred.items() if m is n), None)
+        if bias is not None:
+            if any(L.out(bias).overlaps(b) for b in bufs):  # cannot share the kernel:
+                kernel_for(bias)(L, bias)                    # the sum first, as scheduled
+                bias = None
+            else:
+                bufs.append(L.out(bias))
+                L.skip.add(bias)
+        fn = conv_vector_function("filter", n.dtype, g, n.shape[3], L.noalias(bufs),
+                                  bias=bias is not None)
+        L.call(fn, bufs, n)
         return
     fill(L, L.out(n), n.shape, n.dtype, 0, n)
     L.call(conv_function("filter", n.dtype, g, n.shape[3], L.noalias(bufs)), bufs, n)

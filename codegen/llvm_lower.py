@@ -34,6 +34,17 @@ from .llvm_loops import contiguous_strides, elementwise_function, params
 from .llvm_math import MathLib
 
 KERNELS = {}
+FOLDS = {}  # op -> fn(L, node): before lowering, claims neighbours the node's kernel computes
+
+
+def folds(*ops):
+    """Register ``fn(L, node)``, run over the schedule before lowering: it may defer a node
+    to the kernel of ``node`` (``L.deferred[other] = node``), which must then compute it."""
+    def register(fn):
+        for op in ops:
+            FOLDS[op] = fn
+        return fn
+    return register
 
 
 def lowers(*ops):
@@ -82,6 +93,7 @@ class Lowering:
         self.gemms = None
         self.merged = 0  # elementwise nodes that joined another's loop
         self.skip = set()  # nodes a previous kernel already computed (folded in)
+        self.deferred = {}  # node -> the later node whose kernel computes it (see ``folds``)
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -307,6 +319,9 @@ def lower_program(program, profile=False, stats=None):
         if f.op_name in _LEAVES:
             _fetch_copy(L, f)
     for n in program.nodes:
+        if n.op_name in FOLDS:
+            FOLDS[n.op_name](L, n)
+    for n in program.nodes:
         _lower_node(L, n, kernel_for)
     L.storage.finish()
     text, layout = L.finish()
@@ -322,6 +337,8 @@ def _lower_node(L, n, kernel_for):
         gemms.emit_before(L, n)
         if n in gemms.skip and op != "matmul":
             return  # a slice only a batched GEMM read (in place)
+    if n in L.deferred:  # computed by the kernel of a later node (never a fetch)
+        return
     if n in L.skip:  # computed by the kernel of the node before it
         _fetch_copy(L, n)
         return
@@ -382,4 +399,4 @@ def _fetch_copy(L, node):
 
 _LEAVES = ("placeholder", "variable", "const")
 _NO_CODE = ("group", "assign") + _LEAVES + CONST_OPS + VIEW_OPS
-__all__ = ["Buf", "Lowering", "lowers", "lower_program", "KERNELS", "params"]
+__all__ = ["Buf", "Lowering", "lowers", "folds", "lower_program", "KERNELS", "params"]

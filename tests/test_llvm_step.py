@@ -323,12 +323,13 @@ def test_rnn_with_batched_gemms_matches_the_reference(monkeypatch):
 
 def test_conv_epilogue_and_pooled_relu_mask_fold_into_kernels():
     """relu(conv + b) is applied by the convolution's kernel to each output row, and
-    where(a > 0, max_pool_grad(a, dy), 0) is computed by the pool gradient's kernel (the
-    values themselves are checked by test_training_steps_match_the_reference)."""
+    where(a > 0, max_pool_grad(a, dy), 0) is computed by the pool gradient's kernel, and the
+    bias gradient by the filter gradient's (the values themselves are checked by
+    test_training_steps_match_the_reference)."""
     from graphc.compiler import compile_program
     g, x, y, loss, train, _ = _cnn()
     stats = compile_program([loss, train], {x: (6, 8, 8, 1), y: (6,)}, "llvm").fn.artifacts.stats
-    assert stats["folded_nodes"] == 2
+    assert stats["folded_nodes"] == 3
 
 
 @pytest.mark.parametrize("rows", [3, 37, 64])
