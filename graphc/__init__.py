@@ -44,6 +44,10 @@ if _ir is not None:
     from .variable_scope import (AUTO_REUSE, VariableScope, get_variable,  # noqa: F401
                                  get_variable_scope, variable_scope)
     from . import data, initializers, nn, train  # noqa: F401
+    from .array_ops import cumsum, pad, split, tile  # noqa: F401
+    from .math_reductions import (reduce_all, reduce_any, reduce_logsumexp,  # noqa: F401
+                                  reduce_prod)
+    from . import math_api as math  # noqa: F401  (tf.math.log, tf.math.reduce_any, ...)
     from .session import InteractiveSession, Session  # noqa: F401
     from .printing import dump_ir  # noqa: F401
     from .clip_ops import clip_by_global_norm, clip_by_norm, global_norm  # noqa: F401

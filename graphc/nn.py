@@ -1,7 +1,14 @@
 """``gc.nn``: activations and losses with TF1 signatures (labels and logits by keyword)."""
-from .errors import GraphError
-from .ir.ops import apply, convert
+import numpy as np
+
+from .errors import DTypeError, GraphError, ShapeError
+from .ir.graph import Node, get_default_graph
+from .ir.ops import apply, const_node, convert
+from .ir.source import user_location
 from .math_ops import exp, matmul, minimum, where  # noqa: F401
+from .math_ops import (cast, equal, expand_dims, greater, is_finite, less, logical_and,
+                       maximum, rsqrt, zeros_like)
+from .math_reductions import reduce_all, reduce_any
 from .math_ops import reduce_sum, sigmoid, tanh  # noqa: F401  (TF1 exposes them in nn)
 
 
@@ -78,6 +85,71 @@ def sigmoid_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, 
 def l2_loss(t, name=None):
     """``sum(t ** 2) / 2``."""
     return reduce_sum(t * t) * 0.5
+
+
+def l2_normalize(x, axis=None, epsilon=1e-12, name=None, dim=None):
+    """``x / sqrt(max(sum(x ** 2, axis), epsilon))``, TF1's nn.l2_normalize.
+
+    Args:
+        x: a float tensor.
+        axis: an int, a list of ints, or None (all axes); ``dim`` is TF1's alias.
+        epsilon: the floor under the squared norm (a zero vector stays zero, finite gradient).
+        name: a name scope.
+    Returns:
+        A tensor of ``x``'s shape with unit L2 norm along ``axis``.
+    Example:
+        >>> gc.nn.l2_normalize(embeddings, axis=1)
+    """
+    axis = dim if axis is None else axis
+    x = convert(x)
+    with get_default_graph().name_scope(name or "l2_normalize"):
+        sq = reduce_sum(x * x, axis=axis, keepdims=True)
+        return x * rsqrt(maximum(sq, epsilon))
+
+
+def in_top_k(predictions, targets, k, name=None):
+    """Whether each target class is among the ``k`` largest predictions of its row.
+
+    As TF1: ties straddling the k-th place all count as in the top k (a row is true when
+    fewer than k classes score strictly higher than the target); a row with a non-finite
+    prediction or a target outside ``[0, classes)`` is false.
+
+    Args:
+        predictions: a float tensor [batch, classes] (static classes).
+        targets: an int32/int64 tensor [batch].
+        k: a Python int or a scalar int tensor.
+        name: a name scope.
+    Returns:
+        A bool tensor [batch].
+    Raises:
+        ShapeError: wrong ranks or an unknown number of classes.
+        DTypeError: targets are not integers.
+    Example:
+        >>> acc = gc.reduce_mean(gc.cast(gc.nn.in_top_k(logits, labels, 5), gc.float32))
+    """
+    p, t = convert(predictions), convert(targets)
+    _top_k_check(p, t)
+    with get_default_graph().name_scope(name or "in_top_k"):
+        classes = const_node(np.arange(p.shape[1], dtype=t.dtype.np), name="classes")
+        hit = equal(expand_dims(t, 1), classes)
+        target = reduce_sum(where(hit, p, zeros_like(p)), axis=1, keepdims=True)
+        higher = reduce_sum(cast(greater(p, target), "int32"), axis=1)
+        k = cast(k, "int32") if isinstance(k, Node) else int(k)
+        valid = logical_and(reduce_all(is_finite(p), axis=1), reduce_any(hit, axis=1))
+        return logical_and(valid, less(higher, k))
+
+
+def _top_k_check(p, t):
+    if p.rank != 2 or t.rank != 1:
+        raise ShapeError(f"in_top_k: expected predictions [batch, classes] and targets "
+                         f"[batch], found {p.type_str()} and {t.type_str()}",
+                         loc=user_location())
+    if p.shape[1] is None:
+        raise ShapeError(f"in_top_k: the number of classes of {p.type_str()} is unknown",
+                         loc=user_location(), hint="give predictions a static last dim")
+    if not t.dtype.is_integer:
+        raise DTypeError(f"in_top_k: targets must be int32 or int64, found {t.type_str()}",
+                         loc=user_location())
 
 
 def bias_add(value, bias, data_format=None, name=None):
