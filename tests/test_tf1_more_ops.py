@@ -7,6 +7,7 @@ NumPy and LLVM backends, unoptimized and optimized (all cases of one dtype in on
 each backend compiles once per dtype); float64 gradients are compared across backends and
 against central differences. Edge semantics and bad arguments have their own tests.
 """
+import re
 import zlib
 
 import numpy as np
@@ -267,3 +268,244 @@ def test_gradients_match_central_differences(case, rng):
         grads = sess.run(gc.gradients(loss, xs), feeds)
         check_against_central_differences(lambda f: float(sess.run(loss, f)), feeds, xs,
                                           grads, rng, what=case.name)
+
+
+# -- second order: the compositions are differentiable again ----------------------------------
+
+@pytest.mark.parametrize("build", [lambda x: gc.reduce_prod(x, axis=1),
+                                   lambda x: gc.nn.l2_normalize(x, axis=1),
+                                   lambda x: gc.reduce_logsumexp(gc.cumsum(x, 1) * x, 1)],
+                         ids=["reduce_prod", "l2_normalize", "logsumexp of cumsum"])
+def test_gradient_of_gradient_matches_central_differences(build, rng):
+    x = gc.placeholder(gc.float64, [2, 3], name="x")
+    u = gc.constant(rng.standard_normal((2, 3)))
+    first, = gc.gradients(gc.reduce_sum(build(x) * 1.5), [x])
+    probe = gc.reduce_sum(first * u)  # <grad, u>: its gradient is the Hessian times u
+    feeds = {x: rng.uniform(0.5, 1.5, (2, 3))}
+    with gc.Session(optimize=False) as sess:
+        hu = sess.run(gc.gradients(probe, [x]), feeds)
+        check_against_central_differences(lambda f: float(sess.run(probe, f)), feeds, [x], hu,
+                                          rng, what="second order")
+
+
+# -- edge semantics ---------------------------------------------------------------------------
+
+def _both(fetches, feeds=None):
+    """Values on the NumPy and LLVM backends (optimized), asserted equal (floats to an ulp
+    or two: the backends' exp differ in the last bit), NumPy's returned."""
+    out = []
+    for backend in ("numpy", "llvm"):
+        with gc.Session(backend=backend) as sess:
+            out.append(sess.run(fetches, feeds or {}))
+    for a, b in zip(out[0], out[1]):
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(b, a, rtol=1e-14, atol=0)
+        else:
+            np.testing.assert_array_equal(b, a)
+    return out[0]
+
+
+def test_reduce_prod_gradient_with_zero_factors_is_exact():
+    x = gc.placeholder(gc.float64, [3, 5])
+    v = np.array([[2.0, 0.0, 3.0, 1.0, -1.0], [0.0, 0.0, 4.0, 1.0, 2.0],
+                  [1.0, 2.0, 3.0, 4.0, 5.0]])
+    g, = gc.gradients(gc.reduce_sum(gc.reduce_prod(x, axis=1)), [x])
+    want = np.array([[np.prod(np.delete(r, j)) for j in range(5)] for r in v])
+    got, = _both([g], {x: v})
+    np.testing.assert_array_equal(got, want)  # no division by a zero factor: no NaN
+
+
+def test_reduce_prod_of_large_integers_is_exact_and_empty_product_is_one():
+    v = np.array([[3037000499, 1, 1], [-7, 11, 13]], np.int64)
+    x = gc.constant(v)
+    empty = gc.placeholder(gc.float32, [2, 0])
+    prod, ones = _both([gc.reduce_prod(x, 1), gc.reduce_prod(empty, axis=1)],
+                       {empty: np.zeros((2, 0), np.float32)})
+    np.testing.assert_array_equal(prod, np.prod(v, 1))
+    np.testing.assert_array_equal(ones, [1.0, 1.0])
+
+
+def test_reduce_logsumexp_is_stable_for_large_and_all_minus_inf_rows():
+    v = np.array([[1000.0, 1000.0, -5.0], [-np.inf, -np.inf, -np.inf], [np.inf, 0.0, 1.0]])
+    x = gc.placeholder(gc.float64, [3, 3])
+    got, = _both([gc.reduce_logsumexp(x, axis=1)], {x: v})
+    np.testing.assert_allclose(got[0], 1000.0 + np.log(2.0), rtol=1e-15)
+    assert got[1] == -np.inf and got[2] == np.inf
+
+
+def test_reduce_logsumexp_gradient_is_softmax():
+    x = gc.placeholder(gc.float64, [2, 4])
+    v = np.array([[500.0, 499.0, 0.0, -3.0], [1.0, 2.0, 3.0, 4.0]])
+    g, = gc.gradients(gc.reduce_sum(gc.reduce_logsumexp(x, 1)), [x])
+    got, = _both([g], {x: v})
+    e = np.exp(v - v.max(1, keepdims=True))
+    np.testing.assert_allclose(got, e / e.sum(1, keepdims=True), rtol=1e-14)
+
+
+def test_reduce_any_all_of_empty_axes():
+    e = gc.placeholder(gc.bool, [2, 0])
+    anys, alls = _both([gc.reduce_any(e, 1), gc.reduce_all(e, 1)],
+                       {e: np.zeros((2, 0), bool)})
+    np.testing.assert_array_equal(anys, [False, False])
+    np.testing.assert_array_equal(alls, [True, True])
+
+
+def test_cumsum_keeps_infinities_in_place():
+    v = np.array([1.0, np.inf, 2.0, -1.0, 3.0])
+    fwd, rev = _both([gc.cumsum(v), gc.cumsum(v, reverse=True, exclusive=True)])
+    np.testing.assert_array_equal(fwd, np.cumsum(v))  # a matmul scan would give NaN (0 * inf)
+    np.testing.assert_array_equal(rev, [np.inf, 4.0, 2.0, 3.0, 0.0])
+
+
+def test_in_top_k_rows_with_non_finite_predictions_or_bad_targets_are_false():
+    p = np.array([[1.0, 2.0, 3.0], [1.0, np.nan, 3.0], [np.inf, 1.0, 0.0], [1.0, 2.0, 3.0],
+                  [1.0, 2.0, 3.0]], np.float32)
+    t = np.array([2, 2, 0, 3, -1], np.int32)
+    got, = _both([gc.nn.in_top_k(gc.constant(p), gc.constant(t), 3)])
+    np.testing.assert_array_equal(got, [True, False, False, False, False])
+
+
+def test_in_top_k_with_a_tensor_k():
+    p = gc.placeholder(gc.float32, [None, 4])
+    k = gc.placeholder(gc.int64, [])
+    v = np.array([[4.0, 3.0, 2.0, 1.0]] * 4, np.float32)
+    got, = _both([gc.nn.in_top_k(p, [0, 1, 2, 3], k)], {p: v, k: 2})
+    np.testing.assert_array_equal(got, [True, True, False, False])
+
+
+def test_l2_normalize_of_a_zero_vector_is_zero_with_a_finite_gradient():
+    x = gc.placeholder(gc.float64, [2, 3])
+    y = gc.nn.l2_normalize(x, axis=1)
+    g, = gc.gradients(gc.reduce_sum(y), [x])
+    got, grad = _both([y, g], {x: np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 4.0]])})
+    np.testing.assert_array_equal(got[0], 0.0)
+    np.testing.assert_allclose(got[1], [0.6, 0.0, 0.8], rtol=1e-15)
+    assert np.isfinite(grad).all() and np.allclose(grad[0], 1e6)  # 1 / sqrt(epsilon)
+
+
+def test_split_returns_tf1_pieces_and_shapes():
+    x = gc.placeholder(gc.float32, [None, 10])
+    a, b, c = gc.split(x, [2, -1, 3], axis=1)
+    assert (a.shape, b.shape, c.shape) == ((None, 2), (None, 5), (None, 3))
+    assert [p.shape for p in gc.split(x, 5, 1)] == [(None, 2)] * 5
+
+
+def test_tile_and_pad_shapes_with_an_unknown_batch():
+    x = gc.placeholder(gc.float32, [None, 3, 2])
+    assert gc.tile(x, [2, 1, 3]).shape == (None, 3, 6)
+    assert gc.pad(x, [[1, 1], [0, 2], [1, 0]]).shape == (None, 5, 3)
+
+
+def test_tf_math_namespace_holds_the_same_functions():
+    for n in ("log", "exp", "sqrt", "square", "abs", "maximum", "reduce_sum", "reduce_mean",
+              "sigmoid", "tanh", "equal", "divide", "squared_difference", "reduce_prod",
+              "reduce_any", "cumsum", "is_finite"):
+        assert getattr(gc.math, n) is getattr(gc, n), n
+    assert gc.math.in_top_k is gc.nn.in_top_k and gc.math.l2_normalize is gc.nn.l2_normalize
+    assert gc.math.softplus is gc.nn.softplus
+    with pytest.raises(AttributeError):
+        gc.math.top_k  # not provided: an AttributeError, never a stand-in
+
+
+def test_training_step_through_the_new_ops_on_both_backends():
+    """A tiny model using tile, pad, split, cumsum and logsumexp trains the same on both."""
+    def train(backend):
+        g = gc.Graph()
+        with g.as_default():
+            x = gc.placeholder(gc.float32, [None, 3])
+            w = gc.Variable(np.linspace(-1, 1, 12, dtype=np.float32).reshape(6, 2))
+            h = gc.pad(gc.tile(x, [1, 2]), [[0, 0], [1, 1]])
+            left, right = gc.split(gc.cumsum(h, axis=1), [4, -1], axis=1)
+            z = gc.matmul(gc.concat([left * 0.1, right], 1)[:, :6], w)
+            loss = gc.reduce_mean(gc.reduce_logsumexp(z, axis=1))
+            step = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+            with gc.Session(backend=backend) as sess:
+                sess.run(gc.global_variables_initializer())
+                feed = {x: np.arange(12, dtype=np.float32).reshape(4, 3) / 10}
+                losses = [sess.run([loss, step], feed)[0] for _ in range(3)]
+                return losses, sess.run(w)
+    (l1, w1), (l2, w2) = train("numpy"), train("llvm")
+    assert l1[2] < l1[0]
+    np.testing.assert_allclose(l2, l1, rtol=1e-5)
+    np.testing.assert_allclose(w2, w1, rtol=1e-5, atol=1e-6)
+
+
+# -- bad arguments: the argument named, the user's line -------------------------------------
+
+BAD = [
+    ("tile multiples tensor", lambda x: gc.tile(x, gc.constant([1, 2])), GraphError,
+     r"tile: multiples must be a list of ints, found tensor"),
+    ("tile multiples length", lambda x: gc.tile(x, [2]), ShapeError,
+     r"tile: multiples must have shape \[2\], found \[1\]"),
+    ("tile negative", lambda x: gc.tile(x, [1, -2]), GraphError, r"multiples must be >= 0"),
+    ("tile float multiples", lambda x: gc.tile(x, [1.5, 2]), GraphError,
+     r"multiples must hold ints"),
+    ("pad unknown mode", lambda x: gc.pad(x, [[1, 1], [0, 0]], mode="WRAP"), GraphError,
+     r"pad: unknown mode 'WRAP'\n  expected one of CONSTANT, REFLECT, SYMMETRIC"),
+    ("pad paddings shape", lambda x: gc.pad(x, [1, 1]), ShapeError,
+     r"paddings must have shape \[2, 2\], found \[2\]"),
+    ("pad reflect too large", lambda x: gc.pad(x, [[3, 0], [0, 0]], "REFLECT"), ShapeError,
+     r"paddings \[3, 0\] on axis 0 are too large for mode REFLECT and size 3"),
+    ("pad symmetric too large", lambda x: gc.pad(x, [[0, 0], [0, 5]], "SYMMETRIC"),
+     ShapeError, r"expected at most 4 per side"),
+    ("pad int value float tensor", lambda x: gc.pad(gc.cast(x, gc.int32), [[1, 0], [0, 0]],
+                                                    constant_values=0.5),
+     DTypeError, r"cannot use the float value 0.5"),
+    ("pad value not scalar", lambda x: gc.pad(x, [[1, 0], [0, 0]], constant_values=[1.0, 2.0]),
+     ShapeError, r"constant_values must be a scalar"),
+    ("split not divisible", lambda x: gc.split(x, 3, axis=1), ShapeError,
+     r"split: cannot split axis 1 of f32\[3,4\] into 3 equal pieces"),
+    ("split sizes sum", lambda x: gc.split(x, [1, 2], axis=1), ShapeError,
+     r"sizes \[1, 2\] do not add up to the size 4 of axis 1"),
+    ("split two -1", lambda x: gc.split(x, [-1, -1], axis=1), GraphError,
+     r"at most one -1"),
+    ("split tensor sizes", lambda x: gc.split(x, gc.constant([2, 2]), 1), GraphError,
+     r"num_or_size_splits must be a list of ints, found tensor"),
+    ("split axis tensor", lambda x: gc.split(x, 2, axis=gc.constant(1)), GraphError,
+     r"split: axis must be a Python int, found tensor"),
+    ("split axis range", lambda x: gc.split(x, 2, axis=2), ShapeError,
+     r"axis 2 is out of range for f32\[3,4\]"),
+    ("cumsum bool", lambda x: gc.cumsum(x > 0.0, axis=1), DTypeError,
+     r"cumsum: expected a float or integer tensor, found bool"),
+    ("reduce_any float", lambda x: gc.reduce_any(x), DTypeError,
+     r"reduce_any: input_tensor must be bool, found f32\[3,4\]"),
+    ("reduce_all axis tensor", lambda x: gc.reduce_all(x > 0.0, axis=gc.constant(0)),
+     GraphError, r"reduce_all: axis must be static"),
+    ("reduce_prod bad axis", lambda x: gc.reduce_prod(x, axis=3), ShapeError,
+     r"reduce_prod: axis 3 does not fit f32\[3,4\]"),
+    ("reduce_logsumexp int", lambda x: gc.reduce_logsumexp(gc.cast(x, gc.int32)),
+     DTypeError, r"reduce_logsumexp: input_tensor must be floating"),
+    ("in_top_k ranks", lambda x: gc.nn.in_top_k(x, gc.constant([[1]]), 1), ShapeError,
+     r"in_top_k: expected predictions \[batch, classes\] and targets \[batch\]"),
+    ("in_top_k float targets", lambda x: gc.nn.in_top_k(x, gc.constant([1.0, 0.0, 2.0]), 1),
+     DTypeError, r"targets must be int32 or int64, found f32\[3\]"),
+]
+DYNAMIC_BAD = [
+    ("cumsum unknown axis", lambda x: gc.cumsum(x, axis=0), ShapeError,
+     r"cumsum: axis 0 of f32\[\?,4\] has an unknown size"),
+    ("reduce_prod unknown axis", lambda x: gc.reduce_prod(x), ShapeError,
+     r"reduce_prod: axis 0 of f32\[\?,4\] has an unknown size"),
+    ("split equal, unknown axis", lambda x: gc.split(x, 2), ShapeError,
+     r"cannot split axis 0 of f32\[\?,4\] into 2 equal pieces"),
+    ("split -1 first, unknown axis", lambda x: gc.split(x, [-1, 2]), ShapeError,
+     r"the -1 in num_or_size_splits \[-1, 2\] needs a static size.*\n.*\n  hint: put the -1"),
+    ("split sizes, unknown axis", lambda x: gc.split(x, [1, 2]), ShapeError,
+     r"cannot be checked against the unknown size"),
+    ("pad reflect unknown axis", lambda x: gc.pad(x, [[1, 1], [0, 0]], "REFLECT"), ShapeError,
+     r"mode REFLECT needs a static size on axis 0"),
+    ("in_top_k unknown classes", lambda x: gc.nn.in_top_k(gc.transpose(x), [0], 1),
+     ShapeError, r"the number of classes of f32\[4,\?\] is unknown"),
+]
+
+
+@pytest.mark.parametrize("shape,cases", [((3, 4), BAD), ((None, 4), DYNAMIC_BAD)],
+                         ids=["static", "unknown batch"])
+def test_bad_arguments_raise_naming_the_argument_and_the_users_line(shape, cases):
+    x = gc.placeholder(gc.float32, shape, name="x")
+    for what, build, cls, pattern in cases:
+        with pytest.raises(cls) as info:
+            build(x)
+        err = info.value
+        assert isinstance(err, GraphcError) and re.search(pattern, str(err)), (what, str(err))
+        assert err.loc is not None and err.loc.lineno == build.__code__.co_firstlineno and \
+            err.loc.filename == __file__, (what, str(err))
