@@ -38,8 +38,10 @@ def static_int(fn, arg, value):
 
 def static_ints(fn, arg, value, shape=None):
     """``value`` (a list, tuple or array of ints) as an int array of ``shape``."""
-    if isinstance(value, Node):
-        fail(fn, f"{arg} must be a list of ints, found tensor '{value.name}'",
+    tensor = value if isinstance(value, Node) else next(
+        (v for v in np.ravel(np.asarray(value, dtype=object)) if isinstance(v, Node)), None)
+    if tensor is not None:
+        fail(fn, f"{arg} must be a list of ints, found tensor '{tensor.name}'",
              hint="graphc shapes are static: pass a Python list")
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):

@@ -435,6 +435,8 @@ def test_training_step_through_the_new_ops_on_both_backends():
 BAD = [
     ("tile multiples tensor", lambda x: gc.tile(x, gc.constant([1, 2])), GraphError,
      r"tile: multiples must be a list of ints, found tensor"),
+    ("tile multiples holding a tensor", lambda x: gc.tile(x, [gc.shape(x)[0], 1]), GraphError,
+     r"tile: multiples must be a list of ints, found tensor '.*'\n.*\n  hint: graphc shapes"),
     ("tile multiples length", lambda x: gc.tile(x, [2]), ShapeError,
      r"tile: multiples must have shape \[2\], found \[1\]"),
     ("tile negative", lambda x: gc.tile(x, [1, -2]), GraphError, r"multiples must be >= 0"),
