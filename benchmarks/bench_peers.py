@@ -10,7 +10,7 @@ from the initial parameters; figures are medians over the rounds, in ms per step
 ratios are peer / graphc LLVM (above 1 means graphc is faster).
 
     python benchmarks/bench_peers.py [W1 ...] [--rounds 7] [--min-time 0.1] [--threads N]
-        [--numpy-backend] [--no-compile]
+        [--numpy-backend] [--no-compile] [--settle S]
 
 ``--threads`` sets OpenBLAS's threads for NumPy and graphc, PyTorch's intra-op threads and
 XLA's CPU threading alike (default: 1, the steadiest on a shared machine).
@@ -250,7 +250,21 @@ def _peer_steps(workload, data, peers, compile_torch):
     return steps
 
 
-def bench(workload, peers, rounds, min_time, numpy_backend, compile_torch):
+def _settled(reset, settle):
+    """``reset`` followed by a pause (untimed) that lets the previous candidate's thread pool
+    go to sleep: an OpenBLAS worker keeps spinning on a core for a while after a GEMM, and
+    PyTorch's OpenMP threads stalled behind it (W1 eager: 1.5 ms alone, 16-30 ms right after
+    NumPy, with 2 threads on 2 cores)."""
+    if not settle:
+        return reset
+
+    def run():
+        reset()
+        time.sleep(settle)
+    return run
+
+
+def bench(workload, peers, rounds, min_time, numpy_backend, compile_torch, settle=0.0):
     """(medians in seconds by candidate, compile seconds by candidate) for one workload.
 
     Raises:
@@ -269,9 +283,9 @@ def bench(workload, peers, rounds, min_time, numpy_backend, compile_torch):
     for name, s in {**graphc, **peer}.items():
         if not np.isclose(s.first_loss, ref_loss, rtol=1e-4):
             raise AssertionError(f"{workload}: {name} loss {s.first_loss} != baseline {ref_loss}")
-    candidates = {"numpy": (fresh_baseline, lambda: base[0].step(*data))}
-    candidates.update({k: (s.reset, s.compiled_step) for k, s in graphc.items()})
-    candidates.update({k: (s.reset, s.step) for k, s in peer.items()})
+    candidates = {"numpy": (_settled(fresh_baseline, settle), lambda: base[0].step(*data))}
+    candidates.update({k: (_settled(s.reset, settle), s.compiled_step) for k, s in graphc.items()})
+    candidates.update({k: (_settled(s.reset, settle), s.step) for k, s in peer.items()})
     med = bench_llvm.interleaved(candidates, rounds, min_time)
     return med, {k: s.compile_s for k, s in {**graphc, **peer}.items()}
 
@@ -322,14 +336,18 @@ def main(argv=None):
     parser.add_argument("--numpy-backend", action="store_true",
                         help="also time graphc's NumPy backend")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    parser.add_argument("--settle", type=float, default=None,
+                        help="untimed pause before each batch (default: 0.3 s with more than "
+                             "one thread, else 0)")
     args = parser.parse_args(argv)
+    settle = args.settle if args.settle is not None else (0.3 if args.threads > 1 else 0.0)
     peers = _setup_peers(args.threads)
-    print(f"{_versions(peers)}; threads {args.threads}; medians of {args.rounds} "
-          f"interleaved rounds; ms per step; ratios peer / graphc llvm (> 1: graphc faster)")
+    print(f"{_versions(peers)}; threads {args.threads}; settle {settle} s; medians of "
+          f"{args.rounds} interleaved rounds; ms per step; ratios peer / graphc llvm (> 1: graphc faster)")
     results, compiles = {}, {}
     for w in args.workloads:
         med, comp = bench(w, peers, args.rounds, args.min_time, args.numpy_backend,
-                          not args.no_compile)
+                          not args.no_compile, settle)
         results[w] = {k: v * 1e3 for k, v in med.items()}
         compiles[w] = comp
     columns = list(dict.fromkeys(c for ms in results.values() for c in ms))
