@@ -283,6 +283,16 @@ def bench(workload, peers, rounds, min_time, numpy_backend, compile_torch, settl
     for name, s in {**graphc, **peer}.items():
         if not np.isclose(s.first_loss, ref_loss, rtol=1e-4):
             raise AssertionError(f"{workload}: {name} loss {s.first_loss} != baseline {ref_loss}")
+    # The second loss shows that the update happened (a step that silently skipped it,
+    # e.g. gradients lost in tracing, would repeat the first loss and time only a forward).
+    ref_model = baselines.WORKLOADS[workload](seed=0)
+    ref_model.step(*data)
+    ref_second = ref_model.step(*data)
+    for name, s in peer.items():
+        second = s.step()
+        if not np.isclose(second, ref_second, rtol=1e-4):
+            raise AssertionError(f"{workload}: {name} second loss {second} != baseline "
+                                 f"{ref_second}")
     candidates = {"numpy": (_settled(fresh_baseline, settle), lambda: base[0].step(*data))}
     candidates.update({k: (_settled(s.reset, settle), s.compiled_step) for k, s in graphc.items()})
     candidates.update({k: (_settled(s.reset, settle), s.step) for k, s in peer.items()})
