@@ -7,7 +7,7 @@ For each workload the same training step runs as: the hand-written NumPy baselin
 rounds) and medians reported, with ratios against the baseline, the NumPy backend and the
 floor from the issue (floor / measured: 1.0 would be the machine's limit). Every graphc model
 starts from the baseline's initial weights, and the first step's losses are checked to agree.
-PyTorch and JAX are measured too when installed.
+PyTorch and JAX are measured on the same workloads by ``bench_peers.py``.
 
     python benchmarks/bench_llvm.py [W1 ...] [--rounds 7] [--min-time 0.1] [--compile]
 
@@ -183,7 +183,7 @@ def interleaved(candidates, rounds, min_time):
 
 
 def _peers(workload):
-    """PyTorch / JAX timings would go here; report which are missing."""
+    """Which peers are missing (``bench_peers.py`` times the installed ones)."""
     missing = []
     for mod in ("torch", "jax"):
         try:
