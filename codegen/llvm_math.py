@@ -22,7 +22,7 @@ import decimal
 import math
 
 from ..ir import dtypes as D
-from .llvm_ir import Function, float_literal
+from .llvm_ir import KERNEL_ATTRS, MATH_KERNEL_ATTRS, Function, float_literal
 
 # Where tanh's expm1 argument -2|x| is clamped: tanh is 1 in float64 from |x| = 19.1 on, and
 # 2^n stays a normal number down there (n = -115).
@@ -74,6 +74,8 @@ class MathLib:
     def call(self, fn, op, dtype, *args):
         """Emit ``op(args)`` (op in exp, log, log1p, expm1, tanh, pow) in ``fn``."""
         s = _SPEC[dtype.name]
+        if fn.attrs == KERNEL_ATTRS:  # a kernel, not a helper inlined into one
+            fn.attrs = MATH_KERNEL_ATTRS
         name = f"gc.{op}.{s['sfx']}"
         self.module.helper(name, lambda: getattr(self, "_" + op)(name, dtype.name))
         return fn(f"call {s['t']} @{name}(" + ", ".join(f"{s['t']} {a}" for a in args) + ")",
