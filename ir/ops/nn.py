@@ -59,6 +59,15 @@ LOG_SOFTMAX = defop(
     impl=log_softmax_impl, family="nn")
 
 
+def _match_labels(labels, logits):
+    """Labels agree with logits on every leading axis; the loss drops the class axis."""
+    for i, (a, b) in enumerate(zip(labels.shape, logits.shape)):
+        require(a is None or b is None or a == b,
+                f"labels {labels.type_str()} do not match logits {logits.type_str()}",
+                [f"axis {i}: {a} vs {b}"])
+    return logits.dtype, logits.shape[:-1]
+
+
 # -- sparse labels: loss_i = -log softmax(z_i)[y_i] ---------------------------------------------
 def _sparse_infer(nodes):
     logits, labels = nodes
@@ -70,11 +79,7 @@ def _sparse_infer(nodes):
     require(labels.rank == logits.rank - 1,
             f"labels {labels.type_str()} must have rank {logits.rank - 1} for logits "
             f"{logits.type_str()}")
-    for i, (a, b) in enumerate(zip(labels.shape, logits.shape)):
-        require(a is None or b is None or a == b,
-                f"labels {labels.type_str()} do not match logits {logits.type_str()}",
-                [f"axis {i}: {a} vs {b}"])
-    return logits.dtype, logits.shape[:-1]
+    return _match_labels(labels, logits)
 
 
 def sparse_xent_impl(logits, labels):
@@ -108,11 +113,7 @@ def _dense_infer(nodes):
     same_dtype(nodes, "f")
     require(labels.rank == logits.rank, f"labels {labels.type_str()} and logits "
             f"{logits.type_str()} must have the same shape")
-    for i, (a, b) in enumerate(zip(labels.shape, logits.shape)):
-        require(a is None or b is None or a == b,
-                f"labels {labels.type_str()} do not match logits {logits.type_str()}",
-                [f"axis {i}: {a} vs {b}"])
-    return logits.dtype, logits.shape[:-1]
+    return _match_labels(labels, logits)
 
 
 def dense_xent_impl(logits, labels):
