@@ -87,6 +87,11 @@ class ElementwiseGroup:
     buffer written in the loop is read through another index map (a broadcast, or other
     bytes overlapping it): then every element is written before any later member reads it
     at the same index, and never read elsewhere, so one loop computes what the sequence did.
+
+    A member whose value only later members read (not fetched, no reader after the group)
+    is not stored: its formula is inlined into the members reading it (``_inline_dead``).
+    Clipping before Adam is the case: ``g * scale`` joins the moments' loop and is never
+    written back (one read of ``g``, no store).
     """
 
     MAX_MEMBERS = 8
@@ -117,14 +122,48 @@ class ElementwiseGroup:
     def emit(self, L):
         bufs = [k[0] for k in self.keys]
         operands = [(dt, 0, st) for _, dt, st in self.keys]
-        if len(self.members) == 1:
-            fn = elementwise_function(L.math, self.shape, operands, self.members[0][1],
+        members = self._inline_dead(L)
+        if len(members) == 1 and members[0][0] == 0:
+            fn = elementwise_function(L.math, self.shape, operands, members[0][1],
                                       L.noalias(bufs))
         else:
-            fn = multi_elementwise_function(L.math, self.shape, operands, self.members,
+            fn = multi_elementwise_function(L.math, self.shape, operands, members,
                                             L.noalias(bufs))
         L.emit_call(fn, bufs, self.nodes[0], label=" + ".join(
             f"{n.op_name} '{n.name}'" for n in self.nodes))
+
+    def _dead(self, L, node):
+        """Whether only later members read ``node``'s value (so it need not be stored)."""
+        if node in L.fetch_bufs:
+            return False
+        readers = getattr(L, "ew_readers", None)
+        if readers is None:  # {id(node): its readers}, built once per lowering
+            readers = L.ew_readers = {}
+            for n in L.p.nodes:
+                for x in n.inputs:
+                    readers.setdefault(id(x), []).append(n)
+        return all(any(u is m for m in self.nodes) for u in readers.get(id(node), ()))
+
+    def _inline_dead(self, L):
+        """The members to run: dead ones (``_dead``) dropped, their formula substituted where
+        later members read their output. A member stays when a later one overwrites a buffer
+        its formula reads (the inlined copy would see the new value); so does the last."""
+        members, pending = [], {}  # pending: parameter -> formula of a dropped member
+        outs = [out for out, _ in self.members]
+        for j, (node, (out, body)) in enumerate(zip(self.nodes, self.members)):
+            args = {e.value for e in body.walk() if e.op == "arg"}
+            if pending and args:
+                body = S.substitute(body, [pending[k] if k in pending else
+                                           S.arg(k, self.keys[k][1])
+                                           for k in range(max(args) + 1)])
+                args = {e.value for e in body.walk() if e.op == "arg"}
+            if not args & set(outs[j + 1:]) and j + 1 < len(outs) and self._dead(L, node):
+                pending[out] = body
+                L.dead_stores = getattr(L, "dead_stores", 0) + 1
+            else:
+                pending.pop(out, None)
+                members.append((out, body))
+        return members
 
 
 def _renumber(body, index):

@@ -7,6 +7,13 @@ variable's buffer). Among the nodes ready to run, it picks the one that grows li
 least: bytes it allocates minus bytes of inputs whose last reader it is (ties keep the original
 order, so the result is deterministic). Updates are thereby applied as soon as their gradient
 exists, and a gradient buffer dies right after its update.
+
+Then each elementwise node whose first successor is an elementwise reader of the same shape
+sinks to just before that reader, when the move grows no live buffer (``_sink_into_readers``):
+a backend can then run producer and readers as one loop. Clipping by the global norm is the
+case in point: ``g * scale`` needs every gradient's norm, so all scalings are ready at once
+and the greedy order runs them together, each a pass of its own before the optimizer's loop
+that reads ``g`` again; sunk next to that loop, the LLVM backend reads ``g`` once.
 """
 import networkx as nx
 
@@ -94,13 +101,70 @@ def _greedy_order(program, plan, dag):
     return order
 
 
+def _loop_like(n):
+    """Elementwise (a loop over its own shape, also fused without a reduction)."""
+    if n.dtype is None or n.shape is None:
+        return False
+    if n.op_name == "fused":
+        return n.attrs.get("reduce") is None
+    return n.opdef.is_elementwise
+
+
+def _grows_memory(n, pos, readers, plan, fetched_roots):
+    """Whether running ``n`` later keeps more bytes live meanwhile: it frees (as the last
+    reader) more input bytes than its own buffer takes."""
+    alloc = nbytes(n) if owns_buffer(n, plan) else 0
+    own, freed = plan.root(n), 0
+    for r in {id(plan.root(x)): plan.root(x) for x in value_inputs(n)}.values():
+        last = max(pos[id(m)] for m in readers[id(r)])
+        if r is not own and last == pos[id(n)] and owns_buffer(r, plan) \
+                and id(r) not in fetched_roots:
+            freed += nbytes(r)
+    return freed > alloc
+
+
+def _sink_into_readers(order, dag, plan, fetches):
+    """Move each elementwise node down to just before its first successor when that is an
+    elementwise reader of the same shape (last nodes first, so chains sink together).
+
+    A move that keeps freed inputs alive longer than the node's own buffer would have been
+    (``_grows_memory``) is kept only when the live peak stays where it was.
+    """
+    fetched_roots = {id(plan.root(f)) for f in fetches if f is not None}
+    readers = {}  # id(root buffer) -> nodes reading it
+    for m in order:
+        for x in value_inputs(m):
+            readers.setdefault(id(plan.root(x)), []).append(m)
+    order = list(order)
+    pos, peak = positions(order), live_peak(order, plan, fetches)
+    sunk = 0
+    for n in reversed(list(order)):
+        succ = list(dag.successors(n)) if _loop_like(n) else ()
+        if not succ:
+            continue
+        first = min(succ, key=lambda s: pos[id(s)])
+        if pos[id(first)] == pos[id(n)] + 1 or not _loop_like(first) \
+                or tuple(first.shape) != tuple(n.shape) \
+                or not any(x is n for x in value_inputs(first)):
+            continue
+        moved = [m for m in order if m is not n]
+        moved.insert(next(i for i, m in enumerate(moved) if m is first), n)
+        if _grows_memory(n, pos, readers, plan, fetched_roots) and \
+                live_peak(moved, plan, fetches) > peak:
+            continue
+        order, pos = moved, positions(moved)
+        sunk += 1
+    return order, sunk
+
+
 def schedule_for_memory(program):
     """Reorder ``program.nodes`` to keep peak memory low under all ordering constraints.
 
     Args:
         program: an ``ir.program.Program`` (after in-place analysis, or without it).
     Returns:
-        {"moved": nodes whose position changed, "live_peak_before", "live_peak_after"}.
+        {"moved": nodes whose position changed, "sunk": elementwise nodes moved next to
+        their reader, "live_peak_before", "live_peak_after"}.
     Raises:
         CompileError: the constraints contradict each other (a pass bug; names the cycle).
     Example:
@@ -120,6 +184,13 @@ def schedule_for_memory(program):
         pos = positions(old)
         if all(pos[id(a)] < pos[id(b)] for a, b in dag.edges()):
             order, after = list(old), before
+    sunk_order, sunk = _sink_into_readers(order, dag, plan, program.fetches)
+    if sunk:
+        sunk_after = live_peak(sunk_order, plan, program.fetches)
+        if sunk_after <= after:  # a safeguard: each move kept the peak
+            order, after = sunk_order, sunk_after
+        else:
+            sunk = 0
     moved = sum(1 for a, b in zip(old, order) if a is not b)
     program.nodes = order
-    return {"moved": moved, "live_peak_before": before, "live_peak_after": after}
+    return {"moved": moved, "sunk": sunk, "live_peak_before": before, "live_peak_after": after}
