@@ -298,13 +298,11 @@ class GemmPlan:
     def emit_before(self, L, node):
         """Batched GEMMs scheduled right before ``node``."""
         from .llvm_kernels import emit_gemm
-        from .llvm_movement import strided_copy
+        from .llvm_transpose import transpose_into
         for action in self.before.get(node, ()):
             if action[0] == "transpose":
                 _, b, bt = action
-                rows, cols = b.shape
-                strided_copy(L, bt, (0, (rows, 1)), L.buf(b), (0, (1, cols)), (cols, rows),
-                             b.dtype, node)
+                transpose_into(L, bt, L.buf(b), b.shape[0], b.shape[1], b.dtype, node)
                 continue
             m, out, a, b, dims, flags = action
             emit_gemm(L, m, out, a, b, dims, flags)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc.errors import CompileError
-from graphc.runtime.blas import gemm_entry
+from graphc.runtime.blas import blas_threads, gemm_entry
 from graphc.runtime.jit import host_target
 from graphc.runtime.llvm_step import Slot, StepLayout
 
@@ -91,6 +91,8 @@ class Lowering:
         self.profile = profile
         self.pending = None
         self.gemms = None
+        self.blas_threads = blas_threads()  # small GEMMs go native; how small depends on it
+        self.gemm_calls = {"native": 0, "blas": 0}
         self.merged = 0  # elementwise nodes that joined another's loop
         self.skip = set()  # nodes a previous kernel already computed (folded in)
         self.deferred = {}  # node -> the later node whose kernel computes it (see ``folds``)
@@ -363,7 +365,8 @@ def _stats(L):
                 folded_nodes=len(L.skip), merged_loops=L.merged, arena_bytes=L.arena_size,
                 accumulated_matmuls=len(g.gemm) if g else 0,
                 accumulated_sums=len(g.fused) if g else 0, batched_matmuls=len(batched),
-                transposed_operands=len({id(b) for b in g.transposed.values()}) if g else 0)
+                transposed_operands=len({id(b) for b in g.transposed.values()}) if g else 0,
+                native_gemms=L.gemm_calls["native"], blas_gemms=L.gemm_calls["blas"])
 
 
 # MXCSR bits: flush results that would be subnormal to zero (FTZ), read subnormal inputs as

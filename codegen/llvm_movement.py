@@ -14,6 +14,7 @@ from ..ir.shapes import normalize_axis
 from .llvm_ir import Function, float_literal, literal, mem_type, val_type
 from .llvm_kernels import fill
 from .llvm_lower import lowers
+from .llvm_transpose import transpose_into
 from .llvm_loops import (broadcast_strides, contiguous_strides, elementwise_function,
                          params)
 
@@ -53,6 +54,9 @@ def lower_transpose(L, n):
     x = n.inputs[0]
     perm = n.attrs.get("perm")
     perm = tuple(reversed(range(x.rank))) if perm is None else tuple(perm)
+    if perm == (1, 0) and not L.buf(x).overlaps(L.out(n)):  # register blocks (llvm_transpose)
+        transpose_into(L, L.out(n), L.buf(x), x.shape[0], x.shape[1], x.dtype, n)
+        return
     xs = contiguous_strides(x.shape)
     strided_copy(L, L.out(n), _dense(n.shape), L.buf(x), (0, tuple(xs[p] for p in perm)),
                  n.shape, n.dtype, n)

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-__all__ = ["gemm_pointer", "gemm_entry", "gemm", "limit_blas_threads"]
+__all__ = ["gemm_pointer", "gemm_entry", "gemm", "blas_threads", "limit_blas_threads"]
 
 _GEMM_NAMES = {np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm"}
 
@@ -176,6 +176,23 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
        n_, m_, k_, ref(scalar(alpha)), b.ctypes.data, ldb, a.ctypes.data, lda,
        ref(scalar(beta)), out.ctypes.data, ldc)
     return out
+
+
+def blas_threads() -> int:
+    """How many threads NumPy's OpenBLAS uses now (1 when that cannot be asked).
+
+    Example:
+        >>> blas_threads() >= 1
+        True
+    """
+    lib = _numpy_openblas()
+    for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                   "openblas_get_num_threads"):
+        fn = getattr(lib, symbol, None) if lib is not None else None
+        if fn is not None:
+            fn.restype = ctypes.c_int
+            return max(int(fn()), 1)
+    return 1
 
 
 def limit_blas_threads(n: int):

@@ -1,0 +1,210 @@
+"""Small GEMMs as native register-blocked loops instead of BLAS calls.
+
+An unrolled RNN or a small MLP makes many GEMMs of a few hundred thousand multiply-adds
+(W3: 93 of shape 32x128x128). BLAS spends a good part of each on what pays off only for big
+matrices: packing both operands into its blocked layouts and dispatching. Here a small GEMM is
+written straight into the step as explicit vector code (the shape of the register-blocked
+"micro-kernel" at the heart of every BLAS, but for one known shape, without packing):
+
+    for each column panel j0 (NV vectors of the row: NV * lanes columns):
+        for each row block i0 (MR rows):
+            acc[MR][NV] = 0 (or C's tile, to accumulate)
+            for k in 0..K-1:
+                b[v] = B[k, j0 + v*lanes ...]          NV vector loads
+                a    = splat(A[i0 + r, k])              MR broadcasts
+                acc[r][v] += a * b[v]                   MR * NV fused multiply-adds
+            C tile = acc
+
+The MR * NV accumulators stay in vector registers over the whole K loop; a B panel (K rows of
+NV vectors) is reused from L1 by every row block. A transposed A only changes where the
+broadcast scalars come from; a transposed B would need strided vector loads, so it stays with
+BLAS (or is made contiguous first: ``llvm_gemm_acc``). Columns that do not fill a vector use a
+narrower vector type (``<10 x float>``): LLVM legalizes it into pieces that never touch memory
+past the row. Sizes above ``NATIVE_MAX_FLOPS`` go to BLAS, whose blocking for L2/L3 and
+multithreading win there.
+
+The summation order over K is the same sequential order a naive loop has, so results differ
+from BLAS only by rounding (checked against the NumPy reference in tests).
+"""
+import os
+from typing import NamedTuple
+
+from ..runtime.jit import host_target
+from .llvm_ir import KERNEL_ATTRS, Function, val_type
+from .llvm_loops import coalesce, loop_nest, params
+
+# Multiply-adds (M*N*K) up to which a GEMM is written natively, BLAS above: with one BLAS
+# thread the native loops matched or beat OpenBLAS on every W1-W5 shape (128x256x784: 1.03M
+# against 1.09M cycles); with two, BLAS splits a big GEMM over both cores and wins from about
+# 4M multiply-adds (64x256x256: 157k native, 137k BLAS). ``GRAPHC_NATIVE_GEMM=0`` sends every
+# GEMM to BLAS.
+NATIVE_MAX_MACS = {1: 1 << 26, "threads": 1 << 21}
+
+
+class VectorUnit(NamedTuple):
+    """The host's float vectors: bytes per register and number of registers."""
+    bytes: int
+    registers: int
+
+
+def vector_unit():
+    """The host's widest float vectors usable here, or None (then BLAS does every GEMM)."""
+    feats = set(host_target().features.split(","))
+    if "+avx512f" in feats:
+        return VectorUnit(64, 32)
+    if "+avx2" in feats and "+fma" in feats:
+        return VectorUnit(32, 16)
+    return None
+
+
+class Blocking(NamedTuple):
+    """Register blocking of one GEMM: MR rows by NV vectors of ``lanes`` elements."""
+    mr: int
+    nv: int
+    lanes: int
+
+
+def blocking(dtype, n, unit):
+    """MR x NV for ``n`` columns: as many accumulators as the registers hold after NV loads
+    of B and one broadcast, NV at most 2 (a B panel of K x 2 vectors stays in L1), MR at
+    most 12 (W3's 32x128x128 GEMMs: 12 rows ran 5-10% faster than 8, 10 or 14)."""
+    lanes = unit.bytes // dtype.itemsize
+    nv = 1 if n <= lanes else 2
+    mr = min(12, (unit.registers - nv - 2) // nv)
+    return Blocking(mr, nv, lanes)
+
+
+def native_gemm_ok(dtype, dims, flags, threads=1, enabled=None):
+    """Whether ``gemm_kernel`` should compute this GEMM (else BLAS).
+
+    Args:
+        dtype: the element dtype; dims: (M, N, K, lda, ldb); flags: (transpose_a, transpose_b).
+        threads: how many threads BLAS would use.
+        enabled: override of ``GRAPHC_NATIVE_GEMM`` (tests).
+    """
+    if enabled is None:
+        enabled = os.environ.get("GRAPHC_NATIVE_GEMM", "1") != "0"
+    unit = vector_unit() if enabled and dtype.name in ("float32", "float64") else None
+    if unit is None or flags[1]:
+        return False
+    m, n, k = dims[:3]
+    if flags[0] and n < unit.bytes // dtype.itemsize:
+        return False  # a few columns of a transposed A: BLAS ran 1.7x faster (256x10x128)
+    return m * n * k <= NATIVE_MAX_MACS[1 if threads <= 1 else "threads"]
+
+
+class _Geometry(NamedTuple):
+    t: str          # element type
+    k: int
+    lda: int
+    ldb: int
+    ldc: int
+    ta: bool
+    beta: float
+    dtype: object
+
+
+def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
+    """A kernel computing ``C[b] = op(A[b]) B[b] (+ C[b] when beta = 1)`` (row-major).
+
+    Args: as ``llvm_kernels.gemm_function`` without the BLAS pointer: ``index`` gives the
+    parameter of (C, A, B); ``flags[1]`` (transposed B) must be False.
+    """
+    unit = vector_unit()
+    m, n, k, lda, ldb = dims
+    blk = blocking(dtype, n, unit)
+    attrs = (KERNEL_ATTRS + f' "prefer-vector-width"="{unit.bytes * 8}"'
+             f' "min-legal-vector-width"="{unit.bytes * 8}"')
+    fn = Function("kernel", params(max(index) + 1, noalias), attrs=attrs)
+    g = _Geometry(val_type(dtype), k, lda, ldb, n, bool(flags[0]), beta, dtype)
+    c, a, b = (f"%p{i}" for i in index)
+
+    def one(offs):
+        bases = [fn.gep(g.t, base, off) for base, off in zip((c, a, b), offs)]
+        _panels(fn, g, blk, bases, m, n)
+    shape, cstrides = coalesce(tuple(batch), list(strides))
+    loop_nest(fn, shape, cstrides, [0, 0, 0], one)
+    fn.ret()
+    return fn
+
+
+def _panels(fn, g, blk, bases, m, n):
+    """Column panels of NV vectors (a loop over the full ones, then the remainder)."""
+    width = blk.nv * blk.lanes
+    full, rest = divmod(n, width)
+    if full:
+        vectors = [blk.lanes] * blk.nv
+        if full == 1:
+            _row_blocks(fn, g, blk, bases, m, "0", vectors)
+        else:
+            with fn.loop(full, "jt") as lj:
+                _row_blocks(fn, g, blk, bases, m, fn.mul(lj.i, width), vectors)
+    if rest:
+        vectors = [blk.lanes] * (rest // blk.lanes) + ([rest % blk.lanes] if rest % blk.lanes
+                                                       else [])
+        _row_blocks(fn, g, blk, bases, m, str(full * width), vectors)
+
+
+def _row_blocks(fn, g, blk, bases, m, j0, vectors):
+    """Row blocks of MR rows over one column panel (a loop, then the remaining rows)."""
+    full, rest = divmod(m, blk.mr)
+    if full == 1:
+        _tile(fn, g, bases, "0", j0, blk.mr, vectors)
+    elif full:
+        with fn.loop(full, "it") as li:
+            _tile(fn, g, bases, fn.mul(li.i, blk.mr), j0, blk.mr, vectors)
+    if rest:
+        _tile(fn, g, bases, str(full * blk.mr), j0, rest, vectors)
+
+
+def _vec(g, w):
+    return f"<{w} x {g.t}>"
+
+
+def _tile(fn, g, bases, i0, j0, rows, vectors):
+    """C[i0:i0+rows, j0:...] for one tile; ``vectors`` lists the width of each column vector."""
+    c, a, b = bases
+    cols = [sum(vectors[:v]) for v in range(len(vectors))]
+    cptr = [[fn.gep(g.t, c, fn.add(fn.mul(fn.add(i0, r), g.ldc), fn.add(j0, cols[v])))
+             for v in range(len(vectors))] for r in range(rows)]
+    if g.beta:
+        init = [[fn.load(_vec(g, w), cptr[r][v]) for v, w in enumerate(vectors)]
+                for r in range(rows)]
+    else:
+        init = [["zeroinitializer"] * len(vectors) for _ in range(rows)]
+    # A's scalars for row r at step k: A[i0 + r, k], or A^T[k, i0 + r] when A is transposed.
+    arow = [fn.gep(g.t, a, fn.add(i0, r) if g.ta else fn.mul(fn.add(i0, r), g.lda))
+            for r in range(rows)]
+    bcol = fn.gep(g.t, b, j0)
+    with fn.loop(g.k, "k") as lk:
+        acc = [[lk.carry(_vec(g, w), init[r][v]) for v, w in enumerate(vectors)]
+               for r in range(rows)]
+        brow = fn.gep(g.t, bcol, fn.mul(lk.i, g.ldb))
+        bv = [fn.load(_vec(g, w), fn.gep(g.t, brow, cols[v])) for v, w in enumerate(vectors)]
+        aoff = fn.mul(lk.i, g.lda) if g.ta else lk.i
+        for r in range(rows):
+            s = fn.load(g.t, fn.gep(g.t, arow[r], aoff))
+            splats = {}
+            for v, w in enumerate(vectors):
+                if w not in splats:
+                    splats[w] = _splat(fn, g, s, w)
+                lk.update(acc[r][v], _fmuladd(fn, g, splats[w], bv[v], acc[r][v], w))
+    for r in range(rows):
+        for v, w in enumerate(vectors):
+            fn.store(_vec(g, w), acc[r][v], cptr[r][v])
+
+
+def _splat(fn, g, value, w):
+    vt = _vec(g, w)
+    one = fn(f"insertelement {vt} poison, {g.t} {value}, i64 0")
+    return fn(f"shufflevector {vt} {one}, {vt} poison, <{w} x i32> zeroinitializer")
+
+
+def _fmuladd(fn, g, x, y, z, w):
+    """x * y + z, fused where the CPU has FMA (``llvm.fmuladd`` never calls a library)."""
+    vt = _vec(g, w)
+    sfx = "f32" if g.t == "float" else "f64"
+    return fn.call(vt, f"llvm.fmuladd.v{w}{sfx}", [(vt, x), (vt, y), (vt, z)])
+
+
+__all__ = ["gemm_kernel", "native_gemm_ok", "vector_unit", "NATIVE_MAX_MACS"]
