@@ -13,14 +13,14 @@ which rotates the bits of an element's (row, column) index left by one; after lo
 the row bits and column bits have swapped places: the block is transposed. The rows and
 columns that do not fill a block are copied element by element.
 """
-from .llvm_gemm import vector_unit
+from . import llvm_gemm
 from .llvm_ir import KERNEL_ATTRS, Function, val_type
 from .llvm_loops import params
 
 
 def block_size(dtype):
     """Elements per side of a register block (the vector length), or 1 (no vectors)."""
-    unit = vector_unit()
+    unit = llvm_gemm.vector_unit()
     return unit.bytes // dtype.itemsize if unit else 1
 
 

@@ -43,9 +43,23 @@ def _reference(av, bv, ta, tb):
                      np.swapaxes(b64, -1, -2) if tb else b64)
 
 
+# The host's vector unit, and AVX2's (16 registers of 256 bits: 6x2 blocks), which every
+# AVX-512 host also runs: the CI machine may have either.
+UNITS = [llvm_gemm.VectorUnit(32, 16)] + ([llvm_gemm.vector_unit()] if NATIVE and
+                                          llvm_gemm.vector_unit().bytes > 32 else [])
+
+
+@pytest.fixture(params=UNITS if NATIVE else [None], ids=lambda u: f"{u.bytes * 8}bit" if u
+                else "no-vectors")
+def unit(request, monkeypatch):
+    if request.param is not None:
+        monkeypatch.setattr(llvm_gemm, "vector_unit", lambda: request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("m,n,k,ta,tb", SHAPES, ids=lambda v: str(v))
-def test_native_gemm_agrees_with_float64_numpy(m, n, k, ta, tb, dtype, monkeypatch):
+def test_native_gemm_agrees_with_float64_numpy(m, n, k, ta, tb, dtype, unit, monkeypatch):
     monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
     step, feed = _matmul_step((k, m) if ta else (m, k), (n, k) if tb else (k, n), ta, tb,
                               dtype)
@@ -133,7 +147,7 @@ def test_switch_off_sends_every_gemm_to_blas(monkeypatch):
 @pytest.mark.parametrize("rows,cols", [(1, 1), (3, 5), (16, 16), (17, 33), (64, 48),
                                        (8, 40), (256, 256)])
 @pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
-def test_register_block_transpose_is_exact(rows, cols, dtype):
+def test_register_block_transpose_is_exact(rows, cols, dtype, unit):
     rng = np.random.default_rng(1)
     g = gc.Graph()
     with g.as_default():
