@@ -179,7 +179,8 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None,
 
 
 def blas_threads() -> int:
-    """How many threads NumPy's OpenBLAS uses now (1 when that cannot be asked).
+    """How many threads NumPy's OpenBLAS uses now (the CPU count when that cannot be asked:
+    another BLAS is assumed to use every core).
 
     Example:
         >>> blas_threads() >= 1
@@ -192,7 +193,7 @@ def blas_threads() -> int:
         if fn is not None:
             fn.restype = ctypes.c_int
             return max(int(fn()), 1)
-    return 1
+    return os.cpu_count() or 1
 
 
 def limit_blas_threads(n: int):
