@@ -13,7 +13,10 @@ vectorizes), accurate to a few ulp in float32 and float64:
 - log1p by Kahan's correction of log(1+x);
 - tanh: float32 a rational function ``x P(x^2) / Q(x^2)`` (coefficients fitted once, see
   TANH_F32_P), float64 ``-expm1(-2|x|) / (2 + expm1(-2|x|))`` with x's sign (accurate near 0);
-- pow: ``exp(y log|x|)`` (in float64 for float32 results) with C99's special cases.
+- pow: ``exp(y log|x|)`` (in float64 for float32 results) with C99's special cases;
+- float32 ``a / (sqrt(b) + c)`` (Adam's step, c > 0 a constant) without the divider:
+  LLVM's reciprocal (square root) estimates, each refined by one Newton step here
+  (``div_sqrt_add``; ``GRAPHC_EXACT_DIVIDE=1`` keeps fdiv and sqrt).
 
 Every series coefficient is derived here (factorials, 2/(2k+1)), and the split constants of
 ln 2 from a 40-digit ``decimal`` value; the one fitted set, float32 tanh's, says how it was fitted.
@@ -24,6 +27,11 @@ import math
 
 from ..ir import dtypes as D
 from .llvm_ir import KERNEL_ATTRS, MATH_KERNEL_ATTRS, Function, float_literal
+
+# LLVM's estimate instructions (x86 rcp/rsqrt, AArch64 frecpe/frsqrte), without LLVM's own
+# refinement steps ("...:0"): ``div_sqrt_add`` refines them itself, in an order whose special
+# values it controls. A target without estimates keeps exact fdiv and sqrt, still correct.
+ESTIMATE_ATTRS = '"reciprocal-estimates"="vec-sqrtf:0,sqrtf:0,vec-divf:0,divf:0"'
 
 # Where tanh's expm1 argument -2|x| is clamped: tanh is 1 in float64 from |x| = 19.1 on, and
 # 2^n stays a normal number down there (n = -115).
@@ -90,6 +98,35 @@ class MathLib:
         self.module.helper(name, lambda: getattr(self, "_" + op)(name, dtype.name))
         return fn(f"call {s['t']} @{name}(" + ", ".join(f"{s['t']} {a}" for a in args) + ")",
                   op)
+
+    def div_sqrt_add(self, fn, a, b, c):
+        """float32 ``a / (sqrt(b) + c)`` for a constant ``c`` (a positive normal number whose
+        reciprocal is finite) from estimates refined by Newton steps: no divide, no sqrt.
+
+        ``y ~ 1/sqrt(b)`` and ``r ~ 1/d`` come from LLVM's estimates (``ESTIMATE_ATTRS`` on
+        the kernel, 12 or 14 bits); one Newton step each (fused multiply-adds) gives
+        ``s = sqrt(b)`` and ``r`` to about an ulp, ``q = a r`` to a few (see the tests).
+        Special values: b = +-0 -> a/c (the estimate's inf is not used); b = +inf -> a * 0
+        (the estimate's 0 times inf would be NaN); b < 0 or NaN -> NaN (the estimate is NaN).
+        ``ninf`` on the reciprocal lets LLVM use its estimate; its operand is never inf
+        (b = inf makes d NaN before the select) and its result is finite (d >= c).
+        """
+        if ESTIMATE_ATTRS not in fn.attrs:
+            fn.attrs += " " + ESTIMATE_ATTRS
+        t, L = "float", lambda v: self._lit(v, "float")
+        fma = lambda x, y, z: fn.call(t, "llvm.fmuladd.f32", [(t, x), (t, y), (t, z)])
+        fn.uses.add(("llvm.sqrt.f32", t, (t,)))
+        root = fn(f"call afn {t} @llvm.sqrt.f32({t} {b})")
+        y = fn(f"fdiv arcp afn {t} {L(1.0)}, {root}")  # the rsqrt estimate
+        s0, h = fn(f"fmul {t} {b}, {y}"), fn(f"fmul {t} {y}, {L(0.5)}")
+        s = fma(s0, fma(fn(f"fneg {t} {s0}"), h, L(0.5)), s0)  # s0 (1 + (1 - s0 y) / 2)
+        s = fn(f"select i1 {fn(f'fcmp oeq {t} {b}, {L(0.0)}')}, {t} {b}, {t} {s}")
+        d = fn(f"fadd {t} {s}, {L(c)}")
+        r = fn(f"fdiv arcp afn ninf {t} {L(1.0)}, {d}")  # the reciprocal estimate
+        r = fma(r, fma(fn(f"fneg {t} {d}"), r, L(1.0)), r)  # r (1 + (1 - d r))
+        q = fn(f"fmul {t} {a}, {r}")
+        inf = fn(f"fcmp oeq {t} {b}, {L(math.inf)}")
+        return fn(f"select i1 {inf}, {t} {fn(f'fmul {t} {a}, {L(0.0)}')}, {t} {q}")
 
     # -- building blocks ----------------------------------------------------------------------
     @staticmethod

@@ -7,10 +7,17 @@ propagate NaN (``llvm.maximum``), ``!=`` is true for NaN, float->bool is ``x != 
 is true), float->int casts saturate instead of being undefined. Transcendentals come from
 ``llvm_math`` (vectorizable IR, no libm calls).
 
+Float32 ``a / (sqrt(b) + c)`` with a constant c > 0 (Adam's step) is rendered from
+refined estimates instead of sqrt and fdiv (``llvm_math.MathLib.div_sqrt_add``): both
+share one slow divider unit, which bounded Adam's loop. ``GRAPHC_EXACT_DIVIDE=1`` opts out.
+
 Example:
     >>> value = render_expr(fn, math, body, ["%v1", "%v2"])   # SSA name of the result
 """
 import math
+import os
+
+import numpy as np
 
 from graphc.errors import CompileError
 
@@ -160,6 +167,20 @@ def _pow_special(fn, math_lib, e, a):
     return None
 
 
+def _sqrt_plus_const(e):
+    """For float32 ``a / (sqrt(b) + c)`` with a constant c that ``div_sqrt_add`` takes (a
+    positive normal number with a finite reciprocal): (b's Expr, c); else None."""
+    if e.op != "div" or e.dtype.name != "float32" or e.args[1].op != "add" \
+            or os.environ.get("GRAPHC_EXACT_DIVIDE", "") not in ("", "0"):
+        return None
+    for root, c in (e.args[1].args, e.args[1].args[::-1]):
+        if root.op == "sqrt" and c.op == "const":
+            v = float(np.float32(c.value))
+            if np.finfo(np.float32).tiny <= v < np.inf:
+                return root.args[0], v
+    return None
+
+
 def render_expr(fn, math_lib, body, args):
     """Render ``body`` with ``arg(i)`` bound to the SSA values ``args[i]``.
 
@@ -182,6 +203,9 @@ def render_expr(fn, math_lib, body, args):
         else:
             a = [memo[id(x)] for x in e.args]
             out = _pow_special(fn, math_lib, e, a) if e.op == "pow" else None
+            fast = _sqrt_plus_const(e) if e.op == "div" else None
+            if fast is not None:  # the exact sqrt rendered before is dead code LLVM drops
+                out = math_lib.div_sqrt_add(fn, a[0], memo[id(fast[0])], fast[1])
             memo[id(e)] = out if out is not None else render_op(fn, math_lib, e, a)
     return memo[id(body)]
 

@@ -92,3 +92,93 @@ def test_the_adam_loop_does_not_store_the_scaled_gradient():
     assert len(adam) == 2 * (len(SIZES) - 1)  # one loop per variable: the scaling is in it
     for body in adam:  # m, v and the parameter; not g * scale
         assert body.count("store float") == 3, body
+
+
+# -- a / (sqrt(b) + c) in float32 from refined estimates -----------------------------------------
+EPS = 1e-8  # Adam's epsilon: the constant c
+
+
+def _operands(n=60000, seed=1):
+    """b over the whole float32 range (log-uniform, denormals to the top), a of any size."""
+    rng = np.random.default_rng(seed)
+    b = (2.0 ** rng.uniform(-149, 128, n)).astype(np.float32)
+    a = (rng.standard_normal(n) * 2.0 ** rng.uniform(-60, 60, n)).astype(np.float32)
+    return a, b
+
+
+def _divide(a, b, exact=False, monkeypatch=None):
+    """``a / (sqrt(b) + EPS)`` computed by an LLVM step: (values, module IR, assembly)."""
+    if exact:
+        monkeypatch.setenv("GRAPHC_EXACT_DIVIDE", "1")
+    with gc.Graph().as_default():
+        av = gc.placeholder(gc.float32, [None], name="a")
+        bv = gc.placeholder(gc.float32, [None], name="b")
+        step = gc.compile([av / (gc.sqrt(bv) + EPS)], feeds=[av, bv], backend="llvm")
+        out = step({av: a, bv: b})[0]
+        fn = step.compiled.fn
+        return out, fn.llvm_ir, fn.assembly()
+
+
+def _ulps(got, a, b):
+    """|got - exact| in float32 ulps of the exact (float64) result, where that is normal
+    (the step flushes subnormal results to zero)."""
+    exact = a.astype(np.float64) / (np.sqrt(b.astype(np.float64)) + np.float64(np.float32(EPS)))
+    ref32 = exact.astype(np.float32)
+    keep = np.abs(ref32) >= np.finfo(np.float32).tiny
+    return np.abs(got[keep] - exact[keep]) / np.spacing(np.abs(ref32[keep])).astype(np.float64)
+
+
+def test_estimates_are_within_4_ulp_of_the_exact_result_over_the_float32_range():
+    a, b = _operands()
+    got, ir, asm = _divide(a, b)
+    assert "fdiv arcp afn ninf float" in ir and "reciprocal-estimates" in ir
+    assert re.search(r"vrsqrt(14)?ps\s+%[yz]mm", asm), "estimates in vectorized form"
+    ulps = _ulps(got, a, b)
+    assert ulps.size > 50000 and ulps.max() <= 4.0, ulps.max()  # measured: 3.9 (IEEE: 2.1)
+
+
+def test_special_values_keep_their_ieee_meaning():
+    a = np.array([1.5, -2.0, 3.0, 4.0, 1.0, np.nan, np.inf, -np.inf, 2.0, 1.0], np.float32)
+    b = np.array([0.0, -0.0, np.inf, -1.0, np.nan, 4.0, 4.0, np.inf, 3.4e38, -np.inf],
+                 np.float32)
+    got, _, _ = _divide(a, b)
+    with np.errstate(invalid="ignore"):
+        want = a / (np.sqrt(b) + np.float32(EPS))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert got[0] == want[0] and got[1] == want[1]  # b = +-0: a / c
+    assert got[2] == 0.0 and got[6] == np.inf and np.signbit(got[2]) == np.signbit(want[2])
+    assert got[8] == pytest.approx(want[8], rel=3e-7)  # the largest finite b
+
+
+def test_exact_divide_opt_out_gives_numpys_bits(monkeypatch):
+    a, b = _operands(seed=2)
+    b = np.maximum(b, np.float32(1e-30))  # normal inputs and results: no flush to zero
+    got, ir, asm = _divide(a, b, exact=True, monkeypatch=monkeypatch)
+    assert "reciprocal-estimates" not in ir and "vrsqrt" not in asm and "vrcp" not in asm
+    want = a / (np.sqrt(b) + np.float32(EPS))
+    normal = np.abs(want) >= np.finfo(np.float32).tiny
+    np.testing.assert_array_equal(got[normal], want[normal])
+
+
+def test_hosts_without_avx512_use_their_own_estimates(monkeypatch):
+    """Compiled for an AVX2 CPU (12-bit estimates instead of 14): still within 4 ulp."""
+    from graphc.runtime import jit
+    host = jit.host_target()
+    if not host.triple.startswith("x86_64") or "+avx2" not in host.features:
+        pytest.skip("an x86-64 host with AVX2 runs this")
+    features = ",".join("-" + f[1:] if f.startswith("+avx512") else f
+                        for f in host.features.split(","))
+    target = jit.HostTarget(host.triple, "haswell", features)
+    monkeypatch.setattr(jit, "host_target", lambda: target)
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    a, b = _operands(seed=3)
+    got, _, asm = _divide(a, b)
+    assert re.search(r"vrsqrtps\s+%ymm", asm) and "zmm" not in asm
+    assert _ulps(got, a, b).max() <= 4.0
+
+
+def test_adam_steps_are_bit_identical_across_runs():
+    first, second = _run("llvm", True), _run("llvm", True)
+    assert first[1].tobytes() == second[1].tobytes()
+    for name, value in first[2].items():
+        assert value.tobytes() == second[2][name].tobytes(), name
