@@ -15,6 +15,7 @@ from .llvm_gemm import gemm_kernel, native_gemm_ok
 from .llvm_transpose import transpose_into
 from .llvm_ir import Function, float_literal, literal, mem_type, val_type
 from .llvm_lower import KERNELS, const_value, lowers
+from .llvm_math import ESTIMATE_MAX_BYTES
 from .llvm_loops import (broadcast_strides, coalesce, contiguous_strides,
                          elementwise_function, fill_function, load_value, loop_nest,
                          multi_elementwise_function, params)
@@ -125,12 +126,14 @@ class ElementwiseGroup:
         bufs = [k[0] for k in self.keys]
         operands = [(dt, 0, st) for _, dt, st in self.keys]
         members = self._inline_dead(L)
+        L.math.estimates = sum(b.nbytes for b in bufs) <= ESTIMATE_MAX_BYTES
         if len(members) == 1 and members[0][0] == 0:
             fn = elementwise_function(L.math, self.shape, operands, members[0][1],
                                       L.noalias(bufs))
         else:
             fn = multi_elementwise_function(L.math, self.shape, operands, members,
                                             L.noalias(bufs))
+        L.math.estimates = True
         L.emit_call(fn, bufs, self.nodes[0], label=" + ".join(
             f"{n.op_name} '{n.name}'" for n in self.nodes))
 

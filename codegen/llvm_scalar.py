@@ -203,7 +203,7 @@ def render_expr(fn, math_lib, body, args):
         else:
             a = [memo[id(x)] for x in e.args]
             out = _pow_special(fn, math_lib, e, a) if e.op == "pow" else None
-            fast = _sqrt_plus_const(e) if e.op == "div" else None
+            fast = _sqrt_plus_const(e) if e.op == "div" and math_lib.estimates else None
             if fast is not None:  # the exact sqrt rendered before is dead code LLVM drops
                 out = math_lib.div_sqrt_add(fn, a[0], memo[id(fast[0])], fast[1])
             memo[id(e)] = out if out is not None else render_op(fn, math_lib, e, a)

@@ -137,6 +137,20 @@ def test_estimates_are_within_4_ulp_of_the_exact_result_over_the_float32_range()
     assert ulps.size > 50000 and ulps.max() <= 4.0, ulps.max()  # measured: 3.9 (IEEE: 2.1)
 
 
+def test_loops_streaming_from_memory_keep_the_exact_divide():
+    """Above ESTIMATE_MAX_BYTES of operands the loop waits on memory: estimates would only
+    add instructions, so the kernel keeps sqrt and fdiv (and gives NumPy's bits)."""
+    from graphc.codegen.llvm_math import ESTIMATE_MAX_BYTES
+    n = ESTIMATE_MAX_BYTES // 12 + 1024  # three float32 operands: a, b and the result
+    a, b = _operands(n, seed=4)
+    b = np.maximum(b, np.float32(1e-30))
+    got, ir, _ = _divide(a, b)
+    assert "reciprocal-estimates" not in ir and "fdiv float" in ir
+    want = a / (np.sqrt(b) + np.float32(EPS))
+    normal = np.abs(want) >= np.finfo(np.float32).tiny
+    np.testing.assert_array_equal(got[normal], want[normal])
+
+
 def test_special_values_keep_their_ieee_meaning():
     a = np.array([1.5, -2.0, 3.0, 4.0, 1.0, np.nan, np.inf, -np.inf, 2.0, 1.0], np.float32)
     b = np.array([0.0, -0.0, np.inf, -1.0, np.nan, 4.0, 4.0, np.inf, 3.4e38, -np.inf],
