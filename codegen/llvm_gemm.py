@@ -157,8 +157,9 @@ def _row_blocks(fn, g, blk, bases, m, j0, vectors):
         _tile(fn, g, bases, str(full * blk.mr), j0, rest, vectors)
 
 
-def _vec(g, w):
-    return f"<{w} x {g.t}>"
+def vector_type(t, w):
+    """``<w x t>``."""
+    return f"<{w} x {t}>"
 
 
 def _tile(fn, g, bases, i0, j0, rows, vectors):
@@ -168,7 +169,7 @@ def _tile(fn, g, bases, i0, j0, rows, vectors):
     cptr = [[fn.gep(g.t, c, fn.add(fn.mul(fn.add(i0, r), g.ldc), fn.add(j0, cols[v])))
              for v in range(len(vectors))] for r in range(rows)]
     if g.beta:
-        init = [[fn.load(_vec(g, w), cptr[r][v]) for v, w in enumerate(vectors)]
+        init = [[fn.load(vector_type(g.t, w), cptr[r][v]) for v, w in enumerate(vectors)]
                 for r in range(rows)]
     else:
         init = [["zeroinitializer"] * len(vectors) for _ in range(rows)]
@@ -177,34 +178,37 @@ def _tile(fn, g, bases, i0, j0, rows, vectors):
             for r in range(rows)]
     bcol = fn.gep(g.t, b, j0)
     with fn.loop(g.k, "k") as lk:
-        acc = [[lk.carry(_vec(g, w), init[r][v]) for v, w in enumerate(vectors)]
+        acc = [[lk.carry(vector_type(g.t, w), init[r][v]) for v, w in enumerate(vectors)]
                for r in range(rows)]
         brow = fn.gep(g.t, bcol, fn.mul(lk.i, g.ldb))
-        bv = [fn.load(_vec(g, w), fn.gep(g.t, brow, cols[v])) for v, w in enumerate(vectors)]
+        bv = [fn.load(vector_type(g.t, w), fn.gep(g.t, brow, cols[v])) for v, w in enumerate(vectors)]
         aoff = fn.mul(lk.i, g.lda) if g.ta else lk.i
         for r in range(rows):
             s = fn.load(g.t, fn.gep(g.t, arow[r], aoff))
             splats = {}
             for v, w in enumerate(vectors):
                 if w not in splats:
-                    splats[w] = _splat(fn, g, s, w)
-                lk.update(acc[r][v], _fmuladd(fn, g, splats[w], bv[v], acc[r][v], w))
+                    splats[w] = splat(fn, g.t, s, w)
+                lk.update(acc[r][v], fmuladd(fn, g.t, splats[w], bv[v], acc[r][v], w))
     for r in range(rows):
         for v, w in enumerate(vectors):
-            fn.store(_vec(g, w), acc[r][v], cptr[r][v])
+            fn.store(vector_type(g.t, w), acc[r][v], cptr[r][v])
 
 
-def _splat(fn, g, value, w):
-    vt = _vec(g, w)
-    one = fn(f"insertelement {vt} poison, {g.t} {value}, i64 0")
+def splat(fn, t, value, w):
+    """``value`` (of element type ``t``) in every lane of a ``<w x t>`` vector."""
+    vt = vector_type(t, w)
+    one = fn(f"insertelement {vt} poison, {t} {value}, i64 0")
     return fn(f"shufflevector {vt} {one}, {vt} poison, <{w} x i32> zeroinitializer")
 
 
-def _fmuladd(fn, g, x, y, z, w):
-    """x * y + z, fused where the CPU has FMA (``llvm.fmuladd`` never calls a library)."""
-    vt = _vec(g, w)
-    sfx = "f32" if g.t == "float" else "f64"
+def fmuladd(fn, t, x, y, z, w):
+    """x * y + z on ``<w x t>`` vectors, fused where the CPU has FMA (``llvm.fmuladd``
+    never calls a library)."""
+    vt = vector_type(t, w)
+    sfx = "f32" if t == "float" else "f64"
     return fn.call(vt, f"llvm.fmuladd.v{w}{sfx}", [(vt, x), (vt, y), (vt, z)])
 
 
-__all__ = ["gemm_kernel", "native_gemm_ok", "vector_unit", "NATIVE_MAX_MACS"]
+__all__ = ["gemm_kernel", "native_gemm_ok", "vector_unit", "blocking", "splat", "fmuladd",
+           "vector_type", "NATIVE_MAX_MACS"]
