@@ -46,6 +46,7 @@ if _ir is not None:
     from . import data, initializers, nn, train  # noqa: F401
     from .array_ops import cumsum, pad, split, tile  # noqa: F401
     from .einsum import einsum  # noqa: F401
+    from .control_flow import case, cond  # noqa: F401
     from .math_reductions import (reduce_all, reduce_any, reduce_logsumexp,  # noqa: F401
                                   reduce_prod)
     from . import math_api as math  # noqa: F401  (tf.math.log, tf.math.reduce_any, ...)
