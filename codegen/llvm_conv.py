@@ -298,6 +298,7 @@ def lower_conv_filter(L, n):
     if _implicit_gemm(g, n.shape[3], n.dtype):
         xp, s = _conv_shape(L, n, g, L.buf(x), n.shape[3])
         bufs = [L.out(n), xp, L.buf(dy)]
+        fill(L, L.out(n), n.shape, n.dtype, 0, n)
         L.call(conv_filter_function(n.dtype, s, L.noalias(bufs)), bufs, n)
         return
     bufs = [L.out(n), L.buf(x), L.buf(dy)]
