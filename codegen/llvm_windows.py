@@ -7,7 +7,9 @@ LLVM vector held in registers over the taps; beyond, loops over channels are vec
 
 Max pooling's gradient goes to each window's FIRST maximum in row-major tap order (NaN counts
 as a maximum, as ``np.argmax`` has it): the argmax per channel is tracked while the taps are
-walked, then the gradient is written at that one position.
+walked, then the gradient is written at that one position. When the step's forward
+``max_pool`` of the same x saved each window's argmax (``llvm_pool_argmax``), the backward
+kernels read it instead of walking x again.
 """
 import numpy as np
 
@@ -114,45 +116,64 @@ def argmax_pool_function(kind, dtype, g, noalias):
     like x) += %p2 (pooled-shaped dy) at it, or "gradgrad": %p0 (pooled) = %p2 (x-shaped)
     read at it (0 when it lies in the padding)."""
     fn = Function("kernel", params(3, noalias))
-    t, c, mt = val_type(dtype), g.c, mem_type(dtype)
-    best, where = fn(f"alloca {t}, i64 {c}", "best"), fn(f"alloca i64, i64 {c}", "where")
+    best, where = scan_scalar_buffers(fn, dtype, g.c)
 
     def window(n, p, q, pos):
-        obase = fn.mul(pos, c)
-        with fn.loop(c) as lc:
-            fn.store(t, float_literal(-np.inf, dtype), fn.gep(t, best, lc.i))
-            fn.store("i64", "0", fn.gep("i64", where, lc.i))
-
-        def tap(i, j, xpos):
-            k = fn.add(fn.mul(i, g.kw), j)
-            with fn.loop(c) as lc:
-                v = fn.load(t, fn.gep(t, "%p1", fn.add(fn.mul(xpos, c), lc.i)))
-                pb, pw = fn.gep(t, best, lc.i), fn.gep("i64", where, lc.i)
-                b = fn.load(t, pb)
-                take = _better(fn, dtype, "gt", v, b)
-                fn.store(t, fn(f"select i1 {take}, {t} {v}, {t} {b}"), pb)
-                fn.store("i64", fn(f"select i1 {take}, i64 {k}, i64 {fn.load('i64', pw)}"), pw)
-        _over_taps(fn, g, n, p, q, tap)
-        with fn.loop(c) as lc:
-            k = fn.load("i64", fn.gep("i64", where, lc.i))
-            h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), fn(f'udiv i64 {k}, {g.kw}'))}, {g.top}")
-            w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), fn(f'urem i64 {k}, {g.kw}'))}, {g.left}")
-            inside = fn(f"and i1 {fn(f'icmp ult i64 {h}, {g.h}')}, "
-                        f"{fn(f'icmp ult i64 {w}, {g.w}')}")
-            xi = fn.add(fn.mul(fn.add(fn.mul(fn.add(fn.mul(n, g.h), h), g.w), w), c), lc.i)
-            oi = fn.add(obase, lc.i)
-            if kind == "grad":
-                with fn.if_then(inside):
-                    dst = fn.gep(t, "%p0", xi)
-                    d = fn.load(t, fn.gep(t, "%p2", oi))
-                    fn.store(mt, fn(f"fadd {t} {fn.load(t, dst)}, {d}"), dst)
-            else:
-                fn.store(mt, float_literal(0.0, dtype), fn.gep(t, "%p0", oi))
-                with fn.if_then(inside):
-                    fn.store(mt, fn.load(t, fn.gep(t, "%p2", xi)), fn.gep(t, "%p0", oi))
+        scan_scalar(fn, dtype, g, n, p, q, best, where)
+        with fn.loop(g.c) as lc:
+            route_scalar(fn, kind, dtype, g, (n, p, q, pos), lc.i,
+                         fn.load("i64", fn.gep("i64", where, lc.i)))
     _over_windows(fn, g, window)
     fn.ret()
     return fn
+
+
+def scan_scalar_buffers(fn, dtype, c):
+    """Per-channel stack arrays (best value, tap of the first maximum) for ``scan_scalar``."""
+    return fn(f"alloca {val_type(dtype)}, i64 {c}", "best"), fn(f"alloca i64, i64 {c}", "where")
+
+
+def scan_scalar(fn, dtype, g, n, p, q, best, where):
+    """Fill ``best``/``where`` with each channel's first maximum of window (p, q) of x (%p1)
+    and its tap (row-major; a NaN wins, the first NaN stays; taps in the padding are skipped,
+    so an all -inf window keeps tap 0 as the -inf padding would)."""
+    t, c = val_type(dtype), g.c
+    with fn.loop(c) as lc:
+        fn.store(t, float_literal(-np.inf, dtype), fn.gep(t, best, lc.i))
+        fn.store("i64", "0", fn.gep("i64", where, lc.i))
+
+    def tap(i, j, xpos):
+        k = fn.add(fn.mul(i, g.kw), j)
+        with fn.loop(c) as lc:
+            v = fn.load(t, fn.gep(t, "%p1", fn.add(fn.mul(xpos, c), lc.i)))
+            pb, pw = fn.gep(t, best, lc.i), fn.gep("i64", where, lc.i)
+            b = fn.load(t, pb)
+            take = _better(fn, dtype, "gt", v, b)
+            fn.store(t, fn(f"select i1 {take}, {t} {v}, {t} {b}"), pb)
+            fn.store("i64", fn(f"select i1 {take}, i64 {k}, i64 {fn.load('i64', pw)}"), pw)
+    _over_taps(fn, g, n, p, q, tap)
+
+
+def route_scalar(fn, kind, dtype, g, window, lane, k):
+    """Channel ``lane`` of window (n, p, q) at output position ``pos`` has its maximum at tap
+    ``k`` (i64): "grad": %p0 (x-shaped) += %p2 (pooled) there; "gradgrad": %p0 (pooled) =
+    %p2 (x-shaped) read there, 0 when the tap lies in the padding."""
+    n, p, q, pos = window
+    t, mt = val_type(dtype), mem_type(dtype)
+    h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), fn(f'udiv i64 {k}, {g.kw}'))}, {g.top}")
+    w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), fn(f'urem i64 {k}, {g.kw}'))}, {g.left}")
+    inside = fn(f"and i1 {fn(f'icmp ult i64 {h}, {g.h}')}, {fn(f'icmp ult i64 {w}, {g.w}')}")
+    xi = fn.add(fn.mul(fn.add(fn.mul(fn.add(fn.mul(n, g.h), h), g.w), w), g.c), lane)
+    oi = fn.add(fn.mul(pos, g.c), lane)
+    if kind == "grad":
+        with fn.if_then(inside):
+            dst = fn.gep(t, "%p0", xi)
+            d = fn.load(t, fn.gep(t, "%p2", oi))
+            fn.store(mt, fn(f"fadd {t} {fn.load(t, dst)}, {d}"), dst)
+    else:
+        fn.store(mt, float_literal(0.0, dtype), fn.gep(t, "%p0", oi))
+        with fn.if_then(inside):
+            fn.store(mt, fn.load(t, fn.gep(t, "%p2", xi)), fn.gep(t, "%p0", oi))
 
 
 def _tiled(g):
@@ -201,10 +222,65 @@ def argmax_pool_vector(kind, dtype, g, noalias, positive_only=False):
     ``positive_only``: route a window's gradient only when its maximum is > 0 (the ReLU mask
     of a pooled ReLU, folded in: see ``relu_mask_fold``)."""
     fn = Function("kernel", params(3, noalias))
+
+    def window(n, p, q, pos):
+        maximum, where = scan_vector(fn, dtype, g, (n, p, q), "i64")
+        positive = None
+        if positive_only:
+            positive = fn(f"fcmp ogt <{g.c} x {val_type(dtype)}> {maximum}, zeroinitializer")
+        route_vector(fn, kind, dtype, g, (n, p, q, pos), (where, "i64"), positive)
+    _over_windows(fn, g, window)
+    fn.ret()
+    return fn
+
+
+def route_vector(fn, kind, dtype, g, window, where, positive=None):
+    """A window's channels as one vector, given ``where`` = (the tap of each channel's first
+    maximum, a vector of that integer type): "grad": %p0 (x-shaped) += %p2 (pooled dy) at
+    it, per tap with a vector select (stored, not added, when windows tile x); "gradgrad":
+    %p0 (pooled) = %p2 (x-shaped) read at it, 0 when it lies in the padding. ``positive``
+    (lanes, or None): only those lanes route a gradient (a folded ReLU mask)."""
+    n, p, q, pos = window
     s, c = val_type(dtype), g.c
-    vt, it, mt = f"<{c} x {s}>", f"<{c} x i64>", f"<{c} x i1>"
+    (where, index), vt, mt = where, f"<{c} x {s}>", f"<{c} x i1>"
+    it, obase, tiled = f"<{c} x {index}>", fn.mul(pos, c), _tiled(g)
+
+    def hit_at(k):
+        if index != "i64":
+            k = fn(f"trunc i64 {k} to {index}")
+        return fn(f"icmp eq {it} {where}, {_splat(fn, it, index, k, c)}")
+    if kind == "grad":
+        dy = fn.load(vt, fn.gep(s, "%p2", obase))
+
+        def write(k, inside, xoff, values):
+            hit = hit_at(k)
+            if positive is not None:
+                hit = fn(f"and {mt} {hit}, {positive}")
+            val = fn(f"select {mt} {hit}, {vt} {dy}, {vt} zeroinitializer")
+            dst = fn.gep(s, "%p0", xoff)
+            with fn.if_then(inside):
+                if not tiled:
+                    val = fn(f"fadd {vt} {fn.load(vt, dst)}, {val}")
+                fn.store(vt, val, dst)
+            return []
+        _vector_taps(fn, g, n, p, q, [], write)
+        return
+
+    def gather(k, inside, xoff, values):
+        hit = fn(f"and {mt} {hit_at(k)}, {_splat(fn, mt, 'i1', inside, c)}")
+        gx = fn.load(vt, fn.gep(s, "%p2", xoff))
+        return [fn(f"select {mt} {hit}, {vt} {gx}, {vt} {values[0]}")]
+    (acc,) = _vector_taps(fn, g, n, p, q, [(vt, "zeroinitializer")], gather)
+    fn.store(vt, acc, fn.gep(s, "%p0", obase))
+
+
+def scan_vector(fn, dtype, g, window, index):
+    """A window's channels as one vector: (its maximum, the tap of its first maximum as a
+    vector of ``index`` integers), carried in registers over the taps of x (%p1). A NaN wins
+    and the first NaN stays; taps in the padding read a clamped address and count as -inf."""
+    s, c = val_type(dtype), g.c
+    vt, kt, mt = f"<{c} x {s}>", f"<{c} x {index}>", f"<{c} x i1>"
     ninf = f"splat ({s} {float_literal(-np.inf, dtype)})"
-    tiled = _tiled(g)
 
     def scan(k, inside, xoff, values):
         best, where = values
@@ -213,43 +289,11 @@ def argmax_pool_vector(kind, dtype, g, noalias, positive_only=False):
         nan = fn(f"and {mt} {fn(f'fcmp uno {vt} {v}, {v}')}, "
                  f"{fn(f'fcmp ord {vt} {best}, {best}')}")
         take = fn(f"or {mt} {fn(f'fcmp ogt {vt} {v}, {best}')}, {nan}")
+        if index != "i64":
+            k = fn(f"trunc i64 {k} to {index}")
         return [fn(f"select {mt} {take}, {vt} {v}, {vt} {best}"),
-                fn(f"select {mt} {take}, {it} {_splat(fn, it, 'i64', k, c)}, {it} {where}")]
-
-    def window(n, p, q, pos):
-        obase = fn.mul(pos, c)
-        maximum, where = _vector_taps(fn, g, n, p, q, [(vt, ninf), (it, "zeroinitializer")],
-                                      scan)
-        if kind == "grad":
-            dy = fn.load(vt, fn.gep(s, "%p2", obase))
-            positive = None
-            if positive_only:
-                positive = fn(f"fcmp ogt {vt} {maximum}, zeroinitializer")
-
-            def write(k, inside, xoff, values):
-                hit = fn(f"icmp eq {it} {where}, {_splat(fn, it, 'i64', k, c)}")
-                if positive is not None:
-                    hit = fn(f"and {mt} {hit}, {positive}")
-                val = fn(f"select {mt} {hit}, {vt} {dy}, {vt} zeroinitializer")
-                dst = fn.gep(s, "%p0", xoff)
-                with fn.if_then(inside):
-                    if not tiled:
-                        val = fn(f"fadd {vt} {fn.load(vt, dst)}, {val}")
-                    fn.store(vt, val, dst)
-                return []
-            _vector_taps(fn, g, n, p, q, [], write)
-            return
-
-        def gather(k, inside, xoff, values):
-            hit = fn(f"icmp eq {it} {where}, {_splat(fn, it, 'i64', k, c)}")
-            hit = fn(f"and {mt} {hit}, {_splat(fn, mt, 'i1', inside, c)}")
-            gx = fn.load(vt, fn.gep(s, "%p2", xoff))
-            return [fn(f"select {mt} {hit}, {vt} {gx}, {vt} {values[0]}")]
-        (acc,) = _vector_taps(fn, g, n, p, q, [(vt, "zeroinitializer")], gather)
-        fn.store(vt, acc, fn.gep(s, "%p0", obase))
-    _over_windows(fn, g, window)
-    fn.ret()
-    return fn
+                fn(f"select {mt} {take}, {kt} {_splat(fn, kt, index, k, c)}, {kt} {where}")]
+    return _vector_taps(fn, g, *window, [(vt, ninf), (kt, "zeroinitializer")], scan)
 
 
 def pool_vector_function(kind, dtype, g, noalias):
@@ -286,8 +330,12 @@ def combine_vector(fn, kind, vt, a, b):
 @lowers("max_pool", "avg_pool")
 def lower_pool(L, n):
     x = n.inputs[0]
-    bufs = [L.out(n), L.buf(x)]
     g = _geometry(n, x)
+    if n.op_name == "max_pool":
+        from .llvm_pool_argmax import lower_saving_pool  # (it builds on this module)
+        if lower_saving_pool(L, n, g):
+            return
+    bufs = [L.out(n), L.buf(x)]
     build = pool_vector_function if g.c <= VECTOR_CHANNELS else pool_function
     L.call(build(n.op_name[:3], n.dtype, g, L.noalias(bufs)), bufs, n)
 
@@ -343,6 +391,13 @@ def lower_max_pool_grad(L, n):
         L.skip.add(masked)
     if kind == "grad" and not (vector and _tiled(g)):
         fill(L, out, n.shape, n.dtype, 0, n)
+    from .llvm_pool_argmax import route_saved, saved_argmax  # (it builds on this module)
+    saved = saved_argmax(L, n, g)
+    if saved is not None:  # the forward max_pool saved each window's argmax
+        uniq = [out, saved.buf, L.buf(other)]
+        fn = route_saved(kind, n.dtype, g, saved, L.noalias(uniq), masked is not None)
+        L.call(fn, uniq, n)
+        return
     uniq = [out, L.buf(x), L.buf(other)]
     if vector:
         fn = argmax_pool_vector(kind, n.dtype, g, L.noalias(uniq), masked is not None)

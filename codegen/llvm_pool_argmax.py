@@ -1,0 +1,158 @@
+"""Max pooling's argmax saved in the forward pass, for the backward kernels to read.
+
+When a step lowers ``max_pool(x)`` and later runs ``max_pool_grad(x, dy)`` or
+``max_pool_grad_grad(x, gx)`` on the SAME x node with the same window geometry, the forward
+kernel also writes, per window and channel, the tap of its first maximum (row-major in the
+window; a NaN wins, the first NaN stays; a tap in the padding only when every real element
+is -inf, as the reference has it) into a private buffer past the planned arena, which no
+other value shares, so it survives until the backward kernels. Those then route from the
+saved taps instead of scanning x again:
+
+- ``max_pool_grad``: dx (zeroed, unless windows tile x) += dy at each saved tap (+= because
+  windows overlap when the stride is smaller than the window);
+- ``max_pool_grad_grad``: gx read at each saved tap (0 when the tap lies in the padding).
+
+A code is one byte when the window has at most ``FLAG_U8`` taps, else an int32. Its top bit
+records whether the window's maximum is > 0: a pooled ReLU's gradient
+``where(x > 0, max_pool_grad(x, dy), 0)`` (``llvm_windows.relu_mask_fold``) needs the mask
+at the argmax, where x is the window's maximum, so the fold keeps working without reading x.
+
+Where no forward ``max_pool`` of that x precedes the backward op, the backward kernels
+recompute the argmax from x (``llvm_windows.argmax_pool_vector``).
+"""
+import os
+from dataclasses import dataclass
+
+from .llvm_ir import Function, val_type
+from .llvm_loops import params
+from .llvm_windows import (VECTOR_CHANNELS, _geometry, _over_windows, _splat, route_scalar,
+                           route_vector, scan_scalar, scan_scalar_buffers, scan_vector)
+
+# Save the argmax in the forward pass; GRAPHC_RECOMPUTE_ARGMAX=1 recomputes it in the backward
+# kernels instead (for measuring one against the other).
+SAVE = os.environ.get("GRAPHC_RECOMPUTE_ARGMAX") != "1"
+FLAG_U8 = 128  # taps a one-byte code can hold beside its "maximum > 0" bit
+READERS = ("max_pool_grad", "max_pool_grad_grad")
+
+
+@dataclass(frozen=True)
+class SavedArgmax:
+    """Where a forward max_pool left its codes: the private ``buf`` of ``index`` integers
+    (LLVM type "i8" or "i32"), ``flag`` = the bit set when the window's maximum is > 0 (as
+    a signed literal of that type), ``mask`` = the bits holding the tap."""
+    buf: object
+    index: str
+    flag: int
+    mask: int
+
+
+def _registry(L):
+    """{(x node, window geometry): SavedArgmax} of this lowering (``_stats`` counts it)."""
+    return vars(L).setdefault("saved_argmax", {})
+
+
+def _key(x, g):
+    return x, (g.kh, g.kw, g.sh, g.sw, g.top, g.left, g.oh, g.ow)
+
+
+def _read_later(L, n, g):
+    """Whether a backward pool op of n's input with n's window geometry runs after n."""
+    x, key = n.inputs[0], _key(n.inputs[0], g)
+    later = False
+    for m in L.p.nodes:  # the schedule
+        if m is n:
+            later = True
+        elif later and m.op_name in READERS and m.inputs[0] is x \
+                and _key(x, _geometry(m, x)) == key:
+            return True
+    return False
+
+
+def lower_saving_pool(L, n, g):
+    """Lower ``max_pool`` node ``n`` (geometry ``g``) saving its argmax when a later backward
+    pool op of the same x reads it; returns False (nothing emitted) when none does."""
+    x = n.inputs[0]
+    key = _key(x, g)
+    if not SAVE or key in _registry(L) or not _read_later(L, n, g):
+        return False
+    taps = g.kh * g.kw
+    index, bit, item = ("i8", 7, 1) if taps <= FLAG_U8 else ("i32", 30, 4)
+    flag = -(1 << bit) if index == "i8" else 1 << bit  # i8 literals are signed
+    saved = SavedArgmax(L.arena(g.n * g.oh * g.ow * g.c * item), index, flag, (1 << bit) - 1)
+    _registry(L)[key] = saved
+    bufs = [L.out(n), L.buf(x), saved.buf]
+    build = save_vector if g.c <= VECTOR_CHANNELS else save_scalar
+    L.call(build(n.dtype, g, index, flag, L.noalias(bufs)), bufs, n)
+    return True
+
+
+def saved_argmax(L, n, g):
+    """The SavedArgmax a backward pool op ``n`` (geometry ``g``) can read, or None."""
+    return _registry(L).get(_key(n.inputs[0], g))
+
+
+def save_vector(dtype, g, index, flag, noalias):
+    """%p0 (pooled) = each window's maximum over x (%p1), %p2 = the codes: a window's
+    channels as one vector carried in registers over the taps, stored once."""
+    fn = Function("kernel", params(3, noalias))
+    vt, kt = f"<{g.c} x {val_type(dtype)}>", f"<{g.c} x {index}>"
+
+    def window(n, p, q, pos):
+        maximum, where = scan_vector(fn, dtype, g, (n, p, q), index)
+        base = fn.mul(pos, g.c)
+        fn.store(vt, maximum, fn.gep(val_type(dtype), "%p0", base))
+        positive = fn(f"fcmp ogt {vt} {maximum}, zeroinitializer")
+        bit = _splat(fn, kt, index, flag, g.c)
+        bit = fn(f"select <{g.c} x i1> {positive}, {kt} {bit}, {kt} zeroinitializer")
+        code = fn(f"or {kt} {where}, {bit}")
+        fn.store(kt, code, fn.gep(index, "%p2", base))
+    _over_windows(fn, g, window)
+    fn.ret()
+    return fn
+
+
+def save_scalar(dtype, g, index, flag, noalias):
+    """``save_vector`` one channel at a time (windows of more than VECTOR_CHANNELS)."""
+    fn = Function("kernel", params(3, noalias))
+    t = val_type(dtype)
+    best, where = scan_scalar_buffers(fn, dtype, g.c)
+
+    def window(n, p, q, pos):
+        scan_scalar(fn, dtype, g, n, p, q, best, where)
+        with fn.loop(g.c) as lc:
+            i = fn.add(fn.mul(pos, g.c), lc.i)
+            m = fn.load(t, fn.gep(t, best, lc.i))
+            fn.store(t, m, fn.gep(t, "%p0", i))
+            k = fn(f"trunc i64 {fn.load('i64', fn.gep('i64', where, lc.i))} to {index}")
+            bit = fn(f"select i1 {fn(f'fcmp ogt {t} {m}, 0.0')}, {index} {flag}, {index} 0")
+            fn.store(index, fn(f"or {index} {k}, {bit}"), fn.gep(index, "%p2", i))
+    _over_windows(fn, g, window)
+    fn.ret()
+    return fn
+
+
+def route_saved(kind, dtype, g, saved, noalias, positive_only=False):
+    """"grad": %p0 (x-shaped; zeroed unless vector windows tile x) += %p2 (pooled dy) at the
+    taps coded in %p1; "gradgrad": %p0 (pooled) = %p2 (x-shaped) read there.
+    ``positive_only`` (vector only): route only windows whose maximum was > 0."""
+    fn = Function("kernel", params(3, noalias))
+    index, c, mask = saved.index, g.c, saved.mask
+
+    def vector(n, p, q, pos):
+        kt = f"<{c} x {index}>"
+        code = fn.load(kt, fn.gep(index, "%p1", fn.mul(pos, c)))
+        where = fn(f"and {kt} {code}, {_splat(fn, kt, index, mask, c)}")
+        positive = None
+        if positive_only:
+            flag = fn(f"and {kt} {code}, {_splat(fn, kt, index, saved.flag, c)}")
+            positive = fn(f"icmp ne {kt} {flag}, zeroinitializer")
+        route_vector(fn, kind, dtype, g, (n, p, q, pos), (where, index), positive)
+
+    def scalar(n, p, q, pos):
+        with fn.loop(c) as lc:
+            code = fn.load(index, fn.gep(index, "%p1", fn.add(fn.mul(pos, c), lc.i)))
+            k = fn(f"zext {index} {fn(f'and {index} {code}, {mask}')} to i64")
+            route_scalar(fn, kind, dtype, g, (n, p, q, pos), lc.i, k)
+    _over_windows(fn, g, vector if c <= VECTOR_CHANNELS else scalar)
+    fn.ret()
+    return fn
