@@ -11,6 +11,10 @@ Float32 ``a / (sqrt(b) + c)`` with a constant c > 0 (Adam's step) is rendered fr
 refined estimates instead of sqrt and fdiv (``llvm_math.MathLib.div_sqrt_add``): both
 share one slow divider unit, which bounded Adam's loop. ``GRAPHC_EXACT_DIVIDE=1`` opts out.
 
+Floor division and modulo (``floordiv``, ``mod``) give NumPy's results without libm: integer
+divisors 0 and -1 are guarded (no undefined ``sdiv``), float ones follow ``npy_divmod`` from
+an fmod built of an exact (Dekker) product.
+
 Example:
     >>> value = render_expr(fn, math, body, ["%v1", "%v2"])   # SSA name of the result
 """
@@ -125,8 +129,119 @@ def _cast(fn, value, src, dst):
     return fn(f"{'zext' if _unsigned(src) else 'sext'} {s} {value} to {d}")
 
 
+def _int_divmod(fn, e, a):
+    """``x // y`` or ``x % y`` on integers as NumPy gives them: rounded to -inf (the
+    remainder takes the divisor's sign), 0 for a zero divisor and ``MIN // -1 = MIN``
+    (wrapped), so the divide never meets LLVM's undefined cases (by 0, MIN / -1)."""
+    t, x, y, floor = val_type(e.dtype), a[0], a[1], e.op == "floordiv"
+    zero = fn(f"icmp eq {t} {y}, 0")
+    if _unsigned(e.dtype):
+        safe = fn(f"select i1 {zero}, {t} 1, {t} {y}")
+        out = fn(f"{'udiv' if floor else 'urem'} {t} {x}, {safe}")
+        return fn(f"select i1 {zero}, {t} 0, {t} {out}")
+    minus1 = fn(f"icmp eq {t} {y}, -1")
+    safe = fn(f"select i1 {fn(f'or i1 {zero}, {minus1}')}, {t} 1, {t} {y}")
+    r = fn(f"srem {t} {x}, {safe}")  # truncated; 0 when y is 0 or -1
+    differ = fn(f"icmp slt {t} {fn(f'xor {t} {r}, {y}')}, 0")
+    adjust = fn(f"and i1 {fn(f'icmp ne {t} {r}, 0')}, {differ}")
+    if not floor:
+        return fn(f"select i1 {adjust}, {t} {fn(f'add {t} {r}, {y}')}, {t} {r}")
+    q = fn(f"sub {t} {fn(f'sdiv {t} {x}, {safe}')}, {fn(f'zext i1 {adjust} to {t}')}")
+    q = fn(f"select i1 {minus1}, {t} {fn(f'sub {t} 0, {x}')}, {t} {q}")
+    return fn(f"select i1 {zero}, {t} 0, {t} {q}")
+
+
+def _two_product(fn, dtype, u, v):
+    """(p, err) with ``p + err == u * v`` exactly (Dekker's product with Veltkamp's split:
+    plain multiplies and adds, so no FMA unit and no libm call is needed)."""
+    t = val_type(dtype)
+    split = literal(2.0 ** (27 if dtype.itemsize == 8 else 12) + 1.0, dtype)
+
+    def halves(w):
+        c = fn(f"fmul {t} {split}, {w}")
+        hi = fn(f"fsub {t} {c}, {fn(f'fsub {t} {c}, {w}')}")
+        return hi, fn(f"fsub {t} {w}, {hi}")
+    (uh, ul), (vh, vl) = halves(u), halves(v)
+    p = fn(f"fmul {t} {u}, {v}")
+    err = fn(f"fsub {t} {fn(f'fmul {t} {uh}, {vh}')}, {p}")
+    err = fn(f"fadd {t} {err}, {fn(f'fmul {t} {uh}, {vl}')}")
+    err = fn(f"fadd {t} {err}, {fn(f'fmul {t} {ul}, {vh}')}")
+    return p, fn(f"fadd {t} {err}, {fn(f'fmul {t} {ul}, {vl}')}")
+
+
+def _sign_flipped(fn, dtype, m, ref):
+    """i1: ``m`` is nonzero (or NaN) and on the other side of 0 than ``ref``."""
+    t, zero = val_type(dtype), literal(0.0, dtype)
+    differ = fn(f"xor i1 {fn(f'fcmp olt {t} {m}, {zero}')}, {fn(f'fcmp olt {t} {ref}, {zero}')}")
+    return fn(f"and i1 {fn(f'fcmp une {t} {m}, {zero}')}, {differ}")
+
+
+def _fmod(fn, dtype, x, y):
+    """C's ``fmod(x, y)`` (sign of x, |result| < |y|) without libm, exact while
+    ``|x / y| < 2**mantissa``: ``x - trunc(x / y) y`` with the product split exactly, then
+    one step back inside (-|y|, |y|). Returns (fmod, rounded x / y, whether that quotient
+    is beyond the exact range: infinite, NaN or too large; the fmod is then meaningless).
+    Huge operands are scaled down by a power of two first, so the split cannot overflow."""
+    t, sfx, L = val_type(dtype), _sfx(dtype), lambda v: literal(v, dtype)
+    bits, split_bits, top = (53, 27, 1023) if dtype.itemsize == 8 else (24, 12, 127)
+    absf = lambda w: fn.call(t, f"llvm.fabs.{sfx}", [(t, w)])  # noqa: E731
+    huge = fn(f"fcmp ogt {t} {absf(y)}, {L(2.0 ** (top - split_bits - 2))}")
+    scale = fn(f"select i1 {huge}, {t} {L(2.0 ** -(split_bits + 2))}, {t} {L(1.0)}")
+    xs, ys = fn(f"fmul {t} {x}, {scale}"), fn(f"fmul {t} {y}, {scale}")
+    quot = fn(f"fdiv {t} {x}, {y}")
+    beyond = fn(f"fcmp uge {t} {absf(quot)}, {L(2.0 ** bits)}")
+    whole = fn.call(t, f"llvm.trunc.{sfx}", [(t, quot)])
+    whole = fn(f"select i1 {beyond}, {t} {L(0.0)}, {t} {whole}")
+    p, err = _two_product(fn, dtype, whole, ys)
+    m = fn(f"fsub {t} {fn(f'fsub {t} {xs}, {p}')}, {err}")
+    step = fn.call(t, f"llvm.copysign.{sfx}", [(t, ys), (t, xs)])  # |y| with x's sign
+    over = _sign_flipped(fn, dtype, m, step)
+    under = fn(f"fcmp oge {t} {absf(m)}, {absf(ys)}")
+    inside = fn(f"select i1 {under}, {t} {fn(f'fsub {t} {m}, {step}')}, {t} {m}")
+    m = fn(f"select i1 {over}, {t} {fn(f'fadd {t} {m}, {step}')}, {t} {inside}")
+    m = fn(f"fdiv {t} {m}, {scale}")  # a power of two: exact
+    y_inf = fn(f"fcmp oeq {t} {absf(y)}, {L(math.inf)}")
+    return fn(f"select i1 {y_inf}, {t} {x}, {t} {m}"), quot, beyond
+
+
+def _float_divmod(fn, e, a):
+    """``x // y`` or ``x % y`` on floats with NumPy's algorithm (``npy_divmod``): from the
+    exact fmod, the remainder moves to the divisor's sign and the quotient
+    ``(x - mod) / y`` is snapped to an integer; ``x // 0`` is ``x / 0``, ``x % 0`` NaN.
+    Beyond the exact range (|x / y| >= 2**24 in float32, 2**53 in float64) the quotient is
+    the rounded ``x / y`` and the remainder 0 with the divisor's sign."""
+    t, sfx, x, y, dt = val_type(e.dtype), _sfx(e.dtype), a[0], a[1], e.dtype
+    zero, one, nan = literal(0.0, dt), literal(1.0, dt), literal(math.nan, dt)
+    sign0 = lambda w: fn.call(t, f"llvm.copysign.{sfx}", [(t, zero), (t, w)])  # noqa: E731
+    mod, quot, beyond = _fmod(fn, dt, x, y)
+    x_finite = fn(f"fcmp olt {t} {fn.call(t, f'llvm.fabs.{sfx}', [(t, x)])}, "
+                  f"{literal(math.inf, dt)}")
+    y_zero = fn(f"fcmp oeq {t} {y}, {zero}")
+    nonzero = fn(f"fcmp une {t} {mod}, {zero}")
+    shift = _sign_flipped(fn, dt, mod, y)
+    if e.op == "mod":
+        moved = fn(f"select i1 {shift}, {t} {fn(f'fadd {t} {mod}, {y}')}, {t} {mod}")
+        out = fn(f"select i1 {nonzero}, {t} {moved}, {t} {sign0(y)}")
+        usable = fn(f"and i1 {x_finite}, {fn(f'fcmp ord {t} {y}, {y}')}")
+        far = fn(f"select i1 {usable}, {t} {sign0(y)}, {t} {nan}")
+        out = fn(f"select i1 {beyond}, {t} {far}, {t} {out}")
+        return fn(f"select i1 {y_zero}, {t} {nan}, {t} {out}")
+    div = fn(f"fdiv {t} {fn(f'fsub {t} {x}, {mod}')}, {y}")
+    div = fn(f"select i1 {shift}, {t} {fn(f'fsub {t} {div}, {one}')}, {t} {div}")
+    low = fn.call(t, f"llvm.floor.{sfx}", [(t, div)])
+    up = fn(f"fcmp ogt {t} {fn(f'fsub {t} {div}, {low}')}, {literal(0.5, dt)}")
+    snapped = fn(f"select i1 {up}, {t} {fn(f'fadd {t} {low}, {one}')}, {t} {low}")
+    out = fn(f"select i1 {fn(f'fcmp une {t} {div}, {zero}')}, {t} {snapped}, "
+             f"{t} {sign0(quot)}")
+    far = fn(f"select i1 {x_finite}, {t} {quot}, {t} {nan}")
+    out = fn(f"select i1 {beyond}, {t} {far}, {t} {out}")
+    return fn(f"select i1 {y_zero}, {t} {quot}, {t} {out}")
+
+
 def render_op(fn, math_lib, e, a):
     """One primitive ``e`` applied to rendered operands ``a``; returns the SSA value."""
+    if e.op in ("floordiv", "mod"):
+        return (_float_divmod if e.dtype.is_floating else _int_divmod)(fn, e, a)
     if e.op == "cast":
         return _cast(fn, a[0], e.args[0].dtype, e.dtype)
     if e.op == "where":

@@ -31,7 +31,8 @@ if _ir is not None:
                             variables_initializer)
     from .math_ops import *  # noqa: F401,F403
     from .math_ops import (abs, add, add_n, argmax, argmin, broadcast_to, cast,  # noqa: F401
-                           clip_by_value, concat, divide, equal, exp, expand_dims, fill, floor,
+                           clip_by_value, concat, div, divide, equal, exp, expand_dims, fill,
+                           floor, floordiv, floormod, mod, realdiv, truediv,
                            gather, greater, greater_equal, identity, less, less_equal, log,
                            log1p, logical_and, logical_not, logical_or, matmul, maximum,
                            minimum, multiply, negative, not_equal, one_hot, ones, ones_like,

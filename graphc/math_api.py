@@ -5,18 +5,19 @@ Only functions graphc has are listed; a missing one is an AttributeError, never 
 """
 from .array_ops import cumsum
 from .math_ops import (abs, add, add_n, argmax, argmin, divide, equal, exp, floor,  # noqa: A004
-                       greater, greater_equal, is_finite, less, less_equal, log, log1p,
-                       logical_and, logical_not, logical_or, maximum, minimum, multiply,
-                       negative, not_equal, pow, reciprocal, reduce_max, reduce_mean,
+                       floordiv, floormod, greater, greater_equal, is_finite, less, less_equal,
+                       log, log1p, logical_and, logical_not, logical_or, maximum, minimum, mod,
+                       multiply, negative, not_equal, pow, reciprocal, reduce_max, reduce_mean,
                        reduce_min, reduce_sum, rsqrt, sigmoid, sign, sqrt, square,
                        squared_difference, subtract, tanh, truediv)
 from .math_reductions import reduce_all, reduce_any, reduce_logsumexp, reduce_prod
 from .nn import in_top_k, l2_normalize, softplus
 
 __all__ = ["abs", "add", "add_n", "argmax", "argmin", "cumsum", "divide", "equal", "exp",
-           "floor", "greater", "greater_equal", "in_top_k", "is_finite", "l2_normalize",
-           "less", "less_equal", "log", "log1p", "logical_and", "logical_not", "logical_or",
-           "maximum", "minimum", "multiply", "negative", "not_equal", "pow", "reciprocal",
-           "reduce_all", "reduce_any", "reduce_logsumexp", "reduce_max", "reduce_mean",
-           "reduce_min", "reduce_prod", "reduce_sum", "rsqrt", "sigmoid", "sign", "softplus",
-           "sqrt", "square", "squared_difference", "subtract", "tanh", "truediv"]
+           "floor", "floordiv", "floormod", "greater", "greater_equal", "in_top_k",
+           "is_finite", "l2_normalize", "less", "less_equal", "log", "log1p", "logical_and",
+           "logical_not", "logical_or", "maximum", "minimum", "mod", "multiply", "negative",
+           "not_equal", "pow", "reciprocal", "reduce_all", "reduce_any", "reduce_logsumexp",
+           "reduce_max", "reduce_mean", "reduce_min", "reduce_prod", "reduce_sum", "rsqrt",
+           "sigmoid", "sign", "softplus", "sqrt", "square", "squared_difference", "subtract",
+           "tanh", "truediv"]

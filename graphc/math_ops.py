@@ -7,6 +7,7 @@ import numpy as np
 from .errors import GraphError, ShapeError
 from .ir import dtypes as D
 from .ir.ops import apply, const_node, convert
+from .ir.ops.operators import true_divide
 from .ir.ops.registry import default_array
 from .ir.graph import Node, get_default_graph
 from .ir.shapes import normalize_shape
@@ -28,10 +29,33 @@ def _bin(op):
     return f
 
 
-add, subtract, multiply, divide, maximum, minimum = (
-    _bin(o) for o in ("add", "subtract", "multiply", "divide", "maximum", "minimum"))
+add, subtract, multiply, maximum, minimum = (
+    _bin(o) for o in ("add", "subtract", "multiply", "maximum", "minimum"))
 pow = _bin("pow")  # noqa: A001  (TF1 name)
-truediv = realdiv = div = divide
+realdiv = _bin("divide")  # TF's RealDiv: floats only
+floordiv, floormod = _bin("floordiv"), _bin("floormod")
+mod = floormod
+
+
+def divide(x, y, name=None):
+    """``x / y`` (TF1's ``truediv``): integer operands are cast to float first, int8, int16
+    and uint8 to float32, int32 and int64 to float64.
+
+    Example:
+        >>> gc.divide(gc.constant([7, -7]), 2)   # [3.5, -3.5], float64
+    """
+    return true_divide(x, y, name=name)
+
+
+truediv = divide
+
+
+def div(x, y, name=None):
+    """TF1's ``div`` (Python 2 semantics): floor division for integers, ``/`` for floats."""
+    like = x if isinstance(x, Node) else y
+    if isinstance(like, Node) and not like.dtype.is_floating:
+        return floordiv(x, y, name=name)
+    return divide(x, y, name=name)
 negative, square, sqrt, exp, log, log1p, sign, tanh, sigmoid, floor = (
     _un(o) for o in ("negative", "square", "sqrt", "exp", "log", "log1p", "sign", "tanh",
                      "sigmoid", "floor"))

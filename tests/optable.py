@@ -161,6 +161,34 @@ row("leaky_relu", "leaky_relu", lambda x: gc.nn.leaky_relu(x, alpha=0.1),
     lambda x: np.where(x > 0, x, 0.1 * x), [A(3, 4, away=0.05)])
 row("floor", "floor", gc.floor, np.floor,
     [A(3, 4, gen=lambda r, s: r.integers(-3, 3, s) + r.uniform(0.2, 0.8, s))])
+
+
+def _off_multiples(r, s):
+    """Dividends k + u, u in [0.2, 0.8]: away from the jumps of // and % for the divisors
+    below (+-1 or +-2, jittered), so central differences see the smooth pieces."""
+    return r.integers(-4, 4, s) + r.uniform(0.2, 0.8, s)
+
+
+def _unit_divisors(r, s):
+    return r.choice([-2.0, -1.0, 1.0, 2.0], s) + r.uniform(-0.01, 0.01, s)
+
+
+for _op, _fn, _ref in [("floordiv", gc.floordiv, np.floor_divide),
+                       ("floormod", gc.floormod, np.remainder)]:
+    row(_op, _op, _fn, _ref, [A(3, 4, gen=_off_multiples), A(4, gen=_unit_divisors)])
+    # negative operands and zero divisors (NumPy: x // 0 = x % 0 = 0 for integers)
+    row(f"{_op}[int]", _op, _fn, _ref,
+        [A(3, 5, lo=-9, hi=9), A(5, value=[3, -3, 0, 1, -1])], dtypes=INTS)
+row("operators[// %, python scalars]", "floormod",
+    lambda x, y: (x // y) * 2.0 + x % y - 7.0 // y + 7.5 % y,
+    lambda x, y: (x // y) * 2.0 + x % y - 7.0 // y + 7.5 % y,
+    [A(3, 4, gen=_off_multiples), A(4, gen=_unit_divisors)], api="operators")
+row("operators[int // % with python ints]", "floordiv",
+    lambda x, y: x // y + x % y * 10 - 7 // y + 7 % y,
+    lambda x, y: x // y + x % y * 10 - 7 // y + 7 % y,
+    [A(3, 5, lo=-9, hi=9), A(5, value=[3, -3, 2, 1, -1])], dtypes=INTS, api="operators")
+row("divide[int -> float64]", "divide", lambda x, y: x / y, np.true_divide,
+    [A(3, 5, lo=-9, hi=9), A(5, value=[3, -3, 2, 1, -1])], dtypes=INTS, api="operators")
 row("negative[int]", "negative", gc.negative, np.negative, [A(5, lo=-4, hi=4)], dtypes=INTS)
 row("abs[int]", "abs", gc.abs, np.abs, [A(5, lo=-4, hi=4)], dtypes=INTS)
 row("relu[int]", "relu", gc.nn.relu, lambda x: np.maximum(x, 0), [A(5, lo=-4, hi=4)],

@@ -86,6 +86,19 @@ ABS = unary("abs", NUMERIC, lambda x: S.abs(x), lambda g, out, x: [g * F.sign(x)
 SIGN = unary("sign", NUMERIC, lambda x: S.sign(x), ZERO)
 FLOOR = unary("floor", FLOAT, lambda x: S.floor(x), ZERO)
 
+
+def _floormod_vjp(g, out, x, y):
+    """TF's rule for floats: d(x % y)/dx = 1, d(x % y)/dy = -(x // y) (the jumps at
+    multiples of y are ignored, as TF does)."""
+    return [g, -(g * F.floordiv(x, y))]
+
+
+# Floor division and modulo as NumPy (and TF's FloorDiv/FloorMod) define them: the quotient
+# rounds to -inf, the remainder takes the divisor's sign; integer x // 0 and x % 0 are 0.
+FLOORDIV = binary("floordiv", NUMERIC, lambda x, y: S.floordiv(x, y), ZERO, domain=(0.5, 2.0))
+FLOORMOD = binary("floormod", NUMERIC, lambda x, y: S.mod(x, y), _floormod_vjp,
+                  domain=(0.5, 2.0))
+
 # -- transcendental -------------------------------------------------------------------------
 SQRT = unary("sqrt", FLOAT, lambda x: S.sqrt(x),
              lambda g, out, x: [_zero_safe(g, g / (out * 2.0))], domain=(0.1, 2.0))

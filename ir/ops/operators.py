@@ -3,8 +3,28 @@
 ``==`` and ``!=`` keep Python identity semantics, as TF1 tensors do (nodes are dict keys);
 use ``gc.equal`` for the elementwise comparison.
 """
+from .. import dtypes as D
 from ..graph import Node
-from .registry import apply
+from .registry import apply, convert
+
+# TF1's truediv: integers are cast to a float wide enough for them before dividing
+_TRUEDIV_FLOAT = {"int8": D.float32, "int16": D.float32, "uint8": D.float32,
+                  "int32": D.float64, "int64": D.float64}
+
+
+def true_divide(x, y, name=None):
+    """``x / y`` as TF1 has it: floats divide as they are; integer operands of one dtype are
+    cast first, int8/int16/uint8 to float32 and int32/int64 to float64 (``7 / 2 = 3.5``).
+
+    Raises:
+        DTypeError: operands of different dtypes (TF never promotes), or bools.
+    """
+    like = x if isinstance(x, Node) else y if isinstance(y, Node) else None
+    x, y = convert(x, like), convert(y, like)
+    target = _TRUEDIV_FLOAT.get(x.dtype.name) if x.dtype == y.dtype else None
+    if target is not None:
+        x, y = (apply("cast", [v], {"dtype": target}) for v in (x, y))
+    return apply("divide", [x, y], name=name)
 
 
 def _binary(op, reflected=False):
@@ -57,7 +77,10 @@ OPERATORS = {
     "__add__": _binary("add"), "__radd__": _binary("add", True),
     "__sub__": _binary("subtract"), "__rsub__": _binary("subtract", True),
     "__mul__": _binary("multiply"), "__rmul__": _binary("multiply", True),
-    "__truediv__": _binary("divide"), "__rtruediv__": _binary("divide", True),
+    "__truediv__": lambda self, other: true_divide(self, other),
+    "__rtruediv__": lambda self, other: true_divide(other, self),
+    "__floordiv__": _binary("floordiv"), "__rfloordiv__": _binary("floordiv", True),
+    "__mod__": _binary("floormod"), "__rmod__": _binary("floormod", True),
     "__pow__": _binary("pow"), "__rpow__": _binary("pow", True),
     "__matmul__": _binary("matmul"), "__rmatmul__": _binary("matmul", True),
     "__lt__": _binary("less"), "__le__": _binary("less_equal"),
