@@ -67,3 +67,58 @@ if _ir is not None:
     from .framework import GraphKeys, add_to_collection, get_collection  # noqa: F401
     from .compile_api import CompiledStep, check_numerics, compile  # noqa: F401,A004
     newaxis = None
+
+
+# -- TF1 names graphc does not have (PEP 562): a clear AttributeError saying what to do ------
+_UNROLL = ("graphc steps are static graphs compiled whole: unroll the loop in Python (a for "
+           "loop that builds the ops); for recurrences gc.nn.static_rnn and gc.nn.dynamic_rnn "
+           "exist")
+_MISSING = {
+    "while_loop": _UNROLL, "map_fn": _UNROLL, "scan": _UNROLL, "foldl": _UNROLL,
+    "foldr": _UNROLL,
+    "TensorArray": "build a Python list of tensors and combine it with gc.stack or gc.concat",
+    "py_func": "graphc compiles the whole step, so it cannot call Python inside it: compute "
+               "the value with NumPy before Session.run and feed it",
+    "numpy_function": "graphc compiles the whole step, so it cannot call Python inside it: "
+                      "compute the value with NumPy before Session.run and feed it",
+    "summary": "graphc has no TensorBoard summaries: fetch the values with Session.run and "
+               "log them yourself (gc.diagnostics.gradient_norms gives gradient statistics)",
+    "keras": "graphc implements TF1's graph API, not Keras: use gc.layers (dense, conv2d, "
+             "dropout, batch_normalization...), gc.losses and the gc.train optimizers",
+    "contrib": "tf.contrib is not provided: gc.layers, gc.nn.rnn_cell, gc.losses and "
+               "gc.train cover its common parts",
+    "estimator": "write the training loop with gc.Session and a gc.train optimizer "
+                 "(minimize), feeding batches from gc.data.batches",
+    "saved_model": "save variables with gc.train.Saver, or a whole compiled step with "
+                   "gc.compile(...).save(path) (loads without the compiler: gc.load)",
+    "lite": "graphc has no TFLite converter: gc.compile(...).save(path) saves a compiled step",
+    "app": "use a plain main() and argparse", "flags": "use argparse",
+    "logging": "use Python's logging module", "gfile": "use Python's open() and os",
+    "Print": "fetch the tensor with Session.run to see it; gc.check_numerics stops at NaN/Inf",
+    "print": "fetch the tensor with Session.run to see it; gc.check_numerics stops at NaN/Inf",
+    "Assert": "graphc has no run-time assertions: check fetched values after Session.run, or "
+              "use gc.check_numerics for NaN/Inf",
+    "SparseTensor": "graphc has dense tensors only: gc.gather / gc.nn.embedding_lookup cover "
+                    "sparse lookups",
+    "sparse": "graphc has dense tensors only: gc.gather / gc.nn.embedding_lookup cover sparse "
+              "lookups",
+    "data.Dataset": "graphc has no input pipeline: feed NumPy batches through feed_dict, e.g. "
+                    "from gc.data.batches(x, y, batch_size, seed)",
+    "data.Iterator": "feed NumPy batches through feed_dict (gc.data.batches)",
+    "data.TFRecordDataset": "read the records with NumPy and feed batches through feed_dict",
+}
+
+
+def missing_attribute(qualname, module, name):
+    """The AttributeError for ``module.name``: with what to do instead when ``qualname`` is
+    a TF1 name graphc lacks (``_MISSING``), else Python's usual message."""
+    message = f"module {module!r} has no attribute {name!r}"
+    advice = _MISSING.get(qualname)
+    if advice is None:
+        return AttributeError(message)
+    return AttributeError(f"{message}: graphc does not have tf.{qualname}; {advice}")
+
+
+def __getattr__(name):
+    """``tf.while_loop``, ``tf.keras``, ... : say graphc lacks them, and what to use."""
+    raise missing_attribute(name, __name__, name)

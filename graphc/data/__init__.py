@@ -233,3 +233,9 @@ def _common_length(x, y):
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
     return len(x)
+
+
+def __getattr__(name):
+    """``tf.data.Dataset`` and friends: a clear error (the table is in graphc/__init__.py)."""
+    from .. import missing_attribute
+    raise missing_attribute(f"data.{name}", __name__, name)

@@ -1,0 +1,50 @@
+"""TF1 names graphc lacks raise an AttributeError that says so and what to do instead
+(graphc/__init__.py's module ``__getattr__``); any other missing name keeps Python's usual
+message, and ``hasattr`` stays False for both."""
+import pytest
+
+import graphc as tf
+
+
+@pytest.mark.parametrize("name,advice", [
+    ("while_loop", r"unroll the loop in Python(.|\n)*dynamic_rnn"),
+    ("map_fn", r"unroll"), ("scan", r"unroll"),
+    ("summary", r"no TensorBoard summaries"),
+    ("keras", r"not Keras: use gc.layers"),
+    ("contrib", r"gc.layers, gc.nn.rnn_cell"),
+    ("estimator", r"gc.Session and a gc.train optimizer"),
+    ("py_func", r"compute the value with NumPy before Session.run"),
+    ("TensorArray", r"gc.stack"),
+    ("saved_model", r"gc.train.Saver"),
+    ("Print", r"fetch the tensor"),
+])
+def test_curated_tf1_names_say_what_to_do(name, advice):
+    with pytest.raises(AttributeError, match=rf"^module 'graphc' has no attribute '{name}': "
+                       rf"graphc does not have tf\.{name}; ") as info:
+        getattr(tf, name)
+    assert info.match(advice)
+    assert not hasattr(tf, name)
+
+
+def test_tf_data_dataset_points_to_feed_dict_batches():
+    with pytest.raises(AttributeError, match=r"'graphc.data' has no attribute 'Dataset': "
+                       r"graphc does not have tf\.data\.Dataset; .*gc\.data\.batches"):
+        tf.data.Dataset.from_tensor_slices  # noqa: B018
+    assert tf.data.load_digits  # the real module still works
+
+
+def test_curated_names_are_really_missing():
+    """A name graphc gains must leave the table (its advice would never show)."""
+    from graphc import _MISSING
+    for qualname in _MISSING:
+        owner = tf.data if qualname.startswith("data.") else tf
+        assert qualname.split(".")[-1] not in vars(owner), qualname
+
+
+def test_other_missing_names_keep_pythons_message():
+    with pytest.raises(AttributeError, match=r"^module 'graphc' has no attribute 'no_such'$"):
+        tf.no_such  # noqa: B018
+    with pytest.raises(AttributeError, match=r"^module 'graphc.data' has no attribute 'zzz'$"):
+        tf.data.zzz  # noqa: B018
+    with pytest.raises(ImportError):
+        from graphc import no_such_name  # noqa: F401
