@@ -52,8 +52,9 @@ truediv = divide
 
 def div(x, y, name=None):
     """TF1's ``div`` (Python 2 semantics): floor division for integers, ``/`` for floats."""
-    like = x if isinstance(x, Node) else y
-    if isinstance(like, Node) and not like.dtype.is_floating:
+    like = x if isinstance(x, Node) else y if isinstance(y, Node) else None
+    x, y = convert(x, like), convert(y, like)
+    if not x.dtype.is_floating:
         return floordiv(x, y, name=name)
     return divide(x, y, name=name)
 negative, square, sqrt, exp, log, log1p, sign, tanh, sigmoid, floor = (

@@ -143,6 +143,7 @@ def test_tf1_names():
         div_int, div_float, realdiv = sess.run([gc.div(a, 2), gc.div(f, 2.0),
                                                 gc.realdiv(f, 2.0)])
     assert div_int.tolist() == [3, -4] and div_int.dtype == np.int32  # Python 2's //
+    assert gc.div(7, 2).op_name == "floordiv" and gc.div(7.0, 2.0).op_name == "divide"
     assert div_float.tolist() == [3.5, -3.5] and realdiv.tolist() == [3.5, -3.5]
     with pytest.raises(DTypeError, match="expected a floating tensor"):
         gc.realdiv(a, 2)  # TF's RealDiv stays float-only
