@@ -63,6 +63,8 @@ if _ir is not None:
     from . import diagnostics  # noqa: F401
     from . import layers  # noqa: F401
     from . import losses  # noqa: F401
+    from . import summary  # noqa: F401  (tf.summary: TensorBoard event files)
+    from .summary_proto import HistogramProto, Summary  # noqa: F401
     from . import distributed  # noqa: F401  (gc.distributed: data-parallel over MPI)
     from .framework import GraphKeys, add_to_collection, get_collection  # noqa: F401
     from .compile_api import CompiledStep, check_numerics, compile  # noqa: F401,A004
@@ -81,8 +83,6 @@ _MISSING = {
                "the value with NumPy before Session.run and feed it",
     "numpy_function": "graphc compiles the whole step, so it cannot call Python inside it: "
                       "compute the value with NumPy before Session.run and feed it",
-    "summary": "graphc has no TensorBoard summaries: fetch the values with Session.run and "
-               "log them yourself (gc.diagnostics.gradient_norms gives gradient statistics)",
     "keras": "graphc implements TF1's graph API, not Keras: use gc.layers (dense, conv2d, "
              "dropout, batch_normalization...), gc.losses and the gc.train optimizers",
     "contrib": "tf.contrib is not provided: gc.layers, gc.nn.rnn_cell, gc.losses and "

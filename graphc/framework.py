@@ -233,6 +233,7 @@ class GraphKeys:
     UPDATE_OPS = "update_ops"
     REGULARIZATION_LOSSES = "regularization_losses"
     GLOBAL_STEP = "global_step"
+    SUMMARIES = "summaries"
 
 
 def get_collection(key, scope=None):

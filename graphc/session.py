@@ -17,6 +17,14 @@ from .ir.shapes import format_shape
 
 
 # -- nests --------------------------------------------------------------------------------------
+class _Composite:
+    """A fetched object's place in a fetch skeleton: the nest of its tensors, and the function
+    that makes the object's value from theirs."""
+
+    def __init__(self, nest, finish):
+        self.nest, self.finish = nest, finish
+
+
 def flatten(structure, graph):
     """Fetch nest -> (flat list of nodes, rebuild function)."""
     flat = []
@@ -30,6 +38,9 @@ def flatten(structure, graph):
             return len(flat) - 1
         if isinstance(s, dict):
             return {k: walk(v) for k, v in s.items()}
+        if hasattr(s, "_fetch_nest"):  # an API object made of tensors (gc.summary ops)
+            nest, finish = s._fetch_nest()
+            return _Composite(walk(nest), finish)
         if isinstance(s, tuple) and hasattr(s, "_fields"):
             return type(s)(*[walk(v) for v in s])
         if isinstance(s, (list, tuple)):
@@ -44,6 +55,8 @@ def flatten(structure, graph):
             return values[s]
         if isinstance(s, dict):
             return {k: rebuild(values, v) for k, v in s.items()}
+        if isinstance(s, _Composite):
+            return s.finish(rebuild(values, s.nest))
         if isinstance(s, tuple) and hasattr(s, "_fields"):
             return type(s)(*[rebuild(values, v) for v in s])
         return type(s)(rebuild(values, v) for v in s)

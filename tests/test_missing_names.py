@@ -9,7 +9,6 @@ import graphc as tf
 @pytest.mark.parametrize("name,advice", [
     ("while_loop", r"unroll the loop in Python(.|\n)*dynamic_rnn"),
     ("map_fn", r"unroll"), ("scan", r"unroll"),
-    ("summary", r"no TensorBoard summaries"),
     ("keras", r"not Keras: use gc.layers"),
     ("contrib", r"gc.layers, gc.nn.rnn_cell"),
     ("estimator", r"gc.Session and a gc.train optimizer"),
