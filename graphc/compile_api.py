@@ -17,7 +17,7 @@ from .compiler import compile_program, default_backend
 from .errors import CompileError, FeedError, GraphError, GraphcError, NumericsError
 from .ir.graph import Node, get_default_graph
 from .ir.program import needed_nodes
-from .session import _as_result, convert_feed, flatten, step_failure
+from .session import _as_result, convert_feed, feed_target, flatten, leaf_feeds, step_failure
 
 
 def check_numerics(tensor, message, name=None):
@@ -38,7 +38,10 @@ def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # 
 
     Args:
         fetches: what each call returns (tensors, train ops, nests of lists/tuples/dicts).
-        feeds: the placeholders the step takes (default: every placeholder the fetches need).
+        feeds: the tensors the step takes (default: every placeholder the fetches need). Any
+            tensor may be listed, as TF1's feed_dict allows: an intermediate value (the fed
+            value replaces it; placeholders only it reads need not be fed) or a Variable
+            (its reads see the fed value; the stored value and its assigns are unchanged).
         backend: "numpy" or "llvm" (default: ``$GRAPHC_BACKEND``, else "numpy").
         optimize: run the pass pipeline; False gives the unoptimized reference.
         dump_dir: write IR dumps for every compiled signature there (also ``GRAPHC_DUMP``).
@@ -49,7 +52,8 @@ def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # 
     Returns:
         A ``CompiledStep``.
     Raises:
-        FeedError: a placeholder the fetches need is not among ``feeds``.
+        FeedError: a placeholder the fetches need (through no fed tensor) is not among
+            ``feeds``; a feed of another graph, without a value, or an assign.
         CompileError: an unknown backend or pass.
     Example:
         >>> step = gc.compile([loss, train_op], feeds=[x, y])
@@ -71,10 +75,11 @@ class CompiledStep:
         self.checks = tuple(c for c, on in (("numerics", check_numerics),
                                             ("writes", check_writes)) if on)
         self._flat, self._rebuild = flatten(fetches, graph)
-        needed = needed_nodes(self._flat)
-        self._feeds = _feed_list(feeds, needed, graph)
+        self._feeds = _feed_list(feeds, self._flat, graph)
+        needed = needed_nodes(self._flat, self._feeds)
         self._by_name = {p.name: p for p in self._feeds}
         self._var_nodes = [n for n in needed if n.op_name == "variable"]
+        self._fed_vars = [(i, p) for i, p in enumerate(self._feeds) if p.op_name == "variable"]
         self._values = _initial_values(self._var_nodes, graph)
         self._cache = {}
         self._fast = None  # (specs, compiled, variable arrays, update arrays)
@@ -143,6 +148,9 @@ class CompiledStep:
     def __call__(self, feed_dict=None, **named):
         """Run one step; returns the fetches' values in the fetches' structure."""
         args = self._arguments(feed_dict, named)
+        for i, v in self._fed_vars:  # the step may update the variable's array in place
+            if np.may_share_memory(args[i], self._values[v]):
+                args[i] = np.array(args[i])
         fast = self._fast
         if fast is None or not _matches(args, fast[0]):
             fast = self._slow_path(args)
@@ -170,12 +178,12 @@ class CompiledStep:
             node = key if isinstance(key, Node) else self._by_name.get(
                 key[:-2] if isinstance(key, str) and key.endswith(":0") else key)
             if node is None or not any(node is p for p in self._feeds):
-                raise FeedError(f"cannot feed {key!r}: not a placeholder of this step",
+                raise FeedError(f"cannot feed {key!r}: not a feed of this step",
                                 [f"feeds: {', '.join(p.name for p in self._feeds)}"])
             given[node] = value
         missing = [p for p in self._feeds if p not in given]
         if missing:
-            raise FeedError(f"{len(missing)} placeholder(s) must be fed: "
+            raise FeedError(f"{len(missing)} tensor(s) must be fed: "
                             + ", ".join(p.name for p in missing),
                             [f"'{p.name}': {p.type_str()}  created at {p.loc.short}"
                              for p in missing], hint="pass them by name: step(x=..., y=...)")
@@ -228,22 +236,21 @@ def _graph_of(fetches):
     return get_default_graph()
 
 
-def _feed_list(feeds, needed, graph):
-    """The step's placeholders in a stable order (creation order)."""
-    need = [n for n in needed if n.op_name == "placeholder"]
+def _feed_list(feeds, flat, graph):
+    """The tensors the step takes, in creation order: the fed tensors it needs and the
+    placeholders it needs through no fed tensor (all of them when ``feeds`` is None)."""
     if feeds is None:
-        return need
-    feeds = [graph.get_tensor_by_name(f) if isinstance(f, str) else f for f in feeds]
-    for f in feeds:
-        if not isinstance(f, Node) or f.op_name != "placeholder":
-            raise FeedError(f"feeds must be placeholders, found {f!r}")
-    missing = [p for p in need if not any(p is f for f in feeds)]
+        return leaf_feeds(flat, ())
+    feeds = [feed_target(graph, f) for f in feeds]
+    need = leaf_feeds(flat, feeds)
+    given = set(feeds)
+    missing = [p for p in need if p not in given]
     if missing:
         raise FeedError(f"the fetches need placeholder(s) not in feeds: "
                         + ", ".join(p.name for p in missing),
                         [f"'{p.name}': {p.type_str()}  created at {p.loc.short}"
                          for p in missing], hint="add them to feeds=[...]")
-    return sorted(need, key=lambda n: n.id)
+    return need
 
 
 def _initial_values(var_nodes, graph):

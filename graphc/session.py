@@ -1,8 +1,9 @@
 """Session: TF1's run loop over compiled steps, with the variables' values.
 
 ``run(fetches, feed_dict)`` validates the feeds before anything runs, compiles one step per
-(fetches, feed shapes and dtypes) signature (cached), runs it as one call and stores the
-assigned variables. Fetches may be any nest of lists, tuples and dicts; ops give None.
+(fetches, fed nodes, feed shapes and dtypes) signature (cached), runs it as one call and stores
+the assigned variables. Fetches may be any nest of lists, tuples and dicts; ops give None. Any
+tensor may be fed, as in TF1 (``ir.program.specialize`` makes a fed node a leaf of the step).
 """
 import re
 
@@ -66,34 +67,75 @@ def flatten(structure, graph):
 
 # -- feeds --------------------------------------------------------------------------------------
 def convert_feed(node, value):
-    """Convert a fed value as TF1 does; FeedError for what TF1 refuses."""
+    """Convert a value fed to ``node`` (a placeholder or any other tensor) as TF1 does.
+
+    Args:
+        node: the fed node; the value must fit its static shape (None dims take any size)
+            and convert to its dtype by the placeholder rules.
+        value: an array, number or nested list.
+    Returns:
+        A C-contiguous array of the node's dtype (0-d stays 0-d).
+    Raises:
+        FeedError: naming the node, expected and found dtype or shape, and the node's line.
+    Example:
+        >>> convert_feed(x, [[1, 2, 3]])      # x: f32[?,3] -> float32 array of shape (1, 3)
+    """
     arr = np.asarray(value)
     want = node.dtype
     if arr.dtype.kind == "f" and not want.is_floating:
-        raise FeedError(f"cannot feed a {arr.dtype.name} value to {want.name} placeholder "
-                        f"'{node.name}'", loc=node.loc,
+        raise FeedError(f"cannot feed a {arr.dtype.name} value to {want.name} "
+                        f"{node.describe()}", loc=node.loc,
                         hint=f"convert it yourself, e.g. np.asarray(value, np.{want.np.name})")
     if arr.dtype.kind not in "fiub":
-        raise FeedError(f"cannot feed a value of dtype {arr.dtype} to placeholder "
-                        f"'{node.name}'", loc=node.loc)
+        raise FeedError(f"cannot feed a value of dtype {arr.dtype} to {node.describe()}",
+                        loc=node.loc)
     if arr.dtype != want.np:
         arr = arr.astype(want.np)
     if arr.ndim != len(node.shape) or any(d is not None and d != a
                                           for d, a in zip(node.shape, arr.shape)):
-        raise FeedError(f"placeholder '{node.name}' expects {want.short}"
+        raise FeedError(f"{node.describe()} expects {want.short}"
                         f"{format_shape(node.shape)}, fed {format_shape(arr.shape)}",
                         loc=node.loc, hint="None dims accept any size; the others must match")
     return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)  # keeps 0-d as 0-d
 
 
-def _feed_target(graph, key):
-    if not isinstance(key, str):
-        return key
-    try:
-        return graph.get_tensor_by_name(key)
-    except KeyError:
-        raise FeedError(f"cannot feed {key!r}: no tensor of that name in the graph",
-                        hint="feed placeholders by tensor or by name ('x' or 'x:0')") from None
+# Feeding these would drop their effect from the step (the fed value replaces the node).
+UNFEEDABLE = ("assign", "group")
+
+
+def feed_target(graph, key):
+    """The node a feed key names (a tensor, or a name such as 'x' or 'x:0'), checked feedable.
+
+    Any tensor of ``graph`` may be fed, as in TF1: a placeholder, an intermediate value, a
+    Variable (its reads in the step see the fed value; its stored value is unchanged).
+
+    Raises:
+        FeedError: an unknown name, a node of another graph, a value-less op or an assign.
+    """
+    if isinstance(key, str):
+        try:
+            key = graph.get_tensor_by_name(key)
+        except KeyError:
+            raise FeedError(f"cannot feed {key!r}: no tensor of that name in the graph",
+                            hint="feed tensors by object or by name ('x' or 'x:0')") from None
+    if not isinstance(key, Node):
+        raise FeedError(f"cannot feed {key!r}: feed keys are tensors or tensor names")
+    if key.graph is not graph:
+        raise FeedError(f"cannot feed {key.describe()}: it belongs to another graph",
+                        loc=key.loc, hint="feed tensors of the graph the step runs")
+    if key.dtype is None or key.op_name in UNFEEDABLE:
+        why = "it has no value" if key.dtype is None else "feeding it would skip the update"
+        raise FeedError(f"cannot feed {key.describe()}: {why}", loc=key.loc,
+                        hint="feed the tensors it reads instead")
+    return key
+
+
+def leaf_feeds(flat, fed):
+    """What a step computing ``flat`` takes when ``fed`` nodes are given: the fed nodes it
+    needs and every placeholder it needs through no fed node, in creation order."""
+    cut = [n for n in fed if n.op_name != "placeholder"]
+    chosen = set(cut)
+    return [n for n in needed_nodes(flat, cut) if n.op_name == "placeholder" or n in chosen]
 
 
 def step_failure(compiled, exc):
@@ -201,15 +243,16 @@ class Session:
     def _feeds(self, flat, feed_dict):
         given = {}
         for key, value in feed_dict.items():
-            node = _feed_target(self.graph, key)
-            if not isinstance(node, Node) or node.op_name != "placeholder":
-                raise FeedError(f"can only feed placeholders, got "
-                                f"{node.describe() if isinstance(node, Node) else repr(key)}")
-            given[node] = convert_feed(node, value)
-        key = tuple(f.id for f in flat)
+            node = feed_target(self.graph, key)
+            arr = convert_feed(node, value)
+            if node.op_name == "variable" and np.may_share_memory(arr, self.values.get(node)):
+                arr = arr.copy()  # the step may update the stored array in place
+            given[node] = arr
+        key = (tuple(f.id for f in flat),
+               tuple(sorted(n.id for n in given if n.op_name != "placeholder")))
         need = self._needs.get(key)
         if need is None:
-            need = [n for n in needed_nodes(flat) if n.op_name == "placeholder"]
+            need = leaf_feeds(flat, given)
             self._needs[key] = need
         missing = [p for p in need if p not in given and "default" not in p.meta]
         if missing:

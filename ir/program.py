@@ -37,9 +37,10 @@ The new variable values are then simply the variables' buffers at the end of the
 """
 import networkx as nx
 
-from graphc.errors import CompileError, ShapeError
+from graphc.errors import CompileError, FeedError, ShapeError
 
 from .graph import Graph
+from .ops.state import PLACEHOLDER
 from .shapes import RuleError, format_shape
 
 
@@ -131,14 +132,25 @@ class MemoryPlan:
         return (kind.get(r.op_name), r)
 
 
-def needed_nodes(fetches):
-    """All ancestors of the fetches (fetches included), in creation order."""
+def needed_nodes(fetches, fed=()):
+    """All ancestors of the fetches (fetches included), in creation order.
+
+    Args:
+        fetches: user nodes (all of one graph).
+        fed: nodes whose value is given for the step (fed tensors): they are leaves, so what
+            only they need is not needed (a placeholder reached only through one need not be
+            fed).
+    Example:
+        >>> needed_nodes([loss], fed={h})     # h's upstream only if something else reads it
+    """
     graph = fetches[0].graph
+    fed = set(fed)
     dag = nx.DiGraph()
     for n in graph.nodes:
         dag.add_node(n)
-        for i in n.inputs:
-            dag.add_edge(i, n)
+        if n not in fed:
+            for i in n.inputs:
+                dag.add_edge(i, n)
     need = set(fetches)
     for f in fetches:
         need |= nx.ancestors(dag, f)
@@ -148,30 +160,69 @@ def needed_nodes(fetches):
 def specialize(fetches, feed_shapes):
     """Copy what ``fetches`` need into a new graph with concrete placeholder shapes.
 
+    A fed node that is not a placeholder (an intermediate tensor, a Variable) becomes a
+    placeholder of its dtype and fed shape, so every pass and backend sees an ordinary feed;
+    its upstream is copied only when something else needs it. A fed Variable that an
+    ``assign`` of the step targets also keeps a variable node, the assign's target: reads see
+    the fed value, the assign still writes the variable's stored value (TF1's semantics). An
+    assign whose value reads the fed variable is refused: TF1's ``assign_add`` and optimizer
+    updates start from the stored value, graphc's read the variable, which the feed replaces.
+
     Args:
         fetches: user nodes (all of one graph).
-        feed_shapes: {user placeholder node: concrete shape tuple}.
+        feed_shapes: {user node fed: concrete shape tuple}: every placeholder the fetches need
+            and any other fed node.
     Returns:
-        (new graph, {user node: private node}).
+        (new graph, {user node: private node}); a fed node maps to its placeholder.
     Raises:
         ShapeError: when the concrete shapes break an op's rule (naming the op and line).
+        FeedError: a fed Variable that an assign of the step updates from its own value.
     """
+    fed = {n for n in feed_shapes if n.op_name != "placeholder"}
     new = Graph()
-    mapping = {}
-    for n in needed_nodes(fetches):
+    mapping, targets = {}, {}
+    for n in needed_nodes(fetches, fed):
+        if n in fed:
+            leaf = {"shape": tuple(feed_shapes[n]), "dtype": n.dtype}
+            mapping[n] = _copy_node(new, n, [], leaf, PLACEHOLDER)
+            continue
         attrs = dict(n.attrs)
         inputs = [mapping[i] for i in n.inputs]
+        if n.op_name == "assign" and n.inputs[0] in fed:  # the target is not a read
+            var = n.inputs[0]
+            _check_fed_target(n, fed)
+            if var not in targets:
+                targets[var] = _copy_node(new, var, [], dict(var.attrs))
+            inputs[0] = targets[var]
         if n.op_name == "placeholder":
             attrs["shape"] = tuple(feed_shapes[n])
-        try:
-            dtype, shape = n.opdef.infer(inputs, **attrs)
-        except RuleError as e:
-            raise ShapeError(f"{n.describe()}: {e.message} (with the fed shapes)", e.details,
-                             n.loc, e.hint) from None
-        m = new.add_node(n.opdef, inputs, attrs, dtype, shape, loc=n.loc)
-        m.name, m.is_grad = n.name, n.is_grad
-        mapping[n] = m
+        mapping[n] = _copy_node(new, n, inputs, attrs)
     return new, mapping
+
+
+def _check_fed_target(assign, fed):
+    """Refuse an update of a fed Variable computed from the variable's (fed) value."""
+    var = assign.inputs[0]
+    if var in needed_nodes([assign.inputs[1]], fed):
+        raise FeedError(
+            f"cannot feed {var.describe()}: {assign.describe()} in the same step updates it "
+            "from its value", [f"the update is at {assign.loc.short}"], var.loc,
+            "run the update in a step that does not feed the variable (TF1 would start it "
+            "from the stored value, graphc from the fed one)")
+
+
+def _copy_node(new, n, inputs, attrs, opdef=None):
+    """A node of the private graph standing for user node ``n`` (same name and line), its
+    type re-inferred from ``inputs`` (or ``opdef``'s leaf attrs)."""
+    opdef = opdef or n.opdef
+    try:
+        dtype, shape = opdef.infer(inputs, **attrs)
+    except RuleError as e:
+        raise ShapeError(f"{n.describe()}: {e.message} (with the fed shapes)", e.details,
+                         n.loc, e.hint) from None
+    m = new.add_node(opdef, inputs, attrs, dtype, shape, loc=n.loc)
+    m.name, m.is_grad = n.name, n.is_grad
+    return m
 
 
 def schedule_nodes(nodes):
@@ -208,11 +259,16 @@ def build_program(fetches, feed_shapes):
 
     Args:
         fetches: list of user nodes.
-        feed_shapes: {user placeholder: shape} for every placeholder the fetches need.
+        feed_shapes: {user node: shape} for every placeholder the fetches need (through no
+            fed node) and every other fed node (see ``specialize``).
     """
     graph, mapping = specialize(fetches, feed_shapes)
     nodes = schedule_nodes(graph.nodes)
-    origin = {m: n for n, m in mapping.items() if n.op_name in ("placeholder", "variable")}
+    origin = {m: n for n, m in mapping.items() if n.op_name in ("placeholder", "variable")
+              or m.op_name == "placeholder"}
+    for n, m in mapping.items():  # a fed Variable that is assigned keeps its variable target
+        if n.op_name == "assign":
+            origin.setdefault(m.inputs[0], n.inputs[0])
     feeds = [mapping[n] for n in sorted(feed_shapes, key=lambda n: n.id) if n in mapping]
     variables = [m for m in nodes if m.op_name == "variable"]
     updates = [(n.inputs[0], n) for n in nodes if n.op_name == "assign"]

@@ -182,8 +182,11 @@ RUN_TIME = [
      lambda m: r"cannot feed a float64 value to int64 placeholder 'y'"),
     ("string fed", lambda m: m.sess.run(m.y, {m.y: ["a"]}), FeedError,
      lambda m: r"cannot feed a value of dtype <U1 to placeholder 'y'"),
-    ("feeding a variable", lambda m: m.sess.run(m.z, {m.x: X_OK, m.w: np.ones((3, 2))}),
-     FeedError, lambda m: r"can only feed placeholders, got variable 'W'"),
+    ("a variable fed a wrong shape", lambda m: m.sess.run(m.z, {m.x: X_OK, m.w: np.ones(3)}),
+     FeedError, lambda m: rf"variable 'W' expects f32\[3,2\], fed \[3\]\n  at "
+                          rf"test_bad_input\.py:{m.w_line}"),
+    ("feeding a value-less op", lambda m: m.sess.run(m.z, {m.x: X_OK, gc.no_op(): 1.0}),
+     FeedError, lambda m: r"cannot feed group 'NoOp': it has no value"),
     ("feeding an unknown name", lambda m: m.sess.run(m.z, {"nope:0": X_OK}), FeedError,
      lambda m: r"cannot feed 'nope:0': no tensor of that name"),
     ("uninitialized variable", lambda m: m.sess.run(m.z, {m.x: X_OK}), GraphError,

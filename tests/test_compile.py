@@ -69,7 +69,7 @@ def test_bad_feeds_are_clear_errors():
     step = gc.compile(x * 2.0 + z)
     with pytest.raises(FeedError, match="must be fed: z"):
         step(x=np.ones((1, 3), np.float32))
-    with pytest.raises(FeedError, match="not a placeholder of this step"):
+    with pytest.raises(FeedError, match="not a feed of this step"):
         step(x=np.ones((1, 3)), z=np.ones(3), w=1)
     with pytest.raises(FeedError, match=r"expects f32\[\?,3\], fed \[2,2\]"):
         step(x=np.ones((2, 2), np.float32), z=np.ones(3, np.float32))
