@@ -192,6 +192,8 @@ def test_fetched_in_nests_with_eval_and_global_step_arrays(tmp_path):
         with tf.summary.FileWriter(str(tmp_path)) as writer:
             writer.add_summary(sess.run(s), sess.run(step))
             writer.add_summary(bytes(sess.run(s)), global_step=np.int64(-3))
+    step_fn = tf.compile([s, a])  # gc.compile flattens fetches the same way
+    assert step_fn()[0]["a_1"] == 6.0
     events = read_events(str(tmp_path))
     assert [e["step"] for e in events[1:]] == [7, 2 ** 64 - 3]  # int64 -3 as a raw varint
     assert events[2]["values"] == {"a_1": 6.0}
