@@ -17,7 +17,8 @@ from .compiler import compile_program, default_backend
 from .errors import CompileError, FeedError, GraphError, GraphcError, NumericsError
 from .ir.graph import Node, get_default_graph
 from .ir.program import needed_nodes
-from .session import _as_result, convert_feed, feed_target, flatten, leaf_feeds, step_failure
+from .session import (_as_result, convert_feed, expand_feeds, feed_target, flatten, leaf_feeds,
+                      step_failure)
 
 
 def check_numerics(tensor, message, name=None):
@@ -174,7 +175,7 @@ class CompiledStep:
             except KeyError:
                 pass
         given = {}
-        for key, value in list((feed_dict or {}).items()) + list(named.items()):
+        for key, value in expand_feeds(list((feed_dict or {}).items()) + list(named.items())):
             node = key if isinstance(key, Node) else self._by_name.get(
                 key[:-2] if isinstance(key, str) and key.endswith(":0") else key)
             if node is None or not any(node is p for p in self._feeds):
@@ -241,7 +242,7 @@ def _feed_list(feeds, flat, graph):
     placeholders it needs through no fed tensor (all of them when ``feeds`` is None)."""
     if feeds is None:
         return leaf_feeds(flat, ())
-    feeds = [feed_target(graph, f) for f in feeds]
+    feeds = [feed_target(graph, f) for f in _flat_keys(feeds)]
     need = leaf_feeds(flat, feeds)
     given = set(feeds)
     missing = [p for p in need if p not in given]
@@ -251,6 +252,15 @@ def _feed_list(feeds, flat, graph):
                         [f"'{p.name}': {p.type_str()}  created at {p.loc.short}"
                          for p in missing], hint="add them to feeds=[...]")
     return need
+
+
+def _flat_keys(feeds):
+    """Feeds with nested tuples (an RNN's state structure) flattened, in order."""
+    for f in feeds:
+        if isinstance(f, tuple):
+            yield from _flat_keys(f)
+        else:
+            yield f
 
 
 def _initial_values(var_nodes, graph):

@@ -130,6 +130,27 @@ def feed_target(graph, key):
     return key
 
 
+def expand_feeds(items):
+    """(key, value) pairs with tuple keys zipped with their values, recursively: TF1 feeds an
+    RNN's nested state (``{cell.zero_state(...): last_state}``, LSTMStateTuple, MultiRNNCell
+    tuples) as one key.
+
+    Raises:
+        FeedError: a tuple key whose value is not a sequence of the same length.
+    """
+    for key, value in items:
+        if not isinstance(key, tuple):
+            yield key, value
+            continue
+        if not isinstance(value, (tuple, list, np.ndarray)) or len(value) != len(key):
+            found = f"{len(value)} values" if isinstance(value, (tuple, list, np.ndarray)) \
+                else type(value).__name__
+            raise FeedError(f"a feed key of {len(key)} tensors needs as many values, "
+                            f"found {found}", hint="feed the structure the tensors came in, "
+                            "e.g. the state a previous run returned")
+        yield from expand_feeds(zip(key, value))
+
+
 def leaf_feeds(flat, fed):
     """What a step computing ``flat`` takes when ``fed`` nodes are given: the fed nodes it
     needs and every placeholder it needs through no fed node, in creation order."""
@@ -242,7 +263,7 @@ class Session:
 
     def _feeds(self, flat, feed_dict):
         given = {}
-        for key, value in feed_dict.items():
+        for key, value in expand_feeds(feed_dict.items()):
             node = feed_target(self.graph, key)
             arr = convert_feed(node, value)
             if node.op_name == "variable" and np.may_share_memory(arr, self.values.get(node)):

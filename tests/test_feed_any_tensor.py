@@ -1,7 +1,8 @@
 """Feeding any tensor, as TF1's feed_dict allows: intermediate values (the fed value replaces
 the node for everything downstream, gradients included; its upstream is not needed), the
-char-RNN initial-state pattern, Variables (reads see the fed value, the stored value stays),
-the compile cache keyed by the fed set, ``gc.compile(feeds=[h])`` and clear errors."""
+char-RNN initial-state pattern (also a nested LSTM state fed as one key), Variables (reads
+see the fed value, the stored value stays), the compile cache keyed by the fed set,
+``gc.compile(feeds=[h])`` and clear errors."""
 import numpy as np
 import pytest
 
@@ -85,6 +86,35 @@ def test_rnn_initial_state_fed_with_the_last_final_state(backend, optimize):
             manual = np.tanh(np.concatenate([chunk[:, t], manual], 1) @ kernel + bias)
         np.testing.assert_allclose(state, manual, rtol=1e-5, atol=1e-6)
     assert np.abs(manual).max() > 0.1  # the state carried something
+
+
+def test_nested_lstm_state_fed_as_one_key_equals_one_long_sequence():
+    batch, steps, depth = 2, 3, 4
+    cell = gc.nn.rnn_cell.MultiRNNCell([gc.nn.rnn_cell.BasicLSTMCell(n) for n in (5, 3)])
+    chunk = gc.placeholder(gc.float32, [batch, steps, depth], name="chunk")
+    whole = gc.placeholder(gc.float32, [batch, 3 * steps, depth], name="whole")
+    initial_state = cell.zero_state(batch, gc.float32)
+    _, final_state = gc.nn.dynamic_rnn(cell, chunk, initial_state=initial_state)
+    _, final_whole = gc.nn.dynamic_rnn(cell, whole, initial_state=initial_state)  # same weights
+    xs = np.random.default_rng(3).standard_normal((batch, 3 * steps, depth)).astype(np.float32)
+    sess = _session("numpy", True)
+    step = gc.compile(final_state, feeds=[chunk, initial_state])
+    for name, value in step.variables.items():  # the step initialized its own copy
+        sess.load_variable(sess.graph.get_tensor_by_name(name), value)
+    state = sess.run(initial_state)
+    compiled_state = state
+    for k in range(3):
+        piece = xs[:, k * steps:(k + 1) * steps]
+        state = sess.run(final_state, {chunk: piece, initial_state: state})
+        compiled_state = step({chunk: piece, initial_state: compiled_state})
+    want = sess.run(final_whole, {whole: xs})
+    for got in (state, compiled_state):
+        for (c, h), (wc, wh) in zip(got, want):
+            np.testing.assert_allclose(c, wc, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(h, wh, rtol=1e-5, atol=1e-6)
+    with pytest.raises(FeedError, match=r"a feed key of 2 tensors needs as many values, found "
+                                        r"1 values"):
+        sess.run(final_state, {chunk: xs[:, :steps], initial_state: [state[0]]})
 
 
 @pytest.mark.parametrize("backend,optimize", BACKENDS)
