@@ -2,15 +2,16 @@
 
     step = gc.compile([loss, train_op], feeds=[x, y], backend="llvm")
     step(x=xb, y=yb)                      # train a little, or not at all
-    step.save("step.gcx")                 # code + manifest + IR + current variables
+    step.save("step.gcx")                 # code + IR of every signature, current variables
     ...                                   # later, anywhere with the same CPU, no compiler:
     step = gc.load("step.gcx")            # graphc.runtime.load
 
 This is the compiler's half of the artifact format described in ``graphc.runtime.artifact``:
-it gathers what the runtime needs from a ``CompiledStep`` (the latest compiled signature):
-the generated code (the NumPy module and its constants, or the object code, its LLVM IR and
-the pointer-table layout), the final IR, feed/fetch/variable descriptions, the memory plan,
-the variables' values and the random generators' state. The runtime half never imports this.
+it gathers what the runtime needs from a ``CompiledStep``, for every compiled signature (or
+only the latest): the generated code (the NumPy module and its constants, or the object code,
+its LLVM IR and the pointer-table layout), the final IR, feed/fetch descriptions and the
+memory plan; once for the step: the variables and their values, and the random generators'
+state. The runtime half never imports this.
 """
 import hashlib
 import platform
@@ -24,29 +25,35 @@ from .runtime.artifact import (CONSTS, FORMAT, FORMAT_VERSION, IR, LLVM_IR, OBJE
                                pack_arrays)
 
 
-def save(step, path):
-    """Write ``step`` (its latest compiled signature) to the artifact file ``path``.
+def save(step, path, signatures="all"):
+    """Write ``step`` (its compiled signatures and the variables' values) to ``path``.
 
     Args:
         step: a ``CompiledStep`` that has compiled a signature (concrete feed shapes, or
             called once).
         path: the file to write (``.gcx`` by convention); replaced atomically.
+        signatures: "all" (every signature compiled so far: the loaded step runs each feed
+            shape it was compiled for) or "latest" (only the one compiled last).
     Returns:
         The file's size in bytes.
     Raises:
         GraphError: the step has None dims and was never called.
+        CompileError: ``signatures`` is neither "all" nor "latest".
     Example:
-        >>> step = gc.compile([loss, train_op], feeds=[x, y])
-        >>> step.save("step.gcx")
+        >>> step = gc.compile([loss, train_op], feeds=[x, y])   # x: f32[None,64]
+        >>> step(x=x128, y=y128); step(x=x40, y=y40)
+        >>> step.save("step.gcx")                                # both shapes
     """
-    return artifact_of(step).write(path)
+    return artifact_of(step, signatures).write(path)
 
 
 def export_python(step, path):
     """Write a NumPy-backend ``step`` as one standalone module that imports only numpy.
 
     Importing the module and calling its ``step(x=..., y=...)`` trains exactly as ``step``
-    would from its current state (same code, constants, variables and random state).
+    would from its current state (same code, constants, variables and random state). The
+    module holds ONE signature: the latest compiled one (its feeds have that signature's
+    exact shapes); to export another, call the step with that shape first.
 
     Raises:
         CompileError: the step was compiled for the LLVM backend.
@@ -58,40 +65,85 @@ def export_python(step, path):
         raise CompileError(f"export_python needs a NumPy-backend step, this one is "
                            f"{step.backend!r}", hint="gc.compile(..., backend='numpy')")
     from .runtime.export import write_module
-    return write_module(artifact_of(step), path)
+    return write_module(artifact_of(step, "latest"), path)
 
 
-def artifact_of(step):
-    """The ``runtime.artifact.Artifact`` of a CompiledStep's latest signature, in memory."""
-    compiled = step.compiled
-    program = compiled.program
-    ir_text = step.ir("final") if program.stages else _plain_ir(program)
-    if compiled.backend == "numpy":
-        members, code, target = _numpy_code(step, compiled)
+def artifact_of(step, signatures="all"):
+    """The ``runtime.artifact.Artifact`` of a CompiledStep, in memory (see ``save``)."""
+    latest = step.compiled  # GraphError when nothing was compiled
+    if signatures == "latest":
+        chosen = [latest]
+    elif signatures == "all":
+        chosen = list(step._cache.values())
     else:
-        members, code, target = _llvm_code(compiled)
-    code_text = members[SOURCE if compiled.backend == "numpy" else LLVM_IR]
+        raise CompileError(f"save: signatures must be 'all' or 'latest', not {signatures!r}")
+    var_nodes = _saved_variables(step, chosen)
+    index = {v: k for k, v in enumerate(var_nodes)}
+    members, sigs, rngs = {}, [], []
+    for k, compiled in enumerate(chosen):
+        sig, sig_members, rng = _signature(step, compiled, index, f"sig{k}/")
+        sigs.append(sig)
+        members.update(sig_members)
+        rngs.append(rng)
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "graphc_version": graphc_version(),
         "written_by": _versions(),
-        "backend": compiled.backend, "optimized": bool(step.optimize),
-        "name": getattr(program, "name", "step"),
-        "target": target,
+        "backend": latest.backend, "optimized": bool(step.optimize),
+        "name": getattr(latest.program, "name", "step"),
+        "target": _target() if latest.backend == "llvm" else None,
+        "feeds": _merged(s["feeds"] for s in sigs),
+        "fetches": {"structure": _structure(step, latest),
+                    "flat": _merged(s["fetches"] for s in sigs)},
+        "variables": _variables(var_nodes, chosen),
+        "latest": next(k for k, c in enumerate(chosen) if c is latest),
+        "signatures": sigs,
+    }
+    values = step.variables
+    members[VARIABLES] = pack_arrays({f"v{k}": values[v.name] for k, v in enumerate(var_nodes)})
+    members[RNG] = _json({"signatures": rngs})
+    return Artifact(manifest, members)
+
+
+def _signature(step, compiled, index, prefix):
+    """(manifest entry, {member: bytes}, random state) of one compiled signature."""
+    program = compiled.program
+    ir_text = program.stages[-1][1] if program.stages else _plain_ir(program)
+    if compiled.backend == "numpy":
+        members, code, rng = _numpy_code(step, compiled, prefix)
+    else:
+        members, code, rng = _llvm_code(compiled, prefix)
+    code_text = members[prefix + (SOURCE if compiled.backend == "numpy" else LLVM_IR)]
+    members[prefix + IR] = ir_text.encode()
+    sig = {
+        "prefix": prefix,
         "feeds": [_tensor(p, n.shape) for p, n in zip(compiled.feed_nodes, program.feeds)],
         "fetches": _fetches(step, compiled),
-        "variables": _variables(compiled),
-        "updates": _updates(compiled),
+        "variables": [index[v] for v in compiled.var_nodes],
+        "updates": [index[v] for v in compiled.update_nodes],
         "buffers": _buffers(program),
         "program_sha256": hashlib.sha256(ir_text.encode() + b"\0" + code_text).hexdigest(),
         "code": code,
-        "stats": _stats(step),
+        "stats": _stats(compiled),
     }
-    values = step.variables
-    members[IR] = ir_text.encode()
-    members[VARIABLES] = pack_arrays({f"v{k}": values[v.name]
-                                      for k, v in enumerate(compiled.var_nodes)})
-    return Artifact(manifest, members)
+    return sig, members, rng
+
+
+def _merged(described):
+    """One description per feed (or fetch) over all signatures: a dim that differs between
+    them becomes None (``?`` in the type)."""
+    rows = None
+    for items in described:
+        rows = [dict(item) for item in items] if rows is None else [
+            _merge(row, item) for row, item in zip(rows, items)]
+    return rows
+
+
+def _merge(row, item):
+    if "shape" not in row or row["shape"] == item["shape"]:
+        return row
+    shape = [a if a == b else None for a, b in zip(row["shape"], item["shape"])]
+    return dict(row, shape=shape, type=row["type"].split("[")[0] + format_shape(shape))
 
 
 def _plain_ir(program):
@@ -119,30 +171,34 @@ def _tensor(node, shape=None, loc=True):
 
 
 def _fetches(step, compiled):
-    n = len(compiled.program.fetches)
     flat = []
     for user, f in zip(step._flat, compiled.program.fetches):
         if f is None or f.dtype is None:
             flat.append({"name": user.name, "op": user.op_name, "value": False})
         else:
             flat.append(dict(_tensor(f, loc=False), name=user.name, op=user.op_name))
-    return {"structure": encode_structure(step._rebuild(list(range(n)))), "flat": flat}
+    return flat
 
 
-def _variables(compiled):
-    names = [v.name for v in compiled.var_nodes]
+def _structure(step, compiled):
+    return encode_structure(step._rebuild(list(range(len(compiled.program.fetches)))))
+
+
+def _saved_variables(step, chosen):
+    """The variables any chosen signature reads, in the step's order: stored once, shared."""
+    used = {v for compiled in chosen for v in compiled.var_nodes}
+    var_nodes = [v for v in step._var_nodes if v in used]
+    names = [v.name for v in var_nodes]
     if len(set(names)) != len(names):
         raise GraphError("cannot save a step whose variables share a name",
                          [f"names: {', '.join(sorted(names))}"],
                          hint="give each variable its own name (name scopes)")
-    updated = set(compiled.update_nodes)
-    return [dict(_tensor(v), updated=v in updated) for v in compiled.var_nodes]
+    return var_nodes
 
 
-def _updates(compiled):
-    """Indices into the variables of the step's update results, in the order returned."""
-    index = {v: k for k, v in enumerate(compiled.var_nodes)}
-    return [index[v] for v in compiled.update_nodes]
+def _variables(var_nodes, chosen):
+    updated = {v for compiled in chosen for v in compiled.update_nodes}
+    return [dict(_tensor(v), updated=v in updated) for v in var_nodes]
 
 
 def _buffers(program):
@@ -157,8 +213,9 @@ def _buffers(program):
                         for n, off in plan.offsets.items()]}
 
 
-def _stats(step):
-    s = step.stats
+def _stats(compiled):
+    from .compile_api import step_stats
+    s = step_stats(compiled)
     keep = ("nodes_before", "nodes_after", "fused_groups", "inplace_ops", "peak_bytes",
             "naive_bytes", "scratch_bytes")
     out = {k: s.get(k) for k in keep}
@@ -169,7 +226,7 @@ def _stats(step):
 
 
 # -- code --------------------------------------------------------------------------------------
-def _numpy_code(step, compiled):
+def _numpy_code(step, compiled, prefix):
     """The NumPy module, its constants and its generators' state.
 
     The constants are not kept by the compiled step: the program is emitted again, which is
@@ -187,13 +244,12 @@ def _numpy_code(step, compiled):
     sites = [{"kind": kind, "node": node.describe(),
               "loc": node.loc.format() if node.loc is not None and node.loc.lineno else None}
              for kind, node, _ in info.get("sites", [])]
-    members = {SOURCE: source.encode(),
-               CONSTS: pack_arrays({f"c{k}": c for k, c in enumerate(consts)}),
-               RNG: _json({"kind": "numpy",
-                           "states": [g.bit_generator.state for g in generators]})}
-    code = {"module": SOURCE, "consts": len(consts), "sites": sites,
+    members = {prefix + SOURCE: source.encode(),
+               prefix + CONSTS: pack_arrays({f"c{k}": c for k, c in enumerate(consts)})}
+    code = {"module": prefix + SOURCE, "consts": len(consts), "sites": sites,
             "checks": list(step.checks)}
-    return members, code, None
+    rng = {"kind": "numpy", "states": [g.bit_generator.state for g in generators]}
+    return members, code, rng
 
 
 def _generators(fn):
@@ -204,21 +260,26 @@ def _generators(fn):
     return list(fn.__closure__[names.index("rngs")].cell_contents)
 
 
-def _llvm_code(compiled):
+def _llvm_code(compiled, prefix):
     from .codegen.llvm_backend import CODEGEN_LEVEL, OPT_LEVEL
     from .runtime import jit
     from .runtime.loaded_step import encode_layout
     native = compiled.fn
     layout, arrays = encode_layout(native.layout)
-    host = jit.host_target()
-    members = {OBJECT: bytes(native.loaded.object_code), LLVM_IR: str(compiled.source).encode(),
-               CONSTS: pack_arrays(arrays),
-               RNG: _json({"kind": "native", "state": [int(v) for v in native.rng_state]})}
-    code = {"object": OBJECT, "llvm_ir": LLVM_IR, "entry": native.layout.entry,
+    members = {prefix + OBJECT: bytes(native.loaded.object_code),
+               prefix + LLVM_IR: str(compiled.source).encode(),
+               prefix + CONSTS: pack_arrays(arrays)}
+    code = {"object": prefix + OBJECT, "llvm_ir": prefix + LLVM_IR, "entry": native.layout.entry,
             "layout": layout, "opt": OPT_LEVEL, "codegen_opt": CODEGEN_LEVEL,
             "llvm": jit.llvmlite_version()}
-    target = {"triple": host.triple, "cpu": host.cpu, "features": host.features}
-    return members, code, target
+    rng = {"kind": "native", "state": [int(v) for v in native.rng_state]}
+    return members, code, rng
+
+
+def _target():
+    from .runtime import jit
+    host = jit.host_target()
+    return {"triple": host.triple, "cpu": host.cpu, "features": host.features}
 
 
 def _json(value):

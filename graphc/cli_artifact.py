@@ -63,7 +63,9 @@ def run_run(args, out=None):
         times.append(time.perf_counter() - t0)
         out.write(f"step {k + 1}: " + "  ".join(f"{name}={format_value(v)}"
                                                 for name, v in flat_items(result)) + "\n")
-    out.write(f"ran {args.steps} step(s) of {args.artifact} ({step.backend}): median "
+    sig = step.last_signature  # picked by the feeds' shapes
+    which = f", signature [{sig.index}] {sig.describe()}" if len(step.signatures) > 1 else ""
+    out.write(f"ran {args.steps} step(s) of {args.artifact} ({step.backend}{which}): median "
               f"{statistics.median(times) * 1e3:.3f} ms per step\n")
     if args.save:
         size = step.save(args.save)
@@ -102,11 +104,14 @@ def configure_inspect(parser):
     parser.add_argument("artifact", metavar="STEP.gcx", help="a saved step")
     parser.add_argument("--no-ir", action="store_true", help="leave out the IR")
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON only")
+    parser.add_argument("--signature", type=int, metavar="K",
+                        help="the signature whose buffers, passes and IR are shown (default: "
+                             "the one compiled last)")
 
 
 def run_inspect(args, out=None):
     import json
-    from .runtime.artifact import VARIABLES, read
+    from .runtime.artifact import IR, VARIABLES, read
     out = out or sys.stdout
     art = read(args.artifact)
     m = art.manifest
@@ -114,22 +119,42 @@ def run_inspect(args, out=None):
         out.write(json.dumps(m, indent=1, sort_keys=True) + "\n")
         return 0
     values = art.arrays(VARIABLES)
-    sections = [_header(args.artifact, m), _members(m), _feeds(m), _fetches(m),
-                _variables(m, values), _buffers(m), _passes(m)]
+    sigs = art.signatures()
+    k = art.latest() if args.signature is None else args.signature
+    if not 0 <= k < len(sigs):
+        raise SystemExit(f"graphc inspect: --signature {k}: {args.artifact} has signatures "
+                         f"0..{len(sigs) - 1}")
+    sig = sigs[k]
+    sections = [_header(args.artifact, m, sig), _members(m), _feeds(m),
+                _signatures(sigs, art.latest(), k), _fetches(m), _variables(m, values),
+                _buffers(sig), _passes(sig)]
     out.write("\n".join(s for s in sections if s))
     if not args.no_ir:
-        out.write("\nIR (final, after the passes):\n" + art.text("ir.txt"))
+        out.write(f"\nIR of signature [{k}] (final, after the passes):\n"
+                  + art.text(sig["prefix"] + IR))
     return 0
 
 
-def _header(path, m):
+def _signatures(sigs, latest, shown):
+    """One line per saved signature: its feeds' shapes and program hash."""
+    rows = []
+    for k, s in enumerate(sigs):
+        feeds = ", ".join(f"{f['name']}: {f['type']}" for f in s["feeds"])
+        notes = [n for n, on in (("latest", k == latest), ("shown below", k == shown)) if on]
+        rows.append(f"  [{k}] {feeds:<40} sha256 {s.get('program_sha256', '?')[:16]}"
+                    + (f"  ({', '.join(notes)})" if notes else "") + "\n")
+    return (f"signatures ({len(sigs)}; a call runs the one whose feed shapes match, sharing "
+            f"the variables):\n" + "".join(rows))
+
+
+def _header(path, m, sig):
     who = m.get("written_by", {})
     lines = [f"{path}: graphc artifact, format {m['format_version']}, written by graphc "
              f"{m.get('graphc_version', '?')} (" + ", ".join(f"{k} {v}" for k, v in
                                                               sorted(who.items())) + ")",
              f"  backend   {m['backend']}{'' if m.get('optimized', True) else ' (unoptimized)'}"
              f", step '{m.get('name', 'step')}'",
-             f"  program   sha256 {m.get('program_sha256', '?')}"]
+             f"  program   sha256 {sig.get('program_sha256', '?')}"]
     t = m.get("target")
     if t:
         lines.append(f"  target    {t['triple']}, CPU '{t['cpu']}', "
@@ -159,7 +184,7 @@ def _members(m):
 
 
 def _feeds(m):
-    return "feeds:\n" + "".join(f"  {f['name']:<16} {f['type']:<16} {f.get('loc', '')}\n"
+    return "feeds (? marks a dim that differs between signatures):\n" + "".join(f"  {f['name']:<16} {f['type']:<16} {f.get('loc', '')}\n"
                                 for f in m["feeds"])
 
 
@@ -183,8 +208,8 @@ def _variables(m, values):
     return f"variables ({len(rows)}, {total} bytes):\n" + "".join(rows)
 
 
-def _buffers(m):
-    b = m["buffers"]
+def _buffers(sig):
+    b = sig["buffers"]
     if not b.get("planned"):
         return "buffer layout: none (unplanned: one array per value)\n"
     head = (f"buffer layout: arena {b['arena_bytes']} bytes (alignment {b['alignment']}), "
@@ -194,8 +219,8 @@ def _buffers(m):
                           f"{r['op']} '{r['node']}'\n" for r in b.get("offsets", []))
 
 
-def _passes(m):
-    s = m.get("stats") or {}
+def _passes(sig):
+    s = sig.get("stats") or {}
     if not s.get("passes"):
         return ""
     rows = "".join(f"  {p['name']:<10} {p['nodes_before']:>5} -> {p['nodes_after']:<5} "

@@ -134,11 +134,12 @@ class CompiledStep:
         """The feed signatures compiled so far."""
         return list(self._cache)
 
-    def save(self, path):
-        """Write the latest compiled signature, with the variables' current values, to the
-        artifact ``path`` (a ``.gcx`` zip; load it with ``gc.load``; see ``graphc.aot``)."""
+    def save(self, path, signatures="all"):
+        """Write every compiled signature ("all") or only the latest ("latest"), with the
+        variables' current values, to the artifact ``path`` (a ``.gcx`` zip; ``gc.load`` gives
+        a step that runs each saved feed shape; see ``graphc.aot.save``)."""
         from .aot import save
-        return save(self, path)
+        return save(self, path, signatures)
 
     def export_python(self, path):
         """Write a NumPy-backend step as one module importing only numpy (``graphc.aot``)."""

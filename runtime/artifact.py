@@ -1,24 +1,36 @@
 """The saved-step file (``.gcx``): one zip holding a manifest, the code, the IR and the state.
 
-Members of an artifact (format version 1)::
+A step compiled for several feed signatures (a None batch dim run at 128 and at 40, say) saves
+them all in one file: each signature has its own code, IR and buffer plan; the variables (the
+step owns them, every signature updates the same arrays) are stored once.
 
-    manifest.json        what the step is (see below); written last, read first
-    ir.txt               the final text IR of the optimized program (for people and tools)
-    code/step.py         NumPy backend: the generated module (``make_step(consts, arena, rngs)``)
-    code/step.o          LLVM backend: relocatable object code for the host it was built on
-    code/step.ll         LLVM backend: the LLVM IR the object code was compiled from
-    code/consts.npz      constant arrays the code takes at load time (``c0``, ``c1``, ...)
-    state/variables.npz  the variables' current values (``v0``, ``v1``, ... in call order)
-    state/rng.json       random ops' state: NumPy bit-generator states, or the native
-                         step's [call counter, key per random op]
+Members of an artifact (format version 2)::
+
+    manifest.json            what the step is (see below); written last, read first
+    sig<K>/ir.txt            signature K's final text IR (for people and tools)
+    sig<K>/code/step.py      NumPy backend: the generated module (``make_step(consts, arena,
+                             rngs)``)
+    sig<K>/code/step.o       LLVM backend: relocatable object code for the host it was built on
+    sig<K>/code/step.ll      LLVM backend: the LLVM IR the object code was compiled from
+    sig<K>/code/consts.npz   constant arrays the code takes at load time (``c0``, ``c1``, ...)
+    state/variables.npz      the variables' current values (``v0``, ``v1``, ..., shared)
+    state/rng.json           {"signatures": [random state of each signature]}: NumPy
+                             bit-generator states, or the native step's [call counter, key per
+                             random op] (each signature's code owns its generators)
 
 The manifest (JSON) records ``format`` ("graphc-step") and ``format_version``, the graphc,
 Python, NumPy and llvmlite versions that wrote it, the backend, the target (triple, CPU name,
-features) object code was built for, the feeds, fetches and variables with shapes and dtypes,
-the fetch structure, the buffer layout (arena size and every buffer's offset), a sha256 of the
-optimized program, compile statistics, and ``members``: the sha256 and size of every member.
-Reading verifies the format version and every checksum before anything runs, so a truncated
-or corrupted file or one from a newer graphc gives an ``ArtifactError``, never a crash.
+features) object code was built for, the variables, the fetch structure, the feeds and fetches
+with shapes and dtypes (a dim that differs between signatures is None there), ``latest`` (the
+signature compiled last) and ``signatures``: for each, its ``prefix`` (``sig<K>/``), concrete
+feeds and fetches, the indices of the variables its code takes and of those it updates, the
+buffer layout (arena size and every buffer's offset), a sha256 of its optimized program,
+its code description and compile statistics. ``members`` holds the sha256 and size of every
+member. Reading verifies the format version and every checksum before anything runs, so a
+truncated or corrupted file or one from a newer graphc gives an ``ArtifactError``, never a crash.
+
+Format version 1 (one signature, members without the ``sig<K>/`` prefix, the signature's
+fields at the top of the manifest) still loads: ``Artifact.signatures`` reads both.
 
 Loading runs code from the file (Python source or machine code): load only artifacts you
 trust, as with pickles.
@@ -37,11 +49,13 @@ import numpy as np
 from graphc.errors import ArtifactError
 
 FORMAT = "graphc-step"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 IR, SOURCE, OBJECT, LLVM_IR = "ir.txt", "code/step.py", "code/step.o", "code/step.ll"
 CONSTS, VARIABLES, RNG = "code/consts.npz", "state/variables.npz", "state/rng.json"
-_STORED = (OBJECT, CONSTS, VARIABLES)  # already dense: compressing costs load time for little
+_STORED = (".o", ".npz")  # already dense: compressing costs load time for little
+_SIGNATURE_FIELDS = ("feeds", "variables", "updates", "buffers", "program_sha256", "code",
+                     "stats")  # a version-1 manifest keeps them at its top
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same step saves to the same bytes
 
 
@@ -80,6 +94,46 @@ class Artifact:
         """A copy with the given members ({name: bytes}) replaced or added."""
         return Artifact(dict(self.manifest), {**self.members, **members}, self.path)
 
+    @property
+    def version(self):
+        return int(self.manifest.get("format_version", FORMAT_VERSION))
+
+    def signatures(self):
+        """Every saved signature as a dict of the same form, whatever the format version.
+
+        Returns:
+            [{"prefix", "feeds", "fetches" (flat, concrete), "variables" (indices of the
+            variables the code takes, in call order), "updates" (indices of the variables
+            its update results go to), "buffers", "program_sha256", "code", "stats"}], in
+            the order they were compiled.
+        Example:
+            >>> [s["feeds"][0]["type"] for s in read("step.gcx").signatures()]
+            ['f32[128,64]', 'f32[40,64]']
+        """
+        m = self.manifest
+        if self.version >= 2:
+            return m["signatures"]
+        one = {k: m.get(k) for k in _SIGNATURE_FIELDS}  # version 1: the top holds its fields
+        one.update(prefix="", fetches=m["fetches"]["flat"],
+                   variables=list(range(len(m["variables"]))))
+        return [one]
+
+    def latest(self):
+        """The index of the signature compiled last (the one a version-1 file holds)."""
+        return int(self.manifest.get("latest", 0))
+
+    def rng_states(self):
+        """[the random state of each signature] from ``state/rng.json``."""
+        state = self.json(RNG)
+        return state["signatures"] if self.version >= 2 else [state]
+
+    def state_members(self, variables, rng_states):
+        """{member: bytes} holding ``variables`` (arrays in manifest order) and the random
+        states of the signatures, in this artifact's own format version."""
+        rng = {"signatures": list(rng_states)} if self.version >= 2 else rng_states[0]
+        return {VARIABLES: pack_arrays({f"v{k}": a for k, a in enumerate(variables)}),
+                RNG: json.dumps(rng).encode()}
+
     def write(self, path):
         """Write the artifact to ``path`` atomically (a temporary file renamed over it).
 
@@ -106,7 +160,8 @@ class Artifact:
 
 def _add(z, name, data):
     info = zipfile.ZipInfo(name, _EPOCH)
-    info.compress_type = zipfile.ZIP_STORED if name in _STORED else zipfile.ZIP_DEFLATED
+    info.compress_type = zipfile.ZIP_STORED if name.endswith(_STORED) \
+        else zipfile.ZIP_DEFLATED
     info.external_attr = 0o644 << 16
     z.writestr(info, data, compresslevel=1)
 

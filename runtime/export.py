@@ -120,59 +120,82 @@ Fetches: {fetches}
 '''
 
 
-def write_module(artifact, path):
+def write_module(artifact, path, signature=None):
     """Write the standalone module of a NumPy-backend artifact to ``path``.
+
+    A module runs one feed signature (its feeds have that signature's exact shapes).
 
     Args:
         artifact: a ``runtime.artifact.Artifact`` (in memory or read from a file).
         path: the ``.py`` file to write.
+        signature: the index of the signature to export; may be left out when the artifact
+            has only one.
     Returns:
         The module's size in bytes.
     Raises:
-        ArtifactError: the artifact holds object code (LLVM backend), or its generated code
-            defines a name the wrapper needs.
+        ArtifactError: the artifact holds object code (LLVM backend), has several signatures
+            and ``signature`` is None or out of range, or its generated code defines a name
+            the wrapper needs.
     Example:
-        >>> write_module(read("step.gcx"), "mlp_step.py")
+        >>> write_module(read("step.gcx"), "mlp_step.py", signature=0)
     """
     m = artifact.manifest
     if m["backend"] != "numpy":
         raise ArtifactError(f"only NumPy-backend steps export as Python; this one is "
                             f"{m['backend']!r}", hint="compile with backend='numpy'")
-    source = artifact.text(SOURCE)
+    sig = _chosen(artifact, signature)
+    source = artifact.text(sig["prefix"] + SOURCE)
     _check_names(source)
     module = os.path.splitext(os.path.basename(path))[0]
-    text = _doc(m, module) + source.rstrip() + "\n" + _wrapper(artifact)
+    text = _doc(m, sig, module) + source.rstrip() + "\n" + _wrapper(artifact, sig, signature)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return len(text.encode())
 
 
-def _doc(m, module):
-    call = ", ".join(f"{f['name']}=..." for f in m["feeds"])
-    feeds = "\n".join(f"    {f['name']:<12} {f['type']}" for f in m["feeds"])
-    fetches = ", ".join(f"{f['name']} ({f.get('type', 'no value')})" for f in
-                        m["fetches"]["flat"])
+def _chosen(artifact, signature):
+    sigs = artifact.signatures()
+    if signature is None and len(sigs) == 1:
+        return sigs[0]
+    if signature is None or not 0 <= signature < len(sigs):
+        shapes = [f"[{k}] " + ", ".join(f"{f['name']}: {f['type']}" for f in s["feeds"])
+                  for k, s in enumerate(sigs)]
+        what = "has" if signature is None else f"has no signature {signature}; it has"
+        raise ArtifactError(f"{artifact.where()} {what} {len(sigs)} signatures and an exported "
+                            "module runs one", shapes,
+                            hint="choose one: export_python(path, signature=K)")
+    return sigs[signature]
+
+
+def _doc(m, sig, module):
+    call = ", ".join(f"{f['name']}=..." for f in sig["feeds"])
+    feeds = "\n".join(f"    {f['name']:<12} {f['type']}" for f in sig["feeds"])
+    fetches = ", ".join(f"{f['name']} ({f.get('type', 'no value')})" for f in sig["fetches"])
     return _DOC.format(name=m.get("name", "step"), version=graphc_version(), module=module,
                        call=call, feeds=feeds, fetches=fetches)
 
 
-def _wrapper(artifact):
+def _wrapper(artifact, sig, signature):
     m = artifact.manifest
-    consts = artifact.arrays(CONSTS)
+    consts = artifact.arrays(sig["prefix"] + CONSTS)
     values = artifact.arrays(VARIABLES)
-    blob = base64.b64encode(pack_arrays({**consts, **values})).decode()
+    taken = [int(k) for k in sig["variables"]]  # the module holds only the ones its code takes
+    position = {k: j for j, k in enumerate(taken)}
+    blob = base64.b64encode(pack_arrays(
+        {**consts, **{f"v{j}": values[f"v{k}"] for j, k in enumerate(taken)}})).decode()
     lines = "\n".join(f'    "{blob[i:i + 96]}"' for i in range(0, len(blob), 96)) or '    ""'
-    buffers = m["buffers"]
+    buffers = sig["buffers"]
     arena = (int(buffers["arena_bytes"]), int(buffers["alignment"])) \
         if buffers.get("planned") else None
     return _WRAPPER.format(
-        feeds=repr(tuple((f["name"], tuple(f["shape"]), f["dtype"]) for f in m["feeds"])),
-        variables=repr(tuple(v["name"] for v in m["variables"])),
-        updated=repr(tuple(m["updates"])),
+        feeds=repr(tuple((f["name"], tuple(f["shape"]), f["dtype"]) for f in sig["feeds"])),
+        variables=repr(tuple(m["variables"][k]["name"] for k in taken)),
+        updated=repr(tuple(position[int(k)] for k in sig["updates"])),
         structure=repr(m["fetches"]["structure"]),
-        has_value=repr(tuple(bool(f.get("value", True)) for f in m["fetches"]["flat"])),
-        arena=repr(arena), rng_states=repr(artifact.json(RNG)["states"]),
-        blob=lines, n_consts=int(m["code"]["consts"]))
+        has_value=repr(tuple(bool(f.get("value", True)) for f in sig["fetches"])),
+        arena=repr(arena),
+        rng_states=repr(artifact.rng_states()[signature or 0]["states"]),
+        blob=lines, n_consts=int(sig["code"]["consts"]))
 
 
 _WRAPPER_NAMES = {"FEEDS", "VARIABLE_NAMES", "variables", "step", "_base64", "_io", "_UPDATED",

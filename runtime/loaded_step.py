@@ -15,11 +15,13 @@ with this machine (same triple, and every CPU feature the code was compiled with
 the CPU's name alone may differ) and raises ``ArtifactError`` saying which, unless
 ``recompile=True``, which compiles the stored LLVM IR for this CPU with a warning.
 
+A step saved with several feed signatures loads each one's code; a call runs the signature
+whose feed shapes match the values fed, and all of them share the step's variables.
+
 This module imports only numpy, the runtime's own modules and ``graphc.errors``; llvmlite is
 imported only for LLVM artifacts.
 """
 import dataclasses
-import json
 import re
 import warnings
 
@@ -28,9 +30,10 @@ import numpy as np
 from graphc.errors import ArtifactError, FeedError, GraphcError, NumericsError
 
 from .artifact import (CONSTS, IR, LLVM_IR, OBJECT, RNG, SOURCE, VARIABLES, decode_structure,
-                       pack_arrays, read)
+                       read)
 
-__all__ = ["load", "LoadedStep", "check_target", "encode_layout", "decode_layout"]
+__all__ = ["load", "LoadedStep", "Signature", "check_target", "encode_layout",
+           "decode_layout"]
 
 _SHORT = {"float32": "f32", "float64": "f64", "int8": "i8", "int16": "i16", "int32": "i32",
           "int64": "i64", "uint8": "u8", "bool": "bool"}
@@ -82,10 +85,18 @@ def _type_str(dtype, shape):
 class LoadedStep:
     """A saved training step; call it with feeds, read ``variables``, ``save`` it again.
 
+    A step saved with several signatures runs each of them: a call goes to the signature
+    whose feed shapes are those of the values fed (the one called last is tried first).
+    Every signature reads and updates the same variables.
+
     Attributes:
         manifest: the artifact's manifest (a dict).
         backend: "numpy" or "llvm".
-        feeds, fetches, variables_info: the manifest's descriptions.
+        feeds, fetches, variables_info: the manifest's descriptions (a feed dim that differs
+            between signatures is None).
+        signatures: the saved ``Signature``s, in the order they were compiled.
+        last_signature: the ``Signature`` the latest call ran (before any call: the one
+            compiled last before saving).
     """
 
     def __init__(self, artifact, recompile=False):
@@ -95,18 +106,19 @@ class LoadedStep:
         self.fetches = m["fetches"]
         self.variables_info = m["variables"]
         self._index = {f["name"]: k for k, f in enumerate(self.feeds)}
-        self._specs = [(tuple(f["shape"]), np.dtype(f["dtype"])) for f in self.feeds]
         values = artifact.arrays(VARIABLES)
         self._vars = [_variable(values, k, v, artifact) for k, v in enumerate(m["variables"])]
-        self._updated = [int(k) for k in m["updates"]]
         self._rebuild = decode_structure(m["fetches"]["structure"])
-        self._has_value = [bool(f.get("value", True)) for f in m["fetches"]["flat"]]
-        if self.backend == "numpy":
-            self._runner = PythonRunner(artifact)
-        elif self.backend == "llvm":
-            self._runner = NativeRunner(artifact, recompile)
-        else:
+        if self.backend not in ("numpy", "llvm"):
             raise ArtifactError(f"{artifact.where()}: unknown backend {self.backend!r}")
+        rngs = artifact.rng_states()
+        sigs = artifact.signatures()
+        if len(rngs) != len(sigs):
+            raise ArtifactError(f"{artifact.where(RNG)}: {len(rngs)} random states for "
+                                f"{len(sigs)} signatures")
+        self.signatures = [Signature(artifact, k, s, rngs[k], self._vars, recompile)
+                           for k, s in enumerate(sigs)]
+        self.last_signature = self.signatures[artifact.latest()]
 
     # -- views -------------------------------------------------------------------------------
     @property
@@ -116,32 +128,44 @@ class LoadedStep:
 
     @property
     def ir(self):
-        """The final text IR of the optimized program the code was generated from."""
-        return self.artifact.text(IR)
+        """The final text IR of the latest signature's optimized program (see ``signatures``
+        for the others)."""
+        return self.last_signature.ir
 
     @property
     def source(self):
-        """The generated code: the NumPy module, or the LLVM IR of the object code."""
-        return self.artifact.text(SOURCE if self.backend == "numpy" else LLVM_IR)
+        """The latest signature's generated code: the NumPy module, or its LLVM IR."""
+        return self.last_signature.source
 
     # -- calling -----------------------------------------------------------------------------
     def __call__(self, feed_dict=None, **named):
-        """Run one step; returns the fetches' values in the fetches' structure."""
-        args = self._arguments(feed_dict, named)
-        variables = self._vars
+        """Run one step; returns the fetches' values in the fetches' structure.
+
+        Raises:
+            FeedError: a feed missing or unknown, of a dtype that does not convert, or of
+                shapes no saved signature has (the message lists those it has).
+        """
+        given = self._given(feed_dict, named)
+        sig = self.last_signature
+        if not sig.takes(given):
+            sig = self._dispatch(given)
+            given = [sig.convert(k, value) for k, value in enumerate(given)]
+        variables = sig.var_arrays
         try:
-            fetched, updates = self._runner.fn(*args, *variables)
+            fetched, updates = sig.runner.fn(*given, *variables)
         except GraphcError:
             raise
         except Exception as exc:  # noqa: BLE001  (named after the node that failed)
-            raise self._runner.failure(exc) from None
-        for k, new in zip(self._updated, updates):
-            if new is not variables[k]:
-                np.copyto(variables[k], new)
-        return self._rebuild([_as_result(x, args + variables) if has else None
-                              for x, has in zip(fetched, self._has_value)])
+            raise sig.runner.failure(exc) from None
+        self.last_signature = sig
+        for live, new in zip(sig.update_arrays, updates):
+            if new is not live:
+                np.copyto(live, new)
+        return self._rebuild([_as_result(x, given + variables) if has else None
+                              for x, has in zip(fetched, sig.has_value)])
 
-    def _arguments(self, feed_dict, named):
+    def _given(self, feed_dict, named):
+        """The fed values in feed order; FeedError for unknown or missing feeds."""
         given = [None] * len(self.feeds)
         for key, value in list((feed_dict or {}).items()) + list(named.items()):
             name = key if isinstance(key, str) else getattr(key, "name", key)
@@ -157,14 +181,104 @@ class LoadedStep:
                             + ", ".join(f["name"] for f in missing),
                             [f"'{f['name']}': {f['type']}  created at {f.get('loc', '?')}"
                              for f in missing], hint="pass them by name: step(x=..., y=...)")
-        for k, (value, (shape, dtype)) in enumerate(zip(given, self._specs)):
-            if not (type(value) is np.ndarray and value.shape == shape and  # noqa: E721
-                    value.dtype == dtype and value.flags.c_contiguous):
-                given[k] = self._convert(k, value)
         return given
 
-    def _convert(self, k, value):
-        """A fed value as the step takes it; FeedError for what a Session refuses."""
+    def _dispatch(self, given):
+        """The signature whose feed shapes are those of ``given``."""
+        shapes = [tuple(np.shape(v)) for v in given]
+        for sig in self.signatures:
+            if sig.shapes == shapes:
+                return sig
+        if len(self.signatures) == 1:  # its conversion names the feed that does not fit
+            return self.signatures[0]
+        fed = ", ".join(f"{f['name']}: {_type_str(np.asarray(v).dtype, s)}"
+                        for f, v, s in zip(self.feeds, given, shapes))
+        raise FeedError(f"no saved signature of this step takes these feed shapes: {fed}",
+                        [f"saved with [{s.index}] {s.describe()}" for s in self.signatures],
+                        hint="feed one of these shapes, or compile the step for this one "
+                             "(call it once), then save it again: step.save(path) keeps "
+                             "every signature compiled")
+
+    # -- saving ------------------------------------------------------------------------------
+    def state_members(self):
+        """{member: bytes} of the current variables and random state."""
+        return self.artifact.state_members(self._vars, [s.runner.rng_state()
+                                                        for s in self.signatures])
+
+    def save(self, path):
+        """Write this step, with its current variables and random state, to ``path``.
+
+        Returns:
+            The file's size in bytes.
+        """
+        return self.artifact.replaced(self.state_members()).write(path)
+
+    def export_python(self, path, signature=None):
+        """Write a standalone module (imports only numpy) of a NumPy-backend step.
+
+        The module runs ONE signature: ``signature`` (an index into ``signatures``) must be
+        given when the step has several.
+        """
+        from .export import write_module
+        return write_module(self.artifact.replaced(self.state_members()), path, signature)
+
+    def __repr__(self):
+        feeds = ", ".join(f"{f['name']}: {f['type']}" for f in self.feeds)
+        many = f", {len(self.signatures)} signatures" if len(self.signatures) > 1 else ""
+        return f"<LoadedStep {self.backend} ({feeds}){many}, {len(self._vars)} variables>"
+
+
+class Signature:
+    """One saved signature of a ``LoadedStep``: its feeds' shapes and its loaded code.
+
+    Attributes:
+        index: its position in the artifact (``sig<index>/`` members).
+        feeds, fetches: the manifest's concrete descriptions.
+        shapes: [feed shape tuple] in feed order.
+        runner: a ``PythonRunner`` or ``NativeRunner``.
+    """
+
+    def __init__(self, artifact, index, info, rng_state, variables, recompile=False):
+        self.artifact, self.index, self.info = artifact, index, info
+        self.prefix = info["prefix"]
+        self.feeds, self.fetches = info["feeds"], info["fetches"]
+        self.shapes = [tuple(f["shape"]) for f in self.feeds]
+        self._specs = [(tuple(f["shape"]), np.dtype(f["dtype"])) for f in self.feeds]
+        self.var_arrays = [variables[int(k)] for k in info["variables"]]
+        self.update_arrays = [variables[int(k)] for k in info["updates"]]
+        self.has_value = [bool(f.get("value", True)) for f in self.fetches]
+        if artifact.manifest["backend"] == "numpy":
+            self.runner = PythonRunner(artifact, self, rng_state)
+        else:
+            self.runner = NativeRunner(artifact, self, rng_state, recompile)
+
+    def member(self, name):
+        """This signature's member ``name`` (``ir.txt``, ``code/step.py``, ...)."""
+        return self.prefix + name
+
+    @property
+    def ir(self):
+        return self.artifact.text(self.member(IR))
+
+    @property
+    def source(self):
+        backend = self.artifact.manifest["backend"]
+        return self.artifact.text(self.member(SOURCE if backend == "numpy" else LLVM_IR))
+
+    def describe(self):
+        """``x: f32[128,64], y: i64[128]``."""
+        return ", ".join(f"{f['name']}: {f['type']}" for f in self.feeds)
+
+    def takes(self, given):
+        """Whether ``given`` are arrays exactly as this signature's code takes them."""
+        for value, (shape, dtype) in zip(given, self._specs):
+            if not (type(value) is np.ndarray and value.shape == shape and  # noqa: E721
+                    value.dtype == dtype and value.flags.c_contiguous):
+                return False
+        return True
+
+    def convert(self, k, value):
+        """Feed ``k`` as the code takes it; FeedError for what a Session refuses."""
         feed, (shape, dtype) = self.feeds[k], self._specs[k]
         arr = np.asarray(value)
         where = _Where(feed["loc"]) if feed.get("loc") else None
@@ -179,28 +293,8 @@ class LoadedStep:
                             hint="feed arrays of that shape, or compile the step for others")
         return np.ascontiguousarray(arr, dtype=dtype)
 
-    # -- saving ------------------------------------------------------------------------------
-    def state_members(self):
-        """{member: bytes} of the current variables and random state."""
-        return {VARIABLES: pack_arrays({f"v{k}": a for k, a in enumerate(self._vars)}),
-                RNG: json.dumps(self._runner.rng_state()).encode()}
-
-    def save(self, path):
-        """Write this step, with its current variables and random state, to ``path``.
-
-        Returns:
-            The file's size in bytes.
-        """
-        return self.artifact.replaced(self.state_members()).write(path)
-
-    def export_python(self, path):
-        """Write a standalone module (imports only numpy) of a NumPy-backend step."""
-        from .export import write_module
-        return write_module(self.artifact.replaced(self.state_members()), path)
-
     def __repr__(self):
-        feeds = ", ".join(f"{f['name']}: {f['type']}" for f in self.feeds)
-        return f"<LoadedStep {self.backend} ({feeds}), {len(self._vars)} variables>"
+        return f"<Signature [{self.index}] {self.describe()}>"
 
 
 def _variable(values, k, info, artifact):
@@ -241,26 +335,27 @@ def generator(state):
 
 
 class PythonRunner:
-    """The generated NumPy module of an artifact, executed; ``fn(*feeds, *variables)``."""
+    """A signature's generated NumPy module, executed; ``fn(*feeds, *variables)``."""
 
     MODULE = "graphc_loaded_step"
 
-    def __init__(self, artifact):
+    def __init__(self, artifact, sig, rng_state):
         from .pystep import load_python_step
-        m = artifact.manifest
-        code = m["code"]
-        arrays = artifact.arrays(CONSTS)
+        code = sig.info["code"]
+        arrays = artifact.arrays(sig.member(CONSTS))
         consts = [arrays[f"c{i}"] for i in range(int(code["consts"]))]
-        self.generators = [generator(s) for s in artifact.json(RNG)["states"]]
-        buffers = m["buffers"]
+        self.generators = [generator(s) for s in rng_state["states"]]
+        buffers = sig.info["buffers"]
         arena = aligned_zeros(int(buffers["arena_bytes"]), int(buffers["alignment"])) \
             if buffers.get("planned") else None
-        self.source = artifact.text(SOURCE)
+        self.source = artifact.text(sig.member(SOURCE))
         self.sites = code.get("sites", [])
+        # one module name per signature: tracebacks name the module that failed
+        self.module_name = self.MODULE + (f"_{sig.index}" if sig.index else "")
         # make_step uses a Generator passed as its seed as is (np.random.default_rng does), so
         # the step draws from these very objects and their state can be saved again.
         self.fn, self.module = load_python_step(self.source, consts, self.generators, arena,
-                                                module_name=self.MODULE)
+                                                module_name=self.module_name)
 
     def rng_state(self):
         return {"kind": "numpy", "states": [g.bit_generator.state for g in self.generators]}
@@ -279,7 +374,7 @@ class PythonRunner:
                                  loc=_Where(site["loc"]) if site.get("loc") else None)
         lines, note, tb = self.source.splitlines(), None, exc.__traceback__
         while tb is not None:
-            if tb.tb_frame.f_code.co_filename == f"<{self.MODULE}>":
+            if tb.tb_frame.f_code.co_filename == f"<{self.module_name}>":
                 note = _note_above(lines, tb.tb_lineno) or note
             tb = tb.tb_next
         return GraphcError(f"{note or 'the saved step'}: failed at run time: "
@@ -300,19 +395,18 @@ def _note_above(lines, lineno):
 
 # -- LLVM backend ----------------------------------------------------------------------------------
 class NativeRunner:
-    """The object code of an artifact, loaded and bound; ``fn`` is a ``NativeStep``."""
+    """A signature's object code, loaded and bound; ``fn`` is a ``NativeStep``."""
 
-    def __init__(self, artifact, recompile=False):
+    def __init__(self, artifact, sig, rng_state, recompile=False):
         from . import jit
         from .llvm_step import NativeStep
-        m = artifact.manifest
-        problem = check_target(m.get("target") or {}, jit.host_target())
-        code = artifact.members[OBJECT]
+        problem = check_target(artifact.manifest.get("target") or {}, jit.host_target())
+        code = artifact.members[sig.member(OBJECT)]
         if problem is not None:
-            code = _rebuild_or_refuse(artifact, problem, recompile)
-        layout = decode_layout(m["code"]["layout"], artifact.arrays(CONSTS))
+            code = _rebuild_or_refuse(artifact, sig, problem, recompile)
+        layout = decode_layout(sig.info["code"]["layout"], artifact.arrays(sig.member(CONSTS)))
         self.fn = NativeStep(layout, jit.load_object(code))
-        state = np.array(artifact.json(RNG)["state"], np.uint64)
+        state = np.array(rng_state["state"], np.uint64)
         if state.shape != self.fn.rng_state.shape:
             raise ArtifactError(f"{artifact.where(RNG)}: {state.size} random state words, the "
                                 f"code has {self.fn.rng_state.size}")
@@ -356,7 +450,7 @@ def check_target(built, host):
     return None
 
 
-def _rebuild_or_refuse(artifact, problem, recompile):
+def _rebuild_or_refuse(artifact, sig, problem, recompile):
     headline, details = problem
     same_kind = headline.startswith("object code for another CPU")
     if not (recompile and same_kind):
@@ -365,10 +459,10 @@ def _rebuild_or_refuse(artifact, problem, recompile):
                    "LLVM IR stored in the artifact" if same_kind else ""))
         raise ArtifactError(f"{artifact.where()}: {headline}", details, hint=hint)
     from . import jit
-    code = artifact.manifest["code"]
-    warnings.warn(f"{artifact.where()}: {headline}; compiling its stored LLVM IR for this CPU",
-                  RuntimeWarning, stacklevel=4)
-    return jit.compile_ir(artifact.text(LLVM_IR), int(code.get("opt", 2)),
+    code = sig.info["code"]
+    warnings.warn(f"{artifact.where()}: {headline}; compiling its stored LLVM IR for this CPU "
+                  f"(signature [{sig.index}]: {sig.describe()})", RuntimeWarning, stacklevel=7)
+    return jit.compile_ir(artifact.text(sig.member(LLVM_IR)), int(code.get("opt", 2)),
                           int(code.get("codegen_opt", 2))).object_code
 
 

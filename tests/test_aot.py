@@ -253,15 +253,18 @@ def test_manifest_describes_the_step(trained):
         ("dense2/b", "f32[10]")]
     assert len(m["variables"]) == 4 + 2 + 8  # Adam: two powers, m and v per variable
     plan = trained.step.program.plan
-    assert m["buffers"]["arena_bytes"] == plan.arena_bytes and \
-        len(m["buffers"]["offsets"]) == len(plan.offsets)
+    (sig,) = m["signatures"]  # one feed shape compiled: one signature
+    assert m["latest"] == 0 and sig["prefix"] == "sig0/" and sig["feeds"] == m["feeds"]
+    assert sig["buffers"]["arena_bytes"] == plan.arena_bytes and \
+        len(sig["buffers"]["offsets"]) == len(plan.offsets)
+    assert sig["variables"] == list(range(14)) and len(sig["updates"]) == 14
     members = set(m["members"])
     code = {A.SOURCE} if trained.backend == "numpy" else {A.OBJECT, A.LLVM_IR}
-    assert members == {A.IR, A.CONSTS, A.VARIABLES, A.RNG} | code
+    assert members == {"sig0/" + c for c in {A.IR, A.CONSTS} | code} | {A.VARIABLES, A.RNG}
     if trained.backend == "llvm":
         from graphc.runtime import jit
         assert m["target"] == dict(jit.host_target()._asdict())
-    assert A.read(trained.path).text(A.IR) == trained.step.ir("final")
+    assert A.read(trained.path).text("sig0/" + A.IR) == trained.step.ir("final")
 
 
 def test_same_step_saves_to_the_same_bytes_and_program_hash(trained, tmp_path):
@@ -269,8 +272,8 @@ def test_same_step_saves_to_the_same_bytes_and_program_hash(trained, tmp_path):
     trained.step.save(str(a))
     trained.step.save(str(b))
     assert a.read_bytes() == b.read_bytes()
-    assert A.read(str(a)).manifest["program_sha256"] == \
-        A.read(trained.path).manifest["program_sha256"]
+    assert A.read(str(a)).manifest["signatures"][0]["program_sha256"] == \
+        A.read(trained.path).manifest["signatures"][0]["program_sha256"]
 
 
 def test_llvm_load_runs_no_llvm_optimizer(trained, monkeypatch):
@@ -310,7 +313,8 @@ def test_unoptimized_step_round_trips(tmp_path):
     path = str(tmp_path / "ref.gcx")
     step.save(path)
     loaded = gc.load(path)
-    assert loaded.manifest["buffers"]["planned"] is False and not loaded.manifest["optimized"]
+    assert loaded.manifest["signatures"][0]["buffers"]["planned"] is False and \
+        not loaded.manifest["optimized"]
     for feed in batches(2):
         assert_same(flat(loaded(**feed)), flat(step(**feed)))
 
@@ -379,7 +383,7 @@ def test_truncated_and_corrupted_files_are_refused(trained_numpy, tmp_path):
 
 
 def test_member_not_matching_its_checksum_is_refused(trained, tmp_path):
-    code = A.SOURCE if trained.backend == "numpy" else A.OBJECT
+    code = "sig0/" + (A.SOURCE if trained.backend == "numpy" else A.OBJECT)
     with zipfile.ZipFile(trained.path) as z:
         original = z.read(code)
     patched = original[:100] + bytes([original[100] ^ 1]) + original[101:]
@@ -409,14 +413,14 @@ def test_format_from_the_future_is_refused(trained_numpy, tmp_path):
     path = rewrite(trained_numpy.path, tmp_path / "future.gcx",
                    manifest=lambda m: m.update(format_version=A.FORMAT_VERSION + 1,
                                                graphc_version="9.0"))
-    with pytest.raises(ArtifactError, match=r"format version 2, newer than this graphc reads"
-                                            r"(.|\n)*written by graphc 9.0(.|\n)*up to 1"):
+    with pytest.raises(ArtifactError, match=r"format version 3, newer than this graphc reads"
+                                            r"(.|\n)*written by graphc 9.0(.|\n)*up to 2"):
         gc.load(path)
 
 
 def test_malformed_manifest_is_an_artifact_error(trained, tmp_path):
     path = rewrite(trained.path, tmp_path / "m.gcx",
-                   manifest=lambda m: m["feeds"][0].pop("dtype"))
+                   manifest=lambda m: m["signatures"][0]["feeds"][0].pop("dtype"))
     with pytest.raises(ArtifactError, match="malformed manifest or member: KeyError"):
         gc.load(path)
     path = rewrite(trained.path, tmp_path / "v.gcx",
@@ -460,7 +464,7 @@ def test_object_code_for_another_target_is_refused(trained_llvm, tmp_path):
 
 def test_unknown_layout_field_is_refused(trained_llvm, tmp_path):
     path = rewrite(trained_llvm.path, tmp_path / "layout.gcx",
-                   manifest=lambda m: m["code"]["layout"].update(warp_drive=1))
+                   manifest=lambda m: m["signatures"][0]["code"]["layout"].update(warp_drive=1))
     with pytest.raises(ArtifactError, match="layout has field.* warp_drive that this runtime"):
         gc.load(path)
 

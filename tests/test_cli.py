@@ -71,21 +71,22 @@ def test_compile_run_save_inspect(capsys, work, backend):
     assert code == 0 and losses(out) == four[3:]
     code, out, err = graphc(capsys, "inspect", trained)
     assert code == 0, err
-    for expected in (f"graphc artifact, format 1", f"backend   {backend}", "program   sha256",
+    for expected in (f"graphc artifact, format 2", f"backend   {backend}", "program   sha256",
                      "x                f32[32,64]", "[2] Adam", "variables (14, 57728 bytes)",
                      "dense1/W                 f32[64,64]       updated",
-                     "buffer layout: arena", "passes: nodes", "IR (final, after the passes):",
+                     "buffer layout: arena", "passes: nodes", "IR of signature [0] (final, after the passes):",
+                     "signatures (1;", "[0] x: f32[32,64], y: i64[32]",
                      "graph step(%x: f32[32,64]", "state/variables.npz"):
         assert expected in out, expected
     if backend == "llvm":
-        assert "runs on this machine" in out and "code/step.o" in out
+        assert "runs on this machine" in out and "sig0/code/step.o" in out
     else:
-        assert "runs wherever NumPy does" in out and "code/step.py" in out
+        assert "runs wherever NumPy does" in out and "sig0/code/step.py" in out
     code, out, _ = graphc(capsys, "inspect", trained, "--json")
     manifest = json.loads(out)
     assert manifest["backend"] == backend and manifest["feeds"][1]["name"] == "y"
     code, out, _ = graphc(capsys, "inspect", trained, "--no-ir")
-    assert code == 0 and "graph step(" not in out and "feeds:" in out
+    assert code == 0 and "graph step(" not in out and "feeds (" in out
 
 
 def test_run_and_inspect_without_the_compiler(capsys, work):
