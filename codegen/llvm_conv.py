@@ -10,13 +10,11 @@ in a register over all positions. Otherwise plain loops, vectorized over output 
 """
 import numpy as np
 
-from .llvm_conv_gemm import (ConvShape, conv_filter_function, conv_forward_function,
-                             padded_extent)
-from .llvm_gemm import vector_unit
+from . import llvm_conv_gemm as conv_gemm
 from .llvm_ir import Function, float_literal, val_type
 from .llvm_kernels import combine, fill, kernel_for, normalize_axes
 from .llvm_lower import folds, lowers
-from .llvm_loops import broadcast_strides, carried_nest, contiguous_strides, params
+from .llvm_loops import broadcast_strides, carried_nest, params
 from .llvm_windows import VECTOR_CHANNELS, _geometry, _over_taps, _over_windows, _splat
 
 
@@ -208,31 +206,10 @@ def conv_epilogue(L, n):
     return f, body, conv_arg, others
 
 
-def _implicit_gemm(g, cout, dtype):
-    """Many channels: the implicit-GEMM kernels (``llvm_conv_gemm``) rather than loops."""
-    return not _vectorizable(g, cout) and dtype.is_floating and vector_unit() is not None
-
-
-def padded(L, buf, shape, before, extent, dtype, node):
-    """``buf`` ([n, h, w, c]) with ``before`` = (top, left) zero rows and columns in front and
-    zeros up to ``extent`` = (hp, wp): a private copy, or ``buf`` itself when no padding."""
-    n, h, w, c = shape
-    (top, left), (hp, wp) = before, extent
-    if (top, left, hp, wp) == (0, 0, h, w):
-        return buf
-    out = L.arena(n * hp * wp * c * dtype.itemsize)
-    fill(L, out, (n, hp, wp, c), dtype, 0, node)
-    strided_copy(L, out, ((top * wp + left) * c, (hp * wp * c, wp * c, c, 1)), buf,
-                 (0, contiguous_strides(shape)), shape, dtype, node)
-    return out
-
-
-def _conv_shape(L, n, g, x_buf, cout):
-    """(padded input Buf, ConvShape) of a convolution with geometry ``g``."""
-    hp = padded_extent(g.h, g.oh, g.sh, g.kh, g.top)
-    wp = padded_extent(g.w, g.ow, g.sw, g.kw, g.left)
-    xp = padded(L, x_buf, (g.n, g.h, g.w, g.c), (g.top, g.left), (hp, wp), n.dtype, n)
-    return xp, ConvShape(g.n, g.oh, g.ow, hp, wp, g.c, g.kh, g.kw, g.sh, g.sw, cout)
+def _many_channels(g, cout, dtype):
+    """Too many (tap, channel) pairs or output channels for the direct vector kernels: the
+    convolution runs as a GEMM (``llvm_conv_gemm``) when the backend can."""
+    return not _vectorizable(g, cout) and dtype.is_floating
 
 
 @lowers("conv2d")
@@ -240,10 +217,8 @@ def lower_conv(L, n):
     x, w = n.inputs
     g = _geometry(n, x, w.shape)
     cout = w.shape[3]
-    if _implicit_gemm(g, cout, n.dtype):
-        xp, s = _conv_shape(L, n, g, L.buf(x), cout)
-        bufs = [L.out(n), xp, L.buf(w)]
-        L.call(conv_forward_function(n.dtype, s, L.noalias(bufs)), bufs, n)
+    if _many_channels(g, cout, n.dtype):
+        conv_gemm.lower_forward(L, n, g, x, w)
         return
     if not _vectorizable(g, cout):
         bufs = [L.out(n), L.buf(x), L.buf(w)]
@@ -295,11 +270,8 @@ def fold_bias_gradient(L, n):
 def lower_conv_filter(L, n):
     x, dy = n.inputs
     g = _geometry(n, x, n.attrs["filter_shape"])
-    if _implicit_gemm(g, n.shape[3], n.dtype):
-        xp, s = _conv_shape(L, n, g, L.buf(x), n.shape[3])
-        bufs = [L.out(n), xp, L.buf(dy)]
-        fill(L, L.out(n), n.shape, n.dtype, 0, n)
-        L.call(conv_filter_function(n.dtype, s, L.noalias(bufs)), bufs, n)
+    if _many_channels(g, n.shape[3], n.dtype):
+        conv_gemm.lower_filter(L, n, g, x, dy)
         return
     bufs = [L.out(n), L.buf(x), L.buf(dy)]
     if _vectorizable(g, n.shape[3]):
@@ -323,32 +295,9 @@ def lower_conv_filter(L, n):
 def lower_conv_input(L, n):
     dy, w, like = n.inputs
     g = _geometry(n, like, w.shape)
-    if _implicit_gemm(g, w.shape[3], n.dtype) and (g.sh, g.sw) == (1, 1):
-        _conv_input_as_forward(L, n, g, dy, w)
+    if _many_channels(g, w.shape[3], n.dtype) and (g.sh, g.sw) == (1, 1):
+        conv_gemm.lower_input(L, n, g, dy, w)
         return
     fill(L, L.out(n), n.shape, n.dtype, 0, n)
     bufs = [L.out(n), L.buf(dy), L.buf(w)]
     L.call(conv_function("input", n.dtype, g, w.shape[3], L.noalias(bufs)), bufs, n)
-
-
-def _conv_input_as_forward(L, n, g, dy, w):
-    """With stride 1, dx is the forward convolution of dy padded by (k - 1 - pad) in front
-    with the filters flipped in space and their channel axes swapped: dx[h, w, c] =
-    sum_(i, j, o) dy_pad[h + i, w + j, o] * w[kh - 1 - i, kw - 1 - j, c, o]."""
-    kh, kw, cin, cout = w.shape
-    before = (kh - 1 - g.top, kw - 1 - g.left)
-    extent = (g.h + kh - 1, g.w + kw - 1)
-    dyp = padded(L, L.buf(dy), (g.n, g.oh, g.ow, cout), before, extent, n.dtype, n)
-    flipped = L.arena(kh * kw * cout * cin * n.dtype.itemsize)
-    taps = ((kh - 1) * kw + kw - 1) * cin * cout  # the last tap, read first
-    strided_copy(L, flipped, (0, contiguous_strides((kh, kw, cout, cin))), L.buf(w),
-                 (taps, (-kw * cin * cout, -cin * cout, 1, cout)), (kh, kw, cout, cin),
-                 n.dtype, n)
-    s = ConvShape(g.n, g.h, g.w, extent[0], extent[1], cout, kh, kw, 1, 1, cin)
-    bufs = [L.out(n), dyp, flipped]
-    L.call(conv_forward_function(n.dtype, s, L.noalias(bufs)), bufs, n)
-
-
-def strided_copy(L, *args):
-    from .llvm_movement import strided_copy as copy  # it imports llvm_kernels, as this does
-    copy(L, *args)

@@ -17,12 +17,22 @@ the tap's offset, so nothing is materialized:
 Padding is a zero-bordered copy of the input in a private buffer (``padded``), so the loops
 never test bounds. Few channels keep the direct kernels of ``llvm_conv`` (a whole row of
 output channels in one register there beats a GEMM's tiles).
+
+When BLAS runs several threads and the convolution is large (the same limit as for GEMMs,
+``llvm_gemm.NATIVE_MAX_MACS``) with wide outputs and an im2col matrix that stays in cache
+(``IM2COL_MIN_COUT``, ``IM2COL_MAX_BYTES``), or the host has no usable vectors, the im2col
+matrix is materialized instead (one strided copy into a private buffer, shared by the forward
+pass and the filter gradient of the same input) and BLAS multiplies it on all its threads:
+the native kernels are single-threaded.
 """
 from typing import NamedTuple
 
-from .llvm_gemm import blocking, fmuladd, splat, vector_type, vector_unit
+import numpy as np
+
+from .llvm_gemm import NATIVE_MAX_MACS, blocking, fmuladd, splat, vector_type, vector_unit
 from .llvm_ir import KERNEL_ATTRS, Function, val_type
-from .llvm_loops import carried_nest, params
+from .llvm_kernels import emit_gemm, fill
+from .llvm_loops import carried_nest, contiguous_strides, params
 
 
 class ConvShape(NamedTuple):
@@ -199,4 +209,117 @@ def _filter_tile(fn, t, s, vectors, cols, ptrs, img, first):
     return [final[r * width:(r + 1) * width] for r in range(len(ptrs))]
 
 
-__all__ = ["ConvShape", "conv_forward_function", "conv_filter_function", "padded_extent"]
+# -- lowering ---------------------------------------------------------------------------------
+def _strided_copy(L, *args):
+    from .llvm_movement import strided_copy  # it imports llvm_kernels, as this module does
+    strided_copy(L, *args)
+
+
+def padded(L, buf, shape, before, extent, dtype, node):
+    """``buf`` ([n, h, w, c]) with ``before`` = (top, left) zero rows and columns in front and
+    zeros up to ``extent`` = (hp, wp): a private copy, or ``buf`` itself when no padding."""
+    n, h, w, c = shape
+    (top, left), (hp, wp) = before, extent
+    if (top, left, hp, wp) == (0, 0, h, w):
+        return buf
+    out = L.arena(n * hp * wp * c * dtype.itemsize)
+    fill(L, out, (n, hp, wp, c), dtype, 0, node)
+    _strided_copy(L, out, ((top * wp + left) * c, (hp * wp * c, wp * c, c, 1)), buf,
+                  (0, contiguous_strides(shape)), shape, dtype, node)
+    return out
+
+
+# im2col + multithreaded BLAS beat the single-threaded implicit GEMM only for wide outputs and
+# an im2col matrix that stays in cache (2 BLAS threads, fwd + both gradients, ms, implicit vs
+# im2col: 16x8x8 64->128 3.4 vs 2.6; 32x14x14 32->64 5.6 vs 5.8; 64x28x28 16->32, a 29 MB
+# matrix, 14.4 vs 28.9)
+IM2COL_MIN_COUT = 128
+IM2COL_MAX_BYTES = 8 << 20
+
+
+def _uses_blas(L, s, dtype):
+    if vector_unit() is None:
+        return True
+    macs = s.n * s.oh * s.ow * s.kh * s.kw * s.cin * s.cout
+    cols = s.n * s.oh * s.ow * s.kh * s.kw * s.cin * dtype.itemsize
+    return (L.blas_threads > 1 and macs > NATIVE_MAX_MACS["threads"]
+            and s.cout >= IM2COL_MIN_COUT and cols <= IM2COL_MAX_BYTES)
+
+
+def _input_shape(L, node, g, x, cout):
+    """(padded input Buf, ConvShape) of a convolution of ``x`` with geometry ``g``."""
+    hp = padded_extent(g.h, g.oh, g.sh, g.kh, g.top)
+    wp = padded_extent(g.w, g.ow, g.sw, g.kw, g.left)
+    xp = padded(L, L.buf(x), (g.n, g.h, g.w, g.c), (g.top, g.left), (hp, wp), node.dtype, node)
+    return xp, ConvShape(g.n, g.oh, g.ow, hp, wp, g.c, g.kh, g.kw, g.sh, g.sw, cout)
+
+
+def _im2col(L, src, s, dtype, node, key=None):
+    """The im2col matrix [n*oh*ow, kh*kw*cin] of the padded input ``src`` (one strided copy),
+    reused when the step already built it for the same ``key`` (input node and window)."""
+    cache = L.__dict__.setdefault("_im2col", {})
+    if key is not None and key in cache:
+        return cache[key]
+    shape = (s.n, s.oh, s.ow, s.kh, s.kw, s.cin)
+    cols = L.arena(int(np.prod(shape)) * dtype.itemsize)
+    view = (s.hp * s.wp * s.cin, s.sh * s.wp * s.cin, s.sw * s.cin, s.wp * s.cin, s.cin, 1)
+    _strided_copy(L, cols, (0, contiguous_strides(shape)), src, (0, view), shape, dtype, node)
+    if key is not None:
+        cache[key] = cols
+    return cols
+
+
+def _window_key(x, s):
+    return (id(x), s.kh, s.kw, s.sh, s.sw, s.hp, s.wp)
+
+
+def lower_forward(L, n, g, x, w):
+    """conv2d with many channels: implicit GEMM, or im2col + BLAS (see the module doc)."""
+    xp, s = _input_shape(L, n, g, x, w.shape[3])
+    _forward(L, n, xp, L.buf(w), s, _window_key(x, s))
+
+
+def _forward(L, n, src, wbuf, s, key=None):
+    if _uses_blas(L, s, n.dtype):
+        cols = _im2col(L, src, s, n.dtype, n, key)
+        k = s.kh * s.kw * s.cin
+        emit_gemm(L, n, L.out(n), cols, wbuf, (s.n * s.oh * s.ow, s.cout, k, k, s.cout),
+                  (False, False))
+        return
+    bufs = [L.out(n), src, wbuf]
+    L.call(conv_forward_function(n.dtype, s, L.noalias(bufs)), bufs, n)
+
+
+def lower_filter(L, n, g, x, dy):
+    """The filter gradient with many channels: implicit GEMM image by image, or the im2col
+    matrix (the forward pass's, when it built one) transposed times dy by BLAS."""
+    xp, s = _input_shape(L, n, g, x, n.shape[3])
+    if _uses_blas(L, s, n.dtype):
+        cols = _im2col(L, xp, s, n.dtype, n, _window_key(x, s))
+        k, p = s.kh * s.kw * s.cin, s.n * s.oh * s.ow
+        emit_gemm(L, n, L.out(n), cols, L.buf(dy), (k, s.cout, p, k, s.cout), (True, False))
+        return
+    bufs = [L.out(n), xp, L.buf(dy)]
+    fill(L, L.out(n), n.shape, n.dtype, 0, n)
+    L.call(conv_filter_function(n.dtype, s, L.noalias(bufs)), bufs, n)
+
+
+def lower_input(L, n, g, dy, w):
+    """With stride 1, dx is the forward convolution of dy padded by (k - 1 - pad) in front
+    with the filters flipped in space and their channel axes swapped: dx[h, w, c] =
+    sum_(i, j, o) dy_pad[h + i, w + j, o] * w[kh - 1 - i, kw - 1 - j, c, o]."""
+    kh, kw, cin, cout = w.shape
+    before = (kh - 1 - g.top, kw - 1 - g.left)
+    extent = (g.h + kh - 1, g.w + kw - 1)
+    dyp = padded(L, L.buf(dy), (g.n, g.oh, g.ow, cout), before, extent, n.dtype, n)
+    flipped = L.arena(kh * kw * cout * cin * n.dtype.itemsize)
+    taps = ((kh - 1) * kw + kw - 1) * cin * cout  # the last tap, read first
+    _strided_copy(L, flipped, (0, contiguous_strides((kh, kw, cout, cin))), L.buf(w),
+                  (taps, (-kw * cin * cout, -cin * cout, 1, cout)), (kh, kw, cout, cin),
+                  n.dtype, n)
+    s = ConvShape(g.n, g.h, g.w, extent[0], extent[1], cout, kh, kw, 1, 1, cin)
+    _forward(L, n, dyp, flipped, s)
+
+
+__all__ = ["ConvShape", "conv_forward_function", "conv_filter_function", "padded_extent",
+           "lower_forward", "lower_filter", "lower_input", "padded"]

@@ -1,12 +1,12 @@
-"""Convolutions with many channels on the LLVM backend run as implicit GEMMs
-(codegen/llvm_conv_gemm.py): forward, filter gradient and input gradient agree with float64
-NumPy for SAME/VALID padding, strides 1 and 2, partial register blocks and partial vectors, on
-the host's vectors and on AVX2's."""
+"""Convolutions with many channels on the LLVM backend run as implicit GEMMs, or as im2col +
+BLAS when BLAS has threads to use (codegen/llvm_conv_gemm.py): forward, filter gradient and
+input gradient agree with float64 NumPy for SAME/VALID padding, strides 1 and 2, partial
+register blocks and partial vectors, on the host's vectors and on AVX2's."""
 import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.codegen import llvm_conv, llvm_gemm
+from graphc.codegen import llvm_conv, llvm_conv_gemm, llvm_gemm, llvm_lower
 from graphc.codegen.llvm_windows import Geometry
 from graphc.ir import dtypes as D
 
@@ -15,13 +15,24 @@ UNITS = [llvm_gemm.VectorUnit(32, 16)] + ([llvm_gemm.vector_unit()] if NATIVE an
                                           llvm_gemm.vector_unit().bytes > 32 else [])
 
 
-@pytest.fixture(params=UNITS if NATIVE else [None],
-                ids=lambda u: f"{u.bytes * 8}bit" if u else "no-vectors")
+MODES = [(u, "implicit") for u in UNITS] + [(UNITS[-1], "im2col")] if NATIVE else \
+    [(None, "im2col")]
+
+
+@pytest.fixture(params=MODES, ids=lambda m: f"{m[0].bytes * 8}bit-{m[1]}" if m[0]
+                else "no-vectors-im2col")
 def unit(request, monkeypatch):
-    if request.param is not None:
-        monkeypatch.setattr(llvm_gemm, "vector_unit", lambda: request.param)
-        monkeypatch.setattr(llvm_conv, "vector_unit", lambda: request.param)
-    return request.param
+    """The vector unit and the convolution mode: "im2col" pretends BLAS has 2 threads and
+    every convolution is large, so the im2col matrix goes to BLAS."""
+    unit, mode = request.param
+    if unit is not None:
+        monkeypatch.setattr(llvm_gemm, "vector_unit", lambda: unit)
+        monkeypatch.setattr(llvm_conv_gemm, "vector_unit", lambda: unit)
+    if mode == "im2col":
+        monkeypatch.setattr(llvm_lower, "blas_threads", lambda: 2)
+        monkeypatch.setitem(llvm_gemm.NATIVE_MAX_MACS, "threads", 0)
+        monkeypatch.setattr(llvm_conv_gemm, "IM2COL_MIN_COUT", 1)
+    return unit
 
 
 # (batch, height, width, in channels, out channels, kernel, stride, padding)
@@ -51,17 +62,22 @@ def _conv_grads(case, dtype, backend, seed=0):
     feed = {x: rng.standard_normal((n, h, w, cin)).astype(np_dt),
             f: rng.standard_normal((k, k, cin, cout)).astype(np_dt),
             r: rng.standard_normal(tuple(y.shape)).astype(np_dt)}
-    return [np.asarray(v, np.float64) for v in step(feed)]
+    out = [np.asarray(v, np.float64) for v in step(feed)]
+    stats = step.compiled.fn.artifacts.stats if backend == "llvm" else {}
+    return out, stats
 
 
 @pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
 def test_implicit_gemm_convolution_and_gradients_agree(case, dtype, unit):
     n, h, w, cin, cout, k, s, pad = case
-    geometry = Geometry((n, h, w, cin), (k, k), (s, s), pad)
-    assert llvm_conv._implicit_gemm(geometry, cout, D.float32) == (unit is not None)
-    got = _conv_grads(case, dtype, "llvm")
-    want = _conv_grads(case, gc.float64, "numpy")
+    assert llvm_conv._many_channels(Geometry((n, h, w, cin), (k, k), (s, s), pad), cout,
+                                    D.float32)
+    got, stats = _conv_grads(case, dtype, "llvm")
+    want, _ = _conv_grads(case, gc.float64, "numpy")
+    im2col = unit is None or llvm_gemm.NATIVE_MAX_MACS["threads"] == 0
+    # im2col: BLAS multiplies for the forward pass, the filter gradient and (stride 1) dx
+    assert stats["blas_gemms"] == ((3 if s == 1 else 2) if im2col else 0)
     tol = 1e-4 if dtype == gc.float32 else 1e-11
     for name, a, b in zip(("y", "dx", "dfilter"), got, want):
         scale = max(np.abs(b).max(), 1.0)
@@ -71,7 +87,7 @@ def test_implicit_gemm_convolution_and_gradients_agree(case, dtype, unit):
 
 def test_few_channels_keep_the_direct_kernel():
     g = Geometry((64, 28, 28, 1), (3, 3), (1, 1), "VALID")
-    assert not llvm_conv._implicit_gemm(g, 8, D.float32)  # W4: registers hold the whole row
+    assert not llvm_conv._many_channels(g, 8, D.float32)  # W4: registers hold the whole row
 
 
 def test_cnn_trains_alike_on_both_backends():
