@@ -47,7 +47,8 @@ if _ir is not None:
     from . import data, initializers, nn, train  # noqa: F401
     from .array_ops import cumsum, pad, split, tile  # noqa: F401
     from .einsum import einsum  # noqa: F401
-    from .control_flow import case, cond  # noqa: F401
+    from .control_flow import case, cond, while_loop  # noqa: F401
+    from .functional_ops import foldl, foldr, map_fn, scan  # noqa: F401
     from .math_reductions import (reduce_all, reduce_any, reduce_logsumexp,  # noqa: F401
                                   reduce_prod)
     from . import math_api as math  # noqa: F401  (tf.math.log, tf.math.reduce_any, ...)
@@ -72,13 +73,10 @@ if _ir is not None:
 
 
 # -- TF1 names graphc does not have (PEP 562): a clear AttributeError saying what to do ------
-_UNROLL = ("graphc steps are static graphs compiled whole: unroll the loop in Python (a for "
-           "loop that builds the ops); for recurrences gc.nn.static_rnn and gc.nn.dynamic_rnn "
-           "exist")
 _MISSING = {
-    "while_loop": _UNROLL, "map_fn": _UNROLL, "scan": _UNROLL, "foldl": _UNROLL,
-    "foldr": _UNROLL,
-    "TensorArray": "build a Python list of tensors and combine it with gc.stack or gc.concat",
+    "TensorArray": "build a Python list of tensors and combine it with gc.stack or gc.concat "
+                   "(gc.while_loop, map_fn and scan are unrolled when the graph is built, so "
+                   "a list does what a TensorArray does)",
     "py_func": "graphc compiles the whole step, so it cannot call Python inside it: compute "
                "the value with NumPy before Session.run and feed it",
     "numpy_function": "graphc compiles the whole step, so it cannot call Python inside it: "

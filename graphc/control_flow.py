@@ -15,14 +15,27 @@ follows from that, and what users must know:
   with ``safe_x = where(x > 0, x, 1.0)``.
 - A Python bool (or a constant) ``pred`` picks one branch when the graph is built, as TF1's
   ``smart_cond`` does: then only that branch is built, and it may be impure.
+
+``gc.while_loop`` is unrolled when the graph is built, by the same reasoning: its ``cond`` is
+evaluated on constants and static shapes (``StaticValues``), and ``body`` is applied until it
+turns False. A ``cond`` that reads run-time data is accepted only with ``maximum_iterations``:
+then every iteration is built and the loop variables are frozen with ``where`` once ``cond``
+has turned False (see ``while_loop``).
 """
+import numpy as np
+
 from .errors import GraphError, ShapeError, DTypeError
 from .ir import dtypes as D
 from .ir.graph import Node, get_default_graph
 from .ir.ops import apply, convert
+from .ir.passes.common import SHAPE_ONLY
+from .ir.passes.common import value_inputs as _value_inputs
 from .ir.source import user_location
 
-__all__ = ["case", "cond"]
+__all__ = ["case", "cond", "while_loop"]
+
+# Unrolling more than this many iterations is almost surely a cond that never turns False.
+MAX_UNROLL = 10000
 
 
 def cond(pred, true_fn=None, false_fn=None, strict=False, name=None, fn1=None, fn2=None):
@@ -134,19 +147,23 @@ def _branch(g, fn, which):
     """Call ``fn``; refuse impure nodes it created. Returns its (nested) result."""
     first = len(g.nodes)
     out = fn()
+    _refuse_impure(g, first, f"cond: {which}", "graphc computes both branches, so its effect "
+                   "would happen whichever branch is taken",
+                   "build it outside the cond and pass its value in (e.g. draw the dropout "
+                   "mask, or run the moving-average update, outside)")
+    return out
+
+
+def _refuse_impure(g, first, what, why, hint):
+    """Raise a GraphError naming the first impure node created since index ``first``."""
     new = g.nodes[first:]
     # a variable's initializer (possibly random) runs at initialization, not in the step
     init_only = _ancestors([v.meta["initial_value"] for v in new
                             if v.op_name == "variable"], first)
     for n in new:
         if n.opdef.impure and n not in init_only:
-            raise GraphError(
-                f"cond: {which} creates impure node {n.describe()}, but graphc computes both "
-                "branches, so its effect would happen whichever branch is taken",
-                [f"created at {n.loc.format()}"], loc=user_location(),
-                hint="build it outside the cond and pass its value in (e.g. draw the dropout "
-                     "mask, or run the moving-average update, outside)")
-    return out
+            raise GraphError(f"{what} creates impure node {n.describe()}, but {why}",
+                             [f"created at {n.loc.format()}"], loc=user_location(), hint=hint)
 
 
 def _ancestors(nodes, first):
@@ -214,3 +231,347 @@ def _unpack(result, strict):
     if not strict and isinstance(result, (list, tuple)) and len(result) == 1:
         return result[0]
     return result
+
+
+# -- while_loop: unrolled when the graph is built --------------------------------------------
+
+def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations=10,
+               back_prop=True, swap_memory=False, name=None, maximum_iterations=None,
+               return_same_structure=False):
+    """Repeat ``loop_vars = body(*loop_vars)`` while ``cond(*loop_vars)``, unrolled now.
+
+    graphc compiles a step whole, without loops at run time: the loop is unrolled while the
+    graph is built. ``cond`` must then be computable from constants and static shapes
+    (``i < 10``, ``i < gc.shape(x)[0]`` with a static dim), and the body is built once per
+    iteration (impure nodes in it run once per iteration, as in TF1). With
+    ``maximum_iterations`` a ``cond`` may read run-time data: every iteration is then built
+    and the variables are frozen with ``where`` once ``cond`` turns False; the body must be
+    pure then, and its backward pass must stay finite on frozen values (as with ``cond``).
+
+    Args:
+        cond: callable on the loop variables returning a scalar bool tensor (or Python bool).
+        body: callable returning new loop variables in the structure of ``loop_vars``.
+        loop_vars: a tensor, or a (nested) list, tuple, namedtuple or dict of tensors.
+        shape_invariants: per loop variable, a shape with None where the dim may change
+            between iterations (or None: any shape). Default: shapes may not change.
+        parallel_iterations, swap_memory: accepted for TF1 compatibility; no effect.
+        back_prop: False stops gradients at the loop's outputs.
+        name: name scope of the nodes built.
+        maximum_iterations: an int (or constant tensor): at most this many iterations.
+        return_same_structure: False returns a lone tensor for one loop variable, as TF1.
+    Returns:
+        The loop variables after the last iteration.
+    Raises:
+        GraphError: ``cond`` depends on run-time values without ``maximum_iterations`` (the
+            message names the node it depends on), the loop runs more than ``MAX_UNROLL``
+            iterations, the body returns another structure, or (frozen variant) creates an
+            impure node.
+        DTypeError, ShapeError: a loop variable changes dtype, or shape beyond its invariant.
+    Example:
+        >>> i, total = gc.while_loop(lambda i, s: i < 10, lambda i, s: (i + 1, s + x),
+        ...                          (0, gc.zeros_like(x)))
+    """
+    if not (callable(cond) and callable(body)):
+        raise GraphError("while_loop: cond and body must be callables", loc=user_location())
+    loop = _Unroller(cond, body, loop_vars, shape_invariants, maximum_iterations)
+    with get_default_graph().name_scope(name or "while"):
+        state = loop.run()
+    if not back_prop:
+        state = [apply("stop_gradient", [v]) for v in state]
+    out = pack_like(loop.structure, state)
+    if (not return_same_structure and isinstance(out, (list, tuple))
+            and not hasattr(out, "_fields") and len(state) == 1):
+        return out[0]
+    return out
+
+
+class _Unroller:
+    """One ``while_loop``: its state (flat loop variables), invariants and the static
+    evaluator of ``cond``; ``active`` is the run-time "still looping" flag once ``cond``
+    reads data (the frozen variant), else None."""
+
+    def __init__(self, cond, body, loop_vars, shape_invariants, maximum_iterations):
+        self.cond, self.body = cond, body
+        self.single = not isinstance(loop_vars, (list, tuple))
+        self.structure = map_leaves(lambda v: convert(v), loop_vars)
+        self.state = flatten(self.structure)
+        self.invariants = self._invariants(shape_invariants)
+        self.static = StaticValues()
+        self.limit = self._limit(maximum_iterations)
+        self.active = None
+
+    def run(self):
+        g, k = get_default_graph(), 0
+        while self.limit is None or k < self.limit:
+            if k >= MAX_UNROLL:
+                raise GraphError(f"while_loop: cond still holds after {MAX_UNROLL} unrolled "
+                                 "iterations", loc=user_location(),
+                                 hint="graphc unrolls while_loop when the graph is built; "
+                                      "check that cond turns False, or pass "
+                                      "maximum_iterations")
+            first = len(g.nodes)
+            if not self._keep_going(self._call(self.cond)):
+                break
+            new = self._match(self._call(self.body))
+            if self.active is not None:
+                _refuse_impure(g, first, "while_loop: the body (or cond)", "cond depends on "
+                               "run-time data, so graphc builds all maximum_iterations "
+                               "iterations and its effect would happen in every one",
+                               "compute the trip count from constants or static shapes, "
+                               "so that the loop is unrolled exactly")
+                new = [self._freeze(n, o) for n, o in zip(new, self.state)]
+            self.state = new
+            k += 1
+        return self.state
+
+    def _call(self, fn):
+        args = pack_like(self.structure, self.state)
+        return fn(args) if self.single else fn(*args)
+
+    def _keep_going(self, pred):
+        """False when ``pred`` is known False; True to run the body (maybe frozen)."""
+        if not isinstance(pred, Node):
+            return bool(_static_pred(pred))
+        _check_pred("while_loop", pred)
+        value = self.static.value(pred)
+        if isinstance(value, np.ndarray):
+            return bool(value)
+        if self.limit is None:
+            _data_dependent(pred, value)
+        if self.limit > MAX_UNROLL:
+            raise GraphError(f"while_loop: maximum_iterations={self.limit} is more than "
+                             f"graphc unrolls ({MAX_UNROLL})", loc=user_location())
+        self.active = pred if self.active is None else \
+            apply("logical_and", [self.active, pred], name="active")
+        return True
+
+    def _match(self, result):
+        """The body's result as a flat list, checked against the loop variables."""
+        if not self.single and not isinstance(result, (list, tuple, dict)) \
+                and len(self.structure) == 1:
+            result = [result]  # TF1 accepts a lone tensor for one loop variable
+        out = []
+        check_structure("while_loop", "loop_vars", self.structure, "body", result)
+        for old, new, inv in zip(self.state, flatten_like(self.structure, result),
+                                 self.invariants):
+            new = convert(new, old)
+            _check_leaf(old, new, inv)
+            out.append(new)
+        return out
+
+    def _freeze(self, new, old):
+        if new.shape != old.shape:
+            raise ShapeError(f"while_loop: loop variable '{old.name}' changes shape from "
+                             f"{old.type_str()} to {new.type_str()}, but a data-dependent "
+                             "cond needs fixed shapes (the variables are frozen with where)",
+                             loc=user_location())
+        return new if new is old else apply("where", [self.active, new, old], name="frozen")
+
+    def _invariants(self, shape_invariants):
+        if shape_invariants is None:
+            return [tuple(v.shape) for v in self.state]
+        invs = flatten_like(self.structure, shape_invariants, leaf_ok=_is_shape_like)
+        invs = [None if s is None else tuple(s) for s in invs]
+        for v, inv in zip(self.state, invs):
+            if not _fits(v.shape, inv):
+                raise ShapeError(f"while_loop: loop variable '{v.name}' {v.type_str()} does "
+                                 f"not fit its shape invariant {list(inv)}",
+                                 loc=user_location())
+        return invs
+
+    def _limit(self, maximum_iterations):
+        if maximum_iterations is None:
+            return None
+        value = self.static.value(convert(maximum_iterations)) \
+            if isinstance(maximum_iterations, Node) else np.asarray(maximum_iterations)
+        if not isinstance(value, np.ndarray) or value.shape != () or value.dtype.kind not in "iu":
+            raise GraphError("while_loop: maximum_iterations must be an int known when the "
+                             f"graph is built, found {maximum_iterations!r}",
+                             loc=user_location())
+        return max(int(value), 0)
+
+
+def _check_leaf(old, new, invariant):
+    if new.dtype != old.dtype:
+        raise DTypeError(f"while_loop: loop variable '{old.name}' enters as "
+                         f"{old.dtype.name} but the body returns {new.dtype.name}",
+                         [f"body returned {new.describe()}"], loc=user_location(),
+                         hint="cast in the body with gc.cast")
+    if not _fits(new.shape, invariant):
+        raise ShapeError(f"while_loop: loop variable '{old.name}' has shape "
+                         f"{list(invariant)} but the body returns {new.type_str()}",
+                         [f"body returned {new.describe()}"], loc=user_location(),
+                         hint="to let the shape change between iterations, pass "
+                              "shape_invariants with None for the dims that change")
+
+
+def _fits(shape, invariant):
+    """``shape`` is compatible with ``invariant`` (None: any shape; None dims: any size)."""
+    if invariant is None:
+        return True
+    return len(shape) == len(invariant) and all(
+        a is None or b is None or a == b for a, b in zip(shape, invariant))
+
+
+def _is_shape_like(v):
+    return v is None or (isinstance(v, (list, tuple)) and not hasattr(v, "_fields")
+                         and all(d is None or isinstance(d, (int, np.integer)) for d in v))
+
+
+def _data_dependent(pred, runtime):
+    node, why = runtime
+    raise GraphError(
+        f"while_loop: cond depends on {node.describe()}, {why}; graphc unrolls while_loop "
+        "when the graph is built, so cond must be computable from constants and static shapes",
+        [f"cond: {pred.describe()} created at {pred.loc.format()}",
+         f"{node.describe()} created at {node.loc.format()}"], loc=user_location(),
+        hint="pass maximum_iterations=N: graphc then builds N iterations and freezes the loop "
+             "variables with where once cond turns False (the body must be pure); or compute "
+             "the trip count in Python")
+
+
+# -- values known when the graph is built ----------------------------------------------------
+
+class StaticValues:
+    """Values of nodes computable when the graph is built: constants and static shapes,
+    through pure ops, with each op's reference semantics (``OpDef.evaluate``, as constant
+    folding). Results are remembered, so a loop counter costs one evaluation per iteration.
+
+    ``value(node)`` returns an ndarray, or ``(node, why)`` naming a node it depends on whose
+    value (or shape) is known only at run time.
+    Example:
+        >>> StaticValues().value(gc.constant(3) < gc.shape(x)[0])   # x: f32[5, 2]
+        array(True)
+    """
+
+    def __init__(self):
+        self.memo = {}
+
+    def value(self, node):
+        stack = [node]
+        while stack:  # iterative: an unrolled counter is a long chain of adds
+            n = stack[-1]
+            if n in self.memo:
+                stack.pop()
+                continue
+            leaf = self._leaf(n)
+            missing = [] if leaf is not None else \
+                [x for x in _value_inputs(n) if x not in self.memo]
+            if missing:
+                stack.extend(missing)
+                continue
+            self.memo[n] = leaf if leaf is not None else self._evaluate(n)
+            stack.pop()
+        return self.memo[node]
+
+    @staticmethod
+    def _leaf(n):
+        """The value (or run-time reason) of ``n`` without its inputs, else None."""
+        if n.op_name == "const":
+            return np.asarray(n.attrs["value"])
+        if n.op_name == "placeholder":
+            return (n, "a placeholder fed when the step runs")
+        if n.op_name == "variable":
+            return (n, "a Variable, whose value is known only when the step runs")
+        if n.opdef.impure:
+            return (n, "an impure op (random or stateful)")
+        if n.op_name == "strided_slice" and n.inputs[0].op_name == "shape_of":
+            return _static_dims(n)
+        for i in SHAPE_ONLY.get(n.op_name, ()):
+            x = n.inputs[i]
+            if x.shape is None or None in x.shape:
+                return (x, f"whose shape {x.type_str()} is known only when the step is fed")
+        return None
+
+    def _evaluate(self, n):
+        values = []
+        for i, x in enumerate(n.inputs):
+            if i in SHAPE_ONLY.get(n.op_name, ()):
+                values.append(np.zeros(x.shape, x.dtype.np))
+                continue
+            v = self.memo.get(x)
+            if isinstance(v, tuple):
+                return v
+            values.append(v)
+        if n.op_name == "after":
+            return values[0]  # its other inputs only order the step
+        try:
+            with np.errstate(all="ignore"):
+                return np.asarray(n.opdef.evaluate(values, n.attrs)).astype(n.dtype.np)
+        except Exception as e:  # noqa: BLE001  (reported as not static, with the reason)
+            return (n, f"which could not be evaluated when the graph is built ({e})")
+
+
+def _static_dims(n):
+    """``gc.shape(x)[k]`` (a slice of a shape): static when the dims it picks are, even if
+    other dims of ``x`` are known only when the step is fed (they stand in as -1)."""
+    x = n.inputs[0].inputs[0]
+    dims = np.array([-1 if d is None else d for d in x.shape], n.dtype.np)
+    value = np.asarray(n.opdef.evaluate([dims], n.attrs))
+    if np.all(value >= 0):
+        return value.astype(n.dtype.np)
+    return (x, f"whose shape {x.type_str()} is known only when the step is fed")
+
+
+# -- nested structures: lists, tuples, namedtuples, dicts ------------------------------------
+
+def map_leaves(fn, struct):
+    """``struct`` with ``fn`` applied to each leaf (the structure is kept)."""
+    return pack_like(struct, [fn(v) for v in flatten(struct)])
+
+
+def flatten(struct):
+    """The leaves of a nested list/tuple/namedtuple/dict, in order (dicts by insertion)."""
+    if isinstance(struct, dict):
+        return [leaf for v in struct.values() for leaf in flatten(v)]
+    if isinstance(struct, (list, tuple)):
+        return [leaf for v in struct for leaf in flatten(v)]
+    return [struct]
+
+
+def flatten_like(ref, struct, leaf_ok=None):
+    """The parts of ``struct`` at the leaves of ``ref`` (a leaf of ``ref`` may hold a whole
+    sub-structure of ``struct``, e.g. a shape list)."""
+    if isinstance(ref, dict):
+        return [leaf for k in ref for leaf in flatten_like(ref[k], struct[k], leaf_ok)]
+    if isinstance(ref, (list, tuple)) and not (leaf_ok and leaf_ok(struct)):
+        return [leaf for r, v in zip(ref, struct) for leaf in flatten_like(r, v, leaf_ok)]
+    return [struct]
+
+
+def pack_like(ref, leaves):
+    """The structure of ``ref`` with ``leaves`` (in ``flatten`` order) in its place."""
+    it = iter(leaves)
+
+    def build(r):
+        if isinstance(r, dict):
+            return type(r)((k, build(v)) for k, v in r.items())
+        if isinstance(r, (list, tuple)):
+            items = [build(v) for v in r]
+            return type(r)(*items) if hasattr(r, "_fields") else type(r)(items)
+        return next(it)
+    return build(ref)
+
+
+def check_structure(op, ref_name, ref, new_name, new, path=""):
+    """Raise a GraphError where ``new`` is not nested as ``ref`` is (lists and tuples are
+    interchangeable, namedtuples and dict keys are not)."""
+    where = path or "the top level"
+    if isinstance(ref, dict) or isinstance(new, dict):
+        if not (isinstance(ref, dict) and isinstance(new, dict)) or set(ref) != set(new):
+            _structure_error(op, ref_name, ref, new_name, new, where)
+        for k in ref:
+            check_structure(op, ref_name, ref[k], new_name, new[k], f"{path}[{k!r}]")
+    elif isinstance(ref, (list, tuple)) or isinstance(new, (list, tuple)):
+        if not (isinstance(ref, (list, tuple)) and isinstance(new, (list, tuple))) \
+                or len(ref) != len(new) or (hasattr(ref, "_fields") or hasattr(new, "_fields")
+                                            ) and type(ref) is not type(new):
+            _structure_error(op, ref_name, ref, new_name, new, where)
+        for i, (r, v) in enumerate(zip(ref, new)):
+            check_structure(op, ref_name, r, new_name, v, f"{path}[{i}]")
+
+
+def _structure_error(op, ref_name, ref, new_name, new, where):
+    raise GraphError(f"{op}: {new_name} returns another structure than {ref_name} at {where}",
+                     [f"{ref_name}: {_describe(ref)}", f"{new_name}: {_describe(new)}"],
+                     loc=user_location(), hint=f"return the same nesting as {ref_name}")
