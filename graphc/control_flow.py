@@ -29,6 +29,7 @@ from .ir import dtypes as D
 from .ir.graph import Node, get_default_graph
 from .ir.ops import apply, convert
 from .ir.passes.common import SHAPE_ONLY
+from .ir.shapes import TensorShape
 from .ir.passes.common import value_inputs as _value_inputs
 from .ir.source import user_location
 
@@ -370,7 +371,15 @@ class _Unroller:
     def _invariants(self, shape_invariants):
         if shape_invariants is None:
             return [tuple(v.shape) for v in self.state]
-        invs = flatten_like(self.structure, shape_invariants, leaf_ok=_is_shape_like)
+        try:
+            invs = flatten_like(self.structure, shape_invariants,
+                                leaf_ok=lambda v: isinstance(v, TensorShape))
+        except (KeyError, TypeError, IndexError):
+            invs = []
+        if len(invs) != len(self.state):
+            raise GraphError("while_loop: shape_invariants must have the structure of "
+                             f"loop_vars ({len(self.state)} shapes), found "
+                             f"{shape_invariants!r}", loc=user_location())
         invs = [None if s is None else tuple(s) for s in invs]
         for v, inv in zip(self.state, invs):
             if not _fits(v.shape, inv):
@@ -411,11 +420,6 @@ def _fits(shape, invariant):
         return True
     return len(shape) == len(invariant) and all(
         a is None or b is None or a == b for a, b in zip(shape, invariant))
-
-
-def _is_shape_like(v):
-    return v is None or (isinstance(v, (list, tuple)) and not hasattr(v, "_fields")
-                         and all(d is None or isinstance(d, (int, np.integer)) for d in v))
 
 
 def _data_dependent(pred, runtime):

@@ -92,6 +92,16 @@ def test_while_loop_shape_invariants_let_a_shape_grow():
                          [0, x], shape_invariants=[gc.TensorShape([]), gc.TensorShape([None, 2])])
     assert tuple(y.shape) == (8, 2)
     np.testing.assert_array_equal(_run(y), np.ones((8, 2)))
+    free = gc.while_loop(lambda a, b: a < 4.0, lambda a, b: (a + 1.0, gc.concat([b, b], 0)),
+                         [0.0, gc.ones([1])], shape_invariants=[None, None])[1]
+    np.testing.assert_array_equal(_run(free), np.ones(16))
+    with pytest.raises(GraphError, match=r"shape_invariants must have the structure of "
+                       r"loop_vars \(2 shapes\)"):
+        gc.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, y), [0, x],
+                      shape_invariants=[gc.TensorShape([None, 2])])
+    with pytest.raises(ShapeError, match=r"does not fit its shape invariant \[None, 3\]"):
+        gc.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, y), [0, x],
+                      shape_invariants=[gc.TensorShape([]), gc.TensorShape([None, 3])])
     with pytest.raises(ShapeError, match=r"while_loop: loop variable .* has shape \[1, 2\] "
                        r"but the body returns f32\[2,2\](.|\n)*shape_invariants"):
         gc.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, gc.concat([y, y], 0)), [0, x])
