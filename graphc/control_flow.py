@@ -304,15 +304,15 @@ class _Unroller:
     def run(self):
         g, k = get_default_graph(), 0
         while self.limit is None or k < self.limit:
+            first = len(g.nodes)
+            if not self._keep_going(self._call(self.cond)):
+                break
             if k >= MAX_UNROLL:
                 raise GraphError(f"while_loop: cond still holds after {MAX_UNROLL} unrolled "
                                  "iterations", loc=user_location(),
                                  hint="graphc unrolls while_loop when the graph is built; "
                                       "check that cond turns False, or pass "
                                       "maximum_iterations")
-            first = len(g.nodes)
-            if not self._keep_going(self._call(self.cond)):
-                break
             new = self._match(self._call(self.body))
             if self.active is not None:
                 _refuse_impure(g, first, "while_loop: the body (or cond)", "cond depends on "

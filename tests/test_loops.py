@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc import control_flow
 from graphc.control_flow import MAX_UNROLL, StaticValues
 from graphc.errors import DTypeError, GraphError, ShapeError
 
@@ -201,9 +202,20 @@ def test_frozen_loop_refuses_impure_bodies():
         gc.while_loop(lambda i: i < n, body, [0], maximum_iterations=4)
 
 
-def test_runaway_and_bad_loops_give_clear_errors():
-    with pytest.raises(GraphError, match=rf"cond still holds after {MAX_UNROLL} unrolled"):
-        gc.while_loop(lambda i: i >= 0, lambda i: i + 1, [0])
+def test_runaway_loops_stop_at_max_unroll(monkeypatch):
+    assert MAX_UNROLL == 10000
+    monkeypatch.setattr(control_flow, "MAX_UNROLL", 50)
+    assert _run(gc.while_loop(lambda i: i < 50, lambda i: i + 1, [0])) == 50  # exactly
+    with pytest.raises(GraphError, match=r"cond still holds after 50 unrolled(.|\n)*"
+                       r"test_loops.py:\d+"):
+        gc.while_loop(lambda i: i < 51, lambda i: i + 1, [0])
+    with pytest.raises(GraphError, match=r"maximum_iterations=51 is more than graphc "
+                       r"unrolls \(50\)"):
+        gc.while_loop(lambda i: i < gc.placeholder(gc.int32, []), lambda i: i + 1, [0],
+                      maximum_iterations=51)
+
+
+def test_bad_loops_give_clear_errors():
     with pytest.raises(GraphError, match=r"body returns another structure than loop_vars"):
         gc.while_loop(lambda i, s: i < 2, lambda i, s: (i + 1, (s, s)), [0, 1.0])
     with pytest.raises(DTypeError, match=r"enters as int32 but the body returns float32"):
