@@ -12,7 +12,7 @@ the tap's offset, so nothing is materialized:
 - filter    dw[tap, c, o] = sum_p x_pad[origin(p) + off(tap) + c] * dy[p, o]
   (rows: one tap's input channels; vectors: output channels; contraction: every position);
 - input     with stride 1, dx is the forward convolution of dy padded by (k - 1 - pad) with
-  the filter flipped in space and its channel axes swapped (``lower_conv_input`` builds both).
+  the filter flipped in space and its channel axes swapped (``lower_input`` builds both).
 
 Padding is a zero-bordered copy of the input in a private buffer (``padded``), so the loops
 never test bounds. Few channels keep the direct kernels of ``llvm_conv`` (a whole row of
