@@ -49,6 +49,7 @@ if _ir is not None:
     from .einsum import einsum  # noqa: F401
     from .control_flow import case, cond, while_loop  # noqa: F401
     from .functional_ops import foldl, foldr, map_fn, scan  # noqa: F401
+    from . import tensor_array as _tensor_array  # noqa: F401  (x[i] with build-time tensors)
     from .math_reductions import (reduce_all, reduce_any, reduce_logsumexp,  # noqa: F401
                                   reduce_prod)
     from . import math_api as math  # noqa: F401  (tf.math.log, tf.math.reduce_any, ...)

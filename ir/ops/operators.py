@@ -3,8 +3,11 @@
 ``==`` and ``!=`` keep Python identity semantics, as TF1 tensors do (nodes are dict keys);
 use ``gc.equal`` for the elementwise comparison.
 """
+from graphc.errors import GraphError
+
 from .. import dtypes as D
 from ..graph import Node
+from ..source import user_location
 from .registry import apply, convert
 
 # TF1's truediv: integers are cast to a float wide enough for them before dividing
@@ -43,14 +46,77 @@ def _expand_ellipsis(node, key):
     return key
 
 
+# graphc installs its build-time evaluator here (ir may not import graphc): a callable
+# node -> ndarray of the node's value, or None when the value is known only at run time.
+_static_evaluator = None
+
+
+def set_static_evaluator(fn):
+    """Let ``x[i]`` turn tensors whose values are known when the graph is built (constants,
+    an unrolled loop's counter) into Python ints: ``fn(node)`` -> ndarray or None."""
+    global _static_evaluator
+    _static_evaluator = fn
+
+
+def _static_int(node):
+    """The Python int a scalar integer tensor holds when the graph is built, else None."""
+    value = _static_evaluator(node) if _static_evaluator is not None else None
+    return None if value is None else int(value)
+
+
+def _check_index_tensor(node, k, what):
+    if k.dtype is None or not k.dtype.is_integer or k.shape is None or k.rank != 0:
+        raise TypeError(f"tensor '{node.name}': a tensor {what} must be a scalar integer, "
+                        f"found {k.describe()} : {k.type_str()}; use gc.gather for lookups of several indices")
+
+
+def _resolve_tensors(node, key):
+    """``key`` with tensors known when the graph is built replaced by ints; the remaining
+    scalar int tensors stay (they become gathers).
+
+    Raises:
+        TypeError: a tensor index that is not a scalar integer.
+        GraphError: a slice bound whose value is known only at run time.
+    """
+    out = []
+    for k in key:
+        if isinstance(k, Node):
+            _check_index_tensor(node, k, "index")
+            static = _static_int(k)
+            out.append(k if static is None else static)
+        elif isinstance(k, slice):
+            out.append(slice(*(_static_bound(node, b) for b in (k.start, k.stop, k.step))))
+        else:
+            out.append(k)
+    return tuple(out)
+
+
+def _static_bound(node, bound):
+    if not isinstance(bound, Node):
+        return bound
+    _check_index_tensor(node, bound, "slice bound")
+    static = _static_int(bound)
+    if static is None:
+        raise GraphError(f"strided_slice: slice bound {bound.describe()} of tensor "
+                         f"'{node.name}' is known only when the step runs",
+                         ["graphc shapes are static, so a slice's bounds must be known when "
+                          "the graph is built"], loc=user_location(),
+                         hint="use Python ints or constants for slice bounds, or gc.gather "
+                              "with an index range")
+    return static
+
+
 def _key_to_spec(node, key):
-    """Turn a basic-indexing key into a strided_slice spec (ints, slices, one Ellipsis)."""
+    """Turn a basic-indexing key into a strided_slice spec (ints, slices, one Ellipsis);
+    a run-time tensor index keeps its whole axis here (it is gathered afterwards)."""
     key = _expand_ellipsis(node, key)
     spec = []
     for k in key:
         if isinstance(k, slice):
             spec.append(("s", k.start, k.stop, k.step))
-        elif hasattr(k, "__index__") and not isinstance(k, Node):
+        elif isinstance(k, Node):
+            spec.append(("s", None, None, None))
+        elif hasattr(k, "__index__"):
             spec.append(("i", int(k)))
         else:
             raise TypeError(f"tensor '{node.name}': only basic indexing (ints, slices, ...) is "
@@ -58,12 +124,37 @@ def _key_to_spec(node, key):
     return tuple(spec)
 
 
+def _gather_index(x, axis, i):
+    """``x`` indexed by the run-time scalar ``i`` along ``axis``; negative ``i`` wraps as in
+    Python (``i + dim`` where ``i < 0``)."""
+    dim = x.shape[axis]
+    if dim is None:
+        dims = apply("shape_of", [x], {"out_type": i.dtype})
+        dim = apply("strided_slice", [dims], {"spec": (("i", axis),)})
+    wrapped = apply("where", [apply("less", [i, 0]), apply("add", [i, dim]), i])
+    return apply("gather", [x, wrapped], {"axis": axis})
+
+
 def _getitem(self, key):
-    """``x[:, 1:3]``, ``x[i]``, ``x[..., 0]``; ``None`` (gc.newaxis) inserts a size-1 axis."""
-    key = _expand_ellipsis(self, key)
+    """``x[:, 1:3]``, ``x[i]``, ``x[..., 0]``; ``None`` (gc.newaxis) inserts a size-1 axis.
+
+    A scalar integer tensor may stand wherever an int does (``x[i]``, ``x[:, i]``): when its
+    value is known when the graph is built (a constant, an unrolled loop's counter) it is that
+    int, else the axis is gathered at run time (negative indices wrap). Tensor slice bounds
+    (``x[i:i + 2]``) must be known when the graph is built.
+    """
+    key = _resolve_tensors(self, _expand_ellipsis(self, key))
     rest = tuple(k for k in key if k is not None)
     out = apply("strided_slice", [self], {"spec": _key_to_spec(self, rest)}) \
         if rest or not key else self
+    kept, gathers = 0, []
+    for k in rest:  # axes of the slice: run-time indices are gathered, last axis first
+        if isinstance(k, Node):
+            gathers.append((kept, k))
+        if isinstance(k, (slice, Node)):
+            kept += 1
+    for axis, i in reversed(gathers):
+        out = _gather_index(out, axis, i)
     axis = 0
     for k in key:  # output axes: slices and new axes keep one, integer indices drop theirs
         if k is None:
