@@ -101,10 +101,10 @@ _MISSING = {
                     "sparse lookups",
     "sparse": "graphc has dense tensors only: gc.gather / gc.nn.embedding_lookup cover sparse "
               "lookups",
-    "data.Dataset": "graphc has no input pipeline: feed NumPy batches through feed_dict, e.g. "
-                    "from gc.data.batches(x, y, batch_size, seed)",
-    "data.Iterator": "feed NumPy batches through feed_dict (gc.data.batches)",
-    "data.TFRecordDataset": "read the records with NumPy and feed batches through feed_dict",
+    "data.TFRecordDataset": "read the records with NumPy and build a gc.data.Dataset "
+                            "from_tensor_slices, or feed batches through feed_dict",
+    "data.TextLineDataset": "parse the lines into numbers with Python or NumPy and build a "
+                            "gc.data.Dataset from_tensor_slices of the arrays",
 }
 
 

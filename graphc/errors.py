@@ -64,3 +64,7 @@ class ArtifactError(GraphcError):
 
 class NumericsError(GraphcError, FloatingPointError):
     """A NaN or Inf produced by a node while numerics checking is on."""
+
+
+class OutOfRangeError(GraphcError):
+    """An iterator's dataset is exhausted (TF1's tf.errors.OutOfRangeError ends input loops)."""

@@ -10,6 +10,7 @@ import re
 import numpy as np
 
 from .compiler import compile_program, default_backend
+from .data.iterator import next_elements, run_initializers
 from .errors import FeedError, GraphcError, GraphError
 from .ir import dtypes as D
 from .ir.graph import Node, get_default_graph, pop_default_session, push_default_session
@@ -250,7 +251,8 @@ class Session:
             if f.graph is not self.graph:
                 raise GraphError(f"Session.run: fetch {f.describe()} belongs to another graph",
                                  loc=f.loc)
-        feeds = self._feeds(flat, feed_dict or {})
+        run_initializers(flat)  # tf.data iterators' initializer ops restart them
+        feeds = self._feeds(flat, feed_dict or {}, pull=True)
         compiled = self._compiled(flat, feeds)
         try:
             values = self._execute(compiled, feeds)
@@ -261,7 +263,7 @@ class Session:
             raise step_error(compiled, exc) from None
         return rebuild(values)
 
-    def _feeds(self, flat, feed_dict):
+    def _feeds(self, flat, feed_dict, pull=False):
         given = {}
         for key, value in expand_feeds(feed_dict.items()):
             node = feed_target(self.graph, key)
@@ -275,9 +277,12 @@ class Session:
         if need is None:
             need = leaf_feeds(flat, given)
             self._needs[key] = need
-        missing = [p for p in need if p not in given and "default" not in p.meta]
+        missing = [p for p in need if p not in given and "default" not in p.meta
+                   and not (pull and "iterator" in p.meta)]
         if missing:
             raise _missing_feed_error(missing)
+        if pull:  # one element from each tf.data iterator the step reads and was not fed
+            given.update(next_elements(need, given))
         return {p: given[p] if p in given else p.meta["default"] for p in need}
 
     def _compiled(self, flat, feeds):

@@ -23,11 +23,12 @@ def test_curated_tf1_names_say_what_to_do(name, advice):
     assert not hasattr(tf, name)
 
 
-def test_tf_data_dataset_points_to_feed_dict_batches():
-    with pytest.raises(AttributeError, match=r"'graphc.data' has no attribute 'Dataset': "
-                       r"graphc does not have tf\.data\.Dataset; .*gc\.data\.batches"):
-        tf.data.Dataset.from_tensor_slices  # noqa: B018
-    assert tf.data.load_digits  # the real module still works
+def test_tf_data_tfrecord_dataset_points_to_numpy_datasets():
+    with pytest.raises(AttributeError, match=r"'graphc.data' has no attribute "
+                       r"'TFRecordDataset': graphc does not have tf\.data\.TFRecordDataset; "
+                       r".*gc\.data\.Dataset"):
+        tf.data.TFRecordDataset  # noqa: B018
+    assert tf.data.load_digits and tf.data.Dataset  # the real module still works
 
 
 def test_curated_names_are_really_missing():

@@ -3,7 +3,8 @@
 The layer's contract: every function here works offline and returns plain NumPy arrays. The
 8x8 digits ship inside the package (``digits.npz``: the 1797-sample UCI optdigits test set,
 the same samples scikit-learn distributes as ``digits.csv.gz``; see ``DIGITS_LICENSE.txt``).
-MNIST is read from IDX files the user already has.
+MNIST is read from IDX files the user already has. ``Dataset`` and its iterators (TF1's
+tf.data) run input pipelines on the host and feed their elements to ``Session.run``.
 """
 
 import gzip
@@ -11,7 +12,11 @@ import os
 
 import numpy as np
 
-__all__ = ["load_digits", "train_test_split", "batches", "one_hot", "load_mnist_idx"]
+from .dataset import AUTOTUNE, Dataset, experimental  # noqa: F401
+from .iterator import Iterator, make_initializable_iterator, make_one_shot_iterator  # noqa
+
+__all__ = ["load_digits", "train_test_split", "batches", "one_hot", "load_mnist_idx",
+           "Dataset", "Iterator", "make_one_shot_iterator", "make_initializable_iterator"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
