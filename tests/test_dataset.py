@@ -285,3 +285,15 @@ def test_from_generator():
     assert values(ds) == [(0, [0.0, 0.0]), (1, [1.0, 1.0]), (2, [2.0, 2.0])]
     shaped = tf.data.Dataset.from_generator(gen, (tf.int32, tf.float32), ((), (None,)))
     assert shaped.output_shapes[1].as_list() == [None]
+
+
+def test_compiled_steps_take_the_batch_explicitly():
+    """gc.compile steps do not pull from iterators: feed them Python-iterated batches."""
+    x_np, y_np = regression(40)
+    ds = tf.data.Dataset.from_tensor_slices((x_np, y_np)).batch(8, drop_remainder=True)
+    xb, yb = ds.make_one_shot_iterator().get_next()
+    loss = tf.reduce_sum(tf.square(xb)) + tf.reduce_sum(yb)
+    step = tf.compile(loss, feeds=[xb, yb])
+    got = [float(step({xb: a, yb: b})) for a, b in ds]
+    want = [float((x_np[i:i + 8] ** 2).sum() + y_np[i:i + 8].sum()) for i in range(0, 40, 8)]
+    np.testing.assert_allclose(got, want, rtol=1e-5)
