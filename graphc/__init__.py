@@ -49,7 +49,7 @@ if _ir is not None:
     from .einsum import einsum  # noqa: F401
     from .control_flow import case, cond, while_loop  # noqa: F401
     from .functional_ops import foldl, foldr, map_fn, scan  # noqa: F401
-    from . import tensor_array as _tensor_array  # noqa: F401  (x[i] with build-time tensors)
+    from .tensor_array import TensorArray  # noqa: F401  (also: x[i] with build-time tensors)
     from .math_reductions import (reduce_all, reduce_any, reduce_logsumexp,  # noqa: F401
                                   reduce_prod)
     from . import math_api as math  # noqa: F401  (tf.math.log, tf.math.reduce_any, ...)
@@ -75,9 +75,6 @@ if _ir is not None:
 
 # -- TF1 names graphc does not have (PEP 562): a clear AttributeError saying what to do ------
 _MISSING = {
-    "TensorArray": "build a Python list of tensors and combine it with gc.stack or gc.concat "
-                   "(gc.while_loop, map_fn and scan are unrolled when the graph is built, so "
-                   "a list does what a TensorArray does)",
     "py_func": "graphc compiles the whole step, so it cannot call Python inside it: compute "
                "the value with NumPy before Session.run and feed it",
     "numpy_function": "graphc compiles the whole step, so it cannot call Python inside it: "

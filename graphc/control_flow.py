@@ -278,7 +278,8 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
     with get_default_graph().name_scope(name or "while"):
         state = loop.run()
     if not back_prop:
-        state = [apply("stop_gradient", [v]) for v in state]
+        state = [v._loop_stop_gradient() if _carried(v) else apply("stop_gradient", [v])
+                 for v in state]
     out = pack_like(loop.structure, state)
     if (not return_same_structure and isinstance(out, (list, tuple))
             and not hasattr(out, "_fields") and len(state) == 1):
@@ -294,7 +295,7 @@ class _Unroller:
     def __init__(self, cond, body, loop_vars, shape_invariants, maximum_iterations):
         self.cond, self.body = cond, body
         self.single = not isinstance(loop_vars, (list, tuple))
-        self.structure = map_leaves(lambda v: convert(v), loop_vars)
+        self.structure = map_leaves(lambda v: v if _carried(v) else convert(v), loop_vars)
         self.state = flatten(self.structure)
         self.invariants = self._invariants(shape_invariants)
         self.static = StaticValues()
@@ -353,14 +354,24 @@ class _Unroller:
             result = [result]  # TF1 accepts a lone tensor for one loop variable
         out = []
         check_structure("while_loop", "loop_vars", self.structure, "body", result)
-        for old, new, inv in zip(self.state, flatten_like(self.structure, result),
-                                 self.invariants):
+        flat = flatten_like(self.structure, result)
+        for k, (old, new, inv) in enumerate(zip(self.state, flat, self.invariants)):
+            if _carried(old):
+                out.append(old._loop_match(new, f"#{k}"))
+                continue
             new = convert(new, old)
             _check_leaf(old, new, inv)
             out.append(new)
         return out
 
     def _freeze(self, new, old):
+        if _carried(old):
+            raise GraphError(f"while_loop: cond depends on {self.active.describe()}, known "
+                             "only when the step runs, so the loop variables are frozen with "
+                             f"where; a {type(old).__name__} loop variable cannot be",
+                             [f"cond created at {self.active.loc.format()}"],
+                             loc=user_location(), hint="compute the trip count from constants "
+                             "or static shapes, so that the loop is unrolled exactly")
         if new.shape != old.shape:
             raise ShapeError(f"while_loop: loop variable '{old.name}' changes shape from "
                              f"{old.type_str()} to {new.type_str()}, but a data-dependent "
@@ -370,7 +381,7 @@ class _Unroller:
 
     def _invariants(self, shape_invariants):
         if shape_invariants is None:
-            return [tuple(v.shape) for v in self.state]
+            return [None if _carried(v) else tuple(v.shape) for v in self.state]
         try:
             invs = flatten_like(self.structure, shape_invariants,
                                 leaf_ok=lambda v: isinstance(v, TensorShape))
@@ -382,7 +393,7 @@ class _Unroller:
                              f"{shape_invariants!r}", loc=user_location())
         invs = [None if s is None else tuple(s) for s in invs]
         for v, inv in zip(self.state, invs):
-            if not _fits(v.shape, inv):
+            if not _carried(v) and not _fits(v.shape, inv):
                 raise ShapeError(f"while_loop: loop variable '{v.name}' {v.type_str()} does "
                                  f"not fit its shape invariant {list(inv)}",
                                  loc=user_location())
@@ -398,6 +409,12 @@ class _Unroller:
                              f"graph is built, found {maximum_iterations!r}",
                              loc=user_location())
         return max(int(value), 0)
+
+
+def _carried(v):
+    """A loop variable that is a Python object holding tensors (gc.TensorArray), not a
+    tensor: it checks the body's value itself (``_loop_match``) and cannot be frozen."""
+    return hasattr(v, "_loop_match")
 
 
 def _check_leaf(old, new, invariant):
