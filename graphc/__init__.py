@@ -50,6 +50,7 @@ if _ir is not None:
     from .control_flow import case, cond, while_loop  # noqa: F401
     from .functional_ops import foldl, foldr, map_fn, scan  # noqa: F401
     from .tensor_array import TensorArray  # noqa: F401  (also: x[i] with build-time tensors)
+    from .compat_shims import app, flags, logging  # noqa: F401  (a TF1 script's header)
     from .math_reductions import (reduce_all, reduce_any, reduce_logsumexp,  # noqa: F401
                                   reduce_prod)
     from . import math_api as math  # noqa: F401  (tf.math.log, tf.math.reduce_any, ...)
@@ -88,8 +89,7 @@ _MISSING = {
     "saved_model": "save variables with gc.train.Saver, or a whole compiled step with "
                    "gc.compile(...).save(path) (loads without the compiler: gc.load)",
     "lite": "graphc has no TFLite converter: gc.compile(...).save(path) saves a compiled step",
-    "app": "use a plain main() and argparse", "flags": "use argparse",
-    "logging": "use Python's logging module", "gfile": "use Python's open() and os",
+    "gfile": "use Python's open() and os",
     "Print": "fetch the tensor with Session.run to see it; gc.check_numerics stops at NaN/Inf",
     "print": "fetch the tensor with Session.run to see it; gc.check_numerics stops at NaN/Inf",
     "Assert": "graphc has no run-time assertions: check fetched values after Session.run, or "

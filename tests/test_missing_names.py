@@ -48,9 +48,10 @@ def test_loops_are_no_longer_missing():
 
 
 def test_names_graphc_gained_left_the_table():
-    """TensorArray (tests/test_tensor_array.py) is provided now."""
+    """TensorArray (tests/test_tensor_array.py), app, flags and logging
+    (tests/test_compat_shims.py) are provided now."""
     from graphc import _MISSING
-    for name in ("TensorArray",):
+    for name in ("TensorArray", "app", "flags", "logging"):
         assert getattr(tf, name) is not None and name not in _MISSING
 
 
