@@ -173,8 +173,9 @@ class TensorArray:
         return TensorShape(self._element_shape)
 
     def __repr__(self):
+        shape = "?" if self._element_shape is None else list(self._element_shape)
         return (f"<gc.TensorArray '{self._name}' {self._dtype.name} size={len(self._elements)}"
-                f" element_shape={list(self._element_shape or []) or '?'}>")
+                f" element_shape={shape}>")
 
     def size(self, name=None):
         """The number of elements, as an int32 tensor (a constant: sizes are static)."""

@@ -131,6 +131,9 @@ def test_writes_return_new_arrays_and_leave_the_old_one_alone():
     np.testing.assert_array_equal(got[2], [[1, 2], [3, 4]])
     np.testing.assert_array_equal(got[3], [0, 0])
     assert gc.TensorArray(gc.int32, size=0, element_shape=[5]).stack().shape.as_list() == [0, 5]
+    scalars = gc.TensorArray(gc.int32, size=1).write(0, 7)
+    assert repr(scalars) == "<gc.TensorArray 'TensorArray' int32 size=1 element_shape=[]>"
+    assert repr(gc.TensorArray(gc.float32, size=2)).endswith("size=2 element_shape=?>")
 
 
 def test_dynamic_size_grows_in_a_loop_with_a_counter_index():
