@@ -51,6 +51,9 @@ if _ir is not None:
     from .functional_ops import foldl, foldr, map_fn, scan  # noqa: F401
     from .tensor_array import TensorArray  # noqa: F401  (also: x[i] with build-time tensors)
     from .compat_shims import app, flags, logging  # noqa: F401  (a TF1 script's header)
+    from . import compat  # noqa: F401  (tf.compat.v1 is graphc itself)
+    from .compat import (disable_eager_execution, disable_v2_behavior,  # noqa: F401
+                         executing_eagerly)
     from .math_reductions import (reduce_all, reduce_any, reduce_logsumexp,  # noqa: F401
                                   reduce_prod)
     from . import math_api as math  # noqa: F401  (tf.math.log, tf.math.reduce_any, ...)
@@ -65,6 +68,7 @@ if _ir is not None:
     from .gradcheck import check_gradients  # noqa: F401
     from . import diagnostics  # noqa: F401
     from . import layers  # noqa: F401
+    from . import contrib  # noqa: F401  (contrib.layers and contrib.rnn only)
     from . import losses  # noqa: F401
     from . import summary  # noqa: F401  (tf.summary: TensorBoard event files)
     from .summary_proto import HistogramProto, Summary  # noqa: F401
@@ -82,8 +86,6 @@ _MISSING = {
                       "compute the value with NumPy before Session.run and feed it",
     "keras": "graphc implements TF1's graph API, not Keras: use gc.layers (dense, conv2d, "
              "dropout, batch_normalization...), gc.losses and the gc.train optimizers",
-    "contrib": "tf.contrib is not provided: gc.layers, gc.nn.rnn_cell, gc.losses and "
-               "gc.train cover its common parts",
     "estimator": "write the training loop with gc.Session and a gc.train optimizer "
                  "(minimize), feeding batches from gc.data.batches",
     "saved_model": "save variables with gc.train.Saver, or a whole compiled step with "
