@@ -232,6 +232,7 @@ class GraphKeys:
     TRAINABLE_VARIABLES = "trainable_variables"
     UPDATE_OPS = "update_ops"
     REGULARIZATION_LOSSES = "regularization_losses"
+    WEIGHTS, BIASES = "weights", "biases"  # filled by gc.contrib.layers
     GLOBAL_STEP = "global_step"
     SUMMARIES = "summaries"
 

@@ -63,9 +63,20 @@ def get_losses(scope=None):
     return get_collection(LOSSES, scope)
 
 
+def get_regularization_losses(scope=None):
+    """The ``regularization_losses`` collection: penalties added by layers'
+    ``kernel_regularizer`` / ``weights_regularizer``, ``gc.get_variable(regularizer=...)`` and
+    ``gc.contrib.layers.apply_regularization``."""
+    return get_collection(GraphKeys.REGULARIZATION_LOSSES, scope)
+
+
 def get_regularization_loss(scope=None, name="total_regularization_loss"):
-    """The sum of the ``regularization_losses`` collection (0.0 when empty)."""
-    regs = get_collection(GraphKeys.REGULARIZATION_LOSSES, scope)
+    """The sum of the ``regularization_losses`` collection (0.0 when empty).
+
+    Example:
+        >>> loss = xent + gc.losses.get_regularization_loss()
+    """
+    regs = get_regularization_losses(scope)
     return add_n(regs) if regs else convert(0.0)
 
 

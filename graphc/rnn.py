@@ -338,12 +338,22 @@ class MultiRNNCell(RNNCell):
 
 
 class DropoutWrapper(RNNCell):
-    """Dropout on a cell's inputs and outputs (TF1's DropoutWrapper, without state dropout);
-    keep probabilities may be fed placeholders. Each step draws its own masks."""
+    """Dropout on a cell's inputs, outputs and new state (TF1's DropoutWrapper; keep
+    probabilities may be fed placeholders). Each step draws its own masks, fresh every run.
 
-    def __init__(self, cell, input_keep_prob=1.0, output_keep_prob=1.0, seed=None):
+    As TF1's default state filter, state dropout spares an LSTMStateTuple's memory ``c`` and
+    drops its ``h``; other states are dropped whole. Variational (per-sequence) masks are not
+    supported.
+    """
+
+    def __init__(self, cell, input_keep_prob=1.0, output_keep_prob=1.0, state_keep_prob=1.0,
+                 variational_recurrent=False, input_size=None, dtype=None, seed=None):
+        if variational_recurrent:
+            raise GraphError("DropoutWrapper: variational_recurrent=True is not supported",
+                             hint="graphc draws a fresh mask at every time step")
         self.cell, self.seed, self._draws = cell, seed, 0
         self.input_keep_prob, self.output_keep_prob = input_keep_prob, output_keep_prob
+        self.state_keep_prob = state_keep_prob
         self.name, self.built = cell.name, True
 
     def _seed(self):
@@ -358,7 +368,15 @@ class DropoutWrapper(RNNCell):
     def __call__(self, inputs, state, scope=None):
         inputs = dropout(inputs, keep_prob=self.input_keep_prob, seed=self._seed())
         output, new_state = self.cell(inputs, state, scope)
-        return dropout(output, keep_prob=self.output_keep_prob, seed=self._seed()), new_state
+        output = dropout(output, keep_prob=self.output_keep_prob, seed=self._seed())
+        return output, self._drop_state(new_state)
+
+    def _drop_state(self, state):
+        if isinstance(state, LSTMStateTuple):
+            return LSTMStateTuple(state.c, self._drop_state(state.h))
+        if isinstance(state, (tuple, list)):
+            return type(state)(self._drop_state(s) for s in state)
+        return dropout(state, keep_prob=self.state_keep_prob, seed=self._seed())
 
 
 # -- unrolling ------------------------------------------------------------------------------------

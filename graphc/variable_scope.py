@@ -81,8 +81,8 @@ def get_variable_scope():
     return stack[-1] if stack else VariableScope("", None, None)
 
 
-def get_variable(name, shape=None, dtype=D.float32, initializer=None, trainable=True,
-                 reuse=None, **unused):
+def get_variable(name, shape=None, dtype=D.float32, initializer=None, regularizer=None,
+                 trainable=True, reuse=None, **unused):
     """TF1's get_variable: a new variable ``scope/name``, or the existing one when reusing.
 
     Args:
@@ -91,6 +91,8 @@ def get_variable(name, shape=None, dtype=D.float32, initializer=None, trainable=
         dtype, trainable: as in TF1.
         initializer: a callable ``init(shape, dtype)`` or a value; default: the scope's,
             else ``glorot_uniform()``.
+        regularizer: ``reg(var) -> scalar or None``; a new variable's penalty goes into the
+            ``regularization_losses`` collection (TF1; a reused variable adds none).
         reuse: overrides the scope's reuse flag.
     Returns:
         the Variable.
@@ -115,7 +117,11 @@ def get_variable(name, shape=None, dtype=D.float32, initializer=None, trainable=
         raise GraphError(f"get_variable: variable '{full}' does not exist and the scope "
                          f"reuses variables", hint="create it first in a scope without "
                          "reuse=True, or use reuse=gc.AUTO_REUSE")
-    return _new_variable(name, shape, dtype, initializer or scope.initializer, trainable)
+    var = _new_variable(name, shape, dtype, initializer or scope.initializer, trainable)
+    penalty = regularizer(var) if regularizer is not None else None
+    if penalty is not None:
+        var.graph.add_to_collection("regularization_losses", penalty)
+    return var
 
 
 def _checked(var, shape, full):

@@ -8,7 +8,6 @@ import graphc as tf
 
 @pytest.mark.parametrize("name,advice", [
     ("keras", r"not Keras: use gc.layers"),
-    ("contrib", r"gc.layers, gc.nn.rnn_cell"),
     ("estimator", r"gc.Session and a gc.train optimizer"),
     ("py_func", r"compute the value with NumPy before Session.run"),
     ("lite", r"no TFLite converter"),
@@ -49,9 +48,9 @@ def test_loops_are_no_longer_missing():
 
 def test_names_graphc_gained_left_the_table():
     """TensorArray (tests/test_tensor_array.py), app, flags and logging
-    (tests/test_compat_shims.py) are provided now."""
+    (tests/test_compat_shims.py), contrib (tests/test_contrib.py) are provided now."""
     from graphc import _MISSING
-    for name in ("TensorArray", "app", "flags", "logging"):
+    for name in ("TensorArray", "app", "flags", "logging", "contrib"):
         assert getattr(tf, name) is not None and name not in _MISSING
 
 

@@ -138,8 +138,8 @@ def test_tf1_training_script_with_layers_dropout_bn_and_global_step():
 
 
 def test_unsupported_tf1_module_is_a_clear_attribute_error():
-    with pytest.raises(AttributeError, match="has no attribute 'contrib'"):
-        tf.contrib.layers.fully_connected(tf.constant([[1.0]]), 1)
+    with pytest.raises(AttributeError, match="has no attribute 'slim'"):
+        tf.contrib.slim.fully_connected(tf.constant([[1.0]]), 1)
 
 
 def test_placeholder_with_default_is_used_unless_fed():
