@@ -120,6 +120,38 @@ def conv2d(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
         return activation(out) if activation is not None else out
 
 
+def conv2d_transpose(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
+                     data_format="channels_last", activation=None, use_bias=True,
+                     kernel_initializer=None, bias_initializer=None, kernel_regularizer=None,
+                     trainable=True, name=None, reuse=None, **unused):
+    """TF1's tf.layers.conv2d_transpose: kernel [kh, kw, filters, in], bias; the output's
+    height is ``in * stride`` ("same") or ``in * stride + max(k - stride, 0)`` ("valid").
+
+    Example:
+        >>> up = gc.layers.conv2d_transpose(h, 16, 3, strides=2, padding="same")
+    """
+    fmt = "NHWC" if data_format in ("channels_last", "NHWC") else "NCHW"
+    inputs = convert(inputs)
+    axes = (1, 2, 3) if fmt == "NHWC" else (2, 3, 1)
+    h, w, depth = (_static_dim(inputs, a, "conv2d_transpose") for a in axes)
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    sh, sw = (strides, strides) if isinstance(strides, int) else strides
+    same = padding.lower() == "same"
+    oh, ow = ((h * sh, w * sw) if same else
+              (h * sh + max(kh - sh, 0), w * sw + max(kw - sw, 0)))
+    out_shape = [-1, oh, ow, filters] if fmt == "NHWC" else [-1, filters, oh, ow]
+    with _layer_scope(name, "conv2d_transpose", reuse):
+        kernel = _variable("kernel", [kh, kw, filters, depth], inputs.dtype, kernel_initializer,
+                           trainable, kernel_regularizer)
+        out = nn_layers.conv2d_transpose(inputs, kernel, out_shape, (sh, sw),
+                                         "SAME" if same else "VALID", data_format=fmt)
+        if use_bias:
+            bias = _variable("bias", [filters], inputs.dtype, bias_initializer or zeros_init(),
+                             trainable)
+            out = out + (bias if fmt == "NHWC" else reshape(bias, [1, filters, 1, 1]))
+        return activation(out) if activation is not None else out
+
+
 def max_pooling2d(inputs, pool_size, strides, padding="valid", data_format="channels_last",
                   name=None):
     """TF1's tf.layers.max_pooling2d (see ``gc.nn.max_pool2d`` for the gradient's tie rule)."""

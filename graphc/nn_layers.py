@@ -9,8 +9,9 @@ and ``ir.ops.random_ops``; batch normalization and dropout are compositions of g
 from .errors import GraphError
 from .ir.graph import Node, get_default_graph
 from .ir.ops import apply, convert
+from .ir.source import user_location
 from .math_ops import (cast, concat, floor, gather, minimum, reduce_mean, reduce_sum, reshape,
-                       rsqrt, sqrt, square, stack)
+                       rsqrt, sqrt, square, stack, zeros, zeros_like)
 
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -63,6 +64,17 @@ def _in_nhwc(x, data_format, build):
 
 
 # -- convolution and pooling -----------------------------------------------------------------------
+def _conv_args(fn, filter, strides, padding, data_format, dilations):  # noqa: A002
+    """(filter, layout, op attrs) of a convolution call, checked the way TF1 checks them."""
+    if filter is None or strides is None or padding is None:
+        raise GraphError(f"{fn}: filter, strides and padding are required")
+    fmt = _data_format(data_format, fn)
+    if dilations is not None and set(_pair(dilations, "dilations", fn, fmt)) != {1}:
+        raise GraphError(f"{fn}: dilations other than 1 are not supported")
+    return filter, fmt, {"strides": _pair(strides, "strides", fn, fmt),
+                         "padding": _padding(padding, fn)}
+
+
 def conv2d(input, filter=None, strides=None, padding=None, use_cudnn_on_gpu=True,  # noqa: A002
            data_format="NHWC", dilations=None, name=None, filters=None):
     """2-D convolution (cross-correlation, as in TF) of ``input`` with ``filter``.
@@ -82,16 +94,69 @@ def conv2d(input, filter=None, strides=None, padding=None, use_cudnn_on_gpu=True
     Example:
         >>> y = gc.nn.conv2d(x, W, strides=[1, 1, 1, 1], padding="SAME")
     """
-    fn = "conv2d"
-    filter = filters if filter is None else filter  # noqa: A001
-    if filter is None or strides is None or padding is None:
-        raise GraphError("conv2d: filter, strides and padding are required")
-    fmt = _data_format(data_format, fn)
-    if dilations is not None and set(_pair(dilations, "dilations", fn, fmt)) != {1}:
-        raise GraphError("conv2d: dilations other than 1 are not supported")
-    attrs = {"strides": _pair(strides, "strides", fn, fmt), "padding": _padding(padding, fn)}
+    filter, fmt, attrs = _conv_args("conv2d", filter if filter is not None else filters,
+                                    strides, padding, data_format, dilations)
     return _in_nhwc(convert(input), fmt,
                     lambda x: apply("conv2d", [x, convert(filter, x)], attrs, name=name))
+
+
+def conv2d_transpose(value, filter=None, output_shape=None, strides=None,  # noqa: A002
+                     padding="SAME", data_format="NHWC", name=None, filters=None,
+                     dilations=None):
+    """The transpose of ``conv2d`` (its gradient with respect to its input; "deconvolution").
+
+    Args:
+        value: [batch, height, width, in] (NHWC) or NCHW: the "output" side of a conv2d.
+        filter: [kh, kw, out, in], as TF1 has it (the filter of the conv2d this transposes,
+            whose input has ``out`` channels).
+        output_shape: the result's shape, [batch, height, width, out] in ``data_format``:
+            ints (the batch may be -1 or None: then it is ``value``'s).
+        strides, padding, data_format: of that conv2d.
+    Returns:
+        Shaped ``output_shape``; ``conv2d`` of it with the same filter, strides and padding
+        would have ``value``'s shape (checked).
+    Raises:
+        GraphError: output_shape missing or not ints, dilations other than 1; ShapeError when
+            the shapes do not fit the convolution.
+    Example:
+        >>> up = gc.nn.conv2d_transpose(h, W, [32, 14, 14, 16], [1, 2, 2, 1], "SAME")
+    """
+    if output_shape is None:
+        raise GraphError("conv2d_transpose: output_shape is required")
+    filter, fmt, attrs = _conv_args("conv2d_transpose",  # noqa: A001
+                                    filter if filter is not None else filters, strides,
+                                    padding, data_format, dilations)
+    try:
+        out = [None if d is None or int(d) < 0 else int(d) for d in output_shape]
+    except (TypeError, ValueError):
+        raise GraphError("conv2d_transpose: output_shape must be 4 ints (the batch may be -1); "
+                         f"found {output_shape!r}") from None
+    if len(out) != 4:
+        raise GraphError(f"conv2d_transpose: output_shape must have 4 entries, found {out}")
+    spatial = out[1:] if fmt == "NHWC" else [out[2], out[3], out[1]]
+
+    def build(x):
+        _check_transpose_sizes(x, spatial, convert(filter, x), attrs)
+        # The op reads only its third operand's shape: a zero splat with x's batch, which
+        # constant folding turns into a zero-strided constant (no memory, no work).
+        like = zeros_like(x)[:, :1, :1, :1] + zeros([1] + spatial, x.dtype)
+        return apply("conv2d_backprop_input", [x, convert(filter, x), like], attrs, name=name)
+    return _in_nhwc(convert(value), fmt, build)
+
+
+def _check_transpose_sizes(x, spatial, w, attrs):
+    """conv2d of the requested output must give ``x``'s height and width (static dims)."""
+    (sh, sw), same = attrs["strides"], attrs["padding"] == "SAME"
+    for axis, size, k, s in ((1, spatial[0], w.shape[0], sh), (2, spatial[1], w.shape[1], sw)):
+        if x.shape[axis] is None or k is None:
+            continue
+        conv = -(-size // s) if same else (size - k) // s + 1
+        if conv != x.shape[axis]:
+            raise GraphError(
+                f"conv2d_transpose: output_shape {spatial[0]}x{spatial[1]} does not fit: "
+                f"conv2d of it ({attrs['padding']}, strides {sh}x{sw}, a {w.shape[0]}x"
+                f"{w.shape[1]} filter) gives {conv} along axis {axis}, the value has "
+                f"{x.shape[axis]}", loc=user_location())
 
 
 def _pool(op, fn, value, ksize, strides, padding, data_format, name):
