@@ -335,8 +335,8 @@ def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001,
         is_training: a Python bool or a bool tensor selecting the mode at run time.
         param_initializers: optional dict with beta, gamma, moving_mean, moving_variance.
     Raises:
-        GraphError: contrib options graphc lacks (renorm, fused=True with an unusual
-            layout, batch_weights, zero_debias_moving_mean, param_regularizers).
+        GraphError: contrib options graphc lacks (renorm, batch_weights,
+            zero_debias_moving_mean, param_regularizers); ``fused`` is accepted and ignored.
     Example:
         >>> h = gc.contrib.layers.fully_connected(x, 64, normalizer_fn=batch_norm,
         ...                                       normalizer_params={"is_training": True})
@@ -357,7 +357,7 @@ def batch_norm(inputs, decay=0.999, center=True, scale=False, epsilon=0.001,
 
 def _refuse_options(options, param_regularizers):
     used = {k: v for k, v in options.items()
-            if v not in (None, False) and k not in ("fused", "adjustment")}
+            if v is not None and v is not False and k not in ("fused", "adjustment")}
     if param_regularizers:
         used["param_regularizers"] = param_regularizers
     if used:
