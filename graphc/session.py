@@ -10,7 +10,7 @@ import re
 import numpy as np
 
 from .compiler import compile_program, default_backend
-from .data.iterator import next_elements, run_initializers
+from .data.iterator import has_iterators, next_elements, run_initializers
 from .errors import FeedError, GraphcError, GraphError
 from .ir import dtypes as D
 from .ir.graph import Node, get_default_graph, pop_default_session, push_default_session
@@ -251,8 +251,10 @@ class Session:
             if f.graph is not self.graph:
                 raise GraphError(f"Session.run: fetch {f.describe()} belongs to another graph",
                                  loc=f.loc)
-        run_initializers(flat)  # tf.data iterators' initializer ops restart them
-        feeds = self._feeds(flat, feed_dict or {}, pull=True)
+        pull = has_iterators(self.graph)
+        if pull:
+            run_initializers(flat)  # tf.data iterators' initializer ops restart them
+        feeds = self._feeds(flat, feed_dict or {}, pull=pull)
         compiled = self._compiled(flat, feeds)
         try:
             values = self._execute(compiled, feeds)
