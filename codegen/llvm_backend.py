@@ -30,6 +30,7 @@ from .llvm_lower import lower_program
 # module imports out of the first compile's time.
 from . import (llvm_collective, llvm_conv, llvm_kernels, llvm_movement,  # noqa: F401,E402
                llvm_nn, llvm_random, llvm_windows)
+from . import llvm_host  # noqa: F401,E402  (host_call: Print, Assert, py_func)
 
 OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
 CODEGEN_LEVEL = 2   # instruction selection / register allocation

@@ -75,15 +75,13 @@ if _ir is not None:
     from . import distributed  # noqa: F401  (gc.distributed: data-parallel over MPI)
     from .framework import GraphKeys, add_to_collection, get_collection  # noqa: F401
     from .compile_api import CompiledStep, check_numerics, compile  # noqa: F401,A004
+    from .debug_ops import Assert, Print, numpy_function, py_func  # noqa: F401
+    from .debug_ops import print_ as print  # noqa: F401,A001  (tf.print)
     newaxis = None
 
 
 # -- TF1 names graphc does not have (PEP 562): a clear AttributeError saying what to do ------
 _MISSING = {
-    "py_func": "graphc compiles the whole step, so it cannot call Python inside it: compute "
-               "the value with NumPy before Session.run and feed it",
-    "numpy_function": "graphc compiles the whole step, so it cannot call Python inside it: "
-                      "compute the value with NumPy before Session.run and feed it",
     "keras": "graphc implements TF1's graph API, not Keras: use gc.layers (dense, conv2d, "
              "dropout, batch_normalization...), gc.losses and the gc.train optimizers",
     "estimator": "write the training loop with gc.Session and a gc.train optimizer "
@@ -92,10 +90,6 @@ _MISSING = {
                    "gc.compile(...).save(path) (loads without the compiler: gc.load)",
     "lite": "graphc has no TFLite converter: gc.compile(...).save(path) saves a compiled step",
     "gfile": "use Python's open() and os",
-    "Print": "fetch the tensor with Session.run to see it; gc.check_numerics stops at NaN/Inf",
-    "print": "fetch the tensor with Session.run to see it; gc.check_numerics stops at NaN/Inf",
-    "Assert": "graphc has no run-time assertions: check fetched values after Session.run, or "
-              "use gc.check_numerics for NaN/Inf",
     "SparseTensor": "graphc has dense tensors only: gc.gather / gc.nn.embedding_lookup cover "
                     "sparse lookups",
     "sparse": "graphc has dense tensors only: gc.gather / gc.nn.embedding_lookup cover sparse "

@@ -18,7 +18,7 @@ import platform
 
 import numpy as np
 
-from .errors import CompileError, GraphError
+from .errors import ArtifactError, CompileError, GraphError
 from .ir.shapes import format_shape
 from .runtime.artifact import (CONSTS, FORMAT, FORMAT_VERSION, IR, LLVM_IR, OBJECT, RNG, SOURCE,
                                VARIABLES, Artifact, encode_structure, graphc_version,
@@ -39,6 +39,7 @@ def save(step, path, signatures="all"):
     Raises:
         GraphError: the step has None dims and was never called.
         CompileError: ``signatures`` is neither "all" nor "latest".
+        ArtifactError: the step calls Python (tf.Print, tf.Assert, tf.py_func).
     Example:
         >>> step = gc.compile([loss, train_op], feeds=[x, y])   # x: f32[None,64]
         >>> step(x=x128, y=y128); step(x=x40, y=y40)
@@ -77,6 +78,7 @@ def artifact_of(step, signatures="all"):
         chosen = list(step._cache.values())
     else:
         raise CompileError(f"save: signatures must be 'all' or 'latest', not {signatures!r}")
+    _refuse_host_calls(chosen)
     var_nodes = _saved_variables(step, chosen)
     index = {v: k for k, v in enumerate(var_nodes)}
     members, sigs, rngs = {}, [], []
@@ -103,6 +105,19 @@ def artifact_of(step, signatures="all"):
     members[VARIABLES] = pack_arrays({f"v{k}": values[v.name] for k, v in enumerate(var_nodes)})
     members[RNG] = _json({"signatures": rngs})
     return Artifact(manifest, members)
+
+
+def _refuse_host_calls(chosen):
+    """A step calling Python (tf.Print, tf.Assert, tf.py_func) cannot run in another process:
+    the functions are not saved, only the keys they had in this one."""
+    for compiled in chosen:
+        for n in compiled.program.nodes:
+            if n.op_name in ("host_call", "host_output"):
+                raise ArtifactError(f"{n.describe()}: the step calls a Python function "
+                                    "(tf.Print, tf.print, tf.Assert or tf.py_func), which a "
+                                    "saved step cannot carry", loc=n.loc,
+                                    hint="compile a step without it for saving (the ops are "
+                                         "for debugging in the process that built the graph)")
 
 
 def _signature(step, compiled, index, prefix):

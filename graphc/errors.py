@@ -68,3 +68,13 @@ class NumericsError(GraphcError, FloatingPointError):
 
 class OutOfRangeError(GraphcError):
     """An iterator's dataset is exhausted (TF1's tf.errors.OutOfRangeError ends input loops)."""
+
+
+class InvalidArgumentError(GraphcError, ValueError):
+    """A run-time check on values failed: ``tf.Assert`` with a False condition, or a
+    ``tf.py_func`` result of the wrong dtype or shape (TF1's tf.errors.InvalidArgumentError)."""
+
+
+class UnknownError(GraphcError):
+    """A Python function called inside a step (``tf.py_func``) raised; the exception it raised
+    is the ``__cause__`` (TF1's tf.errors.UnknownError)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from graphc.errors import ArtifactError, FeedError, NumericsError
 
-from . import collectives, jit
+from . import collectives, host_calls, jit
 from .blas import gemm_entry
 
 __all__ = ["Slot", "StepLayout", "NativeStep", "STATUS_MESSAGES"]
@@ -71,7 +71,8 @@ class StepLayout:
         node_names: names of kernels that may report a status (for error messages).
         profile: (slot, labels) in profiling builds: one cycle counter per kernel call.
         callbacks: (slot, name) of runtime entry points the code calls
-            (``runtime.collectives.callback_address``: the MPI allreduce).
+            (``runtime.collectives.callback_address``: the MPI allreduce;
+            ``runtime.host_calls``: Python functions, tf.Print/Assert/py_func).
     """
     entry: str
     n_slots: int
@@ -158,7 +159,8 @@ class NativeStep:
                                     hint="compile the step again in this environment")
             items[slot] = address
         for slot, name in layout.callbacks:
-            items[slot] = collectives.callback_address(name)
+            items[slot] = host_calls.callback_address() if name == "host_call" \
+                else collectives.callback_address(name)
         self.table, self._keep = jit.pointer_table(items)
         self._table_addr = jit.address_of(self.table)
         self._fn = loaded.function(layout.entry)
@@ -217,6 +219,8 @@ class NativeStep:
     def _raise_status(self):
         code, node, value = (int(v) for v in self.status[:3])
         self.status[:] = 0
+        if code == host_calls.STATUS_HOST:  # a Python function called by the step raised
+            raise host_calls.take_error()
         names = self.layout.node_names
         name = names[node] if 0 <= node < len(names) else f"kernel {node}"
         cls, msg = STATUS_MESSAGES.get(code, (ArtifactError, "kernel error {value} in {node}"))

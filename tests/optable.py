@@ -478,6 +478,8 @@ NOT_IN_TABLE = {
     "check_numerics": "debugging op: test_compile (values, gradient, NumericsError)",
     "random_uniform_like": "impure: test_bn_dropout (dropout masks: fresh, seedable, shared)",
     "allreduce_mean": "collective: test_distributed (2 MPI ranks vs one process; identity alone)",
+    "host_call": "impure, calls Python: test_host_calls (Print, Assert, py_func; both backends)",
+    "host_output": "impure: test_host_calls (py_func with two outputs)",
     "after": "control dependencies: test_control_dependencies (ordering, value, gradient)",
 }
 

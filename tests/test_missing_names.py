@@ -9,10 +9,9 @@ import graphc as tf
 @pytest.mark.parametrize("name,advice", [
     ("keras", r"not Keras: use gc.layers"),
     ("estimator", r"gc.Session and a gc.train optimizer"),
-    ("py_func", r"compute the value with NumPy before Session.run"),
     ("lite", r"no TFLite converter"),
     ("saved_model", r"gc.train.Saver"),
-    ("Print", r"fetch the tensor"),
+    ("gfile", r"Python's open\(\) and os"),
 ])
 def test_curated_tf1_names_say_what_to_do(name, advice):
     with pytest.raises(AttributeError, match=rf"^module 'graphc' has no attribute '{name}': "
@@ -48,9 +47,11 @@ def test_loops_are_no_longer_missing():
 
 def test_names_graphc_gained_left_the_table():
     """TensorArray (tests/test_tensor_array.py), app, flags and logging
-    (tests/test_compat_shims.py), contrib (tests/test_contrib.py) are provided now."""
+    (tests/test_compat_shims.py), contrib (tests/test_contrib.py), Print, print, Assert,
+    py_func and numpy_function (tests/test_host_calls.py) are provided now."""
     from graphc import _MISSING
-    for name in ("TensorArray", "app", "flags", "logging", "contrib"):
+    for name in ("TensorArray", "app", "flags", "logging", "contrib", "Print", "print",
+                 "Assert", "py_func", "numpy_function"):
         assert getattr(tf, name) is not None and name not in _MISSING
 
 

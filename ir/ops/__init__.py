@@ -6,6 +6,7 @@ from . import elementwise, indexing, linalg, nn, reduce, shape, state  # noqa: F
 from . import conv, pool, random_ops  # noqa: F401  (registers: layers and their backward ops)
 from . import debug  # noqa: F401  (registers check_numerics)
 from . import collective  # noqa: F401  (registers allreduce_mean)
+from . import host  # noqa: F401  (registers host_call, host_output)
 from . import operators  # noqa: F401
 from .registry import F, REGISTRY, ZERO, OpDef, apply, const_node, convert, get
 

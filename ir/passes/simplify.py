@@ -191,14 +191,18 @@ def r_matmul_transpose(n, p):
     return None
 
 
+# ``after`` is a view that also orders the step (control dependencies): never dropped.
+_RESHAPES = tuple(op for op in VIEW_OPS if op != "after")
+
+
 def r_reshape_noop(n, p):
-    if n.op_name in VIEW_OPS + ("broadcast_to",) and _same_type(n, n.inputs[0]):
+    if n.op_name in _RESHAPES + ("broadcast_to",) and _same_type(n, n.inputs[0]):
         return n.inputs[0]
     return None
 
 
 def r_reshape_chain(n, p):
-    if n.op_name in VIEW_OPS and n.inputs[0].op_name in VIEW_OPS:
+    if n.op_name in _RESHAPES and n.inputs[0].op_name in _RESHAPES:
         return new_node(p, n, "reshape", [n.inputs[0].inputs[0]], {"shape": tuple(n.shape)})
     return None
 
