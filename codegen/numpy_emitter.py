@@ -130,8 +130,8 @@ class Emitter:
         if tmpl is not None:
             return tmpl(n, args)
         k = self.kernel(n.opdef.impl)
-        extra = "".join(f", {a}={attr_literal(v)}" for a, v in sorted(n.attrs.items()))
-        return f"{k}({', '.join(args)}{extra})"
+        extra = [f"{a}={attr_literal(v)}" for a, v in sorted(n.attrs.items())]
+        return f"{k}({', '.join(args + extra)})"  # a kernel may take no inputs
 
     def emit(self):
         self._assign_names()

@@ -191,8 +191,8 @@ class PlannedEmitter(Emitter):
             rhs = self.expression(n)
         else:
             k = self.kernel(n.opdef.impl)
-            extra = "".join(f", {a}={attr_literal(v)}" for a, v in sorted(n.attrs.items()))
-            rhs = f"{k}({', '.join(args)}{extra})"
+            extra = [f"{a}={attr_literal(v)}" for a, v in sorted(n.attrs.items())]
+            rhs = f"{k}({', '.join(args + extra)})"  # a kernel may take no inputs
         return [f"np.copyto({out}, {rhs}, casting='unsafe')"]
 
     # -- checks ----------------------------------------------------------------------------

@@ -137,6 +137,26 @@ def test_py_func_one_and_two_outputs_int_and_float(config):
         np.testing.assert_array_equal(sess.run(doubled, {x: x5}), x5 * 2)
 
 
+def test_py_func_odd_signatures(config):
+    """A repeated input, a Python number input, no inputs (the generated call has only
+    keywords), a bool output, a one-item Tout list, and an empty Tout (an op)."""
+    seen = []
+    x = gc.placeholder(gc.float32, [3], name="x")
+    a = gc.py_func(lambda u, v, k: (u + v * k).astype(np.float32), [x, x, 3.0], gc.float32,
+                   shape=[x])
+    b = gc.py_func(lambda: np.arange(4, dtype=np.int32), [], gc.int32, shape=[4])
+    c = gc.py_func(lambda u: u > 1, [x], gc.bool, shape=[x])
+    d = gc.py_func(lambda u: [[1.5, 2.5]], [x], [gc.float64], shape=[[2]])
+    e = gc.py_func(lambda u: seen.append(u.copy()), [x], [])
+    with session(config) as sess:
+        va, vb, vc, vd, ve = sess.run([a, b, c, d, e], {x: [1.0, 2.0, 3.0]})
+    np.testing.assert_array_equal(va, [4.0, 8.0, 12.0])
+    np.testing.assert_array_equal(vb, np.arange(4))
+    np.testing.assert_array_equal(vc, [False, True, True])
+    assert isinstance(vd, list) and vd[0].dtype == np.float64 and list(vd[0]) == [1.5, 2.5]
+    assert ve is None and len(seen) == 1 and list(seen[0]) == [1.0, 2.0, 3.0]
+
+
 def test_py_func_stateful_counts_calls_in_schedule_order(config):
     calls = []
 
