@@ -77,6 +77,9 @@ if _ir is not None:
     from .compile_api import CompiledStep, check_numerics, compile  # noqa: F401,A004
     from .debug_ops import Assert, Print, numpy_function, py_func  # noqa: F401
     from .debug_ops import print_ as print  # noqa: F401,A001  (tf.print)
+    from .debug_ops import (assert_equal, assert_less, assert_non_negative,  # noqa: F401
+                            assert_positive, debugging_namespace)
+    debugging = debugging_namespace()  # tf.debugging.assert_*, Assert, check_numerics
     newaxis = None
 
 

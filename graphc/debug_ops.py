@@ -279,3 +279,68 @@ def py_func(func, inp, Tout, stateful=True, name=None, shape=None):  # noqa: N80
 def numpy_function(func, inp, Tout, stateful=True, name=None, shape=None):  # noqa: N803
     """``py_func`` under TF 1.15's newer name (same arguments and behaviour)."""
     return py_func(func, inp, Tout, stateful=stateful, name=name, shape=shape)
+
+
+# -- tf.debugging.assert_* -----------------------------------------------------------------------
+def _assert_all(holds, what, tensors, data, summarize, message, name):
+    """``Assert(reduce_all(holds), ...)`` with TF1's message: the condition, then the values."""
+    from .math_reductions import reduce_all
+    if data is None:
+        data = [f"{message + ': ' if message else ''}Condition {what} did not hold "
+                "element-wise:"]
+        for label, t in tensors:
+            data += [f"{label} ({t.name}) =", t]
+    return Assert(reduce_all(holds), data, summarize=summarize, name=name)
+
+
+def assert_equal(x, y, data=None, summarize=None, message=None, name=None):
+    """An op failing (InvalidArgumentError) unless ``x == y`` everywhere (TF1's form).
+
+    Example:
+        >>> with gc.control_dependencies([gc.debugging.assert_equal(gc.shape(a), [2, 3])]):
+        ...     b = a * 2.0
+    """
+    x = convert(x)
+    y = convert(y, x)
+    return _assert_all(apply("equal", [x, y]), "x == y", [("x", x), ("y", y)], data,
+                       summarize, message, name or "assert_equal")
+
+
+def assert_less(x, y, data=None, summarize=None, message=None, name=None):
+    """An op failing (InvalidArgumentError) unless ``x < y`` everywhere."""
+    x = convert(x)
+    y = convert(y, x)
+    return _assert_all(apply("less", [x, y]), "x < y", [("x", x), ("y", y)], data,
+                       summarize, message, name or "assert_less")
+
+
+def assert_positive(x, data=None, summarize=None, message=None, name=None):
+    """An op failing (InvalidArgumentError) unless ``x > 0`` everywhere."""
+    x = convert(x)
+    return _assert_all(apply("greater", [x, convert(0, x)]), "x > 0", [("x", x)], data,
+                       summarize, message, name or "assert_positive")
+
+
+def assert_non_negative(x, data=None, summarize=None, message=None, name=None):
+    """An op failing (InvalidArgumentError) unless ``x >= 0`` everywhere."""
+    x = convert(x)
+    return _assert_all(apply("greater_equal", [x, convert(0, x)]), "x >= 0", [("x", x)], data,
+                       summarize, message, name or "assert_non_negative")
+
+
+class _Debugging:
+    """``tf.debugging``: the assertions above, Assert and check_numerics under one name."""
+
+    def __init__(self):
+        from .compile_api import check_numerics
+        self.Assert, self.check_numerics = Assert, check_numerics
+        self.assert_equal, self.assert_less = assert_equal, assert_less
+        self.assert_positive, self.assert_non_negative = assert_positive, assert_non_negative
+
+    def __repr__(self):
+        return "<module 'graphc.debugging'>"
+
+
+def debugging_namespace():
+    """The ``gc.debugging`` object (made once, by graphc/__init__.py)."""
+    return _Debugging()

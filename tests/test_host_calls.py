@@ -120,6 +120,24 @@ def test_assert_condition_must_be_a_scalar_bool():
         gc.Assert(x > 0.0, [x])
 
 
+@pytest.mark.parametrize("make,good,bad,pattern", [
+    (lambda x: gc.debugging.assert_positive(x, message="need x > 0"), [1, 2, 3], [1, 0, 3],
+     r"need x > 0: Condition x > 0 did not hold element-wise: x \(x\) = \[1.0 0.0 3.0\]"),
+    (lambda x: gc.debugging.assert_non_negative(x), [0, 2, 3], [0, -2, 3], r"x >= 0"),
+    (lambda x: gc.assert_equal(x, [1.0, 2.0, 3.0]), [1, 2, 3], [1, 2, 4],
+     r"Condition x == y .* y \(const\w*\) = \[1.0 2.0 3.0\]"),
+    (lambda x: gc.debugging.assert_less(x, 3.0), [0, 1, 2], [0, 1, 3], r"x < y"),
+])
+def test_debugging_assertions(make, good, bad, pattern):
+    x = gc.placeholder(gc.float32, [3], name="x")
+    with gc.control_dependencies([make(x)]):
+        y = x * 2.0
+    with gc.Session(backend="llvm") as sess:
+        np.testing.assert_array_equal(sess.run(y, {x: good}), np.multiply(good, 2.0))
+        with pytest.raises(InvalidArgumentError, match=pattern):
+            sess.run(y, {x: bad})
+
+
 # -- tf.py_func -----------------------------------------------------------------------------------
 def test_py_func_one_and_two_outputs_int_and_float(config):
     x = gc.placeholder(gc.float32, [None, 3], name="x")
