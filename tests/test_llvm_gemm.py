@@ -157,3 +157,37 @@ def test_register_block_transpose_is_exact(rows, cols, dtype, unit):
     xv = rng.standard_normal((rows, cols)).astype(np.float32 if dtype == gc.float32
                                                   else np.float64)
     np.testing.assert_array_equal(step({x: xv})[0], (xv * 2).T)
+
+
+# -- random shapes --------------------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@needs_vectors
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1, 40), n=st.integers(1, 70), k=st.integers(1, 50),
+       ta=st.booleans(), tb=st.booleans(), accumulate=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_random_shapes_agree_with_float64(m, n, k, ta, tb, accumulate, seed):
+    """Any shape, either operand transposed, alone or summed with another product (the sum
+    makes the lowering accumulate into one buffer, beta = 1): float64 NumPy agrees."""
+    rng = np.random.default_rng(seed)
+    g = gc.Graph()
+    with g.as_default():
+        a = gc.placeholder(gc.float32, [k, m] if ta else [m, k])
+        b = gc.placeholder(gc.float32, [n, k] if tb else [k, n])
+        c = gc.placeholder(gc.float32, [m, k])
+        d = gc.placeholder(gc.float32, [k, n])
+        out = gc.matmul(a, b, transpose_a=ta, transpose_b=tb)
+        feeds = [a, b] + ([c, d] if accumulate else [])
+        if accumulate:
+            out = gc.tanh(out + gc.matmul(c, d))
+        step = gc.compile([out], feeds=feeds, backend="llvm")
+    feed = {p: rng.standard_normal(tuple(p.shape)).astype(np.float32) for p in (a, b, c, d)}
+    ref = _reference(feed[a], feed[b], ta, tb)
+    if accumulate:
+        ref = np.tanh(ref + feed[c].astype(np.float64) @ feed[d])
+    got = step({p: feed[p] for p in feeds})[0]
+    np.testing.assert_allclose(got, ref, rtol=0, atol=3e-6 * k * max(
+        np.abs(ref).max(), 1))
