@@ -114,3 +114,24 @@ def test_cnn_trains_alike_on_both_backends():
         losses[backend] = [float(step(feed)[0]) for _ in range(4)]
     np.testing.assert_allclose(losses["llvm"], losses["numpy"], rtol=2e-4)
     assert losses["llvm"][-1] < losses["llvm"][0]
+
+
+# -- random geometries ----------------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 3), h=st.integers(3, 9), w=st.integers(3, 9),
+       cin=st.integers(4, 20), cout=st.integers(1, 40), k=st.integers(1, 3),
+       s=st.integers(1, 2), pad=st.sampled_from(["SAME", "VALID"]))
+def test_random_geometries_agree(n, h, w, cin, cout, k, s, pad):
+    """Random many-channel convolutions (forward, dx, dw) against float64 NumPy."""
+    if k * k * cin <= llvm_conv.VECTOR_TAPS and cout <= 64:
+        cin = llvm_conv.VECTOR_TAPS // (k * k) + 1  # enough pairs for the GEMM kernels
+    case = (n, h, w, cin, cout, k, s, pad)
+    got, _ = _conv_grads(case, gc.float32, "llvm")
+    want, _ = _conv_grads(case, gc.float64, "numpy")
+    for name, a, b in zip(("y", "dx", "dfilter"), got, want):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * max(np.abs(b).max(), 1.0),
+                                   err_msg=name)
