@@ -166,3 +166,5 @@ from . import rnn as rnn_cell  # noqa: E402  (gc.nn.rnn_cell.BasicLSTMCell, ...)
 from .rnn import (BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, LSTMStateTuple,  # noqa: E402
                   MultiRNNCell, bidirectional_dynamic_rnn, dynamic_rnn,
                   static_bidirectional_rnn, static_rnn)
+from .nn_extra import (crelu, log_poisson_loss, selu, swish,  # noqa: E402,F401
+                       weighted_cross_entropy_with_logits)
