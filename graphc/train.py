@@ -21,6 +21,8 @@ The update rules are TF1's, formula for formula (``t`` counts steps from 1):
 - RMSProp: ``ms = d ms + (1-d) g^2`` (``ms`` starts at ONE, as in TF1);
   ``mom = mu mom + lr g / sqrt(ms + eps)``; ``w -= mom``. Centered: also
   ``mg = d mg + (1-d) g`` and the denominator is ``sqrt(ms - mg^2 + eps)``.
+- Adadelta: ``acc = rho acc + (1-rho) g^2``; ``u = sqrt(upd + eps) / sqrt(acc + eps) g``;
+  ``upd = rho upd + (1-rho) u^2``; ``w -= lr u``.
 """
 import warnings
 
@@ -312,6 +314,37 @@ class AdagradOptimizer(Optimizer):
         acc_t = acc + square(grad)
         return group(assign(acc, acc_t),
                      assign(var, var - self._lr(var) * grad / sqrt(acc_t)))
+
+
+class AdadeltaOptimizer(Optimizer):
+    """Adadelta as TF1 has it: ``acc = rho acc + (1-rho) g^2``;
+    ``u = sqrt(acc_upd + eps) / sqrt(acc + eps) * g``; ``acc_upd = rho acc_upd + (1-rho) u^2``;
+    ``w -= lr u``, with slots ``accum`` and ``accum_update`` starting at zero.
+
+    Args:
+        learning_rate, rho, epsilon: numbers or tensors (TF1's defaults).
+    Example:
+        >>> train_op = gc.train.AdadeltaOptimizer(1.0, rho=0.9).minimize(loss)
+    """
+
+    def __init__(self, learning_rate=0.001, rho=0.95, epsilon=1e-8, use_locking=False,
+                 name="Adadelta"):
+        super().__init__(learning_rate, use_locking, name)
+        self.rho, self.epsilon = rho, epsilon
+
+    def _create_slots(self, var_list):
+        for v in var_list:
+            self._slot(v, "accum")
+            self._slot(v, "accum_update")
+
+    def _apply_dense(self, grad, var):
+        acc, acc_upd = self._slot(var, "accum"), self._slot(var, "accum_update")
+        rho, eps = self._hyper(self.rho, var), self._hyper(self.epsilon, var)
+        acc_t = acc * rho + square(grad) * (1.0 - rho)
+        update = sqrt(acc_upd + eps) / sqrt(acc_t + eps) * grad
+        acc_upd_t = acc_upd * rho + square(update) * (1.0 - rho)
+        return group(assign(acc, acc_t), assign(acc_upd, acc_upd_t),
+                     assign(var, var - self._lr(var) * update))
 
 
 def exponential_decay(learning_rate, global_step, decay_steps, decay_rate, staircase=False,
