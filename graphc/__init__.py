@@ -71,6 +71,7 @@ if _ir is not None:
     from . import contrib  # noqa: F401  (contrib.layers and contrib.rnn only)
     from . import losses  # noqa: F401
     from . import image  # noqa: F401  (flips, standardization, resizing)
+    from . import metrics  # noqa: F401  (tf.metrics.accuracy)
     from . import summary  # noqa: F401  (tf.summary: TensorBoard event files)
     from .summary_proto import HistogramProto, Summary  # noqa: F401
     from . import distributed  # noqa: F401  (gc.distributed: data-parallel over MPI)

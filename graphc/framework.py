@@ -214,7 +214,9 @@ initialize_all_variables = global_variables_initializer
 
 
 def local_variables_initializer():
-    return no_op(name="local_init")
+    """Re-initialize the ``local_variables`` collection (gc.metrics' running totals)."""
+    return variables_initializer(get_collection(GraphKeys.LOCAL_VARIABLES),
+                                 name="local_init")
 
 
 def name_scope(name, default_name=None, values=None):
@@ -230,6 +232,7 @@ class GraphKeys:
     """TF1's standard collection names (``gc.get_collection(gc.GraphKeys.UPDATE_OPS)``)."""
     GLOBAL_VARIABLES = VARIABLES = "variables"
     TRAINABLE_VARIABLES = "trainable_variables"
+    LOCAL_VARIABLES, METRIC_VARIABLES = "local_variables", "metric_variables"  # gc.metrics
     UPDATE_OPS = "update_ops"
     REGULARIZATION_LOSSES = "regularization_losses"
     WEIGHTS, BIASES = "weights", "biases"  # filled by gc.contrib.layers
