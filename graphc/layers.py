@@ -95,6 +95,37 @@ def dense(inputs, units, activation=None, use_bias=True, kernel_initializer=None
         return activation(out) if activation is not None else out
 
 
+def conv1d(inputs, filters, kernel_size, strides=1, padding="valid",
+           data_format="channels_last", dilation_rate=1, activation=None, use_bias=True,
+           kernel_initializer=None, bias_initializer=None, kernel_regularizer=None,
+           trainable=True, name=None, reuse=None, **unused):
+    """A 1-D convolution layer (TF1's tf.layers.conv1d): kernel [k, in, filters], bias.
+
+    Args:
+        inputs: [batch, width, in] ("channels_last") or [batch, in, width].
+        filters: output channels; kernel_size, strides: an int or a 1-tuple.
+        padding: "valid" or "same".
+    Returns:
+        [batch, out_width, filters] (or channels first).
+    Example:
+        >>> h = gc.layers.conv1d(x, 16, 5, padding="same", activation=gc.nn.relu)
+    """
+    fmt = "NWC" if data_format in ("channels_last", "NWC") else "NCW"
+    inputs = convert(inputs)
+    depth = _static_dim(inputs, 2 if fmt == "NWC" else 1, "conv1d")
+    (k,) = nn_layers._ints(kernel_size)
+    with _layer_scope(name, "conv1d", reuse):
+        kernel = _variable("kernel", [k, depth, filters], inputs.dtype, kernel_initializer,
+                           trainable, kernel_regularizer)
+        out = nn_layers.conv1d(inputs, kernel, nn_layers._ints(strides), padding.upper(),
+                               data_format=fmt, dilations=dilation_rate)
+        if use_bias:
+            bias = _variable("bias", [filters], inputs.dtype, bias_initializer or zeros_init(),
+                             trainable)
+            out = out + (bias if fmt == "NWC" else reshape(bias, [1, filters, 1]))
+        return activation(out) if activation is not None else out
+
+
 def conv2d(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
            data_format="channels_last", dilation_rate=(1, 1), activation=None, use_bias=True,
            kernel_initializer=None, bias_initializer=None, kernel_regularizer=None,
@@ -247,5 +278,5 @@ def _training_statistics(inputs, axis, training, momentum, moving_mean, moving_v
     return batch_mean, batch_var
 
 
-__all__ = ["dense", "conv2d", "max_pooling2d", "average_pooling2d", "flatten", "dropout",
+__all__ = ["dense", "conv1d", "conv2d", "max_pooling2d", "average_pooling2d", "flatten", "dropout",
            "batch_normalization", "UPDATE_OPS", "REGULARIZATION_LOSSES"]

@@ -159,7 +159,7 @@ def bias_add(value, bias, data_format=None, name=None):
 
 
 # Layers and recurrent networks live in their own modules; gc.nn re-exports them, as TF1 does.
-from .nn_layers import (avg_pool, avg_pool2d, batch_normalization, conv2d,  # noqa: E402
+from .nn_layers import (avg_pool, avg_pool2d, batch_normalization, conv1d, conv2d,  # noqa
                         conv2d_transpose, dropout,
                         embedding_lookup, fused_batch_norm, max_pool, max_pool2d, moments)
 from . import rnn as rnn_cell  # noqa: E402  (gc.nn.rnn_cell.BasicLSTMCell, ...)

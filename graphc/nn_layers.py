@@ -10,8 +10,9 @@ from .errors import GraphError
 from .ir.graph import Node, get_default_graph
 from .ir.ops import apply, convert
 from .ir.source import user_location
-from .math_ops import (cast, concat, floor, gather, minimum, reduce_mean, reduce_sum, reshape,
-                       rsqrt, sqrt, square, stack, zeros, zeros_like)
+from .math_ops import (cast, concat, expand_dims, floor, gather, minimum, reduce_mean,
+                       reduce_sum, reshape, rsqrt, sqrt, square, squeeze, stack, zeros,
+                       zeros_like)
 
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -142,6 +143,53 @@ def conv2d_transpose(value, filter=None, output_shape=None, strides=None,  # noq
         like = zeros_like(x)[:, :1, :1, :1] + zeros([1] + spatial, x.dtype)
         return apply("conv2d_backprop_input", [x, convert(filter, x), like], attrs, name=name)
     return _in_nhwc(convert(value), fmt, build)
+
+
+def _ints(value):
+    return [int(value)] if isinstance(value, int) else [int(v) for v in value]
+
+
+def conv1d(value=None, filters=None, stride=None, padding=None, use_cudnn_on_gpu=None,
+           data_format="NWC", name=None, input=None, dilations=None):  # noqa: A002
+    """1-D convolution: TF1's form, a conv2d over a height-1 image (expand_dims, conv2d,
+    squeeze), so it shares conv2d's op, kernels and gradients.
+
+    Args:
+        value: [batch, width, in] ("NWC") or [batch, in, width] ("NCW"); ``input=`` is
+            TF2's name for it.
+        filters: [kw, in, out].
+        stride: an int, or TF1's 1- or 3-element form ([1, s, 1] for NWC).
+        padding: "VALID" or "SAME" (as conv2d).
+        data_format: "NWC" (default) or "NCW".
+    Returns:
+        [batch, out_width, out] (or [batch, out, out_width] for "NCW").
+    Raises:
+        GraphError: bad stride, padding, layout or dilations.
+    Example:
+        >>> y = gc.nn.conv1d(x, W, stride=1, padding="SAME")  # x [N, W, C], W [k, C, F]
+    """
+    value = value if value is not None else input
+    fmt = {"NWC": "NHWC", "NCW": "NCHW", "channels_last": "NHWC",
+           "channels_first": "NCHW"}.get(data_format)
+    if fmt is None:
+        raise GraphError(f"conv1d: data_format must be 'NWC' or 'NCW', found {data_format!r}")
+    if stride is None:
+        raise GraphError("conv1d: stride is required")
+    s = _ints(stride)
+    if len(s) == 3:
+        rest = (s[0], s[2]) if fmt == "NHWC" else (s[0], s[1])
+        if rest != (1, 1):
+            raise GraphError(f"conv1d: stride {s} moves along the batch or channel axis")
+        s = [s[1] if fmt == "NHWC" else s[2]]
+    if len(s) != 1:
+        raise GraphError(f"conv1d: stride must be an int or a list of 1 or 3 ints, found {s}")
+    if dilations is not None and set(_ints(dilations)) != {1}:
+        raise GraphError("conv1d: dilations other than 1 are not supported")
+    h_axis = 1 if fmt == "NHWC" else 2  # the inserted height-1 axis
+    x = expand_dims(convert(value), h_axis)
+    w = expand_dims(convert(filters, x), 0)
+    y = conv2d(x, w, [1, s[0]], padding, data_format=fmt)
+    return squeeze(y, [h_axis], name=name)
 
 
 def _check_transpose_sizes(x, spatial, w, attrs):
@@ -356,5 +404,5 @@ def _merge_shards(shards, strategy):
     return reshape(merged, [-1] + list(shards[0].shape[1:]))
 
 
-__all__ = ["conv2d", "max_pool2d", "avg_pool2d", "max_pool", "avg_pool", "moments",
+__all__ = ["conv1d", "conv2d", "max_pool2d", "avg_pool2d", "max_pool", "avg_pool", "moments",
            "batch_normalization", "fused_batch_norm", "dropout", "embedding_lookup"]
