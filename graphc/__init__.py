@@ -47,6 +47,9 @@ if _ir is not None:
     from . import data, initializers, nn, train  # noqa: F401
     from .array_ops import cumsum, pad, split, tile  # noqa: F401
     from .einsum import einsum  # noqa: F401
+    from .array_extra import (diag, diag_part, eye, matrix_diag, matrix_diag_part,  # noqa: F401
+                              reverse, reverse_v2, sequence_mask, tensordot, trace)
+    from . import linalg_api as linalg  # noqa: F401  (tf.linalg.diag, trace, tensordot...)
     from .control_flow import case, cond, while_loop  # noqa: F401
     from .functional_ops import foldl, foldr, map_fn, scan  # noqa: F401
     from .tensor_array import TensorArray  # noqa: F401  (also: x[i] with build-time tensors)

@@ -1,0 +1,9 @@
+"""``gc.linalg``: the TF1 ``tf.linalg`` functions graphc has (``tf.linalg.diag`` is
+``tf.matrix_diag``, ...). A missing one is an AttributeError, never a stand-in."""
+from .array_extra import eye, tensordot, trace
+from .array_extra import matrix_diag as diag
+from .array_extra import matrix_diag_part as diag_part
+from .einsum import einsum
+from .math_ops import matmul
+
+__all__ = ["diag", "diag_part", "einsum", "eye", "matmul", "tensordot", "trace"]
