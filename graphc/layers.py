@@ -83,16 +83,8 @@ def dense(inputs, units, activation=None, use_bias=True, kernel_initializer=None
     Example:
         >>> h = gc.layers.dense(x, 128, activation=gc.nn.relu)
     """
-    inputs = convert(inputs)
-    depth = _static_dim(inputs, -1, "dense")
-    with _layer_scope(name, "dense", reuse):
-        kernel = _variable("kernel", [depth, units], inputs.dtype, kernel_initializer,
-                           trainable, kernel_regularizer)
-        out = matmul(inputs, kernel)
-        if use_bias:
-            out = out + _variable("bias", [units], inputs.dtype,
-                                  bias_initializer or zeros_init(), trainable, bias_regularizer)
-        return activation(out) if activation is not None else out
+    return Dense(units, activation, use_bias, kernel_initializer, bias_initializer,
+                 kernel_regularizer, bias_regularizer, trainable, name, _reuse=reuse)(inputs)
 
 
 def conv1d(inputs, filters, kernel_size, strides=1, padding="valid",
@@ -135,20 +127,9 @@ def conv2d(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
     Example:
         >>> h = gc.layers.conv2d(x, 8, 3, padding="same", activation=gc.nn.relu)
     """
-    fmt = "NHWC" if data_format in ("channels_last", "NHWC") else "NCHW"
-    inputs = convert(inputs)
-    depth = _static_dim(inputs, 3 if fmt == "NHWC" else 1, "conv2d")
-    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-    with _layer_scope(name, "conv2d", reuse):
-        kernel = _variable("kernel", [kh, kw, depth, filters], inputs.dtype, kernel_initializer,
-                           trainable, kernel_regularizer)
-        out = nn_layers.conv2d(inputs, kernel, strides, padding, data_format=fmt,
-                               dilations=dilation_rate)
-        if use_bias:
-            bias = _variable("bias", [filters], inputs.dtype, bias_initializer or zeros_init(),
-                             trainable)
-            out = out + (bias if fmt == "NHWC" else reshape(bias, [1, filters, 1, 1]))
-        return activation(out) if activation is not None else out
+    return Conv2D(filters, kernel_size, strides, padding, data_format, dilation_rate,
+                  activation, use_bias, kernel_initializer, bias_initializer,
+                  kernel_regularizer, trainable, name, _reuse=reuse)(inputs)
 
 
 def conv2d_transpose(inputs, filters, kernel_size, strides=(1, 1), padding="valid",
@@ -278,5 +259,151 @@ def _training_statistics(inputs, axis, training, momentum, moving_mean, moving_v
     return batch_mean, batch_var
 
 
-__all__ = ["dense", "conv1d", "conv2d", "max_pooling2d", "average_pooling2d", "flatten", "dropout",
+# -- TF1's layer objects: variables made on the first call, shared by every later call ----------
+class Layer:
+    """Base of TF1's layer objects (``tf.layers.Dense``...): the first call creates the
+    variables in a fresh variable scope (``dense``, ``dense_1``...); later calls reuse
+    them wherever they are made, as TF1's objects do.
+
+    Subclasses define ``build(inputs)`` (creating variables with ``add_variable``) and
+    ``call(inputs)``. The functional layers (``gc.layers.dense``...) are one call of an object.
+    """
+
+    default_name = "layer"
+
+    def __init__(self, trainable=True, name=None, _reuse=None, **unused):
+        self.trainable, self.name, self._reuse = trainable, name, _reuse
+        self.built = False
+        self._variables = []
+
+    def add_variable(self, name, shape, dtype, initializer, trainable=True, regularizer=None):
+        var = _variable(name, shape, dtype, initializer, trainable and self.trainable,
+                        regularizer)
+        self._variables.append(var)
+        return var
+
+    def build(self, inputs):
+        """Create the variables (none by default)."""
+
+    def __call__(self, inputs, **kwargs):
+        inputs = convert(inputs)
+        if self.built:
+            return self.call(inputs, **kwargs)
+        with _layer_scope(self.name, self.default_name, self._reuse) as scope:
+            self.name = scope.name.rstrip("/").split("/")[-1]
+            self.build(inputs)
+            self.built = True
+            return self.call(inputs, **kwargs)
+
+    @property
+    def variables(self):
+        return list(self._variables)
+
+    weights = variables
+
+    @property
+    def trainable_variables(self):
+        trainable = set(get_default_graph().get_collection("trainable_variables"))
+        return [v for v in self._variables if v in trainable]
+
+    trainable_weights = trainable_variables
+
+
+class Dense(Layer):
+    """TF1's ``tf.layers.Dense``: ``activation(inputs @ kernel + bias)`` on the last axis.
+
+    Example:
+        >>> layer = gc.layers.Dense(10)
+        >>> train_logits, test_logits = layer(x_train), layer(x_test)  # one kernel, one bias
+    """
+
+    default_name = "dense"
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer=None,
+                 bias_initializer=None, kernel_regularizer=None, bias_regularizer=None,
+                 trainable=True, name=None, **kwargs):
+        super().__init__(trainable, name, **kwargs)
+        self.units, self.activation, self.use_bias = units, activation, use_bias
+        self._inits = (kernel_initializer, bias_initializer or zeros_init())
+        self._regs = (kernel_regularizer, bias_regularizer)
+        self.kernel = self.bias = None
+
+    def build(self, inputs):
+        depth = _static_dim(inputs, -1, "dense")
+        self.kernel = self.add_variable("kernel", [depth, self.units], inputs.dtype,
+                                        self._inits[0], True, self._regs[0])
+        if self.use_bias:
+            self.bias = self.add_variable("bias", [self.units], inputs.dtype, self._inits[1],
+                                          True, self._regs[1])
+
+    def call(self, inputs):
+        out = matmul(inputs, self.kernel)
+        if self.bias is not None:
+            out = out + self.bias
+        return self.activation(out) if self.activation is not None else out
+
+
+class Conv2D(Layer):
+    """TF1's ``tf.layers.Conv2D``: kernel [kh, kw, in, filters], bias [filters].
+
+    Example:
+        >>> conv = gc.layers.Conv2D(8, 3, padding="same", activation=gc.nn.relu)
+    """
+
+    default_name = "conv2d"
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid",
+                 data_format="channels_last", dilation_rate=(1, 1), activation=None,
+                 use_bias=True, kernel_initializer=None, bias_initializer=None,
+                 kernel_regularizer=None, trainable=True, name=None, **kwargs):
+        super().__init__(trainable, name, **kwargs)
+        self.filters, self.strides, self.padding = filters, strides, padding
+        self.fmt = "NHWC" if data_format in ("channels_last", "NHWC") else "NCHW"
+        self.kernel_size = ((kernel_size, kernel_size) if isinstance(kernel_size, int)
+                            else tuple(kernel_size))
+        self.dilation_rate, self.activation, self.use_bias = dilation_rate, activation, use_bias
+        self._inits = (kernel_initializer, bias_initializer or zeros_init())
+        self._kernel_regularizer = kernel_regularizer
+        self.kernel = self.bias = None
+
+    def build(self, inputs):
+        depth = _static_dim(inputs, 3 if self.fmt == "NHWC" else 1, "conv2d")
+        self.kernel = self.add_variable("kernel", [*self.kernel_size, depth, self.filters],
+                                        inputs.dtype, self._inits[0], True,
+                                        self._kernel_regularizer)
+        if self.use_bias:
+            self.bias = self.add_variable("bias", [self.filters], inputs.dtype, self._inits[1])
+
+    def call(self, inputs):
+        out = nn_layers.conv2d(inputs, self.kernel, self.strides, self.padding,
+                               data_format=self.fmt, dilations=self.dilation_rate)
+        if self.bias is not None:
+            out = out + (self.bias if self.fmt == "NHWC"
+                         else reshape(self.bias, [1, self.filters, 1, 1]))
+        return self.activation(out) if self.activation is not None else out
+
+
+class Flatten(Layer):
+    """TF1's ``tf.layers.Flatten``: [batch, ...] to [batch, prod(...)]."""
+
+    default_name = "flatten"
+
+    def __call__(self, inputs):
+        return flatten(inputs)
+
+
+class Dropout(Layer):
+    """TF1's ``tf.layers.Dropout(rate)``; ``layer(x, training=...)`` as ``gc.layers.dropout``."""
+
+    default_name = "dropout"
+
+    def __init__(self, rate=0.5, noise_shape=None, seed=None, name=None, **kwargs):
+        super().__init__(False, name, **kwargs)
+        self.rate, self.noise_shape, self.seed = rate, noise_shape, seed
+
+    def __call__(self, inputs, training=False):
+        return dropout(inputs, self.rate, self.noise_shape, self.seed, training)
+
+
+__all__ = ["Layer", "Dense", "Conv2D", "Flatten", "Dropout", "dense", "conv1d", "conv2d", "max_pooling2d", "average_pooling2d", "flatten", "dropout",
            "batch_normalization", "UPDATE_OPS", "REGULARIZATION_LOSSES"]

@@ -90,3 +90,73 @@ def test_layers_conv1d_values_variables_and_gradient(backend, rng):
             np.testing.assert_allclose(sess.run(y, {x: xv}), want, rtol=1e-10, atol=1e-12)
         loss = gc.reduce_sum(gc.square(y))
         check_gradients(loss, [x, kernel, bias], {x: xv}, rng, what="layers.conv1d")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_dense_object_shares_variables_across_calls(backend, rng):
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((2, 3))
+    with gc.Graph().as_default():
+        xa, xb = gc.placeholder(F64, [None, 3]), gc.placeholder(F64, [None, 3])
+        layer = gc.layers.Dense(5, activation=gc.nn.tanh,
+                                bias_initializer=gc.constant_initializer(0.5))
+        assert layer.kernel is None and layer.variables == []
+        ya = layer(xa)
+        with gc.variable_scope("elsewhere"):
+            yb = layer(xb)  # a later call in another scope still uses the first variables
+        assert [v.name for v in gc.global_variables()] == ["dense/kernel", "dense/bias"]
+        assert layer.variables == layer.trainable_variables == [layer.kernel, layer.bias]
+        assert layer.kernel.shape.as_list() == [3, 5] and layer.name == "dense"
+        with gc.Session(backend=backend) as sess:
+            sess.run(gc.global_variables_initializer())
+            w, bias = sess.run([layer.kernel, layer.bias])
+            got_a, got_b = sess.run([ya, yb], {xa: a, xb: b})
+        np.testing.assert_allclose(got_a, np.tanh(a @ w + bias), rtol=1e-12)
+        np.testing.assert_allclose(got_b, np.tanh(b @ w + bias), rtol=1e-12)
+        gb = gc.gradients(gc.reduce_sum(ya) + gc.reduce_sum(yb), [layer.kernel])[0]
+        with gc.Session() as sess:  # the shared kernel's gradient sums both uses
+            sess.run(gc.global_variables_initializer())
+            w, bias = sess.run([layer.kernel, layer.bias])
+            dz = [1 - np.tanh(v @ w + bias) ** 2 for v in (a, b)]
+            np.testing.assert_allclose(sess.run(gb, {xa: a, xb: b}),
+                                       a.T @ dz[0] + b.T @ dz[1], rtol=1e-10)
+
+
+def test_dense_object_matches_functional_dense_and_names_scopes(rng):
+    xv = rng.standard_normal((3, 4))
+    with gc.Graph().as_default():
+        x = gc.placeholder(F64, [None, 4])
+        init = gc.constant_initializer(rng.standard_normal((4, 2)))
+        y_fn = gc.layers.dense(x, 2, kernel_initializer=init, use_bias=False)
+        layer = gc.layers.Dense(2, kernel_initializer=init, use_bias=False, trainable=False)
+        y_obj = layer(x)
+        assert layer.name == "dense_1" and layer.bias is None
+        assert layer.trainable_variables == [] and layer.variables == [layer.kernel]
+        with gc.Session() as sess:
+            sess.run(gc.global_variables_initializer())
+            a, b = sess.run([y_fn, y_obj], {x: xv})
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_conv2d_flatten_dropout_objects(rng):
+    xv = rng.standard_normal((2, 5, 5, 3))
+    with gc.Graph().as_default():
+        x = gc.placeholder(F64, [None, 5, 5, 3])
+        conv = gc.layers.Conv2D(4, 3, padding="same", activation=gc.nn.relu)
+        h1, h2 = conv(x), conv(x * 2.0)
+        assert len(gc.global_variables()) == 2 and conv.kernel.shape.as_list() == [3, 3, 3, 4]
+        flat = gc.layers.Flatten()(h1)
+        assert flat.shape.as_list() == [None, 100]
+        drop = gc.layers.Dropout(0.5, seed=3)
+        kept, dropped = drop(flat, training=False), drop(flat, training=True)
+        with gc.Session() as sess:
+            sess.run(gc.global_variables_initializer())
+            w, b = sess.run([conv.kernel, conv.bias])
+            v1, v2, f, k, d = sess.run([h1, h2, flat, kept, dropped], {x: xv})
+        ref = gc.nn.conv2d(gc.constant(xv), gc.constant(w), 1, "SAME")
+        with gc.Session(graph=ref.graph) as sess:
+            want = np.maximum(sess.run(ref) + b, 0)
+        np.testing.assert_allclose(v1, want, rtol=1e-12)
+        np.testing.assert_allclose(v2, 2 * want, rtol=1e-12, atol=1e-12)  # relu is 1-homogeneous
+        np.testing.assert_array_equal(f, v1.reshape(2, -1))
+        np.testing.assert_array_equal(k, f)
+        assert set(np.unique(np.round(d[f != 0] / f[f != 0], 12))) <= {0.0, 2.0}
