@@ -49,6 +49,9 @@ if _ir is not None:
     from .einsum import einsum  # noqa: F401
     from .array_extra import (diag, diag_part, eye, matrix_diag, matrix_diag_part,  # noqa: F401
                               reverse, reverse_v2, sequence_mask, tensordot, trace)
+    from .math_extra import (clip_by_average_norm, count_nonzero, div_no_nan,  # noqa: F401
+                             is_inf, is_nan, norm, reduce_std, reduce_variance, to_double,
+                             to_int32, to_int64)
     from . import linalg_api as linalg  # noqa: F401  (tf.linalg.diag, trace, tensordot...)
     from .control_flow import case, cond, while_loop  # noqa: F401
     from .functional_ops import foldl, foldr, map_fn, scan  # noqa: F401

@@ -10,10 +10,15 @@ from .math_ops import (abs, add, add_n, argmax, argmin, divide, equal, exp, floo
                        multiply, negative, not_equal, pow, reciprocal, reduce_max, reduce_mean,
                        reduce_min, reduce_sum, rsqrt, sigmoid, sign, sqrt, square,
                        squared_difference, subtract, tanh, truediv)
+from .math_extra import (count_nonzero, div_no_nan, is_inf, is_nan, reduce_std,  # noqa: F401
+                         reduce_variance)
+from .math_extra import div_no_nan as divide_no_nan
 from .math_reductions import reduce_all, reduce_any, reduce_logsumexp, reduce_prod
 from .nn import in_top_k, l2_normalize, softplus
 
-__all__ = ["abs", "add", "add_n", "argmax", "argmin", "cumsum", "divide", "equal", "exp",
+__all__ = ["abs", "add", "add_n", "argmax", "argmin", "count_nonzero", "cumsum", "divide",
+           "divide_no_nan", "div_no_nan", "equal", "exp", "is_inf", "is_nan", "reduce_std",
+           "reduce_variance",
            "floor", "floordiv", "floormod", "greater", "greater_equal", "in_top_k",
            "is_finite", "l2_normalize", "less", "less_equal", "log", "log1p", "logical_and",
            "logical_not", "logical_or", "maximum", "minimum", "mod", "multiply", "negative",
