@@ -189,13 +189,51 @@ class Saver:
                     os.remove(old)
 
 
-def latest_checkpoint(directory):
-    """The most recently written ``.npz`` checkpoint in ``directory``, or None."""
+def _checkpoints(directory):
+    """The ``.npz`` checkpoints in ``directory``, oldest first (by modification time)."""
     if not os.path.isdir(directory):
-        return None
+        return []
     files = [os.path.join(directory, f) for f in os.listdir(directory)
              if f.endswith(".npz") and not f.startswith(".")]
-    return max(files, key=os.path.getmtime) if files else None
+    return sorted(files, key=lambda f: (os.stat(f).st_mtime_ns, f))
+
+
+def latest_checkpoint(directory):
+    """The most recently written ``.npz`` checkpoint in ``directory``, or None."""
+    files = _checkpoints(directory)
+    return files[-1] if files else None
+
+
+class CheckpointState:
+    """What ``get_checkpoint_state`` returns: TF1's two fields."""
+
+    def __init__(self, model_checkpoint_path, all_model_checkpoint_paths):
+        self.model_checkpoint_path = model_checkpoint_path
+        self.all_model_checkpoint_paths = list(all_model_checkpoint_paths)
+
+    def __repr__(self):
+        return (f"CheckpointState(model_checkpoint_path={self.model_checkpoint_path!r}, "
+                f"all_model_checkpoint_paths={self.all_model_checkpoint_paths!r})")
+
+
+def get_checkpoint_state(checkpoint_dir, latest_filename=None):
+    """TF1's ``tf.train.get_checkpoint_state`` over the ``.npz`` files Saver writes.
+
+    graphc keeps no separate index file: the checkpoints are the folder's ``.npz`` files,
+    ordered by when they were written.
+
+    Args:
+        checkpoint_dir: the folder Saver.save wrote into.
+        latest_filename: accepted for TF1 compatibility, unused.
+    Returns:
+        A ``CheckpointState`` (``model_checkpoint_path``: the newest,
+        ``all_model_checkpoint_paths``: all, oldest first), or None when there is none.
+    Example:
+        >>> ckpt = gc.train.get_checkpoint_state("ckpt")
+        >>> if ckpt: saver.restore(sess, ckpt.model_checkpoint_path)
+    """
+    files = _checkpoints(os.fspath(checkpoint_dir))
+    return CheckpointState(files[-1], files) if files else None
 
 
 def _checkpoint_path(save_path, global_step, sess):
@@ -258,4 +296,4 @@ def _read_checkpoint(path):
     return stored
 
 
-__all__ = ["Saver", "latest_checkpoint"]
+__all__ = ["Saver", "CheckpointState", "get_checkpoint_state", "latest_checkpoint"]

@@ -35,7 +35,8 @@ from .ir.autodiff import gradients
 from .ir.graph import Node, get_default_graph
 from .math_ops import (cast, equal, exp, floor, less_equal, minimum, pow, sqrt, square,
                        where)
-from .saver import Saver, latest_checkpoint  # noqa: F401  (TF1: gc.train.Saver)
+from .saver import (CheckpointState, Saver, get_checkpoint_state,  # noqa: F401  (TF1)
+                    latest_checkpoint)
 
 
 class Optimizer:
@@ -488,6 +489,15 @@ def cosine_decay(learning_rate, global_step, decay_steps, alpha=0.0, name=None):
     p = minimum(cast(global_step, D.float32), float(decay_steps)) / float(decay_steps)
     cosine = (_cos_pi(p) + 1.0) * 0.5
     return _scale_rate(learning_rate, cosine * (1.0 - float(alpha)) + float(alpha))
+
+
+def global_step(sess, global_step_tensor):
+    """The step counter's current value as a Python int (TF1's ``tf.train.global_step``).
+
+    Example:
+        >>> print("step", gc.train.global_step(sess, step))
+    """
+    return int(sess.run(global_step_tensor))
 
 
 def get_global_step(graph=None):
