@@ -49,6 +49,8 @@ if _ir is not None:
     from .einsum import einsum  # noqa: F401
     from .array_extra import (diag, diag_part, eye, matrix_diag, matrix_diag_part,  # noqa: F401
                               reverse, reverse_v2, sequence_mask, tensordot, trace)
+    from .array_extra import (gather_nd, scatter_nd, segment_sum,  # noqa: F401
+                              unsorted_segment_sum)
     from .math_extra import (clip_by_average_norm, count_nonzero, div_no_nan,  # noqa: F401
                              is_inf, is_nan, norm, reduce_std, reduce_variance, to_double,
                              to_int32, to_int64)

@@ -3,6 +3,7 @@
 
 Only functions graphc has are listed; a missing one is an AttributeError, never a stand-in.
 """
+from .array_extra import segment_sum, unsorted_segment_sum
 from .array_ops import cumsum
 from .math_ops import (abs, add, add_n, argmax, argmin, divide, equal, exp, floor,  # noqa: A004
                        floordiv, floormod, greater, greater_equal, is_finite, less, less_equal,
@@ -18,7 +19,7 @@ from .nn import in_top_k, l2_normalize, softplus
 
 __all__ = ["abs", "add", "add_n", "argmax", "argmin", "count_nonzero", "cumsum", "divide",
            "divide_no_nan", "div_no_nan", "equal", "exp", "is_inf", "is_nan", "reduce_std",
-           "reduce_variance",
+           "reduce_variance", "segment_sum", "unsorted_segment_sum",
            "floor", "floordiv", "floormod", "greater", "greater_equal", "in_top_k",
            "is_finite", "l2_normalize", "less", "less_equal", "log", "log1p", "logical_and",
            "logical_not", "logical_or", "maximum", "minimum", "mod", "multiply", "negative",

@@ -13,6 +13,16 @@ M = RNG.standard_normal((3, 3))
 W = RNG.standard_normal((4, 3, 5))
 LENGTHS = np.array([0, 2, 5], np.int32)
 
+IDX = np.array([[1, 2], [0, 0], [1, 2]], np.int32)  # a repeat: scatter_nd sums it
+SEG = np.array([[3, 0, 3], [1, 1, 0]], np.int64)  # segment 2 is empty
+
+
+def np_scatter(indices, updates, shape):
+    out = np.zeros(shape)
+    np.add.at(out, tuple(np.moveaxis(indices, -1, 0)), updates)
+    return out
+
+
 # name -> (build(x, m, lengths), numpy reference(x, m, lengths))
 CASES = {
     "sequence_mask": (lambda x, m, n: gc.sequence_mask(n, 5),
@@ -40,6 +50,16 @@ CASES = {
                         lambda x, m, n: np.tensordot(x, W, [[2, 1], [0, 1]])),
     "tensordot_int": (lambda x, m, n: gc.tensordot(m, x[0], 1),
                       lambda x, m, n: np.tensordot(m, x[0], 1)),
+    "gather_nd": (lambda x, m, n: gc.gather_nd(x, IDX),
+                  lambda x, m, n: x[IDX[..., 0], IDX[..., 1]]),
+    "gather_nd_full": (lambda x, m, n: gc.gather_nd(m, [[2, 1], [0, 0], [2, 1]]),
+                       lambda x, m, n: m[[2, 0, 2], [1, 0, 1]]),
+    "scatter_nd": (lambda x, m, n: gc.scatter_nd(IDX, m, [2, 3, 3]),
+                   lambda x, m, n: np_scatter(IDX, m, (2, 3, 3))),
+    "unsorted_segment_sum": (lambda x, m, n: gc.unsorted_segment_sum(x, SEG, 4),
+                             lambda x, m, n: np_scatter(SEG[..., None], x, (4, 4))),
+    "segment_sum": (lambda x, m, n: gc.math.segment_sum(m, [0, 0, 2]),
+                    lambda x, m, n: np.stack([m[0] + m[1], 0 * m[0], m[2]])),
     "tensordot_zero": (lambda x, m, n: gc.linalg.tensordot(m, m, 0),
                        lambda x, m, n: np.tensordot(m, m, 0)),
 }
@@ -76,6 +96,16 @@ def test_refused_inputs_are_clear():
             gc.diag_part(x)
         with pytest.raises(ShapeError, match="linalg.diag_part: needs a tensor of rank >= 2"):
             gc.linalg.diag_part(n)
+        with pytest.raises(GraphError, match="segment_ids must be a constant.*lens"):
+            gc.segment_sum(x, n)
+        with pytest.raises(GraphError, match="sorted, non-negative vector, found \\[1, 0\\]"):
+            gc.segment_sum(x, [1, 0])
+        with pytest.raises(GraphError, match="num_segments must be static.*maxlen_t"):
+            gc.unsorted_segment_sum(x, [0, 1], k)
+        with pytest.raises(ShapeError, match="gather_nd: indices index 3 axes of a rank-2"):
+            gc.gather_nd(x, [[0, 0, 0]])
+        with pytest.raises(ShapeError, match="scatter_nd: updates must have shape \\[2, 3\\]"):
+            gc.scatter_nd([[0], [1]], x[0], [4, 3])
 
 
 # -- norms, counts, moments, safe division ------------------------------------------------------
@@ -135,7 +165,9 @@ MATH = {
 TABLES = {"array": (CASES, [X, M, LENGTHS], 2), "math": (MATH, [X, Y, SPECIAL], 1)}
 DIFFERENTIABLE = {
     "array": ["reverse", "linalg_diag", "diag_rank2", "linalg_diag_part_wide",
-              "linalg_diag_part_tall", "diag_part", "trace", "tensordot_pairs", "tensordot_int"],
+              "linalg_diag_part_tall", "diag_part", "trace", "tensordot_pairs", "tensordot_int",
+              "gather_nd", "gather_nd_full", "scatter_nd", "unsorted_segment_sum",
+              "segment_sum"],
     "math": ["norm_all", "norm_axis_keep", "norm_l1", "norm_inf", "norm_p3", "norm_fro",
              "matrix_norm_1", "matrix_norm_inf_keep", "reduce_variance", "reduce_std",
              "div_no_nan", "clip_by_average_norm", "clip_by_average_norm_noop"],
