@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .llvm_gemm import NATIVE_MAX_MACS, blocking, fmuladd, splat, vector_type, vector_unit
+from .llvm_gemm import (NATIVE_MAX_MACS, blocking, rank1_update, store_tile, vector_type,
+                        vector_unit)
 from .llvm_ir import KERNEL_ATTRS, Function, val_type
 from .llvm_kernels import emit_gemm, fill
 from .llvm_loops import carried_nest, contiguous_strides, params
@@ -87,12 +88,6 @@ def _row_groups(fn, count, mr, body):
         body(str(full * mr), rest)
 
 
-def _store(fn, t, ptrs, accs, vectors):
-    for prow, arow in zip(ptrs, accs):
-        for v, w in enumerate(vectors):
-            fn.store(vector_type(t, w), arow[v], prow[v])
-
-
 def conv_forward_function(dtype, s, noalias):
     """``%p0[p, o] = sum x[origin(p) + off(tap) + c] * %p2[tap, c, o]`` with %p1 = x padded
     ([n, hp, wp, cin]), %p2 = filters [kh, kw, cin, cout], %p0 = [n, oh, ow, cout]."""
@@ -125,7 +120,7 @@ def conv_forward_function(dtype, s, noalias):
                                                           cols[v])))
             ptrs = [[fn.gep(t, "%p0", fn.add(fn.mul(fn.add(p0, r), s.cout), cols[v]))
                      for v in range(len(vectors))] for r in range(rows)]
-            _store(fn, t, ptrs, accs, vectors)
+            store_tile(fn, t, ptrs, accs, vectors)
         _row_groups(fn, positions, blk.mr, tile)
     fn.ret()
     return fn
@@ -139,21 +134,10 @@ def _contract(fn, t, accs, vectors, count, a_ptr, b_ptr):
     def body(idx, values):
         k = idx[0]
         bv = [fn.load(vector_type(t, w), b_ptr(k, v)) for v, w in enumerate(vectors)]
-        return _rank1(fn, t, values, vectors, bv, [a_ptr(k, r) for r in range(len(accs))])
+        return rank1_update(fn, t, values, vectors, bv, [a_ptr(k, r) for r in range(len(accs))])
     final = carried_nest(fn, (count,), flat, body)
     width = len(vectors)
     return [final[r * width:(r + 1) * width] for r in range(len(accs))]
-
-
-def _rank1(fn, t, accs, vectors, bv, a_ptrs):
-    """``accs`` (rows x vectors, flat) after adding the outer product of the scalars at
-    ``a_ptrs`` (one per row) and the vectors ``bv``."""
-    out, it = [], iter(accs)
-    for ptr in a_ptrs:
-        x = fn.load(t, ptr)
-        splats = {w: splat(fn, t, x, w) for w in set(vectors)}
-        out += [fmuladd(fn, t, splats[w], bv[v], next(it), w) for v, w in enumerate(vectors)]
-    return out
 
 
 def conv_filter_function(dtype, s, noalias):
@@ -181,7 +165,7 @@ def conv_filter_function(dtype, s, noalias):
                                  for v in range(len(vectors))] for r in range(rows)]
                         accs = _filter_tile(fn, t, s, vectors, cols, ptrs, li.i,
                                             fn.add(c0, tap_off))
-                        _store(fn, t, ptrs, accs, vectors)
+                        store_tile(fn, t, ptrs, accs, vectors)
                     _row_groups(fn, s.cin, blk.mr, tile)
     fn.ret()
     return fn
@@ -202,7 +186,7 @@ def _filter_tile(fn, t, s, vectors, cols, ptrs, img, first):
         dyrow = fn.mul(pos, s.cout)
         bv = [fn.load(vector_type(t, w), fn.gep(t, "%p2", fn.add(dyrow, cols[v])))
               for v, w in enumerate(vectors)]
-        return _rank1(fn, t, values, vectors, bv,
+        return rank1_update(fn, t, values, vectors, bv,
                       [fn.gep(t, "%p1", fn.add(xrow, r)) for r in range(len(ptrs))])
     final = carried_nest(fn, (s.oh, s.ow), flat, body)
     width = len(vectors)

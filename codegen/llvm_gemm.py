@@ -26,6 +26,7 @@ multithreading win there.
 The summation order over K is the same sequential order a naive loop has, so results differ
 from BLAS only by rounding (checked against the NumPy reference in tests).
 """
+import functools
 import os
 from typing import NamedTuple
 
@@ -49,6 +50,11 @@ class VectorUnit(NamedTuple):
 
 def vector_unit():
     """The host's widest float vectors usable here, or None (then BLAS does every GEMM)."""
+    return _host_vector_unit()
+
+
+@functools.lru_cache(maxsize=1)
+def _host_vector_unit():
     feats = set(host_target().features.split(","))
     if "+avx512f" in feats:
         return VectorUnit(64, 32)
@@ -178,21 +184,36 @@ def _tile(fn, g, bases, i0, j0, rows, vectors):
             for r in range(rows)]
     bcol = fn.gep(g.t, b, j0)
     with fn.loop(g.k, "k") as lk:
-        acc = [[lk.carry(vector_type(g.t, w), init[r][v]) for v, w in enumerate(vectors)]
-               for r in range(rows)]
+        flat = [lk.carry(vector_type(g.t, w), init[r][v]) for r in range(rows)
+                for v, w in enumerate(vectors)]
         brow = fn.gep(g.t, bcol, fn.mul(lk.i, g.ldb))
         bv = [fn.load(vector_type(g.t, w), fn.gep(g.t, brow, cols[v])) for v, w in enumerate(vectors)]
         aoff = fn.mul(lk.i, g.lda) if g.ta else lk.i
-        for r in range(rows):
-            s = fn.load(g.t, fn.gep(g.t, arow[r], aoff))
-            splats = {}
-            for v, w in enumerate(vectors):
-                if w not in splats:
-                    splats[w] = splat(fn, g.t, s, w)
-                lk.update(acc[r][v], fmuladd(fn, g.t, splats[w], bv[v], acc[r][v], w))
-    for r in range(rows):
+        new = rank1_update(fn, g.t, flat, vectors, bv,
+                           [fn.gep(g.t, arow[r], aoff) for r in range(rows)])
+        for phi, value in zip(flat, new):
+            lk.update(phi, value)
+    width = len(vectors)
+    store_tile(fn, g.t, cptr, [flat[r * width:(r + 1) * width] for r in range(rows)], vectors)
+
+
+def rank1_update(fn, t, accs, vectors, bv, a_ptrs):
+    """``accs`` (rows x vectors, flat) after adding the outer product of the scalars at
+    ``a_ptrs`` (one per row) and the vectors ``bv``: one broadcast and NV fused multiply-adds
+    per row, the step every register tile here (GEMMs and implicit-GEMM convolutions) makes."""
+    out, it = [], iter(accs)
+    for ptr in a_ptrs:
+        x = fn.load(t, ptr)
+        splats = {w: splat(fn, t, x, w) for w in sorted(set(vectors))}
+        out += [fmuladd(fn, t, splats[w], bv[v], next(it), w) for v, w in enumerate(vectors)]
+    return out
+
+
+def store_tile(fn, t, ptrs, accs, vectors):
+    """Store a tile's accumulators (rows x vectors) at ``ptrs`` (same layout)."""
+    for prow, arow in zip(ptrs, accs):
         for v, w in enumerate(vectors):
-            fn.store(vector_type(g.t, w), acc[r][v], cptr[r][v])
+            fn.store(vector_type(t, w), arow[v], prow[v])
 
 
 def splat(fn, t, value, w):
@@ -210,5 +231,5 @@ def fmuladd(fn, t, x, y, z, w):
     return fn.call(vt, f"llvm.fmuladd.v{w}{sfx}", [(vt, x), (vt, y), (vt, z)])
 
 
-__all__ = ["gemm_kernel", "native_gemm_ok", "vector_unit", "blocking", "splat", "fmuladd",
-           "vector_type", "NATIVE_MAX_MACS"]
+__all__ = ["gemm_kernel", "native_gemm_ok", "vector_unit", "blocking", "rank1_update",
+           "store_tile", "splat", "fmuladd", "vector_type", "NATIVE_MAX_MACS"]
