@@ -38,21 +38,54 @@ NEVER_WRITTEN = ("placeholder", "const")           # may be read after its last 
 
 def _add_leaves(e):
     """The operands of a tree of float additions rooted at ``e`` (``e`` itself if no add)."""
-    if e.op == "add" and e.dtype.is_floating:
-        return _add_leaves(e.args[0]) + _add_leaves(e.args[1])
-    return [e]
+    leaves, stack = [], [e]
+    while stack:  # left to right, iteratively: an unrolled loop's sum is thousands deep
+        x = stack.pop()
+        if x.op == "add" and x.dtype.is_floating:
+            stack.extend((x.args[1], x.args[0]))
+        else:
+            leaves.append(x)
+    return leaves
+
+
+def summable_args(body, tree, cands):
+    """The candidate args whose every occurrence in ``body`` is one leaf of add tree ``tree``.
+
+    The rewrite deletes the product's own value (its GEMM adds into a shared buffer instead),
+    so it is sound only for an arg that occurs exactly once in the whole body, read as a tree,
+    and that once as a leaf of ``tree``: ``t + t + u`` reads ``t`` twice and ``(t + u) * t``
+    reads it outside the sum, and neither may fold ``t``. Proved by counting occurrences,
+    never by the shape of the pattern.
+    """
+    in_body, in_tree = S.occurrences(body), S.occurrences(tree)
+    leaves = [e.value for e in _add_leaves(tree) if e.op == "arg"]
+    by_index = {}
+    for e in body.walk():
+        if e.op == "arg":
+            by_index.setdefault(e.value, []).append(e)
+    proved = set()
+    for i in cands:
+        nodes = by_index.get(i, [])
+        if sum(in_body[id(e)] for e in nodes) == 1 and \
+                sum(in_tree.get(id(e), 0) for e in nodes) == 1 and leaves.count(i) == 1:
+            proved.add(i)
+    return proved
 
 
 def _best_tree(body, cands):
-    """The add node of ``body`` whose leaves hold the most candidate args (at least 2)."""
-    best, best_count = None, 1
+    """The add node of ``body`` and its proved summable args (see ``summable_args``) where
+    the most of them meet (at least 2), or (None, set())."""
+    best, best_args = None, set()
     for e in body.walk():
         if e.op != "add" or not e.dtype.is_floating:
             continue
-        count = sum(1 for leaf in _add_leaves(e) if leaf.op == "arg" and leaf.value in cands)
-        if count > best_count:
-            best, best_count = e, count
-    return best
+        if sum(1 for leaf in _add_leaves(e) if leaf.op == "arg" and leaf.value in cands) \
+                <= max(1, len(best_args)):
+            continue
+        proved = summable_args(body, e, cands)
+        if len(proved) > max(1, len(best_args)):
+            best, best_args = e, proved
+    return best, best_args
 
 
 def _replace(body, target, replacement):
@@ -155,11 +188,12 @@ class GemmPlan:
                      if x.op_name == "matmul" and x.dtype == n.dtype and x.dtype.is_floating
                      and tuple(x.shape) == shape and self._only_for(x, n)
                      and sum(1 for y in n.inputs if y is x) == 1}
-            tree = _best_tree(n.attrs["body"], cands) if len(cands) >= 2 else None
+            tree, proved = _best_tree(n.attrs["body"], cands) if len(cands) >= 2 \
+                else (None, set())
             if tree is None:
                 continue
             leaves = _add_leaves(tree)
-            args = [e.value for e in leaves if e.op == "arg" and e.value in cands]
+            args = [e.value for e in leaves if e.op == "arg" and e.value in proved]
             matmuls = sorted((n.inputs[i] for i in args), key=lambda m: self.pos[id(m)])
             groups.append((n, tree, leaves, matmuls))
         return groups

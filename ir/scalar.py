@@ -67,16 +67,19 @@ class Expr:
 
     def walk(self):
         """All distinct subexpressions, operands before users."""
-        seen, order = set(), []
-
-        def visit(e):
-            if id(e) in seen:
-                return
-            seen.add(id(e))
-            for a in e.args:
-                visit(a)
-            order.append(e)
-        visit(self)
+        seen, order = {id(self)}, []
+        stack = [(self, 0)]  # iterative depth-first: a fused sum can be thousands deep
+        while stack:
+            e, k = stack[-1]
+            if k < len(e.args):
+                stack[-1] = (e, k + 1)
+                a = e.args[k]
+                if id(a) not in seen:
+                    seen.add(id(a))
+                    stack.append((a, 0))
+            else:
+                stack.pop()
+                order.append(e)
         return order
 
 
@@ -123,6 +126,24 @@ def substitute(expr, args):
         else:
             memo[id(e)] = Expr(e.op, tuple(memo[id(a)] for a in e.args), e.value, e.dtype)
     return memo[id(expr)]
+
+
+def occurrences(expr):
+    """{id(subexpression): how many times it occurs in ``expr`` read as a tree}.
+
+    A body is a DAG of shared subexpressions, so one node stands for every place it is read:
+    ``add(x, x)`` reads ``x`` twice, and a shared ``x + y`` read twice reads ``x`` twice. A
+    rewrite that replaces "the" occurrence of an argument must first prove this count is 1.
+    Counted over root-to-node paths in users-before-operands order (iterative: no recursion
+    depth limit on long add chains).
+    """
+    order = expr.walk()
+    count = {id(e): 0 for e in order}
+    count[id(expr)] = 1
+    for e in reversed(order):
+        for a in e.args:
+            count[id(a)] += count[id(e)]
+    return count
 
 
 def cost(expr):
