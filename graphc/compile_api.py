@@ -11,12 +11,15 @@ specialize on the shapes of the first call, as ``jax.jit`` does) through the sam
 ``Session.run`` (``graphc.compiler.compile_program``). Calls with the signature of the previous
 call take a fast path that checks only shapes and dtypes.
 """
+import threading
+
 import numpy as np
 
 from .compiler import compile_program, default_backend
 from .errors import CompileError, FeedError, GraphError, GraphcError, NumericsError
 from .ir.graph import Node, get_default_graph
 from .ir.program import needed_nodes
+from .runtime.calls import unalias
 from .session import (_as_result, convert_feed, expand_feeds, feed_target, flatten, leaf_feeds,
                       step_failure)
 
@@ -80,10 +83,11 @@ class CompiledStep:
         needed = needed_nodes(self._flat, self._feeds)
         self._by_name = {p.name: p for p in self._feeds}
         self._var_nodes = [n for n in needed if n.op_name == "variable"]
-        self._fed_vars = [(i, p) for i, p in enumerate(self._feeds) if p.op_name == "variable"]
         self._values = _initial_values(self._var_nodes, graph)
         self._cache = {}
+        self._state = list(self._values.values())  # updated in place: stable arrays
         self._fast = None  # (specs, compiled, variable arrays, update arrays)
+        self._compiling = threading.Lock()  # threads meeting a new signature compile it once
         self._last = None
         if all(None not in p.shape for p in self._feeds):
             self._signature({p: tuple(p.shape) for p in self._feeds})
@@ -150,22 +154,21 @@ class CompiledStep:
     def __call__(self, feed_dict=None, **named):
         """Run one step; returns the fetches' values in the fetches' structure."""
         args = self._arguments(feed_dict, named)
-        for i, v in self._fed_vars:  # the step may update the variable's array in place
-            if np.may_share_memory(args[i], self._values[v]):
-                args[i] = np.array(args[i])
+        unalias(args, self._state)  # the step updates variables in place: feeds see the old
         fast = self._fast
         if fast is None or not _matches(args, fast[0]):
             fast = self._slow_path(args)
         specs, compiled, var_arrays, update_arrays = fast
-        try:
-            fetched, updates = compiled.fn(*args, *var_arrays)
-        except GraphcError:
-            raise
-        except Exception as exc:  # noqa: BLE001  (named after the node that failed)
-            raise step_error(compiled, exc) from None
-        for live, new in zip(update_arrays, updates):
-            if new is not live:
-                np.copyto(live, new)
+        with compiled.lock:
+            try:
+                fetched, updates = compiled.fn(*args, *var_arrays)
+            except GraphcError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (named after the node that failed)
+                raise step_error(compiled, exc) from None
+            for live, new in zip(update_arrays, updates):
+                if new is not live:
+                    np.copyto(live, new)
         return self._rebuild([None if f is None or f.dtype is None else _as_result(x)
                               for f, x in zip(compiled.program.fetches, fetched)])
 
@@ -193,7 +196,9 @@ class CompiledStep:
 
     def _slow_path(self, args):
         args[:] = [convert_feed(p, a) for p, a in zip(self._feeds, args)]
-        compiled = self._signature({p: a.shape for p, a in zip(self._feeds, args)})
+        unalias(args, self._state)  # (a converted feed may be a view again)
+        with self._compiling:
+            compiled = self._signature({p: a.shape for p, a in zip(self._feeds, args)})
         specs = [(a.shape, a.dtype) for a in args]
         var_arrays = [self._values[v] for v in compiled.var_nodes]
         update_arrays = [self._values[v] for v in compiled.update_nodes]

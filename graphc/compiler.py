@@ -13,6 +13,7 @@ from . import dumps
 from .errors import CompileError
 from .ir.passes import resolve, run_pipeline  # at import: module loading is not compiling
 from .ir.program import build_program
+from .runtime.calls import step_lock
 
 
 class Compiled:
@@ -36,6 +37,7 @@ class Compiled:
                              for u in users.get(v, [])) or v in program.fetches
                          for v in program.variables]
         self.update_nodes = [program.origin[v] for v, _ in program.updates]
+        self.lock = step_lock()  # the arena and random state: one call at a time
 
 
 def new_arena(program):

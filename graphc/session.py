@@ -7,6 +7,8 @@ tensor may be fed, as in TF1 (``ir.program.specialize`` makes a fed node a leaf 
 """
 import re
 
+import threading
+
 import numpy as np
 
 from .compiler import compile_program, default_backend
@@ -16,6 +18,7 @@ from .ir import dtypes as D
 from .ir.graph import Node, get_default_graph, pop_default_session, push_default_session
 from .ir.program import needed_nodes
 from .ir.shapes import format_shape
+from .runtime.calls import unalias
 
 
 # -- nests --------------------------------------------------------------------------------------
@@ -220,6 +223,7 @@ class Session:
         self._cache = {}
         self._needs = {}
         self._closed = False
+        self._compiling = threading.Lock()  # threads meeting a new signature compile it once
 
     # -- context management (the default session, as in TF1) -----------------------------------
     def __enter__(self):
@@ -269,10 +273,11 @@ class Session:
         given = {}
         for key, value in expand_feeds(feed_dict.items()):
             node = feed_target(self.graph, key)
-            arr = convert_feed(node, value)
-            if node.op_name == "variable" and np.may_share_memory(arr, self.values.get(node)):
-                arr = arr.copy()  # the step may update the stored array in place
-            given[node] = arr
+            given[node] = convert_feed(node, value)
+        if given:  # steps update variables in place: a feed sharing their memory is copied
+            fed = list(given.values())
+            unalias(fed, list(self.values.values()))
+            given = dict(zip(given, fed))
         key = (tuple(f.id for f in flat),
                tuple(sorted(n.id for n in given if n.op_name != "placeholder")))
         need = self._needs.get(key)
@@ -292,17 +297,25 @@ class Session:
                tuple((p.id, a.shape, a.dtype.str) for p, a in feeds.items()))
         compiled = self._cache.get(sig)
         if compiled is None:
-            shapes = {p: a.shape for p, a in feeds.items()}
-            from .dumps import signature_dir
-            compiled = compile_program(flat, shapes, backend=self.backend,
-                                       optimize=self.optimize,
-                                       dump_dir=signature_dir(self.dump_dir, flat, shapes,
-                                                              self.backend, self.optimize),
-                                       checks=("numerics",) if self.check_numerics else ())
-            self._cache[sig] = compiled
+            with self._compiling:
+                compiled = self._cache.get(sig) or self._compile(sig, flat, feeds)
+        return compiled
+
+    def _compile(self, sig, flat, feeds):
+        shapes = {p: a.shape for p, a in feeds.items()}
+        from .dumps import signature_dir
+        compiled = compile_program(flat, shapes, backend=self.backend, optimize=self.optimize,
+                                   dump_dir=signature_dir(self.dump_dir, flat, shapes,
+                                                          self.backend, self.optimize),
+                                   checks=("numerics",) if self.check_numerics else ())
+        self._cache[sig] = compiled
         return compiled
 
     def _execute(self, compiled, feeds):
+        with compiled.lock:  # the step's arena, and the variables it reads and replaces
+            return self._execute_locked(compiled, feeds)
+
+    def _execute_locked(self, compiled, feeds):
         args = [feeds[p] for p in compiled.feed_nodes]
         for v, read in zip(compiled.var_nodes, compiled.var_read):
             value = self.values.get(v)

@@ -29,6 +29,7 @@ import numpy as np
 
 from graphc.errors import ArtifactError, FeedError, GraphcError, NumericsError
 
+from .calls import step_lock, unalias
 from .artifact import (CONSTS, IR, LLVM_IR, OBJECT, RNG, SOURCE, VARIABLES, decode_structure,
                        read)
 
@@ -150,17 +151,19 @@ class LoadedStep:
         if not sig.takes(given):
             sig = self._dispatch(given)
             given = [sig.convert(k, value) for k, value in enumerate(given)]
+        unalias(given, self._vars)  # variables are updated in place: feeds see the old value
         variables = sig.var_arrays
-        try:
-            fetched, updates = sig.runner.fn(*given, *variables)
-        except GraphcError:
-            raise
-        except Exception as exc:  # noqa: BLE001  (named after the node that failed)
-            raise sig.runner.failure(exc) from None
+        with sig.runner.lock:  # the arena and random state: one call at a time
+            try:
+                fetched, updates = sig.runner.fn(*given, *variables)
+            except GraphcError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (named after the node that failed)
+                raise sig.runner.failure(exc) from None
+            for live, new in zip(sig.update_arrays, updates):
+                if new is not live:
+                    np.copyto(live, new)
         self.last_signature = sig
-        for live, new in zip(sig.update_arrays, updates):
-            if new is not live:
-                np.copyto(live, new)
         return self._rebuild([_as_result(x, given + variables) if has else None
                               for x, has in zip(fetched, sig.has_value)])
 
@@ -356,6 +359,7 @@ class PythonRunner:
         # the step draws from these very objects and their state can be saved again.
         self.fn, self.module = load_python_step(self.source, consts, self.generators, arena,
                                                 module_name=self.module_name)
+        self.lock = step_lock()
 
     def rng_state(self):
         return {"kind": "numpy", "states": [g.bit_generator.state for g in self.generators]}
@@ -406,6 +410,7 @@ class NativeRunner:
             code = _rebuild_or_refuse(artifact, sig, problem, recompile)
         layout = decode_layout(sig.info["code"]["layout"], artifact.arrays(sig.member(CONSTS)))
         self.fn = NativeStep(layout, jit.load_object(code))
+        self.lock = step_lock()  # (NativeStep locks too; this also covers the update copies)
         state = np.array(rng_state["state"], np.uint64)
         if state.shape != self.fn.rng_state.shape:
             raise ArtifactError(f"{artifact.where(RNG)}: {state.size} random state words, the "

@@ -1,0 +1,38 @@
+"""What every step object does around one call of its step function: keep fed arrays apart
+from the variables the step updates, and let calls from several threads take turns.
+
+Steps update variables in place, so an array fed to a placeholder that shares memory with a
+variable (``step(p=step.variables["W"])``, or a view of it) would be read after the update
+began. TF1 reads the value from before the step; so do we, by copying just those feeds. An
+array that owns its memory (``base is None``) and is not one of the variables cannot overlap
+one, so the common case costs a set lookup per feed.
+"""
+import threading
+
+import numpy as np
+
+__all__ = ["unalias", "step_lock"]
+
+
+def unalias(args, state):
+    """Replace each array in ``args`` (a list, changed in place) that shares memory with an
+    array of ``state`` by a copy.
+
+    Args:
+        args: the fed values, in call order.
+        state: the variable arrays the step may write.
+    """
+    ids = {id(s) for s in state}
+    for i, a in enumerate(args):
+        if id(a) in ids or (type(a) is np.ndarray and a.base is not None and
+                            any(np.may_share_memory(a, s) for s in state)):
+            args[i] = np.array(a)
+
+
+def step_lock():
+    """The lock of one compiled step: its arena, output buffers and random state belong to the
+    step, so calls from several threads run one at a time (TF1's ``Session.run`` is
+    thread-safe). A lock rather than one arena per thread: per-thread copies of a step would
+    also copy its random generators, and two threads would draw the same dropout masks.
+    """
+    return threading.Lock()
