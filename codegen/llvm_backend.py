@@ -29,7 +29,7 @@ from .llvm_lower import lower_program
 # The kernel modules register their lowerings on import; loading them with the backend keeps
 # module imports out of the first compile's time.
 from . import (llvm_collective, llvm_conv, llvm_kernels, llvm_movement,  # noqa: F401,E402
-               llvm_nn, llvm_random, llvm_windows)
+               llvm_nn, llvm_numerics, llvm_random, llvm_windows)
 from . import llvm_host  # noqa: F401,E402  (host_call: Print, Assert, py_func)
 
 OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
@@ -85,13 +85,14 @@ class LLVMSource(str):
         return a.optimized_ir() + "\n; ---- assembly ----\n" + a.assembly()
 
 
-def compile_llvm(program, dump_dir=None, cache=None):
+def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     """Compile ``program`` to a native step.
 
     Args:
         program: an ``ir.Program`` (planned or not).
         dump_dir: write the IR, optimized IR and assembly there.
         cache: an ``ObjectCache``; the process-wide default when None.
+        checks: ("numerics",): stop at the first NaN or Inf (``llvm_numerics``).
     Returns:
         (step, source): ``step(*feeds, *variables) -> (fetches, updated variables)``, a
         ``runtime.llvm_step.NativeStep`` whose ``artifacts`` hold the code for dumps, and
@@ -105,7 +106,7 @@ def compile_llvm(program, dump_dir=None, cache=None):
     t0 = time.perf_counter()
     stats = {}
     text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1",
-                                 stats=stats)
+                                 stats=stats, checks=checks)
     t1 = time.perf_counter()
     cache = cache or default_cache()
     key = cache_key(text, f"O{OPT_LEVEL}", f"codegen{CODEGEN_LEVEL}")

@@ -75,8 +75,9 @@ def nbytes_of(node):
 class Lowering:
     """State of one program's lowering (see module docstring)."""
 
-    def __init__(self, program, profile=False):
+    def __init__(self, program, profile=False, numerics=False):
         self.p = program
+        self.numerics = numerics  # a numerics-checked build: every value is kept and checked
         self.module = Module()
         self.math = MathLib(self.module)
         self.layout = StepLayout(entry="step", n_slots=0)
@@ -193,9 +194,10 @@ class Lowering:
         self.flush()
         return self.emit_call(fn, bufs, node, fallible)
 
-    def emit_call(self, fn, bufs, node, fallible=False, label=None):
+    def emit_call(self, fn, bufs, node, fallible=False, label=None, prefix=None):
         """``call`` without flushing the pending elementwise group (the group's own emit)."""
-        name = self.module.add_kernel(fn, prefix=_symbol("copy" if node is None else node.op_name))
+        prefix = prefix or ("copy" if node is None else node.op_name)
+        name = self.module.add_kernel(fn, prefix=_symbol(prefix))
         entry = None
         if fallible:
             text = fallible if isinstance(fallible, str) else f"{node.op_name} '{node.name}'"
@@ -294,7 +296,7 @@ def _symbol(name):
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def lower_program(program, profile=False, stats=None):
+def lower_program(program, profile=False, stats=None, checks=()):
     """Lower ``program`` to (LLVM module text, StepLayout).
 
     Args:
@@ -302,29 +304,38 @@ def lower_program(program, profile=False, stats=None):
         profile: count CPU cycles per kernel call (``NativeStep.profile()`` reports them).
         stats: a dict to fill with what the lowering did: kernel calls, distinct kernel
             functions, elementwise loops merged, matmuls accumulated by BLAS, arena bytes.
+        checks: ("numerics",) stops the step at the first float value holding NaN or Inf
+            (``llvm_numerics``); nothing is emitted for it otherwise.
 
     Raises:
         CompileError: an op without an LLVM kernel, naming the op and the node.
     """
     from . import (llvm_collective, llvm_conv, llvm_movement, llvm_nn,  # noqa: F401
-                   llvm_random, llvm_windows)
+                   llvm_numerics, llvm_random, llvm_windows)
     from .llvm_kernels import kernel_for
     for n in program.nodes:
         if kernel_for(n) is None and n.op_name not in _NO_CODE:
             raise CompileError(
                 f"{n.describe()}: the LLVM backend has no kernel for op '{n.op_name}'",
                 loc=n.loc, hint="use backend='numpy' for this program")
-    L = Lowering(program, profile)
+    numerics = "numerics" in checks
+    L = Lowering(program, profile, numerics)
     L.storage = make_storage(L)
-    L.gemms = GemmPlan(L) if getattr(program.plan, "planned", False) else None
+    L.gemms = GemmPlan(L) if getattr(program.plan, "planned", False) and not numerics \
+        else None
+    if numerics:  # feeds and variables at entry, as the NumPy backend checks them
+        for n in program.feeds + program.variables:
+            llvm_numerics.check_value(L, n)
     for f in L.fetch_bufs:  # fetched feeds, variables and constants: first, before updates
         if f.op_name in _LEAVES:
             _fetch_copy(L, f)
     for n in program.nodes:
-        if n.op_name in FOLDS:
+        if n.op_name in FOLDS and not numerics:
             FOLDS[n.op_name](L, n)
     for n in program.nodes:
         _lower_node(L, n, kernel_for)
+        if numerics and llvm_numerics.checked(L, n):
+            llvm_numerics.check_value(L, n)
     L.storage.finish()
     text, layout = L.finish()
     if stats is not None:

@@ -227,32 +227,3 @@ def _lit(value, dtype):
         return "1" if value else "0"
     return float_literal(value, dtype) if dtype.is_floating else literal(value, dtype)
 
-
-# -- check_numerics -------------------------------------------------------------------------------
-STATUS_NUMERICS = 3
-
-
-@lowers("check_numerics")
-def lower_check_numerics(L, n):
-    """Stop the step with a status (NumericsError) at the first NaN or Inf of the input; the
-    value itself is the input's storage (a view), so nothing is copied."""
-    x = n.inputs[0]
-    if not x.dtype.is_floating:
-        return
-    count = int(np.prod(x.shape, dtype=np.int64))
-    fn = Function("kernel", params(2, L.noalias([L.buf(x), L.status()])))
-    t = val_type(x.dtype)
-    with fn.loop(count) as lp:
-        v = fn.load(t, fn.gep(t, "%p0", lp.i))
-        absv = fn.call(t, f"llvm.fabs.{'f32' if t == 'float' else 'f64'}", [(t, v)])
-        bad = fn(f"fcmp ueq {t} {absv}, {float_literal(np.inf, x.dtype)}")
-        bad = fn(f"or i1 {bad}, {fn(f'fcmp uno {t} {v}, {v}')}")
-        with fn.if_then(bad):
-            fn.store("i64", str(STATUS_NUMERICS), "%p1")
-            fn.store("i64", lp.i, fn.gep("i64", "%p1", 2))
-            fn.ret()
-            fn.block(fn.label("dead"))
-    fn.ret()
-    where = f" at {n.loc.short}" if getattr(n.loc, "lineno", None) else ""
-    label = f"check_numerics '{n.name}' ({n.attrs.get('message', '')}){where}"
-    L.call(fn, [L.buf(x), L.status()], n, fallible=label)

@@ -16,12 +16,12 @@ import threading
 import numpy as np
 
 from .compiler import compile_program, default_backend
-from .errors import CompileError, FeedError, GraphError, GraphcError, NumericsError
+from .errors import CompileError, FeedError, GraphError, GraphcError
 from .ir.graph import Node, get_default_graph
 from .ir.program import needed_nodes
 from .runtime.calls import unalias
-from .session import (_as_result, convert_feed, expand_feeds, feed_target, flatten, leaf_feeds,
-                      step_failure)
+from .session import (_as_result, convert_feed, expand_feeds, failed_node, feed_target, flatten,
+                      leaf_feeds, step_failure)
 
 
 def check_numerics(tensor, message, name=None):
@@ -336,38 +336,17 @@ def step_error(compiled, exc):
                                 ["the memory plan or the kernel is wrong: please report it"],
                                 node.loc)
     if isinstance(exc, FloatingPointError) and str(exc).startswith("check_numerics:"):
-        err = step_failure(compiled, exc)  # names the check's node from the generated line
-        what = err.message.split(": failed at run time")[0]
-        return NumericsError(f"check_numerics: {what} found NaN or Inf",
-                             [f"message: {str(exc)[len('check_numerics: '):]}"], err.loc,
-                             _NUMERICS_HINT)
+        node = failed_node(compiled, exc)  # the check's node, from the generated line
+        if node is not None:
+            return numerics_error(node, getattr(exc, "value", None),
+                                  str(exc)[len("check_numerics: "):])
     return step_failure(compiled, exc)
-
-
-_NUMERICS_HINT = ("look at this node's inputs: a log of 0, a division by 0, an overflowing exp, "
-                  "or a learning rate too large")
 
 
 def numerics_error(node, value, message=None):
     """NumericsError naming ``node`` and what it produced; ``message`` (not None) marks an
-    explicit ``gc.check_numerics`` node."""
-    details = []
-    if value is not None:
-        a = np.asarray(value)
-        nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
-        bad = np.argwhere(~np.isfinite(a))
-        first = tuple(int(i) for i in bad[0]) if len(bad) else ()
-        details.append(f"{nan} NaN and {inf} Inf among {a.size} values of "
-                       f"{node.type_str()}" + (f", the first at index {first}" if first else ""))
-    if message is not None:
-        details.append(f"message: {message}")
-    if node.is_grad:
-        details.append("a gradient node: the line below is the forward computation it "
-                       "differentiates")
-    if node.op_name in ("placeholder", "variable"):
-        what = f"{node.op_name} '{node.name}' holds NaN or Inf"
-    elif message is not None:
-        what = f"{node.describe()} found NaN or Inf"
-    else:
-        what = f"{node.describe()} produced NaN or Inf (the first node to do so)"
-    return NumericsError(f"check_numerics: {what}", details, node.loc, _NUMERICS_HINT)
+    explicit ``gc.check_numerics`` node. The text is ``runtime.numerics``'s, which the LLVM
+    backend's checks (and saved steps) raise too."""
+    from .runtime.numerics import NumericsSite
+    from .runtime.numerics import numerics_error as error
+    return error(NumericsSite.of(node, message), value)

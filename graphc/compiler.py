@@ -106,16 +106,17 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
         passes: an explicit list of pass names (None: the default pipeline).
         dump_dir: write IR dumps, diffs and the generated code in exactly this directory
             (None: a per-signature directory under ``$GRAPHC_DUMP`` when that is set).
-        checks: debugging checks of the NumPy backend: "numerics" (stop at the first NaN or
-            Inf), "writes" (fail on a write into a buffer the plan did not give the node).
+        checks: debugging checks: "numerics" (stop at the first NaN or Inf; both backends),
+            "writes" (fail on a write into a buffer the plan did not give the node; NumPy).
     Returns:
         A ``Compiled``.
     Raises:
-        CompileError: an unknown backend or pass, or checks asked of the LLVM backend.
+        CompileError: an unknown backend or pass, or "writes" asked of the LLVM backend.
     """
     checks = tuple(checks)
-    if checks and backend != "numpy":
-        raise CompileError(f"checks {list(checks)} need backend='numpy', not {backend!r}",
+    numpy_only = [c for c in checks if c != "numerics"]
+    if numpy_only and backend != "numpy":
+        raise CompileError(f"checks {numpy_only} need backend='numpy', not {backend!r}",
                            hint="debug with the NumPy backend, then switch back")
     timings = {}
     t0 = time.perf_counter()
@@ -139,7 +140,7 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
             from .codegen.llvm_backend import compile_llvm
         except ImportError:
             raise CompileError("backend 'llvm' is not available in this build") from None
-        fn, source = compile_llvm(program, dump_dir=dump_dir)
+        fn, source = compile_llvm(program, dump_dir=dump_dir, checks=checks)
     else:
         raise CompileError(f"unknown backend {backend!r}", hint="use 'numpy' or 'llvm'")
     timings["codegen"] = time.perf_counter() - t1

@@ -163,9 +163,9 @@ def leaf_feeds(flat, fed):
     return [n for n in needed_nodes(flat, cut) if n.op_name == "placeholder" or n in chosen]
 
 
-def step_failure(compiled, exc):
-    """A GraphcError for an exception raised inside a compiled NumPy step, naming the node
-    whose generated line failed (its ``# op 'name'`` note) and the user's line."""
+def failed_node(compiled, exc):
+    """The node whose generated line (its ``# op 'name'`` note) raised ``exc`` inside a
+    compiled NumPy step, or None."""
     lines = compiled.source.splitlines() if isinstance(compiled.source, str) else []
     node, tb = None, exc.__traceback__
     while tb is not None:
@@ -173,6 +173,13 @@ def step_failure(compiled, exc):
             noted = _noted_node(compiled.program, lines, tb.tb_lineno)
             node = node if noted is None else noted
         tb = tb.tb_next
+    return node
+
+
+def step_failure(compiled, exc):
+    """A GraphcError for an exception raised inside a compiled NumPy step, naming the node
+    whose generated line failed (its ``# op 'name'`` note) and the user's line."""
+    node = failed_node(compiled, exc)
     what = node.describe() if node is not None else "the compiled step"
     return GraphcError(f"{what}: failed at run time: {type(exc).__name__}: {exc}",
                        loc=None if node is None else node.loc,

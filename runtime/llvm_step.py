@@ -26,8 +26,9 @@ from graphc.errors import ArtifactError, FeedError, NumericsError
 
 from . import collectives, host_calls, jit
 from .blas import gemm_entry
+from .numerics import NumericsSite, numerics_error
 
-__all__ = ["Slot", "StepLayout", "NativeStep", "STATUS_MESSAGES"]
+__all__ = ["Slot", "StepLayout", "NativeStep", "NumericsSite", "STATUS_MESSAGES"]
 
 # Status codes written by kernels into status[0]; status[1] is the kernel's node index in the
 # layout's ``node_names``, status[2] the offending value (an index or a flat position).
@@ -73,6 +74,8 @@ class StepLayout:
         callbacks: (slot, name) of runtime entry points the code calls
             (``runtime.collectives.callback_address``: the MPI allreduce;
             ``runtime.host_calls``: Python functions, tf.Print/Assert/py_func).
+        numerics: one ``NumericsSite`` per NaN/Inf check (status 3): the node it names and
+            where its value lives, read to raise the NumPy backend's NumericsError.
     """
     entry: str
     n_slots: int
@@ -89,6 +92,7 @@ class StepLayout:
     node_names: list = field(default_factory=list)
     profile: tuple = (None, ())
     callbacks: list = field(default_factory=list)
+    numerics: list = field(default_factory=list)
 
 
 def _aligned_empty(nbytes, align=64):
@@ -171,6 +175,7 @@ class NativeStep:
         self._fetch = [None if k is None else self.outputs[k] for k in layout.fetch_outputs]
         self._updates = None
         self._lock = threading.Lock()
+        self._numerics = {site.entry: site for site in layout.numerics}
 
     def _bind(self, k, arr):
         """Point slot k at ``arr`` (converted when it is not exactly what the code expects)."""
@@ -219,6 +224,9 @@ class NativeStep:
     def _raise_status(self):
         code, node, value = (int(v) for v in self.status[:3])
         self.status[:] = 0
+        site = self._numerics.get(node) if code == 3 else None
+        if site is not None:  # the checked value is still where the step stopped
+            raise numerics_error(site, self._value_at(site))
         if code == host_calls.STATUS_HOST:  # a Python function called by the step raised
             raise host_calls.take_error()
         names = self.layout.node_names
@@ -227,6 +235,13 @@ class NativeStep:
         raise cls(msg.format(value=value, node=name),
                   hint="the step stopped there: its outputs and variable updates of this call "
                        "are incomplete")
+
+    def _value_at(self, site):
+        """A copy of the value ``site`` checks, read from its slot's memory."""
+        raw = np.asarray(self._keep[site.slot]).reshape(-1).view(np.uint8)
+        dtype = np.dtype(site.dtype)
+        nbytes = int(np.prod(site.shape, dtype=np.int64)) * dtype.itemsize
+        return raw[site.offset:site.offset + nbytes].view(dtype).reshape(site.shape).copy()
 
     @staticmethod
     def _raise_callback_error():

@@ -507,8 +507,8 @@ def decode_layout(fields, arrays):
     Raises:
         ArtifactError: a field or record this runtime's StepLayout does not have.
     """
-    from .llvm_step import Slot, StepLayout
-    records = {"Slot": Slot}
+    from .llvm_step import NumericsSite, Slot, StepLayout
+    records = {"Slot": Slot, "NumericsSite": NumericsSite}
 
     def dec(v):
         if isinstance(v, list):

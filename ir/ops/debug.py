@@ -13,10 +13,13 @@ from .registry import F, defop
 
 
 def check_numerics_impl(x, message=""):
-    """Reference kernel: ``x`` unchanged, or FloatingPointError("check_numerics: ...")."""
+    """Reference kernel: ``x`` unchanged, or FloatingPointError("check_numerics: ...") with
+    the checked value as its ``value`` (the error names how many NaN and Inf, and where)."""
     x = np.asarray(x)
     if x.dtype.kind == "f" and not np.isfinite(x).all():
-        raise FloatingPointError(f"check_numerics: {message}")
+        error = FloatingPointError(f"check_numerics: {message}")
+        error.value = x
+        raise error
     return x
 
 
