@@ -23,7 +23,7 @@ import numpy as np
 
 from ..ir import scalar as S
 from .numpy_fused import literal
-from .numpy_templates import TEMPLATES, attr_literal
+from .numpy_templates import TEMPLATES, attr_literal, reduce_call
 
 _RANDOM = ("random_normal", "random_uniform", "truncated_normal", "random_uniform_like")
 
@@ -123,8 +123,7 @@ class Emitter:
                 text = f"np.broadcast_to({text}, {shape!r}).astype(np.{n.dtype.np.name})"
             red = n.attrs.get("reduce") if op == "fused" else None
             if red is not None:
-                text = (f"np.asarray(np.{red[0]}({text}, axis={tuple(red[1])!r}, "
-                        f"keepdims={bool(red[2])}))")
+                text = reduce_call(red[0], text, red[1], red[2], shape, n.dtype.np)
             return text
         tmpl = TEMPLATES.get(op)
         if tmpl is not None:

@@ -6,6 +6,7 @@ Shapes are concrete here, so axes and shapes are rendered as literals.
 import numpy as np
 
 from ..ir.ops.indexing import spec_to_index
+from ..ir.ops.reduce import empty_reduction
 from ..ir.shapes import normalize_axes
 
 
@@ -33,10 +34,35 @@ def _swap(name, flag):
     return f"{name}.swapaxes(-1, -2)" if flag else name
 
 
+def empty_literal(kind, dtype):
+    """Source for reduction ``kind``'s value over an empty axis (``ir.ops.reduce``)."""
+    v = empty_reduction(kind, dtype).item()
+    if isinstance(v, float) and (np.isnan(v) or np.isinf(v)):
+        return "np.nan" if np.isnan(v) else ("np.inf" if v > 0 else "-np.inf")
+    return repr(v)
+
+
+def reduced_count(shape, axes):
+    """How many values each output of a reduction over ``axes`` of ``shape`` reduces."""
+    return int(np.prod([shape[a] for a in axes], dtype=np.int64))
+
+
+def reduce_call(kind, x, axes, keepdims, shape, dtype):
+    """``np.<kind>(x, ...)`` of an array of ``shape``, or its value over an empty axis (NumPy
+    raises for max and min, and an integer mean would be NaN cast)."""
+    if reduced_count(shape, axes) == 0:
+        out = tuple(1 if i in axes else d for i, d in enumerate(shape)) if keepdims \
+            else tuple(d for i, d in enumerate(shape) if i not in axes)
+        return f"np.full({out!r}, {empty_literal(kind, dtype)}, np.{np.dtype(dtype).name})"
+    return f"np.asarray(np.{kind}({x}, axis={tuple(axes)!r}, keepdims={bool(keepdims)}))"
+
+
 def _reduce(fn):
     def render(n, a):
         axes = normalize_axes(n.attrs.get("axis"), n.inputs[0].rank)
         kd = bool(n.attrs.get("keepdims", False))
+        if reduced_count(n.inputs[0].shape, axes) == 0:
+            return reduce_call(fn, a[0], axes, kd, n.inputs[0].shape, n.dtype.np)
         dt = f", dtype=np.{n.dtype.np.name}" if fn == "sum" else ""  # int32 stays int32
         text = f"np.asarray(np.{fn}({a[0]}, axis={axes!r}, keepdims={kd}{dt}))"
         if fn == "mean" and not n.dtype.is_floating:  # TF's integer mean truncates
@@ -86,7 +112,10 @@ _REDUCE_UFUNC = {"sum": "add", "mean": "add", "max": "maximum", "min": "minimum"
 
 
 def reduce_lines(kind, x, axes, keepdims, out, dtype, count=None):
-    """``reduce_<kind>`` of ``x`` into ``out`` with ufunc.reduce (mean: sum, then divide)."""
+    """``reduce_<kind>`` of ``x`` into ``out`` with ufunc.reduce (mean: sum, then divide);
+    over an empty axis (``count`` 0), its value there (``ir.ops.reduce.empty_reduction``)."""
+    if count == 0:
+        return [f"{out}.fill({empty_literal(kind, dtype)})"]
     dt = f", dtype=np.{dtype}" if kind == "sum" else ""
     lines = [f"np.{_REDUCE_UFUNC[kind]}.reduce({x}, axis={tuple(axes)!r}{dt}, out={out}, "
              f"keepdims={bool(keepdims)})"]

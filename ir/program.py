@@ -37,7 +37,7 @@ The new variable values are then simply the variables' buffers at the end of the
 """
 import networkx as nx
 
-from graphc.errors import CompileError, FeedError, ShapeError
+from graphc.errors import CompileError, FeedError, InvalidArgumentError, ShapeError
 
 from .graph import Graph
 from .ops.state import PLACEHOLDER
@@ -218,8 +218,9 @@ def _copy_node(new, n, inputs, attrs, opdef=None):
     try:
         dtype, shape = opdef.infer(inputs, **attrs)
     except RuleError as e:
-        raise ShapeError(f"{n.describe()}: {e.message} (with the fed shapes)", e.details,
-                         n.loc, e.hint) from None
+        cls = InvalidArgumentError if e.kind == "argument" else ShapeError
+        raise cls(f"{n.describe()}: {e.message} (with the fed shapes)", e.details,
+                  n.loc, e.hint) from None
     m = new.add_node(opdef, inputs, attrs, dtype, shape, loc=n.loc)
     m.name, m.is_grad = n.name, n.is_grad
     return m

@@ -6,7 +6,8 @@ ShapeError or DTypeError that names the op, the node and the user's line.
 
 
 class RuleError(Exception):
-    """Raised by shape/dtype rules; ``kind`` is "shape" or "dtype"."""
+    """Raised by shape/dtype rules; ``kind`` is "shape", "dtype" or "argument" (a value
+    the op cannot take, as an argmax over an empty axis: InvalidArgumentError)."""
 
     def __init__(self, message, details=(), hint=None, kind="shape"):
         super().__init__(message)

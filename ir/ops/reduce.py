@@ -3,6 +3,13 @@
 VJP conventions: the upstream gradient is re-expanded to the kept shape and broadcast back
 with ``broadcast_like``; ``reduce_max``/``reduce_min`` split the gradient evenly among ties
 (each of k equal maxima receives g / k); argmax/argmin are not differentiable.
+
+Over an empty axis (a 0-length dim), as TF1: a reduction gives its identity (``EMPTY``: sum 0,
+max -inf / the lowest integer, min +inf / the highest integer) and a mean 0/0 (NaN; 0 for
+integers, whose mean TF starts from 0); argmax/argmin have no answer and raise
+InvalidArgumentError ("Reduction axis 0 is empty in shape [0,3]") when the shape is known,
+at graph build or when a step specializes on the fed shapes. Every backend follows
+``empty_reduction``.
 """
 import numpy as np
 
@@ -50,27 +57,51 @@ def _extreme_vjp(g, out, x, axis=None, keepdims=False):
     return [F.broadcast_like(_kept(g, x, axis, keepdims) / ties, x) * hit]
 
 
+def empty_reduction(kind, dtype):
+    """The value of reduction ``kind`` ("sum", "mean", "max", "min") over an empty axis."""
+    dt = np.dtype(dtype)
+    if kind == "sum":
+        return dt.type(0)
+    if kind == "mean":
+        return dt.type(np.nan if dt.kind == "f" else 0)
+    if dt.kind == "f":
+        return dt.type(-np.inf if kind == "max" else np.inf)
+    info = np.iinfo(dt)
+    return dt.type(info.min if kind == "max" else info.max)
+
+
+def reduce_reference(kind, fn, x, axes, keepdims):
+    """``fn(x, axis=axes, keepdims=keepdims)`` in ``x``'s dtype; ``empty_reduction`` over
+    an empty axis (NumPy raises for max and min, and gives NaN for an integer mean)."""
+    x = np.asarray(x)
+    axes = tuple(axes)
+    if any(x.shape[a] == 0 for a in axes):
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keepdims \
+            else tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        return np.full(shape, empty_reduction(kind, x.dtype), x.dtype)
+    # TF keeps the input's dtype (NumPy's sum widens int32 to int64)
+    return np.asarray(fn(x, axis=axes, keepdims=keepdims)).astype(x.dtype)
+
+
 def _axes_kw(axis, keepdims):
     return {"axis": axis, "keepdims": keepdims}
 
 
-def _reducer(fn):
+def _reducer(kind, fn):
     def impl(x, axis=None, keepdims=False):
-        axes = normalize_axes(axis, np.ndim(x))
-        # TF keeps the input's dtype (NumPy's sum widens int32 to int64)
-        return np.asarray(fn(x, axis=axes, keepdims=keepdims)).astype(np.asarray(x).dtype)
+        return reduce_reference(kind, fn, x, normalize_axes(axis, np.ndim(x)), keepdims)
     return impl
 
 
-REDUCE_SUM = defop("reduce_sum", _reduce_infer("fi"), _sum_vjp, impl=_reducer(np.sum),
-                   family="reduce")
+REDUCE_SUM = defop("reduce_sum", _reduce_infer("fi"), _sum_vjp,
+                   impl=_reducer("sum", np.sum), family="reduce")
 # An integer mean truncates toward zero, as TF's (the float mean cast back to the input dtype).
-REDUCE_MEAN = defop("reduce_mean", _reduce_infer("fi"), _mean_vjp, impl=_reducer(np.mean),
-                    family="reduce")
-REDUCE_MAX = defop("reduce_max", _reduce_infer("fi"), _extreme_vjp, impl=_reducer(np.max),
-                   family="reduce")
-REDUCE_MIN = defop("reduce_min", _reduce_infer("fi"), _extreme_vjp, impl=_reducer(np.min),
-                   family="reduce")
+REDUCE_MEAN = defop("reduce_mean", _reduce_infer("fi"), _mean_vjp,
+                    impl=_reducer("mean", np.mean), family="reduce")
+REDUCE_MAX = defop("reduce_max", _reduce_infer("fi"), _extreme_vjp,
+                   impl=_reducer("max", np.max), family="reduce")
+REDUCE_MIN = defop("reduce_min", _reduce_infer("fi"), _extreme_vjp,
+                   impl=_reducer("min", np.min), family="reduce")
 
 
 # -- summing a gradient back to an input's shape, decided once shapes are concrete ------------
@@ -100,6 +131,11 @@ SUM_TO_LIKE = defop("sum_to_like", _sum_to_like_infer,
 def _arg_infer(nodes, axis=0, output_type=D.int64):
     (x,) = nodes
     a = normalize_axis(axis, x.rank)
+    require(x.shape[a] != 0, f"Reduction axis {a} is empty in shape "
+            f"[{','.join('?' if d is None else str(d) for d in x.shape)}]",
+            hint="an empty axis has no largest or smallest entry: guard it with gc.cond, "
+                 "or reduce_max / reduce_min (their identity over an empty axis)",
+            kind="argument")
     return D.as_dtype(output_type), tuple(d for i, d in enumerate(x.shape) if i != a)
 
 

@@ -8,7 +8,7 @@ by the op). Effects are data: ``impure`` ops are never merged, folded or recompu
 """
 import numpy as np
 
-from graphc.errors import DTypeError, ShapeError
+from graphc.errors import DTypeError, InvalidArgumentError, ShapeError
 
 from .. import dtypes as D
 from .. import scalar as S
@@ -156,7 +156,7 @@ def apply(op, inputs, attrs=None, name=None):
         dtype, shape = opdef.infer(nodes, **attrs)
     except RuleError as e:
         from .. import source
-        cls = DTypeError if e.kind == "dtype" else ShapeError
+        cls = {"dtype": DTypeError, "argument": InvalidArgumentError}.get(e.kind, ShapeError)
         loc = graph._grad_ctx or source.user_location()
         label = f"{opdef.name} '{graph.unique_name(name or opdef.name)}'"
         raise cls(f"{label}: {e.message}", e.details, loc, e.hint) from None

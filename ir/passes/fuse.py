@@ -14,6 +14,7 @@ contract backends rely on. Groups of one plain op without constants are left as 
 import numpy as np
 
 from .. import scalar as S
+from ..ops.reduce import reduce_reference
 from ..ops.registry import ZERO, REGISTRY, defop
 from ..shapes import RuleError, normalize_axes
 from .common import live_nodes, new_node, positions, replace_uses, splat, users
@@ -51,7 +52,7 @@ def fused_impl(*inputs, body, shape, reduce=None, ops=()):
     if reduce is None:
         return value.copy()
     kind, axes, keepdims = reduce
-    return np.asarray(_NP_REDUCE[kind](value, axis=tuple(axes), keepdims=keepdims))
+    return np.asarray(reduce_reference(kind, _NP_REDUCE[kind], value, axes, keepdims))
 
 
 FUSED = REGISTRY.get("fused") or defop(
