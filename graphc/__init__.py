@@ -1,96 +1,99 @@
 """graphc: a static-graph compiler for training steps, with TensorFlow 1.x's API.
 
 ``import graphc as gc`` (or ``as tf``) gives the public API; ``graphc.ir``, ``graphc.codegen``
-and ``graphc.runtime`` are the compiler's layers. The runtime alone can load and run a saved
-step, so the compiler's modules are imported only when present.
+and ``graphc.runtime`` are the compiler's layers. The top level is a table, not imports
+(PEP 562): a name's module is imported the first time the name is used, so loading a saved
+step (``from graphc.runtime import load``, ``graphc run``) never imports the compiler, and
+``dir(graphc)`` lists exactly the public names below.
 """
-__version__ = "0.1.0"
+import importlib
 
 from . import errors  # noqa: F401  (a leaf: always available)
-from .runtime import load  # noqa: F401  (saved steps run without the compiler)
 
-try:
-    from . import ir as _ir  # noqa: F401
-except ImportError:  # a runtime-only environment: saved steps still load
-    _ir = None
+__version__ = "0.1.0"
 
-if _ir is not None:
-    from .ir.dtypes import (DType, as_dtype, bool_ as bool, float32, float64, int8,  # noqa
-                            int16, int32, int64, uint8)
-    from .ir.graph import get_default_session  # noqa: F401
-    from .ir.autodiff import hessian_vector_product  # noqa: F401
-    from .ir.shapes import Dimension, TensorShape  # noqa: F401
-    from .framework import *  # noqa: F401,F403
-    from .framework import (Graph, Operation, Tensor, Variable, assign, assign_add,  # noqa
-                            control_dependencies,
-                            assign_sub, constant, get_default_graph,
-                            global_variables, global_variables_initializer, group,
-                            initialize_all_variables, local_variables_initializer, name_scope,
-                            no_op, placeholder, placeholder_with_default,
-                            reset_default_graph, set_random_seed, trainable_variables,
-                            variables_initializer)
-    from .math_ops import *  # noqa: F401,F403
-    from .math_ops import (abs, add, add_n, argmax, argmin, broadcast_to, cast,  # noqa: F401
-                           clip_by_value, concat, div, divide, equal, exp, expand_dims, fill,
-                           floor, floordiv, floormod, mod, realdiv, truediv,
-                           gather, greater, greater_equal, identity, less, less_equal, log,
-                           log1p, logical_and, logical_not, logical_or, matmul, maximum,
-                           minimum, multiply, negative, not_equal, one_hot, ones, ones_like,
-                           pow, random_normal, random_uniform, range, rank, reciprocal,
-                           reduce_max, reduce_mean, reduce_min, reduce_sum, reshape, rsqrt,
-                           shape, sigmoid, sign, slice, sqrt, square, squeeze, stack,
-                           stop_gradient, subtract, tanh, transpose, truncated_normal, unstack,
-                           where, zeros, zeros_like)
-    from .gradients import gradients  # noqa: F401
-    from .variable_scope import (AUTO_REUSE, VariableScope, get_variable,  # noqa: F401
-                                 get_variable_scope, variable_scope)
-    from . import data, initializers, nn, train  # noqa: F401
-    from .array_ops import cumsum, pad, split, tile  # noqa: F401
-    from .einsum import einsum  # noqa: F401
-    from .array_extra import (diag, diag_part, eye, matrix_diag, matrix_diag_part,  # noqa: F401
-                              reverse, reverse_v2, sequence_mask, tensordot, trace)
-    from .array_extra import (gather_nd, scatter_nd, segment_sum,  # noqa: F401
-                              unsorted_segment_sum)
-    from .math_extra import (clip_by_average_norm, count_nonzero, div_no_nan,  # noqa: F401
-                             is_inf, is_nan, norm, reduce_std, reduce_variance, to_double,
-                             to_int32, to_int64)
-    from . import linalg_api as linalg  # noqa: F401  (tf.linalg.diag, trace, tensordot...)
-    from .control_flow import case, cond, while_loop  # noqa: F401
-    from .functional_ops import foldl, foldr, map_fn, scan  # noqa: F401
-    from .tensor_array import TensorArray  # noqa: F401  (also: x[i] with build-time tensors)
-    from .compat_shims import app, flags, logging  # noqa: F401  (a TF1 script's header)
-    from . import compat  # noqa: F401  (tf.compat.v1 is graphc itself)
-    from .compat import (disable_eager_execution, disable_v2_behavior,  # noqa: F401
-                         executing_eagerly)
-    from .math_reductions import (reduce_all, reduce_any, reduce_logsumexp,  # noqa: F401
-                                  reduce_prod)
-    from . import math_api as math  # noqa: F401  (tf.math.log, tf.math.reduce_any, ...)
-    from .session import InteractiveSession, Session  # noqa: F401
-    from .printing import dump_ir  # noqa: F401
-    from .clip_ops import clip_by_global_norm, clip_by_norm, global_norm  # noqa: F401
-    from .initializers import (constant_initializer, glorot_normal_initializer,  # noqa: F401
-                               glorot_uniform_initializer, ones_initializer,
-                               orthogonal_initializer, random_normal_initializer,
-                               random_uniform_initializer, truncated_normal_initializer,
-                               variance_scaling_initializer, zeros_initializer)
-    from .gradcheck import check_gradients  # noqa: F401
-    from . import diagnostics  # noqa: F401
-    from . import layers  # noqa: F401
-    from . import contrib  # noqa: F401  (contrib.layers and contrib.rnn only)
-    from . import losses  # noqa: F401
-    from . import image  # noqa: F401  (flips, standardization, resizing)
-    from . import metrics  # noqa: F401  (tf.metrics.accuracy)
-    from . import summary  # noqa: F401  (tf.summary: TensorBoard event files)
-    from .summary_proto import HistogramProto, Summary  # noqa: F401
-    from . import distributed  # noqa: F401  (gc.distributed: data-parallel over MPI)
-    from .framework import GraphKeys, add_to_collection, get_collection  # noqa: F401
-    from .compile_api import CompiledStep, check_numerics, compile  # noqa: F401,A004
-    from .debug_ops import Assert, Print, numpy_function, py_func  # noqa: F401
-    from .debug_ops import print_ as print  # noqa: F401,A001  (tf.print)
-    from .debug_ops import (assert_equal, assert_less, assert_non_negative,  # noqa: F401
-                            assert_positive, debugging_namespace)
-    debugging = debugging_namespace()  # tf.debugging.assert_*, Assert, check_numerics
-    newaxis = None
+# module -> the public names it gives: TF1's names, and graphc's own (compile, load,
+# CompiledStep, dump_ir, check_gradients, diagnostics...). ``name=attribute`` where the two
+# differ; ``name=.`` is the module itself.
+_API = {
+    ".array_extra": (
+        "diag diag_part eye gather_nd matrix_diag matrix_diag_part reverse reverse_v2 "
+        "scatter_nd segment_sum sequence_mask tensordot trace unsorted_segment_sum"
+    ),
+    ".array_ops": "cumsum pad split tile",
+    ".clip_ops": "clip_by_global_norm clip_by_norm global_norm",
+    ".compat": "compat=. disable_eager_execution disable_v2_behavior executing_eagerly",
+    ".compat_shims": "app flags logging",
+    ".compile_api": "check_numerics compile CompiledStep",
+    ".contrib": "contrib=.",
+    ".control_flow": "case cond while_loop",
+    ".data": "data=.",
+    ".debug_ops": (
+        "Assert assert_equal assert_less assert_non_negative assert_positive numpy_function "
+        "Print print=print_ py_func"
+    ),
+    ".diagnostics": "diagnostics=.",
+    ".distributed": "distributed=.",
+    ".errors": "errors=.",
+    ".framework": (
+        "add_to_collection assign assign_add assign_sub constant control_dependencies "
+        "get_collection get_default_graph global_variables global_variables_initializer Graph "
+        "GraphKeys group initialize_all_variables local_variables_initializer name_scope "
+        "no_op Operation placeholder placeholder_with_default reset_default_graph "
+        "set_random_seed Tensor trainable_variables Variable variables_initializer"
+    ),
+    ".functional_ops": "foldl foldr map_fn scan",
+    ".gradcheck": "check_gradients",
+    ".gradients_impl": "gradients",
+    ".image": "image=.",
+    ".initializers": (
+        "constant_initializer glorot_normal_initializer glorot_uniform_initializer "
+        "initializers=. ones_initializer orthogonal_initializer random_normal_initializer "
+        "random_uniform_initializer truncated_normal_initializer variance_scaling_initializer "
+        "zeros_initializer"
+    ),
+    ".layers": "layers=.",
+    ".linalg_api": "linalg=.",
+    ".losses": "losses=.",
+    ".math_api": "math=.",
+    ".math_extra": (
+        "clip_by_average_norm count_nonzero div_no_nan is_inf is_nan norm reduce_std "
+        "reduce_variance to_double to_int32 to_int64"
+    ),
+    ".math_ops": (
+        "abs add add_n argmax argmin broadcast_to cast clip_by_value concat div divide equal "
+        "exp expand_dims fill floor floordiv floormod gather greater greater_equal identity "
+        "is_finite less less_equal log log1p logical_and logical_not logical_or matmul "
+        "maximum minimum mod multiply neg negative not_equal one_hot ones ones_like pow "
+        "random_normal random_uniform range rank realdiv reciprocal reduce_max reduce_mean "
+        "reduce_min reduce_sum reshape rsqrt shape sigmoid sign slice sqrt square "
+        "squared_difference squeeze stack stop_gradient subtract tanh to_float transpose "
+        "truediv truncated_normal unstack where zeros zeros_like"
+    ),
+    ".math_reductions": "reduce_all reduce_any reduce_logsumexp reduce_prod",
+    ".metrics": "metrics=.",
+    ".nn": "nn=.",
+    ".printing": "dump_ir",
+    ".runtime": "load",
+    ".session": "InteractiveSession Session",
+    ".special_math_ops": "einsum",
+    ".summary": "summary=.",
+    ".summary_proto": "HistogramProto Summary",
+    ".tensor_array": "TensorArray",
+    ".train": "train=.",
+    ".variable_scopes": "AUTO_REUSE get_variable get_variable_scope variable_scope VariableScope",
+    ".ir.autodiff": "hessian_vector_product",
+    ".ir.dtypes": "as_dtype bool=bool_ DType float32 float64 int16 int32 int64 int8 uint8",
+    ".ir.graph": "get_default_session",
+    ".ir.shapes": "Dimension TensorShape",
+}
+_WHERE = {}
+for _module, _names in _API.items():
+    for _entry in _names.split():
+        _name, _, _attr = _entry.partition("=")
+        _WHERE[_name] = (_module, None if _attr == "." else _attr or _name)
+_SPECIAL = ("debugging", "newaxis")  # built on first use, not imported
+__all__ = sorted(list(_WHERE) + list(_SPECIAL))
 
 
 # -- TF1 names graphc does not have (PEP 562): a clear AttributeError saying what to do ------
@@ -125,5 +128,24 @@ def missing_attribute(qualname, module, name):
 
 
 def __getattr__(name):
-    """``tf.while_loop``, ``tf.keras``, ... : say graphc lacks them, and what to use."""
-    raise missing_attribute(name, __name__, name)
+    """Import the module of public ``name`` on first use (and keep the value); for TF1
+    names graphc lacks (``tf.keras``...), say so and what to use instead."""
+    where = _WHERE.get(name)
+    if where is not None:
+        module, attr = where
+        loaded = importlib.import_module(module, __name__)
+        value = loaded if attr is None else getattr(loaded, attr)
+    elif name == "debugging":  # tf.debugging.assert_*, Assert, check_numerics
+        value = importlib.import_module(".debug_ops", __name__).debugging_namespace()
+    elif name == "newaxis":
+        value = None
+    elif name in ("ir", "codegen", "runtime"):  # the compiler's layers, as subpackages
+        value = importlib.import_module("." + name, __name__)
+    else:
+        raise missing_attribute(name, __name__, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

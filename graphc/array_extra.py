@@ -13,7 +13,7 @@ import builtins
 import numpy as np
 
 from .array_ops import fail, static_int, static_ints
-from .einsum import einsum
+from .special_math_ops import einsum
 from .errors import DTypeError, ShapeError
 from .ir import dtypes as D
 from .ir.graph import Node

@@ -14,7 +14,7 @@ import numpy as np
 from .errors import ShapeError
 from .ir import dtypes as D
 from .ir.ops import convert
-from .einsum import einsum
+from .special_math_ops import einsum
 from .math_ops import cast, gather, maximum, reduce_mean, sqrt, square
 
 

@@ -26,7 +26,7 @@ from .initializers import glorot_uniform, ones as ones_init, zeros as zeros_init
 from .ir.graph import Node
 from .ir.ops import convert
 from .math_ops import matmul, reshape, where
-from .variable_scope import get_variable, get_variable_scope, variable_scope
+from .variable_scopes import get_variable, get_variable_scope, variable_scope
 
 UPDATE_OPS = "update_ops"
 REGULARIZATION_LOSSES = "regularization_losses"

@@ -3,7 +3,7 @@
 from .array_extra import eye, tensordot, trace
 from .array_extra import matrix_diag as diag
 from .array_extra import matrix_diag_part as diag_part
-from .einsum import einsum
+from .special_math_ops import einsum
 from .math_extra import norm
 from .math_ops import matmul
 
