@@ -26,8 +26,12 @@ from graphc.errors import CompileError
 from graphc.runtime.blas import blas_threads, gemm_entry
 from graphc.runtime.jit import host_target
 from graphc.runtime.llvm_step import Slot, StepLayout
+from graphc.runtime.step_errors import IndexCheck
 
-from .llvm_buffers import CONST_OPS, VIEW_OPS, make_storage
+from ..ir.ops.registry import index_check_of
+from ..ir.rollback import planned_writers, snapshot_variables
+
+from .llvm_buffers import CONST_OPS, VIEW_OPS, find_inplace_updates, make_storage
 from .llvm_gemm_acc import GemmPlan
 from .llvm_ir import Function, Module
 from .llvm_loops import contiguous_strides, elementwise_function, params
@@ -203,10 +207,21 @@ class Lowering:
             text = fallible if isinstance(fallible, str) else f"{node.op_name} '{node.name}'"
             self.layout.node_names.append(text)
             entry = len(self.layout.node_names) - 1
+            self._index_check(node, entry)
         if label is None:
             label = "copy" if node is None else f"{node.op_name} '{node.name}'"
         self.calls.append((name, list(bufs), entry, label))
         return name
+
+    def _index_check(self, node, entry):
+        """Record what an index check's failure message needs (``runtime.step_errors``)."""
+        check = index_check_of(node) if node is not None else None
+        if check is not None:
+            i, what, bound, label = check
+            x = node.inputs[i]
+            loc = node.loc.format() if getattr(node.loc, "lineno", None) else None
+            self.layout.index_checks.append(
+                [entry, IndexCheck(label, what, x.shape, bound, loc).to_json()])
 
     def flush(self):
         """Emit the pending group of elementwise nodes (see ``llvm_kernels.ElementwiseGroup``)."""
@@ -337,10 +352,22 @@ def lower_program(program, profile=False, stats=None, checks=()):
         if numerics and llvm_numerics.checked(L, n):
             llvm_numerics.check_value(L, n)
     L.storage.finish()
+    L.layout.snapshot = _snapshot(L, program, checks)
     text, layout = L.finish()
     if stats is not None:
         stats.update(_stats(L))
     return text, layout
+
+
+def _snapshot(L, program, checks):
+    """Indices into the step's variables that a failure after their write must restore
+    (``ir.rollback``): the plan's in-place writers, or the unplanned storage's."""
+    if getattr(program.plan, "planned", False):
+        writers = planned_writers(program)
+    else:
+        writers = [(k, v) for k, v in find_inplace_updates(program).items()]
+    snap = {id(v) for v in snapshot_variables(program, writers, checks)}
+    return [k for k, v in enumerate(program.variables) if id(v) in snap]
 
 
 def _lower_node(L, n, kernel_for):

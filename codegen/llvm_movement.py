@@ -3,9 +3,9 @@ gradient, gather / scatter-add, one_hot.
 
 Most are strided copies: the output (or a region of it) and the input are affine views with
 their own base offsets and strides, and ``llvm_loops`` walks them. Gather and scatter-add read
-indices at run time; an index outside ``[-n, n)`` writes a status code (and the offending
-value) instead of touching memory out of bounds, and the step returns at once so Python can
-raise.
+indices at run time; an index outside ``[0, n)`` writes a status code (with the offending
+value and its position) instead of touching memory out of bounds, and the step returns at
+once so Python can raise (``runtime.step_errors``: the message both backends give).
 """
 import numpy as np
 
@@ -130,25 +130,27 @@ def lower_slice_grad(L, n):
 
 
 # -- gather / scatter-add -------------------------------------------------------------------------
-def checked_index(fn, idx_dtype, idx_ptr, dim, status):
-    """Load an index, wrap negatives, and leave the kernel with a status if out of range."""
+def checked_index(fn, idx_dtype, idx_ptr, dim, status, position):
+    """Load an index and leave the kernel with a status (the value and its flat
+    ``position``) unless it lies in [0, dim): one unsigned compare, negatives included."""
     it = val_type(idx_dtype)
     raw = fn.load(it, idx_ptr)
     i64 = raw if it == "i64" else fn(f"sext {it} {raw} to i64")
-    wrapped = fn(f"select i1 {fn(f'icmp slt i64 {i64}, 0')}, i64 "
-                 f"{fn(f'add i64 {i64}, {dim}')}, i64 {i64}")
-    exit_with_status(fn, fn(f"icmp uge i64 {wrapped}, {dim}"), status, STATUS_INDEX, i64)
-    return wrapped
+    exit_with_status(fn, fn(f"icmp uge i64 {i64}, {dim}"), status, STATUS_INDEX, i64,
+                     position)
+    return i64
 
 
-def exit_with_status(fn, bad, status, code, value):
-    """When i1 ``bad`` holds: store ``code`` and the i64 ``value`` in the status block and
-    leave the kernel (the step then stops and the runtime raises)."""
+def exit_with_status(fn, bad, status, code, value, position=None):
+    """When i1 ``bad`` holds: store ``code``, the i64 ``value`` and its i64 ``position`` in
+    the status block and leave the kernel (the step then stops and the runtime raises)."""
     fail, ok = fn.label("bad"), fn.label("ok")
     fn.emit(f"br i1 {bad}, label %{fail}, label %{ok}")
     fn.block(fail)
     fn.store("i64", str(code), status)
     fn.store("i64", value, fn.gep("i64", status, 2))
+    if position is not None:
+        fn.store("i64", position, fn.gep("i64", status, 3))
     fn.ret()
     fn.block(ok)
 
@@ -167,7 +169,8 @@ def gather_function(dtype, idx_dtype, dims, scatter, index, noalias):
     outer, nidx, dim, inner = dims
     mt, t = mem_type(dtype), val_type(dtype)
     with fn.loop(outer) as lo, fn.loop(nidx) as lj:
-        row = checked_index(fn, idx_dtype, fn.gep(mem_type(idx_dtype), idx, lj.i), dim, status)
+        row = checked_index(fn, idx_dtype, fn.gep(mem_type(idx_dtype), idx, lj.i), dim, status,
+                            lj.i)
         picked = fn.mul(fn.add(fn.mul(lo.i, dim), row), inner)
         dense = fn.mul(fn.add(fn.mul(lo.i, nidx), lj.i), inner)
         with fn.loop(inner) as lt:
@@ -195,6 +198,26 @@ def lower_gather(L, n):
     dims = _gather_dims(n.shape if scatter else data.shape, idx.shape, axis)
     uniq, index = L.distinct([L.out(n), L.buf(data), L.buf(idx), L.status()])
     fn = gather_function(n.dtype, idx.dtype, dims, scatter, index, L.noalias(uniq))
+    L.call(fn, uniq, n, fallible=True)
+
+
+@lowers("check_index")
+def lower_check_index(L, n):
+    """Copy gather_nd / scatter_nd indices, checking entry j of the last axis against
+    [0, bounds[j]) (one unsigned compare each)."""
+    (idx,) = n.inputs
+    bounds = tuple(int(b) for b in n.attrs["bounds"])
+    rows = int(np.prod(idx.shape[:-1], dtype=np.int64))
+    uniq, index = L.distinct([L.out(n), L.buf(idx), L.status()])
+    fn = Function("kernel", params(len(uniq), L.noalias(uniq)))
+    out, src, status = (f"%p{i}" for i in index)
+    mt = mem_type(idx.dtype)
+    with fn.loop(rows) as lr:
+        for j, bound in enumerate(bounds):
+            at = fn.add(fn.mul(lr.i, len(bounds)), j)
+            v = checked_index(fn, idx.dtype, fn.gep(mt, src, at), bound, status, at)
+            fn.store(mt, v if mt == "i64" else fn(f"trunc i64 {v} to {mt}"), fn.gep(mt, out, at))
+    fn.ret()
     L.call(fn, uniq, n, fallible=True)
 
 

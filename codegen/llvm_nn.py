@@ -4,7 +4,7 @@ gradients, and argmax / argmin along any axis.
 Every softmax-family kernel makes the same three passes over a row: the maximum (NaN
 propagating), the sum of ``exp(x - max)`` (a reassociable sum, so it vectorizes with the
 inlined exp), and the output. Sparse labels outside ``[0, classes)`` stop the step with a
-status code instead of reading out of bounds.
+status code (the label and its row) instead of reading out of bounds.
 """
 import numpy as np
 
@@ -66,7 +66,7 @@ def _label(fn, labels, dtype, r, width, status):
     it = val_type(dtype)
     raw = fn.load(it, fn.gep(it, labels, r))
     y = raw if it == "i64" else fn(f"sext {it} {raw} to i64")
-    exit_with_status(fn, fn(f"icmp uge i64 {y}, {width}"), status, STATUS_LABEL, y)
+    exit_with_status(fn, fn(f"icmp uge i64 {y}, {width}"), status, STATUS_LABEL, y, r)
     return y
 
 

@@ -16,14 +16,12 @@ Debugging checks (``checks``):
 """
 import numpy as np
 
-from .numpy_emitter import Emitter, _RANDOM
+from ..ir.rollback import planned_writers, snapshot_variables
+from .numpy_emitter import FAULT_PRELUDE, Emitter, _RANDOM
 from .numpy_fused import FusedRenderer, Slot, literal
 from .numpy_templates import OUT_TEMPLATES, attr_literal
 
-_PRELUDE = '''
-class StepFault(Exception):
-    """A debugging check failed: args are (kind, site index, detail)."""
-
+_PRELUDE = FAULT_PRELUDE + '''
 
 def _finite(a, k):
     if not np.isfinite(a).all():
@@ -48,7 +46,6 @@ class PlannedEmitter(Emitter):
         super().__init__(program)
         self.plan = program.plan
         self.checks = set(checks)
-        self.sites = []
         self.scratch_pool = []  # (name, shape, dtype)
         self.pos = {id(n): i for i, n in enumerate(program.nodes)}
         self.static = set()  # names bound once in make_step
@@ -196,10 +193,6 @@ class PlannedEmitter(Emitter):
         return [f"np.copyto({out}, {rhs}, casting='unsafe')"]
 
     # -- checks ----------------------------------------------------------------------------
-    def _site(self, kind, node, detail=""):
-        self.sites.append((kind, node, detail))
-        return len(self.sites) - 1
-
     def _live_names(self, k, n, written):
         """Buffers holding values read after node k that node k must not write."""
         plan = self.plan
@@ -258,6 +251,8 @@ class PlannedEmitter(Emitter):
             body += self._numerics(n, [])
         for k, n in enumerate(p.nodes):
             lines = self.statement(n)
+            if lines:
+                lines = self.index_lines(n) + lines
             lines = self._numerics(n, self._guard(k, n, lines))
             if lines:
                 note = f"# {n.op_name} '{n.name}'" + (f" {n.loc.short}" if n.loc.lineno else "")
@@ -272,6 +267,8 @@ class PlannedEmitter(Emitter):
         return name if kind in ("feed", "const") else f"np.array({name})"
 
     def _module(self, body):
+        snap = snapshot_variables(self.p, planned_writers(self.p), self.checks)
+        self.snapshot = [self.names[v] for v in snap]
         fetches = ", ".join(self._fetch_expr(f) for f in self.p.fetches)
         prelude = _PRELUDE.strip("\n").split("\n") + [""] if self.checks or self.sites else []
         setup = self._arena_lines() + self.setup + [""]

@@ -96,6 +96,7 @@ TEMPLATES = {
     "gather": lambda n, a: f"np.take({a[0]}, {a[1]}, axis={n.attrs.get('axis', 0)})",
     "identity": lambda n, a: a[0],
     "after": lambda n, a: a[0],
+    "check_index": lambda n, a: a[0],  # checked by the line before (index_lines)
 }
 
 
@@ -106,7 +107,7 @@ TEMPLATES = {
 # for a later one. Kernels repeat the reference implementations' operations in the same order
 # (reductions through ``ufunc.reduce``, what ``np.sum`` calls), so results are bit for bit
 # equal. Label lookups index with (row, label) pairs, as the reference's ``take_along_axis``
-# does: negative labels wrap, too large ones raise IndexError.
+# does; labels and indices were checked by the line before (``Emitter.index_lines``).
 
 _REDUCE_UFUNC = {"sum": "add", "mean": "add", "max": "maximum", "min": "minimum"}
 
@@ -236,7 +237,7 @@ OUT_TEMPLATES = {
     "argmax": _out_arg("argmax"), "argmin": _out_arg("argmin"),
     "transpose": lambda n, a, o, em: [f"np.copyto({o}, np.transpose({a[0]}, "
                                       f"{attr_literal(n.attrs.get('perm'))}))"],
-    "broadcast_to": _copy, "broadcast_like": _copy, "identity": _copy,
+    "broadcast_to": _copy, "broadcast_like": _copy, "identity": _copy, "check_index": _copy,
     "concat": lambda n, a, o, em: [f"np.concatenate(({', '.join(a)},), "
                                    f"axis={n.attrs['axis']}, out={o})"],
     "stack": lambda n, a, o, em: [f"np.stack(({', '.join(a)},), "

@@ -259,6 +259,9 @@ def _numpy_code(step, compiled, prefix):
     sites = [{"kind": kind, "node": node.describe(),
               "loc": node.loc.format() if node.loc is not None and node.loc.lineno else None}
              for kind, node, _ in info.get("sites", [])]
+    for site, (kind, _, detail) in zip(sites, info.get("sites", [])):
+        if kind == "index":  # what runtime.step_errors needs to name a bad index
+            site["check"] = detail.to_json()
     members = {prefix + SOURCE: source.encode(),
                prefix + CONSTS: pack_arrays({f"c{k}": c for k, c in enumerate(consts)})}
     code = {"module": prefix + SOURCE, "consts": len(consts), "sites": sites,

@@ -282,9 +282,13 @@ def tensordot(a, b, axes, name=None):
 
 
 # -- gather_nd / scatter_nd / segment sums: gather and scatter_add on flattened indices -------
-def _flat_indices(fn, indices, shape):
+def _flat_indices(fn, indices, shape, name):
     """``indices[..., K]`` into the leading K axes of ``shape`` -> one row-major index
-    ``indices[..., :] . strides`` into their product (an int tensor of ``indices.shape[:-1]``)."""
+    ``indices[..., :] . strides`` into their product (an int tensor of ``indices.shape[:-1]``).
+
+    Each coordinate is checked at run time against its axis (``check_index``; the error
+    names the op the user called, ``fn`` and the result's ``name``), so none wraps into
+    another row."""
     if indices.rank == 0 or indices.shape[-1] is None:
         fail(fn, f"indices need a static last dimension, found {indices.type_str()}",
              cls=ShapeError)
@@ -292,6 +296,9 @@ def _flat_indices(fn, indices, shape):
     if k > len(shape):
         fail(fn, f"indices index {k} axes of a rank-{len(shape)} tensor", cls=ShapeError)
     lead = [int(d) for d in shape[:k]]
+    label = f"{fn} '{indices.graph.next_name(name)}'"
+    indices = apply("check_index", [indices], {"bounds": tuple(lead), "of": label},
+                    name=f"{name}/check_index")
     strides = np.cumprod([1] + lead[:0:-1])[::-1].astype(indices.dtype.np)
     weighted = apply("multiply", [indices, const_node(np.ascontiguousarray(strides))])
     flat = apply("reduce_sum", [weighted], {"axis": indices.rank - 1, "keepdims": False})
@@ -307,7 +314,8 @@ def gather_nd(params, indices, name=None, batch_dims=0):
     """``out[i..] = params[indices[i.., 0], ..., indices[i.., K-1]]`` (TF1's ``gather_nd``).
 
     Computed as one ``gather`` from ``params`` with its first K axes flattened, so the
-    gradient is a scatter-add. Indices must be in range (they are not checked at run time).
+    gradient is a scatter-add. An index outside its axis raises InvalidArgumentError when
+    the step runs (both backends; the step changes no variable).
 
     Args:
         params: a tensor with static leading sizes.
@@ -328,11 +336,13 @@ def gather_nd(params, indices, name=None, batch_dims=0):
              "the first column of indices")
     params, indices = convert(params), convert(indices)
     _need_int(fn, "indices", indices)
-    flat, rows = _flat_indices(fn, indices, params.shape)
-    k = indices.shape[-1]
-    _known_dims(fn, params, builtins.range(k))
+    k = indices.shape[-1] if indices.rank else None
+    if k is not None:
+        _known_dims(fn, params, builtins.range(min(k, params.rank)))
+    name = name or "GatherNd"
+    flat, rows = _flat_indices(fn, indices, params.shape, name)
     table = apply("reshape", [params], {"shape": (rows,) + tuple(params.shape[k:])})
-    return apply("gather", [table, flat], {"axis": 0}, name=name or "GatherNd")
+    return apply("gather", [table, flat], {"axis": 0}, name=name)
 
 
 def scatter_nd(indices, updates, shape, name=None):
@@ -356,7 +366,8 @@ def scatter_nd(indices, updates, shape, name=None):
     updates = convert(updates)
     _need_int(fn, "indices", indices)
     dims = tuple(static_ints(fn, "shape", shape).reshape(-1).tolist())
-    flat, rows = _flat_indices(fn, indices, dims)
+    name = name or "ScatterNd"
+    flat, rows = _flat_indices(fn, indices, dims, name)
     k = indices.shape[-1]
     want = tuple(indices.shape[:-1]) + dims[k:]
     if tuple(updates.shape) != want:
@@ -364,7 +375,7 @@ def scatter_nd(indices, updates, shape, name=None):
              cls=ShapeError)
     zeros = const_node(np.zeros((rows,) + dims[k:], updates.dtype.np))
     summed = apply("scatter_add", [updates, flat, zeros], {"axis": 0})
-    return apply("reshape", [summed], {"shape": dims}, name=name or "ScatterNd")
+    return apply("reshape", [summed], {"shape": dims}, name=name)
 
 
 def _segment_sum(fn, data, ids, num, name):
@@ -374,7 +385,8 @@ def _segment_sum(fn, data, ids, num, name):
         fail(fn, f"segment_ids {ids.type_str()} must be a prefix of data's shape "
                  f"{data.type_str()}", cls=ShapeError)
     zeros = const_node(np.zeros((num,) + tuple(data.shape[ids.rank:]), data.dtype.np))
-    return apply("scatter_add", [data, ids, zeros], {"axis": 0}, name=name)
+    return apply("scatter_add", [data, ids, zeros], {"axis": 0, "what": "segment id"},
+                 name=name)
 
 
 def unsorted_segment_sum(data, segment_ids, num_segments, name=None):
@@ -383,7 +395,9 @@ def unsorted_segment_sum(data, segment_ids, num_segments, name=None):
     Args:
         data: a tensor.
         segment_ids: an int tensor whose shape is a prefix of data's, values in
-            ``[0, num_segments)`` (not checked at run time; TF1 drops negative ids).
+            ``[0, num_segments)``: any other id raises InvalidArgumentError when the step
+            runs (TF1 raises for ids >= num_segments and drops negative ones; graphc
+            raises for both).
         num_segments: an int or a scalar constant tensor (static).
         name: name of the result node.
     Returns:

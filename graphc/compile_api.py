@@ -330,6 +330,8 @@ def step_error(compiled, exc):
         if kind == "numerics":
             return numerics_error(node, exc.args[2] if len(exc.args) > 2 else None,
                                   detail if site_kind == "check" else None)
+        if kind == "index":  # a bad index or label (runtime.step_errors: one message)
+            return detail.error(exc.args[2], exc.args[3])
         if kind == "writes":
             return CompileError(f"{node.describe()}: wrote into '{exc.args[2]}', a buffer it "
                                 "was not given (an undeclared write)",

@@ -143,9 +143,15 @@ class Graph:
         return node
 
     def unique_name(self, base):
+        name = self.next_name(base)
+        full = "/".join(self._scope + [base]) if self._scope else base
+        self._names[full] = self._names.get(full, 0) + 1
+        return name
+
+    def next_name(self, base):
+        """The name ``unique_name(base)`` would give now, without taking it."""
         full = "/".join(self._scope + [base]) if self._scope else base
         n = self._names.get(full, 0)
-        self._names[full] = n + 1
         return full if n == 0 else f"{full}_{n}"
 
     @contextlib.contextmanager

@@ -41,6 +41,7 @@ from graphc.errors import CompileError, FeedError, InvalidArgumentError, ShapeEr
 
 from .graph import Graph
 from .ops.state import PLACEHOLDER
+from .rollback import declared_failures, failure_edges, update_kernels
 from .shapes import RuleError, format_shape
 
 
@@ -57,6 +58,9 @@ class Program:
         origin: maps each private feed/variable node to the user's node.
         plan: the memory plan (``ir.passes`` fills it) or None for the unplanned reference.
         stats: pass statistics.
+        snapshot: the variables whose buffers the step may write before it fails, which the
+            runtime saves before a call and restores when the call raises (``ir.rollback``;
+            set by the backend once the schedule and storage are final).
     """
 
     def __init__(self, graph, nodes, feeds, variables, fetches, updates, origin):
@@ -66,6 +70,7 @@ class Program:
         self.stats = {}
         self.constraints = []  # (reader, writer) orderings from in-place analysis
         self.stages, self.records = [], []  # text IR after each pass, per-pass records
+        self.snapshot = []  # variables a failing step restores (``ir.rollback``)
         self.name = "step"
 
     def users(self):
@@ -227,7 +232,8 @@ def _copy_node(new, n, inputs, attrs, opdef=None):
 
 
 def schedule_nodes(nodes):
-    """A topological order in which every read of a variable precedes its assign.
+    """A topological order in which every read of a variable precedes its assign, and every
+    node that may fail at run time precedes the updates it does not depend on.
 
     Raises:
         CompileError: a variable assigned twice in one step.
@@ -251,6 +257,7 @@ def schedule_nodes(nodes):
                 if reader is n or reader in nx.descendants(dag, n):
                     continue
                 dag.add_edge(reader, n)
+    failure_edges(dag, declared_failures(nodes), update_kernels(nodes))
     rank = {n: i for i, n in enumerate(nodes)}
     return list(nx.lexicographical_topological_sort(dag, key=lambda n: rank[n]))
 

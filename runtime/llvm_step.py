@@ -22,19 +22,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc.errors import ArtifactError, FeedError, NumericsError
+from graphc.errors import ArtifactError, InvalidArgumentError, NumericsError
 
 from . import collectives, host_calls, jit
 from .blas import gemm_entry
 from .numerics import NumericsSite, numerics_error
+from .step_errors import IndexCheck, Snapshot
 
 __all__ = ["Slot", "StepLayout", "NativeStep", "NumericsSite", "STATUS_MESSAGES"]
 
 # Status codes written by kernels into status[0]; status[1] is the kernel's node index in the
-# layout's ``node_names``, status[2] the offending value (an index or a flat position).
+# layout's ``node_names``, status[2] the offending value (an index or a flat position),
+# status[3] an offending index's flat position (messages: ``runtime.step_errors``).
 STATUS_MESSAGES = {
-    1: (FeedError, "index {value} is out of range for {node}"),
-    2: (FeedError, "label {value} is out of range for {node}"),
+    1: (InvalidArgumentError, "index {value} is out of range for {node}"),
+    2: (InvalidArgumentError, "label {value} is out of range for {node}"),
     3: (NumericsError, "{node}: NaN or Inf at flat index {value}"),
 }
 
@@ -66,6 +68,10 @@ class StepLayout:
         consts: (slot, array) pairs: constants too large to inline in the code.
         arena: (slot, bytes): scratch memory for intermediate values (64-byte aligned).
         status: the slot of the status block (int64[4]), or None.
+        index_checks: [entry, ``IndexCheck`` as JSON] of the kernels that check indices
+            (entry: their index in ``node_names``), for InvalidArgumentError messages.
+        snapshot: indices into ``variables`` of those the step may write before it fails:
+            saved before each call, restored when it raises (``ir.rollback``).
         rng: (slot, seeds): the state is [call counter, one 64-bit key per random op]; a
             seed of None draws the key from the OS at load. The step increments the counter.
         blas: (slot, dtype name, integer bits) of the sgemm/dgemm entry points the code calls.
@@ -87,6 +93,8 @@ class StepLayout:
     consts: list = field(default_factory=list)
     arena: tuple = (None, 0)
     status: int | None = None
+    index_checks: list = field(default_factory=list)
+    snapshot: list = field(default_factory=list)
     rng: tuple = (None, ())
     blas: list = field(default_factory=list)
     node_names: list = field(default_factory=list)
@@ -175,6 +183,8 @@ class NativeStep:
         self._fetch = [None if k is None else self.outputs[k] for k in layout.fetch_outputs]
         self._updates = None
         self._lock = threading.Lock()
+        self._index_checks = {int(e): IndexCheck.from_json(c) for e, c in layout.index_checks}
+        self._snapshot = Snapshot(len(layout.feeds) + int(k) for k in layout.snapshot)
         self._numerics = {site.entry: site for site in layout.numerics}
 
     def _bind(self, k, arr):
@@ -209,11 +219,10 @@ class NativeStep:
                 if a is not bound[k]:
                     self._bind(k, a)
                     self._updates = None
+            saved = self._snapshot.save(bound) if self._snapshot else None
             self._fn(self._table_addr)
-            if self._status_word.value:
-                self._raise_status()
-            if self._callbacks:
-                self._raise_callback_error()
+            if self._status_word.value or self._callbacks and collectives.last_error:
+                self._failed(saved)
             if self._updates is None:
                 variables = bound[self._n_feeds:]
                 self._updates = tuple(variables[k] for k in self.layout.updated)
@@ -221,14 +230,25 @@ class NativeStep:
             return [None if o is None else (o.copy() if o.ndim else o[()])
                     for o in self._fetch], self._updates
 
+    def _failed(self, saved):
+        """Put back the variables the step wrote (``layout.snapshot``), then raise."""
+        if saved is not None:
+            self._snapshot.restore(self._bound, saved)
+        if self._status_word.value:
+            self._raise_status()
+        self._raise_callback_error()
+
     def _raise_status(self):
-        code, node, value = (int(v) for v in self.status[:3])
+        code, node, value, position = (int(v) for v in self.status[:4])
         self.status[:] = 0
         site = self._numerics.get(node) if code == 3 else None
         if site is not None:  # the checked value is still where the step stopped
             raise numerics_error(site, self._value_at(site))
         if code == host_calls.STATUS_HOST:  # a Python function called by the step raised
             raise host_calls.take_error()
+        check = self._index_checks.get(node) if code in (1, 2) else None
+        if check is not None:  # the message the NumPy backend gives too
+            raise check.error(value, position)
         names = self.layout.node_names
         name = names[node] if 0 <= node < len(names) else f"kernel {node}"
         cls, msg = STATUS_MESSAGES.get(code, (ArtifactError, "kernel error {value} in {node}"))

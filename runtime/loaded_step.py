@@ -32,6 +32,7 @@ from graphc.errors import ArtifactError, FeedError, GraphcError, NumericsError
 from .calls import step_lock, unalias
 from .artifact import (CONSTS, IR, LLVM_IR, OBJECT, RNG, SOURCE, VARIABLES, decode_structure,
                        read)
+from .step_errors import IndexCheck
 
 __all__ = ["load", "LoadedStep", "Signature", "check_target", "encode_layout",
            "decode_layout"]
@@ -366,6 +367,10 @@ class PythonRunner:
 
     def failure(self, exc):
         """The graphc error for an exception raised inside the generated code."""
+        if type(exc).__name__ == "StepFault" and exc.args and exc.args[0] == "index":
+            site = self.sites[exc.args[1]] if exc.args[1] < len(self.sites) else {}
+            if site.get("check"):  # the message of runtime.step_errors, as when compiled
+                return IndexCheck.from_json(site["check"]).error(exc.args[2], exc.args[3])
         if type(exc).__name__ == "StepFault" and exc.args and exc.args[0] == "numerics":
             site = self.sites[exc.args[1]] if exc.args[1] < len(self.sites) else {}
             details = []

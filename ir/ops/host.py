@@ -85,6 +85,7 @@ def _host_output_infer(nodes, key, index):
 
 HOST_CALL = defop(
     "host_call", _host_call_infer, ZERO, impl=host_call_impl, impure=True, family="host",
+    may_fail=True,  # the function may raise, an Assert fail, a py_func return a wrong shape
     doc="call a registered Python function on the inputs; its output 0 (or a True token)")
 HOST_OUTPUT = defop(
     "host_output", _host_output_infer, ZERO, impl=host_output_impl, impure=True, family="host",

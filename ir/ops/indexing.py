@@ -1,5 +1,9 @@
 """Indexing ops: strided slices (``x[:, 1:3]``, ``x[i]``), gather with its scatter-add
-gradient, one_hot, and compile-time shape queries (``dim_size``, ``shape_of``).
+gradient, one_hot, check_index, and compile-time shape queries (``dim_size``, ``shape_of``).
+
+Indices read at run time are checked by both backends (``index_check``, see
+``ir.ops.registry``): one outside its range stops the step with InvalidArgumentError. one_hot
+is the exception, as in TF1: an index outside [0, depth) gives a row of ``off_value``.
 
 A slice spec is a tuple with one entry per leading axis: ``("s", start, stop, step)`` for a
 range (None as in Python) or ``("i", index)`` for an index that drops the axis.
@@ -59,7 +63,7 @@ STRIDED_SLICE_GRAD = defop(
 
 
 # -- gather / scatter-add -------------------------------------------------------------------
-def _gather_infer(nodes, axis=0):
+def _gather_infer(nodes, axis=0, of=""):
     params, indices = nodes
     require(indices.dtype.is_integer,
             f"indices must be integers, found {indices.dtype.name}", kind="dtype")
@@ -67,17 +71,31 @@ def _gather_infer(nodes, axis=0):
     return params.dtype, params.shape[:a] + indices.shape + params.shape[a + 1:]
 
 
-def _gather_impl(params, indices, axis=0):
+def _gather_impl(params, indices, axis=0, of=""):
     return np.take(params, indices, axis=axis)
 
 
+def _gather_check(n):
+    """Indices pick entries of params' ``axis``: each must lie in [0, size) (TF1 raises for
+    negative ones too; checked at run time by both backends)."""
+    params = n.inputs[0]
+    return 1, "index", params.shape[normalize_axis(n.attrs.get("axis", 0), params.rank)]
+
+
+# A gradient's index check names the forward op the user wrote (``of``): TF1's error names it too.
 GATHER = defop("gather", _gather_infer,
-               lambda g, out, params, indices, axis=0:
-               [F.scatter_add(g, indices, params, axis=axis), None],
-               impl=_gather_impl, family="indexing")
+               lambda g, out, params, indices, axis=0, of="":
+               [F.scatter_add(g, indices, params, axis=axis, of=of or out.describe()), None],
+               impl=_gather_impl, family="indexing", index_check=_gather_check)
 
 
-def _scatter_add_impl(updates, indices, like, axis=0):
+def _scatter_check(n):
+    like = n.inputs[2]
+    return 1, n.attrs.get("what", "index"), \
+        like.shape[normalize_axis(n.attrs.get("axis", 0), like.rank)]
+
+
+def _scatter_add_impl(updates, indices, like, axis=0, what="index", of=""):
     """Sum rows of ``updates`` into zeros shaped like ``like`` at ``indices`` (repeats add)."""
     like_shape = np.shape(like)
     a = axis % len(like_shape)
@@ -92,10 +110,39 @@ def _scatter_add_impl(updates, indices, like, axis=0):
 
 
 SCATTER_ADD = defop(
-    "scatter_add", lambda nodes, axis=0: (nodes[0].dtype, nodes[2].shape),
-    lambda g, out, updates, indices, like, axis=0: [F.gather(g, indices, axis=axis), None, None],
-    impl=_scatter_add_impl, family="indexing",
-    doc="zeros shaped like the third input, with updates summed in at indices")
+    "scatter_add", lambda nodes, axis=0, what="index", of="": (nodes[0].dtype, nodes[2].shape),
+    lambda g, out, updates, indices, like, axis=0, what="index", of="":
+    [F.gather(g, indices, axis=axis, of=of or out.describe()), None, None],
+    impl=_scatter_add_impl, family="indexing", index_check=_scatter_check,
+    doc="zeros shaped like the third input, with updates summed in at indices "
+        "(``what`` names the indices in run-time errors: 'index', 'segment id')")
+
+
+# -- check_index: the per-axis check of gather_nd / scatter_nd indices -----------------------
+def _check_index_infer(nodes, bounds, what="index", of=""):
+    (idx,) = nodes
+    require(idx.dtype.is_integer, f"indices must be integers, found {idx.dtype.name}",
+            kind="dtype")
+    require(idx.rank >= 1 and idx.shape[-1] == len(bounds),
+            f"indices {idx.type_str()} need a last axis of {len(bounds)}")
+    return idx.dtype, idx.shape
+
+
+def _check_index_impl(indices, bounds, what="index", of=""):
+    """Reference kernel: the indices unchanged, or IndexError at the first one outside
+    [0, bounds[j]) for its position j along the last axis."""
+    idx = np.asarray(indices)
+    bad = np.flatnonzero((idx < 0) | (idx >= np.asarray(bounds, dtype=np.int64)))
+    if bad.size:
+        raise IndexError(f"{of}: {what} {idx.reshape(-1)[bad[0]]} is out of range")
+    return idx.copy()
+
+
+CHECK_INDEX = defop(
+    "check_index", _check_index_infer, ZERO, impl=_check_index_impl, family="indexing",
+    index_check=lambda n: (0, n.attrs.get("what", "index"), tuple(n.attrs["bounds"])),
+    doc="the indices unchanged, after checking entry j of the last axis is in "
+        "[0, bounds[j]) (errors name ``of``, the op the user called)")
 
 
 # -- one_hot ---------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def sparse_xent_impl(logits, labels):
                                axis=-1)[..., 0]
 
 
-def sparse_xent_grad_impl(logits, labels):
+def sparse_xent_grad_impl(logits, labels, of=""):
     p = softmax_impl(logits)
     np.put_along_axis(p, np.asarray(labels)[..., None].astype(np.int64),
                       np.take_along_axis(p, np.asarray(labels)[..., None].astype(np.int64),
@@ -96,15 +96,22 @@ def sparse_xent_grad_impl(logits, labels):
     return p
 
 
+def _label_check(n):
+    """Labels index the class axis: each must lie in [0, classes) (checked at run time)."""
+    return 1, "label", n.inputs[0].shape[-1]
+
+
 SPARSE_XENT = defop(
     "sparse_softmax_xent", _sparse_infer,
     lambda g, out, logits, labels:
-    [F.expand_dims(g, axis=-1) * F.sparse_softmax_xent_grad(logits, labels), None],
-    impl=sparse_xent_impl, family="nn")
+    [F.expand_dims(g, axis=-1) * F.sparse_softmax_xent_grad(logits, labels,
+                                                            of=out.describe()), None],
+    impl=sparse_xent_impl, family="nn", index_check=_label_check)
 SPARSE_XENT_GRAD = defop(
-    "sparse_softmax_xent_grad", lambda nodes: (nodes[0].dtype, nodes[0].shape),
-    lambda g, out, logits, labels: [_softmax_jvp_t(F.softmax(logits), g), None],
-    impl=sparse_xent_grad_impl, family="nn", doc="softmax(logits) - one_hot(labels)")
+    "sparse_softmax_xent_grad", lambda nodes, of="": (nodes[0].dtype, nodes[0].shape),
+    lambda g, out, logits, labels, of="": [_softmax_jvp_t(F.softmax(logits), g), None],
+    impl=sparse_xent_grad_impl, family="nn", doc="softmax(logits) - one_hot(labels)",
+    index_check=_label_check)
 
 
 # -- dense labels: loss_i = -sum_j y_ij log softmax(z_i)_j --------------------------------------

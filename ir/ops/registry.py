@@ -5,6 +5,13 @@ differentiable again), and either a scalar formula (elementwise ops: both backen
 fusion composes it) or a reference NumPy implementation ``impl`` (everything else: constant
 folding evaluates it and the NumPy backend emits it; other backends implement the kernel named
 by the op). Effects are data: ``impure`` ops are never merged, folded or recomputed.
+
+Failure is data too: ``may_fail`` ops can stop a step at run time (an index out of range, a
+host call raising, a NaN found by ``check_numerics``). The scheduler runs them before any
+write into a variable's buffer, so that a failed step leaves every variable as it was
+(``ir.rollback``). ``index_check(node) -> (input position, what, bound)`` declares an index
+input that both backends check against ``[0, bound)`` (``bound``: an int, or a tuple of one
+bound per entry of the input's last axis); it implies ``may_fail``.
 """
 import numpy as np
 
@@ -33,11 +40,14 @@ class OpDef:
 
     def __init__(self, name, infer, vjp, scalar=None, impl=None, impure=False,
                  commutative=False, domain=None, arity=None, doc="", produces_value=True,
-                 kernel=None, view=False, family="", broadcast_core=None):
+                 kernel=None, view=False, family="", broadcast_core=None, may_fail=False,
+                 index_check=None):
         self.name, self.infer, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
         self.impure, self.commutative, self.domain, self.arity = impure, commutative, domain, arity
         self.doc, self.produces_value, self.view, self.family = doc, produces_value, view, family
         self.kernel = kernel or name
+        self.index_check = index_check
+        self.may_fail = bool(may_fail or index_check is not None)
         # Inputs broadcast against each other on all but their last ``broadcast_core`` axes
         # (0 for elementwise ops, 2 for matmul); None: they never do. Autodiff reads it.
         self.broadcast_core = 0 if scalar is not None and broadcast_core is None \
@@ -80,6 +90,20 @@ def defop(name, infer, vjp, **kw):
 
 def get(name):
     return REGISTRY[name]
+
+
+def index_check_of(node):
+    """(input position, what, bound, label) of ``node``'s run-time index check, or None.
+
+    ``label`` names the node in the error (``gather 'emb'``); a ``check_index`` node speaks
+    for the op the user called (its ``of`` attribute, ``gather_nd 'GatherNd'``).
+    """
+    rule = node.opdef.index_check
+    if rule is None:
+        return None
+    i, what, bound = rule(node)
+    bound = tuple(int(b) for b in bound) if isinstance(bound, tuple) else int(bound)
+    return i, what, bound, node.attrs.get("of") or node.describe()
 
 
 # -- building nodes -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ nodes that fail to evaluate are left alone.
 """
 import numpy as np
 
+from ..ops.registry import index_check_of
 from .common import LEAVES, is_pure, make_const, replace_uses, splat, splat_array
 
 MAX_FOLD_ELEMENTS = 1 << 16
@@ -32,6 +33,11 @@ def _fold_value(n):
         return splat_array(one[()], n.dtype.np, n.shape)
     if n.size > MAX_FOLD_ELEMENTS:
         return None
+    check = index_check_of(n)
+    if check is not None:  # a bad index fails at run time, where the error names the node
+        idx, bound = np.asarray(values[check[0]]), np.asarray(check[2], dtype=np.int64)
+        if np.any((idx < 0) | (idx >= bound)):
+            return None
     try:
         with np.errstate(all="ignore"):
             out = n.opdef.evaluate(values, n.attrs)

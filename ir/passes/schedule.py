@@ -3,7 +3,9 @@
 The order respects data dependencies, the in-place constraints (``program.constraints``: every
 other reader of a value runs before the node that overwrites it) and the state rule (every read
 of a variable's old value, also through a view, runs before the node that writes the
-variable's buffer). Among the nodes ready to run, it picks the one that grows live memory
+variable's buffer), and the failure rule (every node that may fail at run time runs before
+every write into a variable's buffer that it does not depend on, ``ir.rollback``: a failed
+step then changes no variable). Among the nodes ready to run, it picks the one that grows live memory
 least: bytes it allocates minus bytes of inputs whose last reader it is (ties keep the original
 order, so the result is deterministic). Updates are thereby applied as soon as their gradient
 exists, and a gradient buffer dies right after its update.
@@ -19,6 +21,7 @@ import networkx as nx
 
 from graphc.errors import CompileError
 
+from ..rollback import declared_failures, failure_edges, planned_writers
 from .common import nbytes, positions, users, value_inputs
 from .memory import ensure_plan, live_peak, owns_buffer
 
@@ -57,6 +60,7 @@ def _dag(program, plan):
     for r, w in list(getattr(program, "constraints", [])) + _variable_edges(program.nodes,
                                                                              plan):
         dag.add_edge(r, w)
+    failure_edges(dag, declared_failures(program.nodes), planned_writers(program))
     if not nx.is_directed_acyclic_graph(dag):
         cycle = nx.find_cycle(dag)
         raise CompileError("schedule: the ordering constraints form a cycle",

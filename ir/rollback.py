@@ -1,0 +1,112 @@
+"""A step that fails changes nothing: ordering and snapshots for run-time failures.
+
+A node whose op is declared ``may_fail`` (an index check, a host call, ``check_numerics``) can
+stop a step. TF1 checks before it writes, so a failed step leaves every variable, optimizer
+slot and ``global_step`` as it was; graphc keeps that promise in two ways:
+
+- ordering (``failure_edges``): the schedulers run every may-fail node before every node that
+  writes a variable's buffer (an assign that copies, or an update computed in place into the
+  variable), whenever no data path leads from that writer to the may-fail node;
+- a snapshot (``snapshot_variables``): where the order is impossible (a check reads an updated
+  value) or the pipeline did not schedule for it, the program records the variables written
+  before its last possible failure, ``program.snapshot``. Both runtimes copy just those before
+  the call and copy them back when the step raises.
+
+Debug checks that watch every node (``checks`` "numerics", "writes") make every node a
+possible failure; they rely on the snapshot alone.
+"""
+import networkx as nx
+
+_LEAVES = ("placeholder", "variable", "const")
+_FOLLOW = ("reshape", "expand_dims", "squeeze", "reshape_like", "after", "identity",
+           "stop_gradient", "check_numerics")
+
+
+def declared_failures(nodes):
+    """The nodes whose op may stop the step at run time, in order."""
+    return [n for n in nodes if n.opdef.may_fail]
+
+
+def planned_writers(program):
+    """[(node, variable)]: nodes that write into a variable's buffer under ``program.plan``
+    (after in-place analysis, or ``ensure_plan``), in schedule order."""
+    plan = program.plan
+    out = []
+    for n in program.nodes:
+        if n.op_name in _LEAVES or n.dtype is None and n.op_name != "assign":
+            continue
+        if n.op_name == "assign":
+            if not plan.update_in_place.get(n, False):
+                out.append((n, n.inputs[0]))
+            continue
+        if n in plan.views or n not in plan.inplace:
+            continue
+        root = plan.root(n)
+        if root is not n and root.op_name == "variable":
+            out.append((n, root))
+    return out
+
+
+def update_kernels(nodes):
+    """[(node, variable)]: each assign and the node computing its value (past views): what
+    may write the variable when no plan says which (a backend may compute in place)."""
+    out = []
+    for a in nodes:
+        if a.op_name != "assign":
+            continue
+        var, value = a.inputs
+        while value.op_name in _FOLLOW and value.inputs:
+            value = value.inputs[0]
+        if value.op_name not in _LEAVES and value.op_name != "assign":
+            out.append((value, var))
+        out.append((a, var))
+    return out
+
+
+def failure_edges(dag, failing, writers):
+    """Add (may-fail node -> writer) edges to ``dag`` wherever no path leads from the writer
+    to the may-fail node (so no cycle can form); returns the edges added."""
+    added = []
+    if not failing:
+        return added
+    seen = set()
+    for w, _ in writers:
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        after = nx.descendants(dag, w)
+        for m in failing:
+            if m is not w and m not in after and not dag.has_edge(m, w):
+                dag.add_edge(m, w)
+                added.append((m, w))
+    return added
+
+
+def snapshot_variables(program, writers, checks=()):
+    """The variables written before the step's last possible failure, in
+    ``program.variables`` order (recorded as ``program.snapshot``).
+
+    Args:
+        program: the scheduled program.
+        writers: [(node, variable)] from ``planned_writers`` or the backend's own list.
+        checks: debug checks compiled in: "numerics" checks each float node after it is
+            computed, "writes" checks each node; both can fail after any write.
+    """
+    pos = {id(n): i for i, n in enumerate(program.nodes)}
+    last = -1.0
+    for n in program.nodes:
+        if n.opdef.may_fail:  # checks its inputs before it writes anything
+            last = max(last, pos[id(n)] - 0.5)
+        if n.op_name in _LEAVES:
+            continue
+        if "writes" in checks or ("numerics" in checks and n.dtype is not None
+                                  and n.dtype.is_floating):
+            last = max(last, pos[id(n)] + 0.5)  # checked after it is computed
+    written = {id(v) for n, v in writers if pos.get(id(n), len(pos)) < last}
+    snap = [v for v in program.variables if id(v) in written]
+    program.snapshot = snap
+    return snap
+
+
+__all__ = ["declared_failures", "planned_writers", "update_kernels", "failure_edges",
+           "snapshot_variables"]
