@@ -1,9 +1,12 @@
 """The text IR: one SSA line per node, stable numbering, aligned types, source notes.
 
-Values are renumbered in the order printed (a topological order), so dumps of the same graph
-are byte-identical across runs and diff cleanly between passes. Feeds and variables print by
-name (``%x``, ``%W1``). Passes annotate nodes through ``node.meta``: ``body`` (fused scalar
-expression), ``buffer``, ``inplace`` and ``note`` appear after the ``#``.
+A program's values keep one number through every stage (``stable_numbers``): the input
+stage numbers them in order, and a node a pass creates takes the next free number, so a pass's
+diff shows only the lines it changed, and dumps of the same graph are byte-identical across
+runs. A bare graph is numbered in print order. Feeds and variables print by name (``%x``,
+``%W1``). Passes annotate nodes through ``node.meta``: ``body`` (fused scalar expression),
+``buffer``, ``inplace`` and ``note`` appear after the ``#``; what a pass wants said about the
+whole stage (CSE's merges) it adds to ``program.stage_notes``, printed as ``;;`` lines.
 """
 import numpy as np
 
@@ -45,8 +48,21 @@ def _const_text(node):
     return f"const <{v.size} values>"
 
 
-def format_nodes(nodes, title="graph", fetches=()):
-    """Text of ``nodes`` (a topologically ordered list)."""
+def stable_numbers(program):
+    """{node: value number} of ``program``, numbering nodes not seen before in schedule
+    order after the highest number given so far (kept as ``program.value_numbers``)."""
+    numbers = getattr(program, "value_numbers", None)
+    if numbers is None:
+        numbers = program.value_numbers = {}
+    for n in program.nodes:
+        if n not in numbers and n.op_name not in _LEAVES:
+            numbers[n] = len(numbers)
+    return numbers
+
+
+def format_nodes(nodes, title="graph", fetches=(), numbers=None, notes=()):
+    """Text of ``nodes`` (a topologically ordered list), numbered by ``numbers`` ({node:
+    int}; None: in print order), followed by ``notes`` as ``;;`` lines."""
     names = {}
     feeds = [n for n in nodes if n.op_name == "placeholder"]
     variables = [n for n in nodes if n.op_name == "variable"]
@@ -61,7 +77,7 @@ def format_nodes(nodes, title="graph", fetches=()):
     for n in nodes:
         if n.op_name in _LEAVES:
             continue
-        names[n] = f"%{counter}"
+        names[n] = f"%{counter if numbers is None else numbers[n]}"
         counter += 1
         if n.is_grad and not grad_started:
             rows.append((";; gradients", "", ""))
@@ -79,6 +95,7 @@ def format_nodes(nodes, title="graph", fetches=()):
     if fetches:
         lines.append("  return " + ", ".join(names.get(f, "?") for f in fetches))
     lines.append("}")
+    lines += [f";; {note}" for note in notes]
     return "\n".join(lines)
 
 
@@ -118,8 +135,11 @@ def _row(n, names):
 
 def program_text(program):
     """Text IR of a Program (its schedule), with the memory plan's summary when planned."""
+    numbers = getattr(program, "numbers", None)  # a snapshot carries its own
     text = format_nodes(program.nodes, program.name,
-                        [f for f in program.fetches if f is not None])
+                        [f for f in program.fetches if f is not None],
+                        numbers if numbers is not None else stable_numbers(program),
+                        getattr(program, "stage_notes", ()))
     plan = program.plan
     if plan is not None and getattr(plan, "planned", False):
         text += (f"\n;; arena {plan.arena_bytes} bytes in {len(plan.offsets)} buffers, "

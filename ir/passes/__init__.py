@@ -86,11 +86,13 @@ def run_pipeline(program, passes=None, dump_dir=None, verify=None):
     if verify is None:
         verify = os.environ.get("GRAPHC_VERIFY", "") not in ("", "0")
     program.stages = Stages()
+    program.stage_notes = []  # what the latest pass says of its stage (printer: ";;" lines)
     program.stages.record("input", program)
     program.records = []
     program.unoptimized_naive_bytes = _naive(program)
     for name in names:
         before = _count(program)
+        program.stage_notes = []
         t0 = time.perf_counter()
         changes = PASSES[name](program) or {}
         ms = (time.perf_counter() - t0) * 1e3

@@ -11,6 +11,7 @@ variables, random ops): each is a distinct value by definition.
 """
 import numpy as np
 
+from ..printer import stable_numbers
 from .common import positions, rewire
 
 
@@ -50,7 +51,9 @@ def eliminate_common_subexpressions(program):
         program: an ``ir.program.Program`` (rewritten in place; merged nodes are left unused
             for dead-code elimination).
     Returns:
-        {"merged": nodes replaced by an equal earlier node}.
+        {"merged": nodes replaced by an equal earlier node}; each merge is also named in
+        ``program.stage_notes`` (``merged %12 add 'b/add' into %7 'a/add'``), since in the
+        text IR a merge shows only as operands renamed.
     Example:
         >>> eliminate_common_subexpressions(program)   # x*y and y*x
         {'merged': 1}
@@ -75,5 +78,15 @@ def eliminate_common_subexpressions(program):
         else:
             mapping[id(n)] = first
     if mapping:
+        numbers = stable_numbers(program)
+        notes = program.__dict__.setdefault("stage_notes", [])
+        for n in program.nodes:
+            first = mapping.get(id(n))
+            if first is not None:
+                notes.append(f"merged {_ref(n, numbers)} into {_ref(first, numbers)}")
         rewire(program, mapping)
     return {"merged": len(mapping)}
+
+
+def _ref(n, numbers):
+    return f"%{numbers[n]} {n.op_name} '{n.name}'"

@@ -11,7 +11,7 @@ tests compare every stage with the eager rendering).
 from collections.abc import Sequence
 
 from ..graph import Node
-from ..printer import program_text
+from ..printer import program_text, stable_numbers
 
 
 class _Frozen:
@@ -27,7 +27,7 @@ class _FrozenPlan:
 
 
 class _FrozenProgram:
-    __slots__ = ("nodes", "name", "fetches", "plan")
+    __slots__ = ("nodes", "name", "fetches", "plan", "numbers", "stage_notes")
 
 
 def _freeze(node, frozen):
@@ -51,8 +51,11 @@ def _freeze(node, frozen):
 def snapshot(program):
     """A structural copy of what ``program_text(program)`` reads (no text rendered)."""
     frozen = {}
+    numbers = stable_numbers(program)
     p = _FrozenProgram()
     p.nodes = [frozen.get(n) or _freeze(n, frozen) for n in program.nodes]
+    p.numbers = {frozen[n]: k for n, k in numbers.items() if n in frozen}
+    p.stage_notes = list(getattr(program, "stage_notes", ()))
     p.name = program.name
     p.fetches = [frozen.get(f) or _freeze(f, frozen) for f in program.fetches
                  if f is not None]
