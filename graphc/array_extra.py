@@ -385,8 +385,9 @@ def _segment_sum(fn, data, ids, num, name):
         fail(fn, f"segment_ids {ids.type_str()} must be a prefix of data's shape "
                  f"{data.type_str()}", cls=ShapeError)
     zeros = const_node(np.zeros((num,) + tuple(data.shape[ids.rank:]), data.dtype.np))
-    return apply("scatter_add", [data, ids, zeros], {"axis": 0, "what": "segment id"},
-                 name=name)
+    label = f"{fn} '{ids.graph.next_name(name)}'"  # run-time errors name the op called
+    return apply("scatter_add", [data, ids, zeros],
+                 {"axis": 0, "what": "segment id", "of": label}, name=name)
 
 
 def unsorted_segment_sum(data, segment_ids, num_segments, name=None):
