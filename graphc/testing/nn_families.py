@@ -1,0 +1,229 @@
+"""Op families of the random graphs, continued: convolution and pooling, softmax and the
+cross-entropies, ``where`` and ``cond``, RNN cells, gradients and Hessian-vector products
+(see ``families`` for the drawer / builder contract).
+"""
+import math
+
+import numpy as np
+
+import graphc as gc
+
+from .families import DIMS, _const, random_shape
+
+
+# -- convolution and pooling -------------------------------------------------------------------------
+def _image(g):
+    r = g.rng
+    make = lambda: (int(r.integers(1, 3)), int(r.integers(3, 8)), int(r.integers(3, 8)),
+                    int(r.integers(1, 4)))
+    return g.pick(lambda s: len(s) == 4 and min(s[1:3]) >= 3, make)
+
+
+def _window(r, hw):
+    k = tuple(int(r.integers(1, min(3, d) + 1)) for d in hw)
+    s = tuple(int(r.choice([1, 1, 2])) for _ in hw)
+    return k, s, ("SAME" if r.random() < 0.5 else "VALID")
+
+
+def draw_conv(g):
+    x = _image(g)
+    r = g.rng
+    _, h, w, c = g.shape(x)
+    k, s, pad = _window(r, (h, w))
+    want = k + (c, int(r.integers(1, 5)))
+    f = g.pick(lambda sh: sh == want, lambda: want)
+    g.add_op("conv2d", [x, f], {"strides": s, "padding": pad},
+             g.bound(x) * g.bound(f) * (k[0] * k[1] * c) ** 0.75)
+
+
+def draw_pool(g):
+    x = _image(g)
+    k, s, pad = _window(g.rng, g.shape(x)[1:3])
+    kind = "max" if g.rng.random() < 0.5 else "avg"
+    g.add_op("pool", [x], {"kind": kind, "ksize": k, "strides": s, "padding": pad},
+             g.bound(x))
+
+
+def build_conv(xs, p, name):
+    s = p["strides"]
+    return gc.nn.conv2d(xs[0], xs[1], strides=[1, s[0], s[1], 1], padding=p["padding"])
+
+
+def build_pool(xs, p, name):
+    fn = gc.nn.max_pool if p["kind"] == "max" else gc.nn.avg_pool
+    k, s = p["ksize"], p["strides"]
+    return fn(xs[0], [1, k[0], k[1], 1], [1, s[0], s[1], 1], p["padding"])
+
+
+# -- softmax and cross-entropy ------------------------------------------------------------------------
+def draw_softmax(g):
+    x = g.pick(lambda s: len(s) >= 1)
+    if x is None:
+        return
+    log = bool(g.rng.random() < 0.4)
+    n = g.shape(x)[-1]
+    g.add_op("softmax", [x], {"log": log}, 2 * g.bound(x) + math.log(n) if log else 1.0)
+
+
+def draw_xent(g):
+    r = g.rng
+    logits = g.pick(lambda s: len(s) == 2, lambda: random_shape(r, 2))
+    b, c = g.shape(logits)
+    bound = 2 * g.bound(logits) + math.log(c)
+    if r.random() < 0.5:
+        labels = r.integers(0, c, b).astype(np.int32)
+        g.add_op("sparse_xent", [logits], {"labels": labels}, bound)
+        return
+    labels = g.pick(lambda s: s == (b, c), lambda: (b, c))
+    g.add_op("xent", [logits, labels], {}, bound)
+
+
+def build_softmax(xs, p, name):
+    return (gc.nn.log_softmax if p["log"] else gc.nn.softmax)(xs[0])
+
+
+def build_sparse_xent(xs, p, name):
+    return gc.nn.sparse_softmax_cross_entropy_with_logits(labels=gc.constant(p["labels"]),
+                                                          logits=xs[0])
+
+
+def build_xent(xs, p, name):
+    labels = gc.nn.softmax(xs[1])  # a distribution; its gradient flows too (v2)
+    return gc.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=xs[0])
+
+
+# -- where and cond -------------------------------------------------------------------------------------
+BRANCHES = {"tanh": gc.tanh, "double": lambda x: x * 2.0, "square": gc.square,
+            "sigmoid": gc.sigmoid}
+
+
+def draw_where(g):
+    a = g.pick()
+    sa = g.shape(a)
+    b = g.pick(lambda s: s == sa, lambda: sa)
+    mask_shape = sa[int(g.rng.integers(0, len(sa) + 1)):]
+    m = g.new_leaf(mask_shape, "bool")  # a fed mask: no near-ties deciding the branch
+    g.add_op("where", [m, a, b], {}, max(g.bound(a), g.bound(b)))
+
+
+def draw_cond(g):
+    a = g.pick()
+    sa = g.shape(a)
+    b = g.pick(lambda s: s == sa, lambda: sa)
+    pred = g.new_leaf((), "bool")
+    names = list(BRANCHES)
+    fa, fb = (names[int(g.rng.integers(len(names)))] for _ in range(2))
+    g.add_op("cond", [pred, a, b], {"true": fa, "false": fb},
+             max(g.bound(a), g.bound(b)) ** 2 * 2)
+
+
+def build_where(xs, p, name):
+    m, a, b = xs
+    if tuple(m.shape) != tuple(a.shape):
+        m = gc.broadcast_to(m, list(a.shape))
+    return gc.where(m, a, b)
+
+
+def build_cond(xs, p, name):
+    pred, a, b = xs
+    return gc.cond(pred, lambda: BRANCHES[p["true"]](a), lambda: BRANCHES[p["false"]](b))
+
+
+# -- RNN cells ------------------------------------------------------------------------------------------
+def draw_rnn(g):
+    r = g.rng
+    x = g.pick(lambda s: len(s) == 2, lambda: random_shape(r, 2))
+    batch, depth = g.shape(x)
+    units = int(r.integers(2, 6))
+    lstm = bool(r.random() < 0.5)
+    gates = 4 if lstm else 1
+    kernel = r.uniform(-0.6, 0.6, (depth + units, gates * units))
+    bias = r.uniform(-0.3, 0.3, gates * units)
+    ins = [x]
+    if r.random() < 0.4:  # a given initial state (h, and c for an LSTM)
+        ins += [g.pick(lambda s: s == (batch, units), lambda: (batch, units))
+                for _ in range(2 if lstm else 1)]
+    steps = int(r.integers(1, 3))
+    g.add_op("rnn", ins, {"lstm": lstm, "units": units, "kernel": kernel, "bias": bias,
+                          "steps": steps, "output": "c" if lstm and r.random() < 0.3 else "h"},
+             4.0)
+
+
+def build_rnn(xs, p, name):
+    x = xs[0]
+    dt = x.dtype
+    init = lambda arr: (lambda shape, dtype=None: gc.constant(arr, dtype=dt))
+    kw = {"kernel_initializer": init(p["kernel"]), "bias_initializer": init(p["bias"])}
+    if p["lstm"]:
+        cell = gc.nn.rnn_cell.BasicLSTMCell(p["units"], name=f"{name}_lstm", **kw)
+    else:
+        cell = gc.nn.rnn_cell.BasicRNNCell(p["units"], name=f"{name}_rnn", **kw)
+    if len(xs) > 1:
+        state = gc.nn.rnn_cell.LSTMStateTuple(xs[2], xs[1]) if p["lstm"] else xs[1]
+    else:
+        state = cell.zero_state(int(x.shape[0]), dt)
+    out = None
+    for t in range(p["steps"]):
+        out, state = cell(x if t == 0 else gc.tanh(x) * 0.5, state)
+    return state.c if p["output"] == "c" else out
+
+
+# -- gradients ------------------------------------------------------------------------------------------
+def _ancestors(g, i):
+    """Float values ``i`` depends on (itself excluded), nearest first."""
+    seen, stack, out = set(), [i], []
+    while stack:
+        j = stack.pop()
+        for k in getattr(g.items[j], "inputs", ()):
+            if k not in seen:
+                seen.add(k)
+                stack.append(k)
+                if g.items[k].dtype == g.dtype:
+                    out.append(k)
+    return sorted(out, reverse=True)
+
+
+def draw_grad(g, second=False):
+    r = g.rng
+    # differentiate a graph of at most 12 ops (6 for second order): adjoint graphs grow
+    # fast and compiling them is what a fuzzing run pays for
+    limit = 6 if second else 12
+    ops = [i for i in g.floats() if hasattr(g.items[i], "kind")
+           and sum(1 for k in _ancestors(g, i) if hasattr(g.items[k], "kind")) < limit]
+    if not ops:
+        return
+    y = ops[-1 - int(min(r.exponential(2.0), len(ops) - 1))]
+    xs = _ancestors(g, y)
+    if not xs:
+        return
+    leaves = [k for k in xs if not hasattr(g.items[k], "kind")]
+    pool = leaves if leaves and r.random() < 0.7 else xs
+    x = pool[int(r.integers(len(pool)))]
+    w = r.uniform(-1.0, 1.0, g.shape(y))
+    params = {"w": w}
+    if second:
+        params["v"] = r.uniform(-1.0, 1.0, g.shape(x))
+    g.add_op("hvp" if second else "grad", [y, x], params, 8.0)
+
+
+def draw_hvp(g):
+    draw_grad(g, second=True)
+
+
+def build_grad(xs, p, name):
+    y, x = xs
+    loss = gc.reduce_sum(y * _const(p["w"], y))
+    (dx,) = gc.gradients(loss, [x])
+    return dx
+
+
+def build_hvp(xs, p, name):
+    """Gradients of (gradients . v): forward-over-reverse through the graph's own VJPs."""
+    y, x = xs
+    loss = gc.reduce_sum(y * _const(p["w"], y))
+    (dx,) = gc.gradients(loss, [x])
+    (hv,) = gc.gradients(gc.reduce_sum(dx * _const(p["v"], x)), [x])
+    return hv
+
+
+__all__ = ["DIMS"]

@@ -1,0 +1,64 @@
+"""The differential fuzzer (graphc.testing): a clean run within the CI budget finds nothing,
+each known bug put back by a mutation is caught within the same budget, failures shrink, and
+a seed always gives the same graph.
+
+The numbers of graphs are budgets, not timings: the clean run is ``CI_GRAPHS`` graphs in
+batches, each mutation run stops at its first failing graph.
+"""
+import pytest
+
+import graphc as gc
+from graphc.testing import check, fuzz, graphs, mutations, shrink
+
+CI_GRAPHS = 320
+MUTATION_BUDGET = CI_GRAPHS
+
+
+def test_a_clean_run_finds_nothing():
+    report = fuzz.run(CI_GRAPHS, seed=0, do_shrink=False)
+    assert report.graphs == CI_GRAPHS
+    assert not report.findings, "\n".join(f.line() for x in report.findings
+                                          for f in x.failures)
+
+
+@pytest.mark.parametrize("name", sorted(mutations.MUTATIONS))
+def test_each_mutation_is_caught(name):
+    report = fuzz.run(MUTATION_BUDGET, seed=0, mutate=name, stop_first=True, do_shrink=False)
+    assert report.findings, f"mutation {name} survived {report.graphs} graphs"
+    finding = report.findings[0]
+    assert any(f.what in ("mismatch", "repeat") for f in finding.failures)
+    if name == "transpose_flag":  # only the BLAS GEMMs drop the flag
+        assert {f.config for f in finding.failures} == {"llvm-blas"}
+
+
+def test_mutations_leave_normal_runs_alone():
+    acc = __import__("graphc.codegen.llvm_gemm_acc", fromlist=["x"])
+    before = acc.summable_args
+    with mutations.mutation("gemm_acc"):
+        assert acc.summable_args is not before
+    assert acc.summable_args is before
+
+
+def test_a_failure_shrinks_to_a_small_graph():
+    report = fuzz.run(MUTATION_BUDGET, seed=0, mutate="gemm_acc", stop_first=True,
+                      do_shrink=False)
+    recipe = graphs.generate(report.findings[0].seeds[0])
+    first = next(f for f in report.findings[0].failures if f.what == "mismatch")
+    small, _ = shrink.shrink(recipe, first, "gemm_acc", budget=60)
+    assert small.n_ops <= 4 and small.n_ops < recipe.n_ops
+    assert shrink.still_fails(small, first.config, "mismatch", "gemm_acc")
+    assert not check.Batch([small]).run()  # the bug, not the graph
+
+
+def test_a_seed_always_gives_the_same_graph():
+    for seed in (3, 17):
+        a, b = graphs.generate(seed), graphs.generate(seed)
+        assert graphs.describe(a) == graphs.describe(b)
+        assert fuzz.input_ir(a) == fuzz.input_ir(b)
+
+
+def test_a_recipe_builds_with_the_public_api():
+    recipe = graphs.generate(5)
+    with gc.Graph().as_default():
+        fetches, feeds = graphs.build(recipe)
+        assert fetches and all(isinstance(p, gc.Tensor) for p in feeds)
