@@ -38,14 +38,13 @@ class StepFault(Exception):
 
 
 def _check_index(idx, bound, k):
-    """Stop the step at the first index outside [0, bound) (bound: one per last-axis entry
-    when a tuple); one compare per index when all are in range."""
-    if not idx.size:
-        return
+    """Stop the step at the first index outside [0, bound) (bound: one per entry of the last
+    axis when a tuple). Seen as unsigned, a negative index is huge: one compare per index."""
+    u = idx.view(f"u{idx.dtype.itemsize}")
     if type(bound) is int:
-        if idx.min() >= 0 and idx.max() < bound:
+        if u.size == 0 or u.max() < bound:
             return
-    elif idx.min() >= 0 and not (idx >= bound).any():
+    elif not (u >= np.asarray(bound, u.dtype)).any():
         return
     bad = np.flatnonzero((idx < 0) | (idx >= np.asarray(bound))).item(0)
     raise StepFault("index", k, int(idx.reshape(-1)[bad]), bad)
@@ -70,6 +69,7 @@ class Emitter:
         self.setup = []
         self.sites = []  # (kind, node, detail) of each run-time check, by StepFault index
         self.snapshot = []  # names of the variables the step restores when it fails
+        self.checked = set()  # (index node, bound) checked so far
 
     def _site(self, kind, node, detail=""):
         self.sites.append((kind, node, detail))
@@ -82,6 +82,9 @@ class Emitter:
             return []
         i, what, bound, label = check
         x = n.inputs[i]
+        if (x, bound) in self.checked:  # values never change: the label's grad reads the
+            return []                   # labels its loss checked
+        self.checked.add((x, bound))
         site = self._site("index", n, IndexCheck(label, what, x.shape, bound, n.loc))
         return [f"_check_index({self.name(x)}, {bound!r}, {site})"]
 
