@@ -68,19 +68,21 @@ def lower_check_numerics(L, n):
 
 def checked(L, n):
     """Whether the numerics-checked build checks node ``n`` after its kernel: every float
-    value a kernel computes (not constants, views of checked values, or assigns, whose value
-    is their checked input; an explicit check checks its own input)."""
+    value a kernel computes or an assign stores (as the NumPy backend: an assigned constant
+    is caught there), not constants or views of checked values (an explicit check checks its
+    own input)."""
     return (n.dtype is not None and n.dtype.is_floating and n.size != 0
-            and n.op_name not in ("placeholder", "variable", "const", "group", "assign",
+            and n.op_name not in ("placeholder", "variable", "const", "group",
                                   "check_numerics") + CONST_OPS
             and not L.storage.is_view(n))
 
 
 def check_value(L, n):
-    """Check the value of ``n`` (a leaf at entry, or a node right after its kernel)."""
+    """Check the value of ``n`` (a leaf at entry, or a node right after its kernel; an
+    assign's value is in its input's buffer)."""
     if not n.dtype.is_floating or n.size == 0:
         return
-    buf = L.buf(n)
+    buf = L.buf(n.inputs[1] if n.op_name == "assign" else n)
     count = int(np.prod(n.shape, dtype=np.int64))
     fn = numerics_function(n.dtype, count, L.noalias([buf, L.status()]))
     L.flush()  # the node's own loop first (an elementwise group is emitted lazily)

@@ -25,7 +25,7 @@ _PRELUDE = FAULT_PRELUDE + '''
 
 def _finite(a, k):
     if not np.isfinite(a).all():
-        raise StepFault("numerics", k, a)
+        raise StepFault("numerics", k, np.array(a))  # a copy: restores may follow
 
 
 def _snap(*arrays):

@@ -243,7 +243,7 @@ class NativeStep:
         self.status[:] = 0
         site = self._numerics.get(node) if code == 3 else None
         if site is not None:  # the checked value is still where the step stopped
-            raise numerics_error(site, self._value_at(site))
+            raise numerics_error(site, self._value_at(site), value)
         if code == host_calls.STATUS_HOST:  # a Python function called by the step raised
             raise host_calls.take_error()
         check = self._index_checks.get(node) if code in (1, 2) else None

@@ -69,14 +69,20 @@ class _Where:
         return self.text
 
 
-def numerics_error(site, value=None):
+def numerics_error(site, value=None, flat=None):
     """The NumericsError for ``site`` holding ``value`` (None: not known).
 
     Names the node (op and name), how many NaN and Inf it holds, the first one's index (and
     its flat index, as the native check reports it), the explicit check's message, and the
-    user's line; a gradient node says that the line is the forward computation.
+    user's line; a gradient node says that the line is the forward computation. ``flat``: the
+    flat index the check found, said instead when ``value`` is all finite (its buffer was
+    restored before it could be read).
     """
     details = []
+    if value is not None and np.isfinite(value).all():
+        value = None
+        if flat is not None:
+            details.append(f"NaN or Inf at flat index {flat} of {site.type}")
     if value is not None:
         a = np.asarray(value)
         bad = np.flatnonzero(~np.isfinite(a))

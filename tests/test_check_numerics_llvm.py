@@ -186,3 +186,25 @@ def test_conv_pool_step_reports_the_same_node_on_both_backends():
     xv[1] = -xv[1]  # the second image's ReLU outputs are all 0
     msg = _same(_errors([loss, train], {x: xv}))
     assert "'grad/" in msg and "gc.sqrt(p)" in msg
+
+
+def test_an_assigned_constant_is_caught_at_the_assign():
+    x = gc.placeholder(gc.float32, [2], name="x")
+    v = gc.Variable(np.ones(2, np.float32), name="v")
+    a = gc.assign(v, gc.constant([1.0, np.inf]))
+    msg = _same(_errors([a, x * 2.0], {x: np.ones(2, np.float32)}))
+    assert msg.startswith("check_numerics: assign 'Assign' produced NaN or Inf")
+    assert "(flat index 1)" in msg
+
+
+def test_the_message_from_a_site_alone():
+    from graphc.runtime.numerics import NumericsSite, numerics_error
+    site = NumericsSite(node="log 'h'", op="log", name="h", type="f32[2,2]", loc="m.py:3    h")
+    err = numerics_error(site, np.array([[1, 2], [np.nan, np.inf]], np.float32))
+    assert str(err).splitlines()[:3] == [
+        "check_numerics: log 'h' produced NaN or Inf (the first node to do so)",
+        "  1 NaN and 1 Inf among 4 values of f32[2,2], the first at index (1, 0) (flat index 2)",
+        "  at m.py:3    h"]
+    # a value restored before it was read: the flat index the check found is still named
+    err = numerics_error(site, np.ones((2, 2), np.float32), flat=3)
+    assert "NaN or Inf at flat index 3 of f32[2,2]" in str(err)

@@ -18,7 +18,7 @@ def check_numerics_impl(x, message=""):
     x = np.asarray(x)
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         error = FloatingPointError(f"check_numerics: {message}")
-        error.value = x
+        error.value = np.array(x)  # a copy: a failed step may restore the array it viewed
         raise error
     return x
 
