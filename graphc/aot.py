@@ -13,6 +13,7 @@ its LLVM IR and the pointer-table layout), the final IR, feed/fetch descriptions
 memory plan; once for the step: the variables and their values, and the random generators'
 state. The runtime half never imports this.
 """
+import dataclasses
 import hashlib
 import platform
 
@@ -259,15 +260,24 @@ def _numpy_code(step, compiled, prefix):
     sites = [{"kind": kind, "node": node.describe(),
               "loc": node.loc.format() if node.loc is not None and node.loc.lineno else None}
              for kind, node, _ in info.get("sites", [])]
-    for site, (kind, _, detail) in zip(sites, info.get("sites", [])):
+    for site, (kind, node, detail) in zip(sites, info.get("sites", [])):
         if kind == "index":  # what runtime.step_errors needs to name a bad index
             site["check"] = detail.to_json()
+        if kind in ("numerics", "check"):  # runtime.numerics: the message, as when compiled
+            site["numerics"] = _numerics_site(node, detail if kind == "check" else None)
     members = {prefix + SOURCE: source.encode(),
                prefix + CONSTS: pack_arrays({f"c{k}": c for k, c in enumerate(consts)})}
     code = {"module": prefix + SOURCE, "consts": len(consts), "sites": sites,
             "checks": list(step.checks)}
     rng = {"kind": "numpy", "states": [g.bit_generator.state for g in generators]}
     return members, code, rng
+
+
+def _numerics_site(node, message):
+    from .runtime.numerics import NumericsSite
+    site = dataclasses.asdict(NumericsSite.of(node, message))
+    site["shape"] = list(site["shape"])
+    return site
 
 
 def _generators(fn):

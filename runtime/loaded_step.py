@@ -32,6 +32,7 @@ from graphc.errors import ArtifactError, FeedError, GraphcError, NumericsError
 from .calls import step_lock, unalias
 from .artifact import (CONSTS, IR, LLVM_IR, OBJECT, RNG, SOURCE, VARIABLES, decode_structure,
                        read)
+from .numerics import NumericsSite, numerics_error
 from .step_errors import IndexCheck
 
 __all__ = ["load", "LoadedStep", "Signature", "check_target", "encode_layout",
@@ -373,6 +374,10 @@ class PythonRunner:
                 return IndexCheck.from_json(site["check"]).error(exc.args[2], exc.args[3])
         if type(exc).__name__ == "StepFault" and exc.args and exc.args[0] == "numerics":
             site = self.sites[exc.args[1]] if exc.args[1] < len(self.sites) else {}
+            if site.get("numerics"):  # runtime.numerics: the message, as when compiled
+                fields = dict(site["numerics"], shape=tuple(site["numerics"]["shape"]))
+                return numerics_error(NumericsSite(**fields),
+                                      exc.args[2] if len(exc.args) > 2 else None)
             details = []
             if len(exc.args) > 2:
                 a = np.asarray(exc.args[2])

@@ -208,3 +208,21 @@ def test_the_message_from_a_site_alone():
     # a value restored before it was read: the flat index the check found is still named
     err = numerics_error(site, np.ones((2, 2), np.float32), flat=3)
     assert "NaN or Inf at flat index 3 of f32[2,2]" in str(err)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_saved_checked_steps_raise_the_compiled_steps_error(tmp_path, backend):
+    x = gc.placeholder(gc.float32, [3], name="x")
+    y = gc.check_numerics(gc.sqrt(x), "root") * 2.0
+    fetches = [gc.reduce_sum(y), gc.reduce_sum(gc.exp(x))]
+    bad = np.array([1.0, -1.0, 2.0], np.float32)
+    for check in (True, False):
+        step = gc.compile(fetches, feeds=[x], backend=backend, check_numerics=check)
+        with pytest.raises(NumericsError) as live:
+            step(x=bad)
+        path = str(tmp_path / f"{backend}_{check}.gcx")
+        step.save(path)
+        with pytest.raises(NumericsError) as saved:
+            gc.load(path)(x=bad)
+        assert str(saved.value) == str(live.value)
+        assert ("sqrt 'sqrt' produced" if check else "message: root") in str(saved.value)
