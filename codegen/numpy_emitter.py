@@ -37,15 +37,9 @@ class StepFault(Exception):
     """A run-time check failed: args are (kind, site index, detail...)."""
 
 
-def _check_index(idx, bound, k):
-    """Stop the step at the first index outside [0, bound) (bound: one per entry of the last
-    axis when a tuple). Seen as unsigned, a negative index is huge: one compare per index."""
-    u = idx.view(f"u{idx.dtype.itemsize}")
-    if type(bound) is int:
-        if u.size == 0 or u.max() < bound:
-            return
-    elif not (u >= np.asarray(bound, u.dtype)).any():
-        return
+def _index_fault(idx, bound, k):
+    """Stop the step at the first index outside [0, bound) (bound: an int, or one per entry
+    of the last axis)."""
     bad = np.flatnonzero((idx < 0) | (idx >= np.asarray(bound))).item(0)
     raise StepFault("index", k, int(idx.reshape(-1)[bad]), bad)
 
@@ -85,8 +79,17 @@ class Emitter:
         if (x, bound) in self.checked:  # values never change: the label's grad reads the
             return []                   # labels its loss checked
         self.checked.add((x, bound))
+        if not x.size:
+            return []
         site = self._site("index", n, IndexCheck(label, what, x.shape, bound, n.loc))
-        return [f"_check_index({self.name(x)}, {bound!r}, {site})"]
+        # Seen as unsigned, a negative index is huge: one compare per index finds both.
+        seen = f"{self.name(x)}.view(np.uint{8 * x.dtype.itemsize})"
+        if isinstance(bound, int):
+            test = f"{seen}.max() >= {bound}"
+        else:
+            bounds = self.const(np.asarray(bound, f"u{x.dtype.itemsize}"))
+            test = f"({seen} >= {bounds}).any()"
+        return [f"if {test}:", f"    _index_fault({self.name(x)}, {bound!r}, {site})"]
 
     # -- names -------------------------------------------------------------------------------
     def name(self, node):

@@ -326,6 +326,9 @@ def test_failing_ops_are_scheduled_before_every_variable_write():
     last_check = max(pos[id(n)] for n in p.nodes if n.opdef.may_fail)
     writes = [n for n in p.nodes if n.op_name == "assign"]
     assert writes and all(pos[id(a)] > last_check for a in writes)
+    # the loss and its gradient read the same labels: checked once, one compare per label
+    assert m.step.source.count("_index_fault(f_y") == 1 and ".view(np.uint32).max() >= 5" \
+        in m.step.source
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
