@@ -124,7 +124,7 @@ def test_explicit_check_numerics_op_is_the_same_on_both_backends():
 def test_explicit_check_of_a_gradient_is_the_same_on_both_backends():
     x = gc.placeholder(gc.float32, [3], name="x")
     s = gc.placeholder(gc.float32, [3], name="s")
-    y = gc.check_numerics(x * 2.0, "scaled")
+    y = gc.debugging.check_numerics(x * 2.0, "scaled")  # tf.debugging's name for it
     g, = gc.gradients(gc.reduce_sum(y * s), [x])  # the gradient reaching y is s
     feeds = {x: np.array([1, 2, 3], np.float32), s: np.array([1, np.inf, 1], np.float32)}
     msg = _same(_errors([g], feeds, check_numerics=False))
