@@ -231,12 +231,15 @@ class NativeStep:
                     for o in self._fetch], self._updates
 
     def _failed(self, saved):
-        """Put back the variables the step wrote (``layout.snapshot``), then raise."""
-        if saved is not None:
-            self._snapshot.restore(self._bound, saved)
-        if self._status_word.value:
-            self._raise_status()
-        self._raise_callback_error()
+        """Raise the step's error, having put back the variables it wrote
+        (``layout.snapshot``); the error reads a checked value before the restore."""
+        try:
+            if self._status_word.value:
+                self._raise_status()
+            self._raise_callback_error()
+        finally:
+            if saved is not None:
+                self._snapshot.restore(self._bound, saved)
 
     def _raise_status(self):
         code, node, value, position = (int(v) for v in self.status[:4])
