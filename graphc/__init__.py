@@ -133,7 +133,14 @@ def __getattr__(name):
     where = _WHERE.get(name)
     if where is not None:
         module, attr = where
-        loaded = importlib.import_module(module, __name__)
+        try:
+            loaded = importlib.import_module(module, __name__)
+        except ImportError as exc:  # a runtime-only install: graphc.runtime.load still works
+            if module.startswith((".runtime", ".errors")):
+                raise
+            raise AttributeError(f"graphc.{name} needs the compiler, which cannot be imported "
+                                 f"here ({exc}); saved steps run with graphc.runtime.load "
+                                 "alone") from exc
         value = loaded if attr is None else getattr(loaded, attr)
     elif name == "debugging":  # tf.debugging.assert_*, Assert, check_numerics
         value = importlib.import_module(".debug_ops", __name__).debugging_namespace()
