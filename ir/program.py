@@ -10,6 +10,9 @@ What a backend may rely on after ``ir.passes.run_pipeline`` (the optimized progr
 - ``program.nodes`` is the final schedule: execute nodes in this order. It is topological, every
   read of a variable's old value (also through a view) precedes the node that overwrites the
   variable's buffer, and every read of a buffer precedes the node that writes over it in place.
+  Every node whose op may fail at run time (``OpDef.may_fail``) precedes every write into a
+  variable's buffer that does not feed it; ``program.snapshot`` (set by the backend) lists
+  the variables written before a possible failure anyway, which the step saves and restores.
 - ``fused`` nodes (``node.op_name == "fused"``): ``attrs["body"]`` is an ``ir.scalar.Expr`` over
   ``arg(i)`` for ``node.inputs[i]`` (arg dtypes are the inputs' dtypes; splat constants are
   inlined as ``const`` leaves). The body is evaluated at every index of ``attrs["shape"]``, the

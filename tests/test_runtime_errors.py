@@ -220,9 +220,9 @@ def test_same_message_on_every_backend(case):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
-@pytest.mark.parametrize("case", [c for c in INDEX_CASES if c[0] in (
-    "label -1", "gather index negative", "gather_nd", "scatter_nd", "segment id too large")],
-    ids=lambda c: c[0])
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in (
+    "label -1", "gather index negative", "gather_nd", "scatter_nd", "segment id too large",
+    "check_numerics fails")], ids=lambda c: c[0])
 def test_a_loaded_step_raises_the_same(case, backend, tmp_path):
     name, make, good, bad, bad_x, cls, pattern = case
     m = Model(make, backend, True)
