@@ -315,17 +315,24 @@ def test_numerics_mode_failure_in_an_update_restores_the_variables(backend):
 
 
 # -- the compiler's side: may-fail ops run before variable writes ---------------------------------
-def test_failing_ops_are_scheduled_before_every_variable_write():
-    """No snapshot is needed when the check does not depend on an update: the scheduler
-    orders every may-fail node before every write into a variable's buffer."""
-    m = Model(_xent(), "numpy", True)
+@pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "unoptimized"])
+def test_failing_ops_are_scheduled_before_every_variable_write(optimize):
+    """No snapshot is needed when the check does not depend on an update: the schedulers
+    (the schedule pass, and the unoptimized order) put every may-fail node before every write
+    into a variable's buffer; the pass counts the orderings it added."""
+    m = Model(_xent(), "numpy", optimize)
     m.step(m.feed(Y_OK))
     p = m.step.program
     assert p.snapshot == []
     pos = {id(n): k for k, n in enumerate(p.nodes)}
     last_check = max(pos[id(n)] for n in p.nodes if n.opdef.may_fail)
-    writes = [n for n in p.nodes if n.op_name == "assign"]
+    writes = [n for n in p.nodes if n.op_name == "assign" or (
+        p.plan is not None and n in p.plan.inplace and p.plan.root(n).op_name == "variable")]
     assert writes and all(pos[id(a)] > last_check for a in writes)
+    if not optimize:
+        return
+    (record,) = [r for r in m.step.stats["passes"] if r["name"] == "schedule"]
+    assert record["changes"]["failure_edges"] > 0  # global_step, the counter, beta powers
     # the loss and its gradient read the same labels: checked once, one compare per label
     assert m.step.source.count("_index_fault(f_y") == 1 and ".view(np.uint32).max() >= 5" \
         in m.step.source

@@ -60,7 +60,8 @@ def _dag(program, plan):
     for r, w in list(getattr(program, "constraints", [])) + _variable_edges(program.nodes,
                                                                              plan):
         dag.add_edge(r, w)
-    failure_edges(dag, declared_failures(program.nodes), planned_writers(program))
+    dag.graph["failure_edges"] = len(failure_edges(dag, declared_failures(program.nodes),
+                                                   planned_writers(program)))
     if not nx.is_directed_acyclic_graph(dag):
         cycle = nx.find_cycle(dag)
         raise CompileError("schedule: the ordering constraints form a cycle",
@@ -168,7 +169,8 @@ def schedule_for_memory(program):
         program: an ``ir.program.Program`` (after in-place analysis, or without it).
     Returns:
         {"moved": nodes whose position changed, "sunk": elementwise nodes moved next to
-        their reader, "live_peak_before", "live_peak_after"}.
+        their reader, "failure_edges": may-fail -> variable-write orderings added (see
+        ``ir.rollback``), "live_peak_before", "live_peak_after"}.
     Raises:
         CompileError: the constraints contradict each other (a pass bug; names the cycle).
     Example:
@@ -197,4 +199,5 @@ def schedule_for_memory(program):
             sunk = 0
     moved = sum(1 for a, b in zip(old, order) if a is not b)
     program.nodes = order
-    return {"moved": moved, "sunk": sunk, "live_peak_before": before, "live_peak_after": after}
+    return {"moved": moved, "sunk": sunk, "failure_edges": dag.graph["failure_edges"],
+            "live_peak_before": before, "live_peak_after": after}
