@@ -5,13 +5,24 @@ a seed always gives the same graph.
 The numbers of graphs are budgets, not timings: the clean run is ``CI_GRAPHS`` graphs in
 batches, each mutation run stops at its first failing graph.
 """
+import importlib
+
 import pytest
 
 import graphc as gc
 from graphc.testing import check, fuzz, graphs, mutations, shrink
 
-CI_GRAPHS = 320
+CI_GRAPHS = 96
 MUTATION_BUDGET = CI_GRAPHS
+_CAUGHT = {}
+
+
+def caught(name):
+    """The report of fuzzing under mutation ``name`` until its first failing graph."""
+    if name not in _CAUGHT:
+        _CAUGHT[name] = fuzz.run(MUTATION_BUDGET, seed=0, mutate=name, stop_first=True,
+                                 do_shrink=False)
+    return _CAUGHT[name]
 
 
 def test_a_clean_run_finds_nothing():
@@ -23,7 +34,7 @@ def test_a_clean_run_finds_nothing():
 
 @pytest.mark.parametrize("name", sorted(mutations.MUTATIONS))
 def test_each_mutation_is_caught(name):
-    report = fuzz.run(MUTATION_BUDGET, seed=0, mutate=name, stop_first=True, do_shrink=False)
+    report = caught(name)
     assert report.findings, f"mutation {name} survived {report.graphs} graphs"
     finding = report.findings[0]
     assert any(f.what in ("mismatch", "repeat") for f in finding.failures)
@@ -31,17 +42,28 @@ def test_each_mutation_is_caught(name):
         assert {f.config for f in finding.failures} == {"llvm-blas"}
 
 
-def test_mutations_leave_normal_runs_alone():
-    acc = __import__("graphc.codegen.llvm_gemm_acc", fromlist=["x"])
-    before = acc.summable_args
-    with mutations.mutation("gemm_acc"):
-        assert acc.summable_args is not before
-    assert acc.summable_args is before
+PATCHED = {"gemm_acc": ("graphc.codegen.llvm.kernels.gemm_acc", "summable_args"),
+           "inplace_reader": ("graphc.ir.passes.inplace", "_State.readers"),
+           "transpose_flag": ("graphc.codegen.llvm.kernels.elementwise", "gemm_function")}
+
+
+def _resolve(module, path):
+    obj = importlib.import_module(module)
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@pytest.mark.parametrize("name", sorted(mutations.MUTATIONS))
+def test_a_mutation_patches_only_inside_its_block(name):
+    before = _resolve(*PATCHED[name])
+    with mutations.mutation(name):
+        assert _resolve(*PATCHED[name]) is not before
+    assert _resolve(*PATCHED[name]) is before
 
 
 def test_a_failure_shrinks_to_a_small_graph():
-    report = fuzz.run(MUTATION_BUDGET, seed=0, mutate="gemm_acc", stop_first=True,
-                      do_shrink=False)
+    report = caught("gemm_acc")
     recipe = graphs.generate(report.findings[0].seeds[0])
     first = next(f for f in report.findings[0].failures if f.what == "mismatch")
     small, _ = shrink.shrink(recipe, first, "gemm_acc", budget=60)

@@ -65,7 +65,7 @@ class Failure:
 def no_object_cache():
     """Compile every LLVM step afresh: cached object code would hide a mutation's effect
     and fill the disk with one entry per random graph."""
-    backend = importlib.import_module("graphc.codegen.llvm_backend")
+    backend = importlib.import_module("graphc.codegen.llvm.backend")
     objcache = importlib.import_module("graphc.runtime.objcache")
     old = backend._cache
     backend._cache = objcache.ObjectCache(enabled=False)
@@ -129,7 +129,7 @@ def llvm_tooling(jobs=2):
     ``enabled=False``, its in-process equivalent of ``GRAPHC_NATIVE_GEMM=0`` at compile time
     (an environment variable would be shared by both threads).
     """
-    kernels = importlib.import_module("graphc.codegen.llvm_kernels")
+    kernels = importlib.import_module("graphc.codegen.llvm.kernels.elementwise")
     jit = importlib.import_module("graphc.runtime.jit")
     native_ok, compile_ir = kernels.native_gemm_ok, jit.compile_ir
     lock = threading.Lock()

@@ -1,6 +1,6 @@
 """The differential fuzzer's driver and command line.
 
-    python -m graphc.testing.fuzz --n 20000 [--seed S] [--batch B] [--mutate NAME]
+    python -m graphc.testing.fuzz --n 20000 [--seed S] [--batch B] [--procs P] [--mutate NAME]
     python -m graphc.testing.fuzz --replay SEED [--mutate NAME]
 
 Graph ``seed + j`` is ``graphs.generate(seed + j)``: a random graph of 3 to 40 ops over every
@@ -179,6 +179,35 @@ def _shrink(say, recipe, fails, mutate):
     return small
 
 
+def _worker(n, seed, batch, mutate, stop_first, do_shrink):
+    """One process's share of a ``--procs`` run; returns its Report without the recipes."""
+    report = run(n, seed, batch, mutate, stop_first, do_shrink, out=print)
+    for f in report.findings:
+        f.shrunk = None
+    return report
+
+
+def run_processes(procs, n, seed, batch, mutate, stop_first, do_shrink):
+    """``run`` split over ``procs`` processes (consecutive seed ranges); one merged Report."""
+    import multiprocessing
+    share = -(-n // procs)
+    args = [(min(share, n - k * share), seed + k * share, batch, mutate, stop_first, do_shrink)
+            for k in range(procs) if n - k * share > 0]
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(len(args)) as pool:
+        parts = pool.starmap(_worker, args)
+    merged = Report(seconds=time.perf_counter() - t0)
+    for part, (_, start, *_) in zip(parts, args):
+        merged.graphs += part.graphs
+        merged.ill_conditioned += part.ill_conditioned
+        merged.skipped += part.skipped
+        for f in part.findings:
+            f.index += start - seed
+            merged.findings.append(f)
+    merged.findings.sort(key=lambda f: f.index)
+    return merged
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m graphc.testing.fuzz",
                                  description="Differential fuzzing of graphc's pipelines.")
@@ -190,11 +219,16 @@ def main(argv=None):
     ap.add_argument("--replay", type=int, metavar="SEED", help="run one graph alone")
     ap.add_argument("--no-shrink", action="store_true")
     ap.add_argument("--stop-first", action="store_true", help="stop at the first failure")
+    ap.add_argument("--procs", type=int, default=1,
+                    help="worker processes, each fuzzing a consecutive range of seeds")
     args = ap.parse_args(argv)
     if args.replay is not None:
         r = generate(args.replay)
         print(describe(r))
         report = run(1, args.replay, 1, args.mutate, do_shrink=not args.no_shrink, out=print)
+    elif args.procs > 1:
+        report = run_processes(args.procs, args.n, args.seed, args.batch, args.mutate,
+                               args.stop_first, not args.no_shrink)
     else:
         report = run(args.n, args.seed, args.batch, args.mutate, args.stop_first,
                      not args.no_shrink, out=print)

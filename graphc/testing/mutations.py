@@ -6,7 +6,7 @@ them. ``python -m graphc.testing.fuzz --mutate NAME`` runs the fuzzer under one.
 
 - ``gemm_acc``: the LLVM GEMM-accumulation plan folds every matmul leaf of a fused sum into one
   shared buffer without proving the product occurs exactly once in the body
-  (``llvm_gemm_acc.summable_args`` trusts every candidate): ``t + t + u`` then counts ``t``
+  (``gemm_acc.summable_args`` trusts every candidate): ``t + t + u`` then counts ``t``
   once.
 - ``inplace_reader``: the in-place analysis ignores the other readers of the buffer it lets a
   node overwrite (``_State.readers`` finds none), so a later reader sees the new value.
@@ -33,7 +33,7 @@ def _patched(obj, attr, value):
 
 
 def gemm_acc():
-    acc = _module("codegen.llvm_gemm_acc")
+    acc = _module("codegen.llvm.kernels.gemm_acc")
 
     def trusting(body, tree, cands):  # every candidate leaf of the sum, occurrences unchecked
         return {e.value for e in acc._add_leaves(tree) if e.op == "arg" and e.value in cands}
@@ -49,7 +49,7 @@ def inplace_reader():
 
 
 def transpose_flag():
-    kernels = _module("codegen.llvm_kernels")
+    kernels = _module("codegen.llvm.kernels.elementwise")
     original = kernels.gemm_function
 
     def dropped(dtype, batch, strides, dims, flags, *rest, **kw):
