@@ -355,6 +355,9 @@ row("one_hot[axis=0, values, dtype]", "one_hot",
     lambda i: gc.one_hot(i, 3, on_value=5.0, off_value=-1.0, axis=0, dtype=gc.float64),
     lambda i: np.where(np.eye(3)[i].T > 0, 5.0, -1.0), [A(4, kind="int64", value=[2, 0, 0, 1])],
     dtypes=("int64",))
+row("check_index", "check_index", lambda i: F.check_index(i, bounds=(3, 4), of="gather_nd 'g'"),
+    lambda i: i, [A(5, 2, kind="int32", value=[[0, 1], [2, 3], [1, 0], [2, 2], [0, 3]])],
+    dtypes=("int32",))
 row("dim_size", "dim_size", lambda x: F.dim_size(x, axes=(0, 2)),
     lambda x: np.asarray(x.shape[0] * x.shape[2], x.dtype), [A(2, 3, 4)])
 row("shape", "shape_of", gc.shape, lambda x: np.array(x.shape, np.int32), [A(2, 3, 4)],
