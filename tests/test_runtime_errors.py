@@ -207,7 +207,7 @@ def test_bad_input_raises_and_changes_no_variable(case, config):
     assert not np.array_equal(after["W"], before["W"])
 
 
-@pytest.mark.parametrize("case", INDEX_CASES, ids=[c[0] for c in INDEX_CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_same_message_on_every_backend(case):
     name, make, good, bad, bad_x, cls, pattern = case
     messages = set()
