@@ -135,7 +135,6 @@ CASES = [
     ("check_numerics fails", _check_numerics, {}, {}, -X,
      NumericsError, r"check_numerics.*sqrt of x"),
 ]
-INDEX_CASES = [c for c in CASES if c[5] is InvalidArgumentError and "Assert" not in c[0]]
 
 
 class Model:
