@@ -26,7 +26,7 @@ from .runtime.artifact import (CONSTS, FORMAT, FORMAT_VERSION, IR, LLVM_IR, OBJE
                                pack_arrays)
 
 
-def save(step, path, signatures="all"):
+def save(step, path, signatures="all", key=None):
     """Write ``step`` (its compiled signatures and the variables' values) to ``path``.
 
     Args:
@@ -35,6 +35,9 @@ def save(step, path, signatures="all"):
         path: the file to write (``.gcx`` by convention); replaced atomically.
         signatures: "all" (every signature compiled so far: the loaded step runs each feed
             shape it was compiled for) or "latest" (only the one compiled last).
+        key: str or bytes signing the file (an HMAC-SHA256 of its manifest, which holds
+            every member's sha256): ``gc.load(path, key=...)`` then refuses any file not
+            signed with it. None: ``$GRAPHC_ARTIFACT_KEY`` when set, else unsigned.
     Returns:
         The file's size in bytes.
     Raises:
@@ -46,7 +49,7 @@ def save(step, path, signatures="all"):
         >>> step(x=x128, y=y128); step(x=x40, y=y40)
         >>> step.save("step.gcx")                                # both shapes
     """
-    return artifact_of(step, signatures).write(path)
+    return artifact_of(step, signatures).write(path, key)
 
 
 def export_python(step, path):

@@ -104,20 +104,42 @@ def configure_inspect(parser):
     parser.add_argument("artifact", metavar="STEP.gcx", help="a saved step")
     parser.add_argument("--no-ir", action="store_true", help="leave out the IR")
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON only")
+    parser.add_argument("--key-env", metavar="VAR", default="GRAPHC_ARTIFACT_KEY",
+                        help="check the file's signature with the key in this environment "
+                             "variable (default GRAPHC_ARTIFACT_KEY); an unsigned or "
+                             "wrongly signed file is still shown, never run")
     parser.add_argument("--signature", type=int, metavar="K",
                         help="the signature whose buffers, passes and IR are shown (default: "
                              "the one compiled last)")
 
 
 def run_inspect(args, out=None):
+    """Show a saved step. Runs and maps none of its code: the manifest, the IR text and the
+    variables (``.npz``, no pickles) are read as data; the manifest is checked field by field
+    first (``runtime.manifest_check``), as ``gc.load`` checks it."""
     import json
-    from .runtime.artifact import IR, VARIABLES, read
+    import os
+    from .errors import ArtifactError
+    from .runtime.artifact import IR, VARIABLES, read, signature_status
+    from .runtime.manifest_check import check_manifest
     out = out or sys.stdout
-    art = read(args.artifact)
+    art = read(args.artifact, key=False)  # shown, never run: a signature is reported below
     m = art.manifest
     if args.json:
         out.write(json.dumps(m, indent=1, sort_keys=True) + "\n")
         return 0
+    check_manifest(art)
+    signed = signature_status(args.artifact,
+                              os.environ.get(getattr(args, "key_env", None) or "") or None)
+    try:
+        return _show(args, art, m, signed, out)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ArtifactError(f"'{args.artifact}': cannot show a manifest field: "
+                            f"{type(exc).__name__}: {exc}") from None
+
+
+def _show(args, art, m, signed, out):
+    from .runtime.artifact import IR, VARIABLES
     values = art.arrays(VARIABLES)
     sigs = art.signatures()
     k = art.latest() if args.signature is None else args.signature
@@ -125,7 +147,7 @@ def run_inspect(args, out=None):
         raise SystemExit(f"graphc inspect: --signature {k}: {args.artifact} has signatures "
                          f"0..{len(sigs) - 1}")
     sig = sigs[k]
-    sections = [_header(args.artifact, m, sig), _members(m), _feeds(m),
+    sections = [_header(args.artifact, m, sig) + f"  signature {signed}\n", _members(m), _feeds(m),
                 _signatures(sigs, art.latest(), k), _fetches(m), _variables(m, values),
                 _buffers(sig), _passes(sig)]
     out.write("\n".join(s for s in sections if s))

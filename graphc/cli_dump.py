@@ -7,6 +7,7 @@
     graphc dump model.py --format source         the generated NumPy module
     graphc dump model.py --format asm            the LLVM backend's assembly
     graphc dump model.py --stage all -o DIR      every dump file into DIR (as GRAPHC_DUMP does)
+    graphc dump step.gcx --format source         a saved step's code, read as text, never run
 
 The text IR, diffs, DOT, pass table and memory plan come from ``graphc.ir.passes.dumping``
 and ``CompiledStep.ir``; the code from the compiled step itself.
@@ -54,6 +55,8 @@ def configure_dump(parser):
 def run_dump(args, out=None):
     from .cli_model import compile_model, load_model, parse_shapes
     out = out or sys.stdout
+    if args.model.endswith(".gcx"):
+        return _emit(_artifact_text(args), args.output, out)
     backend = args.backend or ("llvm" if args.format in LLVM_FORMATS else "numpy")
     if args.format in LLVM_FORMATS and backend != "llvm":
         raise CompileError(f"--format {args.format} needs --backend llvm")
@@ -79,6 +82,36 @@ def run_dump(args, out=None):
     texts = [_diff(step.program, stages, s) if args.diff else _titled(step, s, stages, args)
              for s in wanted]
     return _emit("".join(texts), args.output, out)
+
+
+ARTIFACT_FORMATS = ("text", "source", "llvm", "passes")
+
+
+def _artifact_text(args):
+    """What a saved step holds, as text: its final IR, its code (the NumPy module or LLVM IR)
+    or its pass table. Read from the file, checked as ``gc.load`` checks it; nothing in it
+    runs, is compiled or mapped."""
+    from .runtime.artifact import IR, LLVM_IR, SOURCE, read
+    from .runtime.manifest_check import check_manifest
+    if args.format not in ARTIFACT_FORMATS or args.stage not in ("final", "all") or args.diff:
+        raise CompileError(f"a saved step keeps only its final program: graphc dump "
+                           f"{args.model} shows --format {', '.join(ARTIFACT_FORMATS)}",
+                           hint="dump the model file for stages, diffs, DOT or assembly")
+    art = read(args.model, key=False)
+    check_manifest(art)
+    sigs = art.signatures()
+    sig = sigs[art.latest()]
+    if args.format == "text":
+        return art.text(sig["prefix"] + IR)
+    if args.format == "passes":
+        stats = sig.get("stats") or {}
+        return "".join(f"{p.get('name')!s:<10} {p.get('nodes_before')!s:>5} -> "
+                       f"{p.get('nodes_after')!s:<5} {p.get('changes')}\n"
+                       for p in stats.get("passes", []) if isinstance(p, dict))
+    code = SOURCE if art.manifest["backend"] == "numpy" else LLVM_IR
+    if args.format == "llvm" and code != LLVM_IR:
+        raise CompileError(f"{args.model} is a NumPy-backend step: it has no LLVM IR")
+    return art.text(sig["prefix"] + code)
 
 
 def _stage(name, stages):

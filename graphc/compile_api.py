@@ -138,12 +138,12 @@ class CompiledStep:
         """The feed signatures compiled so far."""
         return list(self._cache)
 
-    def save(self, path, signatures="all"):
+    def save(self, path, signatures="all", key=None):
         """Write every compiled signature ("all") or only the latest ("latest"), with the
         variables' current values, to the artifact ``path`` (a ``.gcx`` zip; ``gc.load`` gives
-        a step that runs each saved feed shape; see ``graphc.aot.save``)."""
+        a step that runs each saved feed shape; ``key`` signs it; see ``graphc.aot.save``)."""
         from .aot import save
-        return save(self, path, signatures)
+        return save(self, path, signatures, key)
 
     def export_python(self, path):
         """Write a NumPy-backend step as one module importing only numpy (``graphc.aot``)."""

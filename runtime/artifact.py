@@ -33,11 +33,17 @@ Format version 1 (one signature, members without the ``sig<K>/`` prefix, the sig
 fields at the top of the manifest) still loads: ``Artifact.signatures`` reads both.
 
 Loading runs code from the file (Python source or machine code): load only artifacts you
-trust, as with pickles.
+trust, as with pickles. Checksums catch damage, not intent: anyone who edits a file can
+recompute them. To make trust checkable, save and load with a key (``key=`` or the
+environment variable ``GRAPHC_ARTIFACT_KEY``): ``write`` then adds ``manifest.hmac``, an
+HMAC-SHA256 of the manifest's exact bytes (the manifest holds every member's sha256), and
+``read`` with a key refuses a file whose MAC is missing or wrong before it parses anything
+else. Sizes are checked from the zip directory before any member is decompressed.
 
 This module imports only the standard library, numpy and ``graphc.errors``.
 """
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -51,6 +57,10 @@ from graphc.errors import ArtifactError
 FORMAT = "graphc-step"
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+MAC = "manifest.hmac"  # HMAC-SHA256 (hex) of the manifest's bytes, when saved with a key
+KEY_ENV = "GRAPHC_ARTIFACT_KEY"
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_RATIO = 200  # uncompressed / compressed bytes of a member: text reaches ~20, bombs ~1000
 IR, SOURCE, OBJECT, LLVM_IR = "ir.txt", "code/step.py", "code/step.o", "code/step.ll"
 CONSTS, VARIABLES, RNG = "code/consts.npz", "state/variables.npz", "state/rng.json"
 _STORED = (".o", ".npz")  # already dense: compressing costs load time for little
@@ -71,6 +81,8 @@ class Artifact:
         >>> art.manifest["backend"], art.text(IR)[:5]
         ('llvm', 'graph')
     """
+
+    signed = False  # True when ``read`` verified the manifest's MAC with a key
 
     def __init__(self, manifest, members, path=None):
         self.manifest, self.members, self.path = manifest, dict(members), path
@@ -134,28 +146,56 @@ class Artifact:
         return {VARIABLES: pack_arrays({f"v{k}": a for k, a in enumerate(variables)}),
                 RNG: json.dumps(rng).encode()}
 
-    def write(self, path):
+    def write(self, path, key=None):
         """Write the artifact to ``path`` atomically (a temporary file renamed over it).
 
+        Args:
+            path: the file to write.
+            key: str or bytes; signs the manifest (``manifest.hmac``). None: the
+                environment's ``GRAPHC_ARTIFACT_KEY``, if set; else the file is unsigned.
         Returns:
             The number of bytes written.
         """
+        key = artifact_key(key)
         manifest = dict(self.manifest)
         manifest["members"] = {name: {"sha256": _sha256(data), "bytes": len(data)}
                                for name, data in sorted(self.members.items())}
+        raw = json.dumps(manifest, indent=1, sort_keys=True).encode()
         folder = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".gcx-", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w") as z:
                 for name, data in sorted(self.members.items()):
                     _add(z, name, data)
-                _add(z, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+                _add(z, MANIFEST, raw)
+                if key is not None:
+                    _add(z, MAC, mac_of(raw, key).encode())
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
         return os.path.getsize(path)
+
+
+def artifact_key(key=None):
+    """The signing key as bytes: ``key`` (str or bytes), else ``$GRAPHC_ARTIFACT_KEY``, else
+    None (no signing, no verification)."""
+    if key is None:
+        key = os.environ.get(KEY_ENV) or None
+    if key is None:
+        return None
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    if not isinstance(key, (bytes, bytearray)) or not key:
+        raise ArtifactError("an artifact key must be a non-empty str or bytes",
+                            hint=f"pass key='...' or set {KEY_ENV}")
+    return bytes(key)
+
+
+def mac_of(raw_manifest, key):
+    """HMAC-SHA256 (hex) of a manifest's bytes under ``key`` (bytes)."""
+    return hmac.new(key, raw_manifest, hashlib.sha256).hexdigest()
 
 
 def _add(z, name, data):
@@ -186,29 +226,39 @@ def unpack_arrays(data, where="an artifact member"):
         raise ArtifactError(f"{where} is not a readable array archive: {exc}") from None
 
 
-def read(path):
+def read(path, key=None):
     """Read and verify an artifact file.
 
     Args:
         path: a ``.gcx`` file written by ``step.save``.
+        key: str or bytes: the file must carry a valid ``manifest.hmac`` made with it. None:
+            ``$GRAPHC_ARTIFACT_KEY`` when set, else no MAC is required (one present is not
+            checked). False: no MAC is checked, whatever the environment (``graphc
+            inspect``, which runs no code, then reports ``signature_status``).
     Returns:
-        An ``Artifact`` whose members all match the manifest's checksums.
+        An ``Artifact`` whose members all match the manifest's checksums (``signed``: True
+        when a MAC was verified).
     Raises:
-        ArtifactError: not a zip or truncated, no manifest, another format, a format version
-            newer than this graphc reads, a member missing or failing its checksum.
+        ArtifactError: not a zip or truncated, no manifest, a missing or wrong MAC (with a
+            key), another format, a format version newer than this graphc reads, a member
+            missing, larger than declared or failing its checksum.
     Example:
         >>> read("step.gcx").manifest["feeds"][0]["name"]
         'x'
     """
+    key = None if key is False else artifact_key(key)
     try:
         with zipfile.ZipFile(path) as z:
-            manifest = _manifest(z, path)
+            raw = _read_manifest(z, path, key)
+            manifest = _manifest(raw, path)
             present = set(z.namelist())
             missing = sorted(set(manifest["members"]) - present)
             if missing:
                 raise ArtifactError(f"'{path}' is incomplete: member(s) "
                                     + ", ".join(f"'{m}'" for m in missing) + " missing",
                                     hint="the file is damaged: save the step again")
+            for name, info in manifest["members"].items():
+                _check_size(z.getinfo(name), info, path)
             members = {name: z.read(name) for name in manifest["members"]}
     except ArtifactError:
         raise
@@ -227,23 +277,82 @@ def read(path):
                                  f"{str(info.get('sha256'))[:16]}...; found {len(data)} bytes, "
                                  f"sha256 {_sha256(data)[:16]}..."],
                                 hint="the file is damaged: save the step again")
-    return Artifact(manifest, members, path)
+    art = Artifact(manifest, members, path)
+    art.signed = key is not None
+    return art
 
 
-def _manifest(z, path):
-    """The manifest, checked for format and version before any other member is read."""
+def signature_status(path, key=None):
+    """How ``path`` is signed: "valid", "INVALID" (another key, or changed since),
+    "unsigned", or "signed (no key given to check it)"."""
+    key = artifact_key(key)
+    with zipfile.ZipFile(path) as z:
+        if MAC not in z.namelist():
+            return "unsigned"
+        if key is None:
+            return "signed (no key given to check it)"
+        try:
+            _read_manifest(z, path, key)
+        except ArtifactError:
+            return "INVALID (changed after saving, or signed with another key)"
+    return "valid (HMAC-SHA256, key matches)"
+
+
+def _read_manifest(z, path, key):
+    """The manifest's bytes (size-checked), after its MAC when there is a key."""
     try:
-        raw = z.read(MANIFEST)
+        info = z.getinfo(MANIFEST)
     except KeyError:
         raise ArtifactError(f"'{path}' has no {MANIFEST}: not a graphc artifact, or "
                             "truncated", hint="artifacts are written by step.save(path)") from None
+    _check_size(info, None, path, MAX_MANIFEST_BYTES)
+    raw = z.read(MANIFEST)
+    if key is None:
+        return raw
+    try:
+        _check_size(z.getinfo(MAC), None, path, 1024)
+        stored = z.read(MAC).decode("ascii").strip()
+    except (KeyError, UnicodeDecodeError):
+        raise ArtifactError(f"'{path}' is not signed, and a key was given (key= or "
+                            f"{KEY_ENV}): refusing to load it",
+                            hint="load only artifacts you trust; re-save this one with "
+                                 "step.save(path, key=...) where it was made") from None
+    if not hmac.compare_digest(stored.encode("ascii"), mac_of(raw, key).encode("ascii")):
+        raise ArtifactError(f"'{path}': its signature (manifest.hmac) does not match the key:"
+                            " the file was changed after it was saved, or saved with "
+                            "another key", hint="load only artifacts you trust")
+    return raw
+
+
+def _check_size(info, declared, path, limit=None):
+    """Refuse a member from its zip directory entry, before decompressing it: larger than
+    ``limit`` or than the manifest ``declared``, or compressed suspiciously well."""
+    size = info.file_size
+    want = declared.get("bytes") if isinstance(declared, dict) else None
+    if declared is not None and size != want:
+        raise ArtifactError(f"'{path}' is corrupted: member '{info.filename}' holds {size} "
+                            f"bytes, the manifest says {want!r}",
+                            hint="the file is damaged: save the step again")
+    if limit is not None and size > limit:
+        raise ArtifactError(f"'{path}': member '{info.filename}' is {size} bytes, more than "
+                            f"the {limit} a graphc artifact's {info.filename} may have")
+    if size > (1 << 16) and size > MAX_RATIO * max(info.compress_size, 1):
+        raise ArtifactError(f"'{path}': member '{info.filename}' would expand from "
+                            f"{info.compress_size} to {size} bytes (more than {MAX_RATIO}:1): "
+                            "refusing to decompress it",
+                            hint="graphc stores arrays and object code uncompressed; this "
+                                 "file was not written by graphc")
+
+
+def _manifest(raw, path):
+    """The manifest, checked for format and version before any other member is read."""
     manifest = json.loads(raw.decode("utf-8"))
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"'{path}' is not a graphc artifact: its manifest's format is "
                             f"{manifest.get('format') if isinstance(manifest, dict) else None!r}"
                             f", expected {FORMAT!r}")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ArtifactError(f"'{path}': invalid artifact format version {version!r}")
     if version > FORMAT_VERSION:
         raise ArtifactError(
@@ -252,7 +361,9 @@ def _manifest(z, path):
              f"{_version()}, which reads format versions up to {FORMAT_VERSION}"],
             hint="upgrade graphc, or save the step again with this version")
     members = manifest.get("members")
-    if not isinstance(members, dict) or not all(isinstance(v, dict) for v in members.values()):
+    if not isinstance(members, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) and type(v.get("bytes")) is int
+            and isinstance(v.get("sha256"), str) for k, v in members.items()):
         raise ArtifactError(f"'{path}': the manifest has no valid member table")
     return manifest
 

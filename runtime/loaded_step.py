@@ -43,31 +43,46 @@ _SHORT = {"float32": "f32", "float64": "f64", "int8": "i8", "int16": "i16", "int
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 
 
-def load(path, recompile=False):
+def load(path, recompile=False, key=None):
     """Load a step saved by ``step.save(path)``; call it as the compiled step.
+
+    Loading a step runs its code: a NumPy artifact executes the Python module it holds, an
+    LLVM artifact maps its machine code and calls it (with ``recompile=True``, compiles
+    its LLVM IR first). As with pickle files and TensorFlow SavedModels, load only files
+    you trust. Checksums only catch damage; to know a file comes from you, save it with a
+    key and load it with the same key (``key=`` or ``$GRAPHC_ARTIFACT_KEY``): a file that
+    is unsigned, signed with another key or changed after saving is then refused before
+    any of its code is read. ``graphc inspect`` shows a file without running its code.
 
     Args:
         path: the ``.gcx`` file.
         recompile: when the object code was built for another CPU of the same kind (triple),
             compile its stored LLVM IR for this one (with a warning) instead of refusing.
+        key: str or bytes the file must be signed with (HMAC-SHA256 of its manifest); None
+            reads ``$GRAPHC_ARTIFACT_KEY`` (unset: no signature is required).
     Returns:
         A ``LoadedStep``.
     Raises:
-        ArtifactError: truncated or corrupted file, format from a newer graphc, object code
-            for another CPU or target, a malformed manifest.
+        ArtifactError: truncated or corrupted file, unsigned or wrongly signed with a key,
+            format from a newer graphc, object code for another CPU or target, a malformed
+            manifest (every field is checked: ``runtime.manifest_check``).
     Example:
-        >>> step = gc.load("step.gcx")
+        >>> step = gc.load("step.gcx", key=os.environ["MY_KEY"])
         >>> loss, _ = step(x=xb, y=yb)
     """
-    artifact = read(path)
+    from .manifest_check import check_manifest
+    artifact = read(path, key)
     try:
-        return LoadedStep(artifact, recompile)
+        check_manifest(artifact)
+        step = LoadedStep(artifact, recompile)
     except GraphcError:
         raise
     except Exception as exc:  # noqa: BLE001  (checksums matched, yet the content is wrong)
         raise ArtifactError(f"'{path}' has a malformed manifest or member: "
                             f"{type(exc).__name__}: {exc}",
                             hint="save the step again with step.save(path)") from None
+    step._key = key
+    return step
 
 
 class _Where:
@@ -210,13 +225,19 @@ class LoadedStep:
         return self.artifact.state_members(self._vars, [s.runner.rng_state()
                                                         for s in self.signatures])
 
-    def save(self, path):
+    _key = None  # the key it was loaded with: saving again signs with it
+
+    def save(self, path, key=None):
         """Write this step, with its current variables and random state, to ``path``.
 
+        Args:
+            key: signs the file (see ``load``); None: the key it was loaded with, else
+                ``$GRAPHC_ARTIFACT_KEY``, else unsigned.
         Returns:
             The file's size in bytes.
         """
-        return self.artifact.replaced(self.state_members()).write(path)
+        return self.artifact.replaced(self.state_members()).write(
+            path, key if key is not None else self._key)
 
     def export_python(self, path, signature=None):
         """Write a standalone module (imports only numpy) of a NumPy-backend step.
@@ -452,6 +473,9 @@ def check_target(built, host):
            f"'{host.cpu}' ({host.triple})"
     if built.get("triple") != host.triple:
         return f"object code for another target: {what}", []
+    if not _features(built.get("features")) and host.features:  # nothing listed proves nothing
+        return f"object code for another CPU: {what}", [
+            "the artifact lists no CPU features, so they cannot be compared"]
     if not host.features:  # the host cannot list its features: trust only the same CPU
         if built.get("cpu") == host.cpu:
             return None

@@ -422,12 +422,14 @@ def test_format_from_the_future_is_refused(trained_numpy, tmp_path):
 def test_malformed_manifest_is_an_artifact_error(trained, tmp_path):
     path = rewrite(trained.path, tmp_path / "m.gcx",
                    manifest=lambda m: m["signatures"][0]["feeds"][0].pop("dtype"))
-    with pytest.raises(ArtifactError, match="malformed manifest or member: KeyError"):
+    with pytest.raises(ArtifactError, match=r"manifest field signatures\[0\]\.feeds\[0\]\.dtype "
+                                            r"is missing"):
         gc.load(path)
     path = rewrite(trained.path, tmp_path / "v.gcx",
                    manifest=lambda m: m["variables"][0].update(shape=[3]))
     with pytest.raises(ArtifactError, match=r"variable 'dense1/W' should be f32\[3\], found "
-                                            r"f32\[64,32\]"):
+                                            r"f32\[64,32\]|layout\.variables\[0\] must be "
+                                            r"float32\[3\], found .float32\[64, 32\]"):
         gc.load(path)
 
 
