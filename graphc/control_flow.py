@@ -28,7 +28,6 @@ from .errors import GraphError, ShapeError, DTypeError
 from .ir import dtypes as D
 from .ir.graph import Node, get_default_graph
 from .ir.ops import apply, convert
-from .ir.passes.common import SHAPE_ONLY
 from .ir.shapes import TensorShape
 from .ir.passes.common import value_inputs as _value_inputs
 from .ir.source import user_location
@@ -498,7 +497,7 @@ class StaticValues:
             return (n, "an impure op (random or stateful)")
         if n.op_name == "strided_slice" and n.inputs[0].op_name == "shape_of":
             return _static_dims(n)
-        for i in SHAPE_ONLY.get(n.op_name, ()):
+        for i in n.opdef.shape_only:
             x = n.inputs[i]
             if x.shape is None or None in x.shape:
                 return (x, f"whose shape {x.type_str()} is known only when the step is fed")
@@ -507,7 +506,7 @@ class StaticValues:
     def _evaluate(self, n):
         values = []
         for i, x in enumerate(n.inputs):
-            if i in SHAPE_ONLY.get(n.op_name, ()):
+            if i in n.opdef.shape_only:
                 values.append(np.zeros(x.shape, x.dtype.np))
                 continue
             v = self.memo.get(x)

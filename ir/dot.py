@@ -13,7 +13,7 @@ def _escape(text):
 
 
 def _colour(n):
-    if n.op_name in ("placeholder", "variable", "const"):
+    if n.opdef.leaf:
         return LEAF
     if n.op_name in ("assign", "group"):
         return STATE

@@ -12,9 +12,6 @@ import numpy as np
 
 from .scalar import format_expr
 
-_LEAVES = ("placeholder", "variable")
-
-
 def _fmt_attr(v):
     if isinstance(v, np.ndarray):
         return "..."
@@ -55,7 +52,7 @@ def stable_numbers(program):
     if numbers is None:
         numbers = program.value_numbers = {}
     for n in program.nodes:
-        if n not in numbers and n.op_name not in _LEAVES:
+        if n not in numbers and not n.opdef.external:
             numbers[n] = len(numbers)
     return numbers
 
@@ -75,7 +72,7 @@ def format_nodes(nodes, title="graph", fetches=(), numbers=None, notes=()):
     counter = 0
     grad_started = False
     for n in nodes:
-        if n.op_name in _LEAVES:
+        if n.opdef.external:  # named in the header
             continue
         names[n] = f"%{counter if numbers is None else numbers[n]}"
         counter += 1

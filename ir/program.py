@@ -136,8 +136,9 @@ class MemoryPlan:
         r = self.root(node)
         if r in self.offsets:
             return ("arena", self.offsets[r])
-        kind = {"variable": "variable", "placeholder": "feed", "const": "const"}
-        return (kind.get(r.op_name), r)
+        if not r.opdef.leaf:
+            return (None, r)
+        return ("feed" if r.op_name == "placeholder" else r.op_name, r)
 
 
 def needed_nodes(fetches, fed=()):
@@ -275,7 +276,7 @@ def build_program(fetches, feed_shapes):
     """
     graph, mapping = specialize(fetches, feed_shapes)
     nodes = schedule_nodes(graph.nodes)
-    origin = {m: n for n, m in mapping.items() if n.op_name in ("placeholder", "variable")
+    origin = {m: n for n, m in mapping.items() if n.opdef.external
               or m.op_name == "placeholder"}
     for n, m in mapping.items():  # a fed Variable that is assigned keeps its variable target
         if n.op_name == "assign":

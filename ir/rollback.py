@@ -17,10 +17,6 @@ possible failure; they rely on the snapshot alone.
 """
 import networkx as nx
 
-_LEAVES = ("placeholder", "variable", "const")
-_FOLLOW = ("reshape", "expand_dims", "squeeze", "reshape_like", "after", "identity",
-           "stop_gradient", "check_numerics")
-
 
 def declared_failures(nodes):
     """The nodes whose op may stop the step at run time, in order."""
@@ -33,7 +29,7 @@ def planned_writers(program):
     plan = program.plan
     out = []
     for n in program.nodes:
-        if n.op_name in _LEAVES or n.dtype is None and n.op_name != "assign":
+        if n.opdef.leaf or n.dtype is None and n.op_name != "assign":
             continue
         if n.op_name == "assign":
             if not plan.update_in_place.get(n, False):
@@ -55,9 +51,9 @@ def update_kernels(nodes):
         if a.op_name != "assign":
             continue
         var, value = a.inputs
-        while value.op_name in _FOLLOW and value.inputs:
+        while value.opdef.aliases_input and value.inputs:
             value = value.inputs[0]
-        if value.op_name not in _LEAVES and value.op_name != "assign":
+        if not value.opdef.leaf and value.op_name != "assign":
             out.append((value, var))
         out.append((a, var))
     return out
@@ -97,7 +93,7 @@ def snapshot_variables(program, writers, checks=()):
     for n in program.nodes:
         if n.opdef.may_fail:  # checks its inputs before it writes anything
             last = max(last, pos[id(n)] - 0.5)
-        if n.op_name in _LEAVES:
+        if n.opdef.leaf:
             continue
         if "writes" in checks or ("numerics" in checks and n.dtype is not None
                                   and n.dtype.is_floating):

@@ -24,7 +24,7 @@ def verify(nodes, graph=None):
                 _fail(n, f"input '{inp.name}' is not part of the program")
             if position[inp] >= i:
                 _fail(n, f"input '{inp.name}' is scheduled after its user")
-            if inp.dtype is None and n.op_name not in ("group", "after"):
+            if inp.dtype is None and n.op_name != "group" and n.opdef.orders is None:
                 _fail(n, f"uses value-less node '{inp.name}' as data")
         if n.op_name == "assign" and n.inputs[0].op_name != "variable":
             _fail(n, "assign target is not a variable")
@@ -33,7 +33,7 @@ def verify(nodes, graph=None):
 
 
 def _check_types(n):
-    if n.op_name == "fused" or n.op_name in ("placeholder", "variable", "const"):
+    if n.op_name == "fused" or n.opdef.leaf:
         return
     try:
         dtype, shape = n.opdef.infer(n.inputs, **n.attrs)

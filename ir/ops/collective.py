@@ -42,5 +42,5 @@ def _allreduce_infer(nodes):
 
 ALLREDUCE_MEAN = defop(
     "allreduce_mean", _allreduce_infer, ZERO, impl=allreduce_mean_impl, impure=True,
-    family="collective",
+    family="collective", destroys=(0,),
     doc="mean of a packed 1-D buffer over all processes (one MPI Allreduce); in place")

@@ -147,14 +147,18 @@ CAST = defop("cast", lambda nodes, dtype: (D.as_dtype(dtype), nodes[0].shape), _
              family="elementwise", arity=1,
              scalar=lambda x, dtype: S.cast(x, D.as_dtype(dtype)))
 IDENTITY = defop("identity", lambda nodes: (nodes[0].dtype, nodes[0].shape),
-                 lambda g, out, x: [g], scalar=lambda x: x, arity=1, family="elementwise")
+                 lambda g, out, x: [g], scalar=lambda x: x, arity=1, family="elementwise",
+                 identity=True, rearranges=True)
 STOP_GRADIENT = defop("stop_gradient", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
-                      scalar=lambda x: x, arity=1, family="elementwise")
+                      scalar=lambda x: x, arity=1, family="elementwise", identity=True,
+                      rearranges=True)
 
 ZEROS_LIKE = defop("zeros_like", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
-                   scalar=lambda x: S.const(0, x.dtype), arity=1, family="elementwise")
+                   scalar=lambda x: S.const(0, x.dtype), arity=1, family="elementwise",
+                   shape_only=(0,))
 ONES_LIKE = defop("ones_like", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
-                  scalar=lambda x: S.const(1, x.dtype), arity=1, family="elementwise")
+                  scalar=lambda x: S.const(1, x.dtype), arity=1, family="elementwise",
+                  shape_only=(0,))
 
 # -- comparisons and logic (bool results, not differentiable) --------------------------------
 for _name, _prim in [("equal", "eq"), ("not_equal", "ne"), ("less", "lt"),

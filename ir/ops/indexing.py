@@ -58,7 +58,7 @@ def _slice_grad_impl(g, like, spec):
 STRIDED_SLICE_GRAD = defop(
     "strided_slice_grad", lambda nodes, spec: (nodes[0].dtype, nodes[1].shape),
     lambda g, out, dy, like, spec: [F.strided_slice(g, spec=spec), None],
-    impl=_slice_grad_impl, family="indexing",
+    impl=_slice_grad_impl, family="indexing", shape_only=(1,),
     doc="zeros shaped like the second input, with the first written at spec")
 
 
@@ -113,7 +113,7 @@ SCATTER_ADD = defop(
     "scatter_add", lambda nodes, axis=0, what="index", of="": (nodes[0].dtype, nodes[2].shape),
     lambda g, out, updates, indices, like, axis=0, what="index", of="":
     [F.gather(g, indices, axis=axis, of=of or out.describe()), None, None],
-    impl=_scatter_add_impl, family="indexing", index_check=_scatter_check,
+    impl=_scatter_add_impl, family="indexing", index_check=_scatter_check, shape_only=(2,),
     doc="zeros shaped like the third input, with updates summed in at indices "
         "(``what`` names the indices in run-time errors: 'index', 'segment id')")
 
@@ -175,6 +175,7 @@ def _dim_size_impl(x, axes):
 
 
 DIM_SIZE = defop("dim_size", _dim_size_infer, ZERO, impl=_dim_size_impl, family="indexing",
+                 shape_only=(0,), compile_time=True,
                  doc="number of elements of x along axes, in x's dtype (for means)")
 
 
@@ -185,6 +186,6 @@ def _shape_of_infer(nodes, out_type=D.int32):
 SHAPE_OF = defop("shape_of", _shape_of_infer, ZERO,
                  impl=lambda x, out_type=D.int32: np.asarray(np.shape(x),
                                                              D.as_dtype(out_type).np),
-                 family="indexing")
+                 family="indexing", shape_only=(0,), compile_time=True)
 
 __all__ = ["spec_to_index", "RuleError"]

@@ -52,11 +52,11 @@ def _softmax_jvp_t(p, v):
 
 SOFTMAX = defop("softmax", _softmax_infer,
                 lambda g, out, x, axis=-1: [_softmax_jvp_t(out, g)],
-                impl=softmax_impl, family="nn")
+                impl=softmax_impl, family="nn", destroys=(0,))
 LOG_SOFTMAX = defop(
     "log_softmax", _softmax_infer,
     lambda g, out, x, axis=-1: [g - F.exp(out) * F.reduce_sum(g, axis=-1, keepdims=True)],
-    impl=log_softmax_impl, family="nn")
+    impl=log_softmax_impl, family="nn", destroys=(0,))
 
 
 def _match_labels(labels, logits):
@@ -111,7 +111,7 @@ SPARSE_XENT_GRAD = defop(
     "sparse_softmax_xent_grad", lambda nodes, of="": (nodes[0].dtype, nodes[0].shape),
     lambda g, out, logits, labels, of="": [_softmax_jvp_t(F.softmax(logits), g), None],
     impl=sparse_xent_grad_impl, family="nn", doc="softmax(logits) - one_hot(labels)",
-    index_check=_label_check)
+    index_check=_label_check, destroys=(0,))
 
 
 # -- dense labels: loss_i = -sum_j y_ij log softmax(z_i)_j --------------------------------------
@@ -147,6 +147,6 @@ DENSE_XENT = defop(
     impl=dense_xent_impl, family="nn")
 DENSE_XENT_GRAD = defop(
     "softmax_xent_grad", lambda nodes: (nodes[0].dtype, nodes[0].shape), _dense_grad_vjp,
-    impl=dense_xent_grad_impl, family="nn", doc="softmax(logits) * sum(labels) - labels")
+    impl=dense_xent_grad_impl, family="nn", destroys=(0,), doc="softmax(logits) * sum(labels) - labels")
 
 __all__ = ["D"]

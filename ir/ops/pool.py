@@ -84,5 +84,5 @@ AVG_POOL = defop("avg_pool", _pool_infer,
 AVG_POOL_GRAD = defop(
     "avg_pool_grad", _avg_pool_grad_infer,
     lambda g, out, dy, like, **attrs: [F.avg_pool(g, **attrs), None],
-    impl=avg_pool_grad_impl, family="pool",
+    impl=avg_pool_grad_impl, family="pool", shape_only=(1,),
     doc="(dy, like=x) -> x-shaped: each window's gradient spread evenly over it")

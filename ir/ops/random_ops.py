@@ -23,5 +23,6 @@ def random_uniform_like_impl(rng, shape, dtype="float32", seed=None, minval=0.0,
     return rng.uniform(minval, maxval, shape).astype(getattr(dtype, "np", dtype))
 
 
-RANDOM_UNIFORM_LIKE = defop("random_uniform_like", _uniform_like_infer, ZERO, impure=True,
-                            impl=random_uniform_like_impl, family="random")
+RANDOM_UNIFORM_LIKE = defop("random_uniform_like", _uniform_like_infer, ZERO, random=True,
+                            impl=random_uniform_like_impl, family="random",
+                            shape_only=(0,))

@@ -124,7 +124,7 @@ def sum_to_like_impl(g, like):
 # nothing. ``like``'s value is never read.
 SUM_TO_LIKE = defop("sum_to_like", _sum_to_like_infer,
                     lambda g, out, x, like: [F.broadcast_like(g, x), None],
-                    impl=sum_to_like_impl, family="reduce",
+                    impl=sum_to_like_impl, family="reduce", shape_only=(1,),
                     doc="g summed down to the shape of the second input")
 
 

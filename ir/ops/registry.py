@@ -36,22 +36,74 @@ ZERO = _Zero()
 
 
 class OpDef:
-    """The declaration of one op (see module docstring). Build with ``defop``."""
+    """The declaration of one op (see module docstring). Build with ``defop``.
+
+    Besides the rules, a declaration carries the op's *properties*: what passes and backends
+    may assume of every node of the op. Each has one meaning, and is read from here only
+    (``node.opdef.view``); adding an op with a property touches its declaration alone.
+
+    Attributes:
+        leaf: no inputs; the value comes from outside the computation: fed (placeholder),
+            stored across steps (variable) or written into the program (const). Leaves own
+            no arena buffer and no kernel computes them.
+        compile_time: the value is known when the signature compiles (const, and the shape
+            queries dim_size and shape_of): backends bake it in as a constant.
+        view: the output is input 0's bytes read with the output's shape (same dtype and
+            element count): reshape, expand_dims, squeeze, reshape_like, after (input 0 once
+            its other inputs ran) and check_numerics (input 0 after its check). Every stage
+            stores it there: the memory plan gives it no buffer, no kernel writes it, in-place
+            analysis and rollback follow it to the bytes it shares.
+        identity: the output is input 0 unchanged and nothing else happens (identity,
+            stop_gradient, which only stops gradients). Simplification replaces the node by
+            its input, so an optimized program never plans one; where no pass ran (the
+            unplanned LLVM layout) a backend may store it in input 0's bytes like a view, and
+            rollback follows it as one. It is not a ``view`` because the NumPy reference and
+            the memory plan of an unsimplified pipeline compute it as the elementwise op it is.
+        orders: inputs from this position on only order the step (control dependencies):
+            their values are never read (``after``: 1).
+        rearranges: the output's elements are input 0's, moved or repeated, never computed
+            (a splat input gives a splat output: constant folding evaluates one element).
+        shape_only: input positions read for their static shape only, never their values
+            (not a use for liveness; ``reshape_like``'s ``like``: (1,)).
+        destroys: input positions the op's non-elementwise kernel may overwrite in place,
+            read before written (PyTensor's ``destroy_map``; elementwise ops and fused groups
+            may overwrite any same-typed input and need not list them). The in-place pass
+            uses the position only when that buffer is dead afterwards.
+        random: draws from the step's RNG (its impl takes the Generator first); implies
+            ``impure``.
+        domain: for elementwise ops, the interval (lo, hi) where the op is smooth: the op
+            table samples there (kinks and poles live in the edge-case table).
+    """
 
     def __init__(self, name, infer, vjp, scalar=None, impl=None, impure=False,
-                 commutative=False, domain=None, arity=None, doc="", produces_value=True,
-                 kernel=None, view=False, family="", broadcast_core=None, may_fail=False,
-                 index_check=None):
+                 commutative=False, domain=None, arity=None, doc="", family="",
+                 broadcast_core=None, may_fail=False, index_check=None, leaf=False,
+                 compile_time=False, view=False, identity=False, orders=None,
+                 rearranges=False, shape_only=(), destroys=(), random=False):
         self.name, self.infer, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
-        self.impure, self.commutative, self.domain, self.arity = impure, commutative, domain, arity
-        self.doc, self.produces_value, self.view, self.family = doc, produces_value, view, family
-        self.kernel = kernel or name
+        self.impure = bool(impure or random)
+        self.commutative, self.domain, self.arity = commutative, domain, arity
+        self.doc, self.family = doc, family
         self.index_check = index_check
         self.may_fail = bool(may_fail or index_check is not None)
+        self.leaf, self.compile_time, self.view, self.identity = leaf, compile_time, view, identity
+        self.orders, self.rearranges, self.random = orders, rearranges, random
+        self.shape_only, self.destroys = tuple(shape_only), tuple(destroys)
         # Inputs broadcast against each other on all but their last ``broadcast_core`` axes
         # (0 for elementwise ops, 2 for matmul); None: they never do. Autodiff reads it.
         self.broadcast_core = 0 if scalar is not None and broadcast_core is None \
             else broadcast_core
+
+    @property
+    def external(self):
+        """A leaf whose value the step does not know: fed (placeholder) or a variable."""
+        return self.leaf and not self.compile_time
+
+    @property
+    def aliases_input(self):
+        """Whether some layout stores the output in input 0's bytes (``view`` or
+        ``identity``): what must be followed to find which bytes a value lives in."""
+        return self.view or self.identity
 
     @property
     def is_elementwise(self):

@@ -44,11 +44,12 @@ def _reshape_impl(x, shape):
 
 
 RESHAPE = defop("reshape", _reshape_infer, lambda g, out, x, shape: [_reshape_to(g, x)],
-                impl=_reshape_impl, view=True, family="shape")
+                impl=_reshape_impl, view=True, rearranges=True, family="shape")
 RESHAPE_LIKE = defop(
     "reshape_like", lambda nodes: (nodes[0].dtype, nodes[1].shape),
     lambda g, out, x, like: [_reshape_to(g, x), None],
-    impl=lambda x, like: np.reshape(x, np.shape(like)), view=True, family="shape")
+    impl=lambda x, like: np.reshape(x, np.shape(like)), view=True, family="shape",
+    shape_only=(1,))
 
 
 # -- transpose, expand_dims, squeeze -----------------------------------------------------------
@@ -66,7 +67,8 @@ def _transpose_vjp(g, out, x, perm=None):
 
 
 TRANSPOSE = defop("transpose", _transpose_infer, _transpose_vjp,
-                  impl=lambda x, perm=None: np.transpose(x, perm), family="shape")
+                  impl=lambda x, perm=None: np.transpose(x, perm), family="shape",
+                  rearranges=True)
 
 
 def _expand_infer(nodes, axis):
@@ -76,7 +78,8 @@ def _expand_infer(nodes, axis):
 
 
 EXPAND_DIMS = defop("expand_dims", _expand_infer, lambda g, out, x, axis: [_reshape_to(g, x)],
-                    impl=lambda x, axis: np.expand_dims(x, axis), view=True, family="shape")
+                    impl=lambda x, axis: np.expand_dims(x, axis), view=True,
+                    rearranges=True, family="shape")
 
 
 def _squeeze_axes(x, axis):
@@ -102,7 +105,7 @@ def _squeeze_impl(x, axis=None):
 
 
 SQUEEZE = defop("squeeze", _squeeze_infer, lambda g, out, x, axis=None: [_reshape_to(g, x)],
-                impl=_squeeze_impl, view=True, family="shape")
+                impl=_squeeze_impl, view=True, rearranges=True, family="shape")
 
 
 # -- broadcasting -------------------------------------------------------------------------------
@@ -120,13 +123,14 @@ def _broadcast_to_infer(nodes, shape):
 
 # The driver sums the gradient back to the input's shape: the VJP is the identity.
 BROADCAST_TO = defop("broadcast_to", _broadcast_to_infer, lambda g, out, x, shape: [g],
-                     impl=lambda x, shape: np.broadcast_to(x, shape).copy(), family="shape")
+                     impl=lambda x, shape: np.broadcast_to(x, shape).copy(), family="shape",
+                     rearranges=True)
 BROADCAST_LIKE = defop(
     "broadcast_like",
     lambda nodes: (nodes[0].dtype, broadcast_shapes(nodes[0].shape, nodes[1].shape)),
     lambda g, out, x, like: [g, None],
     impl=lambda x, like: np.broadcast_to(x, np.broadcast_shapes(np.shape(x), np.shape(like)))
-    .copy(), family="shape")
+    .copy(), family="shape", shape_only=(1,))
 
 
 # -- concat and stack ---------------------------------------------------------------------------

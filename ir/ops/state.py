@@ -18,9 +18,9 @@ def _leaf_infer(nodes, **attrs):
 
 
 CONST = defop("const", lambda nodes, value: (D.as_dtype(value.dtype), value.shape), ZERO,
-              impl=lambda value: value, family="state")
-PLACEHOLDER = defop("placeholder", _leaf_infer, ZERO, family="state")
-VARIABLE = defop("variable", _leaf_infer, ZERO, family="state")
+              impl=lambda value: value, family="state", leaf=True, compile_time=True)
+PLACEHOLDER = defop("placeholder", _leaf_infer, ZERO, family="state", leaf=True)
+VARIABLE = defop("variable", _leaf_infer, ZERO, family="state", leaf=True)
 
 
 def _assign_infer(nodes, mode="set"):
@@ -47,8 +47,8 @@ def after_impl(x, *deps):
 
 AFTER = defop("after", lambda nodes: (nodes[0].dtype, nodes[0].shape),
               lambda g, out, x, *deps: [g] + [None] * len(deps), impl=after_impl,
-              family="state", doc="x, computed after its other inputs (control dependencies)")
-GROUP = defop("group", lambda nodes: (None, None), ZERO, impure=True, produces_value=False,
+              family="state", view=True, orders=1, doc="x, computed after its other inputs (control dependencies)")
+GROUP = defop("group", lambda nodes: (None, None), ZERO, impure=True,
               family="state", doc="runs its inputs; no value (TF1's tf.group / no_op)")
 
 
@@ -81,9 +81,9 @@ def truncated_normal_impl(rng, shape, dtype="float32", seed=None, mean=0.0, stdd
 
 # Random ops take an RNG (a numpy Generator owned by the compiled step, seeded from the op's
 # seed) as the first argument of their impl: fresh values every run, reproducible by seed.
-RANDOM_NORMAL = defop("random_normal", _random_infer, ZERO, impure=True,
+RANDOM_NORMAL = defop("random_normal", _random_infer, ZERO, random=True,
                       impl=random_normal_impl, family="state")
-RANDOM_UNIFORM = defop("random_uniform", _random_infer, ZERO, impure=True,
+RANDOM_UNIFORM = defop("random_uniform", _random_infer, ZERO, random=True,
                        impl=random_uniform_impl, family="state")
-TRUNCATED_NORMAL = defop("truncated_normal", _random_infer, ZERO, impure=True,
+TRUNCATED_NORMAL = defop("truncated_normal", _random_infer, ZERO, random=True,
                          impl=truncated_normal_impl, family="state")

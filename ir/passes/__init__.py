@@ -60,7 +60,7 @@ def resolve(passes):
 
 
 def _count(program):
-    return sum(1 for n in program.nodes if n.op_name not in ("placeholder", "variable"))
+    return sum(1 for n in program.nodes if not n.opdef.external)
 
 
 def run_pipeline(program, passes=None, dump_dir=None, verify=None):

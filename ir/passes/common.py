@@ -15,34 +15,22 @@ from graphc.errors import GraphError
 from ..ops.registry import REGISTRY
 from ..shapes import RuleError
 
-LEAVES = ("placeholder", "variable", "const")
-
-# Inputs whose value is never read, only their (static) shape: not a use for liveness.
-# Ops not listed are assumed to read every input (safe).
-SHAPE_ONLY = {"broadcast_like": (1,), "reshape_like": (1,), "dim_size": (0,), "shape_of": (0,),
-              "strided_slice_grad": (1,), "scatter_add": (2,), "zeros_like": (0,),
-              "ones_like": (0,), "sum_to_like": (1,), "avg_pool_grad": (1,),
-              "random_uniform_like": (0,)}
-
-# Ops whose result is the input's bytes reinterpreted with another shape (C order).
-VIEW_OPS = ("reshape", "expand_dims", "squeeze", "reshape_like", "after")
-# Nodes stored in their input's storage (views in the memory plan): the reshapes, and
-# check_numerics, which is its input after a check.
-ALIAS_OPS = VIEW_OPS + ("check_numerics",)
 
 
 def is_pure(node):
     """Pure nodes may be merged, folded, recomputed or dropped when unused."""
-    return not node.opdef.impure and node.op_name not in ("placeholder", "variable")
+    return not node.opdef.impure and not node.opdef.external
 
 
 def value_inputs(node):
-    """The inputs whose values ``node`` reads (shape-only inputs left out), in order."""
-    skip = SHAPE_ONLY.get(node.op_name, ())
+    """The inputs whose values ``node`` reads (shape-only and ordering inputs left out), in
+    order. Ops read every input unless their declaration says otherwise."""
+    op = node.opdef
+    skip = op.shape_only
     if node.op_name == "assign":
         skip = (0,)  # the target is written, not read
-    elif node.op_name == "after":
-        return [node.inputs[0]]  # the rest only order the step (control dependencies)
+    elif op.orders is not None:
+        return node.inputs[:op.orders]  # the rest only order the step (control dependencies)
     return [x for i, x in enumerate(node.inputs) if i not in skip]
 
 

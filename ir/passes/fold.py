@@ -11,11 +11,9 @@ nodes that fail to evaluate are left alone.
 import numpy as np
 
 from ..ops.registry import index_check_of
-from .common import LEAVES, is_pure, make_const, replace_uses, splat, splat_array
+from .common import is_pure, make_const, replace_uses, splat, splat_array
 
 MAX_FOLD_ELEMENTS = 1 << 16
-_SHAPE_OPS = ("broadcast_to", "reshape", "expand_dims", "squeeze", "identity",
-              "stop_gradient", "transpose")
 
 
 def _fold_value(n):
@@ -23,7 +21,7 @@ def _fold_value(n):
     values = [x.attrs["value"] for x in n.inputs]
     splats = [splat(x) for x in n.inputs]
     if all(s is not None for s in splats) and (n.opdef.is_elementwise or
-                                              n.op_name in _SHAPE_OPS):
+                                              n.opdef.rearranges):
         # Every element is the same: evaluate once on scalars and broadcast.
         if n.opdef.is_elementwise:
             scalars = [np.asarray(s, dtype=v.dtype) for s, v in zip(splats, values)]
@@ -62,7 +60,7 @@ def fold_constants(program):
     """
     folded = 0
     for n in list(program.nodes):
-        if n.op_name in LEAVES or not is_pure(n) or n.dtype is None or not n.inputs:
+        if n.opdef.leaf or not is_pure(n) or n.dtype is None or not n.inputs:
             continue
         if n.op_name == "check_numerics" or not all(x.op_name == "const" for x in n.inputs):
             continue

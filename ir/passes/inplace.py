@@ -20,18 +20,13 @@ import networkx as nx
 
 from .. import scalar as S
 from ..program import MemoryPlan
-from .common import ALIAS_OPS, LEAVES, index_of, new_node, users
+from .common import index_of, new_node, users
 from .fuse import FUSED
-
-# Non-elementwise kernels that may write over these inputs (row-wise, read before written;
-# allreduce_mean averages its packed buffer where it lies).
-KERNEL_INPLACE = {"softmax": (0,), "log_softmax": (0,), "sparse_softmax_xent_grad": (0,),
-                  "softmax_xent_grad": (0,), "allreduce_mean": (0,)}
 
 
 def inplace_inputs(n):
     """Indices of the inputs ``n``'s kernel may overwrite (same shape and dtype only)."""
-    if n.dtype is None or n.op_name in LEAVES or n.op_name in ALIAS_OPS:
+    if n.dtype is None or n.opdef.leaf or n.opdef.view:
         return ()
     if n.op_name == "fused":
         if n.attrs.get("reduce") is not None:
@@ -40,7 +35,7 @@ def inplace_inputs(n):
     elif n.opdef.is_elementwise:
         idx = range(len(n.inputs))
     else:
-        idx = KERNEL_INPLACE.get(n.op_name, ())
+        idx = n.opdef.destroys  # non-elementwise kernels declare what they overwrite
     return tuple(i for i in idx if n.inputs[i].dtype == n.dtype
                  and tuple(n.inputs[i].shape) == tuple(n.shape))
 
@@ -110,7 +105,7 @@ def _snapshot_fetched_variables(program):
         if f is None:
             continue
         base = f
-        while base.op_name in ALIAS_OPS:
+        while base.opdef.view:
             base = base.inputs[0]
         if base.op_name == "variable" and id(base) in assigned:
             copy = new_node(program, f, FUSED, [f],
@@ -129,7 +124,7 @@ def _try_update(st, assign):
     plan, var, v = st.plan, assign.inputs[0], assign.inputs[1]
     plan.inplace[assign] = var
     why = None
-    if v.op_name in LEAVES or v in plan.views or v in plan.inplace or v.dtype is None:
+    if v.opdef.leaf or v in plan.views or v in plan.inplace or v.dtype is None:
         why = f"'{v.name}' is not computed into a buffer of its own"
     elif any(id(m) in st.fetched for m in st.value_class(var)):
         why = f"'{var.name}' is fetched"
@@ -164,7 +159,7 @@ def _try_inplace(st, n):
         x = n.inputs[i]
         root = plan.root(x)
         cls = st.value_class(x)
-        if root.op_name in LEAVES:
+        if root.opdef.leaf:
             reasons.append(f"'{x.name}' is a {root.op_name}")
             continue
         if root.dtype is None:
@@ -208,7 +203,7 @@ def analyze_inplace(program):
     plan = MemoryPlan()
     program.plan = plan
     for n in program.nodes:
-        if n.op_name in ALIAS_OPS:
+        if n.opdef.view:
             plan.views[n] = n.inputs[0]
     st = _State(program, plan)
     in_place = copies = 0

@@ -13,7 +13,7 @@ unplanned step allocates; ``live_peak`` (the most bytes live at once) is the low
 packing could reach.
 """
 from ..program import MemoryPlan
-from .common import ALIAS_OPS, LEAVES, nbytes, positions, value_inputs
+from .common import nbytes, positions, value_inputs
 
 ALIGN = 64
 
@@ -27,7 +27,7 @@ def ensure_plan(program):
     if program.plan is None:
         plan = MemoryPlan()
         for n in program.nodes:
-            if n.op_name in ALIAS_OPS:
+            if n.opdef.view:
                 plan.views[n] = n.inputs[0]
         for n in program.nodes:
             if n.op_name == "assign":
@@ -39,7 +39,7 @@ def ensure_plan(program):
 
 def owns_buffer(n, plan):
     """Whether ``n`` needs arena storage of its own."""
-    return (n.dtype is not None and n.op_name not in LEAVES and n not in plan.views
+    return (n.dtype is not None and not n.opdef.leaf and n not in plan.views
             and n not in plan.inplace)
 
 
@@ -104,7 +104,7 @@ def _place(owners, interval):
 def naive_bytes(nodes):
     """One buffer per value node that is not a leaf or a view (the unplanned step)."""
     return sum(nbytes(n) for n in nodes
-               if n.dtype is not None and n.op_name not in LEAVES and n.op_name not in ALIAS_OPS)
+               if n.dtype is not None and not n.opdef.leaf and not n.opdef.view)
 
 
 def plan_memory(program):

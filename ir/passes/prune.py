@@ -25,15 +25,16 @@ def _static_form(program, n):
         return new_node(program, n, "broadcast_to", [n.inputs[0]], {"shape": n.shape})
     if op == "reshape_like":
         return new_node(program, n, "reshape", [n.inputs[0]], {"shape": n.shape})
-    if op in ("dim_size", "shape_of"):
+    if n.opdef.compile_time and n.inputs:  # a shape query: its value is known now
         like = splat_array(0, n.inputs[0].dtype.np, n.inputs[0].shape)
         value = np.asarray(n.opdef.impl(like, **n.attrs)).astype(n.dtype.np)
         return make_const(program, n, value)
     if op == "sum_to_like":
         return _sum_to(program, n)
-    if op in ("zeros_like", "ones_like"):
-        return make_const(program, n, splat_array(0 if op == "zeros_like" else 1,
-                                                  n.dtype.np, n.shape))
+    if n.opdef.is_elementwise and n.inputs and len(n.opdef.shape_only) == len(n.inputs):
+        # reads no value (zeros_like, ones_like): its formula is a constant
+        one = n.opdef.evaluate([np.zeros((), x.dtype.np) for x in n.inputs], n.attrs)
+        return make_const(program, n, splat_array(one[()], n.dtype.np, n.shape))
     return None
 
 

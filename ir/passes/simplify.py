@@ -32,7 +32,7 @@ is reassociating constants; signed zeros are respected (``x + 0.0`` is not ``x``
 """
 import numpy as np
 
-from .common import VIEW_OPS, new_node, replace_uses, splat
+from .common import new_node, replace_uses, splat
 
 
 def _same_type(a, b):
@@ -59,7 +59,7 @@ def _zero(node):
 
 
 def r_identity(n, p):
-    if n.op_name in ("identity", "stop_gradient"):
+    if n.opdef.identity:
         return _keep_if_same(n, n.inputs[0])
     return None
 
@@ -191,18 +191,20 @@ def r_matmul_transpose(n, p):
     return None
 
 
-# ``after`` is a view that also orders the step (control dependencies): never dropped.
-_RESHAPES = tuple(op for op in VIEW_OPS if op != "after")
+def _reshapes(n):
+    """A view that only reshapes: ``after`` also orders the step (control dependencies) and
+    ``check_numerics`` checks its input; neither is ever dropped."""
+    return n.opdef.view and n.opdef.orders is None and not n.opdef.may_fail
 
 
 def r_reshape_noop(n, p):
-    if n.op_name in _RESHAPES + ("broadcast_to",) and _same_type(n, n.inputs[0]):
+    if (_reshapes(n) or n.op_name == "broadcast_to") and _same_type(n, n.inputs[0]):
         return n.inputs[0]
     return None
 
 
 def r_reshape_chain(n, p):
-    if n.op_name in _RESHAPES and n.inputs[0].op_name in _RESHAPES:
+    if _reshapes(n) and _reshapes(n.inputs[0]):
         return new_node(p, n, "reshape", [n.inputs[0].inputs[0]], {"shape": tuple(n.shape)})
     return None
 

@@ -17,8 +17,8 @@ from ..printer import program_text, stable_numbers
 class _Frozen:
     """What the printer reads of one node, as it was when the snapshot was taken."""
 
-    __slots__ = ("op_name", "inputs", "attrs", "meta", "loc", "is_grad", "name", "dtype",
-                 "shape")
+    __slots__ = ("op_name", "opdef", "inputs", "attrs", "meta", "loc", "is_grad", "name",
+                 "dtype", "shape")
     type_str = Node.type_str
 
 
@@ -32,7 +32,8 @@ class _FrozenProgram:
 
 def _freeze(node, frozen):
     f = _Frozen()
-    f.op_name, f.loc, f.is_grad, f.name = node.op_name, node.loc, node.is_grad, node.name
+    f.op_name, f.opdef, f.loc = node.op_name, node.opdef, node.loc
+    f.is_grad, f.name = node.is_grad, node.name
     f.dtype, f.shape = node.dtype, node.shape
     f.inputs = [frozen.get(i) or _freeze(i, frozen) for i in node.inputs]
     f.attrs = dict(node.attrs)
