@@ -2,7 +2,7 @@
 (im2col + BLAS GEMMs, col2im by tap) against graphc's NumPy and LLVM backends.
 
 W4 (3x3, 1 -> 8 channels) exercises the direct kernels; real CNNs stack 3x3 layers of tens
-of channels, where the LLVM backend runs implicit GEMMs (``codegen/llvm_conv_gemm.py``).
+of channels, where the LLVM backend runs implicit GEMMs (``codegen/llvm/kernels/conv_gemm.py``).
 Each case is one step of ``loss = sum(conv2d(x, w) * r)`` returning y, dx and dw; candidates
 run interleaved, medians of ``--rounds`` rounds, ms per step, and the results are checked
 against each other first.

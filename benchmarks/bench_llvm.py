@@ -217,7 +217,7 @@ _CHILD = """
 import json, sys, time
 sys.path.insert(0, {here!r})
 import bench_llvm as b
-import graphc.codegen.llvm_backend  # imports are not compilation
+import graphc.codegen.llvm.backend  # imports are not compilation
 from graphc.compiler import compile_program
 g, x, y, loss, train, init = b.build("W1")
 t = time.perf_counter()

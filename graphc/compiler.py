@@ -131,13 +131,13 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     t1 = time.perf_counter()
     info = {}
     if backend == "numpy":
-        from .codegen.numpy_emitter import emit_numpy
+        from .codegen.numpy.emitter import emit_numpy
         from .runtime.pystep import load_python_step
         source, consts, seeds, info = emit_numpy(program, checks, details=True)
         fn, _ = load_python_step(source, consts, seeds, arena=new_arena(program))
     elif backend == "llvm":
         try:
-            from .codegen.llvm_backend import compile_llvm
+            from .codegen.llvm.backend import compile_llvm
         except ImportError:
             raise CompileError("backend 'llvm' is not available in this build") from None
         fn, source = compile_llvm(program, dump_dir=dump_dir, checks=checks)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.codegen import llvm_lower
+from graphc.codegen.llvm import lower as llvm_lower
 from graphc.compiler import compile_program
 
 

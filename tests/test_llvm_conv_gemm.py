@@ -1,13 +1,16 @@
 """Convolutions with many channels on the LLVM backend run as implicit GEMMs, or as im2col +
-BLAS when BLAS has threads to use (codegen/llvm_conv_gemm.py): forward, filter gradient and
+BLAS when BLAS has threads to use (codegen/llvm/kernels/conv_gemm.py): forward, filter gradient and
 input gradient agree with float64 NumPy for SAME/VALID padding, strides 1 and 2, partial
 register blocks and partial vectors, on the host's vectors and on AVX2's."""
 import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.codegen import llvm_conv, llvm_conv_gemm, llvm_gemm, llvm_lower
-from graphc.codegen.llvm_windows import Geometry
+from graphc.codegen.llvm import lower as llvm_lower
+from graphc.codegen.llvm.kernels import conv as llvm_conv
+from graphc.codegen.llvm.kernels import conv_gemm as llvm_conv_gemm
+from graphc.codegen.llvm.kernels import gemm as llvm_gemm
+from graphc.codegen.llvm.kernels.windows import Geometry
 from graphc.ir import dtypes as D
 
 NATIVE = llvm_gemm.vector_unit() is not None

@@ -1,12 +1,12 @@
-"""Native GEMM loops and register-block transposes of the LLVM backend (codegen/llvm_gemm.py,
-codegen/llvm_transpose.py): they agree with float64 NumPy on every shape class (full and
+"""Native GEMM loops and register-block transposes of the LLVM backend (codegen/llvm/kernels/gemm.py,
+codegen/llvm/kernels/transpose.py): they agree with float64 NumPy on every shape class (full and
 partial register blocks, partial vectors, transposed operands, batches, accumulation), the
 lowering counts which GEMMs went native, and the size rule depends on BLAS's threads."""
 import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.codegen import llvm_gemm
+from graphc.codegen.llvm.kernels import gemm as llvm_gemm
 from graphc.ir import dtypes as D
 
 NATIVE = llvm_gemm.vector_unit() is not None

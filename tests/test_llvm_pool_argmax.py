@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.codegen import llvm_pool_argmax
+from graphc.codegen.llvm.kernels import pool as llvm_pool_argmax
 from graphc.compiler import compile_program
 
 # (name, x shape, ksize, strides, padding): windows overlapping (stride < ksize), tiling,

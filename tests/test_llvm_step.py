@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.codegen import llvm_backend
-from graphc.codegen.llvm_lower import KERNELS
+from graphc.codegen.llvm import backend as llvm_backend
+from graphc.codegen.llvm.lower import KERNELS
 from graphc.errors import CompileError, FeedError, InvalidArgumentError
 from graphc.runtime.objcache import ObjectCache
 
@@ -300,7 +300,7 @@ def test_lowering_merges_loops_and_accumulates_gemms(batch, monkeypatch):
     """What the lowering did, counted: the RNN's products accumulate by BLAS (beta = 1) or,
     batched, its input projections and weight-gradient sums become single GEMMs; Adam's three
     updates per variable share one loop."""
-    from graphc.codegen import llvm_gemm_acc
+    from graphc.codegen.llvm.kernels import gemm_acc as llvm_gemm_acc
     from graphc.compiler import compile_program
     monkeypatch.setattr(llvm_gemm_acc, "BATCH", batch)
     g, x, y, loss, train, _ = _rnn(steps=5)
@@ -319,7 +319,7 @@ def test_lowering_merges_loops_and_accumulates_gemms(batch, monkeypatch):
 
 
 def test_rnn_with_batched_gemms_matches_the_reference(monkeypatch):
-    from graphc.codegen import llvm_gemm_acc
+    from graphc.codegen.llvm.kernels import gemm_acc as llvm_gemm_acc
     monkeypatch.setattr(llvm_gemm_acc, "BATCH", True)
     ref_losses, ref_values = _train("rnn_bptt_sgd", "numpy", False)
     losses, values = _train("rnn_bptt_sgd", "llvm", True)

@@ -140,7 +140,7 @@ def test_estimates_are_within_4_ulp_of_the_exact_result_over_the_float32_range()
 def test_loops_streaming_from_memory_keep_the_exact_divide():
     """Above ESTIMATE_MAX_BYTES of operands the loop waits on memory: estimates would only
     add instructions, so the kernel keeps sqrt and fdiv (and gives NumPy's bits)."""
-    from graphc.codegen.llvm_math import ESTIMATE_MAX_BYTES
+    from graphc.codegen.llvm.math import ESTIMATE_MAX_BYTES
     n = ESTIMATE_MAX_BYTES // 12 + 1024  # three float32 operands: a, b and the result
     a, b = _operands(n, seed=4)
     b = np.maximum(b, np.float32(1e-30))

@@ -22,15 +22,15 @@ import os
 import time
 from pathlib import Path
 
-from ..runtime import jit
-from ..runtime.llvm_step import NativeStep
-from ..runtime.objcache import ObjectCache, cache_key
-from .llvm_lower import lower_program
+from ...runtime import jit
+from ...runtime.llvm_step import NativeStep
+from ...runtime.objcache import ObjectCache, cache_key
+from .lower import lower_program
 # The kernel modules register their lowerings on import; loading them with the backend keeps
 # module imports out of the first compile's time.
-from . import (llvm_collective, llvm_conv, llvm_kernels, llvm_movement,  # noqa: F401,E402
-               llvm_nn, llvm_numerics, llvm_random, llvm_windows)
-from . import llvm_host  # noqa: F401,E402  (host_call: Print, Assert, py_func)
+from .kernels import (collective, conv, elementwise, movement,  # noqa: F401,E402
+                      nn, numerics, random, windows)
+from .kernels import host  # noqa: F401,E402  (host_call: Print, Assert, py_func)
 
 OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
 CODEGEN_LEVEL = 2   # instruction selection / register allocation
@@ -92,7 +92,7 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
         program: an ``ir.Program`` (planned or not).
         dump_dir: write the IR, optimized IR and assembly there.
         cache: an ``ObjectCache``; the process-wide default when None.
-        checks: ("numerics",): stop at the first NaN or Inf (``llvm_numerics``).
+        checks: ("numerics",): stop at the first NaN or Inf (``numerics``).
     Returns:
         (step, source): ``step(*feeds, *variables) -> (fetches, updated variables)``, a
         ``runtime.llvm_step.NativeStep`` whose ``artifacts`` hold the code for dumps, and

@@ -23,7 +23,7 @@ import numpy as np
 # 256-bit vectors on AVX-512 hosts by default; 512-bit ones were measured slower here: the
 # core's switch to wide vectors stalls for microseconds at the start of every small step.)
 KERNEL_ATTRS = "noinline nounwind"
-# ... except in loops computing a transcendental (``llvm_math``): compute-bound, they gain from
+# ... except in loops computing a transcendental (``llvm.math``): compute-bound, they gain from
 # twice the lanes (W3's tanh kernels: 270k -> 205k cycles; W2's step, tanh too, no slower).
 # Where vectors are 256 bits at most the attribute changes nothing.
 MATH_KERNEL_ATTRS = KERNEL_ATTRS + ' "prefer-vector-width"="512"'

@@ -8,8 +8,8 @@ contiguously, so ``[128, 256] + [256]`` becomes two loops and ``[128, 256] * [12
 becomes one; the innermost loop then has stride 0 or 1 for every operand whenever the data
 allows, which is what LLVM's loop vectorizer needs.
 """
-from .llvm_ir import Function, mem_type, val_type
-from .llvm_scalar import render_expr
+from .ir import Function, mem_type, val_type
+from .scalar import render_expr
 
 
 def contiguous_strides(shape):

@@ -10,9 +10,9 @@ time stays linear in the number of kernels, and the 32 identical time steps of a
 RNN share one kernel each.
 
 Beyond one kernel per node: adjacent elementwise nodes sharing a buffer run as one loop
-(``llvm_kernels.ElementwiseGroup``), GEMMs are planned across the step (``llvm_gemm_acc``),
-and a few producer/consumer pairs run as one kernel (``L.skip`` holds the consumers folded
-in: a convolution's bias and activation, a pooled ReLU's gradient mask).
+(``kernels.elementwise.ElementwiseGroup``), GEMMs are planned across the step
+(``kernels.gemm_acc``), and a few producer/consumer pairs run as one kernel (``L.skip`` holds
+the consumers folded in: a convolution's bias and activation, a pooled ReLU's gradient mask).
 
 ``noalias`` goes on a kernel parameter only when its byte range overlaps no other parameter
 of that call; buffers that are the same bytes are passed once (an in-place update reads and
@@ -28,14 +28,14 @@ from graphc.runtime.jit import host_target
 from graphc.runtime.llvm_step import Slot, StepLayout
 from graphc.runtime.step_errors import IndexCheck
 
-from ..ir.ops.registry import index_check_of
-from ..ir.rollback import planned_writers, snapshot_variables
+from ...ir.ops.registry import index_check_of
+from ...ir.rollback import planned_writers, snapshot_variables
 
-from .llvm_buffers import CONST_OPS, VIEW_OPS, find_inplace_updates, make_storage
-from .llvm_gemm_acc import GemmPlan
-from .llvm_ir import Function, Module
-from .llvm_loops import contiguous_strides, elementwise_function, params
-from .llvm_math import MathLib
+from .buffers import CONST_OPS, VIEW_OPS, find_inplace_updates, make_storage
+from .kernels.gemm_acc import GemmPlan
+from .ir import Function, Module
+from .loops import contiguous_strides, elementwise_function, params
+from .math import MathLib
 
 KERNELS = {}
 FOLDS = {}  # op -> fn(L, node): before lowering, claims neighbours the node's kernel computes
@@ -224,7 +224,7 @@ class Lowering:
                 [entry, IndexCheck(label, what, x.shape, bound, loc).to_json()])
 
     def flush(self):
-        """Emit the pending group of elementwise nodes (see ``llvm_kernels.ElementwiseGroup``)."""
+        """Emit the pending group of elementwise nodes (``elementwise.ElementwiseGroup``)."""
         pending, self.pending = self.pending, None
         if pending is not None:
             pending.emit(self)
@@ -233,7 +233,7 @@ class Lowering:
         """Copy a dense value between buffers (no-op when they are the same bytes)."""
         if dst == src:
             return
-        from ..ir import scalar as S
+        from ...ir import scalar as S
         strides = contiguous_strides(shape)
         operands = [(dtype, 0, strides), (dtype, 0, strides)]
         fn = elementwise_function(self.math, shape, operands, S.arg(1, dtype),
@@ -320,14 +320,14 @@ def lower_program(program, profile=False, stats=None, checks=()):
         stats: a dict to fill with what the lowering did: kernel calls, distinct kernel
             functions, elementwise loops merged, matmuls accumulated by BLAS, arena bytes.
         checks: ("numerics",) stops the step at the first float value holding NaN or Inf
-            (``llvm_numerics``); nothing is emitted for it otherwise.
+            (``numerics``); nothing is emitted for it otherwise.
 
     Raises:
         CompileError: an op without an LLVM kernel, naming the op and the node.
     """
-    from . import (llvm_collective, llvm_conv, llvm_movement, llvm_nn,  # noqa: F401
-                   llvm_numerics, llvm_random, llvm_windows)
-    from .llvm_kernels import kernel_for
+    from .kernels import (collective, conv, movement, nn,  # noqa: F401
+                          numerics as llvm_numerics, random, windows)
+    from .kernels.elementwise import kernel_for
     for n in program.nodes:
         if kernel_for(n) is None and n.op_name not in _NO_CODE:
             raise CompileError(

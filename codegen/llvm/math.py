@@ -25,8 +25,8 @@ Special values (NaN, +-inf, 0, negative arguments of log) follow NumPy.
 import decimal
 import math
 
-from ..ir import dtypes as D
-from .llvm_ir import KERNEL_ATTRS, MATH_KERNEL_ATTRS, Function, float_literal
+from ...ir import dtypes as D
+from .ir import KERNEL_ATTRS, MATH_KERNEL_ATTRS, Function, float_literal
 
 # LLVM's estimate instructions (x86 rcp/rsqrt, AArch64 frecpe/frsqrte), without LLVM's own
 # refinement steps ("...:0"): ``div_sqrt_add`` refines them itself, in an order whose special

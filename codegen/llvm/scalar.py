@@ -5,10 +5,10 @@ kernel builders write. One table maps each primitive of ``ir.scalar.PRIMS`` to i
 for float, signed/unsigned integer and bool operands. Semantics follow NumPy: ``max``/``min``
 propagate NaN (``llvm.maximum``), ``!=`` is true for NaN, float->bool is ``x != 0`` (so NaN
 is true), float->int casts saturate instead of being undefined. Transcendentals come from
-``llvm_math`` (vectorizable IR, no libm calls).
+``llvm.math`` (vectorizable IR, no libm calls).
 
 Float32 ``a / (sqrt(b) + c)`` with a constant c > 0 (Adam's step) is rendered from
-refined estimates instead of sqrt and fdiv (``llvm_math.MathLib.div_sqrt_add``): both
+refined estimates instead of sqrt and fdiv (``llvm.math.MathLib.div_sqrt_add``): both
 share one slow divider unit, which bounded Adam's loop. ``GRAPHC_EXACT_DIVIDE=1`` opts out.
 
 Floor division and modulo (``floordiv``, ``mod``) give NumPy's results without libm: integer
@@ -25,8 +25,8 @@ import numpy as np
 
 from graphc.errors import CompileError
 
-from ..ir import dtypes as D
-from .llvm_ir import literal, val_type
+from ...ir import dtypes as D
+from .ir import literal, val_type
 
 _FCMP = {"eq": "oeq", "ne": "une", "lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge"}
 _ICMP = {"eq": "eq", "ne": "ne", "lt": "slt", "le": "sle", "gt": "sgt", "ge": "sge"}
@@ -256,7 +256,7 @@ def render_op(fn, math_lib, e, a):
     if out is None:
         raise CompileError(f"the LLVM backend has no {e.dtype.name} form of scalar "
                            f"primitive '{e.op}'",
-                           hint="add it to codegen/llvm_scalar.py")
+                           hint="add it to codegen/llvm/scalar.py")
     return out
 
 
@@ -301,7 +301,7 @@ def render_expr(fn, math_lib, body, args):
 
     Args:
         fn: the ``llvm_ir.Function`` being written (instructions go to its current block).
-        math_lib: the module's ``llvm_math.MathLib``.
+        math_lib: the module's ``llvm.math.MathLib``.
         body: an ``ir.scalar.Expr``.
         args: SSA names (register types, bools as i1), indexed by ``arg`` number.
     Returns:

@@ -21,12 +21,13 @@ import types
 
 import numpy as np
 
-from ..ir import scalar as S
-from ..ir.ops.registry import index_check_of
-from ..ir.rollback import snapshot_variables
+from ...ir import scalar as S
+from ...ir.ops.registry import index_check_of
+from ...ir.rollback import snapshot_variables
+from graphc.runtime.source_text import comment_text, identifier
 from graphc.runtime.step_errors import IndexCheck
-from .numpy_fused import literal
-from .numpy_templates import TEMPLATES, attr_literal, reduce_call
+from .fused import literal
+from .templates import TEMPLATES, attr_literal, reduce_call
 
 _RANDOM = ("random_normal", "random_uniform", "truncated_normal", "random_uniform_like")
 
@@ -48,6 +49,13 @@ def _restore(arrays, saved):
     for a, old in zip(arrays, saved):
         np.copyto(a, old)
 '''
+
+
+def node_note(n):
+    """``op 'name' file.py:12``: the comment naming a node in generated code. Names and file
+    names are the user's: ``comment_text`` keeps them from ending the comment."""
+    where = f" {comment_text(n.loc.short)}" if n.loc is not None and n.loc.lineno else ""
+    return f"{n.op_name} '{comment_text(n.name)}'{where}"
 
 
 class Emitter:
@@ -98,7 +106,7 @@ class Emitter:
     def _assign_names(self):
         used = set()
         for i, n in enumerate(self.p.feeds + self.p.variables):
-            base = "".join(c if c.isalnum() else "_" for c in n.name)
+            base = identifier(n.name)
             base = ("f_" if n.op_name == "placeholder" else "v_") + base
             name, k = base, 1
             while name in used:
@@ -193,7 +201,7 @@ class Emitter:
             rhs = self.expression(n)
             if rhs is None:
                 continue
-            note = f"  # {n.op_name} '{n.name}'" + (f" {n.loc.short}" if n.loc.lineno else "")
+            note = f"  # {node_note(n)}"
             body += self.index_lines(n)
             body.append(f"{self.name(n)} = {rhs}{note}")
         fetches = ", ".join("None" if f is None or f.dtype is None else self.name(f)
@@ -239,14 +247,14 @@ def emit_numpy(program, checks=(), details=False):
     """Render ``program``; returns (source text, constant arrays, RNG seeds).
 
     A program with a memory plan (``program.plan.planned``) is rendered by
-    ``codegen.numpy_planned.PlannedEmitter`` into its arena; ``checks`` ("numerics",
+    ``codegen.numpy.planned.PlannedEmitter`` into its arena; ``checks`` ("numerics",
     "writes") add the debugging checks described there. Without a plan this is the reference.
     With ``details=True`` a fourth item is returned: {"sites": [(kind, node, detail)] of the
     checks, "scratch_bytes": preallocated scratch beside the arena}.
     """
     plan = program.plan
     if plan is not None and plan.planned:
-        from .numpy_planned import PlannedEmitter
+        from .planned import PlannedEmitter
         em = PlannedEmitter(program, checks)
     else:
         em = Emitter(program)

@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from ..ir import scalar as S
-from .numpy_templates import reduce_lines
+from ...ir import scalar as S
+from .templates import reduce_lines
 
 
 def literal(value):

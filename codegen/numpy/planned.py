@@ -2,7 +2,7 @@
 
 Every value the plan stores in the arena is a view made once when the step is loaded
 (``b3 = arena[0:131072].view(np.float32).reshape((128, 256))``); statements write into those
-views with ``out=`` (fused groups through ``numpy_fused``, matmul, reductions, the softmax
+views with ``out=`` (fused groups through ``numpy.fused``, matmul, reductions, the softmax
 kernels) or, for kernels NumPy cannot write in place, ``np.copyto`` their result. In-place
 nodes reuse their input's name, so ``W -= lr * g`` really updates the variable's array.
 Fetched values are copied on return (the arena is reused by the next call).
@@ -16,10 +16,10 @@ Debugging checks (``checks``):
 """
 import numpy as np
 
-from ..ir.rollback import planned_writers, snapshot_variables
-from .numpy_emitter import FAULT_PRELUDE, Emitter, _RANDOM
-from .numpy_fused import FusedRenderer, Slot, literal
-from .numpy_templates import OUT_TEMPLATES, attr_literal
+from ...ir.rollback import planned_writers, snapshot_variables
+from .emitter import FAULT_PRELUDE, Emitter, _RANDOM, node_note
+from .fused import FusedRenderer, Slot, literal
+from .templates import OUT_TEMPLATES, attr_literal
 
 _PRELUDE = FAULT_PRELUDE + '''
 
@@ -255,7 +255,7 @@ class PlannedEmitter(Emitter):
                 lines = self.index_lines(n) + lines
             lines = self._numerics(n, self._guard(k, n, lines))
             if lines:
-                note = f"# {n.op_name} '{n.name}'" + (f" {n.loc.short}" if n.loc.lineno else "")
+                note = f"# {node_note(n)}"
                 body += [note] + lines
         return self._module(body)
 

@@ -5,9 +5,9 @@ Shapes are concrete here, so axes and shapes are rendered as literals.
 """
 import numpy as np
 
-from ..ir.ops.indexing import spec_to_index
-from ..ir.ops.reduce import empty_reduction
-from ..ir.shapes import normalize_axes
+from ...ir.ops.indexing import spec_to_index
+from ...ir.ops.reduce import empty_reduction
+from ...ir.shapes import normalize_axes
 
 
 def attr_literal(v):

@@ -14,6 +14,13 @@ import numpy as np
 import graphc as gc
 
 DIMS = (1, 2, 3, 4, 5, 7, 8)
+# Matrix dims past a vector register and a register tile (16 float32 lanes, 12-row blocks, two
+# vectors per panel) with remainders: the native GEMM's full-panel and edge paths.
+GEMM_DIMS = (9, 13, 16, 17, 24, 33)
+
+
+def gemm_dim(r):
+    return int(r.choice(GEMM_DIMS if r.random() < 0.25 else DIMS))
 
 
 def random_shape(rng, rank=None, lo=0):
@@ -166,16 +173,16 @@ def draw_matmul(g):
         a = g.pick(lambda s: len(s) == 3, lambda: random_shape(r, 3))
         bsz, m, k = g.shape(a)
         k = m if ta else k
-        n = int(r.choice(DIMS))
+        n = gemm_dim(r)
         want = (bsz, n, k) if tb else (bsz, k, n)
         if r.random() < 0.3:
             want = want[1:]
         b = g.pick(lambda s: s == want, lambda: want)
         g.add_op("matmul", [a, b], {"ta": ta, "tb": tb}, g.bound(a) * g.bound(b) * k ** 0.75)
         return
-    a = g.pick(lambda s: len(s) == 2, lambda: random_shape(r, 2))
+    a = g.pick(lambda s: len(s) == 2, lambda: (gemm_dim(r), gemm_dim(r)))
     k = g.shape(a)[0 if ta else 1]
-    b = _matrix(g, k, int(r.choice(DIMS)), tb)
+    b = _matrix(g, k, gemm_dim(r), tb)
     g.add_op("matmul", [a, b], {"ta": ta, "tb": tb}, g.bound(a) * g.bound(b) * k ** 0.75)
 
 
@@ -204,10 +211,10 @@ def draw_matsum(g):
         n = g.shape(x)[0]
         g.add_op("square_sum", [x], {}, (3 * g.bound(x)) ** 2 * n ** 0.75)
         return
-    m, n = int(r.choice(DIMS)), int(r.choice(DIMS))
+    m, n = gemm_dim(r), gemm_dim(r)
     ins, flags, bound = [], [], 0.0
     for _ in range(3):
-        k = int(r.choice(DIMS))
+        k = gemm_dim(r)
         ta, tb = bool(r.random() < 0.3), bool(r.random() < 0.3)
         a, b = _matrix(g, m, k, ta), _matrix(g, k, n, tb)
         ins += [a, b]

@@ -8,7 +8,7 @@ import numpy as np
 
 import graphc as gc
 
-from .families import DIMS, _const, random_shape
+from .families import _const, random_shape
 
 
 # -- convolution and pooling -------------------------------------------------------------------------
@@ -225,5 +225,3 @@ def build_hvp(xs, p, name):
     (hv,) = gc.gradients(gc.reduce_sum(dx * _const(p["v"], x)), [x])
     return hv
 
-
-__all__ = ["DIMS"]

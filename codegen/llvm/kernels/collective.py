@@ -8,10 +8,10 @@ and the kernel calls it on the packed gradient buffer, exactly as matmul calls B
 through a table slot. The buffer is averaged in place; when the plan did not store the result
 over the packed buffer, the buffer is first copied into the result (no-op when in place).
 """
-from ..runtime.collectives import DTYPE_CODES
-from .llvm_ir import Function
-from .llvm_loops import params
-from .llvm_lower import Buf, lowers
+from ....runtime.collectives import DTYPE_CODES
+from ..ir import Function
+from ..loops import params
+from ..lower import Buf, lowers
 
 
 def callback(L, name):

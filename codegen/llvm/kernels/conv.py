@@ -10,12 +10,12 @@ in a register over all positions. Otherwise plain loops, vectorized over output 
 """
 import numpy as np
 
-from . import llvm_conv_gemm as conv_gemm
-from .llvm_ir import Function, float_literal, val_type
-from .llvm_kernels import combine, fill, kernel_for, normalize_axes
-from .llvm_lower import folds, lowers
-from .llvm_loops import broadcast_strides, carried_nest, params
-from .llvm_windows import VECTOR_CHANNELS, _geometry, _over_taps, _over_windows, _splat
+from . import conv_gemm
+from ..ir import Function, float_literal, val_type
+from .elementwise import combine, fill, kernel_for, normalize_axes
+from ..lower import folds, lowers
+from ..loops import broadcast_strides, carried_nest, params
+from .windows import VECTOR_CHANNELS, _geometry, _over_taps, _over_windows, _splat
 
 
 def conv_function(kind, dtype, g, cout, noalias):
@@ -210,7 +210,7 @@ def conv_epilogue(L, n):
 
 def _many_channels(g, cout, dtype):
     """Too many (tap, channel) pairs or output channels for the direct vector kernels: the
-    convolution runs as a GEMM (``llvm_conv_gemm``) when the backend can."""
+    convolution runs as a GEMM (``conv_gemm``) when the backend can."""
     return not _vectorizable(g, cout) and dtype.is_floating
 
 
@@ -246,7 +246,7 @@ def lower_conv(L, n):
 
 def const_scalar(v):
     """The value of a one-element constant (``conv_epilogue`` admits no other scalars)."""
-    from .llvm_kernels import scalar_const
+    from .elementwise import scalar_const
     return scalar_const(v)
 
 

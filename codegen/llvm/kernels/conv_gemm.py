@@ -1,9 +1,9 @@
-"""Convolutions with many channels as implicit GEMMs: the GEMM micro-kernel of ``llvm_gemm``
+"""Convolutions with many channels as implicit GEMMs: the GEMM micro-kernel of ``gemm``
 reading its A operand straight out of the (padded) input, with no im2col matrix.
 
 A convolution is a GEMM whose A matrix is the im2col matrix: row p = an output position,
 column k = a (tap, input channel) pair, A[p, k] = x_padded[origin(p) + offset(tap) + c]. The
-kernels below compute register tiles exactly as ``llvm_gemm`` does (MR rows x NV vectors of
+kernels below compute register tiles exactly as ``gemm`` does (MR rows x NV vectors of
 accumulators over the whole contraction) but form each A address from a position's origin and
 the tap's offset, so nothing is materialized:
 
@@ -15,11 +15,11 @@ the tap's offset, so nothing is materialized:
   the filter flipped in space and its channel axes swapped (``lower_input`` builds both).
 
 Padding is a zero-bordered copy of the input in a private buffer (``padded``), so the loops
-never test bounds. Few channels keep the direct kernels of ``llvm_conv`` (a whole row of
+never test bounds. Few channels keep the direct kernels of ``conv`` (a whole row of
 output channels in one register there beats a GEMM's tiles).
 
 When BLAS runs several threads and the convolution is large (the same limit as for GEMMs,
-``llvm_gemm.NATIVE_MAX_MACS``) with wide outputs and an im2col matrix that stays in cache
+``gemm.NATIVE_MAX_MACS``) with wide outputs and an im2col matrix that stays in cache
 (``IM2COL_MIN_COUT``, ``IM2COL_MAX_BYTES``), or the host has no usable vectors, the im2col
 matrix is materialized instead (one strided copy into a private buffer, shared by the forward
 pass and the filter gradient of the same input) and BLAS multiplies it on all its threads:
@@ -29,11 +29,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .llvm_gemm import (NATIVE_MAX_MACS, blocking, rank1_update, store_tile, vector_type,
+from .gemm import (NATIVE_MAX_MACS, blocking, rank1_update, store_tile, vector_type,
                         vector_unit)
-from .llvm_ir import KERNEL_ATTRS, Function, val_type
-from .llvm_kernels import emit_gemm, fill
-from .llvm_loops import carried_nest, contiguous_strides, params
+from ..ir import KERNEL_ATTRS, Function, val_type
+from .elementwise import emit_gemm, fill
+from ..loops import carried_nest, contiguous_strides, params
 
 
 class ConvShape(NamedTuple):
@@ -195,7 +195,7 @@ def _filter_tile(fn, t, s, vectors, cols, ptrs, img, first):
 
 # -- lowering ---------------------------------------------------------------------------------
 def _strided_copy(L, *args):
-    from .llvm_movement import strided_copy  # it imports llvm_kernels, as this module does
+    from .movement import strided_copy  # it imports elementwise, as this module does
     strided_copy(L, *args)
 
 

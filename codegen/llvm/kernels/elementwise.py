@@ -3,23 +3,23 @@
 Each ``@lowers(op)`` function receives the ``Lowering`` and one node, builds a kernel function
 for the node's concrete shapes (sizes are literals, so LLVM sees every trip count) and records
 its call. The other kernel families (nn, data movement, random, windows, collective) register
-themselves the same way; ``llvm_lower.lower_program`` imports them all.
+themselves the same way; ``lower.lower_program`` imports them all.
 """
 import numpy as np
 
-from ..ir import scalar as S
-from ..ir.passes.common import splat
-from ..ir.shapes import normalize_axes
-from .llvm_buffers import CONST_OPS, is_elementwise
-from .llvm_gemm import gemm_kernel, native_gemm_ok
-from .llvm_transpose import transpose_into
-from .llvm_ir import Function, float_literal, literal, mem_type, val_type
-from .llvm_lower import KERNELS, const_value, lowers
-from .llvm_math import ESTIMATE_MAX_BYTES
-from .llvm_loops import (broadcast_strides, coalesce, contiguous_strides,
+from ....ir import scalar as S
+from ....ir.passes.common import splat
+from ....ir.shapes import normalize_axes
+from ..buffers import CONST_OPS, is_elementwise
+from .gemm import gemm_kernel, native_gemm_ok
+from .transpose import transpose_into
+from ..ir import Function, float_literal, literal, mem_type, val_type
+from ..lower import KERNELS, const_value, lowers
+from ..math import ESTIMATE_MAX_BYTES
+from ..loops import (broadcast_strides, coalesce, contiguous_strides,
                          elementwise_function, fill_function, load_value, loop_nest,
                          multi_elementwise_function, params)
-from .llvm_scalar import render_expr
+from ..scalar import render_expr
 
 
 # -- elementwise and fused ----------------------------------------------------------------------
@@ -71,7 +71,7 @@ def lower_elementwise(L, n):
         body = n.opdef.scalar_body([x.dtype for x in n.inputs], n.attrs)
     extra = ()
     acc = L.gemms.extra_operand(n) if L.gemms else None
-    if acc is not None:  # a sum of matmul results that BLAS accumulated (llvm_gemm_acc)
+    if acc is not None:  # a sum of matmul results that BLAS accumulated (gemm_acc)
         body, extra = acc
     body, bufs, operands = elementwise_operands(L, n, n.shape, body, extra)
     keys = [(b, dt, st) for b, (dt, _, st) in zip(bufs, operands)]
@@ -462,12 +462,12 @@ def lower_matmul(L, n):
         L.call(fn, bufs, n)
         return
     plan = L.gemms
-    if plan is not None and plan.replaces(L, n):  # batched or stacked (llvm_gemm_acc)
+    if plan is not None and plan.replaces(L, n):  # batched or stacked (gemm_acc)
         return
     out, beta, bbuf = L.out(n), 0.0, L.buf(b)
-    if plan is not None and n in plan.gemm:  # a term of a sum (llvm_gemm_acc)
+    if plan is not None and n in plan.gemm:  # a term of a sum (gemm_acc)
         out, beta = plan.gemm[n]
-    if plan is not None and n in plan.transposed:  # B^T kept contiguous (llvm_gemm_acc)
+    if plan is not None and n in plan.transposed:  # B^T kept contiguous (gemm_acc)
         bbuf, tb, dims = plan.transposed[n], False, dims[:4] + (nn,)
     elif tb and not batch and native_gemm_ok(n.dtype, dims, (ta, False), L.blas_threads):
         # B^T copied contiguous for the native GEMM: the copy costs N*K moves against
@@ -481,7 +481,7 @@ def lower_matmul(L, n):
 
 def emit_gemm(L, node, out, a, b, dims, flags, beta=0.0, batch=(), strides=((), (), ())):
     """``out = op(a) op(b) (+ out when beta = 1)`` on buffers: a native loop for small GEMMs
-    (``llvm_gemm``), else a BLAS call; ``dims`` is (M, N, K, lda, ldb) of the row-major
+    (``gemm``), else a BLAS call; ``dims`` is (M, N, K, lda, ldb) of the row-major
     operands (see ``gemm_function``)."""
     if native_gemm_ok(node.dtype, dims, flags, L.blas_threads):
         uniq, index = L.distinct([out, a, b])

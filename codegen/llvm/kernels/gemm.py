@@ -18,7 +18,7 @@ written straight into the step as explicit vector code (the shape of the registe
 The MR * NV accumulators stay in vector registers over the whole K loop; a B panel (K rows of
 NV vectors) is reused from L1 by every row block. A transposed A only changes where the
 broadcast scalars come from; a transposed B would need strided vector loads, so it stays with
-BLAS (or is made contiguous first: ``llvm_gemm_acc``). Columns that do not fill a vector use a
+BLAS (or is made contiguous first: ``gemm_acc``). Columns that do not fill a vector use a
 narrower vector type (``<10 x float>``): LLVM legalizes it into pieces that never touch memory
 past the row. Sizes above ``NATIVE_MAX_FLOPS`` go to BLAS, whose blocking for L2/L3 and
 multithreading win there.
@@ -30,9 +30,9 @@ import functools
 import os
 from typing import NamedTuple
 
-from ..runtime.jit import host_target
-from .llvm_ir import KERNEL_ATTRS, Function, val_type
-from .llvm_loops import coalesce, loop_nest, params
+from ....runtime.jit import host_target
+from ..ir import KERNEL_ATTRS, Function, val_type
+from ..loops import coalesce, loop_nest, params
 
 # Multiply-adds (M*N*K) up to which a GEMM is written natively, BLAS above: with one BLAS
 # thread the native loops matched or beat OpenBLAS on every W1-W5 shape (128x256x784: 1.03M
@@ -113,7 +113,7 @@ class _Geometry(NamedTuple):
 def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
     """A kernel computing ``C[b] = op(A[b]) B[b] (+ C[b] when beta = 1)`` (row-major).
 
-    Args: as ``llvm_kernels.gemm_function`` without the BLAS pointer: ``index`` gives the
+    Args: as ``elementwise.gemm_function`` without the BLAS pointer: ``index`` gives the
     parameter of (C, A, B); ``flags[1]`` (transposed B) must be False.
     """
     unit = vector_unit()

@@ -23,8 +23,8 @@ import os
 
 import numpy as np
 
-from ..ir import scalar as S
-from .llvm_loops import contiguous_strides
+from ....ir import scalar as S
+from ..loops import contiguous_strides
 
 # Batch projections and stack weight-gradient sums into single large GEMMs. Off by default:
 # measured on this 2-core machine, the stacked 128x992x128 GEMM ran slower (operands past L2,
@@ -331,8 +331,8 @@ class GemmPlan:
     # -- used by the lowering ---------------------------------------------------------------------
     def emit_before(self, L, node):
         """Batched GEMMs scheduled right before ``node``."""
-        from .llvm_kernels import emit_gemm
-        from .llvm_transpose import transpose_into
+        from .elementwise import emit_gemm
+        from .transpose import transpose_into
         for action in self.before.get(node, ()):
             if action[0] == "transpose":
                 _, b, bt = action

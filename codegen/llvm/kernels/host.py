@@ -13,13 +13,13 @@ or returned a wrong dtype or shape) sets status code ``STATUS_HOST`` and leaves 
 and the step stops right there (the call is fallible): nothing scheduled after it runs, and
 the runtime raises the kept exception.
 """
-from ..ir.ops.host import resolve_specs
-from ..runtime.host_calls import STATUS_HOST, descriptor
-from .llvm_collective import callback
-from .llvm_ir import Function
-from .llvm_lower import Buf, lowers
-from .llvm_loops import params
-from .llvm_movement import exit_with_status
+from ....ir.ops.host import resolve_specs
+from ....runtime.host_calls import STATUS_HOST, descriptor
+from .collective import callback
+from ..ir import Function
+from ..lower import Buf, lowers
+from ..loops import params
+from .movement import exit_with_status
 
 
 def _descriptor_buf(L, words):

@@ -2,20 +2,20 @@
 gradient, gather / scatter-add, one_hot.
 
 Most are strided copies: the output (or a region of it) and the input are affine views with
-their own base offsets and strides, and ``llvm_loops`` walks them. Gather and scatter-add read
+their own base offsets and strides, and ``llvm.loops`` walks them. Gather and scatter-add read
 indices at run time; an index outside ``[0, n)`` writes a status code (with the offending
 value and its position) instead of touching memory out of bounds, and the step returns at
 once so Python can raise (``runtime.step_errors``: the message both backends give).
 """
 import numpy as np
 
-from ..ir import scalar as S
-from ..ir.shapes import normalize_axis
-from .llvm_ir import Function, float_literal, literal, mem_type, val_type
-from .llvm_kernels import fill
-from .llvm_lower import lowers
-from .llvm_transpose import transpose_into
-from .llvm_loops import (broadcast_strides, contiguous_strides, elementwise_function,
+from ....ir import scalar as S
+from ....ir.shapes import normalize_axis
+from ..ir import Function, float_literal, literal, mem_type, val_type
+from .elementwise import fill
+from ..lower import lowers
+from .transpose import transpose_into
+from ..loops import (broadcast_strides, contiguous_strides, elementwise_function,
                          params)
 
 STATUS_INDEX, STATUS_LABEL = 1, 2  # codes of runtime.llvm_step.STATUS_MESSAGES
@@ -54,7 +54,7 @@ def lower_transpose(L, n):
     x = n.inputs[0]
     perm = n.attrs.get("perm")
     perm = tuple(reversed(range(x.rank))) if perm is None else tuple(perm)
-    if perm == (1, 0) and not L.buf(x).overlaps(L.out(n)):  # register blocks (llvm_transpose)
+    if perm == (1, 0) and not L.buf(x).overlaps(L.out(n)):  # register blocks (transpose)
         transpose_into(L, L.out(n), L.buf(x), x.shape[0], x.shape[1], x.dtype, n)
         return
     xs = contiguous_strides(x.shape)

@@ -8,12 +8,12 @@ status code (the label and its row) instead of reading out of bounds.
 """
 import numpy as np
 
-from ..ir.shapes import normalize_axis
-from .llvm_ir import Function, float_literal, mem_type, val_type
-from .llvm_kernels import combine
-from .llvm_lower import lowers
-from .llvm_loops import params
-from .llvm_movement import STATUS_LABEL, exit_with_status
+from ....ir.shapes import normalize_axis
+from ..ir import Function, float_literal, mem_type, val_type
+from .elementwise import combine
+from ..lower import lowers
+from ..loops import params
+from .movement import STATUS_LABEL, exit_with_status
 
 _ROW_OPS = ("softmax", "log_softmax", "sparse_softmax_xent", "sparse_softmax_xent_grad",
             "softmax_xent", "softmax_xent_grad")

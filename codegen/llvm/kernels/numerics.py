@@ -18,10 +18,10 @@ import numpy as np
 
 from graphc.runtime.numerics import NumericsSite
 
-from .llvm_buffers import CONST_OPS
-from .llvm_ir import Function, float_literal, val_type
-from .llvm_lower import lowers
-from .llvm_loops import params
+from ..buffers import CONST_OPS
+from ..ir import Function, float_literal, val_type
+from ..lower import lowers
+from ..loops import params
 
 STATUS_NUMERICS = 3  # runtime.llvm_step.STATUS_MESSAGES: "NaN or Inf at flat index"
 

@@ -14,18 +14,18 @@ saved taps instead of scanning x again:
 
 A code is one byte when the window has at most ``FLAG_U8`` taps, else an int32. Its top bit
 records whether the window's maximum is > 0: a pooled ReLU's gradient
-``where(x > 0, max_pool_grad(x, dy), 0)`` (``llvm_windows.relu_mask_fold``) needs the mask
+``where(x > 0, max_pool_grad(x, dy), 0)`` (``windows.relu_mask_fold``) needs the mask
 at the argmax, where x is the window's maximum, so the fold keeps working without reading x.
 
 Where no forward ``max_pool`` of that x precedes the backward op, the backward kernels
-recompute the argmax from x (``llvm_windows.argmax_pool_vector``).
+recompute the argmax from x (``windows.argmax_pool_vector``).
 """
 import os
 from dataclasses import dataclass
 
-from .llvm_ir import Function, val_type
-from .llvm_loops import params
-from .llvm_windows import (VECTOR_CHANNELS, _geometry, _over_windows, _splat, route_scalar,
+from ..ir import Function, val_type
+from ..loops import params
+from .windows import (VECTOR_CHANNELS, _geometry, _over_windows, _splat, route_scalar,
                            route_vector, scan_scalar, scan_scalar_buffers, scan_vector)
 
 # Save the argmax in the forward pass; GRAPHC_RECOMPUTE_ARGMAX=1 recomputes it in the backward

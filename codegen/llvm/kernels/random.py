@@ -17,10 +17,10 @@ import math
 
 import numpy as np
 
-from .llvm_ir import Function, float_literal, mem_type, val_type
-from .llvm_lower import lowers
-from .llvm_loops import params
-from ..ir import dtypes as D
+from ..ir import Function, float_literal, mem_type, val_type
+from ..lower import lowers
+from ..loops import params
+from ....ir import dtypes as D
 
 GOLDEN = 0x9E3779B97F4A7C15
 _MIX = ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None))

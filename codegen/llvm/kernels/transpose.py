@@ -13,9 +13,9 @@ which rotates the bits of an element's (row, column) index left by one; after lo
 the row bits and column bits have swapped places: the block is transposed. The rows and
 columns that do not fill a block are copied element by element.
 """
-from . import llvm_gemm
-from .llvm_ir import KERNEL_ATTRS, Function, val_type
-from .llvm_loops import params
+from . import gemm as llvm_gemm
+from ..ir import KERNEL_ATTRS, Function, val_type
+from ..loops import params
 
 
 def block_size(dtype):

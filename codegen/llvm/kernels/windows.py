@@ -1,4 +1,4 @@
-"""Sliding-window kernels (NHWC): the window geometry shared with ``llvm_conv``, and max and
+"""Sliding-window kernels (NHWC): the window geometry shared with ``conv``, and max and
 average pooling with their backward ops.
 
 Each kernel walks output positions (n, p, q), then the window's taps (i, j), skipping taps
@@ -8,17 +8,17 @@ LLVM vector held in registers over the taps; beyond, loops over channels are vec
 Max pooling's gradient goes to each window's FIRST maximum in row-major tap order (NaN counts
 as a maximum, as ``np.argmax`` has it): the argmax per channel is tracked while the taps are
 walked, then the gradient is written at that one position. When the step's forward
-``max_pool`` of the same x saved each window's argmax (``llvm_pool_argmax``), the backward
+``max_pool`` of the same x saved each window's argmax (``pool``), the backward
 kernels read it instead of walking x again.
 """
 import numpy as np
 
-from ..ir.ops.windows import window_geometry
-from .llvm_ir import Function, float_literal, mem_type, val_type
-from .llvm_kernels import combine, fill
-from .llvm_lower import lowers
-from .llvm_loops import params
-from .llvm_nn import _better
+from ....ir.ops.windows import window_geometry
+from ..ir import Function, float_literal, mem_type, val_type
+from .elementwise import combine, fill
+from ..lower import lowers
+from ..loops import params
+from .nn import _better
 
 
 VECTOR_CHANNELS = 64  # up to this many channels, a window's channels are one LLVM vector
@@ -332,7 +332,7 @@ def lower_pool(L, n):
     x = n.inputs[0]
     g = _geometry(n, x)
     if n.op_name == "max_pool":
-        from .llvm_pool_argmax import lower_saving_pool  # (it builds on this module)
+        from .pool import lower_saving_pool  # (it builds on this module)
         if lower_saving_pool(L, n, g):
             return
     bufs = [L.out(n), L.buf(x)]
@@ -393,7 +393,7 @@ def lower_max_pool_grad(L, n):
         L.skip.add(masked)
     if kind == "grad" and not (vector and _tiled(g)):
         fill(L, out, n.shape, n.dtype, 0, n)
-    from .llvm_pool_argmax import route_saved, saved_argmax  # (it builds on this module)
+    from .pool import route_saved, saved_argmax  # (it builds on this module)
     saved = saved_argmax(L, n, g)
     if saved is not None:  # the forward max_pool saved each window's argmax
         uniq = [out, saved.buf, L.buf(other)]
