@@ -16,6 +16,7 @@ import os
 from graphc.errors import ArtifactError
 
 from .artifact import CONSTS, RNG, SOURCE, VARIABLES, graphc_version, pack_arrays
+from .source_text import comment_text
 
 _WRAPPER = '''
 
@@ -168,11 +169,15 @@ def _chosen(artifact, signature):
 
 
 def _doc(m, sig, module):
-    call = ", ".join(f"{f['name']}=..." for f in sig["feeds"])
-    feeds = "\n".join(f"    {f['name']:<12} {f['type']}" for f in sig["feeds"])
-    fetches = ", ".join(f"{f['name']} ({f.get('type', 'no value')})" for f in sig["fetches"])
-    return _DOC.format(name=m.get("name", "step"), version=graphc_version(), module=module,
-                       call=call, feeds=feeds, fetches=fetches)
+    """The module docstring. Names come from the user or the manifest: each goes through
+    ``comment_text``, so none can end the docstring (three quotes) or hold an escape."""
+    t = comment_text
+    call = ", ".join(f"{t(f['name'])}=..." for f in sig["feeds"])
+    feeds = "\n".join(f"    {t(f['name']):<12} {t(f['type'])}" for f in sig["feeds"])
+    fetches = ", ".join(f"{t(f['name'])} ({t(f.get('type', 'no value'))})"
+                        for f in sig["fetches"])
+    return _DOC.format(name=t(m.get("name", "step")), version=t(graphc_version()),
+                       module=t(module), call=call, feeds=feeds, fetches=fetches)
 
 
 def _wrapper(artifact, sig, signature):
