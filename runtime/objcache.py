@@ -3,21 +3,32 @@
 Compiling a step costs milliseconds to seconds; loading cached object code costs ~2 ms. An
 entry is only ever executed after its checksum matched: a truncated or corrupted file (a
 crash mid-write on a filesystem without ordered writes, a bad disk, a stray edit) is deleted
-and reported as a miss, and the caller compiles again.
+and reported as a miss, and the caller compiles again. Each entry records the key it was
+built for: an entry filed under another key (another graph's object code, which would run
+with this graph's buffers) is a miss too, recompiled and replaced, never executed.
+
+Object code in the cache runs in every process that compiles the same graph, so the cache
+trusts only a directory its user alone can write, as ssh and pip do: the directory (and each
+entry) must be owned by this user (or root) and writable by no group or other user. A cache
+directory that is not is ignored, with one ``RuntimeWarning`` naming it and why, and steps
+compile without caching. A new directory is created with mode 0700.
 
 Location: ``$GRAPHC_CACHE_DIR``, else ``$XDG_CACHE_HOME/graphc``, else ``~/.cache/graphc``.
 Set ``GRAPHC_NO_CACHE=1`` to turn the cache off (every ``get`` misses, ``put`` does nothing).
 
 Entry layout (one file per key, ``<key>.gcobj``)::
 
-    magic b"GRAPHCO\\0" | format version u32 | payload length u64 | sha256(payload) | payload
+    magic b"GRAPHCO\\0" | format version u32 | key (32 bytes) | payload length u64 |
+    sha256(payload) | payload
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -25,9 +36,10 @@ from . import jit
 
 __all__ = ["FORMAT_VERSION", "ObjectCache", "cache_key", "default_cache_dir"]
 
-FORMAT_VERSION = 1  # bump when the entry layout or the meaning of object code changes
+FORMAT_VERSION = 2  # bump when the entry layout or the meaning of object code changes
 _MAGIC = b"GRAPHCO\0"
-_HEADER = struct.Struct("<8sIQ32s")
+_HEADER = struct.Struct("<8sI32sQ32s")
+_warned = set()  # directories already warned about (once per process each)
 
 
 def cache_key(*parts, target: jit.HostTarget | None = None) -> str:
@@ -89,7 +101,22 @@ class ObjectCache:
         if enabled is None:
             enabled = os.environ.get("GRAPHC_NO_CACHE", "") not in ("1", "true", "yes")
         self.enabled = enabled
-        self.hits = self.misses = self.corrupt = 0
+        self.hits = self.misses = self.corrupt = self.refused = 0
+
+    def trusted(self) -> bool:
+        """Whether the directory may hold code this process runs: it does not exist yet (it
+        will be created 0700), or it is owned by this user (or root) and writable by no group
+        or other user. Warns once per directory when it is not."""
+        problem = unsafe_reason(self.dir, directory=True)
+        if problem is None:
+            return True
+        self.refused += 1
+        if str(self.dir) not in _warned:
+            _warned.add(str(self.dir))
+            warnings.warn(f"graphc: not using the object cache {self.dir}: {problem}; "
+                          "compiling without it (make it yours and chmod go-w, or set "
+                          "GRAPHC_CACHE_DIR)", RuntimeWarning, stacklevel=3)
+        return False
 
     def path(self, key: str) -> Path:
         """The file that holds ``key``'s entry.
@@ -105,17 +132,26 @@ class ObjectCache:
         """Return the object code stored under ``key``, or None.
 
         A damaged entry (bad magic, other format version, wrong length, checksum mismatch)
-        is deleted and reported as a miss.
+        or one built for another key is deleted and reported as a miss; an entry (or a
+        directory) that another user could have written is ignored (``trusted``).
         """
         path = self.path(key)
         if not self.enabled:
             return None
+        if not self.trusted():
+            self.misses += 1
+            return None
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                if unsafe_reason(Path(path), fd=f.fileno()) is not None:
+                    self.refused += 1
+                    self.misses += 1
+                    return None
+                data = f.read()
         except OSError:
             self.misses += 1
             return None
-        payload = _unpack(data)
+        payload = _unpack(data, key)
         if payload is None:
             self.corrupt += 1
             self.misses += 1
@@ -137,13 +173,14 @@ class ObjectCache:
             True when the entry was written.
         """
         path = self.path(key)
-        if not self.enabled:
+        if not self.enabled or not self.trusted():
             return False
         obj = bytes(obj)
-        header = _HEADER.pack(_MAGIC, FORMAT_VERSION, len(obj), hashlib.sha256(obj).digest())
+        header = _HEADER.pack(_MAGIC, FORMAT_VERSION, bytes.fromhex(key), len(obj),
+                              hashlib.sha256(obj).digest())
         tmp = None
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".gcobj")
             with os.fdopen(fd, "wb") as f:
                 f.write(header)
@@ -168,13 +205,39 @@ class ObjectCache:
         return obj, False
 
 
-def _unpack(data: bytes) -> bytes | None:
-    """The payload of an entry, or None when the entry is damaged in any way."""
+def unsafe_reason(path: Path, directory: bool = False, fd: int | None = None) -> str | None:
+    """Why ``path`` (a cache directory, or an entry open as ``fd``) may hold someone else's
+    code, or None: owned by another user (root excepted), or writable by group or others.
+    A directory that does not exist yet is safe (``put`` creates it 0700)."""
+    try:
+        st = os.fstat(fd) if fd is not None else os.stat(path)
+    except FileNotFoundError:
+        return None if directory else "it does not exist"
+    except OSError as exc:
+        return f"cannot stat it ({exc.strerror})"
+    if not hasattr(os, "geteuid"):  # no POSIX owners (Windows): nothing to compare
+        return None
+    if directory and not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory"
+    if st.st_uid not in (os.geteuid(), 0):
+        return f"it is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = [w for w, bit in (("its group", stat.S_IWGRP), ("others", stat.S_IWOTH))
+               if st.st_mode & bit]
+        return f"it is writable by {' and '.join(who)} (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _unpack(data: bytes, key: str) -> bytes | None:
+    """The payload of an entry built for ``key``, or None when the entry is damaged in any
+    way or was built for another key."""
     if len(data) < _HEADER.size:
         return None
-    magic, version, length, digest = _HEADER.unpack_from(data)
+    magic, version, built_for, length, digest = _HEADER.unpack_from(data)
     payload = data[_HEADER.size:]
     if magic != _MAGIC or version != FORMAT_VERSION or length != len(payload):
+        return None
+    if built_for != bytes.fromhex(key):
         return None
     if hashlib.sha256(payload).digest() != digest:
         return None
