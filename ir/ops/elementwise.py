@@ -29,14 +29,15 @@ def _infer(kinds, out_dtype=None):
     return infer
 
 
-def unary(name, kinds, scalar, vjp, domain=(-2.0, 2.0), doc=""):
+def unary(name, kinds, scalar, vjp, domain=(-2.0, 2.0), doc="", **props):
     return defop(name, _infer(kinds), vjp, scalar=scalar, domain=domain, arity=1, doc=doc,
-                 family="elementwise")
+                 family="elementwise", **props)
 
 
-def binary(name, kinds, scalar, vjp, commutative=False, domain=(-2.0, 2.0), out_dtype=None):
+def binary(name, kinds, scalar, vjp, commutative=False, domain=(-2.0, 2.0), out_dtype=None,
+           **props):
     return defop(name, _infer(kinds, out_dtype), vjp, scalar=scalar, commutative=commutative,
-                 domain=domain, arity=2, family="elementwise")
+                 domain=domain, arity=2, family="elementwise", **props)
 
 
 def _half_split(x, y, g, greater):
@@ -70,17 +71,20 @@ def _pow_vjp(g, out, x, y):
 
 
 # -- arithmetic ---------------------------------------------------------------------------
-ADD = binary("add", NUMERIC, lambda x, y: x + y, lambda g, out, x, y: [g, g], commutative=True)
-SUBTRACT = binary("subtract", NUMERIC, lambda x, y: x - y, lambda g, out, x, y: [g, -g])
+ADD = binary("add", NUMERIC, lambda x, y: x + y, lambda g, out, x, y: [g, g], commutative=True,
+             linear="all")
+SUBTRACT = binary("subtract", NUMERIC, lambda x, y: x - y, lambda g, out, x, y: [g, -g],
+                  linear="all")
 MULTIPLY = binary("multiply", NUMERIC, lambda x, y: x * y,
-                  lambda g, out, x, y: [g * y, g * x], commutative=True)
-DIVIDE = binary("divide", FLOAT, lambda x, y: x / y, _divide_vjp, domain=(0.5, 2.0))
+                  lambda g, out, x, y: [g * y, g * x], commutative=True, linear="each")
+DIVIDE = binary("divide", FLOAT, lambda x, y: x / y, _divide_vjp, domain=(0.5, 2.0),
+                linear="first")
 POW = binary("pow", FLOAT, lambda x, y: S.pow(x, y), _pow_vjp, domain=(0.5, 2.0))
 MAXIMUM = binary("maximum", NUMERIC, lambda x, y: S.max(x, y),
                  lambda g, out, x, y: _half_split(x, y, g, True), commutative=True)
 MINIMUM = binary("minimum", NUMERIC, lambda x, y: S.min(x, y),
                  lambda g, out, x, y: _half_split(x, y, g, False), commutative=True)
-NEGATIVE = unary("negative", NUMERIC, lambda x: -x, lambda g, out, x: [-g])
+NEGATIVE = unary("negative", NUMERIC, lambda x: -x, lambda g, out, x: [-g], linear="first")
 SQUARE = unary("square", NUMERIC, lambda x: x * x, lambda g, out, x: [g * (x * 2.0)])
 ABS = unary("abs", NUMERIC, lambda x: S.abs(x), lambda g, out, x: [g * F.sign(x)])
 SIGN = unary("sign", NUMERIC, lambda x: S.sign(x), ZERO)
@@ -148,7 +152,7 @@ CAST = defop("cast", lambda nodes, dtype: (D.as_dtype(dtype), nodes[0].shape), _
              scalar=lambda x, dtype: S.cast(x, D.as_dtype(dtype)))
 IDENTITY = defop("identity", lambda nodes: (nodes[0].dtype, nodes[0].shape),
                  lambda g, out, x: [g], scalar=lambda x: x, arity=1, family="elementwise",
-                 identity=True, rearranges=True)
+                 identity=True, rearranges=True, linear="first")
 STOP_GRADIENT = defop("stop_gradient", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
                       scalar=lambda x: x, arity=1, family="elementwise", identity=True,
                       rearranges=True)

@@ -46,7 +46,7 @@ def _slice_impl(x, spec):
 STRIDED_SLICE = defop(
     "strided_slice", _slice_infer,
     lambda g, out, x, spec: [F.strided_slice_grad(g, x, spec=spec)],
-    impl=_slice_impl, family="indexing")
+    impl=_slice_impl, family="indexing", linear="first")
 
 
 def _slice_grad_impl(g, like, spec):
@@ -58,7 +58,7 @@ def _slice_grad_impl(g, like, spec):
 STRIDED_SLICE_GRAD = defop(
     "strided_slice_grad", lambda nodes, spec: (nodes[0].dtype, nodes[1].shape),
     lambda g, out, dy, like, spec: [F.strided_slice(g, spec=spec), None],
-    impl=_slice_grad_impl, family="indexing", shape_only=(1,),
+    impl=_slice_grad_impl, family="indexing", shape_only=(1,), linear="first",
     doc="zeros shaped like the second input, with the first written at spec")
 
 
@@ -86,7 +86,8 @@ def _gather_check(n):
 GATHER = defop("gather", _gather_infer,
                lambda g, out, params, indices, axis=0, of="":
                [F.scatter_add(g, indices, params, axis=axis, of=of or out.describe()), None],
-               impl=_gather_impl, family="indexing", index_check=_gather_check)
+               impl=_gather_impl, family="indexing", index_check=_gather_check,
+               linear="first")
 
 
 def _scatter_check(n):
@@ -114,6 +115,7 @@ SCATTER_ADD = defop(
     lambda g, out, updates, indices, like, axis=0, what="index", of="":
     [F.gather(g, indices, axis=axis, of=of or out.describe()), None, None],
     impl=_scatter_add_impl, family="indexing", index_check=_scatter_check, shape_only=(2,),
+    linear="first",
     doc="zeros shaped like the third input, with updates summed in at indices "
         "(``what`` names the indices in run-time errors: 'index', 'segment id')")
 

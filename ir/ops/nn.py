@@ -147,6 +147,7 @@ DENSE_XENT = defop(
     impl=dense_xent_impl, family="nn")
 DENSE_XENT_GRAD = defop(
     "softmax_xent_grad", lambda nodes: (nodes[0].dtype, nodes[0].shape), _dense_grad_vjp,
-    impl=dense_xent_grad_impl, family="nn", destroys=(0,), doc="softmax(logits) * sum(labels) - labels")
+    impl=dense_xent_grad_impl, family="nn", destroys=(0,),
+    doc="softmax(logits) * sum(labels) - labels")
 
 __all__ = ["D"]

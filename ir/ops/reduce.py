@@ -94,14 +94,16 @@ def _reducer(kind, fn):
 
 
 REDUCE_SUM = defop("reduce_sum", _reduce_infer("fi"), _sum_vjp,
-                   impl=_reducer("sum", np.sum), family="reduce")
+                   impl=_reducer("sum", np.sum), family="reduce", reduce="sum",
+                   linear="first")
 # An integer mean truncates toward zero, as TF's (the float mean cast back to the input dtype).
 REDUCE_MEAN = defop("reduce_mean", _reduce_infer("fi"), _mean_vjp,
-                    impl=_reducer("mean", np.mean), family="reduce")
+                    impl=_reducer("mean", np.mean), family="reduce", reduce="mean",
+                    linear="first")
 REDUCE_MAX = defop("reduce_max", _reduce_infer("fi"), _extreme_vjp,
-                   impl=_reducer("max", np.max), family="reduce")
+                   impl=_reducer("max", np.max), family="reduce", reduce="max")
 REDUCE_MIN = defop("reduce_min", _reduce_infer("fi"), _extreme_vjp,
-                   impl=_reducer("min", np.min), family="reduce")
+                   impl=_reducer("min", np.min), family="reduce", reduce="min")
 
 
 # -- summing a gradient back to an input's shape, decided once shapes are concrete ------------
@@ -125,6 +127,7 @@ def sum_to_like_impl(g, like):
 SUM_TO_LIKE = defop("sum_to_like", _sum_to_like_infer,
                     lambda g, out, x, like: [F.broadcast_like(g, x), None],
                     impl=sum_to_like_impl, family="reduce", shape_only=(1,),
+                    linear="first",
                     doc="g summed down to the shape of the second input")
 
 

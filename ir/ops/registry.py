@@ -71,6 +71,12 @@ class OpDef:
             uses the position only when that buffer is dead afterwards.
         random: draws from the step's RNG (its impl takes the Generator first); implies
             ``impure``.
+        linear: how the op is linear, which scale folding relies on: "first" (in input 0,
+            the others fixed: op(c x, y) = c op(x, y)), "each" (in any one input, the others
+            fixed: multiply, matmul), "all" (in all inputs together: add, subtract); None:
+            not linear (or not declared so).
+        reduce: the reduction kind of a reduce op over its ``axis`` ("sum", "mean", "max",
+            "min"), None otherwise: fusion turns it into a fused group's epilogue.
         domain: for elementwise ops, the interval (lo, hi) where the op is smooth: the op
             table samples there (kinks and poles live in the edge-case table).
     """
@@ -79,7 +85,8 @@ class OpDef:
                  commutative=False, domain=None, arity=None, doc="", family="",
                  broadcast_core=None, may_fail=False, index_check=None, leaf=False,
                  compile_time=False, view=False, identity=False, orders=None,
-                 rearranges=False, shape_only=(), destroys=(), random=False):
+                 rearranges=False, shape_only=(), destroys=(), random=False, reduce=None,
+                 linear=None):
         self.name, self.infer, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
         self.impure = bool(impure or random)
         self.commutative, self.domain, self.arity = commutative, domain, arity
@@ -88,6 +95,7 @@ class OpDef:
         self.may_fail = bool(may_fail or index_check is not None)
         self.leaf, self.compile_time, self.view, self.identity = leaf, compile_time, view, identity
         self.orders, self.rearranges, self.random = orders, rearranges, random
+        self.reduce, self.linear = reduce, linear
         self.shape_only, self.destroys = tuple(shape_only), tuple(destroys)
         # Inputs broadcast against each other on all but their last ``broadcast_core`` axes
         # (0 for elementwise ops, 2 for matmul); None: they never do. Autodiff reads it.

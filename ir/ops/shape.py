@@ -44,12 +44,13 @@ def _reshape_impl(x, shape):
 
 
 RESHAPE = defop("reshape", _reshape_infer, lambda g, out, x, shape: [_reshape_to(g, x)],
-                impl=_reshape_impl, view=True, rearranges=True, family="shape")
+                impl=_reshape_impl, view=True, rearranges=True, family="shape",
+                linear="first")
 RESHAPE_LIKE = defop(
     "reshape_like", lambda nodes: (nodes[0].dtype, nodes[1].shape),
     lambda g, out, x, like: [_reshape_to(g, x), None],
     impl=lambda x, like: np.reshape(x, np.shape(like)), view=True, family="shape",
-    shape_only=(1,))
+    shape_only=(1,), linear="first")
 
 
 # -- transpose, expand_dims, squeeze -----------------------------------------------------------
@@ -68,7 +69,7 @@ def _transpose_vjp(g, out, x, perm=None):
 
 TRANSPOSE = defop("transpose", _transpose_infer, _transpose_vjp,
                   impl=lambda x, perm=None: np.transpose(x, perm), family="shape",
-                  rearranges=True)
+                  rearranges=True, linear="first")
 
 
 def _expand_infer(nodes, axis):
@@ -79,7 +80,7 @@ def _expand_infer(nodes, axis):
 
 EXPAND_DIMS = defop("expand_dims", _expand_infer, lambda g, out, x, axis: [_reshape_to(g, x)],
                     impl=lambda x, axis: np.expand_dims(x, axis), view=True,
-                    rearranges=True, family="shape")
+                    rearranges=True, family="shape", linear="first")
 
 
 def _squeeze_axes(x, axis):
@@ -105,7 +106,8 @@ def _squeeze_impl(x, axis=None):
 
 
 SQUEEZE = defop("squeeze", _squeeze_infer, lambda g, out, x, axis=None: [_reshape_to(g, x)],
-                impl=_squeeze_impl, view=True, rearranges=True, family="shape")
+                impl=_squeeze_impl, view=True, rearranges=True, family="shape",
+                linear="first")
 
 
 # -- broadcasting -------------------------------------------------------------------------------
@@ -124,13 +126,13 @@ def _broadcast_to_infer(nodes, shape):
 # The driver sums the gradient back to the input's shape: the VJP is the identity.
 BROADCAST_TO = defop("broadcast_to", _broadcast_to_infer, lambda g, out, x, shape: [g],
                      impl=lambda x, shape: np.broadcast_to(x, shape).copy(), family="shape",
-                     rearranges=True)
+                     rearranges=True, linear="first")
 BROADCAST_LIKE = defop(
     "broadcast_like",
     lambda nodes: (nodes[0].dtype, broadcast_shapes(nodes[0].shape, nodes[1].shape)),
     lambda g, out, x, like: [g, None],
     impl=lambda x, like: np.broadcast_to(x, np.broadcast_shapes(np.shape(x), np.shape(like)))
-    .copy(), family="shape", shape_only=(1,))
+    .copy(), family="shape", shape_only=(1,), linear="first")
 
 
 # -- concat and stack ---------------------------------------------------------------------------

@@ -47,7 +47,8 @@ def after_impl(x, *deps):
 
 AFTER = defop("after", lambda nodes: (nodes[0].dtype, nodes[0].shape),
               lambda g, out, x, *deps: [g] + [None] * len(deps), impl=after_impl,
-              family="state", view=True, orders=1, doc="x, computed after its other inputs (control dependencies)")
+              family="state", view=True, orders=1,
+              doc="x, computed after its other inputs (control dependencies)")
 GROUP = defop("group", lambda nodes: (None, None), ZERO, impure=True,
               family="state", doc="runs its inputs; no value (TF1's tf.group / no_op)")
 

@@ -19,8 +19,6 @@ from ..ops.registry import ZERO, REGISTRY, defop
 from ..shapes import RuleError, normalize_axes
 from .common import live_nodes, new_node, positions, replace_uses, splat, users
 
-REDUCTIONS = {"reduce_sum": "sum", "reduce_mean": "mean", "reduce_max": "max",
-              "reduce_min": "min"}
 _NP_REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 
 
@@ -105,7 +103,7 @@ def _body_and_inputs(members, root):
     ids = {id(m) for m in members}
     inputs, expr_of = [], {}
     for m in members:
-        if m is root and m.op_name in REDUCTIONS:
+        if m is root and m.opdef.reduce:
             continue
         args = []
         for x in m.inputs:
@@ -122,7 +120,7 @@ def _body_and_inputs(members, root):
                 k = len(inputs) - 1
             args.append(S.arg(k, x.dtype))
         expr_of[id(m)] = S.substitute(_member_body(m), args)
-    last = members[-1] if root.op_name not in REDUCTIONS else root.inputs[0]
+    last = root.inputs[0] if root.opdef.reduce else members[-1]
     return expr_of[id(last)], inputs
 
 
@@ -137,10 +135,10 @@ def _make_fused(program, members, root):
     body, inputs = _body_and_inputs(members, root)
     reduce = None
     shape = tuple(root.shape)
-    if root.op_name in REDUCTIONS:
+    if root.opdef.reduce:
         src = root.inputs[0]
         shape = tuple(src.shape)
-        reduce = (REDUCTIONS[root.op_name], normalize_axes(root.attrs.get("axis"), src.rank),
+        reduce = (root.opdef.reduce, normalize_axes(root.attrs.get("axis"), src.rank),
                   bool(root.attrs.get("keepdims", False)))
     ops = []
     for m in members:
@@ -155,7 +153,7 @@ def _make_fused(program, members, root):
 
 def _epilogue_seed(n, users_of, fetched):
     """For a float reduction whose input only it uses: that input (the group's seed)."""
-    if n.op_name not in REDUCTIONS or not n.dtype.is_floating:
+    if not n.opdef.reduce or not n.dtype.is_floating:
         return None
     src = n.inputs[0]
     if fusable(src) and id(src) not in fetched and len(users_of[src]) == 1:
@@ -198,7 +196,7 @@ def fuse_elementwise(program):
         _make_fused(program, members, root)
         stats["groups"] += 1
         stats["ops_fused"] += len(members)
-        stats["epilogues"] += root.op_name in REDUCTIONS
+        stats["epilogues"] += bool(root.opdef.reduce)
     program.nodes = live_nodes(program)
     stats["removed"] = before + stats["groups"] - len(program.nodes)
     return stats

@@ -16,13 +16,6 @@ reference by rounding only (``(k c) x`` against ``c (k x)``).
 """
 from .common import live_nodes, make_const, replace_uses, splat, splat_array, users
 
-# op -> which input positions may carry the seed (all listed must, or exactly one of them)
-_ALL = {"add", "subtract"}
-_ONE = {"multiply", "matmul"}
-_FIRST = {"divide", "negative", "reshape", "expand_dims", "squeeze", "transpose",
-          "broadcast_to", "reduce_sum", "reduce_mean", "identity", "strided_slice",
-          "strided_slice_grad", "sum_to_like", "scatter_add", "gather", "broadcast_like",
-          "reshape_like"}
 
 
 def _update_sites(program):
@@ -48,12 +41,12 @@ def _update_sites(program):
 def _linear(n, dep):
     """Whether ``n`` (which depends on the seed) is linear in it, given the dependent set."""
     d = [id(x) in dep for x in n.inputs]
-    op = n.op_name
-    if op in _ALL:
+    op, linear = n.op_name, n.opdef.linear  # which inputs may carry the seed
+    if linear == "all":
         return all(d)
-    if op in _ONE:
+    if linear == "each":
         return sum(d) == 1
-    if op in _FIRST:
+    if linear == "first":
         return d[0] and not any(d[1:])
     if op == "where":
         zero_b = splat(n.inputs[2]) == 0 and not d[0] and d[1] and not d[2]
