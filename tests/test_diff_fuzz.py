@@ -12,7 +12,7 @@ import pytest
 import graphc as gc
 from graphc.testing import check, fuzz, graphs, mutations, shrink
 
-CI_GRAPHS = 96
+CI_GRAPHS = 64
 MUTATION_BUDGET = CI_GRAPHS
 _CAUGHT = {}
 
@@ -38,8 +38,9 @@ def test_each_mutation_is_caught(name):
     assert report.findings, f"mutation {name} survived {report.graphs} graphs"
     finding = report.findings[0]
     assert any(f.what in ("mismatch", "repeat") for f in finding.failures)
-    if name == "transpose_flag":  # only the BLAS GEMMs drop the flag
-        assert {f.config for f in finding.failures} == {"llvm-blas"}
+    if name == "transpose_flag":  # only BLAS GEMMs drop the flag: all of llvm-blas's
+        assert "llvm-blas" in {f.config for f in finding.failures}
+        assert "numpy-opt" not in {f.config for f in finding.failures}
 
 
 PATCHED = {"gemm_acc": ("graphc.codegen.llvm.kernels.gemm_acc", "summable_args"),
@@ -67,7 +68,7 @@ def test_a_failure_shrinks_to_a_small_graph():
     recipe = graphs.generate(report.findings[0].seeds[0])
     first = next(f for f in report.findings[0].failures if f.what == "mismatch")
     small, _ = shrink.shrink(recipe, first, "gemm_acc", budget=60)
-    assert small.n_ops <= 4 and small.n_ops < recipe.n_ops
+    assert small.live_ops <= 3 < recipe.live_ops
     assert shrink.still_fails(small, first.config, "mismatch", "gemm_acc")
     assert not check.Batch([small]).run()  # the bug, not the graph
 

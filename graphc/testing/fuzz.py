@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import graphc as gc
 
-from .check import CANDIDATES, Batch
+from .check import CANDIDATES, Batch, Failure
 from .graphs import build, describe, generate
 from .mutations import MUTATIONS, mutation
 from .shrink import shrink
@@ -100,11 +100,7 @@ def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink
 def _check(recipes, mutate, configs, report):
     """[(graph indices, failures)] of the graphs of ``recipes`` that fail (alone, or only
     together)."""
-    with mutation(mutate):
-        b = Batch(recipes, configs)
-        fails = b.run()
-    report.ill_conditioned += b.ill
-    report.skipped += len(b.skipped)
+    fails = _run_batch(recipes, mutate, configs, report, count_skipped=True)
     if not fails:
         return []
     if len(recipes) == 1:
@@ -120,12 +116,24 @@ def _check(recipes, mutate, configs, report):
     return _bisect(list(range(len(recipes))), recipes, mutate, configs, report, fails)
 
 
-def _alone(recipe, mutate, configs, report):
-    with mutation(mutate):
-        b = Batch([recipe], configs)
-        fails = b.run()
+def _run_batch(recipes, mutate, configs, report, count_skipped=False):
+    """The failures of ``recipes`` as one batch; building the graph or the reference raising
+    is a failure too (a "crash" of the whole batch)."""
+    try:
+        with mutation(mutate):
+            b = Batch(recipes, configs)
+            fails = b.run()
+    except Exception as exc:  # noqa: BLE001  (graph building or the reference crashed)
+        return [Failure(None, "reference", "crash",
+                        detail=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")]
     report.ill_conditioned += b.ill
+    if count_skipped:
+        report.skipped += len(b.skipped)
     return fails
+
+
+def _alone(recipe, mutate, configs, report):
+    return _run_batch([recipe], mutate, configs, report)
 
 
 def _bisect(ks, recipes, mutate, configs, report, fails):
@@ -133,8 +141,7 @@ def _bisect(ks, recipes, mutate, configs, report, fails):
     while len(ks) > 1:
         half = len(ks) // 2
         for part in (ks[:half], ks[half:]):
-            with mutation(mutate):
-                part_fails = Batch([recipes[k] for k in part], configs).run()
+            part_fails = _run_batch([recipes[k] for k in part], mutate, configs, report)
             if part_fails:
                 ks, fails = part, part_fails
                 break
@@ -153,6 +160,13 @@ def input_ir(recipe):
         return gc.compile(fetches, backend="numpy", optimize=False).ir("input")
 
 
+def _ir_or_error(recipe):
+    try:
+        return input_ir(recipe)
+    except Exception as exc:  # noqa: BLE001  (the failure may be that it does not compile)
+        return f"(no IR: {type(exc).__name__}: {exc})"
+
+
 def replay_command(seeds, mutate):
     flag = f" --mutate {mutate}" if mutate else ""
     return " ; ".join(f"python -m graphc.testing.fuzz --replay {s}{flag}" for s in seeds)
@@ -166,7 +180,7 @@ def _print_finding(say, recipes, finding, mutate):
         say("  " + f.line())
     for r in recipes:
         say(describe(r))
-        say(input_ir(r))
+        say(_ir_or_error(r))
     say(f"replay: {replay_command(finding.seeds, mutate)}")
 
 
@@ -175,7 +189,7 @@ def _shrink(say, recipe, fails, mutate):
     small, tries = shrink(recipe, first, mutate)
     say(f"--- shrunk to {small.live_ops} ops ({tries} candidates checked):")
     say(describe(small))
-    say(input_ir(small))
+    say(_ir_or_error(small))
     return small
 
 

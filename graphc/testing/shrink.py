@@ -12,15 +12,17 @@ from .check import Batch
 from .graphs import Op
 
 
-def still_fails(recipe, config, what, mutate):
-    """Whether ``recipe`` alone still shows a ``what`` failure on ``config``."""
+def still_fails(recipe, config, what, mutate, error=None):
+    """Whether ``recipe`` alone still shows a ``what`` failure on ``config`` (for a crash,
+    raising the exception class named ``error``)."""
     from .mutations import mutation
     try:
         with mutation(mutate):
-            fails = Batch([recipe], (config,)).run()
-    except Exception:  # noqa: BLE001  (a recipe the cut broke: not a smaller failure)
-        return False
-    return any(f.config == config and f.what == what for f in fails)
+            fails = Batch([recipe], (config,) if config != "reference" else ()).run()
+    except Exception as exc:  # noqa: BLE001  (the reference crashing, or a cut breaking it)
+        return config == "reference" and what == "crash" and type(exc).__name__ == error
+    return any(f.config == config and f.what == what and
+               (error is None or f.detail.startswith(error)) for f in fails)
 
 
 def _cuts(recipe, i):
@@ -43,12 +45,13 @@ def shrink(recipe, failure, mutate=None, budget=120):
         (smallest failing recipe found, number of recipes checked).
     """
     config, what = failure.config, failure.what
+    error = failure.detail.split(":")[0] if what == "crash" else None
     tries = 0
 
     def test(r):
         nonlocal tries
         tries += 1
-        return still_fails(r, config, what, mutate)
+        return still_fails(r, config, what, mutate, error)
 
     best = recipe
     if what in ("mismatch", "repeat") and 0 <= failure.fetch < len(recipe.fetches):
