@@ -6,13 +6,24 @@ that is interrupted at any point leaves the previous checkpoint intact, and neve
 under the checkpoint's name. ``restore`` checks every name, shape and dtype before it changes
 anything, and lists every mismatch at once.
 
+The file is fsynced before the rename and its folder after it, so a finished save survives a
+power loss too; temporary files that interrupted saves left behind (``.<name>.npz.XXXXXXXX.tmp``,
+older than ``STALE_SECONDS``) are removed by the next save into the folder. Files get the
+mode the umask gives (as TF1's), not the temporary file's 0600. A full disk or a read-only
+folder raises ``ArtifactError`` naming the file, and the previous checkpoint stays as it was.
+Like TF1's Saver, a ``checkpoint`` state file in the folder lists the numbered checkpoints
+kept, newest last: a new Saver (after a restart) picks the list up, so ``max_to_keep`` still
+holds. ``restore`` checks member sizes from the zip directory before decompressing any.
+
 Both work on anything that holds variable values, duck-typed:
 - a ``gc.Session``: ``values`` maps variable nodes to arrays;
 - a compiled step: ``variables`` maps variable names to arrays.
 """
 import json
 import os
+import re
 import tempfile
+import time
 import zipfile
 
 import numpy as np
@@ -22,6 +33,10 @@ from .errors import ArtifactError, GraphError
 FORMAT = "graphc-checkpoint"
 VERSION = 1
 _META = "__graphc_checkpoint__"
+STATE = "checkpoint"  # TF1's name for the folder's list of kept checkpoints
+STALE_SECONDS = 3600  # a temporary file untouched this long belongs to a save that died
+MAX_RATIO = 200  # uncompressed / compressed bytes of a member (Saver stores them uncompressed)
+_TEMP = re.compile(r"\.(?P<name>.+\.npz)\.[a-z0-9_]{8}\.tmp")
 
 
 def _as_dict(var_list):
@@ -103,6 +118,7 @@ class Saver:
         self._vars = _as_dict(var_list)
         self.max_to_keep = max_to_keep
         self.last_checkpoints = []
+        self._recovered = set()  # folders whose state file this Saver has read
 
     def _selection(self, holder):
         return self._vars if self._vars is not None else holder.default_vars()
@@ -179,14 +195,52 @@ class Saver:
             holder.set(name, var, arr)
 
     def _remember(self, path, numbered):
-        if path in self.last_checkpoints:
-            self.last_checkpoints.remove(path)
-        self.last_checkpoints.append(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        if numbered and folder not in self._recovered:  # a restart: the list is on disk
+            self._recovered.add(folder)
+            known = {os.path.abspath(p) for p in self.last_checkpoints}
+            self.last_checkpoints[:0] = [p for p in _read_state(folder)
+                                         if os.path.isfile(p) and p not in known]
+        self.last_checkpoints = [p for p in self.last_checkpoints
+                                 if os.path.abspath(p) != os.path.abspath(path)] + [path]
         if numbered and self.max_to_keep:
             while len(self.last_checkpoints) > self.max_to_keep:
                 old = self.last_checkpoints.pop(0)
                 if os.path.exists(old):
                     os.remove(old)
+        if numbered:
+            _write_state(folder, [p for p in self.last_checkpoints
+                                  if os.path.dirname(os.path.abspath(p)) == folder])
+
+
+def _read_state(folder):
+    """The checkpoints the folder's state file lists, oldest first (absolute paths); [] when
+    there is none or it does not parse (it only decides what ``max_to_keep`` deletes)."""
+    try:
+        with open(os.path.join(folder, STATE), encoding="utf-8") as f:
+            text = f.read(1 << 20)
+    except (OSError, UnicodeDecodeError):
+        return []
+    names = re.findall(r'^all_model_checkpoint_paths: "((?:[^"\\]|\\.)*)"$', text, re.M)
+    out = []
+    for name in names:
+        name = name.replace('\\"', '"').replace("\\\\", "\\")
+        if os.path.basename(name) == name and name.endswith(".npz"):  # ours: in this folder
+            out.append(os.path.join(folder, name))
+    return out
+
+
+def _write_state(folder, paths):
+    """TF1's ``checkpoint`` text file: the newest checkpoint and all kept ones, oldest first
+    (names relative to the folder, as TF1 writes them)."""
+    def quoted(p):
+        return '"' + os.path.basename(p).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if not paths:
+        return
+    lines = [f"model_checkpoint_path: {quoted(paths[-1])}"]
+    lines += [f"all_model_checkpoint_paths: {quoted(p)}" for p in paths]
+    _replace_file(os.path.join(folder, STATE),
+                  lambda f: f.write(("\n".join(lines) + "\n").encode("utf-8")))
 
 
 def _checkpoints(directory):
@@ -257,28 +311,110 @@ def _existing_path(save_path):
 
 
 def _write_atomically(path, arrays):
-    """Write an npz to a temp file in the same folder, fsync it, then rename it over ``path``."""
+    """Write an npz to a temp file in the same folder, fsync it, rename it over ``path``,
+    fsync the folder; first remove temp files that earlier, interrupted saves left."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
     try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise _save_error(path, e) from None
+    remove_stale_temporaries(folder)
+    _replace_file(path, lambda f: np.savez(f, **arrays))
+
+
+def _replace_file(path, write):
+    """``write(file)`` into a temp file beside ``path``, then atomically rename it over
+    ``path`` with the umask's mode; ArtifactError naming ``path`` when the OS refuses."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                                   dir=folder)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 is not what TF1 gives
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt too: never leave the temp file behind
-        if os.path.exists(tmp):
+        tmp = None
+        _fsync_folder(folder)
+    except OSError as e:
+        raise _save_error(path, e) from None
+    finally:  # KeyboardInterrupt too: never leave the temp file behind
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
-        raise
+
+
+def _save_error(path, e):
+    return ArtifactError(f"Saver.save: cannot write checkpoint '{path}': "
+                         f"{e.strerror or type(e).__name__}"
+                         + (f" ('{e.filename}')" if e.filename and e.filename != path else ""),
+                         ["the previous checkpoint under this name, if any, is unchanged"],
+                         hint="free disk space, or save into a folder you can write")
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX: fsync the directory; elsewhere nothing to do)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory
+    finally:
+        os.close(fd)
+
+
+def _umask():
+    """The process umask, read without changing it where Linux shows it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder, older_than=None):
+    """Remove the temp files of saves that died in ``folder``: only names Saver makes
+    (``.<name>.npz.XXXXXXXX.tmp``, files owned by this user) and only ones untouched for
+    ``older_than`` seconds (``STALE_SECONDS``), so a save running in another process keeps
+    its file. Returns the paths removed."""
+    limit = time.time() - (STALE_SECONDS if older_than is None else older_than)
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not _TEMP.fullmatch(name):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+            if (os.path.isfile(path) and not os.path.islink(path) and st.st_mtime < limit
+                    and (not hasattr(os, "getuid") or st.st_uid == os.getuid())):
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 def _read_checkpoint(path):
     """{name: array} of a checkpoint; ArtifactError when it is not one."""
     try:
+        _check_sizes(path)
         with np.load(path, allow_pickle=False) as archive:
             stored = {name: archive[name] for name in archive.files}
+    except ArtifactError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
         raise ArtifactError(f"Saver.restore: '{path}' is not a readable checkpoint "
                             f"({type(e).__name__}: {e})",
@@ -288,7 +424,7 @@ def _read_checkpoint(path):
     if meta is None:
         raise ArtifactError(f"Saver.restore: '{path}' is an .npz file but not a graphc "
                             "checkpoint (no metadata entry)")
-    info = json.loads(str(meta))
+    info = _metadata(path, meta)
     if info.get("format") != FORMAT or info.get("version", 0) > VERSION:
         raise ArtifactError(f"Saver.restore: '{path}' has format {info.get('format')!r} "
                             f"version {info.get('version')}; this graphc reads {FORMAT!r} "
@@ -296,4 +432,36 @@ def _read_checkpoint(path):
     return stored
 
 
-__all__ = ["Saver", "CheckpointState", "get_checkpoint_state", "latest_checkpoint"]
+def _metadata(path, meta):
+    """The checkpoint's metadata entry as a dict, or ArtifactError naming the file."""
+    problem = None
+    try:
+        info = json.loads(str(meta[()]) if meta.ndim == 0 and meta.dtype.kind == "U" else "")
+    except ValueError as e:  # JSONDecodeError included
+        info, problem = None, f"not JSON ({e})"
+    if problem is None and not isinstance(info, dict):
+        problem = f"a JSON {type(info).__name__}, not an object"
+    elif problem is None and (type(info.get("version", 0)) is not int):
+        problem = f"version {info.get('version')!r} is not an integer"
+    if problem is not None:
+        raise ArtifactError(f"Saver.restore: '{path}' has unreadable checkpoint metadata: "
+                            f"{problem}", hint="the file was not written by graphc's Saver, "
+                                               "or was edited; restore an earlier checkpoint")
+    return info
+
+
+def _check_sizes(path):
+    """Member sizes from the zip directory, before anything is decompressed."""
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if info.file_size > (1 << 16) and \
+                    info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                raise ArtifactError(
+                    f"Saver.restore: '{path}' member '{info.filename}' would expand from "
+                    f"{info.compress_size} to {info.file_size} bytes (more than {MAX_RATIO}:1)"
+                    ": refusing to decompress it",
+                    hint="Saver stores arrays uncompressed; this file was not written by it")
+
+
+__all__ = ["Saver", "CheckpointState", "get_checkpoint_state", "latest_checkpoint",
+           "remove_stale_temporaries"]
