@@ -29,7 +29,7 @@ from .ir import dtypes as D
 from .ir.graph import Node, get_default_graph
 from .ir.ops import apply, convert
 from .ir.shapes import TensorShape
-from .ir.passes.common import value_inputs as _value_inputs
+from .ir.static import StaticValues
 from .ir.source import user_location
 
 __all__ = ["case", "cond", "while_loop"]
@@ -448,89 +448,6 @@ def _data_dependent(pred, runtime):
         hint="pass maximum_iterations=N: graphc then builds N iterations and freezes the loop "
              "variables with where once cond turns False (the body must be pure); or compute "
              "the trip count in Python")
-
-
-# -- values known when the graph is built ----------------------------------------------------
-
-class StaticValues:
-    """Values of nodes computable when the graph is built: constants and static shapes,
-    through pure ops, with each op's reference semantics (``OpDef.evaluate``, as constant
-    folding). Results are remembered, so a loop counter costs one evaluation per iteration.
-
-    ``value(node)`` returns an ndarray, or ``(node, why)`` naming a node it depends on whose
-    value (or shape) is known only at run time.
-    Example:
-        >>> StaticValues().value(gc.constant(3) < gc.shape(x)[0])   # x: f32[5, 2]
-        array(True)
-    """
-
-    def __init__(self):
-        self.memo = {}
-
-    def value(self, node):
-        stack = [node]
-        while stack:  # iterative: an unrolled counter is a long chain of adds
-            n = stack[-1]
-            if n in self.memo:
-                stack.pop()
-                continue
-            leaf = self._leaf(n)
-            missing = [] if leaf is not None else \
-                [x for x in _value_inputs(n) if x not in self.memo]
-            if missing:
-                stack.extend(missing)
-                continue
-            self.memo[n] = leaf if leaf is not None else self._evaluate(n)
-            stack.pop()
-        return self.memo[node]
-
-    @staticmethod
-    def _leaf(n):
-        """The value (or run-time reason) of ``n`` without its inputs, else None."""
-        if n.op_name == "const":
-            return np.asarray(n.attrs["value"])
-        if n.op_name == "placeholder":
-            return (n, "a placeholder fed when the step runs")
-        if n.op_name == "variable":
-            return (n, "a Variable, whose value is known only when the step runs")
-        if n.opdef.impure:
-            return (n, "an impure op (random or stateful)")
-        if n.op_name == "strided_slice" and n.inputs[0].op_name == "shape_of":
-            return _static_dims(n)
-        for i in n.opdef.shape_only:
-            x = n.inputs[i]
-            if x.shape is None or None in x.shape:
-                return (x, f"whose shape {x.type_str()} is known only when the step is fed")
-        return None
-
-    def _evaluate(self, n):
-        values = []
-        for i, x in enumerate(n.inputs):
-            if i in n.opdef.shape_only:
-                values.append(np.zeros(x.shape, x.dtype.np))
-                continue
-            v = self.memo.get(x)
-            if isinstance(v, tuple):
-                return v
-            values.append(v)
-        if n.op_name == "after":
-            return values[0]  # its other inputs only order the step
-        try:
-            with np.errstate(all="ignore"):
-                return np.asarray(n.opdef.evaluate(values, n.attrs)).astype(n.dtype.np)
-        except Exception as e:  # noqa: BLE001  (reported as not static, with the reason)
-            return (n, f"which could not be evaluated when the graph is built ({e})")
-
-
-def _static_dims(n):
-    """``gc.shape(x)[k]`` (a slice of a shape): static when the dims it picks are, even if
-    other dims of ``x`` are known only when the step is fed (they stand in as -1)."""
-    x = n.inputs[0].inputs[0]
-    dims = np.array([-1 if d is None else d for d in x.shape], n.dtype.np)
-    value = np.asarray(n.opdef.evaluate([dims], n.attrs))
-    if np.all(value >= 0):
-        return value.astype(n.dtype.np)
-    return (x, f"whose shape {x.type_str()} is known only when the step is fed")
 
 
 # -- nested structures: lists, tuples, namedtuples, dicts ------------------------------------

@@ -258,3 +258,15 @@ def pop_default_session(sess):
 
 def get_default_session():
     return _state.sessions[-1] if _state.sessions else None
+
+
+def value_inputs(node):
+    """The inputs whose values ``node`` reads (shape-only and ordering inputs left out), in
+    order. Ops read every input unless their declaration says otherwise."""
+    op = node.opdef
+    skip = op.shape_only
+    if node.op_name == "assign":
+        skip = (0,)  # the target is written, not read
+    elif op.orders is not None:
+        return node.inputs[:op.orders]  # the rest only order the step (control dependencies)
+    return [x for i, x in enumerate(node.inputs) if i not in skip]

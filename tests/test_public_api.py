@@ -103,3 +103,17 @@ def test_a_saved_step_runs_without_the_compiler_or_the_api(backend, tmp_path):
     heavy, value, _ = proc.stdout.split()
     assert heavy == "[]"
     assert float(value) == pytest.approx(want, rel=1e-6)
+
+
+def test_build_time_values_need_no_import_side_effect():
+    """``x[c]`` with a constant tensor index is a static slice in a fresh process that
+    imported nothing but ``graphc`` (the evaluator is the graph layer's, not installed by an
+    API module on import)."""
+    script = ("import graphc as gc\n"
+              "x = gc.placeholder(gc.float32, [4, 3])\n"
+              "y = x[gc.constant(2) - 1]\n"
+              "print(y.op_name, list(y.shape))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=""))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["strided_slice", "[3]"]

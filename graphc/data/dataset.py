@@ -18,6 +18,7 @@ from ..errors import GraphError
 from ..ir import dtypes as D
 from ..ir.ops.registry import default_array
 from ..ir.shapes import TensorShape
+from ..ir.static import StaticValues
 
 AUTOTUNE = -1  # tf.data.experimental.AUTOTUNE: prefetch/map parallelism hint, ignored here
 _tokens = itertools.count()  # one per shuffle: its key in a pass's context
@@ -81,7 +82,6 @@ def _leaf_array(value, where):
 
 def _static_value(node, where):
     """The value of a graph tensor computable from constants, else a clear GraphError."""
-    from ..control_flow import StaticValues
     value = StaticValues().value(node)
     if isinstance(value, tuple):
         culprit, why = value

@@ -8,6 +8,7 @@ from graphc.errors import GraphError
 from .. import dtypes as D
 from ..graph import Node
 from ..source import user_location
+from ..static import static_value
 from .registry import apply, convert
 
 # TF1's truediv: integers are cast to a float wide enough for them before dividing
@@ -46,21 +47,9 @@ def _expand_ellipsis(node, key):
     return key
 
 
-# graphc installs its build-time evaluator here (ir may not import graphc): a callable
-# node -> ndarray of the node's value, or None when the value is known only at run time.
-_static_evaluator = None
-
-
-def set_static_evaluator(fn):
-    """Let ``x[i]`` turn tensors whose values are known when the graph is built (constants,
-    an unrolled loop's counter) into Python ints: ``fn(node)`` -> ndarray or None."""
-    global _static_evaluator
-    _static_evaluator = fn
-
-
 def _static_int(node):
     """The Python int a scalar integer tensor holds when the graph is built, else None."""
-    value = _static_evaluator(node) if _static_evaluator is not None else None
+    value = static_value(node)
     return None if value is None else int(value)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from graphc.errors import GraphError
 
+from ..graph import value_inputs  # noqa: F401  (passes read it from here)
 from ..ops.registry import REGISTRY
 from ..shapes import RuleError
 
@@ -20,18 +21,6 @@ from ..shapes import RuleError
 def is_pure(node):
     """Pure nodes may be merged, folded, recomputed or dropped when unused."""
     return not node.opdef.impure and not node.opdef.external
-
-
-def value_inputs(node):
-    """The inputs whose values ``node`` reads (shape-only and ordering inputs left out), in
-    order. Ops read every input unless their declaration says otherwise."""
-    op = node.opdef
-    skip = op.shape_only
-    if node.op_name == "assign":
-        skip = (0,)  # the target is written, not read
-    elif op.orders is not None:
-        return node.inputs[:op.orders]  # the rest only order the step (control dependencies)
-    return [x for i, x in enumerate(node.inputs) if i not in skip]
 
 
 def users(nodes, values_only=False):
