@@ -14,18 +14,36 @@ The first use of MPI also pins BLAS threads: ranks sharing a machine split its c
 (``cores // ranks on this node``, at least 1), so that two ranks on two cores run one BLAS
 thread each instead of four threads fighting over two cores.
 
+One rank's failure ends the job: with several ranks, ``init`` installs an excepthook (for
+the main thread and for other threads) that prints the rank and the error, then aborts the
+communicator, as ``python -m mpi4py`` does; without it the other ranks would wait in their
+next allreduce forever. And no collective waits forever: an allreduce or broadcast that has
+not completed after ``GRAPHC_COLLECTIVE_TIMEOUT`` seconds (default 600; 0: no limit) raises
+``CollectiveTimeoutError`` naming the rank, the operation and the time waited (uncaught, it
+aborts the job in turn). ``GRAPHC_MPI_ABORT=0`` leaves the excepthooks alone.
+
 This module imports only numpy, ctypes and graphc.errors (mpi4py when MPI is on): saved
 steps run without the compiler.
 """
 import ctypes
 import os
+import sys
+import threading
+import time
 
 import numpy as np
 
 from graphc.errors import GraphcError
 
 __all__ = ["init", "active", "rank", "size", "local_rank", "local_size", "allreduce_mean_",
-           "broadcast_", "callback_address", "pin_blas_threads", "blas_threads", "stats"]
+           "broadcast_", "callback_address", "pin_blas_threads", "blas_threads", "stats",
+           "CollectiveTimeoutError", "install_abort_hook", "timeout_seconds"]
+
+DEFAULT_TIMEOUT = 600.0
+
+
+class CollectiveTimeoutError(GraphcError):
+    """A collective operation waited longer than ``GRAPHC_COLLECTIVE_TIMEOUT`` seconds."""
 
 # Variables MPI launchers export to every rank (size first: it tells how many ranks).
 _SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
@@ -77,6 +95,8 @@ def init():
             _state["local"] = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
     _state["comm"], _state["ready"] = comm, True
     if comm is not None and comm.Get_size() > 1:
+        if os.environ.get("GRAPHC_MPI_ABORT", "1") != "0":
+            install_abort_hook(comm)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else (os.cpu_count() or 1)
         pin_blas_threads(max(1, cores // local_size()))
@@ -130,7 +150,7 @@ def allreduce_mean_(buf):
     if comm is None or comm.Get_size() == 1:
         return buf
     from mpi4py import MPI
-    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    _wait(comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM), comm, "allreduce", buf.nbytes)
     np.divide(buf, comm.Get_size(), out=buf)
     stats["allreduce_calls"] += 1
     stats["allreduce_bytes"] += buf.nbytes
@@ -142,9 +162,72 @@ def broadcast_(buf, root=0):
     comm = init()
     if comm is None or comm.Get_size() == 1:
         return buf
-    comm.Bcast(buf, root=root)
+    _wait(comm.Ibcast(buf, root=root), comm, f"broadcast from rank {root}", buf.nbytes)
     stats["broadcast_calls"] += 1
     return buf
+
+
+def timeout_seconds():
+    """``GRAPHC_COLLECTIVE_TIMEOUT`` (seconds; 0 or less: wait forever), else 600."""
+    text = os.environ.get("GRAPHC_COLLECTIVE_TIMEOUT", "")
+    try:
+        value = float(text) if text else DEFAULT_TIMEOUT
+    except ValueError:
+        value = DEFAULT_TIMEOUT
+    return value if value > 0 else None
+
+
+def _wait(request, comm, what, nbytes):
+    """Complete a nonblocking collective, or raise CollectiveTimeoutError after the timeout.
+
+    Polls ``Test`` with a backoff from 0 to 1 ms: a collective that completes at once costs
+    one call more than the blocking form, a long wait one wake-up per millisecond."""
+    limit = timeout_seconds()
+    if request.Test():
+        return
+    start = time.monotonic()
+    pause = 0.0
+    while not request.Test():
+        waited = time.monotonic() - start
+        if limit is not None and waited > limit:
+            raise CollectiveTimeoutError(
+                f"rank {comm.Get_rank()} of {comm.Get_size()}: {what} of {nbytes} bytes timed "
+                f"out after {waited:.1f} s waiting for the other ranks",
+                ["another rank has died, hangs, or runs a different step (each allreduce "
+                 "must be reached by every rank, in the same order)"],
+                hint="GRAPHC_COLLECTIVE_TIMEOUT=<seconds> sets the limit (0: none)")
+        time.sleep(pause)
+        pause = min(pause * 2 + 1e-5, 1e-3)
+
+
+def install_abort_hook(comm):
+    """Make an uncaught exception on this rank end the whole job: print the rank and the
+    error (the usual traceback), then ``comm.Abort(1)``. Covers the main thread and other
+    threads (``threading.excepthook``); installed once. KeyboardInterrupt aborts too."""
+    if getattr(sys.excepthook, "_graphc_abort", False):
+        return
+    previous, previous_thread = sys.excepthook, threading.excepthook
+
+    def abort(kind, value, tb, show):
+        try:
+            sys.stderr.write(f"graphc: rank {comm.Get_rank()} of {comm.Get_size()}: uncaught "
+                             f"{kind.__name__}: {value}; aborting the MPI job\n")
+            show()
+            sys.stderr.flush()
+        finally:
+            comm.Abort(1)
+
+    def hook(kind, value, tb):
+        abort(kind, value, tb, lambda: previous(kind, value, tb))
+
+    def thread_hook(args):
+        if args.exc_type is SystemExit:
+            return previous_thread(args)
+        abort(args.exc_type, args.exc_value, args.exc_traceback,
+              lambda: previous_thread(args))
+
+    hook._graphc_abort = True
+    sys.excepthook, threading.excepthook = hook, thread_hook
 
 
 def bcast_object(obj, root=0):
