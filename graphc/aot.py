@@ -116,7 +116,7 @@ def _refuse_host_calls(chosen):
     the functions are not saved, only the keys they had in this one."""
     for compiled in chosen:
         for n in compiled.program.nodes:
-            if n.op_name in ("host_call", "host_output"):
+            if n.opdef.family == "host":
                 raise ArtifactError(f"{n.describe()}: the step calls a Python function "
                                     "(tf.Print, tf.print, tf.Assert or tf.py_func), which a "
                                     "saved step cannot carry", loc=n.loc,
@@ -251,7 +251,7 @@ def _numpy_code(step, compiled, prefix):
     The constants are not kept by the compiled step: the program is emitted again, which is
     deterministic, and checked to give the very source that runs.
     """
-    from .codegen.numpy_emitter import emit_numpy
+    from .codegen.numpy.emitter import emit_numpy
     source, consts, seeds, info = emit_numpy(compiled.program, step.checks, details=True)
     if source != compiled.source:
         raise CompileError("emitting the step again gave different code: cannot save it",
@@ -292,7 +292,7 @@ def _generators(fn):
 
 
 def _llvm_code(compiled, prefix):
-    from .codegen.llvm_backend import CODEGEN_LEVEL, OPT_LEVEL
+    from .codegen.llvm.backend import CODEGEN_LEVEL, OPT_LEVEL
     from .runtime import jit
     from .runtime.loaded_step import encode_layout
     native = compiled.fn
