@@ -251,7 +251,7 @@ def _numpy_code(step, compiled, prefix):
     The constants are not kept by the compiled step: the program is emitted again, which is
     deterministic, and checked to give the very source that runs.
     """
-    from .codegen.numpy.emitter import emit_numpy
+    from .codegen.numpy.backend import emit_numpy
     source, consts, seeds, info = emit_numpy(compiled.program, step.checks, details=True)
     if source != compiled.source:
         raise CompileError("emitting the step again gave different code: cannot save it",

@@ -131,7 +131,7 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     t1 = time.perf_counter()
     info = {}
     if backend == "numpy":
-        from .codegen.numpy.emitter import emit_numpy
+        from .codegen.numpy.backend import emit_numpy
         from .runtime.pystep import load_python_step
         source, consts, seeds, info = emit_numpy(program, checks, details=True)
         fn, _ = load_python_step(source, consts, seeds, arena=new_arena(program))

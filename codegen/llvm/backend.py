@@ -25,12 +25,7 @@ from pathlib import Path
 from ...runtime import jit
 from ...runtime.llvm_step import NativeStep
 from ...runtime.objcache import ObjectCache, cache_key
-from .lower import lower_program
-# The kernel modules register their lowerings on import; loading them with the backend keeps
-# module imports out of the first compile's time.
-from .kernels import (collective, conv, elementwise, movement,  # noqa: F401,E402
-                      nn, numerics, random, windows)
-from .kernels import host  # noqa: F401,E402  (host_call: Print, Assert, py_func)
+from .lower import lower_program  # (it imports every kernel: ``kernels/__init__``)
 
 OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
 CODEGEN_LEVEL = 2   # instruction selection / register allocation

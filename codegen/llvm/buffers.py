@@ -41,6 +41,15 @@ def nbytes_of(node):
     return int(np.prod(node.shape, dtype=np.int64)) * node.dtype.itemsize
 
 
+def const_value(node):
+    """The value of a constant-like node (shape queries are constants once specialized)."""
+    if node.op_name == "const":
+        return np.ascontiguousarray(node.attrs["value"])
+    x = node.inputs[0]
+    value = node.opdef.impl(np.empty(x.shape, x.dtype.np), **node.attrs)
+    return np.ascontiguousarray(np.asarray(value).astype(node.dtype.np))
+
+
 def _fetch_outputs(L):
     """One output buffer per distinct fetched value; fills the layout's fetch map."""
     first = {}

@@ -18,8 +18,6 @@ the consumers folded in: a convolution's bias and activation, a pooled ReLU's gr
 of that call; buffers that are the same bytes are passed once (an in-place update reads and
 writes one pointer).
 """
-from dataclasses import dataclass
-
 import numpy as np
 
 from graphc.errors import CompileError
@@ -28,53 +26,19 @@ from graphc.runtime.jit import host_target
 from graphc.runtime.llvm_step import Slot, StepLayout
 from graphc.runtime.step_errors import IndexCheck
 
+from ...ir import scalar as S
 from ...ir.ops.registry import index_check_of
 from ...ir.rollback import planned_writers, snapshot_variables
 
 from .buffers import CONST_OPS, VIEW_OPS, find_inplace_updates, make_storage
+from .buffers import const_value, nbytes_of
+from .kernels import numerics as llvm_numerics
+from .kernels.elementwise import kernel_for
 from .kernels.gemm_acc import GemmPlan
 from .ir import Function, Module
 from .loops import contiguous_strides, elementwise_function, params
 from .math import MathLib
-
-KERNELS = {}
-FOLDS = {}  # op -> fn(L, node): before lowering, claims neighbours the node's kernel computes
-
-
-def folds(*ops):
-    """Register ``fn(L, node)``, run over the schedule before lowering: it may defer a node
-    to the kernel of ``node`` (``L.deferred[other] = node``), which must then compute it."""
-    def register(fn):
-        for op in ops:
-            FOLDS[op] = fn
-        return fn
-    return register
-
-
-def lowers(*ops):
-    """Register a lowering function ``fn(L, node)`` for ``ops``."""
-    def register(fn):
-        for op in ops:
-            KERNELS[op] = fn
-        return fn
-    return register
-
-
-@dataclass(frozen=True)
-class Buf:
-    """A byte range of one table slot."""
-    slot: int
-    offset: int = 0
-    nbytes: int = 0
-
-    def overlaps(self, other):
-        return (self.slot == other.slot and self.offset < other.offset + max(other.nbytes, 1)
-                and other.offset < self.offset + max(self.nbytes, 1))
-
-
-def nbytes_of(node):
-    return int(np.prod(node.shape, dtype=np.int64)) * node.dtype.itemsize
-
+from .registry import FOLDS, KERNELS, Buf, folds, lowers
 
 class Lowering:
     """State of one program's lowering (see module docstring)."""
@@ -233,7 +197,6 @@ class Lowering:
         """Copy a dense value between buffers (no-op when they are the same bytes)."""
         if dst == src:
             return
-        from ...ir import scalar as S
         strides = contiguous_strides(shape)
         operands = [(dtype, 0, strides), (dtype, 0, strides)]
         fn = elementwise_function(self.math, shape, operands, S.arg(1, dtype),
@@ -297,16 +260,6 @@ class Lowering:
         return text, lay
 
 
-
-def const_value(node):
-    """The value of a constant-like node (shape queries are constants once specialized)."""
-    if node.op_name == "const":
-        return np.ascontiguousarray(node.attrs["value"])
-    x = node.inputs[0]
-    value = node.opdef.impl(np.empty(x.shape, x.dtype.np), **node.attrs)
-    return np.ascontiguousarray(np.asarray(value).astype(node.dtype.np))
-
-
 def _symbol(name):
     return "".join(c if c.isalnum() else "_" for c in name)
 
@@ -325,9 +278,6 @@ def lower_program(program, profile=False, stats=None, checks=()):
     Raises:
         CompileError: an op without an LLVM kernel, naming the op and the node.
     """
-    from .kernels import (collective, conv, movement, nn,  # noqa: F401
-                          numerics as llvm_numerics, random, windows)
-    from .kernels.elementwise import kernel_for
     for n in program.nodes:
         if kernel_for(n) is None and n.op_name not in _NO_CODE:
             raise CompileError(

@@ -241,26 +241,3 @@ class Emitter:
                 f"({updates}{',' if updates else ''})", "",
                 f"    return {p.name}", ""]
         return "\n".join(out)
-
-
-def emit_numpy(program, checks=(), details=False):
-    """Render ``program``; returns (source text, constant arrays, RNG seeds).
-
-    A program with a memory plan (``program.plan.planned``) is rendered by
-    ``codegen.numpy.planned.PlannedEmitter`` into its arena; ``checks`` ("numerics",
-    "writes") add the debugging checks described there. Without a plan this is the reference.
-    With ``details=True`` a fourth item is returned: {"sites": [(kind, node, detail)] of the
-    checks, "scratch_bytes": preallocated scratch beside the arena}.
-    """
-    plan = program.plan
-    if plan is not None and plan.planned:
-        from .planned import PlannedEmitter
-        em = PlannedEmitter(program, checks)
-    else:
-        em = Emitter(program)
-    src = em.emit()
-    if not details:
-        return src, em.consts, em.seeds
-    info = {"sites": list(em.sites),
-            "scratch_bytes": em.scratch_bytes() if hasattr(em, "scratch_bytes") else 0}
-    return src, em.consts, em.seeds, info

@@ -11,7 +11,7 @@ over the packed buffer, the buffer is first copied into the result (no-op when i
 from ....runtime.collectives import DTYPE_CODES
 from ..ir import Function
 from ..loops import params
-from ..lower import Buf, lowers
+from ..registry import Buf, lowers
 
 
 def callback(L, name):

@@ -12,8 +12,8 @@ import numpy as np
 
 from . import conv_gemm
 from ..ir import Function, float_literal, val_type
-from .elementwise import combine, fill, kernel_for, normalize_axes
-from ..lower import folds, lowers
+from .elementwise import combine, fill, kernel_for, normalize_axes, scalar_const
+from ..registry import folds, lowers
 from ..loops import broadcast_strides, carried_nest, params
 from .windows import VECTOR_CHANNELS, _geometry, _over_taps, _over_windows, _splat
 
@@ -246,7 +246,6 @@ def lower_conv(L, n):
 
 def const_scalar(v):
     """The value of a one-element constant (``conv_epilogue`` admits no other scalars)."""
-    from .elementwise import scalar_const
     return scalar_const(v)
 
 

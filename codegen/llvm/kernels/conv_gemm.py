@@ -34,6 +34,7 @@ from .gemm import (NATIVE_MAX_MACS, blocking, rank1_update, store_tile, vector_t
 from ..ir import KERNEL_ATTRS, Function, val_type
 from .elementwise import emit_gemm, fill
 from ..loops import carried_nest, contiguous_strides, params
+from .movement import strided_copy
 
 
 class ConvShape(NamedTuple):
@@ -195,7 +196,6 @@ def _filter_tile(fn, t, s, vectors, cols, ptrs, img, first):
 
 # -- lowering ---------------------------------------------------------------------------------
 def _strided_copy(L, *args):
-    from .movement import strided_copy  # it imports elementwise, as this module does
     strided_copy(L, *args)
 
 

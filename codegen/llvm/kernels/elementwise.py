@@ -10,11 +10,11 @@ import numpy as np
 from ....ir import scalar as S
 from ....ir.passes.common import splat
 from ....ir.shapes import normalize_axes
-from ..buffers import CONST_OPS, is_elementwise
+from ..buffers import const_value, CONST_OPS, is_elementwise
 from .gemm import gemm_kernel, native_gemm_ok
 from .transpose import transpose_into
 from ..ir import Function, float_literal, literal, mem_type, val_type
-from ..lower import KERNELS, const_value, lowers
+from ..registry import KERNELS, lowers
 from ..math import ESTIMATE_MAX_BYTES
 from ..loops import (broadcast_strides, coalesce, contiguous_strides,
                          elementwise_function, fill_function, load_value, loop_nest,

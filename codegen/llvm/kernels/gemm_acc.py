@@ -25,6 +25,8 @@ import numpy as np
 
 from ....ir import scalar as S
 from ..loops import contiguous_strides
+from .elementwise import emit_gemm
+from .transpose import transpose_into
 
 # Batch projections and stack weight-gradient sums into single large GEMMs. Off by default:
 # measured on this 2-core machine, the stacked 128x992x128 GEMM ran slower (operands past L2,
@@ -331,8 +333,6 @@ class GemmPlan:
     # -- used by the lowering ---------------------------------------------------------------------
     def emit_before(self, L, node):
         """Batched GEMMs scheduled right before ``node``."""
-        from .elementwise import emit_gemm
-        from .transpose import transpose_into
         for action in self.before.get(node, ()):
             if action[0] == "transpose":
                 _, b, bt = action

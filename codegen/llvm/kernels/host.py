@@ -17,7 +17,7 @@ from ....ir.ops.host import resolve_specs
 from ....runtime.host_calls import STATUS_HOST, descriptor
 from .collective import callback
 from ..ir import Function
-from ..lower import Buf, lowers
+from ..registry import Buf, lowers
 from ..loops import params
 from .movement import exit_with_status
 

@@ -13,7 +13,7 @@ from ....ir import scalar as S
 from ....ir.shapes import normalize_axis
 from ..ir import Function, float_literal, literal, mem_type, val_type
 from .elementwise import fill
-from ..lower import lowers
+from ..registry import lowers
 from .transpose import transpose_into
 from ..loops import (broadcast_strides, contiguous_strides, elementwise_function,
                          params)

@@ -11,7 +11,7 @@ import numpy as np
 from ....ir.shapes import normalize_axis
 from ..ir import Function, float_literal, mem_type, val_type
 from .elementwise import combine
-from ..lower import lowers
+from ..registry import lowers
 from ..loops import params
 from .movement import STATUS_LABEL, exit_with_status
 

@@ -20,7 +20,7 @@ from graphc.runtime.numerics import NumericsSite
 
 from ..buffers import CONST_OPS
 from ..ir import Function, float_literal, val_type
-from ..lower import lowers
+from ..registry import lowers
 from ..loops import params
 
 STATUS_NUMERICS = 3  # runtime.llvm_step.STATUS_MESSAGES: "NaN or Inf at flat index"

@@ -25,8 +25,12 @@ from dataclasses import dataclass
 
 from ..ir import Function, val_type
 from ..loops import params
-from .windows import (VECTOR_CHANNELS, _geometry, _over_windows, _splat, route_scalar,
-                           route_vector, scan_scalar, scan_scalar_buffers, scan_vector)
+from ..registry import lowers
+from .elementwise import fill
+from .windows import (VECTOR_CHANNELS, _geometry, _over_windows, _splat, _tiled,
+                      argmax_pool_function, argmax_pool_vector, pool_function,
+                      pool_vector_function, relu_mask_fold, route_scalar, route_vector,
+                      scan_scalar, scan_scalar_buffers, scan_vector)
 
 # Save the argmax in the forward pass; GRAPHC_RECOMPUTE_ARGMAX=1 recomputes it in the backward
 # kernels instead (for measuring one against the other).
@@ -156,3 +160,41 @@ def route_saved(kind, dtype, g, saved, noalias, positive_only=False):
     _over_windows(fn, g, vector if c <= VECTOR_CHANNELS else scalar)
     fn.ret()
     return fn
+
+
+# -- the lowerings of max pooling and its gradients ---------------------------------------------
+@lowers("max_pool", "avg_pool")
+def lower_pool(L, n):
+    x = n.inputs[0]
+    g = _geometry(n, x)
+    if n.op_name == "max_pool" and lower_saving_pool(L, n, g):
+        return
+    bufs = [L.out(n), L.buf(x)]
+    build = pool_vector_function if g.c <= VECTOR_CHANNELS else pool_function
+    L.call(build(n.op_name[:3], n.dtype, g, L.noalias(bufs)), bufs, n)
+
+
+@lowers("max_pool_grad", "max_pool_grad_grad")
+def lower_max_pool_grad(L, n):
+    x, other = n.inputs
+    kind = "grad" if n.op_name == "max_pool_grad" else "gradgrad"
+    g = _geometry(n, x)
+    vector = g.c <= VECTOR_CHANNELS
+    masked = relu_mask_fold(L, n) if vector and kind == "grad" else None
+    out = L.out(n) if masked is None else L.out(masked)
+    if masked is not None:
+        L.skip.add(masked)
+    if kind == "grad" and not (vector and _tiled(g)):
+        fill(L, out, n.shape, n.dtype, 0, n)
+    saved = saved_argmax(L, n, g)
+    if saved is not None:  # the forward max_pool saved each window's argmax
+        uniq = [out, saved.buf, L.buf(other)]
+        fn = route_saved(kind, n.dtype, g, saved, L.noalias(uniq), masked is not None)
+        L.call(fn, uniq, n)
+        return
+    uniq = [out, L.buf(x), L.buf(other)]
+    if vector:
+        fn = argmax_pool_vector(kind, n.dtype, g, L.noalias(uniq), masked is not None)
+    else:
+        fn = argmax_pool_function(kind, n.dtype, g, L.noalias(uniq))
+    L.call(fn, uniq, n)

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from ..ir import Function, float_literal, mem_type, val_type
-from ..lower import lowers
+from ..registry import lowers
 from ..loops import params
 from ....ir import dtypes as D
 

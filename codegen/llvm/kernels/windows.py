@@ -8,15 +8,16 @@ LLVM vector held in registers over the taps; beyond, loops over channels are vec
 Max pooling's gradient goes to each window's FIRST maximum in row-major tap order (NaN counts
 as a maximum, as ``np.argmax`` has it): the argmax per channel is tracked while the taps are
 walked, then the gradient is written at that one position. When the step's forward
-``max_pool`` of the same x saved each window's argmax (``pool``), the backward
-kernels read it instead of walking x again.
+``max_pool`` of the same x saved each window's argmax (``pool``, which lowers max pooling
+and its gradients with the kernels built here), the backward kernels read it instead of
+walking x again.
 """
 import numpy as np
 
 from ....ir.ops.windows import window_geometry
 from ..ir import Function, float_literal, mem_type, val_type
 from .elementwise import combine, fill
-from ..lower import lowers
+from ..registry import lowers
 from ..loops import params
 from .nn import _better
 
@@ -327,19 +328,6 @@ def combine_vector(fn, kind, vt, a, b):
                    [(vt, a), (vt, b)])
 
 
-@lowers("max_pool", "avg_pool")
-def lower_pool(L, n):
-    x = n.inputs[0]
-    g = _geometry(n, x)
-    if n.op_name == "max_pool":
-        from .pool import lower_saving_pool  # (it builds on this module)
-        if lower_saving_pool(L, n, g):
-            return
-    bufs = [L.out(n), L.buf(x)]
-    build = pool_vector_function if g.c <= VECTOR_CHANNELS else pool_function
-    L.call(build(n.op_name[:3], n.dtype, g, L.noalias(bufs)), bufs, n)
-
-
 @lowers("avg_pool_grad")
 def lower_avg_pool_grad(L, n):
     dy, like = n.inputs
@@ -379,30 +367,3 @@ def relu_mask_fold(L, n):
     if out.overlaps(dy) or (out.overlaps(x) and not (out == x and _tiled(_geometry(n, n.inputs[0])))):
         return None  # (over x itself is fine when windows tile: each reads its taps first)
     return f
-
-
-@lowers("max_pool_grad", "max_pool_grad_grad")
-def lower_max_pool_grad(L, n):
-    x, other = n.inputs
-    kind = "grad" if n.op_name == "max_pool_grad" else "gradgrad"
-    g = _geometry(n, x)
-    vector = g.c <= VECTOR_CHANNELS
-    masked = relu_mask_fold(L, n) if vector and kind == "grad" else None
-    out = L.out(n) if masked is None else L.out(masked)
-    if masked is not None:
-        L.skip.add(masked)
-    if kind == "grad" and not (vector and _tiled(g)):
-        fill(L, out, n.shape, n.dtype, 0, n)
-    from .pool import route_saved, saved_argmax  # (it builds on this module)
-    saved = saved_argmax(L, n, g)
-    if saved is not None:  # the forward max_pool saved each window's argmax
-        uniq = [out, saved.buf, L.buf(other)]
-        fn = route_saved(kind, n.dtype, g, saved, L.noalias(uniq), masked is not None)
-        L.call(fn, uniq, n)
-        return
-    uniq = [out, L.buf(x), L.buf(other)]
-    if vector:
-        fn = argmax_pool_vector(kind, n.dtype, g, L.noalias(uniq), masked is not None)
-    else:
-        fn = argmax_pool_function(kind, n.dtype, g, L.noalias(uniq))
-    L.call(fn, uniq, n)
