@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines  # noqa: E402
 
 import graphc as gc  # noqa: E402
-from graphc.compiler import compile_program  # noqa: E402
+from graphc.client.pipeline import compile_program  # noqa: E402
 
 FLOOR_MS = {"W1": 0.81, "W2": 0.004, "W3": 0.61, "W4": 0.10, "W5": 0.82}
 BEST_PEER_MS = {"W1": 1.1, "W2": 0.047, "W3": 1.3, "W4": 1.3, "W5": 1.3}
@@ -218,7 +218,7 @@ import json, sys, time
 sys.path.insert(0, {here!r})
 import bench_llvm as b
 import graphc.codegen.llvm.backend  # imports are not compilation
-from graphc.compiler import compile_program
+from graphc.client.pipeline import compile_program
 g, x, y, loss, train, init = b.build("W1")
 t = time.perf_counter()
 c = compile_program([loss, train], {{x: (128, 784), y: (128,)}}, "llvm")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import graphc as gc
-from graphc.demo import build_model
+from graphc.cli.demo import build_model
 
 CHILD = """
 import sys

@@ -16,51 +16,56 @@ __version__ = "0.1.0"
 # CompiledStep, dump_ir, check_gradients, diagnostics...). ``name=attribute`` where the two
 # differ; ``name=.`` is the module itself.
 _API = {
-    ".array_extra": (
-        "diag diag_part eye gather_nd matrix_diag matrix_diag_part reverse reverse_v2 "
-        "scatter_nd segment_sum sequence_mask tensordot trace unsorted_segment_sum"
-    ),
-    ".array_ops": "cumsum pad split tile",
-    ".clip_ops": "clip_by_global_norm clip_by_norm global_norm",
+    ".client.compile": "check_numerics compile CompiledStep",
+    ".client.printing": "dump_ir",
+    ".client.session": "InteractiveSession Session",
     ".compat": "compat=. disable_eager_execution disable_v2_behavior executing_eagerly",
-    ".compat_shims": "app flags logging",
-    ".compile_api": "check_numerics compile CompiledStep",
+    ".compat.shims": "app flags logging",
     ".contrib": "contrib=.",
-    ".control_flow": "case cond while_loop",
     ".data": "data=.",
-    ".debug_ops": (
-        "Assert assert_equal assert_less assert_non_negative assert_positive numpy_function "
-        "Print print=print_ py_func"
-    ),
-    ".diagnostics": "diagnostics=.",
     ".distributed": "distributed=.",
     ".errors": "errors=.",
-    ".framework": (
+    ".framework.gradients": "gradients",
+    ".framework.graph": (
         "add_to_collection assign assign_add assign_sub constant control_dependencies "
         "get_collection get_default_graph global_variables global_variables_initializer Graph "
         "GraphKeys group initialize_all_variables local_variables_initializer name_scope "
         "no_op Operation placeholder placeholder_with_default reset_default_graph "
         "set_random_seed Tensor trainable_variables Variable variables_initializer"
     ),
-    ".functional_ops": "foldl foldr map_fn scan",
-    ".gradcheck": "check_gradients",
-    ".gradients_impl": "gradients",
-    ".image": "image=.",
-    ".initializers": (
+    ".framework.variable_scope": (
+        "AUTO_REUSE get_variable get_variable_scope variable_scope VariableScope"
+    ),
+    ".layers": "layers=.",
+    ".linalg": "linalg=.",
+    ".losses": "losses=.",
+    ".math": "math=.",
+    ".metrics": "metrics=.",
+    ".nn": "nn=.",
+    ".ops.array_extra": (
+        "diag diag_part eye gather_nd matrix_diag matrix_diag_part reverse reverse_v2 "
+        "scatter_nd segment_sum sequence_mask tensordot trace unsorted_segment_sum"
+    ),
+    ".ops.array_ops": "cumsum pad split tile",
+    ".ops.clip_ops": "clip_by_global_norm clip_by_norm global_norm",
+    ".ops.control_flow_ops": "case cond while_loop",
+    ".ops.debug_ops": (
+        "Assert assert_equal assert_less assert_non_negative assert_positive numpy_function "
+        "Print print=print_ py_func"
+    ),
+    ".ops.functional_ops": "foldl foldr map_fn scan",
+    ".ops.image_ops": "image=.",
+    ".ops.init_ops": (
         "constant_initializer glorot_normal_initializer glorot_uniform_initializer "
         "initializers=. ones_initializer orthogonal_initializer random_normal_initializer "
         "random_uniform_initializer truncated_normal_initializer variance_scaling_initializer "
         "zeros_initializer"
     ),
-    ".layers": "layers=.",
-    ".linalg_api": "linalg=.",
-    ".losses": "losses=.",
-    ".math_api": "math=.",
-    ".math_extra": (
+    ".ops.math_extra": (
         "clip_by_average_norm count_nonzero div_no_nan is_inf is_nan norm reduce_std "
         "reduce_variance to_double to_int32 to_int64"
     ),
-    ".math_ops": (
+    ".ops.math_ops": (
         "abs add add_n argmax argmin broadcast_to cast clip_by_value concat div divide equal "
         "exp expand_dims fill floor floordiv floormod gather greater greater_equal identity "
         "is_finite less less_equal log log1p logical_and logical_not logical_or matmul "
@@ -70,18 +75,15 @@ _API = {
         "squared_difference squeeze stack stop_gradient subtract tanh to_float transpose "
         "truediv truncated_normal unstack where zeros zeros_like"
     ),
-    ".math_reductions": "reduce_all reduce_any reduce_logsumexp reduce_prod",
-    ".metrics": "metrics=.",
-    ".nn": "nn=.",
-    ".printing": "dump_ir",
+    ".ops.reduction_ops": "reduce_all reduce_any reduce_logsumexp reduce_prod",
+    ".ops.special_math_ops": "einsum",
+    ".ops.tensor_array_ops": "TensorArray",
     ".runtime": "load",
-    ".session": "InteractiveSession Session",
-    ".special_math_ops": "einsum",
     ".summary": "summary=.",
-    ".summary_proto": "HistogramProto Summary",
-    ".tensor_array": "TensorArray",
+    ".summary.proto": "HistogramProto Summary",
+    ".tools.diagnostics": "diagnostics=.",
+    ".tools.gradcheck": "check_gradients",
     ".train": "train=.",
-    ".variable_scopes": "AUTO_REUSE get_variable get_variable_scope variable_scope VariableScope",
     ".ir.autodiff": "hessian_vector_product",
     ".ir.dtypes": "as_dtype bool=bool_ DType float32 float64 int16 int32 int64 int8 uint8",
     ".ir.graph": "get_default_session",

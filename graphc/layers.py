@@ -19,14 +19,14 @@ per run, and the updates leave the moving statistics unchanged when it is False.
 """
 import numpy as np
 
-from . import nn_layers
+from .ops import nn_ops as nn_layers
 from .errors import GraphError
-from .framework import assign, get_default_graph, global_variables
-from .initializers import glorot_uniform, ones as ones_init, zeros as zeros_init
+from .framework.graph import assign, get_default_graph, global_variables
+from .ops.init_ops import glorot_uniform, ones as ones_init, zeros as zeros_init
 from .ir.graph import Node
 from .ir.ops import convert
-from .math_ops import matmul, reshape, where
-from .variable_scopes import get_variable, get_variable_scope, variable_scope
+from .ops.math_ops import matmul, reshape, where
+from .framework.variable_scope import get_variable, get_variable_scope, variable_scope
 
 UPDATE_OPS = "update_ops"
 REGULARIZATION_LOSSES = "regularization_losses"

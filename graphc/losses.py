@@ -5,11 +5,11 @@ per-example losses by the number of non-zero weights: with the default ``weights
 is the mean. Each loss is also added to the ``losses`` collection, so
 ``gc.losses.get_total_loss()`` sums them with the regularization losses, as in TF1.
 """
-from . import nn
-from .framework import GraphKeys, add_to_collection, get_collection
+from .ops import nn_impl as nn
+from .framework.graph import GraphKeys, add_to_collection, get_collection
 from .ir.ops import convert
-from .math_ops import (abs, add_n, cast, equal, log, minimum, not_equal, reduce_mean,  # noqa: A004
-                       reduce_sum, square, squared_difference, where)
+from .ops.math_ops import (abs, add_n, cast, equal, log, minimum, not_equal, reduce_mean,  # noqa: A004
+                           reduce_sum, square, squared_difference, where)
 
 LOSSES = "losses"
 

@@ -9,11 +9,11 @@ updated ratio; ``value`` reads the ratio at step start. Running
 import numpy as np
 
 from .errors import ShapeError
-from .framework import GraphKeys, Variable, add_to_collection, assign, name_scope
+from .framework.graph import GraphKeys, Variable, add_to_collection, assign, name_scope
 from .ir import dtypes as D
 from .ir.ops import convert
-from .math_ops import (cast, equal, logical_and, logical_not, not_equal, reduce_sum,
-                       square, where)
+from .ops.math_ops import (cast, equal, logical_and, logical_not, not_equal, reduce_sum,
+                           square, where)
 
 
 def _local(name):

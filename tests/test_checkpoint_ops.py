@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import saver as saver_module
+from graphc.train import saver as saver_module
 
 ArtifactError = gc.errors.ArtifactError
 

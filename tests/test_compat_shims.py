@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import graphc as tf
-from graphc import compat_shims
+from graphc.compat import shims as compat_shims
 
 SCRIPT = textwrap.dedent('''
     import sys

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.diagnostics import gradient_norms, gradient_report, layer_of
+from graphc.tools.diagnostics import gradient_norms, gradient_report, layer_of
 
 RNG = np.random.default_rng(0)
 

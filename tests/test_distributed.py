@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.compiler import compile_program
+from graphc.client.pipeline import compile_program
 from graphc.errors import GraphError, ShapeError
 from graphc.runtime import collectives
 

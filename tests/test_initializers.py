@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import initializers as I
+from graphc.ops import init_ops as I
 
 SHAPE = (400, 300)          # fan_in 400, fan_out 300: 120000 samples
 CONV = (3, 3, 16, 32)       # fan_in 144, fan_out 288

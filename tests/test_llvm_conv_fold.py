@@ -6,7 +6,7 @@ import pytest
 
 import graphc as gc
 from graphc.codegen.llvm import lower as llvm_lower
-from graphc.compiler import compile_program
+from graphc.client.pipeline import compile_program
 
 
 def _model(cin):

@@ -11,7 +11,7 @@ import pytest
 
 import graphc as gc
 from graphc.codegen.llvm.kernels import gemm_acc as llvm_gemm_acc
-from graphc.compiler import compile_program
+from graphc.client.pipeline import compile_program
 from graphc.ir import scalar as S
 from graphc.ir.dtypes import float32
 

@@ -7,7 +7,7 @@ import pytest
 
 import graphc as gc
 from graphc.codegen.llvm.kernels import pool as llvm_pool_argmax
-from graphc.compiler import compile_program
+from graphc.client.pipeline import compile_program
 
 # (name, x shape, ksize, strides, padding): windows overlapping (stride < ksize), tiling,
 # with gaps (stride > ksize), SAME padding, more channels than one vector, i32 codes.

@@ -301,7 +301,7 @@ def test_lowering_merges_loops_and_accumulates_gemms(batch, monkeypatch):
     batched, its input projections and weight-gradient sums become single GEMMs; Adam's three
     updates per variable share one loop."""
     from graphc.codegen.llvm.kernels import gemm_acc as llvm_gemm_acc
-    from graphc.compiler import compile_program
+    from graphc.client.pipeline import compile_program
     monkeypatch.setattr(llvm_gemm_acc, "BATCH", batch)
     g, x, y, loss, train, _ = _rnn(steps=5)
     stats = compile_program([loss, train], {x: (5, 4, 3), y: (4,)}, "llvm").fn.artifacts.stats
@@ -333,7 +333,7 @@ def test_conv_epilogue_and_pooled_relu_mask_fold_into_kernels():
     where(a > 0, max_pool_grad(a, dy), 0) is computed by the pool gradient's kernel, and the
     bias gradient by the filter gradient's (the values themselves are checked by
     test_training_steps_match_the_reference)."""
-    from graphc.compiler import compile_program
+    from graphc.client.pipeline import compile_program
     g, x, y, loss, train, _ = _cnn()
     stats = compile_program([loss, train], {x: (6, 8, 8, 1), y: (6,)}, "llvm").fn.artifacts.stats
     assert stats["folded_nodes"] == 3

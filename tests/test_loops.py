@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import control_flow
-from graphc.control_flow import MAX_UNROLL, StaticValues
+from graphc.ops import control_flow_ops as control_flow
+from graphc.ops.control_flow_ops import MAX_UNROLL, StaticValues
 from graphc.errors import DTypeError, GraphError, ShapeError
 
 from conftest import check_against_central_differences

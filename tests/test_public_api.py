@@ -82,8 +82,8 @@ import numpy as np
 out = step(x=np.ones((4, 3), np.float32))
 took = time.perf_counter() - t0
 heavy = sorted(m for m in sys.modules if m.split(".")[0] == "networkx" or m.startswith(
-    ("graphc.ir", "graphc.codegen", "graphc.framework", "graphc.session", "graphc.compile_api",
-     "graphc.math_ops", "graphc.nn", "graphc.train")))
+    ("graphc.ir", "graphc.codegen", "graphc.framework", "graphc.client.session", "graphc.client.compile",
+     "graphc.ops.math_ops", "graphc.ops.nn_impl", "graphc.train")))
 print(repr(heavy), float(np.asarray(out).sum()), took)
 """
 

@@ -13,7 +13,7 @@ import pytest
 
 import graphc as tf
 from graphc.errors import DTypeError, GraphcError, GraphError, NumericsError, ShapeError
-from graphc.summary_proto import crc32c, default_bucket_limits
+from graphc.summary.proto import crc32c, default_bucket_limits
 
 
 # -- an independent reader ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.control_flow import flatten
+from graphc.ops.control_flow_ops import flatten
 from graphc.errors import DTypeError, GraphError, ShapeError
 
 from conftest import check_against_central_differences

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import compiler
+from graphc.client import pipeline as compiler
 
 BACKENDS = ["numpy", "llvm"]
 THREADS, CALLS = 4, 150
@@ -88,8 +88,8 @@ def test_threads_meeting_a_new_signature_compile_it_once(api, monkeypatch):
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
-    monkeypatch.setattr("graphc.session.compile_program", counting)
-    monkeypatch.setattr("graphc.compile_api.compile_program", counting)
+    monkeypatch.setattr("graphc.client.session.compile_program", counting)
+    monkeypatch.setattr("graphc.client.compile.compile_program", counting)
     xv = np.ones((5, 8), np.float32)
     sess = gc.Session(backend="numpy") if api == "session" else None
     step = gc.compile(y, backend="numpy") if api == "compile" else None

@@ -20,16 +20,16 @@ import numbers
 import numpy as np
 
 from .. import layers as core
-from .. import nn_layers
+from ..ops import nn_ops as nn_layers
 from ..errors import GraphError
-from ..framework import (GraphKeys, add_to_collection, control_dependencies, get_collection,
-                         get_default_graph)
-from ..initializers import Initializer, _fans, _truncated, zeros as zeros_init
+from ..framework.graph import (GraphKeys, add_to_collection, control_dependencies, get_collection,
+                               get_default_graph)
+from ..ops.init_ops import Initializer, _fans, _truncated, zeros as zeros_init
 from ..ir import dtypes as D
 from ..ir.graph import Node
 from ..ir.ops import convert
-from ..math_ops import abs as gc_abs, add_n, identity, matmul, reduce_sum, reshape
-from ..nn import l2_loss, relu
+from ..ops.math_ops import abs as gc_abs, add_n, identity, matmul, reduce_sum, reshape
+from ..ops.nn_impl import l2_loss, relu
 
 _TRUNCATED_VARIANCE_FIX = 1.3  # contrib's factor: a normal cut at 2 stddev keeps ~0.77 of it
 

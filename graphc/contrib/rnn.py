@@ -11,9 +11,9 @@ Example:
     >>> outputs, state = gc.contrib.rnn.static_rnn(cell, gc.unstack(x, axis=1),
     ...                                             dtype=gc.float32)
 """
-from ..rnn import (BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell,  # noqa: F401
-                   LSTMCell, LSTMStateTuple, MultiRNNCell, RNNCell, static_bidirectional_rnn,
-                   static_rnn)
+from ..ops.rnn import (BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell,  # noqa: F401
+                       LSTMCell, LSTMStateTuple, MultiRNNCell, RNNCell, static_bidirectional_rnn,
+                       static_rnn)
 
 __all__ = ["RNNCell", "BasicRNNCell", "BasicLSTMCell", "LSTMCell", "GRUCell", "MultiRNNCell",
            "LSTMStateTuple", "DropoutWrapper", "static_rnn", "static_bidirectional_rnn"]

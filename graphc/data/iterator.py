@@ -63,7 +63,7 @@ class Iterator(Structured):
             a nest of placeholders shaped like the dataset's elements.
         """
         if self._next_value is None:
-            from ..framework import placeholder
+            from ..framework.graph import placeholder
             with self.graph.as_default():
                 leaves = []
                 for i, s in enumerate(flatten(self._spec)):
@@ -97,7 +97,7 @@ class Iterator(Structured):
                 len(a.shape) != len(b.shape) for a, b in zip(mine, theirs)):
             raise GraphError(f"make_initializer: the dataset's elements {dataset.element_spec}"
                              f" do not match the iterator's {self._spec}")
-        from ..framework import group
+        from ..framework.graph import group
         with self.graph.as_default():
             op = group(name=name or "MakeIterator")
         op.meta["iterator_init"] = (self, dataset)
@@ -164,7 +164,7 @@ def next_elements(need, given):
     Raises:
         OutOfRangeError: an iterator is exhausted. FeedError: an element does not fit.
     """
-    from ..session import convert_feed
+    from ..client.session import convert_feed
     wanted = {}
     for p in need:
         it = p.meta.get("iterator")

@@ -83,7 +83,7 @@ def shared_pipeline():
     lower the same optimized Program (the backends only read it): a batch pays for the
     pipeline once instead of three times.
     """
-    compiler = importlib.import_module("graphc.compiler")
+    compiler = importlib.import_module("graphc.client.pipeline")
     original, done = compiler.run_pipeline, {}
 
     def run_once(program, passes=None, **kw):

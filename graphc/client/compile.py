@@ -1,0 +1,354 @@
+"""``gc.compile``: a training step compiled once, called many times, owning its variables.
+
+    step = gc.compile([loss, train_op], feeds=[x, y])
+    for xb, yb in batches:
+        loss_value, _ = step(x=xb, y=yb)          # or step({x: xb, y: yb})
+    step.variables["dense/W"]                     # the live array the step updates in place
+    print(step.stats["fused_groups"], step.ir("fuse"), step.source)
+
+A ``CompiledStep`` compiles one executable per feed signature (placeholders with None dims
+specialize on the shapes of the first call, as ``jax.jit`` does) through the same pipeline as
+``Session.run`` (``graphc.client.pipeline.compile_program``). Calls with the signature of the previous
+call take a fast path that checks only shapes and dtypes.
+"""
+import threading
+
+import numpy as np
+
+from .pipeline import compile_program, default_backend
+from ..errors import CompileError, FeedError, GraphError, GraphcError
+from ..ir.graph import Node, get_default_graph
+from ..ir.program import needed_nodes
+from ..runtime.calls import unalias
+from .session import (_as_result, convert_feed, expand_feeds, failed_node, feed_target, flatten,
+                      leaf_feeds, step_failure)
+
+
+def check_numerics(tensor, message, name=None):
+    """``tensor`` unchanged, after checking it has no NaN or Inf (TF1's tf.check_numerics).
+
+    Running a step where it does raises ``NumericsError`` naming this node, its line and
+    ``message``; the gradient through it is checked too.
+    Example:
+        >>> logits = gc.check_numerics(h @ W + b, "logits")
+    """
+    from ..ir.ops import apply
+    return apply("check_numerics", [tensor], {"message": str(message)}, name=name)
+
+
+def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # noqa: A001
+            passes=None, check_numerics=False, check_writes=False, graph=None):
+    """Compile the step computing ``fetches`` (any nest of tensors and ops).
+
+    Args:
+        fetches: what each call returns (tensors, train ops, nests of lists/tuples/dicts).
+        feeds: the tensors the step takes (default: every placeholder the fetches need). Any
+            tensor may be listed, as TF1's feed_dict allows: an intermediate value (the fed
+            value replaces it; placeholders only it reads need not be fed) or a Variable
+            (its reads see the fed value; the stored value and its assigns are unchanged).
+        backend: "numpy" or "llvm" (default: ``$GRAPHC_BACKEND``, else "numpy").
+        optimize: run the pass pipeline; False gives the unoptimized reference.
+        dump_dir: write IR dumps for every compiled signature there (also ``GRAPHC_DUMP``).
+        passes: the pass names to run (default ``graphc.ir.passes.DEFAULT_PIPELINE``).
+        check_numerics: stop at the first node producing NaN or Inf (NumericsError).
+        check_writes: fail if a kernel writes into a buffer it was not given (debugging).
+        graph: the graph (default: the fetches' graph).
+    Returns:
+        A ``CompiledStep``.
+    Raises:
+        FeedError: a placeholder the fetches need (through no fed tensor) is not among
+            ``feeds``; a feed of another graph, without a value, or an assign.
+        CompileError: an unknown backend or pass.
+    Example:
+        >>> step = gc.compile([loss, train_op], feeds=[x, y])
+        >>> loss_value, _ = step(x=xb, y=yb)
+    """
+    return CompiledStep(fetches, feeds, backend, optimize, dump_dir, passes, check_numerics,
+                        check_writes, graph)
+
+
+class CompiledStep:
+    """A compiled training step; see ``compile``. Call it with feeds; read ``variables``."""
+
+    def __init__(self, fetches, feeds=None, backend=None, optimize=True, dump_dir=None,
+                 passes=None, check_numerics=False, check_writes=False, graph=None):
+        graph = graph or _graph_of(fetches)
+        backend = backend or default_backend()
+        self.graph, self.backend, self.optimize = graph, backend, optimize
+        self.dump_dir, self.passes = dump_dir, passes
+        self.checks = tuple(c for c, on in (("numerics", check_numerics),
+                                            ("writes", check_writes)) if on)
+        self._flat, self._rebuild = flatten(fetches, graph)
+        self._feeds = _feed_list(feeds, self._flat, graph)
+        needed = needed_nodes(self._flat, self._feeds)
+        self._by_name = {p.name: p for p in self._feeds}
+        self._var_nodes = [n for n in needed if n.op_name == "variable"]
+        self._values = _initial_values(self._var_nodes, graph)
+        self._cache = {}
+        self._state = list(self._values.values())  # updated in place: stable arrays
+        self._fast = None  # (specs, compiled, variable arrays, update arrays)
+        self._compiling = threading.Lock()  # threads meeting a new signature compile it once
+        self._last = None
+        if all(None not in p.shape for p in self._feeds):
+            self._signature({p: tuple(p.shape) for p in self._feeds})
+
+    # -- public views --------------------------------------------------------------------------
+    @property
+    def variables(self):
+        """{variable name: its live array} (updated in place by every call)."""
+        return {v.name: self._values[v] for v in self._var_nodes}
+
+    @property
+    def compiled(self):
+        """The ``graphc.client.pipeline.Compiled`` of the latest signature (compiled on first call)."""
+        if self._last is None:
+            raise GraphError("this step has None dims: call it once to compile a signature")
+        return self._last
+
+    @property
+    def program(self):
+        return self.compiled.program
+
+    @property
+    def source(self):
+        """The generated code of the latest signature."""
+        return self.compiled.source
+
+    @property
+    def stats(self):
+        """What the compiler did for the latest signature (see ``step_stats``)."""
+        return step_stats(self.compiled)
+
+    def ir(self, stage="final"):
+        """The text IR after pass ``stage`` ("input" before any pass, "final" after all).
+
+        Raises:
+            CompileError: no stage of that name ran (lists the stages).
+        """
+        stages = self.program.stages
+        if stage == "final":
+            return stages[-1][1]
+        for name, text in reversed(stages):
+            if name == stage:
+                return text
+        raise CompileError(f"no IR stage {stage!r}",
+                           [f"stages: {', '.join(n for n, _ in stages)}, final"])
+
+    def signatures(self):
+        """The feed signatures compiled so far."""
+        return list(self._cache)
+
+    def save(self, path, signatures="all", key=None):
+        """Write every compiled signature ("all") or only the latest ("latest"), with the
+        variables' current values, to the artifact ``path`` (a ``.gcx`` zip; ``gc.load`` gives
+        a step that runs each saved feed shape; ``key`` signs it; see ``graphc.client.aot.save``)."""
+        from .aot import save
+        return save(self, path, signatures, key)
+
+    def export_python(self, path):
+        """Write a NumPy-backend step as one module importing only numpy (``graphc.client.aot``)."""
+        from .aot import export_python
+        return export_python(self, path)
+
+    # -- calling -------------------------------------------------------------------------------
+    def __call__(self, feed_dict=None, **named):
+        """Run one step; returns the fetches' values in the fetches' structure."""
+        args = self._arguments(feed_dict, named)
+        unalias(args, self._state)  # the step updates variables in place: feeds see the old
+        fast = self._fast
+        if fast is None or not _matches(args, fast[0]):
+            fast = self._slow_path(args)
+        specs, compiled, var_arrays, update_arrays = fast
+        with compiled.lock:
+            try:
+                fetched, updates = compiled.fn(*args, *var_arrays)
+            except GraphcError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (named after the node that failed)
+                raise step_error(compiled, exc) from None
+            for live, new in zip(update_arrays, updates):
+                if new is not live:
+                    np.copyto(live, new)
+        return self._rebuild([None if f is None or f.dtype is None else _as_result(x)
+                              for f, x in zip(compiled.program.fetches, fetched)])
+
+    def _arguments(self, feed_dict, named):
+        if not named and feed_dict is not None and len(feed_dict) == len(self._feeds):
+            try:
+                return [feed_dict[p] for p in self._feeds]
+            except KeyError:
+                pass
+        given = {}
+        for key, value in expand_feeds(list((feed_dict or {}).items()) + list(named.items())):
+            node = key if isinstance(key, Node) else self._by_name.get(
+                key[:-2] if isinstance(key, str) and key.endswith(":0") else key)
+            if node is None or not any(node is p for p in self._feeds):
+                raise FeedError(f"cannot feed {key!r}: not a feed of this step",
+                                [f"feeds: {', '.join(p.name for p in self._feeds)}"])
+            given[node] = value
+        missing = [p for p in self._feeds if p not in given]
+        if missing:
+            raise FeedError(f"{len(missing)} tensor(s) must be fed: "
+                            + ", ".join(p.name for p in missing),
+                            [f"'{p.name}': {p.type_str()}  created at {p.loc.short}"
+                             for p in missing], hint="pass them by name: step(x=..., y=...)")
+        return [given[p] for p in self._feeds]
+
+    def _slow_path(self, args):
+        args[:] = [convert_feed(p, a) for p, a in zip(self._feeds, args)]
+        unalias(args, self._state)  # (a converted feed may be a view again)
+        with self._compiling:
+            compiled = self._signature({p: a.shape for p, a in zip(self._feeds, args)})
+        specs = [(a.shape, a.dtype) for a in args]
+        var_arrays = [self._values[v] for v in compiled.var_nodes]
+        update_arrays = [self._values[v] for v in compiled.update_nodes]
+        self._fast = (specs, compiled, var_arrays, update_arrays)
+        return self._fast
+
+    def _signature(self, shapes):
+        key = tuple(tuple(shapes[p]) for p in self._feeds)
+        compiled = self._cache.get(key)
+        if compiled is None:
+            from . import dumps
+            sig_dir = dumps.signature_dir(self.dump_dir, self._flat, shapes, self.backend,
+                                          self.optimize)
+            compiled = compile_program(self._flat, shapes, backend=self.backend,
+                                       optimize=self.optimize, passes=self.passes,
+                                       dump_dir=sig_dir, checks=self.checks)
+            self._cache[key] = compiled
+        self._last = compiled
+        return compiled
+
+
+def _matches(args, specs):
+    if len(args) != len(specs):
+        return False
+    for a, (shape, dtype) in zip(args, specs):
+        if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype \
+                or not a.flags.c_contiguous:
+            return False
+    return True
+
+
+def _graph_of(fetches):
+    stack = [fetches]
+    while stack:
+        s = stack.pop()
+        if isinstance(s, Node):
+            return s.graph
+        if isinstance(s, dict):
+            stack.extend(s.values())
+        elif isinstance(s, (list, tuple)):
+            stack.extend(s)
+    return get_default_graph()
+
+
+def _feed_list(feeds, flat, graph):
+    """The tensors the step takes, in creation order: the fed tensors it needs and the
+    placeholders it needs through no fed tensor (all of them when ``feeds`` is None)."""
+    if feeds is None:
+        return leaf_feeds(flat, ())
+    feeds = [feed_target(graph, f) for f in _flat_keys(feeds)]
+    need = leaf_feeds(flat, feeds)
+    given = set(feeds)
+    missing = [p for p in need if p not in given]
+    if missing:
+        raise FeedError(f"the fetches need placeholder(s) not in feeds: "
+                        + ", ".join(p.name for p in missing),
+                        [f"'{p.name}': {p.type_str()}  created at {p.loc.short}"
+                         for p in missing], hint="add them to feeds=[...]")
+    return need
+
+
+def _flat_keys(feeds):
+    """Feeds with nested tuples (an RNN's state structure) flattened, in order."""
+    for f in feeds:
+        if isinstance(f, tuple):
+            yield from _flat_keys(f)
+        else:
+            yield f
+
+
+def _initial_values(var_nodes, graph):
+    """Run the variables' initializers once (a reference step of their assigns)."""
+    if not var_nodes:
+        return {}
+    inits = [v.initializer for v in var_nodes]
+    try:
+        compiled = compile_program(inits, {}, optimize=False)
+    except KeyError:
+        raise GraphError("a variable's initial value depends on a placeholder",
+                         hint="initialize from constants or random ops") from None
+    zeros = [np.zeros(v.shape, v.dtype.np) for v in compiled.var_nodes]
+    _, updates = compiled.fn(*zeros)
+    values = {v: np.array(u, dtype=v.dtype.np) for v, u in zip(compiled.update_nodes, updates)}
+    return {v: values[v] for v in var_nodes}
+
+
+def step_stats(compiled):
+    """{nodes_before, nodes_after, fused_groups, inplace_ops, peak_bytes, naive_bytes, ...}."""
+    p = compiled.program
+    records = list(getattr(p, "records", []))
+    count = _value_nodes
+    stats = {"nodes_before": count(p.stages[0][1]) if p.stages else None,
+             "nodes_after": sum(1 for n in p.nodes
+                                if n.op_name not in ("placeholder", "variable")),
+             "fused_groups": sum(1 for n in p.nodes if n.op_name == "fused"),
+             "inplace_ops": 0, "peak_bytes": None, "naive_bytes": None,
+             "passes": [{"name": r["name"], "ms": r["ms"], "nodes_before": r["nodes_before"],
+                         "nodes_after": r["nodes_after"], "changes": r["changes"]}
+                        for r in records],
+             "compile_ms": {k: v * 1e3 for k, v in compiled.timings.items()},
+             "scratch_bytes": compiled.scratch_bytes}
+    if records:
+        stats["nodes_before"] = records[0]["nodes_before"]
+    plan = p.plan
+    if plan is not None and plan.planned:
+        stats["inplace_ops"] = sum(1 for n in plan.inplace if n.op_name != "assign")
+        stats["peak_bytes"] = plan.peak_bytes
+        stats["naive_bytes"] = plan.naive_bytes
+        stats["live_peak_bytes"] = plan.live_peak
+        stats["naive_bytes_unoptimized"] = getattr(p, "unoptimized_naive_bytes", None)
+        stats["updates_in_place"] = sum(1 for v in plan.update_in_place.values() if v)
+    return stats
+
+
+def _value_nodes(text):
+    return sum(1 for line in text.splitlines() if line.lstrip().startswith("%"))
+
+
+def step_error(compiled, exc):
+    """The graphc error for an exception raised inside a compiled step.
+
+    Debugging checks become ``NumericsError`` (first NaN/Inf, naming the node, its op and the
+    user's line; a gradient node names the forward line it differentiates) or
+    ``CompileError`` (an undeclared write); other failures are named by their node.
+    """
+    if type(exc).__name__ == "StepFault" and exc.args:
+        kind, k = exc.args[0], exc.args[1]
+        site_kind, node, detail = compiled.sites[k]
+        if kind == "numerics":
+            return numerics_error(node, exc.args[2] if len(exc.args) > 2 else None,
+                                  detail if site_kind == "check" else None)
+        if kind == "index":  # a bad index or label (runtime.step_errors: one message)
+            return detail.error(exc.args[2], exc.args[3])
+        if kind == "writes":
+            return CompileError(f"{node.describe()}: wrote into '{exc.args[2]}', a buffer it "
+                                "was not given (an undeclared write)",
+                                ["the memory plan or the kernel is wrong: please report it"],
+                                node.loc)
+    if isinstance(exc, FloatingPointError) and str(exc).startswith("check_numerics:"):
+        node = failed_node(compiled, exc)  # the check's node, from the generated line
+        if node is not None:
+            return numerics_error(node, getattr(exc, "value", None),
+                                  str(exc)[len("check_numerics: "):])
+    return step_failure(compiled, exc)
+
+
+def numerics_error(node, value, message=None):
+    """NumericsError naming ``node`` and what it produced; ``message`` (not None) marks an
+    explicit ``gc.check_numerics`` node. The text is ``runtime.numerics``'s, which the LLVM
+    backend's checks (and saved steps) raise too."""
+    from ..runtime.numerics import NumericsSite
+    from ..runtime.numerics import numerics_error as error
+    return error(NumericsSite.of(node, message), value)

@@ -1,0 +1,87 @@
+"""Watching the compiler: dump directories (``GRAPHC_DUMP``) and stderr reports (``GRAPHC_DEBUG``).
+
+``GRAPHC_DUMP=<dir>`` in the environment, or ``dump_dir=`` on ``gc.compile`` / ``Session``,
+writes one sub-directory per compiled signature (named by a hash of the fetch names and the
+feed shapes, so recompiling the same step rewrites the same files) holding what
+``ir.passes.dumping.write_dumps`` writes plus the generated code (``step.py`` for NumPy,
+``step.ll`` for LLVM). Compiling the same graph twice writes byte-identical files.
+
+``GRAPHC_DEBUG=N`` prints to stderr, each level adding to the one before:
+    1  the pass table with timings, and compile times
+    2  the text IR after each pass
+    3  the memory plan and every in-place decision
+    4  the generated source
+    5  the backend's own IR (the LLVM module; for NumPy the source again is all there is)
+"""
+import hashlib
+import os
+import sys
+
+
+def debug_level():
+    """``GRAPHC_DEBUG`` as an int (0 when unset or not a number)."""
+    try:
+        return int(os.environ.get("GRAPHC_DEBUG", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def base_dir(dump_dir):
+    """The dump root: ``dump_dir`` if given, else ``$GRAPHC_DUMP``, else None."""
+    return dump_dir if dump_dir is not None else (os.environ.get("GRAPHC_DUMP") or None)
+
+
+def signature_dir(base, fetches, feed_shapes, backend="numpy", optimize=True):
+    """``base/<step name>-<hash>``: one directory per compiled signature.
+
+    Args:
+        base: the dump root (None gives None).
+        fetches: the user's fetch nodes; feed_shapes: {placeholder: shape}.
+    Returns:
+        The directory path (not created) or None.
+    """
+    if base is None:
+        return None
+    key = repr(([f.name for f in fetches],
+                sorted((p.name, tuple(s), p.dtype.name) for p, s in feed_shapes.items()),
+                backend, bool(optimize)))
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    stem = "".join(c if c.isalnum() else "_" for c in fetches[0].name)[:24] if fetches else "step"
+    return os.path.join(base, f"{stem}-{digest}")
+
+
+def source_file(backend):
+    return "step.py" if backend == "numpy" else "step.ll"
+
+
+def write(program, dump_dir, source, backend):
+    """Write the pipeline dumps and the generated code of one compiled signature."""
+    from ..ir.passes.dumping import write_dumps
+    text = source if isinstance(source, str) else str(source)
+    return write_dumps(program, dump_dir, extra=[(source_file(backend), text)])
+
+
+def report(program, source, backend, timings, level=None, stream=None):
+    """Print the ``GRAPHC_DEBUG`` report of one compiled signature to stderr."""
+    level = debug_level() if level is None else level
+    if level <= 0:
+        return
+    from ..ir.passes.dumping import pass_table, plan_text
+    out = stream or sys.stderr
+    total = sum(timings.values()) * 1e3
+    parts = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in timings.items())
+    out.write(f"[graphc] compiled '{program.name}' ({backend}): {total:.1f} ms ({parts})\n")
+    out.write(pass_table(program, with_times=True))
+    if level >= 2:
+        for name, text in getattr(program, "stages", []):
+            out.write(f"[graphc] IR after {name}:\n{text}")
+    if level >= 3:
+        out.write("[graphc] memory plan:\n" + plan_text(program))
+    if level >= 4:
+        out.write("[graphc] generated source:\n" + (source if isinstance(source, str)
+                                                    else str(source)) + "\n")
+    if level >= 5:
+        backend_ir = getattr(source, "llvm_ir", None)
+        if backend_ir is not None:
+            out.write("[graphc] backend IR:\n" + backend_ir + "\n")
+    out.flush()

@@ -1,0 +1,156 @@
+"""From fetches and feed shapes to a runnable step: specialize, optimize, generate, load.
+
+``compile_program`` is the one pipeline behind both ``Session.run`` and ``gc.compile``:
+
+    build_program (specialize + schedule)  ->  ir.passes pipeline (when optimize)
+      ->  codegen (NumPy source or LLVM IR)  ->  runtime (a callable step)
+"""
+import functools
+import gc
+import time
+
+from . import dumps
+from ..errors import CompileError
+from ..ir.passes import resolve, run_pipeline  # at import: module loading is not compiling
+from ..ir.program import build_program
+from ..runtime.calls import step_lock
+
+
+class Compiled:
+    """A compiled signature: the Program, its generated code and the callable step.
+
+    ``fn(*feeds, *variables) -> (fetches, new variable values)``; feeds and variables are in
+    the order of ``feed_nodes`` / ``var_nodes`` (the user's nodes).
+    """
+
+    def __init__(self, program, fn, source, backend, timings):
+        self.program, self.fn, self.source, self.backend = program, fn, source, backend
+        self.timings = timings
+        self.sites = []  # what each debugging check of the generated code watches
+        self.scratch_bytes = 0
+        self.dump_dir = None
+        self.feed_nodes = [program.origin[n] for n in program.feeds]
+        self.var_nodes = [program.origin[n] for n in program.variables]
+        users = program.users()
+        # A variable is read when some node uses its value (an assign's target edge is not).
+        self.var_read = [any(not (u.op_name == "assign" and u.inputs[0] is v)
+                             for u in users.get(v, [])) or v in program.fetches
+                         for v in program.variables]
+        self.update_nodes = [program.origin[v] for v, _ in program.updates]
+        self.lock = step_lock()  # the arena and random state: one call at a time
+
+
+def new_arena(program):
+    """A zeroed, 64-byte aligned uint8 arena of the plan's size (None without a plan)."""
+    plan = program.plan
+    if plan is None or not plan.planned:
+        return None
+    import numpy as np
+    raw = np.zeros(plan.arena_bytes + plan.alignment, np.uint8)
+    shift = (-raw.ctypes.data) % plan.alignment
+    return raw[shift:shift + plan.arena_bytes]
+
+
+def pipeline_for(optimize, passes, checks):
+    """The pass names to run: none for the reference; with numerics checks no fusion and no
+    in-place writes, so every node's value exists to be checked when it is computed."""
+    if not optimize:
+        return ["plan"] if checks else []
+    names = resolve(passes)
+    if "numerics" in checks:
+        names = [n for n in names if n not in ("fuse", "inplace")]
+        if "plan" not in names:
+            names.append("plan")
+    elif checks and "plan" not in names:
+        names.append("plan")
+    return names
+
+
+def default_backend():
+    """``$GRAPHC_BACKEND`` ("numpy" or "llvm"), else "numpy": the backend of a Session or
+    ``gc.compile`` that names none (runs existing scripts natively without editing them)."""
+    import os
+    return os.environ.get("GRAPHC_BACKEND") or "numpy"
+
+
+def _gc_paused(fn):
+    """Run ``fn`` with the cyclic garbage collector paused (restored afterwards).
+
+    Compiling allocates many small objects that all stay alive until it returns; a full
+    collection triggered in the middle (typically the first one after importing NumPy,
+    LLVM and NetworkX) scans the whole heap for ~10 ms and frees nothing. Collection
+    resumes normally when the compiler returns.
+    """
+    @functools.wraps(fn)
+    def paused(*args, **kwargs):
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if enabled:
+                gc.enable()
+    return paused
+
+
+@_gc_paused
+def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes=None,
+                    dump_dir=None, checks=()):
+    """Compile the step computing ``fetches`` for the given feed shapes.
+
+    Args:
+        fetches: list of user nodes.
+        feed_shapes: {user placeholder: concrete shape}.
+        backend: "numpy" (the reference) or "llvm".
+        optimize: run the pass pipeline (False gives the unoptimized reference).
+        passes: an explicit list of pass names (None: the default pipeline).
+        dump_dir: write IR dumps, diffs and the generated code in exactly this directory
+            (None: a per-signature directory under ``$GRAPHC_DUMP`` when that is set).
+        checks: debugging checks: "numerics" (stop at the first NaN or Inf; both backends),
+            "writes" (fail on a write into a buffer the plan did not give the node; NumPy).
+    Returns:
+        A ``Compiled``.
+    Raises:
+        CompileError: an unknown backend or pass, or "writes" asked of the LLVM backend.
+    """
+    checks = tuple(checks)
+    numpy_only = [c for c in checks if c != "numerics"]
+    if numpy_only and backend != "numpy":
+        raise CompileError(f"checks {numpy_only} need backend='numpy', not {backend!r}",
+                           hint="debug with the NumPy backend, then switch back")
+    timings = {}
+    t0 = time.perf_counter()
+    program = build_program(fetches, feed_shapes)
+    timings["specialize"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    run_pipeline(program, passes=pipeline_for(optimize, passes, checks))
+    timings["passes"] = time.perf_counter() - t1
+    if dump_dir is None:
+        dump_dir = dumps.signature_dir(dumps.base_dir(None), fetches, feed_shapes, backend,
+                                       optimize)
+    t1 = time.perf_counter()
+    info = {}
+    if backend == "numpy":
+        from ..codegen.numpy.backend import emit_numpy
+        from ..runtime.pystep import load_python_step
+        source, consts, seeds, info = emit_numpy(program, checks, details=True)
+        fn, _ = load_python_step(source, consts, seeds, arena=new_arena(program))
+    elif backend == "llvm":
+        try:
+            from ..codegen.llvm.backend import compile_llvm
+        except ImportError:
+            raise CompileError("backend 'llvm' is not available in this build") from None
+        fn, source = compile_llvm(program, dump_dir=dump_dir, checks=checks)
+    else:
+        raise CompileError(f"unknown backend {backend!r}", hint="use 'numpy' or 'llvm'")
+    timings["codegen"] = time.perf_counter() - t1
+    compiled = Compiled(program, fn, source, backend, timings)
+    compiled.sites = info.get("sites", [])
+    compiled.scratch_bytes = info.get("scratch_bytes", 0)
+    if dump_dir is not None:
+        dumps.write(program, dump_dir, source, backend)
+        if hasattr(fn, "artifacts"):  # LLVM: the optimized IR and the assembly too
+            fn.artifacts.write(dump_dir)
+        compiled.dump_dir = dump_dir
+    dumps.report(program, source, backend, timings)
+    return compiled

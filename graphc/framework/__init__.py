@@ -1,0 +1,1 @@
+"""Graph construction: the graph and its leaves, variable scopes, gradients."""

@@ -1,0 +1,141 @@
+"""TF1's variable sharing: ``variable_scope`` and ``get_variable`` with ``reuse``.
+
+A variable scope is a name scope that also says whether ``get_variable`` creates a new
+variable or returns the one already named ``scope/name`` (``reuse=True``, or
+``gc.AUTO_REUSE`` for "create once, then reuse"), so one model function can be called twice
+on two inputs with shared weights, as TF1 code does.
+"""
+import contextlib
+
+from ..errors import GraphError, ShapeError
+from .graph import Variable, get_default_graph, global_variables
+from ..ir import dtypes as D
+from ..ir.shapes import normalize_shape
+
+AUTO_REUSE = "AUTO_REUSE"
+
+
+class VariableScope:
+    """What ``with gc.variable_scope(...) as scope`` gives: the scope's name and reuse flag.
+
+    ``scope.reuse_variables()`` makes the rest of the block reuse, as in TF1.
+    """
+
+    def __init__(self, name, reuse, initializer):
+        self.name, self.reuse, self.initializer = name, reuse, initializer
+
+    def reuse_variables(self):
+        self.reuse = True
+
+
+def _stack(graph):
+    # Kept on the graph so that two graphs' scopes never mix.
+    if not hasattr(graph, "_variable_scopes"):
+        graph._variable_scopes = []
+    return graph._variable_scopes
+
+
+@contextlib.contextmanager
+def variable_scope(name_or_scope, default_name=None, values=None, reuse=None,
+                   initializer=None, **unused):
+    """A name scope whose ``get_variable`` calls create or reuse variables.
+
+    Args:
+        name_or_scope: the scope's name (or a ``VariableScope`` to re-enter).
+        default_name: used when ``name_or_scope`` is None.
+        reuse: None/False (inherit; create new variables), True (every ``get_variable``
+            must find an existing variable) or ``gc.AUTO_REUSE``.
+        initializer: default initializer of ``get_variable`` inside.
+    Returns:
+        a context manager yielding a ``VariableScope``.
+    Raises:
+        GraphError: from ``get_variable`` (see there).
+    Example:
+        >>> with gc.variable_scope("enc", reuse=gc.AUTO_REUSE):
+        ...     W = gc.get_variable("W", [64, 32])
+    """
+    if isinstance(name_or_scope, VariableScope):
+        name = name_or_scope.name.rstrip("/").split("/")[-1]
+        reuse = name_or_scope.reuse if reuse is None else reuse
+    else:
+        name = name_or_scope or default_name
+    graph = get_default_graph()
+    stack = _stack(graph)
+    outer = stack[-1] if stack else None
+    if not reuse and outer is not None and outer.reuse:
+        reuse = outer.reuse  # TF1: reuse is inherited and cannot be switched off inside
+    if initializer is None and outer is not None:
+        initializer = outer.initializer
+    with graph.name_scope(name) as prefix:
+        scope = VariableScope(prefix.lstrip("/"), reuse, initializer)
+        stack.append(scope)
+        try:
+            yield scope
+        finally:
+            stack.pop()
+
+
+def get_variable_scope():
+    """The innermost ``VariableScope`` (a root scope outside any ``variable_scope``)."""
+    stack = _stack(get_default_graph())
+    return stack[-1] if stack else VariableScope("", None, None)
+
+
+def get_variable(name, shape=None, dtype=D.float32, initializer=None, regularizer=None,
+                 trainable=True, reuse=None, **unused):
+    """TF1's get_variable: a new variable ``scope/name``, or the existing one when reusing.
+
+    Args:
+        name: the variable's name inside the current scope.
+        shape: its shape (checked against the existing variable when reusing).
+        dtype, trainable: as in TF1.
+        initializer: a callable ``init(shape, dtype)`` or a value; default: the scope's,
+            else ``glorot_uniform()``.
+        regularizer: ``reg(var) -> scalar or None``; a new variable's penalty goes into the
+            ``regularization_losses`` collection (TF1; a reused variable adds none).
+        reuse: overrides the scope's reuse flag.
+    Returns:
+        the Variable.
+    Raises:
+        GraphError: the variable exists and the scope does not reuse, or it does not exist
+            and the scope requires reuse.
+        ShapeError: a reused variable has another shape than ``shape``.
+    Example:
+        >>> W = gc.get_variable("W", [64, 10], initializer=gc.zeros_initializer())
+    """
+    scope = get_variable_scope()
+    reuse = scope.reuse if reuse is None else reuse
+    full = scope.name + name
+    existing = [v for v in global_variables() if v.name == full]
+    if existing and reuse:
+        return _checked(existing[0], shape, full)
+    if existing:
+        raise GraphError(f"get_variable: variable '{full}' already exists",
+                         hint="use gc.variable_scope(..., reuse=True) or reuse=gc.AUTO_REUSE "
+                              "to share it")
+    if reuse is True:
+        raise GraphError(f"get_variable: variable '{full}' does not exist and the scope "
+                         f"reuses variables", hint="create it first in a scope without "
+                         "reuse=True, or use reuse=gc.AUTO_REUSE")
+    var = _new_variable(name, shape, dtype, initializer or scope.initializer, trainable)
+    penalty = regularizer(var) if regularizer is not None else None
+    if penalty is not None:
+        var.graph.add_to_collection("regularization_losses", penalty)
+    return var
+
+
+def _checked(var, shape, full):
+    if shape is not None and tuple(normalize_shape(shape)) != tuple(var.shape):
+        raise ShapeError(f"get_variable: variable '{full}' has shape {list(var.shape)}, "
+                         f"asked for {list(normalize_shape(shape))}")
+    return var
+
+
+def _new_variable(name, shape, dtype, initializer, trainable):
+    dtype = D.as_dtype(dtype)
+    shape = normalize_shape(shape)
+    if initializer is None:
+        from ..ops.init_ops import glorot_uniform
+        initializer = glorot_uniform()
+    value = initializer(shape, dtype) if callable(initializer) else initializer
+    return Variable(value, trainable=trainable, name=name, dtype=dtype)

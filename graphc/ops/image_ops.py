@@ -1,0 +1,192 @@
+"""``gc.image``: TF1's basic image ops on NHWC batches or single HWC images.
+
+Every op is a composition of graph ops with static sizes: flips gather the reversed indices,
+standardization reduces over each image, and resizing multiplies by two interpolation
+matrices (rows, then columns) built in NumPy at graph-construction time, so the gradients
+of bilinear resizing come from the matrix products for free.
+
+Resizing follows TF1's legacy pixel mapping (no half-pixel centers): output pixel ``i``
+samples input coordinate ``i * scale`` with ``scale = in / out``, or with
+``align_corners=True`` ``scale = (in - 1) / (out - 1)`` so that the corner pixels match.
+"""
+import numpy as np
+
+from ..errors import ShapeError
+from ..ir import dtypes as D
+from ..ir.ops import convert
+from .special_math_ops import einsum
+from .math_ops import cast, gather, maximum, reduce_mean, sqrt, square
+
+
+class ResizeMethod:
+    """TF1's tf.image.ResizeMethod (only the two that graphc implements)."""
+    BILINEAR = 0
+    NEAREST_NEIGHBOR = 1
+
+
+def _image_axes(images, fn):
+    """(the tensor, whether it is a single HWC image) for a rank-3 or rank-4 input."""
+    images = convert(images)
+    rank = images.shape.ndims
+    if rank not in (3, 4):
+        raise ShapeError(f"image.{fn}: expected an NHWC batch or an HWC image, found shape "
+                         f"{images.shape}", hint="reshape to [batch, height, width, channels]")
+    return images, rank == 3
+
+
+def _static(images, axis, fn):
+    size = images.shape.as_list()[axis]
+    if size is None:
+        raise ShapeError(f"image.{fn}: the {'height' if axis == -3 else 'width'} must be "
+                         f"static, found shape {images.shape}")
+    return size
+
+
+def _flip(images, axis, fn):
+    images, _ = _image_axes(images, fn)
+    n = _static(images, axis, fn)
+    return gather(images, np.arange(n - 1, -1, -1), axis=images.shape.ndims + axis)
+
+
+def flip_left_right(image):
+    """Mirror the width axis (TF1's tf.image.flip_left_right).
+
+    Example:
+        >>> mirrored = gc.image.flip_left_right(batch)  # [N, H, W, C] or [H, W, C]
+    """
+    return _flip(image, -2, "flip_left_right")
+
+
+def flip_up_down(image):
+    """Mirror the height axis (TF1's tf.image.flip_up_down).
+
+    Example:
+        >>> upside_down = gc.image.flip_up_down(image)
+    """
+    return _flip(image, -3, "flip_up_down")
+
+
+def per_image_standardization(image):
+    """``(x - mean) / max(stddev, 1 / sqrt(N))`` per image, ``N`` its number of elements.
+
+    The floor on the deviation keeps a uniform image finite (TF1's adjusted stddev).
+
+    Returns:
+        float32 (float64 stays float64), the input's shape.
+    Example:
+        >>> x = gc.image.per_image_standardization(raw)
+    """
+    image, _ = _image_axes(image, "per_image_standardization")
+    if not image.dtype.is_floating:
+        image = cast(image, D.float32)
+    n = int(np.prod([_static(image, a, "per_image_standardization") for a in (-3, -2)]
+                    + [image.shape.as_list()[-1]]))
+    axes = [-3, -2, -1]
+    mean = reduce_mean(image, axis=axes, keepdims=True)
+    centered = image - mean
+    stddev = sqrt(reduce_mean(square(centered), axis=axes, keepdims=True))
+    return centered / maximum(stddev, float(1.0 / np.sqrt(n)))
+
+
+def _scale(n_in, n_out, align_corners):
+    if align_corners and n_out > 1:
+        return (n_in - 1) / (n_out - 1)
+    return n_in / n_out
+
+
+def interpolation_matrix(n_in, n_out, method=ResizeMethod.BILINEAR, align_corners=False):
+    """The [n_out, n_in] matrix resizing one axis (each row sums to one).
+
+    Bilinear: output ``i`` mixes inputs ``floor(s)`` and ``floor(s) + 1`` (clamped) with
+    weights ``1 - frac`` and ``frac``, ``s = i * scale``. Nearest: input ``floor(s)``, or
+    ``round(s)`` with ``align_corners``, clamped to the last pixel.
+
+    Example:
+        >>> interpolation_matrix(2, 4)[:, 0]   # array([1. , 0.5, 0. , 0. ])
+    """
+    src = np.arange(n_out, dtype=np.float64) * _scale(n_in, n_out, align_corners)
+    m = np.zeros((n_out, n_in))
+    rows = np.arange(n_out)
+    if method == ResizeMethod.NEAREST_NEIGHBOR:
+        picked = np.floor(src + 0.5) if align_corners else np.floor(src)
+        m[rows, np.minimum(picked.astype(int), n_in - 1)] = 1.0
+        return m
+    lo = np.minimum(np.floor(src).astype(int), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = src - lo
+    np.add.at(m, (rows, lo), 1.0 - frac)
+    np.add.at(m, (rows, hi), frac)
+    return m
+
+
+def _resize(images, size, method, align_corners, fn):
+    images, single = _image_axes(images, fn)
+    out_h, out_w = (int(s) for s in size)
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"image.{fn}: size must be positive, got {list(size)}")
+    in_h, in_w = _static(images, -3, fn), _static(images, -2, fn)
+    if method == ResizeMethod.BILINEAR or not images.dtype.is_floating:
+        work = D.float32 if images.dtype != D.float64 else D.float64
+    else:
+        work = images.dtype
+    x = images if images.dtype == work else cast(images, work)
+    rows = interpolation_matrix(in_h, out_h, method, align_corners).astype(work.np)
+    cols = interpolation_matrix(in_w, out_w, method, align_corners).astype(work.np)
+    spec = ("yh,hwc->ywc", "xw,ywc->yxc") if single else ("yh,nhwc->nywc", "xw,nywc->nyxc")
+    out = einsum(spec[1], cols, einsum(spec[0], rows, x))
+    if method == ResizeMethod.NEAREST_NEIGHBOR and out.dtype != images.dtype:
+        out = cast(out, images.dtype)  # nearest neighbor keeps the input's dtype, as TF1
+    return out
+
+
+def resize_images(images, size, method=ResizeMethod.BILINEAR, align_corners=False,
+                  preserve_aspect_ratio=False):
+    """Resize to ``size = (height, width)`` (TF1's tf.image.resize_images).
+
+    Args:
+        images: [N, H, W, C] or [H, W, C] with static H and W.
+        size: two Python ints.
+        method: ``ResizeMethod.BILINEAR`` (float32 result) or ``NEAREST_NEIGHBOR`` (the
+            input's dtype).
+        align_corners: map corner pixel centers onto each other.
+    Raises:
+        ShapeError: not rank 3 or 4, or dynamic H or W. ValueError: another method, or
+        ``preserve_aspect_ratio``.
+    Example:
+        >>> small = gc.image.resize_images(batch, (14, 14))
+    """
+    if method not in (ResizeMethod.BILINEAR, ResizeMethod.NEAREST_NEIGHBOR):
+        raise ValueError(f"image.resize_images: method {method!r} is not implemented; use "
+                         "ResizeMethod.BILINEAR or ResizeMethod.NEAREST_NEIGHBOR")
+    if preserve_aspect_ratio:
+        raise ValueError("image.resize_images: preserve_aspect_ratio is not implemented; "
+                         "compute the size yourself")
+    return _resize(images, size, method, align_corners, "resize_images")
+
+
+def resize_bilinear(images, size, align_corners=False, name=None, half_pixel_centers=False):
+    """Bilinear resize to ``size`` (float32 result; TF1's tf.image.resize_bilinear).
+
+    Example:
+        >>> big = gc.image.resize_bilinear(batch, (56, 56), align_corners=True)
+    """
+    _no_half_pixel(half_pixel_centers, "resize_bilinear")
+    return _resize(images, size, ResizeMethod.BILINEAR, align_corners, "resize_bilinear")
+
+
+def resize_nearest_neighbor(images, size, align_corners=False, name=None,
+                            half_pixel_centers=False):
+    """Nearest-neighbor resize to ``size`` (TF1's tf.image.resize_nearest_neighbor).
+
+    Example:
+        >>> big = gc.image.resize_nearest_neighbor(batch, (56, 56))
+    """
+    _no_half_pixel(half_pixel_centers, "resize_nearest_neighbor")
+    return _resize(images, size, ResizeMethod.NEAREST_NEIGHBOR, align_corners,
+                   "resize_nearest_neighbor")
+
+
+def _no_half_pixel(half_pixel_centers, fn):
+    if half_pixel_centers:
+        raise ValueError(f"image.{fn}: half_pixel_centers=True is not implemented (graphc "
+                         "has TF1's legacy mapping only)")

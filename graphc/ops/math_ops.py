@@ -1,0 +1,308 @@
+"""The TF1 op functions (``gc.add``, ``gc.reduce_sum``, ``gc.reshape``...): argument handling
+only — TF1 names and aliases, Python values to constants. Semantics live in ``ir.ops``."""
+import builtins
+
+import numpy as np
+
+from ..errors import GraphError, ShapeError
+from ..ir import dtypes as D
+from ..ir.ops import apply, const_node, convert
+from ..ir.ops.operators import true_divide
+from ..ir.ops.registry import default_array
+from ..ir.graph import Node, get_default_graph
+from ..ir.shapes import normalize_shape
+
+
+def _un(op):
+    def f(x, name=None):
+        return apply(op, [x], name=name)
+    f.__name__ = op
+    f.__doc__ = f"Elementwise ``{op}`` (see ir.ops.elementwise for its VJP convention)."
+    return f
+
+
+def _bin(op):
+    def f(x, y, name=None):
+        return apply(op, [x, y], name=name)
+    f.__name__ = op
+    f.__doc__ = f"Elementwise ``{op}`` with NumPy broadcasting."
+    return f
+
+
+add, subtract, multiply, maximum, minimum = (
+    _bin(o) for o in ("add", "subtract", "multiply", "maximum", "minimum"))
+pow = _bin("pow")  # noqa: A001  (TF1 name)
+realdiv = _bin("divide")  # TF's RealDiv: floats only
+floordiv, floormod = _bin("floordiv"), _bin("floormod")
+mod = floormod
+
+
+def divide(x, y, name=None):
+    """``x / y`` (TF1's ``truediv``): integer operands are cast to float first, int8, int16
+    and uint8 to float32, int32 and int64 to float64.
+
+    Example:
+        >>> gc.divide(gc.constant([7, -7]), 2)   # [3.5, -3.5], float64
+    """
+    return true_divide(x, y, name=name)
+
+
+truediv = divide
+
+
+def div(x, y, name=None):
+    """TF1's ``div`` (Python 2 semantics): floor division for integers, ``/`` for floats."""
+    like = x if isinstance(x, Node) else y if isinstance(y, Node) else None
+    x, y = convert(x, like), convert(y, like)
+    if not x.dtype.is_floating:
+        return floordiv(x, y, name=name)
+    return divide(x, y, name=name)
+negative, square, sqrt, exp, log, log1p, sign, tanh, sigmoid, floor = (
+    _un(o) for o in ("negative", "square", "sqrt", "exp", "log", "log1p", "sign", "tanh",
+                     "sigmoid", "floor"))
+abs = _un("abs")  # noqa: A001
+neg = negative
+equal, not_equal, less, less_equal, greater, greater_equal = (
+    _bin(o) for o in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal"))
+logical_and, logical_or = _bin("logical_and"), _bin("logical_or")
+logical_not = _un("logical_not")
+is_finite = _un("is_finite")
+identity = _un("identity")
+stop_gradient = _un("stop_gradient")
+
+
+def rsqrt(x, name=None):
+    return apply("divide", [1.0, sqrt(x)], name=name)
+
+
+def reciprocal(x, name=None):
+    return apply("divide", [1.0, x], name=name)
+
+
+def where(condition, x=None, y=None, name=None):
+    """Select ``x`` where ``condition`` else ``y`` (broadcasting, TF2-style ``where``)."""
+    if x is None or y is None:
+        raise GraphError("where: the one-argument form (indices) is not supported",
+                         hint="pass x and y")
+    like = x if isinstance(x, Node) else y
+    return apply("where", [condition, convert(x, like if isinstance(like, Node) else None),
+                           convert(y, like if isinstance(like, Node) else None)], name=name)
+
+
+def cast(x, dtype, name=None):
+    x = convert(x)
+    dtype = D.as_dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    return apply("cast", [x], {"dtype": dtype}, name=name)
+
+
+to_float = lambda x, name=None: cast(x, D.float32, name)  # noqa: E731
+
+
+def zeros_like(x, dtype=None, name=None):
+    z = apply("zeros_like", [x], name=name)
+    return z if dtype is None else cast(z, dtype)
+
+
+def ones_like(x, dtype=None, name=None):
+    o = apply("ones_like", [x], name=name)
+    return o if dtype is None else cast(o, dtype)
+
+
+def fill(dims, value, name=None):
+    """``dims``-shaped tensor of ``value`` (a number, as TF types it, or a scalar tensor)."""
+    if isinstance(value, Node):
+        return broadcast_to(value, dims, name=name)
+    v = default_array(value)
+    return const_node(np.full(normalize_shape(dims), v, v.dtype), name=name or "Fill")
+
+
+def zeros(shape, dtype=D.float32, name=None):
+    return const_node(np.zeros(normalize_shape(shape), D.as_dtype(dtype).np), name=name or "zeros")
+
+
+def ones(shape, dtype=D.float32, name=None):
+    return const_node(np.ones(normalize_shape(shape), D.as_dtype(dtype).np), name=name or "ones")
+
+
+def range(start, limit=None, delta=1, dtype=None, name="range"):  # noqa: A001
+    if limit is None:
+        start, limit = 0, start
+    arr = np.arange(start, limit, delta)
+    if dtype is not None:
+        arr = arr.astype(D.as_dtype(dtype).np)
+    elif arr.dtype.kind == "i":
+        arr = arr.astype(np.int32)
+    else:
+        arr = arr.astype(np.float32)
+    return const_node(arr, name=name)
+
+
+def matmul(a, b, transpose_a=False, transpose_b=False, name=None, **unused):
+    """``op(a) @ op(b)``; 2-D or batched (leading dims broadcast)."""
+    return apply("matmul", [a, b], {"transpose_a": bool(transpose_a),
+                                    "transpose_b": bool(transpose_b)}, name=name)
+
+
+def _axis(axis, reduction_indices, axis_name="axis"):
+    if axis is None:
+        axis = reduction_indices
+    if isinstance(axis, (list, tuple)):
+        return tuple(int(a) for a in axis)
+    return None if axis is None else int(axis)
+
+
+def _reduction(op):
+    def f(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
+          keep_dims=None):
+        kd = bool(keepdims if keepdims is not None else keep_dims)
+        return apply(op, [input_tensor], {"axis": _axis(axis, reduction_indices),
+                                          "keepdims": kd}, name=name)
+    f.__name__ = op
+    f.__doc__ = f"``{op}`` over ``axis`` (None: all); ``reduction_indices``/``keep_dims`` " \
+                "are TF1 aliases."
+    return f
+
+
+reduce_sum, reduce_mean, reduce_max, reduce_min = (
+    _reduction(o) for o in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min"))
+
+
+def argmax(input, axis=None, name=None, dimension=None, output_type=D.int64):  # noqa: A002
+    axis = 0 if axis is None and dimension is None else (axis if axis is not None else dimension)
+    return apply("argmax", [input], {"axis": int(axis), "output_type": D.as_dtype(output_type)},
+                 name=name)
+
+
+def argmin(input, axis=None, name=None, dimension=None, output_type=D.int64):  # noqa: A002
+    axis = 0 if axis is None and dimension is None else (axis if axis is not None else dimension)
+    return apply("argmin", [input], {"axis": int(axis), "output_type": D.as_dtype(output_type)},
+                 name=name)
+
+
+def reshape(tensor, shape, name=None):
+    if isinstance(shape, Node):
+        raise GraphError(f"reshape: the shape must be static, found tensor '{shape.name}'",
+                         hint="pass a list of ints (-1 for one inferred dim)")
+    return apply("reshape", [tensor], {"shape": tuple(-1 if d is None else int(d)
+                                                      for d in shape)}, name=name)
+
+
+def transpose(a, perm=None, name="transpose"):
+    return apply("transpose", [a], {"perm": None if perm is None else tuple(perm)}, name=name)
+
+
+def expand_dims(input, axis=None, name=None, dim=None):  # noqa: A002
+    return apply("expand_dims", [input], {"axis": int(axis if axis is not None else dim)},
+                 name=name)
+
+
+def squeeze(input, axis=None, name=None, squeeze_dims=None):  # noqa: A002
+    axis = axis if axis is not None else squeeze_dims
+    if isinstance(axis, int):
+        axis = (axis,)
+    return apply("squeeze", [input], {"axis": None if axis is None else tuple(axis)}, name=name)
+
+
+def broadcast_to(input, shape, name=None):  # noqa: A002
+    return apply("broadcast_to", [input], {"shape": normalize_shape(shape)}, name=name)
+
+
+def concat(values, axis, name="concat"):
+    values = list(values)
+    like = next((v for v in values if isinstance(v, Node)), None)
+    return apply("concat", [convert(v, like) for v in values], {"axis": int(axis)}, name=name)
+
+
+def stack(values, axis=0, name="stack"):
+    values = list(values)
+    like = next((v for v in values if isinstance(v, Node)), None)
+    return apply("stack", [convert(v, like) for v in values], {"axis": int(axis)}, name=name)
+
+
+def unstack(value, num=None, axis=0, name="unstack"):
+    """Split along ``axis`` into a list of tensors (the axis size must be static)."""
+    a = axis % value.rank
+    n = value.shape[a] if num is None else num
+    if n is None:
+        raise GraphError(f"unstack: axis {axis} of '{value.name}' has unknown size",
+                         hint="pass num=")
+    return [apply("strided_slice", [value],
+                  {"spec": tuple(("i", i) if d == a else ("s", None, None, None)
+                                 for d in builtins.range(a + 1))}, name=name)
+            for i in builtins.range(n)]
+
+
+def slice(input_, begin, size, name=None):  # noqa: A001
+    """TF1's slice: ``size`` -1 means "to the end"; the box must lie inside the tensor."""
+    for axis, (b, s, d) in enumerate(zip(begin, size, input_.shape)):
+        if d is not None and not (0 <= int(b) <= d and (int(s) == -1 or int(b) + int(s) <= d)):
+            from ..ir.source import user_location
+            raise ShapeError(f"slice: begin {list(begin)} and size {list(size)} do not fit "
+                             f"in {input_.type_str()}", [f"axis {axis}: {b} + {s} > {d}"],
+                             loc=user_location(), hint="size -1 means to the end")
+    spec = tuple(("s", int(b), None if int(s) == -1 else int(b) + int(s), None)
+                 for b, s in zip(begin, size))
+    return apply("strided_slice", [input_], {"spec": spec}, name=name)
+
+
+def gather(params, indices, axis=0, name=None, validate_indices=None):
+    return apply("gather", [params, convert(indices)], {"axis": int(axis)}, name=name)
+
+
+def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=None, name=None):
+    dtype = D.as_dtype(dtype) if dtype is not None else D.float32
+    return apply("one_hot", [convert(indices)], {
+        "depth": int(depth), "on_value": 1.0 if on_value is None else float(on_value),
+        "off_value": 0.0 if off_value is None else float(off_value),
+        "axis": -1 if axis is None else int(axis), "dtype": dtype}, name=name)
+
+
+def shape(input, name=None, out_type=D.int32):  # noqa: A002
+    """The shape as an int tensor; its value is known once the step is specialized."""
+    return apply("shape_of", [input], {"out_type": D.as_dtype(out_type)}, name=name)
+
+
+def rank(input, name=None):  # noqa: A002
+    return const_node(np.int32(input.rank), name=name or "Rank")
+
+
+def add_n(inputs, name=None):
+    total = inputs[0]
+    for x in inputs[1:]:
+        total = total + x
+    return total
+
+
+def clip_by_value(t, clip_value_min, clip_value_max, name=None):
+    return minimum(maximum(t, clip_value_min), clip_value_max)
+
+
+def squared_difference(x, y, name=None):
+    """TF1's ``(x - y) ** 2`` elementwise, with broadcasting."""
+    d = x - y
+    return multiply(d, d, name=name)
+
+
+def _random(op, shape, dtype, seed, **params):
+    g = get_default_graph()
+    op_seed = seed if seed is not None else (None if g.seed is None else
+                                             hash((g.seed, len(g.nodes))) & 0x7FFFFFFF)
+    return apply(op, [], {"shape": normalize_shape(shape), "dtype": D.as_dtype(dtype),
+                          "seed": op_seed, **params})
+
+
+def random_normal(shape, mean=0.0, stddev=1.0, dtype=D.float32, seed=None, name=None):
+    """Fresh normal samples every run (impure; seedable; never merged by CSE)."""
+    return _random("random_normal", shape, dtype, seed, mean=float(mean), stddev=float(stddev))
+
+
+def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=D.float32, seed=None, name=None):
+    return _random("truncated_normal", shape, dtype, seed, mean=float(mean),
+                   stddev=float(stddev))
+
+
+def random_uniform(shape, minval=0.0, maxval=1.0, dtype=D.float32, seed=None, name=None):
+    return _random("random_uniform", shape, dtype, seed, minval=float(minval),
+                   maxval=float(maxval))

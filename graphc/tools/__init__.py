@@ -1,0 +1,1 @@
+"""Tools over users' models: gradient checks and gradient-health diagnostics."""

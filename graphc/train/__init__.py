@@ -1,0 +1,12 @@
+"""``gc.train``: optimizers whose updates are assign nodes inside the compiled step, TF1's
+learning-rate schedules, the step counter and checkpoints (``Saver``)."""
+from .learning_rate_decay import (cosine_decay, exponential_decay,  # noqa: F401
+                                  inverse_time_decay, natural_exp_decay, piecewise_constant,
+                                  polynomial_decay)
+from .optimizers import (AdadeltaOptimizer, AdagradOptimizer, AdamOptimizer,  # noqa: F401
+                         GradientDescentOptimizer, MomentumOptimizer, Optimizer,
+                         RMSPropOptimizer)
+from .saver import (CheckpointState, Saver, get_checkpoint_state,  # noqa: F401
+                    latest_checkpoint)
+from .training_util import (create_global_step, get_global_step,  # noqa: F401
+                            get_or_create_global_step, global_step)

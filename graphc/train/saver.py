@@ -1,0 +1,467 @@
+"""Checkpoints: variables by name in one ``.npz`` file, saved atomically, restored strictly.
+
+``save`` writes the whole archive to a temporary file in the target's folder, flushes it to
+disk, then renames it over the target with ``os.replace`` (atomic on POSIX and Windows): a save
+that is interrupted at any point leaves the previous checkpoint intact, and never a half file
+under the checkpoint's name. ``restore`` checks every name, shape and dtype before it changes
+anything, and lists every mismatch at once.
+
+The file is fsynced before the rename and its folder after it, so a finished save survives a
+power loss too; temporary files that interrupted saves left behind (``.<name>.npz.XXXXXXXX.tmp``,
+older than ``STALE_SECONDS``) are removed by the next save into the folder. Files get the
+mode the umask gives (as TF1's), not the temporary file's 0600. A full disk or a read-only
+folder raises ``ArtifactError`` naming the file, and the previous checkpoint stays as it was.
+Like TF1's Saver, a ``checkpoint`` state file in the folder lists the numbered checkpoints
+kept, newest last: a new Saver (after a restart) picks the list up, so ``max_to_keep`` still
+holds. ``restore`` checks member sizes from the zip directory before decompressing any.
+
+Both work on anything that holds variable values, duck-typed:
+- a ``gc.Session``: ``values`` maps variable nodes to arrays;
+- a compiled step: ``variables`` maps variable names to arrays.
+"""
+import json
+import os
+import re
+import tempfile
+import time
+import zipfile
+
+import numpy as np
+
+from ..errors import ArtifactError, GraphError
+
+FORMAT = "graphc-checkpoint"
+VERSION = 1
+_META = "__graphc_checkpoint__"
+STATE = "checkpoint"  # TF1's name for the folder's list of kept checkpoints
+STALE_SECONDS = 3600  # a temporary file untouched this long belongs to a save that died
+MAX_RATIO = 200  # uncompressed / compressed bytes of a member (Saver stores them uncompressed)
+_TEMP = re.compile(r"\.(?P<name>.+\.npz)\.[a-z0-9_]{8}\.tmp")
+
+
+def _as_dict(var_list):
+    """{name: variable or None}: None means 'whatever the holder has under that name'."""
+    if var_list is None:
+        return None
+    if isinstance(var_list, dict):
+        return dict(var_list)
+    out = {}
+    for v in var_list:
+        name = v if isinstance(v, str) else v.name
+        if name in out:
+            raise GraphError(f"Saver: variable name '{name}' appears twice in var_list")
+        out[name] = None if isinstance(v, str) else v
+    return out
+
+
+class _Holder:
+    """Uniform access to variable values of a Session or of a compiled step."""
+
+    def __init__(self, obj):
+        self.obj = obj
+        if isinstance(getattr(obj, "values", None), dict) and hasattr(obj, "graph"):
+            self.kind = "session"
+        elif hasattr(obj, "variables") and hasattr(obj.variables, "keys"):
+            self.kind = "step"
+        else:
+            raise TypeError(f"Saver: expected a gc.Session or a compiled step (an object with "
+                            f"a 'variables' mapping), got {type(obj).__name__}")
+
+    def default_vars(self):
+        if self.kind == "session":
+            return {v.name: v for v in self.obj.graph.get_collection("variables")}
+        return {name: None for name in self.obj.variables.keys()}
+
+    def get(self, name, var):
+        if self.kind == "session":
+            return self.obj.values.get(var)
+        value = self.obj.variables.get(name)
+        return None if value is None else np.asarray(value)
+
+    def expected(self, name, var):
+        """(shape, dtype) the holder wants for ``name``; None when it has no such variable."""
+        if var is not None:
+            return tuple(var.shape), np.dtype(var.dtype.np)
+        value = self.get(name, var)
+        return None if value is None else (value.shape, value.dtype)
+
+    def set(self, name, var, value):
+        if self.kind == "session":
+            self.obj.values[var] = np.array(value, dtype=var.dtype.np)
+            return
+        # A compiled step hands out its live arrays (``variables`` may be a fresh dict of
+        # them each time): write into them, so the step and its fast path see the values.
+        current = self.obj.variables.get(name)
+        if isinstance(current, np.ndarray) and current.shape == value.shape \
+                and current.dtype == value.dtype and current.flags.writeable:
+            np.copyto(current, value)
+        else:
+            self.obj.variables[name] = np.array(value)
+
+
+class Saver:
+    """Saves and restores variables (TF1's tf.train.Saver, in ``.npz`` files).
+
+    Args:
+        var_list: variables (or a {checkpoint name: variable} dict); default: every global
+            variable of the session's graph (optimizer slots included) when saving from a
+            Session, every variable of a compiled step.
+        max_to_keep: keep at most this many of the most recent checkpoints written with a
+            ``global_step`` suffix (None or 0: keep all).
+    Example:
+        >>> saver = gc.train.Saver()
+        >>> path = saver.save(sess, "ckpt/model", global_step=100)   # ckpt/model-100.npz
+        >>> saver.restore(sess, path)
+    """
+
+    def __init__(self, var_list=None, max_to_keep=5, **unused):
+        self._vars = _as_dict(var_list)
+        self.max_to_keep = max_to_keep
+        self.last_checkpoints = []
+        self._recovered = set()  # folders whose state file this Saver has read
+
+    def _selection(self, holder):
+        return self._vars if self._vars is not None else holder.default_vars()
+
+    def save(self, sess, save_path, global_step=None, **unused):
+        """Write the variables to ``save_path`` (``.npz`` appended if missing), atomically.
+
+        Args:
+            sess: a Session or a compiled step.
+            save_path: file path; its folder is created if needed.
+            global_step: an int (or int variable) appended as ``-<step>``.
+        Returns:
+            The path written.
+        Raises:
+            GraphError: a variable without a value (not initialized).
+        """
+        holder = _Holder(sess)
+        arrays, missing = {}, []
+        for name, var in sorted(self._selection(holder).items()):
+            value = holder.get(name, var)
+            if value is None:
+                missing.append(name)
+            else:
+                arrays[name] = np.array(value, order="C")  # ascontiguousarray makes 0-d 1-d
+        if missing:
+            raise GraphError(f"Saver.save: {len(missing)} variable(s) have no value: "
+                             + ", ".join(missing),
+                             hint="run gc.global_variables_initializer() first")
+        path = _checkpoint_path(save_path, global_step, sess)
+        meta = {"format": FORMAT, "version": VERSION,
+                "variables": {n: [list(a.shape), a.dtype.str] for n, a in arrays.items()}}
+        arrays[_META] = np.array(json.dumps(meta))
+        _write_atomically(path, arrays)
+        self._remember(path, global_step is not None)
+        return path
+
+    def restore(self, sess, save_path):
+        """Load the variables from ``save_path`` into ``sess`` after checking all of them.
+
+        Entries of the checkpoint that this Saver does not ask for are ignored (restoring a
+        subset is allowed); missing names, other shapes or other dtypes are errors.
+
+        Raises:
+            ArtifactError: unreadable file, or names/shapes/dtypes that do not match (every
+                mismatch is listed); nothing is changed then.
+        """
+        holder = _Holder(sess)
+        path = _existing_path(save_path)
+        stored = _read_checkpoint(path)
+        problems, plan = [], []
+        for name, var in sorted(self._selection(holder).items()):
+            want = holder.expected(name, var)
+            if name not in stored:
+                problems.append(f"'{name}': missing from the checkpoint")
+                continue
+            arr = stored[name]
+            if want is not None and tuple(arr.shape) != tuple(want[0]):
+                problems.append(f"'{name}': shape {list(arr.shape)} in the checkpoint, "
+                                f"{list(want[0])} expected")
+            elif want is not None and arr.dtype != want[1]:
+                problems.append(f"'{name}': dtype {arr.dtype.name} in the checkpoint, "
+                                f"{want[1].name} expected")
+            else:
+                plan.append((name, var, arr))
+        if problems:
+            extra = sorted(set(stored) - set(self._selection(holder)))
+            details = problems + ([f"the checkpoint also holds: {', '.join(extra)}"]
+                                  if extra else [])
+            raise ArtifactError(f"Saver.restore: checkpoint '{path}' does not match "
+                                f"({len(problems)} problem(s))", details,
+                                hint="restore into the graph that wrote it, or pass "
+                                     "var_list= to restore a subset")
+        for name, var, arr in plan:
+            holder.set(name, var, arr)
+
+    def _remember(self, path, numbered):
+        folder = os.path.dirname(os.path.abspath(path))
+        if numbered and folder not in self._recovered:  # a restart: the list is on disk
+            self._recovered.add(folder)
+            known = {os.path.abspath(p) for p in self.last_checkpoints}
+            self.last_checkpoints[:0] = [p for p in _read_state(folder)
+                                         if os.path.isfile(p) and p not in known]
+        self.last_checkpoints = [p for p in self.last_checkpoints
+                                 if os.path.abspath(p) != os.path.abspath(path)] + [path]
+        if numbered and self.max_to_keep:
+            while len(self.last_checkpoints) > self.max_to_keep:
+                old = self.last_checkpoints.pop(0)
+                if os.path.exists(old):
+                    os.remove(old)
+        if numbered:
+            _write_state(folder, [p for p in self.last_checkpoints
+                                  if os.path.dirname(os.path.abspath(p)) == folder])
+
+
+def _read_state(folder):
+    """The checkpoints the folder's state file lists, oldest first (absolute paths); [] when
+    there is none or it does not parse (it only decides what ``max_to_keep`` deletes)."""
+    try:
+        with open(os.path.join(folder, STATE), encoding="utf-8") as f:
+            text = f.read(1 << 20)
+    except (OSError, UnicodeDecodeError):
+        return []
+    names = re.findall(r'^all_model_checkpoint_paths: "((?:[^"\\]|\\.)*)"$', text, re.M)
+    out = []
+    for name in names:
+        name = name.replace('\\"', '"').replace("\\\\", "\\")
+        if os.path.basename(name) == name and name.endswith(".npz"):  # ours: in this folder
+            out.append(os.path.join(folder, name))
+    return out
+
+
+def _write_state(folder, paths):
+    """TF1's ``checkpoint`` text file: the newest checkpoint and all kept ones, oldest first
+    (names relative to the folder, as TF1 writes them)."""
+    def quoted(p):
+        return '"' + os.path.basename(p).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if not paths:
+        return
+    lines = [f"model_checkpoint_path: {quoted(paths[-1])}"]
+    lines += [f"all_model_checkpoint_paths: {quoted(p)}" for p in paths]
+    _replace_file(os.path.join(folder, STATE),
+                  lambda f: f.write(("\n".join(lines) + "\n").encode("utf-8")))
+
+
+def _checkpoints(directory):
+    """The ``.npz`` checkpoints in ``directory``, oldest first (by modification time)."""
+    if not os.path.isdir(directory):
+        return []
+    files = [os.path.join(directory, f) for f in os.listdir(directory)
+             if f.endswith(".npz") and not f.startswith(".")]
+    return sorted(files, key=lambda f: (os.stat(f).st_mtime_ns, f))
+
+
+def latest_checkpoint(directory):
+    """The most recently written ``.npz`` checkpoint in ``directory``, or None."""
+    files = _checkpoints(directory)
+    return files[-1] if files else None
+
+
+class CheckpointState:
+    """What ``get_checkpoint_state`` returns: TF1's two fields."""
+
+    def __init__(self, model_checkpoint_path, all_model_checkpoint_paths):
+        self.model_checkpoint_path = model_checkpoint_path
+        self.all_model_checkpoint_paths = list(all_model_checkpoint_paths)
+
+    def __repr__(self):
+        return (f"CheckpointState(model_checkpoint_path={self.model_checkpoint_path!r}, "
+                f"all_model_checkpoint_paths={self.all_model_checkpoint_paths!r})")
+
+
+def get_checkpoint_state(checkpoint_dir, latest_filename=None):
+    """TF1's ``tf.train.get_checkpoint_state`` over the ``.npz`` files Saver writes.
+
+    graphc keeps no separate index file: the checkpoints are the folder's ``.npz`` files,
+    ordered by when they were written.
+
+    Args:
+        checkpoint_dir: the folder Saver.save wrote into.
+        latest_filename: accepted for TF1 compatibility, unused.
+    Returns:
+        A ``CheckpointState`` (``model_checkpoint_path``: the newest,
+        ``all_model_checkpoint_paths``: all, oldest first), or None when there is none.
+    Example:
+        >>> ckpt = gc.train.get_checkpoint_state("ckpt")
+        >>> if ckpt: saver.restore(sess, ckpt.model_checkpoint_path)
+    """
+    files = _checkpoints(os.fspath(checkpoint_dir))
+    return CheckpointState(files[-1], files) if files else None
+
+
+def _checkpoint_path(save_path, global_step, sess):
+    path = os.fspath(save_path)
+    if path.endswith(".npz"):
+        path = path[:-4]
+    if global_step is not None:
+        if not isinstance(global_step, (int, np.integer)):
+            global_step = int(sess.run(global_step))  # a step variable: its current value
+        path = f"{path}-{int(global_step)}"
+    return path + ".npz"
+
+
+def _existing_path(save_path):
+    path = os.fspath(save_path)
+    for candidate in (path, path + ".npz"):
+        if os.path.isfile(candidate):
+            return candidate
+    raise ArtifactError(f"Saver.restore: no checkpoint at '{path}'",
+                        hint="pass the path that Saver.save returned")
+
+
+def _write_atomically(path, arrays):
+    """Write an npz to a temp file in the same folder, fsync it, rename it over ``path``,
+    fsync the folder; first remove temp files that earlier, interrupted saves left."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise _save_error(path, e) from None
+    remove_stale_temporaries(folder)
+    _replace_file(path, lambda f: np.savez(f, **arrays))
+
+
+def _replace_file(path, write):
+    """``write(file)`` into a temp file beside ``path``, then atomically rename it over
+    ``path`` with the umask's mode; ArtifactError naming ``path`` when the OS refuses."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                                   dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 is not what TF1 gives
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        _fsync_folder(folder)
+    except OSError as e:
+        raise _save_error(path, e) from None
+    finally:  # KeyboardInterrupt too: never leave the temp file behind
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _save_error(path, e):
+    return ArtifactError(f"Saver.save: cannot write checkpoint '{path}': "
+                         f"{e.strerror or type(e).__name__}"
+                         + (f" ('{e.filename}')" if e.filename and e.filename != path else ""),
+                         ["the previous checkpoint under this name, if any, is unchanged"],
+                         hint="free disk space, or save into a folder you can write")
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX: fsync the directory; elsewhere nothing to do)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory
+    finally:
+        os.close(fd)
+
+
+def _umask():
+    """The process umask, read without changing it where Linux shows it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder, older_than=None):
+    """Remove the temp files of saves that died in ``folder``: only names Saver makes
+    (``.<name>.npz.XXXXXXXX.tmp``, files owned by this user) and only ones untouched for
+    ``older_than`` seconds (``STALE_SECONDS``), so a save running in another process keeps
+    its file. Returns the paths removed."""
+    limit = time.time() - (STALE_SECONDS if older_than is None else older_than)
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not _TEMP.fullmatch(name):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+            if (os.path.isfile(path) and not os.path.islink(path) and st.st_mtime < limit
+                    and (not hasattr(os, "getuid") or st.st_uid == os.getuid())):
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def _read_checkpoint(path):
+    """{name: array} of a checkpoint; ArtifactError when it is not one."""
+    try:
+        _check_sizes(path)
+        with np.load(path, allow_pickle=False) as archive:
+            stored = {name: archive[name] for name in archive.files}
+    except ArtifactError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise ArtifactError(f"Saver.restore: '{path}' is not a readable checkpoint "
+                            f"({type(e).__name__}: {e})",
+                            hint="the file is truncated or corrupted; restore an earlier "
+                                 "checkpoint") from None
+    meta = stored.pop(_META, None)
+    if meta is None:
+        raise ArtifactError(f"Saver.restore: '{path}' is an .npz file but not a graphc "
+                            "checkpoint (no metadata entry)")
+    info = _metadata(path, meta)
+    if info.get("format") != FORMAT or info.get("version", 0) > VERSION:
+        raise ArtifactError(f"Saver.restore: '{path}' has format {info.get('format')!r} "
+                            f"version {info.get('version')}; this graphc reads {FORMAT!r} "
+                            f"up to version {VERSION}")
+    return stored
+
+
+def _metadata(path, meta):
+    """The checkpoint's metadata entry as a dict, or ArtifactError naming the file."""
+    problem = None
+    try:
+        info = json.loads(str(meta[()]) if meta.ndim == 0 and meta.dtype.kind == "U" else "")
+    except ValueError as e:  # JSONDecodeError included
+        info, problem = None, f"not JSON ({e})"
+    if problem is None and not isinstance(info, dict):
+        problem = f"a JSON {type(info).__name__}, not an object"
+    elif problem is None and (type(info.get("version", 0)) is not int):
+        problem = f"version {info.get('version')!r} is not an integer"
+    if problem is not None:
+        raise ArtifactError(f"Saver.restore: '{path}' has unreadable checkpoint metadata: "
+                            f"{problem}", hint="the file was not written by graphc's Saver, "
+                                               "or was edited; restore an earlier checkpoint")
+    return info
+
+
+def _check_sizes(path):
+    """Member sizes from the zip directory, before anything is decompressed."""
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            if info.file_size > (1 << 16) and \
+                    info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                raise ArtifactError(
+                    f"Saver.restore: '{path}' member '{info.filename}' would expand from "
+                    f"{info.compress_size} to {info.file_size} bytes (more than {MAX_RATIO}:1)"
+                    ": refusing to decompress it",
+                    hint="Saver stores arrays uncompressed; this file was not written by it")
+
+
+__all__ = ["Saver", "CheckpointState", "get_checkpoint_state", "latest_checkpoint",
+           "remove_stale_temporaries"]
