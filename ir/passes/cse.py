@@ -3,12 +3,16 @@
 Two nodes merge when they apply the same op, with equal attributes, to the same input nodes.
 Operands of commutative ops (``add``, ``multiply``, ``maximum``, ``equal``...) are put in a
 canonical order (by schedule position), so ``a + b`` and ``b + a`` merge. Constants merge by
-value (dtype, shape and bytes, so ``0.0`` and ``-0.0`` stay apart).
+value (dtype, shape and bits, so ``0.0`` and ``-0.0`` stay apart), keyed by a compact form:
+a splat by its value, another array by a SHA-256 of its bytes, so keying a broadcast seed
+never materializes it (it did: a compile needed about 3x the step's planned peak).
 
 Never merged: impure ops (``assign``, ``group``, random ops: two draws are two values) and every
 node without inputs other than constants that is not itself a constant (placeholders,
 variables, random ops): each is a distinct value by definition.
 """
+import hashlib
+
 import numpy as np
 
 from ..printer import stable_numbers
@@ -17,12 +21,39 @@ from .common import positions, rewire
 
 def _attr_key(v):
     if isinstance(v, np.ndarray):
-        return ("array", v.dtype.str, v.shape, np.ascontiguousarray(v).tobytes())
+        return _array_key(v)
     if isinstance(v, float):
         return ("float", repr(v))  # 0.0 == -0.0 as floats; their reprs differ
     if isinstance(v, tuple):
         return tuple(_attr_key(x) for x in v)
     return v
+
+
+def _array_key(v):
+    """A constant's key in its compact form, never a copy of its bytes: a splat (one value
+    everywhere: a broadcast scalar, as gradient seeds are, or an array of equal values) by
+    that value and its shape, any other array by a SHA-256 of its bytes (read in place when
+    contiguous). Values compare by bits, so 0.0 and -0.0, or two NaN payloads, stay apart."""
+    if _is_splat(v):
+        first = v.reshape(-1)[:1] if v.size else v
+        return ("splat", v.dtype.str, v.shape, np.ascontiguousarray(first).tobytes())
+    data = v if v.flags.c_contiguous else np.ascontiguousarray(v)
+    return ("array", v.dtype.str, v.shape, hashlib.sha256(memoryview(data).cast("B")).digest())
+
+
+_CHUNK = 1 << 16
+
+
+def _is_splat(v):
+    """Whether every element of ``v`` has the bits of the first (stride-0 views at once;
+    other arrays compared chunk by chunk, so no copy of ``v`` is made)."""
+    if v.size <= 1 or not any(v.strides):
+        return True
+    if not v.flags.c_contiguous:
+        return False
+    bits = v.reshape(-1).view(f"u{v.dtype.itemsize}")
+    first = bits[0]
+    return all((bits[i:i + _CHUNK] == first).all() for i in range(0, bits.size, _CHUNK))
 
 
 def _key(n, pos):
