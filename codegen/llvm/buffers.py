@@ -19,16 +19,25 @@ from collections import defaultdict
 
 import numpy as np
 
-VIEW_OPS = ("reshape", "reshape_like", "expand_dims", "squeeze", "identity", "stop_gradient", "after",
-            "check_numerics")
-CONST_OPS = ("const", "dim_size", "shape_of")  # values known at compile time
-LEAF_OPS = ("placeholder", "variable") + CONST_OPS
-_NOT_KERNELS = LEAF_OPS + VIEW_OPS + ("assign", "group")
+
+def shares_input(node):
+    """Whether the unplanned layout stores ``node`` in input 0's bytes: views, and identities
+    too (no pass ran to drop them; sharing saves their copy)."""
+    return node.opdef.aliases_input
+
+
+def computed(node):
+    """Whether a kernel of its own computes ``node`` in the unplanned layout: not a leaf, a
+    compile-time value (a constant buffer), a shared input, an assign (the storage copies or
+    updates in place) nor a value-less group."""
+    op = node.opdef
+    return not (op.leaf or op.compile_time or shares_input(node) or node.dtype is None
+                or node.op_name == "assign")
 
 
 def root_of(node):
     """The node whose buffer ``node`` views in the unplanned layout (itself if no view)."""
-    while node.op_name in VIEW_OPS:
+    while shares_input(node):
         node = node.inputs[0]
     return node
 
@@ -89,7 +98,7 @@ class PlannedStorage:
             return self.homes[r]
         if r in self.plan.offsets:
             return L.arena_at(self.plan.offsets[r], self.plan.nbytes[r])
-        if r.op_name in CONST_OPS:
+        if r.opdef.compile_time:
             return L.const_buf(r)
         return L.bufs[r]
 
@@ -110,7 +119,7 @@ class UnplannedStorage:
         self.assign_copies = set()
         inplace = find_inplace_updates(p)
         for n in p.nodes:
-            if n.op_name in _NOT_KERNELS:
+            if not computed(n):
                 continue
             if n in inplace:
                 L.bufs[n] = L.bufs[inplace[n]]
@@ -122,20 +131,20 @@ class UnplannedStorage:
             k = root_of(asg.inputs[1])
             if inplace.get(k) is var:
                 L.bufs[asg] = L.bufs[var]
-            elif k.op_name not in _NOT_KERNELS or k.op_name == "assign":
+            elif computed(k) or k.op_name == "assign":
                 L.bufs[asg] = self.buf(asg.inputs[1])  # bytes never overwritten later
             else:
                 L.bufs[asg] = L.arena(nbytes_of(asg))
                 self.assign_copies.add(asg)
 
     def is_view(self, node):
-        return node.op_name in VIEW_OPS
+        return shares_input(node)
 
     def buf(self, node):
         L, r = self.L, root_of(node)
         if node in L.bufs:
             return L.bufs[node]
-        if r.op_name in CONST_OPS:
+        if r.opdef.compile_time:
             return L.const_buf(r)
         return L.bufs[r]
 
@@ -165,7 +174,7 @@ def _readers(program, pos):
     """variable -> [(position, reader node, input index or None for a fetch copy)]."""
     readers = defaultdict(list)
     for n in program.nodes:
-        if n.op_name in VIEW_OPS or n.op_name == "group":
+        if shares_input(n) or n.dtype is None:
             continue
         for k, x in enumerate(n.inputs):
             if n.op_name == "assign" and k == 0:
@@ -174,7 +183,7 @@ def _readers(program, pos):
             if r.op_name == "variable":
                 readers[r].append((pos[n], n, k))
     for f in program.fetches:
-        if f is not None and f.dtype is not None and f.op_name in VIEW_OPS:
+        if f is not None and f.dtype is not None and shares_input(f):
             r = root_of(f)
             if r.op_name == "variable":
                 readers[r].append((pos[f], f, None))
@@ -188,7 +197,7 @@ def find_inplace_updates(program):
     chosen = {}
     for var, asg in program.updates:
         k = root_of(asg.inputs[1])
-        if k.op_name in _NOT_KERNELS or k in chosen or k.dtype != var.dtype \
+        if not computed(k) or k in chosen or k.dtype != var.dtype \
                 or nbytes_of(k) != nbytes_of(var):
             continue
         ok = True

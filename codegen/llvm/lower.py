@@ -30,7 +30,7 @@ from ...ir import scalar as S
 from ...ir.ops.registry import index_check_of
 from ...ir.rollback import planned_writers, snapshot_variables
 
-from .buffers import CONST_OPS, VIEW_OPS, find_inplace_updates, make_storage
+from .buffers import computed, find_inplace_updates, make_storage
 from .buffers import const_value, nbytes_of
 from .kernels import numerics as llvm_numerics
 from .kernels.elementwise import kernel_for
@@ -279,7 +279,7 @@ def lower_program(program, profile=False, stats=None, checks=()):
         CompileError: an op without an LLVM kernel, naming the op and the node.
     """
     for n in program.nodes:
-        if kernel_for(n) is None and n.op_name not in _NO_CODE:
+        if kernel_for(n) is None and computed(n):
             raise CompileError(
                 f"{n.describe()}: the LLVM backend has no kernel for op '{n.op_name}'",
                 loc=n.loc, hint="use backend='numpy' for this program")
@@ -292,7 +292,7 @@ def lower_program(program, profile=False, stats=None, checks=()):
         for n in program.feeds + program.variables:
             llvm_numerics.check_value(L, n)
     for f in L.fetch_bufs:  # fetched feeds, variables and constants: first, before updates
-        if f.op_name in _LEAVES:
+        if f.opdef.leaf:
             _fetch_copy(L, f)
     for n in program.nodes:
         if n.op_name in FOLDS and not numerics:
@@ -334,15 +334,15 @@ def _lower_node(L, n, kernel_for):
         return
     if op == "check_numerics":  # a view of its input, checked where it is computed
         kernel_for(n)(L, n)
-    elif op in _LEAVES or op == "group" or store.is_view(n):
+    elif n.opdef.leaf or op == "group" or store.is_view(n):
         pass
-    elif op in CONST_OPS:  # a shape query the plan gave a buffer: materialize it
+    elif n.opdef.compile_time:  # a shape query the plan gave a buffer: materialize it
         L.copy(L.out(n), L.const_buf(n), n.shape, n.dtype, n)
     elif op == "assign":
         store.lower_assign(n)
     else:
         kernel_for(n)(L, n)
-    if op not in _LEAVES:
+    if not n.opdef.leaf:
         _fetch_copy(L, n)
 
 
@@ -389,6 +389,4 @@ def _fetch_copy(L, node):
         L.copy(dst, L.buf(node), node.shape, node.dtype)
 
 
-_LEAVES = ("placeholder", "variable", "const")
-_NO_CODE = ("group", "assign") + _LEAVES + CONST_OPS + VIEW_OPS
 __all__ = ["Buf", "Lowering", "lowers", "folds", "lower_program", "KERNELS", "params"]

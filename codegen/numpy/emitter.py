@@ -29,8 +29,6 @@ from graphc.runtime.step_errors import IndexCheck
 from .fused import literal
 from .templates import TEMPLATES, attr_literal, reduce_call
 
-_RANDOM = ("random_normal", "random_uniform", "truncated_normal", "random_uniform_like")
-
 # Run-time checks any step may need (indices read at run time). ``StepFault`` stops the step;
 # the caller turns it into the graphc error the site describes (``runtime.step_errors``).
 FAULT_PRELUDE = '''
@@ -161,10 +159,10 @@ class Emitter:
             if v.ndim == 0:
                 return f"np.{v.dtype.name}({v.item()!r})"
             return self.const(v)
-        if op in ("dim_size", "shape_of"):  # shapes are concrete now: a constant
+        if n.opdef.compile_time:  # a shape query; shapes are concrete now: a constant
             like = np.broadcast_to(np.zeros((), n.inputs[0].dtype.np), n.inputs[0].shape)
             return self.const(np.asarray(n.opdef.impl(like, **n.attrs)).astype(n.dtype.np))
-        if op in _RANDOM:
+        if n.opdef.random:
             self.seeds.append(n.attrs.get("seed"))
             k = self.kernel(n.opdef.impl)
             return (f"{k}(rngs[{len(self.seeds) - 1}], {n.shape!r}, "
@@ -196,7 +194,7 @@ class Emitter:
         p = self.p
         body = []
         for n in p.nodes:
-            if n.op_name in ("placeholder", "variable"):
+            if n.opdef.external:
                 continue
             rhs = self.expression(n)
             if rhs is None:

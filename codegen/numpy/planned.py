@@ -17,7 +17,7 @@ Debugging checks (``checks``):
 import numpy as np
 
 from ...ir.rollback import planned_writers, snapshot_variables
-from .emitter import FAULT_PRELUDE, Emitter, _RANDOM, node_note
+from .emitter import FAULT_PRELUDE, Emitter, node_note
 from .fused import FusedRenderer, Slot, literal
 from .templates import OUT_TEMPLATES, attr_literal
 
@@ -161,7 +161,7 @@ class PlannedEmitter(Emitter):
         """Lines computing ``n`` into its storage (empty for leaves and value-less nodes)."""
         op, plan = n.op_name, self.plan
         self.clobbered = []
-        if op in ("placeholder", "variable", "const", "group") or n.dtype is None:
+        if n.opdef.leaf or n.dtype is None:
             return []
         if op == "check_numerics":
             site = self._site("check", n, n.attrs.get("message", ""))
@@ -184,7 +184,7 @@ class PlannedEmitter(Emitter):
         tmpl = OUT_TEMPLATES.get(op)
         if tmpl is not None:
             return tmpl(n, args, out, self)
-        if op in _RANDOM:
+        if n.opdef.random:
             rhs = self.expression(n)
         else:
             k = self.kernel(n.opdef.impl)
@@ -237,8 +237,7 @@ class PlannedEmitter(Emitter):
     def _numerics(self, n, lines):
         if "numerics" not in self.checks or n.dtype is None or not n.dtype.is_floating:
             return lines
-        if n.op_name in ("const",) or not lines and n.op_name not in ("placeholder",
-                                                                      "variable"):
+        if n.op_name == "const" or not lines and not n.opdef.external:
             return lines
         return lines + [f"_finite({self.names[n]}, {self._site('numerics', n)})"]
 

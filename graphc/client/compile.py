@@ -291,8 +291,7 @@ def step_stats(compiled):
     records = list(getattr(p, "records", []))
     count = _value_nodes
     stats = {"nodes_before": count(p.stages[0][1]) if p.stages else None,
-             "nodes_after": sum(1 for n in p.nodes
-                                if n.op_name not in ("placeholder", "variable")),
+             "nodes_after": sum(1 for n in p.nodes if not n.opdef.external),
              "fused_groups": sum(1 for n in p.nodes if n.op_name == "fused"),
              "inplace_ops": 0, "peak_bytes": None, "naive_bytes": None,
              "passes": [{"name": r["name"], "ms": r["ms"], "nodes_before": r["nodes_before"],

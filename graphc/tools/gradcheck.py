@@ -35,7 +35,6 @@ from ..ir.shapes import RuleError
 
 TOLERANCES = {True: dict(eps=1e-6, atol=1e-5, rtol=1e-3),
               False: dict(eps=1e-3, atol=1e-3, rtol=5e-2)}
-_LEAVES = ("variable", "placeholder")
 
 
 class GradientCheckRow:
@@ -213,7 +212,7 @@ class _Float64Copy:
         for n in needed_nodes([loss] + wrt):
             self._copy_node(n, n in wrt_set, user_feeds, session)
         self.loss = self.map[loss]
-        self.wrt = [self.map[x] if x.op_name in _LEAVES else self.map[x].inputs[1]
+        self.wrt = [self.map[x] if x.opdef.external else self.map[x].inputs[1]
                     for x in wrt]
         self.sess = Session(graph=self.graph, optimize=False)
         grads = gradients(self.loss, self.wrt)
@@ -237,7 +236,7 @@ class _Float64Copy:
 
     def _copy_node(self, n, checked, user_feeds, session):
         op = n.op_name
-        if op in _LEAVES:
+        if n.opdef.external:
             self.map[n] = self._placeholder(n, self._leaf_value(n, user_feeds, session))
         elif op == "assign":
             self.map[n] = self.map[n.inputs[1]]  # an assign's value is the value assigned
@@ -245,7 +244,7 @@ class _Float64Copy:
             self.map[n] = self._frozen_random(n)
         else:
             self.map[n] = self._rebuild(n)
-        if checked and op not in _LEAVES:
+        if checked and not n.opdef.external:
             # A checked intermediate h is replaced by h + delta, delta a zero placeholder:
             # d loss / d delta is d loss / d h, and the paths through h to other checked
             # tensors stay intact.

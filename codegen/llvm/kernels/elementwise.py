@@ -10,7 +10,7 @@ import numpy as np
 from ....ir import scalar as S
 from ....ir.passes.common import splat
 from ....ir.shapes import normalize_axes
-from ..buffers import const_value, CONST_OPS, is_elementwise
+from ..buffers import const_value, is_elementwise
 from .gemm import gemm_kernel, native_gemm_ok
 from .transpose import transpose_into
 from ..ir import Function, float_literal, literal, mem_type, val_type
@@ -27,7 +27,7 @@ def scalar_const(node):
     """The value every element of a constant equals (inlined into loops), else None."""
     if node.op_name == "const":
         return splat(node)
-    if node.op_name in CONST_OPS and int(np.prod(node.shape)) == 1:
+    if node.opdef.compile_time and int(np.prod(node.shape)) == 1:
         return const_value(node).reshape(-1)[0].item()
     return None
 
@@ -193,8 +193,6 @@ def kernel_for(node):
 
 
 # -- reductions ---------------------------------------------------------------------------------
-_REDUCE_OP = {"reduce_sum": "sum", "reduce_mean": "sum", "reduce_max": "max",
-              "reduce_min": "min"}
 
 
 def identity_literal(kind, dtype):
@@ -339,10 +337,10 @@ def lower_reduction(L, n, x, axes, kind, scale=None):
 def lower_reduce(L, n):
     x = n.inputs[0]
     axes = normalize_axes(n.attrs.get("axis"), x.rank)
-    scale = None
-    if n.op_name == "reduce_mean":
-        scale = float(np.prod([x.shape[a] for a in axes]))
-    lower_reduction(L, n, x, axes, _REDUCE_OP[n.op_name], scale)
+    kind, scale = n.opdef.reduce, None
+    if kind == "mean":  # a sum, scaled
+        kind, scale = "sum", float(np.prod([x.shape[a] for a in axes]))
+    lower_reduction(L, n, x, axes, kind, scale)
 
 
 def lower_fused_reduction(L, n):

@@ -34,8 +34,17 @@ from .transpose import transpose_into
 # with more cores for BLAS it should win. ``GRAPHC_BATCH_GEMMS=1`` turns it on.
 BATCH = os.environ.get("GRAPHC_BATCH_GEMMS") == "1"
 TRANSPOSE_REUSE = 4  # GEMMs reading one B transposed before it gets a transposed copy
-READ_EARLY = ("placeholder", "const", "variable")  # may be read before its original reader
-NEVER_WRITTEN = ("placeholder", "const")           # may be read after its last planned reader
+
+
+def _read_early(root):
+    """A leaf holds its value from the step's start: it may be read before its reader."""
+    return root.opdef.leaf
+
+
+def _never_written(root):
+    """A leaf no assign writes (not a variable): it may be read after its last planned
+    reader."""
+    return root.opdef.leaf and root.op_name != "variable"
 
 
 def _add_leaves(e):
@@ -145,9 +154,9 @@ class GemmPlan:
         plan = self.L.p.plan
         return plan.root(x) if plan is not None else x
 
-    def _block(self, s, kinds):
+    def _block(self, s, root_ok):
         """(X, t) when ``s`` is ``X[t]`` (an index on axis 0, the rest whole) of an X whose
-        storage root is of ``kinds``, else None."""
+        storage root passes ``root_ok``, else None."""
         if s.op_name != "strided_slice":
             return None
         spec = s.attrs["spec"]
@@ -156,7 +165,7 @@ class GemmPlan:
                 for e in spec[1:]):
             return None
         x = s.inputs[0]
-        if self._root(x).op_name not in kinds:
+        if not root_ok(self._root(x)):
             return None
         return x, spec[0][1] % x.shape[0]
 
@@ -171,9 +180,9 @@ class GemmPlan:
             if m.op_name != "matmul" or not m.dtype.is_floating or any(_flags(m)) \
                     or m.rank != 2 or id(m) in self.fetched:
                 continue
-            hit = self._block(m.inputs[0], READ_EARLY)
+            hit = self._block(m.inputs[0], _read_early)
             w = m.inputs[1]
-            if hit is None or self._root(w).op_name not in READ_EARLY:
+            if hit is None or not _read_early(self._root(w)):
                 continue
             families.setdefault((id(hit[0]), id(w)), []).append((hit[1], m))
         return families
@@ -297,7 +306,7 @@ class GemmPlan:
     def _block_run(self, order, side):
         """(view Buf, order by t) when every operand ``side`` is a consecutive block of one
         never-written tensor, else None."""
-        hits = [self._block(m.inputs[side], NEVER_WRITTEN) for m in order]
+        hits = [self._block(m.inputs[side], _never_written) for m in order]
         if any(h is None for h in hits) or len({id(h[0]) for h in hits}) != 1:
             return None
         ranked = sorted(zip(hits, order), key=lambda hm: hm[0][1])

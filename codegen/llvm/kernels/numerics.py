@@ -18,7 +18,6 @@ import numpy as np
 
 from graphc.runtime.numerics import NumericsSite
 
-from ..buffers import CONST_OPS
 from ..ir import Function, float_literal, val_type
 from ..registry import lowers
 from ..loops import params
@@ -72,8 +71,7 @@ def checked(L, n):
     is caught there), not constants or views of checked values (an explicit check checks its
     own input)."""
     return (n.dtype is not None and n.dtype.is_floating and n.size != 0
-            and n.op_name not in ("placeholder", "variable", "const", "group",
-                                  "check_numerics") + CONST_OPS
+            and not (n.opdef.leaf or n.opdef.compile_time) and n.op_name != "check_numerics"
             and not L.storage.is_view(n))
 
 
