@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 
 import graphc as gc
-from graphc.ir.ops import F
+from graphc.ir.ops import REGISTRY, F
 
 
 class Arg:
@@ -138,22 +138,23 @@ row("pow[2.0**x]", "pow", lambda x: 2.0 ** x, lambda x: 2.0 ** x, [A(3, 4)])
 UNARY = [
     ("negative", gc.negative, np.negative, {}),
     ("square", gc.square, np.square, {}),
-    ("sqrt", gc.sqrt, np.sqrt, {"lo": 0.1}),
+    ("sqrt", gc.sqrt, np.sqrt, {}),
     ("exp", gc.exp, np.exp, {}),
-    ("log", gc.log, np.log, {"lo": 0.1}),
-    ("log1p", gc.log1p, np.log1p, {"lo": -0.5}),
+    ("log", gc.log, np.log, {}),
+    ("log1p", gc.log1p, np.log1p, {}),
     ("abs", gc.abs, np.abs, {"away": 0.05}),
     ("sign", gc.sign, np.sign, {"away": 0.05}),
     ("tanh", gc.tanh, np.tanh, {}),
     ("sigmoid", gc.sigmoid, _sigmoid, {}),
     ("relu", gc.nn.relu, lambda x: np.maximum(x, 0), {"away": 0.05}),
-    ("softplus", gc.nn.softplus, _softplus, {"lo": -4.0, "hi": 4.0}),
+    ("softplus", gc.nn.softplus, _softplus, {}),
     ("identity", gc.identity, lambda x: x, {}),
     ("zeros_like", gc.zeros_like, np.zeros_like, {}),
     ("ones_like", gc.ones_like, np.ones_like, {}),
 ]
-for _op, _fn, _ref, _kw in UNARY:
-    row(_op, _op, _fn, _ref, [A(3, 4, **_kw)])
+for _op, _fn, _ref, _kw in UNARY:  # sampled in the op's declared domain
+    _lo, _hi = REGISTRY[_op].domain or (-2.0, 2.0)
+    row(_op, _op, _fn, _ref, [A(3, 4, lo=_lo, hi=_hi, **_kw)])
 row("unary[rank3]", "tanh", gc.tanh, np.tanh, [A(2, 3, 2)])
 row("unary[scalar]", "exp", gc.exp, np.exp, [A()])
 row("stop_gradient", "stop_gradient", gc.stop_gradient, lambda x: x, [A(3, 4)], grad=False)

@@ -104,6 +104,8 @@ def test_declared_properties_fit_together():
             assert not (op.view or op.identity or op.shape_only or op.destroys), op
         assert op.reduce in (None, "sum", "mean", "max", "min"), op
         assert op.linear in (None, "first", "each", "all"), op
+        if op.domain is not None:  # where the op table samples a unary op's input
+            assert op.is_elementwise and op.arity == 1 and op.domain[0] < op.domain[1], op
         if op.linear in ("each", "all"):
             assert op.arity == 2 or op.broadcast_core == 2, op
     leaves = {n for n, op in REGISTRY.items() if op.leaf}

@@ -34,10 +34,9 @@ def unary(name, kinds, scalar, vjp, domain=(-2.0, 2.0), doc="", **props):
                  family="elementwise", **props)
 
 
-def binary(name, kinds, scalar, vjp, commutative=False, domain=(-2.0, 2.0), out_dtype=None,
-           **props):
+def binary(name, kinds, scalar, vjp, commutative=False, out_dtype=None, **props):
     return defop(name, _infer(kinds, out_dtype), vjp, scalar=scalar, commutative=commutative,
-                 domain=domain, arity=2, family="elementwise", **props)
+                 arity=2, family="elementwise", **props)
 
 
 def _half_split(x, y, g, greater):
@@ -77,9 +76,8 @@ SUBTRACT = binary("subtract", NUMERIC, lambda x, y: x - y, lambda g, out, x, y: 
                   linear="all")
 MULTIPLY = binary("multiply", NUMERIC, lambda x, y: x * y,
                   lambda g, out, x, y: [g * y, g * x], commutative=True, linear="each")
-DIVIDE = binary("divide", FLOAT, lambda x, y: x / y, _divide_vjp, domain=(0.5, 2.0),
-                linear="first")
-POW = binary("pow", FLOAT, lambda x, y: S.pow(x, y), _pow_vjp, domain=(0.5, 2.0))
+DIVIDE = binary("divide", FLOAT, lambda x, y: x / y, _divide_vjp, linear="first")
+POW = binary("pow", FLOAT, lambda x, y: S.pow(x, y), _pow_vjp)
 MAXIMUM = binary("maximum", NUMERIC, lambda x, y: S.max(x, y),
                  lambda g, out, x, y: _half_split(x, y, g, True), commutative=True)
 MINIMUM = binary("minimum", NUMERIC, lambda x, y: S.min(x, y),
@@ -99,9 +97,8 @@ def _floormod_vjp(g, out, x, y):
 
 # Floor division and modulo as NumPy (and TF's FloorDiv/FloorMod) define them: the quotient
 # rounds to -inf, the remainder takes the divisor's sign; integer x // 0 and x % 0 are 0.
-FLOORDIV = binary("floordiv", NUMERIC, lambda x, y: S.floordiv(x, y), ZERO, domain=(0.5, 2.0))
-FLOORMOD = binary("floormod", NUMERIC, lambda x, y: S.mod(x, y), _floormod_vjp,
-                  domain=(0.5, 2.0))
+FLOORDIV = binary("floordiv", NUMERIC, lambda x, y: S.floordiv(x, y), ZERO)
+FLOORMOD = binary("floormod", NUMERIC, lambda x, y: S.mod(x, y), _floormod_vjp)
 
 # -- transcendental -------------------------------------------------------------------------
 SQRT = unary("sqrt", FLOAT, lambda x: S.sqrt(x),
@@ -118,7 +115,7 @@ RELU = unary("relu", NUMERIC, lambda x: S.max(x, 0),
              lambda g, out, x: [F.where(F.greater(x, 0), g, F.zeros_like(g))])
 SOFTPLUS = unary("softplus", FLOAT,
                  lambda x: S.max(x, 0.0) + S.log1p(S.exp(-S.abs(x))),
-                 lambda g, out, x: [g * F.sigmoid(x)])
+                 lambda g, out, x: [g * F.sigmoid(x)], domain=(-4.0, 4.0))
 LEAKY_RELU = defop(
     "leaky_relu", _infer(FLOAT), family="elementwise", arity=1,
     scalar=lambda x, alpha: S.where(S.gt(x, 0.0), x, x * alpha),

@@ -77,8 +77,9 @@ class OpDef:
             not linear (or not declared so).
         reduce: the reduction kind of a reduce op over its ``axis`` ("sum", "mean", "max",
             "min"), None otherwise: fusion turns it into a fused group's epilogue.
-        domain: for elementwise ops, the interval (lo, hi) where the op is smooth: the op
-            table samples there (kinks and poles live in the edge-case table).
+        domain: for unary elementwise ops, the interval (lo, hi) where the op is smooth:
+            the op table samples its input there (kinks and poles live in the edge-case
+            table). Binary ops leave it None: their rows give each input's interval.
     """
 
     def __init__(self, name, infer, vjp, scalar=None, impl=None, impure=False,
