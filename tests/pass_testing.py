@@ -9,8 +9,7 @@ variable agree. It returns the optimized Program so the test can assert what the
 import numpy as np
 
 import graphc as gc
-from graphc.codegen.numpy.backend import emit_numpy
-from graphc.client.pipeline import new_arena
+from graphc.codegen.numpy.backend import emit_numpy, new_arena
 from graphc.ir.passes import run_pipeline
 from graphc.ir.passes.common import check_program, positions, value_inputs
 from graphc.ir.program import build_program

@@ -25,6 +25,7 @@ from pathlib import Path
 from ...runtime import jit
 from ...runtime.llvm_step import NativeStep
 from ...runtime.objcache import ObjectCache, cache_key
+from ..compiled import CompiledCode
 from .lower import lower_program  # (it imports every kernel: ``kernels/__init__``)
 
 OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
@@ -125,3 +126,22 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     source = LLVMSource(text)
     source.artifacts = step.artifacts
     return step, source
+
+
+class LLVMBackend:
+    """``codegen.BACKENDS["llvm"]``: lower, compile (or find in the object cache), load."""
+
+    name = "llvm"
+    checks = ("numerics",)
+
+    def compile(self, program, checks=(), dump_dir=None, cache=None):
+        """Compile ``program`` to a ``CompiledCode`` holding the native step, its IR, object
+        code and layout; ``dump_dir`` gets ``step.ll``, ``step.opt.ll`` and ``step.s``."""
+        step, source = compile_llvm(program, dump_dir=dump_dir, cache=cache, checks=checks)
+        return CompiledCode("llvm", step, source,
+                            rng_state=lambda: [int(v) for v in step.rng_state],
+                            stats=step.artifacts.stats,
+                            object_code=bytes(step.loaded.object_code), layout=step.layout)
+
+
+BACKEND = LLVMBackend()

@@ -246,24 +246,14 @@ def _stats(compiled):
 
 # -- code --------------------------------------------------------------------------------------
 def _numpy_code(step, compiled, prefix):
-    """The NumPy module, its constants and its generators' state.
-
-    The constants are not kept by the compiled step: the program is emitted again, which is
-    deterministic, and checked to give the very source that runs.
-    """
-    from ..codegen.numpy.backend import emit_numpy
-    source, consts, seeds, info = emit_numpy(compiled.program, step.checks, details=True)
-    if source != compiled.source:
-        raise CompileError("emitting the step again gave different code: cannot save it",
-                           hint="the NumPy emitter must be deterministic: please report this")
-    generators = _generators(compiled.fn)
-    if len(generators) != len(seeds):
-        raise CompileError(f"the step has {len(seeds)} random ops but {len(generators)} "
-                           "generators were found: cannot save its random state")
+    """The NumPy module, its constants and its generators' state, as the backend compiled
+    them (``compiled.code``: the code that runs, never emitted again)."""
+    built = compiled.code
+    source, consts = built.source, built.consts
     sites = [{"kind": kind, "node": node.describe(),
               "loc": node.loc.format() if node.loc is not None and node.loc.lineno else None}
-             for kind, node, _ in info.get("sites", [])]
-    for site, (kind, node, detail) in zip(sites, info.get("sites", [])):
+             for kind, node, _ in built.sites]
+    for site, (kind, node, detail) in zip(sites, built.sites):
         if kind == "index":  # what runtime.step_errors needs to name a bad index
             site["check"] = detail.to_json()
         if kind in ("numerics", "check"):  # runtime.numerics: the message, as when compiled
@@ -272,7 +262,7 @@ def _numpy_code(step, compiled, prefix):
                prefix + CONSTS: pack_arrays({f"c{k}": c for k, c in enumerate(consts)})}
     code = {"module": prefix + SOURCE, "consts": len(consts), "sites": sites,
             "checks": list(step.checks)}
-    rng = {"kind": "numpy", "states": [g.bit_generator.state for g in generators]}
+    rng = {"kind": "numpy", "states": built.rng_state()}
     return members, code, rng
 
 
@@ -283,27 +273,19 @@ def _numerics_site(node, message):
     return site
 
 
-def _generators(fn):
-    """The random generators a generated NumPy step draws from (``rngs`` in its closure)."""
-    names = fn.__code__.co_freevars
-    if "rngs" not in names:
-        return []
-    return list(fn.__closure__[names.index("rngs")].cell_contents)
-
-
 def _llvm_code(compiled, prefix):
     from ..codegen.llvm.backend import CODEGEN_LEVEL, OPT_LEVEL
     from ..runtime import jit
     from ..runtime.loaded_step import encode_layout
-    native = compiled.fn
-    layout, arrays = encode_layout(native.layout)
-    members = {prefix + OBJECT: bytes(native.loaded.object_code),
-               prefix + LLVM_IR: str(compiled.source).encode(),
+    built = compiled.code
+    layout, arrays = encode_layout(built.layout)
+    members = {prefix + OBJECT: built.object_code,
+               prefix + LLVM_IR: str(built.source).encode(),
                prefix + CONSTS: pack_arrays(arrays)}
-    code = {"object": prefix + OBJECT, "llvm_ir": prefix + LLVM_IR, "entry": native.layout.entry,
+    code = {"object": prefix + OBJECT, "llvm_ir": prefix + LLVM_IR, "entry": built.layout.entry,
             "layout": layout, "opt": OPT_LEVEL, "codegen_opt": CODEGEN_LEVEL,
             "llvm": jit.llvmlite_version()}
-    rng = {"kind": "native", "state": [int(v) for v in native.rng_state]}
+    rng = {"kind": "native", "state": built.rng_state()}
     return members, code, rng
 
 

@@ -10,6 +10,7 @@ import gc
 import time
 
 from . import dumps
+from ..codegen import BACKENDS
 from ..errors import CompileError
 from ..ir.passes import resolve, run_pipeline  # at import: module loading is not compiling
 from ..ir.program import build_program
@@ -40,15 +41,18 @@ class Compiled:
         self.lock = step_lock()  # the arena and random state: one call at a time
 
 
-def new_arena(program):
-    """A zeroed, 64-byte aligned uint8 arena of the plan's size (None without a plan)."""
-    plan = program.plan
-    if plan is None or not plan.planned:
-        return None
-    import numpy as np
-    raw = np.zeros(plan.arena_bytes + plan.alignment, np.uint8)
-    shift = (-raw.ctypes.data) % plan.alignment
-    return raw[shift:shift + plan.arena_bytes]
+def codegen_backend(name):
+    """The code generator called ``name`` (``codegen.BACKENDS``).
+
+    Raises:
+        CompileError: an unknown name, or a backend this build cannot import.
+    """
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise CompileError(f"unknown backend {name!r}", hint="use 'numpy' or 'llvm'") from None
+    except ImportError:
+        raise CompileError(f"backend {name!r} is not available in this build") from None
 
 
 def pipeline_for(optimize, passes, checks):
@@ -129,28 +133,14 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
         dump_dir = dumps.signature_dir(dumps.base_dir(None), fetches, feed_shapes, backend,
                                        optimize)
     t1 = time.perf_counter()
-    info = {}
-    if backend == "numpy":
-        from ..codegen.numpy.backend import emit_numpy
-        from ..runtime.pystep import load_python_step
-        source, consts, seeds, info = emit_numpy(program, checks, details=True)
-        fn, _ = load_python_step(source, consts, seeds, arena=new_arena(program))
-    elif backend == "llvm":
-        try:
-            from ..codegen.llvm.backend import compile_llvm
-        except ImportError:
-            raise CompileError("backend 'llvm' is not available in this build") from None
-        fn, source = compile_llvm(program, dump_dir=dump_dir, checks=checks)
-    else:
-        raise CompileError(f"unknown backend {backend!r}", hint="use 'numpy' or 'llvm'")
+    code = codegen_backend(backend).compile(program, checks, dump_dir)
     timings["codegen"] = time.perf_counter() - t1
-    compiled = Compiled(program, fn, source, backend, timings)
-    compiled.sites = info.get("sites", [])
-    compiled.scratch_bytes = info.get("scratch_bytes", 0)
-    if dump_dir is not None:
-        dumps.write(program, dump_dir, source, backend)
-        if hasattr(fn, "artifacts"):  # LLVM: the optimized IR and the assembly too
-            fn.artifacts.write(dump_dir)
+    compiled = Compiled(program, code.step, code.source, backend, timings)
+    compiled.code = code  # what saving the step needs (``aot``)
+    compiled.sites = code.sites
+    compiled.scratch_bytes = code.scratch_bytes
+    if dump_dir is not None:  # (the backend wrote its own files there: step.ll, ...)
+        dumps.write(program, dump_dir, code.source, backend)
         compiled.dump_dir = dump_dir
-    dumps.report(program, source, backend, timings)
+    dumps.report(program, code.source, backend, timings)
     return compiled
