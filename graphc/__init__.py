@@ -26,6 +26,7 @@ _API = {
     ".distributed": "distributed=.",
     ".errors": "errors=.",
     ".framework.gradients": "gradients",
+    ".framework.nest": "nest=.",
     ".framework.graph": (
         "add_to_collection assign assign_add assign_sub constant control_dependencies "
         "get_collection get_default_graph global_variables global_variables_initializer Graph "
@@ -145,7 +146,7 @@ def __getattr__(name):
                                  "alone") from exc
         value = loaded if attr is None else getattr(loaded, attr)
     elif name == "debugging":  # tf.debugging.assert_*, Assert, check_numerics
-        value = importlib.import_module(".debug_ops", __name__).debugging_namespace()
+        value = importlib.import_module(".ops.debug_ops", __name__).debugging_namespace()
     elif name == "newaxis":
         value = None
     elif name in ("ir", "codegen", "runtime"):  # the compiler's layers, as subpackages

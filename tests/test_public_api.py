@@ -31,7 +31,7 @@ PUBLIC = """
     hessian_vector_product identity image initialize_all_variables initializers int16 int32 int64
     int8 is_finite is_inf is_nan layers less less_equal linalg load local_variables_initializer log
     log1p logging logical_and logical_not logical_or losses map_fn math matmul matrix_diag
-    matrix_diag_part maximum metrics minimum mod multiply name_scope neg negative newaxis nn no_op
+    matrix_diag_part maximum metrics minimum mod multiply name_scope nest neg negative newaxis nn no_op
     norm not_equal numpy_function one_hot ones ones_initializer ones_like orthogonal_initializer
     pad placeholder placeholder_with_default pow print py_func random_normal
     random_normal_initializer random_uniform random_uniform_initializer range rank realdiv

@@ -9,12 +9,14 @@ Each pass over a dataset (a Python ``for``, an iterator's first element, an init
 builds its elements afresh from a context of its own, so passes never share state; ``shuffle``
 counts how often it was started within a pass, which is how ``repeat`` reshuffles each epoch.
 """
+import functools
 import itertools
 import types
 
 import numpy as np
 
 from ..errors import GraphError
+from ..framework import nest
 from ..ir import dtypes as D
 from ..ir.ops.registry import default_array
 from ..ir.shapes import TensorShape
@@ -24,34 +26,13 @@ AUTOTUNE = -1  # tf.data.experimental.AUTOTUNE: prefetch/map parallelism hint, i
 _tokens = itertools.count()  # one per shuffle: its key in a pass's context
 
 
-# -- nests: tuples (namedtuples too) and dicts; anything else is a leaf ------------------------
-def flatten(nest):
-    """The leaves of ``nest`` in a fixed order (dict keys sorted, as TF does)."""
-    if isinstance(nest, dict):
-        return [leaf for k in sorted(nest) for leaf in flatten(nest[k])]
-    if isinstance(nest, tuple):
-        return [leaf for v in nest for leaf in flatten(v)]
-    return [nest]
+# -- tf.data's nests: tuples (namedtuples too) and dicts; a list is one value, as in TF ------
+flatten = functools.partial(nest.flatten, lists=False)
+pack = functools.partial(nest.pack_sequence_as, lists=False)
 
 
-def pack(like, leaves):
-    """A nest shaped as ``like`` holding ``leaves`` (in ``flatten``'s order)."""
-    it = iter(leaves)
-
-    def build(s):
-        if isinstance(s, dict):
-            built = {k: build(s[k]) for k in sorted(s)}
-            return {k: built[k] for k in s}
-        if isinstance(s, tuple):
-            parts = [build(v) for v in s]
-            return type(s)(*parts) if hasattr(s, "_fields") else tuple(parts)
-        return next(it)
-
-    return build(like)
-
-
-def map_nest(fn, nest):
-    return pack(nest, [fn(leaf) for leaf in flatten(nest)])
+def map_nest(fn, value):
+    return nest.map_structure(fn, value, lists=False)
 
 
 class Spec:

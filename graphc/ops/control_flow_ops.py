@@ -30,6 +30,8 @@ from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, convert
 from ..ir.shapes import TensorShape
 from ..ir.static import StaticValues
+from ..framework.nest import (assert_same_structure, describe, flatten, flatten_up_to,
+                              map_structure, pack_sequence_as)
 from ..ir.source import user_location
 
 __all__ = ["case", "cond", "while_loop"]
@@ -213,18 +215,8 @@ def _select_leaf(pred, t, f, path):
 
 def _mismatch(path, t, f):
     raise GraphError(f"cond: the branches return different structures at {path}",
-                     [f"true_fn:  {_describe(t)}", f"false_fn: {_describe(f)}"],
+                     [f"true_fn:  {describe(t)}", f"false_fn: {describe(f)}"],
                      loc=user_location(), hint="return the same nesting from both branches")
-
-
-def _describe(v):
-    if isinstance(v, Node):
-        return v.type_str()
-    if isinstance(v, dict):
-        return "dict with keys " + repr(sorted(map(str, v)))
-    if isinstance(v, (list, tuple)):
-        return f"{type(v).__name__} of {len(v)}"
-    return repr(v)
 
 
 def _unpack(result, strict):
@@ -279,7 +271,7 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
     if not back_prop:
         state = [v._loop_stop_gradient() if _carried(v) else apply("stop_gradient", [v])
                  for v in state]
-    out = pack_like(loop.structure, state)
+    out = pack_sequence_as(loop.structure, state)
     if (not return_same_structure and isinstance(out, (list, tuple))
             and not hasattr(out, "_fields") and len(state) == 1):
         return out[0]
@@ -294,7 +286,7 @@ class _Unroller:
     def __init__(self, cond, body, loop_vars, shape_invariants, maximum_iterations):
         self.cond, self.body = cond, body
         self.single = not isinstance(loop_vars, (list, tuple))
-        self.structure = map_leaves(lambda v: v if _carried(v) else convert(v), loop_vars)
+        self.structure = map_structure(lambda v: v if _carried(v) else convert(v), loop_vars)
         self.state = flatten(self.structure)
         self.invariants = self._invariants(shape_invariants)
         self.static = StaticValues()
@@ -326,7 +318,7 @@ class _Unroller:
         return self.state
 
     def _call(self, fn):
-        args = pack_like(self.structure, self.state)
+        args = pack_sequence_as(self.structure, self.state)
         return fn(args) if self.single else fn(*args)
 
     def _keep_going(self, pred):
@@ -352,8 +344,9 @@ class _Unroller:
                 and len(self.structure) == 1:
             result = [result]  # TF1 accepts a lone tensor for one loop variable
         out = []
-        check_structure("while_loop", "loop_vars", self.structure, "body", result)
-        flat = flatten_like(self.structure, result)
+        assert_same_structure(self.structure, result, op="while_loop",
+                              names=("loop_vars", "body"))
+        flat = flatten_up_to(self.structure, result)
         for k, (old, new, inv) in enumerate(zip(self.state, flat, self.invariants)):
             if _carried(old):
                 out.append(old._loop_match(new, f"#{k}"))
@@ -382,7 +375,7 @@ class _Unroller:
         if shape_invariants is None:
             return [None if _carried(v) else tuple(v.shape) for v in self.state]
         try:
-            invs = flatten_like(self.structure, shape_invariants,
+            invs = flatten_up_to(self.structure, shape_invariants,
                                 leaf_ok=lambda v: isinstance(v, TensorShape))
         except (KeyError, TypeError, IndexError):
             invs = []
@@ -450,65 +443,3 @@ def _data_dependent(pred, runtime):
              "the trip count in Python")
 
 
-# -- nested structures: lists, tuples, namedtuples, dicts ------------------------------------
-
-def map_leaves(fn, struct):
-    """``struct`` with ``fn`` applied to each leaf (the structure is kept)."""
-    return pack_like(struct, [fn(v) for v in flatten(struct)])
-
-
-def flatten(struct):
-    """The leaves of a nested list/tuple/namedtuple/dict, in order (dicts by insertion)."""
-    if isinstance(struct, dict):
-        return [leaf for v in struct.values() for leaf in flatten(v)]
-    if isinstance(struct, (list, tuple)):
-        return [leaf for v in struct for leaf in flatten(v)]
-    return [struct]
-
-
-def flatten_like(ref, struct, leaf_ok=None):
-    """The parts of ``struct`` at the leaves of ``ref`` (a leaf of ``ref`` may hold a whole
-    sub-structure of ``struct``, e.g. a shape list)."""
-    if isinstance(ref, dict):
-        return [leaf for k in ref for leaf in flatten_like(ref[k], struct[k], leaf_ok)]
-    if isinstance(ref, (list, tuple)) and not (leaf_ok and leaf_ok(struct)):
-        return [leaf for r, v in zip(ref, struct) for leaf in flatten_like(r, v, leaf_ok)]
-    return [struct]
-
-
-def pack_like(ref, leaves):
-    """The structure of ``ref`` with ``leaves`` (in ``flatten`` order) in its place."""
-    it = iter(leaves)
-
-    def build(r):
-        if isinstance(r, dict):
-            return type(r)((k, build(v)) for k, v in r.items())
-        if isinstance(r, (list, tuple)):
-            items = [build(v) for v in r]
-            return type(r)(*items) if hasattr(r, "_fields") else type(r)(items)
-        return next(it)
-    return build(ref)
-
-
-def check_structure(op, ref_name, ref, new_name, new, path=""):
-    """Raise a GraphError where ``new`` is not nested as ``ref`` is (lists and tuples are
-    interchangeable, namedtuples and dict keys are not)."""
-    where = path or "the top level"
-    if isinstance(ref, dict) or isinstance(new, dict):
-        if not (isinstance(ref, dict) and isinstance(new, dict)) or set(ref) != set(new):
-            _structure_error(op, ref_name, ref, new_name, new, where)
-        for k in ref:
-            check_structure(op, ref_name, ref[k], new_name, new[k], f"{path}[{k!r}]")
-    elif isinstance(ref, (list, tuple)) or isinstance(new, (list, tuple)):
-        if not (isinstance(ref, (list, tuple)) and isinstance(new, (list, tuple))) \
-                or len(ref) != len(new) or (hasattr(ref, "_fields") or hasattr(new, "_fields")
-                                            ) and type(ref) is not type(new):
-            _structure_error(op, ref_name, ref, new_name, new, where)
-        for i, (r, v) in enumerate(zip(ref, new)):
-            check_structure(op, ref_name, r, new_name, v, f"{path}[{i}]")
-
-
-def _structure_error(op, ref_name, ref, new_name, new, where):
-    raise GraphError(f"{op}: {new_name} returns another structure than {ref_name} at {where}",
-                     [f"{ref_name}: {_describe(ref)}", f"{new_name}: {_describe(new)}"],
-                     loc=user_location(), hint=f"return the same nesting as {ref_name}")

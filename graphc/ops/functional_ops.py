@@ -7,8 +7,9 @@ are stacked (``map_fn``, ``scan``) or the last accumulator is returned (``foldl`
 ``foldr``). Gradients come from the unrolled ops (``strided_slice``, ``stack``), so they are
 exact; the graph grows with the number of elements (as ``gc.nn.static_rnn`` does).
 """
-from .control_flow_ops import check_structure, flatten, flatten_like, map_leaves, pack_like
 from ..errors import DTypeError, GraphError, ShapeError
+from ..framework.nest import (assert_same_structure, flatten, flatten_up_to, map_structure,
+                              pack_sequence_as)
 from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, convert
@@ -49,7 +50,7 @@ def map_fn(fn, elems, dtype=None, parallel_iterations=None, back_prop=True,
             flat.append(_same_as("map_fn", f"fn(elems[{i}])", r, "fn(elems[0])", first))
         if dtype is not None:
             _check_dtypes(first, dtype, flat[0])
-        return pack_like(first, _stack(flat, back_prop))
+        return pack_sequence_as(first, _stack(flat, back_prop))
 
 
 def scan(fn, elems, initializer=None, parallel_iterations=10, back_prop=True,
@@ -80,7 +81,7 @@ def scan(fn, elems, initializer=None, parallel_iterations=10, back_prop=True,
         accs = _accumulate("scan", fn, elems, initializer, reverse)
         acc0 = accs[0][1]
         flat = [flatten(a) for _, a in sorted(accs, key=lambda p: p[0])]
-        return pack_like(acc0, _stack(flat, back_prop))
+        return pack_sequence_as(acc0, _stack(flat, back_prop))
 
 
 def foldl(fn, elems, initializer=None, parallel_iterations=10, back_prop=True,
@@ -116,7 +117,7 @@ def _fold(op, fn, elems, initializer, back_prop, name, reverse):
         acc = _accumulate(op, fn, elems, initializer, reverse)[-1][1]
         if back_prop:
             return acc
-        return map_leaves(lambda v: apply("stop_gradient", [v]), acc)
+        return map_structure(lambda v: apply("stop_gradient", [v]), acc)
 
 
 def _accumulate(op, fn, elems, initializer, reverse):
@@ -127,11 +128,11 @@ def _accumulate(op, fn, elems, initializer, reverse):
         acc = _element(elems, order[0])
         out, order = [(order[0], acc)], order[1:]
     else:
-        acc, out = map_leaves(convert, initializer), []
+        acc, out = map_structure(convert, initializer), []
     ref = acc
     for i in order:
         new = fn(acc, _element(elems, i))
-        acc = pack_like(ref, _same_as(op, f"fn(accumulator, elems[{i}])", new,
+        acc = pack_sequence_as(ref, _same_as(op, f"fn(accumulator, elems[{i}])", new,
                                       "the accumulator", ref))
         out.append((i, acc))
     return out
@@ -139,7 +140,7 @@ def _accumulate(op, fn, elems, initializer, reverse):
 
 def _elements(op, elems):
     """``elems`` as nodes, and their common static leading dim."""
-    elems = map_leaves(convert, elems)
+    elems = map_structure(convert, elems)
     leaves = flatten(elems)
     if not leaves:
         raise GraphError(f"{op}: elems is empty", loc=user_location())
@@ -163,7 +164,7 @@ def _elements(op, elems):
 
 def _element(elems, i):
     """Slice ``i`` along axis 0 of every tensor of ``elems``, in its structure."""
-    return map_leaves(lambda x: apply("strided_slice", [x], {"spec": (("i", i),)},
+    return map_structure(lambda x: apply("strided_slice", [x], {"spec": (("i", i),)},
                                       name="element"), elems)
 
 
@@ -175,9 +176,9 @@ def _as_nodes(struct):
 
 def _same_as(op, what, new, ref_name, ref):
     """``new`` flattened, checked to match ``ref`` in structure, dtypes and shapes."""
-    check_structure(op, ref_name, ref, what, new)
+    assert_same_structure(ref, new, op=op, names=(ref_name, what))
     out = []
-    for r, v in zip(flatten(ref), flatten_like(ref, new)):
+    for r, v in zip(flatten(ref), flatten_up_to(ref, new)):
         r = convert(r)
         v = convert(v, r)
         if v.dtype != r.dtype or v.shape != r.shape:
@@ -192,10 +193,10 @@ def _same_as(op, what, new, ref_name, ref):
 def _check_dtypes(result, dtype, flat):
     """``map_fn``'s results have the structure and dtypes that ``dtype`` declares."""
     if isinstance(dtype, (list, tuple, dict)):
-        check_structure("map_fn", "dtype", dtype, "fn", result)
-        expected = flatten_like(result, dtype)
+        assert_same_structure(dtype, result, op="map_fn", names=("dtype", "fn"))
+        expected = flatten_up_to(result, dtype)
     else:
-        check_structure("map_fn", "dtype", None, "fn", result)
+        assert_same_structure(None, result, op="map_fn", names=("dtype", "fn"))
         expected = [dtype]
     for v, d in zip(flat, expected):
         if v.dtype != D.as_dtype(d):

@@ -24,6 +24,7 @@ import collections
 
 from ..errors import GraphError
 from ..framework.graph import Variable, name_scope
+from ..framework.nest import flatten, map_structure  # noqa: F401  (flatten: gc.nn.rnn_cell users)
 from .init_ops import constant as constant_init
 from .init_ops import glorot_uniform, zeros as zeros_init
 from ..ir import dtypes as D
@@ -43,23 +44,6 @@ class LSTMStateTuple(collections.namedtuple("LSTMStateTuple", ("c", "h"))):
     @property
     def dtype(self):
         return self.c.dtype
-
-
-def map_structure(fn, *structs):
-    """Apply ``fn`` leafwise over equally nested tuples/namedtuples/lists of tensors."""
-    first = structs[0]
-    if isinstance(first, (tuple, list)):
-        parts = [map_structure(fn, *items) for items in zip(*structs)]
-        if hasattr(first, "_fields"):
-            return type(first)(*parts)
-        return type(first)(parts)
-    return fn(*structs)
-
-
-def flatten(struct):
-    if isinstance(struct, (tuple, list)):
-        return [leaf for item in struct for leaf in flatten(item)]
-    return [struct]
 
 
 # -- batch-sized zeros -----------------------------------------------------------------------------
