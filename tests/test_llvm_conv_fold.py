@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.codegen.llvm import lower as llvm_lower
+from graphc.codegen.llvm import folds
 from graphc.client.pipeline import compile_program
 
 
@@ -55,7 +55,7 @@ def _folded(cin, fetch_grad):
 @pytest.mark.parametrize("cin", [1, 2])
 def test_bias_gradient_folds_into_the_filter_gradient_and_agrees(cin, monkeypatch):
     with_fold = _folded(cin, False)
-    monkeypatch.delitem(llvm_lower.FOLDS, "conv2d_backprop_filter")
+    monkeypatch.delitem(folds.FOLDS, "bias_gradient")
     assert with_fold == _folded(cin, False) + 1
     monkeypatch.undo()
     ref, ref_bc = _run(cin, "numpy", False, False)
@@ -66,7 +66,7 @@ def test_bias_gradient_folds_into_the_filter_gradient_and_agrees(cin, monkeypatc
 
 def test_fetched_bias_gradient_is_not_folded_and_agrees(monkeypatch):
     with_fold = _folded(1, True)
-    monkeypatch.delitem(llvm_lower.FOLDS, "conv2d_backprop_filter")
+    monkeypatch.delitem(folds.FOLDS, "bias_gradient")
     assert with_fold == _folded(1, True)
     monkeypatch.undo()
     ref, _ = _run(1, "numpy", False, True)

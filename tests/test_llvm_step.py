@@ -3,6 +3,7 @@ steps, results are bit-identical across runs, the object cache serves a second p
 survives corruption, variables are updated in place, errors are clear, dumps are written."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -337,6 +338,23 @@ def test_conv_epilogue_and_pooled_relu_mask_fold_into_kernels():
     g, x, y, loss, train, _ = _cnn()
     stats = compile_program([loss, train], {x: (6, 8, 8, 1), y: (6,)}, "llvm").fn.artifacts.stats
     assert stats["folded_nodes"] == 3
+
+
+def test_folds_show_in_the_stats_the_ir_and_the_dump_directory(tmp_path):
+    """Each fold that fired is named, with its nodes and the user's line, in the lowering's
+    stats, at the top of step.ll and in folds.txt."""
+    from graphc.client.pipeline import compile_program
+    g, x, y, loss, train, _ = _cnn()
+    compiled = compile_program([loss, train], {x: (6, 8, 8, 1), y: (6,)}, "llvm",
+                               dump_dir=str(tmp_path))
+    notes = compiled.fn.artifacts.stats["folds"]
+    assert sorted(n.split(":")[0] for n in notes) == ["bias_gradient", "conv_epilogue",
+                                                      "relu_mask"]
+    epilogue = next(n for n in notes if n.startswith("conv_epilogue"))
+    assert re.match(r"conv_epilogue: conv2d '[^']+' test_llvm_step\.py:\d+ \+ fused '", epilogue)
+    text = str(compiled.source)
+    assert all(f"; fold {n}\n" in text for n in notes)
+    assert (tmp_path / "folds.txt").read_text().splitlines() == notes
 
 
 @pytest.mark.parametrize("rows", [3, 37, 64])

@@ -15,7 +15,8 @@ of compiling. Constants and seeds are not in the text; they travel in the table 
 Dumps: the source returned is the IR as generated (``step.ll`` in a dump directory); it also
 carries ``llvm_ir`` (the optimized IR and the assembly: what ``GRAPHC_DEBUG=5`` prints), and
 ``LLVMArtifacts.write`` adds ``step.opt.ll`` and ``step.s`` to a dump directory. The step
-exposes the same: ``step.llvm_ir``, ``step.optimized_ir()``, ``step.assembly()``.
+exposes the same: ``step.llvm_ir``, ``step.optimized_ir()``, ``step.assembly()``. The folds
+that fired (``folds.py``) head ``step.ll`` as comments and fill ``folds.txt``.
 Set ``GRAPHC_PROFILE=1`` when compiling to count cycles per kernel (``step.profile()``).
 """
 import os
@@ -62,10 +63,14 @@ class LLVMArtifacts:
         return self._module().assembly()
 
     def write(self, dump_dir, name="step"):
-        """Write ``name.ll``, ``name.opt.ll`` and ``name.s`` into ``dump_dir``."""
+        """Write ``name.ll``, ``name.opt.ll``, ``name.s`` and ``folds.txt`` (one line per fold
+        that fired: ``folds.py``) into ``dump_dir``."""
         d = Path(dump_dir)
         d.mkdir(parents=True, exist_ok=True)
         (d / f"{name}.ll").write_text(self.llvm_ir)
+        notes = getattr(self, "stats", {}).get("folds", [])
+        (d / "folds.txt").write_text("".join(f"{note}\n" for note in notes)
+                                     or "no fold fired\n")
         (d / f"{name}.opt.ll").write_text(self.optimized_ir())
         (d / f"{name}.s").write_text(self.assembly())
 

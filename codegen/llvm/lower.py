@@ -11,8 +11,8 @@ RNN share one kernel each.
 
 Beyond one kernel per node: adjacent elementwise nodes sharing a buffer run as one loop
 (``kernels.elementwise.ElementwiseGroup``), GEMMs are planned across the step
-(``kernels.gemm_acc``), and a few producer/consumer pairs run as one kernel (``L.skip`` holds
-the consumers folded in: a convolution's bias and activation, a pooled ReLU's gradient mask).
+(``kernels.gemm_acc``), and a few producer/consumer pairs run as one kernel: the named folds
+of ``folds`` (``L.skip`` holds the consumers folded in), each listed at the top of the module.
 
 ``noalias`` goes on a kernel parameter only when its byte range overlaps no other parameter
 of that call; buffers that are the same bytes are passed once (an in-place update reads and
@@ -38,7 +38,8 @@ from .kernels.gemm_acc import GemmPlan
 from .ir import Function, Module
 from .loops import contiguous_strides, elementwise_function, params
 from .math import MathLib
-from .registry import FOLDS, KERNELS, Buf, folds, lowers
+from .folds import apply_folds, comment_block, record
+from .registry import KERNELS, Buf, lowers
 
 class Lowering:
     """State of one program's lowering (see module docstring)."""
@@ -65,6 +66,8 @@ class Lowering:
         self.merged = 0  # elementwise nodes that joined another's loop
         self.skip = set()  # nodes a previous kernel already computed (folded in)
         self.deferred = {}  # node -> the later node whose kernel computes it (see ``folds``)
+        self.folded = {}  # node -> (fold name, what it claimed): see ``fold``
+        self.fold_notes = []  # one line per fold that fired, for the dumps
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -135,6 +138,11 @@ class Lowering:
         """The planned arena range at ``offset`` (the arena grows to cover it)."""
         self.arena_size = max(self.arena_size, int(offset) + -(-max(int(nbytes), 1) // 64) * 64)
         return Buf(self._special("arena"), int(offset), int(nbytes))
+
+    def fold(self, node, name):
+        """What fold ``name`` claimed for ``node``'s kernel (``folds.apply_folds``), or None."""
+        hit = self.folded.get(node)
+        return hit[1] if hit is not None and hit[0] == name else None
 
     # -- calls ------------------------------------------------------------------------------------
     @staticmethod
@@ -256,7 +264,7 @@ class Lowering:
             lay.profile = (self._special("profile"), [c[3] for c in self.calls])
         step = self.step_function()
         self.module.declare_uses(step)
-        text = self.module.text() + "\n" + step.text() + "\n"
+        text = comment_block(self.fold_notes) + self.module.text() + "\n" + step.text() + "\n"
         return text, lay
 
 
@@ -294,9 +302,9 @@ def lower_program(program, profile=False, stats=None, checks=()):
     for f in L.fetch_bufs:  # fetched feeds, variables and constants: first, before updates
         if f.opdef.leaf:
             _fetch_copy(L, f)
-    for n in program.nodes:
-        if n.op_name in FOLDS and not numerics:
-            FOLDS[n.op_name](L, n)
+    apply_folds(L)
+    for name, nodes in (L.gemms.folds if L.gemms is not None else ()):
+        record(L, name, nodes)
     for n in program.nodes:
         _lower_node(L, n, kernel_for)
         if numerics and llvm_numerics.checked(L, n):
@@ -355,7 +363,8 @@ def _stats(L):
                 accumulated_matmuls=len(g.gemm) if g else 0,
                 accumulated_sums=len(g.fused) if g else 0, batched_matmuls=len(batched),
                 transposed_operands=len({id(b) for b in g.transposed.values()}) if g else 0,
-                native_gemms=L.gemm_calls["native"], blas_gemms=L.gemm_calls["blas"])
+                native_gemms=L.gemm_calls["native"], blas_gemms=L.gemm_calls["blas"],
+                folds=list(L.fold_notes))
 
 
 # MXCSR bits: flush results that would be subnormal to zero (FTZ), read subnormal inputs as
@@ -389,4 +398,4 @@ def _fetch_copy(L, node):
         L.copy(dst, L.buf(node), node.shape, node.dtype)
 
 
-__all__ = ["Buf", "Lowering", "lowers", "folds", "lower_program", "KERNELS", "params"]
+__all__ = ["Buf", "Lowering", "lowers", "lower_program", "KERNELS", "params"]

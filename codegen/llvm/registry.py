@@ -4,12 +4,12 @@ the driver (``lower``), importing nothing of the backend.
 ``KERNELS`` maps an op name to its lowering ``fn(L, node)`` (``@lowers("matmul")``): given the
 lowering state ``L`` (``lower.Lowering``), it builds a kernel function and calls it with the
 ``Buf`` ranges it reads and writes. The package ``kernels`` imports every kernel module, so
-whatever imports the driver or any kernel first, every lowering is registered.
+whatever imports the driver or any kernel first, every lowering is registered. (Folds, where
+one kernel also computes a neighbour node, are named in ``folds``.)
 """
 from dataclasses import dataclass
 
 KERNELS = {}
-FOLDS = {}  # op -> fn(L, node): before lowering, claims neighbours the node's kernel computes
 
 
 def lowers(*ops):
@@ -17,16 +17,6 @@ def lowers(*ops):
     def register(fn):
         for op in ops:
             KERNELS[op] = fn
-        return fn
-    return register
-
-
-def folds(*ops):
-    """Register ``fn(L, node)``, run over the schedule before lowering: it may defer a node
-    to the kernel of ``node`` (``L.deferred[other] = node``), which must then compute it."""
-    def register(fn):
-        for op in ops:
-            FOLDS[op] = fn
         return fn
     return register
 

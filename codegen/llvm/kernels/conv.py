@@ -5,16 +5,17 @@ Direct loops rather than im2col + GEMM: with few channels im2col builds very ski
 scratch buffer. With few (tap, input channel) pairs and output channels (``_vectorizable``),
 the output channels are one LLVM vector: the forward pass keeps a position's output row in a
 register over the taps, with the filter rows loaded once, and may apply the following bias
-and activation before storing (``conv_epilogue``); the filter gradient keeps every filter row
-in a register over all positions. Otherwise plain loops, vectorized over output channels.
+and activation before storing (the fold ``folds.conv_epilogue``); the filter gradient keeps
+every filter row in a register over all positions (and may sum the bias gradient on the way:
+``folds.bias_gradient``). Otherwise plain loops, vectorized over output channels.
 """
 import numpy as np
 
 from . import conv_gemm
 from ..ir import Function, float_literal, val_type
-from .elementwise import combine, fill, kernel_for, normalize_axes, scalar_const
-from ..registry import folds, lowers
-from ..loops import broadcast_strides, carried_nest, params
+from .elementwise import combine, fill, scalar_const
+from ..registry import lowers
+from ..loops import carried_nest, params
 from .windows import VECTOR_CHANNELS, _geometry, _over_taps, _over_windows, _splat
 
 
@@ -168,46 +169,6 @@ def render_vector(fn, body, vals, vt):
     return memo[id(body)]
 
 
-def conv_epilogue(L, n):
-    """The fused node right after conv2d ``n`` that alone reads it (bias + activation), when
-    it can run on each output row in registers: arithmetic, max and min only, other inputs
-    per output channel (or splat constants). Safe because nothing runs in between and its
-    buffer overlaps none of the bytes the convolution reads. Returns (node, body, conv arg,
-    other inputs {arg: node or literal}) or None."""
-    if L.numerics:  # a numerics-checked build keeps (and checks) n's own value
-        return None
-    users = L.p.users().get(n, [])
-    nodes = L.p.nodes
-    i = next(k for k, m in enumerate(nodes) if m is n)
-    if len(users) != 1 or i + 1 >= len(nodes) or nodes[i + 1] is not users[0] or \
-            any(f is n for f in L.p.fetches if f is not None):
-        return None
-    f = users[0]
-    if f.op_name != "fused" or f.attrs.get("reduce") is not None or f.dtype != n.dtype \
-            or tuple(f.shape) != tuple(n.shape):
-        return None
-    body = f.attrs["body"]
-    if any(e.op not in ("arg", "const", "neg", "max", "min") + tuple(_VECTOR_OPS)
-           for e in body.walk()) or any(e.dtype != n.dtype for e in body.walk()):
-        return None
-    cout, others, conv_arg = n.shape[-1], {}, None
-    for k, x in enumerate(f.inputs):
-        if x is n:
-            conv_arg = k
-            continue
-        lanes = broadcast_strides(x.shape, f.shape)
-        size = int(np.prod(x.shape))
-        if x.dtype != n.dtype or any(lanes[:-1]) or size not in (1, cout) or \
-                (size == 1 and const_scalar(x) is None):
-            return None
-        others[k] = x
-    out = L.out(f)
-    if conv_arg is None or any(out.overlaps(L.buf(v)) for v in list(n.inputs) +
-                               list(others.values())):
-        return None
-    return f, body, conv_arg, others
-
-
 def _many_channels(g, cout, dtype):
     """Too many (tap, channel) pairs or output channels for the direct vector kernels: the
     convolution runs as a GEMM (``conv_gemm``) when the backend can."""
@@ -226,7 +187,7 @@ def lower_conv(L, n):
         bufs = [L.out(n), L.buf(x), L.buf(w)]
         L.call(conv_function("forward", n.dtype, g, cout, L.noalias(bufs)), bufs, n)
         return
-    folded = conv_epilogue(L, n)
+    folded = L.fold(n, "conv_epilogue")  # (folds.conv_epilogue)
     bufs, epilogue = [L.out(n), L.buf(x), L.buf(w)], None
     if folded is not None:
         f, body, conv_arg, others = folded
@@ -245,26 +206,8 @@ def lower_conv(L, n):
 
 
 def const_scalar(v):
-    """The value of a one-element constant (``conv_epilogue`` admits no other scalars)."""
+    """The value of a one-element constant (``folds.conv_epilogue`` admits no other scalars)."""
     return scalar_const(v)
-
-
-@folds("conv2d_backprop_filter")
-def fold_bias_gradient(L, n):
-    """Defer the bias gradient scheduled right before the filter gradient to its kernel:
-    ``reduce_sum(dy, axis=(0, 1, 2))`` reads the same dy rows the vectorized filter-gradient
-    loop loads, so one pass over dy computes both. Only when nothing runs in between (the
-    sum's value cannot be needed earlier) and the sum is not fetched."""
-    x, dy = n.inputs
-    nodes = L.p.nodes
-    i = next(k for k, m in enumerate(nodes) if m is n)
-    r = nodes[i - 1] if i else None
-    if r is None or r.op_name != "reduce_sum" or r.inputs[0] is not dy or r.dtype != n.dtype \
-            or dy.rank != 4 or r.size != n.shape[3] or r in L.fetch_bufs \
-            or sorted(normalize_axes(r.attrs.get("axis"), 4)) != [0, 1, 2] \
-            or not _vectorizable(_geometry(n, x, n.attrs["filter_shape"]), n.shape[3]):
-        return
-    L.deferred[r] = n
 
 
 @lowers("conv2d_backprop_filter")
@@ -276,14 +219,10 @@ def lower_conv_filter(L, n):
         return
     bufs = [L.out(n), L.buf(x), L.buf(dy)]
     if _vectorizable(g, n.shape[3]):
-        bias = next((r for r, m in L.deferred.items() if m is n), None)
+        bias = L.fold(n, "bias_gradient")  # the sum deferred to this kernel (folds.py)
         if bias is not None:
-            if any(L.out(bias).overlaps(b) for b in bufs):  # cannot share the kernel:
-                kernel_for(bias)(L, bias)                    # the sum first, as scheduled
-                bias = None
-            else:
-                bufs.append(L.out(bias))
-                L.skip.add(bias)
+            bufs.append(L.out(bias))
+            L.skip.add(bias)
         fn = conv_vector_function("filter", n.dtype, g, n.shape[3], L.noalias(bufs),
                                   bias=bias is not None)
         L.call(fn, bufs, n)

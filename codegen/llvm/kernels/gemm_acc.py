@@ -130,6 +130,7 @@ class GemmPlan:
     def __init__(self, L):
         self.gemm, self.fused, self.skip, self.copies, self.before, self.result = \
             {}, {}, set(), {}, {}, {}
+        self.folds = []  # (fold name, [absorbing node, nodes]): listed in the dumps (folds.py)
         p = L.p
         self.L, self.users = L, p.users()
         self.fetched = {id(f) for f in p.fetches if f is not None}
@@ -225,6 +226,7 @@ class GemmPlan:
                         len(ts) * rows * inner * item)
         out = L.arena(len(ts) * rows * cols * item)
         first = min((m for _, m in members), key=lambda m: self.pos[id(m)])
+        self.folds.append(("gemm_batch", [first] + [m for _, m in members if m is not first]))
         dims = (len(ts) * rows, cols, inner, inner, cols)
         self.before.setdefault(first, []).append((m0, out, a, L.buf(w), dims, (False, False)))
         for k, (_, m) in enumerate(members):
@@ -261,6 +263,8 @@ class GemmPlan:
             if not (leaf.op == "arg" and id(n.inputs[leaf.value]) in summed):
                 acc = S.call("add", acc, leaf)
         self.fused[n] = (_replace(n.attrs["body"], tree, acc), extra, buf)
+        self.folds.append(("gemm_stack" if stacked is not None else "gemm_accumulate",
+                           [n] + list(matmuls)))
         return free
 
     def _stack(self, n, matmuls):

@@ -14,7 +14,7 @@ saved taps instead of scanning x again:
 
 A code is one byte when the window has at most ``FLAG_U8`` taps, else an int32. Its top bit
 records whether the window's maximum is > 0: a pooled ReLU's gradient
-``where(x > 0, max_pool_grad(x, dy), 0)`` (``windows.relu_mask_fold``) needs the mask
+``where(x > 0, max_pool_grad(x, dy), 0)`` (the fold ``folds.relu_mask``) needs the mask
 at the argmax, where x is the window's maximum, so the fold keeps working without reading x.
 
 Where no forward ``max_pool`` of that x precedes the backward op, the backward kernels
@@ -29,7 +29,7 @@ from ..registry import lowers
 from .elementwise import fill
 from .windows import (VECTOR_CHANNELS, _geometry, _over_windows, _splat, _tiled,
                       argmax_pool_function, argmax_pool_vector, pool_function,
-                      pool_vector_function, relu_mask_fold, route_scalar, route_vector,
+                      pool_vector_function, route_scalar, route_vector,
                       scan_scalar, scan_scalar_buffers, scan_vector)
 
 # Save the argmax in the forward pass; GRAPHC_RECOMPUTE_ARGMAX=1 recomputes it in the backward
@@ -180,7 +180,7 @@ def lower_max_pool_grad(L, n):
     kind = "grad" if n.op_name == "max_pool_grad" else "gradgrad"
     g = _geometry(n, x)
     vector = g.c <= VECTOR_CHANNELS
-    masked = relu_mask_fold(L, n) if vector and kind == "grad" else None
+    masked = L.fold(n, "relu_mask")  # the where node computed here (folds.relu_mask)
     out = L.out(n) if masked is None else L.out(masked)
     if masked is not None:
         L.skip.add(masked)

@@ -221,7 +221,7 @@ def argmax_pool_vector(kind, dtype, g, noalias, positive_only=False):
     the gradient is written per tap with a vector select (added when windows overlap). Taps
     in the padding read a clamped address and count as -inf (gradgrad: as 0).
     ``positive_only``: route a window's gradient only when its maximum is > 0 (the ReLU mask
-    of a pooled ReLU, folded in: see ``relu_mask_fold``)."""
+    of a pooled ReLU, folded in: see ``folds.relu_mask``)."""
     fn = Function("kernel", params(3, noalias))
 
     def window(n, p, q, pos):
@@ -334,36 +334,3 @@ def lower_avg_pool_grad(L, n):
     fill(L, L.out(n), n.shape, n.dtype, 0, n)
     bufs = [L.out(n), L.buf(dy)]
     L.call(pool_function("avg_grad", n.dtype, _geometry(n, like), L.noalias(bufs)), bufs, n)
-
-
-def relu_mask_fold(L, n):
-    """The node ``where(x > 0, max_pool_grad(x, dy), 0)`` right after ``max_pool_grad`` node
-    ``n`` (a pooled ReLU's gradient: x is the pool's input, the ReLU's output), when the mask can
-    be folded into the routing: route only windows whose maximum is > 0, straight into the
-    where's buffer. Safe when nothing runs between the two and the where's bytes overlap
-    neither input of ``n`` (the only values live then that the plan may have put there), or
-    are exactly x's with windows that tile x."""
-    if L.numerics:  # a numerics-checked build keeps (and checks) n's own value
-        return None
-    users = L.p.users().get(n, [])
-    if len(users) != 1 or any(f is n for f in L.p.fetches if f is not None):
-        return None
-    f = users[0]
-    nodes = L.p.nodes
-    i = next(k for k, m in enumerate(nodes) if m is n)
-    if i + 1 >= len(nodes) or nodes[i + 1] is not f or tuple(f.shape) != tuple(n.shape) \
-            or f.dtype != n.dtype or not (f.op_name == "fused" and f.attrs.get("reduce") is None):
-        return None
-    body = f.attrs["body"]
-    if not (body.op == "where" and body.args[0].op == "gt" and body.args[1].op == "arg"
-            and body.args[2].op == "const" and body.args[2].value == 0.0
-            and body.args[0].args[0].op == "arg" and body.args[0].args[1].op == "const"
-            and body.args[0].args[1].value == 0.0):
-        return None
-    if f.inputs[body.args[1].value] is not n or \
-            f.inputs[body.args[0].args[0].value] is not n.inputs[0]:
-        return None
-    out, (x, dy) = L.out(f), (L.buf(v) for v in n.inputs)
-    if out.overlaps(dy) or (out.overlaps(x) and not (out == x and _tiled(_geometry(n, n.inputs[0])))):
-        return None  # (over x itself is fine when windows tile: each reads its taps first)
-    return f

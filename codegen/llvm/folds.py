@@ -1,0 +1,188 @@
+"""Named folds: a node's kernel also computes a neighbour, so the neighbour gets no kernel.
+
+A fold is a peephole of the LLVM backend, and like a pass it shows in the dumps: every fold
+that fires is listed in the lowering's stats (``stats["folds"]``), at the top of ``step.ll``
+and in ``folds.txt`` of a dump directory, naming the fold, the nodes and the user's lines.
+
+    conv_epilogue    conv2d + the fused bias/activation right after it: one kernel applies
+                     the epilogue to each output row in registers
+    relu_mask        max_pool_grad + ``where(x > 0, ., 0)`` right after it (a pooled ReLU's
+                     gradient): only windows whose maximum is > 0 route their gradient
+    bias_gradient    ``reduce_sum(dy, [0, 1, 2])`` right before conv2d_backprop_filter: one
+                     pass over dy computes the filter gradient and the bias gradient
+    gemm_accumulate  a fused sum of matmuls: every GEMM adds into one buffer (BLAS beta = 1),
+                     the fused node reads it (``kernels/gemm_acc.py`` proves each term)
+    gemm_stack       a sum of ``A_t^T B_t``: one GEMM over the stacked operands
+    gemm_batch       ``X[t] @ W`` over consecutive t: one GEMM (``GRAPHC_BATCH_GEMMS=1``)
+
+``apply_folds`` runs the matchers over the schedule before lowering (never in a
+numerics-checked build, which keeps and checks every value); a kernel asks ``L.fold(node,
+name)`` for what its fold claimed. The GEMM folds are decided by ``kernels.gemm_acc.GemmPlan``
+and recorded here by name.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...ir.shapes import normalize_axes
+from ...runtime.source_text import comment_text
+from .kernels.conv import _VECTOR_OPS, _vectorizable, const_scalar
+from .kernels.windows import VECTOR_CHANNELS, _geometry, _tiled
+from .loops import broadcast_strides
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A fold's name, the op whose kernel absorbs the other nodes, and its matcher
+    ``match(L, node) -> (claim, [absorbed nodes]) or None`` (None: decided elsewhere)."""
+    name: str
+    op: str = None
+    match: object = None
+
+
+FOLDS = {name: Fold(name) for name in ("gemm_accumulate", "gemm_stack", "gemm_batch")}
+
+
+def fold(name, op):
+    """Register ``match(L, node)`` as the fold ``name`` of nodes of ``op``."""
+    def register(fn):
+        FOLDS[name] = Fold(name, op, fn)
+        return fn
+    return register
+
+
+def node_note(n):
+    """``op 'name' file.py:12``, safe in an LLVM comment."""
+    where = f" {comment_text(n.loc.short)}" if n.loc is not None and n.loc.lineno else ""
+    return f"{n.op_name} '{comment_text(n.name)}'{where}"
+
+
+def record(L, name, nodes):
+    """Note that fold ``name`` fired over ``nodes`` (the absorbing node first)."""
+    L.fold_notes.append(f"{name}: " + " + ".join(node_note(n) for n in nodes))
+
+
+def apply_folds(L):
+    """Run every registered matcher over the schedule; ``L.fold`` then answers kernels."""
+    if L.numerics:
+        return
+    by_op = {}
+    for f in FOLDS.values():
+        if f.match is not None:
+            by_op.setdefault(f.op, []).append(f)
+    for n in L.p.nodes:
+        for f in by_op.get(n.op_name, ()):
+            hit = f.match(L, n)
+            if hit is not None:
+                claim, absorbed = hit
+                L.folded[n] = (f.name, claim)
+                record(L, f.name, [n] + absorbed)
+                break
+
+
+def comment_block(notes):
+    """The fold notes as LLVM comment lines (empty when none fired)."""
+    if not notes:
+        return ""
+    return "".join(f"; fold {note}\n" for note in notes) + "\n"
+
+
+# -- the matchers -----------------------------------------------------------------------------------
+def _next_sole_reader(L, n):
+    """The node scheduled right after ``n`` when it alone reads ``n`` and ``n`` is not
+    fetched (nothing else can see n's value), else None."""
+    users = L.p.users().get(n, [])
+    nodes = L.p.nodes
+    i = next(k for k, m in enumerate(nodes) if m is n)
+    if len(users) != 1 or i + 1 >= len(nodes) or nodes[i + 1] is not users[0] or \
+            any(f is n for f in L.p.fetches if f is not None):
+        return None
+    return users[0]
+
+
+@fold("conv_epilogue", "conv2d")
+def conv_epilogue(L, n):
+    """The fused node right after conv2d ``n`` that alone reads it (bias + activation), when
+    the direct vector kernel runs and the epilogue can run on each output row in registers:
+    arithmetic, max and min only, other inputs per output channel (or splat constants). Safe
+    because nothing runs in between and its buffer overlaps none of the bytes the convolution
+    reads. Claims (node, body, conv arg, other inputs {arg: node})."""
+    x, w = n.inputs
+    if not _vectorizable(_geometry(n, x, w.shape), w.shape[3]):
+        return None
+    f = _next_sole_reader(L, n)
+    if f is None or f.op_name != "fused" or f.attrs.get("reduce") is not None \
+            or f.dtype != n.dtype or tuple(f.shape) != tuple(n.shape):
+        return None
+    body = f.attrs["body"]
+    if any(e.op not in ("arg", "const", "neg", "max", "min") + tuple(_VECTOR_OPS)
+           for e in body.walk()) or any(e.dtype != n.dtype for e in body.walk()):
+        return None
+    cout, others, conv_arg = n.shape[-1], {}, None
+    for k, v in enumerate(f.inputs):
+        if v is n:
+            conv_arg = k
+            continue
+        lanes = broadcast_strides(v.shape, f.shape)
+        size = int(np.prod(v.shape))
+        if v.dtype != n.dtype or any(lanes[:-1]) or size not in (1, cout) or \
+                (size == 1 and const_scalar(v) is None):
+            return None
+        others[k] = v
+    out = L.out(f)
+    if conv_arg is None or any(out.overlaps(L.buf(v)) for v in list(n.inputs) +
+                               list(others.values())):
+        return None
+    return (f, body, conv_arg, others), [f]
+
+
+@fold("relu_mask", "max_pool_grad")
+def relu_mask(L, n):
+    """The node ``where(x > 0, max_pool_grad(x, dy), 0)`` right after ``max_pool_grad`` node
+    ``n`` (a pooled ReLU's gradient: x is the pool's input, the ReLU's output), when the vector
+    kernels run and the mask can be folded into the routing: route only windows whose maximum
+    is > 0, straight into the where's buffer. Safe when nothing runs between the two and the
+    where's bytes overlap neither input of ``n`` (the only values live then that the plan may
+    have put there), or are exactly x's with windows that tile x. Claims the where node."""
+    g = _geometry(n, n.inputs[0])
+    if g.c > VECTOR_CHANNELS:
+        return None
+    f = _next_sole_reader(L, n)
+    if f is None or tuple(f.shape) != tuple(n.shape) or f.dtype != n.dtype \
+            or not (f.op_name == "fused" and f.attrs.get("reduce") is None):
+        return None
+    body = f.attrs["body"]
+    if not (body.op == "where" and body.args[0].op == "gt" and body.args[1].op == "arg"
+            and body.args[2].op == "const" and body.args[2].value == 0.0
+            and body.args[0].args[0].op == "arg" and body.args[0].args[1].op == "const"
+            and body.args[0].args[1].value == 0.0):
+        return None
+    if f.inputs[body.args[1].value] is not n or \
+            f.inputs[body.args[0].args[0].value] is not n.inputs[0]:
+        return None
+    out, (x, dy) = L.out(f), (L.buf(v) for v in n.inputs)
+    if out.overlaps(dy) or (out.overlaps(x) and not (out == x and _tiled(g))):
+        return None  # (over x itself is fine when windows tile: each reads its taps first)
+    return f, [f]
+
+
+@fold("bias_gradient", "conv2d_backprop_filter")
+def bias_gradient(L, n):
+    """``reduce_sum(dy, axis=(0, 1, 2))`` scheduled right before the filter gradient ``n`` of
+    the same dy: the vectorized filter-gradient loop loads those dy rows anyway, so one pass
+    over dy computes both. Only when nothing runs in between (the sum's value cannot be needed
+    earlier), the sum is not fetched and its bytes overlap none the kernel reads or writes.
+    Claims the sum, which is deferred to n's kernel."""
+    x, dy = n.inputs
+    nodes = L.p.nodes
+    i = next(k for k, m in enumerate(nodes) if m is n)
+    r = nodes[i - 1] if i else None
+    if r is None or r.op_name != "reduce_sum" or r.inputs[0] is not dy or r.dtype != n.dtype \
+            or dy.rank != 4 or r.size != n.shape[3] or r in L.fetch_bufs \
+            or sorted(normalize_axes(r.attrs.get("axis"), 4)) != [0, 1, 2] \
+            or not _vectorizable(_geometry(n, x, n.attrs["filter_shape"]), n.shape[3]):
+        return None
+    if any(L.out(r).overlaps(b) for b in (L.out(n), L.buf(x), L.buf(dy))):
+        return None  # cannot share the kernel: the sum runs first, as scheduled
+    L.deferred[r] = n
+    return r, [r]
