@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 # CompiledStep, dump_ir, check_gradients, diagnostics...). ``name=attribute`` where the two
 # differ; ``name=.`` is the module itself.
 _API = {
-    ".client.compile": "check_numerics compile CompiledStep",
+    ".client.compile": "compile CompiledStep",
     ".client.printing": "dump_ir",
     ".client.session": "InteractiveSession Session",
     ".compat": "compat=. disable_eager_execution disable_v2_behavior executing_eagerly",
@@ -51,8 +51,8 @@ _API = {
     ".ops.clip_ops": "clip_by_global_norm clip_by_norm global_norm",
     ".ops.control_flow_ops": "case cond while_loop",
     ".ops.debug_ops": (
-        "Assert assert_equal assert_less assert_non_negative assert_positive numpy_function "
-        "Print print=print_ py_func"
+        "Assert assert_equal assert_less assert_non_negative assert_positive check_numerics "
+        "numpy_function Print print=print_ py_func"
     ),
     ".ops.functional_ops": "foldl foldr map_fn scan",
     ".ops.image_ops": "image=.",

@@ -161,7 +161,7 @@ def _dots(model, step, wanted, stages):
     from ..ir.dot import format_dot
     from ..ir.passes import run_pipeline
     from ..ir.program import build_program
-    from ..client.session import flatten
+    from ..client.feeds import flatten
     if wanted == [stages[-1]]:
         p = step.program
         return [format_dot(p.nodes, p.name, p.fetches)]

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import ArtifactError, CompileError, GraphError
 from ..ir.shapes import format_shape
+from .pipeline import step_stats
 from ..runtime.artifact import (CONSTS, FORMAT, FORMAT_VERSION, IR, LLVM_IR, OBJECT, RNG, SOURCE,
                                 VARIABLES, Artifact, encode_structure, graphc_version,
                                 pack_arrays)
@@ -233,7 +234,6 @@ def _buffers(program):
 
 
 def _stats(compiled):
-    from .compile import step_stats
     s = step_stats(compiled)
     keep = ("nodes_before", "nodes_after", "fused_groups", "inplace_ops", "peak_bytes",
             "naive_bytes", "scratch_bytes")

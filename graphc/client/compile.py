@@ -15,25 +15,14 @@ import threading
 
 import numpy as np
 
-from .pipeline import compile_program, default_backend
+from .pipeline import compile_program, default_backend, step_stats
 from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
 from ..ir.program import needed_nodes
 from ..runtime.calls import unalias
-from .session import (_as_result, convert_feed, expand_feeds, failed_node, feed_target, flatten,
-                      leaf_feeds, step_failure)
-
-
-def check_numerics(tensor, message, name=None):
-    """``tensor`` unchanged, after checking it has no NaN or Inf (TF1's tf.check_numerics).
-
-    Running a step where it does raises ``NumericsError`` naming this node, its line and
-    ``message``; the gradient through it is checked too.
-    Example:
-        >>> logits = gc.check_numerics(h @ W + b, "logits")
-    """
-    from ..ir.ops import apply
-    return apply("check_numerics", [tensor], {"message": str(message)}, name=name)
+from . import aot
+from .failures import step_error
+from .feeds import _as_result, convert_feed, expand_feeds, feed_target, flatten, leaf_feeds
 
 
 def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # noqa: A001
@@ -84,10 +73,10 @@ class CompiledStep:
         self._by_name = {p.name: p for p in self._feeds}
         self._var_nodes = [n for n in needed if n.op_name == "variable"]
         self._values = _initial_values(self._var_nodes, graph)
-        self._cache = {}
         self._state = list(self._values.values())  # updated in place: stable arrays
-        self._fast = None  # (specs, compiled, variable arrays, update arrays)
+        self._cache = {}
         self._compiling = threading.Lock()  # threads meeting a new signature compile it once
+        self._fast = None  # (specs, compiled, variable arrays, update arrays)
         self._last = None
         if all(None not in p.shape for p in self._feeds):
             self._signature({p: tuple(p.shape) for p in self._feeds})
@@ -142,13 +131,11 @@ class CompiledStep:
         """Write every compiled signature ("all") or only the latest ("latest"), with the
         variables' current values, to the artifact ``path`` (a ``.gcx`` zip; ``gc.load`` gives
         a step that runs each saved feed shape; ``key`` signs it; see ``graphc.client.aot.save``)."""
-        from .aot import save
-        return save(self, path, signatures, key)
+        return aot.save(self, path, signatures, key)
 
     def export_python(self, path):
         """Write a NumPy-backend step as one module importing only numpy (``graphc.client.aot``)."""
-        from .aot import export_python
-        return export_python(self, path)
+        return aot.export_python(self, path)
 
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, feed_dict=None, **named):
@@ -283,71 +270,3 @@ def _initial_values(var_nodes, graph):
     _, updates = compiled.fn(*zeros)
     values = {v: np.array(u, dtype=v.dtype.np) for v, u in zip(compiled.update_nodes, updates)}
     return {v: values[v] for v in var_nodes}
-
-
-def step_stats(compiled):
-    """{nodes_before, nodes_after, fused_groups, inplace_ops, peak_bytes, naive_bytes, ...}."""
-    p = compiled.program
-    records = list(getattr(p, "records", []))
-    count = _value_nodes
-    stats = {"nodes_before": count(p.stages[0][1]) if p.stages else None,
-             "nodes_after": sum(1 for n in p.nodes if not n.opdef.external),
-             "fused_groups": sum(1 for n in p.nodes if n.op_name == "fused"),
-             "inplace_ops": 0, "peak_bytes": None, "naive_bytes": None,
-             "passes": [{"name": r["name"], "ms": r["ms"], "nodes_before": r["nodes_before"],
-                         "nodes_after": r["nodes_after"], "changes": r["changes"]}
-                        for r in records],
-             "compile_ms": {k: v * 1e3 for k, v in compiled.timings.items()},
-             "scratch_bytes": compiled.scratch_bytes}
-    if records:
-        stats["nodes_before"] = records[0]["nodes_before"]
-    plan = p.plan
-    if plan is not None and plan.planned:
-        stats["inplace_ops"] = sum(1 for n in plan.inplace if n.op_name != "assign")
-        stats["peak_bytes"] = plan.peak_bytes
-        stats["naive_bytes"] = plan.naive_bytes
-        stats["live_peak_bytes"] = plan.live_peak
-        stats["naive_bytes_unoptimized"] = getattr(p, "unoptimized_naive_bytes", None)
-        stats["updates_in_place"] = sum(1 for v in plan.update_in_place.values() if v)
-    return stats
-
-
-def _value_nodes(text):
-    return sum(1 for line in text.splitlines() if line.lstrip().startswith("%"))
-
-
-def step_error(compiled, exc):
-    """The graphc error for an exception raised inside a compiled step.
-
-    Debugging checks become ``NumericsError`` (first NaN/Inf, naming the node, its op and the
-    user's line; a gradient node names the forward line it differentiates) or
-    ``CompileError`` (an undeclared write); other failures are named by their node.
-    """
-    if type(exc).__name__ == "StepFault" and exc.args:
-        kind, k = exc.args[0], exc.args[1]
-        site_kind, node, detail = compiled.sites[k]
-        if kind == "numerics":
-            return numerics_error(node, exc.args[2] if len(exc.args) > 2 else None,
-                                  detail if site_kind == "check" else None)
-        if kind == "index":  # a bad index or label (runtime.step_errors: one message)
-            return detail.error(exc.args[2], exc.args[3])
-        if kind == "writes":
-            return CompileError(f"{node.describe()}: wrote into '{exc.args[2]}', a buffer it "
-                                "was not given (an undeclared write)",
-                                ["the memory plan or the kernel is wrong: please report it"],
-                                node.loc)
-    if isinstance(exc, FloatingPointError) and str(exc).startswith("check_numerics:"):
-        node = failed_node(compiled, exc)  # the check's node, from the generated line
-        if node is not None:
-            return numerics_error(node, getattr(exc, "value", None),
-                                  str(exc)[len("check_numerics: "):])
-    return step_failure(compiled, exc)
-
-
-def numerics_error(node, value, message=None):
-    """NumericsError naming ``node`` and what it produced; ``message`` (not None) marks an
-    explicit ``gc.check_numerics`` node. The text is ``runtime.numerics``'s, which the LLVM
-    backend's checks (and saved steps) raise too."""
-    from ..runtime.numerics import NumericsSite
-    from ..runtime.numerics import numerics_error as error
-    return error(NumericsSite.of(node, message), value)

@@ -144,3 +144,34 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
         compiled.dump_dir = dump_dir
     dumps.report(program, code.source, backend, timings)
     return compiled
+
+
+def step_stats(compiled):
+    """{nodes_before, nodes_after, fused_groups, inplace_ops, peak_bytes, naive_bytes, ...}."""
+    p = compiled.program
+    records = list(getattr(p, "records", []))
+    count = _value_nodes
+    stats = {"nodes_before": count(p.stages[0][1]) if p.stages else None,
+             "nodes_after": sum(1 for n in p.nodes if not n.opdef.external),
+             "fused_groups": sum(1 for n in p.nodes if n.op_name == "fused"),
+             "inplace_ops": 0, "peak_bytes": None, "naive_bytes": None,
+             "passes": [{"name": r["name"], "ms": r["ms"], "nodes_before": r["nodes_before"],
+                         "nodes_after": r["nodes_after"], "changes": r["changes"]}
+                        for r in records],
+             "compile_ms": {k: v * 1e3 for k, v in compiled.timings.items()},
+             "scratch_bytes": compiled.scratch_bytes}
+    if records:
+        stats["nodes_before"] = records[0]["nodes_before"]
+    plan = p.plan
+    if plan is not None and plan.planned:
+        stats["inplace_ops"] = sum(1 for n in plan.inplace if n.op_name != "assign")
+        stats["peak_bytes"] = plan.peak_bytes
+        stats["naive_bytes"] = plan.naive_bytes
+        stats["live_peak_bytes"] = plan.live_peak
+        stats["naive_bytes_unoptimized"] = getattr(p, "unoptimized_naive_bytes", None)
+        stats["updates_in_place"] = sum(1 for v in plan.update_in_place.values() if v)
+    return stats
+
+
+def _value_nodes(text):
+    return sum(1 for line in text.splitlines() if line.lstrip().startswith("%"))

@@ -1,7 +1,7 @@
 """``gc.dump_ir``: the text IR of what the fetches need, in the user's graph."""
 from ..ir.printer import format_nodes
 from ..ir.program import needed_nodes
-from .session import flatten
+from .feeds import flatten
 from ..framework.graph import get_default_graph
 
 

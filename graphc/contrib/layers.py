@@ -30,6 +30,7 @@ from ..ir.graph import Node
 from ..ir.ops import convert
 from ..ops.math_ops import abs as gc_abs, add_n, identity, matmul, reduce_sum, reshape
 from ..ops.nn_impl import l2_loss, relu
+from .names import unsupported
 
 _TRUNCATED_VARIANCE_FIX = 1.3  # contrib's factor: a normal cut at 2 stddev keeps ~0.77 of it
 
@@ -393,5 +394,4 @@ def __getattr__(name):
     """Other tf.contrib.layers names: say graphc lacks them and list what is here."""
     if name.startswith("__"):
         raise AttributeError(name)
-    from . import unsupported
     raise unsupported(__name__, name, __all__)

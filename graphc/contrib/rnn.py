@@ -14,6 +14,7 @@ Example:
 from ..ops.rnn import (BasicLSTMCell, BasicRNNCell, DropoutWrapper, GRUCell,  # noqa: F401
                        LSTMCell, LSTMStateTuple, MultiRNNCell, RNNCell, static_bidirectional_rnn,
                        static_rnn)
+from .names import unsupported
 
 __all__ = ["RNNCell", "BasicRNNCell", "BasicLSTMCell", "LSTMCell", "GRUCell", "MultiRNNCell",
            "LSTMStateTuple", "DropoutWrapper", "static_rnn", "static_bidirectional_rnn"]
@@ -23,5 +24,4 @@ def __getattr__(name):
     """Other tf.contrib.rnn names: say graphc lacks them and list what is here."""
     if name.startswith("__"):
         raise AttributeError(name)
-    from . import unsupported
     raise unsupported(__name__, name, __all__)

@@ -9,42 +9,20 @@ Each pass over a dataset (a Python ``for``, an iterator's first element, an init
 builds its elements afresh from a context of its own, so passes never share state; ``shuffle``
 counts how often it was started within a pass, which is how ``repeat`` reshuffles each epoch.
 """
-import functools
 import itertools
 import types
 
 import numpy as np
 
 from ..errors import GraphError
-from ..framework import nest
 from ..ir import dtypes as D
 from ..ir.ops.registry import default_array
-from ..ir.shapes import TensorShape
 from ..ir.static import StaticValues
+from .iterator import Iterator
+from .structure import Spec, Structured, flatten, map_nest, new_context, pack, shape_leaves
 
 AUTOTUNE = -1  # tf.data.experimental.AUTOTUNE: prefetch/map parallelism hint, ignored here
 _tokens = itertools.count()  # one per shuffle: its key in a pass's context
-
-
-# -- tf.data's nests: tuples (namedtuples too) and dicts; a list is one value, as in TF ------
-flatten = functools.partial(nest.flatten, lists=False)
-pack = functools.partial(nest.pack_sequence_as, lists=False)
-
-
-def map_nest(fn, value):
-    return nest.map_structure(fn, value, lists=False)
-
-
-class Spec:
-    """A component's dtype (``ir.dtypes.DType``) and shape (ints, None where unknown)."""
-
-    __slots__ = ("dtype", "shape")
-
-    def __init__(self, dtype, shape):
-        self.dtype, self.shape = dtype, tuple(shape)
-
-    def __repr__(self):
-        return f"Spec({self.dtype.name}, {list(self.shape)})"
 
 
 def _leaf_array(value, where):
@@ -91,18 +69,6 @@ def _spec_of(element):
 def _call(fn, element):
     """TF's calling convention: a tuple element is unpacked into positional arguments."""
     return fn(*element) if type(element) is tuple else fn(element)
-
-
-class Structured:
-    """TF1's ``output_types`` and ``output_shapes``, from a class's ``element_spec``."""
-
-    @property
-    def output_types(self):
-        return map_nest(lambda s: s.dtype, self.element_spec)
-
-    @property
-    def output_shapes(self):
-        return map_nest(lambda s: TensorShape(s.shape), self.element_spec)
 
 
 class Dataset(Structured):
@@ -193,7 +159,7 @@ class Dataset(Structured):
             ds._spec_or_fn = lambda: _spec_of(_first(ds, "Dataset.from_generator"))
         else:
             ds._spec_or_fn = pack(types_, [Spec(t, s) for t, s in zip(
-                flatten(types_), _shape_leaves(output_shapes, types_))])
+                flatten(types_), shape_leaves(output_shapes, types_))])
         return ds
 
     # -- element structure -----------------------------------------------------------------
@@ -336,30 +302,11 @@ class Dataset(Structured):
     # -- iterators (defined in iterator.py) ------------------------------------------------
     def make_one_shot_iterator(self):
         """An iterator that starts at the first element and cannot be restarted."""
-        from .iterator import Iterator
         return Iterator(self, initializable=False)
 
     def make_initializable_iterator(self, shared_name=None):
         """An iterator that starts (and restarts) when ``Session.run(it.initializer)``."""
-        from .iterator import Iterator
         return Iterator(self, initializable=True)
-
-
-def new_context():
-    """The state of one pass: where shuffles draw entropy and how often each restarted."""
-    return {"entropy": np.random.SeedSequence().entropy, "starts": {}}
-
-
-def _shape_leaves(shapes, like):
-    """output_shapes as one tuple per leaf of ``like``; a TensorShape or list of
-    dims is a leaf, not a nest."""
-    def walk(s, t):
-        if isinstance(t, dict):
-            return [x for k in sorted(t) for x in walk(s[k], t[k])]
-        if isinstance(t, tuple):
-            return [x for sv, tv in zip(s, t) for x in walk(sv, tv)]
-        return [tuple(s)]
-    return walk(shapes, like)
 
 
 def _first(dataset, where):

@@ -9,9 +9,10 @@ its dataset runs on the host in NumPy, so a compiled step only ever sees fed arr
 """
 import weakref
 
+from ..client.feeds import convert_feed
 from ..errors import GraphError, OutOfRangeError
 from ..ir import dtypes as D
-from .dataset import Dataset, Spec, Structured, _shape_leaves, flatten, map_nest, new_context, pack
+from .structure import Spec, Structured, flatten, map_nest, new_context, pack, shape_leaves
 
 
 class Iterator(Structured):
@@ -45,7 +46,7 @@ class Iterator(Structured):
         ``ds`` (any dataset of this structure). Shapes default to scalars."""
         types_ = map_nest(D.as_dtype, output_types)
         shapes = flatten(map_nest(lambda t: (), types_)) if output_shapes is None else \
-            _shape_leaves(output_shapes, types_)
+            shape_leaves(output_shapes, types_)
         spec = pack(types_, [Spec(t, s) for t, s in zip(flatten(types_), shapes)])
         return Iterator(None, initializable=True, spec=spec)
 
@@ -164,7 +165,6 @@ def next_elements(need, given):
     Raises:
         OutOfRangeError: an iterator is exhausted. FeedError: an element does not fit.
     """
-    from ..client.session import convert_feed
     wanted = {}
     for p in need:
         it = p.meta.get("iterator")
@@ -192,4 +192,4 @@ def run_initializers(flat):
         stack.extend(node.inputs)
 
 
-__all__ = ["Dataset", "Iterator", "make_one_shot_iterator", "make_initializable_iterator"]
+__all__ = ["Iterator", "make_one_shot_iterator", "make_initializable_iterator"]

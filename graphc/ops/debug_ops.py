@@ -30,6 +30,17 @@ from ..runtime import host_calls
 __all__ = ["Print", "print_", "Assert", "py_func", "numpy_function"]
 
 
+def check_numerics(tensor, message, name=None):
+    """``tensor`` unchanged, after checking it has no NaN or Inf (TF1's tf.check_numerics).
+
+    Running a step where it does raises ``NumericsError`` naming this node, its line and
+    ``message``; the gradient through it is checked too.
+    Example:
+        >>> logits = gc.check_numerics(h @ W + b, "logits")
+    """
+    return apply("check_numerics", [tensor], {"message": str(message)}, name=name)
+
+
 def _tensors_and_text(items):
     """Split ``items`` into graph inputs and a formatter: strings (and other non-tensors
     that are not array-like) are kept in Python; tensors and arrays become inputs."""
@@ -332,7 +343,6 @@ class _Debugging:
     """``tf.debugging``: the assertions above, Assert and check_numerics under one name."""
 
     def __init__(self):
-        from ..client.compile import check_numerics
         self.Assert, self.check_numerics = Assert, check_numerics
         self.assert_equal, self.assert_less = assert_equal, assert_less
         self.assert_positive, self.assert_non_negative = assert_positive, assert_non_negative

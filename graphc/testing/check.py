@@ -5,7 +5,8 @@ optimize=False)``); the candidates are the optimized NumPy pipeline, the LLVM ba
 LLVM backend with native GEMMs off (as ``GRAPHC_NATIVE_GEMM=0`` while compiling: every GEMM
 goes to BLAS; see ``llvm_tooling``). Each step is called twice on the same feeds and must
 return the same bits both times (a kernel reading a buffer nobody wrote shows up as a
-difference between calls).
+difference between calls). A graph that assigns variables is run from its initial variable
+values twice over: both calls must match the reference's, and the two runs each other.
 
 Tolerance, per fetched tensor f of a graph with ``n`` ops and dtype epsilon ``eps``:
 
@@ -210,23 +211,34 @@ class Batch:
         self.ill = 0          # differences explained by the reference's own sensitivity
 
     def step(self, config):
+        """The compiled step of ``config`` and a copy of its initial variable values."""
         with self.graph.as_default():
-            return compile_step(self.fetches, list(self.feeds), config)
+            step = compile_step(self.fetches, list(self.feeds), config)
+        return step, {k: np.array(v) for k, v in step.variables.items()}
 
-    def reference(self, confirm=False):
-        """Reference values, their sensitivities (per eps), and a failure list."""
+    def calls(self, step, feeds=None):
+        """Two calls from the initial variable values (a graph with assigns sees its updated
+        variables in the second), the outputs of both in one list: slot j is fetch j % F of
+        call j // F + 1."""
+        step, init = step
+        for name, arr in step.variables.items():
+            np.copyto(arr, init[name])
+        feeds = self.feeds if feeds is None else feeds
+        return call(step, feeds) + call(step, feeds)
+
+    def reference(self):
+        """The reference step, its values (``calls``), their sensitivities (per eps), and a
+        failure list."""
         step = self.step("reference")
-        ref = call(step, self.feeds)
-        again = call(step, self.feeds)
-        fails = [Failure(self.owner[i], "reference", "repeat", i)
-                 for i, (a, b) in enumerate(zip(ref, again)) if not same_bits(a, b)]
-        for i, v in enumerate(ref):
+        ref = self.calls(step)
+        fails = self._repeats("reference", ref, self.calls(step))
+        for j, v in enumerate(ref):
             if not np.all(np.isfinite(v)):
-                self.skipped.add(self.owner[i])
+                self.skipped.add(self.owner[j % len(self.fetches)])
         rng = np.random.default_rng(12345)
         sens = [0.0] * len(ref)
         for _ in range(SENS_DRAWS):
-            moved = call(step, perturbed(self.feeds, SENS_RHO, rng))
+            moved = self.calls(step, perturbed(self.feeds, SENS_RHO, rng))
             sens = [max(s, max_diff(m, r) / SENS_RHO) for s, m, r in zip(sens, moved, ref)]
         return step, ref, sens, fails
 
@@ -241,24 +253,35 @@ class Batch:
             fails = self.confirm(step, ref, fails)
         return fails
 
+    def _repeats(self, config, out, again):
+        """Differences between two runs of ``calls`` (same state, same feeds), and between
+        the two calls of a graph without assigns."""
+        fails, n = [], len(self.fetches)
+        for j, (a, b) in enumerate(zip(out, again)):
+            k = self.owner[j % n]
+            other = out[j + n] if j < n and not self.recipes[k].stateful else b
+            for x in {id(b): b, id(other): other}.values():
+                if k not in self.skipped and not same_bits(a, x):
+                    fails.append(Failure(k, config, "repeat", j % n,
+                                         detail=f"(calls differ by {max_diff(a, x):.3g})"))
+        return fails
+
     def _candidate(self, config, ref, sens):
-        fails = []
         try:
             cand = self.step(config)
-            out1, out2 = call(cand, self.feeds), call(cand, self.feeds)
+            out, again = self.calls(cand), self.calls(cand)
         except Exception as exc:  # noqa: BLE001  (a crash is a finding, named by config)
             return [Failure(None, config, "crash", detail=f"{type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}")]
-        for i, (r, a, b) in enumerate(zip(ref, out1, out2)):
-            k = self.owner[i]
+        fails, n = self._repeats(config, out, again), len(self.fetches)
+        for j, (r, a) in enumerate(zip(ref, out)):
+            k = self.owner[j % n]
             if k in self.skipped:
                 continue
-            if not same_bits(a, b):
-                fails.append(Failure(k, config, "repeat", i,
-                                     detail=f"(two calls differ by {max_diff(a, b):.3g})"))
-            err, tol = max_diff(a, r), self.tolerance(i, r, sens[i])
+            err, tol = max_diff(a, r), self.tolerance(j % n, r, sens[j])
             if err > tol:
-                fails.append(Failure(k, config, "mismatch", i, err, tol))
+                fails.append(Failure(k, config, "mismatch", j % n, err, tol,
+                                     f"(call {j // n + 1})"))
         return fails
 
     def tolerance(self, i, ref, sens):
@@ -275,11 +298,12 @@ class Batch:
         rng = np.random.default_rng(54321)
         moved = [0.0] * len(ref)
         for _ in range(CONFIRM_DRAWS):
-            out = call(step, perturbed(self.feeds, CONFIRM_RHO, rng))
+            out = self.calls(step, perturbed(self.feeds, CONFIRM_RHO, rng))
             moved = [max(m, max_diff(o, r)) for m, o, r in zip(moved, out, ref)]
+        n = len(self.fetches)
         kept = []
         for f in fails:
-            if f.what == "mismatch" and moved[f.fetch] >= f.err / 4:
+            if f.what == "mismatch" and max(moved[f.fetch], moved[f.fetch + n]) >= f.err / 4:
                 self.ill += 1
                 continue
             kept.append(f)

@@ -54,7 +54,7 @@ class Report:
 
 
 def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink=True,
-        out=None, configs=CANDIDATES):
+        out=None, configs=CANDIDATES, known_bugs=False):
     """Fuzz graphs ``seed`` .. ``seed + n - 1``.
 
     Args:
@@ -66,6 +66,7 @@ def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink
         do_shrink: shrink each failing graph.
         out: a print function for progress and findings (None: silent).
         configs: the candidate configurations.
+        known_bugs: also generate the patterns known to fail (``graphs.generate``).
     Returns:
         A ``Report``.
     Example:
@@ -77,14 +78,14 @@ def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink
     t0 = time.perf_counter()
     for start in range(seed, seed + n, batch):
         seeds = list(range(start, min(start + batch, seed + n)))
-        recipes = [generate(s) for s in seeds]
+        recipes = [generate(s, known_bugs=known_bugs) for s in seeds]
         found = _check(recipes, mutate, configs, report)
         report.graphs += len(seeds)
         for k, fails in found:
             idx = seeds[k[0]] - seed + 1 if len(k) == 1 else report.graphs
             finding = Finding([seeds[j] for j in k], fails, idx)
             report.findings.append(finding)
-            _print_finding(say, [recipes[j] for j in k], finding, mutate)
+            _print_finding(say, [recipes[j] for j in k], finding, mutate, known_bugs)
             if do_shrink and len(k) == 1:
                 finding.shrunk = _shrink(say, recipes[k[0]], fails, mutate)
         if stop_first and report.findings:
@@ -167,12 +168,12 @@ def _ir_or_error(recipe):
         return f"(no IR: {type(exc).__name__}: {exc})"
 
 
-def replay_command(seeds, mutate):
-    flag = f" --mutate {mutate}" if mutate else ""
+def replay_command(seeds, mutate, known_bugs=False):
+    flag = (f" --mutate {mutate}" if mutate else "") + (" --known-bugs" if known_bugs else "")
     return " ; ".join(f"python -m graphc.testing.fuzz --replay {s}{flag}" for s in seeds)
 
 
-def _print_finding(say, recipes, finding, mutate):
+def _print_finding(say, recipes, finding, mutate, known_bugs=False):
     say(f"\n=== MISMATCH: seed{'s' if len(recipes) > 1 else ''} "
         f"{', '.join(map(str, finding.seeds))}"
         + (" (they fail only when compiled together)" if len(recipes) > 1 else ""))
@@ -181,7 +182,7 @@ def _print_finding(say, recipes, finding, mutate):
     for r in recipes:
         say(describe(r))
         say(_ir_or_error(r))
-    say(f"replay: {replay_command(finding.seeds, mutate)}")
+    say(f"replay: {replay_command(finding.seeds, mutate, known_bugs)}")
 
 
 def _shrink(say, recipe, fails, mutate):
@@ -193,20 +194,21 @@ def _shrink(say, recipe, fails, mutate):
     return small
 
 
-def _worker(n, seed, batch, mutate, stop_first, do_shrink):
+def _worker(n, seed, batch, mutate, stop_first, do_shrink, known_bugs):
     """One process's share of a ``--procs`` run; returns its Report without the recipes."""
-    report = run(n, seed, batch, mutate, stop_first, do_shrink, out=print)
+    report = run(n, seed, batch, mutate, stop_first, do_shrink, out=print,
+                 known_bugs=known_bugs)
     for f in report.findings:
         f.shrunk = None
     return report
 
 
-def run_processes(procs, n, seed, batch, mutate, stop_first, do_shrink):
+def run_processes(procs, n, seed, batch, mutate, stop_first, do_shrink, known_bugs=False):
     """``run`` split over ``procs`` processes (consecutive seed ranges); one merged Report."""
     import multiprocessing
     share = -(-n // procs)
-    args = [(min(share, n - k * share), seed + k * share, batch, mutate, stop_first, do_shrink)
-            for k in range(procs) if n - k * share > 0]
+    args = [(min(share, n - k * share), seed + k * share, batch, mutate, stop_first, do_shrink,
+             known_bugs) for k in range(procs) if n - k * share > 0]
     t0 = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(len(args)) as pool:
         parts = pool.starmap(_worker, args)
@@ -233,19 +235,21 @@ def main(argv=None):
     ap.add_argument("--replay", type=int, metavar="SEED", help="run one graph alone")
     ap.add_argument("--no-shrink", action="store_true")
     ap.add_argument("--stop-first", action="store_true", help="stop at the first failure")
+    ap.add_argument("--known-bugs", action="store_true",
+                    help="also generate the patterns known to fail today")
     ap.add_argument("--procs", type=int, default=1,
                     help="worker processes, each fuzzing a consecutive range of seeds")
     args = ap.parse_args(argv)
     if args.replay is not None:
-        r = generate(args.replay)
-        print(describe(r))
-        report = run(1, args.replay, 1, args.mutate, do_shrink=not args.no_shrink, out=print)
+        print(describe(generate(args.replay, known_bugs=args.known_bugs)))
+        report = run(1, args.replay, 1, args.mutate, do_shrink=not args.no_shrink, out=print,
+                     known_bugs=args.known_bugs)
     elif args.procs > 1:
         report = run_processes(args.procs, args.n, args.seed, args.batch, args.mutate,
-                               args.stop_first, not args.no_shrink)
+                               args.stop_first, not args.no_shrink, args.known_bugs)
     else:
         report = run(args.n, args.seed, args.batch, args.mutate, args.stop_first,
-                     not args.no_shrink, out=print)
+                     not args.no_shrink, out=print, known_bugs=args.known_bugs)
     print(f"\n{report.graphs} graphs in {report.seconds:.1f} s ({report.rate:.2f} graphs/s): "
           f"{len(report.findings)} failing, {report.ill_conditioned} differences explained by "
           f"ill-conditioning, {report.skipped} graphs with non-finite references skipped")

@@ -66,6 +66,12 @@ class Recipe:
         return sum(1 for it in self.items if isinstance(it, Op))
 
     @property
+    def stateful(self):
+        """Whether the graph assigns variables (its second call sees the updates)."""
+        return any(isinstance(self.items[i], Op) and self.items[i].kind == "assign"
+                   for i in self.live())
+
+    @property
     def live_ops(self):
         """How many ops the fetches need."""
         return sum(1 for i in self.live() if isinstance(self.items[i], Op))
@@ -138,8 +144,8 @@ def build(recipe, prefix="g"):
 class Generator:
     """Draws one recipe: a pool of values and a seeded RNG that the op families consult."""
 
-    def __init__(self, seed):
-        self.seed = seed
+    def __init__(self, seed, known_bugs=False):
+        self.seed, self.known_bugs = seed, known_bugs
         self.rng = np.random.default_rng(seed)
         self.dtype = "float32" if self.rng.random() < 0.5 else "float64"
         self.items = []
@@ -196,16 +202,17 @@ class Generator:
         return sum(1 for it in self.items if isinstance(it, Op))
 
 
-def generate(seed, n_ops=None):
+def generate(seed, n_ops=None, known_bugs=False):
     """The recipe of ``seed``: ``n_ops`` ops (default: 3 to 40, drawn) and its fetches.
 
     Small graphs are likelier (n = 3 + 37 u^2, u uniform: median 12, one in seven above 30):
-    a bug usually needs a few ops, and compiling is paid per op.
+    a bug usually needs a few ops, and compiling is paid per op. ``known_bugs`` also draws
+    the patterns left out because they fail today (``nn_families.KNOWN_BAD_ASSIGNS``).
 
     Fetches are every op value nothing reads (so every op is live) and up to two more
     intermediates (fetched values cannot be fused away or overwritten in place).
     """
-    g = Generator(seed)
+    g = Generator(seed, known_bugs)
     target = int(n_ops or MIN_OPS + int((MAX_OPS - MIN_OPS + 1) * g.rng.random() ** 2))
     g.new_leaf(kinds.F.random_shape(g.rng))
     names, weights = zip(*kinds.WEIGHTS.items())

@@ -30,6 +30,7 @@ KINDS = {
     "rnn": (2, N.draw_rnn, N.build_rnn),
     "grad": (5, N.draw_grad, N.build_grad),
     "hvp": (2, N.draw_hvp, N.build_hvp),
+    "assign": (2, N.draw_assign, N.build_assign),
     "scale": (0, None, F.build_scale),
     "identity": (0, None, F.build_identity),
 }

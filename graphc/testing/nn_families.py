@@ -225,3 +225,39 @@ def build_hvp(xs, p, name):
     (hv,) = gc.gradients(gc.reduce_sum(dx * _const(p["v"], x)), [x])
     return hv
 
+
+
+# -- variables and their updates --------------------------------------------------------------------
+# "old_and_new" (one expression of an assign's result and a later read of the old value) is
+# left out until the optimized pipeline compiles it: its schedule pass reports "the ordering
+# constraints form a cycle" where the unoptimized reference runs it (see the fuzzer's report).
+ASSIGNS = ("decay", "add", "sgd")
+KNOWN_BAD_ASSIGNS = ("old_and_new",)
+
+
+def draw_assign(g):
+    """A variable of a value's shape, updated from that value (the step's second call sees
+    the update); "old_and_new" also reads the variable after the assign (the old value)."""
+    x = g.pick()
+    lf = g.rng.uniform(0.1, 1.5, g.shape(x)) * g.rng.choice([-1.0, 1.0], g.shape(x))
+    forms = ASSIGNS + (KNOWN_BAD_ASSIGNS if g.known_bugs else ())
+    form = forms[int(g.rng.integers(len(forms)))]
+    g.add_op("assign", [x], {"init": lf.astype(g.dtype), "form": form},
+             2 * (1.5 + g.bound(x)))
+
+
+def build_assign(xs, p, name):
+    x = xs[0]
+    v = gc.Variable(p["init"], name=f"{name}_v")
+    form = p["form"]
+    if form == "decay":
+        return gc.assign(v, v - 0.1 * gc.tanh(x) * v)
+    if form == "add":
+        return gc.assign_add(v, 0.1 * x)
+    if form == "old_and_new":
+        new = gc.assign(v, v * 0.5 + gc.tanh(x))
+        return new + (v * 1.5 + 1.0)  # built after the assign: reads the old value
+    loss = gc.reduce_sum(gc.tanh(v * x))
+    train = gc.train.GradientDescentOptimizer(0.1).minimize(loss, var_list=[v])
+    with gc.control_dependencies([train]):
+        return gc.identity(loss)

@@ -58,6 +58,11 @@ def shrink(recipe, failure, mutate=None, budget=120):
         one = recipe.keep_fetches([recipe.fetches[failure.fetch]])
         if test(one):
             best = one
+    for f in list(best.fetches):  # a crash names no fetch: drop the fetches it does not need
+        if len(best.fetches) > 1 and tries < budget:
+            cand = best.keep_fetches([x for x in best.fetches if x != f])
+            if test(cand):
+                best = cand
     chunk = max(1, len(_ops(best)) // 2)
     while chunk >= 1 and tries < budget:
         changed = False

@@ -1,0 +1,169 @@
+"""Binding values to a step: the structure of what is fetched (``flatten`` -> a flat list
+and a function rebuilding the user's structure), feed keys and values converted as TF1's
+``Session.run`` does, which placeholders a set of fetches needs, and results the caller owns."""
+import numpy as np
+
+from ..errors import FeedError
+from ..ir.graph import Node
+from ..ir.program import needed_nodes
+from ..ir.shapes import format_shape
+
+
+# -- fetches --------------------------------------------------------------------------------------
+class _Composite:
+    """A fetched object's place in a fetch skeleton: the nest of its tensors, and the function
+    that makes the object's value from theirs."""
+
+    def __init__(self, nest, finish):
+        self.nest, self.finish = nest, finish
+
+
+def flatten(structure, graph):
+    """Fetch nest -> (flat list of nodes, rebuild function)."""
+    flat = []
+
+    def walk(s):
+        if isinstance(s, Node):
+            flat.append(s)
+            return len(flat) - 1
+        if isinstance(s, str):
+            flat.append(graph.get_tensor_by_name(s))
+            return len(flat) - 1
+        if isinstance(s, dict):
+            return {k: walk(v) for k, v in s.items()}
+        if hasattr(s, "_fetch_nest"):  # an API object made of tensors (gc.summary ops)
+            nest, finish = s._fetch_nest()
+            return _Composite(walk(nest), finish)
+        if isinstance(s, tuple) and hasattr(s, "_fields"):
+            return type(s)(*[walk(v) for v in s])
+        if isinstance(s, (list, tuple)):
+            return type(s)(walk(v) for v in s)
+        raise TypeError(f"cannot fetch {type(s).__name__}: fetch tensors, ops, or nests of "
+                        "lists, tuples and dicts of them")
+
+    skeleton = walk(structure)
+
+    def rebuild(values, s=skeleton):
+        if isinstance(s, int):
+            return values[s]
+        if isinstance(s, dict):
+            return {k: rebuild(values, v) for k, v in s.items()}
+        if isinstance(s, _Composite):
+            return s.finish(rebuild(values, s.nest))
+        if isinstance(s, tuple) and hasattr(s, "_fields"):
+            return type(s)(*[rebuild(values, v) for v in s])
+        return type(s)(rebuild(values, v) for v in s)
+
+    return flat, rebuild
+
+
+# -- feeds --------------------------------------------------------------------------------------
+def convert_feed(node, value):
+    """Convert a value fed to ``node`` (a placeholder or any other tensor) as TF1 does.
+
+    Args:
+        node: the fed node; the value must fit its static shape (None dims take any size)
+            and convert to its dtype by the placeholder rules.
+        value: an array, number or nested list.
+    Returns:
+        A C-contiguous array of the node's dtype (0-d stays 0-d).
+    Raises:
+        FeedError: naming the node, expected and found dtype or shape, and the node's line.
+    Example:
+        >>> convert_feed(x, [[1, 2, 3]])      # x: f32[?,3] -> float32 array of shape (1, 3)
+    """
+    arr = np.asarray(value)
+    want = node.dtype
+    if arr.dtype.kind == "f" and not want.is_floating:
+        raise FeedError(f"cannot feed a {arr.dtype.name} value to {want.name} "
+                        f"{node.describe()}", loc=node.loc,
+                        hint=f"convert it yourself, e.g. np.asarray(value, np.{want.np.name})")
+    if arr.dtype.kind not in "fiub":
+        raise FeedError(f"cannot feed a value of dtype {arr.dtype} to {node.describe()}",
+                        loc=node.loc)
+    if arr.dtype != want.np:
+        arr = arr.astype(want.np)
+    if arr.ndim != len(node.shape) or any(d is not None and d != a
+                                          for d, a in zip(node.shape, arr.shape)):
+        raise FeedError(f"{node.describe()} expects {want.short}"
+                        f"{format_shape(node.shape)}, fed {format_shape(arr.shape)}",
+                        loc=node.loc, hint="None dims accept any size; the others must match")
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)  # keeps 0-d as 0-d
+
+
+# Feeding these would drop their effect from the step (the fed value replaces the node).
+UNFEEDABLE = ("assign", "group")
+
+
+def feed_target(graph, key):
+    """The node a feed key names (a tensor, or a name such as 'x' or 'x:0'), checked feedable.
+
+    Any tensor of ``graph`` may be fed, as in TF1: a placeholder, an intermediate value, a
+    Variable (its reads in the step see the fed value; its stored value is unchanged).
+
+    Raises:
+        FeedError: an unknown name, a node of another graph, a value-less op or an assign.
+    """
+    if isinstance(key, str):
+        try:
+            key = graph.get_tensor_by_name(key)
+        except KeyError:
+            raise FeedError(f"cannot feed {key!r}: no tensor of that name in the graph",
+                            hint="feed tensors by object or by name ('x' or 'x:0')") from None
+    if not isinstance(key, Node):
+        raise FeedError(f"cannot feed {key!r}: feed keys are tensors or tensor names")
+    if key.graph is not graph:
+        raise FeedError(f"cannot feed {key.describe()}: it belongs to another graph",
+                        loc=key.loc, hint="feed tensors of the graph the step runs")
+    if key.dtype is None or key.op_name in UNFEEDABLE:
+        why = "it has no value" if key.dtype is None else "feeding it would skip the update"
+        raise FeedError(f"cannot feed {key.describe()}: {why}", loc=key.loc,
+                        hint="feed the tensors it reads instead")
+    return key
+
+
+def expand_feeds(items):
+    """(key, value) pairs with tuple keys zipped with their values, recursively: TF1 feeds an
+    RNN's nested state (``{cell.zero_state(...): last_state}``, LSTMStateTuple, MultiRNNCell
+    tuples) as one key.
+
+    Raises:
+        FeedError: a tuple key whose value is not a sequence of the same length.
+    """
+    for key, value in items:
+        if not isinstance(key, tuple):
+            yield key, value
+            continue
+        if not isinstance(value, (tuple, list, np.ndarray)) or len(value) != len(key):
+            found = f"{len(value)} values" if isinstance(value, (tuple, list, np.ndarray)) \
+                else type(value).__name__
+            raise FeedError(f"a feed key of {len(key)} tensors needs as many values, "
+                            f"found {found}", hint="feed the structure the tensors came in, "
+                            "e.g. the state a previous run returned")
+        yield from expand_feeds(zip(key, value))
+
+
+def leaf_feeds(flat, fed):
+    """What a step computing ``flat`` takes when ``fed`` nodes are given: the fed nodes it
+    needs and every placeholder it needs through no fed node, in creation order."""
+    cut = [n for n in fed if n.op_name != "placeholder"]
+    chosen = set(cut)
+    return [n for n in needed_nodes(flat, cut) if n.op_name == "placeholder" or n in chosen]
+
+
+def _missing_feed_error(missing):
+    lines = [f"'{p.name}': {p.dtype.short}{format_shape(p.shape)}  created at {p.loc.short}"
+             for p in missing]
+    return FeedError(f"{len(missing)} placeholder(s) must be fed: "
+                     + ", ".join(p.name for p in missing), lines,
+                     hint="add them to feed_dict")
+
+
+def _as_result(x, args=()):
+    """A fetched value the caller owns: never the session's variable storage or a fed array
+    (or a view of them), which later steps may update in place."""
+    if isinstance(x, np.ndarray):
+        if any(np.may_share_memory(x, a) for a in args):
+            x = np.array(x)
+        return x if x.ndim else x[()]
+    return x
