@@ -47,12 +47,14 @@ import hmac
 import io
 import json
 import os
-import tempfile
+import re
 import zipfile
 
 import numpy as np
 
 from graphc.errors import ArtifactError
+
+from . import durable
 
 FORMAT = "graphc-step"
 FORMAT_VERSION = 2
@@ -66,6 +68,7 @@ CONSTS, VARIABLES, RNG = "code/consts.npz", "state/variables.npz", "state/rng.js
 _STORED = (".o", ".npz")  # already dense: compressing costs load time for little
 _SIGNATURE_FIELDS = ("feeds", "variables", "updates", "buffers", "program_sha256", "code",
                      "stats")  # a version-1 manifest keeps them at its top
+_TEMPORARY = re.compile(r"\.gcx-[a-z0-9_]{8}(\.tmp)?")  # Artifact.write's temporary files
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed member times: the same step saves to the same bytes
 
 
@@ -147,7 +150,9 @@ class Artifact:
                 RNG: json.dumps(rng).encode()}
 
     def write(self, path, key=None):
-        """Write the artifact to ``path`` atomically (a temporary file renamed over it).
+        """Write the artifact to ``path`` atomically and durably (``runtime.durable``: a
+        temporary file fsynced and renamed over it, the folder fsynced, the umask's mode;
+        temporaries of saves that died, older than an hour, removed first).
 
         Args:
             path: the file to write.
@@ -155,6 +160,8 @@ class Artifact:
                 environment's ``GRAPHC_ARTIFACT_KEY``, if set; else the file is unsigned.
         Returns:
             The number of bytes written.
+        Raises:
+            ArtifactError: the OS refused (full disk, read-only folder), naming ``path``.
         """
         key = artifact_key(key)
         manifest = dict(self.manifest)
@@ -162,19 +169,16 @@ class Artifact:
                                for name, data in sorted(self.members.items())}
         raw = json.dumps(manifest, indent=1, sort_keys=True).encode()
         folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".gcx-", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w") as z:
+        durable.remove_stale_temporaries(folder, _TEMPORARY)
+
+        def write(f):
+            with zipfile.ZipFile(f, "w") as z:
                 for name, data in sorted(self.members.items()):
                     _add(z, name, data)
                 _add(z, MANIFEST, raw)
                 if key is not None:
                     _add(z, MAC, mac_of(raw, key).encode())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        durable.replace_file(path, write, "saved step", prefix=".gcx-")
         return os.path.getsize(path)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.runtime import durable
 from graphc.train import saver as saver_module
 
 ArtifactError = gc.errors.ArtifactError
@@ -138,7 +139,7 @@ def test_full_disk_or_read_only_folder_is_a_clear_error(tmp_path, monkeypatch, w
     else:
         def mkstemp(**kw):
             raise OSError(err, os.strerror(err), kw.get("dir"))
-        monkeypatch.setattr(saver_module.tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(durable.tempfile, "mkstemp", mkstemp)
     with pytest.raises(ArtifactError, match=f"cannot write checkpoint '{path}': "
                                             f"{os.strerror(err)}"):
         gc.train.Saver().save(holder, tmp_path / "m")
@@ -157,3 +158,34 @@ def test_a_real_read_only_folder(tmp_path):
     finally:
         os.chmod(tmp_path, 0o755)
     assert os.path.isfile(path)
+
+
+# -- saved steps go through the same writer -------------------------------------------------------
+def test_saved_steps_are_written_as_checkpoints_are(tmp_path, monkeypatch):
+    """Before: step.save left 0600 files and, when killed, its .gcx-XXXXXXXX temporaries."""
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, [2, 3], name="x")
+        W = gc.Variable(np.ones((3, 2), np.float32), name="W")
+        loss = gc.reduce_sum(gc.matmul(x, W))
+        step = gc.compile([loss, gc.train.GradientDescentOptimizer(0.1).minimize(loss)],
+                          feeds=[x])
+    old = time.time() - 2 * durable.STALE_SECONDS
+    for name in (".gcx-abcd1234", ".gcx-efgh5678.tmp", ".gcx-fresh123.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+        if "fresh" not in name:
+            os.utime(tmp_path / name, (old, old))
+    mask = os.umask(0o022)
+    try:
+        step.save(str(tmp_path / "s.gcx"))
+    finally:
+        os.umask(mask)
+    assert sorted(os.listdir(tmp_path)) == [".gcx-fresh123.tmp", "s.gcx"]
+    assert stat.S_IMODE(os.stat(tmp_path / "s.gcx").st_mode) == 0o644
+
+    def mkstemp(**kw):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(durable.tempfile, "mkstemp", mkstemp)
+    with pytest.raises(ArtifactError, match=f"cannot write saved step '{tmp_path / 's.gcx'}'"):
+        step.save(str(tmp_path / "s.gcx"))
+    gc.load(str(tmp_path / "s.gcx"))  # the previous file is intact

@@ -22,19 +22,18 @@ Both work on anything that holds variable values, duck-typed:
 import json
 import os
 import re
-import tempfile
-import time
 import zipfile
 
 import numpy as np
 
 from ..errors import ArtifactError, GraphError
+from ..runtime import durable
 
 FORMAT = "graphc-checkpoint"
 VERSION = 1
 _META = "__graphc_checkpoint__"
 STATE = "checkpoint"  # TF1's name for the folder's list of kept checkpoints
-STALE_SECONDS = 3600  # a temporary file untouched this long belongs to a save that died
+STALE_SECONDS = durable.STALE_SECONDS  # untouched this long: a save that died
 MAX_RATIO = 200  # uncompressed / compressed bytes of a member (Saver stores them uncompressed)
 _TEMP = re.compile(r"\.(?P<name>.+\.npz)\.[a-z0-9_]{8}\.tmp")
 
@@ -311,8 +310,8 @@ def _existing_path(save_path):
 
 
 def _write_atomically(path, arrays):
-    """Write an npz to a temp file in the same folder, fsync it, rename it over ``path``,
-    fsync the folder; first remove temp files that earlier, interrupted saves left."""
+    """Write an npz through ``runtime.durable.replace_file`` (temp file, fsync, rename, fsync
+    of the folder, the umask's mode); first remove temp files that interrupted saves left."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
@@ -323,62 +322,15 @@ def _write_atomically(path, arrays):
 
 
 def _replace_file(path, write):
-    """``write(file)`` into a temp file beside ``path``, then atomically rename it over
-    ``path`` with the umask's mode; ArtifactError naming ``path`` when the OS refuses."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                                   dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 is not what TF1 gives
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        _fsync_folder(folder)
-    except OSError as e:
-        raise _save_error(path, e) from None
-    finally:  # KeyboardInterrupt too: never leave the temp file behind
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+        durable.replace_file(path, write, "checkpoint")
+    except ArtifactError as e:
+        raise ArtifactError("Saver.save: " + e.message, e.details, hint=e.hint) from None
 
 
 def _save_error(path, e):
-    return ArtifactError(f"Saver.save: cannot write checkpoint '{path}': "
-                         f"{e.strerror or type(e).__name__}"
-                         + (f" ('{e.filename}')" if e.filename and e.filename != path else ""),
-                         ["the previous checkpoint under this name, if any, is unchanged"],
-                         hint="free disk space, or save into a folder you can write")
-
-
-def _fsync_folder(folder):
-    """Make the rename itself durable (POSIX: fsync the directory; elsewhere nothing to do)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory
-    finally:
-        os.close(fd)
-
-
-def _umask():
-    """The process umask, read without changing it where Linux shows it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    err = durable.write_error(path, e, "checkpoint")
+    return ArtifactError("Saver.save: " + err.message, err.details, hint=err.hint)
 
 
 def remove_stale_temporaries(folder, older_than=None):
@@ -386,25 +338,8 @@ def remove_stale_temporaries(folder, older_than=None):
     (``.<name>.npz.XXXXXXXX.tmp``, files owned by this user) and only ones untouched for
     ``older_than`` seconds (``STALE_SECONDS``), so a save running in another process keeps
     its file. Returns the paths removed."""
-    limit = time.time() - (STALE_SECONDS if older_than is None else older_than)
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        if not _TEMP.fullmatch(name):
-            continue
-        path = os.path.join(folder, name)
-        try:
-            st = os.lstat(path)
-            if (os.path.isfile(path) and not os.path.islink(path) and st.st_mtime < limit
-                    and (not hasattr(os, "getuid") or st.st_uid == os.getuid())):
-                os.remove(path)
-                removed.append(path)
-        except OSError:
-            continue
-    return removed
+    return durable.remove_stale_temporaries(
+        folder, _TEMP, STALE_SECONDS if older_than is None else older_than)
 
 
 def _read_checkpoint(path):
