@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -32,13 +33,14 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from . import jit
+from . import durable, jit
 
 __all__ = ["FORMAT_VERSION", "ObjectCache", "cache_key", "default_cache_dir"]
 
 FORMAT_VERSION = 2  # bump when the entry layout or the meaning of object code changes
 _MAGIC = b"GRAPHCO\0"
 _HEADER = struct.Struct("<8sI32sQ32s")
+_TEMPORARY = re.compile(r"\.tmp-[a-z0-9_]{8}\.gcobj")  # put's temporary files
 _warned = set()  # directories already warned about (once per process each)
 
 
@@ -181,6 +183,7 @@ class ObjectCache:
         tmp = None
         try:
             self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            durable.remove_stale_temporaries(self.dir, _TEMPORARY)  # puts that were killed
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".gcobj")
             with os.fdopen(fd, "wb") as f:
                 f.write(header)

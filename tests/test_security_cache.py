@@ -133,3 +133,17 @@ def test_misfiled_entry_in_a_compile_is_recompiled(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     loss, corrupt = proc.stdout.split()
     assert float(loss) == 64 * 3 * 16.0 and corrupt == "1"
+
+
+def test_temporaries_of_killed_puts_are_removed(tmp_path):
+    import time
+    from graphc.runtime import durable
+    folder = tmp_path / "c"
+    folder.mkdir(mode=0o700)
+    old = time.time() - 2 * durable.STALE_SECONDS
+    for name in (".tmp-abcd1234.gcobj", ".tmp-fresh123.gcobj"):
+        (folder / name).write_bytes(b"half an entry")
+    os.utime(folder / ".tmp-abcd1234.gcobj", (old, old))
+    cache = ObjectCache(folder)
+    key, _, _ = entry(cache, "7.0")
+    assert sorted(p.name for p in folder.iterdir()) == [".tmp-fresh123.gcobj", f"{key}.gcobj"]
