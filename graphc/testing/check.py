@@ -185,7 +185,8 @@ def max_diff(a, b):
         return 0.0
     a64, b64 = np.atleast_1d(a.astype(np.float64)), np.atleast_1d(b.astype(np.float64))
     both = ~np.isfinite(a64) & ~np.isfinite(b64) & ((a64 == b64) | (np.isnan(a64) & np.isnan(b64)))
-    d = np.abs(a64 - b64)
+    with np.errstate(invalid="ignore"):  # inf - inf where both are the same inf
+        d = np.abs(a64 - b64)
     d[both] = 0.0
     return float(np.nanmax(np.where(np.isnan(d), np.inf, d)))
 
