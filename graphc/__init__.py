@@ -26,7 +26,6 @@ _API = {
     ".distributed": "distributed=.",
     ".errors": "errors=.",
     ".framework.gradients": "gradients",
-    ".framework.nest": "nest=.",
     ".framework.graph": (
         "add_to_collection assign assign_add assign_sub constant control_dependencies "
         "get_collection get_default_graph global_variables global_variables_initializer Graph "
@@ -34,6 +33,7 @@ _API = {
         "no_op Operation placeholder placeholder_with_default reset_default_graph "
         "set_random_seed Tensor trainable_variables Variable variables_initializer"
     ),
+    ".framework.nest": "nest=.",
     ".framework.variable_scope": (
         "AUTO_REUSE get_variable get_variable_scope variable_scope VariableScope"
     ),
@@ -43,12 +43,10 @@ _API = {
     ".math": "math=.",
     ".metrics": "metrics=.",
     ".nn": "nn=.",
-    ".ops.array_extra": (
-        "diag diag_part eye gather_nd matrix_diag matrix_diag_part reverse reverse_v2 "
-        "scatter_nd segment_sum sequence_mask tensordot trace unsorted_segment_sum"
+    ".ops.array_ops": "cumsum pad reverse reverse_v2 sequence_mask split tile",
+    ".ops.clip_ops": (
+        "clip_by_average_norm clip_by_global_norm clip_by_norm clip_by_value global_norm"
     ),
-    ".ops.array_ops": "cumsum pad split tile",
-    ".ops.clip_ops": "clip_by_global_norm clip_by_norm global_norm",
     ".ops.control_flow_ops": "case cond while_loop",
     ".ops.debug_ops": (
         "Assert assert_equal assert_less assert_non_negative assert_positive check_numerics "
@@ -56,27 +54,28 @@ _API = {
     ),
     ".ops.functional_ops": "foldl foldr map_fn scan",
     ".ops.image_ops": "image=.",
+    ".ops.indexing_ops": "gather_nd scatter_nd segment_sum unsorted_segment_sum",
     ".ops.init_ops": (
         "constant_initializer glorot_normal_initializer glorot_uniform_initializer "
         "initializers=. ones_initializer orthogonal_initializer random_normal_initializer "
         "random_uniform_initializer truncated_normal_initializer variance_scaling_initializer "
         "zeros_initializer"
     ),
-    ".ops.math_extra": (
-        "clip_by_average_norm count_nonzero div_no_nan is_inf is_nan norm reduce_std "
-        "reduce_variance to_double to_int32 to_int64"
-    ),
+    ".ops.linalg_ops": "diag diag_part eye matrix_diag matrix_diag_part norm tensordot trace",
     ".ops.math_ops": (
-        "abs add add_n argmax argmin broadcast_to cast clip_by_value concat div divide equal "
-        "exp expand_dims fill floor floordiv floormod gather greater greater_equal identity "
-        "is_finite less less_equal log log1p logical_and logical_not logical_or matmul "
-        "maximum minimum mod multiply neg negative not_equal one_hot ones ones_like pow "
-        "random_normal random_uniform range rank realdiv reciprocal reduce_max reduce_mean "
-        "reduce_min reduce_sum reshape rsqrt shape sigmoid sign slice sqrt square "
-        "squared_difference squeeze stack stop_gradient subtract tanh to_float transpose "
-        "truediv truncated_normal unstack where zeros zeros_like"
+        "abs add add_n argmax argmin broadcast_to cast concat div div_no_nan "
+        "divide equal exp expand_dims fill floor floordiv floormod gather greater "
+        "greater_equal identity is_finite is_inf is_nan less less_equal log log1p logical_and "
+        "logical_not logical_or matmul maximum minimum mod multiply neg negative not_equal "
+        "one_hot ones ones_like pow random_normal random_uniform range rank realdiv "
+        "reciprocal reshape rsqrt shape sigmoid sign slice sqrt square squared_difference "
+        "squeeze stack stop_gradient subtract tanh to_double to_float to_int32 to_int64 "
+        "transpose truediv truncated_normal unstack where zeros zeros_like"
     ),
-    ".ops.reduction_ops": "reduce_all reduce_any reduce_logsumexp reduce_prod",
+    ".ops.reduction_ops": (
+        "count_nonzero reduce_all reduce_any reduce_logsumexp reduce_max reduce_mean "
+        "reduce_min reduce_prod reduce_std reduce_sum reduce_variance"
+    ),
     ".ops.special_math_ops": "einsum",
     ".ops.tensor_array_ops": "TensorArray",
     ".runtime": "load",

@@ -8,8 +8,9 @@ is the mean. Each loss is also added to the ``losses`` collection, so
 from .ops import nn_impl as nn
 from .framework.graph import GraphKeys, add_to_collection, get_collection
 from .ir.ops import convert
-from .ops.math_ops import (abs, add_n, cast, equal, log, minimum, not_equal, reduce_mean,  # noqa: A004
-                           reduce_sum, square, squared_difference, where)
+from .ops.math_ops import (abs, add_n, cast, equal, log, minimum, not_equal, square,
+                           squared_difference, where)
+from .ops.reduction_ops import reduce_mean, reduce_sum
 
 LOSSES = "losses"
 

@@ -3,19 +3,19 @@
 
 Only functions graphc has are listed; a missing one is an AttributeError, never a stand-in.
 """
-from .ops.array_extra import segment_sum, unsorted_segment_sum
 from .ops.array_ops import cumsum
-from .ops.math_ops import (abs, add, add_n, argmax, argmin, divide, equal, exp, floor,  # noqa: A004
-                           floordiv, floormod, greater, greater_equal, is_finite, less, less_equal,
-                           log, log1p, logical_and, logical_not, logical_or, maximum, minimum, mod,
-                           multiply, negative, not_equal, pow, reciprocal, reduce_max, reduce_mean,
-                           reduce_min, reduce_sum, rsqrt, sigmoid, sign, sqrt, square,
+from .ops.indexing_ops import segment_sum, unsorted_segment_sum
+from .ops.math_ops import (abs, add, add_n, argmax, argmin, div_no_nan, divide,  # noqa: A004
+                           equal, exp, floor, floordiv, floormod, greater, greater_equal,
+                           is_finite, is_inf, is_nan, less, less_equal, log, log1p, logical_and,
+                           logical_not, logical_or, maximum, minimum, mod, multiply, negative,
+                           not_equal, pow, reciprocal, rsqrt, sigmoid, sign, sqrt, square,
                            squared_difference, subtract, tanh, truediv)
-from .ops.math_extra import (count_nonzero, div_no_nan, is_inf, is_nan, reduce_std,  # noqa: F401
-                             reduce_variance)
-from .ops.math_extra import div_no_nan as divide_no_nan
-from .ops.reduction_ops import reduce_all, reduce_any, reduce_logsumexp, reduce_prod
+from .ops.math_ops import div_no_nan as divide_no_nan
 from .ops.nn_impl import in_top_k, l2_normalize, softplus
+from .ops.reduction_ops import (count_nonzero, reduce_all, reduce_any, reduce_logsumexp,
+                                reduce_max, reduce_mean, reduce_min, reduce_prod, reduce_std,
+                                reduce_sum, reduce_variance)
 
 __all__ = ["abs", "add", "add_n", "argmax", "argmin", "count_nonzero", "cumsum", "divide",
            "divide_no_nan", "div_no_nan", "equal", "exp", "is_inf", "is_nan", "reduce_std",

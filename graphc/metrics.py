@@ -12,8 +12,8 @@ from .errors import ShapeError
 from .framework.graph import GraphKeys, Variable, add_to_collection, assign, name_scope
 from .ir import dtypes as D
 from .ir.ops import convert
-from .ops.math_ops import (cast, equal, logical_and, logical_not, not_equal, reduce_sum,
-                           square, where)
+from .ops.math_ops import cast, equal, logical_and, logical_not, not_equal, square, where
+from .ops.reduction_ops import reduce_sum
 
 
 def _local(name):

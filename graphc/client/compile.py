@@ -8,8 +8,8 @@
 
 A ``CompiledStep`` compiles one executable per feed signature (placeholders with None dims
 specialize on the shapes of the first call, as ``jax.jit`` does) through the same pipeline as
-``Session.run`` (``graphc.client.pipeline.compile_program``). Calls with the signature of the previous
-call take a fast path that checks only shapes and dtypes.
+``Session.run`` (``graphc.client.pipeline.compile_program``). Calls with the signature of the
+previous call take a fast path that checks only shapes and dtypes.
 """
 import threading
 

@@ -28,7 +28,8 @@ from ..ops.init_ops import Initializer, _fans, _truncated, zeros as zeros_init
 from ..ir import dtypes as D
 from ..ir.graph import Node
 from ..ir.ops import convert
-from ..ops.math_ops import abs as gc_abs, add_n, identity, matmul, reduce_sum, reshape
+from ..ops.math_ops import abs as gc_abs, add_n, identity, matmul, reshape
+from ..ops.reduction_ops import reduce_sum
 from ..ops.nn_impl import l2_loss, relu
 from .names import unsupported
 

@@ -12,8 +12,9 @@ import builtins
 import numpy as np
 
 from ..errors import DTypeError, GraphError, ShapeError
+from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph
-from ..ir.ops import apply, convert
+from ..ir.ops import apply, const_node, convert
 from ..ir.source import user_location
 
 __all__ = ["tile", "pad", "split", "cumsum"]
@@ -326,3 +327,110 @@ def cumsum(x, axis=0, exclusive=False, reverse=False, name=None):
             s *= 2
         return y if (exclusive or n > 1) else apply("identity", [y])
 
+
+def constant_value(node):
+    """The NumPy value of ``node`` when it is a ``const`` node, else None."""
+    if isinstance(node, Node) and node.op_name == "const":
+        return np.asarray(node.attrs["value"])
+    return None
+
+def _static_size(fn, arg, value):
+    """``value`` (an int, or a scalar ``const`` tensor) as a Python int."""
+    known = constant_value(value)
+    if known is not None and known.size == 1 and known.dtype.kind in "iu":
+        return int(known.reshape(()))
+    if isinstance(value, Node):
+        fail(fn, f"{arg} must be static (a Python int or a constant), found the run-time "
+                 f"tensor '{value.name}'",
+             hint="graphc shapes are static: pass the largest length as a Python int")
+    return static_int(fn, arg, value)
+
+# -- sequence_mask ----------------------------------------------------------------------------
+def sequence_mask(lengths, maxlen=None, dtype=D.bool_, name=None):
+    """``mask[..., j] = j < lengths[...]``: the first ``lengths`` entries of each row are set.
+
+    Args:
+        lengths: an integer tensor (any shape) or a Python list of ints.
+        maxlen: the mask's last dimension: an int or a scalar constant tensor; None takes
+            ``max(lengths)``, which needs ``lengths`` to be a constant.
+        dtype: the result's dtype (bool by default; else the mask cast to it).
+        name: name of the result node.
+    Returns:
+        A tensor of shape ``lengths.shape + [maxlen]``.
+    Raises:
+        GraphError: a run-time ``maxlen``, or ``maxlen=None`` with run-time ``lengths``.
+        DTypeError: non-integer ``lengths``.
+    Example:
+        >>> gc.sequence_mask([1, 3], 4)   # [[T, F, F, F], [T, T, T, F]]
+    """
+    fn = "sequence_mask"
+    lengths = convert(lengths)
+    if not lengths.dtype.is_integer:
+        fail(fn, f"lengths must be integers, found {lengths.type_str()}", cls=DTypeError)
+    if maxlen is None:
+        known = constant_value(lengths)
+        if known is None:
+            fail(fn, f"maxlen=None needs constant lengths, found the run-time tensor "
+                     f"'{lengths.name}'", hint="pass maxlen as a Python int")
+        maxlen = int(known.max(initial=0))
+    n = _static_size(fn, "maxlen", maxlen)
+    positions = const_node(np.arange(n, dtype=lengths.dtype.np))
+    mask = apply("less", [positions, apply("expand_dims", [lengths], {"axis": -1})])
+    dtype = D.as_dtype(dtype)
+    if dtype != D.bool_:
+        mask = apply("cast", [mask], {"dtype": dtype})
+    return apply("identity", [mask], name=name or "SequenceMask")
+
+# -- reverse ----------------------------------------------------------------------------------
+def reverse(tensor, axis, name=None):
+    """``tensor`` with the order of its entries reversed along each axis in ``axis``.
+
+    Args:
+        tensor: any tensor.
+        axis: an int or a list of ints (negative counts from the end), static.
+        name: name of the result node.
+    Returns:
+        A tensor of ``tensor``'s shape and dtype.
+    Raises:
+        GraphError: a tensor ``axis``; ShapeError: an axis out of range or repeated.
+    Example:
+        >>> gc.reverse(x, [1])   # x[:, ::-1]
+    """
+    fn = "reverse"
+    x = convert(tensor)
+    axes = static_ints(fn, "axis", [axis] if np.ndim(axis) == 0 else axis).reshape(-1)
+    if any(not -x.rank <= a < x.rank for a in axes):
+        fail(fn, f"axis {axes.tolist()} is out of range for {x.type_str()}", cls=ShapeError)
+    flip = {int(a) % x.rank for a in axes}
+    if len(flip) != len(axes):
+        fail(fn, f"axis {axes.tolist()} repeats an axis", cls=ShapeError)
+    if not flip:
+        return apply("identity", [x], name=name)
+    spec = tuple(("s", None, None, -1 if i in flip else None)
+                 for i in builtins.range(max(flip) + 1))
+    return apply("strided_slice", [x], {"spec": spec}, name=name or "ReverseV2")
+
+reverse_v2 = reverse
+
+
+def _sum(x, axes, keepdims):
+    return apply("reduce_sum", [x], {"axis": axes, "keepdims": keepdims})
+
+def _max(x, axes, keepdims):
+    return apply("reduce_max", [x], {"axis": axes, "keepdims": keepdims})
+
+def _need_float(fn, x):
+    if not x.dtype.is_floating:
+        fail(fn, f"needs a floating tensor, found {x.type_str()}", cls=DTypeError,
+             hint="cast first: gc.cast(x, gc.float32)")
+
+def _need_rank(fn, x, least):
+    if x.rank < least:
+        fail(fn, f"needs a tensor of rank >= {least}, found {x.type_str()}", cls=ShapeError)
+
+def _known_dims(fn, x, axes):
+    dims = [x.shape[a] for a in axes]
+    if any(d is None for d in dims):
+        fail(fn, f"needs static sizes on axes {list(axes)}, found {x.type_str()}",
+             cls=ShapeError, hint="feed a placeholder with a full shape")
+    return dims

@@ -6,12 +6,20 @@ keep TF1's semantics, including its edge cases:
 - ``clip_by_global_norm`` passes None entries through, and when the global norm is Inf or
   NaN every clipped tensor is NaN (TF1's choice: a broken step is visible, not silent).
 """
+import numpy as np
+
 from ..errors import GraphError
 from ..ir.graph import Node
-from ..ir.ops import convert
-from .math_ops import cast, greater, maximum, minimum, ones_like, reduce_sum, sqrt, where
+from ..ir.ops import apply, convert
+from .array_ops import _need_float, _sum, fail
+from .math_ops import cast, greater, maximum, minimum, ones_like, sqrt, where
+from .reduction_ops import reduce_sum
 
 __all__ = ["clip_by_norm", "clip_by_global_norm", "global_norm"]
+
+
+def clip_by_value(t, clip_value_min, clip_value_max, name=None):
+    return minimum(maximum(t, clip_value_min), clip_value_max)
 
 
 def _as_tensor(t, fn):
@@ -114,3 +122,27 @@ def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
         t = _as_tensor(t, "clip_by_global_norm")
         clipped.append(t * (scale if scale.dtype == t.dtype else cast(scale, t.dtype)))
     return clipped, norm
+
+
+def clip_by_average_norm(t, clip_norm, name=None):
+    """TF1's ``clip_by_average_norm``: ``t`` scaled so that ``l2norm(t) / t.size`` is at most
+    ``clip_norm``; ``t`` is unchanged when it already is.
+
+    Computed as ``t * clip_norm * min(size / l2norm(t), 1 / clip_norm)``, TF1's formula.
+
+    Example:
+        >>> gc.clip_by_average_norm([3.0, 4.0], 1.0)   # average norm 2.5 -> [1.2, 1.6]
+    """
+    fn = "clip_by_average_norm"
+    t = convert(t)
+    _need_float(fn, t)
+    if any(d is None for d in t.shape):
+        fail(fn, f"needs a static shape (its size divides the norm), found {t.type_str()}")
+    c = convert(clip_norm, t)
+    size = convert(float(np.prod(t.shape, dtype=np.int64)), t)
+    inv_norm = apply("divide", [convert(1.0, t), apply("sqrt", [_sum(
+        apply("multiply", [t, t]), None, False)])])
+    scale = apply("minimum", [apply("multiply", [inv_norm, size]),
+                              apply("divide", [convert(1.0, t), c])])
+    return apply("multiply", [t, apply("multiply", [c, scale])],
+                 name=name or "clip_by_average_norm")

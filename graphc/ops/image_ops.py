@@ -15,7 +15,8 @@ from ..errors import ShapeError
 from ..ir import dtypes as D
 from ..ir.ops import convert
 from .special_math_ops import einsum
-from .math_ops import cast, gather, maximum, reduce_mean, sqrt, square
+from .math_ops import cast, gather, maximum, sqrt, square
+from .reduction_ops import reduce_mean
 
 
 class ResizeMethod:

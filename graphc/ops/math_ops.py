@@ -11,6 +11,7 @@ from ..ir.ops.operators import true_divide
 from ..ir.ops.registry import default_array
 from ..ir.graph import Node, get_default_graph
 from ..ir.shapes import normalize_shape
+from .array_ops import _need_float
 
 
 def _un(op):
@@ -145,30 +146,6 @@ def matmul(a, b, transpose_a=False, transpose_b=False, name=None, **unused):
                                     "transpose_b": bool(transpose_b)}, name=name)
 
 
-def _axis(axis, reduction_indices, axis_name="axis"):
-    if axis is None:
-        axis = reduction_indices
-    if isinstance(axis, (list, tuple)):
-        return tuple(int(a) for a in axis)
-    return None if axis is None else int(axis)
-
-
-def _reduction(op):
-    def f(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
-          keep_dims=None):
-        kd = bool(keepdims if keepdims is not None else keep_dims)
-        return apply(op, [input_tensor], {"axis": _axis(axis, reduction_indices),
-                                          "keepdims": kd}, name=name)
-    f.__name__ = op
-    f.__doc__ = f"``{op}`` over ``axis`` (None: all); ``reduction_indices``/``keep_dims`` " \
-                "are TF1 aliases."
-    return f
-
-
-reduce_sum, reduce_mean, reduce_max, reduce_min = (
-    _reduction(o) for o in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min"))
-
-
 def argmax(input, axis=None, name=None, dimension=None, output_type=D.int64):  # noqa: A002
     axis = 0 if axis is None and dimension is None else (axis if axis is not None else dimension)
     return apply("argmax", [input], {"axis": int(axis), "output_type": D.as_dtype(output_type)},
@@ -275,10 +252,6 @@ def add_n(inputs, name=None):
     return total
 
 
-def clip_by_value(t, clip_value_min, clip_value_max, name=None):
-    return minimum(maximum(t, clip_value_min), clip_value_max)
-
-
 def squared_difference(x, y, name=None):
     """TF1's ``(x - y) ** 2`` elementwise, with broadcasting."""
     d = x - y
@@ -306,3 +279,48 @@ def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=D.float32, seed=None, na
 def random_uniform(shape, minval=0.0, maxval=1.0, dtype=D.float32, seed=None, name=None):
     return _random("random_uniform", shape, dtype, seed, minval=float(minval),
                    maxval=float(maxval))
+
+
+# -- elementwise helpers ---------------------------------------------------------------------
+def div_no_nan(x, y, name=None):
+    """``x / y``, and 0 where ``y`` is 0 (also for ``x`` = 0 or inf); floats only.
+
+    The division uses 1 in place of a zero ``y``, so neither the value nor the gradient
+    there is inf or NaN (a ``where`` over the plain quotient would leak ``0 * inf``).
+
+    Example:
+        >>> gc.div_no_nan([1.0, 2.0], [0.0, 4.0])   # [0.0, 0.5]
+    """
+    like = x if isinstance(x, Node) else y if isinstance(y, Node) else None
+    x, y = convert(x, like), convert(y, like)
+    _need_float("div_no_nan", x)
+    zero = apply("equal", [y, convert(0, y)])
+    safe = apply("where", [zero, apply("ones_like", [y]), y])
+    quotient = apply("divide", [x, safe])
+    return apply("where", [zero, apply("zeros_like", [quotient]), quotient],
+                 name=name or "div_no_nan")
+
+def is_nan(x, name=None):
+    """True where ``x`` is NaN (the one value not equal to itself)."""
+    x = convert(x)
+    return apply("not_equal", [x, x], name=name or "is_nan")
+
+def is_inf(x, name=None):
+    """True where ``x`` is +inf or -inf: neither finite nor NaN."""
+    x = convert(x)
+    return apply("logical_and", [apply("logical_not", [apply("is_finite", [x])]),
+                                 apply("equal", [x, x])], name=name or "is_inf")
+
+def _cast_to(dtype, tf_name):
+    def f(x, name=tf_name):
+        x = convert(x)
+        return x if x.dtype == dtype else apply("cast", [x], {"dtype": dtype}, name=name)
+    f.__name__ = f"to_{dtype.name}" if dtype != D.float64 else "to_double"
+    f.__doc__ = f"TF1's ``{f.__name__}``: ``x`` cast to {dtype.name}."
+    return f
+
+to_int32 = _cast_to(D.int32, "ToInt32")
+
+to_int64 = _cast_to(D.int64, "ToInt64")
+
+to_double = _cast_to(D.float64, "ToDouble")

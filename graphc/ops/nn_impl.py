@@ -5,9 +5,9 @@ from ..errors import DTypeError, GraphError, ShapeError
 from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, const_node, convert
 from ..ir.source import user_location
-from .math_ops import (cast, equal, exp, expand_dims, greater, is_finite, less,
-                       logical_and, matmul, maximum, minimum, reduce_sum, rsqrt, where,
-                       zeros_like)
+from .math_ops import (cast, equal, exp, expand_dims, greater, is_finite, less, logical_and,
+                       matmul, maximum, minimum, rsqrt, where, zeros_like)
+from .reduction_ops import reduce_sum
 from .reduction_ops import reduce_all, reduce_any
 
 

@@ -10,9 +10,9 @@ from ..errors import GraphError
 from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, convert
 from ..ir.source import user_location
-from .math_ops import (cast, concat, expand_dims, floor, gather, minimum, reduce_mean,
-                       reduce_sum, reshape, rsqrt, sqrt, square, squeeze, stack, zeros,
-                       zeros_like)
+from .math_ops import (cast, concat, expand_dims, floor, gather, minimum, reshape, rsqrt, sqrt,
+                       square, squeeze, stack, zeros, zeros_like)
+from .reduction_ops import reduce_mean, reduce_sum
 
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 

@@ -5,14 +5,40 @@ They are compositions of existing ops (casts, sums, slices, multiplies), so both
 them and autodiff differentiates them; the arguments are TF1's (``axis`` or the older
 ``reduction_indices``, ``keepdims`` or ``keep_dims``).
 """
-from .array_ops import along, fail
+from ..errors import DTypeError, ShapeError
 from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, convert
 from ..ir.shapes import RuleError, normalize_axes
-from ..errors import DTypeError, ShapeError
+from .array_ops import _need_float, _sum, along, fail
 
 __all__ = ["reduce_all", "reduce_any", "reduce_logsumexp", "reduce_prod"]
+
+
+
+# -- sum, mean, max, min: one op each, with TF1's argument aliases ---------------------------
+def _axis(axis, reduction_indices, axis_name="axis"):
+    if axis is None:
+        axis = reduction_indices
+    if isinstance(axis, (list, tuple)):
+        return tuple(int(a) for a in axis)
+    return None if axis is None else int(axis)
+
+
+def _reduction(op):
+    def f(input_tensor, axis=None, keepdims=None, name=None, reduction_indices=None,
+          keep_dims=None):
+        kd = bool(keepdims if keepdims is not None else keep_dims)
+        return apply(op, [input_tensor], {"axis": _axis(axis, reduction_indices),
+                                          "keepdims": kd}, name=name)
+    f.__name__ = op
+    f.__doc__ = f"``{op}`` over ``axis`` (None: all); ``reduction_indices``/``keep_dims`` " \
+                "are TF1 aliases."
+    return f
+
+
+reduce_sum, reduce_mean, reduce_max, reduce_min = (
+    _reduction(o) for o in ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min"))
 
 
 def _reduce_args(fn, x, axis, keepdims, reduction_indices, keep_dims):
@@ -175,3 +201,42 @@ def reduce_prod(input_tensor, axis=None, keepdims=None, name=None, reduction_ind
             y = _prod_along(y, a)
         return _drop(y, axes, kd) if axes else apply("identity", [y])
 
+
+# -- counts, moments -------------------------------------------------------------------------
+def count_nonzero(input_tensor, axis=None, keepdims=None, dtype=D.int64, name=None,
+                  reduction_indices=None, keep_dims=None):
+    """How many entries are non-zero (true, for bool) along ``axis`` (None: all).
+
+    Example:
+        >>> gc.count_nonzero([[0, 1], [2, 0]], axis=1)   # [1, 1], int64
+    """
+    x = convert(input_tensor)
+    axes, kd = _reduce_args("count_nonzero", x, axis, keepdims, reduction_indices, keep_dims)
+    nonzero = x if x.dtype == D.bool_ else apply("not_equal", [x, convert(0, x)])
+    ones = apply("cast", [nonzero], {"dtype": D.as_dtype(dtype)})
+    return apply("identity", [_sum(ones, axes, kd)], name=name or "count_nonzero")
+
+def reduce_variance(input_tensor, axis=None, keepdims=False, name=None):
+    """The population variance ``mean((x - mean(x))**2)`` along ``axis`` (None: all).
+
+    Example:
+        >>> gc.reduce_variance([[1.0, 2.0], [3.0, 4.0]], axis=0)   # [1.0, 1.0]
+    """
+    fn = "reduce_variance"
+    x = convert(input_tensor)
+    _need_float(fn, x)
+    axes, kd = _reduce_args(fn, x, axis, keepdims, None, None)
+    mean = apply("reduce_mean", [x], {"axis": axes, "keepdims": True})
+    centered = apply("subtract", [x, mean])
+    var = apply("reduce_mean", [apply("multiply", [centered, centered])],
+                {"axis": axes, "keepdims": kd})
+    return apply("identity", [var], name=name or "reduce_variance")
+
+def reduce_std(input_tensor, axis=None, keepdims=False, name=None):
+    """The population standard deviation ``sqrt(reduce_variance(x))`` along ``axis``.
+
+    Example:
+        >>> gc.math.reduce_std([[1.0, 2.0], [3.0, 4.0]])   # 1.118...
+    """
+    return apply("sqrt", [reduce_variance(input_tensor, axis, keepdims)],
+                 name=name or "reduce_std")

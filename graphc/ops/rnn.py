@@ -30,8 +30,9 @@ from .init_ops import glorot_uniform, zeros as zeros_init
 from ..ir import dtypes as D
 from ..ir.graph import Node
 from ..ir.ops import apply, const_node
-from .math_ops import (clip_by_value, concat, expand_dims, matmul, one_hot, sigmoid, stack,
-                       tanh, unstack, where, zeros_like)
+from .clip_ops import clip_by_value
+from .math_ops import (concat, expand_dims, matmul, one_hot, sigmoid, stack, tanh, unstack,
+                       where, zeros_like)
 from .math_ops import range as gc_range
 from .nn_ops import dropout
 

@@ -313,7 +313,7 @@ class TensorArray:
                                                        "of different shapes (concat)")
         self._element_shape = tuple(a if a is not None else b for a, b in zip(old, new))
 
-    # -- as a while_loop variable (graphc.ops.control_flow_ops) --------------------------------------
+    # -- as a while_loop variable (graphc.ops.control_flow_ops) ----------------------------------
     def _loop_match(self, new, where):
         """The body's value for this loop variable, checked: a TensorArray of our dtype."""
         if not isinstance(new, TensorArray) or new.dtype != self._dtype:

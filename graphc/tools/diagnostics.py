@@ -25,7 +25,8 @@ import numpy as np
 from ..ops.clip_ops import global_norm
 from ..errors import GraphError
 from ..ir.graph import Node
-from ..ops.math_ops import maximum, reduce_sum, sqrt
+from ..ops.math_ops import maximum, sqrt
+from ..ops.reduction_ops import reduce_sum
 
 __all__ = ["gradient_norms", "gradient_report", "GradientReport", "layer_of"]
 
