@@ -343,7 +343,7 @@ def test_conv_epilogue_and_pooled_relu_mask_fold_into_kernels():
 def test_folds_show_in_the_stats_the_ir_and_the_dump_directory(tmp_path):
     """Each fold that fired is named, with its nodes and the user's line, in the lowering's
     stats, at the top of step.ll and in folds.txt."""
-    from graphc.client.pipeline import compile_program
+    from graphc.client.pipeline import compile_program, step_stats
     g, x, y, loss, train, _ = _cnn()
     compiled = compile_program([loss, train], {x: (6, 8, 8, 1), y: (6,)}, "llvm",
                                dump_dir=str(tmp_path))
@@ -355,6 +355,39 @@ def test_folds_show_in_the_stats_the_ir_and_the_dump_directory(tmp_path):
     text = str(compiled.source)
     assert all(f"; fold {n}\n" in text for n in notes)
     assert (tmp_path / "folds.txt").read_text().splitlines() == notes
+    assert step_stats(compiled)["folds"] == notes
+
+
+def _three_dense(dtype=gc.float32):
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(dtype, [4, 8], name="x")
+        ys = [gc.matmul(x, gc.constant(np.full((8, 5), k + 1.0), dtype), name=f"dense{k}/matmul")
+              for k in range(3)]
+    return x, ys
+
+
+def test_kernels_are_named_after_their_nodes_with_the_users_line():
+    """``@k<N>_<node name>`` symbols; a comment naming the op, the node and the user's line
+    before each kernel and each call; a kernel shared by identical nodes is named after the
+    first and lists the others; compiling again gives the same text (the object cache key)."""
+    from graphc.client.pipeline import compile_program
+    texts = []
+    for _ in range(2):
+        x, ys = _three_dense()
+        texts.append(str(compile_program(ys, {x: (4, 8)}, "llvm").source))
+    assert texts[0] == texts[1]
+    text = texts[0]
+    line = re.search(r"; kernel matmul 'dense0/matmul' test_llvm_step\.py:(\d+)\n"
+                     r";   also matmul 'dense1/matmul' test_llvm_step\.py:\1\n"
+                     r";   also matmul 'dense2/matmul' test_llvm_step\.py:\1\n"
+                     r"define internal void @(k\d+_dense0_matmul)\(", text)
+    assert line is not None, text[:3000]
+    symbol = line.group(2)
+    calls = re.findall(r"  ; matmul '(dense\d)/matmul' test_llvm_step\.py:\d+\n"
+                       r"  call void @(\w+)\(", text)
+    assert calls == [(f"dense{k}", symbol) for k in range(3)]
+    assert not re.search(r"@fused_[0-9a-f]{12}|@matmul_[0-9a-f]{12}", text)
 
 
 @pytest.mark.parametrize("rows", [3, 37, 64])

@@ -87,7 +87,8 @@ def test_the_adam_loop_does_not_store_the_scaled_gradient():
     step, _, _ = _run("llvm", True)
     text = step.compiled.fn.llvm_ir
     bodies = {m.group(1): m.group(0) for m in
-              re.finditer(r"define internal void @(multiply_\w+)\(.*?\n}\n", text, re.S)}
+              re.finditer(r"; kernel multiply [^\n]*\n(?:;[^\n]*\n)*"
+                          r"define internal void @(\w+)\(.*?\n}\n", text, re.S)}
     adam = [b for b in bodies.values() if "llvm.sqrt" in b or "fdiv" in b]
     assert len(adam) == 2 * (len(SIZES) - 1)  # one loop per variable: the scaling is in it
     for body in adam:  # m, v and the parameter; not g * scale

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...ir.shapes import normalize_axes
-from ...runtime.source_text import comment_text
 from .kernels.conv import _VECTOR_OPS, _vectorizable, const_scalar
 from .kernels.windows import VECTOR_CHANNELS, _geometry, _tiled
 from .loops import broadcast_strides
@@ -51,10 +50,17 @@ def fold(name, op):
     return register
 
 
-def node_note(n):
-    """``op 'name' file.py:12``, safe in an LLVM comment."""
-    where = f" {comment_text(n.loc.short)}" if n.loc is not None and n.loc.lineno else ""
-    return f"{n.op_name} '{comment_text(n.name)}'{where}"
+def one_line(text):
+    """``text`` safe in an LLVM comment (which ends at the line's end): control characters
+    become ``\\xNN`` escapes."""
+    return "".join(c if " " <= c != "\x7f" else f"\\x{ord(c):02x}" for c in str(text))
+
+
+def node_note(n, label=None):
+    """``op 'name' file.py:12`` (``label`` in place of ``op 'name'``), for LLVM comments."""
+    what = label or f"{n.op_name} '{n.name}'"
+    where = f" {n.loc.short}" if n.loc is not None and n.loc.lineno else ""
+    return one_line(what + where)
 
 
 def record(L, name, nodes):

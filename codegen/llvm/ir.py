@@ -262,12 +262,24 @@ class _IfContext:
         return False
 
 
+def symbol(name, limit=48):
+    """``name`` as the tail of an LLVM symbol: ASCII letters, digits and ``_`` only."""
+    out = "".join(c if c.isascii() and c.isalnum() else "_" for c in str(name))
+    return "_".join(part for part in out.split("_") if part)[:limit] or "anon"
+
+
 class Module:
     """Functions and intrinsic declarations of one LLVM module.
 
-    ``add_kernel`` deduplicates: a kernel whose body equals an earlier one's is not emitted
-    again; the earlier function's name is returned instead.
+    ``add_kernel`` names a kernel after the node it computes (``@k12_dense1_matmul``: the
+    kernel's number in the module, then the node's name) and puts a comment naming the node's
+    op, name and source line before its definition. It deduplicates: a kernel whose body
+    equals an earlier one's is not emitted again; the earlier function's name is returned and
+    the node joins that comment's list (the 32 time steps of an unrolled RNN share a kernel).
+    Names and lines are the user's, so the text (the object cache's key) stays deterministic.
     """
+
+    SHOWN_USERS = 16  # the comment of a shared kernel lists this many other nodes at most
 
     def __init__(self):
         self.functions = []
@@ -275,15 +287,36 @@ class Module:
         self.decls = {}
         self.helpers = {}  # name -> definition text (math functions), emitted once each
 
-    def add_kernel(self, fn, prefix="k"):
-        key = hashlib.sha1(fn.body_text().encode()).hexdigest()[:12]
-        name = self._by_body.get(key)
-        if name is not None:
-            return name
-        fn.name = f"{prefix}_{key}"
-        self._by_body[key] = fn.name
+    def add_kernel(self, fn, name="kernel", note=None):
+        """Add kernel ``fn`` as ``@k<N>_<name>`` (or find its twin); returns its symbol.
+
+        Args:
+            fn: the kernel's Function.
+            name: what it computes (a node's name; sanitized by ``symbol``).
+            note: the comment naming the node (``op 'name' file.py:12``), or None.
+        """
+        key = hashlib.sha1(fn.body_text().encode()).hexdigest()
+        twin = self._by_body.get(key)
+        if twin is not None:
+            if note:
+                twin.notes.append(note)
+            return twin.name
+        fn.name = f"k{len(self.functions)}_{symbol(name)}"
+        fn.notes = [note] if note else []
+        self._by_body[key] = fn
         self.add(fn)
         return fn.name
+
+    def _commented(self, fn):
+        """``fn``'s definition after a comment naming the nodes it computes."""
+        notes = getattr(fn, "notes", ())
+        if not notes:
+            return fn.text()
+        lines = [f"; kernel {notes[0]}"]
+        lines += [f";   also {n}" for n in notes[1:1 + self.SHOWN_USERS]]
+        if len(notes) > 1 + self.SHOWN_USERS:
+            lines.append(f";   and {len(notes) - 1 - self.SHOWN_USERS} more")
+        return "\n".join(lines) + "\n" + fn.text()
 
     def add(self, fn):
         self.functions.append(fn)
@@ -302,7 +335,7 @@ class Module:
         return name
 
     def text(self):
-        parts = [f.text() for f in self.functions] + [self.helpers[k] for k in
+        parts = [self._commented(f) for f in self.functions] + [self.helpers[k] for k in
                                                       sorted(self.helpers)]
         parts += sorted(self.decls.values())
         return "\n\n".join(parts) + "\n"

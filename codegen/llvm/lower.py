@@ -38,7 +38,7 @@ from .kernels.gemm_acc import GemmPlan
 from .ir import Function, Module
 from .loops import contiguous_strides, elementwise_function, params
 from .math import MathLib
-from .folds import apply_folds, comment_block, record
+from .folds import apply_folds, comment_block, node_note, one_line, record
 from .registry import KERNELS, Buf, lowers
 
 class Lowering:
@@ -171,9 +171,17 @@ class Lowering:
         return self.emit_call(fn, bufs, node, fallible)
 
     def emit_call(self, fn, bufs, node, fallible=False, label=None, prefix=None):
-        """``call`` without flushing the pending elementwise group (the group's own emit)."""
-        prefix = prefix or ("copy" if node is None else node.op_name)
-        name = self.module.add_kernel(fn, prefix=_symbol(prefix))
+        """``call`` without flushing the pending elementwise group (the group's own emit).
+
+        The kernel is named after ``node`` (``prefix``: a word before the name) and both its
+        definition and its call in the step carry a comment: ``label`` (default: the node's op
+        and name) and the node's source line.
+        """
+        base = "copy" if node is None else node.name
+        note = _call_note(node, label)
+        if node in self.folded:  # its kernel computes a neighbour too (``folds``)
+            note += f"  [fold {self.folded[node][0]}]"
+        name = self.module.add_kernel(fn, f"{prefix}_{base}" if prefix else base, note)
         entry = None
         if fallible:
             text = fallible if isinstance(fallible, str) else f"{node.op_name} '{node.name}'"
@@ -182,7 +190,7 @@ class Lowering:
             self._index_check(node, entry)
         if label is None:
             label = "copy" if node is None else f"{node.op_name} '{node.name}'"
-        self.calls.append((name, list(bufs), entry, label))
+        self.calls.append((name, list(bufs), entry, label, note))
         return name
 
     def _index_check(self, node, entry):
@@ -227,8 +235,9 @@ class Lowering:
             return ptrs[b]
         restore = _flush_denormals(fn)
         prof = pointer(Buf(self._special("profile"), 0, 8)) if self.profile else None
-        for k, (name, bufs, entry, _) in enumerate(self.calls):
+        for k, (name, bufs, entry, _, note) in enumerate(self.calls):
             args = ", ".join(f"ptr {pointer(b)}" for b in bufs)
+            fn.emit(f"; {note}")
             if prof:
                 t0 = fn.call("i64", "llvm.readcyclecounter", [])
             fn.emit(f"call void @{name}({args})")
@@ -268,8 +277,9 @@ class Lowering:
         return text, lay
 
 
-def _symbol(name):
-    return "".join(c if c.isalnum() else "_" for c in name)
+def _call_note(node, label):
+    """The comment on a kernel and its call: what it computes and the user's line."""
+    return one_line(label or "copy") if node is None else node_note(node, label)
 
 
 def lower_program(program, profile=False, stats=None, checks=()):

@@ -159,7 +159,10 @@ def step_stats(compiled):
                          "nodes_after": r["nodes_after"], "changes": r["changes"]}
                         for r in records],
              "compile_ms": {k: v * 1e3 for k, v in compiled.timings.items()},
-             "scratch_bytes": compiled.scratch_bytes}
+             "scratch_bytes": compiled.scratch_bytes,
+             # the backend's named folds that fired (LLVM: codegen/llvm/folds.py)
+             "folds": list(compiled.code.stats.get("folds", ()))
+             if getattr(compiled, "code", None) is not None else []}
     if records:
         stats["nodes_before"] = records[0]["nodes_before"]
     plan = p.plan
