@@ -479,6 +479,7 @@ NOT_IN_TABLE = {
     "random_uniform": "impure: test_api_tf1",
     "truncated_normal": "impure: test_api_tf1",
     "fused": "produced by the fusion pass, tested with it",
+    "copy": "made only by the scheduler: test_schedule_old_values (both backends, gradients)",
     "check_numerics": "debugging op: test_compile (values, gradient, NumericsError)",
     "random_uniform_like": "impure: test_bn_dropout (dropout masks: fresh, seedable, shared)",
     "allreduce_mean": "collective: test_distributed (2 MPI ranks vs one process; identity alone)",

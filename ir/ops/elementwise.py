@@ -150,6 +150,11 @@ CAST = defop("cast", lambda nodes, dtype: (D.as_dtype(dtype), nodes[0].shape), _
 IDENTITY = defop("identity", lambda nodes: (nodes[0].dtype, nodes[0].shape),
                  lambda g, out, x: [g], scalar=lambda x: x, arity=1, family="elementwise",
                  identity=True, rearranges=True, linear="first")
+# A value copied into a buffer of its own (never a view): the scheduler reads a variable's old
+# value through one when a reader of that value also depends on the variable's update
+# (``assign(w, w * 0.5) * w``); nothing else creates it.
+COPY = defop("copy", lambda nodes: (nodes[0].dtype, nodes[0].shape), lambda g, out, x: [g],
+             scalar=lambda x: x, arity=1, family="elementwise", linear="first")
 STOP_GRADIENT = defop("stop_gradient", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
                       scalar=lambda x: x, arity=1, family="elementwise", identity=True,
                       rearranges=True)
