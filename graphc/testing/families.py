@@ -36,7 +36,7 @@ def _size(shape):
     return int(np.prod(shape, dtype=np.int64))
 
 
-# -- elementwise ------------------------------------------------------------------------------------
+# -- elementwise ----------------------------------------------------------------------------------
 UNARY = {
     "tanh": (gc.tanh, lambda b: min(b, 1.0)),
     "sigmoid": (gc.sigmoid, lambda b: 1.0),
@@ -121,7 +121,7 @@ def build_identity(xs, p, name):
     return xs[0]
 
 
-# -- reductions ---------------------------------------------------------------------------------------
+# -- reductions -----------------------------------------------------------------------------------
 REDUCE = {"sum": gc.reduce_sum, "mean": gc.reduce_mean, "max": gc.reduce_max,
           "min": gc.reduce_min, "logsumexp": gc.reduce_logsumexp}
 
@@ -152,7 +152,7 @@ def build_reduce(xs, p, name):
     return REDUCE[p["fn"]](xs[0], axis=p["axis"], keepdims=p["keepdims"])
 
 
-# -- matmul -------------------------------------------------------------------------------------------
+# -- matmul ---------------------------------------------------------------------------------------
 def _matrix(g, rows, cols, transposed):
     """A rank-2 value that is [rows, cols] after the optional transpose."""
     want = (cols, rows) if transposed else (rows, cols)
@@ -221,7 +221,8 @@ def draw_matsum(g):
         flags.append((ta, tb))
         bound = max(bound, g.bound(a) * g.bound(b) * k ** 0.75)
     form = list(MATSUMS)[int(r.integers(len(MATSUMS)))]
-    g.add_op("matsum", ins, {"form": form, "flags": flags}, 3 * bound * (bound if form == "(t+u)*t" else 1.0))
+    g.add_op("matsum", ins, {"form": form, "flags": flags},
+             3 * bound * (bound if form == "(t+u)*t" else 1.0))
 
 
 def build_matsum(xs, p, name):
@@ -235,7 +236,7 @@ def build_square_sum(xs, p, name):
     return gc.matmul(b, b)
 
 
-# -- shape and indexing -------------------------------------------------------------------------------
+# -- shape and indexing ---------------------------------------------------------------------------
 def _factor_shape(r, size):
     """A random shape (rank 1 to 3) with ``size`` elements."""
     dims, rest = [], size

@@ -11,7 +11,7 @@ import graphc as gc
 from .families import _const, random_shape
 
 
-# -- convolution and pooling -------------------------------------------------------------------------
+# -- convolution and pooling ----------------------------------------------------------------------
 def _image(g):
     r = g.rng
     make = lambda: (int(r.integers(1, 3)), int(r.integers(3, 8)), int(r.integers(3, 8)),
@@ -55,7 +55,7 @@ def build_pool(xs, p, name):
     return fn(xs[0], [1, k[0], k[1], 1], [1, s[0], s[1], 1], p["padding"])
 
 
-# -- softmax and cross-entropy ------------------------------------------------------------------------
+# -- softmax and cross-entropy --------------------------------------------------------------------
 def draw_softmax(g):
     x = g.pick(lambda s: len(s) >= 1)
     if x is None:
@@ -92,7 +92,7 @@ def build_xent(xs, p, name):
     return gc.nn.softmax_cross_entropy_with_logits_v2(labels=labels, logits=xs[0])
 
 
-# -- where and cond -------------------------------------------------------------------------------------
+# -- where and cond -------------------------------------------------------------------------------
 BRANCHES = {"tanh": gc.tanh, "double": lambda x: x * 2.0, "square": gc.square,
             "sigmoid": gc.sigmoid}
 
@@ -129,7 +129,7 @@ def build_cond(xs, p, name):
     return gc.cond(pred, lambda: BRANCHES[p["true"]](a), lambda: BRANCHES[p["false"]](b))
 
 
-# -- RNN cells ------------------------------------------------------------------------------------------
+# -- RNN cells ------------------------------------------------------------------------------------
 def draw_rnn(g):
     r = g.rng
     x = g.pick(lambda s: len(s) == 2, lambda: random_shape(r, 2))
@@ -168,7 +168,7 @@ def build_rnn(xs, p, name):
     return state.c if p["output"] == "c" else out
 
 
-# -- gradients ------------------------------------------------------------------------------------------
+# -- gradients ------------------------------------------------------------------------------------
 def _ancestors(g, i):
     """Float values ``i`` depends on (itself excluded), nearest first."""
     seen, stack, out = set(), [i], []
@@ -227,7 +227,7 @@ def build_hvp(xs, p, name):
 
 
 
-# -- variables and their updates --------------------------------------------------------------------
+# -- variables and their updates ------------------------------------------------------------------
 # "old_and_new" (one expression of an assign's result and a later read of the old value) is
 # left out until the optimized pipeline compiles it: its schedule pass reports "the ordering
 # constraints form a cycle" where the unoptimized reference runs it (see the fuzzer's report).
