@@ -8,6 +8,7 @@ included) over several runs, and whether any compiler module was imported.
     python benchmarks/load_time.py [--runs 7]
 """
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,21 @@ print(any(m.startswith(("graphc.ir", "graphc.codegen", "networkx")) for m in sys
 """
 
 
+def _timed(argv, **kwargs):
+    """(wall seconds, CPU seconds of the child, its stdout) of one process run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, **kwargs).stdout
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, out
+
+
+def _ms(xs):
+    return f"median {statistics.median(xs) * 1e3:.0f} ms, min {min(xs) * 1e3:.0f} ms"
+
+
 def _save(backend, folder):
     gc.reset_default_graph()
     model = build_model(gc, 128, "adam", None, seed=0)
@@ -47,25 +63,17 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
-        bare = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import numpy"], check=True)
-            bare.append(time.perf_counter() - t0)
-        print(f"python -c 'import numpy': median {statistics.median(bare) * 1e3:.0f} ms, "
-              f"min {min(bare) * 1e3:.0f} ms")
+        bare = [_timed([sys.executable, "-c", "import numpy"]) for _ in range(args.runs)]
+        print(f"python -c 'import numpy': wall {_ms([w for w, _, _ in bare])}; "
+              f"CPU {_ms([c for _, c, _ in bare])}")
         for backend in ("numpy", "llvm"):
             path = _save(backend, folder)
-            times, compiler = [], set()
-            for _ in range(args.runs):
-                t0 = time.perf_counter()
-                out = subprocess.run([sys.executable, "-c", CHILD, str(path)], check=True,
-                                     capture_output=True, text=True, cwd=folder).stdout
-                times.append(time.perf_counter() - t0)
-                compiler.add(out.strip())
-            print(f"{backend:5s}: process start to first step: median "
-                  f"{statistics.median(times) * 1e3:.0f} ms, min {min(times) * 1e3:.0f} ms; "
-                  f"compiler imported: {', '.join(sorted(compiler))}")
+            runs = [_timed([sys.executable, "-c", CHILD, str(path)], cwd=folder)
+                    for _ in range(args.runs)]
+            compiler = sorted({out.strip() for _, _, out in runs})
+            print(f"{backend:5s}: process start to first step: wall {_ms([w for w, _, _ in runs])}"
+                  f"; CPU {_ms([c for _, c, _ in runs])}; compiler imported: "
+                  f"{', '.join(compiler)}")
 
 
 if __name__ == "__main__":
