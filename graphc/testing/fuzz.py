@@ -90,7 +90,7 @@ def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink
                 finding.shrunk = _shrink(say, recipes[k[0]], fails, mutate)
         if stop_first and report.findings:
             break
-        if out and (report.graphs // batch) % 50 == 0:
+        if out and (report.graphs // batch) % 25 == 0:
             el = time.perf_counter() - t0
             say(f"... {report.graphs} graphs, {el:.0f} s, {report.graphs / el:.1f} graphs/s, "
                 f"{len(report.findings)} findings")
