@@ -8,17 +8,17 @@ Contract: imports ir (and llvmlite); never the public API. Output is consumed by
     code.step(*feeds, *variables)    # -> (fetches, new variable values)
     code.source, code.rng_state(), code.object_code, code.layout ...     # what saving needs
 
-A backend is imported when first looked up (the LLVM one needs llvmlite); ``checks`` on a
-backend names the debugging checks it can emit.
+The LLVM backend is imported when first looked up (it needs llvmlite, an optional heavy
+dependency); ``checks`` on a backend names the debugging checks it can emit.
 """
 from collections.abc import Mapping
 
 from .compiled import CompiledCode
+from .numpy.backend import BACKEND as _NUMPY
 
 
 def _numpy():
-    from .numpy.backend import BACKEND
-    return BACKEND
+    return _NUMPY
 
 
 def _llvm():

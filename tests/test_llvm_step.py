@@ -13,7 +13,7 @@ import pytest
 
 import graphc as gc
 from graphc.codegen.llvm import backend as llvm_backend
-from graphc.codegen.llvm.lower import KERNELS
+from graphc.codegen.llvm.registry import KERNELS
 from graphc.errors import CompileError, FeedError, InvalidArgumentError
 from graphc.runtime.objcache import ObjectCache
 

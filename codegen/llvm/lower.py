@@ -2,12 +2,13 @@
 
 ``Lowering`` walks the schedule once. Every value lives in a ``Buf``: a byte range of one
 table slot (a feed, a variable, a fetch output, a constant, or the arena). Each node is
-lowered by the function ``KERNELS`` registers for its op (``@lowers("matmul")``), which builds
-an ``internal noinline`` kernel function (deduplicated by body) and records a call with the
-buffers it touches. ``step_function`` then writes ``void step(ptr %table)``: load the slots,
-call the kernels in order (returning early when a kernel reports a status), return. Compile
-time stays linear in the number of kernels, and the 32 identical time steps of an unrolled
-RNN share one kernel each.
+lowered by the function registered for its op in ``registry.KERNELS`` (``@lowers("matmul")``
+in a module of ``kernels/``, all imported with that package), which builds an ``internal
+noinline`` kernel function (deduplicated by body, named after the node: ``@k3_dense1_matmul``)
+and records a call with the buffers it touches. ``step_function`` then writes
+``void step(ptr %table)``: load the slots, call the kernels in order (returning early when a
+kernel reports a status), return. Compile time stays linear in the number of kernels, and the
+32 identical time steps of an unrolled RNN share one kernel each.
 
 Beyond one kernel per node: adjacent elementwise nodes sharing a buffer run as one loop
 (``kernels.elementwise.ElementwiseGroup``), GEMMs are planned across the step
@@ -30,16 +31,16 @@ from ...ir import scalar as S
 from ...ir.ops.registry import index_check_of
 from ...ir.rollback import planned_writers, snapshot_variables
 
-from .buffers import computed, find_inplace_updates, make_storage
-from .buffers import const_value, nbytes_of
-from .kernels import numerics as llvm_numerics
+from .buffers import computed, const_value, find_inplace_updates, make_storage, nbytes_of
+from .folds import apply_folds, comment_block, node_note, one_line, record
+from .ir import Function, Module
+from .kernels import numerics as numerics_kernels
 from .kernels.elementwise import kernel_for
 from .kernels.gemm_acc import GemmPlan
-from .ir import Function, Module
 from .loops import contiguous_strides, elementwise_function, params
 from .math import MathLib
-from .folds import apply_folds, comment_block, node_note, one_line, record
-from .registry import KERNELS, Buf, lowers
+from .registry import KERNELS, Buf, lowers  # noqa: F401  (KERNELS, lowers: re-exported)
+
 
 class Lowering:
     """State of one program's lowering (see module docstring)."""
@@ -308,7 +309,7 @@ def lower_program(program, profile=False, stats=None, checks=()):
         else None
     if numerics:  # feeds and variables at entry, as the NumPy backend checks them
         for n in program.feeds + program.variables:
-            llvm_numerics.check_value(L, n)
+            numerics_kernels.check_value(L, n)
     for f in L.fetch_bufs:  # fetched feeds, variables and constants: first, before updates
         if f.opdef.leaf:
             _fetch_copy(L, f)
@@ -317,8 +318,8 @@ def lower_program(program, profile=False, stats=None, checks=()):
         record(L, name, nodes)
     for n in program.nodes:
         _lower_node(L, n, kernel_for)
-        if numerics and llvm_numerics.checked(L, n):
-            llvm_numerics.check_value(L, n)
+        if numerics and numerics_kernels.checked(L, n):
+            numerics_kernels.check_value(L, n)
     L.storage.finish()
     L.layout.snapshot = _snapshot(L, program, checks)
     text, layout = L.finish()
