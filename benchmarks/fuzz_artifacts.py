@@ -3,7 +3,7 @@ how many still run (harmless edits: a message text, a statistic), and how many c
 
 Saves the test model's training step on each backend, writes N one-field edits of its
 manifest and a set of member edits (arrays of other shapes, random state), every checksum
-recomputed as an attacker would (``tests/artifact_fuzz.py``), and loads and runs each in
+recomputed as an attacker would (``tests/support/artifact_fuzz.py``), and loads and runs each in
 worker processes; a worker killed by a signal counts a crash.
 
     python benchmarks/fuzz_artifacts.py [--mutations 1000] [--backends numpy,llvm]
@@ -16,8 +16,8 @@ import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import artifact_fuzz as F  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tests.support import artifact_fuzz as F  # noqa: E402
 
 import graphc as gc  # noqa: E402
 

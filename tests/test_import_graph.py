@@ -15,8 +15,8 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ROOTS = {"graphc": "graphc", "graphc.ir": "ir", "graphc.codegen": "codegen",
          "graphc.runtime": "runtime"}
 

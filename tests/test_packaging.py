@@ -8,8 +8,8 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ROOTS = {"graphc": "graphc", "ir": "graphc/ir", "codegen": "graphc/codegen",
          "runtime": "graphc/runtime"}
 

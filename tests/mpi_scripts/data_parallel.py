@@ -1,6 +1,6 @@
 """Data-parallel training on every rank vs single-process training on the whole batch.
 
-Run by tests/test_distributed.py as ``mpiexec -n N python data_parallel.py OUT SCENARIO...``
+Run by tests/runtime/test_distributed.py as ``mpiexec -n N python data_parallel.py OUT SCENARIO...``
 where a scenario is ``optimizer:backend:api``: optimizer ``sgd`` (plain SGD) or ``adam``
 (Adam after clipping by global norm), backend ``numpy`` or ``llvm`` (``-ref``: without the
 pass pipeline), api ``session`` or ``compile``. Each rank writes ``OUT/rank<r>.npz`` holding, per scenario:

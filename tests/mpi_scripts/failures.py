@@ -1,6 +1,6 @@
 """One rank fails; the job must end promptly with that rank's error, never hang.
 
-Run by tests/test_mpi_failures.py as ``mpiexec -n 2 python failures.py SCENARIO BACKEND``:
+Run by tests/runtime/test_mpi_failures.py as ``mpiexec -n 2 python failures.py SCENARIO BACKEND``:
 
 - ``raise``: rank 1 raises ValueError before its first step, while rank 0 enters the step's
   allreduce (which would wait for rank 1 forever); the excepthook aborts the job.

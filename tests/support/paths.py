@@ -1,0 +1,9 @@
+"""Where things are: the repository root and the tests' own data."""
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent.parent
+ROOT = TESTS.parent
+DATA = TESTS / "data"
+MPI_SCRIPTS = TESTS / "mpi_scripts"
+BENCHMARKS = ROOT / "benchmarks"
+EXAMPLES = ROOT / "examples"
