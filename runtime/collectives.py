@@ -333,3 +333,15 @@ def blas_threads():
             fn.restype = ctypes.c_int
             out[os.path.basename(lib._name)] = int(fn())
     return out
+
+
+def allreduce_mean_kernel(buf):
+    """The NumPy backend's kernel: ``buf`` averaged over all ranks, IN PLACE (returned).
+
+    Copied into generated NumPy modules, so it names no module global but ``np``; in a single
+    process the average is the identity.
+    """
+    from graphc.runtime.collectives import allreduce_mean_
+    if not (isinstance(buf, np.ndarray) and buf.flags.c_contiguous and buf.flags.writeable):
+        buf = np.array(buf, order="C")
+    return allreduce_mean_(buf)

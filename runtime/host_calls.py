@@ -250,3 +250,21 @@ def descriptor(mode, key, index, in_specs, out_specs):
     for dtype, shape in list(in_specs) + list(out_specs):
         words += [DTYPE_CODES[dtype], len(shape)] + [int(d) for d in shape]
     return np.array(words, np.int64)
+
+
+# -- the NumPy backend's kernels (copied into generated modules, which import only numpy and
+# this module, when the step first calls them) -----------------------------------------------
+def host_call_kernel(*inputs, key, outputs=()):
+    """Call the registered function; its output 0 (or the True token of a call without
+    outputs). ``outputs``: (dtype name, shape or the index of the input it matches)."""
+    from graphc.runtime.host_calls import invoke
+    specs = tuple((d, tuple(np.shape(inputs[s])) if isinstance(s, int) else tuple(s))
+                  for d, s in outputs)
+    results = invoke(key, inputs, specs)
+    return results[0] if results else np.True_
+
+
+def host_output_kernel(call, key, index):
+    """Result ``index`` of the host call ``call`` that just ran."""
+    from graphc.runtime.host_calls import stashed
+    return stashed(key, index)

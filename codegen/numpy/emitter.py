@@ -27,7 +27,7 @@ from ...ir.rollback import snapshot_variables
 from graphc.runtime.source_text import comment_text, identifier
 from graphc.runtime.step_errors import IndexCheck
 from .fused import literal
-from .templates import TEMPLATES, attr_literal, reduce_call
+from .templates import TEMPLATES, attr_literal, kernel_of, reduce_call
 
 # Run-time checks any step may need (indices read at run time). ``StepFault`` stops the step;
 # the caller turns it into the graphc error the site describes (``runtime.step_errors``).
@@ -185,7 +185,7 @@ class Emitter:
         tmpl = TEMPLATES.get(op)
         if tmpl is not None:
             return tmpl(n, args)
-        k = self.kernel(n.opdef.impl)
+        k = self.kernel(kernel_of(n))
         extra = [f"{a}={attr_literal(v)}" for a, v in sorted(n.attrs.items())]
         return f"{k}({', '.join(args + extra)})"  # a kernel may take no inputs
 

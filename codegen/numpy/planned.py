@@ -19,7 +19,7 @@ import numpy as np
 from ...ir.rollback import planned_writers, snapshot_variables
 from .emitter import FAULT_PRELUDE, Emitter, node_note
 from .fused import FusedRenderer, Slot, literal
-from .templates import OUT_TEMPLATES, attr_literal
+from .templates import OUT_TEMPLATES, attr_literal, kernel_of
 
 _PRELUDE = FAULT_PRELUDE + '''
 
@@ -187,7 +187,7 @@ class PlannedEmitter(Emitter):
         if n.opdef.random:
             rhs = self.expression(n)
         else:
-            k = self.kernel(n.opdef.impl)
+            k = self.kernel(kernel_of(n))
             extra = [f"{a}={attr_literal(v)}" for a, v in sorted(n.attrs.items())]
             rhs = f"{k}({', '.join(args + extra)})"  # a kernel may take no inputs
         return [f"np.copyto({out}, {rhs}, casting='unsafe')"]

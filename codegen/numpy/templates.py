@@ -8,6 +8,7 @@ import numpy as np
 from ...ir.ops.indexing import spec_to_index
 from ...ir.ops.reduce import empty_reduction
 from ...ir.shapes import normalize_axes
+from ...runtime import collectives, host_calls
 
 
 def attr_literal(v):
@@ -250,3 +251,15 @@ OUT_TEMPLATES = {
     "softmax": _out_softmax, "log_softmax": _out_log_softmax,
     "sparse_softmax_xent": _out_sparse_xent, "sparse_softmax_xent_grad": _out_sparse_xent_grad,
 }
+
+
+# Ops whose kernel is the runtime's (they call back into Python or MPI): copied into the
+# generated module like a reference kernel, but ir declares no implementation for them.
+RUNTIME_KERNELS = {"host_call": host_calls.host_call_kernel,
+                   "host_output": host_calls.host_output_kernel,
+                   "allreduce_mean": collectives.allreduce_mean_kernel}
+
+
+def kernel_of(n):
+    """The Python function computing node ``n`` (the runtime's, else the op's reference)."""
+    return RUNTIME_KERNELS.get(n.op_name) or n.opdef.impl

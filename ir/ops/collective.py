@@ -11,23 +11,9 @@ folded, or recomputed. Its VJP is ZERO: it sits after the gradients, in the upda
 works in place (the packed buffer is dead after it; the in-place pass lets the result take
 the buffer's storage), and with one process it is the identity.
 """
-import numpy as np
 
 from ..shapes import format_shape
 from .registry import ZERO, defop, require
-
-
-def allreduce_mean_impl(buf):
-    """Reference kernel: ``buf`` averaged over all ranks, IN PLACE (returned).
-
-    Copied into generated NumPy modules, so it names no module global but ``np``; the
-    communication itself is the runtime's (``graphc.runtime.collectives``), which is a no-op
-    in a single process.
-    """
-    from graphc.runtime.collectives import allreduce_mean_
-    if not (isinstance(buf, np.ndarray) and buf.flags.c_contiguous and buf.flags.writeable):
-        buf = np.array(buf, order="C")
-    return allreduce_mean_(buf)
 
 
 def _allreduce_infer(nodes):
@@ -41,6 +27,6 @@ def _allreduce_infer(nodes):
 
 
 ALLREDUCE_MEAN = defop(
-    "allreduce_mean", _allreduce_infer, ZERO, impl=allreduce_mean_impl, impure=True,
+    "allreduce_mean", _allreduce_infer, ZERO, impure=True,
     family="collective", destroys=(0,),
     doc="mean of a packed 1-D buffer over all processes (one MPI Allreduce); in place")

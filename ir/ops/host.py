@@ -17,7 +17,6 @@ unused host call is dropped like any unused node, as in TF1). They are not diffe
 their VJP is ZERO, as TF1 declares PyFunc non-differentiable (gradients through them are
 zero); ``tf.Print`` is an identity whose gradient flows (``after``, see graphc.debug_ops).
 """
-import numpy as np
 
 from ..shapes import format_shape
 from .registry import ZERO, defop, require
@@ -29,23 +28,6 @@ def resolve_specs(outputs, input_shapes):
     """((dtype name, shape tuple), ...) of ``outputs`` with input-relative shapes resolved."""
     return tuple((d, tuple(input_shapes[s]) if isinstance(s, int) else tuple(s))
                  for d, s in outputs)
-
-
-def host_call_impl(*inputs, key, outputs=()):
-    """Reference kernel: call the registered function; output 0 (or the True token).
-
-    Copied into generated NumPy modules: the call itself is the runtime's.
-    """
-    from graphc.runtime.host_calls import invoke
-    specs = resolve_specs(outputs, [np.shape(x) for x in inputs])
-    results = invoke(key, inputs, specs)
-    return results[0] if results else np.True_
-
-
-def host_output_impl(call, key, index):
-    """Reference kernel: result ``index`` of the host call ``call`` that just ran."""
-    from graphc.runtime.host_calls import stashed
-    return stashed(key, index)
 
 
 def _output_type(spec, inputs, k):
@@ -84,9 +66,9 @@ def _host_output_infer(nodes, key, index):
 
 
 HOST_CALL = defop(
-    "host_call", _host_call_infer, ZERO, impl=host_call_impl, impure=True, family="host",
+    "host_call", _host_call_infer, ZERO, impure=True, family="host",
     may_fail=True,  # the function may raise, an Assert fail, a py_func return a wrong shape
     doc="call a registered Python function on the inputs; its output 0 (or a True token)")
 HOST_OUTPUT = defop(
-    "host_output", _host_output_infer, ZERO, impl=host_output_impl, impure=True, family="host",
+    "host_output", _host_output_infer, ZERO, impure=True, family="host",
     doc="output ``index`` (>= 1) of the host call it reads")
