@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _API = {
     ".client.compile": "compile CompiledStep",
     ".client.printing": "dump_ir",
+    ".client.config": "ConfigProto GPUOptions RunMetadata RunOptions",
     ".client.session": "InteractiveSession Session",
     ".compat": "compat=. disable_eager_execution disable_v2_behavior executing_eagerly",
     ".compat.shims": "app flags logging",
@@ -25,12 +26,12 @@ _API = {
     ".data": "data=.",
     ".distributed": "distributed=.",
     ".errors": "errors=.",
-    ".framework.gradients": "gradients",
+    ".framework.gradients": "gradients hessians",
     ".framework.graph": (
-        "add_to_collection assign assign_add assign_sub constant control_dependencies "
+        "add_to_collection assign assign_add assign_sub constant control_dependencies device "
         "get_collection get_default_graph global_variables global_variables_initializer Graph "
-        "GraphKeys group initialize_all_variables local_variables_initializer name_scope "
-        "no_op Operation placeholder placeholder_with_default reset_default_graph "
+        "GraphKeys group initialize_all_variables local_variables local_variables_initializer "
+        "model_variables name_scope no_op Operation placeholder placeholder_with_default reset_default_graph "
         "set_random_seed Tensor trainable_variables Variable variables_initializer"
     ),
     ".framework.nest": "nest=.",
@@ -49,8 +50,9 @@ _API = {
     ),
     ".ops.control_flow_ops": "case cond while_loop",
     ".ops.debug_ops": (
-        "Assert assert_equal assert_less assert_non_negative assert_positive check_numerics "
-        "numpy_function Print print=print_ py_func"
+        "add_check_numerics_ops Assert assert_equal assert_less assert_non_negative "
+        "assert_positive check_numerics numpy_function Print print=print_ py_func "
+        "verify_tensor_all_finite"
     ),
     ".ops.functional_ops": "foldl foldr map_fn scan",
     ".ops.image_ops": "image=.",
@@ -63,12 +65,13 @@ _API = {
     ),
     ".ops.linalg_ops": "diag diag_part eye matrix_diag matrix_diag_part norm tensordot trace",
     ".ops.math_ops": (
-        "abs add add_n argmax argmin broadcast_to cast concat div div_no_nan "
+        "abs add add_n arg_max arg_min argmax argmin broadcast_to cast ceil concat div "
+        "div_no_nan "
         "divide equal exp expand_dims fill floor floordiv floormod gather greater "
         "greater_equal identity is_finite is_inf is_nan less less_equal log log1p logical_and "
         "logical_not logical_or matmul maximum minimum mod multiply neg negative not_equal "
         "one_hot ones ones_like pow random_normal random_uniform range rank realdiv "
-        "reciprocal reshape rsqrt shape sigmoid sign slice sqrt square squared_difference "
+        "reciprocal reshape rint round rsqrt shape sigmoid sign slice sqrt square squared_difference "
         "squeeze stack stop_gradient subtract tanh to_double to_float to_int32 to_int64 "
         "transpose truediv truncated_normal unstack where zeros zeros_like"
     ),
@@ -76,6 +79,7 @@ _API = {
         "count_nonzero reduce_all reduce_any reduce_logsumexp reduce_max reduce_mean "
         "reduce_min reduce_prod reduce_std reduce_sum reduce_variance"
     ),
+    ".ops.sort_ops": "argsort sort",
     ".ops.special_math_ops": "einsum",
     ".ops.tensor_array_ops": "TensorArray",
     ".runtime": "load",

@@ -216,31 +216,10 @@ def batch_normalization(inputs, axis=-1, momentum=0.99, epsilon=1e-3, center=Tru
     Example:
         >>> h = gc.layers.batch_normalization(h, training=is_training)
     """
-    inputs = convert(inputs)
-    a = axis % inputs.rank
-    c = _static_dim(inputs, a, "batch_normalization")
-    dt = inputs.dtype
-    shape = [1 if i != a else c for i in range(inputs.rank)]
-
-    def bcast(v):  # [C] -> broadcastable against inputs
-        return v if a == inputs.rank - 1 or v is None else reshape(v, shape)
-
-    with _layer_scope(name, "batch_normalization", reuse):
-        gamma = _variable("gamma", [c], dt, gamma_initializer or ones_init(),
-                          trainable) if scale else None
-        beta = _variable("beta", [c], dt, beta_initializer or zeros_init(),
-                         trainable) if center else None
-        moving_mean = _variable("moving_mean", [c], dt, moving_mean_initializer or zeros_init(),
-                                False)
-        moving_var = _variable("moving_variance", [c], dt,
-                               moving_variance_initializer or ones_init(), False)
-        if not isinstance(training, Node) and not training:
-            mean, var = moving_mean, moving_var
-        else:
-            mean, var = _training_statistics(inputs, a, training, momentum,
-                                             moving_mean, moving_var)
-        return nn_layers.batch_normalization(inputs, bcast(mean), bcast(var), bcast(beta),
-                                             bcast(gamma), epsilon)
+    layer = BatchNormalization(axis, momentum, epsilon, center, scale, beta_initializer,
+                               gamma_initializer, moving_mean_initializer,
+                               moving_variance_initializer, trainable, name, _reuse=reuse)
+    return layer(inputs, training=training)
 
 
 def _training_statistics(inputs, axis, training, momentum, moving_mean, moving_var):
@@ -383,6 +362,81 @@ class Conv2D(Layer):
         return self.activation(out) if self.activation is not None else out
 
 
+class MaxPooling2D(Layer):
+    """TF1's ``tf.layers.MaxPooling2D``: ``max_pooling2d`` with fixed arguments."""
+
+    default_name = "max_pooling2d"
+
+    def __init__(self, pool_size, strides, padding="valid", data_format="channels_last",
+                 name=None, **kwargs):
+        super().__init__(False, name, **kwargs)
+        self.pool_size, self.strides = pool_size, strides
+        self.padding, self.data_format = padding, data_format
+
+    def __call__(self, inputs):
+        return max_pooling2d(inputs, self.pool_size, self.strides, self.padding,
+                             self.data_format)
+
+
+class AveragePooling2D(MaxPooling2D):
+    """TF1's ``tf.layers.AveragePooling2D``: ``average_pooling2d`` with fixed arguments."""
+
+    default_name = "average_pooling2d"
+
+    def __call__(self, inputs):
+        return average_pooling2d(inputs, self.pool_size, self.strides, self.padding,
+                                 self.data_format)
+
+
+class BatchNormalization(Layer):
+    """TF1's ``tf.layers.BatchNormalization`` (see ``batch_normalization``, one call of it):
+    ``gamma``, ``beta``, ``moving_mean`` and ``moving_variance`` [C] are created on the first
+    call and shared by later ones; ``layer(x, training=...)`` picks the statistics.
+
+    Example:
+        >>> bn = gc.layers.BatchNormalization()
+        >>> h_train, h_test = bn(h, training=True), bn(h_test_input)
+    """
+
+    default_name = "batch_normalization"
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer=None, gamma_initializer=None, moving_mean_initializer=None,
+                 moving_variance_initializer=None, trainable=True, name=None, **kwargs):
+        super().__init__(trainable, name, **kwargs)
+        self.axis, self.momentum, self.epsilon = axis, momentum, epsilon
+        self.center, self.scale = center, scale
+        self._inits = (gamma_initializer or ones_init(), beta_initializer or zeros_init(),
+                       moving_mean_initializer or zeros_init(),
+                       moving_variance_initializer or ones_init())
+        self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+
+    def build(self, inputs):
+        c = _static_dim(inputs, self.axis % inputs.rank, "batch_normalization")
+        dt, (g, b, m, v) = inputs.dtype, self._inits
+        if self.scale:
+            self.gamma = self.add_variable("gamma", [c], dt, g)
+        if self.center:
+            self.beta = self.add_variable("beta", [c], dt, b)
+        self.moving_mean = self.add_variable("moving_mean", [c], dt, m, False)
+        self.moving_variance = self.add_variable("moving_variance", [c], dt, v, False)
+
+    def call(self, inputs, training=False):
+        a = self.axis % inputs.rank
+        shape = [1 if i != a else inputs.shape[a] for i in range(inputs.rank)]
+
+        def bcast(v):  # [C] -> broadcastable against inputs
+            return v if a == inputs.rank - 1 or v is None else reshape(v, shape)
+
+        if not isinstance(training, Node) and not training:
+            mean, var = self.moving_mean, self.moving_variance
+        else:
+            mean, var = _training_statistics(inputs, a, training, self.momentum,
+                                             self.moving_mean, self.moving_variance)
+        return nn_layers.batch_normalization(inputs, bcast(mean), bcast(var), bcast(self.beta),
+                                             bcast(self.gamma), self.epsilon)
+
+
 class Flatten(Layer):
     """TF1's ``tf.layers.Flatten``: [batch, ...] to [batch, prod(...)]."""
 
@@ -405,5 +459,6 @@ class Dropout(Layer):
         return dropout(inputs, self.rate, self.noise_shape, self.seed, training)
 
 
-__all__ = ["Layer", "Dense", "Conv2D", "Flatten", "Dropout", "dense", "conv1d", "conv2d", "max_pooling2d", "average_pooling2d", "flatten", "dropout",
+__all__ = ["Layer", "Dense", "Conv2D", "Flatten", "Dropout", "MaxPooling2D",
+           "AveragePooling2D", "BatchNormalization", "dense", "conv1d", "conv2d", "max_pooling2d", "average_pooling2d", "flatten", "dropout",
            "batch_normalization", "UPDATE_OPS", "REGULARIZATION_LOSSES"]

@@ -13,6 +13,7 @@ from .ops.nn_impl import (bias_add, elu, in_top_k, l2_loss, l2_normalize,  # noq
 from .ops.nn_ops import (avg_pool, avg_pool2d, batch_normalization, conv1d, conv2d,  # noqa
                          conv2d_transpose, dropout, embedding_lookup, fused_batch_norm,
                          max_pool, max_pool2d, moments)
+from .ops.sort_ops import top_k  # noqa: F401
 from .ops.rnn import (BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell,  # noqa: F401
                       LSTMStateTuple, MultiRNNCell, bidirectional_dynamic_rnn, dynamic_rnn,
                       static_bidirectional_rnn, static_rnn)

@@ -191,15 +191,17 @@ def apply_regularization(regularizer, weights_list=None):
 def _weights_and_biases(shape, dtype, weights_initializer, weights_regularizer,
                         biases_initializer, biases_regularizer, trainable):
     """Create ``weights`` (into the ``weights`` collection) and, unless its initializer is
-    None, ``biases`` [shape[-1]] in the current scope."""
+    None, ``biases`` [shape[-1]] in the current scope; both are model variables, as TF1."""
     weights = core._variable("weights", shape, dtype, weights_initializer or
                              xavier_initializer(), trainable, weights_regularizer)
     _add_once(GraphKeys.WEIGHTS, weights)
+    _add_once(GraphKeys.MODEL_VARIABLES, weights)
     if biases_initializer is None:
         return weights, None
     biases = core._variable("biases", [shape[-1]], dtype, biases_initializer, trainable,
                             biases_regularizer)
     _add_once(GraphKeys.BIASES, biases)
+    _add_once(GraphKeys.MODEL_VARIABLES, biases)
     return weights, biases
 
 

@@ -1,5 +1,7 @@
 """Graph construction in TF1 style: leaves (placeholder, Variable, constant), name scopes,
 and the default graph."""
+import contextlib
+
 import numpy as np
 
 from ..errors import GraphError, ShapeError
@@ -197,6 +199,27 @@ def trainable_variables(scope=None):
     return _filtered(get_default_graph().get_collection("trainable_variables"), scope)
 
 
+def local_variables(scope=None):
+    """The ``local_variables`` collection (gc.metrics' running totals), as TF1."""
+    return get_collection(GraphKeys.LOCAL_VARIABLES, scope)
+
+
+def model_variables(scope=None):
+    """The ``model_variables`` collection (filled by gc.contrib.layers), as TF1."""
+    return get_collection(GraphKeys.MODEL_VARIABLES, scope)
+
+
+@contextlib.contextmanager
+def device(device_name_or_function):
+    """TF1's ``tf.device``: accepted and ignored (a compiled step runs on the host CPU).
+
+    Example:
+        >>> with gc.device("/gpu:0"):
+        ...     logits = model(x)
+    """
+    yield
+
+
 def _filtered(vs, scope):
     return [v for v in vs if scope is None or v.name.startswith(scope)]
 
@@ -236,6 +259,8 @@ class GraphKeys:
     UPDATE_OPS = "update_ops"
     REGULARIZATION_LOSSES = "regularization_losses"
     WEIGHTS, BIASES = "weights", "biases"  # filled by gc.contrib.layers
+    MODEL_VARIABLES = "model_variables"
+    MOVING_AVERAGE_VARIABLES = "moving_average_variables"  # gc.train.ExponentialMovingAverage
     GLOBAL_STEP = "global_step"
     SUMMARIES = "summaries"
 

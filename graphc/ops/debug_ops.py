@@ -41,6 +41,38 @@ def check_numerics(tensor, message, name=None):
     return apply("check_numerics", [tensor], {"message": str(message)}, name=name)
 
 
+def verify_tensor_all_finite(t, msg, name=None, x=None, message=None):
+    """TF1's ``verify_tensor_all_finite``: ``check_numerics(t, msg)`` under its other name
+    (``x=``/``message=`` are TF1's later argument names)."""
+    return check_numerics(t if x is None else x, msg if message is None else message, name)
+
+
+def add_check_numerics_ops():
+    """One op checking every floating tensor built so far for NaN and Inf (TF1's
+    ``add_check_numerics_ops``); run it with the step: ``sess.run([train_op, check])``.
+
+    Unlike TF1 it leaves out effects (``assign``, random draws, host calls): checking their
+    values would make fetching the op run them. Fetching it computes the checked tensors,
+    so fetch it alongside the tensors a step computes anyway.
+
+    Returns:
+        A ``group`` op (fetching it gives None).
+    Raises:
+        NumericsError: when run, naming the first tensor found holding NaN or Inf.
+    Example:
+        >>> check = gc.add_check_numerics_ops()
+        >>> sess.run([train_op, check], feeds)
+    """
+    from ..framework.graph import group
+    from ..ir.graph import get_default_graph
+    graph = get_default_graph()
+    checks = [check_numerics(n, f"{n.name} holds NaN or Inf")
+              for n in list(graph.nodes)
+              if n.dtype is not None and n.dtype.is_floating and not n.opdef.impure
+              and n.op_name not in ("check_numerics", "const")]
+    return group(*checks, name="CheckNumerics")
+
+
 def _tensors_and_text(items):
     """Split ``items`` into graph inputs and a formatter: strings (and other non-tensors
     that are not array-like) are kept in Python; tensors and arrays become inputs."""

@@ -324,3 +324,44 @@ to_int32 = _cast_to(D.int32, "ToInt32")
 to_int64 = _cast_to(D.int64, "ToInt64")
 
 to_double = _cast_to(D.float64, "ToDouble")
+
+
+# -- rounding: compositions of floor, so every backend has them and the gradient is zero -----
+def ceil(x, name=None):
+    """Smallest integer-valued float >= ``x``: ``-floor(-x)``; zero gradient (TF1: none)."""
+    x = convert(x)
+    if not x.dtype.is_floating:
+        return identity(x, name=name)
+    return negative(floor(negative(x)), name=name or "Ceil")
+
+
+def round(x, name=None):  # noqa: A001  (TF1's name)
+    """Nearest integer-valued float, halves to even as TF (``round(2.5) = 2``,
+    ``round(-1.5) = -2``); integers unchanged; zero gradient (TF1 declares Round non-differentiable).
+
+    Example:
+        >>> gc.round([0.5, 1.5, 2.5, -1.5])   # [0., 2., 2., -2.]
+    """
+    x = convert(x)
+    if not x.dtype.is_floating:
+        return identity(x, name=name)
+    low = floor(x)
+    frac = subtract(x, low)
+    high = add(low, convert(1, low))
+    low_is_even = equal(multiply(floor(multiply(low, convert(0.5, low))), convert(2, low)), low)
+    half = where(low_is_even, low, high)
+    return where(greater(frac, convert(0.5, low)), high,
+                 where(less(frac, convert(0.5, low)), low, half), name=name or "Round")
+
+
+rint = round  # TF's Rint also rounds halves to even
+
+
+def arg_max(input, dimension=None, output_type=D.int64, name=None):  # noqa: A002
+    """TF1's ``arg_max`` (the older spelling of ``argmax``; ``dimension`` is the axis)."""
+    return argmax(input, axis=dimension, name=name, output_type=output_type)
+
+
+def arg_min(input, dimension=None, output_type=D.int64, name=None):  # noqa: A002
+    """TF1's ``arg_min`` (the older spelling of ``argmin``; ``dimension`` is the axis)."""
+    return argmin(input, axis=dimension, name=name, output_type=output_type)

@@ -1,8 +1,9 @@
 """``gc.train``: optimizers whose updates are assign nodes inside the compiled step, TF1's
-learning-rate schedules, the step counter and checkpoints (``Saver``)."""
+learning-rate schedules, the step counter, checkpoints (``Saver``) and moving averages."""
 from .learning_rate_decay import (cosine_decay, exponential_decay,  # noqa: F401
                                   inverse_time_decay, natural_exp_decay, piecewise_constant,
                                   polynomial_decay)
+from .moving_averages import ExponentialMovingAverage  # noqa: F401
 from .optimizers import (AdadeltaOptimizer, AdagradOptimizer, AdamOptimizer,  # noqa: F401
                          GradientDescentOptimizer, MomentumOptimizer, Optimizer,
                          RMSPropOptimizer)

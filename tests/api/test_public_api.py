@@ -43,6 +43,8 @@ PUBLIC = """
     truncated_normal_initializer uint8 unsorted_segment_sum unstack variable_scope
     variables_initializer variance_scaling_initializer where while_loop zeros zeros_initializer
     zeros_like
+    ConfigProto GPUOptions RunMetadata RunOptions add_check_numerics_ops arg_max arg_min argsort
+    ceil device hessians local_variables model_variables rint round sort verify_tensor_all_finite
 """.split()
 
 ROOT = Path(graphc.__file__).resolve().parent
