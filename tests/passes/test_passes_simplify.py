@@ -7,7 +7,7 @@ import graphc as gc
 from graphc.ir.ops import apply
 from graphc.ir.passes.simplify import RULES
 
-from tests.support.pass_testing import check_passes, ops, program_of
+from tests.support.pass_testing import check_passes, mlp, ops, program_of
 
 A = np.array([[1.5, -2.0, 0.0], [-0.0, 3.25, -1.0]])
 
@@ -97,7 +97,7 @@ def test_reshape_chain_becomes_one_reshape():
 
 
 def test_relu_mask_lets_the_preactivation_die_after_relu():
-    x, y, loss, train, feeds = __import__("pass_testing").mlp()
+    x, y, loss, train, feeds = mlp()
     opt = check_passes([loss, train], feeds, passes=["prune", "fold", "simplify", "dce"])
     relu_in = [n.inputs[0] for n in opt.nodes if n.op_name == "relu"]
     users = [n for n in opt.nodes if any(i is r for r in relu_in for i in n.inputs)]
