@@ -14,6 +14,7 @@ packing could reach.
 """
 from ..program import MemoryPlan
 from .common import nbytes, positions, value_inputs
+from .old_values import keep_old_values
 
 ALIGN = 64
 
@@ -120,6 +121,7 @@ def plan_memory(program):
         True
     """
     plan = ensure_plan(program)
+    keep_old_values(program, plan)  # (a no-op after the schedule pass made its copies)
     owners, interval = liveness(program.nodes, plan, program.fetches)
     offsets, top = _place(owners, interval)
     plan.offsets = {n: offsets[id(n)] for n in owners}

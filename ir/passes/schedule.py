@@ -22,8 +22,9 @@ import networkx as nx
 from graphc.errors import CompileError
 
 from ..rollback import declared_failures, failure_edges, planned_writers
-from .common import nbytes, new_node, positions, users, value_inputs
+from .common import nbytes, positions, users, value_inputs
 from .memory import ensure_plan, live_peak, owns_buffer
+from .old_values import keep_old_values
 
 
 def _variable_edges(nodes, plan):
@@ -49,41 +50,6 @@ def _variable_edges(nodes, plan):
                 if u is not writer and u is not a and not any(u is c for c in cls):
                     edges.append((u, writer))
     return edges
-
-
-def _keep_old_values(program, plan):
-    """Give each reader of a variable's old value that also depends on the variable's update
-    (``a * w`` with ``a = assign(w, w * 0.5)``) a copy of the old value taken before the write:
-    it cannot run before the write, yet must read what the variable held before (the
-    reference's semantics). Returns the number of copies made."""
-    data = nx.DiGraph()
-    for n in program.nodes:
-        data.add_node(n)
-        data.add_edges_from((x, n) for x in n.inputs)
-    children = {}
-    for n in program.nodes:
-        if n in plan.views:
-            children.setdefault(id(plan.views[n]), []).append(n)
-    uses = users(program.nodes, values_only=True)
-    made = 0
-    for a in [n for n in program.nodes if n.op_name == "assign"]:
-        var, value = a.inputs
-        writer = value if plan.inplace.get(value) is var else a
-        cls, stack = [], [var]
-        while stack:
-            m = stack.pop()
-            cls.append(m)
-            stack.extend(children.get(id(m), []))
-        later = nx.descendants(data, writer) | nx.descendants(data, a) | {writer, a}
-        copies = {}
-        for m in cls:
-            for u in list(uses.get(m, [])):
-                if u in later and u is not writer and u is not a and not any(u is c for c in cls):
-                    if id(m) not in copies:
-                        copies[id(m)] = new_node(program, m, "copy", [m], {}, before=writer)
-                        made += 1
-                    u.inputs = [copies[id(m)] if x is m else x for x in u.inputs]
-    return made
 
 
 def _dag(program, plan):
@@ -215,7 +181,7 @@ def schedule_for_memory(program):
         True
     """
     plan = ensure_plan(program)
-    kept = _keep_old_values(program, plan)
+    kept = keep_old_values(program, plan)
     dag = _dag(program, plan)
     before = live_peak(program.nodes, plan, program.fetches)
     order = _greedy_order(program, plan, dag)

@@ -43,3 +43,15 @@ def test_the_schedule_pass_counts_its_copies_and_gradients_see_the_old_value():
     want = gc.compile(g, backend="numpy", optimize=False)({x: xv})
     for backend in ("numpy", "llvm"):
         np.testing.assert_allclose(gc.compile(g, backend=backend)({x: xv}), want)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_unoptimized_steps_with_checks_plan_buffers_and_keep_the_old_value(backend):
+    """With check_numerics and optimize=False, no schedule pass runs but buffers are planned:
+    the memory plan makes the copy itself."""
+    w = gc.Variable(np.arange(6, dtype=np.float64).reshape(3, 2), name="w")
+    y = gc.assign(w, w * 0.5) * w + 1.0
+    want = np.arange(6).reshape(3, 2) ** 2 * 0.5 + 1.0
+    for optimize in (False, True):
+        step = gc.compile(y, backend=backend, optimize=optimize, check_numerics=True)
+        np.testing.assert_allclose(step(), want)
