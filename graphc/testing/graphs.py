@@ -186,6 +186,10 @@ class Generator:
                 [self.tensors[k] for k in inputs], params, f"s{len(self.items)}"))
         except gc.errors.GraphcError:
             return None
+        if self.tensors[i] is None:  # no value (an unconnected gradient): not an op here
+            self.items.pop()
+            self.tensors.pop()
+            return None
         op.shape = tuple(int(d) for d in self.tensors[i].shape)
         if op.bound > MAX_BOUND:
             return self.add_op("scale", (i,), {"c": 1.0 / op.bound}, 1.0)

@@ -210,20 +210,21 @@ def draw_hvp(g):
     draw_grad(g, second=True)
 
 
+def _grad(y, x):
+    # zeros, not None, where y does not depend on x (TF1's default gives None)
+    return gc.gradients(y, [x], unconnected_gradients="zero")[0]
+
+
 def build_grad(xs, p, name):
     y, x = xs
-    loss = gc.reduce_sum(y * _const(p["w"], y))
-    (dx,) = gc.gradients(loss, [x])
-    return dx
+    return _grad(gc.reduce_sum(y * _const(p["w"], y)), x)
 
 
 def build_hvp(xs, p, name):
     """Gradients of (gradients . v): forward-over-reverse through the graph's own VJPs."""
     y, x = xs
-    loss = gc.reduce_sum(y * _const(p["w"], y))
-    (dx,) = gc.gradients(loss, [x])
-    (hv,) = gc.gradients(gc.reduce_sum(dx * _const(p["v"], x)), [x])
-    return hv
+    dx = _grad(gc.reduce_sum(y * _const(p["w"], y)), x)
+    return _grad(gc.reduce_sum(dx * _const(p["v"], x)), x)
 
 
 
