@@ -26,7 +26,7 @@ _API = {
     ".data": "data=.",
     ".distributed": "distributed=.",
     ".errors": "errors=.",
-    ".framework.gradients": "gradients hessians",
+    ".framework.gradients": "gradients hessians UnconnectedGradients",
     ".framework.graph": (
         "add_to_collection assign assign_add assign_sub constant control_dependencies device "
         "get_collection get_default_graph global_variables global_variables_initializer Graph "

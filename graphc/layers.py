@@ -460,5 +460,5 @@ class Dropout(Layer):
 
 
 __all__ = ["Layer", "Dense", "Conv2D", "Flatten", "Dropout", "MaxPooling2D",
-           "AveragePooling2D", "BatchNormalization", "dense", "conv1d", "conv2d", "max_pooling2d", "average_pooling2d", "flatten", "dropout",
-           "batch_normalization", "UPDATE_OPS", "REGULARIZATION_LOSSES"]
+           "AveragePooling2D", "BatchNormalization", "dense", "conv1d", "conv2d",
+           "max_pooling2d", "average_pooling2d", "flatten", "dropout", "batch_normalization", "UPDATE_OPS", "REGULARIZATION_LOSSES"]

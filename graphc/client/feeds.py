@@ -59,28 +59,37 @@ def flatten(structure, graph):
 
 # -- feeds --------------------------------------------------------------------------------------
 def convert_feed(node, value):
-    """Convert a value fed to ``node`` (a placeholder or any other tensor) as TF1 does.
+    """Convert a value fed to ``node`` (a placeholder or any other tensor) as TF1's
+    ``Session.run`` does: ``np.asarray(value, dtype=node's dtype)``.
+
+    So float labels ``[[1.], [2.]]`` fed to an int32 placeholder become ``[[1], [2]]``
+    (fractions truncate toward zero, as NumPy casts).
 
     Args:
-        node: the fed node; the value must fit its static shape (None dims take any size)
-            and convert to its dtype by the placeholder rules.
+        node: the fed node; the value must fit its static shape (None dims take any size).
         value: an array, number or nested list.
     Returns:
         A C-contiguous array of the node's dtype (0-d stays 0-d).
     Raises:
-        FeedError: naming the node, expected and found dtype or shape, and the node's line.
+        FeedError: naming the node, expected and found dtype or shape, and the node's line,
+            for what has no such conversion: strings and other non-numbers, ragged lists,
+            NaN or Inf fed to an integer tensor, a shape that does not fit.
     Example:
         >>> convert_feed(x, [[1, 2, 3]])      # x: f32[?,3] -> float32 array of shape (1, 3)
     """
-    arr = np.asarray(value)
     want = node.dtype
-    if arr.dtype.kind == "f" and not want.is_floating:
-        raise FeedError(f"cannot feed a {arr.dtype.name} value to {want.name} "
-                        f"{node.describe()}", loc=node.loc,
-                        hint=f"convert it yourself, e.g. np.asarray(value, np.{want.np.name})")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise FeedError(f"cannot convert the value fed to {node.describe()} to an array: "
+                        f"{exc}", loc=node.loc, hint="feed a rectangular array") from None
     if arr.dtype.kind not in "fiub":
         raise FeedError(f"cannot feed a value of dtype {arr.dtype} to {node.describe()}",
                         loc=node.loc)
+    if arr.dtype.kind == "f" and not want.is_floating and not np.isfinite(arr).all():
+        raise FeedError(f"cannot feed a {arr.dtype.name} value holding NaN or Inf to "
+                        f"{want.name} {node.describe()}", loc=node.loc,
+                        hint="an integer tensor has no value for NaN or Inf")
     if arr.dtype != want.np:
         arr = arr.astype(want.np)
     if arr.ndim != len(node.shape) or any(d is not None and d != a

@@ -1,19 +1,34 @@
-"""``gc.gradients``: TF1's signature over ``ir.autodiff``."""
+"""``gc.gradients``, ``gc.hessians``: TF1's signatures over ``ir.autodiff``."""
+import enum
+
 from ..ir.autodiff import gradients as _gradients
+
+
+class UnconnectedGradients(enum.Enum):
+    """TF's ``tf.UnconnectedGradients``: what ``gradients`` gives an unconnected x."""
+    NONE = "none"
+    ZERO = "zero"
 
 
 def gradients(ys, xs, grad_ys=None, name="gradients", colocate_gradients_with_ops=False,
               gate_gradients=False, aggregation_method=None, stop_gradients=None,
-              unconnected_gradients="zero"):
+              unconnected_gradients="none"):
     """Symbolic d(sum ys)/d xs as graph nodes, differentiable again.
+
+    As TF1, an x that ``ys`` do not depend on (or only through non-differentiable ops such
+    as ``round``, ``argmax`` or ``stop_gradient``) gets None, so code filtering
+    ``g is not None`` skips it rather than training on zeros.
 
     Args:
         ys, xs: tensors or lists of tensors.
         grad_ys: cotangents seeding each y.
         stop_gradients: tensors held constant.
-        unconnected_gradients: "zero" (zeros shaped like x), "none" (None, as TF1), "raise".
+        unconnected_gradients: "none" (None, TF1's default), "zero" (zeros shaped like x)
+            or "raise"; also ``gc.UnconnectedGradients.ZERO`` and the like.
     Returns:
         A list with one gradient (or None) per x.
+    Example:
+        >>> gW, gu = gc.gradients(loss, [W, unused])   # gu is None
     """
     mode = getattr(unconnected_gradients, "value", unconnected_gradients)
     return _gradients(ys, xs, grad_ys, mode, stop_gradients or ())

@@ -8,9 +8,10 @@ on two inputs with shared weights, as TF1 code does.
 import contextlib
 
 from ..errors import GraphError, ShapeError
-from .graph import Variable, get_default_graph, global_variables
+from .graph import Node, Variable, get_default_graph, global_variables
 from ..ir import dtypes as D
 from ..ir.shapes import normalize_shape
+from ..ir.source import user_location
 
 AUTO_REUSE = "AUTO_REUSE"
 
@@ -89,8 +90,9 @@ def get_variable(name, shape=None, dtype=D.float32, initializer=None, regularize
         name: the variable's name inside the current scope.
         shape: its shape (checked against the existing variable when reusing).
         dtype, trainable: as in TF1.
-        initializer: a callable ``init(shape, dtype)`` or a value; default: the scope's,
-            else ``glorot_uniform()``.
+        initializer: a callable ``init(shape, dtype)``, a value or a tensor (TF1: the
+            shape, and for a tensor the dtype, are then taken from it and ``shape`` may be
+            left out); default: the scope's, else ``glorot_uniform()``.
         regularizer: ``reg(var) -> scalar or None``; a new variable's penalty goes into the
             ``regularization_losses`` collection (TF1; a reused variable adds none).
         reuse: overrides the scope's reuse flag.
@@ -117,7 +119,9 @@ def get_variable(name, shape=None, dtype=D.float32, initializer=None, regularize
         raise GraphError(f"get_variable: variable '{full}' does not exist and the scope "
                          f"reuses variables", hint="create it first in a scope without "
                          "reuse=True, or use reuse=gc.AUTO_REUSE")
-    var = _new_variable(name, shape, dtype, initializer or scope.initializer, trainable)
+    if initializer is None:
+        initializer = scope.initializer
+    var = _new_variable(name, shape, dtype, initializer, trainable)
     penalty = regularizer(var) if regularizer is not None else None
     if penalty is not None:
         var.graph.add_to_collection("regularization_losses", penalty)
@@ -137,5 +141,18 @@ def _new_variable(name, shape, dtype, initializer, trainable):
     if initializer is None:
         from ..ops.init_ops import glorot_uniform
         initializer = glorot_uniform()
+    if isinstance(initializer, Node):  # TF1: shape and dtype come from the tensor
+        if shape is not None and tuple(shape) != tuple(initializer.shape or ()):
+            raise ShapeError(f"get_variable: the initializer {initializer.describe()} of "
+                             f"'{name}' is {initializer.type_str()}, asked for shape "
+                             f"{list(shape)}", loc=initializer.loc,
+                             hint="leave out shape: it is taken from the initializer")
+        return Variable(initializer, trainable=trainable, name=name)
+    if shape is None and not callable(initializer):
+        return Variable(initializer, trainable=trainable, name=name, dtype=dtype)
+    if shape is None or None in shape:
+        raise ShapeError(f"get_variable: variable '{name}' needs a static shape, found "
+                         f"{shape}", loc=user_location(),
+                         hint="pass shape=[...], or an initializer value or tensor")
     value = initializer(shape, dtype) if callable(initializer) else initializer
     return Variable(value, trainable=trainable, name=name, dtype=dtype)

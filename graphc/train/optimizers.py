@@ -50,13 +50,14 @@ class Optimizer:
 
     # -- the three TF1 entry points -------------------------------------------------------------
     def compute_gradients(self, loss, var_list=None, **unused):
-        """[(gradient, variable)] for the variables connected to ``loss``.
+        """[(gradient, variable)] for every variable of ``var_list``, as TF1.
 
         Args:
             loss: a floating tensor (its elements are summed).
             var_list: variables to differentiate (default: ``gc.trainable_variables()``).
         Returns:
-            The connected pairs; each unconnected variable gets a warning instead.
+            One pair per variable; an unconnected variable's pair is ``(None, v)`` (TF1),
+            which ``apply_gradients`` skips, and it gets a warning.
         Raises:
             GradientError: no variables at all, or none connected to the loss.
         Example:
@@ -77,7 +78,7 @@ class Optimizer:
             if g is None:
                 warnings.warn(f"{self.name}: variable '{v.name}' is not connected to the loss "
                               f"'{loss.name}'; it will not be updated", stacklevel=3)
-        return connected
+        return list(zip(grads, var_list))
 
     def apply_gradients(self, grads_and_vars, global_step=None, name=None):
         """One op applying every (gradient, variable) pair, and incrementing ``global_step``.

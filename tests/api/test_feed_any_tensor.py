@@ -184,9 +184,10 @@ def test_bad_feeds_name_the_node_and_its_line():
     with pytest.raises(FeedError, match=r"cannot feed a value of dtype <U1 to relu 'h'"):
         sess.run(loss, {h: [["a"] * 4]})
     n = gc.argmax(x, 1, name="n")
-    with pytest.raises(FeedError, match=r"cannot feed a float64 value to int64 argmax 'n'\n  at "
-                                        + _line_of(n)):
-        sess.run(n * 2, {n: np.ones(2)})
+    with pytest.raises(FeedError, match=r"cannot feed a float64 value holding NaN or Inf to "
+                                        r"int64 argmax 'n'\n  at " + _line_of(n)):
+        sess.run(n * 2, {n: [1.0, np.inf]})
+    np.testing.assert_array_equal(sess.run(n * 2, {n: [1.0, 2.0]}), [2, 4])   # as TF1
     other = gc.Graph()
     with other.as_default():
         alien = gc.constant(1.0, name="alien")

@@ -45,6 +45,7 @@ PUBLIC = """
     zeros_like
     ConfigProto GPUOptions RunMetadata RunOptions add_check_numerics_ops arg_max arg_min argsort
     ceil device hessians local_variables model_variables rint round sort verify_tensor_all_finite
+    UnconnectedGradients
 """.split()
 
 ROOT = Path(graphc.__file__).resolve().parent

@@ -403,8 +403,9 @@ def test_tf_math_namespace_holds_the_same_functions():
         assert getattr(gc.math, n) is getattr(gc, n), n
     assert gc.math.in_top_k is gc.nn.in_top_k and gc.math.l2_normalize is gc.nn.l2_normalize
     assert gc.math.softplus is gc.nn.softplus
+    assert gc.math.top_k is gc.nn.top_k and gc.math.round is gc.round
     with pytest.raises(AttributeError):
-        gc.math.top_k  # not provided: an AttributeError, never a stand-in
+        gc.math.lgamma  # not provided: an AttributeError, never a stand-in
 
 
 def test_training_step_through_the_new_ops_on_both_backends():

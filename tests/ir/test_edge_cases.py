@@ -147,9 +147,9 @@ def _unused_setup():
     return x, unused, gc.reduce_sum(x * x)
 
 
-def test_unused_input_gets_zeros_by_default():
+def test_unused_input_gets_zeros_when_asked():
     x, unused, y = _unused_setup()
-    gx, gu = gc.gradients(y, [x, unused])
+    gx, gu = gc.gradients(y, [x, unused], unconnected_gradients=gc.UnconnectedGradients.ZERO)
     assert tuple(gu.shape) == (4,) and gu.dtype == gc.float64
     xv = np.arange(6.0).reshape(2, 3)
     for vx, vu in run_both([gx, gu], {x: xv}):
@@ -159,8 +159,9 @@ def test_unused_input_gets_zeros_by_default():
 
 def test_unused_input_gives_none_as_tf1():
     x, unused, y = _unused_setup()
-    gx, gu = gc.gradients(y, [x, unused], unconnected_gradients="none")
+    gx, gu = gc.gradients(y, [x, unused])   # TF1's default: None
     assert gu is None
+    assert gc.gradients(y, [unused], unconnected_gradients="none") == [None]
     xv = np.arange(6.0).reshape(2, 3)
     for (vx,) in run_both([gx], {x: xv}):  # the connected input's gradient is unaffected
         np.testing.assert_array_equal(vx, 2 * xv)

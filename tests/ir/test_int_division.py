@@ -157,10 +157,12 @@ def test_mixed_integer_dtypes_are_refused():
 
 
 def test_gradients_follow_tf():
-    """d(x // y) = 0; d(x % y)/dx = 1, d(x % y)/dy = -floor(x / y); integer inputs have none."""
+    """d(x // y) = 0 (None by default, as TF1's FloorDiv has no gradient); d(x % y)/dx = 1,
+    d(x % y)/dy = -floor(x / y); integer inputs have none."""
     x, y = gc.placeholder(gc.float64, [4]), gc.placeholder(gc.float64, [4])
     xv, yv = np.array([7.5, -7.5, 1.3, -0.2]), np.array([2.0, 2.0, -0.5, 3.0])
-    gq = gc.gradients(gc.reduce_sum(x // y), [x, y])
+    assert gc.gradients(gc.reduce_sum(x // y), [x, y]) == [None, None]
+    gq = gc.gradients(gc.reduce_sum(x // y), [x, y], unconnected_gradients="zero")
     gm = gc.gradients(gc.reduce_sum(x % y * 3.0), [x, y])
     for backend, optimize in RUNS:
         got = _run(gq + gm, {x: xv, y: yv}, backend, optimize)
