@@ -31,8 +31,9 @@ _API = {
         "add_to_collection assign assign_add assign_sub constant control_dependencies device "
         "get_collection get_default_graph global_variables global_variables_initializer Graph "
         "GraphKeys group initialize_all_variables local_variables local_variables_initializer "
-        "model_variables name_scope no_op Operation placeholder placeholder_with_default reset_default_graph "
-        "set_random_seed Tensor trainable_variables Variable variables_initializer"
+        "model_variables name_scope no_op Operation placeholder placeholder_with_default "
+        "reset_default_graph set_random_seed Tensor trainable_variables Variable "
+        "variables_initializer"
     ),
     ".framework.nest": "nest=.",
     ".framework.variable_scope": (
@@ -71,9 +72,9 @@ _API = {
         "greater_equal identity is_finite is_inf is_nan less less_equal log log1p logical_and "
         "logical_not logical_or matmul maximum minimum mod multiply neg negative not_equal "
         "one_hot ones ones_like pow random_normal random_uniform range rank realdiv "
-        "reciprocal reshape rint round rsqrt shape sigmoid sign slice sqrt square squared_difference "
-        "squeeze stack stop_gradient subtract tanh to_double to_float to_int32 to_int64 "
-        "transpose truediv truncated_normal unstack where zeros zeros_like"
+        "reciprocal reshape rint round rsqrt shape sigmoid sign slice sqrt square "
+        "squared_difference squeeze stack stop_gradient subtract tanh to_double to_float "
+        "to_int32 to_int64 transpose truediv truncated_normal unstack where zeros zeros_like"
     ),
     ".ops.reduction_ops": (
         "count_nonzero reduce_all reduce_any reduce_logsumexp reduce_max reduce_mean "
@@ -121,6 +122,20 @@ _MISSING = {
     "data.TextLineDataset": "parse the lines into numbers with Python or NumPy and build a "
                             "gc.data.Dataset from_tensor_slices of the arrays",
 }
+# TF1's queue-based input pipeline: tf.data (or feed_dict) does the same in graphc
+_QUEUES = ("graphc has no input queues or queue runners: build a gc.data.Dataset "
+           "(from_tensor_slices((x, y)).shuffle(n).batch(b)) and its make_one_shot_iterator(), "
+           "or feed NumPy batches (gc.data.batches) through feed_dict")
+_RECORDS = ("graphc reads no TFRecords: keep the data as NumPy arrays (np.savez / np.load) "
+            "and build a gc.data.Dataset from_tensor_slices of them")
+_MISSING.update({f"train.{name}": _QUEUES for name in (
+    "Coordinator", "start_queue_runners", "QueueRunner", "batch", "shuffle_batch",
+    "string_input_producer", "slice_input_producer", "input_producer")})
+_MISSING.update({name: _QUEUES for name in ("FIFOQueue", "RandomShuffleQueue",
+                                             "TFRecordReader", "TextLineReader")})
+_MISSING.update({name: _RECORDS for name in (
+    "python_io", "FixedLenFeature", "VarLenFeature", "parse_single_example", "parse_example",
+    "train.Example", "train.Features", "train.Feature")})
 
 
 def missing_attribute(qualname, module, name):

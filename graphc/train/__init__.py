@@ -11,3 +11,9 @@ from .saver import (CheckpointState, Saver, get_checkpoint_state,  # noqa: F401
                     latest_checkpoint)
 from .training_util import (create_global_step, get_global_step,  # noqa: F401
                             get_or_create_global_step, global_step)
+
+
+def __getattr__(name):
+    """TF1's queue runners and record protos: a clear error (the table is in graphc/__init__.py)."""
+    from .. import missing_attribute
+    raise missing_attribute(f"train.{name}", __name__, name)

@@ -29,12 +29,33 @@ def test_tf_data_tfrecord_dataset_points_to_numpy_datasets():
     assert tf.data.load_digits and tf.data.Dataset  # the real module still works
 
 
+@pytest.mark.parametrize("qualname,advice", [
+    ("train.start_queue_runners", r"no input queues or queue runners: build a gc\.data\.Dataset"),
+    ("train.shuffle_batch", r"make_one_shot_iterator\(\), or feed NumPy batches"),
+    ("train.Coordinator", r"no input queues"),
+    ("FIFOQueue", r"no input queues"),
+    ("train.Example", r"reads no TFRecords: keep the data as NumPy arrays"),
+    ("parse_single_example", r"reads no TFRecords"),
+    ("python_io", r"reads no TFRecords"),
+])
+def test_tf1_input_pipelines_say_what_to_do(qualname, advice):
+    owner, _, name = qualname.rpartition(".")
+    module = getattr(tf, owner) if owner else tf
+    with pytest.raises(AttributeError, match=rf"has no attribute '{name}': graphc does not have "
+                       rf"tf\.{qualname}; ") as info:
+        getattr(module, name)
+    assert info.match(advice)
+    assert not hasattr(module, name)
+    assert tf.train.AdamOptimizer and tf.train.Saver  # the real module still works
+
+
 def test_curated_names_are_really_missing():
     """A name graphc gains must leave the table (its advice would never show)."""
     from graphc import _MISSING
     for qualname in _MISSING:
-        owner = tf.data if qualname.startswith("data.") else tf
-        assert qualname.split(".")[-1] not in vars(owner), qualname
+        owner, _, name = qualname.rpartition(".")
+        module = getattr(tf, owner) if owner else tf
+        assert name not in vars(module), qualname
 
 
 def test_loops_are_no_longer_missing():
