@@ -66,13 +66,13 @@ _API = {
     ),
     ".ops.linalg_ops": "diag diag_part eye matrix_diag matrix_diag_part norm tensordot trace",
     ".ops.math_ops": (
-        "abs add add_n arg_max arg_min argmax argmin broadcast_to cast ceil concat div "
-        "div_no_nan "
-        "divide equal exp expand_dims fill floor floordiv floormod gather greater "
-        "greater_equal identity is_finite is_inf is_nan less less_equal log log1p logical_and "
-        "logical_not logical_or matmul maximum minimum mod multiply neg negative not_equal "
-        "one_hot ones ones_like pow random_normal random_uniform range rank realdiv "
-        "reciprocal reshape rint round rsqrt shape sigmoid sign slice sqrt square "
+        "abs add add_n arg_max arg_min argmax argmin broadcast_to cast ceil concat "
+        "convert_to_tensor div div_no_nan divide equal exp expand_dims fill floor floordiv "
+        "floormod gather greater greater_equal identity is_finite is_inf is_nan less "
+        "less_equal lin_space linspace log log1p logical_and logical_not logical_or matmul "
+        "maximum minimum mod multiply neg negative not_equal one_hot ones ones_like pow "
+        "random_normal random_uniform range rank realdiv "
+        "reciprocal reshape rint round rsqrt shape sigmoid sign size slice sqrt square "
         "squared_difference squeeze stack stop_gradient subtract tanh to_double to_float "
         "to_int32 to_int64 transpose truediv truncated_normal unstack where zeros zeros_like"
     ),

@@ -4,7 +4,7 @@ import builtins
 
 import numpy as np
 
-from ..errors import GraphError, ShapeError
+from ..errors import DTypeError, GraphError, ShapeError
 from ..ir import dtypes as D
 from ..ir.ops import apply, const_node, convert
 from ..ir.ops.operators import true_divide
@@ -245,6 +245,57 @@ def rank(input, name=None):  # noqa: A002
     return const_node(np.int32(input.rank), name=name or "Rank")
 
 
+def size(input, name=None, out_type=D.int32):  # noqa: A002
+    """The number of elements (TF1's ``tf.size``): a constant when the shape is static, else
+    the product of ``shape(input)``, known once the step is specialized."""
+    x = convert(input)
+    out_type = D.as_dtype(out_type)
+    if None not in x.shape:
+        return const_node(np.array(int(np.prod(x.shape)), out_type.np), name=name or "Size")
+    from .reduction_ops import reduce_prod
+    return reduce_prod(shape(x, out_type=out_type), name=name or "Size")
+
+
+def linspace(start, stop, num, name=None, axis=0):
+    """``num`` evenly spaced values from ``start`` to ``stop`` inclusive (TF1's ``lin_space``);
+    the arguments must be known when the graph is built (numbers or constants).
+
+    Example:
+        >>> gc.linspace(0.0, 1.0, 5)   # [0., 0.25, 0.5, 0.75, 1.]
+    """
+    from ..ir.static import static_value
+    known = [static_value(v) if isinstance(v, Node) else np.asarray(v)
+             for v in (start, stop, num)]
+    for arg, value, given in zip(("start", "stop", "num"), known, (start, stop, num)):
+        if value is None:
+            raise GraphError(f"linspace: {arg} must be known when the graph is built, found "
+                             f"tensor '{given.name}'", hint="pass a Python number")
+    floating = isinstance(start, Node) and start.dtype.is_floating
+    dtype = start.dtype.np if floating else np.float32   # as TF: start's dtype, else float32
+    values = np.linspace(known[0], known[1], int(known[2]), dtype=dtype, axis=axis)
+    return const_node(values, name=name or "LinSpace")
+
+
+lin_space = linspace
+
+
+def convert_to_tensor(value, dtype=None, name=None, preferred_dtype=None, dtype_hint=None):
+    """``value`` as a tensor (TF1's ``convert_to_tensor``): tensors unchanged, Python values
+    and arrays as constants (``dtype`` or the preferred one when given).
+
+    Raises:
+        DTypeError: a tensor whose dtype is not ``dtype`` (TF1 raises too; use gc.cast).
+    """
+    if isinstance(value, Node):
+        if dtype is not None and value.dtype != D.as_dtype(dtype):
+            raise DTypeError(f"convert_to_tensor: {value.describe()} is {value.dtype.name}, "
+                             f"asked for {D.as_dtype(dtype).name}", loc=value.loc,
+                             hint="use gc.cast to change a tensor's dtype")
+        return value
+    want = dtype if dtype is not None else (preferred_dtype or dtype_hint)
+    return const_node(default_array(value, want), name=name or "Const")
+
+
 def add_n(inputs, name=None):
     total = inputs[0]
     for x in inputs[1:]:
@@ -337,7 +388,8 @@ def ceil(x, name=None):
 
 def round(x, name=None):  # noqa: A001  (TF1's name)
     """Nearest integer-valued float, halves to even as TF (``round(2.5) = 2``,
-    ``round(-1.5) = -2``); integers unchanged; zero gradient (TF1 declares Round non-differentiable).
+    ``round(-1.5) = -2``); integers unchanged; zero gradient (TF1 declares Round
+    non-differentiable: ``gc.gradients`` gives None through it).
 
     Example:
         >>> gc.round([0.5, 1.5, 2.5, -1.5])   # [0., 2., 2., -2.]

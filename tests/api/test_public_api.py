@@ -45,7 +45,7 @@ PUBLIC = """
     zeros_like
     ConfigProto GPUOptions RunMetadata RunOptions add_check_numerics_ops arg_max arg_min argsort
     ceil device hessians local_variables model_variables rint round sort verify_tensor_all_finite
-    UnconnectedGradients
+    UnconnectedGradients convert_to_tensor lin_space linspace size
 """.split()
 
 ROOT = Path(graphc.__file__).resolve().parent

@@ -306,3 +306,27 @@ def test_moments_on_any_axes(backend, rng):
     (got_dx,) = run_on(backend, [dx], {x: xv})
     check_against_central_differences(scalar_of(backend, loss), {x: xv}, [x], [got_dx], rng,
                                       "moments")
+
+
+# -- size, linspace, convert_to_tensor -----------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_size_linspace_and_convert_to_tensor(backend):
+    x = gc.placeholder(gc.float32, [None, 3])
+    static = gc.size(gc.ones([2, 5]), out_type=gc.int64)
+    assert static.op_name == "const"
+    start = gc.constant(1.0, gc.float64)
+    got = run_on(backend, [gc.size(x), static, gc.linspace(0.0, 1.0, 5),
+                           gc.linspace(start, 2.0, gc.constant(3)), gc.convert_to_tensor([1, 2]),
+                           gc.convert_to_tensor([1, 2], gc.float32),
+                           gc.convert_to_tensor(x) * 2.0], {x: np.ones((4, 3))})
+    refs = [12, 10, np.linspace(0.0, 1.0, 5), np.linspace(1.0, 2.0, 3), [1, 2], [1.0, 2.0],
+            np.full((4, 3), 2.0)]
+    dtypes = [np.int32, np.int64, np.float32, np.float64, np.int32, np.float32, np.float32]
+    for out, ref, dtype in zip(got, refs, dtypes):
+        assert np.asarray(out).dtype == dtype
+        np.testing.assert_allclose(out, ref, rtol=1e-6)
+    with pytest.raises(gc.errors.DTypeError, match="convert_to_tensor: .* is float32, asked "
+                                                   "for int32"):
+        gc.convert_to_tensor(x, gc.int32)
+    with pytest.raises(GraphError, match="linspace: num must be known when the graph is built"):
+        gc.linspace(0.0, 1.0, gc.placeholder(gc.int32, []))
