@@ -10,13 +10,17 @@ values twice over: both calls must match the reference's, and the two runs each 
 
 Tolerance, per fetched tensor f of a graph with ``n`` ops and dtype epsilon ``eps``:
 
-    max |candidate - reference| <= 4 n (S_f + eps * max |reference|) + 1000 * tiny
+    max |candidate - reference| <= 4 n (S_f + eps * M_f) + 1000 * tiny
 
 ``S_f`` is the measured sensitivity of f to rounding: the reference is run again on feeds
 perturbed by a relative ``8 eps`` (two random draws) and ``S_f`` is the largest change of f
 divided by 8, i.e. how much f moves per ``eps`` of relative noise in its inputs. Rounding inside
 the graph acts like such noise at each of the ``n`` ops, hence the factor n; well-conditioned
 graphs get about ``4 n eps`` relative to the fetch's scale, cancelling ones proportionally more.
+``M_f`` is the largest magnitude among f and every float value f is computed from (one more
+unoptimized run that fetches them all): an op rounds within an eps of its own value, and a
+cancellation downstream (``s - tanh(s)`` for a small ``s``: a 2-ulp tanh difference is 16 ulp
+of the result) keeps that absolute error while perturbing the feeds moves both terms alike.
 A difference above that is confirmed only if it survives a second look: the reference is run on
 feeds perturbed by ``1024 eps`` (four draws), and when the reference itself moves by a quarter
 of the difference, the graph sits on a kink (relu or max near a tie, a branch of ``abs``) and
@@ -241,7 +245,27 @@ class Batch:
         for _ in range(SENS_DRAWS):
             moved = self.calls(step, perturbed(self.feeds, SENS_RHO, rng))
             sens = [max(s, max_diff(m, r) / SENS_RHO) for s, m, r in zip(sens, moved, ref)]
+        self.scale = self._upstream_scales()
         return step, ref, sens, fails
+
+    def _upstream_scales(self):
+        """Per fetch, the largest magnitude of a float value it is computed from: each op
+        rounds within an eps of its own value, and a later cancellation (``s - tanh(s)``)
+        keeps that absolute error while the result shrinks. Perturbing the feeds moves both
+        terms alike, so ``S_f`` misses it; this bound does not."""
+        with self.graph.as_default():
+            nodes = [n for n in needed_nodes(self.fetches, [])
+                     if n.dtype is not None and n.dtype.is_floating and n.shape is not None
+                     and not n.opdef.impure and n.op_name != "placeholder"]
+            if not nodes:
+                return [0.0] * len(self.fetches)
+            values = call(compile_step(nodes, list(self.feeds), "reference"), self.feeds)
+        mag = {}
+        for n, v in zip(nodes, values):
+            finite = np.abs(v[np.isfinite(v)]) if np.size(v) else np.zeros(0)
+            mag[id(n)] = float(finite.max()) if finite.size else 0.0
+        return [max([mag.get(id(u), 0.0) for u in needed_nodes([f], [])] + [0.0])
+                for f in self.fetches]
 
     def run(self, confirm=True):
         """Compile and run every config; returns [Failure] (graphs named by batch index)."""
@@ -289,6 +313,7 @@ class Batch:
         r = self.recipes[self.owner[i]]
         fi = np.finfo(np.dtype(r.dtype))
         scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+        scale = max(scale, getattr(self, "scale", [0.0] * (i + 1))[i])
         return 4 * max(r.n_ops, 1) * (sens + float(fi.eps) * scale) + 1000 * float(fi.tiny)
 
     def confirm(self, step, ref, fails):
