@@ -2,7 +2,8 @@
 
 ``a = assign(w, w * 0.5); y = a * w`` reads the new value (through ``a``) and the old one
 (``w``) in one expression: the reader depends on the write, so no schedule can put it before
-the write, yet the reference gives it the old value. Such readers get a copy of the old value
+the write (through data, or through an in-place decision that orders it after a value computed
+from the write), yet the reference gives it the old value. Such readers get a copy of the old value
 taken before the write (a ``copy`` node, never a view). The schedule pass does this before
 ordering the step, and the memory plan does it when no schedule pass ran (the unoptimized
 pipeline with debugging checks, which plans buffers in the reference's order).
@@ -14,10 +15,11 @@ from .common import new_node, users
 
 def keep_old_values(program, plan):
     """Rewire every such reader to a copy of the old value; returns the copies made."""
-    data = nx.DiGraph()
+    data = nx.DiGraph()  # data edges and the in-place orderings: both put a node after another
     for n in program.nodes:
         data.add_node(n)
         data.add_edges_from((x, n) for x in n.inputs)
+    data.add_edges_from(getattr(program, "constraints", []))
     children = {}
     for n in program.nodes:
         if n in plan.views:

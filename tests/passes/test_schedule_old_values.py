@@ -55,3 +55,25 @@ def test_unoptimized_steps_with_checks_plan_buffers_and_keep_the_old_value(backe
     for optimize in (False, True):
         step = gc.compile(y, backend=backend, optimize=optimize, check_numerics=True)
         np.testing.assert_allclose(step(), want)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_reader_ordered_after_the_update_by_an_in_place_decision(backend):
+    """The fuzzer's seed 213726: d/dx of a loss read after its SGD step, and a Hessian-vector
+    product through it. The gradient's ``(1 - tanh^2) * v`` reads the old ``v``; no data edge
+    puts it after the update, but an in-place decision does (it overwrites a buffer a later
+    node reads): it gets the copy too."""
+    x = gc.placeholder(gc.float64, [1, 1], name="x")
+    v = gc.Variable(np.array([[-1.42]]), name="v")
+    loss = gc.reduce_sum(gc.tanh(v * x))
+    train = gc.train.GradientDescentOptimizer(0.1).minimize(loss, var_list=[v])
+    with gc.control_dependencies([train]):
+        after = gc.identity(loss)
+    g = gc.gradients(after, [x])[0]
+    (gx,) = gc.gradients(gc.reduce_sum(gc.tanh(after)), [x])
+    hv = gc.gradients(gc.reduce_sum(gx * 0.3), [x])[0]
+    feed = {x: np.array([[0.7]])}
+    want = gc.compile([g, hv], backend="numpy", optimize=False)(feed)
+    got = gc.compile([g, hv], backend=backend)(feed)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
