@@ -121,7 +121,7 @@ def plan_memory(program):
         True
     """
     plan = ensure_plan(program)
-    keep_old_values(program, plan)  # (a no-op after the schedule pass made its copies)
+    keep_old_values(program, plan)  # (done already when the schedule pass ran)
     owners, interval = liveness(program.nodes, plan, program.fetches)
     offsets, top = _place(owners, interval)
     plan.offsets = {n: offsets[id(n)] for n in owners}

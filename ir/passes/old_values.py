@@ -14,7 +14,11 @@ from .common import new_node, users
 
 
 def keep_old_values(program, plan):
-    """Rewire every such reader to a copy of the old value; returns the copies made."""
+    """Rewire every such reader to a copy of the old value; returns the copies made. Runs
+    once per program (the schedule pass, else the memory plan): later calls return 0."""
+    if getattr(program, "old_values_kept", False):
+        return 0
+    program.old_values_kept = True
     data = nx.DiGraph()  # data edges and the in-place orderings: both put a node after another
     for n in program.nodes:
         data.add_node(n)
