@@ -160,22 +160,41 @@ def gradients(ys, xs, grad_ys=None, unconnected_gradients="zero", stop_gradients
     _check_xs(xs_list)
     grads = _seed(ys, grad_ys)
     stops = set(stop_gradients)
+    results = {}  # multi-output node -> {result node: its cotangent}
     for node in reversed(_between(ys, xs_list)):
+        opdef = node.opdef
+        if opdef.multi_output:  # a loop: one VJP for the cotangents of all its results
+            if node in stops or node not in results:
+                continue
+            with node.graph.gradient_context(node):
+                in_grads = opdef.vjp(results[node], node, *node.inputs, **node.attrs)
+            _collect(grads, node, in_grads)
+            continue
         parts = grads.get(node)
         if not parts or node in stops or not node.inputs:
             continue
-        opdef = node.opdef
         if opdef.vjp is ZERO or not node.dtype.is_floating:
+            continue
+        if opdef.projects:
+            with node.graph.gradient_context(node):
+                g = _accumulate(parts)
+            grads[node] = [g]
+            results.setdefault(node.inputs[0], {})[node] = g
             continue
         with node.graph.gradient_context(node):
             g = _accumulate(parts)
             grads[node] = [g]
             in_grads = opdef.vjp(g, node, *node.inputs, **node.attrs)
-            for i, (inp, ig) in enumerate(zip(node.inputs, in_grads)):
-                if ig is None or inp.dtype is None or not inp.dtype.is_floating:
-                    continue
-                grads.setdefault(inp, []).append(unbroadcast(ig, inp, node, i))
+            _collect(grads, node, in_grads)
     return [_result(x, grads.get(x), unconnected_gradients) for x in xs_list]
+
+
+def _collect(grads, node, in_grads):
+    """Add the VJP's gradient of each input of ``node`` to that input's parts."""
+    for i, (inp, ig) in enumerate(zip(node.inputs, in_grads)):
+        if ig is None or inp.dtype is None or not inp.dtype.is_floating:
+            continue
+        grads.setdefault(inp, []).append(unbroadcast(ig, inp, node, i))
 
 
 def _result(x, parts, mode):

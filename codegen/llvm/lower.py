@@ -45,12 +45,15 @@ from .registry import KERNELS, Buf, lowers  # noqa: F401  (KERNELS, lowers: re-e
 class Lowering:
     """State of one program's lowering (see module docstring)."""
 
-    def __init__(self, program, profile=False, numerics=False):
+    def __init__(self, program, profile=False, numerics=False, parent=None):
         self.p = program
         self.numerics = numerics  # a numerics-checked build: every value is kept and checked
-        self.module = Module()
-        self.math = MathLib(self.module)
+        self.module = Module() if parent is None else parent.module
+        self.math = MathLib(self.module) if parent is None else parent.math
         self.layout = StepLayout(entry="step", n_slots=0)
+        if parent is not None:  # a loop body: status entries are the step's
+            self.layout.node_names = parent.layout.node_names
+            self.layout.index_checks = parent.layout.index_checks
         self.bufs = {}
         self.calls = []
         self.arena_size = 0
@@ -220,9 +223,14 @@ class Lowering:
                                   self.noalias([dst, src]))
         self.call(fn, [dst, src], node)
 
+    def nested(self, program):
+        """A loop body ``program`` lowered into this module (``lower_body``)."""
+        return lower_body(self, program)
+
     # -- the step -----------------------------------------------------------------------------------
-    def step_function(self):
-        fn = Function("step", [("ptr", "%table", "noalias readonly")], linkage="",
+    def step_function(self, name="step", linkage=""):
+        """``void step(ptr %table)`` (a loop body: ``name``, internal, over its frame)."""
+        fn = Function(name, [("ptr", "%table", "noalias readonly")], linkage=linkage,
                       attrs="nounwind")
         bases, ptrs = {}, {}
 
@@ -237,6 +245,10 @@ class Lowering:
         restore = _flush_denormals(fn)
         prof = pointer(Buf(self._special("profile"), 0, 8)) if self.profile else None
         for k, (name, bufs, entry, _, note) in enumerate(self.calls):
+            if callable(name):  # a loop (``kernels.loop``): it writes its own control flow
+                fn.emit(f"; {note}")
+                name(fn, pointer, restore)
+                continue
             args = ", ".join(f"ptr {pointer(b)}" for b in bufs)
             fn.emit(f"; {note}")
             if prof:
@@ -297,13 +309,33 @@ def lower_program(program, profile=False, stats=None, checks=()):
     Raises:
         CompileError: an op without an LLVM kernel, naming the op and the node.
     """
+    numerics = "numerics" in checks
+    L = Lowering(program, profile, numerics)
+    _lower_nodes(L, program, numerics)
+    L.layout.snapshot = _snapshot(L, program, checks)
+    text, layout = L.finish()
+    if stats is not None:
+        stats.update(_stats(L))
+    return text, layout
+
+
+def lower_body(L, program):
+    """Lower a loop body ``program`` into ``L``'s module: its own table layout (the loop's
+    frame), kernels shared with the step; returns its finished ``Lowering`` (``calls``,
+    ``layout``), whose ``step_function`` the loop kernel names and adds."""
+    B = Lowering(program, parent=L)
+    _lower_nodes(B, program, False)
+    B.flush()
+    return B
+
+
+def _lower_nodes(L, program, numerics):
+    """Storage, folds and one kernel per node of ``program`` (in schedule order) into ``L``."""
     for n in program.nodes:
         if kernel_for(n) is None and computed(n):
             raise CompileError(
                 f"{n.describe()}: the LLVM backend has no kernel for op '{n.op_name}'",
                 loc=n.loc, hint="use backend='numpy' for this program")
-    numerics = "numerics" in checks
-    L = Lowering(program, profile, numerics)
     L.storage = make_storage(L)
     L.gemms = GemmPlan(L) if getattr(program.plan, "planned", False) and not numerics \
         else None
@@ -321,11 +353,6 @@ def lower_program(program, profile=False, stats=None, checks=()):
         if numerics and numerics_kernels.checked(L, n):
             numerics_kernels.check_value(L, n)
     L.storage.finish()
-    L.layout.snapshot = _snapshot(L, program, checks)
-    text, layout = L.finish()
-    if stats is not None:
-        stats.update(_stats(L))
-    return text, layout
 
 
 def _snapshot(L, program, checks):

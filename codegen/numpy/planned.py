@@ -19,6 +19,7 @@ import numpy as np
 from ...ir.rollback import planned_writers, snapshot_variables
 from .emitter import FAULT_PRELUDE, Emitter, node_note
 from .fused import FusedRenderer, Slot, literal
+from .loop import loop_lines, output_index
 from .templates import OUT_TEMPLATES, attr_literal, kernel_of
 
 _PRELUDE = FAULT_PRELUDE + '''
@@ -161,6 +162,11 @@ class PlannedEmitter(Emitter):
         """Lines computing ``n`` into its storage (empty for leaves and value-less nodes)."""
         op, plan = n.op_name, self.plan
         self.clobbered = []
+        if op == "loop":
+            return loop_lines(self, n, optimized=True)
+        if op == "loop_output":
+            return [f"np.copyto({self.names[n]}, {self.names[n.inputs[0]]}"
+                    f"[{output_index(n)}])"]
         if n.opdef.leaf or n.dtype is None:
             return []
         if op == "check_numerics":

@@ -7,6 +7,7 @@ from . import conv, pool, random_ops  # noqa: F401  (registers: layers and their
 from . import debug  # noqa: F401  (registers check_numerics)
 from . import collective  # noqa: F401  (registers allreduce_mean)
 from . import host  # noqa: F401  (registers host_call, host_output)
+from . import loop  # noqa: F401  (registers loop, loop_output)
 from . import operators  # noqa: F401
 from .registry import F, REGISTRY, ZERO, OpDef, apply, const_node, convert, get
 

@@ -71,6 +71,10 @@ class OpDef:
             uses the position only when that buffer is dead afterwards.
         random: draws from the step's RNG (its impl takes the Generator first); implies
             ``impure``.
+        multi_output: the node has no value of its own but several results, each read by a
+            node of a ``projects`` op (``loop``); its VJP takes {result node: cotangent}.
+        projects: the node is one result of the ``multi_output`` node it reads
+            (``loop_output``); the autodiff driver hands its cotangent to that node.
         linear: how the op is linear, which scale folding relies on: "first" (in input 0,
             the others fixed: op(c x, y) = c op(x, y)), "each" (in any one input, the others
             fixed: multiply, matmul), "all" (in all inputs together: add, subtract); None:
@@ -87,7 +91,7 @@ class OpDef:
                  broadcast_core=None, may_fail=False, index_check=None, leaf=False,
                  compile_time=False, view=False, identity=False, orders=None,
                  rearranges=False, shape_only=(), destroys=(), random=False, reduce=None,
-                 linear=None):
+                 linear=None, multi_output=False, projects=False):
         self.name, self.infer, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
         self.impure = bool(impure or random)
         self.commutative, self.domain, self.arity = commutative, domain, arity
@@ -97,6 +101,7 @@ class OpDef:
         self.leaf, self.compile_time, self.view, self.identity = leaf, compile_time, view, identity
         self.orders, self.rearranges, self.random = orders, rearranges, random
         self.reduce, self.linear = reduce, linear
+        self.multi_output, self.projects = multi_output, projects
         self.shape_only, self.destroys = tuple(shape_only), tuple(destroys)
         # Inputs broadcast against each other on all but their last ``broadcast_core`` axes
         # (0 for elementwise ops, 2 for matmul); None: they never do. Autodiff reads it.

@@ -5,4 +5,4 @@ module is imported first, every lowering is registered. Kernel modules import th
 and the helper modules (``ir``, ``loops``, ``scalar``, ``math``...), never the driver.
 """
 from . import (collective, conv, conv_gemm, elementwise, gemm, gemm_acc, host,  # noqa: F401
-               movement, nn, numerics, pool, random, transpose, windows)
+               loop, movement, nn, numerics, pool, random, transpose, windows)

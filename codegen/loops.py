@@ -1,0 +1,31 @@
+"""What both backends need to run a ``loop`` node: its body as a Program, result positions.
+
+A loop's body is compiled as a program of its own (``ir.loops.body_program``), through the
+same passes as the step around it when that step is optimized: CSE, folding, fusion,
+in-place decisions and the memory plan all work inside bodies, each body planned apart.
+"""
+from ..ir.loops import body_feed_shapes, body_program
+from ..ir.program import build_program
+
+
+def body_for_backend(loop, optimized):
+    """The body's Program of a specialized ``loop``: optimized by the default passes (a new
+    program each time: passes rewrite in place) when ``optimized``, else the reference."""
+    if not optimized:
+        return body_program(loop)
+    from ..ir.passes import run_pipeline
+    body = loop.attrs["body"]
+    prog = build_program(body.outputs, body_feed_shapes(loop))
+    prog.name = body_program(loop).name
+    run_pipeline(prog)
+    return prog
+
+
+def output_index(node):
+    """Position of ``loop_output`` ``node`` among its loop's results: carried values, then
+    stacked values, then the iteration count."""
+    loop = node.inputs[0]
+    role, k = node.attrs["role"], node.attrs["index"]
+    nc = loop.attrs["n_carried"]
+    return {"carried": k, "stacked": nc + k,
+            "count": nc + len(loop.attrs["body"].stacked)}[role]

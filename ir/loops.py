@@ -1,0 +1,436 @@
+"""Loops as nodes: a ``loop`` node owns its body, nested in the same graph.
+
+A loop is built like TF1's while context, in the graph the user builds into: the body's
+*loop variables* are ``placeholder`` nodes made for the loop (the carried state at the start of
+an iteration, the element ``t`` of each sequence, the counter ``t``), and the body is every
+node that depends on them and that the loop's outputs need. What the body reads but does not
+compute (weights, a variable created by a cell on its first call, anything built from them
+alone) is *captured*: computed once before the loop and passed in as an invariant input. So
+work that does not depend on the loop variables is hoisted out of the loop by construction.
+
+The ``loop`` node (``ir/ops/loop.py``) has no value of its own; ``loop_output`` nodes read
+its results, by role:
+- ``("carried", k)``: the carried value k after the last iteration (its initial value when
+  no iteration runs);
+- ``("stacked", k)``: the values of body node ``stacked[k]`` of every iteration, stacked along
+  a new axis 0 of length ``length`` (row t holds iteration t's value; rows of iterations that
+  did not run are zero);
+- ``("count", 0)``: how many iterations ran (int32).
+
+Trip count: ``length`` bounds the iterations (a static int, or None: the sequences' leading
+dim once the step is specialized). A ``cond`` (bool scalar, computed in the body from the
+*next* state) stops the loop early, with ``cond0`` (the same predicate of the initial state,
+an input) deciding whether the first iteration runs; a ``count`` input (int32) runs that many
+iterations at most. ``reverse`` visits t = n-1 ... 0 (n the iterations that run).
+
+Inputs of the node, in order: [count] [cond0] init... sequences... captured...
+
+The adjoint of a loop is a loop (``loop_vjp``): the forward loop stacks exactly the values
+the backward body reads (one ``stacked`` output per saved value, added to the forward body on
+demand), and the backward loop runs the iterations in reverse, carrying the cotangent of the
+state and accumulating the gradients of captured inputs (the shared weights of BPTT).
+"""
+from graphc.errors import GraphError
+
+from .shapes import format_shape
+
+
+class LoopBody:
+    """The nested graph of one loop (see module docstring).
+
+    Attributes:
+        carried: placeholder nodes: the state at the start of an iteration.
+        sliced: placeholder nodes: element t of each sequence input.
+        counter: an int32 scalar placeholder (t), or None.
+        next: body nodes: the state after the iteration (one per carried, same type).
+        stacked: body nodes whose value is stacked over the iterations (grows when a
+            gradient needs saved values: ``save``).
+        cond: a bool scalar body node (whether another iteration runs), or None.
+        captured: outer nodes the body reads (the loop node's last inputs).
+        name: the loop's name scope.
+    """
+
+    def __init__(self, carried, sliced, counter, next, stacked, cond, captured, name):
+        self.carried, self.sliced, self.counter = list(carried), list(sliced), counter
+        self.next, self.stacked, self.cond = list(next), list(stacked), cond
+        self.captured, self.name = list(captured), name
+        self.projections = {}  # (role, k) -> loop_output node (one per role)
+        self._programs = {}
+
+    @property
+    def vars(self):
+        return self.carried + self.sliced + ([self.counter] if self.counter is not None else [])
+
+    @property
+    def outputs(self):
+        return self.next + self.stacked + ([self.cond] if self.cond is not None else [])
+
+    def save(self, node):
+        """The index of ``node`` among the stacked outputs (added when new)."""
+        for k, s in enumerate(self.stacked):
+            if s is node:
+                return k
+        self.stacked.append(node)
+        self._programs.clear()
+        return len(self.stacked) - 1
+
+    def nodes(self):
+        """The body's own nodes (dependent on the loop variables), in creation order."""
+        return body_nodes(self.vars, self.outputs)
+
+    def __repr__(self):
+        return (f"<loop body '{self.name}': {len(self.carried)} carried, {len(self.sliced)} "
+                f"sliced, {len(self.stacked)} stacked>")
+
+
+def dependent_nodes(vars, graph):
+    """Nodes of ``graph`` that depend on any of ``vars`` (vars included)."""
+    dep = set(vars)
+    if not dep:
+        return dep
+    first = min(v.id for v in vars)
+    for n in graph.nodes[first:]:
+        if n not in dep and any(x in dep for x in n.inputs):
+            dep.add(n)
+    return dep
+
+
+def body_nodes(vars, outputs):
+    """The nodes computing ``outputs`` from ``vars`` (both ends included), creation order."""
+    if not outputs:
+        return []
+    dep = dependent_nodes(vars, outputs[0].graph)
+    seen, stack = set(), [o for o in outputs if o in dep]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(x for x in n.inputs if x in dep and x not in seen)
+    return sorted(seen | (set(vars) & dep), key=lambda n: n.id)
+
+
+def captured_inputs(vars, outputs):
+    """Outer nodes the body reads: inputs of body nodes that do not depend on the loop
+    variables, and outputs that do not (an invariant output), in creation order."""
+    nodes = body_nodes(vars, outputs)
+    inside = set(nodes)
+    out = {}
+    for n in nodes:
+        for x in n.inputs:
+            if x not in inside and x.dtype is not None:
+                out[x] = True
+    for o in outputs:
+        if o not in inside:
+            out[o] = True
+    return sorted(out, key=lambda n: n.id), nodes
+
+
+def _refuse_effects(nodes, name):
+    for n in nodes:
+        if n.op_name in ("assign", "group", "host_call", "host_output") or n.opdef.random:
+            raise GraphError(
+                f"loop '{name}': {n.describe()} inside the loop body depends on the loop "
+                "variables; graphc loops do not run effects or random draws per iteration",
+                loc=n.loc, hint="draw random values (a dropout mask) before the loop and pass "
+                "them in as a sequence; update variables from the loop's results after it")
+
+
+def make_loop(carried, init, sliced, sequences, counter, next, stacked=(), cond=None,
+              cond0=None, count=None, length=None, reverse=False, name="while"):
+    """Create a ``loop`` node and its body (see module docstring).
+
+    Args:
+        carried, sliced, counter: the loop variables (placeholders made for this loop; see
+            ``loop_var``).
+        init: the initial carried values (outer nodes, one per carried).
+        sequences: outer nodes whose element t (along axis 0) each ``sliced`` variable is.
+        next: body nodes: the carried values after one iteration.
+        stacked: body nodes to stack over the iterations.
+        cond, cond0: the continuation predicate of the next state (body) and of the initial
+            state (outer), or None for a loop of fixed length.
+        count: an outer int32 scalar: run at most this many iterations.
+        length: the bound on iterations (None: the sequences' leading dim).
+        reverse: visit the elements from the last one.
+    Returns:
+        The loop node (value-less); ``outputs(loop, role, k)`` reads its results.
+    Raises:
+        GraphError: a next value of another type than its carried value, effects inside
+            the body, no bound on the iterations.
+    """
+    for c, x, nx in zip(carried, init, next):
+        if nx.dtype != c.dtype or (nx.shape is not None and c.shape is not None and any(
+                a is not None and b is not None and a != b for a, b in zip(nx.shape, c.shape))
+                                    or (nx.shape is not None and c.shape is not None
+                                        and len(nx.shape) != len(c.shape))):
+            raise GraphError(
+                f"loop '{name}': the body returns {nx.type_str()} for loop variable "
+                f"'{x.name}' of type {c.type_str()}", loc=nx.loc,
+                hint="a loop variable keeps its dtype and shape across iterations")
+    if length is None and not sequences:
+        raise GraphError(f"loop '{name}': no bound on the number of iterations",
+                         hint="give maximum_iterations, or a sequence to iterate over")
+    vars_ = list(carried) + list(sliced) + ([counter] if counter is not None else [])
+    outs = list(next) + list(stacked) + ([cond] if cond is not None else [])
+    captured, nodes = captured_inputs(vars_, outs)
+    _refuse_effects(nodes, name)
+    body = LoopBody(carried, sliced, counter, next, stacked, cond, captured, name)
+    inputs = ([count] if count is not None else []) + ([cond0] if cond is not None else []) \
+        + list(init) + list(sequences) + captured
+    attrs = {"body": body, "length": length, "reverse": bool(reverse),
+             "has_count": count is not None, "n_carried": len(carried),
+             "n_sequences": len(sequences)}
+    from .ops.registry import apply
+    return apply("loop", inputs, attrs, name=name)
+
+
+def loop_var(graph, dtype, shape, name):
+    """A loop variable: a placeholder of ``graph`` made for a loop (no feed reaches it)."""
+    from .ops.state import PLACEHOLDER
+    shape = None if shape is None else tuple(shape)
+    return graph.add_node(PLACEHOLDER, [], {"shape": shape, "dtype": dtype}, dtype, shape,
+                          name)
+
+
+# -- the loop node's inputs, by role ---------------------------------------------------------
+def split_inputs(loop):
+    """{"count": node|None, "cond0": node|None, "init": [...], "sequences": [...],
+    "captured": [...]} of a loop node."""
+    a, ins = loop.attrs, list(loop.inputs)
+    out = {"count": ins.pop(0) if a["has_count"] else None}
+    out["cond0"] = ins.pop(0) if a["body"].cond is not None else None
+    k, s = a["n_carried"], a["n_sequences"]
+    out["init"], out["sequences"], out["captured"] = ins[:k], ins[k:k + s], ins[k + s:]
+    return out
+
+
+def trip_bound(loop):
+    """The static bound on iterations, or None while the sequences' leading dim is unknown."""
+    if loop.attrs["length"] is not None:
+        return int(loop.attrs["length"])
+    seqs = split_inputs(loop)["sequences"]
+    dims = {s.shape[0] for s in seqs if s.shape is not None and s.shape[0] is not None}
+    return dims.pop() if len(dims) == 1 else None
+
+
+def outputs(loop, role, k=0):
+    """The ``loop_output`` node of ``loop`` for ``(role, k)`` (made on first use)."""
+    body = loop.attrs["body"]
+    key = (loop, role, k)
+    node = body.projections.get(key)
+    if node is None:
+        from .ops.registry import apply
+        label = {"carried": "exit", "stacked": "stack", "count": "count"}[role]
+        node = apply("loop_output", [loop], {"role": role, "index": k},
+                     name=f"{body.name}/{label}_{k}" if role != "count" else
+                     f"{body.name}/count")
+        body.projections[key] = node
+    return node
+
+
+# -- the body as a program ---------------------------------------------------------------------
+def body_feed_shapes(loop):
+    """{body node fed: concrete shape} for the body program of a specialized loop node."""
+    body, ins = loop.attrs["body"], split_inputs(loop)
+    shapes = {}
+    for v, x in zip(body.carried, ins["init"]):
+        shapes[v] = tuple(x.shape)
+    for v, x in zip(body.sliced, ins["sequences"]):
+        shapes[v] = tuple(x.shape[1:])
+    if body.counter is not None:
+        shapes[body.counter] = ()
+    for v, x in zip(body.captured, ins["captured"]):
+        if v.op_name != "const":  # constants stay in the body, where folding sees them
+            shapes[v] = tuple(x.shape)
+    return shapes
+
+
+def body_program(loop):
+    """The unoptimized ``Program`` of a specialized loop's body (memoized per shapes).
+
+    Its fetches are ``body.outputs`` (next, stacked, cond); its feeds are the loop variables
+    and captured nodes the body reads, whose user nodes ``program.origin`` names.
+    """
+    from .program import build_program
+    body = loop.attrs["body"]
+    shapes = body_feed_shapes(loop)
+    key = (tuple(sorted((v.id, s) for v, s in shapes.items())), len(body.stacked))
+    prog = body._programs.get(key)
+    if prog is None:
+        prog = build_program(body.outputs, shapes)
+        prog.name = f"body_{_ident(body.name)}"
+        body._programs[key] = prog
+    return prog
+
+
+def _ident(name):
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def feed_roles(program, loop):
+    """Per feed of the body ``program``: ("carried"|"sliced"|"counter"|"captured", k)."""
+    body = loop.attrs["body"]
+    where = {}
+    for k, v in enumerate(body.carried):
+        where[v] = ("carried", k)
+    for k, v in enumerate(body.sliced):
+        where[v] = ("sliced", k)
+    if body.counter is not None:
+        where[body.counter] = ("counter", 0)
+    for k, v in enumerate(body.captured):
+        where.setdefault(v, ("captured", k))
+    return [where[program.origin[f]] for f in program.feeds]
+
+
+def check_trip(loop):
+    """The concrete trip bound of a specialized loop; GraphError when sequences disagree."""
+    ins = split_inputs(loop)
+    dims = [s.shape[0] for s in ins["sequences"]]
+    if len(set(dims)) > 1:
+        raise GraphError(f"{loop.describe()}: sequences of different lengths "
+                         f"{', '.join(format_shape(s.shape) for s in ins['sequences'])}",
+                         loc=loop.loc, hint="iterate over tensors with the same leading dim")
+    bound = trip_bound(loop)
+    if dims and bound is not None and dims[0] < bound:
+        raise GraphError(f"{loop.describe()}: {bound} iterations over a sequence of "
+                         f"{dims[0]}", loc=loop.loc)
+    return bound
+
+
+def stacked_type(loop, k):
+    """(dtype, shape) of the ``("stacked", k)`` output (concrete once specialized)."""
+    body = loop.attrs["body"]
+    node = body.stacked[k]
+    shape = node.shape
+    concrete = all(x.shape is not None and None not in x.shape for x in loop.inputs)
+    if concrete and (shape is None or None in shape):
+        prog = body_program(loop)
+        shape = prog.fetches[len(body.next) + k].shape
+    bound = trip_bound(loop)
+    return node.dtype, None if shape is None else (bound,) + tuple(shape)
+
+
+__all__ = ["LoopBody", "make_loop", "loop_var", "outputs", "split_inputs", "body_program",
+           "feed_roles", "trip_bound", "stacked_type", "check_trip", "body_nodes",
+           "dependent_nodes", "captured_inputs"]
+
+
+# -- the adjoint loop ----------------------------------------------------------------------------
+def loop_vjp(cotangents, loop):
+    """Gradients of the inputs of ``loop`` given {loop_output node: cotangent}: a backward loop
+    (see module docstring). Returns one gradient (or None) per input of ``loop``."""
+    from .autodiff import gradients
+    from .ops.registry import F
+    body, ins, graph = loop.attrs["body"], split_inputs(loop), loop.graph
+    g_final, g_stack = {}, {}
+    for proj, g in cotangents.items():
+        role, k = proj.attrs["role"], proj.attrs["index"]
+        (g_final if role == "carried" else g_stack)[k] = g
+    floating = [k for k, c in enumerate(body.carried) if c.dtype.is_floating]
+    name = f"{body.name}_grad"
+    with graph.name_scope(name):
+        # 1. the body's VJP, built beside the forward body (so it reads the forward values)
+        gc_vars = [loop_var(graph, body.carried[k].dtype, body.carried[k].shape, "dstate")
+                   for k in floating]
+        stack_ks = sorted(k for k in g_stack if body.stacked[k].dtype.is_floating)
+        gs_vars = [loop_var(graph, body.stacked[k].dtype, body.stacked[k].shape, "dstack")
+                   for k in stack_ks]
+        xs_c = [body.carried[k] for k in floating]
+        xs_s = [v for v in body.sliced if v.dtype.is_floating]
+        xs_v = [v for v in body.captured if v.dtype.is_floating]
+        first = len(graph.nodes)
+        dxs = gradients([body.next[k] for k in floating] + [body.stacked[k] for k in stack_ks],
+                        xs_c + xs_s + xs_v, gc_vars + gs_vars, unconnected_gradients="none",
+                        stop_gradients=body.captured)
+        made = set(graph.nodes[first:])
+        # 2. the backward body: the VJP's nodes, reading saved forward values as sequences
+        fwd = set(body.nodes())
+        bw_sliced, bw_seqs, mapping = [], [], {}
+        for v, g in zip(gs_vars, stack_ks):
+            bw_sliced.append(v)
+            bw_seqs.append(g_stack[g])
+        counter = loop_var(graph, body.counter.dtype, (), "t") \
+            if body.counter is not None else None
+
+        def saved(x):
+            """The backward loop variable standing for forward body value ``x``."""
+            if x not in mapping:
+                if x is body.counter:
+                    mapping[x] = counter
+                    return counter
+                if x in body.sliced:
+                    seq = ins["sequences"][body.sliced.index(x)]
+                else:
+                    seq = outputs(loop, "stacked", body.save(x))
+                v = loop_var(graph, x.dtype, x.shape, "saved")
+                bw_sliced.append(v)
+                bw_seqs.append(seq)
+                mapping[x] = v
+            return mapping[x]
+
+        needed = body_nodes_from(made, [d for d in dxs if d is not None])
+        for n in needed:
+            inputs = [mapping[x] if x in mapping else
+                      saved(x) if x in fwd else x for x in n.inputs]
+            if n in fwd:
+                continue
+            m = graph.add_node(n.opdef, inputs, n.attrs, n.dtype, n.shape, loc=n.loc)
+            m.name, m.is_grad = graph.unique_name(n.name.split("/")[-1]), True
+            mapping[n] = m
+        back = [None if d is None else mapping.get(d, saved(d) if d in fwd else d)
+                for d in dxs]
+        dc, ds, dv = (back[:len(xs_c)], back[len(xs_c):len(xs_c) + len(xs_s)],
+                      back[len(xs_c) + len(xs_s):])
+        # 3. the backward loop: carried cotangents and accumulated invariant gradients
+        acc_vars, acc_next, acc_init, acc_of = [], [], [], []
+        for v, d in zip(xs_v, dv):
+            if d is None:
+                continue
+            a = loop_var(graph, v.dtype, v.shape, "dacc")
+            acc_vars.append(a)
+            acc_next.append(F.add(a, d))
+            acc_init.append(F.zeros_like(ins["captured"][body.captured.index(v)]))
+            acc_of.append(v)
+        dc = [d if d is not None else F.zeros_like(v) for d, v in zip(dc, gc_vars)]
+        init = [g_final[k] if k in g_final else F.zeros_like(ins["init"][k])
+                for k in floating]
+        ds_stack = [(k, d) for k, d in zip([i for i, v in enumerate(body.sliced)
+                                            if v.dtype.is_floating], ds) if d is not None]
+        count = outputs(loop, "count") if (body.cond is not None or loop.attrs["has_count"]) \
+            else None
+        length = loop.attrs["length"]
+        if length is None and not bw_seqs:  # iterate over the forward's sequence, unread
+            x = ins["sequences"][0]
+            bw_sliced.append(loop_var(graph, x.dtype, None if x.shape is None else x.shape[1:],
+                                      "unused"))
+            bw_seqs.append(x)
+        back_loop = make_loop(gc_vars + acc_vars, init + acc_init, bw_sliced, bw_seqs, counter,
+                              dc + acc_next, [d for _, d in ds_stack], count=count,
+                              length=length, reverse=not loop.attrs["reverse"], name=name)
+    result = {}
+    for j, k in enumerate(floating):
+        result[("init", k)] = outputs(back_loop, "carried", j)
+    for j, v in enumerate(acc_of):
+        result[("captured", body.captured.index(v))] = \
+            outputs(back_loop, "carried", len(floating) + j)
+    for j, (k, _) in enumerate(ds_stack):
+        result[("sequences", k)] = outputs(back_loop, "stacked", j)
+    grads = [None] * len(loop.inputs)
+    base = (1 if loop.attrs["has_count"] else 0) + (1 if body.cond is not None else 0)
+    nc, ns = loop.attrs["n_carried"], loop.attrs["n_sequences"]
+    for (role, k), g in result.items():
+        pos = base + {"init": 0, "sequences": nc, "captured": nc + ns}[role] + k
+        grads[pos] = g
+    return grads
+
+
+def body_nodes_from(made, roots):
+    """Nodes of ``made`` that ``roots`` need (and the roots), in creation order."""
+    seen, stack = set(), [r for r in roots if r in made]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(x for x in n.inputs if x in made and x not in seen)
+    return sorted(seen, key=lambda n: n.id)
