@@ -7,6 +7,9 @@ in-place decisions and the memory plan all work inside bodies, each body planned
 from ..ir.loops import body_feed_shapes, body_program
 from ..ir.program import build_program
 
+# The iteration limit of a while loop without a bound (its condition alone stops it).
+UNBOUNDED = 1 << 62
+
 
 def body_for_backend(loop, optimized):
     """The body's Program of a specialized ``loop``: optimized by the default passes (a new

@@ -30,7 +30,7 @@ the backward body reads (one ``stacked`` output per saved value, added to the fo
 demand), and the backward loop runs the iterations in reverse, carrying the cotangent of the
 state and accumulating the gradients of captured inputs (the shared weights of BPTT).
 """
-from graphc.errors import GraphError
+from graphc.errors import GradientError, GraphError
 
 from .shapes import format_shape
 
@@ -167,9 +167,12 @@ def make_loop(carried, init, sliced, sequences, counter, next, stacked=(), cond=
                 f"loop '{name}': the body returns {nx.type_str()} for loop variable "
                 f"'{x.name}' of type {c.type_str()}", loc=nx.loc,
                 hint="a loop variable keeps its dtype and shape across iterations")
-    if length is None and not sequences:
+    if length is None and not sequences and cond is None:
         raise GraphError(f"loop '{name}': no bound on the number of iterations",
                          hint="give maximum_iterations, or a sequence to iterate over")
+    if length is None and not sequences and stacked:
+        raise GraphError(f"loop '{name}': values stacked over an unbounded number of "
+                         "iterations", hint="give maximum_iterations: stacks are sized by it")
     vars_ = list(carried) + list(sliced) + ([counter] if counter is not None else [])
     outs = list(next) + list(stacked) + ([cond] if cond is not None else [])
     captured, nodes = captured_inputs(vars_, outs)
@@ -202,6 +205,31 @@ def split_inputs(loop):
     k, s = a["n_carried"], a["n_sequences"]
     out["init"], out["sequences"], out["captured"] = ins[:k], ins[k:k + s], ins[k + s:]
     return out
+
+
+def static_trip_count(carried, init, next, cond, cond0, cap=1 << 20):
+    """The number of iterations of a while loop when it is known before the step runs (its
+    condition reads only values computable from constants and static shapes: ``i < 10``),
+    found by evaluating the condition iteration by iteration; None otherwise or past ``cap``.
+    """
+    from .static import StaticValues
+    first = StaticValues().value(cond0)
+    if not hasattr(first, "shape"):
+        return None
+    if not bool(first):
+        return 0
+    state = [StaticValues().value(x) for x in init]
+    for n in range(1, cap + 1):
+        ev = StaticValues()
+        for v, value in zip(carried, state):
+            ev.memo[v] = value if hasattr(value, "shape") else (v, "a run-time value")
+        go = ev.value(cond)
+        if not hasattr(go, "shape"):
+            return None
+        if not bool(go):
+            return n
+        state = [ev.value(x) for x in next]
+    return None
 
 
 def trip_bound(loop):
@@ -328,6 +356,12 @@ def loop_vjp(cotangents, loop):
         (g_final if role == "carried" else g_stack)[k] = g
     floating = [k for k, c in enumerate(body.carried) if c.dtype.is_floating]
     name = f"{body.name}_grad"
+    if loop.attrs["length"] is None and not ins["sequences"]:
+        raise GradientError(
+            f"{loop.describe()}: gradients through a while_loop whose number of iterations "
+            "depends on data need maximum_iterations", loc=loop.loc,
+            hint="pass maximum_iterations=N to while_loop: the values the backward loop reads "
+                 "are saved in stacks of N rows")
     with graph.name_scope(name):
         # 1. the body's VJP, built beside the forward body (so it reads the forward values)
         gc_vars = [loop_var(graph, body.carried[k].dtype, body.carried[k].shape, "dstate")

@@ -21,7 +21,7 @@ Bodies are rendered without a memory plan: each iteration makes new arrays (the 
 values around the loop keep their planned buffers).
 """
 from ...ir.loops import check_trip, feed_roles, split_inputs
-from ..loops import body_for_backend, output_index
+from ..loops import UNBOUNDED, body_for_backend, output_index
 
 
 def loop_lines(em, n, optimized):
@@ -61,7 +61,7 @@ def loop_lines(em, n, optimized):
             args.append(f"np.int32({p}t)")
         else:
             args.append(em.name(ins["captured"][j]))
-    limit = str(bound)
+    limit = str(bound) if bound is not None else str(UNBOUNDED)
     if ins["count"] is not None:
         limit = f"min({bound}, int({em.name(ins['count'])}))"
     out = [f"{p}c = [{', '.join(em.name(x) for x in ins['init'])}]"]

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import GraphError, ShapeError, DTypeError
 from ..ir import dtypes as D
+from ..ir import loops as Lp
 from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, convert
 from ..ir.shapes import TensorShape
@@ -229,16 +230,24 @@ def _unpack(result, strict):
 
 def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations=10,
                back_prop=True, swap_memory=False, name=None, maximum_iterations=None,
-               return_same_structure=False):
-    """Repeat ``loop_vars = body(*loop_vars)`` while ``cond(*loop_vars)``, unrolled now.
+               return_same_structure=False, unroll=False):
+    """Repeat ``loop_vars = body(*loop_vars)`` while ``cond(*loop_vars)``: a loop at run time.
 
-    graphc compiles a step whole, without loops at run time: the loop is unrolled while the
-    graph is built. ``cond`` must then be computable from constants and static shapes
-    (``i < 10``, ``i < gc.shape(x)[0]`` with a static dim), and the body is built once per
-    iteration (impure nodes in it run once per iteration, as in TF1). With
-    ``maximum_iterations`` a ``cond`` may read run-time data: every iteration is then built
-    and the variables are frozen with ``where`` once ``cond`` turns False; the body must be
-    pure then, and its backward pass must stay finite on frozen values (as with ``cond``).
+    The body is built once, as the body of a ``loop`` node (``ir.loops``): it runs as a real
+    loop in the compiled step (a Python ``while`` on NumPy, a native loop on LLVM), and
+    ``cond`` may read run-time data (the trip count is then known only when the step runs).
+    What the body reads but does not compute from the loop variables (weights, variables a
+    cell creates) is computed once, before the loop. Gradients run a backward loop over the
+    values the forward loop saves; they need a bound on the iterations: ``maximum_iterations``,
+    or a ``cond`` computable from constants and static shapes (``i < 10``), whose trip count
+    graphc finds when the graph is built.
+
+    Effects (``assign``, random ops) that depend on the loop variables cannot run per
+    iteration inside a loop node: such a loop, one whose variables change shape
+    (``shape_invariants`` with None dims), one carrying a ``TensorArray``, and any loop with
+    ``unroll=True`` (a graphc option) are unrolled when the graph is built instead: the body
+    is built once per iteration, ``cond`` must then be static or ``maximum_iterations`` given
+    (the variables are then frozen with ``where`` once ``cond`` turns False).
 
     Args:
         cond: callable on the loop variables returning a scalar bool tensor (or Python bool).
@@ -251,6 +260,7 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
         name: name scope of the nodes built.
         maximum_iterations: an int (or constant tensor): at most this many iterations.
         return_same_structure: False returns a lone tensor for one loop variable, as TF1.
+        unroll: build the body once per iteration (graphc; see above).
     Returns:
         The loop variables after the last iteration.
     Raises:
@@ -266,8 +276,11 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
     if not (callable(cond) and callable(body)):
         raise GraphError("while_loop: cond and body must be callables", loc=user_location())
     loop = _Unroller(cond, body, loop_vars, shape_invariants, maximum_iterations)
-    with get_default_graph().name_scope(name or "while"):
-        state = loop.run()
+    with get_default_graph().name_scope(name or "while") as scope:
+        if unroll or not _loopable(loop):
+            state = loop.run()
+        else:
+            state = _real_loop(loop, scope.rstrip("/"))
     if not back_prop:
         state = [v._loop_stop_gradient() if _carried(v) else apply("stop_gradient", [v])
                  for v in state]
@@ -276,6 +289,47 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
             and not hasattr(out, "_fields") and len(state) == 1):
         return out[0]
     return out
+
+
+def _loopable(loop):
+    """Whether ``loop`` (an ``_Unroller`` not yet run) can be a loop node: no TensorArray
+    loop variable, no shape allowed to change between iterations."""
+    if any(_carried(v) for v in loop.state):
+        return False
+    return all(inv is not None and v.shape is not None and tuple(inv) == tuple(v.shape)
+               for v, inv in zip(loop.state, loop.invariants))
+
+
+def _real_loop(loop, name):
+    """Build ``loop`` as a loop node (``ir.loops.make_loop``); the final loop variables.
+    Falls back to unrolling when the body has effects that depend on the loop variables."""
+    g = get_default_graph()
+    init = list(loop.state)
+    c0 = loop._call(loop.cond)
+    if not isinstance(c0, Node):
+        if not _static_pred(c0):
+            return init
+        c0 = convert(bool(c0))
+    _check_pred("while_loop", c0)
+    vars_ = [Lp.loop_var(g, x.dtype, x.shape, f"{name.split('/')[-1]}_var{k}")
+             for k, x in enumerate(init)]
+    loop.state = vars_
+    body_first = len(g.nodes)
+    new = loop._match(loop._call(loop.body))
+    loop.state = new
+    cn = loop._call(loop.cond)
+    loop.state = init
+    cn = convert(bool(cn)) if not isinstance(cn, Node) else cn
+    _check_pred("while_loop", cn)
+    trip = loop.limit
+    if trip is None:
+        trip = Lp.static_trip_count(vars_, init, new, cn, c0)
+    made = set(g.nodes[body_first:])
+    if any(n.opdef.impure for n in Lp.body_nodes_from(made, list(new) + [cn])):
+        return loop.run()  # unrolled: the body's effects happen once per iteration
+    node = Lp.make_loop(vars_, init, [], [], None, new, [], cond=cn, cond0=c0, length=trip,
+                        name=name)
+    return [Lp.outputs(node, "carried", k) for k in range(len(init))]
 
 
 class _Unroller:

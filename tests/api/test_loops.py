@@ -142,16 +142,27 @@ def test_static_values_fold_static_shapes_and_name_run_time_inputs():
 
 # -- data-dependent conds ----------------------------------------------------------------------
 
-def test_data_dependent_cond_is_refused_naming_the_node_and_line():
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_data_dependent_cond_runs_as_a_loop(backend):
+    """A cond reading run-time data: a real loop, its trip count known when the step runs."""
     n = gc.placeholder(gc.int32, [], name="n_steps")
-    with pytest.raises(GraphError, match=r"while_loop: cond depends on placeholder 'n_steps'"
-                       r"(.|\n)*unrolls while_loop when the graph is built(.|\n)*"
-                       r"test_loops.py:\d+(.|\n)*maximum_iterations") as info:
-        gc.while_loop(lambda i: i < n, lambda i: i + 1, [0])
-    assert "placeholder 'n_steps' created at test_loops.py" in str(info.value)
+    i = gc.while_loop(lambda i: i < n, lambda i: i + 1, [0])
     v = gc.Variable(3.0, name="threshold")
-    with pytest.raises(GraphError, match=r"cond depends on variable 'threshold'"):
-        gc.while_loop(lambda s: s < v, lambda s: s + 1.0, [0.0])
+    s = gc.while_loop(lambda s: s < v, lambda s: s + 1.0, [0.0])
+    with gc.Session(backend=backend) as sess:
+        sess.run(gc.global_variables_initializer())
+        for steps in (0, 1, 5, 1000):
+            assert sess.run(i, {n: steps}) == steps
+        assert sess.run(s) == 3.0
+
+
+def test_gradients_of_an_unbounded_data_dependent_loop_need_maximum_iterations():
+    n = gc.placeholder(gc.float32, [], name="limit")
+    x = gc.placeholder(gc.float32, [], name="x")
+    s = gc.while_loop(lambda s: s < n, lambda s: s * x, [1.0])
+    with pytest.raises(gc.errors.GradientError, match=r"need maximum_iterations"
+                       r"(.|\n)*test_loops.py:\d+"):
+        gc.gradients(s, [x])
 
 
 @pytest.mark.parametrize("backend,optimize", BACKENDS, ids=BACKEND_IDS)
@@ -205,14 +216,15 @@ def test_frozen_loop_refuses_impure_bodies():
 def test_runaway_loops_stop_at_max_unroll(monkeypatch):
     assert MAX_UNROLL == 10000
     monkeypatch.setattr(control_flow, "MAX_UNROLL", 50)
-    assert _run(gc.while_loop(lambda i: i < 50, lambda i: i + 1, [0])) == 50  # exactly
+    assert _run(gc.while_loop(lambda i: i < 50, lambda i: i + 1, [0], unroll=True)) == 50
     with pytest.raises(GraphError, match=r"cond still holds after 50 unrolled(.|\n)*"
                        r"test_loops.py:\d+"):
-        gc.while_loop(lambda i: i < 51, lambda i: i + 1, [0])
+        gc.while_loop(lambda i: i < 51, lambda i: i + 1, [0], unroll=True)
     with pytest.raises(GraphError, match=r"maximum_iterations=51 is more than graphc "
                        r"unrolls \(50\)"):
         gc.while_loop(lambda i: i < gc.placeholder(gc.int32, []), lambda i: i + 1, [0],
-                      maximum_iterations=51)
+                      maximum_iterations=51, unroll=True)
+    assert _run(gc.while_loop(lambda i: i < 51, lambda i: i + 1, [0])) == 51  # a real loop
 
 
 def test_bad_loops_give_clear_errors():

@@ -22,7 +22,7 @@ from graphc.errors import CompileError
 
 from ....ir import dtypes as D
 from ....ir.loops import check_trip, feed_roles, split_inputs
-from ...loops import body_for_backend, output_index
+from ...loops import UNBOUNDED, body_for_backend, output_index
 from ..buffers import nbytes_of
 from ..ir import symbol
 from ..registry import Buf, lowers
@@ -129,7 +129,7 @@ def _emit_loop(fn, pointer, restore, L, fixed):
         for (s, _), p in zip(stacks, stack_ptr):
             fn.call("void", "llvm.memset.p0.i64",
                     [("ptr", p), ("i8", "0"), ("i64", str(s.nbytes)), ("i1", "false")])
-    limit = str(bound)
+    limit = str(bound) if bound is not None else str(UNBOUNDED)
     if ins["count"] is not None:
         c = fn(f"sext i32 {fn.load('i32', pointer(L.buf(ins['count'])))} to i64")
         c = fn(f"select i1 {fn(f'icmp slt i64 {c}, 0')}, i64 0, i64 {c}")
