@@ -11,6 +11,7 @@ from ..errors import DTypeError, GraphError, ShapeError
 from ..framework.nest import (assert_same_structure, flatten, flatten_up_to, map_structure,
                               pack_sequence_as)
 from ..ir import dtypes as D
+from ..ir import loops as Lp
 from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, convert
 from ..ir.source import user_location
@@ -41,7 +42,13 @@ def map_fn(fn, elems, dtype=None, parallel_iterations=None, back_prop=True,
     Example:
         >>> squares = gc.map_fn(lambda row: gc.reduce_sum(row * row), x)   # x: f32[8, 3]
     """
-    with get_default_graph().name_scope(name or "map"):
+    with get_default_graph().name_scope(name or "map") as scope:
+        looped = _loop("map_fn", scope, lambda acc, x: ((), fn(x)), elems, (), False)
+        if looped is not None:
+            _, results = looped
+            if dtype is not None:
+                _check_dtypes(results, dtype, flatten(results))
+            return _stop(results, back_prop)
         elems, n = _elements("map_fn", elems)
         results = [fn(_element(elems, i)) for i in range(n)]
         first = results[0]
@@ -77,7 +84,10 @@ def scan(fn, elems, initializer=None, parallel_iterations=10, back_prop=True,
         >>> cumsum = gc.scan(lambda a, x: a + x, x)             # x: f32[5]
         >>> hs = gc.scan(lambda h, x: gc.tanh(gc.matmul(h, W) + x), xs, initializer=h0)
     """
-    with get_default_graph().name_scope(name or "scan"):
+    with get_default_graph().name_scope(name or "scan") as scope:
+        looped = _scan_loop("scan", scope, fn, elems, initializer, reverse, stack=True)
+        if looped is not None:
+            return _stop(looped[1], back_prop)
         accs = _accumulate("scan", fn, elems, initializer, reverse)
         acc0 = accs[0][1]
         flat = [flatten(a) for _, a in sorted(accs, key=lambda p: p[0])]
@@ -113,11 +123,95 @@ def foldr(fn, elems, initializer=None, parallel_iterations=10, back_prop=True,
 
 
 def _fold(op, fn, elems, initializer, back_prop, name, reverse):
-    with get_default_graph().name_scope(name or op):
+    with get_default_graph().name_scope(name or op) as scope:
+        looped = _scan_loop(op, scope, fn, elems, initializer, reverse, stack=False)
+        if looped is not None:
+            return _stop(looped[0], back_prop)
         acc = _accumulate(op, fn, elems, initializer, reverse)[-1][1]
         if back_prop:
             return acc
         return map_structure(lambda v: apply("stop_gradient", [v]), acc)
+
+
+def _stop(struct, back_prop):
+    return struct if back_prop else map_structure(lambda v: apply("stop_gradient", [v]),
+                                                  struct)
+
+
+def _scan_loop(op, scope, fn, elems, initializer, reverse, stack):
+    """``scan``/``foldl``/``foldr`` as a loop node: (final accumulator, stacked accumulators
+    or None), or None when ``fn`` has effects (then the caller unrolls)."""
+    elems = map_structure(convert, elems)
+    if initializer is not None:
+        looped = _loop(op, scope, lambda acc, x: (fn(acc, x),) * 2, elems,
+                       map_structure(convert, initializer), reverse, stack)
+        return looped
+    leaves = flatten(elems)
+    _check_sequences(op, leaves)
+    for x in leaves:
+        if x.shape is not None and x.shape[0] == 0:
+            raise ShapeError(f"{op}: elems has no elements (leading dim 0) and no "
+                             "initializer", loc=user_location())
+    first = _element(elems, -1 if reverse else 0)
+    spec = (("s", None, -1, None),) if reverse else (("s", 1, None, None),)
+    rest = map_structure(lambda x: apply("strided_slice", [x], {"spec": spec}, name="rest"),
+                         elems)
+    looped = _loop(op, scope, lambda acc, x: (fn(acc, x),) * 2, rest, first, reverse, stack)
+    if looped is None or not stack:
+        return looped
+    final, stacks = looped
+
+    def join(head, st):
+        head = apply("expand_dims", [head], {"axis": 0})
+        return apply("concat", [st, head] if reverse else [head, st], {"axis": 0})
+    return final, pack_sequence_as(first, [join(h, s) for h, s in
+                                           zip(flatten(first), flatten(stacks))])
+
+
+def _check_sequences(op, leaves):
+    if not leaves:
+        raise GraphError(f"{op}: elems is empty", loc=user_location())
+    for x in leaves:
+        if x.shape is not None and x.rank == 0:
+            raise ShapeError(f"{op}: elems {x.describe()} is a scalar: loops slice axis 0",
+                             loc=user_location())
+    sizes = {x.shape[0] for x in leaves if x.shape is not None and x.shape[0] is not None}
+    if len(sizes) > 1:
+        raise ShapeError(f"{op}: the tensors of elems have different leading dims "
+                         f"{sorted(sizes)}", [f"{x.describe()}: {x.type_str()}" for x in leaves],
+                         loc=user_location(), hint="they are sliced together along axis 0")
+
+
+def _loop(op, scope, step, elems, acc0, reverse, stack=True):
+    """A loop node over the slices of ``elems`` with accumulator ``acc0`` (a structure,
+    maybe empty): ``step(acc, x) -> (new acc, per-element result)``. Returns (final
+    accumulator, stacked results) in their structures, or None when the body has effects
+    (random draws, assigns feeding its results: they run once per element, so the caller
+    unrolls)."""
+    g = get_default_graph()
+    elems = map_structure(convert, elems)
+    leaves = flatten(elems)
+    _check_sequences(op, leaves)
+    init = _as_nodes(acc0) if flatten(acc0) else []
+    cvars = [Lp.loop_var(g, a.dtype, a.shape, "acc") for a in init]
+    svars = [Lp.loop_var(g, x.dtype, None if x.shape is None else x.shape[1:], "elem")
+             for x in leaves]
+    first = len(g.nodes)
+    acc = pack_sequence_as(acc0, cvars) if init else acc0
+    new, result = step(acc, pack_sequence_as(elems, svars))
+    new_flat = _same_as(op, "fn(accumulator, element)", new, "the accumulator", acc) \
+        if init else []
+    res_flat = _as_nodes(result) if stack else []
+    made = set(g.nodes[first:])
+    if any(n.opdef.impure for n in Lp.body_nodes_from(made, new_flat + res_flat)):
+        return None
+    node = Lp.make_loop(cvars, init, svars, leaves, None, new_flat, res_flat, reverse=reverse,
+                        name=scope.rstrip("/").split("/")[-1] or op)
+    final = pack_sequence_as(acc0, [Lp.outputs(node, "carried", k)
+                                    for k in range(len(init))]) if init else acc0
+    stacks = pack_sequence_as(result, [Lp.outputs(node, "stacked", k)
+                                       for k in range(len(res_flat))]) if stack else None
+    return final, stacks
 
 
 def _accumulate(op, fn, elems, initializer, reverse):
