@@ -16,7 +16,7 @@ from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, convert
 from ..ir.source import user_location
 
-__all__ = ["foldl", "foldr", "map_fn", "scan"]
+__all__ = ["foldl", "foldr", "map_fn", "scan", "loop_over"]
 
 
 def map_fn(fn, elems, dtype=None, parallel_iterations=None, back_prop=True,
@@ -182,7 +182,7 @@ def _check_sequences(op, leaves):
                          loc=user_location(), hint="they are sliced together along axis 0")
 
 
-def _loop(op, scope, step, elems, acc0, reverse, stack=True):
+def _loop(op, scope, step, elems, acc0, reverse, stack=True, counter=False):
     """A loop node over the slices of ``elems`` with accumulator ``acc0`` (a structure,
     maybe empty): ``step(acc, x) -> (new acc, per-element result)``. Returns (final
     accumulator, stacked results) in their structures, or None when the body has effects
@@ -196,22 +196,27 @@ def _loop(op, scope, step, elems, acc0, reverse, stack=True):
     cvars = [Lp.loop_var(g, a.dtype, a.shape, "acc") for a in init]
     svars = [Lp.loop_var(g, x.dtype, None if x.shape is None else x.shape[1:], "elem")
              for x in leaves]
+    tvar = Lp.loop_var(g, D.int32, (), "t") if counter else None
     first = len(g.nodes)
     acc = pack_sequence_as(acc0, cvars) if init else acc0
-    new, result = step(acc, pack_sequence_as(elems, svars))
+    xs = pack_sequence_as(elems, svars)
+    new, result = step(acc, xs, tvar) if counter else step(acc, xs)
     new_flat = _same_as(op, "fn(accumulator, element)", new, "the accumulator", acc) \
         if init else []
     res_flat = _as_nodes(result) if stack else []
     made = set(g.nodes[first:])
     if any(n.opdef.impure for n in Lp.body_nodes_from(made, new_flat + res_flat)):
         return None
-    node = Lp.make_loop(cvars, init, svars, leaves, None, new_flat, res_flat, reverse=reverse,
+    node = Lp.make_loop(cvars, init, svars, leaves, tvar, new_flat, res_flat, reverse=reverse,
                         name=scope.rstrip("/").split("/")[-1] or op)
     final = pack_sequence_as(acc0, [Lp.outputs(node, "carried", k)
                                     for k in range(len(init))]) if init else acc0
     stacks = pack_sequence_as(result, [Lp.outputs(node, "stacked", k)
                                        for k in range(len(res_flat))]) if stack else None
     return final, stacks
+
+
+loop_over = _loop  # dynamic_rnn's loop (``ops.rnn``)
 
 
 def _accumulate(op, fn, elems, initializer, reverse):

@@ -34,6 +34,7 @@ from .clip_ops import clip_by_value
 from .math_ops import (concat, expand_dims, matmul, one_hot, sigmoid, stack, tanh, unstack,
                        where, zeros_like)
 from .math_ops import range as gc_range
+from .functional_ops import loop_over
 from .nn_ops import dropout
 
 
@@ -487,32 +488,82 @@ def _time_steps(inputs, time_major, fn):
 
 def dynamic_rnn(cell, inputs, sequence_length=None, initial_state=None, dtype=None,
                 parallel_iterations=None, swap_memory=False, time_major=False, scope=None):
-    """TF1's dynamic_rnn for a time dimension known when the graph is built: unrolled.
+    """TF1's dynamic_rnn: the cell runs in a loop over time (a ``loop`` node, see
+    ``ir.loops``), built once whatever the sequence length, which may be known only when the
+    step is fed. Backpropagation through time is the loop's adjoint: a backward loop over the
+    saved states, accumulating the weights' gradients. A cell that draws random numbers
+    (``DropoutWrapper``) is unrolled instead (TF1 draws fresh masks at every step); that needs
+    a static time dimension.
 
     Args:
         inputs: [batch, time, features] (or [time, batch, features] when ``time_major``).
-        sequence_length, initial_state, dtype, scope: as ``static_rnn``.
+        sequence_length: int vector [batch]: steps at t >= length give zero outputs and keep
+            the state (see module docstring); 0 and ``time`` are both fine.
+        initial_state, dtype, scope: as ``static_rnn``.
     Returns:
         (outputs [batch, time, output_size] (time-major when asked), final state).
     Example:
         >>> outputs, state = gc.nn.dynamic_rnn(cell, x, sequence_length=lengths,
         ...                                    dtype=gc.float32)
     """
-    steps, axis = _time_steps(inputs, time_major, "dynamic_rnn")
     with name_scope(scope or "rnn"):
+        looped = _rnn_loop(cell, inputs, initial_state, dtype, _lengths(sequence_length),
+                           time_major, False, "dynamic_rnn")
+        if looped is not None:
+            return looped
+        steps, axis = _time_steps(inputs, time_major, "dynamic_rnn")
         outputs, state = _unroll(cell, steps, initial_state, dtype, _lengths(sequence_length))
     return stack(outputs, axis=axis), state
+
+
+def _rnn_loop(cell, inputs, initial_state, dtype, lengths, time_major, reverse, fn):
+    """``cell`` over the time axis of ``inputs`` as a loop node: (outputs, final state), or
+    None when the cell has effects (random masks): the caller unrolls then."""
+    if not isinstance(inputs, Node) or inputs.rank != 3:
+        raise GraphError(f"{fn}: inputs must be a 3-D tensor "
+                         f"[{'time, batch' if time_major else 'batch, time'}, features]")
+    seq = inputs if time_major else apply("transpose", [inputs], {"perm": (1, 0, 2)})
+    if initial_state is None:
+        dtype = D.as_dtype(dtype) if dtype is not None else inputs.dtype
+        first = apply("strided_slice", [seq], {"spec": (("i", 0),)}, name="first_step")
+        initial_state = map_structure(lambda size: _zeros(_batch_column(first), size, dtype),
+                                      cell.state_size)
+
+    def step(state, x, t):
+        output, new_state = cell(x, state)
+        if lengths is not None:
+            if lengths.dtype != t.dtype:
+                t = apply("cast", [t], {"dtype": lengths.dtype})
+            output, new_state = _mask_step(t, lengths, output, new_state, state)
+        return new_state, output
+    looped = loop_over(fn, "while", step, seq, initial_state, reverse, counter=True)
+    if looped is None:
+        return None
+    state, outputs = looped
+    if not time_major:
+        outputs = apply("transpose", [outputs], {"perm": (1, 0, 2)})
+    return outputs, state
 
 
 def bidirectional_dynamic_rnn(cell_fw, cell_bw, inputs, sequence_length=None,
                               initial_state_fw=None, initial_state_bw=None, dtype=None,
                               parallel_iterations=None, swap_memory=False, time_major=False,
                               scope=None):
-    """TF1's bidirectional_dynamic_rnn, unrolled: ((out_fw, out_bw), (state_fw, state_bw))
-    with outputs [batch, time, size] each (time-major when asked)."""
-    steps, axis = _time_steps(inputs, time_major, "bidirectional_dynamic_rnn")
+    """TF1's bidirectional_dynamic_rnn: ((out_fw, out_bw), (state_fw, state_bw)), outputs
+    [batch, time, size] each (time-major when asked). Both directions are loops; the backward
+    one visits t = time-1 ... 0 and, with ``sequence_length``, skips each example's padding
+    first (its state stays initial there), which is TF1's reverse within each length."""
     lengths = _lengths(sequence_length)
     with name_scope(scope or "bidirectional_rnn"):
+        with name_scope("fw"):
+            fw = _rnn_loop(cell_fw, inputs, initial_state_fw, dtype, lengths, time_major, False,
+                           "bidirectional_dynamic_rnn")
+        with name_scope("bw"):
+            bw = _rnn_loop(cell_bw, inputs, initial_state_bw, dtype, lengths, time_major, True,
+                           "bidirectional_dynamic_rnn") if fw is not None else None
+        if fw is not None and bw is not None:
+            return (fw[0], bw[0]), (fw[1], bw[1])
+        steps, axis = _time_steps(inputs, time_major, "bidirectional_dynamic_rnn")
         with name_scope("fw"):
             fw_out, fw_state = _unroll(cell_fw, steps, initial_state_fw, dtype, lengths)
         with name_scope("bw"):

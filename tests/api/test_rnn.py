@@ -261,8 +261,8 @@ def test_rnn_errors_are_clear():
     x = gc.placeholder(gc.float32, [None, 4, 3])
     with pytest.raises(GraphError, match="list of"):
         gc.nn.static_rnn(cell, x, dtype=gc.float32)
-    with pytest.raises(GraphError, match="time dimension"):
-        gc.nn.dynamic_rnn(cell, gc.placeholder(gc.float32, [None, None, 3]), dtype=gc.float32)
+    with pytest.raises(GraphError, match="3-D tensor"):
+        gc.nn.dynamic_rnn(cell, gc.placeholder(gc.float32, [None, 3]), dtype=gc.float32)
     with pytest.raises(GraphError, match="sequence_length"):
         gc.nn.static_rnn(cell, gc.unstack(x, axis=1), sequence_length=gc.placeholder(
             gc.float32, [None]))
