@@ -7,7 +7,30 @@ runs. A bare graph is numbered in print order. Feeds and variables print by name
 ``%W1``). Passes annotate nodes through ``node.meta``: ``body`` (fused scalar expression),
 ``buffer``, ``inplace`` and ``note`` appear after the ``#``; what a pass wants said about the
 whole stage (CSE's merges) it adds to ``program.stage_notes``, printed as ``;;`` lines.
+
+A ``loop`` node's line is followed by its trip count, which of its inputs are captured
+(computed once, before the loop: hoisted) and its body, printed as a program of its own
+(its own numbering) and indented under the loop; the body's header gives each parameter's
+role (``carried[k]``, ``sliced[k]``, ``counter``, ``captured[k]``) and its ``return`` each
+result's (``next[k]``, ``stacked[k]``, ``cond``). The body shown has been through the same
+passes as the program around it (``ir.passes.stages.LoopBodySource``)::
+
+  %0 = loop 'rnn' init(%h0) seq(%x) captured(%W, %U)  : ()  # rnn.py:12
+    ;; 'rnn': one iteration per row of %x (6), t = 0 up to 5; results: exit values, stacked rows
+    ;; captured (computed once, before the loop): %W, %U
+    graph body_rnn(
+        %W: f64[4,5]    captured[0]
+        %U: f64[5,5]    captured[1]
+        %h: f64[3,5]    carried[0]
+        %x_t: f64[3,4]  sliced[0]
+    ) {
+      %0 = matmul %x_t, %W                   : f64[3,5]   # rnn.py:11
+      ...
+      return next[0]=%3, stacked[0]=%3
+    }
 """
+import textwrap
+
 import numpy as np
 
 from .scalar import format_expr
@@ -57,17 +80,35 @@ def stable_numbers(program):
     return numbers
 
 
-def format_nodes(nodes, title="graph", fetches=(), numbers=None, notes=()):
+def format_nodes(nodes, title="graph", fetches=(), numbers=None, notes=(), loops=None,
+                 feed_labels=None, fetch_labels=None):
     """Text of ``nodes`` (a topologically ordered list), numbered by ``numbers`` ({node:
-    int}; None: in print order), followed by ``notes`` as ``;;`` lines."""
+    int}; None: in print order), followed by ``notes`` as ``;;`` lines.
+
+    Args:
+        loops: ``f(loop node) -> body text`` (a program's text): a loop's body is printed
+            indented under its line, with its trip count and captured values (None: loops
+            print their line only, as in a user graph whose bodies are not specialized).
+        feed_labels: {placeholder: role} printed after its type in the header.
+        fetch_labels: one role per fetch, printed before it in the ``return`` line.
+    Returns:
+        The text (no trailing newline).
+    """
     names = {}
     feeds = [n for n in nodes if n.op_name == "placeholder"]
     variables = [n for n in nodes if n.op_name == "variable"]
     for n in feeds + variables:
         names[n] = "%" + n.name
-    head_f = ", ".join(f"{names[n]}: {n.type_str()}" for n in feeds)
     head_v = ", ".join(f"{names[n]}: {n.type_str()}" for n in variables)
-    header = f"graph {title}({head_f}" + (f"; vars {head_v}" if head_v else "") + ") {"
+    if feed_labels:  # a loop body: one parameter a line, with its role
+        params = [(f"{names[n]}: {n.type_str()}", feed_labels.get(n, "")) for n in feeds]
+        pw = max(len(p) for p, _ in params) + 2
+        header = "\n".join([f"graph {title}("] + [f"    {p.ljust(pw)}{lab}".rstrip()
+                                                   for p, lab in params])
+        header += (f"\n    vars {head_v}" if head_v else "") + "\n) {"
+    else:
+        head_f = ", ".join(f"{names[n]}: {n.type_str()}" for n in feeds)
+        header = f"graph {title}({head_f}" + (f"; vars {head_v}" if head_v else "") + ") {"
     rows = []
     counter = 0
     grad_started = False
@@ -80,17 +121,22 @@ def format_nodes(nodes, title="graph", fetches=(), numbers=None, notes=()):
             rows.append((";; gradients", "", ""))
             grad_started = True
         rows.append(_row(n, names))
+        if n.op_name == "loop" and loops is not None:
+            rows.append((loop_lines(n, names, loops(n)), "", ""))
     width = max((len(r[0]) for r in rows if r[1]), default=0) + 2
     twidth = max((len(r[1]) for r in rows), default=0) + 2
     lines = [header]
     for lhs, ty, note in rows:
         if not ty:
-            lines.append("  " + lhs)
+            lines.append(textwrap.indent(lhs, "  "))
             continue
         line = "  " + lhs.ljust(width) + ": " + ty.ljust(twidth)
         lines.append((line + "# " + note) if note else line.rstrip())
     if fetches:
-        lines.append("  return " + ", ".join(names.get(f, "?") for f in fetches))
+        labels = list(fetch_labels) if fetch_labels else [None] * len(fetches)
+        lines.append("  return " + ", ".join(
+            (f"{label}=" if label else "") + names.get(f, "?")
+            for f, label in zip(fetches, labels)))
     lines.append("}")
     lines += [f";; {note}" for note in notes]
     return "\n".join(lines)
@@ -100,6 +146,8 @@ def _row(n, names):
     args = ", ".join(names.get(i, f"%{i.name}") for i in n.inputs)
     if n.op_name == "const":
         text = _const_text(n)
+    elif n.op_name == "loop":
+        text = _loop_head(n, names)
     elif n.op_name == "fused":
         red = n.attrs.get("reduce")
         tail = f" -> reduce_{red[0]}{{axis={_fmt_attr(tuple(red[1]))}, keepdims={red[2]}}}" \
@@ -130,13 +178,103 @@ def _row(n, names):
     return lhs, n.type_str(), "  ".join(notes)
 
 
+def loop_summary(loop):
+    """What a loop's lines show besides its body (a dict; ``stages`` freezes it).
+
+    Returns:
+        {"name", "bound" (int, None before specialization), "length" (the static bound
+        or None: the sequences' rows), "reverse", "cond" (a data-dependent condition),
+        "roles" (per input of the node: "count", "cond0", "init", "seq" or "captured"),
+        "n_carried", "n_stacked"}.
+    """
+    from .loops import trip_bound
+    a, body = loop.attrs, loop.attrs["body"]
+    roles = (["count"] if a["has_count"] else []) + (["cond0"] if body.cond is not None
+                                                     else [])
+    roles += ["init"] * a["n_carried"] + ["seq"] * a["n_sequences"]
+    roles += ["captured"] * (len(loop.inputs) - len(roles))
+    return {"name": body.name, "bound": trip_bound(loop), "length": a["length"],
+            "reverse": a["reverse"], "cond": body.cond is not None, "roles": roles,
+            "n_carried": a["n_carried"], "n_stacked": len(body.stacked)}
+
+
+def _summary(n):
+    frozen = getattr(n, "loop", None)  # a stage snapshot froze it
+    return frozen.summary if frozen is not None else loop_summary(n)
+
+
+def _by_role(n, names):
+    out = {}
+    for role, x in zip(_summary(n)["roles"], n.inputs):
+        out.setdefault(role, []).append(names.get(x, f"%{x.name}"))
+    return out
+
+
+def _loop_head(n, names):
+    """``loop 'rnn' init(%h0) seq(%x) captured(%W, %U)``."""
+    s, by_role = _summary(n), _by_role(n, names)
+    parts = [f"{role}({', '.join(by_role[role])})"
+             for role in ("count", "cond0", "init", "seq", "captured") if role in by_role]
+    return f"loop '{s['name']}' " + " ".join(parts)
+
+
+def _trip_text(s, by_role):
+    bound = s["bound"]
+    if s["length"] is None:
+        rows = ", ".join(by_role.get("seq", ()))
+        trips = f"one iteration per row of {rows}" + (f" ({bound})" if bound is not None
+                                                       else "")
+    else:
+        trips = f"{bound} iterations"
+    if "count" in by_role:
+        trips = f"at most {by_role['count'][0]} of {trips}"
+    if s["cond"]:
+        trips += f", while cond holds ({by_role['cond0'][0]} before the first)"
+    last = "n-1" if bound is None or "count" in by_role or s["cond"] else bound - 1
+    order = f"t = {last} down to 0" if s["reverse"] else f"t = 0 up to {last}"
+    results = [f"{s['n_carried']} exit value{'s' * (s['n_carried'] != 1)}"]
+    if s["n_stacked"]:
+        results.append(f"{s['n_stacked']} stacked (a row per iteration)")
+    return f"'{s['name']}': {trips}, {order}; results: {', '.join(results)}"
+
+
+def loop_lines(n, names, body_text):
+    """The lines under loop node ``n``'s row (indented two spaces): its trip count, its
+    captured values and ``body_text``, the text of its body program."""
+    s, by_role = _summary(n), _by_role(n, names)
+    lines = [";; " + _trip_text(s, by_role)]
+    if "captured" in by_role:
+        lines.append(";; captured (computed once, before the loop): "
+                     + ", ".join(by_role["captured"]))
+    lines += body_text.rstrip("\n").split("\n")
+    return textwrap.indent("\n".join(lines), "  ")
+
+
+def body_text(loop, passes=()):
+    """The text of ``loop``'s body program after ``passes`` (what ``program_text`` shows
+    under a live loop node; stage snapshots render theirs through ``ir.passes.stages``)."""
+    from .passes.stages import LoopBodySource
+    return LoopBodySource(loop).text(tuple(passes), -1)
+
+
 def program_text(program):
-    """Text IR of a Program (its schedule), with the memory plan's summary when planned."""
+    """Text IR of a Program (its schedule), with the memory plan's summary when planned.
+
+    Loops show their body after the passes this program went through (``program.records``).
+    """
     numbers = getattr(program, "numbers", None)  # a snapshot carries its own
-    text = format_nodes(program.nodes, program.name,
-                        [f for f in program.fetches if f is not None],
+    passes = tuple(r["name"] for r in getattr(program, "records", ()))
+    fetches = [f for f in program.fetches if f is not None]
+    labels = getattr(program, "fetch_labels", None)
+    if labels is not None:
+        labels = [lab for f, lab in zip(program.fetches, labels) if f is not None]
+    text = format_nodes(program.nodes, program.name, fetches,
                         numbers if numbers is not None else stable_numbers(program),
-                        getattr(program, "stage_notes", ()))
+                        getattr(program, "stage_notes", ()),
+                        loops=lambda n: n.loop.text() if getattr(n, "loop", None)
+                        else body_text(n, passes),
+                        feed_labels=getattr(program, "feed_labels", None),
+                        fetch_labels=labels)
     plan = program.plan
     if plan is not None and getattr(plan, "planned", False):
         text += (f"\n;; arena {plan.arena_bytes} bytes in {len(plan.offsets)} buffers, "

@@ -6,6 +6,12 @@ feed shapes, so recompiling the same step rewrites the same files) holding what
 ``ir.passes.dumping.write_dumps`` writes plus the generated code (``step.py`` for NumPy,
 ``step.ll`` for LLVM). Compiling the same graph twice writes byte-identical files.
 
+A loop's body is a program of its own, run through the same passes as the step around it:
+its dumps go to a sub-directory named after the body (``body_rnn/00-input.ir``,
+``01-prune.ir``, the diffs, ``passes.txt``, ``plan.txt``, ``graph.dot``; a loop in a body
+nests one level deeper), and the step's ``graph.dot`` draws each body as a cluster under
+its loop, as that pipeline left it.
+
 ``GRAPHC_DEBUG=N`` prints to stderr, each level adding to the one before:
     1  the pass table with timings, and compile times
     2  the text IR after each pass
@@ -55,10 +61,49 @@ def source_file(backend):
 
 
 def write(program, dump_dir, source, backend):
-    """Write the pipeline dumps and the generated code of one compiled signature."""
-    from ..ir.passes.dumping import write_dumps
+    """Write the pipeline dumps and the generated code of one compiled signature.
+
+    Returns:
+        The file names written, those of loop bodies as ``body_<name>/<file>``.
+    """
     text = source if isinstance(source, str) else str(source)
-    return write_dumps(program, dump_dir, extra=[(source_file(backend), text)])
+    return _write_program(program, dump_dir, [(source_file(backend), text)])
+
+
+def _write_program(program, dump_dir, extra):
+    """``write_dumps`` of ``program`` with its loops' bodies (recursively) beside it."""
+    from ..ir.dot import format_dot
+    from ..ir.passes.dumping import write_dumps
+    from ..ir.passes.stages import body_programs
+    bodies = body_programs(program)
+    if bodies:  # the step's graph with the bodies the dumps show (not the reference's)
+        chosen = _all_bodies(bodies)
+        extra = [("graph.dot", format_dot(program.nodes, program.name, program.fetches,
+                                          bodies=chosen.get))] + list(extra)
+    written = [name for name in write_dumps(program, dump_dir, extra=extra)
+               if name != "graph.dot" or not bodies]
+    if bodies:
+        written.append("graph.dot")
+    taken = set()
+    for _, body in bodies:
+        sub = body.name
+        k = 1
+        while sub in taken:
+            sub, k = f"{body.name}_{k}", k + 1
+        taken.add(sub)
+        written += [f"{sub}/{name}"
+                    for name in _write_program(body, os.path.join(dump_dir, sub), [])]
+    return written
+
+
+def _all_bodies(bodies):
+    """{loop node: body program} of ``bodies`` and of the loops inside them."""
+    from ..ir.passes.stages import body_programs
+    out = {}
+    for loop, body in bodies:
+        out[loop] = body
+        out.update(_all_bodies(body_programs(body)))
+    return out
 
 
 def report(program, source, backend, timings, level=None, stream=None):

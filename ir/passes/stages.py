@@ -7,19 +7,83 @@ right after a pass, and ``Stages`` renders a stage's text on first access and ke
 The text is exactly what ``program_text`` printed at that moment: passes replace attribute
 and annotation values instead of mutating them, so the shallow copies stay faithful (the
 tests compare every stage with the eager rendering).
+
+A loop node's body is a program of its own (``ir.loops``). The snapshot freezes what the
+body is made of when the loop is first seen (its outputs and feed shapes:
+``LoopBodySource``); when a stage is read, the body is built and run through the passes of
+the pipeline around it (the same names, in the same order), and stage k of the program
+shows stage k of its bodies. The body pipeline runs once per loop, and only when a stage is
+read; ``body_programs`` gives the bodies after every pass (what the dumps write). These are
+the passes ``codegen.loops.body_for_backend`` runs before a backend compiles the body when
+the step ran the default pipeline.
 """
 from collections.abc import Sequence
 
 from ..graph import Node
-from ..printer import program_text, stable_numbers
+from ..printer import loop_summary, program_text, stable_numbers
 
 
 class _Frozen:
     """What the printer reads of one node, as it was when the snapshot was taken."""
 
     __slots__ = ("op_name", "opdef", "inputs", "attrs", "meta", "loc", "is_grad", "name",
-                 "dtype", "shape")
+                 "dtype", "shape", "loop")
     type_str = Node.type_str
+
+
+class _FrozenLoop:
+    """What the printer reads of a loop node: its summary and its body's text (rendered by
+    ``render`` when first read)."""
+
+    __slots__ = ("summary", "render")
+
+    def __init__(self, summary, render):
+        self.summary, self.render = summary, render
+
+    def text(self):
+        return self.render()
+
+
+class LoopBodySource:
+    """A loop's body as it is now (outputs, feed shapes), and its programs after passes.
+
+    Example:
+        >>> src = LoopBodySource(loop)
+        >>> print(src.text(("prune", "fold"), -1))   # the body after prune and fold
+    """
+
+    def __init__(self, loop):
+        from ..loops import body_feed_shapes, body_program
+        body = loop.attrs["body"]
+        self.loop, self.outputs = loop, list(body.outputs)
+        self.shapes = body_feed_shapes(loop)
+        self.name = body_program(loop).name
+        self.labels = [f"next[{k}]" for k in range(len(body.next))] + \
+            [f"stacked[{k}]" for k in range(len(body.stacked))] + \
+            (["cond"] if body.cond is not None else [])
+        self._programs = {}
+
+    def program(self, passes):
+        """The body Program after ``passes`` (a tuple of pass names; memoized), its
+        ``stages`` holding the text after each of them."""
+        prog = self._programs.get(passes)
+        if prog is None:
+            from ..loops import feed_roles
+            from ..program import build_program
+            from . import run_pipeline
+            prog = build_program(self.outputs, self.shapes)
+            prog.name = self.name
+            prog.feed_labels = {f: role if role == "counter" else f"{role}[{k}]"
+                                for f, (role, k) in zip(prog.feeds,
+                                                        feed_roles(prog, self.loop))}
+            prog.fetch_labels = list(self.labels)
+            run_pipeline(prog, passes=list(passes))
+            self._programs[passes] = prog
+        return prog
+
+    def text(self, passes, k):
+        """The text of stage ``k`` of the body run through ``passes``."""
+        return self.program(passes).stages[k][1]
 
 
 class _FrozenPlan:
@@ -27,21 +91,24 @@ class _FrozenPlan:
 
 
 class _FrozenProgram:
-    __slots__ = ("nodes", "name", "fetches", "plan", "numbers", "stage_notes")
+    __slots__ = ("nodes", "name", "fetches", "plan", "numbers", "stage_notes", "feed_labels",
+                 "fetch_labels")
 
 
-def _freeze(node, frozen):
+def _freeze(node, frozen, loops):
     f = _Frozen()
+    if node.op_name == "loop":
+        f.loop = loops(node)
     f.op_name, f.opdef, f.loc = node.op_name, node.opdef, node.loc
     f.is_grad, f.name = node.is_grad, node.name
     f.dtype, f.shape = node.dtype, node.shape
-    f.inputs = [frozen.get(i) or _freeze(i, frozen) for i in node.inputs]
+    f.inputs = [frozen.get(i) or _freeze(i, frozen, loops) for i in node.inputs]
     f.attrs = dict(node.attrs)
     meta = node.meta
     if "inplace_of" in meta:
         meta = dict(meta)
         target = meta["inplace_of"]
-        meta["inplace_of"] = frozen.get(target) or _freeze(target, frozen)
+        meta["inplace_of"] = frozen.get(target) or _freeze(target, frozen, loops)
     else:
         meta = dict(meta)
     f.meta = meta
@@ -49,17 +116,39 @@ def _freeze(node, frozen):
     return f
 
 
-def snapshot(program):
-    """A structural copy of what ``program_text(program)`` reads (no text rendered)."""
+def _standalone_loop(program):
+    """Frozen loops of a snapshot taken outside ``Stages``: bodies after the program's
+    passes so far."""
+    passes = tuple(r["name"] for r in getattr(program, "records", ()))
+
+    def make(loop):
+        src = LoopBodySource(loop)
+        return _FrozenLoop(loop_summary(loop), lambda: src.text(passes, -1))
+    return make
+
+
+def snapshot(program, loops=None):
+    """A structural copy of what ``program_text(program)`` reads (no text rendered).
+
+    Args:
+        loops: ``f(loop node) -> _FrozenLoop`` (``Stages`` gives one that shares each body
+            pipeline between stages; None: the body after the program's passes so far).
+    """
     frozen = {}
+    loops = loops or _standalone_loop(program)
     numbers = stable_numbers(program)
     p = _FrozenProgram()
-    p.nodes = [frozen.get(n) or _freeze(n, frozen) for n in program.nodes]
+    p.nodes = [frozen.get(n) or _freeze(n, frozen, loops) for n in program.nodes]
     p.numbers = {frozen[n]: k for n, k in numbers.items() if n in frozen}
     p.stage_notes = list(getattr(program, "stage_notes", ()))
     p.name = program.name
-    p.fetches = [frozen.get(f) or _freeze(f, frozen) for f in program.fetches
+    labels = getattr(program, "fetch_labels", None)
+    p.fetch_labels = None if labels is None else [
+        lab for f, lab in zip(program.fetches, labels) if f is not None]
+    p.fetches = [frozen.get(f) or _freeze(f, frozen, loops) for f in program.fetches
                  if f is not None]
+    feed_labels = getattr(program, "feed_labels", None) or {}
+    p.feed_labels = {frozen[f]: lab for f, lab in feed_labels.items() if f in frozen}
     plan = program.plan
     p.plan = None
     if plan is not None and getattr(plan, "planned", False):
@@ -81,12 +170,30 @@ class Stages(Sequence):
 
     def __init__(self):
         self._names, self._snaps, self._texts = [], [], []
+        self._sources = {}  # loop node -> LoopBodySource (frozen when first seen)
 
     def record(self, name, program):
         """Snapshot ``program`` as stage ``name`` (rendered later, when read)."""
         self._names.append(name)
-        self._snaps.append(snapshot(program))
+        self._snaps.append(snapshot(program, self._frozen_loop))
         self._texts.append(None)
+
+    def _frozen_loop(self, loop):
+        k = len(self._names) - 1
+        src = self.source(loop)
+        return _FrozenLoop(loop_summary(loop),
+                           lambda: src.text(tuple(self._names[1:]), k))
+
+    def source(self, loop):
+        """The ``LoopBodySource`` of ``loop`` these stages show."""
+        src = self._sources.get(loop)
+        if src is None:
+            src = self._sources[loop] = LoopBodySource(loop)
+        return src
+
+    def passes(self):
+        """The passes recorded after the input stage, in order."""
+        return tuple(self._names[1:])
 
     def __len__(self):
         return len(self._names)
@@ -104,3 +211,20 @@ class Stages(Sequence):
 
     def __repr__(self):
         return f"Stages({self._names})"
+
+
+def body_programs(program):
+    """[(loop node, its body Program after the passes ``program`` went through)] for every
+    loop of ``program``'s schedule; each body's ``stages`` hold its text after each pass.
+
+    Example:
+        >>> for loop, body in body_programs(step.program):
+        ...     print(body.name, [name for name, _ in body.stages])
+    """
+    stages = getattr(program, "stages", None)
+    if isinstance(stages, Stages):
+        source, passes = stages.source, stages.passes()
+    else:
+        source = LoopBodySource
+        passes = tuple(r["name"] for r in getattr(program, "records", ()))
+    return [(n, source(n).program(passes)) for n in program.nodes if n.op_name == "loop"]

@@ -1,0 +1,240 @@
+"""Loops in the dumps: bodies nested under their loop in the text IR, the DOT graph and the
+dump directory, and checked by the verifier.
+
+The nested body must be the body the backends run: after the same passes as the step
+(``codegen.loops.body_for_backend`` for the default pipeline), its lines identical to that
+program's text; the lazily rendered stages must equal the eager text after each pass.
+"""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.codegen.loops import body_for_backend
+from graphc.ir import loops as Lp
+from graphc.ir.dot import format_dot
+from graphc.ir.passes import DEFAULT_PIPELINE, run_pipeline
+from graphc.ir.printer import program_text
+from graphc.ir.program import build_program
+from graphc.ir.verifier import verify
+
+T, B, D, H = 6, 3, 4, 5
+
+
+def _rnn_step():
+    """A small RNN h = tanh(x_t W + h U) as a loop, its loss and the gradients of W, U."""
+    g = gc.Graph()
+    with g.as_default():
+        x, h0, W, U = (gc.placeholder(gc.float64, shape, name=name) for name, shape in
+                       (("x", [T, B, D]), ("h0", [B, H]), ("W", [D, H]), ("U", [H, H])))
+        h, xt = Lp.loop_var(g, gc.float64, (B, H), "h"), Lp.loop_var(g, gc.float64, (B, D),
+                                                                      "x_t")
+        hn = gc.tanh(gc.matmul(xt, W) + gc.matmul(h, U))
+        loop = Lp.make_loop([h], [h0], [xt], [x], None, [hn], [hn], name="rnn")
+        hs = Lp.outputs(loop, "stacked", 0)
+        loss = gc.reduce_sum(hs * hs)
+        grads = gc.gradients(loss, [W, U])
+    return [loss] + grads, [x, h0, W, U]
+
+
+def _values(feeds):
+    r = np.random.default_rng(0)
+    return {f: r.normal(size=tuple(f.shape)) * 0.5 for f in feeds}
+
+
+def _block(text, head):
+    """The lines of the body printed under the loop line starting with ``head``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith(head))
+    indent = len(lines[start]) - len(lines[start].lstrip()) + 2
+    out = []
+    for line in lines[start + 1:]:
+        if len(line) - len(line.lstrip()) < indent:
+            break
+        out.append(line[indent:])
+    return out
+
+
+def _value_lines(lines):
+    return [line.strip() for line in lines if line.lstrip().startswith("%") and " = " in line]
+
+
+def test_text_nests_the_body_with_roles_trip_count_and_captured_values():
+    fetches, feeds = _rnn_step()
+    step = gc.compile(fetches, feeds=feeds, backend="numpy", optimize=False)
+    text = step.ir("final")
+    assert "  %0 = loop 'rnn' init(%h0) seq(%x) captured(%W, %U)" in text
+    block = _block(text, "%0 = loop 'rnn'")
+    assert block[0] == (";; 'rnn': one iteration per row of %x (6), t = 0 up to 5; results: "
+                        "1 exit value, 2 stacked (a row per iteration)")
+    assert block[1] == ";; captured (computed once, before the loop): %W, %U"
+    assert block[2] == "graph body_rnn("
+    params = {line.split(":")[0].strip(): line.split()[-1] for line in block[3:7]}
+    assert params == {"%W": "captured[0]", "%U": "captured[1]", "%h": "carried[0]",
+                      "%x_t": "sliced[0]"}
+    # the body has its own numbering, from %0; h is saved for the backward loop
+    body = _value_lines(block)
+    assert body[0].startswith("%0 = matmul") and "%x_t, %W" in body[0]
+    assert any(line.strip().startswith("return next[0]=%") and "stacked[1]=%h" in line
+               for line in block)
+    # the backward loop runs in reverse and accumulates the captured weights' gradients
+    grad = _block(text, next(line.strip() for line in text.splitlines()
+                             if "loop 'rnn_grad'" in line))
+    assert "t = 5 down to 0" in grad[0]
+    assert sum("carried[" in line for line in grad) == 3  # dh, dW, dU
+    # the unoptimized step shows the body as built (nothing fused)
+    assert not any("fused" in line for line in block)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_optimized_step_shows_the_optimized_body_the_backend_runs(backend):
+    fetches, feeds = _rnn_step()
+    step = gc.compile(fetches, feeds=feeds, backend=backend, optimize=True)
+    values = _values(feeds)
+    ref = gc.compile(fetches, feeds=feeds, backend="numpy", optimize=False)
+    for a, b in zip(step(values), ref(values)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    text = step.ir("final")
+    program = step.program
+    loops = [n for n in program.nodes if n.op_name == "loop"]
+    assert [n.attrs["body"].name for n in loops] == ["rnn", "rnn_grad"]
+    for loop in loops:
+        block = _block(text, next(line.strip() for line in text.splitlines()
+                                  if f"loop '{loop.attrs['body'].name}'" in line))
+        ran = program_text(body_for_backend(loop, True))
+        assert _value_lines(block) == _value_lines(ran.splitlines())
+        assert block[-1].startswith(";; arena ")  # the body is planned apart
+    assert "fused{add,tanh}" in "\n".join(_block(text, "%0 = loop 'rnn'"))
+    assert "fused" not in "\n".join(_block(step.ir("input"), "%0 = loop 'rnn'"))
+
+
+def test_every_lazy_stage_equals_the_eager_text_with_bodies():
+    fetches, feeds = _rnn_step()
+    shapes = {f: tuple(f.shape) for f in feeds}
+    program = build_program(fetches, shapes)
+    run_pipeline(program, verify=True)
+    names = [name for name, _ in program.stages]
+    assert names == ["input", *DEFAULT_PIPELINE]
+    for k in (0, 1, DEFAULT_PIPELINE.index("fuse") + 1, len(names) - 1):
+        eager = build_program(fetches, shapes)
+        run_pipeline(eager, passes=list(DEFAULT_PIPELINE[:k]))
+        assert program.stages[k] == (names[k], program_text(eager)), names[k]
+        assert "graph body_rnn_grad(" in program.stages[k][1]
+
+
+def test_while_loop_text_names_counter_condition_and_count():
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float64, [3], name="x")
+        limit = gc.placeholder(gc.float64, [], name="limit")
+        n = gc.placeholder(gc.int32, [], name="n")
+        s = Lp.loop_var(g, gc.float64, (), "s")
+        t = Lp.loop_var(g, gc.int32, (), "t")
+        s2 = s * 2.0 + gc.cast(t, gc.float64)
+        loop = Lp.make_loop([s], [gc.reduce_sum(x)], [], [], t, [s2], [], cond=s2 < limit,
+                            cond0=gc.reduce_sum(x) < limit, count=n, length=10,
+                            name="doubling")
+        out, count = Lp.outputs(loop, "carried", 0), Lp.outputs(loop, "count")
+    step = gc.compile([out, count], feeds=[x, limit, n], backend="numpy", optimize=False)
+    got = step({x: np.array([0.25, 0.25, 0.5]), limit: np.float64(20.0), n: np.int32(10)})
+    # s: 1 -> 2 (t=0) -> 5 -> 12 -> 27 (stops: 27 >= 20)
+    assert float(got[0]) == 27.0 and int(got[1]) == 4
+    text = step.ir("final")
+    head = next(line.strip() for line in text.splitlines() if "loop 'doubling'" in line)
+    assert head.startswith("%") and "count(%n) cond0(%" in head and "init(%" in head
+    block = _block(text, head)
+    assert block[0].startswith(";; 'doubling': at most %n of 10 iterations, while cond "
+                               "holds (%") and "t = 0 up to n-1" in block[0]
+    # the limit and the constant 2.0 are inputs of the loop; the constant is copied into
+    # the body (where folding sees it), the limit is a parameter
+    assert block[1] == ";; captured (computed once, before the loop): %limit, %0"
+    start = block.index("graph body_doubling(") + 1
+    params = [line.split()[-1] for line in block[start:start + 3]]
+    assert sorted(params) == ["captured[0]", "carried[0]", "counter"]
+    assert any(line.strip().startswith("return next[0]=%") and "cond=%" in line for line in block)
+
+
+def test_dot_draws_each_body_as_a_cluster_under_its_loop():
+    fetches, feeds = _rnn_step()
+    step = gc.compile(fetches, feeds=feeds, backend="numpy", optimize=True)
+    program = step.program
+    dot = format_dot(program.nodes, program.name, program.fetches)
+    k = next(i for i, n in enumerate(program.nodes) if n.op_name == "loop")
+    body = Lp.body_program(program.nodes[k])
+    assert f"subgraph cluster_n{k} {{" in dot
+    assert 'label="loop rnn: body body_rnn"' in dot
+    # every body node is drawn inside the cluster, and the loop reaches its parameters
+    assert sum(line.strip().startswith(f"n{k}_n") and "[label=" in line
+               for line in dot.splitlines()) == len(body.nodes)
+    for role in ("carried[0]", "sliced[0]", "captured[0]", "captured[1]"):
+        assert f'n{k} -> n{k}_n' in dot and f'label="{role}"' in dot
+    assert "stacked[0]" in dot and "next[0]" in dot
+    assert dot.count("{") == dot.count("}")
+
+
+def test_dump_directory_holds_each_body_pipeline(tmp_path):
+    fetches, feeds = _rnn_step()
+    texts = []
+    for run in ("a", "b"):
+        gc.compile(fetches, feeds=feeds, backend="numpy", optimize=True,
+                   dump_dir=str(tmp_path / run))
+        (root,) = (tmp_path / run).iterdir()  # one directory per signature
+        texts.append({str(p.relative_to(root)): p.read_text() for p in root.rglob("*")
+                      if p.is_file()})
+    files = texts[0]
+    assert texts[0] == texts[1]  # byte-identical across compiles
+    for body in ("body_rnn", "body_rnn_grad"):
+        assert f"{body}/00-input.ir" in files and f"{body}/07-fuse.diff" in files
+        assert f"{body}/passes.txt" in files and f"{body}/plan.txt" in files
+        final = files[f"{body}/10-plan.ir"]
+        # the step's final stage shows the same body, indented under its loop
+        assert final.rstrip("\n").replace("\n", "\n    ") in files["10-plan.ir"]
+    assert "fused" in files["body_rnn/10-plan.ir"]
+    assert "fused" not in files["body_rnn/00-input.ir"]
+    assert "subgraph cluster_" in files["graph.dot"] and "body body_rnn_grad" in files["graph.dot"]
+
+
+def test_verifier_checks_the_body_next_value_against_its_carried_value():
+    """A loop variable of unknown shape lets a body grow its state; once specialized, the
+    verifier sees next[0] is f64[6,2] for a carried f64[3,2]."""
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float64, [4, 3, 2], name="x")
+        h0 = gc.placeholder(gc.float64, [3, 2], name="h0")
+        h = Lp.loop_var(g, gc.float64, None, "h")
+        xt = Lp.loop_var(g, gc.float64, (3, 2), "x_t")
+        grown = gc.concat([h, xt], axis=0)
+        loop = Lp.make_loop([h], [h0], [xt], [x], None, [grown], name="grow")
+        out = Lp.outputs(loop, "carried", 0)
+    program = build_program([out], {x: (4, 3, 2), h0: (3, 2)})
+    with pytest.raises(gc.errors.GraphError) as info:
+        verify(program.nodes, program.graph)
+    msg = str(info.value)
+    assert "loop 'grow' body 'body_grow': next[0] ('concat') is f64[6,2]" in msg
+    assert "carried value ('h0') is f64[3,2]" in msg
+    assert "test_loop_dumps.py" in msg  # the user's line of the next value
+
+
+def test_verifier_checks_the_body_program_and_the_loop_structure():
+    fetches, feeds = _rnn_step()
+    program = build_program(fetches, {f: tuple(f.shape) for f in feeds})
+    assert verify(program.nodes, program.graph) == len(program.nodes)  # loop_output reads loops
+    loop = next(n for n in program.nodes if n.op_name == "loop")
+    body = loop.attrs["body"]
+    # a broken node inside the body program is reported under its loop
+    prog = Lp.body_program(loop)
+    bad = next(n for n in prog.nodes if n.op_name == "matmul")
+    saved = bad.shape
+    bad.shape = (7, 7)
+    try:
+        with pytest.raises(gc.errors.GraphError, match=r"loop 'rnn' body 'body_rnn': matmul"):
+            verify(program.nodes, program.graph)
+    finally:
+        bad.shape = saved
+    # a body whose roles disagree with the node's inputs
+    body.next.append(body.next[0])
+    try:
+        with pytest.raises(gc.errors.GraphError, match="2 next values"):
+            verify(program.nodes, program.graph)
+    finally:
+        body.next.pop()
+    verify(program.nodes, program.graph)
