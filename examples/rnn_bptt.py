@@ -3,9 +3,10 @@ truncated BPTT.
 
 The task is an echo with a delay: the input is a stream of random bits and the target at
 time t is the input at time t - DELAY, so the network has to hold the last DELAY bits in its
-state. ``gc.nn.static_rnn`` unrolls a ``BasicRNNCell`` (tanh) over the time steps with ONE
-set of weights; the gradient of each weight is the sum of its contributions from every
-step (autodiff accumulates the fan-out), which is backpropagation through time.
+state. ``gc.nn.dynamic_rnn`` runs a ``BasicRNNCell`` (tanh) in a loop over the time steps with
+ONE set of weights (one loop node: the compiled step holds a real loop, whatever the length);
+its adjoint is a loop backwards in time over the saved states that sums each weight's
+contributions from every step: backpropagation through time.
 
 - Full BPTT: independent sequences of SEQ_LEN steps, the state starts at zero, the gradient
   flows through every step.
@@ -29,7 +30,7 @@ import numpy as np
 
 import graphc as gc
 
-DELAY, UNITS, SEQ_LEN, WINDOW, SHORT_WINDOW, BATCH = 8, 24, 20, 10, 2, 32
+DELAY, UNITS, SEQ_LEN, WINDOW, SHORT_WINDOW, BATCH = 8, 24, 256, 10, 2, 32
 
 
 class EchoRNN:
@@ -42,22 +43,20 @@ class EchoRNN:
             self.b = gc.Variable(gc.zeros([2]), name="b")
 
     def __call__(self, bits, initial_state=None):
-        """[batch, T] bits -> (T logits of [batch, 2], final state)."""
-        inputs = [gc.expand_dims(x, 1) for x in gc.unstack(bits, axis=1)]
-        outputs, state = gc.nn.static_rnn(self.cell, inputs, initial_state=initial_state,
-                                          dtype=gc.float32)
-        return [gc.matmul(h, self.W) + self.b for h in outputs], state
+        """[batch, T] bits -> ([batch, T, 2] logits, final state): one loop over time."""
+        outputs, state = gc.nn.dynamic_rnn(self.cell, gc.expand_dims(bits, 2),
+                                           initial_state=initial_state, dtype=gc.float32)
+        logits = gc.matmul(gc.reshape(outputs, [-1, UNITS]), self.W) + self.b
+        return gc.reshape(logits, [-1, bits.shape[1], 2]), state
 
 
 def echo_loss(logits, targets, first):
     """Mean cross-entropy and accuracy over the steps t >= first."""
-    losses, hits = [], []
-    for t in range(first, len(logits)):
-        losses.append(gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=targets[:, t], logits=logits[t])))
-        hits.append(gc.reduce_mean(gc.cast(gc.equal(gc.argmax(logits[t], 1), targets[:, t]),
-                                           gc.float32)))
-    return gc.add_n(losses) / len(losses), gc.add_n(hits) / len(hits)
+    logits, targets = logits[:, first:], targets[:, first:]
+    loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=targets, logits=logits))
+    hits = gc.cast(gc.equal(gc.argmax(logits, 2), targets), gc.float32)
+    return loss, gc.reduce_mean(hits)
 
 
 def full_bptt(steps, rng):
