@@ -133,6 +133,20 @@ _MISSING.update({f"train.{name}": _QUEUES for name in (
     "string_input_producer", "slice_input_producer", "input_producer")})
 _MISSING.update({name: _QUEUES for name in ("FIFOQueue", "RandomShuffleQueue",
                                              "TFRecordReader", "TextLineReader")})
+# ops whose result's shape depends on the data: what keeps the shape static instead
+_DATA_SHAPED = "its result's shape depends on the data, and graphc compiles steps whose shapes "\
+    "are known when they are specialized; "
+_MISSING.update({
+    "boolean_mask": _DATA_SHAPED + "keep the shape: gc.where(mask, x, gc.zeros_like(x)) (or x * "
+                    "gc.cast(mask, x.dtype)), and divide sums by gc.reduce_sum(gc.cast(mask, "
+                    "x.dtype)) for a mean over the selected entries",
+    "unique": _DATA_SHAPED + "compare all pairs, gc.equal(gc.expand_dims(x, 1), "
+              "gc.expand_dims(x, 0)), which has a static shape, or find the unique values with "
+              "np.unique outside the step",
+    "dynamic_partition": _DATA_SHAPED + "mask each partition, gc.where(gc.equal(partitions, "
+                         "i), x, gc.zeros_like(x)), or sum them with "
+                         "gc.unsorted_segment_sum(x, partitions, num_partitions)",
+})
 _MISSING.update({name: _RECORDS for name in (
     "python_io", "FixedLenFeature", "VarLenFeature", "parse_single_example", "parse_example",
     "train.Example", "train.Features", "train.Feature")})

@@ -23,7 +23,8 @@ class Node:
         inputs: input nodes (a list; passes rewrite it on their private copies only).
         attrs: dict of hashable attribute values (frozen by convention).
         dtype: ``ir.dtypes.DType``, or None for ops that produce no value (``group``).
-        shape: tuple of ints, with None for dims unknown until the step is specialized.
+        shape: tuple of ints, with None for dims unknown until the step is specialized;
+            None for an unknown rank (see ``ir.shapes``).
         name: scoped, unique name (``dense1/matmul``).
         loc: ``ir.source.Location`` of the user's line; gradient nodes keep the forward line.
         is_grad: True for nodes made by autodiff.
@@ -58,12 +59,20 @@ class Node:
 
     @property
     def rank(self):
+        """The number of dims. Raises ShapeError for an unknown rank (``shape`` None)."""
+        if self.shape is None:
+            from graphc.errors import ShapeError
+            raise ShapeError(f"{self.describe()} has an unknown rank (shape {self.type_str()}) "
+                             "where its rank must be known when the graph is built",
+                             loc=source.user_location(),
+                             hint="give the placeholder it comes from a shape (None for "
+                                  "dims that vary), or gc.reshape it to a known rank")
         return len(self.shape)
 
     @property
     def size(self):
         n = 1
-        for d in self.shape:
+        for d in self.shape if self.rank else ():
             n *= d
         return n
 

@@ -39,13 +39,15 @@ otherwise the backend copies the value into the variable's buffer at the assign'
 The new variable values are then simply the variables' buffers at the end of the step.
 """
 import networkx as nx
+import numpy as np
 
 from graphc.errors import CompileError, FeedError, InvalidArgumentError, ShapeError
 
 from .graph import Graph
-from .ops.state import PLACEHOLDER
+from .ops.state import CONST, PLACEHOLDER
 from .rollback import declared_failures, failure_edges, update_kernels
 from .shapes import RuleError, format_shape
+from .static import resolve_pending
 
 
 class Program:
@@ -222,9 +224,18 @@ def _check_fed_target(assign, fed):
 
 def _copy_node(new, n, inputs, attrs, opdef=None):
     """A node of the private graph standing for user node ``n`` (same name and line), its
-    type re-inferred from ``inputs`` (or ``opdef``'s leaf attrs)."""
+    type re-inferred from ``inputs`` (or ``opdef``'s leaf attrs).
+
+    Attributes known only when the step is specialized (``ir.static.Pending``) take their
+    values here, and their inputs go: the private node is what a Python value would have
+    built. A node left without inputs that is no leaf and not random (``range``) becomes
+    the constant it evaluates to.
+    """
     opdef = opdef or n.opdef
     try:
+        inputs, attrs = resolve_pending(opdef, inputs, attrs)
+        if opdef.static_args and not inputs and not (opdef.leaf or opdef.random):
+            opdef, attrs = CONST, {"value": _frozen(opdef.evaluate([], attrs))}
         dtype, shape = opdef.infer(inputs, **attrs)
     except RuleError as e:
         cls = InvalidArgumentError if e.kind == "argument" else ShapeError
@@ -233,6 +244,13 @@ def _copy_node(new, n, inputs, attrs, opdef=None):
     m = new.add_node(opdef, inputs, attrs, dtype, shape, loc=n.loc)
     m.name, m.is_grad = n.name, n.is_grad
     return m
+
+
+def _frozen(value):
+    """A read-only array, as constants hold."""
+    arr = np.array(value)
+    arr.setflags(write=False)
+    return arr
 
 
 def schedule_nodes(nodes):

@@ -1,4 +1,18 @@
-"""Static shapes: tuples of ints, with None for a dim known only when the step is specialized.
+"""Shapes as the graph builder knows them: partial until the step is specialized.
+
+Representation (``Node.shape``):
+- a tuple of ints, with None for a dim known only when the step is specialized
+  (``placeholder(f32, [None, 784])`` is ``(None, 784)``);
+- ``None`` itself for an *unknown rank*: a value node whose number of dims is known only when
+  the step is specialized (``placeholder("float")``, and what ops compute from it). A node
+  without a value (``group``) has ``dtype`` None as well; an unknown-rank node has a dtype.
+  ``format_shape`` prints an unknown rank as ``[...]``; ``TensorShape(None)`` (what
+  ``get_shape()`` answers for it) has ``ndims`` None, as in TF1.
+
+Shape rules see known ranks only: an op applied to an unknown-rank input runs its rule on
+stand-ins of every rank up to ``PROBE_RANKS`` (``unknown_rank_infer``) and keeps what all the
+ranks that fit agree on; ``specialize`` runs the rule again on the concrete shapes, where a
+mismatch is a ShapeError at the user's line.
 
 Shape rules raise ``RuleError`` (message, details, hint); the node builder turns it into a
 ShapeError or DTypeError that names the op, the node and the user's line.
@@ -15,8 +29,9 @@ class RuleError(Exception):
 
 
 def format_shape(shape):
+    """``[?,784]`` for ``(None, 784)``, ``[...]`` for an unknown rank."""
     if shape is None:
-        return "[?]"
+        return "[...]"
     return "[" + ",".join("?" if d is None else str(d) for d in shape) + "]"
 
 
@@ -84,6 +99,8 @@ def normalize_axes(axis, rank):
 
 
 def num_elements(shape):
+    if shape is None:
+        return None
     n = 1
     for d in shape:
         if d is None:
@@ -94,6 +111,54 @@ def num_elements(shape):
 
 def is_static(shape):
     return shape is not None and all(d is not None for d in shape)
+
+
+# ranks tried for an unknown-rank input (0-D to 6-D: every op's rule accepts one of them)
+PROBE_RANKS = range(7)
+
+
+def unknown_rank_infer(rule, nodes, attrs, stand_in):
+    """Run shape rule ``rule`` with unknown-rank inputs stood in for by each rank in turn.
+
+    Args:
+        rule: the op's rule, ``rule(nodes, **attrs) -> (dtype, shape)``.
+        nodes: its inputs; those with a dtype and shape None have an unknown rank.
+        attrs: its attributes.
+        stand_in: ``stand_in(node, rank)``, a node like ``node`` of shape ``(None,) * rank``.
+    Returns:
+        (dtype, shape): the shape the ranks that fit agree on: () when each gives (), a
+        partial shape when each gives the same rank (dims that differ become None), else None
+        (an unknown rank).
+    Raises:
+        RuleError: no rank fits (a dtype error is reported first: it holds for every rank).
+    Example:
+        >>> unknown_rank_infer(reduce_rule, [x], {"axis": None}, stand_in)   # x: f32[...]
+        (float32, ())
+    """
+    found, errors = [], []
+    for r in PROBE_RANKS:
+        probe = [stand_in(n, r) if n.dtype is not None and n.shape is None else n
+                 for n in nodes]
+        try:
+            found.append(rule(probe, **attrs))
+        except RuleError as e:
+            errors.append(e)
+        except Exception:  # noqa: BLE001  (a rank the rule cannot take at all)
+            continue
+    if not found:
+        dtype_errors = [e for e in errors if e.kind == "dtype"]
+        if dtype_errors:
+            raise dtype_errors[0]
+        unknown = [n.name for n in nodes if n.dtype is not None and n.shape is None]
+        raise RuleError(f"no rank of {', '.join(repr(u) for u in unknown)} (unknown when the "
+                        "graph is built) fits this op",
+                        [errors[-1].message] if errors else (),
+                        "give the placeholder a shape (None for dims that vary)")
+    dtype = found[0][0]
+    shapes = [s for _, s in found]
+    if any(s is None for s in shapes) or len({len(s) for s in shapes}) != 1:
+        return dtype, None
+    return dtype, tuple(d[0] if len(set(d)) == 1 else None for d in zip(*shapes))
 
 
 class Dimension:
@@ -125,7 +190,9 @@ class TensorShape(tuple):
     __slots__ = ()
 
     def __new__(cls, dims=()):
-        return tuple.__new__(cls, () if dims is None else dims)
+        if dims is None:
+            return tuple.__new__(UnknownShape, ())
+        return tuple.__new__(cls, dims)
 
     @property
     def dims(self):
@@ -154,5 +221,44 @@ class TensorShape(tuple):
     # repr stays a tuple's: code generators print shapes as Python literals.
     def __repr__(self):
         return repr(tuple(self))
+
+    __str__ = __repr__
+
+
+class UnknownShape(TensorShape):
+    """TF1's ``TensorShape(None)``: a shape whose rank is not known when the graph is built
+    (``placeholder("float").get_shape()``)."""
+
+    __slots__ = ()
+
+    @property
+    def dims(self):
+        return None
+
+    def as_list(self):
+        raise ValueError("as_list() is not defined on an unknown TensorShape.")
+
+    @property
+    def ndims(self):
+        return None
+
+    rank = ndims
+
+    def num_elements(self):
+        return None
+
+    def is_fully_defined(self):
+        return False
+
+    def __eq__(self, other):
+        return isinstance(other, UnknownShape)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = tuple.__hash__
+
+    def __repr__(self):
+        return "TensorShape(None)"
 
     __str__ = __repr__

@@ -78,7 +78,7 @@ class CompiledStep:
         self._compiling = threading.Lock()  # threads meeting a new signature compile it once
         self._fast = None  # (specs, compiled, variable arrays, update arrays)
         self._last = None
-        if all(None not in p.shape for p in self._feeds):
+        if all(p.shape is not None and None not in p.shape for p in self._feeds):
             self._signature({p: tuple(p.shape) for p in self._feeds})
 
     # -- public views --------------------------------------------------------------------------

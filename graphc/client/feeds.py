@@ -92,8 +92,8 @@ def convert_feed(node, value):
                         hint="an integer tensor has no value for NaN or Inf")
     if arr.dtype != want.np:
         arr = arr.astype(want.np)
-    if arr.ndim != len(node.shape) or any(d is not None and d != a
-                                          for d, a in zip(node.shape, arr.shape)):
+    if node.shape is not None and (arr.ndim != len(node.shape) or any(
+            d is not None and d != a for d, a in zip(node.shape, arr.shape))):
         raise FeedError(f"{node.describe()} expects {want.short}"
                         f"{format_shape(node.shape)}, fed {format_shape(arr.shape)}",
                         loc=node.loc, hint="None dims accept any size; the others must match")

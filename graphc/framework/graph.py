@@ -16,18 +16,16 @@ Operation = Node
 
 
 def placeholder(dtype, shape=None, name=None):
-    """A value fed at run time. ``shape`` may leave dims as None (specialized per feed).
-
-    Every shape rule runs when the graph is built, so the rank must be known then: a
-    placeholder without ``shape`` is a scalar (TF1's ``keep_prob = tf.placeholder(tf.float32)``
-    and learning-rate placeholders); feeding it an array is a ``FeedError``.
+    """A value fed at run time. ``shape`` may leave dims as None, or be None itself (the
+    default): an unknown shape of any rank, as in TF1. Each compiled signature fixes them
+    (``gc.compile`` and ``Session.run`` specialize the step on the fed shapes).
 
     Example:
         >>> x = gc.placeholder(gc.float32, [None, 784], name="x")
-        >>> keep_prob = gc.placeholder(gc.float32)          # a scalar
+        >>> X = gc.placeholder("float")          # any shape: a scalar, [17], [4, 3]...
     """
     dtype = D.as_dtype(dtype)
-    shape = normalize_shape(() if shape is None else shape)
+    shape = normalize_shape(shape)
     g = get_default_graph()
     return g.add_node(_op("placeholder"), [], {"shape": shape, "dtype": dtype}, dtype, shape,
                       name or "Placeholder")
@@ -51,8 +49,8 @@ def placeholder_with_default(input, shape, name=None):  # noqa: A002  (TF1's nam
     if value.dtype == np.float64 and not isinstance(input, np.ndarray):
         value = value.astype(np.float32)  # a Python float means float32, as in TF1
     p = placeholder(value.dtype, shape, name=name or "PlaceholderWithDefault")
-    if value.ndim != len(p.shape) or any(d is not None and d != v
-                                         for d, v in zip(p.shape, value.shape)):
+    if p.shape is not None and (value.ndim != len(p.shape) or any(
+            d is not None and d != v for d, v in zip(p.shape, value.shape))):
         raise ShapeError(f"placeholder_with_default '{p.name}': the default has shape "
                          f"{list(value.shape)}, the placeholder {list(p.shape)}", loc=p.loc)
     p.meta["default"] = np.ascontiguousarray(value.astype(p.dtype.np))

@@ -3,9 +3,10 @@
 
 Each is a composition of slices, concats, broadcasts and adds, so both backends run it with
 their existing kernels and autodiff differentiates it (to any order) with no new VJP.
-Arguments that TF1 allows as tensors (multiples, paddings, split sizes, axes) must be static
-Python values here: shapes are static in graphc, and a tensor argument is reported with the
-argument's name and the user's line.
+``tile``'s multiples, ``split``'s sizes and ``slice``'s begin and size may be tensors known
+when the step is specialized (``gc.shape(x)`` arithmetic, see ``ir.static``); the others
+(paddings, axes) are Python values, and a tensor there is reported with the argument's name
+and the user's line.
 """
 import builtins
 
@@ -16,6 +17,8 @@ from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, const_node, convert
 from ..ir.source import user_location
+from ..ir.shapes import RuleError
+from ..ir.static import require_specialization_time, static_value
 
 __all__ = ["tile", "pad", "split", "cumsum"]
 
@@ -51,6 +54,55 @@ def static_ints(fn, arg, value, shape=None):
         fail(fn, f"{arg} must have shape {list(shape)}, found {list(arr.shape)}",
              cls=ShapeError)
     return arr.astype(np.int64)
+
+
+def is_tensor_arg(value):
+    """True for a tensor, or a list or tuple holding one (stacked into one tensor)."""
+    return isinstance(value, Node) or (isinstance(value, (list, tuple))
+                                       and any(isinstance(v, Node) for v in value))
+
+
+def specialization_value(fn, arg, value):
+    """A tensor argument that must be known when the step is specialized.
+
+    Args:
+        fn: the public function (for the error). arg: the argument's name.
+        value: a tensor, or a list holding tensors and Python numbers (stacked).
+    Returns:
+        (tensor, its value as an ndarray, or None when known only at specialization).
+    Raises:
+        GraphError: the value depends on data (a feed's values, a Variable, a random op).
+    Example:
+        >>> specialization_value("tile", "multiples", [gc.shape(x)[0], 1])
+        (<gc.Tensor 'stack' ...>, None)
+    """
+    node = convert(value)
+    known = static_value(node)
+    if known is None:
+        try:
+            require_specialization_time(arg, node)
+        except RuleError as e:
+            fail(fn, e.message, e.details, e.hint)
+    return node, known
+
+
+def entries(vector, n):
+    """The ``n`` scalar entries of an int vector tensor, as tensors."""
+    return [apply("strided_slice", [vector], {"spec": (("i", i),)}) for i in builtins.range(n)]
+
+
+def dims_of(x):
+    """``x``'s dims: ints where known when the graph is built, else scalar tensors."""
+    whole = apply("shape_of", [x])
+    return [d if d is not None else apply("strided_slice", [whole], {"spec": (("i", i),)})
+            for i, d in enumerate(x.shape)]
+
+
+def along_pending(x, axis, start, stop):
+    """``x[..., start:stop, ...]`` on ``axis`` with bounds known when the step is
+    specialized: a gather of ``range(start, stop)`` (the range becomes a constant then)."""
+    from .math_ops import range as gc_range
+    return apply("gather", [x, gc_range(start, stop)], {"axis": axis})
 
 
 def axis_of(fn, x, axis):
@@ -100,6 +152,11 @@ def tile(input, multiples, name=None):  # noqa: A002  (TF1's argument name)
         >>> gc.tile(gc.constant([[1, 2]]), [2, 3])   # [[1, 2, 1, 2, 1, 2]] twice
     """
     x = convert(input)
+    if is_tensor_arg(multiples):
+        node, known = specialization_value("tile", "multiples", multiples)
+        if known is None:
+            return _tile_pending(x, node, name)
+        multiples = known
     mult = static_ints("tile", "multiples", multiples, (x.rank,))
     if (mult < 0).any():
         fail("tile", f"multiples must be >= 0, found {mult.tolist()}")
@@ -119,6 +176,21 @@ def tile(input, multiples, name=None):  # noqa: A002  (TF1's argument name)
             elif m != 1:
                 x = _repeat(x, axis, m)
         return x
+
+
+def _tile_pending(x, multiples, name):
+    """tile with multiples known when the step is specialized: one broadcast between two
+    reshapes, their shapes computed from ``gc.shape(x)`` and the multiples."""
+    if multiples.shape != (x.rank,):
+        fail("tile", f"multiples must have shape [{x.rank}] for {x.type_str()}, found "
+                     f"{multiples.type_str()}", cls=ShapeError)
+    with get_default_graph().name_scope(name or "Tile"):
+        dims, mult = dims_of(x), entries(multiples, x.rank)
+        wide = apply("reshape", [x], {"shape": [v for d in dims for v in (1, d)]})
+        wide = apply("broadcast_to", [wide], {"shape": [v for d, m in zip(dims, mult)
+                                                       for v in (m, d)]})
+        return apply("reshape", [wide], {"shape": [apply("multiply", [m, d])
+                                                   for d, m in zip(dims, mult)]})
 
 
 # -- pad --------------------------------------------------------------------------------------
@@ -256,9 +328,16 @@ def split(value, num_or_size_splits, axis=0, num=None, name="split"):
     value = convert(value)
     a = axis_of("split", value, axis)
     d = value.shape[a]
+    if is_tensor_arg(num_or_size_splits):
+        node, known = specialization_value("split", "num_or_size_splits", num_or_size_splits)
+        if known is None:
+            return _split_pending(value, node, a, name)
+        num_or_size_splits = known if known.ndim else int(known)
     if isinstance(num_or_size_splits, (int, np.integer)) and not isinstance(
             num_or_size_splits, (bool, np.bool_)):
         n = int(num_or_size_splits)
+        if d is None and n > 0:
+            return _split_unknown_axis(value, n, a, name)
         if n <= 0 or d is None or d % n:
             fail("split", f"cannot split axis {a} of {value.type_str()} into {n} equal pieces",
                  hint="pass a list of sizes" if d is not None and n > 0 else None,
@@ -271,6 +350,38 @@ def split(value, num_or_size_splits, axis=0, num=None, name="split"):
         for s in sizes:
             pieces.append(along(value, a, off, None if s is None else off + s))
             off += s or 0
+    return pieces
+
+
+def _split_unknown_axis(value, n, axis, name):
+    """n equal pieces of an axis whose size is known when the step is specialized: a
+    reshape to ``[..., n, size // n, ...]`` (which checks that n divides the size then)
+    and one index per piece."""
+    dims = dims_of(value)
+    piece = apply("floordiv", [dims[axis], convert(n, dims[axis])])
+    with get_default_graph().name_scope(name or "split"):
+        y = apply("reshape", [value], {"shape": dims[:axis] + [n, piece] + dims[axis + 1:]})
+        return [apply("strided_slice", [y], {"spec": (_WHOLE,) * axis + (("i", i),)})
+                for i in builtins.range(n)]
+
+
+def _split_pending(value, sizes, axis, name):
+    """Pieces of sizes known when the step is specialized (one may be -1: the rest)."""
+    if sizes.shape is None or len(sizes.shape) != 1 or sizes.shape[0] is None:
+        fail("split", f"num_or_size_splits must be an int or a vector of known length, found "
+                      f"{sizes.type_str()}", hint="the number of pieces must be known when the "
+                      "graph is built", cls=ShapeError)
+    d = dims_of(value)[axis]
+    parts = entries(sizes, sizes.shape[0])
+    total = apply("reduce_sum", [sizes], {"axis": None, "keepdims": False})
+    rest = apply("subtract", [d, apply("add", [total, convert(1, total)])])
+    pieces, start = [], convert(0, sizes)
+    with get_default_graph().name_scope(name or "split"):
+        for s in parts:
+            s = apply("where", [apply("less", [s, convert(0, s)]), rest, s])
+            stop = apply("add", [start, s])
+            pieces.append(along_pending(value, axis, start, stop))
+            start = stop
     return pieces
 
 

@@ -1,5 +1,9 @@
 """The TF1 op functions (``gc.add``, ``gc.reduce_sum``, ``gc.reshape``...): argument handling
-only — TF1 names and aliases, Python values to constants. Semantics live in ``ir.ops``."""
+only — TF1 names and aliases, Python values to constants. Semantics live in ``ir.ops``.
+
+Shapes, sizes and bounds (``zeros``, ``fill``, ``reshape``, ``range``, ``one_hot``'s depth,
+the random ops' shapes...) may be tensors known when the step is specialized, such as
+``[gc.shape(x)[0], 3]``: the op resolves them then (``ir.static``)."""
 import builtins
 
 import numpy as np
@@ -10,8 +14,10 @@ from ..ir.ops import apply, const_node, convert
 from ..ir.ops.operators import true_divide
 from ..ir.ops.registry import default_array
 from ..ir.graph import Node, get_default_graph
+from ..ir.static import static_value
 from ..ir.shapes import normalize_shape
-from .array_ops import _need_float
+from .array_ops import (_need_float, along_pending, dims_of, entries, fail, is_tensor_arg,
+                        specialization_value)
 
 
 def _un(op):
@@ -81,10 +87,17 @@ def reciprocal(x, name=None):
 
 
 def where(condition, x=None, y=None, name=None):
-    """Select ``x`` where ``condition`` else ``y`` (broadcasting, TF2-style ``where``)."""
+    """Select ``x`` where ``condition`` else ``y`` (broadcasting, TF2-style ``where``).
+
+    Raises:
+        GraphError: the one-argument form (the indices of the true entries), whose output
+            shape depends on data.
+    """
     if x is None or y is None:
-        raise GraphError("where: the one-argument form (indices) is not supported",
-                         hint="pass x and y")
+        data_dependent_shape("where", "where(condition) with one argument",
+                             "keep the shape and select with gc.where(condition, x, "
+                             "gc.zeros_like(x)), or count with gc.reduce_sum(gc.cast("
+                             "condition, gc.int32))")
     like = x if isinstance(x, Node) else y
     return apply("where", [condition, convert(x, like if isinstance(like, Node) else None),
                            convert(y, like if isinstance(like, Node) else None)], name=name)
@@ -111,25 +124,70 @@ def ones_like(x, dtype=None, name=None):
     return o if dtype is None else cast(o, dtype)
 
 
+def data_dependent_shape(fn, what, idiom):
+    """Refuse an op whose output shape depends on data (TF1's boolean_mask, unique...).
+
+    Raises:
+        GraphError: naming ``fn`` and the idiom to use instead.
+    """
+    fail(fn, f"{what} has an output shape that depends on the data, which graphc does not "
+             "compile (every shape is known when the step is specialized)", hint=idiom)
+
+
+def _full_shape(fn, shape):
+    """A static shape argument as a tuple of ints; None dims are refused (as TF1 does)."""
+    dims = normalize_shape(shape)
+    if dims is None or None in dims:
+        fail(fn, f"shape {shape!r} has unknown dims", hint="pass gc.shape(x) (or "
+                 "[gc.shape(x)[0], 3]) for sizes known when the step is fed", cls=ShapeError)
+    return dims
+
+
 def fill(dims, value, name=None):
-    """``dims``-shaped tensor of ``value`` (a number, as TF types it, or a scalar tensor)."""
-    if isinstance(value, Node):
-        return broadcast_to(value, dims, name=name)
+    """``dims``-shaped tensor of ``value`` (a number, as TF types it, or a scalar tensor).
+
+    ``dims`` may be known only when the step is specialized (``gc.shape(x)``)."""
+    return _filled("fill", dims, value, name or "Fill")
+
+
+def _filled(fn, dims, value, name):
+    if is_tensor_arg(dims):
+        dims, known = specialization_value(fn, "shape" if fn != "fill" else "dims", dims)
+        dims = dims if known is None else known.reshape(-1).tolist()
+    if isinstance(value, Node) or is_tensor_arg(dims):
+        value = value if isinstance(value, Node) else const_node(default_array(value))
+        return apply("broadcast_to", [value], {"shape": dims if is_tensor_arg(dims) else
+                                               _full_shape(fn, dims)}, name=name)
     v = default_array(value)
-    return const_node(np.full(normalize_shape(dims), v, v.dtype), name=name or "Fill")
+    return const_node(np.full(_full_shape(fn, dims), v, v.dtype), name=name)
 
 
 def zeros(shape, dtype=D.float32, name=None):
-    return const_node(np.zeros(normalize_shape(shape), D.as_dtype(dtype).np), name=name or "zeros")
+    """Zeros of ``shape`` (a list of ints, or a tensor such as ``gc.shape(x)``)."""
+    return _filled("zeros", shape, np.zeros((), D.as_dtype(dtype).np), name or "zeros")
 
 
 def ones(shape, dtype=D.float32, name=None):
-    return const_node(np.ones(normalize_shape(shape), D.as_dtype(dtype).np), name=name or "ones")
+    """Ones of ``shape`` (a list of ints, or a tensor such as ``gc.shape(x)``)."""
+    return _filled("ones", shape, np.ones((), D.as_dtype(dtype).np), name or "ones")
 
 
 def range(start, limit=None, delta=1, dtype=None, name="range"):  # noqa: A001
+    """TF1's ``range``: int32 for ints, float32 for floats; bounds may be tensors known when
+    the step is specialized (``gc.range(0, gc.shape(x)[0])``).
+
+    Example:
+        >>> gc.range(0, gc.shape(x)[0]) * 10     # x: f32[?,3]; [0, 10, 20] for 3 rows
+    """
     if limit is None:
         start, limit = 0, start
+    args = [start, limit, delta]
+    if any(isinstance(v, Node) for v in args):
+        known = [specialization_value("range", a, v)[1] if isinstance(v, Node) else v
+                 for a, v in zip(("start", "limit", "delta"), args)]
+        if any(k is None for k in known):
+            return _range_pending(args, dtype, name)
+        start, limit, delta = (np.asarray(k).reshape(()).item() for k in known)
     arr = np.arange(start, limit, delta)
     if dtype is not None:
         arr = arr.astype(D.as_dtype(dtype).np)
@@ -138,6 +196,17 @@ def range(start, limit=None, delta=1, dtype=None, name="range"):  # noqa: A001
     else:
         arr = arr.astype(np.float32)
     return const_node(arr, name=name)
+
+
+def _range_pending(args, dtype, name):
+    nodes = [v for v in args if isinstance(v, Node)]
+    if dtype is None:
+        floats = [v.dtype for v in nodes if v.dtype.is_floating]
+        numbers = [v for v in args if not isinstance(v, Node)]
+        dtype = floats[0] if floats else D.float32 if any(
+            isinstance(v, float) for v in numbers) else nodes[0].dtype
+    return apply("range", [], dict(zip(("start", "limit", "delta"), args),
+                                   dtype=D.as_dtype(dtype)), name=name)
 
 
 def matmul(a, b, transpose_a=False, transpose_b=False, name=None, **unused):
@@ -159,9 +228,10 @@ def argmin(input, axis=None, name=None, dimension=None, output_type=D.int64):  #
 
 
 def reshape(tensor, shape, name=None):
-    if isinstance(shape, Node):
-        raise GraphError(f"reshape: the shape must be static, found tensor '{shape.name}'",
-                         hint="pass a list of ints (-1 for one inferred dim)")
+    """``tensor``'s values in ``shape`` (ints, one -1 inferred; or a tensor known when the
+    step is specialized, such as ``[gc.shape(x)[0], -1]``)."""
+    if is_tensor_arg(shape):
+        return apply("reshape", [tensor], {"shape": shape}, name=name)
     return apply("reshape", [tensor], {"shape": tuple(-1 if d is None else int(d)
                                                       for d in shape)}, name=name)
 
@@ -183,7 +253,9 @@ def squeeze(input, axis=None, name=None, squeeze_dims=None):  # noqa: A002
 
 
 def broadcast_to(input, shape, name=None):  # noqa: A002
-    return apply("broadcast_to", [input], {"shape": normalize_shape(shape)}, name=name)
+    """``input`` broadcast to ``shape`` (ints, or a tensor such as ``gc.shape(x)``)."""
+    shape = shape if is_tensor_arg(shape) else _full_shape("broadcast_to", shape)
+    return apply("broadcast_to", [input], {"shape": shape}, name=name)
 
 
 def concat(values, axis, name="concat"):
@@ -212,7 +284,15 @@ def unstack(value, num=None, axis=0, name="unstack"):
 
 
 def slice(input_, begin, size, name=None):  # noqa: A001
-    """TF1's slice: ``size`` -1 means "to the end"; the box must lie inside the tensor."""
+    """TF1's slice: ``size`` -1 means "to the end"; the box must lie inside the tensor.
+    ``begin`` and ``size`` may be tensors known when the step is specialized."""
+    input_ = convert(input_)
+    if is_tensor_arg(begin) or is_tensor_arg(size):
+        b_node, b = specialization_value("slice", "begin", begin)
+        s_node, s = specialization_value("slice", "size", size)
+        if b is None or s is None:
+            return _slice_pending(input_, b_node, s_node, name)
+        begin, size = b.tolist(), s.tolist()
     for axis, (b, s, d) in enumerate(zip(begin, size, input_.shape)):
         if d is not None and not (0 <= int(b) <= d and (int(s) == -1 or int(b) + int(s) <= d)):
             from ..ir.source import user_location
@@ -224,6 +304,23 @@ def slice(input_, begin, size, name=None):  # noqa: A001
     return apply("strided_slice", [input_], {"spec": spec}, name=name)
 
 
+def _slice_pending(x, begin, size, name):
+    """slice with a begin or size known when the step is specialized: on each axis, a gather
+    of ``range(begin, begin + size)`` (``size`` -1: to the end)."""
+    for arg, v in (("begin", begin), ("size", size)):
+        if v.shape != (x.rank,):
+            fail("slice", f"{arg} must have shape [{x.rank}] for {x.type_str()}, found "
+                          f"{v.type_str()}", cls=ShapeError)
+    y = x
+    with get_default_graph().name_scope(name or "Slice"):
+        for axis, (b, s, d) in enumerate(zip(entries(begin, x.rank), entries(size, x.rank),
+                                             dims_of(x))):
+            stop = apply("where", [apply("less", [s, convert(0, s)]), convert(d, b),
+                                   apply("add", [b, s])])
+            y = along_pending(y, axis, b, stop)
+        return y
+
+
 def gather(params, indices, axis=0, name=None, validate_indices=None):
     return apply("gather", [params, convert(indices)], {"axis": int(axis)}, name=name)
 
@@ -231,7 +328,7 @@ def gather(params, indices, axis=0, name=None, validate_indices=None):
 def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=None, name=None):
     dtype = D.as_dtype(dtype) if dtype is not None else D.float32
     return apply("one_hot", [convert(indices)], {
-        "depth": int(depth), "on_value": 1.0 if on_value is None else float(on_value),
+        "depth": depth if isinstance(depth, Node) else int(depth), "on_value": 1.0 if on_value is None else float(on_value),
         "off_value": 0.0 if off_value is None else float(off_value),
         "axis": -1 if axis is None else int(axis), "dtype": dtype}, name=name)
 
@@ -242,7 +339,13 @@ def shape(input, name=None, out_type=D.int32):  # noqa: A002
 
 
 def rank(input, name=None):  # noqa: A002
-    return const_node(np.int32(input.rank), name=name or "Rank")
+    """The number of dims (an int32 scalar; known when the step is specialized for a
+    tensor of unknown rank)."""
+    x = convert(input)
+    if x.shape is None:
+        dims = apply("shape_of", [apply("shape_of", [x])])
+        return apply("strided_slice", [dims], {"spec": (("i", 0),)}, name=name or "Rank")
+    return const_node(np.int32(x.rank), name=name or "Rank")
 
 
 def size(input, name=None, out_type=D.int32):  # noqa: A002
@@ -250,6 +353,10 @@ def size(input, name=None, out_type=D.int32):  # noqa: A002
     the product of ``shape(input)``, known once the step is specialized."""
     x = convert(input)
     out_type = D.as_dtype(out_type)
+    if x.shape is None:  # the length of x flattened
+        flat = apply("shape_of", [apply("reshape", [x], {"shape": (-1,)})],
+                     {"out_type": out_type})
+        return apply("strided_slice", [flat], {"spec": (("i", 0),)}, name=name or "Size")
     if None not in x.shape:
         return const_node(np.array(int(np.prod(x.shape)), out_type.np), name=name or "Size")
     from .reduction_ops import reduce_prod
@@ -309,27 +416,60 @@ def squared_difference(x, y, name=None):
     return multiply(d, d, name=name)
 
 
-def _random(op, shape, dtype, seed, **params):
+def _random(op, shape, dtype, seed, name, scale, offset, **params):
+    """A random op of ``shape`` (ints, or a tensor known when the step is specialized).
+
+    ``scale`` and ``offset`` (stddev and mean, or maxval - minval and minval) are attributes
+    when known when the graph is built; a tensor known only later, or when the step runs
+    (TF1 allows any tensor), multiplies and adds to standard draws instead.
+    """
     g = get_default_graph()
     op_seed = seed if seed is not None else (None if g.seed is None else
                                              hash((g.seed, len(g.nodes))) & 0x7FFFFFFF)
-    return apply(op, [], {"shape": normalize_shape(shape), "dtype": D.as_dtype(dtype),
-                          "seed": op_seed, **params})
+    dtype = D.as_dtype(dtype)
+    (scale_name, scale), (offset_name, offset) = scale, offset
+    known = {k: _number_now(v) for k, v in ((scale_name, scale), (offset_name, offset))}
+    later = [k for k, v in known.items() if v is None]
+    if not later:
+        params.update(known)
+    shape = shape if is_tensor_arg(shape) else _full_shape(op, shape)
+    draws = apply(op, [], {"shape": shape, "dtype": dtype, "seed": op_seed, **params},
+                  name=None if later else name)
+    if not later:
+        return draws
+    if op == "random_uniform":
+        scale = subtract(scale, offset)
+    scaled = multiply(draws, cast(convert(scale, draws), dtype))
+    return add(scaled, cast(convert(offset, draws), dtype), name=name)
+
+
+def _number_now(value):
+    """A Python float for a number or a tensor whose value is known now, else None."""
+    if not isinstance(value, Node):
+        return float(value)
+    known = static_value(value)
+    return None if known is None or known.size != 1 else float(known.reshape(()))
 
 
 def random_normal(shape, mean=0.0, stddev=1.0, dtype=D.float32, seed=None, name=None):
-    """Fresh normal samples every run (impure; seedable; never merged by CSE)."""
-    return _random("random_normal", shape, dtype, seed, mean=float(mean), stddev=float(stddev))
+    """Fresh normal samples every run (impure; seedable; never merged by CSE). ``shape``,
+    ``mean`` and ``stddev`` may be tensors (``gc.shape(x)``; any scalar for the others)."""
+    return _random("random_normal", shape, dtype, seed, name, ("stddev", stddev),
+                   ("mean", mean))
 
 
 def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=D.float32, seed=None, name=None):
-    return _random("truncated_normal", shape, dtype, seed, mean=float(mean),
-                   stddev=float(stddev))
+    """Normal samples within two standard deviations (redrawn beyond), as ``random_normal``
+    takes its arguments."""
+    return _random("truncated_normal", shape, dtype, seed, name, ("stddev", stddev),
+                   ("mean", mean))
 
 
 def random_uniform(shape, minval=0.0, maxval=1.0, dtype=D.float32, seed=None, name=None):
-    return _random("random_uniform", shape, dtype, seed, minval=float(minval),
-                   maxval=float(maxval))
+    """Uniform samples in [minval, maxval); ``shape`` and the bounds may be tensors."""
+    maxval = 1.0 if maxval is None else maxval
+    return _random("random_uniform", shape, dtype, seed, name, ("maxval", maxval),
+                   ("minval", minval))
 
 
 # -- elementwise helpers ---------------------------------------------------------------------

@@ -30,6 +30,8 @@ from .init_ops import glorot_uniform, zeros as zeros_init
 from ..ir import dtypes as D
 from ..ir.graph import Node
 from ..ir.ops import apply, const_node
+from ..ir.source import user_location
+from .array_ops import specialization_value
 from .clip_ops import clip_by_value
 from .math_ops import (concat, expand_dims, matmul, one_hot, sigmoid, stack, tanh, unstack,
                        where, zeros_like)
@@ -59,26 +61,24 @@ def _batch_column(like):
 
 
 def _batch_like(batch_size):
-    """``batch_size`` as an int or a [batch, 1] tensor (``gc.shape(x)[0]`` is traced to x)."""
+    """``batch_size`` as an int, or a scalar int tensor known when the step is specialized
+    (``gc.shape(x)[0]``, ``gc.size(y) // 3``...)."""
     if not isinstance(batch_size, Node):
         return int(batch_size)
-    b = batch_size
-    if (b.op_name == "strided_slice" and b.inputs[0].op_name == "shape_of"
-            and len(b.attrs["spec"]) == 1 and b.attrs["spec"][0][0] == "i"):
-        source, axis = b.inputs[0].inputs[0], b.attrs["spec"][0][1] % b.inputs[0].inputs[0].rank
-        if axis != 0:
-            source = apply("transpose", [source], {
-                "perm": (axis,) + tuple(i for i in range(source.rank) if i != axis)})
-        return _batch_column(source)
-    raise GraphError(f"zero_state: batch_size must be an int or gc.shape(x)[i], found "
-                     f"{b.describe()}", hint="pass the batch size as an int, or let "
-                     "static_rnn / dynamic_rnn make the zero state from the inputs")
+    batch, known = specialization_value("zero_state", "batch_size", batch_size)
+    if batch.shape != () or not batch.dtype.is_integer:
+        raise GraphError(f"zero_state: batch_size must be an int or a scalar int tensor, found "
+                         f"{batch.describe()} {batch.type_str()}", loc=user_location(),
+                         hint="pass gc.shape(x)[0] for the batch size of x")
+    return batch if known is None else int(known)
 
 
 def _zeros(batch, size, dtype):
+    """Zeros [batch, size]: ``batch`` an int, a scalar tensor known when the step is
+    specialized, or a [batch, 1] tensor whose leading dim it is."""
     zero = const_node(D.as_dtype(dtype).np.type(0), dtype)
-    if isinstance(batch, int):
-        return apply("broadcast_to", [zero], {"shape": (batch, size)})
+    if isinstance(batch, int) or batch.shape == ():
+        return apply("broadcast_to", [zero], {"shape": [batch, size]})
     return apply("broadcast_like", [apply("broadcast_to", [zero], {"shape": (1, size)}), batch])
 
 

@@ -153,7 +153,9 @@ def _one_hot_infer(nodes, depth, on_value=1.0, off_value=0.0, axis=-1, dtype=D.f
     require(idx.dtype.is_integer, f"indices must be integers, found {idx.dtype.name}",
             kind="dtype")
     a = normalize_axis(axis, idx.rank + 1)
-    return D.as_dtype(dtype), idx.shape[:a] + (int(depth),) + idx.shape[a:]
+    if depth is not None:  # else known when the step is specialized
+        require(depth >= 0, f"depth must be >= 0, found {depth}", kind="argument")
+    return D.as_dtype(dtype), idx.shape[:a] + (depth,) + idx.shape[a:]
 
 
 def _one_hot_impl(indices, depth, on_value=1.0, off_value=0.0, axis=-1, dtype="float32"):
@@ -164,7 +166,8 @@ def _one_hot_impl(indices, depth, on_value=1.0, off_value=0.0, axis=-1, dtype="f
     return np.moveaxis(out, -1, axis) if axis != -1 else out
 
 
-ONE_HOT = defop("one_hot", _one_hot_infer, ZERO, impl=_one_hot_impl, family="indexing")
+ONE_HOT = defop("one_hot", _one_hot_infer, ZERO, impl=_one_hot_impl, family="indexing",
+                static_args={"depth": "int"})
 
 
 # -- shape queries, folded once the step is specialized --------------------------------------
@@ -173,7 +176,9 @@ def _dim_size_infer(nodes, axes):
 
 
 def _dim_size_impl(x, axes):
-    return np.asarray(int(np.prod([np.shape(x)[a] for a in axes])), dtype=np.asarray(x).dtype)
+    """The element count of ``x`` along ``axes`` (None: all of them)."""
+    dims = np.shape(x) if axes is None else [np.shape(x)[a] for a in axes]
+    return np.asarray(int(np.prod(dims)), dtype=np.asarray(x).dtype)
 
 
 DIM_SIZE = defop("dim_size", _dim_size_infer, ZERO, impl=_dim_size_impl, family="indexing",

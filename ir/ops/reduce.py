@@ -33,9 +33,13 @@ def _reduce_infer(kinds):
 
 
 def _kept(g, x, axis, keepdims):
-    """``g`` with the reduced axes re-inserted as size 1 (rank of x)."""
-    if keepdims:
+    """``g`` with the reduced axes re-inserted as size 1 (rank of x). For ``x`` of unknown
+    rank, a full reduction's scalar broadcasts as it is; otherwise ``g`` takes the shape of
+    the kept-dims reduction (``reshape_like``; that reduction's value is never read)."""
+    if keepdims or (x.shape is None and axis is None):
         return g
+    if x.shape is None:
+        return F.reshape_like(g, F.reduce_sum(x, axis=axis, keepdims=True))
     for a in normalize_axes(axis, x.rank):
         g = F.expand_dims(g, axis=a)
     return g
@@ -46,14 +50,16 @@ def _sum_vjp(g, out, x, axis=None, keepdims=False):
 
 
 def _mean_vjp(g, out, x, axis=None, keepdims=False):
-    count = F.dim_size(x, axes=normalize_axes(axis, x.rank))
+    if x.shape is None:  # reduced axes known when the step is specialized: sizes' ratio
+        count = F.dim_size(x, axes=None) / F.dim_size(out, axes=None)
+    else:
+        count = F.dim_size(x, axes=normalize_axes(axis, x.rank))
     return [F.broadcast_like(_kept(g, x, axis, keepdims) / count, x)]
 
 
 def _extreme_vjp(g, out, x, axis=None, keepdims=False):
-    axes = normalize_axes(axis, x.rank)
     hit = F.cast(F.equal(x, F.broadcast_like(_kept(out, x, axis, keepdims), x)), dtype=x.dtype)
-    ties = F.reduce_sum(hit, axis=axes, keepdims=True)
+    ties = F.reduce_sum(hit, axis=axis, keepdims=True)
     return [F.broadcast_like(_kept(g, x, axis, keepdims) / ties, x) * hit]
 
 

@@ -15,12 +15,13 @@ bound per entry of the input's last axis); it implies ``may_fail``.
 """
 import numpy as np
 
-from graphc.errors import DTypeError, InvalidArgumentError, ShapeError
+from graphc.errors import DTypeError, GraphError, InvalidArgumentError, ShapeError
 
 from .. import dtypes as D
 from .. import scalar as S
 from ..graph import Node, get_default_graph
 from ..shapes import RuleError, broadcast_shapes
+from ..static import infer_node, split_static_args
 
 REGISTRY = {}
 
@@ -84,6 +85,14 @@ class OpDef:
         domain: for unary elementwise ops, the interval (lo, hi) where the op is smooth:
             the op table samples its input there (kinks and poles live in the edge-case
             table). Binary ops leave it None: their rows give each input's interval.
+        static_args: {attr name: kind} of the attributes that may be given as a tensor
+            known when the step is specialized (``ir.static``: kind "ints", "int" or
+            "number"): a shape, a depth, a bound. Known when the graph is built, the tensor's
+            value is stored as the attribute; else the tensor is a trailing input and the
+            attribute a ``Pending`` until ``specialize`` resolves it. The rule, VJP and impl
+            of such an op see value inputs first; the VJP takes ``*static`` after them.
+        rule: the shape/dtype rule as declared; ``infer`` wraps it for pending attributes
+            and unknown-rank inputs (``ir.static.infer_node``).
     """
 
     def __init__(self, name, infer, vjp, scalar=None, impl=None, impure=False,
@@ -91,8 +100,9 @@ class OpDef:
                  broadcast_core=None, may_fail=False, index_check=None, leaf=False,
                  compile_time=False, view=False, identity=False, orders=None,
                  rearranges=False, shape_only=(), destroys=(), random=False, reduce=None,
-                 linear=None, multi_output=False, projects=False):
-        self.name, self.infer, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
+                 linear=None, multi_output=False, projects=False, static_args=None):
+        self.name, self.rule, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
+        self.static_args = dict(static_args or {})
         self.impure = bool(impure or random)
         self.commutative, self.domain, self.arity = commutative, domain, arity
         self.doc, self.family = doc, family
@@ -107,6 +117,10 @@ class OpDef:
         # (0 for elementwise ops, 2 for matmul); None: they never do. Autodiff reads it.
         self.broadcast_core = 0 if scalar is not None and broadcast_core is None \
             else broadcast_core
+
+    def infer(self, nodes, **attrs):
+        """(dtype, shape) of a node of this op on ``nodes``; raises RuleError."""
+        return infer_node(self, nodes, attrs)
 
     @property
     def external(self):
@@ -238,15 +252,18 @@ def apply(op, inputs, attrs=None, name=None):
         ShapeError, DTypeError: from the rule, naming the op, the would-be node and the line.
     """
     opdef = REGISTRY[op] if isinstance(op, str) else op
-    attrs = {k: _freeze(v) for k, v in (attrs or {}).items()}
     graph = _graph_of(inputs)
+    attrs = {k: _static_arg(v, graph) if k in opdef.static_args else _freeze(v)
+             for k, v in (attrs or {}).items()}
     like = next((x for x in inputs if isinstance(x, Node)), None)
     nodes = [convert(x, like, graph) for x in inputs]
     try:
+        nodes += split_static_args(opdef, attrs)
         dtype, shape = opdef.infer(nodes, **attrs)
     except RuleError as e:
         from .. import source
-        cls = {"dtype": DTypeError, "argument": InvalidArgumentError}.get(e.kind, ShapeError)
+        cls = {"dtype": DTypeError, "argument": InvalidArgumentError,
+               "graph": GraphError}.get(e.kind, ShapeError)
         loc = graph._grad_ctx or source.user_location()
         label = f"{opdef.name} '{graph.unique_name(name or opdef.name)}'"
         raise cls(f"{label}: {e.message}", e.details, loc, e.hint) from None
@@ -267,6 +284,15 @@ def _with_control_deps(graph, opdef, nodes):
     after = graph.add_node(REGISTRY["after"], [x] + deps, {}, x.dtype, x.shape,
                            "control_dependency")
     return nodes[:i] + [after] + nodes[i + 1:]
+
+
+def _static_arg(value, graph):
+    """A static argument given as a tensor, or as a list holding tensors (stacked), is a
+    Node (``ir.static.split_static_args`` resolves it); any other value is frozen."""
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Node) for v in value):
+        like = next(v for v in value if isinstance(v, Node))
+        return apply("stack", [convert(v, like, graph) for v in value], {"axis": 0})
+    return value if isinstance(value, Node) else _freeze(value)
 
 
 def _freeze(value):

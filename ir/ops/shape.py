@@ -23,8 +23,15 @@ def _reshape_to(g, x):
 # -- reshape ----------------------------------------------------------------------------------
 def _reshape_infer(nodes, shape):
     (x,) = nodes
+    if shape is None:  # a target whose length is known only when the step is specialized
+        return x.dtype, None
+    if None in shape:  # entries known when the step is specialized: checked then
+        require(all(d is None or d >= -1 for d in shape) and list(shape).count(-1) <= 1,
+                f"invalid target shape {format_shape(shape)}")
+        return x.dtype, tuple(None if d in (None, -1) else d for d in shape)
     shape = tuple(int(d) for d in shape)
     require(sum(d == -1 for d in shape) <= 1, f"at most one -1 allowed in shape {list(shape)}")
+    require(all(d >= -1 for d in shape), f"negative dimension in shape {list(shape)}")
     known = int(np.prod([d for d in shape if d != -1])) if shape else 1
     total = None if not _static(x.shape) else int(np.prod(x.shape))
     if -1 in shape:
@@ -43,7 +50,9 @@ def _reshape_impl(x, shape):
     return np.reshape(x, shape)
 
 
-RESHAPE = defop("reshape", _reshape_infer, lambda g, out, x, shape: [_reshape_to(g, x)],
+RESHAPE = defop("reshape", _reshape_infer,
+                lambda g, out, x, *static, shape: [_reshape_to(g, x)] + [None] * len(static),
+                static_args={"shape": "ints"},
                 impl=_reshape_impl, view=True, rearranges=True, family="shape",
                 linear="first")
 RESHAPE_LIKE = defop(
@@ -113,18 +122,26 @@ SQUEEZE = defop("squeeze", _squeeze_infer, lambda g, out, x, axis=None: [_reshap
 # -- broadcasting -------------------------------------------------------------------------------
 def _broadcast_to_infer(nodes, shape):
     (x,) = nodes
+    if shape is None:  # a target whose length is known only when the step is specialized
+        return x.dtype, None
     shape = tuple(shape)
+    require(all(d is None or d >= 0 for d in shape), f"negative dimension in shape "
+            f"{format_shape(shape)}")
     try:
         out = broadcast_shapes(x.shape, shape)
     except RuleError as e:
         raise RuleError(f"cannot broadcast {x.type_str()} to {format_shape(shape)}",
                         e.details, e.hint) from None
-    require(out == shape, f"cannot broadcast {x.type_str()} to {format_shape(shape)}")
+    out = tuple(None if s is None else o for o, s in zip(out, shape))
+    require(len(out) == len(shape) and all(s is None or o == s for o, s in zip(out, shape)),
+            f"cannot broadcast {x.type_str()} to {format_shape(shape)}")
     return x.dtype, shape
 
 
 # The driver sums the gradient back to the input's shape: the VJP is the identity.
-BROADCAST_TO = defop("broadcast_to", _broadcast_to_infer, lambda g, out, x, shape: [g],
+BROADCAST_TO = defop("broadcast_to", _broadcast_to_infer,
+                     lambda g, out, x, *static, shape: [g] + [None] * len(static),
+                     static_args={"shape": "ints"},
                      impl=lambda x, shape: np.broadcast_to(x, shape).copy(), family="shape",
                      rearranges=True, linear="first")
 BROADCAST_LIKE = defop(
@@ -211,3 +228,23 @@ def _stack_vjp(g, out, *xs, axis=0):
 
 STACK = defop("stack", _stack_infer, _stack_vjp,
               impl=lambda *xs, axis=0: np.stack(xs, axis=axis), family="shape")
+
+
+# -- range: a sequence known when the step is specialized ---------------------------------------
+def _range_infer(nodes, start, limit, delta, dtype):
+    if None in (start, limit, delta):  # bounds known when the step is specialized
+        return D.as_dtype(dtype), (None,)
+    require(delta != 0, "delta must not be 0", kind="argument")
+    return D.as_dtype(dtype), (len(np.arange(start, limit, delta)),)
+
+
+def range_impl(start, limit, delta, dtype):
+    """``np.arange(start, limit, delta)`` in ``dtype`` (a DType, NumPy type or name)."""
+    return np.arange(start, limit, delta).astype(getattr(dtype, "np", dtype))
+
+
+# Built only with a pending bound (gc.range makes a constant otherwise); once the bounds
+# resolve, ``specialize`` replaces the node by its value (no backend has a range kernel).
+RANGE = defop("range", _range_infer, ZERO, impl=range_impl, family="shape",
+              static_args={"start": "number", "limit": "number", "delta": "number"},
+              doc="start, start + delta, ... below limit (bounds known at specialization)")

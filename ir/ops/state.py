@@ -56,7 +56,10 @@ GROUP = defop("group", lambda nodes: (None, None), ZERO, impure=True,
 def _random_infer(nodes, shape, dtype=D.float32, seed=None, **params):
     dt = D.as_dtype(dtype)
     require(dt.is_floating, f"random values must be floating, found {dt.name}", kind="dtype")
-    require(all(d is not None for d in shape), f"random shape must be static, found {shape}")
+    if shape is None:  # a shape whose length is known only when the step is specialized
+        return dt, None
+    require(all(d is None or d >= 0 for d in shape),
+            f"negative dimension in shape {format_shape(shape)}")
     return dt, tuple(shape)
 
 
@@ -83,8 +86,9 @@ def truncated_normal_impl(rng, shape, dtype="float32", seed=None, mean=0.0, stdd
 # Random ops take an RNG (a numpy Generator owned by the compiled step, seeded from the op's
 # seed) as the first argument of their impl: fresh values every run, reproducible by seed.
 RANDOM_NORMAL = defop("random_normal", _random_infer, ZERO, random=True,
-                      impl=random_normal_impl, family="state")
+                      static_args={"shape": "ints"}, impl=random_normal_impl, family="state")
 RANDOM_UNIFORM = defop("random_uniform", _random_infer, ZERO, random=True,
-                       impl=random_uniform_impl, family="state")
+                       static_args={"shape": "ints"}, impl=random_uniform_impl, family="state")
 TRUNCATED_NORMAL = defop("truncated_normal", _random_infer, ZERO, random=True,
-                         impl=truncated_normal_impl, family="state")
+                         static_args={"shape": "ints"}, impl=truncated_normal_impl,
+                         family="state")
