@@ -293,7 +293,7 @@ def slice(input_, begin, size, name=None):  # noqa: A001
         if b is None or s is None:
             return _slice_pending(input_, b_node, s_node, name)
         begin, size = b.tolist(), s.tolist()
-    for axis, (b, s, d) in enumerate(zip(begin, size, input_.shape)):
+    for axis, (b, s, d) in enumerate(zip(begin, size, input_.shape or (None,) * len(begin))):
         if d is not None and not (0 <= int(b) <= d and (int(s) == -1 or int(b) + int(s) <= d)):
             from ..ir.source import user_location
             raise ShapeError(f"slice: begin {list(begin)} and size {list(size)} do not fit "
@@ -328,7 +328,8 @@ def gather(params, indices, axis=0, name=None, validate_indices=None):
 def one_hot(indices, depth, on_value=None, off_value=None, axis=None, dtype=None, name=None):
     dtype = D.as_dtype(dtype) if dtype is not None else D.float32
     return apply("one_hot", [convert(indices)], {
-        "depth": depth if isinstance(depth, Node) else int(depth), "on_value": 1.0 if on_value is None else float(on_value),
+        "depth": depth if isinstance(depth, Node) else int(depth),
+        "on_value": 1.0 if on_value is None else float(on_value),
         "off_value": 0.0 if off_value is None else float(off_value),
         "axis": -1 if axis is None else int(axis), "dtype": dtype}, name=name)
 

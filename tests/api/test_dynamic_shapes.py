@@ -42,6 +42,14 @@ def test_placeholder_without_shape_takes_any_rank(backend, optimize):
             np.testing.assert_allclose(got_total, np.sum(value * 2 + 1))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_static_slice_of_an_unknown_rank(backend):
+    X = gc.placeholder("float")
+    xv = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_array_equal(run_on(backend, gc.slice(X, [1, 0], [2, -1]), {X: xv}),
+                                  xv[1:3])
+
+
 def test_unknown_rank_reads_as_tf1():
     X = gc.placeholder(gc.float32, shape=None, name="X")
     assert X.get_shape().ndims is None and not X.get_shape().is_fully_defined()
@@ -221,7 +229,7 @@ def test_zero_state_takes_any_specialization_time_batch_size():
     assert cell.zero_state(gc.shape(gc.zeros([3, 1]))[0], gc.float32).c.shape == (3, 2)
 
 
-# -- refusals ---------------------------------------------------------------------------------------
+# -- refusals -------------------------------------------------------------------------------------
 def _refusals(n, v, x):
     return {
         "shape": lambda: gc.zeros([n, 3]),
