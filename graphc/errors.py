@@ -78,3 +78,10 @@ class InvalidArgumentError(GraphcError, ValueError):
 class UnknownError(GraphcError):
     """A Python function called inside a step (``tf.py_func``) raised; the exception it raised
     is the ``__cause__`` (TF1's tf.errors.UnknownError)."""
+
+
+class UnknownNameError(GraphError, KeyError):
+    """A name that names no tensor or op of the graph (a ``KeyError`` too, as TF1's
+    ``get_tensor_by_name`` raises); the message lists the graph's closest names."""
+
+    __str__ = Exception.__str__  # KeyError's would quote the whole message

@@ -8,9 +8,10 @@ user's source location. Nodes double as the user's tensors: operators build new 
 import contextlib
 import threading
 
-from graphc.errors import GraphError
+from graphc.errors import GraphError, UnknownNameError
 
 from . import source
+from .node_names import close_names, split_tensor_name
 from .shapes import TensorShape, format_shape
 
 
@@ -56,6 +57,18 @@ class Node:
     def op(self):
         """TF1 compatibility: ``tensor.op`` is the operation; graphc has one object for both."""
         return self
+
+    @property
+    def type(self):
+        """TF1's ``op.type``: the TF1 name of this node's op (``MatMul``), else the op name."""
+        return self.opdef.tf_name
+
+    @property
+    def outputs(self):
+        """TF1's ``op.outputs``: the node itself, or nothing for an op without a value."""
+        return [] if self.dtype is None else [self]
+
+    value_index = 0  # TF1's ``tensor.value_index``: every node has one output
 
     @property
     def rank(self):
@@ -125,7 +138,8 @@ class Graph:
 
     def __init__(self):
         self.nodes = []
-        self._names = {}
+        self._names = {}  # scoped name -> times taken (TF1's names_in_use)
+        self._by_name = {}  # node name -> node
         self._scope = []
         self.collections = {"variables": [], "trainable_variables": []}
         self.seed = None
@@ -145,23 +159,45 @@ class Graph:
             loc = self._grad_ctx if is_grad else source.user_location()
         if shape is not None:
             shape = TensorShape(shape)
-        node = Node(self, opdef, inputs, attrs, dtype, shape,
-                    self.unique_name(name or opdef.name), loc, is_grad)
+        node = Node(self, opdef, inputs, attrs, dtype, shape, self.node_name(opdef, name), loc,
+                    is_grad)
         node.id = len(self.nodes)
         self.nodes.append(node)
+        self._by_name[node.name] = node
         return node
 
-    def unique_name(self, base):
-        name = self.next_name(base)
+    def node_name(self, opdef, name=None):
+        """Take the unique scoped name of a new node of ``opdef``: ``name``, else TF1's name
+        for the op, its ``tf_name`` (``MatMul``, ``Mean``; see ``ir.node_names``)."""
+        return self.unique_name(name or opdef.tf_name)
+
+    def unique_name(self, base, mark_as_used=True):
+        """``base`` in the current scope, made unique as TF1 makes it: the second ``add`` is
+        ``add_1``, and a suffixed name already taken (a user's ``add_1``) is skipped. Unlike
+        TF1, case counts: ``Add`` and ``add`` are two names (TF1 folds case for file systems
+        that do; here it would only rename summaries such as ``"mean"`` after a ``Mean``).
+
+        Example:
+            >>> g.unique_name("add"), g.unique_name("add"), g.unique_name("Add")
+            ('add', 'add_1', 'Add')
+        """
         full = "/".join(self._scope + [base]) if self._scope else base
-        self._names[full] = self._names.get(full, 0) + 1
+        i = self._names.get(full, 0)
+        if mark_as_used:
+            self._names[full] = i + 1
+        if i == 0:
+            return full
+        name = full
+        while name in self._names:
+            name = f"{full}_{i}"
+            i += 1
+        if mark_as_used:
+            self._names[name] = 1
         return name
 
     def next_name(self, base):
         """The name ``unique_name(base)`` would give now, without taking it."""
-        full = "/".join(self._scope + [base]) if self._scope else base
-        n = self._names.get(full, 0)
-        return full if n == 0 else f"{full}_{n}"
+        return self.unique_name(base, mark_as_used=False)
 
     @contextlib.contextmanager
     def name_scope(self, name):
@@ -214,13 +250,56 @@ class Graph:
         return list(self.nodes)
 
     def get_tensor_by_name(self, name):
-        name = name[:-2] if name.endswith(":0") else name
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(f"no tensor named {name!r} in this graph")
+        """The node named ``name`` (``"Mean:0"``, or ``"Mean"``: graphc has one object for a
+        tensor and its op, so both forms name it).
 
-    get_operation_by_name = get_tensor_by_name
+        Raises:
+            UnknownNameError: no node has that name (the message lists the closest names),
+                or an output index other than 0 (graphc nodes have one output).
+        Example:
+            >>> loss = gc.reduce_mean(x)                    # named "Mean"
+            >>> gc.get_default_graph().get_tensor_by_name("Mean:0") is loss
+            True
+        """
+        return self._lookup(name, "tensor")
+
+    def get_operation_by_name(self, name):
+        """The node named ``name`` (``"train"``; ``"Mean:0"`` also names node ``Mean``).
+
+        Raises:
+            UnknownNameError: no node has that name (the message lists the closest names).
+        """
+        return self._lookup(name, "operation")
+
+    def as_graph_element(self, obj, allow_tensor=True, allow_operation=True):
+        """TF1's ``as_graph_element``: a node of this graph, or the node a name names."""
+        if isinstance(obj, Node):
+            if obj.graph is not self:
+                raise GraphError(f"{obj.describe()} belongs to another graph")
+            return obj
+        return self._lookup(obj, "tensor" if allow_tensor else "operation")
+
+    def _lookup(self, name, kind):
+        if not isinstance(name, str):
+            raise TypeError(f"get_{kind}_by_name: a name is a str, found "
+                            f"{type(name).__name__} {name!r}")
+        try:
+            base, index = split_tensor_name(name)
+        except ValueError as e:
+            raise UnknownNameError(f"get_{kind}_by_name: {e}") from None
+        node = self._by_name.get(base)
+        if node is not None and index not in (None, 0):
+            raise UnknownNameError(
+                f"get_{kind}_by_name: {node.describe()} has one output, '{base}:0'; "
+                f"there is no {name!r}", loc=node.loc)
+        if node is None:
+            near = close_names(base, self._by_name)
+            raise UnknownNameError(
+                f"get_{kind}_by_name: no {kind} named {name!r} in this graph",
+                [f"closest names: {', '.join(repr(m) for m in near)}"] if near else [],
+                hint="a node built without name= takes its TF1 name (MatMul, add, Mean, "
+                     "Placeholder...), with _1, _2... when taken; name it with name=...")
+        return node
 
     def finalize(self):
         return self

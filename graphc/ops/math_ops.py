@@ -28,16 +28,18 @@ def _un(op):
     return f
 
 
-def _bin(op):
+def _bin(op, tf_name=None):
+    """tf.<op>; ``tf_name``: TF1's default node name where it differs from the operator's
+    (``tf.add`` makes ``Add``, ``x + y`` makes ``add``)."""
     def f(x, y, name=None):
-        return apply(op, [x, y], name=name)
+        return apply(op, [x, y], name=name or tf_name)
     f.__name__ = op
     f.__doc__ = f"Elementwise ``{op}`` with NumPy broadcasting."
     return f
 
 
-add, subtract, multiply, maximum, minimum = (
-    _bin(o) for o in ("add", "subtract", "multiply", "maximum", "minimum"))
+add, subtract, multiply = _bin("add", "Add"), _bin("subtract", "Sub"), _bin("multiply", "Mul")
+maximum, minimum = _bin("maximum"), _bin("minimum")
 pow = _bin("pow")  # noqa: A001  (TF1 name)
 realdiv = _bin("divide")  # TF's RealDiv: floats only
 floordiv, floormod = _bin("floordiv"), _bin("floormod")

@@ -114,12 +114,15 @@ def _backprop_filter_vjp(g, out, x, dy, filter_shape, strides=(1, 1), padding="V
 
 
 CONV2D = defop("conv2d", _conv_infer, _conv_vjp, impl=conv2d_impl, family="conv",
-               doc="NHWC input, [kh, kw, in, out] filters; strides (sh, sw); VALID or SAME")
+               doc="NHWC input, [kh, kw, in, out] filters; strides (sh, sw); VALID or SAME",
+               tf_name="Conv2D")
 CONV2D_BACKPROP_INPUT = defop(
     "conv2d_backprop_input", _backprop_input_infer, _backprop_input_vjp,
     impl=conv2d_backprop_input_impl, family="conv",
-    doc="gradient of conv2d wrt its input: (dy, filters, like=input) -> input-shaped")
+    doc="gradient of conv2d wrt its input: (dy, filters, like=input) -> input-shaped",
+    tf_name="Conv2DBackpropInput")
 CONV2D_BACKPROP_FILTER = defop(
     "conv2d_backprop_filter", _backprop_filter_infer, _backprop_filter_vjp,
     impl=conv2d_backprop_filter_impl, family="conv",
-    doc="gradient of conv2d wrt its filters: (input, dy) -> filter-shaped")
+    doc="gradient of conv2d wrt its filters: (input, dy) -> filter-shaped",
+    tf_name="Conv2DBackpropFilter")

@@ -32,4 +32,5 @@ CHECK_NUMERICS = defop(
     "check_numerics", _check_infer,
     lambda g, out, x, message="": [F.check_numerics(g, message=f"gradient of: {message}")],
     impl=check_numerics_impl, family="debug", may_fail=True, view=True,
-    doc="x unchanged, after checking it holds no NaN or Inf (raises NumericsError)")
+    doc="x unchanged, after checking it holds no NaN or Inf (raises NumericsError)",
+    tf_name="CheckNumerics")

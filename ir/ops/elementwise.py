@@ -71,22 +71,27 @@ def _pow_vjp(g, out, x, y):
 
 # -- arithmetic ---------------------------------------------------------------------------
 ADD = binary("add", NUMERIC, lambda x, y: x + y, lambda g, out, x, y: [g, g], commutative=True,
-             linear="all")
+             linear="all", tf_name="add")
 SUBTRACT = binary("subtract", NUMERIC, lambda x, y: x - y, lambda g, out, x, y: [g, -g],
-                  linear="all")
+                  linear="all", tf_name="sub")
 MULTIPLY = binary("multiply", NUMERIC, lambda x, y: x * y,
-                  lambda g, out, x, y: [g * y, g * x], commutative=True, linear="each")
-DIVIDE = binary("divide", FLOAT, lambda x, y: x / y, _divide_vjp, linear="first")
-POW = binary("pow", FLOAT, lambda x, y: S.pow(x, y), _pow_vjp)
+                  lambda g, out, x, y: [g * y, g * x], commutative=True, linear="each",
+                  tf_name="mul")
+DIVIDE = binary("divide", FLOAT, lambda x, y: x / y, _divide_vjp, linear="first", tf_name="truediv")
+POW = binary("pow", FLOAT, lambda x, y: S.pow(x, y), _pow_vjp, tf_name="Pow")
 MAXIMUM = binary("maximum", NUMERIC, lambda x, y: S.max(x, y),
-                 lambda g, out, x, y: _half_split(x, y, g, True), commutative=True)
+                 lambda g, out, x, y: _half_split(x, y, g, True), commutative=True,
+                 tf_name="Maximum")
 MINIMUM = binary("minimum", NUMERIC, lambda x, y: S.min(x, y),
-                 lambda g, out, x, y: _half_split(x, y, g, False), commutative=True)
-NEGATIVE = unary("negative", NUMERIC, lambda x: -x, lambda g, out, x: [-g], linear="first")
-SQUARE = unary("square", NUMERIC, lambda x: x * x, lambda g, out, x: [g * (x * 2.0)])
-ABS = unary("abs", NUMERIC, lambda x: S.abs(x), lambda g, out, x: [g * F.sign(x)])
-SIGN = unary("sign", NUMERIC, lambda x: S.sign(x), ZERO)
-FLOOR = unary("floor", FLOAT, lambda x: S.floor(x), ZERO)
+                 lambda g, out, x, y: _half_split(x, y, g, False), commutative=True,
+                 tf_name="Minimum")
+NEGATIVE = unary("negative", NUMERIC, lambda x: -x, lambda g, out, x: [-g], linear="first",
+                 tf_name="Neg")
+SQUARE = unary("square", NUMERIC, lambda x: x * x, lambda g, out, x: [g * (x * 2.0)],
+               tf_name="Square")
+ABS = unary("abs", NUMERIC, lambda x: S.abs(x), lambda g, out, x: [g * F.sign(x)], tf_name="Abs")
+SIGN = unary("sign", NUMERIC, lambda x: S.sign(x), ZERO, tf_name="Sign")
+FLOOR = unary("floor", FLOAT, lambda x: S.floor(x), ZERO, tf_name="Floor")
 
 
 def _floormod_vjp(g, out, x, y):
@@ -97,29 +102,30 @@ def _floormod_vjp(g, out, x, y):
 
 # Floor division and modulo as NumPy (and TF's FloorDiv/FloorMod) define them: the quotient
 # rounds to -inf, the remainder takes the divisor's sign; integer x // 0 and x % 0 are 0.
-FLOORDIV = binary("floordiv", NUMERIC, lambda x, y: S.floordiv(x, y), ZERO)
-FLOORMOD = binary("floormod", NUMERIC, lambda x, y: S.mod(x, y), _floormod_vjp)
+FLOORDIV = binary("floordiv", NUMERIC, lambda x, y: S.floordiv(x, y), ZERO, tf_name="floordiv")
+FLOORMOD = binary("floormod", NUMERIC, lambda x, y: S.mod(x, y), _floormod_vjp, tf_name="mod")
 
 # -- transcendental -------------------------------------------------------------------------
 SQRT = unary("sqrt", FLOAT, lambda x: S.sqrt(x),
-             lambda g, out, x: [_zero_safe(g, g / (out * 2.0))], domain=(0.1, 2.0))
-EXP = unary("exp", FLOAT, lambda x: S.exp(x), lambda g, out, x: [g * out])
+             lambda g, out, x: [_zero_safe(g, g / (out * 2.0))], domain=(0.1, 2.0), tf_name="Sqrt")
+EXP = unary("exp", FLOAT, lambda x: S.exp(x), lambda g, out, x: [g * out], tf_name="Exp")
 LOG = unary("log", FLOAT, lambda x: S.log(x), lambda g, out, x: [_zero_safe(g, g / x)],
-            domain=(0.1, 2.0))
+            domain=(0.1, 2.0), tf_name="Log")
 LOG1P = unary("log1p", FLOAT, lambda x: S.log1p(x),
-              lambda g, out, x: [_zero_safe(g, g / (x + 1.0))], domain=(-0.5, 2.0))
-TANH = unary("tanh", FLOAT, lambda x: S.tanh(x), lambda g, out, x: [g * (1.0 - out * out)])
+              lambda g, out, x: [_zero_safe(g, g / (x + 1.0))], domain=(-0.5, 2.0), tf_name="Log1p")
+TANH = unary("tanh", FLOAT, lambda x: S.tanh(x), lambda g, out, x: [g * (1.0 - out * out)],
+             tf_name="Tanh")
 SIGMOID = unary("sigmoid", FLOAT, lambda x: 1.0 / (1.0 + S.exp(-x)),
-                lambda g, out, x: [g * (out * (1.0 - out))])
+                lambda g, out, x: [g * (out * (1.0 - out))], tf_name="Sigmoid")
 RELU = unary("relu", NUMERIC, lambda x: S.max(x, 0),
-             lambda g, out, x: [F.where(F.greater(x, 0), g, F.zeros_like(g))])
+             lambda g, out, x: [F.where(F.greater(x, 0), g, F.zeros_like(g))], tf_name="Relu")
 SOFTPLUS = unary("softplus", FLOAT,
                  lambda x: S.max(x, 0.0) + S.log1p(S.exp(-S.abs(x))),
-                 lambda g, out, x: [g * F.sigmoid(x)], domain=(-4.0, 4.0))
+                 lambda g, out, x: [g * F.sigmoid(x)], domain=(-4.0, 4.0), tf_name="Softplus")
 LEAKY_RELU = defop(
     "leaky_relu", _infer(FLOAT), family="elementwise", arity=1,
     scalar=lambda x, alpha: S.where(S.gt(x, 0.0), x, x * alpha),
-    vjp=lambda g, out, x, alpha: [F.where(F.greater(x, 0.0), g, g * alpha)])
+    vjp=lambda g, out, x, alpha: [F.where(F.greater(x, 0.0), g, g * alpha)], tf_name="LeakyRelu")
 
 # -- selection, casts, identity -------------------------------------------------------------
 
@@ -135,7 +141,7 @@ def _where_infer(nodes):
 WHERE = defop("where", _where_infer, family="elementwise", arity=3,
               scalar=lambda c, a, b: S.where(c, a, b),
               vjp=lambda g, out, c, a, b: [None, F.where(c, g, F.zeros_like(g)),
-                                           F.where(c, F.zeros_like(g), g)])
+                                           F.where(c, F.zeros_like(g), g)], tf_name="Select")
 
 
 def _cast_vjp(g, out, x, dtype):
@@ -146,10 +152,10 @@ def _cast_vjp(g, out, x, dtype):
 
 CAST = defop("cast", lambda nodes, dtype: (D.as_dtype(dtype), nodes[0].shape), _cast_vjp,
              family="elementwise", arity=1,
-             scalar=lambda x, dtype: S.cast(x, D.as_dtype(dtype)))
+             scalar=lambda x, dtype: S.cast(x, D.as_dtype(dtype)), tf_name="Cast")
 IDENTITY = defop("identity", lambda nodes: (nodes[0].dtype, nodes[0].shape),
                  lambda g, out, x: [g], scalar=lambda x: x, arity=1, family="elementwise",
-                 identity=True, rearranges=True, linear="first")
+                 identity=True, rearranges=True, linear="first", tf_name="Identity")
 # A value copied into a buffer of its own (never a view): the scheduler reads a variable's old
 # value through one when a reader of that value also depends on the variable's update
 # (``assign(w, w * 0.5) * w``); nothing else creates it.
@@ -157,29 +163,32 @@ COPY = defop("copy", lambda nodes: (nodes[0].dtype, nodes[0].shape), lambda g, o
              scalar=lambda x: x, arity=1, family="elementwise", linear="first")
 STOP_GRADIENT = defop("stop_gradient", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
                       scalar=lambda x: x, arity=1, family="elementwise", identity=True,
-                      rearranges=True)
+                      rearranges=True, tf_name="StopGradient")
 
 ZEROS_LIKE = defop("zeros_like", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
                    scalar=lambda x: S.const(0, x.dtype), arity=1, family="elementwise",
-                   shape_only=(0,))
+                   shape_only=(0,), tf_name="zeros_like")
 ONES_LIKE = defop("ones_like", lambda nodes: (nodes[0].dtype, nodes[0].shape), ZERO,
                   scalar=lambda x: S.const(1, x.dtype), arity=1, family="elementwise",
-                  shape_only=(0,))
+                  shape_only=(0,), tf_name="ones_like")
 
 # -- comparisons and logic (bool results, not differentiable) --------------------------------
-for _name, _prim in [("equal", "eq"), ("not_equal", "ne"), ("less", "lt"),
-                     ("less_equal", "le"), ("greater", "gt"), ("greater_equal", "ge")]:
+for _name, _prim, _tf in [("equal", "eq", "Equal"), ("not_equal", "ne", "NotEqual"),
+                          ("less", "lt", "Less"), ("less_equal", "le", "LessEqual"),
+                          ("greater", "gt", "Greater"), ("greater_equal", "ge", "GreaterEqual")]:
     binary(_name, "fib", (lambda p: lambda x, y: getattr(S, p)(x, y))(_prim), ZERO,
-           commutative=_prim in ("eq", "ne"), out_dtype=D.bool_)
-binary("logical_and", BOOL, lambda x, y: getattr(S, "and")(x, y), ZERO, commutative=True)
-binary("logical_or", BOOL, lambda x, y: getattr(S, "or")(x, y), ZERO, commutative=True)
-unary("logical_not", BOOL, lambda x: getattr(S, "not")(x), ZERO)
+           commutative=_prim in ("eq", "ne"), out_dtype=D.bool_, tf_name=_tf)
+binary("logical_and", BOOL, lambda x, y: getattr(S, "and")(x, y), ZERO, commutative=True,
+       tf_name="LogicalAnd")
+binary("logical_or", BOOL, lambda x, y: getattr(S, "or")(x, y), ZERO, commutative=True,
+       tf_name="LogicalOr")
+unary("logical_not", BOOL, lambda x: getattr(S, "not")(x), ZERO, tf_name="LogicalNot")
 defop("is_finite", _infer(FLOAT, D.bool_), ZERO, scalar=lambda x: S.isfinite(x), arity=1,
-      family="elementwise")
+      family="elementwise", tf_name="IsFinite")
 
 # -- fused losses ---------------------------------------------------------------------------
 SIGMOID_XENT = defop(
     "sigmoid_xent", _infer(FLOAT), family="elementwise", arity=2,
     doc="sigmoid_cross_entropy_with_logits(labels z, logits x), the stable form",
     scalar=lambda z, x: S.max(x, 0.0) - x * z + S.log1p(S.exp(-S.abs(x))),
-    vjp=lambda g, out, z, x: [-(g * x), g * (F.sigmoid(x) - z)])
+    vjp=lambda g, out, z, x: [-(g * x), g * (F.sigmoid(x) - z)], tf_name="logistic_loss")

@@ -46,7 +46,7 @@ def _slice_impl(x, spec):
 STRIDED_SLICE = defop(
     "strided_slice", _slice_infer,
     lambda g, out, x, spec: [F.strided_slice_grad(g, x, spec=spec)],
-    impl=_slice_impl, family="indexing", linear="first")
+    impl=_slice_impl, family="indexing", linear="first", tf_name="strided_slice")
 
 
 def _slice_grad_impl(g, like, spec):
@@ -87,7 +87,7 @@ GATHER = defop("gather", _gather_infer,
                lambda g, out, params, indices, axis=0, of="":
                [F.scatter_add(g, indices, params, axis=axis, of=of or out.describe()), None],
                impl=_gather_impl, family="indexing", index_check=_gather_check,
-               linear="first")
+               linear="first", tf_name="GatherV2")
 
 
 def _scatter_check(n):
@@ -167,7 +167,8 @@ def _one_hot_impl(indices, depth, on_value=1.0, off_value=0.0, axis=-1, dtype="f
 
 
 ONE_HOT = defop("one_hot", _one_hot_infer, ZERO, impl=_one_hot_impl, family="indexing",
-                static_args={"depth": "int"})
+                static_args={"depth": "int"},
+                tf_name="one_hot")
 
 
 # -- shape queries, folded once the step is specialized --------------------------------------
@@ -193,6 +194,6 @@ def _shape_of_infer(nodes, out_type=D.int32):
 SHAPE_OF = defop("shape_of", _shape_of_infer, ZERO,
                  impl=lambda x, out_type=D.int32: np.asarray(np.shape(x),
                                                              D.as_dtype(out_type).np),
-                 family="indexing", shape_only=(0,), compile_time=True)
+                 family="indexing", shape_only=(0,), compile_time=True, tf_name="Shape")
 
 __all__ = ["spec_to_index", "RuleError"]

@@ -54,4 +54,4 @@ def _matmul_vjp(g, out, a, b, transpose_a=False, transpose_b=False):
 
 
 MATMUL = defop("matmul", _matmul_infer, _matmul_vjp, impl=matmul_impl, family="linalg",
-               broadcast_core=2, linear="each")
+               broadcast_core=2, linear="each", tf_name="MatMul")

@@ -52,11 +52,11 @@ def _softmax_jvp_t(p, v):
 
 SOFTMAX = defop("softmax", _softmax_infer,
                 lambda g, out, x, axis=-1: [_softmax_jvp_t(out, g)],
-                impl=softmax_impl, family="nn", destroys=(0,))
+                impl=softmax_impl, family="nn", destroys=(0,), tf_name="Softmax")
 LOG_SOFTMAX = defop(
     "log_softmax", _softmax_infer,
     lambda g, out, x, axis=-1: [g - F.exp(out) * F.reduce_sum(g, axis=-1, keepdims=True)],
-    impl=log_softmax_impl, family="nn", destroys=(0,))
+    impl=log_softmax_impl, family="nn", destroys=(0,), tf_name="LogSoftmax")
 
 
 def _match_labels(labels, logits):
@@ -106,7 +106,8 @@ SPARSE_XENT = defop(
     lambda g, out, logits, labels:
     [F.expand_dims(g, axis=-1) * F.sparse_softmax_xent_grad(logits, labels,
                                                             of=out.describe()), None],
-    impl=sparse_xent_impl, family="nn", index_check=_label_check)
+    impl=sparse_xent_impl, family="nn", index_check=_label_check,
+    tf_name="SparseSoftmaxCrossEntropyWithLogits")
 SPARSE_XENT_GRAD = defop(
     "sparse_softmax_xent_grad", lambda nodes, of="": (nodes[0].dtype, nodes[0].shape),
     lambda g, out, logits, labels, of="": [_softmax_jvp_t(F.softmax(logits), g), None],
@@ -144,7 +145,7 @@ DENSE_XENT = defop(
     lambda g, out, logits, labels:
     [F.expand_dims(g, axis=-1) * F.softmax_xent_grad(logits, labels),
      -(F.expand_dims(g, axis=-1) * F.log_softmax(logits))],
-    impl=dense_xent_impl, family="nn")
+    impl=dense_xent_impl, family="nn", tf_name="softmax_cross_entropy_with_logits")
 DENSE_XENT_GRAD = defop(
     "softmax_xent_grad", lambda nodes: (nodes[0].dtype, nodes[0].shape), _dense_grad_vjp,
     impl=dense_xent_grad_impl, family="nn", destroys=(0,),

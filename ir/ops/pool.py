@@ -69,10 +69,12 @@ def _avg_pool_grad_infer(nodes, **attrs):
 
 
 MAX_POOL = defop("max_pool", _pool_infer, _max_pool_vjp, impl=max_pool_impl, family="pool",
-                 doc="max over each window; gradient to the window's first maximum")
+                 doc="max over each window; gradient to the window's first maximum",
+                 tf_name="MaxPool")
 MAX_POOL_GRAD = defop(
     "max_pool_grad", _like_input_infer, _max_pool_grad_vjp, impl=max_pool_grad_impl,
-    family="pool", doc="(x, dy) -> x-shaped: dy routed to each window's first argmax")
+    family="pool", doc="(x, dy) -> x-shaped: dy routed to each window's first argmax",
+    tf_name="MaxPoolGrad")
 MAX_POOL_GRAD_GRAD = defop(
     "max_pool_grad_grad", _max_pool_grad_grad_infer, _max_pool_grad_grad_vjp,
     impl=max_pool_grad_grad_impl, family="pool",
@@ -80,9 +82,10 @@ MAX_POOL_GRAD_GRAD = defop(
 AVG_POOL = defop("avg_pool", _pool_infer,
                  lambda g, out, x, **attrs: [F.avg_pool_grad(g, x, **attrs)],
                  impl=avg_pool_impl, family="pool",
-                 doc="mean of each window's real (unpadded) elements")
+                 doc="mean of each window's real (unpadded) elements", tf_name="AvgPool")
 AVG_POOL_GRAD = defop(
     "avg_pool_grad", _avg_pool_grad_infer,
     lambda g, out, dy, like, **attrs: [F.avg_pool(g, **attrs), None],
     impl=avg_pool_grad_impl, family="pool", shape_only=(1,),
-    doc="(dy, like=x) -> x-shaped: each window's gradient spread evenly over it")
+    doc="(dy, like=x) -> x-shaped: each window's gradient spread evenly over it",
+    tf_name="AvgPoolGrad")

@@ -101,15 +101,15 @@ def _reducer(kind, fn):
 
 REDUCE_SUM = defop("reduce_sum", _reduce_infer("fi"), _sum_vjp,
                    impl=_reducer("sum", np.sum), family="reduce", reduce="sum",
-                   linear="first")
+                   linear="first", tf_name="Sum")
 # An integer mean truncates toward zero, as TF's (the float mean cast back to the input dtype).
 REDUCE_MEAN = defop("reduce_mean", _reduce_infer("fi"), _mean_vjp,
                     impl=_reducer("mean", np.mean), family="reduce", reduce="mean",
-                    linear="first")
+                    linear="first", tf_name="Mean")
 REDUCE_MAX = defop("reduce_max", _reduce_infer("fi"), _extreme_vjp,
-                   impl=_reducer("max", np.max), family="reduce", reduce="max")
+                   impl=_reducer("max", np.max), family="reduce", reduce="max", tf_name="Max")
 REDUCE_MIN = defop("reduce_min", _reduce_infer("fi"), _extreme_vjp,
-                   impl=_reducer("min", np.min), family="reduce", reduce="min")
+                   impl=_reducer("min", np.min), family="reduce", reduce="min", tf_name="Min")
 
 
 # -- summing a gradient back to an input's shape, decided once shapes are concrete ------------
@@ -154,5 +154,7 @@ def _argreduce(fn):
     return impl
 
 
-ARGMAX = defop("argmax", _arg_infer, ZERO, impl=_argreduce(np.argmax), family="reduce")
-ARGMIN = defop("argmin", _arg_infer, ZERO, impl=_argreduce(np.argmin), family="reduce")
+ARGMAX = defop("argmax", _arg_infer, ZERO, impl=_argreduce(np.argmax), family="reduce",
+               tf_name="ArgMax")
+ARGMIN = defop("argmin", _arg_infer, ZERO, impl=_argreduce(np.argmin), family="reduce",
+               tf_name="ArgMin")

@@ -93,6 +93,9 @@ class OpDef:
             of such an op see value inputs first; the VJP takes ``*static`` after them.
         rule: the shape/dtype rule as declared; ``infer`` wraps it for pending attributes
             and unknown-rank inputs (``ir.static.infer_node``).
+        tf_name: the name TF1 gives the node its tf.* function builds (``reduce_mean``:
+            ``Mean``; ``add``: ``add``, as ``x + y`` names it), the default name of a node of
+            this op built without one (``sess.run("Mean:0")``); default: the op name.
     """
 
     def __init__(self, name, infer, vjp, scalar=None, impl=None, impure=False,
@@ -100,9 +103,11 @@ class OpDef:
                  broadcast_core=None, may_fail=False, index_check=None, leaf=False,
                  compile_time=False, view=False, identity=False, orders=None,
                  rearranges=False, shape_only=(), destroys=(), random=False, reduce=None,
-                 linear=None, multi_output=False, projects=False, static_args=None):
+                 linear=None, tf_name=None, static_args=None, multi_output=False,
+                 projects=False):
         self.name, self.rule, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
         self.static_args = dict(static_args or {})
+        self.tf_name = tf_name or name
         self.impure = bool(impure or random)
         self.commutative, self.domain, self.arity = commutative, domain, arity
         self.doc, self.family = doc, family
@@ -213,7 +218,7 @@ def const_node(value, dtype=None, graph=None, name=None):
     dt = D.as_dtype(arr.dtype)
     arr.setflags(write=False)
     g = graph or get_default_graph()
-    return g.add_node(get("const"), [], {"value": arr}, dt, arr.shape, name or "const")
+    return g.add_node(get("const"), [], {"value": arr}, dt, arr.shape, name)
 
 
 def convert(value, like=None, graph=None):
@@ -265,7 +270,7 @@ def apply(op, inputs, attrs=None, name=None):
         cls = {"dtype": DTypeError, "argument": InvalidArgumentError,
                "graph": GraphError}.get(e.kind, ShapeError)
         loc = graph._grad_ctx or source.user_location()
-        label = f"{opdef.name} '{graph.unique_name(name or opdef.name)}'"
+        label = f"{opdef.name} '{graph.node_name(opdef, name)}'"
         raise cls(f"{label}: {e.message}", e.details, loc, e.hint) from None
     if graph._control_deps and graph._grad_ctx is None and nodes and opdef.name != "after":
         nodes = _with_control_deps(graph, opdef, nodes)

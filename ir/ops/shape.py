@@ -54,7 +54,7 @@ RESHAPE = defop("reshape", _reshape_infer,
                 lambda g, out, x, *static, shape: [_reshape_to(g, x)] + [None] * len(static),
                 static_args={"shape": "ints"},
                 impl=_reshape_impl, view=True, rearranges=True, family="shape",
-                linear="first")
+                linear="first", tf_name="Reshape")
 RESHAPE_LIKE = defop(
     "reshape_like", lambda nodes: (nodes[0].dtype, nodes[1].shape),
     lambda g, out, x, like: [_reshape_to(g, x), None],
@@ -78,7 +78,7 @@ def _transpose_vjp(g, out, x, perm=None):
 
 TRANSPOSE = defop("transpose", _transpose_infer, _transpose_vjp,
                   impl=lambda x, perm=None: np.transpose(x, perm), family="shape",
-                  rearranges=True, linear="first")
+                  rearranges=True, linear="first", tf_name="transpose")
 
 
 def _expand_infer(nodes, axis):
@@ -89,7 +89,7 @@ def _expand_infer(nodes, axis):
 
 EXPAND_DIMS = defop("expand_dims", _expand_infer, lambda g, out, x, axis: [_reshape_to(g, x)],
                     impl=lambda x, axis: np.expand_dims(x, axis), view=True,
-                    rearranges=True, family="shape", linear="first")
+                    rearranges=True, family="shape", linear="first", tf_name="ExpandDims")
 
 
 def _squeeze_axes(x, axis):
@@ -116,7 +116,7 @@ def _squeeze_impl(x, axis=None):
 
 SQUEEZE = defop("squeeze", _squeeze_infer, lambda g, out, x, axis=None: [_reshape_to(g, x)],
                 impl=_squeeze_impl, view=True, rearranges=True, family="shape",
-                linear="first")
+                linear="first", tf_name="Squeeze")
 
 
 # -- broadcasting -------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ BROADCAST_TO = defop("broadcast_to", _broadcast_to_infer,
                      lambda g, out, x, *static, shape: [g] + [None] * len(static),
                      static_args={"shape": "ints"},
                      impl=lambda x, shape: np.broadcast_to(x, shape).copy(), family="shape",
-                     rearranges=True, linear="first")
+                     rearranges=True, linear="first", tf_name="BroadcastTo")
 BROADCAST_LIKE = defop(
     "broadcast_like",
     lambda nodes: (nodes[0].dtype, broadcast_shapes(nodes[0].shape, nodes[1].shape)),
@@ -188,7 +188,8 @@ def _concat_vjp(g, out, *xs, axis):
 
 
 CONCAT = defop("concat", _concat_infer, _concat_vjp,
-               impl=lambda *xs, axis: np.concatenate(xs, axis=axis), family="shape")
+               impl=lambda *xs, axis: np.concatenate(xs, axis=axis), family="shape",
+               tf_name="concat")
 
 
 def concat_slice_impl(g, *xs, axis, index):
@@ -227,7 +228,7 @@ def _stack_vjp(g, out, *xs, axis=0):
 
 
 STACK = defop("stack", _stack_infer, _stack_vjp,
-              impl=lambda *xs, axis=0: np.stack(xs, axis=axis), family="shape")
+              impl=lambda *xs, axis=0: np.stack(xs, axis=axis), family="shape", tf_name="stack")
 
 
 # -- range: a sequence known when the step is specialized ---------------------------------------

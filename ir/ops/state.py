@@ -18,9 +18,11 @@ def _leaf_infer(nodes, **attrs):
 
 
 CONST = defop("const", lambda nodes, value: (D.as_dtype(value.dtype), value.shape), ZERO,
-              impl=lambda value: value, family="state", leaf=True, compile_time=True)
-PLACEHOLDER = defop("placeholder", _leaf_infer, ZERO, family="state", leaf=True)
-VARIABLE = defop("variable", _leaf_infer, ZERO, family="state", leaf=True)
+              impl=lambda value: value, family="state", leaf=True, compile_time=True,
+              tf_name="Const")
+PLACEHOLDER = defop("placeholder", _leaf_infer, ZERO, family="state", leaf=True,
+                    tf_name="Placeholder")
+VARIABLE = defop("variable", _leaf_infer, ZERO, family="state", leaf=True, tf_name="Variable")
 
 
 def _assign_infer(nodes, mode="set"):
@@ -39,7 +41,7 @@ def _assign_infer(nodes, mode="set"):
 
 ASSIGN = defop("assign", _assign_infer, ZERO, impure=True, family="state",
                impl=lambda var, value, mode="set": np.array(value),
-               doc="new value of the variable (input 0, a target, not a read)")
+               doc="new value of the variable (input 0, a target, not a read)", tf_name="Assign")
 def after_impl(x, *deps):
     """``x`` itself; the extra inputs are only ordering (control dependencies)."""
     return x
@@ -50,7 +52,8 @@ AFTER = defop("after", lambda nodes: (nodes[0].dtype, nodes[0].shape),
               family="state", view=True, orders=1,
               doc="x, computed after its other inputs (control dependencies)")
 GROUP = defop("group", lambda nodes: (None, None), ZERO, impure=True,
-              family="state", doc="runs its inputs; no value (TF1's tf.group / no_op)")
+              family="state", doc="runs its inputs; no value (TF1's tf.group / no_op)",
+              tf_name="group_deps")
 
 
 def _random_infer(nodes, shape, dtype=D.float32, seed=None, **params):
@@ -86,9 +89,11 @@ def truncated_normal_impl(rng, shape, dtype="float32", seed=None, mean=0.0, stdd
 # Random ops take an RNG (a numpy Generator owned by the compiled step, seeded from the op's
 # seed) as the first argument of their impl: fresh values every run, reproducible by seed.
 RANDOM_NORMAL = defop("random_normal", _random_infer, ZERO, random=True,
-                      static_args={"shape": "ints"}, impl=random_normal_impl, family="state")
+                      static_args={"shape": "ints"}, impl=random_normal_impl,
+                      family="state", tf_name="random_normal")
 RANDOM_UNIFORM = defop("random_uniform", _random_infer, ZERO, random=True,
-                       static_args={"shape": "ints"}, impl=random_uniform_impl, family="state")
+                       static_args={"shape": "ints"}, impl=random_uniform_impl,
+                       family="state", tf_name="random_uniform")
 TRUNCATED_NORMAL = defop("truncated_normal", _random_infer, ZERO, random=True,
                          static_args={"shape": "ints"}, impl=truncated_normal_impl,
-                         family="state")
+                         family="state", tf_name="truncated_normal")

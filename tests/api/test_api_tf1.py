@@ -35,9 +35,9 @@ def test_name_scopes_prefix_names_and_gradients_get_grad_prefix():
         with gc.name_scope("act"):
             r = gc.nn.relu(h)
     h2 = gc.matmul(x, w)
-    assert (w.name, h.name, r.name, h2.name) == ("dense1/W", "dense1/matmul",
-                                                  "dense1/act/relu", "matmul")
-    assert gc.get_default_graph().get_tensor_by_name("dense1/act/relu:0") is r
+    assert (w.name, h.name, r.name, h2.name) == ("dense1/W", "dense1/MatMul",
+                                                  "dense1/act/Relu", "MatMul")
+    assert gc.get_default_graph().get_tensor_by_name("dense1/act/Relu:0") is r
     g, = gc.gradients(gc.reduce_sum(r), [w])
     assert g.name.startswith("grad/dense1/")
 

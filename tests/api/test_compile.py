@@ -130,7 +130,7 @@ def test_check_numerics_names_the_first_forward_node():
     with pytest.raises(NumericsError) as info:
         step(x=np.array([1, 2, -3, 4], np.float32))
     msg = str(info.value)
-    assert msg.startswith("check_numerics: log 'log' produced NaN")
+    assert msg.startswith("check_numerics: log 'Log' produced NaN")
     assert "1 NaN and 0 Inf" in msg and "index (2,)" in msg
     assert re.search(r"at test_compile\.py:\d+\s+h = gc\.log\(x \* w\)", msg)
 
@@ -152,12 +152,12 @@ def test_session_check_numerics_and_the_explicit_op():
     x = gc.placeholder(gc.float32, [3], name="x")
     checked = gc.check_numerics(gc.exp(x), "exp overflowed")
     with gc.Session(check_numerics=True) as sess:
-        with pytest.raises(NumericsError, match="exp 'exp' produced NaN or Inf"):
+        with pytest.raises(NumericsError, match="exp 'Exp' produced NaN or Inf"):
             sess.run(checked * 2.0, {x: np.array([1, 100, 2], np.float32)})
     for optimize in (True, False):
         with gc.Session(optimize=optimize) as sess:
             np.testing.assert_allclose(sess.run(checked, {x: np.zeros(3, np.float32)}), 1.0)
-            with pytest.raises(NumericsError, match="(?s)check_numerics 'check_numerics' "
+            with pytest.raises(NumericsError, match="(?s)check_numerics 'CheckNumerics' "
                                                     "found NaN or Inf.*exp overflowed"):
                 sess.run(checked * 2.0, {x: np.array([1, 100, 2], np.float32)})
 

@@ -125,7 +125,7 @@ def test_assert_condition_must_be_a_scalar_bool():
      r"need x > 0: Condition x > 0 did not hold element-wise: x \(x\) = \[1.0 0.0 3.0\]"),
     (lambda x: gc.debugging.assert_non_negative(x), [0, 2, 3], [0, -2, 3], r"x >= 0"),
     (lambda x: gc.assert_equal(x, [1.0, 2.0, 3.0]), [1, 2, 3], [1, 2, 4],
-     r"Condition x == y .* y \(const\w*\) = \[1.0 2.0 3.0\]"),
+     r"Condition x == y .* y \(Const\w*\) = \[1.0 2.0 3.0\]"),
     (lambda x: gc.debugging.assert_less(x, 3.0), [0, 1, 2], [0, 1, 3], r"x < y"),
 ])
 def test_debugging_assertions(make, good, bad, pattern):

@@ -78,7 +78,7 @@ def test_argmax_over_an_empty_axis_raises_invalid_argument_on_both_backends(fn):
 
 
 def test_argmax_over_a_static_empty_axis_fails_when_built():
-    with pytest.raises(InvalidArgumentError, match=r"argmax 'argmax': Reduction axis 0 is "
+    with pytest.raises(InvalidArgumentError, match=r"argmax 'ArgMax': Reduction axis 0 is "
                                                    r"empty in shape \[0\]"):
         gc.argmax(gc.zeros([0]), 0)
 
