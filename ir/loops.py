@@ -137,7 +137,7 @@ def _refuse_effects(nodes, name):
 
 
 def make_loop(carried, init, sliced, sequences, counter, next, stacked=(), cond=None,
-              cond0=None, count=None, length=None, reverse=False, name="while"):
+              cond0=None, count=None, length=None, reverse=False, name="while", hoist=True):
     """Create a ``loop`` node and its body (see module docstring).
 
     Args:
@@ -152,6 +152,7 @@ def make_loop(carried, init, sliced, sequences, counter, next, stacked=(), cond=
         count: an outer int32 scalar: run at most this many iterations.
         length: the bound on iterations (None: the sequences' leading dim).
         reverse: visit the elements from the last one.
+        hoist: compute per-element work before the loop (``hoist_per_element``).
     Returns:
         The loop node (value-less); ``outputs(loop, role, k)`` reads its results.
     Raises:
@@ -173,6 +174,9 @@ def make_loop(carried, init, sliced, sequences, counter, next, stacked=(), cond=
     if length is None and not sequences and stacked:
         raise GraphError(f"loop '{name}': values stacked over an unbounded number of "
                          "iterations", hint="give maximum_iterations: stacks are sized by it")
+    if hoist and sliced:
+        sliced, sequences, next, stacked, cond = hoist_per_element(
+            carried, sliced, counter, sequences, next, stacked, cond, name)
     vars_ = list(carried) + list(sliced) + ([counter] if counter is not None else [])
     outs = list(next) + list(stacked) + ([cond] if cond is not None else [])
     captured, nodes = captured_inputs(vars_, outs)
@@ -185,6 +189,136 @@ def make_loop(carried, init, sliced, sequences, counter, next, stacked=(), cond=
              "n_sequences": len(sequences)}
     from .ops.registry import apply
     return apply("loop", inputs, attrs, name=name)
+
+
+# -- hoisting per-element work out of the loop ---------------------------------------------------
+# Work that reads the elements of the sequences but not the carried state (an RNN's input
+# projection x_t Wx) is the same computation for every t: it runs before the loop on the whole
+# sequences at once (one GEMM over [T, B, D] instead of T small ones), and the body reads
+# element t of the result. Ops batched so (their batched form is the op itself on inputs
+# with a leading T axis): elementwise ops, matmul, cast, concat (axis shifted by one).
+# A matmul of a concat mixing elements and state by an invariant kernel (TF1 cells:
+# concat([x, h], 1) @ kernel) is split first: x @ kernel[:D] + h @ kernel[D:].
+BATCHED_OPS = ("matmul", "concat", "cast")
+
+
+def hoist_per_element(carried, sliced, counter, sequences, next, stacked, cond, name):
+    """(sliced, sequences, next, stacked, cond) with per-element work hoisted (see above)."""
+    from .ops.registry import apply
+    graph = sliced[0].graph
+    state = dependent_nodes(list(carried) + ([counter] if counter is not None else []), graph)
+    outs = list(next) + list(stacked) + ([cond] if cond is not None else [])
+    body = body_nodes(list(carried) + list(sliced) + ([counter] if counter is not None else []),
+                      outs)
+    per_element = {n for n in body if n not in state}  # sliced vars included
+    seq_of = dict(zip(sliced, sequences))
+    batched, mapping = {}, {}
+    new_sliced, new_seqs = list(sliced), list(sequences)
+
+    def batch(n):
+        """``n``'s values for every t stacked on a new axis 0 (an outer node), or None."""
+        if n not in batched:
+            if n in seq_of:
+                batched[n] = seq_of[n]
+            elif n not in per_element or n.shape is None or not (
+                    n.opdef.is_elementwise or n.op_name in BATCHED_OPS):
+                batched[n] = None
+            else:
+                batched[n] = _batched_op(n, [batch(x) if x in per_element else (x, False)
+                                             for x in n.inputs])
+        return batched[n]
+
+    def sliced_var(seq, like):
+        """A new sliced variable reading element t of outer ``seq``."""
+        with graph.name_scope(f"{name}_hoisted"):
+            v = loop_var(graph, like.dtype, like.shape, "element")
+        new_sliced.append(v)
+        new_seqs.append(seq)
+        return v
+
+    def element(n):
+        """What the body reads for per-element value ``n`` (hoisted when it can be)."""
+        if n in sliced:
+            return n
+        if n not in mapping:
+            b = batch(n)
+            mapping[n] = n if b is None else sliced_var(b, n)
+        return mapping[n]
+
+    def read(x):
+        return element(x) if x in per_element else mapping.get(x, x)
+
+    def split(n):
+        """``concat([x, h], -1) @ K`` (K invariant) as ``x @ K[:dx] + h @ K[dx:]``, the
+        per-element products hoisted; None when ``n`` is not such a product."""
+        if n.op_name != "matmul" or n.attrs.get("transpose_a") or n.attrs.get("transpose_b"):
+            return None
+        c, k = n.inputs
+        if c.op_name != "concat" or k in state or k in per_element or c.shape is None \
+                or len(c.shape) != 2 or c.attrs["axis"] not in (1, -1):
+            return None
+        parts = list(c.inputs)
+        if all(p in per_element for p in parts) or not any(
+                p in per_element and batch(p) is not None for p in parts) \
+                or any(p.shape is None or p.shape[1] is None for p in parts):
+            return None
+        total, off = None, 0
+        with graph.name_scope(f"{name}_split"):
+            for p in parts:
+                d = p.shape[1]
+                rows = apply("strided_slice", [k], {"spec": (("s", off, off + d, None),)},
+                             name="kernel_rows")
+                off += d
+                if p in per_element and batch(p) is not None:
+                    prod = apply("matmul", [batch(p), rows], {}, name="hoisted_product")
+                    prod = sliced_var(prod, apply("matmul", [p, rows], {}, name="part"))
+                else:
+                    prod = apply("matmul", [read(p), rows], {}, name="part")
+                total = prod if total is None else apply("add", [total, prod], {}, name="sum")
+        return total
+
+    changed = False
+    for n in body:
+        if n not in state or n in carried or n is counter:
+            continue
+        whole = split(n)
+        if whole is not None:
+            mapping[n], changed = whole, True
+            continue
+        ins = [read(x) for x in n.inputs]
+        if any(a is not b for a, b in zip(ins, n.inputs)):
+            m = graph.add_node(n.opdef, ins, n.attrs, n.dtype, n.shape, loc=n.loc)
+            m.name, m.is_grad = graph.unique_name(n.name.split("/")[-1]), n.is_grad
+            mapping[n], changed = m, True
+    if not changed:
+        return sliced, sequences, next, stacked, cond
+    return (new_sliced, new_seqs, [read(o) for o in next], [read(o) for o in stacked],
+            None if cond is None else read(cond))
+
+
+def _batched_op(n, inputs):
+    """Node ``n``'s op on batched inputs (an outer node with a leading T axis, or
+    ``(node, False)`` for an invariant input); None when it cannot be batched."""
+    from .ops.registry import apply
+    if any(x is None for x in inputs):
+        return None
+    ins = [x if isinstance(x, tuple) else (x, True) for x in inputs]
+    rank = len(n.shape)
+    attrs = dict(n.attrs)
+    if n.op_name == "concat":
+        if not all(b for _, b in ins):
+            return None
+        attrs["axis"] = attrs["axis"] + 1 if attrs["axis"] >= 0 else attrs["axis"]
+    if n.op_name == "matmul" and any(not b and (x.shape is None or len(x.shape) < 2)
+                                     for x, b in ins):
+        return None
+    nodes = []
+    for (x, b), orig in zip(ins, n.inputs):
+        if b and n.opdef.is_elementwise and orig.shape is not None and len(orig.shape) < rank:
+            for _ in range(rank - len(orig.shape)):  # [T, ...] right-aligned as the element
+                x = apply("expand_dims", [x], {"axis": 1})
+        nodes.append(x)
+    return apply(n.opdef, nodes, attrs, name=n.name.split("/")[-1])
 
 
 def loop_var(graph, dtype, shape, name):
@@ -417,8 +551,19 @@ def loop_vjp(cotangents, loop):
                       back[len(xs_c) + len(xs_s):])
         # 3. the backward loop: carried cotangents and accumulated invariant gradients
         acc_vars, acc_next, acc_init, acc_of = [], [], [], []
+        ds_nodes = [x for x in ds if x is not None]  # stacked anyway: sequences' gradients
+        after = []  # (captured var, how: "gemm" | "sum", [(var or stacked node)...], node)
+        extra = []  # body nodes the backward loop stacks for gradients summed after it
         for v, d in zip(xs_v, dv):
             if d is None:
+                continue
+            plan = _sum_after_loop(d, bw_sliced)
+            if plan is not None:
+                for x in plan[1]:
+                    if x not in bw_sliced and x not in extra and not any(
+                            x is e for e in ds_nodes):
+                        extra.append(x)
+                after.append((v,) + plan)
                 continue
             a = loop_var(graph, v.dtype, v.shape, "dacc")
             acc_vars.append(a)
@@ -439,9 +584,15 @@ def loop_vjp(cotangents, loop):
                                       "unused"))
             bw_seqs.append(x)
         back_loop = make_loop(gc_vars + acc_vars, init + acc_init, bw_sliced, bw_seqs, counter,
-                              dc + acc_next, [d for _, d in ds_stack], count=count,
+                              dc + acc_next, [d for _, d in ds_stack] + extra, count=count,
                               length=length, reverse=not loop.attrs["reverse"], name=name)
-    result = {}
+        result = {}
+        stacked_at = {id(d): j for j, (_, d) in enumerate(ds_stack)}
+        stacked_at.update({id(x): len(ds_stack) + j for j, x in enumerate(extra)})
+        for v, how, factors, d in after:  # one GEMM (or sum) over all t, after the loop
+            stacks = [bw_seqs[bw_sliced.index(x)] if x in bw_sliced else
+                      outputs(back_loop, "stacked", stacked_at[id(x)]) for x in factors]
+            result[("captured", body.captured.index(v))] = _summed(how, stacks, d)
     for j, k in enumerate(floating):
         result[("init", k)] = outputs(back_loop, "carried", j)
     for j, v in enumerate(acc_of):
@@ -456,6 +607,36 @@ def loop_vjp(cotangents, loop):
         pos = base + {"init": 0, "sequences": nc, "captured": nc + ns}[role] + k
         grads[pos] = g
     return grads
+
+
+def _sum_after_loop(d, bw_sliced):
+    """How a captured input's per-iteration gradient ``d`` (a backward body node) sums over
+    the iterations after the loop instead of in a carried accumulator: ("gemm", [p, q], d)
+    for ``d = p^T q`` (the weight gradient of ``x W``: one GEMM over the stacked p and q, of
+    [T*B, ...] rows), ("sum", [q], d) for ``d = reduce_sum(q, axes)`` (a bias); else None."""
+    if d.op_name == "matmul" and d.attrs.get("transpose_a") and \
+            not d.attrs.get("transpose_b"):
+        p, q = d.inputs
+        if all(x.shape is not None and len(x.shape) == 2 and x.shape[1] is not None
+               for x in (p, q)):
+            return "gemm", [p, q], d
+    if d.op_name == "reduce_sum" and not d.attrs.get("keepdims") and d.inputs[0].shape \
+            is not None and d.attrs.get("axis") is not None:
+        return "sum", [d.inputs[0]], d
+    return None
+
+
+def _summed(how, stacks, d):
+    """The sum over the loop's iterations of ``d``, from the stacks of its factors."""
+    from .ops.registry import F
+    if how == "gemm":
+        p, q = (F.reshape(s, shape=(-1, s.shape[-1])) for s in stacks)
+        return F.matmul(p, q, transpose_a=True)
+    (q,) = stacks
+    rank = len(d.inputs[0].shape)
+    axes = d.attrs["axis"]
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    return F.reduce_sum(q, axis=(0,) + tuple((a % rank) + 1 for a in axes))
 
 
 def body_nodes_from(made, roots):
