@@ -6,7 +6,7 @@ from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, const_node, convert
 from ..ir.source import user_location
 from .math_ops import (cast, equal, exp, expand_dims, greater, is_finite, less, logical_and,
-                       matmul, maximum, minimum, rsqrt, where, zeros_like)
+                       matmul, maximum, minimum, reshape, rsqrt, transpose, where, zeros_like)
 from .reduction_ops import reduce_sum
 from .reduction_ops import reduce_all, reduce_any
 
@@ -65,14 +65,78 @@ def sparse_softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits
     return apply("sparse_softmax_xent", [logits, convert(labels)], name=name)
 
 
+def softmax_cross_entropy_with_logits_v2(_sentinel=None, labels=None, logits=None, axis=None,
+                                         name=None, dim=None):
+    """Per-example ``-sum(labels * log softmax(logits))`` (labels one-hot or soft), with TF1's
+    argument rules: labels of another dtype (float or int) are cast to the logits' dtype, and
+    labels and logits are each flattened to ``[-1, classes]``, so labels ``[1, N, C]`` pair
+    with logits ``[N, C]``; the loss has the logits' shape without the class axis. Gradients
+    reach labels too.
+
+    Args:
+        labels, logits: by keyword; ``axis`` (``dim``): the class axis, default the last.
+    Returns:
+        the per-example loss, of the logits' shape without the class axis.
+    Raises:
+        DTypeError: logits that are not floating.
+        ShapeError: labels whose class count or number of rows differs from the logits'.
+    Example:
+        >>> loss = gc.nn.softmax_cross_entropy_with_logits_v2(labels=[onehot], logits=logits)
+    """
+    return _dense_xent("softmax_cross_entropy_with_logits_v2", labels, logits,
+                       dim if axis is None else axis, name, stop_labels=False)
+
+
 def softmax_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, dim=-1,
                                       name=None, axis=None):
-    """Per-example ``-sum(labels * log softmax(logits))`` (labels one-hot or soft)."""
-    _need(labels, logits, "softmax_cross_entropy_with_logits")
-    return apply("softmax_xent", [logits, convert(labels, logits)], name=name)
+    """TF1's first version of ``softmax_cross_entropy_with_logits_v2``: the same loss and
+    argument rules, but gradients reach the logits only (labels are held constant)."""
+    return _dense_xent("softmax_cross_entropy_with_logits", labels, logits,
+                       dim if axis is None else axis, name, stop_labels=True)
 
 
-softmax_cross_entropy_with_logits_v2 = softmax_cross_entropy_with_logits
+def _dense_xent(fn, labels, logits, axis, name, stop_labels):
+    _need(labels, logits, fn)
+    logits = convert(logits)
+    if logits.dtype is None or not logits.dtype.is_floating or logits.rank == 0:
+        raise DTypeError(f"{fn}: logits must be a floating tensor of rank 1 or more, found "
+                         f"{logits.describe()} : {logits.type_str()}", loc=user_location())
+    labels = convert(labels, logits)   # Python numbers and lists take the logits' dtype
+    if labels.dtype != logits.dtype:
+        labels = cast(labels, logits.dtype)   # TF1 casts labels of any other dtype
+    if stop_labels:
+        labels = apply("stop_gradient", [labels])
+    rank = logits.rank
+    axis = -1 if axis is None else int(axis)
+    if not -rank <= axis < rank:
+        raise ShapeError(f"{fn}: axis {axis} is out of range for logits {logits.type_str()}",
+                         loc=user_location())
+    if axis % rank != rank - 1:   # move the class axis last, in both
+        if labels.rank != rank:
+            raise ShapeError(f"{fn}: with class axis {axis}, labels {labels.type_str()} must "
+                             f"have the rank of logits {logits.type_str()}", loc=user_location())
+        perm = [a for a in range(rank) if a != axis % rank] + [axis % rank]
+        logits, labels = transpose(logits, perm), transpose(labels, perm)
+    if labels.rank == rank:
+        return apply("softmax_xent", [logits, labels], name=name)
+    return _flat_dense_xent(fn, labels, logits, name)
+
+
+def _flat_dense_xent(fn, labels, logits, name):
+    """Labels of another rank: both flattened to [-1, classes], the loss reshaped back."""
+    classes, lead = logits.shape[-1], logits.shape[:-1]
+    if classes is None or labels.rank == 0 or labels.shape[-1] not in (None, classes) \
+            or sum(d is None for d in lead) > 1:
+        raise ShapeError(f"{fn}: labels {labels.type_str()} do not flatten to the rows of "
+                         f"logits {logits.type_str()}",
+                         ["labels and logits are each flattened to [-1, classes]: the class "
+                          "count must be static and equal, and at most one other logits dim "
+                          "unknown"], loc=user_location())
+    flat_labels = reshape(labels, [-1, classes])
+    if logits.rank == 2:
+        return apply("softmax_xent", [logits, flat_labels], name=name)
+    loss = apply("softmax_xent", [reshape(logits, [-1, classes]), flat_labels])
+    return reshape(loss, [-1 if d is None else d for d in lead], name=name)
 
 
 def sigmoid_cross_entropy_with_logits(_sentinel=None, labels=None, logits=None, name=None):

@@ -400,8 +400,8 @@ row("sparse_softmax_xent[int32 labels]", "sparse_softmax_xent",
 row("sparse_softmax_xent_grad", "sparse_softmax_xent_grad",
     lambda z, y: F.sparse_softmax_xent_grad(z, y),
     lambda z, y: _np_softmax(z) - np.eye(5, dtype=z.dtype)[y], [A(4, 5), A(4, kind="int64", value=_LABELS)])
-row("softmax_xent", "softmax_xent",
-    lambda z, y: gc.nn.softmax_cross_entropy_with_logits(labels=y, logits=z),
+row("softmax_xent", "softmax_xent",   # v2: gradients reach the labels too (v1 holds them)
+    lambda z, y: gc.nn.softmax_cross_entropy_with_logits_v2(labels=y, logits=z),
     lambda z, y: -(y * _np_log_softmax(z)).sum(-1), [A(4, 5), A(4, 5, lo=0.0, hi=1.0)],
     api="softmax_cross_entropy_with_logits")
 row("softmax_xent_grad", "softmax_xent_grad", lambda z, y: F.softmax_xent_grad(z, y),
