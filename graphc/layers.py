@@ -26,22 +26,21 @@ from .ops.init_ops import glorot_uniform, ones as ones_init, zeros as zeros_init
 from .ir.graph import Node
 from .ir.ops import convert
 from .ops.math_ops import matmul, reshape, where
-from .framework.variable_scope import get_variable, get_variable_scope, variable_scope
+from .framework.variable_scope import get_variable, variable_scope
 
 UPDATE_OPS = "update_ops"
 REGULARIZATION_LOSSES = "regularization_losses"
 
 
-def _scope(name, default):
-    """A fresh scope name: ``dense``, ``dense_1``, ... (the last part of a unique name)."""
-    return get_default_graph().unique_name(name or default).split("/")[-1]
-
-
 def _layer_scope(name, default, reuse):
-    """The layer's variable scope: a fresh name, or exactly ``name`` when reusing."""
-    if reuse or get_variable_scope().reuse:
-        return variable_scope(name or default, reuse=reuse or None)
-    return variable_scope(_scope(name, default))
+    """The layer's variable scope, as TF1's layers open it: exactly ``name`` (or
+    ``default``) when ``reuse`` is given; else ``name`` or ``default`` made unique among the
+    scopes opened in the current one since it was entered (``dense``, ``dense_1``...), so
+    that a model function entering a reused scope again names its layers as the first time.
+    """
+    if reuse:
+        return variable_scope(name or default, reuse=reuse)
+    return variable_scope(None, default_name=name or default)
 
 
 def _variable(name, shape, dtype, initializer, trainable=True, regularizer=None):

@@ -55,12 +55,21 @@ def variable_scope(name_or_scope, default_name=None, values=None, reuse=None,
         >>> with gc.variable_scope("enc", reuse=gc.AUTO_REUSE):
         ...     W = gc.get_variable("W", [64, 32])
     """
+    graph = get_default_graph()
     if isinstance(name_or_scope, VariableScope):
         name = name_or_scope.name.rstrip("/").split("/")[-1]
         reuse = name_or_scope.reuse if reuse is None else reuse
+    elif name_or_scope is not None:
+        name = name_or_scope   # "" is the root scope
+    elif default_name:
+        if reuse is True:
+            raise GraphError(f"variable_scope: reuse=True needs a scope name, found only "
+                             f"default_name={default_name!r}", loc=user_location(),
+                             hint="pass the name of the scope to reuse")
+        name = _unique_default(graph, default_name)
     else:
-        name = name_or_scope or default_name
-    graph = get_default_graph()
+        raise GraphError("variable_scope: pass name_or_scope or default_name",
+                         loc=user_location())
     stack = _stack(graph)
     outer = stack[-1] if stack else None
     if not reuse and outer is not None and outer.reuse:
@@ -68,12 +77,47 @@ def variable_scope(name_or_scope, default_name=None, values=None, reuse=None,
     if initializer is None and outer is not None:
         initializer = outer.initializer
     with graph.name_scope(name) as prefix:
+        _open(graph, prefix.rstrip("/"))
         scope = VariableScope(prefix.lstrip("/"), reuse, initializer)
         stack.append(scope)
         try:
             yield scope
         finally:
             stack.pop()
+
+
+def _counts(graph):
+    """{full scope name: times opened since its parent scope was last entered} (TF1's
+    variable scope counts, kept on the graph)."""
+    if not hasattr(graph, "_variable_scope_counts"):
+        graph._variable_scope_counts = {}
+    return graph._variable_scope_counts
+
+
+def _open(graph, full):
+    """Count one more opening of scope ``full`` and restart the counts of the scopes inside
+    it: entering ``disc`` again names its unnamed layers ``dense``, ``dense_1``... anew, so
+    a reused scope finds the variables of the first pass, in creation order (TF1)."""
+    counts = _counts(graph)
+    counts[full] = counts.get(full, 0) + 1
+    for key in counts:
+        if not full or key.startswith(full + "/"):
+            if key != full:
+                counts[key] = 0
+
+
+def _unique_default(graph, default_name):
+    """``default_name``, or ``default_name_1``... if a scope of that name was opened in the
+    current scope since it was entered (TF1's ``_get_unique_variable_scope``)."""
+    counts = _counts(graph)
+    outer = "/".join(graph._scope)
+    full = f"{outer}/{default_name}" if outer else default_name
+    if counts.get(full, 0) == 0:
+        return default_name
+    k = 1
+    while counts.get(f"{full}_{k}", 0) > 0:
+        k += 1
+    return f"{default_name}_{k}"
 
 
 def get_variable_scope():
