@@ -216,10 +216,12 @@ def partial_ints(node):
         parts = [partial_ints(x) for x in node.inputs]
         if all(p is not None for p in parts):
             return sum(parts, ())
-    if node.opdef.identity:
+    if node.opdef.identity or op == "strided_slice" or (node.opdef.rearranges
+                                                         and len(node.inputs) == 1):
         inner = partial_ints(node.inputs[0])
-        if inner is not None:
-            return inner
+        if inner is not None:  # move the known entries as the op moves values
+            moved = node.opdef.evaluate([np.array(inner, dtype=object)], node.attrs)
+            return tuple(np.asarray(moved, dtype=object).reshape(-1).tolist())
     return (None,) * node.shape[0]
 
 

@@ -43,6 +43,9 @@ def test_partial_values_keep_the_known_entries():
     assert partial_ints(s) == (None, 3, None)
     assert partial_ints(gc.stack([s[0], 7, s[1]])) == (None, 7, 3)
     assert partial_ints(gc.concat([s[:1], gc.constant([2])], 0)) == (None, 2)
+    assert partial_ints(s[::-1]) == (None, 3, None)
+    assert partial_ints(s[1:]) == (3, None)
+    assert gc.reshape(gc.placeholder(gc.float32, [None, 3]), s[:2][::-1]).shape == (3, None)
     assert partial_ints(gc.shape(gc.placeholder("float"))) is None
 
 
