@@ -58,7 +58,7 @@ def _variable(name, shape, dtype, initializer, trainable=True, regularizer=None)
 
 
 def _static_dim(x, axis, fn):
-    d = x.shape[axis]
+    d = None if x.shape is None else x.shape[axis]
     if d is None:
         raise GraphError(f"{fn}: the input's axis {axis} ({x.type_str()}) must be known to "
                          "size the layer's variables")

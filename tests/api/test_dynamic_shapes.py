@@ -58,6 +58,8 @@ def test_unknown_rank_reads_as_tf1():
         X.get_shape().as_list()
     with pytest.raises(ShapeError, match="unknown rank"):
         gc.unstack(X)
+    with pytest.raises(GraphError, match=r"dense: the input's axis -1 \(f32\[\.\.\.\]\) must be"):
+        gc.layers.dense(X, 3)
 
 
 def test_shape_rules_keep_what_every_rank_agrees_on():
