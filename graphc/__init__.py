@@ -49,6 +49,7 @@ _API = {
     ".ops.clip_ops": (
         "clip_by_average_norm clip_by_global_norm clip_by_norm clip_by_value global_norm"
     ),
+    ".ops.confusion_matrix": "confusion_matrix",
     ".ops.control_flow_ops": "case cond while_loop",
     ".ops.debug_ops": (
         "add_check_numerics_ops Assert assert_equal assert_less assert_non_negative "
@@ -76,6 +77,7 @@ _API = {
         "squared_difference squeeze stack stop_gradient subtract tanh to_double to_float "
         "to_int32 to_int64 transpose truediv truncated_normal unstack where zeros zeros_like"
     ),
+    ".ops.random_extra": "random_crop random_shuffle",
     ".ops.reduction_ops": (
         "count_nonzero reduce_all reduce_any reduce_logsumexp reduce_max reduce_mean "
         "reduce_min reduce_prod reduce_std reduce_sum reduce_variance"

@@ -3,7 +3,9 @@
 Every op is a composition of graph ops with static sizes: flips gather the reversed indices,
 standardization reduces over each image, and resizing multiplies by two interpolation
 matrices (rows, then columns) built in NumPy at graph-construction time, so the gradients
-of bilinear resizing come from the matrix products for free.
+of bilinear resizing come from the matrix products for free. The random distortions
+(``random_flip_left_right``, ``random_brightness``...) draw inside the step, anew each run,
+and select or add with ``where`` and ``+``; central crops and pads gather and pad.
 
 Resizing follows TF1's legacy pixel mapping (no half-pixel centers): output pixel ``i``
 samples input coordinate ``i * scale`` with ``scale = in / out``, or with
@@ -15,7 +17,8 @@ from ..errors import ShapeError
 from ..ir import dtypes as D
 from ..ir.ops import convert
 from .special_math_ops import einsum
-from .math_ops import cast, gather, maximum, sqrt, square
+from .array_ops import pad
+from .math_ops import cast, gather, maximum, random_uniform, sqrt, square, where
 from .reduction_ops import reduce_mean
 
 
@@ -191,3 +194,106 @@ def _no_half_pixel(half_pixel_centers, fn):
     if half_pixel_centers:
         raise ValueError(f"image.{fn}: half_pixel_centers=True is not implemented (graphc "
                          "has TF1's legacy mapping only)")
+
+
+# -- random distortions (a new draw each run) --------------------------------------------------
+def _coin(images, single, seed):
+    """True with probability 1/2: one for an image, one per image of a batch."""
+    n = None if single else images.shape.as_list()[0]
+    if not single and n is None:
+        raise ShapeError(f"image: the batch of {images.shape} must be static to draw a coin "
+                         f"per image", hint="give the placeholder its batch size")
+    shape = [] if single else [n, 1, 1, 1]
+    return random_uniform(shape, dtype=D.float64, seed=seed) < 0.5
+
+
+def random_flip_left_right(image, seed=None):
+    """Mirror the width axis with probability 1/2, each image of a batch on its own coin
+    (TF1's tf.image.random_flip_left_right).
+
+    Example:
+        >>> augmented = gc.image.random_flip_left_right(batch)
+    """
+    image, single = _image_axes(image, "random_flip_left_right")
+    return where(_coin(image, single, seed), flip_left_right(image), image)
+
+
+def random_flip_up_down(image, seed=None):
+    """Mirror the height axis with probability 1/2, per image (TF1's
+    tf.image.random_flip_up_down)."""
+    image, single = _image_axes(image, "random_flip_up_down")
+    return where(_coin(image, single, seed), flip_up_down(image), image)
+
+
+def adjust_brightness(image, delta):
+    """``image + delta`` (TF1's tf.image.adjust_brightness, on float images)."""
+    image, _ = _image_axes(image, "adjust_brightness")
+    return image + delta
+
+
+def random_brightness(image, max_delta, seed=None):
+    """``image + delta`` for one ``delta`` uniform in ``[-max_delta, max_delta)`` per run
+    (TF1's tf.image.random_brightness).
+
+    Raises:
+        ValueError: a negative ``max_delta`` (as TF1).
+    """
+    if max_delta < 0:
+        raise ValueError("image.random_brightness: max_delta must be non-negative")
+    image, _ = _image_axes(image, "random_brightness")
+    delta = random_uniform([], -float(max_delta), float(max_delta), dtype=image.dtype,
+                           seed=seed)
+    return adjust_brightness(image, delta)
+
+
+def adjust_contrast(images, contrast_factor):
+    """``(x - mean) * contrast_factor + mean`` with the mean of each channel of each image
+    (TF1's tf.image.adjust_contrast)."""
+    images, _ = _image_axes(images, "adjust_contrast")
+    mean = reduce_mean(images, axis=[-3, -2], keepdims=True)
+    return (images - mean) * contrast_factor + mean
+
+
+def random_contrast(image, lower, upper, seed=None):
+    """``adjust_contrast`` by one factor uniform in ``[lower, upper)`` per run (TF1's
+    tf.image.random_contrast).
+
+    Raises:
+        ValueError: ``upper <= lower`` or ``lower < 0`` (as TF1).
+    """
+    if upper <= lower or lower < 0:
+        raise ValueError(f"image.random_contrast: need 0 <= lower < upper, found lower="
+                         f"{lower}, upper={upper}")
+    image, _ = _image_axes(image, "random_contrast")
+    factor = random_uniform([], float(lower), float(upper), dtype=image.dtype, seed=seed)
+    return adjust_contrast(image, factor)
+
+
+def resize_image_with_crop_or_pad(image, target_height, target_width):
+    """Crop the centre of ``image`` or pad it with zeros evenly to ``target_height`` by
+    ``target_width`` (TF1's tf.image.resize_image_with_crop_or_pad: the extra row or column
+    of an odd difference goes after, as TF1's offsets ``(h - target) // 2`` put it).
+
+    Raises:
+        ShapeError: height or width not static, or a target below 1.
+    Example:
+        >>> x = gc.image.resize_image_with_crop_or_pad(images, 28, 28)
+    """
+    image, single = _image_axes(image, "resize_image_with_crop_or_pad")
+    th, tw = int(target_height), int(target_width)
+    if th < 1 or tw < 1:
+        raise ShapeError(f"image.resize_image_with_crop_or_pad: the target {th}x{tw} must be "
+                         f"at least 1x1")
+    rank = image.shape.ndims
+    out = image
+    for axis, target in ((rank - 3, th), (rank - 2, tw)):
+        n = _static(image, axis - rank, "resize_image_with_crop_or_pad")
+        if n > target:   # crop: keep rows [(n - target) // 2, ... + target)
+            start = (n - target) // 2
+            out = gather(out, np.arange(start, start + target), axis=axis)
+        elif n < target:   # pad: zeros before and after
+            before = (target - n) // 2
+            paddings = [[0, 0]] * rank
+            paddings[axis] = [before, target - n - before]
+            out = pad(out, paddings)
+    return out

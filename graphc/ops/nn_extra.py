@@ -1,13 +1,16 @@
-"""More of ``gc.nn``: TF1's weighted and Poisson losses and the selu / swish / crelu
-activations, each a composition of existing graph ops (so both backends and the gradients
+"""More of ``gc.nn``: TF1's weighted and Poisson losses, the selu / swish / crelu
+activations, dilated (atrous), depthwise and separable convolutions and local response
+normalization, each a composition of existing graph ops (so both backends and the gradients
 come for free). ``gc.nn`` re-exports every name here.
 """
 import numpy as np
 
-from ..errors import GraphError
+from ..errors import GraphError, ShapeError
 from ..ir.ops import apply, convert
-from .math_ops import (abs, concat, exp, greater, greater_equal, less_equal, log,  # noqa: A004
-                       log1p, logical_and, minimum, sigmoid, where)
+from ..ir.source import user_location
+from .math_ops import (abs, concat, exp, expand_dims, greater, greater_equal,  # noqa: A004
+                       less_equal, log, log1p, logical_and, matmul, minimum, pow, reshape,
+                       sigmoid, slice, stack, where, zeros_like)
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -91,3 +94,126 @@ def crelu(features, name=None, axis=-1):
         >>> h = gc.nn.crelu(x)  # [batch, 2 * features]
     """
     return concat([_relu(features), _relu(-features)], axis)
+
+
+# -- convolutions composed from conv2d ---------------------------------------------------------
+def dilated_filter(filter, rates):  # noqa: A002  (TF1's name)
+    """``[kh, kw, in, out]`` -> ``[(kh - 1) rh + 1, (kw - 1) rw + 1, in, out]``: the taps
+    spread ``rates`` apart with zeros between. A dilated (atrous) convolution is the plain
+    convolution with this filter, its gradient the filter's gradient read back at the taps.
+
+    Args:
+        filter: a filter with a static shape.
+        rates: (rh, rw), positive ints.
+    Returns:
+        the dilated filter (``filter`` itself for rates (1, 1)).
+    Example:
+        >>> dilated_filter(w, (2, 2))   # [3, 3, c, o] -> [5, 5, c, o]
+    """
+    f = convert(filter)
+    for axis, rate in zip((0, 1), rates):
+        if rate == 1:
+            continue
+        k = f.shape[axis]
+        spread = stack([f] + [zeros_like(f)] * (rate - 1), axis=axis + 1)  # [.., k, rate, ..]
+        dims = list(f.shape)
+        dims[axis] = k * rate
+        begin, size = [0] * 4, list(f.shape)
+        size[axis] = (k - 1) * rate + 1
+        f = slice(reshape(spread, dims), begin, size)
+    return f
+
+
+def atrous_conv2d(value, filters, rate, padding, name=None):
+    """TF1's ``tf.nn.atrous_conv2d``: the NHWC convolution with ``filters``' taps ``rate``
+    apart (``conv2d(..., dilations=[1, rate, rate, 1])``).
+
+    Example:
+        >>> y = gc.nn.atrous_conv2d(x, w, rate=2, padding="SAME")
+    """
+    from .nn_ops import conv2d
+    return conv2d(value, filters, [1, 1, 1, 1], padding, dilations=[1, rate, rate, 1],
+                  name=name)
+
+
+def depthwise_conv2d(input, filter, strides, padding, rate=None, name=None,  # noqa: A002
+                     data_format=None, dilations=None):
+    """TF1's ``tf.nn.depthwise_conv2d``: each input channel ``c`` convolved with its own
+    ``filter[:, :, c, :]``, output channel ``c * M + m``.
+
+    Composed as one ``conv2d`` with a block-diagonal filter ``[kh, kw, C, C M]`` (zero
+    between channels; C times the work of a grouped kernel, the same values and gradients).
+
+    Args:
+        input: [batch, height, width, C] (or NCHW with ``data_format``).
+        filter: [kh, kw, C, M], static shape.
+        strides, padding, data_format: as ``gc.nn.conv2d``; ``rate`` (or ``dilations``):
+            the atrous rate (rh, rw).
+    Returns:
+        [batch, out_height, out_width, C M].
+    Raises:
+        ShapeError: a filter whose in-channels differ from the input's.
+    Example:
+        >>> y = gc.nn.depthwise_conv2d(x, w, [1, 1, 1, 1], "SAME")   # w: [3, 3, C, 2]
+    """
+    from .nn_ops import conv2d
+    f = convert(filter)
+    if f.shape is None or len(f.shape) != 4 or None in f.shape:
+        raise ShapeError(f"depthwise_conv2d: the filter must be [kh, kw, in, multiplier] with "
+                         f"a static shape, found {f.describe()} : {f.type_str()}",
+                         loc=user_location())
+    kh, kw, c, m = f.shape
+    blocks = np.eye(c, dtype=f.dtype.np)[None, None, :, :, None]   # [1, 1, C, C, 1]
+    full = reshape(expand_dims(f, 3) * blocks, [kh, kw, c, c * m])
+    return conv2d(input, full, strides, padding, data_format=data_format or "NHWC",
+                  dilations=_rate_dilations(rate, dilations, data_format), name=name)
+
+
+def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding,  # noqa: A002
+                     rate=None, name=None, data_format=None, dilations=None):
+    """TF1's ``tf.nn.separable_conv2d``: ``depthwise_conv2d`` then a 1x1 ``conv2d`` with
+    ``pointwise_filter`` [1, 1, C M, out].
+
+    Example:
+        >>> y = gc.nn.separable_conv2d(x, dw, pw, [1, 1, 1, 1], "SAME")
+    """
+    from .nn_ops import conv2d
+    depthwise = depthwise_conv2d(input, depthwise_filter, strides, padding, rate,
+                                 data_format=data_format, dilations=dilations)
+    return conv2d(depthwise, pointwise_filter, [1, 1, 1, 1], "VALID",
+                  data_format=data_format or "NHWC", name=name)
+
+
+def _rate_dilations(rate, dilations, data_format):
+    if rate is None:
+        return dilations
+    rh, rw = (rate, rate) if isinstance(rate, int) else tuple(rate)
+    return [1, 1, rh, rw] if data_format == "NCHW" else [1, rh, rw, 1]
+
+
+# -- local response normalization --------------------------------------------------------------
+def local_response_normalization(input, depth_radius=5, bias=1.0, alpha=1.0,  # noqa: A002
+                                 beta=0.5, name=None):
+    """TF1's ``tf.nn.lrn``: ``x / (bias + alpha * s) ** beta`` where ``s`` sums ``x**2`` over
+    the channels within ``depth_radius`` of each channel (the last axis).
+
+    The window sum is one matmul with a banded 0/1 matrix ``[C, C]``.
+
+    Raises:
+        ShapeError: an input that is not 4-D with a static channel count.
+    Example:
+        >>> h = gc.nn.lrn(conv, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75)
+    """
+    x = convert(input)
+    if x.shape is None or len(x.shape) != 4 or x.shape[-1] is None:
+        raise ShapeError(f"local_response_normalization: the input must be 4-D NHWC with a "
+                         f"static channel count, found {x.describe()} : {x.type_str()}",
+                         loc=user_location())
+    c = x.shape[-1]
+    idx = np.arange(c)
+    band = (np.abs(idx[:, None] - idx[None, :]) <= int(depth_radius)).astype(x.dtype.np)
+    window = matmul(x * x, band)
+    return x * pow(window * float(alpha) + float(bias), -float(beta))
+
+
+lrn = local_response_normalization

@@ -13,6 +13,7 @@ from ..ir.source import user_location
 from .math_ops import (cast, concat, expand_dims, floor, gather, minimum, reshape, rsqrt, sqrt,
                        square, squeeze, stack, zeros, zeros_like)
 from .reduction_ops import reduce_mean, reduce_sum
+from .nn_extra import dilated_filter
 
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -87,7 +88,8 @@ def conv2d(input, filter=None, strides=None, padding=None, use_cudnn_on_gpu=True
         padding: "VALID" (windows inside the input) or "SAME" (``ceil(size / stride)``
             outputs; the odd padding row/column goes after, as in TF).
         data_format: "NHWC" (default) or "NCHW".
-        dilations: only 1 (the default) is supported.
+        dilations: [1, rh, rw, 1] (NHWC) or an int: an atrous convolution, with strides 1
+            (``nn_extra.dilated_filter``).
     Returns:
         The convolution, in ``data_format``.
     Raises:
@@ -95,8 +97,14 @@ def conv2d(input, filter=None, strides=None, padding=None, use_cudnn_on_gpu=True
     Example:
         >>> y = gc.nn.conv2d(x, W, strides=[1, 1, 1, 1], padding="SAME")
     """
-    filter, fmt, attrs = _conv_args("conv2d", filter if filter is not None else filters,
-                                    strides, padding, data_format, dilations)
+    filter = filter if filter is not None else filters  # noqa: A001
+    fmt = _data_format(data_format, "conv2d")
+    rates = (1, 1) if dilations is None else _pair(dilations, "dilations", "conv2d", fmt)
+    if rates != (1, 1):  # atrous: the plain convolution with the taps spread apart
+        if strides is not None and _pair(strides, "strides", "conv2d", fmt) != (1, 1):
+            raise GraphError("conv2d: dilations other than 1 need strides of 1 (as in TF1)")
+        filter = dilated_filter(filter, rates)  # noqa: A001
+    filter, fmt, attrs = _conv_args("conv2d", filter, strides, padding, data_format, None)
     return _in_nhwc(convert(input), fmt,
                     lambda x: apply("conv2d", [x, convert(filter, x)], attrs, name=name))
 

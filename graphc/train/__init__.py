@@ -7,8 +7,8 @@ from .moving_averages import ExponentialMovingAverage  # noqa: F401
 from .optimizers import (AdadeltaOptimizer, AdagradOptimizer, AdamOptimizer,  # noqa: F401
                          GradientDescentOptimizer, MomentumOptimizer, Optimizer,
                          RMSPropOptimizer)
-from .saver import (CheckpointState, Saver, get_checkpoint_state,  # noqa: F401
-                    latest_checkpoint)
+from .saver import (CheckpointState, Saver, checkpoint_exists,  # noqa: F401
+                    get_checkpoint_state, latest_checkpoint)
 from .training_util import (create_global_step, get_global_step,  # noqa: F401
                             get_or_create_global_step, global_step)
 

@@ -300,6 +300,19 @@ def _checkpoint_path(save_path, global_step, sess):
     return path + ".npz"
 
 
+def checkpoint_exists(checkpoint_prefix):
+    """Whether a checkpoint ``Saver.restore`` can read is at ``checkpoint_prefix`` (the path
+    ``Saver.save`` returned, or that path without ``.npz``), as TF1's
+    ``tf.train.checkpoint_exists``.
+
+    Example:
+        >>> if gc.train.checkpoint_exists(path):
+        ...     saver.restore(sess, path)
+    """
+    path = os.fspath(checkpoint_prefix)
+    return any(os.path.isfile(p) for p in (path, path + ".npz"))
+
+
 def _existing_path(save_path):
     path = os.fspath(save_path)
     for candidate in (path, path + ".npz"):
@@ -398,5 +411,5 @@ def _check_sizes(path):
                     hint="Saver stores arrays uncompressed; this file was not written by it")
 
 
-__all__ = ["Saver", "CheckpointState", "get_checkpoint_state", "latest_checkpoint",
-           "remove_stale_temporaries"]
+__all__ = ["Saver", "CheckpointState", "checkpoint_exists", "get_checkpoint_state",
+           "latest_checkpoint", "remove_stale_temporaries"]
