@@ -25,6 +25,7 @@ from .framework.graph import assign, get_default_graph, global_variables
 from .ops.init_ops import glorot_uniform, ones as ones_init, zeros as zeros_init
 from .ir.graph import Node
 from .ir.ops import convert
+from .ops.array_ops import scalar_arg
 from .ops.math_ops import matmul, reshape, where
 from .framework.variable_scope import get_variable, variable_scope
 
@@ -187,6 +188,7 @@ def flatten(inputs, name=None, data_format=None):
 def dropout(inputs, rate=0.5, noise_shape=None, seed=None, training=False, name=None):
     """TF1's tf.layers.dropout: ``gc.nn.dropout(rate=rate)`` when ``training`` (a bool or a
     bool tensor), the identity otherwise."""
+    training = scalar_arg(training)
     if isinstance(training, Node):
         dropped = nn_layers.dropout(inputs, noise_shape=noise_shape, seed=seed, rate=rate)
         return where(training, dropped, inputs)
@@ -218,7 +220,7 @@ def batch_normalization(inputs, axis=-1, momentum=0.99, epsilon=1e-3, center=Tru
     layer = BatchNormalization(axis, momentum, epsilon, center, scale, beta_initializer,
                                gamma_initializer, moving_mean_initializer,
                                moving_variance_initializer, trainable, name, _reuse=reuse)
-    return layer(inputs, training=training)
+    return layer(inputs, training=scalar_arg(training))
 
 
 def _training_statistics(inputs, axis, training, momentum, moving_mean, moving_var):

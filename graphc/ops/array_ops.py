@@ -86,6 +86,20 @@ def specialization_value(fn, arg, value):
     return node, known
 
 
+def scalar_arg(value):
+    """``value`` as TF1 takes a scalar argument (a keep_prob, a learning rate, a ``training``
+    flag): a tensor of unknown rank (``gc.placeholder(gc.float32)``) is reshaped to ``[]``,
+    so what is computed from it keeps the other operands' shape and a non-scalar feed is a
+    ShapeError when the step is specialized; any other value is returned as it is.
+
+    Example:
+        >>> keep_prob = scalar_arg(gc.placeholder(gc.float32))   # f32[]
+    """
+    if isinstance(value, Node) and value.dtype is not None and value.shape is None:
+        return apply("reshape", [value], {"shape": ()})
+    return value
+
+
 def entries(vector, n):
     """The ``n`` scalar entries of an int vector tensor, as tensors."""
     return [apply("strided_slice", [vector], {"spec": (("i", i),)}) for i in builtins.range(n)]

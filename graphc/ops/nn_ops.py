@@ -12,6 +12,7 @@ from ..ir.ops import apply, convert
 from ..ir.source import user_location
 from .math_ops import (cast, concat, expand_dims, floor, gather, minimum, reshape, rsqrt, sqrt,
                        square, squeeze, stack, zeros, zeros_like)
+from .array_ops import scalar_arg
 from .reduction_ops import reduce_mean, reduce_sum
 from .nn_extra import dilated_filter
 
@@ -356,7 +357,7 @@ def dropout(x, keep_prob=None, noise_shape=None, seed=None, name=None, rate=None
             raise GraphError(f"dropout: keep_prob must be in (0, 1], found {keep_prob}")
         if float(keep_prob) == 1.0:
             return x  # as TF1: no mask, no randomness
-    keep_prob = cast(convert(keep_prob, x), x.dtype)
+    keep_prob = cast(scalar_arg(convert(keep_prob, x)), x.dtype)
     like = x if noise_shape is None else _noise_like(x, noise_shape)
     uniform = apply("random_uniform_like", [like], {"dtype": x.dtype, "seed": _op_seed(seed)})
     mask = floor(keep_prob + uniform)

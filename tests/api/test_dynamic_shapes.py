@@ -94,6 +94,46 @@ def test_static_shapes_stay_static():
         gc.reshape(x, [5, -1])
 
 
+# -- shapeless scalars: keep_prob, learning rates, training flags --------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shapeless_scalar_placeholders_keep_the_model_shapes(backend):
+    """TF1's keep_prob, learning-rate and is_training placeholders have no shape: what they
+    scale or select keeps the other operand's shape, and the SGD step is exact."""
+    x = gc.placeholder(gc.float64, [None, 4])
+    keep_prob, lr, training = (gc.placeholder(gc.float64), gc.placeholder(gc.float64),
+                               gc.placeholder(gc.bool))
+    w0 = np.arange(12.0).reshape(4, 3) / 10
+    W = gc.Variable(w0)
+    h = gc.nn.dropout(x, keep_prob)
+    d = gc.layers.dropout(x, 0.5, training=training)
+    assert h.shape == (None, 4) and d.shape == (None, 4)
+    logits = gc.matmul(h, W)
+    loss = gc.reduce_sum(logits ** 2)
+    train = gc.train.GradientDescentOptimizer(lr).minimize(loss)
+    xv = np.linspace(-1, 1, 8).reshape(2, 4)
+    with gc.Session(backend=backend) as sess:
+        sess.run(gc.global_variables_initializer())
+        got_d = sess.run(d, {x: xv, training: False})
+        sess.run(train, {x: xv, keep_prob: 1.0, lr: 0.01})
+        got_w = sess.run(W)
+        with pytest.raises(ShapeError, match=r"(?s)reshape.*with the fed shapes"):
+            sess.run(h, {x: xv, keep_prob: [0.5, 0.5]})  # TF1: keep_prob is a scalar
+    np.testing.assert_array_equal(got_d, xv)
+    np.testing.assert_allclose(got_w, w0 - 0.01 * xv.T @ (2 * xv @ w0), rtol=1e-12)
+
+
+def test_assigning_a_value_of_unknown_rank_is_checked_when_specialized():
+    v = gc.Variable(np.zeros(3), name="v")
+    value = gc.placeholder(gc.float64)
+    update = gc.assign(v, value)
+    assert update.shape == (3,)
+    with gc.Session(backend="numpy") as sess:
+        sess.run(gc.global_variables_initializer())
+        np.testing.assert_array_equal(sess.run(update, {value: [1.0, 2.0, 3.0]}), [1, 2, 3])
+        with pytest.raises(ShapeError, match=r"value shape \[2\] differs from variable 'v'"):
+            sess.run(update, {value: [1.0, 2.0]})
+
+
 # -- specialization-time values --------------------------------------------------------------------
 def _spec_time_cases(x, batch):
     """(name, tensor, reference(xv)) for every op taking a specialization-time argument."""
