@@ -154,10 +154,14 @@ def concrete_shapes(feeds, given):
     from ..ir.shapes import format_shape
     shapes, open_dims = {}, []
     for p in feeds:
-        declared = tuple(p.shape)
-        shape = tuple(given.get(p.name, declared))
-        if len(shape) != len(declared) or any(d is not None and d != s
-                                              for d, s in zip(declared, shape)):
+        declared = None if p.shape is None else tuple(p.shape)  # None: any rank
+        shape = given.get(p.name, declared)
+        shape = None if shape is None else tuple(shape)
+        if shape is None:
+            open_dims.append(p)
+            continue
+        if declared is not None and (len(shape) != len(declared) or any(
+                d is not None and d != s for d, s in zip(declared, shape))):
             raise FeedError(f"--shape {p.name}={','.join(map(str, shape))} does not fit "
                             f"placeholder '{p.name}' {p.dtype.short}{format_shape(declared)}",
                             loc=p.loc)
@@ -171,7 +175,7 @@ def concrete_shapes(feeds, given):
                          for p in open_dims],
                         hint="the command line compiles fixed shapes: " + " ".join(
                             f"--shape {p.name}=" + ",".join("32" if d is None else str(d)
-                                                            for d in p.shape)
+                                                            for d in p.shape or (None,))
                             for p in open_dims))
     return shapes
 

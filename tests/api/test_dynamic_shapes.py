@@ -347,3 +347,12 @@ def test_linear_regression_with_shapeless_placeholders_trains(backend):
     assert (w, bias) == (pytest.approx(w_ref, rel=1e-5), pytest.approx(b_ref, rel=1e-5))
     assert cost_all == pytest.approx(np.sum((w_ref * np.arange(17) + b_ref
                                              - 2 * np.arange(17)) ** 2) / 34, rel=1e-5)
+
+
+def test_the_command_line_takes_a_shape_for_an_unknown_rank():
+    from graphc.cli.model import concrete_shapes
+    X = gc.placeholder("float", name="X")
+    x = gc.placeholder(gc.float32, [None, 3], name="x")
+    assert concrete_shapes([X, x], {"X": (4,), "x": (2, 3)}) == {X: (4,), x: (2, 3)}
+    with pytest.raises(FeedError, match=r"(?s)keep None dims: X.*--shape X=32"):
+        concrete_shapes([X, x], {"x": (2, 3)})
