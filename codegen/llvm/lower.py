@@ -245,15 +245,14 @@ class Lowering:
         restore = _flush_denormals(fn)
         prof = pointer(Buf(self._special("profile"), 0, 8)) if self.profile else None
         for k, (name, bufs, entry, _, note) in enumerate(self.calls):
-            if callable(name):  # a loop (``kernels.loop``): it writes its own control flow
-                fn.emit(f"; {note}")
-                name(fn, pointer, restore)
-                continue
             args = ", ".join(f"ptr {pointer(b)}" for b in bufs)
             fn.emit(f"; {note}")
             if prof:
                 t0 = fn.call("i64", "llvm.readcyclecounter", [])
-            fn.emit(f"call void @{name}({args})")
+            if callable(name):  # a loop (``kernels.loop``): it writes its own control flow
+                name(fn, pointer, restore)
+            else:
+                fn.emit(f"call void @{name}({args})")
             if prof:
                 t1 = fn.call("i64", "llvm.readcyclecounter", [])
                 _accumulate(fn, prof, k, fn(f"sub i64 {t1}, {t0}"))
