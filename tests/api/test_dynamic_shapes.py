@@ -356,3 +356,25 @@ def test_the_command_line_takes_a_shape_for_an_unknown_rank():
     assert concrete_shapes([X, x], {"X": (4,), "x": (2, 3)}) == {X: (4,), x: (2, 3)}
     with pytest.raises(FeedError, match=r"(?s)keep None dims: X.*--shape X=32"):
         concrete_shapes([X, x], {"x": (2, 3)})
+
+
+@pytest.mark.xfail(strict=True, reason="ir/autodiff.unbroadcast needs the unknown-rank case "
+                   "(sum_to_like when x or the gradient has shape None)")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tf1_getting_started_linear_model(backend):
+    """TF 1.x's 'Getting Started' program: its documented result is W -0.9999969,
+    b 0.99999082, loss 5.69997e-11."""
+    W = gc.Variable([.3], dtype=gc.float32)
+    b = gc.Variable([-.3], dtype=gc.float32)
+    x, y = gc.placeholder(gc.float32), gc.placeholder(gc.float32)
+    loss = gc.reduce_sum(gc.square(W * x + b - y))
+    train = gc.train.GradientDescentOptimizer(0.01).minimize(loss)
+    feeds = {x: [1, 2, 3, 4], y: [0, -1, -2, -3]}
+    with gc.Session(backend=backend) as sess:
+        sess.run(gc.global_variables_initializer())
+        for _ in range(1000):
+            sess.run(train, feeds)
+        got_w, got_b, got_loss = sess.run([W, b, loss], feeds)
+    np.testing.assert_allclose(got_w, [-0.9999969], rtol=1e-5)
+    np.testing.assert_allclose(got_b, [0.99999082], rtol=1e-5)
+    assert got_loss < 1e-9
