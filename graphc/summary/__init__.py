@@ -26,14 +26,17 @@ from ..errors import DTypeError, GraphcError, GraphError, NumericsError, ShapeEr
 from ..framework.graph import GraphKeys, constant, get_collection
 from ..ir.graph import Graph, Node, get_default_graph, get_default_session
 from ..ir.source import user_location
+from .media import encode_png, encode_wav, image_bytes
 from .proto import HistogramProto, Summary, event, graph_def, tfrecord
 
-__all__ = ["FileWriter", "HistogramProto", "Summary", "SummaryOp", "histogram", "merge",
-           "merge_all", "scalar"]
+__all__ = ["FileWriter", "HistogramProto", "Summary", "SummaryOp", "audio", "histogram",
+           "image", "merge", "merge_all", "scalar", "text"]
 
 
 class SummaryOp:
-    """A fetchable summary: ``(tag, kind, tensor)`` entries, kind "scalar" or "histogram".
+    """A fetchable summary: ``(tag, kind, tensor)`` entries; kind ``("scalar",)``,
+    ``("histogram",)``, ``("image", max_outputs)``, ``("audio", max_outputs, sample_rate)``
+    or ``("text",)`` (whose "tensor" is the array of strings itself).
 
     ``Session.run`` expands it into its tensors (the ``_fetch_nest`` protocol of
     ``session.flatten``) and returns a ``Summary``.
@@ -49,13 +52,21 @@ class SummaryOp:
 
     def _fetch_nest(self):
         """(the tensors to fetch, a function from their values to the fetched Summary)."""
-        return [node for _, _, node in self.entries], self._summary
+        return [node for _, _, node in self.entries if isinstance(node, Node)], self._summary
 
     def _summary(self, values):
         out = []
-        for (tag, kind, node), value in zip(self.entries, values):
-            if kind == "scalar":
+        values = iter(values)
+        for tag, kind, node in self.entries:
+            if kind[0] == "text":   # a string known when the graph was built
+                out.append(Summary.Value(tag=tag, text=node))
+                continue
+            value = next(values)
+            if kind[0] == "scalar":
                 out.append(Summary.Value(tag=tag, simple_value=float(value)))
+                continue
+            if kind[0] in ("image", "audio"):
+                out += _media_values(tag, kind, node, np.asarray(value), self.loc)
                 continue
             value = np.asarray(value)
             if value.dtype.kind == "f" and not np.isfinite(value).all():
@@ -144,7 +155,7 @@ def scalar(name, tensor, collections=None, family=None):
         raise ShapeError(f"scalar summary '{tag}': expects a scalar tensor, found "
                          f"{node.describe()} of type {node.type_str()}", loc=loc,
                          hint="reduce it first (gc.reduce_mean) or use gc.summary.histogram")
-    op = SummaryOp(node.graph, tag, [(tag, "scalar", node)], loc)
+    op = SummaryOp(node.graph, tag, [(tag, ("scalar",), node)], loc)
     return _register(op, collections, [GraphKeys.SUMMARIES])
 
 
@@ -165,7 +176,7 @@ def histogram(name, values, collections=None, family=None):
     loc = user_location()
     tag = _scoped_tag(name, family)
     node = _as_tensor("histogram", tag, values, loc)
-    op = SummaryOp(node.graph, tag, [(tag, "histogram", node)], loc)
+    op = SummaryOp(node.graph, tag, [(tag, ("histogram",), node)], loc)
     return _register(op, collections, [GraphKeys.SUMMARIES])
 
 
@@ -212,17 +223,123 @@ def merge_all(key=GraphKeys.SUMMARIES, scope=None, name=None):
 
 def _unsupported(kind, advice):
     def refuse(name, *args, **kwargs):
-        raise GraphcError(f"gc.summary.{kind} ('{name}'): graphc writes scalar and histogram "
-                          f"summaries only", loc=user_location(), hint=advice)
+        raise GraphcError(f"gc.summary.{kind} ('{name}'): graphc writes scalar, histogram, "
+                          f"image, audio and text summaries", loc=user_location(), hint=advice)
     refuse.__name__ = kind
     refuse.__doc__ = f"Not in graphc: raises GraphcError ({advice})."
     return refuse
 
 
-text = _unsupported("text", "graphc tensors are numeric: log text with Python's logging")
-image = _unsupported("image", "fetch the images with Session.run and save them with an "
-                     "image library; log scalars and histograms with gc.summary")
-audio = _unsupported("audio", "fetch the samples with Session.run and save them yourself")
+def image(name, tensor, max_outputs=3, collections=None, family=None):
+    """Images for TensorBoard's Images tab, PNG-encoded on the host (TF1's summary.image).
+
+    Args:
+        name: the tag's base: the values are tagged ``name/image/0``, ``/1``... (``name/image``
+            when ``max_outputs`` is 1), after the enclosing name scopes.
+        tensor: [batch, height, width, channels] with 1 (grayscale), 3 (RGB) or 4 (RGBA)
+            channels; uint8 as it is, floats mapped per image as TF1 maps them (all >= 0:
+            the largest is 255; with negatives, 0 is 128 and the largest magnitude 127).
+        max_outputs: how many of the batch's images to write (the first ones).
+    Returns:
+        a SummaryOp; ``Session.run`` gives a Summary of ``Summary.Image`` values.
+    Raises:
+        ShapeError: not 4-D with 1, 3 or 4 channels. DTypeError: a bool tensor.
+    Example:
+        >>> gc.summary.image("inputs", gc.reshape(x, [-1, 28, 28, 1]), max_outputs=4)
+    """
+    loc = user_location()
+    tag = _scoped_tag(name, family)
+    node = _as_tensor("image", tag, tensor, loc)
+    if len(node.shape) != 4 or node.shape[-1] not in (1, 3, 4):
+        raise ShapeError(f"image summary '{tag}': expects [batch, height, width, channels] "
+                         f"with 1, 3 or 4 channels, found {node.describe()} of type "
+                         f"{node.type_str()}", loc=loc)
+    op = SummaryOp(node.graph, tag, [(tag, ("image", int(max_outputs)), node)], loc)
+    return _register(op, collections, [GraphKeys.SUMMARIES])
+
+
+def audio(name, tensor, sample_rate, max_outputs=3, collections=None, family=None):
+    """Sounds for TensorBoard's Audio tab, 16-bit PCM WAV encoded on the host (TF1's
+    summary.audio).
+
+    Args:
+        name: the tag's base: ``name/audio/0``, ``/1``... (``name/audio`` when
+            ``max_outputs`` is 1).
+        tensor: float [batch, frames] or [batch, frames, channels], samples in [-1, 1]
+            (clipped).
+        sample_rate: samples per second, a Python number.
+        max_outputs: how many of the batch's clips to write.
+    Returns:
+        a SummaryOp; ``Session.run`` gives a Summary of ``Summary.Audio`` values.
+    Raises:
+        ShapeError: not 2-D or 3-D. DTypeError: not floating. GraphError: a tensor
+            sample_rate.
+    Example:
+        >>> gc.summary.audio("generated", waves, sample_rate=16000)
+    """
+    loc = user_location()
+    tag = _scoped_tag(name, family)
+    node = _as_tensor("audio", tag, tensor, loc)
+    if not node.dtype.is_floating:
+        raise DTypeError(f"audio summary '{tag}': expects float samples in [-1, 1], found "
+                         f"{node.describe()} of type {node.type_str()}", loc=loc,
+                         hint="cast it: gc.cast(x, gc.float32) / 32768.0 for int16 samples")
+    if len(node.shape) not in (2, 3):
+        raise ShapeError(f"audio summary '{tag}': expects [batch, frames] or [batch, frames, "
+                         f"channels], found {node.describe()} of type {node.type_str()}",
+                         loc=loc)
+    if isinstance(sample_rate, Node):
+        raise GraphError(f"audio summary '{tag}': sample_rate must be a Python number, found "
+                         f"{sample_rate.describe()}", loc=loc)
+    entry = (tag, ("audio", int(max_outputs), float(sample_rate)), node)
+    return _register(SummaryOp(node.graph, tag, [entry], loc), collections,
+                     [GraphKeys.SUMMARIES])
+
+
+def text(name, tensor, collections=None):
+    """Text for TensorBoard's Text tab (TF1's summary.text; Markdown is rendered there).
+
+    graphc tensors are numeric, so the text is a Python string (or a list or array of
+    strings), known when the graph is built; ``Session.run`` returns it with the other values.
+
+    Raises:
+        DTypeError: a graph tensor (graphc has no string tensors).
+    Example:
+        >>> gc.summary.text("config", f"lr = {lr}, batch = {batch}")
+    """
+    loc = user_location()
+    tag = _scoped_tag(name, None)
+    if isinstance(tensor, Node):
+        raise DTypeError(f"text summary '{tag}': graphc tensors are numeric, found "
+                         f"{tensor.describe()}", loc=loc,
+                         hint="pass the text as a Python string (format numbers into it, or "
+                              "log them with gc.summary.scalar)")
+    strings = np.asarray(tensor, dtype=object)
+    op = SummaryOp(get_default_graph(), tag, [(tag, ("text",), strings)], loc)
+    return _register(op, collections, [GraphKeys.SUMMARIES])
+
+
+def _media_values(tag, kind, node, value, loc):
+    """The Summary.Values of one image or audio entry's fetched batch."""
+    count = min(kind[1], value.shape[0])
+    base = f"{tag}/{kind[0]}"
+    tags = [base] if kind[1] == 1 else [f"{base}/{i}" for i in range(count)]
+    out = []
+    for t, item in zip(tags, value[:count]):
+        if kind[0] == "image":
+            pixels = image_bytes(item)
+            out.append(Summary.Value(tag=t, image=Summary.Image(
+                pixels.shape[0], pixels.shape[1], pixels.shape[2], encode_png(pixels))))
+        else:
+            samples = item[:, None] if item.ndim == 1 else item
+            if not np.isfinite(samples).all():
+                raise NumericsError(f"audio summary '{tag}': {node.describe()} has NaN or Inf "
+                                    f"samples", loc=loc)
+            out.append(Summary.Value(tag=t, audio=Summary.Audio(
+                kind[2], samples.shape[1], samples.shape[0], encode_wav(samples, kind[2]))))
+    return out
+
+
 tensor_summary = _unsupported("tensor_summary", "use gc.summary.histogram for whole tensors")
 
 

@@ -171,27 +171,78 @@ class Summary:
         >>> writer.add_summary(s, step)
     """
 
-    class Value:
-        """One tagged value: ``simple_value`` (a float) or ``histo`` (a HistogramProto)."""
+    class Image:
+        """An encoded image (``summary.proto``'s Summary.Image): PNG bytes and their size;
+        colorspace 1 grayscale, 3 RGB, 4 RGBA."""
 
-        def __init__(self, tag="", simple_value=None, histo=None, node_name=""):
+        def __init__(self, height=0, width=0, colorspace=0, encoded_image_string=b""):
+            self.height, self.width, self.colorspace = height, width, colorspace
+            self.encoded_image_string = encoded_image_string
+
+        def SerializeToString(self):  # noqa: N802
+            return (field_int(1, self.height) + field_int(2, self.width)
+                    + field_int(3, self.colorspace) + field_bytes(4, self.encoded_image_string))
+
+        def __repr__(self):
+            return f"Image({self.height}x{self.width}x{self.colorspace})"
+
+    class Audio:
+        """An encoded sound (Summary.Audio): WAV bytes, sample rate, channels, frames."""
+
+        def __init__(self, sample_rate=0.0, num_channels=0, length_frames=0,
+                     encoded_audio_string=b"", content_type="audio/wav"):
+            self.sample_rate, self.num_channels = float(sample_rate), num_channels
+            self.length_frames, self.content_type = length_frames, content_type
+            self.encoded_audio_string = encoded_audio_string
+
+        def SerializeToString(self):  # noqa: N802
+            return (field_float(1, self.sample_rate) + field_int(2, self.num_channels)
+                    + field_int(3, self.length_frames)
+                    + field_bytes(4, self.encoded_audio_string)
+                    + field_bytes(5, self.content_type))
+
+        def __repr__(self):
+            return (f"Audio({self.length_frames} frames x {self.num_channels} at "
+                    f"{self.sample_rate:g} Hz)")
+
+    class Value:
+        """One tagged value: ``simple_value`` (a float), ``histo`` (a HistogramProto),
+        ``image``, ``audio``, or ``text`` (strings, written as TensorBoard's text plugin
+        reads them: a string tensor with the plugin's metadata)."""
+
+        def __init__(self, tag="", simple_value=None, histo=None, node_name="", image=None,
+                     audio=None, text=None):
             self.tag, self.node_name = tag, node_name
             self.simple_value = None if simple_value is None else float(simple_value)
-            self.histo = histo
+            self.histo, self.image, self.audio, self.text = histo, image, audio, text
+
+        @property
+        def content(self):
+            """What the value holds: the float, HistogramProto, Image, Audio or text."""
+            for v in (self.simple_value, self.histo, self.image, self.audio, self.text):
+                if v is not None:
+                    return v
+            return None
 
         def SerializeToString(self):  # noqa: N802
             out = field_bytes(1, self.tag)
             if self.simple_value is not None:
                 out += field_float(2, self.simple_value)
+            if self.image is not None:
+                out += field_bytes(4, self.image.SerializeToString())
             if self.histo is not None:
                 out += field_bytes(5, self.histo.SerializeToString())
+            if self.audio is not None:
+                out += field_bytes(6, self.audio.SerializeToString())
             if self.node_name:
                 out += field_bytes(7, self.node_name)
+            if self.text is not None:
+                out += field_bytes(8, string_tensor(self.text))
+                out += field_bytes(9, field_bytes(1, field_bytes(1, "text")))
             return out
 
         def __repr__(self):
-            what = self.histo if self.simple_value is None else self.simple_value
-            return f"Value({self.tag!r}: {what!r})"
+            return f"Value({self.tag!r}: {self.content!r})"
 
     def __init__(self, value=()):
         self.value = list(value)
@@ -203,10 +254,11 @@ class Summary:
         return self.SerializeToString()
 
     def __getitem__(self, tag):
-        """The value tagged ``tag``: the float of a scalar, the HistogramProto of a histogram."""
+        """The value tagged ``tag``: the float of a scalar, the HistogramProto of a histogram,
+        the Image, Audio or text array of the others."""
         for v in self.value:
             if v.tag == tag:
-                return v.histo if v.simple_value is None else v.simple_value
+                return v.content
         raise KeyError(f"no value tagged {tag!r} (tags: {self.tags})")
 
     @property
@@ -215,6 +267,15 @@ class Summary:
 
     def __repr__(self):
         return f"Summary({self.value!r})"
+
+
+def string_tensor(strings):
+    """An encoded TensorProto of dtype DT_STRING (7) holding ``strings`` (an array of str)
+    with their shape: what TensorBoard's text plugin reads."""
+    strings = np.asarray(strings, dtype=object)
+    shape = b"".join(field_bytes(2, field_int(1, d)) for d in strings.shape)
+    out = field_int(1, 7) + field_bytes(2, shape)
+    return out + b"".join(field_bytes(8, str(v).encode("utf-8")) for v in strings.flat)
 
 
 # -- events --------------------------------------------------------------------------------------

@@ -89,6 +89,8 @@ def decode_event(body):
             tag = v[1][0].decode()
             if 2 in v:
                 ev["values"][tag] = struct.unpack("<f", v[2][0])[0]
+            elif 5 not in v:   # an image, audio or text value: its raw fields
+                ev["values"][tag] = v
             else:
                 h = decode(v[5][0])
                 histo = {name: _double(h[i][0]) if i in h else 0.0 for i, name in
@@ -288,8 +290,9 @@ def test_bad_values_are_refused():
     with tf.Session() as sess:
         with pytest.raises(NumericsError, match=r"histogram summary 'nan': .*NaN or Inf"):
             sess.run(bad)
-    with pytest.raises(GraphcError, match=r"gc.summary.image \('img'\): graphc writes scalar"):
-        tf.summary.image("img", tf.zeros([1, 2, 2, 3]))
+    with pytest.raises(GraphcError, match=r"gc.summary.tensor_summary \('t'\): graphc writes "
+                                          r"scalar, histogram, image, audio and text"):
+        tf.summary.tensor_summary("t", tf.zeros([1, 2, 2, 3]))
 
 
 def test_tensorboard_reads_the_file_when_installed(tmp_path):
