@@ -116,8 +116,9 @@ def feed_target(graph, key):
     if isinstance(key, str):
         try:
             key = graph.get_tensor_by_name(key)
-        except KeyError:
+        except KeyError as e:
             raise FeedError(f"cannot feed {key!r}: no tensor of that name in the graph",
+                            getattr(e, "details", ()),
                             hint="feed tensors by object or by name ('x' or 'x:0')") from None
     if not isinstance(key, Node):
         raise FeedError(f"cannot feed {key!r}: feed keys are tensors or tensor names")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.errors import GraphError, UnknownNameError
+from graphc.errors import FeedError, GraphError, UnknownNameError
 
 BACKENDS = ("numpy", "llvm")
 
@@ -101,6 +101,10 @@ def test_an_unknown_name_lists_close_names():
         g.get_tensor_by_name(3)
     with gc.Session() as sess, pytest.raises(GraphError, match=r"closest names: 'Relu'"):
         sess.run("Relu_1:0")
+    with gc.Session() as sess, pytest.raises(FeedError, match=r"cannot feed 'Placeholdr:0': no "
+                                                             r"tensor(.|\n)*closest names: "
+                                                             r"'Placeholder'"):
+        sess.run("Mean:0", {"Placeholdr:0": np.zeros((1, 3))})
     with pytest.raises(UnknownNameError) as e:
         g.get_tensor_by_name("zzzz")
     assert "closest names" not in str(e.value) and "hint: a node built without name=" \
