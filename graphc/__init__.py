@@ -152,6 +152,11 @@ _MISSING.update({
 _MISSING.update({name: _RECORDS for name in (
     "python_io", "FixedLenFeature", "VarLenFeature", "parse_single_example", "parse_example",
     "train.Example", "train.Features", "train.Feature")})
+# image files: decoded outside the step (graphc tensors are numbers with static shapes)
+_MISSING.update({f"image.{name}": (
+    "graphc decodes no image files inside a step: read them with an image library (PIL's "
+    "np.asarray(Image.open(path)), imageio) and feed the arrays") for name in (
+    "decode_jpeg", "decode_png", "decode_image", "encode_jpeg", "encode_png", "read_file")})
 
 
 def missing_attribute(qualname, module, name):

@@ -297,3 +297,9 @@ def resize_image_with_crop_or_pad(image, target_height, target_width):
             paddings[axis] = [before, target - n - before]
             out = pad(out, paddings)
     return out
+
+
+def __getattr__(name):
+    """TF1's image file codecs: a clear error (the table is in graphc/__init__.py)."""
+    from .. import missing_attribute
+    raise missing_attribute(f"image.{name}", __name__, name)

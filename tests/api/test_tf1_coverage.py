@@ -14,10 +14,12 @@ NAMES_FILE = Path(__file__).with_name("tf1_names.txt")
 IGNORED_TAG = "accepted-and-ignored"
 KINDS = ("present", "accepted and ignored", "refused with advice", "missing")
 
-# before issue 15's day-one names: 247 present, 1 accepted and ignored, 8 refused with advice;
-# after: 267, 6 and 17 (19 missing). Raise the floors as names are added
-WORKING_FLOOR = 273   # present + accepted and ignored
-COVERED_FLOOR = 290   # ... + refused with advice
+# before issue 15's day-one names: 247 present, 1 accepted and ignored, 8 refused with advice
+# (of 309); after: 267, 6 and 17 (19 missing); with issue 15's missing names (and
+# nn.atrous_conv2d, summary.audio, summary.text added to the list, 312): 283, 6 and 20.
+# Raise the floors as names are added
+WORKING_FLOOR = 289   # present + accepted and ignored
+COVERED_FLOOR = 309   # ... + refused with advice
 
 
 def read_names(path=NAMES_FILE):
