@@ -169,18 +169,21 @@ def evaluate(expr, args):
 
 
 def format_expr(expr, names=None):
-    """Readable infix-ish text of an expression DAG, for dumps."""
+    """Readable infix-ish text of an expression DAG, for dumps (iterative: a fused sum of
+    thousands of terms is as deep as it is long)."""
     names = names or {}
-
-    def fmt(e):
+    text = {}
+    for e in expr.walk():  # operands before users
         if e.op == "arg":
-            return names.get(e.value, f"${e.value}")
-        if e.op == "const":
-            return repr(e.value)
-        if e.op == "cast":
-            return f"cast<{e.value}>({fmt(e.args[0])})"
-        return f"{e.op}(" + ", ".join(fmt(a) for a in e.args) + ")"
-    return fmt(expr)
+            t = names.get(e.value, f"${e.value}")
+        elif e.op == "const":
+            t = repr(e.value)
+        elif e.op == "cast":
+            t = f"cast<{e.value}>({text[id(e.args[0])]})"
+        else:
+            t = f"{e.op}(" + ", ".join(text[id(a)] for a in e.args) + ")"
+        text[id(e)] = t
+    return text[id(expr)]
 
 
 class _S:

@@ -6,6 +6,7 @@ Passes rewrite the Program's private graph in place. Invariants they keep (the v
 ``program.updates`` name nodes of the program. Iteration is always in schedule order, never
 over sets of nodes, so that two compilations of one graph make identical decisions.
 """
+import contextlib
 import math
 
 import numpy as np
@@ -27,10 +28,10 @@ def users(nodes, values_only=False):
     """{node: [distinct users in schedule order]} over ``nodes``."""
     out = {n: [] for n in nodes}
     for n in nodes:
-        seen = []
+        seen = set()
         for x in (value_inputs(n) if values_only else n.inputs):
-            if not any(s is x for s in seen):
-                seen.append(x)
+            if id(x) not in seen:
+                seen.add(id(x))
                 out.setdefault(x, []).append(n)
     return out
 
@@ -62,45 +63,146 @@ def refresh(program):
     program.updates = [(n.inputs[0], n) for n in program.nodes if n.op_name == "assign"]
 
 
-def replace_uses(program, old, new):
+class UseIndex:
+    """The users of every node, kept current through one pass's rewrites.
+
+    A pass that replaces many nodes builds one index at its start and hands it to
+    ``replace_uses``/``rewire``/``new_node``/``set_inputs``, so that each replacement touches
+    only the users of the replaced node instead of sweeping the whole program (what keeps
+    rewrites linear in the graph). Every change of a node's inputs during that pass must go
+    through those functions. Entries are checked when read, so a user that no longer reads
+    a node is never returned; nodes dropped from the schedule may still be listed.
+
+    Example:
+        >>> uses = UseIndex(program.nodes)
+        >>> replace_uses(program, old, new, uses)     # touches old's users only
+        >>> uses.users(new)
+        [<gc.Tensor 'relu' relu f32[4,8]>]
+    """
+
+    def __init__(self, nodes=()):
+        self._by_id = {}  # id(node) -> {id(user): user}, users in the order they were seen
+        for n in nodes:
+            self.add(n)
+
+    def add(self, node):
+        """Record ``node`` as a user of each of its inputs."""
+        for x in node.inputs:
+            self._by_id.setdefault(id(x), {})[id(node)] = node
+
+    def users_of_id(self, key):
+        """The nodes reading the node whose id is ``key`` (each once)."""
+        found = self._by_id.get(key)
+        if not found:
+            return []
+        return [u for u in found.values() if any(id(x) == key for x in u.inputs)]
+
+    def users(self, node):
+        """The nodes reading ``node`` (each once)."""
+        return self.users_of_id(id(node))
+
+    def set_inputs(self, node, inputs):
+        """Replace ``node``'s inputs, keeping the index current."""
+        for x in node.inputs:
+            found = self._by_id.get(id(x))
+            if found is not None:
+                found.pop(id(node), None)
+        node.inputs = list(inputs)
+        self.add(node)
+
+
+@contextlib.contextmanager
+def tracked_uses(program):
+    """Keep ``program.uses``, a ``UseIndex``, current for the block (one pass's rewrites).
+
+    Inside, ``replace_uses``, ``rewire`` and ``new_node`` use and update it without being
+    told; a node's inputs change only through them and ``set_inputs``. Nested blocks share
+    the outer index.
+
+    Example:
+        >>> with tracked_uses(program):
+        ...     for n in list(program.nodes):
+        ...         replace_uses(program, n, rewrite(n))
+    """
+    if getattr(program, "uses", None) is not None:
+        yield program.uses
+        return
+    program.uses = UseIndex(program.nodes)
+    try:
+        yield program.uses
+    finally:
+        program.uses = None
+
+
+def set_inputs(node, inputs, uses=None):
+    """``node.inputs = inputs``, through ``uses`` (a ``UseIndex``) when a pass keeps one."""
+    if uses is None:
+        node.inputs = list(inputs)
+    else:
+        uses.set_inputs(node, inputs)
+
+
+def replace_uses(program, old, new, uses=None):
     """Make every user of ``old`` (and the fetches) use ``new`` instead.
 
+    Args:
+        uses: the pass's ``UseIndex`` (default ``program.uses``, see ``tracked_uses``; None
+            there too: find the users by one sweep of the program).
     Returns:
-        The number of input slots rewired.
+        The number of nodes rewired.
     """
     if old is new:
         return 0
-    return rewire(program, {id(old): new})
+    return rewire(program, {id(old): new}, uses)
 
 
-def rewire(program, mapping):
-    """Apply {id(old node): new node} to every input slot and fetch in one sweep.
+def rewire(program, mapping, uses=None):
+    """Apply {id(old node): new node} to every input slot and fetch.
 
-    Chains (a -> b, b -> c) resolve to their end. Returns the number of slots rewired.
+    Chains (a -> b, b -> c) resolve to their end. With ``uses`` (a ``UseIndex``) only the
+    users of the replaced nodes are visited, and the index is updated; without it, one
+    sweep of the program. Returns the number of nodes rewired.
+    Raises:
+        GraphError: a rewrite would retarget an assign away from its variable.
     """
+    uses = uses if uses is not None else getattr(program, "uses", None)
+
     def final(x):
         seen = 0
         while id(x) in mapping and seen < len(mapping) + 1:
             x = mapping[id(x)]
             seen += 1
         return x
-    count = 0
-    for n in program.nodes:
+    if uses is None:
+        candidates = program.nodes
+    else:
+        candidates = {}
+        for key in mapping:
+            for u in uses.users_of_id(key):
+                candidates[id(u)] = u
+        candidates = candidates.values()
+    changed = []
+    for n in candidates:
         if not any(id(x) in mapping for x in n.inputs):
             continue
         if n.op_name == "assign" and id(n.inputs[0]) in mapping:
             raise GraphError(f"rewrite would retarget {n.describe()} away from a variable")
-        n.inputs = [final(x) for x in n.inputs]
-        count += 1
-    program.fetches = [None if f is None else final(f) for f in program.fetches]
-    return count
+        changed.append(n)
+    for n in changed:
+        set_inputs(n, [final(x) for x in n.inputs], uses)
+    if any(f is not None and id(f) in mapping for f in program.fetches):
+        program.fetches = [None if f is None else final(f) for f in program.fetches]
+    return len(changed)
 
 
-def new_node(program, like, op, inputs, attrs, before=None):
+def new_node(program, like, op, inputs, attrs, before=None, uses=None, schedule=True):
     """Create a node of ``op`` carrying ``like``'s name, line and gradient flag.
 
     It is scheduled right before ``before`` (default ``like``; at the end when ``like`` is not
     scheduled), which keeps the schedule topological when the inputs come before that point.
+    ``schedule=False`` leaves the placing to the caller (a pass making many nodes rebuilds
+    the schedule once: finding a position is a walk of the schedule). ``uses``: the pass's
+    ``UseIndex`` (default ``program.uses``), which learns the new node's inputs.
     Raises:
         GraphError: the op's shape rule rejects the rewrite (a pass bug, named).
     """
@@ -114,6 +216,11 @@ def new_node(program, like, op, inputs, attrs, before=None):
     n = g.add_node(opdef, list(inputs), dict(attrs), dtype, tuple(shape) if shape is not None
                    else None, loc=like.loc)
     n.name, n.is_grad = like.name, like.is_grad
+    uses = uses if uses is not None else getattr(program, "uses", None)
+    if uses is not None:
+        uses.add(n)
+    if not schedule:
+        return n
     if before is None and not any(m is like for m in program.nodes):
         program.nodes.append(n)
     else:

@@ -11,7 +11,7 @@ nodes that fail to evaluate are left alone.
 import numpy as np
 
 from ..ops.registry import index_check_of
-from .common import is_pure, make_const, replace_uses, splat, splat_array
+from .common import is_pure, make_const, replace_uses, splat, splat_array, tracked_uses
 
 MAX_FOLD_ELEMENTS = 1 << 16
 
@@ -59,14 +59,16 @@ def fold_constants(program):
         {'folded': 5}
     """
     folded = 0
-    for n in list(program.nodes):
-        if n.opdef.leaf or not is_pure(n) or n.dtype is None or not n.inputs:
-            continue
-        if n.op_name == "check_numerics" or not all(x.op_name == "const" for x in n.inputs):
-            continue
-        value = _fold_value(n)
-        if value is None:
-            continue
-        replace_uses(program, n, make_const(program, n, value))
-        folded += 1
+    with tracked_uses(program):  # each replacement visits the folded node's users only
+        for n in list(program.nodes):
+            if n.opdef.leaf or not is_pure(n) or n.dtype is None or not n.inputs:
+                continue
+            if n.op_name == "check_numerics" or not all(x.op_name == "const"
+                                                        for x in n.inputs):
+                continue
+            value = _fold_value(n)
+            if value is None:
+                continue
+            replace_uses(program, n, make_const(program, n, value))
+            folded += 1
     return {"folded": folded}

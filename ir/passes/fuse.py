@@ -11,13 +11,16 @@ input is an elementwise root used by nothing else is fused as the group's epilog
 The fused node's body is an ``ir.scalar.Expr`` over ``arg(i)``; see ``ir/program.py`` for the
 contract backends rely on. Groups of one plain op without constants are left as they are.
 """
+import heapq
+
 import numpy as np
 
 from .. import scalar as S
 from ..ops.reduce import reduce_reference
 from ..ops.registry import ZERO, REGISTRY, defop
 from ..shapes import RuleError, normalize_axes
-from .common import live_nodes, new_node, positions, replace_uses, splat, users
+from .common import (live_nodes, new_node, positions, replace_uses, splat, tracked_uses,
+                     users)
 
 _NP_REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 
@@ -80,17 +83,20 @@ def _grow(root, seed, users_of, pos, fetched, taken):
     members = {id(seed): seed}
     if root is not seed:
         members[id(root)] = root
-    pending = {}
+    pending, node_at = [], {}  # a heap of -positions: the latest producer is looked at first
 
     def push(n):
         for x in n.inputs:
             if id(x) not in members:
-                pending[id(x)] = x
+                node_at[pos[id(x)]] = x
+                heapq.heappush(pending, -pos[id(x)])
     push(seed)
     while pending:
-        p = max(pending.values(), key=lambda x: pos[id(x)])
-        del pending[id(p)]
-        if not fusable(p) or id(p) in taken or id(p) in fetched:
+        at = -heapq.heappop(pending)
+        while pending and pending[0] == -at:  # pushed by several members: look once
+            heapq.heappop(pending)
+        p = node_at[at]
+        if id(p) in members or not fusable(p) or id(p) in taken or id(p) in fetched:
             continue
         if all(id(u) in members for u in users_of[p]):
             members[id(p)] = p
@@ -101,7 +107,7 @@ def _grow(root, seed, users_of, pos, fetched, taken):
 def _body_and_inputs(members, root):
     """Compose the members' formulas into one Expr; returns (body, external inputs)."""
     ids = {id(m) for m in members}
-    inputs, expr_of = [], {}
+    inputs, expr_of, arg_of = [], {}, {}
     for m in members:
         if m is root and m.opdef.reduce:
             continue
@@ -114,10 +120,10 @@ def _body_and_inputs(members, root):
             if s is not None:
                 args.append(S.const(s, x.dtype))
                 continue
-            k = next((i for i, y in enumerate(inputs) if y is x), None)
+            k = arg_of.get(id(x))
             if k is None:
                 inputs.append(x)
-                k = len(inputs) - 1
+                k = arg_of[id(x)] = len(inputs) - 1
             args.append(S.arg(k, x.dtype))
         expr_of[id(m)] = S.substitute(_member_body(m), args)
     last = root.inputs[0] if root.opdef.reduce else members[-1]
@@ -144,7 +150,8 @@ def _make_fused(program, members, root):
     for m in members:
         ops.extend(m.attrs["ops"] if m.op_name == "fused" else [m.op_name])
     fused = new_node(program, root, FUSED, inputs,
-                     {"body": body, "shape": shape, "reduce": reduce, "ops": tuple(ops)})
+                     {"body": body, "shape": shape, "reduce": reduce, "ops": tuple(ops)},
+                     schedule=False)  # placed by fuse_elementwise, right before root
     fused.meta["members"] = [(m.op_name, m.name, m.loc.short if m.loc else "", m.is_grad)
                              for m in members]
     replace_uses(program, root, fused)
@@ -192,11 +199,15 @@ def fuse_elementwise(program):
             groups.append((members, n))
     before = len(program.nodes)
     stats = {"groups": 0, "ops_fused": 0, "epilogues": 0}
-    for members, root in reversed(groups):
-        _make_fused(program, members, root)
-        stats["groups"] += 1
-        stats["ops_fused"] += len(members)
-        stats["epilogues"] += bool(root.opdef.reduce)
+    placed = {}  # id(root) -> its fused node, scheduled right before it
+    with tracked_uses(program):
+        for members, root in reversed(groups):
+            placed[id(root)] = _make_fused(program, members, root)
+            stats["groups"] += 1
+            stats["ops_fused"] += len(members)
+            stats["epilogues"] += bool(root.opdef.reduce)
+    program.nodes = [m for n in nodes for m in ((placed[id(n)], n) if id(n) in placed
+                                                 else (n,))]
     program.nodes = live_nodes(program)
     stats["removed"] = before + stats["groups"] - len(program.nodes)
     return stats

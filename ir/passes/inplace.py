@@ -22,6 +22,7 @@ from .. import scalar as S
 from ..program import MemoryPlan
 from .common import index_of, new_node, users
 from .fuse import FUSED
+from .reachability import OrderedDag
 
 
 def inplace_inputs(n):
@@ -52,6 +53,7 @@ class _State:
             self.dag.add_node(n)
             for x in n.inputs:
                 self.dag.add_edge(x, n)
+        self.order = OrderedDag(self.dag, program.nodes)  # has_path without whole searches
         self.children = {}  # id(base) -> views of it
         for n in program.nodes:
             if n in plan.views:
@@ -87,11 +89,11 @@ class _State:
     def order_before(self, readers, writer):
         """Add reader -> writer edges if no cycle results; True when all were added."""
         for r in readers:
-            if nx.has_path(self.dag, writer, r):
+            if self.order.has_path(writer, r):
                 return False, r
         for r in readers:
             if not self.dag.has_edge(r, writer):
-                self.dag.add_edge(r, writer)
+                self.order.add_edge(r, writer)
                 self.constraints.append((r, writer))
         return True, None
 

@@ -15,7 +15,8 @@ then drops every node no fetch and no variable update depends on.
 """
 import numpy as np
 
-from .common import live_nodes, make_const, new_node, replace_uses, splat_array
+from .common import (live_nodes, make_const, new_node, replace_uses, splat_array,
+                     tracked_uses)
 
 
 def _static_form(program, n):
@@ -65,13 +66,14 @@ def prune_unused(program):
         {'static_shapes': 3, 'removed': 4}
     """
     rewritten = 0
-    for n in list(program.nodes):
-        if n.dtype is None or n.shape is None or None in n.shape:
-            continue
-        repl = _static_form(program, n)
-        if repl is not None:
-            replace_uses(program, n, repl)
-            rewritten += 1
+    with tracked_uses(program):  # each replacement visits the rewritten node's users only
+        for n in list(program.nodes):
+            if n.dtype is None or n.shape is None or None in n.shape:
+                continue
+            repl = _static_form(program, n)
+            if repl is not None:
+                replace_uses(program, n, repl)
+                rewritten += 1
     before = len(program.nodes)
     program.nodes = live_nodes(program)
     return {"static_shapes": rewritten, "removed": before - len(program.nodes)}

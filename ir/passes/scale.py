@@ -14,7 +14,10 @@ the updates' multiplies. A fetched gradient, a gradient norm (clipping), Adam or
 (``m + (1 - b) g`` is affine, not linear) all stop it. Floating-point results differ from the
 reference by rounding only (``(k c) x`` against ``c (k x)``).
 """
-from .common import live_nodes, make_const, replace_uses, splat, splat_array, users
+import heapq
+
+from .common import (live_nodes, make_const, positions, replace_uses, set_inputs, splat,
+                     splat_array, tracked_uses, users)
 
 
 
@@ -56,20 +59,29 @@ def _linear(n, dep):
     return False
 
 
-def _try_seed(program, seed, sites, users_of, fetched):
+def _try_seed(seed, sites, users_of, fetched, pos):
     """The sites whose multiply can be dropped by scaling ``seed``, or None."""
+    site_mults = {id(m) for m, _, _ in sites}
     dep, order = {id(seed): seed}, [seed]
-    for n in program.nodes:
-        if id(n) not in dep and any(id(x) in dep for x in n.inputs):
-            if n.op_name == "multiply" and any(n is m for m, _, _ in sites):
-                continue
-            dep[id(n)] = n
-            order.append(n)
+    ahead, node_at = [], {}  # positions of the seed's descendants, visited in schedule order
+
+    def push(n):
+        for u in users_of.get(n, []):
+            if id(u) not in dep and id(u) not in site_mults:
+                node_at[pos[id(u)]] = u
+                heapq.heappush(ahead, pos[id(u)])
+    push(seed)
+    while ahead:
+        n = node_at[heapq.heappop(ahead)]
+        if id(n) in dep:
+            continue
+        dep[id(n)] = n
+        order.append(n)
+        if not _linear(n, dep):  # (its dependent inputs, all earlier, are in dep already)
+            return None
+        push(n)
     if any(id(f) in dep for f in fetched):
         return None
-    for n in order[1:]:
-        if not _linear(n, dep):
-            return None
     mults = {id(m): (m, g, c) for m, g, c in sites if id(g) in dep}
     for n in order:
         for u in users_of.get(n, []):
@@ -96,6 +108,7 @@ def fold_update_scale(program):
     if not sites:
         return {"updates_rescaled": 0}
     users_of = users(program.nodes)
+    pos = positions(program.nodes)
     fetched = [f for f in program.fetches if f is not None]
     for seed in program.nodes:
         if seed.op_name != "multiply" or not seed.is_grad:
@@ -103,16 +116,19 @@ def fold_update_scale(program):
         k_pos = [i for i, x in enumerate(seed.inputs) if splat(x) is not None]
         if len(k_pos) != 1:
             continue
-        chosen = _try_seed(program, seed, sites, users_of, fetched)
+        chosen = _try_seed(seed, sites, users_of, fetched, pos)
         if chosen is None:
             continue
         k = seed.inputs[k_pos[0]]
         c = chosen[0][2]
         value = (k.attrs["value"].reshape(-1)[0] * k.dtype.np.type(c)).astype(k.dtype.np)
-        scaled = make_const(program, k, splat_array(value, k.dtype.np, k.shape), before=seed)
-        seed.inputs = [scaled if i == k_pos[0] else x for i, x in enumerate(seed.inputs)]
-        for m, g, _ in chosen:
-            replace_uses(program, m, g)
+        with tracked_uses(program) as uses:
+            scaled = make_const(program, k, splat_array(value, k.dtype.np, k.shape),
+                                before=seed)
+            set_inputs(seed, [scaled if i == k_pos[0] else x
+                              for i, x in enumerate(seed.inputs)], uses)
+            for m, g, _ in chosen:
+                replace_uses(program, m, g)
         program.nodes = live_nodes(program)
         return {"updates_rescaled": len(chosen)}
     return {"updates_rescaled": 0}

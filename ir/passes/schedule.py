@@ -17,6 +17,8 @@ case in point: ``g * scale`` needs every gradient's norm, so all scalings are re
 and the greedy order runs them together, each a pass of its own before the optimizer's loop
 that reads ``g`` again; sunk next to that loop, the LLVM backend reads ``g`` once.
 """
+import heapq
+
 import networkx as nx
 
 from graphc.errors import CompileError
@@ -76,34 +78,52 @@ def _greedy_order(program, plan, dag):
     # Per node, computed once: the distinct roots it reads and what its own buffer costs.
     roots = {id(n): list({id(plan.root(x)): plan.root(x) for x in value_inputs(n)}.values())
              for n in program.nodes}
-    remaining = {}
+    remaining, readers = {}, {}
     for n in program.nodes:
         for r in roots[id(n)]:
             remaining[id(r)] = remaining.get(id(r), 0) + 1
+            readers.setdefault(id(r), []).append(n)
+
+    def key(n):
+        """Bytes running ``n`` now adds to live memory (its buffer less the inputs it is
+        the last reader of), then its original position: the smallest runs first."""
+        alloc = nbytes(n) if owns_buffer(n, plan) else 0
+        freed = 0
+        own = plan.root(n)
+        for r in roots[id(n)]:
+            if remaining.get(id(r)) == 1 and r is not own and owns_buffer(r, plan) \
+                    and id(r) not in fetched_roots:
+                freed += nbytes(r)
+        return (alloc - freed, pos[id(n)])
+
+    # A key only falls (an input's last reader frees it), so a heap of the ready nodes with
+    # an entry pushed again on every change (the old one skipped as stale) pops exactly the
+    # node a scan of all ready nodes would choose.
     indeg = {id(n): dag.in_degree(n) for n in program.nodes}
-    ready = [n for n in program.nodes if indeg[id(n)] == 0]
-    order = []
+    current, ready = {}, []
+    for n in program.nodes:
+        if indeg[id(n)] == 0:
+            current[id(n)] = key(n)
+            heapq.heappush(ready, (*current[id(n)], n))
+    done, order = set(), []
     while ready:
-        best, best_key = None, None
-        for n in ready:
-            alloc = nbytes(n) if owns_buffer(n, plan) else 0
-            freed = 0
-            own = plan.root(n)
-            for r in roots[id(n)]:
-                if remaining.get(id(r)) == 1 and r is not own and owns_buffer(r, plan) \
-                        and id(r) not in fetched_roots:
-                    freed += nbytes(r)
-            key = (alloc - freed, pos[id(n)])
-            if best_key is None or key < best_key:
-                best, best_key = n, key
-        ready.remove(best)
+        *k, best = heapq.heappop(ready)
+        if id(best) in done or current[id(best)] != tuple(k):
+            continue
+        done.add(id(best))
         order.append(best)
         for r in roots[id(best)]:
             remaining[id(r)] -= 1
+            if remaining[id(r)] == 1:
+                for m in readers[id(r)]:
+                    if id(m) in current and id(m) not in done:
+                        current[id(m)] = key(m)
+                        heapq.heappush(ready, (*current[id(m)], m))
         for s in dag.successors(best):
             indeg[id(s)] -= 1
             if indeg[id(s)] == 0:
-                ready.append(s)
+                current[id(s)] = key(s)
+                heapq.heappush(ready, (*current[id(s)], s))
     return order
 
 

@@ -32,7 +32,7 @@ is reassociating constants; signed zeros are respected (``x + 0.0`` is not ``x``
 """
 import numpy as np
 
-from .common import new_node, replace_uses, splat
+from .common import new_node, replace_uses, splat, tracked_uses
 
 
 def _same_type(a, b):
@@ -221,7 +221,8 @@ def r_relu_mask(n, p):
     # pre-activation die early and fuse with relu (the hand-written backward does the same).
     if n.op_name == "greater" and _zero(n.inputs[1]) is not None:
         x = n.inputs[0]
-        relu = next((m for m in p.nodes if m.op_name == "relu" and m.inputs[0] is x), None)
+        readers = p.uses.users(x) if getattr(p, "uses", None) is not None else p.nodes
+        relu = next((m for m in readers if m.op_name == "relu" and m.inputs[0] is x), None)
         if relu is not None and tuple(relu.shape) == tuple(x.shape):
             return new_node(p, n, "greater", [relu, n.inputs[1]], {}, before=_after(p, relu, n))
     return None
@@ -270,19 +271,20 @@ def simplify_algebra(program, rules=None):
     """
     table = [(k, f) for k, f in RULES if rules is None or k in rules]
     fired, replaced = {}, {}
-    for _ in range(MAX_ROUNDS):
-        changed = False
-        for n in list(program.nodes):
-            if n.dtype is None or not n.inputs or id(n) in replaced:
-                continue
-            for name, rule in table:
-                repl = rule(n, program)
-                if repl is not None and repl is not n:
-                    replace_uses(program, n, repl)
-                    replaced[id(n)] = n
-                    fired[name] = fired.get(name, 0) + 1
-                    changed = True
-                    break
-        if not changed:
-            break
+    with tracked_uses(program):  # each replacement visits the replaced node's users only
+        for _ in range(MAX_ROUNDS):
+            changed = False
+            for n in list(program.nodes):
+                if n.dtype is None or not n.inputs or id(n) in replaced:
+                    continue
+                for name, rule in table:
+                    repl = rule(n, program)
+                    if repl is not None and repl is not n:
+                        replace_uses(program, n, repl)
+                        replaced[id(n)] = n
+                        fired[name] = fired.get(name, 0) + 1
+                        changed = True
+                        break
+            if not changed:
+                break
     return fired
