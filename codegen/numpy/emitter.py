@@ -30,6 +30,8 @@ from .fused import literal
 from .loop import loop_lines, output_index
 from .templates import TEMPLATES, attr_literal, kernel_of, reduce_call
 
+MAX_NESTING = 64  # calls nested in one generated expression (Python's parser allows 200)
+
 # Run-time checks any step may need (indices read at run time). ``StepFault`` stops the step;
 # the caller turns it into the graphc error the site describes (``runtime.step_errors``).
 FAULT_PRELUDE = '''
@@ -71,6 +73,7 @@ class Emitter:
         self.sites = []  # (kind, node, detail) of each run-time check, by StepFault index
         self.snapshot = []  # names of the variables the step restores when it fails
         self.checked = set()  # (index node, bound) checked so far
+        self.hoisted = []  # statements of deep subexpressions, written before their node's
 
     def _site(self, kind, node, detail=""):
         self.sites.append((kind, node, detail))
@@ -120,8 +123,13 @@ class Emitter:
 
     # -- rendering -----------------------------------------------------------------------------
     def render_expr(self, body, args):
-        """Nested ufunc calls for a scalar Expr; ``args`` are the operand names."""
-        memo = {}
+        """Nested ufunc calls for a scalar Expr; ``args`` are the operand names.
+
+        Python's parser refuses more than 200 nested parentheses, and a fused sum of an
+        unrolled loop nests as deep as it is long: a subexpression nested ``MAX_NESTING``
+        deep becomes a statement of its own (``self.hoisted``, written before the node's).
+        """
+        memo, depth = {}, {}
         for e in body.walk():
             if e.op == "arg":
                 memo[id(e)] = args[e.value]
@@ -132,6 +140,11 @@ class Emitter:
             else:
                 fn = S.PRIMS[e.op][1]
                 memo[id(e)] = f"np.{fn}(" + ", ".join(memo[id(a)] for a in e.args) + ")"
+            depth[id(e)] = 1 + max((depth[id(a)] for a in e.args), default=0)
+            if depth[id(e)] >= MAX_NESTING and e is not body:
+                name = f"h{len(self.hoisted)}_"
+                self.hoisted.append(f"{name} = {memo[id(e)]}")
+                memo[id(e)], depth[id(e)] = name, 0
         return memo[id(body)]
 
     def kernel(self, fn):
@@ -206,7 +219,8 @@ class Emitter:
             if rhs is None:
                 continue
             note = f"  # {node_note(n)}"
-            body += self.index_lines(n)
+            body += self.index_lines(n) + self.hoisted
+            self.hoisted = []
             body.append(f"{self.name(n)} = {rhs}{note}")
         return body
 

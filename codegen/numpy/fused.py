@@ -87,16 +87,20 @@ class FusedRenderer:
 
     # -- destinations ------------------------------------------------------------------------
     def _free_slots(self, k):
-        """Candidate temporaries at op ``k``: the output buffer, then dead inputs."""
-        out = []
-        last = self.arg_last
+        """Candidate temporaries at op ``k``: the output buffer, then dead inputs (lazily:
+        the caller takes the first that fits, and a fused sum may have thousands)."""
+        last, seen = self.arg_last, set()
         if self.reduce is None and not any(last.get(self.args[i].name, -1) > k
                                            for i in self.alias):
-            out.append(self.out)
+            seen.add(id(self.out))
+            if self.out.name not in self.holding:
+                yield self.out
         for i in self.clobber:
-            if last.get(self.args[i].name, -1) <= k and self.args[i] not in out:
-                out.append(self.args[i])
-        return [s for s in out if s.name not in self.holding]
+            s = self.args[i]
+            if last.get(s.name, -1) <= k and id(s) not in seen:
+                seen.add(id(s))
+                if s.name not in self.holding:
+                    yield s
 
     def _dest(self, k, e):
         shape, dtype = self._shape(e), np.dtype(e.dtype.np)

@@ -136,12 +136,14 @@ class PlannedEmitter(Emitter):
         own = plan.root(n)
         alias, clobber = [], []
         roots = [plan.root(x) for x in n.inputs]
+        names_of = {}  # id(root buffer) -> the names the inputs stored in it go by
+        for x, r in zip(n.inputs, roots):
+            names_of.setdefault(id(r), set()).add(self.names[x])
         for i, (x, r) in enumerate(zip(n.inputs, roots)):
             if r is own:
                 alias.append(i)
             elif r in plan.offsets and plan.intervals[r][1] == k and \
-                    all(self.names[y] == self.names[x] for y, q in zip(n.inputs, roots)
-                        if q is r):
+                    len(names_of[id(r)]) == 1:  # every input in that buffer is x itself
                 clobber.append(i)
         return alias, clobber
 

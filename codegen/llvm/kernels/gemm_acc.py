@@ -19,6 +19,7 @@ and the fused node reads that one buffer in place of its whole add tree. Private
 past the planned arena (so no planned value shares their bytes) and plain accumulators are
 reused by sums whose spans do not overlap.
 """
+import functools
 import os
 
 import numpy as np
@@ -68,12 +69,9 @@ def summable_args(body, tree, cands):
     reads it outside the sum, and neither may fold ``t``. Proved by counting occurrences,
     never by the shape of the pattern.
     """
-    in_body, in_tree = S.occurrences(body), S.occurrences(tree)
+    in_body, by_index = _body_counts(body)
+    in_tree = S.occurrences(tree)
     leaves = [e.value for e in _add_leaves(tree) if e.op == "arg"]
-    by_index = {}
-    for e in body.walk():
-        if e.op == "arg":
-            by_index.setdefault(e.value, []).append(e)
     proved = set()
     for i in cands:
         nodes = by_index.get(i, [])
@@ -83,19 +81,44 @@ def summable_args(body, tree, cands):
     return proved
 
 
+@functools.lru_cache(maxsize=4)
+def _body_counts(body):
+    """(``S.occurrences(body)``, {arg number: its arg Exprs}): one walk of a body whose trees
+    are tried one by one (Exprs are immutable, so the counts never go stale)."""
+    by_index = {}
+    for e in body.walk():
+        if e.op == "arg":
+            by_index.setdefault(e.value, []).append(e)
+    return S.occurrences(body), by_index
+
+
 def _best_tree(body, cands):
     """The add node of ``body`` and its proved summable args (see ``summable_args``) where
-    the most of them meet (at least 2), or (None, set())."""
-    best, best_args = None, set()
-    for e in body.walk():
-        if e.op != "add" or not e.dtype.is_floating:
-            continue
-        if sum(1 for leaf in _add_leaves(e) if leaf.op == "arg" and leaf.value in cands) \
-                <= max(1, len(best_args)):
-            continue
+    the most of them meet (at least 2; the first in ``body.walk()`` order among equals), or
+    (None, set()).
+
+    A tree's candidate leaves bound what it can prove, so trees are tried from the most
+    leaves down and the search stops below the best found: on an unrolled loop's add chain,
+    thousands deep, the whole chain is tried first and proving it ends the search (trying
+    each subchain would take time quadratic in its length).
+    """
+    order = body.walk()
+    leaves = {}  # id(add) -> candidate args among its add-tree leaves, counted as a tree
+    for e in order:
+        if e.op == "add" and e.dtype.is_floating:
+            leaves[id(e)] = sum(leaves[id(a)] if id(a) in leaves else
+                                int(a.op == "arg" and a.value in cands) for a in e.args)
+    adds = sorted((k for k, e in enumerate(order) if id(e) in leaves),
+                  key=lambda k: (-leaves[id(order[k])], k))
+    best, best_args, best_k = None, set(), None
+    for k in adds:
+        e = order[k]
+        if leaves[id(e)] < max(2, len(best_args)):
+            break  # no tree from here on can prove as many
         proved = summable_args(body, e, cands)
-        if len(proved) > max(1, len(best_args)):
-            best, best_args = e, proved
+        if len(proved) > max(1, len(best_args)) or \
+                (best is not None and len(proved) == len(best_args) and k < best_k):
+            best, best_args, best_k = e, proved, k
     return best, best_args
 
 
