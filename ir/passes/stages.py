@@ -56,8 +56,11 @@ class LoopBodySource:
         from ..loops import body_feed_shapes, body_program
         body = loop.attrs["body"]
         self.loop, self.outputs = loop, list(body.outputs)
-        self.shapes = body_feed_shapes(loop)
-        self.name = body_program(loop).name
+        self.specialized = all(x.shape is not None and None not in x.shape
+                               for x in loop.inputs)
+        # a body is a program once every input's shape is known
+        self.shapes = body_feed_shapes(loop) if self.specialized else None
+        self.name = body_program(loop).name if self.specialized else f"body of '{body.name}'"
         self.labels = [f"next[{k}]" for k in range(len(body.next))] + \
             [f"stacked[{k}]" for k in range(len(body.stacked))] + \
             (["cond"] if body.cond is not None else [])
@@ -82,7 +85,12 @@ class LoopBodySource:
         return prog
 
     def text(self, passes, k):
-        """The text of stage ``k`` of the body run through ``passes``."""
+        """The text of stage ``k`` of the body run through ``passes`` (a note when the
+        loop's input shapes are not all known)."""
+        if not self.specialized:
+            unknown = ", ".join(f"'{x.name}' {x.type_str()}" for x in self.loop.inputs
+                                if x.shape is None or None in x.shape)
+            return f";; {self.name}: not shown, the shapes of {unknown} are unknown\n"
         return self.program(passes).stages[k][1]
 
 
@@ -215,7 +223,8 @@ class Stages(Sequence):
 
 def body_programs(program):
     """[(loop node, its body Program after the passes ``program`` went through)] for every
-    loop of ``program``'s schedule; each body's ``stages`` hold its text after each pass.
+    loop of ``program``'s schedule whose input shapes are known; each body's ``stages`` hold
+    its text after each pass.
 
     Example:
         >>> for loop, body in body_programs(step.program):
@@ -227,4 +236,5 @@ def body_programs(program):
     else:
         source = LoopBodySource
         passes = tuple(r["name"] for r in getattr(program, "records", ()))
-    return [(n, source(n).program(passes)) for n in program.nodes if n.op_name == "loop"]
+    sources = [(n, source(n)) for n in program.nodes if n.op_name == "loop"]
+    return [(n, src.program(passes)) for n, src in sources if src.specialized]

@@ -5,6 +5,8 @@ The nested body must be the body the backends run: after the same passes as the 
 (``codegen.loops.body_for_backend`` for the default pipeline), its lines identical to that
 program's text; the lazily rendered stages must equal the eager text after each pass.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -58,31 +60,53 @@ def _value_lines(lines):
     return [line.strip() for line in lines if line.lstrip().startswith("%") and " = " in line]
 
 
+def _head(text, name):
+    """The line of loop ``name`` in ``text`` (stripped)."""
+    return next(line.strip() for line in text.splitlines() if f"= loop '{name}' " in line)
+
+
+def _loop(text, name):
+    """(inputs by role, lines under the loop, {parameter: role}, [result roles]) of the
+    loop ``name`` in ``text``, checking the roles agree with the loop's inputs."""
+    head = _head(text, name)
+    by_role = {role: args.split(", ") for role, args in
+               re.findall(r"(count|cond0|init|seq|captured)\(([^)]*)\)", head)}
+    block = _block(text, head)
+    start = block.index(f"graph body_{name.replace('/', '_')}(") + 1
+    end = block.index(") {", start)
+    params = dict(line.strip().rsplit(None, 1) for line in block[start:end])
+    ret = next(line.strip() for line in block if line.strip().startswith("return "))
+    results = re.findall(r"(\w+(?:\[\d+\])?)=%", ret)
+    for role in params.values():  # every parameter's role names an input the loop has
+        kind, k = re.fullmatch(r"(carried|sliced|captured)\[(\d+)\]|counter", role).groups() \
+            if role != "counter" else ("counter", None)
+        if kind != "counter":
+            outer = {"carried": "init", "sliced": "seq", "captured": "captured"}[kind]
+            assert int(k) < len(by_role[outer]), (role, head)
+    return by_role, block, params, results
+
+
 def test_text_nests_the_body_with_roles_trip_count_and_captured_values():
     fetches, feeds = _rnn_step()
     step = gc.compile(fetches, feeds=feeds, backend="numpy", optimize=False)
     text = step.ir("final")
-    assert "  %0 = loop 'rnn' init(%h0) seq(%x) captured(%W, %U)" in text
-    block = _block(text, "%0 = loop 'rnn'")
-    assert block[0] == (";; 'rnn': one iteration per row of %x (6), t = 0 up to 5; results: "
-                        "1 exit value, 2 stacked (a row per iteration)")
-    assert block[1] == ";; captured (computed once, before the loop): %W, %U"
-    assert block[2] == "graph body_rnn("
-    params = {line.split(":")[0].strip(): line.split()[-1] for line in block[3:7]}
-    assert params == {"%W": "captured[0]", "%U": "captured[1]", "%h": "carried[0]",
-                      "%x_t": "sliced[0]"}
-    # the body has its own numbering, from %0; h is saved for the backward loop
-    body = _value_lines(block)
-    assert body[0].startswith("%0 = matmul") and "%x_t, %W" in body[0]
-    assert any(line.strip().startswith("return next[0]=%") and "stacked[1]=%h" in line
-               for line in block)
-    # the backward loop runs in reverse and accumulates the captured weights' gradients
-    grad = _block(text, next(line.strip() for line in text.splitlines()
-                             if "loop 'rnn_grad'" in line))
-    assert "t = 5 down to 0" in grad[0]
-    assert sum("carried[" in line for line in grad) == 3  # dh, dW, dU
-    # the unoptimized step shows the body as built (nothing fused)
+    by_role, block, params, results = _loop(text, "rnn")
+    assert by_role["init"] == ["%h0"] and by_role["seq"][0] == "%x"
+    assert block[0].startswith(f";; 'rnn': one iteration per row of {', '.join(by_role['seq'])}"
+                               " (6), t = 0 up to 5; results: 1 exit value, ")
+    # what the body reads but does not compute is captured: computed once, before the loop
+    assert "%U" in by_role["captured"]
+    assert block[1] == (";; captured (computed once, before the loop): "
+                        + ", ".join(by_role["captured"]))
+    assert params["%h: f64[3,5]"] == "carried[0]" and "%U: f64[5,5]" in params
+    assert results[:2] == ["next[0]", "stacked[0]"]
+    # the body has its own numbering, from %0; the step's input stage shows it as built
+    assert _value_lines(block)[0].startswith("%0 = ")
     assert not any("fused" in line for line in block)
+    # h is saved for the backward loop, which runs in reverse
+    assert "stacked[1]" in results
+    _, grad, grad_params, _ = _loop(text, "rnn_grad")
+    assert "t = 5 down to 0" in grad[0] and "carried[0]" in grad_params.values()
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
@@ -98,13 +122,13 @@ def test_optimized_step_shows_the_optimized_body_the_backend_runs(backend):
     loops = [n for n in program.nodes if n.op_name == "loop"]
     assert [n.attrs["body"].name for n in loops] == ["rnn", "rnn_grad"]
     for loop in loops:
-        block = _block(text, next(line.strip() for line in text.splitlines()
-                                  if f"loop '{loop.attrs['body'].name}'" in line))
+        block = _block(text, _head(text, loop.attrs["body"].name))
         ran = program_text(body_for_backend(loop, True))
         assert _value_lines(block) == _value_lines(ran.splitlines())
         assert block[-1].startswith(";; arena ")  # the body is planned apart
-    assert "fused{add,tanh}" in "\n".join(_block(text, "%0 = loop 'rnn'"))
-    assert "fused" not in "\n".join(_block(step.ir("input"), "%0 = loop 'rnn'"))
+    assert "fused{" in "\n".join(_block(text, _head(text, "rnn")))
+    first = step.ir("input")
+    assert "fused" not in "\n".join(_block(first, _head(first, "rnn")))
 
 
 def test_every_lazy_stage_equals_the_eager_text_with_bodies():
@@ -165,8 +189,11 @@ def test_dot_draws_each_body_as_a_cluster_under_its_loop():
     # every body node is drawn inside the cluster, and the loop reaches its parameters
     assert sum(line.strip().startswith(f"n{k}_n") and "[label=" in line
                for line in dot.splitlines()) == len(body.nodes)
-    for role in ("carried[0]", "sliced[0]", "captured[0]", "captured[1]"):
-        assert f'n{k} -> n{k}_n' in dot and f'label="{role}"' in dot
+    roles = Lp.feed_roles(body, program.nodes[k])
+    assert {r for r, _ in roles} == {"carried", "sliced", "captured"}
+    for f, (role, j) in zip(body.feeds, roles):
+        p = body.nodes.index(f)
+        assert f'n{k} -> n{k}_n{p} [style=dashed, label="{role}[{j}]"];' in dot
     assert "stacked[0]" in dot and "next[0]" in dot
     assert dot.count("{") == dot.count("}")
 
@@ -238,3 +265,49 @@ def test_verifier_checks_the_body_program_and_the_loop_structure():
     finally:
         body.next.pop()
     verify(program.nodes, program.graph)
+
+
+def test_a_loop_in_a_body_nests_in_the_text_and_the_dump_directory(tmp_path):
+    g = gc.Graph()
+    with g.as_default():
+        xs = gc.placeholder(gc.float64, [5, 3], name="xs")
+
+        def outer(acc, x):
+            _, y = gc.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, gc.tanh(v) + x),
+                                 [gc.constant(0), acc])
+            return y
+        loss = gc.reduce_sum(gc.scan(outer, xs, initializer=gc.zeros([3], gc.float64)))
+    step = gc.compile([loss], feeds=[xs], backend="numpy", dump_dir=str(tmp_path))
+    xv = np.linspace(-1, 1, 15).reshape(5, 3)
+    acc, total = np.zeros(3), 0.0
+    for x in xv:
+        for _ in range(3):
+            acc = np.tanh(acc) + x
+        total += acc.sum()
+    np.testing.assert_allclose(step({xs: xv}), total, rtol=1e-12)
+    lines = step.ir().splitlines()
+    outer_at = next(i for i, line in enumerate(lines) if line.startswith("    graph body_scan("))
+    inner_at = next(i for i, line in enumerate(lines)
+                    if line.startswith("        graph body_scan_while("))
+    assert outer_at < inner_at
+    assert lines[inner_at - 2].lstrip().startswith(";; 'scan/while': at most 3") or any(
+        "while cond holds" in line for line in lines[outer_at:inner_at])
+    (root,) = tmp_path.iterdir()
+    nested = root / "body_scan" / "body_scan_while"
+    assert (nested / "00-input.ir").read_text().startswith("graph body_scan_while(")
+    assert (root / "body_scan" / "graph.dot").read_text().count("subgraph cluster_") >= 1
+
+
+def test_a_loop_whose_shapes_are_unknown_shows_a_note_not_a_body():
+    from graphc.ir.passes.stages import LoopBodySource
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float64, [None, 3], name="x")
+        h = Lp.loop_var(g, gc.float64, (3,), "h")
+        xt = Lp.loop_var(g, gc.float64, (3,), "x_t")
+        loop = Lp.make_loop([h], [gc.zeros([3], gc.float64)], [xt], [x], None, [h + xt],
+                            name="sum")
+    text = LoopBodySource(loop).text((), -1)
+    assert text == ";; body of 'sum': not shown, the shapes of 'x' f64[?,3] are unknown\n"
+    assert verify(g.nodes) == len(g.nodes)  # the body is checked once specialized
+    assert "cluster_" not in format_dot(g.nodes, "graph")
