@@ -73,7 +73,7 @@ _API = {
         "less_equal lin_space linspace log log1p logical_and logical_not logical_or matmul "
         "maximum minimum mod multiply neg negative not_equal one_hot ones ones_like pow "
         "random_normal random_uniform range rank realdiv "
-        "reciprocal reshape rint round rsqrt shape sigmoid sign size slice sqrt square "
+        "reciprocal reshape rint round rsqrt shape sigmoid sign sin cos size slice sqrt square "
         "squared_difference squeeze stack stop_gradient subtract tanh to_double to_float "
         "to_int32 to_int64 transpose truediv truncated_normal unstack where zeros zeros_like"
     ),

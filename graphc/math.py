@@ -10,8 +10,8 @@ from .ops.math_ops import (abs, add, add_n, argmax, argmin, ceil, div_no_nan,  #
                            divide, equal, exp, floor, floordiv, floormod, greater, greater_equal,
                            is_finite, is_inf, is_nan, less, less_equal, log, log1p, logical_and,
                            logical_not, logical_or, maximum, minimum, mod, multiply, negative,
-                           not_equal, pow, reciprocal, rint, round, rsqrt, sigmoid, sign,
-                           sqrt, square, squared_difference, subtract, tanh, truediv)
+                           not_equal, pow, reciprocal, rint, round, rsqrt, sigmoid, sign, sin,
+                           cos, sqrt, square, squared_difference, subtract, tanh, truediv)
 from .ops.math_ops import div_no_nan as divide_no_nan
 from .ops.nn_impl import in_top_k, l2_normalize, softplus
 from .ops.sort_ops import top_k
@@ -28,5 +28,5 @@ __all__ = ["abs", "add", "add_n", "argmax", "argmin", "ceil", "rint", "round", "
            "logical_not", "logical_or", "maximum", "minimum", "mod", "multiply", "negative",
            "not_equal", "pow", "reciprocal", "reduce_all", "reduce_any", "reduce_logsumexp",
            "reduce_max", "reduce_mean", "reduce_min", "reduce_prod", "reduce_sum", "rsqrt",
-           "sigmoid", "sign", "softplus", "sqrt", "square", "squared_difference", "subtract",
-           "tanh", "truediv"]
+           "sigmoid", "sign", "sin", "cos", "softplus", "sqrt", "square", "squared_difference",
+           "subtract", "tanh", "truediv"]

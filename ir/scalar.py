@@ -17,7 +17,7 @@ PRIMS = {
     "pow": (2, "power"), "max": (2, "maximum"), "min": (2, "minimum"),
     "neg": (1, "negative"), "exp": (1, "exp"), "log": (1, "log"), "log1p": (1, "log1p"),
     "expm1": (1, "expm1"), "tanh": (1, "tanh"), "sqrt": (1, "sqrt"), "abs": (1, "absolute"),
-    "sign": (1, "sign"), "floor": (1, "floor"),
+    "sign": (1, "sign"), "floor": (1, "floor"), "sin": (1, "sin"), "cos": (1, "cos"),
     "floordiv": (2, "floor_divide"), "mod": (2, "remainder"),  # integer x // 0, x % 0: 0
     "eq": (2, "equal"), "ne": (2, "not_equal"), "lt": (2, "less"), "le": (2, "less_equal"),
     "gt": (2, "greater"), "ge": (2, "greater_equal"),
@@ -27,7 +27,7 @@ PRIMS = {
 COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge", "and", "or", "not", "isfinite"}
 # Rough cost in multiplies, for fusion's "never duplicate expensive work" rule.
 COST = {"exp": 20, "log": 20, "log1p": 20, "expm1": 20, "tanh": 20, "pow": 40, "sqrt": 8,
-        "div": 4, "floordiv": 12, "mod": 12}
+        "sin": 24, "cos": 24, "div": 4, "floordiv": 12, "mod": 12}
 
 _INTERN = {}
 

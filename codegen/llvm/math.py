@@ -1,4 +1,5 @@
-"""Vectorizable exp, log, log1p, expm1, tanh and pow for the LLVM backend, written in IR.
+"""Vectorizable exp, log, log1p, expm1, tanh, pow, sin and cos for the LLVM backend, written
+in IR.
 
 LLVM's ``llvm.exp``/``llvm.log`` intrinsics lower to scalar libm calls: they need symbols the
 object code cannot link to, and they stop loops from vectorizing. These functions are plain
@@ -14,12 +15,18 @@ vectorizes), accurate to a few ulp in float32 and float64:
 - tanh: float32 a rational function ``x P(x^2) / Q(x^2)`` (coefficients fitted once, see
   TANH_F32_P), float64 ``-expm1(-2|x|) / (2 + expm1(-2|x|))`` with x's sign (accurate near 0);
 - pow: ``exp(y log|x|)`` (in float64 for float32 results) with C99's special cases;
+- sin, cos (in float64 for float32 results): Cody-Waite reduction ``x = k pi/2 + r``
+  (|r| <= pi/4) by a three-part split of pi/2 whose products with k are exact for
+  |x| < 3e6 (beyond, r's absolute error grows as |x| 2^-53, as in other vector math libraries
+  that skip Payne-Hanek reduction), Taylor series of sin r and cos r, and the quadrant k mod 4,
+  computed in floating point (no integer conversion, so loops vectorize on AVX2), choosing
+  +-sin r or +-cos r; +-inf and NaN give NaN;
 - float32 ``a / (sqrt(b) + c)`` (Adam's step, c > 0 a constant) without the divider:
   LLVM's reciprocal (square root) estimates, each refined by one Newton step here
   (``div_sqrt_add``; ``GRAPHC_EXACT_DIVIDE=1`` keeps fdiv and sqrt).
 
 Every series coefficient is derived here (factorials, 2/(2k+1)), and the split constants of
-ln 2 from a 40-digit ``decimal`` value; the one fitted set, float32 tanh's, says how it was fitted.
+ln 2 and pi/2 from 40- and 50-digit ``decimal`` values; the one fitted set, float32 tanh's, says how it was fitted.
 Special values (NaN, +-inf, 0, negative arguments of log) follow NumPy.
 """
 import decimal
@@ -83,6 +90,42 @@ def log_coefficients(terms):
     return [2.0 / (2 * k + 1) for k in range(terms)]
 
 
+# pi to 50 digits, for the split of pi/2 in sin and cos
+PI_50 = "3.14159265358979323846264338327950288419716939937511"
+# Significant bits of the first two parts of pi/2: k * part is exact for |k| < 2^(53 - 32).
+PIO2_BITS = 32
+# sin and cos clamp |x| here before the reduction (k then fits a double's integers exactly);
+# the results beyond mean little (ulp(x) exceeds pi there), but stay finite.
+SINCOS_BOUND = 2.0 ** 50
+# Taylor terms of sin r = r sum (-1)^k r^2k / (2k+1)! and cos r (|r| <= pi/4): the first
+# term left out is below 2^-56 relative (pi/4)^19 / 19! ~ 1e-18.
+SIN_TERMS, COS_TERMS = 9, 10
+
+
+def _pio2_parts(keep_bits, count=3):
+    """pi/2 as ``count`` doubles summing to it, all but the last holding ``keep_bits``
+    significant bits (so k times each is exact while k is small)."""
+    decimal.getcontext().prec = 50
+    rest = decimal.Decimal(PI_50) / 2
+    parts = []
+    for _ in range(count - 1):
+        m, e = math.frexp(float(rest))
+        hi = math.ldexp(math.floor(m * 2 ** keep_bits) / 2 ** keep_bits, e)
+        parts.append(hi)
+        rest -= decimal.Decimal(hi)
+    return parts + [float(rest)]
+
+
+def sin_coefficients(terms):
+    """P with sin r = r P(r^2): (-1)^k / (2k+1)!."""
+    return [(-1) ** k / math.factorial(2 * k + 1) for k in range(terms)]
+
+
+def cos_coefficients(terms):
+    """P with cos r = P(r^2): (-1)^k / (2k)!."""
+    return [(-1) ** k / math.factorial(2 * k) for k in range(terms)]
+
+
 def _dtype(name):
     return D.float32 if name == "float32" else D.float64
 
@@ -97,7 +140,7 @@ class MathLib:
         self.estimates = True
 
     def call(self, fn, op, dtype, *args):
-        """Emit ``op(args)`` (op in exp, log, log1p, expm1, tanh, pow) in ``fn``."""
+        """Emit ``op(args)`` (op in exp, log, log1p, expm1, tanh, pow, sin, cos) in ``fn``."""
         s = _SPEC[dtype.name]
         if fn.attrs == KERNEL_ATTRS:  # a kernel, not a helper inlined into one
             fn.attrs = MATH_KERNEL_ATTRS
@@ -342,6 +385,49 @@ class MathLib:
         one = fn(f"or i1 {fn(f'fcmp oeq {t} {y}, {L(0.0)}')}, "
                  f"{fn(f'fcmp oeq {t} {x}, {L(1.0)}')}")
         fn.ret(fn(f"select i1 {one}, {t} {L(1.0)}, {t} {res}"))
+        return fn
+
+    # -- sin, cos ---------------------------------------------------------------------------
+    def _sin(self, name, prec):
+        return self._sincos(name, prec, 0)
+
+    def _cos(self, name, prec):
+        return self._sincos(name, prec, 1)
+
+    def _sincos(self, name, prec, shift):
+        """sin (shift 0) or cos (shift 1: cos x = sin(x + pi/2), one quadrant on), in double.
+
+        With x = k pi/2 + r and q = (k + shift) mod 4: the result is sin r, cos r, -sin r,
+        -cos r for q = 0, 1, 2, 3. q's two bits are read in floating point: q is odd where
+        k' / 2 is not an integer, and the sign flips where floor(k' / 2) / 2 is not.
+        """
+        t = _SPEC[prec]["t"]
+        fn = self._fn(name, t)
+        d, L = "double", lambda v: self._lit(v, "double")
+        x = "%a0" if t == d else fn(f"fpext float %a0 to {d}")
+        fma = lambda a, b, c: fn.call(d, "llvm.fmuladd.f64", [(d, a), (d, b), (d, c)])  # noqa
+        xc = fn.call(d, "llvm.minnum.f64", [(d, x), (d, L(SINCOS_BOUND))])
+        xc = fn.call(d, "llvm.maxnum.f64", [(d, xc), (d, L(-SINCOS_BOUND))])
+        k = fn.call(d, "llvm.rint.f64", [(d, fn(f"fmul {d} {xc}, {L(2 / math.pi)}"))])
+        r = xc
+        for part in _pio2_parts(PIO2_BITS):
+            r = fn(f"fsub {d} {r}, {fn(f'fmul {d} {k}, {L(part)}')}")
+        u = fn(f"fmul {d} {r}, {r}")
+        sin_r = fn(f"fmul {d} {r}, {self._poly(fn, d, u, sin_coefficients(SIN_TERMS))}")
+        cos_r = self._poly(fn, d, u, cos_coefficients(COS_TERMS))
+        kq = fn(f"fadd {d} {k}, {L(float(shift))}") if shift else k
+        half = fn(f"fmul {d} {kq}, {L(0.5)}")
+        whole = fn.call(d, "llvm.floor.f64", [(d, half)])
+        odd = fn(f"fcmp une {d} {whole}, {half}")
+        quarter = fn(f"fmul {d} {whole}, {L(0.5)}")
+        flip = fn(f"fcmp une {d} {fn.call(d, 'llvm.floor.f64', [(d, quarter)])}, {quarter}")
+        v = fn(f"select i1 {odd}, {d} {cos_r}, {d} {sin_r}")
+        v = fn(f"select i1 {flip}, {d} {fn(f'fneg {d} {v}')}, {d} {v}")
+        finite = fn(f"fcmp olt {d} {fn.call(d, 'llvm.fabs.f64', [(d, x)])}, {L(math.inf)}")
+        v = fn(f"select i1 {finite}, {d} {v}, {d} {L(math.nan)}")
+        if not shift:  # sin(-0) = -0 (the reduction gives +0)
+            v = fn(f"select i1 {fn(f'fcmp oeq {d} {x}, {L(0.0)}')}, {d} {x}, {d} {v}")
+        fn.ret(v if t == d else fn(f"fptrunc {d} {v} to float"))
         return fn
 
 

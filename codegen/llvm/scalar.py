@@ -61,7 +61,7 @@ def _float_op(fn, math_lib, e, a):
         pos = fn(f"select i1 {fn(f'fcmp ogt {t} {a[0]}, {zero}')}, {t} {one}, {t} {a[0]}")
         return fn(f"select i1 {fn(f'fcmp olt {t} {a[0]}, {zero}')}, {t} "
                   f"{literal(-1.0, e.dtype)}, {t} {pos}")
-    if op in ("exp", "log", "log1p", "expm1", "tanh", "pow"):
+    if op in ("exp", "log", "log1p", "expm1", "tanh", "pow", "sin", "cos"):
         return math_lib.call(fn, op, e.dtype, *a)
     return None
 

@@ -66,9 +66,9 @@ def div(x, y, name=None):
     if not x.dtype.is_floating:
         return floordiv(x, y, name=name)
     return divide(x, y, name=name)
-negative, square, sqrt, exp, log, log1p, sign, tanh, sigmoid, floor = (
+negative, square, sqrt, exp, log, log1p, sign, tanh, sigmoid, floor, sin, cos = (
     _un(o) for o in ("negative", "square", "sqrt", "exp", "log", "log1p", "sign", "tanh",
-                     "sigmoid", "floor"))
+                     "sigmoid", "floor", "sin", "cos"))
 abs = _un("abs")  # noqa: A001
 neg = negative
 equal, not_equal, less, less_equal, greater, greater_equal = (

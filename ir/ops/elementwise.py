@@ -115,6 +115,10 @@ LOG1P = unary("log1p", FLOAT, lambda x: S.log1p(x),
               lambda g, out, x: [_zero_safe(g, g / (x + 1.0))], domain=(-0.5, 2.0), tf_name="Log1p")
 TANH = unary("tanh", FLOAT, lambda x: S.tanh(x), lambda g, out, x: [g * (1.0 - out * out)],
              tf_name="Tanh")
+SIN = unary("sin", FLOAT, lambda x: S.sin(x), lambda g, out, x: [g * F.cos(x)],
+            domain=(-4.0, 4.0), tf_name="Sin")
+COS = unary("cos", FLOAT, lambda x: S.cos(x), lambda g, out, x: [-(g * F.sin(x))],
+            domain=(-4.0, 4.0), tf_name="Cos")
 SIGMOID = unary("sigmoid", FLOAT, lambda x: 1.0 / (1.0 + S.exp(-x)),
                 lambda g, out, x: [g * (out * (1.0 - out))], tf_name="Sigmoid")
 RELU = unary("relu", NUMERIC, lambda x: S.max(x, 0),

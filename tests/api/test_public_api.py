@@ -46,7 +46,7 @@ PUBLIC = """
     ConfigProto GPUOptions RunMetadata RunOptions add_check_numerics_ops arg_max arg_min argsort
     ceil device hessians local_variables model_variables rint round sort verify_tensor_all_finite
     UnconnectedGradients convert_to_tensor lin_space linspace size
-    confusion_matrix random_crop random_shuffle
+    confusion_matrix random_crop random_shuffle cos sin
 """.split()
 
 ROOT = Path(graphc.__file__).resolve().parent

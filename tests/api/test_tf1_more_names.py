@@ -1,4 +1,4 @@
-"""TF1 names that were missing (issue 15, part 3): depthwise, separable and
+"""TF1 names that were missing (issue 15, part 3): sin and cos, depthwise, separable and
 dilated (atrous) convolutions, local response normalization, confusion_matrix,
 train.checkpoint_exists, random_shuffle, random_crop and the image distortions (random flips,
 brightness, contrast, resize_image_with_crop_or_pad). Values against NumPy on both backends;
@@ -28,6 +28,23 @@ def check_grads(backend, loss, feeds, xs, rng, what):
     got = sess.run(grads, feeds)
     check_against_central_differences(lambda f: float(sess.run(loss, f)), feeds, xs, got, rng,
                                       what)
+
+
+# -- sin, cos -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sin_and_cos(backend, rng):
+    x = gc.placeholder(gc.float64, [7])
+    x32 = gc.placeholder(gc.float32, [7])
+    xv = np.array([-7.5, -np.pi, -0.3, 0.0, 1.0, np.pi / 2, 12.25])
+    ops = [gc.sin(x), gc.cos(x), gc.math.sin(x32), gc.math.cos(x32)]
+    assert [op.name for op in ops] == ["Sin", "Cos", "Sin_1", "Cos_1"]
+    got = run_on(backend, ops, {x: xv, x32: xv.astype(np.float32)})
+    np.testing.assert_allclose(got[0], np.sin(xv), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(got[1], np.cos(xv), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(got[2], np.sin(xv.astype(np.float32)), rtol=1e-6, atol=1e-7)
+    assert got[2].dtype == np.float32
+    loss = gc.reduce_sum(gc.sin(x) * gc.cos(2.0 * x))
+    check_grads(backend, loss, {x: xv}, [x], rng, "sin cos")
 
 
 # -- convolutions ---------------------------------------------------------------------------------

@@ -145,6 +145,8 @@ UNARY = [
     ("abs", gc.abs, np.abs, {"away": 0.05}),
     ("sign", gc.sign, np.sign, {"away": 0.05}),
     ("tanh", gc.tanh, np.tanh, {}),
+    ("sin", gc.sin, np.sin, {}),
+    ("cos", gc.cos, np.cos, {}),
     ("sigmoid", gc.sigmoid, _sigmoid, {}),
     ("relu", gc.nn.relu, lambda x: np.maximum(x, 0), {"away": 0.05}),
     ("softplus", gc.nn.softplus, _softplus, {}),
