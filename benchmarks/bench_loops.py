@@ -11,7 +11,8 @@ plus its scratch, against the T*B*H*4-byte bound of the saved states.
 
 Variants:
     loop        ``gc.nn.dynamic_rnn`` (a ``loop`` node: one body whatever T)
-    loop-hoist  ``ir.loops.make_loop`` over x Wx + b computed for all t as one GEMM
+    make_loop   the cell written for ``ir.loops.make_loop`` directly (x_t Wx in the body,
+                which make_loop hoists: one GEMM over all t before the loop)
     unrolled    the same cell written out T times (skipped once compiling takes > 2 min)
     numpy       the hand-written NumPy BPTT step (``baselines.W3`` with T steps)
     jax         ``lax.scan`` under ``jit`` (cold compile: lower + compile, first call)
@@ -44,7 +45,7 @@ import baselines  # noqa: E402
 
 B, I, H, C = 32, 32, 128, 10
 LR = 0.01
-GRAPHC_VARIANTS = ("loop", "loop-hoist", "unrolled")
+GRAPHC_VARIANTS = ("loop", "make_loop", "unrolled")
 ALL_VARIANTS = GRAPHC_VARIANTS + ("numpy", "jax", "torch")
 
 
@@ -81,13 +82,12 @@ def build_graphc(variant, T, params):
             cell = gc.nn.rnn_cell.BasicRNNCell(
                 H, kernel_initializer=lambda shape, dtype: kernel.copy())
             _, h = gc.nn.dynamic_rnn(cell, x, dtype=gc.float32, time_major=True)
-        elif variant == "loop-hoist":
+        elif variant == "make_loop":
             wx, wh, b = var("Wx"), var("Wh"), var("b")
-            proj = gc.reshape(gc.matmul(gc.reshape(x, [T * B, I]), wx), [T, B, H]) + b
             state = Lp.loop_var(g, gc.float32, (B, H), "h")
-            p_t = Lp.loop_var(g, gc.float32, (B, H), "p_t")
-            nxt = gc.tanh(p_t + gc.matmul(state, wh))
-            loop = Lp.make_loop([state], [gc.zeros([B, H], gc.float32)], [p_t], [proj], None,
+            x_t = Lp.loop_var(g, gc.float32, (B, I), "x_t")
+            nxt = gc.tanh(gc.matmul(x_t, wx) + gc.matmul(state, wh) + b)
+            loop = Lp.make_loop([state], [gc.zeros([B, H], gc.float32)], [x_t], [x], None,
                                 [nxt], name="rnn")
             h = Lp.outputs(loop, "carried", 0)
         elif variant == "unrolled":
@@ -244,7 +244,7 @@ def measure_torch(T, runs):
 
 
 # -- the table ------------------------------------------------------------------------------
-LABELS = {"loop": "graphc loop (dynamic_rnn)", "loop-hoist": "graphc loop (x Wx hoisted)",
+LABELS = {"loop": "graphc loop (dynamic_rnn)", "make_loop": "graphc loop (make_loop)",
           "unrolled": "graphc unrolled", "numpy": "NumPy BPTT (hand-written)",
           "jax": "JAX lax.scan (jit)", "torch": "PyTorch eager"}
 
@@ -305,7 +305,7 @@ def ratios(results, Ts):
         if not loop:
             continue
         parts = []
-        for v in ("loop-hoist", "unrolled", "numpy", "jax", "torch"):
+        for v in ("make_loop", "unrolled", "numpy", "jax", "torch"):
             other = ok(v, T)
             if other:
                 parts.append(f"{LABELS[v]} {min(other['times']) / min(loop['times']):.2f}x")
