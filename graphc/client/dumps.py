@@ -15,7 +15,7 @@ its loop, as that pipeline left it.
 ``GRAPHC_DEBUG=N`` prints to stderr, each level adding to the one before:
     1  the pass table with timings, and compile times
     2  the text IR after each pass
-    3  the memory plan and every in-place decision
+    3  the memory plan and every in-place decision (each loop body's too)
     4  the generated source
     5  the backend's own IR (the LLVM module; for NumPy the source again is all there is)
 """
@@ -112,6 +112,7 @@ def report(program, source, backend, timings, level=None, stream=None):
     if level <= 0:
         return
     from ..ir.passes.dumping import pass_table, plan_text
+    from ..ir.passes.stages import body_programs
     out = stream or sys.stderr
     total = sum(timings.values()) * 1e3
     parts = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in timings.items())
@@ -122,6 +123,8 @@ def report(program, source, backend, timings, level=None, stream=None):
             out.write(f"[graphc] IR after {name}:\n{text}")
     if level >= 3:
         out.write("[graphc] memory plan:\n" + plan_text(program))
+        for body in _all_bodies(body_programs(program)).values():  # each planned apart
+            out.write(f"[graphc] memory plan of {body.name}:\n" + plan_text(body))
     if level >= 4:
         out.write("[graphc] generated source:\n" + (source if isinstance(source, str)
                                                     else str(source)) + "\n")

@@ -311,3 +311,18 @@ def test_a_loop_whose_shapes_are_unknown_shows_a_note_not_a_body():
     assert text == ";; body of 'sum': not shown, the shapes of 'x' f64[?,3] are unknown\n"
     assert verify(g.nodes) == len(g.nodes)  # the body is checked once specialized
     assert "cluster_" not in format_dot(g.nodes, "graph")
+
+
+def test_debug_report_gives_each_body_memory_plan():
+    import io
+
+    from graphc.client import dumps
+    fetches, feeds = _rnn_step()
+    step = gc.compile(fetches, feeds=feeds, backend="numpy", optimize=True)
+    out = io.StringIO()
+    dumps.report(step.program, step.source, "numpy", {"passes": 0.0}, level=3, stream=out)
+    text = out.getvalue()
+    for body in ("body_rnn", "body_rnn_grad"):
+        plan = text.split(f"[graphc] memory plan of {body}:\n")[1]
+        assert plan.startswith("arena ") and "buffers (offset, bytes" in plan
+    assert "graph body_rnn(" in text  # level 2: the stages, bodies nested
