@@ -405,7 +405,6 @@ class MathLib:
         fn = self._fn(name, t)
         d, L = "double", lambda v: self._lit(v, "double")
         x = "%a0" if t == d else fn(f"fpext float %a0 to {d}")
-        fma = lambda a, b, c: fn.call(d, "llvm.fmuladd.f64", [(d, a), (d, b), (d, c)])  # noqa
         xc = fn.call(d, "llvm.minnum.f64", [(d, x), (d, L(SINCOS_BOUND))])
         xc = fn.call(d, "llvm.maxnum.f64", [(d, xc), (d, L(-SINCOS_BOUND))])
         k = fn.call(d, "llvm.rint.f64", [(d, fn(f"fmul {d} {xc}, {L(2 / math.pi)}"))])

@@ -115,7 +115,7 @@ def test_audio_summaries_are_wav_files(backend, tmp_path):
 def test_text_summaries_for_the_text_plugin(tmp_path):
     tf.summary.text("config", "lr = 0.1, **batch** = 32")
     tf.summary.text("notes", ["first", "second"])
-    loss = tf.summary.scalar("loss", tf.constant(2.5))
+    tf.summary.scalar("loss", tf.constant(2.5))
     merged = tf.summary.merge_all()
     with tf.Session() as sess, tf.summary.FileWriter(str(tmp_path)) as writer:
         summ = sess.run(merged)
