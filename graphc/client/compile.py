@@ -156,8 +156,8 @@ class CompiledStep:
             for live, new in zip(update_arrays, updates):
                 if new is not live:
                     np.copyto(live, new)
-        return self._rebuild([None if f is None or f.dtype is None else _as_result(x)
-                              for f, x in zip(compiled.program.fetches, fetched)])
+        return self._rebuild([_as_result(x) if has else None
+                              for has, x in zip(compiled.fetch_values, fetched)])
 
     def _arguments(self, feed_dict, named):
         if not named and feed_dict is not None and len(feed_dict) == len(self._feeds):

@@ -9,7 +9,7 @@ import functools
 import gc
 import time
 
-from . import dumps
+from . import dumps, step_cache
 from ..codegen import BACKENDS
 from ..errors import CompileError
 from ..ir.passes import resolve, run_pipeline  # at import: module loading is not compiling
@@ -38,6 +38,8 @@ class Compiled:
                              for u in users.get(v, [])) or v in program.fetches
                          for v in program.variables]
         self.update_nodes = [program.origin[v] for v, _ in program.updates]
+        # per fetch: whether it has a value (a train op has none), read once per signature
+        self.fetch_values = [f is not None and f.dtype is not None for f in program.fetches]
         self.lock = step_lock()  # the arena and random state: one call at a time
 
 
@@ -99,7 +101,7 @@ def _gc_paused(fn):
 
 @_gc_paused
 def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes=None,
-                    dump_dir=None, checks=()):
+                    dump_dir=None, checks=(), cache=None):
     """Compile the step computing ``fetches`` for the given feed shapes.
 
     Args:
@@ -112,8 +114,11 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
             (None: a per-signature directory under ``$GRAPHC_DUMP`` when that is set).
         checks: debugging checks: "numerics" (stop at the first NaN or Inf; both backends),
             "writes" (fail on a write into a buffer the plan did not give the node; NumPy).
+        cache: look the specialized program up in the compile cache and store what is
+            compiled there (``graphc.client.step_cache``: a hit runs no pass and no code
+            generator); None: ``$GRAPHC_STEP_CACHE``. Never with dumps.
     Returns:
-        A ``Compiled``.
+        A ``Compiled`` (a ``step_cache.CachedCompiled`` on a hit).
     Raises:
         CompileError: an unknown backend or pass, or "writes" asked of the LLVM backend.
     """
@@ -126,12 +131,22 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     t0 = time.perf_counter()
     program = build_program(fetches, feed_shapes)
     timings["specialize"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    run_pipeline(program, passes=pipeline_for(optimize, passes, checks))
-    timings["passes"] = time.perf_counter() - t1
+    names = pipeline_for(optimize, passes, checks)
     if dump_dir is None:
         dump_dir = dumps.signature_dir(dumps.base_dir(None), fetches, feed_shapes, backend,
                                        optimize)
+    objects = step_cache.store(cache) if dump_dir is None else None
+    key = None if objects is None else step_cache.step_key(program, backend, names, checks)
+    if key is not None:
+        hit = step_cache.load(objects, key, program, lambda: compile_program(
+            fetches, feed_shapes, backend, optimize, passes, None, checks, cache=False))
+        if hit is not None:
+            hit.timings = dict(timings, lookup=time.perf_counter() - t0)
+            return hit
+        signature = step_cache.signature_of(program)  # (before the passes rewrite it)
+    t1 = time.perf_counter()
+    run_pipeline(program, passes=names)
+    timings["passes"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     code = codegen_backend(backend).compile(program, checks, dump_dir)
     timings["codegen"] = time.perf_counter() - t1
@@ -143,6 +158,8 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
         dumps.write(program, dump_dir, code.source, backend)
         compiled.dump_dir = dump_dir
     dumps.report(program, code.source, backend, timings)
+    if key is not None:
+        step_cache.save(objects, key, compiled, signature)
     return compiled
 
 

@@ -152,8 +152,8 @@ class Session:
         in_place = getattr(compiled.fn, "updates_in_place", False)
         for v, new in zip(compiled.update_nodes, updates):
             self.values[v] = new if in_place else np.array(new, dtype=v.dtype.np)
-        return [None if f.dtype is None else _as_result(x, args)
-                for f, x in zip(compiled.program.fetches, fetched)]
+        return [_as_result(x, args) if has else None
+                for has, x in zip(compiled.fetch_values, fetched)]
 
     # -- introspection --------------------------------------------------------------------------
     def source(self, fetches, feed_dict=None):

@@ -1,0 +1,148 @@
+"""The compile cache keyed on the specialized program: a warm hit runs no pass (counted, not
+timed), gives bit-identical results to a miss on both backends, and anything that changes
+behaviour (a constant, a dtype, a shape, the pass list, the backend) changes the key, while a
+renamed NumPy graph still hits and its errors name the current graph's node and line."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.client import step_cache
+from graphc.ir import passes as P
+from graphc.ir.program import build_program
+
+BACKENDS = ["numpy", "llvm"]
+
+
+@pytest.fixture
+def runs(monkeypatch, tmp_path):
+    """Turns the cache on in a private directory; counts the passes that run."""
+    monkeypatch.setenv("GRAPHC_STEP_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("GRAPHC_NO_CACHE", raising=False)
+    count = {"passes": 0}
+    for name, fn in list(P.PASSES.items()):
+        def counted(program, fn=fn):
+            count["passes"] += 1
+            return fn(program)
+        monkeypatch.setitem(P.PASSES, name, counted)
+    return count
+
+
+def _mlp(scale=0.5, dtype=gc.float32, batch=8, name="dense"):
+    """A two-layer tanh MLP trained by SGD (momentum-free), in a graph of its own."""
+    graph = gc.Graph()
+    with graph.as_default():
+        x = gc.placeholder(dtype, [batch, 6], name="x")
+        y = gc.placeholder(gc.int64, [batch], name="y")
+        rs = np.random.RandomState(0)
+        w1 = gc.Variable(rs.randn(6, 5).astype(dtype.np) * 0.5, name=f"{name}/w1")
+        w2 = gc.Variable(rs.randn(5, 3).astype(dtype.np) * 0.5, name=f"{name}/w2")
+        h = gc.tanh(gc.matmul(x, w1, name=f"{name}/mm") * scale)
+        logits = gc.matmul(h, w2)
+        loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=logits))
+        train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+    return graph, x, y, loss, train
+
+
+def _data(dtype=np.float32, batch=8):
+    rs = np.random.RandomState(1)
+    return rs.randn(batch, 6).astype(dtype), rs.randint(0, 3, batch)
+
+
+def _train(backend, steps=3, **kw):
+    graph, x, y, loss, train = _mlp(**kw)
+    step = gc.compile([loss, train], feeds=[x, y], backend=backend)
+    xs, ys = _data(kw.get("dtype", gc.float32).np, kw.get("batch", 8))
+    losses = [step(x=xs, y=ys)[0] for _ in range(steps)]
+    return step, losses
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_warm_hit_runs_no_pass_and_gives_the_bits_of_the_miss(runs, backend):
+    cold, cold_losses = _train(backend)
+    ran = runs["passes"]
+    assert ran >= len(P.DEFAULT_PIPELINE) and not getattr(cold.compiled, "cache_hit", False)
+    warm, warm_losses = _train(backend)
+    assert runs["passes"] == ran  # the hit ran no pass (nor the initializers' reference)
+    assert warm.compiled.cache_hit
+    for a, b in zip(cold_losses, warm_losses):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    for name, value in cold.variables.items():
+        assert value.tobytes() == warm.variables[name].tobytes()
+    # what the hit does not carry is compiled again on demand, from the current graph
+    assert "fused" in warm.ir() and warm.stats["fused_groups"] >= 1
+    assert runs["passes"] > ran
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_session_hits_the_cache_too(runs, backend):
+    def run():
+        graph, x, y, loss, train = _mlp()
+        xs, ys = _data()
+        with gc.Session(graph=graph, backend=backend) as sess:
+            sess.run(gc.global_variables_initializer())
+            return [sess.run([loss, train], {x: xs, y: ys})[0] for _ in range(2)]
+    first = run()
+    ran = runs["passes"]
+    second = run()
+    assert runs["passes"] == ran
+    assert [a.tobytes() for a in first] == [b.tobytes() for b in second]
+
+
+def _key(backend="numpy", passes=None, **kw):
+    graph, x, y, loss, train = _mlp(**kw)
+    with graph.as_default():
+        batch = kw.get("batch", 8)
+        program = build_program([loss, train], {x: (batch, 6), y: (batch,)})
+    names = list(P.DEFAULT_PIPELINE if passes is None else passes)
+    return step_cache.step_key(program, backend, names, ())
+
+
+def test_what_changes_behaviour_changes_the_key():
+    base = _key()
+    assert base is not None and base == _key()  # deterministic
+    assert _key(scale=0.25) != base              # a constant of the step
+    assert _key(dtype=gc.float64) != base        # a dtype
+    assert _key(batch=4) != base                 # a shape
+    assert _key(passes=["cse", "fuse"]) != base  # the pass list
+    assert _key(backend="llvm") != base          # the backend
+
+
+def test_names_do_not_split_the_numpy_key_but_split_the_llvm_one():
+    assert _key(name="other") == _key(name="dense")
+    assert _key(backend="llvm", name="other") != _key(backend="llvm", name="dense")
+
+
+def test_a_random_op_without_a_seed_is_not_cached():
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, [3], name="x")
+        noisy = x + gc.random_uniform([3])
+        seeded = x + gc.random_uniform([3], seed=7)
+        assert step_cache.step_key(build_program([noisy], {x: (3,)}), "numpy", [], ()) is None
+        assert step_cache.step_key(build_program([seeded], {x: (3,)}), "numpy", [], ()) \
+            is not None
+
+
+def _gather_step(name):
+    graph = gc.Graph()
+    with graph.as_default():
+        params = gc.placeholder(gc.float32, [4, 2], name="params")
+        idx = gc.placeholder(gc.int32, [3], name="idx")
+        out = gc.gather(params, idx, name=name) * 2.0
+    return gc.compile([out], feeds=[params, idx], backend="numpy"), out
+
+
+def test_a_hit_names_the_current_graphs_node_and_line_when_it_fails(runs):
+    first, _ = _gather_step("first_gather")
+    ran = runs["passes"]
+    second, out = _gather_step("second_gather")
+    assert runs["passes"] == ran and second.compiled.cache_hit
+    params = np.arange(8, dtype=np.float32).reshape(4, 2)
+    np.testing.assert_array_equal(second(params=params, idx=np.array([3, 0, 1], np.int32))[0],
+                                  params[[3, 0, 1]] * 2.0)
+    with pytest.raises(gc.errors.InvalidArgumentError) as info:
+        second(params=params, idx=np.array([0, 9, 1], np.int32))
+    message = str(info.value)
+    assert "second_gather" in message and "first_gather" not in message
+    assert "test_compile_cache.py" in message
