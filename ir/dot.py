@@ -30,8 +30,9 @@ def _label(n):
     return "\\n".join(_escape(p) for p in parts)
 
 
-def _body_cluster(k, n, ids, lines):
-    """The fused body of node ``n`` (drawn as ``k``, e.g. "n3") as a cluster."""
+def _body_cluster(k, n, ids, lines, role=""):
+    """The fused body of node ``n`` (drawn as ``k``, e.g. "n3") as a cluster (``role``: what
+    a loop body returns it as)."""
     body = n.attrs["body"]
     lines.append(f"  subgraph cluster_{k} {{")
     red = n.attrs.get("reduce")
@@ -51,7 +52,8 @@ def _body_cluster(k, n, ids, lines):
     if root is None:  # the body is a bare input: draw a copy node
         root = f"{k}_copy"
         lines.append(f'    {root} [label="copy", shape=ellipse];')
-    lines.append(f'    {k} [label="{_label(n)}", shape=box];')
+    label = _label(n) + ("\\n" + _escape(role) if role else "")
+    lines.append(f'    {k} [label="{label}", shape=box];')
     lines.append(f"    {root} -> {k};")
     lines.append("  }")
     for e in body.walk():
@@ -82,7 +84,7 @@ def _draw(nodes, prefix, fetched, bodies, lines):
     for n in nodes:
         k = ids[id(n)]
         if n.op_name == "fused":
-            _body_cluster(k, n, ids, lines)
+            _body_cluster(k, n, ids, lines, fetched.get(id(n)))
             continue
         label = _label(n) + ("\\n" + _escape(fetched[id(n)]) if fetched.get(id(n)) else "")
         periph = 2 if id(n) in fetched else 1

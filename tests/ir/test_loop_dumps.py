@@ -177,24 +177,36 @@ def test_while_loop_text_names_counter_condition_and_count():
     assert any(line.strip().startswith("return next[0]=%") and "cond=%" in line for line in block)
 
 
-def test_dot_draws_each_body_as_a_cluster_under_its_loop():
+@pytest.mark.parametrize("optimized", [False, True])
+def test_dot_draws_each_body_as_a_cluster_under_its_loop(optimized):
+    from graphc.ir.passes.stages import body_programs
     fetches, feeds = _rnn_step()
     step = gc.compile(fetches, feeds=feeds, backend="numpy", optimize=True)
     program = step.program
-    dot = format_dot(program.nodes, program.name, program.fetches)
     k = next(i for i, n in enumerate(program.nodes) if n.op_name == "loop")
-    body = Lp.body_program(program.nodes[k])
+    loop = program.nodes[k]
+    if optimized:  # the bodies after the step's passes, as the dumps draw them
+        chosen = dict(body_programs(program))
+        body = chosen[loop]
+        dot = format_dot(program.nodes, program.name, program.fetches, bodies=chosen.get)
+    else:  # by default, the body as built
+        body = Lp.body_program(loop)
+        dot = format_dot(program.nodes, program.name, program.fetches)
     assert f"subgraph cluster_n{k} {{" in dot
     assert 'label="loop rnn: body body_rnn"' in dot
     # every body node is drawn inside the cluster, and the loop reaches its parameters
-    assert sum(line.strip().startswith(f"n{k}_n") and "[label=" in line
-               for line in dot.splitlines()) == len(body.nodes)
-    roles = Lp.feed_roles(body, program.nodes[k])
+    drawn = [line for line in dot.splitlines()
+             if re.match(r"n%d_n\d+ \[label=.*shape=box" % k, line.strip())]
+    assert len(drawn) == len(body.nodes)
+    roles = Lp.feed_roles(body, loop)
     assert {r for r, _ in roles} == {"carried", "sliced", "captured"}
     for f, (role, j) in zip(body.feeds, roles):
         p = body.nodes.index(f)
         assert f'n{k} -> n{k}_n{p} [style=dashed, label="{role}[{j}]"];' in dot
-    assert "stacked[0]" in dot and "next[0]" in dot
+    # results are marked with their roles (the optimized body fuses tanh into next[0])
+    op = r'fused\{[^"]*' if optimized else "tanh"
+    assert re.search(r'n%d_n\d+ \[label="%s\\n[^"]*\\nnext\[0\], stacked\[0\]"' % (k, op), dot)
+    assert "stacked[1]" in dot  # h, saved for the backward loop
     assert dot.count("{") == dot.count("}")
 
 
