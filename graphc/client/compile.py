@@ -22,7 +22,7 @@ from ..ir.program import needed_nodes
 from ..runtime.calls import unalias
 from . import aot
 from .failures import step_error
-from .feeds import _as_result, convert_feed, expand_feeds, feed_target, flatten, leaf_feeds
+from .feeds import convert_feed, expand_feeds, feed_target, flatten, leaf_feeds
 
 
 def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # noqa: A001
@@ -68,12 +68,15 @@ class CompiledStep:
         self.checks = tuple(c for c, on in (("numerics", check_numerics),
                                             ("writes", check_writes)) if on)
         self._flat, self._rebuild = flatten(fetches, graph)
+        self._rebuild = _plain_rebuild(fetches) or self._rebuild
         self._feeds = _feed_list(feeds, self._flat, graph)
+        self._names = [p.name for p in self._feeds]  # step(x=..., y=...) in feed order
         needed = needed_nodes(self._flat, self._feeds)
         self._by_name = {p.name: p for p in self._feeds}
         self._var_nodes = [n for n in needed if n.op_name == "variable"]
         self._values = _initial_values(self._var_nodes, graph)
         self._state = list(self._values.values())  # updated in place: stable arrays
+        self._state_ids = {id(a) for a in self._state}
         self._cache = {}
         self._compiling = threading.Lock()  # threads meeting a new signature compile it once
         self._fast = None  # (specs, compiled, variable arrays, update arrays)
@@ -141,7 +144,11 @@ class CompiledStep:
     def __call__(self, feed_dict=None, **named):
         """Run one step; returns the fetches' values in the fetches' structure."""
         args = self._arguments(feed_dict, named)
-        unalias(args, self._state)  # the step updates variables in place: feeds see the old
+        ids = self._state_ids
+        for a in args:  # the step updates variables in place: feeds see the old values
+            if id(a) in ids or (type(a) is np.ndarray and a.base is not None):
+                unalias(args, self._state)
+                break
         fast = self._fast
         if fast is None or not _matches(args, fast[0]):
             fast = self._slow_path(args)
@@ -156,13 +163,20 @@ class CompiledStep:
             for live, new in zip(update_arrays, updates):
                 if new is not live:
                     np.copyto(live, new)
-        return self._rebuild([_as_result(x) if has else None
+        # (fetched arrays are the step's own copies: only 0-d ones become scalars)
+        return self._rebuild([(x if type(x) is not np.ndarray or x.ndim else x[()])
+                              if has else None
                               for has, x in zip(compiled.fetch_values, fetched)])
 
     def _arguments(self, feed_dict, named):
         if not named and feed_dict is not None and len(feed_dict) == len(self._feeds):
             try:
                 return [feed_dict[p] for p in self._feeds]
+            except KeyError:
+                pass
+        elif named and not feed_dict and len(named) == len(self._names):
+            try:
+                return [named[name] for name in self._names]
             except KeyError:
                 pass
         given = {}
@@ -205,6 +219,16 @@ class CompiledStep:
             self._cache[key] = compiled
         self._last = compiled
         return compiled
+
+
+def _plain_rebuild(fetches):
+    """A cheaper ``rebuild`` for the usual fetches: one tensor, or a list or plain tuple of
+    tensors (None for other structures)."""
+    if isinstance(fetches, Node):
+        return lambda values: values[0]
+    if type(fetches) in (list, tuple) and all(isinstance(f, Node) for f in fetches):
+        return type(fetches)
+    return None
 
 
 def _matches(args, specs):

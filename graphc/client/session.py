@@ -13,7 +13,7 @@ from .pipeline import compile_program, default_backend
 from ..data.iterator import has_iterators, next_elements, run_initializers
 from ..errors import GraphcError, GraphError
 from ..ir import dtypes as D
-from ..ir.graph import get_default_graph, pop_default_session, push_default_session
+from ..ir.graph import Node, get_default_graph, pop_default_session, push_default_session
 from ..runtime.calls import unalias
 from .failures import step_error
 from .feeds import (_as_result, _missing_feed_error, convert_feed, expand_feeds, feed_target,
@@ -43,6 +43,8 @@ class Session:
         self.values = {}  # user variable node -> np.ndarray
         self._cache = {}
         self._needs = {}
+        self._flats = {}  # fetch key -> (flat fetches, rebuild): see _flatten
+        self._targets = {}  # fed tensor -> itself, once checked feedable
         self._closed = False
         self._compiling = threading.Lock()  # threads meeting a new signature compile it once
 
@@ -69,13 +71,9 @@ class Session:
         """Run the step that computes ``fetches``; returns values in the same structure."""
         if self._closed:
             raise GraphError("Session.run: the session is closed")
-        flat, rebuild = flatten(fetches, self.graph)
+        flat, rebuild = self._flatten(fetches)
         if not flat:  # sess.run([]) and sess.run({}) return the empty structure, as in TF1
             return rebuild([])
-        for f in flat:
-            if f.graph is not self.graph:
-                raise GraphError(f"Session.run: fetch {f.describe()} belongs to another graph",
-                                 loc=f.loc)
         pull = has_iterators(self.graph)
         if pull:
             run_initializers(flat)  # tf.data iterators' initializer ops restart them
@@ -89,10 +87,31 @@ class Session:
             raise step_error(compiled, exc) from None
         return rebuild(values)
 
+    def _flatten(self, fetches):
+        """(flat fetches, rebuild), checked once per fetch list of tensors (``run`` in a
+        loop passes the same list every time)."""
+        key = _fetch_key(fetches)
+        known = self._flats.get(key) if key is not None else None
+        if known is not None:
+            return known
+        flat, rebuild = flatten(fetches, self.graph)
+        for f in flat:
+            if f.graph is not self.graph:
+                raise GraphError(f"Session.run: fetch {f.describe()} belongs to another graph",
+                                 loc=f.loc)
+        if key is not None:
+            self._flats[key] = (flat, rebuild)
+        return flat, rebuild
+
     def _feeds(self, flat, feed_dict, pull=False):
         given = {}
+        targets = self._targets
         for key, value in expand_feeds(feed_dict.items()):
-            node = feed_target(self.graph, key)
+            node = targets.get(key) if type(key) is Node else None
+            if node is None:
+                node = feed_target(self.graph, key)
+                if type(key) is Node:
+                    targets[key] = node  # (checked feedable once)
             given[node] = convert_feed(node, value)
         if given:  # steps update variables in place: a feed sharing their memory is copied
             fed = list(given.values())
@@ -163,6 +182,17 @@ class Session:
 
     def load_variable(self, var, value):
         self.values[var] = np.array(value, dtype=var.dtype.np).reshape(var.shape)
+
+
+def _fetch_key(fetches):
+    """A key for fetches that are one tensor or a list or plain tuple of tensors (their
+    ids: nodes live as long as their graph, and ints never compare as tensors do), else
+    None."""
+    if type(fetches) is Node:
+        return id(fetches)
+    if type(fetches) in (list, tuple) and all(type(f) is Node for f in fetches):
+        return (type(fetches), *map(id, fetches))
+    return None
 
 
 class InteractiveSession(Session):

@@ -1,0 +1,78 @@
+"""The per-call path of ``step(feeds)`` and ``Session.run`` does per signature what it can
+(feed order by name, fetch structure, feed targets, exact arrays taken as they are); these
+tests pin the semantics those shortcuts must keep, on both backends."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+BACKENDS = ["numpy", "llvm"]
+
+
+def _model():
+    graph = gc.Graph()
+    with graph.as_default():
+        x = gc.placeholder(gc.float32, [2, 3], name="x")
+        y = gc.placeholder(gc.float32, [3], name="y")
+        w = gc.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="w")
+        out = gc.reduce_sum(x * w) + gc.reduce_sum(y)
+        train = gc.assign(w, w * 0.5)
+    return graph, x, y, w, out, train
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_named_feeds_in_any_order_and_by_tensor_agree(backend):
+    graph, x, y, w, out, train = _model()
+    xv, yv = np.ones((2, 3), np.float32), np.full(3, 2.0, np.float32)
+    step = gc.compile(out, feeds=[x, y], backend=backend)
+    want = float((xv * np.arange(6).reshape(2, 3)).sum() + yv.sum())
+    assert step(x=xv, y=yv) == want and step(y=yv, x=xv) == want
+    assert step({x: xv, y: yv}) == want and step({"x:0": xv}, y=yv) == want
+    with pytest.raises(gc.errors.FeedError, match="must be fed"):
+        step(x=xv)
+    with pytest.raises(gc.errors.FeedError, match="not a feed"):
+        step(x=xv, z=yv)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fed_view_of_a_variable_is_read_before_the_update(backend):
+    graph, x, y, w, out, train = _model()
+    step = gc.compile([out, train], feeds=[x, y], backend=backend)
+    live = step.variables["w"]
+    before = live.copy()
+    (value, _) = step(x=live[:, :], y=np.zeros(3, np.float32))  # a view of w's own memory
+    assert value == pytest.approx(float((before * before).sum()))
+    np.testing.assert_array_equal(step.variables["w"], before * 0.5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_session_fetch_lists_and_feeds_are_checked_every_call(backend):
+    graph, x, y, w, out, train = _model()
+    xv, yv = np.ones((2, 3), np.float32), np.zeros(3, np.float32)
+    with gc.Session(graph=graph, backend=backend) as sess:
+        sess.run(gc.global_variables_initializer())
+        fetches = [out]
+        first = sess.run(fetches, {x: xv, y: yv})
+        fetches.append(out * 2.0)  # the same list object, new contents: a new structure
+        second = sess.run(fetches, {x: xv, y: yv})
+        assert len(first) == 1 and len(second) == 2 and second[1] == 2 * second[0]
+        # an exact array is taken as it is; anything else is still converted or refused
+        assert sess.run(out, {x: xv.astype(np.float64), y: [0, 0, 0]}) == first[0]
+        with pytest.raises(gc.errors.FeedError, match="expects f32"):
+            sess.run(out, {x: np.ones((3, 2), np.float32), y: yv})
+
+
+def test_feed_conversion_keeps_its_checks_beside_the_exact_array_shortcut():
+    from graphc.client.feeds import convert_feed
+    with gc.Graph().as_default():
+        i = gc.placeholder(gc.int32, [None], name="i")
+        exact = np.array([1, 2], np.int32)
+        assert convert_feed(i, exact) is exact
+        assert convert_feed(i, [1.7, 2.0]).tolist() == [1, 2]
+        with pytest.raises(gc.errors.FeedError, match="NaN or Inf"):
+            convert_feed(i, np.array([np.nan]))
+        with pytest.raises(gc.errors.FeedError, match="expects i32"):
+            convert_feed(i, np.zeros((2, 2), np.int32))
+        strided = np.arange(4, dtype=np.int32)[::2]
+        got = convert_feed(i, strided)
+        assert got.flags.c_contiguous and got.tolist() == [0, 2]
