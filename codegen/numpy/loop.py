@@ -15,7 +15,7 @@ values>)`` returning its outputs (next state, stacked values, condition), define
         l3_c = list(l3_r[:1])
         l3_s[0][l3_t] = l3_r[1]
         l3_n += 1
-    t4 = (*l3_c, *l3_s, np.int32(l3_n))  # what the loop_output nodes read
+    t4 = (*[np.array(c) for c in l3_c], *l3_s, np.int32(l3_n))  # what loop_outputs read
 
 Bodies are rendered without a memory plan: each iteration makes new arrays (the step's own
 values around the loop keep their planned buffers).
@@ -80,7 +80,9 @@ def loop_lines(em, n, optimized):
     if body.cond is not None:
         out.append(f"    {p}go = bool({p}r[{nc + ns}])")
     out.append(f"    {p}n += 1")
-    out.append(f"{em.name(n)} = (*{p}c, *{p}s, np.int32({p}n))")
+    # The results own their memory: a carried value may still be an input's planned buffer
+    # (no iteration ran, or the body passed a value through), which later nodes reuse.
+    out.append(f"{em.name(n)} = (*[np.array(c) for c in {p}c], *{p}s, np.int32({p}n))")
     return out
 
 

@@ -28,6 +28,7 @@ KINDS = {
     "where": (2, N.draw_where, N.build_where),
     "cond": (2, N.draw_cond, N.build_cond),
     "rnn": (2, N.draw_rnn, N.build_rnn),
+    "loop": (2, N.draw_loop, N.build_loop),
     "grad": (5, N.draw_grad, N.build_grad),
     "hvp": (2, N.draw_hvp, N.build_hvp),
     "assign": (2, N.draw_assign, N.build_assign),

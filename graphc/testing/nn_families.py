@@ -168,6 +168,59 @@ def build_rnn(xs, p, name):
     return state.c if p["output"] == "c" else out
 
 
+# -- loops (loop nodes: a body run as a loop, its adjoint a loop) ---------------------------------
+def draw_loop(g):
+    """dynamic_rnn over [batch, time, depth], a scan, or a while_loop whose condition reads
+    data (bounded by maximum_iterations, so that it can be differentiated)."""
+    r = g.rng
+    kind = str(r.choice(["dynamic_rnn", "scan", "while"]))
+    if kind == "dynamic_rnn":
+        x = g.pick(lambda s: len(s) == 3 and min(s) >= 1, lambda: random_shape(r, 3))
+        if x is None or min(g.shape(x)) < 1:
+            return
+        units = int(r.integers(2, 5))
+        lstm = bool(r.random() < 0.5)
+        gates = 4 if lstm else 1
+        depth = g.shape(x)[2]
+        g.add_op("loop", [x], {"kind": kind, "lstm": lstm, "units": units,
+                               "kernel": r.uniform(-0.6, 0.6, (depth + units, gates * units)),
+                               "bias": r.uniform(-0.3, 0.3, gates * units),
+                               "reverse": False, "output": str(r.choice(["outputs", "state"]))},
+                 4.0)
+        return
+    x = g.pick(lambda s: len(s) >= 1 and s[0] >= 1)
+    if x is None:
+        return
+    c = float(r.uniform(0.3, 0.9))
+    params = {"kind": kind, "c": c, "reverse": bool(r.random() < 0.3),
+              "steps": int(r.integers(1, 6)), "limit": float(r.uniform(0.5, 40.0))}
+    g.add_op("loop", [x], params, 2.0 + g.bound(x))
+
+
+def build_loop(xs, p, name):
+    x = xs[0]
+    dt = x.dtype
+    if p["kind"] == "dynamic_rnn":
+        init = lambda arr: (lambda shape, dtype=None: gc.constant(arr, dtype=dt))
+        kw = {"kernel_initializer": init(p["kernel"]), "bias_initializer": init(p["bias"])}
+        cell = (gc.nn.rnn_cell.BasicLSTMCell if p["lstm"] else gc.nn.rnn_cell.BasicRNNCell)(
+            p["units"], name=f"{name}_cell", **kw)
+        out, state = gc.nn.dynamic_rnn(cell, x, dtype=dt, scope=f"{name}_rnn")
+        if p["output"] == "outputs":
+            return out
+        return state.h if p["lstm"] else state
+    c = gc.constant(p["c"], dtype=dt)
+    if p["kind"] == "scan":
+        a0 = gc.tanh(x[0]) * 0.5
+        return gc.scan(lambda a, e: gc.tanh(a * c + e * 0.5), x, initializer=a0,
+                       reverse=p["reverse"])
+    limit = gc.constant(p["limit"], dtype=dt)
+    _, s = gc.while_loop(lambda i, s: gc.reduce_sum(s * s) < limit,
+                         lambda i, s: (i + 1, gc.tanh(s) * c + x * 0.5), (0, x * 0.5),
+                         maximum_iterations=p["steps"])
+    return s
+
+
 # -- gradients ------------------------------------------------------------------------------------
 def _ancestors(g, i):
     """Float values ``i`` depends on (itself excluded), nearest first."""

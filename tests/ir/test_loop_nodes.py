@@ -146,3 +146,15 @@ def test_hoisting_by_construction():
     body = loop.attrs["body"]
     assert Wt in body.captured and Wt not in body.nodes()
     assert all(n in body.nodes() for n in (h, hn))
+
+
+def test_loop_results_own_their_memory():
+    """A loop that runs no iteration (or passes a value through) returns its initial value,
+    which may live in a planned buffer that nodes after the loop reuse: the results are
+    copies. The differential fuzzer's seed 7015 (a while_loop whose cond fails at once, its
+    result read after a variable update) found the NumPy backend returning the buffer."""
+    from graphc.testing import fuzz, graphs
+    recipe = graphs.generate(7015)
+    assert any(getattr(item, "kind", None) == "loop" for item in recipe.items)
+    report = fuzz.run(1, seed=7015, do_shrink=False)
+    assert not report.findings, [f.line() for x in report.findings for f in x.failures]
