@@ -13,15 +13,19 @@ def fresh_graph():
     tf.reset_default_graph()
 
 
-def test_placeholder_without_shape_is_a_fed_scalar():
+def test_placeholder_without_shape_takes_any_shape():
+    """As TF1: no shape is an unknown shape. A scalar learning rate works as it always did; a
+    vector broadcasts as NumPy would (issue 15: each fed shape compiles its own step)."""
     lr = tf.placeholder(tf.float32, name="lr")
     x = tf.placeholder(tf.float32, [None, 2], name="x")
     y = x * lr
-    assert lr.shape == () and lr.get_shape().as_list() == []
+    assert lr.shape is None and lr.get_shape().ndims is None
     with tf.Session() as sess:
         np.testing.assert_array_equal(sess.run(y, {x: [[1.0, 2.0]], lr: 0.5}), [[0.5, 1.0]])
-        with pytest.raises(FeedError, match=r"placeholder 'lr' expects f32\[\], fed \[2\]"):
-            sess.run(y, {x: [[1.0, 2.0]], lr: [0.5, 0.5]})
+        np.testing.assert_array_equal(sess.run(y, {x: [[1.0, 2.0]], lr: [0.5, 2.0]}),
+                                      [[0.5, 4.0]])
+        with pytest.raises(ShapeError, match=r"cannot broadcast f32\[1,2\] with f32\[3\]"):
+            sess.run(y, {x: [[1.0, 2.0]], lr: [0.5, 0.5, 0.5]})
 
 
 def test_variable_scope_reuse_shares_one_variable():
