@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import graphc as tf
-from graphc.errors import FeedError, GraphError, ShapeError
+from graphc.errors import GraphError, ShapeError
 
 
 @pytest.fixture(autouse=True)
