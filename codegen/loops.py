@@ -11,16 +11,17 @@ from ..ir.program import build_program
 UNBOUNDED = 1 << 62
 
 
-def body_for_backend(loop, optimized):
-    """The body's Program of a specialized ``loop``: optimized by the default passes (a new
-    program each time: passes rewrite in place) when ``optimized``, else the reference."""
-    if not optimized:
+def body_for_backend(loop, step):
+    """The body's Program of a specialized ``loop`` in program ``step``: through the passes
+    the step ran (a new program each time: passes rewrite in place), or the reference when
+    the step is not planned (``optimize=False``)."""
+    if not getattr(step.plan, "planned", False):
         return body_program(loop)
     from ..ir.passes import run_pipeline
     body = loop.attrs["body"]
     prog = build_program(body.outputs, body_feed_shapes(loop))
     prog.name = body_program(loop).name
-    run_pipeline(prog)
+    run_pipeline(prog, [r["name"] for r in step.records] or None)
     return prog
 
 

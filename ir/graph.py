@@ -304,9 +304,8 @@ class Graph:
     def finalize(self):
         return self
 
-    def __str__(self):
-        from .printer import format_graph
-        return format_graph(self)
+    # ``str(graph)`` is the text IR: ``ir.printer`` sets ``Graph.__str__`` when imported (the
+    # printer renders loop bodies through the passes, which build on this module).
 
 
 class _State(threading.local):

@@ -32,6 +32,8 @@ state and accumulating the gradients of captured inputs (the shared weights of B
 """
 from graphc.errors import GradientError, GraphError
 
+from .ops import loop as loop_op
+from .ops.loop import split_inputs, trip_bound
 from .shapes import format_shape
 
 
@@ -128,7 +130,7 @@ def captured_inputs(vars, outputs):
 
 def _refuse_effects(nodes, name):
     for n in nodes:
-        if n.op_name in ("assign", "group", "host_call", "host_output") or n.opdef.random:
+        if n.opdef.impure:
             raise GraphError(
                 f"loop '{name}': {n.describe()} inside the loop body depends on the loop "
                 "variables; graphc loops do not run effects or random draws per iteration",
@@ -182,6 +184,7 @@ def make_loop(carried, init, sliced, sequences, counter, next, stacked=(), cond=
     captured, nodes = captured_inputs(vars_, outs)
     _refuse_effects(nodes, name)
     body = LoopBody(carried, sliced, counter, next, stacked, cond, captured, name)
+    body.loop_attrs = {"has_count": count is not None}
     inputs = ([count] if count is not None else []) + ([cond0] if cond is not None else []) \
         + list(init) + list(sequences) + captured
     attrs = {"body": body, "length": length, "reverse": bool(reverse),
@@ -195,11 +198,11 @@ def make_loop(carried, init, sliced, sequences, counter, next, stacked=(), cond=
 # Work that reads the elements of the sequences but not the carried state (an RNN's input
 # projection x_t Wx) is the same computation for every t: it runs before the loop on the whole
 # sequences at once (one GEMM over [T, B, D] instead of T small ones), and the body reads
-# element t of the result. Ops batched so (their batched form is the op itself on inputs
-# with a leading T axis): elementwise ops, matmul, cast, concat (axis shifted by one).
-# A matmul of a concat mixing elements and state by an invariant kernel (TF1 cells:
-# concat([x, h], 1) @ kernel) is split first: x @ kernel[:D] + h @ kernel[D:].
-BATCHED_OPS = ("matmul", "concat", "cast")
+# element t of the result. The ops batched so are those whose inputs broadcast over leading
+# axes (``OpDef.broadcast_core``: elementwise ops, matmul): the op itself, on inputs with a
+# leading T axis, computes every element at once. A matmul of a concat mixing elements and
+# state by an invariant kernel (TF1 cells: concat([x, h], 1) @ kernel) is split first:
+# x @ kernel[:D] + h @ kernel[D:].
 
 
 def hoist_per_element(carried, sliced, counter, sequences, next, stacked, cond, name):
@@ -220,8 +223,8 @@ def hoist_per_element(carried, sliced, counter, sequences, next, stacked, cond, 
         if n not in batched:
             if n in seq_of:
                 batched[n] = seq_of[n]
-            elif n not in per_element or n.shape is None or not (
-                    n.opdef.is_elementwise or n.op_name in BATCHED_OPS):
+            elif n not in per_element or n.shape is None or n.opdef.broadcast_core is None \
+                    or n.opdef.impure:
                 batched[n] = None
             else:
                 batched[n] = _batched_op(n, [batch(x) if x in per_element else (x, False)
@@ -303,22 +306,16 @@ def _batched_op(n, inputs):
     if any(x is None for x in inputs):
         return None
     ins = [x if isinstance(x, tuple) else (x, True) for x in inputs]
-    rank = len(n.shape)
-    attrs = dict(n.attrs)
-    if n.op_name == "concat":
-        if not all(b for _, b in ins):
-            return None
-        attrs["axis"] = attrs["axis"] + 1 if attrs["axis"] >= 0 else attrs["axis"]
-    if n.op_name == "matmul" and any(not b and (x.shape is None or len(x.shape) < 2)
-                                     for x, b in ins):
+    rank, core = len(n.shape), n.opdef.broadcast_core
+    if any(x.shape is None or len(x.shape) < core for x, _ in ins):
         return None
     nodes = []
     for (x, b), orig in zip(ins, n.inputs):
-        if b and n.opdef.is_elementwise and orig.shape is not None and len(orig.shape) < rank:
+        if b and orig.shape is not None and len(orig.shape) < rank:
             for _ in range(rank - len(orig.shape)):  # [T, ...] right-aligned as the element
                 x = apply("expand_dims", [x], {"axis": 1})
         nodes.append(x)
-    return apply(n.opdef, nodes, attrs, name=n.name.split("/")[-1])
+    return apply(n.opdef, nodes, dict(n.attrs), name=n.name.split("/")[-1])
 
 
 def loop_var(graph, dtype, shape, name):
@@ -329,18 +326,7 @@ def loop_var(graph, dtype, shape, name):
                           name)
 
 
-# -- the loop node's inputs, by role ---------------------------------------------------------
-def split_inputs(loop):
-    """{"count": node|None, "cond0": node|None, "init": [...], "sequences": [...],
-    "captured": [...]} of a loop node."""
-    a, ins = loop.attrs, list(loop.inputs)
-    out = {"count": ins.pop(0) if a["has_count"] else None}
-    out["cond0"] = ins.pop(0) if a["body"].cond is not None else None
-    k, s = a["n_carried"], a["n_sequences"]
-    out["init"], out["sequences"], out["captured"] = ins[:k], ins[k:k + s], ins[k + s:]
-    return out
-
-
+# -- the loop node's inputs, by role (declared with the op: ``ir/ops/loop.py``) -------------------
 def static_trip_count(carried, init, next, cond, cond0, cap=1 << 20):
     """The number of iterations of a while loop when it is known before the step runs (its
     condition reads only values computable from constants and static shapes: ``i < 10``),
@@ -364,15 +350,6 @@ def static_trip_count(carried, init, next, cond, cond0, cap=1 << 20):
             return n
         state = [ev.value(x) for x in next]
     return None
-
-
-def trip_bound(loop):
-    """The static bound on iterations, or None while the sequences' leading dim is unknown."""
-    if loop.attrs["length"] is not None:
-        return int(loop.attrs["length"])
-    seqs = split_inputs(loop)["sequences"]
-    dims = {s.shape[0] for s in seqs if s.shape is not None and s.shape[0] is not None}
-    return dims.pop() if len(dims) == 1 else None
 
 
 def outputs(loop, role, k=0):
@@ -405,6 +382,26 @@ def body_feed_shapes(loop):
         if v.op_name != "const":  # constants stay in the body, where folding sees them
             shapes[v] = tuple(x.shape)
     return shapes
+
+
+def body_types(body, inputs):
+    """[(dtype, shape)] of the body's next values when the loop's inputs are ``inputs``
+    (concrete shapes): the types the specialized body computes."""
+    from .program import specialize
+    if not body.next:
+        return []
+    a = body.loop_attrs
+    k = (1 if a["has_count"] else 0) + (1 if body.cond is not None else 0)
+    nc, ns = len(body.carried), len(body.sliced)
+    init, seqs, caps = inputs[k:k + nc], inputs[k + nc:k + nc + ns], inputs[k + nc + ns:]
+    shapes = {v: tuple(x.shape) for v, x in zip(body.carried, init)}
+    shapes.update({v: tuple(x.shape[1:]) for v, x in zip(body.sliced, seqs)})
+    if body.counter is not None:
+        shapes[body.counter] = ()
+    shapes.update({v: tuple(x.shape) for v, x in zip(body.captured, caps)
+                   if v.op_name != "const"})
+    _, mapping = specialize(body.next, shapes)
+    return [(mapping[n].dtype, mapping[n].shape) for n in body.next]
 
 
 def body_program(loop):
@@ -538,10 +535,13 @@ def loop_vjp(cotangents, loop):
 
         needed = body_nodes_from(made, [d for d in dxs if d is not None])
         for n in needed:
+            if n.opdef.projects and n.inputs[0] in fwd:
+                # a result of a loop nested in the body, read by its own adjoint: a forward
+                # value like any other (saved), not a node of the backward body
+                mapping[n] = saved(n)
+                continue
             inputs = [mapping[x] if x in mapping else
                       saved(x) if x in fwd else x for x in n.inputs]
-            if n in fwd:
-                continue
             m = graph.add_node(n.opdef, inputs, n.attrs, n.dtype, n.shape, loc=n.loc)
             m.name, m.is_grad = graph.unique_name(n.name.split("/")[-1]), True
             mapping[n] = m
@@ -649,3 +649,6 @@ def body_nodes_from(made, roots):
         seen.add(n)
         stack.extend(x for x in n.inputs if x in made and x not in seen)
     return sorted(seen, key=lambda n: n.id)
+
+
+loop_op.STRUCTURE.update(body_types=body_types, stacked_type=stacked_type, vjp=loop_vjp)

@@ -33,6 +33,7 @@ import textwrap
 
 import numpy as np
 
+from .graph import Graph
 from .scalar import format_expr
 
 def _fmt_attr(v):
@@ -187,7 +188,7 @@ def loop_summary(loop):
         "roles" (per input of the node: "count", "cond0", "init", "seq" or "captured"),
         "n_carried", "n_stacked"}.
     """
-    from .loops import trip_bound
+    from .ops.loop import trip_bound
     a, body = loop.attrs, loop.attrs["body"]
     roles = (["count"] if a["has_count"] else []) + (["cond0"] if body.cond is not None
                                                      else [])
@@ -250,11 +251,18 @@ def loop_lines(n, names, body_text):
     return textwrap.indent("\n".join(lines), "  ")
 
 
+# How a live loop's body is rendered after some passes: ``ir.passes.stages`` sets it when
+# imported (it runs the body through the passes, which build on this module); until then a
+# loop shows its summary lines only.
+body_renderer = None
+
+
 def body_text(loop, passes=()):
     """The text of ``loop``'s body program after ``passes`` (what ``program_text`` shows
     under a live loop node; stage snapshots render theirs through ``ir.passes.stages``)."""
-    from .passes.stages import LoopBodySource
-    return LoopBodySource(loop).text(tuple(passes), -1)
+    if body_renderer is None:
+        return ";; (the body is shown once graphc.ir.passes is imported)"
+    return body_renderer(loop, tuple(passes))
 
 
 def program_text(program):
@@ -285,3 +293,10 @@ def program_text(program):
 
 def format_graph(graph, title="graph"):
     return format_nodes(graph.nodes, title)
+
+
+def _graph_text(graph):
+    return format_graph(graph)
+
+
+Graph.__str__ = _graph_text  # ``str(graph)``: the text IR (see ``ir.graph.Graph``)

@@ -205,6 +205,10 @@ class Emitter:
         extra = [f"{a}={attr_literal(v)}" for a, v in sorted(n.attrs.items())]
         return f"{k}({', '.join(args + extra)})"  # a kernel may take no inputs
 
+    def nested(self, program):
+        """An emitter of a loop body ``program`` (rendered unplanned, ``numpy.loop``)."""
+        return Emitter(program)
+
     def body_lines(self):
         """The statements of the step's body, one per node (loops: several)."""
         self._assign_names()
@@ -213,7 +217,7 @@ class Emitter:
             if n.opdef.external:
                 continue
             if n.op_name == "loop":
-                body += [f"# {node_note(n)}"] + loop_lines(self, n, optimized=False)
+                body += [f"# {node_note(n)}"] + loop_lines(self, n)
                 continue
             rhs = self.expression(n)
             if rhs is None:

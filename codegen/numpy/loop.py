@@ -24,14 +24,13 @@ from ...ir.loops import check_trip, feed_roles, split_inputs
 from ..loops import UNBOUNDED, body_for_backend, output_index
 
 
-def loop_lines(em, n, optimized):
+def loop_lines(em, n):
     """Statements running loop node ``n`` in emitter ``em``'s step; defines the body
     function in ``em.setup``. ``em.name(n)`` is bound to the tuple of results."""
-    from .emitter import Emitter
     body = n.attrs["body"]
     bound = check_trip(n)
-    prog = body_for_backend(n, optimized)
-    sub = Emitter(prog)
+    prog = body_for_backend(n, em.p)
+    sub = em.nested(prog)
     sub.consts, sub.kernels, sub.seeds, sub.sites = em.consts, em.kernels, em.seeds, em.sites
     fn = prog.name
     taken = getattr(em, "body_names", set())

@@ -165,7 +165,7 @@ class PlannedEmitter(Emitter):
         op, plan = n.op_name, self.plan
         self.clobbered = []
         if op == "loop":
-            return loop_lines(self, n, optimized=True)
+            return loop_lines(self, n)
         if op == "loop_output":
             return [f"np.copyto({self.names[n]}, {self.names[n.inputs[0]]}"
                     f"[{output_index(n)}])"]

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import GraphError, ShapeError
 from ..ir import dtypes as D
+from ..ir import printer  # noqa: F401  (sets str(graph): the text IR)
 from ..ir.graph import Graph, Node, get_default_graph, reset_default_graph  # noqa: F401
 from ..ir.ops import apply, const_node
 from ..ir.ops.registry import default_array

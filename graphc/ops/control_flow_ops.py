@@ -297,6 +297,7 @@ def _loopable(loop):
     if any(_carried(v) for v in loop.state):
         return False
     return all(inv is not None and v.shape is not None and tuple(inv) == tuple(v.shape)
+               or inv is None and v.shape is None and not loop.relaxed
                for v, inv in zip(loop.state, loop.invariants))
 
 
@@ -305,6 +306,7 @@ def _real_loop(loop, name):
     Falls back to unrolling when the body has effects that depend on the loop variables."""
     g = get_default_graph()
     init = list(loop.state)
+    start = len(g.nodes)
     c0 = loop._call(loop.cond)
     if not isinstance(c0, Node):
         if not _static_pred(c0):
@@ -315,9 +317,20 @@ def _real_loop(loop, name):
              for k, x in enumerate(init)]
     loop.state = vars_
     body_first = len(g.nodes)
-    new = loop._match(loop._call(loop.body))
-    loop.state = new
-    cn = loop._call(loop.cond)
+    try:
+        new = loop._match(loop._call(loop.body))
+        loop.state = new
+        cn = loop._call(loop.cond)
+    except GraphError as e:
+        if "known only when the step runs" not in str(e):
+            raise
+        # The body needs the loop's state as build-time values (a slice bound x[i:i + 2] of
+        # the counter): unrolled, as such TF1 code expects. The attempt's nodes are dropped
+        # unless it created a Variable (collections hold it).
+        if not any(n.op_name == "variable" for n in g.nodes[start:]):
+            del g.nodes[start:]
+        loop.state = init
+        return loop.run()
     loop.state = init
     cn = convert(bool(cn)) if not isinstance(cn, Node) else cn
     _check_pred("while_loop", cn)
@@ -343,6 +356,7 @@ class _Unroller:
         self.structure = map_structure(lambda v: v if _carried(v) else convert(v), loop_vars)
         self.state = flatten(self.structure)
         self.invariants = self._invariants(shape_invariants)
+        self.relaxed = shape_invariants is not None  # the user's invariants, maybe looser
         self.static = StaticValues()
         self.limit = self._limit(maximum_iterations)
         self.active = None
@@ -427,7 +441,8 @@ class _Unroller:
 
     def _invariants(self, shape_invariants):
         if shape_invariants is None:
-            return [None if _carried(v) else tuple(v.shape) for v in self.state]
+            return [None if _carried(v) or v.shape is None else tuple(v.shape)
+                    for v in self.state]
         try:
             invs = flatten_up_to(self.structure, shape_invariants,
                                 leaf_ok=lambda v: isinstance(v, TensorShape))

@@ -12,6 +12,32 @@ from ..shapes import format_shape
 from .registry import defop, require
 
 
+# What the rules need of a loop's body as a program, and its adjoint, live in ``ir.loops``,
+# which builds on the op registry: it fills this table when imported (a loop node exists only
+# once ``ir.loops.make_loop`` made one). Keys: "body_types", "stacked_type", "vjp".
+STRUCTURE = {}
+
+
+def split_inputs(loop):
+    """{"count": node|None, "cond0": node|None, "init": [...], "sequences": [...],
+    "captured": [...]} of a loop node."""
+    a, ins = loop.attrs, list(loop.inputs)
+    out = {"count": ins.pop(0) if a["has_count"] else None}
+    out["cond0"] = ins.pop(0) if a["body"].cond is not None else None
+    k, s = a["n_carried"], a["n_sequences"]
+    out["init"], out["sequences"], out["captured"] = ins[:k], ins[k:k + s], ins[k + s:]
+    return out
+
+
+def trip_bound(loop):
+    """The static bound on iterations, or None while the sequences' leading dim is unknown."""
+    if loop.attrs["length"] is not None:
+        return int(loop.attrs["length"])
+    seqs = split_inputs(loop)["sequences"]
+    dims = {s.shape[0] for s in seqs if s.shape is not None and s.shape[0] is not None}
+    return dims.pop() if len(dims) == 1 else None
+
+
 def _loop_infer(nodes, body, length, reverse, has_count, n_carried, n_sequences):
     k = (1 if has_count else 0) + (1 if body.cond is not None else 0)
     if has_count:
@@ -32,6 +58,14 @@ def _loop_infer(nodes, body, length, reverse, has_count, n_carried, n_sequences)
                 f"sequence '{s.name}' is a scalar: loops iterate over axis 0")
     if length is not None:
         require(int(length) >= 0, f"negative number of iterations {length}")
+    if all(x.shape is not None and None not in x.shape for x in nodes):
+        body_types = STRUCTURE["body_types"]  # specialized: the body's types are concrete
+        for v, x, (dtype, shape) in zip(body.carried, init, body_types(body, nodes)):
+            require(dtype == x.dtype and tuple(shape) == tuple(x.shape),
+                    f"the body returns {dtype.short}{format_shape(shape)} for loop variable "
+                    f"'{v.name}' of {x.type_str()}",
+                    hint="a loop variable keeps its dtype and shape across iterations (to let "
+                         "a shape change, pass shape_invariants: the loop is then unrolled)")
     for s in seqs:
         if length is not None and s.shape is not None and s.shape[0] is not None:
             require(s.shape[0] >= int(length),
@@ -40,7 +74,7 @@ def _loop_infer(nodes, body, length, reverse, has_count, n_carried, n_sequences)
 
 
 def _output_infer(nodes, role, index):
-    from ..loops import split_inputs, stacked_type
+    stacked_type = STRUCTURE["stacked_type"]
     (loop,) = nodes
     require(loop.op_name == "loop", "loop_output reads a loop node")
     if role == "carried":
@@ -53,7 +87,7 @@ def _output_infer(nodes, role, index):
 
 
 def _loop_vjp(cotangents, node, *inputs, **attrs):
-    from ..loops import loop_vjp
+    loop_vjp = STRUCTURE["vjp"]
     return loop_vjp(cotangents, node)
 
 

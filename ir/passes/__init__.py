@@ -26,6 +26,7 @@ from .prune import prune_unused
 from .scale import fold_update_scale
 from .schedule import schedule_for_memory
 from .simplify import simplify_algebra
+from . import stages
 from .stages import Stages
 
 PASSES = {
@@ -105,6 +106,9 @@ def run_pipeline(program, passes=None, dump_dir=None, verify=None):
         from .dumping import write_dumps
         write_dumps(program, dump_dir)
     return program.records
+
+
+stages.RUNNER = run_pipeline  # loop bodies in the stages run through the same pipeline
 
 
 def _naive(program):

@@ -14,12 +14,12 @@ body is made of when the loop is first seen (its outputs and feed shapes:
 the pipeline around it (the same names, in the same order), and stage k of the program
 shows stage k of its bodies. The body pipeline runs once per loop, and only when a stage is
 read; ``body_programs`` gives the bodies after every pass (what the dumps write). These are
-the passes ``codegen.loops.body_for_backend`` runs before a backend compiles the body when
-the step ran the default pipeline.
+the passes ``codegen.loops.body_for_backend`` runs before a backend compiles the body.
 """
 from collections.abc import Sequence
 
 from ..graph import Node
+from .. import printer
 from ..printer import loop_summary, program_text, stable_numbers
 
 
@@ -42,6 +42,14 @@ class _FrozenLoop:
 
     def text(self):
         return self.render()
+
+
+def run_passes(program, passes):
+    """``ir.passes.run_pipeline`` (set by that package: the pipeline builds on this module)."""
+    return RUNNER(program, passes=passes)
+
+
+RUNNER = None
 
 
 class LoopBodySource:
@@ -73,14 +81,13 @@ class LoopBodySource:
         if prog is None:
             from ..loops import feed_roles
             from ..program import build_program
-            from . import run_pipeline
             prog = build_program(self.outputs, self.shapes)
             prog.name = self.name
             prog.feed_labels = {f: role if role == "counter" else f"{role}[{k}]"
                                 for f, (role, k) in zip(prog.feeds,
                                                         feed_roles(prog, self.loop))}
             prog.fetch_labels = list(self.labels)
-            run_pipeline(prog, passes=list(passes))
+            run_passes(prog, passes=list(passes))
             self._programs[passes] = prog
         return prog
 
@@ -238,3 +245,10 @@ def body_programs(program):
         passes = tuple(r["name"] for r in getattr(program, "records", ()))
     sources = [(n, source(n)) for n in program.nodes if n.op_name == "loop"]
     return [(n, src.program(passes)) for n, src in sources if src.specialized]
+
+
+def _render_body(loop, passes):
+    return LoopBodySource(loop).text(passes, -1)
+
+
+printer.body_renderer = _render_body  # live programs show their loops' bodies (ir.printer)

@@ -192,3 +192,38 @@ def test_dynamic_rnn_is_one_body_whatever_the_length():
             (d,) = gc.gradients(gc.reduce_sum(out), [x])
             sizes.append(len(g.nodes))
     assert sizes[0] == sizes[1] == sizes[2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nested_loops_and_their_gradients(backend):
+    """A while_loop inside scan's body: the outer adjoint saves the inner loop's results and
+    runs the inner adjoint loop in its own body; it equals the unrolled graph."""
+    x = gc.placeholder(F64, [4, 3], name="x")
+
+    def fn(a, r):
+        _, s = gc.while_loop(lambda i, s: i < 3, lambda i, s: (i + 1, gc.tanh(s) * 0.5 + r),
+                             (0, a))
+        return s
+    hs = gc.scan(fn, x, initializer=gc.zeros([3], F64))
+    loss = gc.reduce_sum(hs * hs)
+    (g,) = gc.gradients(loss, [x])
+    a, outs = gc.zeros([3], F64), []
+    for t in range(4):
+        for _ in range(3):
+            a = gc.tanh(a) * 0.5 + x[t]
+        outs.append(a)
+    ref = gc.reduce_sum(gc.stack(outs) ** 2)
+    (rg,) = gc.gradients(ref, [x])
+    xv = np.random.default_rng(3).uniform(-1, 1, (4, 3))
+    got = _run([loss, g, ref, rg], {x: xv}, backend)
+    np.testing.assert_allclose(got[0], got[2], rtol=1e-12)
+    np.testing.assert_allclose(got[1], got[3], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_body_that_changes_a_shape_known_only_when_fed_is_a_clear_error(backend):
+    x = gc.placeholder(gc.float32, None, name="x")  # unknown rank: checked when fed
+    _, y = gc.while_loop(lambda i, y: i < 3, lambda i, y: (i + 1, gc.concat([y, y], 0)), (0, x))
+    with pytest.raises(gc.errors.ShapeError, match=r"the body returns f32\[4\] for loop "
+                       r"variable .* of f32\[2\](.|\n)*test_loop_api.py:\d+"):
+        _run(y, {x: np.ones(2, np.float32)}, backend)

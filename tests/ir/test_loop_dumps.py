@@ -123,7 +123,7 @@ def test_optimized_step_shows_the_optimized_body_the_backend_runs(backend):
     assert [n.attrs["body"].name for n in loops] == ["rnn", "rnn_grad"]
     for loop in loops:
         block = _block(text, _head(text, loop.attrs["body"].name))
-        ran = program_text(body_for_backend(loop, True))
+        ran = program_text(body_for_backend(loop, program))
         assert _value_lines(block) == _value_lines(ran.splitlines())
         assert block[-1].startswith(";; arena ")  # the body is planned apart
     assert "fused{" in "\n".join(_block(text, _head(text, "rnn")))
@@ -232,9 +232,10 @@ def test_dump_directory_holds_each_body_pipeline(tmp_path):
     assert "subgraph cluster_" in files["graph.dot"] and "body body_rnn_grad" in files["graph.dot"]
 
 
-def test_verifier_checks_the_body_next_value_against_its_carried_value():
-    """A loop variable of unknown shape lets a body grow its state; once specialized, the
-    verifier sees next[0] is f64[6,2] for a carried f64[3,2]."""
+def test_a_body_growing_its_state_is_refused_when_specialized():
+    """A loop variable of unknown shape lets a body grow its state: with static inputs the
+    loop is refused when built, else once specialized (next[0] is f64[6,2] for a carried
+    f64[3,2]): a ShapeError at the loop's line."""
     g = gc.Graph()
     with g.as_default():
         x = gc.placeholder(gc.float64, [4, 3, 2], name="x")
@@ -242,15 +243,17 @@ def test_verifier_checks_the_body_next_value_against_its_carried_value():
         h = Lp.loop_var(g, gc.float64, None, "h")
         xt = Lp.loop_var(g, gc.float64, (3, 2), "x_t")
         grown = gc.concat([h, xt], axis=0)
-        loop = Lp.make_loop([h], [h0], [xt], [x], None, [grown], name="grow")
+        with pytest.raises(gc.errors.ShapeError) as info:  # static inputs: when built
+            Lp.make_loop([h], [h0], [xt], [x], None, [grown], name="grow")
+        msg = str(info.value)
+        h1 = gc.placeholder(gc.float64, [None, 2], name="h1")  # known when fed
+        loop = Lp.make_loop([h], [h1], [xt], [x], None, [grown], name="grow")
         out = Lp.outputs(loop, "carried", 0)
-    program = build_program([out], {x: (4, 3, 2), h0: (3, 2)})
-    with pytest.raises(gc.errors.GraphError) as info:
-        verify(program.nodes, program.graph)
-    msg = str(info.value)
-    assert "loop 'grow' body 'body_grow': next[0] ('concat') is f64[6,2]" in msg
-    assert "carried value ('h0') is f64[3,2]" in msg
-    assert "test_loop_dumps.py" in msg  # the user's line of the next value
+    with pytest.raises(gc.errors.ShapeError, match=r"f64\[6,2\] for loop variable 'h' of "
+                       r"f64\[3,2\] \(with the fed shapes\)"):
+        build_program([out], {x: (4, 3, 2), h1: (3, 2)})
+    assert "the body returns f64[6,2] for loop variable 'h' of f64[3,2]" in msg
+    assert "test_loop_dumps.py" in msg  # the user's line of the loop
 
 
 def test_verifier_checks_the_body_program_and_the_loop_structure():

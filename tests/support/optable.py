@@ -488,6 +488,9 @@ NOT_IN_TABLE = {
     "host_call": "impure, calls Python: test_host_calls (Print, Assert, py_func; both backends)",
     "host_output": "impure: test_host_calls (py_func with two outputs)",
     "after": "control dependencies: test_control_dependencies (ordering, value, gradient)",
+    "loop": "owns a body run as a loop: tests/ir/test_loop_nodes.py, tests/api/test_loop_api.py "
+            "(both backends, values and gradients against unrolled graphs, HVPs)",
+    "loop_output": "a loop's result: tested with loop",
     "range": "built only with bounds known at specialization, which makes it a constant: "
              "test_dynamic_shapes (both backends), tests/ir/test_static_args",
 }

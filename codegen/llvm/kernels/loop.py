@@ -40,7 +40,7 @@ def lower_loop(L, n):
     L.flush()
     bound = check_trip(n)
     body = n.attrs["body"]
-    prog = body_for_backend(n, getattr(L.p.plan, "planned", False))
+    prog = body_for_backend(n, L.p)
     B = L.nested(prog)
     if B._seeds or B.layout.callbacks:
         raise CompileError(f"{n.describe()}: random ops or host calls in a loop body",
