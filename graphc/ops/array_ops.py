@@ -115,8 +115,9 @@ def dims_of(x):
 def along_pending(x, axis, start, stop):
     """``x[..., start:stop, ...]`` on ``axis`` with bounds known when the step is
     specialized: a gather of ``range(start, stop)`` (the range becomes a constant then)."""
-    from .math_ops import range as gc_range
-    return apply("gather", [x, gc_range(start, stop)], {"axis": axis})
+    index = apply("range", [], {"start": start, "limit": stop, "delta": 1, "dtype": D.int32},
+                  name="range")
+    return apply("gather", [x, index], {"axis": axis})
 
 
 def axis_of(fn, x, axis):

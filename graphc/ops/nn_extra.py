@@ -10,7 +10,7 @@ from ..ir.ops import apply, convert
 from ..ir.source import user_location
 from .math_ops import (abs, concat, exp, expand_dims, greater, greater_equal,  # noqa: A004
                        less_equal, log, log1p, logical_and, matmul, minimum, pow, reshape,
-                       sigmoid, slice, stack, where, zeros_like)
+                       sigmoid, where)
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -97,33 +97,6 @@ def crelu(features, name=None, axis=-1):
 
 
 # -- convolutions composed from conv2d ---------------------------------------------------------
-def dilated_filter(filter, rates):  # noqa: A002  (TF1's name)
-    """``[kh, kw, in, out]`` -> ``[(kh - 1) rh + 1, (kw - 1) rw + 1, in, out]``: the taps
-    spread ``rates`` apart with zeros between. A dilated (atrous) convolution is the plain
-    convolution with this filter, its gradient the filter's gradient read back at the taps.
-
-    Args:
-        filter: a filter with a static shape.
-        rates: (rh, rw), positive ints.
-    Returns:
-        the dilated filter (``filter`` itself for rates (1, 1)).
-    Example:
-        >>> dilated_filter(w, (2, 2))   # [3, 3, c, o] -> [5, 5, c, o]
-    """
-    f = convert(filter)
-    for axis, rate in zip((0, 1), rates):
-        if rate == 1:
-            continue
-        k = f.shape[axis]
-        spread = stack([f] + [zeros_like(f)] * (rate - 1), axis=axis + 1)  # [.., k, rate, ..]
-        dims = list(f.shape)
-        dims[axis] = k * rate
-        begin, size = [0] * 4, list(f.shape)
-        size[axis] = (k - 1) * rate + 1
-        f = slice(reshape(spread, dims), begin, size)
-    return f
-
-
 def atrous_conv2d(value, filters, rate, padding, name=None):
     """TF1's ``tf.nn.atrous_conv2d``: the NHWC convolution with ``filters``' taps ``rate``
     apart (``conv2d(..., dilations=[1, rate, rate, 1])``).
