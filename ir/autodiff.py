@@ -29,6 +29,8 @@ def unbroadcast(grad, x, node=None, index=None):
         grad: the VJP's gradient for input ``index`` of the forward ``node``.
         x: that input.
     """
+    if x.shape is None or grad.shape is None:  # a rank known only when specialized
+        return F.sum_to_like(grad, x)
     shape = tuple(x.shape)
     if node is not None and _may_hide_broadcast(grad.shape, shape, node, index):
         return F.sum_to_like(grad, x)

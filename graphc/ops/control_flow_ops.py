@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import GraphError, ShapeError, DTypeError
 from ..ir import dtypes as D
 from ..ir import loops as Lp
+from .array_ops import scalar_arg
 from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, convert
 from ..ir.shapes import TensorShape
@@ -70,7 +71,7 @@ def cond(pred, true_fn=None, false_fn=None, strict=False, name=None, fn1=None, f
     static = _static_pred(pred)
     if static is not None:
         return _unpack(true_fn() if static else false_fn(), strict)
-    _check_pred("cond", pred)
+    pred = _check_pred("cond", pred)
     g = get_default_graph()
     with g.name_scope(name or "cond"):
         t = _branch(g, true_fn, "true_fn")
@@ -144,6 +145,7 @@ def _check_pred(fn, pred):
     if pred.shape is not None and pred.rank != 0:
         raise ShapeError(f"{fn}: pred must be a scalar, found {pred.type_str()}",
                          loc=user_location(), hint="for elementwise selection use gc.where")
+    return scalar_arg(pred)  # a shapeless bool placeholder: a scalar, checked when fed
 
 
 def _branch(g, fn, which):
@@ -312,7 +314,7 @@ def _real_loop(loop, name):
         if not _static_pred(c0):
             return init
         c0 = convert(bool(c0))
-    _check_pred("while_loop", c0)
+    c0 = _check_pred("while_loop", c0)
     vars_ = [Lp.loop_var(g, x.dtype, x.shape, f"{name.split('/')[-1]}_var{k}")
              for k, x in enumerate(init)]
     loop.state = vars_
@@ -333,7 +335,7 @@ def _real_loop(loop, name):
         return loop.run()
     loop.state = init
     cn = convert(bool(cn)) if not isinstance(cn, Node) else cn
-    _check_pred("while_loop", cn)
+    cn = _check_pred("while_loop", cn)
     trip = loop.limit
     if trip is None:
         trip = Lp.static_trip_count(vars_, init, new, cn, c0)
@@ -393,7 +395,7 @@ class _Unroller:
         """False when ``pred`` is known False; True to run the body (maybe frozen)."""
         if not isinstance(pred, Node):
             return bool(_static_pred(pred))
-        _check_pred("while_loop", pred)
+        pred = _check_pred("while_loop", pred)
         value = self.static.value(pred)
         if isinstance(value, np.ndarray):
             return bool(value)

@@ -114,7 +114,7 @@ def _scoped_tag(name, family):
 def _as_tensor(kind, tag, value, loc):
     if not isinstance(value, Node):
         value = constant(value)
-    if value.dtype is None or value.shape is None:
+    if value.dtype is None:
         raise GraphError(f"{kind} summary '{tag}': {value.describe()} is an op without a "
                          "value", loc=loc, hint="summarize a tensor, e.g. the loss")
     if value.dtype.name == "bool":

@@ -326,8 +326,6 @@ def test_a_feed_still_must_fit_a_known_shape():
         sess.run(x * 2, {x: np.ones((2, 4))})
 
 
-@pytest.mark.xfail(strict=True, reason="ir/autodiff.unbroadcast needs the unknown-rank case "
-                   "(sum_to_like when x or the gradient has shape None)")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_linear_regression_with_shapeless_placeholders_trains(backend):
     X, Y = gc.placeholder("float"), gc.placeholder("float")
@@ -358,8 +356,6 @@ def test_the_command_line_takes_a_shape_for_an_unknown_rank():
         concrete_shapes([X, x], {"x": (2, 3)})
 
 
-@pytest.mark.xfail(strict=True, reason="ir/autodiff.unbroadcast needs the unknown-rank case "
-                   "(sum_to_like when x or the gradient has shape None)")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tf1_getting_started_linear_model(backend):
     """TF 1.x's 'Getting Started' program: its documented result is W -0.9999969,
