@@ -202,7 +202,8 @@ def make_loop(carried, init, sliced, sequences, counter, next, stacked=(), cond=
 # axes (``OpDef.broadcast_core``: elementwise ops, matmul): the op itself, on inputs with a
 # leading T axis, computes every element at once. A matmul of a concat mixing elements and
 # state by an invariant kernel (TF1 cells: concat([x, h], 1) @ kernel) is split first:
-# x @ kernel[:D] + h @ kernel[D:].
+# x @ kernel[:D] + h @ kernel[D:]. A matmul reading an invariant operand transposed
+# (a backward body's dh = dz @ W^T) reads W^T computed once before the loop instead.
 
 
 def hoist_per_element(carried, sliced, counter, sequences, next, stacked, cond, name):
@@ -280,11 +281,29 @@ def hoist_per_element(carried, sliced, counter, sequences, next, stacked, cond, 
                 total = prod if total is None else apply("add", [total, prod], {}, name="sum")
         return total
 
+    def untransposed(n):
+        """``matmul(a, b^T)`` with ``b`` invariant as ``matmul(a, c)``, ``c = b^T`` computed
+        once before the loop (a kernel would transpose ``b`` at every iteration); None when
+        ``n`` has no invariant transposed operand."""
+        if n.op_name != "matmul":
+            return None
+        attrs, ins = dict(n.attrs), [read(x) for x in n.inputs]
+        done = False
+        for i, flag in enumerate(("transpose_a", "transpose_b")):
+            x = n.inputs[i]
+            if attrs.get(flag) and x not in state and x not in per_element \
+                    and x.shape is not None and len(x.shape) == 2:
+                ins[i] = apply("transpose", [x], {"perm": (1, 0)}, name="hoisted_transpose")
+                attrs[flag], done = False, True
+        return apply("matmul", ins, attrs, name=n.name.split("/")[-1]) if done else None
+
     changed = False
     for n in body:
         if n not in state or n in carried or n is counter:
             continue
         whole = split(n)
+        if whole is None:
+            whole = untransposed(n)
         if whole is not None:
             mapping[n], changed = whole, True
             continue

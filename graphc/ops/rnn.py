@@ -152,6 +152,8 @@ class RNNCell:
         """``concat([x, h]) @ kernel + bias`` split into ``count`` blocks of num_units."""
         z = matmul(concat([x, h], 1), kernel) + bias
         u = self.num_units
+        if count == 1:
+            return [z]  # the whole of z: no slice (a copy, and its gradient, per time step)
         return [z[:, k * u:(k + 1) * u] for k in range(count)]
 
 
