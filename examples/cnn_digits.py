@@ -49,7 +49,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="2 epochs")
-    parser.add_argument("--backend", default="numpy", choices=("numpy", "llvm"))
+    parser.add_argument("--backend", default=None, choices=("numpy", "llvm"),
+                        help="default: $GRAPHC_BACKEND, else LLVM where it works")
     args = parser.parse_args(argv)
     epochs = 2 if args.quick else args.epochs
     x_tr, x_te, y_tr, y_te = train_test_split(*load_digits(), test_fraction=0.2, seed=0)
@@ -63,7 +64,7 @@ def main(argv=None):
                       for xb, yb in batches(x_tr, y_tr, 32, seed=epoch, drop_last=True)]
             acc = sess.run(accuracy, {x: x_te, y: y_te, keep_prob: 1.0})
             print(f"epoch {epoch + 1:2d}  train loss {np.mean(losses):.4f}  test accuracy "
-                  f"{acc:.4f}  ({time.perf_counter() - t0:.2f}s, backend {args.backend})")
+                  f"{acc:.4f}  ({time.perf_counter() - t0:.2f}s, backend {sess.backend})")
     print(f"test accuracy {acc:.4f}")
     return float(acc)
 

@@ -35,7 +35,8 @@ def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # 
             tensor may be listed, as TF1's feed_dict allows: an intermediate value (the fed
             value replaces it; placeholders only it reads need not be fed) or a Variable
             (its reads see the fed value; the stored value and its assigns are unchanged).
-        backend: "numpy" or "llvm" (default: ``$GRAPHC_BACKEND``, else "numpy").
+        backend: "numpy" or "llvm" (default: ``$GRAPHC_BACKEND``, else "llvm" when it works
+            on this host, else "numpy" with a one-line notice).
         optimize: run the pass pipeline; False gives the unoptimized reference.
         dump_dir: write IR dumps for every compiled signature there (also ``GRAPHC_DUMP``).
         passes: the pass names to run (default ``graphc.ir.passes.DEFAULT_PIPELINE``).

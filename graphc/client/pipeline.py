@@ -73,10 +73,10 @@ def pipeline_for(optimize, passes, checks):
 
 
 def default_backend():
-    """``$GRAPHC_BACKEND`` ("numpy" or "llvm"), else "numpy": the backend of a Session or
-    ``gc.compile`` that names none (runs existing scripts natively without editing them)."""
-    import os
-    return os.environ.get("GRAPHC_BACKEND") or "numpy"
+    """The backend of a Session or ``gc.compile`` that names none: ``$GRAPHC_BACKEND``, else
+    LLVM when it works on this host, else NumPy with a notice (``backend_choice``)."""
+    from .backend_choice import default_backend as choose
+    return choose()
 
 
 def _gc_paused(fn):

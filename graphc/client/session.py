@@ -25,7 +25,8 @@ class Session:
 
     Args:
         graph: the graph (default: the default graph).
-        backend: "numpy" or "llvm" (default: ``$GRAPHC_BACKEND``, else "numpy").
+        backend: "numpy" or "llvm" (default: ``$GRAPHC_BACKEND``, else "llvm" when it works
+            on this host, else "numpy" with a one-line notice).
         optimize: run the pass pipeline (False: the unoptimized reference).
         dump_dir: write IR dumps and generated code for every compiled signature.
     Example:
