@@ -146,3 +146,18 @@ def test_a_hit_names_the_current_graphs_node_and_line_when_it_fails(runs):
     message = str(info.value)
     assert "second_gather" in message and "first_gather" not in message
     assert "test_compile_cache.py" in message
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_hit_saves_and_the_loaded_step_continues_with_the_same_bits(runs, backend, tmp_path):
+    _train(backend, steps=1)
+    hit, _ = _train(backend, steps=1)
+    assert hit.compiled.cache_hit
+    path = tmp_path / "step.gcx"
+    hit.save(str(path))  # the random state and code of the running (cached) step
+    loaded = gc.load(str(path))
+    xs, ys = _data()
+    for _ in range(2):
+        assert hit(x=xs, y=ys)[0].tobytes() == loaded(x=xs, y=ys)[0].tobytes()
+    for name, value in hit.variables.items():
+        assert value.tobytes() == loaded.variables[name].tobytes()
