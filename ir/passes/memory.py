@@ -12,8 +12,6 @@ writes over an input it is still reading unless the plan says in place).
 unplanned step allocates; ``live_peak`` (the most bytes live at once) is the lower bound any
 packing could reach.
 """
-import bisect
-
 import numpy as np
 
 from ..program import MemoryPlan
@@ -84,63 +82,20 @@ def live_peak(nodes, plan, fetches):
     return peak
 
 
-class _Placed:
-    """Placed buffers, found by schedule interval in time proportional to what is found.
-
-    A buffer placed for [first, last] is filed under its first position and, in a segment
-    tree over positions, under the O(log n) nodes covering [first, last]. The buffers whose
-    interval meets [a, b] are those live at a (the tree nodes on a's path) and those
-    starting in (a, b] (a range of the sorted starts): no scan of every placed buffer.
-    """
-
-    def __init__(self, npos):
-        self.size = 1
-        while self.size < npos:
-            self.size *= 2
-        self.tree = {}  # tree node -> [(offset, end)] of buffers covering its positions
-        self.starts, self.by_start = [], {}
-
-    def add(self, block, first, last):
-        lo, hi = first + self.size, last + self.size + 1
-        while lo < hi:
-            if lo & 1:
-                self.tree.setdefault(lo, []).append(block)
-                lo += 1
-            if hi & 1:
-                hi -= 1
-                self.tree.setdefault(hi, []).append(block)
-            lo, hi = lo >> 1, hi >> 1
-        if first not in self.by_start:
-            bisect.insort(self.starts, first)
-            self.by_start[first] = []
-        self.by_start[first].append(block)
-
-    def meeting(self, a, b):
-        """The (offset, end) of every placed buffer whose interval meets [a, b]."""
-        out = []
-        i = a + self.size
-        while i:
-            out.extend(self.tree.get(i, ()))
-            i >>= 1
-        for k in range(bisect.bisect_right(self.starts, a),
-                       bisect.bisect_right(self.starts, b)):
-            out.extend(self.by_start[self.starts[k]])
-        return out
-
-
 def _first_fit(busy, size):
     """The lowest aligned offset where ``size`` bytes overlap none of the ``busy`` (offset,
-    end) blocks. Many blocks (an unrolled loop keeps thousands live) go through NumPy: the
-    offset tried before each block (in offset order) is the largest aligned end so far."""
+    end) blocks (a list of pairs or a (k, 2) array). Many blocks (an unrolled loop keeps
+    thousands live) go through NumPy: the offset tried before each block (in offset order) is
+    the largest aligned end so far."""
     if len(busy) < 64:
         off = 0
-        for o, e in sorted(busy):
+        for o, e in sorted(map(tuple, busy) if isinstance(busy, np.ndarray) else busy):
             if off + size <= o:
                 break
             if e > off:  # (off stays aligned: max(off, _align(e)))
                 off = (e + ALIGN - 1) // ALIGN * ALIGN
-        return off
-    blocks = np.array(busy, dtype=np.int64)
+        return int(off)
+    blocks = np.asarray(busy, dtype=np.int64).reshape(-1, 2)
     blocks = blocks[np.lexsort((blocks[:, 1], blocks[:, 0]))]
     ends = np.maximum.accumulate((blocks[:, 1] + ALIGN - 1) // ALIGN * ALIGN)
     tried = np.concatenate(([0], ends[:-1]))
@@ -149,18 +104,24 @@ def _first_fit(busy, size):
 
 
 def _place(owners, interval):
-    """Greedy-by-size packing; returns {id(owner): offset} and the arena size."""
+    """Greedy-by-size packing; returns {id(owner): offset} and the arena size.
+
+    The buffers placed so far are columns of arrays, so finding those whose interval meets
+    the new one's is one vectorized comparison (a scan in Python per buffer made planning
+    quadratic in Python steps on an unrolled loop, whose live set grows with its length).
+    """
     order = sorted(range(len(owners)), key=lambda i: (-nbytes(owners[i]),
                                                       interval[id(owners[i])][0], i))
-    placed = _Placed(max((b for _, b in interval.values()), default=0) + 1)
+    first, last, start, end = (np.empty(len(owners), np.int64) for _ in range(4))
     offsets, top = {}, 0
-    for i in order:
+    for k, i in enumerate(order):
         n = owners[i]
         size = max(nbytes(n), 1)
         a, b = interval[id(n)]
-        off = _first_fit(placed.meeting(a, b), size)
+        meet = np.flatnonzero((first[:k] <= b) & (last[:k] >= a))
+        off = _first_fit(np.column_stack((start[meet], end[meet])), size)
         offsets[id(n)] = off
-        placed.add((off, off + size), a, b)
+        first[k], last[k], start[k], end[k] = a, b, off, off + size
         top = max(top, _align(off + size))
     return offsets, top
 
