@@ -109,8 +109,8 @@ class Saver:
             ``global_step`` suffix (None or 0: keep all).
     Example:
         >>> saver = gc.train.Saver()
-        >>> path = saver.save(sess, "ckpt/model", global_step=100)   # ckpt/model-100.npz
-        >>> saver.restore(sess, path)
+        >>> path = saver.save(sess, "ckpt/model", global_step=100)   # "ckpt/model-100"
+        >>> saver.restore(sess, path)                                 # reads ckpt/model-100.npz
     """
 
     def __init__(self, var_list=None, max_to_keep=5, **unused):
@@ -127,10 +127,13 @@ class Saver:
 
         Args:
             sess: a Session or a compiled step.
-            save_path: file path; its folder is created if needed.
+            save_path: the checkpoint's prefix, as TF1's (a path ending in ``.npz`` names
+                the file itself); its folder is created if needed.
             global_step: an int (or int variable) appended as ``-<step>``.
         Returns:
-            The path written.
+            TF1's prefix: ``save_path``, or ``save_path-<step>`` with a global step
+            (``"ckpt/model.ckpt-1000"``, the file being ``ckpt/model.ckpt-1000.npz``);
+            ``restore``, ``latest_checkpoint`` and ``get_checkpoint_state`` use the same.
         Raises:
             GraphError: a variable without a value (not initialized).
         """
@@ -146,16 +149,18 @@ class Saver:
             raise GraphError(f"Saver.save: {len(missing)} variable(s) have no value: "
                              + ", ".join(missing),
                              hint="run gc.global_variables_initializer() first")
-        path = _checkpoint_path(save_path, global_step, sess)
+        prefix = _checkpoint_prefix(save_path, global_step, sess)
+        path = _file_of(prefix)
         meta = {"format": FORMAT, "version": VERSION,
                 "variables": {n: [list(a.shape), a.dtype.str] for n, a in arrays.items()}}
         arrays[_META] = np.array(json.dumps(meta))
         _write_atomically(path, arrays)
-        self._remember(path, global_step is not None)
-        return path
+        self._remember(prefix, global_step is not None)
+        return prefix
 
     def restore(self, sess, save_path):
-        """Load the variables from ``save_path`` into ``sess`` after checking all of them.
+        """Load the variables from ``save_path`` (the prefix ``save`` returned, or the
+        ``.npz`` file itself) into ``sess`` after checking all of them.
 
         Entries of the checkpoint that this Saver does not ask for are ignored (restoring a
         subset is allowed); missing names, other shapes or other dtypes are errors.
@@ -193,18 +198,19 @@ class Saver:
         for name, var, arr in plan:
             holder.set(name, var, arr)
 
-    def _remember(self, path, numbered):
-        folder = os.path.dirname(os.path.abspath(path))
+    def _remember(self, prefix, numbered):
+        """Record the checkpoint just written (its prefix, as TF1's ``last_checkpoints``)."""
+        folder = os.path.dirname(os.path.abspath(prefix))
         if numbered and folder not in self._recovered:  # a restart: the list is on disk
             self._recovered.add(folder)
             known = {os.path.abspath(p) for p in self.last_checkpoints}
             self.last_checkpoints[:0] = [p for p in _read_state(folder)
-                                         if os.path.isfile(p) and p not in known]
+                                         if os.path.isfile(_file_of(p)) and p not in known]
         self.last_checkpoints = [p for p in self.last_checkpoints
-                                 if os.path.abspath(p) != os.path.abspath(path)] + [path]
+                                 if os.path.abspath(p) != os.path.abspath(prefix)] + [prefix]
         if numbered and self.max_to_keep:
             while len(self.last_checkpoints) > self.max_to_keep:
-                old = self.last_checkpoints.pop(0)
+                old = _file_of(self.last_checkpoints.pop(0))
                 if os.path.exists(old):
                     os.remove(old)
         if numbered:
@@ -213,8 +219,9 @@ class Saver:
 
 
 def _read_state(folder):
-    """The checkpoints the folder's state file lists, oldest first (absolute paths); [] when
-    there is none or it does not parse (it only decides what ``max_to_keep`` deletes)."""
+    """The checkpoints the folder's state file lists, oldest first (absolute prefixes); [] when
+    there is none or it does not parse (it only decides what ``max_to_keep`` deletes). Lists
+    written before ``save`` returned prefixes name the ``.npz`` files; those are read too."""
     try:
         with open(os.path.join(folder, STATE), encoding="utf-8") as f:
             text = f.read(1 << 20)
@@ -224,8 +231,9 @@ def _read_state(folder):
     out = []
     for name in names:
         name = name.replace('\\"', '"').replace("\\\\", "\\")
-        if os.path.basename(name) == name and name.endswith(".npz"):  # ours: in this folder
-            out.append(os.path.join(folder, name))
+        path = os.path.join(folder, name)
+        if os.path.basename(name) == name and os.path.isfile(_file_of(path)):  # ours
+            out.append(_prefix_of(path))
     return out
 
 
@@ -252,9 +260,14 @@ def _checkpoints(directory):
 
 
 def latest_checkpoint(directory):
-    """The most recently written ``.npz`` checkpoint in ``directory``, or None."""
+    """The prefix of the most recently written checkpoint in ``directory`` (as ``Saver.save``
+    returned it: ``"ckpt/model-1000"``), or None.
+
+    Example:
+        >>> saver.restore(sess, gc.train.latest_checkpoint("ckpt"))
+    """
     files = _checkpoints(directory)
-    return files[-1] if files else None
+    return _prefix_of(files[-1]) if files else None
 
 
 class CheckpointState:
@@ -280,24 +293,34 @@ def get_checkpoint_state(checkpoint_dir, latest_filename=None):
         latest_filename: accepted for TF1 compatibility, unused.
     Returns:
         A ``CheckpointState`` (``model_checkpoint_path``: the newest,
-        ``all_model_checkpoint_paths``: all, oldest first), or None when there is none.
+        ``all_model_checkpoint_paths``: all, oldest first; prefixes, as ``Saver.save``
+        returns them), or None when there is none.
     Example:
         >>> ckpt = gc.train.get_checkpoint_state("ckpt")
         >>> if ckpt: saver.restore(sess, ckpt.model_checkpoint_path)
     """
-    files = _checkpoints(os.fspath(checkpoint_dir))
-    return CheckpointState(files[-1], files) if files else None
+    prefixes = [_prefix_of(f) for f in _checkpoints(os.fspath(checkpoint_dir))]
+    return CheckpointState(prefixes[-1], prefixes) if prefixes else None
 
 
-def _checkpoint_path(save_path, global_step, sess):
+def _checkpoint_prefix(save_path, global_step, sess):
+    """TF1's checkpoint prefix: ``save_path``, with ``-<step>`` for a global step (put
+    before a ``.npz`` that names the file: ``m.npz`` at step 3 is ``m-3``)."""
     path = os.fspath(save_path)
-    if path.endswith(".npz"):
-        path = path[:-4]
     if global_step is not None:
         if not isinstance(global_step, (int, np.integer)):
             global_step = int(sess.run(global_step))  # a step variable: its current value
-        path = f"{path}-{int(global_step)}"
-    return path + ".npz"
+        path = f"{path.removesuffix('.npz')}-{int(global_step)}"
+    return path
+
+
+def _file_of(prefix):
+    """The ``.npz`` file holding the checkpoint ``prefix`` (a path ending in ``.npz`` is it)."""
+    return prefix if prefix.endswith(".npz") else prefix + ".npz"
+
+
+def _prefix_of(path):
+    return path.removesuffix(".npz")
 
 
 def checkpoint_exists(checkpoint_prefix):

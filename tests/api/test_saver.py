@@ -44,7 +44,8 @@ def test_round_trip_restores_every_variable_including_slots(tmp_path, backend):
     g, sess, (x, W, b, train, init) = trained_session(backend=backend)
     saved = {v.name: a.copy() for v, a in sess.values.items()}
     path = gc.train.Saver().save(sess, tmp_path / "ckpt" / "model")
-    assert path.endswith("model.npz") and os.path.isfile(path)
+    assert path == str(tmp_path / "ckpt" / "model")  # TF1's prefix; the file is model.npz
+    assert os.path.isfile(path + ".npz") and not os.path.exists(path)
     assert {"dense/W", "dense/b", "global_step", "dense/W/Adam/m", "Adam/beta1_power"} <= set(saved)
 
     g2, sess2, (x2, W2, b2, train2, init2) = trained_session(steps=3, backend=backend)
@@ -62,12 +63,36 @@ def test_global_step_suffix_max_to_keep_and_latest(tmp_path):
     g, sess, (x, W, b, train, init) = trained_session(steps=1)
     saver = gc.train.Saver(max_to_keep=2)
     paths = [saver.save(sess, tmp_path / "m", global_step=i) for i in (1, 2, 3)]
-    assert [os.path.basename(p) for p in paths] == ["m-1.npz", "m-2.npz", "m-3.npz"]
-    assert not os.path.exists(paths[0]) and os.path.exists(paths[2])
+    assert [os.path.basename(p) for p in paths] == ["m-1", "m-2", "m-3"]
+    assert not os.path.exists(paths[0] + ".npz") and os.path.exists(paths[2] + ".npz")
+    assert saver.last_checkpoints == paths[1:]
     with g.as_default():
         step = gc.train.get_global_step()
-    assert saver.save(sess, tmp_path / "s", global_step=step).endswith("s-1.npz")
-    assert gc.train.latest_checkpoint(str(tmp_path)) is not None
+    latest = saver.save(sess, tmp_path / "s", global_step=step)
+    assert latest == str(tmp_path / "s-1")
+    assert gc.train.latest_checkpoint(str(tmp_path)) == latest
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_save_returns_tf1_prefix_that_restore_and_latest_checkpoint_accept(tmp_path, backend):
+    """TF1: saver.save(sess, "/tmp/model.ckpt") -> "/tmp/model.ckpt"; with global_step=1000
+    -> "/tmp/model.ckpt-1000"; latest_checkpoint gives that prefix and restore takes it."""
+    g, sess, (x, W, b, train, init) = trained_session(steps=2, backend=backend)
+    saver = gc.train.Saver()
+    prefix = str(tmp_path / "model.ckpt")
+    assert saver.save(sess, prefix) == prefix
+    assert saver.save(sess, prefix, global_step=1000) == prefix + "-1000"
+    assert os.path.isfile(prefix + "-1000.npz")
+    latest = gc.train.latest_checkpoint(str(tmp_path))
+    assert latest == prefix + "-1000"
+    assert gc.train.checkpoint_exists(latest)
+    state = (tmp_path / "checkpoint").read_text()
+    assert state.splitlines()[0] == 'model_checkpoint_path: "model.ckpt-1000"'
+    saved_w = sess.values[W].copy()
+    sess.run(train, {x: FEED})
+    assert not np.array_equal(sess.values[W], saved_w)
+    saver.restore(sess, latest)
+    np.testing.assert_array_equal(sess.values[W], saved_w)
 
 
 class FakeStep:
@@ -95,7 +120,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     g, sess, (x, W, b, train, init) = trained_session(steps=1)
     saver = gc.train.Saver()
     path = saver.save(sess, tmp_path / "model")
-    before = open(path, "rb").read()
+    before = open(path + ".npz", "rb").read()
     old_w = sess.values[W].copy()
     sess.run(train, {x: FEED})
 
@@ -114,7 +139,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         saver.save(sess, tmp_path / "model")
     monkeypatch.undo()
     assert len(calls) == 2
-    assert open(path, "rb").read() == before
+    assert open(path + ".npz", "rb").read() == before
     assert os.listdir(tmp_path) == ["model.npz"]  # no temporary file left behind
     g2, sess2, (_, W2, _, _, _) = trained_session(steps=0)
     gc.train.Saver().restore(sess2, path)
@@ -124,7 +149,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 def test_corrupted_and_foreign_files_are_rejected(tmp_path):
     g, sess, _ = trained_session(steps=1)
     path = gc.train.Saver().save(sess, tmp_path / "model")
-    data = open(path, "rb").read()
+    data = open(path + ".npz", "rb").read()
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(ArtifactError, match="not a readable checkpoint.*\n.*truncated or "

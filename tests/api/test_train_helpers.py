@@ -38,10 +38,10 @@ def test_get_checkpoint_state_lists_kept_checkpoints_newest_last(tmp_path):
             for k in range(3):  # steps 1, 2, 3; the first is deleted (max_to_keep=2)
                 sess.run(train_op)
                 paths.append(saver.save(sess, str(tmp_path / "model"), global_step=step))
-                os.utime(paths[-1], ns=(10**9 * (k + 1),) * 2)  # distinct write times
+                os.utime(paths[-1] + ".npz", ns=(10**9 * (k + 1),) * 2)  # distinct write times
             state = gc.train.get_checkpoint_state(tmp_path)
             assert state.model_checkpoint_path == paths[-1]
-            assert state.model_checkpoint_path.endswith("model-3.npz")
+            assert state.model_checkpoint_path == str(tmp_path / "model-3")
             assert state.all_model_checkpoint_paths == paths[1:]
             assert state.model_checkpoint_path == gc.train.latest_checkpoint(str(tmp_path))
             sess.run(train_op)
