@@ -296,9 +296,10 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
 def _loopable(loop):
     """Whether ``loop`` (an ``_Unroller`` not yet run) can be a loop node: no TensorArray
     loop variable, no shape allowed to change between iterations."""
-    if any(_carried(v) for v in loop.state):
+    if any(_carried(v) and not hasattr(v, "in_loop") for v in loop.state):
         return False
-    return all(inv is not None and v.shape is not None and tuple(inv) == tuple(v.shape)
+    return all(_carried(v) or inv is not None and v.shape is not None
+               and tuple(inv) == tuple(v.shape)
                or inv is None and v.shape is None and not loop.relaxed
                for v, inv in zip(loop.state, loop.invariants))
 
@@ -315,7 +316,9 @@ def _real_loop(loop, name):
             return init
         c0 = convert(bool(c0))
     c0 = _check_pred("while_loop", c0)
-    vars_ = [Lp.loop_var(g, x.dtype, x.shape, f"{name.split('/')[-1]}_var{k}")
+    arrays = [k for k, x in enumerate(init) if _carried(x)]  # TensorArrays: stacked
+    vars_ = [x.in_loop() if _carried(x) else
+             Lp.loop_var(g, x.dtype, x.shape, f"{name.split('/')[-1]}_var{k}")
              for k, x in enumerate(init)]
     loop.state = vars_
     body_first = len(g.nodes)
@@ -336,15 +339,67 @@ def _real_loop(loop, name):
     loop.state = init
     cn = convert(bool(cn)) if not isinstance(cn, Node) else cn
     cn = _check_pred("while_loop", cn)
+    tensors = [k for k in range(len(init)) if k not in arrays]
+    tv, ti, tn = ([vars_[k] for k in tensors], [init[k] for k in tensors],
+                  [new[k] for k in tensors])
     trip = loop.limit
     if trip is None:
-        trip = Lp.static_trip_count(vars_, init, new, cn, c0)
+        trip = Lp.static_trip_count(tv, ti, tn, cn, c0)
+    stacked = _array_writes(arrays, vars_, init, new, tv, ti, tn, trip)
     made = set(g.nodes[body_first:])
-    if any(n.opdef.impure for n in Lp.body_nodes_from(made, list(new) + [cn])):
-        return loop.run()  # unrolled: the body's effects happen once per iteration
-    node = Lp.make_loop(vars_, init, [], [], None, new, [], cond=cn, cond0=c0, length=trip,
+    if stacked is None or any(n.opdef.impure for n in Lp.body_nodes_from(
+            made, tn + [v for v in stacked if v is not None] + [cn])):
+        if not any(n.op_name == "variable" for n in g.nodes[start:]):
+            del g.nodes[start:]
+        loop.state = init  # unrolled: effects once per iteration, or writes it cannot stack
+        return loop.run()
+    writes = [v for v in stacked if v is not None]
+    node = Lp.make_loop(tv, ti, [], [], None, tn, writes, cond=cn, cond0=c0, length=trip,
                         name=name)
-    return [Lp.outputs(node, "carried", k) for k in range(len(init))]
+    out, j = list(init), 0
+    for k, x in enumerate(init):
+        if k in arrays:
+            if stacked[arrays.index(k)] is not None:
+                out[k] = x.filled(Lp.outputs(node, "stacked", j))
+                j += 1
+        else:
+            out[k] = Lp.outputs(node, "carried", tensors.index(k))
+    return out
+
+
+def _array_writes(arrays, vars_, init, new, tv, ti, tn, trip):
+    """Per TensorArray loop variable, the value the body writes at the loop's counter (None
+    when it writes nothing), or None when a write cannot be stacked: an index that is not a
+    counter (a loop variable from 0 stepping by 1), several writes, or no bound on the
+    iterations matching the array's size."""
+    out = []
+    for k in arrays:
+        writes = new[k].writes
+        if not writes:
+            out.append(None)
+            continue
+        if len(writes) != 1 or trip is None:
+            return None
+        index, value = writes[0]
+        if index not in tv or not _counter(index, ti[tv.index(index)], tn[tv.index(index)]):
+            return None
+        size = len(init[k]._elements)
+        if size != trip and not (init[k].dynamic_size and size <= trip):
+            return None
+        out.append(value)
+    return out
+
+
+def _counter(var, first, nxt):
+    """Whether loop variable ``var`` counts iterations: 0 first, then ``var + 1``."""
+    value = StaticValues().value(first)
+    if not isinstance(value, np.ndarray) or value.shape != () or int(value) != 0:
+        return False
+    if nxt.op_name != "add" or var not in nxt.inputs:
+        return False
+    other = nxt.inputs[1] if nxt.inputs[0] is var else nxt.inputs[0]
+    one = StaticValues().value(other)
+    return isinstance(one, np.ndarray) and one.shape == () and int(one) == 1
 
 
 class _Unroller:

@@ -2,9 +2,12 @@
 
 graphc unrolls ``while_loop`` when the graph is built, so a TensorArray need not exist at run
 time: it is a list of tensors, and each ``write`` returns a new TensorArray holding one more
-(TF1's functional style: ``ta = ta.write(t, y)``). Indices must therefore be known when the
-graph is built: Python ints, constants, or the counter of an unrolled loop (``StaticValues``
-evaluates it); an index known only at run time is refused naming its node and line.
+(TF1's functional style: ``ta = ta.write(t, y)``). Write indices must be known when the graph
+is built (Python ints, constants, the counter of an unrolled loop, which ``StaticValues``
+evaluates), except inside a ``while_loop`` run as a loop node: there ``LoopTensorArray``
+records a write at the loop's counter, which the loop stacks (``filled``: the array then
+holds one tensor of every element). ``read`` also takes an index known only at run time: a
+row of ``stack()`` (out of range: InvalidArgumentError when the step runs).
 
 """
 import numpy as np
@@ -13,14 +16,14 @@ from ..errors import DTypeError, GraphError, ShapeError
 from ..framework.graph import no_op
 from ..ir import dtypes as D
 from ..ir.graph import Node
-from ..ir.ops import const_node, convert
+from ..ir.ops import apply, const_node, convert
 from ..ir.shapes import TensorShape
 from ..ir.source import user_location
 from ..ir.static import evaluator as _evaluator
 from ..ir.static import static_value
 from .math_ops import concat, identity, stack, stop_gradient, zeros
 
-__all__ = ["TensorArray"]
+__all__ = ["TensorArray", "LoopTensorArray"]
 
 
 
@@ -128,6 +131,7 @@ class TensorArray:
         self._element_shape = None if element_shape is None or \
             TensorShape(element_shape).dims is None else tuple(TensorShape(element_shape))
         self._clear_after_read = True if clear_after_read is None else bool(clear_after_read)
+        self._stacked = None  # [size, ...]: every element, as a loop stacked them (``filled``)
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -159,7 +163,13 @@ class TensorArray:
             GraphError: an index out of range or known only at run time, or an unwritten
                 element of a partly known shape.
         """
+        if isinstance(index, Node) and index.dtype is not None and index.dtype.is_integer \
+                and static_value(index) is None:
+            return self._gather_at(index, name)  # an index known only at run time
         i = self._index(index, "read")
+        if self._stacked is not None:
+            return apply("strided_slice", [self._stacked], {"spec": (("i", i),)},
+                         name=name or "read")
         value = self._elements[i]
         if value is None:
             shape = self._element_shape
@@ -173,6 +183,16 @@ class TensorArray:
             value = zeros(shape, self._dtype)
         return identity(value, name=name) if name else value
 
+    def _gather_at(self, index, name):
+        """Element ``index`` (a run-time int tensor; out of range: InvalidArgumentError when
+        the step runs): a row of ``stack()``."""
+        if index.shape is not None and index.shape != ():
+            raise ShapeError(f"TensorArray.read: the index must be a scalar, found "
+                             f"{index.describe()} {index.type_str()}", loc=user_location())
+        if index.dtype != D.int32:
+            index = apply("cast", [index], {"dtype": D.int32})
+        return apply("gather", [self.stack(), index], {"axis": 0}, name=name or "read")
+
     def gather(self, indices, element_shape=None, name=None):
         """The elements at ``indices`` (build-time ints), stacked along a new axis 0."""
         picked = [self.read(i) for i in static_indices(indices, "TensorArray.gather")]
@@ -182,6 +202,8 @@ class TensorArray:
 
     def stack(self, name=None):
         """All elements, stacked along a new axis 0: ``[size, *element_shape]``."""
+        if self._stacked is not None:
+            return self._stacked if name is None else identity(self._stacked, name=name)
         return self.gather(list(range(len(self._elements))), name=name)
 
     def concat(self, name=None):
@@ -256,6 +278,10 @@ class TensorArray:
         return no_op(name=name)
 
     def _written(self, updates, repeated=False):
+        if self._stacked is not None:  # written by a loop: each element is written already
+            raise GraphError(f"TensorArray.write: '{self._name}' was filled by a while_loop; "
+                             "its elements are written already", loc=user_location(),
+                             hint="TF1 TensorArrays are written once per element")
         elements = list(self._elements)
         elements += [None] * (max(updates, default=-1) + 1 - len(elements))
         out = self._copy(elements)
@@ -314,6 +340,18 @@ class TensorArray:
         self._element_shape = tuple(a if a is not None else b for a, b in zip(old, new))
 
     # -- as a while_loop variable (graphc.ops.control_flow_ops) ----------------------------------
+    def in_loop(self):
+        """What a while_loop's body sees for this loop variable (``LoopTensorArray``)."""
+        return LoopTensorArray(self)
+
+    def filled(self, stacked):
+        """This TensorArray holding the rows of ``stacked`` ([size, ...]: what a loop wrote
+        at indices 0, 1, ...) as its elements."""
+        out = self._copy((None,) * int(stacked.shape[0]))
+        out._stacked = stacked
+        out._element_shape = tuple(stacked.shape[1:])
+        return out
+
     def _loop_match(self, new, where):
         """The body's value for this loop variable, checked: a TensorArray of our dtype."""
         if not isinstance(new, TensorArray) or new.dtype != self._dtype:
@@ -326,4 +364,53 @@ class TensorArray:
         return new
 
     def _loop_stop_gradient(self):
+        if self._stacked is not None:
+            return self.filled(stop_gradient(self._stacked))
         return self._copy([None if v is None else stop_gradient(v) for v in self._elements])
+
+
+class LoopTensorArray:
+    """A TensorArray as the body of a loop node sees it (``while_loop`` on ``loop`` nodes):
+    ``read(i)`` and ``write(i, v)`` take indices known only at run time. Reads gather from the
+    elements the array held before the loop (or from this iteration's write at that index);
+    a write records ``(index, value)``: ``while_loop`` stacks the value over the iterations
+    when the index is the loop's counter (a loop variable from 0 stepping by 1), and unrolls
+    the loop otherwise. Anything else (stack, size of a growing array...) inside the body
+    also unrolls it.
+    """
+
+    def __init__(self, outer, writes=()):
+        self.outer, self.writes = outer, tuple(writes)
+
+    dtype = property(lambda self: self.outer.dtype)
+    element_shape = property(lambda self: self.outer.element_shape)
+    dynamic_size = property(lambda self: self.outer.dynamic_size)
+
+    def size(self, name=None):
+        return self.outer.size(name)
+
+    def read(self, index, name=None):
+        index = convert(index)
+        for i, v in reversed(self.writes):
+            if i is index:
+                return v
+        return self.outer._gather_at(index, name)
+
+    def write(self, index, value, name=None):
+        value = self.outer._convert(value, "write")
+        return LoopTensorArray(self.outer, self.writes + ((convert(index), value),))
+
+    def _unsupported(self, *args, **kwargs):
+        raise GraphError("TensorArray: inside a while_loop body known only when the step "
+                         "runs, graphc reads and writes elements one at a time",
+                         loc=user_location(), hint="the loop is unrolled instead")
+
+    stack = gather = concat = scatter = unstack = split = identity = _unsupported
+
+    def _loop_match(self, new, where):
+        if not isinstance(new, LoopTensorArray) or new.outer is not self.outer:
+            raise GraphError(f"while_loop: loop variable {where} is a TensorArray of "
+                             f"{self.dtype.name} but the body returns {_show(new)}",
+                             loc=user_location(),
+                             hint="return ta.write(...) (a new TensorArray) for it")
+        return new

@@ -227,3 +227,32 @@ def test_a_body_that_changes_a_shape_known_only_when_fed_is_a_clear_error(backen
     with pytest.raises(gc.errors.ShapeError, match=r"the body returns f32\[4\] for loop "
                        r"variable .* of f32\[2\](.|\n)*test_loop_api.py:\d+"):
         _run(y, {x: np.ones(2, np.float32)}, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tensor_arrays_in_a_while_loop_run_as_a_loop(backend):
+    """TF1's idiom: read an unstacked input at the counter, write the state at it, stack
+    after the loop. The loop stays one node (the write becomes a stacked output), with
+    values and gradients equal to the unrolled graph."""
+    T = 6
+    x = gc.placeholder(F64, [T, 3], name="x")
+    xs = gc.TensorArray(F64, size=T).unstack(x)
+
+    def body(t, h, ta):
+        h = gc.tanh(h * 0.5 + xs.read(t))
+        return t + 1, h, ta.write(t, h * 2.0)
+    _, h, ta = gc.while_loop(lambda t, h, ta: t < T, body,
+                             (0, gc.zeros([3], F64), gc.TensorArray(F64, size=T)))
+    y = ta.stack()
+    (g,) = gc.gradients(gc.reduce_sum(y * y) + gc.reduce_sum(h), [x])
+    assert len(_loops_in([y])) == 1 and y.op_name == "loop_output"
+    h2, ys = gc.zeros([3], F64), []
+    for t in range(T):
+        h2 = gc.tanh(h2 * 0.5 + x[t])
+        ys.append(h2 * 2.0)
+    y2 = gc.stack(ys)
+    (g2,) = gc.gradients(gc.reduce_sum(y2 * y2) + gc.reduce_sum(h2), [x])
+    xv = np.random.default_rng(4).normal(size=(T, 3))
+    got = _run([y, g, y2, g2], {x: xv}, backend)
+    np.testing.assert_allclose(got[0], got[2], rtol=1e-12)
+    np.testing.assert_allclose(got[1], got[3], rtol=1e-12, atol=1e-14)
