@@ -3,6 +3,7 @@ learning-rate schedules, the step counter, checkpoints (``Saver``) and moving av
 from .learning_rate_decay import (cosine_decay, exponential_decay,  # noqa: F401
                                   inverse_time_decay, natural_exp_decay, piecewise_constant,
                                   polynomial_decay)
+from .meta_graph import export_meta_graph, import_meta_graph  # noqa: F401
 from .moving_averages import ExponentialMovingAverage  # noqa: F401
 from .optimizers import (AdadeltaOptimizer, AdagradOptimizer, AdamOptimizer,  # noqa: F401
                          GradientDescentOptimizer, MomentumOptimizer, Optimizer,

@@ -16,10 +16,11 @@ KINDS = ("present", "accepted and ignored", "refused with advice", "missing")
 
 # before issue 15's day-one names: 247 present, 1 accepted and ignored, 8 refused with advice
 # (of 309); after: 267, 6 and 17 (19 missing); with issue 15's missing names (and
-# nn.atrous_conv2d, summary.audio, summary.text added to the list, 312): 285, 6 and 20.
+# nn.atrous_conv2d, summary.audio, summary.text added to the list, 312): 285, 6 and 20;
+# with train.import_meta_graph, 286, 6 and 20 (none missing).
 # Raise the floors as names are added
-WORKING_FLOOR = 291   # present + accepted and ignored
-COVERED_FLOOR = 311   # ... + refused with advice
+WORKING_FLOOR = 292   # present + accepted and ignored
+COVERED_FLOOR = 312   # ... + refused with advice
 
 
 def read_names(path=NAMES_FILE):

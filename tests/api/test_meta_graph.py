@@ -1,0 +1,178 @@
+"""tf.train.export_meta_graph / import_meta_graph: a model saved with its checkpoint is rebuilt
+(in this process and in a fresh one), restored and trained by names, with the values of the
+original; malformed files are refused naming the file and the node; loops are refused."""
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.errors import ArtifactError, GraphError
+from tests.support.paths import ROOT
+
+XS = np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4)
+YS = np.array([0, 1, 2, 0, 1, 2], np.int32)
+
+
+def build():
+    """A TF1-style classifier: shapeless-batch placeholders, get_variable, Adam, a summary."""
+    x = gc.placeholder(gc.float32, [None, 4], name="x")
+    y = gc.placeholder(gc.int32, [None], name="y")
+    with gc.variable_scope("dense"):
+        w = gc.get_variable("w", [4, 3], initializer=gc.random_normal_initializer(seed=3))
+        b = gc.get_variable("b", [3], initializer=gc.zeros_initializer())
+    logits = gc.matmul(x, w) + b
+    logits = gc.reshape(logits, [gc.shape(x)[0], -1])  # a size known at specialization
+    loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
+                                                                         logits=logits),
+                          name="loss")
+    step = gc.train.get_or_create_global_step()
+    train = gc.train.AdamOptimizer(0.05).minimize(loss, global_step=step, name="train")
+    gc.add_to_collection("train_op", train)
+    gc.summary.scalar("loss", loss)
+    return gc.global_variables_initializer()
+
+
+def reference_loss(w, b):
+    """float64 softmax cross-entropy of the model at (w, b)."""
+    z = XS.astype(np.float64) @ w + b
+    z = z - z.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    return -logp[np.arange(len(YS)), YS].mean()
+
+
+def train_and_export(tmp_path, backend, steps=3):
+    init = build()
+    with gc.Session(backend=backend) as sess:
+        sess.run(init)
+        for _ in range(steps):
+            sess.run("train", {"x:0": XS, "y:0": YS})
+        prefix = gc.train.Saver().save(sess, str(tmp_path / "model"), global_step=steps)
+        gc.train.export_meta_graph(str(tmp_path / "model.meta"))
+        loss = sess.run("loss:0", {"x:0": XS, "y:0": YS})
+        sess.run("train", {"x:0": XS, "y:0": YS})
+        after = {v.name: sess.run(v) for v in gc.global_variables()}
+    names = [(n.name, n.op_name) for n in gc.get_default_graph().nodes]
+    return prefix, loss, after, names
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_imported_graph_restores_evaluates_and_trains_as_the_original(tmp_path, backend):
+    prefix, loss, after, names = train_and_export(tmp_path, backend)
+    gc.reset_default_graph()
+    saver = gc.train.import_meta_graph(str(tmp_path / "model.meta"))
+    g = gc.get_default_graph()
+    assert [(n.name, n.op_name) for n in g.nodes] == names
+    assert [v.name for v in gc.trainable_variables()] == ["dense/w", "dense/b"]
+    assert len(gc.global_variables()) == len(after)
+    assert [t.name for t in gc.get_collection("train_op")] == ["train"]
+    with gc.Session(backend=backend) as sess:
+        saver.restore(sess, gc.train.latest_checkpoint(str(tmp_path)))
+        w, b = sess.run(["dense/w:0", "dense/b:0"])
+        got = sess.run("loss:0", {"x:0": XS, "y:0": YS})
+        np.testing.assert_allclose(got, reference_loss(w, b), rtol=1e-5)
+        np.testing.assert_allclose(got, loss, rtol=1e-6)
+        sess.run(gc.get_collection("train_op")[0], {"x:0": XS, "y:0": YS})
+        for v in gc.global_variables():  # the same Adam step as the original graph took
+            np.testing.assert_allclose(sess.run(v), after[v.name], rtol=1e-5, atol=1e-7)
+        summary = sess.run(gc.summary.merge_all(), {"x:0": XS, "y:0": YS})
+        assert summary.value[0].tag == "loss_1"  # as TF1 tags it: the node took "loss"
+        np.testing.assert_allclose(summary.value[0].simple_value,
+                                   sess.run("loss:0", {"x:0": XS, "y:0": YS}), rtol=1e-6)
+
+
+def test_fresh_process_rebuilds_restores_and_trains(tmp_path):
+    prefix, loss, after, _ = train_and_export(tmp_path, "numpy")
+    script = textwrap.dedent(f"""
+        import numpy as np, graphc as tf
+        saver = tf.train.import_meta_graph({str(tmp_path / "model.meta")!r})
+        feed = {{"x:0": np.linspace(-1, 1, 24, dtype=np.float32).reshape(6, 4),
+                 "y:0": np.array([0, 1, 2, 0, 1, 2], np.int32)}}
+        with tf.Session() as sess:
+            saver.restore(sess, {prefix!r})
+            print(repr(float(sess.run("loss:0", feed))))
+            sess.run("train", feed)
+            print(repr(sess.run("dense/w:0").tolist()))
+    """)
+    env = dict(os.environ, GRAPHC_BACKEND="numpy")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    np.testing.assert_allclose(float(lines[0]), loss, rtol=1e-6)
+    np.testing.assert_allclose(np.array(eval(lines[1])), after["dense/w"], rtol=1e-5)
+
+
+def test_shapeless_placeholder_and_default_round_trip(tmp_path):
+    x = gc.placeholder("float", name="X")
+    k = gc.placeholder_with_default(np.float32(2.0), shape=(), name="k")
+    gc.reduce_sum(x * k, name="total")
+    gc.train.export_meta_graph(tmp_path / "m.meta")
+    gc.reset_default_graph()
+    gc.train.import_meta_graph(tmp_path / "m.meta", import_scope="imported")
+    assert gc.get_default_graph().get_tensor_by_name("imported/X:0").shape is None
+    with gc.Session() as sess:
+        v = np.arange(6, dtype=np.float32).reshape(2, 3)
+        assert sess.run("imported/total:0", {"imported/X:0": v}) == pytest.approx(30.0)
+        assert sess.run("imported/total:0", {"imported/X:0": v[0],
+                                             "imported/k:0": 1.0}) == pytest.approx(3.0)
+
+
+def test_loops_are_refused_naming_the_node(tmp_path):
+    i = gc.constant(0)
+    gc.while_loop(lambda i: i < 3, lambda i: i + 1, [i])
+    with pytest.raises(GraphError, match=r"node 'while.*' \(loop\).*loop body"):
+        gc.train.export_meta_graph(tmp_path / "loop.meta")
+
+
+def _tamper(tmp_path, edit):
+    gc.reset_default_graph()
+    x = gc.placeholder(gc.float32, [None, 2], name="x")
+    gc.reduce_sum(gc.matmul(x, gc.constant(np.ones((2, 2), np.float32))), name="out")
+    doc = json.loads(gc.train.export_meta_graph())
+    edit(doc)
+    path = tmp_path / "bad.meta"
+    path.write_text(json.dumps(doc))
+    gc.reset_default_graph()
+    return str(path)
+
+
+def _pickled_array():
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return {"npy": base64.b64encode(buf.getvalue()).decode()}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(format="other"), "not a graphc meta graph"),
+    (lambda d: d.update(version=9), "version 9"),
+    (lambda d: d["nodes"][2].update(op="os.system"), r"node #2 'MatMul'.*op 'os.system'"),
+    (lambda d: d["nodes"][2].update(inputs=[0, 5]), r"'MatMul'.*earlier nodes"),
+    (lambda d: d["nodes"][1]["attrs"].update(value=_pickled_array()), r"'Const'.*value"),
+    (lambda d: d["nodes"][1]["attrs"].update(value={"eval": "1+1"}), r"unknown form 'eval'"),
+    (lambda d: d["nodes"][2].update(dtype="int32"), r"'MatMul'.*computed by matmul"),
+    (lambda d: d["nodes"][0]["attrs"].update(shape={"tuple": [None, 3]}),
+     r"node #0 'x'.*3\]\) computed by placeholder"),
+    (lambda d: (d["nodes"][0]["attrs"].update(shape={"tuple": [None, 3]}),
+                d["nodes"][0].update(shape=[None, 3])), r"node #2 'MatMul'.*matmul"),
+    (lambda d: d["collections"].update(train_op=[{"node": 99}]), "refers to no node"),
+])
+def test_malformed_files_are_refused_naming_file_and_node(tmp_path, edit, message):
+    path = _tamper(tmp_path, edit)
+    with pytest.raises(ArtifactError, match=message) as info:
+        gc.train.import_meta_graph(path)
+    assert "bad.meta" in str(info.value)
+
+
+def test_unreadable_files_are_artifact_errors(tmp_path):
+    (tmp_path / "junk.meta").write_bytes(b"\x80not json")
+    with pytest.raises(ArtifactError, match="junk.meta"):
+        gc.train.import_meta_graph(tmp_path / "junk.meta")
+    with pytest.raises(ArtifactError, match="cannot read"):
+        gc.train.import_meta_graph(tmp_path / "absent.meta")
