@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from .pipeline import compile_program, default_backend, step_stats
+from ..runtime.threads import apply_policy
 from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
 from ..ir.program import needed_nodes
@@ -63,6 +64,7 @@ class CompiledStep:
     def __init__(self, fetches, feeds=None, backend=None, optimize=True, dump_dir=None,
                  passes=None, check_numerics=False, check_writes=False, graph=None):
         graph = graph or _graph_of(fetches)
+        apply_policy()  # BLAS threads: never more than the process's cores (runtime.threads)
         backend = backend or default_backend()
         self.graph, self.backend, self.optimize = graph, backend, optimize
         self.dump_dir, self.passes = dump_dir, passes

@@ -37,7 +37,8 @@ class GPUOptions(_Accepted):
 
 class ConfigProto(_Accepted):
     """TF1's ``tf.ConfigProto`` (``allow_soft_placement``, ``log_device_placement``,
-    ``gpu_options``, ``intra_op_parallelism_threads``...): ignored.
+    ``gpu_options``...): ignored, but for ``intra_op_parallelism_threads``, the threads a
+    Session's steps may use (``graphc.runtime.threads``; never more than the process's cores).
 
     Example:
         >>> sess = gc.Session(config=gc.ConfigProto(gpu_options=gc.GPUOptions(allow_growth=True)))

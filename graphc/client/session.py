@@ -11,6 +11,7 @@ import numpy as np
 
 from .pipeline import compile_program, default_backend
 from ..data.iterator import has_iterators, next_elements, run_initializers
+from ..runtime.threads import apply_policy
 from ..errors import GraphcError, GraphError
 from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph, pop_default_session, push_default_session
@@ -38,6 +39,7 @@ class Session:
     def __init__(self, target="", graph=None, config=None, backend=None, optimize=True,
                  dump_dir=None, check_numerics=False):
         self.graph = graph or get_default_graph()
+        self.threads = apply_policy(getattr(config, "intra_op_parallelism_threads", None))
         backend = backend or default_backend()
         self.backend, self.optimize, self.dump_dir = backend, optimize, dump_dir
         self.check_numerics = check_numerics
