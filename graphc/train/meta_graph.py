@@ -229,8 +229,8 @@ class _Importer:
         for i, entry in enumerate(entries):
             self.built.append(self.node(i, entry))
         for i, entry in enumerate(entries):  # variables refer to later initializer nodes
-            if "variable" in entry:
-                self.variable(self.built[i], entry["variable"])
+            if "variable" in entry or self.built[i].op_name == "variable":
+                self.variable(self.built[i], entry.get("variable"))
         return self.built
 
     def fail(self, cond, message, label):
@@ -295,8 +295,12 @@ class _Importer:
                       and 0 <= v[key] < n, f"variable's {key} is not a node index", label)
         self.fail(isinstance(v["trainable"], bool), "variable's 'trainable' is not a bool",
                   label)
+        init = self.built[v["initial_value"]]
+        self.fail(init.dtype == node.dtype and tuple(init.shape or ()) == tuple(node.shape),
+                  f"the initial value '{init.name}' is {init.type_str()}, the variable "
+                  f"{node.type_str()}", label)
         node.__class__ = Variable
-        node.meta["initial_value"] = self.built[v["initial_value"]]
+        node.meta["initial_value"] = init
         node.meta["trainable"] = v["trainable"]
         if v["initializer"] is not None:
             node.meta["initializer"] = self.built[v["initializer"]]

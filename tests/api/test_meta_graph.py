@@ -170,6 +170,24 @@ def test_malformed_files_are_refused_naming_file_and_node(tmp_path, edit, messag
     assert "bad.meta" in str(info.value)
 
 
+def test_malformed_variables_are_refused(tmp_path):
+    gc.Variable(np.zeros((2, 3), np.float32), name="v")
+    gc.Variable(np.zeros((3,), np.float32), name="u")
+    doc = json.loads(gc.train.export_meta_graph())
+    assert [n["name"] for n in doc["nodes"]] == ["v/initial_value", "v", "u/initial_value", "u"]
+    wrong_init = json.loads(json.dumps(doc))
+    wrong_init["nodes"][1]["variable"]["initial_value"] = 2   # u's [3] for v's [2, 3]
+    (tmp_path / "a.meta").write_text(json.dumps(wrong_init))
+    del doc["nodes"][3]["variable"]
+    (tmp_path / "b.meta").write_text(json.dumps(doc))
+    gc.reset_default_graph()
+    with pytest.raises(ArtifactError, match=r"a.meta.*'v'.*initial value 'u/initial_value'"):
+        gc.train.import_meta_graph(tmp_path / "a.meta")
+    gc.reset_default_graph()
+    with pytest.raises(ArtifactError, match=r"b.meta.*'u'.*malformed variable entry"):
+        gc.train.import_meta_graph(tmp_path / "b.meta")
+
+
 def test_unreadable_files_are_artifact_errors(tmp_path):
     (tmp_path / "junk.meta").write_bytes(b"\x80not json")
     with pytest.raises(ArtifactError, match="junk.meta"):
