@@ -6,7 +6,8 @@
 ``GRAPHC_VERIFY=1``), and writes the dumps.
 
 Default order (each module's docstring says what it does):
-    prune -> fold -> simplify -> cse -> dce -> scale -> fuse -> inplace -> schedule -> plan
+    unroll -> prune -> fold -> simplify -> cse -> dce -> scale -> fuse -> inplace -> schedule
+    -> plan
 Folding runs before simplification so that rules see the constants prune made (``x * 1``
 where the 1 came from ``ones_like``).
 """
@@ -28,8 +29,10 @@ from .schedule import schedule_for_memory
 from .simplify import simplify_algebra
 from . import stages
 from .stages import Stages
+from .unroll import unroll_loops
 
 PASSES = {
+    "unroll": unroll_loops,
     "prune": prune_unused,
     "fold": fold_constants,
     "simplify": simplify_algebra,
@@ -41,7 +44,7 @@ PASSES = {
     "schedule": schedule_for_memory,
     "plan": plan_memory,
 }
-DEFAULT_PIPELINE = ("prune", "fold", "simplify", "cse", "dce", "scale", "fuse", "inplace",
+DEFAULT_PIPELINE = ("unroll", "prune", "fold", "simplify", "cse", "dce", "scale", "fuse", "inplace",
                     "schedule", "plan")
 
 

@@ -87,7 +87,7 @@ def test_stats_ir_stages_and_source():
         assert key in s
     assert s["nodes_after"] < s["nodes_before"] and s["fused_groups"] >= 2
     assert 0 < s["peak_bytes"] < s["naive_bytes"]
-    assert [p["name"] for p in s["passes"]][:2] == ["prune", "fold"]
+    assert [p["name"] for p in s["passes"]][:3] == ["unroll", "prune", "fold"]
     assert all(p["ms"] >= 0 and "changes" in p for p in s["passes"])
     assert "fused{" in step.ir("fuse") and "fused{" not in step.ir("input")
     assert step.ir() == step.ir("plan") and "arena" in step.ir()

@@ -12,6 +12,12 @@ import graphc as gc
 from graphc.nn import rnn_cell
 from tests.support.checks import check_against_central_differences
 
+
+@pytest.fixture(autouse=True)
+def loops_stay_loops(monkeypatch):
+    """These tests check the loop machinery: short loops are not unrolled (ir.passes.unroll)."""
+    monkeypatch.setenv("GRAPHC_UNROLL", "0")
+
 F64 = gc.float64
 BACKENDS = ["numpy", "llvm"]
 

@@ -133,10 +133,10 @@ def test_dump_stages_diffs_dot_and_code(capsys, work):
     code, out, _ = graphc(capsys, "dump", MODEL)
     assert code == 0 and out.startswith("graph step(%x: f32[32,64]") and "fused{" in out
     code, out, _ = graphc(capsys, "dump", MODEL, "--stage", "fuse", "--diff")
-    assert code == 0 and "--- 06-scale.ir\n+++ 07-fuse.ir" in out and "+  %" in out
+    assert code == 0 and "--- 07-scale.ir\n+++ 08-fuse.ir" in out and "+  %" in out
     code, out, _ = graphc(capsys, "dump", MODEL, "--stage", "all")
     assert re.findall(r"^;; ---- (\d\d) (\w+) ----$", out, re.M)[:2] == [("00", "input"),
-                                                                        ("01", "prune")]
+                                                                        ("01", "unroll")]
     code, out, _ = graphc(capsys, "dump", MODEL, "--stage", "input")
     assert "fused{" not in out and "matmul" in out  # before fusion
     code, out, _ = graphc(capsys, "dump", MODEL, "--format", "dot")
@@ -151,7 +151,7 @@ def test_dump_stages_diffs_dot_and_code(capsys, work):
     assert re.search(r"^fuse +\d+ -> \d+ .*groups=\d+", out, re.M) and "arena" in out
     folder = work / "dumps"
     code, out, _ = graphc(capsys, "dump", MODEL, "--stage", "all", "-o", folder)
-    assert code == 0 and {"00-input.ir", "07-fuse.diff", "graph.dot", "passes.txt",
+    assert code == 0 and {"00-input.ir", "08-fuse.diff", "graph.dot", "passes.txt",
                           "plan.txt", "step.py"} <= set(os.listdir(folder))
 
 
@@ -174,7 +174,7 @@ def test_dump_svg_needs_graphviz(capsys, work):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["dump", MODEL, "--stage", "bogus"], r"no stage 'bogus'(.|\n)*stages: input, prune"),
+    (["dump", MODEL, "--stage", "bogus"], r"no stage 'bogus'(.|\n)*stages: input, unroll, prune"),
     (["dump", MODEL, "--stage", "input", "--diff"], "before any pass, there is no diff"),
     (["dump", MODEL, "--stage", "fuse", "--format", "source"], "final program only"),
     (["dump", MODEL, "--format", "asm", "--backend", "numpy"], "needs --backend llvm"),

@@ -19,6 +19,12 @@ from graphc.ir.printer import program_text
 from graphc.ir.program import build_program
 from graphc.ir.verifier import verify
 
+
+@pytest.fixture(autouse=True)
+def loops_stay_loops(monkeypatch):
+    """These tests check the loop machinery: short loops are not unrolled (ir.passes.unroll)."""
+    monkeypatch.setenv("GRAPHC_UNROLL", "0")
+
 T, B, D, H = 6, 3, 4, 5
 
 
@@ -222,12 +228,12 @@ def test_dump_directory_holds_each_body_pipeline(tmp_path):
     files = texts[0]
     assert texts[0] == texts[1]  # byte-identical across compiles
     for body in ("body_rnn", "body_rnn_grad"):
-        assert f"{body}/00-input.ir" in files and f"{body}/07-fuse.diff" in files
+        assert f"{body}/00-input.ir" in files and f"{body}/08-fuse.diff" in files
         assert f"{body}/passes.txt" in files and f"{body}/plan.txt" in files
-        final = files[f"{body}/10-plan.ir"]
+        final = files[f"{body}/11-plan.ir"]
         # the step's final stage shows the same body, indented under its loop
-        assert final.rstrip("\n").replace("\n", "\n    ") in files["10-plan.ir"]
-    assert "fused" in files["body_rnn/10-plan.ir"]
+        assert final.rstrip("\n").replace("\n", "\n    ") in files["11-plan.ir"]
+    assert "fused" in files["body_rnn/11-plan.ir"]
     assert "fused" not in files["body_rnn/00-input.ir"]
     assert "subgraph cluster_" in files["graph.dot"] and "body body_rnn_grad" in files["graph.dot"]
 

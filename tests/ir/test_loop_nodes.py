@@ -13,6 +13,12 @@ import graphc as gc
 from graphc.ir import loops as Lp
 from tests.support.checks import check_against_central_differences
 
+
+@pytest.fixture(autouse=True)
+def loops_stay_loops(monkeypatch):
+    """These tests check the loop machinery: short loops are not unrolled (ir.passes.unroll)."""
+    monkeypatch.setenv("GRAPHC_UNROLL", "0")
+
 PIPELINES = [("numpy", False), ("numpy", True), ("llvm", False), ("llvm", True)]
 
 

@@ -88,7 +88,8 @@ def test_cse_keeps_assigns_apart_and_dce_drops_what_is_unused():
 
 
 def test_unknown_pass_is_a_clear_error():
-    with pytest.raises(CompileError, match="(?s)unknown pass .fuse_all.*known passes: prune"):
+    with pytest.raises(CompileError,
+                       match="(?s)unknown pass .fuse_all.*known passes: unroll, prune"):
         resolve(["prune", "fuse_all"])
 
 
@@ -96,6 +97,6 @@ def test_default_pipeline_on_a_training_step_over_several_steps():
     x, y, loss, train, feeds = mlp(act="tanh")
     opt = check_passes([loss, train], feeds, steps=3)
     names = [r["name"] for r in opt.records]
-    assert names == ["prune", "fold", "simplify", "cse", "dce", "scale", "fuse", "inplace",
-                     "schedule", "plan"]
+    assert names == ["unroll", "prune", "fold", "simplify", "cse", "dce", "scale", "fuse",
+                     "inplace", "schedule", "plan"]
     assert opt.records[0]["nodes_before"] > opt.records[-1]["nodes_after"]
