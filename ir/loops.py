@@ -102,14 +102,7 @@ def body_nodes(vars, outputs):
     if not outputs:
         return []
     dep = dependent_nodes(vars, outputs[0].graph)
-    seen, stack = set(), [o for o in outputs if o in dep]
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        stack.extend(x for x in n.inputs if x in dep and x not in seen)
-    return sorted(seen | (set(vars) & dep), key=lambda n: n.id)
+    return sorted(set(body_nodes_from(dep, outputs)) | (set(vars) & dep), key=lambda n: n.id)
 
 
 def captured_inputs(vars, outputs):
