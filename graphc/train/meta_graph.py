@@ -23,9 +23,17 @@ summaries; ``loc`` is the user's file and line, shown in errors when that file i
 
 Loading never executes code from the file (no pickle, no eval): every field is checked
 (known op, earlier inputs, attribute types) and each node's dtype and shape are recomputed by
-its op's own rule and compared with the file's. Errors name the file and the node. Loop nodes
-(``while_loop``, ``dynamic_rnn``, ``scan``...) hold a body graph that this format does not
-store yet: exporting one is a ``GraphError`` naming the node.
+its op's own rule and compared with the file's. Errors name the file and the node.
+
+A loop node (``while_loop``, ``dynamic_rnn``, ``scan``...) carries its body as the attribute
+``body``: ``{"loop_body": {"name": "rnn/while", "carried": [i...], "sliced": [...],
+"counter": i or null, "next": [...], "stacked": [...], "cond": i or null, "captured": [...]}}``,
+each entry the index of a node of the file (the body's nodes are ordinary nodes of the graph,
+as in TF1's while contexts; its loop variables are placeholders). All are earlier nodes but the
+stacked values a gradient added after the loop was built (later nodes, in increasing order).
+On import the body is checked against the loop's roles (as many next values as carried ones,
+each of its carried value's dtype; the captured nodes are the loop's last inputs; the loop
+variables are placeholders; the condition a bool scalar).
 """
 import base64
 import io
@@ -37,8 +45,9 @@ import numpy as np
 from ..errors import ArtifactError, GraphError
 from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph
+from ..ir.loops import LoopBody
 from ..ir.ops import REGISTRY
-from ..ir.shapes import RuleError, TensorShape
+from ..ir.shapes import RuleError, TensorShape, format_shape
 from ..ir.source import Location
 from ..ir.static import Pending
 
@@ -128,7 +137,7 @@ def _export_node(n, index):
                          "which a meta graph does not store", loc=n.loc,
                          hint="dataset iterators are rebuilt by the program; feed the tensors")
     out = {"name": n.name, "op": n.op_name, "inputs": [index[id(x)] for x in n.inputs],
-           "attrs": {k: _encode(v, n, k) for k, v in n.attrs.items()},
+           "attrs": {k: _encode(v, n, k, index) for k, v in n.attrs.items()},
            "dtype": None if n.dtype is None else n.dtype.name,
            "shape": _shape_json(n.shape),
            "loc": None if n.loc is None else [str(n.loc.filename), int(n.loc.lineno)],
@@ -151,8 +160,17 @@ def _shape_json(shape):
     return list(shape) if type(shape) is TensorShape else None
 
 
-def _encode(value, node, attr):
+_BODY_LISTS = ("carried", "sliced", "next", "stacked", "captured")
+_BODY_KEYS = {"name", "counter", "cond"} | set(_BODY_LISTS)
+
+
+def _encode(value, node, attr, index=None):
     """One attribute value as JSON (the tagged forms of the module docstring)."""
+    if isinstance(value, LoopBody) and index is not None:
+        ref = (lambda x: None if x is None else index[id(x)])
+        body = {key: [ref(x) for x in getattr(value, key)] for key in _BODY_LISTS}
+        body.update(name=value.name, counter=ref(value.counter), cond=ref(value.cond))
+        return {"loop_body": body}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, D.DType):
@@ -171,11 +189,9 @@ def _encode(value, node, attr):
         return _encode(value.item(), node, attr)
     if node is None:  # a summary's text
         raise GraphError(f"export_meta_graph: summary text '{attr}' is a {value.dtype} array")
-    kind = "a loop body" if node.op_name == "loop" else f"a {type(value).__name__}"
     raise GraphError(f"export_meta_graph: node '{node.name}' ({node.op_name}): attribute "
-                     f"'{attr}' is {kind}, which a meta graph does not store",
-                     loc=node.loc, hint="loops (while_loop, dynamic_rnn, scan, map_fn) cannot "
-                     "be exported yet; save a compiled step instead: gc.compile(...).save(path)")
+                     f"'{attr}' is a {type(value).__name__}, which a meta graph does not store",
+                     loc=node.loc, hint="save a compiled step instead: gc.compile(...).save(path)")
 
 
 def _export_item(key, value, index):
@@ -224,10 +240,15 @@ class _Importer:
 
     def __init__(self, path, graph):
         self.path, self.graph, self.built = path, graph, []
+        self.late = {}  # node index -> [(loop body, label)]: stacked values built after it
 
     def nodes(self, entries):
         for i, entry in enumerate(entries):
             self.built.append(self.node(i, entry))
+            for body, label in self.late.pop(i, ()):
+                body.stacked.append(self.built[i])
+        self.fail(not self.late, "a loop body's stacked value is not a node of the file",
+                  "(loop body)")
         for i, entry in enumerate(entries):  # variables refer to later initializer nodes
             if "variable" in entry or self.built[i].op_name == "variable":
                 self.variable(self.built[i], entry.get("variable"))
@@ -243,16 +264,19 @@ class _Importer:
         self.fail(not set(e) - _NODE_KEYS, f"unknown fields {sorted(set(e) - _NODE_KEYS)}",
                   label)
         opdef = REGISTRY.get(e.get("op")) if isinstance(e.get("op"), str) else None
-        self.fail(opdef is not None and opdef.name != "loop",
-                  f"op {e.get('op')!r} is not an op graphc can import", label)
+        self.fail(opdef is not None, f"op {e.get('op')!r} is not an op graphc can import",
+                  label)
         ins = e.get("inputs", [])
         self.fail(isinstance(ins, list) and all(
             type(j) is int and 0 <= j < i for j in ins), "inputs must be indices of earlier "
             "nodes", label)
         attrs = e.get("attrs", {})
         self.fail(isinstance(attrs, dict), "'attrs' is not an object", label)
+        self.index = i
         attrs = {k: self.decode(v, label, k) for k, v in attrs.items()}
         inputs = [self.built[j] for j in ins]
+        if opdef.name == "loop":
+            self.check_loop(inputs, attrs, label)
         try:
             if opdef.name == "placeholder" and attrs.get("shape", ()) is None:
                 dtype, shape = D.as_dtype(attrs["dtype"]), None  # TF1's unknown shape
@@ -277,6 +301,9 @@ class _Importer:
             node = self.graph.add_node(opdef, inputs, attrs, dtype, shape, base[-1],
                                        loc or Location(self.path, 0))
         node.is_grad = bool(e.get("grad", False))
+        if opdef.name == "loop_output":  # ir.loops.outputs finds it, as when it was built
+            body = inputs[0].attrs["body"]
+            body.projections.setdefault((inputs[0], attrs["role"], attrs["index"]), node)
         if "default" in e:
             default = self.decode(e["default"], label, "default")
             self.fail(isinstance(default, np.ndarray) and opdef.name == "placeholder",
@@ -305,12 +332,79 @@ class _Importer:
         if v["initializer"] is not None:
             node.meta["initializer"] = self.built[v["initializer"]]
 
+    def loop_body(self, b, label):
+        """The ``LoopBody`` of a ``{"loop_body": ...}`` attribute (see the module docstring)."""
+        self.fail(isinstance(b, dict) and set(b) == _BODY_KEYS and isinstance(b["name"], str)
+                  and all(isinstance(b[k], list) for k in _BODY_LISTS),
+                  f"a malformed loop body (keys {sorted(_BODY_KEYS)})", label)
+        here, n = self.index, len(self.built)
+
+        def node(j, what):
+            self.fail(type(j) is int and 0 <= j < n, f"loop body: {what} is not the index of "
+                      f"an earlier node ({j!r})", label)
+            return self.built[j]
+
+        def opt(j, what):
+            return None if j is None else node(j, what)
+
+        stacked = b["stacked"]
+        early = [j for j in stacked if type(j) is int and j < here]
+        late = stacked[len(early):]
+        self.fail(stacked[:len(early)] == early and all(
+            type(j) is int and here < j for j in late) and late == sorted(set(late)),
+            "loop body: stacked values built after the loop must come last, in order", label)
+        body = LoopBody([node(j, "a carried value") for j in b["carried"]],
+                        [node(j, "a sliced value") for j in b["sliced"]],
+                        opt(b["counter"], "the counter"),
+                        [node(j, "a next value") for j in b["next"]],
+                        [node(j, "a stacked value") for j in early],
+                        opt(b["cond"], "the condition"),
+                        [node(j, "a captured value") for j in b["captured"]], b["name"])
+        for j in late:
+            self.late.setdefault(j, []).append((body, label))
+        for v in body.vars:
+            self.fail(v.op_name == "placeholder", f"loop body: loop variable '{v.name}' is a "
+                      f"{v.op_name}, not a placeholder", label)
+        for v, nx in zip(body.carried, body.next):
+            self.fail(v.dtype == nx.dtype, f"loop body: next value '{nx.name}' is "
+                      f"{nx.type_str()}, its carried value '{v.name}' {v.type_str()}", label)
+        self.fail(body.cond is None or body.cond.dtype == D.bool_ and body.cond.shape == (),
+                  "loop body: the condition is not a bool scalar", label)
+        return body
+
+    def check_loop(self, inputs, attrs, label):
+        """A loop's body against its attributes and inputs (the verifier's rule, at import)."""
+        body = attrs.get("body")
+        self.fail(isinstance(body, LoopBody) and all(
+            k in attrs for k in ("length", "reverse", "has_count", "n_carried", "n_sequences")),
+            "a loop without its body or roles", label)
+        self.fail(type(attrs["has_count"]) is bool and type(attrs["n_carried"]) is int
+                  and type(attrs["n_sequences"]) is int, "a loop's roles are malformed", label)
+        k = int(attrs["has_count"]) + int(body.cond is not None)
+        want = k + attrs["n_carried"] + attrs["n_sequences"] + len(body.captured)
+        self.fail(len(inputs) == want and len(body.carried) == len(body.next)
+                  == attrs["n_carried"] and len(body.sliced) == attrs["n_sequences"]
+                  and all(a is b for a, b in zip(inputs[want - len(body.captured):],
+                                                 body.captured)),
+                  f"the loop's {len(inputs)} inputs do not match its body's roles", label)
+        init = inputs[k:k + attrs["n_carried"]]
+        seqs = inputs[k + attrs["n_carried"]:want - len(body.captured)]
+        pairs = [(v, x, x.shape) for v, x in zip(body.carried, init)] + [
+            (v, s, None if s.shape is None else s.shape[1:]) for v, s in zip(body.sliced, seqs)]
+        for v, x, shape in pairs:
+            self.fail(v.dtype == x.dtype and _compatible(v.shape, shape), f"loop variable "
+                      f"'{v.name}' is {v.type_str()}, the loop's input '{x.name}' gives it "
+                      f"{x.dtype.short}{format_shape(shape)}", label)
+        body.loop_attrs = {"has_count": attrs["has_count"]}
+
     def decode(self, value, label, attr):
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         self.fail(isinstance(value, dict) and len(value) == 1,
                   f"attribute '{attr}' is neither a JSON value nor a tagged object", label)
         (tag, body), = value.items()
+        if tag == "loop_body" and attr == "body":
+            return self.loop_body(body, label)
         if tag == "tuple" and isinstance(body, list):
             return tuple(self.decode(v, label, attr) for v in body)
         if tag == "dtype" and isinstance(body, str):
@@ -335,6 +429,12 @@ class _Importer:
             arr.setflags(write=False)
             return arr
         self.fail(False, f"attribute '{attr}': unknown form {tag!r}", label)
+
+
+def _compatible(a, b):
+    """Whether shapes ``a`` and ``b`` (None: unknown rank; None dims: any size) can agree."""
+    return a is None or b is None or len(a) == len(b) and all(
+        x is None or y is None or x == y for x, y in zip(a, b))
 
 
 def _import_item(path, key, item, built, graph):
