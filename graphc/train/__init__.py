@@ -1,5 +1,8 @@
 """``gc.train``: optimizers whose updates are assign nodes inside the compiled step, TF1's
-learning-rate schedules, the step counter, checkpoints (``Saver``) and moving averages."""
+learning-rate schedules, the step counter, checkpoints (``Saver``, in graphc's format or
+TensorFlow's, and TF1's checkpoint readers) and moving averages."""
+from .checkpoint_utils import (CheckpointReader, NewCheckpointReader,  # noqa: F401
+                               list_variables, load_checkpoint, load_variable)
 from .learning_rate_decay import (cosine_decay, exponential_decay,  # noqa: F401
                                   inverse_time_decay, natural_exp_decay, piecewise_constant,
                                   polynomial_decay)

@@ -1,4 +1,5 @@
-"""Checkpoints: variables by name in one ``.npz`` file, saved atomically, restored strictly.
+"""Checkpoints: variables by name in one ``.npz`` file (or TensorFlow's format), saved
+atomically, restored strictly.
 
 ``save`` writes the whole archive to a temporary file in the target's folder, flushes it to
 disk, then renames it over the target with ``os.replace`` (atomic on POSIX and Windows): a save
@@ -15,6 +16,15 @@ Like TF1's Saver, a ``checkpoint`` state file in the folder lists the numbered c
 kept, newest last: a new Saver (after a restart) picks the list up, so ``max_to_keep`` still
 holds. ``restore`` checks member sizes from the zip directory before decompressing any.
 
+TensorFlow's checkpoints (the V2 bundle: ``prefix.index`` + ``prefix.data-00000-of-00001``,
+written by TF1's ``tf.train.Saver`` or TF 2's ``tf.compat.v1.train.Saver``) are restored the
+same way, matching variables by name with the same checks (``tf_bundle``); ``save(...,
+write_tf_checkpoint=True)`` writes one, which TensorFlow restores. ``latest_checkpoint`` and
+``get_checkpoint_state`` see both kinds, and honour the newest checkpoint a TensorFlow folder's
+``checkpoint`` file names. A save from a Session also writes TF1's ``prefix.meta`` (graphc's JSON
+meta graph, ``export_meta_graph``) unless ``write_meta_graph=False``; ``max_to_keep`` removes
+every file of an old checkpoint.
+
 Both work on anything that holds variable values, duck-typed:
 - a ``gc.Session``: ``values`` maps variable nodes to arrays;
 - a compiled step: ``variables`` maps variable names to arrays.
@@ -22,12 +32,14 @@ Both work on anything that holds variable values, duck-typed:
 import json
 import os
 import re
+import warnings
 import zipfile
 
 import numpy as np
 
 from ..errors import ArtifactError, GraphError
 from ..runtime import durable
+from . import tf_bundle
 
 FORMAT = "graphc-checkpoint"
 VERSION = 1
@@ -35,7 +47,7 @@ _META = "__graphc_checkpoint__"
 STATE = "checkpoint"  # TF1's name for the folder's list of kept checkpoints
 STALE_SECONDS = durable.STALE_SECONDS  # untouched this long: a save that died
 MAX_RATIO = 200  # uncompressed / compressed bytes of a member (Saver stores them uncompressed)
-_TEMP = re.compile(r"\.(?P<name>.+\.npz)\.[a-z0-9_]{8}\.tmp")
+_TEMP = re.compile(r"\.(?P<name>.+\.(?:npz|index|meta|data-\d{5}-of-\d{5}))\.[a-z0-9_]{8}\.tmp")
 
 
 def _as_dict(var_list):
@@ -99,7 +111,8 @@ class _Holder:
 
 
 class Saver:
-    """Saves and restores variables (TF1's tf.train.Saver, in ``.npz`` files).
+    """Saves and restores variables (TF1's tf.train.Saver, in ``.npz`` files or TensorFlow's
+    own checkpoint format).
 
     Args:
         var_list: variables (or a {checkpoint name: variable} dict); default: every global
@@ -107,22 +120,27 @@ class Saver:
             Session, every variable of a compiled step.
         max_to_keep: keep at most this many of the most recent checkpoints written with a
             ``global_step`` suffix (None or 0: keep all).
+        write_tf_checkpoint: the default of ``save``'s argument of that name.
     Example:
         >>> saver = gc.train.Saver()
         >>> path = saver.save(sess, "ckpt/model", global_step=100)   # "ckpt/model-100"
         >>> saver.restore(sess, path)                                 # reads ckpt/model-100.npz
+        >>> saver.restore(sess, "tf_run/model.ckpt-5000")  # written by TensorFlow
     """
 
-    def __init__(self, var_list=None, max_to_keep=5, **unused):
+    def __init__(self, var_list=None, max_to_keep=5, write_tf_checkpoint=False, **unused):
         self._vars = _as_dict(var_list)
         self.max_to_keep = max_to_keep
+        self.write_tf_checkpoint = write_tf_checkpoint
         self.last_checkpoints = []
         self._recovered = set()  # folders whose state file this Saver has read
+        self._meta_warned = False
 
     def _selection(self, holder):
         return self._vars if self._vars is not None else holder.default_vars()
 
-    def save(self, sess, save_path, global_step=None, **unused):
+    def save(self, sess, save_path, global_step=None, write_meta_graph=True,
+             write_tf_checkpoint=None, **unused):
         """Write the variables to ``save_path`` (``.npz`` appended if missing), atomically.
 
         Args:
@@ -130,13 +148,27 @@ class Saver:
             save_path: the checkpoint's prefix, as TF1's (a path ending in ``.npz`` names
                 the file itself); its folder is created if needed.
             global_step: an int (or int variable) appended as ``-<step>``.
+            write_meta_graph: also write ``<prefix>.meta``, the session's graph as
+                ``export_meta_graph`` writes it (as TF1's Saver; nothing for a compiled
+                step). A graph the meta format cannot hold gives a warning, once per Saver,
+                and no ``.meta``; the checkpoint is written all the same.
+            write_tf_checkpoint: write TensorFlow's checkpoint format instead of the
+                ``.npz``: ``<prefix>.index`` and ``<prefix>.data-00000-of-00001``, which
+                TensorFlow reads (``tf.train.load_checkpoint``, ``tf.compat.v1.train.Saver
+                .restore``); default: the Saver's ``write_tf_checkpoint``.
         Returns:
             TF1's prefix: ``save_path``, or ``save_path-<step>`` with a global step
             (``"ckpt/model.ckpt-1000"``, the file being ``ckpt/model.ckpt-1000.npz``);
             ``restore``, ``latest_checkpoint`` and ``get_checkpoint_state`` use the same.
         Raises:
-            GraphError: a variable without a value (not initialized).
+            GraphError: a variable without a value (not initialized), or (TensorFlow's
+                format) of a dtype that format does not have.
+        Example:
+            >>> saver.save(sess, "ckpt/model.ckpt", global_step=step, write_tf_checkpoint=True)
+            'ckpt/model.ckpt-1000'
         """
+        if write_tf_checkpoint is None:
+            write_tf_checkpoint = self.write_tf_checkpoint
         holder = _Holder(sess)
         arrays, missing = {}, []
         for name, var in sorted(self._selection(holder).items()):
@@ -150,52 +182,88 @@ class Saver:
                              + ", ".join(missing),
                              hint="run gc.global_variables_initializer() first")
         prefix = _checkpoint_prefix(save_path, global_step, sess)
-        path = _file_of(prefix)
-        meta = {"format": FORMAT, "version": VERSION,
-                "variables": {n: [list(a.shape), a.dtype.str] for n, a in arrays.items()}}
-        arrays[_META] = np.array(json.dumps(meta))
-        _write_atomically(path, arrays)
+        if write_tf_checkpoint:
+            try:  # every dtype checked before any file is touched
+                index, ordered = tf_bundle.bundle_index(arrays)
+            except ValueError as e:
+                raise GraphError(f"Saver.save: {e}", hint="cast it to a dtype TensorFlow "
+                                 "checkpoints have, or save graphc's .npz format") from None
+            _prepare_folder(tf_bundle.index_file(prefix))
+            tf_bundle.write_bundle(prefix, index, ordered, _replace_file)
+        else:
+            meta = {"format": FORMAT, "version": VERSION,
+                    "variables": {n: [list(a.shape), a.dtype.str] for n, a in arrays.items()}}
+            arrays[_META] = np.array(json.dumps(meta))
+            _write_atomically(_file_of(prefix), arrays)
+        if write_meta_graph and holder.kind == "session":
+            self._write_meta_graph(prefix, sess.graph)
         self._remember(prefix, global_step is not None)
         return prefix
 
+    def _write_meta_graph(self, prefix, graph):
+        """``<prefix>.meta`` (atomically); a graph the format cannot hold: a warning (once per
+        Saver) and no file, and an older ``.meta`` of that prefix is removed (it would describe
+        another graph)."""
+        from .meta_graph import export_meta_graph
+        path = _meta_file(prefix)
+        try:
+            text = export_meta_graph(None, graph=graph)
+        except GraphError as e:
+            if not self._meta_warned:
+                self._meta_warned = True
+                warnings.warn(f"Saver.save: no meta graph written for '{prefix}' (the "
+                              f"checkpoint is saved): {e.message}", stacklevel=3)
+            if os.path.isfile(path):
+                os.remove(path)
+            return
+        _replace_file(path, lambda f: f.write(text.encode("utf-8")))
+
     def restore(self, sess, save_path):
         """Load the variables from ``save_path`` (the prefix ``save`` returned, or the
-        ``.npz`` file itself) into ``sess`` after checking all of them.
+        ``.npz`` file itself; or the prefix of a TensorFlow checkpoint, whose ``.index`` and
+        ``.data-*`` files are there) into ``sess`` after checking all of them.
 
         Entries of the checkpoint that this Saver does not ask for are ignored (restoring a
-        subset is allowed); missing names, other shapes or other dtypes are errors.
+        subset is allowed); missing names, other shapes or other dtypes are errors. Every
+        value is read (and a TensorFlow checkpoint's CRCs checked) before any is assigned.
 
         Raises:
-            ArtifactError: unreadable file, or names/shapes/dtypes that do not match (every
-                mismatch is listed); nothing is changed then.
+            ArtifactError: unreadable or damaged files, or names/shapes/dtypes that do not
+                match (every mismatch is listed); nothing is changed then.
+        Example:
+            >>> gc.train.Saver().restore(sess, "tf_run/model.ckpt-5000")
         """
         holder = _Holder(sess)
-        path = _existing_path(save_path)
-        stored = _read_checkpoint(path)
+        stored = open_checkpoint(save_path)
+        path = stored.path
         problems, plan = [], []
         for name, var in sorted(self._selection(holder).items()):
             want = holder.expected(name, var)
-            if name not in stored:
+            if name not in stored.entries:
                 problems.append(f"'{name}': missing from the checkpoint")
                 continue
-            arr = stored[name]
-            if want is not None and tuple(arr.shape) != tuple(want[0]):
-                problems.append(f"'{name}': shape {list(arr.shape)} in the checkpoint, "
+            shape, dtype = tuple(stored.shape(name)), stored.dtype(name)
+            if want is not None and shape != tuple(want[0]):
+                problems.append(f"'{name}': shape {list(shape)} in the checkpoint, "
                                 f"{list(want[0])} expected")
-            elif want is not None and arr.dtype != want[1]:
-                problems.append(f"'{name}': dtype {arr.dtype.name} in the checkpoint, "
+            elif dtype is None:
+                problems.append(f"'{name}': dtype {stored.entries[name].dtype_name()} in the "
+                                "checkpoint, which graphc does not read")
+            elif want is not None and dtype != want[1]:
+                problems.append(f"'{name}': dtype {dtype.name} in the checkpoint, "
                                 f"{want[1].name} expected")
             else:
-                plan.append((name, var, arr))
+                plan.append((name, var))
         if problems:
-            extra = sorted(set(stored) - set(self._selection(holder)))
+            extra = sorted(set(stored.entries) - set(self._selection(holder)))
             details = problems + ([f"the checkpoint also holds: {', '.join(extra)}"]
                                   if extra else [])
             raise ArtifactError(f"Saver.restore: checkpoint '{path}' does not match "
                                 f"({len(problems)} problem(s))", details,
                                 hint="restore into the graph that wrote it, or pass "
                                      "var_list= to restore a subset")
-        for name, var, arr in plan:
+        values = [(name, var, stored.read(name)) for name, var in plan]
+        for name, var, arr in values:
             holder.set(name, var, arr)
 
     def _remember(self, prefix, numbered):
@@ -205,14 +273,14 @@ class Saver:
             self._recovered.add(folder)
             known = {os.path.abspath(p) for p in self.last_checkpoints}
             self.last_checkpoints[:0] = [p for p in _read_state(folder)
-                                         if os.path.isfile(_file_of(p)) and p not in known]
+                                         if _exists(p) and p not in known]
         self.last_checkpoints = [p for p in self.last_checkpoints
                                  if os.path.abspath(p) != os.path.abspath(prefix)] + [prefix]
         if numbered and self.max_to_keep:
             while len(self.last_checkpoints) > self.max_to_keep:
-                old = _file_of(self.last_checkpoints.pop(0))
-                if os.path.exists(old):
-                    os.remove(old)
+                for old in _files_of(self.last_checkpoints.pop(0)):
+                    if os.path.exists(old):
+                        os.remove(old)
         if numbered:
             _write_state(folder, [p for p in self.last_checkpoints
                                   if os.path.dirname(os.path.abspath(p)) == folder])
@@ -222,17 +290,10 @@ def _read_state(folder):
     """The checkpoints the folder's state file lists, oldest first (absolute prefixes); [] when
     there is none or it does not parse (it only decides what ``max_to_keep`` deletes). Lists
     written before ``save`` returned prefixes name the ``.npz`` files; those are read too."""
-    try:
-        with open(os.path.join(folder, STATE), encoding="utf-8") as f:
-            text = f.read(1 << 20)
-    except (OSError, UnicodeDecodeError):
-        return []
-    names = re.findall(r'^all_model_checkpoint_paths: "((?:[^"\\]|\\.)*)"$', text, re.M)
     out = []
-    for name in names:
-        name = name.replace('\\"', '"').replace("\\\\", "\\")
+    for name in _state_entries(folder, "all_model_checkpoint_paths"):
         path = os.path.join(folder, name)
-        if os.path.basename(name) == name and os.path.isfile(_file_of(path)):  # ours
+        if os.path.basename(name) == name and _exists(_prefix_of(path)):  # ours
             out.append(_prefix_of(path))
     return out
 
@@ -251,23 +312,62 @@ def _write_state(folder, paths):
 
 
 def _checkpoints(directory):
-    """The ``.npz`` checkpoints in ``directory``, oldest first (by modification time)."""
+    """The checkpoints in ``directory`` (``.npz`` files and TensorFlow ``.index`` files), as
+    [(modification time, prefix)], oldest first."""
     if not os.path.isdir(directory):
         return []
-    files = [os.path.join(directory, f) for f in os.listdir(directory)
-             if f.endswith(".npz") and not f.startswith(".")]
-    return sorted(files, key=lambda f: (os.stat(f).st_mtime_ns, f))
+    found = {}
+    for f in os.listdir(directory):
+        if f.startswith(".") or not f.endswith((".npz", ".index")):
+            continue
+        path = os.path.join(directory, f)
+        prefix = path.removesuffix(".npz").removesuffix(".index") if f.endswith(".index") \
+            else _prefix_of(path)
+        found[prefix] = max(found.get(prefix, -1), os.stat(path).st_mtime_ns)
+    return sorted((t, p) for p, t in found.items())
+
+
+def _state_latest(directory):
+    """The checkpoint the folder's ``checkpoint`` file names as the newest
+    (``model_checkpoint_path``, relative to the folder or absolute, as TensorFlow writes it),
+    when it exists; else None."""
+    names = _state_entries(directory, "model_checkpoint_path")
+    prefix = _prefix_of(os.path.join(directory, names[-1])) if names else None
+    return prefix if prefix is not None and _exists(prefix) else None
+
+
+def _state_entries(folder, field):
+    """The (unquoted) values of ``field`` in the folder's state file; [] when it cannot be
+    read."""
+    try:
+        with open(os.path.join(folder, STATE), encoding="utf-8") as f:
+            text = f.read(1 << 20)
+    except (OSError, UnicodeDecodeError):
+        return []
+    names = re.findall(rf'^{field}: "((?:[^"\\]|\\.)*)"$', text, re.M)
+    return [n.replace('\\"', '"').replace("\\\\", "\\") for n in names]
 
 
 def latest_checkpoint(directory):
     """The prefix of the most recently written checkpoint in ``directory`` (as ``Saver.save``
-    returned it: ``"ckpt/model-1000"``), or None.
+    returned it: ``"ckpt/model-1000"``), or None. graphc's ``.npz`` checkpoints and
+    TensorFlow's count alike; the one a TensorFlow ``checkpoint`` file names wins unless a
+    checkpoint was written after it.
 
     Example:
         >>> saver.restore(sess, gc.train.latest_checkpoint("ckpt"))
     """
-    files = _checkpoints(directory)
-    return _prefix_of(files[-1]) if files else None
+    directory = os.fspath(directory)
+    found = _checkpoints(directory)
+    named = _state_latest(directory)
+    if named is not None and (not found or _mtime(named) >= found[-1][0]):
+        return named
+    return found[-1][1] if found else None
+
+
+def _mtime(prefix):
+    return max((os.stat(f).st_mtime_ns for f in (_file_of(prefix), tf_bundle.index_file(prefix))
+                if os.path.isfile(f)), default=-1)
 
 
 class CheckpointState:
@@ -283,10 +383,10 @@ class CheckpointState:
 
 
 def get_checkpoint_state(checkpoint_dir, latest_filename=None):
-    """TF1's ``tf.train.get_checkpoint_state`` over the ``.npz`` files Saver writes.
+    """TF1's ``tf.train.get_checkpoint_state`` over the checkpoints in a folder.
 
-    graphc keeps no separate index file: the checkpoints are the folder's ``.npz`` files,
-    ordered by when they were written.
+    The checkpoints are the folder's ``.npz`` files and TensorFlow checkpoints (``.index``),
+    ordered by when they were written; the newest is ``latest_checkpoint``'s.
 
     Args:
         checkpoint_dir: the folder Saver.save wrote into.
@@ -299,8 +399,12 @@ def get_checkpoint_state(checkpoint_dir, latest_filename=None):
         >>> ckpt = gc.train.get_checkpoint_state("ckpt")
         >>> if ckpt: saver.restore(sess, ckpt.model_checkpoint_path)
     """
-    prefixes = [_prefix_of(f) for f in _checkpoints(os.fspath(checkpoint_dir))]
-    return CheckpointState(prefixes[-1], prefixes) if prefixes else None
+    directory = os.fspath(checkpoint_dir)
+    latest = latest_checkpoint(directory)
+    if latest is None:
+        return None
+    prefixes = [p for _, p in _checkpoints(directory) if p != latest]
+    return CheckpointState(latest, prefixes + [latest])
 
 
 def _checkpoint_prefix(save_path, global_step, sess):
@@ -323,37 +427,88 @@ def _prefix_of(path):
     return path.removesuffix(".npz")
 
 
+def _meta_file(prefix):
+    return _prefix_of(prefix) + ".meta"
+
+
+def _exists(prefix):
+    """Whether a checkpoint (either kind) is at ``prefix``."""
+    return os.path.isfile(_file_of(prefix)) or os.path.isfile(tf_bundle.index_file(prefix))
+
+
+def _files_of(prefix):
+    """Every file of the checkpoint ``prefix``: both kinds and its ``.meta``."""
+    return [_file_of(prefix), tf_bundle.index_file(prefix), _meta_file(prefix)] \
+        + tf_bundle.data_files(prefix)
+
+
 def checkpoint_exists(checkpoint_prefix):
     """Whether a checkpoint ``Saver.restore`` can read is at ``checkpoint_prefix`` (the path
-    ``Saver.save`` returned, or that path without ``.npz``), as TF1's
-    ``tf.train.checkpoint_exists``.
+    ``Saver.save`` returned, or that path without ``.npz``; or a TensorFlow checkpoint's
+    prefix), as TF1's ``tf.train.checkpoint_exists``.
 
     Example:
         >>> if gc.train.checkpoint_exists(path):
         ...     saver.restore(sess, path)
     """
     path = os.fspath(checkpoint_prefix)
-    return any(os.path.isfile(p) for p in (path, path + ".npz"))
+    return any(os.path.isfile(p) for p in (path, path + ".npz", tf_bundle.index_file(path)))
 
 
-def _existing_path(save_path):
+def open_checkpoint(save_path):
+    """The checkpoint at ``save_path``: a ``tf_bundle.BundleReader`` for a TensorFlow
+    checkpoint, else an ``NpzCheckpoint`` (both give ``path``, ``entries``, ``names()``,
+    ``shape``, ``dtype`` and ``read``). When a prefix has both kinds, the newer is read.
+
+    Raises:
+        ArtifactError: nothing there, or a file that is not a readable checkpoint.
+    """
     path = os.fspath(save_path)
-    for candidate in (path, path + ".npz"):
-        if os.path.isfile(candidate):
-            return candidate
-    raise ArtifactError(f"Saver.restore: no checkpoint at '{path}'",
-                        hint="pass the path that Saver.save returned")
+    bundle = tf_bundle.index_file(path)
+    candidates = [p for p in (path, path + ".npz", bundle) if os.path.isfile(p)]
+    if not candidates:
+        raise ArtifactError(f"Saver.restore: no checkpoint at '{path}'",
+                            hint="pass the path that Saver.save returned")
+    if candidates[-1] == bundle and (len(candidates) == 1 or os.stat(bundle).st_mtime_ns
+                                     >= os.stat(candidates[0]).st_mtime_ns):
+        return tf_bundle.BundleReader(path)
+    return NpzCheckpoint(candidates[0])
 
 
-def _write_atomically(path, arrays):
-    """Write an npz through ``runtime.durable.replace_file`` (temp file, fsync, rename, fsync
-    of the folder, the umask's mode); first remove temp files that interrupted saves left."""
+class NpzCheckpoint:
+    """A graphc ``.npz`` checkpoint, read whole, behind the interface of ``BundleReader``."""
+
+    def __init__(self, path):
+        self.path = path
+        self.entries = _read_checkpoint(path)
+
+    def names(self):
+        return sorted(self.entries)
+
+    def shape(self, name):
+        return self.entries[name].shape
+
+    def dtype(self, name):
+        return self.entries[name].dtype
+
+    def read(self, name):
+        return self.entries[name]
+
+
+def _prepare_folder(path):
+    """Create ``path``'s folder; remove temp files that interrupted saves left there."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise _save_error(path, e) from None
     remove_stale_temporaries(folder)
+
+
+def _write_atomically(path, arrays):
+    """Write an npz through ``runtime.durable.replace_file`` (temp file, fsync, rename, fsync
+    of the folder, the umask's mode)."""
+    _prepare_folder(path)
     _replace_file(path, lambda f: np.savez(f, **arrays))
 
 
@@ -435,4 +590,4 @@ def _check_sizes(path):
 
 
 __all__ = ["Saver", "CheckpointState", "checkpoint_exists", "get_checkpoint_state",
-           "latest_checkpoint", "remove_stale_temporaries"]
+           "latest_checkpoint", "open_checkpoint", "remove_stale_temporaries"]
