@@ -10,7 +10,8 @@ import os
 
 from ..errors import ArtifactError, DTypeError
 from ..ir.dtypes import as_dtype
-from .saver import latest_checkpoint, open_checkpoint
+from .checkpoint_management import latest_checkpoint
+from .saver import open_checkpoint
 
 
 class CheckpointReader:

@@ -14,7 +14,8 @@ mode the umask gives (as TF1's), not the temporary file's 0600. A full disk or a
 folder raises ``ArtifactError`` naming the file, and the previous checkpoint stays as it was.
 Like TF1's Saver, a ``checkpoint`` state file in the folder lists the numbered checkpoints
 kept, newest last: a new Saver (after a restart) picks the list up, so ``max_to_keep`` still
-holds. ``restore`` checks member sizes from the zip directory before decompressing any.
+holds (``checkpoint_management`` reads and writes it, and finds the newest checkpoint).
+``restore`` checks member sizes from the zip directory before decompressing any.
 
 TensorFlow's checkpoints (the V2 bundle: ``prefix.index`` + ``prefix.data-00000-of-00001``,
 written by TF1's ``tf.train.Saver`` or TF 2's ``tf.compat.v1.train.Saver``) are restored the
@@ -39,15 +40,32 @@ import numpy as np
 
 from ..errors import ArtifactError, GraphError
 from ..runtime import durable
+from . import checkpoint_management as cm
 from . import tf_bundle
+from .checkpoint_management import (CheckpointState, checkpoint_exists,  # noqa: F401
+                                    get_checkpoint_state, latest_checkpoint)
 
 FORMAT = "graphc-checkpoint"
 VERSION = 1
 _META = "__graphc_checkpoint__"
-STATE = "checkpoint"  # TF1's name for the folder's list of kept checkpoints
 STALE_SECONDS = durable.STALE_SECONDS  # untouched this long: a save that died
 MAX_RATIO = 200  # uncompressed / compressed bytes of a member (Saver stores them uncompressed)
+# graphc's optimizer variables -> TF1's names for them (TF1 numbers a variable's second slot
+# "_1"). A TensorFlow checkpoint is written with TF1's names; restore falls back to them.
+TF1_NAMES = [(re.compile(r"(.+)/Adam/m"), r"\1/Adam"), (re.compile(r"(.+)/Adam/v"), r"\1/Adam_1"),
+             (re.compile(r"Adam/(beta[12]_power)"), r"\1"),
+             (re.compile(r"(.+)/Momentum/momentum"), r"\1/Momentum"),
+             (re.compile(r"(.+)/Adagrad/accumulator"), r"\1/Adagrad")]
 _TEMP = re.compile(r"\.(?P<name>.+\.(?:npz|index|meta|data-\d{5}-of-\d{5}))\.[a-z0-9_]{8}\.tmp")
+
+
+def tf1_name(name):
+    """TF1's name of graphc's optimizer variable ``name`` (``dense/kernel/Adam/m`` ->
+    ``dense/kernel/Adam``, ``Adam/beta1_power`` -> ``beta1_power``); other names unchanged."""
+    for pattern, replacement in TF1_NAMES:
+        if pattern.fullmatch(name):
+            return pattern.sub(replacement, name)
+    return name
 
 
 def _as_dict(var_list):
@@ -155,7 +173,8 @@ class Saver:
             write_tf_checkpoint: write TensorFlow's checkpoint format instead of the
                 ``.npz``: ``<prefix>.index`` and ``<prefix>.data-00000-of-00001``, which
                 TensorFlow reads (``tf.train.load_checkpoint``, ``tf.compat.v1.train.Saver
-                .restore``); default: the Saver's ``write_tf_checkpoint``.
+                .restore``), optimizer variables under TF1's names (``tf1_name``); default:
+                the Saver's ``write_tf_checkpoint``.
         Returns:
             TF1's prefix: ``save_path``, or ``save_path-<step>`` with a global step
             (``"ckpt/model.ckpt-1000"``, the file being ``ckpt/model.ckpt-1000.npz``);
@@ -183,8 +202,16 @@ class Saver:
                              hint="run gc.global_variables_initializer() first")
         prefix = _checkpoint_prefix(save_path, global_step, sess)
         if write_tf_checkpoint:
+            renamed, sources = {}, {}
+            for n, a in arrays.items():
+                renamed[tf1_name(n)] = a
+                sources.setdefault(tf1_name(n), []).append(n)
+            clashes = [f"{' and '.join(v)} -> '{k}'" for k, v in sources.items() if len(v) > 1]
+            if clashes:
+                raise GraphError("Saver.save: variables that would have the same TF1 name",
+                                 clashes, hint="rename one, or save graphc's .npz format")
             try:  # every dtype checked before any file is touched
-                index, ordered = tf_bundle.bundle_index(arrays)
+                index, ordered = tf_bundle.bundle_index(renamed)
             except ValueError as e:
                 raise GraphError(f"Saver.save: {e}", hint="cast it to a dtype TensorFlow "
                                  "checkpoints have, or save graphc's .npz format") from None
@@ -194,7 +221,7 @@ class Saver:
             meta = {"format": FORMAT, "version": VERSION,
                     "variables": {n: [list(a.shape), a.dtype.str] for n, a in arrays.items()}}
             arrays[_META] = np.array(json.dumps(meta))
-            _write_atomically(_file_of(prefix), arrays)
+            _write_atomically(cm.file_of(prefix), arrays)
         if write_meta_graph and holder.kind == "session":
             self._write_meta_graph(prefix, sess.graph)
         self._remember(prefix, global_step is not None)
@@ -205,7 +232,7 @@ class Saver:
         Saver) and no file, and an older ``.meta`` of that prefix is removed (it would describe
         another graph)."""
         from .meta_graph import export_meta_graph
-        path = _meta_file(prefix)
+        path = cm.meta_file(prefix)
         try:
             text = export_meta_graph(None, graph=graph)
         except GraphError as e:
@@ -226,6 +253,8 @@ class Saver:
         Entries of the checkpoint that this Saver does not ask for are ignored (restoring a
         subset is allowed); missing names, other shapes or other dtypes are errors. Every
         value is read (and a TensorFlow checkpoint's CRCs checked) before any is assigned.
+        An optimizer variable missing under graphc's name is looked up under TF1's
+        (``tf1_name``: ``dense/kernel/Adam/m`` is TF1's ``dense/kernel/Adam``).
 
         Raises:
             ArtifactError: unreadable or damaged files, or names/shapes/dtypes that do not
@@ -239,30 +268,32 @@ class Saver:
         problems, plan = [], []
         for name, var in sorted(self._selection(holder).items()):
             want = holder.expected(name, var)
-            if name not in stored.entries:
+            key = name if name in stored.entries else tf1_name(name)
+            if key not in stored.entries:
                 problems.append(f"'{name}': missing from the checkpoint")
                 continue
-            shape, dtype = tuple(stored.shape(name)), stored.dtype(name)
+            shape, dtype = tuple(stored.shape(key)), stored.dtype(key)
             if want is not None and shape != tuple(want[0]):
                 problems.append(f"'{name}': shape {list(shape)} in the checkpoint, "
                                 f"{list(want[0])} expected")
             elif dtype is None:
-                problems.append(f"'{name}': dtype {stored.entries[name].dtype_name()} in the "
+                problems.append(f"'{name}': dtype {stored.entries[key].dtype_name()} in the "
                                 "checkpoint, which graphc does not read")
             elif want is not None and dtype != want[1]:
                 problems.append(f"'{name}': dtype {dtype.name} in the checkpoint, "
                                 f"{want[1].name} expected")
             else:
-                plan.append((name, var))
+                plan.append((name, var, key))
         if problems:
-            extra = sorted(set(stored.entries) - set(self._selection(holder)))
+            extra = sorted(set(stored.entries) - set(self._selection(holder))
+                           - {key for _, _, key in plan})
             details = problems + ([f"the checkpoint also holds: {', '.join(extra)}"]
                                   if extra else [])
             raise ArtifactError(f"Saver.restore: checkpoint '{path}' does not match "
                                 f"({len(problems)} problem(s))", details,
                                 hint="restore into the graph that wrote it, or pass "
                                      "var_list= to restore a subset")
-        values = [(name, var, stored.read(name)) for name, var in plan]
+        values = [(name, var, stored.read(key)) for name, var, key in plan]
         for name, var, arr in values:
             holder.set(name, var, arr)
 
@@ -272,139 +303,19 @@ class Saver:
         if numbered and folder not in self._recovered:  # a restart: the list is on disk
             self._recovered.add(folder)
             known = {os.path.abspath(p) for p in self.last_checkpoints}
-            self.last_checkpoints[:0] = [p for p in _read_state(folder)
-                                         if _exists(p) and p not in known]
+            self.last_checkpoints[:0] = [p for p in cm.read_state(folder)
+                                         if cm.exists(p) and p not in known]
         self.last_checkpoints = [p for p in self.last_checkpoints
                                  if os.path.abspath(p) != os.path.abspath(prefix)] + [prefix]
         if numbered and self.max_to_keep:
             while len(self.last_checkpoints) > self.max_to_keep:
-                for old in _files_of(self.last_checkpoints.pop(0)):
+                for old in cm.files_of(self.last_checkpoints.pop(0)):
                     if os.path.exists(old):
                         os.remove(old)
         if numbered:
-            _write_state(folder, [p for p in self.last_checkpoints
-                                  if os.path.dirname(os.path.abspath(p)) == folder])
-
-
-def _read_state(folder):
-    """The checkpoints the folder's state file lists, oldest first (absolute prefixes); [] when
-    there is none or it does not parse (it only decides what ``max_to_keep`` deletes). Lists
-    written before ``save`` returned prefixes name the ``.npz`` files; those are read too."""
-    out = []
-    for name in _state_entries(folder, "all_model_checkpoint_paths"):
-        path = os.path.join(folder, name)
-        if os.path.basename(name) == name and _exists(_prefix_of(path)):  # ours
-            out.append(_prefix_of(path))
-    return out
-
-
-def _write_state(folder, paths):
-    """TF1's ``checkpoint`` text file: the newest checkpoint and all kept ones, oldest first
-    (names relative to the folder, as TF1 writes them)."""
-    def quoted(p):
-        return '"' + os.path.basename(p).replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if not paths:
-        return
-    lines = [f"model_checkpoint_path: {quoted(paths[-1])}"]
-    lines += [f"all_model_checkpoint_paths: {quoted(p)}" for p in paths]
-    _replace_file(os.path.join(folder, STATE),
-                  lambda f: f.write(("\n".join(lines) + "\n").encode("utf-8")))
-
-
-def _checkpoints(directory):
-    """The checkpoints in ``directory`` (``.npz`` files and TensorFlow ``.index`` files), as
-    [(modification time, prefix)], oldest first."""
-    if not os.path.isdir(directory):
-        return []
-    found = {}
-    for f in os.listdir(directory):
-        if f.startswith(".") or not f.endswith((".npz", ".index")):
-            continue
-        path = os.path.join(directory, f)
-        prefix = path.removesuffix(".npz").removesuffix(".index") if f.endswith(".index") \
-            else _prefix_of(path)
-        found[prefix] = max(found.get(prefix, -1), os.stat(path).st_mtime_ns)
-    return sorted((t, p) for p, t in found.items())
-
-
-def _state_latest(directory):
-    """The checkpoint the folder's ``checkpoint`` file names as the newest
-    (``model_checkpoint_path``, relative to the folder or absolute, as TensorFlow writes it),
-    when it exists; else None."""
-    names = _state_entries(directory, "model_checkpoint_path")
-    prefix = _prefix_of(os.path.join(directory, names[-1])) if names else None
-    return prefix if prefix is not None and _exists(prefix) else None
-
-
-def _state_entries(folder, field):
-    """The (unquoted) values of ``field`` in the folder's state file; [] when it cannot be
-    read."""
-    try:
-        with open(os.path.join(folder, STATE), encoding="utf-8") as f:
-            text = f.read(1 << 20)
-    except (OSError, UnicodeDecodeError):
-        return []
-    names = re.findall(rf'^{field}: "((?:[^"\\]|\\.)*)"$', text, re.M)
-    return [n.replace('\\"', '"').replace("\\\\", "\\") for n in names]
-
-
-def latest_checkpoint(directory):
-    """The prefix of the most recently written checkpoint in ``directory`` (as ``Saver.save``
-    returned it: ``"ckpt/model-1000"``), or None. graphc's ``.npz`` checkpoints and
-    TensorFlow's count alike; the one a TensorFlow ``checkpoint`` file names wins unless a
-    checkpoint was written after it.
-
-    Example:
-        >>> saver.restore(sess, gc.train.latest_checkpoint("ckpt"))
-    """
-    directory = os.fspath(directory)
-    found = _checkpoints(directory)
-    named = _state_latest(directory)
-    if named is not None and (not found or _mtime(named) >= found[-1][0]):
-        return named
-    return found[-1][1] if found else None
-
-
-def _mtime(prefix):
-    return max((os.stat(f).st_mtime_ns for f in (_file_of(prefix), tf_bundle.index_file(prefix))
-                if os.path.isfile(f)), default=-1)
-
-
-class CheckpointState:
-    """What ``get_checkpoint_state`` returns: TF1's two fields."""
-
-    def __init__(self, model_checkpoint_path, all_model_checkpoint_paths):
-        self.model_checkpoint_path = model_checkpoint_path
-        self.all_model_checkpoint_paths = list(all_model_checkpoint_paths)
-
-    def __repr__(self):
-        return (f"CheckpointState(model_checkpoint_path={self.model_checkpoint_path!r}, "
-                f"all_model_checkpoint_paths={self.all_model_checkpoint_paths!r})")
-
-
-def get_checkpoint_state(checkpoint_dir, latest_filename=None):
-    """TF1's ``tf.train.get_checkpoint_state`` over the checkpoints in a folder.
-
-    The checkpoints are the folder's ``.npz`` files and TensorFlow checkpoints (``.index``),
-    ordered by when they were written; the newest is ``latest_checkpoint``'s.
-
-    Args:
-        checkpoint_dir: the folder Saver.save wrote into.
-        latest_filename: accepted for TF1 compatibility, unused.
-    Returns:
-        A ``CheckpointState`` (``model_checkpoint_path``: the newest,
-        ``all_model_checkpoint_paths``: all, oldest first; prefixes, as ``Saver.save``
-        returns them), or None when there is none.
-    Example:
-        >>> ckpt = gc.train.get_checkpoint_state("ckpt")
-        >>> if ckpt: saver.restore(sess, ckpt.model_checkpoint_path)
-    """
-    directory = os.fspath(checkpoint_dir)
-    latest = latest_checkpoint(directory)
-    if latest is None:
-        return None
-    prefixes = [p for _, p in _checkpoints(directory) if p != latest]
-    return CheckpointState(latest, prefixes + [latest])
+            cm.write_state(folder, [p for p in self.last_checkpoints
+                                    if os.path.dirname(os.path.abspath(p)) == folder],
+                           _replace_file)
 
 
 def _checkpoint_prefix(save_path, global_step, sess):
@@ -416,43 +327,6 @@ def _checkpoint_prefix(save_path, global_step, sess):
             global_step = int(sess.run(global_step))  # a step variable: its current value
         path = f"{path.removesuffix('.npz')}-{int(global_step)}"
     return path
-
-
-def _file_of(prefix):
-    """The ``.npz`` file holding the checkpoint ``prefix`` (a path ending in ``.npz`` is it)."""
-    return prefix if prefix.endswith(".npz") else prefix + ".npz"
-
-
-def _prefix_of(path):
-    return path.removesuffix(".npz")
-
-
-def _meta_file(prefix):
-    return _prefix_of(prefix) + ".meta"
-
-
-def _exists(prefix):
-    """Whether a checkpoint (either kind) is at ``prefix``."""
-    return os.path.isfile(_file_of(prefix)) or os.path.isfile(tf_bundle.index_file(prefix))
-
-
-def _files_of(prefix):
-    """Every file of the checkpoint ``prefix``: both kinds and its ``.meta``."""
-    return [_file_of(prefix), tf_bundle.index_file(prefix), _meta_file(prefix)] \
-        + tf_bundle.data_files(prefix)
-
-
-def checkpoint_exists(checkpoint_prefix):
-    """Whether a checkpoint ``Saver.restore`` can read is at ``checkpoint_prefix`` (the path
-    ``Saver.save`` returned, or that path without ``.npz``; or a TensorFlow checkpoint's
-    prefix), as TF1's ``tf.train.checkpoint_exists``.
-
-    Example:
-        >>> if gc.train.checkpoint_exists(path):
-        ...     saver.restore(sess, path)
-    """
-    path = os.fspath(checkpoint_prefix)
-    return any(os.path.isfile(p) for p in (path, path + ".npz", tf_bundle.index_file(path)))
 
 
 def open_checkpoint(save_path):
