@@ -122,6 +122,13 @@ def test_tensorflow_folder_latest_checkpoint_state_and_exists(tmp_path):
     state = gc.train.get_checkpoint_state(str(folder))
     assert state.model_checkpoint_path == older
     assert sorted(state.all_model_checkpoint_paths) == sorted([older, str(folder / "model.ckpt-1")])
+    # TF1's Saver writes absolute paths by default; a moved folder's stale ones are passed over
+    # (all files of one time again: without the state file, the last name in order wins)
+    os.utime(older + ".npz", ns=(10**18, 10**18))
+    for named, found in ((older, older), ("/elsewhere/graphc_model", folder / "model.ckpt-1")):
+        (folder / "checkpoint").write_text(f'model_checkpoint_path: "{named}"\n'
+                                           f'all_model_checkpoint_paths: "{named}"\n')
+        assert gc.train.latest_checkpoint(str(folder)) == str(found)
 
 
 def test_reader_functions_on_a_tensorflow_checkpoint():
@@ -445,6 +452,24 @@ def test_damaged_entries_and_data_files(tmp_path):
     sess, made = session_for(("a",))
     gc.train.Saver(made).restore(sess, case_ok)
     np.testing.assert_array_equal(sess.values[made[0]], np.arange(4, dtype=np.float32))
+
+
+def test_big_endian_bundle_is_read_in_native_order(tmp_path):
+    values = {"a": np.array([1.5, -2.0], ">f4"), "b": np.array([[2**40]], ">i8")}
+    raw = [v.tobytes() for v in values.values()]
+    big = proto_wire.field(1, 1) + proto_wire.field(2, tf_bundle.BIG) + proto_wire.field(
+        3, proto_wire.field(1, 1), 2)
+    p = str(tmp_path / "big")
+    write_index(p, {"a": entry(crc=mask(crc32c(raw[0])), size=8, shape=(2,)),
+                    "b": entry(dtype=9, shape=(1, 1), offset=8, size=8,
+                               crc=mask(crc32c(raw[1])))}, big)
+    with open(p + ".data-00000-of-00001", "wb") as fh:
+        fh.write(b"".join(raw))
+    reader = gc.train.NewCheckpointReader(p)
+    for n, v in values.items():
+        got = reader.get_tensor(n)
+        assert got.dtype.isnative and got.dtype == v.dtype.newbyteorder("=")
+        np.testing.assert_array_equal(got, v)
 
 
 def test_unsupported_dtype_on_save_is_a_graph_error(tmp_path):
