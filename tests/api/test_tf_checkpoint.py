@@ -485,3 +485,17 @@ def test_unsupported_dtype_on_save_is_a_graph_error(tmp_path):
                                                    "w/Adam/m -> 'w/Adam'"):
         gc.train.Saver().save(Clash(), tmp_path / "m", write_tf_checkpoint=True)
     assert not os.listdir(tmp_path)
+
+
+def test_saves_remove_stale_temporaries_of_bundles_and_meta_graphs(tmp_path):
+    """What killed saves of either format leave: only their names, only when stale."""
+    g, sess, _ = trained()
+    names = [".m.index.abcd1234.tmp", ".m.data-00000-of-00001.abcd1234.tmp",
+             ".m.meta.abcd1234.tmp", ".m.npz.abcd1234.tmp"]
+    for n in names + [".fresh.index.abcd1234.tmp", "m.index.abcd1234.tmp.keep"]:
+        (tmp_path / n).write_bytes(b"x")
+    for n in names:
+        os.utime(tmp_path / n, (1, 1))
+    gc.train.Saver().save(sess, tmp_path / "m", write_tf_checkpoint=True)
+    assert sorted(os.listdir(tmp_path)) == [".fresh.index.abcd1234.tmp", "m.data-00000-of-00001",
+                                            "m.index", "m.index.abcd1234.tmp.keep", "m.meta"]

@@ -74,8 +74,9 @@ def test_mlp_digits_trains_and_restores_its_checkpoint(tmp_path):
     acc = number(r"^test accuracy (\S+); after restoring", out)
     restored = number(r"after restoring the checkpoint (\S+)$", out)
     assert acc > 0.9 and restored == acc
-    # named by the global step (2 x 45 batches), beside TF1's checkpoint state file
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "mlp-90.npz"]
+    # named by the global step (2 x 45 batches), beside TF1's checkpoint state file, with the
+    # meta graph that Saver.save writes as TF1's does
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "mlp-90.meta", "mlp-90.npz"]
 
 
 def test_rnn_full_and_truncated_bptt():
