@@ -14,7 +14,7 @@ where the 1 came from ``ones_like``).
 import os
 import time
 
-from graphc.errors import CompileError
+from graphc.errors import CompileError, GraphError
 
 from .cse import eliminate_common_subexpressions
 from .common import check_program
@@ -101,7 +101,11 @@ def run_pipeline(program, passes=None, dump_dir=None, verify=None):
         changes = PASSES[name](program) or {}
         ms = (time.perf_counter() - t0) * 1e3
         if verify:
-            check_program(program)
+            try:
+                check_program(program)
+            except GraphError as e:  # name the pass that broke the invariant
+                raise GraphError(f"after pass '{name}': {e.message}", e.details,
+                                 loc=e.loc, hint=e.hint) from None
         program.records.append({"name": name, "ms": ms, "nodes_before": before,
                                 "nodes_after": _count(program), "changes": dict(changes)})
         program.stages.record(name, program)

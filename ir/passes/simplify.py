@@ -32,7 +32,7 @@ is reassociating constants; signed zeros are respected (``x + 0.0`` is not ``x``
 """
 import numpy as np
 
-from .common import new_node, replace_uses, splat, tracked_uses
+from .common import index_of, new_node, replace_uses, splat, tracked_uses
 
 
 def _same_type(a, b):
@@ -224,15 +224,19 @@ def r_relu_mask(n, p):
         readers = p.uses.users(x) if getattr(p, "uses", None) is not None else p.nodes
         relu = next((m for m in readers if m.op_name == "relu" and m.inputs[0] is x), None)
         if relu is not None and tuple(relu.shape) == tuple(x.shape):
-            return new_node(p, n, "greater", [relu, n.inputs[1]], {}, before=_after(p, relu, n))
+            _schedule_before(p, relu, n)
+            return new_node(p, n, "greater", [relu, n.inputs[1]], {})
     return None
 
 
-def _after(p, a, b):
-    """The later of ``a``'s successor and ``b`` in the schedule (where a node using both fits)."""
-    pos = {id(m): i for i, m in enumerate(p.nodes)}
-    later = max(pos[id(a)] + 1, pos[id(b)])
-    return p.nodes[later]
+def _schedule_before(p, a, b):
+    """Move ``a`` (whose inputs all come before ``b``) to just before ``b`` when it runs
+    later: the replacement of ``b`` reads ``a`` and takes ``b``'s place, before every reader of
+    ``b`` (placing it after ``a`` instead put it after readers of ``b`` that precede ``a``)."""
+    i, j = index_of(p.nodes, a), index_of(p.nodes, b)
+    if i > j:
+        del p.nodes[i]
+        p.nodes.insert(j, a)
 
 
 def r_reduce_noop(n, p):

@@ -104,6 +104,21 @@ def test_relu_mask_lets_the_preactivation_die_after_relu():
     assert all(u.op_name == "relu" for u in users)
 
 
+def test_relu_mask_keeps_the_schedule_topological_when_relu_comes_later():
+    """The fuzzer's seed 601581, shrunk: elu's mask ``t > 0`` (read by elu's select) is
+    rewritten to read ``relu(t)``, which the user built after elu. The rewrite used to be
+    placed after relu, behind the select that reads it (fusion then crashed); now relu moves
+    up before the mask. ``program_of`` verifies the schedule after every pass."""
+    x = _x((5, 4))
+    t = gc.identity(x)
+    e = gc.nn.elu(t)
+    y = gc.nn.relu(t) - e
+    feeds = {x: np.random.default_rng(0).normal(size=(5, 4))}
+    opt = check_passes([y], feeds)
+    assert opt.records[[r["name"] for r in opt.records].index("simplify")]["changes"][
+        "relu-mask"] == 1
+
+
 @pytest.mark.parametrize("what,fn", [
     ("x + 0.0 (turns -0.0 into +0.0)", lambda x: x + 0.0),
     ("0.0 - x (differs from -x at +0.0)", lambda x: 0.0 - x),
