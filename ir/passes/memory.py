@@ -4,14 +4,25 @@ After in-place analysis and scheduling, each value is stored in one of: a feed, 
 constant, a view of another value, the buffer of the input it overwrote, or a buffer of its own
 in the arena. A buffer of its own lives from the node that writes it to the last node that
 reads any value sharing it (views and in-place successors included; a fetched value lives to
-the end of the step). Buffers are placed greedily, largest first, at the lowest 64-byte aligned
-offset that overlaps no buffer whose interval intersects (intervals are inclusive: a node never
-writes over an input it is still reading unless the plan says in place).
+the end of the step). Intervals are inclusive: a node never writes over an input it is still
+reading unless the plan says in place. Two packings, by the number of buffers:
+
+- up to ``GREEDY_AT_MOST`` buffers, the better (smaller arena) of two: greedy by size
+  (largest first, at the lowest 64-byte aligned offset that overlaps no buffer whose interval
+  intersects; its cost grows with the buffers live at once, which an unrolled loop makes
+  large) and the linear scan below;
+- more: only the linear scan, O(n log n) in the buffers whatever the live set: walking the
+  schedule, each buffer's space returns to a free list (neighbours coalesced) after its last
+  reader, and a new buffer takes the smallest free block that holds it (best fit), else
+  grows the arena (over a free block at its top end when there is one).
 
 ``peak_bytes`` is the arena size; ``naive_bytes`` is one buffer per value node, what the
 unplanned step allocates; ``live_peak`` (the most bytes live at once) is the lower bound any
 packing could reach.
 """
+import bisect
+import heapq
+
 import numpy as np
 
 from ..program import MemoryPlan
@@ -19,6 +30,7 @@ from .common import nbytes, positions, value_inputs
 from .old_values import keep_old_values
 
 ALIGN = 64
+GREEDY_AT_MOST = 256  # more buffers than this: the linear scan alone (greedy costs ~0.1 ms each)
 
 
 def _align(x):
@@ -126,6 +138,80 @@ def _place(owners, interval):
     return offsets, top
 
 
+class _FreeList:
+    """Free blocks of the arena: best fit by (size, offset), neighbours coalesced."""
+
+    def __init__(self):
+        self.blocks = []      # sorted (size, offset)
+        self.at = {}          # offset -> size
+        self.ending = {}      # end -> offset
+
+    def _remove(self, off):
+        size = self.at.pop(off)
+        del self.ending[off + size]
+        del self.blocks[bisect.bisect_left(self.blocks, (size, off))]
+        return size
+
+    def add(self, off, size):
+        if off + size in self.at:          # the block after it
+            size += self._remove(off + size)
+        if off in self.ending:             # the block before it
+            before = self.ending[off]
+            size += self._remove(before)
+            off = before
+        self.at[off], self.ending[off + size] = size, off
+        bisect.insort(self.blocks, (size, off))
+
+    def take(self, size):
+        """The offset of the smallest block of at least ``size`` bytes (its rest stays free),
+        or None."""
+        i = bisect.bisect_left(self.blocks, (size, -1))
+        if i == len(self.blocks):
+            return None
+        have, off = self.blocks[i]
+        self._remove(off)
+        if have > size:
+            self.add(off + size, have - size)
+        return off
+
+    def take_top(self, top):
+        """The offset of a free block ending at ``top`` (removed), or None."""
+        off = self.ending.get(top)
+        if off is not None:
+            self._remove(off)
+        return off
+
+
+def _scan(owners, interval):
+    """Linear-scan packing (see module docstring): {id(owner): offset} and the arena size.
+    ``owners`` are in schedule order (each one's interval starts at its own position)."""
+    free, ending = _FreeList(), []   # ending: heap of (last position, offset, size)
+    offsets, top = {}, 0
+    for n in owners:
+        a, b = interval[id(n)]
+        while ending and ending[0][0] < a:
+            _, off, size = heapq.heappop(ending)
+            free.add(off, size)
+        size = _align(max(nbytes(n), 1))
+        off = free.take(size)
+        if off is None:
+            below = free.take_top(top)
+            off = top if below is None else below
+            top = off + size
+        offsets[id(n)] = off
+        heapq.heappush(ending, (b, off, size))
+    return offsets, top
+
+
+def pack(owners, interval):
+    """{id(owner): offset} and the arena size (see module docstring for the choice)."""
+    scanned = _scan(owners, interval)
+    if len(owners) > GREEDY_AT_MOST:
+        return scanned
+    greedy = _place(owners, interval)
+    return greedy if greedy[1] <= scanned[1] else scanned
+
+
 def naive_bytes(nodes):
     """One buffer per value node that is not a leaf or a view (the unplanned step)."""
     return sum(nbytes(n) for n in nodes
@@ -147,7 +233,7 @@ def plan_memory(program):
     plan = ensure_plan(program)
     keep_old_values(program, plan)  # (done already when the schedule pass ran)
     owners, interval = liveness(program.nodes, plan, program.fetches)
-    offsets, top = _place(owners, interval)
+    offsets, top = pack(owners, interval)
     plan.offsets = {n: offsets[id(n)] for n in owners}
     plan.nbytes = {n: nbytes(n) for n in owners}
     plan.intervals = {n: interval[id(n)] for n in owners}
