@@ -136,17 +136,60 @@ def _loop_like(n):
     return n.opdef.is_elementwise
 
 
-def _grows_memory(n, pos, readers, plan, fetched_roots):
+def _grows_memory(n, label, readers, plan, fetched_roots):
     """Whether running ``n`` later keeps more bytes live meanwhile: it frees (as the last
     reader) more input bytes than its own buffer takes."""
     alloc = nbytes(n) if owns_buffer(n, plan) else 0
     own, freed = plan.root(n), 0
     for r in {id(plan.root(x)): plan.root(x) for x in value_inputs(n)}.values():
-        last = max(pos[id(m)] for m in readers[id(r)])
-        if r is not own and last == pos[id(n)] and owns_buffer(r, plan) \
+        last = max(label[id(m)] for m in readers[id(r)])
+        if r is not own and last == label[id(n)] and owns_buffer(r, plan) \
                 and id(r) not in fetched_roots:
             freed += nbytes(r)
     return freed > alloc
+
+
+class _Order:
+    """A schedule being edited: a linked list (a node moves in O(1)) with integer labels that
+    compare as positions do (a moved node takes the midpoint of its new neighbours' labels;
+    when no integer is left between them, every node is labelled again)."""
+
+    GAP = 1 << 20
+
+    def __init__(self, nodes):
+        self.first = nodes[0] if nodes else None
+        self.prev = {id(b): a for a, b in zip(nodes, nodes[1:])}
+        self.next = {id(a): b for a, b in zip(nodes, nodes[1:])}
+        self.label = {id(n): i * self.GAP for i, n in enumerate(nodes)}
+
+    def __iter__(self):
+        n = self.first
+        while n is not None:
+            yield n
+            n = self.next.get(id(n))
+
+    def move_before(self, n, target):
+        p, q = self.prev.pop(id(n), None), self.next.pop(id(n), None)
+        if p is not None:
+            self.next[id(p)] = q
+        if q is not None:
+            self.prev[id(q)] = p
+        if self.first is n:
+            self.first = q
+        before = self.prev.get(id(target))
+        self.prev[id(target)], self.next[id(n)] = n, target
+        if before is None:
+            self.first = n
+        else:
+            self.next[id(before)], self.prev[id(n)] = n, before
+        low = self.label[id(before)] if before is not None else self.label[id(target)] - 2 * self.GAP
+        if self.label[id(target)] - low < 2:
+            self.label = {id(m): i * self.GAP for i, m in enumerate(self)}
+        else:
+            self.label[id(n)] = (low + self.label[id(target)]) // 2
+
+
+PEAK_CHECKS = 64  # moves that may raise the live peak, checked by a whole walk of the order
 
 
 def _sink_into_readers(order, dag, plan, fetches):
@@ -154,33 +197,37 @@ def _sink_into_readers(order, dag, plan, fetches):
     elementwise reader of the same shape (last nodes first, so chains sink together).
 
     A move that keeps freed inputs alive longer than the node's own buffer would have been
-    (``_grows_memory``) is kept only when the live peak stays where it was.
+    (``_grows_memory``) is kept only when the live peak stays where it was; that check walks
+    the whole order, so only the first ``PEAK_CHECKS`` such moves are tried (the others are
+    refused): the pass stays linear in the nodes.
     """
     fetched_roots = {id(plan.root(f)) for f in fetches if f is not None}
     readers = {}  # id(root buffer) -> nodes reading it
     for m in order:
         for x in value_inputs(m):
             readers.setdefault(id(plan.root(x)), []).append(m)
-    order = list(order)
-    pos, peak = positions(order), live_peak(order, plan, fetches)
-    sunk = 0
+    edit, peak = _Order(list(order)), live_peak(order, plan, fetches)
+    sunk, checks = 0, PEAK_CHECKS
     for n in reversed(list(order)):
         succ = list(dag.successors(n)) if _loop_like(n) else ()
         if not succ:
             continue
-        first = min(succ, key=lambda s: pos[id(s)])
-        if pos[id(first)] == pos[id(n)] + 1 or not _loop_like(first) \
+        first = min(succ, key=lambda s: edit.label[id(s)])
+        if edit.prev.get(id(first)) is n or not _loop_like(first) \
                 or tuple(first.shape) != tuple(n.shape) \
                 or not any(x is n for x in value_inputs(first)):
             continue
-        moved = [m for m in order if m is not n]
-        moved.insert(next(i for i, m in enumerate(moved) if m is first), n)
-        if _grows_memory(n, pos, readers, plan, fetched_roots) and \
-                live_peak(moved, plan, fetches) > peak:
-            continue
-        order, pos = moved, positions(moved)
+        if _grows_memory(n, edit.label, readers, plan, fetched_roots):
+            if checks == 0:
+                continue
+            checks -= 1
+            moved = [m for m in edit if m is not n]
+            moved.insert(next(i for i, m in enumerate(moved) if m is first), n)
+            if live_peak(moved, plan, fetches) > peak:
+                continue
+        edit.move_before(n, first)
         sunk += 1
-    return order, sunk
+    return list(edit), sunk
 
 
 def schedule_for_memory(program):
