@@ -16,6 +16,10 @@ from .saver import (CheckpointState, Saver, checkpoint_exists,  # noqa: F401
 from .training_util import (create_global_step, get_global_step,  # noqa: F401
                             get_or_create_global_step, global_step)
 
+from . import saver as _saver
+
+_saver.META_GRAPH_EXPORT[:] = [export_meta_graph]  # Saver.save writes <prefix>.meta with it
+
 
 def __getattr__(name):
     """TF1's queue runners and record protos: a clear error (the table is in graphc/__init__.py)."""

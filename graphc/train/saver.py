@@ -56,6 +56,9 @@ TF1_NAMES = [(re.compile(r"(.+)/Adam/m"), r"\1/Adam"), (re.compile(r"(.+)/Adam/v
              (re.compile(r"Adam/(beta[12]_power)"), r"\1"),
              (re.compile(r"(.+)/Momentum/momentum"), r"\1/Momentum"),
              (re.compile(r"(.+)/Adagrad/accumulator"), r"\1/Adagrad")]
+# export_meta_graph, set by the package (graphc/train/__init__.py): meta_graph imports this
+# module (import_meta_graph returns a Saver), so this one cannot import meta_graph
+META_GRAPH_EXPORT = []
 _TEMP = re.compile(r"\.(?P<name>.+\.(?:npz|index|meta|data-\d{5}-of-\d{5}))\.[a-z0-9_]{8}\.tmp")
 
 
@@ -231,10 +234,9 @@ class Saver:
         """``<prefix>.meta`` (atomically); a graph the format cannot hold: a warning (once per
         Saver) and no file, and an older ``.meta`` of that prefix is removed (it would describe
         another graph)."""
-        from .meta_graph import export_meta_graph
         path = cm.meta_file(prefix)
         try:
-            text = export_meta_graph(None, graph=graph)
+            text = META_GRAPH_EXPORT[0](None, graph=graph)
         except GraphError as e:
             if not self._meta_warned:
                 self._meta_warned = True
