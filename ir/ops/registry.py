@@ -337,14 +337,13 @@ def same_dtype(nodes, allowed=None, what="operands"):
     """All inputs share one dtype (in ``allowed`` kinds when given); TF never promotes."""
     d0 = nodes[0].dtype
     for n in nodes[1:]:
-        require(n.dtype == d0,
-                f"{what} have different dtypes: {d0.name} vs {n.dtype.name}",
-                [f"'{m.name}': {m.type_str()}" for m in nodes],
-                "cast one of them with gc.cast", kind="dtype")
-    if allowed is not None:
-        require(d0.kind in allowed,
-                f"expected a {_kinds(allowed)} tensor, found {d0.name}",
-                [f"'{nodes[0].name}': {nodes[0].type_str()}"], kind="dtype")
+        if n.dtype != d0:  # (the message only when it fails: every op's rule calls this)
+            raise RuleError(f"{what} have different dtypes: {d0.name} vs {n.dtype.name}",
+                            [f"'{m.name}': {m.type_str()}" for m in nodes],
+                            "cast one of them with gc.cast", kind="dtype")
+    if allowed is not None and d0.kind not in allowed:
+        raise RuleError(f"expected a {_kinds(allowed)} tensor, found {d0.name}",
+                        [f"'{nodes[0].name}': {nodes[0].type_str()}"], kind="dtype")
     return d0
 
 
