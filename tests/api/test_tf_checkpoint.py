@@ -499,3 +499,44 @@ def test_saves_remove_stale_temporaries_of_bundles_and_meta_graphs(tmp_path):
     gc.train.Saver().save(sess, tmp_path / "m", write_tf_checkpoint=True)
     assert sorted(os.listdir(tmp_path)) == [".fresh.index.abcd1234.tmp", "m.data-00000-of-00001",
                                             "m.index", "m.index.abcd1234.tmp.keep", "m.meta"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_damage_is_refused_or_harmless_never_a_raw_error_or_a_changed_value(tmp_path,
+                                                                                   seed):
+    """Seeded damage to TensorFlow's files (bit flips, overwritten and zeroed runs, truncation,
+    trailing bytes): reading every tensor either gives exactly the original values or raises
+    ArtifactError (the CRCs and size checks see everything else)."""
+    import random
+    rng = random.Random(seed)
+    ref = tf_bundle.BundleReader(PREFIX)
+    want = {n: ref.read(n) for n in ref.names()}
+    outcomes = {"same": 0, "refused": 0}
+    for trial in range(25):
+        folder = tmp_path / str(trial)
+        shutil.copytree(FIXTURE, folder)
+        path = folder / rng.choice(["model.ckpt-1.index", "model.ckpt-1.data-00000-of-00001"])
+        data = bytearray(path.read_bytes())
+        kind, i = rng.choice(["flip", "cut", "byte", "extend", "zero"]), rng.randrange(len(data))
+        if kind == "flip":
+            data[i] ^= 1 << rng.randrange(8)
+        elif kind == "cut":
+            del data[i:]
+        elif kind == "byte":
+            data[i] = (data[i] + rng.randrange(1, 256)) % 256
+        elif kind == "extend":
+            data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+        else:
+            data[i:i + 64] = bytes(len(data[i:i + 64]))
+        path.write_bytes(bytes(data))
+        try:
+            got = tf_bundle.BundleReader(str(folder / "model.ckpt-1"))
+            values = {n: got.read(n) for n in got.names()}
+        except gc.errors.ArtifactError:
+            outcomes["refused"] += 1
+            continue
+        assert sorted(values) == sorted(want), (kind, path.name)
+        for n, v in values.items():
+            assert v.dtype == want[n].dtype and v.tobytes() == want[n].tobytes(), (kind, n)
+        outcomes["same"] += 1
+    assert outcomes["refused"] >= 10
