@@ -76,13 +76,16 @@ class _State:
         return out
 
     def readers(self, x, exclude=()):
+        """The readers of ``x``'s value outside its value class and ``exclude`` (each once,
+        in use order; a set of ids, not a scan of those found: a weight read by every step
+        of an unrolled RNN made that quadratic)."""
         cls = self.value_class(x)
-        ids = {id(m) for m in cls}
+        skip = {id(m) for m in cls} | {id(e) for e in exclude}
         out = []
         for m in cls:
             for u in self.users.get(m, []):
-                if id(u) not in ids and not any(u is e for e in exclude) and \
-                        not any(u is o for o in out):
+                if id(u) not in skip:
+                    skip.add(id(u))
                     out.append(u)
         return out, cls
 
