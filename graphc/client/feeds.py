@@ -42,6 +42,10 @@ def flatten(structure, graph):
                         "lists, tuples and dicts of them")
 
     skeleton = walk(structure)
+    if type(skeleton) in (list, tuple) and skeleton == type(skeleton)(range(len(skeleton))):
+        return flat, type(skeleton)  # a plain list or tuple of tensors (the common fetch)
+    if type(skeleton) is int:
+        return flat, lambda values: values[0]
 
     def rebuild(values, s=skeleton):
         if isinstance(s, int):

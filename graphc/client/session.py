@@ -4,6 +4,13 @@
 (fetches, fed nodes, feed shapes and dtypes) signature (cached), runs it as one call and stores
 the assigned variables. Fetches may be any nest of lists, tuples and dicts; ops give None. Any
 tensor may be fed, as in TF1 (``ir.program.specialize`` makes a fed node a leaf of the step).
+
+A training loop calls ``run`` with the same fetches and the same feed keys every time:
+after one call has gone the whole way (feed targets checked, feeds converted, the needed
+placeholders found, the step compiled), ``run`` remembers the result for that (fetch list,
+feed keys) pair (``_FastRun``), and a later call whose arrays already have the dtypes and
+shapes of that step goes straight to it. Anything else (another dtype or shape, a list fed
+instead of an array, tf.data iterators in the graph) takes the whole way again.
 """
 import threading
 
@@ -48,6 +55,7 @@ class Session:
         self._needs = {}
         self._flats = {}  # fetch key -> (flat fetches, rebuild): see _flatten
         self._targets = {}  # fed tensor -> itself, once checked feedable
+        self._fast = {}  # (fetch key, feed keys) -> _FastRun: see the module docstring
         self._closed = False
         self._compiling = threading.Lock()  # threads meeting a new signature compile it once
 
@@ -74,6 +82,12 @@ class Session:
         """Run the step that computes ``fetches``; returns values in the same structure."""
         if self._closed:
             raise GraphError("Session.run: the session is closed")
+        key = _run_key(fetches, feed_dict)
+        fast = self._fast.get(key) if key is not None else None
+        if fast is not None:
+            args = fast.arguments(feed_dict)
+            if args is not None and not has_iterators(self.graph):
+                return fast.rebuild(self._run_step(fast.compiled, args))
         flat, rebuild = self._flatten(fetches)
         if not flat:  # sess.run([]) and sess.run({}) return the empty structure, as in TF1
             return rebuild([])
@@ -82,13 +96,19 @@ class Session:
             run_initializers(flat)  # tf.data iterators' initializer ops restart them
         feeds = self._feeds(flat, feed_dict or {}, pull=pull)
         compiled = self._compiled(flat, feeds)
+        values = self._run_step(compiled, [feeds[p] for p in compiled.feed_nodes])
+        if key is not None and not pull:
+            self._fast[key] = _FastRun(feed_dict or {}, feeds, compiled, rebuild, self._targets)
+        return rebuild(values)
+
+    def _run_step(self, compiled, args):
+        """Run ``compiled`` on the feeds ``args`` (in its feed order); the fetched values."""
         try:
-            values = self._execute(compiled, feeds)
+            return self._execute(compiled, args)
         except GraphcError:
             raise
         except Exception as exc:  # a kernel refused a value: name its node, not the NumPy line
             raise step_error(compiled, exc) from None
-        return rebuild(values)
 
     def _flatten(self, fetches):
         """(flat fetches, rebuild), checked once per fetch list of tensors (``run`` in a
@@ -153,12 +173,15 @@ class Session:
         self._cache[sig] = compiled
         return compiled
 
-    def _execute(self, compiled, feeds):
+    def _execute(self, compiled, args):
         with compiled.lock:  # the step's arena, and the variables it reads and replaces
-            return self._execute_locked(compiled, feeds)
+            return self._execute_locked(compiled, list(args))
 
-    def _execute_locked(self, compiled, feeds):
-        args = [feeds[p] for p in compiled.feed_nodes]
+    def _execute_locked(self, compiled, args):
+        state = self.values.values()
+        ids = {id(a) for a in state}
+        if any(id(a) in ids or a.base is not None for a in args):  # (a fed view of a variable)
+            unalias(args, list(state))
         for v, read in zip(compiled.var_nodes, compiled.var_read):
             value = self.values.get(v)
             if value is None:
@@ -174,8 +197,12 @@ class Session:
         in_place = getattr(compiled.fn, "updates_in_place", False)
         for v, new in zip(compiled.update_nodes, updates):
             self.values[v] = new if in_place else np.array(new, dtype=v.dtype.np)
-        return [_as_result(x, args) if has else None
-                for has, x in zip(compiled.fetch_values, fetched)]
+        # A fetched array that owns its memory and is none of the arguments is the step's own
+        # (fresh each call): only views and arguments are checked for overlap with storage.
+        given = {id(a) for a in args}
+        return [None if not has else (x if x.ndim else x[()])
+                if type(x) is np.ndarray and x.base is None and id(x) not in given
+                else _as_result(x, args) for has, x in zip(compiled.fetch_values, fetched)]
 
     # -- introspection --------------------------------------------------------------------------
     def source(self, fetches, feed_dict=None):
@@ -185,6 +212,58 @@ class Session:
 
     def load_variable(self, var, value):
         self.values[var] = np.array(value, dtype=var.dtype.np).reshape(var.shape)
+
+
+class _FastRun:
+    """What one ``run`` found for its fetches and feed keys (see the module docstring): the
+    step, and per feed key the dtype and shape its array must have to reach the step as it is.
+
+    Args:
+        feed_dict: the call's feeds (keys are tensors).
+        feeds: {needed placeholder: converted array} as that call ran the step.
+        compiled: its step; rebuild: the fetches' structure.
+        targets: the Session's {fed tensor: target} (checked feedable).
+    """
+
+    __slots__ = ("compiled", "rebuild", "specs", "order", "defaults")
+
+    def __init__(self, feed_dict, feeds, compiled, rebuild, targets):
+        self.compiled, self.rebuild = compiled, rebuild
+        keys = list(feed_dict)
+        position = {id(targets.get(k, k)): i for i, k in enumerate(keys)}
+        self.specs = []
+        for k in keys:
+            arr = feeds.get(targets.get(k, k))
+            self.specs.append(None if arr is None else (arr.dtype, arr.shape))
+        self.order = [position.get(id(p)) for p in compiled.feed_nodes]
+        self.defaults = [feeds[p] if i is None else None
+                         for p, i in zip(compiled.feed_nodes, self.order)]
+
+    def arguments(self, feed_dict):
+        """The step's feed arguments from ``feed_dict``, or None when a value is not already
+        an array of the dtype and shape the step was compiled for (or a key is not fed to
+        the step: the whole way then checks and explains)."""
+        values = list(feed_dict.values()) if feed_dict else []
+        for a, spec in zip(values, self.specs):
+            if spec is None or type(a) is not np.ndarray or a.dtype != spec[0] \
+                    or a.shape != spec[1] or not a.flags.c_contiguous:
+                return None
+        return [values[i] if i is not None else d for i, d in zip(self.order, self.defaults)]
+
+
+def _run_key(fetches, feed_dict):
+    """The ``_FastRun`` key of a call: its fetch key and the ids of its feed keys, when the
+    fetches have a key and every feed key is a tensor (ids of tensors are stable: they live
+    as long as their graph); else None."""
+    fetch = _fetch_key(fetches)
+    if fetch is None or (feed_dict is not None and type(feed_dict) is not dict):
+        return None
+    if not feed_dict:
+        return fetch, ()
+    keys = tuple(feed_dict)
+    if not all(type(k) is Node for k in keys):
+        return None
+    return fetch, tuple(map(id, keys))
 
 
 def _fetch_key(fetches):

@@ -76,3 +76,56 @@ def test_feed_conversion_keeps_its_checks_beside_the_exact_array_shortcut():
         strided = np.arange(4, dtype=np.int32)[::2]
         got = convert_feed(i, strided)
         assert got.flags.c_contiguous and got.tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_session_repeated_run_keeps_every_check_on_its_fast_path(backend):
+    """After one full call, ``run`` with the same fetches and feed keys goes straight to the
+    step when the arrays already fit it: results, updates, aliasing and errors as the full
+    path gives them."""
+    from graphc.client import session as session_module
+    graph, x, y, w, out, train = _model()
+    xv, yv = np.ones((2, 3), np.float32), np.full(3, 2.0, np.float32)
+    with gc.Session(graph=graph, backend=backend) as sess:
+        sess.run(gc.global_variables_initializer())
+        w0 = sess.run(w)
+        for k in range(3):  # fast after the first call: the same values and updates
+            got, _ = sess.run([out, train], {x: xv, y: yv})
+            assert got == pytest.approx(float((xv * w0 * 0.5 ** k).sum() + yv.sum()))
+        assert len(sess._fast) >= 1
+        np.testing.assert_array_equal(sess.run(w), w0 * 0.125)
+        # a view of the variable's own storage is read before the update, on the fast path
+        live = sess.values[w]
+        before = live.copy()
+        got, _ = sess.run([out, train], {x: live[:, :], y: yv})
+        assert got == pytest.approx(float((before * before).sum() + yv.sum()))
+        np.testing.assert_array_equal(sess.run(w), before * 0.5)
+        # a fetched variable is the caller's copy, not the session's storage
+        fetched = sess.run(w, {})
+        fetched[...] = 99.0
+        assert not (sess.run(w) == 99.0).any()
+        # other dtypes and lists are converted; other shapes compile another step or are refused
+        assert sess.run(out, {x: xv.astype(np.float64), y: [2, 2, 2]}) == \
+            sess.run(out, {x: xv, y: yv})
+        with pytest.raises(gc.errors.FeedError, match="expects f32"):
+            sess.run(out, {x: np.ones((3, 2), np.float32), y: yv})
+        with pytest.raises(gc.errors.FeedError, match="expects f32"):
+            sess.run(out, {x: xv, y: np.ones(4, np.float32)})
+        assert isinstance(sess._fast[session_module._run_key([out, train], {x: xv, y: yv})],
+                          session_module._FastRun)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_session_fast_path_with_defaults_and_unfed_keys(backend):
+    graph = gc.Graph()
+    with graph.as_default():
+        x = gc.placeholder(gc.float32, [None], name="x")
+        k = gc.placeholder_with_default(np.float32(2.0), shape=(), name="k")
+        unused = gc.placeholder(gc.float32, [], name="unused")
+        total = gc.reduce_sum(x) * k
+    with gc.Session(graph=graph, backend=backend) as sess:
+        for n in (3, 3, 5, 5):  # a new length is a new signature, then fast again
+            xv = np.ones(n, np.float32)
+            assert sess.run(total, {x: xv}) == 2.0 * n
+            assert sess.run(total, {x: xv, k: np.float32(3.0)}) == 3.0 * n
+            assert sess.run(total, {x: xv, unused: np.float32(1.0)}) == 2.0 * n
