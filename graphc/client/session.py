@@ -98,7 +98,8 @@ class Session:
         compiled = self._compiled(flat, feeds)
         values = self._run_step(compiled, [feeds[p] for p in compiled.feed_nodes])
         if key is not None and not pull:
-            self._fast[key] = _FastRun(feed_dict or {}, feeds, compiled, rebuild, self._targets)
+            self._fast[key] = _FastRun(feed_dict or {}, feeds, compiled, rebuild,
+                                       self._target)
         return rebuild(values)
 
     def _run_step(self, compiled, args):
@@ -153,6 +154,11 @@ class Session:
         if pull:  # one element from each tf.data iterator the step reads and was not fed
             given.update(next_elements(need, given))
         return {p: given[p] if p in given else p.meta["default"] for p in need}
+
+    def _target(self, key):
+        """The node fed by feed key ``key`` (a tensor, checked feedable once, or a name)."""
+        node = self._targets.get(key) if type(key) is Node else None
+        return feed_target(self.graph, key) if node is None else node
 
     def _compiled(self, flat, feeds):
         sig = (tuple(f.id for f in flat),
@@ -222,18 +228,18 @@ class _FastRun:
         feed_dict: the call's feeds (keys are tensors).
         feeds: {needed placeholder: converted array} as that call ran the step.
         compiled: its step; rebuild: the fetches' structure.
-        targets: the Session's {fed tensor: target} (checked feedable).
+        target: the fed node of a feed key (a tensor or its name).
     """
 
     __slots__ = ("compiled", "rebuild", "specs", "order", "defaults")
 
-    def __init__(self, feed_dict, feeds, compiled, rebuild, targets):
+    def __init__(self, feed_dict, feeds, compiled, rebuild, target):
         self.compiled, self.rebuild = compiled, rebuild
-        keys = list(feed_dict)
-        position = {id(targets.get(k, k)): i for i, k in enumerate(keys)}
+        nodes = [target(k) for k in feed_dict]
+        position = {id(n): i for i, n in enumerate(nodes)}
         self.specs = []
-        for k in keys:
-            arr = feeds.get(targets.get(k, k))
+        for n in nodes:
+            arr = feeds.get(n)
             self.specs.append(None if arr is None else (arr.dtype, arr.shape))
         self.order = [position.get(id(p)) for p in compiled.feed_nodes]
         self.defaults = [feeds[p] if i is None else None
@@ -252,29 +258,32 @@ class _FastRun:
 
 
 def _run_key(fetches, feed_dict):
-    """The ``_FastRun`` key of a call: its fetch key and the ids of its feed keys, when the
-    fetches have a key and every feed key is a tensor (ids of tensors are stable: they live
-    as long as their graph); else None."""
+    """The ``_FastRun`` key of a call: its fetch key and its feed keys' (``_key_of``), when
+    the fetches have a key and every feed key is a tensor or a name; else None."""
     fetch = _fetch_key(fetches)
     if fetch is None or (feed_dict is not None and type(feed_dict) is not dict):
         return None
     if not feed_dict:
         return fetch, ()
-    keys = tuple(feed_dict)
-    if not all(type(k) is Node for k in keys):
-        return None
-    return fetch, tuple(map(id, keys))
+    keys = tuple(map(_key_of, feed_dict))
+    return None if None in keys else (fetch, keys)
+
+
+def _key_of(t):
+    """A tensor's id (stable: nodes live as long as their graph; ints never compare as
+    tensors do), a name as itself (a name always means the same node of the graph), else
+    None."""
+    kind = type(t)
+    return id(t) if kind is Node else t if kind is str else None
 
 
 def _fetch_key(fetches):
-    """A key for fetches that are one tensor or a list or plain tuple of tensors (their
-    ids: nodes live as long as their graph, and ints never compare as tensors do), else
-    None."""
-    if type(fetches) is Node:
-        return id(fetches)
-    if type(fetches) in (list, tuple) and all(type(f) is Node for f in fetches):
-        return (type(fetches), *map(id, fetches))
-    return None
+    """A key for fetches that are one tensor or name, or a list or plain tuple of them (see
+    ``_key_of``), else None."""
+    if type(fetches) in (list, tuple):
+        keys = tuple(map(_key_of, fetches))
+        return None if None in keys else (type(fetches), *keys)
+    return _key_of(fetches)
 
 
 class InteractiveSession(Session):

@@ -113,6 +113,11 @@ def test_session_repeated_run_keeps_every_check_on_its_fast_path(backend):
             sess.run(out, {x: xv, y: np.ones(4, np.float32)})
         assert isinstance(sess._fast[session_module._run_key([out, train], {x: xv, y: yv})],
                           session_module._FastRun)
+        # fetches and feeds by name take the fast path too, with the same results
+        for _ in range(2):
+            by_name = sess.run([f"{out.name}:0", out], {"x:0": xv, y: yv})
+            assert by_name[0] == by_name[1] == sess.run(out, {x: xv, y: yv})
+        assert session_module._run_key([f"{out.name}:0", out], {"x:0": xv, y: yv}) in sess._fast
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

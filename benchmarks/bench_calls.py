@@ -1,0 +1,107 @@
+"""Benchmark the cost of one call around the step function: ``step(feeds)`` and
+``Session.run`` against the compiled step function called with its arrays directly.
+
+For each workload and backend, interleaved rounds time four callables on the same arrays:
+
+    fn        the compiled step function itself, arguments in its own order (feeds, then
+              variables): kernels plus the backend's own call (binding, status word, copies
+              of the fetched values)
+    step      ``gc.compile([loss, train], feeds=[x, y])`` called as ``step({x: xs, y: ys})``
+    run       ``sess.run([loss, train], {x: xs, y: ys})`` on a Session of the same graph
+    run_names ``sess.run(["loss:0", "train"], {"x:0": xs, "y:0": ys})`` (names: no fast path)
+
+and reports microseconds per call (median and minimum over the rounds) and what ``step`` and
+``run`` add to ``fn``. Variables change every call (the step trains); each round restarts from
+the initial parameters.
+
+    python benchmarks/bench_calls.py [--workloads W2 W1] [--backends llvm numpy]
+                                     [--rounds 15] [--min-time 0.05]
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import baselines  # noqa: E402
+import bench_llvm  # noqa: E402
+
+import graphc as gc  # noqa: E402
+
+
+def callables(workload, backend):
+    """{name: (reset, call)} of the four ways to run one training step of ``workload``."""
+    graph, x, y, loss, train, init = bench_llvm.build(workload)
+    xs, ys = baselines.make_data(workload)
+    with graph.as_default():
+        sess = gc.Session(graph=graph, backend=backend)
+        sess.run(init)
+        start = {v: a.copy() for v, a in sess.values.items()}
+        step = gc.compile([loss, train], feeds=[x, y], backend=backend)
+        step({x: xs, y: ys})
+        first = {k: a.copy() for k, a in step.variables.items()}
+        feed, names = {x: xs, y: ys}, {f"{x.name}:0": xs, f"{y.name}:0": ys}
+        fetch_names = [f"{loss.name}:0", train.name]
+        _, compiled, var_arrays, _ = step._fast
+        args = [xs, ys]
+
+    def reset_session():
+        for v, a in start.items():
+            sess.values[v][...] = a
+
+    def reset_step():
+        for k, a in first.items():
+            step.variables[k][...] = a
+
+    return {
+        "fn": (reset_step, lambda: compiled.fn(*args, *var_arrays)),
+        "step": (reset_step, lambda: step(feed)),
+        "run": (reset_session, lambda: sess.run([loss, train], feed)),
+        "run_names": (reset_session, lambda: sess.run(fetch_names, names)),
+    }
+
+
+def measure(cands, rounds, min_time):
+    """{name: [seconds per call, one per round]} over interleaved rounds."""
+    counts = {}
+    for k, (reset, f) in cands.items():
+        reset()
+        counts[k] = bench_llvm._calibrate(f, min_time)
+    times = {k: [] for k in cands}
+    for _ in range(rounds):
+        for k, (reset, f) in cands.items():
+            reset()
+            t0 = time.perf_counter()
+            for _ in range(counts[k]):
+                f()
+            times[k].append((time.perf_counter() - t0) / counts[k])
+    return times
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", nargs="+", default=["W2", "W1"])
+    ap.add_argument("--backends", nargs="+", default=["llvm", "numpy"])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--min-time", type=float, default=0.05)
+    args = ap.parse_args(argv)
+    print("| workload | backend | fn, us | step(feeds), us | sess.run, us | sess.run by names, us "
+          "| step - fn | run - fn |")
+    print("|---|---|---|---|---|---|---|---|")
+    for w in args.workloads:
+        for b in args.backends:
+            t = measure(callables(w, b), args.rounds, args.min_time)
+            med = {k: statistics.median(v) * 1e6 for k, v in t.items()}
+            low = {k: min(v) * 1e6 for k, v in t.items()}
+            cell = {k: f"{med[k]:.1f} ({low[k]:.1f})" for k in t}
+            print(f"| {w} | {b} | {cell['fn']} | {cell['step']} | {cell['run']} | "
+                  f"{cell['run_names']} | {med['step'] - med['fn']:+.1f} | "
+                  f"{med['run'] - med['fn']:+.1f} |", flush=True)
+    print("\nmedian (minimum) over the rounds, microseconds per call")
+
+
+if __name__ == "__main__":
+    main()
