@@ -20,7 +20,6 @@ the initial parameters.
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 
@@ -64,23 +63,6 @@ def callables(workload, backend):
     }
 
 
-def measure(cands, rounds, min_time):
-    """{name: [seconds per call, one per round]} over interleaved rounds."""
-    counts = {}
-    for k, (reset, f) in cands.items():
-        reset()
-        counts[k] = bench_llvm._calibrate(f, min_time)
-    times = {k: [] for k in cands}
-    for _ in range(rounds):
-        for k, (reset, f) in cands.items():
-            reset()
-            t0 = time.perf_counter()
-            for _ in range(counts[k]):
-                f()
-            times[k].append((time.perf_counter() - t0) / counts[k])
-    return times
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", nargs="+", default=["W2", "W1"])
@@ -93,7 +75,7 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|")
     for w in args.workloads:
         for b in args.backends:
-            t = measure(callables(w, b), args.rounds, args.min_time)
+            t = bench_llvm.interleaved_times(callables(w, b), args.rounds, args.min_time)
             med = {k: statistics.median(v) * 1e6 for k, v in t.items()}
             low = {k: min(v) * 1e6 for k, v in t.items()}
             cell = {k: f"{med[k]:.1f} ({low[k]:.1f})" for k in t}

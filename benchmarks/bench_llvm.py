@@ -167,6 +167,12 @@ def interleaved(candidates, rounds, min_time):
     ~900 W5 steps, Adam moments of dead units decay into subnormals, which slow NumPy down
     about 2x; native steps flush them, as TensorFlow does.)
     """
+    times = interleaved_times(candidates, rounds, min_time)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def interleaved_times(candidates, rounds, min_time):
+    """{name: [seconds per step of each round]} (see ``interleaved``)."""
     counts = {}
     for k, (reset, f) in candidates.items():
         reset()
@@ -179,7 +185,7 @@ def interleaved(candidates, rounds, min_time):
             for _ in range(counts[k]):
                 f()
             times[k].append((time.perf_counter() - start) / counts[k])
-    return {k: float(np.median(v)) for k, v in times.items()}
+    return times
 
 
 def _peers(workload):
