@@ -93,7 +93,8 @@ def import_meta_graph(meta_graph_or_file, clear_devices=False, import_scope=None
     """Rebuild the graph written by ``export_meta_graph`` into the default graph.
 
     Args:
-        meta_graph_or_file: the file's path.
+        meta_graph_or_file: the file's path: graphc's JSON, or TensorFlow's binary
+            MetaGraphDef (a TF1 ``.meta``, imported for inference by ``tf_meta_graph``).
         clear_devices: accepted for TF1 compatibility (graphc has no devices).
         import_scope: a name scope for the imported nodes (``"m"``: ``m/loss:0``).
     Returns:
@@ -110,6 +111,11 @@ def import_meta_graph(meta_graph_or_file, clear_devices=False, import_scope=None
         ...     print(sess.run("loss:0", {"x:0": xs, "y:0": ys}))
     """
     path = os.fspath(meta_graph_or_file)
+    if _is_tf_file(path):  # TensorFlow's binary MetaGraphDef (train/tf_meta_graph.py)
+        from .saver import Saver
+        from .tf_meta_graph import import_tf_meta_graph
+        import_tf_meta_graph(path, import_scope)
+        return Saver()
     doc = _read(path)
     g = get_default_graph()
     with g.name_scope(import_scope or ""):
@@ -125,6 +131,15 @@ def import_meta_graph(meta_graph_or_file, clear_devices=False, import_scope=None
         g.seed = doc["seed"]
     from .saver import Saver
     return Saver()
+
+
+def _is_tf_file(path):
+    from .tf_meta_graph import is_tf_meta_graph
+    try:
+        with open(path, "rb") as f:
+            return is_tf_meta_graph(f.read(64))
+    except OSError:
+        return False  # _read names the file and the error
 
 
 # -- export -------------------------------------------------------------------------------------

@@ -1,0 +1,303 @@
+"""``import_meta_graph`` of TensorFlow's own ``.meta`` files (a binary ``MetaGraphDef``).
+
+A TF1 model saved by TensorFlow (``model.ckpt.meta`` beside its V2 checkpoint) is rebuilt in
+the default graph under the same names, node by node, through graphc's public TF1 functions
+(``tf_ops_import.OPS``), so every shape and dtype rule of graphc applies. Variables
+(``VariableV2``, ``Variable``, ``VarHandleOp``) become ``gc.Variable`` s whose initial values
+are the file's (their ``Assign`` is their initializer): ``Saver.restore`` fills them from the
+checkpoint and ``global_variables_initializer()`` works.
+
+graphc imports TensorFlow graphs for inference: a node whose op is not in the table, or which
+reads one (typically the training subgraph: ``gradients/...``, ``Apply*`` ops, the Saver's
+``save/...`` nodes), or reads an output other than 0 of a many-output op, is not built. It is
+recorded on the graph: fetching or feeding it names the op and says why, and the import warns
+once with the count and the op types. Collections: ``variables`` and ``trainable_variables``
+(the imported variables, trainable as in the file); the others are not imported.
+
+Loading executes nothing from the file. A malformed file (bad wire format, unknown dtype,
+a constant whose bytes do not fit its dtype and shape, an input naming no node, a cycle,
+a node graphc's rules refuse) is an ``ArtifactError`` naming the file and the node.
+"""
+import collections
+import os
+import warnings
+
+import networkx as nx
+
+from ..errors import ArtifactError, GraphcError, UnknownNameError
+from ..ir.graph import Graph, get_default_graph
+from ..ir.node_names import split_tensor_name
+from . import proto_wire as wire
+from .tf_graph_proto import DTypeNotHeld, MetaGraph
+from .tf_ops_import import OPS, OUTPUTS, Unsupported
+
+MAX_BYTES = 1 << 30
+VARIABLES = ("VariableV2", "Variable", "VarHandleOp")
+LEAVES = ("Placeholder", "PlaceholderWithDefault", "Const", "NoOp") + VARIABLES
+ADVICE = "graphc imports TensorFlow graphs for inference (ops it has); rebuild training in graphc"
+
+
+def is_tf_meta_graph(head):
+    """Whether a file starting with bytes ``head`` is a binary MetaGraphDef (not JSON text)."""
+    stripped = head.lstrip(b" \t\r\n\xef\xbb\xbf")
+    return bool(stripped) and stripped[:1] != b"{"
+
+
+def import_tf_meta_graph(path, import_scope=None):
+    """Build the MetaGraphDef in ``path`` into the default graph.
+
+    Args:
+        path: a TensorFlow ``.meta`` file.
+        import_scope: a name scope for the imported nodes (``"m"``: ``m/logits:0``).
+    Returns:
+        {TensorFlow node name: graphc node} of the nodes built.
+    Raises:
+        ArtifactError: the file is malformed (names the file and the node).
+    Example:
+        >>> saver = gc.train.import_meta_graph("tf_run/model.ckpt.meta")  # dispatches here
+    """
+    return _Importer(path, _read(path)).run(import_scope)
+
+
+def _fail(path, message, node=None):
+    where = f" (node '{node}')" if node is not None else ""
+    return ArtifactError(f"import_meta_graph: '{path}'{where}: {message}",
+                         hint="import a MetaGraphDef written by TensorFlow's "
+                              "tf.train.Saver or export_meta_graph")
+
+
+def _read(path):
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_BYTES:
+            raise _fail(path, f"{size} bytes, more than a meta graph may hold")
+        with open(path, "rb") as f:
+            buf = f.read()
+    except OSError as e:
+        raise ArtifactError(f"import_meta_graph: cannot read '{path}': {e.strerror}") from None
+    try:
+        return MetaGraph(buf)
+    except (ValueError, wire.WireError) as e:
+        raise _fail(path, f"not a well-formed MetaGraphDef: {e}") from None
+
+
+class _Importer:
+    def __init__(self, path, meta):
+        self.path, self.meta = path, meta
+        self.nodes = {}
+        for nd in meta.nodes:
+            if nd.name in self.nodes:
+                raise _fail(path, "two nodes have this name", nd.name)
+            self.nodes[nd.name] = nd
+        self.built, self.consts, self.skipped = {}, {}, {}
+        self.var_defs = {v["variable"]: v for v in meta.collections.get("variables", [])
+                         if isinstance(v, dict)}
+        trainable = meta.collections.get("trainable_variables")
+        self.trainable = None if trainable is None else {
+            t["variable"] if isinstance(t, dict) else split_tensor_name(t)[0]
+            for t in trainable if t is not None}
+
+    # -- order ----------------------------------------------------------------------------
+    def initial_values(self):
+        """{variable name: (its initializer Assign, its initial value node)}."""
+        out = {}
+        for nd in self.meta.nodes:
+            if nd.op in ("Assign", "AssignVariableOp") and len(nd.inputs) >= 2:
+                var, val = nd.inputs[0][0], nd.inputs[1][0]
+                if var in self.nodes and self.nodes[var].op in VARIABLES and var not in out:
+                    out[var] = (nd.name, val)
+        for name, v in self.var_defs.items():  # the VariableDef names them exactly
+            if name in self.nodes and v["initializer"] in self.nodes and \
+                    v["initial_value"] in self.nodes:
+                out[name] = (v["initializer"], v["initial_value"])
+        return out
+
+    def order(self, inits):
+        g = nx.DiGraph()
+        g.add_nodes_from(self.nodes)
+        for nd in self.meta.nodes:
+            for src, _, _ in nd.inputs:
+                if src not in self.nodes:
+                    raise _fail(self.path, f"input '{src}' is not a node of the graph", nd.name)
+                g.add_edge(src, nd.name)
+        for var, (_, value) in inits.items():
+            g.add_edge(value, var)  # a variable is built with its initial value
+        try:
+            return list(nx.lexicographical_topological_sort(
+                g, key=lambda n: self.position[n]))
+        except nx.NetworkXUnfeasible:
+            cycle = [e[0] for e in nx.find_cycle(g)]
+            raise _fail(self.path, "the graph has a cycle: " + " -> ".join(cycle[:8]),
+                        cycle[0]) from None
+
+    # -- building -------------------------------------------------------------------------
+    def run(self, import_scope):
+        self.position = {nd.name: i for i, nd in enumerate(self.meta.nodes)}
+        inits = self.initial_values()
+        self.init_of = {var: assign for var, (assign, _) in inits.items()}
+        self.value_of = {var: value for var, (_, value) in inits.items()}
+        order = self.order(inits)
+        self.graph = get_default_graph()
+        self.scope = import_scope.rstrip("/") + "/" if import_scope else ""
+        with self.graph.name_scope(import_scope or ""):
+            for name in order:
+                self.node(self.nodes[name])
+        self.record_skipped()
+        return self.built
+
+    def node(self, nd):
+        reason = self.why_not(nd)
+        if reason is None:
+            try:
+                self.built[nd.name] = self.build(nd)
+                return
+            except (Unsupported, DTypeNotHeld) as e:
+                reason = str(e)
+            except (GraphcError, ValueError, TypeError, KeyError, IndexError,
+                    wire.WireError) as e:
+                msg = e.message if isinstance(e, GraphcError) else str(e)
+                raise _fail(self.path, f"{nd.op}: {msg}", nd.name) from None
+        self.skipped[nd.name] = (nd.op, reason)
+
+    def why_not(self, nd):
+        """Why ``nd`` cannot be built (None: it can)."""
+        if nd.op not in OPS and nd.op not in LEAVES:
+            return f"graphc does not have op {nd.op}"
+        if nd.op in VARIABLES and nd.name not in self.value_of:
+            return "a variable without an initial value (no Assign of a value to it)"
+        for src, index, _ in nd.inputs:
+            if src in self.skipped:
+                return f"it reads '{src}' ({self.skipped[src][0]}), which was not imported"
+            if index > 0:
+                op = self.nodes[src].op
+                outs = OUTPUTS.get(op, ())
+                label = f" ({outs[index]})" if index < len(outs) else ""
+                return (f"it reads output {index}{label} of '{src}' ({op}); graphc nodes have "
+                        f"one output, ':0'")
+        return None
+
+    def static(self, i):
+        """Input ``i``'s constant value (a TensorFlow Const), else its graphc node."""
+        src = self.current.inputs[i][0]
+        return self.consts[src] if src in self.consts else self.built[src]
+
+    def build(self, nd):
+        self.current = nd
+        data = [self.built[s] for s, _, ctrl in nd.inputs if not ctrl]
+        ctrl = [self.built[s] for s, _, c in nd.inputs if c]
+        scope, _, base = nd.name.rpartition("/")
+        g = self.graph
+        if nd.op == "NoOp":
+            from ..framework.graph import group
+            with g.name_scope(scope):
+                return self.named(group(*ctrl, name=base), nd)
+        with g.control_dependencies(ctrl), g.name_scope(scope):
+            if nd.op in VARIABLES:
+                return self.variable(nd, base)
+            if nd.op == "Const":
+                from ..framework.graph import constant
+                value = nd.attr("value", "tensor")
+                if value.dtype != nd.attr("dtype", "type"):
+                    raise ValueError(f"the value is {value.dtype}, the attribute dtype "
+                                     f"{nd.attr('dtype', 'type')}")
+                self.consts[nd.name] = value
+                return self.named(constant(value, name=base), nd)
+            if nd.op == "Placeholder":
+                from ..framework.graph import placeholder
+                shape = nd.attr("shape", "shape", ()) if nd.has("shape") else None
+                return self.named(placeholder(nd.attr("dtype", "type"), shape, name=base), nd)
+            if nd.op == "PlaceholderWithDefault":
+                from ..framework.graph import placeholder_with_default
+                if nd.inputs[0][0] not in self.consts:
+                    raise Unsupported("its default is not a constant")
+                return self.named(placeholder_with_default(
+                    self.consts[nd.inputs[0][0]], nd.attr("shape", "shape"), name=base), nd)
+        first = len(g.nodes)
+        with g.control_dependencies(ctrl), g.name_scope("_tf_import/" + nd.name):
+            out = OPS[nd.op](self, nd, data)
+        if out.id < first:  # the function returned an input (a no-op cast, reshape...)
+            from ..framework.graph import _op
+            out = g.add_node(_op("identity"), [out], {}, out.dtype, out.shape, "identity")
+        return self.rename(out, nd)
+
+    def variable(self, nd, base):
+        from ..framework.graph import Variable
+        value = self.built.get(self.value_of[nd.name])
+        if value is None:
+            raise Unsupported("its initial value was not imported")
+        want = nd.attr("dtype", "type")
+        if value.dtype.np != want:
+            raise ValueError(f"initial value '{value.name}' is {value.type_str()}, the "
+                             f"variable {want}")
+        vdef = self.var_defs.get(nd.name)
+        trainable = (nd.name in self.trainable if self.trainable is not None
+                     else vdef is None or vdef["trainable"])
+        var = self.named(Variable(value, trainable=trainable, name=base), nd)
+        return var
+
+    def named(self, node, nd):
+        if node.name != self.scope + nd.name:
+            raise ValueError(f"the name is taken in this graph (built as '{node.name}'); "
+                             "pass import_scope=")
+        return node
+
+    def rename(self, node, nd):
+        """Give ``node``, built under the private scope ``_tf_import/<name>``, its TF name."""
+        g, name = self.graph, self.scope + nd.name
+        if name in g._by_name:
+            raise ValueError(f"the name '{name}' is taken in this graph; pass import_scope=")
+        del g._by_name[node.name]
+        node.name = name
+        g._by_name[name] = node
+        g._names[name] = g._names.get(name, 0) + 1
+        if nd.op in ("Assign", "AssignVariableOp"):
+            var = nd.inputs[0][0]
+            if self.init_of.get(var) == nd.name:
+                self.built[var].meta["initializer"] = node
+        return node
+
+    # -- what was not built -----------------------------------------------------------------
+    def record_skipped(self):
+        if not self.skipped:
+            return
+        g = self.graph
+        if type(g) is Graph:
+            g.__class__ = ImportedGraph
+        if isinstance(g, ImportedGraph):
+            file = os.path.basename(self.path)
+            for name, (op, reason) in self.skipped.items():
+                g.not_imported[self.scope + name] = (op, file, reason)
+        ops = collections.Counter(op for op, r in self.skipped.values()
+                                  if r.startswith("graphc does not have"))
+        warnings.warn(
+            f"import_meta_graph: {len(self.skipped)} nodes of '{self.path}' were not imported: "
+            f"ops graphc does not have ({', '.join(f'{op} x{n}' for op, n in sorted(ops.items()))})"
+            f" and the nodes that read them; {ADVICE}", stacklevel=5)
+
+
+class ImportedGraph(Graph):
+    """A graph into which a TensorFlow meta graph was imported: it remembers the nodes it did
+    not build, so that fetching or feeding one says why."""
+
+    @property
+    def not_imported(self):
+        d = self.__dict__.get("_not_imported")
+        if d is None:
+            d = self.__dict__["_not_imported"] = {}
+        return d
+
+    def _lookup(self, name, kind):
+        try:
+            return super()._lookup(name, kind)
+        except UnknownNameError:
+            base = name.rpartition(":")[0] if ":" in name else name
+            info = self.not_imported.get(base) if isinstance(name, str) else None
+            if info is None:
+                raise
+            op, file, reason = info
+            raise UnknownNameError(
+                f"{kind} {name!r} of op '{op}' was not imported from {file}: {ADVICE}",
+                [f"not imported because {reason}"]) from None
+
+
+__all__ = ["import_tf_meta_graph", "is_tf_meta_graph", "ImportedGraph"]
