@@ -112,10 +112,8 @@ def import_meta_graph(meta_graph_or_file, clear_devices=False, import_scope=None
     """
     path = os.fspath(meta_graph_or_file)
     if _is_tf_file(path):  # TensorFlow's binary MetaGraphDef (train/tf_meta_graph.py)
-        from .saver import Saver
         from .tf_meta_graph import import_tf_meta_graph
-        import_tf_meta_graph(path, import_scope)
-        return Saver()
+        return import_tf_meta_graph(path, import_scope)
     doc = _read(path)
     g = get_default_graph()
     with g.name_scope(import_scope or ""):

@@ -50,13 +50,17 @@ def import_tf_meta_graph(path, import_scope=None):
         path: a TensorFlow ``.meta`` file.
         import_scope: a name scope for the imported nodes (``"m"``: ``m/logits:0``).
     Returns:
-        {TensorFlow node name: graphc node} of the nodes built.
+        A ``gc.train.Saver`` over the imported variables under their names in the file (so a
+        checkpoint written with the file restores into an ``import_scope`` too).
     Raises:
         ArtifactError: the file is malformed (names the file and the node).
     Example:
         >>> saver = gc.train.import_meta_graph("tf_run/model.ckpt.meta")  # dispatches here
     """
-    return _Importer(path, _read(path)).run(import_scope)
+    from ..framework.graph import Variable
+    from .saver import Saver
+    built = _Importer(path, _read(path)).run(import_scope)
+    return Saver({name: n for name, n in built.items() if isinstance(n, Variable)})
 
 
 def _fail(path, message, node=None):
@@ -297,7 +301,7 @@ class ImportedGraph(Graph):
             op, file, reason = info
             raise UnknownNameError(
                 f"{kind} {name!r} of op '{op}' was not imported from {file}: {ADVICE}",
-                [f"not imported because {reason}"]) from None
+                [f"not imported because {reason}", ADVICE]) from None
 
 
 __all__ = ["import_tf_meta_graph", "is_tf_meta_graph", "ImportedGraph"]

@@ -1,0 +1,328 @@
+"""tf.train.import_meta_graph of TensorFlow's own .meta files (binary MetaGraphDef): an MLP and
+a CNN trained and saved by TensorFlow 2.21 (tests/fixtures/tf_checkpoints/make_meta_fixtures.py)
+are imported, restored from their V2 checkpoints and give TensorFlow's logits, probabilities and
+loss on both backends; the training subgraph is not imported and fetching it says why; a graphc
+loss and optimizer built on the imported logits train; ops of the table against NumPy on
+hand-built MetaGraphDefs; malformed files are ArtifactErrors naming the file and the node."""
+import struct
+import warnings
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.errors import ArtifactError, UnknownNameError
+from graphc.train.proto_wire import BYTES, FIXED32, field
+from tests.support.paths import ROOT
+
+HERE = ROOT / "tests" / "fixtures" / "tf_checkpoints" / "tf1_meta"
+TRAINABLE = {"mlp": ["hidden/kernel", "hidden/bias", "out/kernel", "out/bias"],
+             "cnn": ["conv/kernel", "conv/bias", "out/kernel", "out/bias"]}
+
+
+def imported(model, import_scope=None):
+    """(graph, saver, expected values) of a fixture imported into a fresh graph."""
+    g = gc.Graph()
+    with g.as_default(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saver = gc.train.import_meta_graph(str(HERE / model / "model.ckpt-3.meta"),
+                                           import_scope=import_scope)
+    return g, saver, np.load(HERE / f"{model}_expected.npz")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_restored_model_gives_tensorflows_values(model, backend):
+    g, saver, e = imported(model)
+    with g.as_default(), gc.Session(backend=backend) as sess:
+        saver.restore(sess, str(HERE / model / "model.ckpt-3"))
+        logits, probs, loss = sess.run(["logits:0", "probs:0", "loss:0"],
+                                       {"x:0": e["xs"], "y:0": e["ys"]})
+    np.testing.assert_allclose(logits, e["logits"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probs, e["probs"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(loss, e["loss"], rtol=1e-5)
+    assert logits.dtype == np.float32 and loss.shape == ()
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_variables_keep_names_dtypes_and_initial_values(model):
+    g, saver, e = imported(model)
+    with g.as_default():
+        vs = {v.name: v for v in gc.global_variables()}
+        assert [v.name for v in gc.trainable_variables()] == TRAINABLE[model]
+        assert set(TRAINABLE[model]) | {"global_step", "beta1_power", "beta2_power"} <= set(vs)
+        assert vs["global_step"].dtype == gc.int64 and vs["out/kernel"].dtype == gc.float32
+        assert len(vs) == 4 + 3 + 8  # the weights, step and beta powers, Adam's two slots each
+        init = gc.global_variables_initializer()
+        with gc.Session(backend="numpy") as sess:
+            sess.run(init)  # the file's initial values (TensorFlow's Const before training)
+            first = sess.run("out/kernel")
+            assert sess.run("global_step") == 0
+            np.testing.assert_array_equal(first, sess.run(vs["out/kernel"].initial_value))
+            saver.restore(sess, str(HERE / model / "model.ckpt-3"))
+            assert sess.run("global_step") == 3
+            assert not np.allclose(sess.run("out/kernel"), first)  # three Adam steps later
+
+
+def test_training_subgraph_is_not_imported_and_says_why():
+    path = str(HERE / "mlp" / "model.ckpt-3.meta")
+    with gc.Graph().as_default() as g:
+        with pytest.warns(UserWarning, match=r"nodes of .*model.ckpt-3.meta' were not imported"
+                                             r": ops graphc does not have \(ApplyAdam x4"):
+            gc.train.import_meta_graph(path)
+        e = np.load(HERE / "mlp_expected.npz")
+        with gc.Session(backend="numpy") as sess:
+            sess.run(gc.global_variables_initializer())
+            for name in ("gradients/hidden_relu_grad/ReluGrad:0", "train"):
+                with pytest.raises(UnknownNameError, match=r"of op '(ReluGrad|AssignAdd)' was "
+                                   r"not imported from model.ckpt-3.meta: graphc imports "
+                                   r"TensorFlow graphs for inference") as err:
+                    sess.run(name, {"x:0": e["xs"], "y:0": e["ys"]})
+            assert "rebuild training in graphc" in str(err.value)
+            with pytest.raises(gc.errors.FeedError, match="ReluGrad(.|\n)*rebuild training"):
+                sess.run("logits:0", {"x:0": e["xs"],
+                                      "gradients/hidden_relu_grad/ReluGrad:0": e["xs"]})
+            with pytest.raises(UnknownNameError, match="has one output"):  # the backprop output
+                sess.run("SparseSoftmaxCrossEntropyWithLogits/"
+                         "SparseSoftmaxCrossEntropyWithLogits:1", {"x:0": e["xs"],
+                                                                   "y:0": e["ys"]})
+        with pytest.raises(UnknownNameError, match="no tensor named 'nothing:0'"):
+            g.get_tensor_by_name("nothing:0")  # other names: the usual error
+
+
+def test_import_scope_in_a_fresh_graph():
+    g, saver, e = imported("cnn", import_scope="m")
+    with g.as_default(), gc.Session(backend="numpy") as sess:
+        assert "m/conv/kernel" in {v.name for v in gc.global_variables()}
+        saver.restore(sess, str(HERE / "cnn" / "model.ckpt-3"))  # the file's names
+        logits = sess.run("m/logits:0", {"m/x:0": e["xs"]})
+        with pytest.raises(UnknownNameError, match="m/train"):
+            sess.run("m/train", {"m/x:0": e["xs"], "m/y:0": e["ys"]})
+    np.testing.assert_allclose(logits, e["logits"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_graphc_training_on_imported_logits(backend):
+    """A new loss and optimizer built in graphc train the imported weights: the gradient of
+    the loss for out/bias is mean(softmax - one_hot), and the loss falls."""
+    g, saver, e = imported("mlp")
+    with g.as_default():
+        logits, y = g.get_tensor_by_name("logits:0"), g.get_tensor_by_name("y:0")
+        loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
+                                                                             logits=logits))
+        bias = g.get_tensor_by_name("out/bias")
+        grad = gc.gradients(loss, [bias])[0]
+        train = gc.train.GradientDescentOptimizer(0.5).minimize(loss)
+        feed = {"x:0": e["xs"], "y:0": e["ys"]}
+        with gc.Session(backend=backend) as sess:
+            saver.restore(sess, str(HERE / "mlp" / "model.ckpt-3"))
+            g0, l0 = sess.run([grad, loss], feed)
+            onehot = np.eye(3)[e["ys"]]
+            np.testing.assert_allclose(g0, (e["probs"] - onehot).mean(0), rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(l0, e["loss"], rtol=1e-5)
+            for _ in range(20):
+                sess.run(train, feed)
+            assert sess.run(loss, feed) < 0.95 * l0
+
+
+# -- hand-built MetaGraphDefs -----------------------------------------------------------------
+
+F32, I32, I64 = 1, 3, 9
+
+
+def text(n, s):
+    return field(n, s.encode(), BYTES)
+
+
+def shape(dims):
+    if dims is None:
+        return field(3, 1)
+    return b"".join(field(2, field(1, d) if d else b"", BYTES) for d in dims)
+
+
+def tensor(dtype, dims, content=None, floats=None, ints=None):
+    out = field(1, dtype) + field(2, shape(dims), BYTES)
+    if content is not None:
+        out += field(4, content, BYTES)
+    if floats is not None:
+        out += field(5, struct.pack(f"<{len(floats)}f", *floats), BYTES)
+    if ints is not None:
+        out += field(7, b"".join(field(0, v)[1:] for v in ints), BYTES)  # packed varints
+    return out
+
+
+def attr(key, value):
+    return field(5, text(1, key) + field(2, value, BYTES), BYTES)
+
+
+def a_type(e):
+    return field(6, e)
+
+
+def a_bool(v):
+    return field(5, int(v))
+
+
+def a_int(v):
+    return field(3, v)
+
+
+def a_ints(vs):
+    return field(1, field(3, b"".join(field(0, v)[1:] for v in vs), BYTES), BYTES)
+
+
+def node(name, op, inputs=(), **attrs):
+    return field(1, text(1, name) + text(2, op) + b"".join(text(3, i) for i in inputs)
+                 + b"".join(attr(k, v) for k, v in attrs.items()), BYTES)
+
+
+def const(name, array):
+    dtype = {np.dtype(np.float32): F32, np.dtype(np.int32): I32,
+             np.dtype(np.int64): I64}[array.dtype]
+    return node(name, "Const", dtype=a_type(dtype),
+                value=field(8, tensor(dtype, array.shape, array.tobytes()), BYTES))
+
+
+def meta(*nodes):
+    return field(2, b"".join(nodes), BYTES)
+
+
+def load(tmp_path, data, name="g.meta"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    g = gc.Graph()
+    with g.as_default(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gc.train.import_meta_graph(str(path))
+    return g
+
+
+X = np.linspace(-2, 2, 24, dtype=np.float32).reshape(4, 6)
+OP_GRAPH = meta(
+    node("x", "Placeholder", dtype=a_type(F32), shape=field(7, shape([-1, 6]), BYTES)),
+    node("any", "Placeholder", dtype=a_type(F32), shape=field(7, shape(None), BYTES)),
+    const("axis1", np.array([1], np.int32)), const("perm", np.array([1, 0], np.int32)),
+    const("b", np.array([0, 1], np.int32)), const("e", np.array([0, 4], np.int32)),
+    const("s", np.array([1, 2], np.int32)), const("two", np.full([6], 2.0, np.float32)),
+    const("shp", np.array([-1, 3], np.int32)), const("ax0", np.array(0, np.int32)),
+    const("one", np.array(1, np.int32)),
+    node("mean", "Mean", ["x", "axis1"], keep_dims=a_bool(True)),
+    node("sub", "Sub", ["x", "mean"]), node("sq", "Square", ["sub"]),
+    node("tr", "Transpose", ["sq", "perm"]),
+    node("sl", "StridedSlice", ["x", "b", "e", "s"], begin_mask=a_int(1), end_mask=a_int(1),
+         shrink_axis_mask=a_int(0)),
+    node("cat", "ConcatV2", ["x", "x", "one"]),
+    node("rs", "Reshape", ["x", "shp"]), node("am", "ArgMax", ["rs", "ax0"],
+                                              output_type=a_type(I64)),
+    node("mx", "Maximum", ["x", "two"]), node("rl6", "Relu6", ["x"]),
+    node("cast", "Cast", ["am"], DstT=a_type(F32)),
+    node("ex", "ExpandDims", ["x", "ax0"]), node("sqz", "Squeeze", ["ex"],
+                                                   squeeze_dims=a_ints([0])),
+    node("mm", "MatMul", ["x", "x"], transpose_b=a_bool(True)),
+    node("pk", "Pack", ["x", "x"], axis=a_int(1)),
+    node("lsm", "LogSoftmax", ["x"]), node("double", "Mul", ["any", "any"]),
+    node("grp", "NoOp", ["^sq", "^mm"]),
+)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_ops_of_the_table_against_numpy(tmp_path, backend):
+    g = load(tmp_path, OP_GRAPH)
+    names = ["tr", "sl", "cat", "am", "mx", "rl6", "cast", "sqz", "mm", "pk", "lsm", "double"]
+    with g.as_default(), gc.Session(backend=backend) as sess:
+        assert g.get_tensor_by_name("x:0").shape.as_list() == [None, 6]
+        assert g.get_tensor_by_name("any:0").shape is None  # unknown rank
+        z = np.arange(5.0, dtype=np.float32)
+        out = dict(zip(names, sess.run(names, {"x:0": X, "any:0": z})))
+        sess.run("grp", {"x:0": X})
+    x = X.astype(np.float64)
+    expect = {"tr": ((x - x.mean(1, keepdims=True)) ** 2).T, "sl": x[:, 1:4:2],
+              "cat": np.concatenate([x, x], 1), "am": x.reshape(-1, 3).argmax(0),
+              "mx": np.maximum(x, 2), "rl6": np.clip(x, 0, 6),
+              "cast": x.reshape(-1, 3).argmax(0).astype(np.float32), "sqz": x, "mm": x @ x.T,
+              "pk": np.stack([x, x], 1),
+              "lsm": x - x.max(1, keepdims=True) - np.log(np.exp(
+                  x - x.max(1, keepdims=True)).sum(1, keepdims=True)),
+              "double": z.astype(np.float64) ** 2}
+    for k, v in expect.items():
+        assert out[k].shape == v.shape, k
+        np.testing.assert_allclose(out[k], v, rtol=1e-5, atol=1e-5, err_msg=k)
+    assert out["am"].dtype == np.int64
+
+
+def test_typed_values_and_the_one_value_rule(tmp_path):
+    """A TensorProto without tensor_content: float_val / int_val, the last value filling the
+    tensor (one value: a constant tensor), no value: zeros."""
+    g = load(tmp_path, meta(
+        node("f", "Const", dtype=a_type(F32),
+             value=field(8, tensor(F32, [2, 3], floats=[2.5]), BYTES)),
+        node("i", "Const", dtype=a_type(I32),
+             value=field(8, tensor(I32, [4], ints=[1, -2]), BYTES)),
+        node("z", "Const", dtype=a_type(I64), value=field(8, tensor(I64, [2]), BYTES))))
+    with g.as_default(), gc.Session(backend="numpy") as sess:
+        f, i, z = sess.run(["f", "i", "z"])
+    np.testing.assert_array_equal(f, np.full([2, 3], 2.5, np.float32))
+    np.testing.assert_array_equal(i, np.array([1, -2, -2, -2], np.int32))
+    np.testing.assert_array_equal(z, np.zeros(2, np.int64))
+    assert (f.dtype, i.dtype, z.dtype) == (np.float32, np.int32, np.int64)
+
+
+def test_nchw_and_output_one_are_not_imported(tmp_path):
+    k = np.ones([1, 1, 1, 1], np.float32)
+    g = load(tmp_path, meta(
+        node("x", "Placeholder", dtype=a_type(F32), shape=field(7, shape([1, 1, 2, 2]), BYTES)),
+        const("k", k),
+        node("conv", "Conv2D", ["x", "k"], strides=a_ints([1, 1, 1, 1]),
+             padding=field(2, b"SAME", BYTES), data_format=field(2, b"NCHW", BYTES)),
+        node("z", "Placeholder", dtype=a_type(F32), shape=field(7, shape([-1, 3]), BYTES)),
+        node("labels", "Placeholder", dtype=a_type(I64), shape=field(7, shape([-1]), BYTES)),
+        node("xent", "SparseSoftmaxCrossEntropyWithLogits", ["z", "labels"]),
+        node("bp", "Identity", ["xent:1"])))
+    with pytest.raises(UnknownNameError, match=r"'Conv2D' was not imported(.|\n)*NCHW"):
+        g.get_tensor_by_name("conv:0")
+    with pytest.raises(UnknownNameError, match=r"output 1 \(backprop\) of 'xent'"):
+        g.get_tensor_by_name("bp")
+
+
+BAD = {
+    "truncated": (lambda: meta(const("c", X))[:-7], "not a well-formed MetaGraphDef", None),
+    "no graph": (lambda: field(1, b"\x0a\x00", BYTES), "no graph_def", None),
+    "garbage": (lambda: b"\x07\xff\xff\xff", "not a well-formed", None),
+    "content size": (lambda: meta(node("c", "Const", dtype=a_type(F32), value=field(
+        8, tensor(F32, [2, 3], b"\0" * 20), BYTES))), "tensor_content of 20 bytes", "c"),
+    "unknown dtype": (lambda: meta(node("p", "Placeholder", dtype=a_type(99))),
+                      "unknown dtype enum 99", "p"),
+    "huge": (lambda: meta(node("c", "Const", dtype=a_type(F32), value=field(
+        8, tensor(F32, [1 << 20, 1 << 20], floats=[1.0]), BYTES))), "more than", "c"),
+    "too many values": (lambda: meta(node("c", "Const", dtype=a_type(F32), value=field(
+        8, tensor(F32, [2], floats=[1, 2, 3]), BYTES))), "3 values", "c"),
+    "missing input": (lambda: meta(node("n", "Neg", ["ghost"])), "input 'ghost' is not", "n"),
+    "cycle": (lambda: meta(node("a", "Neg", ["b"]), node("b", "Neg", ["a"])), "a cycle", None),
+    "same name": (lambda: meta(const("c", X), const("c", X)), "two nodes have this name",
+                  "c"),
+    "shapes": (lambda: meta(const("a", X), node("m", "MatMul", ["a", "a"])), "MatMul", "m"),
+    "bad float field": (lambda: meta(node("c", "Const", dtype=a_type(F32), value=field(
+        8, field(1, F32) + field(5, 7, FIXED32)[:-2], BYTES))), "runs past the end", "c"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_malformed_files_are_artifact_errors(tmp_path, case):
+    make, match, node_name = BAD[case]
+    with pytest.raises(ArtifactError, match=match) as err:
+        load(tmp_path, make(), name="bad.meta")
+    assert "bad.meta" in str(err.value)
+    if node_name is not None:
+        assert f"(node '{node_name}')" in str(err.value)
+
+
+def test_graphc_json_meta_graphs_still_import(tmp_path):
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, [None, 2], name="x")
+        gc.reduce_sum(x * 2.0, name="total")
+        gc.train.export_meta_graph(str(tmp_path / "j.meta"))
+    with gc.Graph().as_default() as g:
+        gc.train.import_meta_graph(str(tmp_path / "j.meta"))
+        with gc.Session(backend="numpy") as sess:
+            assert sess.run("total:0", {"x:0": np.ones([3, 2], np.float32)}) == 12.0
+        assert type(g) is gc.Graph  # nothing of the TensorFlow importer
