@@ -10,6 +10,7 @@ becomes a NumPy array after its size is checked against its dtype and shape.
 Malformed input raises ``WireError`` (from ``proto_wire``) or ``ValueError`` saying what is
 wrong; ``tf_meta_graph`` turns them into an ``ArtifactError`` naming the file and the node.
 """
+import math
 import struct
 
 import numpy as np
@@ -91,7 +92,7 @@ def tensor(buf):
     dims = shape(wire.last(f, 2, b""))
     if dims is None or None in dims:
         raise ValueError(f"a constant's shape {dims} is not fully known")
-    n = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    n = math.prod(dims)  # Python ints: no overflow
     if n > MAX_ELEMENTS or any(d > MAX_ELEMENTS for d in dims):
         raise ValueError(f"a constant of shape {list(dims)}, more than {MAX_ELEMENTS} elements")
     if 4 in f:

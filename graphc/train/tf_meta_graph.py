@@ -157,8 +157,8 @@ class _Importer:
                 return
             except (Unsupported, DTypeNotHeld) as e:
                 reason = str(e)
-            except (GraphcError, ValueError, TypeError, KeyError, IndexError,
-                    wire.WireError) as e:
+            except (GraphcError, ValueError, TypeError, KeyError, IndexError, ArithmeticError,
+                    AttributeError) as e:  # the file's attributes, inputs or values
                 msg = e.message if isinstance(e, GraphcError) else str(e)
                 raise _fail(self.path, f"{nd.op}: {msg}", nd.name) from None
         self.skipped[nd.name] = (nd.op, reason)
@@ -220,8 +220,9 @@ class _Importer:
         with g.control_dependencies(ctrl), g.name_scope("_tf_import/" + nd.name):
             out = OPS[nd.op](self, nd, data)
         if out.id < first:  # the function returned an input (a no-op cast, reshape...)
-            from ..framework.graph import _op
-            out = g.add_node(_op("identity"), [out], {}, out.dtype, out.shape, "identity")
+            from ..ops.math_ops import identity
+            with g.name_scope("_tf_import/" + nd.name):
+                out = identity(out)
         return self.rename(out, nd)
 
     def variable(self, nd, base):

@@ -23,17 +23,8 @@ def _get(name):
     return getattr(graphc, name)
 
 
-def _api(name):
-    """graphc's public function ``name``, looked up when called (graphc imports this module)."""
-    return lambda *args, **kwargs: _get(name)(*args, **kwargs)
-
-
 def _unary(fn):
     return lambda b, nd, ins: fn(ins[0])
-
-
-def _binary(fn):
-    return lambda b, nd, ins: fn(ins[0], ins[1])
 
 
 def _axis(b, i):
@@ -138,32 +129,41 @@ def _arg(name):
     return build
 
 
+def _gather(b, nd, ins):
+    if nd.attr("batch_dims", "i", 0):
+        raise Unsupported("batch_dims other than 0")
+    return _get("gather")(ins[0], ins[1], axis=_axis(b, 2))
+
+
+def _pad(b, nd, ins):
+    value = b.static(2) if len(ins) > 2 else 0
+    return _get("pad")(ins[0], _axis(b, 1), constant_values=value)
+
+
+_SIMPLE = {  # TensorFlow op type -> graphc function of the same inputs
+    "Identity": "identity", "ReadVariableOp": "identity", "Snapshot": "identity",
+    "StopGradient": "stop_gradient", "Assign": "assign", "AssignVariableOp": "assign",
+    "Add": "add", "AddV2": "add", "Sub": "subtract", "Mul": "multiply", "RealDiv": "realdiv",
+    "Maximum": "maximum", "Minimum": "minimum", "Pow": "pow", "FloorMod": "floormod",
+    "FloorDiv": "floordiv", "SquaredDifference": "squared_difference",
+    "Equal": "equal", "NotEqual": "not_equal", "Greater": "greater", "Less": "less",
+    "GreaterEqual": "greater_equal", "LessEqual": "less_equal",
+    "LogicalAnd": "logical_and", "LogicalNot": "logical_not", "SelectV2": "where",
+    "Neg": "negative", "Abs": "abs", "Sign": "sign", "Floor": "floor", "Ceil": "ceil",
+    "Reciprocal": "reciprocal", "Tanh": "tanh", "Sigmoid": "sigmoid",
+    "Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Rsqrt": "rsqrt", "Square": "square",
+    "ZerosLike": "zeros_like", "OnesLike": "ones_like", "Rank": "rank",
+}
+
 OPS = {
-    "Identity": _unary(_api("identity")),
-    "ReadVariableOp": _unary(_api("identity")),
-    "Snapshot": _unary(_api("identity")),
-    "StopGradient": _unary(_api("stop_gradient")),
-    "Assign": _binary(_api("assign")),
-    "AssignVariableOp": _binary(_api("assign")),
     "MatMul": _matmul,
     "BatchMatMul": _batch_matmul, "BatchMatMulV2": _batch_matmul,
     "BatchMatMulV3": _batch_matmul,
-    "Add": _binary(_api("add")), "AddV2": _binary(_api("add")),
     "BiasAdd": _bias_add,
-    "Sub": _binary(_api("subtract")), "Mul": _binary(_api("multiply")),
-    "RealDiv": _binary(_api("realdiv")),
-    "Maximum": _binary(_api("maximum")), "Minimum": _binary(_api("minimum")),
-    "Pow": _binary(_api("pow")),
-    "Equal": _binary(_api("equal")),
-    "Greater": _binary(_api("greater")),
-    "Less": _binary(_api("less")),
-    "Neg": _unary(_api("negative")),
     "Relu": _unary(nn.relu), "Relu6": _unary(nn.relu6), "Elu": _unary(nn.elu),
-    "Tanh": _unary(_api("tanh")), "Sigmoid": _unary(_api("sigmoid")),
     "Softmax": _unary(nn.softmax), "LogSoftmax": _unary(nn.log_softmax),
-    "Exp": _unary(_api("exp")), "Log": _unary(_api("log")),
-    "Sqrt": _unary(_api("sqrt")), "Rsqrt": _unary(_api("rsqrt")),
-    "Square": _unary(_api("square")),
+    "Softplus": _unary(nn.softplus),
+    "LeakyRelu": lambda b, nd, ins: nn.leaky_relu(ins[0], alpha=nd.attr("alpha", "f", 0.2)),
     "Mean": _reduce("reduce_mean"), "Sum": _reduce("reduce_sum"), "Max": _reduce("reduce_max"),
     "Min": _reduce("reduce_min"), "Prod": _reduce("reduce_prod"),
     "ArgMax": _arg("argmax"), "ArgMin": _arg("argmin"),
@@ -178,15 +178,21 @@ OPS = {
     "Transpose": lambda b, nd, ins: _get("transpose")(ins[0], _axis(b, 1)),
     "StridedSlice": _strided_slice,
     "Fill": lambda b, nd, ins: _get("fill")(_axis(b, 0), ins[1]),
-    "ZerosLike": _unary(_api("zeros_like")),
-    "OnesLike": _unary(_api("ones_like")),
     "Tile": lambda b, nd, ins: _get("tile")(ins[0], _axis(b, 1)),
+    "Slice": lambda b, nd, ins: _get("slice")(ins[0], _axis(b, 1), _axis(b, 2)),
+    "GatherV2": _gather, "Pad": _pad, "PadV2": _pad,
+    "AddN": lambda b, nd, ins: _get("add_n")(ins),
+    "Size": lambda b, nd, ins: _get("size")(ins[0], out_type=nd.attr(
+        "out_type", "type", np.dtype(np.int32))),
     "Conv2D": _conv2d,
     "MaxPool": _pool(nn.max_pool), "AvgPool": _pool(nn.avg_pool),
     "SparseSoftmaxCrossEntropyWithLogits": _sparse_xent,
     "SoftmaxCrossEntropyWithLogits": _xent,
     "FusedBatchNorm": _fused_batch_norm, "FusedBatchNormV3": _fused_batch_norm,
 }
+
+OPS.update({tf_op: (lambda name: lambda b, nd, ins: _get(name)(*ins))(fn)
+            for tf_op, fn in _SIMPLE.items()})
 
 # ops with more than one output: only output 0 is imported (graphc nodes have one output)
 OUTPUTS = {"SparseSoftmaxCrossEntropyWithLogits": ("loss", "backprop"),

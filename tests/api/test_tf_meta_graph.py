@@ -209,8 +209,8 @@ OP_GRAPH = meta(
     node("mean", "Mean", ["x", "axis1"], keep_dims=a_bool(True)),
     node("sub", "Sub", ["x", "mean"]), node("sq", "Square", ["sub"]),
     node("tr", "Transpose", ["sq", "perm"]),
-    node("sl", "StridedSlice", ["x", "b", "e", "s"], begin_mask=a_int(1), end_mask=a_int(1),
-         shrink_axis_mask=a_int(0)),
+    node("sl", "StridedSlice", ["x", "b", "e", "s"], begin_mask=a_int(1),
+         end_mask=a_int(1), shrink_axis_mask=a_int(0)),
     node("cat", "ConcatV2", ["x", "x", "one"]),
     node("rs", "Reshape", ["x", "shp"]), node("am", "ArgMax", ["rs", "ax0"],
                                               output_type=a_type(I64)),
@@ -222,13 +222,35 @@ OP_GRAPH = meta(
     node("pk", "Pack", ["x", "x"], axis=a_int(1)),
     node("lsm", "LogSoftmax", ["x"]), node("double", "Mul", ["any", "any"]),
     node("grp", "NoOp", ["^sq", "^mm"]),
+    const("idx", np.array([3, 0], np.int32)), const("mult", np.array([2, 1], np.int32)),
+    const("size", np.array([2, -1], np.int32)), const("dims", np.array([2, 3], np.int32)),
+    const("pads", np.array([[1, 0], [0, 2]], np.int32)),
+    const("img", np.array([1, 4, 6, 1], np.int32)),
+    const("k2", np.array(2.0, np.float32)), const("sc", np.array([1.5], np.float32)),
+    const("of", np.array([0.25], np.float32)),
+    const("c1", np.array([1], np.int32)), const("c2", np.array([2], np.int32)),
+    node("sh", "StridedSlice", ["x", "c1", "c2", "c1"], shrink_axis_mask=a_int(1)),
+    const("mu", np.array([0.5], np.float32)), const("var", np.array([2.0], np.float32)),
+    node("gth", "GatherV2", ["x", "idx", "ax0"]), node("fm", "FloorMod", ["x", "two"]),
+    node("tl", "Tile", ["x", "mult"]), node("slc", "Slice", ["x", "b", "size"]),
+    node("fl", "Fill", ["dims", "k2:0"]), node("pd", "Pad", ["x", "pads"]),
+    node("an", "AddN", ["x", "x", "mx"]), node("gt", "Greater", ["x", "mean"]),
+    node("sel", "SelectV2", ["gt", "x", "sq"]),
+    node("bmm", "BatchMatMulV2", ["pk", "pk"], adj_y=a_bool(True)),
+    node("x4", "Reshape", ["x", "img"]),
+    node("avg", "AvgPool", ["x4"], ksize=a_ints([1, 2, 2, 1]), strides=a_ints([1, 2, 2, 1]),
+         padding=field(2, b"VALID", BYTES)),
+    node("bn", "FusedBatchNormV3", ["x4", "sc", "of", "mu", "var"], is_training=a_bool(False),
+         epsilon=field(4, struct.unpack("<I", struct.pack("<f", 0.01))[0], FIXED32)),
+    node("bny", "Identity", ["bn:0"]),
 )
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
 def test_ops_of_the_table_against_numpy(tmp_path, backend):
     g = load(tmp_path, OP_GRAPH)
-    names = ["tr", "sl", "cat", "am", "mx", "rl6", "cast", "sqz", "mm", "pk", "lsm", "double"]
+    names = ["tr", "sl", "cat", "am", "mx", "rl6", "cast", "sqz", "mm", "pk", "lsm", "double",
+             "gth", "fm", "tl", "slc", "fl", "pd", "an", "sel", "bmm", "avg", "bny", "sh"]
     with g.as_default(), gc.Session(backend=backend) as sess:
         assert g.get_tensor_by_name("x:0").shape.as_list() == [None, 6]
         assert g.get_tensor_by_name("any:0").shape is None  # unknown rank
@@ -243,7 +265,14 @@ def test_ops_of_the_table_against_numpy(tmp_path, backend):
               "pk": np.stack([x, x], 1),
               "lsm": x - x.max(1, keepdims=True) - np.log(np.exp(
                   x - x.max(1, keepdims=True)).sum(1, keepdims=True)),
-              "double": z.astype(np.float64) ** 2}
+              "double": z.astype(np.float64) ** 2, "gth": x[[3, 0]], "fm": np.mod(x, 2),
+              "tl": np.tile(x, [2, 1]), "slc": x[0:2, 1:], "fl": np.full([2, 3], 2.0),
+              "pd": np.pad(x, [[1, 0], [0, 2]]), "an": 2 * x + np.maximum(x, 2),
+              "sel": np.where(x > x.mean(1, keepdims=True), x,
+                              (x - x.mean(1, keepdims=True)) ** 2),
+              "bmm": np.stack([x, x], 1) @ np.stack([x, x], 1).transpose(0, 2, 1),
+              "avg": x.reshape(2, 2, 3, 2).mean((1, 3)).reshape(1, 2, 3, 1),
+              "sh": x[1], "bny": ((x - 0.5) / np.sqrt(2.0 + 0.01) * 1.5 + 0.25).reshape(1, 4, 6, 1)}
     for k, v in expect.items():
         assert out[k].shape == v.shape, k
         np.testing.assert_allclose(out[k], v, rtol=1e-5, atol=1e-5, err_msg=k)
@@ -326,3 +355,26 @@ def test_graphc_json_meta_graphs_still_import(tmp_path):
         with gc.Session(backend="numpy") as sess:
             assert sess.run("total:0", {"x:0": np.ones([3, 2], np.float32)}) == 12.0
         assert type(g) is gc.Graph  # nothing of the TensorFlow importer
+
+
+def test_randomly_damaged_files_import_or_are_artifact_errors(tmp_path):
+    """Seeded bit flips, overwritten runs and truncations of TensorFlow's CNN .meta: each
+    imports (a flip in a value or a name) or is an ArtifactError, never a raw exception."""
+    data = (HERE / "cnn" / "model.ckpt-3.meta").read_bytes()
+    rng = np.random.default_rng(15)
+    refused = 0
+    for trial in range(60):
+        b = bytearray(data)
+        i = int(rng.integers(len(b)))
+        if trial % 3 == 0:
+            b[i] ^= 1 << int(rng.integers(8))
+        elif trial % 3 == 1:
+            b[i:i + 8] = rng.integers(0, 256, 8).astype(np.uint8).tobytes()
+        else:
+            del b[i:]
+        try:
+            load(tmp_path, bytes(b), name="damaged.meta")
+        except ArtifactError as e:
+            assert "damaged.meta" in str(e)
+            refused += 1
+    assert 20 <= refused < 60  # most damage is refused; some flips land in harmless bytes
