@@ -8,7 +8,7 @@ An attribute is decoded only when an op asks for it (``NodeDef.attr``); a tensor
 becomes a NumPy array after its size is checked against its dtype and shape.
 
 Malformed input raises ``WireError`` (from ``proto_wire``) or ``ValueError`` saying what is
-wrong; ``tf_meta_graph`` turns them into an ``ArtifactError`` naming the file and the node.
+wrong (``TypeError`` where a field has another wire type than the message's); ``tf_meta_graph`` turns them into an ``ArtifactError`` naming the file and the node.
 """
 import math
 import struct
@@ -144,7 +144,7 @@ class NodeDef:
 
     def attr(self, key, kind, default=None):
         """The attribute ``key`` as ``kind``: "i", "f", "b", "s", "type", "shape", "tensor",
-        "ints", "types"; ``default`` when absent."""
+        "ints", "types", "shapes"; ``default`` when absent."""
         if key not in self._attrs:
             if default is None:
                 raise ValueError(f"attribute {key!r} is missing")
@@ -169,6 +169,8 @@ class NodeDef:
             return [wire.signed64(v) for v in packed(lst.get(3, []))]
         if kind == "types":
             return [np_dtype(v) for v in packed(lst.get(6, []))]
+        if kind == "shapes":
+            return [shape(v) for v in lst.get(7, [])]
         raise ValueError(f"attribute kind {kind!r}")
 
 
@@ -176,7 +178,7 @@ def _text(b):
     try:
         return b.decode("utf-8")
     except (UnicodeDecodeError, AttributeError):
-        raise ValueError(f"a name that is not UTF-8 text: {b[:40]!r}") from None
+        raise ValueError(f"a name that is not UTF-8 text: {repr(b)[:60]}") from None
 
 
 def _input(s):
@@ -222,7 +224,7 @@ def _variable_def(buf):
                 "initializer": _text(wire.last(f, 2, b"")),
                 "initial_value": _input(_text(wire.last(f, 6, b"")))[0],
                 "trainable": bool(wire.last(f, 7, 0))}
-    except (ValueError, wire.WireError):
+    except (ValueError, TypeError):  # a field of another wire type than VariableDef's
         return None
 
 

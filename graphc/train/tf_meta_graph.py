@@ -27,7 +27,6 @@ import networkx as nx
 from ..errors import ArtifactError, GraphcError, UnknownNameError
 from ..ir.graph import Graph, get_default_graph
 from ..ir.node_names import split_tensor_name
-from . import proto_wire as wire
 from .tf_graph_proto import DTypeNotHeld, MetaGraph
 from .tf_ops_import import OPS, OUTPUTS, Unsupported
 
@@ -81,8 +80,11 @@ def _read(path):
         raise ArtifactError(f"import_meta_graph: cannot read '{path}': {e.strerror}") from None
     try:
         return MetaGraph(buf)
-    except (ValueError, wire.WireError) as e:
+    except ValueError as e:  # WireError is a ValueError
         raise _fail(path, f"not a well-formed MetaGraphDef: {e}") from None
+    except TypeError as e:
+        raise _fail(path, f"not a well-formed MetaGraphDef: a field of another wire type "
+                          f"than MetaGraphDef's ({e})") from None
 
 
 class _Importer:
@@ -153,7 +155,7 @@ class _Importer:
         reason = self.why_not(nd)
         if reason is None:
             try:
-                self.built[nd.name] = self.build(nd)
+                self.built[nd.name] = self.check_shape(self.build(nd), nd)
                 return
             except (Unsupported, DTypeNotHeld) as e:
                 reason = str(e)
@@ -179,6 +181,20 @@ class _Importer:
                 return (f"it reads output {index}{label} of '{src}' ({op}); graphc nodes have "
                         f"one output, ':0'")
         return None
+
+    def check_shape(self, node, nd):
+        """``node``, if its shape agrees with the one TensorFlow recorded for output 0
+        (``_output_shapes``, where both know a dim)."""
+        recorded = nd.attr("_output_shapes", "shapes", []) if node.dtype is not None \
+            and nd.op != "VarHandleOp" else []  # a resource variable's output is its handle
+        mine = None if node.shape is None else tuple(node.shape)
+        if recorded and recorded[0] is not None and mine is not None and (
+                len(recorded[0]) != len(mine) or any(
+                    a is not None and b is not None and a != b
+                    for a, b in zip(recorded[0], mine))):
+            raise ValueError(f"TensorFlow recorded the shape {list(recorded[0])}, graphc "
+                             f"computed {node.type_str()}")
+        return node
 
     def static(self, i):
         """Input ``i``'s constant value (a TensorFlow Const), else its graphc node."""

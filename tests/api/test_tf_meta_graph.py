@@ -330,6 +330,9 @@ BAD = {
     "same name": (lambda: meta(const("c", X), const("c", X)), "two nodes have this name",
                   "c"),
     "shapes": (lambda: meta(const("a", X), node("m", "MatMul", ["a", "a"])), "MatMul", "m"),
+    "recorded shape": (lambda: meta(const("a", X), node("n", "Neg", ["a"], _output_shapes=field(
+        1, field(7, shape([6, 4]), BYTES), BYTES))), r"recorded the shape \[6, 4\], graphc "
+        r"computed f32\[4,6\]", "n"),
     "bad float field": (lambda: meta(node("c", "Const", dtype=a_type(F32), value=field(
         8, field(1, F32) + field(5, 7, FIXED32)[:-2], BYTES))), "runs past the end", "c"),
 }
@@ -357,10 +360,11 @@ def test_graphc_json_meta_graphs_still_import(tmp_path):
         assert type(g) is gc.Graph  # nothing of the TensorFlow importer
 
 
-def test_randomly_damaged_files_import_or_are_artifact_errors(tmp_path):
-    """Seeded bit flips, overwritten runs and truncations of TensorFlow's CNN .meta: each
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_randomly_damaged_files_import_or_are_artifact_errors(tmp_path, model):
+    """Seeded bit flips, overwritten runs and truncations of TensorFlow's .meta files: each
     imports (a flip in a value or a name) or is an ArtifactError, never a raw exception."""
-    data = (HERE / "cnn" / "model.ckpt-3.meta").read_bytes()
+    data = (HERE / model / "model.ckpt-3.meta").read_bytes()
     rng = np.random.default_rng(15)
     refused = 0
     for trial in range(60):
