@@ -12,7 +12,11 @@ reads one (typically the training subgraph: ``gradients/...``, ``Apply*`` ops, t
 ``save/...`` nodes), or reads an output other than 0 of a many-output op, is not built. It is
 recorded on the graph: fetching or feeding it names the op and says why, and the import warns
 once with the count and the op types. Collections: ``variables`` and ``trainable_variables``
-(the imported variables, trainable as in the file); the others are not imported.
+(the imported variables, trainable as in the file), and each list of node names whose nodes
+were all built (a ``train_op`` of a skipped training subgraph is not).
+
+Nodes are built with graphc's functions under the private scope ``_tf_import/<name>`` (a
+function may add helper nodes there), then the node of the TensorFlow op takes its name.
 
 Loading executes nothing from the file. A malformed file (bad wire format, unknown dtype,
 a constant whose bytes do not fit its dtype and shape, an input naming no node, a cycle,
@@ -26,7 +30,6 @@ import networkx as nx
 
 from ..errors import ArtifactError, GraphcError, UnknownNameError
 from ..ir.graph import Graph, get_default_graph
-from ..ir.node_names import split_tensor_name
 from .tf_graph_proto import DTypeNotHeld, MetaGraph
 from .tf_ops_import import OPS, OUTPUTS, Unsupported
 
@@ -60,6 +63,11 @@ def import_tf_meta_graph(path, import_scope=None):
     from .saver import Saver
     built = _Importer(path, _read(path)).run(import_scope)
     return Saver({name: n for name, n in built.items() if isinstance(n, Variable)})
+
+
+def _node_name(tensor_name):
+    """``"dense/MatMul"`` of ``"dense/MatMul:0"``."""
+    return tensor_name.rpartition(":")[0] if ":" in tensor_name else tensor_name
 
 
 def _fail(path, message, node=None):
@@ -100,7 +108,7 @@ class _Importer:
                          if isinstance(v, dict)}
         trainable = meta.collections.get("trainable_variables")
         self.trainable = None if trainable is None else {
-            t["variable"] if isinstance(t, dict) else split_tensor_name(t)[0]
+            t["variable"] if isinstance(t, dict) else _node_name(t)
             for t in trainable if t is not None}
 
     # -- order ----------------------------------------------------------------------------
@@ -149,7 +157,20 @@ class _Importer:
             for name in order:
                 self.node(self.nodes[name])
         self.record_skipped()
+        self.node_collections()
         return self.built
+
+    def node_collections(self):
+        """The file's collections of node names (``train_op``, ``losses``...) whose nodes were
+        all built; the variables' are filled by ``gc.Variable``."""
+        for key, names in self.meta.collections.items():
+            if key in ("variables", "trainable_variables") or not names or not all(
+                    isinstance(n, str) for n in names):
+                continue
+            nodes = [self.built.get(_node_name(n)) for n in names]
+            if all(n is not None for n in nodes):
+                for n in nodes:
+                    self.graph.add_to_collection(key, n)
 
     def node(self, nd):
         reason = self.why_not(nd)
@@ -162,6 +183,7 @@ class _Importer:
             except (GraphcError, ValueError, TypeError, KeyError, IndexError, ArithmeticError,
                     AttributeError) as e:  # the file's attributes, inputs or values
                 msg = e.message if isinstance(e, GraphcError) else str(e)
+                msg = msg.replace(f"{self.scope}_tf_import/{nd.name}/", "")  # helpers' scope
                 raise _fail(self.path, f"{nd.op}: {msg}", nd.name) from None
         self.skipped[nd.name] = (nd.op, reason)
 

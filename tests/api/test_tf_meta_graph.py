@@ -88,6 +88,7 @@ def test_training_subgraph_is_not_imported_and_says_why():
                                                                    "y:0": e["ys"]})
         with pytest.raises(UnknownNameError, match="no tensor named 'nothing:0'"):
             g.get_tensor_by_name("nothing:0")  # other names: the usual error
+        assert g.get_collection("train_op") == []  # its node was not imported
 
 
 def test_import_scope_in_a_fresh_graph():
@@ -184,7 +185,15 @@ def const(name, array):
 
 
 def meta(*nodes):
-    return field(2, b"".join(nodes), BYTES)
+    """A MetaGraphDef of nodes (and collections: field 4, kept apart from the GraphDef)."""
+    graph = b"".join(n for n in nodes if not n.startswith(b"\x22"))
+    return field(2, graph, BYTES) + b"".join(n for n in nodes if n.startswith(b"\x22"))
+
+
+def collection(key, names):
+    """A collection_def entry (field 4 of MetaGraphDef) holding a node_list."""
+    node_list = b"".join(text(1, n) for n in names)
+    return field(4, text(1, key) + field(2, field(1, node_list, BYTES), BYTES), BYTES)
 
 
 def load(tmp_path, data, name="g.meta"):
@@ -283,6 +292,7 @@ def test_typed_values_and_the_one_value_rule(tmp_path):
     """A TensorProto without tensor_content: float_val / int_val, the last value filling the
     tensor (one value: a constant tensor), no value: zeros."""
     g = load(tmp_path, meta(
+        collection("outputs", ["f:0", "i"]), collection("partly", ["f:0", "nothing"]),
         node("f", "Const", dtype=a_type(F32),
              value=field(8, tensor(F32, [2, 3], floats=[2.5]), BYTES)),
         node("i", "Const", dtype=a_type(I32),
@@ -294,6 +304,8 @@ def test_typed_values_and_the_one_value_rule(tmp_path):
     np.testing.assert_array_equal(i, np.array([1, -2, -2, -2], np.int32))
     np.testing.assert_array_equal(z, np.zeros(2, np.int64))
     assert (f.dtype, i.dtype, z.dtype) == (np.float32, np.int32, np.int64)
+    assert [n.name for n in g.get_collection("outputs")] == ["f", "i"]
+    assert g.get_collection("partly") == []  # a collection naming a node not built
 
 
 def test_nchw_and_output_one_are_not_imported(tmp_path):
