@@ -8,7 +8,8 @@ An attribute is decoded only when an op asks for it (``NodeDef.attr``); a tensor
 becomes a NumPy array after its size is checked against its dtype and shape.
 
 Malformed input raises ``WireError`` (from ``proto_wire``) or ``ValueError`` saying what is
-wrong (``TypeError`` where a field has another wire type than the message's); ``tf_meta_graph`` turns them into an ``ArtifactError`` naming the file and the node.
+wrong (``TypeError`` where a field has another wire type than the message's);
+``tf_meta_graph`` turns them into an ``ArtifactError`` naming the file and the node.
 """
 import math
 import struct

@@ -4,8 +4,9 @@ A TF1 model saved by TensorFlow (``model.ckpt.meta`` beside its V2 checkpoint) i
 the default graph under the same names, node by node, through graphc's public TF1 functions
 (``tf_ops_import.OPS``), so every shape and dtype rule of graphc applies. Variables
 (``VariableV2``, ``Variable``, ``VarHandleOp``) become ``gc.Variable`` s whose initial values
-are the file's (their ``Assign`` is their initializer): ``Saver.restore`` fills them from the
-checkpoint and ``global_variables_initializer()`` works.
+are the file's (their ``Assign`` is their initializer; zeros, with a warning, where the initial
+value comes from an op graphc does not have, such as a random initializer): ``Saver.restore``
+fills them from the checkpoint and ``global_variables_initializer()`` works.
 
 graphc imports TensorFlow graphs for inference: a node whose op is not in the table, or which
 reads one (typically the training subgraph: ``gradients/...``, ``Apply*`` ops, the Saver's
@@ -103,7 +104,7 @@ class _Importer:
             if nd.name in self.nodes:
                 raise _fail(path, "two nodes have this name", nd.name)
             self.nodes[nd.name] = nd
-        self.built, self.consts, self.skipped = {}, {}, {}
+        self.built, self.consts, self.skipped, self.zero_init = {}, {}, {}, []
         self.var_defs = {v["variable"]: v for v in meta.collections.get("variables", [])
                          if isinstance(v, dict)}
         trainable = meta.collections.get("trainable_variables")
@@ -157,6 +158,12 @@ class _Importer:
             for name in order:
                 self.node(self.nodes[name])
         self.record_skipped()
+        if self.zero_init:
+            warnings.warn(
+                f"import_meta_graph: {len(self.zero_init)} variables of '{self.path}' have "
+                f"initializers that were not imported ({', '.join(self.zero_init[:4])}"
+                f"{', ...' if len(self.zero_init) > 4 else ''}): their initializers give "
+                "zeros; restore them from a checkpoint", stacklevel=4)
         self.node_collections()
         return self.built
 
@@ -191,8 +198,6 @@ class _Importer:
         """Why ``nd`` cannot be built (None: it can)."""
         if nd.op not in OPS and nd.op not in LEAVES:
             return f"graphc does not have op {nd.op}"
-        if nd.op in VARIABLES and nd.name not in self.value_of:
-            return "a variable without an initial value (no Assign of a value to it)"
         for src, index, _ in nd.inputs:
             if src in self.skipped:
                 return f"it reads '{src}' ({self.skipped[src][0]}), which was not imported"
@@ -220,12 +225,12 @@ class _Importer:
 
     def static(self, i):
         """Input ``i``'s constant value (a TensorFlow Const), else its graphc node."""
-        src = self.current.inputs[i][0]
+        src = self.current_data[i]
         return self.consts[src] if src in self.consts else self.built[src]
 
     def build(self, nd):
-        self.current = nd
-        data = [self.built[s] for s, _, ctrl in nd.inputs if not ctrl]
+        self.current_data = [s for s, _, ctrl in nd.inputs if not ctrl]
+        data = [self.built[s] for s in self.current_data]
         ctrl = [self.built[s] for s, _, c in nd.inputs if c]
         scope, _, base = nd.name.rpartition("/")
         g = self.graph
@@ -265,10 +270,17 @@ class _Importer:
 
     def variable(self, nd, base):
         from ..framework.graph import Variable
-        value = self.built.get(self.value_of[nd.name])
-        if value is None:
-            raise Unsupported("its initial value was not imported")
         want = nd.attr("dtype", "type")
+        value = self.built.get(self.value_of.get(nd.name))
+        if value is None:  # a random initializer graphc does not have: zeros until restored
+            shape = nd.attr("shape", "shape")
+            if shape is None or None in shape:
+                raise Unsupported(f"a variable of shape {shape} whose initial value was not "
+                                  "imported")
+            from ..ops.math_ops import zeros
+            with self.graph.name_scope("_tf_import/" + nd.name):
+                value = zeros(list(shape), dtype=want)
+            self.zero_init.append(nd.name)
         if value.dtype.np != want:
             raise ValueError(f"initial value '{value.name}' is {value.type_str()}, the "
                              f"variable {want}")

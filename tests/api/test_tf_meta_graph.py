@@ -58,6 +58,8 @@ def test_variables_keep_names_dtypes_and_initial_values(model):
             sess.run(init)  # the file's initial values (TensorFlow's Const before training)
             first = sess.run("out/kernel")
             assert sess.run("global_step") == 0
+            if model == "cnn":  # truncated_normal_initializer: not imported, zeros until restored
+                assert not sess.run("conv/kernel").any()
             np.testing.assert_array_equal(first, sess.run(vs["out/kernel"].initial_value))
             saver.restore(sess, str(HERE / model / "model.ckpt-3"))
             assert sess.run("global_step") == 3
@@ -89,6 +91,18 @@ def test_training_subgraph_is_not_imported_and_says_why():
         with pytest.raises(UnknownNameError, match="no tensor named 'nothing:0'"):
             g.get_tensor_by_name("nothing:0")  # other names: the usual error
         assert g.get_collection("train_op") == []  # its node was not imported
+
+
+def test_variable_whose_initializer_was_not_imported_starts_at_zeros():
+    with gc.Graph().as_default():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gc.train.import_meta_graph(str(HERE / "cnn" / "model.ckpt-3.meta"))
+        said = [str(w.message) for w in caught]
+        assert len(said) == 2 and "TruncatedNormal x1" in said[0]  # once each
+        assert "1 variables of" in said[1] and "not imported (conv/kernel)" in said[1]
+        kernel = gc.get_default_graph().get_tensor_by_name("conv/kernel")
+        assert kernel.shape.as_list() == [3, 3, 1, 4] and kernel.trainable
 
 
 def test_import_scope_in_a_fresh_graph():
