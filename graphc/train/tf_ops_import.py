@@ -140,6 +140,15 @@ def _pad(b, nd, ins):
     return _get("pad")(ins[0], _axis(b, 1), constant_values=value)
 
 
+def _random(name):
+    """TensorFlow's random ops (initializers, dropout masks): graphc's generator, seeded by the
+    op's ``seed2`` (else ``seed``); the values differ from TensorFlow's stream."""
+    def build(b, nd, ins):
+        seed = nd.attr("seed2", "i", 0) or nd.attr("seed", "i", 0) or None
+        return _get(name)(_axis(b, 0), dtype=nd.attr("dtype", "type"), seed=seed)
+    return build
+
+
 _SIMPLE = {  # TensorFlow op type -> graphc function of the same inputs
     "Identity": "identity", "ReadVariableOp": "identity", "Snapshot": "identity",
     "StopGradient": "stop_gradient", "Assign": "assign", "AssignVariableOp": "assign",
@@ -180,6 +189,9 @@ OPS = {
     "Fill": lambda b, nd, ins: _get("fill")(_axis(b, 0), ins[1]),
     "Tile": lambda b, nd, ins: _get("tile")(ins[0], _axis(b, 1)),
     "Slice": lambda b, nd, ins: _get("slice")(ins[0], _axis(b, 1), _axis(b, 2)),
+    "RandomUniform": _random("random_uniform"),
+    "RandomStandardNormal": _random("random_normal"),
+    "TruncatedNormal": _random("truncated_normal"),
     "GatherV2": _gather, "Pad": _pad, "PadV2": _pad,
     "AddN": lambda b, nd, ins: _get("add_n")(ins),
     "Size": lambda b, nd, ins: _get("size")(ins[0], out_type=nd.attr(

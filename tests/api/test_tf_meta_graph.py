@@ -58,8 +58,9 @@ def test_variables_keep_names_dtypes_and_initial_values(model):
             sess.run(init)  # the file's initial values (TensorFlow's Const before training)
             first = sess.run("out/kernel")
             assert sess.run("global_step") == 0
-            if model == "cnn":  # truncated_normal_initializer: not imported, zeros until restored
-                assert not sess.run("conv/kernel").any()
+            if model == "cnn":  # truncated_normal_initializer: graphc's truncated normal
+                kernel = sess.run("conv/kernel")
+                assert np.abs(kernel).max() <= 2 * 0.4 and 0.15 < kernel.std() < 0.4
             np.testing.assert_array_equal(first, sess.run(vs["out/kernel"].initial_value))
             saver.restore(sess, str(HERE / model / "model.ckpt-3"))
             assert sess.run("global_step") == 3
@@ -93,16 +94,23 @@ def test_training_subgraph_is_not_imported_and_says_why():
         assert g.get_collection("train_op") == []  # its node was not imported
 
 
-def test_variable_whose_initializer_was_not_imported_starts_at_zeros():
-    with gc.Graph().as_default():
+def test_variable_whose_initializer_was_not_imported_starts_at_zeros(tmp_path):
+    path = tmp_path / "v.meta"
+    path.write_bytes(meta(
+        const("shp", np.array([2, 3], np.int32)), node("r", "RandomGamma", ["shp"]),
+        node("v", "VariableV2", dtype=a_type(F32), shape=field(7, shape([2, 3]), BYTES)),
+        node("v/Assign", "Assign", ["v", "r"]), node("out", "Identity", ["v"])))
+    with gc.Graph().as_default() as g:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            gc.train.import_meta_graph(str(HERE / "cnn" / "model.ckpt-3.meta"))
+            gc.train.import_meta_graph(str(path))
         said = [str(w.message) for w in caught]
-        assert len(said) == 2 and "TruncatedNormal x1" in said[0]  # once each
-        assert "1 variables of" in said[1] and "not imported (conv/kernel)" in said[1]
-        kernel = gc.get_default_graph().get_tensor_by_name("conv/kernel")
-        assert kernel.shape.as_list() == [3, 3, 1, 4] and kernel.trainable
+        assert len(said) == 2 and "RandomGamma x1" in said[0]  # once each
+        assert "1 variables of" in said[1] and "not imported (v)" in said[1]
+        assert g.get_tensor_by_name("v").shape.as_list() == [2, 3]
+        with gc.Session(backend="numpy") as sess:
+            sess.run(gc.global_variables_initializer())
+            np.testing.assert_array_equal(sess.run("out:0"), np.zeros([2, 3], np.float32))
 
 
 def test_import_scope_in_a_fresh_graph():
@@ -266,6 +274,8 @@ OP_GRAPH = meta(
     node("bn", "FusedBatchNormV3", ["x4", "sc", "of", "mu", "var"], is_training=a_bool(False),
          epsilon=field(4, struct.unpack("<I", struct.pack("<f", 0.01))[0], FIXED32)),
     node("bny", "Identity", ["bn:0"]),
+    node("ru", "RandomUniform", ["dims"], dtype=a_type(F32), seed=a_int(1), seed2=a_int(2)),
+    node("drop", "GreaterEqual", ["ru", "k2"]),
 )
 
 
@@ -279,7 +289,10 @@ def test_ops_of_the_table_against_numpy(tmp_path, backend):
         assert g.get_tensor_by_name("any:0").shape is None  # unknown rank
         z = np.arange(5.0, dtype=np.float32)
         out = dict(zip(names, sess.run(names, {"x:0": X, "any:0": z})))
+        ru, drop = sess.run(["ru", "drop"])
         sess.run("grp", {"x:0": X})
+    assert ru.shape == (2, 3) and ru.dtype == np.float32 and (0 <= ru).all() and (ru < 1).all()
+    assert len(np.unique(ru)) == 6 and not drop.any()  # uniform in [0, 1), never >= 2
     x = X.astype(np.float64)
     expect = {"tr": ((x - x.mean(1, keepdims=True)) ** 2).T, "sl": x[:, 1:4:2],
               "cat": np.concatenate([x, x], 1), "am": x.reshape(-1, 3).argmax(0),
