@@ -137,10 +137,6 @@ class Session:
                 if type(key) is Node:
                     targets[key] = node  # (checked feedable once)
             given[node] = convert_feed(node, value)
-        if given:  # steps update variables in place: a feed sharing their memory is copied
-            fed = list(given.values())
-            unalias(fed, list(self.values.values()))
-            given = dict(zip(given, fed))
         key = (tuple(f.id for f in flat),
                tuple(sorted(n.id for n in given if n.op_name != "placeholder")))
         need = self._needs.get(key)
@@ -186,7 +182,8 @@ class Session:
     def _execute_locked(self, compiled, args):
         state = self.values.values()
         ids = {id(a) for a in state}
-        if any(id(a) in ids or a.base is not None for a in args):  # (a fed view of a variable)
+        if any(id(a) in ids or a.base is not None for a in args):  # steps update variables in
+            # place: a feed that is (a view of) a variable is copied, under the lock
             unalias(args, list(state))
         for v, read in zip(compiled.var_nodes, compiled.var_read):
             value = self.values.get(v)
