@@ -16,7 +16,8 @@ thread each instead of four threads fighting over two cores.
 
 One rank's failure ends the job: with several ranks, ``init`` installs an excepthook (for
 the main thread and for other threads) that prints the rank and the error, then aborts the
-communicator, as ``python -m mpi4py`` does; without it the other ranks would wait in their
+communicator (half a second later, so that the launcher has forwarded the message), as
+``python -m mpi4py`` does; without it the other ranks would wait in their
 next allreduce forever. And no collective waits forever: an allreduce or broadcast that has
 not completed after ``GRAPHC_COLLECTIVE_TIMEOUT`` seconds (default 600; 0: no limit) raises
 ``CollectiveTimeoutError`` naming the rank, the operation and the time waited (uncaught, it
@@ -40,6 +41,10 @@ __all__ = ["init", "active", "rank", "size", "local_rank", "local_size", "allred
            "CollectiveTimeoutError", "install_abort_hook", "timeout_seconds"]
 
 DEFAULT_TIMEOUT = 600.0
+# Seconds between writing a rank's last words and aborting: MPI_Abort makes the launcher kill
+# every rank at once, and Hydra's proxy can be killed before it has forwarded what the rank
+# wrote to its stderr pipe (the error then never reaches the user; seen once in a CI run).
+ABORT_GRACE = 0.5
 
 
 class CollectiveTimeoutError(GraphcError):
@@ -214,6 +219,7 @@ def install_abort_hook(comm):
                              f"{kind.__name__}: {value}; aborting the MPI job\n")
             show()
             sys.stderr.flush()
+            time.sleep(ABORT_GRACE)
         finally:
             comm.Abort(1)
 
