@@ -280,8 +280,16 @@ def apply(op, inputs, attrs=None, name=None):
 def _with_control_deps(graph, opdef, nodes):
     """Route one value input through ``after(x, *deps)`` (a view of x that runs after deps),
     so that computing the node runs the control dependencies first. An assign's target stays
-    the variable: its value input is routed instead."""
+    the variable: its value input is routed instead.
+
+    A variable read under a dependency on an assign to it reads the assigned value, as in
+    TF1 (``with control_dependencies([v.assign_add(1)]): y = identity(v)`` sees the new v):
+    graphc applies assigns when the step ends, so the read takes the assign's value instead."""
     i = 1 if opdef.name == "assign" else 0
+    assigned = _assigned_by(graph._control_deps)
+    if assigned:
+        nodes = [n if k == 0 and opdef.name == "assign" else assigned.get(id(n), n)
+                 for k, n in enumerate(nodes)]
     x = nodes[i]
     deps = [d for d in graph._control_deps if d is not x]
     if not deps or x.dtype is None:
@@ -289,6 +297,18 @@ def _with_control_deps(graph, opdef, nodes):
     after = graph.add_node(REGISTRY["after"], [x] + deps, {}, x.dtype, x.shape,
                            "control_dependency")
     return nodes[:i] + [after] + nodes[i + 1:]
+
+
+def _assigned_by(deps):
+    """``{id(variable): the last assign to it}`` among ``deps`` and the groups in them."""
+    out, stack = {}, list(reversed(deps))
+    while stack:
+        d = stack.pop()
+        if d.op_name == "assign" and d.dtype is not None:
+            out[id(d.inputs[0])] = d
+        elif d.op_name == "group":
+            stack.extend(reversed(d.inputs))
+    return out
 
 
 def _static_arg(value, graph):

@@ -52,3 +52,29 @@ def test_none_clears_and_gradients_pass_through():
         assert sess.run(v) == 1.0
         sess.run(z, {x: [1.0, 2.0, 3.0]})
         assert sess.run(v) == 1.0
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_read_after_an_assign_it_depends_on_sees_the_new_value(backend):
+    """TF1: ``with control_dependencies([v.assign_add(1)]): identity(v)`` reads the new v, and
+    a loss rebuilt under ``control_dependencies([train_op])`` sees the updated weights. (graphc
+    applies assigns when the step ends; before, such a read was a scheduling cycle.)"""
+    v = gc.Variable(np.float64(1.0), name="v")
+    bump = gc.assign_add(v, 1.0)
+    with gc.control_dependencies([bump]):
+        seen = gc.identity(v) * 10.0
+    x = gc.placeholder(gc.float64, [4, 3], name="x")
+    w = gc.Variable(np.ones((3, 1)), name="w")
+    loss = gc.reduce_mean(gc.matmul(x, w) ** 2)
+    train = gc.train.GradientDescentOptimizer(0.1).minimize(loss, var_list=[w])
+    with gc.control_dependencies([train]):
+        loss_after = gc.reduce_mean(gc.matmul(x, w) ** 2)
+    xb = np.random.RandomState(0).randn(4, 3)
+    w1 = np.ones((3, 1)) - 0.1 * xb.T @ (2 * xb @ np.ones((3, 1))) / 4
+    with gc.Session(backend=backend) as sess:
+        sess.run(gc.global_variables_initializer())
+        assert sess.run(seen) == pytest.approx(20.0) and sess.run(v) == pytest.approx(2.0)
+        before, after = sess.run([loss, loss_after], {x: xb})
+        assert before == pytest.approx(np.mean((xb @ np.ones((3, 1))) ** 2))
+        assert after == pytest.approx(np.mean((xb @ w1) ** 2))
+        np.testing.assert_allclose(sess.run(w), w1)
