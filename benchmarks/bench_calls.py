@@ -42,8 +42,8 @@ def callables(workload, backend):
         step = gc.compile([loss, train], feeds=[x, y], backend=backend)
         step({x: xs, y: ys})
         first = {k: a.copy() for k, a in step.variables.items()}
-        feed, names = {x: xs, y: ys}, {f"{x.name}:0": xs, f"{y.name}:0": ys}
-        fetch_names = [f"{loss.name}:0", train.name]
+        feed, names = {x: xs, y: ys}, {x.name: xs, y.name: ys}
+        fetch_names = [loss.name, train.name]
         _, compiled, var_arrays, _ = step._fast
         args = [xs, ys]
 

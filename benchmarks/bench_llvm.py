@@ -121,15 +121,15 @@ class GraphcStep:
             [np.array(self.sess.values[v]) for v in c.var_nodes]
         self.update_at = [len(c.feed_nodes) + c.var_nodes.index(v) for v in c.update_nodes]
         self.in_place = getattr(c.fn, "updates_in_place", False)
-        self.initial = {v.name: self.args[len(c.feed_nodes) + k].copy()
+        self.initial = {v.node_name: self.args[len(c.feed_nodes) + k].copy()
                         for k, v in enumerate(c.var_nodes)}
-        self.var_names = [v.name for v in c.var_nodes]
+        self.var_names = [v.node_name for v in c.var_nodes]
 
     def reset(self):
         """Every copy of the model back to its initial parameters (in place)."""
         for v, arr in self.sess.values.items():
-            if v.name in self.initial:
-                np.copyto(arr, self.initial[v.name])
+            if v.node_name in self.initial:
+                np.copyto(arr, self.initial[v.node_name])
         for name, arr in self.step.variables.items():
             np.copyto(arr, self.initial[name])
         n_feeds = len(self.args) - len(self.var_names)

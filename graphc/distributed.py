@@ -240,7 +240,7 @@ def _named_arrays(obj):
     elif isinstance(getattr(obj, "variables", None), dict):
         items = obj.variables
     elif isinstance(getattr(obj, "values", None), dict):
-        items = {v.name: a for v, a in obj.values.items()}
+        items = {v.node_name: a for v, a in obj.values.items()}
     else:
         raise TypeError("broadcast_variables takes a compiled step (gc.compile), a Session "
                         f"or a dict of arrays, not {type(obj).__name__}")

@@ -24,7 +24,7 @@ def _colour(n):
 
 def _label(n):
     kind = n.op_name if n.op_name != "fused" else "fused{" + ",".join(n.attrs["ops"]) + "}"
-    parts = [kind, n.name, n.type_str()]
+    parts = [kind, n.node_name, n.type_str()]
     if n.loc is not None and n.loc.lineno:
         parts.append(("grad/ " if n.is_grad else "") + n.loc.short)
     return "\\n".join(_escape(p) for p in parts)
@@ -36,7 +36,7 @@ def _body_cluster(k, n, ids, lines, role=""):
     body = n.attrs["body"]
     lines.append(f"  subgraph cluster_{k} {{")
     red = n.attrs.get("reduce")
-    title = f"fused {n.name}" + (f" -> reduce_{red[0]}" if red else "")
+    title = f"fused {n.node_name}" + (f" -> reduce_{red[0]}" if red else "")
     lines.append(f'    label="{_escape(title)}"; style="rounded,filled"; '
                  f'fillcolor="{_colour(n)}";')
     eid = {}

@@ -16,7 +16,7 @@ from .shapes import TensorShape, format_shape
 
 
 class Node:
-    """One SSA value of a Graph (what TF1 calls a Tensor, and its Operation too).
+    """One SSA value of a Graph: what TF1 calls a Tensor (``op`` gives its ``Operation``).
 
     Attributes:
         id: position in the graph's creation order.
@@ -26,13 +26,13 @@ class Node:
         dtype: ``ir.dtypes.DType``, or None for ops that produce no value (``group``).
         shape: tuple of ints, with None for dims unknown until the step is specialized;
             None for an unknown rank (see ``ir.shapes``).
-        name: scoped, unique name (``dense1/matmul``).
+        node_name: scoped, unique name (``dense1/MatMul``); TF1's ``name`` adds ``:0``.
         loc: ``ir.source.Location`` of the user's line; gradient nodes keep the forward line.
         is_grad: True for nodes made by autodiff.
     """
 
-    __slots__ = ("graph", "id", "opdef", "inputs", "attrs", "dtype", "shape", "name", "loc",
-                 "is_grad", "meta", "__weakref__")
+    __slots__ = ("graph", "id", "opdef", "inputs", "attrs", "dtype", "shape", "node_name",
+                 "loc", "is_grad", "meta", "__weakref__")
     __array_priority__ = 100  # so that ndarray + node defers to Node.__radd__
 
     def __init__(self, graph, opdef, inputs, attrs, dtype, shape, name, loc, is_grad=False):
@@ -43,20 +43,27 @@ class Node:
         self.attrs = attrs
         self.dtype = dtype
         self.shape = shape
-        self.name = name
+        self.node_name = name
         self.loc = loc
         self.is_grad = is_grad
         self.meta = {}  # pass annotations (buffer, in-place decision, fused body...)
 
     # -- description ----------------------------------------------------------------------
     @property
+    def name(self):
+        """TF1's ``tensor.name``: ``"Mean:0"`` (the node name and its one output); an op
+        without a value (``group``, ``no_op``) is named without an index, as TF1's ops are."""
+        return self.node_name if self.dtype is None else self.node_name + ":0"
+
+    @property
     def op_name(self):
         return self.opdef.name
 
     @property
     def op(self):
-        """TF1 compatibility: ``tensor.op`` is the operation; graphc has one object for both."""
-        return self
+        """TF1's ``tensor.op``: the ``Operation`` that computes this tensor (``op.name`` is
+        ``"Mean"``)."""
+        return Operation(self)
 
     @property
     def type(self):
@@ -99,7 +106,7 @@ class Node:
 
     def describe(self):
         """``add 'dense1/add'``: how error messages name a node."""
-        return f"{self.op_name} '{self.name}'"
+        return f"{self.op_name} '{self.node_name}'"
 
     def __repr__(self):
         return f"<gc.Tensor '{self.name}' {self.op_name} {self.type_str()}>"
@@ -107,11 +114,11 @@ class Node:
     __hash__ = object.__hash__  # identity, at C speed (== builds a node, see operators)
 
     def __bool__(self):
-        raise TypeError(f"the truth value of tensor '{self.name}' is not known while the graph "
-                        "is built; use gc.where or compare values after Session.run")
+        raise TypeError(f"the truth value of tensor '{self.node_name}' is not known while the "
+                        "graph is built; use gc.where or compare values after Session.run")
 
     def __iter__(self):
-        raise TypeError(f"tensor '{self.name}' is not iterable; use gc.unstack")
+        raise TypeError(f"tensor '{self.node_name}' is not iterable; use gc.unstack")
 
     # Operators (+, *, @, [], ==...) are attached by ir.ops.operators to keep this module free
     # of op knowledge.
@@ -133,6 +140,57 @@ def _session_for(node, session):
     return session
 
 
+class Operation:
+    """TF1's Operation: what ``tensor.op``, ``get_operation_by_name`` and ``get_operations``
+    return. A graphc node is one op with at most one output, so an Operation is a view of its
+    node: ``name`` is the node name (``"Mean"``; the tensor is ``"Mean:0"``), ``outputs`` the
+    node as a tensor. Fetching an Operation runs it and gives None, as in TF1; it is accepted
+    wherever TF1 takes an op (``control_dependencies``, ``group``, ``Session.run``).
+    """
+
+    __slots__ = ("node",)
+
+    def __init__(self, node):
+        self.node = node
+
+    name = property(lambda self: self.node.node_name, doc="the node name (``scope/Mean``)")
+    type = property(lambda self: self.node.type, doc="TF1's op type (``MatMul``)")
+    graph = property(lambda self: self.node.graph)
+    inputs = property(lambda self: list(self.node.inputs), doc="the input tensors")
+    outputs = property(lambda self: self.node.outputs, doc="``[tensor]``, or ``[]``")
+    device = ""
+    control_inputs = ()
+
+    def values(self):
+        return tuple(self.outputs)
+
+    def get_attr(self, name):
+        """The value of attribute ``name`` (graphc's attribute names, ``transpose_a``...)."""
+        try:
+            return self.node.attrs[name]
+        except KeyError:
+            raise ValueError(f"{self.node.describe()} has no attribute {name!r}; it has "
+                             f"{sorted(self.node.attrs) or 'none'}") from None
+
+    def run(self, feed_dict=None, session=None):
+        """Run this op in ``session`` or the default session (TF1's ``Operation.run``)."""
+        _session_for(self.node, session).run(self, feed_dict=feed_dict)
+
+    def __eq__(self, other):
+        return isinstance(other, Operation) and other.node is self.node
+
+    def __hash__(self):
+        return hash(self.node)
+
+    def __repr__(self):
+        return f"<gc.Operation '{self.name}' type={self.type}>"
+
+
+def as_node(x):
+    """``x``, or the node of an Operation (``tensor.op``): where TF1 takes ops or tensors."""
+    return x.node if type(x) is Operation else x
+
+
 class Graph:
     """A dataflow graph. Use ``with g.as_default():`` to build into it (TF1 semantics)."""
 
@@ -151,7 +209,7 @@ class Graph:
         for x in inputs:
             if x.graph is not self:
                 raise GraphError(
-                    f"{opdef.name}: input '{x.name}' belongs to another graph",
+                    f"{opdef.name}: input '{x.node_name}' belongs to another graph",
                     loc=loc or source.user_location(),
                     hint="build all tensors of one step inside the same `with g.as_default()`")
         is_grad = self._grad_ctx is not None
@@ -163,7 +221,7 @@ class Graph:
                     is_grad)
         node.id = len(self.nodes)
         self.nodes.append(node)
-        self._by_name[node.name] = node
+        self._by_name[node.node_name] = node
         return node
 
     def node_name(self, opdef, name=None):
@@ -214,7 +272,7 @@ class Graph:
         """Nodes built inside are gradient nodes: ``grad/`` names, the forward node's line."""
         saved_ctx, saved_scope = self._grad_ctx, self._scope
         self._grad_ctx = forward_node.loc
-        self._scope = ["grad"] + forward_node.name.split("/")[:-1]
+        self._scope = ["grad"] + forward_node.node_name.split("/")[:-1]
         try:
             yield
         finally:
@@ -224,6 +282,7 @@ class Graph:
     def control_dependencies(self, deps):
         """Nodes built inside run after ``deps`` (TF1): ``None`` clears the outer ones."""
         saved = self._control_deps
+        deps = None if deps is None else [as_node(d) for d in deps]
         self._control_deps = [] if deps is None else saved + [d for d in deps
                                                             if d not in saved]
         try:
@@ -247,11 +306,12 @@ class Graph:
             _state.graphs.pop()
 
     def get_operations(self):
-        return list(self.nodes)
+        """TF1's ``get_operations``: every node as an ``Operation``, in creation order."""
+        return [Operation(n) for n in self.nodes]
 
     def get_tensor_by_name(self, name):
-        """The node named ``name`` (``"Mean:0"``, or ``"Mean"``: graphc has one object for a
-        tensor and its op, so both forms name it).
+        """The tensor named ``name`` (``"Mean:0"``; ``"Mean"``, its op's name, is accepted too,
+        where TF1 raises).
 
         Raises:
             UnknownNameError: no node has that name (the message lists the closest names),
@@ -264,15 +324,22 @@ class Graph:
         return self._lookup(name, "tensor")
 
     def get_operation_by_name(self, name):
-        """The node named ``name`` (``"train"``; ``"Mean:0"`` also names node ``Mean``).
+        """The ``Operation`` named ``name`` (``"train"``, ``"Mean"``).
 
         Raises:
-            UnknownNameError: no node has that name (the message lists the closest names).
+            UnknownNameError: no node has that name (the message lists the closest names), or
+                the name is a tensor's (``"Mean:0"``), as in TF1.
         """
-        return self._lookup(name, "operation")
+        if isinstance(name, str) and ":" in name:
+            raise UnknownNameError(
+                f"get_operation_by_name: {name!r} names a tensor, not an operation",
+                hint=f"get_tensor_by_name({name!r}), or get_operation_by_name("
+                     f"{name.rpartition(':')[0]!r})")
+        return Operation(self._lookup(name, "operation"))
 
     def as_graph_element(self, obj, allow_tensor=True, allow_operation=True):
         """TF1's ``as_graph_element``: a node of this graph, or the node a name names."""
+        obj = as_node(obj)
         if isinstance(obj, Node):
             if obj.graph is not self:
                 raise GraphError(f"{obj.describe()} belongs to another graph")

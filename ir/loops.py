@@ -161,7 +161,7 @@ def make_loop(carried, init, sliced, sequences, counter, next, stacked=(), cond=
                                         and len(nx.shape) != len(c.shape))):
             raise GraphError(
                 f"loop '{name}': the body returns {nx.type_str()} for loop variable "
-                f"'{x.name}' of type {c.type_str()}", loc=nx.loc,
+                f"'{x.node_name}' of type {c.type_str()}", loc=nx.loc,
                 hint="a loop variable keeps its dtype and shape across iterations")
     if length is None and not sequences and cond is None:
         raise GraphError(f"loop '{name}': no bound on the number of iterations",
@@ -288,7 +288,7 @@ def hoist_per_element(carried, sliced, counter, sequences, next, stacked, cond, 
                     and x.shape is not None and len(x.shape) == 2:
                 ins[i] = apply("transpose", [x], {"perm": (1, 0)}, name="hoisted_transpose")
                 attrs[flag], done = False, True
-        return apply("matmul", ins, attrs, name=n.name.split("/")[-1]) if done else None
+        return apply("matmul", ins, attrs, name=n.node_name.split("/")[-1]) if done else None
 
     changed = False
     for n in body:
@@ -303,7 +303,7 @@ def hoist_per_element(carried, sliced, counter, sequences, next, stacked, cond, 
         ins = [read(x) for x in n.inputs]
         if any(a is not b for a, b in zip(ins, n.inputs)):
             m = graph.add_node(n.opdef, ins, n.attrs, n.dtype, n.shape, loc=n.loc)
-            m.name, m.is_grad = graph.unique_name(n.name.split("/")[-1]), n.is_grad
+            m.node_name, m.is_grad = graph.unique_name(n.node_name.split("/")[-1]), n.is_grad
             mapping[n], changed = m, True
     if not changed:
         return sliced, sequences, next, stacked, cond
@@ -327,7 +327,7 @@ def _batched_op(n, inputs):
             for _ in range(rank - len(orig.shape)):  # [T, ...] right-aligned as the element
                 x = apply("expand_dims", [x], {"axis": 1})
         nodes.append(x)
-    return apply(n.opdef, nodes, dict(n.attrs), name=n.name.split("/")[-1])
+    return apply(n.opdef, nodes, dict(n.attrs), name=n.node_name.split("/")[-1])
 
 
 def loop_var(graph, dtype, shape, name):
@@ -555,7 +555,7 @@ def loop_vjp(cotangents, loop):
             inputs = [mapping[x] if x in mapping else
                       saved(x) if x in fwd else x for x in n.inputs]
             m = graph.add_node(n.opdef, inputs, n.attrs, n.dtype, n.shape, loc=n.loc)
-            m.name, m.is_grad = graph.unique_name(n.name.split("/")[-1]), True
+            m.node_name, m.is_grad = graph.unique_name(n.node_name.split("/")[-1]), True
             mapping[n] = m
         back = [None if d is None else mapping.get(d, saved(d) if d in fwd else d)
                 for d in dxs]

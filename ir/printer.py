@@ -99,7 +99,7 @@ def format_nodes(nodes, title="graph", fetches=(), numbers=None, notes=(), loops
     feeds = [n for n in nodes if n.op_name == "placeholder"]
     variables = [n for n in nodes if n.op_name == "variable"]
     for n in feeds + variables:
-        names[n] = "%" + n.name
+        names[n] = "%" + n.node_name
     head_v = ", ".join(f"{names[n]}: {n.type_str()}" for n in variables)
     if feed_labels:  # a loop body: one parameter a line, with its role
         params = [(f"{names[n]}: {n.type_str()}", feed_labels.get(n, "")) for n in feeds]
@@ -144,7 +144,7 @@ def format_nodes(nodes, title="graph", fetches=(), numbers=None, notes=(), loops
 
 
 def _row(n, names):
-    args = ", ".join(names.get(i, f"%{i.name}") for i in n.inputs)
+    args = ", ".join(names.get(i, f"%{i.node_name}") for i in n.inputs)
     if n.op_name == "const":
         text = _const_text(n)
     elif n.op_name == "loop":
@@ -165,7 +165,7 @@ def _row(n, names):
         notes.append(("grad/ " if n.is_grad else "") + n.loc.short)
     meta = n.meta
     if n.op_name == "fused":
-        arg_names = {i: names.get(x, f"%{x.name}") for i, x in enumerate(n.inputs)}
+        arg_names = {i: names.get(x, f"%{x.node_name}") for i, x in enumerate(n.inputs)}
         notes.append("body: " + format_expr(n.attrs["body"], arg_names))
     elif "body" in meta:
         notes.append("body: " + format_expr(meta["body"]))
@@ -207,7 +207,7 @@ def _summary(n):
 def _by_role(n, names):
     out = {}
     for role, x in zip(_summary(n)["roles"], n.inputs):
-        out.setdefault(role, []).append(names.get(x, f"%{x.name}"))
+        out.setdefault(role, []).append(names.get(x, f"%{x.node_name}"))
     return out
 
 

@@ -131,7 +131,7 @@ class MemoryPlan:
             node = nxt
             seen += 1
             if seen > 100000:
-                raise CompileError(f"memory plan: alias cycle at '{node.name}'")
+                raise CompileError(f"memory plan: alias cycle at '{node.node_name}'")
 
     def storage(self, node):
         """("arena", offset) | ("variable", v) | ("feed", p) | ("const", c) | (None, node)."""
@@ -239,7 +239,7 @@ def _copy_node(new, n, inputs, attrs, opdef=None):
         raise cls(f"{n.describe()}: {e.message} (with the fed shapes)", e.details,
                   n.loc, e.hint) from None
     m = new.add_node(opdef, inputs, attrs, dtype, shape, loc=n.loc)
-    m.name, m.is_grad = n.name, n.is_grad
+    m.node_name, m.is_grad = n.node_name, n.is_grad
     return m
 
 
@@ -266,7 +266,7 @@ def schedule_nodes(nodes):
             var = n.inputs[0]
             if var in assigned:
                 raise CompileError(
-                    f"variable '{var.name}' is assigned twice in one step",
+                    f"variable '{var.node_name}' is assigned twice in one step",
                     [f"by {assigned[var].describe()} and {n.describe()}"], n.loc,
                     "chain the updates (assign the result of the first) or run them apart")
             assigned[var] = n

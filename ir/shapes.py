@@ -149,7 +149,7 @@ def unknown_rank_infer(rule, nodes, attrs, stand_in):
         dtype_errors = [e for e in errors if e.kind == "dtype"]
         if dtype_errors:
             raise dtype_errors[0]
-        unknown = [n.name for n in nodes if n.dtype is not None and n.shape is None]
+        unknown = [n.node_name for n in nodes if n.dtype is not None and n.shape is None]
         raise RuleError(f"no rank of {', '.join(repr(u) for u in unknown)} (unknown when the "
                         "graph is built) fits this op",
                         [errors[-1].message] if errors else (),

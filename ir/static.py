@@ -252,7 +252,7 @@ def data_dependency(node):
         if n.op_name == "placeholder":
             return n, f"the value fed to {n.describe()}"
         if n.op_name == "variable":
-            return n, f"the value of Variable '{n.name}'"
+            return n, f"the value of Variable '{n.node_name}'"
         if n.opdef.impure:
             return n, f"{n.describe()}, whose value changes every run"
         stack.extend(_value_inputs(n))
@@ -269,7 +269,7 @@ def require_specialization_time(arg, tensor):
     dep = data_dependency(tensor)
     if dep is not None:
         raise RuleError(
-            f"{arg} must be known when the step is specialized, but tensor '{tensor.name}' "
+            f"{arg} must be known when the step is specialized, but tensor '{tensor.node_name}' "
             f"depends on {dep[1]}",
             [f"{arg} may be computed from gc.shape/gc.size/gc.rank of fed tensors, constants "
              "and Python numbers"],
@@ -332,7 +332,7 @@ def resolve_pending(opdef, inputs, attrs):
     for arg, tensor in zip(names, values):
         value = static_value(tensor)
         if value is None:
-            raise RuleError(f"{arg} ('{tensor.name}') is still unknown with the fed shapes")
+            raise RuleError(f"{arg} ('{tensor.node_name}') is still unknown with the fed shapes")
         attrs[arg] = STATIC_KINDS[opdef.static_args[arg]][0](value, arg)
     return list(inputs[:len(inputs) - len(names)]), attrs
 
@@ -353,4 +353,4 @@ def infer_node(opdef, nodes, attrs):
 def _stand_in(node, rank):
     """A node like ``node`` with ``rank`` unknown dims (outside any graph's node list)."""
     return Node(node.graph, node.opdef, node.inputs, node.attrs, node.dtype,
-                TensorShape((None,) * rank), node.name, node.loc)
+                TensorShape((None,) * rank), node.node_name, node.loc)

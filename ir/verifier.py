@@ -24,12 +24,12 @@ def verify(nodes, graph=None):
             _fail(n, "belongs to another graph")
         for inp in n.inputs:
             if inp not in position:
-                _fail(n, f"input '{inp.name}' is not part of the program")
+                _fail(n, f"input '{inp.node_name}' is not part of the program")
             if position[inp] >= i:
-                _fail(n, f"input '{inp.name}' is scheduled after its user")
+                _fail(n, f"input '{inp.node_name}' is scheduled after its user")
             if inp.dtype is None and n.op_name != "group" and n.opdef.orders is None \
                     and not (n.op_name == "loop_output" and inp.op_name == "loop"):
-                _fail(n, f"uses value-less node '{inp.name}' as data")
+                _fail(n, f"uses value-less node '{inp.node_name}' as data")
         if n.op_name == "assign" and n.inputs[0].op_name != "variable":
             _fail(n, "assign target is not a variable")
         _check_types(n)
@@ -61,12 +61,12 @@ def _check_loop(n):
     init = n.inputs[int(a["has_count"]) + int(body.cond is not None):][:a["n_carried"]]
     for k, (x, f) in enumerate(zip(init, prog.fetches)):
         if f.dtype != x.dtype or tuple(f.shape) != tuple(x.shape):
-            _fail(n, f"body '{prog.name}': next[{k}] ('{f.name}') is {f.type_str()}, its "
-                     f"carried value ('{x.name}') is {x.type_str()}", loc=f.loc)
+            _fail(n, f"body '{prog.name}': next[{k}] ('{f.node_name}') is {f.type_str()}, its "
+                     f"carried value ('{x.node_name}') is {x.type_str()}", loc=f.loc)
     if body.cond is not None:
         c = prog.fetches[len(body.next) + len(body.stacked)]
         if c.dtype is None or c.dtype.name != "bool" or tuple(c.shape) != ():
-            _fail(n, f"body '{prog.name}': its condition ('{c.name}') is {c.type_str()}, "
+            _fail(n, f"body '{prog.name}': its condition ('{c.node_name}') is {c.type_str()}, "
                      "expected a bool scalar", loc=c.loc)
 
 

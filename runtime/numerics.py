@@ -54,7 +54,7 @@ class NumericsSite:
     def of(cls, node, message=None, **where):
         """The site of an IR node (read through its methods: no import of the IR here)."""
         loc = node.loc.format() if node.loc is not None else None
-        return cls(node=node.describe(), op=node.op_name, name=node.name,
+        return cls(node=node.describe(), op=node.op_name, name=node.node_name,
                    type=node.type_str(), loc=loc, grad=bool(node.is_grad), message=message,
                    **where)
 

@@ -58,7 +58,7 @@ def one_line(text):
 
 def node_note(n, label=None):
     """``op 'name' file.py:12`` (``label`` in place of ``op 'name'``), for LLVM comments."""
-    what = label or f"{n.op_name} '{n.name}'"
+    what = label or f"{n.op_name} '{n.node_name}'"
     where = f" {n.loc.short}" if n.loc is not None and n.loc.lineno else ""
     return one_line(what + where)
 

@@ -181,19 +181,19 @@ class Lowering:
         definition and its call in the step carry a comment: ``label`` (default: the node's op
         and name) and the node's source line.
         """
-        base = "copy" if node is None else node.name
+        base = "copy" if node is None else node.node_name
         note = _call_note(node, label)
         if node in self.folded:  # its kernel computes a neighbour too (``folds``)
             note += f"  [fold {self.folded[node][0]}]"
         name = self.module.add_kernel(fn, f"{prefix}_{base}" if prefix else base, note)
         entry = None
         if fallible:
-            text = fallible if isinstance(fallible, str) else f"{node.op_name} '{node.name}'"
+            text = fallible if isinstance(fallible, str) else f"{node.op_name} '{node.node_name}'"
             self.layout.node_names.append(text)
             entry = len(self.layout.node_names) - 1
             self._index_check(node, entry)
         if label is None:
-            label = "copy" if node is None else f"{node.op_name} '{node.name}'"
+            label = "copy" if node is None else f"{node.op_name} '{node.node_name}'"
         self.calls.append((name, list(bufs), entry, label, note))
         return name
 

@@ -56,7 +56,7 @@ def node_note(n):
     """``op 'name' file.py:12``: the comment naming a node in generated code. Names and file
     names are the user's: ``comment_text`` keeps them from ending the comment."""
     where = f" {comment_text(n.loc.short)}" if n.loc is not None and n.loc.lineno else ""
-    return f"{n.op_name} '{comment_text(n.name)}'{where}"
+    return f"{n.op_name} '{comment_text(n.node_name)}'{where}"
 
 
 class Emitter:
@@ -108,7 +108,7 @@ class Emitter:
     def _assign_names(self):
         used = set()
         for i, n in enumerate(self.p.feeds + self.p.variables):
-            base = identifier(n.name)
+            base = identifier(n.node_name)
             base = ("f_" if n.op_name == "placeholder" else "v_") + base
             name, k = base, 1
             while name in used:

@@ -87,7 +87,7 @@ def loop_lines(em, n):
 
 def body_note(n):
     body = n.attrs["body"]
-    return (f"body of loop '{n.name}': {len(body.carried)} carried, {len(body.sliced)} "
+    return (f"body of loop '{n.node_name}': {len(body.carried)} carried, {len(body.sliced)} "
             f"sliced, {len(body.stacked)} stacked")
 
 

@@ -133,7 +133,7 @@ def compile_model(model, backend="numpy", optimize=True, passes=None):
         FeedError: a placeholder keeps a None dim, or a shape given for no feed.
     """
     import graphc as gc
-    by_name = {p.name: p for p in model.feeds}
+    by_name = {p.node_name: p for p in model.feeds}
     unknown = sorted(set(model.shapes) - set(by_name))
     if unknown:
         raise FeedError(f"shapes given for {', '.join(unknown)}, which the step does not feed",
@@ -155,26 +155,26 @@ def concrete_shapes(feeds, given):
     shapes, open_dims = {}, []
     for p in feeds:
         declared = None if p.shape is None else tuple(p.shape)  # None: any rank
-        shape = given.get(p.name, declared)
+        shape = given.get(p.node_name, declared)
         shape = None if shape is None else tuple(shape)
         if shape is None:
             open_dims.append(p)
             continue
         if declared is not None and (len(shape) != len(declared) or any(
                 d is not None and d != s for d, s in zip(declared, shape))):
-            raise FeedError(f"--shape {p.name}={','.join(map(str, shape))} does not fit "
-                            f"placeholder '{p.name}' {p.dtype.short}{format_shape(declared)}",
+            raise FeedError(f"--shape {p.node_name}={','.join(map(str, shape))} does not fit "
+                            f"placeholder '{p.node_name}' {p.dtype.short}{format_shape(declared)}",
                             loc=p.loc)
         if None in shape:
             open_dims.append(p)
         shapes[p] = shape
     if open_dims:
         raise FeedError(f"{len(open_dims)} placeholder(s) keep None dims: "
-                        + ", ".join(p.name for p in open_dims),
-                        [f"'{p.name}': {p.type_str()}  created at {p.loc.short}"
+                        + ", ".join(p.node_name for p in open_dims),
+                        [f"'{p.node_name}': {p.type_str()}  created at {p.loc.short}"
                          for p in open_dims],
                         hint="the command line compiles fixed shapes: " + " ".join(
-                            f"--shape {p.name}=" + ",".join("32" if d is None else str(d)
+                            f"--shape {p.node_name}=" + ",".join("32" if d is None else str(d)
                                                             for d in p.shape or (None,))
                             for p in open_dims))
     return shapes

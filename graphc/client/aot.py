@@ -107,7 +107,8 @@ def artifact_of(step, signatures="all"):
         "signatures": sigs,
     }
     values = step.variables
-    members[VARIABLES] = pack_arrays({f"v{k}": values[v.name] for k, v in enumerate(var_nodes)})
+    members[VARIABLES] = pack_arrays({f"v{k}": values[v.node_name]
+                                      for k, v in enumerate(var_nodes)})
     members[RNG] = _json({"signatures": rngs})
     return Artifact(manifest, members)
 
@@ -183,7 +184,7 @@ def _versions():
 
 def _tensor(node, shape=None, loc=True):
     shape = tuple(node.shape if shape is None else shape)
-    out = {"name": node.name, "shape": list(shape), "dtype": node.dtype.np.name,
+    out = {"name": node.node_name, "shape": list(shape), "dtype": node.dtype.np.name,
            "type": f"{node.dtype.short}{format_shape(shape)}"}
     if loc and node.loc is not None and node.loc.lineno:
         out["loc"] = node.loc.format()
@@ -194,9 +195,9 @@ def _fetches(step, compiled):
     flat = []
     for user, f in zip(step._flat, compiled.program.fetches):
         if f is None or f.dtype is None:
-            flat.append({"name": user.name, "op": user.op_name, "value": False})
+            flat.append({"name": user.node_name, "op": user.op_name, "value": False})
         else:
-            flat.append(dict(_tensor(f, loc=False), name=user.name, op=user.op_name))
+            flat.append(dict(_tensor(f, loc=False), name=user.node_name, op=user.op_name))
     return flat
 
 
@@ -208,7 +209,7 @@ def _saved_variables(step, chosen):
     """The variables any chosen signature reads, in the step's order: stored once, shared."""
     used = {v for compiled in chosen for v in compiled.var_nodes}
     var_nodes = [v for v in step._var_nodes if v in used]
-    names = [v.name for v in var_nodes]
+    names = [v.node_name for v in var_nodes]
     if len(set(names)) != len(names):
         raise GraphError("cannot save a step whose variables share a name",
                          [f"names: {', '.join(sorted(names))}"],
@@ -228,7 +229,7 @@ def _buffers(program):
     return {"planned": True, "arena_bytes": int(plan.arena_bytes),
             "alignment": int(plan.alignment), "peak_bytes": int(plan.peak_bytes),
             "naive_bytes": int(plan.naive_bytes),
-            "offsets": [{"node": n.name, "op": n.op_name, "type": n.type_str(),
+            "offsets": [{"node": n.node_name, "op": n.op_name, "type": n.type_str(),
                          "offset": int(off), "bytes": int(plan.nbytes[n])}
                         for n, off in plan.offsets.items()]}
 

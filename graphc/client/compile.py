@@ -73,9 +73,9 @@ class CompiledStep:
         self._flat, self._rebuild = flatten(fetches, graph)
         self._rebuild = _plain_rebuild(fetches) or self._rebuild
         self._feeds = _feed_list(feeds, self._flat, graph)
-        self._names = [p.name for p in self._feeds]  # step(x=..., y=...) in feed order
+        self._names = [p.node_name for p in self._feeds]  # step(x=..., y=...) in feed order
         needed = needed_nodes(self._flat, self._feeds)
-        self._by_name = {p.name: p for p in self._feeds}
+        self._by_name = {p.node_name: p for p in self._feeds}
         self._var_nodes = [n for n in needed if n.op_name == "variable"]
         self._values = _initial_values(self._var_nodes, graph)
         self._state = list(self._values.values())  # updated in place: stable arrays
@@ -91,7 +91,7 @@ class CompiledStep:
     @property
     def variables(self):
         """{variable name: its live array} (updated in place by every call)."""
-        return {v.name: self._values[v] for v in self._var_nodes}
+        return {v.node_name: self._values[v] for v in self._var_nodes}
 
     @property
     def compiled(self):
@@ -188,13 +188,13 @@ class CompiledStep:
                 key[:-2] if isinstance(key, str) and key.endswith(":0") else key)
             if node is None or not any(node is p for p in self._feeds):
                 raise FeedError(f"cannot feed {key!r}: not a feed of this step",
-                                [f"feeds: {', '.join(p.name for p in self._feeds)}"])
+                                [f"feeds: {', '.join(p.node_name for p in self._feeds)}"])
             given[node] = value
         missing = [p for p in self._feeds if p not in given]
         if missing:
             raise FeedError(f"{len(missing)} tensor(s) must be fed: "
-                            + ", ".join(p.name for p in missing),
-                            [f"'{p.name}': {p.type_str()}  created at {p.loc.short}"
+                            + ", ".join(p.node_name for p in missing),
+                            [f"'{p.node_name}': {p.type_str()}  created at {p.loc.short}"
                              for p in missing], hint="pass them by name: step(x=..., y=...)")
         return [given[p] for p in self._feeds]
 
@@ -268,8 +268,8 @@ def _feed_list(feeds, flat, graph):
     missing = [p for p in need if p not in given]
     if missing:
         raise FeedError(f"the fetches need placeholder(s) not in feeds: "
-                        + ", ".join(p.name for p in missing),
-                        [f"'{p.name}': {p.type_str()}  created at {p.loc.short}"
+                        + ", ".join(p.node_name for p in missing),
+                        [f"'{p.node_name}': {p.type_str()}  created at {p.loc.short}"
                          for p in missing], hint="add them to feeds=[...]")
     return need
 

@@ -48,11 +48,12 @@ def signature_dir(base, fetches, feed_shapes, backend="numpy", optimize=True):
     """
     if base is None:
         return None
-    key = repr(([f.name for f in fetches],
-                sorted((p.name, tuple(s), p.dtype.name) for p, s in feed_shapes.items()),
+    key = repr(([f.node_name for f in fetches],
+                sorted((p.node_name, tuple(s), p.dtype.name) for p, s in feed_shapes.items()),
                 backend, bool(optimize)))
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-    stem = "".join(c if c.isalnum() else "_" for c in fetches[0].name)[:24] if fetches else "step"
+    stem = "".join(c if c.isalnum() else "_" for c in fetches[0].node_name)[:24] \
+        if fetches else "step"
     return os.path.join(base, f"{stem}-{digest}")
 
 

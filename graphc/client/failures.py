@@ -72,7 +72,7 @@ def _noted_node(program, lines, lineno):
     for i in range(min(lineno, len(lines)) - 1, -1, -1):
         m = re.search(r"# (\w+) '([^']+)'", lines[i])
         if m:
-            return next((n for n in program.nodes if n.name == m.group(2)), None)
+            return next((n for n in program.nodes if n.node_name == m.group(2)), None)
         if lines[i].lstrip().startswith(("def ", "with ")):
             return None
     return None

@@ -4,7 +4,7 @@ and a function rebuilding the user's structure), feed keys and values converted 
 import numpy as np
 
 from ..errors import FeedError
-from ..ir.graph import Node
+from ..ir.graph import Node, Operation
 from ..ir.program import needed_nodes
 from ..ir.shapes import format_shape
 
@@ -18,6 +18,10 @@ class _Composite:
         self.nest, self.finish = nest, finish
 
 
+def _none(value):
+    return None
+
+
 def flatten(structure, graph):
     """Fetch nest -> (flat list of nodes, rebuild function)."""
     flat = []
@@ -29,6 +33,9 @@ def flatten(structure, graph):
         if isinstance(s, str):
             flat.append(graph.get_tensor_by_name(s))
             return len(flat) - 1
+        if type(s) is Operation:  # TF1: an op is run, and its value is None
+            flat.append(s.node)
+            return _Composite(len(flat) - 1, _none)
         if isinstance(s, dict):
             return {k: walk(v) for k, v in s.items()}
         if hasattr(s, "_fetch_nest"):  # an API object made of tensors (gc.summary ops)
@@ -170,10 +177,10 @@ def leaf_feeds(flat, fed):
 
 
 def _missing_feed_error(missing):
-    lines = [f"'{p.name}': {p.dtype.short}{format_shape(p.shape)}  created at {p.loc.short}"
+    lines = [f"'{p.node_name}': {p.dtype.short}{format_shape(p.shape)}  created at {p.loc.short}"
              for p in missing]
     return FeedError(f"{len(missing)} placeholder(s) must be fed: "
-                     + ", ".join(p.name for p in missing), lines,
+                     + ", ".join(p.node_name for p in missing), lines,
                      hint="add them to feed_dict")
 
 

@@ -190,7 +190,7 @@ class Session:
             if value is None:
                 if read:
                     raise GraphError(
-                        f"attempting to use uninitialized variable '{v.name}'", loc=v.loc,
+                        f"attempting to use uninitialized variable '{v.node_name}'", loc=v.loc,
                         hint="run gc.global_variables_initializer() first")
                 value = np.zeros(v.shape, v.dtype.np)
             args.append(value)

@@ -111,7 +111,7 @@ def step_key(program, backend, passes, checks):
                  tuple(index[id(x)] if id(x) in index else _refuse() for x in n.inputs),
                  _canon(n.attrs)))
             if labels:
-                put((n.name, n.loc.format() if n.loc is not None else None, n.is_grad))
+                put((n.node_name, n.loc.format() if n.loc is not None else None, n.is_grad))
     except _Uncacheable:
         return None
     put(("feeds", tuple(index[id(n)] for n in program.feeds)))

@@ -7,13 +7,13 @@ import numpy as np
 from ..errors import GraphError, ShapeError
 from ..ir import dtypes as D
 from ..ir import printer  # noqa: F401  (sets str(graph): the text IR)
-from ..ir.graph import Graph, Node, get_default_graph, reset_default_graph  # noqa: F401
+from ..ir.graph import (Graph, Node, Operation, as_node, get_default_graph,  # noqa: F401
+                        reset_default_graph)
 from ..ir.ops import apply, const_node
 from ..ir.ops.registry import default_array
 from ..ir.shapes import TensorShape, normalize_shape
 
 Tensor = Node
-Operation = Node
 
 
 def placeholder(dtype, shape=None, name=None):
@@ -52,7 +52,7 @@ def placeholder_with_default(input, shape, name=None):  # noqa: A002  (TF1's nam
     p = placeholder(value.dtype, shape, name=name or "PlaceholderWithDefault")
     if p.shape is not None and (value.ndim != len(p.shape) or any(
             d is not None and d != v for d, v in zip(p.shape, value.shape))):
-        raise ShapeError(f"placeholder_with_default '{p.name}': the default has shape "
+        raise ShapeError(f"placeholder_with_default '{p.node_name}': the default has shape "
                          f"{list(value.shape)}, the placeholder {list(p.shape)}", loc=p.loc)
     p.meta["default"] = np.ascontiguousarray(value.astype(p.dtype.np))
     return p
@@ -125,7 +125,7 @@ class Variable(Node):
     def initializer(self):
         init = self.meta.get("initializer")
         if init is None:
-            with self.graph.name_scope(self.name):
+            with self.graph.name_scope(self.node_name):
                 init = apply("assign", [self, self.initial_value], name="initializer")
             self.meta["initializer"] = init
         return init
@@ -171,6 +171,7 @@ def group(*inputs, name=None):
     flat = []
     for x in inputs:
         flat.extend(x if isinstance(x, (list, tuple)) else [x])
+    flat = [as_node(x) for x in flat]
     g = flat[0].graph if flat else get_default_graph()
     flat += [d for d in g._control_deps if d not in flat]
     return g.add_node(_op("group"), flat, {}, None, None, name or "group")
@@ -220,7 +221,7 @@ def device(device_name_or_function):
 
 
 def _filtered(vs, scope):
-    return [v for v in vs if scope is None or v.name.startswith(scope)]
+    return [v for v in vs if scope is None or v.node_name.startswith(scope)]
 
 
 def variables_initializer(var_list, name="init"):

@@ -152,7 +152,7 @@ def get_variable(name, shape=None, dtype=D.float32, initializer=None, regularize
     scope = get_variable_scope()
     reuse = scope.reuse if reuse is None else reuse
     full = scope.name + name
-    existing = [v for v in global_variables() if v.name == full]
+    existing = [v for v in global_variables() if v.node_name == full]
     if existing and reuse:
         return _checked(existing[0], shape, full)
     if existing:

@@ -33,7 +33,7 @@ def fail(fn, message, details=(), hint=None, cls=GraphError):
 def static_int(fn, arg, value):
     """``value`` as a Python int; a tensor or a non-integer raises naming ``arg``."""
     if isinstance(value, Node):
-        fail(fn, f"{arg} must be a Python int, found tensor '{value.name}'",
+        fail(fn, f"{arg} must be a Python int, found tensor '{value.node_name}'",
              hint="graphc shapes are static: pass the value itself")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         fail(fn, f"{arg} must be an int, found {value!r}")
@@ -45,7 +45,7 @@ def static_ints(fn, arg, value, shape=None):
     tensor = value if isinstance(value, Node) else next(
         (v for v in np.ravel(np.asarray(value, dtype=object)) if isinstance(v, Node)), None)
     if tensor is not None:
-        fail(fn, f"{arg} must be a list of ints, found tensor '{tensor.name}'",
+        fail(fn, f"{arg} must be a list of ints, found tensor '{tensor.node_name}'",
              hint="graphc shapes are static: pass a Python list")
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):
@@ -467,7 +467,7 @@ def _static_size(fn, arg, value):
         return int(known.reshape(()))
     if isinstance(value, Node):
         fail(fn, f"{arg} must be static (a Python int or a constant), found the run-time "
-                 f"tensor '{value.name}'",
+                 f"tensor '{value.node_name}'",
              hint="graphc shapes are static: pass the largest length as a Python int")
     return static_int(fn, arg, value)
 
@@ -497,7 +497,7 @@ def sequence_mask(lengths, maxlen=None, dtype=D.bool_, name=None):
         known = constant_value(lengths)
         if known is None:
             fail(fn, f"maxlen=None needs constant lengths, found the run-time tensor "
-                     f"'{lengths.name}'", hint="pass maxlen as a Python int")
+                     f"'{lengths.node_name}'", hint="pass maxlen as a Python int")
         maxlen = int(known.max(initial=0))
     n = _static_size(fn, "maxlen", maxlen)
     positions = const_node(np.arange(n, dtype=lengths.dtype.np))

@@ -490,7 +490,7 @@ class _Unroller:
                              loc=user_location(), hint="compute the trip count from constants "
                              "or static shapes, so that the loop is unrolled exactly")
         if new.shape != old.shape:
-            raise ShapeError(f"while_loop: loop variable '{old.name}' changes shape from "
+            raise ShapeError(f"while_loop: loop variable '{old.node_name}' changes shape from "
                              f"{old.type_str()} to {new.type_str()}, but a data-dependent "
                              "cond needs fixed shapes (the variables are frozen with where)",
                              loc=user_location())
@@ -512,7 +512,7 @@ class _Unroller:
         invs = [None if s is None else tuple(s) for s in invs]
         for v, inv in zip(self.state, invs):
             if not _carried(v) and not _fits(v.shape, inv):
-                raise ShapeError(f"while_loop: loop variable '{v.name}' {v.type_str()} does "
+                raise ShapeError(f"while_loop: loop variable '{v.node_name}' {v.type_str()} does "
                                  f"not fit its shape invariant {list(inv)}",
                                  loc=user_location())
         return invs
@@ -537,12 +537,12 @@ def _carried(v):
 
 def _check_leaf(old, new, invariant):
     if new.dtype != old.dtype:
-        raise DTypeError(f"while_loop: loop variable '{old.name}' enters as "
+        raise DTypeError(f"while_loop: loop variable '{old.node_name}' enters as "
                          f"{old.dtype.name} but the body returns {new.dtype.name}",
                          [f"body returned {new.describe()}"], loc=user_location(),
                          hint="cast in the body with gc.cast")
     if not _fits(new.shape, invariant):
-        raise ShapeError(f"while_loop: loop variable '{old.name}' has shape "
+        raise ShapeError(f"while_loop: loop variable '{old.node_name}' has shape "
                          f"{list(invariant)} but the body returns {new.type_str()}",
                          [f"body returned {new.describe()}"], loc=user_location(),
                          hint="to let the shape change between iterations, pass "

@@ -66,7 +66,7 @@ def add_check_numerics_ops():
     from ..framework.graph import group
     from ..ir.graph import get_default_graph
     graph = get_default_graph()
-    checks = [check_numerics(n, f"{n.name} holds NaN or Inf")
+    checks = [check_numerics(n, f"{n.node_name} holds NaN or Inf")
               for n in list(graph.nodes)
               if n.dtype is not None and n.dtype.is_floating and not n.opdef.impure
               and n.op_name not in ("check_numerics", "const")]
@@ -90,7 +90,7 @@ def _register(func, api, inputs, outputs, name):
     """A ``host_call`` node calling ``func``, named for error messages."""
     key = host_calls.register(func, api)
     node = apply("host_call", inputs, {"key": key, "outputs": tuple(outputs)}, name=name)
-    host_calls.describe(key, f"{api} '{node.name}'", node.loc)
+    host_calls.describe(key, f"{api} '{node.node_name}'", node.loc)
     return node
 
 
@@ -246,7 +246,7 @@ def Assert(condition, data, summarize=None, name=None):  # noqa: N802
                                        hint="the step stopped at the assertion")
 
     node = _register(check, "Assert", [cond] + inputs, (), (name or "Assert") + "/check")
-    label.append(f"Assert '{node.name}'")
+    label.append(f"Assert '{node.node_name}'")
     return _op(node, name or "Assert")
 
 
@@ -260,7 +260,7 @@ def _shape_spec(shape, inputs, k, where):
             if x is shape:
                 return i
         raise GraphError(f"{where}: shape of output {k} is given as tensor "
-                         f"'{shape.name}', which is not an input of the call",
+                         f"'{shape.node_name}', which is not an input of the call",
                          hint="pass one of inp, or the dims")
     try:
         dims = [None if d is None else int(getattr(d, "value", d)) for d in
@@ -315,7 +315,7 @@ def py_func(func, inp, Tout, stateful=True, name=None, shape=None):  # noqa: N80
         return _op(node, None)
     key = node.attrs["key"]
     outs = [node] + [apply("host_output", [node], {"key": key, "index": k},
-                           name=f"{node.name}/output{k}") for k in range(1, len(touts))]
+                           name=f"{node.node_name}/output{k}") for k in range(1, len(touts))]
     return outs[0] if single else outs
 
 
@@ -332,7 +332,7 @@ def _assert_all(holds, what, tensors, data, summarize, message, name):
         data = [f"{message + ': ' if message else ''}Condition {what} did not hold "
                 "element-wise:"]
         for label, t in tensors:
-            data += [f"{label} ({t.name}) =", t]
+            data += [f"{label} ({t.node_name}) =", t]
     return Assert(reduce_all(holds), data, summarize=summarize, name=name)
 
 

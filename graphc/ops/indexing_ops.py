@@ -153,7 +153,7 @@ def segment_sum(data, segment_ids, name=None):
         segment_ids)
     if known is None:
         fail(fn, f"segment_ids must be a constant (the row count is max(ids) + 1), found "
-                 f"the run-time tensor '{segment_ids.name}'",
+                 f"the run-time tensor '{segment_ids.node_name}'",
              hint="use gc.unsorted_segment_sum(data, ids, num_segments)")
     if known.ndim != 1 or (known.size and (known.min() < 0 or np.any(np.diff(known) < 0))):
         fail(fn, f"segment_ids must be a sorted, non-negative vector, found {known.tolist()}")

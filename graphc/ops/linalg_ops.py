@@ -187,7 +187,7 @@ def trace(x, name=None):
 def _tensordot_axes(fn, a, b, axes):
     """(axes of a, axes of b) contracted, as lists of non-negative ints."""
     if isinstance(axes, Node):
-        fail(fn, f"axes must be static, found tensor '{axes.name}'",
+        fail(fn, f"axes must be static, found tensor '{axes.node_name}'",
              hint="pass an int or a pair of lists of ints")
     if np.ndim(axes) == 0:
         n = static_int(fn, "axes", axes)

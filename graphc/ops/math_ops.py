@@ -277,7 +277,7 @@ def unstack(value, num=None, axis=0, name="unstack"):
     a = axis % value.rank
     n = value.shape[a] if num is None else num
     if n is None:
-        raise GraphError(f"unstack: axis {axis} of '{value.name}' has unknown size",
+        raise GraphError(f"unstack: axis {axis} of '{value.node_name}' has unknown size",
                          hint="pass num=")
     return [apply("strided_slice", [value],
                   {"spec": tuple(("i", i) if d == a else ("s", None, None, None)
@@ -379,7 +379,7 @@ def linspace(start, stop, num, name=None, axis=0):
     for arg, value, given in zip(("start", "stop", "num"), known, (start, stop, num)):
         if value is None:
             raise GraphError(f"linspace: {arg} must be known when the graph is built, found "
-                             f"tensor '{given.name}'", hint="pass a Python number")
+                             f"tensor '{given.node_name}'", hint="pass a Python number")
     floating = isinstance(start, Node) and start.dtype.is_floating
     dtype = start.dtype.np if floating else np.float32   # as TF: start's dtype, else float32
     values = np.linspace(known[0], known[1], int(known[2]), dtype=dtype, axis=axis)

@@ -45,7 +45,7 @@ def _reduce_args(fn, x, axis, keepdims, reduction_indices, keep_dims):
     """(normalized axes tuple, keepdims bool) from TF1's aliases."""
     axis = reduction_indices if axis is None else axis
     if isinstance(axis, Node):
-        fail(fn, f"axis must be static, found tensor '{axis.name}'",
+        fail(fn, f"axis must be static, found tensor '{axis.node_name}'",
              hint="pass a Python int or list of ints")
     if isinstance(axis, (list, tuple)):
         axis = tuple(int(a) for a in axis)

@@ -100,7 +100,7 @@ class _Equation:
             self.fail(f"bad ellipsis in term '{term}'")
         named = len(term) - 3 * dots
         if node.rank < named or (not dots and node.rank != named):
-            self.fail(f"term '{term}' has {named} indices but '{node.name}' is "
+            self.fail(f"term '{term}' has {named} indices but '{node.node_name}' is "
                       f"{node.type_str()}", cls=ShapeError)
         return node.rank - named
 

@@ -455,4 +455,4 @@ def _step(global_step):
 
 def graph_def_of(graph):
     """An encoded GraphDef of ``graph``: each node's name, op and input names."""
-    return graph_def((n.name, n.op_name, [i.name for i in n.inputs]) for n in graph.nodes)
+    return graph_def((n.node_name, n.op_name, [i.node_name for i in n.inputs]) for n in graph.nodes)

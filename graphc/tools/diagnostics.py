@@ -79,7 +79,7 @@ def gradient_norms(grads_and_vars, learning_rate=None, train_op=None):
            "weight_norms": {}}
     ratios = {}
     for g, v in pairs:
-        name = v.name
+        name = v.node_name
         gn, wn = _norm(g), _norm(v)
         out["grad_norms"][name], out["weight_norms"][name] = gn, wn
         safe_wn = maximum(wn, 1e-12)

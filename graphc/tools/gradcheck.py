@@ -187,7 +187,7 @@ def _check_one(copy, x, xc, rng, tol, max_elements, num_projections):
     scale = np.maximum(np.abs(ana), np.abs(num))
     rel = np.where(scale > tol["atol"], err / np.where(scale > 0, scale, 1.0), 0.0)
     passed = bool(np.all(err <= tol["atol"] + tol["rtol"] * np.abs(num)))
-    return GradientCheckRow(x.name, base.shape, checked, float(np.linalg.norm(sym)),
+    return GradientCheckRow(x.node_name, base.shape, checked, float(np.linalg.norm(sym)),
                             float(err.max(initial=0.0)),
                             float(rel.max(initial=0.0)), passed)
 
@@ -230,7 +230,7 @@ class _Float64Copy:
         dt = self.dtype(node.dtype)
         value = np.asarray(value, dt.np)
         p = self.graph.add_node(get_op("placeholder"), [], {"shape": value.shape, "dtype": dt},
-                                dt, value.shape, node.name, node.loc)
+                                dt, value.shape, node.node_name, node.loc)
         self.feeds[p] = value
         return p
 
@@ -254,14 +254,14 @@ class _Float64Copy:
     def _leaf_value(self, n, user_feeds, session):
         if n.op_name == "placeholder":
             if n not in user_feeds:
-                raise GraphError(f"check_gradients: placeholder '{n.name}' must be fed",
+                raise GraphError(f"check_gradients: placeholder '{n.node_name}' must be fed",
                                  loc=n.loc, hint="add it to feed_dict")
             return user_feeds[n]
         value = None if session is None else session.values.get(n)
         if value is None:
             init = n.meta.get("initial_value")
             if init is None or init.op_name != "const":
-                raise GraphError(f"check_gradients: variable '{n.name}' has no value",
+                raise GraphError(f"check_gradients: variable '{n.node_name}' has no value",
                                  loc=n.loc, hint="pass session= after running the "
                                                  "initializer")
             value = init.attrs["value"]
@@ -286,7 +286,7 @@ class _Float64Copy:
     def _const(self, value, like):
         value.setflags(write=False)
         return self.graph.add_node(get_op("const"), [], {"value": value},
-                                   D.as_dtype(value.dtype), value.shape, like.name, like.loc)
+                                   D.as_dtype(value.dtype), value.shape, like.node_name, like.loc)
 
     def _rebuild(self, n):
         inputs = [self.map[i] for i in n.inputs]
@@ -301,7 +301,7 @@ class _Float64Copy:
         except RuleError as e:
             raise GraphError(f"check_gradients: cannot copy {like.describe()} in float64: "
                              f"{e.message}", e.details, like.loc) from None
-        m = self.graph.add_node(opdef, inputs, attrs, dtype, shape, like.name, like.loc)
+        m = self.graph.add_node(opdef, inputs, attrs, dtype, shape, like.node_name, like.loc)
         m.is_grad = like.is_grad
         return m
 

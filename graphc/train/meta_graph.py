@@ -146,10 +146,10 @@ def _export_node(n, index):
     if set(n.meta) - {"initial_value", "trainable", "initializer", "default"}:
         what = ", ".join(sorted(set(n.meta) - {"initial_value", "trainable", "initializer",
                                                "default"}))
-        raise GraphError(f"export_meta_graph: node '{n.name}' ({n.op_name}) carries {what}, "
+        raise GraphError(f"export_meta_graph: node '{n.node_name}' ({n.op_name}) carries {what}, "
                          "which a meta graph does not store", loc=n.loc,
                          hint="dataset iterators are rebuilt by the program; feed the tensors")
-    out = {"name": n.name, "op": n.op_name, "inputs": [index[id(x)] for x in n.inputs],
+    out = {"name": n.node_name, "op": n.op_name, "inputs": [index[id(x)] for x in n.inputs],
            "attrs": {k: _encode(v, n, k, index) for k, v in n.attrs.items()},
            "dtype": None if n.dtype is None else n.dtype.name,
            "shape": _shape_json(n.shape),
@@ -202,7 +202,7 @@ def _encode(value, node, attr, index=None):
         return _encode(value.item(), node, attr)
     if node is None:  # a summary's text
         raise GraphError(f"export_meta_graph: summary text '{attr}' is a {value.dtype} array")
-    raise GraphError(f"export_meta_graph: node '{node.name}' ({node.op_name}): attribute "
+    raise GraphError(f"export_meta_graph: node '{node.node_name}' ({node.op_name}): attribute "
                      f"'{attr}' is a {type(value).__name__}, which a meta graph does not store",
                      loc=node.loc, hint="save a compiled step instead: gc.compile(...).save(path)")
 
@@ -326,7 +326,7 @@ class _Importer:
 
     def variable(self, node, v):
         from ..framework.graph import Variable
-        label = f"'{node.name}'"
+        label = f"'{node.node_name}'"
         self.fail(node.op_name == "variable" and isinstance(v, dict) and set(v) == {
             "initial_value", "trainable", "initializer"}, "a malformed variable entry", label)
         n = len(self.built)
@@ -337,7 +337,7 @@ class _Importer:
                   label)
         init = self.built[v["initial_value"]]
         self.fail(init.dtype == node.dtype and tuple(init.shape or ()) == tuple(node.shape),
-                  f"the initial value '{init.name}' is {init.type_str()}, the variable "
+                  f"the initial value '{init.node_name}' is {init.type_str()}, the variable "
                   f"{node.type_str()}", label)
         node.__class__ = Variable
         node.meta["initial_value"] = init
@@ -376,11 +376,11 @@ class _Importer:
         for j in late:
             self.late.setdefault(j, []).append((body, label))
         for v in body.vars:
-            self.fail(v.op_name == "placeholder", f"loop body: loop variable '{v.name}' is a "
+            self.fail(v.op_name == "placeholder", f"loop body: loop variable '{v.node_name}' is a "
                       f"{v.op_name}, not a placeholder", label)
         for v, nx in zip(body.carried, body.next):
-            self.fail(v.dtype == nx.dtype, f"loop body: next value '{nx.name}' is "
-                      f"{nx.type_str()}, its carried value '{v.name}' {v.type_str()}", label)
+            self.fail(v.dtype == nx.dtype, f"loop body: next value '{nx.node_name}' is "
+                      f"{nx.type_str()}, its carried value '{v.node_name}' {v.type_str()}", label)
         self.fail(body.cond is None or body.cond.dtype == D.bool_ and body.cond.shape == (),
                   "loop body: the condition is not a bool scalar", label)
         return body
@@ -406,8 +406,8 @@ class _Importer:
             (v, s, None if s.shape is None else s.shape[1:]) for v, s in zip(body.sliced, seqs)]
         for v, x, shape in pairs:
             self.fail(v.dtype == x.dtype and _compatible(v.shape, shape), f"loop variable "
-                      f"'{v.name}' is {v.type_str()}, the loop's input '{x.name}' gives it "
-                      f"{x.dtype.short}{format_shape(shape)}", label)
+                      f"'{v.node_name}' is {v.type_str()}, the loop's input "
+                      f"'{x.node_name}' gives it {x.dtype.short}{format_shape(shape)}", label)
         body.loop_attrs = {"has_count": attrs["has_count"]}
 
     def decode(self, value, label, attr):

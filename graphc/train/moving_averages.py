@@ -81,7 +81,7 @@ class ExponentialMovingAverage:
 
     def average_name(self, var):
         """``<var>/ExponentialMovingAverage``: the shadow's name (and checkpoint key)."""
-        return f"{var.name}/{self.name}"
+        return f"{var.node_name}/{self.name}"
 
     def variables_to_restore(self, moving_avg_variables=None):
         """``{name: variable}`` for a ``Saver`` that loads each variable from its average
@@ -92,5 +92,5 @@ class ExponentialMovingAverage:
         for var in graph.get_collection(GraphKeys.GLOBAL_VARIABLES):
             if var in self._averages.values():
                 continue
-            mapping[self.average_name(var) if var in averaged else var.name] = var
+            mapping[self.average_name(var) if var in averaged else var.node_name] = var
         return mapping

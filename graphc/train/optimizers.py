@@ -70,14 +70,14 @@ class Optimizer:
         grads = gradients(loss, var_list, unconnected_gradients="none")
         connected = [(g, v) for g, v in zip(grads, var_list) if g is not None]
         if not connected:
-            names = ", ".join(v.name for v in var_list)
+            names = ", ".join(v.node_name for v in var_list)
             raise GradientError(f"{self.name}: no variable is connected to loss "
                                 f"{loss.describe()}", [f"variables: {names}"], loss.loc,
                                 "check that the loss is computed from the variables")
         for g, v in zip(grads, var_list):
             if g is None:
-                warnings.warn(f"{self.name}: variable '{v.name}' is not connected to the loss "
-                              f"'{loss.name}'; it will not be updated", stacklevel=3)
+                warnings.warn(f"{self.name}: variable '{v.node_name}' is not connected to the loss "
+                              f"'{loss.node_name}'; it will not be updated", stacklevel=3)
         return list(zip(grads, var_list))
 
     def apply_gradients(self, grads_and_vars, global_step=None, name=None):
@@ -93,13 +93,13 @@ class Optimizer:
         pairs = [(g, v) for g, v in grads_and_vars if g is not None]
         if not pairs:
             raise GradientError(f"{self.name}: no gradients provided for any variable",
-                                [f"variables: {', '.join(v.name for _, v in grads_and_vars)}"])
+                                [f"variables: {', '.join(v.node_name for _, v in grads_and_vars)}"])
         graph = pairs[0][1].graph
         with graph.as_default():
             self._create_slots([v for _, v in pairs])  # outside the update's name scope
             updates = []
             for g, v in pairs:
-                with graph.name_scope(f"{self.name}/{v.name}"):
+                with graph.name_scope(f"{self.name}/{v.node_name}"):
                     updates.append(self._apply_dense(g, v))
             with graph.name_scope(self.name):
                 updates.extend(self._finish(graph))
@@ -143,7 +143,7 @@ class Optimizer:
         key = (var, name)
         if key not in self._slots:
             self._slots[key] = Variable(np.full(var.shape, init, var.dtype.np),
-                                        trainable=False, name=f"{var.name}/{self.name}/{name}")
+                                        trainable=False, name=f"{var.node_name}/{self.name}/{name}")
         return self._slots[key]
 
     def _non_slot_variable(self, graph, name, initial_value, dtype):
@@ -223,7 +223,7 @@ class AdamOptimizer(Optimizer):
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
 
     def _create_slots(self, var_list):
-        first = min(var_list, key=lambda v: v.name)  # TF1: the powers take one var's dtype
+        first = min(var_list, key=lambda v: v.node_name)  # TF1: the powers take one var's dtype
         self._non_slot_variable(first.graph, "beta1_power", self.beta1, first.dtype)
         self._non_slot_variable(first.graph, "beta2_power", self.beta2, first.dtype)
         for v in var_list:

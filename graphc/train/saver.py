@@ -79,7 +79,7 @@ def _as_dict(var_list):
         return dict(var_list)
     out = {}
     for v in var_list:
-        name = v if isinstance(v, str) else v.name
+        name = v if isinstance(v, str) else v.node_name
         if name in out:
             raise GraphError(f"Saver: variable name '{name}' appears twice in var_list")
         out[name] = None if isinstance(v, str) else v
@@ -101,7 +101,7 @@ class _Holder:
 
     def default_vars(self):
         if self.kind == "session":
-            return {v.name: v for v in self.obj.graph.get_collection("variables")}
+            return {v.node_name: v for v in self.obj.graph.get_collection("variables")}
         return {name: None for name in self.obj.variables.keys()}
 
     def get(self, name, var):

@@ -282,7 +282,7 @@ class _Importer:
                 value = zeros(list(shape), dtype=want)
             self.zero_init.append(nd.name)
         if value.dtype.np != want:
-            raise ValueError(f"initial value '{value.name}' is {value.type_str()}, the "
+            raise ValueError(f"initial value '{value.node_name}' is {value.type_str()}, the "
                              f"variable {want}")
         vdef = self.var_defs.get(nd.name)
         trainable = (nd.name in self.trainable if self.trainable is not None
@@ -291,8 +291,8 @@ class _Importer:
         return var
 
     def named(self, node, nd):
-        if node.name != self.scope + nd.name:
-            raise ValueError(f"the name is taken in this graph (built as '{node.name}'); "
+        if node.node_name != self.scope + nd.name:
+            raise ValueError(f"the name is taken in this graph (built as '{node.node_name}'); "
                              "pass import_scope=")
         return node
 
@@ -301,8 +301,8 @@ class _Importer:
         g, name = self.graph, self.scope + nd.name
         if name in g._by_name:
             raise ValueError(f"the name '{name}' is taken in this graph; pass import_scope=")
-        del g._by_name[node.name]
-        node.name = name
+        del g._by_name[node.node_name]
+        node.node_name = name
         g._by_name[name] = node
         g._names[name] = g._names.get(name, 0) + 1
         if nd.op in ("Assign", "AssignVariableOp"):

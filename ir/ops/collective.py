@@ -19,10 +19,10 @@ from .registry import ZERO, defop, require
 def _allreduce_infer(nodes):
     (x,) = nodes
     require(x.dtype.is_floating, f"allreduce_mean averages floating buffers, found "
-            f"{x.dtype.name}", [f"'{x.name}': {x.type_str()}"], kind="dtype")
+            f"{x.dtype.name}", [f"'{x.node_name}': {x.type_str()}"], kind="dtype")
     require(x.shape is not None and len(x.shape) == 1,
             f"allreduce_mean takes one packed 1-D buffer, found {format_shape(x.shape)}",
-            [f"'{x.name}': {x.type_str()}"], "flatten and concatenate the tensors first")
+            [f"'{x.node_name}': {x.type_str()}"], "flatten and concatenate the tensors first")
     return x.dtype, x.shape
 
 

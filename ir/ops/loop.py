@@ -50,12 +50,12 @@ def _loop_infer(nodes, body, length, reverse, has_count, n_carried, n_sequences)
                 f"scalar, found {c0.type_str()}", kind="dtype")
     init = nodes[k:k + n_carried]
     for v, x in zip(body.carried, init):
-        require(x.dtype == v.dtype, f"initial value '{x.name}' is {x.dtype.name}, its loop "
+        require(x.dtype == v.dtype, f"initial value '{x.node_name}' is {x.dtype.name}, its loop "
                 f"variable {v.dtype.name}", kind="dtype")
     seqs = nodes[k + n_carried:k + n_carried + n_sequences]
     for s in seqs:
         require(s.shape is None or len(s.shape) >= 1,
-                f"sequence '{s.name}' is a scalar: loops iterate over axis 0")
+                f"sequence '{s.node_name}' is a scalar: loops iterate over axis 0")
     if length is not None:
         require(int(length) >= 0, f"negative number of iterations {length}")
     if all(x.shape is not None and None not in x.shape for x in nodes):
@@ -63,13 +63,13 @@ def _loop_infer(nodes, body, length, reverse, has_count, n_carried, n_sequences)
         for v, x, (dtype, shape) in zip(body.carried, init, body_types(body, nodes)):
             require(dtype == x.dtype and tuple(shape) == tuple(x.shape),
                     f"the body returns {dtype.short}{format_shape(shape)} for loop variable "
-                    f"'{v.name}' of {x.type_str()}",
+                    f"'{v.node_name}' of {x.type_str()}",
                     hint="a loop variable keeps its dtype and shape across iterations (to let "
                          "a shape change, pass shape_invariants: the loop is then unrolled)")
     for s in seqs:
         if length is not None and s.shape is not None and s.shape[0] is not None:
             require(s.shape[0] >= int(length),
-                    f"{length} iterations over sequence '{s.name}' {format_shape(s.shape)}")
+                    f"{length} iterations over sequence '{s.node_name}' {format_shape(s.shape)}")
     return None, None
 
 

@@ -55,7 +55,7 @@ def _static_int(node):
 
 def _check_index_tensor(node, k, what):
     if k.dtype is None or not k.dtype.is_integer or k.shape is None or k.rank != 0:
-        raise TypeError(f"tensor '{node.name}': a tensor {what} must be a scalar integer, "
+        raise TypeError(f"tensor '{node.node_name}': a tensor {what} must be a scalar integer, "
                         f"found {k.describe()} : {k.type_str()}; use gc.gather for lookups of several indices")
 
 
@@ -87,7 +87,7 @@ def _static_bound(node, bound):
     static = _static_int(bound)
     if static is None:
         raise GraphError(f"strided_slice: slice bound {bound.describe()} of tensor "
-                         f"'{node.name}' is known only when the step runs",
+                         f"'{node.node_name}' is known only when the step runs",
                          ["graphc shapes are static, so a slice's bounds must be known when "
                           "the graph is built"], loc=user_location(),
                          hint="use Python ints or constants for slice bounds, or gc.gather "
@@ -108,8 +108,8 @@ def _key_to_spec(node, key):
         elif hasattr(k, "__index__"):
             spec.append(("i", int(k)))
         else:
-            raise TypeError(f"tensor '{node.name}': only basic indexing (ints, slices, ...) is "
-                            f"supported, found {type(k).__name__}; use gc.gather for lookups")
+            raise TypeError(f"tensor '{node.node_name}': only basic indexing (ints, slices, "
+                            f"...) is supported, found {type(k).__name__}; use gc.gather for lookups")
     return tuple(spec)
 
 

@@ -244,7 +244,7 @@ def convert(value, like=None, graph=None):
                 from .. import source
                 raise DTypeError(
                     f"cannot use the float value {value!r} with integer tensor "
-                    f"'{like.name}' ({like.dtype.name})", loc=source.user_location(),
+                    f"'{like.node_name}' ({like.dtype.name})", loc=source.user_location(),
                     hint="cast one of them with gc.cast")
         return const_node(arr, like.dtype, graph or like.graph)
     return const_node(value, None, graph)
@@ -359,11 +359,11 @@ def same_dtype(nodes, allowed=None, what="operands"):
     for n in nodes[1:]:
         if n.dtype != d0:  # (the message only when it fails: every op's rule calls this)
             raise RuleError(f"{what} have different dtypes: {d0.name} vs {n.dtype.name}",
-                            [f"'{m.name}': {m.type_str()}" for m in nodes],
+                            [f"'{m.node_name}': {m.type_str()}" for m in nodes],
                             "cast one of them with gc.cast", kind="dtype")
     if allowed is not None and d0.kind not in allowed:
         raise RuleError(f"expected a {_kinds(allowed)} tensor, found {d0.name}",
-                        [f"'{nodes[0].name}': {nodes[0].type_str()}"], kind="dtype")
+                        [f"'{nodes[0].node_name}': {nodes[0].type_str()}"], kind="dtype")
     return d0
 
 
@@ -380,7 +380,7 @@ def broadcast_all(nodes):
         except RuleError as e:
             other = next((m for m in nodes[:i] if _clashes(m.shape, n.shape)), nodes[0])
             raise RuleError(f"cannot broadcast {other.type_str()} with {n.type_str()}",
-                            e.details + (f"operands: '{other.name}' and '{n.name}'",),
+                            e.details + (f"operands: '{other.node_name}' and '{n.node_name}'",),
                             e.hint) from None
     return shape
 

@@ -31,12 +31,12 @@ def _assign_infer(nodes, mode="set"):
             f"the target must be a Variable, found {var.describe()}",
             hint="create it with gc.Variable(...)")
     require(var.dtype == value.dtype,
-            f"value dtype {value.dtype.name} differs from variable '{var.name}' "
+            f"value dtype {value.dtype.name} differs from variable '{var.node_name}' "
             f"({var.dtype.name})", kind="dtype")
     # as TF1's validate_shape: dims known only when the step is specialized are checked then
     require(len(var.shape) == len(value.shape) and all(
         v is None or v == w for v, w in zip(value.shape, var.shape)),
-            f"value shape {format_shape(value.shape)} differs from variable '{var.name}' "
+            f"value shape {format_shape(value.shape)} differs from variable '{var.node_name}' "
             f"{format_shape(var.shape)}")
     return var.dtype, var.shape
 

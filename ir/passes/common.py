@@ -215,7 +215,7 @@ def new_node(program, like, op, inputs, attrs, before=None, uses=None, schedule=
     g = program.graph
     n = g.add_node(opdef, list(inputs), dict(attrs), dtype, tuple(shape) if shape is not None
                    else None, loc=like.loc)
-    n.name, n.is_grad = like.name, like.is_grad
+    n.node_name, n.is_grad = like.node_name, like.is_grad
     uses = uses if uses is not None else getattr(program, "uses", None)
     if uses is not None:
         uses.add(n)
@@ -271,7 +271,7 @@ def index_of(nodes, node):
     for i, n in enumerate(nodes):
         if n is node:
             return i
-    raise GraphError(f"node '{node.name}' is not scheduled")
+    raise GraphError(f"node '{node.node_name}' is not scheduled")
 
 
 def positions(nodes):
@@ -296,10 +296,10 @@ def check_program(program):
     pos = positions(program.nodes)
     for f in program.fetches:
         if f is not None and id(f) not in pos:
-            raise GraphError(f"verifier: fetch '{f.name}' is not scheduled")
+            raise GraphError(f"verifier: fetch '{f.node_name}' is not scheduled")
     for var, a in program.updates:
         if id(a) not in pos or var.op_name != "variable":
-            raise GraphError(f"verifier: update of '{var.name}' is broken")
+            raise GraphError(f"verifier: update of '{var.node_name}' is broken")
     for n in program.nodes:
         if n.op_name == "fused":
             _check_fused(n)
@@ -322,10 +322,10 @@ def _check_fused(n):
         try:
             np.broadcast_shapes(x.shape, shape)
         except ValueError:
-            raise GraphError(f"verifier: {n.describe()} input '{x.name}' {x.type_str()} does "
+            raise GraphError(f"verifier: {n.describe()} input '{x.node_name}' {x.type_str()} does "
                              f"not broadcast to {shape}", loc=n.loc) from None
         if np.broadcast_shapes(x.shape, shape) != shape:
-            raise GraphError(f"verifier: {n.describe()} input '{x.name}' is larger than the "
+            raise GraphError(f"verifier: {n.describe()} input '{x.node_name}' is larger than the "
                              f"elementwise shape {shape}", loc=n.loc)
     if body.dtype != n.dtype and n.attrs.get("reduce") is None:
         raise GraphError(f"verifier: {n.describe()} body is {body.dtype.name}, node is "

@@ -120,4 +120,4 @@ def eliminate_common_subexpressions(program):
 
 
 def _ref(n, numbers):
-    return f"%{numbers[n]} {n.op_name} '{n.name}'"
+    return f"%{numbers[n]} {n.op_name} '{n.node_name}'"

@@ -72,21 +72,21 @@ def plan_text(program):
         for n, off in plan.offsets.items():
             a, b = plan.intervals[n]
             lines.append(f"  [{off:>10}, +{plan.nbytes[n]:>9}) [{a:>4}, {b:>4}]  "
-                         f"{n.op_name} '{n.name}' {n.type_str()}")
+                         f"{n.op_name} '{n.node_name}' {n.type_str()}")
     lines.append("")
     lines.append("aliases:")
     for n, base in plan.views.items():
-        lines.append(f"  view       '{n.name}' of '{base.name}'")
+        lines.append(f"  view       '{n.node_name}' of '{base.node_name}'")
     for n, x in plan.inplace.items():
         if n.op_name == "assign":
             how = "no copy" if plan.update_in_place.get(n) else "copies"
-            lines.append(f"  update     '{x.name}' by '{n.name}' ({how})")
+            lines.append(f"  update     '{x.node_name}' by '{n.node_name}' ({how})")
         else:
-            lines.append(f"  in place   '{n.name}' over '{x.name}'")
+            lines.append(f"  in place   '{n.node_name}' over '{x.node_name}'")
     lines.append("")
     lines.append("decisions:")
     for n, note in plan.notes.items():
-        lines.append(f"  {n.op_name} '{n.name}': {note}")
+        lines.append(f"  {n.op_name} '{n.node_name}': {note}")
     return "\n".join(lines) + "\n"
 
 

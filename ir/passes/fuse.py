@@ -152,7 +152,7 @@ def _make_fused(program, members, root):
     fused = new_node(program, root, FUSED, inputs,
                      {"body": body, "shape": shape, "reduce": reduce, "ops": tuple(ops)},
                      schedule=False)  # placed by fuse_elementwise, right before root
-    fused.meta["members"] = [(m.op_name, m.name, m.loc.short if m.loc else "", m.is_grad)
+    fused.meta["members"] = [(m.op_name, m.node_name, m.loc.short if m.loc else "", m.is_grad)
                              for m in members]
     replace_uses(program, root, fused)
     return fused

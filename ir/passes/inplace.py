@@ -130,29 +130,29 @@ def _try_update(st, assign):
     plan.inplace[assign] = var
     why = None
     if v.opdef.leaf or v in plan.views or v in plan.inplace or v.dtype is None:
-        why = f"'{v.name}' is not computed into a buffer of its own"
+        why = f"'{v.node_name}' is not computed into a buffer of its own"
     elif any(id(m) in st.fetched for m in st.value_class(var)):
-        why = f"'{var.name}' is fetched"
+        why = f"'{var.node_name}' is fetched"
     else:
         ok_idx = inplace_inputs(v)
         for i, x in enumerate(v.inputs):
             if st.base(x) is var and not (i in ok_idx and x is var):
-                why = f"'{v.name}' reads '{var.name}' other than elementwise"
+                why = f"'{v.node_name}' reads '{var.node_name}' other than elementwise"
     if why is None:
         readers, _ = st.readers(var, exclude=(v, assign))
         ok, blocker = st.order_before(readers, v)
         if not ok:
-            why = f"'{blocker.name}' reads the old value after '{v.name}'"
+            why = f"'{blocker.node_name}' reads the old value after '{v.node_name}'"
     if why is None:
         plan.inplace[v] = var
         plan.update_in_place[assign] = True
         st.destroyed[id(var)] = v
-        plan.notes[v] = f"computed in place into variable '{var.name}' (its update)"
+        plan.notes[v] = f"computed in place into variable '{var.node_name}' (its update)"
         return True
     readers, _ = st.readers(var, exclude=(assign,))
     st.order_before(readers, assign)
     plan.update_in_place[assign] = False
-    plan.notes[assign] = f"copies into '{var.name}' after its last read: {why}"
+    plan.notes[assign] = f"copies into '{var.node_name}' after its last read: {why}"
     return False
 
 
@@ -165,25 +165,25 @@ def _try_inplace(st, n):
         root = plan.root(x)
         cls = st.value_class(x)
         if root.opdef.leaf:
-            reasons.append(f"'{x.name}' is a {root.op_name}")
+            reasons.append(f"'{x.node_name}' is a {root.op_name}")
             continue
         if root.dtype is None:
             continue
         if any(id(m) in st.fetched for m in cls):
-            reasons.append(f"'{x.name}' is fetched")
+            reasons.append(f"'{x.node_name}' is fetched")
             continue
         if id(st.base(x)) in st.destroyed:
-            reasons.append(f"'{x.name}' is already overwritten by "
-                           f"'{st.destroyed[id(st.base(x))].name}'")
+            reasons.append(f"'{x.node_name}' is already overwritten by "
+                           f"'{st.destroyed[id(st.base(x))].node_name}'")
             continue
         readers, _ = st.readers(x, exclude=(n,))
         ok, blocker = st.order_before(readers, n)
         if not ok:
-            reasons.append(f"'{x.name}' is still read by '{blocker.name}'")
+            reasons.append(f"'{x.node_name}' is still read by '{blocker.node_name}'")
             continue
         plan.inplace[n] = x
         st.destroyed[id(st.base(x))] = n
-        plan.notes[n] = f"in place over '{x.name}' (its last reader)"
+        plan.notes[n] = f"in place over '{x.node_name}' (its last reader)"
         return True
     if reasons:
         plan.notes[n] = "not in place: " + "; ".join(reasons)

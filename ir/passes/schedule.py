@@ -68,7 +68,7 @@ def _dag(program, plan):
     if not nx.is_directed_acyclic_graph(dag):
         cycle = nx.find_cycle(dag)
         raise CompileError("schedule: the ordering constraints form a cycle",
-                           [" -> ".join(f"'{a.name}'" for a, _ in cycle)])
+                           [" -> ".join(f"'{a.node_name}'" for a, _ in cycle)])
     return dag
 
 

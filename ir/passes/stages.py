@@ -26,7 +26,7 @@ from ..printer import loop_summary, program_text, stable_numbers
 class _Frozen:
     """What the printer reads of one node, as it was when the snapshot was taken."""
 
-    __slots__ = ("op_name", "opdef", "inputs", "attrs", "meta", "loc", "is_grad", "name",
+    __slots__ = ("op_name", "opdef", "inputs", "attrs", "meta", "loc", "is_grad", "node_name",
                  "dtype", "shape", "loop")
     type_str = Node.type_str
 
@@ -95,7 +95,7 @@ class LoopBodySource:
         """The text of stage ``k`` of the body run through ``passes`` (a note when the
         loop's input shapes are not all known)."""
         if not self.specialized:
-            unknown = ", ".join(f"'{x.name}' {x.type_str()}" for x in self.loop.inputs
+            unknown = ", ".join(f"'{x.node_name}' {x.type_str()}" for x in self.loop.inputs
                                 if x.shape is None or None in x.shape)
             return f";; {self.name}: not shown, the shapes of {unknown} are unknown\n"
         return self.program(passes).stages[k][1]
@@ -115,7 +115,7 @@ def _freeze(node, frozen, loops):
     if node.op_name == "loop":
         f.loop = loops(node)
     f.op_name, f.opdef, f.loc = node.op_name, node.opdef, node.loc
-    f.is_grad, f.name = node.is_grad, node.name
+    f.is_grad, f.node_name = node.is_grad, node.node_name
     f.dtype, f.shape = node.dtype, node.shape
     f.inputs = [frozen.get(i) or _freeze(i, frozen, loops) for i in node.inputs]
     f.attrs = dict(node.attrs)

@@ -35,18 +35,18 @@ def test_name_scopes_prefix_names_and_gradients_get_grad_prefix():
         with gc.name_scope("act"):
             r = gc.nn.relu(h)
     h2 = gc.matmul(x, w)
-    assert (w.name, h.name, r.name, h2.name) == ("dense1/W", "dense1/MatMul",
+    assert (w.op.name, h.op.name, r.op.name, h2.op.name) == ("dense1/W", "dense1/MatMul",
                                                   "dense1/act/Relu", "MatMul")
     assert gc.get_default_graph().get_tensor_by_name("dense1/act/Relu:0") is r
     g, = gc.gradients(gc.reduce_sum(r), [w])
-    assert g.name.startswith("grad/dense1/")
+    assert g.op.name.startswith("grad/dense1/")
 
 
 def test_tensor_attributes():
     x = gc.placeholder(np.float64, [None, 3], name="inputs")
-    assert x.shape == (None, 3) and x.dtype == gc.float64 and x.name == "inputs"
+    assert x.shape == (None, 3) and x.dtype == gc.float64 and x.op.name == "inputs"
     assert x.get_shape().as_list() == [None, 3] and x.get_shape().ndims == 2
-    assert x.op is x
+    assert x.name == "inputs:0" and x.op.outputs == [x] and x.op.type == "Placeholder"
     y = gc.reduce_sum(x, axis=1)
     assert y.get_shape().as_list() == [None]
 
@@ -380,4 +380,4 @@ def test_str_graph_prints_every_node():
     assert re.search(r"%0 = exp %x +: f32\[2\]", text)
     assert re.search(r"%1 = const 1\.0 +: f32\[\]", text)
     assert re.search(r"%2 = add %0, %1 +: f32\[2\]", text)
-    assert y.name == "add"
+    assert y.op.name == "add"

@@ -150,7 +150,7 @@ def test_batch_norm_training_against_inference(shape, axis, rng):
     which inference on the same batch reproduces the training output."""
     x, training, y, updates = _bn_layer(shape, axis)
     assert len(updates) == 2
-    names = {v.name for v in gc.global_variables()}
+    names = {v.op.name for v in gc.global_variables()}
     assert names == {f"batch_normalization/{n}" for n in
                      ("gamma", "beta", "moving_mean", "moving_variance")}
     assert len(gc.trainable_variables()) == 2
@@ -170,8 +170,8 @@ def test_batch_norm_training_against_inference(shape, axis, rng):
 
 def test_batch_norm_moving_averages_follow_momentum(rng):
     x, training, y, updates = _bn_layer([None, 3], momentum=0.9)
-    moving_mean = next(v for v in gc.global_variables() if v.name.endswith("moving_mean"))
-    moving_var = next(v for v in gc.global_variables() if v.name.endswith("moving_variance"))
+    moving_mean = next(v for v in gc.global_variables() if v.op.name.endswith("moving_mean"))
+    moving_var = next(v for v in gc.global_variables() if v.op.name.endswith("moving_variance"))
     want_m, want_v = np.zeros(3), np.ones(3)
     with open_session(True) as sess:
         for step in range(3):
@@ -232,7 +232,7 @@ def test_layers_dense_gradients_and_tf1_names(rng):
     h = gc.layers.dense(x, 5, activation=gc.tanh, kernel_regularizer=lambda w: reg.append(w)
                         or gc.reduce_sum(w * w))
     out = gc.layers.dense(h, 2, use_bias=False, name="logits")
-    assert [v.name for v in gc.trainable_variables()] == ["dense/kernel", "dense/bias",
+    assert [v.op.name for v in gc.trainable_variables()] == ["dense/kernel", "dense/bias",
                                                           "logits/kernel"]
     assert out.shape == (None, 4, 2) and len(gc.get_collection("regularization_losses")) == 1
     loss = gc.reduce_sum(out * out)

@@ -115,9 +115,9 @@ def test_session_repeated_run_keeps_every_check_on_its_fast_path(backend):
                           session_module._FastRun)
         # fetches and feeds by name take the fast path too, with the same results
         for _ in range(2):
-            by_name = sess.run([f"{out.name}:0", out], {"x:0": xv, y: yv})
+            by_name = sess.run([f"{out.op.name}:0", out], {"x:0": xv, y: yv})
             assert by_name[0] == by_name[1] == sess.run(out, {x: xv, y: yv})
-        assert session_module._run_key([f"{out.name}:0", out], {"x:0": xv, y: yv}) in sess._fast
+        assert session_module._run_key([f"{out.op.name}:0", out], {"x:0": xv, y: yv}) in sess._fast
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

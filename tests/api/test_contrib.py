@@ -33,7 +33,7 @@ def test_contrib_mlp_trains_on_digits_with_l2_penalty(backend):
     scale = 0.01
     x, y, xent, reg_loss, train = contrib_mlp(scale)
     weights = tf.get_collection(tf.GraphKeys.WEIGHTS)
-    assert [w.name for w in weights] == ["fully_connected/weights", "fully_connected_1/weights"]
+    assert [w.op.name for w in weights] == ["fully_connected/weights", "fully_connected_1/weights"]
     assert len(tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)) == 2
     rng = np.random.default_rng(0)
     with tf.Session(backend=backend) as sess:
@@ -53,7 +53,7 @@ def test_contrib_mlp_trains_on_digits_with_l2_penalty(backend):
 def test_fully_connected_defaults_relu_and_variable_names():
     x = tf.constant(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4))
     out = tf.contrib.layers.fully_connected(x, 5, scope="fc")
-    names = [v.name for v in tf.trainable_variables()]
+    names = [v.op.name for v in tf.trainable_variables()]
     assert names == ["fc/weights", "fc/biases"]
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
@@ -80,14 +80,14 @@ def test_get_variable_regularizer_and_layers_kernel_regularizer_fill_the_collect
                     kernel_regularizer=tf.contrib.layers.l2_regularizer(0.1))
     losses = tf.losses.get_regularization_losses()
     assert len(losses) == 2
-    assert [n.name for n in tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)] == \
-        [n.name for n in losses]
+    assert [n.op.name for n in tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)] == \
+        [n.op.name for n in losses]
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
         got = sess.run(losses + [tf.losses.get_regularization_loss()])
     # l1: 0.5 * 6 * 2 = 6; l2 on a 3x2 kernel of ones: 0.1 * 6 / 2 = 0.3.
     np.testing.assert_allclose(got, [6.0, 0.3, 6.3], rtol=1e-6)
-    assert w.name == "w"
+    assert w.op.name == "w"
 
 
 def test_sum_and_apply_regularization():
@@ -170,7 +170,7 @@ def test_conv2d_contrib_defaults_same_padding_relu():
     out = tf.contrib.layers.conv2d(tf.constant(images), 4, 3, stride=2)
     ref = tf.nn.relu(tf.nn.conv2d(tf.constant(images), tf.trainable_variables()[0],
                                   [1, 2, 2, 1], "SAME"))
-    assert [v.name for v in tf.trainable_variables()] == ["Conv/weights", "Conv/biases"]
+    assert [v.op.name for v in tf.trainable_variables()] == ["Conv/weights", "Conv/biases"]
     assert out.shape == (2, 3, 3, 4)
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
@@ -194,7 +194,7 @@ def test_dropout_is_training_switch():
 def test_batch_norm_maps_onto_batch_normalization():
     x = tf.placeholder(tf.float32, [None, 3])
     out = tf.contrib.layers.batch_norm(x, decay=0.9, is_training=True)
-    names = [v.name for v in tf.global_variables()]
+    names = [v.op.name for v in tf.global_variables()]
     assert names == ["BatchNorm/beta", "BatchNorm/moving_mean", "BatchNorm/moving_variance"]
     updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
     data = np.random.default_rng(0).normal(2.0, 3.0, size=(64, 3)).astype(np.float32)
@@ -212,7 +212,7 @@ def test_batch_norm_updates_collections_none_updates_in_place():
     out = tf.contrib.layers.batch_norm(x, decay=0.5, scale=True, is_training=True,
                                        updates_collections=None)
     assert tf.get_collection(tf.GraphKeys.UPDATE_OPS) == []
-    moving_mean = [v for v in tf.global_variables() if v.name.endswith("moving_mean")][0]
+    moving_mean = [v for v in tf.global_variables() if v.op.name.endswith("moving_mean")][0]
     data = np.array([[1.0, 2.0], [3.0, 6.0]], np.float32)
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
@@ -242,8 +242,8 @@ def test_contrib_rnn_lstm_equals_nn_rnn_cell(backend):
         out_n, state_n = tf.nn.static_rnn(cell, steps, dtype=tf.float32)
     contrib_vars = tf.trainable_variables("contrib")
     core_vars = tf.trainable_variables("core")
-    assert [v.name[len("contrib"):] for v in contrib_vars] == \
-        [v.name[len("core"):] for v in core_vars]
+    assert [v.op.name[len("contrib"):] for v in contrib_vars] == \
+        [v.op.name[len("core"):] for v in core_vars]
     copy = tf.group(*[tf.assign(c, n) for c, n in zip(contrib_vars, core_vars)])
     with tf.Session(backend=backend) as sess:
         sess.run(tf.global_variables_initializer())

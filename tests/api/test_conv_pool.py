@@ -215,7 +215,7 @@ def test_layers_conv2d_flatten_dense_build_tf1_variables():
     h = gc.layers.conv2d(x, 4, 3, padding="same", activation=gc.nn.relu)
     h = gc.layers.max_pooling2d(h, 2, 2)
     logits = gc.layers.dense(gc.layers.flatten(h), 10)
-    names = [v.name for v in gc.trainable_variables()]
+    names = [v.op.name for v in gc.trainable_variables()]
     assert names == ["conv2d/kernel", "conv2d/bias", "dense/kernel", "dense/bias"]
     assert gc.trainable_variables()[0].shape == (3, 3, 1, 4) and logits.shape == (None, 10)
     got = run_both(logits, {x: np.ones((3, 8, 8, 1), np.float32)})[0]

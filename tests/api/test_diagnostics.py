@@ -36,10 +36,10 @@ def test_norms_and_exact_update_ratios_match_numpy():
     feed = {x: RNG.normal(size=(8, 16))}
     with gc.Session() as sess:
         sess.run(gc.global_variables_initializer())
-        before = {v.name: sess.values[v].copy() for _, v in pairs}
-        grads = dict(zip([v.name for _, v in pairs], sess.run([g for g, _ in pairs], feed)))
+        before = {v.op.name: sess.values[v].copy() for _, v in pairs}
+        grads = dict(zip([v.op.name for _, v in pairs], sess.run([g for g, _ in pairs], feed)))
         _, h = sess.run([train, health], feed)
-        after = {v.name: sess.values[v] for _, v in pairs}
+        after = {v.op.name: sess.values[v] for _, v in pairs}
     for name in before:
         assert h["grad_norms"][name] == pytest.approx(np.linalg.norm(grads[name]), rel=1e-12)
         assert h["weight_norms"][name] == pytest.approx(np.linalg.norm(before[name]), abs=1e-14)

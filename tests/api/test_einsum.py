@@ -102,7 +102,7 @@ def test_unknown_batch_dim_is_specialized_from_the_feed():
 def test_operands_may_come_as_one_list_and_the_result_is_named():
     a, b = gc.ones([2, 3]), gc.ones([3, 4])
     out = gc.einsum("ij,jk->ik", [a, b], name="scores")
-    assert out.name == "scores" and out.shape == (2, 4)
+    assert out.op.name == "scores" and out.shape == (2, 4)
 
 
 BAD = [

@@ -81,8 +81,8 @@ def test_layers_conv1d_values_variables_and_gradient(backend, rng):
         y = gc.layers.conv1d(x, 4, 3, strides=2, padding="same", activation=gc.nn.relu,
                              bias_initializer=gc.constant_initializer(0.1))
         kernel, bias = gc.trainable_variables()
-        assert kernel.name == "conv1d/kernel" and kernel.shape.as_list() == [3, 2, 4]
-        assert bias.name == "conv1d/bias" and y.shape.as_list() == [None, 5, 4]
+        assert kernel.op.name == "conv1d/kernel" and kernel.shape.as_list() == [3, 2, 4]
+        assert bias.op.name == "conv1d/bias" and y.shape.as_list() == [None, 5, 4]
         with gc.Session(backend=backend) as sess:
             sess.run(gc.global_variables_initializer())
             wv = sess.run(kernel)
@@ -103,7 +103,7 @@ def test_dense_object_shares_variables_across_calls(backend, rng):
         ya = layer(xa)
         with gc.variable_scope("elsewhere"):
             yb = layer(xb)  # a later call in another scope still uses the first variables
-        assert [v.name for v in gc.global_variables()] == ["dense/kernel", "dense/bias"]
+        assert [v.op.name for v in gc.global_variables()] == ["dense/kernel", "dense/bias"]
         assert layer.variables == layer.trainable_variables == [layer.kernel, layer.bias]
         assert layer.kernel.shape.as_list() == [3, 5] and layer.name == "dense"
         with gc.Session(backend=backend) as sess:

@@ -54,7 +54,7 @@ def test_while_loop_unrolls_exactly_the_trip_count():
     i, draws = gc.while_loop(lambda i, d: i < 9, body, [gc.constant(1), gc.zeros([0])],
                              shape_invariants=[gc.TensorShape([]), gc.TensorShape([None])])
     assert len(calls) == 4 and tuple(draws.shape) == (4,)  # i = 1, 3, 5, 7 -> 9
-    ops = [n.op_name for n in gc.get_default_graph().get_operations()]
+    ops = [op.node.op_name for op in gc.get_default_graph().get_operations()]
     assert ops.count("random_uniform") == 4
     got_i, got = _run([i, draws])
     assert got_i == 9 and len(set(got.tolist())) == 4

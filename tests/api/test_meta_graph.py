@@ -58,8 +58,8 @@ def train_and_export(tmp_path, backend, steps=3):
         gc.train.export_meta_graph(str(tmp_path / "model.meta"))
         loss = sess.run("loss:0", {"x:0": XS, "y:0": YS})
         sess.run("train", {"x:0": XS, "y:0": YS})
-        after = {v.name: sess.run(v) for v in gc.global_variables()}
-    names = [(n.name, n.op_name) for n in gc.get_default_graph().nodes]
+        after = {v.op.name: sess.run(v) for v in gc.global_variables()}
+    names = [(n.op.name, n.op_name) for n in gc.get_default_graph().nodes]
     return prefix, loss, after, names
 
 
@@ -69,10 +69,10 @@ def test_imported_graph_restores_evaluates_and_trains_as_the_original(tmp_path, 
     gc.reset_default_graph()
     saver = gc.train.import_meta_graph(str(tmp_path / "model.meta"))
     g = gc.get_default_graph()
-    assert [(n.name, n.op_name) for n in g.nodes] == names
-    assert [v.name for v in gc.trainable_variables()] == ["dense/w", "dense/b"]
+    assert [(n.op.name, n.op_name) for n in g.nodes] == names
+    assert [v.op.name for v in gc.trainable_variables()] == ["dense/w", "dense/b"]
     assert len(gc.global_variables()) == len(after)
-    assert [t.name for t in gc.get_collection("train_op")] == ["train"]
+    assert [t.op.name for t in gc.get_collection("train_op")] == ["train"]
     with gc.Session(backend=backend) as sess:
         saver.restore(sess, gc.train.latest_checkpoint(str(tmp_path)))
         w, b = sess.run(["dense/w:0", "dense/b:0"])
@@ -81,7 +81,7 @@ def test_imported_graph_restores_evaluates_and_trains_as_the_original(tmp_path, 
         np.testing.assert_allclose(got, loss, rtol=1e-6)
         sess.run(gc.get_collection("train_op")[0], {"x:0": XS, "y:0": YS})
         for v in gc.global_variables():  # the same Adam step as the original graph took
-            np.testing.assert_allclose(sess.run(v), after[v.name], rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(sess.run(v), after[v.op.name], rtol=1e-5, atol=1e-7)
         summary = sess.run(gc.summary.merge_all(), {"x:0": XS, "y:0": YS})
         assert summary.value[0].tag == "loss_1"  # as TF1 tags it: the node took "loss"
         np.testing.assert_allclose(summary.value[0].simple_value,
@@ -162,17 +162,17 @@ def test_loops_round_trip_and_train_as_the_original(tmp_path, backend):
         sess.run(init)
         prefix = gc.train.Saver().save(sess, str(tmp_path / "rnn"))
         gc.train.export_meta_graph(str(tmp_path / "rnn.meta"))
-        names = [(n.name, n.op_name) for n in gc.get_default_graph().nodes]
+        names = [(n.op.name, n.op_name) for n in gc.get_default_graph().nodes]
         stacked = [len(lp.attrs["body"].stacked) for lp in loops]
         want = sess.run(["loss:0", "total:0"], feed)
         sess.run("train", feed)
-        after = {v.name: sess.run(v) for v in gc.global_variables()}
+        after = {v.op.name: sess.run(v) for v in gc.global_variables()}
         loss = gc.get_default_graph().get_tensor_by_name("loss:0")
         grads = sess.run(gc.gradients(loss, gc.trainable_variables()), feed)
     gc.reset_default_graph()
     saver = gc.train.import_meta_graph(str(tmp_path / "rnn.meta"))
     g = gc.get_default_graph()
-    assert [(n.name, n.op_name) for n in g.nodes] == names
+    assert [(n.op.name, n.op_name) for n in g.nodes] == names
     bodies = [n.attrs["body"] for n in g.nodes if n.op_name == "loop"]
     assert [len(b.stacked) for b in bodies] == stacked and stacked[0] > 0
     with gc.Session(backend=backend) as sess:
@@ -182,7 +182,7 @@ def test_loops_round_trip_and_train_as_the_original(tmp_path, backend):
         assert got[1] == want[1] and got[1] >= 50.0
         sess.run(gc.get_collection("train_op")[0], feed)
         for v in gc.global_variables():  # the same BPTT + Adam step as the original took
-            np.testing.assert_allclose(sess.run(v), after[v.name], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(sess.run(v), after[v.op.name], rtol=1e-5, atol=1e-6)
         # the imported loops differentiate again (new adjoint loops over the imported bodies)
         loss = g.get_tensor_by_name("loss:0")
         again = sess.run(gc.gradients(loss, gc.trainable_variables()), feed)

@@ -46,7 +46,7 @@ def test_accuracy_of_argmax_predictions_and_collections():
                                           metrics_collections=["m"],
                                           updates_collections=["u"])
         assert gc.get_collection("m") == [acc] and gc.get_collection("u") == [update]
-        assert all(v.name.startswith("acc/") for v in gc.get_collection("local_variables"))
+        assert all(v.op.name.startswith("acc/") for v in gc.get_collection("local_variables"))
         with gc.Session() as sess:
             sess.run(gc.global_variables_initializer())
             assert sess.run(update, {x: logits, y: labels}) == pytest.approx(0.75)

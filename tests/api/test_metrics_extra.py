@@ -50,7 +50,7 @@ def test_streaming_equals_numpy_on_the_concatenation(name, weighted, backend):
         w = gc.placeholder(gc.float32, [N]) if weighted else None
         value, update = build(v, y, p, w)
         assert value.dtype == gc.float32 and value.shape.as_list() == []
-        assert all(x.name.startswith(name + "/") for x in gc.get_collection("local_variables"))
+        assert all(x.op.name.startswith(name + "/") for x in gc.get_collection("local_variables"))
         with gc.Session(backend=backend) as sess:
             sess.run(gc.local_variables_initializer())
             assert sess.run(value) == 0.0  # nothing counted: 0, not NaN

@@ -143,8 +143,8 @@ def test_learning_rate_placeholder_and_float32(case):
 def test_slots_are_non_trainable_named_variables():
     g, vs, opt, train, init, _ = build(np.float64, CASES["adam"][0], 0.1)
     with g.as_default():
-        names = [v.name for v in gc.global_variables()]
-        trainable = [v.name for v in gc.trainable_variables()]
+        names = [v.op.name for v in gc.global_variables()]
+        trainable = [v.op.name for v in gc.trainable_variables()]
     assert sorted(trainable) == ["b", "w"]
     for slot in ("w/Adam/m", "w/Adam/v", "b/Adam/m", "b/Adam/v", "Adam/beta1_power",
                  "Adam/beta2_power"):
@@ -156,7 +156,7 @@ def test_slots_are_non_trainable_named_variables():
     with gc.Session(graph=g) as sess:
         sess.run(init)
         sess.run(train)
-        b1p = [v for v in opt.variables() if v.name == "Adam/beta1_power"][0]
+        b1p = [v for v in opt.variables() if v.op.name == "Adam/beta1_power"][0]
         assert sess.values[b1p] == pytest.approx(0.81)
         np.testing.assert_allclose(sess.values[m], 0.1 * grad("w", W0["w"]))
 

@@ -125,7 +125,7 @@ def test_bptt_gradients_match_central_differences(name, rng):
 
 def test_weights_are_created_once_and_shared_by_all_steps():
     cell, _, xs, _, outputs, _ = _build("BasicLSTMCell", steps=5)
-    assert [v.name for v in gc.trainable_variables()] == ["rnn/basic_lstm_cell/kernel",
+    assert [v.op.name for v in gc.trainable_variables()] == ["rnn/basic_lstm_cell/kernel",
                                                           "rnn/basic_lstm_cell/bias"]
     assert cell.variables == gc.trainable_variables() and len(outputs) == 5
     assert gc.trainable_variables()[0].shape == (3 + 4, 16)
@@ -204,7 +204,7 @@ def test_static_bidirectional_rnn_reverses_within_each_length(rng):
     seq = gc.placeholder(gc.int32, [None])
     outputs, fw_state, bw_state = gc.nn.static_bidirectional_rnn(fw, bw, xs, dtype=F64,
                                                                 sequence_length=seq)
-    assert [v.name.split("/")[:2] for v in gc.trainable_variables()][0] == \
+    assert [v.op.name.split("/")[:2] for v in gc.trainable_variables()][0] == \
         ["bidirectional_rnn", "fw"]
     values = [rng.standard_normal((2, 2)) for _ in xs]
     lengths = np.array([3, 4], np.int32)
@@ -249,7 +249,7 @@ def test_multi_rnn_cell_and_zero_state_from_the_batch_size(rng):
     x = gc.placeholder(F64, [None, 4, 2])
     init = cells.zero_state(gc.shape(x)[0], F64)
     out, state = gc.nn.dynamic_rnn(cells, x, initial_state=init)
-    names = [v.name for v in gc.trainable_variables()]
+    names = [v.op.name for v in gc.trainable_variables()]
     assert names[0] == "rnn/multi_rnn_cell/cell_0/gru_cell/gates/kernel" and len(names) == 6
     got_out, got_state, got_init = run_both([out, state, init], {x: rng.random((3, 4, 2))})[0]
     assert got_out.shape == (3, 4, 2) and got_state[1].h.shape == (3, 2)

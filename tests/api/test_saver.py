@@ -42,7 +42,7 @@ def trained_session(steps=2, backend="numpy"):
 def test_round_trip_restores_every_variable_including_slots(tmp_path, backend):
     """The LLVM step updates variables in place: restored arrays must be the ones it uses."""
     g, sess, (x, W, b, train, init) = trained_session(backend=backend)
-    saved = {v.name: a.copy() for v, a in sess.values.items()}
+    saved = {v.op.name: a.copy() for v, a in sess.values.items()}
     path = gc.train.Saver().save(sess, tmp_path / "ckpt" / "model")
     assert path == str(tmp_path / "ckpt" / "model")  # TF1's prefix; the file is model.npz
     assert os.path.isfile(path + ".npz") and not os.path.exists(path)
@@ -51,8 +51,8 @@ def test_round_trip_restores_every_variable_including_slots(tmp_path, backend):
     g2, sess2, (x2, W2, b2, train2, init2) = trained_session(steps=3, backend=backend)
     gc.train.Saver().restore(sess2, path)
     for v, a in sess2.values.items():
-        np.testing.assert_array_equal(a, saved[v.name])
-        assert a.dtype == saved[v.name].dtype
+        np.testing.assert_array_equal(a, saved[v.op.name])
+        assert a.dtype == saved[v.op.name].dtype
     # training continues identically from the restored state
     sess.run(train, {x: FEED})
     sess2.run(train2, {x2: FEED})
@@ -105,11 +105,11 @@ class FakeStep:
 def test_compiled_step_holder_round_trip_and_cross_restore(tmp_path):
     g, sess, _ = trained_session()
     path = gc.train.Saver().save(sess, tmp_path / "a.npz")
-    step = FakeStep({v.name: np.zeros_like(a) for v, a in sess.values.items()})
+    step = FakeStep({v.op.name: np.zeros_like(a) for v, a in sess.values.items()})
     gc.train.Saver().restore(step, path)
     for v, a in sess.values.items():
-        np.testing.assert_array_equal(step.variables[v.name], a)
-    b = [v for v in sess.values if v.name == "dense/b"][0]
+        np.testing.assert_array_equal(step.variables[v.op.name], a)
+    b = [v for v in sess.values if v.op.name == "dense/b"][0]
     step.variables["dense/b"] = step.variables["dense/b"] + 1
     path2 = gc.train.Saver(["dense/b"]).save(step, tmp_path / "b")
     gc.train.Saver([b]).restore(sess, path2)   # a subset, from a step's checkpoint

@@ -58,7 +58,7 @@ def test_while_loop_rnn_matches_static_rnn(make_cell, backend, optimize):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for a, b, v in zip(got[2], want[2], xs):
         assert np.abs(b).max() > 0, v.name
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=v.name)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=v.op.name)
 
 
 def test_while_loop_rnn_gradient_matches_central_differences(rng):

@@ -15,7 +15,7 @@ BACKEND_IDS = [f"{b}-{'opt' if o else 'ref'}" for b, o in BACKENDS]
 
 
 def _ops(*ops):
-    names = [n.op_name for n in gc.get_default_graph().get_operations()]
+    names = [op.node.op_name for op in gc.get_default_graph().get_operations()]
     return tuple(names.count(op) for op in ops)
 
 

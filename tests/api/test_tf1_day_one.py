@@ -158,7 +158,7 @@ def test_local_and_model_variables():
     _, _ = gc.metrics.accuracy(labels, gc.argmax(logits, 1))
     assert gc.local_variables() and all(not v.trainable for v in gc.local_variables())
     assert set(gc.local_variables()) == set(gc.get_collection(gc.GraphKeys.LOCAL_VARIABLES))
-    names = sorted(v.name for v in gc.model_variables())
+    names = sorted(v.op.name for v in gc.model_variables())
     assert names == ["fully_connected/biases", "fully_connected/weights"]
     assert gc.model_variables("nothing") == []
 
@@ -224,8 +224,8 @@ def test_exponential_moving_average(backend):
     with gc.control_dependencies([ema.apply([W, b]), debiased.apply([W])]):
         train_op = gc.group(gc.assign(W, W * 2.0), gc.assign(b, b - 1.0),
                             gc.assign(step, step + 1))
-    assert ema.average(W).name == ema.average_name(W) == "W/ExponentialMovingAverage"
-    assert debiased.average(W).name == "W/Debiased" and ema.average(step) is None
+    assert ema.average(W).op.name == ema.average_name(W) == "W/ExponentialMovingAverage"
+    assert debiased.average(W).op.name == "W/Debiased" and ema.average(step) is None
     assert not ema.average(W).trainable
     assert set(gc.get_collection(gc.GraphKeys.MOVING_AVERAGE_VARIABLES)) == {
         ema.average(W), ema.average(b), debiased.average(W)}
@@ -268,7 +268,7 @@ def test_batch_normalization_layer_object(backend, rng):
     test_out = bn(x)
     other = gc.layers.BatchNormalization()
     other(x)
-    names = sorted(v.name for v in gc.global_variables())
+    names = sorted(v.op.name for v in gc.global_variables())
     assert names == sorted(f"{scope}/{v}" for scope in ("batch_normalization",
                                                          "batch_normalization_1")
                            for v in ("beta", "gamma", "moving_mean", "moving_variance"))

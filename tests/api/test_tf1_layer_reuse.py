@@ -41,7 +41,7 @@ def test_a_discriminator_applied_twice_shares_its_variables(backend, how, rng):
         fake = gc.layers.dense(z, 5, activation=gc.tanh)
     d_real = discriminator(real, how, second=False)
     d_fake = discriminator(fake, how, second=True)
-    names = [v.name for v in gc.trainable_variables()]
+    names = [v.op.name for v in gc.trainable_variables()]
     assert names == ["generator/dense/kernel", "generator/dense/bias"] + [
         f"discriminator/{layer}/{part}" for layer in ("dense", "dense_1", "dense_2")
         for part in ("kernel", "bias")]
@@ -68,17 +68,17 @@ def test_default_names_restart_only_when_the_scope_is_entered_again():
         shared = gc.layers.dense(x, 2)           # model/dense again
         second = gc.layers.dense(x, 2)           # model/dense_1 again
     assert a.name == "dense" and len(gc.global_variables()) == 4
-    assert shared.inputs[0].inputs[1].name == "model/dense/kernel"
-    assert second.inputs[0].inputs[1].name == "model/dense_1/kernel"
+    assert shared.inputs[0].inputs[1].op.name == "model/dense/kernel"
+    assert second.inputs[0].inputs[1].op.name == "model/dense_1/kernel"
     with gc.variable_scope("model", reuse=True):
         gc.layers.dense(x, 2)
         gc.layers.dense(x, 2)
         with pytest.raises(GraphError, match=r"variable 'model/dense_2/kernel' does not exist"):
             gc.layers.dense(x, 2)                # a third layer the first pass did not make
     with gc.variable_scope("other"):            # a new scope counts from dense again
-        assert gc.layers.dense(x, 2).inputs[0].inputs[1].name == "other/dense/kernel"
+        assert gc.layers.dense(x, 2).inputs[0].inputs[1].op.name == "other/dense/kernel"
     top = [gc.layers.dense(x, 1), gc.layers.dense(x, 1)]   # outside any scope: fresh names
-    assert [t.inputs[0].inputs[1].name for t in top] == ["dense/kernel", "dense_1/kernel"]
+    assert [t.inputs[0].inputs[1].op.name for t in top] == ["dense/kernel", "dense_1/kernel"]
     with pytest.raises(GraphError, match="reuse=True needs a scope name"):
         with gc.variable_scope(None, default_name="block", reuse=True):
             pass

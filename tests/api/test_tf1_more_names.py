@@ -37,7 +37,7 @@ def test_sin_and_cos(backend, rng):
     x32 = gc.placeholder(gc.float32, [7])
     xv = np.array([-7.5, -np.pi, -0.3, 0.0, 1.0, np.pi / 2, 12.25])
     ops = [gc.sin(x), gc.cos(x), gc.math.sin(x32), gc.math.cos(x32)]
-    assert [op.name for op in ops] == ["Sin", "Cos", "Sin_1", "Cos_1"]
+    assert [op.op.name for op in ops] == ["Sin", "Cos", "Sin_1", "Cos_1"]
     got = run_on(backend, ops, {x: xv, x32: xv.astype(np.float32)})
     np.testing.assert_allclose(got[0], np.sin(xv), rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(got[1], np.cos(xv), rtol=1e-14, atol=1e-15)

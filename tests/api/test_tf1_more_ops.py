@@ -212,7 +212,7 @@ def _build(dtype):
                 xs = [p for p, a in zip(phs, c.args) if a.kind == "num"]
                 w = np.random.default_rng(7).standard_normal(fetches[c.name][1].shape)
                 for x, g in zip(xs, gc.gradients(gc.reduce_sum(out * w), xs)):
-                    fetches[f"{c.name}/d{x.name}"] = (g, None)
+                    fetches[f"{c.name}/d{x.op.name}"] = (g, None)
     return graph, feeds, fetches
 
 

@@ -37,7 +37,7 @@ def test_variable_scope_reuse_shares_one_variable():
         ya = encoder(a)
     with tf.variable_scope("enc", reuse=True):
         yb = encoder(b)
-    assert [v.name for v in tf.trainable_variables()] == ["enc/W"]
+    assert [v.op.name for v in tf.trainable_variables()] == ["enc/W"]
     grads = tf.gradients(tf.reduce_sum(ya) + 2.0 * tf.reduce_sum(yb), tf.trainable_variables())
     with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
@@ -50,7 +50,7 @@ def test_auto_reuse_and_reuse_variables():
     with tf.variable_scope("s", reuse=tf.AUTO_REUSE):
         first = tf.get_variable("v", [2])
         again = tf.get_variable("v", [2])
-    assert first is again and first.name == "s/v"
+    assert first is again and first.op.name == "s/v"
     with tf.variable_scope("t") as scope:
         w = tf.get_variable("w", [4])
         scope.reuse_variables()
@@ -126,7 +126,7 @@ def test_tf1_training_script_with_layers_dropout_bn_and_global_step():
     with tf.control_dependencies(update_ops):
         train_op = tf.train.AdamOptimizer(3e-3).minimize(loss, global_step=global_step)
     acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, 1), y_), tf.float32))
-    moving = [v for v in tf.global_variables() if "moving_mean" in v.name]
+    moving = [v for v in tf.global_variables() if "moving_mean" in v.op.name]
     assert len(moving) == 1
     rng = np.random.default_rng(0)
     with tf.Session() as sess:
@@ -171,7 +171,7 @@ def test_layers_reuse_variables_in_a_reusing_variable_scope():
             return tf.layers.dense(f, 3, name="out")
 
     train_logits, eval_logits = tower(False), tower(True)
-    names = [v.name for v in tf.trainable_variables()]
+    names = [v.op.name for v in tf.trainable_variables()]
     assert names == ["tower/conv/kernel", "tower/conv/bias", "tower/out/kernel", "tower/out/bias"]
     # Without dropout both towers compute the same function of the same variables.
     xv = np.random.default_rng(0).standard_normal((2, 8, 8, 1)).astype(np.float32)
@@ -190,7 +190,7 @@ def test_layer_reuse_argument_and_fresh_names_without_reuse():
     tf.layers.dense(x, 2, name="fc", reuse=True)
     tf.layers.dense(x, 2)
     tf.layers.dense(x, 2)
-    assert [v.name for v in tf.trainable_variables()] == [
+    assert [v.op.name for v in tf.trainable_variables()] == [
         "fc/kernel", "fc/bias", "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"]
     assert first.shape == (None, 2)
 

@@ -111,7 +111,7 @@ def test_get_variable_with_a_tensor_initializer(backend):
         table = gc.get_variable("table", initializer=gc.constant([[1, 2], [3, 4]]))
         same = gc.get_variable("same", [2], initializer=gc.constant([1.5, 2.5]))
         array = gc.get_variable("array", initializer=np.ones((2, 3)), dtype=gc.float64)
-    assert (bias.name, bias.dtype, tuple(bias.shape)) == ("model/bias", gc.float32, ())
+    assert (bias.op.name, bias.dtype, tuple(bias.shape)) == ("model/bias", gc.float32, ())
     assert table.dtype == gc.int32 and tuple(table.shape) == (2, 2)
     assert array.dtype == gc.float64 and tuple(array.shape) == (2, 3)
     with gc.Session(backend=backend) as sess:

@@ -41,7 +41,7 @@ def graph_like_fixture(values):
         x = gc.placeholder(gc.float32, [None, 3], name="x")
         out = gc.matmul(x, made["dense/kernel"]) + made["dense/bias"]
         init = gc.global_variables_initializer()
-    assert sorted(v.name for v in made.values()) == sorted(values)  # the names are kept
+    assert sorted(v.op.name for v in made.values()) == sorted(values)  # the names are kept
     return g, made, x, out, init
 
 
@@ -90,7 +90,7 @@ def test_graphc_adam_resumes_from_tensorflows_adam(backend):
         pairs += [(gc.train.get_global_step(), "global_step")]
     for var, name in pairs:
         np.testing.assert_array_equal(sess.run(var), values[name], err_msg=name)
-    powers = {n.name: a for n, a in sess.values.items() if n.name.endswith("_power")}
+    powers = {n.op.name: a for n, a in sess.values.items() if n.op.name.endswith("_power")}
     assert powers == {"Adam/beta1_power": values["beta1_power"],
                       "Adam/beta2_power": values["beta2_power"]}
     sess.run(train, {x: np.ones((1, 3), np.float32)})  # and it trains on from there
@@ -182,7 +182,7 @@ def trained(backend="numpy"):
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
 def test_graphc_bundle_round_trip_and_reader(tmp_path, backend):
     g, sess, (x, k, b, c, f, train) = trained(backend)
-    saved = {v.name: a.copy() for v, a in sess.values.items()}
+    saved = {v.op.name: a.copy() for v, a in sess.values.items()}
     prefix = gc.train.Saver().save(sess, tmp_path / "run" / "model.ckpt", global_step=1,
                                    write_tf_checkpoint=True)
     assert prefix == str(tmp_path / "run" / "model.ckpt-1")
@@ -204,8 +204,8 @@ def test_graphc_bundle_round_trip_and_reader(tmp_path, backend):
     sess2.run(train2, {x2: np.ones((2, 3), np.float32)})
     gc.train.Saver().restore(sess2, prefix)
     for v, a in sess2.values.items():
-        np.testing.assert_array_equal(a, saved[v.name])
-        assert a.dtype == saved[v.name].dtype
+        np.testing.assert_array_equal(a, saved[v.op.name])
+        assert a.dtype == saved[v.op.name].dtype
     sess.run(train, {x: np.ones((2, 3), np.float32)})
     sess2.run(train2, {x2: np.ones((2, 3), np.float32)})
     np.testing.assert_array_equal(sess.run(k), sess2.run(g2.get_tensor_by_name("dense/kernel")))

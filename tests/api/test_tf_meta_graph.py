@@ -48,8 +48,8 @@ def test_restored_model_gives_tensorflows_values(model, backend):
 def test_variables_keep_names_dtypes_and_initial_values(model):
     g, saver, e = imported(model)
     with g.as_default():
-        vs = {v.name: v for v in gc.global_variables()}
-        assert [v.name for v in gc.trainable_variables()] == TRAINABLE[model]
+        vs = {v.op.name: v for v in gc.global_variables()}
+        assert [v.op.name for v in gc.trainable_variables()] == TRAINABLE[model]
         assert set(TRAINABLE[model]) | {"global_step", "beta1_power", "beta2_power"} <= set(vs)
         assert vs["global_step"].dtype == gc.int64 and vs["out/kernel"].dtype == gc.float32
         assert len(vs) == 4 + 3 + 8  # the weights, step and beta powers, Adam's two slots each
@@ -116,7 +116,7 @@ def test_variable_whose_initializer_was_not_imported_starts_at_zeros(tmp_path):
 def test_import_scope_in_a_fresh_graph():
     g, saver, e = imported("cnn", import_scope="m")
     with g.as_default(), gc.Session(backend="numpy") as sess:
-        assert "m/conv/kernel" in {v.name for v in gc.global_variables()}
+        assert "m/conv/kernel" in {v.op.name for v in gc.global_variables()}
         saver.restore(sess, str(HERE / "cnn" / "model.ckpt-3"))  # the file's names
         logits = sess.run("m/logits:0", {"m/x:0": e["xs"]})
         with pytest.raises(UnknownNameError, match="m/train"):
@@ -331,7 +331,7 @@ def test_typed_values_and_the_one_value_rule(tmp_path):
     np.testing.assert_array_equal(i, np.array([1, -2, -2, -2], np.int32))
     np.testing.assert_array_equal(z, np.zeros(2, np.int64))
     assert (f.dtype, i.dtype, z.dtype) == (np.float32, np.int32, np.int64)
-    assert [n.name for n in g.get_collection("outputs")] == ["f", "i"]
+    assert [n.op.name for n in g.get_collection("outputs")] == ["f", "i"]
     assert g.get_collection("partly") == []  # a collection naming a node not built
 
 

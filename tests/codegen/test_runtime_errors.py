@@ -352,7 +352,7 @@ def test_a_check_that_reads_an_updated_value_snapshots_that_variable(config):
         step = gc.compile([rows], feeds=[ids], backend=config[0], optimize=config[1])
     step(ids=np.array([0, 1], np.int32))
     if config != ("numpy", False):
-        assert [n.name for n in step.program.snapshot] == ["k"]
+        assert [n.op.name for n in step.program.snapshot] == ["k"]
     before = _state(step)
     with pytest.raises(InvalidArgumentError, match=r"gather 'rows': index 5 at \[1\]"):
         step(ids=np.array([0, 3], np.int32))

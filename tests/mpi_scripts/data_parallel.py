@@ -96,8 +96,8 @@ class Runner:
     def live(self):
         """{name: the array the step reads and updates}."""
         if self.api == "session":
-            return {v.name: self.sess.values[v] for v in self.m["variables"]}
-        return {v.name: self.target.variables[v.name] for v in self.m["variables"]}
+            return {v.op.name: self.sess.values[v] for v in self.m["variables"]}
+        return {v.op.name: self.target.variables[v.op.name] for v in self.m["variables"]}
 
     def weights(self):
         return {k: np.array(a) for k, a in self.live().items()}

@@ -69,7 +69,7 @@ def test_cse_never_merges_distinct_values(what, make):
     feeds = {x: X}
     for p in (a, b):
         if p.op_name == "placeholder":
-            feeds[p] = X * (2.0 if p.name == "q" else 1.0)
+            feeds[p] = X * (2.0 if p.op.name == "q" else 1.0)
     out = [x + a, x + b]
     prog = program_of(out, feeds, passes=["cse"])
     assert prog.records[0]["changes"]["merged"] == 0, what

@@ -28,7 +28,7 @@ def test_bias_add_and_activation_become_one_group_with_the_bias_broadcast():
     opt = check_passes([out], feeds, passes=["fuse"])
     (f,) = _fused(opt)
     assert f.attrs["ops"] == ("add", "tanh", "multiply")
-    assert [i.name for i in f.inputs] == ["x", "b"]  # the constant 2.0 is inlined
+    assert [i.op.name for i in f.inputs] == ["x", "b"]  # the constant 2.0 is inlined
     assert opt.records[0]["changes"]["groups"] == 1 and ops(opt) == ["fused"]
 
 

@@ -68,7 +68,7 @@ def test_one_writer_per_value_and_refusals_are_explained():
     out = [gc.tanh(h) * 2.0, gc.sqrt(h), a]
     opt = check_passes(out, {x: np.array([0.1, 0.2, 0.3, 0.4])}, passes=["fuse", "inplace",
                                                                           "schedule", "plan"])
-    writers = [n for n, over in opt.plan.inplace.items() if over.name == h.name]
+    writers = [n for n, over in opt.plan.inplace.items() if over.op.name == h.op.name]
     assert len(writers) <= 1
     assert any("still read" in note or "already overwritten" in note or "is fetched" in note
                for note in opt.plan.notes.values())

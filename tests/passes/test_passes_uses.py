@@ -96,9 +96,9 @@ def test_an_indexed_rewire_visits_only_the_users_and_matches_a_sweep():
     got = rewire(a, mapping_a, uses)
     a.nodes = nodes
     assert got == rewire(b, mapping_b) == 6
-    assert [[x.name for x in n.inputs] for n in a.nodes] == \
-        [[x.name for x in n.inputs] for n in b.nodes]
-    assert [f.name for f in a.fetches] == [f.name for f in b.fetches]
+    assert [[x.op.name for x in n.inputs] for n in a.nodes] == \
+        [[x.op.name for x in n.inputs] for n in b.nodes]
+    assert [f.op.name for f in a.fetches] == [f.op.name for f in b.fetches]
 
 
 def test_tracked_uses_serves_new_nodes_and_is_dropped_after_the_pass():

@@ -163,7 +163,7 @@ def test_single_process_training_unchanged(backend):
             step = gc.compile([loss, opt.apply_gradients(list(zip(clipped, vs)))],
                               feeds=[x, y], backend=backend)
             losses = [step(x=xb, y=yb)[0] for xb, yb in zip(xs, ys)]
-            results.append((losses, [step.variables[v.name].copy() for v in variables]))
+            results.append((losses, [step.variables[v.op.name].copy() for v in variables]))
     (l0, w0), (l1, w1) = results
     np.testing.assert_allclose(l1, l0, rtol=1e-6)
     for a, b in zip(w0, w1):

@@ -49,7 +49,7 @@ def build(backend, tag):
         loss = gc.reduce_sum(h * h, name="loss" + name)
         train = gc.train.GradientDescentOptimizer(0.01).minimize(loss, name="train" + name)
         step = gc.compile([loss, train], feeds=[x, fi], backend=backend)
-    return step, {x.name: np.ones((4, 3), np.float32), "fi": np.ones((4, 3), np.float32)}
+    return step, {x.op.name: np.ones((4, 3), np.float32), "fi": np.ones((4, 3), np.float32)}
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])

@@ -85,7 +85,7 @@ def check_hessian_vector_products(loss, xs, feeds, rng, values=None, what=""):
             minus = _gradients_at(sess, grads, feeds, xs, base, vs, -EPS)
             for x, h, p, m in zip(xs, got, plus, minus):
                 np.testing.assert_allclose(h, (p - m) / (2 * EPS), rtol=1e-4, atol=1e-6,
-                                           err_msg=f"{what}: H v for '{x.name}'")
+                                           err_msg=f"{what}: H v for '{x.op.name}'")
 
 
 def _shape(x, feeds):

@@ -135,7 +135,7 @@ class ElementwiseGroup:
                                             L.noalias(bufs))
         L.math.estimates = True
         L.emit_call(fn, bufs, self.nodes[0], label=" + ".join(
-            f"{n.op_name} '{n.name}'" for n in self.nodes))
+            f"{n.op_name} '{n.node_name}'" for n in self.nodes))
 
     def _dead(self, L, node):
         """Whether only later members read ``node``'s value (so it need not be stored)."""

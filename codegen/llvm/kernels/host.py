@@ -48,7 +48,7 @@ def _emit(L, n, words, data_bufs):
     uniq, index = L.distinct(data_bufs)
     fn = _call_function(3 + len(uniq), [3 + i for i in index])
     where = f" at {n.loc.short}" if getattr(n.loc, "lineno", None) else ""
-    L.call(fn, fixed + uniq, n, fallible=f"{n.op_name} '{n.name}'{where}")
+    L.call(fn, fixed + uniq, n, fallible=f"{n.op_name} '{n.node_name}'{where}")
 
 
 @lowers("host_call")

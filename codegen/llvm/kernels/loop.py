@@ -45,7 +45,7 @@ def lower_loop(L, n):
     if B._seeds or B.layout.callbacks:
         raise CompileError(f"{n.describe()}: random ops or host calls in a loop body",
                            loc=n.loc)
-    name = f"body{len(L.module.functions)}_{symbol(n.name)}"
+    name = f"body{len(L.module.functions)}_{symbol(n.node_name)}"
     fn_body = B.step_function(name=name, linkage="internal")
     L.module.add(fn_body)
     ins, roles = split_inputs(n), feed_roles(prog, n)
@@ -105,7 +105,7 @@ def lower_loop(L, n):
 
     def emit(fn, pointer, restore):
         _emit_loop(fn, pointer, restore, L, fixed)
-    L.calls.append((emit, [], None, f"loop '{n.name}'", f"loop '{n.name}' ({bound} "
+    L.calls.append((emit, [], None, f"loop '{n.node_name}'", f"loop '{n.node_name}' ({bound} "
                     f"iterations at most) calling @{name}"))
 
 

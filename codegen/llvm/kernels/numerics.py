@@ -60,7 +60,7 @@ def lower_check_numerics(L, n):
     count = int(np.prod(x.shape, dtype=np.int64))
     fn = numerics_function(x.dtype, count, L.noalias([L.buf(x), L.status()]))
     where = f" at {n.loc.short}" if getattr(n.loc, "lineno", None) else ""
-    label = f"check_numerics '{n.name}' ({n.attrs.get('message', '')}){where}"
+    label = f"check_numerics '{n.node_name}' ({n.attrs.get('message', '')}){where}"
     L.call(fn, [L.buf(x), L.status()], n, fallible=label)
     _record(L, n, L.buf(x), n.attrs.get("message", ""))
 
@@ -84,6 +84,6 @@ def check_value(L, n):
     count = int(np.prod(n.shape, dtype=np.int64))
     fn = numerics_function(n.dtype, count, L.noalias([buf, L.status()]))
     L.flush()  # the node's own loop first (an elementwise group is emitted lazily)
-    L.emit_call(fn, [buf, L.status()], n, fallible=f"{n.op_name} '{n.name}'",
-                label=f"check_numerics of {n.op_name} '{n.name}'", prefix="check_numerics")
+    L.emit_call(fn, [buf, L.status()], n, fallible=f"{n.op_name} '{n.node_name}'",
+                label=f"check_numerics of {n.op_name} '{n.node_name}'", prefix="check_numerics")
     _record(L, n, buf)

@@ -41,7 +41,7 @@ def _run(cin, backend, optimize, fetch_grad, steps=3):
                     y: rng.integers(0, 3, 5)}
             out.append(sess.run(fetches, feed)[:-1])
         bc = np.array(sess.values[[v for v in g.get_collection("variables")
-                                   if v.name.startswith("bc")][0]])
+                                   if v.op.name.startswith("bc")][0]])
     return out, bc
 
 

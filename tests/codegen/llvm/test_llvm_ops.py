@@ -38,7 +38,7 @@ def _build_group(dtype):
                 loss = gc.reduce_sum(out * gc.constant(weights, dtype=out.dtype))
                 # zeros, not None, for the ops without a gradient (sign, floor...)
                 for x, g in zip(xs, gc.gradients(loss, xs, unconnected_gradients="zero")):
-                    cases[f"{r.name}/d{x.name}"] = g
+                    cases[f"{r.name}/d{x.op.name}"] = g
     return graph, feeds, cases
 
 

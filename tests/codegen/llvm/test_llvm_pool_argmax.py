@@ -137,7 +137,7 @@ def _train(backend, optimize, steps=3):
         for _ in range(steps):  # half-integer images: tied maxima in flat regions
             xb = np.round(rng.random((8, 10, 10, 1)) * 2).astype(np.float32) / 2
             losses.append(sess.run([loss, train], {x: xb, y: rng.integers(0, 10, 8)})[0])
-        values = {v.name: np.array(sess.values[v]) for v in g.get_collection("variables")}
+        values = {v.op.name: np.array(sess.values[v]) for v in g.get_collection("variables")}
     return np.array(losses), values
 
 

@@ -108,7 +108,7 @@ def _train(model, backend, optimize, steps=4):
         for t in range(steps):
             xb, yb = _data(shape, classes, t)
             losses.append(sess.run([loss, train], {x: xb, y: yb})[0])
-        values = {v.name: np.array(sess.values[v]) for v in g.get_collection("variables")}
+        values = {v.op.name: np.array(sess.values[v]) for v in g.get_collection("variables")}
     return np.array(losses), values
 
 
