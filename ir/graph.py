@@ -203,6 +203,8 @@ class Graph:
         self.seed = None
         self._grad_ctx = None  # (forward loc) while autodiff builds nodes
         self._control_deps = []  # active gc.control_dependencies, innermost last
+        # name -> (why it is not in this graph, details): an importer's nodes it did not build
+        self.not_built = {}
 
     # -- building ---------------------------------------------------------------------------
     def add_node(self, opdef, inputs, attrs, dtype, shape, name=None, loc=None):
@@ -252,6 +254,22 @@ class Graph:
         if mark_as_used:
             self._names[name] = 1
         return name
+
+    def rename(self, node, name):
+        """Give ``node`` the name ``name`` as is (no scope, no suffix): for importers, which
+        build a node under a private scope and then give it the name its file gives it.
+
+        Raises:
+            GraphError: ``name`` is taken.
+        """
+        if name in self._by_name or name in self._names:
+            raise GraphError(f"cannot rename {node.describe()} to {name!r}: the name is taken "
+                             "in this graph")
+        del self._by_name[node.node_name]
+        node.node_name = name
+        self._by_name[name] = node
+        self._names[name] = 1
+        return node
 
     def next_name(self, base):
         """The name ``unique_name(base)`` would give now, without taking it."""
@@ -359,6 +377,9 @@ class Graph:
             raise UnknownNameError(
                 f"get_{kind}_by_name: {node.describe()} has one output, '{base}:0'; "
                 f"there is no {name!r}", loc=node.loc)
+        if node is None and base in self.not_built:
+            why, details = self.not_built[base]
+            raise UnknownNameError(f"{kind} {name!r} {why}", details)
         if node is None:
             near = close_names(base, self._by_name)
             raise UnknownNameError(

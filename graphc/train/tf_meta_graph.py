@@ -29,8 +29,8 @@ import warnings
 
 import networkx as nx
 
-from ..errors import ArtifactError, GraphcError, UnknownNameError
-from ..ir.graph import Graph, get_default_graph
+from ..errors import ArtifactError, GraphcError, GraphError
+from ..ir.graph import get_default_graph
 from .tf_graph_proto import DTypeNotHeld, MetaGraph
 from .tf_ops_import import OPS, OUTPUTS, Unsupported
 
@@ -298,13 +298,12 @@ class _Importer:
 
     def rename(self, node, nd):
         """Give ``node``, built under the private scope ``_tf_import/<name>``, its TF name."""
-        g, name = self.graph, self.scope + nd.name
-        if name in g._by_name:
-            raise ValueError(f"the name '{name}' is taken in this graph; pass import_scope=")
-        del g._by_name[node.node_name]
-        node.node_name = name
-        g._by_name[name] = node
-        g._names[name] = g._names.get(name, 0) + 1
+        name = self.scope + nd.name
+        try:
+            self.graph.rename(node, name)
+        except GraphError:
+            raise ValueError(f"the name '{name}' is taken in this graph; pass import_scope=") \
+                from None
         if nd.op in ("Assign", "AssignVariableOp"):
             var = nd.inputs[0][0]
             if self.init_of.get(var) == nd.name:
@@ -315,13 +314,11 @@ class _Importer:
     def record_skipped(self):
         if not self.skipped:
             return
-        g = self.graph
-        if type(g) is Graph:
-            g.__class__ = ImportedGraph
-        if isinstance(g, ImportedGraph):
-            file = os.path.basename(self.path)
-            for name, (op, reason) in self.skipped.items():
-                g.not_imported[self.scope + name] = (op, file, reason)
+        file = os.path.basename(self.path)
+        for name, (op, reason) in self.skipped.items():
+            self.graph.not_built[self.scope + name] = (
+                f"of op '{op}' was not imported from {file}: {ADVICE}",
+                [f"not imported because {reason}", ADVICE])
         ops = collections.Counter(op for op, r in self.skipped.values()
                                   if r.startswith("graphc does not have"))
         warnings.warn(
@@ -330,29 +327,4 @@ class _Importer:
             f" and the nodes that read them; {ADVICE}", stacklevel=5)
 
 
-class ImportedGraph(Graph):
-    """A graph into which a TensorFlow meta graph was imported: it remembers the nodes it did
-    not build, so that fetching or feeding one says why."""
-
-    @property
-    def not_imported(self):
-        d = self.__dict__.get("_not_imported")
-        if d is None:
-            d = self.__dict__["_not_imported"] = {}
-        return d
-
-    def _lookup(self, name, kind):
-        try:
-            return super()._lookup(name, kind)
-        except UnknownNameError:
-            base = name.rpartition(":")[0] if ":" in name else name
-            info = self.not_imported.get(base) if isinstance(name, str) else None
-            if info is None:
-                raise
-            op, file, reason = info
-            raise UnknownNameError(
-                f"{kind} {name!r} of op '{op}' was not imported from {file}: {ADVICE}",
-                [f"not imported because {reason}", ADVICE]) from None
-
-
-__all__ = ["import_tf_meta_graph", "is_tf_meta_graph", "ImportedGraph"]
+__all__ = ["import_tf_meta_graph", "is_tf_meta_graph"]

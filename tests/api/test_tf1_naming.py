@@ -170,3 +170,21 @@ def test_operation_lookups_refuse_tensor_names_and_unknown_attributes():
     assert g.get_operation_by_name("Mean").get_attr("keepdims") is False
     with pytest.raises(ValueError, match=r"reduce_mean 'Mean' has no attribute 'nope'; it has"):
         loss.op.get_attr("nope")
+
+
+def test_rename_and_names_the_graph_knows_it_lacks():
+    """``Graph.rename`` (importers) moves a node to a name as is; ``Graph.not_built`` makes a
+    lookup of a name the graph knows it lacks say why."""
+    x, W, b, h, loss = _mlp()
+    g = gc.get_default_graph()
+    g.rename(loss, "imported/loss")
+    assert g.get_tensor_by_name("imported/loss:0") is loss and loss.name == "imported/loss:0"
+    with pytest.raises(UnknownNameError):
+        g.get_tensor_by_name("Mean:0")
+    with pytest.raises(GraphError, match=r"cannot rename relu 'Relu' to 'imported/loss': the "
+                                         r"name is taken"):
+        g.rename(h, "imported/loss")
+    g.not_built["train/Adam"] = ("of op 'ApplyAdam' was not imported", ["because"])
+    with pytest.raises(UnknownNameError, match=r"operation 'train/Adam' of op 'ApplyAdam' was "
+                                               r"not imported\n  because"):
+        g.get_operation_by_name("train/Adam")
