@@ -137,6 +137,7 @@ class NativeStep:
     """
 
     updates_in_place = True
+    fetches_owned = True  # fetched arrays are fresh copies and 0-d values scalars (__call__)
 
     def __init__(self, layout: StepLayout, loaded):
         self.layout, self.loaded = layout, loaded

@@ -50,7 +50,8 @@ class Session:
         backend = backend or default_backend()
         self.backend, self.optimize, self.dump_dir = backend, optimize, dump_dir
         self.check_numerics = check_numerics
-        self.values = {}  # user variable node -> np.ndarray
+        self.values = _Values()  # user variable node -> np.ndarray
+        self._prepared = {}  # compiled step -> (values.version, variable arrays, stored ids)
         self._cache = {}
         self._needs = {}
         self._flats = {}  # fetch key -> (flat fetches, rebuild): see _flatten
@@ -180,26 +181,29 @@ class Session:
             return self._execute_locked(compiled, list(args))
 
     def _execute_locked(self, compiled, args):
-        state = self.values.values()
-        ids = {id(a) for a in state}
-        if any(id(a) in ids or a.base is not None for a in args):  # steps update variables in
-            # place: a feed that is (a view of) a variable is copied, under the lock
-            unalias(args, list(state))
-        for v, read in zip(compiled.var_nodes, compiled.var_read):
-            value = self.values.get(v)
-            if value is None:
-                if read:
-                    raise GraphError(
-                        f"attempting to use uninitialized variable '{v.node_name}'", loc=v.loc,
-                        hint="run gc.global_variables_initializer() first")
-                value = np.zeros(v.shape, v.dtype.np)
-            args.append(value)
+        values = self.values
+        p = self._prepared.get(compiled)
+        if p is None or p.version != values.version:
+            p = self._prepared[compiled] = _Prepared(compiled, values)
+        variables, stored = p.variables, p.stored
+        for a in args:  # steps update variables in place: a feed that is (a view of) a
+            if id(a) in stored or a.base is not None:  # variable is copied, under the lock
+                unalias(args, list(values.values()))
+                break
+        args += variables
         fetched, updates = compiled.fn(*args)
-        # A native step writes new values into the arrays it was given: keep them as they are
-        # (same objects, so the step's bound addresses stay valid and nothing is copied).
-        in_place = getattr(compiled.fn, "updates_in_place", False)
-        for v, new in zip(compiled.update_nodes, updates):
-            self.values[v] = new if in_place else np.array(new, dtype=v.dtype.np)
+        if p.in_place:
+            # A native step writes new values into the arrays it was given: keep them as they
+            # are (same objects, so the step's bound addresses stay valid and nothing is
+            # copied); when every one came from ``values``, there is nothing to store.
+            if not p.complete:
+                for v, new in zip(compiled.update_nodes, updates):
+                    if values.get(v) is not new:
+                        values[v] = new
+        elif updates:
+            p.store(values, compiled.update_nodes, updates)
+        if p.owned:  # fresh copies, 0-d ones as scalars
+            return [x if has else None for has, x in zip(compiled.fetch_values, fetched)]
         # A fetched array that owns its memory and is none of the arguments is the step's own
         # (fresh each call): only views and arguments are checked for overlap with storage.
         given = {id(a) for a in args}
@@ -215,6 +219,93 @@ class Session:
 
     def load_variable(self, var, value):
         self.values[var] = np.array(value, dtype=var.dtype.np).reshape(var.shape)
+
+
+class _Prepared:
+    """What ``Session.run`` passes a compiled step besides the feeds, built from
+    ``Session.values`` and reused while ``values.version`` is unchanged: the variable arrays in
+    the step's order, the ids of every stored array (a feed that is one is copied first), and
+    the step's call flags.
+
+    Raises:
+        GraphError: a variable the step reads has no value.
+    """
+
+    __slots__ = ("version", "variables", "stored", "complete", "in_place", "owned",
+                 "updated_at")
+
+    def __init__(self, compiled, values):
+        self.version, self.variables, self.complete = values.version, [], True
+        for v, read in zip(compiled.var_nodes, compiled.var_read):
+            value = values.get(v)
+            if value is None:
+                if read:
+                    raise GraphError(
+                        f"attempting to use uninitialized variable '{v.node_name}'", loc=v.loc,
+                        hint="run gc.global_variables_initializer() first")
+                value, self.complete = np.zeros(v.shape, v.dtype.np), False
+            self.variables.append(value)
+        self.stored = {id(a) for a in values.values()}
+        self.in_place = getattr(compiled.fn, "updates_in_place", False)
+        self.owned = getattr(compiled.fn, "fetches_owned", False)
+        where = {id(v): k for k, v in enumerate(compiled.var_nodes)}
+        self.updated_at = [where.get(id(v)) for v in compiled.update_nodes]
+
+    def store(self, values, nodes, updates):
+        """Store the new arrays of a step that returns new ones (the NumPy backend): one
+        version step for all, and this list follows them (it stays valid for this step; the
+        other steps' lists are built again)."""
+        variables, stored, put = self.variables, self.stored, dict.__setitem__
+        for v, k, new in zip(nodes, self.updated_at, updates):
+            new = np.array(new, dtype=v.dtype.np)
+            put(values, v, new)
+            if k is not None:
+                stored.discard(id(variables[k]))
+                variables[k] = new
+                stored.add(id(new))
+        values.version += 1
+        if self.complete and None not in self.updated_at:
+            self.version = values.version
+
+
+class _Values(dict):
+    """``Session.values``: a dict that counts what is stored in it, so that a step's list of
+    variable arrays is built once and reused until a value is stored (an initializer, a
+    restore, ``load``, a step of the NumPy backend); arrays changed in place keep it valid."""
+
+    __slots__ = ("version",)
+
+    def __init__(self):
+        super().__init__()
+        self.version = 0
+
+    def __setitem__(self, key, value):
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        self.version += 1
+        super().__delitem__(key)
+
+    def pop(self, *args):
+        self.version += 1
+        return super().pop(*args)
+
+    def popitem(self):
+        self.version += 1
+        return super().popitem()
+
+    def clear(self):
+        self.version += 1
+        super().clear()
+
+    def update(self, *args, **kwargs):
+        self.version += 1
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key, default=None):
+        self.version += 1
+        return super().setdefault(key, default)
 
 
 class _FastRun:
@@ -271,7 +362,9 @@ def _key_of(t):
     tensors do), a name as itself (a name always means the same node of the graph), else
     None."""
     kind = type(t)
-    return id(t) if kind is Node else t if kind is str else None
+    if kind is Node or (kind is not str and isinstance(t, Node)):  # (Variable: a subclass)
+        return id(t)
+    return t if kind is str else None
 
 
 def _fetch_key(fetches):

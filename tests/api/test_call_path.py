@@ -134,3 +134,34 @@ def test_session_fast_path_with_defaults_and_unfed_keys(backend):
             assert sess.run(total, {x: xv}) == 2.0 * n
             assert sess.run(total, {x: xv, k: np.float32(3.0)}) == 3.0 * n
             assert sess.run(total, {x: xv, unused: np.float32(1.0)}) == 2.0 * n
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_session_sees_every_way_a_variable_gets_a_new_value(backend, tmp_path):
+    """The variable arrays a step takes are listed once and reused until a value is stored in
+    the session: a store (initializer, ``load``, ``Saver.restore``, an item set in
+    ``sess.values``) and a change in place are all seen by the next run."""
+    graph, x, y, w, out, train = _model()
+    xv, yv = np.ones((2, 3), np.float32), np.zeros(3, np.float32)
+    with graph.as_default(), gc.Session(backend=backend) as sess:
+        sess.run(gc.global_variables_initializer())
+        saver = gc.train.Saver()
+        path = saver.save(sess, str(tmp_path / "ckpt"))
+        assert sess.run(out, {x: xv, y: yv}) == 15.0
+        sess.run(train)
+        sess.run(train)  # w = arange / 4
+        assert sess.run(out, {x: xv, y: yv}) == 3.75
+        w.load(np.ones((2, 3), np.float32), sess)
+        assert sess.run(out, {x: xv, y: yv}) == 6.0
+        sess.values[w][...] = 2.0  # in place
+        assert sess.run(out, {x: xv, y: yv}) == 12.0
+        sess.values[w] = np.full((2, 3), 3.0, np.float32)
+        assert sess.run(out, {x: xv, y: yv}) == 18.0
+        saver.restore(sess, path)
+        assert sess.run(out, {x: xv, y: yv}) == 15.0
+        sess.run(train)
+        sess.run(w.initializer)
+        assert sess.run(out, {x: xv, y: yv}) == 15.0
+        got = sess.run([out, w], {x: xv, y: yv})[1]
+        got[...] = -1.0  # a fetched variable is the caller's copy
+        assert sess.run(out, {x: xv, y: yv}) == 15.0
