@@ -339,8 +339,9 @@ class _FastRun:
         the step: the whole way then checks and explains)."""
         values = list(feed_dict.values()) if feed_dict else []
         for a, spec in zip(values, self.specs):
-            if spec is None or type(a) is not np.ndarray or a.dtype != spec[0] \
-                    or a.shape != spec[1] or not a.flags.c_contiguous:
+            if spec is None or type(a) is not np.ndarray or a.shape != spec[1] \
+                    or (a.dtype is not spec[0] and a.dtype != spec[0]) \
+                    or not a.flags.c_contiguous:  # (built-in dtypes are singletons: `is`)
                 return None
         return [values[i] if i is not None else d for i, d in zip(self.order, self.defaults)]
 
@@ -353,8 +354,16 @@ def _run_key(fetches, feed_dict):
         return None
     if not feed_dict:
         return fetch, ()
-    keys = tuple(map(_key_of, feed_dict))
-    return None if None in keys else (fetch, keys)
+    keys = []
+    for t in feed_dict:
+        if type(t) is Node:  # (the common case, inline)
+            keys.append(id(t))
+        else:
+            k = _key_of(t)
+            if k is None:
+                return None
+            keys.append(k)
+    return fetch, tuple(keys)
 
 
 def _key_of(t):
@@ -370,9 +379,18 @@ def _key_of(t):
 def _fetch_key(fetches):
     """A key for fetches that are one tensor or name, or a list or plain tuple of them (see
     ``_key_of``), else None."""
-    if type(fetches) in (list, tuple):
-        keys = tuple(map(_key_of, fetches))
-        return None if None in keys else (type(fetches), *keys)
+    kind = type(fetches)
+    if kind is list or kind is tuple:
+        keys = [kind]
+        for t in fetches:
+            if type(t) is Node:  # (the common case, inline)
+                keys.append(id(t))
+            else:
+                k = _key_of(t)
+                if k is None:
+                    return None
+                keys.append(k)
+        return tuple(keys)
     return _key_of(fetches)
 
 
