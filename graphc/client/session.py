@@ -354,16 +354,8 @@ def _run_key(fetches, feed_dict):
         return None
     if not feed_dict:
         return fetch, ()
-    keys = []
-    for t in feed_dict:
-        if type(t) is Node:  # (the common case, inline)
-            keys.append(id(t))
-        else:
-            k = _key_of(t)
-            if k is None:
-                return None
-            keys.append(k)
-    return fetch, tuple(keys)
+    keys = _keys(feed_dict, [])
+    return None if keys is None else (fetch, keys)
 
 
 def _key_of(t):
@@ -376,21 +368,26 @@ def _key_of(t):
     return t if kind is str else None
 
 
+def _keys(items, keys):
+    """``keys`` and the key of each of ``items`` (``_key_of``; a tensor's id inline), as a
+    tuple, or None when an item has no key."""
+    for t in items:
+        if type(t) is Node:
+            keys.append(id(t))
+        else:
+            k = _key_of(t)
+            if k is None:
+                return None
+            keys.append(k)
+    return tuple(keys)
+
+
 def _fetch_key(fetches):
     """A key for fetches that are one tensor or name, or a list or plain tuple of them (see
     ``_key_of``), else None."""
     kind = type(fetches)
     if kind is list or kind is tuple:
-        keys = [kind]
-        for t in fetches:
-            if type(t) is Node:  # (the common case, inline)
-                keys.append(id(t))
-            else:
-                k = _key_of(t)
-                if k is None:
-                    return None
-                keys.append(k)
-        return tuple(keys)
+        return _keys(fetches, [kind])
     return _key_of(fetches)
 
 
