@@ -318,6 +318,8 @@ def pin_blas_threads(n):
         The number of loaded libraries whose thread count was set.
     """
     from .blas import limit_blas_threads
+    from .threads import cap_policy
+    cap_policy(n)
     os.environ.update({v: str(n) for v in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                           "OMP_NUM_THREADS")})
     limit_blas_threads(n)

@@ -18,16 +18,18 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc.errors import ArtifactError, InvalidArgumentError, NumericsError
+from graphc.errors import ArtifactError, FeedError, InvalidArgumentError, NumericsError
 
 from . import collectives, host_calls, jit
 from .blas import gemm_entry
 from .numerics import NumericsSite, numerics_error
 from .step_errors import IndexCheck, Snapshot
+from .threads import BlasTuner
 
 __all__ = ["Slot", "StepLayout", "NativeStep", "NumericsSite", "STATUS_MESSAGES"]
 
@@ -187,6 +189,7 @@ class NativeStep:
         self._index_checks = {int(e): IndexCheck.from_json(c) for e, c in layout.index_checks}
         self._snapshot = Snapshot(len(layout.feeds) + int(k) for k in layout.snapshot)
         self._numerics = {site.entry: site for site in layout.numerics}
+        self.blas_tuner = BlasTuner() if layout.blas and BlasTuner.wanted() else None
 
     def _bind(self, k, arr):
         """Point slot k at ``arr`` (converted when it is not exactly what the code expects)."""
@@ -221,7 +224,13 @@ class NativeStep:
                     self._bind(k, a)
                     self._updates = None
             saved = self._snapshot.save(bound) if self._snapshot else None
-            self._fn(self._table_addr)
+            tuner = self.blas_tuner
+            if tuner is None:
+                self._fn(self._table_addr)
+            else:  # BLAS's thread count chosen by timing this step (runtime.threads)
+                n, t0 = tuner.before(), time.perf_counter()
+                self._fn(self._table_addr)
+                tuner.after(n, time.perf_counter() - t0)
             if self._status_word.value or self._callbacks and collectives.last_error:
                 self._failed(saved)
             if self._updates is None:

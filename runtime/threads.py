@@ -19,10 +19,16 @@ Example:
 """
 import ctypes
 import os
+import statistics
 
 from .blas import _numpy_openblas, blas_threads, limit_blas_threads
 
-__all__ = ["available_cores", "thread_count", "apply_policy", "cgroup_cpus"]
+__all__ = ["available_cores", "thread_count", "apply_policy", "cgroup_cpus", "BlasTuner",
+           "cap_policy"]
+
+# The policy's thread count (None until apply_policy ran) and the count BLAS has now, as
+# graphc set it (so that a step switching counts calls the setter only on a change).
+_state = {"policy": None, "current": None}
 
 
 def cgroup_cpus(text):
@@ -89,4 +95,96 @@ def apply_policy(requested=None):
     n = thread_count(requested)
     if blas_threads() != n and not _set_openblas(n):
         limit_blas_threads(n)
+        n_set = None  # (no setter: steps leave the count alone)
+    else:
+        n_set = n
+    _state["policy"] = _state["current"] = n_set
     return n
+
+
+def cap_policy(n):
+    """At most ``n`` threads from now on (an MPI rank's share of its node's cores)."""
+    if _state["policy"] is not None:
+        _state["policy"] = min(_state["policy"], n)
+        _state["current"] = None
+
+
+def _use(n):
+    if _state["current"] != n and _set_openblas(n):
+        _state["current"] = n
+
+
+class BlasTuner:
+    """Chooses, for one step that calls BLAS, whether its calls run on the policy's threads or
+    on one, by timing the step's own calls, and chooses again from time to time.
+
+    The policy's count is right on an idle machine; with another process busy on a core,
+    BLAS's threads wait for each other and a GEMM-bound step gets several times slower (W1:
+    2.7 ms quiet, 9.6 ms beside one busy process with 2 threads, 4.7 ms with 1). So each
+    round times ``EXPLORE`` calls with each count, alternating, then runs ``EXPLOIT`` calls
+    with the chosen one: the policy's count only when its mean time is under ``MARGIN`` of
+    one thread's (under load, several threads are fast now and then and very slow at other
+    times: the mean counts the slow calls, and a wrong choice of several threads costs more
+    than a wrong choice of one). The first call of a step (page faults, cold caches) is not
+    timed. ``GRAPHC_BLAS_TUNING=0`` keeps the policy's count.
+
+    Example:
+        >>> tuner = BlasTuner()
+        >>> n = tuner.before(); t0 = time.perf_counter(); step(); tuner.after(n, t0)
+    """
+
+    EXPLORE = 6
+    EXPLOIT = 256
+    MARGIN = 0.9
+    SLOWER = 1.3  # the last 8 calls' mean this much above the chosen count's: explore again
+
+    def __init__(self):
+        self.phase = -1  # the first call is not timed
+        self.samples = {}
+        self.best = None
+        self.expected = None
+        self.recent = []
+
+    @staticmethod
+    def wanted():
+        """Whether tuning can do anything here: a policy of more than one thread, a BLAS
+        whose count graphc can set, and GRAPHC_BLAS_TUNING not 0."""
+        return (_state["policy"] or 0) > 1 and os.environ.get("GRAPHC_BLAS_TUNING") != "0"
+
+    def before(self):
+        """Set BLAS's thread count for this call; returns it (None: left alone)."""
+        most = _state["policy"]
+        if most is None or most < 2:
+            return None
+        if self.phase < 0:
+            n = most
+        elif self.phase < 2 * self.EXPLORE:
+            n = most if self.phase % 2 == 0 else 1
+        else:
+            n = self.best or most
+        _use(n)
+        return n
+
+    def after(self, n, seconds):
+        """Record that this call ran on ``n`` threads and took ``seconds``."""
+        explore = 2 * self.EXPLORE
+        if n is None or self.phase < 0:
+            self.phase = 0
+            return
+        if self.phase < explore:
+            self.samples.setdefault(n, []).append(seconds)
+            if self.phase == explore - 1:
+                mean = {k: statistics.fmean(v) for k, v in self.samples.items()}
+                most = max(mean)
+                self.best = most if mean[most] < self.MARGIN * mean.get(1, float("inf")) \
+                    else 1
+                self.expected, self.samples, self.recent = mean[self.best], {}, []
+            self.phase += 1
+            return
+        # Exploiting: the load may change (a competitor starts): the last calls tell.
+        recent = self.recent
+        recent.append(seconds)
+        if len(recent) > 8:
+            del recent[0]
+        slower = len(recent) == 8 and statistics.fmean(recent) > self.SLOWER * self.expected
+        self.phase = 0 if slower or self.phase + 1 >= explore + self.EXPLOIT else self.phase + 1

@@ -59,3 +59,56 @@ def test_a_session_sets_blas_threads_from_config_proto(restore_blas, monkeypatch
     if threads.available_cores() > 1:
         with gc.Session(config=gc.ConfigProto(intra_op_parallelism_threads=2)) as sess:
             assert sess.threads == 2 and blas_threads() == 2
+
+
+class _FakeBlas:
+    """The tuner's BLAS setter, recorded; each call's time comes from ``clock(n, k)``."""
+
+    def __init__(self, monkeypatch, policy):
+        self.set = []
+        monkeypatch.setattr(threads, "_set_openblas", lambda n: self.set.append(n) or True)
+        monkeypatch.setitem(threads._state, "policy", policy)
+        monkeypatch.setitem(threads._state, "current", policy)
+
+    @staticmethod
+    def run(tuner, clock, calls, start=0):
+        used = []
+        for k in range(start, start + calls):
+            n = tuner.before()
+            tuner.after(n, clock(n, k))
+            used.append(n)
+        return used
+
+
+def test_blas_tuner_keeps_the_threads_on_a_quiet_machine_and_one_under_load(monkeypatch):
+    fake = _FakeBlas(monkeypatch, policy=2)
+    tuner = threads.BlasTuner()
+    quiet = (lambda n, k: 1.0 if n == 2 else 1.5)
+    used = fake.run(tuner, quiet, 400)
+    assert tuner.best == 2 and used.count(1) == 2 * threads.BlasTuner.EXPLORE // 2 * 2
+    # under load, two threads are fast most of the time and very slow otherwise: the mean
+    # (not the median, which two threads win) says one
+    loaded = (lambda n, k: (0.8 if k % 3 else 6.0) if n == 2 else 1.6)
+    used = fake.run(tuner, loaded, 300, start=400)
+    assert tuner.best == 1 and used[-250:].count(1) >= 240
+    assert fake.set[-1] == 1 and all(a != b for a, b in zip(fake.set, fake.set[1:]))
+    assert len(fake.set) < 12 * 5  # (set only on a change: a dozen times per exploration)
+
+
+def test_blas_tuner_explores_again_as_soon_as_the_step_slows_down(monkeypatch):
+    fake = _FakeBlas(monkeypatch, policy=2)
+    tuner = threads.BlasTuner()
+    fake.run(tuner, lambda n, k: 1.0 if n == 2 else 1.5, 20)
+    assert tuner.best == 2
+    # a competitor starts: the next exploration comes within 8 calls, not after 256
+    used = fake.run(tuner, lambda n, k: 4.0 if n == 2 else 1.6, 30, start=20)
+    assert 1 in used[:10] and tuner.best == 1
+
+
+def test_blas_tuner_stays_off_with_one_thread_or_when_asked(monkeypatch):
+    fake = _FakeBlas(monkeypatch, policy=1)
+    assert not threads.BlasTuner.wanted() and threads.BlasTuner().before() is None
+    monkeypatch.setitem(threads._state, "policy", 2)
+    assert threads.BlasTuner.wanted()
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    assert not threads.BlasTuner.wanted() and fake.set == []
