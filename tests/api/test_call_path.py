@@ -165,3 +165,18 @@ def test_session_sees_every_way_a_variable_gets_a_new_value(backend, tmp_path):
         got = sess.run([out, w], {x: xv, y: yv})[1]
         got[...] = -1.0  # a fetched variable is the caller's copy
         assert sess.run(out, {x: xv, y: yv}) == 15.0
+
+
+def test_the_native_step_function_refuses_a_wrong_argument_count_or_shape():
+    graph, x, y, w, out, train = _model()
+    step = gc.compile(out, feeds=[x, y], backend="llvm")
+    fn = step.compiled.fn
+    xv, yv = np.ones((2, 3), np.float32), np.ones(3, np.float32)
+    wv = np.ones((2, 3), np.float32)
+    assert float(fn(xv, yv, wv)[0][0]) == 9.0
+    with pytest.raises(gc.errors.FeedError, match=r"native step takes 3 arrays \(feeds, then "
+                                                  r"variables\), got 2"):
+        fn(xv, yv)
+    with pytest.raises(gc.errors.FeedError, match=r"feed 0 has shape \(3, 2\), the compiled "
+                                                  r"step expects \(2, 3\)"):
+        fn(np.ones((3, 2), np.float32), yv, wv)
