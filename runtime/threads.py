@@ -17,6 +17,7 @@ Example:
     >>> apply_policy(requested=1)   # as Session(config=ConfigProto(intra_op_...=1)) does
     1
 """
+import collections
 import ctypes
 import os
 import statistics
@@ -130,7 +131,8 @@ class BlasTuner:
 
     Example:
         >>> tuner = BlasTuner()
-        >>> n = tuner.before(); t0 = time.perf_counter(); step(); tuner.after(n, t0)
+        >>> n, t0 = tuner.before(), time.perf_counter()
+        >>> step(); tuner.after(n, time.perf_counter() - t0)
     """
 
     EXPLORE = 6
@@ -143,7 +145,8 @@ class BlasTuner:
         self.samples = {}
         self.best = None
         self.expected = None
-        self.recent = []
+        self.recent = collections.deque(maxlen=8)  # the last exploiting calls, and their sum
+        self.recent_sum = 0.0
 
     @staticmethod
     def wanted():
@@ -178,13 +181,16 @@ class BlasTuner:
                 most = max(mean)
                 self.best = most if mean[most] < self.MARGIN * mean.get(1, float("inf")) \
                     else 1
-                self.expected, self.samples, self.recent = mean[self.best], {}, []
+                self.expected, self.samples = mean[self.best], {}
+                self.recent.clear()
+                self.recent_sum = 0.0
             self.phase += 1
             return
         # Exploiting: the load may change (a competitor starts): the last calls tell.
-        recent = self.recent
+        recent = self.recent  # (a running sum: this runs on every call of the step)
+        if len(recent) == 8:
+            self.recent_sum -= recent[0]
         recent.append(seconds)
-        if len(recent) > 8:
-            del recent[0]
-        slower = len(recent) == 8 and statistics.fmean(recent) > self.SLOWER * self.expected
+        self.recent_sum += seconds
+        slower = len(recent) == 8 and self.recent_sum > 8 * self.SLOWER * self.expected
         self.phase = 0 if slower or self.phase + 1 >= explore + self.EXPLOIT else self.phase + 1

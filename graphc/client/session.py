@@ -51,7 +51,7 @@ class Session:
         self.backend, self.optimize, self.dump_dir = backend, optimize, dump_dir
         self.check_numerics = check_numerics
         self.values = _Values()  # user variable node -> np.ndarray
-        self._prepared = {}  # compiled step -> (values.version, variable arrays, stored ids)
+        self._prepared = {}  # compiled step -> _Prepared (its variable arrays, ...)
         self._cache = {}
         self._needs = {}
         self._flats = {}  # fetch key -> (flat fetches, rebuild): see _flatten

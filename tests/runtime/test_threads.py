@@ -85,7 +85,8 @@ def test_blas_tuner_keeps_the_threads_on_a_quiet_machine_and_one_under_load(monk
     tuner = threads.BlasTuner()
     quiet = (lambda n, k: 1.0 if n == 2 else 1.5)
     used = fake.run(tuner, quiet, 400)
-    assert tuner.best == 2 and used.count(1) == 2 * threads.BlasTuner.EXPLORE // 2 * 2
+    # two rounds in 400 calls (2 x EXPLORE timed calls, then EXPLOIT), EXPLORE of them on one
+    assert tuner.best == 2 and used.count(1) == 2 * threads.BlasTuner.EXPLORE
     # under load, two threads are fast most of the time and very slow otherwise: the mean
     # (not the median, which two threads win) says one
     loaded = (lambda n, k: (0.8 if k % 3 else 6.0) if n == 2 else 1.6)
