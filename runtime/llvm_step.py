@@ -25,11 +25,20 @@ import numpy as np
 
 from graphc.errors import ArtifactError, FeedError, InvalidArgumentError, NumericsError
 
-from . import collectives, host_calls, jit
+from . import collectives, host_calls, jit, parallel, threads
 from .blas import gemm_entry
 from .numerics import NumericsSite, numerics_error
 from .step_errors import IndexCheck, Snapshot
 from .threads import BlasTuner
+
+
+def _callback_address(name):
+    """The runtime entry point a step's table slot ``name`` holds."""
+    if name == "host_call":
+        return host_calls.callback_address()
+    if name == "parallel_for":
+        return parallel.callback_address()
+    return collectives.callback_address(name)
 
 __all__ = ["Slot", "StepLayout", "NativeStep", "NumericsSite", "STATUS_MESSAGES"]
 
@@ -174,8 +183,7 @@ class NativeStep:
                                     hint="compile the step again in this environment")
             items[slot] = address
         for slot, name in layout.callbacks:
-            items[slot] = host_calls.callback_address() if name == "host_call" \
-                else collectives.callback_address(name)
+            items[slot] = _callback_address(name)
         self.table, self._keep = jit.pointer_table(items)
         self._table_addr = jit.address_of(self.table)
         self._fn = loaded.function(layout.entry)
@@ -189,7 +197,11 @@ class NativeStep:
         self._index_checks = {int(e): IndexCheck.from_json(c) for e, c in layout.index_checks}
         self._snapshot = Snapshot(len(layout.feeds) + int(k) for k in layout.snapshot)
         self._numerics = {site.entry: site for site in layout.numerics}
-        self.blas_tuner = BlasTuner() if layout.blas and BlasTuner.wanted() else None
+        pooled = any(name == "parallel_for" for _, name in layout.callbacks)
+        if pooled:  # kernels that run in chunks: the pool's workers, as many as the policy
+            parallel.ensure_workers(threads.policy_threads())
+        self.blas_tuner = BlasTuner() if (layout.blas or pooled) and BlasTuner.wanted() \
+            else None
 
     def _bind(self, k, arr):
         """Point slot k at ``arr`` (converted when it is not exactly what the code expects)."""

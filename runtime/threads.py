@@ -22,10 +22,11 @@ import ctypes
 import os
 import statistics
 
+from . import parallel
 from .blas import _numpy_openblas, blas_threads, limit_blas_threads
 
 __all__ = ["available_cores", "thread_count", "apply_policy", "cgroup_cpus", "BlasTuner",
-           "cap_policy"]
+           "cap_policy", "policy_threads"]
 
 # The policy's thread count (None until apply_policy ran) and the count BLAS has now, as
 # graphc set it (so that a step switching counts calls the setter only on a change).
@@ -92,15 +93,18 @@ def _set_openblas(n):
 
 
 def apply_policy(requested=None):
-    """Set BLAS to ``thread_count(requested)`` threads (when it differs); returns the count."""
+    """Set BLAS and graphc's thread pool to ``thread_count(requested)`` threads; returns it."""
     n = thread_count(requested)
     if blas_threads() != n and not _set_openblas(n):
-        limit_blas_threads(n)
-        n_set = None  # (no setter: steps leave the count alone)
-    else:
-        n_set = n
-    _state["policy"] = _state["current"] = n_set
+        limit_blas_threads(n)  # (no setter: steps change only the pool's count)
+    parallel.set_threads(n)
+    _state["policy"] = _state["current"] = n
     return n
+
+
+def policy_threads():
+    """The policy's thread count (``thread_count()`` when no Session or compile set one)."""
+    return _state["policy"] or thread_count()
 
 
 def cap_policy(n):
@@ -108,10 +112,16 @@ def cap_policy(n):
     if _state["policy"] is not None:
         _state["policy"] = min(_state["policy"], n)
         _state["current"] = None
+    else:
+        _state["policy"] = min(thread_count(), n)
+    parallel.set_threads(_state["policy"])
 
 
 def _use(n):
-    if _state["current"] != n and _set_openblas(n):
+    """Run the next calls on ``n`` threads: BLAS's (where graphc can set it) and the pool's."""
+    if _state["current"] != n:
+        _set_openblas(n)
+        parallel.set_threads(n)
         _state["current"] = n
 
 

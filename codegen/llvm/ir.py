@@ -114,6 +114,12 @@ class Function:
         self.cur = "entry"
         self._n = 0
         self.uses = set()  # intrinsic names called (for declarations)
+        # A kernel whose outer loop may run in chunks on several threads (``loop(split=)``):
+        # (extent, work); ``parallel`` (set by the caller) renders it over [%split.lo,
+        # %split.hi), two more parameters, else over [0, extent) as any loop.
+        self.split = None
+        self.parallel = False
+        self.partials = {}  # parameter -> bytes: a sum over the split loop (``codegen.llvm.parallel``)
 
     # -- names and raw instructions -------------------------------------------------------
     def fresh(self, hint="t"):
@@ -186,29 +192,51 @@ class Function:
         return self(f"mul nsw i64 {a}, {b}", "o")
 
     # -- loops --------------------------------------------------------------------------------
-    def loop(self, count, hint="i"):
-        """Context manager: a loop running its body ``count`` times (an int or i64 value)."""
+    def loop(self, count, hint="i", split=0):
+        """Context manager: a loop running its body ``count`` times (an int or i64 value).
+
+        ``split``: the kernel's whole work (about one unit per multiply-add or element) when
+        iterations of this loop are independent and it holds everything the kernel does:
+        the backend may then run ranges of it on several threads (``codegen.llvm.parallel``).
+        The first such loop of a function counts; others are plain loops.
+        """
+        if split and self.split is None and isinstance(count, int) and count > 1:
+            self.split = (count, int(split))
+            return _LoopContext(self, "%split.hi", hint, start="%split.lo")
         return _LoopContext(self, count, hint)
 
     def if_then(self, cond):
         """Context manager: the body runs only when the i1 ``cond`` holds."""
         return _IfContext(self, cond)
 
+    def _rendered(self):
+        """(params, lines) as emitted: a split loop over its range parameters, or whole."""
+        if self.split is None:
+            return self.params, self.lines
+        if self.parallel:
+            return self.params + [("i64", "%split.lo", ""), ("i64", "%split.hi", "")], \
+                self.lines
+        extent = str(self.split[0])
+        return self.params, [line.replace("%split.lo", "0").replace("%split.hi", extent)
+                             if "%split." in line else line for line in self.lines]
+
     def text(self):
-        params = ", ".join(f"{t} {a + ' ' if a else ''}{n}" for t, n, a in self.params)
+        params, lines = self._rendered()
+        params = ", ".join(f"{t} {a + ' ' if a else ''}{n}" for t, n, a in params)
         link = self.linkage + " " if self.linkage else ""
         head = f"define {link}{self.ret_type} @{self.name}({params})"
-        return "\n".join([f"{head} {self.attrs} {{", "entry:"] + self.lines + ["}"])
+        return "\n".join([f"{head} {self.attrs} {{", "entry:"] + lines + ["}"])
 
     def body_text(self):
         """The body alone with a fixed name: the key that deduplicates identical kernels."""
-        params = ", ".join(f"{t} {a}" for t, _, a in self.params)
-        return f"({params}) {self.attrs}\n" + "\n".join(self.lines)
+        params, lines = self._rendered()
+        params = ", ".join(f"{t} {a}" for t, _, a in params)
+        return f"({params}) {self.attrs}\n" + "\n".join(lines)
 
 
 class _LoopContext:
-    def __init__(self, fn, count, hint):
-        self.fn, self.count, self.hint = fn, count, hint
+    def __init__(self, fn, count, hint, start="0"):
+        self.fn, self.count, self.hint, self.start = fn, count, hint, start
 
     def __enter__(self):
         fn = self.fn
@@ -219,7 +247,7 @@ class _LoopContext:
         fn.block(head)
         i = fn.fresh(self.hint)
         self.inext = fn.fresh(self.hint + "n")
-        fn.lines.append(f"  {i} = phi i64 [0, %{pre}], [{self.inext}, %{self.latch}]")
+        fn.lines.append(f"  {i} = phi i64 [{self.start}, %{pre}], [{self.inext}, %{self.latch}]")
         self.pre, self.head = pre, head
         self.loop = Loop(fn, i, len(fn.lines), self.latch)
         cond = fn(f"icmp slt i64 {i}, {self.count}", "c")

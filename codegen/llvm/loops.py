@@ -55,7 +55,7 @@ def coalesce(shape, strides_list):
     return tuple(out_shape), [tuple(s) for s in out_strides]
 
 
-def loop_nest(fn, shape, strides_list, bases, inner):
+def loop_nest(fn, shape, strides_list, bases, inner, split=0):
     """Emit loops over ``shape``; call ``inner(offsets)`` with each operand's i64 offset.
 
     Args:
@@ -63,6 +63,8 @@ def loop_nest(fn, shape, strides_list, bases, inner):
         shape, strides_list: as for ``coalesce`` (already coalesced or not).
         bases: per operand, an element offset (int or SSA i64) added to every index.
         inner: callback receiving the list of offsets (SSA names or literals).
+        split: the kernel's work, when the outer loop is all the kernel does and its
+            iterations are independent (``Function.loop``); 0: not split.
     """
     offsets = [str(b) for b in bases]
 
@@ -70,21 +72,22 @@ def loop_nest(fn, shape, strides_list, bases, inner):
         if d == len(shape):
             inner(offs)
             return
-        with fn.loop(shape[d]) as lp:
+        with fn.loop(shape[d], split=split if d == 0 else 0) as lp:
             level(d + 1, [fn.add(o, fn.mul(lp.i, s[d])) for o, s in zip(offs, strides_list)])
     level(0, offsets)
 
 
-def carried_nest(fn, extents, carried, body):
+def carried_nest(fn, extents, carried, body, split=0):
     """Nested loops over ``extents`` carrying values [(type, init)] through every level.
 
     ``body(indices, values)`` returns the next values; returns the values after the last
     iteration (what accumulators in registers need: no memory round trip per iteration).
+    ``split``: as for ``loop_nest`` (with carried sums, the kernel lists ``fn.partials``).
     """
     def level(d, values):
         if d == len(extents):
             return body(indices, values)
-        with fn.loop(extents[d]) as lp:
+        with fn.loop(extents[d], split=split if d == 0 else 0) as lp:
             indices.append(lp.i)
             phis = [lp.carry(ty, v) for (ty, _), v in zip(carried, values)]
             for phi, new in zip(phis, level(d + 1, phis)):
@@ -153,7 +156,8 @@ def multi_elementwise_function(math_lib, shape, operands, members, noalias):
             dtype = operands[out][0]
             store_value(fn, dtype, result, fn.gep(mem_type(dtype), f"%p{out}", offs[out]))
             vals[out] = result
-    loop_nest(fn, cshape, cstrides, bases, inner)
+    work = _count(cshape) * (len(operands) + sum(_size(body) for _, body in members))
+    loop_nest(fn, cshape, cstrides, bases, inner, split=work)
     fn.ret()
     return fn
 
@@ -167,9 +171,25 @@ def fill_function(shape, dtype, value_literal, noalias=(True,)):
 
     def inner(offs):
         fn.store(mem_type(dtype), value_literal, fn.gep(mem_type(dtype), "%p0", offs[0]))
-    loop_nest(fn, (n,) if n != 1 else (), [(1,)] if n != 1 else [()], [0], inner)
+    loop_nest(fn, (n,) if n != 1 else (), [(1,)] if n != 1 else [()], [0], inner, split=n)
     fn.ret()
     return fn
+
+
+def _count(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _size(body):
+    """Operations in an elementwise body (a transcendental counts as ten)."""
+    return sum(10 if e.op in _COSTLY else 1 for e in body.walk() if e.op not in ("arg", "const"))
+
+
+_COSTLY = {"exp", "log", "tanh", "sigmoid", "sin", "cos", "pow", "sqrt", "rsqrt", "div",
+           "log1p", "expm1", "erf", "atan", "atan2", "asin", "acos", "sinh", "cosh"}
 
 
 def value_type(dtype):

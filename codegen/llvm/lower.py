@@ -31,6 +31,7 @@ from ...ir import scalar as S
 from ...ir.ops.registry import index_check_of
 from ...ir.rollback import planned_writers, snapshot_variables
 
+from . import parallel
 from .buffers import computed, const_value, find_inplace_updates, make_storage, nbytes_of
 from .folds import apply_folds, comment_block, node_note, one_line, record
 from .ir import Function, Module
@@ -48,6 +49,7 @@ class Lowering:
     def __init__(self, program, profile=False, numerics=False, parent=None):
         self.p = program
         self.numerics = numerics  # a numerics-checked build: every value is kept and checked
+        self.parent = parent
         self.module = Module() if parent is None else parent.module
         self.math = MathLib(self.module) if parent is None else parent.math
         self.layout = StepLayout(entry="step", n_slots=0)
@@ -68,6 +70,7 @@ class Lowering:
         self.blas_threads = blas_threads()  # small GEMMs go native; how small depends on it
         self.gemm_calls = {"native": 0, "blas": 0}
         self.merged = 0  # elementwise nodes that joined another's loop
+        self.parallel_calls = 0  # kernels run in chunks on the thread pool
         self.skip = set()  # nodes a previous kernel already computed (folded in)
         self.deferred = {}  # node -> the later node whose kernel computes it (see ``folds``)
         self.folded = {}  # node -> (fold name, what it claimed): see ``fold``
@@ -185,7 +188,14 @@ class Lowering:
         note = _call_note(node, label)
         if node in self.folded:  # its kernel computes a neighbour too (``folds``)
             note += f"  [fold {self.folded[node][0]}]"
+        split = parallel.wanted(self, fn, fallible)
+        fn.parallel = split
         name = self.module.add_kernel(fn, f"{prefix}_{base}" if prefix else base, note)
+        if split:  # run in chunks on the thread pool (``parallel``)
+            partials = {k: self.arena(nbytes * parallel.chunks_of(fn))
+                        for k, nbytes in fn.partials.items()}
+            name = parallel.emitter(self, name, fn, list(bufs), partials)
+            self.parallel_calls += 1
         entry = None
         if fallible:
             text = fallible if isinstance(fallible, str) else f"{node.op_name} '{node.node_name}'"
@@ -401,6 +411,7 @@ def _stats(L):
                 accumulated_sums=len(g.fused) if g else 0, batched_matmuls=len(batched),
                 transposed_operands=len({id(b) for b in g.transposed.values()}) if g else 0,
                 native_gemms=L.gemm_calls["native"], blas_gemms=L.gemm_calls["blas"],
+                parallel_kernels=L.parallel_calls,
                 folds=list(L.fold_notes))
 
 

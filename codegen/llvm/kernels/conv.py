@@ -58,9 +58,14 @@ def conv_function(kind, dtype, g, cout, noalias):
                     prod = fn(f"fmul {t} {xv}, {fn.load(t, other)}")
                     fn.store(t, fn(f"fadd {t} {fn.load(t, dst)}, {prod}"), dst)
         _over_taps(fn, g, n, p, q, tap)
-    _over_windows(fn, g, window)
+    # the filter gradient sums over images: one loop on one thread
+    _over_windows(fn, g, window, 0 if kind == "filter" else _macs(g, cout))
     fn.ret()
     return fn
+
+
+def _macs(g, cout):
+    return g.n * g.oh * g.ow * g.kh * g.kw * g.c * cout
 
 
 VECTOR_TAPS = 32  # at most this many (tap, input channel) pairs get a register each
@@ -126,7 +131,7 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
                 acc = render_vector(fn, body, {**rows, conv_arg: acc}, vt)
             fn.store(vt, acc, fn.gep(t, "%p0", fn.mul(pos, cout)))
             return []
-        carried_nest(fn, (g.n, g.oh, g.ow), [], position)
+        carried_nest(fn, (g.n, g.oh, g.ow), [], position, split=_macs(g, cout))
     else:
         def position(idx, accs):
             n, p, q = idx
@@ -135,8 +140,14 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
             out = [fma(_splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout),
                        dy, acc) for (i, j, c), acc in zip(taps, accs)]
             return out + [fn(f"fadd fast {vt} {accs[-1]}, {dy}")] if bias else out
+        # each chunk of images sums into its own copy of dw (and db): ``parallel``
+        fn.partials = {0: len(taps) * cout * dtype.itemsize}
+        if bias:
+            fn.partials[3] = cout * dtype.itemsize
+        fn.partial_dtype = dtype
         finals = carried_nest(fn, (g.n, g.oh, g.ow),
-                              [(vt, "zeroinitializer")] * (len(taps) + bias), position)
+                              [(vt, "zeroinitializer")] * (len(taps) + bias), position,
+                              split=_macs(g, cout))
         if bias:
             fn.store(vt, finals.pop(), "%p3")
         for k, acc in enumerate(finals):

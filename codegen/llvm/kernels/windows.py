@@ -36,9 +36,13 @@ class Geometry:
         self.ow, self.left, _ = window_geometry(self.w, self.kw, self.sw, padding)
 
 
-def _over_windows(fn, g, body):
-    """Loops over (n, p, q); ``body(n, p, q, pos)`` with pos = the output position index."""
-    with fn.loop(g.n) as ln, fn.loop(g.oh) as lp, fn.loop(g.ow) as lq:
+def _over_windows(fn, g, body, work=None):
+    """Loops over (n, p, q); ``body(n, p, q, pos)`` with pos = the output position index.
+    Images are independent: the loop over n may run in chunks on several threads
+    (``Function.loop``), with ``work`` (default: taps x channels per window; 0: never)."""
+    if work is None:
+        work = g.n * g.oh * g.ow * g.kh * g.kw * g.c
+    with fn.loop(g.n, split=work) as ln, fn.loop(g.oh) as lp, fn.loop(g.ow) as lq:
         pos = fn.add(fn.mul(fn.add(fn.mul(ln.i, g.oh), lp.i), g.ow), lq.i)
         body(ln.i, lp.i, lq.i, pos)
 

@@ -1,0 +1,113 @@
+"""Kernels run in chunks on the runtime's thread pool (``runtime.parallel``).
+
+A kernel marks its outer loop ``fn.loop(extent, split=work)`` when the loop's iterations are
+independent and hold all it does (``ir.Function.loop``). When that work is at least
+``MIN_WORK`` (measured: below it, waking a second thread costs more than it saves), the
+lowering renders the kernel over a range ``[lo, hi)`` of the loop, two more i64 parameters,
+and calls it through a task::
+
+    define internal void @k7_Conv2D.task(ptr %ctx, i64 %c)    ; chunk c of CHUNKS
+      lo, hi = c * extent / chunks, (c + 1) * extent / chunks
+      call @k7_Conv2D(ctx[0], ctx[1], ctx[2], lo, hi)
+
+and the step hands ``parallel_for(@task, ctx, chunks)`` the buffer pointers in a stack array.
+Chunks are fixed at compile time, so the same program computes the same bits at any thread
+count: the pool only decides which thread runs which chunk.
+
+A sum over the split loop (``fn.partials``: a filter gradient summed over the batch) gets
+one partial buffer per chunk, past the planned arena; after the chunks, one loop adds them
+into the real output in chunk order.
+"""
+import os
+
+from graphc.errors import CompileError
+
+from .ir import Function, mem_type
+from .loops import params
+
+MIN_WORK = 1 << 17  # multiply-adds (or elements) a kernel needs to be worth two threads
+CHUNKS = 8  # per split loop (fewer when the loop is shorter); sums: at most this many partials
+
+
+def min_work():
+    """``MIN_WORK``, or ``GRAPHC_PARALLEL_MIN_WORK`` (1: every kernel that can; the tests
+    use it to run small programs in chunks)."""
+    env = os.environ.get("GRAPHC_PARALLEL_MIN_WORK", "").strip()
+    if not env:
+        return MIN_WORK
+    if not env.isdigit() or int(env) < 1:
+        raise CompileError(f"GRAPHC_PARALLEL_MIN_WORK must be a positive integer, found {env!r}")
+    return int(env)
+
+
+def wanted(L, fn, fallible):
+    """Whether the call of ``fn`` being lowered runs in chunks."""
+    return (fn.split is not None and not fallible and L.parent is None and not L.numerics
+            and fn.split[1] >= min_work())
+
+
+def chunks_of(fn):
+    return min(fn.split[0], CHUNKS)
+
+
+def task(module, name, fn):
+    """``void <name>.task(ptr %ctx, i64 %c)`` calling kernel ``name`` on chunk c (once per
+    kernel); partial parameters move to chunk c's copy."""
+    extent, chunks = fn.split[0], chunks_of(fn)
+    # (twin kernels differing only in the split loop's extent share a body: tasks are per
+    # extent and partial sizes)
+    task_name = f"{name}.task.{extent}" + "".join(f".{k}_{b}" for k, b in
+                                                  sorted(fn.partials.items()))
+    if task_name in module.helpers:
+        return task_name
+    t = Function(task_name, [("ptr", "%ctx", "noalias readonly"), ("i64", "%c", "")])
+    args = []
+    for k in range(len(fn.params)):
+        p = t.load("ptr", t.gep("ptr", "%ctx", k))
+        if k in fn.partials:
+            p = t(f"getelementptr inbounds i8, ptr {p}, i64 {t.mul('%c', fn.partials[k])}")
+        args.append(("ptr", p))
+    lo = t(f"udiv i64 {t.mul('%c', extent)}, {chunks}")
+    hi = t(f"udiv i64 {t.mul(t.add('%c', 1), extent)}, {chunks}")
+    t.call("void", name, args + [("i64", lo), ("i64", hi)])
+    t.ret()
+    return module.helper(task_name, lambda: t)
+
+
+def emitter(L, name, fn, bufs, partial_bufs):
+    """What the step function writes for this call (a callable ``Lowering.step_function``
+    runs with (step fn, pointer, restore)): the context array, parallel_for, the sums."""
+    from .kernels.collective import callback
+    pool = callback(L, "parallel_for")
+    task_name = task(L.module, name, fn)
+    chunks = chunks_of(fn)
+    sums = [(bufs[k], partial_bufs[k], fn.partials[k]) for k in sorted(fn.partials)]
+    dtype = fn.partial_dtype if sums else None
+
+    def emit(step, pointer, restore):
+        ctx = step(f"alloca ptr, i64 {len(bufs)}", "ctx")
+        for k, b in enumerate(bufs):
+            step.store("ptr", pointer(partial_bufs.get(k, b)), step.gep("ptr", ctx, k))
+        step.emit(f"call void {pointer(pool)}(ptr @{task_name}, ptr {ctx}, i64 {chunks})")
+        for out, part, nbytes in sums:
+            step.emit(f"call void @{_sum_kernel(L.module, dtype, nbytes, chunks)}"
+                      f"(ptr {pointer(out)}, ptr {pointer(part)})")
+    return emit
+
+
+def _sum_kernel(module, dtype, nbytes, chunks):
+    """``out[i] = sum over chunks of part[c][i]`` (chunk order: a fixed rounding)."""
+    t = mem_type(dtype)
+    count = nbytes // dtype.itemsize
+    name = f"sum_partials_{t}_{count}_{chunks}"
+
+    def build():
+        fn = Function(name, params(2, [True, True]))
+        with fn.loop(count) as li:
+            acc = fn.load(t, fn.gep(t, "%p1", li.i))
+            for c in range(1, chunks):
+                acc = fn(f"fadd {t} {acc}, {fn.load(t, fn.gep(t, '%p1', fn.add(li.i, c * count)))}")
+            fn.store(t, acc, fn.gep(t, "%p0", li.i))
+        fn.ret()
+        return fn
+    return module.helper(name, build)

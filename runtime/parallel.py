@@ -1,0 +1,363 @@
+"""The thread pool graphc's native kernels run in: ``parallel_for(task, ctx, n)`` for steps.
+
+A kernel the code generator splits (``codegen.llvm.parallel``) runs as ``n`` chunks,
+``task(ctx, chunk)`` each, through the address of ``gc_parallel_for`` that the step's table
+holds (the callback slot ``"parallel_for"``, like BLAS's gemm: object code has no unresolved
+symbols). The caller runs chunks too; the pool's workers take the others.
+
+The pool is native code written here as LLVM IR and compiled once per process (llvmlite only:
+a saved step loads it without the compiler). Its workers are pthreads that sleep on a
+condition variable between calls: nothing spins while no step runs. A call:
+
+- publishes (task, ctx, n) under the pool's mutex, bumps the generation and wakes the workers;
+- every thread then claims chunks from one 64-bit word, ``generation << 32 | next chunk``, by
+  compare-and-swap, so a worker that wakes late (descheduled by another process) can never
+  claim a chunk of a later call with this call's task: its generation no longer matches;
+- the caller returns when ``done`` reaches ``n``: it waits only for chunks that were claimed,
+  never for a worker that has not woken (under load the caller simply runs more chunks).
+
+One call at a time: a second thread calling while the pool is busy runs its chunks by itself
+(its own step, at one thread, instead of waiting). ``set_threads`` sets how many threads a
+call may use, the caller included (``runtime.threads``' policy and tuner set it); 1 runs every
+call on the caller. Workers copy the caller's MXCSR (flush-to-zero and denormals-are-zero, set
+by the step) before running its chunks, so every chunk computes bit for bit what the caller
+would. After ``fork`` the child starts its own workers (``os.register_at_fork``).
+
+Example:
+    >>> ensure_workers(2)              # once: the policy's thread count
+    >>> set_threads(2)
+    >>> address = callback_address()   # goes in a step's table
+"""
+import ctypes
+import ctypes.util
+import os
+import threading
+
+__all__ = ["callback_address", "ensure_workers", "set_threads", "threads", "workers"]
+
+_MAX_WORKERS = 255
+
+_IR = r"""
+@fns = internal global [7 x ptr] zeroinitializer
+@mu = internal global [256 x i8] zeroinitializer, align 64
+@cv_work = internal global [256 x i8] zeroinitializer, align 64
+@cv_done = internal global [256 x i8] zeroinitializer, align 64
+@busy = internal global i32 0, align 64
+@claim = internal global i64 0, align 64
+@done = internal global i64 0, align 64
+@gen = internal global i64 0, align 64
+@task = internal global ptr null
+@ctx = internal global ptr null
+@n = internal global i64 0
+@active = internal global i64 0
+@mxcsr = internal global i32 8064
+@threads = internal global i64 1, align 64
+@workers = internal global i64 0
+
+define internal void @fcall(i64 %k, ptr %a, ptr %b) {
+  %p = getelementptr [7 x ptr], ptr @fns, i64 0, i64 %k
+  %f = load ptr, ptr %p
+  %r = call i32 %f(ptr %a, ptr %b)
+  ret void
+}
+
+define internal void @lock() {
+  call void @fcall(i64 0, ptr @mu, ptr null)
+  ret void
+}
+
+define internal void @unlock() {
+  call void @fcall(i64 1, ptr @mu, ptr null)
+  ret void
+}
+
+; Claim chunks of generation %g until none is left; count each one done, and wake the
+; caller after the last.
+define internal void @run(i64 %g, ptr %task, ptr %ctx, i64 %n) {
+entry:
+  br label %load
+load:
+  %v = load atomic i64, ptr @claim monotonic, align 8
+  br label %try
+try:
+  %cur = phi i64 [%v, %load], [%seen, %lost]
+  %cg = lshr i64 %cur, 32
+  %ci = and i64 %cur, 4294967295
+  %same = icmp eq i64 %cg, %g
+  %more = icmp ult i64 %ci, %n
+  %ok = and i1 %same, %more
+  br i1 %ok, label %cas, label %out
+cas:
+  %next = add i64 %cur, 1
+  %r = cmpxchg ptr @claim, i64 %cur, i64 %next acq_rel monotonic
+  %seen = extractvalue {i64, i1} %r, 0
+  %won = extractvalue {i64, i1} %r, 1
+  br i1 %won, label %work, label %lost
+lost:
+  br label %try
+work:
+  call void %task(ptr %ctx, i64 %ci)
+  %old = atomicrmw add ptr @done, i64 1 acq_rel
+  %fin = add i64 %old, 1
+  %last = icmp eq i64 %fin, %n
+  br i1 %last, label %wake, label %load
+wake:
+  call void @lock()
+  call void @fcall(i64 4, ptr @cv_done, ptr null)
+  call void @unlock()
+  br label %load
+out:
+  ret void
+}
+
+define void @gc_parallel_for(ptr %task, ptr %ctx, i64 %n) {
+entry:
+  %t = load atomic i64, ptr @threads monotonic, align 8
+  %t1 = sub i64 %t, 1
+  %wk = load atomic i64, ptr @workers monotonic, align 8
+  %n1 = sub i64 %n, 1
+  %w0 = call i64 @llvm.smin.i64(i64 %t1, i64 %wk)
+  %w = call i64 @llvm.smin.i64(i64 %w0, i64 %n1)
+  %par = icmp sgt i64 %w, 0
+  br i1 %par, label %try, label %serial
+try:
+  %b = cmpxchg ptr @busy, i32 0, i32 1 acquire monotonic
+  %got = extractvalue {i32, i1} %b, 1
+  br i1 %got, label %go, label %serial
+serial:
+  %i = phi i64 [0, %entry], [0, %try], [%inext, %body]
+  %more = icmp slt i64 %i, %n
+  br i1 %more, label %body, label %end
+body:
+  call void %task(ptr %ctx, i64 %i)
+  %inext = add i64 %i, 1
+  br label %serial
+end:
+  ret void
+go:
+  call void @lock()
+  %g0 = load i64, ptr @gen
+  %g1 = add i64 %g0, 1
+  %g = and i64 %g1, 4294967295
+  store i64 %g, ptr @gen
+  store ptr %task, ptr @task
+  store ptr %ctx, ptr @ctx
+  store i64 %n, ptr @n
+  store i64 %w, ptr @active
+  store atomic i64 0, ptr @done monotonic, align 8
+SAVE_MXCSR
+  %start = shl i64 %g, 32
+  store atomic i64 %start, ptr @claim release, align 8
+  call void @fcall(i64 3, ptr @cv_work, ptr null)
+  call void @unlock()
+  call void @run(i64 %g, ptr %task, ptr %ctx, i64 %n)
+  %d = load atomic i64, ptr @done acquire, align 8
+  %all = icmp eq i64 %d, %n
+  br i1 %all, label %finish, label %block
+block:
+  call void @lock()
+  br label %check
+check:
+  %d2 = load atomic i64, ptr @done acquire, align 8
+  %all2 = icmp eq i64 %d2, %n
+  br i1 %all2, label %unblock, label %sleep
+sleep:
+  call void @fcall(i64 2, ptr @cv_done, ptr @mu)
+  br label %check
+unblock:
+  call void @unlock()
+  br label %finish
+finish:
+  store atomic i32 0, ptr @busy release, align 4
+  ret void
+}
+
+; A worker: sleeps until a call's generation appears; takes part when its index is below the
+; call's worker count.
+define ptr @gc_pool_worker(ptr %arg) {
+entry:
+  %me = ptrtoint ptr %arg to i64
+  %seenp = alloca i64
+  %mx = alloca i32
+  store i64 0, ptr %seenp
+  call void @lock()
+  br label %check
+check:
+  %g = load i64, ptr @gen
+  %s = load i64, ptr %seenp
+  %same = icmp eq i64 %g, %s
+  br i1 %same, label %sleep, label %new
+sleep:
+  call void @fcall(i64 2, ptr @cv_work, ptr @mu)
+  br label %check
+new:
+  store i64 %g, ptr %seenp
+  %a = load i64, ptr @active
+  %mine = icmp ult i64 %me, %a
+  br i1 %mine, label %take, label %check
+take:
+  %task = load ptr, ptr @task
+  %ctx = load ptr, ptr @ctx
+  %n = load i64, ptr @n
+LOAD_MXCSR
+  call void @unlock()
+  call void @run(i64 %g, ptr %task, ptr %ctx, i64 %n)
+  call void @lock()
+  br label %check
+}
+
+; Pointers to pthread_mutex_lock, _unlock, pthread_cond_wait, _broadcast, _signal,
+; pthread_mutex_init, pthread_cond_init; initializes the mutex and the two conditions.
+define void @gc_pool_setup(ptr %f0, ptr %f1, ptr %f2, ptr %f3, ptr %f4, ptr %f5, ptr %f6) {
+  store ptr %f0, ptr @fns
+  %p1 = getelementptr [7 x ptr], ptr @fns, i64 0, i64 1
+  store ptr %f1, ptr %p1
+  %p2 = getelementptr [7 x ptr], ptr @fns, i64 0, i64 2
+  store ptr %f2, ptr %p2
+  %p3 = getelementptr [7 x ptr], ptr @fns, i64 0, i64 3
+  store ptr %f3, ptr %p3
+  %p4 = getelementptr [7 x ptr], ptr @fns, i64 0, i64 4
+  store ptr %f4, ptr %p4
+  %r0 = call i32 %f5(ptr @mu, ptr null)
+  %r1 = call i32 %f6(ptr @cv_work, ptr null)
+  %r2 = call i32 %f6(ptr @cv_done, ptr null)
+  store i64 0, ptr @workers
+  store i32 0, ptr @busy
+  ret void
+}
+
+define void @gc_pool_set(i64 %which, i64 %value) {
+  %is_threads = icmp eq i64 %which, 0
+  br i1 %is_threads, label %t, label %w
+t:
+  store atomic i64 %value, ptr @threads monotonic, align 8
+  ret void
+w:
+  store atomic i64 %value, ptr @workers monotonic, align 8
+  ret void
+}
+
+declare i64 @llvm.smin.i64(i64, i64)
+"""
+
+_X86_SAVE = """  call void @llvm.x86.sse.stmxcsr(ptr @mxcsr)"""
+_X86_LOAD = """  %mxv = load i32, ptr @mxcsr
+  store i32 %mxv, ptr %mx
+  call void @llvm.x86.sse.ldmxcsr(ptr %mx)"""
+_X86_DECLS = """
+declare void @llvm.x86.sse.stmxcsr(ptr)
+declare void @llvm.x86.sse.ldmxcsr(ptr)
+"""
+
+_lock = threading.Lock()
+_pool = {"threads": None}  # + the compiled pool: "module", "parallel_for", "set", "workers"...
+_SET = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_int64)
+_SETUP = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 7)
+
+
+def _ir_text():
+    from . import jit
+    x86 = jit.host_target().triple.startswith("x86_64")
+    text = _IR.replace("SAVE_MXCSR", _X86_SAVE if x86 else "")
+    text = text.replace("LOAD_MXCSR", _X86_LOAD if x86 else "")
+    return text + (_X86_DECLS if x86 else "")
+
+
+def _pthread():
+    """The C library with pthreads (glibc 2.34+ has them in libc; older in libpthread)."""
+    for name in (None, ctypes.util.find_library("pthread")):
+        lib = ctypes.CDLL(name)
+        if hasattr(lib, "pthread_cond_broadcast"):
+            return lib
+    raise OSError("no pthread library in this process")
+
+
+def _build():
+    """Compile the pool, hand it the pthread functions (caller holds ``_lock``)."""
+    from . import jit
+    loaded = jit.load_object(jit.compile_here(_ir_text()).object_code)
+    lib = _pthread()
+    names = ("pthread_mutex_lock", "pthread_mutex_unlock", "pthread_cond_wait",
+             "pthread_cond_broadcast", "pthread_cond_signal", "pthread_mutex_init",
+             "pthread_cond_init")
+    addresses = [ctypes.cast(getattr(lib, n), ctypes.c_void_p).value for n in names]
+    setup = _SETUP(loaded.address("gc_pool_setup"))
+    setup(*addresses)
+    create = lib.pthread_create
+    create.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    detach = lib.pthread_detach
+    detach.argtypes = [ctypes.c_ulong]
+    _pool.update(module=loaded, lib=lib, setup=setup, addresses=addresses, create=create,
+                 detach=detach, parallel_for=loaded.address("gc_parallel_for"),
+                 worker=loaded.address("gc_pool_worker"),
+                 set=_SET(loaded.address("gc_pool_set")), workers=0)
+    _pool["set"](0, _pool.get("threads") or 1)
+
+
+def _loaded():
+    if "module" not in _pool:
+        with _lock:
+            if "module" not in _pool:
+                _build()
+    return _pool
+
+
+def callback_address():
+    """The address of ``void gc_parallel_for(void (*task)(void *, int64), void *ctx, int64 n)``
+    (compiling the pool on first use)."""
+    return _loaded()["parallel_for"]
+
+
+def ensure_workers(count):
+    """At least ``count - 1`` workers started (``count`` threads with the caller; at most 256).
+    Calls may use ``count`` threads unless ``set_threads`` said otherwise."""
+    pool = _loaded()
+    want = min(int(count) - 1, _MAX_WORKERS)
+    if pool["threads"] is None:
+        set_threads(count)
+    with _lock:
+        while pool["workers"] < want:
+            tid = ctypes.c_ulong()
+            rc = pool["create"](ctypes.byref(tid), None, pool["worker"], pool["workers"])
+            if rc != 0:
+                break  # (no more threads: the pool runs with those it has)
+            pool["detach"](tid.value)
+            pool["workers"] += 1
+            pool["set"](1, pool["workers"])
+
+
+def set_threads(count):
+    """Threads a call may use from now on, the caller included (1: every chunk on the caller).
+    Recorded until the pool is first needed (a process without native steps compiles none)."""
+    count = max(int(count), 1)
+    if _pool["threads"] != count:
+        _pool["threads"] = count
+        if "set" in _pool:
+            _pool["set"](0, count)
+
+
+def threads():
+    """The threads a call may use now (None: not set yet)."""
+    return _pool["threads"]
+
+
+def workers():
+    """Workers started in this process."""
+    return _pool.get("workers", 0)
+
+
+def _after_fork_in_child():
+    """The parent's workers do not exist in a forked child: set up again and start as many."""
+    global _lock
+    _lock = threading.Lock()  # (another thread may have held it at the fork)
+    if "module" not in _pool:
+        return
+    want, count = _pool["workers"], _pool["threads"]
+    _pool["setup"](*_pool["addresses"])
+    _pool["workers"], _pool["threads"] = 0, None
+    set_threads(count or 1)
+    ensure_workers(want + 1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
