@@ -36,6 +36,12 @@ import threading
 __all__ = ["callback_address", "ensure_workers", "set_threads", "threads", "workers"]
 
 _MAX_WORKERS = 255
+# After its chunks, a worker watches for the next call this long before it sleeps (and the
+# caller for the last chunks before it waits): the kernels of one step follow each other
+# within microseconds, and waking a sleeping thread costs tens of them. Between steps every
+# thread sleeps. (Cycles of the time-stamp counter; ROUNDS bounds the wait where it has none.)
+SPIN_CYCLES = 1 << 18
+SPIN_ROUNDS = 1 << 16
 
 _IR = r"""
 @fns = internal global [7 x ptr] zeroinitializer
@@ -139,7 +145,7 @@ go:
   %g0 = load i64, ptr @gen
   %g1 = add i64 %g0, 1
   %g = and i64 %g1, 4294967295
-  store i64 %g, ptr @gen
+  store atomic i64 %g, ptr @gen monotonic, align 8
   store ptr %task, ptr @task
   store ptr %ctx, ptr @ctx
   store i64 %n, ptr @n
@@ -151,9 +157,22 @@ SAVE_MXCSR
   call void @fcall(i64 3, ptr @cv_work, ptr null)
   call void @unlock()
   call void @run(i64 %g, ptr %task, ptr %ctx, i64 %n)
+  %t0 = call i64 @llvm.readcyclecounter()
+  br label %spin
+spin:
+  %k = phi i64 [0, %go], [%k1, %pause]
   %d = load atomic i64, ptr @done acquire, align 8
   %all = icmp eq i64 %d, %n
-  br i1 %all, label %finish, label %block
+  br i1 %all, label %finish, label %pause
+pause:
+PAUSE
+  %k1 = add i64 %k, 1
+  %now = call i64 @llvm.readcyclecounter()
+  %spent = sub i64 %now, %t0
+  %long = icmp ugt i64 %spent, SPIN_CYCLES
+  %many = icmp ugt i64 %k1, SPIN_ROUNDS
+  %stop = or i1 %long, %many
+  br i1 %stop, label %block, label %spin
 block:
   call void @lock()
   br label %check
@@ -183,7 +202,7 @@ entry:
   call void @lock()
   br label %check
 check:
-  %g = load i64, ptr @gen
+  %g = load atomic i64, ptr @gen monotonic, align 8
   %s = load i64, ptr %seenp
   %same = icmp eq i64 %g, %s
   br i1 %same, label %sleep, label %new
@@ -202,6 +221,23 @@ take:
 LOAD_MXCSR
   call void @unlock()
   call void @run(i64 %g, ptr %task, ptr %ctx, i64 %n)
+  %t0 = call i64 @llvm.readcyclecounter()
+  br label %spin
+spin:
+  %k = phi i64 [0, %take], [%k1, %pause]
+  %gnow = load atomic i64, ptr @gen monotonic, align 8
+  %moved = icmp ne i64 %gnow, %g
+  br i1 %moved, label %relock, label %pause
+pause:
+PAUSE
+  %k1 = add i64 %k, 1
+  %now = call i64 @llvm.readcyclecounter()
+  %spent = sub i64 %now, %t0
+  %long = icmp ugt i64 %spent, SPIN_CYCLES
+  %many = icmp ugt i64 %k1, SPIN_ROUNDS
+  %stop = or i1 %long, %many
+  br i1 %stop, label %relock, label %spin
+relock:
   call void @lock()
   br label %check
 }
@@ -238,6 +274,7 @@ w:
 }
 
 declare i64 @llvm.smin.i64(i64, i64)
+declare i64 @llvm.readcyclecounter()
 """
 
 _X86_SAVE = """  call void @llvm.x86.sse.stmxcsr(ptr @mxcsr)"""
@@ -247,6 +284,7 @@ _X86_LOAD = """  %mxv = load i32, ptr @mxcsr
 _X86_DECLS = """
 declare void @llvm.x86.sse.stmxcsr(ptr)
 declare void @llvm.x86.sse.ldmxcsr(ptr)
+declare void @llvm.x86.sse2.pause()
 """
 
 _lock = threading.Lock()
@@ -260,6 +298,8 @@ def _ir_text():
     x86 = jit.host_target().triple.startswith("x86_64")
     text = _IR.replace("SAVE_MXCSR", _X86_SAVE if x86 else "")
     text = text.replace("LOAD_MXCSR", _X86_LOAD if x86 else "")
+    text = text.replace("PAUSE", "  call void @llvm.x86.sse2.pause()" if x86 else "")
+    text = text.replace("SPIN_CYCLES", str(SPIN_CYCLES)).replace("SPIN_ROUNDS", str(SPIN_ROUNDS))
     return text + (_X86_DECLS if x86 else "")
 
 

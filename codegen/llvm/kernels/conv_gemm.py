@@ -22,16 +22,19 @@ When BLAS runs several threads and the convolution is large (the same limit as f
 ``gemm.NATIVE_MAX_MACS``) with wide outputs and an im2col matrix that stays in cache
 (``IM2COL_MIN_COUT``, ``IM2COL_MAX_BYTES``), or the host has no usable vectors, the im2col
 matrix is materialized instead (one strided copy into a private buffer, shared by the forward
-pass and the filter gradient of the same input) and BLAS multiplies it on all its threads:
-the native kernels are single-threaded.
+pass and the filter gradient of the same input) and BLAS multiplies it on all its threads.
+Large native kernels run in chunks on graphc's thread pool too (``parallel``): the forward
+kernel (and so the stride-1 input gradient) over blocks of output positions, the filter
+gradient over images, each chunk of images summing into its own partial filter gradient.
 """
 from typing import NamedTuple
 
 import numpy as np
 
-from .gemm import (NATIVE_MAX_MACS, blocking, rank1_update, store_tile, vector_type,
-                        vector_unit)
-from ..ir import KERNEL_ATTRS, Function, val_type
+from .. import parallel
+from .gemm import (NATIVE_MAX_MACS, blocking, last_or_not, rank1_update, store_tile,
+                   vector_type, vector_unit)
+from ..ir import KERNEL_ATTRS, Function, float_literal, val_type
 from .elementwise import emit_gemm, fill
 from ..loops import carried_nest, contiguous_strides, params
 from .movement import strided_copy
@@ -105,6 +108,7 @@ def conv_forward_function(dtype, s, noalias):
         row = fn.add(fn.mul(img, s.hp), fn.mul(a, s.sh))
         return fn.mul(fn.add(fn.mul(row, s.wp), fn.mul(b, s.sw)), s.cin)
 
+    tiles = []
     for j0, vectors in _column_groups(blk, s.cout):
         cols = [j0 + sum(vectors[:v]) for v in range(len(vectors))]
 
@@ -122,7 +126,18 @@ def conv_forward_function(dtype, s, noalias):
             ptrs = [[fn.gep(t, "%p0", fn.add(fn.mul(fn.add(p0, r), s.cout), cols[v]))
                      for v in range(len(vectors))] for r in range(rows)]
             store_tile(fn, t, ptrs, accs, vectors)
-        _row_groups(fn, positions, blk.mr, tile)
+        tiles.append(tile)
+    work = positions * s.kh * s.kw * s.cin * s.cout
+    full, rest = divmod(positions, blk.mr)
+    if full + bool(rest) >= 2 and work >= parallel.min_work():
+        # blocks of positions, every column group each: the pool may share them (``parallel``)
+        with fn.loop(full + bool(rest), "rb", split=work) as lb:
+            p0 = fn.mul(lb.i, blk.mr)
+            last_or_not(fn, lb.i, full, rest, lambda rows: [tile(p0, rows) for tile in tiles],
+                        blk.mr, rest)
+    else:
+        for tile in tiles:
+            _row_groups(fn, positions, blk.mr, tile)
     fn.ret()
     return fn
 
@@ -142,8 +157,8 @@ def _contract(fn, t, accs, vectors, count, a_ptr, b_ptr):
 
 
 def conv_filter_function(dtype, s, noalias):
-    """``%p0[tap, c, o] += sum_p x[origin(p) + off(tap) + c] * %p2[p, o]`` with %p1 = x
-    padded ([n, hp, wp, cin]) and %p2 = dy [n, oh, ow, cout]; %p0 must be zeroed first.
+    """``%p0[tap, c, o] = sum_p x[origin(p) + off(tap) + c] * %p2[p, o]`` with %p1 = x
+    padded ([n, hp, wp, cin]) and %p2 = dy [n, oh, ow, cout].
 
     One image at a time, every tile: a tile reads all of dy's rows, and dy plus the padded
     input of a whole batch overflow L2 (32x14x14, 32->64 channels: 12 multiply-adds per cycle
@@ -152,7 +167,11 @@ def conv_filter_function(dtype, s, noalias):
     fn, unit = _function(dtype, noalias)
     t = val_type(dtype)
     blk = blocking(dtype, s.cout, unit)
-    with fn.loop(s.n, "img") as li:
+    size = s.kh * s.kw * s.cin * s.cout
+    with fn.loop(size) as lz:  # dw = 0 (a chunk of images: its own partial dw)
+        fn.store(t, float_literal(0.0, dtype), fn.gep(t, "%p0", lz.i))
+    fn.partials, fn.partial_dtype = {0: size * dtype.itemsize}, dtype
+    with fn.loop(s.n, "img", split=s.n * s.oh * s.ow * size) as li:
         for j0, vectors in _column_groups(blk, s.cout):
             cols = [j0 + sum(vectors[:v]) for v in range(len(vectors))]
             for i in range(s.kh):
@@ -284,7 +303,6 @@ def lower_filter(L, n, g, x, dy):
         emit_gemm(L, n, L.out(n), cols, L.buf(dy), (k, s.cout, p, k, s.cout), (True, False))
         return
     bufs = [L.out(n), xp, L.buf(dy)]
-    fill(L, L.out(n), n.shape, n.dtype, 0, n)
     L.call(conv_filter_function(n.dtype, s, L.noalias(bufs)), bufs, n)
 
 

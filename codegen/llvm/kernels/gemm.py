@@ -31,6 +31,7 @@ import os
 from typing import NamedTuple
 
 from ....runtime.jit import host_target
+from .. import parallel
 from ..ir import KERNEL_ATTRS, Function, val_type
 from ..loops import coalesce, loop_nest, params
 
@@ -129,9 +130,51 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
         bases = [fn.gep(g.t, base, off) for base, off in zip((c, a, b), offs)]
         _panels(fn, g, blk, bases, m, n)
     shape, cstrides = coalesce(tuple(batch), list(strides))
-    loop_nest(fn, shape, cstrides, [0, 0, 0], one)
+    if shape or m * n * k < parallel.min_work() or not _split(fn, g, blk, (c, a, b), m, n):
+        loop_nest(fn, shape, cstrides, [0, 0, 0], one)
     fn.ret()
     return fn
+
+
+def _split(fn, g, blk, bases, m, n):
+    """One GEMM as a loop whose iterations the thread pool may share (``parallel``): over
+    column panels when there are several (each chunk keeps the panel order's reuse of B), else
+    over row blocks; the narrower last panel or block is a branch inside the loop. False when
+    there is one tile only."""
+    width = blk.nv * blk.lanes
+    full, rest = divmod(n, width)
+    wide = [blk.lanes] * blk.nv
+    narrow = [blk.lanes] * (rest // blk.lanes) + ([rest % blk.lanes] if rest % blk.lanes else [])
+    work = m * n * g.k
+    if full + bool(rest) >= 2:
+        with fn.loop(full + bool(rest), "jt", split=work) as lj:
+            j0 = fn.mul(lj.i, width)
+            last_or_not(fn, lj.i, full, rest,
+                         lambda vectors: _row_blocks(fn, g, blk, bases, m, j0, vectors),
+                         wide, narrow)
+        return True
+    rows, rest_rows = divmod(m, blk.mr)
+    if rows + bool(rest_rows) < 2:
+        return False
+    with fn.loop(rows + bool(rest_rows), "it", split=work) as li:
+        i0 = fn.mul(li.i, blk.mr)
+        last_or_not(fn, li.i, rows, rest_rows,
+                     lambda r: _tile(fn, g, bases, i0, "0", r, wide if full else narrow),
+                     blk.mr, rest_rows)
+    return True
+
+
+def last_or_not(fn, i, full, rest, body, whole, part):
+    """``body(whole)`` for iterations before ``full``, ``body(part)`` for the one after
+    (when ``rest``)."""
+    if not rest:
+        body(whole)
+        return
+    last = fn(f"icmp eq i64 {i}, {full}")
+    with fn.if_then(fn(f"xor i1 {last}, true")):
+        body(whole)
+    with fn.if_then(last):
+        body(part)
 
 
 def _panels(fn, g, blk, bases, m, n):
@@ -232,4 +275,5 @@ def fmuladd(fn, t, x, y, z, w):
 
 
 __all__ = ["gemm_kernel", "native_gemm_ok", "vector_unit", "blocking", "rank1_update",
+           "last_or_not",
            "store_tile", "splat", "fmuladd", "vector_type", "NATIVE_MAX_MACS"]

@@ -21,11 +21,15 @@ def _model(batch=N):
         k = gc.Variable(rng.standard_normal((3, 3, CIN, COUT)).astype(np.float32) * 0.3,
                         name="k")
         bc = gc.Variable(rng.standard_normal(COUT).astype(np.float32) * 0.1, name="bc")
-        w = gc.Variable(rng.standard_normal((4 * 3 * COUT, 5)).astype(np.float32) * 0.2,
+        k2 = gc.Variable(rng.standard_normal((3, 3, COUT, 16)).astype(np.float32) * 0.2,
+                         name="k2")
+        w = gc.Variable(rng.standard_normal((4 * 3 * 16, 5)).astype(np.float32) * 0.2,
                         name="w")
         a = gc.nn.relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "VALID") + bc)      # 8 x 7
         p = gc.nn.max_pool(a, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")          # 4 x 3
-        h = gc.tanh(gc.reshape(p, [batch, -1]) * 1.5) + gc.reshape(p, [batch, -1])
+        # 54 (tap, channel) pairs: an implicit GEMM (conv_gemm), with its input gradient
+        c2 = gc.reshape(gc.nn.relu(gc.nn.conv2d(p, k2, [1, 1, 1, 1], "SAME")), [batch, -1])
+        h = gc.tanh(c2 * 1.5) + c2
         logits = gc.matmul(h, w)
         loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
             labels=y, logits=logits))
@@ -79,7 +83,8 @@ def test_the_convolution_pooling_and_elementwise_kernels_split(split_everything)
     # conv (+ bias + relu folded), max pool, its gradient, the filter gradient (+ bias
     # gradient, summed per chunk), and elementwise loops
     assert stats["parallel_kernels"] >= 5
-    for kernel in ("Conv2D", "MaxPool", "Conv2DBackpropFilter"):
+    for kernel in ("Conv2D", "Conv2D_1", "MaxPool", "Conv2DBackpropFilter",
+                   "Conv2DBackpropFilter_1", "Conv2DBackpropInput", "MatMul"):
         assert f"_{kernel}.task" in text, kernel
     assert "sum_partials_" in text
 
