@@ -7,7 +7,9 @@ symbols). The caller runs chunks too; the pool's workers take the others.
 
 The pool is native code written here as LLVM IR and compiled once per process (llvmlite only:
 a saved step loads it without the compiler). Its workers are pthreads that sleep on a
-condition variable between calls: nothing spins while no step runs. A call:
+condition variable; after a call they watch for the next one for ``SPIN_CYCLES`` (about
+0.1 ms: the split kernels of one step follow each other closely) before they sleep again, so
+between steps nothing spins. A call:
 
 - publishes (task, ctx, n) under the pool's mutex, bumps the generation and wakes the workers;
 - every thread then claims chunks from one 64-bit word, ``generation << 32 | next chunk``, by

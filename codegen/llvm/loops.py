@@ -156,7 +156,7 @@ def multi_elementwise_function(math_lib, shape, operands, members, noalias):
             dtype = operands[out][0]
             store_value(fn, dtype, result, fn.gep(mem_type(dtype), f"%p{out}", offs[out]))
             vals[out] = result
-    work = _count(cshape) * (len(operands) + sum(_size(body) for _, body in members))
+    work = _count(cshape) * sum(_size(body) for _, body in members)
     loop_nest(fn, cshape, cstrides, bases, inner, split=work)
     fn.ret()
     return fn

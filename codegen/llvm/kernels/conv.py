@@ -12,6 +12,7 @@ every filter row in a register over all positions (and may sum the bias gradient
 import numpy as np
 
 from . import conv_gemm
+from .gemm import vector_unit
 from ..ir import Function, float_literal, val_type
 from .elementwise import combine, fill, scalar_const
 from ..registry import lowers
@@ -69,6 +70,17 @@ def _macs(g, cout):
 
 
 VECTOR_TAPS = 32  # at most this many (tap, input channel) pairs get a register each
+# Neighbouring output positions the forward vector kernel computes together, each its own
+# accumulator (W4's conv: one position at a time waited on a chain of 9 dependent FMAs)
+FORWARD_POSITIONS = 8
+
+
+def _filter_group():
+    """Accumulators the filter gradient keeps over one pass of an image's positions: half
+    the vector registers, less the operands (W4's 10 in one pass spilled to the stack on
+    AVX2: 14 cycles per position)."""
+    unit = vector_unit()
+    return max((unit.registers if unit else 16) // 2 - 2, 1)
 
 
 def _vectorizable(g, cout):
@@ -120,34 +132,54 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
             rows = {a: (fn.load(vt, src) if src.startswith("%") else src)
                     for a, src in sources.items()}
 
-        def position(idx, values):
-            n, p, q = idx
-            acc = "zeroinitializer"
+        def positions(n, p, qs):
+            """Output positions (n, p, q) for q in ``qs``: one chain of fused multiply-adds
+            each, interleaved (one chain alone waits on each FMA's latency)."""
+            accs = ["zeroinitializer"] * len(qs)
             for k, (i, j, c) in enumerate(taps):
-                xv = _splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout)
-                acc = fma(xv, wrows[k], acc)
-            pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
-            if epilogue is not None:
-                acc = render_vector(fn, body, {**rows, conv_arg: acc}, vt)
-            fn.store(vt, acc, fn.gep(t, "%p0", fn.mul(pos, cout)))
-            return []
-        carried_nest(fn, (g.n, g.oh, g.ow), [], position, split=_macs(g, cout))
+                for u, q in enumerate(qs):
+                    xv = _splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout)
+                    accs[u] = fma(xv, wrows[k], accs[u])
+            for q, acc in zip(qs, accs):
+                pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
+                if epilogue is not None:
+                    acc = render_vector(fn, body, {**rows, conv_arg: acc}, vt)
+                fn.store(vt, acc, fn.gep(t, "%p0", fn.mul(pos, cout)))
+        blocks, rest = divmod(g.ow, FORWARD_POSITIONS)
+        with fn.loop(g.n, split=_macs(g, cout)) as ln, fn.loop(g.oh) as lp:
+            if blocks:
+                with fn.loop(blocks, "q") as lq:
+                    first = fn.mul(lq.i, FORWARD_POSITIONS)
+                    positions(ln.i, lp.i, [fn.add(first, u) for u in range(FORWARD_POSITIONS)])
+            if rest:
+                positions(ln.i, lp.i, [str(blocks * FORWARD_POSITIONS + u) for u in range(rest)])
     else:
-        def position(idx, accs):
-            n, p, q = idx
-            pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
-            dy = fn.load(vt, fn.gep(t, "%p2", fn.mul(pos, cout)))
-            out = [fma(_splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout),
-                       dy, acc) for (i, j, c), acc in zip(taps, accs)]
-            return out + [fn(f"fadd fast {vt} {accs[-1]}, {dy}")] if bias else out
         # each chunk of images sums into its own copy of dw (and db): ``parallel``
         fn.partials = {0: len(taps) * cout * dtype.itemsize}
         if bias:
             fn.partials[3] = cout * dtype.itemsize
         fn.partial_dtype = dtype
-        finals = carried_nest(fn, (g.n, g.oh, g.ow),
-                              [(vt, "zeroinitializer")] * (len(taps) + bias), position,
-                              split=_macs(g, cout))
+        count = len(taps) + bias  # accumulators: one per tap, and the bias gradient's
+        with fn.loop(g.n, split=_macs(g, cout)) as ln:
+            finals = [ln.carry(vt, "zeroinitializer") for _ in range(count)]
+            values = list(finals)
+            for first in range(0, count, _filter_group()):
+                group = range(first, min(first + _filter_group(), count))
+
+                def position(idx, accs, group=group):
+                    p, q = idx
+                    pos = fn.add(fn.mul(fn.add(fn.mul(ln.i, g.oh), p), g.ow), q)
+                    dy = fn.load(vt, fn.gep(t, "%p2", fn.mul(pos, cout)))
+                    return [fn(f"fadd fast {vt} {acc}, {dy}") if k == len(taps) else
+                            fma(_splat(fn, vt, t, _tap_value(fn, g, t, dtype, ln.i, p, q,
+                                                             *taps[k]), cout), dy, acc)
+                            for k, acc in zip(group, accs)]
+                out = carried_nest(fn, (g.oh, g.ow), [(vt, values[k]) for k in group],
+                                   position)
+                for k, v in zip(group, out):
+                    values[k] = v
+            for phi, v in zip(finals, values):
+                ln.update(phi, v)
         if bias:
             fn.store(vt, finals.pop(), "%p3")
         for k, acc in enumerate(finals):
