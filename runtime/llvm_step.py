@@ -36,8 +36,8 @@ def _callback_address(name):
     """The runtime entry point a step's table slot ``name`` holds."""
     if name == "host_call":
         return host_calls.callback_address()
-    if name == "parallel_for":
-        return parallel.callback_address()
+    if name in ("parallel_for", "parallel_rest"):
+        return parallel.callback_address(name)
     return collectives.callback_address(name)
 
 __all__ = ["Slot", "StepLayout", "NativeStep", "NumericsSite", "STATUS_MESSAGES"]

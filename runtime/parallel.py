@@ -9,7 +9,8 @@ The pool is native code written here as LLVM IR and compiled once per process (l
 a saved step loads it without the compiler). Its workers are pthreads that sleep on a
 condition variable; after a call they watch for the next one for ``SPIN_CYCLES`` (about
 0.1 ms: the split kernels of one step follow each other closely) before they sleep again, so
-between steps nothing spins. A call:
+between steps nothing spins; a step about to call BLAS sends them to sleep at once
+(``gc_pool_rest``), so that BLAS's threads find the cores free. A call:
 
 - publishes (task, ctx, n) under the pool's mutex, bumps the generation and wakes the workers;
 - every thread then claims chunks from one 64-bit word, ``generation << 32 | next chunk``, by
@@ -61,6 +62,7 @@ _IR = r"""
 @mxcsr = internal global i32 8064
 @threads = internal global i64 1, align 64
 @workers = internal global i64 0
+@resting = internal global i64 0, align 64
 
 define internal void @fcall(i64 %k, ptr %a, ptr %b) {
   %p = getelementptr [7 x ptr], ptr @fns, i64 0, i64 %k
@@ -153,6 +155,7 @@ go:
   store i64 %n, ptr @n
   store i64 %w, ptr @active
   store atomic i64 0, ptr @done monotonic, align 8
+  store atomic i64 0, ptr @resting monotonic, align 8
 SAVE_MXCSR
   %start = shl i64 %g, 32
   store atomic i64 %start, ptr @claim release, align 8
@@ -229,7 +232,10 @@ spin:
   %k = phi i64 [0, %take], [%k1, %pause]
   %gnow = load atomic i64, ptr @gen monotonic, align 8
   %moved = icmp ne i64 %gnow, %g
-  br i1 %moved, label %relock, label %pause
+  %rest = load atomic i64, ptr @resting monotonic, align 8
+  %told = icmp ne i64 %rest, 0
+  %wake = or i1 %moved, %told
+  br i1 %wake, label %relock, label %pause
 pause:
 PAUSE
   %k1 = add i64 %k, 1
@@ -261,6 +267,13 @@ define void @gc_pool_setup(ptr %f0, ptr %f1, ptr %f2, ptr %f3, ptr %f4, ptr %f5,
   %r2 = call i32 %f6(ptr @cv_done, ptr null)
   store i64 0, ptr @workers
   store i32 0, ptr @busy
+  ret void
+}
+
+; Workers watching for the next call sleep now (the step is about to call BLAS, whose own
+; threads need the cores).
+define void @gc_pool_rest() {
+  store atomic i64 1, ptr @resting monotonic, align 8
   ret void
 }
 
@@ -331,6 +344,7 @@ def _build():
     detach.argtypes = [ctypes.c_ulong]
     _pool.update(module=loaded, lib=lib, setup=setup, addresses=addresses, create=create,
                  detach=detach, parallel_for=loaded.address("gc_parallel_for"),
+                 rest=loaded.address("gc_pool_rest"),
                  worker=loaded.address("gc_pool_worker"),
                  set=_SET(loaded.address("gc_pool_set")), workers=0)
     _pool["set"](0, _pool.get("threads") or 1)
@@ -344,10 +358,11 @@ def _loaded():
     return _pool
 
 
-def callback_address():
+def callback_address(name="parallel_for"):
     """The address of ``void gc_parallel_for(void (*task)(void *, int64), void *ctx, int64 n)``
-    (compiling the pool on first use)."""
-    return _loaded()["parallel_for"]
+    or (``"parallel_rest"``) of ``void gc_pool_rest(void)``, which sends the workers watching
+    for the next call to sleep (a step calls it before BLAS). Compiles the pool on first use."""
+    return _loaded()["rest" if name == "parallel_rest" else "parallel_for"]
 
 
 def ensure_workers(count):

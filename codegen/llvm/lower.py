@@ -71,6 +71,7 @@ class Lowering:
         self.gemm_calls = {"native": 0, "blas": 0}
         self.merged = 0  # elementwise nodes that joined another's loop
         self.parallel_calls = 0  # kernels run in chunks on the thread pool
+        self._blas_slots = set()  # (a BLAS call after a split kernel: the pool rests first)
         self.skip = set()  # nodes a previous kernel already computed (folded in)
         self.deferred = {}  # node -> the later node whose kernel computes it (see ``folds``)
         self.folded = {}  # node -> (fold name, what it claimed): see ``fold``
@@ -117,6 +118,7 @@ class Lowering:
         bits = gemm_entry(dtype.np)[1]
         if key not in self._slot_of:
             self.layout.blas.append((self._special(key), dtype.np.name, bits))
+            self._blas_slots.add(self._slot_of[key])
         return Buf(self._slot_of[key], 0, 0), bits
 
     def rng(self, seed):
@@ -188,6 +190,8 @@ class Lowering:
         note = _call_note(node, label)
         if node in self.folded:  # its kernel computes a neighbour too (``folds``)
             note += f"  [fold {self.folded[node][0]}]"
+        if self.parallel_calls and any(b.slot in self._blas_slots for b in bufs):
+            self.calls.append((parallel.rest(self), [], None, "rest", "the pool's workers sleep"))
         split = parallel.wanted(self, fn, fallible)
         fn.parallel = split
         name = self.module.add_kernel(fn, f"{prefix}_{base}" if prefix else base, note)

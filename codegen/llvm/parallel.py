@@ -95,6 +95,17 @@ def emitter(L, name, fn, bufs, partial_bufs):
     return emit
 
 
+def rest(L):
+    """What the step writes before a BLAS call that follows a split kernel: the pool's
+    workers stop watching for the next call and sleep (BLAS's own threads need the cores)."""
+    from .kernels.collective import callback
+    slot = callback(L, "parallel_rest")
+
+    def emit(step, pointer, restore):
+        step.emit(f"call void {pointer(slot)}()")
+    return emit
+
+
 def _sum_kernel(module, dtype, nbytes, chunks):
     """``out[i] = sum over chunks of part[c][i]`` (chunk order: a fixed rounding)."""
     t = mem_type(dtype)

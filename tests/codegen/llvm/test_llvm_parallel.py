@@ -111,3 +111,18 @@ def test_a_bad_threshold_setting_is_refused(monkeypatch, value):
     g, x, y, loss, train, _ = _model()
     with pytest.raises(CompileError, match="GRAPHC_PARALLEL_MIN_WORK must be a positive"):
         compile_program([loss, train], {x: x.shape, y: y.shape}, "llvm")
+
+
+def test_blas_calls_after_split_kernels_send_the_pool_to_sleep_first(split_everything,
+                                                                     monkeypatch):
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "0")  # every GEMM through BLAS
+    g, x, y, loss, train, _ = _model()
+    fn = compile_program([loss, train], {x: x.shape, y: y.shape}, "llvm").fn
+    names = [name for _, name in fn.layout.callbacks]
+    assert "parallel_for" in names and "parallel_rest" in names
+    assert fn.artifacts.stats["blas_gemms"] >= 3
+    ref_loss, ref = _train("numpy")
+    got_loss, got = _train("llvm", threads=2)
+    np.testing.assert_allclose(got_loss, ref_loss, rtol=2e-5)
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-6, err_msg=name)
