@@ -1,6 +1,11 @@
 """Load a generated NumPy step module from its source text (no compiler needed)."""
 import types
 
+from .threads import tuned
+
+# What generated code calls BLAS through (matrix products, convolutions as GEMMs)
+_BLAS_CALLS = ("np.matmul", "conv", "einsum", "tensordot")
+
 
 def load_python_step(source, consts, seeds=(), arena=None, module_name="graphc_step"):
     """Execute generated source as a fresh module and build its step function.
@@ -11,10 +16,14 @@ def load_python_step(source, consts, seeds=(), arena=None, module_name="graphc_s
         seeds: one seed (or None) per random op.
         arena: the planned buffer arena (a uint8 array), or None.
     Returns:
-        (step function, module).
+        (step function, module). A step that calls BLAS chooses BLAS's thread count by timing
+        itself (``threads.tuned``), as native steps do.
     """
     module = types.ModuleType(module_name)
     module.__dict__["__file__"] = f"<{module_name}>"
     code = compile(source, f"<{module_name}>", "exec")
     exec(code, module.__dict__)
-    return module.make_step(consts, arena, list(seeds)), module
+    step = module.make_step(consts, arena, list(seeds))
+    if any(call in source for call in _BLAS_CALLS):
+        step = tuned(step)
+    return step, module

@@ -21,12 +21,13 @@ import collections
 import ctypes
 import os
 import statistics
+import time
 
 from . import parallel
 from .blas import _numpy_openblas, blas_threads, limit_blas_threads
 
 __all__ = ["available_cores", "thread_count", "apply_policy", "cgroup_cpus", "BlasTuner",
-           "cap_policy", "policy_threads"]
+           "cap_policy", "policy_threads", "tuned"]
 
 # The policy's thread count (None until apply_policy ran) and the count BLAS has now, as
 # graphc set it (so that a step switching counts calls the setter only on a change).
@@ -204,3 +205,20 @@ class BlasTuner:
         self.recent_sum += seconds
         slower = len(recent) == 8 and self.recent_sum > 8 * self.SLOWER * self.expected
         self.phase = 0 if slower or self.phase + 1 >= explore + self.EXPLOIT else self.phase + 1
+
+
+def tuned(step):
+    """``step`` (a Python function that calls BLAS: a NumPy-backend step) under its own
+    ``BlasTuner``, or ``step`` itself when tuning can do nothing here (``BlasTuner.wanted``).
+    A call that raises is not timed."""
+    if not BlasTuner.wanted():
+        return step
+    tuner, clock = BlasTuner(), time.perf_counter
+
+    def run(*args):
+        n, t0 = tuner.before(), clock()
+        out = step(*args)
+        tuner.after(n, clock() - t0)
+        return out
+    run.tuner = tuner
+    return run

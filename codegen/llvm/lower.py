@@ -15,6 +15,10 @@ Beyond one kernel per node: adjacent elementwise nodes sharing a buffer run as o
 (``kernels.gemm_acc``), and a few producer/consumer pairs run as one kernel: the named folds
 of ``folds`` (``L.skip`` holds the consumers folded in), each listed at the top of the module.
 
+Kernels with enough work whose outer loop is independent (convolutions, pooling, GEMMs,
+elementwise loops) run in chunks on the runtime's thread pool (``parallel``): the step
+calls ``parallel_for`` with a task per kernel instead of the kernel.
+
 ``noalias`` goes on a kernel parameter only when its byte range overlaps no other parameter
 of that call; buffers that are the same bytes are passed once (an in-place update reads and
 writes one pointer).

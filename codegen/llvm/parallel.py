@@ -51,8 +51,8 @@ def chunks_of(fn):
 
 
 def task(module, name, fn):
-    """``void <name>.task(ptr %ctx, i64 %c)`` calling kernel ``name`` on chunk c (once per
-    kernel); partial parameters move to chunk c's copy."""
+    """``void <name>.task.<extent>(ptr %ctx, i64 %c)`` calling kernel ``name`` on chunk c
+    (defined once per kernel and extent); partial parameters move to chunk c's copy."""
     extent, chunks = fn.split[0], chunks_of(fn)
     # (twin kernels differing only in the split loop's extent share a body: tasks are per
     # extent and partial sizes)

@@ -113,3 +113,23 @@ def test_blas_tuner_stays_off_with_one_thread_or_when_asked(monkeypatch):
     assert threads.BlasTuner.wanted()
     monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
     assert not threads.BlasTuner.wanted() and fake.set == []
+
+
+def test_numpy_backend_steps_that_call_blas_are_tuned_too(monkeypatch):
+    from graphc.runtime.pystep import load_python_step
+    fake = _FakeBlas(monkeypatch, policy=2)
+    source = ("import numpy as np\n"
+              "def make_step(consts, arena, seeds):\n"
+              "    def step(a, b):\n"
+              "        return np.matmul(a, b)\n"
+              "    return step\n")
+    step, _ = load_python_step(source, [])
+    a = np.ones((4, 4), np.float32)
+    for _ in range(3 * threads.BlasTuner.EXPLORE):
+        np.testing.assert_array_equal(step(a, a), a @ a)
+    assert step.tuner.best in (1, 2) and 1 in fake.set  # it timed calls on one thread
+    plain, _ = load_python_step(source.replace("np.matmul(a, b)", "a + b"), [])
+    assert not hasattr(plain, "tuner")  # no BLAS: nothing to tune
+    monkeypatch.setitem(threads._state, "policy", 1)
+    one, _ = load_python_step(source, [])
+    assert not hasattr(one, "tuner")  # one thread: nothing to choose
