@@ -136,12 +136,17 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
         dump_dir = dumps.signature_dir(dumps.base_dir(None), fetches, feed_shapes, backend,
                                        optimize)
     objects = step_cache.store(cache) if dump_dir is None else None
-    key = None if objects is None else step_cache.step_key(program, backend, names, checks)
+    key = None
+    if objects is not None:
+        t1 = time.perf_counter()
+        key = step_cache.step_key(program, backend, names, checks)
+        timings["key"] = time.perf_counter() - t1
     if key is not None:
         hit = step_cache.load(objects, key, program, lambda: compile_program(
-            fetches, feed_shapes, backend, optimize, passes, None, checks, cache=False))
+            fetches, feed_shapes, backend, optimize, passes, None, checks, cache=False),
+            timings)
         if hit is not None:
-            hit.timings = dict(timings, lookup=time.perf_counter() - t0)
+            hit.timings["lookup"] = time.perf_counter() - t0
             return hit
         signature = step_cache.signature_of(program)  # (before the passes rewrite it)
     t1 = time.perf_counter()

@@ -41,6 +41,7 @@ import hashlib
 import json
 import os
 import struct
+import time
 
 import numpy as np
 
@@ -190,7 +191,7 @@ def save(objects, key, compiled, signature):
     return objects.put(key, _MAGIC + struct.pack("<Q", len(raw)) + raw + blob + consts)
 
 
-def load(objects, key, program, rebuild):
+def load(objects, key, program, rebuild, timings=None):
     """The ``CachedCompiled`` saved under ``key`` for ``program``, or None (a miss, or an
     entry this graphc cannot use: it is then compiled and written again).
 
@@ -198,12 +199,19 @@ def load(objects, key, program, rebuild):
         program: the specialized program the key was computed from (its user nodes).
         rebuild: ``() -> Compiled``: the same signature compiled without the cache (for
             what a hit does not carry: the optimized program, sites, dumps).
+        timings: {phase: seconds} so far; a hit's ``timings`` adds "read" (the entry read,
+            checked and parsed), "load" (its code made callable) and "bind" (the step built
+            around the code).
     """
+    timings = dict(timings or {})
+    t0 = time.perf_counter()
     payload = objects.get(key)
     if payload is None:
         return None
     try:
-        return CachedCompiled(_unpack(payload), signature_of(program), program, rebuild)
+        entry = _unpack(payload)
+        timings["read"] = time.perf_counter() - t0
+        return CachedCompiled(entry, signature_of(program), program, rebuild, timings)
     except Exception:  # noqa: BLE001  (a stale or foreign entry: compile instead)
         return None
 
@@ -227,7 +235,7 @@ class CachedCompiled:
 
     cache_hit = True
 
-    def __init__(self, entry, signature, program, rebuild):
+    def __init__(self, entry, signature, program, rebuild, timings=None):
         feeds, variables = signature
         self.backend = entry["backend"]
         self.feed_nodes = [feeds[k] for k in entry["feeds"]]
@@ -236,14 +244,14 @@ class CachedCompiled:
         self.update_nodes = [variables[k] for k in entry["updates"]]
         self.fetch_values = list(entry["values"])
         self.scratch_bytes = entry["scratch_bytes"]
-        self.timings = {}
+        self.timings = {} if timings is None else timings
         self.lock = step_lock()
         self._rebuild, self._full = rebuild, None
         self.name = getattr(program, "name", "step")
         if self.backend == "numpy":
-            self.fn, self._rng_state = _python_step(entry)
+            self.fn, self._rng_state = _python_step(entry, self.timings)
         else:
-            self.fn, self._rng_state = _native_step(entry)
+            self.fn, self._rng_state = _native_step(entry, self.timings)
 
     def _compiled(self):
         """The signature compiled again (same code): program, source, sites, dumps."""
@@ -261,22 +269,27 @@ class CachedCompiled:
     dump_dir = property(lambda self: self._compiled().dump_dir)
 
 
-def _python_step(entry):
+def _python_step(entry, timings):
     from ..runtime.loaded_step import aligned_zeros, generator
     from ..runtime.pystep import load_python_step
+    t0 = time.perf_counter()
     arrays = entry["arrays"]
     consts = [arrays[f"c{k}"] for k in range(len(arrays))]
     rngs = [generator(s) for s in entry["rng"]]
     arena = aligned_zeros(*entry["arena"]) if entry["arena"] else None
     fn, _ = load_python_step(entry["blob"].decode(), consts, rngs, arena=arena)
+    timings["load"] = time.perf_counter() - t0  # (compiling the source, mostly)
     return fn, lambda: [g.bit_generator.state for g in rngs]
 
 
-def _native_step(entry):
+def _native_step(entry, timings):
     from ..runtime import jit
     from ..runtime.llvm_step import NativeStep
     from ..runtime.loaded_step import decode_layout
-    fn = NativeStep(decode_layout(entry["layout"], entry["arrays"]),
-                    jit.load_object(entry["blob"]))
+    t0 = time.perf_counter()
+    loaded = jit.load_object(entry["blob"])
+    t1 = time.perf_counter()
+    fn = NativeStep(decode_layout(entry["layout"], entry["arrays"]), loaded)
     fn.rng_state[:] = np.array(entry["rng"], np.uint64)
+    timings["load"], timings["bind"] = t1 - t0, time.perf_counter() - t1
     return fn, lambda: [int(v) for v in fn.rng_state]

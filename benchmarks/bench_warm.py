@@ -1,0 +1,122 @@
+"""Benchmark warm compile-cache hits: ``gc.compile`` in a fresh process whose step is cached.
+
+For each workload (W1..W5, see workloads.md) and backend, one process compiles the step with
+``GRAPHC_STEP_CACHE=1`` into an empty cache directory (the cold compile that writes the
+entry); then several fresh processes each build the same graph and time ``gc.compile`` once
+(a hit). Modules are imported before the clock starts (imports are not compilation); what a
+process does once on its first compile (LLVM's target set-up, reading the host CPU) is part
+of the hit, as it is for a user. Each hit runs one step and its loss must equal the cold
+compile's, bit for bit.
+
+Columns, in ms (median and min over the runs):
+
+    gc.compile  the whole call (``CompiledStep``: finding the variables, their initial
+                values, the step's compile)
+    init        the compile of the variables' initializers (a NumPy reference step, cached)
+    step        ``compile_program`` for the step (the hit itself)
+    <phases>    the hit's own timings (``compiled.timings``: see graphc/client/step_cache.py)
+
+    python benchmarks/bench_warm.py [W1 ...] [--backends llvm numpy] [--runs 7]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+CHILD = """
+import json, sys, time
+sys.path.insert(0, {here!r})
+import numpy as np
+import bench_llvm, baselines
+import graphc as gc
+import graphc.client.compile as api
+import graphc.client.step_cache, graphc.runtime.pystep, graphc.runtime.llvm_step
+if {backend!r} == "llvm":
+    import graphc.codegen.llvm.backend  # (a miss needs it; imported for both, not timed)
+graph, x, y, loss, train, init = bench_llvm.build({workload!r})
+spent = []
+def timed(*args, **kwargs):
+    t = time.perf_counter()
+    out = compile_program(*args, **kwargs)
+    spent.append((time.perf_counter() - t, out))
+    return out
+compile_program, api.compile_program = api.compile_program, timed
+t = time.perf_counter()
+step = gc.compile([loss, train], feeds=[x, y], backend={backend!r})
+total = time.perf_counter() - t
+seconds, compiled = [s for s in spent if s[1] is step.compiled][0]
+init = sum(s for s, c in spent if c is not compiled)
+data = baselines.make_data({workload!r})
+value = float(step(x=data[0], y=data[1])[0])
+print(json.dumps(dict(total=total, step=seconds, init=init, loss=value.hex(),
+                      hit=bool(getattr(compiled, "cache_hit", False)),
+                      phases=compiled.timings)))
+"""
+
+
+def _child(workload, backend, env):
+    code = CHILD.format(here=str(HERE), workload=workload, backend=backend)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure(workload, backend, runs):
+    """One cold compile, then ``runs`` warm hits in fresh processes: their result dicts."""
+    with tempfile.TemporaryDirectory() as folder:
+        env = dict(os.environ, GRAPHC_STEP_CACHE="1", GRAPHC_CACHE_DIR=folder)
+        for var in ("GRAPHC_NO_CACHE", "GRAPHC_DUMP", "GRAPHC_DEBUG",
+                    "PYTHONDONTWRITEBYTECODE"):  # (users import from .pyc files)
+            env.pop(var, None)
+        cold = _child(workload, backend, env)
+        if cold["hit"]:
+            raise AssertionError(f"{workload} {backend}: the first compile hit an empty cache")
+        warm = [_child(workload, backend, env) for _ in range(runs)]
+    for w in warm:
+        if not w["hit"]:
+            raise AssertionError(f"{workload} {backend}: a warm compile missed the cache")
+        if w["loss"] != cold["loss"]:
+            raise AssertionError(f"{workload} {backend}: the hit's loss {w['loss']} differs "
+                                 f"from the cold compile's {cold['loss']}")
+    return cold, warm
+
+
+def _cell(values):
+    ms = [v * 1e3 for v in values]
+    return f"{statistics.median(ms):6.2f} {min(ms):6.2f}"
+
+
+def report(workload, backend, cold, warm):
+    """One line: the cold compile, then median and min of every column over the hits."""
+    phases = [p for p in warm[0]["phases"] if p != "lookup"]
+    cells = [("gc.compile", [w["total"] for w in warm]), ("init", [w["init"] for w in warm]),
+             ("step", [w["step"] for w in warm])]
+    cells += [(p, [w["phases"].get(p, 0.0) for w in warm]) for p in phases]
+    print(f"{workload} {backend:5} cold {cold['step'] * 1e3:7.1f} | "
+          + " | ".join(f"{name} {_cell(v)}" for name, v in cells), flush=True)
+
+
+def main(argv=None):
+    sys.path.insert(0, str(HERE))
+    import baselines
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workloads", nargs="*", default=list(baselines.WORKLOADS))
+    parser.add_argument("--backends", nargs="+", default=["llvm", "numpy"],
+                        choices=["llvm", "numpy"])
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args(argv)
+    print(f"ms; each column: median min over {args.runs} fresh processes "
+          "(cold: the compile that filled the cache)")
+    for backend in args.backends:
+        for workload in args.workloads:
+            report(workload, backend, *measure(workload, backend, args.runs))
+
+
+if __name__ == "__main__":
+    main()
