@@ -284,9 +284,40 @@ def _flat_keys(feeds):
 
 
 def _initial_values(var_nodes, graph):
-    """Run the variables' initializers once (a reference step of their assigns)."""
-    if not var_nodes:
-        return {}
+    """Run the variables' initializers once (a reference step of their assigns).
+
+    A variable initialized from a constant of its own type (``gc.Variable(array)``, the
+    zeros of an optimizer's slots) takes a copy of that constant: what the step would
+    compute, without compiling, hashing or caching arrays as large as the model.
+    """
+    values = {}
+    for v in var_nodes:
+        value = _constant_initial_value(v)
+        if value is not None:
+            values[v] = value
+    rest = [v for v in var_nodes if v not in values]
+    if rest:  # (each assign reads only its own inputs: computing them apart changes nothing)
+        values.update(_computed_initial_values(rest))
+    return {v: values[v] for v in var_nodes}
+
+
+def _constant_initial_value(var):
+    """A copy of the constant ``var``'s initializer assigns, or None when it assigns
+    anything else."""
+    init = getattr(var, "initializer", None)
+    if init is None or init.op_name != "assign" or init.attrs.get("mode", "set") != "set":
+        return None
+    target, value = init.inputs
+    if target is not var or value.op_name != "const" or value.dtype != var.dtype:
+        return None
+    array = value.attrs["value"]
+    if not isinstance(array, np.ndarray) or array.shape != tuple(var.shape):
+        return None
+    return np.array(array, dtype=var.dtype.np)
+
+
+def _computed_initial_values(var_nodes):
+    """Compile and run the initializers of ``var_nodes`` (reading no placeholder)."""
     inits = [v.initializer for v in var_nodes]
     try:
         compiled = compile_program(inits, {}, optimize=False)
@@ -295,5 +326,4 @@ def _initial_values(var_nodes, graph):
                          hint="initialize from constants or random ops") from None
     zeros = [np.zeros(v.shape, v.dtype.np) for v in compiled.var_nodes]
     _, updates = compiled.fn(*zeros)
-    values = {v: np.array(u, dtype=v.dtype.np) for v, u in zip(compiled.update_nodes, updates)}
-    return {v: values[v] for v in var_nodes}
+    return {v: np.array(u, dtype=v.dtype.np) for v, u in zip(compiled.update_nodes, updates)}

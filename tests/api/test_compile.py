@@ -40,6 +40,28 @@ def test_variables_are_live_arrays_updated_in_place():
     assert step.stats["updates_in_place"] == 4
 
 
+def test_initial_values_from_constants_random_ops_and_expressions():
+    """Constant initializers are copied without a compile, the others computed: the
+    values are the Session's, and the step's arrays never alias the graph's constants."""
+    start = np.arange(6, dtype=np.float32).reshape(2, 3)
+    a = gc.Variable(start, name="a")
+    b = gc.Variable(gc.random_uniform([3], seed=4), name="b")
+    c = gc.Variable(a.initial_value * 2.0, name="c")
+    d = gc.Variable(np.zeros(3, np.float64), name="d")
+    out = gc.reduce_sum(a) + gc.reduce_sum(b) + gc.reduce_sum(c) + gc.cast(gc.reduce_sum(d),
+                                                                           gc.float32)
+    step = gc.compile(out)
+    with gc.Session() as sess:
+        sess.run(gc.global_variables_initializer())
+        expected = dict(zip("abcd", sess.run([a, b, c, d])))
+    for name, value in expected.items():
+        got = step.variables[name]
+        assert got.dtype == value.dtype and got.tobytes() == value.tobytes(), name
+        assert got.flags.writeable
+    step.variables["a"][0, 0] = 42.0
+    assert start[0, 0] == 0.0 and a.initial_value.attrs["value"][0, 0] == 0.0
+
+
 def test_none_dims_specialize_per_signature_and_cache():
     x = gc.placeholder(gc.float64, [None, 3], name="x")
     y = gc.reduce_sum(gc.tanh(x) * 2.0, axis=1)
