@@ -38,6 +38,8 @@ assigned value is already the variable (``plan.update_in_place[assign]``) nothin
 otherwise the backend copies the value into the variable's buffer at the assign's position.
 The new variable values are then simply the variables' buffers at the end of the step.
 """
+from operator import attrgetter
+
 import networkx as nx
 import numpy as np
 
@@ -154,15 +156,16 @@ def needed_nodes(fetches, fed=()):
     Example:
         >>> needed_nodes([loss], fed={h})     # h's upstream only if something else reads it
     """
-    graph = fetches[0].graph
-    fed = set(fed)
-    dag = nx.DiGraph()
-    dag.add_nodes_from(graph.nodes)
-    dag.add_edges_from((i, n) for n in graph.nodes if n not in fed for i in n.inputs)
-    sink = object()  # one search from every fetch at once (not one per fetch)
-    dag.add_edges_from((f, sink) for f in fetches)
-    need = nx.ancestors(dag, sink)
-    return sorted(need, key=lambda n: n.id)
+    fed = set(fed)  # (nodes hash by identity: a set never calls the == that builds a node)
+    seen = set()
+    stack = list(fetches)
+    while stack:  # one search from every fetch at once, over the edges only
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            if n not in fed:
+                stack.extend(n.inputs)
+    return sorted(seen, key=attrgetter("id"))
 
 
 def specialize(fetches, feed_shapes):

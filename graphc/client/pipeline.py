@@ -4,6 +4,9 @@
 
     build_program (specialize + schedule)  ->  ir.passes pipeline (when optimize)
       ->  codegen (NumPy source or LLVM IR)  ->  runtime (a callable step)
+
+With the compile cache on (``step_cache``), the user's graph is looked up first: a hit
+loads the saved step and skips all of the above.
 """
 import functools
 import gc
@@ -129,26 +132,26 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
                            hint="debug with the NumPy backend, then switch back")
     timings = {}
     t0 = time.perf_counter()
-    program = build_program(fetches, feed_shapes)
-    timings["specialize"] = time.perf_counter() - t0
     names = pipeline_for(optimize, passes, checks)
     if dump_dir is None:
         dump_dir = dumps.signature_dir(dumps.base_dir(None), fetches, feed_shapes, backend,
                                        optimize)
     objects = step_cache.store(cache) if dump_dir is None else None
     key = None
-    if objects is not None:
+    if objects is not None:  # (looked up before specializing: a hit needs no program)
         t1 = time.perf_counter()
-        key = step_cache.step_key(program, backend, names, checks)
+        key, nodes = step_cache.step_key(fetches, feed_shapes, backend, names, checks)
         timings["key"] = time.perf_counter() - t1
     if key is not None:
-        hit = step_cache.load(objects, key, program, lambda: compile_program(
+        hit = step_cache.load(objects, key, nodes, lambda: compile_program(
             fetches, feed_shapes, backend, optimize, passes, None, checks, cache=False),
             timings)
         if hit is not None:
             hit.timings["lookup"] = time.perf_counter() - t0
             return hit
-        signature = step_cache.signature_of(program)  # (before the passes rewrite it)
+    t1 = time.perf_counter()
+    program = build_program(fetches, feed_shapes)
+    timings["specialize"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     run_pipeline(program, passes=names)
     timings["passes"] = time.perf_counter() - t1
@@ -164,7 +167,7 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
         compiled.dump_dir = dump_dir
     dumps.report(program, code.source, backend, timings)
     if key is not None:
-        step_cache.save(objects, key, compiled, signature)
+        step_cache.save(objects, key, compiled, nodes)
     return compiled
 
 

@@ -1,17 +1,21 @@
-"""The compile cache: a compiled signature found by its specialized program, before any pass.
+"""The compile cache: a compiled signature found from the user's graph, before anything runs.
 
-``compile_program`` specializes the fetches for the feed shapes (``build_program``: cheap,
-linear), hashes the result (``step_key``) and looks the key up here; a hit loads the saved code
-and returns a step without running a pass or the code generator. The LLVM object cache
+``compile_program`` hashes what the fetches need of the user's graph and the feed shapes
+(``step_key``) and looks the key up here; a hit loads the saved code and returns a step
+without specializing the graph, running a pass or the code generator. The LLVM object cache
 (``runtime.objcache``), keyed on the generated IR, still needs every pass to produce that IR;
 this one does not.
 
-The key is a canonical structural hash of the specialized program: every node's op, attributes
-(arrays by dtype, shape and content), dtype, shape and inputs (as schedule positions), the
-feed, variable, fetch and update order, the backend, the pass list, the debugging checks, the
-graphc version, ``FORMAT_VERSION``, the host target (``objcache.cache_key``) and every
-``GRAPHC_*`` setting that can change generated code. Anything that changes behaviour changes
-the key; names and source lines do not, except where the code carries them:
+The key is a canonical structural hash of everything specialization (``ir.program.
+build_program``) reads: the nodes the fetches need (every ancestor, stopping at fed nodes), in
+creation order, each with its op, attributes (arrays by dtype, shape and content), dtype,
+declared shape and inputs (as positions in that order), and for a fed node its concrete shape;
+then the fetches, the backend, the pass list, the debugging checks, the graphc version,
+``FORMAT_VERSION``, the host target (``objcache.cache_key``) and every ``GRAPHC_*`` setting
+that can change generated code. Specialization is a function of exactly these (the op
+registry's rules are the graphc version's), so the same key means the same specialized
+program, hence the same compiled step. Anything that changes behaviour changes the key; names
+and source lines do not, except where the code carries them:
 
 - NumPy backend: names and lines are not in the key. A hit's code runs as the first compile
   wrote it; when it fails, or when ``program``, ``source``, ``sites`` or ``code`` are read
@@ -22,7 +26,8 @@ the key; names and source lines do not, except where the code carries them:
   NaN/Inf messages are raised from inside the step), so they are part of the key there.
 
 Not cached: a program with a random op without a seed (each compile draws fresh entropy), a
-host call (``tf.py_func``, ``tf.Print``: Python functions), or an attribute the hash cannot read.
+host call (``tf.py_func``, ``tf.Print``: Python functions), an attribute the hash cannot read,
+or a placeholder it needs without a feed shape (compiling says which).
 
 The cache is off unless ``GRAPHC_STEP_CACHE=1`` (or ``compile_program(cache=True)``); entries
 live in the object cache's directory with its trust rules (``runtime.objcache``) and
@@ -33,33 +38,49 @@ Entry layout (the object cache's payload)::
     magic b"GCSTEP1\\0" | header length u64 | header JSON | code bytes | constants (.npz)
 
 The header holds the backend, the sizes of the two blobs and what a step needs besides its
-code: the order of the feeds and variables it takes (positions in the specialized program's
-lists), which variables it reads and updates, which fetches have values, the arena, and the
-random state at compile time.
+code: its feeds and variables in call order (positions among the nodes the key hashed),
+which variables it reads and updates, which fetches have values, the arena, and the random
+state at compile time.
 """
 import hashlib
 import json
+import marshal
 import os
 import struct
 import time
+from operator import itemgetter
 
 import numpy as np
 
 from ..ir.dtypes import DType
+from ..ir.program import needed_nodes
+from ..ir.shapes import TensorShape
+from ..ir.static import Pending
 from ..runtime.artifact import graphc_version, pack_arrays, unpack_arrays
 from ..runtime.calls import step_lock
 from ..runtime.objcache import ObjectCache, cache_key
 
-FORMAT_VERSION = 1  # bump when the entry layout or the key's contents change
+FORMAT_VERSION = 2  # bump when the entry layout or the key's contents change
 ENV = "GRAPHC_STEP_CACHE"
 _MAGIC = b"GCSTEP1\0"
 # Settings that never change generated code (where caches and dumps go, what is printed).
 _NOT_CODE = {"GRAPHC_CACHE_DIR", "GRAPHC_NO_CACHE", ENV, "GRAPHC_DUMP", "GRAPHC_DEBUG",
              "GRAPHC_ARTIFACT_KEY", "GRAPHC_VERIFY", "GRAPHC_BACKEND"}
+# Attribute values written as they are: marshal writes exactly what they are.
+_PLAIN = frozenset({int, float, str, bool, bytes, type(None)})
 
 
 class _Uncacheable(Exception):
     """The program holds something the key cannot describe."""
+
+
+# Heads a described value (an array, a dtype...): no attribute can be it (``_canon`` refuses
+# it), so a described value never reads like an attribute that is a plain tuple.
+_DESCRIBED = Ellipsis
+# The key's rows are serialized by ``marshal`` at this version: one C call (``repr`` took most
+# of the key's time), injective on the plain values rows hold, and without the back
+# references of versions 3 and up, which depend on objects' identity, not their values.
+_MARSHAL = 2
 
 
 def store(cache=None):
@@ -76,103 +97,138 @@ def store(cache=None):
     return objects if objects.enabled else None
 
 
-def step_key(program, backend, passes, checks):
-    """The cache key of a specialized (not yet optimized) ``program``, or None.
+def step_key(fetches, feed_shapes, backend, passes, checks):
+    """The cache key of the step ``compile_program(fetches, feed_shapes, ...)`` compiles.
+
+    One pass over the nodes the step needs, one hash (no specialization: see the module
+    docstring for what the key holds and why that is enough).
 
     Args:
-        program: from ``build_program``, before any pass.
+        fetches: list of user nodes.
+        feed_shapes: {user node fed: concrete shape}, as ``compile_program`` takes them.
         backend, passes, checks: as ``compile_program`` resolves them.
     Returns:
-        64 hex digits (``objcache.cache_key``), or None for a program that is not cached
-        (see the module docstring).
+        (key, nodes): 64 hex digits (``objcache.cache_key``) and the user nodes the key
+        describes (what an entry's positions refer to); (None, None) for a step that is not
+        cached (see the module docstring).
     Example:
-        >>> step_key(build_program([loss], {x: (32, 64)}), "numpy", ["fuse"], ())
+        >>> key, nodes = step_key([loss], {x: (32, 64)}, "numpy", ["fuse"], ())
+        >>> key
         '3f1c...'
     """
-    nodes = list(program.nodes)
-    index = {id(n): k for k, n in enumerate(nodes)}
-    for n in list(program.feeds) + list(program.variables):
-        if id(n) not in index:
-            index[id(n)] = len(nodes)
-            nodes.append(n)
-    h = hashlib.sha256()
-
-    def put(value):
-        data = repr(value).encode()
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
+    try:
+        fed = {n: tuple(int(d) for d in shape) for n, shape in feed_shapes.items()}
+    except (TypeError, ValueError):
+        return None, None  # (an unknown dim: specializing says what is wrong)
+    nodes = needed_nodes(fetches, fed)
+    index = {n: k for k, n in enumerate(nodes)}
     labels = backend == "llvm"  # its object code carries names and lines (module docstring)
+    where = {}  # (file, line) -> the location's text: many nodes share a line
+    rows = []
     try:
         for n in nodes:
             op = n.opdef
             if op.family == "host" or (op.random and n.attrs.get("seed") is None):
-                return None
-            put((n.op_name, n.dtype.name if n.dtype is not None else None,
-                 None if n.shape is None else tuple(n.shape),
-                 tuple(index[id(x)] if id(x) in index else _refuse() for x in n.inputs),
-                 _canon(n.attrs)))
+                return None, None
+            dtype = None if n.dtype is None else n.dtype.name
+            attrs = n.attrs
+            if attrs:  # (in the op's order: one op writes its attributes in one order)
+                attrs = tuple([(k, v if type(v) in _PLAIN else _canon(v))
+                               for k, v in attrs.items()])
+            shape = fed.get(n)
+            if shape is not None:  # a leaf of the step: its inputs are not read
+                rows.append(("fed", op.name, dtype, shape, attrs))
+            elif op.name == "placeholder":
+                return None, None  # not fed: compiling raises the error
+            else:
+                shape = n.shape
+                if shape is not None:
+                    shape = tuple(shape) if type(shape) is TensorShape else _canon(shape)
+                rows.append((op.name, dtype, shape, tuple([index[x] for x in n.inputs]),
+                             attrs))
             if labels:
-                put((n.node_name, n.loc.format() if n.loc is not None else None, n.is_grad))
-    except _Uncacheable:
-        return None
-    put(("feeds", tuple(index[id(n)] for n in program.feeds)))
-    put(("variables", tuple(index[id(n)] for n in program.variables)))
-    put(("fetches", tuple(None if f is None else index.get(id(f), -1)
-                          for f in program.fetches)))
-    put(("updates", tuple((index[id(v)], index.get(id(a), -1)) for v, a in program.updates)))
-    put((backend, tuple(passes), tuple(checks), graphc_version(), FORMAT_VERSION))
-    put(tuple(sorted((k, v) for k, v in os.environ.items()
-                     if k.startswith("GRAPHC_") and k not in _NOT_CODE)))
-    return cache_key(h.hexdigest(), "compiled step")
-
-
-def _refuse():
-    raise _Uncacheable()
+                loc = n.loc
+                if loc is not None:
+                    line = (loc.filename, loc.lineno)
+                    loc = where.get(line)
+                    if loc is None:
+                        loc = where[line] = n.loc.format()
+                rows.append((n.node_name, loc, n.is_grad))
+        rows.append(("fetches", tuple([index[f] for f in fetches])))
+    except (_Uncacheable, KeyError):
+        return None, None
+    rows.append((backend, tuple(passes), tuple(checks), graphc_version(), FORMAT_VERSION))
+    rows.append(tuple(sorted((k, v) for k, v in os.environ.items()
+                             if k.startswith("GRAPHC_") and k not in _NOT_CODE)))
+    try:
+        digest = hashlib.sha256(marshal.dumps(rows, _MARSHAL)).hexdigest()
+    except ValueError:  # (a value of a subclass of str, int...)
+        return None, None
+    return cache_key(digest, "compiled step"), nodes
 
 
 def _canon(v):
-    """A value that ``repr`` writes the same exactly when ``v`` means the same."""
-    if v is None or isinstance(v, (bool, int, float, str, bytes)):
-        return (type(v).__name__, v)
-    if isinstance(v, DType):
-        return ("dtype", v.name)
-    if isinstance(v, np.ndarray) or isinstance(v, np.generic):
+    """A plain value (or a tuple or list of them) that is the same exactly when ``v`` means
+    the same.
+
+    Plain values (``_PLAIN``) and tuples and lists of them stand for themselves (``marshal``
+    tells 1, 1.0, True, "1", (1,) and [1] apart); anything else is described by a tuple
+    headed by ``_DESCRIBED`` and a kind.
+
+    Raises:
+        _Uncacheable: a value of a type the key cannot describe.
+    """
+    t = type(v)
+    if t in _PLAIN:
+        return v
+    if t is tuple:
+        return tuple([x if type(x) in _PLAIN else _canon(x) for x in v])
+    if t is list:
+        return [x if type(x) in _PLAIN else _canon(x) for x in v]
+    if t is DType:
+        return (_DESCRIBED, "dtype", v.name)
+    if t is TensorShape:  # (a tuple of ints and None)
+        return (_DESCRIBED, "shape", tuple(v))
+    if t is np.ndarray or isinstance(v, np.generic):
         arr = np.asarray(v)
         if arr.dtype.kind == "O":
             raise _Uncacheable()
-        return ("array", arr.dtype.str, arr.shape,
-                hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest())
-    if isinstance(v, (tuple, list)):
-        return (type(v).__name__, tuple(_canon(x) for x in v))
-    if isinstance(v, dict):
-        return ("dict", tuple(sorted((str(k), _canon(x)) for k, x in v.items())))
+        data = arr.tobytes()  # (C order, whatever the strides)
+        if len(data) > 64:  # (the shape tells a digest from the bytes of a small array)
+            data = hashlib.sha256(data).digest()
+        return (_DESCRIBED, "array" if t is np.ndarray else "numpy scalar", arr.dtype.str,
+                arr.shape, data)
+    if isinstance(v, tuple):  # UnknownShape (the shape ``()`` of no rank), a namedtuple...
+        return (_DESCRIBED, "tuple", f"{t.__module__}.{t.__qualname__}", _canon(tuple(v)))
+    if isinstance(v, (DType, np.ndarray)):  # (subclasses)
+        raise _Uncacheable()
+    if t is dict:
+        items = {str(k): _canon(x) for k, x in v.items()}
+        if len(items) != len(v):  # (keys 1 and "1")
+            raise _Uncacheable()
+        return (_DESCRIBED, "dict", tuple(sorted(items.items(), key=itemgetter(0))))
     if isinstance(v, np.dtype):
-        return ("np.dtype", v.str)
-    raise _Uncacheable()
+        return (_DESCRIBED, "np.dtype", v.str)
+    if t is Pending:
+        return (_DESCRIBED, "pending", _canon(v.partial))
+    raise _Uncacheable()  # (a subclass of a plain type too: marshal refuses it)
 
 
-def signature_of(program):
-    """What an entry's positions refer to: the user's feed and variable nodes of the
-    specialized program, in its order (taken before the passes rewrite it)."""
-    return ([program.origin[n] for n in program.feeds],
-            [program.origin[n] for n in program.variables])
-
-
-def save(objects, key, compiled, signature):
+def save(objects, key, compiled, nodes):
     """Write ``compiled`` (just compiled: its random state is the initial one) under ``key``.
 
+    Args:
+        nodes: the user nodes ``step_key`` returned with ``key``.
     Returns:
         True when the entry was written.
     """
-    feeds, variables = signature
-    feed_at = {id(n): k for k, n in enumerate(feeds)}
-    var_at = {id(n): k for k, n in enumerate(variables)}
+    at = {id(n): k for k, n in enumerate(nodes)}
     code = compiled.code
     header = {"backend": compiled.backend,
-              "feeds": [feed_at[id(n)] for n in compiled.feed_nodes],
-              "variables": [var_at[id(n)] for n in compiled.var_nodes],
+              "feeds": [at[id(n)] for n in compiled.feed_nodes],
+              "variables": [at[id(n)] for n in compiled.var_nodes],
               "read": [bool(r) for r in compiled.var_read],
-              "updates": [var_at[id(n)] for n in compiled.update_nodes],
+              "updates": [at[id(n)] for n in compiled.update_nodes],
               "values": list(compiled.fetch_values),
               "scratch_bytes": int(compiled.scratch_bytes),
               "rng": code.rng_state()}
@@ -191,12 +247,12 @@ def save(objects, key, compiled, signature):
     return objects.put(key, _MAGIC + struct.pack("<Q", len(raw)) + raw + blob + consts)
 
 
-def load(objects, key, program, rebuild, timings=None):
-    """The ``CachedCompiled`` saved under ``key`` for ``program``, or None (a miss, or an
-    entry this graphc cannot use: it is then compiled and written again).
+def load(objects, key, nodes, rebuild, timings=None):
+    """The ``CachedCompiled`` saved under ``key``, or None (a miss, or an entry this graphc
+    cannot use: it is then compiled and written again).
 
     Args:
-        program: the specialized program the key was computed from (its user nodes).
+        nodes: the user nodes ``step_key`` returned with ``key``.
         rebuild: ``() -> Compiled``: the same signature compiled without the cache (for
             what a hit does not carry: the optimized program, sites, dumps).
         timings: {phase: seconds} so far; a hit's ``timings`` adds "read" (the entry read,
@@ -211,7 +267,7 @@ def load(objects, key, program, rebuild, timings=None):
     try:
         entry = _unpack(payload)
         timings["read"] = time.perf_counter() - t0
-        return CachedCompiled(entry, signature_of(program), program, rebuild, timings)
+        return CachedCompiled(entry, nodes, rebuild, timings)
     except Exception:  # noqa: BLE001  (a stale or foreign entry: compile instead)
         return None
 
@@ -235,19 +291,19 @@ class CachedCompiled:
 
     cache_hit = True
 
-    def __init__(self, entry, signature, program, rebuild, timings=None):
-        feeds, variables = signature
+    name = "step"
+
+    def __init__(self, entry, nodes, rebuild, timings=None):
         self.backend = entry["backend"]
-        self.feed_nodes = [feeds[k] for k in entry["feeds"]]
-        self.var_nodes = [variables[k] for k in entry["variables"]]
+        self.feed_nodes = [nodes[k] for k in entry["feeds"]]
+        self.var_nodes = [nodes[k] for k in entry["variables"]]
         self.var_read = list(entry["read"])
-        self.update_nodes = [variables[k] for k in entry["updates"]]
+        self.update_nodes = [nodes[k] for k in entry["updates"]]
         self.fetch_values = list(entry["values"])
         self.scratch_bytes = entry["scratch_bytes"]
         self.timings = {} if timings is None else timings
         self.lock = step_lock()
         self._rebuild, self._full = rebuild, None
-        self.name = getattr(program, "name", "step")
         if self.backend == "numpy":
             self.fn, self._rng_state = _python_step(entry, self.timings)
         else:

@@ -1,5 +1,5 @@
-"""The compile cache keyed on the specialized program: a warm hit runs no pass (counted, not
-timed), gives bit-identical results to a miss on both backends, and anything that changes
+"""The compile cache keyed on the user's graph: a warm hit specializes nothing and runs no pass
+(counted, not timed), gives bit-identical results to a miss on both backends, and anything that changes
 behaviour (a constant, a dtype, a shape, the pass list, the backend) changes the key, while a
 renamed NumPy graph still hits and its errors name the current graph's node and line."""
 import numpy as np
@@ -8,7 +8,6 @@ import pytest
 import graphc as gc
 from graphc.client import step_cache
 from graphc.ir import passes as P
-from graphc.ir.program import build_program
 
 BACKENDS = ["numpy", "llvm"]
 
@@ -92,11 +91,11 @@ def test_a_session_hits_the_cache_too(runs, backend):
 
 def _key(backend="numpy", passes=None, **kw):
     graph, x, y, loss, train = _mlp(**kw)
-    with graph.as_default():
-        batch = kw.get("batch", 8)
-        program = build_program([loss, train], {x: (batch, 6), y: (batch,)})
+    batch = kw.get("batch", 8)
     names = list(P.DEFAULT_PIPELINE if passes is None else passes)
-    return step_cache.step_key(program, backend, names, ())
+    key, nodes = step_cache.step_key([loss, train], {x: (batch, 6), y: (batch,)}, backend,
+                                     names, ())
+    return key
 
 
 def test_what_changes_behaviour_changes_the_key():
@@ -119,9 +118,8 @@ def test_a_random_op_without_a_seed_is_not_cached():
         x = gc.placeholder(gc.float32, [3], name="x")
         noisy = x + gc.random_uniform([3])
         seeded = x + gc.random_uniform([3], seed=7)
-        assert step_cache.step_key(build_program([noisy], {x: (3,)}), "numpy", [], ()) is None
-        assert step_cache.step_key(build_program([seeded], {x: (3,)}), "numpy", [], ()) \
-            is not None
+        assert step_cache.step_key([noisy], {x: (3,)}, "numpy", [], ()) == (None, None)
+        assert step_cache.step_key([seeded], {x: (3,)}, "numpy", [], ())[0] is not None
 
 
 def _gather_step(name):
@@ -161,3 +159,97 @@ def test_a_hit_saves_and_the_loaded_step_continues_with_the_same_bits(runs, back
         assert hit(x=xs, y=ys)[0].tobytes() == loaded(x=xs, y=ys)[0].tobytes()
     for name, value in hit.variables.items():
         assert value.tobytes() == loaded.variables[name].tobytes()
+
+
+# -- the key, read from the user's graph -----------------------------------------------------------
+def test_values_that_print_alike_describe_differently():
+    from graphc.ir.shapes import TensorShape
+    values = [1, 1.0, True, "1", b"1", (1,), [1], np.array(1), np.array([1]), np.int64(1),
+              np.array(1, np.int32), np.array(1.0), (1, 1), ((1,), 1), TensorShape(()),
+              TensorShape(None), (), gc.int64, np.dtype("int64"), {"a": 1}, {"a": 1.0},
+              np.zeros(100), np.ones(100), np.zeros((10, 10)), -0.0, 0.0]
+    described = [step_cache.marshal.dumps(step_cache._canon(v), step_cache._MARSHAL)
+                 for v in values]
+    assert len(set(described)) == len(values)
+
+
+def test_a_value_the_key_cannot_describe_is_not_cached():
+    class Named(str):
+        pass
+    for value in [Named("x"), object(), np.array([object()]), {1: 0, "1": 0}]:
+        with pytest.raises(step_cache._Uncacheable):
+            step_cache._canon(value)
+
+
+def _graph_keys(build, backend="numpy"):
+    """The keys of ``build``'s fetches in two fresh graphs: (key, key of the second)."""
+    keys = []
+    for _ in range(2):
+        with gc.Graph().as_default():
+            fetches, shapes = build()
+            keys.append(step_cache.step_key(fetches, shapes, backend, [], ())[0])
+    return keys
+
+
+def test_an_attribute_a_constant_or_the_fed_set_changes_the_key():
+    def reduce(axis=0, transpose=False, scale=2.0, feed_h=False, extra=0):
+        for _ in range(extra):  # nodes the step does not need, before and after its own
+            gc.constant(1.0) + 1.0
+        x = gc.placeholder(gc.float32, [4, 4], name="x")
+        h = gc.matmul(x, x, transpose_a=transpose) * scale
+        out = gc.reduce_sum(h, axis=axis)
+        for _ in range(extra):
+            gc.constant(1.0) * 3.0
+        return [out], ({h: (4, 4)} if feed_h else {x: (4, 4)})
+    base, again = _graph_keys(reduce)
+    assert base is not None and base == again
+    assert _graph_keys(lambda: reduce(extra=3))[0] == base  # positions among needed nodes
+    for changed in [dict(axis=1), dict(transpose=True), dict(scale=3.0), dict(feed_h=True)]:
+        assert _graph_keys(lambda: reduce(**changed))[0] != base, changed
+
+
+def test_a_placeholder_without_a_feed_shape_is_not_cached_and_compiling_says_so(runs):
+    from graphc.client.pipeline import compile_program
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, [3], name="x")
+        y = gc.placeholder(gc.float32, [3], name="y")
+        assert step_cache.step_key([x + y], {x: (3,)}, "numpy", [], ()) == (None, None)
+        with pytest.raises(KeyError):  # what compiling without the cache raises
+            compile_program([x + y], {x: (3,)}, cache=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_hit_with_a_fed_intermediate_and_none_dims_gives_the_misses_numbers(runs, backend):
+    from graphc.client.pipeline import compile_program
+
+    def build():
+        graph = gc.Graph()
+        with graph.as_default():
+            x = gc.placeholder(gc.float64, [None, 3], name="x")
+            w = gc.Variable(np.linspace(-1, 1, 12).reshape(3, 4), name="w")
+            h = gc.nn.relu(gc.matmul(x, w), name="h")
+            loss = gc.reduce_sum(gc.tanh(h) * h)
+            grad, = gc.gradients(loss, [w])
+        return x, w, h, loss, grad
+
+    rng = np.random.default_rng(5)
+    xb, hb = rng.standard_normal((5, 3)), rng.standard_normal((2, 4))
+    results = []
+    for cache in (True, True, False):
+        x, w, h, loss, grad = build()
+        by_x = compile_program([loss, grad], {x: (5, 3)}, backend, cache=cache)
+        by_h = compile_program([loss], {h: (2, 4)}, backend, cache=cache)
+        wv = np.linspace(-1, 1, 12).reshape(3, 4)
+        args = {"x": xb, "h": hb}
+        got = []
+        for compiled in (by_x, by_h):
+            feeds = [args[n.node_name] for n in compiled.feed_nodes]
+            fetched, _ = compiled.fn(*feeds, *[wv for _ in compiled.var_nodes])
+            got.append([np.asarray(f) for f in fetched])
+        results.append((getattr(by_x, "cache_hit", False), getattr(by_h, "cache_hit", False),
+                        got))
+    assert [r[:2] for r in results] == [(False, False), (True, True), (False, False)]
+    for _, _, got in results[1:]:
+        for want_step, got_step in zip(results[0][2], got):
+            for a, b in zip(want_step, got_step):
+                assert a.tobytes() == b.tobytes()
