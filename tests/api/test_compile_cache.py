@@ -253,3 +253,38 @@ def test_a_hit_with_a_fed_intermediate_and_none_dims_gives_the_misses_numbers(ru
         for want_step, got_step in zip(results[0][2], got):
             for a, b in zip(want_step, got_step):
                 assert a.tobytes() == b.tobytes()
+
+
+# -- the entry -------------------------------------------------------------------------------------
+def test_constants_come_back_equal_writable_and_aligned_as_fresh_arrays():
+    arrays = {"f": np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4),
+              "strided": np.arange(20.0)[::3], "scalar": np.array(2.5), "empty": np.zeros((0, 3)),
+              "i": np.array([[1, -2]], np.int64), "b": np.array([True, False]),
+              "big_endian": np.arange(3, dtype=">i4")}
+    table, data = step_cache._pack_arrays(arrays)
+    back = step_cache._unpack_arrays(table, data)
+    assert list(back) == list(arrays)
+    for name, value in arrays.items():
+        got = back[name]
+        assert got.dtype == value.dtype and got.shape == value.shape, name
+        np.testing.assert_array_equal(got, value)
+        assert got.flags.writeable and got.flags.c_contiguous and got.flags.aligned
+    with pytest.raises(ValueError):
+        step_cache._pack_arrays({"objects": np.array([object()])})
+
+
+def test_a_numpy_hit_runs_stored_bytecode_or_compiles_the_source_for_another_python(
+        runs, monkeypatch):
+    from graphc.runtime import pystep
+    cold, cold_losses = _train("numpy")
+    compiled = []
+    monkeypatch.setattr(pystep, "compile_step",
+                        lambda source, name="graphc_step": compiled.append(name) or compile(
+                            source, f"<{name}>", "exec"))
+    warm, warm_losses = _train("numpy")
+    assert warm.compiled.cache_hit and compiled == []  # the stored bytecode ran
+    monkeypatch.setattr(step_cache, "_BYTECODE", "0000")
+    other, other_losses = _train("numpy")
+    assert other.compiled.cache_hit and compiled == ["graphc_step"]  # the source compiled
+    for a, b, c in zip(cold_losses, warm_losses, other_losses):
+        assert a.tobytes() == b.tobytes() == c.tobytes()
