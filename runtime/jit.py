@@ -355,9 +355,14 @@ def load_object(object_code: bytes, target: HostTarget | None = None) -> LoadedM
     t = target or host_target()
     empty = llvm.parse_assembly("")
     empty.triple = t.triple
-    # (the engine's machine compiles only the empty module: at level 0 that costs ~0.4 ms
-    # instead of ~1 ms; the object code was optimized when it was compiled)
-    engine = llvm.create_mcjit_compiler(empty, create_target_machine(0, t))
+    # The engine compiles nothing: its module goes before finalizing, which then only
+    # relocates the object code (compiling even an empty module cost ~0.5-1 ms), and its
+    # machine needs no CPU or features (~0.2 ms cheaper to create than the host's).
+    machine = llvm.Target.from_triple(t.triple).create_target_machine(opt=0,
+                                                                      codemodel="jitdefault")
+    engine = llvm.create_mcjit_compiler(empty, machine)
+    engine.remove_module(empty)
+    empty.close()
     engine.add_object_file(object_file)
     engine.finalize_object()
     return LoadedModule(engine, object_code)
