@@ -35,22 +35,26 @@ live in the object cache's directory with its trust rules (``runtime.objcache``)
 
 Entry layout (the object cache's payload)::
 
-    magic b"GCSTEP1\\0" | header length u64 | header JSON | code | constants | bytecode
+    magic b"GCSTEP1\\0" | header length u64 | header JSON | code | constants | prepared
 
 The code is the object code (LLVM) or the module's source (NumPy); the constants are the
-arrays' bytes, one after another (the header's table says where); the bytecode is the NumPy
-module compiled by this Python (``marshal``: compiling the source is most of loading it), run
-only by a Python of the same bytecode version, which compiles the source otherwise. The
-header holds the backend, the sizes of the three blobs and what a step needs besides its
-code: its feeds and variables in call order (positions among the nodes the key hashed),
-which variables it reads and updates, which fetches have values, the arena, and the random
-state at compile time.
+NumPy module's arrays, their bytes one after another (the header's table says where);
+"prepared" is what a hit would otherwise derive from the code, in the form this Python
+loads fastest: the NumPy module compiled to bytecode (``marshal``: compiling the source was
+most of loading it; run only by a Python of the same bytecode version, which compiles the
+source otherwise), or the native step's ``StepLayout`` (``pickle``: decoding it from JSON
+took longer than loading the object code's relocations). Both run code as the object code
+does, under the same trust rules. The header holds the backend, the sizes of the three blobs
+and what a step needs besides its code: its feeds and variables in call order (positions
+among the nodes the key hashed), which variables it reads and updates, which fetches have
+values, the arena, and the random state at compile time.
 """
 import hashlib
 import importlib.util
 import json
 import marshal
 import os
+import pickle
 import struct
 import time
 from operator import itemgetter
@@ -65,7 +69,7 @@ from ..runtime.artifact import graphc_version
 from ..runtime.calls import step_lock
 from ..runtime.objcache import ObjectCache, cache_key
 
-FORMAT_VERSION = 3  # bump when the entry layout or the key's contents change
+FORMAT_VERSION = 4  # bump when the entry layout or the key's contents change
 ENV = "GRAPHC_STEP_CACHE"
 _MAGIC = b"GCSTEP1\0"
 # Settings that never change generated code (where caches and dumps go, what is printed).
@@ -87,6 +91,7 @@ _DESCRIBED = Ellipsis
 # of the key's time), injective on the plain values rows hold, and without the back
 # references of versions 3 and up, which depend on objects' identity, not their values.
 _MARSHAL = 2
+_PICKLE = 5  # (Python 3.8 and up)
 
 
 def store(cache=None):
@@ -127,50 +132,73 @@ def step_key(fetches, feed_shapes, backend, passes, checks):
     except (TypeError, ValueError):
         return None, None  # (an unknown dim: specializing says what is wrong)
     nodes = needed_nodes(fetches, fed)
-    index = {n: k for k, n in enumerate(nodes)}
-    labels = backend == "llvm"  # its object code carries names and lines (module docstring)
-    where = {}  # (file, line) -> the location's text: many nodes share a line
-    rows = []
+    position = {n: k for k, n in enumerate(nodes)}.__getitem__
     try:
-        for n in nodes:
-            op = n.opdef
-            if op.family == "host" or (op.random and n.attrs.get("seed") is None):
-                return None, None
-            dtype = None if n.dtype is None else n.dtype.name
-            attrs = n.attrs
-            if attrs:  # (in the op's order: one op writes its attributes in one order)
-                attrs = tuple([(k, v if type(v) in _PLAIN else _canon(v))
-                               for k, v in attrs.items()])
-            shape = fed.get(n)
-            if shape is not None:  # a leaf of the step: its inputs are not read
-                rows.append(("fed", op.name, dtype, shape, attrs))
-            elif op.name == "placeholder":
-                return None, None  # not fed: compiling raises the error
-            else:
-                shape = n.shape
-                if shape is not None:
-                    shape = tuple(shape) if type(shape) is TensorShape else _canon(shape)
-                rows.append((op.name, dtype, shape, tuple([index[x] for x in n.inputs]),
-                             attrs))
-            if labels:
-                loc = n.loc
-                if loc is not None:
-                    line = (loc.filename, loc.lineno)
-                    loc = where.get(line)
-                    if loc is None:
-                        loc = where[line] = n.loc.format()
-                rows.append((n.node_name, loc, n.is_grad))
-        rows.append(("fetches", tuple([index[f] for f in fetches])))
+        rows = _rows(nodes, fed, position, backend == "llvm")
+        if rows is None:
+            return None, None
+        rows.append(("fetches", tuple(map(position, fetches))))
     except (_Uncacheable, KeyError):
         return None, None
     rows.append((backend, tuple(passes), tuple(checks), graphc_version(), FORMAT_VERSION))
-    rows.append(tuple(sorted((k, v) for k, v in os.environ.items()
+    environ = os.environ  # (its keys only: decoding every value cost more than the rest)
+    rows.append(tuple(sorted((k, environ[k]) for k in environ
                              if k.startswith("GRAPHC_") and k not in _NOT_CODE)))
     try:
         digest = hashlib.sha256(marshal.dumps(rows, _MARSHAL)).hexdigest()
     except ValueError:  # (a value of a subclass of str, int...)
         return None, None
     return cache_key(digest, "compiled step"), nodes
+
+
+def _rows(nodes, fed, position, labels):
+    """One row per node (two with ``labels``: names and lines), or None for a step that is
+    not cached. Written for speed: this loop is most of a hit's key (~2 us a node).
+
+    Raises:
+        _Uncacheable, KeyError: a value the key cannot describe; an input not needed.
+    """
+    rows = []
+    add = rows.append
+    where = {}  # Location -> its text, and (file, line) -> text: few lines, many nodes
+    for n in nodes:
+        op = n.opdef
+        if op.random or op.family == "host":
+            if op.family == "host" or n.attrs.get("seed") is None:
+                return None
+        dtype = n.dtype
+        if dtype is not None:
+            dtype = dtype.name
+        attrs = n.attrs
+        if attrs:  # (in the op's order: one op writes its attributes in one order)
+            if _PLAIN.issuperset(map(type, attrs.values())):
+                attrs = tuple(attrs.items())
+            else:
+                attrs = tuple([(k, v if type(v) in _PLAIN else _canon(v))
+                               for k, v in attrs.items()])
+        shape = fed.get(n)
+        if shape is not None:  # a leaf of the step: its inputs are not read
+            add(("fed", op.name, dtype, shape, attrs))
+        elif op.name == "placeholder":
+            return None  # not fed: compiling raises the error
+        else:
+            shape = n.shape
+            if type(shape) is TensorShape:
+                shape = tuple(shape)
+            elif shape is not None:
+                shape = _canon(shape)
+            add((op.name, dtype, shape, tuple(map(position, n.inputs)), attrs))
+        if labels:
+            loc = n.loc
+            text = where.get(loc)
+            if text is None and loc is not None:
+                line = (loc.filename, loc.lineno)
+                text = where.get(line)
+                if text is None:
+                    text = where[line] = loc.format()
+                where[loc] = text
+            add((n.node_name, text, n.is_grad))
+    return rows
 
 
 def _canon(v):
@@ -188,6 +216,8 @@ def _canon(v):
     if t in _PLAIN:
         return v
     if t is tuple:
+        if _PLAIN.issuperset(map(type, v)):
+            return v
         return tuple([x if type(x) in _PLAIN else _canon(x) for x in v])
     if t is list:
         return [x if type(x) in _PLAIN else _canon(x) for x in v]
@@ -226,7 +256,8 @@ def save(objects, key, compiled, nodes):
     Args:
         nodes: the user nodes ``step_key`` returned with ``key``.
     Returns:
-        True when the entry was written (not for constants of Python objects).
+        True when the entry was written (not for constants or a layout that hold Python
+        objects ``pickle`` or the constants' table cannot store).
     """
     at = {id(n): k for k, n in enumerate(nodes)}
     code = compiled.code
@@ -238,27 +269,30 @@ def save(objects, key, compiled, nodes):
               "values": list(compiled.fetch_values),
               "scratch_bytes": int(compiled.scratch_bytes),
               "rng": code.rng_state()}
-    plan = compiled.program.plan
-    bytecode = b""
-    if compiled.backend == "numpy":
-        from ..runtime.pystep import compile_step
-        blob, arrays = code.source.encode(), {f"c{k}": c for k, c in enumerate(code.consts)}
-        header["arena"] = [int(plan.arena_bytes), int(plan.alignment)] \
-            if plan is not None and plan.planned else None
-        bytecode = marshal.dumps(compile_step(code.source))
-        header["python"] = _BYTECODE  # who can read the bytecode
-    else:
-        from ..runtime.loaded_step import encode_layout
-        fields, arrays = encode_layout(code.layout)
-        blob, header["layout"] = bytes(code.object_code), fields
     try:
+        blob, arrays, prepared = _blobs(compiled, header)
         header["arrays"], consts = _pack_arrays(arrays)
-    except ValueError:
-        return False
-    header["sizes"] = [len(blob), len(consts), len(bytecode)]
+    except (ValueError, TypeError, AttributeError, pickle.PicklingError):
+        return False  # (not stored: a constant or layout field of Python objects)
+    header["sizes"] = [len(blob), len(consts), len(prepared)]
     raw = json.dumps(header).encode()
     return objects.put(key, b"".join([_MAGIC, struct.pack("<Q", len(raw)), raw, blob, consts,
-                                      bytecode]))
+                                      prepared]))
+
+
+def _blobs(compiled, header):
+    """(code, constant arrays, prepared) of an entry (module docstring); adds to ``header``
+    what the backend's step needs besides them."""
+    code = compiled.code
+    if compiled.backend != "numpy":
+        return bytes(code.object_code), {}, pickle.dumps(code.layout, _PICKLE)
+    from ..runtime.pystep import compile_step
+    plan = compiled.program.plan
+    header["arena"] = [int(plan.arena_bytes), int(plan.alignment)] \
+        if plan is not None and plan.planned else None
+    header["python"] = _BYTECODE  # who can read the bytecode
+    return (code.source.encode(), {f"c{k}": c for k, c in enumerate(code.consts)},
+            marshal.dumps(compile_step(code.source)))
 
 
 def _pack_arrays(arrays):
@@ -321,7 +355,7 @@ def _unpack(payload):
     start += n
     header["blob"] = payload[start:start + a]
     header["arrays"] = _unpack_arrays(header["arrays"], payload[start + a:start + a + b])
-    header["bytecode"] = payload[start + a + b:start + a + b + c]
+    header["prepared"] = payload[start + a + b:start + a + b + c]
     return header
 
 
@@ -376,7 +410,7 @@ def _python_step(entry, timings):
     arena = aligned_zeros(*entry["arena"]) if entry["arena"] else None
     code = None  # another Python's bytecode: compile the source
     if entry.get("python") == _BYTECODE:
-        code = marshal.loads(entry["bytecode"])
+        code = marshal.loads(entry["prepared"])
     fn, _ = load_python_step(entry["blob"].decode(), consts, rngs, arena=arena, code=code)
     timings["load"] = time.perf_counter() - t0
     return fn, lambda: [g.bit_generator.state for g in rngs]
@@ -384,12 +418,14 @@ def _python_step(entry, timings):
 
 def _native_step(entry, timings):
     from ..runtime import jit
-    from ..runtime.llvm_step import NativeStep
-    from ..runtime.loaded_step import decode_layout
+    from ..runtime.llvm_step import NativeStep, StepLayout
     t0 = time.perf_counter()
     loaded = jit.load_object(entry["blob"])
     t1 = time.perf_counter()
-    fn = NativeStep(decode_layout(entry["layout"], entry["arrays"]), loaded)
+    layout = pickle.loads(entry["prepared"])
+    if type(layout) is not StepLayout:
+        raise TypeError(f"a compiled-step entry holds a {type(layout).__name__}, not a layout")
+    fn = NativeStep(layout, loaded)
     fn.rng_state[:] = np.array(entry["rng"], np.uint64)
     timings["load"], timings["bind"] = t1 - t0, time.perf_counter() - t1
     return fn, lambda: [int(v) for v in fn.rng_state]
