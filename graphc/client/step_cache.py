@@ -160,7 +160,8 @@ def _rows(nodes, fed, position, labels):
     """
     rows = []
     add = rows.append
-    where = {}  # Location -> its text, and (file, line) -> text: few lines, many nodes
+    where = {}  # Location, and (file, line) -> position in ``lines``: few lines, many nodes
+    lines = []  # the locations' texts, each once
     for n in nodes:
         op = n.opdef
         if op.random or op.family == "host":
@@ -190,14 +191,17 @@ def _rows(nodes, fed, position, labels):
             add((op.name, dtype, shape, tuple(map(position, n.inputs)), attrs))
         if labels:
             loc = n.loc
-            text = where.get(loc)
-            if text is None and loc is not None:
+            at = where.get(loc)
+            if at is None and loc is not None:
                 line = (loc.filename, loc.lineno)
-                text = where.get(line)
-                if text is None:
-                    text = where[line] = loc.format()
-                where[loc] = text
-            add((n.node_name, text, n.is_grad))
+                at = where.get(line)
+                if at is None:
+                    at = where[line] = len(lines)
+                    lines.append(loc.format())
+                where[loc] = at
+            add((n.node_name, at, n.is_grad))
+    if lines:
+        add(("lines", tuple(lines)))
     return rows
 
 

@@ -288,3 +288,24 @@ def test_a_numpy_hit_runs_stored_bytecode_or_compiles_the_source_for_another_pyt
     assert other.compiled.cache_hit and compiled == ["graphc_step"]  # the source compiled
     for a, b, c in zip(cold_losses, warm_losses, other_losses):
         assert a.tobytes() == b.tobytes() == c.tobytes()
+
+
+def test_the_llvm_key_holds_each_nodes_line_and_its_text(tmp_path):
+    from graphc.ir.source import Location
+    script = tmp_path / "model.py"
+    script.write_text("a = 1\nb = 2\n")
+
+    def key(backend, line, text=None):
+        if text is not None:
+            script.write_text(text)
+            import linecache
+            linecache.checkcache(str(script))
+        with gc.Graph().as_default():
+            x = gc.placeholder(gc.float32, [3], name="x")
+            y = gc.tanh(x) * 2.0
+            y.loc = Location(str(script), line)
+            return step_cache.step_key([y], {x: (3,)}, backend, [], ())[0]
+    base = key("llvm", 1)
+    assert key("llvm", 1) == base and key("llvm", 2) != base
+    assert key("llvm", 1, "a = 1  # edited\nb = 2\n") != base  # the text the step reports
+    assert key("numpy", 1) == key("numpy", 2)
