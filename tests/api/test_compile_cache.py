@@ -309,3 +309,25 @@ def test_the_llvm_key_holds_each_nodes_line_and_its_text(tmp_path):
     assert key("llvm", 1) == base and key("llvm", 2) != base
     assert key("llvm", 1, "a = 1  # edited\nb = 2\n") != base  # the text the step reports
     assert key("numpy", 1) == key("numpy", 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shapes_known_only_when_specialized_hit_per_feed_shape(runs, backend):
+    """A reshape to ``[tf.shape(x)[0], -1]`` holds a pending attribute until the feed shape
+    is known: each batch size has its own key and its hit computes that batch."""
+    from graphc.client.pipeline import compile_program
+    seen = {}
+    for attempt in range(2):
+        for batch in (4, 5):
+            with gc.Graph().as_default():
+                x = gc.placeholder(gc.float32, [None, 2, 3], name="x")
+                flat = gc.reshape(x, [gc.shape(x)[0], -1])
+                out = gc.reduce_sum(flat * np.arange(6, dtype=np.float32), axis=1)
+                key = step_cache.step_key([out], {x: (batch, 2, 3)}, backend, [], ())[0]
+                compiled = compile_program([out], {x: (batch, 2, 3)}, backend, cache=True)
+            xb = np.arange(batch * 6, dtype=np.float32).reshape(batch, 2, 3)
+            np.testing.assert_allclose(compiled.fn(xb)[0][0],
+                                       (xb.reshape(batch, 6) * np.arange(6)).sum(1))
+            assert getattr(compiled, "cache_hit", False) == (attempt == 1)
+            seen.setdefault(batch, set()).add(key)
+    assert len(seen[4]) == len(seen[5]) == 1 and seen[4] != seen[5]
