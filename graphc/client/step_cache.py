@@ -57,7 +57,7 @@ import os
 import pickle
 import struct
 import time
-from operator import itemgetter
+from operator import index, itemgetter
 
 import numpy as np
 
@@ -128,9 +128,9 @@ def step_key(fetches, feed_shapes, backend, passes, checks):
         '3f1c...'
     """
     try:
-        fed = {n: tuple(int(d) for d in shape) for n, shape in feed_shapes.items()}
-    except (TypeError, ValueError):
-        return None, None  # (an unknown dim: specializing says what is wrong)
+        fed = {n: tuple(map(index, shape)) for n, shape in feed_shapes.items()}
+    except TypeError:
+        return None, None  # (a dim that is no integer: specializing says what is wrong)
     nodes = needed_nodes(fetches, fed)
     position = {n: k for k, n in enumerate(nodes)}.__getitem__
     try:

@@ -1,7 +1,9 @@
-"""The compile cache keyed on the user's graph: a warm hit specializes nothing and runs no pass
-(counted, not timed), gives bit-identical results to a miss on both backends, and anything that changes
-behaviour (a constant, a dtype, a shape, the pass list, the backend) changes the key, while a
-renamed NumPy graph still hits and its errors name the current graph's node and line."""
+"""The compile cache keyed on the user's graph: a warm hit specializes nothing and runs no
+pass (counted, not timed), gives bit-identical results to a miss on both backends, and
+anything that changes behaviour (a constant, an attribute, a dtype, a shape, the fed set, the
+pass list, the backend, for LLVM a name or line) changes the key, while a renamed NumPy graph
+still hits and its errors name the current graph's node and line; entries keep constants,
+bytecode and layouts exactly."""
 import numpy as np
 import pytest
 
@@ -161,7 +163,7 @@ def test_a_hit_saves_and_the_loaded_step_continues_with_the_same_bits(runs, back
         assert value.tobytes() == loaded.variables[name].tobytes()
 
 
-# -- the key, read from the user's graph -----------------------------------------------------------
+# -- the key, read from the user's graph ------------------------------------------------------
 def test_values_that_print_alike_describe_differently():
     from graphc.ir.shapes import TensorShape
     values = [1, 1.0, True, "1", b"1", (1,), [1], np.array(1), np.array([1]), np.int64(1),
@@ -208,12 +210,18 @@ def test_an_attribute_a_constant_or_the_fed_set_changes_the_key():
         assert _graph_keys(lambda: reduce(**changed))[0] != base, changed
 
 
-def test_a_placeholder_without_a_feed_shape_is_not_cached_and_compiling_says_so(runs):
+def test_a_missing_or_odd_feed_shape_is_not_cached_and_compiling_says_so(runs):
     from graphc.client.pipeline import compile_program
     with gc.Graph().as_default():
         x = gc.placeholder(gc.float32, [3], name="x")
         y = gc.placeholder(gc.float32, [3], name="y")
         assert step_cache.step_key([x + y], {x: (3,)}, "numpy", [], ()) == (None, None)
+        for dims in [(3.0,), (None,), None]:  # (only integer dims describe a shape)
+            assert step_cache.step_key([x + y], {x: dims, y: (3,)}, "numpy", [], ()) \
+                == (None, None)
+        total = x + y
+        assert step_cache.step_key([total], {x: (np.int64(3),), y: (3,)}, "numpy", [], ()) \
+            == step_cache.step_key([total], {x: (3,), y: (3,)}, "numpy", [], ())
         with pytest.raises(KeyError):  # what compiling without the cache raises
             compile_program([x + y], {x: (3,)}, cache=True)
 
@@ -255,7 +263,7 @@ def test_a_hit_with_a_fed_intermediate_and_none_dims_gives_the_misses_numbers(ru
                 assert a.tobytes() == b.tobytes()
 
 
-# -- the entry -------------------------------------------------------------------------------------
+# -- the entry ---------------------------------------------------------------------------------
 def test_constants_come_back_equal_writable_and_aligned_as_fresh_arrays():
     arrays = {"f": np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4),
               "strided": np.arange(20.0)[::3], "scalar": np.array(2.5), "empty": np.zeros((0, 3)),
