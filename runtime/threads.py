@@ -1,4 +1,5 @@
-"""One threading policy, owned by graphc: how many threads a step's BLAS calls may use.
+"""One threading policy, owned by graphc: how many threads a step (BLAS and graphc's own
+thread pool) may use.
 
 The count comes from, in order: ``GRAPHC_NUM_THREADS``; TF1's
 ``ConfigProto(intra_op_parallelism_threads=n)`` given to a Session (0: not set);
@@ -10,8 +11,9 @@ thread). BLAS threads beyond the cores spin against the step's own work (and aga
 processes): on a busy machine that turned a 1.5 ms CNN step into 40-100 ms.
 
 ``apply_policy`` sets NumPy's OpenBLAS (the BLAS whose entry points compiled steps call, see
-``blas``) to that many threads; the LLVM backend reads the count when it decides which GEMMs
-run natively (``blas.blas_threads``). graphc's own native kernels run on the calling thread.
+``blas``) and graphc's thread pool (``parallel``, where native kernels with enough work run in
+chunks) to that many threads; the LLVM backend reads the count when it decides which GEMMs
+run natively (``blas.blas_threads``).
 
 Example:
     >>> apply_policy(requested=1)   # as Session(config=ConfigProto(intra_op_...=1)) does
@@ -127,8 +129,9 @@ def _use(n):
 
 
 class BlasTuner:
-    """Chooses, for one step that calls BLAS, whether its calls run on the policy's threads or
-    on one, by timing the step's own calls, and chooses again from time to time.
+    """Chooses, for one step that calls BLAS or runs kernels on the thread pool, whether its
+    calls run on the policy's threads or on one (BLAS and pool alike), by timing the step's
+    own calls, and chooses again from time to time.
 
     The policy's count is right on an idle machine; with another process busy on a core,
     BLAS's threads wait for each other and a GEMM-bound step gets several times slower (W1:
