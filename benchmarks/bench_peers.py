@@ -16,7 +16,6 @@ ratios are peer / graphc LLVM (above 1 means graphc is faster).
 XLA's CPU threading alike (default: 1, the steadiest on a shared machine).
 """
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,14 +28,9 @@ def _threads_from_argv(argv):
 
 
 if __name__ == "__main__":  # thread pools read these when their libraries load
-    _n = str(_threads_from_argv(sys.argv))
-    os.environ["OPENBLAS_NUM_THREADS"] = _n
-    os.environ.setdefault("OMP_NUM_THREADS", _n)
-    os.environ.setdefault("MKL_NUM_THREADS", _n)
-    if _n == "1":
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   " --xla_cpu_multi_thread_eigen=false"
-                                   " intra_op_parallelism_threads=1").strip()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import thread_env
+    thread_env.set_threads(_threads_from_argv(sys.argv))
 
 import numpy as np  # noqa: E402
 
@@ -116,11 +110,15 @@ class TorchStep:
                                         betas=(ADAM["beta1"], ADAM["beta2"]))
         else:
             self.opt = torch.optim.SGD(plist, lr=SGD_LR)
+        self._start(compiled)
+
+    def _start(self, compiled):
+        """The step function (eager or compiled), and the first step, timed."""
         if compiled:
-            # Each workload compiles afresh: the steps share one code object, and its
+            # Each model compiles afresh: the steps share one code object, and its
             # recompilations would otherwise pile up towards dynamo's cache limit.
-            torch._dynamo.reset()
-        self._fn = torch.compile(self._step) if compiled else self._step
+            self.torch._dynamo.reset()
+        self._fn = self.torch.compile(self._step) if compiled else self._step
         t0 = time.perf_counter()
         self.first_loss = self.step()
         self.compile_s = time.perf_counter() - t0
