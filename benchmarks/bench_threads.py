@@ -5,9 +5,10 @@ kernel gains from the thread pool (``codegen/llvm/parallel.py``'s ``MIN_WORK``).
 pool and BLAS at one thread and at ``thread_count()`` threads (the tuner off, so each run
 keeps its count); the table gives the median and minimum per step and the speed-up.
 
-``--sweep``: one elementwise loop (``x * y + x``, work 5 per element) and one convolution
-(3x3, 1 -> 8 channels, batch varied) compiled twice, split into chunks and not, run at all
-threads: the ratio says from which work (``MIN_WORK``'s unit) splitting pays.
+``--sweep``: elementwise loops (``x * y + x``: work 2 per element; ``tanh``: 10) and one
+convolution (3x3, 1 -> 8 channels, batch varied) compiled twice, split into chunks and not,
+run at all threads; the kernel's own cycles per call (``GRAPHC_PROFILE``) say from which work
+(``MIN_WORK``'s unit) splitting pays.
 
     python benchmarks/bench_threads.py [--workloads W1 ... | --sweep] [--rounds 9]
 """
@@ -73,13 +74,34 @@ def workloads(names, rounds, min_time):
 
 
 def _compiled(build, split):
+    """The step ``build`` makes, compiled with its kernel split or whole, counting cycles per
+    kernel (``GRAPHC_PROFILE``): (a call with its feeds, the native step)."""
     os.environ["GRAPHC_PARALLEL_MIN_WORK"] = "1" if split else str(1 << 62)
+    os.environ["GRAPHC_PROFILE"] = "1"
     g = gc.Graph()
     with g.as_default():
         fetches, feeds = build()
         step = gc.compile(fetches, feeds=list(feeds), backend="llvm")
-    del os.environ["GRAPHC_PARALLEL_MIN_WORK"]
-    return lambda: step(feeds)
+    del os.environ["GRAPHC_PARALLEL_MIN_WORK"], os.environ["GRAPHC_PROFILE"]
+    return (lambda: step(feeds)), step.compiled.fn
+
+
+def _kernel_cycles(run, fn, min_time):
+    """Cycles per call of the step's costliest kernel (what the sweep splits; the fetched
+    value's copy out of the step is not counted)."""
+    n = max(_calibrate(run, min_time), 3)
+    fn.cycles[:] = 0
+    for _ in range(n):
+        run()
+    return fn.profile(1)[0][1] / n
+
+
+def _calibrate(fn, min_time):
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min_time:
+        fn()
+        n += 1
+    return n
 
 
 def _elementwise(n):
@@ -88,14 +110,14 @@ def _elementwise(n):
         y = gc.placeholder(gc.float32, [n], name="y")
         rng = np.random.default_rng(0)
         return [x * y + x], {x: rng.random(n, np.float32), y: rng.random(n, np.float32)}
-    return build, 5 * n
+    return build, 2 * n
 
 
 def _tanh(n):
     def build():
         x = gc.placeholder(gc.float32, [n], name="x")
         return [gc.tanh(x)], {x: np.random.default_rng(0).random(n, np.float32)}
-    return build, 11 * n
+    return build, 10 * n
 
 
 def _conv(batch):
@@ -109,16 +131,21 @@ def _conv(batch):
 
 def sweep(rounds, min_time):
     most = threads.thread_count()
-    print(f"split vs whole, {most} threads (work: MIN_WORK's unit)\n")
-    _row(["kernel", "work", "whole, us", "split, us", "whole / split"])
+    print(f"the kernel split vs whole, {most} threads: kilocycles per call (GRAPHC_PROFILE; "
+          "median of the rounds)\n")
+    _row(["kernel", "work", "whole", "split", "whole / split"])
     _row(["---"] * 5)
     cases = [("x*y+x", n, _elementwise(n)) for n in (4096, 16384, 65536, 262144, 1 << 20)]
     cases += [("tanh(x)", n, _tanh(n)) for n in (4096, 16384, 65536, 262144)]
     cases += [("conv 3x3 1->8", b, _conv(b)) for b in (1, 2, 4, 8, 16, 64)]
     for name, size, (build, work) in cases:
-        got = alternate([("whole", most, _compiled(build, False)),
-                         ("split", most, _compiled(build, True))], rounds, min_time)
-        whole, split = (statistics.median(got[k]) * 1e6 for k in ("whole", "split"))
+        steps = {"whole": _compiled(build, False), "split": _compiled(build, True)}
+        got = {k: [] for k in steps}
+        threads._use(most)
+        for _ in range(rounds):
+            for label, (run, fn) in steps.items():
+                got[label].append(_kernel_cycles(run, fn, min_time))
+        whole, split = (statistics.median(got[k]) / 1e3 for k in ("whole", "split"))
         _row([f"{name} [{size}]", f"{work:,}", f"{whole:.1f}", f"{split:.1f}",
               f"{whole / split:.2f}"])
 

@@ -13,9 +13,12 @@ between steps nothing spins; a step about to call BLAS sends them to sleep at on
 (``gc_pool_rest``), so that BLAS's threads find the cores free. A call:
 
 - publishes (task, ctx, n) under the pool's mutex, bumps the generation and wakes the workers;
-- every thread then claims chunks from one 64-bit word, ``generation << 32 | next chunk``, by
-  compare-and-swap, so a worker that wakes late (descheduled by another process) can never
-  claim a chunk of a later call with this call's task: its generation no longer matches;
+- every thread then claims chunks in one 64-bit word, ``generation << 32 | a bit per chunk
+  taken``, by compare-and-swap, its own share first (thread t of T starts at chunk t n / T:
+  consecutive split kernels give each thread the same part of their data, which its cache
+  holds) and then any left, so a worker that wakes late (descheduled by another process) finds
+  its share taken, and can never claim a chunk of a later call with this call's task: its
+  generation no longer matches. (At most 32 chunks a call; a call of more runs on the caller.)
 - the caller returns when ``done`` reaches ``n``: it waits only for chunks that were claimed,
   never for a worker that has not woken (under load the caller simply runs more chunks).
 
@@ -81,41 +84,55 @@ define internal void @unlock() {
   ret void
 }
 
-; Claim chunks of generation %g until none is left; count each one done, and wake the
-; caller after the last.
-define internal void @run(i64 %g, ptr %task, ptr %ctx, i64 %n) {
+; Claim chunks of generation %g, trying each once from chunk %first on (a thread's own share
+; first: consecutive split kernels hand each thread the same part of their data); count each
+; one done, and wake the caller after the last.
+define internal void @run(i64 %g, ptr %task, ptr %ctx, i64 %n, i64 %first) {
 entry:
-  br label %load
-load:
+  br label %next
+next:
+  %k = phi i64 [0, %entry], [%k1, %skip], [%k1, %ran]
+  %more = icmp ult i64 %k, %n
+  br i1 %more, label %pick, label %out
+pick:
+  %s = add i64 %first, %k
+  %i = urem i64 %s, %n
+  %bit = shl i64 1, %i
+  %k1 = add i64 %k, 1
   %v = load atomic i64, ptr @claim monotonic, align 8
   br label %try
 try:
-  %cur = phi i64 [%v, %load], [%seen, %lost]
+  %cur = phi i64 [%v, %pick], [%seen, %lost]
   %cg = lshr i64 %cur, 32
-  %ci = and i64 %cur, 4294967295
   %same = icmp eq i64 %cg, %g
-  %more = icmp ult i64 %ci, %n
-  %ok = and i1 %same, %more
-  br i1 %ok, label %cas, label %out
+  br i1 %same, label %check, label %out
+check:
+  %taken = and i64 %cur, %bit
+  %free = icmp eq i64 %taken, 0
+  br i1 %free, label %cas, label %skip
+skip:
+  br label %next
 cas:
-  %next = add i64 %cur, 1
-  %r = cmpxchg ptr @claim, i64 %cur, i64 %next acq_rel monotonic
+  %new = or i64 %cur, %bit
+  %r = cmpxchg ptr @claim, i64 %cur, i64 %new acq_rel monotonic
   %seen = extractvalue {i64, i1} %r, 0
   %won = extractvalue {i64, i1} %r, 1
   br i1 %won, label %work, label %lost
 lost:
   br label %try
 work:
-  call void %task(ptr %ctx, i64 %ci)
+  call void %task(ptr %ctx, i64 %i)
   %old = atomicrmw add ptr @done, i64 1 acq_rel
   %fin = add i64 %old, 1
   %last = icmp eq i64 %fin, %n
-  br i1 %last, label %wake, label %load
+  br i1 %last, label %wake, label %ran
 wake:
   call void @lock()
   call void @fcall(i64 4, ptr @cv_done, ptr null)
   call void @unlock()
-  br label %load
+  br label %ran
+ran:
+  br label %next
 out:
   ret void
 }
@@ -128,7 +145,9 @@ entry:
   %n1 = sub i64 %n, 1
   %w0 = call i64 @llvm.smin.i64(i64 %t1, i64 %wk)
   %w = call i64 @llvm.smin.i64(i64 %w0, i64 %n1)
-  %par = icmp sgt i64 %w, 0
+  %some = icmp sgt i64 %w, 0
+  %fits = icmp ule i64 %n, 32
+  %par = and i1 %some, %fits
   br i1 %par, label %try, label %serial
 try:
   %b = cmpxchg ptr @busy, i32 0, i32 1 acquire monotonic
@@ -161,7 +180,7 @@ SAVE_MXCSR
   store atomic i64 %start, ptr @claim release, align 8
   call void @fcall(i64 3, ptr @cv_work, ptr null)
   call void @unlock()
-  call void @run(i64 %g, ptr %task, ptr %ctx, i64 %n)
+  call void @run(i64 %g, ptr %task, ptr %ctx, i64 %n, i64 0)
   %t0 = call i64 @llvm.readcyclecounter()
   br label %spin
 spin:
@@ -223,9 +242,13 @@ take:
   %task = load ptr, ptr @task
   %ctx = load ptr, ptr @ctx
   %n = load i64, ptr @n
+  %me1 = add i64 %me, 1
+  %share = mul i64 %me1, %n
+  %threads = add i64 %a, 1
+  %first = udiv i64 %share, %threads
 LOAD_MXCSR
   call void @unlock()
-  call void @run(i64 %g, ptr %task, ptr %ctx, i64 %n)
+  call void @run(i64 %g, ptr %task, ptr %ctx, i64 %n, i64 %first)
   %t0 = call i64 @llvm.readcyclecounter()
   br label %spin
 spin:

@@ -25,7 +25,12 @@ from graphc.errors import CompileError
 from .ir import Function, mem_type
 from .loops import params
 
-MIN_WORK = 1 << 17  # multiply-adds (or elements) a kernel needs to be worth two threads
+# Work (multiply-adds, window taps x channels, or elementwise operations) a kernel needs to be
+# split. Measured (``benchmarks/bench_threads.py --sweep``, a kernel alone, 2 cores): split
+# kernels gained from about 2^16-2^17 (tanh of 16k floats 1.6x, x*y+x of 64k 1.3x, a 3x3
+# 1->8 conv of 2 images 1.5x); in a whole step, W2's 32x64x64 GEMMs (2^17) split made it
+# 0.87-0.89x as fast, for lack of work to share and with data moving between the cores.
+MIN_WORK = 1 << 18
 CHUNKS = 8  # per split loop (fewer when the loop is shorter); sums: at most this many partials
 
 
