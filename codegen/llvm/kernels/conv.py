@@ -75,12 +75,32 @@ VECTOR_TAPS = 32  # at most this many (tap, input channel) pairs get a register 
 FORWARD_POSITIONS = 8
 
 
-def _filter_group():
-    """Accumulators the filter gradient keeps over one pass of an image's positions: half
-    the vector registers, less the operands (W4's 10 in one pass spilled to the stack on
-    AVX2: 14 cycles per position)."""
+def _registers(cout, dtype):
+    """(vector registers of the host, registers one row of ``cout`` channels fills)."""
     unit = vector_unit()
-    return max((unit.registers if unit else 16) // 2 - 2, 1)
+    registers, width = (unit.registers, unit.bytes) if unit else (16, 32)
+    return registers, max(-(-cout * dtype.itemsize // width), 1)
+
+
+def _forward_positions(cout, dtype):
+    """Neighbouring positions the forward kernel computes together: ``FORWARD_POSITIONS``
+    rows of accumulators, as many as half the vector registers hold (a 32-channel row is four
+    AVX2 registers: 2 positions; 8 of them spilled: 3->32 channels on 16 images of 64x64,
+    11.0M -> 7.2M cycles with 2)."""
+    registers, row = _registers(cout, dtype)
+    return max(min(FORWARD_POSITIONS, registers // 2 // row), 1)
+
+
+def _filter_group(cout, dtype):
+    """Accumulators the filter gradient keeps over one pass of an image's positions, measured
+    on AVX2 (16 registers; GRAPHC_PROFILE cycles): one-register rows, half the registers less
+    two (W4's 10 in one pass spilled to the stack: 615k cycles; 4, 6, 8 a pass: 494k, 426k,
+    487k); wider rows, the registers less four (32 channels, rows of 4: 1, 2, 3, 4 a pass
+    975k, 787k, 599k, 721k on 16 images of 28x28)."""
+    registers, row = _registers(cout, dtype)
+    if row == 1:
+        return max(registers // 2 - 2, 1)
+    return max((registers - 4) // row, 1)
 
 
 def _vectorizable(g, cout):
@@ -145,14 +165,15 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
                 if epilogue is not None:
                     acc = render_vector(fn, body, {**rows, conv_arg: acc}, vt)
                 fn.store(vt, acc, fn.gep(t, "%p0", fn.mul(pos, cout)))
-        blocks, rest = divmod(g.ow, FORWARD_POSITIONS)
+        together = _forward_positions(cout, dtype)
+        blocks, rest = divmod(g.ow, together)
         with fn.loop(g.n, split=_macs(g, cout)) as ln, fn.loop(g.oh) as lp:
             if blocks:
                 with fn.loop(blocks, "q") as lq:
-                    first = fn.mul(lq.i, FORWARD_POSITIONS)
-                    positions(ln.i, lp.i, [fn.add(first, u) for u in range(FORWARD_POSITIONS)])
+                    first = fn.mul(lq.i, together)
+                    positions(ln.i, lp.i, [fn.add(first, u) for u in range(together)])
             if rest:
-                positions(ln.i, lp.i, [str(blocks * FORWARD_POSITIONS + u) for u in range(rest)])
+                positions(ln.i, lp.i, [str(blocks * together + u) for u in range(rest)])
     else:
         # each chunk of images sums into its own copy of dw (and db): ``parallel``
         fn.partials = {0: len(taps) * cout * dtype.itemsize}
@@ -163,8 +184,9 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
         with fn.loop(g.n, split=_macs(g, cout)) as ln:
             finals = [ln.carry(vt, "zeroinitializer") for _ in range(count)]
             values = list(finals)
-            for first in range(0, count, _filter_group()):
-                group = range(first, min(first + _filter_group(), count))
+            size = _filter_group(cout, dtype)
+            for first in range(0, count, size):
+                group = range(first, min(first + size, count))
 
                 def position(idx, accs, group=group):
                     p, q = idx
