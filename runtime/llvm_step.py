@@ -200,8 +200,8 @@ class NativeStep:
         pooled = any(name == "parallel_for" for _, name in layout.callbacks)
         if pooled:  # kernels that run in chunks: the pool's workers, as many as the policy
             parallel.ensure_workers(threads.policy_threads())
-        self.blas_tuner = BlasTuner() if (layout.blas or pooled) and BlasTuner.wanted() \
-            else None
+        self.blas_tuner = BlasTuner(pool_and_blas=bool(layout.blas) and pooled) \
+            if (layout.blas or pooled) and BlasTuner.wanted() else None
 
     def _bind(self, k, arr):
         """Point slot k at ``arr`` (converted when it is not exactly what the code expects)."""

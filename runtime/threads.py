@@ -31,9 +31,10 @@ from .blas import _numpy_openblas, blas_threads, limit_blas_threads
 __all__ = ["available_cores", "thread_count", "apply_policy", "cgroup_cpus", "BlasTuner",
            "cap_policy", "policy_threads", "tuned"]
 
-# The policy's thread count (None until apply_policy ran) and the count BLAS has now, as
+# The policy's thread count (None until apply_policy ran), the count BLAS has now and the
+# pool's, as
 # graphc set it (so that a step switching counts calls the setter only on a change).
-_state = {"policy": None, "current": None}
+_state = {"policy": None, "current": None, "pool": None}
 
 
 def cgroup_cpus(text):
@@ -101,7 +102,7 @@ def apply_policy(requested=None):
     if blas_threads() != n and not _set_openblas(n):
         limit_blas_threads(n)  # (no setter: steps change only the pool's count)
     parallel.set_threads(n)
-    _state["policy"] = _state["current"] = n
+    _state["policy"] = _state["current"] = _state["pool"] = n
     return n
 
 
@@ -118,26 +119,32 @@ def cap_policy(n):
     else:
         _state["policy"] = min(thread_count(), n)
     parallel.set_threads(_state["policy"])
+    _state["pool"] = _state["policy"]
 
 
-def _use(n):
-    """Run the next calls on ``n`` threads: BLAS's (where graphc can set it) and the pool's."""
+def _use(n, pool=None):
+    """Run the next calls on ``n`` BLAS threads (where graphc can set it) and ``pool`` (default
+    ``n``) threads of graphc's pool; each is set only when it changes."""
+    pool = n if pool is None else pool
     if _state["current"] != n:
         _set_openblas(n)
-        parallel.set_threads(n)
         _state["current"] = n
+    if _state["pool"] != pool:
+        parallel.set_threads(pool)
+        _state["pool"] = pool
 
 
 class BlasTuner:
     """Chooses, for one step that calls BLAS or runs kernels on the thread pool, whether its
-    calls run on the policy's threads or on one (BLAS and pool alike), by timing the step's
-    own calls, and chooses again from time to time.
+    calls run on the policy's threads or on one (BLAS and pool alike; or, in a step with
+    both, the pool on the policy's threads and BLAS on one), by timing the step's own calls,
+    and chooses again from time to time.
 
     The policy's count is right on an idle machine; with another process busy on a core,
     BLAS's threads wait for each other and a GEMM-bound step gets several times slower (W1:
     2.7 ms quiet, 9.6 ms beside one busy process with 2 threads, 4.7 ms with 1). So each
-    round times ``EXPLORE`` calls with each count, alternating, then runs ``EXPLOIT`` calls
-    with the chosen one: the policy's count only when its mean time is under ``MARGIN`` of
+    round times ``EXPLORE`` calls with each choice, in turn, then runs ``EXPLOIT`` calls
+    with the chosen one: more than one thread only when its mean time is under ``MARGIN`` of
     one thread's (under load, several threads are fast now and then and very slow at other
     times: the mean counts the slow calls, and a wrong choice of several threads costs more
     than a wrong choice of one). The first call of a step (page faults, cold caches) is not
@@ -153,8 +160,16 @@ class BlasTuner:
     EXPLOIT = 256
     MARGIN = 0.9
     SLOWER = 1.3  # the last 8 calls' mean this much above the chosen count's: explore again
+    # (BLAS threads, pool threads) of each choice; "all" and "pool" are the policy's count
+    CHOICES = {"all": ("all", "all"), "one": (1, 1), "pool": (1, "all")}
 
-    def __init__(self):
+    def __init__(self, pool_and_blas=False):
+        """``pool_and_blas``: the step has split kernels and BLAS calls, so a third choice is
+        timed too: the pool on the policy's threads and BLAS on one (OpenBLAS's threads keep
+        spinning for a while after each call, and took the second core from the pool's
+        worker: a 64x64 CNN with its dense layer's GEMMs on two BLAS threads ran its split
+        convolutions no faster than on one thread)."""
+        self.choices = ["all", "one", "pool"] if pool_and_blas else ["all", "one"]
         self.phase = -1  # the first call is not timed
         self.samples = {}
         self.best = None
@@ -169,32 +184,35 @@ class BlasTuner:
         return (_state["policy"] or 0) > 1 and os.environ.get("GRAPHC_BLAS_TUNING") != "0"
 
     def before(self):
-        """Set BLAS's thread count for this call; returns it (None: left alone)."""
+        """Set the thread counts for this call; returns the choice (None: left alone)."""
         most = _state["policy"]
         if most is None or most < 2:
             return None
+        explore = len(self.choices) * self.EXPLORE
         if self.phase < 0:
-            n = most
-        elif self.phase < 2 * self.EXPLORE:
-            n = most if self.phase % 2 == 0 else 1
+            choice = "all"
+        elif self.phase < explore:
+            choice = self.choices[self.phase % len(self.choices)]
         else:
-            n = self.best or most
-        _use(n)
-        return n
+            choice = self.best or "all"
+        blas, pool = (most if n == "all" else n for n in self.CHOICES[choice])
+        _use(blas, pool)
+        return choice
 
-    def after(self, n, seconds):
-        """Record that this call ran on ``n`` threads and took ``seconds``."""
-        explore = 2 * self.EXPLORE
-        if n is None or self.phase < 0:
+    def after(self, choice, seconds):
+        """Record that this call ran with ``choice`` and took ``seconds``."""
+        explore = len(self.choices) * self.EXPLORE
+        if choice is None or self.phase < 0:
             self.phase = 0
             return
         if self.phase < explore:
-            self.samples.setdefault(n, []).append(seconds)
+            self.samples.setdefault(choice, []).append(seconds)
             if self.phase == explore - 1:
                 mean = {k: statistics.fmean(v) for k, v in self.samples.items()}
-                most = max(mean)
-                self.best = most if mean[most] < self.MARGIN * mean.get(1, float("inf")) \
-                    else 1
+                # threads only where they are clearly faster than one (see the docstring)
+                faster = [k for k in mean if k != "one" and
+                          mean[k] < self.MARGIN * mean.get("one", float("inf"))]
+                self.best = min(faster, key=mean.get) if faster else "one"
                 self.expected, self.samples = mean[self.best], {}
                 self.recent.clear()
                 self.recent_sum = 0.0

@@ -69,6 +69,9 @@ class _FakeBlas:
         monkeypatch.setattr(threads, "_set_openblas", lambda n: self.set.append(n) or True)
         monkeypatch.setitem(threads._state, "policy", policy)
         monkeypatch.setitem(threads._state, "current", policy)
+        monkeypatch.setitem(threads._state, "pool", policy)
+        self.pool = []
+        monkeypatch.setattr(threads.parallel, "set_threads", self.pool.append)
 
     @staticmethod
     def run(tuner, clock, calls, start=0):
@@ -83,15 +86,15 @@ class _FakeBlas:
 def test_blas_tuner_keeps_the_threads_on_a_quiet_machine_and_one_under_load(monkeypatch):
     fake = _FakeBlas(monkeypatch, policy=2)
     tuner = threads.BlasTuner()
-    quiet = (lambda n, k: 1.0 if n == 2 else 1.5)
+    quiet = (lambda n, k: 1.0 if n == "all" else 1.5)
     used = fake.run(tuner, quiet, 400)
     # two rounds in 400 calls (2 x EXPLORE timed calls, then EXPLOIT), EXPLORE of them on one
-    assert tuner.best == 2 and used.count(1) == 2 * threads.BlasTuner.EXPLORE
+    assert tuner.best == "all" and used.count("one") == 2 * threads.BlasTuner.EXPLORE
     # under load, two threads are fast most of the time and very slow otherwise: the mean
     # (not the median, which two threads win) says one
-    loaded = (lambda n, k: (0.8 if k % 3 else 6.0) if n == 2 else 1.6)
+    loaded = (lambda n, k: (0.8 if k % 3 else 6.0) if n == "all" else 1.6)
     used = fake.run(tuner, loaded, 300, start=400)
-    assert tuner.best == 1 and used[-250:].count(1) >= 240
+    assert tuner.best == "one" and used[-250:].count("one") >= 240
     assert fake.set[-1] == 1 and all(a != b for a, b in zip(fake.set, fake.set[1:]))
     assert len(fake.set) < 12 * 5  # (set only on a change: a dozen times per exploration)
 
@@ -99,11 +102,22 @@ def test_blas_tuner_keeps_the_threads_on_a_quiet_machine_and_one_under_load(monk
 def test_blas_tuner_explores_again_as_soon_as_the_step_slows_down(monkeypatch):
     fake = _FakeBlas(monkeypatch, policy=2)
     tuner = threads.BlasTuner()
-    fake.run(tuner, lambda n, k: 1.0 if n == 2 else 1.5, 20)
-    assert tuner.best == 2
+    fake.run(tuner, lambda n, k: 1.0 if n == "all" else 1.5, 20)
+    assert tuner.best == "all"
     # a competitor starts: the next exploration comes within 8 calls, not after 256
-    used = fake.run(tuner, lambda n, k: 4.0 if n == 2 else 1.6, 30, start=20)
-    assert 1 in used[:10] and tuner.best == 1
+    used = fake.run(tuner, lambda n, k: 4.0 if n == "all" else 1.6, 30, start=20)
+    assert "one" in used[:10] and tuner.best == "one"
+
+
+def test_a_step_with_split_kernels_and_blas_also_tries_the_pool_alone(monkeypatch):
+    fake = _FakeBlas(monkeypatch, policy=2)
+    tuner = threads.BlasTuner(pool_and_blas=True)
+    # OpenBLAS's spinning threads slow the pool: BLAS on one thread, the pool on two wins
+    clock = {"all": 1.0, "one": 1.0, "pool": 0.6}
+    used = fake.run(tuner, lambda n, k: clock[n], 60)
+    assert tuner.best == "pool" and used[-10:] == ["pool"] * 10
+    assert fake.set[-1] == 1 and fake.pool[-1] == 2  # BLAS on one thread, the pool on two
+    assert used.count("pool") >= threads.BlasTuner.EXPLORE
 
 
 def test_blas_tuner_stays_off_with_one_thread_or_when_asked(monkeypatch):
@@ -127,7 +141,7 @@ def test_numpy_backend_steps_that_call_blas_are_tuned_too(monkeypatch):
     a = np.ones((4, 4), np.float32)
     for _ in range(3 * threads.BlasTuner.EXPLORE):
         np.testing.assert_array_equal(step(a, a), a @ a)
-    assert step.tuner.best in (1, 2) and 1 in fake.set  # it timed calls on one thread
+    assert step.tuner.best in ("all", "one") and 1 in fake.set  # it timed calls on one
     plain, _ = load_python_step(source.replace("np.matmul(a, b)", "a + b"), [])
     assert not hasattr(plain, "tuner")  # no BLAS: nothing to tune
     monkeypatch.setitem(threads._state, "policy", 1)
