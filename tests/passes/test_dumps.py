@@ -17,7 +17,8 @@ SCRIPT = textwrap.dedent("""
     import numpy as np, graphc as gc
     x = gc.placeholder(gc.float32, [None, 5], name="x")
     y = gc.placeholder(gc.int64, [None], name="y")
-    w = gc.Variable(np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3), name="w")
+    # (a seeded random initializer: compiled, so it is dumped too; a constant one is copied)
+    w = gc.Variable(gc.random_normal([5, 3], seed=3), name="w")
     b = gc.Variable(np.zeros(3, np.float32), name="b")
     h = gc.tanh(gc.matmul(x, w) + b)
     loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=h))
