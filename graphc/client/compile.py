@@ -267,7 +267,7 @@ def _feed_list(feeds, flat, graph):
     given = set(feeds)
     missing = [p for p in need if p not in given]
     if missing:
-        raise FeedError(f"the fetches need placeholder(s) not in feeds: "
+        raise FeedError("the fetches need placeholder(s) not in feeds: "
                         + ", ".join(p.node_name for p in missing),
                         [f"'{p.node_name}': {p.type_str()}  created at {p.loc.short}"
                          for p in missing], hint="add them to feeds=[...]")
