@@ -195,8 +195,8 @@ class BlasTuner:
             choice = self.choices[self.phase % len(self.choices)]
         else:
             choice = self.best or "all"
-        blas, pool = (most if n == "all" else n for n in self.CHOICES[choice])
-        _use(blas, pool)
+        blas, pool = self.CHOICES[choice]  # (this runs on every call of the step)
+        _use(most if blas == "all" else blas, most if pool == "all" else pool)
         return choice
 
     def after(self, choice, seconds):
