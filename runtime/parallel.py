@@ -137,6 +137,18 @@ out:
   ret void
 }
 
+; One round of watching: a pause, then whether the watch since %t0 (cycles) has lasted long
+; enough (or %k rounds, where the cycle counter does not count).
+define internal i1 @waited(i64 %t0, i64 %k) {
+PAUSE
+  %now = call i64 @llvm.readcyclecounter()
+  %spent = sub i64 %now, %t0
+  %long = icmp ugt i64 %spent, SPIN_CYCLES
+  %many = icmp ugt i64 %k, SPIN_ROUNDS
+  %stop = or i1 %long, %many
+  ret i1 %stop
+}
+
 define void @gc_parallel_for(ptr %task, ptr %ctx, i64 %n) {
 entry:
   %t = load atomic i64, ptr @threads monotonic, align 8
@@ -189,13 +201,8 @@ spin:
   %all = icmp eq i64 %d, %n
   br i1 %all, label %finish, label %pause
 pause:
-PAUSE
   %k1 = add i64 %k, 1
-  %now = call i64 @llvm.readcyclecounter()
-  %spent = sub i64 %now, %t0
-  %long = icmp ugt i64 %spent, SPIN_CYCLES
-  %many = icmp ugt i64 %k1, SPIN_ROUNDS
-  %stop = or i1 %long, %many
+  %stop = call i1 @waited(i64 %t0, i64 %k1)
   br i1 %stop, label %block, label %spin
 block:
   call void @lock()
@@ -260,13 +267,8 @@ spin:
   %wake = or i1 %moved, %told
   br i1 %wake, label %relock, label %pause
 pause:
-PAUSE
   %k1 = add i64 %k, 1
-  %now = call i64 @llvm.readcyclecounter()
-  %spent = sub i64 %now, %t0
-  %long = icmp ugt i64 %spent, SPIN_CYCLES
-  %many = icmp ugt i64 %k1, SPIN_ROUNDS
-  %stop = or i1 %long, %many
+  %stop = call i1 @waited(i64 %t0, i64 %k1)
   br i1 %stop, label %relock, label %spin
 relock:
   call void @lock()
