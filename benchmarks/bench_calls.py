@@ -1,17 +1,21 @@
 """Benchmark the cost of one call around the step function: ``step(feeds)`` and
 ``Session.run`` against the compiled step function called with its arrays directly.
 
-For each workload and backend, interleaved rounds time four callables on the same arrays:
+For each workload and backend, interleaved rounds time these callables:
 
-    fn        the compiled step function itself, arguments in its own order (feeds, then
-              variables): kernels plus the backend's own call (binding, status word, copies
-              of the fetched values)
+    kernels   the native entry point alone on the arrays bound by the previous call
+              (``NativeStep.run_bound``; the NumPy backend: ``fn``)
+    fn        the compiled step function itself (``NativeStep.run(feeds, variables)``; the
+              NumPy backend's function with its arguments in its own order): kernels plus
+              the backend's own call (binding, status word, copies of the fetched values)
     step      ``gc.compile([loss, train], feeds=[x, y])`` called as ``step({x: xs, y: ys})``
+    fresh     the same, each call with other arrays (copies of the batch, in turn), as a
+              training loop feeds new batches: the step binds them again
     run       ``sess.run([loss, train], {x: xs, y: ys})`` on a Session of the same graph
     run_names ``sess.run(["loss:0", "train"], {"x:0": xs, "y:0": ys})`` (names: no fast path)
 
-and reports microseconds per call (median and minimum over the rounds) and what ``step`` and
-``run`` add to ``fn``. Variables change every call (the step trains); each round restarts from
+and reports microseconds per call (median and minimum over the rounds) and what ``step``,
+``fresh`` and ``run`` add to ``kernels``. Variables change every call (the step trains); each round restarts from
 the initial parameters.
 
     python benchmarks/bench_calls.py [--workloads W2 W1] [--backends llvm numpy]
@@ -44,8 +48,10 @@ def callables(workload, backend):
         first = {k: a.copy() for k, a in step.variables.items()}
         feed, names = {x: xs, y: ys}, {x.name: xs, y.name: ys}
         fetch_names = [loss.name, train.name]
-        _, compiled, var_arrays, _ = step._fast
+        compiled, var_arrays = step._fast.compiled, step._fast.variables
         args = [xs, ys]
+        batches = [{x: xs.copy(), y: ys.copy()} for _ in range(4)]
+        turn = iter(range(1 << 62))
 
     def reset_session():
         for v, a in start.items():
@@ -55,9 +61,17 @@ def callables(workload, backend):
         for k, a in first.items():
             step.variables[k][...] = a
 
+    fn = compiled.fn
+    if hasattr(fn, "run_bound"):
+        calls = {"kernels": (reset_step, fn.run_bound),
+                 "fn": (reset_step, lambda: fn.run(args, var_arrays))}
+    else:
+        calls = {"fn": (reset_step, lambda: fn(*args, *var_arrays))}
+        calls["kernels"] = calls["fn"]
     return {
-        "fn": (reset_step, lambda: compiled.fn(*args, *var_arrays)),
+        **calls,
         "step": (reset_step, lambda: step(feed)),
+        "fresh": (reset_step, lambda: step(batches[next(turn) & 3])),
         "run": (reset_session, lambda: sess.run([loss, train], feed)),
         "run_names": (reset_session, lambda: sess.run(fetch_names, names)),
     }
@@ -70,18 +84,20 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--min-time", type=float, default=0.05)
     args = ap.parse_args(argv)
-    print("| workload | backend | fn, us | step(feeds), us | sess.run, us | sess.run by names, us "
-          "| step - fn | run - fn |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| workload | backend | kernels, us | fn, us | step(feeds), us | step, new arrays, us "
+          "| sess.run, us | sess.run by names, us | step - kernels | new arrays - kernels "
+          "| run - kernels |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for w in args.workloads:
         for b in args.backends:
             t = bench_llvm.interleaved_times(callables(w, b), args.rounds, args.min_time)
             med = {k: statistics.median(v) * 1e6 for k, v in t.items()}
             low = {k: min(v) * 1e6 for k, v in t.items()}
             cell = {k: f"{med[k]:.1f} ({low[k]:.1f})" for k in t}
-            print(f"| {w} | {b} | {cell['fn']} | {cell['step']} | {cell['run']} | "
-                  f"{cell['run_names']} | {med['step'] - med['fn']:+.1f} | "
-                  f"{med['run'] - med['fn']:+.1f} |", flush=True)
+            over = {k: f"{med[k] - med['kernels']:+.1f}" for k in t}
+            print(f"| {w} | {b} | {cell['kernels']} | {cell['fn']} | {cell['step']} | "
+                  f"{cell['fresh']} | {cell['run']} | {cell['run_names']} | {over['step']} | "
+                  f"{over['fresh']} | {over['run']} |", flush=True)
     print("\nmedian (minimum) over the rounds, microseconds per call")
 
 

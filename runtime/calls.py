@@ -5,13 +5,14 @@ Steps update variables in place, so an array fed to a placeholder that shares me
 variable (``step(p=step.variables["W"])``, or a view of it) would be read after the update
 began. TF1 reads the value from before the step; so do we, by copying just those feeds. An
 array that owns its memory (``base is None``) and is not one of the variables cannot overlap
-one, so the common case costs a set lookup per feed.
+one, nor can a view of such an array (NumPy's views name the array owning the memory as their
+``base``), so the common cases cost a set lookup or two per feed (``may_alias``).
 """
 import threading
 
 import numpy as np
 
-__all__ = ["unalias", "step_lock"]
+__all__ = ["unalias", "state_ids", "may_alias", "step_lock"]
 
 
 def unalias(args, state):
@@ -27,6 +28,23 @@ def unalias(args, state):
         if id(a) in ids or (type(a) is np.ndarray and a.base is not None and
                             any(np.may_share_memory(a, s) for s in state)):
             args[i] = np.array(a)
+
+
+def state_ids(state):
+    """The ids ``may_alias`` takes: of the variable arrays ``state``, and of what each one
+    that does not own its memory is a view of."""
+    return frozenset([id(s) for s in state] + [id(s.base) for s in state if s.base is not None])
+
+
+def may_alias(a, ids):
+    """False when the ndarray ``a`` cannot share memory with the arrays of ``state_ids``: it
+    is not one of them and it owns its memory, or is a view of an array that owns its memory
+    and is not one of them or their owners; True otherwise (``unalias`` then looks closer).
+    """
+    if id(a) in ids:
+        return True
+    b = a.base
+    return b is not None and (type(b) is not np.ndarray or b.base is not None or id(b) in ids)
 
 
 def step_lock():

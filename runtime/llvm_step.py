@@ -27,6 +27,7 @@ from graphc.errors import ArtifactError, FeedError, InvalidArgumentError, Numeri
 
 from . import collectives, host_calls, jit, parallel, threads
 from .blas import gemm_entry
+from .jit import data_address
 from .numerics import NumericsSite, numerics_error
 from .step_errors import IndexCheck, Snapshot
 from .threads import BlasTuner
@@ -120,6 +121,15 @@ def _aligned_empty(nbytes, align=64):
     return raw[start:start + nbytes]
 
 
+def _c_strides(slot):
+    """The strides of a C-ordered array of ``slot``'s shape and dtype."""
+    strides, step = [], np.dtype(slot.dtype).itemsize
+    for n in reversed(slot.shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
 def _rng_key(seed):
     """A 64-bit key for one random op: a fixed seed mixes deterministically, None draws."""
     if seed is None:
@@ -190,8 +200,11 @@ class NativeStep:
         n_in = len(layout.feeds) + len(layout.variables)
         self._bound = [None] * n_in
         self._slots = list(layout.feeds) + list(layout.variables)
+        self._specs = [(np.dtype(s.dtype), tuple(s.shape), _c_strides(s), s.index)
+                       for s in self._slots]  # what _bind checks
         self._n_feeds = len(layout.feeds)
         self._fetch = [None if k is None else self.outputs[k] for k in layout.fetch_outputs]
+        self._variables = None  # the tuple of variables bound by the latest call (run)
         self._updates = None
         self._lock = threading.Lock()
         self._index_checks = {int(e): IndexCheck.from_json(c) for e, c in layout.index_checks}
@@ -205,12 +218,18 @@ class NativeStep:
 
     def _bind(self, k, arr):
         """Point slot k at ``arr`` (converted when it is not exactly what the code expects)."""
-        slot = self._slots[k]
-        if not isinstance(arr, np.ndarray) or not slot.matches(arr):
+        dtype, shape, strides, index = self._specs[k]
+        # (the usual array first: a built-in dtype (a singleton), C order's strides)
+        if (type(arr) is not np.ndarray or arr.shape != shape or arr.dtype is not dtype
+                or arr.strides != strides) and not (
+                isinstance(arr, np.ndarray) and arr.shape == shape and arr.dtype == dtype
+                and arr.flags.c_contiguous):
             arr = self._convert(k, arr)
-        self.table[slot.index] = arr.__array_interface__["data"][0]
-        self._keep[slot.index] = arr
+        self.table[index] = data_address(arr)
+        self._keep[index] = arr
         self._bound[k] = arr
+        if k >= self._n_feeds:
+            self._variables = None
         return arr
 
     def _convert(self, k, arr):
@@ -225,32 +244,71 @@ class NativeStep:
             return np.array(a, dtype=slot.dtype, order="C", copy=True)
         return np.ascontiguousarray(a, dtype=slot.dtype)
 
+    def _bind_variables(self, variables):
+        n = self._n_feeds
+        if len(variables) != len(self._bound) - n:
+            raise FeedError(f"native step takes {len(self._bound) - n} variables, got "
+                            f"{len(variables)}")
+        for k, a in enumerate(variables, n):
+            if a is not self._bound[k]:
+                self._bind(k, a)
+        bound = self._bound[n:]
+        self._updates = tuple(bound[k] for k in self.layout.updated)
+        self._variables = variables
+
     def __call__(self, *args):
-        with self._lock:  # one arena and one table: calls from several threads take turns
-            bound = self._bound
-            if len(args) != len(bound):
-                raise FeedError(f"native step takes {len(bound)} arrays (feeds, then "
-                                f"variables), got {len(args)}")
-            for k, a in enumerate(args):
-                if a is not bound[k]:
-                    self._bind(k, a)
-                    self._updates = None
-            saved = self._snapshot.save(bound) if self._snapshot else None
-            tuner = self.blas_tuner
-            if tuner is None:
-                self._fn(self._table_addr)
-            else:  # BLAS's thread count chosen by timing this step (runtime.threads)
-                n, t0 = tuner.before(), time.perf_counter()
-                self._fn(self._table_addr)
-                tuner.after(n, time.perf_counter() - t0)
-            if self._status_word.value or self._callbacks and collectives.last_error:
-                self._failed(saved)
-            if self._updates is None:
-                variables = bound[self._n_feeds:]
-                self._updates = tuple(variables[k] for k in self.layout.updated)
-            # Arrays are copied out (the next call reuses the buffers); 0-d become scalars.
-            return [None if o is None else (o.copy() if o.ndim else o[()])
-                    for o in self._fetch], self._updates
+        n = self._n_feeds
+        if len(args) != len(self._bound):
+            raise FeedError(f"native step takes {len(self._bound)} arrays (feeds, then "
+                            f"variables), got {len(args)}")
+        with self._lock:
+            return self._run(args[:n], args[n:]), self._updates
+
+    def run(self, feeds, variables):
+        """One call, as ``__call__`` without the list of updated variables: the fetched values.
+
+        Args:
+            feeds: the fed arrays, in the step's feed order.
+            variables: a tuple of the variable arrays, updated in place; a caller that passes
+                the same tuple every call has its arrays checked once.
+        """
+        if len(feeds) != self._n_feeds:
+            raise FeedError(f"native step takes {self._n_feeds} feeds, got {len(feeds)}")
+        lock = self._lock  # one arena and one table: calls from several threads take turns
+        lock.acquire()  # (a third of `with lock:`'s cost)
+        try:
+            return self._run(feeds, variables)
+        finally:
+            lock.release()
+
+    def _run(self, feeds, variables):
+        # (every line here runs on every call: attributes are read once, nothing is built
+        # that a call of the same arrays as the previous one does not need)
+        bound = self._bound
+        if variables is not self._variables:
+            self._bind_variables(variables)
+        k = 0
+        for a in feeds:
+            if a is not bound[k]:
+                self._bind(k, a)
+            k += 1
+        saved = self._snapshot.save(bound) if self._snapshot.positions else None
+        tuner = self.blas_tuner
+        if tuner is None:
+            self._fn(self._table_addr)
+        else:  # BLAS's thread count chosen by timing this step (runtime.threads)
+            n, t0 = tuner.before(), time.perf_counter()
+            self._fn(self._table_addr)
+            tuner.after(n, time.perf_counter() - t0)
+        if self._status_word.value or self._callbacks and collectives.last_error:
+            self._failed(saved)
+        # Arrays are copied out (the next call reuses the buffers); 0-d become scalars.
+        return [o if o is None else o.copy() if o.ndim else o[()] for o in self._fetch]
+
+    def run_bound(self):
+        """Run the entry point once on the arrays the latest call bound, checking nothing
+        (no status word, no copies): the kernels' own time, for benchmarks."""
+        self._fn(self._table_addr)
 
     def _failed(self, saved):
         """Raise the step's error, having put back the variables it wrote

@@ -20,7 +20,7 @@ from ..runtime.threads import apply_policy
 from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
 from ..ir.program import needed_nodes
-from ..runtime.calls import unalias
+from ..runtime.calls import may_alias, state_ids, unalias
 from . import aot
 from .failures import step_error
 from .feeds import convert_feed, expand_feeds, feed_target, flatten, leaf_feeds
@@ -72,6 +72,7 @@ class CompiledStep:
                                             ("writes", check_writes)) if on)
         self._flat, self._rebuild = flatten(fetches, graph)
         self._rebuild = _plain_rebuild(fetches) or self._rebuild
+        self._listed = self._rebuild is list  # a call's values come as a new list: as they are
         self._feeds = _feed_list(feeds, self._flat, graph)
         self._names = [p.node_name for p in self._feeds]  # step(x=..., y=...) in feed order
         needed = needed_nodes(self._flat, self._feeds)
@@ -79,10 +80,10 @@ class CompiledStep:
         self._var_nodes = [n for n in needed if n.op_name == "variable"]
         self._values = _initial_values(self._var_nodes, graph)
         self._state = list(self._values.values())  # updated in place: stable arrays
-        self._state_ids = {id(a) for a in self._state}
+        self._state_ids = state_ids(self._state)
         self._cache = {}
         self._compiling = threading.Lock()  # threads meeting a new signature compile it once
-        self._fast = None  # (specs, compiled, variable arrays, update arrays)
+        self._fast = None  # the _FastCall of the latest signature
         self._last = None
         if all(p.shape is not None and None not in p.shape for p in self._feeds):
             self._signature({p: tuple(p.shape) for p in self._feeds})
@@ -146,30 +147,31 @@ class CompiledStep:
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, feed_dict=None, **named):
         """Run one step; returns the fetches' values in the fetches' structure."""
-        args = self._arguments(feed_dict, named)
-        ids = self._state_ids
-        for a in args:  # the step updates variables in place: feeds see the old values
-            if id(a) in ids or (type(a) is np.ndarray and a.base is not None):
-                unalias(args, self._state)
-                break
         fast = self._fast
-        if fast is None or not _matches(args, fast[0]):
+        if fast is None or named or type(feed_dict) is not dict:
+            return self._call(feed_dict, named)
+        args = fast.arguments(feed_dict)
+        if args is None:
+            return self._call(feed_dict, named)
+        try:  # (_execute, inline: this is every call of a training loop)
+            values = fast.run(args, fast.variables)
+        except GraphcError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (named after the node that failed)
+            raise step_error(fast.compiled, exc) from None
+        return values if self._listed else self._rebuild(values)
+
+    def _call(self, feed_dict, named):
+        """``__call__`` for any feeds: by name, of other types, shapes or dtypes, views of
+        the variables; a new signature is compiled."""
+        args = self._arguments(feed_dict, named)
+        if any(type(a) is np.ndarray and may_alias(a, self._state_ids) for a in args):
+            unalias(args, self._state)  # variables are updated in place: feeds see the old value
+        fast = self._fast
+        if fast is None or not all(map(_takes, args, fast.specs)):
             fast = self._slow_path(args)
-        specs, compiled, var_arrays, update_arrays = fast
-        with compiled.lock:
-            try:
-                fetched, updates = compiled.fn(*args, *var_arrays)
-            except GraphcError:
-                raise
-            except Exception as exc:  # noqa: BLE001  (named after the node that failed)
-                raise step_error(compiled, exc) from None
-            for live, new in zip(update_arrays, updates):
-                if new is not live:
-                    np.copyto(live, new)
-        # (fetched arrays are the step's own copies: only 0-d ones become scalars)
-        return self._rebuild([(x if type(x) is not np.ndarray or x.ndim else x[()])
-                              if has else None
-                              for has, x in zip(compiled.fetch_values, fetched)])
+        values = _execute(fast, args)
+        return values if self._listed else self._rebuild(values)
 
     def _arguments(self, feed_dict, named):
         if not named and feed_dict is not None and len(feed_dict) == len(self._feeds):
@@ -203,10 +205,7 @@ class CompiledStep:
         unalias(args, self._state)  # (a converted feed may be a view again)
         with self._compiling:
             compiled = self._signature({p: a.shape for p, a in zip(self._feeds, args)})
-        specs = [(a.shape, a.dtype) for a in args]
-        var_arrays = [self._values[v] for v in compiled.var_nodes]
-        update_arrays = [self._values[v] for v in compiled.update_nodes]
-        self._fast = (specs, compiled, var_arrays, update_arrays)
+        self._fast = _FastCall(self, compiled, args)
         return self._fast
 
     def _signature(self, shapes):
@@ -224,6 +223,83 @@ class CompiledStep:
         return compiled
 
 
+class _FastCall:
+    """A call of one compiled signature, set up once (``CompiledStep._slow_path``): the
+    checks a call's feeds must pass to reach the step as they are, and the call itself.
+
+    Args:
+        step: the CompiledStep; compiled: its signature's ``Compiled``.
+        args: feeds of that signature, converted (their dtypes, shapes and strides are the
+            signature's).
+    """
+
+    __slots__ = ("feeds", "specs", "checks", "ids", "compiled", "variables", "updates", "run")
+
+    def __init__(self, step, compiled, args):
+        self.feeds = step._feeds
+        self.specs = [(a.dtype, a.shape, a.strides) for a in args]  # (C order: see _takes)
+        self.checks = [(p, *spec) for p, spec in zip(self.feeds, self.specs)]
+        self.ids = step._state_ids
+        self.compiled = compiled
+        self.variables = tuple(step._values[v] for v in compiled.var_nodes)
+        self.updates = [step._values[v] for v in compiled.update_nodes]
+        fn = compiled.fn
+        native = getattr(fn, "updates_in_place", False) and getattr(fn, "fetches_owned", False)
+        self.run = fn.run if native else self._general  # run(feeds, variables): fetched values
+
+    def arguments(self, feed_dict):
+        """The step's arguments from ``feed_dict`` (keys: the feed tensors), or None when one
+        is missing or not an array the step takes as it is (dtype, shape, C order, apart from
+        the variables)."""
+        if len(feed_dict) != len(self.feeds):
+            return None
+        args, ids = [], self.ids
+        for p, dtype, shape, strides in self.checks:
+            a = feed_dict.get(p)
+            # (one check after another, inline: this runs for every feed of every call)
+            if type(a) is not np.ndarray or a.shape != shape or a.dtype is not dtype \
+                    or a.strides != strides or id(a) in ids:
+                return None
+            b = a.base  # a view of an array that owns its memory: see runtime.calls.may_alias
+            if b is not None and (type(b) is not np.ndarray or b.base is not None
+                                  or id(b) in ids):
+                return None
+            args.append(a)
+        return args
+
+    def _general(self, args, variables):
+        """Any step: new variable values are copied into the live arrays."""
+        compiled = self.compiled
+        with compiled.lock:
+            fetched, updates = compiled.fn(*args, *variables)
+            for live, new in zip(self.updates, updates):
+                if new is not live:
+                    np.copyto(live, new)
+        # (fetched arrays are the step's own copies: only 0-d ones become scalars)
+        return [(x if type(x) is not np.ndarray or x.ndim else x[()]) if has else None
+                for has, x in zip(compiled.fetch_values, fetched)]
+
+
+def _execute(fast, args):
+    """Run ``fast``'s step on the feeds ``args``: the fetched values (0-d ones as scalars)."""
+    try:
+        return fast.run(args, fast.variables)
+    except GraphcError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (named after the node that failed)
+        raise step_error(fast.compiled, exc) from None
+
+
+def _takes(a, spec):
+    """Whether ``a`` is an array a step compiled for ``spec`` (dtype, shape, strides of C
+    order) takes as it is. ``_FastCall.arguments`` checks the same, faster and stricter:
+    built-in dtypes are singletons (``is``), and strides equal to C order's are C order
+    (another array in C order, with a dimension of 1, takes this way)."""
+    dtype, shape, _ = spec
+    return type(a) is np.ndarray and a.shape == shape and a.dtype == dtype \
+        and a.flags.c_contiguous
+
+
 def _plain_rebuild(fetches):
     """A cheaper ``rebuild`` for the usual fetches: one tensor, or a list or plain tuple of
     tensors (None for other structures)."""
@@ -232,16 +308,6 @@ def _plain_rebuild(fetches):
     if type(fetches) in (list, tuple) and all(isinstance(f, Node) for f in fetches):
         return type(fetches)
     return None
-
-
-def _matches(args, specs):
-    if len(args) != len(specs):
-        return False
-    for a, (shape, dtype) in zip(args, specs):
-        if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype \
-                or not a.flags.c_contiguous:
-            return False
-    return True
 
 
 def _graph_of(fetches):

@@ -22,7 +22,7 @@ from ..runtime.threads import apply_policy
 from ..errors import GraphcError, GraphError
 from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph, pop_default_session, push_default_session
-from ..runtime.calls import unalias
+from ..runtime.calls import may_alias, state_ids, unalias
 from .failures import step_error
 from .feeds import (_as_result, _missing_feed_error, convert_feed, expand_feeds, feed_target,
                     flatten, leaf_feeds)
@@ -177,17 +177,26 @@ class Session:
         return compiled
 
     def _execute(self, compiled, args):
-        with compiled.lock:  # the step's arena, and the variables it reads and replaces
-            return self._execute_locked(compiled, list(args))
-
-    def _execute_locked(self, compiled, args):
         values = self.values
         p = self._prepared.get(compiled)
         if p is None or p.version != values.version:
             p = self._prepared[compiled] = _Prepared(compiled, values)
+        if p.direct:  # a native step: it updates the stored arrays in place, under its lock
+            stored = p.stored
+            for a in args:
+                if may_alias(a, stored):  # a feed that is (a view of) a variable is copied
+                    args = list(args)
+                    unalias(args, list(values.values()))
+                    break
+            return compiled.fn.run(args, p.variables)
+        with compiled.lock:  # the step's arena, and the variables it reads and replaces
+            return self._execute_locked(compiled, list(args), p)
+
+    def _execute_locked(self, compiled, args, p):
+        values = self.values
         variables, stored = p.variables, p.stored
         for a in args:  # steps update variables in place: a feed that is (a view of) a
-            if id(a) in stored or a.base is not None:  # variable is copied, under the lock
+            if may_alias(a, stored):  # variable is copied, under the lock
                 unalias(args, list(values.values()))
                 break
         args += variables
@@ -232,7 +241,7 @@ class _Prepared:
     """
 
     __slots__ = ("version", "variables", "stored", "complete", "in_place", "owned",
-                 "updated_at")
+                 "updated_at", "direct")
 
     def __init__(self, compiled, values):
         self.version, self.variables, self.complete = values.version, [], True
@@ -245,9 +254,13 @@ class _Prepared:
                         hint="run gc.global_variables_initializer() first")
                 value, self.complete = np.zeros(v.shape, v.dtype.np), False
             self.variables.append(value)
-        self.stored = {id(a) for a in values.values()}
+        self.stored = set(state_ids(list(values.values())))
         self.in_place = getattr(compiled.fn, "updates_in_place", False)
         self.owned = getattr(compiled.fn, "fetches_owned", False)
+        # Nothing to store after a call, nothing to convert: ``fn.run(feeds, variables)``.
+        self.direct = self.in_place and self.owned and self.complete
+        if self.direct:
+            self.variables = tuple(self.variables)
         where = {id(v): k for k, v in enumerate(compiled.var_nodes)}
         self.updated_at = [where.get(id(v)) for v in compiled.update_nodes]
 
@@ -325,10 +338,10 @@ class _FastRun:
         self.compiled, self.rebuild = compiled, rebuild
         nodes = [target(k) for k in feed_dict]
         position = {id(n): i for i, n in enumerate(nodes)}
-        self.specs = []
+        self.specs = []  # (C-order strides: see graphc.client.compile._takes)
         for n in nodes:
             arr = feeds.get(n)
-            self.specs.append(None if arr is None else (arr.dtype, arr.shape))
+            self.specs.append(None if arr is None else (arr.dtype, arr.shape, arr.strides))
         self.order = [position.get(id(p)) for p in compiled.feed_nodes]
         self.defaults = [feeds[p] if i is None else None
                          for p, i in zip(compiled.feed_nodes, self.order)]
@@ -340,9 +353,8 @@ class _FastRun:
         values = list(feed_dict.values()) if feed_dict else []
         for a, spec in zip(values, self.specs):
             if spec is None or type(a) is not np.ndarray or a.shape != spec[1] \
-                    or (a.dtype is not spec[0] and a.dtype != spec[0]) \
-                    or not a.flags.c_contiguous:  # (built-in dtypes are singletons: `is`)
-                return None
+                    or a.dtype is not spec[0] or a.strides != spec[2]:
+                return None  # (built-in dtypes are singletons: `is`)
         return [values[i] if i is not None else d for i, d in zip(self.order, self.defaults)]
 
 

@@ -180,3 +180,57 @@ def test_the_native_step_function_refuses_a_wrong_argument_count_or_shape():
     with pytest.raises(gc.errors.FeedError, match=r"feed 0 has shape \(3, 2\), the compiled "
                                                   r"step expects \(2, 3\)"):
         fn(np.ones((3, 2), np.float32), yv, wv)
+    with pytest.raises(gc.errors.FeedError, match=r"native step takes 2 feeds, got 1"):
+        fn.run([xv], (wv,))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fresh_arrays_every_call_and_every_layout_give_the_reference_values(backend):
+    """A training loop feeds new arrays each call: views of a dataset, copies, arrays in C
+    order with other strides (a dimension of 1), other dtype objects of the same type,
+    Fortran order, read-only arrays. Each must reach the step (bound again or converted)
+    and give what the NumPy reference gives for the same feeds, call after call."""
+    def run(make_step, feeds_seq):
+        graph = gc.Graph()
+        with graph.as_default():
+            x = gc.placeholder(gc.float32, [4, 1], name="x")
+            y = gc.placeholder(gc.float32, [1, 3], name="y")
+            w = gc.Variable(np.linspace(-1, 1, 3, dtype=np.float32)[None, :], name="w")
+            out = gc.reduce_sum(gc.matmul(x, w * y))
+            train = gc.assign(w, w - 0.1 * gc.gradients(out, w)[0])
+            step = make_step([out, train], [x, y])
+            return [float(step({x: xv, y: yv})[0]) for xv, yv in feeds_seq], \
+                step.variables["w"].copy()
+
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal((40, 1)).astype(np.float32)
+    ys = rng.standard_normal((8, 3)).astype(np.float32)
+    odd = np.ndarray((1, 3), np.float32, buffer=ys[2].copy(), strides=(4, 4))  # C order
+    frozen = ys[3:4].copy()
+    frozen.flags.writeable = False
+    feeds = [(data[0:4], ys[0:1]), (data[4:8].copy(), ys[1:2]), (data[8:12], odd),
+             (data[12:16].astype(np.dtype("<f4")), frozen),
+             (np.asfortranarray(data[16:20]), ys[4:5].astype(np.float64)),
+             (data[0:4], ys[0:1])]
+    assert odd.flags.c_contiguous and odd.strides != (12, 4)
+    got = run(lambda f, p: gc.compile(f, feeds=p, backend=backend), feeds)
+    want = run(lambda f, p: gc.compile(f, feeds=p, backend="numpy", optimize=False), feeds)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-5)
+    assert len(set(got[0])) == len(feeds)  # every call saw its own feeds and new weights
+
+
+def test_two_callers_of_one_native_step_keep_their_own_variables():
+    """``NativeStep.run`` checks a caller's variables tuple once; a call with other arrays
+    (another tuple, or ``__call__``) binds those, and the next call binds back."""
+    graph, x, y, w, out, train = _model()
+    step = gc.compile([out, train], feeds=[x, y], backend="llvm")
+    fn = step.compiled.fn
+    xv, yv = np.ones((2, 3), np.float32), np.zeros(3, np.float32)
+    mine, theirs = (np.ones((2, 3), np.float32),), (np.full((2, 3), 3.0, np.float32),)
+    assert fn.run([xv, yv], mine)[0] == 6.0
+    assert fn.run([xv, yv], theirs)[0] == 18.0
+    assert fn(xv, yv, np.full((2, 3), 10.0, np.float32))[0][0] == 60.0
+    assert fn.run([xv, yv], mine)[0] == 3.0  # halved once by the first call
+    np.testing.assert_array_equal(mine[0], 0.25)
+    np.testing.assert_array_equal(theirs[0], 1.5)

@@ -420,3 +420,14 @@ def test_damaged_entry_is_a_miss_and_gets_recompiled(tmp_path, damage):
     assert not hit and compiles == [1] and cache.corrupt == 1
     assert obj == good  # compilation is deterministic
     assert cache.get(key) == good  # the damaged entry was replaced
+
+
+@pytest.mark.parametrize("make", [
+    lambda: np.arange(12.0), lambda: np.arange(24.0)[5:], lambda: np.zeros((3, 4))[1:, 2:],
+    lambda: np.zeros(()), lambda: np.zeros(0, np.int8), lambda: np.zeros((4, 4)).T,
+    lambda: np.frombuffer(bytearray(64), np.int32)[3:], lambda: np.float32(2.5) * np.ones(7)])
+def test_data_address_is_numpys_address_of_the_first_element(make):
+    a = make()
+    assert jit.data_address(a) == a.__array_interface__["data"][0]
+    c = np.ascontiguousarray(a)
+    assert jit.address_of(c) == c.__array_interface__["data"][0]
