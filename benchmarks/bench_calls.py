@@ -11,19 +11,22 @@ For each workload and backend, interleaved rounds time these callables:
     step      ``gc.compile([loss, train], feeds=[x, y])`` called as ``step({x: xs, y: ys})``
     fresh     the same, each call with other arrays (copies of the batch, in turn), as a
               training loop feeds new batches: the step binds them again
+    loaded    the same step saved and loaded (``gc.load``), called as ``loaded(x=xs, y=ys)``
     run       ``sess.run([loss, train], {x: xs, y: ys})`` on a Session of the same graph
     run_names ``sess.run(["loss:0", "train"], {"x:0": xs, "y:0": ys})`` (names: no fast path)
 
 and reports microseconds per call (median and minimum over the rounds) and what ``step``,
-``fresh`` and ``run`` add to ``kernels``. Variables change every call (the step trains); each round restarts from
+``fresh``, ``loaded`` and ``run`` add to ``kernels``. Variables change every call (the step trains); each round restarts from
 the initial parameters.
 
     python benchmarks/bench_calls.py [--workloads W2 W1] [--backends llvm numpy]
                                      [--rounds 15] [--min-time 0.05]
 """
 import argparse
+import os
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -52,6 +55,12 @@ def callables(workload, backend):
         args = [xs, ys]
         batches = [{x: xs.copy(), y: ys.copy()} for _ in range(4)]
         turn = iter(range(1 << 62))
+        with tempfile.TemporaryDirectory() as tmp:
+            step.save(os.path.join(tmp, "step.gcx"))
+            loaded = gc.load(os.path.join(tmp, "step.gcx"))
+        by_name = {x.op.name: xs, y.op.name: ys}
+        loaded(**by_name)
+        saved = {k: a.copy() for k, a in loaded.variables.items()}
 
     def reset_session():
         for v, a in start.items():
@@ -60,6 +69,10 @@ def callables(workload, backend):
     def reset_step():
         for k, a in first.items():
             step.variables[k][...] = a
+
+    def reset_loaded():
+        for k, a in saved.items():
+            loaded.variables[k][...] = a
 
     fn = compiled.fn
     if hasattr(fn, "run_bound"):
@@ -72,6 +85,7 @@ def callables(workload, backend):
         **calls,
         "step": (reset_step, lambda: step(feed)),
         "fresh": (reset_step, lambda: step(batches[next(turn) & 3])),
+        "loaded": (reset_loaded, lambda: loaded(**by_name)),
         "run": (reset_session, lambda: sess.run([loss, train], feed)),
         "run_names": (reset_session, lambda: sess.run(fetch_names, names)),
     }
@@ -85,9 +99,9 @@ def main(argv=None):
     ap.add_argument("--min-time", type=float, default=0.05)
     args = ap.parse_args(argv)
     print("| workload | backend | kernels, us | fn, us | step(feeds), us | step, new arrays, us "
-          "| sess.run, us | sess.run by names, us | step - kernels | new arrays - kernels "
-          "| run - kernels |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| loaded step, us | sess.run, us | sess.run by names, us | step - kernels "
+          "| new arrays - kernels | loaded - kernels | run - kernels |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for w in args.workloads:
         for b in args.backends:
             t = bench_llvm.interleaved_times(callables(w, b), args.rounds, args.min_time)
@@ -96,8 +110,9 @@ def main(argv=None):
             cell = {k: f"{med[k]:.1f} ({low[k]:.1f})" for k in t}
             over = {k: f"{med[k] - med['kernels']:+.1f}" for k in t}
             print(f"| {w} | {b} | {cell['kernels']} | {cell['fn']} | {cell['step']} | "
-                  f"{cell['fresh']} | {cell['run']} | {cell['run_names']} | {over['step']} | "
-                  f"{over['fresh']} | {over['run']} |", flush=True)
+                  f"{cell['fresh']} | {cell['loaded']} | {cell['run']} | {cell['run_names']} "
+                  f"| {over['step']} | {over['fresh']} | {over['loaded']} | {over['run']} |",
+                  flush=True)
     print("\nmedian (minimum) over the rounds, microseconds per call")
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from graphc.errors import ArtifactError, FeedError, GraphcError, NumericsError
 
-from .calls import step_lock, unalias
+from .calls import may_alias, state_ids, step_lock, unalias
 from .artifact import (CONSTS, IR, LLVM_IR, OBJECT, RNG, SOURCE, VARIABLES, decode_structure,
                        read)
 from .numerics import NumericsSite, numerics_error
@@ -124,8 +124,10 @@ class LoadedStep:
         self.fetches = m["fetches"]
         self.variables_info = m["variables"]
         self._index = {f["name"]: k for k, f in enumerate(self.feeds)}
+        self._keys = {**{n + ":0": k for n, k in self._index.items()}, **self._index}
         values = artifact.arrays(VARIABLES)
         self._vars = [_variable(values, k, v, artifact) for k, v in enumerate(m["variables"])]
+        self._ids = state_ids(self._vars)
         self._rebuild = decode_structure(m["fetches"]["structure"])
         if self.backend not in ("numpy", "llvm"):
             raise ArtifactError(f"{artifact.where()}: unknown backend {self.backend!r}")
@@ -168,18 +170,26 @@ class LoadedStep:
         if not sig.takes(given):
             sig = self._dispatch(given)
             given = [sig.convert(k, value) for k, value in enumerate(given)]
-        unalias(given, self._vars)  # variables are updated in place: feeds see the old value
-        variables = sig.var_arrays
-        with sig.runner.lock:  # the arena and random state: one call at a time
-            try:
-                fetched, updates = sig.runner.fn(*given, *variables)
-            except GraphcError:
-                raise
-            except Exception as exc:  # noqa: BLE001  (named after the node that failed)
-                raise sig.runner.failure(exc) from None
-            for live, new in zip(sig.update_arrays, updates):
-                if new is not live:
-                    np.copyto(live, new)
+        ids = self._ids
+        for a in given:  # variables are updated in place: feeds see the old value
+            if id(a) in ids or a.base is not None and may_alias(a, ids):
+                unalias(given, self._vars)
+                break
+        runner = sig.runner
+        try:
+            if sig.direct:  # a native step: in place, fresh fetched values, its own lock
+                self.last_signature = sig
+                return self._rebuild(runner.fn.run(given, sig.var_tuple))
+            with runner.lock:  # the arena and random state: one call at a time
+                variables = sig.var_arrays
+                fetched, updates = runner.fn(*given, *variables)
+                for live, new in zip(sig.update_arrays, updates):
+                    if new is not live:
+                        np.copyto(live, new)
+        except GraphcError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (named after the node that failed)
+            raise runner.failure(exc) from None
         self.last_signature = sig
         return self._rebuild([_as_result(x, given + variables) if has else None
                               for x, has in zip(fetched, sig.has_value)])
@@ -187,14 +197,11 @@ class LoadedStep:
     def _given(self, feed_dict, named):
         """The fed values in feed order; FeedError for unknown or missing feeds."""
         given = [None] * len(self.feeds)
-        for key, value in list((feed_dict or {}).items()) + list(named.items()):
-            name = key if isinstance(key, str) else getattr(key, "name", key)
-            k = self._index.get(name[:-2] if isinstance(name, str) and name.endswith(":0")
-                                else name)
-            if k is None:
-                raise FeedError(f"cannot feed {key!r}: not a placeholder of this step",
-                                [f"feeds: {', '.join(self._index)}"])
-            given[k] = value
+        keys = self._keys
+        for items in (feed_dict.items() if feed_dict else (), named.items()):
+            for key, value in items:
+                k = keys.get(key) if type(key) is str else None
+                given[self._feed_index(key) if k is None else k] = value
         missing = [f for f, v in zip(self.feeds, given) if v is None]
         if missing:
             raise FeedError(f"{len(missing)} placeholder(s) must be fed: "
@@ -202,6 +209,16 @@ class LoadedStep:
                             [f"'{f['name']}': {f['type']}  created at {f.get('loc', '?')}"
                              for f in missing], hint="pass them by name: step(x=..., y=...)")
         return given
+
+    def _feed_index(self, key):
+        """The feed position of ``key``: a name, ``name:0``, or an object with a ``name``."""
+        name = key if isinstance(key, str) else getattr(key, "name", key)
+        k = self._index.get(name[:-2] if isinstance(name, str) and name.endswith(":0")
+                            else name)
+        if k is None:
+            raise FeedError(f"cannot feed {key!r}: not a placeholder of this step",
+                            [f"feeds: {', '.join(self._index)}"])
+        return k
 
     def _dispatch(self, given):
         """The signature whose feed shapes are those of ``given``."""
@@ -271,12 +288,17 @@ class Signature:
         self.shapes = [tuple(f["shape"]) for f in self.feeds]
         self._specs = [(tuple(f["shape"]), np.dtype(f["dtype"])) for f in self.feeds]
         self.var_arrays = [variables[int(k)] for k in info["variables"]]
+        self.var_tuple = tuple(self.var_arrays)
         self.update_arrays = [variables[int(k)] for k in info["updates"]]
         self.has_value = [bool(f.get("value", True)) for f in self.fetches]
         if artifact.manifest["backend"] == "numpy":
             self.runner = PythonRunner(artifact, self, rng_state)
         else:
             self.runner = NativeRunner(artifact, self, rng_state, recompile)
+        # ``NativeStep.run``: the variables updated in place, fetched values fresh copies
+        fn = self.runner.fn
+        self.direct = getattr(fn, "updates_in_place", False) and getattr(fn, "fetches_owned",
+                                                                         False)
 
     def member(self, name):
         """This signature's member ``name`` (``ir.txt``, ``code/step.py``, ...)."""
@@ -299,7 +321,8 @@ class Signature:
         """Whether ``given`` are arrays exactly as this signature's code takes them."""
         for value, (shape, dtype) in zip(given, self._specs):
             if not (type(value) is np.ndarray and value.shape == shape and  # noqa: E721
-                    value.dtype == dtype and value.flags.c_contiguous):
+                    (value.dtype is dtype or value.dtype == dtype) and
+                    value.flags.c_contiguous):  # (built-in dtypes are singletons: `is`)
                 return False
         return True
 
@@ -484,7 +507,7 @@ def check_target(built, host):
     missing = sorted(_features(built.get("features")) - _features(host.features))
     if missing:
         return f"object code for another CPU: {what}", [
-            f"CPU features the code was compiled with that this machine lacks: "
+            "CPU features the code was compiled with that this machine lacks: "
             + ", ".join("+" + f for f in missing)]
     return None
 

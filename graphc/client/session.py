@@ -17,6 +17,7 @@ import threading
 import numpy as np
 
 from .pipeline import compile_program, default_backend
+from ..data import iterator
 from ..data.iterator import has_iterators, next_elements, run_initializers
 from ..runtime.threads import apply_policy
 from ..errors import GraphcError, GraphError
@@ -85,9 +86,10 @@ class Session:
             raise GraphError("Session.run: the session is closed")
         key = _run_key(fetches, feed_dict)
         fast = self._fast.get(key) if key is not None else None
-        if fast is not None:
+        if fast is not None and (fast.made == iterator.made or not has_iterators(self.graph)):
             args = fast.arguments(feed_dict)
-            if args is not None and not has_iterators(self.graph):
+            if args is not None:
+                fast.made = iterator.made
                 return fast.rebuild(self._run_step(fast.compiled, args))
         flat, rebuild = self._flatten(fetches)
         if not flat:  # sess.run([]) and sess.run({}) return the empty structure, as in TF1
@@ -106,7 +108,20 @@ class Session:
     def _run_step(self, compiled, args):
         """Run ``compiled`` on the feeds ``args`` (in its feed order); the fetched values."""
         try:
-            return self._execute(compiled, args)
+            values = self.values
+            p = self._prepared.get(compiled)
+            if p is None or p.version != values.version:
+                p = self._prepared[compiled] = _Prepared(compiled, values)
+            if p.direct:  # a native step: it updates the stored arrays in place, under its lock
+                stored = p.stored
+                for a in args:
+                    if id(a) in stored or a.base is not None and may_alias(a, stored):
+                        args = list(args)  # a feed that is (a view of) a variable is copied
+                        unalias(args, list(values.values()))
+                        break
+                return compiled.fn.run(args, p.variables)
+            with compiled.lock:  # the step's arena, and the variables it reads and replaces
+                return self._execute_locked(compiled, list(args), p)
         except GraphcError:
             raise
         except Exception as exc:  # a kernel refused a value: name its node, not the NumPy line
@@ -175,22 +190,6 @@ class Session:
                                    checks=("numerics",) if self.check_numerics else ())
         self._cache[sig] = compiled
         return compiled
-
-    def _execute(self, compiled, args):
-        values = self.values
-        p = self._prepared.get(compiled)
-        if p is None or p.version != values.version:
-            p = self._prepared[compiled] = _Prepared(compiled, values)
-        if p.direct:  # a native step: it updates the stored arrays in place, under its lock
-            stored = p.stored
-            for a in args:
-                if may_alias(a, stored):  # a feed that is (a view of) a variable is copied
-                    args = list(args)
-                    unalias(args, list(values.values()))
-                    break
-            return compiled.fn.run(args, p.variables)
-        with compiled.lock:  # the step's arena, and the variables it reads and replaces
-            return self._execute_locked(compiled, list(args), p)
 
     def _execute_locked(self, compiled, args, p):
         values = self.values
@@ -332,30 +331,43 @@ class _FastRun:
         target: the fed node of a feed key (a tensor or its name).
     """
 
-    __slots__ = ("compiled", "rebuild", "specs", "order", "defaults")
+    __slots__ = ("compiled", "rebuild", "plan", "made")
 
     def __init__(self, feed_dict, feeds, compiled, rebuild, target):
         self.compiled, self.rebuild = compiled, rebuild
+        self.made = iterator.made  # (no iterator made since: none in this graph either)
         nodes = [target(k) for k in feed_dict]
         position = {id(n): i for i, n in enumerate(nodes)}
-        self.specs = []  # (C-order strides: see graphc.client.compile._takes)
-        for n in nodes:
-            arr = feeds.get(n)
-            self.specs.append(None if arr is None else (arr.dtype, arr.shape, arr.strides))
-        self.order = [position.get(id(p)) for p in compiled.feed_nodes]
-        self.defaults = [feeds[p] if i is None else None
-                         for p, i in zip(compiled.feed_nodes, self.order)]
+        # Per feed of the step, in its order: the position of its value among the call's
+        # feed values and what that array must be (C-order strides: see
+        # graphc.client.compile._takes), or a default value. None: a key is not fed to the
+        # step, the whole way then checks and explains.
+        self.plan = []
+        for p in compiled.feed_nodes:
+            i = position.get(id(p))
+            a = feeds[p]
+            self.plan.append((i, a, None, None, None) if i is None else
+                             (i, None, a.dtype, a.shape, a.strides))
+        if any(n not in feeds for n in nodes):
+            self.plan = None
 
     def arguments(self, feed_dict):
         """The step's feed arguments from ``feed_dict``, or None when a value is not already
-        an array of the dtype and shape the step was compiled for (or a key is not fed to
-        the step: the whole way then checks and explains)."""
+        an array of the dtype, shape and layout the step was compiled for."""
+        if self.plan is None:
+            return None
         values = list(feed_dict.values()) if feed_dict else []
-        for a, spec in zip(values, self.specs):
-            if spec is None or type(a) is not np.ndarray or a.shape != spec[1] \
-                    or a.dtype is not spec[0] or a.strides != spec[2]:
+        args = []
+        for i, default, dtype, shape, strides in self.plan:
+            if i is None:
+                args.append(default)
+                continue
+            a = values[i]
+            if type(a) is not np.ndarray or a.shape != shape or a.dtype is not dtype \
+                    or a.strides != strides:
                 return None  # (built-in dtypes are singletons: `is`)
-        return [values[i] if i is not None else d for i, d in zip(self.order, self.defaults)]
+            args.append(a)
+        return args
 
 
 def _run_key(fetches, feed_dict):

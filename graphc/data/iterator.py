@@ -38,6 +38,8 @@ class Iterator(Structured):
         from ..ir.graph import get_default_graph
         self.graph = get_default_graph()
         _GRAPHS_WITH_ITERATORS.add(self.graph)
+        global made
+        made += 1
 
     @staticmethod
     def from_structure(output_types, output_shapes=None, shared_name=None,
@@ -146,6 +148,7 @@ def make_initializable_iterator(dataset, shared_name=None):
 
 # -- Session hooks -----------------------------------------------------------------------------
 _GRAPHS_WITH_ITERATORS = weakref.WeakSet()
+made = 0  # iterators made in this process: while unchanged, no graph has gained one
 
 
 def has_iterators(graph):

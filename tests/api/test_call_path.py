@@ -234,3 +234,30 @@ def test_two_callers_of_one_native_step_keep_their_own_variables():
     assert fn.run([xv, yv], mine)[0] == 3.0  # halved once by the first call
     np.testing.assert_array_equal(mine[0], 0.25)
     np.testing.assert_array_equal(theirs[0], 1.5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_views_of_variables_fed_to_a_session_or_a_loaded_step_are_read_before_the_update(
+        backend, tmp_path):
+    graph, x, y, w, out, train = _model()
+    zeros = np.zeros(3, np.float32)
+    with gc.Session(graph=graph, backend=backend) as sess:
+        sess.run(gc.global_variables_initializer())
+        sess.run([out, train], {x: np.ones((2, 3), np.float32), y: zeros})  # the fast path
+        live = sess.values[w]
+        before = live.copy()
+        value, _ = sess.run([out, train], {x: live[:, :], y: zeros})
+        assert value == pytest.approx(float((before * before).sum()))
+        np.testing.assert_array_equal(sess.values[w], before * 0.5)
+    step = gc.compile([out, train], feeds=[x, y], backend=backend)
+    step(x=np.ones((2, 3), np.float32), y=zeros)
+    step.save(str(tmp_path / "s.gcx"))
+    loaded = gc.load(str(tmp_path / "s.gcx"))
+    live = loaded.variables["w"]
+    before = live.copy()
+    value, _ = loaded(x=live[::-1][::-1], y=zeros)  # a view, by name
+    assert value == pytest.approx(float((before * before).sum()))
+    value, _ = loaded({"x:0": np.ones((2, 3), np.float32), "y": zeros})
+    assert value == pytest.approx(float(before.sum()) * 0.5)
+    with pytest.raises(gc.errors.FeedError, match="not a placeholder of this step"):
+        loaded(x=live, z=zeros)
