@@ -27,10 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines  # noqa: E402
+import floor  # noqa: E402
 
 import graphc as gc  # noqa: E402
-from graphc.client.pipeline import compile_program  # noqa: E402
+from graphc.runtime import threads  # noqa: E402
 
+# The issue's floors, read off an AVX-512 CPU; the table prints this machine's (floor.py).
 FLOOR_MS = {"W1": 0.81, "W2": 0.004, "W3": 0.61, "W4": 0.10, "W5": 0.82}
 BEST_PEER_MS = {"W1": 1.1, "W2": 0.047, "W3": 1.3, "W4": 1.3, "W5": 1.3}
 GOAL = {"W1": 1.15, "W2": 3.0, "W3": 1.8, "W4": 4.0, "W5": 1.6}
@@ -216,7 +218,7 @@ def bench(workload, rounds, min_time):
                        "llvm": (llvm.reset, llvm.compiled_step),
                        "llvm session": (llvm.reset, llvm.session_step),
                        "llvm direct": (llvm.reset, llvm.direct_step)}, rounds, min_time)
-    return med, llvm.compile_s
+    return med, llvm.compile_s, llvm.step.program
 
 
 _CHILD = """
@@ -268,16 +270,21 @@ def main(argv=None):
           f"; medians of {args.rounds} interleaved rounds; ms per step")
     print("columns: hand-written NumPy | graphc NumPy backend | graphc LLVM (gc.compile step) |"
           " LLVM via Session.run | LLVM raw call | ratios (x base = baseline / llvm)")
+    cores = args.threads or threads.policy_threads()
+    peak = floor.peak_macs_per_second()
+    print(f"floor: the step's multiply-adds at {peak / 1e9:.1f} GMAC/s per core (this CPU's "
+          f"peak, floor.py) x {cores} core(s)")
     head = (f"{'wl':3} {'baseline':>9} {'np-be':>8} {'llvm':>8} {'session':>8} {'raw':>8} "
             f"{'x base':>7} {'goal':>5} {'x np-be':>7} {'floor/llvm':>10} {'compile s':>9}")
     print(head)
     for w in args.workloads:
-        med, comp = bench(w, args.rounds, args.min_time)
+        med, comp, program = bench(w, args.rounds, args.min_time)
         ms = {k: v * 1e3 for k, v in med.items()}
+        floor_ms = floor.floor_seconds(program, cores, peak) * 1e3
         print(f"{w:3} {ms['baseline']:9.3f} {ms['numpy']:8.3f} {ms['llvm']:8.3f} "
               f"{ms['llvm session']:8.3f} {ms['llvm direct']:8.3f} "
               f"{ms['baseline'] / ms['llvm']:7.2f} {GOAL[w]:5.2f} "
-              f"{ms['numpy'] / ms['llvm']:7.2f} {FLOOR_MS[w] / ms['llvm']:10.3f} {comp:9.2f}")
+              f"{ms['numpy'] / ms['llvm']:7.2f} {floor_ms / ms['llvm']:10.3f} {comp:9.2f}")
     missing = _peers(None)
     if missing:
         print(f"peers not installed (skipped): {', '.join(missing)}")
