@@ -34,8 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baselines  # noqa: E402
 import bench_llvm  # noqa: E402
+import records  # noqa: E402
 
 import graphc as gc  # noqa: E402
+from graphc.runtime import threads  # noqa: E402
 
 
 def callables(workload, backend):
@@ -97,7 +99,10 @@ def main(argv=None):
     ap.add_argument("--backends", nargs="+", default=["llvm", "numpy"])
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--min-time", type=float, default=0.05)
+    ap.add_argument("--record", action="store_true",
+                    help="store this run's figures as the reference (records.py)")
     args = ap.parse_args(argv)
+    rec = records.Records("bench_calls", threads.policy_threads())
     print("| workload | backend | kernels, us | fn, us | step(feeds), us | step, new arrays, us "
           "| loaded step, us | sess.run, us | sess.run by names, us | step - kernels "
           "| new arrays - kernels | loaded - kernels | run - kernels |")
@@ -113,7 +118,15 @@ def main(argv=None):
                   f"{cell['fresh']} | {cell['loaded']} | {cell['run']} | {cell['run_names']} "
                   f"| {over['step']} | {over['fresh']} | {over['loaded']} | {over['run']} |",
                   flush=True)
+            for k in ("step", "fresh", "loaded", "run"):
+                said = rec.note(f"{w} {b} {k} - kernels, us",
+                                round(med[k] - med["kernels"], 1), higher_is_better=False)
+                if said:
+                    print(f"  {k} - kernels: {said}")
     print("\nmedian (minimum) over the rounds, microseconds per call")
+    print(rec.summary())
+    if args.record:
+        rec.save()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines  # noqa: E402
 import floor  # noqa: E402
+import records  # noqa: E402
 
 import graphc as gc  # noqa: E402
 from graphc.runtime import threads  # noqa: E402
@@ -265,6 +266,8 @@ def main(argv=None):
     parser.add_argument("--compile", action="store_true", help="also time W1 compilation")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS threads (default: OpenBLAS's own choice)")
+    parser.add_argument("--record", action="store_true",
+                        help="store this run's ratios as the reference (records.py)")
     args = parser.parse_args(argv)
     print(f"numpy {np.__version__}; BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'auto')}"
           f"; medians of {args.rounds} interleaved rounds; ms per step")
@@ -275,8 +278,10 @@ def main(argv=None):
     print(f"floor: the step's multiply-adds at {peak / 1e9:.1f} GMAC/s per core (this CPU's "
           f"peak, floor.py) x {cores} core(s)")
     head = (f"{'wl':3} {'baseline':>9} {'np-be':>8} {'llvm':>8} {'session':>8} {'raw':>8} "
-            f"{'x base':>7} {'goal':>5} {'x np-be':>7} {'floor/llvm':>10} {'compile s':>9}")
+            f"{'x base':>7} {'goal':>5} {'x np-be':>7} {'floor/llvm':>10} {'compile s':>9}  "
+            "x base against the record")
     print(head)
+    rec = records.Records("bench_llvm", cores)
     for w in args.workloads:
         med, comp, program = bench(w, args.rounds, args.min_time)
         ms = {k: v * 1e3 for k, v in med.items()}
@@ -284,7 +289,11 @@ def main(argv=None):
         print(f"{w:3} {ms['baseline']:9.3f} {ms['numpy']:8.3f} {ms['llvm']:8.3f} "
               f"{ms['llvm session']:8.3f} {ms['llvm direct']:8.3f} "
               f"{ms['baseline'] / ms['llvm']:7.2f} {GOAL[w]:5.2f} "
-              f"{ms['numpy'] / ms['llvm']:7.2f} {floor_ms / ms['llvm']:10.3f} {comp:9.2f}")
+              f"{ms['numpy'] / ms['llvm']:7.2f} {floor_ms / ms['llvm']:10.3f} {comp:9.2f}  "
+              f"{rec.note(f'{w} x base', round(ms['baseline'] / ms['llvm'], 2))}")
+    print(rec.summary())
+    if args.record:
+        rec.save()
     missing = _peers(None)
     if missing:
         print(f"peers not installed (skipped): {', '.join(missing)}")
