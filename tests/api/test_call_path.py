@@ -261,3 +261,40 @@ def test_views_of_variables_fed_to_a_session_or_a_loaded_step_are_read_before_th
     assert value == pytest.approx(float(before.sum()) * 0.5)
     with pytest.raises(gc.errors.FeedError, match="not a placeholder of this step"):
         loaded(x=live, z=zeros)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_threads_calling_one_step_and_one_session_with_their_own_arrays(backend):
+    """Calls from two threads take turns: each call binds its own feeds and sees its own
+    values; the variable receives every call's update exactly once."""
+    import threading
+    graph = gc.Graph()
+    with graph.as_default():
+        x = gc.placeholder(gc.float32, [64], name="x")
+        total = gc.Variable(np.zeros((), np.float32), name="total")
+        doubled = gc.reduce_sum(x * 2.0)
+        bump = gc.assign_add(total, gc.reduce_sum(x))
+        step = gc.compile([doubled, bump], feeds=[x], backend=backend)
+        sess = gc.Session(graph=graph, backend=backend)
+        sess.run(gc.global_variables_initializer())
+    calls = 200
+    got = {}
+
+    def work(name, run):
+        rng = np.random.default_rng(len(name))
+        feeds = [rng.integers(0, 8, 64).astype(np.float32) for _ in range(calls)]
+        got[name] = [(float(run(f)), float(f.sum() * 2)) for f in feeds]
+        got[name + " sum"] = float(sum(f.sum() for f in feeds))
+
+    runs = {"step a": lambda f: step({x: f})[0], "step b": lambda f: step(x=f.copy())[0],
+            "sess a": lambda f: sess.run([doubled, bump], {x: f})[0],
+            "sess b": lambda f: sess.run(doubled, {x: f})}
+    threads = [threading.Thread(target=work, args=(k, r)) for k, r in runs.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in runs:
+        assert all(a == b for a, b in got[name]), name
+    assert float(step.variables["total"]) == got["step a sum"] + got["step b sum"]
+    assert float(sess.run(total)) == got["sess a sum"]
