@@ -11,7 +11,7 @@ every filter row in a register over all positions (and may sum the bias gradient
 """
 import numpy as np
 
-from . import conv_gemm
+from . import conv_gemm, conv_phases
 from .gemm import vector_unit
 from ..ir import Function, float_literal, val_type
 from .elementwise import combine, fill, scalar_const
@@ -300,9 +300,13 @@ def lower_conv_filter(L, n):
 def lower_conv_input(L, n):
     dy, w, like = n.inputs
     g = _geometry(n, like, w.shape)
-    if _many_channels(g, w.shape[3], n.dtype) and (g.sh, g.sw) == (1, 1):
-        conv_gemm.lower_input(L, n, g, dy, w)
-        return
+    if _many_channels(g, w.shape[3], n.dtype):
+        if (g.sh, g.sw) == (1, 1):
+            conv_gemm.lower_input(L, n, g, dy, w)
+            return
+        if vector_unit() is not None:
+            conv_phases.lower_input_strided(L, n, g, dy, w)
+            return
     fill(L, L.out(n), n.shape, n.dtype, 0, n)
     bufs = [L.out(n), L.buf(dy), L.buf(w)]
     L.call(conv_function("input", n.dtype, g, w.shape[3], L.noalias(bufs)), bufs, n)

@@ -12,6 +12,7 @@ from graphc.codegen.llvm.kernels import conv_gemm as llvm_conv_gemm
 from graphc.codegen.llvm.kernels import gemm as llvm_gemm
 from graphc.codegen.llvm.kernels.windows import Geometry
 from graphc.ir import dtypes as D
+from graphc.runtime import parallel
 
 NATIVE = llvm_gemm.vector_unit() is not None
 UNITS = [llvm_gemm.VectorUnit(32, 16)] + ([llvm_gemm.vector_unit()] if NATIVE and
@@ -46,6 +47,12 @@ CASES = [
     (3, 6, 6, 24, 16, 2, 2, "VALID"),
     (2, 7, 7, 5, 17, 5, 1, "SAME"),
     (1, 11, 9, 40, 8, 1, 1, "VALID"),
+    # strided input gradients by phase (conv_phases): stride 3, odd sizes, a window smaller
+    # than the stride (phases no tap reaches), a 5x5 window over two phases
+    (2, 11, 10, 12, 20, 3, 3, "SAME"),
+    (2, 10, 9, 40, 24, 1, 2, "VALID"),
+    (1, 11, 8, 16, 12, 2, 3, "SAME"),
+    (2, 13, 12, 8, 20, 5, 2, "VALID"),
 ]
 
 
@@ -119,6 +126,28 @@ def test_cnn_trains_alike_on_both_backends():
     assert losses["llvm"][-1] < losses["llvm"][0]
 
 
+def test_strided_input_gradient_splits_with_the_same_bits_at_one_and_two_threads(monkeypatch):
+    monkeypatch.setenv("GRAPHC_PARALLEL_MIN_WORK", "1")
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    rng = np.random.default_rng(4)
+    x = gc.placeholder(gc.float32, [3, 9, 11, 24])
+    f = gc.constant(rng.standard_normal((3, 3, 24, 40)).astype(np.float32))
+    y = gc.nn.conv2d(x, f, [1, 2, 2, 1], "SAME")
+    dx = gc.gradients(gc.reduce_sum(y * y), x)[0]
+    step = gc.compile([dx], feeds=[x], backend="llvm")
+    assert step.compiled.fn.artifacts.stats["parallel_kernels"] >= 4  # dx: one per phase
+    feed = {x: rng.standard_normal((3, 9, 11, 24)).astype(np.float32)}
+    got = {}
+    for threads in (1, 2):
+        parallel.ensure_workers(threads)
+        parallel.set_threads(threads)
+        got[threads] = np.array(step(feed)[0])
+    np.testing.assert_array_equal(got[1], got[2])
+    want = gc.compile([dx], feeds=[x], backend="numpy")(feed)[0]
+    np.testing.assert_allclose(got[2], want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
 # -- random geometries ----------------------------------------------------------------------------
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -127,7 +156,7 @@ from hypothesis import strategies as st  # noqa: E402
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 3), h=st.integers(3, 9), w=st.integers(3, 9),
        cin=st.integers(4, 20), cout=st.integers(1, 40), k=st.integers(1, 3),
-       s=st.integers(1, 2), pad=st.sampled_from(["SAME", "VALID"]))
+       s=st.integers(1, 3), pad=st.sampled_from(["SAME", "VALID"]))
 def test_random_geometries_agree(n, h, w, cin, cout, k, s, pad):
     """Random many-channel convolutions (forward, dx, dw) against float64 NumPy."""
     if k * k * cin <= llvm_conv.VECTOR_TAPS and cout <= 64:
