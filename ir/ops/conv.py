@@ -57,11 +57,10 @@ def _filter_shape(w):
     return w.shape
 
 
-def _channels_match(x, cin, what="input"):
+def _channels_match(x, cin, what="input", hint="filters are [kh, kw, in_channels, out_channels]"):
     require(x.shape[3] is None or x.shape[3] == cin,
             f"{what} has {x.shape[3]} channels but the filters expect {cin}",
-            [f"{what}: {x.type_str()}", f"filters in-channels: {cin}"],
-            "filters are [kh, kw, in_channels, out_channels]")
+            [f"{what}: {x.type_str()}", f"filters in-channels: {cin}"], hint)
 
 
 def _conv_infer(nodes, strides=(1, 1), padding="VALID"):

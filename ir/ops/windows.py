@@ -93,6 +93,54 @@ def conv2d_backprop_filter_impl(x, dy, filter_shape=(1, 1, 1, 1), strides=(1, 1)
     return np.matmul(cols, dy.reshape(-1, cout)).reshape(kh, kw, cin, cout)
 
 
+# -- depthwise convolution ------------------------------------------------------------------------
+def dilated_window(ksize, dilations):
+    """The extent (rows, columns) of a window of ``ksize`` taps spaced ``dilations`` apart."""
+    return ((ksize[0] - 1) * dilations[0] + 1, (ksize[1] - 1) * dilations[1] + 1)
+
+
+def depthwise_conv2d_impl(x, w, strides=(1, 1), padding="VALID", dilations=(1, 1)):
+    """y[n,p,q,c*M+m] = sum_{i,j} x[n, p*sh + i*rh - top, q*sw + j*rw - left, c] w[i,j,c,m]."""
+    kh, kw, c, m = w.shape
+    xp, oh, ow = window_pad(x, dilated_window((kh, kw), dilations), strides, padding)
+    out = np.zeros((x.shape[0], oh, ow, c, m), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            tap = window_tap(xp, i * dilations[0], j * dilations[1], strides, oh, ow)
+            out += tap[..., None] * w[i, j]
+    return out.reshape(x.shape[0], oh, ow, c * m)
+
+
+def depthwise_conv2d_backprop_input_impl(dy, w, like, strides=(1, 1), padding="VALID",
+                                         dilations=(1, 1)):
+    """The gradient of depthwise_conv2d with respect to its input (shaped like ``like``):
+    each tap's share ``sum_m w[i, j, c, m] dy[..., c*M+m]`` added back where the tap read."""
+    kh, kw, c, m = w.shape
+    buf, oh, ow, (top, left) = window_grad_buffer(
+        np.shape(like), dilated_window((kh, kw), dilations), strides, padding, dy.dtype)
+    d = dy.reshape(dy.shape[0], oh, ow, c, m)
+    for i in range(kh):
+        for j in range(kw):
+            tap = window_tap(buf, i * dilations[0], j * dilations[1], strides, oh, ow)
+            tap += (d * w[i, j]).sum(-1)
+    return buf[:, top:top + np.shape(like)[1], left:left + np.shape(like)[2], :]
+
+
+def depthwise_conv2d_backprop_filter_impl(x, dy, filter_shape=(1, 1, 1, 1), strides=(1, 1),
+                                          padding="VALID", dilations=(1, 1)):
+    """The gradient of depthwise_conv2d with respect to its filter: per tap and channel, the
+    tap's view of x times dy summed over every position."""
+    kh, kw, c, m = filter_shape
+    xp, oh, ow = window_pad(x, dilated_window((kh, kw), dilations), strides, padding)
+    d = dy.reshape(dy.shape[0], oh, ow, c, m)
+    dw = np.empty(tuple(filter_shape), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            tap = window_tap(xp, i * dilations[0], j * dilations[1], strides, oh, ow)
+            dw[i, j] = np.einsum("npqc,npqcm->cm", tap, d)
+    return dw
+
+
 # -- max pooling ----------------------------------------------------------------------------------
 def max_pool_argmax(x, ksize, strides, padding):
     """Position of each window's FIRST maximum, row-major in kh*kw: [N, OH, OW, C] int32.

@@ -19,11 +19,13 @@ from ..loops import contiguous_strides
 from .movement import strided_copy
 
 
-def phase_taps(size, k, s, top):
-    """Per phase ph < s along one axis: (outputs of the phase, [(tap i, dy offset d_i)])."""
+def phase_taps(size, k, s, top, rate=1):
+    """Per phase ph < s along one axis: (outputs of the phase, [(tap i, dy offset d_i)]),
+    for taps ``rate`` apart (tap i reads row ``p s + i rate - top``)."""
     out = []
     for ph in range(s):
-        taps = [(i, (ph + top - i) // s) for i in range(k) if (ph + top - i) % s == 0]
+        taps = [(i, (ph + top - i * rate) // s) for i in range(k)
+                if (ph + top - i * rate) % s == 0]
         out.append((len(range(ph, size, s)), taps))
     return out
 

@@ -12,7 +12,8 @@ from graphc.codegen.llvm.kernels import conv_gemm as llvm_conv_gemm
 from graphc.codegen.llvm.kernels import gemm as llvm_gemm
 from graphc.codegen.llvm.kernels.windows import Geometry
 from graphc.ir import dtypes as D
-from graphc.runtime import parallel
+
+from tests.support.split import same_bits_at_one_and_two_threads, split_every_kernel
 
 NATIVE = llvm_gemm.vector_unit() is not None
 UNITS = [llvm_gemm.VectorUnit(32, 16)] + ([llvm_gemm.vector_unit()] if NATIVE and
@@ -127,9 +128,7 @@ def test_cnn_trains_alike_on_both_backends():
 
 
 def test_strided_input_gradient_splits_with_the_same_bits_at_one_and_two_threads(monkeypatch):
-    monkeypatch.setenv("GRAPHC_PARALLEL_MIN_WORK", "1")
-    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
-    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    split_every_kernel(monkeypatch)
     rng = np.random.default_rng(4)
     x = gc.placeholder(gc.float32, [3, 9, 11, 24])
     f = gc.constant(rng.standard_normal((3, 3, 24, 40)).astype(np.float32))
@@ -138,14 +137,9 @@ def test_strided_input_gradient_splits_with_the_same_bits_at_one_and_two_threads
     step = gc.compile([dx], feeds=[x], backend="llvm")
     assert step.compiled.fn.artifacts.stats["parallel_kernels"] >= 4  # dx: one per phase
     feed = {x: rng.standard_normal((3, 9, 11, 24)).astype(np.float32)}
-    got = {}
-    for threads in (1, 2):
-        parallel.ensure_workers(threads)
-        parallel.set_threads(threads)
-        got[threads] = np.array(step(feed)[0])
-    np.testing.assert_array_equal(got[1], got[2])
+    got = same_bits_at_one_and_two_threads(step, feed)[0]
     want = gc.compile([dx], feeds=[x], backend="numpy")(feed)[0]
-    np.testing.assert_allclose(got[2], want, rtol=0, atol=1e-4 * np.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
 
 
 # -- random geometries ----------------------------------------------------------------------------
