@@ -7,6 +7,10 @@ Each case is one step of ``loss = sum(conv2d(x, w) * r)`` returning y, dx and dw
 run interleaved, medians of ``--rounds`` rounds, ms per step, and the results are checked
 against each other first.
 
+Then LAYERS, graphc's backends alone: a stride-2 layer (its input gradient runs one implicit
+GEMM per phase, ``conv_phases``) and depthwise layers (``depthwise_conv2d``, against the same
+layer written as one conv2d with a block-diagonal [3, 3, C, C M] filter, C times the work).
+
     python benchmarks/bench_conv.py [--rounds 7] [--threads N]
 """
 import argparse
@@ -23,6 +27,12 @@ import graphc as gc
 
 # (batch, height/width, in channels, out channels): 3x3 SAME, stride 1
 CASES = [(32, 14, 32, 64), (64, 28, 1, 32), (16, 8, 64, 128), (64, 28, 16, 32)]
+
+
+# (name, batch, height/width, channels, out channels or multiplier, stride, depthwise): 3x3 SAME
+LAYERS = [("3x3/2 conv 32->64", 32, 28, 32, 64, 2, False),
+          ("3x3 depthwise 64", 32, 28, 64, 1, 1, True),
+          ("3x3/2 depthwise 32 x2", 32, 28, 32, 2, 2, True)]
 
 
 class HandWritten:
@@ -56,17 +66,28 @@ class HandWritten:
                 self.dw.reshape(w.shape))
 
 
-def graphc_step(case, backend):
+def graphc_step(case, backend, stride=1, depthwise=False, block_diagonal=False):
+    """One step returning y, dx and dw; ``depthwise``: case[3] is the channel multiplier,
+    computed by the depthwise op, or (``block_diagonal``) as one conv2d."""
     n, hw, cin, cout = case
+    fshape = [3, 3, cin, cout]
     g = gc.Graph()
     with g.as_default():
         x = gc.placeholder(gc.float32, [n, hw, hw, cin])
-        w = gc.placeholder(gc.float32, [3, 3, cin, cout])
-        r = gc.placeholder(gc.float32, [n, hw, hw, cout])
-        y = gc.nn.conv2d(x, w, [1, 1, 1, 1], "SAME")
+        w = gc.placeholder(gc.float32, fshape)
+        strides = [1, stride, stride, 1]
+        if block_diagonal:
+            eye = np.eye(cin, dtype=np.float32)[None, None, :, :, None]
+            full = gc.reshape(gc.expand_dims(w, 3) * eye, [3, 3, cin, cin * cout])
+            y = gc.nn.conv2d(x, full, strides, "SAME")
+        elif depthwise:
+            y = gc.nn.depthwise_conv2d(x, w, strides, "SAME")
+        else:
+            y = gc.nn.conv2d(x, w, strides, "SAME")
+        r = gc.placeholder(gc.float32, y.shape)
         dx, dw = gc.gradients(gc.reduce_sum(y * r), [x, w])
         step = gc.compile([y, dx, dw], feeds=[x, w, r], backend=backend)
-    return lambda xv, wv, rv: step({x: xv, w: wv, r: rv})
+    return (lambda xv, wv, rv: step({x: xv, w: wv, r: rv})), tuple(y.shape)
 
 
 def interleaved(fns, rounds, min_time=0.1):
@@ -104,8 +125,8 @@ def main(argv=None):
         rv = rng.standard_normal((n, hw, hw, cout)).astype(np.float32)
         hand = HandWritten(n, hw, cin, cout)
         fns = {"hand": lambda: hand.step(xv, wv, rv),
-               "numpy": (lambda f: lambda: f(xv, wv, rv))(graphc_step(case, "numpy")),
-               "llvm": (lambda f: lambda: f(xv, wv, rv))(graphc_step(case, "llvm"))}
+               "numpy": (lambda f: lambda: f(xv, wv, rv))(graphc_step(case, "numpy")[0]),
+               "llvm": (lambda f: lambda: f(xv, wv, rv))(graphc_step(case, "llvm")[0])}
         ref = [np.asarray(a, np.float64) for a in fns["hand"]()]
         for name in ("numpy", "llvm"):
             for a, b in zip(fns[name](), ref):
@@ -114,6 +135,33 @@ def main(argv=None):
         gflops = 3 * 2 * n * hw * hw * 9 * cin * cout / (ms["llvm"] * 1e6)
         print(f"{str(case):26} {ms['hand']:12.3f} {ms['numpy']:11.3f} {ms['llvm']:8.3f} "
               f"{ms['hand'] / ms['llvm']:7.2f} {ms['numpy'] / ms['llvm']:8.2f} {gflops:13.1f}")
+    layers(args.rounds)
+
+
+def layers(rounds):
+    print(f"\n{'layer (batch 32, 28x28)':24} {'np-backend':>11} {'llvm':>8} "
+          f"{'llvm as conv2d':>15} {'x conv2d':>9}")
+    for name, n, hw, c, k, stride, depthwise in LAYERS:
+        rng = np.random.default_rng(0)
+        fns = {}
+        for key, backend, diagonal in (("numpy", "numpy", False), ("llvm", "llvm", False),
+                                       ("diagonal", "llvm", True)):
+            if key == "diagonal" and not depthwise:
+                continue
+            f, yshape = graphc_step((n, hw, c, k), backend, stride, depthwise, diagonal)
+            fns[key] = f
+        xv = rng.standard_normal((n, hw, hw, c)).astype(np.float32)
+        wv = (rng.standard_normal((3, 3, c, k)) * 0.1).astype(np.float32)
+        rv = rng.standard_normal(yshape).astype(np.float32)
+        ref = [np.asarray(a, np.float64) for a in fns["numpy"](xv, wv, rv)]
+        for key in fns:
+            for a, b in zip(fns[key](xv, wv, rv), ref):
+                np.testing.assert_allclose(a, b, rtol=0, atol=2e-3 * max(np.abs(b).max(), 1))
+        ms = interleaved({key: (lambda f: lambda: f(xv, wv, rv))(f) for key, f in fns.items()},
+                         rounds)
+        diagonal = f"{ms['diagonal']:15.3f} {ms['diagonal'] / ms['llvm']:9.2f}" \
+            if "diagonal" in ms else f"{'-':>15} {'-':>9}"
+        print(f"{name:24} {ms['numpy']:11.3f} {ms['llvm']:8.3f} {diagonal}")
 
 
 if __name__ == "__main__":
