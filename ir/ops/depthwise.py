@@ -14,18 +14,10 @@ window) and ``dilations`` (rh, rw): the taps ``rate`` apart, as TF1's ``rate``. 
 layout is handled by the API (``gc.nn.depthwise_conv2d``). ``like`` is shape-only.
 Kernels: direct loops over windows, channels innermost (reference NumPy in ``ir.ops.windows``).
 """
-from .conv import _channels_match, _nhwc, check_window_attrs, spatial_out
+from .conv import _channels_match, _nhwc, conv_window, spatial_out
 from .registry import F, defop, require, same_dtype
 from .windows import (depthwise_conv2d_backprop_filter_impl,
-                      depthwise_conv2d_backprop_input_impl, depthwise_conv2d_impl,
-                      dilated_window)
-
-
-def _check(kh, kw, strides, padding, dilations):
-    require(len(dilations) == 2 and all(int(r) >= 1 for r in dilations),
-            f"dilations must be two positive ints (height, width), found {list(dilations)}")
-    check_window_attrs((kh, kw), strides, padding)
-    return dilated_window((kh, kw), dilations)
+                      depthwise_conv2d_backprop_input_impl, depthwise_conv2d_impl)
 
 
 def _filter_shape(w):
@@ -47,7 +39,7 @@ def _rule(kind):
         kh, kw, c, m = shape
         same_dtype(floats, "f")
         _nhwc(x, "input")
-        window = _check(kh, kw, strides, padding, dilations)
+        window = conv_window((kh, kw), strides, padding, dilations)
         hint = "depthwise filters are [kh, kw, in_channels, channel_multiplier]"
         _channels_match(x, c, hint=hint)
         if dy is not None:

@@ -442,6 +442,23 @@ def _window_rows():
             lambda x, dy, kw=kw, ws=ws: F.conv2d_backprop_filter(x, dy, filter_shape=ws, **kw),
             lambda x, dy, kw=kw, ws=ws: W.conv2d_backprop_filter(x, dy, ws, **kw),
             [A(*xs), A(*ys)])
+    # dilated: the taps (2, 3) apart, against the plain references on a zero-inserted filter
+    xs, ws, rates = (1, 8, 9, 2), (2, 3, 2, 3), (2, 3)
+    wide = W.dilate(np.zeros(ws), rates).shape
+    ys, dil = W.out_shape(xs, wide[:2], (1, 1), "SAME", 3), {"padding": "SAME",
+                                                            "dilations": rates}
+    row("conv2d[dilated]", "conv2d", lambda x, w: F.conv2d(x, w, **dil),
+        lambda x, w: W.conv2d(x, W.dilate(w, rates), padding="SAME"), [A(*xs), A(*ws)],
+        dynamic=False)
+    row("conv2d_backprop_input[dilated]", "conv2d_backprop_input",
+        lambda dy, w, like: F.conv2d_backprop_input(dy, w, like, **dil),
+        lambda dy, w, like: W.conv2d_backprop_input(dy, W.dilate(w, rates), like.shape,
+                                                    padding="SAME"),
+        [A(*ys), A(*ws), A(*xs, diff=False)], dynamic=False)
+    row("conv2d_backprop_filter[dilated]", "conv2d_backprop_filter",
+        lambda x, dy, ws=ws: F.conv2d_backprop_filter(x, dy, filter_shape=ws, **dil),
+        lambda x, dy: W.conv2d_backprop_filter(x, dy, wide, padding="SAME")[::2, ::3],
+        [A(*xs), A(*ys)])
     row("conv2d[NCHW]", "conv2d",
         lambda x, w: gc.nn.conv2d(x, w, [1, 1, 2, 1], "SAME", data_format="NCHW"),
         lambda x, w: W.conv2d(x.transpose(0, 2, 3, 1), w, (2, 1), "SAME").transpose(0, 3, 1, 2),

@@ -108,12 +108,13 @@ def _vectorizable(g, cout):
 
 
 def _tap_value(fn, g, t, dtype, n, p, q, i, j, c):
-    """x[n, p*sh + i - top, q*sw + j - left, c] as a scalar (0 in the padding)."""
-    h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), i)}, {g.top}") if g.top else \
-        fn.add(fn.mul(p, g.sh), i)
-    w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), j)}, {g.left}") if g.left else \
-        fn.add(fn.mul(q, g.sw), j)
-    padded = g.top or g.left or (g.oh - 1) * g.sh + g.kh > g.h or (g.ow - 1) * g.sw + g.kw > g.w
+    """x[n, p*sh + i*rh - top, q*sw + j*rw - left, c] as a scalar (0 in the padding)."""
+    h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), i * g.rh)}, {g.top}") if g.top else \
+        fn.add(fn.mul(p, g.sh), i * g.rh)
+    w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), j * g.rw)}, {g.left}") if g.left else \
+        fn.add(fn.mul(q, g.sw), j * g.rw)
+    padded = g.top or g.left or (g.oh - 1) * g.sh + (g.kh - 1) * g.rh + 1 > g.h or \
+        (g.ow - 1) * g.sw + (g.kw - 1) * g.rw + 1 > g.w
     if padded:
         inside = fn(f"and i1 {fn(f'icmp ult i64 {h}, {g.h}')}, {fn(f'icmp ult i64 {w}, {g.w}')}")
         h = fn.call("i64", "llvm.umin.i64", [("i64", h), ("i64", str(g.h - 1))])
@@ -301,7 +302,7 @@ def lower_conv_input(L, n):
     dy, w, like = n.inputs
     g = _geometry(n, like, w.shape)
     if _many_channels(g, w.shape[3], n.dtype):
-        if (g.sh, g.sw) == (1, 1):
+        if (g.sh, g.sw, g.rh, g.rw) == (1, 1, 1, 1):
             conv_gemm.lower_input(L, n, g, dy, w)
             return
         if vector_unit() is not None:

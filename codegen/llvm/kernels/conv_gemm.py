@@ -44,7 +44,7 @@ from .movement import strided_copy
 
 class ConvShape(NamedTuple):
     """An implicit GEMM convolution: output [n, oh, ow, cout] from input [n, hp, wp, cin]
-    (already padded) with taps kh x kw and strides sh, sw."""
+    (already padded) with taps kh x kw, rh and rw apart, and strides sh, sw."""
     n: int
     oh: int
     ow: int
@@ -56,6 +56,8 @@ class ConvShape(NamedTuple):
     sh: int
     sw: int
     cout: int
+    rh: int = 1  # taps this far apart (a dilated convolution)
+    rw: int = 1
 
 
 def padded_extent(size, out, stride, k, before):
@@ -106,7 +108,7 @@ def conv_forward_function(dtype, s, noalias, taps=None, out=None):
     blk = blocking(dtype, s.cout, unit)
     positions = s.n * s.oh * s.ow
     if taps is None:
-        taps = [((i * s.wp + j) * s.cin, (i * s.kw + j) * s.cin)
+        taps = [((i * s.rh * s.wp + j * s.rw) * s.cin, (i * s.kw + j) * s.cin)
                 for i in range(s.kh) for j in range(s.kw)]
     contiguous = out is None
     if contiguous:
@@ -188,7 +190,8 @@ def conv_filter_function(dtype, s, noalias):
             cols = [j0 + sum(vectors[:v]) for v in range(len(vectors))]
             for i in range(s.kh):
                 for j in range(s.kw):
-                    tap_off, tap_row = (i * s.wp + j) * s.cin, (i * s.kw + j) * s.cin
+                    tap_off = (i * s.rh * s.wp + j * s.rw) * s.cin
+                    tap_row = (i * s.kw + j) * s.cin
 
                     def tile(c0, rows, vectors=vectors, cols=cols, tap_off=tap_off,
                              tap_row=tap_row):
@@ -263,10 +266,10 @@ def _uses_blas(L, s, dtype):
 
 def _input_shape(L, node, g, x, cout):
     """(padded input Buf, ConvShape) of a convolution of ``x`` with geometry ``g``."""
-    hp = padded_extent(g.h, g.oh, g.sh, g.kh, g.top)
-    wp = padded_extent(g.w, g.ow, g.sw, g.kw, g.left)
+    hp = padded_extent(g.h, g.oh, g.sh, (g.kh - 1) * g.rh + 1, g.top)
+    wp = padded_extent(g.w, g.ow, g.sw, (g.kw - 1) * g.rw + 1, g.left)
     xp = padded(L, L.buf(x), (g.n, g.h, g.w, g.c), (g.top, g.left), (hp, wp), node.dtype, node)
-    return xp, ConvShape(g.n, g.oh, g.ow, hp, wp, g.c, g.kh, g.kw, g.sh, g.sw, cout)
+    return xp, ConvShape(g.n, g.oh, g.ow, hp, wp, g.c, g.kh, g.kw, g.sh, g.sw, cout, g.rh, g.rw)
 
 
 def _im2col(L, src, s, dtype, node, key=None):
@@ -277,7 +280,8 @@ def _im2col(L, src, s, dtype, node, key=None):
         return cache[key]
     shape = (s.n, s.oh, s.ow, s.kh, s.kw, s.cin)
     cols = L.arena(int(np.prod(shape)) * dtype.itemsize)
-    view = (s.hp * s.wp * s.cin, s.sh * s.wp * s.cin, s.sw * s.cin, s.wp * s.cin, s.cin, 1)
+    view = (s.hp * s.wp * s.cin, s.sh * s.wp * s.cin, s.sw * s.cin, s.rh * s.wp * s.cin,
+            s.rw * s.cin, 1)
     _strided_copy(L, cols, (0, contiguous_strides(shape)), src, (0, view), shape, dtype, node)
     if key is not None:
         cache[key] = cols
@@ -285,7 +289,7 @@ def _im2col(L, src, s, dtype, node, key=None):
 
 
 def _window_key(x, s):
-    return (id(x), s.kh, s.kw, s.sh, s.sw, s.hp, s.wp)
+    return (id(x), s.kh, s.kw, s.sh, s.sw, s.hp, s.wp, s.rh, s.rw)
 
 
 def lower_forward(L, n, g, x, w):

@@ -1,4 +1,5 @@
-"""The strided input gradient of a convolution with many channels, as implicit GEMMs by phase.
+"""The strided (or dilated) input gradient of a convolution with many channels, as implicit
+GEMMs by phase.
 
 With stride s, ``dx[h] = sum_(i, p: p s + i - top = h) dy[p] w[i]`` (one spatial axis shown):
 the taps that reach row h are those with ``i = (h + top) mod s``, at dy row
@@ -38,10 +39,11 @@ def dy_extent(phases, before, dy_size):
 
 
 def lower_input_strided(L, n, g, dy, w):
-    """dx of a strided convolution with many channels: one implicit GEMM per phase."""
+    """dx of a strided or dilated convolution with many channels: one implicit GEMM per
+    phase (taps ``dilations`` apart: tap i reaches row ``p s + i r - top``)."""
     kh, kw, cin, cout = w.shape
-    rows = phase_taps(g.h, kh, g.sh, g.top)
-    cols = phase_taps(g.w, kw, g.sw, g.left)
+    rows = phase_taps(g.h, kh, g.sh, g.top, g.rh)
+    cols = phase_taps(g.w, kw, g.sw, g.left, g.rw)
     top = max([0] + [-d for _, taps in rows for _, d in taps])
     left = max([0] + [-d for _, taps in cols for _, d in taps])
     hp, wp = dy_extent(rows, top, g.oh), dy_extent(cols, left, g.ow)

@@ -54,18 +54,22 @@ CASES = [
     (2, 10, 9, 40, 24, 1, 2, "VALID"),
     (1, 11, 8, 16, 12, 2, 3, "SAME"),
     (2, 13, 12, 8, 20, 5, 2, "VALID"),
+    # dilated (a last entry: the rate), taps spread over the padded input
+    (2, 12, 11, 16, 24, 3, 1, "SAME", 2),
+    (1, 13, 12, 40, 20, 3, 1, "VALID", 3),
 ]
 
 
 def _conv_grads(case, dtype, backend, seed=0):
-    n, h, w, cin, cout, k, s, pad = case
+    n, h, w, cin, cout, k, s, pad, *rate = case
     rng = np.random.default_rng(seed)
     np_dt = np.float32 if dtype == gc.float32 else np.float64
     g = gc.Graph()
     with g.as_default():
         x = gc.placeholder(dtype, [n, h, w, cin])
         f = gc.placeholder(dtype, [k, k, cin, cout])
-        y = gc.nn.conv2d(x, f, [1, s, s, 1], pad)
+        y = gc.nn.conv2d(x, f, [1, s, s, 1], pad,
+                         dilations=[1] + rate * 2 + [1] if rate else None)
         r = gc.placeholder(dtype, y.shape)
         loss = gc.reduce_sum(y * r)
         dx, df = gc.gradients(loss, [x, f])
@@ -81,14 +85,14 @@ def _conv_grads(case, dtype, backend, seed=0):
 @pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
 def test_implicit_gemm_convolution_and_gradients_agree(case, dtype, unit):
-    n, h, w, cin, cout, k, s, pad = case
+    n, h, w, cin, cout, k, s, pad, *rate = case
     assert llvm_conv._many_channels(Geometry((n, h, w, cin), (k, k), (s, s), pad), cout,
                                     D.float32)
     got, stats = _conv_grads(case, dtype, "llvm")
     want, _ = _conv_grads(case, gc.float64, "numpy")
     im2col = unit is None or llvm_gemm.NATIVE_MAX_MACS["threads"] == 0
     # im2col: BLAS multiplies for the forward pass, the filter gradient and (stride 1) dx
-    assert stats["blas_gemms"] == ((3 if s == 1 else 2) if im2col else 0)
+    assert stats["blas_gemms"] == ((3 if s == 1 and not rate else 2) if im2col else 0)
     tol = 1e-4 if dtype == gc.float32 else 1e-11
     for name, a, b in zip(("y", "dx", "dfilter"), got, want):
         scale = max(np.abs(b).max(), 1.0)
