@@ -1,12 +1,13 @@
 """Depthwise convolution (NHWC input, [kh, kw, C, M] filters) and its two gradients.
 
 Direct loops over windows with the channels innermost, as vectors: output channels
-``c * M + m`` of a block of input channels are one ``<cb M>`` vector (about four registers),
+``c * M + m`` of a block of input channels are one ``<cb M>`` vector (about two registers),
 filters rows ``w[i, j, c0:c0 + cb, :]`` are contiguous, and an input row ``x[.., c0:c0 + cb]``
 is repeated M times per channel by one shuffle. Taps are ``dilations`` apart; taps in the
 padding read a clamped address and count as zero (a select, no branch).
 
-- forward: each output position's block accumulated in registers over the taps, stored once;
+- forward: four neighbouring output positions at a time, each block accumulated in registers
+  over the taps (the filter rows loaded once for the four), stored once;
 - filter gradient: every image adds, per block and group of taps, a sum over its positions
   kept in registers (the images split over the pool, each chunk summing into its own partial
   filter gradient);
@@ -22,12 +23,13 @@ from ..ir import Function, float_literal, val_type
 from ..loops import carried_nest, params
 from ..registry import lowers
 
-BLOCK_REGISTERS = 4  # output lanes of one block: this many vector registers
-# The forward pass: blocks of 2 registers, 4 neighbouring positions at a time (GRAPHC_PROFILE
-# minimum cycles, 3x3 SAME, 32x28x28 64 channels: 4.1M one position of 4 registers, 2.7M
-# 4 of 2, 2.8M 2 of 4; 32x14x14 128 channels: 2.0M, 1.6M, 1.6M)
-FORWARD_REGISTERS = 2
-FORWARD_POSITIONS = 4
+# Output lanes of one block: this many vector registers. Measured (GRAPHC_PROFILE minimum
+# cycles, 3x3 SAME on AVX2): the forward pass on 32x28x28, 64 channels, one position of 4
+# registers at a time 4.1M, 4 positions of 2 registers 2.7M, 2 of 4 2.8M (32x14x14, 128
+# channels: 2.0M, 1.6M, 1.6M); the filter gradient (all taps of a block that fit in registers
+# per pass over an image) 5.8M with blocks of 4 registers, 3.8M of 2, 3.8-4.1M of 1.
+BLOCK_REGISTERS = 2
+FORWARD_POSITIONS = 4  # neighbouring positions at a time (forward pass, input gradient)
 
 
 class DepthwiseGeometry:
@@ -51,16 +53,16 @@ def _geometry(node, x, f_shape):
                              tuple(node.attrs.get("dilations", (1, 1))))
 
 
-def _blocks(g, dtype, registers=BLOCK_REGISTERS):
-    """Input channels per block: the block's output lanes fill ``registers`` vectors."""
+def _blocks(g, dtype):
+    """Input channels per block: the block's output lanes fill ``BLOCK_REGISTERS`` vectors."""
     unit = vector_unit()
     lanes = (unit.bytes if unit else 32) // dtype.itemsize
-    return min(max(registers * lanes // g.m, 1), g.c)
+    return min(max(BLOCK_REGISTERS * lanes // g.m, 1), g.c)
 
 
-def _over_blocks(fn, g, dtype, body, registers=BLOCK_REGISTERS):
+def _over_blocks(fn, g, dtype, body):
     """``body(first channel, cb)`` for every block of input channels."""
-    _row_groups(fn, g.c, _blocks(g, dtype, registers), body)
+    _row_groups(fn, g.c, _blocks(g, dtype), body)
 
 
 def _neighbours(fn, count, body):
@@ -151,7 +153,7 @@ def forward_function(dtype, g, noalias):
                 pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
                 fn.store(vector_type(t, width), acc,
                          fn.gep(t, "%p0", fn.add(fn.mul(pos, cm), fn.mul(c0, g.m))))
-        _over_blocks(fn, g, dtype, block, FORWARD_REGISTERS)
+        _over_blocks(fn, g, dtype, block)
     with fn.loop(g.n, split=g.macs) as ln, fn.loop(g.oh) as lp:
         _neighbours(fn, g.ow, lambda qs: positions(ln.i, lp.i, qs))
     fn.ret()
@@ -231,7 +233,7 @@ def input_function(dtype, g, noalias):
                                 fn.add(fn.mul(b, g.sw), phase[1]), (g.h, g.w), g.c, False)
                 fn.store(vector_type(t, cb), _sum_groups(fn, t, acc, cb, g.m),
                          fn.gep(t, "%p0", fn.add(dst, c0)))
-        _over_blocks(fn, g, dtype, block, FORWARD_REGISTERS)
+        _over_blocks(fn, g, dtype, block)
     with fn.loop(g.n, split=g.macs) as ln:
         for ph, (a_count, ti) in enumerate(rows):
             for pw, (b_count, tj) in enumerate(cols):
