@@ -131,6 +131,23 @@ def test_cnn_trains_alike_on_both_backends():
     assert losses["llvm"][-1] < losses["llvm"][0]
 
 
+@pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", [(2, 7, 6, 16, 24, 1, 1, "SAME"), (2, 9, 8, 12, 20, 1, 2, "VALID"),
+                                  (1, 8, 9, 8, 12, 2, 3, "SAME")],
+                         ids=lambda c: "x".join(map(str, c)))
+def test_direct_convolutions_with_wide_inputs_agree(case, dtype):
+    """The forward pass direct (few taps x channels), the input gradient a GEMM."""
+    n, h, w, cin, cout, k, s, pad = case
+    assert not llvm_conv._many_channels(Geometry((n, h, w, cin), (k, k), (s, s), pad), cout,
+                                        D.float32)
+    got, _ = _conv_grads(case, dtype, "llvm")
+    want, _ = _conv_grads(case, gc.float64, "numpy")
+    tol = 1e-4 if dtype == gc.float32 else 1e-11
+    for name, a, b in zip(("y", "dx", "dfilter"), got, want):
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol * max(np.abs(b).max(), 1.0),
+                                   err_msg=name)
+
+
 def test_strided_input_gradient_splits_with_the_same_bits_at_one_and_two_threads(monkeypatch):
     split_every_kernel(monkeypatch)
     rng = np.random.default_rng(4)
