@@ -1,16 +1,16 @@
 """More of ``gc.nn``: TF1's weighted and Poisson losses, the selu / swish / crelu
 activations, dilated (atrous), depthwise and separable convolutions and local response
-normalization, each a composition of existing graph ops (so both backends and the gradients
-come for free). ``gc.nn`` re-exports every name here.
+normalization, compositions of existing graph ops (so both backends and the gradients come
+for free) except the depthwise convolution, an op of its own (``ir.ops.depthwise``).
+``gc.nn`` re-exports every name here.
 """
 import numpy as np
 
 from ..errors import GraphError, ShapeError
 from ..ir.ops import apply, convert
 from ..ir.source import user_location
-from .math_ops import (abs, concat, exp, expand_dims, greater, greater_equal,  # noqa: A004
-                       less_equal, log, log1p, logical_and, matmul, minimum, pow, reshape,
-                       sigmoid, where)
+from .math_ops import (abs, concat, exp, greater, greater_equal, less_equal,  # noqa: A004
+                       log, log1p, logical_and, matmul, minimum, pow, sigmoid, where)
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -112,34 +112,31 @@ def atrous_conv2d(value, filters, rate, padding, name=None):
 def depthwise_conv2d(input, filter, strides, padding, rate=None, name=None,  # noqa: A002
                      data_format=None, dilations=None):
     """TF1's ``tf.nn.depthwise_conv2d``: each input channel ``c`` convolved with its own
-    ``filter[:, :, c, :]``, output channel ``c * M + m``.
-
-    Composed as one ``conv2d`` with a block-diagonal filter ``[kh, kw, C, C M]`` (zero
-    between channels; C times the work of a grouped kernel, the same values and gradients).
+    ``filter[:, :, c, :]``, output channel ``c * M + m`` (the op ``depthwise_conv2d``).
 
     Args:
         input: [batch, height, width, C] (or NCHW with ``data_format``).
         filter: [kh, kw, C, M], static shape.
         strides, padding, data_format: as ``gc.nn.conv2d``; ``rate`` (or ``dilations``):
-            the atrous rate (rh, rw).
+            the atrous rate (rh, rw), with strides 1.
     Returns:
         [batch, out_height, out_width, C M].
     Raises:
-        ShapeError: a filter whose in-channels differ from the input's.
+        GraphError: bad strides, padding, layout or rate; ShapeError: a filter whose
+            in-channels differ from the input's.
     Example:
         >>> y = gc.nn.depthwise_conv2d(x, w, [1, 1, 1, 1], "SAME")   # w: [3, 3, C, 2]
     """
-    from .nn_ops import conv2d
-    f = convert(filter)
-    if f.shape is None or len(f.shape) != 4 or None in f.shape:
-        raise ShapeError(f"depthwise_conv2d: the filter must be [kh, kw, in, multiplier] with "
-                         f"a static shape, found {f.describe()} : {f.type_str()}",
-                         loc=user_location())
-    kh, kw, c, m = f.shape
-    blocks = np.eye(c, dtype=f.dtype.np)[None, None, :, :, None]   # [1, 1, C, C, 1]
-    full = reshape(expand_dims(f, 3) * blocks, [kh, kw, c, c * m])
-    return conv2d(input, full, strides, padding, data_format=data_format or "NHWC",
-                  dilations=_rate_dilations(rate, dilations, data_format), name=name)
+    from .nn_ops import _data_format, _in_nhwc, _pair, _padding
+    fmt = _data_format(data_format or "NHWC", "depthwise_conv2d")
+    rates = _rate_dilations(rate, dilations, fmt)
+    rates = (1, 1) if rates is None else _pair(rates, "dilations", "depthwise_conv2d", fmt)
+    attrs = {"strides": _pair(strides, "strides", "depthwise_conv2d", fmt),
+             "padding": _padding(padding, "depthwise_conv2d"), "dilations": rates}
+    if rates != (1, 1) and attrs["strides"] != (1, 1):
+        raise GraphError("depthwise_conv2d: a rate other than 1 needs strides of 1 (as in TF1)")
+    return _in_nhwc(convert(input), fmt, lambda x: apply(
+        "depthwise_conv2d", [x, convert(filter, x)], attrs, name=name))
 
 
 def separable_conv2d(input, depthwise_filter, pointwise_filter, strides, padding,  # noqa: A002

@@ -13,7 +13,6 @@ from ..ir.source import user_location
 from .math_ops import (cast, concat, expand_dims, floor, gather, minimum, reshape, rsqrt, sqrt,
                        square, squeeze, stack, zeros, zeros_like)
 from .array_ops import scalar_arg
-from .math_ops import slice as slice_of
 from .reduction_ops import reduce_mean, reduce_sum
 
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
@@ -78,33 +77,6 @@ def _conv_args(fn, filter, strides, padding, data_format, dilations):  # noqa: A
                          "padding": _padding(padding, fn)}
 
 
-def dilated_filter(filter, rates):  # noqa: A002  (TF1's name)
-    """``[kh, kw, in, out]`` -> ``[(kh - 1) rh + 1, (kw - 1) rw + 1, in, out]``: the taps
-    spread ``rates`` apart with zeros between. A dilated (atrous) convolution is the plain
-    convolution with this filter, its gradient the filter's gradient read back at the taps.
-
-    Args:
-        filter: a filter with a static shape.
-        rates: (rh, rw), positive ints.
-    Returns:
-        the dilated filter (``filter`` itself for rates (1, 1)).
-    Example:
-        >>> dilated_filter(w, (2, 2))   # [3, 3, c, o] -> [5, 5, c, o]
-    """
-    f = convert(filter)
-    for axis, rate in zip((0, 1), rates):
-        if rate == 1:
-            continue
-        k = f.shape[axis]
-        spread = stack([f] + [zeros_like(f)] * (rate - 1), axis=axis + 1)  # [.., k, rate, ..]
-        dims = list(f.shape)
-        dims[axis] = k * rate
-        begin, size = [0] * 4, list(f.shape)
-        size[axis] = (k - 1) * rate + 1
-        f = slice_of(reshape(spread, dims), begin, size)
-    return f
-
-
 def conv2d(input, filter=None, strides=None, padding=None, use_cudnn_on_gpu=True,  # noqa: A002
            data_format="NHWC", dilations=None, name=None, filters=None):
     """2-D convolution (cross-correlation, as in TF) of ``input`` with ``filter``.
@@ -116,8 +88,8 @@ def conv2d(input, filter=None, strides=None, padding=None, use_cudnn_on_gpu=True
         padding: "VALID" (windows inside the input) or "SAME" (``ceil(size / stride)``
             outputs; the odd padding row/column goes after, as in TF).
         data_format: "NHWC" (default) or "NCHW".
-        dilations: [1, rh, rw, 1] (NHWC) or an int: an atrous convolution, with strides 1
-            (``dilated_filter``).
+        dilations: [1, rh, rw, 1] (NHWC) or an int: an atrous convolution (the filter's
+            taps that far apart), with strides 1.
     Returns:
         The convolution, in ``data_format``.
     Raises:
@@ -128,11 +100,12 @@ def conv2d(input, filter=None, strides=None, padding=None, use_cudnn_on_gpu=True
     filter = filter if filter is not None else filters  # noqa: A001
     fmt = _data_format(data_format, "conv2d")
     rates = (1, 1) if dilations is None else _pair(dilations, "dilations", "conv2d", fmt)
-    if rates != (1, 1):  # atrous: the plain convolution with the taps spread apart
-        if strides is not None and _pair(strides, "strides", "conv2d", fmt) != (1, 1):
-            raise GraphError("conv2d: dilations other than 1 need strides of 1 (as in TF1)")
-        filter = dilated_filter(filter, rates)  # noqa: A001
+    if rates != (1, 1) and strides is not None and \
+            _pair(strides, "strides", "conv2d", fmt) != (1, 1):
+        raise GraphError("conv2d: dilations other than 1 need strides of 1 (as in TF1)")
     filter, fmt, attrs = _conv_args("conv2d", filter, strides, padding, data_format, None)
+    if rates != (1, 1):  # atrous: the taps ``rates`` apart (the op's ``dilations``)
+        attrs["dilations"] = rates
     return _in_nhwc(convert(input), fmt,
                     lambda x: apply("conv2d", [x, convert(filter, x)], attrs, name=name))
 

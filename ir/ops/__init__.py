@@ -3,7 +3,7 @@
 Importing this package registers all ops and attaches Python operators to nodes.
 """
 from . import elementwise, indexing, linalg, nn, reduce, shape, state  # noqa: F401  (registers)
-from . import conv, pool, random_ops  # noqa: F401  (registers: layers and their backward ops)
+from . import conv, depthwise, pool, random_ops  # noqa: F401  (registers: layers, backward ops)
 from . import debug  # noqa: F401  (registers check_numerics)
 from . import collective  # noqa: F401  (registers allreduce_mean)
 from . import host  # noqa: F401  (registers host_call, host_output)

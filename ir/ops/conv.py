@@ -7,16 +7,18 @@ same contraction, and the three ops close under differentiation (second order wo
     VJP of backprop_input(dy, w):   d dy = conv2d(g, w),          d w = backprop_filter(g, dy)
     VJP of backprop_filter(x, dy):  d x  = backprop_input(dy, g), d dy = conv2d(x, g)
 
-Attributes: ``strides`` (sh, sw) and ``padding`` "VALID" or "SAME" (TF's rule: SAME gives
-``ceil(size / stride)`` outputs and puts the odd padding row/column after). The NCHW layout
-and 4-element strides are handled by the API (``gc.nn.conv2d``), so kernels see one layout.
+Attributes: ``strides`` (sh, sw), ``padding`` "VALID" or "SAME" (TF's rule: SAME gives
+``ceil(size / stride)`` outputs and puts the odd padding row/column after) and ``dilations``
+(rh, rw): the taps that far apart (an atrous convolution; padding counts the dilated
+window). The NCHW layout and 4-element strides are handled by the API (``gc.nn.conv2d``), so
+kernels see one layout.
 ``conv2d_backprop_input`` takes the forward input as a shape-only third operand (its value is
 never read), so gradients stay valid while a placeholder's batch dim is unknown.
 Kernels: im2col + GEMM (reference NumPy in ``ir.ops.windows``).
 """
 from .registry import F, defop, require, same_dtype
 from .windows import (conv2d_backprop_filter_impl, conv2d_backprop_input_impl, conv2d_impl,
-                      window_geometry)
+                      dilated_window, window_geometry)
 
 PADDINGS = ("VALID", "SAME")
 
@@ -28,6 +30,15 @@ def check_window_attrs(ksize, strides, padding):
     require(len(ksize) == 2 and all(int(k) >= 1 for k in ksize),
             f"window size must be two positive ints (height, width), found {list(ksize)}")
     require(padding in PADDINGS, f"padding must be 'VALID' or 'SAME', found {padding!r}")
+
+
+def conv_window(ksize, strides, padding, dilations):
+    """The extent of a convolution's window, its taps ``dilations`` apart, after checking the
+    attributes."""
+    require(len(dilations) == 2 and all(int(r) >= 1 for r in dilations),
+            f"dilations must be two positive ints (height, width), found {list(dilations)}")
+    check_window_attrs(ksize, strides, padding)
+    return dilated_window(ksize, dilations)
 
 
 def spatial_out(x, ksize, strides, padding):
@@ -57,59 +68,56 @@ def _filter_shape(w):
     return w.shape
 
 
-def _channels_match(x, cin, what="input"):
+def _channels_match(x, cin, what="input", hint="filters are [kh, kw, in_channels, out_channels]"):
     require(x.shape[3] is None or x.shape[3] == cin,
             f"{what} has {x.shape[3]} channels but the filters expect {cin}",
-            [f"{what}: {x.type_str()}", f"filters in-channels: {cin}"],
-            "filters are [kh, kw, in_channels, out_channels]")
+            [f"{what}: {x.type_str()}", f"filters in-channels: {cin}"], hint)
 
 
-def _conv_infer(nodes, strides=(1, 1), padding="VALID"):
+def _conv_infer(nodes, strides=(1, 1), padding="VALID", dilations=(1, 1)):
     x, w = nodes
     same_dtype(nodes, "f")
     _nhwc(x, "input")
     kh, kw, cin, cout = _filter_shape(w)
-    check_window_attrs((kh, kw), strides, padding)
+    window = conv_window((kh, kw), strides, padding, dilations)
     _channels_match(x, cin)
-    return x.dtype, (x.shape[0],) + spatial_out(x, (kh, kw), strides, padding) + (cout,)
+    return x.dtype, (x.shape[0],) + spatial_out(x, window, strides, padding) + (cout,)
 
 
-def _backprop_input_infer(nodes, strides=(1, 1), padding="VALID"):
+def _backprop_input_infer(nodes, strides=(1, 1), padding="VALID", dilations=(1, 1)):
     dy, w, like = nodes
     same_dtype([dy, w], "f")
     _nhwc(like, "input")
     kh, kw, cin, cout = _filter_shape(w)
-    check_window_attrs((kh, kw), strides, padding)
+    conv_window((kh, kw), strides, padding, dilations)
     _channels_match(like, cin)
     _channels_match(dy, cout, "the output gradient")
     return dy.dtype, like.shape[:3] + (cin,)
 
 
-def _backprop_filter_infer(nodes, filter_shape, strides=(1, 1), padding="VALID"):
+def _backprop_filter_infer(nodes, filter_shape, strides=(1, 1), padding="VALID",
+                           dilations=(1, 1)):
     x, dy = nodes
     same_dtype(nodes, "f")
     _nhwc(x, "input")
     _nhwc(dy, "output gradient")
     kh, kw, cin, cout = filter_shape
-    check_window_attrs((kh, kw), strides, padding)
+    conv_window((kh, kw), strides, padding, dilations)
     _channels_match(x, cin)
     return x.dtype, tuple(int(d) for d in filter_shape)
 
 
-def _conv_vjp(g, out, x, w, strides=(1, 1), padding="VALID"):
-    kw = {"strides": strides, "padding": padding}
+def _conv_vjp(g, out, x, w, **kw):
     return [F.conv2d_backprop_input(g, w, x, **kw),
             F.conv2d_backprop_filter(x, g, filter_shape=w.shape, **kw)]
 
 
-def _backprop_input_vjp(g, out, dy, w, like, strides=(1, 1), padding="VALID"):
-    kw = {"strides": strides, "padding": padding}
+def _backprop_input_vjp(g, out, dy, w, like, **kw):
     return [F.conv2d(g, w, **kw), F.conv2d_backprop_filter(g, dy, filter_shape=w.shape, **kw),
             None]
 
 
-def _backprop_filter_vjp(g, out, x, dy, filter_shape, strides=(1, 1), padding="VALID"):
-    kw = {"strides": strides, "padding": padding}
+def _backprop_filter_vjp(g, out, x, dy, filter_shape, **kw):
     return [F.conv2d_backprop_input(dy, g, x, **kw), F.conv2d(x, g, **kw)]
 
 

@@ -24,6 +24,11 @@ def window_geometry(size, k, s, padding):
     return (size - k) // s + 1, 0, 0
 
 
+def dilated_window(ksize, dilations):
+    """The extent (rows, columns) of a window of ``ksize`` taps spaced ``dilations`` apart."""
+    return ((ksize[0] - 1) * dilations[0] + 1, (ksize[1] - 1) * dilations[1] + 1)
+
+
 def window_pad(x, ksize, strides, padding, fill=0):
     """``x`` [N,H,W,C] padded with ``fill`` for the windows; returns (padded, oh, ow)."""
     oh, top, bottom = window_geometry(x.shape[1], ksize[0], strides[0], padding)
@@ -49,48 +54,93 @@ def window_grad_buffer(x_shape, ksize, strides, padding, dtype):
     return buf, oh, ow, (top, left)
 
 
-def im2col(x, ksize, strides, padding):
+def im2col(x, ksize, strides, padding, dilations=(1, 1)):
     """Receptive fields as columns: [kh*kw*C, N*OH*OW], rows ordered (kh, kw, C) like a
-    filter's. Tap-major, so each tap is one bulk copy (channels-last windows would make the
-    copy a gather of C-element pieces: slow for few channels)."""
-    xp, oh, ow = window_pad(x, ksize, strides, padding)
+    filter's, taps ``dilations`` apart. Tap-major, so each tap is one bulk copy (channels-last
+    windows would make the copy a gather of C-element pieces: slow for few channels)."""
+    xp, oh, ow = window_pad(x, dilated_window(ksize, dilations), strides, padding)
     n, c = x.shape[0], x.shape[3]
     cols = np.empty((ksize[0], ksize[1], c, n, oh, ow), dtype=x.dtype)
     for i in range(ksize[0]):
         for j in range(ksize[1]):
-            cols[i, j] = window_tap(xp, i, j, strides, oh, ow).transpose(3, 0, 1, 2)
+            tap = window_tap(xp, i * dilations[0], j * dilations[1], strides, oh, ow)
+            cols[i, j] = tap.transpose(3, 0, 1, 2)
     return cols.reshape(ksize[0] * ksize[1] * c, n * oh * ow), (n, oh, ow)
 
 
 # -- convolution --------------------------------------------------------------------------------
-def conv2d_impl(x, w, strides=(1, 1), padding="VALID"):
-    """y[n,p,q,o] = sum_{i,j,c} x[n, p*sh + i - top, q*sw + j - left, c] w[i,j,c,o]."""
+def conv2d_impl(x, w, strides=(1, 1), padding="VALID", dilations=(1, 1)):
+    """y[n,p,q,o] = sum_{i,j,c} x[n, p*sh + i*rh - top, q*sw + j*rw - left, c] w[i,j,c,o]."""
     kh, kw, cin, cout = w.shape
-    cols, (n, oh, ow) = im2col(x, (kh, kw), strides, padding)
+    cols, (n, oh, ow) = im2col(x, (kh, kw), strides, padding, dilations)
     return np.matmul(cols.T, w.reshape(kh * kw * cin, cout)).reshape(n, oh, ow, cout)
 
 
-def conv2d_backprop_input_impl(dy, w, like, strides=(1, 1), padding="VALID"):
+def conv2d_backprop_input_impl(dy, w, like, strides=(1, 1), padding="VALID", dilations=(1, 1)):
     """The gradient of conv2d with respect to its input (shaped like ``like``): each tap's
     share ``w[i, j] dy`` added back where the tap read."""
     kh, kw, cin, cout = w.shape
     n, oh, ow = dy.shape[:3]
     taps = np.matmul(w.reshape(kh * kw * cin, cout), dy.reshape(n * oh * ow, cout).T)
     taps = taps.reshape(kh, kw, cin, n, oh, ow)
-    buf, oh, ow, (top, left) = window_grad_buffer(np.shape(like), (kh, kw), strides, padding,
-                                                  dy.dtype)
+    buf, oh, ow, (top, left) = window_grad_buffer(
+        np.shape(like), dilated_window((kh, kw), dilations), strides, padding, dy.dtype)
     for i in range(kh):
         for j in range(kw):
-            window_tap(buf, i, j, strides, oh, ow)[...] += taps[i, j].transpose(1, 2, 3, 0)
+            tap = window_tap(buf, i * dilations[0], j * dilations[1], strides, oh, ow)
+            tap += taps[i, j].transpose(1, 2, 3, 0)
     return buf[:, top:top + np.shape(like)[1], left:left + np.shape(like)[2], :]
 
 
 def conv2d_backprop_filter_impl(x, dy, filter_shape=(1, 1, 1, 1), strides=(1, 1),
-                                padding="VALID"):
+                                padding="VALID", dilations=(1, 1)):
     """The gradient of conv2d with respect to its filter: im2col(x) dy."""
     kh, kw, cin, cout = filter_shape
-    cols, _ = im2col(x, (kh, kw), strides, padding)
+    cols, _ = im2col(x, (kh, kw), strides, padding, dilations)
     return np.matmul(cols, dy.reshape(-1, cout)).reshape(kh, kw, cin, cout)
+
+
+# -- depthwise convolution ------------------------------------------------------------------------
+def depthwise_conv2d_impl(x, w, strides=(1, 1), padding="VALID", dilations=(1, 1)):
+    """y[n,p,q,c*M+m] = sum_{i,j} x[n, p*sh + i*rh - top, q*sw + j*rw - left, c] w[i,j,c,m]."""
+    kh, kw, c, m = w.shape
+    xp, oh, ow = window_pad(x, dilated_window((kh, kw), dilations), strides, padding)
+    out = np.zeros((x.shape[0], oh, ow, c, m), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            tap = window_tap(xp, i * dilations[0], j * dilations[1], strides, oh, ow)
+            out += tap[..., None] * w[i, j]
+    return out.reshape(x.shape[0], oh, ow, c * m)
+
+
+def depthwise_conv2d_backprop_input_impl(dy, w, like, strides=(1, 1), padding="VALID",
+                                         dilations=(1, 1)):
+    """The gradient of depthwise_conv2d with respect to its input (shaped like ``like``):
+    each tap's share ``sum_m w[i, j, c, m] dy[..., c*M+m]`` added back where the tap read."""
+    kh, kw, c, m = w.shape
+    buf, oh, ow, (top, left) = window_grad_buffer(
+        np.shape(like), dilated_window((kh, kw), dilations), strides, padding, dy.dtype)
+    d = dy.reshape(dy.shape[0], oh, ow, c, m)
+    for i in range(kh):
+        for j in range(kw):
+            tap = window_tap(buf, i * dilations[0], j * dilations[1], strides, oh, ow)
+            tap += (d * w[i, j]).sum(-1)
+    return buf[:, top:top + np.shape(like)[1], left:left + np.shape(like)[2], :]
+
+
+def depthwise_conv2d_backprop_filter_impl(x, dy, filter_shape=(1, 1, 1, 1), strides=(1, 1),
+                                          padding="VALID", dilations=(1, 1)):
+    """The gradient of depthwise_conv2d with respect to its filter: per tap and channel, the
+    tap's view of x times dy summed over every position."""
+    kh, kw, c, m = filter_shape
+    xp, oh, ow = window_pad(x, dilated_window((kh, kw), dilations), strides, padding)
+    d = dy.reshape(dy.shape[0], oh, ow, c, m)
+    dw = np.empty(tuple(filter_shape), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            tap = window_tap(xp, i * dilations[0], j * dilations[1], strides, oh, ow)
+            dw[i, j] = np.einsum("npqc,npqcm->cm", tap, d)
+    return dw
 
 
 # -- max pooling ----------------------------------------------------------------------------------

@@ -442,10 +442,48 @@ def _window_rows():
             lambda x, dy, kw=kw, ws=ws: F.conv2d_backprop_filter(x, dy, filter_shape=ws, **kw),
             lambda x, dy, kw=kw, ws=ws: W.conv2d_backprop_filter(x, dy, ws, **kw),
             [A(*xs), A(*ys)])
+    # dilated: the taps (2, 3) apart, against the plain references on a zero-inserted filter
+    xs, ws, rates = (1, 8, 9, 2), (2, 3, 2, 3), (2, 3)
+    wide = W.dilate(np.zeros(ws), rates).shape
+    ys, dil = W.out_shape(xs, wide[:2], (1, 1), "SAME", 3), {"padding": "SAME",
+                                                            "dilations": rates}
+    row("conv2d[dilated]", "conv2d", lambda x, w: F.conv2d(x, w, **dil),
+        lambda x, w: W.conv2d(x, W.dilate(w, rates), padding="SAME"), [A(*xs), A(*ws)],
+        dynamic=False)
+    row("conv2d_backprop_input[dilated]", "conv2d_backprop_input",
+        lambda dy, w, like: F.conv2d_backprop_input(dy, w, like, **dil),
+        lambda dy, w, like: W.conv2d_backprop_input(dy, W.dilate(w, rates), like.shape,
+                                                    padding="SAME"),
+        [A(*ys), A(*ws), A(*xs, diff=False)], dynamic=False)
+    row("conv2d_backprop_filter[dilated]", "conv2d_backprop_filter",
+        lambda x, dy, ws=ws: F.conv2d_backprop_filter(x, dy, filter_shape=ws, **dil),
+        lambda x, dy: W.conv2d_backprop_filter(x, dy, wide, padding="SAME")[::2, ::3],
+        [A(*xs), A(*ys)])
     row("conv2d[NCHW]", "conv2d",
         lambda x, w: gc.nn.conv2d(x, w, [1, 1, 2, 1], "SAME", data_format="NCHW"),
         lambda x, w: W.conv2d(x.transpose(0, 2, 3, 1), w, (2, 1), "SAME").transpose(0, 3, 1, 2),
         [A(2, 2, 5, 4), A(2, 2, 2, 3)], dynamic=False)
+    depthwise = [("same_m2", (2, 5, 6, 3), (3, 2, 3, 2), (1, 1), "SAME", (1, 1)),
+                 ("valid_stride2", (2, 7, 6, 2), (3, 3, 2, 1), (2, 2), "VALID", (1, 1)),
+                 ("same_stride3", (1, 8, 7, 2), (2, 2, 2, 2), (3, 3), "SAME", (1, 1)),
+                 ("dilated", (1, 7, 7, 2), (2, 3, 2, 2), (1, 1), "SAME", (2, 3))]
+    for name, xs, ws, st, pad, rates in depthwise:
+        ys = W.out_shape(xs, W.dilate(np.zeros(ws[:2]), rates).shape, st, pad, ws[2] * ws[3])
+        kw = {"strides": st, "padding": pad, "dilations": rates}
+        row(f"depthwise_conv2d[{name}]", "depthwise_conv2d",
+            lambda x, w, kw=kw: F.depthwise_conv2d(x, w, **kw),
+            lambda x, w, kw=kw: W.depthwise_conv2d(x, w, **kw), [A(*xs), A(*ws)],
+            dynamic=False)
+        row(f"depthwise_conv2d_backprop_input[{name}]", "depthwise_conv2d_backprop_input",
+            lambda dy, w, like, kw=kw: F.depthwise_conv2d_backprop_input(dy, w, like, **kw),
+            lambda dy, w, like, kw=kw: W.depthwise_conv2d_backprop_input(dy, w, like.shape,
+                                                                         **kw),
+            [A(*ys), A(*ws), A(*xs, diff=False)], dynamic=False)
+        row(f"depthwise_conv2d_backprop_filter[{name}]", "depthwise_conv2d_backprop_filter",
+            lambda x, dy, kw=kw, ws=ws: F.depthwise_conv2d_backprop_filter(
+                x, dy, filter_shape=ws, **kw),
+            lambda x, dy, kw=kw, ws=ws: W.depthwise_conv2d_backprop_filter(x, dy, ws, **kw),
+            [A(*xs), A(*ys)])
     pool = [("2x2", (2, 4, 6, 3), (2, 2), (2, 2), "VALID"),
             ("3x3_same_stride2", (2, 5, 4, 2), (3, 3), (2, 2), "SAME"),
             ("overlap", (1, 5, 5, 2), (3, 2), (1, 2), "VALID")]

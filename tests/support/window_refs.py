@@ -57,6 +57,45 @@ def conv2d_backprop_filter(x, dy, filter_shape, strides=(1, 1), padding="VALID")
     return dw
 
 
+def dilate(w, rates):
+    """Filters [kh, kw, ...] with ``rates - 1`` zero rows/columns between the taps."""
+    kh, kw = w.shape[:2]
+    out = np.zeros(((kh - 1) * rates[0] + 1, (kw - 1) * rates[1] + 1) + w.shape[2:], w.dtype)
+    out[::rates[0], ::rates[1]] = w
+    return out
+
+
+def depthwise_conv2d(x, w, strides=(1, 1), padding="VALID", dilations=(1, 1)):
+    """Channel c convolved with its own filters w[:, :, c, m]: output channel c M + m."""
+    wd = dilate(w, dilations)
+    return np.concatenate([conv2d(x[..., c:c + 1], wd[:, :, c:c + 1, m:m + 1], strides,
+                                  padding)
+                           for c in range(w.shape[2]) for m in range(w.shape[3])], axis=-1)
+
+
+def depthwise_conv2d_backprop_input(dy, w, x_shape, strides=(1, 1), padding="VALID",
+                                    dilations=(1, 1)):
+    wd, m = dilate(w, dilations), w.shape[3]
+    one = tuple(x_shape[:3]) + (1,)
+    return np.concatenate([sum(conv2d_backprop_input(dy[..., c * m + k:c * m + k + 1],
+                                                     wd[:, :, c:c + 1, k:k + 1], one,
+                                                     strides, padding) for k in range(m))
+                           for c in range(w.shape[2])], axis=-1)
+
+
+def depthwise_conv2d_backprop_filter(x, dy, filter_shape, strides=(1, 1), padding="VALID",
+                                     dilations=(1, 1)):
+    kh, kw, cin, m = filter_shape
+    eh, ew = (kh - 1) * dilations[0] + 1, (kw - 1) * dilations[1] + 1
+    dw = np.zeros((eh, ew, cin, m), x.dtype)
+    for c in range(cin):
+        for k in range(m):
+            dw[:, :, c:c + 1, k:k + 1] = conv2d_backprop_filter(
+                x[..., c:c + 1], dy[..., c * m + k:c * m + k + 1], (eh, ew, 1, 1), strides,
+                padding)
+    return dw[::dilations[0], ::dilations[1]]
+
+
 def _first_max(x, taps):
     """[N, C] row/col of each window's first maximum (taps are in row-major order)."""
     vals = np.stack([x[:, r, c, :] for _, _, r, c in taps])       # [taps, N, C]

@@ -4,5 +4,5 @@ Importing this package imports every kernel module, so whichever of the driver o
 module is imported first, every lowering is registered. Kernel modules import the registry
 and the helper modules (``ir``, ``loops``, ``scalar``, ``math``...), never the driver.
 """
-from . import (collective, conv, conv_gemm, elementwise, gemm, gemm_acc, host,  # noqa: F401
-               loop, movement, nn, numerics, pool, random, transpose, windows)
+from . import (collective, conv, conv_gemm, depthwise, elementwise, gemm,  # noqa: F401
+               gemm_acc, host, loop, movement, nn, numerics, pool, random, transpose, windows)

@@ -12,7 +12,9 @@ the tap's offset, so nothing is materialized:
 - filter    dw[tap, c, o] = sum_p x_pad[origin(p) + off(tap) + c] * dy[p, o]
   (rows: one tap's input channels; vectors: output channels; contraction: every position);
 - input     with stride 1, dx is the forward convolution of dy padded by (k - 1 - pad) with
-  the filter flipped in space and its channel axes swapped (``lower_input`` builds both).
+  the filter flipped in space and its channel axes swapped (``lower_input`` builds both);
+  with larger strides, one such GEMM per phase of dx (``conv_phases``), each with its own
+  taps (``conv_forward_function``'s ``taps``) and every s-th row and column of dx as output.
 
 Padding is a zero-bordered copy of the input in a private buffer (``padded``), so the loops
 never test bounds. Few channels keep the direct kernels of ``conv`` (a whole row of
@@ -42,7 +44,7 @@ from .movement import strided_copy
 
 class ConvShape(NamedTuple):
     """An implicit GEMM convolution: output [n, oh, ow, cout] from input [n, hp, wp, cin]
-    (already padded) with taps kh x kw and strides sh, sw."""
+    (already padded) with taps kh x kw, rh and rw apart, and strides sh, sw."""
     n: int
     oh: int
     ow: int
@@ -54,6 +56,8 @@ class ConvShape(NamedTuple):
     sh: int
     sw: int
     cout: int
+    rh: int = 1  # taps this far apart (a dilated convolution)
+    rw: int = 1
 
 
 def padded_extent(size, out, stride, k, before):
@@ -92,42 +96,52 @@ def _row_groups(fn, count, mr, body):
         body(str(full * mr), rest)
 
 
-def conv_forward_function(dtype, s, noalias):
+def conv_forward_function(dtype, s, noalias, taps=None, out=None):
     """``%p0[p, o] = sum x[origin(p) + off(tap) + c] * %p2[tap, c, o]`` with %p1 = x padded
-    ([n, hp, wp, cin]), %p2 = filters [kh, kw, cin, cout], %p0 = [n, oh, ow, cout]."""
+    ([n, hp, wp, cin]), %p2 = filters [kh, kw, cin, cout], %p0 = [n, oh, ow, cout].
+
+    ``taps``: [(offset in %p1, first filter row)] instead of the kh x kw grid (the strided
+    input gradient's phases, ``conv_phases``); ``out``: element strides (image, row, column)
+    and first element of the output positions in %p0 (default: contiguous)."""
     fn, unit = _function(dtype, noalias)
     t = val_type(dtype)
     blk = blocking(dtype, s.cout, unit)
     positions = s.n * s.oh * s.ow
+    if taps is None:
+        taps = [((i * s.rh * s.wp + j * s.rw) * s.cin, (i * s.kw + j) * s.cin)
+                for i in range(s.kh) for j in range(s.kw)]
+    contiguous = out is None
+    if contiguous:
+        out = (s.oh * s.ow * s.cout, s.ow * s.cout, s.cout, 0)
 
-    def origin(p):
-        """Element offset of position p's window origin in the padded input."""
+    def origin(p, strides, first=0):
+        """Element offset of position p's (image, row, column) with ``strides``."""
         img = fn(f"udiv i64 {p}, {s.oh * s.ow}")
         rem = fn(f"urem i64 {p}, {s.oh * s.ow}")
         a, b = fn(f"udiv i64 {rem}, {s.ow}"), fn(f"urem i64 {rem}, {s.ow}")
-        row = fn.add(fn.mul(img, s.hp), fn.mul(a, s.sh))
-        return fn.mul(fn.add(fn.mul(row, s.wp), fn.mul(b, s.sw)), s.cin)
+        at = fn.add(fn.add(fn.mul(img, strides[0]), fn.mul(a, strides[1])), fn.mul(b, strides[2]))
+        return fn.add(at, first) if first else at
+    window = (s.hp * s.wp * s.cin, s.sh * s.wp * s.cin, s.sw * s.cin)
 
     tiles = []
     for j0, vectors in _column_groups(blk, s.cout):
         cols = [j0 + sum(vectors[:v]) for v in range(len(vectors))]
 
         def tile(p0, rows, vectors=vectors, cols=cols):
-            bases = [fn.gep(t, "%p1", origin(fn.add(p0, r))) for r in range(rows)]
+            bases = [fn.gep(t, "%p1", origin(fn.add(p0, r), window)) for r in range(rows)]
             accs = [["zeroinitializer"] * len(vectors) for _ in range(rows)]
-            for i in range(s.kh):
-                for j in range(s.kw):
-                    off, wrow = (i * s.wp + j) * s.cin, (i * s.kw + j) * s.cin
-                    accs = _contract(fn, t, accs, vectors, s.cin,
-                                     lambda c, r, off=off: fn.gep(t, bases[r], fn.add(c, off)),
-                                     lambda c, v, wrow=wrow: fn.gep(
-                                         t, "%p2", fn.add(fn.mul(fn.add(c, wrow), s.cout),
-                                                          cols[v])))
-            ptrs = [[fn.gep(t, "%p0", fn.add(fn.mul(fn.add(p0, r), s.cout), cols[v]))
-                     for v in range(len(vectors))] for r in range(rows)]
+            for off, wrow in taps:
+                accs = _contract(fn, t, accs, vectors, s.cin,
+                                 lambda c, r, off=off: fn.gep(t, bases[r], fn.add(c, off)),
+                                 lambda c, v, wrow=wrow: fn.gep(
+                                     t, "%p2", fn.add(fn.mul(fn.add(c, wrow), s.cout), cols[v])))
+            dst = [fn.mul(fn.add(p0, r), s.cout) if contiguous else
+                   origin(fn.add(p0, r), out, out[3]) for r in range(rows)]
+            ptrs = [[fn.gep(t, "%p0", fn.add(d, cols[v])) for v in range(len(vectors))]
+                    for d in dst]
             store_tile(fn, t, ptrs, accs, vectors)
         tiles.append(tile)
-    work = positions * s.kh * s.kw * s.cin * s.cout
+    work = positions * len(taps) * s.cin * s.cout
     full, rest = divmod(positions, blk.mr)
     if full + bool(rest) >= 2 and work >= parallel.min_work():
         # blocks of positions, every column group each: the pool may share them (``parallel``)
@@ -176,7 +190,8 @@ def conv_filter_function(dtype, s, noalias):
             cols = [j0 + sum(vectors[:v]) for v in range(len(vectors))]
             for i in range(s.kh):
                 for j in range(s.kw):
-                    tap_off, tap_row = (i * s.wp + j) * s.cin, (i * s.kw + j) * s.cin
+                    tap_off = (i * s.rh * s.wp + j * s.rw) * s.cin
+                    tap_row = (i * s.kw + j) * s.cin
 
                     def tile(c0, rows, vectors=vectors, cols=cols, tap_off=tap_off,
                              tap_row=tap_row):
@@ -251,10 +266,10 @@ def _uses_blas(L, s, dtype):
 
 def _input_shape(L, node, g, x, cout):
     """(padded input Buf, ConvShape) of a convolution of ``x`` with geometry ``g``."""
-    hp = padded_extent(g.h, g.oh, g.sh, g.kh, g.top)
-    wp = padded_extent(g.w, g.ow, g.sw, g.kw, g.left)
+    hp = padded_extent(g.h, g.oh, g.sh, (g.kh - 1) * g.rh + 1, g.top)
+    wp = padded_extent(g.w, g.ow, g.sw, (g.kw - 1) * g.rw + 1, g.left)
     xp = padded(L, L.buf(x), (g.n, g.h, g.w, g.c), (g.top, g.left), (hp, wp), node.dtype, node)
-    return xp, ConvShape(g.n, g.oh, g.ow, hp, wp, g.c, g.kh, g.kw, g.sh, g.sw, cout)
+    return xp, ConvShape(g.n, g.oh, g.ow, hp, wp, g.c, g.kh, g.kw, g.sh, g.sw, cout, g.rh, g.rw)
 
 
 def _im2col(L, src, s, dtype, node, key=None):
@@ -265,7 +280,8 @@ def _im2col(L, src, s, dtype, node, key=None):
         return cache[key]
     shape = (s.n, s.oh, s.ow, s.kh, s.kw, s.cin)
     cols = L.arena(int(np.prod(shape)) * dtype.itemsize)
-    view = (s.hp * s.wp * s.cin, s.sh * s.wp * s.cin, s.sw * s.cin, s.wp * s.cin, s.cin, 1)
+    view = (s.hp * s.wp * s.cin, s.sh * s.wp * s.cin, s.sw * s.cin, s.rh * s.wp * s.cin,
+            s.rw * s.cin, 1)
     _strided_copy(L, cols, (0, contiguous_strides(shape)), src, (0, view), shape, dtype, node)
     if key is not None:
         cache[key] = cols
@@ -273,7 +289,7 @@ def _im2col(L, src, s, dtype, node, key=None):
 
 
 def _window_key(x, s):
-    return (id(x), s.kh, s.kw, s.sh, s.sw, s.hp, s.wp)
+    return (id(x), s.kh, s.kw, s.sh, s.sw, s.hp, s.wp, s.rh, s.rw)
 
 
 def lower_forward(L, n, g, x, w):

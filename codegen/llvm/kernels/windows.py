@@ -14,7 +14,7 @@ walking x again.
 """
 import numpy as np
 
-from ....ir.ops.windows import window_geometry
+from ....ir.ops.windows import dilated_window, window_geometry
 from ..ir import Function, float_literal, mem_type, val_type
 from .elementwise import combine, fill
 from ..registry import lowers
@@ -26,14 +26,17 @@ VECTOR_CHANNELS = 64  # up to this many channels, a window's channels are one LL
 
 
 class Geometry:
-    """Sizes of one window op: input [N,H,W,C], taps (kh, kw), strides, output (OH, OW)."""
+    """Sizes of one window op: input [N,H,W,C], taps (kh, kw), strides, dilations (rh, rw),
+    output (OH, OW)."""
 
-    def __init__(self, x_shape, ksize, strides, padding):
+    def __init__(self, x_shape, ksize, strides, padding, dilations=(1, 1)):
         self.n, self.h, self.w, self.c = x_shape
         self.kh, self.kw = ksize
         self.sh, self.sw = strides
-        self.oh, self.top, _ = window_geometry(self.h, self.kh, self.sh, padding)
-        self.ow, self.left, _ = window_geometry(self.w, self.kw, self.sw, padding)
+        self.rh, self.rw = dilations  # taps this far apart (convolutions only)
+        eh, ew = dilated_window(ksize, dilations)
+        self.oh, self.top, _ = window_geometry(self.h, eh, self.sh, padding)
+        self.ow, self.left, _ = window_geometry(self.w, ew, self.sw, padding)
 
 
 def _over_windows(fn, g, body, work=None):
@@ -51,8 +54,8 @@ def _over_taps(fn, g, n, p, q, body, all_taps=False):
     """Loops over taps (i, j); ``body(i, j, xpos)`` runs for taps inside the input, with xpos
     the input position index (n, h, w)."""
     with fn.loop(g.kh) as li, fn.loop(g.kw) as lj:
-        h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), li.i)}, {g.top}")
-        w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), lj.i)}, {g.left}")
+        h = fn(f"sub i64 {fn.add(fn.mul(p, g.sh), fn.mul(li.i, g.rh))}, {g.top}")
+        w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), fn.mul(lj.i, g.rw))}, {g.left}")
         inside = fn(f"and i1 {fn(f'icmp ult i64 {h}, {g.h}')}, {fn(f'icmp ult i64 {w}, {g.w}')}")
         with fn.if_then(inside):
             xpos = fn.add(fn.mul(fn.add(fn.mul(n, g.h), h), g.w), w)
@@ -65,7 +68,8 @@ def _geometry(n, x, filters=None):
     else:
         ksize = tuple(n.attrs.get("ksize", (2, 2)))
     strides = tuple(n.attrs.get("strides", (1, 1) if filters is not None else (2, 2)))
-    return Geometry(tuple(x.shape), ksize, strides, n.attrs.get("padding", "VALID"))
+    return Geometry(tuple(x.shape), ksize, strides, n.attrs.get("padding", "VALID"),
+                    tuple(n.attrs.get("dilations", (1, 1))))
 
 
 # -- pooling ----------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from graphc.codegen.llvm.kernels import gemm as llvm_gemm
 from graphc.codegen.llvm.kernels.windows import Geometry
 from graphc.ir import dtypes as D
 
+from tests.support.split import same_bits_at_one_and_two_threads, split_every_kernel
+
 NATIVE = llvm_gemm.vector_unit() is not None
 UNITS = [llvm_gemm.VectorUnit(32, 16)] + ([llvm_gemm.vector_unit()] if NATIVE and
                                           llvm_gemm.vector_unit().bytes > 32 else [])
@@ -46,18 +48,28 @@ CASES = [
     (3, 6, 6, 24, 16, 2, 2, "VALID"),
     (2, 7, 7, 5, 17, 5, 1, "SAME"),
     (1, 11, 9, 40, 8, 1, 1, "VALID"),
+    # strided input gradients by phase (conv_phases): stride 3, odd sizes, a window smaller
+    # than the stride (phases no tap reaches), a 5x5 window over two phases
+    (2, 11, 10, 12, 20, 3, 3, "SAME"),
+    (2, 10, 9, 40, 24, 1, 2, "VALID"),
+    (1, 11, 8, 16, 12, 2, 3, "SAME"),
+    (2, 13, 12, 8, 20, 5, 2, "VALID"),
+    # dilated (a last entry: the rate), taps spread over the padded input
+    (2, 12, 11, 16, 24, 3, 1, "SAME", 2),
+    (1, 13, 12, 40, 20, 3, 1, "VALID", 3),
 ]
 
 
 def _conv_grads(case, dtype, backend, seed=0):
-    n, h, w, cin, cout, k, s, pad = case
+    n, h, w, cin, cout, k, s, pad, *rate = case
     rng = np.random.default_rng(seed)
     np_dt = np.float32 if dtype == gc.float32 else np.float64
     g = gc.Graph()
     with g.as_default():
         x = gc.placeholder(dtype, [n, h, w, cin])
         f = gc.placeholder(dtype, [k, k, cin, cout])
-        y = gc.nn.conv2d(x, f, [1, s, s, 1], pad)
+        y = gc.nn.conv2d(x, f, [1, s, s, 1], pad,
+                         dilations=[1] + rate * 2 + [1] if rate else None)
         r = gc.placeholder(dtype, y.shape)
         loss = gc.reduce_sum(y * r)
         dx, df = gc.gradients(loss, [x, f])
@@ -73,14 +85,14 @@ def _conv_grads(case, dtype, backend, seed=0):
 @pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
 def test_implicit_gemm_convolution_and_gradients_agree(case, dtype, unit):
-    n, h, w, cin, cout, k, s, pad = case
+    n, h, w, cin, cout, k, s, pad, *rate = case
     assert llvm_conv._many_channels(Geometry((n, h, w, cin), (k, k), (s, s), pad), cout,
                                     D.float32)
     got, stats = _conv_grads(case, dtype, "llvm")
     want, _ = _conv_grads(case, gc.float64, "numpy")
     im2col = unit is None or llvm_gemm.NATIVE_MAX_MACS["threads"] == 0
     # im2col: BLAS multiplies for the forward pass, the filter gradient and (stride 1) dx
-    assert stats["blas_gemms"] == ((3 if s == 1 else 2) if im2col else 0)
+    assert stats["blas_gemms"] == ((3 if s == 1 and not rate else 2) if im2col else 0)
     tol = 1e-4 if dtype == gc.float32 else 1e-11
     for name, a, b in zip(("y", "dx", "dfilter"), got, want):
         scale = max(np.abs(b).max(), 1.0)
@@ -119,6 +131,38 @@ def test_cnn_trains_alike_on_both_backends():
     assert losses["llvm"][-1] < losses["llvm"][0]
 
 
+@pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", [(2, 7, 6, 16, 24, 1, 1, "SAME"), (2, 9, 8, 12, 20, 1, 2, "VALID"),
+                                  (1, 8, 9, 8, 12, 2, 3, "SAME")],
+                         ids=lambda c: "x".join(map(str, c)))
+def test_direct_convolutions_with_wide_inputs_agree(case, dtype):
+    """The forward pass direct (few taps x channels), the input gradient a GEMM."""
+    n, h, w, cin, cout, k, s, pad = case
+    assert not llvm_conv._many_channels(Geometry((n, h, w, cin), (k, k), (s, s), pad), cout,
+                                        D.float32)
+    got, _ = _conv_grads(case, dtype, "llvm")
+    want, _ = _conv_grads(case, gc.float64, "numpy")
+    tol = 1e-4 if dtype == gc.float32 else 1e-11
+    for name, a, b in zip(("y", "dx", "dfilter"), got, want):
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol * max(np.abs(b).max(), 1.0),
+                                   err_msg=name)
+
+
+def test_strided_input_gradient_splits_with_the_same_bits_at_one_and_two_threads(monkeypatch):
+    split_every_kernel(monkeypatch)
+    rng = np.random.default_rng(4)
+    x = gc.placeholder(gc.float32, [3, 9, 11, 24])
+    f = gc.constant(rng.standard_normal((3, 3, 24, 40)).astype(np.float32))
+    y = gc.nn.conv2d(x, f, [1, 2, 2, 1], "SAME")
+    dx = gc.gradients(gc.reduce_sum(y * y), x)[0]
+    step = gc.compile([dx], feeds=[x], backend="llvm")
+    assert step.compiled.fn.artifacts.stats["parallel_kernels"] >= 4  # dx: one per phase
+    feed = {x: rng.standard_normal((3, 9, 11, 24)).astype(np.float32)}
+    got = same_bits_at_one_and_two_threads(step, feed)[0]
+    want = gc.compile([dx], feeds=[x], backend="numpy")(feed)[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.abs(want).max())
+
+
 # -- random geometries ----------------------------------------------------------------------------
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -127,7 +171,7 @@ from hypothesis import strategies as st  # noqa: E402
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 3), h=st.integers(3, 9), w=st.integers(3, 9),
        cin=st.integers(4, 20), cout=st.integers(1, 40), k=st.integers(1, 3),
-       s=st.integers(1, 2), pad=st.sampled_from(["SAME", "VALID"]))
+       s=st.integers(1, 3), pad=st.sampled_from(["SAME", "VALID"]))
 def test_random_geometries_agree(n, h, w, cin, cout, k, s, pad):
     """Random many-channel convolutions (forward, dx, dw) against float64 NumPy."""
     if k * k * cin <= llvm_conv.VECTOR_TAPS and cout <= 64:
