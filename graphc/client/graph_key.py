@@ -29,6 +29,7 @@ from operator import attrgetter, index, itemgetter
 import numpy as np
 
 from ..ir.dtypes import DType
+from ..ir.program import needed_nodes
 from ..ir.shapes import TensorShape
 from ..ir.source import Location
 from ..ir.static import Pending
@@ -74,7 +75,7 @@ def graph_rows(fetches, fed, labels):
     Raises:
         Uncacheable: an attribute the key cannot describe.
     """
-    nodes = needed(fetches, fed)
+    nodes = needed_nodes(fetches, fed)
     position = dict(zip(nodes, range(len(nodes))))
     ops = list(map(_opdef_of, nodes))
     if not _cacheable(nodes, ops, fed, position):
@@ -96,22 +97,6 @@ def graph_rows(fetches, fed, labels):
     if labels:
         rows.append(_labels(nodes))
     return rows, nodes
-
-
-def needed(fetches, fed):
-    """Every ancestor of ``fetches`` (fetches included) through nodes not in ``fed``, in
-    creation order (``ir.program.needed_nodes``, written for speed: it runs on every hit)."""
-    seen = set(fetches)
-    stack = list(fetches)
-    pop, push, add = stack.pop, stack.append, seen.add
-    while stack:
-        n = pop()
-        if n not in fed:
-            for x in n.inputs:
-                if x not in seen:
-                    add(x)
-                    push(x)
-    return sorted(seen, key=attrgetter("id"))
 
 
 def _cacheable(nodes, ops, fed, position):
@@ -206,10 +191,15 @@ def _attrs_desc(attrs, volatile=None):
         return _NO_ATTRS
     if _PLAIN.issuperset(map(type, attrs.values())):
         items = attrs  # (a dict: in the op's order, one op writes them in one order)
-    else:
-        if volatile is not None and not all(map(_frozen, attrs.values())):
-            volatile.append(attrs)
-        items = tuple([(k, v if type(v) in _PLAIN else _canon(v)) for k, v in attrs.items()])
+    else:  # (some value is not plain, so these never read like a dict of plain values)
+        items = {}
+        for k, v in attrs.items():
+            if type(v) in _PLAIN or type(v) is tuple and _PLAIN.issuperset(map(type, v)):
+                items[k] = v
+            else:
+                items[k] = _canon(v)
+                if volatile is not None and not _frozen(v):
+                    volatile.append(attrs)
     try:
         return marshal.dumps(items, MARSHAL)
     except ValueError:  # (a value of a subclass of str, int...)
@@ -288,9 +278,12 @@ def _canon(v):
         arr = np.asarray(v)
         if arr.dtype.kind == "O":
             raise Uncacheable()
-        data = arr.tobytes()  # (C order, whatever the strides)
-        if len(data) > 64:  # (the shape tells a digest from the bytes of a small array)
-            data = hashlib.sha256(data).digest()
+        if arr.nbytes <= 64:  # (the shape tells a digest from the bytes of a small array)
+            data = arr.tobytes()  # (C order, whatever the strides)
+        elif arr.flags.c_contiguous and arr.dtype.kind not in "mM":  # (no copy)
+            data = hashlib.sha256(arr).digest()
+        else:
+            data = hashlib.sha256(arr.tobytes()).digest()
         return (_DESCRIBED, "array" if t is np.ndarray else "numpy scalar", arr.dtype.str,
                 arr.shape, data)
     if isinstance(v, tuple):  # UnknownShape (the shape ``()`` of no rank), a namedtuple...

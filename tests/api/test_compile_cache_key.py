@@ -15,6 +15,7 @@ import graphc as gc
 from graphc.client import graph_key, step_cache
 from graphc.ir import passes as P
 from graphc.ir.ops import get as get_op
+from graphc.ir.program import needed_nodes
 
 MODEL = textwrap.dedent('''
     import numpy as np
@@ -155,7 +156,7 @@ def test_a_step_is_keyed_the_same_whether_its_nodes_were_described_before_or_not
     for prepare in ("none", "some", "all"):
         with gc.Graph().as_default():
             fetches, shapes = model.build()
-            nodes = graph_key.needed(fetches, shapes)
+            nodes = needed_nodes(fetches, shapes)
             for n in nodes[::2] if prepare == "some" else nodes if prepare == "all" else []:
                 graph_key.describe(n)
             keys.append(step_cache.step_key(fetches, shapes, "llvm", [], ())[0])
