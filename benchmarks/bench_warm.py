@@ -18,6 +18,8 @@ Columns, in ms (median and min over the runs):
     step        ``compile_program`` for the step (the hit itself)
     <phases>    the hit's own timings (``compiled.timings``: see graphc/client/step_cache.py)
     call        the step's first call
+    again, key  a second ``gc.compile`` of the same graph in the same process and its first
+                call (a hit too), and that hit's key
 
     python benchmarks/bench_warm.py [W1 ...] [--backends llvm numpy] [--runs 7]
 """
@@ -76,8 +78,13 @@ init = sum(s for s, c in spent if c is not compiled)
 t = time.perf_counter()
 value = float(step(**data)[0])
 call = time.perf_counter() - t
+t = time.perf_counter()  # a new CompiledStep of the same graph in this process: a hit too
+again = gc.compile(fetches, feeds=feeds, backend={backend!r})
+again(**data)
+again_s = time.perf_counter() - t
 print(json.dumps(dict(total=total, step=seconds, init=init, call=call, loss=value.hex(),
-                      hit=bool(getattr(compiled, "cache_hit", False)),
+                      hit=bool(getattr(compiled, "cache_hit", False)), again=again_s,
+                      again_key=again.compiled.timings.get("key", 0.0),
                       nodes=len(graph.nodes), phases=compiled.timings)))
 """
 
@@ -123,6 +130,8 @@ def report(workload, backend, cold, warm):
              ("step", [w["step"] for w in warm])]
     cells += [(p, [w["phases"].get(p, 0.0) for w in warm]) for p in phases]
     cells.append(("call", [w["call"] for w in warm]))
+    cells.append(("again", [w["again"] for w in warm]))
+    cells.append(("key", [w["again_key"] for w in warm]))
     print(f"{workload} {backend:5} {warm[0]['nodes']:6} nodes cold {cold['step'] * 1e3:7.1f} | "
           + " | ".join(f"{name} {_cell(v)}" for name, v in cells), flush=True)
 
