@@ -208,6 +208,7 @@ class Graph:
         self._control_deps = []  # active gc.control_dependencies, innermost last
         # name -> (why it is not in this graph, details): an importer's nodes it did not build
         self.not_built = {}
+        self.key_rows = {}  # the compile cache's memo of steps' rows (graphc.client.graph_key)
 
     # -- building ---------------------------------------------------------------------------
     def add_node(self, opdef, inputs, attrs, dtype, shape, name=None, loc=None):

@@ -19,7 +19,10 @@ and list operations, not a Python function per node:
   can change after a node is built (``Graph.rename``, importers), so they are never kept.
 
 Rows hold only values ``marshal`` writes exactly (``_canon``), so the key is one ``marshal``
-and one hash of one buffer.
+and one hash of one buffer. All of it but the labels is a function of what cannot change, so
+the graph keeps it for each fetch list and feed shapes (``Graph.key_rows``: the needed nodes,
+the descriptions' and edges' digest): a second key of the same step searches nothing and
+hashes 32 bytes, and reads again only the labels and attributes that could have changed.
 """
 import hashlib
 import marshal
@@ -75,28 +78,64 @@ def graph_rows(fetches, fed, labels):
     Raises:
         Uncacheable: an attribute the key cannot describe.
     """
+    memo = getattr(fetches[0].graph, "key_rows", None) if fetches else None
+    key = (tuple(map(id, fetches)), frozenset([(id(n), s) for n, s in fed.items()]))
+    found = memo.get(key) if memo is not None else None  # (ids: == builds a node)
+    if found is None:
+        found = _rows(fetches, fed)
+        if memo is not None:
+            if len(memo) >= 16:  # (a few fetch lists and feed shapes per graph)
+                memo.clear()
+            memo[key] = found
+    nodes, digest, descs, again, edges = found
+    if digest is None:
+        return None, nodes
+    if again:  # (attributes that could have changed since)
+        descs = list(descs)
+        for k, shape in again:
+            n = nodes[k]
+            descs[k] = describe(n) if shape is None else _head(n, shape) + _attrs_desc(n.attrs)
+        digest = _digest(descs, edges)
+    rows = [digest]
+    if labels:
+        rows.append(_labels(nodes))
+    return rows, nodes
+
+
+def _rows(fetches, fed):
+    """(nodes, digest of the rows but labels, descriptions, [(position, fed shape or None) to
+    describe again], edges) of ``graph_rows``: kept on the graph for these fetches and feed
+    shapes (nothing else in them can change: ``Node.key_desc``); digest None for a step not
+    cached."""
     nodes = needed_nodes(fetches, fed)
     position = dict(zip(nodes, range(len(nodes))))
     ops = list(map(_opdef_of, nodes))
     if not _cacheable(nodes, ops, fed, position):
-        return None, nodes
+        return nodes, None, None, None, None
     descs = list(map(_desc_of, nodes))
     if None in descs:
         descs = _describe_all(nodes, ops)
+    again = dict.fromkeys(k for k, d in enumerate(map(_desc_of, nodes)) if d is None)
     inputs = list(map(_inputs_of, nodes))
     for n, shape in fed.items():  # a leaf of the step: its inputs are not read
         k = position.get(n)
         if k is not None:
             descs[k] = _head(n, shape) + _attrs_desc(n.attrs)
             inputs[k] = ()
-    table = dict.fromkeys(descs)  # each description once, in the order nodes use them
+            if k in again:
+                again[k] = shape
+    edges = [list(map(len, inputs)), list(map(position.__getitem__, chain.from_iterable(inputs))),
+             list(map(position.__getitem__, fetches))]
+    return nodes, _digest(descs, edges), descs, list(again.items()), edges
+
+
+def _digest(descs, edges):
+    """SHA-256 of each description once (in the order nodes use them), each node's as a
+    position among them, and ``edges``: what a second key of the step hashes again."""
+    table = dict.fromkeys(descs)
     at = dict(zip(table, range(len(table))))
-    rows = [list(table), list(map(at.__getitem__, descs)), list(map(len, inputs)),
-            list(map(position.__getitem__, chain.from_iterable(inputs))),
-            list(map(position.__getitem__, fetches))]
-    if labels:
-        rows.append(_labels(nodes))
-    return rows, nodes
+    rows = [list(table), list(map(at.__getitem__, descs))] + edges
+    return hashlib.sha256(marshal.dumps(rows, MARSHAL)).digest()
 
 
 def _cacheable(nodes, ops, fed, position):
@@ -128,7 +167,7 @@ def _describe_all(nodes, ops):
     kinds = list(zip(ops, map(_dtype_of, nodes), shapes, attrs))
     descs = list(map(_known.get, kinds))
     if None in descs:
-        if len(_known) > 50000:
+        if len(_known) > 10000:
             _known.clear()
         for k, d in enumerate(descs):
             if d is None:

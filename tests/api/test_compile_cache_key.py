@@ -161,3 +161,26 @@ def test_a_step_is_keyed_the_same_whether_its_nodes_were_described_before_or_not
                 graph_key.describe(n)
             keys.append(step_cache.step_key(fetches, shapes, "llvm", [], ())[0])
     assert keys[0] is not None and len(set(keys)) == 1
+
+
+def test_keys_of_one_graph_for_other_fetches_or_feeds_are_their_own(monkeypatch):
+    """What a graph keeps for one fetch list and fed set (``Graph.key_rows``) is only read
+    for the same ones: a second key of the same step searches no node again."""
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, [4, 4], name="x")
+        h = gc.matmul(x, x)
+        out = gc.reduce_sum(gc.tanh(h) * 2.0)
+        other = gc.reduce_sum(h)
+
+        def key(fetches, fed):
+            return step_cache.step_key(fetches, fed, "llvm", [], ())[0]
+        keys = [key([out], {x: (4, 4)}), key([out], {h: (4, 4)}), key([other], {x: (4, 4)}),
+                key([out, other], {x: (4, 4)}), key([other, out], {x: (4, 4)}),
+                key([out], {x: (4, 4), h: (4, 4)})]
+        assert None not in keys and len(set(keys[:5])) == 5
+        assert keys[5] == keys[1]  # (x, behind the fed h, is not needed: not in the key)
+        monkeypatch.setattr(graph_key, "needed_nodes", lambda *a: pytest.fail("searched"))
+        again = [key([out], {x: (4, 4)}), key([out], {h: (4, 4)}), key([other], {x: (4, 4)}),
+                 key([out, other], {x: (4, 4)}), key([other, out], {x: (4, 4)}),
+                 key([out], {x: (4, 4), h: (4, 4)})]
+        assert again == keys
