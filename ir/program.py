@@ -157,16 +157,14 @@ def needed_nodes(fetches, fed=()):
         >>> needed_nodes([loss], fed={h})     # h's upstream only if something else reads it
     """
     fed = set(fed)  # (nodes hash by identity: a set never calls the == that builds a node)
-    seen = set(fetches)
-    stack = list(seen)
-    pop, push, add = stack.pop, stack.append, seen.add
-    while stack:  # one search from every fetch at once, each node pushed once (hits run it)
-        n = pop()
-        if n not in fed:
-            for x in n.inputs:
-                if x not in seen:
-                    add(x)
-                    push(x)
+    seen = set()
+    stack = list(fetches)
+    while stack:  # one search from every fetch at once, over the edges only
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            if n not in fed:
+                stack.extend(n.inputs)
     return sorted(seen, key=attrgetter("id"))
 
 

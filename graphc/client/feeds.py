@@ -173,7 +173,7 @@ def leaf_feeds(flat, fed):
     needs and every placeholder it needs through no fed node, in creation order."""
     cut = [n for n in fed if n.op_name != "placeholder"]
     chosen = set(cut)
-    return [n for n in needed_nodes(flat, cut) if n.opdef.name == "placeholder" or n in chosen]
+    return [n for n in needed_nodes(flat, cut) if n.op_name == "placeholder" or n in chosen]
 
 
 def _missing_feed_error(missing):
