@@ -11,7 +11,9 @@ build_program``) reads: the nodes the fetches need (every ancestor, stopping at 
 creation order, each with its op, attributes (arrays by dtype, shape and content), dtype,
 declared shape and inputs (as positions in that order), and for a fed node its concrete shape;
 then the fetches, the backend, the pass list, the debugging checks, the graphc version,
-``FORMAT_VERSION``, the host target (``objcache.cache_key``) and every ``GRAPHC_*`` setting
+``FORMAT_VERSION``, for the LLVM backend the host target (``objcache.cache_key``: a NumPy
+step is Python and NumPy, which any host runs, and leaving the host out spares a NumPy hit
+LLVM's set-up and the CPU's description, ~0.9 ms a process) and every ``GRAPHC_*`` setting
 that can change generated code. Specialization is a function of exactly these (the op
 registry's rules are the graphc version's), so the same key means the same specialized
 program, hence the same compiled step (``graph_key`` reads the graph's part, keeping each
@@ -63,6 +65,7 @@ import numpy as np
 
 from ..runtime.artifact import graphc_version
 from ..runtime.calls import step_lock
+from ..runtime.jit import HostTarget
 from ..runtime.objcache import ObjectCache, cache_key
 from .graph_key import Uncacheable, fed_shapes, graph_rows
 
@@ -73,6 +76,7 @@ _MAGIC = b"GCSTEP1\0"
 _NOT_CODE = {"GRAPHC_CACHE_DIR", "GRAPHC_NO_CACHE", ENV, "GRAPHC_DUMP", "GRAPHC_DEBUG",
              "GRAPHC_ARTIFACT_KEY", "GRAPHC_VERIFY", "GRAPHC_BACKEND"}
 _BYTECODE = importlib.util.MAGIC_NUMBER.hex()  # this Python's bytecode version
+_ANY_HOST = HostTarget("any host", "", "")  # what a NumPy step's key names as its target
 # The key's rows are serialized by ``marshal`` at this version: one C call (``repr`` took most
 # of the key's time), injective on the plain values rows hold, and without the back
 # references of versions 3 and up, which depend on objects' identity, not their values.
@@ -131,7 +135,8 @@ def step_key(fetches, feed_shapes, backend, passes, checks):
         digest = hashlib.sha256(marshal.dumps(rows, _MARSHAL)).hexdigest()
     except ValueError:  # (a value of a subclass of str, int...)
         return None, None
-    return cache_key(digest, "compiled step"), nodes
+    target = None if backend == "llvm" else _ANY_HOST  # (None: this host)
+    return cache_key(digest, "compiled step", target=target), nodes
 
 
 def save(objects, key, compiled, nodes):

@@ -184,3 +184,16 @@ def test_keys_of_one_graph_for_other_fetches_or_feeds_are_their_own(monkeypatch)
                  key([out, other], {x: (4, 4)}), key([other, out], {x: (4, 4)}),
                  key([out], {x: (4, 4), h: (4, 4)})]
         assert again == keys
+
+
+def test_the_host_is_in_the_llvm_key_only(model, monkeypatch):
+    """A NumPy step is Python and NumPy: its key names no host (so a NumPy hit needs no LLVM);
+    an LLVM step's key is the host's."""
+    from graphc.runtime import jit
+    keys = {b: _key(model, b) for b in ("numpy", "llvm")}
+    other = jit.HostTarget("other-triple", "other-cpu", "+other")
+    monkeypatch.setattr(jit, "host_target", lambda: other)
+    assert _key(model, "numpy") == keys["numpy"]
+    assert _key(model, "llvm") != keys["llvm"]
+    monkeypatch.setattr(jit, "host_target", lambda: pytest.fail("the host was read"))
+    assert _key(model, "numpy") == keys["numpy"]
