@@ -1,20 +1,25 @@
 """Benchmark warm compile-cache hits: ``gc.compile`` in a fresh process whose step is cached.
 
-For each workload (W1..W5, see workloads.md) and backend, one process compiles the step with
+For each workload (W1..W5, see workloads.md; rnn1k... graphs of about 1,000 and 10,000
+nodes from ``bench_compile``'s generators) and backend, one process compiles the step with
 ``GRAPHC_STEP_CACHE=1`` into an empty cache directory (the cold compile that writes the
-entry); then several fresh processes each build the same graph and time ``gc.compile`` once
-(a hit). Modules are imported before the clock starts (imports are not compilation); what a
-process does once on its first compile (LLVM's target set-up, reading the host CPU) is part
-of the hit, as it is for a user. Each hit runs one step and its loss must equal the cold
-compile's, bit for bit.
+entry); then several fresh processes each build the same graph, time ``gc.compile`` once (a
+hit) and the step's first call. Modules are imported before the clock starts (imports are not
+compilation); what a process does once on its first compile (LLVM's target set-up, reading
+the host CPU) is part of the hit, as it is for a user. Each hit's first loss must equal the
+cold compile's, bit for bit.
 
 Columns, in ms (median and min over the runs):
 
+    hit         ``gc.compile`` and the first call: issue 16's warm hit
     gc.compile  the whole call (``CompiledStep``: finding the variables, their initial
                 values, the step's compile)
-    init        the compile of the variables' initializers (a NumPy reference step, cached)
+    around      ``gc.compile`` less ``step``: what ``CompiledStep`` does besides compiling
     step        ``compile_program`` for the step (the hit itself)
     <phases>    the hit's own timings (``compiled.timings``: see graphc/client/step_cache.py)
+    call        the step's first call
+    again, key  a second ``gc.compile`` of the same graph in the same process and its first
+                call (a hit too), and that hit's key
 
     python benchmarks/bench_warm.py [W1 ...] [--backends llvm numpy] [--runs 7]
 """
@@ -28,18 +33,36 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Graphs of bench_compile's generators, by kind and thousands of nodes (about: the unrolled
+# RNN and the deep MLP with their gradients and SGD updates).
+GENERATED = ["rnn1k", "mlp1k", "rnn10k", "mlp10k"]
 
 CHILD = """
-import json, sys, time
+import json, os, sys, time
 sys.path.insert(0, {here!r})
 import numpy as np
 import bench_llvm, baselines
+import bench_compile  # (its import turns the object cache off for its own timings)
+os.environ.pop("GRAPHC_NO_CACHE", None)
 import graphc as gc
 import graphc.client.compile as api
 import graphc.client.step_cache, graphc.runtime.pystep, graphc.runtime.llvm_step
 if {backend!r} == "llvm":
     import graphc.codegen.llvm.backend  # (a miss needs it; imported for both, not timed)
-graph, x, y, loss, train, init = bench_llvm.build({workload!r})
+workload = {workload!r}
+if workload in baselines.WORKLOADS:
+    graph, x, y, loss, train, init = bench_llvm.build(workload)
+    fetches, feeds = [loss, train], [x, y]
+    data = dict(zip(["x", "y"], baselines.make_data(workload)))
+else:  # a generated graph of bench_compile: rnn1k, mlp10k...
+    kind, size = workload[:3], int(workload[3:-1]) * 1000
+    graph = gc.Graph()
+    with graph.as_default():
+        fetches, shapes = bench_compile.KINDS[kind](size // bench_compile.NODES_PER_UNIT[kind])
+    feeds = list(shapes)
+    rng = np.random.default_rng(0)
+    data = {{p.node_name: rng.standard_normal(s).astype(np.float32)
+            for p, s in shapes.items()}}
 spent = []
 def timed(*args, **kwargs):
     t = time.perf_counter()
@@ -48,15 +71,21 @@ def timed(*args, **kwargs):
     return out
 compile_program, api.compile_program = api.compile_program, timed
 t = time.perf_counter()
-step = gc.compile([loss, train], feeds=[x, y], backend={backend!r})
+step = gc.compile(fetches, feeds=feeds, backend={backend!r})
 total = time.perf_counter() - t
 seconds, compiled = [s for s in spent if s[1] is step.compiled][0]
 init = sum(s for s, c in spent if c is not compiled)
-data = baselines.make_data({workload!r})
-value = float(step(x=data[0], y=data[1])[0])
-print(json.dumps(dict(total=total, step=seconds, init=init, loss=value.hex(),
-                      hit=bool(getattr(compiled, "cache_hit", False)),
-                      phases=compiled.timings)))
+t = time.perf_counter()
+value = float(step(**data)[0])
+call = time.perf_counter() - t
+t = time.perf_counter()  # a new CompiledStep of the same graph in this process: a hit too
+again = gc.compile(fetches, feeds=feeds, backend={backend!r})
+again(**data)
+again_s = time.perf_counter() - t
+print(json.dumps(dict(total=total, step=seconds, init=init, call=call, loss=value.hex(),
+                      hit=bool(getattr(compiled, "cache_hit", False)), again=again_s,
+                      again_key=again.compiled.timings.get("key", 0.0),
+                      nodes=len(graph.nodes), phases=compiled.timings)))
 """
 
 
@@ -95,10 +124,15 @@ def _cell(values):
 def report(workload, backend, cold, warm):
     """One line: the cold compile, then median and min of every column over the hits."""
     phases = [p for p in warm[0]["phases"] if p != "lookup"]
-    cells = [("gc.compile", [w["total"] for w in warm]), ("init", [w["init"] for w in warm]),
+    cells = [("hit", [w["total"] + w["call"] for w in warm]),
+             ("gc.compile", [w["total"] for w in warm]),
+             ("around", [w["total"] - w["step"] for w in warm]),
              ("step", [w["step"] for w in warm])]
     cells += [(p, [w["phases"].get(p, 0.0) for w in warm]) for p in phases]
-    print(f"{workload} {backend:5} cold {cold['step'] * 1e3:7.1f} | "
+    cells.append(("call", [w["call"] for w in warm]))
+    cells.append(("again", [w["again"] for w in warm]))
+    cells.append(("key", [w["again_key"] for w in warm]))
+    print(f"{workload} {backend:5} {warm[0]['nodes']:6} nodes cold {cold['step'] * 1e3:7.1f} | "
           + " | ".join(f"{name} {_cell(v)}" for name, v in cells), flush=True)
 
 
@@ -106,7 +140,8 @@ def main(argv=None):
     sys.path.insert(0, str(HERE))
     import baselines
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workloads", nargs="*", default=list(baselines.WORKLOADS))
+    parser.add_argument("workloads", nargs="*", default=list(baselines.WORKLOADS) + GENERATED,
+                        help="W1..W5, or a generated graph: rnn1k, rnn10k, mlp1k, mlp10k...")
     parser.add_argument("--backends", nargs="+", default=["llvm", "numpy"],
                         choices=["llvm", "numpy"])
     parser.add_argument("--runs", type=int, default=7)

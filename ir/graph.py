@@ -29,10 +29,12 @@ class Node:
         node_name: scoped, unique name (``dense1/MatMul``); TF1's ``name`` adds ``:0``.
         loc: ``ir.source.Location`` of the user's line; gradient nodes keep the forward line.
         is_grad: True for nodes made by autodiff.
+        key_desc: the compile cache's description of the node's op, dtype, shape and
+            attributes, kept by the cache on first use (those never change once built).
     """
 
     __slots__ = ("graph", "id", "opdef", "inputs", "attrs", "dtype", "shape", "node_name",
-                 "loc", "is_grad", "meta", "__weakref__")
+                 "loc", "is_grad", "meta", "key_desc", "__weakref__")
     __array_priority__ = 100  # so that ndarray + node defers to Node.__radd__
 
     def __init__(self, graph, opdef, inputs, attrs, dtype, shape, name, loc, is_grad=False):
@@ -47,6 +49,7 @@ class Node:
         self.loc = loc
         self.is_grad = is_grad
         self.meta = {}  # pass annotations (buffer, in-place decision, fused body...)
+        self.key_desc = None
 
     # -- description ----------------------------------------------------------------------
     @property
@@ -205,6 +208,7 @@ class Graph:
         self._control_deps = []  # active gc.control_dependencies, innermost last
         # name -> (why it is not in this graph, details): an importer's nodes it did not build
         self.not_built = {}
+        self.key_rows = {}  # the compile cache's memo of steps' rows (graphc.client.graph_key)
 
     # -- building ---------------------------------------------------------------------------
     def add_node(self, opdef, inputs, attrs, dtype, shape, name=None, loc=None):

@@ -345,17 +345,23 @@ def _ir_text():
 
 def _pthread():
     """The C library with pthreads (glibc 2.34+ has them in libc; older in libpthread)."""
-    for name in (None, ctypes.util.find_library("pthread")):
-        lib = ctypes.CDLL(name)
-        if hasattr(lib, "pthread_cond_broadcast"):
-            return lib
+    lib = ctypes.CDLL(None)
+    if hasattr(lib, "pthread_cond_broadcast"):
+        return lib
+    lib = ctypes.CDLL(ctypes.util.find_library("pthread"))  # (runs ldconfig: ~2 ms)
+    if hasattr(lib, "pthread_cond_broadcast"):
+        return lib
     raise OSError("no pthread library in this process")
 
 
 def _build():
     """Compile the pool, hand it the pthread functions (caller holds ``_lock``)."""
     from . import jit
-    loaded = jit.load_object(jit.compile_here(_ir_text()).object_code)
+    from .objcache import ObjectCache, cache_key
+    text = _ir_text()  # (compiling it took ~60 ms, in every process that used the pool)
+    code, _ = ObjectCache().get_or_compute(cache_key(text, "thread pool"),
+                                           lambda: jit.compile_here(text).object_code)
+    loaded = jit.load_object(code)
     lib = _pthread()
     names = ("pthread_mutex_lock", "pthread_mutex_unlock", "pthread_cond_wait",
              "pthread_cond_broadcast", "pthread_cond_signal", "pthread_mutex_init",

@@ -11,11 +11,14 @@ build_program``) reads: the nodes the fetches need (every ancestor, stopping at 
 creation order, each with its op, attributes (arrays by dtype, shape and content), dtype,
 declared shape and inputs (as positions in that order), and for a fed node its concrete shape;
 then the fetches, the backend, the pass list, the debugging checks, the graphc version,
-``FORMAT_VERSION``, the host target (``objcache.cache_key``) and every ``GRAPHC_*`` setting
+``FORMAT_VERSION``, for the LLVM backend the host target (``objcache.cache_key``: a NumPy
+step is Python and NumPy, which any host runs, and leaving the host out spares a NumPy hit
+LLVM's set-up and the CPU's description, ~0.9 ms a process) and every ``GRAPHC_*`` setting
 that can change generated code. Specialization is a function of exactly these (the op
 registry's rules are the graphc version's), so the same key means the same specialized
-program, hence the same compiled step. Anything that changes behaviour changes the key; names
-and source lines do not, except where the code carries them:
+program, hence the same compiled step (``graph_key`` reads the graph's part, keeping each
+node's description on the node for the next key). Anything that changes behaviour changes the
+key; names and source lines do not, except where the code carries them:
 
 - NumPy backend: names and lines are not in the key. A hit's code runs as the first compile
   wrote it; when it fails, or when ``program``, ``source``, ``sites`` or ``code`` are read
@@ -57,36 +60,23 @@ import os
 import pickle
 import struct
 import time
-from operator import index, itemgetter
 
 import numpy as np
 
-from ..ir.dtypes import DType
-from ..ir.program import needed_nodes
-from ..ir.shapes import TensorShape
-from ..ir.static import Pending
 from ..runtime.artifact import graphc_version
 from ..runtime.calls import step_lock
+from ..runtime.jit import HostTarget
 from ..runtime.objcache import ObjectCache, cache_key
+from .graph_key import Uncacheable, fed_shapes, graph_rows
 
-FORMAT_VERSION = 4  # bump when the entry layout or the key's contents change
+FORMAT_VERSION = 5  # bump when the entry layout or the key's contents change
 ENV = "GRAPHC_STEP_CACHE"
 _MAGIC = b"GCSTEP1\0"
 # Settings that never change generated code (where caches and dumps go, what is printed).
 _NOT_CODE = {"GRAPHC_CACHE_DIR", "GRAPHC_NO_CACHE", ENV, "GRAPHC_DUMP", "GRAPHC_DEBUG",
              "GRAPHC_ARTIFACT_KEY", "GRAPHC_VERIFY", "GRAPHC_BACKEND"}
 _BYTECODE = importlib.util.MAGIC_NUMBER.hex()  # this Python's bytecode version
-# Attribute values written as they are: marshal writes exactly what they are.
-_PLAIN = frozenset({int, float, str, bool, bytes, type(None)})
-
-
-class _Uncacheable(Exception):
-    """The program holds something the key cannot describe."""
-
-
-# Heads a described value (an array, a dtype...): no attribute can be it (``_canon`` refuses
-# it), so a described value never reads like an attribute that is a plain tuple.
-_DESCRIBED = Ellipsis
+_ANY_HOST = HostTarget("any host", "", "")  # what a NumPy step's key names as its target
 # The key's rows are serialized by ``marshal`` at this version: one C call (``repr`` took most
 # of the key's time), injective on the plain values rows hold, and without the back
 # references of versions 3 and up, which depend on objects' identity, not their values.
@@ -112,7 +102,8 @@ def step_key(fetches, feed_shapes, backend, passes, checks):
     """The cache key of the step ``compile_program(fetches, feed_shapes, ...)`` compiles.
 
     One pass over the nodes the step needs, one hash (no specialization: see the module
-    docstring for what the key holds and why that is enough).
+    docstring for what the key holds and why that is enough, ``graph_key`` for how it is
+    read from the graph).
 
     Args:
         fetches: list of user nodes.
@@ -127,18 +118,14 @@ def step_key(fetches, feed_shapes, backend, passes, checks):
         >>> key
         '3f1c...'
     """
+    fed = fed_shapes(feed_shapes)
+    if fed is None:
+        return None, None
     try:
-        fed = {n: tuple(map(index, shape)) for n, shape in feed_shapes.items()}
-    except TypeError:
-        return None, None  # (a dim that is no integer: specializing says what is wrong)
-    nodes = needed_nodes(fetches, fed)
-    position = {n: k for k, n in enumerate(nodes)}.__getitem__
-    try:
-        rows = _rows(nodes, fed, position, backend == "llvm")
-        if rows is None:
-            return None, None
-        rows.append(("fetches", tuple(map(position, fetches))))
-    except (_Uncacheable, KeyError):
+        rows, nodes = graph_rows(fetches, fed, backend == "llvm")
+    except (Uncacheable, KeyError):  # (KeyError: an input not needed)
+        return None, None
+    if rows is None:
         return None, None
     rows.append((backend, tuple(passes), tuple(checks), graphc_version(), FORMAT_VERSION))
     environ = os.environ  # (its keys only: decoding every value cost more than the rest)
@@ -148,110 +135,8 @@ def step_key(fetches, feed_shapes, backend, passes, checks):
         digest = hashlib.sha256(marshal.dumps(rows, _MARSHAL)).hexdigest()
     except ValueError:  # (a value of a subclass of str, int...)
         return None, None
-    return cache_key(digest, "compiled step"), nodes
-
-
-def _rows(nodes, fed, position, labels):
-    """One row per node (two with ``labels``: names and lines), or None for a step that is
-    not cached. Written for speed: this loop is most of a hit's key (~2 us a node).
-
-    Raises:
-        _Uncacheable, KeyError: a value the key cannot describe; an input not needed.
-    """
-    rows = []
-    add = rows.append
-    where = {}  # Location, and (file, line) -> position in ``lines``: few lines, many nodes
-    lines = []  # the locations' texts, each once
-    for n in nodes:
-        op = n.opdef
-        if op.random or op.family == "host":
-            if op.family == "host" or n.attrs.get("seed") is None:
-                return None
-        dtype = n.dtype
-        if dtype is not None:
-            dtype = dtype.name
-        attrs = n.attrs
-        if attrs:  # (in the op's order: one op writes its attributes in one order)
-            if _PLAIN.issuperset(map(type, attrs.values())):
-                attrs = tuple(attrs.items())
-            else:
-                attrs = tuple([(k, v if type(v) in _PLAIN else _canon(v))
-                               for k, v in attrs.items()])
-        shape = fed.get(n)
-        if shape is not None:  # a leaf of the step: its inputs are not read
-            add(("fed", op.name, dtype, shape, attrs))
-        elif op.name == "placeholder":
-            return None  # not fed: compiling raises the error
-        else:
-            shape = n.shape
-            if type(shape) is TensorShape:
-                shape = tuple(shape)
-            elif shape is not None:
-                shape = _canon(shape)
-            add((op.name, dtype, shape, tuple(map(position, n.inputs)), attrs))
-        if labels:
-            loc = n.loc
-            at = where.get(loc)
-            if at is None and loc is not None:
-                line = (loc.filename, loc.lineno)
-                at = where.get(line)
-                if at is None:
-                    at = where[line] = len(lines)
-                    lines.append(loc.format())
-                where[loc] = at
-            add((n.node_name, at, n.is_grad))
-    if lines:
-        add(("lines", tuple(lines)))
-    return rows
-
-
-def _canon(v):
-    """A plain value (or a tuple or list of them) that is the same exactly when ``v`` means
-    the same.
-
-    Plain values (``_PLAIN``) and tuples and lists of them stand for themselves (``marshal``
-    tells 1, 1.0, True, "1", (1,) and [1] apart); anything else is described by a tuple
-    headed by ``_DESCRIBED`` and a kind.
-
-    Raises:
-        _Uncacheable: a value of a type the key cannot describe.
-    """
-    t = type(v)
-    if t in _PLAIN:
-        return v
-    if t is tuple:
-        if _PLAIN.issuperset(map(type, v)):
-            return v
-        return tuple([x if type(x) in _PLAIN else _canon(x) for x in v])
-    if t is list:
-        return [x if type(x) in _PLAIN else _canon(x) for x in v]
-    if t is DType:
-        return (_DESCRIBED, "dtype", v.name)
-    if t is TensorShape:  # (a tuple of ints and None)
-        return (_DESCRIBED, "shape", tuple(v))
-    if t is np.ndarray or isinstance(v, np.generic):
-        arr = np.asarray(v)
-        if arr.dtype.kind == "O":
-            raise _Uncacheable()
-        data = arr.tobytes()  # (C order, whatever the strides)
-        if len(data) > 64:  # (the shape tells a digest from the bytes of a small array)
-            data = hashlib.sha256(data).digest()
-        return (_DESCRIBED, "array" if t is np.ndarray else "numpy scalar", arr.dtype.str,
-                arr.shape, data)
-    if isinstance(v, tuple):  # UnknownShape (the shape ``()`` of no rank), a namedtuple...
-        return (_DESCRIBED, "tuple", f"{t.__module__}.{t.__qualname__}", _canon(tuple(v)))
-    if isinstance(v, (DType, np.ndarray)):  # (subclasses)
-        raise _Uncacheable()
-    if t is dict:
-        items = {str(k): _canon(x) for k, x in v.items()}
-        if len(items) != len(v):  # (keys 1 and "1")
-            raise _Uncacheable()
-        return (_DESCRIBED, "dict", tuple(sorted(items.items(), key=itemgetter(0))))
-    if isinstance(v, np.dtype):
-        return (_DESCRIBED, "np.dtype", v.str)
-    if t is Pending:
-        return (_DESCRIBED, "pending", _canon(v.partial))
-    raise _Uncacheable()  # (a subclass of a plain type too: marshal refuses it)
+    target = None if backend == "llvm" else _ANY_HOST  # (None: this host)
+    return cache_key(digest, "compiled step", target=target), nodes
 
 
 def save(objects, key, compiled, nodes):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.client import step_cache
+from graphc.client import graph_key, step_cache
 from graphc.ir import passes as P
 
 BACKENDS = ["numpy", "llvm"]
@@ -170,7 +170,7 @@ def test_values_that_print_alike_describe_differently():
               np.array(1, np.int32), np.array(1.0), (1, 1), ((1,), 1), TensorShape(()),
               TensorShape(None), (), gc.int64, np.dtype("int64"), {"a": 1}, {"a": 1.0},
               np.zeros(100), np.ones(100), np.zeros((10, 10)), -0.0, 0.0]
-    described = [step_cache.marshal.dumps(step_cache._canon(v), step_cache._MARSHAL)
+    described = [step_cache.marshal.dumps(graph_key._canon(v), step_cache._MARSHAL)
                  for v in values]
     assert len(set(described)) == len(values)
 
@@ -179,8 +179,8 @@ def test_a_value_the_key_cannot_describe_is_not_cached():
     class Named(str):
         pass
     for value in [Named("x"), object(), np.array([object()]), {1: 0, "1": 0}]:
-        with pytest.raises(step_cache._Uncacheable):
-            step_cache._canon(value)
+        with pytest.raises(graph_key.Uncacheable):
+            graph_key._canon(value)
 
 
 def _graph_keys(build, backend="numpy"):

@@ -1,0 +1,199 @@
+"""The compile cache's key (``step_cache.step_key``, read by ``graph_key``): one change of
+anything a compiled step depends on changes it (an attribute, a shape, a constant's value, a
+dtype, the order of an op's inputs, the pass list, the backend, the checks), the same graph
+built again (here or in a new process) gives it again, and what is kept on nodes between two
+keys (``Node.key_desc``) is only what cannot change: a writable array, a renamed or moved node
+is read again."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.client import graph_key, step_cache
+from graphc.ir import passes as P
+from graphc.ir.ops import get as get_op
+from graphc.ir.program import needed_nodes
+
+MODEL = textwrap.dedent('''
+    import numpy as np
+    import graphc as gc
+
+    def build(transpose=False, batch=8, scale=0.5, dtype=gc.float32, swap=False):
+        """fetches and feed shapes of a small tanh network trained by SGD."""
+        x = gc.placeholder(dtype, [None, 6], name="x")
+        w = gc.Variable(np.linspace(-1, 1, 30).reshape(6, 5).astype(dtype.np), name="w")
+        v = gc.Variable(np.linspace(-1, 1, 25).reshape(5, 5).astype(dtype.np), name="v")
+        b = gc.Variable(np.zeros(5, dtype.np), name="b")
+        h = gc.tanh(gc.matmul(x, w) * scale)
+        h = (b - h) if swap else (h - b)
+        h = gc.matmul(h, v, transpose_b=transpose)
+        loss = gc.reduce_mean(gc.square(h))
+        train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+        return [loss, train], {x: (batch, 6)}
+''')
+SCRIPT = textwrap.dedent('''
+    import sys
+    import graphc as gc
+    from graphc.client import step_cache
+    from graphc.ir import passes as P
+    sys.path.insert(0, sys.argv[1])
+    from model import build
+    for backend in ("numpy", "llvm"):
+        with gc.Graph().as_default():
+            fetches, shapes = build()
+            print(step_cache.step_key(fetches, shapes, backend, list(P.DEFAULT_PIPELINE),
+                                      ())[0])
+''')
+
+
+@pytest.fixture
+def model(tmp_path, monkeypatch):
+    (tmp_path / "model.py").write_text(MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("model", None)
+    import model
+    yield model
+    sys.modules.pop("model", None)
+
+
+def _key(model, backend="numpy", passes=None, checks=(), **kw):
+    with gc.Graph().as_default():
+        fetches, shapes = model.build(**kw)
+        names = list(P.DEFAULT_PIPELINE if passes is None else passes)
+        return step_cache.step_key(fetches, shapes, backend, names, checks)[0]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_one_change_of_what_compiles_changes_the_key(model, backend):
+    base = _key(model, backend)
+    assert base is not None and _key(model, backend) == base
+    changed = {
+        "an attribute": _key(model, backend, transpose=True),
+        "a feed shape": _key(model, backend, batch=4),
+        "a constant": _key(model, backend, scale=0.25),
+        "a dtype": _key(model, backend, dtype=gc.float64),
+        "the order of inputs": _key(model, backend, swap=True),
+        "the pass list": _key(model, backend, passes=["cse", "dce"]),
+        "the backend": _key(model, "llvm" if backend == "numpy" else "numpy"),
+        "the checks": _key(model, backend, checks=("numerics",)),
+    }
+    assert None not in changed.values()
+    for what, key in changed.items():
+        assert key != base, what
+    assert len(set(changed.values())) == len(changed)
+
+
+def test_the_same_graph_built_in_a_new_process_has_the_same_key(model, tmp_path):
+    (tmp_path / "script.py").write_text(SCRIPT)
+    out = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [_key(model, "numpy"), _key(model, "llvm")]
+
+
+def test_a_second_key_reads_the_descriptions_kept_on_nodes(model, monkeypatch):
+    with gc.Graph().as_default():
+        fetches, shapes = model.build()
+        names = list(P.DEFAULT_PIPELINE)
+        first, nodes = step_cache.step_key(fetches, shapes, "llvm", names, ())
+        assert all(n.key_desc is not None for n in nodes)
+        described = []
+        monkeypatch.setattr(graph_key, "_describe_all",
+                            lambda *a: described.append(a) or pytest.fail("described again"))
+        monkeypatch.setattr(graph_key, "describe", described.append)
+        assert step_cache.step_key(fetches, shapes, "llvm", names, ())[0] == first
+        assert described == []
+
+
+def test_a_writable_array_attribute_is_read_again_at_each_key():
+    with gc.Graph().as_default() as graph:
+        x = gc.placeholder(gc.float32, [3], name="x")
+        value = np.arange(3, dtype=np.float32)  # (writable: gc.constant's are read-only)
+        c = graph.add_node(get_op("const"), [], {"value": value}, gc.float32, (3,))
+        out = x + c
+        first = step_cache.step_key([out], {x: (3,)}, "numpy", [], ())[0]
+        assert c.key_desc is None and x.key_desc is not None
+        value[1] = 7.0
+        assert step_cache.step_key([out], {x: (3,)}, "numpy", [], ())[0] != first
+        value[1] = 1.0
+        assert step_cache.step_key([out], {x: (3,)}, "numpy", [], ())[0] == first
+
+
+def test_renaming_or_moving_a_node_changes_the_llvm_key_after_descriptions_are_kept():
+    from graphc.ir.source import Location
+    with gc.Graph().as_default() as graph:
+        x = gc.placeholder(gc.float32, [3], name="x")
+        out = gc.tanh(x, name="t") * 2.0
+        keys = {b: step_cache.step_key([out], {x: (3,)}, b, [], ())[0]
+                for b in ("numpy", "llvm")}
+        graph.rename(out.inputs[0], "renamed")
+        assert step_cache.step_key([out], {x: (3,)}, "llvm", [], ())[0] != keys["llvm"]
+        assert step_cache.step_key([out], {x: (3,)}, "numpy", [], ())[0] == keys["numpy"]
+        renamed = step_cache.step_key([out], {x: (3,)}, "llvm", [], ())[0]
+        out.loc = Location(out.loc.filename, out.loc.lineno + 1)
+        assert step_cache.step_key([out], {x: (3,)}, "llvm", [], ())[0] != renamed
+
+
+def test_equal_values_of_other_types_describe_apart_in_one_graph():
+    """1, True and 1.0 are equal keys of a dict: nodes alike but for them never share a
+    description (``graph_key._known``)."""
+    with gc.Graph().as_default() as graph:
+        x = gc.placeholder(gc.float32, [3], name="x")
+        nodes = [graph.add_node(get_op("tanh"), [x], {"k": v}, gc.float32, (3,))
+                 for v in (1, True, 1.0, (1,), (True,))]
+        _, needed = graph_key.graph_rows(nodes, {x: (3,)}, False)
+        descs = [n.key_desc for n in nodes]
+        assert None not in descs and len(set(descs)) == len(descs)
+        assert [graph_key.describe(n) for n in nodes] == descs
+
+
+def test_a_step_is_keyed_the_same_whether_its_nodes_were_described_before_or_not(model):
+    """The column path (``_describe_all``) and one node at a time (``describe``) agree, and
+    a key is the same whether some, all or none of the nodes had kept descriptions."""
+    keys = []
+    for prepare in ("none", "some", "all"):
+        with gc.Graph().as_default():
+            fetches, shapes = model.build()
+            nodes = needed_nodes(fetches, shapes)
+            for n in nodes[::2] if prepare == "some" else nodes if prepare == "all" else []:
+                graph_key.describe(n)
+            keys.append(step_cache.step_key(fetches, shapes, "llvm", [], ())[0])
+    assert keys[0] is not None and len(set(keys)) == 1
+
+
+def test_keys_of_one_graph_for_other_fetches_or_feeds_are_their_own(monkeypatch):
+    """What a graph keeps for one fetch list and fed set (``Graph.key_rows``) is only read
+    for the same ones: a second key of the same step searches no node again."""
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, [4, 4], name="x")
+        h = gc.matmul(x, x)
+        out = gc.reduce_sum(gc.tanh(h) * 2.0)
+        other = gc.reduce_sum(h)
+
+        def key(fetches, fed):
+            return step_cache.step_key(fetches, fed, "llvm", [], ())[0]
+        keys = [key([out], {x: (4, 4)}), key([out], {h: (4, 4)}), key([other], {x: (4, 4)}),
+                key([out, other], {x: (4, 4)}), key([other, out], {x: (4, 4)}),
+                key([out], {x: (4, 4), h: (4, 4)})]
+        assert None not in keys and len(set(keys[:5])) == 5
+        assert keys[5] == keys[1]  # (x, behind the fed h, is not needed: not in the key)
+        monkeypatch.setattr(graph_key, "needed_nodes", lambda *a: pytest.fail("searched"))
+        again = [key([out], {x: (4, 4)}), key([out], {h: (4, 4)}), key([other], {x: (4, 4)}),
+                 key([out, other], {x: (4, 4)}), key([other, out], {x: (4, 4)}),
+                 key([out], {x: (4, 4), h: (4, 4)})]
+        assert again == keys
+
+
+def test_the_host_is_in_the_llvm_key_only(model, monkeypatch):
+    """A NumPy step is Python and NumPy: its key names no host (so a NumPy hit needs no LLVM);
+    an LLVM step's key is the host's."""
+    from graphc.runtime import jit
+    keys = {b: _key(model, b) for b in ("numpy", "llvm")}
+    other = jit.HostTarget("other-triple", "other-cpu", "+other")
+    monkeypatch.setattr(jit, "host_target", lambda: other)
+    assert _key(model, "numpy") == keys["numpy"]
+    assert _key(model, "llvm") != keys["llvm"]
+    monkeypatch.setattr(jit, "host_target", lambda: pytest.fail("the host was read"))
+    assert _key(model, "numpy") == keys["numpy"]
