@@ -19,11 +19,10 @@ from .pipeline import compile_program, default_backend, step_stats
 from ..runtime.threads import apply_policy
 from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
-from ..ir.program import needed_nodes
 from ..runtime.calls import may_alias, state_ids, unalias
 from . import aot
 from .failures import step_error
-from .feeds import convert_feed, expand_feeds, feed_target, flatten, leaf_feeds
+from .feeds import convert_feed, expand_feeds, feed_target, flatten, needed_and_leaf_feeds
 
 
 def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # noqa: A001
@@ -73,9 +72,8 @@ class CompiledStep:
         self._flat, self._rebuild = flatten(fetches, graph)
         self._rebuild = _plain_rebuild(fetches) or self._rebuild
         self._listed = self._rebuild is list  # a call's values come as a new list: as they are
-        self._feeds = _feed_list(feeds, self._flat, graph)
+        needed, self._feeds = _feed_list(feeds, self._flat, graph)
         self._names = [p.node_name for p in self._feeds]  # step(x=..., y=...) in feed order
-        needed = needed_nodes(self._flat, self._feeds)
         self._by_name = {p.node_name: p for p in self._feeds}
         self._var_nodes = [n for n in needed if n.op_name == "variable"]
         self._values = _initial_values(self._var_nodes, graph)
@@ -324,12 +322,13 @@ def _graph_of(fetches):
 
 
 def _feed_list(feeds, flat, graph):
-    """The tensors the step takes, in creation order: the fed tensors it needs and the
-    placeholders it needs through no fed tensor (all of them when ``feeds`` is None)."""
+    """(the nodes the step needs, the tensors it takes): in creation order, the fed tensors
+    it needs and the placeholders it needs through no fed tensor (all of them when
+    ``feeds`` is None)."""
     if feeds is None:
-        return leaf_feeds(flat, ())
+        return needed_and_leaf_feeds(flat, ())
     feeds = [feed_target(graph, f) for f in _flat_keys(feeds)]
-    need = leaf_feeds(flat, feeds)
+    needed, need = needed_and_leaf_feeds(flat, feeds)
     given = set(feeds)
     missing = [p for p in need if p not in given]
     if missing:
@@ -337,7 +336,7 @@ def _feed_list(feeds, flat, graph):
                         + ", ".join(p.node_name for p in missing),
                         [f"'{p.node_name}': {p.type_str()}  created at {p.loc.short}"
                          for p in missing], hint="add them to feeds=[...]")
-    return need
+    return needed, need
 
 
 def _flat_keys(feeds):
@@ -370,10 +369,16 @@ def _initial_values(var_nodes, graph):
 def _constant_initial_value(var):
     """A copy of the constant ``var``'s initializer assigns, or None when it assigns
     anything else."""
-    init = getattr(var, "initializer", None)
-    if init is None or init.op_name != "assign" or init.attrs.get("mode", "set") != "set":
-        return None
-    target, value = init.inputs
+    meta = getattr(var, "meta", {})
+    init = meta.get("initializer")
+    if init is None and "initial_value" in meta:  # a Variable's initializer, not built yet,
+        target, value = var, meta["initial_value"]  # assigns its initial value
+    else:
+        init = getattr(var, "initializer", None)
+        if init is None or init.op_name != "assign" or \
+                init.attrs.get("mode", "set") != "set":
+            return None
+        target, value = init.inputs
     if target is not var or value.op_name != "const" or value.dtype != var.dtype:
         return None
     array = value.attrs["value"]

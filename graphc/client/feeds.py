@@ -171,9 +171,15 @@ def expand_feeds(items):
 def leaf_feeds(flat, fed):
     """What a step computing ``flat`` takes when ``fed`` nodes are given: the fed nodes it
     needs and every placeholder it needs through no fed node, in creation order."""
+    return needed_and_leaf_feeds(flat, fed)[1]
+
+
+def needed_and_leaf_feeds(flat, fed):
+    """(the nodes a step computing ``flat`` needs when ``fed`` are given, ``leaf_feeds``)."""
     cut = [n for n in fed if n.op_name != "placeholder"]
     chosen = set(cut)
-    return [n for n in needed_nodes(flat, cut) if n.op_name == "placeholder" or n in chosen]
+    needed = needed_nodes(flat, cut)
+    return needed, [n for n in needed if n.op_name == "placeholder" or n in chosen]
 
 
 def _missing_feed_error(missing):
