@@ -10,8 +10,13 @@ failing batch is narrowed down to the graph that fails alone (each graph a failu
 bisection when the failure needs several graphs together). Each failing graph is printed (seed,
 the failures, the step's input IR, a replay command), shrunk (``shrink``) and printed again.
 ``run`` is the same loop as a function, for tests.
+
+Two calls of one step must give the same bits (the "repeat" check), so the fuzzer turns the
+BLAS thread tuner off (``GRAPHC_BLAS_TUNING=0`` unless set): a tuned step changes BLAS's
+thread count between calls, and OpenBLAS sums some GEMMs in another order on one thread.
 """
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -225,6 +230,7 @@ def run_processes(procs, n, seed, batch, mutate, stop_first, do_shrink, known_bu
 
 
 def main(argv=None):
+    os.environ.setdefault("GRAPHC_BLAS_TUNING", "0")  # calls must repeat bit for bit
     ap = argparse.ArgumentParser(prog="python -m graphc.testing.fuzz",
                                  description="Differential fuzzing of graphc's pipelines.")
     ap.add_argument("--n", type=int, default=1000, help="number of random graphs")
