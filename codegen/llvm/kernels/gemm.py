@@ -4,7 +4,7 @@ An unrolled RNN or a small MLP makes many GEMMs of a few hundred thousand multip
 (W3: 93 of shape 32x128x128). BLAS spends a good part of each on what pays off only for big
 matrices: packing both operands into its blocked layouts and dispatching. Here a small GEMM is
 written straight into the step as explicit vector code (the shape of the register-blocked
-"micro-kernel" at the heart of every BLAS, but for one known shape, without packing):
+"micro-kernel" at the heart of every BLAS, but for one known shape, mostly without packing):
 
     for each column panel j0 (NV vectors of the row: NV * lanes columns):
         for each row block i0 (MR rows):
@@ -16,12 +16,16 @@ written straight into the step as explicit vector code (the shape of the registe
             C tile = acc
 
 The MR * NV accumulators stay in vector registers over the whole K loop; a B panel (K rows of
-NV vectors) is reused from L1 by every row block. A transposed A only changes where the
-broadcast scalars come from; a transposed B would need strided vector loads, so it stays with
-BLAS (or is made contiguous first: ``gemm_acc``). Columns that do not fill a vector use a
-narrower vector type (``<10 x float>``): LLVM legalizes it into pieces that never touch memory
-past the row. Sizes above ``NATIVE_MAX_FLOPS`` go to BLAS, whose blocking for L2/L3 and
-multithreading win there.
+NV vectors) is reused from cache by every row block. When B's rows lie far apart (a wide B:
+``PACK_ROW_BYTES``) the panel's rows share a few cache sets and would be fetched again for every
+row block, so the panel is copied, ``PACK_DEPTH`` rows of K at a time, into a contiguous block
+on the stack that stays in L1, and the row blocks run over each block in turn, adding into C
+(K-blocking; the order of the sum does not change, see ``_panel``). A transposed A only
+changes where the broadcast scalars come from; a transposed B would need strided vector loads,
+so it is made contiguous first (``elementwise.lower_matmul``, ``gemm_acc``). Columns that do
+not fill a vector use a narrower vector type (``<10 x float>``): LLVM legalizes it into pieces
+that never touch memory past the row. Sizes above ``NATIVE_MAX_MACS`` go to BLAS, whose
+blocking for L2/L3 wins there.
 
 The summation order over K is the same sequential order a naive loop has, so results differ
 from BLAS only by rounding (checked against the NumPy reference in tests).
@@ -109,6 +113,7 @@ class _Geometry(NamedTuple):
     ta: bool
     beta: float
     dtype: object
+    kc: int = 0     # K rows per packed block of B (0: B read in place; ``packed_depth``)
 
 
 def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
@@ -125,6 +130,11 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
     fn = Function("kernel", params(max(index) + 1, noalias), attrs=attrs)
     g = _Geometry(val_type(dtype), k, lda, ldb, n, bool(flags[0]), beta, dtype)
     c, a, b = (f"%p{i}" for i in index)
+
+    kc = packed_depth(dtype, dims, blk)
+    if kc:  # (in the entry block: one slot of the stack for the whole call)
+        g = g._replace(kc=kc)
+        fn.emit(f"%bpack = alloca {g.t}, i64 {kc * blk.nv * blk.lanes}, align 64")
 
     def one(offs):
         bases = [fn.gep(g.t, base, off) for base, off in zip((c, a, b), offs)]
@@ -150,7 +160,7 @@ def _split(fn, g, blk, bases, m, n):
         with fn.loop(full + bool(rest), "jt", split=work) as lj:
             j0 = fn.mul(lj.i, width)
             last_or_not(fn, lj.i, full, rest,
-                         lambda vectors: _row_blocks(fn, g, blk, bases, m, j0, vectors),
+                         lambda vectors: _panel(fn, g, blk, bases, m, j0, vectors),
                          wide, narrow)
         return True
     rows, rest_rows = divmod(m, blk.mr)
@@ -184,14 +194,69 @@ def _panels(fn, g, blk, bases, m, n):
     if full:
         vectors = [blk.lanes] * blk.nv
         if full == 1:
-            _row_blocks(fn, g, blk, bases, m, "0", vectors)
+            _panel(fn, g, blk, bases, m, "0", vectors)
         else:
             with fn.loop(full, "jt") as lj:
-                _row_blocks(fn, g, blk, bases, m, fn.mul(lj.i, width), vectors)
+                _panel(fn, g, blk, bases, m, fn.mul(lj.i, width), vectors)
     if rest:
         vectors = [blk.lanes] * (rest // blk.lanes) + ([rest % blk.lanes] if rest % blk.lanes
                                                        else [])
-        _row_blocks(fn, g, blk, bases, m, str(full * width), vectors)
+        _panel(fn, g, blk, bases, m, str(full * width), vectors)
+
+
+# B's rows this many bytes apart or more are packed: a column panel's K rows then fall into
+# a few cache sets only (L1 holds 4 KiB per way), so the panel does not stay in cache while
+# the row blocks sweep it (AVX2, one thread, GFLOP/s plain -> packed: 128x512x512 26 -> 44,
+# 64x512x512 35 -> 43, 128x768x256 38 -> 45, 128x2048x2048 5 -> 37; at 1 KiB apart packing
+# gains nothing and small GEMMs lose a few percent to the copy: 12x256x256 45 -> 36).
+PACK_ROW_BYTES = 2048
+PACK_DEPTH = 256  # K rows per packed block: 256 x 64 bytes, half of L1
+
+
+def packed_depth(dtype, dims, blk):
+    """K rows per packed block of B (blocks of equal depth but the last), or 0: B read in
+    place (one column panel, or rows close enough)."""
+    m, n, k, _, ldb = dims
+    if n <= blk.nv * blk.lanes or ldb * dtype.itemsize < PACK_ROW_BYTES:
+        return 0
+    return -(-k // -(-k // PACK_DEPTH))
+
+
+def _panel(fn, g, blk, bases, m, j0, vectors):
+    """One column panel: its row blocks over B in place, or (``g.kc``) K block by K block,
+    each block of the panel first copied into the contiguous ``%bpack`` and every row block
+    then accumulating into C (the first block from zero or C, per beta; later ones from C).
+
+    Summation order: every C element still adds its K products in order k = 0, 1, ... with
+    one fused multiply-add each; between blocks the partial sum waits in C (exact in its own
+    type), so packed and in-place kernels compute the same bits.
+    """
+    if not g.kc:
+        _row_blocks(fn, g, blk, bases, m, j0, vectors)
+        return
+    c, a, b = bases
+    width = sum(vectors)
+    cols = [sum(vectors[:v]) for v in range(len(vectors))]
+    cpanel, bpanel = fn.gep(g.t, c, j0), fn.gep(g.t, b, j0)
+    blocks = -(-g.k // g.kc)
+    last = g.k - (blocks - 1) * g.kc
+
+    def block(k0, kb, beta):
+        with fn.loop(kb, "kp") as lp:
+            src = fn.gep(g.t, bpanel, fn.mul(fn.add(k0, lp.i), g.ldb))
+            dst = fn.gep(g.t, "%bpack", fn.mul(lp.i, width))
+            for v, w in enumerate(vectors):
+                vt = vector_type(g.t, w)
+                fn.store(vt, fn.load(vt, fn.gep(g.t, src, cols[v])), fn.gep(g.t, dst, cols[v]))
+        ablock = fn.gep(g.t, a, fn.mul(k0, g.lda) if g.ta else k0)
+        _row_blocks(fn, g._replace(k=kb, ldb=width, beta=beta, kc=0), blk,
+                    (cpanel, ablock, "%bpack"), m, "0", vectors)
+    block("0", g.kc if blocks > 1 else last, g.beta)
+    if blocks > 2:
+        with fn.loop(blocks - 2, "kb") as lb:
+            block(fn.mul(fn.add(lb.i, 1), g.kc), g.kc, 1.0)
+    if blocks > 1:
+        block(str((blocks - 1) * g.kc), last, 1.0)
 
 
 def _row_blocks(fn, g, blk, bases, m, j0, vectors):

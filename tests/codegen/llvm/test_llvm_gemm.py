@@ -8,6 +8,7 @@ import pytest
 import graphc as gc
 from graphc.codegen.llvm.kernels import gemm as llvm_gemm
 from graphc.ir import dtypes as D
+from graphc.runtime import parallel
 
 NATIVE = llvm_gemm.vector_unit() is not None
 needs_vectors = pytest.mark.skipif(not NATIVE, reason="host has no AVX2+FMA / AVX-512")
@@ -195,3 +196,85 @@ def test_random_shapes_agree_with_float64(m, n, k, ta, tb, accumulate, seed):
     got = step({p: feed[p] for p in feeds})[0]
     np.testing.assert_allclose(got, ref, rtol=0, atol=3e-6 * k * max(
         np.abs(ref).max(), 1))
+
+
+# -- packed B panels ------------------------------------------------------------------------------
+# (M, N, K, transpose_a): several K blocks with a shorter last one (K=600: 200 x 3; 513:
+# 171 x 3), one block (K=100), edge rows (M=13, 7), a narrow last panel of partial vectors
+# (N=40, 33), a transposed A.
+PACKED = [(13, 40, 600, False), (7, 33, 513, True), (25, 64, 100, False), (30, 17, 257, True)]
+
+
+def _packed_pair(monkeypatch, m, n, k, ta, dtype, accumulate, threads=None):
+    """(packed result, in-place result, float64 reference, packed step's IR)."""
+    rng = np.random.default_rng(m * n + k)
+    np_dt = np.float32 if dtype == gc.float32 else np.float64
+    shapes = [(k, m) if ta else (m, k), (k, n), (m, 5), (5, n)]
+    values = [rng.standard_normal(s).astype(np_dt) for s in shapes]
+    outs = []
+    for row_bytes in (0, 1 << 40):  # every B packed / none
+        monkeypatch.setattr(llvm_gemm, "PACK_ROW_BYTES", row_bytes)
+        g = gc.Graph()
+        with g.as_default():
+            a, b, c, d = (gc.placeholder(dtype, s) for s in shapes)
+            out = gc.matmul(a, b, transpose_a=ta)
+            if accumulate:  # a sum of products: the GEMMs add into one buffer (beta = 1)
+                out = gc.tanh(gc.matmul(c, d) + out)
+            feeds = [a, b, c, d][:4 if accumulate else 2]
+            step = gc.compile([out], feeds=feeds, backend="llvm")
+        feed = dict(zip(feeds, values))
+        if threads is not None:
+            step(feed)
+            parallel.ensure_workers(threads)
+            parallel.set_threads(threads)
+        outs.append((step(feed)[0], step.compiled.fn.llvm_ir))
+    ref = _reference(values[0], values[1], ta, False)
+    if accumulate:
+        ref = np.tanh(values[2].astype(np.float64) @ values[3] + ref)
+    return outs[0][0], outs[1][0], ref, outs[0][1]
+
+
+@needs_vectors
+@pytest.mark.parametrize("accumulate", [False, True], ids=["write", "accumulate"])
+@pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("m,n,k,ta", PACKED, ids=lambda v: str(v))
+def test_packed_b_panels_give_the_bits_of_b_read_in_place(m, n, k, ta, dtype, accumulate,
+                                                          unit, monkeypatch):
+    """K-blocking keeps every element's sum in order k = 0, 1, ...: the partial sums wait in
+    C between blocks, so packing changes no bit."""
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    packed, in_place, ref, text = _packed_pair(monkeypatch, m, n, k, ta, dtype, accumulate)
+    assert "%bpack = alloca" in text
+    np.testing.assert_array_equal(packed, in_place)
+    tol = 2e-6 if dtype == gc.float32 else 1e-13
+    np.testing.assert_allclose(packed, ref, rtol=0, atol=tol * k * max(np.abs(ref).max(), 1))
+
+
+@needs_vectors
+def test_packed_gemm_split_over_threads_gives_the_same_bits(monkeypatch):
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_PARALLEL_MIN_WORK", "1")
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    before = parallel.threads()
+    try:
+        one = _packed_pair(monkeypatch, 50, 100, 300, False, gc.float32, True, threads=1)
+        two = _packed_pair(monkeypatch, 50, 100, 300, False, gc.float32, True, threads=2)
+    finally:
+        parallel.set_threads(before or 1)
+    assert ".task" in one[3]  # split into chunks
+    for x, y in zip(one[:2], two[:2]):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(two[0], two[1])
+
+
+def test_packing_rule():
+    unit = llvm_gemm.VectorUnit(32, 16)
+    blk = llvm_gemm.blocking(D.float32, 512, unit)
+    f32, f64 = D.float32, D.float64
+    assert llvm_gemm.packed_depth(f32, (128, 512, 784, 784, 512), blk) == 196  # 4 blocks
+    assert llvm_gemm.packed_depth(f32, (128, 512, 256, 256, 512), blk) == 256
+    assert llvm_gemm.packed_depth(f32, (128, 256, 784, 784, 256), blk) == 0   # rows 1 KiB apart
+    assert llvm_gemm.packed_depth(f64, (128, 256, 100, 100, 256), blk) == 100  # 2 KiB
+    assert llvm_gemm.packed_depth(f32, (128, 16, 999, 999, 1024), blk) == 0   # one panel
