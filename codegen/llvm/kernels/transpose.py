@@ -14,7 +14,7 @@ the row bits and column bits have swapped places: the block is transposed. The r
 columns that do not fill a block are copied element by element.
 """
 from . import gemm as llvm_gemm
-from ..ir import KERNEL_ATTRS, Function, val_type
+from ..ir import KERNEL_ATTRS, Function, mem_type
 from ..loops import params
 
 
@@ -32,7 +32,7 @@ def transpose_function(dtype, rows, cols, noalias):
         bits = n * dtype.itemsize * 8
         attrs += f' "prefer-vector-width"="{bits}" "min-legal-vector-width"="{bits}"'
     fn = Function("kernel", params(2, noalias), attrs=attrs)
-    t = val_type(dtype)
+    t = mem_type(dtype)  # bytes moved: a bool is a byte here, never a packed i1 vector
     fr, fc = (rows // n, cols // n) if n > 1 else (0, 0)
     if fr and fc:
         with fn.loop(fr, "ib") as li, fn.loop(fc, "jb") as lj:

@@ -164,6 +164,23 @@ def test_register_block_transpose_is_exact(rows, cols, dtype, unit):
     np.testing.assert_array_equal(step({x: xv})[0], (xv * 2).T)
 
 
+@pytest.mark.parametrize("rows,cols", [(32, 32), (64, 48), (17, 70)])
+@pytest.mark.parametrize("dtype", [gc.bool, gc.int32], ids=["bool", "i32"])
+def test_register_block_transpose_moves_bools_and_integers_exactly(rows, cols, dtype, unit):
+    """(Bools are bytes in memory: a register block of them is a vector of bytes, never of
+    bits.)"""
+    rng = np.random.default_rng(2)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(dtype, [rows, cols])
+        y = gc.transpose(gc.logical_not(x) if dtype == gc.bool else x * 3)
+        step = gc.compile([y], feeds=[x], backend="llvm")
+    xv = rng.integers(0, 2 if dtype == gc.bool else 1000, (rows, cols))
+    xv = xv.astype(bool if dtype == gc.bool else np.int32)
+    want = ~xv.T if dtype == gc.bool else (xv * 3).T
+    np.testing.assert_array_equal(step({x: xv})[0], want)
+
+
 # -- random shapes --------------------------------------------------------------------------------
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
