@@ -96,9 +96,11 @@ def native_gemm_ok(dtype, dims, flags, threads=1, enabled=None):
     if enabled is None:
         enabled = os.environ.get("GRAPHC_NATIVE_GEMM", "1") != "0"
     unit = vector_unit() if enabled and dtype.name in ("float32", "float64") else None
-    if unit is None or flags[1]:
+    if unit is None:
         return False
     m, n, k = dims[:3]
+    if flags[1] and n <= 2 * (unit.bytes // dtype.itemsize):
+        return False  # one column panel: the lowering copies B^T contiguous instead
     if flags[0] and n < unit.bytes // dtype.itemsize:
         return False  # a few columns of a transposed A: BLAS ran 1.7x faster (256x10x128)
     return m * n * k <= NATIVE_MAX_MACS[1 if threads <= 1 else "threads"]
@@ -114,13 +116,14 @@ class _Geometry(NamedTuple):
     beta: float
     dtype: object
     kc: int = 0     # K rows per packed block of B (0: B read in place; ``packed_depth``)
+    tb: bool = False  # B given transposed (N x K): packed, transposed on the way
 
 
 def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
     """A kernel computing ``C[b] = op(A[b]) B[b] (+ C[b] when beta = 1)`` (row-major).
 
     Args: as ``elementwise.gemm_function`` without the BLAS pointer: ``index`` gives the
-    parameter of (C, A, B); ``flags[1]`` (transposed B) must be False.
+    parameter of (C, A, B); a transposed B (``flags[1]``, ``native_gemm_ok``) is packed.
     """
     unit = vector_unit()
     m, n, k, lda, ldb = dims
@@ -128,10 +131,11 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
     attrs = (KERNEL_ATTRS + f' "prefer-vector-width"="{unit.bytes * 8}"'
              f' "min-legal-vector-width"="{unit.bytes * 8}"')
     fn = Function("kernel", params(max(index) + 1, noalias), attrs=attrs)
-    g = _Geometry(val_type(dtype), k, lda, ldb, n, bool(flags[0]), beta, dtype)
+    g = _Geometry(val_type(dtype), k, lda, ldb, n, bool(flags[0]), beta, dtype,
+                  tb=bool(flags[1]))
     c, a, b = (f"%p{i}" for i in index)
 
-    kc = packed_depth(dtype, dims, blk)
+    kc = packed_depth(dtype, dims, blk, g.tb)
     if kc:  # (in the entry block: one slot of the stack for the whole call)
         g = g._replace(kc=kc)
         fn.emit(f"%bpack = alloca {g.t}, i64 {kc * blk.nv * blk.lanes}, align 64")
@@ -213,11 +217,11 @@ PACK_ROW_BYTES = 2048
 PACK_DEPTH = 256  # K rows per packed block: 256 x 64 bytes, half of L1
 
 
-def packed_depth(dtype, dims, blk):
+def packed_depth(dtype, dims, blk, tb=False):
     """K rows per packed block of B (blocks of equal depth but the last), or 0: B read in
-    place (one column panel, or rows close enough)."""
+    place (one column panel, or rows close enough). A transposed B is always packed."""
     m, n, k, _, ldb = dims
-    if n <= blk.nv * blk.lanes or ldb * dtype.itemsize < PACK_ROW_BYTES:
+    if not tb and (n <= blk.nv * blk.lanes or ldb * dtype.itemsize < PACK_ROW_BYTES):
         return 0
     return -(-k // -(-k // PACK_DEPTH))
 
@@ -236,18 +240,12 @@ def _panel(fn, g, blk, bases, m, j0, vectors):
         return
     c, a, b = bases
     width = sum(vectors)
-    cols = [sum(vectors[:v]) for v in range(len(vectors))]
-    cpanel, bpanel = fn.gep(g.t, c, j0), fn.gep(g.t, b, j0)
+    cpanel, bpanel = fn.gep(g.t, c, j0), fn.gep(g.t, b, fn.mul(j0, g.ldb) if g.tb else j0)
     blocks = -(-g.k // g.kc)
     last = g.k - (blocks - 1) * g.kc
 
     def block(k0, kb, beta):
-        with fn.loop(kb, "kp") as lp:
-            src = fn.gep(g.t, bpanel, fn.mul(fn.add(k0, lp.i), g.ldb))
-            dst = fn.gep(g.t, "%bpack", fn.mul(lp.i, width))
-            for v, w in enumerate(vectors):
-                vt = vector_type(g.t, w)
-                fn.store(vt, fn.load(vt, fn.gep(g.t, src, cols[v])), fn.gep(g.t, dst, cols[v]))
+        (_pack_transposed if g.tb else _pack)(fn, g, blk, bpanel, k0, kb, vectors)
         ablock = fn.gep(g.t, a, fn.mul(k0, g.lda) if g.ta else k0)
         _row_blocks(fn, g._replace(k=kb, ldb=width, beta=beta, kc=0), blk,
                     (cpanel, ablock, "%bpack"), m, "0", vectors)
@@ -257,6 +255,41 @@ def _panel(fn, g, blk, bases, m, j0, vectors):
             block(fn.mul(fn.add(lb.i, 1), g.kc), g.kc, 1.0)
     if blocks > 1:
         block(str((blocks - 1) * g.kc), last, 1.0)
+
+
+def _pack(fn, g, blk, bpanel, k0, kb, vectors):
+    """``%bpack[kk, :] = B[k0 + kk, panel]`` for kk < kb: row vectors copied."""
+    width, cols = sum(vectors), [sum(vectors[:v]) for v in range(len(vectors))]
+    with fn.loop(kb, "kp") as lp:
+        src = fn.gep(g.t, bpanel, fn.mul(fn.add(k0, lp.i), g.ldb))
+        dst = fn.gep(g.t, "%bpack", fn.mul(lp.i, width))
+        for v, w in enumerate(vectors):
+            vt = vector_type(g.t, w)
+            fn.store(vt, fn.load(vt, fn.gep(g.t, src, cols[v])), fn.gep(g.t, dst, cols[v]))
+
+
+def _pack_transposed(fn, g, blk, bpanel, k0, kb, vectors):
+    """``%bpack[kk, j] = B^T[panel j, k0 + kk]``: lanes x lanes blocks transposed in
+    registers (``transpose.transpose_block``); a partial vector's columns and the rows of K
+    past the last whole block one element at a time."""
+    from .transpose import transpose_block  # (transpose reads this module's vector unit)
+    width, n = sum(vectors), blk.lanes
+    col = 0
+    for w in vectors:
+        src = fn.gep(g.t, bpanel, fn.add(fn.mul(col, g.ldb), k0))
+        whole = kb // n if w == n else 0
+        if whole:
+            with fn.loop(whole, "kq") as lq:
+                kk = fn.mul(lq.i, n)
+                transpose_block(fn, g.t, n, fn.gep(g.t, src, kk), g.ldb,
+                                fn.gep(g.t, "%bpack", fn.add(fn.mul(kk, width), col)), width)
+        if kb > whole * n:
+            with fn.loop(kb - whole * n, "kr") as lr, fn.loop(w, "jr") as lj:
+                kk = fn.add(lr.i, whole * n)
+                x = fn.load(g.t, fn.gep(g.t, src, fn.add(fn.mul(lj.i, g.ldb), kk)))
+                fn.store(g.t, x, fn.gep(g.t, "%bpack",
+                                        fn.add(fn.mul(kk, width), fn.add(col, lj.i))))
+        col += w
 
 
 def _row_blocks(fn, g, blk, bases, m, j0, vectors):

@@ -133,7 +133,9 @@ def test_size_rule_follows_blas_threads_and_switch(unit):
     assert llvm_gemm.native_gemm_ok(f32, small, (False, False), threads=2)
     assert not llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=2)
     assert llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=1)
-    assert not llvm_gemm.native_gemm_ok(f32, small, (False, True), threads=1)   # B^T: copy first
+    assert llvm_gemm.native_gemm_ok(f32, small, (False, True), threads=1)  # B^T packed
+    panel = (32, unit.bytes // 2, 128, 0, 0)  # one column panel: B^T copied first
+    assert not llvm_gemm.native_gemm_ok(f32, panel, (False, True), threads=1)
     assert not llvm_gemm.native_gemm_ok(f32, (256, few, 128, 0, 0), (True, False), threads=1)
     assert llvm_gemm.native_gemm_ok(f32, (256, few + 1, 128, 0, 0), (True, False), threads=1)
     assert not llvm_gemm.native_gemm_ok(f32, small, (False, False), enabled=False)
@@ -295,3 +297,36 @@ def test_packing_rule():
     assert llvm_gemm.packed_depth(f32, (128, 256, 784, 784, 256), blk) == 0   # rows 1 KiB apart
     assert llvm_gemm.packed_depth(f64, (128, 256, 100, 100, 256), blk) == 100  # 2 KiB
     assert llvm_gemm.packed_depth(f32, (128, 16, 999, 999, 1024), blk) == 0   # one panel
+
+
+@needs_vectors
+@pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("m,n,k,ta,batch", [(13, 40, 600, False, ()), (7, 33, 21, True, ()),
+                                            (30, 17, 257, False, ()), (5, 64, 8, True, (3,)),
+                                            (9, 24, 70, False, (2, 2))], ids=lambda v: str(v))
+def test_b_transposed_while_packing_gives_the_bits_of_a_contiguous_b(m, n, k, ta, batch,
+                                                                     dtype, unit, monkeypatch):
+    """``A B^T`` with more than one column panel packs B^T itself (register-block transposes,
+    edges element by element): the same sums in the same order as ``A B`` with B fed
+    contiguous, so the same bits."""
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    rng = np.random.default_rng(k)
+    np_dt = np.float32 if dtype == gc.float32 else np.float64
+    sa = batch + ((k, m) if ta else (m, k))
+    av = rng.standard_normal(sa).astype(np_dt)
+    btv = rng.standard_normal(batch + (n, k)).astype(np_dt)
+    g = gc.Graph()
+    with g.as_default():
+        a, bt = gc.placeholder(dtype, sa), gc.placeholder(dtype, batch + (n, k))
+        b = gc.placeholder(dtype, batch + (k, n))
+        step = gc.compile([gc.matmul(a, bt, transpose_a=ta, transpose_b=True),
+                           gc.matmul(a, b, transpose_a=ta)], feeds=[a, bt, b], backend="llvm")
+    packed, contiguous = step({a: av, bt: btv, b: np.ascontiguousarray(np.swapaxes(btv, -1, -2))})
+    np.testing.assert_array_equal(packed, contiguous)
+    ref = _reference(av, btv, ta, True)
+    tol = 2e-6 if dtype == gc.float32 else 1e-13
+    np.testing.assert_allclose(packed, ref, rtol=0, atol=tol * k * max(np.abs(ref).max(), 1))
+    stats = step.compiled.fn.artifacts.stats
+    assert (stats["native_gemms"], stats["blas_gemms"]) == (2, 0)
+    assert "%bpack = alloca" in step.compiled.fn.llvm_ir
