@@ -151,31 +151,50 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
 
 
 def _split(fn, g, blk, bases, m, n):
-    """One GEMM as a loop whose iterations the thread pool may share (``parallel``): over
-    column panels when there are several (each chunk keeps the panel order's reuse of B), else
-    over row blocks; the narrower last panel or block is a branch inside the loop. False when
-    there is one tile only."""
+    """One GEMM as a loop whose iterations the thread pool may share (``parallel``), or False
+    when there is one tile only. Over column panels (each chunk keeps the panel order's reuse
+    of B), unless the GEMM is taller than wide with a B that stays in L2 (``_by_rows``): then
+    over row blocks, each running along every panel, so that each thread reads its own rows
+    of A once instead of all of A once per panel. The narrower last panel or row block is a
+    branch inside the loop."""
     width = blk.nv * blk.lanes
     full, rest = divmod(n, width)
     wide = [blk.lanes] * blk.nv
     narrow = [blk.lanes] * (rest // blk.lanes) + ([rest % blk.lanes] if rest % blk.lanes else [])
     work = m * n * g.k
-    if full + bool(rest) >= 2:
+    rows, rest_rows = divmod(m, blk.mr)
+    if full + bool(rest) >= 2 and not _by_rows(g, m, n, rows):
         with fn.loop(full + bool(rest), "jt", split=work) as lj:
             j0 = fn.mul(lj.i, width)
             last_or_not(fn, lj.i, full, rest,
                          lambda vectors: _panel(fn, g, blk, bases, m, j0, vectors),
                          wide, narrow)
         return True
-    rows, rest_rows = divmod(m, blk.mr)
     if rows + bool(rest_rows) < 2:
         return False
+
+    def along(i0, r):  # row block i0 (r rows) across every column panel
+        if full > 1:
+            with fn.loop(full, "jt") as lj:
+                _tile(fn, g, bases, i0, fn.mul(lj.i, width), r, wide)
+        elif full:
+            _tile(fn, g, bases, i0, "0", r, wide)
+        if rest:
+            _tile(fn, g, bases, i0, str(full * width), r, narrow)
     with fn.loop(rows + bool(rest_rows), "it", split=work) as li:
         i0 = fn.mul(li.i, blk.mr)
-        last_or_not(fn, li.i, rows, rest_rows,
-                     lambda r: _tile(fn, g, bases, i0, "0", r, wide if full else narrow),
-                     blk.mr, rest_rows)
+        last_or_not(fn, li.i, rows, rest_rows, lambda r: along(i0, r), blk.mr, rest_rows)
     return True
+
+
+# Split a GEMM over row blocks when it has more rows than columns and B (read whole by every
+# row block) fits this budget of L2; else over column panels, where every chunk reads all of A.
+ROW_SPLIT_MAX_B_BYTES = 256 << 10
+
+
+def _by_rows(g, m, n, rows):
+    return (not g.kc and m > n and rows >= 2 * parallel.CHUNKS
+            and g.k * n * g.dtype.itemsize <= ROW_SPLIT_MAX_B_BYTES)
 
 
 def last_or_not(fn, i, full, rest, body, whole, part):

@@ -271,21 +271,27 @@ def test_packed_b_panels_give_the_bits_of_b_read_in_place(m, n, k, ta, dtype, ac
 
 
 @needs_vectors
-def test_packed_gemm_split_over_threads_gives_the_same_bits(monkeypatch):
+@pytest.mark.parametrize("m,n,k,ta", [(50, 100, 300, False),    # over column panels
+                                      (200, 40, 30, True),      # over row blocks (tall)
+                                      (107, 33, 20, False)],    # rows, with edges
+                         ids=lambda v: str(v))
+def test_split_gemms_give_the_same_bits_at_one_and_two_threads(m, n, k, ta, monkeypatch):
     monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
     monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
     monkeypatch.setenv("GRAPHC_PARALLEL_MIN_WORK", "1")
     monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
     before = parallel.threads()
     try:
-        one = _packed_pair(monkeypatch, 50, 100, 300, False, gc.float32, True, threads=1)
-        two = _packed_pair(monkeypatch, 50, 100, 300, False, gc.float32, True, threads=2)
+        one = _packed_pair(monkeypatch, m, n, k, ta, gc.float32, True, threads=1)
+        two = _packed_pair(monkeypatch, m, n, k, ta, gc.float32, True, threads=2)
     finally:
         parallel.set_threads(before or 1)
     assert ".task" in one[3]  # split into chunks
     for x, y in zip(one[:2], two[:2]):
         np.testing.assert_array_equal(x, y)
-    np.testing.assert_array_equal(two[0], two[1])
+    np.testing.assert_array_equal(two[0], two[1])  # packed or not
+    np.testing.assert_allclose(two[0], two[2], rtol=0, atol=2e-6 * k * max(
+        np.abs(two[2]).max(), 1))
 
 
 def test_packing_rule():
