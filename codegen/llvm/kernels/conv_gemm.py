@@ -20,11 +20,11 @@ Padding is a zero-bordered copy of the input in a private buffer (``padded``), s
 never test bounds. Few channels keep the direct kernels of ``conv`` (a whole row of
 output channels in one register there beats a GEMM's tiles).
 
-When BLAS runs several threads and the convolution is large (the same limit as for GEMMs,
-``gemm.NATIVE_MAX_MACS``) with wide outputs and an im2col matrix that stays in cache
-(``IM2COL_MIN_COUT``, ``IM2COL_MAX_BYTES``), or the host has no usable vectors, the im2col
-matrix is materialized instead (one strided copy into a private buffer, shared by the forward
-pass and the filter gradient of the same input) and BLAS multiplies it on all its threads.
+When BLAS runs several threads and the convolution is large (``IM2COL_MIN_MACS``) with wide
+outputs and an im2col matrix that stays in cache (``IM2COL_MIN_COUT``, ``IM2COL_MAX_BYTES``),
+or the host has no usable vectors, the im2col matrix is materialized instead (one strided copy
+into a private buffer, shared by the forward pass and the filter gradient of the same input)
+and BLAS multiplies it on all its threads.
 Large native kernels run in chunks on graphc's thread pool too (``parallel``): the forward
 kernel (and so the stride-1 input gradient) over blocks of output positions, the filter
 gradient over images, each chunk of images summing into its own partial filter gradient.
@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import parallel
-from .gemm import (NATIVE_MAX_MACS, blocking, last_or_not, rank1_update, store_tile,
+from .gemm import (blocking, last_or_not, rank1_update, store_tile,
                    vector_type, vector_unit)
 from ..ir import KERNEL_ATTRS, Function, float_literal, val_type
 from .elementwise import emit_gemm, fill
@@ -253,6 +253,7 @@ def padded(L, buf, shape, before, extent, dtype, node):
 # matrix, 14.4 vs 28.9)
 IM2COL_MIN_COUT = 128
 IM2COL_MAX_BYTES = 8 << 20
+IM2COL_MIN_MACS = 1 << 21  # (once the limit of native GEMMs when BLAS had threads)
 
 
 def _uses_blas(L, s, dtype):
@@ -260,7 +261,7 @@ def _uses_blas(L, s, dtype):
         return True
     macs = s.n * s.oh * s.ow * s.kh * s.kw * s.cin * s.cout
     cols = s.n * s.oh * s.ow * s.kh * s.kw * s.cin * dtype.itemsize
-    return (L.blas_threads > 1 and macs > NATIVE_MAX_MACS["threads"]
+    return (L.blas_threads > 1 and macs > IM2COL_MIN_MACS
             and s.cout >= IM2COL_MIN_COUT and cols <= IM2COL_MAX_BYTES)
 
 

@@ -467,10 +467,12 @@ def lower_matmul(L, n):
         out, beta = plan.gemm[n]
     if plan is not None and n in plan.transposed:  # B^T kept contiguous (gemm_acc)
         bbuf, tb, dims = plan.transposed[n], False, dims[:4] + (nn,)
-    elif tb and not batch and native_gemm_ok(n.dtype, dims, (ta, False), L.blas_threads):
-        # B^T copied contiguous for the native GEMM: the copy costs N*K moves against
-        # M*N*K multiply-adds, and BLAS ran A B^T slower (128x256x256: 414k cycles against
-        # 294k + the copy; 128x256x10: 52k against 16k)
+    elif tb and not batch and native_gemm_ok(n.dtype, dims, (ta, False), L.blas_threads) \
+            and not native_gemm_ok(n.dtype, dims, (ta, True), L.blas_threads):
+        # B^T copied contiguous for a native GEMM of one column panel (wider ones pack B^T
+        # themselves): the copy costs N*K moves against M*N*K multiply-adds, and BLAS ran
+        # A B^T slower (128x256x256: 414k cycles against 294k + the copy; 128x256x10: 52k
+        # against 16k)
         bt = L.arena(int(np.prod(b.shape)) * b.dtype.itemsize)
         transpose_into(L, bt, bbuf, b.shape[0], b.shape[1], b.dtype, n)
         bbuf, tb, dims = bt, False, dims[:4] + (nn,)

@@ -4,7 +4,7 @@ An unrolled RNN or a small MLP makes many GEMMs of a few hundred thousand multip
 (W3: 93 of shape 32x128x128). BLAS spends a good part of each on what pays off only for big
 matrices: packing both operands into its blocked layouts and dispatching. Here a small GEMM is
 written straight into the step as explicit vector code (the shape of the register-blocked
-"micro-kernel" at the heart of every BLAS, but for one known shape, without packing):
+"micro-kernel" at the heart of every BLAS, but for one known shape, mostly without packing):
 
     for each column panel j0 (NV vectors of the row: NV * lanes columns):
         for each row block i0 (MR rows):
@@ -16,12 +16,16 @@ written straight into the step as explicit vector code (the shape of the registe
             C tile = acc
 
 The MR * NV accumulators stay in vector registers over the whole K loop; a B panel (K rows of
-NV vectors) is reused from L1 by every row block. A transposed A only changes where the
-broadcast scalars come from; a transposed B would need strided vector loads, so it stays with
-BLAS (or is made contiguous first: ``gemm_acc``). Columns that do not fill a vector use a
-narrower vector type (``<10 x float>``): LLVM legalizes it into pieces that never touch memory
-past the row. Sizes above ``NATIVE_MAX_FLOPS`` go to BLAS, whose blocking for L2/L3 and
-multithreading win there.
+NV vectors) is reused from cache by every row block. When B's rows lie far apart (a wide B:
+``PACK_ROW_BYTES``) the panel's rows share a few cache sets and would be fetched again for every
+row block, so the panel is copied, ``PACK_DEPTH`` rows of K at a time, into a contiguous block
+on the stack that stays in L1, and the row blocks run over each block in turn, adding into C
+(K-blocking; the order of the sum does not change, see ``_panel``). A transposed A only
+changes where the broadcast scalars come from; a transposed B would need strided vector loads,
+so it is made contiguous first (``elementwise.lower_matmul``, ``gemm_acc``). Columns that do
+not fill a vector use a narrower vector type (``<10 x float>``): LLVM legalizes it into pieces
+that never touch memory past the row. Sizes above ``NATIVE_MAX_MACS`` go to BLAS, whose
+blocking for L2/L3 wins there.
 
 The summation order over K is the same sequential order a naive loop has, so results differ
 from BLAS only by rounding (checked against the NumPy reference in tests).
@@ -92,9 +96,11 @@ def native_gemm_ok(dtype, dims, flags, threads=1, enabled=None):
     if enabled is None:
         enabled = os.environ.get("GRAPHC_NATIVE_GEMM", "1") != "0"
     unit = vector_unit() if enabled and dtype.name in ("float32", "float64") else None
-    if unit is None or flags[1]:
+    if unit is None:
         return False
     m, n, k = dims[:3]
+    if flags[1] and n <= 2 * (unit.bytes // dtype.itemsize):
+        return False  # one column panel: the lowering copies B^T contiguous instead
     if flags[0] and n < unit.bytes // dtype.itemsize:
         return False  # a few columns of a transposed A: BLAS ran 1.7x faster (256x10x128)
     return m * n * k <= NATIVE_MAX_MACS[1 if threads <= 1 else "threads"]
@@ -109,13 +115,15 @@ class _Geometry(NamedTuple):
     ta: bool
     beta: float
     dtype: object
+    kc: int = 0     # K rows per packed block of B (0: B read in place; ``packed_depth``)
+    tb: bool = False  # B given transposed (N x K): packed, transposed on the way
 
 
 def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
     """A kernel computing ``C[b] = op(A[b]) B[b] (+ C[b] when beta = 1)`` (row-major).
 
     Args: as ``elementwise.gemm_function`` without the BLAS pointer: ``index`` gives the
-    parameter of (C, A, B); ``flags[1]`` (transposed B) must be False.
+    parameter of (C, A, B); a transposed B (``flags[1]``, ``native_gemm_ok``) is packed.
     """
     unit = vector_unit()
     m, n, k, lda, ldb = dims
@@ -123,8 +131,14 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
     attrs = (KERNEL_ATTRS + f' "prefer-vector-width"="{unit.bytes * 8}"'
              f' "min-legal-vector-width"="{unit.bytes * 8}"')
     fn = Function("kernel", params(max(index) + 1, noalias), attrs=attrs)
-    g = _Geometry(val_type(dtype), k, lda, ldb, n, bool(flags[0]), beta, dtype)
+    g = _Geometry(val_type(dtype), k, lda, ldb, n, bool(flags[0]), beta, dtype,
+                  tb=bool(flags[1]))
     c, a, b = (f"%p{i}" for i in index)
+
+    kc = packed_depth(dtype, dims, blk, g.tb)
+    if kc:  # (in the entry block: one slot of the stack for the whole call)
+        g = g._replace(kc=kc)
+        fn.emit(f"%bpack = alloca {g.t}, i64 {kc * blk.nv * blk.lanes}, align 64")
 
     def one(offs):
         bases = [fn.gep(g.t, base, off) for base, off in zip((c, a, b), offs)]
@@ -137,31 +151,50 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
 
 
 def _split(fn, g, blk, bases, m, n):
-    """One GEMM as a loop whose iterations the thread pool may share (``parallel``): over
-    column panels when there are several (each chunk keeps the panel order's reuse of B), else
-    over row blocks; the narrower last panel or block is a branch inside the loop. False when
-    there is one tile only."""
+    """One GEMM as a loop whose iterations the thread pool may share (``parallel``), or False
+    when there is one tile only. Over column panels (each chunk keeps the panel order's reuse
+    of B), unless the GEMM is taller than wide with a B that stays in L2 (``_by_rows``): then
+    over row blocks, each running along every panel, so that each thread reads its own rows
+    of A once instead of all of A once per panel. The narrower last panel or row block is a
+    branch inside the loop."""
     width = blk.nv * blk.lanes
     full, rest = divmod(n, width)
     wide = [blk.lanes] * blk.nv
     narrow = [blk.lanes] * (rest // blk.lanes) + ([rest % blk.lanes] if rest % blk.lanes else [])
     work = m * n * g.k
-    if full + bool(rest) >= 2:
+    rows, rest_rows = divmod(m, blk.mr)
+    if full + bool(rest) >= 2 and not _by_rows(g, m, n, rows):
         with fn.loop(full + bool(rest), "jt", split=work) as lj:
             j0 = fn.mul(lj.i, width)
             last_or_not(fn, lj.i, full, rest,
-                         lambda vectors: _row_blocks(fn, g, blk, bases, m, j0, vectors),
+                         lambda vectors: _panel(fn, g, blk, bases, m, j0, vectors),
                          wide, narrow)
         return True
-    rows, rest_rows = divmod(m, blk.mr)
     if rows + bool(rest_rows) < 2:
         return False
+
+    def along(i0, r):  # row block i0 (r rows) across every column panel
+        if full > 1:
+            with fn.loop(full, "jt") as lj:
+                _tile(fn, g, bases, i0, fn.mul(lj.i, width), r, wide)
+        elif full:
+            _tile(fn, g, bases, i0, "0", r, wide)
+        if rest:
+            _tile(fn, g, bases, i0, str(full * width), r, narrow)
     with fn.loop(rows + bool(rest_rows), "it", split=work) as li:
         i0 = fn.mul(li.i, blk.mr)
-        last_or_not(fn, li.i, rows, rest_rows,
-                     lambda r: _tile(fn, g, bases, i0, "0", r, wide if full else narrow),
-                     blk.mr, rest_rows)
+        last_or_not(fn, li.i, rows, rest_rows, lambda r: along(i0, r), blk.mr, rest_rows)
     return True
+
+
+# Split a GEMM over row blocks when it has more rows than columns and B (read whole by every
+# row block) fits this budget of L2; else over column panels, where every chunk reads all of A.
+ROW_SPLIT_MAX_B_BYTES = 256 << 10
+
+
+def _by_rows(g, m, n, rows):
+    return (not g.kc and m > n and rows >= 2 * parallel.CHUNKS
+            and g.k * n * g.dtype.itemsize <= ROW_SPLIT_MAX_B_BYTES)
 
 
 def last_or_not(fn, i, full, rest, body, whole, part):
@@ -184,14 +217,98 @@ def _panels(fn, g, blk, bases, m, n):
     if full:
         vectors = [blk.lanes] * blk.nv
         if full == 1:
-            _row_blocks(fn, g, blk, bases, m, "0", vectors)
+            _panel(fn, g, blk, bases, m, "0", vectors)
         else:
             with fn.loop(full, "jt") as lj:
-                _row_blocks(fn, g, blk, bases, m, fn.mul(lj.i, width), vectors)
+                _panel(fn, g, blk, bases, m, fn.mul(lj.i, width), vectors)
     if rest:
         vectors = [blk.lanes] * (rest // blk.lanes) + ([rest % blk.lanes] if rest % blk.lanes
                                                        else [])
-        _row_blocks(fn, g, blk, bases, m, str(full * width), vectors)
+        _panel(fn, g, blk, bases, m, str(full * width), vectors)
+
+
+# B's rows this many bytes apart or more are packed: a column panel's K rows then fall into
+# a few cache sets only (L1 holds 4 KiB per way), so the panel does not stay in cache while
+# the row blocks sweep it (AVX2, one thread, GFLOP/s plain -> packed: 128x512x512 26 -> 44,
+# 64x512x512 35 -> 43, 128x768x256 38 -> 45, 128x2048x2048 5 -> 37; at 1 KiB apart packing
+# gains nothing and small GEMMs lose a few percent to the copy: 12x256x256 45 -> 36).
+PACK_ROW_BYTES = 2048
+PACK_DEPTH = 256  # K rows per packed block: 256 x 64 bytes, half of L1
+
+
+def packed_depth(dtype, dims, blk, tb=False):
+    """K rows per packed block of B (blocks of equal depth but the last), or 0: B read in
+    place (one column panel, or rows close enough). A transposed B is always packed."""
+    m, n, k, _, ldb = dims
+    if not tb and (n <= blk.nv * blk.lanes or ldb * dtype.itemsize < PACK_ROW_BYTES):
+        return 0
+    return -(-k // -(-k // PACK_DEPTH))
+
+
+def _panel(fn, g, blk, bases, m, j0, vectors):
+    """One column panel: its row blocks over B in place, or (``g.kc``) K block by K block,
+    each block of the panel first copied into the contiguous ``%bpack`` and every row block
+    then accumulating into C (the first block from zero or C, per beta; later ones from C).
+
+    Summation order: every C element still adds its K products in order k = 0, 1, ... with
+    one fused multiply-add each; between blocks the partial sum waits in C (exact in its own
+    type), so packed and in-place kernels compute the same bits.
+    """
+    if not g.kc:
+        _row_blocks(fn, g, blk, bases, m, j0, vectors)
+        return
+    c, a, b = bases
+    width = sum(vectors)
+    cpanel, bpanel = fn.gep(g.t, c, j0), fn.gep(g.t, b, fn.mul(j0, g.ldb) if g.tb else j0)
+    blocks = -(-g.k // g.kc)
+    last = g.k - (blocks - 1) * g.kc
+
+    def block(k0, kb, beta):
+        (_pack_transposed if g.tb else _pack)(fn, g, blk, bpanel, k0, kb, vectors)
+        ablock = fn.gep(g.t, a, fn.mul(k0, g.lda) if g.ta else k0)
+        _row_blocks(fn, g._replace(k=kb, ldb=width, beta=beta, kc=0), blk,
+                    (cpanel, ablock, "%bpack"), m, "0", vectors)
+    block("0", g.kc if blocks > 1 else last, g.beta)
+    if blocks > 2:
+        with fn.loop(blocks - 2, "kb") as lb:
+            block(fn.mul(fn.add(lb.i, 1), g.kc), g.kc, 1.0)
+    if blocks > 1:
+        block(str((blocks - 1) * g.kc), last, 1.0)
+
+
+def _pack(fn, g, blk, bpanel, k0, kb, vectors):
+    """``%bpack[kk, :] = B[k0 + kk, panel]`` for kk < kb: row vectors copied."""
+    width, cols = sum(vectors), [sum(vectors[:v]) for v in range(len(vectors))]
+    with fn.loop(kb, "kp") as lp:
+        src = fn.gep(g.t, bpanel, fn.mul(fn.add(k0, lp.i), g.ldb))
+        dst = fn.gep(g.t, "%bpack", fn.mul(lp.i, width))
+        for v, w in enumerate(vectors):
+            vt = vector_type(g.t, w)
+            fn.store(vt, fn.load(vt, fn.gep(g.t, src, cols[v])), fn.gep(g.t, dst, cols[v]))
+
+
+def _pack_transposed(fn, g, blk, bpanel, k0, kb, vectors):
+    """``%bpack[kk, j] = B^T[panel j, k0 + kk]``: lanes x lanes blocks transposed in
+    registers (``transpose.transpose_block``); a partial vector's columns and the rows of K
+    past the last whole block one element at a time."""
+    from .transpose import transpose_block  # (transpose reads this module's vector unit)
+    width, n = sum(vectors), blk.lanes
+    col = 0
+    for w in vectors:
+        src = fn.gep(g.t, bpanel, fn.add(fn.mul(col, g.ldb), k0))
+        whole = kb // n if w == n else 0
+        if whole:
+            with fn.loop(whole, "kq") as lq:
+                kk = fn.mul(lq.i, n)
+                transpose_block(fn, g.t, n, fn.gep(g.t, src, kk), g.ldb,
+                                fn.gep(g.t, "%bpack", fn.add(fn.mul(kk, width), col)), width)
+        if kb > whole * n:
+            with fn.loop(kb - whole * n, "kr") as lr, fn.loop(w, "jr") as lj:
+                kk = fn.add(lr.i, whole * n)
+                x = fn.load(g.t, fn.gep(g.t, src, fn.add(fn.mul(lj.i, g.ldb), kk)))
+                fn.store(g.t, x, fn.gep(g.t, "%bpack",
+                                        fn.add(fn.mul(kk, width), fn.add(col, lj.i))))
+        col += w
 
 
 def _row_blocks(fn, g, blk, bases, m, j0, vectors):

@@ -28,14 +28,15 @@ MODES = [(u, "implicit") for u in UNITS] + [(UNITS[-1], "im2col")] if NATIVE els
                 else "no-vectors-im2col")
 def unit(request, monkeypatch):
     """The vector unit and the convolution mode: "im2col" pretends BLAS has 2 threads and
-    every convolution is large, so the im2col matrix goes to BLAS."""
+    every convolution and GEMM is large, so the im2col matrix goes to BLAS."""
     unit, mode = request.param
     if unit is not None:
         monkeypatch.setattr(llvm_gemm, "vector_unit", lambda: unit)
         monkeypatch.setattr(llvm_conv_gemm, "vector_unit", lambda: unit)
     if mode == "im2col":
         monkeypatch.setattr(llvm_lower, "blas_threads", lambda: 2)
-        monkeypatch.setitem(llvm_gemm.NATIVE_MAX_MACS, "threads", 0)
+        monkeypatch.setattr(llvm_conv_gemm, "IM2COL_MIN_MACS", 0)
+        monkeypatch.setitem(llvm_gemm.NATIVE_MAX_MACS, "threads", 0)  # its GEMMs on BLAS
         monkeypatch.setattr(llvm_conv_gemm, "IM2COL_MIN_COUT", 1)
     return unit
 
@@ -90,7 +91,7 @@ def test_implicit_gemm_convolution_and_gradients_agree(case, dtype, unit):
                                     D.float32)
     got, stats = _conv_grads(case, dtype, "llvm")
     want, _ = _conv_grads(case, gc.float64, "numpy")
-    im2col = unit is None or llvm_gemm.NATIVE_MAX_MACS["threads"] == 0
+    im2col = unit is None or llvm_conv_gemm.IM2COL_MIN_MACS == 0
     # im2col: BLAS multiplies for the forward pass, the filter gradient and (stride 1) dx
     assert stats["blas_gemms"] == ((3 if s == 1 and not rate else 2) if im2col else 0)
     tol = 1e-4 if dtype == gc.float32 else 1e-11

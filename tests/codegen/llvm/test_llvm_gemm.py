@@ -8,6 +8,7 @@ import pytest
 import graphc as gc
 from graphc.codegen.llvm.kernels import gemm as llvm_gemm
 from graphc.ir import dtypes as D
+from graphc.runtime import parallel
 
 NATIVE = llvm_gemm.vector_unit() is not None
 needs_vectors = pytest.mark.skipif(not NATIVE, reason="host has no AVX2+FMA / AVX-512")
@@ -132,7 +133,9 @@ def test_size_rule_follows_blas_threads_and_switch(unit):
     assert llvm_gemm.native_gemm_ok(f32, small, (False, False), threads=2)
     assert not llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=2)
     assert llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=1)
-    assert not llvm_gemm.native_gemm_ok(f32, small, (False, True), threads=1)   # B^T: copy first
+    assert llvm_gemm.native_gemm_ok(f32, small, (False, True), threads=1)  # B^T packed
+    panel = (32, unit.bytes // 2, 128, 0, 0)  # one column panel: B^T copied first
+    assert not llvm_gemm.native_gemm_ok(f32, panel, (False, True), threads=1)
     assert not llvm_gemm.native_gemm_ok(f32, (256, few, 128, 0, 0), (True, False), threads=1)
     assert llvm_gemm.native_gemm_ok(f32, (256, few + 1, 128, 0, 0), (True, False), threads=1)
     assert not llvm_gemm.native_gemm_ok(f32, small, (False, False), enabled=False)
@@ -161,6 +164,23 @@ def test_register_block_transpose_is_exact(rows, cols, dtype, unit):
     xv = rng.standard_normal((rows, cols)).astype(np.float32 if dtype == gc.float32
                                                   else np.float64)
     np.testing.assert_array_equal(step({x: xv})[0], (xv * 2).T)
+
+
+@pytest.mark.parametrize("rows,cols", [(32, 32), (64, 48), (17, 70)])
+@pytest.mark.parametrize("dtype", [gc.bool, gc.int32], ids=["bool", "i32"])
+def test_register_block_transpose_moves_bools_and_integers_exactly(rows, cols, dtype, unit):
+    """(Bools are bytes in memory: a register block of them is a vector of bytes, never of
+    bits.)"""
+    rng = np.random.default_rng(2)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(dtype, [rows, cols])
+        y = gc.transpose(gc.logical_not(x) if dtype == gc.bool else x * 3)
+        step = gc.compile([y], feeds=[x], backend="llvm")
+    xv = rng.integers(0, 2 if dtype == gc.bool else 1000, (rows, cols))
+    xv = xv.astype(bool if dtype == gc.bool else np.int32)
+    want = ~xv.T if dtype == gc.bool else (xv * 3).T
+    np.testing.assert_array_equal(step({x: xv})[0], want)
 
 
 # -- random shapes --------------------------------------------------------------------------------
@@ -195,3 +215,124 @@ def test_random_shapes_agree_with_float64(m, n, k, ta, tb, accumulate, seed):
     got = step({p: feed[p] for p in feeds})[0]
     np.testing.assert_allclose(got, ref, rtol=0, atol=3e-6 * k * max(
         np.abs(ref).max(), 1))
+
+
+# -- packed B panels ------------------------------------------------------------------------------
+# (M, N, K, transpose_a): several K blocks with a shorter last one (K=600: 200 x 3; 513:
+# 171 x 3), one block (K=100), edge rows (M=13, 7), a narrow last panel of partial vectors
+# (N=40, 33), a transposed A.
+PACKED = [(13, 40, 600, False), (7, 33, 513, True), (25, 64, 100, False), (30, 17, 257, True)]
+
+
+def _packed_pair(monkeypatch, m, n, k, ta, dtype, accumulate, threads=None):
+    """(packed result, in-place result, float64 reference, packed step's IR)."""
+    rng = np.random.default_rng(m * n + k)
+    np_dt = np.float32 if dtype == gc.float32 else np.float64
+    shapes = [(k, m) if ta else (m, k), (k, n), (m, 5), (5, n)]
+    values = [rng.standard_normal(s).astype(np_dt) for s in shapes]
+    outs = []
+    for row_bytes in (0, 1 << 40):  # every B packed / none
+        monkeypatch.setattr(llvm_gemm, "PACK_ROW_BYTES", row_bytes)
+        g = gc.Graph()
+        with g.as_default():
+            a, b, c, d = (gc.placeholder(dtype, s) for s in shapes)
+            out = gc.matmul(a, b, transpose_a=ta)
+            if accumulate:  # a sum of products: the GEMMs add into one buffer (beta = 1)
+                out = gc.tanh(gc.matmul(c, d) + out)
+            feeds = [a, b, c, d][:4 if accumulate else 2]
+            step = gc.compile([out], feeds=feeds, backend="llvm")
+        feed = dict(zip(feeds, values))
+        if threads is not None:
+            step(feed)
+            parallel.ensure_workers(threads)
+            parallel.set_threads(threads)
+        outs.append((step(feed)[0], step.compiled.fn.llvm_ir))
+    ref = _reference(values[0], values[1], ta, False)
+    if accumulate:
+        ref = np.tanh(values[2].astype(np.float64) @ values[3] + ref)
+    return outs[0][0], outs[1][0], ref, outs[0][1]
+
+
+@needs_vectors
+@pytest.mark.parametrize("accumulate", [False, True], ids=["write", "accumulate"])
+@pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("m,n,k,ta", PACKED, ids=lambda v: str(v))
+def test_packed_b_panels_give_the_bits_of_b_read_in_place(m, n, k, ta, dtype, accumulate,
+                                                          unit, monkeypatch):
+    """K-blocking keeps every element's sum in order k = 0, 1, ...: the partial sums wait in
+    C between blocks, so packing changes no bit."""
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    packed, in_place, ref, text = _packed_pair(monkeypatch, m, n, k, ta, dtype, accumulate)
+    assert "%bpack = alloca" in text
+    np.testing.assert_array_equal(packed, in_place)
+    tol = 2e-6 if dtype == gc.float32 else 1e-13
+    np.testing.assert_allclose(packed, ref, rtol=0, atol=tol * k * max(np.abs(ref).max(), 1))
+
+
+@needs_vectors
+@pytest.mark.parametrize("m,n,k,ta", [(50, 100, 300, False),    # over column panels
+                                      (200, 40, 30, True),      # over row blocks (tall)
+                                      (107, 33, 20, False)],    # rows, with edges
+                         ids=lambda v: str(v))
+def test_split_gemms_give_the_same_bits_at_one_and_two_threads(m, n, k, ta, monkeypatch):
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_PARALLEL_MIN_WORK", "1")
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    before = parallel.threads()
+    try:
+        one = _packed_pair(monkeypatch, m, n, k, ta, gc.float32, True, threads=1)
+        two = _packed_pair(monkeypatch, m, n, k, ta, gc.float32, True, threads=2)
+    finally:
+        parallel.set_threads(before or 1)
+    assert ".task" in one[3]  # split into chunks
+    for x, y in zip(one[:2], two[:2]):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(two[0], two[1])  # packed or not
+    np.testing.assert_allclose(two[0], two[2], rtol=0, atol=2e-6 * k * max(
+        np.abs(two[2]).max(), 1))
+
+
+def test_packing_rule():
+    unit = llvm_gemm.VectorUnit(32, 16)
+    blk = llvm_gemm.blocking(D.float32, 512, unit)
+    f32, f64 = D.float32, D.float64
+    assert llvm_gemm.packed_depth(f32, (128, 512, 784, 784, 512), blk) == 196  # 4 blocks
+    assert llvm_gemm.packed_depth(f32, (128, 512, 256, 256, 512), blk) == 256
+    assert llvm_gemm.packed_depth(f32, (128, 256, 784, 784, 256), blk) == 0   # rows 1 KiB apart
+    assert llvm_gemm.packed_depth(f64, (128, 256, 100, 100, 256), blk) == 100  # 2 KiB
+    assert llvm_gemm.packed_depth(f32, (128, 16, 999, 999, 1024), blk) == 0   # one panel
+
+
+@needs_vectors
+@pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("m,n,k,ta,batch", [(13, 40, 600, False, ()), (7, 33, 21, True, ()),
+                                            (30, 17, 257, False, ()), (5, 64, 8, True, (3,)),
+                                            (9, 24, 70, False, (2, 2))], ids=lambda v: str(v))
+def test_b_transposed_while_packing_gives_the_bits_of_a_contiguous_b(m, n, k, ta, batch,
+                                                                     dtype, unit, monkeypatch):
+    """``A B^T`` with more than one column panel packs B^T itself (register-block transposes,
+    edges element by element): the same sums in the same order as ``A B`` with B fed
+    contiguous, so the same bits."""
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    rng = np.random.default_rng(k)
+    np_dt = np.float32 if dtype == gc.float32 else np.float64
+    sa = batch + ((k, m) if ta else (m, k))
+    av = rng.standard_normal(sa).astype(np_dt)
+    btv = rng.standard_normal(batch + (n, k)).astype(np_dt)
+    g = gc.Graph()
+    with g.as_default():
+        a, bt = gc.placeholder(dtype, sa), gc.placeholder(dtype, batch + (n, k))
+        b = gc.placeholder(dtype, batch + (k, n))
+        step = gc.compile([gc.matmul(a, bt, transpose_a=ta, transpose_b=True),
+                           gc.matmul(a, b, transpose_a=ta)], feeds=[a, bt, b], backend="llvm")
+    packed, contiguous = step({a: av, bt: btv, b: np.ascontiguousarray(np.swapaxes(btv, -1, -2))})
+    np.testing.assert_array_equal(packed, contiguous)
+    ref = _reference(av, btv, ta, True)
+    tol = 2e-6 if dtype == gc.float32 else 1e-13
+    np.testing.assert_allclose(packed, ref, rtol=0, atol=tol * k * max(np.abs(ref).max(), 1))
+    stats = step.compiled.fn.artifacts.stats
+    assert (stats["native_gemms"], stats["blas_gemms"]) == (2, 0)
+    assert "%bpack = alloca" in step.compiled.fn.llvm_ir
