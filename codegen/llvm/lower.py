@@ -247,9 +247,18 @@ class Lowering:
 
     # -- the step -----------------------------------------------------------------------------------
     def step_function(self, name="step", linkage=""):
-        """``void step(ptr %table)`` (a loop body: ``name``, internal, over its frame)."""
+        """``void step(ptr %table)`` (a loop body: ``name``, internal, over its frame).
+
+        The step is glue: pointers from the table, then calls. The exported one is not
+        optimized (``optnone``): at O2 it cost about as much to compile as all the kernels
+        together (hundreds of calls in one block: dead-store elimination and register
+        allocation over pointers kept live across all of them) for no measurable gain at
+        run time. Each call loads the pointers it passes (an L1 hit) instead of keeping
+        them live from the first call; context arrays are allocated once, at entry.
+        """
+        top = self.parent is None and linkage == ""
         fn = Function(name, [("ptr", "%table", "noalias readonly")], linkage=linkage,
-                      attrs="nounwind")
+                      attrs="nounwind noinline optnone" if top else "nounwind")
         bases, ptrs = {}, {}
 
         def pointer(b):
@@ -263,6 +272,9 @@ class Lowering:
         restore = _flush_denormals(fn)
         prof = pointer(Buf(self._special("profile"), 0, 8)) if self.profile else None
         for k, (name, bufs, entry, _, note) in enumerate(self.calls):
+            if top:  # (values of one call only: see above)
+                bases.clear()
+                ptrs.clear()
             args = ", ".join(f"ptr {pointer(b)}" for b in bufs)
             fn.emit(f"; {note}")
             if prof:
@@ -290,6 +302,8 @@ class Lowering:
             fn.store("i64", fn(f"add i64 {count}, 1"), state)
         restore()
         fn.ret()
+        if top:
+            _hoist_allocas(fn)
         return fn
 
     def finish(self):
@@ -439,6 +453,13 @@ def _flush_denormals(fn):
     fn.store("i32", fn(f"or i32 {fn.load('i32', saved)}, {_FTZ_DAZ}"), mode)
     fn.call("void", "llvm.x86.sse.ldmxcsr", [("ptr", mode)])
     return lambda: fn.call("void", "llvm.x86.sse.ldmxcsr", [("ptr", saved)])
+
+
+def _hoist_allocas(fn):
+    """Move ``fn``'s allocas (all of constant size) to its entry block: one stack frame for
+    the whole call, whatever block asked for them."""
+    allocas = [line for line in fn.lines if " = alloca " in line]
+    fn.lines = allocas + [line for line in fn.lines if " = alloca " not in line]
 
 
 def _accumulate(fn, counters, k, cycles):
