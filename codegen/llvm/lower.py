@@ -80,6 +80,7 @@ class Lowering:
         self.deferred = {}  # node -> the later node whose kernel computes it (see ``folds``)
         self.folded = {}  # node -> (fold name, what it claimed): see ``fold``
         self.fold_notes = []  # one line per fold that fired, for the dumps
+        self._built = {}  # (builder, arguments) -> its kernel Function (``built``)
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -158,6 +159,18 @@ class Lowering:
         return hit[1] if hit is not None and hit[0] == name else None
 
     # -- calls ------------------------------------------------------------------------------------
+    def built(self, build, *args):
+        """``build(*args)``: a kernel Function, built once per lowering for equal (hashable)
+        arguments. A kernel's text is a function of its arguments alone, and the 64 layers of
+        a deep MLP ask for the same few GEMMs, transposes and loops over and over: building
+        each again only for ``Module.add_kernel`` to find its twin was half of lowering.
+        The math library's setting for the kernel being built is part of the key."""
+        key = (build, args, self.math.estimates)
+        fn = self._built.get(key)
+        if fn is None:
+            fn = self._built[key] = build(*args)
+        return fn
+
     @staticmethod
     def distinct(bufs):
         """Unique buffers in order and, per input position, its parameter index."""
