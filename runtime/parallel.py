@@ -39,7 +39,8 @@ import ctypes.util
 import os
 import threading
 
-__all__ = ["callback_address", "ensure_workers", "set_threads", "threads", "workers"]
+__all__ = ["callback_address", "ensure_workers", "prefetch", "set_threads", "threads",
+           "workers"]
 
 _MAX_WORKERS = 255
 # After its chunks, a worker watches for the next call this long before it sleeps (and the
@@ -352,10 +353,50 @@ def _pthread():
     raise OSError("no pthread library in this process")
 
 
+def prefetch():
+    """Start compiling the pool on a thread of its own, unless it is built or under way.
+
+    A process's first native step needs the pool only when it is loaded, after its own
+    LLVM compilation: started when that compilation starts, the pool's (about 50 ms) runs
+    beside it on another core instead of after it (LLVM releases the GIL). ``_build`` takes
+    the result, or compiles in place if the thread failed.
+    """
+    if "module" in _pool or "thread" in _prefetched:
+        return
+    with _lock:
+        if "module" in _pool or "thread" in _prefetched:
+            return
+        box = _prefetched
+
+        def compile_pool():
+            from . import jit
+            try:
+                box["object_code"] = jit.compile_here(_ir_text()).object_code
+            except Exception:  # noqa: BLE001  (``_build`` compiles again and reports it)
+                pass
+        # not a daemon: interpreter exit waits for LLVM instead of tearing it down under it
+        box["thread"] = threading.Thread(target=compile_pool, name="graphc-pool-compile")
+        box["thread"].start()
+
+
+_prefetched = {}  # "thread" compiling the pool's "object_code" (``prefetch``)
+
+
+def _object_code():
+    from . import jit
+    thread = _prefetched.get("thread")
+    if thread is not None:
+        thread.join()
+        code = _prefetched.get("object_code")
+        if code is not None:
+            return code
+    return jit.compile_here(_ir_text()).object_code
+
+
 def _build():
     """Compile the pool, hand it the pthread functions (caller holds ``_lock``)."""
     from . import jit
-    loaded = jit.load_object(jit.compile_here(_ir_text()).object_code)
+    loaded = jit.load_object(_object_code())
     lib = _pthread()
     names = ("pthread_mutex_lock", "pthread_mutex_unlock", "pthread_cond_wait",
              "pthread_cond_broadcast", "pthread_cond_signal", "pthread_mutex_init",

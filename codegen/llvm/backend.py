@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from ...runtime import jit
+from ...runtime import jit, parallel
 from ...runtime.llvm_step import NativeStep
 from ...runtime.objcache import ObjectCache, cache_key
 from ..compiled import CompiledCode
@@ -114,6 +114,8 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     obj = cache.get(key)
     compiled = None
     if obj is None:
+        if any(name == "parallel_for" for _, name in layout.callbacks):
+            parallel.prefetch()  # the process's thread pool compiles beside the step
         compiled = jit.compile_ir(text, OPT_LEVEL, CODEGEN_LEVEL)
         obj = compiled.object_code
         cache.put(key, obj)
