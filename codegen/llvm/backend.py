@@ -122,8 +122,10 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     t2 = time.perf_counter()
     step = NativeStep(layout, jit.load_object(obj))
     t3 = time.perf_counter()
-    step.artifacts = LLVMArtifacts(text, key, compiled, compiled is None,
-                                   {"lower": t1 - t0, "llvm": t2 - t1, "load": t3 - t2})
+    timings = {"lower": t1 - t0, "llvm": t2 - t1, "load": t3 - t2}
+    if compiled is not None:  # (compiled here or in the worker: LLVM's own stages)
+        timings.update({f"llvm_{k}": v for k, v in compiled.timings.items()})
+    step.artifacts = LLVMArtifacts(text, key, compiled, compiled is None, timings)
     step.artifacts.stats = stats
     step.llvm_ir = text
     step.optimized_ir = step.artifacts.optimized_ir
