@@ -357,9 +357,10 @@ def prefetch():
     """Start compiling the pool on a thread of its own, unless it is built or under way.
 
     A process's first native step needs the pool only when it is loaded, after its own
-    LLVM compilation: started when that compilation starts, the pool's (about 50 ms) runs
-    beside it on another core instead of after it (LLVM releases the GIL). ``_build`` takes
-    the result, or compiles in place if the thread failed.
+    compilation: started while the step is lowered (Python), the pool's LLVM compilation
+    (about 50 ms; it releases the GIL) runs beside it. (Not beside the step's own LLVM
+    compilation: llvmlite runs one LLVM call at a time in a process.) ``_build`` takes the
+    result, or compiles in place if the thread failed.
     """
     if "module" in _pool or "thread" in _prefetched:
         return

@@ -23,10 +23,12 @@ import os
 import time
 from pathlib import Path
 
-from ...runtime import jit, parallel
+from ...runtime import jit
+from ...runtime.parallel import prefetch as prefetch_pool
 from ...runtime.llvm_step import NativeStep
 from ...runtime.objcache import ObjectCache, cache_key
 from ..compiled import CompiledCode
+from . import parallel
 from .lower import lower_program  # (it imports every kernel: ``kernels/__init__``)
 
 OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
@@ -105,6 +107,8 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
         >>> (loss,), new_vars = step(x, y, *variables)
     """
     t0 = time.perf_counter()
+    if parallel.likely(program):  # the process's thread pool compiles while this lowers
+        prefetch_pool()
     stats = {}
     text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1",
                                  stats=stats, checks=checks)
@@ -115,7 +119,7 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     compiled = None
     if obj is None:
         if any(name == "parallel_for" for _, name in layout.callbacks):
-            parallel.prefetch()  # the process's thread pool compiles beside the step
+            prefetch_pool()  # (when ``likely`` missed it: compiled before the step's own)
         compiled = jit.compile_ir(text, OPT_LEVEL, CODEGEN_LEVEL)
         obj = compiled.object_code
         cache.put(key, obj)

@@ -51,6 +51,25 @@ def wanted(L, fn, fallible):
             and fn.split[1] >= min_work())
 
 
+def likely(program):
+    """Whether some kernel of ``program`` will probably run in chunks (a node with at least
+    ``min_work()`` elements, or a matmul with as many multiply-adds): known before lowering,
+    so that the process's thread pool compiles while the program is lowered."""
+    least = min_work()
+    for n in program.nodes:
+        if n.shape is None or n.dtype is None or n.opdef.leaf:
+            continue
+        work = 1
+        for d in n.shape:
+            work *= d
+        if n.op_name == "matmul":
+            a = n.inputs[0].shape
+            work *= a[-2] if n.attrs.get("transpose_a") else a[-1]
+        if work >= least:
+            return True
+    return False
+
+
 def chunks_of(fn):
     return min(fn.split[0], CHUNKS)
 
