@@ -233,10 +233,13 @@ def _schedule_before(p, a, b):
     """Move ``a`` (whose inputs all come before ``b``) to just before ``b`` when it runs
     later: the replacement of ``b`` reads ``a`` and takes ``b``'s place, before every reader of
     ``b`` (placing it after ``a`` instead put it after readers of ``b`` that precede ``a``)."""
-    i, j = index_of(p.nodes, a), index_of(p.nodes, b)
-    if i > j:
-        del p.nodes[i]
-        p.nodes.insert(j, a)
+    for j, m in enumerate(p.nodes):  # (one walk: whichever of the two comes first)
+        if m is a:
+            return  # a already runs before b
+        if m is b:
+            del p.nodes[index_of(p.nodes, a, j + 1)]
+            p.nodes.insert(j, a)
+            return
 
 
 def r_reduce_noop(n, p):
