@@ -471,8 +471,9 @@ def _flush_denormals(fn):
 def _hoist_allocas(fn):
     """Move ``fn``'s allocas (all of constant size) to its entry block: one stack frame for
     the whole call, whatever block asked for them."""
-    allocas = [line for line in fn.lines if " = alloca " in line]
-    fn.lines = allocas + [line for line in fn.lines if " = alloca " not in line]
+    def is_alloca(line):  # (an instruction: comments may quote a node's name)
+        return line.startswith("  %") and " = alloca " in line
+    fn.lines = [x for x in fn.lines if is_alloca(x)] + [x for x in fn.lines if not is_alloca(x)]
 
 
 def _accumulate(fn, counters, k, cycles):
