@@ -39,8 +39,8 @@ import ctypes.util
 import os
 import threading
 
-__all__ = ["callback_address", "ensure_workers", "prefetch", "set_threads", "threads",
-           "workers"]
+__all__ = ["callback_address", "ensure_workers", "prefetch", "set_threads", "settle",
+           "threads", "workers"]
 
 _MAX_WORKERS = 255
 # After its chunks, a worker watches for the next call this long before it sleeps (and the
@@ -381,6 +381,15 @@ def prefetch():
 
 
 _prefetched = {}  # "thread" compiling the pool's "object_code" (``prefetch``)
+
+
+def settle():
+    """Wait until a compilation ``prefetch`` started is over (the compiler calls it before
+    a step is returned, whether or not the step needs the pool: a process that forks while
+    another thread is inside LLVM leaves the child llvmlite's lock held)."""
+    thread = _prefetched.get("thread")
+    if thread is not None:
+        thread.join()
 
 
 def _object_code():
