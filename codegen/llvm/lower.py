@@ -471,9 +471,10 @@ def _flush_denormals(fn):
 def _hoist_allocas(fn):
     """Move ``fn``'s allocas (all of constant size) to its entry block: one stack frame for
     the whole call, whatever block asked for them."""
-    def is_alloca(line):  # (an instruction: comments may quote a node's name)
-        return line.startswith("  %") and " = alloca " in line
-    fn.lines = [x for x in fn.lines if is_alloca(x)] + [x for x in fn.lines if not is_alloca(x)]
+    allocas, rest = [], []
+    for line in fn.lines:  # (instructions only: a comment may quote a node's name)
+        (allocas if " = alloca " in line and line.startswith("  %") else rest).append(line)
+    fn.lines = allocas + rest
 
 
 def _accumulate(fn, counters, k, cycles):
