@@ -150,6 +150,11 @@ class Function:
     def ret(self, value=None):
         self.emit("ret void" if value is None else f"ret {self.ret_type} {value}")
 
+    def symbol(self, name):
+        """The function ``@name`` as a callee or argument (the exported step loads it from
+        an array of addresses instead: ``Lowering.step_function``)."""
+        return f"@{name}"
+
     # -- common instructions ----------------------------------------------------------------
     def gep(self, elem, base, index):
         """``&base[index]`` for an i64 (or literal) index."""

@@ -268,11 +268,22 @@ class Lowering:
         allocation over pointers kept live across all of them) for no measurable gain at
         run time. Each call loads the pointers it passes (an L1 hit) instead of keeping
         them live from the first call; context arrays are allocated once, at entry.
+        Kernels are called through their addresses, stored in an array at entry: LLVM's
+        fast instruction selector, which compiles unoptimized code, gives up on direct
+        calls under the JIT's code model and hands each to the slow one (measured: 586
+        calls, 92 -> 52 ms to emit).
         """
         top = self.parent is None and linkage == ""
         fn = Function(name, [("ptr", "%table", "noalias readonly")], linkage=linkage,
                       attrs="nounwind noinline optnone" if top else "nounwind")
-        bases, ptrs = {}, {}
+        bases, ptrs, callees = {}, {}, {}
+        if top:
+            fn.cur = "calls"  # (the entry block stores the kernels' addresses: _entry_block)
+
+            def symbol(kernel):  # the kernel's address, named after it
+                k = callees.setdefault(kernel, len(callees))
+                return fn(f"load ptr, ptr {fn.gep('ptr', '%kernels', k)}", kernel)
+            fn.symbol = symbol
 
         def pointer(b):
             if b not in ptrs:
@@ -295,7 +306,7 @@ class Lowering:
             if callable(name):  # a loop (``kernels.loop``): it writes its own control flow
                 name(fn, pointer, restore)
             else:
-                fn.emit(f"call void @{name}({args})")
+                fn.emit(f"call void {fn.symbol(name)}({args})")
             if prof:
                 t1 = fn.call("i64", "llvm.readcyclecounter", [])
                 _accumulate(fn, prof, k, fn(f"sub i64 {t1}, {t0}"))
@@ -317,6 +328,7 @@ class Lowering:
         fn.ret()
         if top:
             _hoist_allocas(fn)
+            _entry_block(fn, callees)
         return fn
 
     def finish(self):
@@ -475,6 +487,17 @@ def _hoist_allocas(fn):
     for line in fn.lines:  # (instructions only: a comment may quote a node's name)
         (allocas if " = alloca " in line and line.startswith("  %") else rest).append(line)
     fn.lines = allocas + rest
+
+
+def _entry_block(fn, callees):
+    """Open ``fn`` (its allocas first) with a block storing the address of every kernel it
+    calls into ``%kernels`` (``symbol`` loads them), then branching to its calls."""
+    k = next((i for i, line in enumerate(fn.lines) if " = alloca " not in line), len(fn.lines))
+    entry = [f"  %kernels = alloca [{max(len(callees), 1)} x ptr]"]
+    for name, i in callees.items():
+        entry.append(f"  %kernels.{i} = getelementptr inbounds ptr, ptr %kernels, i64 {i}")
+        entry.append(f"  store ptr @{name}, ptr %kernels.{i}")
+    fn.lines[k:k] = entry + ["  br label %calls", "calls:"]
 
 
 def _accumulate(fn, counters, k, cycles):

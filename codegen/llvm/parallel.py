@@ -112,9 +112,10 @@ def emitter(L, name, fn, bufs, partial_bufs):
         ctx = step(f"alloca ptr, i64 {len(bufs)}", "ctx")
         for k, b in enumerate(bufs):
             step.store("ptr", pointer(partial_bufs.get(k, b)), step.gep("ptr", ctx, k))
-        step.emit(f"call void {pointer(pool)}(ptr @{task_name}, ptr {ctx}, i64 {chunks})")
+        step.emit(f"call void {pointer(pool)}(ptr {step.symbol(task_name)}, ptr {ctx}, "
+                  f"i64 {chunks})")
         for out, part, nbytes in sums:
-            step.emit(f"call void @{_sum_kernel(L.module, dtype, nbytes, chunks)}"
+            step.emit(f"call void {step.symbol(_sum_kernel(L.module, dtype, nbytes, chunks))}"
                       f"(ptr {pointer(out)}, ptr {pointer(part)})")
     return emit
 

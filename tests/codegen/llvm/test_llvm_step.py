@@ -384,8 +384,10 @@ def test_kernels_are_named_after_their_nodes_with_the_users_line():
                      r"define internal void @(k\d+_dense0_matmul)\(", text)
     assert line is not None, text[:3000]
     symbol = line.group(2)
+    # (the step calls each kernel through its address, loaded into a value named after it)
     calls = re.findall(r"  ; matmul '(dense\d)/matmul' test_llvm_step\.py:\d+\n"
-                       r"  call void @(\w+)\(", text)
+                       r"(?:  %[\w.]+ = (?:load|getelementptr) .*\n)*"
+                       r"  call void %(\w+)\.\d+\(", text)
     assert calls == [(f"dense{k}", symbol) for k in range(3)]
     assert not re.search(r"@fused_[0-9a-f]{12}|@matmul_[0-9a-f]{12}", text)
 
@@ -443,8 +445,8 @@ def test_concurrent_calls_take_turns():
 def test_identical_kernels_are_built_once_and_the_step_is_glue(monkeypatch):
     """Three identical dense layers: the GEMM kernel is built once (``Lowering.built``) and
     called three times; the exported step is not optimized (``optnone``), allocates its
-    context arrays (of kernels run in chunks) at entry and loads the pointers each call
-    passes."""
+    context arrays (of kernels run in chunks) at entry, loads the pointers each call passes
+    and calls kernels through their addresses (stored once, at entry)."""
     from graphc.client.pipeline import compile_program
     from graphc.codegen.llvm.kernels import elementwise
     built = []
@@ -461,11 +463,13 @@ def test_identical_kernels_are_built_once_and_the_step_is_glue(monkeypatch):
     assert len(built) == 1
     step = text[text.index("define void @step("):]
     assert step.splitlines()[0].endswith("nounwind noinline optnone {")
-    assert len(re.findall(r"@k\d+_dense0_matmul\.task", step)) == 3
+    assert len(re.findall(r"call void %s\.\d+\(ptr %k\d+_dense0_matmul\.task", step)) == 3
     body = step.splitlines()[2:]
     allocas = [i for i, line in enumerate(body) if " = alloca " in line]
     assert sum("%ctx" in body[i] for i in allocas) == 3
     assert allocas == list(range(len(allocas))), "allocas open the entry block"
+    assert len(re.findall(r"  store ptr @k\d+_dense0_matmul\.task", step)) == 1
+    assert not re.search(r"call void @k", step), "kernels are called through their addresses"
     xv = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
     got, _ = compiled.fn(xv)
     for y, w in zip(got, ws):
