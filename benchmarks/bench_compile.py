@@ -13,6 +13,13 @@ absolute times on a busy machine.
 
     python benchmarks/bench_compile.py [--kinds mlp rnn wide] [--sizes 1000 10000 100000]
                                        [--backend numpy] [--no-codegen]
+
+``--cold-mlp [--runs 7] [--depth 64]`` times instead what issue 16 asks of one model: the
+scaling benchmark's depth row (MLP 784-[256]*64-10, ReLU, batch 128, softmax cross-entropy,
+SGD: ``bench_scaling.Mlp``), compiled by ``gc.compile(..., backend="llvm")`` with the object
+cache off and one thread, from ``gc.compile`` to the first step's result. Each run is a fresh
+process (nothing of LLVM, the thread pool or Python's imports of the backend warmed up); the
+table gives each stage's median and minimum over the runs (``cold_mlp.py``).
 """
 import argparse
 import gc as collector
@@ -125,7 +132,15 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000, 100000])
     ap.add_argument("--backend", default="numpy", choices=["numpy", "llvm"])
     ap.add_argument("--no-codegen", action="store_true", help="time the passes only")
+    ap.add_argument("--cold-mlp", action="store_true",
+                    help="cold compile of the 64-layer MLP by stage, in fresh processes")
+    ap.add_argument("--runs", type=int, default=7, help="fresh processes (--cold-mlp)")
+    ap.add_argument("--depth", type=int, default=64, help="hidden layers (--cold-mlp)")
     args = ap.parse_args(argv)
+    if args.cold_mlp:
+        import cold_mlp
+        cold_mlp.main(args.runs, args.depth)
+        return
     for kind in args.kinds:
         rows = []
         for size in args.sizes:

@@ -273,10 +273,14 @@ def schedule_nodes(nodes):
                     [f"by {assigned[var].describe()} and {n.describe()}"], n.loc,
                     "chain the updates (assign the result of the first) or run them apart")
             assigned[var] = n
+            later = None  # n's descendants, found once (edges into n leave them as they are)
             for reader in list(dag.successors(var)):
-                if reader is n or reader in nx.descendants(dag, n):
+                if reader is n:
                     continue
-                dag.add_edge(reader, n)
+                if later is None:
+                    later = nx.descendants(dag, n)
+                if reader not in later:
+                    dag.add_edge(reader, n)
     failure_edges(dag, declared_failures(nodes), update_kernels(nodes))
     rank = {n: i for i, n in enumerate(nodes)}
     return list(nx.lexicographical_topological_sort(dag, key=lambda n: rank[n]))

@@ -39,7 +39,8 @@ import ctypes.util
 import os
 import threading
 
-__all__ = ["callback_address", "ensure_workers", "set_threads", "threads", "workers"]
+__all__ = ["callback_address", "ensure_workers", "prefetch", "set_threads", "settle",
+           "threads", "workers"]
 
 _MAX_WORKERS = 255
 # After its chunks, a worker watches for the next call this long before it sleeps (and the
@@ -354,14 +355,70 @@ def _pthread():
     raise OSError("no pthread library in this process")
 
 
+def prefetch():
+    """Start compiling the pool on a thread of its own, unless it is built or under way.
+
+    A process's first native step needs the pool only when it is loaded, after its own
+    compilation: started while the step is lowered (Python), the pool's LLVM compilation
+    (about 50 ms; it releases the GIL) runs beside it. (Not beside the step's own LLVM
+    compilation: llvmlite runs one LLVM call at a time in a process.) ``_build`` takes the
+    result, or compiles in place if the thread failed.
+    """
+    if "module" in _pool or "thread" in _prefetched:
+        return
+    with _lock:
+        if "module" in _pool or "thread" in _prefetched:
+            return
+        box = _prefetched
+
+        def compile_pool():
+            try:
+                box["object_code"] = _cached_object_code()
+            except Exception:  # noqa: BLE001  (``_build`` compiles again and reports it)
+                pass
+        # not a daemon: interpreter exit waits for LLVM instead of tearing it down under it
+        box["thread"] = threading.Thread(target=compile_pool, name="graphc-pool-compile")
+        box["thread"].start()
+
+
+_prefetched = {}  # "thread" compiling the pool's "object_code" (``prefetch``)
+
+
+def settle():
+    """Wait until a compilation ``prefetch`` started is over (the compiler calls it before
+    a step is returned, whether or not the step needs the pool: a process that forks while
+    another thread is inside LLVM leaves the child llvmlite's lock held)."""
+    thread = _prefetched.get("thread")
+    if thread is not None:
+        thread.join()
+
+
+def _cached_object_code():
+    """The pool's object code from the object cache, else compiled (about 60 ms: every
+    process that used the pool paid it) and stored there."""
+    from . import jit
+    from .objcache import ObjectCache, cache_key
+    text = _ir_text()
+    code, _ = ObjectCache().get_or_compute(cache_key(text, "thread pool"),
+                                           lambda: jit.compile_here(text).object_code)
+    return code
+
+
+def _object_code():
+    """What ``prefetch`` compiled, else ``_cached_object_code``."""
+    thread = _prefetched.get("thread")
+    if thread is not None:
+        thread.join()
+        code = _prefetched.get("object_code")
+        if code is not None:
+            return code
+    return _cached_object_code()
+
+
 def _build():
     """Compile the pool, hand it the pthread functions (caller holds ``_lock``)."""
     from . import jit
-    from .objcache import ObjectCache, cache_key
-    text = _ir_text()  # (compiling it took ~60 ms, in every process that used the pool)
-    code, _ = ObjectCache().get_or_compute(cache_key(text, "thread pool"),
-                                           lambda: jit.compile_here(text).object_code)
-    loaded = jit.load_object(code)
+    loaded = jit.load_object(_object_code())
     lib = _pthread()
     names = ("pthread_mutex_lock", "pthread_mutex_unlock", "pthread_cond_wait",
              "pthread_cond_broadcast", "pthread_cond_signal", "pthread_mutex_init",

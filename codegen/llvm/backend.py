@@ -24,9 +24,11 @@ import time
 from pathlib import Path
 
 from ...runtime import jit
+from ...runtime.parallel import prefetch as prefetch_pool, settle as settle_pool
 from ...runtime.llvm_step import NativeStep
 from ...runtime.objcache import ObjectCache, cache_key
 from ..compiled import CompiledCode
+from . import parallel
 from .lower import lower_program  # (it imports every kernel: ``kernels/__init__``)
 
 OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
@@ -105,6 +107,8 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
         >>> (loss,), new_vars = step(x, y, *variables)
     """
     t0 = time.perf_counter()
+    if parallel.likely(program):  # the process's thread pool compiles while this lowers
+        prefetch_pool()
     stats = {}
     text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1",
                                  stats=stats, checks=checks)
@@ -114,14 +118,19 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     obj = cache.get(key)
     compiled = None
     if obj is None:
+        if any(name == "parallel_for" for _, name in layout.callbacks):
+            prefetch_pool()  # (when ``likely`` missed it: compiled before the step's own)
         compiled = jit.compile_ir(text, OPT_LEVEL, CODEGEN_LEVEL)
         obj = compiled.object_code
         cache.put(key, obj)
+    settle_pool()  # (the pool's compilation, when this step started it, is over)
     t2 = time.perf_counter()
     step = NativeStep(layout, jit.load_object(obj))
     t3 = time.perf_counter()
-    step.artifacts = LLVMArtifacts(text, key, compiled, compiled is None,
-                                   {"lower": t1 - t0, "llvm": t2 - t1, "load": t3 - t2})
+    timings = {"lower": t1 - t0, "llvm": t2 - t1, "load": t3 - t2}
+    if compiled is not None:  # (compiled here or in the worker: LLVM's own stages)
+        timings.update({f"llvm_{k}": v for k, v in compiled.timings.items()})
+    step.artifacts = LLVMArtifacts(text, key, compiled, compiled is None, timings)
     step.artifacts.stats = stats
     step.llvm_ir = text
     step.optimized_ir = step.artifacts.optimized_ir

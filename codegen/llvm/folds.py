@@ -53,7 +53,10 @@ def fold(name, op):
 def one_line(text):
     """``text`` safe in an LLVM comment (which ends at the line's end): control characters
     become ``\\xNN`` escapes."""
-    return "".join(c if " " <= c != "\x7f" else f"\\x{ord(c):02x}" for c in str(text))
+    text = str(text)
+    if text.isprintable():  # (no control character: the usual case, at C speed)
+        return text
+    return "".join(c if " " <= c != "\x7f" else f"\\x{ord(c):02x}" for c in text)
 
 
 def node_note(n, label=None):

@@ -150,6 +150,11 @@ class Function:
     def ret(self, value=None):
         self.emit("ret void" if value is None else f"ret {self.ret_type} {value}")
 
+    def symbol(self, name):
+        """The function ``@name`` as a callee or argument (the exported step loads it from
+        an array of addresses instead: ``Lowering.step_function``)."""
+        return f"@{name}"
+
     # -- common instructions ----------------------------------------------------------------
     def gep(self, elem, base, index):
         """``&base[index]`` for an i64 (or literal) index."""
@@ -226,6 +231,15 @@ class Function:
         link = self.linkage + " " if self.linkage else ""
         head = f"define {link}{self.ret_type} @{self.name}({params})"
         return "\n".join([f"{head} {self.attrs} {{", "entry:"] + lines + ["}"])
+
+    def body_key(self):
+        """A digest of ``body_text`` (kept: a kernel asked for again is not rendered again;
+        its body is complete when it is added, only ``parallel`` may differ)."""
+        cached = getattr(self, "_key", None)
+        if cached is None or cached[0] != self.parallel:
+            cached = self._key = (self.parallel,
+                                  hashlib.sha1(self.body_text().encode()).hexdigest())
+        return cached[1]
 
     def body_text(self):
         """The body alone with a fixed name: the key that deduplicates identical kernels."""
@@ -323,7 +337,7 @@ class Module:
             name: what it computes (a node's name; sanitized by ``symbol``).
             note: the comment naming the node (``op 'name' file.py:12``), or None.
         """
-        key = hashlib.sha1(fn.body_text().encode()).hexdigest()
+        key = fn.body_key()
         twin = self._by_body.get(key)
         if twin is not None:
             if note:

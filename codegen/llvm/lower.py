@@ -80,6 +80,7 @@ class Lowering:
         self.deferred = {}  # node -> the later node whose kernel computes it (see ``folds``)
         self.folded = {}  # node -> (fold name, what it claimed): see ``fold``
         self.fold_notes = []  # one line per fold that fired, for the dumps
+        self._built = {}  # (builder, arguments) -> its kernel Function (``built``)
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -158,6 +159,18 @@ class Lowering:
         return hit[1] if hit is not None and hit[0] == name else None
 
     # -- calls ------------------------------------------------------------------------------------
+    def built(self, build, *args):
+        """``build(*args)``: a kernel Function, built once per lowering for equal (hashable)
+        arguments. A kernel's text is a function of its arguments alone, and the 64 layers of
+        a deep MLP ask for the same few GEMMs, transposes and loops over and over: building
+        each again only for ``Module.add_kernel`` to find its twin was half of lowering.
+        The math library's setting for the kernel being built is part of the key."""
+        key = (build, args, self.math.estimates)
+        fn = self._built.get(key)
+        if fn is None:
+            fn = self._built[key] = build(*args)
+        return fn
+
     @staticmethod
     def distinct(bufs):
         """Unique buffers in order and, per input position, its parameter index."""
@@ -247,10 +260,30 @@ class Lowering:
 
     # -- the step -----------------------------------------------------------------------------------
     def step_function(self, name="step", linkage=""):
-        """``void step(ptr %table)`` (a loop body: ``name``, internal, over its frame)."""
+        """``void step(ptr %table)`` (a loop body: ``name``, internal, over its frame).
+
+        The step is glue: pointers from the table, then calls. The exported one is not
+        optimized (``optnone``): at O2 it cost about as much to compile as all the kernels
+        together (hundreds of calls in one block: dead-store elimination and register
+        allocation over pointers kept live across all of them) for no measurable gain at
+        run time. Each call loads the pointers it passes (an L1 hit) instead of keeping
+        them live from the first call; context arrays are allocated once, at entry.
+        Kernels are called through their addresses, stored in an array at entry: LLVM's
+        fast instruction selector, which compiles unoptimized code, gives up on direct
+        calls under the JIT's code model and hands each to the slow one (measured: 586
+        calls, 92 -> 52 ms to emit).
+        """
+        top = self.parent is None and linkage == ""
         fn = Function(name, [("ptr", "%table", "noalias readonly")], linkage=linkage,
-                      attrs="nounwind")
-        bases, ptrs = {}, {}
+                      attrs="nounwind noinline optnone" if top else "nounwind")
+        bases, ptrs, callees = {}, {}, {}
+        if top:
+            fn.cur = "calls"  # (the entry block stores the kernels' addresses: _entry_block)
+
+            def symbol(kernel):  # the kernel's address, named after it
+                k = callees.setdefault(kernel, len(callees))
+                return fn(f"load ptr, ptr {fn.gep('ptr', '%kernels', k)}", kernel)
+            fn.symbol = symbol
 
         def pointer(b):
             if b not in ptrs:
@@ -263,6 +296,9 @@ class Lowering:
         restore = _flush_denormals(fn)
         prof = pointer(Buf(self._special("profile"), 0, 8)) if self.profile else None
         for k, (name, bufs, entry, _, note) in enumerate(self.calls):
+            if top:  # (values of one call only: see above)
+                bases.clear()
+                ptrs.clear()
             args = ", ".join(f"ptr {pointer(b)}" for b in bufs)
             fn.emit(f"; {note}")
             if prof:
@@ -270,7 +306,7 @@ class Lowering:
             if callable(name):  # a loop (``kernels.loop``): it writes its own control flow
                 name(fn, pointer, restore)
             else:
-                fn.emit(f"call void @{name}({args})")
+                fn.emit(f"call void {fn.symbol(name)}({args})")
             if prof:
                 t1 = fn.call("i64", "llvm.readcyclecounter", [])
                 _accumulate(fn, prof, k, fn(f"sub i64 {t1}, {t0}"))
@@ -290,6 +326,9 @@ class Lowering:
             fn.store("i64", fn(f"add i64 {count}, 1"), state)
         restore()
         fn.ret()
+        if top:
+            _hoist_allocas(fn)
+            _entry_block(fn, callees)
         return fn
 
     def finish(self):
@@ -439,6 +478,26 @@ def _flush_denormals(fn):
     fn.store("i32", fn(f"or i32 {fn.load('i32', saved)}, {_FTZ_DAZ}"), mode)
     fn.call("void", "llvm.x86.sse.ldmxcsr", [("ptr", mode)])
     return lambda: fn.call("void", "llvm.x86.sse.ldmxcsr", [("ptr", saved)])
+
+
+def _hoist_allocas(fn):
+    """Move ``fn``'s allocas (all of constant size) to its entry block: one stack frame for
+    the whole call, whatever block asked for them."""
+    allocas, rest = [], []
+    for line in fn.lines:  # (instructions only: a comment may quote a node's name)
+        (allocas if " = alloca " in line and line.startswith("  %") else rest).append(line)
+    fn.lines = allocas + rest
+
+
+def _entry_block(fn, callees):
+    """Open ``fn`` (its allocas first) with a block storing the address of every kernel it
+    calls into ``%kernels`` (``symbol`` loads them), then branching to its calls."""
+    k = next((i for i, line in enumerate(fn.lines) if " = alloca " not in line), len(fn.lines))
+    entry = [f"  %kernels = alloca [{max(len(callees), 1)} x ptr]"]
+    for name, i in callees.items():
+        entry.append(f"  %kernels.{i} = getelementptr inbounds ptr, ptr %kernels, i64 {i}")
+        entry.append(f"  store ptr @{name}, ptr %kernels.{i}")
+    fn.lines[k:k] = entry + ["  br label %calls", "calls:"]
 
 
 def _accumulate(fn, counters, k, cycles):

@@ -51,6 +51,25 @@ def wanted(L, fn, fallible):
             and fn.split[1] >= min_work())
 
 
+def likely(program):
+    """Whether some kernel of ``program`` will probably run in chunks (a node with at least
+    ``min_work()`` elements, or a matmul with as many multiply-adds): known before lowering,
+    so that the process's thread pool compiles while the program is lowered."""
+    least = min_work()
+    for n in program.nodes:
+        if n.shape is None or n.dtype is None or n.opdef.leaf:
+            continue
+        work = 1
+        for d in n.shape:
+            work *= d
+        if n.op_name == "matmul":
+            a = n.inputs[0].shape
+            work *= a[-2] if n.attrs.get("transpose_a") else a[-1]
+        if work >= least:
+            return True
+    return False
+
+
 def chunks_of(fn):
     return min(fn.split[0], CHUNKS)
 
@@ -93,9 +112,10 @@ def emitter(L, name, fn, bufs, partial_bufs):
         ctx = step(f"alloca ptr, i64 {len(bufs)}", "ctx")
         for k, b in enumerate(bufs):
             step.store("ptr", pointer(partial_bufs.get(k, b)), step.gep("ptr", ctx, k))
-        step.emit(f"call void {pointer(pool)}(ptr @{task_name}, ptr {ctx}, i64 {chunks})")
+        step.emit(f"call void {pointer(pool)}(ptr {step.symbol(task_name)}, ptr {ctx}, "
+                  f"i64 {chunks})")
         for out, part, nbytes in sums:
-            step.emit(f"call void @{_sum_kernel(L.module, dtype, nbytes, chunks)}"
+            step.emit(f"call void {step.symbol(_sum_kernel(L.module, dtype, nbytes, chunks))}"
                       f"(ptr {pointer(out)}, ptr {pointer(part)})")
     return emit
 

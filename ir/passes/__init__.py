@@ -94,8 +94,9 @@ def run_pipeline(program, passes=None, dump_dir=None, verify=None):
     program.stages.record("input", program)
     program.records = []
     program.unoptimized_naive_bytes = _naive(program)
+    after = _count(program)
     for name in names:
-        before = _count(program)
+        before = after  # (nothing changes the program between two passes)
         program.stage_notes = []
         t0 = time.perf_counter()
         changes = PASSES[name](program) or {}
@@ -106,8 +107,9 @@ def run_pipeline(program, passes=None, dump_dir=None, verify=None):
             except GraphError as e:  # name the pass that broke the invariant
                 raise GraphError(f"after pass '{name}': {e.message}", e.details,
                                  loc=e.loc, hint=e.hint) from None
+        after = _count(program)
         program.records.append({"name": name, "ms": ms, "nodes_before": before,
-                                "nodes_after": _count(program), "changes": dict(changes)})
+                                "nodes_after": after, "changes": dict(changes)})
         program.stages.record(name, program)
     if dump_dir is not None:
         from .dumping import write_dumps

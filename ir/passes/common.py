@@ -221,10 +221,14 @@ def new_node(program, like, op, inputs, attrs, before=None, uses=None, schedule=
         uses.add(n)
     if not schedule:
         return n
-    if before is None and not any(m is like for m in program.nodes):
-        program.nodes.append(n)
-    else:
-        program.nodes.insert(index_of(program.nodes, before if before is not None else like), n)
+    at = before if before is not None else like
+    for i, m in enumerate(program.nodes):  # (one walk: each node made is a walk)
+        if m is at:
+            program.nodes.insert(i, n)
+            return n
+    if before is not None:
+        raise GraphError(f"node '{before.node_name}' is not scheduled")
+    program.nodes.append(n)
     return n
 
 
@@ -267,9 +271,10 @@ def splat(node):
     return first.item()
 
 
-def index_of(nodes, node):
-    for i, n in enumerate(nodes):
-        if n is node:
+def index_of(nodes, node, start=0):
+    """The position of ``node`` in the schedule ``nodes`` (searched from ``start`` on)."""
+    for i in range(start, len(nodes)):
+        if nodes[i] is node:
             return i
     raise GraphError(f"node '{node.node_name}' is not scheduled")
 

@@ -192,7 +192,7 @@ class _Order:
 PEAK_CHECKS = 64  # moves that may raise the live peak, checked by a whole walk of the order
 
 
-def _sink_into_readers(order, dag, plan, fetches):
+def _sink_into_readers(order, dag, plan, fetches, peak):
     """Move each elementwise node down to just before its first successor when that is an
     elementwise reader of the same shape (last nodes first, so chains sink together).
 
@@ -206,7 +206,7 @@ def _sink_into_readers(order, dag, plan, fetches):
     for m in order:
         for x in value_inputs(m):
             readers.setdefault(id(plan.root(x)), []).append(m)
-    edit, peak = _Order(list(order)), live_peak(order, plan, fetches)
+    edit = _Order(list(order))  # (``peak``: the live peak of ``order``)
     sunk, checks = 0, PEAK_CHECKS
     for n in reversed(list(order)):
         succ = list(dag.successors(n)) if _loop_like(n) else ()
@@ -260,7 +260,7 @@ def schedule_for_memory(program):
         pos = positions(old)
         if all(pos[id(a)] < pos[id(b)] for a, b in dag.edges()):
             order, after = list(old), before
-    sunk_order, sunk = _sink_into_readers(order, dag, plan, program.fetches)
+    sunk_order, sunk = _sink_into_readers(order, dag, plan, program.fetches, after)
     if sunk:
         sunk_after = live_peak(sunk_order, plan, program.fetches)
         if sunk_after <= after:  # a safeguard: each move kept the peak

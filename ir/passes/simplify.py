@@ -224,19 +224,25 @@ def r_relu_mask(n, p):
         readers = p.uses.users(x) if getattr(p, "uses", None) is not None else p.nodes
         relu = next((m for m in readers if m.op_name == "relu" and m.inputs[0] is x), None)
         if relu is not None and tuple(relu.shape) == tuple(x.shape):
-            _schedule_before(p, relu, n)
-            return new_node(p, n, "greater", [relu, n.inputs[1]], {})
+            at = _schedule_before(p, relu, n)
+            mask = new_node(p, n, "greater", [relu, n.inputs[1]], {}, schedule=False)
+            p.nodes.insert(at, mask)  # (just before n: where new_node would put it)
+            return mask
     return None
 
 
 def _schedule_before(p, a, b):
     """Move ``a`` (whose inputs all come before ``b``) to just before ``b`` when it runs
     later: the replacement of ``b`` reads ``a`` and takes ``b``'s place, before every reader of
-    ``b`` (placing it after ``a`` instead put it after readers of ``b`` that precede ``a``)."""
-    i, j = index_of(p.nodes, a), index_of(p.nodes, b)
-    if i > j:
-        del p.nodes[i]
-        p.nodes.insert(j, a)
+    ``b`` (placing it after ``a`` instead put it after readers of ``b`` that precede ``a``).
+    Returns ``b``'s position afterwards."""
+    for j, m in enumerate(p.nodes):  # (one walk: whichever of the two comes first)
+        if m is a:
+            return index_of(p.nodes, b, j + 1)  # a already runs before b
+        if m is b:
+            del p.nodes[index_of(p.nodes, a, j + 1)]
+            p.nodes.insert(j, a)
+            return j + 1
 
 
 def r_reduce_noop(n, p):
@@ -275,20 +281,37 @@ def simplify_algebra(program, rules=None):
     """
     table = [(k, f) for k, f in RULES if rules is None or k in rules]
     fired, replaced = {}, {}
-    with tracked_uses(program):  # each replacement visits the replaced node's users only
+    with tracked_uses(program) as uses:  # each replacement visits the replaced node's users
+        dirty = None  # None: every node (the first round)
         for _ in range(MAX_ROUNDS):
-            changed = False
-            for n in list(program.nodes):
+            visit = [n for n in program.nodes if dirty is None or id(n) in dirty]
+            dirty = {}
+            for n in visit:
                 if n.dtype is None or not n.inputs or id(n) in replaced:
                     continue
                 for name, rule in table:
                     repl = rule(n, program)
                     if repl is not None and repl is not n:
+                        rewired = uses.users(n)
                         replace_uses(program, n, repl)
                         replaced[id(n)] = n
                         fired[name] = fired.get(name, 0) + 1
-                        changed = True
+                        _touched(uses, [repl] + rewired, dirty)
                         break
-            if not changed:
+            if not dirty:
                 break
     return fired
+
+
+def _touched(uses, nodes, dirty):
+    """Mark what a later round must look at again after ``nodes`` (a replacement and the
+    users rewired to it) changed: they, their users (rules read an input's input) and the
+    other readers of their inputs (``relu-mask`` looks for a sibling relu). No other node's
+    rules can see the change: later rounds visit only these, not the whole program."""
+    for m in nodes:
+        dirty[id(m)] = m
+        for u in uses.users(m):
+            dirty[id(u)] = u
+        for x in m.inputs:
+            for u in uses.users(x):
+                dirty[id(u)] = u

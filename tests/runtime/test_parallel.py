@@ -150,3 +150,21 @@ def test_a_forked_child_starts_its_own_workers(drive, two_threads):
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_pool_compiled_in_the_background_is_the_one_loaded():
+    # a fresh process: prefetch() starts the compilation, the first use takes its object code
+    import subprocess
+    import sys
+    code = ("from graphc.runtime import parallel\n"
+            "parallel.prefetch(); parallel.prefetch()\n"
+            "thread = parallel._prefetched['thread']\n"
+            "address = parallel.callback_address()\n"
+            "assert address and not thread.is_alive()\n"
+            "assert parallel._prefetched['object_code'] == bytes(parallel._pool['module'].object_code)\n"
+            "parallel.ensure_workers(2)\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -128,11 +128,11 @@ class ElementwiseGroup:
         members = self._inline_dead(L)
         L.math.estimates = sum(b.nbytes for b in bufs) <= ESTIMATE_MAX_BYTES
         if len(members) == 1 and members[0][0] == 0:
-            fn = elementwise_function(L.math, self.shape, operands, members[0][1],
-                                      L.noalias(bufs))
+            fn = L.built(elementwise_function, L.math, self.shape, tuple(operands),
+                         members[0][1], tuple(L.noalias(bufs)))
         else:
-            fn = multi_elementwise_function(L.math, self.shape, operands, members,
-                                            L.noalias(bufs))
+            fn = L.built(multi_elementwise_function, L.math, self.shape, tuple(operands),
+                         tuple(members), tuple(L.noalias(bufs)))
         L.math.estimates = True
         L.emit_call(fn, bufs, self.nodes[0], label=" + ".join(
             f"{n.op_name} '{n.node_name}'" for n in self.nodes))
@@ -328,8 +328,8 @@ def lower_reduction(L, n, x, axes, kind, scale=None):
     """Reduce input ``x`` of ``n`` over ``axes`` into ``n``'s buffer."""
     bufs = [L.out(n), L.buf(x)]
     operands = [(n.dtype, 0, ()), (x.dtype, 0, contiguous_strides(x.shape))]
-    fn = reduction_function(kind, L.math, tuple(x.shape), set(axes), operands,
-                            S.arg(1, x.dtype), L.noalias(bufs), scale)
+    fn = L.built(reduction_function, kind, L.math, tuple(x.shape), frozenset(axes),
+                 tuple(operands), S.arg(1, x.dtype), tuple(L.noalias(bufs)), scale)
     L.call(fn, bufs, n)
 
 
@@ -350,8 +350,8 @@ def lower_fused_reduction(L, n):
     body, bufs, operands = elementwise_operands(L, n, shape, n.attrs["body"])
     operands[0] = (n.dtype, 0, ())
     scale = float(np.prod([shape[a] for a in axes])) if kind == "mean" else None
-    fn = reduction_function("sum" if kind == "mean" else kind, L.math, shape, set(axes),
-                            operands, body, L.noalias(bufs), scale)
+    fn = L.built(reduction_function, "sum" if kind == "mean" else kind, L.math, shape,
+                 frozenset(axes), tuple(operands), body, tuple(L.noalias(bufs)), scale)
     L.call(fn, bufs, n)
 
 
@@ -485,8 +485,8 @@ def emit_gemm(L, node, out, a, b, dims, flags, beta=0.0, batch=(), strides=((), 
     operands (see ``gemm_function``)."""
     if native_gemm_ok(node.dtype, dims, flags, L.blas_threads):
         uniq, index = L.distinct([out, a, b])
-        fn = gemm_kernel(node.dtype, batch, list(strides), dims, flags, index,
-                         L.noalias(uniq), beta)
+        fn = L.built(gemm_kernel, node.dtype, tuple(batch), tuple(strides), tuple(dims),
+                     tuple(flags), tuple(index), tuple(L.noalias(uniq)), beta)
         L.call(fn, uniq, node)
         L.gemm_calls["native"] += 1
         return
@@ -495,7 +495,8 @@ def emit_gemm(L, node, out, a, b, dims, flags, beta=0.0, batch=(), strides=((), 
     uniq, index = L.distinct([gemm, out, a, b])
     noalias = L.noalias(uniq)
     noalias[0] = False
-    fn = gemm_function(node.dtype, batch, list(strides), dims, flags, index, noalias, bits, beta)
+    fn = L.built(gemm_function, node.dtype, tuple(batch), tuple(strides), tuple(dims),
+                 tuple(flags), tuple(index), tuple(noalias), bits, beta)
     L.call(fn, uniq, node)
 
 

@@ -162,7 +162,7 @@ def _emit_loop(fn, pointer, restore, L, fixed):
     for slot, j in direct:
         fn.store("ptr", fn.gep("i8", stack_ptr[j], fn.mul(t, stacks[j][1])),
                  fn.gep("ptr", table, slot))
-    fn.emit(f"call void @{name}(ptr {table})")
+    fn.emit(f"call void {fn.symbol(name)}(ptr {table})")
     bad = fn(f"icmp ne i64 {fn.load('i64', status)}, 0")
     ok = fn.label("lok")
     fn.emit(f"br i1 {bad}, label %{fail}, label %{ok}")

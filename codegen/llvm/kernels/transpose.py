@@ -49,7 +49,7 @@ def transpose_into(L, dst, src, rows, cols, dtype, node):
     uniq, _ = L.distinct([dst, src])
     if len(uniq) != 2 or dst.overlaps(src):
         raise ValueError("transpose_into needs two disjoint buffers")
-    L.call(transpose_function(dtype, rows, cols, L.noalias(uniq)), uniq, node)
+    L.call(L.built(transpose_function, dtype, rows, cols, tuple(L.noalias(uniq))), uniq, node)
 
 
 def _scalar(fn, t, row_range, col_range, rows, cols):

@@ -14,7 +14,7 @@ import pytest
 import graphc as gc
 from graphc.codegen.llvm import backend as llvm_backend
 from graphc.codegen.llvm.registry import KERNELS
-from graphc.errors import CompileError, FeedError, InvalidArgumentError
+from graphc.errors import CompileError, InvalidArgumentError
 from graphc.runtime.objcache import ObjectCache
 
 
@@ -384,8 +384,10 @@ def test_kernels_are_named_after_their_nodes_with_the_users_line():
                      r"define internal void @(k\d+_dense0_matmul)\(", text)
     assert line is not None, text[:3000]
     symbol = line.group(2)
+    # (the step calls each kernel through its address, loaded into a value named after it)
     calls = re.findall(r"  ; matmul '(dense\d)/matmul' test_llvm_step\.py:\d+\n"
-                       r"  call void @(\w+)\(", text)
+                       r"(?:  %[\w.]+ = (?:load|getelementptr) .*\n)*"
+                       r"  call void %(\w+)\.\d+\(", text)
     assert calls == [(f"dense{k}", symbol) for k in range(3)]
     assert not re.search(r"@fused_[0-9a-f]{12}|@matmul_[0-9a-f]{12}", text)
 
@@ -438,3 +440,37 @@ def test_concurrent_calls_take_turns():
             t.join()
     for k in range(4):
         assert all(v == want[k] for v in got[k])
+
+
+def test_identical_kernels_are_built_once_and_the_step_is_glue(monkeypatch):
+    """Three identical dense layers: the GEMM kernel is built once (``Lowering.built``) and
+    called three times; the exported step is not optimized (``optnone``), allocates its
+    context arrays (of kernels run in chunks) at entry, loads the pointers each call passes
+    and calls kernels through their addresses (stored once, at entry)."""
+    from graphc.client.pipeline import compile_program
+    from graphc.codegen.llvm.kernels import elementwise
+    built = []
+    real = elementwise.gemm_kernel
+    monkeypatch.setattr(elementwise, "gemm_kernel", lambda *a: built.append(a) or real(*a))
+    monkeypatch.setenv("GRAPHC_PARALLEL_MIN_WORK", "1")  # (GEMMs in chunks: context arrays)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, [32, 64], name="x")
+        ws = [np.full((64, 64), k + 1.0, np.float32) for k in range(3)]
+        ys = [gc.matmul(x, gc.constant(w), name=f"dense{k}/matmul") for k, w in enumerate(ws)]
+    compiled = compile_program(ys, {x: (32, 64)}, "llvm")
+    text = str(compiled.source)
+    assert len(built) == 1
+    step = text[text.index("define void @step("):]
+    assert step.splitlines()[0].endswith("nounwind noinline optnone {")
+    assert len(re.findall(r"call void %s\.\d+\(ptr %k\d+_dense0_matmul\.task", step)) == 3
+    body = step.splitlines()[2:]
+    allocas = [i for i, line in enumerate(body) if " = alloca " in line]
+    assert sum("%ctx" in body[i] for i in allocas) == 3
+    assert allocas == list(range(len(allocas))), "allocas open the entry block"
+    assert len(re.findall(r"  store ptr @k\d+_dense0_matmul\.task", step)) == 1
+    assert not re.search(r"call void @k", step), "kernels are called through their addresses"
+    xv = np.random.default_rng(0).standard_normal((32, 64)).astype(np.float32)
+    got, _ = compiled.fn(xv)
+    for y, w in zip(got, ws):
+        np.testing.assert_allclose(y, xv @ w, rtol=1e-5)
