@@ -21,6 +21,7 @@ KINDS = {
     "scatter_nd": (2, F.draw_scatter, F.build_scatter),
     "segment": (2, F.draw_segment, F.build_segment),
     "conv2d": (3, N.draw_conv, N.build_conv),
+    "depthwise": (2, N.draw_depthwise, N.build_depthwise),
     "pool": (3, N.draw_pool, N.build_pool),
     "softmax": (2, N.draw_softmax, N.build_softmax),
     "xent": (3, N.draw_xent, N.build_xent),

@@ -25,6 +25,14 @@ def _window(r, hw):
     return k, s, ("SAME" if r.random() < 0.5 else "VALID")
 
 
+def _rate(r, k, s, hw):
+    """A dilation rate: 2 now and then, where TF1 allows one (strides 1) and the spread taps
+    fit the image."""
+    if s != (1, 1) or r.random() >= 0.3 or any(2 * (t - 1) + 1 > d for t, d in zip(k, hw)):
+        return (1, 1)
+    return (2, 2)
+
+
 def draw_conv(g):
     x = _image(g)
     r = g.rng
@@ -32,8 +40,20 @@ def draw_conv(g):
     k, s, pad = _window(r, (h, w))
     want = k + (c, int(r.integers(1, 5)))
     f = g.pick(lambda sh: sh == want, lambda: want)
-    g.add_op("conv2d", [x, f], {"strides": s, "padding": pad},
+    g.add_op("conv2d", [x, f], {"strides": s, "padding": pad, "rate": _rate(r, k, s, (h, w))},
              g.bound(x) * g.bound(f) * (k[0] * k[1] * c) ** 0.75)
+
+
+def draw_depthwise(g):
+    """A depthwise convolution: each channel with its own filters (a multiplier of 1-2)."""
+    x = _image(g)
+    r = g.rng
+    _, h, w, c = g.shape(x)
+    k, s, pad = _window(r, (h, w))
+    want = k + (c, int(r.integers(1, 3)))
+    f = g.pick(lambda sh: sh == want, lambda: want)
+    g.add_op("depthwise", [x, f], {"strides": s, "padding": pad, "rate": _rate(r, k, s, (h, w))},
+             g.bound(x) * g.bound(f) * (k[0] * k[1]) ** 0.75)
 
 
 def draw_pool(g):
@@ -45,8 +65,15 @@ def draw_pool(g):
 
 
 def build_conv(xs, p, name):
-    s = p["strides"]
-    return gc.nn.conv2d(xs[0], xs[1], strides=[1, s[0], s[1], 1], padding=p["padding"])
+    s, rate = p["strides"], p.get("rate", (1, 1))
+    return gc.nn.conv2d(xs[0], xs[1], strides=[1, s[0], s[1], 1], padding=p["padding"],
+                        dilations=[1, rate[0], rate[1], 1])
+
+
+def build_depthwise(xs, p, name):
+    s, rate = p["strides"], p.get("rate", (1, 1))
+    return gc.nn.depthwise_conv2d(xs[0], xs[1], [1, s[0], s[1], 1], p["padding"],
+                                  rate=list(rate))
 
 
 def build_pool(xs, p, name):

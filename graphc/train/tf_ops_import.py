@@ -57,6 +57,13 @@ def _conv2d(b, nd, ins):
                      dilations=nd.attr("dilations", "ints", [1, 1, 1, 1]))
 
 
+def _depthwise(b, nd, ins):
+    _nhwc(nd)
+    return nn.depthwise_conv2d(ins[0], ins[1], strides=nd.attr("strides", "ints"),
+                               padding=_padding(nd),
+                               dilations=nd.attr("dilations", "ints", [1, 1, 1, 1]))
+
+
 def _pool(fn):
     def build(b, nd, ins):
         _nhwc(nd)
@@ -196,7 +203,7 @@ OPS = {
     "AddN": lambda b, nd, ins: _get("add_n")(ins),
     "Size": lambda b, nd, ins: _get("size")(ins[0], out_type=nd.attr(
         "out_type", "type", np.dtype(np.int32))),
-    "Conv2D": _conv2d,
+    "Conv2D": _conv2d, "DepthwiseConv2dNative": _depthwise,
     "MaxPool": _pool(nn.max_pool), "AvgPool": _pool(nn.avg_pool),
     "SparseSoftmaxCrossEntropyWithLogits": _sparse_xent,
     "SoftmaxCrossEntropyWithLogits": _xent,

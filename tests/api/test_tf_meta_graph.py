@@ -335,6 +335,29 @@ def test_typed_values_and_the_one_value_rule(tmp_path):
     assert g.get_collection("partly") == []  # a collection naming a node not built
 
 
+def test_depthwise_convolutions_are_imported_with_their_strides_and_dilations(tmp_path):
+    rng = np.random.default_rng(3)
+    k = rng.standard_normal([3, 3, 2, 2]).astype(np.float32)
+    xv = rng.standard_normal([1, 7, 7, 2]).astype(np.float32)
+    g = load(tmp_path, meta(
+        node("x", "Placeholder", dtype=a_type(F32), shape=field(7, shape([1, 7, 7, 2]), BYTES)),
+        const("k", k),
+        node("dw", "DepthwiseConv2dNative", ["x", "k"], strides=a_ints([1, 2, 2, 1]),
+             padding=field(2, b"SAME", BYTES)),
+        node("at", "DepthwiseConv2dNative", ["x", "k"], strides=a_ints([1, 1, 1, 1]),
+             padding=field(2, b"VALID", BYTES), dilations=a_ints([1, 2, 2, 1]))))
+    with g.as_default(), gc.Session(backend="numpy") as sess:
+        dw, at = sess.run(["dw:0", "at:0"], {"x:0": xv})
+    # the reference: per channel c and multiplier m, a plain conv2d of channel c
+    for out, strides, padding, rate in ((dw, (2, 2), "SAME", 1), (at, (1, 1), "VALID", 2)):
+        with gc.Graph().as_default(), gc.Session(backend="numpy") as sess:
+            want = sess.run(gc.concat([gc.nn.conv2d(
+                xv[..., c:c + 1], k[:, :, c:c + 1, m:m + 1], [1, *strides, 1], padding,
+                dilations=[1, rate, rate, 1]) for c in range(2) for m in range(2)], axis=3))
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+    assert dw.shape == (1, 4, 4, 4) and at.shape == (1, 3, 3, 4)
+
+
 def test_nchw_and_output_one_are_not_imported(tmp_path):
     k = np.ones([1, 1, 1, 1], np.float32)
     g = load(tmp_path, meta(
