@@ -34,26 +34,24 @@ def _rate(r, k, s, hw):
 
 
 def draw_conv(g):
-    x = _image(g)
-    r = g.rng
-    _, h, w, c = g.shape(x)
-    k, s, pad = _window(r, (h, w))
-    want = k + (c, int(r.integers(1, 5)))
-    f = g.pick(lambda sh: sh == want, lambda: want)
-    g.add_op("conv2d", [x, f], {"strides": s, "padding": pad, "rate": _rate(r, k, s, (h, w))},
-             g.bound(x) * g.bound(f) * (k[0] * k[1] * c) ** 0.75)
+    _draw_convolution(g, "conv2d", 5, lambda k, c: (k[0] * k[1] * c) ** 0.75)
 
 
 def draw_depthwise(g):
     """A depthwise convolution: each channel with its own filters (a multiplier of 1-2)."""
+    _draw_convolution(g, "depthwise", 3, lambda k, c: (k[0] * k[1]) ** 0.75)
+
+
+def _draw_convolution(g, kind, out_limit, taps_weight):
+    """An image, a filter [kh, kw, channels, 1..out_limit-1], strides, padding and rate."""
     x = _image(g)
     r = g.rng
     _, h, w, c = g.shape(x)
     k, s, pad = _window(r, (h, w))
-    want = k + (c, int(r.integers(1, 3)))
+    want = k + (c, int(r.integers(1, out_limit)))
     f = g.pick(lambda sh: sh == want, lambda: want)
-    g.add_op("depthwise", [x, f], {"strides": s, "padding": pad, "rate": _rate(r, k, s, (h, w))},
-             g.bound(x) * g.bound(f) * (k[0] * k[1]) ** 0.75)
+    g.add_op(kind, [x, f], {"strides": s, "padding": pad, "rate": _rate(r, k, s, (h, w))},
+             g.bound(x) * g.bound(f) * taps_weight(k, c))
 
 
 def draw_pool(g):
