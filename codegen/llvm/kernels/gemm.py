@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 from ....runtime.jit import host_target
 from .. import parallel
+from .register_transpose import transpose_block
 from ..ir import KERNEL_ATTRS, Function, val_type
 from ..loops import coalesce, loop_nest, params
 
@@ -291,7 +292,6 @@ def _pack_transposed(fn, g, blk, bpanel, k0, kb, vectors):
     """``%bpack[kk, j] = B^T[panel j, k0 + kk]``: lanes x lanes blocks transposed in
     registers (``transpose.transpose_block``); a partial vector's columns and the rows of K
     past the last whole block one element at a time."""
-    from .transpose import transpose_block  # (transpose reads this module's vector unit)
     width, n = sum(vectors), blk.lanes
     col = 0
     for w in vectors:
