@@ -22,10 +22,12 @@ row block, so the panel is copied, ``PACK_DEPTH`` rows of K at a time, into a co
 on the stack that stays in L1, and the row blocks run over each block in turn, adding into C
 (K-blocking; the order of the sum does not change, see ``_panel``). A transposed A only
 changes where the broadcast scalars come from; a transposed B would need strided vector loads,
-so it is made contiguous first (``elementwise.lower_matmul``, ``gemm_acc``). Columns that do
-not fill a vector use a narrower vector type (``<10 x float>``): LLVM legalizes it into pieces
-that never touch memory past the row. Sizes above ``NATIVE_MAX_MACS`` go to BLAS, whose
-blocking for L2/L3 wins there.
+so its panels are always packed, transposed on the way in register blocks (one panel only:
+the lowering copies B^T contiguous first; one B^T read by many GEMMs: ``gemm_acc`` does).
+Columns that do not fill a vector use a narrower vector type (``<10 x float>``): LLVM
+legalizes it into pieces that never touch memory past the row. Sizes above
+``NATIVE_MAX_MACS`` go to BLAS, whose blocking for L2/L3 wins there. On several threads a
+GEMM runs in chunks of column panels or of row blocks (``_split``).
 
 The summation order over K is the same sequential order a naive loop has, so results differ
 from BLAS only by rounding (checked against the NumPy reference in tests).
