@@ -22,10 +22,12 @@ row block, so the panel is copied, ``PACK_DEPTH`` rows of K at a time, into a co
 on the stack that stays in L1, and the row blocks run over each block in turn, adding into C
 (K-blocking; the order of the sum does not change, see ``_panel``). A transposed A only
 changes where the broadcast scalars come from; a transposed B would need strided vector loads,
-so it is made contiguous first (``elementwise.lower_matmul``, ``gemm_acc``). Columns that do
-not fill a vector use a narrower vector type (``<10 x float>``): LLVM legalizes it into pieces
-that never touch memory past the row. Sizes above ``NATIVE_MAX_MACS`` go to BLAS, whose
-blocking for L2/L3 wins there.
+so its panels are always packed, transposed on the way in register blocks (one panel only:
+the lowering copies B^T contiguous first; one B^T read by many GEMMs: ``gemm_acc`` does).
+Columns that do not fill a vector use a narrower vector type (``<10 x float>``): LLVM
+legalizes it into pieces that never touch memory past the row. Sizes above
+``NATIVE_MAX_MACS`` go to BLAS, whose blocking for L2/L3 wins there. On several threads a
+GEMM runs in chunks of column panels or of row blocks (``_split``).
 
 The summation order over K is the same sequential order a naive loop has, so results differ
 from BLAS only by rounding (checked against the NumPy reference in tests).
@@ -40,12 +42,17 @@ from .register_transpose import transpose_block
 from ..ir import KERNEL_ATTRS, Function, val_type
 from ..loops import coalesce, loop_nest, params
 
-# Multiply-adds (M*N*K) up to which a GEMM is written natively, BLAS above: with one BLAS
-# thread the native loops matched or beat OpenBLAS on every W1-W5 shape (128x256x784: 1.03M
-# against 1.09M cycles); with two, BLAS splits a big GEMM over both cores and wins from about
-# 4M multiply-adds (64x256x256: 157k native, 137k BLAS). ``GRAPHC_NATIVE_GEMM=0`` sends every
-# GEMM to BLAS.
-NATIVE_MAX_MACS = {1: 1 << 26, "threads": 1 << 21}
+# Multiply-adds (M*N*K) up to which a GEMM is written natively, BLAS above, by the number of
+# threads BLAS would use. One thread: the native loops match OpenBLAS up to this size or beat
+# it (AVX2, GFLOP/s native vs OpenBLAS: 128x256x784 43.8 vs 44.3, 784x256x128 (A^T) 42.3 vs
+# 44.4, 32x128x128 44.8 vs 36.9, 128x512x512 44.3 vs 39.6); above it BLAS's cache blocking
+# takes over. Threads: native GEMMs split over graphc's pool beat OpenBLAS's two
+# threads on every shape measured up to 2^26 (2 cores, quiet, kernel GFLOP/s: 128x256x784
+# 86.6 vs 78.0, 128x256x256 90.8 vs 75.3, 256x256x128 (A^T) 84.2 vs 64.9, 128x1024x512 71.4
+# vs 46.6, 1024x256x256 76.0 vs 64.3) and are even with it above (128x1024x1024 67.0 vs
+# 68.9), and a step without BLAS calls leaves no OpenBLAS thread spinning against the pool.
+# ``GRAPHC_NATIVE_GEMM=0`` sends every GEMM to BLAS.
+NATIVE_MAX_MACS = {1: 1 << 26, "threads": 1 << 26}
 
 
 class VectorUnit(NamedTuple):

@@ -129,10 +129,16 @@ def test_size_rule_follows_blas_threads_and_switch(unit):
         pytest.skip("no vector unit: BLAS does every GEMM")
     f32 = D.float32
     few = unit.bytes // 4 - 1  # fewer columns than one vector holds
-    small, big = (32, 128, 128, 0, 0), (128, 256, 784, 0, 0)
+    small, big, huge = (32, 128, 128, 0, 0), (128, 256, 784, 0, 0), (128, 1024, 1024, 0, 0)
     assert llvm_gemm.native_gemm_ok(f32, small, (False, False), threads=2)
-    assert not llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=2)
+    assert llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=2)  # split on the pool
     assert llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=1)
+    for threads in (1, 2):
+        assert not llvm_gemm.native_gemm_ok(f32, huge, (False, False), threads=threads)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(llvm_gemm.NATIVE_MAX_MACS, "threads", 1 << 20)
+        assert not llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=2)
+        assert llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=1)
     assert llvm_gemm.native_gemm_ok(f32, small, (False, True), threads=1)  # B^T packed
     panel = (32, unit.bytes // 2, 128, 0, 0)  # one column panel: B^T copied first
     assert not llvm_gemm.native_gemm_ok(f32, panel, (False, True), threads=1)
