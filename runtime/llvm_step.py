@@ -60,10 +60,6 @@ class Slot:
     shape: tuple
     dtype: str
 
-    def matches(self, arr) -> bool:
-        return (arr.dtype.name == self.dtype and arr.shape == self.shape
-                and arr.flags.c_contiguous)
-
 
 @dataclass
 class StepLayout:
@@ -221,9 +217,9 @@ class NativeStep:
         dtype, shape, strides, index = self._specs[k]
         # (the usual array first: a built-in dtype (a singleton), C order's strides)
         if (type(arr) is not np.ndarray or arr.shape != shape or arr.dtype is not dtype
-                or arr.strides != strides) and not (
-                isinstance(arr, np.ndarray) and arr.shape == shape and arr.dtype == dtype
-                and arr.flags.c_contiguous):
+                or arr.strides != strides) and not (  # (subclasses too: a memmap variable
+                isinstance(arr, np.ndarray) and arr.shape == shape  # is written in place)
+                and arr.dtype == dtype and arr.flags.c_contiguous):
             arr = self._convert(k, arr)
         self.table[index] = data_address(arr)
         self._keep[index] = arr

@@ -29,7 +29,7 @@ import numpy as np
 
 from graphc.errors import ArtifactError, FeedError, GraphcError, NumericsError
 
-from .calls import may_alias, state_ids, step_lock, unalias
+from .calls import may_alias, state_ids, step_lock, takes_as_is, unalias
 from .artifact import (CONSTS, IR, LLVM_IR, OBJECT, RNG, SOURCE, VARIABLES, decode_structure,
                        read)
 from .numerics import NumericsSite, numerics_error
@@ -319,12 +319,8 @@ class Signature:
 
     def takes(self, given):
         """Whether ``given`` are arrays exactly as this signature's code takes them."""
-        for value, (shape, dtype) in zip(given, self._specs):
-            if not (type(value) is np.ndarray and value.shape == shape and  # noqa: E721
-                    (value.dtype is dtype or value.dtype == dtype) and
-                    value.flags.c_contiguous):  # (built-in dtypes are singletons: `is`)
-                return False
-        return True
+        return all(takes_as_is(value, dtype, shape)
+                   for value, (shape, dtype) in zip(given, self._specs))
 
     def convert(self, k, value):
         """Feed ``k`` as the code takes it; FeedError for what a Session refuses."""

@@ -19,7 +19,7 @@ from .pipeline import compile_program, default_backend, step_stats
 from ..runtime.threads import apply_policy
 from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
-from ..runtime.calls import may_alias, state_ids, unalias
+from ..runtime.calls import may_alias, state_ids, takes_as_is, unalias
 from . import aot
 from .failures import step_error
 from .feeds import convert_feed, expand_feeds, feed_target, flatten, needed_and_leaf_feeds
@@ -291,11 +291,9 @@ def _execute(fast, args):
 def _takes(a, spec):
     """Whether ``a`` is an array a step compiled for ``spec`` (dtype, shape, strides of C
     order) takes as it is. ``_FastCall.arguments`` checks the same, faster and stricter:
-    built-in dtypes are singletons (``is``), and strides equal to C order's are C order
-    (another array in C order, with a dimension of 1, takes this way)."""
-    dtype, shape, _ = spec
-    return type(a) is np.ndarray and a.shape == shape and a.dtype == dtype \
-        and a.flags.c_contiguous
+    strides equal to C order's are C order (another array in C order, with a dimension of
+    1, takes this way)."""
+    return takes_as_is(a, spec[0], spec[1])
 
 
 def _plain_rebuild(fetches):
