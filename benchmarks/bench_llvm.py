@@ -10,6 +10,11 @@ starts from the baseline's initial weights, and the first step's losses are chec
 PyTorch and JAX are measured on the same workloads by ``bench_peers.py``.
 
     python benchmarks/bench_llvm.py [W1 ...] [--rounds 7] [--min-time 0.1] [--compile]
+        [--threads N] [--settle S] [--record]
+
+``--settle`` rests before each candidate's batch (0.3 s by default with more than one
+thread): OpenBLAS's threads spin for a while after the hand-written step's GEMMs and would
+take the next candidate's second core.
 
 ``--compile`` also times compiling W1 cold (empty object cache) and warm, in fresh processes.
 """
@@ -162,6 +167,20 @@ def _calibrate(fn, min_time):
     return max(n, 3)
 
 
+def settled(reset, settle):
+    """``reset`` followed by a pause (untimed) that lets the previous candidate's threads go
+    to sleep: an OpenBLAS worker keeps spinning on a core for 0.1-0.2 s after a GEMM, and the
+    next candidate's threads (graphc's pool, PyTorch's OpenMP) stall behind it (W1 with
+    PyTorch eager: 1.5 ms alone, 16-30 ms right after NumPy, with 2 threads on 2 cores)."""
+    if not settle:
+        return reset
+
+    def run():
+        reset()
+        time.sleep(settle)
+    return run
+
+
 def interleaved(candidates, rounds, min_time):
     """{name: median seconds per step} over ``rounds`` round-robin batches.
 
@@ -202,7 +221,7 @@ def _peers(workload):
     return missing
 
 
-def bench(workload, rounds, min_time):
+def bench(workload, rounds, min_time, settle=0.0):
     data = baselines.make_data(workload)
     ref_loss = baselines.WORKLOADS[workload](seed=0).loss(*data)
     base = [None]
@@ -214,11 +233,12 @@ def bench(workload, rounds, min_time):
     for name, s in (("numpy backend", npb), ("llvm backend", llvm)):
         if not np.isclose(s.first_loss, ref_loss, rtol=1e-4):
             raise AssertionError(f"{workload}: {name} loss {s.first_loss} != baseline {ref_loss}")
-    med = interleaved({"baseline": (fresh_baseline, lambda: base[0].step(*data)),
-                       "numpy": (npb.reset, npb.compiled_step),
-                       "llvm": (llvm.reset, llvm.compiled_step),
-                       "llvm session": (llvm.reset, llvm.session_step),
-                       "llvm direct": (llvm.reset, llvm.direct_step)}, rounds, min_time)
+    med = interleaved({"baseline": (settled(fresh_baseline, settle), lambda: base[0].step(*data)),
+                       "numpy": (settled(npb.reset, settle), npb.compiled_step),
+                       "llvm": (settled(llvm.reset, settle), llvm.compiled_step),
+                       "llvm session": (settled(llvm.reset, settle), llvm.session_step),
+                       "llvm direct": (settled(llvm.reset, settle), llvm.direct_step)},
+                      rounds, min_time)
     return med, llvm.compile_s, llvm.step.program
 
 
@@ -268,12 +288,16 @@ def main(argv=None):
                         help="BLAS threads (default: OpenBLAS's own choice)")
     parser.add_argument("--record", action="store_true",
                         help="store this run's ratios as the reference (records.py)")
+    parser.add_argument("--settle", type=float, default=None,
+                        help="seconds of rest before each candidate's batch (default 0.3 with "
+                             "more than one thread, else 0)")
     args = parser.parse_args(argv)
+    cores = args.threads or threads.policy_threads()
+    settle = args.settle if args.settle is not None else (0.3 if cores > 1 else 0.0)
     print(f"numpy {np.__version__}; BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'auto')}"
-          f"; medians of {args.rounds} interleaved rounds; ms per step")
+          f"; settle {settle} s; medians of {args.rounds} interleaved rounds; ms per step")
     print("columns: hand-written NumPy | graphc NumPy backend | graphc LLVM (gc.compile step) |"
           " LLVM via Session.run | LLVM raw call | ratios (x base = baseline / llvm)")
-    cores = args.threads or threads.policy_threads()
     peak = floor.peak_macs_per_second()
     print(f"floor: the step's multiply-adds at {peak / 1e9:.1f} GMAC/s per core (this CPU's "
           f"peak, floor.py) x {cores} core(s)")
@@ -283,7 +307,7 @@ def main(argv=None):
     print(head)
     rec = records.Records("bench_llvm", cores)
     for w in args.workloads:
-        med, comp, program = bench(w, args.rounds, args.min_time)
+        med, comp, program = bench(w, args.rounds, args.min_time, settle)
         ms = {k: v * 1e3 for k, v in med.items()}
         floor_ms = floor.floor_seconds(program, cores, peak) * 1e3
         print(f"{w:3} {ms['baseline']:9.3f} {ms['numpy']:8.3f} {ms['llvm']:8.3f} "

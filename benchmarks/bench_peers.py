@@ -248,20 +248,6 @@ def _peer_steps(workload, data, peers, compile_torch):
     return steps
 
 
-def _settled(reset, settle):
-    """``reset`` followed by a pause (untimed) that lets the previous candidate's thread pool
-    go to sleep: an OpenBLAS worker keeps spinning on a core for a while after a GEMM, and
-    PyTorch's OpenMP threads stalled behind it (W1 eager: 1.5 ms alone, 16-30 ms right after
-    NumPy, with 2 threads on 2 cores)."""
-    if not settle:
-        return reset
-
-    def run():
-        reset()
-        time.sleep(settle)
-    return run
-
-
 def bench(workload, peers, rounds, min_time, numpy_backend, compile_torch, settle=0.0):
     """(medians in seconds by candidate, compile seconds by candidate) for one workload.
 
@@ -291,9 +277,10 @@ def bench(workload, peers, rounds, min_time, numpy_backend, compile_torch, settl
         if not np.isclose(second, ref_second, rtol=1e-4):
             raise AssertionError(f"{workload}: {name} second loss {second} != baseline "
                                  f"{ref_second}")
-    candidates = {"numpy": (_settled(fresh_baseline, settle), lambda: base[0].step(*data))}
-    candidates.update({k: (_settled(s.reset, settle), s.compiled_step) for k, s in graphc.items()})
-    candidates.update({k: (_settled(s.reset, settle), s.step) for k, s in peer.items()})
+    settled = bench_llvm.settled
+    candidates = {"numpy": (settled(fresh_baseline, settle), lambda: base[0].step(*data))}
+    candidates.update({k: (settled(s.reset, settle), s.compiled_step) for k, s in graphc.items()})
+    candidates.update({k: (settled(s.reset, settle), s.step) for k, s in peer.items()})
     med = bench_llvm.interleaved(candidates, rounds, min_time)
     return med, {k: s.compile_s for k, s in {**graphc, **peer}.items()}
 

@@ -353,7 +353,7 @@ def measure(model, peers, args, settle, may_shrink):
     if problem:
         print(f"warning: {model.label} batch {model.batch}: {problem}; row skipped")
         return {"model": model, "skipped": problem, "note": note}
-    candidates = {k: (bench_peers._settled(s.reset, settle), s.step) for k, s in steps.items()}
+    candidates = {k: (bench_llvm.settled(s.reset, settle), s.step) for k, s in steps.items()}
     times = bench_llvm.interleaved_times(candidates, args.rounds, args.min_time)
     ms = {k: (float(np.median(v)) * 1e3, min(v) * 1e3) for k, v in times.items()}
     return {"model": model, "ms": ms, "note": note,

@@ -84,16 +84,26 @@ def thread_count(requested=None):
     return cores
 
 
+def _openblas_setter():
+    """NumPy's OpenBLAS ``set_num_threads`` (None: no OpenBLAS, or no setter), found once."""
+    if "setter" not in _state:
+        lib, _state["setter"] = _numpy_openblas(), None
+        for symbol in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                       "openblas_set_num_threads"):
+            fn = getattr(lib, symbol, None) if lib is not None else None
+            if fn is not None:
+                fn.argtypes, fn.restype = [ctypes.c_int], None
+                _state["setter"] = fn
+                break
+    return _state["setter"]
+
+
 def _set_openblas(n):
-    lib = _numpy_openblas()
-    for symbol in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                   "openblas_set_num_threads"):
-        fn = getattr(lib, symbol, None) if lib is not None else None
-        if fn is not None:
-            fn.argtypes = [ctypes.c_int]
-            fn(int(n))
-            return True
-    return False
+    fn = _openblas_setter()
+    if fn is None:
+        return False
+    fn(int(n))
+    return True
 
 
 def apply_policy(requested=None):
@@ -120,6 +130,17 @@ def cap_policy(n):
         _state["policy"] = min(thread_count(), n)
     parallel.set_threads(_state["policy"])
     _state["pool"] = _state["policy"]
+
+
+def _restore_blas():
+    """BLAS back at the policy's count after a call that ran it on fewer threads: BLAS's
+    count is the whole process's, and the user's own NumPy calls between steps (and other
+    steps, untuned ones) must find what the policy says, not what one step chose last
+    (about 1 us a call, only after calls that changed it)."""
+    n = _state["policy"]
+    if _state["current"] != n and n is not None:
+        _set_openblas(n)
+        _state["current"] = n
 
 
 def _use(n, pool=None):
@@ -200,7 +221,10 @@ class BlasTuner:
         return choice
 
     def after(self, choice, seconds):
-        """Record that this call ran with ``choice`` and took ``seconds``."""
+        """Record that this call ran with ``choice`` and took ``seconds``; BLAS's count goes
+        back to the policy's (``_restore_blas``)."""
+        if _state["current"] != _state["policy"]:
+            _restore_blas()
         explore = len(self.choices) * self.EXPLORE
         if choice is None or self.phase < 0:
             self.phase = 0
@@ -238,7 +262,11 @@ def tuned(step):
 
     def run(*args):
         n, t0 = tuner.before(), clock()
-        out = step(*args)
+        try:
+            out = step(*args)
+        except BaseException:
+            _restore_blas()
+            raise
         tuner.after(n, clock() - t0)
         return out
     run.tuner = tuner

@@ -72,14 +72,22 @@ class _FakeBlas:
         monkeypatch.setitem(threads._state, "pool", policy)
         self.pool = []
         monkeypatch.setattr(threads.parallel, "set_threads", self.pool.append)
+        self.during = []  # (choice, BLAS's count, the pool's) during each call run
 
-    @staticmethod
-    def run(tuner, clock, calls, start=0):
+    def blas(self):
+        """BLAS's count as the setter left it (the policy's when never set)."""
+        return self.set[-1] if self.set else threads._state["policy"]
+
+    def run(self, tuner, clock, calls, start=0):
         used = []
         for k in range(start, start + calls):
             n = tuner.before()
+            self.during.append((n, self.blas(), self.pool[-1] if self.pool else None))
             tuner.after(n, clock(n, k))
             used.append(n)
+            # between calls BLAS is the policy's, whatever the call chose: the user's own
+            # NumPy calls (and untuned steps) must not run on a count one step chose
+            assert self.blas() == threads._state["policy"]
         return used
 
 
@@ -95,8 +103,11 @@ def test_blas_tuner_keeps_the_threads_on_a_quiet_machine_and_one_under_load(monk
     loaded = (lambda n, k: (0.8 if k % 3 else 6.0) if n == "all" else 1.6)
     used = fake.run(tuner, loaded, 300, start=400)
     assert tuner.best == "one" and used[-250:].count("one") >= 240
-    assert fake.set[-1] == 1 and all(a != b for a, b in zip(fake.set, fake.set[1:]))
-    assert len(fake.set) < 12 * 5  # (set only on a change: a dozen times per exploration)
+    assert all(blas == (1 if n == "one" else 2) for n, blas, _ in fake.during)
+    # set only on a change: twice for a call on one thread (there and back), never for a
+    # call on the policy's count
+    assert all(a != b for a, b in zip(fake.set, fake.set[1:]))
+    assert len(fake.set) == 2 * [n for n, _, _ in fake.during].count("one")
 
 
 def test_blas_tuner_explores_again_as_soon_as_the_step_slows_down(monkeypatch):
@@ -116,7 +127,7 @@ def test_a_step_with_split_kernels_and_blas_also_tries_the_pool_alone(monkeypatc
     clock = {"all": 1.0, "one": 1.0, "pool": 0.6}
     used = fake.run(tuner, lambda n, k: clock[n], 60)
     assert tuner.best == "pool" and used[-10:] == ["pool"] * 10
-    assert fake.set[-1] == 1 and fake.pool[-1] == 2  # BLAS on one thread, the pool on two
+    assert fake.during[-1] == ("pool", 1, 2)  # BLAS on one thread, the pool on two
     assert used.count("pool") >= threads.BlasTuner.EXPLORE
 
 
@@ -147,3 +158,29 @@ def test_numpy_backend_steps_that_call_blas_are_tuned_too(monkeypatch):
     monkeypatch.setitem(threads._state, "policy", 1)
     one, _ = load_python_step(source, [])
     assert not hasattr(one, "tuner")  # one thread: nothing to choose
+
+
+@pytest.mark.skipif(threads.available_cores() < 2, reason="one core: nothing is tuned")
+def test_a_step_run_on_one_blas_thread_leaves_blas_at_the_policys_count(restore_blas,
+                                                                         monkeypatch):
+    from graphc.runtime.pystep import load_python_step
+    monkeypatch.delenv("GRAPHC_BLAS_TUNING", raising=False)
+    monkeypatch.setitem(threads._state, "policy", 2)
+    monkeypatch.setitem(threads._state, "current", 2)
+    threads._set_openblas(2)
+    source = ("import numpy as np\n"
+              "def make_step(consts, arena, seeds):\n"
+              "    def step(a):\n"
+              "        return np.matmul(a, a)\n"
+              "    return step\n")
+    step, _ = load_python_step(source, [])
+    during, after = [], threads.BlasTuner.after
+    monkeypatch.setattr(threads.BlasTuner, "before",  # the tuner chose one thread
+                        lambda self: threads._use(1) or "one")
+    monkeypatch.setattr(threads.BlasTuner, "after",
+                        lambda self, n, t: during.append(blas_threads()) or after(self, n, t))
+    a = np.ones((8, 8), np.float32)
+    for _ in range(3):
+        step(a)
+        assert blas_threads() == 2  # NumPy's own OpenBLAS, back at the policy's count
+    assert during == [1, 1, 1]
