@@ -298,9 +298,9 @@ def main(argv=None):
           f"; settle {settle} s; medians of {args.rounds} interleaved rounds; ms per step")
     print("columns: hand-written NumPy | graphc NumPy backend | graphc LLVM (gc.compile step) |"
           " LLVM via Session.run | LLVM raw call | ratios (x base = baseline / llvm)")
-    peak = floor.peak_macs_per_second()
-    print(f"floor: the step's multiply-adds at {peak / 1e9:.1f} GMAC/s per core (this CPU's "
-          f"peak, floor.py) x {cores} core(s)")
+    peak = floor.peak_macs_per_second(threads=cores)
+    print(f"floor: the step's multiply-adds at {peak / 1e9:.1f} GMAC/s (the peak of {cores} "
+          f"core(s) running at once, floor.py)")
     head = (f"{'wl':3} {'baseline':>9} {'np-be':>8} {'llvm':>8} {'session':>8} {'raw':>8} "
             f"{'x base':>7} {'goal':>5} {'x np-be':>7} {'floor/llvm':>10} {'compile s':>9}  "
             "x base against the record")

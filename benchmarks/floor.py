@@ -11,13 +11,15 @@ AVX-512 CPU and overstate the floor's speed on any other.
 Peak: a native loop of independent vector FMA chains (enough of them to cover the FMA
 units' latency, few enough to stay in registers), compiled with llvmlite for this host, timed
 in runs of about 50 ms; the best of 15 (on a busy machine the best run is the one that had the
-core to itself: measure on a quiet one). With ``threads`` > 1 the per-core peak is multiplied (the cores are assumed
-alike; ``bench_threads.py`` measures real scaling).
+core to itself: measure on a quiet one). With ``threads`` > 1 the loop runs on that many
+threads at once and the floor uses their summed rate (hardware threads that share a core's
+vector units give less than twice one; ``bench_threads.py`` measures a step's own scaling).
 """
 import argparse
 import ctypes
 import functools
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -88,8 +90,10 @@ def _peak_function():
     return fn, engine, lanes
 
 
-def peak_macs_per_second(runs=15, seconds=0.05):
-    """This core's peak fp32 multiply-adds per second (best of ``runs``)."""
+def peak_macs_per_second(runs=15, seconds=0.05, threads=1):
+    """The peak fp32 multiply-adds per second of ``threads`` cores running the loop at once
+    (best of ``runs``): with two hardware threads sharing a core's vector units, or a
+    hypervisor's, two cores give less than twice one."""
     fn, _, lanes = _peak_function()
     n = 1 << 16
     while True:  # calibrate: one call of about ``seconds``
@@ -101,11 +105,17 @@ def peak_macs_per_second(runs=15, seconds=0.05):
         n *= 4
     n = int(n * seconds / took)
     best = float("inf")
-    for _ in range(runs):
+    for _ in range(runs):  # (ctypes lets go of the GIL for the native call)
+        start = threading.Barrier(threads + 1)
+        workers = [threading.Thread(target=lambda: (start.wait(), fn(n))) for _ in range(threads)]
+        for w in workers:
+            w.start()
+        start.wait()
         t = time.perf_counter()
-        fn(n)
+        for w in workers:
+            w.join()
         best = min(best, time.perf_counter() - t)
-    return n * CHAINS * lanes / best
+    return n * CHAINS * lanes * threads / best
 
 
 def step_macs(program):
@@ -129,8 +139,9 @@ def step_macs(program):
 
 
 def floor_seconds(program, threads=1, peak=None):
-    """The floor of a step: its multiply-adds at ``threads`` cores' peak."""
-    return step_macs(program) / ((peak or peak_macs_per_second()) * threads)
+    """The floor of a step: its multiply-adds at the peak of ``threads`` cores running at once
+    (``peak``: that rate, measured when not given)."""
+    return step_macs(program) / (peak or peak_macs_per_second(threads=threads))
 
 
 def main(argv=None):
@@ -138,16 +149,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args(argv)
-    peak = peak_macs_per_second()
+    peaks = {t: peak_macs_per_second(threads=t) for t in args.threads}
     _, _, lanes = _peak_function()
-    print(f"peak: {peak / 1e9:.1f} GMAC/s per core ({lanes} fp32 lanes, {CHAINS} FMA chains)")
+    for t, peak in peaks.items():
+        print(f"peak, {t} core(s) at once: {peak / 1e9:.1f} GMAC/s ({lanes} fp32 lanes, "
+              f"{CHAINS} FMA chains)")
     print("| workload | MACs per step | " +
           " | ".join(f"floor, {t} core(s), ms" for t in args.threads) +
           " | issue's fixed floor, ms |")
     print("|---|---|" + "---|" * len(args.threads) + "---|")
     for w in bench_llvm.GOAL:
         program = bench_llvm.GraphcStep(w, "llvm", bench_llvm.baselines.make_data(w)).step.program
-        floors = " | ".join(f"{floor_seconds(program, t, peak) * 1e3:.4f}" for t in args.threads)
+        floors = " | ".join(f"{floor_seconds(program, t, peaks[t]) * 1e3:.4f}"
+                            for t in args.threads)
         print(f"| {w} | {step_macs(program) / 1e6:.2f}M | {floors} | {bench_llvm.FLOOR_MS[w]} |")
 
 
