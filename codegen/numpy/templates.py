@@ -200,17 +200,27 @@ def _out_sparse_xent(n, a, o, em):
     """-log_softmax(z)[y]; when the gradient of the same logits follows, exp(shifted) and its
     row sums are kept for it (``em.shared``), so the softmax is computed once."""
     z = n.inputs[0]
-    lsm = em.scratch(tuple(z.shape), z.dtype.np)
     keep = None
     if em.has_partner(n, "sparse_softmax_xent_grad"):
         keep = (em.reserve(tuple(z.shape), z.dtype.np), em.reserve(_row_shape(n), z.dtype.np))
         em.shared[("softmax", id(z), id(n.inputs[1]))] = keep
+    return _sparse_xent_lines(n, a, o, em, keep)
+
+
+def _sparse_xent_lines(n, a, o, em, keep):
+    z = n.inputs[0]
+    lsm = em.scratch(tuple(z.shape), z.dtype.np)
     return _log_softmax_lines(n, a[0], lsm, em, keep) + [
         f"np.negative({_pick(n, em, lsm, a[1])}, out={o})"]
 
 
 def _out_sparse_xent_grad(n, a, o, em):
-    keep = em.shared.get(("softmax", id(n.inputs[0]), id(n.inputs[1])))
+    return _sparse_grad_lines(n, a, o, em,
+                              em.shared.get(("softmax", id(n.inputs[0]), id(n.inputs[1]))))
+
+
+def _sparse_grad_lines(n, a, o, em, keep):
+    """softmax(z) - one_hot(y) into ``o``, from ``keep`` = (exp(shifted), row sums) if given."""
     if keep is not None:
         lines = [f"np.divide({keep[0]}, {keep[1]}, out={o})"]
     else:
@@ -221,6 +231,16 @@ def _out_sparse_xent_grad(n, a, o, em):
     return lines + [
         f"_y = np.asarray({a[1]})[..., None].astype(np.int64)",
         f"np.put_along_axis({o}, _y, np.take_along_axis({o}, _y, axis=-1) - 1, axis=-1)"]
+
+
+def _out_sparse_xent_with_grad(n, a, o, em):
+    """The losses, kept for ``kept_loss`` (``em.shared``), then the gradient from the same
+    exponentials and sums; the logits are read before ``o`` (which may be theirs) is written."""
+    z = n.inputs[0]
+    keep = (em.reserve(tuple(z.shape), z.dtype.np), em.reserve(_row_shape(n), z.dtype.np))
+    kept = em.reserve(tuple(z.shape[:-1]), z.dtype.np)
+    em.shared[("kept_loss", id(n))] = kept
+    return _sparse_xent_lines(n, a, kept, em, keep) + _sparse_grad_lines(n, a, o, em, keep)
 
 
 def _out_slice_grad(n, a, o, em):
@@ -250,6 +270,8 @@ OUT_TEMPLATES = {
                                    f"axis={n.attrs.get('axis', 0)}, out={o})"],
     "softmax": _out_softmax, "log_softmax": _out_log_softmax,
     "sparse_softmax_xent": _out_sparse_xent, "sparse_softmax_xent_grad": _out_sparse_xent_grad,
+    "sparse_softmax_xent_with_grad": _out_sparse_xent_with_grad,
+    "kept_loss": lambda n, a, o, em: [f"np.copyto({o}, {em.shared[('kept_loss', id(n.inputs[0]))]})"],
 }
 
 

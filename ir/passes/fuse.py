@@ -10,6 +10,9 @@ input is an elementwise root used by nothing else is fused as the group's epilog
 
 The fused node's body is an ``ir.scalar.Expr`` over ``arg(i)``; see ``ir/program.py`` for the
 contract backends rely on. Groups of one plain op without constants are left as they are.
+
+Before the elementwise groups, a softmax cross-entropy and its gradient of the same logits
+become one node (``fuse_xent``).
 """
 import heapq
 
@@ -19,6 +22,7 @@ from .. import scalar as S
 from ..ops.reduce import reduce_reference
 from ..ops.registry import ZERO, REGISTRY, defop
 from ..shapes import RuleError, normalize_axes
+from .fuse_xent import fuse_softmax_xent
 from .common import (live_nodes, new_node, positions, replace_uses, splat, tracked_uses,
                      users)
 
@@ -175,11 +179,17 @@ def fuse_elementwise(program):
         program: an ``ir.program.Program`` (rewritten in place).
     Returns:
         {"groups": fused nodes made, "ops_fused": ops they replace, "epilogues": reductions
-        fused as epilogues, "removed": nodes gone}.
+        fused as epilogues, "xent": loss and gradient pairs made one kernel (``fuse_xent``),
+        "removed": nodes gone}.
     Example:
         >>> fuse_elementwise(program)     # relu(x @ W + b): add and relu in one node
-        {'groups': 1, 'ops_fused': 2, 'epilogues': 0, 'removed': 1}
+        {'groups': 1, 'ops_fused': 2, 'epilogues': 0, 'xent': 0, 'removed': 1}
     """
+    before = len(program.nodes)
+    with tracked_uses(program):
+        xent = fuse_softmax_xent(program)
+    if xent:
+        program.nodes = live_nodes(program)
     nodes = program.nodes
     pos = positions(nodes)
     users_of = users(nodes)
@@ -197,8 +207,7 @@ def fuse_elementwise(program):
             taken[id(m)] = m
         if _worth_fusing(members, n):
             groups.append((members, n))
-    before = len(program.nodes)
-    stats = {"groups": 0, "ops_fused": 0, "epilogues": 0}
+    stats = {"groups": 0, "ops_fused": 0, "epilogues": 0, "xent": xent}
     placed = {}  # id(root) -> its fused node, scheduled right before it
     with tracked_uses(program):
         for members, root in reversed(groups):
