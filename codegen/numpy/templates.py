@@ -81,6 +81,8 @@ def _arg(fn):
 TEMPLATES = {
     "matmul": lambda n, a: f"np.matmul({_swap(a[0], n.attrs.get('transpose_a'))}, "
                            f"{_swap(a[1], n.attrs.get('transpose_b'))})",
+    "subtract_matmul": lambda n, a: f"{a[0]} - np.matmul({_swap(a[1], n.attrs.get('transpose_a'))}, "
+                                    f"{_swap(a[2], n.attrs.get('transpose_b'))})",
     "reduce_sum": _reduce("sum"), "reduce_mean": _reduce("mean"),
     "reduce_max": _reduce("max"), "reduce_min": _reduce("min"),
     "argmax": _arg("argmax"), "argmin": _arg("argmin"),
@@ -129,6 +131,14 @@ def reduce_lines(kind, x, axes, keepdims, out, dtype, count=None):
 def _out_matmul(n, a, o, em):
     return [f"np.matmul({_swap(a[0], n.attrs.get('transpose_a'))}, "
             f"{_swap(a[1], n.attrs.get('transpose_b'))}, out={o})"]
+
+
+def _out_subtract_matmul(n, a, o, em):
+    """The product into scratch, then subtracted from input 0 (``o`` may be its bytes)."""
+    p = em.scratch(tuple(n.shape), n.dtype.np, {o, *a})
+    return [f"np.matmul({_swap(a[1], n.attrs.get('transpose_a'))}, "
+            f"{_swap(a[2], n.attrs.get('transpose_b'))}, out={p})",
+            f"np.subtract({a[0]}, {p}, out={o})"]
 
 
 def _out_reduce(kind):
@@ -252,7 +262,7 @@ def _copy(n, a, o, em):
 
 
 OUT_TEMPLATES = {
-    "matmul": _out_matmul,
+    "matmul": _out_matmul, "subtract_matmul": _out_subtract_matmul,
     "reduce_sum": _out_reduce("sum"), "reduce_mean": _out_reduce("mean"),
     "reduce_max": _out_reduce("max"), "reduce_min": _out_reduce("min"),
     "argmax": _out_arg("argmax"), "argmin": _out_arg("argmin"),
