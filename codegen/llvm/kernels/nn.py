@@ -7,12 +7,14 @@ equals the maximum (``ir.ops.nn.shifted_logits``: an all ``-inf`` row gives unif
 probabilities, not NaN). Sparse labels outside ``[0, classes)`` stop the step with a status
 code (the label and its row) instead of reading out of bounds.
 
-Rows of up to ``MAX_VECTORS`` registers (10 classes, 100...) are too short for the loop
-vectorizer (LLVM leaves loops of fewer than 16 iterations scalar): each row is then one
-explicit vector, read and written with masked loads and stores, reduced by LLVM's vector
-reductions, exponentials from the math library's vector exp (``vector_row_function``). Longer
-rows run as loops, which vectorize (``row_function``). Both sum the exponentials in a
-reassociated order (a vector of partial sums).
+Rows of up to ``MAX_VECTORS`` registers (10 classes; up to 32 float32) are too short for the
+loop vectorizer (LLVM leaves loops of fewer than 16 iterations scalar): each row is then one
+explicit vector, read and written as ``<width x t>`` (whole and narrower registers; the
+masked moves of AVX2 are microcoded on some cores), lanes past the row filled by a shuffle,
+reduced by LLVM's vector reductions, with the math library's vector exp and log, 8 rows side
+by side (``vector_row_function``). Longer rows run as loops, which vectorize (``row_function``).
+Both sum a row's exponentials in a reassociated order (partial sums per lane, deliberately:
+within rounding of the reference's order).
 
 ``sparse_softmax_xent_with_grad`` (``ir.passes.fuse_xent``) writes the gradient and keeps each
 row's loss in a private range past the planned arena, which ``kept_loss`` copies out.
@@ -30,7 +32,7 @@ _ROW_OPS = ("softmax", "log_softmax", "sparse_softmax_xent", "sparse_softmax_xen
             "softmax_xent", "softmax_xent_grad", "sparse_softmax_xent_with_grad")
 VECTOR_BYTES = 32  # one AVX2 register: 8 float32 or 4 float64 lanes
 MAX_VECTORS = 4  # rows up to this many registers wide run as one vector each
-ROW_BLOCK = 4  # rows written side by side (``vector_row_function``)
+ROW_BLOCK = 8  # rows written side by side (``vector_row_function``)
 
 
 def vector_lanes(dtype, width):
@@ -180,7 +182,7 @@ class _VectorRow:
     """One row of ``width`` held in a ``<lanes x t>`` vector; lanes past the row are masked."""
 
     def __init__(self, fn, math, dtype, width, lanes):
-        self.fn, self.math, self.dtype, self.lanes = fn, math, dtype, lanes
+        self.fn, self.math, self.dtype, self.lanes, self.width = fn, math, dtype, lanes, width
         self.t = val_type(dtype)
         self.vt, self.bt = f"<{lanes} x {self.t}>", f"<{lanes} x i1>"
         self.sfx = f"v{lanes}{'f32' if self.t == 'float' else 'f64'}"
@@ -195,15 +197,27 @@ class _VectorRow:
                          f"{self.vt} poison, <{self.lanes} x i32> zeroinitializer")
 
     def load(self, base, fill):
-        """The row at ``base``; lanes past it hold ``fill``."""
-        return self.fn.call(self.vt, f"llvm.masked.load.{self.sfx}.p0",
-                            [("ptr", base), ("i32", self.dtype.itemsize), (self.bt, self.mask),
-                             (self.vt, self.splat(fill))], "row")
+        """The row at ``base``; lanes past it hold ``fill``. A ``<width x t>`` load, which
+        LLVM splits into whole and narrower registers that never read past the row (the
+        masked load and store of AVX2 are slow on some cores: microcoded stores on Zen)."""
+        fn, w, n = self.fn, self.width, self.lanes
+        if w == n:
+            return fn.load(self.vt, base)
+        nt = f"<{w} x {self.t}>"
+        v = fn.load(nt, base)
+        pad = f"splat ({self.t} {float_literal(fill, self.dtype)})"
+        mask = ", ".join(f"i32 {k if k < w else w}" for k in range(n))
+        return fn(f"shufflevector {nt} {v}, {nt} {pad}, <{n} x i32> <{mask}>", "row")
 
     def store(self, v, base):
-        self.fn.call("void", f"llvm.masked.store.{self.sfx}.p0",
-                     [(self.vt, v), ("ptr", base), ("i32", self.dtype.itemsize),
-                      (self.bt, self.mask)])
+        fn, w, n = self.fn, self.width, self.lanes
+        if w == n:
+            fn.store(self.vt, v, base)
+            return
+        nt = f"<{w} x {self.t}>"
+        mask = ", ".join(f"i32 {k}" for k in range(w))
+        fn.store(nt, fn(f"shufflevector {self.vt} {v}, {self.vt} poison, <{w} x i32> <{mask}>"),
+                 base)
 
     def max(self, v):
         """The row maximum by halving the vector: ``a > b ? a : b`` (one vmaxps), NaNs not
