@@ -113,10 +113,11 @@ def test_a_bad_label_still_names_the_loss(backend, width):
         step({z: zv, y: np.array([0, 1, width, 2])})
 
 
-@pytest.mark.parametrize("width", [3, 10, 16, 32, 33, 100])
+@pytest.mark.parametrize("width", [1, 2, 3, 10, 16, 32, 33, 100])
 def test_llvm_row_kernels_agree_with_numpy(width):
     """Every softmax-family op, forward and gradient, float32 and float64, with a masked
-    (all -inf) row, a row of huge logits and a NaN row; widths around the vector limit."""
+    (all -inf) row, rows of huge logits, the maximum at either end and a NaN row; widths
+    around the vector limits."""
     for dtype in (gc.float32, gc.float64):
         gc.reset_default_graph()
         rows = 9
@@ -131,6 +132,8 @@ def test_llvm_row_kernels_agree_with_numpy(width):
         zv[1] = -np.inf
         zv[2, :] = 1e4 * RNG.normal(size=width)
         zv[3, width // 2] = np.nan
+        zv[4] = 500.0 * np.arange(width)  # the maximum last, then first: every lane counts
+        zv[5] = zv[4][::-1]
         labels = RNG.random((rows, width))
         feed = {z: zv.astype(dtype.np), y: RNG.integers(0, width, rows),
                 soft: (labels / labels.sum(-1, keepdims=True)).astype(dtype.np)}

@@ -36,11 +36,13 @@ ROW_BLOCK = 8  # rows written side by side (``vector_row_function``)
 
 
 def vector_lanes(dtype, width):
-    """Lanes of the vector holding a row of ``width`` (a whole number of registers), or 0
-    when the row is long enough for loops."""
+    """Lanes of the vector holding a row of ``width`` (a power of two, whole registers: the
+    maximum halves it), or 0 when the row is long enough for loops."""
     per = VECTOR_BYTES // dtype.itemsize
-    lanes = -(-width // per) * per
-    return lanes if 0 < lanes <= MAX_VECTORS * per else 0
+    lanes = per
+    while lanes < width:
+        lanes *= 2
+    return lanes if 0 < width and lanes <= MAX_VECTORS * per else 0
 
 
 class _Row:
@@ -203,9 +205,11 @@ class _VectorRow:
         fn, w, n = self.fn, self.width, self.lanes
         if w == n:
             return fn.load(self.vt, base)
+        pad = f"splat ({self.t} {float_literal(fill, self.dtype)})"
+        if w == 1:  # (no <1 x t>: LLVM's backend asserts on some of them)
+            return fn(f"insertelement {self.vt} {pad}, {self.t} {fn.load(self.t, base)}, i64 0")
         nt = f"<{w} x {self.t}>"
         v = fn.load(nt, base)
-        pad = f"splat ({self.t} {float_literal(fill, self.dtype)})"
         mask = ", ".join(f"i32 {k if k < w else w}" for k in range(n))
         return fn(f"shufflevector {nt} {v}, {nt} {pad}, <{n} x i32> <{mask}>", "row")
 
@@ -213,6 +217,9 @@ class _VectorRow:
         fn, w, n = self.fn, self.width, self.lanes
         if w == n:
             fn.store(self.vt, v, base)
+            return
+        if w == 1:
+            fn.store(self.t, fn(f"extractelement {self.vt} {v}, i64 0"), base)
             return
         nt = f"<{w} x {self.t}>"
         mask = ", ".join(f"i32 {k}" for k in range(w))
@@ -224,7 +231,7 @@ class _VectorRow:
         propagated: a NaN in the row still makes its lane, the sum and so every output NaN,
         whatever maximum was found (as ``_Row.max``'s NaN-propagating one gives)."""
         fn, n, t = self.fn, self.lanes, self.t
-        while n > 1:
+        while n > 2:
             h = n // 2
             vt, ht = f"<{n} x {t}>", f"<{h} x {t}>"
             lo = fn(f"shufflevector {vt} {v}, {vt} poison, <{h} x i32> <" +
@@ -233,7 +240,8 @@ class _VectorRow:
                     ", ".join(f"i32 {k + h}" for k in range(h)) + ">")
             gt = fn(f"fcmp ogt {ht} {lo}, {hi}")
             v, n = fn(f"select <{h} x i1> {gt}, {ht} {lo}, {ht} {hi}"), h
-        return fn(f"extractelement <1 x {t}> {v}, i64 0")
+        lo, hi = (fn(f"extractelement <2 x {t}> {v}, i64 {k}") for k in (0, 1))
+        return fn(f"select i1 {fn(f'fcmp ogt {t} {lo}, {hi}')}, {t} {lo}, {t} {hi}")
 
     def sum(self, v):
         """The sum of the row's lanes (those past it are zeroed first)."""
