@@ -123,8 +123,8 @@ def step_macs(program):
     total = 0
     for node in program.nodes:
         op, out = node.op_name, node.shape
-        if op == "matmul":
-            a = node.inputs[0].shape
+        if op in ("matmul", "subtract_matmul"):  # (an update w - a @ b: fused by ``fuse``)
+            a = node.inputs[-2].shape
             k = a[-2] if node.attrs.get("transpose_a") else a[-1]
             total += int(np.prod(out)) * k
         elif op in ("conv2d", "conv2d_backprop_input"):

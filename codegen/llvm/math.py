@@ -139,15 +139,22 @@ class MathLib:
         # written (a loop builder that knows its bytes sets it, see ESTIMATE_MAX_BYTES)
         self.estimates = True
 
-    def call(self, fn, op, dtype, *args):
-        """Emit ``op(args)`` (op in exp, log, log1p, expm1, tanh, pow, sin, cos) in ``fn``."""
+    def call(self, fn, op, dtype, *args, lanes=0):
+        """Emit ``op(args)`` (op in exp, log, log1p, expm1, tanh, pow, sin, cos) in ``fn``;
+        with ``lanes`` (exp only), on ``<lanes x float>`` vectors (explicitly vector kernels:
+        rows too short for the loop vectorizer)."""
         s = _SPEC[dtype.name]
         if fn.attrs == KERNEL_ATTRS:  # a kernel, not a helper inlined into one
             fn.attrs = MATH_KERNEL_ATTRS
-        name = f"gc.{op}.{s['sfx']}"
-        self.module.helper(name, lambda: getattr(self, "_" + op)(name, dtype.name))
-        return fn(f"call {s['t']} @{name}(" + ", ".join(f"{s['t']} {a}" for a in args) + ")",
-                  op)
+        t, name = s["t"], f"gc.{op}.{s['sfx']}"
+        if lanes:
+            if op not in VECTOR_OPS:
+                raise NotImplementedError(f"no vector {op} (vector ops: {VECTOR_OPS})")
+            t, name = f"<{lanes} x {t}>", f"gc.{op}.v{lanes}{s['sfx']}"
+            self.module.helper(name, lambda: getattr(self, "_" + op)(name, dtype.name, lanes))
+        else:
+            self.module.helper(name, lambda: getattr(self, "_" + op)(name, dtype.name))
+        return fn(f"call {t} @{name}(" + ", ".join(f"{t} {a}" for a in args) + ")", op)
 
     def div_sqrt_add(self, fn, a, b, c):
         """float32 ``a / (sqrt(b) + c)`` for a constant ``c`` (a positive normal number whose
@@ -188,23 +195,26 @@ class MathLib:
     @staticmethod
     def _poly(fn, t, x, coefs):
         """Horner's rule with fused multiply-adds: sum coefs[k] x^k."""
-        dt = _dtype("float32" if t == "float" else "float64")
-        acc = float_literal(coefs[-1], dt)
+        acc = MathLib._lit(coefs[-1], t)
         for c in reversed(coefs[:-1]):
             acc = fn.call(t, f"llvm.fmuladd.{_sfx(t)}", [(t, acc), (t, x),
-                                                        (t, float_literal(c, dt))], "h")
+                                                        (t, MathLib._lit(c, t))], "h")
         return acc
 
     @staticmethod
     def _lit(v, t):
-        return float_literal(v, _dtype("float32" if t == "float" else "float64"))
+        """A float literal of type ``t`` (a splat for a vector type)."""
+        elem = _elem(t)
+        lit = float_literal(v, _dtype("float32" if elem == "float" else "float64"))
+        return lit if elem == t else f"splat ({elem} {lit})"
 
     # -- exp ------------------------------------------------------------------------------------
-    def _reduce(self, fn, prec, x):
+    def _reduce(self, fn, prec, x, lanes=0):
         """Cody-Waite: (r, 2^n as two exact halves) with x = n ln2 + r, |r| <= ln2/2 (x is
         clamped to where exp neither overflows nor underflows past the subnormals)."""
         s = _SPEC[prec]
-        t, it, L = s["t"], s["i"], lambda v: self._lit(v, s["t"])
+        t, it = _typed(s["t"], lanes), _typed(s["i"], lanes)
+        L, I = lambda v: self._lit(v, t), lambda v: _int_lit(v, it)
         # minnum/maxnum clamp in one instruction each; they turn NaN into a bound, so what
         # follows stays finite (plain fptosi is defined) and callers restore NaN at the end
         xc = fn.call(t, f"llvm.minnum.{_sfx(t)}", [(t, x), (t, L(s["hi"]))])
@@ -215,24 +225,23 @@ class MathLib:
         r = fn(f"fsub {t} {xc}, {fn(f'fmul {t} {nf}, {L(ln2hi)}')}")
         r = fn(f"fsub {t} {r}, {fn(f'fmul {t} {nf}, {L(ln2lo)}')}")
         n = fn(f"fptosi {t} {nf} to {it}")
-        n1 = fn(f"ashr {it} {n}, 1")
+        n1 = fn(f"ashr {it} {n}, {I(1)}")
         scales = []
         for part in (n1, fn(f"sub {it} {n}, {n1}")):
-            biased = fn(f"add {it} {part}, {s['bias']}")
-            shifted = fn(f"shl {it} {biased}, {s['mbits']}")
+            biased = fn(f"add {it} {part}, {I(s['bias'])}")
+            shifted = fn(f"shl {it} {biased}, {I(s['mbits'])}")
             scales.append(fn(f"bitcast {it} {shifted} to {t}"))
         return r, scales
 
-    def _exp(self, name, prec):
-        s = _SPEC[prec]
-        t = s["t"]
+    def _exp(self, name, prec, lanes=0):
+        t = _typed(_SPEC[prec]["t"], lanes)
         fn = self._fn(name, t)
         x = "%a0"
-        r, (s1, s2) = self._reduce(fn, prec, x)
-        p = self._poly(fn, t, r, exp_coefficients(s["exp_deg"]))
+        r, (s1, s2) = self._reduce(fn, prec, x, lanes)
+        p = self._poly(fn, t, r, exp_coefficients(_SPEC[prec]["exp_deg"]))
         res = fn(f"fmul {t} {fn(f'fmul {t} {p}, {s1}')}, {s2}")
         nan = fn(f"fcmp uno {t} {x}, {x}")
-        fn.ret(fn(f"select i1 {nan}, {t} {x}, {t} {res}"))
+        fn.ret(fn(f"select {_typed('i1', lanes)} {nan}, {t} {x}, {t} {res}"))
         return fn
 
     def _expm1(self, name, prec):
@@ -252,23 +261,24 @@ class MathLib:
         return fn
 
     # -- log ------------------------------------------------------------------------------------
-    def _log(self, name, prec):
+    def _log(self, name, prec, lanes=0):
         s = _SPEC[prec]
-        t, it, L = s["t"], s["i"], lambda v: self._lit(v, s["t"])
+        t, it, bt = _typed(s["t"], lanes), _typed(s["i"], lanes), _typed("i1", lanes)
+        L, I = lambda v: self._lit(v, t), lambda v: _int_lit(v, it)
         fn = self._fn(name, t)
         x, mb = "%a0", s["mbits"]
         smallest_normal = L(2.0 ** (1 - s["bias"]))
         tiny = fn(f"fcmp olt {t} {x}, {smallest_normal}")
-        xs = fn(f"select i1 {tiny}, {t} {fn(f'fmul {t} {x}, {L(2.0 ** mb)}')}, {t} {x}")
+        xs = fn(f"select {bt} {tiny}, {t} {fn(f'fmul {t} {x}, {L(2.0 ** mb)}')}, {t} {x}")
         bits = fn(f"bitcast {t} {xs} to {it}")
-        e = fn(f"sub {it} {fn(f'lshr {it} {bits}, {mb}')}, {s['bias']}")
-        e = fn(f"sub {it} {e}, {fn(f'select i1 {tiny}, {it} {mb}, {it} 0')}")
-        mant = fn(f"and {it} {bits}, {(1 << mb) - 1}")
+        e = fn(f"sub {it} {fn(f'lshr {it} {bits}, {I(mb)}')}, {I(s['bias'])}")
+        e = fn(f"sub {it} {e}, {fn(f'select {bt} {tiny}, {it} {I(mb)}, {it} {I(0)}')}")
+        mant = fn(f"and {it} {bits}, {I((1 << mb) - 1)}")
         one_bits = s["bias"] << mb
-        m = fn(f"bitcast {it} {fn(f'or {it} {mant}, {one_bits}')} to {t}")
+        m = fn(f"bitcast {it} {fn(f'or {it} {mant}, {I(one_bits)}')} to {t}")
         big = fn(f"fcmp ogt {t} {m}, {L(math.sqrt(2.0))}")
-        m = fn(f"select i1 {big}, {t} {fn(f'fmul {t} {m}, {L(0.5)}')}, {t} {m}")
-        e = fn(f"add {it} {e}, {fn(f'zext i1 {big} to {it}')}")
+        m = fn(f"select {bt} {big}, {t} {fn(f'fmul {t} {m}, {L(0.5)}')}, {t} {m}")
+        e = fn(f"add {it} {e}, {fn(f'zext {bt} {big} to {it}')}")
         f = fn(f"fsub {t} {m}, {L(1.0)}")
         sv = fn(f"fdiv {t} {f}, {fn(f'fadd {t} {f}, {L(2.0)}')}")
         z = fn(f"fmul {t} {sv}, {sv}")
@@ -279,10 +289,10 @@ class MathLib:
         low = fn.call(t, f"llvm.fmuladd.{_sfx(t)}", [(t, ef), (t, L(ln2lo)), (t, p)])
         res = fn.call(t, f"llvm.fmuladd.{_sfx(t)}", [(t, ef), (t, L(ln2hi)), (t, low)])
         bad = fn(f"fcmp ult {t} {x}, {L(0.0)}")  # negative or NaN
-        res = fn(f"select i1 {bad}, {t} {L(math.nan)}, {t} {res}")
-        res = fn(f"select i1 {fn(f'fcmp oeq {t} {x}, {L(0.0)}')}, {t} {L(-math.inf)}, "
+        res = fn(f"select {bt} {bad}, {t} {L(math.nan)}, {t} {res}")
+        res = fn(f"select {bt} {fn(f'fcmp oeq {t} {x}, {L(0.0)}')}, {t} {L(-math.inf)}, "
                  f"{t} {res}")
-        res = fn(f"select i1 {fn(f'fcmp oeq {t} {x}, {L(math.inf)}')}, {t} {L(math.inf)}, "
+        res = fn(f"select {bt} {fn(f'fcmp oeq {t} {x}, {L(math.inf)}')}, {t} {L(math.inf)}, "
                  f"{t} {res}")
         fn.ret(res)
         return fn
@@ -430,5 +440,25 @@ class MathLib:
         return fn
 
 
+# The helpers ``call`` also writes on vectors (``lanes``).
+VECTOR_OPS = ("exp", "log")
+
+
+def _typed(t, lanes):
+    """``t``, or a vector of ``lanes`` of it."""
+    return f"<{lanes} x {t}>" if lanes else t
+
+
+def _elem(t):
+    """The element type of ``t`` (``t`` itself when scalar)."""
+    return t.split(" x ")[1].rstrip(">") if t.startswith("<") else t
+
+
+def _int_lit(v, it):
+    return str(int(v)) if not it.startswith("<") else f"splat ({_elem(it)} {int(v)})"
+
+
 def _sfx(t):
-    return "f32" if t == "float" else "f64"
+    """The intrinsics' type suffix: f32, f64, v16f32..."""
+    elem = "f32" if _elem(t) == "float" else "f64"
+    return elem if not t.startswith("<") else f"v{t[1:].split(' x ')[0]}{elem}"

@@ -81,6 +81,8 @@ def _arg(fn):
 TEMPLATES = {
     "matmul": lambda n, a: f"np.matmul({_swap(a[0], n.attrs.get('transpose_a'))}, "
                            f"{_swap(a[1], n.attrs.get('transpose_b'))})",
+    "subtract_matmul": lambda n, a: f"{a[0]} - np.matmul({_swap(a[1], n.attrs.get('transpose_a'))}, "
+                                    f"{_swap(a[2], n.attrs.get('transpose_b'))})",
     "reduce_sum": _reduce("sum"), "reduce_mean": _reduce("mean"),
     "reduce_max": _reduce("max"), "reduce_min": _reduce("min"),
     "argmax": _arg("argmax"), "argmin": _arg("argmin"),
@@ -129,6 +131,14 @@ def reduce_lines(kind, x, axes, keepdims, out, dtype, count=None):
 def _out_matmul(n, a, o, em):
     return [f"np.matmul({_swap(a[0], n.attrs.get('transpose_a'))}, "
             f"{_swap(a[1], n.attrs.get('transpose_b'))}, out={o})"]
+
+
+def _out_subtract_matmul(n, a, o, em):
+    """The product into scratch, then subtracted from input 0 (``o`` may be its bytes)."""
+    p = em.scratch(tuple(n.shape), n.dtype.np, {o, *a})
+    return [f"np.matmul({_swap(a[1], n.attrs.get('transpose_a'))}, "
+            f"{_swap(a[2], n.attrs.get('transpose_b'))}, out={p})",
+            f"np.subtract({a[0]}, {p}, out={o})"]
 
 
 def _out_reduce(kind):
@@ -200,17 +210,27 @@ def _out_sparse_xent(n, a, o, em):
     """-log_softmax(z)[y]; when the gradient of the same logits follows, exp(shifted) and its
     row sums are kept for it (``em.shared``), so the softmax is computed once."""
     z = n.inputs[0]
-    lsm = em.scratch(tuple(z.shape), z.dtype.np)
     keep = None
     if em.has_partner(n, "sparse_softmax_xent_grad"):
         keep = (em.reserve(tuple(z.shape), z.dtype.np), em.reserve(_row_shape(n), z.dtype.np))
         em.shared[("softmax", id(z), id(n.inputs[1]))] = keep
+    return _sparse_xent_lines(n, a, o, em, keep)
+
+
+def _sparse_xent_lines(n, a, o, em, keep):
+    z = n.inputs[0]
+    lsm = em.scratch(tuple(z.shape), z.dtype.np)
     return _log_softmax_lines(n, a[0], lsm, em, keep) + [
         f"np.negative({_pick(n, em, lsm, a[1])}, out={o})"]
 
 
 def _out_sparse_xent_grad(n, a, o, em):
-    keep = em.shared.get(("softmax", id(n.inputs[0]), id(n.inputs[1])))
+    return _sparse_grad_lines(n, a, o, em,
+                              em.shared.get(("softmax", id(n.inputs[0]), id(n.inputs[1]))))
+
+
+def _sparse_grad_lines(n, a, o, em, keep):
+    """softmax(z) - one_hot(y) into ``o``, from ``keep`` = (exp(shifted), row sums) if given."""
     if keep is not None:
         lines = [f"np.divide({keep[0]}, {keep[1]}, out={o})"]
     else:
@@ -223,6 +243,16 @@ def _out_sparse_xent_grad(n, a, o, em):
         f"np.put_along_axis({o}, _y, np.take_along_axis({o}, _y, axis=-1) - 1, axis=-1)"]
 
 
+def _out_sparse_xent_with_grad(n, a, o, em):
+    """The losses, kept for ``kept_loss`` (``em.shared``), then the gradient from the same
+    exponentials and sums; the logits are read before ``o`` (which may be theirs) is written."""
+    z = n.inputs[0]
+    keep = (em.reserve(tuple(z.shape), z.dtype.np), em.reserve(_row_shape(n), z.dtype.np))
+    kept = em.reserve(tuple(z.shape[:-1]), z.dtype.np)
+    em.shared[("kept_loss", id(n))] = kept
+    return _sparse_xent_lines(n, a, kept, em, keep) + _sparse_grad_lines(n, a, o, em, keep)
+
+
 def _out_slice_grad(n, a, o, em):
     return [f"{o}.fill(0)", f"{o}[{_index_literal(n.attrs['spec'])}] = {a[0]}"]
 
@@ -232,7 +262,7 @@ def _copy(n, a, o, em):
 
 
 OUT_TEMPLATES = {
-    "matmul": _out_matmul,
+    "matmul": _out_matmul, "subtract_matmul": _out_subtract_matmul,
     "reduce_sum": _out_reduce("sum"), "reduce_mean": _out_reduce("mean"),
     "reduce_max": _out_reduce("max"), "reduce_min": _out_reduce("min"),
     "argmax": _out_arg("argmax"), "argmin": _out_arg("argmin"),
@@ -250,6 +280,8 @@ OUT_TEMPLATES = {
                                    f"axis={n.attrs.get('axis', 0)}, out={o})"],
     "softmax": _out_softmax, "log_softmax": _out_log_softmax,
     "sparse_softmax_xent": _out_sparse_xent, "sparse_softmax_xent_grad": _out_sparse_xent_grad,
+    "sparse_softmax_xent_with_grad": _out_sparse_xent_with_grad,
+    "kept_loss": lambda n, a, o, em: [f"np.copyto({o}, {em.shared[('kept_loss', id(n.inputs[0]))]})"],
 }
 
 

@@ -55,3 +55,33 @@ def _matmul_vjp(g, out, a, b, transpose_a=False, transpose_b=False):
 
 MATMUL = defop("matmul", _matmul_infer, _matmul_vjp, impl=matmul_impl, family="linalg",
                broadcast_core=2, linear="each", tf_name="MatMul")
+
+
+# -- w - op(a) op(b): an update that consumes its product ----------------------------------
+# A weight update ``W - A^T dY`` (the learning rate already folded into dY) reads its
+# product once: ``fuse`` (``ir.passes.fuse_gemm``) makes the pair one node, so that a GEMM
+# writes the update straight into W's bytes (the product rounded as the matmul's, then
+# subtracted: the reference's order). Made by the passes, after autodiff; its VJP is the
+# pair's all the same.
+
+def _subtract_matmul_infer(nodes, transpose_a=False, transpose_b=False):
+    w, a, b = nodes
+    dtype, shape = _matmul_infer([a, b], transpose_a, transpose_b)
+    same_dtype(nodes, "f")
+    require(tuple(w.shape) == tuple(shape), f"the minuend {w.type_str()} must have the "
+            f"product's shape {format_shape(shape)}")
+    return dtype, shape
+
+
+def _subtract_matmul_vjp(g, out, w, a, b, transpose_a=False, transpose_b=False):
+    da, db = _matmul_vjp(g, out, a, b, transpose_a, transpose_b)
+    return [g, F.negative(da), F.negative(db)]
+
+
+def subtract_matmul_impl(w, a, b, transpose_a=False, transpose_b=False):
+    return w - matmul_impl(a, b, transpose_a, transpose_b)
+
+
+SUBTRACT_MATMUL = defop(
+    "subtract_matmul", _subtract_matmul_infer, _subtract_matmul_vjp, impl=subtract_matmul_impl,
+    family="linalg", destroys=(0,), doc="w - op(a) op(b) (an update consuming its product)")

@@ -10,7 +10,7 @@ softmax Jacobian-vector product ``p * (v - sum(p * v))``, so second derivatives 
 import numpy as np
 
 from .. import dtypes as D
-from .registry import F, defop, require, same_dtype
+from .registry import F, ZERO, defop, require, same_dtype
 
 
 def _last_axis(axis, rank):
@@ -108,11 +108,46 @@ SPARSE_XENT = defop(
                                                             of=out.describe()), None],
     impl=sparse_xent_impl, family="nn", index_check=_label_check,
     tf_name="SparseSoftmaxCrossEntropyWithLogits")
+def _sparse_grad_vjp(g, out, logits, labels, of=""):
+    return [_softmax_jvp_t(F.softmax(logits), g), None]
+
+
 SPARSE_XENT_GRAD = defop(
     "sparse_softmax_xent_grad", lambda nodes, of="": (nodes[0].dtype, nodes[0].shape),
-    lambda g, out, logits, labels, of="": [_softmax_jvp_t(F.softmax(logits), g), None],
-    impl=sparse_xent_grad_impl, family="nn", doc="softmax(logits) - one_hot(labels)",
-    index_check=_label_check, destroys=(0,))
+    _sparse_grad_vjp, impl=sparse_xent_grad_impl, family="nn",
+    doc="softmax(logits) - one_hot(labels)", index_check=_label_check, destroys=(0,))
+
+
+# -- the loss and its gradient in one kernel ------------------------------------------------
+# A training step computes both sparse_softmax_xent(z, y) and sparse_softmax_xent_grad(z, y):
+# the same row maximum, exponentials and sums twice. ``fuse`` (``ir.passes.fuse_xent``)
+# rewrites the pair into ``sparse_softmax_xent_with_grad(z, y)``, whose value is the gradient
+# and whose kernel keeps each row's loss beside it, and ``kept_loss`` of that node, which
+# reads the kept losses (as ``host_output`` reads what its call left). Both are made by the
+# passes, after autodiff: nothing differentiates them (as ``fused`` nodes), and the VJP of the
+# first is the gradient op's.
+
+def _kept_loss_infer(nodes):
+    (pair,) = nodes
+    require(pair.op_name == "sparse_softmax_xent_with_grad",
+            "kept_loss reads the losses a sparse_softmax_xent_with_grad node kept, "
+            f"found {pair.op_name}")
+    return pair.dtype, pair.shape[:-1]
+
+
+def kept_loss_impl(grad):
+    raise NotImplementedError("kept_loss has no value of its own: backends read the losses "
+                              "its sparse_softmax_xent_with_grad input kept")
+
+
+SPARSE_XENT_WITH_GRAD = defop(
+    "sparse_softmax_xent_with_grad", lambda nodes, of="": _sparse_infer(nodes[:2]) and
+    (nodes[0].dtype, nodes[0].shape), _sparse_grad_vjp, impl=sparse_xent_grad_impl,
+    family="nn", index_check=_label_check, destroys=(0,),
+    doc="softmax(logits) - one_hot(labels); the kernel keeps each row's loss (kept_loss)")
+KEPT_LOSS = defop(
+    "kept_loss", _kept_loss_infer, ZERO, impl=kept_loss_impl, family="nn",
+    doc="the per-row sparse softmax cross-entropy its with_grad input computed and kept")
 
 
 # -- dense labels: loss_i = -sum_j y_ij log softmax(z_i)_j --------------------------------------

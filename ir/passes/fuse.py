@@ -10,6 +10,10 @@ input is an elementwise root used by nothing else is fused as the group's epilog
 
 The fused node's body is an ``ir.scalar.Expr`` over ``arg(i)``; see ``ir/program.py`` for the
 contract backends rely on. Groups of one plain op without constants are left as they are.
+
+Before the elementwise groups, two kernel fusions: a softmax cross-entropy and its gradient of
+the same logits become one node (``fuse_xent``), and an update ``w - a @ b`` whose product
+nothing else reads one ``subtract_matmul`` (``fuse_gemm``).
 """
 import heapq
 
@@ -19,6 +23,8 @@ from .. import scalar as S
 from ..ops.reduce import reduce_reference
 from ..ops.registry import ZERO, REGISTRY, defop
 from ..shapes import RuleError, normalize_axes
+from .fuse_gemm import fuse_subtract_matmul
+from .fuse_xent import fuse_softmax_xent
 from .common import (live_nodes, new_node, positions, replace_uses, splat, tracked_uses,
                      users)
 
@@ -175,11 +181,19 @@ def fuse_elementwise(program):
         program: an ``ir.program.Program`` (rewritten in place).
     Returns:
         {"groups": fused nodes made, "ops_fused": ops they replace, "epilogues": reductions
-        fused as epilogues, "removed": nodes gone}.
+        fused as epilogues, "xent": loss and gradient pairs made one kernel (``fuse_xent``),
+        "gemm_updates": ``w - a @ b`` made one node (``fuse_gemm``), "removed": nodes gone}.
     Example:
         >>> fuse_elementwise(program)     # relu(x @ W + b): add and relu in one node
-        {'groups': 1, 'ops_fused': 2, 'epilogues': 0, 'removed': 1}
+        {'groups': 1, 'ops_fused': 2, 'epilogues': 0, 'xent': 0, 'gemm_updates': 0,
+         'removed': 1}
     """
+    before = len(program.nodes)
+    with tracked_uses(program):
+        xent = fuse_softmax_xent(program)
+        updates = fuse_subtract_matmul(program)
+    if xent or updates:
+        program.nodes = live_nodes(program)
     nodes = program.nodes
     pos = positions(nodes)
     users_of = users(nodes)
@@ -197,8 +211,8 @@ def fuse_elementwise(program):
             taken[id(m)] = m
         if _worth_fusing(members, n):
             groups.append((members, n))
-    before = len(program.nodes)
-    stats = {"groups": 0, "ops_fused": 0, "epilogues": 0}
+    stats = {"groups": 0, "ops_fused": 0, "epilogues": 0, "xent": xent,
+             "gemm_updates": updates}
     placed = {}  # id(root) -> its fused node, scheduled right before it
     with tracked_uses(program):
         for members, root in reversed(groups):

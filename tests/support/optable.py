@@ -529,6 +529,13 @@ NOT_IN_TABLE = {
     "loop": "owns a body run as a loop: tests/ir/test_loop_nodes.py, tests/api/test_loop_api.py "
             "(both backends, values and gradients against unrolled graphs, HVPs)",
     "loop_output": "a loop's result: tested with loop",
+    "sparse_softmax_xent_with_grad": "made only by the fuse pass from a loss and its gradient: "
+                                     "tests/passes/test_passes_fuse_xent.py (both backends, "
+                                     "values, finite differences, errors)",
+    "kept_loss": "made with sparse_softmax_xent_with_grad: tested with it",
+    "subtract_matmul": "made only by the fuse pass from an update and its product: "
+                       "tests/passes/test_passes_fuse_gemm.py (both backends, every GEMM path, "
+                       "first and second order finite differences, errors)",
     "range": "built only with bounds known at specialization, which makes it a constant: "
              "test_dynamic_shapes (both backends), tests/ir/test_static_args",
 }

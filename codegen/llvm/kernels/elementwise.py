@@ -11,7 +11,7 @@ from ....ir import scalar as S
 from ....ir.passes.common import splat
 from ....ir.shapes import normalize_axes
 from ..buffers import const_value, is_elementwise
-from .gemm import gemm_kernel, native_gemm_ok
+from .gemm import gemm_kernel, native_gemm_ok, subtract_in_place
 from .transpose import transpose_into
 from ..ir import Function, float_literal, literal, mem_type, val_type
 from ..registry import KERNELS, lowers
@@ -498,6 +498,41 @@ def emit_gemm(L, node, out, a, b, dims, flags, beta=0.0, batch=(), strides=((), 
     fn = L.built(gemm_function, node.dtype, tuple(batch), tuple(strides), tuple(dims),
                  tuple(flags), tuple(index), tuple(noalias), bits, beta)
     L.call(fn, uniq, node)
+
+
+@lowers("subtract_matmul")
+def lower_subtract_matmul(L, n):
+    """``w - op(a) op(b)`` (2-D): w into the output (nothing to copy when in place), then a
+    native GEMM subtracting each tile's product as it stores it; a GEMM the native kernel
+    cannot do so (BLAS, a packed or transposed B) computes the product into a private buffer
+    that a loop then subtracts."""
+    w, a, b = n.inputs
+    ta, tb = bool(n.attrs.get("transpose_a")), bool(n.attrs.get("transpose_b"))
+    m, nn = n.shape
+    k = a.shape[0] if ta else a.shape[1]
+    dims = (m, nn, k, a.shape[1], b.shape[1])
+    out = L.out(n)
+    if m * nn == 0:
+        return
+    if k and subtract_in_place(n.dtype, dims, (ta, tb), L.blas_threads):
+        L.copy(out, L.buf(w), tuple(n.shape), n.dtype, n)
+        uniq, index = L.distinct([out, L.buf(a), L.buf(b)])
+        fn = L.built(gemm_kernel, n.dtype, (), ((), (), ()), dims, (ta, tb), tuple(index),
+                     tuple(L.noalias(uniq)), 0.0, True)
+        L.call(fn, uniq, n)
+        L.gemm_calls["native"] += 1
+        return
+    product = L.arena(m * nn * n.dtype.itemsize)
+    if k:
+        emit_gemm(L, n, product, L.buf(a), L.buf(b), dims, (ta, tb))
+    else:
+        fill(L, product, n.shape, n.dtype, 0, n)
+    strides = contiguous_strides(tuple(n.shape))
+    operands = [(n.dtype, 0, strides)] * 3
+    body = S.arg(1, n.dtype) - S.arg(2, n.dtype)
+    bufs = [out, L.buf(w), product]
+    fn = elementwise_function(L.math, tuple(n.shape), operands, body, L.noalias(bufs))
+    L.call(fn, bufs, n)
 
 
 def fill(L, buf, shape, dtype, value, node=None):

@@ -125,10 +125,14 @@ class _Geometry(NamedTuple):
     dtype: object
     kc: int = 0     # K rows per packed block of B (0: B read in place; ``packed_depth``)
     tb: bool = False  # B given transposed (N x K): packed, transposed on the way
+    subtract: bool = False  # C = C - op(A) B: each tile's product subtracted as it is stored
 
 
-def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
-    """A kernel computing ``C[b] = op(A[b]) B[b] (+ C[b] when beta = 1)`` (row-major).
+def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0, subtract=False):
+    """A kernel computing ``C[b] = op(A[b]) B[b] (+ C[b] when beta = 1)`` (row-major), or with
+    ``subtract`` ``C = C - op(A) B``: the product summed from zero in registers as always, then
+    subtracted from C's tile as it is stored (the order of ``C - (op(A) B)``; only for B read
+    in place: ``subtract_in_place``).
 
     Args: as ``elementwise.gemm_function`` without the BLAS pointer: ``index`` gives the
     parameter of (C, A, B); a transposed B (``flags[1]``, ``native_gemm_ok``) is packed.
@@ -140,10 +144,11 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0):
              f' "min-legal-vector-width"="{unit.bytes * 8}"')
     fn = Function("kernel", params(max(index) + 1, noalias), attrs=attrs)
     g = _Geometry(val_type(dtype), k, lda, ldb, n, bool(flags[0]), beta, dtype,
-                  tb=bool(flags[1]))
+                  tb=bool(flags[1]), subtract=subtract)
     c, a, b = (f"%p{i}" for i in index)
 
     kc = packed_depth(dtype, dims, blk, g.tb)
+    assert not (kc and subtract), "a packed GEMM keeps partial sums in C"
     if kc:  # (in the entry block: one slot of the stack for the whole call)
         g = g._replace(kc=kc)
         fn.emit(f"%bpack = alloca {g.t}, i64 {kc * blk.nv * blk.lanes}, align 64")
@@ -361,7 +366,19 @@ def _tile(fn, g, bases, i0, j0, rows, vectors):
         for phi, value in zip(flat, new):
             lk.update(phi, value)
     width = len(vectors)
+    if g.subtract:  # C - product, tile by tile (each tile read once, then written)
+        flat = [fn(f"fsub {vector_type(g.t, w)} "
+                   f"{fn.load(vector_type(g.t, w), cptr[r][v])}, {flat[r * width + v]}")
+                for r in range(rows) for v, w in enumerate(vectors)]
     store_tile(fn, g.t, cptr, [flat[r * width:(r + 1) * width] for r in range(rows)], vectors)
+
+
+def subtract_in_place(dtype, dims, flags, threads=1):
+    """Whether ``gemm_kernel(subtract=True)`` computes this GEMM: native, B read in place (a
+    packed GEMM keeps its partial sums in C, which holds the minuend here)."""
+    if flags[1] or not native_gemm_ok(dtype, dims, flags, threads):
+        return False
+    return not packed_depth(dtype, dims, blocking(dtype, dims[1], vector_unit()))
 
 
 def rank1_update(fn, t, accs, vectors, bv, a_ptrs):
@@ -400,4 +417,5 @@ def fmuladd(fn, t, x, y, z, w):
 
 __all__ = ["gemm_kernel", "native_gemm_ok", "vector_unit", "blocking", "rank1_update",
            "last_or_not",
-           "store_tile", "splat", "fmuladd", "vector_type", "NATIVE_MAX_MACS"]
+           "store_tile", "splat", "fmuladd", "vector_type", "NATIVE_MAX_MACS",
+           "subtract_in_place"]
