@@ -63,7 +63,8 @@ def run_dump(args, out=None):
     if args.diff and args.format != "text":
         raise CompileError("--diff goes with --format text")
     model = load_model(args.model, parse_shapes(args.shape))
-    step = compile_model(model, backend, not args.no_optimize)
+    # (compiled, not read from the compile cache: a hit holds no IR or assembly to show)
+    step = compile_model(model, backend, not args.no_optimize, cache=False)
     stages = [name for name, _ in step.program.stages] or ["input"]
     if args.stage == "all" and args.output:
         return _dump_folder(step, args.output, out)

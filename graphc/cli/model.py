@@ -126,8 +126,9 @@ def _unpack(result, spec):
                       hint=CONTRACT)
 
 
-def compile_model(model, backend="numpy", optimize=True, passes=None):
-    """Compile a Model for its concrete feed shapes; returns a ``CompiledStep``.
+def compile_model(model, backend="numpy", optimize=True, passes=None, cache=None):
+    """Compile a Model for its concrete feed shapes; returns a ``CompiledStep``
+    (``cache``: as ``gc.compile``'s).
 
     Raises:
         FeedError: a placeholder keeps a None dim, or a shape given for no feed.
@@ -139,7 +140,7 @@ def compile_model(model, backend="numpy", optimize=True, passes=None):
         raise FeedError(f"shapes given for {', '.join(unknown)}, which the step does not feed",
                         [f"feeds: {', '.join(by_name)}"])
     step = gc.compile(model.fetches, feeds=model.feeds, backend=backend, optimize=optimize,
-                      passes=passes, graph=model.graph)
+                      passes=passes, graph=model.graph, cache=cache)
     if step._last is None:  # None dims: compile the signature the shapes give
         step._signature(concrete_shapes(step._feeds, model.shapes))
     return step

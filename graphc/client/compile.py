@@ -26,7 +26,7 @@ from .feeds import convert_feed, expand_feeds, feed_target, flatten, needed_and_
 
 
 def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # noqa: A001
-            passes=None, check_numerics=False, check_writes=False, graph=None):
+            passes=None, check_numerics=False, check_writes=False, graph=None, cache=None):
     """Compile the step computing ``fetches`` (any nest of tensors and ops).
 
     Args:
@@ -43,6 +43,9 @@ def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # 
         check_numerics: stop at the first node producing NaN or Inf (NumericsError).
         check_writes: fail if a kernel writes into a buffer it was not given (debugging).
         graph: the graph (default: the fetches' graph).
+        cache: look each signature up in the compile cache and store it there
+            (``graphc.client.step_cache``); None: ``$GRAPHC_STEP_CACHE``. A hit carries no
+            LLVM IR or assembly to read: ``graphc dump`` compiles with ``cache=False``.
     Returns:
         A ``CompiledStep``.
     Raises:
@@ -54,19 +57,20 @@ def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # 
         >>> loss_value, _ = step(x=xb, y=yb)
     """
     return CompiledStep(fetches, feeds, backend, optimize, dump_dir, passes, check_numerics,
-                        check_writes, graph)
+                        check_writes, graph, cache)
 
 
 class CompiledStep:
     """A compiled training step; see ``compile``. Call it with feeds; read ``variables``."""
 
     def __init__(self, fetches, feeds=None, backend=None, optimize=True, dump_dir=None,
-                 passes=None, check_numerics=False, check_writes=False, graph=None):
+                 passes=None, check_numerics=False, check_writes=False, graph=None,
+                 cache=None):
         graph = graph or _graph_of(fetches)
         apply_policy()  # BLAS threads: never more than the process's cores (runtime.threads)
         backend = backend or default_backend()
         self.graph, self.backend, self.optimize = graph, backend, optimize
-        self.dump_dir, self.passes = dump_dir, passes
+        self.dump_dir, self.passes, self.cache = dump_dir, passes, cache
         self.checks = tuple(c for c, on in (("numerics", check_numerics),
                                             ("writes", check_writes)) if on)
         self._flat, self._rebuild = flatten(fetches, graph)
@@ -215,7 +219,8 @@ class CompiledStep:
                                           self.optimize)
             compiled = compile_program(self._flat, shapes, backend=self.backend,
                                        optimize=self.optimize, passes=self.passes,
-                                       dump_dir=sig_dir, checks=self.checks)
+                                       dump_dir=sig_dir, checks=self.checks,
+                                       cache=self.cache)
             self._cache[key] = compiled
         self._last = compiled
         return compiled

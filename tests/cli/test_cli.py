@@ -155,7 +155,16 @@ def test_dump_stages_diffs_dot_and_code(capsys, work):
                           "plan.txt", "step.py"} <= set(os.listdir(folder))
 
 
-def test_dump_llvm_ir_and_assembly(capsys):
+@pytest.mark.parametrize("step_cache", ["0", "1"])
+def test_dump_llvm_ir_and_assembly(capsys, monkeypatch, tmp_path, step_cache):
+    # with the compile cache on (and an entry already there), dump still compiles: a cache
+    # hit holds no optimized IR or assembly
+    monkeypatch.setenv("GRAPHC_STEP_CACHE", step_cache)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    from graphc.cli.model import compile_model, load_model
+    for _ in range(2):  # (the second one a hit when the cache is on)
+        hit = type(compile_model(load_model(MODEL), "llvm").compiled).__name__
+    assert (hit == "CachedCompiled") == (step_cache == "1")
     code, out, _ = graphc(capsys, "dump", MODEL, "--format", "llvm")
     assert code == 0 and "define void @step(ptr" in out
     code, out, _ = graphc(capsys, "dump", MODEL, "--format", "llvm-opt")
