@@ -28,7 +28,7 @@ __all__ = ["split", "plan", "pack", "unpack", "is_bundle", "MAGIC", "MIN_WORK", 
 # per line. The other parts start HEAD_START behind: the worker gets its text only once
 # this process has produced it, and may still be starting.
 KERNEL_BASE = 60
-HEAD_START = 500
+HEAD_START = 300
 # Below this much estimated work (~200 ms) a module stays whole: a cold worker takes ~0.2 s
 # to start, and W1-W5's steps keep the object code they had.
 MIN_WORK = 1500

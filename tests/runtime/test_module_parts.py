@@ -122,11 +122,11 @@ def test_parts_compile_to_the_same_results_with_and_without_the_worker(always_sp
     monkeypatch.setenv("GRAPHC_COMPILE_WORKER", "0")
     alone = jit.compile_ir(text, parts=2)
     monkeypatch.setenv("GRAPHC_COMPILE_WORKER", "auto")
+    monkeypatch.setattr(compile_worker, "free_core", lambda: True)
     before = compile_worker.stats["worker_compiles"]
     beside = jit.compile_ir(text, parts=2)
-    if compile_worker.parallel():
-        assert compile_worker.stats["worker_compiles"] == before + 1
-        assert {"wait", "elsewhere"} <= set(beside.timings)
+    assert compile_worker.stats["worker_compiles"] == before + 1
+    assert {"wait", "elsewhere"} <= set(beside.timings)
     assert module_parts.is_bundle(alone.object_code)
     assert alone.object_code == beside.object_code  # where it compiled changes nothing
     assert len(module_parts.unpack(alone.object_code)) == 2
@@ -175,3 +175,25 @@ def test_step_addresses_resolve_across_the_bundle(always_split):
     assert loaded.address("step")
     out = run(compiled.object_code, kernels=4)
     assert ctypes.c_float(out[1]).value == ((((1 * 2 + 1) * 3 + 1) * 4 + 1) * 5 + 1)
+
+
+@pytest.mark.parametrize("line, free", [("0.40 0.30 0.20 1/120 999", True),
+                                        ("1.70 0.90 0.50 1/120 999", False),  # busy lately
+                                        ("0.40 0.30 0.20 2/120 999", False),  # busy now
+                                        ("garbage", True)])
+def test_a_free_core_is_judged_from_the_load(tmp_path, monkeypatch, line, free):
+    from graphc.runtime import threads
+    path = tmp_path / "loadavg"
+    path.write_text(line + "\n")
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    assert compile_worker.free_core(str(path)) is free
+    monkeypatch.setattr(threads, "available_cores", lambda: 1)
+    assert compile_worker.free_core(str(path)) is False
+
+
+def test_no_free_core_compiles_every_part_here(always_split, monkeypatch):
+    monkeypatch.setattr(compile_worker, "free_core", lambda: False)
+    before = compile_worker.stats["worker_compiles"]
+    compiled = jit.compile_ir(module(), parts=2)
+    assert compile_worker.stats["worker_compiles"] == before
+    assert len(module_parts.unpack(compiled.object_code)) == 2
