@@ -13,16 +13,22 @@ object code has no unresolved symbols and needs no link step. MCJIT segfaults on
 symbol instead of raising, which is why external functions must come in through the table.
 
 Compilation uses LLVM's new pass manager (the only one llvmlite >= 0.45 has) and targets the
-host CPU with its full feature string: without both, loops do not vectorize. Vectorizing a
-floating-point reduction additionally needs fast-math flags on the reduction in the IR, and
-vectorizing without runtime alias checks needs ``noalias`` on pointer arguments; those are
-the IR producer's job. Keep kernels in separate ``noinline`` functions: compile time grows
+host CPU with its full feature string: without both, loops do not vectorize
+(``runtime.llvm_compile`` does it with llvmlite alone, for this process and the compile
+worker). ``compile_ir(text, parts=6)`` compiles a big module as several, the compile worker
+taking some at the same time when a core is free (``runtime.module_parts``); the object code
+is then a bundle of object files that ``load_object`` loads into one engine.
+
+Vectorizing a floating-point reduction additionally needs fast-math flags on the reduction in
+the IR, and vectorizing without runtime alias checks needs ``noalias`` on pointer arguments;
+those are the IR producer's job. Keep kernels in separate ``noinline`` functions: compile time grows
 superlinearly when many loops share one function and linearly when they do not.
 
 IR text must use opaque pointers (``ptr``): LLVM 17 and newer reject typed pointers.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import functools
@@ -128,8 +134,9 @@ class CompiledModule:
         target: the target the code was compiled for.
         opt, codegen_opt: IR and code generation optimization levels.
         timings: seconds spent in ``parse``, ``optimize`` and ``emit`` (in this process);
-            for a module in parts also ``wait`` (for the worker's parts, after this
-            process's own) and ``elsewhere`` (the worker's parse, optimize and emit).
+            for a module in parts, those of the parts compiled here, ``wait`` (for the
+            worker's last part, after this process's) and ``elsewhere`` (the worker's
+            parse, optimize and emit).
     """
     object_code: bytes
     optimized_ir: str
@@ -183,9 +190,10 @@ def compile_ir(ir_text: str, opt: int = 2, codegen_opt: int = 2,
         codegen_opt: code generation level 0..3; 0..2 keep compile time low.
         target: what to compile for; the host when None.
         parts: compile the module as this many modules (``module_parts.split``; fewer
-            when it does not split), the first in this process and the others at the same
-            time in the compile worker when it may run (``compile_worker.parallel``). The
-            object code is a bundle then, the same whether the worker ran or not.
+            when it does not split): this process takes them first to last, the compile
+            worker at the same time last to first when a core is free for it
+            (``compile_worker.parallel``). The object code is a bundle then, the same
+            whatever compiled which part.
 
     Returns:
         A CompiledModule holding the object bytes and the optimized IR.
@@ -227,36 +235,51 @@ def _in_worker(ir_text, opt, codegen_opt, t):
 
 
 def _compile_parts(texts, opt, codegen_opt, t):
-    """The first part as any module, the others in the worker meanwhile (one after another:
-    there is one worker) or, when it cannot run, here afterwards; one bundle."""
-    done = {}
+    """Compile the parts here, first to last, while the worker takes them last to first when
+    a core is free for it; each part compiles once, wherever. One bundle, in order."""
+    results = [None] * len(texts)
+    left = collections.deque(range(len(texts)))  # (deque pops are atomic)
+    elsewhere = []
 
-    def elsewhere():
-        for k in range(1, len(texts)):
+    def take(front):
+        try:
+            return left.popleft() if front else left.pop()
+        except IndexError:
+            return None
+
+    def worker_takes():
+        while (k := take(False)) is not None:
             try:
-                done[k] = _in_worker(texts[k], opt, codegen_opt, t)
+                fields = _in_worker(texts[k], opt, codegen_opt, t)
             except CompileError as exc:
-                done[k] = exc
+                results[k] = exc
+                return
+            if fields is None:  # the worker failed: this part compiles here, afterwards
+                left.append(k)
+                return
+            results[k] = _compiled(fields, t, opt, codegen_opt)
+            elsewhere.append(k)
     helper = None
     if compile_worker.parallel():
-        helper = threading.Thread(target=elsewhere, name="graphc-compile-parts", daemon=True)
+        helper = threading.Thread(target=worker_takes, name="graphc-compile-parts",
+                                  daemon=True)
         helper.start()
-    results = [_compile_one(texts[0], opt, codegen_opt, t)]
+    while (k := take(True)) is not None:
+        results[k] = _compile_one(texts[k], opt, codegen_opt, t)
     t0 = time.perf_counter()
     if helper is not None:
         helper.join()
     wait = time.perf_counter() - t0
-    other = 0.0
-    for k in range(1, len(texts)):
-        fields = done.get(k)
-        if isinstance(fields, CompileError):
-            raise fields
-        if fields is None:
-            results.append(compile_here(texts[k], opt, codegen_opt, t))
-            continue
-        results.append(_compiled(fields, t, opt, codegen_opt))
-        other += sum(results[-1].timings.values())
-    timings = dict(results[0].timings, wait=wait, elsewhere=other)
+    for k, r in enumerate(results):
+        if isinstance(r, CompileError):
+            raise r
+        if r is None:  # (given back by a worker that failed)
+            results[k] = compile_here(texts[k], opt, codegen_opt, t)
+    here = [r for k, r in enumerate(results) if k not in elsewhere]
+    timings = {stage: sum(r.timings[stage] for r in here)
+               for stage in ("parse", "optimize", "emit")}
+    timings.update(wait=wait, elsewhere=sum(sum(results[k].timings.values())
+                                            for k in elsewhere))
     return CompiledModule(module_parts.pack([r.object_code for r in results]),
                           PART_MARK.join(r.optimized_ir for r in results),
                           tuple(f for r in results for f in r.functions), t, opt, codegen_opt,

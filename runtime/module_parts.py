@@ -1,16 +1,16 @@
 """One LLVM module's text split into parts that compile apart, and the bundle of their objects.
 
 llvmlite runs one LLVM call at a time in a process, and LLVM costs 10-30 ms per kernel
-function at O2, so a step of many kernels compiles faster as two modules, one in this process
-and one in the compile worker at the same time (``jit.compile_ir(..., parts=2)``). The parts
-are made from the text alone, so the split is a pure function of the module:
+function at O2, so a step of many kernels compiles faster as several modules, some in this
+process and some in the compile worker at the same time (``jit.compile_ir(..., parts=6)``).
+The parts are made from the text alone, so the split is a pure function of the module:
 
 - a function and the internal functions it calls stay together (a kernel and its thread-pool
   task); ``alwaysinline`` helpers are copied into every part that calls them (they vanish
   into their callers); what exported functions (the step) reference may go to another part;
 - a function referenced from another part becomes external there, and a declaration in the
   referencing part (the step calls kernels through addresses it stores: one relocation);
-- the first part holds the exported functions; the others get whole groups, largest first,
+- the first part holds the exported functions; the parts get whole groups, largest first,
   each to the part with the least estimated work (``plan``).
 
 Modules with anything but functions, declarations and comments at top level (globals,
@@ -23,17 +23,17 @@ import struct
 
 __all__ = ["split", "plan", "pack", "unpack", "is_bundle", "MAGIC", "MIN_WORK", "VERSION"]
 
-# Estimated work, in units of ~0.13 ms on a 2020s x86 core (O2 + emission): a function costs
+# Estimated work, in units of ~0.1 ms on a 2020s x86 core (O2 + emission): a function costs
 # KERNEL_BASE plus one unit per line; an ``optnone`` one (the step's glue) a tenth of a unit
-# per line. The other parts start HEAD_START behind: the worker gets its text only once
-# this process has produced it, and may still be starting.
+# per line. Parts are balanced by this estimate (largest group first, to the lightest part);
+# ``jit.compile_ir`` hands them out one at a time to whichever process is free, so the
+# estimate's errors cost little.
 KERNEL_BASE = 60
-HEAD_START = 300
 # Below this much estimated work (~200 ms) a module stays whole: a cold worker takes ~0.2 s
 # to start, and W1-W5's steps keep the object code they had.
 MIN_WORK = 1500
 # Changes with the way modules are split (part of the object cache's key).
-VERSION = 1
+VERSION = 2
 
 MAGIC = b"GCOBJS\x01\x00"
 _COUNT = struct.Struct("<I")
@@ -114,22 +114,22 @@ def _groups(functions):
 
 def plan(text, parts):
     """Which part each function goes to: {name: part}, or None when ``text`` is not split
-    (not splittable, less work than ``MIN_WORK``, or fewer groups than parts)."""
+    (not splittable, or less work than ``MIN_WORK``). Fewer parts than asked when there are
+    fewer groups; every part holds something."""
     parsed = _parse(text) if parts >= 2 else None
     if parsed is None or sum(f.cost() for f in parsed[0]) < MIN_WORK:
         return None
     functions = parsed[0]
     groups = _groups(functions)
-    if len(groups) < parts:
+    parts = min(parts, len(groups))
+    if parts < 2:
         return None
-    load = [sum(f.cost() for f in functions if f.exported)] + [HEAD_START] * (parts - 1)
+    load = [sum(f.cost() for f in functions if f.exported)] + [0] * (parts - 1)
     where = {f.name: 0 for f in functions if f.exported}
     for group in sorted(groups, key=lambda g: (-sum(f.cost() for f in g), g[0].name)):
         p = min(range(parts), key=lambda k: (load[k], k))
         load[p] += sum(f.cost() for f in group)
         where.update((f.name, p) for f in group)
-    if len(set(where.values())) < parts:
-        return None
     return where
 
 
@@ -139,6 +139,7 @@ def split(text, parts):
     where = plan(text, parts)
     if where is None:
         return [text]
+    parts = max(where.values()) + 1
     functions, decls, comments = _parse(text)
     by_name = {f.name: f for f in functions}
     out = []

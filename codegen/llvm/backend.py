@@ -5,7 +5,7 @@
                                  stats=stats)        # one module, one exported ``step``
     key = cache_key(text, opt levels, parts, target)  # the IR text is the program's fingerprint
     object code = cache hit, or compile_ir(text) # verified, O2 pipeline, host CPU; a big
-                                                 # module in two parts, one in the worker
+                                                 # module in parts, some in the worker
     NativeStep(layout, load_object(object code)) # fn(*feeds, *variables)
 
 The IR text is produced before any compilation and is a pure function of the optimized
@@ -34,10 +34,11 @@ from .lower import lower_program  # (it imports every kernel: ``kernels/__init__
 
 OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
 CODEGEN_LEVEL = 2   # instruction selection / register allocation
-# A module with enough work compiles as two (``module_parts``): one here, one in the compile
-# worker at the same time. Which functions go where follows from the text alone (and
-# ``module_parts.VERSION``, in the cache key); whether the worker ran does not change the code.
-PARTS = 2
+# A module with enough work compiles as up to PARTS modules (``module_parts``), some here and
+# some in the compile worker at the same time. Which functions go where follows from the
+# text alone (and ``module_parts.VERSION``, in the cache key); which process compiled which
+# part does not change the code.
+PARTS = 6
 WORKER_EARLY_NODES = 300  # programs this big start the worker before lowering
 
 _cache = None

@@ -101,6 +101,7 @@ def test_split_keeps_groups_together_and_exports_what_crosses(always_split):
         assert f"define internal void @k{k}_scale(" in second  # (only its task calls it)
     assert "define internal float @gc.inc" in second
     assert module_parts.split(text, 2) == [first, second]  # a pure function of the text
+    assert len(module_parts.split(text, 10)) == 6  # (one group per kernel at most)
 
 
 def test_small_or_unsplittable_modules_stay_whole():
@@ -197,3 +198,21 @@ def test_no_free_core_compiles_every_part_here(always_split, monkeypatch):
     compiled = jit.compile_ir(module(), parts=2)
     assert compile_worker.stats["worker_compiles"] == before
     assert len(module_parts.unpack(compiled.object_code)) == 2
+
+
+def test_many_parts_shared_with_the_worker_give_the_same_bundle(always_split, monkeypatch):
+    text = module()
+    monkeypatch.setattr(compile_worker, "free_core", lambda: False)
+    alone = jit.compile_ir(text, parts=4)
+    monkeypatch.setattr(compile_worker, "free_core", lambda: True)
+    before = compile_worker.stats["worker_compiles"]
+    shared = jit.compile_ir(text, parts=4)
+    assert compile_worker.stats["worker_compiles"] > before  # (it took one part at least)
+    assert shared.object_code == alone.object_code
+    assert len(module_parts.unpack(shared.object_code)) == 4
+    np.testing.assert_array_equal(run(shared.object_code), run(jit.compile_ir(text).object_code))
+
+    def broken(*args):  # a worker that fails: its parts compile here
+        return None
+    monkeypatch.setattr(compile_worker, "compile_in_worker", broken)
+    assert jit.compile_ir(text, parts=4).object_code == alone.object_code

@@ -1,4 +1,4 @@
-"""A step compiled as two LLVM modules (``runtime.module_parts``, one in the compile worker)
+"""A step compiled as several LLVM modules (``runtime.module_parts``, some in the compile worker)
 computes the same bits as the step compiled whole, saves and loads as one artifact, and keys
 the object cache apart from it."""
 import numpy as np
@@ -56,7 +56,7 @@ def test_a_step_in_parts_computes_the_same_bits(always_split, monkeypatch, worke
     monkeypatch.setattr(compile_worker, "free_core", lambda: True)
     whole_losses, whole_values, whole, _ = _train(1, monkeypatch)
     before = compile_worker.stats["worker_compiles"]
-    losses, values, step, _ = _train(2, monkeypatch)
+    losses, values, step, _ = _train(6, monkeypatch)
     code = step.compiled.fn.artifacts
     assert not module_parts.is_bundle(whole.compiled.fn.loaded.object_code)
     assert module_parts.is_bundle(step.compiled.fn.loaded.object_code)
