@@ -13,8 +13,9 @@ times ``gc.compile([loss, train], feeds=[x, y], backend="llvm")`` with the objec
     (the rest of gc.compile), first call.
 
 ``main`` runs it ``runs`` times and prints each stage's median and minimum (ms), with the
-node and kernel counts. ``python benchmarks/bench_compile.py --cold-mlp [--runs 7] [--parts 1 2]``
-(``--parts 1 2`` alternates the module compiled whole and in two parts).
+node and kernel counts. ``python benchmarks/bench_compile.py --cold-mlp [--runs 7] [--parts 1 6]
+[--worker always]`` (``--parts 1 6`` alternates the module compiled whole and in parts; the
+worker takes parts only when a core is free, or always).
 """
 import json
 import os
@@ -28,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 GOAL_MS = 300  # issue 16: compile to first result
 
 
-def child(depth, parts=2):
+def child(depth, parts=6, worker="auto"):
     """One cold run in this (fresh) process; prints {stage: ms, ...} as one JSON line."""
     sys.path.insert(0, str(HERE))
     import thread_env
@@ -52,6 +53,9 @@ def child(depth, parts=2):
         BACKENDS["llvm"]  # (imported on first use: LLVM lowering, kernels, llvmlite)
         from graphc.codegen.llvm import backend
         backend.PARTS = parts
+        if worker == "always":  # (measuring what a free core gives, on a busy machine)
+            from graphc.runtime import compile_worker
+            compile_worker.free_core = lambda: True
         t0 = time.perf_counter()
         step = gc.compile([loss, train], feeds=[x, y], backend="llvm")
         t1 = time.perf_counter()
@@ -80,14 +84,15 @@ def child(depth, parts=2):
     print(json.dumps({"ms": row, "counts": counts}))
 
 
-def main(runs=7, depth=64, parts=(2,)):
+def main(runs=7, depth=64, parts=(6,), worker="auto"):
     """``runs`` fresh processes per entry of ``parts`` (the LLVM module compiled whole: 1, or
-    in two parts, one in the compile worker: 2, the default), alternating between entries."""
+    in up to 6 parts, some in the compile worker: 6, the default), alternating between
+    entries. ``worker="always"`` lets the worker take parts even when the machine is busy."""
     rows = {p: [] for p in parts}
     results, counts = [], None
     for k in range(runs):
         for p in parts:
-            out = subprocess.run([sys.executable, __file__, "--child", str(depth), str(p)],
+            out = subprocess.run([sys.executable, __file__, "--child", str(depth), str(p), worker],
                                  capture_output=True, text=True, check=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             rows[p].append(result["ms"])
@@ -122,6 +127,6 @@ def main(runs=7, depth=64, parts=(2,)):
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--child":
-        child(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 2)
+        child(int(sys.argv[2]), *(int(sys.argv[3]), sys.argv[4]) if len(sys.argv) > 4 else ())
     else:
         main(*(int(a) for a in sys.argv[1:3]))
