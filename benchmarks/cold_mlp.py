@@ -6,10 +6,11 @@ times ``gc.compile([loss, train], feeds=[x, y], backend="llvm")`` with the objec
 (``GRAPHC_NO_CACHE=1``) and one thread, then the first step, and prints its stages as JSON:
 
     import (the LLVM backend's modules, which ``gc.compile`` imports on first use: much
-    faster where Python may cache their bytecode), specialize, each pass of the pipeline (``run_pipeline``'s records; ``stages`` is the
-    snapshots of the IR kept between them), lower (Program -> LLVM IR text), llvm_parse,
-    llvm_optimize, llvm_emit (LLVM's own, in this process), llvm_wait (for the part the
-    compile worker compiles meanwhile: ``runtime.module_parts``), load (object code -> callable step), other
+    faster where Python may cache their bytecode), specialize, each pass of the pipeline
+    (``run_pipeline``'s records; ``stages`` is the snapshots of the IR kept between them),
+    lower (Program -> LLVM IR text), llvm_parse, llvm_optimize, llvm_emit (LLVM's own, in
+    this process), llvm_wait (for the parts the compile worker compiles meanwhile:
+    ``runtime.module_parts``), load (object code -> callable step), other
     (the rest of gc.compile), first call.
 
 ``main`` runs it ``runs`` times and prints each stage's median and minimum (ms), with the

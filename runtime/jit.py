@@ -128,8 +128,7 @@ class CompiledModule:
     Attributes:
         object_code: a relocatable object file (ELF on Linux) for ``load_object``, or a
             bundle of them when the module was compiled in parts (``module_parts.pack``).
-        optimized_ir: the module's IR after the optimization pipeline (the parts' modules
-            one after the other, each after a ``PART_MARK`` line but the first).
+        sources: the IR text compiled (of each part, in order).
         functions: names of the externally visible functions defined in the module.
         target: the target the code was compiled for.
         opt, codegen_opt: IR and code generation optimization levels.
@@ -137,14 +136,29 @@ class CompiledModule:
             for a module in parts, those of the parts compiled here, ``wait`` (for the
             worker's last part, after this process's) and ``elsewhere`` (the worker's
             parse, optimize and emit).
+        optimized_ir: the module's IR after the optimization pipeline (the parts' modules
+            one after the other, each after a ``PART_MARK`` line but the first), made
+            again on first access: most compilations are never dumped.
     """
     object_code: bytes
-    optimized_ir: str
+    sources: tuple[str, ...]
     functions: tuple[str, ...]
     target: HostTarget
     opt: int = 2
     codegen_opt: int = 2
     timings: dict[str, float] = field(default_factory=dict)
+    _optimized: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def optimized_ir(self) -> str:
+        if self._optimized is None:
+            try:
+                self._optimized = PART_MARK.join(
+                    llvm_compile.optimized_text(s, self.opt, self.codegen_opt, tuple(self.target))
+                    for s in self.sources)
+            except llvm_compile.IRError as exc:
+                raise _ir_error(exc) from None
+        return self._optimized
 
     def assembly(self) -> str:
         """Return the native assembly of the optimized module (of each part, in order).
@@ -223,7 +237,7 @@ def _compile_one(ir_text, opt, codegen_opt, t):
     if compile_worker.wanted():
         fields = _in_worker(ir_text, opt, codegen_opt, t)
         if fields is not None:
-            return _compiled(fields, t, opt, codegen_opt)
+            return _compiled(fields, ir_text, t, opt, codegen_opt)
     return compile_here(ir_text, opt, codegen_opt, t)
 
 
@@ -257,7 +271,7 @@ def _compile_parts(texts, opt, codegen_opt, t):
             if fields is None:  # the worker failed: this part compiles here, afterwards
                 left.append(k)
                 return
-            results[k] = _compiled(fields, t, opt, codegen_opt)
+            results[k] = _compiled(fields, texts[k], t, opt, codegen_opt)
             elsewhere.append(k)
     helper = None
     if compile_worker.parallel():
@@ -281,15 +295,13 @@ def _compile_parts(texts, opt, codegen_opt, t):
     timings.update(wait=wait, elsewhere=sum(sum(results[k].timings.values())
                                             for k in elsewhere))
     return CompiledModule(module_parts.pack([r.object_code for r in results]),
-                          PART_MARK.join(r.optimized_ir for r in results),
-                          tuple(f for r in results for f in r.functions), t, opt, codegen_opt,
-                          timings)
+                          tuple(texts), tuple(f for r in results for f in r.functions), t,
+                          opt, codegen_opt, timings)
 
 
-def _compiled(fields, t, opt, codegen_opt):
-    return CompiledModule(fields["object_code"], fields["optimized_ir"],
-                          tuple(fields["functions"]), t, opt, codegen_opt,
-                          dict(fields["timings"]))
+def _compiled(fields, ir_text, t, opt, codegen_opt):
+    return CompiledModule(fields["object_code"], (ir_text,), tuple(fields["functions"]), t,
+                          opt, codegen_opt, dict(fields["timings"]))
 
 
 def compile_here(ir_text: str, opt: int = 2, codegen_opt: int = 2,
@@ -301,7 +313,7 @@ def compile_here(ir_text: str, opt: int = 2, codegen_opt: int = 2,
         fields = llvm_compile.compile_text(ir_text, opt, codegen_opt, tuple(t))
     except llvm_compile.IRError as exc:
         raise _ir_error(exc) from None
-    return _compiled(fields, t, opt, codegen_opt)
+    return _compiled(fields, ir_text, t, opt, codegen_opt)
 
 
 _STEP_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)

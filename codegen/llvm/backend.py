@@ -117,8 +117,8 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     t0 = time.perf_counter()
     if parallel.likely(program):  # the process's thread pool compiles while this lowers
         prefetch_pool()
-    if PARTS > 1 and len(program.nodes) >= WORKER_EARLY_NODES:  # (a big module's second part will need it)
-        compile_worker.prestart()
+    if PARTS > 1 and len(program.nodes) >= WORKER_EARLY_NODES:
+        compile_worker.prestart()  # (it starts in ~0.1 s, while this lowers)
     stats = {}
     text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1",
                                  stats=stats, checks=checks)

@@ -75,6 +75,9 @@ def module(kernels=6):
 @pytest.fixture
 def always_split(monkeypatch):
     monkeypatch.setattr(module_parts, "MIN_WORK", 0)
+    # (in this process, whatever the compilations before: beyond IN_PROCESS the worker
+    # takes every compilation)
+    monkeypatch.setitem(compile_worker._state, "in_process", 0)
 
 
 def run(object_code, kernels=6):

@@ -48,6 +48,9 @@ def _train(parts, monkeypatch, steps=3, save_to=None):
 def always_split(monkeypatch):
     monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
     monkeypatch.setattr(module_parts, "MIN_WORK", 0)
+    # (in this process, whatever the compilations before: beyond IN_PROCESS the worker
+    # takes every compilation)
+    monkeypatch.setitem(compile_worker._state, "in_process", 0)
 
 
 @pytest.mark.parametrize("worker", ["auto", "0"])
