@@ -56,7 +56,7 @@ def child(depth, parts=6, worker="auto"):
         backend.PARTS = parts
         if worker == "always":  # (measuring what a free core gives, on a busy machine)
             from graphc.runtime import compile_worker
-            compile_worker.free_core = lambda: True
+            compile_worker.free_core = lambda cores: True
         t0 = time.perf_counter()
         step = gc.compile([loss, train], feeds=[x, y], backend="llvm")
         t1 = time.perf_counter()

@@ -65,24 +65,23 @@ def wanted():
         return _state["in_process"] > IN_PROCESS
 
 
-def parallel():
+def parallel(cores):
     """Whether a part of a module should compile in the worker beside this process: the
     worker is allowed (``GRAPHC_COMPILE_WORKER`` is not 0, it has not failed) and a core is
     free for it (``free_core``)."""
-    return _mode() != "off" and free_core()
+    return _mode() != "off" and free_core(cores)
 
 
-def free_core(loadavg="/proc/loadavg"):
-    """Whether another core than this process's is free now: the process may use two cores
-    or more (affinity, cgroup quota) and the machine's load leaves one idle (the 1-minute
-    load average below cores - 0.5, and no more runnable threads than cores - 1 right now).
+def free_core(cores, loadavg="/proc/loadavg"):
+    """Whether a core other than this process's is free now: the process may use ``cores``
+    of them (affinity, cgroup quota: ``threads.available_cores``), two or more, and the
+    machine's load leaves one idle (the 1-minute load average below cores - 0.5, and no more
+    runnable threads than cores - 1 right now).
 
     On a machine busy with other work, a second process only takes time from this one: the
     64-layer MLP's cold compile measured 2.28 s whole against 2.48 s in two parts at a load
     of 2.6 on 2 cores (and 1.20 against 0.96 s when it was under 1.7).
     """
-    from .threads import available_cores  # (in the parent only: the worker never asks)
-    cores = available_cores()
     if cores < 2:
         return False
     try:
@@ -94,10 +93,10 @@ def free_core(loadavg="/proc/loadavg"):
     return average < cores - 0.5 and running <= cores - 1
 
 
-def prestart():
-    """Start the worker now, if ``parallel`` and none runs, so that it is ready (~0.2 s) by
-    the time a module's second part is; returns at once."""
-    if not parallel():
+def prestart(cores):
+    """Start the worker now, if ``parallel(cores)`` and none runs, so that it is ready
+    (~0.1 s) by the time a module's parts are; returns at once."""
+    if not parallel(cores):
         return
     with _lock:
         proc = _state["proc"]

@@ -32,6 +32,7 @@ import collections
 import contextlib
 import ctypes
 import functools
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -195,7 +196,8 @@ def _ir_error(exc) -> CompileError:
 
 
 def compile_ir(ir_text: str, opt: int = 2, codegen_opt: int = 2,
-               target: HostTarget | None = None, parts: int = 1) -> CompiledModule:
+               target: HostTarget | None = None, parts: int = 1,
+               cores: int | None = None) -> CompiledModule:
     """Parse, verify, optimize and compile LLVM IR text to object code.
 
     Args:
@@ -208,6 +210,8 @@ def compile_ir(ir_text: str, opt: int = 2, codegen_opt: int = 2,
             worker at the same time last to first when a core is free for it
             (``compile_worker.parallel``). The object code is a bundle then, the same
             whatever compiled which part.
+        cores: how many cores this process may use (``threads.available_cores``); its
+            affinity mask when None.
 
     Returns:
         A CompiledModule holding the object bytes and the optimized IR.
@@ -229,7 +233,7 @@ def compile_ir(ir_text: str, opt: int = 2, codegen_opt: int = 2,
     t = target or host_target()
     texts = module_parts.split(ir_text, parts) if parts > 1 else [ir_text]
     if len(texts) > 1:
-        return _compile_parts(texts, opt, codegen_opt, t)
+        return _compile_parts(texts, opt, codegen_opt, t, cores or _affinity())
     return _compile_one(ir_text, opt, codegen_opt, t)
 
 
@@ -248,7 +252,14 @@ def _in_worker(ir_text, opt, codegen_opt, t):
         raise _ir_error(exc) from None
 
 
-def _compile_parts(texts, opt, codegen_opt, t):
+def _affinity():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _compile_parts(texts, opt, codegen_opt, t, cores):
     """Compile the parts here, first to last, while the worker takes them last to first when
     a core is free for it; each part compiles once, wherever. One bundle, in order."""
     results = [None] * len(texts)
@@ -274,7 +285,7 @@ def _compile_parts(texts, opt, codegen_opt, t):
             results[k] = _compiled(fields, texts[k], t, opt, codegen_opt)
             elsewhere.append(k)
     helper = None
-    if compile_worker.parallel():
+    if compile_worker.parallel(cores):
         helper = threading.Thread(target=worker_takes, name="graphc-compile-parts",
                                   daemon=True)
         helper.start()

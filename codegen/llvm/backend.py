@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ...runtime import compile_worker, jit, module_parts
 from ...runtime.parallel import prefetch as prefetch_pool, settle as settle_pool
+from ...runtime.threads import available_cores
 from ...runtime.llvm_step import NativeStep
 from ...runtime.objcache import ObjectCache, cache_key
 from ..compiled import CompiledCode
@@ -118,7 +119,7 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     if parallel.likely(program):  # the process's thread pool compiles while this lowers
         prefetch_pool()
     if PARTS > 1 and len(program.nodes) >= WORKER_EARLY_NODES:
-        compile_worker.prestart()  # (it starts in ~0.1 s, while this lowers)
+        compile_worker.prestart(available_cores())  # (it starts in ~0.1 s, while this lowers)
     stats = {}
     text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1",
                                  stats=stats, checks=checks)
@@ -131,7 +132,8 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     if obj is None:
         if any(name == "parallel_for" for _, name in layout.callbacks):
             prefetch_pool()  # (when ``likely`` missed it: compiled before the step's own)
-        compiled = jit.compile_ir(text, OPT_LEVEL, CODEGEN_LEVEL, parts=PARTS)
+        compiled = jit.compile_ir(text, OPT_LEVEL, CODEGEN_LEVEL, parts=PARTS,
+                                  cores=available_cores())
         obj = compiled.object_code
         cache.put(key, obj)
     settle_pool()  # (the pool's compilation, when this step started it, is over)

@@ -126,7 +126,7 @@ def test_parts_compile_to_the_same_results_with_and_without_the_worker(always_sp
     monkeypatch.setenv("GRAPHC_COMPILE_WORKER", "0")
     alone = jit.compile_ir(text, parts=2)
     monkeypatch.setenv("GRAPHC_COMPILE_WORKER", "auto")
-    monkeypatch.setattr(compile_worker, "free_core", lambda: True)
+    monkeypatch.setattr(compile_worker, "free_core", lambda cores: True)
     before = compile_worker.stats["worker_compiles"]
     beside = jit.compile_ir(text, parts=2)
     assert compile_worker.stats["worker_compiles"] == before + 1
@@ -185,18 +185,15 @@ def test_step_addresses_resolve_across_the_bundle(always_split):
                                         ("1.70 0.90 0.50 1/120 999", False),  # busy lately
                                         ("0.40 0.30 0.20 2/120 999", False),  # busy now
                                         ("garbage", True)])
-def test_a_free_core_is_judged_from_the_load(tmp_path, monkeypatch, line, free):
-    from graphc.runtime import threads
+def test_a_free_core_is_judged_from_the_load(tmp_path, line, free):
     path = tmp_path / "loadavg"
     path.write_text(line + "\n")
-    monkeypatch.setattr(threads, "available_cores", lambda: 2)
-    assert compile_worker.free_core(str(path)) is free
-    monkeypatch.setattr(threads, "available_cores", lambda: 1)
-    assert compile_worker.free_core(str(path)) is False
+    assert compile_worker.free_core(2, str(path)) is free
+    assert compile_worker.free_core(1, str(path)) is False
 
 
 def test_no_free_core_compiles_every_part_here(always_split, monkeypatch):
-    monkeypatch.setattr(compile_worker, "free_core", lambda: False)
+    monkeypatch.setattr(compile_worker, "free_core", lambda cores: False)
     before = compile_worker.stats["worker_compiles"]
     compiled = jit.compile_ir(module(), parts=2)
     assert compile_worker.stats["worker_compiles"] == before
@@ -205,9 +202,9 @@ def test_no_free_core_compiles_every_part_here(always_split, monkeypatch):
 
 def test_many_parts_shared_with_the_worker_give_the_same_bundle(always_split, monkeypatch):
     text = module()
-    monkeypatch.setattr(compile_worker, "free_core", lambda: False)
+    monkeypatch.setattr(compile_worker, "free_core", lambda cores: False)
     alone = jit.compile_ir(text, parts=4)
-    monkeypatch.setattr(compile_worker, "free_core", lambda: True)
+    monkeypatch.setattr(compile_worker, "free_core", lambda cores: True)
     before = compile_worker.stats["worker_compiles"]
     shared = jit.compile_ir(text, parts=4)
     assert compile_worker.stats["worker_compiles"] > before  # (it took one part at least)

@@ -56,7 +56,7 @@ def always_split(monkeypatch):
 @pytest.mark.parametrize("worker", ["auto", "0"])
 def test_a_step_in_parts_computes_the_same_bits(always_split, monkeypatch, worker):
     monkeypatch.setenv("GRAPHC_COMPILE_WORKER", worker)
-    monkeypatch.setattr(compile_worker, "free_core", lambda: True)
+    monkeypatch.setattr(compile_worker, "free_core", lambda cores: True)
     whole_losses, whole_values, whole, _ = _train(1, monkeypatch)
     before = compile_worker.stats["worker_compiles"]
     losses, values, step, _ = _train(6, monkeypatch)
