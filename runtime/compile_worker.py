@@ -8,11 +8,12 @@ running only this module: no user script is re-imported, unlike multiprocessing'
 which exits after ``RECYCLE`` compilations and is started again on the next one; its memory
 goes back to the system with it.
 
-The worker also compiles the second part of a module split in two (``jit.compile_ir(...,
-parts=2)``) while this process compiles the first: llvmlite runs one LLVM call at a time per
-process, so that is how a big step uses two cores. It starts in ~0.2 s: it loads
-``runtime/llvm_compile.py`` and this file by path, importing llvmlite and nothing of graphc or
-NumPy; ``prestart`` starts it before the module's text is ready.
+The worker also compiles parts of a big module split in several (``jit.compile_ir(...,
+parts=6)``) while this process compiles the others, when a core is free (``free_core``):
+llvmlite runs one LLVM call at a time per process, so that is how a big step uses two cores.
+It starts in ~0.1 s: it loads ``runtime/llvm_compile.py`` and this file by path, importing
+llvmlite and nothing of graphc or NumPy; ``prestart`` starts it before the module's text is
+ready.
 
 ``GRAPHC_COMPILE_WORKER`` chooses: ``auto`` (default) compiles the first ``IN_PROCESS``
 modules in the process itself (scripts and tests pay nothing) and the rest in the worker;

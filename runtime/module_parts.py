@@ -29,8 +29,9 @@ __all__ = ["split", "plan", "pack", "unpack", "is_bundle", "MAGIC", "MIN_WORK", 
 # ``jit.compile_ir`` hands them out one at a time to whichever process is free, so the
 # estimate's errors cost little.
 KERNEL_BASE = 60
-# Below this much estimated work (~200 ms) a module stays whole: a cold worker takes ~0.2 s
-# to start, and W1-W5's steps keep the object code they had.
+# Below this much estimated work (~150-200 ms of LLVM) a module stays whole: a worker not yet
+# running takes ~0.1 s to start, and each part costs a few ms more. (W1-W5's steps have
+# 3,300-8,500: they are split, and their functions' machine code is the same.)
 MIN_WORK = 1500
 # Changes with the way modules are split (part of the object cache's key).
 VERSION = 2
