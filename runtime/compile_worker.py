@@ -45,7 +45,7 @@ IN_PROCESS = 32  # auto: compilations done in the process before the worker take
 _LEN = struct.Struct("<Q")
 _lock = threading.Lock()  # one request at a time, and the worker's start and stop
 _count_lock = threading.Lock()
-_state = {"proc": None, "done": 0, "in_process": 0, "broken": False}
+_state = {"proc": None, "done": 0, "in_process": 0, "broken": False, "owner": None}
 stats = {"worker_compiles": 0, "workers_started": 0}
 
 
@@ -100,8 +100,7 @@ def prestart(cores):
     if not parallel(cores):
         return
     with _lock:
-        proc = _state["proc"]
-        if proc is not None and proc.poll() is None:
+        if _running() is not None:
             return
         try:
             _start()
@@ -137,9 +136,18 @@ def compile_in_worker(ir_text, opt, codegen_opt, target):
     return dict(reply[1])
 
 
-def _ask(request):
+def _running():
+    """The worker this process started, if it still runs (a forked child leaves its parent's
+    worker alone: their requests would cross on the same pipes)."""
     proc = _state["proc"]
-    if proc is None or proc.poll() is not None:
+    if proc is not None and _state["owner"] != os.getpid():
+        _state["proc"] = proc = None
+    return proc if proc is not None and proc.poll() is None else None
+
+
+def _ask(request):
+    proc = _running()
+    if proc is None:
         proc = _start()
     _send(proc.stdin, request)
     reply = _receive(proc.stdout)
@@ -173,7 +181,7 @@ def _start():
     env = dict(os.environ, GRAPHC_COMPILE_WORKER="0")
     proc = subprocess.Popen([sys.executable, "-c", code, str(RECYCLE)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, env=env, close_fds=True)
-    _state["proc"], _state["done"] = proc, 0
+    _state["proc"], _state["done"], _state["owner"] = proc, 0, os.getpid()
     stats["workers_started"] += 1
     return proc
 
@@ -182,7 +190,7 @@ def _stop():
     """End the worker: EOF on its stdin (it exits), killed if it does not within 5 s."""
     proc = _state["proc"]
     _state["proc"] = None
-    if proc is None:
+    if proc is None or _state["owner"] != os.getpid():
         return
     for stream in (proc.stdin, proc.stdout):
         try:

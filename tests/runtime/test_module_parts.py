@@ -1,6 +1,7 @@
 """A module compiled in parts (one in the compile worker): same results, a loadable bundle."""
 import ast
 import ctypes
+import os
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,28 @@ def test_many_parts_shared_with_the_worker_give_the_same_bundle(always_split, mo
         return None
     monkeypatch.setattr(compile_worker, "compile_in_worker", broken)
     assert jit.compile_ir(text, parts=4).object_code == alone.object_code
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_its_own_worker(monkeypatch):
+    """A child forked while the parent's worker runs must not send on the parent's pipes."""
+    monkeypatch.setenv("GRAPHC_COMPILE_WORKER", "1")
+    text = "define void @step(ptr %t) {\n  ret void\n}\n"
+    jit.compile_ir(text)
+    parent_worker = compile_worker._state["proc"]
+    assert parent_worker is not None and parent_worker.poll() is None
+    pid = os.fork()
+    if pid == 0:  # the child: compile, then report whether it used a worker of its own
+        code = 1
+        try:
+            started = compile_worker.stats["workers_started"]
+            jit.compile_ir(text)
+            ok = compile_worker.stats["workers_started"] == started + 1
+            code = 0 if ok and compile_worker._state["proc"] is not parent_worker else 2
+            compile_worker._stop()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert parent_worker.poll() is None  # (the parent's worker still serves it)
+    assert jit.compile_ir(text).functions == ("step",)
