@@ -7,6 +7,7 @@ import pytest
 import graphc as gc
 from graphc.codegen.llvm import backend as llvm_backend
 from graphc.runtime import compile_worker, module_parts
+from tests.runtime.test_module_parts import worker_first
 
 
 def _mlp(depth=4, width=24, seed=0):
@@ -56,9 +57,10 @@ def always_split(monkeypatch):
 @pytest.mark.parametrize("worker", ["auto", "0"])
 def test_a_step_in_parts_computes_the_same_bits(always_split, monkeypatch, worker):
     monkeypatch.setenv("GRAPHC_COMPILE_WORKER", worker)
-    monkeypatch.setattr(compile_worker, "free_core", lambda cores: True)
     whole_losses, whole_values, whole, _ = _train(1, monkeypatch)
     before = compile_worker.stats["worker_compiles"]
+    if worker == "auto":
+        worker_first(monkeypatch)
     losses, values, step, _ = _train(6, monkeypatch)
     code = step.compiled.fn.artifacts
     assert not module_parts.is_bundle(whole.compiled.fn.loaded.object_code)
