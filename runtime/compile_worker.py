@@ -76,7 +76,8 @@ def parallel(cores):
 def free_core(cores, loadavg="/proc/loadavg"):
     """Whether a core other than this process's is free now: the process may use ``cores``
     of them (affinity, cgroup quota: ``threads.available_cores``), two or more, and no more
-    threads than cores - 1 are runnable on the machine right now (this one among them).
+    threads than cores - 1 are runnable on the machine right now (this one among them; the
+    worker itself, still starting, is not counted).
 
     A CPU-bound job is runnable all the time, so one look tells; the load average would
     remember a job finished a minute ago. On a machine busy with other work, a second
@@ -91,7 +92,21 @@ def free_core(cores, loadavg="/proc/loadavg"):
             running = int(f.read().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
         return True  # (no /proc: nothing says the machine is busy)
-    return running <= cores - 1
+    return running - _worker_runnable() <= cores - 1
+
+
+def _worker_runnable():
+    """1 when this process's worker is runnable (starting, most likely: it is not other
+    work), else 0."""
+    proc = _running()
+    if proc is None:
+        return 0
+    try:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return 0
+    return 1 if state == "R" else 0
 
 
 def prestart(cores):

@@ -201,11 +201,14 @@ def test_step_addresses_resolve_across_the_bundle(always_split):
                                         ("1.70 0.90 0.50 1/120 999", True),  # busy a while ago
                                         ("0.40 0.30 0.20 2/120 999", False),  # busy now
                                         ("garbage", True)])
-def test_a_free_core_is_judged_from_the_load(tmp_path, line, free):
+def test_a_free_core_is_judged_from_the_load(tmp_path, monkeypatch, line, free):
+    monkeypatch.setattr(compile_worker, "_worker_runnable", lambda: 0)
     path = tmp_path / "loadavg"
     path.write_text(line + "\n")
     assert compile_worker.free_core(2, str(path)) is free
     assert compile_worker.free_core(1, str(path)) is False
+    monkeypatch.setattr(compile_worker, "_worker_runnable", lambda: 1)  # (ours, starting)
+    assert compile_worker.free_core(2, str(path)) is (free or line.split()[3] == "2/120")
 
 
 def test_no_free_core_compiles_every_part_here(always_split, monkeypatch):
