@@ -46,10 +46,12 @@ _cache = None
 
 
 def default_cache():
-    """The process-wide object cache (``GRAPHC_NO_CACHE=1`` disables it)."""
+    """The process-wide object cache (``GRAPHC_NO_CACHE=1`` disables it, also when set after
+    the first compilation)."""
     global _cache
-    if _cache is None or _cache.dir != ObjectCache().dir:
-        _cache = ObjectCache()
+    fresh = ObjectCache()
+    if _cache is None or (_cache.dir, _cache.enabled) != (fresh.dir, fresh.enabled):
+        _cache = fresh
     return _cache
 
 

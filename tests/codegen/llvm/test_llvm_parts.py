@@ -85,3 +85,13 @@ def test_a_step_in_parts_saves_and_loads(always_split, monkeypatch, tmp_path):
     assert module_parts.is_bundle(step.compiled.fn.loaded.object_code)  # (saved as is)
     x, y = batches[1]
     assert np.float32(loaded(x=x, y=y)[0]).tobytes() == np.float32(losses[1]).tobytes()
+
+
+def test_no_cache_set_after_a_compile_turns_the_object_cache_off(monkeypatch, tmp_path):
+    """(The process-wide cache was kept while its directory stayed the same: a test that set
+    GRAPHC_NO_CACHE after another compiled could load an old object.)"""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRAPHC_NO_CACHE", raising=False)
+    assert llvm_backend.default_cache().enabled
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    assert not llvm_backend.default_cache().enabled
