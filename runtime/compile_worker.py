@@ -28,6 +28,7 @@ This module imports nothing of graphc at module level (the worker runs it withou
 package).
 """
 import atexit
+import glob
 import os
 import pickle
 import struct
@@ -76,8 +77,8 @@ def parallel(cores):
 def free_core(cores, loadavg="/proc/loadavg"):
     """Whether a core other than this process's is free now: the process may use ``cores``
     of them (affinity, cgroup quota: ``threads.available_cores``), two or more, and no more
-    threads than cores - 1 are runnable on the machine right now (this one among them; the
-    worker itself, still starting, is not counted).
+    than cores - 2 threads of other processes are runnable right now (this process's own
+    threads and its worker, still starting, are not counted).
 
     A CPU-bound job is runnable all the time, so one look tells; the load average would
     remember a job finished a minute ago. On a machine busy with other work, a second
@@ -92,21 +93,22 @@ def free_core(cores, loadavg="/proc/loadavg"):
             running = int(f.read().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):
         return True  # (no /proc: nothing says the machine is busy)
-    return running - _worker_runnable() <= cores - 1
+    return running - _ours_runnable() <= cores - 2
 
 
-def _worker_runnable():
-    """1 when this process's worker is runnable (starting, most likely: it is not other
-    work), else 0."""
+def _ours_runnable():
+    """This process's runnable threads (this one among them) and its worker's (starting,
+    most likely): they are not other work."""
     proc = _running()
-    if proc is None:
-        return 0
-    try:
-        with open(f"/proc/{proc.pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return 0
-    return 1 if state == "R" else 0
+    paths = glob.glob("/proc/self/task/*/stat") + ([f"/proc/{proc.pid}/stat"] if proc else [])
+    n = 0
+    for path in paths:
+        try:
+            with open(path) as f:
+                n += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            pass
+    return max(n, 1)
 
 
 def prestart(cores):

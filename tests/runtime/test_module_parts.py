@@ -203,12 +203,12 @@ def test_step_addresses_resolve_across_the_bundle(always_split):
                                         ("0.40 0.30 0.20 2/120 999", False),  # busy now
                                         ("garbage", True)])
 def test_a_free_core_is_judged_from_the_load(tmp_path, monkeypatch, line, free):
-    monkeypatch.setattr(compile_worker, "_worker_runnable", lambda: 0)
+    monkeypatch.setattr(compile_worker, "_ours_runnable", lambda: 1)
     path = tmp_path / "loadavg"
     path.write_text(line + "\n")
     assert compile_worker.free_core(2, str(path)) is free
     assert compile_worker.free_core(1, str(path)) is False
-    monkeypatch.setattr(compile_worker, "_worker_runnable", lambda: 1)  # (ours, starting)
+    monkeypatch.setattr(compile_worker, "_ours_runnable", lambda: 2)  # (a thread of ours)
     assert compile_worker.free_core(2, str(path)) is (free or line.split()[3] == "2/120")
 
 
