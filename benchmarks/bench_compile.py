@@ -14,12 +14,15 @@ absolute times on a busy machine.
     python benchmarks/bench_compile.py [--kinds mlp rnn wide] [--sizes 1000 10000 100000]
                                        [--backend numpy] [--no-codegen]
 
-``--cold-mlp [--runs 7] [--depth 64]`` times instead what issue 16 asks of one model: the
-scaling benchmark's depth row (MLP 784-[256]*64-10, ReLU, batch 128, softmax cross-entropy,
-SGD: ``bench_scaling.Mlp``), compiled by ``gc.compile(..., backend="llvm")`` with the object
-cache off and one thread, from ``gc.compile`` to the first step's result. Each run is a fresh
-process (nothing of LLVM, the thread pool or Python's imports of the backend warmed up); the
-table gives each stage's median and minimum over the runs (``cold_mlp.py``).
+``--cold-mlp [--runs 7] [--depth 64] [--parts 1 6] [--worker always]`` times instead what
+issue 16 asks of one model: the scaling benchmark's depth row (MLP 784-[256]*64-10, ReLU,
+batch 128, softmax cross-entropy, SGD: ``bench_scaling.Mlp``), compiled by
+``gc.compile(..., backend="llvm")`` with the object cache off and one thread, from
+``gc.compile`` to the first step's result. Each run is a fresh process (nothing of LLVM, the
+thread pool or Python's imports of the backend warmed up); the table gives each stage's
+median and minimum over the runs (``cold_mlp.py``). ``--parts 1 6`` alternates the LLVM
+module compiled whole and in parts (the default; the compile worker takes some when a core is
+free, or with ``--worker always`` whatever the load).
 """
 import argparse
 import gc as collector
@@ -136,10 +139,14 @@ def main(argv=None):
                     help="cold compile of the 64-layer MLP by stage, in fresh processes")
     ap.add_argument("--runs", type=int, default=7, help="fresh processes (--cold-mlp)")
     ap.add_argument("--depth", type=int, default=64, help="hidden layers (--cold-mlp)")
+    ap.add_argument("--parts", nargs="+", type=int, default=[6],
+                    help="LLVM module parts, alternated (--cold-mlp): 1 whole, 6 the default")
+    ap.add_argument("--worker", default="auto", choices=["auto", "always"],
+                    help="the compile worker takes parts when a core is free, or always")
     args = ap.parse_args(argv)
     if args.cold_mlp:
         import cold_mlp
-        cold_mlp.main(args.runs, args.depth)
+        cold_mlp.main(args.runs, args.depth, tuple(args.parts), args.worker)
         return
     for kind in args.kinds:
         rows = []

@@ -6,13 +6,17 @@ times ``gc.compile([loss, train], feeds=[x, y], backend="llvm")`` with the objec
 (``GRAPHC_NO_CACHE=1``) and one thread, then the first step, and prints its stages as JSON:
 
     import (the LLVM backend's modules, which ``gc.compile`` imports on first use: much
-    faster where Python may cache their bytecode), specialize, each pass of the pipeline (``run_pipeline``'s records; ``stages`` is the
-    snapshots of the IR kept between them), lower (Program -> LLVM IR text), llvm_parse,
-    llvm_optimize, llvm_emit (LLVM's own), load (object code -> callable step), other
+    faster where Python may cache their bytecode), specialize, each pass of the pipeline
+    (``run_pipeline``'s records; ``stages`` is the snapshots of the IR kept between them),
+    lower (Program -> LLVM IR text), llvm_parse, llvm_optimize, llvm_emit (LLVM's own, in
+    this process), llvm_wait (for the parts the compile worker compiles meanwhile:
+    ``runtime.module_parts``), load (object code -> callable step), other
     (the rest of gc.compile), first call.
 
 ``main`` runs it ``runs`` times and prints each stage's median and minimum (ms), with the
-node and kernel counts. ``python benchmarks/bench_compile.py --cold-mlp [--runs 7]``.
+node and kernel counts. ``python benchmarks/bench_compile.py --cold-mlp [--runs 7] [--parts 1 6]
+[--worker always]`` (``--parts 1 6`` alternates the module compiled whole and in parts; the
+worker takes parts only when a core is free, or always).
 """
 import json
 import os
@@ -26,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 GOAL_MS = 300  # issue 16: compile to first result
 
 
-def child(depth):
+def child(depth, parts=6, worker="auto"):
     """One cold run in this (fresh) process; prints {stage: ms, ...} as one JSON line."""
     sys.path.insert(0, str(HERE))
     import thread_env
@@ -48,6 +52,11 @@ def child(depth):
         ti = time.perf_counter()
         from graphc.codegen import BACKENDS
         BACKENDS["llvm"]  # (imported on first use: LLVM lowering, kernels, llvmlite)
+        from graphc.codegen.llvm import backend
+        backend.PARTS = parts
+        if worker == "always":  # (measuring what a free core gives, on a busy machine)
+            from graphc.runtime import compile_worker
+            compile_worker.free_core = lambda cores: True
         t0 = time.perf_counter()
         step = gc.compile([loss, train], feeds=[x, y], backend="llvm")
         t1 = time.perf_counter()
@@ -61,7 +70,7 @@ def child(depth):
     row["stages"] = stats["compile_ms"]["passes"] - sum(passes.values())
     llvm = {k: v * 1e3 for k, v in code.timings.items()}
     row["lower"] = llvm["lower"]
-    for k in ("llvm_parse", "llvm_optimize", "llvm_emit"):
+    for k in ("llvm_parse", "llvm_optimize", "llvm_emit", "llvm_wait"):
         row[k] = llvm.get(k, 0.0)
     row["load"] = llvm["load"]
     row["other"] = (t1 - ti) * 1e3 - sum(row.values())
@@ -71,37 +80,54 @@ def child(depth):
     counts = {"nodes_before": stats["nodes_before"], "nodes_after": stats["nodes_after"],
               "kernel_calls": code.stats["kernel_calls"],
               "kernel_functions": code.stats["kernel_functions"],
-              "ir_chars": len(code.llvm_ir), "loss": first}
+              "ir_chars": len(code.llvm_ir), "loss": first,
+              "worker_ms": llvm.get("llvm_elsewhere", 0.0)}
     print(json.dumps({"ms": row, "counts": counts}))
 
 
-def main(runs=7, depth=64):
-    rows, counts = [], None
+def main(runs=7, depth=64, parts=(6,), worker="auto"):
+    """``runs`` fresh processes per entry of ``parts`` (the LLVM module compiled whole: 1, or
+    in up to 6 parts, some in the compile worker: 6, the default), alternating between
+    entries. ``worker="always"`` lets the worker take parts even when the machine is busy."""
+    rows = {p: [] for p in parts}
+    results, counts = [], None
     for k in range(runs):
-        out = subprocess.run([sys.executable, __file__, "--child", str(depth)],
-                             capture_output=True, text=True, check=True)
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        rows.append(result["ms"])
-        counts = result["counts"]
-        print(f"run {k + 1}/{runs}: {result['ms']['total']:.0f} ms", file=sys.stderr,
-              flush=True)
+        for p in parts:
+            out = subprocess.run([sys.executable, __file__, "--child", str(depth), str(p), worker],
+                                 capture_output=True, text=True, check=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            rows[p].append(result["ms"])
+            results.append((p, result))
+            counts = result["counts"]
+            print(f"run {k + 1}/{runs}, parts {p}: {result['ms']['total']:.0f} ms",
+                  file=sys.stderr, flush=True)
     print(f"cold compile of MLP 784-[256]*{depth}-10 (batch 128, LLVM, 1 thread, object cache "
-          f"off), {runs} fresh processes")
+          f"off), {runs} fresh processes" + (" per column, alternating" if len(parts) > 1
+                                             else ""))
     print(f"nodes {counts['nodes_before']} -> {counts['nodes_after']}, kernel calls "
           f"{counts['kernel_calls']}, kernel functions {counts['kernel_functions']}, LLVM IR "
           f"{counts['ir_chars'] // 1000} k chars")
-    print(f"{'stage':<16}{'median':>9}{'min':>9}")
-    for stage in rows[0]:
-        values = [r[stage] for r in rows]
+    print(f"{'stage':<16}" + "".join(f"{f'parts {p}: median':>18}{'min':>8}" for p in parts))
+    for stage in rows[parts[0]][0]:
         if stage in ("compile", "total"):
-            print("-" * 34)
-        print(f"{stage:<16}{statistics.median(values):>9.1f}{min(values):>9.1f}")
-    med = statistics.median(r["total"] for r in rows)
-    print(f"goal {GOAL_MS} ms: median / goal = {med / GOAL_MS:.2f}")
+            print("-" * (16 + 26 * len(parts)))
+        cells = ""
+        for p in parts:
+            values = [r[stage] for r in rows[p]]
+            cells += f"{statistics.median(values):>18.1f}{min(values):>8.1f}"
+        print(f"{stage:<16}{cells}")
+    for p in parts:
+        worker = [r["counts"]["worker_ms"] for q, r in results if q == p]
+        med = statistics.median(r["total"] for r in rows[p])
+        used = sum(1 for w in worker if w > 0)
+        print(f"parts {p}: the worker compiled a part in {used} of {len(worker)} runs "
+              f"(parse, optimize and emit beside llvm_*: median {statistics.median(worker):.1f}"
+              f" ms, min {min(worker):.1f}); goal {GOAL_MS} ms: median / goal = "
+              f"{med / GOAL_MS:.2f}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        child(int(sys.argv[2]))
+    if len(sys.argv) >= 3 and sys.argv[1] == "--child":
+        child(int(sys.argv[2]), *(int(sys.argv[3]), sys.argv[4]) if len(sys.argv) > 4 else ())
     else:
         main(*(int(a) for a in sys.argv[1:3]))

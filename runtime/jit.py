@@ -13,19 +13,26 @@ object code has no unresolved symbols and needs no link step. MCJIT segfaults on
 symbol instead of raising, which is why external functions must come in through the table.
 
 Compilation uses LLVM's new pass manager (the only one llvmlite >= 0.45 has) and targets the
-host CPU with its full feature string: without both, loops do not vectorize. Vectorizing a
-floating-point reduction additionally needs fast-math flags on the reduction in the IR, and
-vectorizing without runtime alias checks needs ``noalias`` on pointer arguments; those are
-the IR producer's job. Keep kernels in separate ``noinline`` functions: compile time grows
+host CPU with its full feature string: without both, loops do not vectorize
+(``runtime.llvm_compile`` does it with llvmlite alone, for this process and the compile
+worker). ``compile_ir(text, parts=6)`` compiles a big module as several, the compile worker
+taking some at the same time when a core is free (``runtime.module_parts``); the object code
+is then a bundle of object files that ``load_object`` loads into one engine.
+
+Vectorizing a floating-point reduction additionally needs fast-math flags on the reduction in
+the IR, and vectorizing without runtime alias checks needs ``noalias`` on pointer arguments;
+those are the IR producer's job. Keep kernels in separate ``noinline`` functions: compile time grows
 superlinearly when many loops share one function and linearly when they do not.
 
 IR text must use opaque pointers (``ptr``): LLVM 17 and newer reject typed pointers.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import functools
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,7 +44,7 @@ import numpy as np
 
 from graphc.errors import ArtifactError, CompileError
 
-from . import compile_worker
+from . import compile_worker, llvm_compile, module_parts
 
 __all__ = [
     "HostTarget", "CompiledModule", "LoadedModule",
@@ -45,10 +52,6 @@ __all__ = [
     "compile_ir", "compile_here", "load_object", "engine_call", "step_function", "pointer_table",
     "address_of", "data_address", "llvmlite_version",
 ]
-
-_init_lock = threading.Lock()
-_initialized = False
-
 
 def initialize() -> None:
     """Initialize LLVM's native target and assembly printer; later calls do nothing.
@@ -58,14 +61,7 @@ def initialize() -> None:
     Example:
         >>> initialize(); initialize()   # idempotent
     """
-    global _initialized
-    if _initialized:
-        return
-    with _init_lock:
-        if not _initialized:
-            llvm.initialize_native_target()
-            llvm.initialize_native_asmprinter()
-            _initialized = True
+    llvm_compile.initialize()
 
 
 class HostTarget(NamedTuple):
@@ -107,10 +103,8 @@ def create_target_machine(opt: int = 2, target: HostTarget | None = None):
     Returns:
         llvmlite.binding.TargetMachine.
     """
-    initialize()
     t = target or host_target()
-    return llvm.Target.from_triple(t.triple).create_target_machine(
-        cpu=t.cpu, features=t.features, opt=opt, reloc="default", codemodel="jitdefault")
+    return llvm_compile.target_machine(opt, *t)
 
 
 def optimize_module(module, level: int = 2, target_machine=None) -> None:
@@ -125,23 +119,7 @@ def optimize_module(module, level: int = 2, target_machine=None) -> None:
         level: IR optimization level 0..3.
         target_machine: the machine the code is for; a host machine when None.
     """
-    tm = target_machine or create_target_machine()
-    if not module.triple:
-        module.triple = tm.triple
-    if not module.data_layout:
-        module.data_layout = str(tm.target_data)
-    pto = llvm.create_pipeline_tuning_options(speed_level=level)
-    pto.loop_vectorization = level >= 2
-    pto.slp_vectorization = level >= 2
-    pto.loop_unrolling = level >= 2
-    pb = llvm.create_pass_builder(tm, pto)
-    mpm = pb.getModulePassManager()
-    try:
-        mpm.run(module, pb)
-    finally:  # freed now, not whenever the collector gets to them
-        mpm.close()
-        pb.close()
-        pto.close()
+    llvm_compile.optimize_module(module, level, target_machine or create_target_machine())
 
 
 @dataclass
@@ -149,66 +127,77 @@ class CompiledModule:
     """Object code for one LLVM module, plus what is needed to dump it.
 
     Attributes:
-        object_code: a relocatable object file (ELF on Linux) for ``load_object``.
-        optimized_ir: the module's IR after the optimization pipeline.
+        object_code: a relocatable object file (ELF on Linux) for ``load_object``, or a
+            bundle of them when the module was compiled in parts (``module_parts.pack``).
+        sources: the IR text compiled (of each part, in order).
         functions: names of the externally visible functions defined in the module.
         target: the target the code was compiled for.
         opt, codegen_opt: IR and code generation optimization levels.
-        timings: seconds spent in ``parse``, ``optimize`` and ``emit``.
+        timings: seconds spent in ``parse``, ``optimize`` and ``emit`` (in this process);
+            for a module in parts, those of the parts compiled here, ``wait`` (for the
+            worker's last part, after this process's) and ``elsewhere`` (the worker's
+            parse, optimize and emit).
+        optimized_ir: the module's IR after the optimization pipeline (the parts' modules
+            one after the other, each after a ``PART_MARK`` line but the first), made
+            again on first access: most compilations are never dumped.
     """
     object_code: bytes
-    optimized_ir: str
+    sources: tuple[str, ...]
     functions: tuple[str, ...]
     target: HostTarget
     opt: int = 2
     codegen_opt: int = 2
     timings: dict[str, float] = field(default_factory=dict)
+    _optimized: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def optimized_ir(self) -> str:
+        if self._optimized is None:
+            try:
+                self._optimized = PART_MARK.join(
+                    llvm_compile.optimized_text(s, self.opt, self.codegen_opt, tuple(self.target))
+                    for s in self.sources)
+            except llvm_compile.IRError as exc:
+                raise _ir_error(exc) from None
+        return self._optimized
 
     def assembly(self) -> str:
-        """Return the native assembly of the optimized module.
+        """Return the native assembly of the optimized module (of each part, in order).
 
         Produced on demand from ``optimized_ir`` because object emission rewrites the IR it
         is given (CodeGenPrepare), and most compilations never need the assembly dump.
         """
-        with _parsed(self.optimized_ir) as module:
-            return create_target_machine(self.codegen_opt, self.target).emit_assembly(module)
+        out = []
+        for text in self.optimized_ir.split(PART_MARK):
+            with _parsed(text) as module:
+                tm = create_target_machine(self.codegen_opt, self.target)
+                out.append(tm.emit_assembly(module))
+        return PART_MARK.join(out)
+
+
+PART_MARK = "\n; ==== the next part: a module of its own ====\n"
 
 
 @contextlib.contextmanager
 def _parsed(ir_text: str):
-    """IR text -> verified ModuleRef, in a private LLVM context freed on exit.
-
-    A private context per compilation keeps types from piling up in the global context over
-    thousands of compilations and keeps concurrent compilations apart.
-    """
-    context = llvm.create_context()
-    module = None
+    """IR text -> verified ModuleRef (``llvm_compile.parsed``), LLVM's complaints as
+    CompileError."""
     try:
-        try:
-            module = llvm.parse_assembly(ir_text, context=context)
-        except RuntimeError as exc:
-            raise _ir_error("LLVM IR does not parse", exc) from None
-        try:
-            module.verify()
-        except RuntimeError as exc:
-            raise _ir_error("LLVM IR fails verification", exc) from None
-        yield module
-    finally:
-        if module is not None:
-            module.close()  # before its context: a module must not outlive its context
-        context.close()
+        with llvm_compile.parsed(ir_text) as module:
+            yield module
+    except llvm_compile.IRError as exc:
+        raise _ir_error(exc) from None
 
 
-def _ir_error(headline: str, exc: RuntimeError) -> CompileError:
-    # llvmlite prefixes its own headline; the LLVM diagnostic (line:col, caret) follows it.
-    diagnostic = str(exc).removeprefix("LLVM IR parsing error\n").strip()
-    return CompileError(headline, details=diagnostic.splitlines(),
+def _ir_error(exc) -> CompileError:
+    return CompileError(exc.headline, details=exc.details,
                         hint="IR from graphc's LLVM backend should always be valid: "
                              "please report this with the IR dump")
 
 
 def compile_ir(ir_text: str, opt: int = 2, codegen_opt: int = 2,
-               target: HostTarget | None = None) -> CompiledModule:
+               target: HostTarget | None = None, parts: int = 1,
+               cores: int | None = None) -> CompiledModule:
     """Parse, verify, optimize and compile LLVM IR text to object code.
 
     Args:
@@ -216,6 +205,13 @@ def compile_ir(ir_text: str, opt: int = 2, codegen_opt: int = 2,
         opt: IR optimization level 0..3 for the new pass manager pipeline.
         codegen_opt: code generation level 0..3; 0..2 keep compile time low.
         target: what to compile for; the host when None.
+        parts: compile the module as this many modules (``module_parts.split``; fewer
+            when it does not split): this process takes them first to last, the compile
+            worker at the same time last to first when a core is free for it
+            (``compile_worker.parallel``). The object code is a bundle then, the same
+            whatever compiled which part.
+        cores: how many cores this process may use (``threads.available_cores``); its
+            affinity mask when None.
 
     Returns:
         A CompiledModule holding the object bytes and the optimized IR.
@@ -235,32 +231,100 @@ def compile_ir(ir_text: str, opt: int = 2, codegen_opt: int = 2,
         ('step',)
     """
     t = target or host_target()
+    texts = module_parts.split(ir_text, parts) if parts > 1 else [ir_text]
+    if len(texts) > 1:
+        return _compile_parts(texts, opt, codegen_opt, t, cores or _affinity())
+    return _compile_one(ir_text, opt, codegen_opt, t)
+
+
+def _compile_one(ir_text, opt, codegen_opt, t):
     if compile_worker.wanted():
-        fields = compile_worker.compile_in_worker(ir_text, opt, codegen_opt, t)
+        fields = _in_worker(ir_text, opt, codegen_opt, t)
         if fields is not None:
-            return CompiledModule(**dict(fields, target=HostTarget(*fields["target"])))
+            return _compiled(fields, ir_text, t, opt, codegen_opt)
     return compile_here(ir_text, opt, codegen_opt, t)
+
+
+def _in_worker(ir_text, opt, codegen_opt, t):
+    try:
+        return compile_worker.compile_in_worker(ir_text, opt, codegen_opt, t)
+    except llvm_compile.IRError as exc:
+        raise _ir_error(exc) from None
+
+
+def _affinity():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _compile_parts(texts, opt, codegen_opt, t, cores):
+    """Compile the parts here, first to last, while the worker takes them last to first when
+    a core is free for it; each part compiles once, wherever. One bundle, in order."""
+    results = [None] * len(texts)
+    left = collections.deque(range(len(texts)))  # (deque pops are atomic)
+    elsewhere = []
+
+    def take(front):
+        try:
+            return left.popleft() if front else left.pop()
+        except IndexError:
+            return None
+
+    def worker_takes():
+        while (k := take(False)) is not None:
+            try:
+                fields = _in_worker(texts[k], opt, codegen_opt, t)
+            except CompileError as exc:
+                results[k] = exc
+                return
+            if fields is None:  # the worker failed: this part compiles here, afterwards
+                left.append(k)
+                return
+            results[k] = _compiled(fields, texts[k], t, opt, codegen_opt)
+            elsewhere.append(k)
+    helper = None
+    if compile_worker.parallel(cores):
+        helper = threading.Thread(target=worker_takes, name="graphc-compile-parts",
+                                  daemon=True)
+        helper.start()
+    while (k := take(True)) is not None:
+        results[k] = _compile_one(texts[k], opt, codegen_opt, t)
+    t0 = time.perf_counter()
+    if helper is not None:
+        helper.join()
+    wait = time.perf_counter() - t0
+    for k, r in enumerate(results):
+        if isinstance(r, CompileError):
+            raise r
+        if r is None:  # (given back by a worker that failed)
+            results[k] = compile_here(texts[k], opt, codegen_opt, t)
+    here = [r for k, r in enumerate(results) if k not in elsewhere]
+    timings = {stage: sum(r.timings[stage] for r in here)
+               for stage in ("parse", "optimize", "emit")}
+    timings.update(wait=wait, elsewhere=sum(sum(results[k].timings.values())
+                                            for k in elsewhere))
+    return CompiledModule(module_parts.pack([r.object_code for r in results]),
+                          tuple(texts), tuple(f for r in results for f in r.functions), t,
+                          opt, codegen_opt, timings)
+
+
+def _compiled(fields, ir_text, t, opt, codegen_opt):
+    return CompiledModule(fields["object_code"], (ir_text,), tuple(fields["functions"]), t,
+                          opt, codegen_opt, dict(fields["timings"]))
 
 
 def compile_here(ir_text: str, opt: int = 2, codegen_opt: int = 2,
                  target: HostTarget | None = None) -> CompiledModule:
-    """``compile_ir`` in this process, whatever ``GRAPHC_COMPILE_WORKER`` says."""
+    """``compile_ir`` of one module in this process, whatever ``GRAPHC_COMPILE_WORKER``
+    says."""
     t = target or host_target()
-    t0 = time.perf_counter()
-    with _parsed(ir_text) as module:
-        tm = create_target_machine(codegen_opt, t)
-        module.triple = t.triple
-        module.data_layout = str(tm.target_data)
-        t1 = time.perf_counter()
-        optimize_module(module, opt, tm)
-        t2 = time.perf_counter()
-        optimized_ir = str(module)  # before emission, which rewrites the IR in place
-        functions = tuple(f.name for f in module.functions
-                          if not f.is_declaration and f.linkage.name == "external")
-        object_code = tm.emit_object(module)
-        t3 = time.perf_counter()
-    return CompiledModule(object_code, optimized_ir, functions, t, opt, codegen_opt,
-                          {"parse": t1 - t0, "optimize": t2 - t1, "emit": t3 - t2})
+    try:
+        fields = llvm_compile.compile_text(ir_text, opt, codegen_opt, tuple(t))
+    except llvm_compile.IRError as exc:
+        raise _ir_error(exc) from None
+    return _compiled(fields, ir_text, t, opt, codegen_opt)
 
 
 _STEP_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
@@ -335,7 +399,8 @@ def load_object(object_code: bytes, target: HostTarget | None = None) -> LoadedM
     MCJIT. Loading a one-kernel object costs ~1 ms.
 
     Args:
-        object_code: bytes of ``CompiledModule.object_code``.
+        object_code: bytes of ``CompiledModule.object_code`` (one object file, or the
+            bundle of a module compiled in parts: its members go into one engine).
         target: the target the engine is created for; the host when None.
 
     Raises:
@@ -348,10 +413,7 @@ def load_object(object_code: bytes, target: HostTarget | None = None) -> LoadedM
         >>> loaded.function("step")(table)
     """
     initialize()
-    object_file = llvm.ObjectFileRef.from_data(bytes(object_code))
-    if not object_file._ptr:  # LLVM rejects it; adding a null object file would segfault
-        raise ArtifactError(
-            f"not a loadable object file ({len(object_code)} bytes, starts {object_code[:4]!r})")
+    object_files = [_object_file(o) for o in _members(object_code)]
     t = target or host_target()
     empty = llvm.parse_assembly("")
     empty.triple = t.triple
@@ -363,9 +425,28 @@ def load_object(object_code: bytes, target: HostTarget | None = None) -> LoadedM
     engine = llvm.create_mcjit_compiler(empty, machine)
     engine.remove_module(empty)
     empty.close()
-    engine.add_object_file(object_file)
+    for object_file in object_files:  # (one engine: it links the parts' references)
+        engine.add_object_file(object_file)
     engine.finalize_object()
     return LoadedModule(engine, object_code)
+
+
+def _members(object_code):
+    """The object files in ``object_code``: itself, or a bundle's members."""
+    if not module_parts.is_bundle(object_code):
+        return [object_code]
+    try:
+        return module_parts.unpack(object_code)
+    except ValueError as exc:
+        raise ArtifactError(f"not loadable object code: {exc}") from None
+
+
+def _object_file(data):
+    object_file = llvm.ObjectFileRef.from_data(bytes(data))
+    if not object_file._ptr:  # LLVM rejects it; adding a null object file would segfault
+        raise ArtifactError(
+            f"not a loadable object file ({len(data)} bytes, starts {bytes(data[:4])!r})")
+    return object_file
 
 
 def address_of(item) -> int:

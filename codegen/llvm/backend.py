@@ -3,8 +3,9 @@
     stats = {}
     text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1",
                                  stats=stats)        # one module, one exported ``step``
-    key = cache_key(text, opt levels, target)    # the IR text is the program's fingerprint
-    object code = cache hit, or compile_ir(text) # verified, O2 pipeline, host CPU
+    key = cache_key(text, opt levels, parts, target)  # the IR text is the program's fingerprint
+    object code = cache hit, or compile_ir(text) # verified, O2 pipeline, host CPU; a big
+                                                 # module in parts, some in the worker
     NativeStep(layout, load_object(object code)) # fn(*feeds, *variables)
 
 The IR text is produced before any compilation and is a pure function of the optimized
@@ -23,8 +24,9 @@ import os
 import time
 from pathlib import Path
 
-from ...runtime import jit
+from ...runtime import compile_worker, jit, module_parts
 from ...runtime.parallel import prefetch as prefetch_pool, settle as settle_pool
+from ...runtime.threads import available_cores
 from ...runtime.llvm_step import NativeStep
 from ...runtime.objcache import ObjectCache, cache_key
 from ..compiled import CompiledCode
@@ -33,15 +35,23 @@ from .lower import lower_program  # (it imports every kernel: ``kernels/__init__
 
 OPT_LEVEL = 2       # LLVM IR pipeline: O2 vectorizes loops as well as O3 here
 CODEGEN_LEVEL = 2   # instruction selection / register allocation
+# A module with enough work compiles as up to PARTS modules (``module_parts``), some here and
+# some in the compile worker at the same time. Which functions go where follows from the
+# text alone (and ``module_parts.VERSION``, in the cache key); which process compiled which
+# part does not change the code.
+PARTS = 6
+WORKER_EARLY_NODES = 300  # programs this big start the worker before lowering
 
 _cache = None
 
 
 def default_cache():
-    """The process-wide object cache (``GRAPHC_NO_CACHE=1`` disables it)."""
+    """The process-wide object cache (``GRAPHC_NO_CACHE=1`` disables it, also when set after
+    the first compilation)."""
     global _cache
-    if _cache is None or _cache.dir != ObjectCache().dir:
-        _cache = ObjectCache()
+    fresh = ObjectCache()
+    if _cache is None or (_cache.dir, _cache.enabled) != (fresh.dir, fresh.enabled):
+        _cache = fresh
     return _cache
 
 
@@ -55,7 +65,8 @@ class LLVMArtifacts:
 
     def _module(self):
         if self._compiled is None:  # loaded from the cache: compile again only for dumps
-            self._compiled = jit.compile_ir(self.llvm_ir, OPT_LEVEL, CODEGEN_LEVEL)
+            self._compiled = jit.compile_ir(self.llvm_ir, OPT_LEVEL, CODEGEN_LEVEL,
+                                            parts=PARTS)
         return self._compiled
 
     def optimized_ir(self):
@@ -109,18 +120,22 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     t0 = time.perf_counter()
     if parallel.likely(program):  # the process's thread pool compiles while this lowers
         prefetch_pool()
+    if PARTS > 1 and len(program.nodes) >= WORKER_EARLY_NODES:
+        compile_worker.prestart(available_cores())  # (it starts in ~0.1 s, while this lowers)
     stats = {}
     text, layout = lower_program(program, profile=os.environ.get("GRAPHC_PROFILE") == "1",
                                  stats=stats, checks=checks)
     t1 = time.perf_counter()
     cache = cache or default_cache()
-    key = cache_key(text, f"O{OPT_LEVEL}", f"codegen{CODEGEN_LEVEL}")
+    key = cache_key(text, f"O{OPT_LEVEL}", f"codegen{CODEGEN_LEVEL}",
+                    f"parts{PARTS}.{module_parts.VERSION}")
     obj = cache.get(key)
     compiled = None
     if obj is None:
         if any(name == "parallel_for" for _, name in layout.callbacks):
             prefetch_pool()  # (when ``likely`` missed it: compiled before the step's own)
-        compiled = jit.compile_ir(text, OPT_LEVEL, CODEGEN_LEVEL)
+        compiled = jit.compile_ir(text, OPT_LEVEL, CODEGEN_LEVEL, parts=PARTS,
+                                  cores=available_cores())
         obj = compiled.object_code
         cache.put(key, obj)
     settle_pool()  # (the pool's compilation, when this step started it, is over)
