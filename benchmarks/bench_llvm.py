@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 if __name__ == "__main__" and "--threads" in sys.argv:  # BLAS reads it when it loads
-    os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--threads") + 1]
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import thread_env
+    thread_env.set_threads(int(sys.argv[sys.argv.index("--threads") + 1]))  # (and pins)
 
 import numpy as np
 
