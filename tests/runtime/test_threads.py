@@ -184,3 +184,34 @@ def test_a_step_run_on_one_blas_thread_leaves_blas_at_the_policys_count(restore_
         step(a)
         assert blas_threads() == 2  # NumPy's own OpenBLAS, back at the policy's count
     assert during == [1, 1, 1]
+
+
+def test_calls_after_a_pause_are_not_timed(monkeypatch):
+    # A step run in batches with pauses between them (a benchmark's rounds, an evaluation
+    # between epochs): after each pause the first calls are slow on any thread count.
+    fake = _FakeBlas(monkeypatch, policy=2)
+    clock = [0.0]
+    monkeypatch.setattr(threads, "_now", lambda: clock[0])
+
+    def batches(tuner, count, size=20):
+        used = []
+        for b in range(count):
+            clock[0] += 0.3  # the pause
+            for k in range(size):
+                n = tuner.before()
+                took = 5.0e-3 if k < 3 else (1.0e-3 if n == "all" else 1.6e-3)
+                clock[0] += took
+                tuner.after(n, took)
+                used.append(n)
+        return used
+
+    tuner = threads.BlasTuner()
+    used = batches(tuner, 20)
+    # two explorations in 400 calls (then EXPLOIT calls each), a pause in one of them
+    # retimes up to WARM + 1 calls: the rest on two threads
+    most = 2 * (threads.BlasTuner.EXPLORE + threads.BlasTuner.WARM + 1)
+    assert tuner.best == "all" and used.count("one") <= most
+    # timed as they are, the slow calls after each pause start an exploration each time
+    monkeypatch.setattr(threads.BlasTuner, "IDLE", float("inf"))
+    again = batches(threads.BlasTuner(), 20)
+    assert again.count("one") > 3 * most
