@@ -83,8 +83,9 @@ def free_core(cores, loadavg="/proc/loadavg"):
     A CPU-bound job is runnable all the time, so one look tells; the load average would
     remember a job finished a minute ago. On a machine busy with other work, a second
     process only takes time from this one (the scheduler shares the CPU between autogroups,
-    Linux's per-session groups, not processes): the 64-layer MLP's cold compile measured 1.81 s whole against 2.11 s in
-    parts with the worker at a load of 4 on 2 cores (1.20 against 0.96 s under 1.7).
+    Linux's per-session groups, not processes): the 64-layer MLP's cold compile measured 1.81 s
+    whole against 2.11 s in parts with the worker at a load of 4 on 2 cores (1.20 against 0.96 s
+    under 1.7).
     """
     if cores < 2:
         return False
