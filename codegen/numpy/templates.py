@@ -81,8 +81,9 @@ def _arg(fn):
 TEMPLATES = {
     "matmul": lambda n, a: f"np.matmul({_swap(a[0], n.attrs.get('transpose_a'))}, "
                            f"{_swap(a[1], n.attrs.get('transpose_b'))})",
-    "subtract_matmul": lambda n, a: f"{a[0]} - np.matmul({_swap(a[1], n.attrs.get('transpose_a'))}, "
-                                    f"{_swap(a[2], n.attrs.get('transpose_b'))})",
+    "subtract_matmul": lambda n, a: (f"{a[0]} - np.matmul("
+                                     f"{_swap(a[1], n.attrs.get('transpose_a'))}, "
+                                     f"{_swap(a[2], n.attrs.get('transpose_b'))})"),
     "reduce_sum": _reduce("sum"), "reduce_mean": _reduce("mean"),
     "reduce_max": _reduce("max"), "reduce_min": _reduce("min"),
     "argmax": _arg("argmax"), "argmin": _arg("argmin"),
@@ -281,7 +282,8 @@ OUT_TEMPLATES = {
     "softmax": _out_softmax, "log_softmax": _out_log_softmax,
     "sparse_softmax_xent": _out_sparse_xent, "sparse_softmax_xent_grad": _out_sparse_xent_grad,
     "sparse_softmax_xent_with_grad": _out_sparse_xent_with_grad,
-    "kept_loss": lambda n, a, o, em: [f"np.copyto({o}, {em.shared[('kept_loss', id(n.inputs[0]))]})"],
+    "kept_loss": lambda n, a, o, em: [
+        f"np.copyto({o}, {em.shared[('kept_loss', id(n.inputs[0]))]})"],
 }
 
 

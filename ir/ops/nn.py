@@ -10,7 +10,9 @@ softmax Jacobian-vector product ``p * (v - sum(p * v))``, so second derivatives 
 import numpy as np
 
 from .. import dtypes as D
-from .registry import F, ZERO, defop, require, same_dtype
+from graphc.errors import GradientError
+
+from .registry import F, defop, require, same_dtype
 
 
 def _last_axis(axis, rank):
@@ -108,6 +110,8 @@ SPARSE_XENT = defop(
                                                             of=out.describe()), None],
     impl=sparse_xent_impl, family="nn", index_check=_label_check,
     tf_name="SparseSoftmaxCrossEntropyWithLogits")
+
+
 def _sparse_grad_vjp(g, out, logits, labels, of=""):
     return [_softmax_jvp_t(F.softmax(logits), g), None]
 
@@ -140,13 +144,20 @@ def kept_loss_impl(grad):
                               "its sparse_softmax_xent_with_grad input kept")
 
 
+def _kept_loss_vjp(g, out, pair):
+    # The losses' gradient is a function of the logits, which kept_loss does not read: a zero
+    # here would be a silent wrong answer. The node is made by the passes, after autodiff.
+    raise GradientError(f"kept_loss ({out.describe()}) is made by the fuse pass after "
+                        "gradients are taken: differentiate sparse_softmax_xent instead")
+
+
 SPARSE_XENT_WITH_GRAD = defop(
     "sparse_softmax_xent_with_grad", lambda nodes, of="": _sparse_infer(nodes[:2]) and
     (nodes[0].dtype, nodes[0].shape), _sparse_grad_vjp, impl=sparse_xent_grad_impl,
     family="nn", index_check=_label_check, destroys=(0,),
     doc="softmax(logits) - one_hot(labels); the kernel keeps each row's loss (kept_loss)")
 KEPT_LOSS = defop(
-    "kept_loss", _kept_loss_infer, ZERO, impl=kept_loss_impl, family="nn",
+    "kept_loss", _kept_loss_infer, _kept_loss_vjp, impl=kept_loss_impl, family="nn",
     doc="the per-row sparse softmax cross-entropy its with_grad input computed and kept")
 
 

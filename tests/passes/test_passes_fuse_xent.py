@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.errors import InvalidArgumentError
+from graphc.errors import GradientError, InvalidArgumentError
 from graphc.ir.printer import program_text
 
 from tests.support.pass_testing import check_passes, ops, program_of, record
@@ -51,6 +51,11 @@ def test_the_loss_and_its_gradient_become_one_node():
     # the logits have no other reader now: the gradient is written over them
     (line,) = [ln for ln in program_text(opt).splitlines() if "xent_with_grad" in ln]
     assert "in place over" in line
+    # kept_loss reads the fused gradient, not the logits: it has no gradient to give, and
+    # says so rather than give a zero
+    (kept,) = [n for n in opt.nodes if n.op_name == "kept_loss"]
+    with pytest.raises(GradientError, match="kept_loss .* made by the fuse pass"):
+        kept.opdef.vjp(kept, kept, *kept.inputs, **kept.attrs)
 
 
 def test_a_loss_or_a_gradient_alone_is_left_as_it_is():
