@@ -66,24 +66,26 @@ def _may_hide_broadcast(gshape, shape, node, index):
 
 def _dependency_graph(nodes):
     g = nx.DiGraph()
-    for n in nodes:
-        g.add_node(n)
-        for i in n.inputs:
-            g.add_edge(i, n)
+    g.add_nodes_from(nodes)
+    g.add_edges_from((i, n) for n in nodes for i in n.inputs)
     return g
 
 
+_SOURCE, _SINK = object(), object()  # (one search from all xs, one to all ys)
+
+
 def _between(ys, xs):
-    """Nodes on some path from an x to a y (both ends included), in creation order."""
+    """Nodes on some path from an x to a y (both ends included), in creation order.
+
+    One search from all xs and one to all ys through a shared source and sink: linear in the
+    graph, where one search per x was quadratic in a deep model's variables."""
     graph = ys[0].graph
     dag = _dependency_graph(graph.nodes)
-    above = set(ys)
-    for y in ys:
-        above |= nx.ancestors(dag, y)
-    below = set(xs)
-    for x in xs:
-        below |= nx.descendants(dag, x)
-    return sorted(above & below, key=lambda n: n.id)
+    dag.add_edges_from((_SOURCE, x) for x in xs)
+    dag.add_edges_from((y, _SINK) for y in ys)
+    above = nx.ancestors(dag, _SINK)
+    below = nx.descendants(dag, _SOURCE)
+    return sorted(above & below, key=lambda n: n.id)  # (neither end is in both)
 
 
 def _check_xs(xs):

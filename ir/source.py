@@ -5,20 +5,25 @@ import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _ROOTS = None
+_SEEN = -1  # (how many of _LAYERS were imported when _ROOTS was made)
+_LAYERS = ("graphc", "graphc.codegen", "graphc.runtime")
 
 
 def _package_roots():
     # graphc installs its layers from sibling folders (graphc/, ir/, codegen/, runtime/):
     # frames from any of them are the library's, not the user's.
     # An installed copy nests them under graphc/; an editable one keeps them apart.
-    global _ROOTS
-    if _ROOTS is None or len(_ROOTS) < 4:
+    # The layers import lazily, so the roots are made again only when one more has come.
+    global _ROOTS, _SEEN
+    modules = sys.modules
+    seen = sum(name in modules for name in _LAYERS)
+    if seen != _SEEN:
         roots = {_HERE + os.sep}
-        for name in ("graphc", "graphc.codegen", "graphc.runtime"):
-            mod = sys.modules.get(name)
+        for name in _LAYERS:
+            mod = modules.get(name)
             if mod is not None and getattr(mod, "__file__", None):
                 roots.add(os.path.dirname(os.path.abspath(mod.__file__)) + os.sep)
-        _ROOTS = tuple(sorted(roots))
+        _ROOTS, _SEEN = tuple(sorted(roots)), seen
     return _ROOTS
 
 

@@ -165,3 +165,29 @@ def test_cross_entropy_gradient_is_the_fused_kernel(labels):
     kernel = "sparse_softmax_xent_grad" if labels == "sparse" else "softmax_xent_grad"
     assert grad_ops.count(kernel) == 1
     assert not {"softmax", "log_softmax", "exp", "log"} & set(grad_ops), grad_ops
+
+
+def test_nodes_between_xs_and_ys_are_those_on_some_path():
+    """The one-search `_between` against a search per x and per y on random DAGs with
+    several xs and ys, some of them unreachable from each other."""
+    import networkx as nx
+
+    from graphc.ir.autodiff import _between, _dependency_graph
+
+    connected = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        with gc.Graph().as_default() as graph:
+            pool = [gc.placeholder(gc.float64, [2], name=f"p{i}") for i in range(4)]
+            for _ in range(40):
+                a, b = (pool[i] for i in rng.integers(0, len(pool), 2))
+                pool.append(a * b if rng.random() < 0.5 else gc.tanh(a) + b)
+            xs = [pool[i] for i in rng.choice(len(pool) - 5, 4, replace=False)]
+            ys = [pool[i] for i in rng.choice(range(10, len(pool)), 3, replace=False)]
+            dag = _dependency_graph(graph.nodes)
+            above = set(ys).union(*(nx.ancestors(dag, y) for y in ys))
+            below = set(xs).union(*(nx.descendants(dag, x) for x in xs))
+            want = sorted(above & below, key=lambda n: n.id)
+            assert _between(ys, xs) == want, f"seed {seed}"
+            connected += bool(want)
+    assert connected >= 6, "most draws should connect some x to some y"
