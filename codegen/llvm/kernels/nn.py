@@ -152,9 +152,17 @@ def _row_rest(op, row, out, orow, xr, m, r, labels, label_dtype, status, kept):
         fn.store(t, fn(f"fsub {t} {logs}, {picked}"), fn.gep(t, out, r))
     else:
         yr = fn.gep(t, labels, fn.mul(r, width))
-        total = row.sum(lambda j: fn(f"fmul {t} {fn.load(t, row.at(yr, j))}, "
-                                     f"{fn(f'fsub {t} {logs}, {row.shifted(xr, j, m)}')}"))
+        total = row.sum(lambda j: _dense_term(row, fn.load(t, row.at(yr, j)),
+                                              fn(f"fsub {t} {logs}, {row.shifted(xr, j, m)}")))
         fn.store(t, total, fn.gep(t, out, r))
+
+
+def _dense_term(row, y, nlogp):
+    """``y * -log p`` of one class, 0 where ``y`` is 0 even if ``-log p`` is inf (a masked
+    logit: ``0 log 0 = 0``, as ``ir.ops.nn.dense_xent_impl``); a NaN label stays NaN."""
+    fn, t = row.fn, row.t
+    zero = fn(f"fcmp oeq {t} {y}, {row.lit(0.0)}")
+    return fn(f"select i1 {zero}, {t} {row.lit(0.0)}, {t} {fn(f'fmul {t} {y}, {nlogp}')}")
 
 
 def _store_exp(row, orow, xr, j, m):
@@ -351,6 +359,8 @@ def _vector_logs(op, vr, sh, e, s, logs, y, labels, r, width, orow, out, kept):
     elif op == "softmax_xent":
         yv = vr.load(fn.gep(t, labels, fn.mul(r, width)), 0.0)
         terms = vr.op("fmul", yv, vr.op("fsub", vr.splat(logs), sh))
+        zero = fn(f"fcmp oeq {vr.vt} {yv}, zeroinitializer")  # (0 log 0 = 0: _dense_term)
+        terms = fn(f"select {vr.bt} {zero}, {vr.vt} zeroinitializer, {vr.vt} {terms}")
         fn.store(t, vr.sum(terms), fn.gep(t, out, r))
     else:  # the loss log(sum) - shifted[y]; with_grad also writes the gradient
         loss = fn(f"fsub {t} {logs}, {fn(f'extractelement {vr.vt} {sh}, i64 {y}')}")
