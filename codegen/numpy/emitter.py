@@ -22,7 +22,7 @@ import types
 import numpy as np
 
 from ...ir import scalar as S
-from ...ir.ops.nn import sparse_xent_impl
+from ...ir.ops.nn import dense_xent_impl, sparse_xent_impl
 from ...ir.ops.registry import index_check_of
 from ...ir.rollback import snapshot_variables
 from graphc.runtime.source_text import comment_text, identifier
@@ -189,7 +189,8 @@ class Emitter:
             return f"{args[0]}[{output_index(n)}]"
         if op == "kept_loss":  # unplanned, every value is its own array: compute the loss
             pair = n.inputs[0]
-            k = self.kernel(sparse_xent_impl)
+            k = self.kernel(sparse_xent_impl if pair.op_name.startswith("sparse")
+                            else dense_xent_impl)
             return f"{k}({', '.join(self.name(i) for i in pair.inputs)})"
         if n.opdef.is_elementwise or op == "fused":
             body = n.attrs["body"] if op == "fused" else \

@@ -6,6 +6,7 @@ Shapes are concrete here, so axes and shapes are rendered as literals.
 import numpy as np
 
 from ...ir.ops.indexing import spec_to_index
+from ...ir.ops.nn import dense_xent_grad_impl, dense_xent_impl
 from ...ir.ops.reduce import empty_reduction
 from ...ir.shapes import normalize_axes
 from ...runtime import collectives, host_calls
@@ -254,6 +255,17 @@ def _out_sparse_xent_with_grad(n, a, o, em):
     return _sparse_xent_lines(n, a, kept, em, keep) + _sparse_grad_lines(n, a, o, em, keep)
 
 
+def _out_dense_xent_with_grad(n, a, o, em):
+    """The losses, kept for ``kept_loss``, then the gradient, each by its op's reference: the
+    logits are read before ``o`` (which may be theirs) is written."""
+    z = n.inputs[0]
+    kept = em.reserve(tuple(z.shape[:-1]), z.dtype.np)
+    em.shared[("kept_loss", id(n))] = kept
+    loss, grad = em.kernel(dense_xent_impl), em.kernel(dense_xent_grad_impl)
+    return [f"np.copyto({kept}, {loss}({a[0]}, {a[1]}))",
+            f"np.copyto({o}, {grad}({a[0]}, {a[1]}))"]
+
+
 def _out_slice_grad(n, a, o, em):
     return [f"{o}.fill(0)", f"{o}[{_index_literal(n.attrs['spec'])}] = {a[0]}"]
 
@@ -282,6 +294,7 @@ OUT_TEMPLATES = {
     "softmax": _out_softmax, "log_softmax": _out_log_softmax,
     "sparse_softmax_xent": _out_sparse_xent, "sparse_softmax_xent_grad": _out_sparse_xent_grad,
     "sparse_softmax_xent_with_grad": _out_sparse_xent_with_grad,
+    "softmax_xent_with_grad": _out_dense_xent_with_grad,
     "kept_loss": lambda n, a, o, em: [
         f"np.copyto({o}, {em.shared[('kept_loss', id(n.inputs[0]))]})"],
 }

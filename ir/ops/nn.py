@@ -109,7 +109,8 @@ SPARSE_XENT = defop(
     [F.expand_dims(g, axis=-1) * F.sparse_softmax_xent_grad(logits, labels,
                                                             of=out.describe()), None],
     impl=sparse_xent_impl, family="nn", index_check=_label_check,
-    tf_name="SparseSoftmaxCrossEntropyWithLogits")
+    tf_name="SparseSoftmaxCrossEntropyWithLogits", loss_grad="sparse_softmax_xent_grad",
+    loss_with_grad="sparse_softmax_xent_with_grad")
 
 
 def _sparse_grad_vjp(g, out, logits, labels, of=""):
@@ -127,38 +128,40 @@ SPARSE_XENT_GRAD = defop(
 # the same row maximum, exponentials and sums twice. ``fuse`` (``ir.passes.fuse_xent``)
 # rewrites the pair into ``sparse_softmax_xent_with_grad(z, y)``, whose value is the gradient
 # and whose kernel keeps each row's loss beside it, and ``kept_loss`` of that node, which
-# reads the kept losses (as ``host_output`` reads what its call left). Both are made by the
-# passes, after autodiff: nothing differentiates them (as ``fused`` nodes), and the VJP of the
-# first is the gradient op's.
+# reads the kept losses (as ``host_output`` reads what its call left); dense labels' pair
+# (softmax_xent, softmax_xent_grad) becomes ``softmax_xent_with_grad`` the same way. They are
+# made by the passes, after autodiff: nothing differentiates them (as ``fused`` nodes), and
+# the VJP of a ``*_with_grad`` is its gradient op's.
 
 def _kept_loss_infer(nodes):
     (pair,) = nodes
-    require(pair.op_name == "sparse_softmax_xent_with_grad",
-            "kept_loss reads the losses a sparse_softmax_xent_with_grad node kept, "
-            f"found {pair.op_name}")
+    require(pair.opdef.keeps_loss,
+            "kept_loss reads the losses a *_with_grad node kept (sparse_softmax_xent_with_grad, "
+            f"softmax_xent_with_grad), found {pair.op_name}")
     return pair.dtype, pair.shape[:-1]
 
 
 def kept_loss_impl(grad):
     raise NotImplementedError("kept_loss has no value of its own: backends read the losses "
-                              "its sparse_softmax_xent_with_grad input kept")
+                              "its *_with_grad input kept")
 
 
 def _kept_loss_vjp(g, out, pair):
     # The losses' gradient is a function of the logits, which kept_loss does not read: a zero
     # here would be a silent wrong answer. The node is made by the passes, after autodiff.
+    loss = pair.op_name[:-len("_with_grad")]
     raise GradientError(f"kept_loss ({out.describe()}) is made by the fuse pass after "
-                        "gradients are taken: differentiate sparse_softmax_xent instead")
+                        f"gradients are taken: differentiate {loss} instead")
 
 
 SPARSE_XENT_WITH_GRAD = defop(
     "sparse_softmax_xent_with_grad", lambda nodes, of="": _sparse_infer(nodes[:2]) and
     (nodes[0].dtype, nodes[0].shape), _sparse_grad_vjp, impl=sparse_xent_grad_impl,
-    family="nn", index_check=_label_check, destroys=(0,),
+    family="nn", index_check=_label_check, destroys=(0,), keeps_loss=True,
     doc="softmax(logits) - one_hot(labels); the kernel keeps each row's loss (kept_loss)")
 KEPT_LOSS = defop(
     "kept_loss", _kept_loss_infer, _kept_loss_vjp, impl=kept_loss_impl, family="nn",
-    doc="the per-row sparse softmax cross-entropy its with_grad input computed and kept")
+    doc="the per-row softmax cross-entropy its *_with_grad input computed and kept")
 
 
 # -- dense labels: loss_i = -sum_j y_ij log softmax(z_i)_j --------------------------------------
@@ -191,10 +194,17 @@ DENSE_XENT = defop(
     lambda g, out, logits, labels:
     [F.expand_dims(g, axis=-1) * F.softmax_xent_grad(logits, labels),
      -(F.expand_dims(g, axis=-1) * F.log_softmax(logits))],
-    impl=dense_xent_impl, family="nn", tf_name="softmax_cross_entropy_with_logits")
+    impl=dense_xent_impl, family="nn", tf_name="softmax_cross_entropy_with_logits",
+    loss_grad="softmax_xent_grad", loss_with_grad="softmax_xent_with_grad")
 DENSE_XENT_GRAD = defop(
     "softmax_xent_grad", lambda nodes: (nodes[0].dtype, nodes[0].shape), _dense_grad_vjp,
     impl=dense_xent_grad_impl, family="nn", destroys=(0,),
     doc="softmax(logits) * sum(labels) - labels")
+# (the pair fused, as the sparse one: the loss kept beside the gradient, read by kept_loss)
+DENSE_XENT_WITH_GRAD = defop(
+    "softmax_xent_with_grad", lambda nodes: _dense_infer(nodes) and
+    (nodes[0].dtype, nodes[0].shape), _dense_grad_vjp, impl=dense_xent_grad_impl,
+    family="nn", destroys=(0,), keeps_loss=True,
+    doc="softmax(logits) * sum(labels) - labels; the kernel keeps each row's loss (kept_loss)")
 
 __all__ = ["D"]

@@ -93,6 +93,12 @@ class OpDef:
             of such an op see value inputs first; the VJP takes ``*static`` after them.
         rule: the shape/dtype rule as declared; ``infer`` wraps it for pending attributes
             and unknown-rank inputs (``ir.static.infer_node``).
+        loss_grad, loss_with_grad: for a loss whose gradient op recomputes what it does
+            (the softmax cross-entropies): the gradient op's name, and the op computing both
+            from one pass over the inputs, into which the fuse pass rewrites a loss and a
+            gradient of the same inputs (``ir.passes.fuse_xent``); None otherwise.
+        keeps_loss: a ``loss_with_grad`` op: its value is the gradient, and its kernel keeps
+            the loss beside it for the ``kept_loss`` node reading it.
         tf_name: the name TF1 gives the node its tf.* function builds (``reduce_mean``:
             ``Mean``; ``add``: ``add``, as ``x + y`` names it), the default name of a node of
             this op built without one (``sess.run("Mean:0")``); default: the op name.
@@ -104,7 +110,7 @@ class OpDef:
                  compile_time=False, view=False, identity=False, orders=None,
                  rearranges=False, shape_only=(), destroys=(), random=False, reduce=None,
                  linear=None, tf_name=None, static_args=None, multi_output=False,
-                 projects=False):
+                 projects=False, loss_grad=None, loss_with_grad=None, keeps_loss=False):
         self.name, self.rule, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
         self.static_args = dict(static_args or {})
         self.tf_name = tf_name or name
@@ -118,6 +124,8 @@ class OpDef:
         self.reduce, self.linear = reduce, linear
         self.multi_output, self.projects = multi_output, projects
         self.shape_only, self.destroys = tuple(shape_only), tuple(destroys)
+        self.loss_grad, self.loss_with_grad, self.keeps_loss = \
+            loss_grad, loss_with_grad, keeps_loss
         # Inputs broadcast against each other on all but their last ``broadcast_core`` axes
         # (0 for elementwise ops, 2 for matmul); None: they never do. Autodiff reads it.
         self.broadcast_core = 0 if scalar is not None and broadcast_core is None \

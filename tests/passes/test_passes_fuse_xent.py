@@ -71,17 +71,24 @@ def test_values_and_finite_differences(backend, rows, width):
     """float64: the loss against the formula, the gradient against central differences
     (rows of 10 and 3 run as vectors, 40 as loops; 7 and 9 rows leave a partial block)."""
     z, y, loss, gz, feeds = _xent_step(rows, width)
+    _check_fused_step(backend, "sparse_softmax_xent_with_grad", z, y, loss, gz, feeds,
+                      _reference_loss)
+
+
+def _check_fused_step(backend, fused, z, y, loss, gz, feeds, reference_loss):
+    """The step holds ``fused``; its loss is the formula's, its gradient the formula's
+    central differences."""
     step = gc.compile([loss, gz], feeds=[z, y], backend=backend)
-    assert "sparse_softmax_xent_with_grad" in step.ir()
+    assert fused in step.ir()
     zv, yv = feeds[z], feeds[y]
     got_loss, got_grad = step({z: zv, y: yv})
-    assert np.isclose(got_loss, _reference_loss(zv, yv), rtol=1e-13)
+    assert np.isclose(got_loss, reference_loss(zv, yv), rtol=1e-13)
     eps, numeric = 1e-6, np.zeros_like(zv)
     for idx in np.ndindex(*zv.shape):
         hi, lo = zv.copy(), zv.copy()
         hi[idx] += eps
         lo[idx] -= eps
-        numeric[idx] = (_reference_loss(hi, yv) - _reference_loss(lo, yv)) / (2 * eps)
+        numeric[idx] = (reference_loss(hi, yv) - reference_loss(lo, yv)) / (2 * eps)
     np.testing.assert_allclose(got_grad, numeric, rtol=1e-3, atol=1e-5)
 
 
@@ -149,3 +156,96 @@ def test_llvm_row_kernels_agree_with_numpy(width):
         tol = 2e-5 if dtype == gc.float32 else 1e-12
         for a, b in zip(got["numpy"], got["llvm"]):
             np.testing.assert_allclose(b, a, rtol=tol, atol=tol, equal_nan=True)
+
+
+# -- dense labels -----------------------------------------------------------------------------
+def _dense_step(rows, width, dtype=gc.float64, v2=False):
+    z = gc.placeholder(dtype, [rows, width], name="z")
+    y = gc.placeholder(dtype, [rows, width], name="y")
+    xent = (gc.nn.softmax_cross_entropy_with_logits_v2 if v2
+            else gc.nn.softmax_cross_entropy_with_logits)
+    loss = gc.reduce_mean(xent(labels=y, logits=z, name="xent"))
+    labels = RNG.random((rows, width))
+    labels[0, 0] = 0.0
+    feeds = {z: RNG.normal(size=(rows, width)) * 3,
+             y: labels / labels.sum(-1, keepdims=True)}
+    return z, y, loss, feeds
+
+
+def _dense_reference_loss(z, y):
+    m = z.max(axis=-1, keepdims=True)
+    log_p = z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
+    return float(np.mean(-(y * log_p).sum(-1)))
+
+
+def test_dense_labels_fuse_too():
+    z, y, loss, feeds = _dense_step(6, 10)
+    (gz,) = gc.gradients(loss, [z])
+    opt = check_passes([loss, gz], feeds, rtol=1e-13, atol=1e-15)
+    assert ops(opt).count("softmax_xent_with_grad") == 1
+    assert ops(opt).count("kept_loss") == 1
+    assert "softmax_xent" not in ops(opt) and "softmax_xent_grad" not in ops(opt)
+    assert record(opt, "fuse")["xent"] == 1
+    (kept,) = [n for n in opt.nodes if n.op_name == "kept_loss"]
+    with pytest.raises(GradientError, match="differentiate softmax_xent instead"):
+        kept.opdef.vjp(kept, kept, *kept.inputs, **kept.attrs)
+
+
+def test_dense_and_sparse_losses_of_the_same_logits_pair_with_their_own_gradients():
+    z, y, dense, feeds = _dense_step(5, 10)
+    labels = gc.placeholder(gc.int64, [5], name="labels")
+    sparse = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                           logits=z))
+    (gz,) = gc.gradients(dense + 0.5 * sparse, [z])
+    feeds[labels] = RNG.integers(0, 10, 5)
+    opt = check_passes([dense, sparse, gz], feeds, rtol=1e-13, atol=1e-15)
+    assert record(opt, "fuse")["xent"] == 2
+    assert {"softmax_xent_with_grad", "sparse_softmax_xent_with_grad"} <= set(ops(opt))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+@pytest.mark.parametrize("rows,width", [(6, 10), (7, 3), (5, 40), (9, 32)])
+def test_dense_values_and_finite_differences(backend, rows, width):
+    """float64, both row kernels: the fused loss against the formula, its gradient against
+    central differences."""
+    z, y, loss, feeds = _dense_step(rows, width)
+    (gz,) = gc.gradients(loss, [z])
+    _check_fused_step(backend, "softmax_xent_with_grad", z, y, loss, gz, feeds,
+                      _dense_reference_loss)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_dense_v2_second_order_and_label_gradients(backend):
+    """v2 lets gradients reach the labels (a log_softmax beside the fused pair); the
+    Hessian-vector product through the fused gradient against central differences."""
+    z, y, loss, feeds = _dense_step(4, 10, v2=True)
+    gz, gy = gc.gradients(loss, [z, y])
+    (hz,) = gc.gradients(gc.reduce_sum(gz * gz), [z])
+    step = gc.compile([loss, gz, gy, hz], feeds=[z, y], backend=backend)
+    assert "softmax_xent_with_grad" in step.ir()
+    ref = gc.compile([loss, gz, gy, hz], feeds=[z, y], backend="numpy", optimize=False)
+    for got, want in zip(step(feeds), ref(feeds)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [gc.float32, gc.float64])
+@pytest.mark.parametrize("width", [3, 10, 40])
+def test_dense_fused_rows_with_masked_logits_agree_with_the_reference(dtype, width):
+    """-inf logits under zero labels, an all -inf row and a NaN label, through the fused
+    kernel of each backend, against the unoptimized reference."""
+    z, y, loss, _ = _dense_step(9, width, dtype)
+    (gz,) = gc.gradients(loss, [z])
+    zv = (RNG.normal(size=(9, width)) * 3).astype(dtype.np)
+    yv = RNG.random((9, width)).astype(dtype.np)
+    zv[0, 1], yv[0, 1] = -np.inf, 0.0
+    zv[3] = -np.inf
+    yv /= yv.sum(-1, keepdims=True)
+    feeds = {z: zv, y: yv}
+    want = gc.compile([loss, gz], feeds=[z, y], backend="numpy", optimize=False)(feeds)
+    assert np.isfinite(want[0]) and np.isfinite(want[1]).all()
+    tol = 2e-6 if dtype == gc.float32 else 1e-13
+    for backend in ("numpy", "llvm"):
+        step = gc.compile([loss, gz], feeds=[z, y], backend=backend)
+        assert "softmax_xent_with_grad" in step.ir()
+        for got, w in zip(step(feeds), want):
+            np.testing.assert_allclose(got, w, rtol=tol, atol=tol, err_msg=backend)

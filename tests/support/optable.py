@@ -532,7 +532,10 @@ NOT_IN_TABLE = {
     "sparse_softmax_xent_with_grad": "made only by the fuse pass from a loss and its gradient: "
                                      "tests/passes/test_passes_fuse_xent.py (both backends, "
                                      "values, finite differences, errors)",
-    "kept_loss": "made with sparse_softmax_xent_with_grad: tested with it",
+    "softmax_xent_with_grad": "made only by the fuse pass from a dense loss and its gradient: "
+                              "tests/passes/test_passes_fuse_xent.py (both backends, values, "
+                              "finite differences, masked logits)",
+    "kept_loss": "made with the *_with_grad ops: tested with them",
     "subtract_matmul": "made only by the fuse pass from an update and its product: "
                        "tests/passes/test_passes_fuse_gemm.py (both backends, every GEMM path, "
                        "first and second order finite differences, errors)",

@@ -16,8 +16,9 @@ by side (``vector_row_function``). Longer rows run as loops, which vectorize (``
 Both sum a row's exponentials in a reassociated order (partial sums per lane, deliberately:
 within rounding of the reference's order).
 
-``sparse_softmax_xent_with_grad`` (``ir.passes.fuse_xent``) writes the gradient and keeps each
-row's loss in a private range past the planned arena, which ``kept_loss`` copies out.
+``sparse_softmax_xent_with_grad`` and ``softmax_xent_with_grad`` (``ir.passes.fuse_xent``)
+write the gradient and keep each row's loss in a private range past the planned arena, which
+``kept_loss`` copies out.
 """
 import numpy as np
 
@@ -29,7 +30,8 @@ from ..loops import params
 from .movement import STATUS_LABEL, exit_with_status
 
 _ROW_OPS = ("softmax", "log_softmax", "sparse_softmax_xent", "sparse_softmax_xent_grad",
-            "softmax_xent", "softmax_xent_grad", "sparse_softmax_xent_with_grad")
+            "softmax_xent", "softmax_xent_grad", "sparse_softmax_xent_with_grad",
+            "softmax_xent_with_grad")
 VECTOR_BYTES = 32  # one AVX2 register: 8 float32 or 4 float64 lanes
 MAX_VECTORS = 4  # rows up to this many registers wide run as one vector each
 ROW_BLOCK = 8  # rows written side by side (``vector_row_function``)
@@ -102,7 +104,7 @@ def _label(fn, labels, dtype, r, width, status):
 
 def row_function(op, math, dtype, rows, width, label_dtype, index, noalias):
     """The kernel of one softmax-family op; parameters by ``index``: out, x, labels, status,
-    kept losses (``sparse_softmax_xent_with_grad``)."""
+    kept losses (the ``*_with_grad`` ops)."""
     fn = Function("kernel", params(len(noalias), noalias))
     out, x, labels, status, kept = (f"%p{i}" if i is not None else None for i in index)
     t = val_type(dtype)
@@ -130,6 +132,17 @@ def _row_rest(op, row, out, orow, xr, m, r, labels, label_dtype, status, kept):
         s = row.sum(lambda j: _store_exp(row, orow, xr, j, m))
         fn.store(t, fn(f"fsub {t} {row.log(s)}, {picked}"), fn.gep(t, kept, r))
         row.each(lambda j: _sparse_grad(row, orow, j, s, y))
+        return
+    if op == "softmax_xent_with_grad":  # the loss read from the logits, then the gradient
+        yr = fn.gep(t, labels, fn.mul(r, width))
+        s = row.sum(lambda j: row.exp(row.shifted(xr, j, m)))
+        logs = row.log(s)
+        total = row.sum(lambda j: _dense_term(row, fn.load(t, row.at(yr, j)),
+                                              fn(f"fsub {t} {logs}, {row.shifted(xr, j, m)}")))
+        fn.store(t, total, fn.gep(t, kept, r))
+        mass = row.sum(lambda j: fn.load(t, row.at(yr, j)))
+        row.each(lambda j: _dense_grad_of(row, orow, yr, j, row.exp(row.shifted(xr, j, m)), s,
+                                          mass))
         return
     if op.endswith("_grad"):  # exp(x - max) is kept in the output row for the last pass
         s = row.sum(lambda j: _store_exp(row, orow, xr, j, m))
@@ -181,8 +194,13 @@ def _sparse_grad(row, orow, j, s, y):
 
 def _dense_grad(row, orow, yr, j, s, mass):
     """softmax * sum(labels) - labels, from the exponentials stored in the row."""
+    _dense_grad_of(row, orow, yr, j, row.fn.load(row.t, row.at(orow, j)), s, mass)
+
+
+def _dense_grad_of(row, orow, yr, j, e, s, mass):
+    """softmax * sum(labels) - labels at ``j``, from its exponential ``e``."""
     fn, t = row.fn, row.t
-    p = fn(f"fdiv {t} {fn.load(t, row.at(orow, j))}, {s}")
+    p = fn(f"fdiv {t} {e}, {s}")
     v = fn(f"fsub {t} {fn(f'fmul {t} {p}, {mass}')}, {fn.load(t, row.at(yr, j))}")
     fn.store(t, v, row.at(orow, j))
 
@@ -265,7 +283,8 @@ class _VectorRow:
         fn, vt = self.fn, self.vt
         ms = self.splat(m)
         top = fn(f"fcmp oeq {vt} {v}, {ms}")
-        return fn(f"select {self.bt} {top}, {vt} zeroinitializer, {vt} {fn(f'fsub {vt} {v}, {ms}')}")
+        diff = fn(f"fsub {vt} {v}, {ms}")
+        return fn(f"select {self.bt} {top}, {vt} zeroinitializer, {vt} {diff}")
 
     def exp(self, v):
         return self.math.call(self.fn, "exp", self.dtype, v, lanes=self.lanes)
@@ -356,12 +375,15 @@ def _vector_logs(op, vr, sh, e, s, logs, y, labels, r, width, orow, out, kept):
     fn, t = vr.fn, vr.t
     if op == "log_softmax":
         vr.store(vr.op("fsub", sh, vr.splat(logs)), orow)
-    elif op == "softmax_xent":
+    elif op in ("softmax_xent", "softmax_xent_with_grad"):
         yv = vr.load(fn.gep(t, labels, fn.mul(r, width)), 0.0)
         terms = vr.op("fmul", yv, vr.op("fsub", vr.splat(logs), sh))
         zero = fn(f"fcmp oeq {vr.vt} {yv}, zeroinitializer")  # (0 log 0 = 0: _dense_term)
         terms = fn(f"select {vr.bt} {zero}, {vr.vt} zeroinitializer, {vr.vt} {terms}")
-        fn.store(t, vr.sum(terms), fn.gep(t, out, r))
+        fn.store(t, vr.sum(terms), fn.gep(t, out if op == "softmax_xent" else kept, r))
+        if op == "softmax_xent_with_grad":  # (as _vector_probabilities' softmax_xent_grad)
+            p = vr.op("fdiv", e, vr.splat(s))
+            vr.store(vr.op("fsub", vr.op("fmul", p, vr.splat(vr.sum(yv))), yv), orow)
     else:  # the loss log(sum) - shifted[y]; with_grad also writes the gradient
         loss = fn(f"fsub {t} {logs}, {fn(f'extractelement {vr.vt} {sh}, i64 {y}')}")
         fn.store(t, loss, fn.gep(t, out if op == "sparse_softmax_xent" else kept, r))
@@ -370,7 +392,7 @@ def _vector_logs(op, vr, sh, e, s, logs, y, labels, r, width, orow, out, kept):
 
 
 def _kept(L):
-    """{sparse_softmax_xent_with_grad node: the private Buf of the losses it kept}."""
+    """{*_with_grad node: the private Buf of the losses it kept}."""
     return vars(L).setdefault("kept_losses", {})
 
 
@@ -379,19 +401,16 @@ def lower_row(L, n):
     x = n.inputs[0]
     width = x.shape[-1]
     rows = int(np.prod(x.shape[:-1], dtype=np.int64))
-    bufs = [L.out(n), L.buf(x)]
-    label_dtype = None
     fallible = n.op_name.startswith("sparse")
-    if len(n.inputs) > 1:
-        bufs.append(L.buf(n.inputs[1]))
-        label_dtype = n.inputs[1].dtype
-    if fallible:
-        bufs.append(L.status())
-    if n.op_name == "sparse_softmax_xent_with_grad":
+    label_dtype = n.inputs[1].dtype if len(n.inputs) > 1 else None
+    if n.opdef.keeps_loss:
         _kept(L)[n] = L.arena(max(rows, 1) * x.dtype.itemsize)
-        bufs.append(_kept(L)[n])
-    uniq, index = L.distinct(bufs)
-    index = index + [None] * (5 - len(index))
+    # (out, x, labels, status, kept losses: those the op has, then their parameter numbers)
+    slots = [L.out(n), L.buf(x), label_dtype and L.buf(n.inputs[1]),
+             L.status() if fallible else None, _kept(L).get(n)]
+    uniq, index = L.distinct([b for b in slots if b is not None])
+    index = iter(index)
+    index = [None if b is None else next(index) for b in slots]
     build = vector_row_function if vector_lanes(x.dtype, width) and rows else row_function
     fn = L.built(build, n.op_name, L.math, x.dtype, rows, width, label_dtype, tuple(index),
                  tuple(L.noalias(uniq)))
