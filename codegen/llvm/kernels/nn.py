@@ -133,16 +133,9 @@ def _row_rest(op, row, out, orow, xr, m, r, labels, label_dtype, status, kept):
         fn.store(t, fn(f"fsub {t} {row.log(s)}, {picked}"), fn.gep(t, kept, r))
         row.each(lambda j: _sparse_grad(row, orow, j, s, y))
         return
-    if op == "softmax_xent_with_grad":  # the loss read from the logits, then the gradient
-        yr = fn.gep(t, labels, fn.mul(r, width))
-        s = row.sum(lambda j: row.exp(row.shifted(xr, j, m)))
-        logs = row.log(s)
-        total = row.sum(lambda j: _dense_term(row, fn.load(t, row.at(yr, j)),
-                                              fn(f"fsub {t} {logs}, {row.shifted(xr, j, m)}")))
-        fn.store(t, total, fn.gep(t, kept, r))
-        mass = row.sum(lambda j: fn.load(t, row.at(yr, j)))
-        row.each(lambda j: _dense_grad_of(row, orow, yr, j, row.exp(row.shifted(xr, j, m)), s,
-                                          mass))
+    if op == "softmax_xent_with_grad":
+        _dense_row_with_grad(row, orow, xr, m, fn.gep(t, labels, fn.mul(r, width)),
+                             fn.gep(t, kept, r))
         return
     if op.endswith("_grad"):  # exp(x - max) is kept in the output row for the last pass
         s = row.sum(lambda j: _store_exp(row, orow, xr, j, m))
@@ -171,11 +164,34 @@ def _row_rest(op, row, out, orow, xr, m, r, labels, label_dtype, status, kept):
 
 
 def _dense_term(row, y, nlogp):
-    """``y * -log p`` of one class, 0 where ``y`` is 0 even if ``-log p`` is inf (a masked
-    logit: ``0 log 0 = 0``, as ``ir.ops.nn.dense_xent_impl``); a NaN label stays NaN."""
+    """``y * v`` for a label ``y`` and ``v`` its class's ``-log p`` (or shifted logit), 0
+    where ``y`` is 0 even if ``v`` is infinite (a masked logit: ``0 log 0 = 0``, as
+    ``ir.ops.nn.dense_xent_impl``); a NaN label stays NaN."""
     fn, t = row.fn, row.t
     zero = fn(f"fcmp oeq {t} {y}, {row.lit(0.0)}")
     return fn(f"select i1 {zero}, {t} {row.lit(0.0)}, {t} {fn(f'fmul {t} {y}, {nlogp}')}")
+
+
+def _dense_row_with_grad(row, orow, xr, m, yr, kept):
+    """A long row's dense loss and gradient in two passes after the maximum, one exp each:
+    the exponentials stored (over the logits, each read first), their sum, the labels' mass
+    and ``sum(y * shifted)`` in one; then the gradient. The loss is
+    ``mass * log(sum) - sum(y * shifted)``, the reference's ``sum(y * (log(sum) - shifted))``
+    rearranged (within rounding of it: with labels >= 0 both parts are >= 0, so nothing
+    cancels); a zero label adds nothing (``_dense_term``)."""
+    fn, t = row.fn, row.t
+    with fn.loop(row.width) as lp:
+        s, mass, dot = (lp.carry(t, row.lit(0.0)) for _ in range(3))
+        sh = row.shifted(xr, lp.i, m)
+        e = row.exp(sh)
+        fn.store(t, e, row.at(orow, lp.i))
+        y = fn.load(t, row.at(yr, lp.i))
+        lp.update(s, combine(fn, "sum", row.dtype, s, e))
+        lp.update(mass, combine(fn, "sum", row.dtype, mass, y))
+        lp.update(dot, combine(fn, "sum", row.dtype, dot, _dense_term(row, y, sh)))
+    loss = fn(f"fsub {t} {fn(f'fmul {t} {mass}, {row.log(s)}')}, {dot}")
+    fn.store(t, loss, kept)
+    row.each(lambda j: _dense_grad(row, orow, yr, j, s, mass))
 
 
 def _store_exp(row, orow, xr, j, m):
@@ -194,13 +210,8 @@ def _sparse_grad(row, orow, j, s, y):
 
 def _dense_grad(row, orow, yr, j, s, mass):
     """softmax * sum(labels) - labels, from the exponentials stored in the row."""
-    _dense_grad_of(row, orow, yr, j, row.fn.load(row.t, row.at(orow, j)), s, mass)
-
-
-def _dense_grad_of(row, orow, yr, j, e, s, mass):
-    """softmax * sum(labels) - labels at ``j``, from its exponential ``e``."""
     fn, t = row.fn, row.t
-    p = fn(f"fdiv {t} {e}, {s}")
+    p = fn(f"fdiv {t} {fn.load(t, row.at(orow, j))}, {s}")
     v = fn(f"fsub {t} {fn(f'fmul {t} {p}, {mass}')}, {fn.load(t, row.at(yr, j))}")
     fn.store(t, v, row.at(orow, j))
 
