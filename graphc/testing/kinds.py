@@ -26,6 +26,7 @@ KINDS = {
     "softmax": (2, N.draw_softmax, N.build_softmax),
     "xent": (3, N.draw_xent, N.build_xent),
     "sparse_xent": (0, None, N.build_sparse_xent),
+    "onehot_xent": (0, None, N.build_onehot_xent),
     "where": (2, N.draw_where, N.build_where),
     "cond": (2, N.draw_cond, N.build_cond),
     "rnn": (2, N.draw_rnn, N.build_rnn),

@@ -99,6 +99,10 @@ def draw_xent(g):
         labels = r.integers(0, c, b).astype(np.int32)
         g.add_op("sparse_xent", [logits], {"labels": labels}, bound)
         return
+    if r.random() < 0.4:  # one-hot labels, TF1's usual form: a zero under most logits
+        labels = r.integers(0, c, b).astype(np.int32)
+        g.add_op("onehot_xent", [logits], {"labels": labels, "classes": int(c)}, bound)
+        return
     labels = g.pick(lambda s: s == (b, c), lambda: (b, c))
     g.add_op("xent", [logits, labels], {}, bound)
 
@@ -110,6 +114,11 @@ def build_softmax(xs, p, name):
 def build_sparse_xent(xs, p, name):
     return gc.nn.sparse_softmax_cross_entropy_with_logits(labels=gc.constant(p["labels"]),
                                                           logits=xs[0])
+
+
+def build_onehot_xent(xs, p, name):
+    labels = gc.one_hot(gc.constant(p["labels"]), p["classes"], dtype=xs[0].dtype)
+    return gc.nn.softmax_cross_entropy_with_logits(labels=labels, logits=xs[0])
 
 
 def build_xent(xs, p, name):
