@@ -367,6 +367,8 @@ class MathLib:
 
     # -- pow ------------------------------------------------------------------------------------
     def _pow(self, name, prec):
+        """C99's pow (NumPy's): ``exp(y log|x|)`` with the sign of x for odd integer y, and its
+        special cases (module docstring)."""
         s = _SPEC[prec]
         t, L = s["t"], lambda v: self._lit(v, s["t"])
         fn = self._fn(name, t, 2)
@@ -390,10 +392,17 @@ class MathLib:
         signbit = fn(f"icmp slt {s['i']} {as_int}, 0")
         res = fn(f"select i1 {fn(f'and i1 {signbit}, {yodd}')}, {t} "
                  f"{fn(f'fneg {t} {mag}')}, {t} {mag}")  # (-0)^odd keeps the sign, as C
-        notint = fn(f"and i1 {neg}, {fn(f'xor i1 {yint}, true')}")
+        # a finite negative x to a non-integer power is NaN; -inf to one is +inf or +0 (C99)
+        finite_neg = fn(f"and i1 {neg}, {fn(f'fcmp one {t} {x}, {L(-math.inf)}')}")
+        notint = fn(f"and i1 {finite_neg}, {fn(f'xor i1 {yint}, true')}")
         res = fn(f"select i1 {notint}, {t} {L(math.nan)}, {t} {res}")
+        # 1 for y = +-0, for x = 1 (even to NaN) and for x = -1 to +-inf (C99)
+        ay = fn.call(t, f"llvm.fabs.{_sfx(t)}", [(t, y)])
+        minus_one_inf = fn(f"and i1 {fn(f'fcmp oeq {t} {x}, {L(-1.0)}')}, "
+                           f"{fn(f'fcmp oeq {t} {ay}, {L(math.inf)}')}")
         one = fn(f"or i1 {fn(f'fcmp oeq {t} {y}, {L(0.0)}')}, "
                  f"{fn(f'fcmp oeq {t} {x}, {L(1.0)}')}")
+        one = fn(f"or i1 {one}, {minus_one_inf}")
         fn.ret(fn(f"select i1 {one}, {t} {L(1.0)}, {t} {res}"))
         return fn
 
