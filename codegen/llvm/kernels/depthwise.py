@@ -13,7 +13,9 @@ padding read a clamped address and count as zero (a select, no branch).
   filter gradient);
 - input gradient: each input position gathers from the output positions that read it, phase
   by phase (``conv_phases.phase_taps``: with stride s, the rows h with one remainder mod s
-  see the same taps), the M products of a channel summed by shuffles before the one store.
+  see the same taps), the M products of a channel summed by shuffles before the one store;
+  a tap whose output position lies past dy leaves the sum as it is (no ``0 * w`` term, which
+  an infinite filter value would make NaN).
 """
 from ....ir.ops.windows import dilated_window, window_geometry
 from .conv_gemm import _row_groups
@@ -226,8 +228,12 @@ def input_function(dtype, g, noalias):
                         off, inside = _pixel(fn, n, fn.add(a, di), fn.add(b, dj),
                                              (g.oh, g.ow), cm, True)
                         dy = _load(fn, t, width, fn.gep(t, "%p1", fn.add(off, fn.mul(c0, g.m))),
-                                   inside)
-                        accs[u] = fmuladd(fn, t, dy, wv, accs[u], width)
+                                   None)
+                        # an output position past dy adds no term (not 0 * w: NaN for an
+                        # infinite tap, where the reference has none)
+                        acc = fmuladd(fn, t, dy, wv, accs[u], width)
+                        vt = vector_type(t, width)
+                        accs[u] = fn(f"select i1 {inside}, {vt} {acc}, {vt} {accs[u]}")
             for b, acc in zip(bs, accs):
                 dst, _ = _pixel(fn, n, fn.add(fn.mul(a, g.sh), phase[0]),
                                 fn.add(fn.mul(b, g.sw), phase[1]), (g.h, g.w), g.c, False)
