@@ -24,6 +24,7 @@ imported only for LLVM artifacts.
 import dataclasses
 import re
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -196,6 +197,9 @@ class LoadedStep:
 
     def _given(self, feed_dict, named):
         """The fed values in feed order; FeedError for unknown or missing feeds."""
+        if feed_dict is not None and not isinstance(feed_dict, Mapping):
+            raise FeedError(f"a loaded step takes its feeds as a dict {{name: value}}, found "
+                            f"{type(feed_dict).__name__}", hint="or by name: step(x=..., y=...)")
         given = [None] * len(self.feeds)
         keys = self._keys
         for items in (feed_dict.items() if feed_dict else (), named.items()):

@@ -22,7 +22,8 @@ from ..ir.graph import Node, get_default_graph
 from ..runtime.calls import may_alias, state_ids, takes_as_is, unalias
 from . import aot
 from .failures import step_error
-from .feeds import convert_feed, expand_feeds, feed_target, flatten, needed_and_leaf_feeds
+from .feeds import (check_feed_dict, convert_feed, expand_feeds, feed_target, flatten,
+                    needed_and_leaf_feeds)
 
 
 def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # noqa: A001
@@ -176,6 +177,7 @@ class CompiledStep:
         return values if self._listed else self._rebuild(values)
 
     def _arguments(self, feed_dict, named):
+        check_feed_dict(feed_dict, "step()")
         if not named and feed_dict is not None and len(feed_dict) == len(self._feeds):
             try:
                 return [feed_dict[p] for p in self._feeds]

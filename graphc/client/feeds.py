@@ -1,6 +1,8 @@
 """Binding values to a step: the structure of what is fetched (``flatten`` -> a flat list
 and a function rebuilding the user's structure), feed keys and values converted as TF1's
 ``Session.run`` does, which placeholders a set of fetches needs, and results the caller owns."""
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..errors import FeedError
@@ -145,6 +147,18 @@ def feed_target(graph, key):
         raise FeedError(f"cannot feed {key.describe()}: {why}", loc=key.loc,
                         hint="feed the tensors it reads instead")
     return key
+
+
+def check_feed_dict(feed_dict, call):
+    """Raise a FeedError unless ``feed_dict`` is None or a mapping (the common slip: an array
+    or a list of arrays passed where TF1 takes ``{placeholder: value}``)."""
+    if feed_dict is None or isinstance(feed_dict, Mapping):
+        return
+    raise FeedError(f"{call} takes its feeds as a dict {{placeholder or name: value}}, found "
+                    f"{type(feed_dict).__name__}",
+                    ["e.g. {x: batch_x, y: batch_y}"
+                     + (", or by the placeholders' names: step(x=batch_x)" if call == "step()"
+                        else "")])
 
 
 def expand_feeds(items):

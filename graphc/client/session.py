@@ -25,8 +25,8 @@ from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph, pop_default_session, push_default_session
 from ..runtime.calls import may_alias, state_ids, unalias
 from .failures import step_error
-from .feeds import (_as_result, _missing_feed_error, convert_feed, expand_feeds, feed_target,
-                    flatten, leaf_feeds)
+from .feeds import (_as_result, _missing_feed_error, check_feed_dict, convert_feed, expand_feeds,
+                    feed_target, flatten, leaf_feeds)
 
 
 class Session:
@@ -91,6 +91,7 @@ class Session:
             if args is not None:
                 fast.made = iterator.made
                 return fast.rebuild(self._run_step(fast.compiled, args))
+        check_feed_dict(feed_dict, "Session.run")
         flat, rebuild = self._flatten(fetches)
         if not flat:  # sess.run([]) and sess.run({}) return the empty structure, as in TF1
             return rebuild([])

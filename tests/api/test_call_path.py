@@ -298,3 +298,27 @@ def test_two_threads_calling_one_step_and_one_session_with_their_own_arrays(back
         assert all(a == b for a, b in got[name]), name
     assert float(step.variables["total"]) == got["step a sum"] + got["step b sum"]
     assert float(sess.run(total)) == got["sess a sum"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_feeds_that_are_not_a_dict_are_refused_by_name(backend, tmp_path):
+    """An array or a list where TF1 takes {placeholder: value}: a FeedError saying what a
+    call takes, from Session.run, a compiled step and a loaded step (not NumPy's "truth
+    value of an array is ambiguous")."""
+    x = gc.placeholder(gc.float32, [3], name="x")
+    y = x * 2.0
+    step = gc.compile([y], feeds=[x], backend=backend)
+    step.save(str(tmp_path / "step"))
+    loaded = gc.runtime.load(str(tmp_path / "step"))
+    xv = np.ones(3, np.float32)
+    with gc.Session() as sess:
+        for call, who in ((lambda f: sess.run(y, f), "Session.run"), (step, r"step\(\)"),
+                          (loaded, "a loaded step")):
+            for bad in (xv, [xv], 3):
+                with pytest.raises(gc.errors.FeedError,
+                                   match=rf"{who} takes its feeds as a dict .* found "
+                                         rf"{type(bad).__name__}"):
+                    call(bad)
+        np.testing.assert_array_equal(sess.run(y, {x: xv}), 2 * xv)
+    np.testing.assert_array_equal(step({x: xv})[0], 2 * xv)
+    np.testing.assert_array_equal(loaded({"x": xv})[0], 2 * xv)
