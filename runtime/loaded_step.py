@@ -197,7 +197,8 @@ class LoadedStep:
 
     def _given(self, feed_dict, named):
         """The fed values in feed order; FeedError for unknown or missing feeds."""
-        if feed_dict is not None and not isinstance(feed_dict, Mapping):
+        if feed_dict is not None and type(feed_dict) is not dict \
+                and not isinstance(feed_dict, Mapping):
             raise FeedError(f"a loaded step takes its feeds as a dict {{name: value}}, found "
                             f"{type(feed_dict).__name__}", hint="or by name: step(x=..., y=...)")
         given = [None] * len(self.feeds)
