@@ -55,21 +55,24 @@ def _variable_edges(nodes, plan):
 
 
 def _dag(program, plan):
+    """Data edges, the in-place constraints, the state rule's and the failure rule's edges
+    (whether they form a cycle shows when ``_greedy_order`` cannot order every node)."""
     dag = nx.DiGraph()
-    for n in program.nodes:
-        dag.add_node(n)
-        for x in n.inputs:
-            dag.add_edge(x, n)
-    for r, w in list(getattr(program, "constraints", [])) + _variable_edges(program.nodes,
-                                                                             plan):
-        dag.add_edge(r, w)
+    dag.add_nodes_from(program.nodes)
+    dag.add_edges_from((x, n) for n in program.nodes for x in n.inputs)  # (in bulk: cheaper)
+    dag.add_edges_from(list(getattr(program, "constraints", [])) + _variable_edges(program.nodes,
+                                                                                   plan))
     dag.graph["failure_edges"] = len(failure_edges(dag, declared_failures(program.nodes),
                                                    planned_writers(program)))
-    if not nx.is_directed_acyclic_graph(dag):
+    return dag
+
+
+def _check_acyclic(dag, order):
+    """Raise when ``order`` (Kahn's algorithm over ``dag``) stopped short: a cycle."""
+    if len(order) < dag.number_of_nodes():
         cycle = nx.find_cycle(dag)
         raise CompileError("schedule: the ordering constraints form a cycle",
                            [" -> ".join(f"'{a.node_name}'" for a, _ in cycle)])
-    return dag
 
 
 def _greedy_order(program, plan, dag):
@@ -252,6 +255,7 @@ def schedule_for_memory(program):
     dag = _dag(program, plan)
     before = live_peak(program.nodes, plan, program.fetches)
     order = _greedy_order(program, plan, dag)
+    _check_acyclic(dag, order)
     after = live_peak(order, plan, program.fetches)
     old = program.nodes
     if after > before:
