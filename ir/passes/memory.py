@@ -81,8 +81,12 @@ def liveness(nodes, plan, fetches):
 
 def live_peak(nodes, plan, fetches):
     """The most bytes of arena buffers live at one schedule position (a lower bound)."""
-    owners, interval = liveness(nodes, plan, fetches)
-    delta = [0] * (len(nodes) + 2)
+    return peak_of(*liveness(nodes, plan, fetches), len(nodes))
+
+
+def peak_of(owners, interval, length):
+    """``live_peak`` from ``liveness``'s result over a schedule of ``length`` nodes."""
+    delta = [0] * (length + 2)
     for n in owners:
         a, b = interval[id(n)]
         delta[a] += nbytes(n)
@@ -131,7 +135,11 @@ def _place(owners, interval):
         size = max(nbytes(n), 1)
         a, b = interval[id(n)]
         meet = np.flatnonzero((first[:k] <= b) & (last[:k] >= a))
-        off = _first_fit(np.column_stack((start[meet], end[meet])), size)
+        if len(meet) < 64:  # (pairs of Python ints: rows of an array sort slowly)
+            busy = list(zip(start[meet].tolist(), end[meet].tolist()))
+        else:
+            busy = np.column_stack((start[meet], end[meet]))
+        off = _first_fit(busy, size)
         offsets[id(n)] = off
         first[k], last[k], start[k], end[k] = a, b, off, off + size
         top = max(top, _align(off + size))
@@ -239,7 +247,7 @@ def plan_memory(program):
     plan.intervals = {n: interval[id(n)] for n in owners}
     plan.arena_bytes = plan.peak_bytes = top
     plan.naive_bytes = naive_bytes(program.nodes)
-    plan.live_peak = live_peak(program.nodes, plan, program.fetches)
+    plan.live_peak = peak_of(owners, interval, len(program.nodes))
     plan.planned = True
     for n in program.nodes:
         if n in plan.offsets:
