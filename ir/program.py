@@ -38,6 +38,7 @@ assigned value is already the variable (``plan.update_in_place[assign]``) nothin
 otherwise the backend copies the value into the variable's buffer at the assign's position.
 The new variable values are then simply the variables' buffers at the end of the step.
 """
+import heapq
 from operator import attrgetter
 
 import networkx as nx
@@ -257,13 +258,19 @@ def schedule_nodes(nodes):
     """A topological order in which every read of a variable precedes its assign, and every
     node that may fail at run time precedes the updates it does not depend on.
 
+    Among the nodes ready to run, the first created runs first (the lexicographic
+    topological order by creation: ``networkx.lexicographical_topological_sort`` with that
+    key gives the same order; this one walks plain successor lists).
+
     Raises:
         CompileError: a variable assigned twice in one step.
     """
-    dag = nx.DiGraph()
-    dag.add_nodes_from(nodes)
-    dag.add_edges_from((i, n) for n in nodes for i in n.inputs)  # (one call: per-edge calls
-    assigned = {}                                                  # were a third of the time)
+    succ = {n: [] for n in nodes}  # (edges may repeat: counted alike in degrees and lists)
+    for n in nodes:
+        for i in n.inputs:
+            succ[i].append(n)
+    extra = []  # reader -> assign and may-fail -> writer edges
+    assigned = {}
     for n in nodes:
         if n.op_name == "assign":
             var = n.inputs[0]
@@ -274,16 +281,56 @@ def schedule_nodes(nodes):
                     "chain the updates (assign the result of the first) or run them apart")
             assigned[var] = n
             later = None  # n's descendants, found once (edges into n leave them as they are)
-            for reader in list(dag.successors(var)):
+            for reader in list(dict.fromkeys(succ[var])):
                 if reader is n:
                     continue
                 if later is None:
-                    later = nx.descendants(dag, n)
-                if reader not in later:
-                    dag.add_edge(reader, n)
-    failure_edges(dag, declared_failures(nodes), update_kernels(nodes))
+                    later = _descendants(succ, n)
+                if reader not in later and n not in succ[reader]:
+                    succ[reader].append(n)
+                    extra.append((reader, n))
+    failing = declared_failures(nodes)
+    if failing:  # (``ir.rollback`` adds its edges to a networkx graph)
+        dag = nx.DiGraph()
+        dag.add_nodes_from(nodes)
+        dag.add_edges_from((i, n) for n in nodes for i in n.inputs)
+        dag.add_edges_from(extra)
+        for m, w in failure_edges(dag, failing, update_kernels(nodes)):
+            succ[m].append(w)
+    return _first_created_order(nodes, succ)
+
+
+def _descendants(succ, start):
+    """The set of nodes reachable from ``start`` (``start`` left out)."""
+    seen, stack = set(), [start]
+    while stack:
+        for m in succ[stack.pop()]:
+            if m not in seen:
+                seen.add(m)
+                stack.append(m)
+    return seen
+
+
+def _first_created_order(nodes, succ):
+    """Kahn's algorithm over ``succ``, always taking the ready node earliest in ``nodes``."""
     rank = {n: i for i, n in enumerate(nodes)}
-    return list(nx.lexicographical_topological_sort(dag, key=lambda n: rank[n]))
+    indeg = dict.fromkeys(nodes, 0)
+    for targets in succ.values():
+        for m in targets:
+            indeg[m] += 1
+    ready = [rank[n] for n in nodes if indeg[n] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        n = nodes[heapq.heappop(ready)]
+        order.append(n)
+        for m in succ[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                heapq.heappush(ready, rank[m])
+    if len(order) < len(nodes):
+        raise CompileError("schedule: the step's ordering constraints form a cycle")
+    return order
 
 
 def build_program(fetches, feed_shapes):
