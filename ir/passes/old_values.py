@@ -47,7 +47,7 @@ def _reaches(succ, rank, starts, targets):
     if rank is not None:
         starts = [s for s in starts if id(s) in rank]
         low = min(rank[id(s)] for s in starts)
-        targets = [t for t in targets if rank[id(t)] > low]
+        targets = [t for t in targets if rank[id(t)] >= low]
         if not targets:
             return set()
         limit = max(rank[id(t)] for t in targets)
