@@ -130,6 +130,17 @@ class ReferenceOrderedDag:
         return seen
 
 
+def reference_failure_edges_from(pred, failing, writers):
+    dag = nx.DiGraph()
+    for w, sources in pred.items():
+        dag.add_node(w)
+        dag.add_edges_from((x, w) for x in sources)
+    added = failure_edges(dag, failing, writers)
+    for m, w in added:
+        pred[w].add(m)
+    return added
+
+
 def reference_live_peak(nodes, plan, fetches):
     owners, interval = memory.liveness(nodes, plan, fetches)
     delta = [0] * (len(nodes) + 2)
@@ -223,6 +234,7 @@ def _patch_references(monkeypatch):
     monkeypatch.setattr(memory, "keep_old_values", reference_keep_old_values)
     monkeypatch.setattr(inplace_module, "OrderedDag", ReferenceOrderedDag)
     monkeypatch.setattr(schedule, "live_peak", reference_live_peak)
+    monkeypatch.setattr(schedule, "failure_edges_from", reference_failure_edges_from)
     monkeypatch.setattr(memory, "_first_fit", reference_first_fit)
 
 
@@ -304,3 +316,23 @@ def test_the_ordered_dag_of_inputs_answers_like_networkx():
             assert od.has_edge(u, v)
     assert added > 100
     assert all(od.rank[a] < od.rank[b] for a, b in dag.edges())
+
+
+def test_failure_edges_from_ancestors_match_rollbacks_search_of_descendants():
+    """Several may-fail nodes, writers that reach some of them: the edges added (in order)
+    are rollback's, also when an added edge makes new ancestors."""
+    rng = np.random.RandomState(7)
+    for trial in range(40):
+        nodes = list(range(30))
+        pred = {v: {int(u) for u in rng.choice(v, size=min(v, rng.randint(0, 3)),
+                                                replace=False)} if v else set()
+                for v in nodes}
+        failing = [int(k) for k in rng.choice(30, rng.randint(1, 4), replace=False)]
+        writers = [(int(k), None) for k in rng.choice(30, 10)]  # (repeats: skipped)
+        dag = nx.DiGraph()
+        dag.add_nodes_from(nodes)
+        dag.add_edges_from((u, v) for v in nodes for u in pred[v])
+        want = failure_edges(dag, failing, writers)
+        got = program_module.failure_edges_from(pred, failing, writers)
+        assert got == want
+        assert {(u, v) for v in nodes for u in pred[v]} == set(dag.edges())
