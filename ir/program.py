@@ -78,6 +78,7 @@ class Program:
         self.constraints = []  # (reader, writer) orderings from in-place analysis
         self.stages, self.records = [], []  # text IR after each pass, per-pass records
         self.snapshot = []  # variables a failing step restores (``ir.rollback``)
+        self.placed_at = 0  # where ``passes.common.new_node`` last placed a node (a hint)
         self.name = "step"
 
     def users(self):

@@ -7,6 +7,7 @@ Passes rewrite the Program's private graph in place. Invariants they keep (the v
 over sets of nodes, so that two compilations of one graph make identical decisions.
 """
 import contextlib
+import itertools
 import math
 
 import numpy as np
@@ -222,9 +223,14 @@ def new_node(program, like, op, inputs, attrs, before=None, uses=None, schedule=
     if not schedule:
         return n
     at = before if before is not None else like
-    for i, m in enumerate(program.nodes):  # (one walk: each node made is a walk)
-        if m is at:
-            program.nodes.insert(i, n)
+    nodes = program.nodes
+    # The walk starts where the last node was placed and wraps around: a pass that rewrites
+    # in schedule order finds each place a few steps on (linear), wherever it is found.
+    start = min(getattr(program, "placed_at", 0), len(nodes))
+    for i in itertools.chain(range(start, len(nodes)), range(start)):
+        if nodes[i] is at:
+            nodes.insert(i, n)
+            program.placed_at = i
             return n
     if before is not None:
         raise GraphError(f"node '{before.node_name}' is not scheduled")
