@@ -31,8 +31,21 @@ class OrderedDag:
 
     @classmethod
     def of_inputs(cls, nodes):
-        """The data edges (input -> reader) of ``nodes``, a schedule, in that order."""
-        od = cls(None, nodes)
+        """The data edges (input -> reader) of ``nodes``, a schedule, ordered by depth.
+
+        Any topological order gives the same answers; the order only decides how far the
+        searches go. The schedule puts each weight update at the end, after every other
+        gradient, so that the ordering edge from an update (a reader of a gradient) to the
+        node overwriting that gradient went against the order and reordered the whole
+        backward pass, once per layer: quadratic in the depth of the model. By depth (the
+        longest path from a leaf; ties in schedule order) an update sits right after its
+        inputs, and readers of one value sit near each other.
+        """
+        depth = {}
+        for n in nodes:  # (a schedule: inputs first)
+            depth[n] = 1 + max((depth.get(x, 0) for x in n.inputs), default=-1)
+        pos = {n: i for i, n in enumerate(nodes)}
+        od = cls(None, sorted(nodes, key=lambda n: (depth[n], pos[n])))
         succ, pred = od.succ, od.pred
         for n in nodes:
             succ.setdefault(n, {})
