@@ -52,6 +52,22 @@ def ensure_plan(program):
     return program.plan
 
 
+class RootCache:
+    """``plan`` as the scheduler and planner read it (``views``, ``inplace``, ``root``),
+    with each node's storage root looked up once: they ask for every value's root many
+    times, and change no aliasing meanwhile."""
+
+    def __init__(self, plan):
+        self.plan, self.views, self.inplace = plan, plan.views, plan.inplace
+        self._roots = {}
+
+    def root(self, node):
+        r = self._roots.get(id(node))
+        if r is None:
+            r = self._roots[id(node)] = self.plan.root(node)
+        return r
+
+
 def owns_buffer(n, plan):
     """Whether ``n`` needs arena storage of its own."""
     return (n.dtype is not None and not n.opdef.leaf and n not in plan.views
@@ -240,7 +256,7 @@ def plan_memory(program):
     """
     plan = ensure_plan(program)
     keep_old_values(program, plan)  # (done already when the schedule pass ran)
-    owners, interval = liveness(program.nodes, plan, program.fetches)
+    owners, interval = liveness(program.nodes, RootCache(plan), program.fetches)
     offsets, top = pack(owners, interval)
     plan.offsets = {n: offsets[id(n)] for n in owners}
     plan.nbytes = {n: nbytes(n) for n in owners}

@@ -26,7 +26,7 @@ from graphc.errors import CompileError
 from ..program import failure_edges_from
 from ..rollback import declared_failures, planned_writers
 from .common import nbytes, positions, users, value_inputs
-from .memory import ensure_plan, live_peak, owns_buffer
+from .memory import RootCache, ensure_plan, live_peak, owns_buffer
 from .old_values import keep_old_values
 
 
@@ -288,6 +288,7 @@ def schedule_for_memory(program):
     plan = ensure_plan(program)
     kept = keep_old_values(program, plan)
     dag = _dag(program, plan)
+    plan = RootCache(plan)  # (no aliasing changes from here on)
     before = live_peak(program.nodes, plan, program.fetches)
     order = _greedy_order(program, plan, dag)
     _check_acyclic(dag, order)
