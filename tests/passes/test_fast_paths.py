@@ -1,5 +1,5 @@
-"""The fast paths of scheduling, in-place analysis and old-value copies against the networkx
-formulations they replaced: the same order, the same decisions, byte-identical IR.
+"""The fast paths of scheduling, in-place analysis, old-value copies and simplification
+against the formulations they replaced: the same order, the same decisions, byte-identical IR.
 
 Each reference below is the earlier implementation (networkx graphs, searches of whole
 descendant sets); the test runs the whole pipeline once with the references patched in and
@@ -12,6 +12,7 @@ import pytest
 import graphc as gc
 from graphc.ir import program as program_module
 from graphc.ir.passes import memory, old_values, reachability, run_pipeline, schedule
+from graphc.ir.passes import simplify
 from graphc.ir.passes import inplace as inplace_module
 from graphc.ir.passes.common import new_node, users
 from graphc.ir.printer import stable_numbers
@@ -235,6 +236,7 @@ def _patch_references(monkeypatch):
     monkeypatch.setattr(inplace_module, "OrderedDag", ReferenceOrderedDag)
     monkeypatch.setattr(schedule, "live_peak", reference_live_peak)
     monkeypatch.setattr(schedule, "failure_edges_from", reference_failure_edges_from)
+    monkeypatch.setattr(simplify, "GATES", {})  # every rule tried on every node
     monkeypatch.setattr(memory, "_first_fit", reference_first_fit)
 
 
@@ -336,3 +338,17 @@ def test_failure_edges_from_ancestors_match_rollbacks_search_of_descendants():
         got = program_module.failure_edges_from(pred, failing, writers)
         assert got == want
         assert {(u, v) for v in nodes for u in pred[v]} == set(dag.edges())
+
+
+def test_simplify_gates_pass_every_op_a_rule_fires_on():
+    """Every rule fires in its own test (test_passes_simplify); here: the gates let through
+    the ops those rules name, and nothing gates a rule the table does not list."""
+    from graphc.ir.ops.registry import REGISTRY
+    names = {k for k, _ in simplify.RULES}
+    assert set(simplify.GATES) <= names
+    for rule, op in [("add-zero", "add"), ("relu-mask", "greater"), ("reduce-noop", "reduce_sum"),
+                     ("reshape-noop", "reshape"), ("reshape-noop", "broadcast_to"),
+                     ("reshape-chain", "expand_dims"), ("identity", "identity"),
+                     ("matmul-transpose", "matmul"), ("log-softmax", "log")]:
+        assert simplify.GATES[rule](REGISTRY[op]), (rule, op)
+    assert not simplify.GATES["reshape-chain"](REGISTRY["check_numerics"])
