@@ -1,12 +1,13 @@
 """The text IR after each pass, rendered only when someone reads it.
 
 Rendering the text IR of every stage costs more than most passes, and a compile that
-nobody inspects never reads it. ``snapshot`` records what the printer reads (per node: op,
-inputs, attrs, annotations, type; the fetches and the plan summary) as cheap shallow copies
-right after a pass, and ``Stages`` renders a stage's text on first access and keeps it.
-The text is exactly what ``program_text`` printed at that moment: passes replace attribute
-and annotation values instead of mutating them, so the shallow copies stay faithful (the
-tests compare every stage with the eager rendering).
+nobody inspects never reads it. ``capture`` records what the printer reads (per node one
+tuple: op, inputs, attrs, annotations, type; the fetches and the plan summary) as cheap
+shallow copies right after a pass; ``Stages`` builds the printer's objects from them
+(``snapshot``) and renders a stage's text on first access, and keeps it. The text is exactly
+what ``program_text`` printed at that moment: passes replace attribute and annotation
+values instead of mutating them, so the shallow copies stay faithful (the tests compare
+every stage with the eager rendering).
 
 A loop node's body is a program of its own (``ir.loops``). The snapshot freezes what the
 body is made of when the loop is first seen (its outputs and feed shapes:
