@@ -29,11 +29,14 @@ def users(nodes, values_only=False):
     """{node: [distinct users in schedule order]} over ``nodes``."""
     out = {n: [] for n in nodes}
     for n in nodes:
-        seen = set()
-        for x in (value_inputs(n) if values_only else n.inputs):
-            if id(x) not in seen:
-                seen.add(id(x))
-                out.setdefault(x, []).append(n)
+        inputs = value_inputs(n) if values_only else n.inputs
+        if len(inputs) > 1:
+            inputs = dict.fromkeys(inputs)  # (distinct, in order: nodes hash by identity)
+        for x in inputs:
+            if x in out:
+                out[x].append(n)
+            else:
+                out[x] = [n]
     return out
 
 
@@ -82,9 +85,14 @@ class UseIndex:
     """
 
     def __init__(self, nodes=()):
-        self._by_id = {}  # id(node) -> {id(user): user}, users in the order they were seen
-        for n in nodes:
-            self.add(n)
+        self._by_id = by_id = {}  # id(node) -> {id(user): user}, users in the order seen
+        for n in nodes:  # (``add`` inlined: one index per pass, over every edge)
+            for x in n.inputs:
+                found = by_id.get(id(x))
+                if found is None:
+                    by_id[id(x)] = {id(n): n}
+                else:
+                    found[id(n)] = n
 
     def add(self, node):
         """Record ``node`` as a user of each of its inputs."""
