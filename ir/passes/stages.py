@@ -176,7 +176,10 @@ def capture(program, loops=None):
     c = _Capture()
     c.nodes = list(program.nodes)
     c.fetches = [f for f in program.fetches if f is not None]
-    state = c.state = {n: _capture(n, loops) for n in c.nodes}
+    state = c.state = {  # (``_capture`` inlined: this runs for every node after every pass)
+        n: (n.opdef, tuple(n.inputs), n.attrs.copy(), n.meta.copy(), n.dtype, n.shape,
+            n.node_name, n.is_grad, n.loc, loops(n) if n.opdef.name == "loop" else None)
+        for n in c.nodes}
     # nodes read but not scheduled (none, while the program is well formed) are kept too
     extra = [x for n in c.nodes for x in state[n][1] if x not in state]
     extra += [f for f in c.fetches if f not in state]
