@@ -26,7 +26,7 @@ import heapq
 import numpy as np
 
 from ..program import MemoryPlan
-from .common import nbytes, positions, value_inputs
+from .common import nbytes, value_inputs
 from .old_values import keep_old_values
 
 ALIGN = 64
@@ -74,19 +74,26 @@ def owns_buffer(n, plan):
             and n not in plan.inplace)
 
 
-def liveness(nodes, plan, fetches):
-    """Arena owners (schedule order) and {id(owner): (first, last)} inclusive positions."""
-    pos = positions(nodes)
-    owners = [n for n in nodes if owns_buffer(n, plan)]
-    interval = {id(n): [pos[id(n)], pos[id(n)]] for n in owners}
-    for n in nodes:
-        for x in value_inputs(n):
-            r = plan.root(x)
-            if id(r) in interval:
-                interval[id(r)][1] = max(interval[id(r)][1], pos[id(n)])
+def liveness(nodes, plan, fetches, reads=None):
+    """Arena owners (schedule order) and {id(owner): (first, last)} inclusive positions.
+
+    ``reads``: {id(node): the storage roots it reads} when the caller has them (the
+    scheduler asks for several orders of one program)."""
+    owners, interval = [], {}
+    for i, n in enumerate(nodes):
+        if owns_buffer(n, plan):
+            owners.append(n)
+            interval[id(n)] = [i, i]
+    for i, n in enumerate(nodes):
+        for r in reads[id(n)] if reads is not None else map(plan.root, value_inputs(n)):
+            span = interval.get(id(r))
+            if span is not None and span[1] < i:
+                span[1] = i
         r = plan.root(n)
-        if r is not n and id(r) in interval:  # an in-place write keeps the buffer alive
-            interval[id(r)][1] = max(interval[id(r)][1], pos[id(n)])
+        if r is not n:  # an in-place write keeps the buffer alive
+            span = interval.get(id(r))
+            if span is not None and span[1] < i:
+                span[1] = i
     for f in fetches:
         if f is not None:
             r = plan.root(f)
@@ -95,9 +102,9 @@ def liveness(nodes, plan, fetches):
     return owners, {k: tuple(v) for k, v in interval.items()}
 
 
-def live_peak(nodes, plan, fetches):
+def live_peak(nodes, plan, fetches, reads=None):
     """The most bytes of arena buffers live at one schedule position (a lower bound)."""
-    return peak_of(*liveness(nodes, plan, fetches), len(nodes))
+    return peak_of(*liveness(nodes, plan, fetches, reads), len(nodes))
 
 
 def peak_of(owners, interval, length):

@@ -110,12 +110,16 @@ def _check_acyclic(dag, order):
                            [" -> ".join(f"'{a.node_name}'" for a, _ in cycle)])
 
 
-def _greedy_order(program, plan, dag):
+def _reads(nodes, plan):
+    """{id(node): the distinct storage roots it reads}, computed once per pass."""
+    return {id(n): list({id(r): r for r in map(plan.root, value_inputs(n))}.values())
+            for n in nodes}
+
+
+def _greedy_order(program, plan, dag, roots):
     pos = positions(program.nodes)
     fetched_roots = {id(plan.root(f)) for f in program.fetches if f is not None}
-    # Per node, computed once: the distinct roots it reads and what its own buffer costs.
-    roots = {id(n): list({id(plan.root(x)): plan.root(x) for x in value_inputs(n)}.values())
-             for n in program.nodes}
+    # ``roots``: per node, the distinct roots it reads (``_reads``)
     remaining, readers = {}, {}
     for n in program.nodes:
         for r in roots[id(n)]:
@@ -289,10 +293,11 @@ def schedule_for_memory(program):
     kept = keep_old_values(program, plan)
     dag = _dag(program, plan)
     plan = RootCache(plan)  # (no aliasing changes from here on)
-    before = live_peak(program.nodes, plan, program.fetches)
-    order = _greedy_order(program, plan, dag)
+    reads = _reads(program.nodes, plan)
+    before = live_peak(program.nodes, plan, program.fetches, reads)
+    order = _greedy_order(program, plan, dag, reads)
     _check_acyclic(dag, order)
-    after = live_peak(order, plan, program.fetches)
+    after = live_peak(order, plan, program.fetches, reads)
     old = program.nodes
     if after > before:
         # The greedy choice is a heuristic; keep the original order when it did worse, after
@@ -302,7 +307,7 @@ def schedule_for_memory(program):
             order, after = list(old), before
     sunk_order, sunk = _sink_into_readers(order, dag, plan, program.fetches, after)
     if sunk:
-        sunk_after = live_peak(sunk_order, plan, program.fetches)
+        sunk_after = live_peak(sunk_order, plan, program.fetches, reads)
         if sunk_after <= after:  # a safeguard: each move kept the peak
             order, after = sunk_order, sunk_after
         else:

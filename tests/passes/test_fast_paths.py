@@ -142,8 +142,21 @@ def reference_failure_edges_from(pred, failing, writers):
     return added
 
 
-def reference_live_peak(nodes, plan, fetches):
-    owners, interval = memory.liveness(nodes, plan, fetches)
+def reference_live_peak(nodes, plan, fetches, reads=None):
+    pos = {id(n): i for i, n in enumerate(nodes)}
+    owners = [n for n in nodes if memory.owns_buffer(n, plan)]
+    interval = {id(n): [pos[id(n)], pos[id(n)]] for n in owners}
+    for n in nodes:
+        for x in memory.value_inputs(n):
+            r = plan.root(x)
+            if id(r) in interval:
+                interval[id(r)][1] = max(interval[id(r)][1], pos[id(n)])
+        r = plan.root(n)
+        if r is not n and id(r) in interval:
+            interval[id(r)][1] = max(interval[id(r)][1], pos[id(n)])
+    for f in fetches:
+        if f is not None and id(plan.root(f)) in interval:
+            interval[id(plan.root(f))][1] = len(nodes)
     delta = [0] * (len(nodes) + 2)
     for n in owners:
         a, b = interval[id(n)]
