@@ -365,3 +365,41 @@ def test_simplify_gates_pass_every_op_a_rule_fires_on():
                      ("matmul-transpose", "matmul"), ("log-softmax", "log")]:
         assert simplify.GATES[rule](REGISTRY[op]), (rule, op)
     assert not simplify.GATES["reshape-chain"](REGISTRY["check_numerics"])
+
+
+def test_in_place_analysis_of_deeper_models_reorders_no_more(monkeypatch):
+    """The ordered DAG starts from an order by depth: an MLP's weight updates (last in the
+    schedule) no longer reorder the backward pass once per layer, which made the analysis
+    quadratic in the depth (counted in reorderings, not in time)."""
+    calls = []
+    reach = reachability.OrderedDag._reach
+
+    def counted(self, start, adjacency, inside):
+        found = reach(self, start, adjacency, inside)
+        calls.append(len(found))
+        return found
+    monkeypatch.setattr(reachability.OrderedDag, "_reach", counted)
+    visited = {}
+    for depth in (6, 24):
+        calls.clear()
+        graph = gc.Graph()
+        with graph.as_default():
+            fetches, shapes = _mlp(depth, "sgd")
+            program = build_program(fetches, shapes)
+            run_pipeline(program, passes=["prune", "fold", "simplify", "cse", "dce", "scale",
+                                          "fuse", "inplace"])
+        assert program.records[-1]["changes"]["inplace"] > depth  # it did decide sites
+        visited[depth] = sum(calls)
+    assert visited[24] <= visited[6]
+
+
+def test_a_cycle_in_the_ordering_constraints_is_named():
+    class N:
+        def __init__(self, name):
+            self.node_name, self.inputs = name, []
+    a, b, c = N("a"), N("b"), N("c")
+    dag = schedule._Dag([a, b, c])
+    for u, v in ((a, b), (b, c), (c, b)):
+        dag.add_edge(u, v)
+    with pytest.raises(gc.errors.CompileError, match="'b' -> 'c'|'c' -> 'b'"):
+        schedule._check_acyclic(dag, [a])
