@@ -269,7 +269,7 @@ def schedule_nodes(nodes):
     for n in nodes:
         for i in n.inputs:
             succ[i].append(n)
-    extra = []  # reader -> assign and may-fail -> writer edges
+    extra = []  # reader -> assign edges (what rollback searches besides the data)
     assigned = {}
     for n in nodes:
         if n.op_name == "assign":
