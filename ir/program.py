@@ -38,16 +38,16 @@ assigned value is already the variable (``plan.update_in_place[assign]``) nothin
 otherwise the backend copies the value into the variable's buffer at the assign's position.
 The new variable values are then simply the variables' buffers at the end of the step.
 """
+import heapq
 from operator import attrgetter
 
-import networkx as nx
 import numpy as np
 
 from graphc.errors import CompileError, FeedError, InvalidArgumentError, ShapeError
 
 from .graph import Graph
 from .ops.state import CONST, PLACEHOLDER
-from .rollback import declared_failures, failure_edges, update_kernels
+from .rollback import declared_failures, update_kernels
 from .shapes import RuleError, format_shape
 from .static import resolve_pending
 
@@ -78,6 +78,7 @@ class Program:
         self.constraints = []  # (reader, writer) orderings from in-place analysis
         self.stages, self.records = [], []  # text IR after each pass, per-pass records
         self.snapshot = []  # variables a failing step restores (``ir.rollback``)
+        self.placed_at = 0  # where ``passes.common.new_node`` last placed a node (a hint)
         self.name = "step"
 
     def users(self):
@@ -257,13 +258,19 @@ def schedule_nodes(nodes):
     """A topological order in which every read of a variable precedes its assign, and every
     node that may fail at run time precedes the updates it does not depend on.
 
+    Among the nodes ready to run, the first created runs first (the lexicographic
+    topological order by creation: ``networkx.lexicographical_topological_sort`` with that
+    key gives the same order; this one walks plain successor lists).
+
     Raises:
         CompileError: a variable assigned twice in one step.
     """
-    dag = nx.DiGraph()
-    dag.add_nodes_from(nodes)
-    dag.add_edges_from((i, n) for n in nodes for i in n.inputs)  # (one call: per-edge calls
-    assigned = {}                                                  # were a third of the time)
+    succ = {n: [] for n in nodes}  # (edges may repeat: counted alike in degrees and lists)
+    for n in nodes:
+        for i in n.inputs:
+            succ[i].append(n)
+    extra = []  # reader -> assign edges (what rollback searches besides the data)
+    assigned = {}
     for n in nodes:
         if n.op_name == "assign":
             var = n.inputs[0]
@@ -274,16 +281,96 @@ def schedule_nodes(nodes):
                     "chain the updates (assign the result of the first) or run them apart")
             assigned[var] = n
             later = None  # n's descendants, found once (edges into n leave them as they are)
-            for reader in list(dag.successors(var)):
+            for reader in list(dict.fromkeys(succ[var])):
                 if reader is n:
                     continue
                 if later is None:
-                    later = nx.descendants(dag, n)
-                if reader not in later:
-                    dag.add_edge(reader, n)
-    failure_edges(dag, declared_failures(nodes), update_kernels(nodes))
+                    later = _descendants(succ, n)
+                if reader not in later and n not in succ[reader]:
+                    succ[reader].append(n)
+                    extra.append((reader, n))
+    failing = declared_failures(nodes)
+    if failing:
+        pred = {n: set(n.inputs) for n in nodes}
+        for r, n in extra:
+            pred[n].add(r)
+        for m, w in failure_edges_from(pred, failing, update_kernels(nodes)):
+            succ[m].append(w)
+    return _first_created_order(nodes, succ)
+
+
+def failure_edges_from(pred, failing, writers):
+    """The (may-fail node -> writer) edges ``ir.rollback.failure_edges`` adds to the DAG
+    whose predecessor sets are ``pred`` ({node: set of nodes}; updated here), in its order.
+
+    That function searches each writer's descendants; here each may-fail node's ancestors
+    are found once and kept current as edges are added (an edge m -> w makes m and its
+    ancestors ancestors of whatever w reaches), so the cost does not grow with the number
+    of writers times the graph.
+    """
+    added = []
+    if not failing:
+        return added
+    ancestors = {m: _ancestors(pred, m) for m in failing}
+    seen = set()
+    for w, _ in writers:
+        if w in seen:
+            continue
+        seen.add(w)
+        for m in failing:  # (w reaches m exactly when w is among m's ancestors)
+            if m is w or w in ancestors[m] or m in pred[w]:
+                continue
+            pred[w].add(m)
+            added.append((m, w))
+            for f in failing:
+                if f is w or w in ancestors[f]:
+                    ancestors[f] |= ancestors[m]
+                    ancestors[f].add(m)
+    return added
+
+
+def _ancestors(pred, start):
+    """The set of nodes from which ``start`` is reachable (``start`` left out)."""
+    seen, stack = set(), [start]
+    while stack:
+        for m in pred[stack.pop()]:
+            if m not in seen:
+                seen.add(m)
+                stack.append(m)
+    return seen
+
+
+def _descendants(succ, start):
+    """The set of nodes reachable from ``start`` (``start`` left out)."""
+    seen, stack = set(), [start]
+    while stack:
+        for m in succ[stack.pop()]:
+            if m not in seen:
+                seen.add(m)
+                stack.append(m)
+    return seen
+
+
+def _first_created_order(nodes, succ):
+    """Kahn's algorithm over ``succ``, always taking the ready node earliest in ``nodes``."""
     rank = {n: i for i, n in enumerate(nodes)}
-    return list(nx.lexicographical_topological_sort(dag, key=lambda n: rank[n]))
+    indeg = dict.fromkeys(nodes, 0)
+    for targets in succ.values():
+        for m in targets:
+            indeg[m] += 1
+    ready = [rank[n] for n in nodes if indeg[n] == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        n = nodes[heapq.heappop(ready)]
+        order.append(n)
+        for m in succ[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                heapq.heappush(ready, rank[m])
+    if len(order) < len(nodes):
+        raise CompileError("schedule: the step's ordering constraints form a cycle")
+    return order
 
 
 def build_program(fetches, feed_shapes):
@@ -309,4 +396,5 @@ def build_program(fetches, feed_shapes):
     return prog
 
 
-__all__ = ["Program", "MemoryPlan", "build_program", "specialize", "schedule_nodes", "format_shape"]
+__all__ = ["Program", "MemoryPlan", "build_program", "specialize", "schedule_nodes",
+           "failure_edges_from", "format_shape"]

@@ -311,6 +311,8 @@ def split_static_args(opdef, attrs):
 
 
 def _pending_names(opdef, attrs):
+    if not opdef.static_args:  # (most ops: one test instead of a list built per node)
+        return ()
     return [a for a in opdef.static_args if isinstance(attrs.get(a), Pending)]
 
 

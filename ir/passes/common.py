@@ -7,6 +7,7 @@ Passes rewrite the Program's private graph in place. Invariants they keep (the v
 over sets of nodes, so that two compilations of one graph make identical decisions.
 """
 import contextlib
+import itertools
 import math
 
 import numpy as np
@@ -28,11 +29,14 @@ def users(nodes, values_only=False):
     """{node: [distinct users in schedule order]} over ``nodes``."""
     out = {n: [] for n in nodes}
     for n in nodes:
-        seen = set()
-        for x in (value_inputs(n) if values_only else n.inputs):
-            if id(x) not in seen:
-                seen.add(id(x))
-                out.setdefault(x, []).append(n)
+        inputs = value_inputs(n) if values_only else n.inputs
+        if len(inputs) > 1:
+            inputs = dict.fromkeys(inputs)  # (distinct, in order: nodes hash by identity)
+        for x in inputs:
+            if x in out:
+                out[x].append(n)
+            else:
+                out[x] = [n]
     return out
 
 
@@ -81,9 +85,14 @@ class UseIndex:
     """
 
     def __init__(self, nodes=()):
-        self._by_id = {}  # id(node) -> {id(user): user}, users in the order they were seen
-        for n in nodes:
-            self.add(n)
+        self._by_id = by_id = {}  # id(node) -> {id(user): user}, users in the order seen
+        for n in nodes:  # (``add`` inlined: one index per pass, over every edge)
+            for x in n.inputs:
+                found = by_id.get(id(x))
+                if found is None:
+                    by_id[id(x)] = {id(n): n}
+                else:
+                    found[id(n)] = n
 
     def add(self, node):
         """Record ``node`` as a user of each of its inputs."""
@@ -222,9 +231,14 @@ def new_node(program, like, op, inputs, attrs, before=None, uses=None, schedule=
     if not schedule:
         return n
     at = before if before is not None else like
-    for i, m in enumerate(program.nodes):  # (one walk: each node made is a walk)
-        if m is at:
-            program.nodes.insert(i, n)
+    nodes = program.nodes
+    # The walk starts where the last node was placed and wraps around: a pass that rewrites
+    # in schedule order finds each place a few steps on (linear), wherever it is found.
+    start = min(getattr(program, "placed_at", 0), len(nodes))
+    for i in itertools.chain(range(start, len(nodes)), range(start)):
+        if nodes[i] is at:
+            nodes.insert(i, n)
+            program.placed_at = i
             return n
     if before is not None:
         raise GraphError(f"node '{before.node_name}' is not scheduled")

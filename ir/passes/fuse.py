@@ -42,7 +42,10 @@ def reduced_shape(shape, reduce):
 
 
 def _fused_infer(nodes, body, shape, reduce=None, ops=()):
+    shape = tuple(shape)
     for i, x in enumerate(nodes):
+        if tuple(x.shape) == shape:
+            continue  # (most inputs: no broadcast to check)
         try:
             ok = np.broadcast_shapes(tuple(x.shape), tuple(shape)) == tuple(shape)
         except ValueError:
@@ -76,12 +79,23 @@ def fusable(n):
     return n.opdef.is_elementwise or n.op_name == "broadcast_to"
 
 
+_BODIES = {}  # (id(op), input dtype names) -> the formula of an op without attributes
+
+
 def _member_body(m):
     if m.op_name == "fused":
         return m.attrs["body"]
     if m.op_name == "broadcast_to":
         return S.arg(0, m.inputs[0].dtype)
-    return m.opdef.scalar_body([x.dtype for x in m.inputs], m.attrs)
+    dtypes = [x.dtype for x in m.inputs]
+    if m.attrs:
+        return m.opdef.scalar_body(dtypes, m.attrs)
+    # Exprs are interned: building the formula again would give this very object
+    key = (id(m.opdef), tuple(d.name for d in dtypes))
+    body = _BODIES.get(key)
+    if body is None:
+        body = _BODIES[key] = m.opdef.scalar_body(dtypes, m.attrs)
+    return body
 
 
 def _grow(root, seed, users_of, pos, fetched, taken):

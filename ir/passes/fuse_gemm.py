@@ -43,9 +43,14 @@ def fuse_subtract_matmul(program):
     fetched = {id(f) for f in program.fetches if f is not None}
     sites = [(n, m) for n in program.nodes
              for m in [_product(n, users_of, fetched)] if m is not None]
+    placed = {}  # id(n) -> its fused node, scheduled right before n (one rebuild, no walks)
     for n, m in sites:
         fused = new_node(program, n, "subtract_matmul", [n.inputs[0]] + list(m.inputs),
                          {"transpose_a": bool(m.attrs.get("transpose_a")),
-                          "transpose_b": bool(m.attrs.get("transpose_b"))})
+                          "transpose_b": bool(m.attrs.get("transpose_b"))}, schedule=False)
+        placed[id(n)] = fused
         replace_uses(program, n, fused)
+    if placed:
+        program.nodes = [m for n in program.nodes
+                         for m in ((placed[id(n)], n) if id(n) in placed else (n,))]
     return len(sites)

@@ -16,8 +16,6 @@ copies ``v`` into ``W`` after the last read of the old value. A variable that th
 fetches (or fetches a view of) and assigns is first snapshotted by a copy node, so the fetch
 returns the old value.
 """
-import networkx as nx
-
 from .. import scalar as S
 from ..program import MemoryPlan
 from .common import index_of, new_node, users
@@ -48,12 +46,7 @@ class _State:
         self.program, self.plan = program, plan
         self.users = users(program.nodes, values_only=True)
         self.fetched = {id(f) for f in program.fetches if f is not None}
-        self.dag = nx.DiGraph()
-        for n in program.nodes:
-            self.dag.add_node(n)
-            for x in n.inputs:
-                self.dag.add_edge(x, n)
-        self.order = OrderedDag(self.dag, program.nodes)  # has_path without whole searches
+        self.order = OrderedDag.of_inputs(program.nodes)  # has_path without whole searches
         self.children = {}  # id(base) -> views of it
         for n in program.nodes:
             if n in plan.views:
@@ -95,7 +88,7 @@ class _State:
             if self.order.has_path(writer, r):
                 return False, r
         for r in readers:
-            if not self.dag.has_edge(r, writer):
+            if not self.order.has_edge(r, writer):
                 self.order.add_edge(r, writer)
                 self.constraints.append((r, writer))
         return True, None

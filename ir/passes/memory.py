@@ -26,7 +26,7 @@ import heapq
 import numpy as np
 
 from ..program import MemoryPlan
-from .common import nbytes, positions, value_inputs
+from .common import nbytes, value_inputs
 from .old_values import keep_old_values
 
 ALIGN = 64
@@ -52,25 +52,48 @@ def ensure_plan(program):
     return program.plan
 
 
+class RootCache:
+    """``plan`` as the scheduler and planner read it (``views``, ``inplace``, ``root``),
+    with each node's storage root looked up once: they ask for every value's root many
+    times, and change no aliasing meanwhile."""
+
+    def __init__(self, plan):
+        self.plan, self.views, self.inplace = plan, plan.views, plan.inplace
+        self._roots = {}
+
+    def root(self, node):
+        r = self._roots.get(id(node))
+        if r is None:
+            r = self._roots[id(node)] = self.plan.root(node)
+        return r
+
+
 def owns_buffer(n, plan):
     """Whether ``n`` needs arena storage of its own."""
     return (n.dtype is not None and not n.opdef.leaf and n not in plan.views
             and n not in plan.inplace)
 
 
-def liveness(nodes, plan, fetches):
-    """Arena owners (schedule order) and {id(owner): (first, last)} inclusive positions."""
-    pos = positions(nodes)
-    owners = [n for n in nodes if owns_buffer(n, plan)]
-    interval = {id(n): [pos[id(n)], pos[id(n)]] for n in owners}
-    for n in nodes:
-        for x in value_inputs(n):
-            r = plan.root(x)
-            if id(r) in interval:
-                interval[id(r)][1] = max(interval[id(r)][1], pos[id(n)])
+def liveness(nodes, plan, fetches, reads=None):
+    """Arena owners (schedule order) and {id(owner): (first, last)} inclusive positions.
+
+    ``reads``: {id(node): the storage roots it reads} when the caller has them (the
+    scheduler asks for several orders of one program)."""
+    owners, interval = [], {}
+    for i, n in enumerate(nodes):
+        if owns_buffer(n, plan):
+            owners.append(n)
+            interval[id(n)] = [i, i]
+    for i, n in enumerate(nodes):
+        for r in reads[id(n)] if reads is not None else map(plan.root, value_inputs(n)):
+            span = interval.get(id(r))
+            if span is not None and span[1] < i:
+                span[1] = i
         r = plan.root(n)
-        if r is not n and id(r) in interval:  # an in-place write keeps the buffer alive
-            interval[id(r)][1] = max(interval[id(r)][1], pos[id(n)])
+        if r is not n:  # an in-place write keeps the buffer alive
+            span = interval.get(id(r))
+            if span is not None and span[1] < i:
+                span[1] = i
     for f in fetches:
         if f is not None:
             r = plan.root(f)
@@ -79,10 +102,14 @@ def liveness(nodes, plan, fetches):
     return owners, {k: tuple(v) for k, v in interval.items()}
 
 
-def live_peak(nodes, plan, fetches):
+def live_peak(nodes, plan, fetches, reads=None):
     """The most bytes of arena buffers live at one schedule position (a lower bound)."""
-    owners, interval = liveness(nodes, plan, fetches)
-    delta = [0] * (len(nodes) + 2)
+    return peak_of(*liveness(nodes, plan, fetches, reads), len(nodes))
+
+
+def peak_of(owners, interval, length):
+    """``live_peak`` from ``liveness``'s result over a schedule of ``length`` nodes."""
+    delta = [0] * (length + 2)
     for n in owners:
         a, b = interval[id(n)]
         delta[a] += nbytes(n)
@@ -131,7 +158,11 @@ def _place(owners, interval):
         size = max(nbytes(n), 1)
         a, b = interval[id(n)]
         meet = np.flatnonzero((first[:k] <= b) & (last[:k] >= a))
-        off = _first_fit(np.column_stack((start[meet], end[meet])), size)
+        if len(meet) < 64:  # (pairs of Python ints: rows of an array sort slowly)
+            busy = list(zip(start[meet].tolist(), end[meet].tolist()))
+        else:
+            busy = np.column_stack((start[meet], end[meet]))
+        off = _first_fit(busy, size)
         offsets[id(n)] = off
         first[k], last[k], start[k], end[k] = a, b, off, off + size
         top = max(top, _align(off + size))
@@ -232,14 +263,14 @@ def plan_memory(program):
     """
     plan = ensure_plan(program)
     keep_old_values(program, plan)  # (done already when the schedule pass ran)
-    owners, interval = liveness(program.nodes, plan, program.fetches)
+    owners, interval = liveness(program.nodes, RootCache(plan), program.fetches)
     offsets, top = pack(owners, interval)
     plan.offsets = {n: offsets[id(n)] for n in owners}
     plan.nbytes = {n: nbytes(n) for n in owners}
     plan.intervals = {n: interval[id(n)] for n in owners}
     plan.arena_bytes = plan.peak_bytes = top
     plan.naive_bytes = naive_bytes(program.nodes)
-    plan.live_peak = live_peak(program.nodes, plan, program.fetches)
+    plan.live_peak = peak_of(owners, interval, len(program.nodes))
     plan.planned = True
     for n in program.nodes:
         if n in plan.offsets:

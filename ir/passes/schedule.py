@@ -23,9 +23,10 @@ import networkx as nx
 
 from graphc.errors import CompileError
 
-from ..rollback import declared_failures, failure_edges, planned_writers
+from ..program import failure_edges_from
+from ..rollback import declared_failures, planned_writers
 from .common import nbytes, positions, users, value_inputs
-from .memory import ensure_plan, live_peak, owns_buffer
+from .memory import RootCache, ensure_plan, live_peak, owns_buffer
 from .old_values import keep_old_values
 
 
@@ -54,30 +55,71 @@ def _variable_edges(nodes, plan):
     return edges
 
 
+class _Dag:
+    """The ordering DAG as plain dicts: successors in the order edges arrive, no parallel
+    edges (what the scheduler reads of a ``networkx.DiGraph``, several times cheaper)."""
+
+    def __init__(self, nodes):
+        self.succ = {n: {} for n in nodes}
+        self.indeg = dict.fromkeys(nodes, 0)
+
+    def add_edge(self, u, v):
+        targets = self.succ.setdefault(u, {})
+        if v not in targets:
+            targets[v] = None
+            self.indeg[v] = self.indeg.get(v, 0) + 1
+            self.succ.setdefault(v, {})
+
+    def successors(self, n):
+        return self.succ[n]
+
+    def in_degree(self, n):
+        return self.indeg[n]
+
+    def edges(self):
+        return [(u, v) for u, targets in self.succ.items() for v in targets]
+
+    def number_of_nodes(self):
+        return len(self.succ)
+
+
 def _dag(program, plan):
-    dag = nx.DiGraph()
-    for n in program.nodes:
-        dag.add_node(n)
+    """Data edges, the in-place constraints, the state rule's and the failure rule's edges
+    (whether they form a cycle shows when ``_greedy_order`` cannot order every node)."""
+    nodes = program.nodes
+    order = list(getattr(program, "constraints", [])) + _variable_edges(nodes, plan)
+    pred = {n: set(n.inputs) for n in nodes}
+    for r, w in order:
+        pred.setdefault(w, set()).add(r)
+    failures = failure_edges_from(pred, declared_failures(nodes), planned_writers(program))
+    dag = _Dag(nodes)
+    for n in nodes:
         for x in n.inputs:
             dag.add_edge(x, n)
-    for r, w in list(getattr(program, "constraints", [])) + _variable_edges(program.nodes,
-                                                                             plan):
-        dag.add_edge(r, w)
-    dag.graph["failure_edges"] = len(failure_edges(dag, declared_failures(program.nodes),
-                                                   planned_writers(program)))
-    if not nx.is_directed_acyclic_graph(dag):
-        cycle = nx.find_cycle(dag)
-        raise CompileError("schedule: the ordering constraints form a cycle",
-                           [" -> ".join(f"'{a.node_name}'" for a, _ in cycle)])
+    for u, v in order + failures:
+        dag.add_edge(u, v)
+    dag.failure_edges = len(failures)
     return dag
 
 
-def _greedy_order(program, plan, dag):
+def _check_acyclic(dag, order):
+    """Raise when ``order`` (Kahn's algorithm over ``dag``) stopped short: a cycle."""
+    if len(order) < dag.number_of_nodes():
+        cycle = nx.find_cycle(nx.DiGraph(dag.edges()))
+        raise CompileError("schedule: the ordering constraints form a cycle",
+                           [" -> ".join(f"'{a.node_name}'" for a, _ in cycle)])
+
+
+def _reads(nodes, plan):
+    """{id(node): the distinct storage roots it reads}, computed once per pass."""
+    return {id(n): list({id(r): r for r in map(plan.root, value_inputs(n))}.values())
+            for n in nodes}
+
+
+def _greedy_order(program, plan, dag, roots):
     pos = positions(program.nodes)
     fetched_roots = {id(plan.root(f)) for f in program.fetches if f is not None}
-    # Per node, computed once: the distinct roots it reads and what its own buffer costs.
-    roots = {id(n): list({id(plan.root(x)): plan.root(x) for x in value_inputs(n)}.values())
-             for n in program.nodes}
+    # ``roots``: per node, the distinct roots it reads (``_reads``)
     remaining, readers = {}, {}
     for n in program.nodes:
         for r in roots[id(n)]:
@@ -250,9 +292,12 @@ def schedule_for_memory(program):
     plan = ensure_plan(program)
     kept = keep_old_values(program, plan)
     dag = _dag(program, plan)
-    before = live_peak(program.nodes, plan, program.fetches)
-    order = _greedy_order(program, plan, dag)
-    after = live_peak(order, plan, program.fetches)
+    plan = RootCache(plan)  # (no aliasing changes from here on)
+    reads = _reads(program.nodes, plan)
+    before = live_peak(program.nodes, plan, program.fetches, reads)
+    order = _greedy_order(program, plan, dag, reads)
+    _check_acyclic(dag, order)
+    after = live_peak(order, plan, program.fetches, reads)
     old = program.nodes
     if after > before:
         # The greedy choice is a heuristic; keep the original order when it did worse, after
@@ -262,12 +307,12 @@ def schedule_for_memory(program):
             order, after = list(old), before
     sunk_order, sunk = _sink_into_readers(order, dag, plan, program.fetches, after)
     if sunk:
-        sunk_after = live_peak(sunk_order, plan, program.fetches)
+        sunk_after = live_peak(sunk_order, plan, program.fetches, reads)
         if sunk_after <= after:  # a safeguard: each move kept the peak
             order, after = sunk_order, sunk_after
         else:
             sunk = 0
     moved = sum(1 for a, b in zip(old, order) if a is not b)
     program.nodes = order
-    return {"moved": moved, "sunk": sunk, "failure_edges": dag.graph["failure_edges"],
+    return {"moved": moved, "sunk": sunk, "failure_edges": dag.failure_edges,
             "old_value_copies": kept, "live_peak_before": before, "live_peak_after": after}

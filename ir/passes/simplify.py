@@ -194,7 +194,11 @@ def r_matmul_transpose(n, p):
 def _reshapes(n):
     """A view that only reshapes: ``after`` also orders the step (control dependencies) and
     ``check_numerics`` checks its input; neither is ever dropped."""
-    return n.opdef.view and n.opdef.orders is None and not n.opdef.may_fail
+    return _reshapes_op(n.opdef)
+
+
+def _reshapes_op(op):
+    return op.view and op.orders is None and not op.may_fail
 
 
 def r_reshape_noop(n, p):
@@ -266,6 +270,36 @@ RULES = [
 MAX_ROUNDS = 8
 
 
+def _op_is(*names):
+    return lambda op: op.name in names
+
+
+# What a rule needs of the node's op before it looks at anything else (each rule returns None
+# for any other op): ``simplify_algebra`` tries on a node only the rules its op passes, found
+# once per op. A rule missing here is tried on every node.
+GATES = {
+    "identity": lambda op: bool(op.identity), "add-zero": _op_is("add"),
+    "sub-zero": _op_is("subtract"), "zero-sub": _op_is("subtract"),
+    "mul-one": _op_is("multiply"), "div-one": _op_is("divide"),
+    "mul-minus-one": _op_is("multiply"), "neg-neg": _op_is("negative"),
+    "add-neg": _op_is("add"), "sub-neg": _op_is("subtract"), "cast-same": _op_is("cast"),
+    "where-same": _op_is("where"), "transpose-identity": _op_is("transpose"),
+    "transpose-transpose": _op_is("transpose"), "matmul-transpose": _op_is("matmul"),
+    "reshape-noop": lambda op: _reshapes_op(op) or op.name == "broadcast_to",
+    "reshape-chain": lambda op: _reshapes_op(op), "log-softmax": _op_is("log"),
+    "reduce-noop": lambda op: op.name.startswith("reduce_"), "relu-mask": _op_is("greater"),
+}
+
+
+def _rules_for(opdef, table, cache):
+    """The rules of ``table`` that can fire on a node of ``opdef`` (table order)."""
+    rules = cache.get(id(opdef))
+    if rules is None:
+        rules = cache[id(opdef)] = [(k, f) for k, f in table
+                                    if k not in GATES or GATES[k](opdef)]
+    return rules
+
+
 def simplify_algebra(program, rules=None):
     """Apply ``RULES`` (or the named subset) until none fires.
 
@@ -280,6 +314,7 @@ def simplify_algebra(program, rules=None):
         {'mul-one': 1, 'transpose-transpose': 1}
     """
     table = [(k, f) for k, f in RULES if rules is None or k in rules]
+    by_op = {}  # id(opdef) -> the rules that can fire on its nodes
     fired, replaced = {}, {}
     with tracked_uses(program) as uses:  # each replacement visits the replaced node's users
         dirty = None  # None: every node (the first round)
@@ -289,7 +324,7 @@ def simplify_algebra(program, rules=None):
             for n in visit:
                 if n.dtype is None or not n.inputs or id(n) in replaced:
                     continue
-                for name, rule in table:
+                for name, rule in _rules_for(n.opdef, table, by_op):
                     repl = rule(n, program)
                     if repl is not None and repl is not n:
                         rewired = uses.users(n)

@@ -1,12 +1,13 @@
 """The text IR after each pass, rendered only when someone reads it.
 
 Rendering the text IR of every stage costs more than most passes, and a compile that
-nobody inspects never reads it. ``snapshot`` records what the printer reads (per node: op,
-inputs, attrs, annotations, type; the fetches and the plan summary) as cheap shallow copies
-right after a pass, and ``Stages`` renders a stage's text on first access and keeps it.
-The text is exactly what ``program_text`` printed at that moment: passes replace attribute
-and annotation values instead of mutating them, so the shallow copies stay faithful (the
-tests compare every stage with the eager rendering).
+nobody inspects never reads it. ``capture`` records what the printer reads (per node one
+tuple: op, inputs, attrs, annotations, type; the fetches and the plan summary) as cheap
+shallow copies right after a pass; ``Stages`` builds the printer's objects from them
+(``snapshot``) and renders a stage's text on first access, and keeps it. The text is exactly
+what ``program_text`` printed at that moment: passes replace attribute and annotation
+values instead of mutating them, so the shallow copies stay faithful (the tests compare
+every stage with the eager rendering).
 
 A loop node's body is a program of its own (``ir.loops``). The snapshot freezes what the
 body is made of when the loop is first seen (its outputs and feed shapes:
@@ -110,24 +111,30 @@ class _FrozenProgram:
                  "fetch_labels")
 
 
-def _freeze(node, frozen, loops):
-    f = _Frozen()
-    if node.op_name == "loop":
-        f.loop = loops(node)
-    f.op_name, f.opdef, f.loc = node.op_name, node.opdef, node.loc
-    f.is_grad, f.node_name = node.is_grad, node.node_name
-    f.dtype, f.shape = node.dtype, node.shape
-    f.inputs = [frozen.get(i) or _freeze(i, frozen, loops) for i in node.inputs]
-    f.attrs = dict(node.attrs)
-    meta = node.meta
+def _capture(node, loops):
+    """What the printer reads of ``node`` now, as one tuple (cheap: most are never read)."""
+    return (node.opdef, tuple(node.inputs), node.attrs.copy(), node.meta.copy(), node.dtype,
+            node.shape, node.node_name, node.is_grad, node.loc,
+            loops(node) if node.opdef.name == "loop" else None)
+
+
+def _freeze(node, state, frozen):
+    """The ``_Frozen`` of ``node`` from its captured ``state`` (inputs frozen first)."""
+    f = frozen.get(node)
+    if f is not None:
+        return f
+    f = frozen[node] = _Frozen()
+    opdef, inputs, attrs, meta, f.dtype, f.shape, f.node_name, f.is_grad, f.loc, loop = \
+        state[node]
+    if loop is not None:
+        f.loop = loop
+    f.op_name, f.opdef, f.attrs = opdef.name, opdef, attrs
+    f.inputs = [frozen.get(i) or _freeze(i, state, frozen) for i in inputs]
     if "inplace_of" in meta:
         meta = dict(meta)
         target = meta["inplace_of"]
-        meta["inplace_of"] = frozen.get(target) or _freeze(target, frozen, loops)
-    else:
-        meta = dict(meta)
+        meta["inplace_of"] = frozen.get(target) or _freeze(target, state, frozen)
     f.meta = meta
-    frozen[node] = f
     return f
 
 
@@ -142,6 +149,65 @@ def _standalone_loop(program):
     return make
 
 
+class _Capture:
+    """A program's state after one pass, as tuples (``_capture``); ``freeze`` builds the
+    ``_FrozenProgram`` the printer reads, when the stage is rendered."""
+
+    __slots__ = ("nodes", "state", "fetches", "numbers", "numbered", "rest")
+
+    def freeze(self):
+        frozen, state = {}, self.state
+        p = _FrozenProgram()
+        p.nodes = [_freeze(n, state, frozen) for n in self.nodes]
+        p.fetches = [_freeze(f, state, frozen) for f in self.fetches]
+        numbers, numbered = self.numbers, self.numbered  # (numbers only grow: the first
+        p.numbers = {f: numbers[n] for n, f in frozen.items()  # ``numbered`` were given then)
+                     if numbers.get(n, numbered) < numbered}
+        p.name, p.stage_notes, p.fetch_labels, feed_labels, p.plan = self.rest
+        p.feed_labels = {frozen[f]: lab for f, lab in feed_labels.items() if f in frozen}
+        return p
+
+
+def capture(program, loops=None):
+    """The state of what ``program_text(program)`` reads, to be rendered later (see
+    ``snapshot``)."""
+    loops = loops or _standalone_loop(program)
+    numbers = stable_numbers(program)
+    c = _Capture()
+    c.nodes = list(program.nodes)
+    c.fetches = [f for f in program.fetches if f is not None]
+    state = c.state = {  # (``_capture`` inlined: this runs for every node after every pass)
+        n: (n.opdef, tuple(n.inputs), n.attrs.copy(), n.meta.copy(), n.dtype, n.shape,
+            n.node_name, n.is_grad, n.loc, loops(n) if n.opdef.name == "loop" else None)
+        for n in c.nodes}
+    # nodes read but not scheduled (none, while the program is well formed) are kept too
+    extra = [x for n in c.nodes for x in state[n][1] if x not in state]
+    extra += [f for f in c.fetches if f not in state]
+    extra += [n.meta["inplace_of"] for n in c.nodes if "inplace_of" in n.meta]
+    while extra:
+        n = extra.pop()
+        if n not in state:
+            state[n] = _capture(n, loops)
+            extra.extend(state[n][1])
+            if "inplace_of" in n.meta:
+                extra.append(n.meta["inplace_of"])
+    c.numbers, c.numbered = numbers, len(numbers)
+    labels = getattr(program, "fetch_labels", None)
+    fetch_labels = None if labels is None else [
+        lab for f, lab in zip(program.fetches, labels) if f is not None]
+    feed_labels = dict(getattr(program, "feed_labels", None) or {})
+    plan, frozen_plan = program.plan, None
+    if plan is not None and getattr(plan, "planned", False):
+        q = frozen_plan = _FrozenPlan()
+        q.planned, q.arena_bytes, q.naive_bytes = True, plan.arena_bytes, plan.naive_bytes
+        # the printer only counts these
+        q.offsets, q.inplace, q.views = (range(len(plan.offsets)), range(len(plan.inplace)),
+                                         range(len(plan.views)))
+    c.rest = (program.name, list(getattr(program, "stage_notes", ())), fetch_labels,
+              feed_labels, frozen_plan)
+    return c
+
+
 def snapshot(program, loops=None):
     """A structural copy of what ``program_text(program)`` reads (no text rendered).
 
@@ -149,30 +215,7 @@ def snapshot(program, loops=None):
         loops: ``f(loop node) -> _FrozenLoop`` (``Stages`` gives one that shares each body
             pipeline between stages; None: the body after the program's passes so far).
     """
-    frozen = {}
-    loops = loops or _standalone_loop(program)
-    numbers = stable_numbers(program)
-    p = _FrozenProgram()
-    p.nodes = [frozen.get(n) or _freeze(n, frozen, loops) for n in program.nodes]
-    p.numbers = {frozen[n]: k for n, k in numbers.items() if n in frozen}
-    p.stage_notes = list(getattr(program, "stage_notes", ()))
-    p.name = program.name
-    labels = getattr(program, "fetch_labels", None)
-    p.fetch_labels = None if labels is None else [
-        lab for f, lab in zip(program.fetches, labels) if f is not None]
-    p.fetches = [frozen.get(f) or _freeze(f, frozen, loops) for f in program.fetches
-                 if f is not None]
-    feed_labels = getattr(program, "feed_labels", None) or {}
-    p.feed_labels = {frozen[f]: lab for f, lab in feed_labels.items() if f in frozen}
-    plan = program.plan
-    p.plan = None
-    if plan is not None and getattr(plan, "planned", False):
-        q = p.plan = _FrozenPlan()
-        q.planned, q.arena_bytes, q.naive_bytes = True, plan.arena_bytes, plan.naive_bytes
-        # the printer only counts these
-        q.offsets, q.inplace, q.views = (range(len(plan.offsets)), range(len(plan.inplace)),
-                                         range(len(plan.views)))
-    return p
+    return capture(program, loops).freeze()
 
 
 class Stages(Sequence):
@@ -190,7 +233,7 @@ class Stages(Sequence):
     def record(self, name, program):
         """Snapshot ``program`` as stage ``name`` (rendered later, when read)."""
         self._names.append(name)
-        self._snaps.append(snapshot(program, self._frozen_loop))
+        self._snaps.append(capture(program, self._frozen_loop))
         self._texts.append(None)
 
     def _frozen_loop(self, loop):
@@ -217,7 +260,7 @@ class Stages(Sequence):
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
         if self._texts[k] is None:
-            self._texts[k] = program_text(self._snaps[k])
+            self._texts[k] = program_text(self._snaps[k].freeze())
             self._snaps[k] = None
         return self._names[k], self._texts[k]
 
