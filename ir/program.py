@@ -47,7 +47,7 @@ from graphc.errors import CompileError, FeedError, InvalidArgumentError, ShapeEr
 
 from .graph import Graph
 from .ops.state import CONST, PLACEHOLDER
-from .rollback import declared_failures, update_kernels
+from .rollback import declared_failures, failure_edges, update_kernels
 from .shapes import RuleError, format_shape
 from .static import resolve_pending
 
@@ -294,50 +294,9 @@ def schedule_nodes(nodes):
         pred = {n: set(n.inputs) for n in nodes}
         for r, n in extra:
             pred[n].add(r)
-        for m, w in failure_edges_from(pred, failing, update_kernels(nodes)):
+        for m, w in failure_edges(pred, failing, update_kernels(nodes)):
             succ[m].append(w)
     return _first_created_order(nodes, succ)
-
-
-def failure_edges_from(pred, failing, writers):
-    """The (may-fail node -> writer) edges ``ir.rollback.failure_edges`` adds to the DAG
-    whose predecessor sets are ``pred`` ({node: set of nodes}; updated here), in its order.
-
-    That function searches each writer's descendants; here each may-fail node's ancestors
-    are found once and kept current as edges are added (an edge m -> w makes m and its
-    ancestors ancestors of whatever w reaches), so the cost does not grow with the number
-    of writers times the graph.
-    """
-    added = []
-    if not failing:
-        return added
-    ancestors = {m: _ancestors(pred, m) for m in failing}
-    seen = set()
-    for w, _ in writers:
-        if w in seen:
-            continue
-        seen.add(w)
-        for m in failing:  # (w reaches m exactly when w is among m's ancestors)
-            if m is w or w in ancestors[m] or m in pred[w]:
-                continue
-            pred[w].add(m)
-            added.append((m, w))
-            for f in failing:
-                if f is w or w in ancestors[f]:
-                    ancestors[f] |= ancestors[m]
-                    ancestors[f].add(m)
-    return added
-
-
-def _ancestors(pred, start):
-    """The set of nodes from which ``start`` is reachable (``start`` left out)."""
-    seen, stack = set(), [start]
-    while stack:
-        for m in pred[stack.pop()]:
-            if m not in seen:
-                seen.add(m)
-                stack.append(m)
-    return seen
 
 
 def _descendants(succ, start):
@@ -397,4 +356,4 @@ def build_program(fetches, feed_shapes):
 
 
 __all__ = ["Program", "MemoryPlan", "build_program", "specialize", "schedule_nodes",
-           "failure_edges_from", "format_shape"]
+           "format_shape"]

@@ -15,7 +15,6 @@ slot and ``global_step`` as it was; graphc keeps that promise in two ways:
 Debug checks that watch every node (``checks`` "numerics", "writes") make every node a
 possible failure; they rely on the snapshot alone.
 """
-import networkx as nx
 
 
 def declared_failures(nodes):
@@ -59,23 +58,49 @@ def update_kernels(nodes):
     return out
 
 
-def failure_edges(dag, failing, writers):
-    """Add (may-fail node -> writer) edges to ``dag`` wherever no path leads from the writer
-    to the may-fail node (so no cycle can form); returns the edges added."""
+def failure_edges(pred, failing, writers):
+    """Add (may-fail node -> writer) orderings wherever no path leads from the writer to the
+    may-fail node (so no cycle can form); returns the edges added, in order.
+
+    Args:
+        pred: {node: set of the nodes that must run before it}, updated here.
+        failing: the may-fail nodes (``declared_failures``).
+        writers: [(node, variable)] (``update_kernels``, ``planned_writers``).
+
+    Each may-fail node's ancestors are found once and kept current as edges are added (an
+    edge m -> w makes m and its ancestors ancestors of whatever w reaches), so the cost does
+    not grow as the number of writers times the graph (one search of descendants per writer).
+    """
     added = []
     if not failing:
         return added
+    ancestors = {m: _ancestors(pred, m) for m in failing}
     seen = set()
     for w, _ in writers:
-        if id(w) in seen:
+        if w in seen:
             continue
-        seen.add(id(w))
-        after = nx.descendants(dag, w)
-        for m in failing:
-            if m is not w and m not in after and not dag.has_edge(m, w):
-                dag.add_edge(m, w)
-                added.append((m, w))
+        seen.add(w)
+        for m in failing:  # (w reaches m exactly when w is among m's ancestors)
+            if m is w or w in ancestors[m] or m in pred[w]:
+                continue
+            pred[w].add(m)
+            added.append((m, w))
+            for f in failing:
+                if f is w or w in ancestors[f]:
+                    ancestors[f] |= ancestors[m]
+                    ancestors[f].add(m)
     return added
+
+
+def _ancestors(pred, start):
+    """The set of nodes from which ``start`` is reachable (``start`` left out)."""
+    seen, stack = set(), [start]
+    while stack:
+        for m in pred[stack.pop()]:
+            if m not in seen:
+                seen.add(m)
+                stack.append(m)
+    return seen
 
 
 def snapshot_variables(program, writers, checks=()):

@@ -23,8 +23,7 @@ import networkx as nx
 
 from graphc.errors import CompileError
 
-from ..program import failure_edges_from
-from ..rollback import declared_failures, planned_writers
+from ..rollback import declared_failures, failure_edges, planned_writers
 from .common import nbytes, positions, users, value_inputs
 from .memory import RootCache, ensure_plan, live_peak, owns_buffer
 from .old_values import keep_old_values
@@ -91,7 +90,7 @@ def _dag(program, plan):
     pred = {n: set(n.inputs) for n in nodes}
     for r, w in order:
         pred.setdefault(w, set()).add(r)
-    failures = failure_edges_from(pred, declared_failures(nodes), planned_writers(program))
+    failures = failure_edges(pred, declared_failures(nodes), planned_writers(program))
     dag = _Dag(nodes)
     for n in nodes:
         for x in n.inputs:
