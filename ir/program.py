@@ -47,7 +47,7 @@ from graphc.errors import CompileError, FeedError, InvalidArgumentError, ShapeEr
 
 from .graph import Graph
 from .ops.state import CONST, PLACEHOLDER
-from .rollback import declared_failures, failure_edges, update_kernels
+from .rollback import declared_failures, failure_edges, reachable, update_kernels
 from .shapes import RuleError, format_shape
 from .static import resolve_pending
 
@@ -285,7 +285,7 @@ def schedule_nodes(nodes):
                 if reader is n:
                     continue
                 if later is None:
-                    later = _descendants(succ, n)
+                    later = reachable(succ, n)
                 if reader not in later and n not in succ[reader]:
                     succ[reader].append(n)
                     extra.append((reader, n))
@@ -297,17 +297,6 @@ def schedule_nodes(nodes):
         for m, w in failure_edges(pred, failing, update_kernels(nodes)):
             succ[m].append(w)
     return _first_created_order(nodes, succ)
-
-
-def _descendants(succ, start):
-    """The set of nodes reachable from ``start`` (``start`` left out)."""
-    seen, stack = set(), [start]
-    while stack:
-        for m in succ[stack.pop()]:
-            if m not in seen:
-                seen.add(m)
-                stack.append(m)
-    return seen
 
 
 def _first_created_order(nodes, succ):

@@ -74,7 +74,7 @@ def failure_edges(pred, failing, writers):
     added = []
     if not failing:
         return added
-    ancestors = {m: _ancestors(pred, m) for m in failing}
+    ancestors = {m: reachable(pred, m) for m in failing}
     seen = set()
     for w, _ in writers:
         if w in seen:
@@ -92,11 +92,13 @@ def failure_edges(pred, failing, writers):
     return added
 
 
-def _ancestors(pred, start):
-    """The set of nodes from which ``start`` is reachable (``start`` left out)."""
+def reachable(adjacency, start):
+    """The set of nodes reachable from ``start`` along ``adjacency`` ({node: iterable of
+    nodes}), ``start`` left out: its ancestors over predecessor sets, its descendants over
+    successor lists."""
     seen, stack = set(), [start]
     while stack:
-        for m in pred[stack.pop()]:
+        for m in adjacency[stack.pop()]:
             if m not in seen:
                 seen.add(m)
                 stack.append(m)
@@ -129,5 +131,5 @@ def snapshot_variables(program, writers, checks=()):
     return snap
 
 
-__all__ = ["declared_failures", "planned_writers", "update_kernels", "failure_edges",
+__all__ = ["declared_failures", "planned_writers", "update_kernels", "failure_edges", "reachable",
            "snapshot_variables"]
