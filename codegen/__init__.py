@@ -8,17 +8,18 @@ Contract: imports ir (and llvmlite); never the public API. Output is consumed by
     code.step(*feeds, *variables)    # -> (fetches, new variable values)
     code.source, code.rng_state(), code.object_code, code.layout ...     # what saving needs
 
-The LLVM backend is imported when first looked up (it needs llvmlite, an optional heavy
-dependency); ``checks`` on a backend names the debugging checks it can emit.
+Each backend is imported when first looked up (the LLVM one needs llvmlite, an optional
+heavy dependency; neither needs the other); ``checks`` on a backend names the debugging
+checks it can emit.
 """
 from collections.abc import Mapping
 
 from .compiled import CompiledCode
-from .numpy.backend import BACKEND as _NUMPY
 
 
 def _numpy():
-    return _NUMPY
+    from .numpy.backend import BACKEND  # (not imported by a program compiled by LLVM)
+    return BACKEND
 
 
 def _llvm():

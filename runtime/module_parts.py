@@ -13,8 +13,11 @@ The parts are made from the text alone, so the split is a pure function of the m
 - the first part holds the exported functions; the parts get whole groups, largest first,
   each to the part with the least estimated work (``plan``).
 
-Modules with anything but functions, declarations and comments at top level (globals,
-attribute groups, metadata) are not split. The objects of a split module travel as one
+- a private constant (``@x = private unnamed_addr constant ...`` on one line, referring to
+  no function: the step's call records) is copied into every part that reads it.
+
+Modules with anything else at top level (other globals, attribute groups, metadata) are not
+split. The objects of a split module travel as one
 bundle (``pack``): ``jit.load_object`` loads its members into one engine, which resolves the
 references between them.
 """
@@ -34,7 +37,7 @@ KERNEL_BASE = 60
 # 3,300-8,500: they are split, and their functions' machine code is the same.)
 MIN_WORK = 1500
 # Changes with the way modules are split (part of the object cache's key).
-VERSION = 2
+VERSION = 3
 
 MAGIC = b"GCOBJS\x01\x00"
 _COUNT = struct.Struct("<I")
@@ -42,6 +45,7 @@ _SIZE = struct.Struct("<Q")
 
 _DEFINE = re.compile(r"define\s+(?:(internal|private)\s+)?(.*?)@([-\w.$]+)\(")
 _REF = re.compile(r"@([-\w.$]+)")
+_CONSTANT = re.compile(r"@([-\w.$]+) = private unnamed_addr constant ")
 
 
 class _Function:
@@ -51,6 +55,7 @@ class _Function:
         self.inline = "alwaysinline" in head.split(")")[-1]
         self.optnone = "optnone" in head.split(")")[-1]
         self.refs = set()
+        self.constants = set()  # private constants it reads
 
     def cost(self):
         n = len(self.lines)
@@ -58,8 +63,9 @@ class _Function:
 
 
 def _parse(text):
-    """(functions in order, declarations, leading comments), or None when not splittable."""
-    functions, decls, comments, pending = [], [], [], []
+    """(functions in order, declarations, leading comments, {constant: its line}), or None
+    when not splittable."""
+    functions, decls, comments, pending, constants = [], [], [], [], {}
     current = None
     for line in text.splitlines():
         if current is not None:
@@ -78,6 +84,8 @@ def _parse(text):
             decls.append(line)
         elif line.startswith(";"):
             pending.append(line)
+        elif _CONSTANT.match(line):
+            constants[_CONSTANT.match(line).group(1)] = line
         elif not line.strip():
             if not functions:  # the module's own heading, apart from the first function's
                 comments, pending = comments + pending, []
@@ -86,10 +94,14 @@ def _parse(text):
     if current is not None:
         return None
     names = {f.name for f in functions}
+    if any(r in names for line in constants.values() for r in _REF.findall(line)):
+        return None  # (a constant holding a function's address would tie parts together)
     for f in functions:
         body = "\n".join(f.lines[f.lines.index(f.head):])
-        f.refs = {r for r in _REF.findall(body) if r in names and r != f.name}
-    return functions, decls, comments + pending
+        found = set(_REF.findall(body))
+        f.refs = {r for r in found if r in names and r != f.name}
+        f.constants = found & constants.keys()
+    return functions, decls, comments + pending, constants
 
 
 def _groups(functions):
@@ -141,7 +153,7 @@ def split(text, parts):
     if where is None:
         return [text]
     parts = max(where.values()) + 1
-    functions, decls, comments = _parse(text)
+    functions, decls, comments, constants = _parse(text)
     by_name = {f.name: f for f in functions}
     out = []
     for p in range(parts):
@@ -152,6 +164,8 @@ def split(text, parts):
         seen_from_outside = {r for f in functions if where.get(f.name, p) != p
                              for r in f.refs if where.get(r) == p}
         chunks = ["\n".join(comments)] if p == 0 and comments else []
+        chunks += [constants[c] for c in sorted({c for f in mine + helpers
+                                                 for c in f.constants})]
         for f in functions:
             if f in mine or f in helpers:
                 lines = list(f.lines)

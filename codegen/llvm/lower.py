@@ -35,7 +35,7 @@ from ...ir import scalar as S
 from ...ir.ops.registry import index_check_of
 from ...ir.rollback import planned_writers, snapshot_variables
 
-from . import parallel
+from . import call_table, parallel
 from .buffers import computed, const_value, find_inplace_updates, make_storage, nbytes_of
 from .folds import apply_folds, comment_block, node_note, one_line, record
 from .ir import Function, Module
@@ -81,6 +81,7 @@ class Lowering:
         self.folded = {}  # node -> (fold name, what it claimed): see ``fold``
         self.fold_notes = []  # one line per fold that fired, for the dumps
         self._built = {}  # (builder, arguments) -> its kernel Function (``built``)
+        self.globals = []  # module-level constants of the step (``call_table``)
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -271,7 +272,8 @@ class Lowering:
         Kernels are called through their addresses, stored in an array at entry: LLVM's
         fast instruction selector, which compiles unoptimized code, gives up on direct
         calls under the JIT's code model and hands each to the slow one (measured: 586
-        calls, 92 -> 52 ms to emit).
+        calls, 92 -> 52 ms to emit). A step of many calls makes runs of plain ones from a
+        table of records instead (``call_table``: one call per run).
         """
         top = self.parent is None and linkage == ""
         fn = Function(name, [("ptr", "%table", "noalias readonly")], linkage=linkage,
@@ -295,10 +297,17 @@ class Lowering:
             return ptrs[b]
         restore = _flush_denormals(fn)
         prof = pointer(Buf(self._special("profile"), 0, 8)) if self.profile else None
-        for k, (name, bufs, entry, _, note) in enumerate(self.calls):
+        runs = self._call_runs(fn, callees) if top and not prof else {}
+        k = 0
+        while k < len(self.calls):
             if top:  # (values of one call only: see above)
                 bases.clear()
                 ptrs.clear()
+            if k in runs:
+                k = runs[k](pointer)
+                continue
+            name, bufs, entry, _, note = self.calls[k]
+            k += 1
             args = ", ".join(f"ptr {pointer(b)}" for b in bufs)
             fn.emit(f"; {note}")
             if prof:
@@ -309,7 +318,7 @@ class Lowering:
                 fn.emit(f"call void {fn.symbol(name)}({args})")
             if prof:
                 t1 = fn.call("i64", "llvm.readcyclecounter", [])
-                _accumulate(fn, prof, k, fn(f"sub i64 {t1}, {t0}"))
+                _accumulate(fn, prof, k - 1, fn(f"sub i64 {t1}, {t0}"))
             if entry is not None:
                 word = fn.load("i64", pointer(self.status()))
                 bad = fn(f"icmp ne i64 {word}, 0")
@@ -331,6 +340,41 @@ class Lowering:
             _entry_block(fn, callees)
         return fn
 
+    def _call_runs(self, fn, callees):
+        """Runs of plain calls as records of a call table (``call_table``), when there are
+        enough of them: {index of a run's first call: a function writing the run's one call
+        into ``fn`` (given ``pointer``) and returning the index after the run}."""
+        plain = [_record_of(c) for c in self.calls]
+        if sum(r is not None for r in plain) < call_table.MIN_CALLS:
+            return {}
+        records, runs, k = [], {}, 0
+        while k < len(plain):
+            end = k
+            while end < len(plain) and plain[end] is not None:
+                end += 1
+            if end - k < call_table.MIN_RUN:
+                k = end + 1
+                continue
+            start = sum(len(r) for r in records)
+            for kind, name, bufs, chunks, pool in plain[k:end]:
+                callee = callees.setdefault(name, len(callees))
+                records.append(call_table.record(kind, callee, bufs, chunks, pool))
+            runs[k] = self._run_writer(fn, k, end, start, sum(len(r) for r in records))
+            k = end
+        if runs:
+            self.globals.append(call_table.global_text(records)[0])
+        return runs
+
+    def _run_writer(self, fn, first, end, start, stop):
+        def write(pointer):  # (``pointer``: what every writer of the step is given)
+            for _, _, _, _, note in self.calls[first:end]:
+                fn.emit(f"; {note}")
+            rec = fn.gep("i64", f"@{call_table.RECORDS}", start)
+            fn.emit(f"call void {fn.symbol(call_table.run_calls(self.module))}(ptr %table, "
+                    f"ptr %kernels, ptr {rec}, i64 {stop - start})")
+            return end
+        return write
+
     def finish(self):
         """Fill the layout's remaining fields; returns (module text, layout)."""
         self.flush()
@@ -342,8 +386,23 @@ class Lowering:
             lay.profile = (self._special("profile"), [c[3] for c in self.calls])
         step = self.step_function()
         self.module.declare_uses(step)
-        text = comment_block(self.fold_notes) + self.module.text() + "\n" + step.text() + "\n"
+        text = comment_block(self.fold_notes) + self.module.text() + "\n" + "".join(
+            g + "\n\n" for g in self.globals) + step.text() + "\n"
         return text, lay
+
+
+def _record_of(call):
+    """(kind, callee, bufs, chunks, pool slot) of a call the call table can make, or None."""
+    name, bufs, entry, _, _ = call
+    if entry is not None or len(bufs) > call_table.MAX_ARGS:
+        return None
+    if isinstance(name, str):
+        return call_table.KERNEL, name, bufs, 0, 0
+    chunked = getattr(name, "chunked", None)
+    if chunked is None or len(chunked[3]) > call_table.MAX_ARGS:
+        return None
+    task, pool, chunks, args = chunked
+    return call_table.CHUNKED, task, args, chunks, pool.slot
 
 
 def _call_note(node, label):

@@ -117,6 +117,8 @@ def emitter(L, name, fn, bufs, partial_bufs):
         for out, part, nbytes in sums:
             step.emit(f"call void {step.symbol(_sum_kernel(L.module, dtype, nbytes, chunks))}"
                       f"(ptr {pointer(out)}, ptr {pointer(part)})")
+    # (task, pool slot, chunks, pointers): a record of the step's call table (``call_table``)
+    emit.chunked = None if sums else (task_name, pool, chunks, list(bufs))
     return emit
 
 

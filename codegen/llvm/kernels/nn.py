@@ -11,7 +11,7 @@ Rows of up to ``MAX_VECTORS`` registers (10 classes; up to 32 float32) are too s
 loop vectorizer (LLVM leaves loops of fewer than 16 iterations scalar): each row is then one
 explicit vector, read and written as ``<width x t>`` (whole and narrower registers; the
 masked moves of AVX2 are microcoded on some cores), lanes past the row filled by a shuffle,
-reduced by LLVM's vector reductions, with the math library's vector exp and log, 8 rows side
+reduced by LLVM's vector reductions, with the math library's vector exp and log, 2 rows side
 by side (``vector_row_function``). Longer rows run as loops, which vectorize (``row_function``).
 Both sum a row's exponentials in a reassociated order (partial sums per lane, deliberately:
 within rounding of the reference's order).
@@ -34,7 +34,13 @@ _ROW_OPS = ("softmax", "log_softmax", "sparse_softmax_xent", "sparse_softmax_xen
             "softmax_xent_with_grad")
 VECTOR_BYTES = 32  # one AVX2 register: 8 float32 or 4 float64 lanes
 MAX_VECTORS = 4  # rows up to this many registers wide run as one vector each
-ROW_BLOCK = 8  # rows written side by side (``vector_row_function``)
+# Rows written side by side (``vector_row_function``). Each row inlines the math library's
+# vector exp (and log), so the kernel's IR grows with the block: the 64-layer MLP's fused
+# sparse cross-entropy gradient (128 rows of 10) cost 106 ms of LLVM at 8 rows, 42 at 2 and 26
+# at 1, and took 1.2 us (2) and 4 us (1) longer per step than at 8 (the same bits: rows are
+# independent). 2 keeps most of the overlap; the 1.2 us would take ~50,000 steps to cost
+# what the 64 ms of compilation saved.
+ROW_BLOCK = 2
 
 
 def vector_lanes(dtype, width):
