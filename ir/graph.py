@@ -202,6 +202,7 @@ class Graph:
         self._names = {}  # scoped name -> times taken (TF1's names_in_use)
         self._by_name = {}  # node name -> node
         self._scope = []
+        self._prefix_of, self._prefix = None, ""  # _scope joined, "a/b/" (unique_name's memo)
         self.collections = {"variables": [], "trainable_variables": []}
         self.seed = None
         self._grad_ctx = None  # (forward loc) while autodiff builds nodes
@@ -218,15 +219,17 @@ class Graph:
                     f"{opdef.name}: input '{x.node_name}' belongs to another graph",
                     loc=loc or source.user_location(),
                     hint="build all tensors of one step inside the same `with g.as_default()`")
-        is_grad = self._grad_ctx is not None
+        grad_loc = self._grad_ctx
+        is_grad = grad_loc is not None
         if loc is None:
-            loc = self._grad_ctx if is_grad else source.user_location()
-        if shape is not None:
-            shape = TensorShape(shape)
-        node = Node(self, opdef, inputs, attrs, dtype, shape, self.node_name(opdef, name), loc,
-                    is_grad)
-        node.id = len(self.nodes)
-        self.nodes.append(node)
+            loc = grad_loc if is_grad else source.user_location()
+        if shape is not None and type(shape) is not TensorShape:
+            shape = TensorShape(shape)  # (a TensorShape is immutable: nodes may share one)
+        node = Node(self, opdef, inputs, attrs, dtype, shape,
+                    self.unique_name(name or opdef.tf_name), loc, is_grad)
+        nodes = self.nodes
+        node.id = len(nodes)
+        nodes.append(node)
         self._by_name[node.node_name] = node
         return node
 
@@ -245,18 +248,25 @@ class Graph:
             >>> g.unique_name("add"), g.unique_name("add"), g.unique_name("Add")
             ('add', 'add_1', 'Add')
         """
-        full = "/".join(self._scope + [base]) if self._scope else base
-        i = self._names.get(full, 0)
+        scope = self._scope
+        if scope:
+            if scope is not self._prefix_of:  # (scopes are replaced, never mutated)
+                self._prefix_of, self._prefix = scope, "/".join(scope) + "/"
+            full = self._prefix + base
+        else:
+            full = base
+        names = self._names
+        i = names.get(full, 0)
         if mark_as_used:
-            self._names[full] = i + 1
+            names[full] = i + 1
         if i == 0:
             return full
         name = full
-        while name in self._names:
+        while name in names:
             name = f"{full}_{i}"
             i += 1
         if mark_as_used:
-            self._names[name] = 1
+            names[name] = 1
         return name
 
     def rename(self, node, name):

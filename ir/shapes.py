@@ -63,6 +63,8 @@ def broadcast_shapes(a, b):
     Raises:
         RuleError: naming the first axis (counted from the end) whose sizes disagree.
     """
+    if a == b:  # (the common case: equal shapes, the same shape back)
+        return tuple(a)
     n = max(len(a), len(b))
     pa = (1,) * (n - len(a)) + tuple(a)
     pb = (1,) * (n - len(b)) + tuple(b)

@@ -266,12 +266,22 @@ def apply(op, inputs, attrs=None, name=None):
     """
     opdef = REGISTRY[op] if isinstance(op, str) else op
     graph = _graph_of(inputs)
-    attrs = {k: _static_arg(v, graph) if k in opdef.static_args else _freeze(v)
-             for k, v in (attrs or {}).items()}
-    like = next((x for x in inputs if isinstance(x, Node)), None)
-    nodes = [convert(x, like, graph) for x in inputs]
+    static = opdef.static_args
+    if attrs:
+        attrs = {k: _static_arg(v, graph) if k in static else _freeze(v)
+                 for k, v in attrs.items()}
+    else:
+        attrs = {}
+    for x in inputs:  # (most nodes: inputs that are all nodes already, nothing to convert)
+        if type(x) is not Node:
+            like = next((x for x in inputs if isinstance(x, Node)), None)
+            nodes = [convert(x, like, graph) for x in inputs]
+            break
+    else:
+        nodes = list(inputs)
     try:
-        nodes += split_static_args(opdef, attrs)
+        if static:
+            nodes += split_static_args(opdef, attrs)
         dtype, shape = opdef.infer(nodes, **attrs)
     except RuleError as e:
         from .. import source
@@ -328,8 +338,13 @@ def _static_arg(value, graph):
     return value if isinstance(value, Node) else _freeze(value)
 
 
+_PLAIN = frozenset((int, float, bool, str, type(None)))  # attribute values kept as they are
+
+
 def _freeze(value):
     """Attributes are hashable: lists become tuples (CSE keys and dumps rely on it)."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, tuple):
@@ -381,6 +396,14 @@ def _kinds(kinds):
 
 def broadcast_all(nodes):
     """The NumPy broadcast of the inputs' shapes; the error names the two operands."""
+    if nodes:  # inputs of one shape (most elementwise nodes): that shape
+        first = nodes[0].shape
+        if first is not None:
+            for n in nodes:
+                if n.shape != first:
+                    break
+            else:
+                return tuple(first)
     shape = ()
     for i, n in enumerate(nodes):
         try:
