@@ -224,7 +224,9 @@ class Graph:
         if loc is None:
             loc = grad_loc if is_grad else source.user_location()
         if shape is not None and type(shape) is not TensorShape:
-            shape = TensorShape(shape)  # (a TensorShape is immutable: nodes may share one)
+            # TensorShape(shape), without its unknown-rank test (a TensorShape is immutable:
+            # nodes may share one)
+            shape = tuple.__new__(TensorShape, shape)
         node = Node(self, opdef, inputs, attrs, dtype, shape,
                     self.unique_name(name or opdef.tf_name), loc, is_grad)
         nodes = self.nodes
@@ -299,16 +301,14 @@ class Graph:
         finally:
             self._scope = saved
 
-    @contextlib.contextmanager
     def gradient_context(self, forward_node):
-        """Nodes built inside are gradient nodes: ``grad/`` names, the forward node's line."""
-        saved_ctx, saved_scope = self._grad_ctx, self._scope
-        self._grad_ctx = forward_node.loc
-        self._scope = ["grad"] + forward_node.node_name.split("/")[:-1]
-        try:
-            yield
-        finally:
-            self._grad_ctx, self._scope = saved_ctx, saved_scope
+        """Nodes built inside are gradient nodes: ``grad/`` names, the forward node's line.
+
+        Example:
+            >>> with g.gradient_context(y):   # autodiff, once per forward node
+            ...     dy = F.ones_like(y)        # named grad/..., at y's line
+        """
+        return _GradientContext(self, forward_node)
 
     @contextlib.contextmanager
     def control_dependencies(self, deps):
@@ -408,6 +408,25 @@ class Graph:
 
     # ``str(graph)`` is the text IR: ``ir.printer`` sets ``Graph.__str__`` when imported (the
     # printer renders loop bodies through the passes, which build on this module).
+
+
+class _GradientContext:
+    """``Graph.gradient_context``: a plain class, as autodiff enters one per forward node."""
+
+    __slots__ = ("graph", "node", "saved")
+
+    def __init__(self, graph, node):
+        self.graph, self.node = graph, node
+
+    def __enter__(self):
+        g, node = self.graph, self.node
+        self.saved = g._grad_ctx, g._scope
+        g._grad_ctx = node.loc
+        g._scope = ["grad"] + node.node_name.split("/")[:-1]
+
+    def __exit__(self, *exc):
+        self.graph._grad_ctx, self.graph._scope = self.saved
+        return False
 
 
 class _State(threading.local):

@@ -273,7 +273,7 @@ def apply(op, inputs, attrs=None, name=None):
     else:
         attrs = {}
     for x in inputs:  # (most nodes: inputs that are all nodes already, nothing to convert)
-        if type(x) is not Node:
+        if not isinstance(x, Node):
             like = next((x for x in inputs if isinstance(x, Node)), None)
             nodes = [convert(x, like, graph) for x in inputs]
             break
