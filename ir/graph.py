@@ -263,10 +263,10 @@ class Graph:
             names[full] = i + 1
         if i == 0:
             return full
-        name = full
+        name = f"{full}_{i}"  # (``full`` itself is taken: i > 0)
         while name in names:
-            name = f"{full}_{i}"
             i += 1
+            name = f"{full}_{i}"
         if mark_as_used:
             names[name] = 1
         return name

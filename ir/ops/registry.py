@@ -282,7 +282,7 @@ def apply(op, inputs, attrs=None, name=None):
     try:
         if static:
             nodes += split_static_args(opdef, attrs)
-        dtype, shape = opdef.infer(nodes, **attrs)
+        dtype, shape = infer_node(opdef, nodes, attrs)  # (``opdef.infer``, one call less)
     except RuleError as e:
         from .. import source
         cls = {"dtype": DTypeError, "argument": InvalidArgumentError,
@@ -345,6 +345,8 @@ def _freeze(value):
     """Attributes are hashable: lists become tuples (CSE keys and dumps rely on it)."""
     if type(value) in _PLAIN:
         return value
+    if type(value) is tuple and all(type(v) in _PLAIN for v in value):
+        return value  # (a tuple of plain values is frozen already: axes, a shape)
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, tuple):
