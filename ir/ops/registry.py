@@ -365,7 +365,11 @@ class _Builders:
     def __getattr__(self, op):
         if op not in REGISTRY:
             raise AttributeError(f"no op {op!r}")
-        return lambda *inputs, name=None, **attrs: apply(op, list(inputs), attrs, name)
+
+        def build(*inputs, name=None, **attrs):
+            return apply(op, list(inputs), attrs, name)
+        setattr(self, op, build)  # (made once: the next ``F.op`` is an attribute)
+        return build
 
 
 F = _Builders()
