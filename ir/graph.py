@@ -202,6 +202,7 @@ class Graph:
         self._names = {}  # scoped name -> times taken (TF1's names_in_use)
         self._by_name = {}  # node name -> node
         self._scope = []
+        self._prefix_of, self._prefix = None, ""  # _scope joined, "a/b/" (unique_name's memo)
         self.collections = {"variables": [], "trainable_variables": []}
         self.seed = None
         self._grad_ctx = None  # (forward loc) while autodiff builds nodes
@@ -218,15 +219,19 @@ class Graph:
                     f"{opdef.name}: input '{x.node_name}' belongs to another graph",
                     loc=loc or source.user_location(),
                     hint="build all tensors of one step inside the same `with g.as_default()`")
-        is_grad = self._grad_ctx is not None
+        grad_loc = self._grad_ctx
+        is_grad = grad_loc is not None
         if loc is None:
-            loc = self._grad_ctx if is_grad else source.user_location()
-        if shape is not None:
-            shape = TensorShape(shape)
-        node = Node(self, opdef, inputs, attrs, dtype, shape, self.node_name(opdef, name), loc,
-                    is_grad)
-        node.id = len(self.nodes)
-        self.nodes.append(node)
+            loc = grad_loc if is_grad else source.user_location()
+        if shape is not None and type(shape) is not TensorShape:
+            # TensorShape(shape), without its unknown-rank test (a TensorShape is immutable:
+            # nodes may share one)
+            shape = tuple.__new__(TensorShape, shape)
+        node = Node(self, opdef, inputs, attrs, dtype, shape,
+                    self.unique_name(name or opdef.tf_name), loc, is_grad)
+        nodes = self.nodes
+        node.id = len(nodes)
+        nodes.append(node)
         self._by_name[node.node_name] = node
         return node
 
@@ -245,18 +250,25 @@ class Graph:
             >>> g.unique_name("add"), g.unique_name("add"), g.unique_name("Add")
             ('add', 'add_1', 'Add')
         """
-        full = "/".join(self._scope + [base]) if self._scope else base
-        i = self._names.get(full, 0)
+        scope = self._scope
+        if scope:
+            if scope is not self._prefix_of:  # (scopes are replaced, never mutated)
+                self._prefix_of, self._prefix = scope, "/".join(scope) + "/"
+            full = self._prefix + base
+        else:
+            full = base
+        names = self._names
+        i = names.get(full, 0)
         if mark_as_used:
-            self._names[full] = i + 1
+            names[full] = i + 1
         if i == 0:
             return full
-        name = full
-        while name in self._names:
-            name = f"{full}_{i}"
+        name = f"{full}_{i}"  # (``full`` itself is taken: i > 0)
+        while name in names:
             i += 1
+            name = f"{full}_{i}"
         if mark_as_used:
-            self._names[name] = 1
+            names[name] = 1
         return name
 
     def rename(self, node, name):
@@ -289,16 +301,14 @@ class Graph:
         finally:
             self._scope = saved
 
-    @contextlib.contextmanager
     def gradient_context(self, forward_node):
-        """Nodes built inside are gradient nodes: ``grad/`` names, the forward node's line."""
-        saved_ctx, saved_scope = self._grad_ctx, self._scope
-        self._grad_ctx = forward_node.loc
-        self._scope = ["grad"] + forward_node.node_name.split("/")[:-1]
-        try:
-            yield
-        finally:
-            self._grad_ctx, self._scope = saved_ctx, saved_scope
+        """Nodes built inside are gradient nodes: ``grad/`` names, the forward node's line.
+
+        Example:
+            >>> with g.gradient_context(y):   # autodiff, once per forward node
+            ...     dy = F.ones_like(y)        # named grad/..., at y's line
+        """
+        return _GradientContext(self, forward_node)
 
     @contextlib.contextmanager
     def control_dependencies(self, deps):
@@ -398,6 +408,25 @@ class Graph:
 
     # ``str(graph)`` is the text IR: ``ir.printer`` sets ``Graph.__str__`` when imported (the
     # printer renders loop bodies through the passes, which build on this module).
+
+
+class _GradientContext:
+    """``Graph.gradient_context``: a plain class, as autodiff enters one per forward node."""
+
+    __slots__ = ("graph", "node", "saved")
+
+    def __init__(self, graph, node):
+        self.graph, self.node = graph, node
+
+    def __enter__(self):
+        g, node = self.graph, self.node
+        self.saved = g._grad_ctx, g._scope
+        g._grad_ctx = node.loc
+        g._scope = ["grad"] + node.node_name.split("/")[:-1]
+
+    def __exit__(self, *exc):
+        self.graph._grad_ctx, self.graph._scope = self.saved
+        return False
 
 
 class _State(threading.local):

@@ -63,11 +63,18 @@ def broadcast_shapes(a, b):
     Raises:
         RuleError: naming the first axis (counted from the end) whose sizes disagree.
     """
-    n = max(len(a), len(b))
+    if a == b:  # (the common cases first: equal shapes, or one the trailing dims of the other)
+        return tuple(a)
+    la, lb = len(a), len(b)  # (len: None, an unknown rank, is a TypeError as below)
+    if lb < la and tuple(a)[la - lb:] == tuple(b):  # b a scalar or a's trailing dims (a bias)
+        return tuple(a)
+    if la < lb and tuple(b)[lb - la:] == tuple(a):
+        return tuple(b)
+    n = max(la, lb)
     pa = (1,) * (n - len(a)) + tuple(a)
     pb = (1,) * (n - len(b)) + tuple(b)
     out = []
-    for i, (x, y) in enumerate(zip(pa, pb)):
+    for x, y in zip(pa, pb):
         if x == 1:
             out.append(y)
         elif y == 1 or x == y:
@@ -75,6 +82,7 @@ def broadcast_shapes(a, b):
         elif x is None or y is None:
             out.append(x if y is None else y)
         else:
+            i = len(out)
             raise RuleError(f"cannot broadcast {format_shape(a)} with {format_shape(b)}",
                             [f"axis {i - n}: {x} vs {y}"],
                             "trailing dimensions must match or be 1")

@@ -16,7 +16,8 @@ def _package_roots():
     # The layers import lazily, so the roots are made again only when one more has come.
     global _ROOTS, _SEEN
     modules = sys.modules
-    seen = sum(name in modules for name in _LAYERS)
+    seen = ("graphc" in modules) + ("graphc.codegen" in modules) + ("graphc.runtime" in modules)
+    # (_LAYERS, spelled out: this runs for every node built)
     if seen != _SEEN:
         roots = {_HERE + os.sep}
         for name in _LAYERS:
@@ -24,7 +25,13 @@ def _package_roots():
             if mod is not None and getattr(mod, "__file__", None):
                 roots.add(os.path.dirname(os.path.abspath(mod.__file__)) + os.sep)
         _ROOTS, _SEEN = tuple(sorted(roots)), seen
+        _LIBRARY.clear()
     return _ROOTS
+
+
+# file name -> whether its frames are the library's (for the current roots): every node built
+# asks, from the same few files
+_LIBRARY = {}
 
 
 class Location:
@@ -57,10 +64,14 @@ UNKNOWN = Location("<unknown>", 0)
 def user_location():
     """The innermost frame that is not graphc's own code (or UNKNOWN)."""
     roots = _package_roots()
+    library = _LIBRARY
     frame = sys._getframe(1)
     while frame is not None:
         fn = frame.f_code.co_filename
-        if not fn.startswith(roots) and not fn.startswith("<frozen"):
+        mine = library.get(fn)
+        if mine is None:
+            mine = library[fn] = fn.startswith(roots) or fn.startswith("<frozen")
+        if not mine:
             return Location(fn, frame.f_lineno)
         frame = frame.f_back
     return UNKNOWN

@@ -343,12 +343,13 @@ def infer_node(opdef, nodes, attrs):
     """``opdef``'s shape/dtype rule on ``nodes`` (``OpDef.infer``): pending attributes are
     seen as their partial values (and their trailing inputs left out), unknown-rank inputs
     through ``ir.shapes.unknown_rank_infer``."""
-    names = _pending_names(opdef, attrs)
+    names = _pending_names(opdef, attrs) if opdef.static_args else ()
     if names:
         nodes = list(nodes)[:len(nodes) - len(names)]
         attrs = {k: v.partial if isinstance(v, Pending) else v for k, v in attrs.items()}
-    if any(n.dtype is not None and n.shape is None for n in nodes):
-        return unknown_rank_infer(opdef.rule, nodes, attrs, _stand_in)
+    for n in nodes:
+        if n.shape is None and n.dtype is not None:
+            return unknown_rank_infer(opdef.rule, nodes, attrs, _stand_in)
     return opdef.rule(nodes, **attrs)
 
 

@@ -136,8 +136,9 @@ LEAKY_RELU = defop(
 
 def _where_infer(nodes):
     c, a, b = nodes
-    require(c.dtype == D.bool_, f"condition must be bool, found {c.dtype.name}",
-            [f"'{c.node_name}': {c.type_str()}"], kind="dtype")
+    if c.dtype != D.bool_:  # (the message only when it fails)
+        require(False, f"condition must be bool, found {c.dtype.name}",
+                [f"'{c.node_name}': {c.type_str()}"], kind="dtype")
     dt = same_dtype([a, b], what="branches")
     return dt, broadcast_all(nodes)
 

@@ -21,13 +21,14 @@ def spec_to_index(spec):
 
 def _slice_infer(nodes, spec):
     (x,) = nodes
-    require(len(spec) <= x.rank, f"too many indices ({len(spec)}) for {x.type_str()}")
+    if len(spec) > x.rank:  # (each message only when its check fails)
+        require(False, f"too many indices ({len(spec)}) for {x.type_str()}")
     out = []
     for axis, (entry, dim) in enumerate(zip(spec + (("s", None, None, None),) *
                                             (x.rank - len(spec)), x.shape)):
         if entry[0] == "i":
-            if dim is not None:
-                require(-dim <= entry[1] < dim,
+            if dim is not None and not -dim <= entry[1] < dim:
+                require(False,
                         f"index {entry[1]} is out of bounds for axis {axis} of size {dim}")
             continue
         if dim is None:

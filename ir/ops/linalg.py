@@ -15,10 +15,12 @@ def _matmul_infer(nodes, transpose_a=False, transpose_b=False):
     a, b = nodes
     same_dtype(nodes, "fi")
     for x, label in ((a, "a"), (b, "b")):
-        require(x.rank >= 2, f"operand {label} must have rank >= 2, found {x.type_str()}",
-                hint="reshape vectors to [n, 1] or [1, n], or use gc.tensordot")
-    m, ka = (a.shape[-1], a.shape[-2]) if transpose_a else (a.shape[-2], a.shape[-1])
-    kb, n = (b.shape[-1], b.shape[-2]) if transpose_b else (b.shape[-2], b.shape[-1])
+        if x.shape is None or len(x.shape) < 2:  # (the message only when it fails)
+            require(x.rank >= 2, f"operand {label} must have rank >= 2, found {x.type_str()}",
+                    hint="reshape vectors to [n, 1] or [1, n], or use gc.tensordot")
+    sa, sb = tuple(a.shape), tuple(b.shape)  # (plain tuples: indexed at C speed)
+    m, ka = (sa[-1], sa[-2]) if transpose_a else (sa[-2], sa[-1])
+    kb, n = (sb[-1], sb[-2]) if transpose_b else (sb[-2], sb[-1])
     if ka is not None and kb is not None and ka != kb:
         raise RuleError(
             f"inner dimensions differ: {a.type_str()} @ {b.type_str()}",
@@ -26,10 +28,10 @@ def _matmul_infer(nodes, transpose_a=False, transpose_b=False):
              f"b{'^T' if transpose_b else ''} has {kb} rows"],
             "check the operand order, or pass transpose_a / transpose_b")
     try:
-        batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        batch = broadcast_shapes(sa[:-2], sb[:-2])
     except RuleError:
-        raise RuleError(f"batch dims {format_shape(a.shape[:-2])} and "
-                        f"{format_shape(b.shape[:-2])} do not broadcast") from None
+        raise RuleError(f"batch dims {format_shape(sa[:-2])} and "
+                        f"{format_shape(sb[:-2])} do not broadcast") from None
     return a.dtype, batch + (m, n)
 
 
@@ -68,8 +70,9 @@ def _subtract_matmul_infer(nodes, transpose_a=False, transpose_b=False):
     w, a, b = nodes
     dtype, shape = _matmul_infer([a, b], transpose_a, transpose_b)
     same_dtype(nodes, "f")
-    require(tuple(w.shape) == tuple(shape), f"the minuend {w.type_str()} must have the "
-            f"product's shape {format_shape(shape)}")
+    if tuple(w.shape) != tuple(shape):
+        raise RuleError(f"the minuend {w.type_str()} must have the product's shape "
+                        f"{format_shape(shape)}")
     return dtype, shape
 
 

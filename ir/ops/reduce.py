@@ -21,8 +21,9 @@ from .registry import F, ZERO, defop, require
 def _reduce_infer(kinds):
     def infer(nodes, axis=None, keepdims=False):
         (x,) = nodes
-        require(x.dtype.kind in kinds, f"expected a floating or integer tensor, found "
-                f"{x.dtype.name}", kind="dtype")
+        if x.dtype.kind not in kinds:  # (the message only when it fails)
+            require(False, f"expected a floating or integer tensor, found {x.dtype.name}",
+                    kind="dtype")
         axes = normalize_axes(axis, x.rank)
         if keepdims:
             shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))

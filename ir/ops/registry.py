@@ -266,13 +266,23 @@ def apply(op, inputs, attrs=None, name=None):
     """
     opdef = REGISTRY[op] if isinstance(op, str) else op
     graph = _graph_of(inputs)
-    attrs = {k: _static_arg(v, graph) if k in opdef.static_args else _freeze(v)
-             for k, v in (attrs or {}).items()}
-    like = next((x for x in inputs if isinstance(x, Node)), None)
-    nodes = [convert(x, like, graph) for x in inputs]
+    static = opdef.static_args
+    if attrs:
+        attrs = {k: _static_arg(v, graph) if k in static else _freeze(v)
+                 for k, v in attrs.items()}
+    else:
+        attrs = {}
+    for x in inputs:  # (most nodes: inputs that are all nodes already, nothing to convert)
+        if not isinstance(x, Node):
+            like = next((x for x in inputs if isinstance(x, Node)), None)
+            nodes = [convert(x, like, graph) for x in inputs]
+            break
+    else:
+        nodes = list(inputs)
     try:
-        nodes += split_static_args(opdef, attrs)
-        dtype, shape = opdef.infer(nodes, **attrs)
+        if static:
+            nodes += split_static_args(opdef, attrs)
+        dtype, shape = infer_node(opdef, nodes, attrs)  # (``opdef.infer``, one call less)
     except RuleError as e:
         from .. import source
         cls = {"dtype": DTypeError, "argument": InvalidArgumentError,
@@ -328,8 +338,15 @@ def _static_arg(value, graph):
     return value if isinstance(value, Node) else _freeze(value)
 
 
+_PLAIN = frozenset((int, float, bool, str, type(None)))  # attribute values kept as they are
+
+
 def _freeze(value):
     """Attributes are hashable: lists become tuples (CSE keys and dumps rely on it)."""
+    if type(value) in _PLAIN:
+        return value
+    if type(value) is tuple and all(type(v) in _PLAIN for v in value):
+        return value  # (a tuple of plain values is frozen already: axes, a shape)
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, tuple):
@@ -348,7 +365,11 @@ class _Builders:
     def __getattr__(self, op):
         if op not in REGISTRY:
             raise AttributeError(f"no op {op!r}")
-        return lambda *inputs, name=None, **attrs: apply(op, list(inputs), attrs, name)
+
+        def build(*inputs, name=None, **attrs):
+            return apply(op, list(inputs), attrs, name)
+        setattr(self, op, build)  # (made once: the next ``F.op`` is an attribute)
+        return build
 
 
 F = _Builders()
@@ -381,6 +402,14 @@ def _kinds(kinds):
 
 def broadcast_all(nodes):
     """The NumPy broadcast of the inputs' shapes; the error names the two operands."""
+    if nodes:  # inputs of one shape (most elementwise nodes): that shape
+        first = nodes[0].shape
+        if first is not None:
+            for n in nodes:
+                if n.shape != first:
+                    break
+            else:
+                return tuple(first)
     shape = ()
     for i, n in enumerate(nodes):
         try:

@@ -30,19 +30,22 @@ def _reshape_infer(nodes, shape):
                 f"invalid target shape {format_shape(shape)}")
         return x.dtype, tuple(None if d in (None, -1) else d for d in shape)
     shape = tuple(int(d) for d in shape)
-    require(sum(d == -1 for d in shape) <= 1, f"at most one -1 allowed in shape {list(shape)}")
-    require(all(d >= -1 for d in shape), f"negative dimension in shape {list(shape)}")
+    # (each message is built only when its check fails)
+    if sum(d == -1 for d in shape) > 1:
+        require(False, f"at most one -1 allowed in shape {list(shape)}")
+    if not all(d >= -1 for d in shape):
+        require(False, f"negative dimension in shape {list(shape)}")
     known = int(np.prod([d for d in shape if d != -1])) if shape else 1
     total = None if not _static(x.shape) else int(np.prod(x.shape))
     if -1 in shape:
         if total is None:
             return x.dtype, tuple(None if d == -1 else d for d in shape)
-        require(known > 0 and total % known == 0,
-                f"cannot reshape {x.type_str()} ({total} elements) to {list(shape)}")
+        if not (known > 0 and total % known == 0):
+            require(False, f"cannot reshape {x.type_str()} ({total} elements) to {list(shape)}")
         return x.dtype, tuple(total // known if d == -1 else d for d in shape)
-    require(total is None or total == known,
-            f"cannot reshape {x.type_str()} ({total} elements) to {list(shape)} "
-            f"({known} elements)")
+    if not (total is None or total == known):
+        require(False, f"cannot reshape {x.type_str()} ({total} elements) to {list(shape)} "
+                f"({known} elements)")
     return x.dtype, shape
 
 
@@ -97,8 +100,9 @@ def _squeeze_axes(x, axis):
         return tuple(i for i, d in enumerate(x.shape) if d == 1)
     axes = normalize_axes(axis, x.rank)
     for a in axes:
-        require(x.shape[a] in (1, None),
-                f"cannot squeeze axis {a} of {x.type_str()}: its size is {x.shape[a]}, not 1")
+        if x.shape[a] not in (1, None):
+            require(False,
+                    f"cannot squeeze axis {a} of {x.type_str()}: its size is {x.shape[a]}, not 1")
     return axes
 
 
@@ -125,16 +129,16 @@ def _broadcast_to_infer(nodes, shape):
     if shape is None:  # a target whose length is known only when the step is specialized
         return x.dtype, None
     shape = tuple(shape)
-    require(all(d is None or d >= 0 for d in shape), f"negative dimension in shape "
-            f"{format_shape(shape)}")
+    if not all(d is None or d >= 0 for d in shape):  # (each message only on failure)
+        require(False, f"negative dimension in shape {format_shape(shape)}")
     try:
         out = broadcast_shapes(x.shape, shape)
     except RuleError as e:
         raise RuleError(f"cannot broadcast {x.type_str()} to {format_shape(shape)}",
                         e.details, e.hint) from None
     out = tuple(None if s is None else o for o, s in zip(out, shape))
-    require(len(out) == len(shape) and all(s is None or o == s for o, s in zip(out, shape)),
-            f"cannot broadcast {x.type_str()} to {format_shape(shape)}")
+    if not (len(out) == len(shape) and all(s is None or o == s for o, s in zip(out, shape))):
+        require(False, f"cannot broadcast {x.type_str()} to {format_shape(shape)}")
     return x.dtype, shape
 
 
@@ -216,8 +220,9 @@ def _stack_infer(nodes, axis=0):
     first = nodes[0]
     a = normalize_axis(axis, first.rank + 1)
     for n in nodes:
-        require(n.dtype == first.dtype and n.shape == first.shape,
-                f"stack needs equal shapes and dtypes: {first.type_str()} vs {n.type_str()}")
+        if not (n.dtype == first.dtype and n.shape == first.shape):  # (message on failure)
+            require(False,
+                    f"stack needs equal shapes and dtypes: {first.type_str()} vs {n.type_str()}")
     return first.dtype, first.shape[:a] + (len(nodes),) + first.shape[a:]
 
 

@@ -9,7 +9,7 @@ orders them; the in-place pass may then update the variable's buffer in place). 
 import numpy as np
 
 from .. import dtypes as D
-from ..shapes import format_shape
+from ..shapes import RuleError, format_shape
 from .registry import ZERO, defop, require
 
 
@@ -27,17 +27,18 @@ VARIABLE = defop("variable", _leaf_infer, ZERO, family="state", leaf=True, tf_na
 
 def _assign_infer(nodes, mode="set"):
     var, value = nodes
-    require(var.op_name == "variable",
-            f"the target must be a Variable, found {var.describe()}",
-            hint="create it with gc.Variable(...)")
-    require(var.dtype == value.dtype,
-            f"value dtype {value.dtype.name} differs from variable '{var.node_name}' "
-            f"({var.dtype.name})", kind="dtype")
+    # (each message is built only when its check fails: every update of a step is an assign)
+    if var.op_name != "variable":
+        raise RuleError(f"the target must be a Variable, found {var.describe()}",
+                        hint="create it with gc.Variable(...)")
+    if var.dtype != value.dtype:
+        raise RuleError(f"value dtype {value.dtype.name} differs from variable "
+                        f"'{var.node_name}' ({var.dtype.name})", kind="dtype")
     # as TF1's validate_shape: dims known only when the step is specialized are checked then
-    require(len(var.shape) == len(value.shape) and all(
-        v is None or v == w for v, w in zip(value.shape, var.shape)),
-            f"value shape {format_shape(value.shape)} differs from variable '{var.node_name}' "
-            f"{format_shape(var.shape)}")
+    if not (len(var.shape) == len(value.shape) and all(
+            v is None or v == w for v, w in zip(value.shape, var.shape))):
+        raise RuleError(f"value shape {format_shape(value.shape)} differs from variable "
+                        f"'{var.node_name}' {format_shape(var.shape)}")
     return var.dtype, var.shape
 
 
