@@ -19,8 +19,6 @@ that reads ``g`` again; sunk next to that loop, the LLVM backend reads ``g`` onc
 """
 import heapq
 
-import networkx as nx
-
 from graphc.errors import CompileError
 
 from ..rollback import declared_failures, failure_edges, planned_writers
@@ -104,6 +102,7 @@ def _dag(program, plan):
 def _check_acyclic(dag, order):
     """Raise when ``order`` (Kahn's algorithm over ``dag``) stopped short: a cycle."""
     if len(order) < dag.number_of_nodes():
+        import networkx as nx  # (only to name the cycle: a compile imports none of it)
         cycle = nx.find_cycle(nx.DiGraph(dag.edges()))
         raise CompileError("schedule: the ordering constraints form a cycle",
                            [" -> ".join(f"'{a.node_name}'" for a, _ in cycle)])
