@@ -34,7 +34,9 @@ def child(depth, parts=6, worker="auto"):
     """One cold run in this (fresh) process; prints {stage: ms, ...} as one JSON line."""
     sys.path.insert(0, str(HERE))
     import thread_env
-    thread_env.set_threads(1)
+    # (the step's threads, not the compile's: pinned to one CPU, the process would leave the
+    # compile worker no core, and compile_worker.free_core would never start it)
+    thread_env.set_threads(1, pin_cpus=False)
     os.environ["GRAPHC_NUM_THREADS"] = "1"
     os.environ["GRAPHC_NO_CACHE"] = "1"
     import bench_scaling

@@ -13,10 +13,12 @@ the run says.
 import os
 
 
-def set_threads(n):
+def set_threads(n, pin_cpus=True):
     """Every framework's threads to ``n`` (XLA's Eigen pool off at 1), and the process pinned
-    to ``n`` CPUs (the first ``n`` of its affinity mask) when it may use more."""
-    pin(int(n))
+    to ``n`` CPUs (the first ``n`` of its affinity mask) when it may use more and
+    ``pin_cpus``."""
+    if pin_cpus:
+        pin(int(n))
     n = str(n)
     os.environ["OPENBLAS_NUM_THREADS"] = n
     os.environ.setdefault("OMP_NUM_THREADS", n)
