@@ -6,7 +6,6 @@ consistent with what the ops build (every view has one value input of its size, 
 has no inputs, ...), checked on every node the op table and its gradients create.
 """
 import ast
-import pathlib
 
 import numpy as np
 import pytest
