@@ -295,9 +295,9 @@ def scan_vector(fn, dtype, g, window, index):
         best, where = values
         v = fn.load(vt, fn.gep(s, "%p1", xoff))
         v = fn(f"select i1 {inside}, {vt} {v}, {vt} {ninf}")
-        nan = fn(f"and {mt} {fn(f'fcmp uno {vt} {v}, {v}')}, "
-                 f"{fn(f'fcmp ord {vt} {best}, {best}')}")
-        take = fn(f"or {mt} {fn(f'fcmp ogt {vt} {v}, {best}')}, {nan}")
+        # v > best, or v NaN while best is not: "unordered or greater" while best is ordered
+        take = fn(f"and {mt} {fn(f'fcmp ugt {vt} {v}, {best}')}, "
+                  f"{fn(f'fcmp ord {vt} {best}, {best}')}")
         if index != "i64":
             k = fn(f"trunc i64 {k} to {index}")
         return [fn(f"select {mt} {take}, {vt} {v}, {vt} {best}"),
