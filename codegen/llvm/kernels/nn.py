@@ -473,6 +473,7 @@ def _better(fn, dtype, rel, v, best):
     if not dtype.is_floating:
         op = ("u" if dtype.name == "uint8" else "s") + rel
         return fn(f"icmp {op} {t} {v}, {best}")
-    strict = fn(f"fcmp o{rel} {t} {v}, {best}")
-    nan_first = fn(f"and i1 {fn(f'fcmp uno {t} {v}, {v}')}, {fn(f'fcmp ord {t} {best}, {best}')}")
-    return fn(f"or i1 {strict}, {nan_first}")
+    # (strictly better, or v NaN while best is not: "unordered or better" while best is
+    # ordered)
+    return fn(f"and i1 {fn(f'fcmp u{rel} {t} {v}, {best}')}, "
+              f"{fn(f'fcmp ord {t} {best}, {best}')}")
