@@ -107,9 +107,7 @@ def conv_forward_function(dtype, s, noalias, taps=None, out=None):
     t = val_type(dtype)
     blk = blocking(dtype, s.cout, unit)
     positions = s.n * s.oh * s.ow
-    if taps is None:
-        taps = [((i * s.rh * s.wp + j * s.rw) * s.cin, (i * s.kw + j) * s.cin)
-                for i in range(s.kh) for j in range(s.kw)]
+    grid = taps is None  # the kh x kw taps, as loops (the same sums in the same order)
     contiguous = out is None
     if contiguous:
         out = (s.oh * s.ow * s.cout, s.ow * s.cout, s.cout, 0)
@@ -130,18 +128,30 @@ def conv_forward_function(dtype, s, noalias, taps=None, out=None):
         def tile(p0, rows, vectors=vectors, cols=cols):
             bases = [fn.gep(t, "%p1", origin(fn.add(p0, r), window)) for r in range(rows)]
             accs = [["zeroinitializer"] * len(vectors) for _ in range(rows)]
-            for off, wrow in taps:
-                accs = _contract(fn, t, accs, vectors, s.cin,
-                                 lambda c, r, off=off: fn.gep(t, bases[r], fn.add(c, off)),
-                                 lambda c, v, wrow=wrow: fn.gep(
-                                     t, "%p2", fn.add(fn.mul(fn.add(c, wrow), s.cout), cols[v])))
+
+            def b_ptr(row, v):  # filter row ``row`` (tap x cin + c), this tile's columns
+                return fn.gep(t, "%p2", fn.add(fn.mul(row, s.cout), cols[v]))
+            if grid:  # the kh x kw taps as loops around the channels: one copy of the tile
+                def a_ptr(idx, r):
+                    i, j, c = idx
+                    return fn.gep(t, bases[r], fn.add(fn.add(
+                        fn.mul(i, s.rh * s.wp * s.cin), fn.mul(j, s.rw * s.cin)), c))
+                accs = _contract(fn, t, accs, vectors, (s.kh, s.kw, s.cin), a_ptr,
+                                 lambda idx, v: b_ptr(fn.add(fn.mul(fn.add(
+                                     fn.mul(idx[0], s.kw), idx[1]), s.cin), idx[2]), v))
+            else:  # listed taps (a strided input gradient's phase): one contraction each
+                for off, wrow in taps:
+                    accs = _contract(
+                        fn, t, accs, vectors, (s.cin,),
+                        lambda idx, r, off=off: fn.gep(t, bases[r], fn.add(idx[0], off)),
+                        lambda idx, v, wrow=wrow: b_ptr(fn.add(idx[0], wrow), v))
             dst = [fn.mul(fn.add(p0, r), s.cout) if contiguous else
                    origin(fn.add(p0, r), out, out[3]) for r in range(rows)]
             ptrs = [[fn.gep(t, "%p0", fn.add(d, cols[v])) for v in range(len(vectors))]
                     for d in dst]
             store_tile(fn, t, ptrs, accs, vectors)
         tiles.append(tile)
-    work = positions * len(taps) * s.cin * s.cout
+    work = positions * (s.kh * s.kw if grid else len(taps)) * s.cin * s.cout
     full, rest = divmod(positions, blk.mr)
     if full + bool(rest) >= 2 and work >= parallel.min_work():
         # blocks of positions, every column group each: the pool may share them (``parallel``)
@@ -156,16 +166,16 @@ def conv_forward_function(dtype, s, noalias, taps=None, out=None):
     return fn
 
 
-def _contract(fn, t, accs, vectors, count, a_ptr, b_ptr):
-    """Accumulators after ``count`` rank-1 updates: acc[r][v] += A(k, r) * B(k, v), with
-    ``a_ptr(k, r)`` the address of a scalar and ``b_ptr(k, v)`` of a vector."""
+def _contract(fn, t, accs, vectors, extents, a_ptr, b_ptr):
+    """Accumulators after rank-1 updates over nested loops of ``extents`` (the last
+    innermost): acc[r][v] += A(k, r) * B(k, v), with ``a_ptr(k, r)`` the address of a scalar
+    and ``b_ptr(k, v)`` of a vector, k the loops' indices."""
     flat = [(vector_type(t, vectors[v]), a) for row in accs for v, a in enumerate(row)]
 
-    def body(idx, values):
-        k = idx[0]
+    def body(k, values):
         bv = [fn.load(vector_type(t, w), b_ptr(k, v)) for v, w in enumerate(vectors)]
         return rank1_update(fn, t, values, vectors, bv, [a_ptr(k, r) for r in range(len(accs))])
-    final = carried_nest(fn, (count,), flat, body)
+    final = carried_nest(fn, tuple(extents), flat, body)
     width = len(vectors)
     return [final[r * width:(r + 1) * width] for r in range(len(accs))]
 
@@ -188,20 +198,20 @@ def conv_filter_function(dtype, s, noalias):
     with fn.loop(s.n, "img", split=s.n * s.oh * s.ow * size) as li:
         for j0, vectors in _column_groups(blk, s.cout):
             cols = [j0 + sum(vectors[:v]) for v in range(len(vectors))]
-            for i in range(s.kh):
-                for j in range(s.kw):
-                    tap_off = (i * s.rh * s.wp + j * s.rw) * s.cin
-                    tap_row = (i * s.kw + j) * s.cin
+            # the taps as loops (one copy of the tiles, not kh x kw): the same sums in order
+            with fn.loop(s.kh, "ti") as lti, fn.loop(s.kw, "tj") as ltj:
+                tap_off = fn.add(fn.mul(lti.i, s.rh * s.wp * s.cin), fn.mul(ltj.i, s.rw * s.cin))
+                tap_row = fn.mul(fn.add(fn.mul(lti.i, s.kw), ltj.i), s.cin)
 
-                    def tile(c0, rows, vectors=vectors, cols=cols, tap_off=tap_off,
-                             tap_row=tap_row):
-                        ptrs = [[fn.gep(t, "%p0", fn.add(fn.mul(fn.add(fn.add(c0, r), tap_row),
-                                                                s.cout), cols[v]))
-                                 for v in range(len(vectors))] for r in range(rows)]
-                        accs = _filter_tile(fn, t, s, vectors, cols, ptrs, li.i,
-                                            fn.add(c0, tap_off))
-                        store_tile(fn, t, ptrs, accs, vectors)
-                    _row_groups(fn, s.cin, blk.mr, tile)
+                def tile(c0, rows, vectors=vectors, cols=cols, tap_off=tap_off,
+                         tap_row=tap_row):
+                    ptrs = [[fn.gep(t, "%p0", fn.add(fn.mul(fn.add(fn.add(c0, r), tap_row),
+                                                            s.cout), cols[v]))
+                             for v in range(len(vectors))] for r in range(rows)]
+                    accs = _filter_tile(fn, t, s, vectors, cols, ptrs, li.i,
+                                        fn.add(c0, tap_off))
+                    store_tile(fn, t, ptrs, accs, vectors)
+                _row_groups(fn, s.cin, blk.mr, tile)
     fn.ret()
     return fn
 

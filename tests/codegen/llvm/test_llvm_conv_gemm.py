@@ -183,3 +183,35 @@ def test_random_geometries_agree(n, h, w, cin, cout, k, s, pad):
     for name, a, b in zip(("y", "dx", "dfilter"), got, want):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * max(np.abs(b).max(), 1.0),
                                    err_msg=name)
+
+
+def _conv_kernel_fmas(k):
+    """{kernel label: the fused multiply-adds in the LLVM IR of its kernels} of a 16->32
+    channel convolution with a k x k window and its two gradients (implicit GEMMs)."""
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, [2, 9, 9, 16])
+        f = gc.placeholder(gc.float32, [k, k, 16, 32])
+        y = gc.nn.conv2d(x, f, [1, 1, 1, 1], "SAME")
+        dx, df = gc.gradients(gc.reduce_sum(y * y), [x, f])
+        step = gc.compile([y, dx, df], feeds=[x, f], backend="llvm")
+    ir = step.compiled.fn.llvm_ir
+    counts = {}
+    for body in ir.split("\ndefine ")[1:]:
+        name = body.split("(")[0].split("@")[1]
+        for label in ("Conv2DBackpropFilter", "Conv2DBackpropInput", "Conv2D"):
+            if label in name:
+                counts[label] = counts.get(label, 0) + body.split("\n}\n")[0].count(
+                    "llvm.fmuladd")
+                break
+    return counts
+
+
+@pytest.mark.skipif(not NATIVE, reason="implicit GEMMs need the host's vectors")
+def test_kernel_code_does_not_grow_with_the_window():
+    # The kh x kw taps are loops around the channel contraction, not copies of the register
+    # tiles: a 5x5 window's kernels hold as many multiply-adds as a 3x3 window's (25/9 as
+    # many when each tap had its own copy), the same sums in the same order.
+    small, large = _conv_kernel_fmas(3), _conv_kernel_fmas(5)
+    assert set(small) == {"Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput"}
+    assert small == large and min(small.values()) > 0
