@@ -82,12 +82,22 @@ def _registers(cout, dtype):
     return registers, max(-(-cout * dtype.itemsize // width), 1)
 
 
-def _forward_positions(cout, dtype):
+# Positions per block of the row-blocked forward kernel (``_row_taps``), at most. W4's conv
+# (3x3, 1 -> 8 channels, rows of 26; GRAPHC_PROFILE minimum cycles, AVX2): blocks of 6, 7, 9,
+# 13 positions 382k, 374k, 356k, 376k (per position, 8 at a time: 416k)
+FORWARD_ROW_POSITIONS = 9
+
+
+def _forward_positions(cout, dtype, blocked=False):
     """Neighbouring positions the forward kernel computes together: ``FORWARD_POSITIONS``
     rows of accumulators, as many as half the vector registers hold (a 32-channel row is four
     AVX2 registers: 2 positions; 8 of them spilled: 3->32 channels on 16 images of 64x64,
-    11.0M -> 7.2M cycles with 2)."""
+    11.0M -> 7.2M cycles with 2). Row-blocked: up to ``FORWARD_ROW_POSITIONS``, leaving four
+    registers for the input value and filter rows (those that do not fit are read from
+    memory by the multiply-adds)."""
     registers, row = _registers(cout, dtype)
+    if blocked:
+        return max(min(FORWARD_ROW_POSITIONS, (registers - 4) // row), 1)
     return max(min(FORWARD_POSITIONS, registers // 2 // row), 1)
 
 
@@ -103,8 +113,32 @@ def _filter_group(cout, dtype):
     return max((registers - 4) // row, 1)
 
 
+# Neighbouring positions the row-blocked filter gradient takes together (``_filter_rows``),
+# at most. W4's (10 accumulators with the bias gradient's; GRAPHC_PROFILE minimum cycles,
+# AVX2): 3, 4, 5 positions 400k, 338k, 348-366k (per position, two passes: 407k)
+FILTER_POSITIONS = 4
+
+
+def _filter_positions(count, cout, dtype):
+    """Positions per block of the row-blocked filter gradient: their dy rows, ``count``
+    accumulators and the input value fill the vector registers; 0 (the passes of
+    ``_filter_group`` instead) when fewer than two positions fit beside one-register
+    accumulators."""
+    registers, row = _registers(cout, dtype)
+    if row != 1:
+        return 0
+    width = min(FILTER_POSITIONS, registers - count - 1)
+    return width if width >= 2 else 0
+
+
 def _vectorizable(g, cout):
     return g.kh * g.kw * g.c <= VECTOR_TAPS and cout <= VECTOR_CHANNELS
+
+
+def _padded(g):
+    """Whether some tap of the convolution reads the padding (or past the input's end)."""
+    return bool(g.top or g.left or (g.oh - 1) * g.sh + (g.kh - 1) * g.rh + 1 > g.h or
+                (g.ow - 1) * g.sw + (g.kw - 1) * g.rw + 1 > g.w)
 
 
 def _tap_value(fn, g, t, dtype, n, p, q, i, j, c):
@@ -113,8 +147,7 @@ def _tap_value(fn, g, t, dtype, n, p, q, i, j, c):
         fn.add(fn.mul(p, g.sh), i * g.rh)
     w = fn(f"sub i64 {fn.add(fn.mul(q, g.sw), j * g.rw)}, {g.left}") if g.left else \
         fn.add(fn.mul(q, g.sw), j * g.rw)
-    padded = g.top or g.left or (g.oh - 1) * g.sh + (g.kh - 1) * g.rh + 1 > g.h or \
-        (g.ow - 1) * g.sw + (g.kw - 1) * g.rw + 1 > g.w
+    padded = _padded(g)
     if padded:
         inside = fn(f"and i1 {fn(f'icmp ult i64 {h}, {g.h}')}, {fn(f'icmp ult i64 {w}, {g.w}')}")
         h = fn.call("i64", "llvm.umin.i64", [("i64", h), ("i64", str(g.h - 1))])
@@ -124,6 +157,53 @@ def _tap_value(fn, g, t, dtype, n, p, q, i, j, c):
     if padded:
         v = fn(f"select i1 {inside}, {t} {v}, {t} {float_literal(0.0, dtype)}")
     return v
+
+
+def _row_blocked(g):
+    """Neighbouring output positions of a row read overlapping input columns (width stride
+    and dilation 1, no padding): a block of them reads each input value once, for every tap
+    of the row that uses it (``_row_taps``)."""
+    return g.sw == 1 and g.rw == 1 and not _padded(g)
+
+
+def _row_taps(fn, g, t, cout, n, p, q0, width, use):
+    """The taps of output positions q0 .. q0+width-1 of row p, input column by column: each
+    x[n, h, q0+s, c] is loaded and splat to ``cout`` lanes once, and ``use(xv, k, u)`` runs
+    for every (tap k, position u) reading it. A position's taps come in the order (i, j, c),
+    as in the per-position kernels (the same rounding). Needs ``_row_blocked(g)``."""
+    for i in range(g.kh):
+        h = fn.add(fn.mul(p, g.sh), i * g.rh)
+        base = fn.mul(fn.add(fn.mul(fn.add(fn.mul(n, g.h), h), g.w), q0), g.c)
+        for s in range(width + g.kw - 1):
+            for c in range(g.c):
+                xv = None
+                for j in range(g.kw):
+                    if 0 <= s - j < width:
+                        if xv is None:
+                            xv = _splat(fn, f"<{cout} x {t}>", t, fn.load(
+                                t, fn.gep(t, "%p1", fn.add(base, s * g.c + c))), cout)
+                        use(xv, (i * g.kw + j) * g.c + c, s - j)
+
+
+def _row_blocks(fn, ow, most, carried, body):
+    """A row's ``ow`` positions in blocks of at most ``most``, as even as can be (widths
+    differ by one at most: 26 by 7 is 7, 7, 6, 6, not 7, 7, 7, 5); ``body(q0, width,
+    values)`` returns the next values of ``carried`` [(type, value)]; returns the last."""
+    count = -(-ow // most)
+    base, extra = divmod(ow, count)
+    values, start = [v for _, v in carried], 0
+    for width, k in ((base + 1, extra), (base, count - extra)):
+        if k == 1:
+            values = body(str(start), width, values)
+        elif k:
+            with fn.loop(k, "q") as lq:
+                phis = [lq.carry(ty, v) for (ty, _), v in zip(carried, values)]
+                q0 = fn.add(fn.mul(lq.i, width), start)
+                for phi, v in zip(phis, body(q0, width, phis)):
+                    lq.update(phi, v)
+            values = phis
+        start += k * width
+    return values
 
 
 def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=False):
@@ -153,28 +233,39 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
             rows = {a: (fn.load(vt, src) if src.startswith("%") else src)
                     for a, src in sources.items()}
 
-        def positions(n, p, qs):
-            """Output positions (n, p, q) for q in ``qs``: one chain of fused multiply-adds
-            each, interleaved (one chain alone waits on each FMA's latency)."""
-            accs = ["zeroinitializer"] * len(qs)
-            for k, (i, j, c) in enumerate(taps):
-                for u, q in enumerate(qs):
-                    xv = _splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c), cout)
-                    accs[u] = fma(xv, wrows[k], accs[u])
-            for q, acc in zip(qs, accs):
-                pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
+        def positions(n, p, q0, width):
+            """Output positions (n, p, q0 + u), u < ``width``: one chain of fused
+            multiply-adds each, interleaved (one chain alone waits on each FMA's latency)."""
+            accs = ["zeroinitializer"] * width
+
+            def use(xv, k, u):
+                accs[u] = fma(xv, wrows[k], accs[u])
+            if blocked:
+                _row_taps(fn, g, t, cout, n, p, q0, width, use)
+            else:
+                for k, (i, j, c) in enumerate(taps):
+                    for u in range(width):
+                        q = fn.add(q0, u)
+                        use(_splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c),
+                                   cout), k, u)
+            for u, acc in enumerate(accs):
+                pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), fn.add(q0, u))
                 if epilogue is not None:
                     acc = render_vector(fn, body, {**rows, conv_arg: acc}, vt)
                 fn.store(vt, acc, fn.gep(t, "%p0", fn.mul(pos, cout)))
-        together = _forward_positions(cout, dtype)
-        blocks, rest = divmod(g.ow, together)
+        blocked = _row_blocked(g)
+        together = _forward_positions(cout, dtype, blocked)
         with fn.loop(g.n, split=_macs(g, cout)) as ln, fn.loop(g.oh) as lp:
-            if blocks:
-                with fn.loop(blocks, "q") as lq:
-                    first = fn.mul(lq.i, together)
-                    positions(ln.i, lp.i, [fn.add(first, u) for u in range(together)])
-            if rest:
-                positions(ln.i, lp.i, [str(blocks * together + u) for u in range(rest)])
+            if blocked:
+                _row_blocks(fn, g.ow, together, [],
+                            lambda q0, width, _: positions(ln.i, lp.i, q0, width) or [])
+            else:
+                blocks, rest = divmod(g.ow, together)
+                if blocks:
+                    with fn.loop(blocks, "q") as lq:
+                        positions(ln.i, lp.i, fn.mul(lq.i, together), together)
+                if rest:
+                    positions(ln.i, lp.i, str(blocks * together), rest)
     else:
         # each chunk of images sums into its own copy of dw (and db): ``parallel``
         fn.partials = {0: len(taps) * cout * dtype.itemsize}
@@ -185,10 +276,13 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
         with fn.loop(g.n, split=_macs(g, cout)) as ln:
             finals = [ln.carry(vt, "zeroinitializer") for _ in range(count)]
             values = list(finals)
-            size = _filter_group(cout, dtype)
-            for first in range(0, count, size):
-                group = range(first, min(first + size, count))
-
+            width = _filter_positions(count, cout, dtype) if _row_blocked(g) else 0
+            if width:  # every accumulator in one pass, blocks of positions
+                values = _filter_rows(fn, g, (t, cout), ln.i, values, bias, width, fma)
+            size = _filter_group(cout, dtype)  # else passes over the positions, a group each
+            groups = [] if width else [range(k, min(k + size, count))
+                                       for k in range(0, count, size)]
+            for group in groups:
                 def position(idx, accs, group=group):
                     p, q = idx
                     pos = fn.add(fn.mul(fn.add(fn.mul(ln.i, g.oh), p), g.ow), q)
@@ -211,6 +305,45 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
     return fn
 
 
+def _filter_rows(fn, g, types, n, values, bias, width, fma):
+    """The filter gradient's accumulators ``values`` (one per tap, then the bias
+    gradient's when ``bias``) summed over image n's positions, ``width`` neighbouring
+    positions at a time: their dy rows loaded once, each input value once for every tap
+    reading it (``_row_taps``). Each accumulator still sums the positions in row-major order.
+    Returns the sums."""
+    t, cout = types
+    vt = f"<{cout} x {t}>"
+
+    def block(p, q0, count, accs):
+        accs = list(accs)
+        pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q0)
+        dys = [fn.load(vt, fn.gep(t, "%p2", fn.mul(fn.add(pos, u), cout)))
+               for u in range(count)]
+        if bias:
+            for dy in dys:
+                accs[-1] = fn(f"fadd fast {vt} {accs[-1]}, {dy}")
+
+        def use(xv, k, u):
+            accs[k] = fma(xv, dys[u], accs[k])
+        _row_taps(fn, g, t, cout, n, p, q0, count, use)
+        return accs
+    with fn.loop(g.oh) as lp:
+        row = [lp.carry(vt, v) for v in values]
+        out = _row_blocks(fn, g.ow, width, [(vt, v) for v in row],
+                          lambda q0, count, accs: block(lp.i, q0, count, accs))
+        for phi, v in zip(row, out):
+            lp.update(phi, v)
+    return row
+
+
+RELU_SELECT = True
+
+
+def _zero_const(e):
+    """Whether expression ``e`` is the constant +0."""
+    return e.op == "const" and e.value == 0.0 and np.signbit(e.value) == 0
+
+
 _VECTOR_OPS = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
 
 
@@ -229,6 +362,12 @@ def render_vector(fn, body, vals, vt):
             memo[id(e)] = fn(f"{_VECTOR_OPS[e.op]} {vt} {a}, {b}")
         elif e.op == "neg":
             memo[id(e)] = fn(f"fneg {vt} {memo[id(e.args[0])]}")
+        elif RELU_SELECT and e.op == "max" and any(_zero_const(x) for x in e.args):
+            # max(a, +0) as "a > 0 or a NaN ? a : +0": the same values (-0 -> +0, NaN
+            # stays), two instructions where llvm.maximum takes three on AVX2
+            a = memo[id(e.args[_zero_const(e.args[0])])]
+            keep = fn(f"fcmp ugt {vt} {a}, zeroinitializer")
+            memo[id(e)] = fn(f"select <{lanes} x i1> {keep}, {vt} {a}, {vt} zeroinitializer")
         else:  # max / min, NaN-propagating like the scalar form
             name = "maximum" if e.op == "max" else "minimum"
             memo[id(e)] = fn.call(vt, f"llvm.{name}.{sfx}", [(vt, memo[id(x)]) for x in e.args])

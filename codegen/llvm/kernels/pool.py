@@ -23,11 +23,13 @@ recompute the argmax from x (``windows.argmax_pool_vector``).
 import os
 from dataclasses import dataclass
 
-from ..ir import Function, val_type
+import numpy as np
+
+from ..ir import Function, float_literal, val_type
 from ..loops import params
 from ..registry import lowers
 from .elementwise import fill
-from .windows import (VECTOR_CHANNELS, _geometry, _over_windows, _splat, _tiled,
+from .windows import (VECTOR_CHANNELS, _geometry, _over_windows, _splat, _tiled, _unpadded,
                       argmax_pool_function, argmax_pool_vector, pool_function,
                       pool_vector_function, route_scalar, route_vector,
                       scan_scalar, scan_scalar_buffers, scan_vector)
@@ -97,22 +99,77 @@ def saved_argmax(L, n, g):
 
 def save_vector(dtype, g, index, flag, noalias):
     """%p0 (pooled) = each window's maximum over x (%p1), %p2 = the codes: a window's
-    channels as one vector carried in registers over the taps, stored once."""
+    channels as one vector carried in registers over the taps, stored once. Windows that
+    never reach the padding are scanned ``WINDOWS_TOGETHER`` neighbours at a time, tap by tap
+    (``scan_together``): their chains of compare-selects interleave."""
     fn = Function("kernel", params(3, noalias))
     vt, kt = f"<{g.c} x {val_type(dtype)}>", f"<{g.c} x {index}>"
 
-    def window(n, p, q, pos):
-        maximum, where = scan_vector(fn, dtype, g, (n, p, q), index)
-        base = fn.mul(pos, g.c)
+    def store(pos, maximum, where, lanes=index):
+        """(taps ``where`` as ``lanes`` integers, narrowed to ``index`` once here)"""
+        base, wt = fn.mul(pos, g.c), f"<{g.c} x {lanes}>"
         fn.store(vt, maximum, fn.gep(val_type(dtype), "%p0", base))
         positive = fn(f"fcmp ogt {vt} {maximum}, zeroinitializer")
-        bit = _splat(fn, kt, index, flag, g.c)
-        bit = fn(f"select <{g.c} x i1> {positive}, {kt} {bit}, {kt} zeroinitializer")
-        code = fn(f"or {kt} {where}, {bit}")
+        wide = flag & ((1 << int(index[1:])) - 1)  # (the i8 literal -128 as 128 in i32)
+        bit = _splat(fn, wt, lanes, flag if lanes == index else wide, g.c)
+        bit = fn(f"select <{g.c} x i1> {positive}, {wt} {bit}, {wt} zeroinitializer")
+        code = fn(f"or {wt} {where}, {bit}")
+        if lanes != index:
+            code = fn(f"trunc {wt} {code} to {kt}")
         fn.store(kt, code, fn.gep(index, "%p2", base))
-    _over_windows(fn, g, window)
+
+    def window(n, p, q, pos):
+        store(pos, *scan_vector(fn, dtype, g, (n, p, q), index))
+    if not (_unpadded(g) and g.kh * g.kw <= TOGETHER_MAX_TAPS):
+        _over_windows(fn, g, window)
+    else:
+        def block(n, p, q0, count):
+            first = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q0)
+            qs = [fn.add(q0, u) for u in range(count)]
+            lanes = f"i{dtype.itemsize * 8}"  # tap lanes as wide as the values: no packing
+            for u, (maximum, where) in enumerate(scan_together(fn, dtype, g, n, p, qs, lanes)):
+                store(fn.add(first, u), maximum, where, lanes)
+        together = min(WINDOWS_TOGETHER, g.ow)
+        blocks, rest = divmod(g.ow, together)
+        work = g.n * g.oh * g.ow * g.kh * g.kw * g.c
+        with fn.loop(g.n, split=work) as ln, fn.loop(g.oh) as lp:
+            if blocks:
+                with fn.loop(blocks, "q") as lq:
+                    block(ln.i, lp.i, fn.mul(lq.i, together), together)
+            if rest:
+                block(ln.i, lp.i, str(blocks * together), rest)
     fn.ret()
     return fn
+
+
+# Neighbouring windows the saving max-pool scans together, and the largest window it does so
+# for (the taps are written out). W4 (2x2 windows of 8 channels; GRAPHC_PROFILE minimum
+# cycles, AVX2): one window at a time, a chain of dependent compare-selects, 147k; 2, 4, 7
+# together (tap lanes of 32 bits, the codes narrowed once per window) 138k, 131k, 133k.
+WINDOWS_TOGETHER = 4
+TOGETHER_MAX_TAPS = 16
+
+
+def scan_together(fn, dtype, g, n, p, qs, index):
+    """[(maximum, tap of the first maximum)] of windows (n, p, q) for q in ``qs``, which lie
+    inside x (%p1): ``scan_vector``'s comparisons, tap by tap across the windows."""
+    s, c = val_type(dtype), g.c
+    vt, kt, mt = f"<{c} x {s}>", f"<{c} x {index}>", f"<{c} x i1>"
+    best = [f"splat ({s} {float_literal(-np.inf, dtype)})"] * len(qs)
+    where = ["zeroinitializer"] * len(qs)
+    for i in range(g.kh):
+        row = fn.mul(fn.add(fn.mul(n, g.h), fn.add(fn.mul(p, g.sh), i)), g.w)
+        for j in range(g.kw):
+            k = _splat(fn, kt, index, i * g.kw + j, c)
+            for u, q in enumerate(qs):
+                xoff = fn.mul(fn.add(row, fn.add(fn.mul(q, g.sw), j)), c)
+                v = fn.load(vt, fn.gep(s, "%p1", xoff))
+                # v > best, or v NaN while best is not (the first NaN stays)
+                take = fn(f"and {mt} {fn(f'fcmp ugt {vt} {v}, {best[u]}')}, "
+                          f"{fn(f'fcmp ord {vt} {best[u]}, {best[u]}')}")
+                best[u] = fn(f"select {mt} {take}, {vt} {v}, {vt} {best[u]}")
+                where[u] = fn(f"select {mt} {take}, {kt} {k}, {kt} {where[u]}")
+    return list(zip(best, where))
 
 
 def save_scalar(dtype, g, index, flag, noalias):

@@ -13,6 +13,8 @@ from graphc.client.pipeline import compile_program
 # with gaps (stride > ksize), SAME padding, more channels than one vector, i32 codes.
 CASES = [
     ("tiled", (2, 6, 6, 3), (2, 2), (2, 2), "VALID"),
+    # W4's windows: 8 channels, rows of 7 windows scanned 4 at a time and 3 (pool.scan_together)
+    ("tiled_rows", (2, 6, 14, 8), (2, 2), (2, 2), "VALID"),
     ("overlap_valid", (2, 7, 6, 4), (3, 3), (1, 1), "VALID"),
     ("overlap_same", (2, 7, 5, 3), (3, 3), (2, 2), "SAME"),
     ("gaps", (1, 9, 8, 2), (2, 2), (3, 3), "VALID"),
