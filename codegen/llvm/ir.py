@@ -27,6 +27,10 @@ KERNEL_ATTRS = "noinline nounwind"
 # twice the lanes (W3's tanh kernels: 270k -> 205k cycles; W2's step, tanh too, no slower).
 # Where vectors are 256 bits at most the attribute changes nothing.
 MATH_KERNEL_ATTRS = KERNEL_ATTRS + ' "prefer-vector-width"="512"'
+# ... and kernels written as vector code already (register tiles, K loops as wanted) ask to
+# skip O2's loop work, which they gain nothing from (``runtime.llvm_compile.PIPELINES``;
+# honoured where the module is split in parts: ``runtime.module_parts``).
+VECTOR_CODE = ' "graphc-pipeline"="vector"'
 
 _MEM = {"float32": "float", "float64": "double", "int8": "i8", "int16": "i16",
         "int32": "i32", "int64": "i64", "uint8": "i8", "bool": "i8"}
