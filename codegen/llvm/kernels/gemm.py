@@ -355,7 +355,7 @@ def _tile(fn, g, bases, i0, j0, rows, vectors):
     arow = [fn.gep(g.t, a, fn.add(i0, r) if g.ta else fn.mul(fn.add(i0, r), g.lda))
             for r in range(rows)]
     bcol = fn.gep(g.t, b, j0)
-    with fn.loop(g.k, "k") as lk:
+    with fn.counted(g.k, "k") as lk:
         flat = [lk.carry(vector_type(g.t, w), init[r][v]) for r in range(rows)
                 for v, w in enumerate(vectors)]
         brow = fn.gep(g.t, bcol, fn.mul(lk.i, g.ldb))
