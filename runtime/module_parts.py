@@ -44,7 +44,8 @@ __all__ = ["split", "plan", "pipelines", "pack", "unpack", "is_bundle", "MAGIC",
 KERNEL_BASE = 60
 # Below this much estimated work (~150-200 ms of LLVM) a module stays whole: a worker not yet
 # running takes ~0.1 s to start, and each part costs a few ms more. (W1-W5's steps have
-# 3,300-8,500: they are split, and their functions' machine code is the same.)
+# 3,300-8,500: they are split; their functions' machine code is the same as compiled whole,
+# but for those of a named pipeline.)
 MIN_WORK = 1500
 # Changes with the way modules are split (part of the object cache's key).
 VERSION = 4
