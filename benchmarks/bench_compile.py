@@ -14,15 +14,17 @@ absolute times on a busy machine.
     python benchmarks/bench_compile.py [--kinds mlp rnn wide] [--sizes 1000 10000 100000]
                                        [--backend numpy] [--no-codegen]
 
-``--cold-mlp [--runs 7] [--depth 64] [--parts 1 6] [--worker always]`` times instead what
-issue 16 asks of one model: the scaling benchmark's depth row (MLP 784-[256]*64-10, ReLU,
-batch 128, softmax cross-entropy, SGD: ``bench_scaling.Mlp``), compiled by
-``gc.compile(..., backend="llvm")`` with the object cache off and one thread, from
-``gc.compile`` to the first step's result. Each run is a fresh process (nothing of LLVM, the
-thread pool or Python's imports of the backend warmed up); the table gives each stage's
-median and minimum over the runs (``cold_mlp.py``). ``--parts 1 6`` alternates the LLVM
-module compiled whole and in parts (the default; the compile worker takes some when a core is
-free, or with ``--worker always`` whatever the load).
+``--cold-mlp [--runs 7] [--depth 64] [--parts 1 6] [--worker always] [--variants new old]``
+times instead what issue 16 asks of one model: the scaling benchmark's depth row (MLP
+784-[256]*64-10, ReLU, batch 128, softmax cross-entropy, SGD: ``bench_scaling.Mlp``), compiled
+by ``gc.compile(..., backend="llvm")`` with the object cache off and one thread, from
+``gc.compile`` to the first step's result. Each run is a fresh process (nothing of LLVM or
+Python's imports of the backend warmed up; the thread pool's object comes from the runtime's
+own cache, ``objcache.runtime_cache``, but with ``--variants old``); the table gives each
+stage's median and minimum over the runs (``cold_mlp.py``). ``--parts 1 6`` alternates the
+LLVM module compiled whole and in parts (the default; the compile worker takes some when a
+core is free, or with ``--worker always`` whatever the load); ``--variants new old`` this tree
+and the same with every part at O2 and the pool compiled in each process.
 """
 import argparse
 import gc as collector
@@ -143,10 +145,14 @@ def main(argv=None):
                     help="LLVM module parts, alternated (--cold-mlp): 1 whole, 6 the default")
     ap.add_argument("--worker", default="auto", choices=["auto", "always"],
                     help="the compile worker takes parts when a core is free, or always")
+    ap.add_argument("--variants", nargs="+", default=["new"], choices=["new", "old"],
+                    help="alternated (--cold-mlp): old = every part at O2 and the thread "
+                         "pool compiled in each process, as before named pipelines")
     args = ap.parse_args(argv)
     if args.cold_mlp:
         import cold_mlp
-        cold_mlp.main(args.runs, args.depth, tuple(args.parts), args.worker)
+        cold_mlp.main(args.runs, args.depth, tuple(args.parts), args.worker,
+                      tuple(args.variants))
         return
     for kind in args.kinds:
         rows = []

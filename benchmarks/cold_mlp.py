@@ -15,8 +15,10 @@ times ``gc.compile([loss, train], feeds=[x, y], backend="llvm")`` with the objec
 
 ``main`` runs it ``runs`` times and prints each stage's median and minimum (ms), with the
 node and kernel counts. ``python benchmarks/bench_compile.py --cold-mlp [--runs 7] [--parts 1 6]
-[--worker always]`` (``--parts 1 6`` alternates the module compiled whole and in parts; the
-worker takes parts only when a core is free, or always).
+[--worker always] [--variants new old]`` (``--parts 1 6`` alternates the module compiled whole
+and in parts; the worker takes parts only when a core is free, or always; ``old`` compiles
+every part at O2, the GEMMs' own pipeline ignored, and the thread pool without the runtime's
+object cache: how this tree compiled before them).
 """
 import json
 import os
@@ -30,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 GOAL_MS = 300  # issue 16: compile to first result
 
 
-def child(depth, parts=6, worker="auto"):
+def child(depth, parts=6, worker="auto", variant="new"):
     """One cold run in this (fresh) process; prints {stage: ms, ...} as one JSON line."""
     sys.path.insert(0, str(HERE))
     import thread_env
@@ -39,6 +41,9 @@ def child(depth, parts=6, worker="auto"):
     thread_env.set_threads(1, pin_cpus=False)
     os.environ["GRAPHC_NUM_THREADS"] = "1"
     os.environ["GRAPHC_NO_CACHE"] = "1"
+    if variant == "old":
+        os.environ["GRAPHC_NO_RUNTIME_CACHE"] = "1"
+        os.environ["GRAPHC_NAMED_PIPELINES"] = "0"
     import bench_scaling
     import graphc as gc
 
@@ -87,49 +92,58 @@ def child(depth, parts=6, worker="auto"):
     print(json.dumps({"ms": row, "counts": counts}))
 
 
-def main(runs=7, depth=64, parts=(6,), worker="auto"):
+def main(runs=7, depth=64, parts=(6,), worker="auto", variants=("new",)):
     """``runs`` fresh processes per entry of ``parts`` (the LLVM module compiled whole: 1, or
-    in up to 6 parts, some in the compile worker: 6, the default), alternating between
-    entries. ``worker="always"`` lets the worker take parts even when the machine is busy."""
-    rows = {p: [] for p in parts}
+    in up to 6 parts, some in the compile worker: 6, the default) and of ``variants`` ("new",
+    "old": see the module docstring), alternating between them. ``worker="always"`` lets the
+    worker take parts even when the machine is busy."""
+    columns = [(p, v) for p in parts for v in variants]
+    rows = {c: [] for c in columns}
     results, counts = [], None
     for k in range(runs):
-        for p in parts:
-            out = subprocess.run([sys.executable, __file__, "--child", str(depth), str(p), worker],
-                                 capture_output=True, text=True, check=True)
+        for c in columns:
+            p, variant = c
+            out = subprocess.run([sys.executable, __file__, "--child", str(depth), str(p), worker,
+                                  variant], capture_output=True, text=True, check=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
-            rows[p].append(result["ms"])
-            results.append((p, result))
+            rows[c].append(result["ms"])
+            results.append((c, result))
             counts = result["counts"]
-            print(f"run {k + 1}/{runs}, parts {p}: {result['ms']['total']:.0f} ms",
+            print(f"run {k + 1}/{runs}, {_label(c)}: {result['ms']['total']:.0f} ms",
                   file=sys.stderr, flush=True)
     print(f"cold compile of MLP 784-[256]*{depth}-10 (batch 128, LLVM, 1 thread, object cache "
-          f"off), {runs} fresh processes" + (" per column, alternating" if len(parts) > 1
+          f"off), {runs} fresh processes" + (" per column, alternating" if len(columns) > 1
                                              else ""))
     print(f"nodes {counts['nodes_before']} -> {counts['nodes_after']}, kernel calls "
           f"{counts['kernel_calls']}, kernel functions {counts['kernel_functions']}, LLVM IR "
           f"{counts['ir_chars'] // 1000} k chars")
-    print(f"{'stage':<16}" + "".join(f"{f'parts {p}: median':>18}{'min':>8}" for p in parts))
-    for stage in rows[parts[0]][0]:
+    print(f"{'stage':<16}" + "".join(f"{_label(c) + ': median':>22}{'min':>8}" for c in columns))
+    for stage in rows[columns[0]][0]:
         if stage in ("compile", "total"):
-            print("-" * (16 + 26 * len(parts)))
+            print("-" * (16 + 30 * len(columns)))
         cells = ""
-        for p in parts:
-            values = [r[stage] for r in rows[p]]
-            cells += f"{statistics.median(values):>18.1f}{min(values):>8.1f}"
+        for c in columns:
+            values = [r[stage] for r in rows[c]]
+            cells += f"{statistics.median(values):>22.1f}{min(values):>8.1f}"
         print(f"{stage:<16}{cells}")
-    for p in parts:
-        worker = [r["counts"]["worker_ms"] for q, r in results if q == p]
-        med = statistics.median(r["total"] for r in rows[p])
+    for c in columns:
+        worker = [r["counts"]["worker_ms"] for q, r in results if q == c]
+        med = statistics.median(r["total"] for r in rows[c])
         used = sum(1 for w in worker if w > 0)
-        print(f"parts {p}: the worker compiled a part in {used} of {len(worker)} runs "
+        print(f"{_label(c)}: the worker compiled a part in {used} of {len(worker)} runs "
               f"(parse, optimize and emit beside llvm_*: median {statistics.median(worker):.1f}"
               f" ms, min {min(worker):.1f}); goal {GOAL_MS} ms: median / goal = "
               f"{med / GOAL_MS:.2f}")
 
 
+def _label(column):
+    parts, variant = column
+    return f"parts {parts}" + (f" {variant}" if variant != "new" else "")
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--child":
-        child(int(sys.argv[2]), *(int(sys.argv[3]), sys.argv[4]) if len(sys.argv) > 4 else ())
+        child(int(sys.argv[2]), *((int(sys.argv[3]), *sys.argv[4:6]) if len(sys.argv) > 4
+                                  else ()))
     else:
         main(*(int(a) for a in sys.argv[1:3]))

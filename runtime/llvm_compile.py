@@ -9,6 +9,10 @@ this.
 
 Compilation uses LLVM's new pass manager (the only one llvmlite >= 0.45 has) and targets the
 given CPU with its full feature string: without both, loops do not vectorize.
+
+A module text whose first line is ``PIPELINE_MARK + name`` (a part of a module split by
+``runtime.module_parts``, holding kernels that asked for it) is optimized with the pipeline
+``PIPELINES[name]`` instead of ``O<opt>``.
 """
 import contextlib
 import threading
@@ -17,7 +21,7 @@ import time
 import llvmlite.binding as llvm
 
 __all__ = ["IRError", "initialize", "target_machine", "optimize_module", "parsed",
-           "compile_text", "optimized_text"]
+           "compile_text", "optimized_text", "PIPELINES", "PIPELINE_MARK", "pipeline_of"]
 
 _init_lock = threading.Lock()
 _initialized = False
@@ -71,6 +75,37 @@ def optimize_module(module, level, tm):
         pto.close()
 
 
+def _vector_pipeline(module, tm):
+    """For kernels written as vector code (graphc's GEMM micro-kernels): their loops are
+    already vectorized, blocked and unrolled as wanted, so LLVM's O2 (loop and SLP
+    vectorizers, unrolling, LICM, GVN...) only costs time; what they need is helpers
+    inlined and their index arithmetic and vector splats folded."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=0)
+    pb = llvm.create_pass_builder(tm, pto)
+    mpm = llvm.create_new_module_pass_manager()
+    try:
+        mpm.add_always_inliner_pass()
+        mpm.add_instruction_combine_pass()
+        mpm.add_simplify_cfg_pass()
+        mpm.run(module, pb)
+    finally:
+        mpm.close()
+        pb.close()
+        pto.close()
+
+
+# Named pipelines a module text may ask for (``PIPELINE_MARK``): name -> f(module, tm).
+PIPELINES = {"vector": _vector_pipeline}
+PIPELINE_MARK = "; graphc-pipeline: "
+
+
+def pipeline_of(ir_text):
+    """The pipeline ``ir_text`` names on its first line (``PIPELINE_MARK``), or None."""
+    if not ir_text.startswith(PIPELINE_MARK):
+        return None
+    return ir_text.split("\n", 1)[0][len(PIPELINE_MARK):].strip()
+
+
 @contextlib.contextmanager
 def parsed(ir_text):
     """IR text -> verified ModuleRef, in a private LLVM context freed on exit.
@@ -116,12 +151,13 @@ def compile_text(ir_text, opt, codegen_opt, target):
         ``optimized_text`` gives it.)
 
     Raises:
-        IRError: as ``parsed``.
+        IRError: as ``parsed``; or the text names a pipeline not in ``PIPELINES``.
     """
     t0 = time.perf_counter()
+    pipeline = _named(ir_text)
     with parsed(ir_text) as module:
         t1 = time.perf_counter()
-        tm = _optimize(module, opt, codegen_opt, target)
+        tm = _optimize(module, opt, codegen_opt, target, pipeline)
         t2 = time.perf_counter()
         functions = tuple(f.name for f in module.functions
                           if not f.is_declaration and f.linkage.name == "external")
@@ -133,15 +169,29 @@ def compile_text(ir_text, opt, codegen_opt, target):
 
 def optimized_text(ir_text, opt, codegen_opt, target):
     """The IR ``compile_text`` emits object code from (the pipeline is deterministic)."""
+    pipeline = _named(ir_text)
     with parsed(ir_text) as module:
-        _optimize(module, opt, codegen_opt, target)
+        _optimize(module, opt, codegen_opt, target, pipeline)
         return str(module)
 
 
-def _optimize(module, opt, codegen_opt, target):
-    """Optimize ``module`` for ``target``; returns the machine that emits it."""
+def _optimize(module, opt, codegen_opt, target, pipeline=None):
+    """Optimize ``module`` for ``target`` (with ``PIPELINES[pipeline]``, else ``O<opt>``);
+    returns the machine that emits it."""
     tm = target_machine(codegen_opt, *target)
     module.triple = target[0]
     module.data_layout = str(tm.target_data)
-    optimize_module(module, opt, tm)
+    if pipeline is None:
+        optimize_module(module, opt, tm)
+    else:
+        PIPELINES[pipeline](module, tm)
     return tm
+
+
+def _named(ir_text):
+    """``pipeline_of(ir_text)``, checked against ``PIPELINES``."""
+    name = pipeline_of(ir_text)
+    if name is not None and name not in PIPELINES:
+        raise IRError(f"LLVM IR asks for an unknown pipeline {name!r}",
+                      [f"known: {', '.join(sorted(PIPELINES))}"])
+    return name

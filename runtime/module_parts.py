@@ -14,17 +14,27 @@ The parts are made from the text alone, so the split is a pure function of the m
   each to the part with the least estimated work (``plan``).
 
 - a private constant (``@x = private unnamed_addr constant ...`` on one line, referring to
-  no function: the step's call records) is copied into every part that reads it.
+  no function: the step's call records) is copied into every part that reads it;
+- a function may name the pipeline it is optimized with (``"graphc-pipeline"="vector"``
+  among its attributes: a kernel graphc wrote as vector code, which LLVM's O2 has nothing to
+  add to); a group follows its functions' pipeline (a kernel's thread-pool task has none of
+  its own), and parts hold groups of one pipeline only: a part of a named pipeline starts
+  with the line ``PIPELINE_MARK + name``, which ``llvm_compile`` reads (the others get the
+  default ``O<opt>``).
 
 Modules with anything else at top level (other globals, attribute groups, metadata) are not
 split. The objects of a split module travel as one
 bundle (``pack``): ``jit.load_object`` loads its members into one engine, which resolves the
 references between them.
 """
+import os
 import re
 import struct
 
-__all__ = ["split", "plan", "pack", "unpack", "is_bundle", "MAGIC", "MIN_WORK", "VERSION"]
+from .llvm_compile import PIPELINE_MARK, pipeline_of
+
+__all__ = ["split", "plan", "pipelines", "pack", "unpack", "is_bundle", "MAGIC", "MIN_WORK",
+           "VERSION", "PIPELINE_MARK", "pipeline_of"]
 
 # Estimated work, in units of ~0.1 ms on a 2020s x86 core (O2 + emission): a function costs
 # KERNEL_BASE plus one unit per line; an ``optnone`` one (the step's glue) a tenth of a unit
@@ -34,10 +44,16 @@ __all__ = ["split", "plan", "pack", "unpack", "is_bundle", "MAGIC", "MIN_WORK", 
 KERNEL_BASE = 60
 # Below this much estimated work (~150-200 ms of LLVM) a module stays whole: a worker not yet
 # running takes ~0.1 s to start, and each part costs a few ms more. (W1-W5's steps have
-# 3,300-8,500: they are split, and their functions' machine code is the same.)
+# 3,300-8,500: they are split; their functions' machine code is the same as compiled whole,
+# but for those of a named pipeline.)
 MIN_WORK = 1500
 # Changes with the way modules are split (part of the object cache's key).
-VERSION = 3
+VERSION = 4
+
+# False (``GRAPHC_NAMED_PIPELINES=0`` when this loads): the pipelines functions name are
+# ignored and every part gets ``O<opt>`` (benchmarks compare the two; the object cache's key
+# says which).
+NAMED_PIPELINES = os.environ.get("GRAPHC_NAMED_PIPELINES", "1") != "0"
 
 MAGIC = b"GCOBJS\x01\x00"
 _COUNT = struct.Struct("<I")
@@ -46,14 +62,18 @@ _SIZE = struct.Struct("<Q")
 _DEFINE = re.compile(r"define\s+(?:(internal|private)\s+)?(.*?)@([-\w.$]+)\(")
 _REF = re.compile(r"@([-\w.$]+)")
 _CONSTANT = re.compile(r"@([-\w.$]+) = private unnamed_addr constant ")
+_PIPELINE = re.compile(r'"graphc-pipeline"="([\w-]+)"')
 
 
 class _Function:
     def __init__(self, name, lines, exported, head):
         self.name, self.lines, self.exported = name, lines, exported
         self.head = head  # the define line
-        self.inline = "alwaysinline" in head.split(")")[-1]
-        self.optnone = "optnone" in head.split(")")[-1]
+        attrs = head.split(")")[-1]
+        self.inline = "alwaysinline" in attrs
+        self.optnone = "optnone" in attrs
+        named = _PIPELINE.search(attrs) if NAMED_PIPELINES else None
+        self.pipeline = named.group(1) if named else None
         self.refs = set()
         self.constants = set()  # private constants it reads
 
@@ -125,10 +145,35 @@ def _groups(functions):
     return list(groups.values())
 
 
+def _pipeline(group):
+    """The pipeline a group is optimized with: the one its functions name, when they name
+    exactly one; else None (the default)."""
+    named = {f.pipeline for f in group} - {None}
+    return named.pop() if len(named) == 1 else None
+
+
+def _kinds(groups, parts):
+    """The pipeline of each part: part 0 (the exported functions) and others the default,
+    each named pipeline as many parts as its share of the work gives (at least one, while
+    parts are left)."""
+    work = {}
+    for g in groups:
+        work[_pipeline(g)] = work.get(_pipeline(g), 0) + sum(f.cost() for f in g)
+    total = sum(work.values()) or 1
+    named = sorted((k for k in work if k is not None), key=lambda k: (-work[k], k))
+    kinds = []
+    for k in named:
+        room = parts - 1 - len(kinds) - (len(named) - 1 - named.index(k))
+        kinds += [k] * max(1, min(room, round(parts * work[k] / total)))
+    kinds = kinds[:parts - 1]
+    return [None] * (parts - len(kinds)) + kinds
+
+
 def plan(text, parts):
     """Which part each function goes to: {name: part}, or None when ``text`` is not split
     (not splittable, or less work than ``MIN_WORK``). Fewer parts than asked when there are
-    fewer groups; every part holds something."""
+    fewer groups; every part holds something, and groups of one pipeline only (``_kinds``;
+    a named pipeline without a part of its own joins the default's)."""
     parsed = _parse(text) if parts >= 2 else None
     if parsed is None or sum(f.cost() for f in parsed[0]) < MIN_WORK:
         return None
@@ -137,13 +182,28 @@ def plan(text, parts):
     parts = min(parts, len(groups))
     if parts < 2:
         return None
+    kinds = _kinds(groups, parts)
     load = [sum(f.cost() for f in functions if f.exported)] + [0] * (parts - 1)
     where = {f.name: 0 for f in functions if f.exported}
     for group in sorted(groups, key=lambda g: (-sum(f.cost() for f in g), g[0].name)):
-        p = min(range(parts), key=lambda k: (load[k], k))
+        mine = [k for k in range(parts) if kinds[k] == _pipeline(group)] or \
+            [k for k in range(parts) if kinds[k] is None]
+        p = min(mine, key=lambda k: (load[k], k))
         load[p] += sum(f.cost() for f in group)
         where.update((f.name, p) for f in group)
-    return where
+    return where if len(set(where.values())) == parts else _without_empty(where)
+
+
+def _without_empty(where):
+    """``where`` with its parts renumbered 0, 1, ... in order (a kind may have taken none)."""
+    order = {p: k for k, p in enumerate(sorted(set(where.values())))}
+    return {name: order[p] for name, p in where.items()}
+
+
+def pipelines(text, parts):
+    """The pipeline each of ``split(text, parts)``'s parts is optimized with (None: the
+    default), in order."""
+    return [pipeline_of(t) for t in split(text, parts)]
 
 
 def split(text, parts):
@@ -155,15 +215,21 @@ def split(text, parts):
     parts = max(where.values()) + 1
     functions, decls, comments, constants = _parse(text)
     by_name = {f.name: f for f in functions}
+    groups = _groups(functions)
     out = []
     for p in range(parts):
         mine = [f for f in functions if where.get(f.name) == p]
         helpers = _inline_closure(mine, by_name)
+        named = {_pipeline(g) for g in groups if where[g[0].name] == p}
+        if any(f.exported for f in mine):
+            named.add(None)
         foreign = sorted({r for f in mine + helpers for r in f.refs
                           if not by_name[r].inline and where[r] != p})
         seen_from_outside = {r for f in functions if where.get(f.name, p) != p
                              for r in f.refs if where.get(r) == p}
         chunks = ["\n".join(comments)] if p == 0 and comments else []
+        if len(named) == 1 and None not in named:
+            chunks.insert(0, PIPELINE_MARK + named.pop())
         chunks += [constants[c] for c in sorted({c for f in mine + helpers
                                                  for c in f.constants})]
         for f in functions:

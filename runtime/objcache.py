@@ -16,6 +16,11 @@ compile without caching. A new directory is created with mode 0700.
 Location: ``$GRAPHC_CACHE_DIR``, else ``$XDG_CACHE_HOME/graphc``, else ``~/.cache/graphc``.
 Set ``GRAPHC_NO_CACHE=1`` to turn the cache off (every ``get`` misses, ``put`` does nothing).
 
+The runtime's own modules (the thread pool: the same code in every process on one machine,
+~50 ms of LLVM each time) are kept in ``runtime/`` under that directory (``runtime_cache``),
+also when ``GRAPHC_NO_CACHE`` is set: that switch is about users' steps. Set
+``GRAPHC_NO_RUNTIME_CACHE=1`` to compile them in every process too.
+
 Entry layout (one file per key, ``<key>.gcobj``)::
 
     magic b"GRAPHCO\\0" | format version u32 | key (32 bytes) | payload length u64 |
@@ -35,7 +40,7 @@ from typing import Callable
 
 from . import durable, jit
 
-__all__ = ["FORMAT_VERSION", "ObjectCache", "cache_key", "default_cache_dir"]
+__all__ = ["FORMAT_VERSION", "ObjectCache", "cache_key", "default_cache_dir", "runtime_cache"]
 
 FORMAT_VERSION = 2  # bump when the entry layout or the meaning of object code changes
 _MAGIC = b"GRAPHCO\0"
@@ -80,6 +85,21 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "graphc"
 
 
+def _off(variable):
+    return os.environ.get(variable, "") in ("1", "true", "yes")
+
+
+def runtime_cache() -> "ObjectCache":
+    """The cache of the runtime's own object code (``runtime/`` in the default directory):
+    on unless ``GRAPHC_NO_RUNTIME_CACHE`` is set, whatever ``GRAPHC_NO_CACHE`` says.
+
+    Example:
+        >>> code, hit = runtime_cache().get_or_compute(cache_key(pool_ir, "thread pool"), build)
+    """
+    return ObjectCache(default_cache_dir() / "runtime",
+                       enabled=not _off("GRAPHC_NO_RUNTIME_CACHE"))
+
+
 class ObjectCache:
     """Object code on disk, one checksummed file per key.
 
@@ -101,7 +121,7 @@ class ObjectCache:
     def __init__(self, dir: str | os.PathLike | None = None, enabled: bool | None = None):
         self.dir = Path(dir) if dir is not None else default_cache_dir()
         if enabled is None:
-            enabled = os.environ.get("GRAPHC_NO_CACHE", "") not in ("1", "true", "yes")
+            enabled = not _off("GRAPHC_NO_CACHE")
         self.enabled = enabled
         self.hits = self.misses = self.corrupt = self.refused = 0
 

@@ -394,13 +394,14 @@ def settle():
 
 
 def _cached_object_code():
-    """The pool's object code from the object cache, else compiled (about 60 ms: every
-    process that used the pool paid it) and stored there."""
+    """The pool's object code from the runtime's object cache (also when users' steps are not
+    cached: ``objcache.runtime_cache``), else compiled (about 60 ms: every process that used
+    the pool paid it) and stored there."""
     from . import jit
-    from .objcache import ObjectCache, cache_key
+    from .objcache import cache_key, runtime_cache
     text = _ir_text()
-    code, _ = ObjectCache().get_or_compute(cache_key(text, "thread pool"),
-                                           lambda: jit.compile_here(text).object_code)
+    code, _ = runtime_cache().get_or_compute(cache_key(text, "thread pool"),
+                                             lambda: jit.compile_here(text).object_code)
     return code
 
 

@@ -128,7 +128,8 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     t1 = time.perf_counter()
     cache = cache or default_cache()
     key = cache_key(text, f"O{OPT_LEVEL}", f"codegen{CODEGEN_LEVEL}",
-                    f"parts{PARTS}.{module_parts.VERSION}")
+                    f"parts{PARTS}.{module_parts.VERSION}"
+                    + ("" if module_parts.NAMED_PIPELINES else ".O2"))
     obj = cache.get(key)
     compiled = None
     if obj is None:

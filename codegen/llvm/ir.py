@@ -15,6 +15,7 @@ loop closes::
 the declarations of the intrinsics they call.
 """
 import hashlib
+import re
 import struct
 
 import numpy as np
@@ -27,6 +28,10 @@ KERNEL_ATTRS = "noinline nounwind"
 # twice the lanes (W3's tanh kernels: 270k -> 205k cycles; W2's step, tanh too, no slower).
 # Where vectors are 256 bits at most the attribute changes nothing.
 MATH_KERNEL_ATTRS = KERNEL_ATTRS + ' "prefer-vector-width"="512"'
+# ... and kernels written as vector code already (register tiles, K loops as wanted) ask to
+# skip O2's loop work, which they gain nothing from (``runtime.llvm_compile.PIPELINES``;
+# honoured where the module is split in parts: ``runtime.module_parts``).
+VECTOR_CODE = ' "graphc-pipeline"="vector"'
 
 _MEM = {"float32": "float", "float64": "double", "int8": "i8", "int16": "i16",
         "int32": "i32", "int64": "i64", "uint8": "i8", "bool": "i8"}
@@ -210,6 +215,15 @@ class Function:
             return _LoopContext(self, "%split.hi", hint, start="%split.lo")
         return _LoopContext(self, count, hint)
 
+    def counted(self, count, hint="i"):
+        """Context manager: a loop running its body ``count`` times (a literal int; 0 makes
+        a plain ``loop``), tested at the bottom (``i + 1 == count``): the form LLVM's O2 gives a loop (rotated,
+        the exit test an equality), so that code optimized without O2's loop passes (the
+        ``vector`` pipeline: ``VECTOR_CODE``) counts its index the same way."""
+        if not isinstance(count, int) or count < 0:
+            raise ValueError(f"a bottom-tested loop needs a literal count, got {count!r}")
+        return _BottomTestedLoop(self, count, hint) if count else _LoopContext(self, 0, hint)
+
     def if_then(self, cond):
         """Context manager: the body runs only when the i1 ``cond`` holds."""
         return _IfContext(self, cond)
@@ -283,6 +297,52 @@ class _LoopContext:
             if nxt is None:
                 raise ValueError(f"loop-carried {name} never updated")
             phis.append(f"  {name} = phi {ty} [{init}, %{self.pre}], [{nxt}, %{self.latch}]")
+        fn.lines[lp._head_at:lp._head_at] = phis
+        return False
+
+
+class _BottomTestedLoop:
+    def __init__(self, fn, count, hint):
+        self.fn, self.count, self.hint = fn, count, hint
+
+    def __enter__(self):
+        fn = self.fn
+        body = fn.label("body")
+        self.exit = fn.label("exit")
+        self.pre = fn.cur
+        fn.br(body)
+        fn.block(body)
+        i = fn.fresh(self.hint)
+        self.inext = fn.fresh(self.hint + "n")
+        self.body = body
+        fn.lines.append(f"  {i} = phi i64 [0, %{self.pre}], [{self.inext}, %{{latch}}]")
+        self.loop = Loop(fn, i, len(fn.lines), None)
+        return self.loop
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            return False
+        fn, lp = self.fn, self.loop
+        latch = fn.cur  # (the body's last block: the back edge leaves from it)
+        fn.lines[lp._head_at - 1] = fn.lines[lp._head_at - 1].replace("{latch}", latch)
+        # A carried value's name means its value after the loop (the last update, through a
+        # phi of the exit block); inside the body it is renamed to the header's phi.
+        inner = {name: fn.fresh("acc") for name, _, _, _ in lp._carried}
+        if inner:
+            names = re.compile("|".join(re.escape(n) for n in inner) + r"(?![\w.])")
+            fn.lines[lp._head_at:] = [names.sub(lambda m: inner[m.group(0)], line)
+                                      for line in fn.lines[lp._head_at:]]
+        fn.lines.append(f"  {self.inext} = add nuw nsw i64 {lp.i}, 1")
+        done = fn(f"icmp eq i64 {self.inext}, {self.count}", "c")
+        fn.emit(f"br i1 {done}, label %{self.exit}, label %{self.body}")
+        fn.block(self.exit)
+        phis = []
+        for name, ty, init, nxt in lp._carried:
+            if nxt is None:
+                raise ValueError(f"loop-carried {name} never updated")
+            nxt = inner.get(nxt, nxt)
+            phis.append(f"  {inner[name]} = phi {ty} [{init}, %{self.pre}], [{nxt}, %{latch}]")
+            fn.lines.append(f"  {name} = phi {ty} [{nxt}, %{latch}]")
         fn.lines[lp._head_at:lp._head_at] = phis
         return False
 

@@ -39,7 +39,7 @@ from typing import NamedTuple
 from ....runtime.jit import host_target
 from .. import parallel
 from .register_transpose import transpose_block
-from ..ir import KERNEL_ATTRS, Function, val_type
+from ..ir import KERNEL_ATTRS, VECTOR_CODE, Function, val_type
 from ..loops import coalesce, loop_nest, params
 
 # Multiply-adds (M*N*K) up to which a GEMM is written natively, BLAS above, by the number of
@@ -141,7 +141,7 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0, su
     m, n, k, lda, ldb = dims
     blk = blocking(dtype, n, unit)
     attrs = (KERNEL_ATTRS + f' "prefer-vector-width"="{unit.bytes * 8}"'
-             f' "min-legal-vector-width"="{unit.bytes * 8}"')
+             f' "min-legal-vector-width"="{unit.bytes * 8}"' + VECTOR_CODE)
     fn = Function("kernel", params(max(index) + 1, noalias), attrs=attrs)
     g = _Geometry(val_type(dtype), k, lda, ldb, n, bool(flags[0]), beta, dtype,
                   tb=bool(flags[1]), subtract=subtract)
@@ -355,7 +355,7 @@ def _tile(fn, g, bases, i0, j0, rows, vectors):
     arow = [fn.gep(g.t, a, fn.add(i0, r) if g.ta else fn.mul(fn.add(i0, r), g.lda))
             for r in range(rows)]
     bcol = fn.gep(g.t, b, j0)
-    with fn.loop(g.k, "k") as lk:
+    with fn.counted(g.k, "k") as lk:
         flat = [lk.carry(vector_type(g.t, w), init[r][v]) for r in range(rows)
                 for v, w in enumerate(vectors)]
         brow = fn.gep(g.t, bcol, fn.mul(lk.i, g.ldb))

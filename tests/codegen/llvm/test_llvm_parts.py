@@ -1,11 +1,15 @@
 """A step compiled as several LLVM modules (``runtime.module_parts``, some in the compile worker)
 computes the same bits as the step compiled whole, saves and loads as one artifact, and keys
 the object cache apart from it."""
+import re
+
 import numpy as np
 import pytest
 
 import graphc as gc
 from graphc.codegen.llvm import backend as llvm_backend
+from graphc.codegen.llvm.ir import VECTOR_CODE
+from graphc.codegen.llvm.kernels import gemm
 from graphc.runtime import compile_worker, module_parts
 from tests.runtime.test_module_parts import worker_first
 
@@ -75,6 +79,29 @@ def test_a_step_in_parts_computes_the_same_bits(always_split, monkeypatch, worke
         assert got.tobytes() == want.tobytes()
     assert code.key != whole.compiled.fn.artifacts.key  # the split is in the cache key
     assert "step:" in step.compiled.fn.assembly()
+
+
+def test_gemm_kernels_compile_with_their_own_pipeline(always_split, monkeypatch):
+    """The native GEMMs (written as vector code) go to parts of the ``vector`` pipeline, every
+    other kernel to O2 parts; ``test_a_step_in_parts_computes_the_same_bits`` checks the bits
+    against the step compiled whole at O2."""
+    if gemm.vector_unit() is None:
+        pytest.skip("no native GEMMs on this CPU")
+    _, _, step, _ = _train(6, monkeypatch, steps=1)
+    sources = step.compiled.fn.artifacts._compiled.sources
+    names = [module_parts.pipeline_of(s) for s in sources]
+    assert names[0] is None and "vector" in names and names.count(None) >= 2
+    gemms = 0
+    for source, name in zip(sources, names):
+        heads = re.findall(r"^define [^@]*@([\w.]+)\(.*\{$", source, re.M)
+        for fn, head in zip(heads, re.findall(r"^define .*\{$", source, re.M)):
+            vector = VECTOR_CODE.strip() in head
+            gemms += vector
+            if name == "vector":  # a GEMM, or the thread-pool task of one
+                assert vector or ".task." in fn, fn
+            else:
+                assert not vector, fn
+    assert gemms >= 3  # (the forward and gradient GEMMs of the MLP, deduplicated)
 
 
 def test_a_step_in_parts_saves_and_loads(always_split, monkeypatch, tmp_path):
