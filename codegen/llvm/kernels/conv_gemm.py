@@ -36,7 +36,7 @@ import numpy as np
 from .. import parallel
 from .gemm import (blocking, last_or_not, rank1_update, store_tile,
                    vector_type, vector_unit)
-from ..ir import KERNEL_ATTRS, Function, float_literal, val_type
+from ..ir import KERNEL_ATTRS, VECTOR_CODE, Function, float_literal, val_type
 from .elementwise import emit_gemm, fill
 from ..loops import carried_nest, contiguous_strides, params
 from .movement import strided_copy
@@ -69,7 +69,8 @@ def padded_extent(size, out, stride, k, before):
 def _function(dtype, noalias):
     unit = vector_unit()
     bits = unit.bytes * 8
-    attrs = KERNEL_ATTRS + f' "prefer-vector-width"="{bits}" "min-legal-vector-width"="{bits}"'
+    attrs = (KERNEL_ATTRS + f' "prefer-vector-width"="{bits}" "min-legal-vector-width"="{bits}"'
+             + VECTOR_CODE)
     return Function("kernel", params(len(noalias), noalias), attrs=attrs), unit
 
 

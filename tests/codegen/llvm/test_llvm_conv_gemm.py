@@ -215,3 +215,27 @@ def test_kernel_code_does_not_grow_with_the_window():
     small, large = _conv_kernel_fmas(3), _conv_kernel_fmas(5)
     assert set(small) == {"Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput"}
     assert small == large and min(small.values()) > 0
+
+
+@pytest.mark.skipif(not NATIVE, reason="implicit GEMMs need the host's vectors")
+def test_implicit_gemm_kernels_take_the_vector_pipeline_with_the_same_bits(monkeypatch):
+    # Written as register tiles, the implicit-GEMM kernels name the short "vector" pipeline
+    # (runtime.llvm_compile), honoured where the module is split in parts: the same bits as
+    # the step compiled whole at O2.
+    from graphc.codegen.llvm import backend as llvm_backend
+    from graphc.codegen.llvm.ir import VECTOR_CODE
+    from graphc.runtime import compile_worker, module_parts
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_COMPILE_WORKER", "0")
+    monkeypatch.setattr(module_parts, "MIN_WORK", 0)
+    monkeypatch.setitem(compile_worker._state, "in_process", 0)
+    case = (2, 9, 9, 16, 32, 3, 1, "SAME")
+    monkeypatch.setattr(llvm_backend, "PARTS", 1)
+    whole, _ = _conv_grads(case, gc.float32, "llvm")
+    monkeypatch.setattr(llvm_backend, "PARTS", 6)
+    parts, _ = _conv_grads(case, gc.float32, "llvm")
+    for a, b in zip(parts, whole):
+        assert a.tobytes() == b.tobytes()
+    kernel = llvm_conv_gemm.conv_forward_function(
+        D.float32, llvm_conv_gemm.ConvShape(2, 9, 9, 11, 11, 16, 3, 3, 1, 1, 32), [True] * 3)
+    assert VECTOR_CODE.strip() in kernel.text().split("\n")[0]
