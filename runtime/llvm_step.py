@@ -26,6 +26,7 @@ import numpy as np
 from graphc.errors import ArtifactError, FeedError, InvalidArgumentError, NumericsError
 
 from . import collectives, host_calls, jit, parallel, threads
+from .aligned import aligned_empty
 from .blas import gemm_entry
 from .jit import data_address
 from .numerics import NumericsSite, numerics_error
@@ -111,12 +112,6 @@ class StepLayout:
     numerics: list = field(default_factory=list)
 
 
-def _aligned_empty(nbytes, align=64):
-    raw = np.empty(nbytes + align, np.uint8)
-    start = (-raw.__array_interface__["data"][0]) % align
-    return raw[start:start + nbytes]
-
-
 def _c_strides(slot):
     """The strides of a C-ordered array of ``slot``'s shape and dtype."""
     strides, step = [], np.dtype(slot.dtype).itemsize
@@ -165,7 +160,7 @@ class NativeStep:
         for slot, arr in layout.consts:
             items[slot] = np.ascontiguousarray(arr)
         slot, nbytes = layout.arena
-        self.arena = _aligned_empty(max(int(nbytes), 64))
+        self.arena = aligned_empty(max(int(nbytes), 64))
         if slot is not None:
             items[slot] = self.arena
         self.status = np.zeros(4, np.int64)

@@ -30,6 +30,7 @@ import numpy as np
 
 from graphc.errors import ArtifactError, FeedError, GraphcError, NumericsError
 
+from .aligned import aligned_copy
 from .calls import may_alias, state_ids, step_lock, takes_as_is, unalias
 from .artifact import (CONSTS, IR, LLVM_IR, OBJECT, RNG, SOURCE, VARIABLES, decode_structure,
                        read)
@@ -354,7 +355,7 @@ def _variable(values, k, info, artifact):
         found = "nothing" if arr is None else _type_str(arr.dtype, arr.shape)
         raise ArtifactError(f"{artifact.where(VARIABLES)}: variable '{info['name']}' should be "
                             f"{_type_str(dtype, shape)}, found {found}")
-    return np.array(arr, dtype=dtype, order="C")  # owned, writable, aligned
+    return aligned_copy(arr, dtype)  # writable, on a cache line (runtime.aligned)
 
 
 def _as_result(x, args):

@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from .pipeline import compile_program, default_backend, step_stats
+from ..runtime.aligned import aligned_copy
 from ..runtime.threads import apply_policy
 from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
@@ -389,7 +390,7 @@ def _constant_initial_value(var):
     array = value.attrs["value"]
     if not isinstance(array, np.ndarray) or array.shape != tuple(var.shape):
         return None
-    return np.array(array, dtype=var.dtype.np)
+    return aligned_copy(array, var.dtype.np)
 
 
 def _computed_initial_values(var_nodes):
@@ -402,4 +403,4 @@ def _computed_initial_values(var_nodes):
                          hint="initialize from constants or random ops") from None
     zeros = [np.zeros(v.shape, v.dtype.np) for v in compiled.var_nodes]
     _, updates = compiled.fn(*zeros)
-    return {v: np.array(u, dtype=v.dtype.np) for v, u in zip(compiled.update_nodes, updates)}
+    return {v: aligned_copy(u, v.dtype.np) for v, u in zip(compiled.update_nodes, updates)}

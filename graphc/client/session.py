@@ -23,6 +23,7 @@ from ..runtime.threads import apply_policy
 from ..errors import GraphcError, GraphError
 from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph, pop_default_session, push_default_session
+from ..runtime.aligned import aligned_copy, aligned_zeros
 from ..runtime.calls import may_alias, state_ids, unalias
 from .failures import step_error
 from .feeds import (_as_result, _missing_feed_error, check_feed_dict, convert_feed, expand_feeds,
@@ -227,7 +228,7 @@ class Session:
         return self._compiled(flat, self._feeds(flat, feed_dict or {})).source
 
     def load_variable(self, var, value):
-        self.values[var] = np.array(value, dtype=var.dtype.np).reshape(var.shape)
+        self.values[var] = aligned_copy(np.reshape(value, var.shape), var.dtype.np)
 
 
 class _Prepared:
@@ -252,7 +253,7 @@ class _Prepared:
                     raise GraphError(
                         f"attempting to use uninitialized variable '{v.node_name}'", loc=v.loc,
                         hint="run gc.global_variables_initializer() first")
-                value, self.complete = np.zeros(v.shape, v.dtype.np), False
+                value, self.complete = aligned_zeros(v.shape, v.dtype.np), False
             self.variables.append(value)
         self.stored = set(state_ids(list(values.values())))
         self.in_place = getattr(compiled.fn, "updates_in_place", False)

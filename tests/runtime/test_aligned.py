@@ -1,0 +1,60 @@
+"""``runtime.aligned``: the arrays compiled steps keep start on a cache line, whatever NumPy
+would have given (empty ones aside), and hold what ``np.array`` would have made; a feed that
+views such a variable is still kept apart from it."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.runtime.aligned import LINE, aligned_copy, aligned_empty, aligned_zeros
+from graphc.runtime.calls import may_alias, state_ids
+
+
+def _on_line(a):
+    return a.__array_interface__["data"][0] % LINE == 0
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (1,), (3, 5), (784, 256), (2, 0, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
+def test_aligned_arrays_start_on_a_line_and_equal_numpys(shape, dtype):
+    for _ in range(8):  # (NumPy's own placement varies between allocations)
+        z = aligned_zeros(shape, dtype)
+        assert z.shape == shape and z.dtype == dtype and z.flags.c_contiguous
+        assert z.flags.writeable and not z.any() and (_on_line(z) or z.size == 0)
+    src = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape) / 3
+    c = aligned_copy(src, dtype)
+    assert (_on_line(c) or c.size == 0) and c.dtype == dtype and c.flags.c_contiguous
+    np.testing.assert_array_equal(c, np.array(src, dtype=dtype))
+    c_t = aligned_copy(src.T)  # any layout in, C order out
+    assert c_t.flags.c_contiguous and np.array_equal(c_t, src.T)
+    assert len(aligned_empty(13)) == 13 and _on_line(aligned_empty(13))
+
+
+def test_a_feed_viewing_an_aligned_variable_is_flagged():
+    w = aligned_copy(np.ones((4, 4), np.float32))
+    ids = state_ids([w])
+    assert may_alias(w, ids) and may_alias(w[1:], ids) and may_alias(w.base[:8], ids)
+    assert not may_alias(np.ones((4, 4), np.float32), ids)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_step_and_session_variables_start_on_a_line(backend):
+    rng = np.random.default_rng(0)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, [8, 30])
+        ws = [gc.Variable(rng.standard_normal((30, 30)).astype(np.float32)) for _ in range(6)]
+        b = gc.Variable(gc.zeros([30]))  # an initial value computed, not a constant
+        h = x
+        for w in ws:
+            h = gc.tanh(gc.matmul(h, w) + b)
+        loss = gc.reduce_mean(h * h)
+        train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+        step = gc.compile([loss, train], feeds=[x], backend=backend)
+        feed = rng.standard_normal((8, 30)).astype(np.float32)
+        first = step({x: feed})[0]
+        assert all(_on_line(v) for v in step.variables.values())
+        with gc.Session(backend=backend) as sess:
+            sess.run(gc.global_variables_initializer())
+            assert np.isclose(sess.run([loss, train], {x: feed})[0], first)
+            if backend == "llvm":  # (updated in place; the NumPy backend's are new arrays)
+                assert all(_on_line(sess.values[v]) for v in ws + [b])
