@@ -135,6 +135,14 @@ def test_size_rule_follows_blas_threads_and_switch(unit):
     assert llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=1)
     for threads in (1, 2):
         assert not llvm_gemm.native_gemm_ok(f32, huge, (False, False), threads=threads)
+    # on threads, up to 4x the size where no side is wider than (1024, 256, 1024): the
+    # batch-1024 MLP's forward and weight-gradient GEMMs, not wider or deeper ones
+    for dims in [(1024, 256, 784, 0, 0), (784, 256, 1024, 0, 0)]:
+        assert llvm_gemm.native_gemm_ok(f32, dims, (False, False), threads=2)
+        assert not llvm_gemm.native_gemm_ok(f32, dims, (False, False), threads=1)
+    for dims in [(128, 1024, 784, 0, 0), (2048, 256, 256, 0, 0), (256, 256, 2048, 0, 0),
+                 (1024, 256, 1025, 0, 0)]:
+        assert not llvm_gemm.native_gemm_ok(f32, dims, (False, False), threads=2)
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(llvm_gemm.NATIVE_MAX_MACS, "threads", 1 << 20)
         assert not llvm_gemm.native_gemm_ok(f32, big, (False, False), threads=2)
