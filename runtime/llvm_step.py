@@ -293,8 +293,12 @@ class NativeStep:
             tuner.after(n, time.perf_counter() - t0)
         if self._status_word.value or self._callbacks and collectives.last_error:
             self._failed(saved)
-        # Arrays are copied out (the next call reuses the buffers); 0-d become scalars.
-        return [o if o is None else o.copy() if o.ndim else o[()] for o in self._fetch]
+        # Arrays are copied out (the next call reuses the buffers); 0-d become scalars. (A loop,
+        # not a comprehension: before Python 3.12 that is a function call, ~0.25 us of W2's.)
+        out = []
+        for o in self._fetch:
+            out.append(o if o is None else o.copy() if o.ndim else o[()])
+        return out
 
     def run_bound(self):
         """Run the entry point once on the arrays the latest call bound, checking nothing

@@ -253,7 +253,7 @@ class _FastCall:
         native = getattr(fn, "updates_in_place", False) and getattr(fn, "fetches_owned", False)
         self.run = fn.run if native else self._general  # run(feeds, variables): fetched values
 
-    def arguments(self, feed_dict):
+    def arguments(self, feed_dict, ndarray=np.ndarray, id=id):  # noqa: A002 (fast locals)
         """The step's arguments from ``feed_dict`` (keys: the feed tensors), or None when one
         is missing or not an array the step takes as it is (dtype, shape, C order, apart from
         the variables)."""
@@ -262,12 +262,13 @@ class _FastCall:
         args, ids = [], self.ids
         for p, dtype, shape, strides in self.checks:
             a = feed_dict.get(p)
-            # (one check after another, inline: this runs for every feed of every call)
-            if type(a) is not np.ndarray or a.shape != shape or a.dtype is not dtype \
+            # (one check after another, inline: this runs for every feed of every call; the
+            # dtype, a singleton, first)
+            if type(a) is not ndarray or a.dtype is not dtype or a.shape != shape \
                     or a.strides != strides or id(a) in ids:
                 return None
             b = a.base  # a view of an array that owns its memory: see runtime.calls.may_alias
-            if b is not None and (type(b) is not np.ndarray or b.base is not None
+            if b is not None and (type(b) is not ndarray or b.base is not None
                                   or id(b) in ids):
                 return None
             args.append(a)
