@@ -23,11 +23,16 @@ def aligned_empty(nbytes, align=LINE):
     return raw[start:start + int(nbytes)]
 
 
-def aligned_zeros(shape, dtype):
-    """``np.zeros(shape, dtype)``, starting on a cache line."""
+def _aligned_array(shape, dtype):
+    """An uninitialized C-ordered array of ``shape`` and ``dtype`` on a cache line."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    out = aligned_empty(nbytes).view(dtype).reshape(shape)
+    return aligned_empty(nbytes).view(dtype).reshape(shape)
+
+
+def aligned_zeros(shape, dtype):
+    """``np.zeros(shape, dtype)``, starting on a cache line."""
+    out = _aligned_array(shape, dtype)
     out[...] = 0
     return out
 
@@ -36,6 +41,6 @@ def aligned_copy(value, dtype=None):
     """A C-ordered copy of ``value`` (converted to ``dtype`` if given), starting on a cache
     line: what ``np.array(value, dtype, order="C")`` gives, owned by this module's buffer."""
     src = np.asarray(value, dtype=dtype)
-    out = aligned_empty(src.nbytes).view(src.dtype).reshape(src.shape)
+    out = _aligned_array(src.shape, src.dtype)
     np.copyto(out, src, casting="no")
     return out
