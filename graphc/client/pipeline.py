@@ -9,6 +9,7 @@ With the compile cache on (``step_cache``), the user's graph is looked up first:
 loads the saved step and skips all of the above.
 """
 import functools
+import os
 import gc
 import time
 
@@ -60,12 +61,15 @@ def codegen_backend(name):
         raise CompileError(f"backend {name!r} is not available in this build") from None
 
 
-def pipeline_for(optimize, passes, checks):
+def pipeline_for(optimize, passes, checks, split=1):
     """The pass names to run: none for the reference; with numerics checks no fusion and no
-    in-place writes, so every node's value exists to be checked when it is computed."""
+    in-place writes, so every node's value exists to be checked when it is computed.
+    ``split``: the parts the default pipeline cuts the batch in (``split_parts_for``)."""
     if not optimize:
         return ["plan"] if checks else []
     names = resolve(passes)
+    if split > 1 and passes is None and not checks:
+        names.insert(names.index("dce") + 1, "split")
     if "numerics" in checks:
         names = [n for n in names if n not in ("fuse", "inplace")]
         if "plan" not in names:
@@ -73,6 +77,18 @@ def pipeline_for(optimize, passes, checks):
     elif checks and "plan" not in names:
         names.append("plan")
     return names
+
+
+def split_parts_for(backend):
+    """The parts a step's batch is cut in to run on several cores (``ir.passes.split``):
+    ``GRAPHC_SPLIT_EXAMPLES`` (a count; 0 or 1: none; the NumPy backend runs the parts one
+    after the other)."""
+    env = os.environ.get("GRAPHC_SPLIT_EXAMPLES", "").strip()
+    if not env:
+        return 1
+    if not env.isdigit():
+        raise CompileError(f"GRAPHC_SPLIT_EXAMPLES must be a count of parts, found {env!r}")
+    return max(int(env), 1)
 
 
 def default_backend():
@@ -132,7 +148,8 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
                            hint="debug with the NumPy backend, then switch back")
     timings = {}
     t0 = time.perf_counter()
-    names = pipeline_for(optimize, passes, checks)
+    split = split_parts_for(backend)
+    names = pipeline_for(optimize, passes, checks, split)
     if dump_dir is None:
         dump_dir = dumps.signature_dir(dumps.base_dir(None), fetches, feed_shapes, backend,
                                        optimize)
@@ -151,6 +168,7 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
             return hit
     t1 = time.perf_counter()
     program = build_program(fetches, feed_shapes)
+    program.split_parts = split
     timings["specialize"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     run_pipeline(program, passes=names)

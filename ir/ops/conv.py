@@ -16,6 +16,7 @@ kernels see one layout.
 never read), so gradients stay valid while a placeholder's batch dim is unknown.
 Kernels: im2col + GEMM (reference NumPy in ``ir.ops.windows``).
 """
+from .. import examples as E
 from .registry import F, defop, require, same_dtype
 from .windows import (conv2d_backprop_filter_impl, conv2d_backprop_input_impl, conv2d_impl,
                       dilated_window, window_geometry)
@@ -121,16 +122,21 @@ def _backprop_filter_vjp(g, out, x, dy, filter_shape, **kw):
     return [F.conv2d_backprop_input(dy, g, x, **kw), F.conv2d(x, g, **kw)]
 
 
+def batch_summed(node):
+    """A filter gradient: the sum over the images (axis 0) of both inputs."""
+    return [(0, 0, "sum"), (1, 0, "sum")]
+
+
 CONV2D = defop("conv2d", _conv_infer, _conv_vjp, impl=conv2d_impl, family="conv",
                doc="NHWC input, [kh, kw, in, out] filters; strides (sh, sw); VALID or SAME",
-               tf_name="Conv2D")
+               tf_name="Conv2D", examples=E.leading(1))
 CONV2D_BACKPROP_INPUT = defop(
     "conv2d_backprop_input", _backprop_input_infer, _backprop_input_vjp,
     impl=conv2d_backprop_input_impl, family="conv",
     doc="gradient of conv2d wrt its input: (dy, filters, like=input) -> input-shaped",
-    tf_name="Conv2DBackpropInput")
+    tf_name="Conv2DBackpropInput", examples=E.leading(1, (0, 2)))
 CONV2D_BACKPROP_FILTER = defop(
     "conv2d_backprop_filter", _backprop_filter_infer, _backprop_filter_vjp,
     impl=conv2d_backprop_filter_impl, family="conv",
     doc="gradient of conv2d wrt its filters: (input, dy) -> filter-shaped",
-    tf_name="Conv2DBackpropFilter")
+    tf_name="Conv2DBackpropFilter", examples=batch_summed)

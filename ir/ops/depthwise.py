@@ -14,7 +14,9 @@ window) and ``dilations`` (rh, rw): the taps ``rate`` apart, as TF1's ``rate``. 
 layout is handled by the API (``gc.nn.depthwise_conv2d``). ``like`` is shape-only.
 Kernels: direct loops over windows, channels innermost (reference NumPy in ``ir.ops.windows``).
 """
-from .conv import _channels_match, _nhwc, conv_window, spatial_out
+from .. import examples as E
+from .conv import (_channels_match, _nhwc, batch_summed, conv_window,
+                   spatial_out)
 from .registry import F, defop, require, same_dtype
 from .windows import (depthwise_conv2d_backprop_filter_impl,
                       depthwise_conv2d_backprop_input_impl, depthwise_conv2d_impl)
@@ -68,15 +70,15 @@ def _backprop_filter_vjp(g, out, x, dy, filter_shape, **kw):
 
 DEPTHWISE_CONV2D = defop(
     "depthwise_conv2d", _rule("forward"), _forward_vjp, impl=depthwise_conv2d_impl,
-    family="conv", tf_name="DepthwiseConv2dNative",
+    family="conv", tf_name="DepthwiseConv2dNative", examples=E.leading(1),
     doc="NHWC input, [kh, kw, C, M] filters: channel c convolved with its own M filters")
 DEPTHWISE_CONV2D_BACKPROP_INPUT = defop(
     "depthwise_conv2d_backprop_input", _rule("input"), _backprop_input_vjp,
     impl=depthwise_conv2d_backprop_input_impl, family="conv", shape_only=(2,),
-    tf_name="DepthwiseConv2dNativeBackpropInput",
+    tf_name="DepthwiseConv2dNativeBackpropInput", examples=E.leading(1, (0, 2)),
     doc="gradient of depthwise_conv2d wrt its input: (dy, filters, like=input) -> input-shaped")
 DEPTHWISE_CONV2D_BACKPROP_FILTER = defop(
     "depthwise_conv2d_backprop_filter", _rule("filter"), _backprop_filter_vjp,
     impl=depthwise_conv2d_backprop_filter_impl, family="conv",
-    tf_name="DepthwiseConv2dNativeBackpropFilter",
+    tf_name="DepthwiseConv2dNativeBackpropFilter", examples=batch_summed,
     doc="gradient of depthwise_conv2d wrt its filters: (input, dy) -> filter-shaped")

@@ -44,10 +44,45 @@ def _slice_impl(x, spec):
     return np.array(x[spec_to_index(spec)])
 
 
+def _whole(entry, dim):
+    """Whether a spec entry takes every element of an axis of ``dim``, in order."""
+    return (entry[0] == "s" and entry[1] in (None, 0) and entry[3] in (None, 1)
+            and (entry[2] is None or entry[2] >= dim))
+
+
+def _full_spec(spec, rank):
+    return tuple(spec) + (("s", None, None, None),) * (rank - len(spec))
+
+
+def _slice_examples(node):
+    """An axis taken whole ties to the output axis it becomes (``ir.examples``); a range or
+    an index picks rows, which mixes them."""
+    x = node.inputs[0]
+    entries, j = [], 0
+    for k, entry in enumerate(_full_spec(node.attrs["spec"], len(x.shape))):
+        if entry[0] == "s":
+            if _whole(entry, x.shape[k]):
+                entries.append((0, k, j))
+            j += 1
+    return entries
+
+
+def _slice_example_attrs(node, axis, size):
+    """The spec takes output axis ``axis`` whole whatever its size."""
+    spec, j = list(_full_spec(node.attrs["spec"], len(node.inputs[0].shape))), 0
+    for k, entry in enumerate(spec):
+        if entry[0] == "s":
+            if j == axis:
+                spec[k] = ("s", None, None, None)
+            j += 1
+    return dict(node.attrs, spec=tuple(spec))
+
+
 STRIDED_SLICE = defop(
     "strided_slice", _slice_infer,
     lambda g, out, x, spec: [F.strided_slice_grad(g, x, spec=spec)],
-    impl=_slice_impl, family="indexing", linear="first", tf_name="strided_slice")
+    impl=_slice_impl, family="indexing", linear="first", tf_name="strided_slice",
+    examples=_slice_examples, example_attrs=_slice_example_attrs)
 
 
 def _slice_grad_impl(g, like, spec):
@@ -167,9 +202,15 @@ def _one_hot_impl(indices, depth, on_value=1.0, off_value=0.0, axis=-1, dtype="f
     return np.moveaxis(out, -1, axis) if axis != -1 else out
 
 
+def _one_hot_examples(node):
+    (idx,) = node.inputs
+    a = normalize_axis(node.attrs.get("axis", -1), len(idx.shape) + 1)
+    return [(0, k, k if k < a else k + 1) for k in range(len(idx.shape))]
+
+
 ONE_HOT = defop("one_hot", _one_hot_infer, ZERO, impl=_one_hot_impl, family="indexing",
                 static_args={"depth": "int"},
-                tf_name="one_hot")
+                tf_name="one_hot", examples=_one_hot_examples)
 
 
 # -- shape queries, folded once the step is specialized --------------------------------------

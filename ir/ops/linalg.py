@@ -55,8 +55,20 @@ def _matmul_vjp(g, out, a, b, transpose_a=False, transpose_b=False):
             mm(g, a, transpose_a=True, transpose_b=True)]
 
 
+def _matmul_examples(node):
+    """Leading dims broadcast; A's rows are the output's rows and B's columns its columns;
+    the contracted axis is summed over (``ir.examples``)."""
+    a, b = node.inputs
+    ra, rb, r = len(a.shape), len(b.shape), len(node.shape)
+    ta, tb = node.attrs.get("transpose_a", False), node.attrs.get("transpose_b", False)
+    entries = [(i, k, k + r - len(x.shape)) for i, x in enumerate((a, b))
+               for k in range(len(x.shape) - 2) if x.shape[k] == node.shape[k + r - len(x.shape)]]
+    return entries + [(0, ra - 1 if ta else ra - 2, r - 2), (0, ra - 2 if ta else ra - 1, "sum"),
+                      (1, rb - 2 if tb else rb - 1, r - 1), (1, rb - 1 if tb else rb - 2, "sum")]
+
+
 MATMUL = defop("matmul", _matmul_infer, _matmul_vjp, impl=matmul_impl, family="linalg",
-               broadcast_core=2, linear="each", tf_name="MatMul")
+               broadcast_core=2, linear="each", tf_name="MatMul", examples=_matmul_examples)
 
 
 # -- w - op(a) op(b): an update that consumes its product ----------------------------------

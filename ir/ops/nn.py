@@ -12,6 +12,8 @@ import numpy as np
 from .. import dtypes as D
 from graphc.errors import GradientError
 
+from .. import examples as E
+from ..shapes import normalize_axis
 from .registry import F, defop, require, same_dtype
 
 
@@ -52,13 +54,22 @@ def _softmax_jvp_t(p, v):
     return p * (v - F.reduce_sum(p * v, axis=-1, keepdims=True))
 
 
+def _softmax_examples(node):
+    """Every axis but the normalized one ties."""
+    rank = len(node.shape)
+    a = normalize_axis(node.attrs.get("axis", -1), rank)
+    return [(0, k, k) for k in range(rank) if k != a]
+
+
 SOFTMAX = defop("softmax", _softmax_infer,
                 lambda g, out, x, axis=-1: [_softmax_jvp_t(out, g)],
-                impl=softmax_impl, family="nn", destroys=(0,), tf_name="Softmax")
+                impl=softmax_impl, family="nn", destroys=(0,), tf_name="Softmax",
+                examples=_softmax_examples)
 LOG_SOFTMAX = defop(
     "log_softmax", _softmax_infer,
     lambda g, out, x, axis=-1: [g - F.exp(out) * F.reduce_sum(g, axis=-1, keepdims=True)],
-    impl=log_softmax_impl, family="nn", destroys=(0,), tf_name="LogSoftmax")
+    impl=log_softmax_impl, family="nn", destroys=(0,), tf_name="LogSoftmax",
+    examples=_softmax_examples)
 
 
 def _match_labels(labels, logits):
@@ -110,7 +121,7 @@ SPARSE_XENT = defop(
                                                             of=out.describe()), None],
     impl=sparse_xent_impl, family="nn", index_check=_label_check,
     tf_name="SparseSoftmaxCrossEntropyWithLogits", loss_grad="sparse_softmax_xent_grad",
-    loss_with_grad="sparse_softmax_xent_with_grad")
+    loss_with_grad="sparse_softmax_xent_with_grad", examples=E.leading(1, (0, 1)))
 
 
 def _sparse_grad_vjp(g, out, logits, labels, of=""):
@@ -120,7 +131,8 @@ def _sparse_grad_vjp(g, out, logits, labels, of=""):
 SPARSE_XENT_GRAD = defop(
     "sparse_softmax_xent_grad", lambda nodes, of="": (nodes[0].dtype, nodes[0].shape),
     _sparse_grad_vjp, impl=sparse_xent_grad_impl, family="nn",
-    doc="softmax(logits) - one_hot(labels)", index_check=_label_check, destroys=(0,))
+    doc="softmax(logits) - one_hot(labels)", index_check=_label_check, destroys=(0,),
+    examples=E.leading(1, (0, 1)))
 
 
 # -- the loss and its gradient in one kernel ------------------------------------------------
@@ -195,11 +207,12 @@ DENSE_XENT = defop(
     [F.expand_dims(g, axis=-1) * F.softmax_xent_grad(logits, labels),
      -(F.expand_dims(g, axis=-1) * F.log_softmax(logits))],
     impl=dense_xent_impl, family="nn", tf_name="softmax_cross_entropy_with_logits",
-    loss_grad="softmax_xent_grad", loss_with_grad="softmax_xent_with_grad")
+    loss_grad="softmax_xent_grad", loss_with_grad="softmax_xent_with_grad",
+    examples=E.leading(1, (0, 1)))
 DENSE_XENT_GRAD = defop(
     "softmax_xent_grad", lambda nodes: (nodes[0].dtype, nodes[0].shape), _dense_grad_vjp,
     impl=dense_xent_grad_impl, family="nn", destroys=(0,),
-    doc="softmax(logits) * sum(labels) - labels")
+    doc="softmax(logits) * sum(labels) - labels", examples=E.leading(1, (0, 1)))
 # (the pair fused, as the sparse one: the loss kept beside the gradient, read by kept_loss)
 DENSE_XENT_WITH_GRAD = defop(
     "softmax_xent_with_grad", lambda nodes: _dense_infer(nodes) and

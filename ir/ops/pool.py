@@ -17,6 +17,7 @@ is ``max_pool_grad`` again, so second derivatives work; neither passes gradient 
 Average pooling divides each window by the number of real (unpadded) elements it covers, as
 TF does for SAME padding; ``avg_pool_grad`` takes the forward input as a shape-only operand.
 """
+from .. import examples as E
 from .conv import check_window_attrs, spatial_out
 from .registry import F, defop, require, same_dtype
 from .windows import (avg_pool_grad_impl, avg_pool_impl, max_pool_grad_grad_impl,
@@ -70,22 +71,23 @@ def _avg_pool_grad_infer(nodes, **attrs):
 
 MAX_POOL = defop("max_pool", _pool_infer, _max_pool_vjp, impl=max_pool_impl, family="pool",
                  doc="max over each window; gradient to the window's first maximum",
-                 tf_name="MaxPool")
+                 tf_name="MaxPool", examples=E.leading(1))
 MAX_POOL_GRAD = defop(
     "max_pool_grad", _like_input_infer, _max_pool_grad_vjp, impl=max_pool_grad_impl,
     family="pool", doc="(x, dy) -> x-shaped: dy routed to each window's first argmax",
-    tf_name="MaxPoolGrad")
+    tf_name="MaxPoolGrad", examples=E.leading(1, (0, 1)))
 MAX_POOL_GRAD_GRAD = defop(
     "max_pool_grad_grad", _max_pool_grad_grad_infer, _max_pool_grad_grad_vjp,
-    impl=max_pool_grad_grad_impl, family="pool",
+    impl=max_pool_grad_grad_impl, family="pool", examples=E.leading(1, (0, 1)),
     doc="(x, gx) -> pooled-shaped: gx read at each window's first argmax")
 AVG_POOL = defop("avg_pool", _pool_infer,
                  lambda g, out, x, **attrs: [F.avg_pool_grad(g, x, **attrs)],
                  impl=avg_pool_impl, family="pool",
-                 doc="mean of each window's real (unpadded) elements", tf_name="AvgPool")
+                 doc="mean of each window's real (unpadded) elements", tf_name="AvgPool",
+                 examples=E.leading(1))
 AVG_POOL_GRAD = defop(
     "avg_pool_grad", _avg_pool_grad_infer,
     lambda g, out, dy, like, **attrs: [F.avg_pool(g, **attrs), None],
     impl=avg_pool_grad_impl, family="pool", shape_only=(1,),
     doc="(dy, like=x) -> x-shaped: each window's gradient spread evenly over it",
-    tf_name="AvgPoolGrad")
+    tf_name="AvgPoolGrad", examples=E.leading(1, (0, 1)))

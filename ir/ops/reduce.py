@@ -114,6 +114,18 @@ REDUCE_MIN = defop("reduce_min", _reduce_infer("fi"), _extreme_vjp,
 
 
 # -- summing a gradient back to an input's shape, decided once shapes are concrete ------------
+def _sum_to_like_examples(node):
+    """Axes broadcasting added are summed; the others tie, also to ``like``'s."""
+    g, like = node.inputs
+    lead = len(g.shape) - len(like.shape)
+    entries = [(0, k, "sum") for k in range(lead)]
+    for i, d in enumerate(like.shape):
+        entries.append((0, lead + i, "sum") if d == 1 and g.shape[lead + i] != 1
+                       else (0, lead + i, i))
+        entries.append((1, i, i))
+    return entries
+
+
 def _sum_to_like_infer(nodes):
     g, like = nodes
     return g.dtype, like.shape
@@ -134,7 +146,7 @@ def sum_to_like_impl(g, like):
 SUM_TO_LIKE = defop("sum_to_like", _sum_to_like_infer,
                     lambda g, out, x, like: [F.broadcast_like(g, x), None],
                     impl=sum_to_like_impl, family="reduce", shape_only=(1,),
-                    linear="first",
+                    linear="first", examples=lambda node: _sum_to_like_examples(node),
                     doc="g summed down to the shape of the second input")
 
 
@@ -155,7 +167,14 @@ def _argreduce(fn):
     return impl
 
 
+def _arg_examples(node):
+    """Axes other than the one searched tie; the searched one mixes its rows."""
+    (x,) = node.inputs
+    a = normalize_axis(node.attrs.get("axis", 0), len(x.shape))
+    return [(0, k, k if k < a else k - 1) for k in range(len(x.shape)) if k != a]
+
+
 ARGMAX = defop("argmax", _arg_infer, ZERO, impl=_argreduce(np.argmax), family="reduce",
-               tf_name="ArgMax")
+               tf_name="ArgMax", examples=_arg_examples)
 ARGMIN = defop("argmin", _arg_infer, ZERO, impl=_argreduce(np.argmin), family="reduce",
-               tf_name="ArgMin")
+               tf_name="ArgMin", examples=_arg_examples)

@@ -18,6 +18,7 @@ import numpy as np
 from graphc.errors import DTypeError, GraphError, InvalidArgumentError, ShapeError
 
 from .. import dtypes as D
+from .. import examples
 from .. import scalar as S
 from ..graph import Node, get_default_graph
 from ..shapes import RuleError, broadcast_shapes
@@ -99,6 +100,13 @@ class OpDef:
             gradient of the same inputs (``ir.passes.fuse_xent``); None otherwise.
         keeps_loss: a ``loss_with_grad`` op: its value is the gradient, and its kernel keeps
             the loss beside it for the ``kept_loss`` node reading it.
+        examples: how the op carries an axis of independent examples, for splitting a step
+            over parts of its batch (``ir.examples``: f(node) -> [(input position, input
+            axis, output axis or reduction kind)]); elementwise ops and reductions have a
+            generic rule (``example_rule``); None: the op carries none.
+        example_attrs: f(node, output axis, size) -> the node's attributes when its output's
+            example axis has ``size`` elements (ops whose attributes name output dims:
+            reshape's target shape); None: the attributes do not depend on it.
         tf_name: the name TF1 gives the node its tf.* function builds (``reduce_mean``:
             ``Mean``; ``add``: ``add``, as ``x + y`` names it), the default name of a node of
             this op built without one (``sess.run("Mean:0")``); default: the op name.
@@ -110,7 +118,8 @@ class OpDef:
                  compile_time=False, view=False, identity=False, orders=None,
                  rearranges=False, shape_only=(), destroys=(), random=False, reduce=None,
                  linear=None, tf_name=None, static_args=None, multi_output=False,
-                 projects=False, loss_grad=None, loss_with_grad=None, keeps_loss=False):
+                 projects=False, loss_grad=None, loss_with_grad=None, keeps_loss=False,
+                 examples=None, example_attrs=None):
         self.name, self.rule, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
         self.static_args = dict(static_args or {})
         self.tf_name = tf_name or name
@@ -126,6 +135,7 @@ class OpDef:
         self.shape_only, self.destroys = tuple(shape_only), tuple(destroys)
         self.loss_grad, self.loss_with_grad, self.keeps_loss = \
             loss_grad, loss_with_grad, keeps_loss
+        self.examples, self.example_attrs = examples, example_attrs
         # Inputs broadcast against each other on all but their last ``broadcast_core`` axes
         # (0 for elementwise ops, 2 for matmul); None: they never do. Autodiff reads it.
         self.broadcast_core = 0 if scalar is not None and broadcast_core is None \
@@ -145,6 +155,16 @@ class OpDef:
         """Whether some layout stores the output in input 0's bytes (``view`` or
         ``identity``): what must be followed to find which bytes a value lives in."""
         return self.view or self.identity
+
+    def example_rule(self, node):
+        """How ``node`` carries an axis of examples (``ir.examples``), or None."""
+        if self.examples is not None:
+            return self.examples(node)
+        if self.scalar is not None:
+            return examples.elementwise(node)
+        if self.reduce is not None and self.family == "reduce":
+            return examples.reduction(node)
+        return None
 
     @property
     def is_elementwise(self):

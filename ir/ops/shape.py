@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import dtypes as D
 from ..shapes import RuleError, broadcast_shapes, format_shape, normalize_axes, normalize_axis
+from .. import examples as E
 from .registry import F, ZERO, defop, require
 
 
@@ -57,12 +58,14 @@ RESHAPE = defop("reshape", _reshape_infer,
                 lambda g, out, x, *static, shape: [_reshape_to(g, x)] + [None] * len(static),
                 static_args={"shape": "ints"},
                 impl=_reshape_impl, view=True, rearranges=True, family="shape",
-                linear="first", tf_name="Reshape")
+                linear="first", tf_name="Reshape", examples=E.reshaped,
+                example_attrs=E.shape_attr)
 RESHAPE_LIKE = defop(
     "reshape_like", lambda nodes: (nodes[0].dtype, nodes[1].shape),
     lambda g, out, x, like: [_reshape_to(g, x), None],
     impl=lambda x, like: np.reshape(x, np.shape(like)), view=True, family="shape",
-    shape_only=(1,), linear="first")
+    shape_only=(1,), linear="first",
+    examples=lambda node: E.reshaped(node) + E.same_shape((1,))(node))
 
 
 # -- transpose, expand_dims, squeeze -----------------------------------------------------------
@@ -79,9 +82,17 @@ def _transpose_vjp(g, out, x, perm=None):
     return [F.transpose(g, perm=tuple(int(i) for i in np.argsort(perm)))]
 
 
+def _transpose_examples(node):
+    rank = len(node.shape)
+    perm = node.attrs.get("perm")
+    perm = tuple(reversed(range(rank))) if perm is None else tuple(perm)
+    return [(0, p, j) for j, p in enumerate(perm)]
+
+
 TRANSPOSE = defop("transpose", _transpose_infer, _transpose_vjp,
                   impl=lambda x, perm=None: np.transpose(x, perm), family="shape",
-                  rearranges=True, linear="first", tf_name="transpose")
+                  rearranges=True, linear="first", tf_name="transpose",
+                  examples=_transpose_examples)
 
 
 def _expand_infer(nodes, axis):
@@ -92,7 +103,8 @@ def _expand_infer(nodes, axis):
 
 EXPAND_DIMS = defop("expand_dims", _expand_infer, lambda g, out, x, axis: [_reshape_to(g, x)],
                     impl=lambda x, axis: np.expand_dims(x, axis), view=True,
-                    rearranges=True, family="shape", linear="first", tf_name="ExpandDims")
+                    rearranges=True, family="shape", linear="first", tf_name="ExpandDims",
+                    examples=E.reshaped)
 
 
 def _squeeze_axes(x, axis):
@@ -120,7 +132,7 @@ def _squeeze_impl(x, axis=None):
 
 SQUEEZE = defop("squeeze", _squeeze_infer, lambda g, out, x, axis=None: [_reshape_to(g, x)],
                 impl=_squeeze_impl, view=True, rearranges=True, family="shape",
-                linear="first", tf_name="Squeeze")
+                linear="first", tf_name="Squeeze", examples=E.reshaped)
 
 
 # -- broadcasting -------------------------------------------------------------------------------
@@ -147,13 +159,14 @@ BROADCAST_TO = defop("broadcast_to", _broadcast_to_infer,
                      lambda g, out, x, *static, shape: [g] + [None] * len(static),
                      static_args={"shape": "ints"},
                      impl=lambda x, shape: np.broadcast_to(x, shape).copy(), family="shape",
-                     rearranges=True, linear="first", tf_name="BroadcastTo")
+                     rearranges=True, linear="first", tf_name="BroadcastTo",
+                     examples=E.elementwise, example_attrs=E.shape_attr)
 BROADCAST_LIKE = defop(
     "broadcast_like",
     lambda nodes: (nodes[0].dtype, broadcast_shapes(nodes[0].shape, nodes[1].shape)),
     lambda g, out, x, like: [g, None],
     impl=lambda x, like: np.broadcast_to(x, np.broadcast_shapes(np.shape(x), np.shape(like)))
-    .copy(), family="shape", shape_only=(1,), linear="first")
+    .copy(), family="shape", shape_only=(1,), linear="first", examples=E.elementwise)
 
 
 # -- concat and stack ---------------------------------------------------------------------------
@@ -191,9 +204,16 @@ def _concat_vjp(g, out, *xs, axis):
     return grads
 
 
+def _concat_examples(node):
+    """Every axis but the one joined ties (rows of the joined axis come from one input)."""
+    rank = len(node.shape)
+    a = normalize_axis(node.attrs["axis"], rank)
+    return [(i, k, k) for i in range(len(node.inputs)) for k in range(rank) if k != a]
+
+
 CONCAT = defop("concat", _concat_infer, _concat_vjp,
                impl=lambda *xs, axis: np.concatenate(xs, axis=axis), family="shape",
-               tf_name="concat")
+               tf_name="concat", examples=_concat_examples)
 
 
 def concat_slice_impl(g, *xs, axis, index):
@@ -232,8 +252,15 @@ def _stack_vjp(g, out, *xs, axis=0):
                                           for d in range(out.rank))) for i in range(len(xs))]
 
 
+def _stack_examples(node):
+    a = normalize_axis(node.attrs.get("axis", 0), len(node.shape))
+    return [(i, k, k if k < a else k + 1) for i in range(len(node.inputs))
+            for k in range(len(node.shape) - 1)]
+
+
 STACK = defop("stack", _stack_infer, _stack_vjp,
-              impl=lambda *xs, axis=0: np.stack(xs, axis=axis), family="shape", tf_name="stack")
+              impl=lambda *xs, axis=0: np.stack(xs, axis=axis), family="shape", tf_name="stack",
+              examples=_stack_examples)
 
 
 # -- range: a sequence known when the step is specialized ---------------------------------------

@@ -27,6 +27,7 @@ from .prune import prune_unused
 from .scale import fold_update_scale
 from .schedule import schedule_for_memory
 from .simplify import simplify_algebra
+from .split import split_examples
 from . import stages
 from .stages import Stages
 from .unroll import unroll_loops
@@ -38,6 +39,7 @@ PASSES = {
     "simplify": simplify_algebra,
     "cse": eliminate_common_subexpressions,
     "dce": eliminate_dead_code,
+    "split": split_examples,
     "scale": fold_update_scale,
     "fuse": fuse_elementwise,
     "inplace": analyze_inplace,

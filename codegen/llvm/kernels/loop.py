@@ -17,14 +17,23 @@ step's table, copied into the frame. At the loop's place the step:
 
 Results (carried state, stacks, count) live in private arena ranges until the ``loop_output``
 nodes copy them into their planned buffers (``lower_loop_output``).
+
+A loop whose iterations are independent (no carried state, no condition, no count: a map, as
+``ir.passes.split`` makes over the parts of a batch) runs them on the thread pool instead
+(``parallel_for``, one iteration a chunk), each on a frame of its own: its sliced inputs and
+stacked outputs at row t, and a private range for what an iteration writes besides (the
+body's arena, its status words, its counter). A failing iteration stops the step after all
+ran, with the first failure's status (``GRAPHC_PARALLEL_LOOPS=0``: in order, as any loop).
 """
+import os
+
 from graphc.errors import CompileError
 
 from ....ir import dtypes as D
 from ....ir.loops import check_trip, feed_roles, split_inputs
 from ...loops import UNBOUNDED, body_for_backend, output_index
 from ..buffers import nbytes_of
-from ..ir import symbol
+from ..ir import Function, symbol
 from ..registry import Buf, lowers
 
 
@@ -56,10 +65,13 @@ def lower_loop(L, n):
     for j in range(len(body.stacked)):
         f = prog.fetches[nc + j]
         stacks.append((L.arena(bound * _bytes(f.shape, f.dtype)), _bytes(f.shape, f.dtype)))
-    count_buf, counter_buf = L.arena(4), L.arena(4)
+    parallel = _independent(L, n, ins, bound)
+    copies_of = bound if parallel else 1  # (per-iteration storage: one range per iteration)
+    count_buf, counter_buf = L.arena(4), L.arena(8 * copies_of)
     L.loop_results = getattr(L, "loop_results", {})
     L.loop_results[n] = state + [s for s, _ in stacks] + [count_buf]
     frame = {}  # frame slot -> outer Buf (fixed for the whole loop)
+    own = {}  # frame slot -> (outer Buf of every iteration's copies, bytes of one)
     for slot, value in B.layout.consts:
         outer = L.new_slot()
         L.layout.consts.append((outer, value))
@@ -68,17 +80,27 @@ def lower_loop(L, n):
         frame[slot] = L.blas(D.as_dtype(dtype_name))[0]
     arena_slot = B._slot_of.get("arena")
     if arena_slot is not None:
-        frame[arena_slot] = L.arena(B.arena_size)
+        if parallel:
+            size = -(-B.arena_size // 64) * 64
+            own[arena_slot] = (L.arena(size * bound), size)
+        else:
+            frame[arena_slot] = L.arena(B.arena_size)
     status = L.status()  # the body's status word is the step's
     status_slot = B._slot_of.get("status")
     if status_slot is not None:
-        frame[status_slot] = status
+        if parallel:
+            own[status_slot] = (L.arena(16 * bound), 16)
+        else:
+            frame[status_slot] = status
     sliced = []  # (frame slot, sequence Buf, row bytes)
     for feed_slot, (role, k) in zip(B.layout.feeds, roles):
         if role == "carried":
             frame[feed_slot.index] = state[k]
         elif role == "counter":
-            frame[feed_slot.index] = counter_buf
+            if parallel:
+                own[feed_slot.index] = (counter_buf, 8)
+            else:
+                frame[feed_slot.index] = counter_buf
         elif role == "captured":
             frame[feed_slot.index] = L.buf(ins["captured"][k])
         else:
@@ -93,8 +115,12 @@ def lower_loop(L, n):
         if len(fetched) == 1 and nc <= fetched[0] < nc + len(stacks):
             direct.append((slot.index, fetched[0] - nc))
             continue
-        scratch = L.arena(_bytes(slot.shape, D.as_dtype(slot.dtype)))
-        frame[slot.index] = scratch
+        size = _bytes(slot.shape, D.as_dtype(slot.dtype))
+        scratch = L.arena(size * copies_of)
+        if parallel:
+            own[slot.index] = (scratch, size)
+        else:
+            frame[slot.index] = scratch
         for i in fetched:
             if i < nc + len(stacks):
                 copies.append((i, scratch))
@@ -102,9 +128,14 @@ def lower_loop(L, n):
                 cond_buf = scratch
     fixed = (n.attrs["reverse"], bound, ins, state, stacks, count_buf, counter_buf, frame,
              sliced, direct, copies, cond_buf, B.layout.n_slots, name, nc, status)
+    if parallel:
+        task = _iteration(L, name, B.layout.n_slots, own, sliced, direct, stacks, copies,
+                          n.attrs["reverse"], bound, counter_slot(roles, B))
+        fixed = (bound, frame, own, sliced, direct, stacks, copies, B.layout.n_slots, task,
+                 status, status_slot, count_buf, _pool(L))
 
     def emit(fn, pointer, restore):
-        _emit_loop(fn, pointer, restore, L, fixed)
+        (_emit_parallel if parallel else _emit_loop)(fn, pointer, restore, L, fixed)
     L.calls.append((emit, [], None, f"loop '{n.node_name}'", f"loop '{n.node_name}' ({bound} "
                     f"iterations at most) calling @{name}"))
 
@@ -189,6 +220,101 @@ def _emit_loop(fn, pointer, restore, L, fixed):
     fn.br(head)
     fn.block(done)
     fn.store("i32", fn(f"trunc i64 {i} to i32"), pointer(count_buf))
+
+
+def _independent(L, n, ins, bound):
+    """Whether the iterations of loop ``n`` may run at once (module docstring)."""
+    return (L.parent is None and not L.numerics and n.attrs["n_carried"] == 0
+            and ins["count"] is None and ins["cond0"] is None and bound is not None
+            and bound > 1 and os.environ.get("GRAPHC_PARALLEL_LOOPS", "1") != "0")
+
+
+def counter_slot(roles, B):
+    for feed_slot, (role, _) in zip(B.layout.feeds, roles):
+        if role == "counter":
+            return feed_slot.index
+    return None
+
+
+def _pool(L):
+    from .collective import callback
+    return callback(L, "parallel_for")
+
+
+def _iteration(L, name, n_slots, own, sliced, direct, stacks, copies, reverse, bound,
+               counter):
+    """``void @<body>.iteration(ptr %ctx, i64 %c)``: iteration t (c, or bound-1-c reversed)
+    on a frame of its own, copied from the template ``ctx[0]``. ``ctx`` then holds, in this
+    order, the bases of: the per-iteration ranges (``own``), the sliced sequences, the stacks."""
+    task = f"{name}.iteration"
+    fn = Function(task, [("ptr", "%ctx", "noalias readonly"), ("i64", "%c", "")])
+    t = fn(f"sub i64 {bound - 1}, %c") if reverse else "%c"
+    frame = fn(f"alloca [{max(n_slots, 1)} x ptr]", "frame")
+    template = fn.load("ptr", fn.gep("ptr", "%ctx", 0))
+    fn.call("void", "llvm.memcpy.p0.p0.i64", [("ptr", frame), ("ptr", template),
+                                              ("i64", str(8 * max(n_slots, 1))), ("i1", "false")])
+    k = 1
+    mine = {}
+    for slot, (_, size) in sorted(own.items()):
+        base = fn.load("ptr", fn.gep("ptr", "%ctx", k))
+        mine[slot] = fn(f"getelementptr inbounds i8, ptr {base}, i64 {fn.mul(t, size)}")
+        fn.store("ptr", mine[slot], fn.gep("ptr", frame, slot))
+        k += 1
+    if counter is not None:
+        fn.store("i32", fn(f"trunc i64 {t} to i32"), mine[counter])
+    for slot, _, row in sliced:
+        base = fn.load("ptr", fn.gep("ptr", "%ctx", k))
+        fn.store("ptr", fn(f"getelementptr inbounds i8, ptr {base}, i64 {fn.mul(t, row)}"),
+                 fn.gep("ptr", frame, slot))
+        k += 1
+    bases = []
+    for _, stride in stacks:
+        bases.append(fn.load("ptr", fn.gep("ptr", "%ctx", k)))
+        k += 1
+    for slot, j in direct:
+        fn.store("ptr", fn(f"getelementptr inbounds i8, ptr {bases[j]}, i64 "
+                           f"{fn.mul(t, stacks[j][1])}"), fn.gep("ptr", frame, slot))
+    fn.emit(f"call void @{name}(ptr {frame})")
+    for i_fetch, scratch in copies:  # (no carried state: every copy is a stacked value)
+        slot = next(sl for sl, (buf, _) in own.items() if buf == scratch)
+        j = i_fetch
+        _memcpy(fn, fn(f"getelementptr inbounds i8, ptr {bases[j]}, i64 "
+                       f"{fn.mul(t, stacks[j][1])}"), mine[slot], stacks[j][1])
+    fn.ret()
+    return L.module.helper(task, lambda: fn)
+
+
+def _emit_parallel(fn, pointer, restore, L, fixed):
+    (bound, frame, own, sliced, direct, stacks, copies, n_slots, task, status, status_slot,
+     count_buf, pool) = fixed
+    table = fn(f"alloca [{max(n_slots, 1)} x ptr]", "frame")
+    for slot, buf in frame.items():
+        fn.store("ptr", pointer(buf), fn.gep("ptr", table, slot))
+    if status_slot is not None:  # (every iteration's status words start at 0)
+        buf, size = own[status_slot]
+        fn.call("void", "llvm.memset.p0.i64", [("ptr", pointer(buf)), ("i8", "0"),
+                                               ("i64", str(size * bound)), ("i1", "false")])
+    args = [table] + [pointer(buf) for _, (buf, _) in sorted(own.items())]
+    args += [pointer(buf) for _, buf, _ in sliced] + [pointer(s) for s, _ in stacks]
+    ctx = fn(f"alloca ptr, i64 {len(args)}", "ctx")
+    for k, a in enumerate(args):
+        fn.store("ptr", a, fn.gep("ptr", ctx, k))
+    fn.emit(f"call void {pointer(pool)}(ptr {fn.symbol(task)}, ptr {ctx}, i64 {bound})")
+    if status_slot is not None:  # the first failing iteration's status is the step's
+        words, step_status = pointer(own[status_slot][0]), pointer(status)
+        for t in range(bound):
+            code = fn.load("i64", fn.gep("i64", words, 2 * t))
+            bad = fn(f"icmp ne i64 {code}, 0")
+            ok, fail = fn.label("iok"), fn.label("ifail")
+            fn.emit(f"br i1 {bad}, label %{fail}, label %{ok}")
+            fn.block(fail)
+            fn.store("i64", code, step_status)
+            fn.store("i64", fn.load("i64", fn.gep("i64", words, 2 * t + 1)),
+                     fn.gep("i64", step_status, 1))
+            restore()
+            fn.ret()
+            fn.block(ok)
+    fn.store("i32", str(bound), pointer(count_buf))
 
 
 @lowers("loop_output")

@@ -1,0 +1,244 @@
+"""Splitting a step over parts of its batch (ir.passes.split): it happens where the rules
+allow (an MLP, a time-major RNN, a CNN, Adam with clipping), the parts' results add up to the
+whole step's (float64, NumPy and LLVM), per-example fetches come back whole, the parts run on
+the thread pool with the bits they have in order, a failing part stops the step as any
+failure does, and steps the rules cannot cut are left whole, saying why."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.errors import CompileError, InvalidArgumentError
+from graphc.runtime import parallel
+
+
+@pytest.fixture
+def parts(monkeypatch):
+    """Turn splitting on: ``parts(n)`` cuts every step compiled after it in n parts."""
+    monkeypatch.setenv("GRAPHC_SPLIT_MIN_WORK", "1")
+
+    def set_parts(n):
+        monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", str(n))
+    return set_parts
+
+
+def _mlp(batch=8, dtype=np.float64, optimizer="sgd"):
+    rng = np.random.default_rng(0)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(dtype, [batch, 6], name="x")
+        y = gc.placeholder(gc.int64, [batch], name="y")
+        w0 = gc.Variable(rng.standard_normal((6, 5)).astype(dtype), name="w0")
+        b0 = gc.Variable(np.zeros(5, dtype), name="b0")
+        w1 = gc.Variable(rng.standard_normal((5, 3)).astype(dtype), name="w1")
+        logits = gc.matmul(gc.tanh(gc.matmul(x, w0) + b0), w1)
+        losses = gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        loss = gc.reduce_mean(losses)
+        if optimizer == "adam":
+            opt = gc.train.AdamOptimizer(0.01)
+            grads, variables = zip(*opt.compute_gradients(loss))
+            clipped, _ = gc.clip_by_global_norm(list(grads), 1.0)
+            train = opt.apply_gradients(list(zip(clipped, variables)))
+        else:
+            train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+    feeds = {x: rng.standard_normal((batch, 6)).astype(dtype),
+             y: rng.integers(0, 3, batch)}
+    return g, [loss, train, logits, losses], feeds
+
+
+def _rnn(batch=6, steps=5, dtype=np.float64):
+    """Time-major: the examples lie along axis 1 of x."""
+    rng = np.random.default_rng(1)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(dtype, [steps, batch, 4], name="x")
+        y = gc.placeholder(gc.int64, [batch], name="y")
+        wx = gc.Variable(rng.standard_normal((4, 7)).astype(dtype) * 0.5, name="wx")
+        wh = gc.Variable(rng.standard_normal((7, 7)).astype(dtype) * 0.5, name="wh")
+        wo = gc.Variable(rng.standard_normal((7, 3)).astype(dtype) * 0.5, name="wo")
+        h = None
+        for t in range(steps):
+            pre = gc.matmul(x[t], wx)
+            h = gc.tanh(pre if h is None else pre + gc.matmul(h, wh))
+        loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=gc.matmul(h, wo)))
+        train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+    feeds = {x: rng.standard_normal((steps, batch, 4)).astype(dtype),
+             y: rng.integers(0, 3, batch)}
+    return g, [loss, train], feeds
+
+
+def _cnn(batch=4, dtype=np.float64):
+    rng = np.random.default_rng(2)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(dtype, [batch, 8, 8, 2], name="x")
+        y = gc.placeholder(gc.int64, [batch], name="y")
+        k = gc.Variable(rng.standard_normal((3, 3, 2, 4)).astype(dtype) * 0.3, name="k")
+        b = gc.Variable(np.zeros(4, dtype), name="b")
+        w = gc.Variable(rng.standard_normal((36, 3)).astype(dtype) * 0.2, name="w")
+        a = gc.nn.relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "VALID") + b)
+        p = gc.nn.max_pool(a, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+        logits = gc.matmul(gc.reshape(p, [batch, -1]), w)
+        loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=y, logits=logits))
+        train = gc.train.MomentumOptimizer(0.1, 0.9).minimize(loss)
+    feeds = {x: rng.standard_normal((batch, 8, 8, 2)).astype(dtype),
+             y: rng.integers(0, 3, batch)}
+    return g, [loss, train], feeds
+
+
+def _run(build, backend, steps=3, **kw):
+    """(fetched values of every step, final variables, the compiled program)."""
+    g, fetches, feeds = build(**kw)
+    with g.as_default():
+        step = gc.compile(fetches, feeds=list(feeds), backend=backend)
+    out = [step(feeds) for _ in range(steps)]
+    return out, {k: v.copy() for k, v in step.variables.items()}, step.compiled.program
+
+
+def _agree(a, b, rtol):
+    (out_a, vars_a, _), (out_b, vars_b, _) = a, b
+    for step_a, step_b in zip(out_a, out_b):
+        for u, v in zip(step_a, step_b):
+            if u is not None:
+                np.testing.assert_allclose(v, u, rtol=rtol, atol=rtol)
+    for name in vars_a:
+        np.testing.assert_allclose(vars_b[name], vars_a[name], rtol=rtol, atol=rtol)
+
+
+def _loops(program):
+    return [n for n in program.nodes if n.op_name == "loop"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+@pytest.mark.parametrize("build", [_mlp, _rnn, _cnn], ids=["mlp", "rnn", "cnn"])
+def test_split_steps_agree_with_whole_ones(parts, build, backend):
+    parts(1)
+    whole = _run(build, backend)
+    parts(2)
+    split = _run(build, backend)
+    program = split[2]
+    assert program.split_done[0] == 2 and len(_loops(program)) == 1
+    assert not _loops(whole[2])
+    _agree(whole, split, rtol=1e-12)
+
+
+def test_the_sums_are_added_once_after_the_parts(parts):
+    """An MLP's loss and its three gradients come out of the parts as sums (the bias
+    gradient's column sums, x^T dz...), each added once after the loop; the logits and the
+    per-example losses, fetched, are put back together."""
+    parts(2)
+    _, _, program = _run(_mlp, "numpy", steps=1)
+    loop = _loops(program)[0]
+    stacked = [n for n in program.nodes if n.op_name == "loop_output"]
+    assert len(stacked) == len(loop.attrs["body"].stacked) == 6  # 1 + 3 + 2
+    sums = [n for n in program.nodes if n.node_name.startswith("examples/sum")
+            or (n.op_name == "fused" and any(x in stacked for x in n.inputs))]
+    assert sums
+
+
+def test_time_major_examples_are_cut_along_their_axis(parts):
+    parts(3)
+    _, _, program = _run(_rnn, "numpy", steps=1)
+    assert program.split_done == (3, 6)
+    seq = _loops(program)[0].inputs[0]  # the cut x: [parts, T, batch / parts, 4]
+    assert tuple(seq.shape) == (3, 5, 2, 4)
+
+
+def test_adam_with_global_norm_clipping_splits_before_the_norm(parts):
+    """The norm squares the summed gradients: the parts' gradients are added first."""
+    parts(1)
+    whole = _run(_mlp, "llvm", optimizer="adam")
+    parts(2)
+    split = _run(_mlp, "llvm", optimizer="adam")
+    assert split[2].split_done[0] == 2
+    _agree(whole, split, rtol=1e-11)
+
+
+def test_parts_on_the_pool_give_the_bits_of_parts_in_order(parts, monkeypatch):
+    parts(2)
+    results = []
+    for on in ("0", "1"):
+        monkeypatch.setenv("GRAPHC_PARALLEL_LOOPS", on)
+        parallel.ensure_workers(2)
+        parallel.set_threads(2)
+        try:
+            results.append(_run(_mlp, "llvm", dtype=np.float32, batch=64))
+        finally:
+            parallel.set_threads(1)
+    (a, va, _), (b, vb, _) = results
+    for step_a, step_b in zip(a, b):
+        for u, v in zip(step_a, step_b):
+            if u is not None:
+                assert np.array_equal(u, v)
+    assert all(np.array_equal(va[k], vb[k]) for k in va)
+
+
+def test_a_failing_part_stops_the_step_and_keeps_the_variables(parts):
+    """A label out of range in the second part: the step raises, naming the loss, and no
+    variable changed (the parts run before any update)."""
+    parts(2)
+    g, fetches, feeds = _mlp(dtype=np.float32, batch=64)
+    with g.as_default():
+        step = gc.compile(fetches, feeds=list(feeds), backend="llvm")
+    before = {k: v.copy() for k, v in step.variables.items()}
+    y = next(p for p in feeds if p.node_name == "y")
+    bad = dict(feeds)
+    bad[y] = feeds[y].copy()
+    bad[y][40] = 7
+    parallel.ensure_workers(2)
+    parallel.set_threads(2)
+    try:
+        with pytest.raises(InvalidArgumentError, match="label"):
+            step(bad)
+    finally:
+        parallel.set_threads(1)
+    assert all(np.array_equal(before[k], v) for k, v in step.variables.items())
+    step(feeds)  # and the next good step runs
+    assert not all(np.array_equal(before[k], v) for k, v in step.variables.items())
+
+
+def _refused(parts, build_graph, feeds_of, batch):
+    g = gc.Graph()
+    with g.as_default():
+        fetches, feeds = build_graph(batch)
+        step = gc.compile(fetches, feeds=list(feeds), backend="numpy")
+        step(feeds_of(feeds))
+    program = step.compiled.program
+    assert not _loops(program)
+    return program.split_refused
+
+
+def _plain(batch, transform, train=True):
+    x = gc.placeholder(gc.float64, [batch, 3], name="x")
+    w = gc.Variable(np.ones((3, 2)), name="w")
+    loss = gc.reduce_sum(gc.tanh(gc.matmul(transform(x), w)))
+    fetches = [loss, gc.train.GradientDescentOptimizer(0.1).minimize(loss)] if train else [loss]
+    return fetches, {x: np.linspace(-1, 1, batch * 3).reshape(batch, 3)}
+
+
+@pytest.mark.parametrize("transform, batch, train, why", [
+    (lambda x: x - gc.reduce_mean(x, axis=0), 8, True, "batch statistic"),  # batch norm
+    (lambda x: x - gc.reduce_mean(x, axis=0), 8, False, "batch statistic"),  # its forward
+    (lambda x: x[1:], 8, True, "mixes"),                                       # rows picked
+    (lambda x: gc.cumsum(x, axis=0) if hasattr(gc, "cumsum") else x[::-1], 8, True, "mixes"),
+    (lambda x: x, 7, True, "does not cut in 2 parts"),
+])
+def test_steps_the_rules_cannot_cut_stay_whole(parts, transform, batch, train, why):
+    parts(2)
+    reason = _refused(parts, lambda b: _plain(b, transform, train), lambda f: f, batch)
+    assert why in reason
+
+
+def test_too_little_work_stays_whole(parts, monkeypatch):
+    parts(2)
+    monkeypatch.delenv("GRAPHC_SPLIT_MIN_WORK")
+    reason = _refused(parts, lambda b: _plain(b, lambda x: x), lambda f: f, 8)
+    assert "too little work" in reason
+
+
+def test_bad_settings_are_refused(monkeypatch):
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "two")
+    g, fetches, feeds = _mlp()
+    with g.as_default(), pytest.raises(CompileError, match="GRAPHC_SPLIT_EXAMPLES"):
+        gc.compile(fetches, feeds=list(feeds), backend="numpy")(feeds)
