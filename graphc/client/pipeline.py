@@ -79,15 +79,24 @@ def pipeline_for(optimize, passes, checks, split=1):
     return names
 
 
+# What an unset GRAPHC_SPLIT_EXAMPLES means.
+SPLIT_DEFAULT = "0"
+
+
 def split_parts_for(backend):
-    """The parts a step's batch is cut in to run on several cores (``ir.passes.split``):
-    ``GRAPHC_SPLIT_EXAMPLES`` (a count; 0 or 1: none; the NumPy backend runs the parts one
-    after the other)."""
-    env = os.environ.get("GRAPHC_SPLIT_EXAMPLES", "").strip()
-    if not env:
-        return 1
+    """The parts a step's batch is cut in to run on several cores at once (``ir.passes.
+    split``): ``GRAPHC_SPLIT_EXAMPLES``, a count (0 or 1: none; the NumPy backend runs the
+    parts one after the other) or "auto": on the LLVM backend, the thread policy's count
+    (``runtime.threads``; one thread: none)."""
+    env = os.environ.get("GRAPHC_SPLIT_EXAMPLES", "").strip() or SPLIT_DEFAULT
+    if env == "auto":
+        if backend != "llvm":
+            return 1
+        from ..runtime.threads import policy_threads
+        return policy_threads()
     if not env.isdigit():
-        raise CompileError(f"GRAPHC_SPLIT_EXAMPLES must be a count of parts, found {env!r}")
+        raise CompileError(f"GRAPHC_SPLIT_EXAMPLES must be a count of parts or 'auto', "
+                           f"found {env!r}")
     return max(int(env), 1)
 
 
@@ -157,7 +166,8 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     key = None
     if objects is not None:  # (looked up before specializing: a hit needs no program)
         t1 = time.perf_counter()
-        key, nodes = step_cache.step_key(fetches, feed_shapes, backend, names, checks)
+        key, nodes = step_cache.step_key(fetches, feed_shapes, backend, names + (
+            [f"split into {split}"] if "split" in names else []), checks)
         timings["key"] = time.perf_counter() - t1
     if key is not None:
         hit = step_cache.load(objects, key, nodes, lambda: compile_program(

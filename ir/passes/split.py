@@ -17,6 +17,7 @@ inputs to its output's. The class of tied axes holding an axis of a fed placehol
 example axis when, on every node it reaches, the node keeps it as one axis of one size (the
 *per-example* nodes) or sums it away (the *sums*: a mean, a weight gradient). Then:
 
+- the batch is cut in the most parts it divides into, at most ``parts``;
 - the per-example nodes and the sums form the *region*; everything else stays (the weights
   it reads are captured, the updates after it read the sums);
 - each placeholder or constant holding the axis becomes a sequence ``[parts, ...]``, its
@@ -79,12 +80,12 @@ def split_examples(program):
         return {}
     try:
         cut = _find(program, parts)
-        _rewrite(program, cut, parts)
+        _rewrite(program, cut, cut.parts)
     except _Refused as why:
         program.split_refused = str(why)
         return {"not split": 1}
-    program.split_done = (parts, cut.size)
-    return {"parts": parts, "region": len(cut.region)}
+    program.split_done = (cut.parts, cut.size)
+    return {"parts": cut.parts, "region": len(cut.region)}
 
 
 class _Cut:
@@ -163,8 +164,9 @@ def _check(program, rules, find, root, parts):
             if d != size:
                 raise _Refused(f"{n.describe()}: examples along an axis of {d}, not {size}")
             axis[n] = found[0]
-    if not size or size % parts:
-        raise _Refused(f"a batch of {size} does not cut in {parts} parts")
+    most, parts = parts, next((p for p in range(parts, 1, -1) if size and size % p == 0), None)
+    if parts is None:
+        raise _Refused(f"a batch of {size} does not cut in {most} parts or fewer")
     region, sums, leaves, work = [], {}, [], 0
     inside, after = set(), set()  # after: nodes reading the region's results (run after it)
     for n in program.nodes:
@@ -214,7 +216,7 @@ def _check(program, rules, find, root, parts):
                 raise _Refused(f"{n.describe()} reads '{x.node_name}', which needs the sums "
                                "over the whole batch (a batch statistic)")
     cut = _Cut(axis, size, region, sums, leaves)
-    cut.work = work
+    cut.work, cut.parts = work, parts
     return cut
 
 

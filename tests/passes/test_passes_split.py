@@ -145,6 +145,12 @@ def test_time_major_examples_are_cut_along_their_axis(parts):
     assert tuple(seq.shape) == (3, 5, 2, 4)
 
 
+def test_the_batch_is_cut_in_the_most_parts_it_divides_into(parts):
+    parts(4)  # a batch of 6: 3 parts
+    _, _, program = _run(_rnn, "numpy", steps=1)
+    assert program.split_done == (3, 6)
+
+
 def test_adam_with_global_norm_clipping_splits_before_the_norm(parts):
     """The norm squares the summed gradients: the parts' gradients are added first."""
     parts(1)
@@ -222,7 +228,7 @@ def _plain(batch, transform, train=True):
     (lambda x: x - gc.reduce_mean(x, axis=0), 8, False, "batch statistic"),  # its forward
     (lambda x: x[1:], 8, True, "mixes"),                                       # rows picked
     (lambda x: gc.cumsum(x, axis=0) if hasattr(gc, "cumsum") else x[::-1], 8, True, "mixes"),
-    (lambda x: x, 7, True, "does not cut in 2 parts"),
+    (lambda x: x, 7, True, "does not cut in 2 parts or fewer"),
 ])
 def test_steps_the_rules_cannot_cut_stay_whole(parts, transform, batch, train, why):
     parts(2)
@@ -242,3 +248,33 @@ def test_bad_settings_are_refused(monkeypatch):
     g, fetches, feeds = _mlp()
     with g.as_default(), pytest.raises(CompileError, match="GRAPHC_SPLIT_EXAMPLES"):
         gc.compile(fetches, feeds=list(feeds), backend="numpy")(feeds)
+
+
+@pytest.mark.parametrize("threads, backend, cut", [(2, "llvm", True), (1, "llvm", False),
+                                                   (2, "numpy", False)])
+def test_auto_cuts_llvm_steps_in_as_many_parts_as_threads(monkeypatch, threads, backend, cut):
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "auto")
+    monkeypatch.setenv("GRAPHC_SPLIT_MIN_WORK", "1")
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", str(threads))
+    from graphc.runtime.threads import available_cores
+    if available_cores() < threads:
+        pytest.skip("needs more cores")
+    _, _, program = _run(_mlp, backend, steps=1)
+    assert (getattr(program, "split_done", None) == (threads, 8)) == cut
+
+
+def test_cut_and_whole_steps_have_their_own_cache_entries(parts, monkeypatch, tmp_path):
+    """Cut in 2, whole, cut in 2 again: the whole step is compiled (no hit on the cut one's
+    entry), the third is a hit."""
+    monkeypatch.setenv("GRAPHC_STEP_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRAPHC_NO_CACHE", raising=False)
+    hits = []
+    for n in (2, 1, 2):
+        parts(n)
+        g, fetches, feeds = _mlp()
+        with g.as_default():
+            step = gc.compile(fetches, feeds=list(feeds), backend="llvm")
+            step(feeds)
+        hits.append("specialize" not in step.compiled.timings)
+    assert hits == [False, False, True]
