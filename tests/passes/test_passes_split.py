@@ -137,6 +137,22 @@ def test_the_sums_are_added_once_after_the_parts(parts):
     assert sums
 
 
+def test_a_wide_weight_gradient_is_computed_after_the_parts(parts):
+    """x^T dz of a 6 -> 5 layer is 30 numbers a part against dz's 8 x 5 put back together:
+    the product runs after the loop, on the whole batch; the 5 -> 3 layer's (15 against
+    h's 8 x 5 and dz's 8 x 3) stays in the parts, summed after."""
+    parts(2)
+    _, _, program = _run(_mlp, "numpy", steps=1)
+    after = [tuple(n.shape) for n in program.nodes if n.op_name in ("matmul", "subtract_matmul")]
+    assert (6, 5) in after and (5, 3) not in after
+
+
+def test_a_recurrent_gradient_summed_over_the_steps_stays_in_the_parts(parts):
+    parts(2)
+    _, _, program = _run(_rnn, "numpy", steps=1)
+    assert not [n for n in program.nodes if n.op_name in ("matmul", "subtract_matmul")]
+
+
 def test_time_major_examples_are_cut_along_their_axis(parts):
     parts(3)
     _, _, program = _run(_rnn, "numpy", steps=1)
