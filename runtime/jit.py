@@ -355,6 +355,13 @@ class LoadedModule:
     def __init__(self, engine, object_code: bytes):
         self._engine = engine
         self.object_code = object_code
+        self._kept = False  # the engine also runs code that outlives this module's users
+
+    def keep_open(self) -> None:
+        """The engine also holds code that must outlive every user of this module (the
+        thread pool, loaded with a step's code into one engine): ``close`` then frees
+        nothing."""
+        self._kept = True
 
     def address(self, name: str) -> int:
         """Return the address of the function ``name``.
@@ -386,13 +393,15 @@ class LoadedModule:
         return fn
 
     def close(self) -> None:
-        """Free the machine code; functions obtained from this module must not be called."""
-        if self._engine is not None:
+        """Free the machine code; functions obtained from this module must not be called
+        (unless ``keep_open`` was called: the code then stays, for the pool's sake)."""
+        if self._engine is not None and not self._kept:
             self._engine.close()
             self._engine = None
 
 
-def load_object(object_code: bytes, target: HostTarget | None = None) -> LoadedModule:
+def load_object(object_code: bytes, target: HostTarget | None = None,
+                also: Iterable[bytes] = ()) -> LoadedModule:
     """Load object code produced by ``compile_ir`` (in this process or another).
 
     The engine starts from an empty module; the object file is relocated into memory by
@@ -402,6 +411,9 @@ def load_object(object_code: bytes, target: HostTarget | None = None) -> LoadedM
         object_code: bytes of ``CompiledModule.object_code`` (one object file, or the
             bundle of a module compiled in parts: its members go into one engine).
         target: the target the engine is created for; the host when None.
+        also: more object code for the same engine (a step's and the thread pool's: one
+            engine instead of two, ~0.3 ms less); ``LoadedModule.object_code`` is still
+            ``object_code``.
 
     Raises:
         ArtifactError: the bytes are not an object file LLVM can read (truncated or
@@ -413,7 +425,7 @@ def load_object(object_code: bytes, target: HostTarget | None = None) -> LoadedM
         >>> loaded.function("step")(table)
     """
     initialize()
-    object_files = [_object_file(o) for o in _members(object_code)]
+    object_files = [_object_file(o) for code in (object_code, *also) for o in _members(code)]
     t = target or host_target()
     empty = llvm.parse_assembly("")
     empty.triple = t.triple
