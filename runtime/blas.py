@@ -71,8 +71,10 @@ def gemm_pointer(dtype) -> int:
 
 
 @functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=1)
 def _numpy_openblas():
-    """NumPy's own OpenBLAS (the ILP64 build its Linux wheels bundle), loaded, or None."""
+    """NumPy's own OpenBLAS (the ILP64 build its Linux wheels bundle), loaded, or None; found
+    once (a directory listing and a ``dlopen``: ~0.1 ms each time the BLAS policy asked)."""
     libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
     try:
         names = sorted(os.listdir(libs))
@@ -186,14 +188,20 @@ def blas_threads() -> int:
         >>> blas_threads() >= 1
         True
     """
-    lib = _numpy_openblas()
-    for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                   "openblas_get_num_threads"):
-        fn = getattr(lib, symbol, None) if lib is not None else None
-        if fn is not None:
-            fn.restype = ctypes.c_int
-            return max(int(fn()), 1)
-    return os.cpu_count() or 1
+    if "get" not in _getter:
+        lib, _getter["get"] = _numpy_openblas(), None
+        for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                       "openblas_get_num_threads"):
+            fn = getattr(lib, symbol, None) if lib is not None else None
+            if fn is not None:
+                fn.restype = ctypes.c_int
+                _getter["get"] = fn
+                break
+    fn = _getter["get"]
+    return max(int(fn()), 1) if fn is not None else (os.cpu_count() or 1)
+
+
+_getter = {}  # NumPy's OpenBLAS get_num_threads (None: none), found once (``blas_threads``)
 
 
 def limit_blas_threads(n: int):

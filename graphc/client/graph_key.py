@@ -32,7 +32,7 @@ from operator import attrgetter, index, itemgetter
 import numpy as np
 
 from ..ir.dtypes import DType
-from ..ir.program import needed_nodes
+from ..ir.program import user_needed_nodes
 from ..ir.shapes import TensorShape
 from ..ir.source import Location
 from ..ir.static import Pending
@@ -107,7 +107,7 @@ def _rows(fetches, fed):
     describe again], edges) of ``graph_rows``: kept on the graph for these fetches and feed
     shapes (nothing else in them can change: ``Node.key_desc``); digest None for a step not
     cached."""
-    nodes = needed_nodes(fetches, fed)
+    nodes = user_needed_nodes(fetches, fed)  # (the step's compile searched already)
     position = dict(zip(nodes, range(len(nodes))))
     ops = list(map(_opdef_of, nodes))
     if not _cacheable(nodes, ops, fed, position):
