@@ -56,31 +56,27 @@ def test_a_fresh_hit_loads_the_step_and_the_pool_into_one_engine(tmp_path):
 
 
 def test_a_pool_of_another_digest_is_not_used(tmp_path):
-    """An entry written by a graphc whose pool IR differed: the hit loads the pool as a
-    process without the entry's copy would."""
+    """An entry written by a graphc whose pool IR differed (its digest is not this pool's):
+    the hit loads the pool as a process without the entry's copy would."""
     from graphc.client import step_cache
-    cold = _child(tmp_path / "cache")
-    payload_files = list((tmp_path / "cache").glob("*.gcobj"))
-    assert payload_files
-    entries = []
-    for path in payload_files:
-        data = path.read_bytes()
-        if step_cache._MAGIC in data:
-            entries.append(path)
-    assert entries
-    # rewrite each entry's pool digest: the next process's own differs from it
     from graphc.runtime.objcache import ObjectCache
+    cold = _child(tmp_path / "cache")
     cache = ObjectCache(tmp_path / "cache", enabled=True)
-    for path in entries:
-        key = path.stem
-        entry = cache.get(key)
-        head = step_cache._unpack(entry)
-        assert head["pool"] and head["pool_code"]
-        n = int.from_bytes(entry[8:16], "little")
-        header = json.loads(entry[16:16 + n])
+    rewritten = 0
+    for path in (tmp_path / "cache").glob("*.gcobj"):
+        entry = cache.get(path.stem)
+        if entry is None or not entry.startswith(step_cache._MAGIC):
+            continue
+        assert step_cache._unpack(entry)["pool_code"]
+        start = len(step_cache._MAGIC) + 8
+        n = int.from_bytes(entry[len(step_cache._MAGIC):start], "little")
+        header = json.loads(entry[start:start + n])
         header["pool"] = "0" * 64
         raw = json.dumps(header).encode()
-        cache.put(key, entry[:8] + len(raw).to_bytes(8, "little") + raw + entry[16 + n:])
+        cache.put(path.stem, entry[:len(step_cache._MAGIC)] + len(raw).to_bytes(8, "little")
+                  + raw + entry[start + n:])
+        rewritten += 1
+    assert rewritten == 1
     warm = _child(tmp_path / "cache")
     assert warm["hit"] and warm["pooled"] and not warm["shared"]
     assert warm["losses"] == cold["losses"]
