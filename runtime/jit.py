@@ -79,23 +79,37 @@ def host_target() -> HostTarget:
     Cached: asking LLVM costs ~0.5 ms (the feature string comes from ``cpuid`` instructions,
     which a virtual machine traps, and llvmlite parses it into a map and back). A machine's
     CPU cannot change while it runs, so the answer is also kept for the next processes, in
-    the runtime cache (``objcache.runtime_cache``, with its trust rules and checksums) under
-    the id of the machine's boot and llvmlite's version (which pins LLVM's CPU tables);
-    where there is no boot id (not Linux) or no cache, LLVM is asked in every process.
+    the store ``keep_hosts_in`` names (``objcache`` names the runtime cache, with its trust
+    rules and checksums, when it is imported) under the id of the machine's boot and
+    llvmlite's version (which pins LLVM's CPU tables); with no store or no boot id (not
+    Linux), LLVM is asked in every process.
 
     Returns:
         HostTarget(triple, cpu, features), e.g. ``("x86_64-unknown-linux-gnu",
         "rocketlake", "+avx512f,+avx2,...")``.
     """
-    key = _host_key()
+    store = _host_store.get("store")
+    key = _host_key() if store is not None else None
     if key is not None:
-        known = _remembered_host(key)
+        known = _remembered_host(store, key)
         if known is not None:
             return known
     found = _ask_llvm()
-    if key is not None:
-        _remember_host(key, found)
+    if key is not None and not any("\n" in field for field in found):
+        try:
+            store[1](key, "\n".join(found).encode())
+        except (OSError, ValueError):
+            pass
     return found
+
+
+def keep_hosts_in(read, write):
+    """Keep ``host_target``'s answer between processes with ``read(key) -> bytes or None``
+    and ``write(key, bytes)`` (keys: 64 hex digits)."""
+    _host_store["store"] = (read, write)
+
+
+_host_store = {}  # "store": (read, write) of keep_hosts_in
 
 
 def _ask_llvm() -> HostTarget:
@@ -111,7 +125,7 @@ _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 def _host_key():
-    """The runtime cache's key of this boot's host description, or None (no boot id)."""
+    """The key of this boot's host description, or None (no boot id)."""
     try:
         with open(_BOOT_ID, "rb") as f:
             boot = f.read().strip()
@@ -123,29 +137,15 @@ def _host_key():
     return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 
-def _runtime_cache():
-    from .objcache import runtime_cache  # (objcache imports this module)
-    return runtime_cache()
-
-
-def _remembered_host(key):
+def _remembered_host(store, key):
     try:
-        payload = _runtime_cache().get(key)
+        payload = store[0](key)
         if payload is None:
             return None
         fields = payload.decode().split("\n")
     except (OSError, ValueError):
         return None
     return HostTarget(*fields) if len(fields) == 3 else None
-
-
-def _remember_host(key, target):
-    if any("\n" in field for field in target):
-        return
-    try:
-        _runtime_cache().put(key, "\n".join(target).encode())
-    except (OSError, ValueError):
-        pass
 
 
 def create_target_machine(opt: int = 2, target: HostTarget | None = None):

@@ -52,6 +52,7 @@ def fresh_host(monkeypatch, tmp_path):
 
 def test_the_host_is_asked_of_llvm_once_a_boot(fresh_host):
     boot, asked = fresh_host
+    assert "store" in jit._host_store  # (the object cache keeps it: imported above)
     first = jit.host_target()
     assert len(asked) == 1
     jit.host_target.cache_clear()  # (a new process of the same boot)
