@@ -24,7 +24,8 @@ import os
 
 import numpy as np
 
-__all__ = ["gemm_pointer", "gemm_entry", "gemm", "blas_threads", "limit_blas_threads"]
+__all__ = ["gemm_pointer", "gemm_entry", "gemm", "blas_threads", "limit_blas_threads",
+           "openblas_function"]
 
 _GEMM_NAMES = {np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm"}
 
@@ -188,20 +189,21 @@ def blas_threads() -> int:
         >>> blas_threads() >= 1
         True
     """
-    if "get" not in _getter:
-        lib, _getter["get"] = _numpy_openblas(), None
-        for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                       "openblas_get_num_threads"):
-            fn = getattr(lib, symbol, None) if lib is not None else None
-            if fn is not None:
-                fn.restype = ctypes.c_int
-                _getter["get"] = fn
-                break
-    fn = _getter["get"]
+    fn = openblas_function("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                           "openblas_get_num_threads")  # (returns an int: ctypes' default)
     return max(int(fn()), 1) if fn is not None else (os.cpu_count() or 1)
 
 
-_getter = {}  # NumPy's OpenBLAS get_num_threads (None: none), found once (``blas_threads``)
+@functools.lru_cache(maxsize=None)
+def openblas_function(*symbols):
+    """The first of ``symbols`` that NumPy's OpenBLAS exports, as a ctypes function (found
+    once), or None (no OpenBLAS, or none of them)."""
+    lib = _numpy_openblas()
+    for symbol in symbols:
+        fn = getattr(lib, symbol, None) if lib is not None else None
+        if fn is not None:
+            return fn
+    return None
 
 
 def limit_blas_threads(n: int):
