@@ -229,3 +229,24 @@ def test_the_host_is_in_the_llvm_key_only(model, monkeypatch):
     assert _key(model, "llvm") != keys["llvm"]
     monkeypatch.setattr(jit, "host_target", lambda: pytest.fail("the host was read"))
     assert _key(model, "numpy") == keys["numpy"]
+
+
+def test_nested_tuples_of_plain_values_are_described_as_canon_describes_them():
+    """A slice spec or an axis list, tuples of plain values at any depth, is written as it is
+    (what ``_canon`` gives back): 0, False, 0.0 and 1 inside it still differ, and a list
+    inside one still marks the attributes as ones that could change."""
+    import marshal
+    specs = [(("i", 0),), (("i", False),), (("i", 0.0),), (("i", 1),), (("i", (0, None)),),
+             (("i", 0), ("s", (1, 2, None)))]
+    descs = [graph_key._attrs_desc({"spec": s, "n": 2}) for s in specs]
+    assert len(set(descs)) == len(specs)
+    for spec, desc in zip(specs, descs):
+        canon = marshal.dumps({"spec": graph_key._canon(spec), "n": 2}, graph_key.MARSHAL)
+        assert desc == canon
+    volatile = []
+    attrs = {"spec": (("i", [0]),)}
+    graph_key._attrs_desc(attrs, volatile)
+    assert volatile == [attrs]
+    volatile = []
+    graph_key._attrs_desc({"spec": specs[-1]}, volatile)
+    assert volatile == []
