@@ -72,10 +72,8 @@ def gemm_pointer(dtype) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-@functools.lru_cache(maxsize=1)
 def _numpy_openblas():
-    """NumPy's own OpenBLAS (the ILP64 build its Linux wheels bundle), loaded, or None; found
-    once (a directory listing and a ``dlopen``: ~0.1 ms each time the BLAS policy asked)."""
+    """NumPy's own OpenBLAS (the ILP64 build its Linux wheels bundle), loaded, or None."""
     libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
     try:
         names = sorted(os.listdir(libs))
