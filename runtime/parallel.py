@@ -36,6 +36,8 @@ Example:
 """
 import ctypes
 import ctypes.util
+import functools
+import hashlib
 import os
 import threading
 
@@ -405,13 +407,11 @@ def _cached_object_code():
     return code
 
 
+@functools.lru_cache(maxsize=1)
 def code_digest():
     """SHA-256 (hex) of the pool's IR for this host: what its object code was compiled from
     (a compile-cache entry carrying the pool's code is used only when this matches)."""
-    if "digest" not in _prefetched:
-        import hashlib
-        _prefetched["digest"] = hashlib.sha256(_ir_text().encode()).hexdigest()
-    return _prefetched["digest"]
+    return hashlib.sha256(_ir_text().encode()).hexdigest()
 
 
 def object_code():

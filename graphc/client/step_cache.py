@@ -51,10 +51,10 @@ does, under the same trust rules. "pool" is the thread pool's object code (``run
 parallel``) for a native step that runs kernels in chunks, with the digest of the pool's IR
 it was compiled from: a process whose pool is not loaded yet loads it with the step's code
 into one engine (no second engine, no read of the runtime cache: ~0.7 ms of a first hit),
-when the digest matches its own pool's. The header holds the backend, the sizes of the three blobs
-and what a step needs besides its code: its feeds and variables in call order (positions
-among the nodes the key hashed), which variables it reads and updates, which fetches have
-values, the arena, and the random state at compile time.
+when the digest matches its own pool's. The header holds the backend, the sizes of the four
+blobs and what a step needs besides its code: its feeds and variables in call order
+(positions among the nodes the key hashed), which variables it reads and updates, which
+fetches have values, the arena, and the random state at compile time.
 """
 import hashlib
 import importlib.util

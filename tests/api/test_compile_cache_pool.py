@@ -30,7 +30,8 @@ losses = [float(step(x=xs)[0]).hex() for _ in range(3)]
 print(json.dumps(dict(
     hit=bool(getattr(step.compiled, "cache_hit", False)),
     pooled=any(name == "parallel_for" for _, name in fn.layout.callbacks),
-    shared=parallel._pool.get("module") is fn.loaded, workers=parallel.workers(), threads=threads.policy_threads(),
+    shared=parallel._pool.get("module") is fn.loaded, workers=parallel.workers(),
+    threads=threads.policy_threads(),
     losses=losses)))
 """
 
