@@ -210,6 +210,7 @@ class Graph:
         # name -> (why it is not in this graph, details): an importer's nodes it did not build
         self.not_built = {}
         self.key_rows = {}  # the compile cache's memo of steps' rows (graphc.client.graph_key)
+        self.needed_memo = {}  # ir.program.user_needed_nodes: a step's needed nodes
 
     # -- building ---------------------------------------------------------------------------
     def add_node(self, opdef, inputs, attrs, dtype, shape, name=None, loc=None):

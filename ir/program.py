@@ -169,6 +169,29 @@ def needed_nodes(fetches, fed=()):
     return sorted(seen, key=attrgetter("id"))
 
 
+def user_needed_nodes(fetches, fed=()):
+    """``needed_nodes`` of a user graph, remembered by the graph for these fetches and fed
+    nodes: a user graph's edges never change once its nodes are built (passes rewrite private
+    copies), so a step's compile and its compile-cache key search once between them.
+
+    Fed nodes without inputs (placeholders, variables) change nothing of the search and are
+    not part of what is remembered: a step fed placeholders finds what a search with no fed
+    node found. Returns a new list.
+    """
+    fed = [n for n in fed if n.inputs]
+    memo = getattr(fetches[0].graph, "needed_memo", None) if fetches else None
+    if memo is None:
+        return needed_nodes(fetches, fed)
+    key = (tuple(map(id, fetches)), frozenset(map(id, fed)))
+    found = memo.get(key)
+    if found is None:
+        if len(memo) >= 16:  # (a few fetch lists per graph)
+            memo.clear()
+        # (the nodes keep their ids unique while the key names them)
+        found = memo[key] = (needed_nodes(fetches, fed), tuple(fetches), tuple(fed))
+    return list(found[0])
+
+
 def specialize(fetches, feed_shapes):
     """Copy what ``fetches`` need into a new graph with concrete placeholder shapes.
 

@@ -24,7 +24,8 @@ import os
 
 import numpy as np
 
-__all__ = ["gemm_pointer", "gemm_entry", "gemm", "blas_threads", "limit_blas_threads"]
+__all__ = ["gemm_pointer", "gemm_entry", "gemm", "blas_threads", "limit_blas_threads",
+           "openblas_function"]
 
 _GEMM_NAMES = {np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm"}
 
@@ -186,14 +187,21 @@ def blas_threads() -> int:
         >>> blas_threads() >= 1
         True
     """
+    fn = openblas_function("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                           "openblas_get_num_threads")  # (returns an int: ctypes' default)
+    return max(int(fn()), 1) if fn is not None else (os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=None)
+def openblas_function(*symbols):
+    """The first of ``symbols`` that NumPy's OpenBLAS exports, as a ctypes function (found
+    once), or None (no OpenBLAS, or none of them)."""
     lib = _numpy_openblas()
-    for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                   "openblas_get_num_threads"):
+    for symbol in symbols:
         fn = getattr(lib, symbol, None) if lib is not None else None
         if fn is not None:
-            fn.restype = ctypes.c_int
-            return max(int(fn()), 1)
-    return os.cpu_count() or 1
+            return fn
+    return None
 
 
 def limit_blas_threads(n: int):

@@ -18,7 +18,8 @@ Set ``GRAPHC_NO_CACHE=1`` to turn the cache off (every ``get`` misses, ``put`` d
 
 The runtime's own modules (the thread pool: the same code in every process on one machine,
 ~50 ms of LLVM each time) are kept in ``runtime/`` under that directory (``runtime_cache``),
-also when ``GRAPHC_NO_CACHE`` is set: that switch is about users' steps. Set
+also when ``GRAPHC_NO_CACHE`` is set: that switch is about users' steps. So is the host's
+description (``jit.host_target``, asked of LLVM once a boot: ``jit.keep_hosts_in``). Set
 ``GRAPHC_NO_RUNTIME_CACHE=1`` to compile them in every process too.
 
 Entry layout (one file per key, ``<key>.gcobj``)::
@@ -265,3 +266,14 @@ def _unpack(data: bytes, key: str) -> bytes | None:
     if hashlib.sha256(payload).digest() != digest:
         return None
     return payload
+
+
+def _read_host(key):
+    return runtime_cache().get(key)
+
+
+def _write_host(key, data):
+    runtime_cache().put(key, data)
+
+
+jit.keep_hosts_in(_read_host, _write_host)

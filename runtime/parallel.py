@@ -36,11 +36,13 @@ Example:
 """
 import ctypes
 import ctypes.util
+import functools
+import hashlib
 import os
 import threading
 
-__all__ = ["callback_address", "ensure_workers", "prefetch", "set_threads", "settle",
-           "threads", "workers"]
+__all__ = ["adopt", "built", "callback_address", "code_digest", "ensure_workers",
+           "object_code", "prefetch", "set_threads", "settle", "threads", "workers"]
 
 _MAX_WORKERS = 255
 # After its chunks, a worker watches for the next call this long before it sleeps (and the
@@ -405,6 +407,39 @@ def _cached_object_code():
     return code
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest():
+    """SHA-256 (hex) of the pool's IR for this host: what its object code was compiled from
+    (a compile-cache entry carrying the pool's code is used only when this matches)."""
+    return hashlib.sha256(_ir_text().encode()).hexdigest()
+
+
+def object_code():
+    """The pool's object code (of the pool this process built, or as ``_build`` finds it)."""
+    return _pool.get("object_code") or _object_code()
+
+
+def built():
+    """Whether this process's pool is loaded."""
+    return "module" in _pool
+
+
+def adopt(loaded, code):
+    """Make the pool from ``loaded``, an engine that holds the pool's object code ``code``
+    besides a step's (``jit.load_object(step_code, also=[code])``: one engine, and no read
+    of the runtime cache); the engine then stays open for the process (``keep_open``).
+
+    Returns:
+        False when the pool was built already (``loaded``'s copy of it is unused).
+    """
+    with _lock:
+        if "module" in _pool:
+            return False
+        loaded.keep_open()
+        _build(loaded, code)
+        return True
+
+
 def _object_code():
     """What ``prefetch`` compiled, else ``_cached_object_code``."""
     thread = _prefetched.get("thread")
@@ -416,10 +451,13 @@ def _object_code():
     return _cached_object_code()
 
 
-def _build():
-    """Compile the pool, hand it the pthread functions (caller holds ``_lock``)."""
+def _build(loaded=None, code=None):
+    """Load the pool (unless ``loaded`` holds it: its object code ``code``), hand it the
+    pthread functions (caller holds ``_lock``)."""
     from . import jit
-    loaded = jit.load_object(_object_code())
+    if loaded is None:
+        code = _object_code()
+        loaded = jit.load_object(code)
     lib = _pthread()
     names = ("pthread_mutex_lock", "pthread_mutex_unlock", "pthread_cond_wait",
              "pthread_cond_broadcast", "pthread_cond_signal", "pthread_mutex_init",
@@ -431,8 +469,8 @@ def _build():
     create.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
     detach = lib.pthread_detach
     detach.argtypes = [ctypes.c_ulong]
-    _pool.update(module=loaded, lib=lib, setup=setup, addresses=addresses, create=create,
-                 detach=detach, parallel_for=loaded.address("gc_parallel_for"),
+    _pool.update(module=loaded, object_code=code, lib=lib, setup=setup, addresses=addresses,
+                 create=create, detach=detach, parallel_for=loaded.address("gc_parallel_for"),
                  rest=loaded.address("gc_pool_rest"),
                  worker=loaded.address("gc_pool_worker"),
                  set=_SET(loaded.address("gc_pool_set")), workers=0)

@@ -26,7 +26,7 @@ import statistics
 import time
 
 from . import parallel
-from .blas import _numpy_openblas, blas_threads, limit_blas_threads
+from .blas import blas_threads, limit_blas_threads, openblas_function
 
 __all__ = ["available_cores", "thread_count", "apply_policy", "cgroup_cpus", "BlasTuner",
            "cap_policy", "policy_threads", "tuned"]
@@ -87,14 +87,11 @@ def thread_count(requested=None):
 def _openblas_setter():
     """NumPy's OpenBLAS ``set_num_threads`` (None: no OpenBLAS, or no setter), found once."""
     if "setter" not in _state:
-        lib, _state["setter"] = _numpy_openblas(), None
-        for symbol in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                       "openblas_set_num_threads"):
-            fn = getattr(lib, symbol, None) if lib is not None else None
-            if fn is not None:
-                fn.argtypes, fn.restype = [ctypes.c_int], None
-                _state["setter"] = fn
-                break
+        fn = openblas_function("scipy_openblas_set_num_threads64_",
+                               "openblas_set_num_threads64_", "openblas_set_num_threads")
+        if fn is not None:
+            fn.argtypes, fn.restype = [ctypes.c_int], None
+        _state["setter"] = fn
     return _state["setter"]
 
 

@@ -20,6 +20,7 @@ from ..runtime.aligned import aligned_copy
 from ..runtime.threads import apply_policy
 from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
+from ..ir.ops.state import VARIABLE
 from ..runtime.calls import may_alias, state_ids, takes_as_is, unalias
 from . import aot
 from .failures import step_error
@@ -81,7 +82,7 @@ class CompiledStep:
         needed, self._feeds = _feed_list(feeds, self._flat, graph)
         self._names = [p.node_name for p in self._feeds]  # step(x=..., y=...) in feed order
         self._by_name = {p.node_name: p for p in self._feeds}
-        self._var_nodes = [n for n in needed if n.op_name == "variable"]
+        self._var_nodes = [n for n in needed if n.opdef is VARIABLE]
         self._values = _initial_values(self._var_nodes, graph)
         self._state = list(self._values.values())  # updated in place: stable arrays
         self._state_ids = state_ids(self._state)

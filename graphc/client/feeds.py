@@ -7,7 +7,8 @@ import numpy as np
 
 from ..errors import FeedError
 from ..ir.graph import Node, Operation
-from ..ir.program import needed_nodes
+from ..ir.ops.state import PLACEHOLDER
+from ..ir.program import user_needed_nodes
 from ..ir.shapes import format_shape
 
 
@@ -190,10 +191,10 @@ def leaf_feeds(flat, fed):
 
 def needed_and_leaf_feeds(flat, fed):
     """(the nodes a step computing ``flat`` needs when ``fed`` are given, ``leaf_feeds``)."""
-    cut = [n for n in fed if n.op_name != "placeholder"]
+    cut = [n for n in fed if n.opdef is not PLACEHOLDER]
     chosen = set(cut)
-    needed = needed_nodes(flat, cut)
-    return needed, [n for n in needed if n.op_name == "placeholder" or n in chosen]
+    needed = user_needed_nodes(flat, cut)
+    return needed, [n for n in needed if n.opdef is PLACEHOLDER or n in chosen]
 
 
 def _missing_feed_error(missing):

@@ -32,7 +32,7 @@ from operator import attrgetter, index, itemgetter
 import numpy as np
 
 from ..ir.dtypes import DType
-from ..ir.program import needed_nodes
+from ..ir.program import user_needed_nodes
 from ..ir.shapes import TensorShape
 from ..ir.source import Location
 from ..ir.static import Pending
@@ -107,7 +107,7 @@ def _rows(fetches, fed):
     describe again], edges) of ``graph_rows``: kept on the graph for these fetches and feed
     shapes (nothing else in them can change: ``Node.key_desc``); digest None for a step not
     cached."""
-    nodes = needed_nodes(fetches, fed)
+    nodes = user_needed_nodes(fetches, fed)  # (the step's compile searched already)
     position = dict(zip(nodes, range(len(nodes))))
     ops = list(map(_opdef_of, nodes))
     if not _cacheable(nodes, ops, fed, position):
@@ -233,8 +233,8 @@ def _attrs_desc(attrs, volatile=None):
     else:  # (some value is not plain, so these never read like a dict of plain values)
         items = {}
         for k, v in attrs.items():
-            if type(v) in _PLAIN or type(v) is tuple and _PLAIN.issuperset(map(type, v)):
-                items[k] = v
+            if type(v) in _PLAIN or type(v) is tuple and _plain_tuple(v):
+                items[k] = v  # (what ``_canon`` gives back, and it cannot change)
             else:
                 items[k] = _canon(v)
                 if volatile is not None and not _frozen(v):
@@ -243,6 +243,19 @@ def _attrs_desc(attrs, volatile=None):
         return marshal.dumps(items, MARSHAL)
     except ValueError:  # (a value of a subclass of str, int...)
         raise Uncacheable() from None
+
+
+def _plain_tuple(v):
+    """Whether the tuple ``v`` holds only plain values and tuples of them, at any depth (a
+    slice spec, an axis list: ``_canon`` gives it back as it is)."""
+    types = set(map(type, v))
+    if types <= _PLAIN:
+        return True
+    return types <= _PLAIN_OR_TUPLE and all(map(_plain_tuple, filter(_is_tuple, v)))
+
+
+_PLAIN_OR_TUPLE = _PLAIN | {tuple}
+_is_tuple = tuple.__instancecheck__  # (below a types test: the values of type tuple)
 
 
 def _frozen(v):

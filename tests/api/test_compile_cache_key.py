@@ -179,11 +179,43 @@ def test_keys_of_one_graph_for_other_fetches_or_feeds_are_their_own(monkeypatch)
                 key([out], {x: (4, 4), h: (4, 4)})]
         assert None not in keys and len(set(keys[:5])) == 5
         assert keys[5] == keys[1]  # (x, behind the fed h, is not needed: not in the key)
-        monkeypatch.setattr(graph_key, "needed_nodes", lambda *a: pytest.fail("searched"))
+        monkeypatch.setattr(graph_key, "user_needed_nodes", lambda *a: pytest.fail("searched"))
         again = [key([out], {x: (4, 4)}), key([out], {h: (4, 4)}), key([other], {x: (4, 4)}),
                  key([out, other], {x: (4, 4)}), key([other, out], {x: (4, 4)}),
                  key([out], {x: (4, 4), h: (4, 4)})]
         assert again == keys
+
+
+def test_a_hit_and_its_key_search_the_graph_once_and_another_cut_searches_again(
+        monkeypatch, tmp_path):
+    """``gc.compile`` finds the step's nodes, and a hit's key reuses that search (the graph
+    keeps it: ``ir.program.user_needed_nodes``); a fed set that cuts the graph elsewhere is
+    searched on its own, and finds fewer nodes."""
+    from graphc.ir import program
+    monkeypatch.setenv("GRAPHC_STEP_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRAPHC_NO_CACHE", raising=False)
+
+    def build():
+        x = gc.placeholder(gc.float32, [4, 4], name="x")
+        h = gc.tanh(gc.matmul(x, x))
+        return x, h, gc.reduce_sum(h * 2.0)
+    with gc.Graph().as_default():
+        x, h, out = build()
+        gc.compile(out, feeds=[x], backend="numpy")  # (a miss: fills the cache)
+    searches = []
+    search = program.needed_nodes
+    monkeypatch.setattr(program, "needed_nodes", lambda *a: searches.append(a) or search(*a))
+    with gc.Graph().as_default():
+        x, h, out = build()
+        step = gc.compile(out, feeds=[x], backend="numpy")
+        assert step.compiled.cache_hit and len(searches) == 1
+        assert step(x=np.ones((4, 4), np.float32)) == pytest.approx(2 * 16 * np.tanh(4.0),
+                                                                    rel=1e-6)
+        found = len(searches)
+        assert len(program.user_needed_nodes([out], [h])) < len(
+            program.user_needed_nodes([out], [x]))
+        assert len(searches) == found + 1  # (a fed node with inputs: a search of its own)
 
 
 def test_the_host_is_in_the_llvm_key_only(model, monkeypatch):
@@ -197,3 +229,24 @@ def test_the_host_is_in_the_llvm_key_only(model, monkeypatch):
     assert _key(model, "llvm") != keys["llvm"]
     monkeypatch.setattr(jit, "host_target", lambda: pytest.fail("the host was read"))
     assert _key(model, "numpy") == keys["numpy"]
+
+
+def test_nested_tuples_of_plain_values_are_described_as_canon_describes_them():
+    """A slice spec or an axis list, tuples of plain values at any depth, is written as it is
+    (what ``_canon`` gives back): 0, False, 0.0 and 1 inside it still differ, and a list
+    inside one still marks the attributes as ones that could change."""
+    import marshal
+    specs = [(("i", 0),), (("i", False),), (("i", 0.0),), (("i", 1),), (("i", (0, None)),),
+             (("i", 0), ("s", (1, 2, None)))]
+    descs = [graph_key._attrs_desc({"spec": s, "n": 2}) for s in specs]
+    assert len(set(descs)) == len(specs)
+    for spec, desc in zip(specs, descs):
+        canon = marshal.dumps({"spec": graph_key._canon(spec), "n": 2}, graph_key.MARSHAL)
+        assert desc == canon
+    volatile = []
+    attrs = {"spec": (("i", [0]),)}
+    graph_key._attrs_desc(attrs, volatile)
+    assert volatile == [attrs]
+    volatile = []
+    graph_key._attrs_desc({"spec": specs[-1]}, volatile)
+    assert volatile == []
