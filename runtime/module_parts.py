@@ -7,7 +7,8 @@ The parts are made from the text alone, so the split is a pure function of the m
 
 - a function and the internal functions it calls stay together (a kernel and its thread-pool
   task); ``alwaysinline`` helpers are copied into every part that calls them (they vanish
-  into their callers); what exported functions (the step) reference may go to another part;
+  into their callers); what exported functions (the step) and ``optnone`` ones (a loop
+  body's glue, calling its kernels) reference may go to another part;
 - a function referenced from another part becomes external there, and a declaration in the
   referencing part (the step calls kernels through addresses it stores: one relocation);
 - the first part holds the exported functions; the parts get whole groups, largest first,
@@ -136,6 +137,8 @@ def _groups(functions):
         return n
     movable = [f for f in functions if not f.exported and not f.inline]
     for f in movable:
+        if f.optnone:  # glue (a loop body calling its kernels): they may go anywhere
+            continue
         for r in f.refs:
             if not by_name[r].inline and not by_name[r].exported:
                 parent[root(f.name)] = root(r)

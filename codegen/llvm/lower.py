@@ -273,11 +273,13 @@ class Lowering:
         fast instruction selector, which compiles unoptimized code, gives up on direct
         calls under the JIT's code model and hands each to the slow one (measured: 586
         calls, 92 -> 52 ms to emit). A step of many calls makes runs of plain ones from a
-        table of records instead (``call_table``: one call per run).
+        table of records instead (``call_table``: one call per run). A loop body's step is
+        glue too, and ``optnone`` for the same reason; it calls its kernels directly, which
+        ``module_parts`` lets go to other parts (each kernel with the pipeline it asks for).
         """
         top = self.parent is None and linkage == ""
         fn = Function(name, [("ptr", "%table", "noalias readonly")], linkage=linkage,
-                      attrs="nounwind noinline optnone" if top else "nounwind")
+                      attrs="nounwind noinline optnone")
         bases, ptrs, callees = {}, {}, {}
         if top:
             fn.cur = "calls"  # (the entry block stores the kernels' addresses: _entry_block)

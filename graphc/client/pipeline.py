@@ -9,8 +9,8 @@ With the compile cache on (``step_cache``), the user's graph is looked up first:
 loads the saved step and skips all of the above.
 """
 import functools
-import os
 import gc
+import os
 import time
 
 from . import dumps, step_cache
@@ -80,20 +80,21 @@ def pipeline_for(optimize, passes, checks, split=1):
 
 
 # What an unset GRAPHC_SPLIT_EXAMPLES means.
-SPLIT_DEFAULT = "0"
+SPLIT_DEFAULT = "auto"
 
 
 def split_parts_for(backend):
     """The parts a step's batch is cut in to run on several cores at once (``ir.passes.
     split``): ``GRAPHC_SPLIT_EXAMPLES``, a count (0 or 1: none; the NumPy backend runs the
     parts one after the other) or "auto": on the LLVM backend, the thread policy's count
-    (``runtime.threads``; one thread: none)."""
+    (``runtime.threads``; one thread: none), as a negative number: cut only where that is
+    estimated faster than running the big kernels in chunks."""
     env = os.environ.get("GRAPHC_SPLIT_EXAMPLES", "").strip() or SPLIT_DEFAULT
     if env == "auto":
         if backend != "llvm":
             return 1
         from ..runtime.threads import policy_threads
-        return policy_threads()
+        return -policy_threads()  # (negative: where it is estimated faster)
     if not env.isdigit():
         raise CompileError(f"GRAPHC_SPLIT_EXAMPLES must be a count of parts or 'auto', "
                            f"found {env!r}")
@@ -158,7 +159,7 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     timings = {}
     t0 = time.perf_counter()
     split = split_parts_for(backend)
-    names = pipeline_for(optimize, passes, checks, split)
+    names = pipeline_for(optimize, passes, checks, abs(split))
     if dump_dir is None:
         dump_dir = dumps.signature_dir(dumps.base_dir(None), fetches, feed_shapes, backend,
                                        optimize)
@@ -167,7 +168,7 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     if objects is not None:  # (looked up before specializing: a hit needs no program)
         t1 = time.perf_counter()
         key, nodes = step_cache.step_key(fetches, feed_shapes, backend, names + (
-            [f"split into {split}"] if "split" in names else []), checks)
+            [f"split into {split}"] if "split" in names else []), checks)  # (<0: auto)
         timings["key"] = time.perf_counter() - t1
     if key is not None:
         hit = step_cache.load(objects, key, nodes, lambda: compile_program(
@@ -178,7 +179,10 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
             return hit
     t1 = time.perf_counter()
     program = build_program(fetches, feed_shapes)
-    program.split_parts = split
+    program.split_parts = abs(split)
+    if split < 0:  # "auto": cut where the parts beat the kernels run in chunks
+        from ..codegen.llvm.parallel import MIN_WORK  # (not a test's setting: the real one)
+        program.split_if_faster = MIN_WORK
     timings["specialize"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     run_pipeline(program, passes=names)

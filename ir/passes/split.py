@@ -45,7 +45,7 @@ from graphc.errors import CompileError, GraphError, ShapeError
 from .. import examples as E
 from ..loops import loop_var, make_loop, outputs
 from ..ops.registry import apply
-from .common import rewire
+from .common import rewire, splat, splat_array
 
 # Work (multiply-adds of GEMMs and convolutions, elements of the rest) a region needs to be
 # cut: below it the parts' hand-offs and the sums after cost more than the parts save.
@@ -145,7 +145,40 @@ def _find(program, parts):
     least = min_work()
     if best.work < least:
         raise _Refused(f"too little work per step to cut ({best.work} < {least})")
+    chunked = getattr(program, "split_if_faster", None)
+    if chunked is not None:
+        whole, cut = _estimates(program, best, chunked)
+        if cut > GAIN * whole:
+            raise _Refused(f"not faster cut (estimated {cut:.3g} against {whole:.3g} with "
+                           "kernels in chunks)")
     return best
+
+
+# "auto" (``program.split_if_faster``: the backend's least work of a kernel run in chunks)
+# cuts a step only when the estimate says the parts beat every big kernel run in chunks by
+# this much. The estimate counts work (``_work``) and a hand-off between threads as HANDOFF
+# of it (one kernel's chunks, or the loop over the parts): measured on a 2-vCPU EPYC, W3's
+# 159 GEMMs in chunks ran 2.14 ms a step at 2 threads against 2.85 at one, ~4.5 us (~90k
+# multiply-adds) a kernel more than half. A 32-step RNN is cut; an MLP of big GEMMs is not
+# (measured with GRAPHC_SPLIT_EXAMPLES=2 at 2 threads: W3 1.55 against 2.14 ms a step, W1
+# 2.59 against 2.34, W5 2.60 against 2.54, W4 0.374 against 0.385).
+GAIN = 0.9
+HANDOFF = 1 << 16
+
+
+def _estimates(program, cut, least):
+    """(the step with its big kernels in chunks, the step cut in parts) in units of work."""
+    parts, inside = cut.parts, set(cut.region)
+
+    def chunked(n):
+        w = _work(n)
+        return w / parts + HANDOFF if w >= least else w
+    outside = [n for n in program.nodes if n not in inside and not n.opdef.leaf
+               and n.shape is not None]
+    whole = sum(chunked(n) for n in outside) + sum(chunked(n) for n in cut.region)
+    after = sum(_elements(n) * parts for n in cut.region if n in cut.sums)
+    split = sum(chunked(n) for n in outside) + cut.work / parts + parts * HANDOFF + after
+    return whole, split
 
 
 def _check(program, rules, find, root, parts):
@@ -324,6 +357,13 @@ def _rewrite(program, cut, parts):
             if not any(s in n.inputs for n in cut.region):
                 continue
             a, shape = cut.axis[s], tuple(s.shape)
+            value = splat(s) if s.op_name == "const" else None
+            if value is not None:  # every element equal: the part's own, inlined as before
+                with graph.as_default():
+                    mapping[s] = apply("const", [], {"value": splat_array(
+                        value, s.dtype.np, _part_shape(shape, a, half))}, name="examples/splat")
+                created.append(mapping[s])  # (read by the loop: captured)
+                continue
             seq = apply("reshape", [s], {"shape": shape[:a] + (parts, half) + shape[a + 1:]},
                         name="examples/parts")
             created.append(seq)

@@ -45,16 +45,18 @@ def _mlp(batch=8, dtype=np.float64, optimizer="sgd"):
     return g, [loss, train, logits, losses], feeds
 
 
-def _rnn(batch=6, steps=5, dtype=np.float64):
+def _rnn(batch=6, steps_=5, hidden=7, dtype=np.float64):
     """Time-major: the examples lie along axis 1 of x."""
     rng = np.random.default_rng(1)
+    steps = steps_
     g = gc.Graph()
     with g.as_default():
         x = gc.placeholder(dtype, [steps, batch, 4], name="x")
         y = gc.placeholder(gc.int64, [batch], name="y")
-        wx = gc.Variable(rng.standard_normal((4, 7)).astype(dtype) * 0.5, name="wx")
-        wh = gc.Variable(rng.standard_normal((7, 7)).astype(dtype) * 0.5, name="wh")
-        wo = gc.Variable(rng.standard_normal((7, 3)).astype(dtype) * 0.5, name="wo")
+        wx = gc.Variable(rng.standard_normal((4, hidden)).astype(dtype) * 0.5, name="wx")
+        wh = gc.Variable((rng.standard_normal((hidden, hidden)) * 0.5 /
+                          np.sqrt(hidden / 7)).astype(dtype), name="wh")
+        wo = gc.Variable(rng.standard_normal((hidden, 3)).astype(dtype) * 0.5, name="wo")
         h = None
         for t in range(steps):
             pre = gc.matmul(x[t], wx)
@@ -268,15 +270,35 @@ def test_bad_settings_are_refused(monkeypatch):
 
 @pytest.mark.parametrize("threads, backend, cut", [(2, "llvm", True), (1, "llvm", False),
                                                    (2, "numpy", False)])
-def test_auto_cuts_llvm_steps_in_as_many_parts_as_threads(monkeypatch, threads, backend, cut):
-    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "auto")
-    monkeypatch.setenv("GRAPHC_SPLIT_MIN_WORK", "1")
+def test_auto_cuts_an_rnn_on_llvm_with_threads(monkeypatch, threads, backend, cut):
+    """An RNN's many small GEMMs each hand off between the threads when run in chunks: cut
+    in parts instead, where there are threads (the default, "auto")."""
+    monkeypatch.delenv("GRAPHC_SPLIT_EXAMPLES", raising=False)
     monkeypatch.setenv("GRAPHC_NUM_THREADS", str(threads))
     from graphc.runtime.threads import available_cores
     if available_cores() < threads:
         pytest.skip("needs more cores")
-    _, _, program = _run(_mlp, backend, steps=1)
-    assert (getattr(program, "split_done", None) == (threads, 8)) == cut
+    _, _, program = _run(_rnn, backend, steps=1, batch=32, steps_=8, hidden=128,
+                         dtype=np.float32)
+    assert (getattr(program, "split_done", None) == (threads, 32)) == cut
+
+
+def test_auto_leaves_an_mlp_of_big_gemms_in_chunks(monkeypatch):
+    monkeypatch.delenv("GRAPHC_SPLIT_EXAMPLES", raising=False)
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
+    from graphc.runtime.threads import available_cores
+    if available_cores() < 2:
+        pytest.skip("needs more cores")
+    rng = np.random.default_rng(0)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float32, [128, 512], name="x")
+        w = gc.Variable(rng.standard_normal((512, 512)).astype(np.float32) * 0.05, name="w")
+        loss = gc.reduce_mean(gc.tanh(gc.matmul(gc.tanh(gc.matmul(x, w)), w)))
+        train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+        step = gc.compile([loss, train], feeds=[x], backend="llvm")
+        step({x: rng.standard_normal((128, 512)).astype(np.float32)})
+    assert "not faster" in step.compiled.program.split_refused
 
 
 def test_cut_and_whole_steps_have_their_own_cache_entries(parts, monkeypatch, tmp_path):

@@ -290,6 +290,7 @@ def test_packed_b_panels_give_the_bits_of_b_read_in_place(m, n, k, ta, dtype, ac
                                       (107, 33, 20, False)],    # rows, with edges
                          ids=lambda v: str(v))
 def test_split_gemms_give_the_same_bits_at_one_and_two_threads(m, n, k, ta, monkeypatch):
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "0")  # (kernels in chunks, no step cut)
     monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
     monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
     monkeypatch.setenv("GRAPHC_PARALLEL_MIN_WORK", "1")

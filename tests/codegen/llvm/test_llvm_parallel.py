@@ -12,6 +12,12 @@ from graphc.runtime import parallel
 N, H, W, CIN, COUT = 12, 10, 9, 2, 6
 
 
+@pytest.fixture(autouse=True)
+def whole_steps(monkeypatch):
+    """Kernels in chunks are what is tested here: no step cut over its batch (split)."""
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "0")
+
+
 def _model(batch=N):
     rng = np.random.default_rng(3)
     g = gc.Graph()
