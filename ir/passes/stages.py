@@ -112,10 +112,18 @@ class _FrozenProgram:
 
 
 def _capture(node, loops):
-    """What the printer reads of ``node`` now, as one tuple (cheap: most are never read)."""
-    return (node.opdef, tuple(node.inputs), node.attrs.copy(), node.meta.copy(), node.dtype,
-            node.shape, node.node_name, node.is_grad, node.loc,
-            loops(node) if node.opdef.name == "loop" else None)
+    """What the printer reads of ``node`` now, as one tuple (cheap: most are never read).
+
+    A node's ``attrs`` are frozen once it is made (passes make a new node to change them),
+    so the snapshot keeps the dict itself; ``meta`` gets annotations added in place, so it
+    is copied (an empty one is shared)."""
+    meta = node.meta
+    return (node.opdef, tuple(node.inputs), node.attrs, meta.copy() if meta else _NO_META,
+            node.dtype, node.shape, node.node_name, node.is_grad, node.loc,
+            loops(node) if node.op_name == "loop" else None)
+
+
+_NO_META = {}  # (read only)
 
 
 def _freeze(node, state, frozen):
@@ -176,9 +184,11 @@ def capture(program, loops=None):
     c = _Capture()
     c.nodes = list(program.nodes)
     c.fetches = [f for f in program.fetches if f is not None]
+    empty = _NO_META
     state = c.state = {  # (``_capture`` inlined: this runs for every node after every pass)
-        n: (n.opdef, tuple(n.inputs), n.attrs.copy(), n.meta.copy(), n.dtype, n.shape,
-            n.node_name, n.is_grad, n.loc, loops(n) if n.opdef.name == "loop" else None)
+        n: (n.opdef, tuple(n.inputs), n.attrs, n.meta.copy() if n.meta else empty, n.dtype,
+            n.shape, n.node_name, n.is_grad, n.loc,
+            loops(n) if n.op_name == "loop" else None)
         for n in c.nodes}
     # nodes read but not scheduled (none, while the program is well formed) are kept too
     extra = [x for n in c.nodes for x in state[n][1] if x not in state]
