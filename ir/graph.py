@@ -474,4 +474,6 @@ def value_inputs(node):
         skip = (0,)  # the target is written, not read
     elif op.orders is not None:
         return node.inputs[:op.orders]  # the rest only order the step (control dependencies)
+    elif not skip:
+        return node.inputs[:]  # (most ops: a copy, as below)
     return [x for i, x in enumerate(node.inputs) if i not in skip]

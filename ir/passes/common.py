@@ -49,17 +49,17 @@ def roots(program):
 
 def live_nodes(program):
     """Nodes some root depends on, plus every feed and variable (kept for the signature)."""
-    keep = {}
+    keep = set()  # (nodes hash by identity; only membership is asked, never an order)
     stack = list(roots(program))
     while stack:
         n = stack.pop()
-        if id(n) in keep:
+        if n in keep:
             continue
-        keep[id(n)] = n
+        keep.add(n)
         stack.extend(n.inputs)
-    for n in program.feeds + program.variables:
-        keep[id(n)] = n
-    return [n for n in program.nodes if id(n) in keep]
+    keep.update(program.feeds)
+    keep.update(program.variables)
+    return [n for n in program.nodes if n in keep]
 
 
 def refresh(program):

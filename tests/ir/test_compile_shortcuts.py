@@ -68,3 +68,35 @@ def test_a_snapshot_shares_attrs_and_copies_annotations():
     assert capture(program).state[node][3] == {"buffer": "b9"}
     fresh = _program()  # (an empty annotation dict is shared between snapshots, unchanged)
     assert capture(fresh).state[next(n for n in fresh.nodes if n.op_name == "matmul")][3] == {}
+
+
+def test_value_inputs_is_a_copy_and_skips_what_it_skipped():
+    from graphc.ir.graph import value_inputs
+    program = _program()
+    for n in program.nodes:
+        got = value_inputs(n)
+        assert got is not n.inputs
+        if n.op_name == "assign":
+            assert got == [n.inputs[1]]
+        elif n.opdef.orders is None:
+            assert got == [x for i, x in enumerate(n.inputs) if i not in n.opdef.shape_only]
+
+
+def test_a_lowered_nodes_buffer_is_looked_up_once_and_is_the_plans():
+    from graphc.codegen.llvm import buffers
+    from graphc.codegen.llvm.lower import lower_program
+    from graphc.ir.passes import run_pipeline
+    program = _program()
+    run_pipeline(program)
+    seen = []
+    original = buffers.PlannedStorage._buf
+
+    def counted(self, node):
+        seen.append(node)
+        return original(self, node)
+    buffers.PlannedStorage._buf = counted
+    try:
+        lower_program(program)
+    finally:
+        buffers.PlannedStorage._buf = original
+    assert seen and len(seen) == len(set(seen))  # each node's buffer computed once
