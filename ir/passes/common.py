@@ -85,26 +85,27 @@ class UseIndex:
     """
 
     def __init__(self, nodes=()):
-        self._by_id = by_id = {}  # id(node) -> {id(user): user}, users in the order seen
+        self._by_id = by_id = {}  # id(node) -> {user: None}, users in the order seen
         for n in nodes:  # (``add`` inlined: one index per pass, over every edge)
             for x in n.inputs:
-                found = by_id.get(id(x))
+                key = id(x)
+                found = by_id.get(key)
                 if found is None:
-                    by_id[id(x)] = {id(n): n}
+                    by_id[key] = {n: None}  # (nodes hash by identity)
                 else:
-                    found[id(n)] = n
+                    found[n] = None
 
     def add(self, node):
         """Record ``node`` as a user of each of its inputs."""
         for x in node.inputs:
-            self._by_id.setdefault(id(x), {})[id(node)] = node
+            self._by_id.setdefault(id(x), {})[node] = None
 
     def users_of_id(self, key):
         """The nodes reading the node whose id is ``key`` (each once)."""
         found = self._by_id.get(key)
         if not found:
             return []
-        return [u for u in found.values() if any(id(x) == key for x in u.inputs)]
+        return [u for u in found if key in map(id, u.inputs)]
 
     def users(self, node):
         """The nodes reading ``node`` (each once)."""
@@ -115,7 +116,7 @@ class UseIndex:
         for x in node.inputs:
             found = self._by_id.get(id(x))
             if found is not None:
-                found.pop(id(node), None)
+                found.pop(node, None)
         node.inputs = list(inputs)
         self.add(node)
 

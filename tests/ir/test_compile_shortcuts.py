@@ -61,13 +61,25 @@ def test_a_snapshot_shares_attrs_and_copies_annotations():
     program = _program()
     snap = capture(program)
     node = next(n for n in program.nodes if n.op_name == "matmul")
-    state = snap.state[node]
-    assert state[2] is node.attrs  # never changed in place once a node is made
+    static, inputs, meta, _ = snap.state[node]
+    assert static[1] is node.attrs  # never changed in place once a node is made
+    assert inputs == tuple(node.inputs)
     node.meta["buffer"] = "b9"  # a later pass annotates: the snapshot does not see it
-    assert "buffer" not in state[3]
-    assert capture(program).state[node][3] == {"buffer": "b9"}
+    assert "buffer" not in meta
+    assert capture(program).state[node][2] == {"buffer": "b9"}
     fresh = _program()  # (an empty annotation dict is shared between snapshots, unchanged)
-    assert capture(fresh).state[next(n for n in fresh.nodes if n.op_name == "matmul")][3] == {}
+    assert capture(fresh).state[next(n for n in fresh.nodes if n.op_name == "matmul")][2] == {}
+
+
+def test_the_stages_of_one_compile_share_each_nodes_fixed_part():
+    from graphc.ir.passes.stages import Stages
+    program = _program()
+    stages = Stages()
+    stages.record("a", program)
+    stages.record("b", program)
+    first, second = (stages._snaps[k].state for k in (0, 1))
+    assert all(first[n][0] is second[n][0] for n in program.nodes)
+    assert stages[0][1] == stages[1][1]
 
 
 def test_value_inputs_is_a_copy_and_skips_what_it_skipped():
