@@ -30,7 +30,11 @@ def users(nodes, values_only=False):
     out = {n: [] for n in nodes}
     for n in nodes:
         inputs = value_inputs(n) if values_only else n.inputs
-        if len(inputs) > 1:
+        k = len(inputs)
+        if k == 2:  # (most ops: two inputs, distinct unless x op x)
+            if inputs[0] is inputs[1]:
+                inputs = inputs[:1]
+        elif k > 2:
             inputs = dict.fromkeys(inputs)  # (distinct, in order: nodes hash by identity)
         for x in inputs:
             if x in out:
@@ -184,20 +188,15 @@ def rewire(program, mapping, uses=None):
             seen += 1
         return x
     if uses is None:
-        candidates = program.nodes
-    else:
-        candidates = {}
+        changed = [n for n in program.nodes if any(id(x) in mapping for x in n.inputs)]
+    else:  # (the index returns only nodes that read a replaced node)
+        changed = {}
         for key in mapping:
             for u in uses.users_of_id(key):
-                candidates[id(u)] = u
-        candidates = candidates.values()
-    changed = []
-    for n in candidates:
-        if not any(id(x) in mapping for x in n.inputs):
-            continue
+                changed[u] = None
+    for n in changed:
         if n.op_name == "assign" and id(n.inputs[0]) in mapping:
             raise GraphError(f"rewrite would retarget {n.describe()} away from a variable")
-        changed.append(n)
     for n in changed:
         set_inputs(n, [final(x) for x in n.inputs], uses)
     if any(f is not None and id(f) in mapping for f in program.fetches):

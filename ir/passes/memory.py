@@ -62,9 +62,9 @@ class RootCache:
         self._roots = {}
 
     def root(self, node):
-        r = self._roots.get(id(node))
+        r = self._roots.get(node)  # (nodes hash by identity)
         if r is None:
-            r = self._roots[id(node)] = self.plan.root(node)
+            r = self._roots[node] = self.plan.root(node)
         return r
 
 
