@@ -20,7 +20,8 @@ class Node:
 
     Attributes:
         id: position in the graph's creation order.
-        opdef: the op declaration (``ir.ops.registry.OpDef``); ``op_name`` is its name.
+        opdef: the op declaration (``ir.ops.registry.OpDef``), set once; ``op_name`` is its
+            name (a plain attribute: passes read it for every node they visit).
         inputs: input nodes (a list; passes rewrite it on their private copies only).
         attrs: dict of hashable attribute values (frozen by convention).
         dtype: ``ir.dtypes.DType``, or None for ops that produce no value (``group``).
@@ -33,14 +34,14 @@ class Node:
             attributes, kept by the cache on first use (those never change once built).
     """
 
-    __slots__ = ("graph", "id", "opdef", "inputs", "attrs", "dtype", "shape", "node_name",
-                 "loc", "is_grad", "meta", "key_desc", "__weakref__")
+    __slots__ = ("graph", "id", "opdef", "op_name", "inputs", "attrs", "dtype", "shape",
+                 "node_name", "loc", "is_grad", "meta", "key_desc", "__weakref__")
     __array_priority__ = 100  # so that ndarray + node defers to Node.__radd__
 
     def __init__(self, graph, opdef, inputs, attrs, dtype, shape, name, loc, is_grad=False):
         self.graph = graph
         self.id = -1
-        self.opdef = opdef
+        self.opdef, self.op_name = opdef, opdef.name
         self.inputs = list(inputs)
         self.attrs = attrs
         self.dtype = dtype
@@ -57,10 +58,6 @@ class Node:
         """TF1's ``tensor.name``: ``"Mean:0"`` (the node name and its one output); an op
         without a value (``group``, ``no_op``) is named without an index, as TF1's ops are."""
         return self.node_name if self.dtype is None else self.node_name + ":0"
-
-    @property
-    def op_name(self):
-        return self.opdef.name
 
     @property
     def op(self):
@@ -478,4 +475,6 @@ def value_inputs(node):
         skip = (0,)  # the target is written, not read
     elif op.orders is not None:
         return node.inputs[:op.orders]  # the rest only order the step (control dependencies)
+    elif not skip:
+        return node.inputs[:]  # (most ops: a copy, as below)
     return [x for i, x in enumerate(node.inputs) if i not in skip]

@@ -30,6 +30,7 @@ COST = {"exp": 20, "log": 20, "log1p": 20, "expm1": 20, "tanh": 20, "pow": 40, "
         "sin": 24, "cos": 24, "div": 4, "floordiv": 12, "mod": 12}
 
 _INTERN = {}
+WALK_KEPT = 512
 
 
 class Expr:
@@ -39,7 +40,7 @@ class Expr:
     the target DType (cast). ``dtype`` is the result's DType.
     """
 
-    __slots__ = ("op", "args", "value", "dtype", "__weakref__")
+    __slots__ = ("op", "args", "value", "dtype", "_order", "__weakref__")
 
     def __new__(cls, op, args, value, dtype):
         key = (op, tuple(id(a) for a in args), value, dtype.name)
@@ -48,6 +49,7 @@ class Expr:
             return hit
         e = object.__new__(cls)
         e.op, e.args, e.value, e.dtype = op, tuple(args), value, dtype
+        e._order = None
         _INTERN[key] = e
         return e
 
@@ -66,7 +68,18 @@ class Expr:
         return format_expr(self)
 
     def walk(self):
-        """All distinct subexpressions, operands before users."""
+        """All distinct subexpressions, operands before users (a tuple). Kept for bodies of
+        up to ``WALK_KEPT`` subexpressions: an Expr never changes, and fusion and both
+        backends walk the same bodies again (longer ones, an unrolled loop's add chain whose
+        every prefix was a body, would keep memory quadratic in its length)."""
+        order = self._order
+        if order is None:
+            order = self._walk()
+            if len(order) <= WALK_KEPT:
+                self._order = order
+        return order
+
+    def _walk(self):
         seen, order = {id(self)}, []
         stack = [(self, 0)]  # iterative depth-first: a fused sum can be thousands deep
         while stack:
@@ -80,7 +93,7 @@ class Expr:
             else:
                 stack.pop()
                 order.append(e)
-        return order
+        return tuple(order)
 
 
 def arg(index, dtype):

@@ -84,6 +84,7 @@ class PlannedStorage:
         self.L, self.plan = L, L.p.plan
         L.arena_size = self.plan.arena_bytes  # private buffers go past the planned ones
         self.homes = {}
+        self._bufs = {}  # node -> its Buf (the plan, homes and slots are fixed once made)
         for f, buf in L.fetch_bufs.items():
             r = self.plan.root(f)
             if r in self.plan.offsets and r not in self.homes:
@@ -93,6 +94,12 @@ class PlannedStorage:
         return node in self.plan.views
 
     def buf(self, node):
+        found = self._bufs.get(node)  # (a node's buffer is asked for by each of its readers)
+        if found is None:
+            found = self._bufs[node] = self._buf(node)
+        return found
+
+    def _buf(self, node):
         L, r = self.L, self.plan.root(node)
         if r in self.homes:
             return self.homes[r]

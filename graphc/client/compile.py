@@ -22,7 +22,6 @@ from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
 from ..ir.ops.state import VARIABLE
 from ..runtime.calls import may_alias, state_ids, takes_as_is, unalias
-from . import aot
 from .failures import step_error
 from .feeds import (check_feed_dict, convert_feed, expand_feeds, feed_target, flatten,
                     needed_and_leaf_feeds)
@@ -143,10 +142,12 @@ class CompiledStep:
         """Write every compiled signature ("all") or only the latest ("latest"), with the
         variables' current values, to the artifact ``path`` (a ``.gcx`` zip; ``gc.load`` gives
         a step that runs each saved feed shape; ``key`` signs it; see ``graphc.client.aot.save``)."""
+        from . import aot  # (saving only: not a compile's import)
         return aot.save(self, path, signatures, key)
 
     def export_python(self, path):
         """Write a NumPy-backend step as one module importing only numpy (``graphc.client.aot``)."""
+        from . import aot
         return aot.export_python(self, path)
 
     # -- calling -------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ where the 1 came from ``ones_like``).
 """
 import os
 import time
+from collections import Counter
+from operator import attrgetter
 
 from graphc.errors import CompileError, GraphError
 
@@ -66,7 +68,11 @@ def resolve(passes):
 
 
 def _count(program):
-    return sum(1 for n in program.nodes if not n.opdef.external)
+    ops = Counter(map(_OPDEF, program.nodes))  # (per op, not per node: runs after every pass)
+    return sum(k for opdef, k in ops.items() if not opdef.external)
+
+
+_OPDEF = attrgetter("opdef")
 
 
 def run_pipeline(program, passes=None, dump_dir=None, verify=None):

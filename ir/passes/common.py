@@ -30,7 +30,11 @@ def users(nodes, values_only=False):
     out = {n: [] for n in nodes}
     for n in nodes:
         inputs = value_inputs(n) if values_only else n.inputs
-        if len(inputs) > 1:
+        k = len(inputs)
+        if k == 2:  # (most ops: two inputs, distinct unless x op x)
+            if inputs[0] is inputs[1]:
+                inputs = inputs[:1]
+        elif k > 2:
             inputs = dict.fromkeys(inputs)  # (distinct, in order: nodes hash by identity)
         for x in inputs:
             if x in out:
@@ -49,17 +53,17 @@ def roots(program):
 
 def live_nodes(program):
     """Nodes some root depends on, plus every feed and variable (kept for the signature)."""
-    keep = {}
+    keep = set()  # (nodes hash by identity; only membership is asked, never an order)
     stack = list(roots(program))
     while stack:
         n = stack.pop()
-        if id(n) in keep:
+        if n in keep:
             continue
-        keep[id(n)] = n
+        keep.add(n)
         stack.extend(n.inputs)
-    for n in program.feeds + program.variables:
-        keep[id(n)] = n
-    return [n for n in program.nodes if id(n) in keep]
+    keep.update(program.feeds)
+    keep.update(program.variables)
+    return [n for n in program.nodes if n in keep]
 
 
 def refresh(program):
@@ -85,26 +89,27 @@ class UseIndex:
     """
 
     def __init__(self, nodes=()):
-        self._by_id = by_id = {}  # id(node) -> {id(user): user}, users in the order seen
+        self._by_id = by_id = {}  # id(node) -> {user: None}, users in the order seen
         for n in nodes:  # (``add`` inlined: one index per pass, over every edge)
             for x in n.inputs:
-                found = by_id.get(id(x))
+                key = id(x)
+                found = by_id.get(key)
                 if found is None:
-                    by_id[id(x)] = {id(n): n}
+                    by_id[key] = {n: None}  # (nodes hash by identity)
                 else:
-                    found[id(n)] = n
+                    found[n] = None
 
     def add(self, node):
         """Record ``node`` as a user of each of its inputs."""
         for x in node.inputs:
-            self._by_id.setdefault(id(x), {})[id(node)] = node
+            self._by_id.setdefault(id(x), {})[node] = None
 
     def users_of_id(self, key):
         """The nodes reading the node whose id is ``key`` (each once)."""
         found = self._by_id.get(key)
         if not found:
             return []
-        return [u for u in found.values() if any(id(x) == key for x in u.inputs)]
+        return [u for u in found if key in map(id, u.inputs)]
 
     def users(self, node):
         """The nodes reading ``node`` (each once)."""
@@ -115,7 +120,7 @@ class UseIndex:
         for x in node.inputs:
             found = self._by_id.get(id(x))
             if found is not None:
-                found.pop(id(node), None)
+                found.pop(node, None)
         node.inputs = list(inputs)
         self.add(node)
 
@@ -183,20 +188,15 @@ def rewire(program, mapping, uses=None):
             seen += 1
         return x
     if uses is None:
-        candidates = program.nodes
-    else:
-        candidates = {}
+        changed = [n for n in program.nodes if any(id(x) in mapping for x in n.inputs)]
+    else:  # (the index returns only nodes that read a replaced node)
+        changed = {}
         for key in mapping:
             for u in uses.users_of_id(key):
-                candidates[id(u)] = u
-        candidates = candidates.values()
-    changed = []
-    for n in candidates:
-        if not any(id(x) in mapping for x in n.inputs):
-            continue
+                changed[u] = None
+    for n in changed:
         if n.op_name == "assign" and id(n.inputs[0]) in mapping:
             raise GraphError(f"rewrite would retarget {n.describe()} away from a variable")
-        changed.append(n)
     for n in changed:
         set_inputs(n, [final(x) for x in n.inputs], uses)
     if any(f is not None and id(f) in mapping for f in program.fetches):

@@ -62,9 +62,9 @@ class RootCache:
         self._roots = {}
 
     def root(self, node):
-        r = self._roots.get(id(node))
+        r = self._roots.get(node)  # (nodes hash by identity)
         if r is None:
-            r = self._roots[id(node)] = self.plan.root(node)
+            r = self._roots[node] = self.plan.root(node)
         return r
 
 
@@ -75,7 +75,7 @@ def owns_buffer(n, plan):
 
 
 def liveness(nodes, plan, fetches, reads=None):
-    """Arena owners (schedule order) and {id(owner): (first, last)} inclusive positions.
+    """Arena owners (schedule order) and {owner: (first, last)} inclusive positions.
 
     ``reads``: {id(node): the storage roots it reads} when the caller has them (the
     scheduler asks for several orders of one program)."""
@@ -83,22 +83,22 @@ def liveness(nodes, plan, fetches, reads=None):
     for i, n in enumerate(nodes):
         if owns_buffer(n, plan):
             owners.append(n)
-            interval[id(n)] = [i, i]
+            interval[n] = [i, i]  # (keyed by node: nodes hash by identity)
     for i, n in enumerate(nodes):
         for r in reads[id(n)] if reads is not None else map(plan.root, value_inputs(n)):
-            span = interval.get(id(r))
+            span = interval.get(r)
             if span is not None and span[1] < i:
                 span[1] = i
         r = plan.root(n)
         if r is not n:  # an in-place write keeps the buffer alive
-            span = interval.get(id(r))
+            span = interval.get(r)
             if span is not None and span[1] < i:
                 span[1] = i
     for f in fetches:
         if f is not None:
             r = plan.root(f)
-            if id(r) in interval:
-                interval[id(r)][1] = len(nodes)
+            if r in interval:
+                interval[r][1] = len(nodes)
     return owners, {k: tuple(v) for k, v in interval.items()}
 
 
@@ -111,7 +111,7 @@ def peak_of(owners, interval, length):
     """``live_peak`` from ``liveness``'s result over a schedule of ``length`` nodes."""
     delta = [0] * (length + 2)
     for n in owners:
-        a, b = interval[id(n)]
+        a, b = interval[n]
         delta[a] += nbytes(n)
         delta[b + 1] -= nbytes(n)
     peak = cur = 0
@@ -150,13 +150,13 @@ def _place(owners, interval):
     quadratic in Python steps on an unrolled loop, whose live set grows with its length).
     """
     order = sorted(range(len(owners)), key=lambda i: (-nbytes(owners[i]),
-                                                      interval[id(owners[i])][0], i))
+                                                      interval[owners[i]][0], i))
     first, last, start, end = (np.empty(len(owners), np.int64) for _ in range(4))
     offsets, top = {}, 0
     for k, i in enumerate(order):
         n = owners[i]
         size = max(nbytes(n), 1)
-        a, b = interval[id(n)]
+        a, b = interval[n]
         meet = np.flatnonzero((first[:k] <= b) & (last[:k] >= a))
         if len(meet) < 64:  # (pairs of Python ints: rows of an array sort slowly)
             busy = list(zip(start[meet].tolist(), end[meet].tolist()))
@@ -219,7 +219,7 @@ def _scan(owners, interval):
     free, ending = _FreeList(), []   # ending: heap of (last position, offset, size)
     offsets, top = {}, 0
     for n in owners:
-        a, b = interval[id(n)]
+        a, b = interval[n]
         while ending and ending[0][0] < a:
             _, off, size = heapq.heappop(ending)
             free.add(off, size)
@@ -267,7 +267,7 @@ def plan_memory(program):
     offsets, top = pack(owners, interval)
     plan.offsets = {n: offsets[id(n)] for n in owners}
     plan.nbytes = {n: nbytes(n) for n in owners}
-    plan.intervals = {n: interval[id(n)] for n in owners}
+    plan.intervals = {n: interval[n] for n in owners}
     plan.arena_bytes = plan.peak_bytes = top
     plan.naive_bytes = naive_bytes(program.nodes)
     plan.live_peak = peak_of(owners, interval, len(program.nodes))

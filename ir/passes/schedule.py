@@ -115,55 +115,65 @@ def _reads(nodes, plan):
 
 
 def _greedy_order(program, plan, dag, roots):
-    pos = positions(program.nodes)
-    fetched_roots = {id(plan.root(f)) for f in program.fetches if f is not None}
+    # (dicts keyed by the nodes themselves: they hash by identity, and this runs a few
+    # lookups per edge)
+    nodes = program.nodes
+    pos = {n: i for i, n in enumerate(nodes)}
+    fetched_roots = {plan.root(f) for f in program.fetches if f is not None}
     # ``roots``: per node, the distinct roots it reads (``_reads``)
+    reads = {n: roots[id(n)] for n in nodes}
     remaining, readers = {}, {}
-    for n in program.nodes:
-        for r in roots[id(n)]:
-            remaining[id(r)] = remaining.get(id(r), 0) + 1
-            readers.setdefault(id(r), []).append(n)
+    for n in nodes:
+        for r in reads[n]:
+            remaining[r] = remaining.get(r, 0) + 1
+            readers.setdefault(r, []).append(n)
+    sizes = {}
+
+    def size(m):
+        """The arena bytes ``m`` takes (0 when it owns no buffer)."""
+        got = sizes.get(m)
+        if got is None:
+            got = sizes[m] = nbytes(m) if owns_buffer(m, plan) else 0
+        return got
 
     def key(n):
         """Bytes running ``n`` now adds to live memory (its buffer less the inputs it is
         the last reader of), then its original position: the smallest runs first."""
-        alloc = nbytes(n) if owns_buffer(n, plan) else 0
         freed = 0
         own = plan.root(n)
-        for r in roots[id(n)]:
-            if remaining.get(id(r)) == 1 and r is not own and owns_buffer(r, plan) \
-                    and id(r) not in fetched_roots:
-                freed += nbytes(r)
-        return (alloc - freed, pos[id(n)])
+        for r in reads[n]:
+            if remaining.get(r) == 1 and r is not own and r not in fetched_roots:
+                freed += size(r)
+        return (size(n) - freed, pos[n])
 
     # A key only falls (an input's last reader frees it), so a heap of the ready nodes with
     # an entry pushed again on every change (the old one skipped as stale) pops exactly the
     # node a scan of all ready nodes would choose.
-    indeg = {id(n): dag.in_degree(n) for n in program.nodes}
+    indeg = {n: dag.in_degree(n) for n in nodes}
     current, ready = {}, []
-    for n in program.nodes:
-        if indeg[id(n)] == 0:
-            current[id(n)] = key(n)
-            heapq.heappush(ready, (*current[id(n)], n))
+    for n in nodes:
+        if indeg[n] == 0:
+            current[n] = k = key(n)
+            heapq.heappush(ready, (*k, n))
     done, order = set(), []
     while ready:
         *k, best = heapq.heappop(ready)
-        if id(best) in done or current[id(best)] != tuple(k):
+        if best in done or current[best] != tuple(k):
             continue
-        done.add(id(best))
+        done.add(best)
         order.append(best)
-        for r in roots[id(best)]:
-            remaining[id(r)] -= 1
-            if remaining[id(r)] == 1:
-                for m in readers[id(r)]:
-                    if id(m) in current and id(m) not in done:
-                        current[id(m)] = key(m)
-                        heapq.heappush(ready, (*current[id(m)], m))
+        for r in reads[best]:
+            remaining[r] -= 1
+            if remaining[r] == 1:
+                for m in readers[r]:
+                    if m in current and m not in done:
+                        current[m] = k = key(m)
+                        heapq.heappush(ready, (*k, m))
         for s in dag.successors(best):
-            indeg[id(s)] -= 1
-            if indeg[id(s)] == 0:
-                current[id(s)] = key(s)
-                heapq.heappush(ready, (*current[id(s)], s))
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                current[s] = k = key(s)
+                heapq.heappush(ready, (*k, s))
     return order
 
 

@@ -18,6 +18,7 @@ read; ``body_programs`` gives the bodies after every pass (what the dumps write)
 the passes ``codegen.loops.body_for_backend`` runs before a backend compiles the body.
 """
 from collections.abc import Sequence
+from itertools import chain
 
 from ..graph import Node
 from .. import printer
@@ -111,11 +112,27 @@ class _FrozenProgram:
                  "fetch_labels")
 
 
-def _capture(node, loops):
-    """What the printer reads of ``node`` now, as one tuple (cheap: most are never read)."""
-    return (node.opdef, tuple(node.inputs), node.attrs.copy(), node.meta.copy(), node.dtype,
-            node.shape, node.node_name, node.is_grad, node.loc,
-            loops(node) if node.opdef.name == "loop" else None)
+def _capture(node, loops, statics):
+    """What the printer reads of ``node`` now, as one tuple (cheap: most are never read):
+    (what never changes once the node is made, its inputs, its annotations, its loop).
+
+    A node's op, ``attrs`` (frozen: passes make a new node to change them), type, name,
+    gradient flag and line are set when it is made, so one tuple of them (``statics``:
+    {node: tuple}, shared by the stages of a compile) serves every snapshot; ``meta`` gets
+    annotations added in place, so it is copied (an empty one is shared)."""
+    s = statics.get(node)
+    if s is None:
+        s = statics[node] = _static(node)
+    meta = node.meta
+    return (s, tuple(node.inputs), meta.copy() if meta else _NO_META,
+            loops(node) if node.op_name == "loop" else None)
+
+
+def _static(n):
+    return (n.opdef, n.attrs, n.dtype, n.shape, n.node_name, n.is_grad, n.loc)
+
+
+_NO_META = {}  # (read only)
 
 
 def _freeze(node, state, frozen):
@@ -124,8 +141,8 @@ def _freeze(node, state, frozen):
     if f is not None:
         return f
     f = frozen[node] = _Frozen()
-    opdef, inputs, attrs, meta, f.dtype, f.shape, f.node_name, f.is_grad, f.loc, loop = \
-        state[node]
+    static, inputs, meta, loop = state[node]
+    opdef, attrs, f.dtype, f.shape, f.node_name, f.is_grad, f.loc = static
     if loop is not None:
         f.loop = loop
     f.op_name, f.opdef, f.attrs = opdef.name, opdef, attrs
@@ -168,26 +185,35 @@ class _Capture:
         return p
 
 
-def capture(program, loops=None):
+def capture(program, loops=None, statics=None):
     """The state of what ``program_text(program)`` reads, to be rendered later (see
-    ``snapshot``)."""
+    ``snapshot``); ``statics``: what the snapshots of one compile share (``_capture``)."""
     loops = loops or _standalone_loop(program)
+    statics = {} if statics is None else statics
     numbers = stable_numbers(program)
     c = _Capture()
     c.nodes = list(program.nodes)
     c.fetches = [f for f in program.fetches if f is not None]
-    state = c.state = {  # (``_capture`` inlined: this runs for every node after every pass)
-        n: (n.opdef, tuple(n.inputs), n.attrs.copy(), n.meta.copy(), n.dtype, n.shape,
-            n.node_name, n.is_grad, n.loc, loops(n) if n.opdef.name == "loop" else None)
-        for n in c.nodes}
-    # nodes read but not scheduled (none, while the program is well formed) are kept too
-    extra = [x for n in c.nodes for x in state[n][1] if x not in state]
+    empty, static, known = _NO_META, _static, statics.get
+    state = c.state = {}
+    for n in c.nodes:  # (``_capture`` inlined: this runs for every node after every pass)
+        s = known(n)
+        if s is None:
+            s = statics[n] = static(n)
+        meta = n.meta
+        state[n] = (s, tuple(n.inputs), meta.copy() if meta else empty,
+                    loops(n) if n.op_name == "loop" else None)
+    # nodes read but not scheduled (none, while the program is well formed) are kept too;
+    # whether there are any is asked of sets first (nodes hash by identity)
+    extra = []
+    if not state.keys() >= set(chain.from_iterable(n.inputs for n in c.nodes)):
+        extra = [x for n in c.nodes for x in state[n][1] if x not in state]
     extra += [f for f in c.fetches if f not in state]
     extra += [n.meta["inplace_of"] for n in c.nodes if "inplace_of" in n.meta]
     while extra:
         n = extra.pop()
         if n not in state:
-            state[n] = _capture(n, loops)
+            state[n] = _capture(n, loops, statics)
             extra.extend(state[n][1])
             if "inplace_of" in n.meta:
                 extra.append(n.meta["inplace_of"])
@@ -228,12 +254,13 @@ class Stages(Sequence):
 
     def __init__(self):
         self._names, self._snaps, self._texts = [], [], []
+        self._statics = {}  # node -> what its snapshots share (``_capture``)
         self._sources = {}  # loop node -> LoopBodySource (frozen when first seen)
 
     def record(self, name, program):
         """Snapshot ``program`` as stage ``name`` (rendered later, when read)."""
         self._names.append(name)
-        self._snaps.append(capture(program, self._frozen_loop))
+        self._snaps.append(capture(program, self._frozen_loop, self._statics))
         self._texts.append(None)
 
     def _frozen_loop(self, loop):

@@ -150,7 +150,7 @@ def test_both_packings_never_overlap_buffers_live_together(seed):
     from graphc.ir.passes import memory
     sizes, spans = _random_buffers(seed, 600)
     owners = [_Buffer(s) for s in sizes]
-    interval = {id(o): span for o, span in zip(owners, spans)}
+    interval = {o: span for o, span in zip(owners, spans)}  # (keyed by node, as liveness gives)
     live = np.zeros(602, np.int64)
     for s, (a, b) in zip(sizes, spans):
         live[a:b + 1] += -(-s // 64) * 64
