@@ -392,8 +392,23 @@ def _rewrite(program, cut, parts):
     used = {id(f) for f in program.fetches if f is not None}
     used.update(id(x) for u in program.nodes if u not in inside for x in u.inputs)
     read_after = [n for n in cut.region if id(n) in used]
-    loop = make_loop([], [], sliced, sequences, None, [],
-                     stacked=[mapping[n] for n in read_after], name="examples", hoist=False)
+    stacked = [mapping[n] for n in read_after]
+    if any(v in stacked for v in sliced):
+        raise _Refused("a part's value is one of its inputs as it is")  # (nothing to run)
+    loop = make_loop([], [], sliced, sequences, None, [], stacked=stacked, name="examples",
+                     hoist=False)
+    # Body nodes that read no part's input (a broadcast of a weight) are the loop's captured
+    # inputs, computed once before it: scheduled with the loop's other new nodes.
+    known = set(program.nodes) | set(created)
+    before, stack = [], [x for x in loop.inputs if x not in known]
+    while stack:
+        x = stack.pop()
+        if x in known:
+            continue
+        known.add(x)
+        before.append(x)
+        stack.extend(x.inputs)
+    created.extend(sorted(before, key=lambda n: n.id))
     created.append(loop)
     replace = {}
     for j, n in enumerate(read_after):

@@ -155,6 +155,30 @@ def test_a_recurrent_gradient_summed_over_the_steps_stays_in_the_parts(parts):
     assert not [n for n in program.nodes if n.op_name in ("matmul", "subtract_matmul")]
 
 
+def test_a_value_the_same_in_every_part_is_computed_once_before_the_loop(parts):
+    """broadcast_to(mask, [batch, 3]) holds the batch's axis but reads no example: the
+    part's copy (half the rows) is a captured input of the loop, scheduled before it."""
+    parts(2)
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float64, [8, 3], name="x")
+        m = gc.placeholder(gc.bool, [3], name="m")
+        w = gc.Variable(np.ones((3, 2)), name="w")
+        picked = gc.where(gc.broadcast_to(m, [8, 3]), x, -x)
+        loss = gc.reduce_sum(gc.tanh(gc.matmul(picked, w)))
+        train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+        feeds = {x: np.linspace(-1, 1, 24).reshape(8, 3), m: np.array([True, False, True])}
+        step = gc.compile([loss, train], feeds=list(feeds), backend="numpy")
+        got = [float(step(feeds)[0]) for _ in range(2)]
+    assert step.compiled.program.split_done == (2, 8)
+    w0, xs, ms = np.ones((3, 2)), feeds[x], feeds[m]
+    for value in got:  # the reference, by hand
+        p = np.where(ms, xs, -xs)
+        t = np.tanh(p @ w0)
+        assert abs(value - t.sum()) < 1e-12
+        w0 = w0 - 0.1 * p.T @ (1 - t * t)
+
+
 def test_time_major_examples_are_cut_along_their_axis(parts):
     parts(3)
     _, _, program = _run(_rnn, "numpy", steps=1)
