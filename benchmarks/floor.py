@@ -119,11 +119,16 @@ def peak_macs_per_second(runs=15, seconds=0.05, threads=1):
 
 
 def step_macs(program):
-    """Multiply-adds of the GEMMs and convolutions of a compiled step's ``program``."""
+    """Multiply-adds of the GEMMs and convolutions of a compiled step's ``program``, those
+    of loop bodies once per iteration (a step cut over parts of its batch runs its GEMMs in
+    a loop over the parts: ``ir.passes.split``)."""
+    from graphc.ir.loops import body_program, check_trip
     total = 0
     for node in program.nodes:
         op, out = node.op_name, node.shape
-        if op in ("matmul", "subtract_matmul"):  # (an update w - a @ b: fused by ``fuse``)
+        if op == "loop":
+            total += step_macs(body_program(node)) * check_trip(node)
+        elif op in ("matmul", "subtract_matmul"):  # (an update w - a @ b: fused by ``fuse``)
             a = node.inputs[-2].shape
             k = a[-2] if node.attrs.get("transpose_a") else a[-1]
             total += int(np.prod(out)) * k
