@@ -340,3 +340,20 @@ def test_cut_and_whole_steps_have_their_own_cache_entries(parts, monkeypatch, tm
             step(feeds)
         hits.append("specialize" not in step.compiled.timings)
     assert hits == [False, False, True]
+
+
+def test_parts_calling_blas_run_in_order(parts, monkeypatch):
+    """BLAS has threads of its own: a body calling it runs its parts one after the other."""
+    parts(2)
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "0")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    whole_parts = []
+    for looped in (True, False):
+        monkeypatch.setenv("GRAPHC_PARALLEL_LOOPS", "1" if looped else "0")
+        g, fetches, feeds = _mlp(dtype=np.float32, batch=64)
+        with g.as_default():
+            step = gc.compile(fetches, feeds=list(feeds), backend="llvm")
+        whole_parts.append(step.compiled.fn.llvm_ir)
+        assert step.compiled.program.split_done == (2, 64)
+        assert step.compiled.fn.layout.blas  # (the GEMMs are BLAS's)
+    assert all(".iteration" not in text for text in whole_parts)

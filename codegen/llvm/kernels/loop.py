@@ -24,6 +24,7 @@ A loop whose iterations are independent (no carried state, no condition, no coun
 stacked outputs at row t, and a private range for what an iteration writes besides (the
 body's arena, its status words, its counter). A failing iteration stops the step after all
 ran, with the first failure's status (``GRAPHC_PARALLEL_LOOPS=0``: in order, as any loop).
+A body calling BLAS runs its iterations in order: BLAS has threads of its own.
 """
 import os
 
@@ -65,7 +66,7 @@ def lower_loop(L, n):
     for j in range(len(body.stacked)):
         f = prog.fetches[nc + j]
         stacks.append((L.arena(bound * _bytes(f.shape, f.dtype)), _bytes(f.shape, f.dtype)))
-    parallel = _independent(L, n, ins, bound)
+    parallel = _independent(L, n, ins, bound) and not B.layout.blas
     copies_of = bound if parallel else 1  # (per-iteration storage: one range per iteration)
     count_buf, counter_buf = L.arena(4), L.arena(8 * copies_of)
     L.loop_results = getattr(L, "loop_results", {})
