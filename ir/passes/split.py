@@ -156,13 +156,17 @@ def _find(program, parts):
 
 # "auto" (``program.split_if_faster``: the backend's least work of a kernel run in chunks)
 # cuts a step only when the estimate says the parts beat every big kernel run in chunks by
-# this much. The estimate counts work (``_work``) and a hand-off between threads as HANDOFF
+# this much: a step cut in as many parts as threads cannot move work from a slow thread to
+# a free one (chunks can), so beside a busy process it loses more of its speed; W4, cut at
+# an estimated 0.90, ran as fast as whole (0.375 against 0.372 ms) and 1.81-2.03x slower
+# beside a busy process (1.58x whole); W3, at 0.79, ran 1.38x faster and 1.86-1.93x slower
+# beside one. The estimate counts work (``_work``) and a hand-off between threads as HANDOFF
 # of it (one kernel's chunks, or the loop over the parts): measured on a 2-vCPU EPYC, W3's
 # 159 GEMMs in chunks ran 2.14 ms a step at 2 threads against 2.85 at one, ~4.5 us (~90k
 # multiply-adds) a kernel more than half. A 32-step RNN is cut; an MLP of big GEMMs is not
 # (measured with GRAPHC_SPLIT_EXAMPLES=2 at 2 threads: W3 1.55 against 2.14 ms a step, W1
-# 2.59 against 2.34, W5 2.60 against 2.54, W4 0.374 against 0.385).
-GAIN = 0.9
+# 2.59 against 2.34, W5 2.60 against 2.54).
+GAIN = 0.85
 HANDOFF = 1 << 16
 
 

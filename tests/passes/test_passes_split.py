@@ -302,7 +302,7 @@ def test_auto_cuts_an_rnn_on_llvm_with_threads(monkeypatch, threads, backend, cu
     from graphc.runtime.threads import available_cores
     if available_cores() < threads:
         pytest.skip("needs more cores")
-    _, _, program = _run(_rnn, backend, steps=1, batch=32, steps_=8, hidden=128,
+    _, _, program = _run(_rnn, backend, steps=1, batch=32, steps_=16, hidden=128,
                          dtype=np.float32)
     assert (getattr(program, "split_done", None) == (threads, 32)) == cut
 
