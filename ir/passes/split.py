@@ -399,8 +399,11 @@ def _rewrite(program, cut, parts):
     stacked = [mapping[n] for n in read_after]
     if any(v in stacked for v in sliced):
         raise _Refused("a part's value is one of its inputs as it is")  # (nothing to run)
-    loop = make_loop([], [], sliced, sequences, None, [], stacked=stacked, name="examples",
-                     hoist=False)
+    try:
+        loop = make_loop([], [], sliced, sequences, None, [], stacked=stacked,
+                         name="examples", hoist=False)
+    except (ShapeError, GraphError) as e:  # (nothing of the program is changed yet)
+        raise _Refused(f"the parts do not make a loop: {e}") from None
     # Body nodes that read no part's input (a broadcast of a weight) are the loop's captured
     # inputs, computed once before it: scheduled with the loop's other new nodes.
     known = set(program.nodes) | set(created)
@@ -452,7 +455,15 @@ def _reschedule(program, inside, created, loop):
         for x in n.inputs:
             if x in present:
                 g.add_edge(x, n)
-    read = {id(x) for x in loop.inputs if x.op_name == "variable"}
+    read, stack, seen = set(), list(loop.inputs), set()  # variables the loop reads
+    while stack:  # (directly or through what it captures: a view, a transpose of a weight)
+        x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if x.op_name == "variable":
+            read.add(id(x))
+        stack.extend(x.inputs)
     for n in old:
         if n.op_name == "assign" and id(n.inputs[0]) in read:
             g.add_edge(loop, n)
