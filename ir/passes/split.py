@@ -180,7 +180,7 @@ def _estimates(program, cut, least):
     outside = [n for n in program.nodes if n not in inside and not n.opdef.leaf
                and n.shape is not None]
     whole = sum(chunked(n) for n in outside) + sum(chunked(n) for n in cut.region)
-    after = sum(_elements(n) * parts for n in cut.region if n in cut.sums)
+    after = sum(_count(n.shape) * parts for n in cut.region if n in cut.sums)
     split = sum(chunked(n) for n in outside) + cut.work / parts + parts * HANDOFF + after
     return whole, split
 
@@ -261,9 +261,10 @@ def _check(program, rules, find, root, parts):
     return cut
 
 
-def _elements(n):
+def _count(shape):
+    """Elements of ``shape``."""
     out = 1
-    for d in n.shape:
+    for d in shape:
         out *= d
     return out
 
@@ -297,7 +298,7 @@ def _sums_after(program, region, sums, axis, parts):
         if any(owner[n] > 1 for n in chain):
             continue
         copies = {x for n in chain for x in n.inputs if x in axis and not x.opdef.leaf}
-        if sum(_elements(x) for x in copies) < _elements(chain[0]) * parts:
+        if sum(_count(x.shape) for x in copies) < _count(chain[0].shape) * parts:
             moved.extend(chain)
     return moved
 
@@ -326,24 +327,19 @@ def _linear_in_sums(n, sums, reached):
 
 def _work(n):
     """Multiply-adds of a GEMM or convolution, else the elements it writes."""
-    def count(shape):
-        out = 1
-        for d in shape:
-            out *= d
-        return out
     if n.op_name == "matmul":
         a = n.inputs[0].shape
-        return count(n.shape) * (a[-2] if n.attrs.get("transpose_a") else a[-1])
+        return _count(n.shape) * (a[-2] if n.attrs.get("transpose_a") else a[-1])
     if n.op_name == "conv2d":
         kh, kw, cin, _ = n.inputs[1].shape
-        return count(n.shape) * kh * kw * cin
+        return _count(n.shape) * kh * kw * cin
     if n.op_name == "conv2d_backprop_input":
         kh, kw, _, cout = n.inputs[1].shape
-        return count(n.shape) * kh * kw * cout
+        return _count(n.shape) * kh * kw * cout
     if n.op_name == "conv2d_backprop_filter":
         kh, kw, cin, _ = n.shape
-        return count(n.inputs[1].shape) * kh * kw * cin
-    return count(n.shape)
+        return _count(n.inputs[1].shape) * kh * kw * cin
+    return _count(n.shape)
 
 
 def _part_shape(shape, axis, half):
