@@ -12,6 +12,7 @@ import errno
 import io
 import json
 import os
+import pathlib
 import stat
 import time
 import tracemalloc
@@ -129,7 +130,7 @@ def test_saved_files_honour_the_umask(tmp_path, mask, mode):
 def test_full_disk_or_read_only_folder_is_a_clear_error(tmp_path, monkeypatch, where, err):
     holder = Holder()
     path = gc.train.Saver().save(holder, tmp_path / "m") + ".npz"
-    before = open(path, "rb").read()
+    before = pathlib.Path(path).read_bytes()
     holder.variables["w"] += 1
     if where == "write":
         def savez(f, **arrays):
@@ -143,7 +144,7 @@ def test_full_disk_or_read_only_folder_is_a_clear_error(tmp_path, monkeypatch, w
     with pytest.raises(ArtifactError, match=f"cannot write checkpoint '{path}': "
                                             f"{os.strerror(err)}"):
         gc.train.Saver().save(holder, tmp_path / "m")
-    assert open(path, "rb").read() == before
+    assert pathlib.Path(path).read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.npz"]
 
 

@@ -1,6 +1,7 @@
 """Checkpoints: round trip (Session and compiled-step holders), atomic save under a failure
 mid-write, and corrupted or mismatched checkpoints rejected with exact reasons."""
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -120,7 +121,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     g, sess, (x, W, b, train, init) = trained_session(steps=1)
     saver = gc.train.Saver()
     path = saver.save(sess, tmp_path / "model")
-    before = open(path + ".npz", "rb").read()
+    before = pathlib.Path(path + ".npz").read_bytes()
     old_w = sess.values[W].copy()
     sess.run(train, {x: FEED})
 
@@ -139,7 +140,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         saver.save(sess, tmp_path / "model")
     monkeypatch.undo()
     assert len(calls) == 2
-    assert open(path + ".npz", "rb").read() == before
+    assert pathlib.Path(path + ".npz").read_bytes() == before
     # no temporary file left behind (model.meta: the first save's meta graph)
     assert sorted(os.listdir(tmp_path)) == ["model.meta", "model.npz"]
     g2, sess2, (_, W2, _, _, _) = trained_session(steps=0)
@@ -150,7 +151,7 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
 def test_corrupted_and_foreign_files_are_rejected(tmp_path):
     g, sess, _ = trained_session(steps=1)
     path = gc.train.Saver().save(sess, tmp_path / "model")
-    data = open(path + ".npz", "rb").read()
+    data = pathlib.Path(path + ".npz").read_bytes()
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(ArtifactError, match="not a readable checkpoint.*\n.*truncated or "

@@ -6,6 +6,7 @@ numbers), independent of graphc's encoder; with ``tensorboard`` installed they a
 TensorBoard's own loader.
 """
 import os
+import pathlib
 import struct
 
 import numpy as np
@@ -23,7 +24,7 @@ def _mask(crc):
 
 def read_records(path):
     """The TFRecords of ``path``, every length and data CRC checked."""
-    data, pos, out = open(path, "rb").read(), 0, []
+    data, pos, out = pathlib.Path(path).read_bytes(), 0, []
     while pos < len(data):
         header = data[pos:pos + 8]
         (length,), (len_crc,) = struct.unpack("<Q", header), struct.unpack(

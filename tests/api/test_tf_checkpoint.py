@@ -5,6 +5,7 @@ functions on both formats, the ``.meta`` that saves write, and every kind of dam
 refused with an ArtifactError naming the file."""
 import json
 import os
+import pathlib
 import shutil
 import struct
 import warnings
@@ -403,7 +404,7 @@ def entry(dtype=1, shape=(4,), offset=0, size=16, crc=0, shard=0):
 def test_damaged_entries_and_data_files(tmp_path):
     prefix, _ = bundle(tmp_path)
     data = prefix + ".data-00000-of-00001"
-    good = open(data, "rb").read()
+    good = pathlib.Path(data).read_bytes()
     crc_a = mask(crc32c(good[:16]))
 
     def case(name, entries, header=tf_bundle.HEADER, pattern="", data_bytes=good,

@@ -5,6 +5,7 @@ import collections
 import importlib.util
 import io
 import json
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ import pytest
 import graphc as gc
 from graphc.errors import ArtifactError, CompileError, FeedError
 from graphc.runtime import artifact as A
+from tests.support.paths import load_npz
 
 BATCH, STEPS = 16, 4
 Pair = collections.namedtuple("Pair", "accuracy logits_mean")
@@ -173,7 +175,7 @@ def test_loaded_without_the_compiler_trains_bit_for_bit(trained, tmp_path):
     out, again = tmp_path / "out.npz", tmp_path / "again.gcx"
     run_isolated(tmp_path, RUN_LOADED.format(steps=n),
                  [trained.path, save_feeds(tmp_path, trained.feeds[:n]), out, again], blocked)
-    got = np.load(out)
+    got = load_npz(out)
     for k in range(n):
         for name, ref in trained.refs[k].items():
             assert same_bits(got[f"{name}{k}"], ref), (k, name)
@@ -205,7 +207,7 @@ def test_exported_module_trains_identically_importing_only_numpy(trained_numpy, 
     out = tmp_path / "out.npz"
     run_isolated(tmp_path, script, [module, save_feeds(tmp_path, trained_numpy.feeds), out],
                  ["graphc", "llvmlite", "scipy", "networkx"])
-    got = np.load(out)
+    got = load_npz(out)
     for k in range(STEPS):
         assert same_bits(got[f"loss{k}"], trained_numpy.refs[k]["loss"])
         assert same_bits(got[f"h_sum{k}"], trained_numpy.refs[k]["h_sum"])
@@ -363,7 +365,7 @@ def rewrite(path, out, manifest=None, members=None, drop=()):
 
 
 def test_truncated_and_corrupted_files_are_refused(trained_numpy, tmp_path):
-    data = open(trained_numpy.path, "rb").read()
+    data = pathlib.Path(trained_numpy.path).read_bytes()
     bad = tmp_path / "bad.gcx"
     for cut in (0, 10, len(data) // 3, len(data) // 2, len(data) - 30, len(data) - 1):
         bad.write_bytes(data[:cut])

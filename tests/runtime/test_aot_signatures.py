@@ -13,7 +13,7 @@ from graphc import cli
 from graphc.errors import ArtifactError, CompileError, FeedError
 from graphc.runtime import artifact as A
 from tests.runtime.test_aot import rewrite, run_isolated, same_bits
-from tests.support.paths import DATA
+from tests.support.paths import DATA, load_npz
 
 BIG, SMALL, WIDTH = 16, 5, 12
 
@@ -101,7 +101,7 @@ def test_both_shapes_run_without_the_compiler_bit_for_bit(two, tmp_path):
     blocked = ["graphc.ir", "graphc.codegen"] + (["llvmlite"] if two.backend == "numpy" else [])
     out = tmp_path / "out.npz"
     run_isolated(tmp_path, RUN_LOADED % len(AFTER), [two.path, feeds, out], blocked)
-    got = np.load(out)
+    got = load_npz(out)
     assert [int(got[f"sig{k}"]) for k in range(len(AFTER))] == [0, 1, 1, 0]
     for k, ref in enumerate(two.losses):
         assert same_bits(got[f"loss{k}"], ref), k
@@ -227,7 +227,7 @@ def test_cli_inspect_lists_signatures_and_run_picks_by_shape(two, tmp_path, caps
 def test_format_1_file_written_by_the_old_code_loads_and_trains_on(tmp_path, capsys):
     """tests/data/aot_v1_numpy.gcx was written by the format-1 writer (graphc before
     multi-signature artifacts); the .npz holds the losses and variables it gave next."""
-    ref = np.load(DATA / "aot_v1_numpy_expected.npz")
+    ref = load_npz(DATA / "aot_v1_numpy_expected.npz")
     step = gc.load(str(DATA / "aot_v1_numpy.gcx"))
     assert step.manifest["format_version"] == 1 and len(step.signatures) == 1
     assert same_bits(step(x=ref["x0"], y=ref["y0"])[0], ref["loss0"])

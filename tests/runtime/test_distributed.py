@@ -18,7 +18,7 @@ import graphc as gc
 from graphc.client.pipeline import compile_program
 from graphc.errors import GraphError, ShapeError
 from graphc.runtime import collectives
-from tests.support.paths import MPI_SCRIPTS
+from tests.support.paths import MPI_SCRIPTS, load_npz
 
 SCRIPTS = MPI_SCRIPTS
 HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
@@ -52,7 +52,7 @@ def ranks(tmp_path_factory):
     proc = subprocess.run(cmd + SCENARIOS, capture_output=True, text=True, timeout=120,
                           env=_launch_env(), cwd=str(out))
     assert proc.returncode == 0, f"mpiexec failed:\n{proc.stdout}\n{proc.stderr}"
-    return [dict(np.load(out / f"rank{r}.npz")) for r in (0, 1)]
+    return [load_npz(out / f"rank{r}.npz") for r in (0, 1)]
 
 
 def test_two_ranks_see_each_other(ranks):

@@ -14,6 +14,7 @@ from graphc.errors import ArtifactError, CompileError
 from graphc.runtime import jit
 from graphc.runtime.blas import gemm_pointer
 from graphc.runtime.objcache import FORMAT_VERSION, ObjectCache, cache_key
+from tests.support.paths import load_npz
 
 
 # ---------------------------------------------------------------- hand-written IR
@@ -223,7 +224,7 @@ def test_object_code_runs_in_a_fresh_process(tmp_path):
     obj_path.write_bytes(obj := jit.compile_ir(ir_text).object_code)
     subprocess.run([sys.executable, "-c", SUBPROCESS_RUNNER, str(obj_path),
                     str(tmp_path / "result.npz"), str(n)], check=True, timeout=120)
-    result = np.load(tmp_path / "result.npz")
+    result = load_npz(tmp_path / "result.npz")
     rng = np.random.default_rng(4)  # the subprocess's inputs, drawn in the same order
     a, b, c = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
     x, w = rng.standard_normal((6, 4)).astype(np.float32), rng.standard_normal((5, 4)).astype(np.float32)

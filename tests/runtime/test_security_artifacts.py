@@ -7,6 +7,7 @@ Each test states what happened before the fix: the segfaults were found by the f
 """
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import tracemalloc
@@ -70,7 +71,7 @@ def load_in_worker(path):
 def test_trust_model_is_stated_in_load_and_readme():
     doc = gc.load.__doc__
     assert "runs its code" in doc and "trust" in doc and "key" in doc
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    readme = pathlib.Path(ROOT, "README.md").read_text(encoding="utf-8")
     assert "## Security and trust" in readme
     section = readme.split("## Security and trust", 1)[1]
     assert "GRAPHC_ARTIFACT_KEY" in section and "only" in section

@@ -7,3 +7,10 @@ DATA = TESTS / "data"
 MPI_SCRIPTS = TESTS / "mpi_scripts"
 BENCHMARKS = ROOT / "benchmarks"
 EXAMPLES = ROOT / "examples"
+
+
+def load_npz(path):
+    """An .npz file's arrays as a dict, the file closed (an open one warns when collected)."""
+    import numpy as np
+    with np.load(path) as npz:
+        return dict(npz)
