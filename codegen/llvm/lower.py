@@ -255,9 +255,9 @@ class Lowering:
                                   self.noalias([dst, src]))
         self.call(fn, [dst, src], node)
 
-    def nested(self, program):
+    def nested(self, program, no_blas=False):
         """A loop body ``program`` lowered into this module (``lower_body``)."""
-        return lower_body(self, program)
+        return lower_body(self, program, no_blas)
 
     # -- the step -----------------------------------------------------------------------------------
     def step_function(self, name="step", linkage=""):
@@ -436,11 +436,14 @@ def lower_program(program, profile=False, stats=None, checks=()):
     return text, layout
 
 
-def lower_body(L, program):
+def lower_body(L, program, no_blas=False):
     """Lower a loop body ``program`` into ``L``'s module: its own table layout (the loop's
     frame), kernels shared with the step; returns its finished ``Lowering`` (``calls``,
-    ``layout``), whose ``step_function`` the loop kernel names and adds."""
+    ``layout``), whose ``step_function`` the loop kernel names and adds. ``no_blas``: its
+    GEMMs native wherever the host's vectors can do them (``native_gemm_ok``, threads 0)."""
     B = Lowering(program, parent=L)
+    if no_blas:
+        B.blas_threads = 0
     _lower_nodes(B, program, False)
     B.flush()
     return B

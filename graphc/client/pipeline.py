@@ -88,10 +88,12 @@ def split_parts_for(backend):
     split``): ``GRAPHC_SPLIT_EXAMPLES``, a count (0 or 1: none; the NumPy backend runs the
     parts one after the other) or "auto": on the LLVM backend, the thread policy's count
     (``runtime.threads``; one thread: none), as a negative number: cut only where that is
-    estimated faster than running the big kernels in chunks."""
+    estimated faster than running the big kernels in chunks. Not on a host whose GEMMs are
+    all BLAS's (no AVX2+FMA): parts calling BLAS run one after the other."""
     env = os.environ.get("GRAPHC_SPLIT_EXAMPLES", "").strip() or SPLIT_DEFAULT
     if env == "auto":
-        if backend != "llvm":
+        from ..codegen.llvm.kernels.gemm import vector_unit
+        if backend != "llvm" or vector_unit() is None:
             return 1
         from ..runtime.threads import policy_threads
         return -policy_threads()  # (negative: where it is estimated faster)

@@ -357,3 +357,29 @@ def test_parts_calling_blas_run_in_order(parts, monkeypatch):
         assert step.compiled.program.split_done == (2, 64)
         assert step.compiled.fn.layout.blas  # (the GEMMs are BLAS's)
     assert all(".iteration" not in text for text in whole_parts)
+
+
+def test_parts_run_at_once_take_native_gemms_where_a_whole_step_calls_blas(parts,
+                                                                             monkeypatch):
+    """dW1 = h^T dlogits has 3 columns: a whole step gives it to BLAS (a transposed A of fewer
+    columns than a vector's lanes), which would make the parts run in order; a part runs on
+    one core, so the body computes it natively and its parts run at once, with the same
+    numbers as the whole step."""
+    from graphc.codegen.llvm.kernels.gemm import vector_unit
+    if vector_unit() is None:
+        pytest.skip("host has no AVX2+FMA / AVX-512: every GEMM is BLAS's")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    got = {}
+    for n in (1, 2):
+        parts(n)
+        g, fetches, feeds = _mlp(dtype=np.float32, batch=64)
+        with g.as_default():
+            step = gc.compile(fetches, feeds=list(feeds), backend="llvm")
+            got[n] = step(feeds)
+        got[n, "blas"] = bool(step.compiled.fn.layout.blas)
+        got[n, "ir"] = step.compiled.fn.llvm_ir
+    assert got[1, "blas"] and not got[2, "blas"]
+    assert ".iteration" in got[2, "ir"] and ".iteration" not in got[1, "ir"]
+    for whole, cut in zip(got[1], got[2]):
+        if whole is not None:
+            np.testing.assert_allclose(cut, whole, rtol=1e-5, atol=1e-6)

@@ -106,7 +106,9 @@ def native_gemm_ok(dtype, dims, flags, threads=1, enabled=None):
 
     Args:
         dtype: the element dtype; dims: (M, N, K, lda, ldb); flags: (transpose_a, transpose_b).
-        threads: how many threads BLAS would use.
+        threads: how many threads BLAS would use; 0: BLAS is not to be called (a loop body
+            whose iterations run at once on the pool), so every GEMM the vectors can do is
+            native.
         enabled: override of ``GRAPHC_NATIVE_GEMM`` (tests).
     """
     if enabled is None:
@@ -114,6 +116,8 @@ def native_gemm_ok(dtype, dims, flags, threads=1, enabled=None):
     unit = vector_unit() if enabled and dtype.name in ("float32", "float64") else None
     if unit is None:
         return False
+    if threads == 0:
+        return True
     m, n, k = dims[:3]
     if flags[1] and n <= 2 * (unit.bytes // dtype.itemsize):
         return False  # one column panel: the lowering copies B^T contiguous instead

@@ -24,7 +24,9 @@ A loop whose iterations are independent (no carried state, no condition, no coun
 stacked outputs at row t, and a private range for what an iteration writes besides (the
 body's arena, its status words, its counter). A failing iteration stops the step after all
 ran, with the first failure's status (``GRAPHC_PARALLEL_LOOPS=0``: in order, as any loop).
-A body calling BLAS runs its iterations in order: BLAS has threads of its own.
+Such a body's GEMMs are native (an iteration runs on one core); one that still calls BLAS (a
+host without the vectors, ``GRAPHC_NATIVE_GEMM=0``) runs its iterations in order: BLAS has
+threads of its own.
 """
 import os
 
@@ -51,14 +53,16 @@ def lower_loop(L, n):
     bound = check_trip(n)
     body = n.attrs["body"]
     prog = body_for_backend(n, L.p)
-    B = L.nested(prog)
+    ins = split_inputs(n)
+    independent = _independent(L, n, ins, bound)
+    B = L.nested(prog, no_blas=independent)
     if B._seeds or B.layout.callbacks:
         raise CompileError(f"{n.describe()}: random ops or host calls in a loop body",
                            loc=n.loc)
     name = f"body{len(L.module.functions)}_{symbol(n.node_name)}"
     fn_body = B.step_function(name=name, linkage="internal")
     L.module.add(fn_body)
-    ins, roles = split_inputs(n), feed_roles(prog, n)
+    roles = feed_roles(prog, n)
     nc = len(body.next)
     # outer storage: state, stacks, count, counter, the body's arena
     state = [L.arena(nbytes_of(x)) for x in ins["init"]]
@@ -66,7 +70,7 @@ def lower_loop(L, n):
     for j in range(len(body.stacked)):
         f = prog.fetches[nc + j]
         stacks.append((L.arena(bound * _bytes(f.shape, f.dtype)), _bytes(f.shape, f.dtype)))
-    parallel = _independent(L, n, ins, bound) and not B.layout.blas
+    parallel = independent and not B.layout.blas
     copies_of = bound if parallel else 1  # (per-iteration storage: one range per iteration)
     count_buf, counter_buf = L.arena(4), L.arena(8 * copies_of)
     L.loop_results = getattr(L, "loop_results", {})
