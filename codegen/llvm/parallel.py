@@ -34,6 +34,24 @@ MIN_WORK = 1 << 18
 CHUNKS = 8  # per split loop (fewer when the loop is shorter); sums: at most this many partials
 
 
+# What handing work to another thread costs, in the work it could have done: a kernel's chunks
+# or a loop's parts wait for the slower thread and move data between the cores. Measured on
+# W3 (159 GEMMs): in chunks at 2 threads ~90k multiply-adds a kernel more than half on a
+# 2-vCPU EPYC with AVX2 (znver1, 23 GMAC/s a core); on one with AVX-512 (znver4, 58 GMAC/s)
+# the same hand-off is fewer microseconds but more multiply-adds, and the estimate of
+# ``ir.passes.split`` matched the cut steps measured there with twice as many (W3 0.69
+# estimated against 0.71 measured, W4 0.83 against 0.87-0.88; W1 and W5 0.98, measured
+# slower cut). Per 32 bytes of the host's vectors, then.
+HANDOFF = 1 << 16
+
+
+def handoff_work():
+    """``HANDOFF`` scaled by the host's vector width (``gemm.vector_unit``)."""
+    from .kernels.gemm import vector_unit
+    unit = vector_unit()
+    return HANDOFF * max(unit.bytes // 32, 1) if unit is not None else HANDOFF
+
+
 def min_work():
     """``MIN_WORK``, or ``GRAPHC_PARALLEL_MIN_WORK`` (1: every kernel that can; the tests
     use it to run small programs in chunks)."""

@@ -147,41 +147,40 @@ def _find(program, parts):
         raise _Refused(f"too little work per step to cut ({best.work} < {least})")
     chunked = getattr(program, "split_if_faster", None)
     if chunked is not None:
-        whole, cut = _estimates(program, best, chunked)
+        whole, cut = _estimates(program, best, *chunked)
         if cut > GAIN * whole:
             raise _Refused(f"not faster cut (estimated {cut:.3g} against {whole:.3g} with "
                            "kernels in chunks)")
     return best
 
 
-# "auto" (``program.split_if_faster``: the backend's least work of a kernel run in chunks)
-# cuts a step only when the estimate says the parts beat every big kernel run in chunks by
-# this much: a step cut in as many parts as threads cannot move work from a slow thread to
-# a free one (chunks can), so beside a busy process it loses more of its speed; W4, cut at
-# an estimated 0.90, ran as fast as whole (0.375 against 0.372 ms) and 1.81-2.03x slower
-# beside a busy process (1.58x whole); W3, at 0.79, ran 1.38x faster and 1.86-1.93x slower
-# beside one. The estimate counts work (``_work``) and a hand-off between threads as HANDOFF
-# of it (one kernel's chunks, or the loop over the parts): measured on a 2-vCPU EPYC, W3's
-# 159 GEMMs in chunks ran 2.14 ms a step at 2 threads against 2.85 at one, ~4.5 us (~90k
-# multiply-adds) a kernel more than half. A 32-step RNN is cut; an MLP of big GEMMs is not
-# (measured with GRAPHC_SPLIT_EXAMPLES=2 at 2 threads: W3 1.55 against 2.14 ms a step, W1
-# 2.59 against 2.34, W5 2.60 against 2.54).
+# "auto" (``program.split_if_faster``: the backend's least work of a kernel run in chunks and
+# the work a hand-off between threads costs) cuts a step only when the estimate says the
+# parts beat every big kernel run in chunks by this much: a step cut in as many parts as
+# threads cannot move work from a slow thread to a free one (chunks can), so beside a busy
+# process it loses more of its speed. The estimate counts work (``_work``) and each hand-off
+# (one kernel's chunks, or the loop over the parts; ``codegen.llvm.parallel.HANDOFF``). On a
+# 2-vCPU EPYC with AVX2: W4, cut at an estimated 0.90, ran as fast as whole (0.375 against
+# 0.372 ms) and 1.81-2.03x slower beside a busy process (1.58x whole); W3, at 0.79, ran
+# 1.38x faster and 1.86-1.93x slower beside one; W1 2.59 against 2.34 ms, W5 2.60 against
+# 2.54. On one with AVX-512 (a hand-off twice the work there): W3 at 0.69 ran 0.58 against
+# 0.82 ms, W4 at 0.83 0.150-0.157 against 0.172-0.178 (1.83x slower beside a busy process,
+# 1.53x whole), W1 and W5 (0.98) slower cut.
 GAIN = 0.85
-HANDOFF = 1 << 16
 
 
-def _estimates(program, cut, least):
+def _estimates(program, cut, least, handoff):
     """(the step with its big kernels in chunks, the step cut in parts) in units of work."""
     parts, inside = cut.parts, set(cut.region)
 
     def chunked(n):
         w = _work(n)
-        return w / parts + HANDOFF if w >= least else w
+        return w / parts + handoff if w >= least else w
     outside = [n for n in program.nodes if n not in inside and not n.opdef.leaf
                and n.shape is not None]
     whole = sum(chunked(n) for n in outside) + sum(chunked(n) for n in cut.region)
     after = sum(_count(n.shape) * parts for n in cut.region if n in cut.sums)
-    split = sum(chunked(n) for n in outside) + cut.work / parts + parts * HANDOFF + after
+    split = sum(chunked(n) for n in outside) + cut.work / parts + parts * handoff + after
     return whole, split
 
 
