@@ -45,10 +45,9 @@ CHUNKS = 8  # per split loop (fewer when the loop is shorter); sums: at most thi
 HANDOFF = 1 << 16
 
 
-def handoff_work():
-    """``HANDOFF`` scaled by the host's vector width (``gemm.vector_unit``)."""
-    from .kernels.gemm import vector_unit
-    unit = vector_unit()
+def handoff_work(unit):
+    """``HANDOFF`` scaled by the width of the host's vectors ``unit`` (``kernels.gemm.
+    vector_unit``; None: none)."""
     return HANDOFF * max(unit.bytes // 32, 1) if unit is not None else HANDOFF
 
 

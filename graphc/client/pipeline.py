@@ -183,8 +183,9 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     program = build_program(fetches, feed_shapes)
     program.split_parts = abs(split)
     if split < 0:  # "auto": cut where the parts beat the kernels run in chunks
+        from ..codegen.llvm.kernels.gemm import vector_unit
         from ..codegen.llvm.parallel import MIN_WORK, handoff_work
-        program.split_if_faster = (MIN_WORK, handoff_work())  # (MIN_WORK: not a test's)
+        program.split_if_faster = (MIN_WORK, handoff_work(vector_unit()))  # (not a test's)
     timings["specialize"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     run_pipeline(program, passes=names)

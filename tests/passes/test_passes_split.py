@@ -385,13 +385,11 @@ def test_parts_run_at_once_take_native_gemms_where_a_whole_step_calls_blas(parts
             np.testing.assert_allclose(cut, whole, rtol=1e-5, atol=1e-6)
 
 
-def test_a_hand_off_costs_more_work_on_wider_vectors(monkeypatch):
+def test_a_hand_off_costs_more_work_on_wider_vectors():
     """The estimate's hand-off is time on the host, counted in its work: twice the work where
     vectors are twice as wide (codegen.llvm.parallel.handoff_work)."""
     from graphc.codegen.llvm import parallel as P
-    from graphc.codegen.llvm.kernels import gemm
-    sizes = {}
-    for unit in (gemm.VectorUnit(32, 16), gemm.VectorUnit(64, 32), None):
-        monkeypatch.setattr(gemm, "vector_unit", lambda unit=unit: unit)
-        sizes[unit and unit.bytes] = P.handoff_work()
+    from graphc.codegen.llvm.kernels.gemm import VectorUnit
+    sizes = {unit and unit.bytes: P.handoff_work(unit)
+             for unit in (VectorUnit(32, 16), VectorUnit(64, 32), None)}
     assert sizes == {32: P.HANDOFF, 64: 2 * P.HANDOFF, None: P.HANDOFF}
