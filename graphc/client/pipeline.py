@@ -92,8 +92,10 @@ def split_parts_for(backend):
     all BLAS's (no AVX2+FMA): parts calling BLAS run one after the other."""
     env = os.environ.get("GRAPHC_SPLIT_EXAMPLES", "").strip() or SPLIT_DEFAULT
     if env == "auto":
+        if backend != "llvm":
+            return 1
         from ..codegen.llvm.kernels.gemm import vector_unit
-        if backend != "llvm" or vector_unit() is None:
+        if vector_unit() is None:
             return 1
         from ..runtime.threads import policy_threads
         return -policy_threads()  # (negative: where it is estimated faster)
