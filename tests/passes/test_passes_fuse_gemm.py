@@ -49,14 +49,17 @@ def test_a_product_read_elsewhere_or_fetched_is_left_alone():
 
 
 # (m, n, k, transpose_a, transpose_b): native in place (A^T and plain), a few columns of A^T
-# (BLAS), B rows 2400 bytes apart (packed), B transposed, and an empty sum
+# (a partial vector), B rows 2400 bytes apart (packed), B transposed, and an empty sum; each
+# native and with every GEMM BLAS's (GRAPHC_NATIVE_GEMM=0: the product, then the subtraction)
 SHAPES = [(64, 64, 32, True, False), (16, 24, 8, False, False), (64, 10, 32, True, False),
           (8, 600, 4, True, False), (12, 40, 9, False, True), (6, 7, 0, False, False)]
 
 
+@pytest.mark.parametrize("native", ["1", "0"])
 @pytest.mark.parametrize("m,n,k,ta,tb", SHAPES)
 @pytest.mark.parametrize("dtype", [gc.float32, gc.float64])
-def test_backends_agree_on_every_path(m, n, k, ta, tb, dtype):
+def test_backends_agree_on_every_path(m, n, k, ta, tb, dtype, native, monkeypatch):
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", native)
     w = gc.placeholder(dtype, [m, n], name="w")
     a = gc.placeholder(dtype, [k, m] if ta else [m, k], name="a")
     b = gc.placeholder(dtype, [n, k] if tb else [k, n], name="b")

@@ -361,28 +361,36 @@ def test_parts_calling_blas_run_in_order(parts, monkeypatch):
 
 def test_parts_run_at_once_take_native_gemms_where_a_whole_step_calls_blas(parts,
                                                                              monkeypatch):
-    """dW1 = h^T dlogits has 3 columns: a whole step gives it to BLAS (a transposed A of fewer
-    columns than a vector's lanes), which would make the parts run in order; a part runs on
-    one core, so the body computes it natively and its parts run at once, with the same
-    numbers as the whole step."""
-    from graphc.codegen.llvm.kernels.gemm import vector_unit
+    """x w with 64 x 1024 x 1100 multiply-adds a part (above NATIVE_MAX_MACS): a whole step
+    gives it to BLAS, which would make the parts run in order; a part runs on one core, so
+    the body computes it natively and its parts run at once, with the whole step's numbers."""
+    from graphc.codegen.llvm.kernels.gemm import NATIVE_MAX_MACS, vector_unit
     if vector_unit() is None:
         pytest.skip("host has no AVX2+FMA / AVX-512: every GEMM is BLAS's")
+    assert 64 * 1024 * 1100 > max(NATIVE_MAX_MACS[1], NATIVE_MAX_MACS["threads"])
     monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    rng = np.random.default_rng(0)
+    xv = rng.standard_normal((128, 1024)).astype(np.float32)
+    wv = (rng.standard_normal((1024, 1100)) * 0.03).astype(np.float32)
     got = {}
     for n in (1, 2):
         parts(n)
-        g, fetches, feeds = _mlp(dtype=np.float32, batch=64)
+        g = gc.Graph()
         with g.as_default():
-            step = gc.compile(fetches, feeds=list(feeds), backend="llvm")
-            got[n] = step(feeds)
+            x = gc.placeholder(gc.float32, [128, 1024], name="x")
+            w = gc.Variable(wv, name="w")
+            loss = gc.reduce_mean(gc.tanh(gc.matmul(x, w)))
+            train = gc.train.GradientDescentOptimizer(0.5).minimize(loss)
+            step = gc.compile([loss, train], feeds=[x], backend="llvm")
+            got[n] = step({x: xv})[0], step.variables["w"].copy()
         got[n, "blas"] = bool(step.compiled.fn.layout.blas)
         got[n, "ir"] = step.compiled.fn.llvm_ir
-    assert got[1, "blas"] and not got[2, "blas"]
+        assert getattr(step.compiled.program, "split_done", None) == ((2, 128) if n == 2
+                                                                      else None)
+    assert got[1, "blas"]  # (the cut step's weight gradient, after the loop, is BLAS's too)
     assert ".iteration" in got[2, "ir"] and ".iteration" not in got[1, "ir"]
     for whole, cut in zip(got[1], got[2]):
-        if whole is not None:
-            np.testing.assert_allclose(cut, whole, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(cut, whole, rtol=1e-5, atol=1e-6)
 
 
 def test_a_hand_off_costs_more_work_on_wider_vectors():

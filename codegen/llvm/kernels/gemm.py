@@ -121,8 +121,6 @@ def native_gemm_ok(dtype, dims, flags, threads=1, enabled=None):
     m, n, k = dims[:3]
     if flags[1] and n <= 2 * (unit.bytes // dtype.itemsize):
         return False  # one column panel: the lowering copies B^T contiguous instead
-    if flags[0] and n < unit.bytes // dtype.itemsize:
-        return False  # a few columns of a transposed A: BLAS ran 1.7x faster (256x10x128)
     macs = m * n * k
     if threads <= 1:
         return macs <= NATIVE_MAX_MACS[1]
