@@ -210,8 +210,9 @@ def test_manifest_fields_are_checked(saved, tmp_path, edit_fn, message):
         gc.load(path)
 
 
-def test_layout_slots_are_checked(tmp_path):
+def test_layout_slots_are_checked(tmp_path, monkeypatch):
     src = str(tmp_path / "l.gcx")
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "0")  # (a BLAS slot to repeat)
     build("llvm").save(src)
     layout = lambda m: m["signatures"][0]["code"]["layout"]  # noqa: E731
     cases = [
