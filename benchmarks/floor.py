@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import llvmlite.binding as llvm
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -119,27 +118,17 @@ def peak_macs_per_second(runs=15, seconds=0.05, threads=1):
 
 
 def step_macs(program):
-    """Multiply-adds of the GEMMs and convolutions of a compiled step's ``program``, those
-    of loop bodies once per iteration (a step cut over parts of its batch runs its GEMMs in
-    a loop over the parts: ``ir.passes.split``)."""
+    """Multiply-adds of the GEMMs and convolutions of a compiled step's ``program``
+    (``OpDef.macs``: matmul, the update ``w - a @ b`` fused from one, conv2d and its
+    gradients), those of loop bodies once per iteration (a step cut over parts of its batch
+    runs its GEMMs in a loop over the parts: ``ir.passes.split``)."""
     from graphc.ir.loops import body_program, check_trip
     total = 0
     for node in program.nodes:
-        op, out = node.op_name, node.shape
-        if op == "loop":
+        if node.op_name == "loop":
             total += step_macs(body_program(node)) * check_trip(node)
-        elif op in ("matmul", "subtract_matmul"):  # (an update w - a @ b: fused by ``fuse``)
-            a = node.inputs[-2].shape
-            k = a[-2] if node.attrs.get("transpose_a") else a[-1]
-            total += int(np.prod(out)) * k
-        elif op in ("conv2d", "conv2d_backprop_input"):
-            w = node.inputs[1].shape  # (kh, kw, cin, cout)
-            per_out = w[0] * w[1] * w[2]
-            grad_of_input = op == "conv2d_backprop_input"
-            total += int(np.prod(node.inputs[-1].shape if grad_of_input else out)) * per_out
-        elif op == "conv2d_backprop_filter":
-            dy = node.inputs[-1].shape  # (n, oh, ow, cout)
-            total += int(np.prod(out)) * dy[0] * dy[1] * dy[2]
+        else:
+            total += node.opdef.multiply_adds(node) or 0
     return total
 
 

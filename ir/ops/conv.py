@@ -17,6 +17,7 @@ never read), so gradients stay valid while a placeholder's batch dim is unknown.
 Kernels: im2col + GEMM (reference NumPy in ``ir.ops.windows``).
 """
 from .. import examples as E
+from ..shapes import num_elements
 from .registry import F, defop, require, same_dtype
 from .windows import (conv2d_backprop_filter_impl, conv2d_backprop_input_impl, conv2d_impl,
                       dilated_window, window_geometry)
@@ -127,16 +128,29 @@ def batch_summed(node):
     return [(0, 0, "sum"), (1, 0, "sum")]
 
 
+def _conv_macs(node):
+    """Each output element of a convolution sums kh x kw x cin products; its input gradient
+    (dy, filters, like) does the same products, one per element of dy and tap, and its
+    filter gradient (input, dy) sums over every position of dy for each of the kh x kw x
+    cin x cout taps."""
+    if node.op_name == "conv2d_backprop_filter":
+        kh, kw, cin, cout = node.shape
+        return num_elements(node.inputs[1].shape[:3]) * kh * kw * cin * cout
+    kh, kw, cin, _ = node.inputs[1].shape
+    dy = node.inputs[0] if node.op_name == "conv2d_backprop_input" else node
+    return num_elements(dy.shape) * kh * kw * cin
+
+
 CONV2D = defop("conv2d", _conv_infer, _conv_vjp, impl=conv2d_impl, family="conv",
                doc="NHWC input, [kh, kw, in, out] filters; strides (sh, sw); VALID or SAME",
-               tf_name="Conv2D", examples=E.leading(1))
+               tf_name="Conv2D", examples=E.leading(1), macs=_conv_macs)
 CONV2D_BACKPROP_INPUT = defop(
     "conv2d_backprop_input", _backprop_input_infer, _backprop_input_vjp,
     impl=conv2d_backprop_input_impl, family="conv",
     doc="gradient of conv2d wrt its input: (dy, filters, like=input) -> input-shaped",
-    tf_name="Conv2DBackpropInput", examples=E.leading(1, (0, 2)))
+    tf_name="Conv2DBackpropInput", examples=E.leading(1, (0, 2)), macs=_conv_macs)
 CONV2D_BACKPROP_FILTER = defop(
     "conv2d_backprop_filter", _backprop_filter_infer, _backprop_filter_vjp,
     impl=conv2d_backprop_filter_impl, family="conv",
     doc="gradient of conv2d wrt its filters: (input, dy) -> filter-shaped",
-    tf_name="Conv2DBackpropFilter", examples=batch_summed)
+    tf_name="Conv2DBackpropFilter", examples=batch_summed, macs=_conv_macs)

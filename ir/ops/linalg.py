@@ -7,7 +7,7 @@ Gradients of broadcast batch dims are summed back by the autodiff driver.
 """
 import numpy as np
 
-from ..shapes import broadcast_shapes, format_shape, RuleError
+from ..shapes import RuleError, broadcast_shapes, format_shape, num_elements
 from .registry import F, defop, require, same_dtype
 
 
@@ -67,8 +67,15 @@ def _matmul_examples(node):
                       (1, rb - 2 if tb else rb - 1, r - 1), (1, rb - 1 if tb else rb - 2, "sum")]
 
 
+def _matmul_macs(node):
+    """Output elements times the contracted length (of A, the second-to-last input)."""
+    a = node.inputs[-2].shape
+    return num_elements(node.shape) * (a[-2] if node.attrs.get("transpose_a") else a[-1])
+
+
 MATMUL = defop("matmul", _matmul_infer, _matmul_vjp, impl=matmul_impl, family="linalg",
-               broadcast_core=2, linear="each", tf_name="MatMul", examples=_matmul_examples)
+               broadcast_core=2, linear="each", tf_name="MatMul", examples=_matmul_examples,
+               macs=_matmul_macs)
 
 
 # -- w - op(a) op(b): an update that consumes its product ----------------------------------
@@ -99,4 +106,5 @@ def subtract_matmul_impl(w, a, b, transpose_a=False, transpose_b=False):
 
 SUBTRACT_MATMUL = defop(
     "subtract_matmul", _subtract_matmul_infer, _subtract_matmul_vjp, impl=subtract_matmul_impl,
-    family="linalg", destroys=(0,), doc="w - op(a) op(b) (an update consuming its product)")
+    family="linalg", destroys=(0,), doc="w - op(a) op(b) (an update consuming its product)",
+    macs=_matmul_macs)

@@ -107,6 +107,8 @@ class OpDef:
         example_attrs: f(node, output axis, size) -> the node's attributes when its output's
             example axis has ``size`` elements (ops whose attributes name output dims:
             reshape's target shape); None: the attributes do not depend on it.
+        macs: f(node) -> the multiply-adds ``node`` does (GEMMs and convolutions: the work
+            the split pass weighs and the benchmarks' floor counts); None: the op does none.
         tf_name: the name TF1 gives the node its tf.* function builds (``reduce_mean``:
             ``Mean``; ``add``: ``add``, as ``x + y`` names it), the default name of a node of
             this op built without one (``sess.run("Mean:0")``); default: the op name.
@@ -119,7 +121,7 @@ class OpDef:
                  rearranges=False, shape_only=(), destroys=(), random=False, reduce=None,
                  linear=None, tf_name=None, static_args=None, multi_output=False,
                  projects=False, loss_grad=None, loss_with_grad=None, keeps_loss=False,
-                 examples=None, example_attrs=None):
+                 examples=None, example_attrs=None, macs=None):
         self.name, self.rule, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
         self.static_args = dict(static_args or {})
         self.tf_name = tf_name or name
@@ -135,7 +137,7 @@ class OpDef:
         self.shape_only, self.destroys = tuple(shape_only), tuple(destroys)
         self.loss_grad, self.loss_with_grad, self.keeps_loss = \
             loss_grad, loss_with_grad, keeps_loss
-        self.examples, self.example_attrs = examples, example_attrs
+        self.examples, self.example_attrs, self.macs = examples, example_attrs, macs
         # Inputs broadcast against each other on all but their last ``broadcast_core`` axes
         # (0 for elementwise ops, 2 for matmul); None: they never do. Autodiff reads it.
         self.broadcast_core = 0 if scalar is not None and broadcast_core is None \
@@ -155,6 +157,10 @@ class OpDef:
         """Whether some layout stores the output in input 0's bytes (``view`` or
         ``identity``): what must be followed to find which bytes a value lives in."""
         return self.view or self.identity
+
+    def multiply_adds(self, node):
+        """The multiply-adds ``node`` does (``macs``), or None for an op that does none."""
+        return None if self.macs is None else self.macs(node)
 
     def example_rule(self, node):
         """How ``node`` carries an axis of examples (``ir.examples``), or None."""

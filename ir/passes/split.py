@@ -45,6 +45,7 @@ from graphc.errors import CompileError, GraphError, ShapeError
 from .. import examples as E
 from ..loops import loop_var, make_loop, outputs
 from ..ops.registry import apply
+from ..shapes import num_elements
 from .common import rewire, splat, splat_array
 
 # Work (multiply-adds of GEMMs and convolutions, elements of the rest) a region needs to be
@@ -60,6 +61,8 @@ def min_work():
     if not env.isdigit():
         raise CompileError(f"GRAPHC_SPLIT_MIN_WORK must be a count, found {env!r}")
     return int(env)
+
+
 REDUCERS = {"sum": "reduce_sum", "mean": "reduce_mean", "max": "reduce_max",
             "min": "reduce_min"}
 
@@ -179,7 +182,7 @@ def _estimates(program, cut, least, handoff):
     outside = [n for n in program.nodes if n not in inside and not n.opdef.leaf
                and n.shape is not None]
     whole = sum(chunked(n) for n in outside) + sum(chunked(n) for n in cut.region)
-    after = sum(_count(n.shape) * parts for n in cut.region if n in cut.sums)
+    after = sum(num_elements(n.shape) * parts for n in cut.region if n in cut.sums)
     split = sum(chunked(n) for n in outside) + cut.work / parts + parts * handoff + after
     return whole, split
 
@@ -260,14 +263,6 @@ def _check(program, rules, find, root, parts):
     return cut
 
 
-def _count(shape):
-    """Elements of ``shape``."""
-    out = 1
-    for d in shape:
-        out *= d
-    return out
-
-
 def _sums_after(program, region, sums, axis, parts):
     """Sums better computed after the loop, on the examples put back together: those whose
     parts' values (``parts`` copies, added after) are bigger than the per-example values
@@ -297,7 +292,7 @@ def _sums_after(program, region, sums, axis, parts):
         if any(owner[n] > 1 for n in chain):
             continue
         copies = {x for n in chain for x in n.inputs if x in axis and not x.opdef.leaf}
-        if sum(_count(x.shape) for x in copies) < _count(chain[0].shape) * parts:
+        if sum(num_elements(x.shape) for x in copies) < num_elements(chain[0].shape) * parts:
             moved.extend(chain)
     return moved
 
@@ -325,20 +320,9 @@ def _linear_in_sums(n, sums, reached):
 
 
 def _work(n):
-    """Multiply-adds of a GEMM or convolution, else the elements it writes."""
-    if n.op_name == "matmul":
-        a = n.inputs[0].shape
-        return _count(n.shape) * (a[-2] if n.attrs.get("transpose_a") else a[-1])
-    if n.op_name == "conv2d":
-        kh, kw, cin, _ = n.inputs[1].shape
-        return _count(n.shape) * kh * kw * cin
-    if n.op_name == "conv2d_backprop_input":
-        kh, kw, _, cout = n.inputs[1].shape
-        return _count(n.shape) * kh * kw * cout
-    if n.op_name == "conv2d_backprop_filter":
-        kh, kw, cin, _ = n.shape
-        return _count(n.inputs[1].shape) * kh * kw * cin
-    return _count(n.shape)
+    """Multiply-adds of a GEMM or convolution (``OpDef.macs``), else the elements it writes."""
+    macs = n.opdef.multiply_adds(n)
+    return num_elements(n.shape) if macs is None else macs
 
 
 def _part_shape(shape, axis, half):
