@@ -176,3 +176,26 @@ def test_a_numpy_step_imports_nothing_of_the_llvm_backend():
                          cwd=ROOT, timeout=300, env=dict(os.environ, GRAPHC_SPLIT_EXAMPLES="auto"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-2] == "[]"
+
+
+def test_a_compile_that_cuts_nothing_imports_no_networkx():
+    """Importing networkx takes ~85 ms (every algorithm and its backends' entry points), more
+    than the whole pipeline of a small step: a compile loads it only where it uses it (the
+    split pass, once it cuts a step; a cycle to name)."""
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import graphc as gc
+        x = gc.placeholder(gc.float32, [4, 3], name="x")
+        w = gc.Variable(np.ones((3, 2), np.float32), name="w")
+        loss = gc.reduce_sum(gc.tanh(gc.matmul(x, w)))
+        train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+        for backend in ("numpy", "llvm"):
+            step = gc.compile([loss, train], feeds=[x], backend=backend)
+            step({x: np.ones((4, 3), np.float32)})
+        print("networkx" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300, env=dict(os.environ, GRAPHC_SPLIT_EXAMPLES="auto"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "False"

@@ -38,8 +38,6 @@ LLVM backend from the thread policy: ``split_parts_for``); a body's program neve
 """
 import os
 
-import networkx as nx
-
 from graphc.errors import CompileError, GraphError, ShapeError
 
 from .. import examples as E
@@ -427,25 +425,16 @@ def _reschedule(program, inside, created, loop):
     for n in created:
         rank[n] = last + 0.5
     keep = old + created
+    import networkx as nx  # (here: importing it takes ~85 ms, and most compiles cut nothing)
     g = nx.DiGraph()
     g.add_nodes_from(keep)
     present = set(keep)
-    for n in keep:
-        for x in n.inputs:
-            if x in present:
-                g.add_edge(x, n)
-    read, stack, seen = set(), list(loop.inputs), set()  # variables the loop reads
-    while stack:  # (directly or through what it captures: a view, a transpose of a weight)
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        if x.op_name == "variable":
-            read.add(id(x))
-        stack.extend(x.inputs)
-    for n in old:
-        if n.op_name == "assign" and id(n.inputs[0]) in read:
-            g.add_edge(loop, n)
+    g.add_edges_from((x, n) for n in keep for x in n.inputs if x in present)
+    # the variables the loop reads, directly or through what it captures (a view, a transpose
+    # of a weight); every assign of one waits for the loop
+    read = {x for x in nx.ancestors(g, loop) if x.op_name == "variable"}
+    g.add_edges_from((loop, n) for n in old
+                     if n.op_name == "assign" and n.inputs[0] in read)
     order = {n: (rank[n], k) for k, n in enumerate(keep)}
     program.nodes = list(nx.lexicographical_topological_sort(g, key=order.__getitem__))
 
