@@ -25,6 +25,13 @@ def body_for_backend(loop, step):
     return prog
 
 
+def row_index(node):
+    """The index text selecting a ``loop_output``'s row of its stacked result ("" for the
+    whole result)."""
+    row = node.attrs.get("row")
+    return "" if row is None else f"[{int(row)}]"
+
+
 def output_index(node):
     """Position of ``loop_output`` ``node`` among its loop's results: carried values, then
     stacked values, then the iteration count."""

@@ -496,6 +496,9 @@ def loop_vjp(cotangents, loop):
     g_final, g_stack = {}, {}
     for proj, g in cotangents.items():
         role, k = proj.attrs["role"], proj.attrs["index"]
+        if proj.attrs.get("row") is not None:  # (made after the gradients: ir.passes.split)
+            raise GradientError(f"{proj.describe()}: no gradient through one row of a loop's "
+                                "stacked result", loc=proj.loc)
         (g_final if role == "carried" else g_stack)[k] = g
     floating = [k for k, c in enumerate(body.carried) if c.dtype.is_floating]
     name = f"{body.name}_grad"

@@ -93,6 +93,21 @@ class PlannedStorage:
     def is_view(self, node):
         return node in self.plan.views
 
+    def keep_in(self, node, buf):
+        """Make ``buf`` (bytes past the plan's, which only ``node``'s producer writes: a loop's
+        results) ``node``'s storage instead of its planned buffer, and say whether it did: not
+        for a fetched value, one whose buffer a reader already has, nor one that anything is
+        planned to overwrite in place or view (the plan would let it write over ``buf``, which
+        a later reader of the producer's bytes may still read)."""
+        plan = self.plan
+        if node in self.homes or node in self._bufs or plan.root(node) is not node:
+            return False
+        if any(v is node for v in plan.inplace.values()) or \
+                any(plan.root(v) is node for v in plan.views):
+            return False
+        self.homes[node] = buf
+        return True
+
     def buf(self, node):
         found = self._bufs.get(node)  # (a node's buffer is asked for by each of its readers)
         if found is None:

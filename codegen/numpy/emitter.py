@@ -28,7 +28,7 @@ from ...ir.rollback import snapshot_variables
 from graphc.runtime.source_text import comment_text, identifier
 from graphc.runtime.step_errors import IndexCheck
 from .fused import literal
-from .loop import loop_lines, output_index
+from .loop import loop_lines, output_index, row_index
 from .templates import TEMPLATES, attr_literal, kernel_of, reduce_call
 
 MAX_NESTING = 64  # calls nested in one generated expression (Python's parser allows 200)
@@ -186,7 +186,7 @@ class Emitter:
         if op == "assign":
             return f"np.array({args[1]})"
         if op == "loop_output":
-            return f"{args[0]}[{output_index(n)}]"
+            return f"{args[0]}[{output_index(n)}]{row_index(n)}"
         if op == "kept_loss":  # unplanned, every value is its own array: compute the loss
             pair = n.inputs[0]
             k = self.kernel(sparse_xent_impl if pair.op_name.startswith("sparse")

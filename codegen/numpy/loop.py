@@ -21,7 +21,7 @@ Bodies are rendered without a memory plan: each iteration makes new arrays (the 
 values around the loop keep their planned buffers).
 """
 from ...ir.loops import check_trip, feed_roles, split_inputs
-from ..loops import UNBOUNDED, body_for_backend, output_index
+from ..loops import UNBOUNDED, body_for_backend, output_index, row_index
 
 
 def loop_lines(em, n):
@@ -91,4 +91,4 @@ def body_note(n):
             f"sliced, {len(body.stacked)} stacked")
 
 
-__all__ = ["loop_lines", "output_index"]
+__all__ = ["loop_lines", "output_index", "row_index"]

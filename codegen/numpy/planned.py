@@ -19,7 +19,7 @@ import numpy as np
 from ...ir.rollback import planned_writers, snapshot_variables
 from .emitter import FAULT_PRELUDE, Emitter, node_note
 from .fused import FusedRenderer, Slot, literal
-from .loop import loop_lines, output_index
+from .loop import loop_lines, output_index, row_index
 from .templates import OUT_TEMPLATES, attr_literal, kernel_of
 
 _PRELUDE = FAULT_PRELUDE + '''
@@ -168,7 +168,7 @@ class PlannedEmitter(Emitter):
             return loop_lines(self, n)
         if op == "loop_output":
             return [f"np.copyto({self.names[n]}, {self.names[n.inputs[0]]}"
-                    f"[{output_index(n)}])"]
+                    f"[{output_index(n)}]{row_index(n)})"]
         if n.opdef.leaf or n.dtype is None:
             return []
         if op == "check_numerics":

@@ -3,9 +3,11 @@
 The structure of a loop (its body, loop variables, captured inputs, trip count) lives in
 ``ir/loops.py``; here are the two ops' rules. ``loop`` has no value of its own (dtype None,
 like ``group``): its results are ``loop_output`` nodes, one per ``(role, index)``, which
-``ir.loops.outputs`` makes. ``loop``'s VJP takes the cotangents of all its outputs at once
-(``multi_output``): the autodiff driver gathers them from the ``loop_output`` nodes, whose
-own VJP only passes their cotangent on (``projects``).
+``ir.loops.outputs`` makes. A ``loop_output`` with attribute ``row`` is one iteration's row
+of a stacked result (``ir.passes.split`` sums its parts' rows, after the gradients).
+``loop``'s VJP takes the cotangents of all its outputs at once (``multi_output``): the
+autodiff driver gathers them from the ``loop_output`` nodes, whose own VJP only passes their
+cotangent on (``projects``).
 """
 from .. import dtypes as D
 from ..shapes import format_shape
@@ -73,17 +75,26 @@ def _loop_infer(nodes, body, length, reverse, has_count, n_carried, n_sequences)
     return None, None
 
 
-def _output_infer(nodes, role, index):
+def _output_infer(nodes, role, index, row=None):
     stacked_type = STRUCTURE["stacked_type"]
     (loop,) = nodes
     require(loop.op_name == "loop", "loop_output reads a loop node")
+    require(row is None or role == "stacked", f"a row of the {role} output", kind="graph")
     if role == "carried":
         x = split_inputs(loop)["init"][index]
         return x.dtype, x.shape
     if role == "count":
         return D.int32, ()
     require(role == "stacked", f"unknown loop output role {role!r}")
-    return stacked_type(loop, index)
+    dtype, shape = stacked_type(loop, index)
+    if row is None:
+        return dtype, shape
+    # one iteration's row (``ir.passes.split`` sums its parts' rows): every row is written
+    require(loop.attrs["body"].cond is None and not loop.attrs["has_count"],
+            "a row of the stacked output of a loop that may stop early", kind="graph")
+    require(shape is not None and shape[0] is not None and 0 <= int(row) < shape[0],
+            f"row {row} of a stacked output of {format_shape(shape)}")
+    return dtype, tuple(shape[1:])
 
 
 def _loop_vjp(cotangents, node, *inputs, **attrs):
@@ -98,4 +109,5 @@ LOOP = defop("loop", _loop_infer, _loop_vjp, family="control", multi_output=True
              doc="runs its body (attrs['body'], ir.loops.LoopBody); results via loop_output")
 LOOP_OUTPUT = defop("loop_output", _output_infer, lambda g, out, loop, **a: [None],
                     family="control", projects=True,
-                    doc="result (role, index) of the loop it reads")
+                    doc="result (role, index) of the loop it reads; attrs['row']: only that "
+                        "iteration's row of a stacked result")

@@ -99,7 +99,11 @@ def _unroll(program, loop, prog, trip):
     count.setflags(write=False)
     results[("count", 0)] = node(loop, "const", [], {"value": count})
     for proj in [n for n in program.nodes if n.op_name == "loop_output" and n.inputs[0] is loop]:
-        new = results.get((proj.attrs["role"], proj.attrs["index"]))
+        row = proj.attrs.get("row")
+        if row is not None:  # (one iteration's row of a stacked result: that iteration's value)
+            new = rows[proj.attrs["index"]][row]
+        else:
+            new = results.get((proj.attrs["role"], proj.attrs["index"]))
         if new is not None:
             replace_uses(program, proj, new)
     return made

@@ -183,3 +183,68 @@ def test_loop_results_own_their_memory():
             np.testing.assert_array_equal(got_kept, xv + 1.0)
             np.testing.assert_array_equal(got_after, 1.0 + 3.0 * (k + 1) * (xv + 1.0) + 5.0)
             assert not np.shares_memory(got_kept, got_after)
+
+
+def _row(loop, index, row):
+    from graphc.ir.ops.registry import apply
+    return apply("loop_output", [loop], {"role": "stacked", "index": index, "row": row})
+
+
+@pytest.mark.parametrize("unroll", ["0", "64"])
+@pytest.mark.parametrize("backend,optimize", PIPELINES)
+def test_one_row_of_a_stacked_result_is_that_iterations_value(backend, optimize, unroll,
+                                                              monkeypatch):
+    """A ``loop_output`` with ``row`` (as ``ir.passes.split`` makes them) is the iteration's
+    own value: on every pipeline, read where the loop wrote it or copied, and once the loop
+    is unrolled; with the whole stack read as well, and a row updated in place after."""
+    monkeypatch.setenv("GRAPHC_UNROLL", unroll)
+    T, B, D, H = 4, 3, 2, 5
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float64, [T, B, D], name="x")
+        W = gc.placeholder(gc.float64, [D, H], name="W")
+        h = Lp.loop_var(g, gc.float64, (B, H), "h")
+        xt = Lp.loop_var(g, gc.float64, (B, D), "x_t")
+        hn = gc.tanh(gc.matmul(xt, W) + h)
+        loop = Lp.make_loop([h], [gc.zeros([B, H], gc.float64)], [xt], [x], None, [hn], [hn],
+                            name="rnn")
+        rows = [_row(loop, 0, t) for t in range(T)]
+        summed = rows[0] + rows[1] + rows[2] * 2.0
+        last = gc.exp(rows[3])  # (elementwise: may be computed in place over the row)
+        whole = Lp.outputs(loop, "stacked", 0)
+    r = np.random.default_rng(3)
+    xv, wv = r.normal(size=(T, B, D)), r.normal(size=(D, H)) * 0.5
+    got = _run([summed, last, whole, rows[1]], [x, W], {x: xv, W: wv}, backend, optimize)
+    hv, want = np.zeros((B, H)), []
+    for t in range(T):
+        hv = np.tanh(xv[t] @ wv + hv)
+        want.append(hv)
+    np.testing.assert_allclose(got[0], want[0] + want[1] + want[2] * 2.0, rtol=1e-13)
+    np.testing.assert_allclose(got[1], np.exp(want[3]), rtol=1e-13)
+    np.testing.assert_allclose(got[2], np.stack(want), rtol=1e-13)
+    np.testing.assert_allclose(got[3], want[1], rtol=1e-13)
+
+
+def test_rows_of_loop_results_are_checked():
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(gc.float64, [3, 2], name="x")
+        h = Lp.loop_var(g, gc.float64, (2,), "h")
+        xt = Lp.loop_var(g, gc.float64, (2,), "x_t")
+        loop = Lp.make_loop([h], [gc.zeros([2], gc.float64)], [xt], [x], None, [h + xt],
+                            [h * xt], name="acc")
+        from graphc.ir.ops.registry import apply
+        with pytest.raises(gc.errors.ShapeError, match="row 3 of a stacked output"):
+            _row(loop, 0, 3)
+        with pytest.raises(gc.errors.GraphError, match="a row of the carried output"):
+            apply("loop_output", [loop], {"role": "carried", "index": 0, "row": 0})
+        row = _row(loop, 0, 1)
+        assert tuple(row.shape) == (2,)
+        with pytest.raises(gc.errors.GradientError, match="one row of a loop's stacked"):
+            gc.gradients(gc.reduce_sum(row), [x])
+        c = Lp.loop_var(g, gc.float64, (), "c")
+        early = Lp.make_loop([c], [gc.constant(0.0, gc.float64)], [], [], None, [c + 1.0],
+                             [c], cond=c < 2.0, cond0=gc.constant(True), length=5,
+                             name="early")
+        with pytest.raises(gc.errors.GraphError, match="may stop early"):
+            _row(early, 0, 0)

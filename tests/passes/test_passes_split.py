@@ -126,17 +126,65 @@ def test_split_steps_agree_with_whole_ones(parts, build, backend):
 
 
 def test_the_sums_are_added_once_after_the_parts(parts):
-    """An MLP's loss and its three gradients come out of the parts as sums (the bias
-    gradient's column sums, x^T dz...), each added once after the loop; the logits and the
-    per-example losses, fetched, are put back together."""
+    """An MLP's loss and its gradients come out of the parts as sums (the bias gradient's
+    column sums, x^T dz...), each added once after the loop; the logits and the per-example
+    losses, fetched, are put back together. A float sum reads each part's row where the loop
+    wrote it, added in one fused kernel with the update reading it; the loss's mean reduces
+    the stacked rows."""
     parts(2)
     _, _, program = _run(_mlp, "numpy", steps=1)
     loop = _loops(program)[0]
-    stacked = [n for n in program.nodes if n.op_name == "loop_output"]
-    assert len(stacked) == len(loop.attrs["body"].stacked) == 6  # 1 + 3 + 2
-    sums = [n for n in program.nodes if n.node_name.startswith("examples/sum")
-            or (n.op_name == "fused" and any(x in stacked for x in n.inputs))]
-    assert sums
+    outs = [n for n in program.nodes if n.op_name == "loop_output"]
+    rows = {}
+    for n in outs:
+        rows.setdefault(n.attrs["index"], []).append(n.attrs.get("row"))
+    assert sorted(rows) == list(range(len(loop.attrs["body"].stacked))) == list(range(6))
+    summed = [k for k, r in rows.items() if r != [None]]
+    assert len(summed) == 2 and all(sorted(rows[k]) == [0, 1] for k in summed)  # b0, w1
+    for k in summed:  # both rows read by one kernel: the sum and the update in one pass
+        ids = {id(n) for n in outs if n.attrs["index"] == k}
+        readers = [u for u in program.nodes if any(id(x) in ids for x in u.inputs)]
+        assert [u.op_name for u in readers] == ["fused"]
+        assert {"add", "subtract"} <= set(readers[0].attrs["ops"])
+    assert not [n for n in program.nodes if n.op_name == "reduce_sum"
+                and n.inputs[0].op_name == "loop_output"]
+
+
+def _grads(batch=8, dtype=np.float64):
+    """The gradient sums fetched as they are, beside an update of one weight: what reads the
+    parts' rows is no variable update."""
+    g, (loss, _, logits, _), feeds = _mlp(batch, dtype)
+    with g.as_default():
+        w0, b0, w1 = gc.trainable_variables()
+        dw0, db0, dw1 = gc.gradients(loss, [w0, b0, w1])
+        train = gc.assign_sub(w1, 0.1 * dw1)
+    return g, [loss, db0, dw1 * 1.0, dw0, train], feeds
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_summed_gradients_fetched_as_they_are_agree(parts, backend):
+    parts(1)
+    whole = _run(_grads, backend)
+    parts(2)
+    split = _run(_grads, backend)
+    assert split[2].split_done[0] == 2
+    _agree(whole, split, rtol=1e-12)
+
+
+def test_the_parts_rows_are_read_where_the_loop_wrote_them(parts):
+    """On LLVM the rows a sum reads are the loop's own bytes: no kernel copies them out."""
+    parts(2)
+    g, fetches, feeds = _cnn()
+    with g.as_default():
+        step = gc.compile(fetches, feeds=list(feeds), backend="llvm")
+    step(feeds)
+    text = step.compiled.fn.llvm_ir
+    rows = [n for n in step.compiled.program.nodes if n.op_name == "loop_output"
+            and n.attrs.get("row") is not None]
+    assert len(rows) == 4  # the filter's and the bias's gradients (the dense weight's is
+    # computed after the loop, on the whole batch)
+    for n in rows:
+        assert f"loop_output '{n.node_name}'" not in text
 
 
 def test_a_wide_weight_gradient_is_computed_after_the_parts(parts):

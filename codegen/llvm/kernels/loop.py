@@ -15,8 +15,10 @@ step's table, copied into the frame. At the loop's place the step:
         elsewhere into &stack[t]); read the condition;
     stores the iteration count.
 
-Results (carried state, stacks, count) live in private arena ranges until the ``loop_output``
-nodes copy them into their planned buffers (``lower_loop_output``).
+Results (carried state, stacks, count) live in private arena ranges past the plan's. Their
+``loop_output`` nodes (a stack's one row, with ``row``) are read there, where nothing the plan
+places can write over them first (``PlannedStorage.keep_in``), and copied into their planned
+buffers otherwise (``lower_loop_output``).
 
 A loop whose iterations are independent (no carried state, no condition, no count: a map, as
 ``ir.passes.split`` makes over the parts of a batch) runs them on the thread pool instead
@@ -325,4 +327,13 @@ def _emit_parallel(fn, pointer, restore, L, fixed):
 @lowers("loop_output")
 def lower_loop_output(L, n):
     src = L.loop_results[n.inputs[0]][output_index(n)]
-    L.copy(L.out(n), src, n.shape, n.dtype, n)
+    row = n.attrs.get("row")
+    if row is not None:  # (one iteration's row of a stacked result)
+        nbytes = _bytes(n.shape, n.dtype)
+        src = Buf(src.slot, src.offset + int(row) * nbytes, nbytes)
+    # The readers read the loop's own range where they can (nothing else writes it: it lies
+    # past the plan's ranges) instead of a copy of it; at the step's level only (kept simple
+    # where bodies nest).
+    kept = getattr(L.storage, "keep_in", None)
+    if L.parent is not None or kept is None or not kept(n, src):
+        L.copy(L.out(n), src, n.shape, n.dtype, n)
