@@ -167,6 +167,11 @@ def _row(n, names):
     if n.op_name == "fused":
         arg_names = {i: names.get(x, f"%{x.node_name}") for i, x in enumerate(n.inputs)}
         notes.append("body: " + format_expr(n.attrs["body"], arg_names))
+    elif n.op_name == "fused_matmul":  # (arg 0: the product; arg k: input k + 1)
+        arg_names = {0: "product"}
+        arg_names.update((i, names.get(x, f"%{x.node_name}"))
+                         for i, x in enumerate(n.inputs[2:], 1))
+        notes.append("body: " + format_expr(n.attrs["body"], arg_names))
     elif "body" in meta:
         notes.append("body: " + format_expr(meta["body"]))
     if "buffer" in meta:

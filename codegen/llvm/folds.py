@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...ir.shapes import normalize_axes
-from .kernels.conv import _VECTOR_OPS, _vectorizable, const_scalar
+from .kernels.conv import _vectorizable, const_scalar
+from .kernels.vector_body import _VECTOR_OPS
 from .kernels.windows import VECTOR_CHANNELS, _geometry, _tiled
 from .loops import broadcast_strides
 

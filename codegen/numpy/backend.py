@@ -5,6 +5,8 @@ one, by ``emitter.Emitter`` (the reference semantics).
 """
 import numpy as np
 
+from graphc.errors import CompileError
+
 from ...runtime.pystep import load_python_step
 from ..compiled import CompiledCode
 from .emitter import Emitter
@@ -52,6 +54,10 @@ class NumpyBackend:
     def compile(self, program, checks=(), dump_dir=None):
         """Compile ``program`` to a ``CompiledCode`` (``dump_dir``: nothing beyond the
         source, which the caller's dumps write)."""
+        epilogue = next((n for n in program.nodes if n.op_name == "fused_matmul"), None)
+        if epilogue is not None:  # (``fuse`` makes them for program.gemm_epilogues: LLVM's)
+            raise CompileError(f"{epilogue.describe()}: the NumPy backend runs no GEMM "
+                               "epilogue", loc=epilogue.loc)
         source, consts, seeds, info = emit_numpy(program, checks, details=True)
         # The step draws from these generators (default_rng returns a Generator unchanged):
         # their state is what a saved step resumes from.

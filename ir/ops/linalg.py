@@ -8,7 +8,8 @@ Gradients of broadcast batch dims are summed back by the autodiff driver.
 import numpy as np
 
 from ..shapes import RuleError, broadcast_shapes, format_shape, num_elements
-from .registry import F, defop, require, same_dtype
+from .. import scalar as S
+from .registry import F, ZERO, defop, require, same_dtype
 
 
 def _matmul_infer(nodes, transpose_a=False, transpose_b=False):
@@ -75,7 +76,7 @@ def _matmul_macs(node):
 
 MATMUL = defop("matmul", _matmul_infer, _matmul_vjp, impl=matmul_impl, family="linalg",
                broadcast_core=2, linear="each", tf_name="MatMul", examples=_matmul_examples,
-               macs=_matmul_macs)
+               macs=_matmul_macs, product=(0, 1))
 
 
 # -- w - op(a) op(b): an update that consumes its product ----------------------------------
@@ -107,4 +108,45 @@ def subtract_matmul_impl(w, a, b, transpose_a=False, transpose_b=False):
 SUBTRACT_MATMUL = defop(
     "subtract_matmul", _subtract_matmul_infer, _subtract_matmul_vjp, impl=subtract_matmul_impl,
     family="linalg", destroys=(0,), doc="w - op(a) op(b) (an update consuming its product)",
-    macs=_matmul_macs)
+    macs=_matmul_macs, product=(1, 2))
+
+
+# -- body(op(a) op(b), others...): an elementwise epilogue that consumes its product -------
+# The elementwise node right after a product that alone reads it (a bias and activation, an
+# activation's gradient mask ``where(h > 0, dh, 0)``): ``fuse`` (``ir.passes.fuse_gemm``)
+# makes the pair one node, and a GEMM applies ``body`` to each tile in registers as it stores
+# it: no product buffer, no second pass. ``body`` (an ``ir.scalar.Expr``) reads the product as
+# arg 0 and input k + 1 as arg k (others broadcast to the product's shape); the product is
+# rounded as the matmul's, then the body runs: the reference's order. Made by the passes,
+# after autodiff (no gradient, as ``fused``). An input of the product's shape and dtype may
+# be overwritten in place: each output element reads its own element of it only.
+
+def _fused_matmul_infer(nodes, body, transpose_a=False, transpose_b=False):
+    a, b, *others = nodes
+    _, shape = _matmul_infer([a, b], transpose_a, transpose_b)
+    for i, x in enumerate(others):
+        try:
+            ok = broadcast_shapes(tuple(x.shape), tuple(shape)) == tuple(shape)
+        except (RuleError, ValueError):
+            ok = False
+        if not ok:
+            raise RuleError(f"input {i + 2} {x.type_str()} does not broadcast to the product's "
+                            f"{format_shape(shape)}")
+    return body.dtype, shape
+
+
+def fused_matmul_impl(a, b, *others, body, transpose_a=False, transpose_b=False):
+    product = matmul_impl(a, b, transpose_a, transpose_b)
+    value = S.evaluate(body, [product] + list(others))
+    return np.broadcast_to(value, product.shape).astype(body.dtype.np)
+
+
+def _fused_matmul_macs(node):
+    a = node.inputs[0].shape
+    return num_elements(node.shape) * (a[-2] if node.attrs.get("transpose_a") else a[-1])
+
+
+FUSED_MATMUL = defop(
+    "fused_matmul", _fused_matmul_infer, ZERO, impl=fused_matmul_impl, family="linalg",
+    doc="body(op(a) op(b), others...) (an elementwise epilogue consuming its product)",
+    macs=_fused_matmul_macs, destroys_from=2, product=(0, 1))

@@ -71,6 +71,11 @@ class OpDef:
             read before written (PyTensor's ``destroy_map``; elementwise ops and fused groups
             may overwrite any same-typed input and need not list them). The in-place pass
             uses the position only when that buffer is dead afterwards.
+        destroys_from: every input from this position on may be overwritten so too (a
+            ``fused_matmul``'s epilogue operands, read at each output element's own index).
+        product: (position of A, position of B) when the op computes the product
+            ``op(A) op(B)`` of a matmul (attributes ``transpose_a``, ``transpose_b``), as
+            matmul, ``subtract_matmul`` and ``fused_matmul`` do: what GEMM planning reads.
         random: draws from the step's RNG (its impl takes the Generator first); implies
             ``impure``.
         multi_output: the node has no value of its own but several results, each read by a
@@ -121,7 +126,8 @@ class OpDef:
                  rearranges=False, shape_only=(), destroys=(), random=False, reduce=None,
                  linear=None, tf_name=None, static_args=None, multi_output=False,
                  projects=False, loss_grad=None, loss_with_grad=None, keeps_loss=False,
-                 examples=None, example_attrs=None, macs=None):
+                 examples=None, example_attrs=None, macs=None, destroys_from=None,
+                 product=None):
         self.name, self.rule, self.vjp, self.scalar, self.impl = name, infer, vjp, scalar, impl
         self.static_args = dict(static_args or {})
         self.tf_name = tf_name or name
@@ -135,6 +141,7 @@ class OpDef:
         self.reduce, self.linear = reduce, linear
         self.multi_output, self.projects = multi_output, projects
         self.shape_only, self.destroys = tuple(shape_only), tuple(destroys)
+        self.destroys_from, self.product = destroys_from, product
         self.loss_grad, self.loss_with_grad, self.keeps_loss = \
             loss_grad, loss_with_grad, keeps_loss
         self.examples, self.example_attrs, self.macs = examples, example_attrs, macs

@@ -23,7 +23,7 @@ from .. import scalar as S
 from ..ops.reduce import reduce_reference
 from ..ops.registry import ZERO, REGISTRY, defop
 from ..shapes import RuleError, normalize_axes
-from .fuse_gemm import fuse_subtract_matmul
+from .fuse_gemm import fuse_matmul_epilogues, fuse_subtract_matmul
 from .fuse_xent import fuse_softmax_xent
 from .common import (live_nodes, new_node, positions, replace_uses, splat, tracked_uses,
                      users)
@@ -196,11 +196,13 @@ def fuse_elementwise(program):
     Returns:
         {"groups": fused nodes made, "ops_fused": ops they replace, "epilogues": reductions
         fused as epilogues, "xent": loss and gradient pairs made one kernel (``fuse_xent``),
-        "gemm_updates": ``w - a @ b`` made one node (``fuse_gemm``), "removed": nodes gone}.
+        "gemm_updates": ``w - a @ b`` made one node (``fuse_gemm``), "gemm_epilogues":
+        products whose elementwise reader became one ``fused_matmul`` with them (LLVM only),
+        "removed": nodes gone}.
     Example:
         >>> fuse_elementwise(program)     # relu(x @ W + b): add and relu in one node
         {'groups': 1, 'ops_fused': 2, 'epilogues': 0, 'xent': 0, 'gemm_updates': 0,
-         'removed': 1}
+         'gemm_epilogues': 0, 'removed': 1}
     """
     before = len(program.nodes)
     with tracked_uses(program):
@@ -237,5 +239,9 @@ def fuse_elementwise(program):
     program.nodes = [m for n in nodes for m in ((placed[id(n)], n) if id(n) in placed
                                                  else (n,))]
     program.nodes = live_nodes(program)
-    stats["removed"] = before + stats["groups"] - len(program.nodes)
+    with tracked_uses(program):
+        stats["gemm_epilogues"] = fuse_matmul_epilogues(program)
+    if stats["gemm_epilogues"]:
+        program.nodes = live_nodes(program)
+    stats["removed"] = before + stats["groups"] + stats["gemm_epilogues"] - len(program.nodes)
     return stats

@@ -2,7 +2,8 @@
 
 A node ``n`` may overwrite input ``x`` when (each refusal is recorded with its reason):
 - ``n``'s kernel can: elementwise and fused nodes (any input of ``n``'s own shape and dtype),
-  and the row-wise softmax kernels on their logits (a row is read before it is written);
+  a ``fused_matmul``'s body operands (not its product's factors), and the row-wise softmax
+  kernels on their logits (a row is read before it is written);
 - ``x``'s storage is an arena temporary: never a feed, a constant or a variable (a variable is
   only overwritten by its own update, below), and no view of it or of its base is fetched;
 - nobody else destroys the same value (one writer per value), and every other reader of the
@@ -33,8 +34,10 @@ def inplace_inputs(n):
         idx = range(len(n.inputs))
     elif n.opdef.is_elementwise:
         idx = range(len(n.inputs))
-    else:
-        idx = n.opdef.destroys  # non-elementwise kernels declare what they overwrite
+    else:  # non-elementwise kernels declare what they overwrite
+        idx = n.opdef.destroys
+        if n.opdef.destroys_from is not None:
+            idx = tuple(idx) + tuple(range(n.opdef.destroys_from, len(n.inputs)))
     return tuple(i for i in idx if n.inputs[i].dtype == n.dtype
                  and tuple(n.inputs[i].shape) == tuple(n.shape))
 

@@ -539,6 +539,9 @@ NOT_IN_TABLE = {
     "subtract_matmul": "made only by the fuse pass from an update and its product: "
                        "tests/passes/test_passes_fuse_gemm.py (both backends, every GEMM path, "
                        "first and second order finite differences, errors)",
+    "fused_matmul": "made only by the fuse pass (LLVM) from a product and its elementwise "
+                    "reader: tests/passes/test_passes_gemm_epilogue.py (against the NumPy "
+                    "backend on every GEMM path and operand kind, in place, refusals)",
     "range": "built only with bounds known at specialization, which makes it a constant: "
              "test_dynamic_shapes (both backends), tests/ir/test_static_args",
 }

@@ -18,6 +18,7 @@ from .elementwise import combine, fill, scalar_const
 from ..registry import lowers
 from ..loops import carried_nest, params
 from .windows import VECTOR_CHANNELS, _geometry, _over_taps, _over_windows, _splat
+from .vector_body import render_vector
 
 
 def conv_function(kind, dtype, g, cout, noalias):
@@ -334,44 +335,6 @@ def _filter_rows(fn, g, types, n, values, bias, width, fma):
         for phi, v in zip(row, out):
             lp.update(phi, v)
     return row
-
-
-RELU_SELECT = True
-
-
-def _zero_const(e):
-    """Whether expression ``e`` is the constant +0."""
-    return e.op == "const" and e.value == 0.0 and np.signbit(e.value) == 0
-
-
-_VECTOR_OPS = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
-
-
-def render_vector(fn, body, vals, vt):
-    """An elementwise body of arithmetic, max and min on whole vectors (conv epilogues)."""
-    lanes, elem = vt[1:-1].split(" x ")
-    sfx = f"v{lanes}{'f32' if elem == 'float' else 'f64'}"
-    memo = {}
-    for e in body.walk():
-        if e.op == "arg":
-            memo[id(e)] = vals[e.value]
-        elif e.op == "const":
-            memo[id(e)] = f"splat ({elem} {float_literal(e.value, e.dtype)})"
-        elif e.op in _VECTOR_OPS:
-            a, b = (memo[id(x)] for x in e.args)
-            memo[id(e)] = fn(f"{_VECTOR_OPS[e.op]} {vt} {a}, {b}")
-        elif e.op == "neg":
-            memo[id(e)] = fn(f"fneg {vt} {memo[id(e.args[0])]}")
-        elif RELU_SELECT and e.op == "max" and any(_zero_const(x) for x in e.args):
-            # max(a, +0) as "a > 0 or a NaN ? a : +0": the same values (-0 -> +0, NaN
-            # stays), two instructions where llvm.maximum takes three on AVX2
-            a = memo[id(e.args[_zero_const(e.args[0])])]
-            keep = fn(f"fcmp ugt {vt} {a}, zeroinitializer")
-            memo[id(e)] = fn(f"select <{lanes} x i1> {keep}, {vt} {a}, {vt} zeroinitializer")
-        else:  # max / min, NaN-propagating like the scalar form
-            name = "maximum" if e.op == "max" else "minimum"
-            memo[id(e)] = fn.call(vt, f"llvm.{name}.{sfx}", [(vt, memo[id(x)]) for x in e.args])
-    return memo[id(body)]
 
 
 def _many_channels(g, cout, dtype):

@@ -11,8 +11,9 @@ from ....ir import scalar as S
 from ....ir.passes.common import splat
 from ....ir.shapes import normalize_axes
 from ..buffers import const_value, is_elementwise
-from .gemm import gemm_kernel, native_gemm_ok, subtract_in_place
+from .gemm import gemm_kernel, native_gemm_ok, stores_tiles_once, subtract_in_place
 from .transpose import transpose_into
+from .vector_body import vector_body_ok
 from ..ir import Function, float_literal, literal, mem_type, val_type
 from ..registry import KERNELS, lowers
 from ..math import ESTIMATE_MAX_BYTES
@@ -511,28 +512,101 @@ def lower_subtract_matmul(L, n):
     m, nn = n.shape
     k = a.shape[0] if ta else a.shape[1]
     dims = (m, nn, k, a.shape[1], b.shape[1])
-    out = L.out(n)
+    out, bbuf, plan = L.out(n), L.buf(b), L.gemms
     if m * nn == 0:
         return
+    if plan is not None and n in plan.transposed:  # B^T kept contiguous (gemm_acc)
+        bbuf, tb, dims = plan.transposed[n], False, dims[:4] + (nn,)
     if k and subtract_in_place(n.dtype, dims, (ta, tb), L.blas_threads):
         L.copy(out, L.buf(w), tuple(n.shape), n.dtype, n)
-        uniq, index = L.distinct([out, L.buf(a), L.buf(b)])
-        fn = L.built(gemm_kernel, n.dtype, (), ((), (), ()), dims, (ta, tb), tuple(index),
-                     tuple(L.noalias(uniq)), 0.0, True)
-        L.call(fn, uniq, n)
-        L.gemm_calls["native"] += 1
+        _native_tiles(L, n, [out, L.buf(a), bbuf], dims, (ta, tb), subtract=True)
         return
-    product = L.arena(m * nn * n.dtype.itemsize)
-    if k:
-        emit_gemm(L, n, product, L.buf(a), L.buf(b), dims, (ta, tb))
-    else:
-        fill(L, product, n.shape, n.dtype, 0, n)
+    product = _product_apart(L, n, L.buf(a), bbuf, dims, (ta, tb))
     strides = contiguous_strides(tuple(n.shape))
     operands = [(n.dtype, 0, strides)] * 3
     body = S.arg(1, n.dtype) - S.arg(2, n.dtype)
     bufs = [out, L.buf(w), product]
     fn = elementwise_function(L.math, tuple(n.shape), operands, body, L.noalias(bufs))
     L.call(fn, bufs, n)
+
+
+@lowers("fused_matmul")
+def lower_fused_matmul(L, n):
+    """``body(op(a) op(b), others)`` (2-D): a native GEMM running the body on each tile's
+    vectors as it stores it, where it stores each tile once (``stores_tiles_once``) and can
+    write the body on vectors (``vector_body_ok``); else the product into a private buffer
+    (native or BLAS, as ``matmul``) and the body as an elementwise loop."""
+    a, b, *others = n.inputs
+    ta, tb = bool(n.attrs.get("transpose_a")), bool(n.attrs.get("transpose_b"))
+    body = n.attrs["body"]
+    m, nn = n.shape
+    k = a.shape[0] if ta else a.shape[1]
+    dims = (m, nn, k, a.shape[1], b.shape[1])
+    if m * nn == 0:
+        return
+    kinds = [_epilogue_kind(x, n) for x in others]
+    bbuf, plan = L.buf(b), L.gemms
+    if plan is not None and n in plan.transposed:  # B^T kept contiguous (gemm_acc)
+        bbuf, tb, dims = plan.transposed[n], False, dims[:4] + (nn,)
+    elif k and tb and not stores_tiles_once(n.dtype, dims, (ta, True), L.blas_threads) \
+            and stores_tiles_once(n.dtype, dims[:4] + (nn,), (ta, False), L.blas_threads):
+        # (B^T copied contiguous, as ``matmul`` does for a GEMM of one column panel)
+        bt = L.arena(int(np.prod(b.shape)) * b.dtype.itemsize)
+        transpose_into(L, bt, bbuf, b.shape[0], b.shape[1], b.dtype, n)
+        bbuf, tb, dims = bt, False, dims[:4] + (nn,)
+    if k and None not in kinds and vector_body_ok(body, n.dtype) \
+            and stores_tiles_once(n.dtype, dims, (ta, tb), L.blas_threads):
+        _native_tiles(L, n, [L.out(n), L.buf(a), bbuf] + [L.buf(x) for x in others], dims,
+                      (ta, tb), epilogue=(body, tuple(kinds)))
+        return
+    product = _product_apart(L, n, L.buf(a), bbuf, dims, (ta, tb))
+    shape = tuple(n.shape)
+    operands = [(n.dtype, 0, contiguous_strides(shape))] * 2 + [
+        (x.dtype, 0, broadcast_strides(x.shape, shape)) for x in others]
+    bufs = [L.out(n), product] + [L.buf(x) for x in others]
+    fn = elementwise_function(L.math, shape, operands,
+                              _renumber(body, list(range(1, len(others) + 2))),
+                              L.noalias(bufs))
+    L.call(fn, bufs, n)
+
+
+def _native_tiles(L, n, bufs, dims, flags, subtract=False, epilogue=None):
+    """The native GEMM of ``n`` on ``bufs`` = [C, A, B, epilogue operands...], subtracting
+    each tile from C or running ``epilogue`` = (body, operand kinds) on it as it is stored."""
+    uniq, index = L.distinct(bufs)
+    if epilogue is not None:
+        body, kinds = epilogue
+        epilogue = (body, tuple((j + 1, kind, index[3 + j]) for j, kind in enumerate(kinds)))
+    fn = L.built(gemm_kernel, n.dtype, (), ((), (), ()), dims, flags, tuple(index[:3]),
+                 tuple(L.noalias(uniq)), 0.0, subtract, epilogue)
+    L.call(fn, uniq, n)
+    L.gemm_calls["native"] += 1
+
+
+def _product_apart(L, n, a, b, dims, flags):
+    """``op(a) op(b)`` of ``n``'s shape into a private range (native or BLAS, as ``matmul``
+    does; zeros for an empty sum)."""
+    product = L.arena(int(np.prod(n.shape)) * n.dtype.itemsize)
+    if dims[2]:
+        emit_gemm(L, n, product, a, b, dims, flags)
+    else:
+        fill(L, product, n.shape, n.dtype, 0, n)
+    return product
+
+
+def _epilogue_kind(x, n):
+    """How a GEMM epilogue reads ``x`` beside ``n``'s product: "full" (the product's shape),
+    "column" (one value per column), "one", or None (another broadcast: not in registers)."""
+    if x.dtype != n.dtype:
+        return None
+    size = int(np.prod(x.shape))
+    if tuple(x.shape) == tuple(n.shape):
+        return "full"
+    if size == 1:
+        return "one"
+    if size == n.shape[1] and tuple(x.shape)[-1] == n.shape[1]:
+        return "column"
+    return None
 
 
 def fill(L, buf, shape, dtype, value, node=None):

@@ -170,7 +170,7 @@ class GemmPlan:
         free = []
         for g in groups:
             free = self._lower_sum(g, free)
-        self.transposed = {}  # matmul -> contiguous B^T Buf (B reused by many GEMMs)
+        self.transposed = {}  # product node -> contiguous B^T Buf (B reused by many GEMMs)
         self._plan_transposes(p)
 
     # -- finding the patterns ---------------------------------------------------------------------
@@ -353,13 +353,13 @@ class GemmPlan:
         small GEMMs against a transposed operand ran about half as fast here."""
         uses = {}
         for m in p.nodes:
-            if m.op_name == "matmul" and m.dtype.is_floating and m.rank == 2 \
+            if m.opdef.product is not None and m.dtype.is_floating and m.rank == 2 \
                     and _flags(m)[1] and m not in self.skip:
-                uses.setdefault(id(m.inputs[1]), []).append(m)
+                uses.setdefault(id(m.inputs[m.opdef.product[1]]), []).append(m)
         for ms in uses.values():
             if len(ms) < TRANSPOSE_REUSE:
                 continue
-            b = ms[0].inputs[1]
+            b = ms[0].inputs[ms[0].opdef.product[1]]
             bt = self.L.arena(int(np.prod(b.shape)) * b.dtype.itemsize)
             first = min(ms, key=lambda m: self.pos[id(m)])
             self.before.setdefault(first, []).insert(0, ("transpose", b, bt))
