@@ -184,9 +184,9 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     t1 = time.perf_counter()
     program = build_program(fetches, feed_shapes)
     program.split_parts = abs(split)
-    if backend == "llvm":  # (bodies its GEMMs run on each tile: ``fused_matmul``)
+    if backend == "llvm" and os.environ.get("GRAPHC_GEMM_EPILOGUES") != "0":
         from ..codegen.llvm.kernels.vector_body import VECTOR_BODY_OPS
-        program.gemm_epilogues = VECTOR_BODY_OPS
+        program.gemm_epilogues = VECTOR_BODY_OPS  # (bodies its GEMMs run: ``fused_matmul``)
     if split < 0:  # "auto": cut where the parts beat the kernels run in chunks
         from ..codegen.llvm.kernels.gemm import vector_unit
         from ..codegen.llvm.parallel import MIN_WORK, handoff_work
