@@ -162,7 +162,8 @@ class BlasTuner:
     BLAS's threads wait for each other and a GEMM-bound step gets several times slower (W1:
     2.7 ms quiet, 9.6 ms beside one busy process with 2 threads, 4.7 ms with 1). So each
     round times ``EXPLORE`` calls with each choice, in turn, then runs ``EXPLOIT`` calls
-    with the chosen one: more than one thread only when its mean time is under ``MARGIN`` of
+    with the chosen one (twice as many after each round that chose the same, up to
+    ``QUIET_SECONDS`` of calls): more than one thread only when its mean time is under ``MARGIN`` of
     one thread's (under load, several threads are fast now and then and very slow at other
     times: the mean counts the slow calls, and a wrong choice of several threads costs more
     than a wrong choice of one). The first call of a step (page faults, cold caches) is not
@@ -181,6 +182,11 @@ class BlasTuner:
 
     EXPLORE = 6
     EXPLOIT = 256
+    # A round that chooses what the round before chose doubles the calls until the next, up
+    # to this many seconds of the step's calls (the timed choice that loses costs its calls
+    # each round: W4, 0.145 ms at 2 threads, ran 3.4-5% slower tuned than untuned with a
+    # round every 256 calls); a changed choice, or a slowdown, brings it back to EXPLOIT.
+    QUIET_SECONDS = 0.5
     MARGIN = 0.9
     SLOWER = 1.3  # the last 8 calls' mean this much above the chosen count's: explore again
     IDLE = 0.02  # seconds between calls after which the next calls are not timed...
@@ -199,6 +205,7 @@ class BlasTuner:
         self.samples = {}
         self.best = None
         self.expected = None
+        self.exploit = self.EXPLOIT  # calls between this round and the next
         self.recent = collections.deque(maxlen=8)  # the last exploiting calls, and their sum
         self.recent_sum = 0.0
         self.last_end = None  # when the previous call ended (perf_counter)
@@ -242,7 +249,7 @@ class BlasTuner:
         if self.untimed:
             self.untimed -= 1
             if self.phase >= explore:  # (exploring: the same choice is timed again)
-                self.phase = 0 if self.phase + 1 >= explore + self.EXPLOIT else self.phase + 1
+                self.phase = 0 if self.phase + 1 >= explore + self.exploit else self.phase + 1
             return
         if self.phase < explore:
             self.samples.setdefault(choice, []).append(seconds)
@@ -251,7 +258,13 @@ class BlasTuner:
                 # threads only where they are clearly faster than one (see the docstring)
                 faster = [k for k in mean if k != "one" and
                           mean[k] < self.MARGIN * mean.get("one", float("inf"))]
-                self.best = min(faster, key=mean.get) if faster else "one"
+                best = min(faster, key=mean.get) if faster else "one"
+                if best == self.best:  # (confirmed: the next round comes later)
+                    most = max(self.EXPLOIT, int(self.QUIET_SECONDS / max(mean[best], 1e-9)))
+                    self.exploit = min(2 * self.exploit, most)
+                else:
+                    self.exploit = self.EXPLOIT
+                self.best = best
                 self.expected, self.samples = mean[self.best], {}
                 self.recent.clear()
                 self.recent_sum = 0.0
@@ -264,7 +277,9 @@ class BlasTuner:
         recent.append(seconds)
         self.recent_sum += seconds
         slower = len(recent) == 8 and self.recent_sum > 8 * self.SLOWER * self.expected
-        self.phase = 0 if slower or self.phase + 1 >= explore + self.EXPLOIT else self.phase + 1
+        if slower:
+            self.exploit = self.EXPLOIT
+        self.phase = 0 if slower or self.phase + 1 >= explore + self.exploit else self.phase + 1
 
 
 _now = time.perf_counter  # (the tuner's clock; tests replace it)

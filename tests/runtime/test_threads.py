@@ -215,3 +215,25 @@ def test_calls_after_a_pause_are_not_timed(monkeypatch):
     monkeypatch.setattr(threads.BlasTuner, "IDLE", float("inf"))
     again = batches(threads.BlasTuner(), 20)
     assert again.count("one") > 3 * most
+
+
+def test_a_confirmed_choice_is_timed_again_less_often(monkeypatch):
+    """Each round that chooses what the last one chose doubles the calls until the next, up
+    to QUIET_SECONDS of calls; a slowdown brings the rounds back at once, and a changed
+    choice back to every EXPLOIT calls."""
+    fake = _FakeBlas(monkeypatch, policy=2)
+    tuner = threads.BlasTuner()
+    step = 1e-4  # (seconds a call: QUIET_SECONDS hold 5,000)
+    quiet = (lambda n, k: step if n == "all" else 1.9 * step)
+    used = fake.run(tuner, quiet, 8000)
+    rounds = (2 * threads.BlasTuner.EXPLORE)
+    ones = [k for k, n in enumerate(used) if n == "one"]  # (a round alternates the two)
+    starts = [k for j, k in enumerate(ones) if j == 0 or k - ones[j - 1] > 2]
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert gaps[:4] == [rounds + 256, rounds + 512, rounds + 1024, rounds + 2048], gaps
+    assert tuner.exploit == 4096 and tuner.best == "all"
+    assert used.count("one") < 10 * threads.BlasTuner.EXPLORE  # 256 calls a round: 31 rounds
+    # a competitor: the very next calls explore, and the rounds come every EXPLOIT calls
+    loaded = (lambda n, k: 4 * step if n == "all" else 1.9 * step)
+    used = fake.run(tuner, loaded, 600, start=8000)
+    assert "one" in used[:10] and tuner.best == "one" and tuner.exploit <= 512
