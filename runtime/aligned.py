@@ -9,6 +9,8 @@ user timing one process could see either. The arrays here own a few bytes more t
 show; they are views of that buffer (``base``: the uint8 array owning it), which
 ``runtime.calls.state_ids`` already counts when it keeps feeds apart from variables.
 """
+import math
+
 import numpy as np
 
 __all__ = ["aligned_empty", "aligned_copy", "aligned_zeros", "LINE"]
@@ -26,7 +28,7 @@ def aligned_empty(nbytes, align=LINE):
 def _aligned_array(shape, dtype):
     """An uninitialized C-ordered array of ``shape`` and ``dtype`` on a cache line."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(map(int, shape)) * dtype.itemsize  # (np.prod: 4 us a call, per variable)
     return aligned_empty(nbytes).view(dtype).reshape(shape)
 
 
