@@ -66,8 +66,9 @@ def fuse_subtract_matmul(program):
 
 
 def _epilogue_of(f, users_of, fetched):
-    """(product, its arg in ``f``'s body) when ``f`` is an elementwise node that alone reads a
-    2-D float matmul of its own shape and dtype, its other inputs full, per column or single."""
+    """The product when ``f`` is an elementwise node that alone reads one 2-D float matmul of
+    its own shape and dtype (the matmul read by nothing else, not fetched), its other inputs
+    of that dtype, full, per column or single; else None."""
     if f.op_name == "fused":
         if f.attrs.get("reduce") is not None:
             return None

@@ -99,9 +99,12 @@ def test_backends_agree_on_every_epilogue_path(m, n, k, ta, tb, dtype, native, m
         np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
 
 
-def test_a_mask_written_over_its_operand_in_place():
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_a_mask_written_over_its_operand_in_place(native, monkeypatch):
     """``where(h > 0, g @ W^T, 0)`` with h read by nothing after: written over h's bytes,
-    each tile reading its h before storing over it."""
+    each tile reading its h before storing over it (natively), or the product computed
+    apart first (BLAS: the product cannot go to the output's bytes, which hold h)."""
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", native)
     g = gc.placeholder(gc.float64, [32, 10], name="g")
     w = gc.placeholder(gc.float64, [48, 10], name="w")
     x = gc.placeholder(gc.float64, [32, 16], name="x")

@@ -559,13 +559,17 @@ def lower_fused_matmul(L, n):
         _native_tiles(L, n, [L.out(n), L.buf(a), bbuf] + [L.buf(x) for x in others], dims,
                       (ta, tb), epilogue=(body, tuple(kinds)))
         return
-    product = _product_apart(L, n, L.buf(a), bbuf, dims, (ta, tb))
-    shape = tuple(n.shape)
-    operands = [(n.dtype, 0, contiguous_strides(shape))] * 2 + [
+    # The product into the output's bytes and the body over them in place, as the two nodes
+    # ran; into a private range when an operand of the body lies there (written in place).
+    out, shape = L.out(n), tuple(n.shape)
+    apart = any(out.overlaps(L.buf(x)) for x in others)
+    product = _product_apart(L, n, L.buf(a), bbuf, dims, (ta, tb), None if apart else out)
+    bufs = [out] + ([product] if apart else []) + [L.buf(x) for x in others]
+    first = 2 if apart else 1  # (parameter of the body's arg 1)
+    operands = [(n.dtype, 0, contiguous_strides(shape))] * first + [
         (x.dtype, 0, broadcast_strides(x.shape, shape)) for x in others]
-    bufs = [L.out(n), product] + [L.buf(x) for x in others]
     fn = elementwise_function(L.math, shape, operands,
-                              _renumber(body, list(range(1, len(others) + 2))),
+                              _renumber(body, [first - 1] + list(range(first, first + len(others)))),
                               L.noalias(bufs))
     L.call(fn, bufs, n)
 
@@ -583,10 +587,11 @@ def _native_tiles(L, n, bufs, dims, flags, subtract=False, epilogue=None):
     L.gemm_calls["native"] += 1
 
 
-def _product_apart(L, n, a, b, dims, flags):
-    """``op(a) op(b)`` of ``n``'s shape into a private range (native or BLAS, as ``matmul``
-    does; zeros for an empty sum)."""
-    product = L.arena(int(np.prod(n.shape)) * n.dtype.itemsize)
+def _product_apart(L, n, a, b, dims, flags, product=None):
+    """``op(a) op(b)`` of ``n``'s shape into ``product`` (default a private range), native or
+    BLAS as ``matmul`` does (zeros for an empty sum); returns the buffer."""
+    if product is None:
+        product = L.arena(int(np.prod(n.shape)) * n.dtype.itemsize)
     if dims[2]:
         emit_gemm(L, n, product, a, b, dims, flags)
     else:
