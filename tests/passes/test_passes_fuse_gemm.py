@@ -141,3 +141,23 @@ def test_llvm_updates_weights_in_place_as_numpy_does():
         assert step.ir().count("subtract_matmul") == 3
     for a, b in zip(results["numpy"], results["llvm"]):
         np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+@pytest.mark.parametrize("ta,tb", [(False, False), (True, False), (False, True)])
+def test_a_minuend_that_is_also_a_factor_is_not_overwritten(ta, tb, native, monkeypatch):
+    """``h - h @ h`` with h an intermediate: the update may not be written over h, which the
+    GEMM reads whole as a factor (it was, and every tile after the first read a clobbered
+    h: inf on a 96x96 step)."""
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", native)
+    x = gc.placeholder(gc.float64, [96, 96], name="x")
+    h = gc.tanh(x) * 0.5
+    out = h - gc.matmul(h, h, transpose_a=ta, transpose_b=tb)
+    xv = RNG.normal(size=(96, 96))
+    hv = np.tanh(xv) * 0.5
+    want = hv - (hv.T if ta else hv) @ (hv.T if tb else hv)
+    for backend in ("numpy", "llvm"):
+        step = gc.compile([out], feeds=[x], backend=backend)
+        line = next(s for s in step.ir().splitlines() if "subtract_matmul" in s)
+        assert "in place over" not in line
+        np.testing.assert_allclose(step({x: xv})[0], want, rtol=1e-12, atol=1e-12)

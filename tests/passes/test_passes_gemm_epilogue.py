@@ -156,3 +156,22 @@ def test_the_numpy_backend_refuses_a_gemm_epilogue(monkeypatch):
     b = gc.placeholder(gc.float64, [3, 2], name="b")
     with pytest.raises(CompileError, match="the NumPy backend runs no GEMM epilogue"):
         gc.compile([gc.nn.relu(gc.matmul(a, b))], feeds=[a, b], backend="numpy")
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_an_operand_that_is_also_a_factor_is_not_overwritten(native, monkeypatch):
+    """``relu(h @ w + h)``: the epilogue reads h at each element, the GEMM reads it whole as A,
+    so the node is not written over h (it was: the tiles after the first read a clobbered
+    A)."""
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", native)
+    x = gc.placeholder(gc.float64, [96, 96], name="x")
+    w = gc.placeholder(gc.float64, [96, 96], name="w")
+    h = gc.tanh(x) * 2.0
+    out = gc.nn.relu(gc.matmul(h, w) + h)
+    feeds = {x: RNG.normal(size=(96, 96)), w: RNG.normal(size=(96, 96))}
+    step = gc.compile([out], feeds=list(feeds), backend="llvm")
+    line = next(s for s in step.ir().splitlines() if "fused_matmul" in s)
+    assert "in place over" not in line and "also reads" in line
+    hv = np.tanh(feeds[x]) * 2
+    np.testing.assert_allclose(step(feeds)[0], np.maximum(hv @ feeds[w] + hv, 0), rtol=1e-12,
+                               atol=1e-12)
