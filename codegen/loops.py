@@ -21,7 +21,7 @@ def body_for_backend(loop, step):
     body = loop.attrs["body"]
     prog = build_program(body.outputs, body_feed_shapes(loop))
     prog.name = body_program(loop).name
-    prog.gemm_epilogues = getattr(step, "gemm_epilogues", None)  # (the step's backend's)
+    prog.gemm_epilogues = loop.meta.get("gemm_epilogues")  # (the step's backend's: fuse_gemm)
     run_pipeline(prog, [r["name"] for r in step.records] or None)
     return prog
 

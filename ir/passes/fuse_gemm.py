@@ -113,6 +113,9 @@ def fuse_matmul_epilogues(program):
     ops = getattr(program, "gemm_epilogues", None)
     if not ops:
         return 0
+    for n in program.nodes:  # (their bodies, programs of their own, are fused alike)
+        if n.op_name == "loop":
+            n.meta["gemm_epilogues"] = ops
     users_of = users(program.nodes)
     fetched = {id(f) for f in program.fetches if f is not None}
     placed = {}

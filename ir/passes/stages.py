@@ -85,6 +85,7 @@ class LoopBodySource:
             from ..program import build_program
             prog = build_program(self.outputs, self.shapes)
             prog.name = self.name
+            prog.gemm_epilogues = self.loop.meta.get("gemm_epilogues")  # (``fuse_gemm``)
             prog.feed_labels = {f: role if role == "counter" else f"{role}[{k}]"
                                 for f, (role, k) in zip(prog.feeds,
                                                         feed_roles(prog, self.loop))}

@@ -5,6 +5,8 @@ NumPy backend's (which keeps the two nodes) on every LLVM path: the native GEMM 
 place, packed in one block of K, transposed, a product then a loop (K in several blocks,
 BLAS), each operand kind (the product's shape, one value per column, one value) and written
 over an operand in place."""
+import re
+
 import numpy as np
 import pytest
 
@@ -23,9 +25,9 @@ def _fuse_record(step):
     return next(r for r in step.stats["passes"] if r["name"] == "fuse")["changes"]
 
 
-def _mlp(dtype):
-    x = gc.placeholder(dtype, [9, 6], name="x")
-    y = gc.placeholder(gc.int64, [9], name="y")
+def _mlp(dtype, batch=9):
+    x = gc.placeholder(dtype, [batch, 6], name="x")
+    y = gc.placeholder(gc.int64, [batch], name="y")
     h = x
     for i, (a, b) in enumerate([(6, 5), (5, 4), (4, 3)]):
         w = gc.Variable(RNG.normal(size=(a, b)).astype(dtype.np), name=f"w{i}")
@@ -35,7 +37,7 @@ def _mlp(dtype):
             h = gc.nn.relu(h)
     loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=h))
     train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
-    feeds = {x: RNG.normal(size=(9, 6)).astype(dtype.np), y: RNG.integers(0, 3, 9)}
+    feeds = {x: RNG.normal(size=(batch, 6)).astype(dtype.np), y: RNG.integers(0, 3, batch)}
     return [loss, train], feeds
 
 
@@ -175,3 +177,18 @@ def test_an_operand_that_is_also_a_factor_is_not_overwritten(native, monkeypatch
     hv = np.tanh(feeds[x]) * 2
     np.testing.assert_allclose(step(feeds)[0], np.maximum(hv @ feeds[w] + hv, 0), rtol=1e-12,
                                atol=1e-12)
+
+
+def test_a_cut_steps_body_shows_the_epilogues_it_runs(monkeypatch):
+    """A loop body is a program of its own, compiled and shown through the same passes: the
+    body the dumps and ``step.ir()`` show holds the fused_matmul nodes the backend lowers."""
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "2")
+    monkeypatch.setenv("GRAPHC_SPLIT_MIN_WORK", "1")
+    fetches, feeds = _mlp(gc.float64, batch=8)
+    step = gc.compile(fetches, feeds=list(feeds), backend="llvm")
+    step(feeds)
+    program = step.compiled.program
+    assert [n.op_name for n in program.nodes].count("loop") == 1
+    shown = step.ir().count("= fused_matmul")
+    lowered = set(re.findall(r"; kernel fused_matmul '([^']*)'", step.compiled.fn.llvm_ir))
+    assert shown >= 2 and shown == len(lowered), (shown, lowered)
