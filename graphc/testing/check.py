@@ -84,15 +84,17 @@ def no_object_cache():
 def shared_pipeline():
     """Run the pass pipeline once for every candidate compiled in the block.
 
-    The passes do not depend on the backend, so the optimized NumPy step and both LLVM steps
-    lower the same optimized Program (the backends only read it): a batch pays for the
-    pipeline once instead of three times.
+    The passes depend on the backend only through what the pipeline sets on the program for
+    it (``gemm_epilogues``: the LLVM backend's GEMMs run elementwise epilogues), so both
+    LLVM steps lower one optimized Program and the NumPy step another (the backends only
+    read them): a batch pays for the pipeline twice instead of three times.
     """
     compiler = importlib.import_module("graphc.client.pipeline")
     original, done = compiler.run_pipeline, {}
 
     def run_once(program, passes=None, **kw):
-        key = tuple(passes) if passes is not None else None
+        key = (tuple(passes) if passes is not None else None,
+               getattr(program, "gemm_epilogues", None))
         if key in done:
             program.__dict__.update(done[key].__dict__)
             return program.records

@@ -236,6 +236,32 @@ def build_square_sum(xs, p, name):
     return gc.matmul(b, b)
 
 
+# A square value times itself beside an elementwise use of it: the update or the GEMM's
+# epilogue may not be written over h, which the GEMM reads whole (``h`` is an intermediate,
+# so the memory plan may reuse its bytes once nothing reads it).
+SELF_PRODUCTS = {
+    "h-h@h": lambda h: h - gc.matmul(h, h),
+    "h-h'@h": lambda h: h - gc.matmul(h, h, transpose_a=True),
+    "relu(h@h'+h)": lambda h: gc.nn.relu(gc.matmul(h, h, transpose_b=True) + h),
+    "where(h>0,h@h,0)": lambda h: gc.where(h > 0.0, gc.matmul(h, h), gc.zeros_like(h)),
+    "h*(h@h)": lambda h: h * gc.matmul(h, h),
+}
+
+
+def draw_self_product(g):
+    r = g.rng
+    n = gemm_dim(r) if r.random() < 0.7 else int(r.choice(DIMS))  # (several row blocks)
+    x = g.pick(lambda s: s == (n, n), lambda: (n, n))
+    form = list(SELF_PRODUCTS)[int(r.integers(len(SELF_PRODUCTS)))]
+    b = 1.5 * g.bound(x)
+    g.add_op("self_product", [x], {"form": form},
+             b + b * b * n ** 0.75 * (b if form == "h*(h@h)" else 1.0))
+
+
+def build_self_product(xs, p, name):
+    return SELF_PRODUCTS[p["form"]](xs[0] * 1.5)
+
+
 # -- shape and indexing ---------------------------------------------------------------------------
 def _factor_shape(r, size):
     """A random shape (rank 1 to 3) with ``size`` elements."""

@@ -12,6 +12,7 @@ KINDS = {
     "matmul": (6, F.draw_matmul, F.build_matmul),
     "matsum": (3, F.draw_matsum, F.build_matsum),
     "square_sum": (0, None, F.build_square_sum),
+    "self_product": (2, F.draw_self_product, F.build_self_product),
     "reshape": (3, F.draw_reshape, F.build_reshape),
     "transpose": (3, F.draw_transpose, F.build_transpose),
     "slice": (3, F.draw_slice, F.build_slice),

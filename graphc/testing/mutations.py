@@ -10,6 +10,9 @@ them. ``python -m graphc.testing.fuzz --mutate NAME`` runs the fuzzer under one.
   once.
 - ``inplace_reader``: the in-place analysis ignores the other readers of the buffer it lets a
   node overwrite (``_State.readers`` finds none), so a later reader sees the new value.
+- ``inplace_whole``: the in-place analysis lets a kernel overwrite a value it also reads whole
+  at another input (``_reads_whole`` says no): ``h - h @ h`` written over h while its GEMM
+  still reads h as a factor.
 - ``transpose_flag``: the LLVM BLAS GEMM drops ``transpose_b`` when B is square (the shapes
   still fit, the values are wrong); the native GEMM copies B^T first and is unaffected, so
   only the ``llvm-blas`` configuration (``GRAPHC_NATIVE_GEMM=0``) can see it.
@@ -48,6 +51,11 @@ def inplace_reader():
     return _patched(inplace._State, "readers", no_readers)
 
 
+def inplace_whole():
+    inplace = _module("ir.passes.inplace")
+    return _patched(inplace, "_reads_whole", lambda n, destroyable, cls: False)
+
+
 def transpose_flag():
     kernels = _module("codegen.llvm.kernels.elementwise")
     original = kernels.gemm_function
@@ -60,6 +68,7 @@ def transpose_flag():
 
 
 MUTATIONS = {"gemm_acc": gemm_acc, "inplace_reader": inplace_reader,
+             "inplace_whole": inplace_whole,
              "transpose_flag": transpose_flag}
 
 

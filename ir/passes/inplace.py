@@ -152,22 +152,26 @@ def _try_update(st, assign):
     return False
 
 
+def _reads_whole(n, destroyable, cls):
+    """Whether ``n`` also reads a value of ``cls`` (one value and its views) at an input
+    position it may not overwrite, which its kernel reads other than at each output
+    element's own index (a GEMM's operands): it may not write over that value."""
+    return any(y is m for j, y in enumerate(n.inputs) if j not in destroyable for m in cls)
+
+
 def _try_inplace(st, n):
     """Pick the first input ``n`` may overwrite; record the decision or the refusals."""
     plan = st.plan
     reasons = []
-    ok = inplace_inputs(n)
-    # (inputs a kernel reads other than at each output element's own index: a GEMM's
-    # operands; it may not overwrite a value it also reads so, through any view of it)
-    whole = [y for j, y in enumerate(n.inputs) if j not in ok]
-    for i in ok:
+    destroyable = inplace_inputs(n)
+    for i in destroyable:
         x = n.inputs[i]
         root = plan.root(x)
         cls = st.value_class(x)
         if root.opdef.leaf:
             reasons.append(f"'{x.node_name}' is a {root.op_name}")
             continue
-        if any(y is m for y in whole for m in cls):
+        if _reads_whole(n, destroyable, cls):
             reasons.append(f"'{n.node_name}' also reads '{x.node_name}' other than "
                            "elementwise")
             continue

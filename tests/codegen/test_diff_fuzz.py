@@ -45,6 +45,7 @@ def test_each_mutation_is_caught(name):
 
 PATCHED = {"gemm_acc": ("graphc.codegen.llvm.kernels.gemm_acc", "summable_args"),
            "inplace_reader": ("graphc.ir.passes.inplace", "_State.readers"),
+           "inplace_whole": ("graphc.ir.passes.inplace", "_reads_whole"),
            "transpose_flag": ("graphc.codegen.llvm.kernels.elementwise", "gemm_function")}
 
 
