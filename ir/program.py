@@ -357,7 +357,7 @@ def build_program(fetches, feed_shapes):
     origin = {m: n for n, m in mapping.items() if n.opdef.external
               or m.op_name == "placeholder"}
     for n, m in mapping.items():  # a fed Variable that is assigned keeps its variable target
-        if n.op_name == "assign":
+        if n.op_name == "assign" and m.op_name == "assign":  # (a fed assign: its value only)
             origin.setdefault(m.inputs[0], n.inputs[0])
     feeds = [mapping[n] for n in sorted(feed_shapes, key=lambda n: n.id) if n in mapping]
     variables = [m for m in nodes if m.op_name == "variable"]

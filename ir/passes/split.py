@@ -454,11 +454,15 @@ def _reschedule(program, inside, created, loop):
     g.add_nodes_from(keep)
     present = set(keep)
     g.add_edges_from((x, n) for n in keep for x in n.inputs if x in present)
-    # the variables the loop reads, directly or through what it captures (a view, a transpose
-    # of a weight); every assign of one waits for the loop
-    read = {x for x in nx.ancestors(g, loop) if x.op_name == "variable"}
+    # the variables whose value before their update the loop reads, directly or through what
+    # it captures (a view, a transpose of a weight), not through an update's result: every
+    # assign of one waits for the loop (an assign the loop reads the result of precedes it)
+    before = nx.ancestors(g, loop)
+    assigns = [n for n in before if n.op_name == "assign"]
+    read = {x for x in nx.ancestors(nx.restricted_view(g, assigns, []), loop)
+            if x.op_name == "variable"}
     g.add_edges_from((loop, n) for n in old
-                     if n.op_name == "assign" and n.inputs[0] in read)
+                     if n.op_name == "assign" and n.inputs[0] in read and n not in before)
     order = {n: (rank[n], k) for k, n in enumerate(keep)}
     program.nodes = list(nx.lexicographical_topological_sort(g, key=order.__getitem__))
 

@@ -449,3 +449,28 @@ def test_a_hand_off_costs_more_work_on_wider_vectors():
     sizes = {unit and unit.bytes: P.handoff_work(unit)
              for unit in (VectorUnit(32, 16), VectorUnit(64, 32), None)}
     assert sizes == {32: P.HANDOFF, 64: 2 * P.HANDOFF, None: P.HANDOFF}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_cut_region_reading_a_variables_update(parts, backend):
+    """The region reads the result of an update (``matmul(assign_add(v, 0.1 p), w)``, the
+    fuzzer's seed 31116 shrunk): the loop reads the new value, so the update precedes it.
+    It crashed twice: the reschedule ordered the update after the loop that reads it (a
+    cycle), and the body, fed the update's value, was specialized as if it were an update."""
+    rng = np.random.default_rng(5)
+    results = []
+    for n in (1, 2):
+        parts(n)
+        g = gc.Graph()
+        with g.as_default():
+            p = gc.placeholder(gc.float64, [8, 13], name="p")
+            w = gc.placeholder(gc.float64, [13, 8], name="w")
+            v = gc.Variable(np.linspace(-1, 1, 104).reshape(8, 13), name="v")
+            out = gc.matmul(gc.assign_add(v, 0.1 * p), w)
+            feeds = {p: np.ones((8, 13)), w: np.linspace(0, 1, 104).reshape(13, 8)}
+            step = gc.compile([out], feeds=list(feeds), backend=backend)
+            results.append([step(feeds)[0] for _ in range(2)])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-12)
+    want = (np.linspace(-1, 1, 104).reshape(8, 13) + 0.1) @ feeds[w]
+    np.testing.assert_allclose(results[1][0], want, rtol=1e-12)
