@@ -25,8 +25,8 @@ from ..ops.registry import ZERO, REGISTRY, defop
 from ..shapes import RuleError, normalize_axes
 from .fuse_gemm import fuse_matmul_epilogues, fuse_subtract_matmul
 from .fuse_xent import fuse_softmax_xent
-from .common import (live_nodes, new_node, positions, replace_uses, splat, tracked_uses,
-                     users)
+from .common import (live_nodes, new_node, placed_before, positions, replace_uses, splat,
+                     tracked_uses, users)
 
 _NP_REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "min": np.min}
 
@@ -236,8 +236,7 @@ def fuse_elementwise(program):
             stats["groups"] += 1
             stats["ops_fused"] += len(members)
             stats["epilogues"] += bool(root.opdef.reduce)
-    program.nodes = [m for n in nodes for m in ((placed[id(n)], n) if id(n) in placed
-                                                 else (n,))]
+    program.nodes = placed_before(nodes, placed)
     program.nodes = live_nodes(program)
     with tracked_uses(program):
         stats["gemm_epilogues"] = fuse_matmul_epilogues(program)

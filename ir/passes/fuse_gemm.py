@@ -18,7 +18,7 @@ value per column (a bias) or one value; only for bodies a backend's GEMMs apply
 after the elementwise groups are made (``fuse_matmul_epilogues``).
 """
 from .. import scalar as S
-from .common import new_node, replace_uses, users
+from .common import new_node, placed_before, replace_uses, users
 
 
 def _product(n, users_of, fetched):
@@ -55,14 +55,18 @@ def fuse_subtract_matmul(program):
     placed = {}  # id(n) -> its fused node, scheduled right before n (one rebuild, no walks)
     for n, m in sites:
         fused = new_node(program, n, "subtract_matmul", [n.inputs[0]] + list(m.inputs),
-                         {"transpose_a": bool(m.attrs.get("transpose_a")),
-                          "transpose_b": bool(m.attrs.get("transpose_b"))}, schedule=False)
+                         _transposes(m), schedule=False)
         placed[id(n)] = fused
         replace_uses(program, n, fused)
     if placed:
-        program.nodes = [m for n in program.nodes
-                         for m in ((placed[id(n)], n) if id(n) in placed else (n,))]
+        program.nodes = placed_before(program.nodes, placed)
     return len(sites)
+
+
+def _transposes(m):
+    """The transpose flags of matmul ``m``, as the fused nodes replacing it take them."""
+    return {"transpose_a": bool(m.attrs.get("transpose_a")),
+            "transpose_b": bool(m.attrs.get("transpose_b"))}
 
 
 def _epilogue_of(f, users_of, fetched):
@@ -132,8 +136,7 @@ def fuse_matmul_epilogues(program):
         body = S.substitute(_body(f), args)
         # (named as the product: its kernel is a GEMM, its profile row "matmul 'MatMul'")
         node = new_node(program, m, "fused_matmul", list(m.inputs) + others,
-                        {"body": body, "transpose_a": bool(m.attrs.get("transpose_a")),
-                         "transpose_b": bool(m.attrs.get("transpose_b"))}, schedule=False)
+                        {"body": body, **_transposes(m)}, schedule=False)
         node.meta["members"] = [("matmul", m.node_name, m.loc.short if m.loc else "",
                                  m.is_grad)] + list(f.meta.get("members", [
                                      (f.op_name, f.node_name, f.loc.short if f.loc else "",
@@ -141,6 +144,5 @@ def fuse_matmul_epilogues(program):
         placed[id(f)] = node
         replace_uses(program, f, node)
     if placed:
-        program.nodes = [x for n in program.nodes
-                         for x in ((placed[id(n)], n) if id(n) in placed else (n,))]
+        program.nodes = placed_before(program.nodes, placed)
     return len(placed)
