@@ -17,9 +17,18 @@ DIMS = (1, 2, 3, 4, 5, 7, 8)
 # Matrix dims past a vector register and a register tile (16 float32 lanes, 12-row blocks, two
 # vectors per panel) with remainders: the native GEMM's full-panel and edge paths.
 GEMM_DIMS = (9, 13, 16, 17, 24, 33)
+# ``--large`` graphs also draw these: several row blocks and column panels split over threads,
+# K past a packed block (``kernels.gemm.PACK_DEPTH``, 256) and B rows packed (N >= 512), and
+# products past the native limit that go to BLAS.
+LARGE_GEMM_DIMS = (40, 64, 97, 128, 131, 200, 257, 300, 513, 530)
 
 
-def gemm_dim(r):
+def gemm_dim(g):
+    """A matrix dim of generator ``g``: a small one, one past a register tile, or (``g.large``)
+    a large one."""
+    r = g.rng
+    if g.large and r.random() < 0.35:
+        return int(r.choice(LARGE_GEMM_DIMS))
     return int(r.choice(GEMM_DIMS if r.random() < 0.25 else DIMS))
 
 
@@ -163,7 +172,8 @@ def draw_matmul(g):
     r = g.rng
     ta, tb = bool(r.random() < 0.4), bool(r.random() < 0.4)
     if r.random() < 0.25:  # the same tensor as both operands
-        a = g.pick(lambda s: len(s) == 2, lambda: random_shape(r, 2))
+        a = g.pick(lambda s: len(s) == 2,
+                   lambda: (gemm_dim(g), gemm_dim(g)) if g.large else random_shape(r, 2))
         m, k = g.shape(a)
         if m != k:
             ta, tb = (True, False) if r.random() < 0.5 else (False, True)
@@ -173,16 +183,16 @@ def draw_matmul(g):
         a = g.pick(lambda s: len(s) == 3, lambda: random_shape(r, 3))
         bsz, m, k = g.shape(a)
         k = m if ta else k
-        n = gemm_dim(r)
+        n = gemm_dim(g)
         want = (bsz, n, k) if tb else (bsz, k, n)
         if r.random() < 0.3:
             want = want[1:]
         b = g.pick(lambda s: s == want, lambda: want)
         g.add_op("matmul", [a, b], {"ta": ta, "tb": tb}, g.bound(a) * g.bound(b) * k ** 0.75)
         return
-    a = g.pick(lambda s: len(s) == 2, lambda: (gemm_dim(r), gemm_dim(r)))
+    a = g.pick(lambda s: len(s) == 2, lambda: (gemm_dim(g), gemm_dim(g)))
     k = g.shape(a)[0 if ta else 1]
-    b = _matrix(g, k, gemm_dim(r), tb)
+    b = _matrix(g, k, gemm_dim(g), tb)
     g.add_op("matmul", [a, b], {"ta": ta, "tb": tb}, g.bound(a) * g.bound(b) * k ** 0.75)
 
 
@@ -211,10 +221,10 @@ def draw_matsum(g):
         n = g.shape(x)[0]
         g.add_op("square_sum", [x], {}, (3 * g.bound(x)) ** 2 * n ** 0.75)
         return
-    m, n = gemm_dim(r), gemm_dim(r)
+    m, n = gemm_dim(g), gemm_dim(g)
     ins, flags, bound = [], [], 0.0
     for _ in range(3):
-        k = gemm_dim(r)
+        k = gemm_dim(g)
         ta, tb = bool(r.random() < 0.3), bool(r.random() < 0.3)
         a, b = _matrix(g, m, k, ta), _matrix(g, k, n, tb)
         ins += [a, b]
@@ -250,7 +260,7 @@ SELF_PRODUCTS = {
 
 def draw_self_product(g):
     r = g.rng
-    n = gemm_dim(r) if r.random() < 0.7 else int(r.choice(DIMS))  # (several row blocks)
+    n = gemm_dim(g) if r.random() < 0.7 else int(r.choice(DIMS))  # (several row blocks)
     x = g.pick(lambda s: s == (n, n), lambda: (n, n))
     form = list(SELF_PRODUCTS)[int(r.integers(len(SELF_PRODUCTS)))]
     b = 1.5 * g.bound(x)

@@ -1,7 +1,8 @@
 """The differential fuzzer's driver and command line.
 
     python -m graphc.testing.fuzz --n 20000 [--seed S] [--batch B] [--procs P] [--mutate NAME]
-    python -m graphc.testing.fuzz --replay SEED [--mutate NAME]
+                                  [--known-bugs] [--large]
+    python -m graphc.testing.fuzz --replay SEED [--mutate NAME] [--known-bugs] [--large]
 
 Graph ``seed + j`` is ``graphs.generate(seed + j)``: a random graph of 3 to 40 ops over every
 op family, with gradients and Hessian-vector products, in float32 or float64. Graphs run in
@@ -59,7 +60,7 @@ class Report:
 
 
 def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink=True,
-        out=None, configs=CANDIDATES, known_bugs=False):
+        out=None, configs=CANDIDATES, known_bugs=False, large=False):
     """Fuzz graphs ``seed`` .. ``seed + n - 1``.
 
     Args:
@@ -72,6 +73,7 @@ def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink
         out: a print function for progress and findings (None: silent).
         configs: the candidate configurations.
         known_bugs: also generate the patterns known to fail (``graphs.generate``).
+        large: also draw large matrices and many channels (``graphs.generate``).
     Returns:
         A ``Report``.
     Example:
@@ -79,18 +81,19 @@ def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink
         >>> assert not report.findings, report.findings
     """
     say = out or (lambda *a, **k: None)
+    drawn = dict(known_bugs=known_bugs, large=large)
     report = Report()
     t0 = time.perf_counter()
     for start in range(seed, seed + n, batch):
         seeds = list(range(start, min(start + batch, seed + n)))
-        recipes = [generate(s, known_bugs=known_bugs) for s in seeds]
+        recipes = [generate(s, **drawn) for s in seeds]
         found = _check(recipes, mutate, configs, report)
         report.graphs += len(seeds)
         for k, fails in found:
             idx = seeds[k[0]] - seed + 1 if len(k) == 1 else report.graphs
             finding = Finding([seeds[j] for j in k], fails, idx)
             report.findings.append(finding)
-            _print_finding(say, [recipes[j] for j in k], finding, mutate, known_bugs)
+            _print_finding(say, [recipes[j] for j in k], finding, mutate, drawn)
             if do_shrink and len(k) == 1:
                 finding.shrunk = _shrink(say, recipes[k[0]], fails, mutate)
         if stop_first and report.findings:
@@ -173,12 +176,13 @@ def _ir_or_error(recipe):
         return f"(no IR: {type(exc).__name__}: {exc})"
 
 
-def replay_command(seeds, mutate, known_bugs=False):
-    flag = (f" --mutate {mutate}" if mutate else "") + (" --known-bugs" if known_bugs else "")
+def replay_command(seeds, mutate, known_bugs=False, large=False):
+    flag = ((f" --mutate {mutate}" if mutate else "") + (" --known-bugs" if known_bugs else "")
+            + (" --large" if large else ""))
     return " ; ".join(f"python -m graphc.testing.fuzz --replay {s}{flag}" for s in seeds)
 
 
-def _print_finding(say, recipes, finding, mutate, known_bugs=False):
+def _print_finding(say, recipes, finding, mutate, drawn):
     say(f"\n=== MISMATCH: seed{'s' if len(recipes) > 1 else ''} "
         f"{', '.join(map(str, finding.seeds))}"
         + (" (they fail only when compiled together)" if len(recipes) > 1 else ""))
@@ -187,7 +191,7 @@ def _print_finding(say, recipes, finding, mutate, known_bugs=False):
     for r in recipes:
         say(describe(r))
         say(_ir_or_error(r))
-    say(f"replay: {replay_command(finding.seeds, mutate, known_bugs)}")
+    say(f"replay: {replay_command(finding.seeds, mutate, **drawn)}")
 
 
 def _shrink(say, recipe, fails, mutate):
@@ -199,21 +203,22 @@ def _shrink(say, recipe, fails, mutate):
     return small
 
 
-def _worker(n, seed, batch, mutate, stop_first, do_shrink, known_bugs):
+def _worker(n, seed, batch, mutate, stop_first, do_shrink, drawn):
     """One process's share of a ``--procs`` run; returns its Report without the recipes."""
-    report = run(n, seed, batch, mutate, stop_first, do_shrink, out=print,
-                 known_bugs=known_bugs)
+    report = run(n, seed, batch, mutate, stop_first, do_shrink, out=print, **drawn)
     for f in report.findings:
         f.shrunk = None
     return report
 
 
-def run_processes(procs, n, seed, batch, mutate, stop_first, do_shrink, known_bugs=False):
+def run_processes(procs, n, seed, batch, mutate, stop_first, do_shrink, known_bugs=False,
+                  large=False):
     """``run`` split over ``procs`` processes (consecutive seed ranges); one merged Report."""
     import multiprocessing
     share = -(-n // procs)
     args = [(min(share, n - k * share), seed + k * share, batch, mutate, stop_first, do_shrink,
-             known_bugs) for k in range(procs) if n - k * share > 0]
+             dict(known_bugs=known_bugs, large=large))
+            for k in range(procs) if n - k * share > 0]
     t0 = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(len(args)) as pool:
         parts = pool.starmap(_worker, args)
@@ -243,19 +248,23 @@ def main(argv=None):
     ap.add_argument("--stop-first", action="store_true", help="stop at the first failure")
     ap.add_argument("--known-bugs", action="store_true",
                     help="also generate the patterns known to fail today")
+    ap.add_argument("--large", action="store_true",
+                    help="also draw large matrices and many channels (GEMM blocking, packing "
+                         "and threads; implicit-GEMM convolutions)")
     ap.add_argument("--procs", type=int, default=1,
                     help="worker processes, each fuzzing a consecutive range of seeds")
     args = ap.parse_args(argv)
+    drawn = dict(known_bugs=args.known_bugs, large=args.large)
     if args.replay is not None:
-        print(describe(generate(args.replay, known_bugs=args.known_bugs)))
+        print(describe(generate(args.replay, **drawn)))
         report = run(1, args.replay, 1, args.mutate, do_shrink=not args.no_shrink, out=print,
-                     known_bugs=args.known_bugs)
+                     **drawn)
     elif args.procs > 1:
         report = run_processes(args.procs, args.n, args.seed, args.batch, args.mutate,
-                               args.stop_first, not args.no_shrink, args.known_bugs)
+                               args.stop_first, not args.no_shrink, **drawn)
     else:
         report = run(args.n, args.seed, args.batch, args.mutate, args.stop_first,
-                     not args.no_shrink, out=print, known_bugs=args.known_bugs)
+                     not args.no_shrink, out=print, **drawn)
     print(f"\n{report.graphs} graphs in {report.seconds:.1f} s ({report.rate:.2f} graphs/s): "
           f"{len(report.findings)} failing, {report.ill_conditioned} differences explained by "
           f"ill-conditioning, {report.skipped} graphs with non-finite references skipped")

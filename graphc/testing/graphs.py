@@ -144,8 +144,8 @@ def build(recipe, prefix="g"):
 class Generator:
     """Draws one recipe: a pool of values and a seeded RNG that the op families consult."""
 
-    def __init__(self, seed, known_bugs=False):
-        self.seed, self.known_bugs = seed, known_bugs
+    def __init__(self, seed, known_bugs=False, large=False):
+        self.seed, self.known_bugs, self.large = seed, known_bugs, large
         self.rng = np.random.default_rng(seed)
         self.dtype = "float32" if self.rng.random() < 0.5 else "float64"
         self.items = []
@@ -206,20 +206,22 @@ class Generator:
         return sum(1 for it in self.items if isinstance(it, Op))
 
 
-def generate(seed, n_ops=None, known_bugs=False):
+def generate(seed, n_ops=None, known_bugs=False, large=False):
     """The recipe of ``seed``: ``n_ops`` ops (default: 3 to 40, drawn) and its fetches.
 
     Small graphs are likelier (n = 3 + 37 u^2, u uniform: median 12, one in seven above 30):
     a bug usually needs a few ops, and compiling is paid per op. ``known_bugs`` also draws
-    the patterns left out because they fail today (``nn_families.KNOWN_BAD_ASSIGNS``).
+    the patterns left out because they fail today (``nn_families.KNOWN_BAD_ASSIGNS``);
+    ``large`` also draws large matrix dims and channel counts (``families.LARGE_GEMM_DIMS``,
+    ``nn_families.LARGE_CHANNELS``), and products and convolutions twice as often.
 
     Fetches are every op value nothing reads (so every op is live) and up to two more
     intermediates (fetched values cannot be fused away or overwritten in place).
     """
-    g = Generator(seed, known_bugs)
+    g = Generator(seed, known_bugs, large)
     target = int(n_ops or MIN_OPS + int((MAX_OPS - MIN_OPS + 1) * g.rng.random() ** 2))
     g.new_leaf(kinds.F.random_shape(g.rng))
-    names, weights = zip(*kinds.WEIGHTS.items())
+    names, weights = zip(*(kinds.LARGE_WEIGHTS if large else kinds.WEIGHTS).items())
     p = np.array(weights, float) / sum(weights)
     tries = 0
     while g.ops() < target and tries < 20 * target:

@@ -41,6 +41,10 @@ KINDS = {
 BUILDERS = {k: b for k, (_, _, b) in KINDS.items()}
 DRAWERS = {k: d for k, (_, d, _) in KINDS.items() if d is not None}
 WEIGHTS = {k: w for k, (w, d, _) in KINDS.items() if d is not None}
+# ``--large`` graphs: the kinds whose kernels change with size (GEMM blocking, packing and
+# threads; implicit-GEMM convolutions) twice as likely.
+LARGE_WEIGHTS = {k: w * (2 if k in ("matmul", "matsum", "self_product", "conv2d", "depthwise")
+                         else 1) for k, w in WEIGHTS.items()}
 
 
 def describe_params(params):

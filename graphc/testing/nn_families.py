@@ -12,10 +12,21 @@ from .families import _const, random_shape
 
 
 # -- convolution and pooling ----------------------------------------------------------------------
+# ``--large`` images and filters also draw these channel counts: past the direct kernels'
+# taps and output vectors (``kernels.conv.VECTOR_TAPS``, ``windows.VECTOR_CHANNELS``), so the
+# convolutions and their gradients run as implicit GEMMs.
+LARGE_CHANNELS = (8, 16, 20, 33)
+LARGE_COUT = (8, 24, 65, 70)
+
+
 def _image(g):
     r = g.rng
-    make = lambda: (int(r.integers(1, 3)), int(r.integers(3, 8)), int(r.integers(3, 8)),
-                    int(r.integers(1, 4)))
+    if g.large and r.random() < 0.5:
+        make = lambda: (int(r.integers(1, 3)), int(r.integers(6, 15)), int(r.integers(6, 15)),
+                        int(r.choice(LARGE_CHANNELS)))
+    else:
+        make = lambda: (int(r.integers(1, 3)), int(r.integers(3, 8)), int(r.integers(3, 8)),
+                        int(r.integers(1, 4)))
     return g.pick(lambda s: len(s) == 4 and min(s[1:3]) >= 3, make)
 
 
@@ -48,7 +59,10 @@ def _draw_convolution(g, kind, out_limit, taps_weight):
     r = g.rng
     _, h, w, c = g.shape(x)
     k, s, pad = _window(r, (h, w))
-    want = k + (c, int(r.integers(1, out_limit)))
+    if g.large and kind == "conv2d" and r.random() < 0.4:
+        want = k + (c, int(r.choice(LARGE_COUT)))
+    else:
+        want = k + (c, int(r.integers(1, out_limit)))
     f = g.pick(lambda sh: sh == want, lambda: want)
     g.add_op(kind, [x, f], {"strides": s, "padding": pad, "rate": _rate(r, k, s, (h, w))},
              g.bound(x) * g.bound(f) * taps_weight(k, c))

@@ -86,3 +86,45 @@ def test_a_recipe_builds_with_the_public_api():
     with gc.Graph().as_default():
         fetches, feeds = graphs.build(recipe)
         assert fetches and all(isinstance(p, gc.Tensor) for p in feeds)
+
+
+def _products(recipe):
+    """(m, n, k) of each plain matmul of ``recipe``, and each convolution's (taps x input
+    channels, output channels)."""
+    mats, convs = [], []
+    for it in recipe.items:
+        if not isinstance(it, graphs.Op):
+            continue
+        if it.kind == "matmul" and len(it.shape) == 2:
+            a = recipe.items[it.inputs[0]].shape
+            mats.append(it.shape + (a[0] if it.params["ta"] else a[1],))
+        elif it.kind == "conv2d":
+            kh, kw, c, cout = recipe.items[it.inputs[1]].shape
+            convs.append((kh * kw * c, cout))
+    return mats, convs
+
+
+def test_large_graphs_reach_the_kernels_that_change_with_size():
+    from graphc.codegen.llvm.kernels.conv import VECTOR_TAPS
+    from graphc.codegen.llvm.kernels.gemm import PACK_DEPTH
+    from graphc.codegen.llvm.kernels.windows import VECTOR_CHANNELS
+    seeds = range(100, 160)
+    large = [_products(graphs.generate(s, large=True)) for s in seeds]
+    mats = [m for ms, _ in large for m in ms]
+    convs = [c for _, cs in large for c in cs]
+    assert any(k > PACK_DEPTH for _, _, k in mats)  # several packed K blocks
+    assert any(n >= 512 for _, n, _ in mats)  # B's rows packed
+    assert any(t > VECTOR_TAPS or c > VECTOR_CHANNELS for t, c in convs)  # implicit GEMM
+    small = [_products(graphs.generate(s)) for s in seeds]
+    assert max(max(m) for ms, _ in small for m in ms) <= max(graphs.kinds.F.GEMM_DIMS)
+
+
+def test_a_large_run_finds_nothing_and_replays_with_its_flag(monkeypatch):
+    # (as the command line does: a tuned step changes BLAS's threads between calls, and
+    # OpenBLAS sums large GEMMs in another order on one thread than on two)
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    report = fuzz.run(8, seed=0, do_shrink=False, large=True)
+    assert report.graphs == 8
+    assert not report.findings, "\n".join(f.line() for x in report.findings
+                                          for f in x.failures)
+    assert fuzz.replay_command([7], None, large=True).endswith("--replay 7 --large")
