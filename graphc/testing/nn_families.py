@@ -178,14 +178,33 @@ def build_cond(xs, p, name):
 
 
 # -- RNN cells ------------------------------------------------------------------------------------
+# ``--large`` cells also draw these widths: their GEMMs (in a loop's body too) past a register
+# tile and vector panels.
+LARGE_UNITS = (16, 40, 70)
+
+
+def _units(g, lo, hi):
+    r = g.rng
+    if g.large and r.random() < 0.4:
+        return int(r.choice(LARGE_UNITS))
+    return int(r.integers(lo, hi))
+
+
+def _cell_kernel(g, rows, cols):
+    """A cell's kernel, uniform in +-0.6; in ``--large`` graphs +-0.6 sqrt(8 / rows) past 8
+    rows (a wide cell's pre-activations stay as large as a narrow one's)."""
+    kernel = g.rng.uniform(-0.6, 0.6, (rows, cols))
+    return kernel * math.sqrt(8.0 / rows) if g.large and rows > 8 else kernel
+
+
 def draw_rnn(g):
     r = g.rng
     x = g.pick(lambda s: len(s) == 2, lambda: random_shape(r, 2))
     batch, depth = g.shape(x)
-    units = int(r.integers(2, 6))
+    units = _units(g, 2, 6)
     lstm = bool(r.random() < 0.5)
     gates = 4 if lstm else 1
-    kernel = r.uniform(-0.6, 0.6, (depth + units, gates * units))
+    kernel = _cell_kernel(g, depth + units, gates * units)
     bias = r.uniform(-0.3, 0.3, gates * units)
     ins = [x]
     if r.random() < 0.4:  # a given initial state (h, and c for an LSTM)
@@ -226,12 +245,12 @@ def draw_loop(g):
         x = g.pick(lambda s: len(s) == 3 and min(s) >= 1, lambda: random_shape(r, 3))
         if x is None or min(g.shape(x)) < 1:
             return
-        units = int(r.integers(2, 5))
+        units = _units(g, 2, 5)
         lstm = bool(r.random() < 0.5)
         gates = 4 if lstm else 1
         depth = g.shape(x)[2]
         g.add_op("loop", [x], {"kind": kind, "lstm": lstm, "units": units,
-                               "kernel": r.uniform(-0.6, 0.6, (depth + units, gates * units)),
+                               "kernel": _cell_kernel(g, depth + units, gates * units),
                                "bias": r.uniform(-0.3, 0.3, gates * units),
                                "reverse": False, "output": str(r.choice(["outputs", "state"]))},
                  4.0)

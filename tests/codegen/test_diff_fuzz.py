@@ -115,6 +115,9 @@ def test_large_graphs_reach_the_kernels_that_change_with_size():
     assert any(k > PACK_DEPTH for _, _, k in mats)  # several packed K blocks
     assert any(n >= 512 for _, n, _ in mats)  # B's rows packed
     assert any(t > VECTOR_TAPS or c > VECTOR_CHANNELS for t, c in convs)  # implicit GEMM
+    cells = [it.params["units"] for s in seeds for it in graphs.generate(s, large=True).items
+             if isinstance(it, graphs.Op) and "units" in it.params]
+    assert max(cells) >= 40  # cells (and loop bodies) with GEMMs past a register tile
     small = [_products(graphs.generate(s)) for s in seeds]
     assert max(max(m) for ms, _ in small for m in ms) <= max(graphs.kinds.F.GEMM_DIMS)
 
