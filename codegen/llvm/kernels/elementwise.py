@@ -466,18 +466,29 @@ def lower_matmul(L, n):
     out, beta, bbuf = L.out(n), 0.0, L.buf(b)
     if plan is not None and n in plan.gemm:  # a term of a sum (gemm_acc)
         out, beta = plan.gemm[n]
-    if plan is not None and n in plan.transposed:  # B^T kept contiguous (gemm_acc)
-        bbuf, tb, dims = plan.transposed[n], False, dims[:4] + (nn,)
-    elif tb and not batch and native_gemm_ok(n.dtype, dims, (ta, False), L.blas_threads) \
-            and not native_gemm_ok(n.dtype, dims, (ta, True), L.blas_threads):
-        # B^T copied contiguous for a native GEMM of one column panel (wider ones pack B^T
-        # themselves): the copy costs N*K moves against M*N*K multiply-adds, and BLAS ran
-        # A B^T slower (128x256x256: 414k cycles against 294k + the copy; 128x256x10: 52k
-        # against 16k)
+    if not batch:
+        bbuf, tb, dims = _b_for_native(L, n, bbuf, dims, (ta, tb), native_gemm_ok)
+    emit_gemm(L, n, out, L.buf(a), bbuf, dims, (ta, tb), beta, batch, strides)
+
+
+def _b_for_native(L, n, bbuf, dims, flags, native):
+    """(B's buffer, tb, dims) for the 2-D product of ``n``: B^T as ``gemm_acc`` keeps it
+    contiguous for several GEMMs, or B^T copied contiguous when that makes the GEMM native
+    (``native(dtype, dims, flags, threads)``: one column panel; wider GEMMs pack B^T
+    themselves): the copy costs N*K moves against M*N*K multiply-adds, and BLAS ran A B^T
+    slower (128x256x256: 414k cycles against 294k + the copy; 128x256x10: 52k against 16k);
+    else as they are."""
+    ta, tb = flags
+    plan, nn = L.gemms, dims[1]
+    if plan is not None and n in plan.transposed:
+        return plan.transposed[n], False, dims[:4] + (nn,)
+    if tb and dims[2] and native(n.dtype, dims[:4] + (nn,), (ta, False), L.blas_threads) \
+            and not native(n.dtype, dims, (ta, True), L.blas_threads):
+        b = n.inputs[1]
         bt = L.arena(int(np.prod(b.shape)) * b.dtype.itemsize)
         transpose_into(L, bt, bbuf, b.shape[0], b.shape[1], b.dtype, n)
-        bbuf, tb, dims = bt, False, dims[:4] + (nn,)
-    emit_gemm(L, n, out, L.buf(a), bbuf, dims, (ta, tb), beta, batch, strides)
+        return bt, False, dims[:4] + (nn,)
+    return bbuf, tb, dims
 
 
 def emit_gemm(L, node, out, a, b, dims, flags, beta=0.0, batch=(), strides=((), (), ())):
@@ -545,15 +556,7 @@ def lower_fused_matmul(L, n):
     if m * nn == 0:
         return
     kinds = [_epilogue_kind(x, n) for x in others]
-    bbuf, plan = L.buf(b), L.gemms
-    if plan is not None and n in plan.transposed:  # B^T kept contiguous (gemm_acc)
-        bbuf, tb, dims = plan.transposed[n], False, dims[:4] + (nn,)
-    elif k and tb and not stores_tiles_once(n.dtype, dims, (ta, True), L.blas_threads) \
-            and stores_tiles_once(n.dtype, dims[:4] + (nn,), (ta, False), L.blas_threads):
-        # (B^T copied contiguous, as ``matmul`` does for a GEMM of one column panel)
-        bt = L.arena(int(np.prod(b.shape)) * b.dtype.itemsize)
-        transpose_into(L, bt, bbuf, b.shape[0], b.shape[1], b.dtype, n)
-        bbuf, tb, dims = bt, False, dims[:4] + (nn,)
+    bbuf, tb, dims = _b_for_native(L, n, L.buf(b), dims, (ta, tb), stores_tiles_once)
     if k and None not in kinds and vector_body_ok(body, n.dtype) \
             and stores_tiles_once(n.dtype, dims, (ta, tb), L.blas_threads):
         _native_tiles(L, n, [L.out(n), L.buf(a), bbuf] + [L.buf(x) for x in others], dims,
