@@ -16,7 +16,7 @@ import threading
 import numpy as np
 
 from .pipeline import compile_program, default_backend, step_stats
-from ..runtime.aligned import aligned_copy
+from ..runtime.aligned import aligned_copies
 from ..runtime.threads import apply_policy
 from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
@@ -364,20 +364,23 @@ def _initial_values(var_nodes, graph):
     zeros of an optimizer's slots) takes a copy of that constant: what the step would
     compute, without compiling, hashing or caching arrays as large as the model.
     """
-    values = {}
+    constants = {}
     for v in var_nodes:
-        value = _constant_initial_value(v)
-        if value is not None:
-            values[v] = value
+        array = _constant_initial_array(v)
+        if array is not None:
+            constants[v] = array
+    # (the small ones in one buffer: mlp10k's 1,110 variables 5.5 -> 2.3 ms)
+    values = dict(zip(constants, aligned_copies(constants.values(),
+                                                [v.dtype.np for v in constants])))
     rest = [v for v in var_nodes if v not in values]
     if rest:  # (each assign reads only its own inputs: computing them apart changes nothing)
         values.update(_computed_initial_values(rest))
     return {v: values[v] for v in var_nodes}
 
 
-def _constant_initial_value(var):
-    """A copy of the constant ``var``'s initializer assigns, or None when it assigns
-    anything else."""
+def _constant_initial_array(var):
+    """The array of the constant ``var``'s initializer assigns (to be copied), or None when
+    it assigns anything else."""
     meta = getattr(var, "meta", {})
     init = meta.get("initializer")
     if init is None and "initial_value" in meta:  # a Variable's initializer, not built yet,
@@ -393,7 +396,7 @@ def _constant_initial_value(var):
     array = value.attrs["value"]
     if not isinstance(array, np.ndarray) or array.shape != tuple(var.shape):
         return None
-    return aligned_copy(array, var.dtype.np)
+    return array
 
 
 def _computed_initial_values(var_nodes):
@@ -406,4 +409,5 @@ def _computed_initial_values(var_nodes):
                          hint="initialize from constants or random ops") from None
     zeros = [np.zeros(v.shape, v.dtype.np) for v in compiled.var_nodes]
     _, updates = compiled.fn(*zeros)
-    return {v: aligned_copy(u, v.dtype.np) for v, u in zip(compiled.update_nodes, updates)}
+    return dict(zip(compiled.update_nodes,
+                    aligned_copies(updates, [v.dtype.np for v in compiled.update_nodes])))

@@ -62,6 +62,43 @@ def test_initial_values_from_constants_random_ops_and_expressions():
     assert start[0, 0] == 0.0 and a.initial_value.attrs["value"][0, 0] == 0.0
 
 
+
+def test_initial_values_are_arrays_of_their_own_on_lines_of_their_own():
+    """Constant initial values are copied into one buffer (``runtime.aligned.aligned_copies``)
+    yet each variable is its own writable array on a cache line, sharing no byte and no line
+    with another (two Variables of one array too) nor with its source, and the updates of a
+    few steps land where the Session's do."""
+    rng = np.random.default_rng(5)
+    start = rng.standard_normal((3, 4)).astype(np.float32)
+    x = gc.placeholder(gc.float32, [2, 3], name="x")
+    a = gc.Variable(start, name="a")
+    b = gc.Variable(start, name="b")  # (the same array)
+    c = gc.Variable(np.float32(0.5), name="c")
+    big = gc.Variable(np.full(20000, 0.01, np.float32), name="big")  # (a buffer of its own)
+    h = gc.tanh(gc.matmul(x, a)) * c + gc.matmul(x * x, b)
+    loss = gc.reduce_sum(h * h) + gc.reduce_sum(big * big)
+    train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+    step = gc.compile([loss, train], feeds=[x])
+    values = step.variables
+    start[0, 0] = 1e3  # (after the copy: never seen)
+    for name, v in values.items():
+        assert v.flags.writeable and v.__array_interface__["data"][0] % 64 == 0, name
+    spans = sorted((v.__array_interface__["data"][0], v.nbytes) for v in values.values())
+    assert all(p + n <= q for (p, n), (q, _) in zip(spans, spans[1:]))
+    assert values["a"][0, 0] != 1e3 and np.array_equal(values["a"], values["b"])
+    values["a"][...] += 1.0  # (one variable written: no other changes)
+    assert not np.array_equal(values["a"], values["b"])
+    values["a"][...] -= 1.0
+    feeds = [rng.standard_normal((2, 3)).astype(np.float32) for _ in range(3)]
+    with gc.Session() as sess:
+        sess.run(gc.global_variables_initializer())
+        for xb in feeds:
+            expected = sess.run([loss, train], {x: xb})[0]
+            assert step(x=xb)[0] == pytest.approx(expected, rel=1e-5)
+        for v in (a, b, c, big):
+            np.testing.assert_allclose(values[v.node_name], sess.run(v), rtol=1e-5,
+                                       atol=1e-7)
+
 def test_none_dims_specialize_per_signature_and_cache():
     x = gc.placeholder(gc.float64, [None, 3], name="x")
     y = gc.reduce_sum(gc.tanh(x) * 2.0, axis=1)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc.runtime.aligned import LINE, aligned_copy, aligned_empty, aligned_zeros
+from graphc.runtime.aligned import (LINE, SHARED_MAX, aligned_copies, aligned_copy, aligned_empty,
+                                    aligned_zeros)
 from graphc.runtime.calls import may_alias, state_ids
 
 
@@ -58,3 +59,38 @@ def test_step_and_session_variables_start_on_a_line(backend):
             assert np.isclose(sess.run([loss, train], {x: feed})[0], first)
             if backend == "llvm":  # (updated in place; the NumPy backend's are new arrays)
                 assert all(_on_line(sess.values[v]) for v in ws + [b])
+
+
+def test_aligned_copies_are_arrays_of_their_own_in_one_buffer():
+    """The small copies share one buffer, each on lines no other touches; each holds what
+    ``np.array`` would have made, is writable, and changes neither another copy nor its
+    source; a large one has its own buffer; a feed viewing the shared one is flagged."""
+    rng = np.random.default_rng(0)
+    same = rng.standard_normal((3, 5))
+    values = [same, same, np.float64(2.5), np.zeros((0, 4)), np.arange(7, dtype=np.int8),
+              rng.standard_normal((4, 4)).T, np.ones(SHARED_MAX // 4 + 1, np.float32),
+              np.ones(SHARED_MAX // 8, np.float64)]
+    dtypes = [np.float32, np.float64, np.float32, np.float32, None, np.float64, None, None]
+    copies = aligned_copies(values, dtypes)
+    for c, v, d in zip(copies, values, dtypes):
+        want = np.array(v, dtype=d)
+        assert c.dtype == want.dtype and c.shape == want.shape and c.flags.c_contiguous
+        assert c.tobytes() == want.tobytes() and c.flags.writeable
+        assert _on_line(c) or c.size == 0
+        assert not np.shares_memory(c, v)
+    small = [c for c, v in zip(copies, values) if np.asarray(v).nbytes <= SHARED_MAX]
+    assert len(small) == 7 and len({id(c.base) for c in small}) == 1
+    assert copies[6].base is not small[0].base
+    ends = sorted((c.__array_interface__["data"][0], c.nbytes) for c in small if c.size)
+    assert all(a + n <= b for (a, n), (b, _) in zip(ends, ends[1:]))  # (no shared line)
+    before = [c.copy() for c in copies]
+    for k, c in enumerate(copies):
+        c[...] = 7
+        assert all(np.array_equal(o, b) for j, (o, b) in enumerate(zip(copies, before))
+                   if j != k), k
+        c[...] = before[k]
+    same[0, 0] = 99.0
+    assert copies[0][0, 0] != 99.0 and copies[1][0, 0] != 99.0
+    ids = state_ids(copies)
+    assert may_alias(small[0].base[64:128], ids) and may_alias(small[4][1:], ids)
+    assert aligned_copies([], []) == []
