@@ -250,3 +250,56 @@ def test_nested_tuples_of_plain_values_are_described_as_canon_describes_them():
     volatile = []
     graph_key._attrs_desc({"spec": specs[-1]}, volatile)
     assert volatile == []
+
+
+def test_the_fast_paths_of_attributes_describe_as_canon_does():
+    """Dtypes, shapes and arrays are described without ``_canon`` and ``_frozen`` (the
+    attributes of variables and constants): what they give is what those two give."""
+    import marshal
+    from graphc.ir.shapes import TensorShape
+    read_only = np.arange(4, dtype=np.float32)
+    read_only.setflags(write=False)
+    values = [gc.float32, gc.int64, TensorShape((2, None)), TensorShape(()), read_only,
+              np.arange(4, dtype=np.float32), read_only[1:], np.zeros((20, 20)),
+              np.zeros((20, 20))[:, ::2], np.array(["2020-01-01"] * 20, "datetime64[D]"),
+              np.float32(0.5), np.zeros(4, np.int32)]
+    for v in values:
+        volatile = []
+        desc = graph_key._attrs_desc({"v": v, "n": 2}, volatile)
+        assert desc == marshal.dumps({"v": graph_key._canon(v), "n": 2}, graph_key.MARSHAL)
+        assert volatile == ([] if graph_key._frozen(v) else [{"v": v, "n": 2}]), repr(v)
+
+
+def _frozen(a):
+    a.setflags(write=False)
+    return a
+
+
+def test_nodes_alike_but_for_a_type_a_sign_or_a_layout_are_described_apart(monkeypatch):
+    """The first key of a process describes each kind of node (op, dtype, shape,
+    attributes) once (``graph_key._known``): values that are equal keys of a dict (0.0 and
+    -0.0; 1, 1.0 and True), arrays of the same bytes in other dtypes or shapes, shapes of
+    other dim types, never share a description, whether their kinds were known before, new,
+    or came after the table was emptied."""
+    from graphc.ir.shapes import TensorShape
+    values = [0.0, 1, (1,), TensorShape((2, 3)), _frozen(np.zeros(4, np.float32)), gc.float32,
+              -0.0, 1.0, True, (1.0,), (2, 3), TensorShape((True, 3)),
+              _frozen(np.zeros(4, np.int32)), _frozen(np.zeros((2, 2), np.float32)),
+              np.float32(0), gc.float64]
+    for some, full in ((values[:6], False), (values[:12], False), (values, True)):
+        if full:  # (the table, holding these kinds, is emptied when it holds over 10,000)
+            table = dict(graph_key._known)
+            table.update({(k,): b"" for k in range(10001)})
+            monkeypatch.setattr(graph_key, "_known", table)
+        with gc.Graph().as_default() as graph:
+            x = gc.placeholder(gc.float32, [3], name="x")
+            nodes = [graph.add_node(get_op("tanh"), [x], {"k": v}, gc.float32, (3,))
+                     for v in some]
+            writable = graph.add_node(get_op("tanh"), [x], {"k": np.zeros(4, np.float32)},
+                                      gc.float32, (3,))
+            graph_key.graph_rows(nodes + [writable], {x: (3,)}, False)
+        descs = [n.key_desc for n in nodes]
+        assert None not in descs and len(set(descs)) == len(descs)
+        assert [graph_key.describe(n) for n in nodes] == descs
+        assert writable.key_desc is None and graph_key.describe(writable) == descs[4]
+    assert len(graph_key._known) <= len(values) + 2
