@@ -5,7 +5,9 @@ optimize=False)``); the candidates are the optimized NumPy pipeline, the LLVM ba
 LLVM backend with native GEMMs off (as ``GRAPHC_NATIVE_GEMM=0`` while compiling: every GEMM
 goes to BLAS; see ``llvm_tooling``). Each step is called twice on the same feeds and must
 return the same bits both times (a kernel reading a buffer nobody wrote shows up as a
-difference between calls). A graph that assigns variables is run from its initial variable
+difference between calls); a native step's second run has graphc's thread pool on one thread
+(``one_pool_thread``: its split kernels' chunks are fixed at compile time, so the bits must
+not depend on the threads). A graph that assigns variables is run from its initial variable
 values twice over: both calls must match the reference's, and the two runs each other.
 
 Tolerance, per fetched tensor f of a graph with ``n`` ops and dtype epsilon ``eps``:
@@ -165,6 +167,21 @@ def llvm_tooling(jobs=2):
         kernels.native_gemm_ok, jit.compile_ir = native_ok, compile_ir
 
 
+@contextlib.contextmanager
+def one_pool_thread():
+    """graphc's thread pool on one thread inside (BLAS's count as it was): a native step's
+    kernels split in chunks fixed at compile time, so their bits must not depend on how many
+    threads run the chunks."""
+    parallel = importlib.import_module("graphc.runtime.parallel")
+    before = parallel.threads()
+    parallel.set_threads(1)
+    try:
+        yield
+    finally:
+        if before is not None:
+            parallel.set_threads(before)
+
+
 def call(step, feeds):
     out = step({p: np.array(v) for p, v in feeds.items()})
     return [np.array(x) for x in out]
@@ -281,27 +298,32 @@ class Batch:
             fails = self.confirm(step, ref, fails)
         return fails
 
-    def _repeats(self, config, out, again):
-        """Differences between two runs of ``calls`` (same state, same feeds), and between
-        the two calls of a graph without assigns."""
+    def _repeats(self, config, out, again, one_thread=False):
+        """Differences between two runs of ``calls`` (same state, same feeds; ``one_thread``:
+        the second with the thread pool on one thread), and between the two calls of a graph
+        without assigns."""
         fails, n = [], len(self.fetches)
         for j, (a, b) in enumerate(zip(out, again)):
             k = self.owner[j % n]
             other = out[j + n] if j < n and not self.recipes[k].stateful else b
             for x in {id(b): b, id(other): other}.values():
                 if k not in self.skipped and not same_bits(a, x):
+                    on = "; the second run on one pool thread" if one_thread and x is b else ""
                     fails.append(Failure(k, config, "repeat", j % n,
-                                         detail=f"(calls differ by {max_diff(a, x):.3g})"))
+                                         detail=f"(calls differ by {max_diff(a, x):.3g}{on})"))
         return fails
 
     def _candidate(self, config, ref, sens):
+        native = config.startswith("llvm")
         try:
             cand = self.step(config)
-            out, again = self.calls(cand), self.calls(cand)
+            out = self.calls(cand)
+            with one_pool_thread() if native else contextlib.nullcontext():
+                again = self.calls(cand)  # (native: the same bits on one thread)
         except Exception as exc:  # noqa: BLE001  (a crash is a finding, named by config)
             return [Failure(None, config, "crash", detail=f"{type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}")]
-        fails, n = self._repeats(config, out, again), len(self.fetches)
+        fails, n = self._repeats(config, out, again, native), len(self.fetches)
         for j, (r, a) in enumerate(zip(ref, out)):
             k = self.owner[j % n]
             if k in self.skipped:

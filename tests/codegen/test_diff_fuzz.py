@@ -7,6 +7,7 @@ batches, each mutation run stops at its first failing graph.
 """
 import importlib
 
+import numpy as np
 import pytest
 
 import graphc as gc
@@ -131,3 +132,25 @@ def test_a_large_run_finds_nothing_and_replays_with_its_flag(monkeypatch):
     assert not report.findings, "\n".join(f.line() for x in report.findings
                                           for f in x.failures)
     assert fuzz.replay_command([7], None, large=True).endswith("--replay 7 --large")
+
+
+def test_bits_that_change_with_the_pool_threads_are_a_finding(monkeypatch):
+    """A native step's second run has the pool on one thread: results that depend on it (a
+    split kernel whose chunks followed the threads) are reported as a repeat failure."""
+    from graphc.runtime import parallel
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", "2")
+    recipe = graphs.generate(3)
+    assert not check.Batch([recipe], configs=("llvm",)).run()
+    if (parallel.threads() or 1) < 2:
+        pytest.skip("one CPU: the pool has one thread either way")
+    plain = check.call
+
+    def thread_dependent(step, feeds):
+        out = plain(step, feeds)
+        one = parallel.threads() == 1 and step.backend == "llvm"
+        return [np.nextafter(x, np.inf) if one and x.dtype.kind == "f" else x for x in out]
+    monkeypatch.setattr(check, "call", thread_dependent)
+    fails = check.Batch([recipe], configs=("llvm",)).run()
+    assert fails and all(f.what == "repeat" for f in fails)
+    assert all("one pool thread" in f.detail for f in fails)
