@@ -43,7 +43,7 @@ from operator import attrgetter
 
 import numpy as np
 
-from graphc.errors import CompileError, FeedError, InvalidArgumentError, ShapeError
+from graphc.errors import CompileError, FeedError, GraphError, InvalidArgumentError, ShapeError
 
 from .graph import Graph
 from .ops.state import CONST, PLACEHOLDER
@@ -146,7 +146,7 @@ class MemoryPlan:
         return ("feed" if r.op_name == "placeholder" else r.op_name, r)
 
 
-def needed_nodes(fetches, fed=()):
+def needed_nodes(fetches, fed=(), user=False):
     """All ancestors of the fetches (fetches included), in creation order.
 
     Args:
@@ -154,6 +154,7 @@ def needed_nodes(fetches, fed=()):
         fed: nodes whose value is given for the step (fed tensors): they are leaves, so what
             only they need is not needed (a placeholder reached only through one need not be
             fed).
+        user: refuse a node its graph no longer holds (``_refuse_dropped``).
     Example:
         >>> needed_nodes([loss], fed={h})     # h's upstream only if something else reads it
     """
@@ -173,7 +174,25 @@ def needed_nodes(fetches, fed=()):
             found = list(filter(seen.__contains__, nodes))
             if len(found) == len(seen):  # (none dropped from the graph since, or of another)
                 return found  # (a graph's nodes are in creation order: ``Graph.add_node``)
-    return sorted(seen, key=attrgetter("id"))
+    ordered = sorted(seen, key=attrgetter("id"))
+    if user:
+        _refuse_dropped(ordered)
+    return ordered
+
+
+def _refuse_dropped(nodes):
+    """Raise for a node its user graph no longer holds: ``while_loop`` drops the nodes of a
+    body it built once and then unrolled (the body needed build-time values), and a tensor
+    the body function kept outside the loop is one of them. Its id is reused by later nodes,
+    so ordering by ids would be wrong too. Names the last one made (nearest the fetches)."""
+    for n in reversed(nodes):
+        held = n.graph.nodes
+        if not (0 <= n.id < len(held) and held[n.id] is n):
+            raise GraphError(
+                f"'{n.node_name}' is not in the graph any more: it was made by a first build "
+                f"of a while_loop body that was dropped when the loop was unrolled", loc=n.loc,
+                hint="a tensor made inside a loop body can be used outside it only through "
+                     "the loop's outputs")
 
 
 def user_needed_nodes(fetches, fed=()):
@@ -188,14 +207,15 @@ def user_needed_nodes(fetches, fed=()):
     fed = [n for n in fed if n.inputs]
     memo = getattr(fetches[0].graph, "needed_memo", None) if fetches else None
     if memo is None:
-        return needed_nodes(fetches, fed)
+        return needed_nodes(fetches, fed, user=True)
     key = (tuple(map(id, fetches)), frozenset(map(id, fed)))
     found = memo.get(key)
     if found is None:
         if len(memo) >= 16:  # (a few fetch lists per graph)
             memo.clear()
         # (the nodes keep their ids unique while the key names them)
-        found = memo[key] = (needed_nodes(fetches, fed), tuple(fetches), tuple(fed))
+        found = memo[key] = (needed_nodes(fetches, fed, user=True), tuple(fetches),
+                             tuple(fed))
     return list(found[0])
 
 

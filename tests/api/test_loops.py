@@ -336,3 +336,25 @@ def test_map_fn_scan_bad_inputs_give_clear_errors():
     with pytest.raises(ShapeError, match=r"foldl: fn\(accumulator, element\) returns "
                        r"f32\[2,2\] where the accumulator has f32\[2\]"):
         gc.foldl(lambda a, v: a + gc.reshape(v, [2, 1]), y)
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_tensor_kept_from_a_dropped_first_build_of_the_body_is_refused(backend):
+    """A body that needs build-time values (a slice bound of the counter) is built once as a
+    loop, dropped and unrolled; a tensor the body function kept from that first build is no
+    longer in the graph (later nodes reuse its id), and using it says so, with its line."""
+    kept = []
+    x = gc.placeholder(gc.float32, [6])
+
+    def body(i, acc):
+        kept.append(gc.tanh(acc) * 2.0)
+        return i + 1, acc + gc.reduce_sum(x[i:i + 2])
+    _, acc = gc.while_loop(lambda i, acc: i < 3, body, [gc.constant(0), gc.constant(0.0)])
+    feeds = {x: np.arange(6, dtype=np.float32)}
+    first = kept[0]
+    assert first.id < len(first.graph.nodes) and first.graph.nodes[first.id] is not first
+    assert _run(acc, feeds, backend) == 0 + 1 + 1 + 2 + 2 + 3  # x[0:2] + x[1:3] + x[2:4]
+    for fetch in (first, first + acc):
+        with pytest.raises(GraphError, match="not in the graph any more") as err:
+            _run(fetch, feeds, backend)
+        assert first.node_name in str(err.value) and "kept.append" in str(err.value)
+    np.testing.assert_allclose(_run(kept[1] + acc, feeds, backend), 9.0)  # (unrolled: kept)
