@@ -205,7 +205,8 @@ def test_a_hit_and_its_key_search_the_graph_once_and_another_cut_searches_again(
         gc.compile(out, feeds=[x], backend="numpy")  # (a miss: fills the cache)
     searches = []
     search = program.needed_nodes
-    monkeypatch.setattr(program, "needed_nodes", lambda *a: searches.append(a) or search(*a))
+    monkeypatch.setattr(program, "needed_nodes",
+                        lambda *a, **k: searches.append(a) or search(*a, **k))
     with gc.Graph().as_default():
         x, h, out = build()
         step = gc.compile(out, feeds=[x], backend="numpy")
@@ -303,3 +304,39 @@ def test_nodes_alike_but_for_a_type_a_sign_or_a_layout_are_described_apart(monke
         assert [graph_key.describe(n) for n in nodes] == descs
         assert writable.key_desc is None and graph_key.describe(writable) == descs[4]
     assert len(graph_key._known) <= len(values) + 2
+
+
+def _recipe_key(recipe, backend, prefix="g"):
+    """(key, the step's input IR) of ``recipe`` built into a new graph."""
+    from graphc.testing import graphs
+    with gc.Graph().as_default():
+        fetches, feeds = graphs.build(recipe, prefix)
+        shapes = {p: v.shape for p, v in feeds.items()}
+        key = step_cache.step_key(fetches, shapes, backend, list(P.DEFAULT_PIPELINE), ())[0]
+        ir = gc.compile(fetches, feeds=list(feeds), backend="numpy", optimize=False).ir("input")
+    return key, ir
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_random_graphs_share_a_key_only_when_they_are_the_same_program(backend):
+    """Over the fuzzer's random graphs (every op family, attributes, constants, shapes) and
+    each with its last op cut out: equal keys only for equal input IR (a false hit would run
+    another program), and a graph built again keys the same."""
+    from graphc.testing import graphs
+    by_key, cached = {}, 0
+    for seed in range(60):
+        recipe = graphs.generate(seed, large=seed % 3 == 0)
+        last = max(i for i, it in enumerate(recipe.items) if isinstance(it, graphs.Op))
+        for r in (recipe, recipe.cut(last, "leaf")):
+            key, ir = _recipe_key(r, backend)
+            if key is None:  # (a random op without a seed, a host call: not cached)
+                continue
+            cached += 1
+            assert _recipe_key(r, backend)[0] == key
+            assert by_key.setdefault(key, ir) == ir, f"seed {seed}: two programs, one key"
+    assert cached >= 80 and len(by_key) >= 0.9 * cached, (cached, len(by_key))
+    if backend == "llvm":  # (its object code holds the names; a variable's name is its
+        # identity on every backend)
+        first = next(graphs.generate(s) for s in range(60)
+                     if _recipe_key(graphs.generate(s), backend)[0] is not None)
+        assert _recipe_key(first, backend, prefix="other")[0] != _recipe_key(first, backend)[0]
