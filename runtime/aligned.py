@@ -21,9 +21,12 @@ __all__ = ["aligned_empty", "aligned_copy", "aligned_copies", "aligned_zeros", "
 LINE = 64
 # Arrays of at most this many bytes share ``aligned_copies``'s buffer. A buffer of its own
 # costs an array ~3 us more than a place in a shared one (an allocation, and its address:
-# ``__array_interface__`` alone is 1 us), when copying 64 KiB takes 1.3 us; larger arrays keep
-# their own, so that a small copy kept alive keeps only small ones with it.
-SHARED_MAX = 65536
+# ``__array_interface__`` alone is 1 us); larger arrays keep their own, so that a small copy
+# kept alive keeps only small ones with it. A page: the biases and the tiny weights of deep
+# graphs share (mlp10k's 1,110 arrays of 32-256 bytes), and every weight of W1-W5 keeps the
+# buffer it had (at 64 KiB W4's 1352x10 dense weight shared one; W4 timed against its old
+# layout, alternating, on a noisy machine: 1.00-1.09x, inconclusive).
+SHARED_MAX = 4096
 
 
 def aligned_empty(nbytes, align=LINE):
