@@ -171,7 +171,8 @@ class BlasTuner:
     one ended and the ``WARM`` calls after it: after a pause the first calls run slowly on any
     thread count (W1, 2 threads, after 0.3 s of sleep: 4.7, 3.4, 2.9 ms, then 2.3), and
     timed as they were, they made the tuner choose one thread for 256 calls in a benchmark
-    that ran each step's batches after a pause (3.7 ms a step instead of 2.2).
+    that ran each step's batches after a pause (3.7 ms a step instead of 2.2). Where every
+    call comes after a pause (``STALLED`` in a row untimed), they are timed after all.
     ``GRAPHC_BLAS_TUNING=0`` keeps the policy's count.
 
     Example:
@@ -190,7 +191,11 @@ class BlasTuner:
     MARGIN = 0.9
     SLOWER = 1.3  # the last 8 calls' mean this much above the chosen count's: explore again
     IDLE = 0.02  # seconds between calls after which the next calls are not timed...
-    WARM = 2  # ...this call and this many more
+    WARM = 2  # ...this call and this many more...
+    # ...unless this many calls in a row went untimed so: then pauses are how the step runs
+    # (an input pipeline between steps, a few calls at a time), its calls are all like these,
+    # and skipping them would leave a round stalled on whichever choice it had reached
+    STALLED = 2 * EXPLORE
     # (BLAS threads, pool threads) of each choice; "all" and "pool" are the policy's count
     CHOICES = {"all": ("all", "all"), "one": (1, 1), "pool": (1, "all")}
 
@@ -210,6 +215,7 @@ class BlasTuner:
         self.recent_sum = 0.0
         self.last_end = None  # when the previous call ended (perf_counter)
         self.untimed = 0  # calls still to run untimed after a pause
+        self.skipped = 0  # calls in a row left untimed so (up to STALLED)
 
     @staticmethod
     def wanted():
@@ -246,11 +252,16 @@ class BlasTuner:
             return
         if last is not None and end - seconds - last > self.IDLE:
             self.untimed = self.WARM + 1  # after a pause: this call and WARM more
-        if self.untimed:
+        if not self.untimed:
+            self.skipped = 0
+        else:
             self.untimed -= 1
-            if self.phase >= explore:  # (exploring: the same choice is timed again)
-                self.phase = 0 if self.phase + 1 >= explore + self.exploit else self.phase + 1
-            return
+            if self.skipped < self.STALLED:  # (else timed: see STALLED)
+                self.skipped += 1
+                if self.phase >= explore:  # (exploring: the same choice is timed again)
+                    self.phase = (0 if self.phase + 1 >= explore + self.exploit
+                                  else self.phase + 1)
+                return
         if self.phase < explore:
             self.samples.setdefault(choice, []).append(seconds)
             if self.phase == explore - 1:

@@ -237,3 +237,33 @@ def test_a_confirmed_choice_is_timed_again_less_often(monkeypatch):
     loaded = (lambda n, k: 4 * step if n == "all" else 1.9 * step)
     used = fake.run(tuner, loaded, 600, start=8000)
     assert "one" in used[:10] and tuner.best == "one" and tuner.exploit <= 512
+
+
+@pytest.mark.parametrize("burst", [1, 2])
+def test_a_step_called_after_a_pause_every_time_still_chooses(monkeypatch, burst):
+    """A training loop whose input pipeline takes 50 ms between steps (``burst`` 1), or a
+    benchmark timing two calls after each pause: every call is one a pause makes untimed. Left
+    so, the tuner stalls on the choice its round had reached (here one thread, 1.8x slower)
+    for good; once a round's worth of calls in a row went untimed, they are timed, since they
+    are how the step runs."""
+    fake = _FakeBlas(monkeypatch, policy=2)
+    clock = [0.0]
+    monkeypatch.setattr(threads, "_now", lambda: clock[0])
+    tuner = threads.BlasTuner()
+    took = {"all": 1.0e-3, "one": 1.8e-3}
+
+    def call():
+        n = tuner.before()
+        clock[0] += took[n]
+        tuner.after(n, took[n])
+        return n
+    for _ in range(4):  # back to back: a round under way, "one" to time next
+        call()
+    assert tuner.before() == "one"
+    threads._restore_blas()
+    used = []
+    for _ in range(300 // burst):
+        clock[0] += 0.05
+        used += [call() for _ in range(burst)]
+    assert tuner.best == "all" and used[-100:].count("all") >= 90  # (a round: 6 on one)
+    assert fake.blas() == 2
