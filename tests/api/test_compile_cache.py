@@ -339,3 +339,30 @@ def test_shapes_known_only_when_specialized_hit_per_feed_shape(runs, backend):
             assert getattr(compiled, "cache_hit", False) == (attempt == 1)
             seen.setdefault(batch, set()).add(key)
     assert len(seen[4]) == len(seen[5]) == 1 and seen[4] != seen[5]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_random_graphs_hit_and_give_the_bits_of_the_miss(runs, backend):
+    """The fuzzer's random graphs (every op family; large GEMMs and convolutions in the
+    second batch), eight to a step as the fuzzer compiles them: built again in a new graph,
+    each batch hits its entry and computes the bits the miss computed, twice in a row (from
+    the same initial variable values)."""
+    from graphc.testing import check, graphs
+
+    def cached(recipe):  # (a random op without a seed, a host call: never cached)
+        batch = check.Batch([recipe])
+        shapes = {p: v.shape for p, v in batch.feeds.items()}
+        return step_cache.step_key(batch.fetches, shapes, backend, list(P.DEFAULT_PIPELINE),
+                                   ())[0] is not None
+    small = (graphs.generate(s) for s in range(100, 200))
+    large = (graphs.generate(s, large=True) for s in range(200, 300))
+    for recipes in ([r for r, _ in zip(filter(cached, small), range(8))],
+                    [r for r, _ in zip(filter(cached, large), range(8))]):
+        assert len(recipes) == 8
+        results = []
+        for attempt in range(2):
+            batch = check.Batch(recipes)  # (a new graph each time)
+            step = batch.step("numpy-opt" if backend == "numpy" else backend)
+            assert getattr(step[0].compiled, "cache_hit", False) == (attempt == 1)
+            results.append(batch.calls(step))
+        assert all(check.same_bits(a, b) for a, b in zip(*results))
