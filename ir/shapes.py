@@ -117,6 +117,15 @@ def num_elements(shape):
     return n
 
 
+def compatible(a, b):
+    """Whether shapes ``a`` and ``b`` (tuples with None for unknown dims; None or an
+    ``UnknownShape`` for an unknown rank) can be the same shape once the step is fed: TF1's
+    ``TensorShape.is_compatible_with``."""
+    if a is None or b is None or isinstance(a, UnknownShape) or isinstance(b, UnknownShape):
+        return True
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
 def is_static(shape):
     return shape is not None and all(d is not None for d in shape)
 
@@ -220,6 +229,12 @@ class TensorShape(tuple):
 
     def is_fully_defined(self):
         return is_static(self)
+
+    def is_compatible_with(self, other):
+        """TF1's: whether this shape and ``other`` (a TensorShape, a list or tuple of ints
+        and None) can be the same once their unknown dims are known."""
+        return compatible(self, other if other is None or isinstance(other, tuple)
+                          else tuple(other))
 
     def __getitem__(self, i):
         if isinstance(i, slice):

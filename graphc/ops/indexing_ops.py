@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import DTypeError, ShapeError
 from ..ir.graph import Node
 from ..ir.ops import apply, const_node, convert
+from ..ir.shapes import compatible
 from .array_ops import _known_dims, _static_size, constant_value, fail, static_ints
 
 
@@ -98,7 +99,7 @@ def scatter_nd(indices, updates, shape, name=None):
     flat, rows = _flat_indices(fn, indices, dims, name)
     k = indices.shape[-1]
     want = tuple(indices.shape[:-1]) + dims[k:]
-    if tuple(updates.shape) != want:
+    if not compatible(updates.shape, want):  # (a dim unknown until fed: checked then)
         fail(fn, f"updates must have shape {list(want)}, found {updates.type_str()}",
              cls=ShapeError)
     zeros = const_node(np.zeros((rows,) + dims[k:], updates.dtype.np))
@@ -108,9 +109,13 @@ def scatter_nd(indices, updates, shape, name=None):
 def _segment_sum(fn, data, ids, num, name):
     data, ids = convert(data), convert(ids)
     _need_int(fn, "segment_ids", ids)
-    if tuple(data.shape[:ids.rank]) != tuple(ids.shape):
+    if data.rank is None or ids.rank is None:
+        fail(fn, f"needs the ranks of data {data.type_str()} and segment_ids "
+                 f"{ids.type_str()}", cls=ShapeError, hint="feed placeholders of known rank")
+    if not compatible(data.shape[:ids.rank], ids.shape):  # (unknown dims: checked when fed)
         fail(fn, f"segment_ids {ids.type_str()} must be a prefix of data's shape "
                  f"{data.type_str()}", cls=ShapeError)
+    _known_dims(fn, data, builtins.range(ids.rank, data.rank))  # (the sums' shape)
     zeros = const_node(np.zeros((num,) + tuple(data.shape[ids.rank:]), data.dtype.np))
     label = f"{fn} '{ids.graph.next_name(name)}'"  # run-time errors name the op called
     return apply("scatter_add", [data, ids, zeros],

@@ -11,7 +11,7 @@ range (None as in Python) or ``("i", index)`` for an index that drops the axis.
 import numpy as np
 
 from .. import dtypes as D
-from ..shapes import RuleError, normalize_axis
+from ..shapes import RuleError, compatible, format_shape, normalize_axis
 from .registry import F, ZERO, defop, require
 
 
@@ -146,8 +146,23 @@ def _scatter_add_impl(updates, indices, like, axis=0, what="index", of=""):
     return out
 
 
+def _scatter_add_infer(nodes, axis=0, what="index", of=""):
+    """Shaped like the third input; the updates are what ``gather`` of the same indices and
+    axis would give (a dim unknown while the graph is built is checked once the step is
+    fed: scatter_nd's updates or a segment sum's data of a placeholder [None, ...])."""
+    updates, indices, like = nodes
+    if None not in (updates.shape, indices.shape, like.shape):
+        a = normalize_axis(axis, like.rank)
+        want = like.shape[:a] + indices.shape + like.shape[a + 1:]
+        require(compatible(updates.shape, want),
+                f"updates must have shape {format_shape(want)} (the {indices.type_str()} "
+                f"{'indices' if what == 'index' else what + 's'} into axis {a} of "
+                f"{format_shape(like.shape)}), found {updates.type_str()}")
+    return updates.dtype, like.shape
+
+
 SCATTER_ADD = defop(
-    "scatter_add", lambda nodes, axis=0, what="index", of="": (nodes[0].dtype, nodes[2].shape),
+    "scatter_add", _scatter_add_infer,
     lambda g, out, updates, indices, like, axis=0, what="index", of="":
     [F.gather(g, indices, axis=axis, of=of or out.describe()), None, None],
     impl=_scatter_add_impl, family="indexing", index_check=_scatter_check, shape_only=(2,),

@@ -374,3 +374,30 @@ def test_tf1_getting_started_linear_model(backend):
     np.testing.assert_allclose(got_w, [-0.9999969], rtol=1e-5)
     np.testing.assert_allclose(got_b, [0.99999082], rtol=1e-5)
     assert got_loss < 1e-9
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scatter_and_segment_sums_take_dims_known_when_fed(backend):
+    """TF1 builds scatter_nd of updates [None] and segment sums of data [None, 3]: their
+    sizes must match the indices only once fed. A feed that does not match is a ShapeError
+    naming the line, on both backends (the op's rule checks it at specialization; before
+    that rule the LLVM step ran such a feed without a word)."""
+    u = gc.placeholder(gc.float32, [None])
+    y = gc.scatter_nd([[1], [3]], u, [5])
+    d = gc.placeholder(gc.float32, [None, 3])
+    z = gc.unsorted_segment_sum(d, [0, 1, 0], 2)
+    with gc.Session(backend=backend) as sess:
+        np.testing.assert_array_equal(sess.run(y, {u: np.array([2.0, 3.0], np.float32)}),
+                                      [0, 2, 0, 3, 0])
+        np.testing.assert_array_equal(sess.run(z, {d: np.ones((3, 3), np.float32)}),
+                                      [[2, 2, 2], [1, 1, 1]])
+        for fetch, feed, want in ((y, {u: np.ones(3, np.float32)}, r"shape \[2\].*f32\[3\]"),
+                                  (z, {d: np.ones((4, 3), np.float32)},
+                                   r"shape \[3,3\].*segment ids.*f32\[4,3\]")):
+            with pytest.raises(ShapeError, match=want) as err:
+                sess.run(fetch, feed)
+            assert "test_dynamic_shapes.py" in str(err.value)
+    with pytest.raises(ShapeError, match="segment_ids i32\\[1,2\\] must be a prefix"):
+        gc.unsorted_segment_sum(gc.placeholder(gc.float32, [None, 3]), [[0, 1]], 2)
+    with pytest.raises(ShapeError, match="static sizes on axes \\[1\\]"):
+        gc.unsorted_segment_sum(gc.placeholder(gc.float32, [None, None]), [0, 1, 0], 2)

@@ -12,3 +12,12 @@ def test_shape_is_tf1_tensorshape_and_a_tuple():
     assert not h.shape.is_fully_defined()
     assert h.shape[1:].as_list() == [10]
     assert gc.zeros([3, 4]).shape.num_elements() == 12
+
+
+def test_is_compatible_with_reads_as_tf1():
+    s = gc.placeholder(gc.float32, [None, 3]).shape
+    assert s.is_compatible_with([5, 3]) and s.is_compatible_with(gc.TensorShape([None, None]))
+    assert not s.is_compatible_with([5, 4]) and not s.is_compatible_with([5, 3, 1])
+    assert gc.TensorShape(None).is_compatible_with([1, 2, 3])
+    assert gc.TensorShape([2, 3]).is_compatible_with(gc.TensorShape(None))
+    assert gc.TensorShape([]).is_compatible_with(()) and not gc.TensorShape([]).is_compatible_with([1])
