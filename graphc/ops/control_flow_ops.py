@@ -28,9 +28,10 @@ from ..errors import GraphError, ShapeError, DTypeError
 from ..ir import dtypes as D
 from ..ir import loops as Lp
 from .array_ops import scalar_arg
+from .math_ops import broadcast_to, shape
 from ..ir.graph import Node, get_default_graph
 from ..ir.ops import apply, convert
-from ..ir.shapes import TensorShape
+from ..ir.shapes import TensorShape, compatible
 from ..ir.static import StaticValues
 from ..framework.nest import (assert_same_structure, describe, flatten, flatten_up_to,
                               map_structure, pack_sequence_as)
@@ -208,11 +209,13 @@ def _select_leaf(pred, t, f, path):
                          f"{f.dtype.name} in false_fn",
                          [f"true: {t.describe()}", f"false: {f.describe()}"],
                          loc=user_location(), hint="cast one of them with gc.cast")
-    if t.shape != f.shape:
+    if not compatible(t.shape, f.shape):  # (TF1's rule: [8, 7] and [None, 7] may meet)
         raise ShapeError(f"cond: {path} has shape {t.type_str()} in true_fn but "
                          f"{f.type_str()} in false_fn",
                          [f"true: {t.describe()}", f"false: {f.describe()}"],
                          loc=user_location(), hint="both branches must give the same shape")
+    if t.shape != f.shape:  # each broadcast to the other's: equal once fed, or refused then
+        t, f = broadcast_to(t, shape(f)), broadcast_to(f, shape(t))
     return apply("where", [pred, t, f], name="select")
 
 

@@ -10,6 +10,7 @@ from ..errors import DTypeError, ShapeError
 from ..ir.graph import Node
 from ..ir.ops import apply, const_node, convert
 from ..ir.shapes import compatible
+from . import math_ops
 from .array_ops import _known_dims, _static_size, constant_value, fail, static_ints
 
 
@@ -115,8 +116,12 @@ def _segment_sum(fn, data, ids, num, name):
     if not compatible(data.shape[:ids.rank], ids.shape):  # (unknown dims: checked when fed)
         fail(fn, f"segment_ids {ids.type_str()} must be a prefix of data's shape "
                  f"{data.type_str()}", cls=ShapeError)
-    _known_dims(fn, data, builtins.range(ids.rank, data.rank))  # (the sums' shape)
-    zeros = const_node(np.zeros((num,) + tuple(data.shape[ids.rank:]), data.dtype.np))
+    rest = tuple(data.shape[ids.rank:])
+    if None in rest:  # (the sums' shape known once fed)
+        zeros = math_ops.zeros(math_ops.concat([[num], math_ops.shape(data)[ids.rank:]], 0),
+                               data.dtype)
+    else:
+        zeros = const_node(np.zeros((num,) + rest, data.dtype.np))
     label = f"{fn} '{ids.graph.next_name(name)}'"  # run-time errors name the op called
     return apply("scatter_add", [data, ids, zeros],
                  {"axis": 0, "what": "segment id", "of": label}, name=name)

@@ -1,8 +1,9 @@
 """The differential fuzzer's driver and command line.
 
     python -m graphc.testing.fuzz --n 20000 [--seed S] [--batch B] [--procs P] [--mutate NAME]
-                                  [--known-bugs] [--large]
+                                  [--known-bugs] [--large] [--unknown-dims]
     python -m graphc.testing.fuzz --replay SEED [--mutate NAME] [--known-bugs] [--large]
+                                  [--unknown-dims]
 
 Graph ``seed + j`` is ``graphs.generate(seed + j)``: a random graph of 3 to 40 ops over every
 op family, with gradients and Hessian-vector products, in float32 or float64. Graphs run in
@@ -60,7 +61,7 @@ class Report:
 
 
 def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink=True,
-        out=None, configs=CANDIDATES, known_bugs=False, large=False):
+        out=None, configs=CANDIDATES, known_bugs=False, large=False, unknown_dims=False):
     """Fuzz graphs ``seed`` .. ``seed + n - 1``.
 
     Args:
@@ -74,6 +75,7 @@ def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink
         configs: the candidate configurations.
         known_bugs: also generate the patterns known to fail (``graphs.generate``).
         large: also draw large matrices and many channels (``graphs.generate``).
+        unknown_dims: declare placeholders with an unknown first dim (``graphs.generate``).
     Returns:
         A ``Report``.
     Example:
@@ -81,7 +83,7 @@ def run(n, seed=0, batch=DEFAULT_BATCH, mutate=None, stop_first=False, do_shrink
         >>> assert not report.findings, report.findings
     """
     say = out or (lambda *a, **k: None)
-    drawn = dict(known_bugs=known_bugs, large=large)
+    drawn = dict(known_bugs=known_bugs, large=large, unknown_dims=unknown_dims)
     report = Report()
     t0 = time.perf_counter()
     for start in range(seed, seed + n, batch):
@@ -176,9 +178,9 @@ def _ir_or_error(recipe):
         return f"(no IR: {type(exc).__name__}: {exc})"
 
 
-def replay_command(seeds, mutate, known_bugs=False, large=False):
+def replay_command(seeds, mutate, known_bugs=False, large=False, unknown_dims=False):
     flag = ((f" --mutate {mutate}" if mutate else "") + (" --known-bugs" if known_bugs else "")
-            + (" --large" if large else ""))
+            + (" --large" if large else "") + (" --unknown-dims" if unknown_dims else ""))
     return " ; ".join(f"python -m graphc.testing.fuzz --replay {s}{flag}" for s in seeds)
 
 
@@ -212,12 +214,12 @@ def _worker(n, seed, batch, mutate, stop_first, do_shrink, drawn):
 
 
 def run_processes(procs, n, seed, batch, mutate, stop_first, do_shrink, known_bugs=False,
-                  large=False):
+                  large=False, unknown_dims=False):
     """``run`` split over ``procs`` processes (consecutive seed ranges); one merged Report."""
     import multiprocessing
     share = -(-n // procs)
     args = [(min(share, n - k * share), seed + k * share, batch, mutate, stop_first, do_shrink,
-             dict(known_bugs=known_bugs, large=large))
+             dict(known_bugs=known_bugs, large=large, unknown_dims=unknown_dims))
             for k in range(procs) if n - k * share > 0]
     t0 = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(len(args)) as pool:
@@ -251,10 +253,12 @@ def main(argv=None):
     ap.add_argument("--large", action="store_true",
                     help="also draw large matrices and many channels (GEMM blocking, packing "
                          "and threads; implicit-GEMM convolutions)")
+    ap.add_argument("--unknown-dims", action="store_true",
+                    help="declare placeholders with an unknown first dim (TF1's batch None)")
     ap.add_argument("--procs", type=int, default=1,
                     help="worker processes, each fuzzing a consecutive range of seeds")
     args = ap.parse_args(argv)
-    drawn = dict(known_bugs=args.known_bugs, large=args.large)
+    drawn = dict(known_bugs=args.known_bugs, large=args.large, unknown_dims=args.unknown_dims)
     if args.replay is not None:
         print(describe(generate(args.replay, **drawn)))
         report = run(1, args.replay, 1, args.mutate, do_shrink=not args.no_shrink, out=print,

@@ -54,12 +54,15 @@ class Recipe:
         items: [Leaf | Op]; value i is items[i].
         fetches: value indices the step returns.
         note: how the recipe was derived (shrinking).
+        unknown_dims: placeholders are declared with an unknown first dim (TF1's batch
+            ``None``), but those a step needs static (convolution filters); fed as drawn.
     """
     seed: int
     dtype: str
     items: list
     fetches: list
     note: str = ""
+    unknown_dims: bool = False
 
     @property
     def n_ops(self):
@@ -115,6 +118,33 @@ def leaf(rng, shape, dtype):
     return Leaf(shape, dtype, (mag * rng.choice([-1.0, 1.0], shape)).astype(dtype))
 
 
+# Ops whose input at this position needs static dims (a filter; a cell's input depth): the
+# leaves it is computed from stay declared as drawn.
+STATIC_INPUTS = {"conv2d": 1, "depthwise": 1, "rnn": 0, "loop": 0}
+
+
+def declared_shape(recipe, i):
+    """The shape leaf ``i`` of ``recipe`` is declared with (``Recipe.unknown_dims``)."""
+    shape = list(recipe.items[i].shape)
+    if not (recipe.unknown_dims and shape) or i in _static_leaves(recipe):
+        return shape
+    return [None] + shape[1:]
+
+
+def _static_leaves(recipe):
+    """Indices of the values ``STATIC_INPUTS`` are computed from."""
+    stack = [it.inputs[STATIC_INPUTS[it.kind]] for it in recipe.items
+             if isinstance(it, Op) and it.kind in STATIC_INPUTS]
+    seen = set()
+    while stack:
+        k = stack.pop()
+        if k not in seen:
+            seen.add(k)
+            if isinstance(recipe.items[k], Op):
+                stack.extend(recipe.items[k].inputs)
+    return seen
+
+
 def build(recipe, prefix="g"):
     """Build ``recipe`` into the default graph.
 
@@ -131,7 +161,8 @@ def build(recipe, prefix="g"):
         if i not in live:
             continue
         if isinstance(it, Leaf):
-            p = gc.placeholder(gc.as_dtype(it.dtype), list(it.shape), name=f"{prefix}_p{i}")
+            p = gc.placeholder(gc.as_dtype(it.dtype), declared_shape(recipe, i),
+                               name=f"{prefix}_p{i}")
             tensors[i] = p
             feeds[p] = it.value
         else:
@@ -206,7 +237,7 @@ class Generator:
         return sum(1 for it in self.items if isinstance(it, Op))
 
 
-def generate(seed, n_ops=None, known_bugs=False, large=False):
+def generate(seed, n_ops=None, known_bugs=False, large=False, unknown_dims=False):
     """The recipe of ``seed``: ``n_ops`` ops (default: 3 to 40, drawn) and its fetches.
 
     Small graphs are likelier (n = 3 + 37 u^2, u uniform: median 12, one in seven above 30):
@@ -214,6 +245,8 @@ def generate(seed, n_ops=None, known_bugs=False, large=False):
     the patterns left out because they fail today (``nn_families.KNOWN_BAD_ASSIGNS``);
     ``large`` also draws large matrix dims and channel counts (``families.LARGE_GEMM_DIMS``,
     ``nn_families.LARGE_CHANNELS``), and products and convolutions twice as often.
+    ``unknown_dims`` draws the same graph, built with placeholders of an unknown first dim
+    (``Recipe.unknown_dims``).
 
     Fetches are every op value nothing reads (so every op is live) and up to two more
     intermediates (fetched values cannot be fused away or overwritten in place).
@@ -236,7 +269,7 @@ def generate(seed, n_ops=None, known_bugs=False, large=False):
         if inner:
             fetches.append(inner[int(g.rng.integers(len(inner)))])
     fetches = sorted(set(fetches)) or [len(g.items) - 1]
-    return Recipe(seed, g.dtype, g.items, fetches)
+    return Recipe(seed, g.dtype, g.items, fetches, unknown_dims=unknown_dims)
 
 
 def describe(recipe):
@@ -248,7 +281,9 @@ def describe(recipe):
         if i not in live:
             continue
         if isinstance(it, Leaf):
-            lines.append(f"v{i} = placeholder({it.dtype}, {list(it.shape)})")
+            shape = declared_shape(recipe, i)
+            fed = f"  # fed {list(it.shape)}" if shape != list(it.shape) else ""
+            lines.append(f"v{i} = placeholder({it.dtype}, {shape}){fed}")
         else:
             args = ", ".join(f"v{k}" for k in it.inputs)
             attrs = kinds.describe_params(it.params)

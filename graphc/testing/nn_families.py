@@ -168,7 +168,7 @@ def draw_cond(g):
 def build_where(xs, p, name):
     m, a, b = xs
     if tuple(m.shape) != tuple(a.shape):
-        m = gc.broadcast_to(m, list(a.shape))
+        m = gc.broadcast_to(m, list(a.shape) if a.shape.is_fully_defined() else gc.shape(a))
     return gc.where(m, a, b)
 
 
@@ -228,7 +228,8 @@ def build_rnn(xs, p, name):
     if len(xs) > 1:
         state = gc.nn.rnn_cell.LSTMStateTuple(xs[2], xs[1]) if p["lstm"] else xs[1]
     else:
-        state = cell.zero_state(int(x.shape[0]), dt)
+        batch = x.shape[0]
+        state = cell.zero_state(gc.shape(x)[0] if batch is None else int(batch), dt)
     out = None
     for t in range(p["steps"]):
         out, state = cell(x if t == 0 else gc.tanh(x) * 0.5, state)

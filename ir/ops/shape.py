@@ -149,7 +149,9 @@ def _broadcast_to_infer(nodes, shape):
         raise RuleError(f"cannot broadcast {x.type_str()} to {format_shape(shape)}",
                         e.details, e.hint) from None
     out = tuple(None if s is None else o for o, s in zip(out, shape))
-    if not (len(out) == len(shape) and all(s is None or o == s for o, s in zip(out, shape))):
+    # (an input dim unknown against a target's 1, as TF1: checked once fed)
+    if not (len(out) == len(shape)
+            and all(s is None or o == s or o is None for o, s in zip(out, shape))):
         require(False, f"cannot broadcast {x.type_str()} to {format_shape(shape)}")
     return x.dtype, shape
 

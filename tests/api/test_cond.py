@@ -188,3 +188,30 @@ def test_bad_preds_are_refused():
         gc.cond(x[0] > 0.0, x, x)
     with pytest.raises(GraphError, match=r"exclusive=True but more than one"):
         gc.case([(True, lambda: x), (True, lambda: x)], exclusive=True)
+
+
+@pytest.mark.parametrize("backend,optimize", BACKENDS)
+def test_branches_whose_shapes_are_known_in_one_and_fed_in_the_other(backend, optimize):
+    """TF1 merges branch shapes [8, 7] and [None, 7]; graphc computes both branches, so the
+    fed one must turn out [8, 7] exactly: a [9, 7] or a [1, 7] (which ``where`` alone would
+    broadcast) is a ShapeError naming the line, once fed. Gradients reach both sides."""
+    a = gc.placeholder(gc.float32, [8, 7])
+    b = gc.placeholder(gc.float32, [None, 7])
+    p = gc.placeholder(gc.bool, [])
+    y = gc.cond(p, lambda: a * 2.0, lambda: gc.tanh(b))
+    ga, gb = gc.gradients(gc.reduce_sum(y * y), [a, b])
+    av = np.linspace(-1, 1, 56, dtype=np.float32).reshape(8, 7)
+    bv = av[::-1].copy()
+    for pv in (True, False):
+        got, dga, dgb = _run([y, ga, gb], {a: av, b: bv, p: pv}, backend, optimize)
+        want = av * 2.0 if pv else np.tanh(bv)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(dga, 8.0 * av if pv else 0.0, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(dgb, 0.0 if pv else 2 * want * (1 - want ** 2),
+                                   rtol=1e-5, atol=1e-6)
+    for wrong in (np.ones((9, 7), np.float32), np.ones((1, 7), np.float32)):
+        with pytest.raises(ShapeError, match="cannot broadcast") as err:
+            _run(y, {a: av, b: wrong, p: True}, backend, optimize)
+        assert "test_cond.py" in str(err.value)
+    with pytest.raises(ShapeError, match="in true_fn but"):
+        gc.cond(p, lambda: a, lambda: gc.placeholder(gc.float32, [None, 6]))

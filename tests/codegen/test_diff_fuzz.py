@@ -5,6 +5,7 @@ a seed always gives the same graph.
 The numbers of graphs are budgets, not timings: the clean run is ``CI_GRAPHS`` graphs in
 batches, each mutation run stops at its first failing graph.
 """
+import dataclasses
 import importlib
 
 import numpy as np
@@ -154,3 +155,21 @@ def test_bits_that_change_with_the_pool_threads_are_a_finding(monkeypatch):
     fails = check.Batch([recipe], configs=("llvm",)).run()
     assert fails and all(f.what == "repeat" for f in fails)
     assert all("one pool thread" in f.detail for f in fails)
+
+
+def test_unknown_dims_graphs_declare_a_none_batch_and_run_clean(monkeypatch):
+    """``--unknown-dims``: the same graphs, their placeholders declared with an unknown first
+    dim (TF1's batch None) but those a filter or a cell's input is computed from; 8 of them
+    pass every candidate, and a replay carries the flag."""
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    declared = []
+    for seed in range(20):
+        plain, unknown = graphs.generate(seed), graphs.generate(seed, unknown_dims=True)
+        assert graphs.describe(plain) == graphs.describe(  # (the same draws)
+            dataclasses.replace(unknown, unknown_dims=False))
+        declared += [graphs.declared_shape(unknown, i)[0] for i in unknown.live()
+                     if isinstance(unknown.items[i], graphs.Leaf) and unknown.items[i].shape]
+    assert declared.count(None) > 0.7 * len(declared)
+    report = fuzz.run(8, seed=0, do_shrink=False, unknown_dims=True)
+    assert report.graphs == 8 and not report.findings
+    assert fuzz.replay_command([3], None, unknown_dims=True).endswith("--unknown-dims")
