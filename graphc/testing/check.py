@@ -7,7 +7,9 @@ goes to BLAS; see ``llvm_tooling``). Each step is called twice on the same feeds
 return the same bits both times (a kernel reading a buffer nobody wrote shows up as a
 difference between calls); a native step's second run has graphc's thread pool on one thread
 (``one_pool_thread``: its split kernels' chunks are fixed at compile time, so the bits must
-not depend on the threads). A graph that assigns variables is run from its initial variable
+not depend on the threads), and a native step is also called from two Python threads at once
+(``concurrent_calls``): each call must give the first call's bits in the fetches of the graphs
+without updates. A graph that assigns variables is run from its initial variable
 values twice over: both calls must match the reference's, and the two runs each other.
 
 Tolerance, per fetched tensor f of a graph with ``n`` ops and dtype epsilon ``eps``:
@@ -182,6 +184,29 @@ def one_pool_thread():
             parallel.set_threads(before)
 
 
+def concurrent_calls(step, feeds, threads=2):
+    """The outputs of ``threads`` calls of ``step`` on ``feeds`` started at once from as many
+    Python threads (a compiled step may be called from several; each call has its own
+    buffers, and the thread pool gives each caller all its chunks)."""
+    results, errors = [None] * threads, []
+    start = threading.Barrier(threads)
+
+    def work(k):
+        try:
+            start.wait()
+            results[k] = call(step, feeds)
+        except Exception as exc:  # noqa: BLE001  (reported by the caller)
+            errors.append(exc)
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
 def call(step, feeds):
     out = step({p: np.array(v) for p, v in feeds.items()})
     return [np.array(x) for x in out]
@@ -324,6 +349,8 @@ class Batch:
             return [Failure(None, config, "crash", detail=f"{type(exc).__name__}: "
                             f"{str(exc).splitlines()[0] if str(exc) else ''}")]
         fails, n = self._repeats(config, out, again, native), len(self.fetches)
+        if native and not all(r.stateful for r in self.recipes):
+            fails += self._concurrent(config, cand, out[:n])
         for j, (r, a) in enumerate(zip(ref, out)):
             k = self.owner[j % n]
             if k in self.skipped:
@@ -332,6 +359,25 @@ class Batch:
             if err > tol:
                 fails.append(Failure(k, config, "mismatch", j % n, err, tol,
                                      f"(call {j // n + 1})"))
+        return fails
+
+    def _concurrent(self, config, step, first):
+        """Two calls of the step made at once from two threads must each give the bits of
+        the first call made alone, in the fetches of the graphs without updates (those with
+        updates race on their variables; their fetches are not compared)."""
+        try:
+            runs = concurrent_calls(step[0], self.feeds)
+        except Exception as exc:  # noqa: BLE001  (a crash is a finding, named by config)
+            return [Failure(None, config, "crash", detail=f"two threads at once: "
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:150]}")]
+        fails = []
+        for out in runs:
+            for j, (a, b) in enumerate(zip(first, out)):
+                k = self.owner[j]
+                if k not in self.skipped and not self.recipes[k].stateful \
+                        and not same_bits(a, b):
+                    fails.append(Failure(k, config, "repeat", j, detail=(
+                        f"(calls differ by {max_diff(a, b):.3g}; two threads at once)")))
         return fails
 
     def tolerance(self, i, ref, sens):

@@ -173,3 +173,29 @@ def test_unknown_dims_graphs_declare_a_none_batch_and_run_clean(monkeypatch):
     report = fuzz.run(8, seed=0, do_shrink=False, unknown_dims=True)
     assert report.graphs == 8 and not report.findings
     assert fuzz.replay_command([3], None, unknown_dims=True).endswith("--unknown-dims")
+
+
+def test_calls_that_disturb_each_other_from_two_threads_are_a_finding(monkeypatch):
+    """A native step is also called from two threads at once: a call whose outputs change
+    while another call runs (a buffer shared between calls) is reported."""
+    import threading
+    import time
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    recipe = next(r for r in map(graphs.generate, range(50)) if not r.stateful)
+    assert not check.Batch([recipe], configs=("llvm",)).run()
+    plain, active, lock = check.call, [0], threading.Lock()
+
+    def shared_buffer(step, feeds):
+        with lock:
+            active[0] += 1
+        time.sleep(0.05)  # (the other call starts meanwhile)
+        out = plain(step, feeds)
+        with lock:
+            both = active[0] > 1
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return [np.nextafter(x, np.inf) if both and x.dtype.kind == "f" else x for x in out]
+    monkeypatch.setattr(check, "call", shared_buffer)
+    fails = check.Batch([recipe], configs=("llvm",)).run()
+    assert fails and all("two threads at once" in f.detail for f in fails)
