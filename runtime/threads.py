@@ -188,6 +188,13 @@ class BlasTuner:
     # each round: W4, 0.145 ms at 2 threads, ran 3.4-5% slower tuned than untuned with a
     # round every 256 calls); a changed choice, or a slowdown, brings it back to EXPLOIT.
     QUIET_SECONDS = 0.5
+    # A change to one thread starts at this many calls to the next round (then doubles, as
+    # above): one thread is the choice a passing disturbance makes (another library's
+    # threads still spinning while a round times the policy's count), and a steady step
+    # gives no sign that it has passed. W1's model in bench_scaling.py's grid at 2 threads:
+    # a round timed beside torch's threads chose one thread for 256 calls, four of the
+    # grid's seven rounds, 1.43 ms a step against 0.73-0.83.
+    EXPLOIT_ONE = 32
     MARGIN = 0.9
     SLOWER = 1.3  # the last 8 calls' mean this much above the chosen count's: explore again
     IDLE = 0.02  # seconds between calls after which the next calls are not timed...
@@ -274,7 +281,7 @@ class BlasTuner:
                     most = max(self.EXPLOIT, int(self.QUIET_SECONDS / max(mean[best], 1e-9)))
                     self.exploit = min(2 * self.exploit, most)
                 else:
-                    self.exploit = self.EXPLOIT
+                    self.exploit = self.EXPLOIT_ONE if best == "one" else self.EXPLOIT
                 self.best = best
                 self.expected, self.samples = mean[self.best], {}
                 self.recent.clear()
