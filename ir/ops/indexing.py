@@ -103,8 +103,14 @@ def _gather_infer(nodes, axis=0, of=""):
     params, indices = nodes
     require(indices.dtype.is_integer,
             f"indices must be integers, found {indices.dtype.name}", kind="dtype")
-    a = normalize_axis(axis, params.rank)
-    return params.dtype, params.shape[:a] + indices.shape + params.shape[a + 1:]
+    return params.dtype, _gathered(params.shape, indices.shape, axis)
+
+
+def _gathered(shape, indices, axis):
+    """The shape of ``gather`` from ``shape`` at ``indices`` along ``axis``: also
+    the shape of the updates ``scatter_add``, its adjoint, sums back into ``shape``."""
+    a = normalize_axis(axis, len(shape))
+    return shape[:a] + indices + shape[a + 1:]
 
 
 def _gather_impl(params, indices, axis=0, of=""):
@@ -152,11 +158,11 @@ def _scatter_add_infer(nodes, axis=0, what="index", of=""):
     fed: scatter_nd's updates or a segment sum's data of a placeholder [None, ...])."""
     updates, indices, like = nodes
     if None not in (updates.shape, indices.shape, like.shape):
-        a = normalize_axis(axis, like.rank)
-        want = like.shape[:a] + indices.shape + like.shape[a + 1:]
+        want = _gathered(like.shape, indices.shape, axis)
         require(compatible(updates.shape, want),
                 f"updates must have shape {format_shape(want)} (the {indices.type_str()} "
-                f"{'indices' if what == 'index' else what + 's'} into axis {a} of "
+                f"{'indices' if what == 'index' else what + 's'} into axis "
+                f"{normalize_axis(axis, like.rank)} of "
                 f"{format_shape(like.shape)}), found {updates.type_str()}")
     return updates.dtype, like.shape
 
