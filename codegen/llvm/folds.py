@@ -6,6 +6,9 @@ and in ``folds.txt`` of a dump directory, naming the fold, the nodes and the use
 
     conv_epilogue    conv2d + the fused bias/activation right after it: one kernel applies
                      the epilogue to each output row in registers
+    conv_pool        conv2d (+ its folded epilogue) + max_pool right after it: one kernel pools
+                     each band of output rows from a stack buffer; the convolution's full-size
+                     output is never stored (the backward pool ops read the saved argmax)
     relu_mask        max_pool_grad + ``where(x > 0, ., 0)`` right after it (a pooled ReLU's
                      gradient): only windows whose maximum is > 0 route their gradient
     bias_gradient    ``reduce_sum(dy, [0, 1, 2])`` right before conv2d_backprop_filter: one
@@ -26,8 +29,9 @@ import numpy as np
 
 from ...ir.shapes import normalize_axes
 from .kernels.conv import _vectorizable, const_scalar
+from .kernels import pool
 from .kernels.vector_body import _VECTOR_OPS
-from .kernels.windows import VECTOR_CHANNELS, _geometry, _tiled
+from .kernels.windows import VECTOR_CHANNELS, _geometry, _tiled, _unpadded
 from .loops import broadcast_strides
 
 
@@ -144,6 +148,49 @@ def conv_epilogue(L, n):
                                list(others.values())):
         return None
     return (f, body, conv_arg, others), [f]
+
+
+# The largest stack buffer (bytes) a pooling convolution keeps a band of output rows in.
+BAND_BYTES = 1 << 16
+
+
+@fold("conv_pool", "max_pool")
+def conv_pool(L, m):
+    """The direct vector convolution whose output (after its folded epilogue, if any) max_pool
+    ``m`` reads, scheduled right before ``m``, when the windows do not overlap (stride =
+    window) and lie inside the output: the convolution's kernel computes each band of
+    ``kh`` output rows into a stack buffer and pools it there (``conv_vector_function``'s
+    ``pool``). Only when nothing reads that output at run time but ``m``: it is not fetched,
+    and its other readers are the backward pool ops of the same windows, which route from
+    the argmax ``m`` saves, and the ``where`` of a pooled ReLU's gradient that ``relu_mask``
+    folds into them. Claims (conv node, pooled geometry); ``L.pooled_conv[conv]`` is ``m``."""
+    v, nodes = m.inputs[0], L.p.nodes
+    i = next(k for k, u in enumerate(nodes) if u is m)
+    if i == 0 or nodes[i - 1] is not v or not v.dtype.is_floating:
+        return None
+    conv = v if v.op_name == "conv2d" and v not in L.folded else None
+    if conv is None and i >= 2:
+        claim = L.fold(nodes[i - 2], "conv_epilogue")
+        conv = nodes[i - 2] if claim is not None and claim[0] is v else None
+    if conv is None:
+        return None
+    x, w = conv.inputs
+    cg, pg = _geometry(conv, x, w.shape), _geometry(m, v)
+    if not (_vectorizable(cg, w.shape[3]) and pg.kh == pg.sh and pg.kw == pg.sw
+            and _unpadded(pg) and pg.kh * pg.kw <= pool.TOGETHER_MAX_TAPS and pool.SAVE
+            and pg.kh * cg.ow * w.shape[3] * v.dtype.itemsize <= BAND_BYTES):
+        return None
+    if any(f is v for f in L.p.fetches if f is not None):
+        return None
+    readers = [u for u in L.p.users().get(v, []) if u is not m]
+    routed = [u for u in readers if u.op_name in pool.READERS and u.inputs[0] is v
+              and u.inputs[1] is not v and pool._key(v, _geometry(u, v)) == pool._key(v, pg)]
+    masks = {id(hit[0]) for hit in map(lambda u: relu_mask(L, u), routed) if hit is not None}
+    if any(u not in routed and id(u) not in masks for u in readers) or \
+            any(sum(a is v for a in u.inputs) != 1 for u in readers if id(u) in masks):
+        return None
+    vars(L).setdefault("pooled_conv", {})[conv] = m
+    return (conv, pg), [conv] + ([v] if v is not conv else [])
 
 
 @fold("relu_mask", "max_pool_grad")

@@ -17,6 +17,8 @@ from ..ir import Function, float_literal, val_type
 from .elementwise import combine, fill, scalar_const
 from ..registry import lowers
 from ..loops import carried_nest, params
+from . import pool
+from .pool import scan_row
 from .windows import VECTOR_CHANNELS, _geometry, _over_taps, _over_windows, _splat
 from .vector_body import render_vector
 
@@ -207,7 +209,8 @@ def _row_blocks(fn, ow, most, carried, body):
     return values
 
 
-def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=False):
+def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=False,
+                         pool=None):
     """Direct convolution with output channels as one vector: "forward" (%p0=y, %p1=x,
     %p2=w) keeps each position's output row in a register over the taps, with the filter
     rows loaded once; "filter" (%p0=dw, %p1=x, %p2=dy) keeps every (tap, channel) row of the
@@ -215,7 +218,12 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
     ``epilogue`` (forward only): (body, conv arg, {arg: parameter or literal}) applied to
     each output row in registers before it is stored (a bias and activation folded in).
     ``bias`` (filter only): also sum dy over all positions into %p3 (the bias gradient, one
-    more register, read from the rows the filter gradient loads anyway)."""
+    more register, read from the rows the filter gradient loads anyway).
+    ``pool`` (forward only): (pooling geometry, (channels, code type, flag), codes parameter
+    or None): %p0 is max pooling's output instead (``folds.conv_pool``): each band of
+    ``kh`` output rows goes to a stack buffer, is pooled from there (``pool.scan_row``, the
+    argmax codes saved as the saving max-pool does) and is never stored; rows past the last
+    window are not computed."""
     fn = Function("kernel", params(len(noalias), noalias))
     t = val_type(dtype)
     vt = f"<{cout} x {t}>"
@@ -234,9 +242,10 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
             rows = {a: (fn.load(vt, src) if src.startswith("%") else src)
                     for a, src in sources.items()}
 
-        def positions(n, p, q0, width):
+        def positions(n, p, q0, width, target):
             """Output positions (n, p, q0 + u), u < ``width``: one chain of fused
-            multiply-adds each, interleaved (one chain alone waits on each FMA's latency)."""
+            multiply-adds each, interleaved (one chain alone waits on each FMA's latency).
+            Each row stored at ``target(q)`` (None: y's)."""
             accs = ["zeroinitializer"] * width
 
             def use(xv, k, u):
@@ -250,23 +259,43 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
                         use(_splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c),
                                    cout), k, u)
             for u, acc in enumerate(accs):
-                pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), fn.add(q0, u))
+                if target is None:
+                    pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), fn.add(q0, u))
+                    ptr = fn.gep(t, "%p0", fn.mul(pos, cout))
+                else:
+                    ptr = target(fn.add(q0, u))
                 if epilogue is not None:
                     acc = render_vector(fn, body, {**rows, conv_arg: acc}, vt)
-                fn.store(vt, acc, fn.gep(t, "%p0", fn.mul(pos, cout)))
-        blocked = _row_blocked(g)
-        together = _forward_positions(cout, dtype, blocked)
-        with fn.loop(g.n, split=_macs(g, cout)) as ln, fn.loop(g.oh) as lp:
+                fn.store(vt, acc, ptr)
+
+        def conv_row(n, p, target=None):
             if blocked:
                 _row_blocks(fn, g.ow, together, [],
-                            lambda q0, width, _: positions(ln.i, lp.i, q0, width) or [])
-            else:
-                blocks, rest = divmod(g.ow, together)
-                if blocks:
-                    with fn.loop(blocks, "q") as lq:
-                        positions(ln.i, lp.i, fn.mul(lq.i, together), together)
-                if rest:
-                    positions(ln.i, lp.i, str(blocks * together), rest)
+                            lambda q0, width, _: positions(n, p, q0, width, target) or [])
+                return
+            blocks, rest = divmod(g.ow, together)
+            if blocks:
+                with fn.loop(blocks, "q") as lq:
+                    positions(n, p, fn.mul(lq.i, together), together, target)
+            if rest:
+                positions(n, p, str(blocks * together), rest, target)
+        blocked = _row_blocked(g)
+        together = _forward_positions(cout, dtype, blocked)
+        if pool is None:
+            with fn.loop(g.n, split=_macs(g, cout)) as ln, fn.loop(g.oh) as lp:
+                conv_row(ln.i, lp.i)
+        else:
+            pg, code, codes = pool
+            band = fn(f"alloca {t}, i64 {pg.kh * g.ow * cout}, align 64", "band")
+
+            def in_band(i, q):
+                return fn.gep(t, band, fn.mul(fn.add(q, i * g.ow), cout))
+            with fn.loop(g.n, split=_macs(g, cout)) as ln, fn.loop(pg.oh) as lp:
+                for i in range(pg.kh):
+                    conv_row(ln.i, fn.add(fn.mul(lp.i, pg.kh), i),
+                             lambda q, i=i: in_band(i, q))
+                scan_row(fn, dtype, pg, code, ("%p0", codes), (ln.i, lp.i),
+                         lambda i, j, q: in_band(i, fn.add(fn.mul(q, pg.kw), j)))
     else:
         # each chunk of images sums into its own copy of dw (and db): ``parallel``
         fn.partials = {0: len(taps) * cout * dtype.itemsize}
@@ -369,8 +398,28 @@ def lower_conv(L, n):
                 bufs.append(L.buf(v))
         L.skip.add(f)
         epilogue = (body, conv_arg, sources)
-    fn = conv_vector_function("forward", n.dtype, g, cout, L.noalias(bufs), epilogue)
+    m = vars(L).get("pooled_conv", {}).get(n)  # (folds.conv_pool)
+    fn = conv_vector_function("forward", n.dtype, g, cout, L.noalias(bufs), epilogue) \
+        if m is None else _pooling_conv(L, n, m, bufs, (g, cout, epilogue))
     L.call(fn, bufs, n)
+
+
+def _pooling_conv(L, n, m, bufs, conv):
+    """The forward kernel of conv2d ``n`` that computes max_pool ``m`` of its output instead
+    (``folds.conv_pool``): ``bufs`` gets m's output first and, when a backward pool op reads
+    them, the argmax codes last."""
+    g, cout, epilogue = conv
+    pg = _geometry(m, m.inputs[0])
+    bufs[0] = L.out(m)
+    L.skip.add(m)
+    codes, saved = None, None
+    if pool._read_later(L, m, pg):
+        saved = pool.new_saved(L, m, pg)
+        bufs.append(saved.buf)
+        codes = f"%p{len(bufs) - 1}"
+    code = (pg.c, saved.index, saved.flag) if saved is not None else (pg.c, "i8", 0)
+    return conv_vector_function("forward", n.dtype, g, cout, L.noalias(bufs), epilogue,
+                                pool=(pg, code, codes))
 
 
 def const_scalar(v):

@@ -81,15 +81,22 @@ def lower_saving_pool(L, n, g):
     key = _key(x, g)
     if not SAVE or key in _registry(L) or not _read_later(L, n, g):
         return False
+    saved = new_saved(L, n, g)
+    bufs = [L.out(n), L.buf(x), saved.buf]
+    build = save_vector if g.c <= VECTOR_CHANNELS else save_scalar
+    L.call(build(n.dtype, g, saved.index, saved.flag, L.noalias(bufs)), bufs, n)
+    return True
+
+
+def new_saved(L, n, g):
+    """A private buffer for max_pool ``n``'s codes (geometry ``g``), registered for the
+    backward pool ops of its input to find."""
     taps = g.kh * g.kw
     index, bit, item = ("i8", 7, 1) if taps <= FLAG_U8 else ("i32", 30, 4)
     flag = -(1 << bit) if index == "i8" else 1 << bit  # i8 literals are signed
     saved = SavedArgmax(L.arena(g.n * g.oh * g.ow * g.c * item), index, flag, (1 << bit) - 1)
-    _registry(L)[key] = saved
-    bufs = [L.out(n), L.buf(x), saved.buf]
-    build = save_vector if g.c <= VECTOR_CHANNELS else save_scalar
-    L.call(build(n.dtype, g, index, flag, L.noalias(bufs)), bufs, n)
-    return True
+    _registry(L)[_key(n.inputs[0], g)] = saved
+    return saved
 
 
 def saved_argmax(L, n, g):
@@ -103,43 +110,40 @@ def save_vector(dtype, g, index, flag, noalias):
     never reach the padding are scanned ``WINDOWS_TOGETHER`` neighbours at a time, tap by tap
     (``scan_together``): their chains of compare-selects interleave."""
     fn = Function("kernel", params(3, noalias))
-    vt, kt = f"<{g.c} x {val_type(dtype)}>", f"<{g.c} x {index}>"
-
-    def store(pos, maximum, where, lanes=index):
-        """(taps ``where`` as ``lanes`` integers, narrowed to ``index`` once here)"""
-        base, wt = fn.mul(pos, g.c), f"<{g.c} x {lanes}>"
-        fn.store(vt, maximum, fn.gep(val_type(dtype), "%p0", base))
-        positive = fn(f"fcmp ogt {vt} {maximum}, zeroinitializer")
-        wide = flag & ((1 << int(index[1:])) - 1)  # (the i8 literal -128 as 128 in i32)
-        bit = _splat(fn, wt, lanes, flag if lanes == index else wide, g.c)
-        bit = fn(f"select <{g.c} x i1> {positive}, {wt} {bit}, {wt} zeroinitializer")
-        code = fn(f"or {wt} {where}, {bit}")
-        if lanes != index:
-            code = fn(f"trunc {wt} {code} to {kt}")
-        fn.store(kt, code, fn.gep(index, "%p2", base))
+    code, ptrs = (g.c, index, flag), ("%p0", "%p2")
 
     def window(n, p, q, pos):
-        store(pos, *scan_vector(fn, dtype, g, (n, p, q), index))
+        store_window(fn, dtype, code, ptrs, pos, scan_vector(fn, dtype, g, (n, p, q), index),
+                     index)
     if not (_unpadded(g) and g.kh * g.kw <= TOGETHER_MAX_TAPS):
         _over_windows(fn, g, window)
     else:
-        def block(n, p, q0, count):
-            first = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q0)
-            qs = [fn.add(q0, u) for u in range(count)]
-            lanes = f"i{dtype.itemsize * 8}"  # tap lanes as wide as the values: no packing
-            for u, (maximum, where) in enumerate(scan_together(fn, dtype, g, n, p, qs, lanes)):
-                store(fn.add(first, u), maximum, where, lanes)
-        together = min(WINDOWS_TOGETHER, g.ow)
-        blocks, rest = divmod(g.ow, together)
         work = g.n * g.oh * g.ow * g.kh * g.kw * g.c
         with fn.loop(g.n, split=work) as ln, fn.loop(g.oh) as lp:
-            if blocks:
-                with fn.loop(blocks, "q") as lq:
-                    block(ln.i, lp.i, fn.mul(lq.i, together), together)
-            if rest:
-                block(ln.i, lp.i, str(blocks * together), rest)
+            scan_row(fn, dtype, g, code, ptrs, (ln.i, lp.i))
     fn.ret()
     return fn
+
+
+def store_window(fn, dtype, code, ptrs, pos, found, lanes):
+    """Store window ``pos``'s maximum (a vector of c channels) to pooled[pos] and, when
+    ``ptrs`` has a codes pointer, its taps ``where`` (``lanes`` integers, narrowed to ``index``
+    here) with the "maximum > 0" bit ``flag`` to codes[pos]. ``code`` = (c, index, flag),
+    ``ptrs`` = (pooled, codes or None), ``found`` = (maximum, where)."""
+    (c, index, flag), (pooled, codes), (maximum, where) = code, ptrs, found
+    vt, kt = f"<{c} x {val_type(dtype)}>", f"<{c} x {index}>"
+    base, wt = fn.mul(pos, c), f"<{c} x {lanes}>"
+    fn.store(vt, maximum, fn.gep(val_type(dtype), pooled, base))
+    if codes is None:
+        return
+    positive = fn(f"fcmp ogt {vt} {maximum}, zeroinitializer")
+    wide = flag & ((1 << int(index[1:])) - 1)  # (the i8 literal -128 as 128 in i32)
+    bit = _splat(fn, wt, lanes, flag if lanes == index else wide, c)
+    bit = fn(f"select <{c} x i1> {positive}, {wt} {bit}, {wt} zeroinitializer")
+    where = fn(f"or {wt} {where}, {bit}")
+    if lanes != index:
+        where = fn(f"trunc {wt} {where} to {kt}")
+    fn.store(kt, where, fn.gep(index, codes, base))
 
 
 # Neighbouring windows the saving max-pool scans together, and the largest window it does so
@@ -150,20 +154,47 @@ WINDOWS_TOGETHER = 4
 TOGETHER_MAX_TAPS = 16
 
 
-def scan_together(fn, dtype, g, n, p, qs, index):
+def scan_row(fn, dtype, g, code, ptrs, at, address=None):
+    """Row p of image n's windows (``at`` = (n, p); they lie inside x), ``WINDOWS_TOGETHER``
+    neighbours at a time (``scan_together``, ``address`` passed on): each one's maximum and
+    tap stored by ``store_window`` (``code``, ``ptrs`` as there)."""
+    n, p = at
+    lanes = f"i{dtype.itemsize * 8}"  # tap lanes as wide as the values: no packing
+
+    def block(q0, count):
+        first = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q0)
+        qs = [fn.add(q0, u) for u in range(count)]
+        for u, found in enumerate(scan_together(fn, dtype, g, n, p, qs, lanes, address)):
+            store_window(fn, dtype, code, ptrs, fn.add(first, u), found, lanes)
+    together = min(WINDOWS_TOGETHER, g.ow)
+    blocks, rest = divmod(g.ow, together)
+    if blocks:
+        with fn.loop(blocks, "q") as lq:
+            block(fn.mul(lq.i, together), together)
+    if rest:
+        block(str(blocks * together), rest)
+
+
+def scan_together(fn, dtype, g, n, p, qs, index, address=None):
     """[(maximum, tap of the first maximum)] of windows (n, p, q) for q in ``qs``, which lie
-    inside x (%p1): ``scan_vector``'s comparisons, tap by tap across the windows."""
+    inside x (%p1): ``scan_vector``'s comparisons, tap by tap across the windows.
+    ``address(i, j, q)``: where tap (i, j) of window q is read instead (n and p unused)."""
     s, c = val_type(dtype), g.c
     vt, kt, mt = f"<{c} x {s}>", f"<{c} x {index}>", f"<{c} x i1>"
     best = [f"splat ({s} {float_literal(-np.inf, dtype)})"] * len(qs)
     where = ["zeroinitializer"] * len(qs)
+    if address is None:
+        def address(i, j, q):
+            row = fn.mul(fn.add(fn.mul(n, g.h), fn.add(fn.mul(p, g.sh), i)), g.w)
+            return fn.gep(s, "%p1", fn.mul(fn.add(row, fn.add(fn.mul(q, g.sw), j)), c))
     for i in range(g.kh):
-        row = fn.mul(fn.add(fn.mul(n, g.h), fn.add(fn.mul(p, g.sh), i)), g.w)
         for j in range(g.kw):
             k = _splat(fn, kt, index, i * g.kw + j, c)
             for u, q in enumerate(qs):
-                xoff = fn.mul(fn.add(row, fn.add(fn.mul(q, g.sw), j)), c)
-                v = fn.load(vt, fn.gep(s, "%p1", xoff))
+                v = fn.load(vt, address(i, j, q))
+                if i == j == 0:  # (-inf, tap 0) would take it or equal it: no compare
+                    best[u] = v
+                    continue
                 # v > best, or v NaN while best is not (the first NaN stays)
                 take = fn(f"and {mt} {fn(f'fcmp ugt {vt} {v}, {best[u]}')}, "
                           f"{fn(f'fcmp ord {vt} {best[u]}, {best[u]}')}")

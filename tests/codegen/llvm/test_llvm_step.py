@@ -330,14 +330,14 @@ def test_rnn_with_batched_gemms_matches_the_reference(monkeypatch):
 
 
 def test_conv_epilogue_and_pooled_relu_mask_fold_into_kernels():
-    """relu(conv + b) is applied by the convolution's kernel to each output row, and
-    where(a > 0, max_pool_grad(a, dy), 0) is computed by the pool gradient's kernel, and the
-    bias gradient by the filter gradient's (the values themselves are checked by
-    test_training_steps_match_the_reference)."""
+    """relu(conv + b) is applied by the convolution's kernel to each output row, which also
+    pools them, where(a > 0, max_pool_grad(a, dy), 0) is computed by the pool gradient's
+    kernel, and the bias gradient by the filter gradient's (the values themselves are checked
+    by test_training_steps_match_the_reference)."""
     from graphc.client.pipeline import compile_program
     g, x, y, loss, train, _ = _cnn()
     stats = compile_program([loss, train], {x: (6, 8, 8, 1), y: (6,)}, "llvm").fn.artifacts.stats
-    assert stats["folded_nodes"] == 3
+    assert stats["folded_nodes"] == 4  # (3 before conv_pool folded the pool)
 
 
 def test_folds_show_in_the_stats_the_ir_and_the_dump_directory(tmp_path):
@@ -349,7 +349,7 @@ def test_folds_show_in_the_stats_the_ir_and_the_dump_directory(tmp_path):
                                dump_dir=str(tmp_path))
     notes = compiled.fn.artifacts.stats["folds"]
     assert sorted(n.split(":")[0] for n in notes) == ["bias_gradient", "conv_epilogue",
-                                                      "relu_mask"]
+                                                      "conv_pool", "relu_mask"]
     epilogue = next(n for n in notes if n.startswith("conv_epilogue"))
     assert re.match(r"conv_epilogue: conv2d '[^']+' test_llvm_step\.py:\d+ \+ fused '", epilogue)
     text = str(compiled.source)

@@ -1,0 +1,176 @@
+"""Max pooling computed by the convolution's kernel (the LLVM fold ``folds.conv_pool``): the
+convolution's output is never stored, each band of output rows is pooled from a stack buffer
+and the argmax saved for the backward kernels. Values and gradients (first and second order)
+agree exactly with the unoptimized NumPy reference on integer data (every sum exact, many
+tied maxima, NaN and -inf), and bit for bit with the same step without the fold on random
+data; the fold stays away where something else would read the convolution's output."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.client.pipeline import compile_program
+from graphc.codegen.llvm import folds
+
+# (name, x shape, filter (kh, kw, out), conv strides, conv padding, epilogue, pool ksize,
+#  pool strides, pool padding)
+CASES = [
+    ("w4", (2, 10, 10, 1), (3, 3, 8), (1, 1), "VALID", "relu", (2, 2), (2, 2), "VALID"),
+    ("rows_left_over", (2, 11, 12, 2), (3, 3, 4), (1, 1), "VALID", None, (2, 2), (2, 2),
+     "VALID"),  # 9x10 conv rows: the ninth row and tenth column are pooled by no window
+    ("three_by_three", (1, 11, 11, 1), (3, 3, 4), (1, 1), "VALID", "relu", (3, 3), (3, 3),
+     "VALID"),
+    ("one_by_two", (2, 6, 9, 1), (2, 2, 8), (1, 1), "VALID", "relu", (1, 2), (1, 2), "VALID"),
+    ("strided_conv", (2, 13, 13, 1), (3, 3, 8), (2, 2), "VALID", "relu", (2, 2), (2, 2),
+     "VALID"),  # the per-position kernel (not row-blocked)
+    ("same_conv", (2, 8, 8, 1), (3, 3, 8), (1, 1), "SAME", "relu", (2, 2), (2, 2), "SAME"),
+    ("sixteen_channels", (1, 6, 6, 1), (3, 3, 16), (1, 1), "VALID", "relu", (2, 2), (2, 2),
+     "VALID"),
+]
+
+
+def _graph(case, dtype, grads=True, second=False):
+    _, shape, (kh, kw, cout), cs, cpad, epilogue, ks, ps, ppad = case
+    g = gc.Graph()
+    with g.as_default():
+        x = gc.placeholder(dtype, list(shape), name="x")
+        k = gc.placeholder(dtype, [kh, kw, shape[3], cout], name="k")
+        b = gc.placeholder(dtype, [cout], name="b")
+        a = gc.nn.conv2d(x, k, [1, *cs, 1], cpad)
+        if epilogue is not None:
+            a = a + b
+        if epilogue == "relu":
+            a = gc.nn.relu(a)
+        p = gc.nn.max_pool(a, [1, *ks, 1], [1, *ps, 1], ppad)
+        r = gc.placeholder(dtype, p.shape, name="r")
+        fetches = [p]
+        if grads:
+            loss = gc.reduce_sum(p * p * 0.5 + p * r)  # dp = p + r
+            wrt = [x, k] + ([b] if epilogue is not None else [])
+            fetches += gc.gradients(loss, wrt)
+        if second:  # d/dk of a function of dx: the ReLU's mask reads the activation again
+            (ggk,) = gc.gradients(gc.reduce_sum(fetches[1] * x), [k])
+            fetches.append(ggk)
+    return g, (x, k, b, r), fetches
+
+
+def _feeds(feeds, fetches, dtype, seed, integer=True):
+    x, k, b, r = feeds
+    rng = np.random.default_rng(seed)
+    shapes = [tuple(x.shape), tuple(k.shape), tuple(b.shape), tuple(fetches[0].shape)]
+    if integer:  # exact sums, tied maxima, and a few NaNs and -infs in the image
+        vals = [rng.integers(-2, 3, s).astype(dtype) for s in shapes]
+        flat = vals[0].reshape(-1)
+        flat[rng.choice(flat.size, max(1, flat.size // 50), replace=False)] = np.nan
+        flat[rng.choice(flat.size, max(1, flat.size // 50), replace=False)] = -np.inf
+    else:
+        vals = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    return dict(zip(feeds, vals))
+
+
+def _run(case, backend, dtype=np.float32, seed=0, integer=True, grads=True, without=False,
+         second=False):
+    g, feeds, fetches = _graph(case, gc.float32 if dtype == np.float32 else gc.float64, grads,
+                               second)
+    saved = folds.FOLDS.pop("conv_pool") if without else None
+    try:
+        used = [f for f in feeds if (grads or f is not feeds[3]) and
+                (case[5] is not None or f is not feeds[2])]
+        with g.as_default():
+            step = gc.compile(fetches, feeds=used, backend=backend,
+                              optimize=backend == "llvm")
+        folds_fired = []
+        if backend == "llvm":
+            folds_fired = [n.split(":")[0] for n in step.compiled.fn.artifacts.stats["folds"]]
+        values = _feeds(feeds, fetches, dtype, seed, integer)
+        return [np.asarray(v) for v in step({f: values[f] for f in used})], folds_fired
+    finally:
+        if saved is not None:
+            folds.FOLDS["conv_pool"] = saved
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_pooling_convolutions_agree_exactly_with_the_reference(case, dtype):
+    got, fired = _run(case, "llvm", dtype)
+    assert "conv_pool" in fired
+    want, _ = _run(case, "numpy", dtype)
+    for name, a, b in zip(("pooled", "dx", "dk", "db"), got, want):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+@pytest.mark.parametrize("case", CASES[:2], ids=[c[0] for c in CASES[:2]])
+def test_second_order_reads_the_activation_so_the_fold_stays_away(case):
+    """The gradient of dx needs the ReLU's mask at every position, not only at the argmax:
+    the convolution's output is stored, and the values still agree."""
+    got, fired = _run(case, "llvm", second=True)
+    assert "conv_pool" not in fired
+    want, _ = _run(case, "numpy", second=True)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_the_fold_changes_no_bit(case):
+    got, fired = _run(case, "llvm", integer=False, seed=3)
+    same, unfired = _run(case, "llvm", integer=False, seed=3, without=True)
+    assert "conv_pool" in fired and "conv_pool" not in unfired
+    for a, b in zip(got, same):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_inference_pools_without_saving_the_argmax():
+    """No backward op reads the argmax: the kernel stores only the pooled values."""
+    case = CASES[0]
+    g, feeds, fetches = _graph(case, gc.float32, grads=False)
+    shapes = {f: tuple(f.shape) for f in feeds[:3]}
+    stats = compile_program(fetches, shapes, "llvm").fn.artifacts.stats
+    assert any(n.startswith("conv_pool") for n in stats["folds"])
+    assert stats["saved_argmax"] == 0
+    got, _ = _run(case, "llvm", grads=False)
+    want, _ = _run(case, "numpy", grads=False)
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+def test_split_kernels_pool_each_chunk_in_its_own_band(monkeypatch):
+    """Every kernel in chunks on the pool (each chunk its own stack buffer): same bits."""
+    monkeypatch.setenv("GRAPHC_PARALLEL_MIN_WORK", "1")
+    case = ("w4_batch", (8, 10, 10, 1)) + CASES[0][2:]
+    got, fired = _run(case, "llvm", integer=False, seed=4)
+    same, _ = _run(case, "llvm", integer=False, seed=4, without=True)
+    assert "conv_pool" in fired
+    for a, b in zip(got, same):
+        np.testing.assert_array_equal(a, b)
+
+
+def _fold_names(fetches, feeds):
+    shapes = {f: tuple(f.shape) for f in feeds}
+    return [n.split(":")[0] for n in
+            compile_program(fetches, shapes, "llvm").fn.artifacts.stats["folds"]]
+
+
+def _conv_relu(pool=((2, 2), (2, 2), "VALID")):
+    x = gc.placeholder(gc.float32, [2, 10, 10, 1], name="x")
+    k = gc.placeholder(gc.float32, [3, 3, 1, 8], name="k")
+    a = gc.nn.relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "VALID") + 0.5)  # (a fused epilogue)
+    ks, ps, pad = pool
+    return x, k, a, gc.nn.max_pool(a, [1, *ks, 1], [1, *ps, 1], pad)
+
+
+def test_the_fold_stays_away_when_something_else_reads_the_convolution():
+    with gc.Graph().as_default():
+        x, k, a, p = _conv_relu()
+        assert "conv_pool" in _fold_names([p], [x, k])
+        assert "conv_pool" not in _fold_names([p, a], [x, k]), "the activation is fetched"
+        s = gc.reduce_sum(a, axis=[1, 2])
+        assert "conv_pool" not in _fold_names([p, s], [x, k]), "another op reads it"
+        (dk,) = gc.gradients(gc.reduce_sum(p), [k])  # the pool gradient reads x itself...
+        assert "conv_pool" in _fold_names([p, dk], [x, k])  # ...from the saved argmax
+
+
+@pytest.mark.parametrize("pool", [((2, 2), (1, 1), "VALID"), ((3, 3), (3, 3), "SAME"),
+                                  ((2, 2), (3, 3), "VALID")],
+                         ids=["overlapping", "padded", "gaps"])
+def test_the_fold_needs_windows_side_by_side_inside_the_image(pool):
+    with gc.Graph().as_default():
+        x, k, a, p = _conv_relu(pool)
+        assert "conv_pool" not in _fold_names([p], [x, k])
