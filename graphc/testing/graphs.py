@@ -120,7 +120,7 @@ def leaf(rng, shape, dtype):
 
 # Ops whose input at this position needs static dims (a filter; a cell's input depth): the
 # leaves it is computed from stay declared as drawn.
-STATIC_INPUTS = {"conv2d": 1, "depthwise": 1, "rnn": 0, "loop": 0}
+STATIC_INPUTS = {"conv2d": 1, "depthwise": 1, "conv_block": 1, "rnn": 0, "loop": 0}
 
 
 def declared_shape(recipe, i):

@@ -37,6 +37,7 @@ KINDS = {
     "assign": (2, N.draw_assign, N.build_assign),
     "scale": (0, None, F.build_scale),
     "identity": (0, None, F.build_identity),
+    "conv_block": (2, N.draw_conv_block, N.build_conv_block),
 }
 BUILDERS = {k: b for k, (_, _, b) in KINDS.items()}
 DRAWERS = {k: d for k, (_, d, _) in KINDS.items() if d is not None}

@@ -94,6 +94,40 @@ def build_pool(xs, p, name):
     return fn(xs[0], [1, k[0], k[1], 1], [1, s[0], s[1], 1], p["padding"])
 
 
+def draw_conv_block(g):
+    """A CNN layer as TF1 tutorials write it: conv2d (strides 1 mostly), a bias per output
+    channel, ReLU (or nothing), and max pooling over windows side by side (stride = window):
+    the pattern the LLVM backend computes in one kernel (``folds.conv_pool``)."""
+    r = g.rng
+    x = _image(g)
+    _, h, w, c = g.shape(x)
+    k = tuple(int(r.integers(1, min(3, d) + 1)) for d in (h, w))
+    s = (1, 1) if r.random() < 0.8 else (1, 2)
+    pad = "SAME" if r.random() < 0.5 else "VALID"
+    oh, ow = ((-(-d // t)) if pad == "SAME" else (d - kk) // t + 1
+              for d, kk, t in zip((h, w), k, s))
+    windows = [p for p in ((2, 2), (1, 2), (2, 1), (3, 3)) if p[0] <= oh and p[1] <= ow]
+    if not windows:
+        return
+    pool = windows[int(r.integers(len(windows)))]
+    cout = int(r.integers(1, 17 if g.large else 10))
+    want = k + (c, cout)
+    f = g.pick(lambda sh: sh == want, lambda: want)
+    b = g.pick(lambda sh: sh == (cout,), lambda: (cout,))
+    relu = bool(r.random() < 0.7)
+    g.add_op("conv_block", [x, f, b], {"strides": s, "padding": pad, "relu": relu,
+                                       "pool": pool},
+             g.bound(x) * g.bound(f) * (k[0] * k[1] * c) ** 0.75 + g.bound(b))
+
+
+def build_conv_block(xs, p, name):
+    s, (ph, pw) = p["strides"], p["pool"]
+    a = gc.nn.conv2d(xs[0], xs[1], strides=[1, s[0], s[1], 1], padding=p["padding"]) + xs[2]
+    if p["relu"]:
+        a = gc.nn.relu(a)
+    return gc.nn.max_pool(a, [1, ph, pw, 1], [1, ph, pw, 1], "VALID")
+
+
 # -- softmax and cross-entropy --------------------------------------------------------------------
 def draw_softmax(g):
     x = g.pick(lambda s: len(s) >= 1)
