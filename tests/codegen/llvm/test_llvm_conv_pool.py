@@ -174,3 +174,50 @@ def test_the_fold_needs_windows_side_by_side_inside_the_image(pool):
     with gc.Graph().as_default():
         x, k, a, p = _conv_relu(pool)
         assert "conv_pool" not in _fold_names([p], [x, k])
+
+
+def test_a_cut_steps_halves_pool_in_the_convolution_unless_the_activation_is_fetched(
+        monkeypatch):
+    """Every step cut in two halves (a loop over the batch): the body's convolution pools,
+    and when the activation is fetched (a stacked result of the body) it is stored instead;
+    values as the reference's either way."""
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "2")
+    monkeypatch.setenv("GRAPHC_SPLIT_MIN_WORK", "1")
+    fired = []
+    plain = folds.FOLDS["conv_pool"]
+
+    def counted(L, n):
+        hit = plain.match(L, n)
+        fired.append(hit is not None)
+        return hit
+    monkeypatch.setitem(folds.FOLDS, "conv_pool", folds.Fold("conv_pool", "max_pool", counted))
+    rng = np.random.default_rng(7)
+    k0 = rng.standard_normal((3, 3, 1, 8)).astype(np.float32) * 0.3
+    w0 = rng.standard_normal((128, 10)).astype(np.float32) * 0.1
+    xv = rng.standard_normal((8, 10, 10, 1)).astype(np.float32)
+    yv = rng.integers(0, 10, 8)
+
+    def run(backend, fetch_activation):
+        g = gc.Graph()
+        with g.as_default():
+            x = gc.placeholder(gc.float32, [8, 10, 10, 1])
+            y = gc.placeholder(gc.int64, [8])
+            k, w = gc.Variable(k0), gc.Variable(w0)
+            a = gc.nn.relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "VALID") + 0.1)
+            p = gc.nn.max_pool(a, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+            loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=y, logits=gc.matmul(gc.reshape(p, [8, 128]), w)))
+            train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+            fetches = [loss, a, train] if fetch_activation else [loss, train]
+            step = gc.compile(fetches, feeds=[x, y], backend=backend)
+            out = step({x: xv, y: yv})
+            return [np.asarray(o) for o in out if o is not None], step.variables
+    for fetch_activation in (False, True):
+        fired.clear()
+        got, got_vars = run("llvm", fetch_activation)
+        assert fired == [not fetch_activation]
+        want, want_vars = run("numpy", fetch_activation)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        for name in want_vars:
+            np.testing.assert_allclose(got_vars[name], want_vars[name], rtol=1e-5, atol=1e-6)
