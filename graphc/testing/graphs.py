@@ -123,10 +123,13 @@ def leaf(rng, shape, dtype):
 STATIC_INPUTS = {"conv2d": 1, "depthwise": 1, "conv_block": 1, "rnn": 0, "loop": 0}
 
 
-def declared_shape(recipe, i):
-    """The shape leaf ``i`` of ``recipe`` is declared with (``Recipe.unknown_dims``)."""
+def declared_shape(recipe, i, static=None):
+    """The shape leaf ``i`` of ``recipe`` is declared with (``Recipe.unknown_dims``);
+    ``static``: ``_static_leaves(recipe)``, when the caller asks for every leaf."""
     shape = list(recipe.items[i].shape)
-    if not (recipe.unknown_dims and shape) or i in _static_leaves(recipe):
+    if not (recipe.unknown_dims and shape):
+        return shape
+    if i in (_static_leaves(recipe) if static is None else static):
         return shape
     return [None] + shape[1:]
 
@@ -157,11 +160,12 @@ def build(recipe, prefix="g"):
     """
     live = set(recipe.live())
     tensors, feeds = {}, {}
+    static = _static_leaves(recipe) if recipe.unknown_dims else ()
     for i, it in enumerate(recipe.items):
         if i not in live:
             continue
         if isinstance(it, Leaf):
-            p = gc.placeholder(gc.as_dtype(it.dtype), declared_shape(recipe, i),
+            p = gc.placeholder(gc.as_dtype(it.dtype), declared_shape(recipe, i, static),
                                name=f"{prefix}_p{i}")
             tensors[i] = p
             feeds[p] = it.value
@@ -277,11 +281,12 @@ def describe(recipe):
     lines = [f"# seed {recipe.seed}, {recipe.dtype}, {recipe.n_ops} ops"
              + (f" ({recipe.note})" if recipe.note else "")]
     live = set(recipe.live())
+    static = _static_leaves(recipe) if recipe.unknown_dims else ()
     for i, it in enumerate(recipe.items):
         if i not in live:
             continue
         if isinstance(it, Leaf):
-            shape = declared_shape(recipe, i)
+            shape = declared_shape(recipe, i, static)
             fed = f"  # fed {list(it.shape)}" if shape != list(it.shape) else ""
             lines.append(f"v{i} = placeholder({it.dtype}, {shape}){fed}")
         else:
