@@ -11,6 +11,7 @@ from ....ir import scalar as S
 from ....ir.passes.common import splat
 from ....ir.shapes import normalize_axes
 from ..buffers import const_value, is_elementwise
+from .. import parallel
 from .gemm import gemm_kernel, native_gemm_ok, stores_tiles_once, subtract_in_place
 from .transpose import transpose_into
 from .vector_body import vector_body_ok
@@ -253,6 +254,8 @@ def reduction_function(kind, math_lib, shape, axes, operands, body, noalias, sca
     bases = [0] + [o[1] for o in operands[1:]]
     if _row_vector_case(cshape, cstrides, body):
         _vector_rows(fn, kind, dtype, cshape, cstrides, bases, init, body.value)
+    elif _chunked_sum(kind, scale, n_out, cshape, dtype):
+        _sum_in_chunks(fn, dtype, cshape[0], cstrides, bases, value)
     elif cshape and cstrides[0][-1] == 0:
         def row(offs):
             with fn.loop(cshape[-1]) as lp:
@@ -274,6 +277,37 @@ def reduction_function(kind, math_lib, shape, axes, operands, body, noalias, sca
             fn.store(mt, fn(f"{div} {fn.load(mt, po)}, {literal(scale, dtype)}"), po)
     fn.ret()
     return fn
+
+
+def _chunked_sum(kind, scale, n_out, cshape, dtype):
+    """A floating sum of one flat run of at least ``parallel.min_work()`` elements into one
+    value (a loss, a norm): summed in ``parallel.CHUNKS`` fixed ranges (``_sum_in_chunks``)."""
+    return (kind == "sum" and scale is None and n_out == 1 and len(cshape) == 1
+            and dtype.is_floating and cshape[0] >= max(parallel.min_work(), parallel.CHUNKS))
+
+
+def _sum_in_chunks(fn, dtype, count, cstrides, bases, value):
+    """%p0 += the sum of ``value`` over ``count`` elements, in ``parallel.CHUNKS`` ranges
+    of ``ceil(count / CHUNKS)``, each summed from zero (a register accumulator, as a whole
+    row is) and added to %p0 in range order. The ranges are the split loop's iterations:
+    run in chunks on the pool, each range's sum goes to a partial of its own, and the
+    partials are added in chunk order afterwards: the same additions in the same order, so
+    the bits do not depend on the threads (nor on whether the kernel ran in chunks)."""
+    t, mt = val_type(dtype), mem_type(dtype)
+    chunks = parallel.CHUNKS
+    size = -(-count // chunks)
+    fn.partials = {0: dtype.itemsize}
+    fn.partial_dtype = dtype
+    with fn.loop(chunks, split=count) as lc:
+        lo = fn.mul(lc.i, size)
+        hi = fn.call("i64", "llvm.umin.i64", [("i64", fn.add(lo, size)), ("i64", str(count))])
+        with fn.loop(fn(f"sub i64 {hi}, {lo}")) as lp:
+            acc = lp.carry(t, identity_literal("sum", dtype))
+            i = fn.add(lo, lp.i)
+            offs = [fn.add(str(b), fn.mul(i, st[0])) for b, st in zip(bases, cstrides)]
+            lp.update(acc, combine(fn, "sum", dtype, acc, value(offs)))
+        # (in order, as the partials are added: no reassociation across the ranges)
+        fn.store(mt, fn(f"fadd {t} {fn.load(mt, '%p0')}, {acc}"), "%p0")
 
 
 def _row_vector_case(cshape, cstrides, body):

@@ -132,3 +132,32 @@ def test_blas_calls_after_split_kernels_send_the_pool_to_sleep_first(split_every
     np.testing.assert_allclose(got_loss, ref_loss, rtol=2e-5)
     for name in ref:
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_a_large_sum_to_one_value_splits_with_the_same_bits_at_any_thread_count(monkeypatch):
+    """A float sum of 2^18 + 1000 elements into one value (a loss, a norm) runs as 8 fixed
+    ranges, in chunks on the pool, the partials added in range order: the float64 sum
+    within rounding, and the same bits on one thread and on two."""
+    monkeypatch.delenv("GRAPHC_PARALLEL_MIN_WORK", raising=False)
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    n = (1 << 18) + 1000
+    rng = np.random.default_rng(5)
+    xv, yv = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    g = gc.Graph()
+    with g.as_default():
+        x, y = gc.placeholder(gc.float32, [n]), gc.placeholder(gc.float32, [n])
+        fetches = [gc.reduce_sum(x * y + 1.0), gc.reduce_sum(x), gc.reduce_mean(x)]
+        compiled = compile_program(fetches, {x: (n,), y: (n,)}, "llvm")
+        step = gc.compile(fetches, feeds=[x, y], backend="llvm")
+    assert compiled.fn.artifacts.stats["parallel_kernels"] == 2  # (the mean stays whole)
+    assert "sum_partials_" in compiled.fn.llvm_ir
+    got = []
+    for threads in (1, 2):
+        parallel.ensure_workers(threads)
+        parallel.set_threads(threads)
+        got.append([np.asarray(v) for v in step({x: xv, y: yv})])
+    x64, y64 = xv.astype(np.float64), yv.astype(np.float64)
+    want = [np.sum(x64 * y64 + 1.0), np.sum(x64), np.mean(x64)]
+    for a, b, w in zip(*got, want):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-2)
