@@ -218,9 +218,25 @@ def relu_mask(L, n):
             f.inputs[body.args[0].args[0].value] is not n.inputs[0]:
         return None
     out, (x, dy) = L.out(f), (L.buf(v) for v in n.inputs)
-    if out.overlaps(dy) or (out.overlaps(x) and not (out == x and _tiled(g))):
-        return None  # (over x itself is fine when windows tile: each reads its taps first)
+    if out.overlaps(dy) or (out.overlaps(x) and not (
+            out == x and (_tiled(g) or _argmax_saved_before(L, n, g)))):
+        return None  # (over x itself is fine when windows tile: each reads its taps first;
+        # or when the routing reads the argmax a forward max_pool saved, not x)
     return f, [f]
+
+
+def _argmax_saved_before(L, n, g):
+    """Whether a forward max_pool of ``n``'s x with ``n``'s windows runs before the backward
+    pool op ``n``: it saves the argmax (``kernels.pool``), and ``n`` routes from it."""
+    x, key = n.inputs[0], pool._key(n.inputs[0], g)
+    if not pool.SAVE:
+        return False
+    for m in L.p.nodes:  # the schedule
+        if m is n:
+            return False
+        if m.op_name == "max_pool" and m.inputs[0] is x and pool._key(x, _geometry(m, x)) == key:
+            return True
+    return False
 
 
 @fold("bias_gradient", "conv2d_backprop_filter")

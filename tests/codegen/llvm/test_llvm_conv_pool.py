@@ -25,6 +25,11 @@ CASES = [
     ("same_conv", (2, 8, 8, 1), (3, 3, 8), (1, 1), "SAME", "relu", (2, 2), (2, 2), "SAME"),
     ("sixteen_channels", (1, 6, 6, 1), (3, 3, 16), (1, 1), "VALID", "relu", (2, 2), (2, 2),
      "VALID"),
+    ("forty_channels", (2, 8, 9, 1), (3, 3, 40), (1, 1), "VALID", "relu", (2, 2), (2, 2),
+     "VALID"),  # rows of several vectors; 7 columns: the windows do not tile, and the
+    # pooled ReLU's mask (written over the activation) folds as the argmax is saved
+    ("one_tap_windows", (2, 6, 6, 2), (2, 2, 4), (1, 1), "VALID", "relu", (1, 1), (1, 1),
+     "VALID"),  # a band of one row, the first tap alone
 ]
 
 
@@ -221,3 +226,19 @@ def test_a_cut_steps_halves_pool_in_the_convolution_unless_the_activation_is_fet
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
         for name in want_vars:
             np.testing.assert_allclose(got_vars[name], want_vars[name], rtol=1e-5, atol=1e-6)
+
+
+def test_without_the_saved_argmax_the_mask_over_the_activation_does_not_fold(monkeypatch):
+    """Windows that do not tile, and the pooled ReLU's mask planned over the activation: the
+    mask folds into the pool gradient only when that reads the saved argmax; recomputing
+    the argmax from the activation it would overwrite, it stays a loop of its own."""
+    from graphc.codegen.llvm.kernels import pool
+    case = next(c for c in CASES if c[0] == "forty_channels")
+    monkeypatch.setattr(pool, "SAVE", False)
+    got, fired = _run(case, "llvm")
+    assert "relu_mask" not in fired and "conv_pool" not in fired
+    want, _ = _run(case, "numpy")
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(pool, "SAVE", True)
+    assert {"relu_mask", "conv_pool"} <= set(_run(case, "llvm")[1])
