@@ -71,7 +71,7 @@ class Recipe:
     @property
     def stateful(self):
         """Whether the graph assigns variables (its second call sees the updates)."""
-        return any(isinstance(self.items[i], Op) and self.items[i].kind == "assign"
+        return any(isinstance(self.items[i], Op) and self.items[i].kind in kinds.STATEFUL
                    for i in self.live())
 
     @property

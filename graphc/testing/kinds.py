@@ -38,7 +38,10 @@ KINDS = {
     "scale": (0, None, F.build_scale),
     "identity": (0, None, F.build_identity),
     "conv_block": (2, N.draw_conv_block, N.build_conv_block),
+    "optimizer": (2, N.draw_optimizer, N.build_optimizer),
 }
+# Kinds that update variables: a step's second call sees the first's updates.
+STATEFUL = frozenset({"assign", "optimizer"})
 BUILDERS = {k: b for k, (_, _, b) in KINDS.items()}
 DRAWERS = {k: d for k, (_, d, _) in KINDS.items() if d is not None}
 WEIGHTS = {k: w for k, (w, d, _) in KINDS.items() if d is not None}

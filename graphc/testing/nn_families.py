@@ -402,6 +402,47 @@ def draw_assign(g):
              2 * (1.5 + g.bound(x)))
 
 
+# TF1's optimizers the random graphs train with (``draw_optimizer``)
+OPTIMIZERS = ("momentum", "nesterov", "adam", "rmsprop", "rmsprop_momentum", "adagrad",
+              "adadelta")
+
+
+def draw_optimizer(g):
+    """A variable of a value's shape and a scalar one, trained by one of TF1's optimizers
+    (``OPTIMIZERS``) on ``sum(tanh(v * x + b))``, sometimes with the gradients clipped by
+    their global norm first: the step's second call reads the updated variables and the
+    optimizer's slots (moments, accumulators, Adam's powers of beta)."""
+    r = g.rng
+    x = g.pick()
+    init = (r.uniform(0.1, 1.5, g.shape(x)) * r.choice([-1.0, 1.0], g.shape(x)))
+    opt = OPTIMIZERS[int(r.integers(len(OPTIMIZERS)))]
+    g.add_op("optimizer", [x], {"init": init.astype(g.dtype), "opt": opt,
+                                "clip": bool(r.random() < 0.3)},
+             float(max(int(np.prod(g.shape(x))), 1)))
+
+
+def build_optimizer(xs, p, name):
+    x = xs[0]
+    v = gc.Variable(p["init"], name=f"{name}_v")
+    b = gc.Variable(np.asarray(0.25, p["init"].dtype), name=f"{name}_b")
+    loss = gc.reduce_sum(gc.tanh(v * x + b))
+    opt = {"momentum": lambda: gc.train.MomentumOptimizer(0.1, 0.9),
+           "nesterov": lambda: gc.train.MomentumOptimizer(0.1, 0.9, use_nesterov=True),
+           "adam": lambda: gc.train.AdamOptimizer(0.05),
+           "rmsprop": lambda: gc.train.RMSPropOptimizer(0.05),
+           "rmsprop_momentum": lambda: gc.train.RMSPropOptimizer(0.05, momentum=0.5),
+           "adagrad": lambda: gc.train.AdagradOptimizer(0.1),
+           "adadelta": lambda: gc.train.AdadeltaOptimizer(1.0)}[p["opt"]]()
+    if p["clip"]:
+        grads, variables = zip(*opt.compute_gradients(loss, var_list=[v, b]))
+        clipped, _ = gc.clip_by_global_norm(list(grads), 1.0)
+        train = opt.apply_gradients(list(zip(clipped, variables)))
+    else:
+        train = opt.minimize(loss, var_list=[v, b])
+    with gc.control_dependencies([train]):
+        return gc.identity(loss)
+
+
 def build_assign(xs, p, name):
     x = xs[0]
     v = gc.Variable(p["init"], name=f"{name}_v")

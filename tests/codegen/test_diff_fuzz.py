@@ -221,3 +221,23 @@ def test_conv_blocks_reach_the_pooling_convolution(monkeypatch):
     fails = check.Batch(recipes).run()
     assert not fails, "\n".join(f.line() for f in fails)
     assert sum(fired) >= 3
+
+
+def test_optimizer_recipes_train_with_every_optimizer_and_pass(monkeypatch):
+    """``optimizer`` recipes train a variable and a scalar with one of TF1's optimizers (with
+    their slots), clipped by global norm or not: every optimizer is drawn, such recipes are
+    stateful (their second call reads the updates: not a repeat failure), and 6 of them
+    pass every candidate."""
+    from graphc.testing import nn_families
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    drawn, clipped, recipes = set(), set(), []
+    for recipe in map(graphs.generate, range(300)):
+        ops = [it for it in recipe.items if getattr(it, "kind", None) == "optimizer"]
+        drawn |= {it.params["opt"] for it in ops}
+        clipped |= {it.params["clip"] for it in ops}
+        if ops and recipe.stateful and len(recipes) < 6:
+            recipes.append(recipe)
+    assert drawn == set(nn_families.OPTIMIZERS) and clipped == {True, False}
+    assert len(recipes) == 6
+    fails = check.Batch(recipes).run()
+    assert not fails, "\n".join(f.line() for f in fails)
