@@ -39,8 +39,10 @@ KINDS = {
     "identity": (0, None, F.build_identity),
     "conv_block": (2, N.draw_conv_block, N.build_conv_block),
     "optimizer": (2, N.draw_optimizer, N.build_optimizer),
+    "batch_norm": (2, N.draw_batch_norm, N.build_batch_norm),
 }
-# Kinds that update variables: a step's second call sees the first's updates.
+# Kinds that update variables: a step's second call sees the first's updates. (Random ops
+# are not drawn: the NumPy backend draws from NumPy's generators, LLVM from its own.)
 STATEFUL = frozenset({"assign", "optimizer"})
 BUILDERS = {k: b for k, (_, _, b) in KINDS.items()}
 DRAWERS = {k: d for k, (_, d, _) in KINDS.items() if d is not None}

@@ -128,6 +128,27 @@ def build_conv_block(xs, p, name):
     return gc.nn.max_pool(a, [1, ph, pw, 1], [1, ph, pw, 1], "VALID")
 
 
+def draw_batch_norm(g):
+    """Batch normalization of a value of rank 2 or more over every axis but the last, with
+    the batch's own moments (TF1's ``tf.nn.moments`` + ``tf.nn.batch_normalization``), and
+    an offset and scale per channel."""
+    x = g.pick(lambda s: len(s) >= 2)
+    if x is None:
+        return
+    shape = g.shape(x)
+    c, count = shape[-1], int(np.prod(shape[:-1]))
+    offset = g.pick(lambda s: s == (c,), lambda: (c,))
+    scale = g.pick(lambda s: s == (c,), lambda: (c,))
+    g.add_op("batch_norm", [x, offset, scale], {"eps": 1e-3},
+             math.sqrt(count) * g.bound(scale) + g.bound(offset))
+
+
+def build_batch_norm(xs, p, name):
+    x = xs[0]
+    mean, variance = gc.nn.moments(x, list(range(len(x.shape) - 1)))
+    return gc.nn.batch_normalization(x, mean, variance, xs[1], xs[2], p["eps"])
+
+
 # -- softmax and cross-entropy --------------------------------------------------------------------
 def draw_softmax(g):
     x = g.pick(lambda s: len(s) >= 1)

@@ -241,3 +241,31 @@ def test_optimizer_recipes_train_with_every_optimizer_and_pass(monkeypatch):
     assert len(recipes) == 6
     fails = check.Batch(recipes).run()
     assert not fails, "\n".join(f.line() for f in fails)
+
+
+def test_batch_norm_recipes_pass_with_their_gradients(monkeypatch):
+    """``batch_norm`` recipes (the batch's own moments over every axis but the last, an
+    offset and a scale per channel): 6 of them, some differentiated through the
+    normalization, pass every candidate."""
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+
+    def kinds_of(recipe):
+        return [getattr(it, "kind", None) for it in recipe.items]
+
+    def through_norm(recipe):  # a gradient of a value computed from a batch_norm
+        for it in recipe.items:
+            if getattr(it, "kind", None) in ("grad", "hvp"):
+                stack, seen = [it.inputs[0]], set()
+                while stack:
+                    k = stack.pop()
+                    if k not in seen:
+                        seen.add(k)
+                        stack += list(getattr(recipe.items[k], "inputs", ()))
+                if "batch_norm" in {kinds_of(recipe)[k] for k in seen}:
+                    return True
+        return False
+    recipes = [r for r in map(graphs.generate, range(300)) if "batch_norm" in kinds_of(r)]
+    graded = [r for r in recipes if through_norm(r)]
+    assert len(recipes) >= 6 and graded
+    fails = check.Batch(graded[:2] + [r for r in recipes if r not in graded][:4]).run()
+    assert not fails, "\n".join(f.line() for f in fails)
