@@ -202,7 +202,8 @@ def _split(fn, g, blk, bases, m, n):
     of B), unless the GEMM is taller than wide with a B that stays in L2 (``_by_rows``): then
     over row blocks, each running along every panel, so that each thread reads its own rows
     of A once instead of all of A once per panel. The narrower last panel or row block is a
-    branch inside the loop."""
+    branch inside the loop. Row blocks read B in place, so a GEMM whose B is packed
+    (``g.kc``: a transposed B, or rows far apart) splits over its panels only."""
     width = blk.nv * blk.lanes
     full, rest = divmod(n, width)
     wide = [blk.lanes] * blk.nv
@@ -216,7 +217,9 @@ def _split(fn, g, blk, bases, m, n):
                          lambda vectors: _panel(fn, g, blk, bases, m, j0, vectors),
                          wide, narrow)
         return True
-    if rows + bool(rest_rows) < 2:
+    if rows + bool(rest_rows) < 2 or g.kc:
+        # (a packed B is packed panel by panel, K block by K block, in ``_panel``: row blocks
+        # run here straight on ``_tile`` would read B as if it lay in place)
         return False
 
     def along(i0, r):  # row block i0 (r rows) across every column panel

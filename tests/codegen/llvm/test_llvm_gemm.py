@@ -353,3 +353,60 @@ def test_b_transposed_while_packing_gives_the_bits_of_a_contiguous_b(m, n, k, ta
     assert (stats["native_gemms"], stats["blas_gemms"]) == (2, 0)
     blk = llvm_gemm.blocking(dtype, n, unit)  # (one panel of 512-bit vectors holds N=17, 24)
     assert ("%bpack = alloca" in step.compiled.fn.llvm_ir) == (n > blk.nv * blk.lanes)
+
+
+@needs_vectors
+@pytest.mark.parametrize("m,n,k,ta", [(64, 16, 3, True), (64, 32, 10, False),
+                                      (90, 10, 40, True)], ids=lambda v: str(v))
+def test_a_one_panel_transposed_b_split_over_row_blocks_is_packed(m, n, k, ta, monkeypatch):
+    """``op(A) B^T`` with one column panel in the body of a cut step (where every GEMM the
+    vectors can do is native): B^T is packed panel by panel, so the kernel splits over
+    panels only. It used to split over row blocks, which read B as if it lay in place:
+    wrong numbers in every row (found by the fuzzer with every kernel split and every step
+    cut)."""
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_PARALLEL_MIN_WORK", "1")
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "2")
+    monkeypatch.setenv("GRAPHC_SPLIT_MIN_WORK", "1")
+    rng = np.random.default_rng(m + n + k)
+    av = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+    bv = rng.standard_normal((n, k)).astype(np.float32)
+    g = gc.Graph()
+    with g.as_default():
+        a, b = gc.placeholder(gc.float32, av.shape), gc.placeholder(gc.float32, bv.shape)
+        step = gc.compile([gc.matmul(gc.identity(a), b, transpose_a=ta, transpose_b=True)],
+                          feeds=[a, b], backend="llvm")
+    assert "loop 'examples'" in step.ir()  # (the body holds the GEMM)
+    got = np.asarray(step({a: av, b: bv})[0])
+    want = (av.T if ta else av).astype(np.float64) @ bv.T.astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_cut_mlp_step_with_a_narrow_layer_gives_the_references_gradients(monkeypatch):
+    """The same at the default split threshold: an MLP 784-32-10 at batch 2048 cut in two
+    halves, whose hidden gradient G W2^T (N = 32, 1024 x 32 x 10 multiply-adds a half) is a
+    one-panel transposed B in the body."""
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    monkeypatch.delenv("GRAPHC_PARALLEL_MIN_WORK", raising=False)
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "2")
+    monkeypatch.setenv("GRAPHC_SPLIT_MIN_WORK", "1")
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((784, 32)) * 0.05).astype(np.float32)
+    w2 = (rng.standard_normal((32, 10)) * 0.2).astype(np.float32)
+    xs, ys = rng.random((2048, 784)).astype(np.float32), rng.integers(0, 10, 2048)
+    out = {}
+    for backend in ("llvm", "numpy"):
+        g = gc.Graph()
+        with g.as_default():
+            x, y = gc.placeholder(gc.float32, [2048, 784]), gc.placeholder(gc.int64, [2048])
+            v1, v2 = gc.Variable(w1), gc.Variable(w2)
+            logits = gc.matmul(gc.nn.relu(gc.matmul(x, v1)), v2)
+            loss = gc.reduce_mean(gc.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=y, logits=logits))
+            step = gc.compile([loss] + gc.gradients(loss, [v1, v2]), feeds=[x, y],
+                              backend=backend)
+        if backend == "llvm":
+            assert "loop 'examples'" in step.ir()
+        out[backend] = [np.asarray(v) for v in step({x: xs, y: ys})]
+    for got, want in zip(out["llvm"], out["numpy"]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
