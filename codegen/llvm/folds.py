@@ -185,7 +185,8 @@ def conv_pool(L, m):
     readers = [u for u in L.p.users().get(v, []) if u is not m]
     routed = [u for u in readers if u.op_name in pool.READERS and u.inputs[0] is v
               and u.inputs[1] is not v and pool._key(v, _geometry(u, v)) == pool._key(v, pg)]
-    masks = {id(hit[0]) for hit in map(lambda u: relu_mask(L, u), routed) if hit is not None}
+    masks = {id(hit[0]) for hit in (relu_mask(L, u) for u in routed  # (the fold's own op)
+                                     if u.op_name == "max_pool_grad") if hit is not None}
     if any(u not in routed and id(u) not in masks for u in readers) or \
             any(sum(a is v for a in u.inputs) != 1 for u in readers if id(u) in masks):
         return None

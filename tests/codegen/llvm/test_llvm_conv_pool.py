@@ -242,3 +242,29 @@ def test_without_the_saved_argmax_the_mask_over_the_activation_does_not_fold(mon
         np.testing.assert_array_equal(a, b)
     monkeypatch.setattr(pool, "SAVE", True)
     assert {"relu_mask", "conv_pool"} <= set(_run(case, "llvm")[1])
+
+
+def test_a_dilated_convolution_pools_too():
+    """Taps two apart (the per-position kernel): pooled in the kernel, exact values and
+    gradients on integer data."""
+    rng = np.random.default_rng(1)
+    xv = rng.integers(-2, 3, (2, 12, 12, 1)).astype(np.float32)
+    kv = rng.integers(-2, 3, (3, 3, 1, 8)).astype(np.float32)
+    rv = rng.integers(-2, 3, (2, 4, 4, 8)).astype(np.float32)
+    out, fired = {}, []
+    for backend in ("llvm", "numpy"):
+        g = gc.Graph()
+        with g.as_default():
+            x, k = gc.placeholder(gc.float32, xv.shape), gc.placeholder(gc.float32, kv.shape)
+            r = gc.placeholder(gc.float32, rv.shape)
+            a = gc.nn.relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "VALID", dilations=[1, 2, 2, 1])
+                           + 0.5)
+            p = gc.nn.max_pool(a, [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+            fetches = [p] + gc.gradients(gc.reduce_sum(p * r), [x, k])
+            step = gc.compile(fetches, feeds=[x, k, r], backend=backend)
+        if backend == "llvm":
+            fired = [n.split(":")[0] for n in step.compiled.fn.artifacts.stats["folds"]]
+        out[backend] = [np.asarray(v) for v in step({x: xv, k: kv, r: rv})]
+    assert "conv_pool" in fired
+    for a, b in zip(out["llvm"], out["numpy"]):
+        np.testing.assert_array_equal(a, b)
