@@ -22,8 +22,9 @@ VECTOR_BODY_OPS = frozenset(("arg", "const", "neg", "max", "min", "where")) | \
 
 
 def _zero_const(e):
-    """Whether expression ``e`` is the constant +0."""
-    return e.op == "const" and e.value == 0.0 and np.signbit(e.value) == 0
+    """Whether expression ``e`` is the constant +0 (a Python bool: ``render_vector`` indexes
+    a max's arguments with it, and a NumPy bool is no index)."""
+    return bool(e.op == "const" and e.value == 0.0 and not np.signbit(e.value))
 
 
 def vector_body_ok(body, dtype):

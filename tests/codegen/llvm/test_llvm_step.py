@@ -474,3 +474,30 @@ def test_identical_kernels_are_built_once_and_the_step_is_glue(monkeypatch):
     got, _ = compiled.fn(xv)
     for y, w in zip(got, ws):
         np.testing.assert_allclose(y, xv @ w, rtol=1e-5)
+
+
+@pytest.mark.parametrize("zero_first", [True, False], ids=["max(0,x)", "max(x,0)"])
+def test_relu_written_as_maximum_of_zero_in_gemm_and_conv_epilogues(zero_first):
+    """``maximum(0, x)`` is a ReLU whichever side the zero is on: in a GEMM's epilogue and in
+    a convolution's it is written as a select, and a zero on the left used to crash the
+    compile (the fuzzer, seed 81416: a NumPy bool used as an index)."""
+    rng = np.random.default_rng(3)
+    av, bv = rng.standard_normal((4, 6)).astype(np.float32), rng.standard_normal((6, 40)).astype(
+        np.float32)
+    xv = rng.standard_normal((2, 6, 6, 1)).astype(np.float32)
+    kv = rng.standard_normal((3, 3, 1, 8)).astype(np.float32)
+    out = {}
+    for backend in ("llvm", "numpy"):
+        g = gc.Graph()
+        with g.as_default():
+            a, b = gc.placeholder(gc.float32, av.shape), gc.placeholder(gc.float32, bv.shape)
+            x, k = gc.placeholder(gc.float32, xv.shape), gc.placeholder(gc.float32, kv.shape)
+
+            def relu(t):
+                return gc.maximum(0.0, t) if zero_first else gc.maximum(t, 0.0)
+            fetches = [relu(gc.matmul(gc.identity(a), b)),
+                       relu(gc.nn.conv2d(x, k, [1, 1, 1, 1], "VALID") + 0.25)]
+            step = gc.compile(fetches, feeds=[a, b, x, k], backend=backend)
+        out[backend] = [np.asarray(v) for v in step({a: av, b: bv, x: xv, k: kv})]
+    for got, want in zip(out["llvm"], out["numpy"]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
