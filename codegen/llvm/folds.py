@@ -182,6 +182,12 @@ def conv_pool(L, m):
         return None
     if any(f is v for f in L.p.fetches if f is not None):
         return None
+    # The kernel writes m's output while it still reads the convolution's operands: the plan,
+    # which saw them dead once the convolution ran, may have put m's output over one of them.
+    epilogue = L.fold(conv, "conv_epilogue")
+    operands = [x, w] + (list(epilogue[3].values()) if epilogue is not None else [])
+    if any(L.out(m).overlaps(L.buf(u)) for u in operands):
+        return None
     readers = [u for u in L.p.users().get(v, []) if u is not m]
     routed = [u for u in readers if u.op_name in pool.READERS and u.inputs[0] is v
               and u.inputs[1] is not v and pool._key(v, _geometry(u, v)) == pool._key(v, pg)]
