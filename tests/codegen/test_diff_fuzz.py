@@ -205,19 +205,12 @@ def test_conv_blocks_reach_the_pooling_convolution(monkeypatch):
     """``conv_block`` recipes (conv2d, a bias per channel, ReLU or not, max pooling over
     windows side by side, as a TF1 CNN layer): the LLVM backend pools inside the
     convolution's kernel on them (``folds.conv_pool``), and 6 of them pass every candidate."""
-    from graphc.codegen.llvm import folds
+    from tests.support.folds import watch_fold
     monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
     recipes = [r for r in map(graphs.generate, range(200))
                if any(getattr(it, "kind", None) == "conv_block" for it in r.items)][:6]
     assert len(recipes) == 6
-    fired = []
-    plain = folds.FOLDS["conv_pool"]
-
-    def counted(L, n):
-        hit = plain.match(L, n)
-        fired.append(hit is not None)
-        return hit
-    monkeypatch.setitem(folds.FOLDS, "conv_pool", folds.Fold("conv_pool", "max_pool", counted))
+    fired = watch_fold(monkeypatch, "conv_pool")
     fails = check.Batch(recipes).run()
     assert not fails, "\n".join(f.line() for f in fails)
     assert sum(fired) >= 3

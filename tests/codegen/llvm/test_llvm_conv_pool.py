@@ -10,6 +10,7 @@ import pytest
 import graphc as gc
 from graphc.client.pipeline import compile_program
 from graphc.codegen.llvm import folds
+from tests.support.folds import watch_fold
 
 # (name, x shape, filter (kh, kw, out), conv strides, conv padding, epilogue, pool ksize,
 #  pool strides, pool padding)
@@ -188,14 +189,7 @@ def test_a_cut_steps_halves_pool_in_the_convolution_unless_the_activation_is_fet
     values as the reference's either way."""
     monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "2")
     monkeypatch.setenv("GRAPHC_SPLIT_MIN_WORK", "1")
-    fired = []
-    plain = folds.FOLDS["conv_pool"]
-
-    def counted(L, n):
-        hit = plain.match(L, n)
-        fired.append(hit is not None)
-        return hit
-    monkeypatch.setitem(folds.FOLDS, "conv_pool", folds.Fold("conv_pool", "max_pool", counted))
+    fired = watch_fold(monkeypatch, "conv_pool")
     rng = np.random.default_rng(7)
     k0 = rng.standard_normal((3, 3, 1, 8)).astype(np.float32) * 0.3
     w0 = rng.standard_normal((128, 10)).astype(np.float32) * 0.1
@@ -280,14 +274,9 @@ def test_the_pooled_output_never_overwrites_what_the_convolution_reads(split, mo
     if split:
         monkeypatch.setenv("GRAPHC_PARALLEL_MIN_WORK", "1")
     monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
-    plain, overlaps = folds.FOLDS["conv_pool"], []
-
-    def checked(L, n):  # (whenever the fold fires, the pooled output is apart)
-        hit = plain.match(L, n)
-        if hit is not None:
-            overlaps.extend(L.out(n).overlaps(L.buf(u)) for u in hit[0][0].inputs)
-        return hit
-    monkeypatch.setitem(folds.FOLDS, "conv_pool", folds.Fold("conv_pool", "max_pool", checked))
+    overlaps = []  # (whenever the fold fires, the pooled output is apart)
+    watch_fold(monkeypatch, "conv_pool", lambda L, n, hit: overlaps.extend(
+        L.out(n).overlaps(L.buf(u)) for u in hit[0][0].inputs))
     rng = np.random.default_rng(0)
     xv, kv = rng.standard_normal((2, 8, 9, 8)), rng.standard_normal((2, 1, 8, 12))
     bv = rng.standard_normal(12)
