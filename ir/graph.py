@@ -15,6 +15,12 @@ from .node_names import close_names, split_tensor_name
 from .shapes import TensorShape, format_shape
 
 
+# ``() -> module or None``, asked by each new Graph: the compile cache's running hash of its
+# nodes (``graphc.client.node_digest`` while the cache is on), set by ``graphc.framework.graph``
+# (a layer above)
+digests = None
+
+
 class Node:
     """One SSA value of a Graph: what TF1 calls a Tensor (``op`` gives its ``Operation``).
 
@@ -32,10 +38,13 @@ class Node:
         is_grad: True for nodes made by autodiff.
         key_desc: the compile cache's description of the node's op, dtype, shape and
             attributes, kept by the cache on first use (those never change once built).
+        key_tainted: True where the compile cache's running hash of the graph cannot stand
+            for a step that needs the node (``graphc.client.node_digest``).
     """
 
     __slots__ = ("graph", "id", "opdef", "op_name", "inputs", "attrs", "dtype", "shape",
-                 "node_name", "loc", "is_grad", "meta", "key_desc", "__weakref__")
+                 "node_name", "loc", "is_grad", "meta", "key_desc", "key_tainted",
+                 "__weakref__")
     __array_priority__ = 100  # so that ndarray + node defers to Node.__radd__
 
     def __init__(self, graph, opdef, inputs, attrs, dtype, shape, name, loc, is_grad=False):
@@ -51,6 +60,7 @@ class Node:
         self.is_grad = is_grad
         self.meta = {}  # pass annotations (buffer, in-place decision, fused body...)
         self.key_desc = None
+        self.key_tainted = False
 
     # -- description ----------------------------------------------------------------------
     @property
@@ -207,6 +217,14 @@ class Graph:
         # name -> (why it is not in this graph, details): an importer's nodes it did not build
         self.not_built = {}
         self.key_rows = {}  # the compile cache's memo of steps' rows (graphc.client.graph_key)
+        # the compile cache's running hash of the nodes built (``graphc.client.node_digest``)
+        # while the cache is on: each node is added when the next one is built (or a key is
+        # read), so that a node renamed right after it is built is hashed as renamed;
+        # ``key_stale``: a node hashed already changed since
+        hashing = digests() if digests is not None else None
+        self.digest_node = None if hashing is None else hashing.digest_new
+        self.key_hash = None if hashing is None else hashing.new_hash()
+        self.key_pending, self.key_stale = None, False
         self.needed_memo = {}  # ir.program.user_needed_nodes: a step's needed nodes
 
     # -- building ---------------------------------------------------------------------------
@@ -231,7 +249,25 @@ class Graph:
         node.id = len(nodes)
         nodes.append(node)
         self._by_name[node.node_name] = node
+        if self.digest_node is not None:
+            if self.key_pending is not None:
+                self.digest_node(self, self.key_pending)
+            self.key_pending = node
         return node
+
+    def key_flush(self):
+        """Add the last node built to the running hash (``key_hash``), before it is read."""
+        pending = self.key_pending
+        if pending is not None:
+            self.key_pending = None
+            self.digest_node(self, pending)
+
+    def node_changed(self, node):
+        """Say that ``node``'s name, line or ``is_grad`` changed after it was built: fine for
+        the last node built (not hashed yet), else the running hash no longer says what the
+        graph holds (``key_stale``: the compile cache reads the graph instead)."""
+        if self.digest_node is not None and node is not self.key_pending:
+            self.key_stale = True
 
     def node_name(self, opdef, name=None):
         """Take the unique scoped name of a new node of ``opdef``: ``name``, else TF1's name
@@ -283,6 +319,7 @@ class Graph:
         node.node_name = name
         self._by_name[name] = node
         self._names[name] = 1
+        self.node_changed(node)
         return node
 
     def next_name(self, base):

@@ -304,6 +304,7 @@ def hoist_per_element(carried, sliced, counter, sequences, next, stacked, cond, 
         if any(a is not b for a, b in zip(ins, n.inputs)):
             m = graph.add_node(n.opdef, ins, n.attrs, n.dtype, n.shape, loc=n.loc)
             m.node_name, m.is_grad = graph.unique_name(n.node_name.split("/")[-1]), n.is_grad
+            graph.node_changed(m)
             mapping[n], changed = m, True
     if not changed:
         return sliced, sequences, next, stacked, cond
@@ -559,6 +560,7 @@ def loop_vjp(cotangents, loop):
                       saved(x) if x in fwd else x for x in n.inputs]
             m = graph.add_node(n.opdef, inputs, n.attrs, n.dtype, n.shape, loc=n.loc)
             m.node_name, m.is_grad = graph.unique_name(n.node_name.split("/")[-1]), True
+            graph.node_changed(m)
             mapping[n] = m
         back = [None if d is None else mapping.get(d, saved(d) if d in fwd else d)
                 for d in dxs]

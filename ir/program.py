@@ -242,6 +242,7 @@ def specialize(fetches, feed_shapes):
     """
     fed = {n for n in feed_shapes if n.op_name != "placeholder"}
     new = Graph()
+    new.digest_node = new.key_hash = None  # (private: no key reads its nodes)
     mapping, targets = {}, {}
     for n in needed_nodes(fetches, fed):
         if n in fed:

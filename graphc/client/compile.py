@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 
+from . import step_cache
 from .pipeline import compile_program, default_backend, step_stats
 from ..runtime.aligned import aligned_copies
 from ..runtime.threads import apply_policy
@@ -78,10 +79,9 @@ class CompiledStep:
         self._flat, self._rebuild = flatten(fetches, graph)
         self._rebuild = _plain_rebuild(fetches) or self._rebuild
         self._listed = self._rebuild is list  # a call's values come as a new list: as they are
-        needed, self._feeds = _feed_list(feeds, self._flat, graph)
+        self._var_nodes, self._feeds = _feed_list(feeds, self._flat, graph, cache)
         self._names = [p.node_name for p in self._feeds]  # step(x=..., y=...) in feed order
         self._by_name = {p.node_name: p for p in self._feeds}
-        self._var_nodes = [n for n in needed if n.opdef is VARIABLE]
         self._values = _initial_values(self._var_nodes, graph)
         self._state = list(self._values.values())  # updated in place: stable arrays
         self._state_ids = state_ids(self._state)
@@ -330,22 +330,39 @@ def _graph_of(fetches):
     return get_default_graph()
 
 
-def _feed_list(feeds, flat, graph):
-    """(the nodes the step needs, the tensors it takes): in creation order, the fed tensors
-    it needs and the placeholders it needs through no fed tensor (all of them when
-    ``feeds`` is None)."""
+def _feed_list(feeds, flat, graph, cache=None):
+    """(the variables the step needs, the tensors it takes): in creation order, the fed
+    tensors it needs and the placeholders it needs through no fed tensor (all of them when
+    ``feeds`` is None). With the compile cache on (``cache``), a graph that keeps a running
+    hash of its nodes (``node_digest``) finds them remembered from an earlier search."""
+    given = [] if feeds is None else [feed_target(graph, f) for f in _flat_keys(feeds)]
+    objects = step_cache.store(cache)
+    key = step_cache.needs_key(flat, given) if objects is not None else None
+    found = step_cache.recall(objects, key)
+    variables = need = None
+    if found is not None:
+        try:
+            ids = np.frombuffer(found, np.int64).tolist()
+            at = graph.nodes.__getitem__
+            variables, need = list(map(at, ids[1:1 + ids[0]])), list(map(at, ids[1 + ids[0]:]))
+        except (ValueError, IndexError):
+            variables = None  # (a damaged memory: search)
+    if variables is None:
+        needed, need = needed_and_leaf_feeds(flat, given)
+        variables = [n for n in needed if n.opdef is VARIABLE]
+        if key is not None:
+            step_cache.remember(objects, key, np.array(
+                [len(variables)] + [n.id for n in variables + need], np.int64).tobytes())
     if feeds is None:
-        return needed_and_leaf_feeds(flat, ())
-    feeds = [feed_target(graph, f) for f in _flat_keys(feeds)]
-    needed, need = needed_and_leaf_feeds(flat, feeds)
-    given = set(feeds)
+        return variables, need
+    given = set(given)
     missing = [p for p in need if p not in given]
     if missing:
         raise FeedError("the fetches need placeholder(s) not in feeds: "
                         + ", ".join(p.node_name for p in missing),
                         [f"'{p.node_name}': {p.type_str()}  created at {p.loc.short}"
                          for p in missing], hint="add them to feeds=[...]")
-    return needed, need
+    return variables, need
 
 
 def _flat_keys(feeds):

@@ -172,7 +172,7 @@ def compile_program(fetches, feed_shapes, backend="numpy", optimize=True, passes
     if objects is not None:  # (looked up before specializing: a hit needs no program)
         t1 = time.perf_counter()
         key, nodes = step_cache.step_key(fetches, feed_shapes, backend, names + (
-            [f"split into {split}"] if "split" in names else []), checks)  # (<0: auto)
+            [f"split into {split}"] if "split" in names else []), checks, objects)  # (<0: auto)
         timings["key"] = time.perf_counter() - t1
     if key is not None:
         hit = step_cache.load(objects, key, nodes, lambda: compile_program(

@@ -32,6 +32,13 @@ Not cached: a program with a random op without a seed (each compile draws fresh 
 host call (``tf.py_func``, ``tf.Print``: Python functions), an attribute the hash cannot read,
 or a placeholder it needs without a feed shape (compiling says which).
 
+A graph made while the cache is on keeps a running hash of the nodes it builds
+(``node_digest``): a key made of that hash, the graph's length and the fetches' and fed
+nodes' positions names the step before the graph is read. Under it the cache remembers the
+key above and the positions of the nodes it read (``remember``), and under a like key what
+``gc.compile`` needs (its feeds and variables): a warm hit in a new process then reads no
+node but those. A graph that grew, or was changed, misses that memory and is read.
+
 The cache is off unless ``GRAPHC_STEP_CACHE=1`` (or ``compile_program(cache=True)``); entries
 live in the object cache's directory with its trust rules (``runtime.objcache``) and
 ``GRAPHC_NO_CACHE=1`` turns them off too.
@@ -73,6 +80,7 @@ from ..runtime.calls import step_lock
 from ..runtime.jit import HostTarget
 from ..runtime.objcache import ObjectCache, cache_key
 from .graph_key import Uncacheable, fed_shapes, graph_rows
+from .node_digest import fast_rows
 
 FORMAT_VERSION = 6  # bump when the entry layout or the key's contents change
 ENV = "GRAPHC_STEP_CACHE"
@@ -103,17 +111,20 @@ def store(cache=None):
     return objects if objects.enabled else None
 
 
-def step_key(fetches, feed_shapes, backend, passes, checks):
+def step_key(fetches, feed_shapes, backend, passes, checks, objects=None):
     """The cache key of the step ``compile_program(fetches, feed_shapes, ...)`` compiles.
 
     One pass over the nodes the step needs, one hash (no specialization: see the module
     docstring for what the key holds and why that is enough, ``graph_key`` for how it is
-    read from the graph).
+    read from the graph). Where the graph keeps a running hash of its nodes
+    (``node_digest``), that hash names the step first: ``objects`` remembers under it the
+    key and the needed nodes' positions in the graph, so that a warm hit reads neither.
 
     Args:
         fetches: list of user nodes.
         feed_shapes: {user node fed: concrete shape}, as ``compile_program`` takes them.
         backend, passes, checks: as ``compile_program`` resolves them.
+        objects: the ``ObjectCache`` of entries, to remember keys in (None: no memory).
     Returns:
         (key, nodes): 64 hex digits (``objcache.cache_key``) and the user nodes the key
         describes (what an entry's positions refer to); (None, None) for a step that is not
@@ -126,22 +137,65 @@ def step_key(fetches, feed_shapes, backend, passes, checks):
     fed = fed_shapes(feed_shapes)
     if fed is None:
         return None, None
+    environ = os.environ  # (its keys only: decoding every value cost more than the rest)
+    tail = [(backend, tuple(passes), tuple(checks), graphc_version(), FORMAT_VERSION),
+            tuple(sorted((k, environ[k]) for k in environ
+                         if k.startswith("GRAPHC_") and k not in _NOT_CODE))]
+    target = None if backend == "llvm" else _ANY_HOST  # (None: this host)
+    fast = fast_rows(fetches, fed) if objects is not None else None
+    if fast is not None:
+        fast = _hashed(fast + tail, "compiled step's key", target)
+        found = recall(objects, fast)
+        if found is not None and len(found) > 64:
+            graph_nodes = fetches[0].graph.nodes
+            try:
+                ids = np.frombuffer(found, np.int64, offset=64).tolist()
+                return found[:64].decode(), list(map(graph_nodes.__getitem__, ids))
+            except (ValueError, IndexError):
+                pass  # (a damaged memory: read the graph instead)
     try:
         rows, nodes = graph_rows(fetches, fed, backend == "llvm")
     except (Uncacheable, KeyError):  # (KeyError: an input not needed)
         return None, None
     if rows is None:
         return None, None
-    rows.append((backend, tuple(passes), tuple(checks), graphc_version(), FORMAT_VERSION))
-    environ = os.environ  # (its keys only: decoding every value cost more than the rest)
-    rows.append(tuple(sorted((k, environ[k]) for k in environ
-                             if k.startswith("GRAPHC_") and k not in _NOT_CODE)))
+    key = _hashed(rows + tail, "compiled step", target)
+    if key is not None and fast is not None:
+        remember(objects, fast, key.encode() + np.array([n.id for n in nodes],
+                                                        np.int64).tobytes())
+    return key, nodes
+
+
+def _hashed(rows, kind, target):
+    """An object-cache key of ``rows`` (plain values), or None when ``marshal`` refuses
+    them."""
     try:
         digest = hashlib.sha256(marshal.dumps(rows, _MARSHAL)).hexdigest()
     except ValueError:  # (a value of a subclass of str, int...)
-        return None, None
-    target = None if backend == "llvm" else _ANY_HOST  # (None: this host)
-    return cache_key(digest, "compiled step", target=target), nodes
+        return None
+    return cache_key(digest, kind, target=target)
+
+
+def recall(objects, key):
+    """What ``remember`` kept under ``key`` (bytes), or None."""
+    return None if key is None else objects.get(key)
+
+
+def remember(objects, key, payload):
+    """Keep ``payload`` (bytes) under ``key`` in ``objects``: what a key made of a graph's
+    running hash stands for (the key read from the graph and the needed nodes' positions,
+    the nodes a ``CompiledStep`` needs...)."""
+    if key is not None:
+        objects.put(key, payload)
+
+
+def needs_key(fetches, fed):
+    """The key under which what ``fetches`` need when ``fed`` nodes are given is remembered
+    (``gc.compile``'s feeds and variables), or None when the graph keeps no running hash."""
+    rows = fast_rows(fetches, dict.fromkeys(fed, ()))
+    if rows is None:
+        return None
+    return _hashed(rows + [graphc_version(), FORMAT_VERSION], "needed nodes", _ANY_HOST)
 
 
 def save(objects, key, compiled, nodes):

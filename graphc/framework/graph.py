@@ -1,11 +1,13 @@
 """Graph construction in TF1 style: leaves (placeholder, Variable, constant), name scopes,
 and the default graph."""
 import contextlib
+import os
 
 import numpy as np
 
 from ..errors import GraphError, ShapeError
 from ..ir import dtypes as D
+from ..ir import graph as _ir_graph
 from ..ir import printer  # noqa: F401  (sets str(graph): the text IR)
 from ..ir.graph import (Graph, Node, Operation, as_node, get_default_graph,  # noqa: F401
                         reset_default_graph)
@@ -14,6 +16,19 @@ from ..ir.ops.registry import default_array
 from ..ir.shapes import TensorShape, normalize_shape
 
 Tensor = Node
+
+
+def _node_digests():
+    """How a new graph hashes the nodes it builds: the compile cache's running hash
+    (``graphc.client.node_digest``) while the cache is on (``$GRAPHC_STEP_CACHE``, read as
+    ``step_cache.store`` reads it), else None."""
+    if os.environ.get("GRAPHC_STEP_CACHE", "") in ("", "0"):
+        return None
+    from ..client import node_digest
+    return node_digest
+
+
+_ir_graph.digests = _node_digests
 
 
 def placeholder(dtype, shape=None, name=None):

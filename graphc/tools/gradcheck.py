@@ -303,6 +303,7 @@ class _Float64Copy:
                              f"{e.message}", e.details, like.loc) from None
         m = self.graph.add_node(opdef, inputs, attrs, dtype, shape, like.node_name, like.loc)
         m.is_grad = like.is_grad
+        self.graph.node_changed(m)
         return m
 
     def _widen_attr(self, v):

@@ -314,6 +314,8 @@ class _Importer:
             node = self.graph.add_node(opdef, inputs, attrs, dtype, shape, base[-1],
                                        loc or Location(self.path, 0))
         node.is_grad = bool(e.get("grad", False))
+        if node.is_grad:
+            self.graph.node_changed(node)
         if opdef.name == "loop_output":  # ir.loops.outputs finds it, as when it was built
             body = inputs[0].attrs["body"]
             body.projections.setdefault((inputs[0], attrs["role"], attrs["index"]), node)

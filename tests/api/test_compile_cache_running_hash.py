@@ -1,0 +1,214 @@
+"""The compile cache's running hash of a graph (``graphc.client.node_digest``): built as the
+graph is, it names a step so that a warm hit in a new process searches no node; the same
+graph built again hashes alike and one change anywhere changes it; a graph that grew, or
+whose built nodes changed, or a step that needs a node no key can stand for, is keyed by
+reading the graph as before, and gives the miss's numbers."""
+import linecache
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.client import node_digest, step_cache
+
+MODEL = textwrap.dedent('''
+    import numpy as np
+    import graphc as gc
+
+    def build(scale=0.5, name="h", extra=False):
+        """A tanh layer trained by SGD: (graph, x, y, loss, train)."""
+        graph = gc.Graph()
+        with graph.as_default():
+            x = gc.placeholder(gc.float32, [8, 6], name="x")
+            y = gc.placeholder(gc.float32, [8, 5], name="y")
+            w = gc.Variable(np.linspace(-1, 1, 30).reshape(6, 5).astype(np.float32), name="w")
+            if extra:
+                gc.identity(x, name="unused")
+            h = gc.tanh(gc.matmul(x, w) * scale, name=name)
+            loss = gc.reduce_mean(gc.square(h - y))
+            train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+        return graph, x, y, loss, train
+''')
+
+
+@pytest.fixture
+def model(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRAPHC_STEP_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("GRAPHC_NO_CACHE", raising=False)
+    (tmp_path / "model.py").write_text(MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("model", None)
+    import model
+    yield model
+    sys.modules.pop("model", None)
+
+
+def _data():
+    rs = np.random.RandomState(3)
+    return rs.randn(8, 6).astype(np.float32), rs.randn(8, 5).astype(np.float32)
+
+
+def _hash(graph):
+    graph.key_flush()
+    return graph.key_hash.digest()
+
+
+def test_the_cache_off_hashes_nothing(monkeypatch):
+    monkeypatch.delenv("GRAPHC_STEP_CACHE", raising=False)
+    graph = gc.Graph()
+    assert graph.key_hash is None and graph.digest_node is None
+    with graph.as_default():
+        x = gc.placeholder(gc.float32, [3], name="x")
+    assert node_digest.fast_rows([x * 2.0], {x: (3,)}) is None
+
+
+def test_the_same_graph_hashes_alike_and_one_change_changes_it(model):
+    first = _hash(model.build()[0])
+    assert _hash(model.build()[0]) == first
+    for change in ({"scale": 0.25}, {"name": "g"}, {"extra": True}):
+        assert _hash(model.build(**change)[0]) != first, change
+
+
+def test_a_line_or_its_text_changes_the_hash(tmp_path, model):
+    """The LLVM step's messages quote each node's line: a moved line or an edited text is
+    another graph."""
+    def hashed(source, name):
+        path = tmp_path / name
+        path.write_text(source)
+        node_digest._LINES.clear()  # (what this process read of the file before)
+        linecache.checkcache(str(path))
+        scope = {}
+        exec(compile(source, str(path), "exec"), scope)
+        return _hash(scope["build"]())
+    body = "import graphc as gc\ndef build():\n    g = gc.Graph()\n    with g.as_default():\n" \
+           "        x = gc.placeholder(gc.float32, [3], name='x')\n        y = x * 2.0\n" \
+           "    return g\n"
+    same = hashed(body, "a.py")
+    assert hashed(body, "a.py") == same
+    assert hashed(body.replace("y = x * 2.0", "y = x * 2.00"), "a.py") != same
+    assert hashed("\n" + body, "a.py") != same
+    assert hashed(body, "b.py") != same
+
+
+def test_a_node_renamed_as_it_is_built_hashes_as_if_built_so(model):
+    """Importers build a node under a private name and rename it at once: the last node is
+    hashed only when the next is built or a key is read."""
+    def build(rename):
+        graph = gc.Graph()
+        with graph.as_default():
+            x = gc.placeholder(gc.float32, [3], name="tmp" if rename else "x")
+            if rename:
+                graph.rename(x, "x")
+            gc.identity(x * 2.0, name="out")
+        return graph
+    graph = build(True)
+    assert not graph.key_stale and _hash(graph) == _hash(build(False))
+
+
+def test_a_built_node_changed_later_stales_the_hash_and_the_step_still_hits_right(model):
+    graph, x, y, loss, train = model.build()
+    step = gc.compile([loss, train], feeds=[x, y], backend="numpy")
+    data = _data()
+    want = [step({x: data[0], y: data[1]})[0] for _ in range(2)]
+    graph, x, y, loss, train = model.build()
+    graph.rename(x, "inputs")  # (built before the rest: its consumers' rows said "x")
+    assert graph.key_stale
+    assert node_digest.fast_rows([loss, train], {x: (8, 6), y: (8, 5)}) is None
+    step = gc.compile([loss, train], feeds=[x, y], backend="numpy")
+    assert step.compiled.cache_hit  # (the NumPy key, read from the graph, names no node)
+    assert [step({x: data[0], y: data[1]})[0] for _ in range(2)] == want
+
+
+def test_a_step_needing_a_node_no_key_stands_for_has_no_fast_key(model):
+    with gc.Graph().as_default():
+        x = gc.placeholder(gc.float32, [3], name="x")
+        noisy = x + gc.random_uniform([3])
+        seeded = x + gc.random_uniform([3], seed=7)
+        after = noisy * 2.0
+    assert node_digest.fast_rows([after], {x: (3,)}) is None
+    assert noisy.key_tainted and after.key_tainted and not seeded.key_tainted
+    assert node_digest.fast_rows([seeded], {x: (3,)}) is not None
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_graph_that_grew_hits_by_reading_it_and_is_remembered(model, backend, monkeypatch):
+    """Another node built first changes the running hash: that graph misses the memory,
+    reads the graph (a hit all the same), and remembers it; the next such graph reads
+    nothing."""
+    graph, x, y, loss, train = model.build()
+    data = _data()
+    want = [gc.compile([loss, train], feeds=[x, y], backend=backend)({x: data[0], y: data[1]})[0]]
+    reads = []
+    rows = step_cache.graph_rows
+    monkeypatch.setattr(step_cache, "graph_rows", lambda *a: reads.append(a) or rows(*a))
+    for expect in (1, 0):
+        graph, x, y, loss, train = model.build(extra=True)
+        step = gc.compile([loss, train], feeds=[x, y], backend=backend)
+        assert step.compiled.cache_hit and len(reads) == expect
+        assert [step({x: data[0], y: data[1]})[0]] == want
+        reads.clear()
+
+
+def test_a_damaged_memory_reads_the_graph(model, monkeypatch):
+    graph, x, y, loss, train = model.build()
+    data = _data()
+    want = gc.compile([loss, train], feeds=[x, y], backend="numpy")({x: data[0], y: data[1]})[0]
+    for damaged in (b"z" * 70, b"0" * 64 + np.array([10 ** 6], np.int64).tobytes()):
+        monkeypatch.setattr(step_cache, "recall", lambda objects, key, d=damaged: d)
+        graph, x, y, loss, train = model.build()
+        step = gc.compile([loss, train], feeds=[x, y], backend="numpy")
+        assert step.compiled.cache_hit and step({x: data[0], y: data[1]})[0] == want
+
+
+def test_remembered_feeds_still_say_which_placeholder_is_missing(model):
+    graph, x, y, loss, train = model.build()
+    gc.compile([loss, train], feeds=[x, y], backend="numpy")
+    graph, x, y, loss, train = model.build()
+    with pytest.raises(gc.errors.FeedError, match="'y'"):
+        gc.compile([loss, train], feeds=[x], backend="numpy")
+    graph, x, y, loss, train = model.build()
+    step = gc.compile([loss, train], feeds=[x, y], backend="numpy")
+    assert step._feeds == [x, y] and list(step.variables) == ["w"]
+
+
+SCRIPT = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import numpy as np
+    import graphc as gc
+    from graphc.client import step_cache
+    from graphc.ir import program
+    from model import build
+    searched = []
+    for module, name in ((program, "needed_nodes"), (step_cache, "graph_rows")):
+        def counted(*a, fn=getattr(module, name), name=name, **k):
+            searched.append(name)
+            return fn(*a, **k)
+        setattr(module, name, counted)
+    graph, x, y, loss, train = build()
+    step = gc.compile([loss, train], feeds=[x, y], backend=sys.argv[2])
+    rs = np.random.RandomState(3)
+    data = rs.randn(8, 6).astype(np.float32), rs.randn(8, 5).astype(np.float32)
+    losses = [float(step({x: data[0], y: data[1]})[0]).hex() for _ in range(3)]
+    print(bool(getattr(step.compiled, "cache_hit", False)), len(searched), *losses)
+''')
+
+
+@pytest.mark.parametrize("backend", ["numpy", "llvm"])
+def test_a_new_process_hits_without_searching_and_gives_the_misses_bits(model, backend,
+                                                                        tmp_path):
+    (tmp_path / "run.py").write_text(SCRIPT)
+
+    def run():
+        out = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path),
+                              backend], capture_output=True, text=True, check=True).stdout
+        hit, searched, *losses = out.split()
+        return hit == "True", int(searched), losses
+    cold = run()
+    warm = run()
+    assert not cold[0] and cold[1] > 0
+    assert warm[:2] == (True, 0) and warm[2] == cold[2]
