@@ -339,20 +339,17 @@ def _feed_list(feeds, flat, graph, cache=None):
     objects = step_cache.store(cache)
     key = step_cache.needs_key(flat, given) if objects is not None else None
     found = step_cache.recall(objects, key)
-    variables = need = None
-    if found is not None:
-        try:
-            ids = np.frombuffer(found, np.int64).tolist()
-            at = graph.nodes.__getitem__
-            variables, need = list(map(at, ids[1:1 + ids[0]])), list(map(at, ids[1 + ids[0]:]))
-        except (ValueError, IndexError):
-            variables = None  # (a damaged memory: search)
-    if variables is None:
+    # (remembered: how many variables, then the variables and the feeds)
+    read = None if found is None else step_cache.nodes_at(graph, found, head=1)
+    if read and read[0] and 0 <= read[0][0] <= len(read[1]):
+        (count,), nodes = read
+        variables, need = nodes[:count], nodes[count:]
+    else:  # (nothing remembered, or a damaged memory: search)
         needed, need = needed_and_leaf_feeds(flat, given)
         variables = [n for n in needed if n.opdef is VARIABLE]
         if key is not None:
-            step_cache.remember(objects, key, np.array(
-                [len(variables)] + [n.id for n in variables + need], np.int64).tobytes())
+            step_cache.remember(objects, key, step_cache.node_ids(variables + need,
+                                                                  [len(variables)]))
     if feeds is None:
         return variables, need
     given = set(given)

@@ -71,7 +71,10 @@ def _description(n, op):
     elif _PLAIN.issuperset(map(type, attrs.values())):
         tail = marshal.dumps(attrs, MARSHAL)  # (``_attrs_desc``'s, one call less)
     elif _FROZEN.issuperset(map(type, attrs.values())):  # (a variable's, a placeholder's)
-        tail = _attrs_desc(attrs)
+        try:
+            tail = _attrs_desc(attrs)
+        except Uncacheable:  # (a shape of dims marshal cannot write)
+            return None
     else:
         try:
             desc = describe(n)

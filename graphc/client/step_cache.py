@@ -146,13 +146,9 @@ def step_key(fetches, feed_shapes, backend, passes, checks, objects=None):
     if fast is not None:
         fast = _hashed(fast + tail, "compiled step's key", target)
         found = recall(objects, fast)
-        if found is not None and len(found) > 64:
-            graph_nodes = fetches[0].graph.nodes
-            try:
-                ids = np.frombuffer(found, np.int64, offset=64).tolist()
-                return found[:64].decode(), list(map(graph_nodes.__getitem__, ids))
-            except (ValueError, IndexError):
-                pass  # (a damaged memory: read the graph instead)
+        read = None if found is None else nodes_at(fetches[0].graph, found[64:])
+        if read and read[1]:
+            return found[:64].decode(), read[1]
     try:
         rows, nodes = graph_rows(fetches, fed, backend == "llvm")
     except (Uncacheable, KeyError):  # (KeyError: an input not needed)
@@ -161,8 +157,7 @@ def step_key(fetches, feed_shapes, backend, passes, checks, objects=None):
         return None, None
     key = _hashed(rows + tail, "compiled step", target)
     if key is not None and fast is not None:
-        remember(objects, fast, key.encode() + np.array([n.id for n in nodes],
-                                                        np.int64).tobytes())
+        remember(objects, fast, key.encode() + node_ids(nodes))
     return key, nodes
 
 
@@ -187,6 +182,21 @@ def remember(objects, key, payload):
     the nodes a ``CompiledStep`` needs...)."""
     if key is not None:
         objects.put(key, payload)
+
+
+def node_ids(nodes, head=()):
+    """``head`` (ints) and ``nodes``' positions in their graph, as bytes ``nodes_at`` reads."""
+    return np.array(list(head) + [n.id for n in nodes], np.int64).tobytes()
+
+
+def nodes_at(graph, data, head=0):
+    """What ``node_ids`` wrote: (its ``head`` ints, the nodes of ``graph`` at the positions
+    after them), or None when ``data`` cannot be that (a damaged memory)."""
+    try:
+        ids = np.frombuffer(data, np.int64).tolist()
+        return ids[:head], list(map(graph.nodes.__getitem__, ids[head:]))
+    except (ValueError, IndexError):
+        return None
 
 
 def needs_key(fetches, fed):
