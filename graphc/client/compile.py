@@ -15,17 +15,15 @@ import threading
 
 import numpy as np
 
-from . import step_cache
 from .pipeline import compile_program, default_backend, step_stats
 from ..runtime.aligned import aligned_copies
 from ..runtime.threads import apply_policy
 from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
-from ..ir.ops.state import VARIABLE
 from ..runtime.calls import may_alias, state_ids, takes_as_is, unalias
 from .failures import step_error
 from .feeds import (check_feed_dict, convert_feed, expand_feeds, feed_target, flatten,
-                    needed_and_leaf_feeds)
+                    variables_and_leaf_feeds)
 
 
 def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # noqa: A001
@@ -336,20 +334,7 @@ def _feed_list(feeds, flat, graph, cache=None):
     ``feeds`` is None). With the compile cache on (``cache``), a graph that keeps a running
     hash of its nodes (``node_digest``) finds them remembered from an earlier search."""
     given = [] if feeds is None else [feed_target(graph, f) for f in _flat_keys(feeds)]
-    objects = step_cache.store(cache)
-    key = step_cache.needs_key(flat, given) if objects is not None else None
-    found = step_cache.recall(objects, key)
-    # (remembered: how many variables, then the variables and the feeds)
-    read = None if found is None else step_cache.nodes_at(graph, found, head=1)
-    if read and read[0] and 0 <= read[0][0] <= len(read[1]):
-        (count,), nodes = read
-        variables, need = nodes[:count], nodes[count:]
-    else:  # (nothing remembered, or a damaged memory: search)
-        needed, need = needed_and_leaf_feeds(flat, given)
-        variables = [n for n in needed if n.opdef is VARIABLE]
-        if key is not None:
-            step_cache.remember(objects, key, step_cache.node_ids(variables + need,
-                                                                  [len(variables)]))
+    variables, need = variables_and_leaf_feeds(flat, given, cache)
     if feeds is None:
         return variables, need
     given = set(given)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import FeedError
 from ..ir.graph import Node, Operation
-from ..ir.ops.state import PLACEHOLDER
+from ..ir.ops.state import PLACEHOLDER, VARIABLE
 from ..ir.program import user_needed_nodes
 from ..ir.shapes import format_shape
 
@@ -183,14 +183,36 @@ def expand_feeds(items):
         yield from expand_feeds(zip(key, value))
 
 
-def leaf_feeds(flat, fed):
-    """What a step computing ``flat`` takes when ``fed`` nodes are given: the fed nodes it
-    needs and every placeholder it needs through no fed node, in creation order."""
-    return needed_and_leaf_feeds(flat, fed)[1]
+def variables_and_leaf_feeds(flat, fed, cache=None):
+    """(the variables a step computing ``flat`` needs, what it takes when ``fed`` nodes are
+    given: the fed nodes it needs and every placeholder it needs through no fed node), in
+    creation order.
+
+    With the compile cache on (``cache``: as ``step_cache.store`` takes it), a graph that
+    keeps a running hash of its nodes (``node_digest``) finds both remembered from an earlier
+    search, in this process or another: a warm ``gc.compile`` or ``Session.run`` searches
+    nothing."""
+    from . import step_cache
+    cut = [n for n in fed if n.opdef is not PLACEHOLDER]  # (placeholders change nothing)
+    objects = step_cache.store(cache)
+    key = step_cache.needs_key(flat, cut) if objects is not None else None
+    found = step_cache.recall(objects, key)
+    # (remembered: how many variables, then the variables and the feeds)
+    read = None if found is None else step_cache.nodes_at(flat[0].graph, found, head=1)
+    if read and read[0] and 0 <= read[0][0] <= len(read[1]):
+        (count,), nodes = read
+        return nodes[:count], nodes[count:]
+    needed, need = needed_and_leaf_feeds(flat, cut)  # (nothing remembered, or damaged)
+    variables = [n for n in needed if n.opdef is VARIABLE]
+    if key is not None:
+        step_cache.remember(objects, key, step_cache.node_ids(variables + need,
+                                                              [len(variables)]))
+    return variables, need
 
 
 def needed_and_leaf_feeds(flat, fed):
-    """(the nodes a step computing ``flat`` needs when ``fed`` are given, ``leaf_feeds``)."""
+    """(the nodes a step computing ``flat`` needs when ``fed`` are given, what it takes:
+    ``variables_and_leaf_feeds``'s second part)."""
     cut = [n for n in fed if n.opdef is not PLACEHOLDER]
     chosen = set(cut)
     needed = user_needed_nodes(flat, cut)

@@ -23,11 +23,11 @@ from ..runtime.threads import apply_policy
 from ..errors import GraphcError, GraphError
 from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph, pop_default_session, push_default_session
-from ..runtime.aligned import aligned_copy, aligned_zeros
+from ..runtime.aligned import aligned_copy, aligned_zeros_each
 from ..runtime.calls import may_alias, state_ids, unalias
 from .failures import step_error
 from .feeds import (_as_result, _missing_feed_error, check_feed_dict, convert_feed, expand_feeds,
-                    feed_target, flatten, leaf_feeds)
+                    feed_target, flatten, variables_and_leaf_feeds)
 
 
 class Session:
@@ -159,7 +159,7 @@ class Session:
                tuple(sorted(n.id for n in given if n.op_name != "placeholder")))
         need = self._needs.get(key)
         if need is None:
-            need = leaf_feeds(flat, given)
+            need = variables_and_leaf_feeds(flat, given)[1]
             self._needs[key] = need
         missing = [p for p in need if p not in given and "default" not in p.meta
                    and not (pull and "iterator" in p.meta)]
@@ -245,16 +245,21 @@ class _Prepared:
                  "updated_at", "direct")
 
     def __init__(self, compiled, values):
-        self.version, self.variables, self.complete = values.version, [], True
-        for v, read in zip(compiled.var_nodes, compiled.var_read):
-            value = values.get(v)
-            if value is None:
-                if read:
-                    raise GraphError(
-                        f"attempting to use uninitialized variable '{v.node_name}'", loc=v.loc,
-                        hint="run gc.global_variables_initializer() first")
-                value, self.complete = aligned_zeros(v.shape, v.dtype.np), False
-            self.variables.append(value)
+        self.version, self.complete = values.version, True
+        self.variables = [values.get(v) for v in compiled.var_nodes]
+        unset = [k for k, value in enumerate(self.variables) if value is None]
+        for k in unset:
+            if compiled.var_read[k]:
+                v = compiled.var_nodes[k]
+                raise GraphError(
+                    f"attempting to use uninitialized variable '{v.node_name}'", loc=v.loc,
+                    hint="run gc.global_variables_initializer() first")
+        if unset:  # (written, not read: an initializer's; zeros, one buffer for the small)
+            self.complete = False
+            nodes = [compiled.var_nodes[k] for k in unset]
+            zeros = aligned_zeros_each([v.shape for v in nodes], [v.dtype.np for v in nodes])
+            for k, value in zip(unset, zeros):
+                self.variables[k] = value
         self.stored = set(state_ids(list(values.values())))
         self.in_place = getattr(compiled.fn, "updates_in_place", False)
         self.owned = getattr(compiled.fn, "fetches_owned", False)

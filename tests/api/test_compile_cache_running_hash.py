@@ -190,22 +190,33 @@ SCRIPT = textwrap.dedent('''
             return fn(*a, **k)
         setattr(module, name, counted)
     graph, x, y, loss, train = build()
-    step = gc.compile([loss, train], feeds=[x, y], backend=sys.argv[2])
     rs = np.random.RandomState(3)
     data = rs.randn(8, 6).astype(np.float32), rs.randn(8, 5).astype(np.float32)
-    losses = [float(step({x: data[0], y: data[1]})[0]).hex() for _ in range(3)]
+    if sys.argv[3] == "session":
+        with graph.as_default():
+            init = gc.global_variables_initializer()
+        sess = gc.Session(graph=graph, backend=sys.argv[2])
+        sess.run(init)
+        losses = [float(sess.run([loss, train], {x: data[0], y: data[1]})[0]).hex()
+                  for _ in range(3)]
+        step = type("Ran", (), {"compiled": list(sess._cache.values())[-1]})
+    else:
+        step = gc.compile([loss, train], feeds=[x, y], backend=sys.argv[2])
+        losses = [float(step({x: data[0], y: data[1]})[0]).hex() for _ in range(3)]
     print(bool(getattr(step.compiled, "cache_hit", False)), len(searched), *losses)
 ''')
 
 
 @pytest.mark.parametrize("backend", ["numpy", "llvm"])
-def test_a_new_process_hits_without_searching_and_gives_the_misses_bits(model, backend,
+@pytest.mark.parametrize("how", ["compile", "session"])
+def test_a_new_process_hits_without_searching_and_gives_the_misses_bits(model, backend, how,
                                                                         tmp_path):
     (tmp_path / "run.py").write_text(SCRIPT)
 
     def run():
         out = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path),
-                              backend], capture_output=True, text=True, check=True).stdout
+                              backend, how], capture_output=True, text=True,
+                             check=True).stdout
         hit, searched, *losses = out.split()
         return hit == "True", int(searched), losses
     cold = run()

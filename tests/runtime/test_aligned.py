@@ -6,6 +6,7 @@ import pytest
 
 import graphc as gc
 from graphc.runtime.aligned import (LINE, SHARED_MAX, aligned_copies, aligned_copy, aligned_empty,
+                                    aligned_zeros_each,
                                     aligned_zeros)
 from graphc.runtime.calls import may_alias, state_ids
 
@@ -94,3 +95,24 @@ def test_aligned_copies_are_arrays_of_their_own_in_one_buffer():
     ids = state_ids(copies)
     assert may_alias(small[0].base[64:128], ids) and may_alias(small[4][1:], ids)
     assert aligned_copies([], []) == []
+
+
+def test_aligned_zeros_each_are_zeros_of_their_own_in_one_buffer():
+    """A session's variables before their initializers: zeros of each shape and dtype, the
+    small ones in one buffer without overlap, each on a line, a large one apart; writing one
+    changes no other."""
+    shapes = [(3, 5), (), (0, 4), (7,), (SHARED_MAX // 4 + 1,), (2, 3)]
+    dtypes = [np.float32, np.float64, np.float32, np.int8, np.float32, np.int64]
+    zeros = aligned_zeros_each(shapes, dtypes)
+    for z, shape, dtype in zip(zeros, shapes, dtypes):
+        assert z.shape == shape and z.dtype == dtype and z.flags.c_contiguous
+        assert z.flags.writeable and not z.any() and (_on_line(z) or z.size == 0)
+    small = [z for z in zeros if z.nbytes <= SHARED_MAX]
+    assert len(small) == 5 and len({id(z.base) for z in small}) == 1
+    assert zeros[4].base is not small[0].base
+    ends = sorted((z.__array_interface__["data"][0], z.nbytes) for z in small if z.size)
+    assert all(a + n <= b for (a, n), (b, _) in zip(ends, ends[1:]))
+    for k, z in enumerate(zeros):
+        z[...] = 3
+        assert not any(o.any() for j, o in enumerate(zeros) if j != k), k
+        z[...] = 0
