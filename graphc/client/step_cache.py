@@ -185,18 +185,33 @@ def remember(objects, key, payload):
 
 
 def node_ids(nodes, head=()):
-    """``head`` (ints) and ``nodes``' positions in their graph, as bytes ``nodes_at`` reads."""
-    return np.array(list(head) + [n.id for n in nodes], np.int64).tobytes()
+    """``head`` (ints) and ``nodes``' positions in their graph, as bytes ``nodes_at`` reads:
+    runs of consecutive positions as (first, count) pairs (a step's needed nodes are mostly
+    such runs: read back as slices of the graph's list, not one node at a time)."""
+    runs = []
+    for i in [n.id for n in nodes]:
+        if runs and runs[-2] + runs[-1] == i:
+            runs[-1] += 1
+        else:
+            runs += [i, 1]
+    return np.array(list(head) + runs, np.int64).tobytes()
 
 
 def nodes_at(graph, data, head=0):
     """What ``node_ids`` wrote: (its ``head`` ints, the nodes of ``graph`` at the positions
     after them), or None when ``data`` cannot be that (a damaged memory)."""
     try:
-        ids = np.frombuffer(data, np.int64).tolist()
-        return ids[:head], list(map(graph.nodes.__getitem__, ids[head:]))
-    except (ValueError, IndexError):
+        values = np.frombuffer(data, np.int64).tolist()
+    except ValueError:
         return None
+    runs, nodes, found = values[head:], graph.nodes, []
+    if len(values) < head or len(runs) % 2:
+        return None
+    for first, count in zip(runs[::2], runs[1::2]):
+        if first < 0 or count <= 0 or first + count > len(nodes):
+            return None
+        found += nodes[first:first + count]
+    return values[:head], found
 
 
 def needs_key(fetches, fed):

@@ -223,3 +223,22 @@ def test_a_new_process_hits_without_searching_and_gives_the_misses_bits(model, b
     warm = run()
     assert not cold[0] and cold[1] > 0
     assert warm[:2] == (True, 0) and warm[2] == cold[2]
+
+
+def test_remembered_positions_come_back_as_the_same_nodes_or_not_at_all():
+    """Runs of consecutive positions are written as (first, count) pairs: any order of
+    nodes comes back as it went; positions outside the graph or cut pairs read as damaged."""
+    with gc.Graph().as_default() as graph:
+        x = gc.placeholder(gc.float32, [3], name="x")
+        for _ in range(9):
+            x = x + 1.0
+    nodes = graph.nodes
+    for order in ([], nodes, nodes[3:7] + nodes[:2] + [nodes[9], nodes[8], nodes[12]],
+                  [nodes[5]] * 3):
+        data = step_cache.node_ids(order, head=[4, 7])
+        assert step_cache.nodes_at(graph, data, head=2) == ([4, 7], order)
+    assert len(step_cache.node_ids(nodes)) == 16  # (one run: a pair)
+    for damaged in (np.array([-1, 2], np.int64), np.array([len(nodes) - 1, 2], np.int64),
+                    np.array([0, 0], np.int64), np.array([0, 1, 2], np.int64)):
+        assert step_cache.nodes_at(graph, damaged.tobytes()) is None
+    assert step_cache.nodes_at(graph, b"abc") is None
