@@ -11,6 +11,9 @@ cold compile's, bit for bit.
 
 Columns, in ms (median and min over the runs):
 
+    build off, on  building the graph in a process with the cache off, and in the hit's
+                process (the cache on: the graph keeps a running hash of its nodes,
+                ``graphc/client/node_digest.py``); the two kinds of process alternate
     hit         ``gc.compile`` and the first call: issue 16's warm hit
     gc.compile  the whole call (``CompiledStep``: finding the variables, their initial
                 values, the step's compile)
@@ -50,6 +53,7 @@ import graphc.client.step_cache, graphc.runtime.pystep, graphc.runtime.llvm_step
 if {backend!r} == "llvm":
     import graphc.codegen.llvm.backend  # (a miss needs it; imported for both, not timed)
 workload = {workload!r}
+started = time.perf_counter()
 if workload in baselines.WORKLOADS:
     graph, x, y, loss, train, init = bench_llvm.build(workload)
     fetches, feeds = [loss, train], [x, y]
@@ -63,6 +67,10 @@ else:  # a generated graph of bench_compile: rnn1k, mlp10k...
     rng = np.random.default_rng(0)
     data = {{p.node_name: rng.standard_normal(s).astype(np.float32)
             for p, s in shapes.items()}}
+build = time.perf_counter() - started
+if {build_only!r}:
+    print(json.dumps(dict(build=build)))
+    sys.exit(0)
 spent = []
 def timed(*args, **kwargs):
     t = time.perf_counter()
@@ -82,15 +90,17 @@ t = time.perf_counter()  # a new CompiledStep of the same graph in this process:
 again = gc.compile(fetches, feeds=feeds, backend={backend!r})
 again(**data)
 again_s = time.perf_counter() - t
-print(json.dumps(dict(total=total, step=seconds, init=init, call=call, loss=value.hex(),
+print(json.dumps(dict(build=build, total=total, step=seconds, init=init, call=call,
+                      loss=value.hex(),
                       hit=bool(getattr(compiled, "cache_hit", False)), again=again_s,
                       again_key=again.compiled.timings.get("key", 0.0),
                       nodes=len(graph.nodes), phases=compiled.timings)))
 """
 
 
-def _child(workload, backend, env):
-    code = CHILD.format(here=str(HERE), workload=workload, backend=backend)
+def _child(workload, backend, env, build_only=False):
+    code = CHILD.format(here=str(HERE), workload=workload, backend=backend,
+                        build_only=build_only)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -106,13 +116,19 @@ def measure(workload, backend, runs):
         cold = _child(workload, backend, env)
         if cold["hit"]:
             raise AssertionError(f"{workload} {backend}: the first compile hit an empty cache")
-        warm = [_child(workload, backend, env) for _ in range(runs)]
+        off = dict(env, GRAPHC_STEP_CACHE="0")
+        warm, plain = [], []
+        for _ in range(runs):  # (alternating: a hit, then the same graph built without the
+            warm.append(_child(workload, backend, env))  # cache's running hash)
+            plain.append(_child(workload, backend, off, build_only=True))
     for w in warm:
         if not w["hit"]:
             raise AssertionError(f"{workload} {backend}: a warm compile missed the cache")
         if w["loss"] != cold["loss"]:
             raise AssertionError(f"{workload} {backend}: the hit's loss {w['loss']} differs "
                                  f"from the cold compile's {cold['loss']}")
+    for w, p in zip(warm, plain):
+        w["build_off"] = p["build"]
     return cold, warm
 
 
@@ -124,7 +140,9 @@ def _cell(values):
 def report(workload, backend, cold, warm):
     """One line: the cold compile, then median and min of every column over the hits."""
     phases = [p for p in warm[0]["phases"] if p != "lookup"]
-    cells = [("hit", [w["total"] + w["call"] for w in warm]),
+    cells = [("build off", [w["build_off"] for w in warm]),
+             ("on", [w["build"] for w in warm]),
+             ("hit", [w["total"] + w["call"] for w in warm]),
              ("gc.compile", [w["total"] for w in warm]),
              ("around", [w["total"] - w["step"] for w in warm]),
              ("step", [w["step"] for w in warm])]
