@@ -26,10 +26,12 @@ import hashlib
 import marshal
 from operator import attrgetter
 
+import numpy as np
+
 from ..ir.dtypes import DType
 from ..ir.shapes import TensorShape
-from .graph_key import (_DIMS, _NO_ATTRS, _PLAIN, MARSHAL, Uncacheable, _attrs_desc, _kind_head,
-                        _known, describe)
+from .graph_key import (_DIMS, _NO_ATTRS, _PLAIN, MARSHAL, Uncacheable, _array_canon,
+                        _attrs_desc, _kind_head, _known, describe)
 
 _id_of = attrgetter("id")
 _tainted = attrgetter("key_tainted")
@@ -75,9 +77,15 @@ def _description(n, op):
             tail = _attrs_desc(attrs)
         except Uncacheable:  # (a shape of dims marshal cannot write)
             return None
+    elif (len(attrs) == 1 and type(attrs.get("value")) is np.ndarray
+          and attrs["value"].base is None and not attrs["value"].flags.writeable):
+        try:  # (a constant's one array, read-only: ``_attrs_desc``'s, without its loop)
+            tail = marshal.dumps({"value": _array_canon(attrs["value"], "array")}, MARSHAL)
+        except (Uncacheable, ValueError):
+            return None
     else:
         try:
-            desc = describe(n)
+            describe(n)
         except Uncacheable:
             return None
         return n.key_desc  # (None when an attribute could change)

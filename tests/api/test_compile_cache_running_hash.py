@@ -242,3 +242,19 @@ def test_remembered_positions_come_back_as_the_same_nodes_or_not_at_all():
                     np.array([0, 0], np.int64), np.array([0, 1, 2], np.int64)):
         assert step_cache.nodes_at(graph, damaged.tobytes()) is None
     assert step_cache.nodes_at(graph, b"abc") is None
+
+
+def test_what_the_hash_keeps_on_each_node_is_what_the_key_reads(model):
+    """The running hash describes each node by its own fast paths (plain, frozen and one-array
+    attributes): each kept description is what ``graph_key.describe`` gives."""
+    from graphc.client import graph_key
+    graph = model.build()[0]
+    with graph.as_default():
+        gc.constant(np.arange(40, dtype=np.float32).reshape(8, 5), name="big")
+        gc.constant(np.float32(2.5), name="small")
+    graph.key_flush()
+    kept = [(n, n.key_desc) for n in graph.nodes]
+    assert all(d is not None for _, d in kept)
+    for n, desc in kept:
+        n.key_desc = None
+        assert graph_key.describe(n) == desc, n
