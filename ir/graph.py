@@ -257,9 +257,8 @@ class Graph:
 
     def key_flush(self):
         """Add the last node built to the running hash (``key_hash``), before it is read."""
-        pending = self.key_pending
+        pending, self.key_pending = self.key_pending, None  # (taken once, then hashed)
         if pending is not None:
-            self.key_pending = None
             self.digest_node(self, pending)
 
     def node_changed(self, node):
