@@ -21,6 +21,9 @@ import graphc as gc
 from . import kinds
 
 MAX_BOUND = 64.0      # rescale a value whose magnitude bound exceeds this
+# an op whose value would hold more elements is not drawn (an outer product of two long
+# vectors, [21353, 21353], took 24 GB with its float64 reference and was killed for memory)
+MAX_ELEMENTS = 1 << 23
 MIN_OPS, MAX_OPS = 3, 40
 
 
@@ -226,6 +229,10 @@ class Generator:
             self.tensors.pop()
             return None
         op.shape = tuple(int(d) for d in self.tensors[i].shape)
+        if int(np.prod(op.shape, dtype=np.int64)) > MAX_ELEMENTS:
+            self.items.pop()
+            self.tensors.pop()
+            return None
         if op.bound > MAX_BOUND:
             return self.add_op("scale", (i,), {"c": 1.0 / op.bound}, 1.0)
         return i

@@ -262,3 +262,11 @@ def test_batch_norm_recipes_pass_with_their_gradients(monkeypatch):
     assert len(recipes) >= 6 and graded
     fails = check.Batch(graded[:2] + [r for r in recipes if r not in graded][:4]).run()
     assert not fails, "\n".join(f.line() for f in fails)
+
+
+def test_no_drawn_value_holds_more_than_the_element_cap():
+    """Seed 93232 of a large run once drew an outer product of two 21,353-long vectors, which
+    with its float64 reference took 24 GB; values over ``MAX_ELEMENTS`` are not drawn."""
+    recipe = graphs.generate(93232, known_bugs=True, large=True)
+    sizes = [int(np.prod(op.shape)) for op in recipe.items if isinstance(op, graphs.Op)]
+    assert sizes and max(sizes) <= graphs.MAX_ELEMENTS
