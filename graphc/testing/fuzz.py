@@ -217,13 +217,21 @@ def run_processes(procs, n, seed, batch, mutate, stop_first, do_shrink, known_bu
                   large=False, unknown_dims=False):
     """``run`` split over ``procs`` processes (consecutive seed ranges); one merged Report."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     share = -(-n // procs)
     args = [(min(share, n - k * share), seed + k * share, batch, mutate, stop_first, do_shrink,
              dict(known_bugs=known_bugs, large=large, unknown_dims=unknown_dims))
             for k in range(procs) if n - k * share > 0]
     t0 = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(len(args)) as pool:
-        parts = pool.starmap(_worker, args)
+    # (an executor, not a Pool: a worker killed, for memory say, fails the run at once, where
+    # a Pool replaced it and waited forever for its share)
+    with ProcessPoolExecutor(len(args), mp_context=multiprocessing.get_context("spawn")) as ex:
+        try:
+            parts = list(ex.map(_worker, *zip(*args)))
+        except BrokenProcessPool as exc:
+            raise SystemExit(f"fuzz: a worker process died ({exc}); run its seed range "
+                             "without --procs to see where") from None
     merged = Report(seconds=time.perf_counter() - t0)
     for part, (_, start, *_) in zip(parts, args):
         merged.graphs += part.graphs
