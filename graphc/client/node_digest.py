@@ -5,9 +5,10 @@ calls ``digest_new`` for each node: it adds the node's row to the graph's runnin
 (``Graph.key_hash``), a row being its description (``graph_key.describe``: op, dtype, declared
 shape, attributes), name, source line (file, number and text), ``is_grad`` flag and its
 inputs' positions in creation order. Two graphs whose hashes are equal after N nodes hold the
-same N nodes, so a step is named by the hash, the graph's length and its fetches' and fed
-nodes' positions (``fast_rows``): a warm hit reads no node but those, where
-``graph_key.graph_rows`` reads every node the step needs (2 us a node in Python).
+same N nodes (but for large arrays, below), so a step is named by the hash, the graph's
+length and its fetches' and fed nodes' positions (``fast_rows``): a warm hit reads no node
+but those, where ``graph_key.graph_rows`` reads every node the step needs (2 us a node in
+Python).
 
 That says more than ``graph_rows`` says of a step (every node built before, needed or not),
 never less, so it may miss where ``graph_rows`` hits (a graph that grew since, or that other
@@ -17,8 +18,10 @@ key under the other (``remember`` and ``recall``).
 A node is marked ``key_tainted``, and so is every node downstream of it, where the running
 hash cannot stand for a step that needs it, or where ``graph_rows`` refuses to cache: an
 attribute that could change under it (a writable array, a list, a dict), one the key cannot
-describe, a random op without a seed, a host call. A step whose fetches are tainted is keyed
-by ``graph_rows`` alone. A graph whose built nodes change (``Graph.rename`` of a node built
+describe, a random op without a seed, a host call; and an array of more than ``EAGER_BYTES``,
+whose row does not hold it (a variable's initial value, which the step that trains it does
+not need: that step's key is still the running hash). A step whose fetches are tainted is
+keyed by ``graph_rows`` alone. A graph whose built nodes change (``Graph.rename`` of a node built
 before the last one, ``Graph.node_changed``) is marked ``key_stale`` and keyed by
 ``graph_rows`` from then on.
 """
@@ -37,6 +40,10 @@ _id_of = attrgetter("id")
 _tainted = attrgetter("key_tainted")
 # (file, line number) -> what a row says of a source line: the text too, which errors quote
 _LINES = {}
+# A constant of more bytes is not hashed as it is built, and marks what needs it tainted: most
+# large arrays are variables' initial values, which no training step needs (its variables
+# are leaves), and hashing them all cost W5's build 3 ms (64 MB of weights would cost ~40).
+EAGER_BYTES = 1 << 16
 # attribute types that never change once built and are described without a case to check
 _FROZEN = _PLAIN | {DType, TensorShape}
 
@@ -77,6 +84,8 @@ def _description(n, op):
             tail = _attrs_desc(attrs)
         except Uncacheable:  # (a shape of dims marshal cannot write)
             return None
+    elif any(type(v) is np.ndarray and v.nbytes > EAGER_BYTES for v in attrs.values()):
+        return None  # (a large array: hashed when a step that needs it is keyed, if ever)
     elif (len(attrs) == 1 and type(attrs.get("value")) is np.ndarray
           and attrs["value"].base is None and not attrs["value"].flags.writeable):
         try:  # (a constant's one array, read-only: ``_attrs_desc``'s, without its loop)

@@ -258,3 +258,48 @@ def test_what_the_hash_keeps_on_each_node_is_what_the_key_reads(model):
     for n, desc in kept:
         n.key_desc = None
         assert graph_key.describe(n) == desc, n
+
+
+def _big(seed, use_const):
+    """A layer whose weight starts from a 256 KB array (more than ``EAGER_BYTES``), or which
+    multiplies by such a constant: (graph, x, loss, train)."""
+    graph = gc.Graph()
+    with graph.as_default():
+        x = gc.placeholder(gc.float32, [4, 256], name="x")
+        value = np.random.RandomState(seed).randn(256, 256).astype(np.float32) * 0.05
+        w = gc.constant(value) if use_const else gc.Variable(value, name="w")
+        b = gc.Variable(np.zeros(256, np.float32), name="b")
+        loss = gc.reduce_mean(gc.square(gc.matmul(x, w) + b))
+        train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+    return graph, x, loss, train
+
+
+def test_a_large_initial_value_is_not_hashed_and_the_hit_starts_from_the_new_one(model):
+    """A variable's 256 KB initial value is left out of the running hash (the training step
+    does not need it): another initial value hits the same compiled step, through the hash,
+    and the step starts from the new value."""
+    data = np.random.RandomState(5).randn(4, 256).astype(np.float32)
+    losses = {}
+    for seed in (1, 2):
+        graph, x, loss, train = _big(seed, use_const=False)
+        step = gc.compile([loss, train], feeds=[x], backend="numpy")
+        losses[seed] = [step({x: data})[0] for _ in range(2)]
+        assert node_digest.fast_rows([loss, train], {x: (4, 256)}) is not None
+        assert getattr(step.compiled, "cache_hit", False) == (seed == 2)
+    gc_off = {}
+    for seed in (1, 2):  # (the same steps compiled without the cache)
+        graph, x, loss, train = _big(seed, use_const=False)
+        step = gc.compile([loss, train], feeds=[x], backend="numpy", cache=False)
+        gc_off[seed] = [step({x: data})[0] for _ in range(2)]
+    assert losses == gc_off and losses[1] != losses[2]
+
+
+def test_a_step_that_needs_a_large_constant_reads_its_graph_and_keys_the_value(model):
+    data = np.random.RandomState(5).randn(4, 256).astype(np.float32)
+    for seed in (1, 2):
+        graph, x, loss, train = _big(seed, use_const=True)
+        assert node_digest.fast_rows([loss, train], {x: (4, 256)}) is None
+        step = gc.compile([loss, train], feeds=[x], backend="numpy")
+        assert not getattr(step.compiled, "cache_hit", False)  # (another constant)
+        want = gc.compile([loss, train], feeds=[x], backend="numpy", cache=False)
+        assert step({x: data})[0] == want({x: data})[0]
