@@ -24,7 +24,10 @@ Columns, in ms (median and min over the runs):
     again, key  a second ``gc.compile`` of the same graph in the same process and its first
                 call (a hit too), and that hit's key
 
-    python benchmarks/bench_warm.py [W1 ...] [--backends llvm numpy] [--runs 7]
+With ``--session``, each process runs TF1's way instead (``gc.Session``, its variables'
+initializer, the step's first ``Session.run``) and the line gives both runs' times.
+
+    python benchmarks/bench_warm.py [W1 ...] [--backends llvm numpy] [--runs 7] [--session]
 """
 import argparse
 import json
@@ -71,6 +74,20 @@ build = time.perf_counter() - started
 if {build_only!r}:
     print(json.dumps(dict(build=build)))
     sys.exit(0)
+if {session!r}:  # TF1's way: a Session, its initializer, then the step
+    with graph.as_default():
+        init_op = gc.global_variables_initializer()
+    feed = {{p: data[p.node_name] for p in feeds}}
+    t = time.perf_counter()
+    sess = gc.Session(graph=graph, backend={backend!r})
+    sess.run(init_op)
+    t1 = time.perf_counter()
+    value = float(sess.run(fetches, feed_dict=feed)[0])
+    t2 = time.perf_counter()
+    hits = [bool(getattr(c, "cache_hit", False)) for c in sess._cache.values()]
+    print(json.dumps(dict(init=t1 - t, run=t2 - t1, loss=value.hex(), hit=all(hits),
+                          nodes=len(graph.nodes))))
+    sys.exit(0)
 spent = []
 def timed(*args, **kwargs):
     t = time.perf_counter()
@@ -98,9 +115,9 @@ print(json.dumps(dict(build=build, total=total, step=seconds, init=init, call=ca
 """
 
 
-def _child(workload, backend, env, build_only=False):
+def _child(workload, backend, env, build_only=False, session=False):
     code = CHILD.format(here=str(HERE), workload=workload, backend=backend,
-                        build_only=build_only)
+                        build_only=build_only, session=session)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -130,6 +147,27 @@ def measure(workload, backend, runs):
     for w, p in zip(warm, plain):
         w["build_off"] = p["build"]
     return cold, warm
+
+
+def measure_session(workload, backend, runs):
+    """``Session.run`` in fresh processes: one that fills the cache, then ``runs`` hits;
+    one line: the initializer's run and the step's first run, median and min (ms)."""
+    with tempfile.TemporaryDirectory() as folder:
+        env = dict(os.environ, GRAPHC_STEP_CACHE="1", GRAPHC_CACHE_DIR=folder)
+        for var in ("GRAPHC_NO_CACHE", "GRAPHC_DUMP", "GRAPHC_DEBUG",
+                    "PYTHONDONTWRITEBYTECODE"):
+            env.pop(var, None)
+        cold = _child(workload, backend, env, session=True)
+        warm = [_child(workload, backend, env, session=True) for _ in range(runs)]
+    for w in warm:
+        if not w["hit"] or w["loss"] != cold["loss"]:
+            raise AssertionError(f"{workload} {backend}: a warm Session missed the cache or "
+                                 f"gave another loss ({w['loss']} against {cold['loss']})")
+    cold_ms = (cold["init"] + cold["run"]) * 1e3
+    print(f"{workload} {backend:5} {warm[0]['nodes']:6} nodes Session cold {cold_ms:7.1f}"
+          f" | initializer {_cell([w['init'] for w in warm])}"
+          f" | first run {_cell([w['run'] for w in warm])}"
+          f" | both {_cell([w['init'] + w['run'] for w in warm])}", flush=True)
 
 
 def _cell(values):
@@ -163,12 +201,17 @@ def main(argv=None):
     parser.add_argument("--backends", nargs="+", default=["llvm", "numpy"],
                         choices=["llvm", "numpy"])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--session", action="store_true",
+                        help="time Session.run's warm hit (initializer and first run) instead")
     args = parser.parse_args(argv)
     print(f"ms; each column: median min over {args.runs} fresh processes "
           "(cold: the compile that filled the cache)")
     for backend in args.backends:
         for workload in args.workloads:
-            report(workload, backend, *measure(workload, backend, args.runs))
+            if args.session:
+                measure_session(workload, backend, args.runs)
+            else:
+                report(workload, backend, *measure(workload, backend, args.runs))
 
 
 if __name__ == "__main__":
