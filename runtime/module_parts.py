@@ -286,12 +286,13 @@ def pack(objects):
 
 
 def unpack(data):
-    """The object files of a bundle, in order.
+    """The object files of a bundle, in order (views of ``data`` when it is a memoryview).
 
     Raises:
         ValueError: ``data`` is not a whole bundle (truncated, or sizes that do not add up).
     """
-    data = bytes(data)
+    if not isinstance(data, bytes | memoryview):
+        data = bytes(data)
     at = len(MAGIC)
     if not is_bundle(data) or len(data) < at + _COUNT.size:
         raise ValueError("not a bundle of object files")

@@ -349,7 +349,7 @@ class Lowering:
         plain = [_record_of(c) for c in self.calls]
         if sum(r is not None for r in plain) < call_table.MIN_CALLS:
             return {}
-        records, runs, k = [], {}, 0
+        records, spans, k = [], [], 0  # spans: (first call, end, first word, end word)
         while k < len(plain):
             end = k
             while end < len(plain) and plain[end] is not None:
@@ -361,18 +361,21 @@ class Lowering:
             for kind, name, bufs, chunks, pool in plain[k:end]:
                 callee = callees.setdefault(name, len(callees))
                 records.append(call_table.record(kind, callee, bufs, chunks, pool))
-            runs[k] = self._run_writer(fn, k, end, start, sum(len(r) for r in records))
+            spans.append((k, end, start, sum(len(r) for r in records)))
             k = end
-        if runs:
-            self.globals.append(call_table.global_text(records)[0])
-        return runs
+        if not spans:
+            return {}
+        word = call_table.word_type(records)
+        self.globals.append(call_table.global_text(records, word)[0])
+        return {span[0]: self._run_writer(fn, word, *span) for span in spans}
 
-    def _run_writer(self, fn, first, end, start, stop):
+    def _run_writer(self, fn, word, first, end, start, stop):
         def write(pointer):  # (``pointer``: what every writer of the step is given)
             for _, _, _, _, note in self.calls[first:end]:
                 fn.emit(f"; {note}")
-            rec = fn.gep("i64", f"@{call_table.RECORDS}", start)
-            fn.emit(f"call void {fn.symbol(call_table.run_calls(self.module))}(ptr %table, "
+            rec = fn.gep(word, f"@{call_table.RECORDS}", start)
+            runner = call_table.run_calls(self.module, word)
+            fn.emit(f"call void {fn.symbol(runner)}(ptr %table, "
                     f"ptr %kernels, ptr {rec}, i64 {stop - start})")
             return end
         return write

@@ -319,7 +319,7 @@ def load(objects, key, nodes, rebuild, timings=None):
     """
     timings = dict(timings or {})
     t0 = time.perf_counter()
-    payload = objects.get(key)
+    payload = objects.get(key, view=True)  # (parsed in place: the code is copied once, to LLVM)
     if payload is None:
         return None
     try:
@@ -335,7 +335,7 @@ def _unpack(payload):
         raise ValueError("not a compiled-step entry")
     (n,) = struct.unpack_from("<Q", payload, len(_MAGIC))
     start = len(_MAGIC) + 8
-    header = json.loads(payload[start:start + n])
+    header = json.loads(bytes(payload[start:start + n]))
     a, b, c, d = header["sizes"]
     start += n
     header["blob"] = payload[start:start + a]
@@ -398,7 +398,7 @@ def _python_step(entry, timings):
     code = None  # another Python's bytecode: compile the source
     if entry.get("python") == _BYTECODE:
         code = marshal.loads(entry["prepared"])
-    fn, _ = load_python_step(entry["blob"].decode(), consts, rngs, arena=arena, code=code)
+    fn, _ = load_python_step(str(entry["blob"], "utf-8"), consts, rngs, arena=arena, code=code)
     timings["load"] = time.perf_counter() - t0
     return fn, lambda: [g.bit_generator.state for g in rngs]
 
@@ -410,7 +410,7 @@ def _native_step(entry, timings):
     pool = entry["pool_code"]
     if pool and not parallel.built() and entry.get("pool") == parallel.code_digest():
         loaded = jit.load_object(entry["blob"], also=[pool])  # (one engine for both)
-        parallel.adopt(loaded, pool)
+        parallel.adopt(loaded, bytes(pool))
     else:
         loaded = jit.load_object(entry["blob"])
     t1 = time.perf_counter()

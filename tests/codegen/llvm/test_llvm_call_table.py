@@ -55,8 +55,9 @@ def test_the_call_table_gives_the_bits_of_calls_written_out(monkeypatch, chunks)
     assert len(step_text) < len(out_text[out_text.index("define void @step("):]) / 3
     assert table_losses == out_losses
     line = next(x for x in table_text.splitlines() if x.startswith("@gc.call_records = "))
-    records = [int(w) for w in re.findall(r"i64 (-?\d+)", line.split("] [", 1)[1])]
-    assert f"[{len(records)} x i64]" in line
+    records = [int(w) for w in re.findall(r"i32 (-?\d+)", line.split("] [", 1)[1])]
+    assert f"[{len(records)} x i32]" in line  # (small words: half the bytes of i64's)
+    assert "void @gc.run_calls.i32(" in table_text
     kinds = set()
     at = 0
     while at < len(records):  # every record well formed: a kind, then its pointer pairs
@@ -64,6 +65,19 @@ def test_the_call_table_gives_the_bits_of_calls_written_out(monkeypatch, chunks)
         at += call_table.HEAD + 2 * (int(records[at]) & 255)
     assert at == len(records)
     assert kinds == ({call_table.KERNEL, call_table.CHUNKED} if chunks else {call_table.KERNEL})
+
+
+def test_records_with_a_word_past_32_bits_are_i64_and_give_the_same_bits(monkeypatch):
+    assert call_table.word_type([[2, 0, 0, 0, 1, 2**31 - 1]]) == "i32"
+    assert call_table.word_type([[2, 0, 0, 0, 1, 2**31]]) == "i64"
+    assert call_table.word_type([[2, 0, 0, 0, 1, -2**31 - 1]]) == "i64"
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    small, small_text, _ = _run(monkeypatch, 32)
+    monkeypatch.setattr(call_table, "word_type", lambda records: "i64")
+    wide, wide_text, _ = _run(monkeypatch, 32)
+    assert "x i32]" in small_text and "void @gc.run_calls(" not in small_text
+    assert "x i64] [i64 " in wide_text and "void @gc.run_calls(" in wide_text
+    assert wide == small
 
 
 def test_a_small_step_keeps_its_calls_written_out(monkeypatch):
@@ -81,7 +95,7 @@ def test_the_call_table_compiles_in_parts(monkeypatch):
     parts, _, _ = _run(monkeypatch, 32, depth=40)
     split = module_parts.split(text, 6)
     assert len(split) > 1
-    assert sum("define internal void @gc.run_calls(" in p or "define void @gc.run_calls(" in p
+    assert sum(bool(re.search(r"define (internal )?void @gc\.run_calls\.i32\(", p))
                for p in split) == 1
     for part in split:  # the records go wherever they are read, defined once there
         if "@gc.call_records" in part:
