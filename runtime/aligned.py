@@ -88,16 +88,38 @@ def aligned_zeros_each(shapes, dtypes):
 def _placed(shapes, dtypes):
     """Uninitialized C-ordered arrays of ``shapes`` and ``dtypes``, each on a line of its
     own: those of at most ``SHARED_MAX`` bytes views of one shared buffer (``aligned_copies``),
-    the others with buffers of their own."""
-    dtypes = [np.dtype(d) for d in dtypes]
-    sizes = [math.prod(map(int, s)) * d.itemsize for s, d in zip(shapes, dtypes)]
-    lines = [-(-max(n, 1) // LINE) * LINE if n <= SHARED_MAX else 0 for n in sizes]
-    buffer = aligned_empty(sum(lines))
-    out, start = [], 0
-    for shape, dtype, size in zip(shapes, dtypes, lines):
-        if size:
-            out.append(np.ndarray(shape, dtype, buffer, start))
-            start += size
-        else:
-            out.append(_aligned_array(shape, dtype))
+    the others with buffers of their own.
+
+    Arrays of one shape and dtype are placed side by side, each on as many whole lines as it
+    needs, and come out of one strided view of their block (iterating it makes a view in
+    ~0.1 us; ``np.ndarray(shape, dtype, buffer, offset)`` took ~0.5 us each): mlp10k's
+    1,110 arrays are two groups.
+    """
+    out = [None] * len(shapes)
+    groups = {}  # (shape, dtype) -> positions
+    for k, key in enumerate(zip(shapes, dtypes)):
+        if type(key[0]) is not tuple:
+            key = (tuple(key[0]), key[1])
+        groups.setdefault(key, []).append(k)
+    blocks, total = [], 0
+    for (shape, dtype), ks in groups.items():
+        shape, dtype = tuple(map(int, shape)), np.dtype(dtype)
+        size = math.prod(shape) * dtype.itemsize
+        if size > SHARED_MAX:
+            for k in ks:
+                out[k] = _aligned_array(shape, dtype)
+            continue
+        line = -(-max(size, 1) // LINE) * LINE
+        blocks.append((shape, dtype, ks, total, line))
+        total += line * len(ks)
+    buffer = aligned_empty(total)
+    for shape, dtype, ks, start, line in blocks:
+        strides = [dtype.itemsize]
+        for n in reversed(shape[1:]):
+            strides.insert(0, strides[0] * n)
+        rows = (len(ks), *shape) if shape else (len(ks), 1)
+        block = np.ndarray(rows, dtype, buffer, start, (line, *strides[-len(rows) + 1:]))
+        views = list(block) if shape else [row.reshape(()) for row in block]
+        for k, view in zip(ks, views):
+            out[k] = view
     return out

@@ -602,7 +602,10 @@ def pointer_table(items: Iterable) -> tuple[ctypes.Array, list]:
         True
     """
     keepalive = list(items)
-    table = (ctypes.c_void_p * max(len(keepalive), 1))(*map(address_of, keepalive))
+    table = (ctypes.c_void_p * max(len(keepalive), 1))()  # (null slots: left as they are)
+    for k, item in enumerate(keepalive):
+        if item is not None:
+            table[k] = address_of(item)
     return table, keepalive
 
 

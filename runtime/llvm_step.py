@@ -194,13 +194,14 @@ class NativeStep:
         n_in = len(layout.feeds) + len(layout.variables)
         self._bound = [None] * n_in
         self._slots = list(layout.feeds) + list(layout.variables)
-        kinds = {}  # (dtype, shape) -> (np.dtype, shape, C strides): variables share a few
-        for s in self._slots:
-            kind = (s.dtype, tuple(s.shape))
-            if kind not in kinds:
-                kinds[kind] = (np.dtype(s.dtype), kind[1], _c_strides(s))
-        self._specs = [kinds[s.dtype, tuple(s.shape)] + (s.index,)
-                       for s in self._slots]  # what _bind checks
+        kinds, specs = {}, []  # (dtype, shape) -> (np.dtype, shape, C strides): variables
+        for s in self._slots:  # share a few
+            kind = (s.dtype, s.shape if type(s.shape) is tuple else tuple(s.shape))
+            spec = kinds.get(kind)
+            if spec is None:
+                spec = kinds[kind] = (np.dtype(s.dtype), tuple(s.shape), _c_strides(s))
+            specs.append((*spec, s.index))
+        self._specs = specs  # what _bind checks
         self._n_feeds = len(layout.feeds)
         self._fetch = [None if k is None else self.outputs[k] for k in layout.fetch_outputs]
         self._variables = None  # the tuple of variables bound by the latest call (run)

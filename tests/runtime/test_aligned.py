@@ -116,3 +116,26 @@ def test_aligned_zeros_each_are_zeros_of_their_own_in_one_buffer():
         z[...] = 3
         assert not any(o.any() for j, o in enumerate(zeros) if j != k), k
         z[...] = 0
+
+
+def test_many_copies_of_a_few_shapes_keep_their_order_and_lines():
+    """A deep model's many small variables (placed by shape and dtype, side by side): each
+    copy is the value at its own position, on lines of its own, and writing one changes no
+    other; 0-d values stay 0-d arrays."""
+    rng = np.random.default_rng(1)
+    kinds = [((8, 8), np.float32), ((8,), np.float32), ((), np.float64), ((3, 1, 5), np.int64),
+             ((1,), np.int8)]
+    picks = rng.integers(0, len(kinds), 300)
+    values = [rng.standard_normal(kinds[k][0]).astype(kinds[k][1]) if kinds[k][0] else
+              np.float64(rng.standard_normal()) for k in picks]
+    copies = aligned_copies(values, [kinds[k][1] for k in picks])
+    for c, v, k in zip(copies, values, picks):
+        assert type(c) is np.ndarray and c.shape == kinds[k][0] and c.dtype == kinds[k][1]
+        assert c.tobytes() == np.asarray(v, kinds[k][1]).tobytes() and _on_line(c)
+        assert c.flags.c_contiguous and c.flags.writeable
+    spans = sorted((c.__array_interface__["data"][0], c.nbytes) for c in copies)
+    assert all(a + n <= b and b % LINE == 0 for (a, n), (b, _) in zip(spans, spans[1:]))
+    for k in (0, 17, 299):
+        before = [c.copy() for c in copies]
+        copies[k][...] = 5
+        assert all(np.array_equal(c, b) for j, (c, b) in enumerate(zip(copies, before)) if j != k)
