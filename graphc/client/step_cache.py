@@ -71,6 +71,7 @@ import os
 import pickle
 import struct
 import time
+from operator import itemgetter
 
 import numpy as np
 
@@ -207,7 +208,12 @@ def nodes_at(graph, data, head=0):
     runs, nodes, found = values[head:], graph.nodes, []
     if len(values) < head or len(runs) % 2:
         return None
-    for first, count in zip(runs[::2], runs[1::2]):
+    firsts = runs[::2]
+    if len(firsts) > 1 and runs[1::2].count(1) == len(firsts):  # (single nodes, as a deep
+        if min(firsts) < 0 or max(firsts) >= len(nodes):  # model's variables: fetched in
+            return None  # one C call, not a slice each)
+        return values[:head], list(itemgetter(*firsts)(nodes))
+    for first, count in zip(firsts, runs[1::2]):
         if first < 0 or count <= 0 or first + count > len(nodes):
             return None
         found += nodes[first:first + count]

@@ -234,12 +234,14 @@ def test_remembered_positions_come_back_as_the_same_nodes_or_not_at_all():
             x = x + 1.0
     nodes = graph.nodes
     for order in ([], nodes, nodes[3:7] + nodes[:2] + [nodes[9], nodes[8], nodes[12]],
-                  [nodes[5]] * 3):
+                  [nodes[5]] * 3, nodes[::2], [nodes[9], nodes[2], nodes[0]]):  # (singles)
         data = step_cache.node_ids(order, head=[4, 7])
         assert step_cache.nodes_at(graph, data, head=2) == ([4, 7], order)
     assert len(step_cache.node_ids(nodes)) == 16  # (one run: a pair)
     for damaged in (np.array([-1, 2], np.int64), np.array([len(nodes) - 1, 2], np.int64),
-                    np.array([0, 0], np.int64), np.array([0, 1, 2], np.int64)):
+                    np.array([0, 0], np.int64), np.array([0, 1, 2], np.int64),
+                    np.array([0, 1, len(nodes), 1], np.int64),  # (single nodes, one outside)
+                    np.array([-1, 1, 3, 1], np.int64)):
         assert step_cache.nodes_at(graph, damaged.tobytes()) is None
     assert step_cache.nodes_at(graph, b"abc") is None
 
