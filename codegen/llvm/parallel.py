@@ -32,6 +32,12 @@ from .loops import params
 # 0.87-0.89x as fast, for lack of work to share and with data moving between the cores.
 MIN_WORK = 1 << 18
 CHUNKS = 8  # per split loop (fewer when the loop is shorter); sums: at most this many partials
+# Work a flat sum into one value counts per element (``kernels.elementwise._sum_in_chunks``):
+# such a sum mostly reads what a kernel split over the cores just wrote (a global norm reads
+# every gradient), half of it in the other core's cache. In W5's step at 2 threads
+# (``GRAPHC_PROFILE``), the norm's sums of 200,704 and 65,536 gradients took 27.6k and 9.5k
+# cycles on one core, 12.1k and 5.6k split: sums of 2^16 elements and up are split.
+SUM_WEIGHT = 4
 
 
 # What handing work to another thread costs, in the work it could have done: a kernel's chunks

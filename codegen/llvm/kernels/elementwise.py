@@ -280,10 +280,12 @@ def reduction_function(kind, math_lib, shape, axes, operands, body, noalias, sca
 
 
 def _chunked_sum(kind, scale, n_out, cshape, dtype):
-    """A floating sum of one flat run of at least ``parallel.min_work()`` elements into one
-    value (a loss, a norm): summed in ``parallel.CHUNKS`` fixed ranges (``_sum_in_chunks``)."""
+    """A floating sum of one flat run of at least ``parallel.CHUNKS`` elements and
+    ``parallel.min_work()`` work (``parallel.SUM_WEIGHT`` a element) into one value (a loss,
+    a norm): summed in ``parallel.CHUNKS`` fixed ranges (``_sum_in_chunks``)."""
     return (kind == "sum" and scale is None and n_out == 1 and len(cshape) == 1
-            and dtype.is_floating and cshape[0] >= max(parallel.min_work(), parallel.CHUNKS))
+            and dtype.is_floating and cshape[0] >= parallel.CHUNKS
+            and cshape[0] * parallel.SUM_WEIGHT >= parallel.min_work())
 
 
 def _sum_in_chunks(fn, dtype, count, cstrides, bases, value):
@@ -298,7 +300,7 @@ def _sum_in_chunks(fn, dtype, count, cstrides, bases, value):
     size = -(-count // chunks)
     fn.partials = {0: dtype.itemsize}
     fn.partial_dtype = dtype
-    with fn.loop(chunks, split=count) as lc:
+    with fn.loop(chunks, split=count * parallel.SUM_WEIGHT) as lc:
         lo = fn.mul(lc.i, size)
         hi = fn.call("i64", "llvm.umin.i64", [("i64", fn.add(lo, size)), ("i64", str(count))])
         with fn.loop(fn(f"sub i64 {hi}, {lo}")) as lp:

@@ -136,29 +136,33 @@ def test_blas_calls_after_split_kernels_send_the_pool_to_sleep_first(split_every
 
 
 def test_a_large_sum_to_one_value_splits_with_the_same_bits_at_any_thread_count(monkeypatch):
-    """A float sum of 2^18 + 1000 elements into one value (a loss, a norm) runs as 8 fixed
+    """A float sum of 2^16 + 1000 elements into one value (a loss, a norm) runs as 8 fixed
     ranges, in chunks on the pool, the partials added in range order: the float64 sum
-    within rounding, and the same bits on one thread and on two."""
+    within rounding, and the same bits on one thread and on two. A sum of 2^15 elements
+    stays whole."""
     monkeypatch.delenv("GRAPHC_PARALLEL_MIN_WORK", raising=False)
     monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
-    n = (1 << 18) + 1000
+    n, small = (1 << 16) + 1000, 1 << 15
     rng = np.random.default_rng(5)
     xv, yv = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    zv = rng.standard_normal(small).astype(np.float32)
     g = gc.Graph()
     with g.as_default():
         x, y = gc.placeholder(gc.float32, [n]), gc.placeholder(gc.float32, [n])
-        fetches = [gc.reduce_sum(x * y + 1.0), gc.reduce_sum(x), gc.reduce_mean(x)]
-        compiled = compile_program(fetches, {x: (n,), y: (n,)}, "llvm")
-        step = gc.compile(fetches, feeds=[x, y], backend="llvm")
+        z = gc.placeholder(gc.float32, [small])
+        fetches = [gc.reduce_sum(x * y + 1.0), gc.reduce_sum(x), gc.reduce_mean(x),
+                   gc.reduce_sum(z * z)]
+        compiled = compile_program(fetches, {x: (n,), y: (n,), z: (small,)}, "llvm")
+        step = gc.compile(fetches, feeds=[x, y, z], backend="llvm")
     assert compiled.fn.artifacts.stats["parallel_kernels"] == 2  # (the mean stays whole)
     assert "sum_partials_" in compiled.fn.llvm_ir
     got = []
     for threads in (1, 2):
         parallel.ensure_workers(threads)
         parallel.set_threads(threads)
-        got.append([np.asarray(v) for v in step({x: xv, y: yv})])
-    x64, y64 = xv.astype(np.float64), yv.astype(np.float64)
-    want = [np.sum(x64 * y64 + 1.0), np.sum(x64), np.mean(x64)]
+        got.append([np.asarray(v) for v in step({x: xv, y: yv, z: zv})])
+    x64, y64, z64 = (v.astype(np.float64) for v in (xv, yv, zv))
+    want = [np.sum(x64 * y64 + 1.0), np.sum(x64), np.mean(x64), np.sum(z64 * z64)]
     for a, b, w in zip(*got, want):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, w, rtol=1e-5, atol=1e-2)
