@@ -251,14 +251,15 @@ def bias_gradient(L, n):
     """``reduce_sum(dy, axis=(0, 1, 2))`` scheduled right before the filter gradient ``n`` of
     the same dy: the vectorized filter-gradient loop loads those dy rows anyway, so one pass
     over dy computes both. Only when nothing runs in between (the sum's value cannot be needed
-    earlier), the sum is not fetched and its bytes overlap none the kernel reads or writes.
-    Claims the sum, which is deferred to n's kernel."""
+    earlier) and its bytes overlap none the kernel reads or writes. Claims the sum, which is
+    deferred to n's kernel (a fetched sum, as a cut step's body returns its bias gradient,
+    is copied to its fetch output after that kernel, if it was not computed there)."""
     x, dy = n.inputs
     nodes = L.p.nodes
     i = next(k for k, m in enumerate(nodes) if m is n)
     r = nodes[i - 1] if i else None
     if r is None or r.op_name != "reduce_sum" or r.inputs[0] is not dy or r.dtype != n.dtype \
-            or dy.rank != 4 or r.size != n.shape[3] or r in L.fetch_bufs \
+            or dy.rank != 4 or r.size != n.shape[3] \
             or sorted(normalize_axes(r.attrs.get("axis"), 4)) != [0, 1, 2] \
             or not _vectorizable(_geometry(n, x, n.attrs["filter_shape"]), n.shape[3]):
         return None

@@ -496,8 +496,8 @@ def _lower_node(L, n, kernel_for):
         gemms.emit_before(L, n)
         if n in gemms.skip and op != "matmul":
             return  # a slice only a batched GEMM read (in place)
-    if n in L.deferred:  # computed by the kernel of a later node (never a fetch)
-        return
+    if n in L.deferred:  # computed by the kernel of a later node (copied to its fetch
+        return  # output, if fetched, after that kernel)
     if n in L.skip:  # computed by the kernel of the node before it
         _fetch_copy(L, n)
         return
@@ -513,6 +513,8 @@ def _lower_node(L, n, kernel_for):
         kernel_for(n)(L, n)
     if not n.opdef.leaf:
         _fetch_copy(L, n)
+        for d in [d for d, later in L.deferred.items() if later is n]:
+            _fetch_copy(L, d)  # (a fetched value n's kernel computed: now in its buffer)
 
 
 def _stats(L):
