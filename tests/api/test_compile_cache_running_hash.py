@@ -246,6 +246,28 @@ def test_remembered_positions_come_back_as_the_same_nodes_or_not_at_all():
     assert step_cache.nodes_at(graph, b"abc") is None
 
 
+def test_many_remembered_runs_are_read_as_asked_for_and_equal_the_list():
+    """Past a few runs, the nodes come as a sequence read on demand: every index, negative
+    ones, slices and iteration give the list's nodes, before and after it is made whole;
+    a run outside the graph is still refused."""
+    with gc.Graph().as_default() as graph:
+        x = gc.placeholder(gc.float32, [3], name="x")
+        for _ in range(40):
+            x = x + 1.0
+    nodes = graph.nodes
+    order = [n for k, n in enumerate(nodes) if k % 3 != 2]  # (runs of two: 27 of them)
+    head, got = step_cache.nodes_at(graph, step_cache.node_ids(order, head=[5]), head=1)
+    assert head == [5] and isinstance(got, step_cache.Positions) and len(got) == len(order)
+    assert [got[k] for k in (0, 1, 2, 17, len(order) - 1, -1, -len(order))] == \
+        [order[k] for k in (0, 1, 2, 17, len(order) - 1, -1, -len(order))]
+    with pytest.raises(IndexError):
+        got[len(order)]
+    assert got[3:9] == order[3:9] and list(got) == order
+    assert [got[k] for k in range(len(order))] == order  # (past the eager threshold too)
+    runs = np.array([[k, 2] for k in range(0, 60, 3)] + [[len(nodes) - 1, 2]], np.int64)
+    assert step_cache.nodes_at(graph, runs.tobytes()) is None
+
+
 def test_what_the_hash_keeps_on_each_node_is_what_the_key_reads(model):
     """The running hash describes each node by its own fast paths (plain, frozen and one-array
     attributes): each kept description is what ``graph_key.describe`` gives."""
