@@ -12,13 +12,12 @@ feed keys) pair (``_FastRun``), and a later call whose arrays already have the d
 shapes of that step goes straight to it. Anything else (another dtype or shape, a list fed
 instead of an array, tf.data iterators in the graph) takes the whole way again.
 """
+import sys
 import threading
 
 import numpy as np
 
 from .pipeline import compile_program, default_backend
-from ..data import iterator
-from ..data.iterator import has_iterators, next_elements, run_initializers
 from ..runtime.threads import apply_policy
 from ..errors import GraphcError, GraphError
 from ..ir import dtypes as D
@@ -28,6 +27,24 @@ from ..runtime.calls import may_alias, state_ids, unalias
 from .failures import step_error
 from .feeds import (_as_result, _missing_feed_error, check_feed_dict, convert_feed, expand_feeds,
                     feed_target, flatten, variables_and_leaf_feeds)
+
+
+def _iterators():
+    """``graphc.data.iterator`` when it was imported, else None: no tf.data iterator can
+    exist before it is, and importing it (tf.data's modules, 2 ms) is left to the programs
+    that use it."""
+    return sys.modules.get("graphc.data.iterator")
+
+
+def _made():
+    """How many tf.data iterators were made in this process (``iterator.made``)."""
+    module = _iterators()
+    return 0 if module is None else module.made
+
+
+def has_iterators(graph):
+    module = _iterators()
+    return module is not None and module.has_iterators(graph)
 
 
 class Session:
@@ -87,10 +104,10 @@ class Session:
             raise GraphError("Session.run: the session is closed")
         key = _run_key(fetches, feed_dict)
         fast = self._fast.get(key) if key is not None else None
-        if fast is not None and (fast.made == iterator.made or not has_iterators(self.graph)):
+        if fast is not None and (fast.made == _made() or not has_iterators(self.graph)):
             args = fast.arguments(feed_dict)
             if args is not None:
-                fast.made = iterator.made
+                fast.made = _made()
                 return fast.rebuild(self._run_step(fast.compiled, args))
         check_feed_dict(feed_dict, "Session.run")
         flat, rebuild = self._flatten(fetches)
@@ -98,7 +115,7 @@ class Session:
             return rebuild([])
         pull = has_iterators(self.graph)
         if pull:
-            run_initializers(flat)  # tf.data iterators' initializer ops restart them
+            _iterators().run_initializers(flat)  # (tf.data iterators' initializers restart them)
         feeds = self._feeds(flat, feed_dict or {}, pull=pull)
         compiled = self._compiled(flat, feeds)
         values = self._run_step(compiled, [feeds[p] for p in compiled.feed_nodes])
@@ -166,7 +183,7 @@ class Session:
         if missing:
             raise _missing_feed_error(missing)
         if pull:  # one element from each tf.data iterator the step reads and was not fed
-            given.update(next_elements(need, given))
+            given.update(_iterators().next_elements(need, given))
         return {p: given[p] if p in given else p.meta["default"] for p in need}
 
     def _target(self, key):
@@ -342,7 +359,7 @@ class _FastRun:
 
     def __init__(self, feed_dict, feeds, compiled, rebuild, target):
         self.compiled, self.rebuild = compiled, rebuild
-        self.made = iterator.made  # (no iterator made since: none in this graph either)
+        self.made = _made()  # (no iterator made since: none in this graph either)
         nodes = [target(k) for k in feed_dict]
         position = {id(n): i for i, n in enumerate(nodes)}
         # Per feed of the step, in its order: the position of its value among the call's

@@ -254,7 +254,10 @@ class Positions(Sequence):
         return self._whole
 
     def __getitem__(self, k):
-        if self._whole is not None or isinstance(k, slice) or self._asked >= self._EAGER:
+        whole = self._whole
+        if whole is not None:
+            return whole[k]
+        if isinstance(k, slice) or self._asked >= self._EAGER:
             return self._list()[k]
         self._asked += 1
         k = operator.index(k)

@@ -297,3 +297,29 @@ def test_compiled_steps_take_the_batch_explicitly():
     got = [float(step({xb: a, yb: b})) for a, b in ds]
     want = [float((x_np[i:i + 8] ** 2).sum() + y_np[i:i + 8].sum()) for i in range(0, 40, 8)]
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_a_session_leaves_tf_data_unimported_until_an_iterator_is_made():
+    """A Session in a program that never uses tf.data does not import it (2 ms of modules);
+    an iterator made after the session's first runs, in the same process, is still pulled
+    from: the session's remembered steps notice it."""
+    import subprocess
+    import sys
+    code = """
+import sys
+import numpy as np
+import graphc as tf
+x = tf.placeholder(tf.float32, [2])
+y = x * 2.0
+sess = tf.Session(backend="numpy")
+for _ in range(2):
+    assert sess.run(y, {x: np.ones(2, np.float32)}).tolist() == [2.0, 2.0]
+assert "graphc.data" not in sys.modules
+it = tf.data.Dataset.from_tensor_slices(np.arange(6.0, dtype=np.float32).reshape(3, 2)) \\
+    .make_one_shot_iterator()
+z = it.get_next() * 2.0
+print(sess.run(z).tolist(), sess.run(z).tolist(), sess.run(y, {x: np.ones(2, np.float32)}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split("] [")[0] == "[0.0, 2.0" and "[4.0, 6.0]" in out
