@@ -210,6 +210,30 @@ def variables_and_leaf_feeds(flat, fed, cache=None):
     return variables, need
 
 
+def constant_assigns(flat):
+    """{variable: array} when every node of ``flat`` is a group of plain assigns of constants
+    to variables (``gc.global_variables_initializer()`` of variables made from arrays, an
+    optimizer's zero slots), in which no variable is assigned two arrays; else None. Running
+    such a group copies the arrays: nothing to compile."""
+    if not flat or any(n.op_name != "group" for n in flat):
+        return None
+    found, stack = {}, list(flat)
+    while stack:
+        n = stack.pop()
+        if n.op_name == "group":
+            stack.extend(n.inputs)
+            continue
+        if n.op_name != "assign" or n.attrs.get("mode", "set") != "set" or len(n.inputs) != 2:
+            return None
+        target, value = n.inputs
+        array = value.attrs.get("value") if value.op_name == "const" else None
+        if target.opdef is not VARIABLE or value.dtype != target.dtype or target.shape is None \
+                or not isinstance(array, np.ndarray) or array.shape != tuple(target.shape) \
+                or found.setdefault(target, array) is not array:
+            return None
+    return found
+
+
 def needed_and_leaf_feeds(flat, fed):
     """(the nodes a step computing ``flat`` needs when ``fed`` are given, what it takes:
     ``variables_and_leaf_feeds``'s second part)."""

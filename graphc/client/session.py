@@ -22,11 +22,11 @@ from ..runtime.threads import apply_policy
 from ..errors import GraphcError, GraphError
 from ..ir import dtypes as D
 from ..ir.graph import Node, get_default_graph, pop_default_session, push_default_session
-from ..runtime.aligned import aligned_copy, aligned_zeros_each
+from ..runtime.aligned import aligned_copies, aligned_copy, aligned_zeros_each
 from ..runtime.calls import may_alias, state_ids, unalias
 from .failures import step_error
-from .feeds import (_as_result, _missing_feed_error, check_feed_dict, convert_feed, expand_feeds,
-                    feed_target, flatten, variables_and_leaf_feeds)
+from .feeds import (_as_result, _missing_feed_error, check_feed_dict, constant_assigns,
+                    convert_feed, expand_feeds, feed_target, flatten, variables_and_leaf_feeds)
 
 
 def _iterators():
@@ -116,6 +116,12 @@ class Session:
         pull = has_iterators(self.graph)
         if pull:
             _iterators().run_initializers(flat)  # (tf.data iterators' initializers restart them)
+        elif self.dump_dir is None and not self.check_numerics:
+            assigns = constant_assigns(flat)
+            if assigns is not None:  # an initializer of constants: copied, not compiled
+                copies = aligned_copies(list(assigns.values()), [v.dtype.np for v in assigns])
+                self.values.update(zip(assigns, copies))
+                return rebuild([None] * len(flat))
         feeds = self._feeds(flat, feed_dict or {}, pull=pull)
         compiled = self._compiled(flat, feeds)
         values = self._run_step(compiled, [feeds[p] for p in compiled.feed_nodes])

@@ -173,7 +173,8 @@ def test_cache_is_hit_in_a_second_process(tmp_path):
     first, second = _child(tmp_path), _child(tmp_path)
     assert not first["hit"] and second["hit"]
     assert first["value"] == second["value"]
-    assert len(list(tmp_path.glob("*.gcobj"))) >= 2  # the initializer's step and this one
+    assert len(list(tmp_path.glob("*.gcobj"))) >= 1  # (an initializer of constants is
+    # copied by the session, not compiled: ``feeds.constant_assigns``)
 
 
 def test_corrupted_cache_entry_is_recompiled_not_run(tmp_path, monkeypatch):
