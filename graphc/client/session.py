@@ -43,6 +43,7 @@ def _made():
 
 
 def has_iterators(graph):
+    """Whether a tf.data iterator was made in ``graph`` (``iterator.has_iterators``)."""
     module = _iterators()
     return module is not None and module.has_iterators(graph)
 
