@@ -20,7 +20,10 @@ hash cannot stand for a step that needs it, or where ``graph_rows`` refuses to c
 attribute that could change under it (a writable array, a list, a dict), one the key cannot
 describe, a random op without a seed, a host call; and an array of more than ``EAGER_BYTES``,
 whose row does not hold it (a variable's initial value, which the step that trains it does
-not need: that step's key is still the running hash). A step whose fetches are tainted is
+not need: that step's key is still the running hash). The constant ``gc.Variable`` makes of
+its initial value is left out whatever its size (``Variable`` marks it tainted as it is
+built): initializers without a seed draw it afresh in every process, and a hash that held
+it would name the same training step differently each time. A step whose fetches are tainted is
 keyed by ``graph_rows`` alone. A graph whose built nodes change (``Graph.rename`` of a node built
 before the last one, ``Graph.node_changed``) is marked ``key_stale`` and keyed by
 ``graph_rows`` from then on.
@@ -52,9 +55,9 @@ def digest_new(graph, n):
     """Add ``n``'s row to ``graph``'s running hash; mark ``n`` tainted (module docstring)."""
     inputs = n.inputs
     op = n.opdef
-    desc = _description(n, op)
+    desc = None if n.key_tainted else _description(n, op)  # (tainted as built: a variable's
     if (desc is None or op.family == "host" or op.random and n.attrs.get("seed") is None
-            or inputs and any(map(_tainted, inputs))):
+            or inputs and any(map(_tainted, inputs))):  # initial value, not hashed)
         n.key_tainted = True
     loc = n.loc
     if loc is None:

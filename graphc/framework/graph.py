@@ -108,6 +108,8 @@ class Variable(Node):
         g = get_default_graph()
         init = initial_value if isinstance(initial_value, Node) else \
             const_node(initial_value, dtype, g, name=(name or "Variable") + "/initial_value")
+        if init is not initial_value:  # (the compile cache's running hash leaves out the
+            init.key_tainted = True  # array: often drawn afresh each run; ``node_digest``)
         if dtype is not None and init.dtype != D.as_dtype(dtype):
             init = apply("cast", [init], {"dtype": D.as_dtype(dtype)})
         if init.shape is None or None in init.shape:
