@@ -45,12 +45,13 @@ def word_type(records):
     return "i32" if all(-2**31 <= w < 2**31 for r in records for w in r) else "i64"
 
 
-def global_text(records, word="i64"):
-    """The module-level definition of ``@gc.call_records`` holding ``records`` as ``word``s
-    (``word_type``), and its length in words."""
+def global_text(records, word="i64", name=RECORDS):
+    """The module-level definition of ``@<name>`` (``@gc.call_records``; a loop body's:
+    ``@gc.call_records.<body>``) holding ``records`` as ``word``s (``word_type``), and its
+    length in words."""
     flat = [w for r in records for w in r]
     body = ", ".join(f"{word} {w}" for w in flat)
-    return (f"@{RECORDS} = private unnamed_addr constant [{len(flat)} x {word}] [{body}]",
+    return (f"@{name} = private unnamed_addr constant [{len(flat)} x {word}] [{body}]",
             len(flat))
 
 

@@ -81,7 +81,8 @@ class Lowering:
         self.folded = {}  # node -> (fold name, what it claimed): see ``fold``
         self.fold_notes = []  # one line per fold that fired, for the dumps
         self._built = {}  # (builder, arguments) -> its kernel Function (``built``)
-        self.globals = []  # module-level constants of the step (``call_table``)
+        # module-level constants of the step and its loop bodies (``call_table``): one list
+        self.globals = [] if parent is None else parent.globals
         for n in program.feeds:
             self.layout.feeds.append(self._leaf_slot(n))
         for n in program.variables:
@@ -274,20 +275,21 @@ class Lowering:
         calls under the JIT's code model and hands each to the slow one (measured: 586
         calls, 92 -> 52 ms to emit). A step of many calls makes runs of plain ones from a
         table of records instead (``call_table``: one call per run). A loop body's step is
-        glue too, and ``optnone`` for the same reason; it calls its kernels directly, which
-        ``module_parts`` lets go to other parts (each kernel with the pipeline it asks for).
+        glue too, over its frame, ``optnone`` and calling through addresses for the same
+        reasons, with records of its own (``@gc.call_records.<body>``): a cut step's body
+        written out call by call took LLVM 4.3 s for 550 dense layers. ``module_parts`` lets
+        the kernels go to other parts (each kernel with the pipeline it asks for).
         """
         top = self.parent is None and linkage == ""
         fn = Function(name, [("ptr", "%table", "noalias readonly")], linkage=linkage,
                       attrs="nounwind noinline optnone")
         bases, ptrs, callees = {}, {}, {}
-        if top:
-            fn.cur = "calls"  # (the entry block stores the kernels' addresses: _entry_block)
+        fn.cur = "calls"  # (the entry block stores the kernels' addresses: _entry_block)
 
-            def symbol(kernel):  # the kernel's address, named after it
-                k = callees.setdefault(kernel, len(callees))
-                return fn(f"load ptr, ptr {fn.gep('ptr', '%kernels', k)}", kernel)
-            fn.symbol = symbol
+        def symbol(kernel):  # the kernel's address, named after it
+            k = callees.setdefault(kernel, len(callees))
+            return fn(f"load ptr, ptr {fn.gep('ptr', '%kernels', k)}", kernel)
+        fn.symbol = symbol
 
         def pointer(b):
             if b not in ptrs:
@@ -299,7 +301,7 @@ class Lowering:
             return ptrs[b]
         restore = _flush_denormals(fn)
         prof = pointer(Buf(self._special("profile"), 0, 8)) if self.profile else None
-        runs = self._call_runs(fn, callees) if top and not prof else {}
+        runs = self._call_runs(fn, callees, top) if not prof else {}
         k = 0
         while k < len(self.calls):
             if top:  # (values of one call only: see above)
@@ -337,15 +339,15 @@ class Lowering:
             fn.store("i64", fn(f"add i64 {count}, 1"), state)
         restore()
         fn.ret()
-        if top:
-            _hoist_allocas(fn)
-            _entry_block(fn, callees)
+        _hoist_allocas(fn)
+        _entry_block(fn, callees)
         return fn
 
-    def _call_runs(self, fn, callees):
+    def _call_runs(self, fn, callees, top=True):
         """Runs of plain calls as records of a call table (``call_table``), when there are
         enough of them: {index of a run's first call: a function writing the run's one call
-        into ``fn`` (given ``pointer``) and returning the index after the run}."""
+        into ``fn`` (given ``pointer``) and returning the index after the run}. A loop
+        body's records are a constant of their own (``top`` False: named after ``fn``)."""
         plain = [_record_of(c) for c in self.calls]
         if sum(r is not None for r in plain) < call_table.MIN_CALLS:
             return {}
@@ -366,14 +368,15 @@ class Lowering:
         if not spans:
             return {}
         word = call_table.word_type(records)
-        self.globals.append(call_table.global_text(records, word)[0])
-        return {span[0]: self._run_writer(fn, word, *span) for span in spans}
+        table = call_table.RECORDS if top else f"{call_table.RECORDS}.{fn.name}"
+        self.globals.append(call_table.global_text(records, word, table)[0])
+        return {span[0]: self._run_writer(fn, word, table, *span) for span in spans}
 
-    def _run_writer(self, fn, word, first, end, start, stop):
+    def _run_writer(self, fn, word, table, first, end, start, stop):
         def write(pointer):  # (``pointer``: what every writer of the step is given)
             for _, _, _, _, note in self.calls[first:end]:
                 fn.emit(f"; {note}")
-            rec = fn.gep(word, f"@{call_table.RECORDS}", start)
+            rec = fn.gep(word, f"@{table}", start)
             runner = call_table.run_calls(self.module, word)
             fn.emit(f"call void {fn.symbol(runner)}(ptr %table, "
                     f"ptr %kernels, ptr {rec}, i64 {stop - start})")

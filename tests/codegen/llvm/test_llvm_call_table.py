@@ -121,3 +121,22 @@ def test_a_status_inside_a_table_program_names_its_node(monkeypatch):
     assert np.isfinite(step({x: xv, y: np.array([0, 1, 2, 0])})[0])
     with pytest.raises(InvalidArgumentError, match=r"'xent': label 5 at \[2\] is outside"):
         step({x: xv, y: np.array([0, 1, 5, 0])})
+
+
+def test_a_cut_steps_body_runs_its_calls_from_records_of_its_own(monkeypatch):
+    """A step cut in two parts (``split``) runs its body's many calls from records of the
+    body's own (``@gc.call_records.<body>``): the bits of the calls written out."""
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_SPLIT_MIN_WORK", "1")
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "2")
+    out_losses, out_text, out_step = _run(monkeypatch, 1 << 30)
+    table_losses, table_text, step = _run(monkeypatch, 32)
+    assert any(n.op_name == "loop" for n in step.compiled.program.nodes)
+    assert "@gc.call_records.body" not in out_text
+    body = table_text[table_text.index("define internal void @body"):]
+    body = body[:body.index("\n}\n")]
+    assert "@gc.call_records.body" in table_text and "@gc.run_calls" in body
+    assert body.count("call void") < 20  # (the runs' calls, not one per kernel)
+    assert table_losses == out_losses
+    for name, value in out_step.variables.items():
+        np.testing.assert_array_equal(step.variables[name], value)
