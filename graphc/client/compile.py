@@ -22,8 +22,8 @@ from ..errors import CompileError, FeedError, GraphError, GraphcError
 from ..ir.graph import Node, get_default_graph
 from ..runtime.calls import may_alias, state_ids, takes_as_is, unalias
 from .failures import step_error
-from .feeds import (check_feed_dict, convert_feed, expand_feeds, feed_target, flatten,
-                    variables_and_leaf_feeds)
+from .feeds import (check_feed_dict, constant_for, convert_feed, expand_feeds, feed_target,
+                    flatten, variables_and_leaf_feeds)
 
 
 def compile(fetches, feeds=None, backend=None, optimize=True, dump_dir=None,  # noqa: A001
@@ -390,12 +390,7 @@ def _constant_initial_array(var):
                 init.attrs.get("mode", "set") != "set":
             return None
         target, value = init.inputs
-    if target is not var or value.op_name != "const" or value.dtype != var.dtype:
-        return None
-    array = value.attrs["value"]
-    if not isinstance(array, np.ndarray) or array.shape != tuple(var.shape):
-        return None
-    return array
+    return constant_for(var, value) if target is var else None
 
 
 def _computed_initial_values(var_nodes):

@@ -225,13 +225,20 @@ def constant_assigns(flat):
             continue
         if n.op_name != "assign" or n.attrs.get("mode", "set") != "set" or len(n.inputs) != 2:
             return None
-        target, value = n.inputs
-        array = value.attrs.get("value") if value.op_name == "const" else None
-        if target.opdef is not VARIABLE or value.dtype != target.dtype or target.shape is None \
-                or not isinstance(array, np.ndarray) or array.shape != tuple(target.shape) \
-                or found.setdefault(target, array) is not array:
+        array = constant_for(*n.inputs)
+        if array is None or found.setdefault(n.inputs[0], array) is not array:
             return None
     return found
+
+
+def constant_for(target, value):
+    """The array of ``value`` when assigning it to ``target`` is a plain copy of a constant:
+    ``target`` a variable, ``value`` a constant of its dtype and shape; else None."""
+    array = value.attrs.get("value") if value.op_name == "const" else None
+    if target.opdef is not VARIABLE or value.dtype != target.dtype or target.shape is None \
+            or not isinstance(array, np.ndarray) or array.shape != tuple(target.shape):
+        return None
+    return array
 
 
 def needed_and_leaf_feeds(flat, fed):
