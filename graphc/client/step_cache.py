@@ -75,7 +75,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
-from operator import add, itemgetter, sub
+from operator import add, itemgetter
 
 import numpy as np
 
@@ -204,43 +204,32 @@ def node_ids(nodes, head=()):
 
 def nodes_at(graph, data, head=0):
     """What ``node_ids`` wrote: (its ``head`` ints, the nodes of ``graph`` at the positions
-    after them), or None when ``data`` cannot be that (a damaged memory)."""
+    after them, as ``Positions``), or None when ``data`` cannot be that (a damaged memory)."""
     try:
         values = np.frombuffer(data, np.int64).tolist()
     except ValueError:
         return None
-    runs, nodes, found = values[head:], graph.nodes, []
+    runs, nodes = values[head:], graph.nodes
     if len(values) < head or len(runs) % 2:
         return None
     firsts, counts = runs[::2], runs[1::2]
-    if len(firsts) > 1 and counts.count(1) == len(firsts):  # (single nodes, as a deep
-        if min(firsts) < 0 or max(firsts) >= len(nodes):  # model's variables: fetched in
-            return None  # one C call, not a slice each)
-        return values[:head], list(itemgetter(*firsts)(nodes))
-    if len(firsts) > _FEW_RUNS:  # (checked at C speed; the nodes fetched as asked for)
-        if min(firsts) < 0 or min(counts) <= 0 or max(map(add, firsts, counts)) > len(nodes):
-            return None
-        return values[:head], Positions(nodes, firsts, counts)
-    for first, count in zip(firsts, counts):
-        if first < 0 or count <= 0 or first + count > len(nodes):
-            return None
-        found += nodes[first:first + count]
-    return values[:head], found
-
-
-_FEW_RUNS = 16  # remembered runs read at once; more: ``Positions``
+    if firsts and (min(firsts) < 0 or min(counts) <= 0  # (checked at C speed)
+                   or max(map(add, firsts, counts)) > len(nodes)):
+        return None
+    return values[:head], Positions(nodes, firsts, counts)
 
 
 class Positions(Sequence):
     """The nodes at runs of positions (``firsts[r]``, ``counts[r]`` nodes from there) in
     ``nodes``, read as they are asked for: a warm hit asks for its feeds, variables and
     updates (the 10k-node RNN's: 7 of 10k), not for all of them (0.22 ms). After
-    ``_EAGER`` single reads, or on any slice or iteration, the whole list is made once."""
+    ``_EAGER`` single reads, or on any slice or iteration, the whole list is made once:
+    single positions (a deep model's variables) in one C call, not a slice each."""
 
     _EAGER = 64
 
     def __init__(self, nodes, firsts, counts):
-        self._nodes, self._firsts = nodes, firsts
+        self._nodes, self._firsts, self._counts = nodes, firsts, counts
         self._starts = list(accumulate(counts, initial=0))
         self._whole, self._asked = None, 0
 
@@ -249,8 +238,12 @@ class Positions(Sequence):
 
     def _list(self):
         if self._whole is None:
-            self._whole = [n for first, count in zip(self._firsts, map(
-                sub, self._starts[1:], self._starts)) for n in self._nodes[first:first + count]]
+            firsts, counts, nodes = self._firsts, self._counts, self._nodes
+            if len(firsts) > 1 and counts.count(1) == len(counts):
+                self._whole = list(itemgetter(*firsts)(nodes))
+            else:
+                self._whole = [n for first, count in zip(firsts, counts)
+                               for n in nodes[first:first + count]]
         return self._whole
 
     def __getitem__(self, k):
