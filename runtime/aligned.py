@@ -13,6 +13,7 @@ show; they are views of that buffer (``base``: the uint8 array owning it), which
 one buffer, each on lines of its own: one allocation for them all.
 """
 import math
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
@@ -59,8 +60,9 @@ def aligned_copy(value, dtype=None):
     return out
 
 
-def aligned_copies(values, dtypes):
-    """``[aligned_copy(v, d) for v, d in zip(values, dtypes)]``, with the small ones (at most
+def aligned_copies(values, dtypes=None):
+    """``[aligned_copy(v, d) for v, d in zip(values, dtypes)]`` (``dtypes`` None: each
+    value's own, as ``np.asarray`` gives it), with the small ones (at most
     ``SHARED_MAX`` bytes) placed in one buffer: each starts on a line of its own and ends
     before the next one's, so each is still an array of its own, writable, that no other
     one overlaps or shares a line with.
@@ -68,52 +70,64 @@ def aligned_copies(values, dtypes):
     A small copy is a view of the shared buffer and keeps all of it alive while it lives;
     ``runtime.calls.state_ids`` keeps feeds viewing that buffer apart from them all.
     """
-    srcs = [np.asarray(v, dtype=d) for v, d in zip(values, dtypes)]
-    copies = _placed([s.shape for s in srcs], [s.dtype for s in srcs])
-    for out, src in zip(copies, srcs):
-        out[...] = src  # (same dtype and shape: np.copyto's copy, at a third of its cost)
-    return copies
+    srcs = list(map(np.asarray, values) if dtypes is None else map(np.asarray, values, dtypes))
+    copies, blocks, alone = _placed(list(map(_shape, srcs)), list(map(_dtype, srcs)))
+    for block, ks in blocks:  # (a group of one shape: one copy, from NumPy's own loop)
+        block[...] = itemgetter(*ks)(srcs) if len(ks) > 1 else srcs[ks[0]]
+    for k in alone:
+        copies[k][...] = srcs[k]  # (same dtype and shape: np.copyto's copy, at a third of
+    return copies                 # its cost)
 
 
 def aligned_zeros_each(shapes, dtypes):
     """``[aligned_zeros(s, d) for s, d in zip(shapes, dtypes)]``, the small ones placed in
     one buffer as ``aligned_copies`` places them (a session's 1,110 variables before their
     initializers run: one allocation, not 1,110)."""
-    zeros = _placed(shapes, dtypes)
-    for out in zeros:
-        out[...] = 0
+    zeros, blocks, alone = _placed(shapes, dtypes)
+    for block, _ in blocks:
+        block[...] = 0
+    for k in alone:
+        zeros[k][...] = 0
     return zeros
 
 
+_shape, _dtype = attrgetter("shape"), attrgetter("dtype")
+
+
 def _placed(shapes, dtypes):
-    """Uninitialized C-ordered arrays of ``shapes`` and ``dtypes``, each on a line of its
-    own: those of at most ``SHARED_MAX`` bytes views of one shared buffer (``aligned_copies``),
-    the others with buffers of their own.
+    """(uninitialized C-ordered arrays of ``shapes`` and ``dtypes``, each on a line of its
+    own: those of at most ``SHARED_MAX`` bytes views of one shared buffer; the blocks they
+    view, as [(block, their positions)]; the positions of the larger arrays, which have
+    buffers of their own).
 
     Arrays of one shape and dtype are placed side by side, each on as many whole lines as it
     needs, and come out of one strided view of their block (iterating it makes a view in
     ~0.1 us; ``np.ndarray(shape, dtype, buffer, offset)`` took ~0.5 us each): mlp10k's
-    1,110 arrays are two groups.
+    1,110 arrays are two groups, each filled with one assignment.
     """
     out = [None] * len(shapes)
-    groups = {}  # (shape, dtype) -> positions
-    for k, key in enumerate(zip(shapes, dtypes)):
-        if type(key[0]) is not tuple:
-            key = (tuple(key[0]), key[1])
-        groups.setdefault(key, []).append(k)
-    blocks, total = [], 0
-    for (shape, dtype), ks in groups.items():
-        shape, dtype = tuple(map(int, shape)), np.dtype(dtype)
+    groups = {}  # (shape, the dtype's id) -> positions (a dtype hashes slowly; NumPy's own
+    get = groups.get  # dtypes are one object each: equal dtypes of two ids make two groups)
+    for k, key in enumerate(zip(map(_as_tuple, shapes) if shapes and type(shapes[0]) is
+                                not tuple else shapes, map(id, dtypes))):
+        ks = get(key)
+        if ks is None:
+            ks = groups[key] = []
+        ks.append(k)
+    pending, total, alone = [], 0, []
+    for (shape, _), ks in groups.items():
+        shape, dtype = tuple(map(int, shape)), np.dtype(dtypes[ks[0]])
         size = math.prod(shape) * dtype.itemsize
         if size > SHARED_MAX:
             for k in ks:
                 out[k] = _aligned_array(shape, dtype)
+            alone += ks
             continue
         line = -(-max(size, 1) // LINE) * LINE
-        blocks.append((shape, dtype, ks, total, line))
+        pending.append((shape, dtype, ks, total, line))
         total += line * len(ks)
-    buffer = aligned_empty(total)
-    for shape, dtype, ks, start, line in blocks:
+    buffer, blocks = aligned_empty(total), []
+    for shape, dtype, ks, start, line in pending:
         strides = [dtype.itemsize]
         for n in reversed(shape[1:]):
             strides.insert(0, strides[0] * n)
@@ -122,4 +136,9 @@ def _placed(shapes, dtypes):
         views = list(block) if shape else [row.reshape(()) for row in block]
         for k, view in zip(ks, views):
             out[k] = view
-    return out
+        blocks.append((block if shape else block.reshape(len(ks)), ks))
+    return out, blocks, alone
+
+
+def _as_tuple(shape):
+    return shape if type(shape) is tuple else tuple(shape)

@@ -9,6 +9,7 @@ one, nor can a view of such an array (NumPy's views name the array owning the me
 ``base``), so the common cases cost a set lookup or two per feed (``may_alias``).
 """
 import threading
+from operator import attrgetter
 
 import numpy as np
 
@@ -33,7 +34,13 @@ def unalias(args, state):
 def state_ids(state):
     """The ids ``may_alias`` takes: of the variable arrays ``state``, and of what each one
     that does not own its memory is a view of."""
-    return frozenset([id(s) for s in state] + [id(s.base) for s in state if s.base is not None])
+    ids = set(map(id, state))  # (at C speed: a deep model has 1,110 variables)
+    ids.update(map(id, map(_base, state)))
+    ids.discard(id(None))  # (the base of an array that owns its memory)
+    return frozenset(ids)
+
+
+_base = attrgetter("base")
 
 
 def may_alias(a, ids):
