@@ -12,6 +12,8 @@ specialize on the shapes of the first call, as ``jax.jit`` does) through the sam
 previous call take a fast path that checks only shapes and dtypes.
 """
 import threading
+from itertools import compress, repeat
+from operator import is_not
 
 import numpy as np
 
@@ -363,18 +365,20 @@ def _initial_values(var_nodes, graph):
     zeros of an optimizer's slots) takes a copy of that constant: what the step would
     compute, without compiling, hashing or caching arrays as large as the model.
     """
-    constants = {}
-    for v in var_nodes:
-        array = _constant_initial_array(v)
-        if array is not None:
-            constants[v] = array
-    # (the small ones in one buffer: mlp10k's 1,110 variables 5.5 -> 2.3 ms)
-    values = dict(zip(constants, aligned_copies(constants.values(),
-                                                [v.dtype.np for v in constants])))
-    rest = [v for v in var_nodes if v not in values]
-    if rest:  # (each assign reads only its own inputs: computing them apart changes nothing)
-        values.update(_computed_initial_values(rest))
-    return {v: values[v] for v in var_nodes}
+    # (those made from arrays are known by the graph: their nodes are not read again)
+    arrays = list(map(getattr(graph, "initial_arrays", {}).get, var_nodes))
+    copied = list(map(is_not, arrays, repeat(None)))  # (never `None in arrays`: == on arrays)
+    if not all(copied):
+        arrays = [a if c else _constant_initial_array(v)
+                  for v, a, c in zip(var_nodes, arrays, copied)]
+        copied = list(map(is_not, arrays, repeat(None)))
+    # (the small ones in one buffer, a copy per shape; a constant's array has its dtype)
+    values = aligned_copies(compress(arrays, copied))
+    if len(values) < len(var_nodes):  # (each assign reads only its own inputs: computing
+        rest = [v for v, c in zip(var_nodes, copied) if not c]  # them apart changes nothing)
+        computed, made = _computed_initial_values(rest), iter(values)
+        values = [next(made) if c else computed[v] for v, c in zip(var_nodes, copied)]
+    return dict(zip(var_nodes, values))
 
 
 def _constant_initial_array(var):

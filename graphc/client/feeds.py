@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import FeedError
 from ..ir.graph import Node, Operation
-from ..ir.ops.state import PLACEHOLDER, VARIABLE
+from ..ir.ops.state import PLACEHOLDER, VARIABLE, constant_for
 from ..ir.program import user_needed_nodes
 from ..ir.shapes import format_shape
 
@@ -229,16 +229,6 @@ def constant_assigns(flat):
         if array is None or found.setdefault(n.inputs[0], array) is not array:
             return None
     return found
-
-
-def constant_for(target, value):
-    """The array of ``value`` when assigning it to ``target`` is a plain copy of a constant:
-    ``target`` a variable, ``value`` a constant of its dtype and shape; else None."""
-    array = value.attrs.get("value") if value.op_name == "const" else None
-    if target.opdef is not VARIABLE or value.dtype != target.dtype or target.shape is None \
-            or not isinstance(array, np.ndarray) or array.shape != tuple(target.shape):
-        return None
-    return array
 
 
 def needed_and_leaf_feeds(flat, fed):

@@ -12,6 +12,7 @@ from ..ir import printer  # noqa: F401  (sets str(graph): the text IR)
 from ..ir.graph import (Graph, Node, Operation, as_node, get_default_graph,  # noqa: F401
                         reset_default_graph)
 from ..ir.ops import apply, const_node
+from ..ir.ops.state import constant_for
 from ..ir.ops.registry import default_array
 from ..ir.shapes import TensorShape, normalize_shape
 
@@ -108,8 +109,9 @@ class Variable(Node):
         g = get_default_graph()
         init = initial_value if isinstance(initial_value, Node) else \
             const_node(initial_value, dtype, g, name=(name or "Variable") + "/initial_value")
-        if init is not initial_value:  # (the compile cache's running hash leaves out the
-            init.key_tainted = True  # array: often drawn afresh each run; ``node_digest``)
+        made = init is not initial_value  # (a constant of its own: the compile cache's running
+        if made:  # hash leaves out the array, often drawn afresh each run; ``node_digest``)
+            init.key_tainted = True
         if dtype is not None and init.dtype != D.as_dtype(dtype):
             init = apply("cast", [init], {"dtype": D.as_dtype(dtype)})
         if init.shape is None or None in init.shape:
@@ -119,6 +121,9 @@ class Variable(Node):
                           init.dtype, init.shape, name or "Variable")
         node.__class__ = cls
         node.meta["initial_value"] = init
+        array = constant_for(node, init) if made else None
+        if array is not None:
+            g.initial_arrays[node] = array
         node.meta["trainable"] = bool(trainable)
         g.add_to_collection("variables", node)
         if trainable:

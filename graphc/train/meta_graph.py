@@ -343,6 +343,7 @@ class _Importer:
                   f"{node.type_str()}", label)
         node.__class__ = Variable
         node.meta["initial_value"] = init
+        node.graph.initial_arrays.pop(node, None)  # (its initializer is the one imported)
         node.meta["trainable"] = v["trainable"]
         if v["initializer"] is not None:
             node.meta["initializer"] = self.built[v["initializer"]]

@@ -308,6 +308,7 @@ class _Importer:
             var = nd.inputs[0][0]
             if self.init_of.get(var) == nd.name:
                 self.built[var].meta["initializer"] = node
+                self.graph.initial_arrays.pop(self.built[var], None)  # (now the imported one)
         return node
 
     # -- what was not built -----------------------------------------------------------------

@@ -25,6 +25,16 @@ PLACEHOLDER = defop("placeholder", _leaf_infer, ZERO, family="state", leaf=True,
 VARIABLE = defop("variable", _leaf_infer, ZERO, family="state", leaf=True, tf_name="Variable")
 
 
+def constant_for(target, value):
+    """The array of ``value`` when assigning it to ``target`` is a plain copy of a constant:
+    ``target`` a variable, ``value`` a constant of its dtype and shape; else None."""
+    array = value.attrs.get("value") if value.op_name == "const" else None
+    if target.opdef is not VARIABLE or value.dtype != target.dtype or target.shape is None \
+            or not isinstance(array, np.ndarray) or array.shape != tuple(target.shape):
+        return None
+    return array
+
+
 def _assign_infer(nodes, mode="set"):
     var, value = nodes
     # (each message is built only when its check fails: every update of a step is an assign)
