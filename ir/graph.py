@@ -226,10 +226,11 @@ class Graph:
         self.key_hash = None if hashing is None else hashing.new_hash()
         self.key_pending, self.key_stale = None, False
         self.needed_memo = {}  # ir.program.user_needed_nodes: a step's needed nodes
-        # variable -> the array its initializer copies, for variables made from an array
-        # (``graphc.framework.graph.Variable``): what ``gc.compile`` copies without reading
-        # the nodes again (a deep model's 1,110 in a fresh process: 1.4 ms, mostly cache
-        # misses). Whoever gives a variable another initial value drops its entry.
+        # variable -> (its initial value's constant, that constant's array), for variables
+        # made from an array (``graphc.framework.graph.Variable``): what ``gc.compile`` and
+        # a session's initializer copy without reading the nodes again (a deep model's 1,110
+        # in a fresh process: 1.4 ms, mostly cache misses). Whoever gives a variable another
+        # initial value drops its entry.
         self.initial_arrays = {}
 
     # -- building ---------------------------------------------------------------------------

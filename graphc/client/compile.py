@@ -13,7 +13,7 @@ previous call take a fast path that checks only shapes and dtypes.
 """
 import threading
 from itertools import compress, repeat
-from operator import is_not
+from operator import is_not, itemgetter
 
 import numpy as np
 
@@ -366,7 +366,8 @@ def _initial_values(var_nodes, graph):
     compute, without compiling, hashing or caching arrays as large as the model.
     """
     # (those made from arrays are known by the graph: their nodes are not read again)
-    arrays = list(map(getattr(graph, "initial_arrays", {}).get, var_nodes))
+    known = getattr(graph, "initial_arrays", {})
+    arrays = list(map(_second, map(known.get, var_nodes, repeat(_UNKNOWN))))
     copied = list(map(is_not, arrays, repeat(None)))  # (never `None in arrays`: == on arrays)
     if not all(copied):
         arrays = [a if c else _constant_initial_array(v)
@@ -379,6 +380,9 @@ def _initial_values(var_nodes, graph):
         computed, made = _computed_initial_values(rest), iter(values)
         values = [next(made) if c else computed[v] for v, c in zip(var_nodes, copied)]
     return dict(zip(var_nodes, values))
+
+
+_second, _UNKNOWN = itemgetter(1), (None, None)
 
 
 def _constant_initial_array(var):

@@ -218,6 +218,7 @@ def constant_assigns(flat):
     if not flat or any(n.op_name != "group" for n in flat):
         return None
     found, stack = {}, list(flat)
+    known = flat[0].graph.initial_arrays  # (variables made from arrays: see ir.graph.Graph)
     while stack:
         n = stack.pop()
         if n.op_name == "group":
@@ -225,7 +226,9 @@ def constant_assigns(flat):
             continue
         if n.op_name != "assign" or n.attrs.get("mode", "set") != "set" or len(n.inputs) != 2:
             return None
-        array = constant_for(*n.inputs)
+        target, value = n.inputs
+        pair = known.get(target)
+        array = pair[1] if pair is not None and pair[0] is value else constant_for(target, value)
         if array is None or found.setdefault(n.inputs[0], array) is not array:
             return None
     return found

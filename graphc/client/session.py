@@ -120,7 +120,8 @@ class Session:
         elif self.dump_dir is None and not self.check_numerics:
             assigns = constant_assigns(flat)
             if assigns is not None:  # an initializer of constants: copied, not compiled
-                copies = aligned_copies(list(assigns.values()), [v.dtype.np for v in assigns])
+                copies = aligned_copies(list(assigns.values()))  # (a constant's dtype is its
+                # variable's: NumPy's own dtype object, ``ir.dtypes``)
                 self.values.update(zip(assigns, copies))
                 return rebuild([None] * len(flat))
         feeds = self._feeds(flat, feed_dict or {}, pull=pull)

@@ -123,7 +123,7 @@ class Variable(Node):
         node.meta["initial_value"] = init
         array = constant_for(node, init) if made else None
         if array is not None:
-            g.initial_arrays[node] = array
+            g.initial_arrays[node] = (init, array)
         node.meta["trainable"] = bool(trainable)
         g.add_to_collection("variables", node)
         if trainable:

@@ -42,18 +42,19 @@ def test_variables_made_from_arrays_are_known_to_the_graph_and_copied_from_there
     variables = graph.get_collection("variables")
     assert set(graph.initial_arrays) == set(variables)
     for v in variables:
-        assert graph.initial_arrays[v] is v.initial_value.attrs["value"]
+        const, array = graph.initial_arrays[v]
+        assert const is v.initial_value and array is const.attrs["value"]
     with graph.as_default():  # a graph tensor's value is not known, a constant's either
         given = gc.Variable(gc.constant(np.ones(3, np.float32)), name="given")
         drawn = gc.Variable(gc.random_normal([3], seed=1), name="drawn")
         converted = gc.Variable(np.ones(3, np.float32), dtype=gc.float64, name="converted")
     assert given not in graph.initial_arrays and drawn not in graph.initial_arrays
-    assert graph.initial_arrays[converted].dtype == np.float64
+    assert graph.initial_arrays[converted][1].dtype == np.float64
     step = gc.compile([loss, train], feeds=[x], backend="numpy")
     for v in variables:  # the step's own copies of the known arrays
         got = step.variables[v.node_name]
-        assert not np.shares_memory(got, graph.initial_arrays[v])
-        np.testing.assert_array_equal(got, graph.initial_arrays[v])
+        assert not np.shares_memory(got, graph.initial_arrays[v][1])
+        np.testing.assert_array_equal(got, graph.initial_arrays[v][1])
 
 
 def test_an_imported_initializer_is_not_taken_from_the_known_arrays():
