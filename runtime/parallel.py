@@ -41,8 +41,12 @@ import hashlib
 import os
 import threading
 
-__all__ = ["adopt", "built", "callback_address", "code_digest", "ensure_workers",
+__all__ = ["ENTRY_POINTS", "adopt", "built", "callback_address", "code_digest", "ensure_workers",
            "object_code", "prefetch", "set_threads", "settle", "threads", "workers"]
+
+# The functions the runtime looks up in the pool's code (``_build``).
+ENTRY_POINTS = ("gc_parallel_for", "gc_pool_worker", "gc_pool_setup", "gc_pool_rest",
+                "gc_pool_set")
 
 _MAX_WORKERS = 255
 # After its chunks, a worker watches for the next call this long before it sleeps (and the

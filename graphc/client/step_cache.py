@@ -46,6 +46,7 @@ live in the object cache's directory with its trust rules (``runtime.objcache``)
 Entry layout (the object cache's payload)::
 
     magic b"GCSTEP1\\0" | header length u64 | header JSON | code | constants | prepared | pool
+    | shared
 
 The code is the object code (LLVM) or the module's source (NumPy); the constants are the
 NumPy module's arrays, their bytes one after another (the header's table says where);
@@ -58,8 +59,12 @@ does, under the same trust rules. "pool" is the thread pool's object code (``run
 parallel``) for a native step that runs kernels in chunks, with the digest of the pool's IR
 it was compiled from: a process whose pool is not loaded yet loads it with the step's code
 into one engine (no second engine, no read of the runtime cache: ~0.7 ms of a first hit),
-when the digest matches its own pool's. The header holds the backend, the sizes of the four
-blobs and what a step needs besides its code: its feeds and variables in call order
+when the digest matches its own pool's. "shared" is the native step's code (and the pool's,
+when the entry has it) linked into a shared library (``runtime.shared_object``), which a hit
+opens with the dynamic loader instead of starting LLVM (~2 ms of a fresh process), empty
+where ``ld`` is missing; a process that cannot open it loads the object code into MCJIT.
+The header holds the backend, the sizes of the five blobs, the names the library exports
+and what a step needs besides its code: its feeds and variables in call order
 (positions among the nodes the key hashed), which variables it reads and updates, which
 fetches have values, the arena, and the random state at compile time.
 """
@@ -87,12 +92,13 @@ from ..runtime.objcache import ObjectCache, cache_key
 from .graph_key import Uncacheable, fed_shapes, graph_rows
 from .node_digest import fast_rows
 
-FORMAT_VERSION = 7  # bump when the entry layout or the key's contents change
+FORMAT_VERSION = 8  # bump when the entry layout or the key's contents change
 ENV = "GRAPHC_STEP_CACHE"
 _MAGIC = b"GCSTEP1\0"
 # Settings that never change generated code (where caches and dumps go, what is printed).
 _NOT_CODE = {"GRAPHC_CACHE_DIR", "GRAPHC_NO_CACHE", ENV, "GRAPHC_DUMP", "GRAPHC_DEBUG",
-             "GRAPHC_ARTIFACT_KEY", "GRAPHC_VERIFY", "GRAPHC_BACKEND"}
+             "GRAPHC_ARTIFACT_KEY", "GRAPHC_VERIFY", "GRAPHC_BACKEND",
+             "GRAPHC_SHARED_STEPS"}  # (how the code is loaded, not what it is)
 _BYTECODE = importlib.util.MAGIC_NUMBER.hex()  # this Python's bytecode version
 _ANY_HOST = HostTarget("any host", "", "")  # what a NumPy step's key names as its target
 # The key's rows are serialized by ``marshal`` at this version: one C call (``repr`` took most
@@ -322,10 +328,27 @@ def save(objects, key, compiled, nodes):
     pool = _pool_code(compiled)
     if pool:
         header["pool"] = parallel.code_digest()
-    header["sizes"] = [len(blob), len(consts), len(prepared), len(pool)]
+    shared = _shared_library(compiled, blob, pool, header)
+    header["sizes"] = [len(blob), len(consts), len(prepared), len(pool), len(shared)]
     raw = json.dumps(header).encode()
     return objects.put(key, b"".join([_MAGIC, struct.pack("<Q", len(raw)), raw, blob, consts,
-                                      prepared, pool]))
+                                      prepared, pool, shared]))
+
+
+def _shared_library(compiled, blob, pool, header):
+    """A native step's object code (and the pool's, when it has it) linked into one shared
+    library (``runtime.shared_object``), b"" where that cannot be done; adds the names it
+    exports to ``header``."""
+    if compiled.backend == "numpy":
+        return b""
+    from ..runtime import jit, shared_object
+    exports = [compiled.code.layout.entry] + (list(parallel.ENTRY_POINTS) if pool else [])
+    library = shared_object.link([bytes(m) for m in jit.object_members(blob)]
+                                 + ([pool] if pool else []), exports)
+    if library is None:
+        return b""
+    header["exports"] = exports
+    return library
 
 
 def _pool_code(compiled):
@@ -408,13 +431,14 @@ def _unpack(payload):
     (n,) = struct.unpack_from("<Q", payload, len(_MAGIC))
     start = len(_MAGIC) + 8
     header = json.loads(bytes(payload[start:start + n]))
-    a, b, c, d = header["sizes"]
+    a, b, c, d, e = header["sizes"]
     start += n
     header["blob"] = payload[start:start + a]
     header["arrays"] = _unpack_arrays(header["arrays"], payload[start + a:start + a + b])
     start += a + b
     header["prepared"] = payload[start:start + c]
     header["pool_code"] = payload[start + c:start + c + d]
+    header["shared"] = payload[start + c + d:start + c + d + e]
     return header
 
 
@@ -480,7 +504,12 @@ def _native_step(entry, timings):
     from ..runtime.llvm_step import NativeStep, StepLayout
     t0 = time.perf_counter()
     pool = entry["pool_code"]
-    if pool and not parallel.built() and entry.get("pool") == parallel.code_digest():
+    adopt = bool(pool) and not parallel.built() and entry.get("pool") == parallel.code_digest()
+    loaded = _shared_step(entry)  # (the dynamic loader: no LLVM, ~2 ms less in a new process)
+    if loaded is not None:
+        if adopt and set(parallel.ENTRY_POINTS) <= set(entry["exports"]):
+            parallel.adopt(loaded, bytes(pool))
+    elif adopt:
         loaded = jit.load_object(entry["blob"], also=[pool])  # (one engine for both)
         parallel.adopt(loaded, bytes(pool))
     else:
@@ -493,3 +522,16 @@ def _native_step(entry, timings):
     fn.rng_state[:] = np.array(entry["rng"], np.uint64)
     timings["load"], timings["bind"] = t1 - t0, time.perf_counter() - t1
     return fn, lambda: [int(v) for v in fn.rng_state]
+
+
+def _shared_step(entry):
+    """The entry's shared library opened (``runtime.shared_object``), or None: it has none,
+    or this process cannot open it (the object code is then loaded into MCJIT)."""
+    from ..errors import ArtifactError
+    from ..runtime import shared_object
+    if not entry["shared"] or not shared_object.enabled():
+        return None
+    try:
+        return shared_object.load(entry["shared"], entry["blob"], entry.get("exports", ()))
+    except ArtifactError:
+        return None

@@ -1,6 +1,6 @@
 """A native step whose kernels run in chunks, hit in a fresh process: its code and the thread
-pool's come from the entry into one engine, the pool's workers run its chunks, and the loss
-has the bits of the miss; an entry whose pool digest is not this process's pool loads the
+pool's come from the entry into one engine (or one shared library: ``runtime.shared_object``),
+the pool's workers run its chunks, and the loss has the bits of the miss; an entry whose pool digest is not this process's pool loads the
 pool as before; an engine kept open for the pool survives the step's close."""
 import json
 import os
@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from graphc.runtime import jit
+from graphc.runtime import jit, shared_object
 
 CHILD = r"""
 import json, sys
@@ -31,6 +31,7 @@ print(json.dumps(dict(
     hit=bool(getattr(step.compiled, "cache_hit", False)),
     pooled=any(name == "parallel_for" for _, name in fn.layout.callbacks),
     shared=parallel._pool.get("module") is fn.loaded, workers=parallel.workers(),
+    kind=type(fn.loaded).__name__,
     threads=threads.policy_threads(),
     losses=losses)))
 """
@@ -47,12 +48,25 @@ def _child(cache, **env):
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs a POSIX host")
 def test_a_fresh_hit_loads_the_step_and_the_pool_into_one_engine(tmp_path):
+    """Through the entry's shared library where ``ld`` linked one (one library for both),
+    and through MCJIT where shared steps are off (one engine for both): the same bits."""
     cold = _child(tmp_path / "cache")
     assert not cold["hit"] and cold["pooled"] and not cold["shared"]
+    assert cold["kind"] == "LoadedModule"
+    linked = shared_object._linker() is not None and shared_object.enabled()
+    for env, kind in (({}, "SharedModule" if linked else "LoadedModule"),
+                      ({"GRAPHC_SHARED_STEPS": "0"}, "LoadedModule")):
+        warm = _child(tmp_path / "cache", **env)
+        assert warm["hit"] and warm["pooled"] and warm["kind"] == kind
+        assert warm["shared"]  # the pool runs from the step's library or engine
+        assert warm["workers"] == warm["threads"] - 1  # (the caller and the workers started)
+        assert warm["losses"] == cold["losses"]
+
+
+def test_an_entry_written_without_a_linker_is_loaded_into_mcjit(tmp_path):
+    cold = _child(tmp_path / "cache", GRAPHC_SHARED_STEPS="0")
     warm = _child(tmp_path / "cache")
-    assert warm["hit"] and warm["pooled"]
-    assert warm["shared"]  # the pool runs from the step's engine
-    assert warm["workers"] == warm["threads"] - 1  # (the caller and the workers started)
+    assert warm["hit"] and warm["kind"] == "LoadedModule" and warm["shared"]
     assert warm["losses"] == cold["losses"]
 
 
