@@ -30,6 +30,7 @@ Entry layout (one file per key, ``<key>.gcobj``)::
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import re
 import stat
@@ -154,9 +155,9 @@ class ObjectCache:
     def get(self, key: str, view: bool = False) -> bytes | memoryview | None:
         """Return the object code stored under ``key``, or None.
 
-        With ``view``, a memoryview of the file's bytes past the header, not a copy (a
-        compiled step's entry is parsed in place: each copy of a 500 KB entry cost a fresh
-        process ~0.1-0.2 ms of page faults).
+        With ``view``, a memoryview of the file's bytes past the header, mapped and not
+        copied (a compiled step's entry is parsed in place: each copy of a 500 KB entry cost
+        a fresh process ~0.1-0.2 ms of page faults).
 
         A damaged entry (bad magic, other format version, wrong length, checksum mismatch)
         or one built for another key is deleted and reported as a miss; an entry (or a
@@ -174,8 +175,8 @@ class ObjectCache:
                     self.refused += 1
                     self.misses += 1
                     return None
-                data = f.read()
-        except OSError:
+                data = _mapped(f) if view else f.read()
+        except (OSError, ValueError):
             self.misses += 1
             return None
         payload = _unpack(data, key)
@@ -254,6 +255,16 @@ def unsafe_reason(path: Path, directory: bool = False, fd: int | None = None) ->
                if st.st_mode & bit]
         return f"it is writable by {' and '.join(who)} (mode {stat.S_IMODE(st.st_mode):04o})"
     return None
+
+
+def _mapped(f):
+    """The file's bytes, mapped read-only rather than read: a fresh process reads a 340 KB
+    entry in 0.02 ms instead of 0.22 (no new pages to fault in and copy into). Entries are
+    replaced by renaming a new file over them (``put``), never rewritten in place, so the
+    mapping keeps the bytes it had."""
+    if os.fstat(f.fileno()).st_size == 0:
+        return b""
+    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _unpack(data: bytes, key: str) -> memoryview | None:

@@ -86,3 +86,23 @@ def test_the_remembered_host_is_llvms_answer_field_for_field(fresh_host):
     llvm_says = jit._ask_llvm()
     assert remembered == llvm_says and isinstance(remembered, jit.HostTarget)
     assert all(type(f) is str for f in remembered)
+
+
+def test_a_mapped_entry_keeps_its_bytes_when_the_entry_is_replaced_or_damaged(tmp_path):
+    """``get(view=True)`` maps the file: an entry written again under the same key (a new
+    file renamed over it) leaves the view as it was; an empty or damaged file is a miss."""
+    cache = objcache.ObjectCache(tmp_path, enabled=True)
+    key = "ab" * 32
+    first = bytes(range(256)) * 100
+    assert cache.put(key, first)
+    view = cache.get(key, view=True)
+    assert isinstance(view, memoryview) and bytes(view) == first
+    assert cache.put(key, b"second" * 10)
+    assert bytes(view) == first and cache.get(key) == b"second" * 10
+    cache.path(key).write_bytes(b"")
+    assert cache.get(key, view=True) is None
+    assert cache.put(key, first)
+    raw = bytearray(cache.path(key).read_bytes())
+    raw[-1] ^= 1
+    cache.path(key).write_bytes(bytes(raw))
+    assert cache.get(key, view=True) is None and not cache.path(key).exists()
