@@ -77,10 +77,8 @@ import os
 import pickle
 import struct
 import time
-from bisect import bisect_right
 from collections.abc import Sequence
-from itertools import accumulate
-from operator import add, itemgetter
+from operator import add, itemgetter, lt
 
 import numpy as np
 
@@ -198,91 +196,105 @@ def remember(objects, key, payload):
 def node_ids(nodes, head=()):
     """``head`` (ints) and ``nodes``' positions in their graph, as bytes ``nodes_at`` reads:
     runs of consecutive positions as (first, count) pairs (a step's needed nodes are mostly
-    such runs: read back as slices of the graph's list, not one node at a time)."""
+    such runs), or, for positions in increasing order that runs would take more room for, a
+    bitmap over the graph's nodes (a deep model's 12k needed nodes are 9.5k runs, 152 KB as
+    pairs: 1.5 KB as bits), tagged ``_BITMAP`` in front."""
+    ids = [n.id for n in nodes]
     runs = []
-    for i in [n.id for n in nodes]:
+    for i in ids:
         if runs and runs[-2] + runs[-1] == i:
             runs[-1] += 1
         else:
             runs += [i, 1]
+    if len(runs) > 16 and all(map(lt, ids, ids[1:])) and (ids[-1] + 8) // 8 < 4 * len(runs):
+        bits = np.zeros(ids[-1] + 1, np.uint8)
+        bits[ids] = 1
+        return np.array([_BITMAP, len(head), *head, len(bits)], np.int64).tobytes() \
+            + np.packbits(bits).tobytes()
     return np.array(list(head) + runs, np.int64).tobytes()
+
+
+_BITMAP = -2  # (no run starts below 0, and the head's counts are not negative)
 
 
 def nodes_at(graph, data, head=0):
     """What ``node_ids`` wrote: (its ``head`` ints, the nodes of ``graph`` at the positions
     after them, as ``Positions``), or None when ``data`` cannot be that (a damaged memory)."""
+    nodes = graph.nodes
     try:
+        if len(data) >= 16 and np.frombuffer(data, np.int64, 1)[0] == _BITMAP:
+            return _bitmap_at(nodes, data, head)
         values = np.frombuffer(data, np.int64).tolist()
     except ValueError:
         return None
-    runs, nodes = values[head:], graph.nodes
+    runs = values[head:]
     if len(values) < head or len(runs) % 2:
         return None
     firsts, counts = runs[::2], runs[1::2]
     if firsts and (min(firsts) < 0 or min(counts) <= 0  # (checked at C speed)
                    or max(map(add, firsts, counts)) > len(nodes)):
         return None
-    return values[:head], Positions(nodes, firsts, counts)
+    counts = np.array(counts, np.int64)
+    # (each run's positions: its first, plus how far into the run each one is)
+    starts = np.cumsum(counts) - counts
+    at = np.arange(int(counts.sum()), dtype=np.int64) \
+        + np.repeat(np.array(firsts, np.int64) - starts, counts)
+    return values[:head], Positions(nodes, at)
+
+
+def _bitmap_at(nodes, data, head):
+    size = 8 * (3 + head)
+    values = np.frombuffer(data, np.int64, size // 8 if len(data) >= size else 0).tolist()
+    if len(values) != 3 + head or values[1] != head or not 0 <= values[-1] <= len(nodes) \
+            or len(data) - size != (values[-1] + 7) // 8:
+        return None
+    bits = np.unpackbits(np.frombuffer(data, np.uint8, offset=size), count=values[-1])
+    return values[2:2 + head], Positions(nodes, np.flatnonzero(bits))
 
 
 class Positions(Sequence):
-    """The nodes at runs of positions (``firsts[r]``, ``counts[r]`` nodes from there) in
-    ``nodes``, read as they are asked for: a warm hit asks for its feeds, variables and
-    updates (the 10k-node RNN's: 7 of 10k), not for all of them (0.22 ms). After
-    ``_EAGER`` single reads, or on any slice or iteration, the whole list is made once:
-    single positions (a deep model's variables) in one C call, not a slice each."""
+    """The nodes at positions ``at`` (an int64 array) of ``nodes``, read as they are asked
+    for: a warm hit asks for its feeds, variables and updates (the 10k-node RNN's: 7 of
+    10k), not for all of them (0.22 ms). A slice or iteration makes the whole list once,
+    in one C call."""
 
-    _EAGER = 64
-
-    def __init__(self, nodes, firsts, counts):
-        self._nodes, self._firsts, self._counts = nodes, firsts, counts
-        self._starts = list(accumulate(counts, initial=0))
-        self._whole, self._asked = None, 0
+    def __init__(self, nodes, at):
+        self._nodes, self._at = nodes, at
+        self._whole = None
 
     def __len__(self):
-        return self._starts[-1]
+        return len(self._at)
 
     def _list(self):
         if self._whole is None:
-            firsts, counts, nodes = self._firsts, self._counts, self._nodes
-            if len(firsts) > 1 and counts.count(1) == len(counts):
-                self._whole = list(itemgetter(*firsts)(nodes))
-            else:
-                self._whole = [n for first, count in zip(firsts, counts)
-                               for n in nodes[first:first + count]]
+            self._whole = self.take(range(len(self._at)))
         return self._whole
 
     def __getitem__(self, k):
         whole = self._whole
         if whole is not None:
             return whole[k]
-        if isinstance(k, slice) or self._asked >= self._EAGER:
+        if isinstance(k, slice):
             return self._list()[k]
-        self._asked += 1
         k = operator.index(k)
-        k += len(self) if k < 0 else 0
-        if not 0 <= k < len(self):
-            raise IndexError(f"position {k} of {len(self)}")
-        r = bisect_right(self._starts, k) - 1
-        return self._nodes[self._firsts[r] + k - self._starts[r]]
+        if not -len(self._at) <= k < len(self._at):
+            raise IndexError(f"position {k} of {len(self._at)}")
+        return self._nodes[int(self._at[k])]
 
     def __iter__(self):
         return iter(self._list())
 
     def take(self, ks):
         """``[self[k] for k in ks]`` (positions in range, as ``CachedCompiled`` reads them
-        from its entry), without building the whole list: mapped to the graph's positions
-        in one NumPy pass, then read in one C call (a deep model's 2,220 variables and
-        updates of 12k needed nodes: 0.9 -> 0.1 ms in a fresh process)."""
+        from its entry), without building the whole list: the graph's positions picked in
+        one NumPy pass, then read in one C call (a deep model's 2,220 variables and updates
+        of 12k needed nodes: 0.9 -> 0.1 ms in a fresh process)."""
         if self._whole is not None or len(ks) < 2:
             return [self[k] for k in ks]
         ks = np.asarray(ks, np.int64)
-        if ks.min() < 0 or ks.max() >= len(self):
-            raise IndexError(f"positions outside 0..{len(self) - 1}")
-        starts = np.asarray(self._starts, np.int64)
-        runs = np.searchsorted(starts, ks, "right") - 1
-        at = np.asarray(self._firsts, np.int64)[runs] + ks - starts[runs]
-        return list(itemgetter(*at.tolist())(self._nodes))
+        if ks.min() < 0 or ks.max() >= len(self._at):
+            raise IndexError(f"positions outside 0..{len(self._at) - 1}")
+        return list(itemgetter(*self._at[ks].tolist())(self._nodes))
 
 
 def _taken(nodes, ks):

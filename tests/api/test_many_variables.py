@@ -146,3 +146,35 @@ def test_positions_take_reads_the_asked_positions_without_the_whole_list():
         with pytest.raises(IndexError):
             got.take(bad)
     assert step_cache._taken(order, ks) == [order[k] for k in ks]
+
+
+def test_many_increasing_positions_are_remembered_as_bits_and_read_back_alike():
+    """Positions in increasing order that runs would take more room for (a deep model's
+    needed nodes, broken by the initial values it does not need) are kept as a bitmap over
+    the graph; read back, they are the same nodes, with the same head; any other order is
+    kept as runs; a bitmap of the wrong length or past the graph is refused."""
+    with gc.Graph().as_default() as graph:
+        x = gc.placeholder(gc.float32, [3], name="x")
+        for _ in range(100):
+            x = x + 1.0
+    nodes = graph.nodes
+    order = [n for k, n in enumerate(nodes) if k % 3 != 1]  # (100 runs)
+    data = step_cache.node_ids(order, head=[7, 9])
+    assert np.frombuffer(data, np.int64, 1)[0] == step_cache._BITMAP
+    assert len(data) < 16 * 100 // 4
+    head, got = step_cache.nodes_at(graph, data, head=2)
+    assert head == [7, 9] and list(got) == order and got[-1] is order[-1]
+    assert got.take([5, 0, 99]) == [order[5], order[0], order[99]]
+    shuffled = order[1:] + order[:1]
+    runs = step_cache.node_ids(shuffled, head=[3])
+    assert np.frombuffer(runs, np.int64, 1)[0] == 3
+    assert list(step_cache.nodes_at(graph, runs, head=1)[1]) == shuffled
+    assert step_cache.nodes_at(graph, data, head=1) is None  # (another head)
+    assert step_cache.nodes_at(graph, data[:-1], head=2) is None
+    assert step_cache.nodes_at(graph, data + b"\0", head=2) is None
+    past = np.frombuffer(data[:40], np.int64).copy()
+    past[-1] = len(nodes) + 8
+    assert step_cache.nodes_at(graph, past.tobytes() + b"\xff" * ((len(nodes) + 15) // 8),
+                               head=2) is None
+    assert step_cache.nodes_at(graph, np.array([step_cache._BITMAP], np.int64).tobytes()
+                               + b"\0" * 8, head=0) is None
