@@ -106,16 +106,8 @@ def _placed(shapes, dtypes):
     1,110 arrays are two groups, each filled with one assignment.
     """
     out = [None] * len(shapes)
-    groups = {}  # (shape, the dtype's id) -> positions (a dtype hashes slowly; NumPy's own
-    get = groups.get  # dtypes are one object each: equal dtypes of two ids make two groups)
-    for k, key in enumerate(zip(map(_as_tuple, shapes) if shapes and type(shapes[0]) is
-                                not tuple else shapes, map(id, dtypes))):
-        ks = get(key)
-        if ks is None:
-            ks = groups[key] = []
-        ks.append(k)
     pending, total, alone = [], 0, []
-    for (shape, _), ks in groups.items():
+    for (shape, _), ks in _groups(shapes, dtypes):
         shape, dtype = tuple(map(int, shape)), np.dtype(dtypes[ks[0]])
         size = math.prod(shape) * dtype.itemsize
         if size > SHARED_MAX:
@@ -140,5 +132,23 @@ def _placed(shapes, dtypes):
     return out, blocks, alone
 
 
+def _groups(shapes, dtypes):
+    """{(shape, the dtype's id): positions} of the arrays of each shape and dtype (a dtype
+    hashes slowly; NumPy's own dtypes are one object each: equal dtypes of two ids make two
+    groups), in the order of their first positions."""
+    groups = {}
+    get = groups.get
+    tuples = shapes if set(map(type, shapes)) <= _TUPLE else map(_as_tuple, shapes)
+    for k, key in enumerate(zip(tuples, map(id, dtypes))):
+        ks = get(key)
+        if ks is None:
+            ks = groups[key] = []
+        ks.append(k)
+    return groups.items()
+
+
 def _as_tuple(shape):
     return shape if type(shape) is tuple else tuple(shape)
+
+
+_TUPLE = {tuple}

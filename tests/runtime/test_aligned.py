@@ -139,3 +139,12 @@ def test_many_copies_of_a_few_shapes_keep_their_order_and_lines():
         before = [c.copy() for c in copies]
         copies[k][...] = 5
         assert all(np.array_equal(c, b) for j, (c, b) in enumerate(zip(copies, before)) if j != k)
+
+
+def test_shapes_given_as_lists_or_tuples_alike_share_groups():
+    """``aligned_zeros_each`` takes the shapes nodes declare: lists and tuples mixed are
+    one kind each, and every array has its shape."""
+    zeros = aligned_zeros_each([(2, 3), [2, 3], [4], (4,), ()], [np.float32] * 5)
+    assert [z.shape for z in zeros] == [(2, 3), (2, 3), (4,), (4,), ()]
+    assert all(z.dtype == np.float32 and not z.any() for z in zeros)
+    assert not any(np.shares_memory(a, b) for k, a in enumerate(zeros) for b in zeros[k + 1:])
