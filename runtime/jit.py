@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
 
 import llvmlite
-import llvmlite.binding as llvm
 import numpy as np
 
 from graphc.errors import ArtifactError, CompileError
 
 from . import compile_worker, llvm_compile, module_parts
+from .llvm_compile import llvm  # (llvmlite.binding, imported when first used)
 
 __all__ = [
     "HostTarget", "CompiledModule", "LoadedModule",
@@ -103,6 +103,24 @@ def host_target() -> HostTarget:
     return found
 
 
+class VectorUnit(NamedTuple):
+    """The host's float vectors: bytes per register and number of registers."""
+    bytes: int
+    registers: int
+
+
+@functools.lru_cache(maxsize=1)
+def host_vector_unit() -> VectorUnit | None:
+    """The host's widest float vectors native GEMMs may use (AVX-512, or AVX2 with FMA), or
+    None (BLAS then does every GEMM), from ``host_target``'s features."""
+    feats = set(host_target().features.split(","))
+    if "+avx512f" in feats:
+        return VectorUnit(64, 32)
+    if "+avx2" in feats and "+fma" in feats:
+        return VectorUnit(32, 16)
+    return None
+
+
 def keep_hosts_in(read, write):
     """Keep ``host_target``'s answer between processes with ``read(key) -> bytes or None``
     and ``write(key, bytes)`` (keys: 64 hex digits)."""
@@ -124,8 +142,9 @@ def _ask_llvm() -> HostTarget:
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
-def _host_key():
-    """The key of this boot's host description, or None (no boot id)."""
+def boot_key(what: bytes, *parts: bytes) -> str | None:
+    """The key (64 hex digits) of a fact ``what`` about this machine (qualified by
+    ``parts``) that holds until it reboots, or None (no boot id: not Linux)."""
     try:
         with open(_BOOT_ID, "rb") as f:
             boot = f.read().strip()
@@ -133,8 +152,18 @@ def _host_key():
         return None
     if not boot:
         return None
-    parts = [b"host target", boot, llvmlite.__version__.encode(), os.uname().machine.encode()]
-    return hashlib.sha256(b"\0".join(parts)).hexdigest()
+    return hashlib.sha256(b"\0".join([what, boot, *parts])).hexdigest()
+
+
+def boot_store():
+    """(read, write) of the store ``keep_hosts_in`` names, for facts kept under
+    ``boot_key`` (None: no store)."""
+    return _host_store.get("store")
+
+
+def _host_key():
+    """The key of this boot's host description, or None (no boot id)."""
+    return boot_key(b"host target", llvmlite.__version__.encode(), os.uname().machine.encode())
 
 
 def _remembered_host(store, key):

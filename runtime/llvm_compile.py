@@ -15,10 +15,25 @@ A module text whose first line is ``PIPELINE_MARK + name`` (a part of a module s
 ``PIPELINES[name]`` instead of ``O<opt>``.
 """
 import contextlib
+import importlib
 import threading
 import time
 
-import llvmlite.binding as llvm
+
+class _Binding:
+    """``llvmlite.binding``, imported on the first attribute read and then kept on this
+    object. Importing it loads LLVM's shared library (~25 ms); a process whose steps all
+    come from the compile cache opens them with the dynamic loader (``shared_object``) and
+    reads its host's description from the runtime cache, and never needs it. (This module
+    is also loaded alone, by file, in the compile worker: no package-relative import.)"""
+
+    def __getattr__(self, name):
+        value = getattr(importlib.import_module("llvmlite.binding"), name)
+        setattr(self, name, value)
+        return value
+
+
+llvm = _Binding()
 
 __all__ = ["IRError", "initialize", "target_machine", "optimize_module", "parsed",
            "compile_text", "optimized_text", "PIPELINES", "PIPELINE_MARK", "pipeline_of"]

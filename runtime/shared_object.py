@@ -27,9 +27,6 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
-import secrets
-import shutil
-import subprocess
 import tempfile
 import threading
 
@@ -50,6 +47,7 @@ def enabled() -> bool:
 
 
 def _linker():
+    import shutil  # (linking only: a hit imports less)
     return shutil.which("ld.bfd") or shutil.which("ld")
 
 
@@ -63,6 +61,7 @@ def link(parts, exports) -> bytes | None:
     ld = _linker() if enabled() else None
     if ld is None or not parts or not exports:
         return None
+    import subprocess
     with tempfile.TemporaryDirectory(prefix="graphc-link-") as folder:
         names = []
         for k, part in enumerate(parts):
@@ -116,7 +115,7 @@ def load(library, object_code, exports) -> "SharedModule":
 
 
 def _open(library, folder):
-    path = os.path.join(folder, f"graphc-{os.getpid()}-{next(_serial)}-{secrets.token_hex(4)}.so")
+    path = os.path.join(folder, f"graphc-{os.getpid()}-{next(_serial)}-{os.urandom(4).hex()}.so")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:

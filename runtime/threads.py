@@ -21,8 +21,8 @@ Example:
 """
 import collections
 import ctypes
+import math
 import os
-import statistics
 import time
 
 from . import parallel
@@ -272,7 +272,7 @@ class BlasTuner:
         if self.phase < explore:
             self.samples.setdefault(choice, []).append(seconds)
             if self.phase == explore - 1:
-                mean = {k: statistics.fmean(v) for k, v in self.samples.items()}
+                mean = {k: math.fsum(v) / len(v) for k, v in self.samples.items()}
                 # threads only where they are clearly faster than one (see the docstring)
                 faster = [k for k in mean if k != "one" and
                           mean[k] < self.MARGIN * mean.get("one", float("inf"))]

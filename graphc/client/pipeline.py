@@ -94,8 +94,8 @@ def split_parts_for(backend):
     if env == "auto":
         if backend != "llvm":
             return 1
-        from ..codegen.llvm.kernels.gemm import vector_unit
-        if vector_unit() is None:
+        from ..runtime.jit import host_vector_unit
+        if host_vector_unit() is None:
             return 1
         from ..runtime.threads import policy_threads
         return -policy_threads()  # (negative: where it is estimated faster)

@@ -31,7 +31,8 @@ print(json.dumps(dict(
     hit=bool(getattr(step.compiled, "cache_hit", False)),
     pooled=any(name == "parallel_for" for _, name in fn.layout.callbacks),
     shared=parallel._pool.get("module") is fn.loaded, workers=parallel.workers(),
-    kind=type(fn.loaded).__name__,
+    kind=type(fn.loaded).__name__, llvm="llvmlite.binding" in sys.modules,
+    kernels="graphc.codegen.llvm.kernels" in sys.modules,
     threads=threads.policy_threads(),
     losses=losses)))
 """
@@ -58,6 +59,8 @@ def test_a_fresh_hit_loads_the_step_and_the_pool_into_one_engine(tmp_path):
                       ({"GRAPHC_SHARED_STEPS": "0"}, "LoadedModule")):
         warm = _child(tmp_path / "cache", **env)
         assert warm["hit"] and warm["pooled"] and warm["kind"] == kind
+        # (a hit through the library imports neither LLVM nor the code generator)
+        assert warm["llvm"] == (kind == "LoadedModule") and not warm["kernels"]
         assert warm["shared"]  # the pool runs from the step's library or engine
         assert warm["workers"] == warm["threads"] - 1  # (the caller and the workers started)
         assert warm["losses"] == cold["losses"]

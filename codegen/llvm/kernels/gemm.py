@@ -39,11 +39,10 @@ stored once with its whole sum (``stores_tiles_once``: B read in place, or packe
 of K). At 2 threads the epilogue's pass runs in the GEMM's chunks on both cores, where a
 separate elementwise loop of 32k elements ran on one: W1 3-5% and W5 4-6% faster a step.
 """
-import functools
 import os
 from typing import NamedTuple
 
-from ....runtime.jit import host_target
+from ....runtime.jit import VectorUnit, host_vector_unit  # noqa: F401  (VectorUnit: kernels' name)
 from .. import parallel
 from .register_transpose import transpose_block
 from .vector_body import render_vector
@@ -71,25 +70,10 @@ NARROW_FACTOR = 4
 NARROW_SIDES = (1024, 256, 1024)
 
 
-class VectorUnit(NamedTuple):
-    """The host's float vectors: bytes per register and number of registers."""
-    bytes: int
-    registers: int
-
-
 def vector_unit():
-    """The host's widest float vectors usable here, or None (then BLAS does every GEMM)."""
-    return _host_vector_unit()
-
-
-@functools.lru_cache(maxsize=1)
-def _host_vector_unit():
-    feats = set(host_target().features.split(","))
-    if "+avx512f" in feats:
-        return VectorUnit(64, 32)
-    if "+avx2" in feats and "+fma" in feats:
-        return VectorUnit(32, 16)
-    return None
+    """The host's widest float vectors usable here, or None (then BLAS does every GEMM):
+    ``runtime.jit.host_vector_unit`` (tests replace this function to build for others)."""
+    return host_vector_unit()
 
 
 class Blocking(NamedTuple):
