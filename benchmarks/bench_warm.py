@@ -27,7 +27,7 @@ Columns, in ms (median and min over the runs):
 With ``--session``, each process runs TF1's way instead (``gc.Session``, its variables'
 initializer, the step's first ``Session.run``) and the line gives both runs' times.
 
-    python benchmarks/bench_warm.py [W1 ...] [--backends llvm numpy] [--runs 7] [--session]
+    python benchmarks/bench_warm.py [W1 ...] [--backends llvm numpy default] [--runs 7] [--session]
 """
 import argparse
 import json
@@ -53,6 +53,7 @@ os.environ.pop("GRAPHC_NO_CACHE", None)
 import graphc as gc
 import graphc.client.compile as api
 import graphc.client.step_cache, graphc.runtime.pystep, graphc.runtime.llvm_step
+BACKEND = None if {backend!r} == "default" else {backend!r}  # (default: the script names none)
 if {backend!r} == "llvm":
     import graphc.codegen.llvm.backend  # (a miss needs it; imported for both, not timed)
 workload = {workload!r}
@@ -79,7 +80,7 @@ if {session!r}:  # TF1's way: a Session, its initializer, then the step
         init_op = gc.global_variables_initializer()
     feed = {{p: data[p.node_name] for p in feeds}}
     t = time.perf_counter()
-    sess = gc.Session(graph=graph, backend={backend!r})
+    sess = gc.Session(graph=graph, backend=BACKEND)
     sess.run(init_op)
     t1 = time.perf_counter()
     value = float(sess.run(fetches, feed_dict=feed)[0])
@@ -96,7 +97,7 @@ def timed(*args, **kwargs):
     return out
 compile_program, api.compile_program = api.compile_program, timed
 t = time.perf_counter()
-step = gc.compile(fetches, feeds=feeds, backend={backend!r})
+step = gc.compile(fetches, feeds=feeds, backend=BACKEND)
 total = time.perf_counter() - t
 seconds, compiled = [s for s in spent if s[1] is step.compiled][0]
 init = sum(s for s, c in spent if c is not compiled)
@@ -104,7 +105,7 @@ t = time.perf_counter()
 value = float(step(**data)[0])
 call = time.perf_counter() - t
 t = time.perf_counter()  # a new CompiledStep of the same graph in this process: a hit too
-again = gc.compile(fetches, feeds=feeds, backend={backend!r})
+again = gc.compile(fetches, feeds=feeds, backend=BACKEND)
 again(**data)
 again_s = time.perf_counter() - t
 print(json.dumps(dict(build=build, total=total, step=seconds, init=init, call=call,
@@ -199,7 +200,9 @@ def main(argv=None):
     parser.add_argument("workloads", nargs="*", default=list(baselines.WORKLOADS) + GENERATED,
                         help="W1..W5, or a generated graph: rnn1k, rnn10k, mlp1k, mlp10k...")
     parser.add_argument("--backends", nargs="+", default=["llvm", "numpy"],
-                        choices=["llvm", "numpy"])
+                        choices=["llvm", "numpy", "default"],
+                        help="default: name no backend, as a TF1 script does (graphc then "
+                             "chooses, probing LLVM: see graphc/client/backend_choice.py)")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--session", action="store_true",
                         help="time Session.run's warm hit (initializer and first run) instead")

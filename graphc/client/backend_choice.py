@@ -2,8 +2,9 @@
 
 LLVM when it works on this host, NumPy on request (``backend="numpy"`` or
 ``GRAPHC_BACKEND=numpy``) or as the fallback when LLVM cannot be used, announced by one
-line on stderr, once per process. "Works on this host" is decided once per process by a
-probe: the LLVM backend imports, and a one-instruction function compiles, loads and runs.
+line on stderr, once per process. "Works on this host" is decided by a probe: the LLVM
+backend imports, and a one-instruction function compiles, loads and runs; one that passed is
+remembered until the machine reboots (``llvm_problem``).
 """
 import functools
 import os
@@ -24,6 +25,12 @@ _announced = False
 def llvm_problem():
     """Why the LLVM backend cannot be used on this host, or None when it can (cached).
 
+    A probe that passed is remembered until the machine reboots, for this graphc, this
+    Python and this llvmlite (``jit.boot_key``, in the runtime cache with its trust rules):
+    it imports the code generator and starts LLVM, ~150 ms of every process that names no
+    backend, more than a warm compile-cache hit takes. A failed one is tried again in the
+    next process.
+
     Returns:
         None, or one line naming what failed (import, compile, load or run).
 
@@ -31,6 +38,42 @@ def llvm_problem():
         >>> llvm_problem() is None   # on a host with a working llvmlite
         True
     """
+    key, store = _remembered_probe()
+    if key is not None and _read(store, key) == _PASSED:
+        return None
+    problem = _probe()
+    if problem is None and key is not None:
+        try:
+            store[1](key, _PASSED)
+        except (OSError, ValueError):
+            pass
+    return problem
+
+
+_PASSED = b"the LLVM backend works"
+
+
+def _remembered_probe():
+    """(the key a passed probe is kept under, the store), or (None, None)."""
+    try:
+        from ..runtime import jit, objcache  # noqa: F401  (objcache names the store)
+        from ..runtime.artifact import graphc_version
+        parts = [graphc_version(), jit.llvmlite_version(), sys.version, sys.executable]
+        store = jit.boot_store()
+        key = jit.boot_key(b"llvm backend probe", *(p.encode() for p in parts))
+    except Exception:  # noqa: BLE001  (no llvmlite, no metadata: probe as before)
+        return None, None
+    return (key, store) if store is not None and key is not None else (None, None)
+
+
+def _read(store, key):
+    try:
+        return store[0](key)
+    except (OSError, ValueError):
+        return None
+
+
+def _probe():
     try:
         import ctypes
 

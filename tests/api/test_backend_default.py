@@ -61,6 +61,7 @@ def test_fallback_to_numpy_with_one_notice(no_env, monkeypatch, capsys):
     from graphc.runtime import jit
     backend_choice.llvm_problem.cache_clear()
     monkeypatch.setattr(jit, "compile_here", broken)
+    monkeypatch.setenv("GRAPHC_NO_RUNTIME_CACHE", "1")  # (no probe remembered passing)
     try:
         assert "no target machine" in backend_choice.llvm_problem()
         x, y = _model()
@@ -81,3 +82,33 @@ def test_unknown_backend_in_environment_is_a_compile_error(monkeypatch):
     monkeypatch.setenv("GRAPHC_BACKEND", "cuda")
     with pytest.raises(CompileError, match="GRAPHC_BACKEND='cuda'"):
         gc.Session()
+
+
+def test_a_passed_probe_is_remembered_for_the_next_process(no_env, monkeypatch, tmp_path):
+    """The probe (the code generator imported, LLVM started: ~150 ms) runs once a boot for
+    this graphc, Python and llvmlite; a failed one is not remembered."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRAPHC_NO_RUNTIME_CACHE", raising=False)
+    from graphc.runtime import jit
+    if jit.boot_key(b"probe") is None:
+        pytest.skip("no boot id on this host")
+    probes = []
+    real = backend_choice._probe
+
+    def counted():
+        probes.append(1)
+        return real()
+    monkeypatch.setattr(backend_choice, "_probe", counted)
+    try:
+        for _ in range(3):  # (as three processes: the answer kept in memory is dropped)
+            backend_choice.llvm_problem.cache_clear()
+            assert backend_choice.llvm_problem() is None
+        assert len(probes) == 1
+        monkeypatch.setattr(backend_choice, "_probe", lambda: probes.append(1) or "broken")
+        monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path / "other"))
+        for _ in range(2):
+            backend_choice.llvm_problem.cache_clear()
+            assert backend_choice.llvm_problem() == "broken"
+        assert len(probes) == 3
+    finally:
+        backend_choice.llvm_problem.cache_clear()
