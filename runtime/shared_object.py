@@ -61,6 +61,14 @@ def link(parts, exports) -> bytes | None:
     ld = _linker() if enabled() else None
     if ld is None or not parts or not exports:
         return None
+    try:
+        data = _linked(ld, parts, exports)
+    except OSError:  # (no room for the parts, an unwritable temporary directory...)
+        return None
+    return data if data is not None and data[:4] == _ELF_SHARED else None
+
+
+def _linked(ld, parts, exports):
     import subprocess
     with tempfile.TemporaryDirectory(prefix="graphc-link-") as folder:
         names = []
@@ -76,13 +84,12 @@ def link(parts, exports) -> bytes | None:
             done = subprocess.run([ld, "-shared", "-z", "notext", "-Bsymbolic",
                                    "--version-script", script, "-o", out, *names],
                                   capture_output=True, timeout=_LINK_SECONDS)
-        except (OSError, subprocess.SubprocessError):
+        except subprocess.SubprocessError:
             return None
         if done.returncode != 0 or not os.path.exists(out):
             return None
         with open(out, "rb") as f:
-            data = f.read()
-    return data if data[:4] == _ELF_SHARED else None
+            return f.read()
 
 
 def load(library, object_code, exports) -> "SharedModule":

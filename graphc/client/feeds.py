@@ -218,7 +218,7 @@ def constant_assigns(flat):
     if not flat or any(n.op_name != "group" for n in flat):
         return None
     found, stack = {}, list(flat)
-    known = flat[0].graph.initial_arrays  # (variables made from arrays: see ir.graph.Graph)
+    known = getattr(flat[0].graph, "initial_arrays", {})  # (made from arrays: ir.graph.Graph)
     while stack:
         n = stack.pop()
         if n.op_name == "group":

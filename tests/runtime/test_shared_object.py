@@ -121,3 +121,19 @@ def test_a_folder_that_refuses_code_is_left_for_the_next(monkeypatch, tmp_path):
     assert tried == [refusing, fine, fine]
     with pytest.raises(ArtifactError, match="refused a shared step: .*fine"):
         shared_object.load(b"\x7fELF garbage", parts[0], ["answer"])
+
+
+def test_a_temporary_directory_that_cannot_be_written_links_nothing(monkeypatch, tmp_path):
+    """Linking is an optimization of the cache: a full disk or an unwritable temporary
+    directory gives None (the entry is written without a library), never an error."""
+    parts = _parts()
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    monkeypatch.setattr(shared_object.tempfile, "tempdir", str(locked))
+    if not shared_object.os.access(str(locked), shared_object.os.W_OK):  # (not as root)
+        assert shared_object.link(parts, ["answer"]) is None
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(shared_object, "_linked", full)
+    assert shared_object.link(parts, ["answer"]) is None
