@@ -197,16 +197,16 @@ def variables_and_leaf_feeds(flat, fed, cache=None):
     objects = step_cache.store(cache)
     key = step_cache.needs_key(flat, cut) if objects is not None else None
     found = step_cache.recall(objects, key)
-    # (remembered: how many variables, then the variables and the feeds)
+    # (remembered: how many feeds, then the feeds and the variables: placeholders are
+    # usually made first, so the positions increase and are kept as a bitmap)
     read = None if found is None else step_cache.nodes_at(flat[0].graph, found, head=1)
     if read and read[0] and 0 <= read[0][0] <= len(read[1]):
         (count,), nodes = read
-        return nodes[:count], nodes[count:]
+        return nodes[count:], nodes[:count]
     needed, need = needed_and_leaf_feeds(flat, cut)  # (nothing remembered, or damaged)
     variables = [n for n in needed if n.opdef is VARIABLE]
     if key is not None:
-        step_cache.remember(objects, key, step_cache.node_ids(variables + need,
-                                                              [len(variables)]))
+        step_cache.remember(objects, key, step_cache.node_ids(need + variables, [len(need)]))
     return variables, need
 
 

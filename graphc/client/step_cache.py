@@ -90,7 +90,7 @@ from ..runtime.objcache import ObjectCache, cache_key
 from .graph_key import Uncacheable, fed_shapes, graph_rows
 from .node_digest import fast_rows
 
-FORMAT_VERSION = 8  # bump when the entry layout or the key's contents change
+FORMAT_VERSION = 9  # bump when the entry layout or the key's contents change
 ENV = "GRAPHC_STEP_CACHE"
 _MAGIC = b"GCSTEP1\0"
 # Settings that never change generated code (where caches and dumps go, what is printed).

@@ -178,3 +178,34 @@ def test_many_increasing_positions_are_remembered_as_bits_and_read_back_alike():
                                head=2) is None
     assert step_cache.nodes_at(graph, np.array([step_cache._BITMAP], np.int64).tobytes()
                                + b"\0" * 8, head=0) is None
+
+
+@pytest.mark.parametrize("placeholders_first", [True, False])
+def test_remembered_feeds_and_variables_come_back_apart_in_either_creation_order(
+        placeholders_first, tmp_path, monkeypatch):
+    """What ``gc.compile`` needs is remembered as the feeds, then the variables: a bitmap
+    when the placeholders were made first, runs when not; either way a second compile of
+    the graph reads them back as they were found."""
+    from graphc.client import feeds
+    monkeypatch.setenv("GRAPHC_STEP_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRAPHC_NO_CACHE", raising=False)
+    graph = gc.Graph()
+    with graph.as_default():
+        if placeholders_first:
+            x = gc.placeholder(gc.float32, [2, 3], name="x")
+        ws = [gc.Variable(np.full((3, 3), k, np.float32), name=f"w{k}") for k in range(20)]
+        if not placeholders_first:
+            x = gc.placeholder(gc.float32, [2, 3], name="x")
+        h = x
+        for w in ws:
+            h = gc.matmul(h, w)
+        loss = gc.reduce_sum(h)
+    seen = []
+    real = feeds.needed_and_leaf_feeds
+    monkeypatch.setattr(feeds, "needed_and_leaf_feeds", lambda *a: seen.append(1) or real(*a))
+    first = feeds.variables_and_leaf_feeds([loss], [], True)
+    again = feeds.variables_and_leaf_feeds([loss], [], True)
+    assert len(seen) == 1  # (the second was remembered)
+    assert list(first[0]) == ws and list(first[1]) == [x]
+    assert list(again[0]) == ws and list(again[1]) == [x]
