@@ -28,6 +28,12 @@ LINE = 64
 # buffer it had (at 64 KiB W4's 1352x10 dense weight shared one; W4 timed against its old
 # layout, alternating, on a noisy machine: 1.00-1.09x, inconclusive).
 SHARED_MAX = 4096
+# Larger arrays of one shape, when at least this many (a deep model's weights: 63 of 256x256
+# in a 64-layer MLP), share one buffer of their own: one allocation that NumPy asks the
+# kernel to back with huge pages (from 4 MiB), where one buffer each faulted in 4 KiB pages
+# (copying 17.6 MB of initial values: 11.5 -> 4 ms). A view kept alive keeps its group's
+# buffer. Few (every weight of W1-W5, an optimizer's two slots of each) keep their own.
+GROUP_MIN = 8
 
 
 def aligned_empty(nbytes, align=LINE):
@@ -96,9 +102,10 @@ _shape, _dtype = attrgetter("shape"), attrgetter("dtype")
 
 def _placed(shapes, dtypes):
     """(uninitialized C-ordered arrays of ``shapes`` and ``dtypes``, each on a line of its
-    own: those of at most ``SHARED_MAX`` bytes views of one shared buffer; the blocks they
-    view, as [(block, their positions)]; the positions of the larger arrays, which have
-    buffers of their own).
+    own: those of at most ``SHARED_MAX`` bytes views of one shared buffer, and those of a
+    larger shape that at least ``GROUP_MIN`` arrays have views of one buffer of their
+    shape's; the blocks they view, as [(block, their positions)]; the positions of the
+    other arrays, which have buffers of their own).
 
     Arrays of one shape and dtype are placed side by side, each on as many whole lines as it
     needs, and come out of one strided view of their block (iterating it makes a view in
@@ -106,30 +113,38 @@ def _placed(shapes, dtypes):
     1,110 arrays are two groups, each filled with one assignment.
     """
     out = [None] * len(shapes)
-    pending, total, alone = [], 0, []
+    pending, total, alone, blocks = [], 0, [], []
     for (shape, _), ks in _groups(shapes, dtypes):
         shape, dtype = tuple(map(int, shape)), np.dtype(dtypes[ks[0]])
         size = math.prod(shape) * dtype.itemsize
-        if size > SHARED_MAX:
+        line = -(-max(size, 1) // LINE) * LINE
+        if size <= SHARED_MAX:
+            pending.append((shape, dtype, ks, total, line))
+            total += line * len(ks)
+        elif len(ks) >= GROUP_MIN:
+            blocks.append(_block(aligned_empty(line * len(ks)), 0, shape, dtype, ks, line, out))
+        else:
             for k in ks:
                 out[k] = _aligned_array(shape, dtype)
             alone += ks
-            continue
-        line = -(-max(size, 1) // LINE) * LINE
-        pending.append((shape, dtype, ks, total, line))
-        total += line * len(ks)
-    buffer, blocks = aligned_empty(total), []
+    buffer = aligned_empty(total)
     for shape, dtype, ks, start, line in pending:
-        strides = [dtype.itemsize]
-        for n in reversed(shape[1:]):
-            strides.insert(0, strides[0] * n)
-        rows = (len(ks), *shape) if shape else (len(ks), 1)
-        block = np.ndarray(rows, dtype, buffer, start, (line, *strides[-len(rows) + 1:]))
-        views = list(block) if shape else [row.reshape(()) for row in block]
-        for k, view in zip(ks, views):
-            out[k] = view
-        blocks.append((block if shape else block.reshape(len(ks)), ks))
+        blocks.append(_block(buffer, start, shape, dtype, ks, line, out))
     return out, blocks, alone
+
+
+def _block(buffer, start, shape, dtype, ks, line, out):
+    """(the strided view of ``buffer`` from ``start`` holding one array of ``shape`` per
+    position of ``ks``, ``line`` bytes apart, ``ks``); ``out[k]`` becomes each array."""
+    strides = [dtype.itemsize]
+    for n in reversed(shape[1:]):
+        strides.insert(0, strides[0] * n)
+    rows = (len(ks), *shape) if shape else (len(ks), 1)
+    block = np.ndarray(rows, dtype, buffer, start, (line, *strides[-len(rows) + 1:]))
+    views = list(block) if shape else [row.reshape(()) for row in block]
+    for k, view in zip(ks, views):
+        out[k] = view
+    return block if shape else block.reshape(len(ks)), ks
 
 
 def _groups(shapes, dtypes):

@@ -148,3 +148,27 @@ def test_shapes_given_as_lists_or_tuples_alike_share_groups():
     assert [z.shape for z in zeros] == [(2, 3), (2, 3), (4,), (4,), ()]
     assert all(z.dtype == np.float32 and not z.any() for z in zeros)
     assert not any(np.shares_memory(a, b) for k, a in enumerate(zeros) for b in zeros[k + 1:])
+
+
+def test_many_large_arrays_of_one_shape_share_a_buffer_of_their_own():
+    """A deep model's weights (at least GROUP_MIN of one shape over SHARED_MAX bytes) are
+    views of one buffer of their shape's, each on its own lines; fewer keep a buffer each,
+    and the small ones' buffer is not theirs."""
+    from graphc.runtime.aligned import GROUP_MIN
+    rng = np.random.default_rng(0)
+    big = [rng.standard_normal((40, 50)).astype(np.float32) for _ in range(GROUP_MIN + 1)]
+    few = [rng.standard_normal((30, 70)).astype(np.float32) for _ in range(2)]
+    small = [rng.standard_normal(5).astype(np.float32) for _ in range(3)]
+    values = big + few + small
+    copies = aligned_copies(values)
+    for got, want in zip(copies, values):
+        np.testing.assert_array_equal(got, want)
+        assert got.flags.c_contiguous and got.flags.writeable
+        assert got.__array_interface__["data"][0] % LINE == 0
+    owner = [c.base if c.base is not None else c for c in copies]
+    assert all(o is owner[0] for o in owner[:len(big)])
+    assert owner[len(big)] is not owner[len(big) + 1] and owner[len(big)] is not owner[0]
+    assert owner[-1] is not owner[0] and owner[-1] is owner[-2]
+    assert not any(np.shares_memory(a, b) for k, a in enumerate(copies) for b in copies[k + 1:])
+    copies[0][...] = 7.0  # (each its own array)
+    assert not (copies[1] == 7.0).any()
