@@ -25,6 +25,7 @@ runs without the compiler.
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import os
 import tempfile
@@ -46,9 +47,24 @@ def enabled() -> bool:
     return os.environ.get(_ENV, "1") != "0" and os.name == "posix"
 
 
+@functools.lru_cache(maxsize=1)
 def _linker():
+    """GNU ld (the linker whose handling of these objects was checked: ``ld.bfd``, or an
+    ``ld`` that says it is GNU ld), or None."""
     import shutil  # (linking only: a hit imports less)
-    return shutil.which("ld.bfd") or shutil.which("ld")
+    import subprocess
+    for name in ("ld.bfd", "ld"):
+        path = shutil.which(name)
+        if path is None:
+            continue
+        try:
+            said = subprocess.run([path, "--version"], capture_output=True, text=True,
+                                  timeout=_LINK_SECONDS).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if said.startswith("GNU ld"):
+            return path
+    return None
 
 
 def link(parts, exports) -> bytes | None:

@@ -137,3 +137,20 @@ def test_a_temporary_directory_that_cannot_be_written_links_nothing(monkeypatch,
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(shared_object, "_linked", full)
     assert shared_object.link(parts, ["answer"]) is None
+
+
+def test_only_gnu_ld_links(monkeypatch, tmp_path):
+    """Linking relies on how GNU ld treats these objects (text relocations, a version
+    script): another ``ld`` (gold, lld) is not used."""
+    import shutil
+    for name, says in (("gold", "GNU gold (GNU Binutils) 1.16"), ("lld", "LLD 17.0.6"),
+                       ("bfd", "GNU ld (GNU Binutils) 2.40")):
+        fake = tmp_path / name
+        fake.write_text(f"#!/bin/sh\necho '{says}'\n")
+        fake.chmod(0o755)
+        monkeypatch.setattr(shutil, "which", lambda _, fake=fake: str(fake))
+        shared_object._linker.cache_clear()
+        try:
+            assert shared_object._linker() == (str(fake) if name == "bfd" else None)
+        finally:
+            shared_object._linker.cache_clear()
