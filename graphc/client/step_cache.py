@@ -357,10 +357,25 @@ def _shared_library(compiled, blob, pool, header):
     exports = [compiled.code.layout.entry] + (list(parallel.ENTRY_POINTS) if pool else [])
     library = shared_object.link([bytes(m) for m in jit.object_members(blob)]
                                  + ([pool] if pool else []), exports)
-    if library is None:
+    if library is None or not _opens(library, exports):
         return b""
     header["exports"] = exports
     return library
+
+
+def _opens(library, exports):
+    """Whether this process can open ``library`` and find its exports (a system that
+    refuses it would otherwise try it on every hit)."""
+    from ..errors import ArtifactError
+    from ..runtime import shared_object
+    try:
+        opened = shared_object.load(library, b"", exports)
+        for name in exports:
+            opened.address(name)
+    except ArtifactError:
+        return False
+    opened.close()
+    return True
 
 
 def _pool_code(compiled):

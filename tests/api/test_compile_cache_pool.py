@@ -113,3 +113,38 @@ def test_one_engine_runs_code_of_two_object_files_and_stays_open_when_kept():
     loaded.close()  # (the pool's code lives in it: nothing is freed)
     assert call(loaded.address("other"))() == 7
     assert np.int64(call(loaded.address("answer"))()) == 42
+
+
+def test_a_library_this_process_cannot_open_is_not_kept(tmp_path, monkeypatch):
+    """Where the loader refuses the linked library when the entry is written, the entry
+    keeps only the object code (no failed attempt on every hit) and hits through MCJIT."""
+    import graphc as gc
+    from graphc.client import step_cache
+    from graphc.errors import ArtifactError
+    from graphc.runtime.objcache import ObjectCache
+    monkeypatch.setenv("GRAPHC_STEP_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("GRAPHC_NO_CACHE", raising=False)
+
+    def refused(*args, **kwargs):
+        raise ArtifactError("the dynamic loader refused a shared step: noexec")
+    monkeypatch.setattr(shared_object, "load", refused)
+
+    def build():
+        graph = gc.Graph()
+        with graph.as_default():
+            x = gc.placeholder(gc.float32, [4, 3], name="x")
+            w = gc.Variable(np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2), name="w")
+            loss = gc.reduce_sum(gc.tanh(gc.matmul(x, w)))
+            train = gc.train.GradientDescentOptimizer(0.1).minimize(loss)
+        return gc.compile([loss, train], feeds=[x], backend="llvm")
+    xs = np.ones((4, 3), np.float32)
+    cold = build()
+    want = [float(cold(x=xs)[0]) for _ in range(2)]
+    cache = ObjectCache(tmp_path, enabled=True)
+    entries = [step_cache._unpack(e) for e in (cache.get(p.stem) for p in tmp_path.glob("*.gcobj"))
+               if e is not None and e.startswith(step_cache._MAGIC)]
+    assert len(entries) == 1 and not len(entries[0]["shared"])
+    warm = build()
+    assert warm.compiled.cache_hit and type(warm.compiled.fn.loaded).__name__ == "LoadedModule"
+    assert [float(warm(x=xs)[0]) for _ in range(2)] == want
