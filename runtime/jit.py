@@ -48,7 +48,7 @@ from . import compile_worker, llvm_compile, module_parts
 from .llvm_compile import llvm  # (llvmlite.binding, imported when first used)
 
 __all__ = [
-    "HostTarget", "CompiledModule", "LoadedModule",
+    "HostTarget", "CompiledModule", "CodeModule", "LoadedModule",
     "initialize", "host_target", "create_target_machine", "optimize_module",
     "compile_ir", "compile_here", "load_object", "engine_call", "step_function", "pointer_table",
     "address_of", "data_address", "llvmlite_version", "object_members",
@@ -437,39 +437,29 @@ def engine_call(address: int, table_ptr) -> None:
     step_function(address)(table_ptr)
 
 
-class LoadedModule:
-    """Object code loaded into an MCJIT engine; lives as long as this object does."""
+class CodeModule:
+    """Machine code a step runs, loaded by ``load_object`` (``LoadedModule``) or by the
+    dynamic loader (``shared_object.SharedModule``): the object code it came from, its
+    functions' addresses (``address``, by the subclass) and callables, and ``close``."""
 
-    def __init__(self, engine, object_code: bytes | memoryview):
-        self._engine = engine
+    def __init__(self, object_code: bytes | memoryview):
         self._object_code = object_code
-        self._kept = False  # the engine also runs code that outlives this module's users
+        self._kept = False  # the code also runs what outlives this module's users
 
     @property
     def object_code(self) -> bytes:
-        """The object code this module was loaded from (``load_object``'s bytes)."""
+        """The object code this module was loaded (or linked) from."""
         if not isinstance(self._object_code, bytes):  # (a view of a cache entry: copied
             self._object_code = bytes(self._object_code)  # when first asked for)
         return self._object_code
 
     def keep_open(self) -> None:
-        """The engine also holds code that must outlive every user of this module (the
-        thread pool, loaded with a step's code into one engine): ``close`` then frees
-        nothing."""
+        """The module also holds code that must outlive every user of it (the thread pool,
+        loaded with a step's code): ``close`` then frees nothing."""
         self._kept = True
 
     def address(self, name: str) -> int:
-        """Return the address of the function ``name``.
-
-        Raises:
-            ArtifactError: the object code defines no such function, or the module is closed.
-        """
-        if self._engine is None:
-            raise ArtifactError(f"cannot look up {name!r}: the loaded module was closed")
-        address = self._engine.get_function_address(name)
-        if not address:
-            raise ArtifactError(f"the object code defines no function named {name!r}")
-        return address
+        raise NotImplementedError
 
     def function(self, name: str):
         """Return a callable for ``void name(ptr %table)`` that keeps this module alive.
@@ -486,6 +476,27 @@ class LoadedModule:
         fn = _STEP_TYPE(address)
         fn.module, fn.name, fn.address = self, name, address
         return fn
+
+
+class LoadedModule(CodeModule):
+    """Object code loaded into an MCJIT engine; lives as long as this object does."""
+
+    def __init__(self, engine, object_code: bytes | memoryview):
+        super().__init__(object_code)
+        self._engine = engine
+
+    def address(self, name: str) -> int:
+        """Return the address of the function ``name``.
+
+        Raises:
+            ArtifactError: the object code defines no such function, or the module is closed.
+        """
+        if self._engine is None:
+            raise ArtifactError(f"cannot look up {name!r}: the loaded module was closed")
+        address = self._engine.get_function_address(name)
+        if not address:
+            raise ArtifactError(f"the object code defines no function named {name!r}")
+        return address
 
     def close(self) -> None:
         """Free the machine code; functions obtained from this module must not be called

@@ -33,12 +33,13 @@ import threading
 
 from graphc.errors import ArtifactError
 
+from .jit import CodeModule
+
 __all__ = ["enabled", "link", "load", "SharedModule"]
 
 _ENV = "GRAPHC_SHARED_STEPS"
 _ELF_SHARED = b"\x7fELF"
 _LINK_SECONDS = 60
-_STEP_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # (runtime.jit's: void f(void **table))
 
 
 def enabled() -> bool:
@@ -165,28 +166,16 @@ def _folders():
     return [f for f in shm if f not in _refused] + [tempfile.gettempdir()]
 
 
-class SharedModule:
+class SharedModule(CodeModule):
     """A step's code opened by the dynamic loader: what ``jit.LoadedModule`` offers (its
-    functions' addresses and callables, the object code it was made from), for as long as
+    functions' addresses and callables, the object code it was linked from), for as long as
     this object lives (``close`` unloads it unless ``keep_open`` was called)."""
 
     def __init__(self, handle, object_code, exports):
-        self._handle, self._object_code = handle, object_code
+        super().__init__(object_code)
+        self._handle = handle
         self._exports = frozenset(exports)
-        self._kept = False
         self._lock = threading.Lock()
-
-    @property
-    def object_code(self) -> bytes:
-        """The object code the library was linked from."""
-        if not isinstance(self._object_code, bytes):
-            self._object_code = bytes(self._object_code)
-        return self._object_code
-
-    def keep_open(self) -> None:
-        """The library also holds code that must outlive every user of this module (the
-        thread pool): ``close`` then unloads nothing."""
-        self._kept = True
 
     def address(self, name: str) -> int:
         """The address of the exported function ``name``.
@@ -202,14 +191,6 @@ class SharedModule:
             return ctypes.cast(self._handle[name], ctypes.c_void_p).value
         except AttributeError:
             raise ArtifactError(f"the shared step defines no function named {name!r}") from None
-
-    def function(self, name: str):
-        """A ctypes callable for ``void name(ptr %table)`` that keeps this module alive (as
-        ``jit.LoadedModule.function``)."""
-        address = self.address(name)
-        fn = _STEP_TYPE(address)
-        fn.module, fn.name, fn.address = self, name, address
-        return fn
 
     def close(self) -> None:
         """Unload the library (unless kept open); its functions must not be called after."""
