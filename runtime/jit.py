@@ -88,18 +88,14 @@ def host_target() -> HostTarget:
         HostTarget(triple, cpu, features), e.g. ``("x86_64-unknown-linux-gnu",
         "rocketlake", "+avx512f,+avx2,...")``.
     """
-    store = _host_store.get("store")
-    key = _host_key() if store is not None else None
+    key = _host_key() if _host_store.get("store") is not None else None
     if key is not None:
-        known = _remembered_host(store, key)
+        known = _remembered_host(key)
         if known is not None:
             return known
     found = _ask_llvm()
     if key is not None and not any("\n" in field for field in found):
-        try:
-            store[1](key, "\n".join(found).encode())
-        except (OSError, ValueError):
-            pass
+        remember_for_boot(key, "\n".join(found).encode())
     return found
 
 
@@ -155,10 +151,27 @@ def boot_key(what: bytes, *parts: bytes) -> str | None:
     return hashlib.sha256(b"\0".join([what, boot, *parts])).hexdigest()
 
 
-def boot_store():
-    """(read, write) of the store ``keep_hosts_in`` names, for facts kept under
-    ``boot_key`` (None: no store)."""
-    return _host_store.get("store")
+def recall_for_boot(key):
+    """What ``remember_for_boot`` kept under ``key`` (a ``boot_key``) in the store
+    ``keep_hosts_in`` names, or None (nothing, no store, or it cannot be read)."""
+    store = _host_store.get("store")
+    if key is None or store is None:
+        return None
+    try:
+        return store[0](key)
+    except (OSError, ValueError):
+        return None
+
+
+def remember_for_boot(key, data: bytes):
+    """Keep ``data`` under ``key`` (a ``boot_key``) where ``keep_hosts_in`` says, if
+    anywhere (a store that cannot be written is left as it is)."""
+    store = _host_store.get("store")
+    if key is not None and store is not None:
+        try:
+            store[1](key, data)
+        except (OSError, ValueError):
+            pass
 
 
 def _host_key():
@@ -166,15 +179,13 @@ def _host_key():
     return boot_key(b"host target", llvmlite.__version__.encode(), os.uname().machine.encode())
 
 
-def _remembered_host(store, key):
+def _remembered_host(key):
+    payload = recall_for_boot(key)
     try:
-        payload = store[0](key)
-        if payload is None:
-            return None
-        fields = payload.decode().split("\n")
-    except (OSError, ValueError):
+        fields = None if payload is None else bytes(payload).decode().split("\n")
+    except ValueError:
         return None
-    return HostTarget(*fields) if len(fields) == 3 else None
+    return HostTarget(*fields) if fields is not None and len(fields) == 3 else None
 
 
 def create_target_machine(opt: int = 2, target: HostTarget | None = None):

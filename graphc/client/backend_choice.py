@@ -38,38 +38,28 @@ def llvm_problem():
         >>> llvm_problem() is None   # on a host with a working llvmlite
         True
     """
-    key, store = _remembered_probe()
-    if key is not None and _read(store, key) == _PASSED:
-        return None
+    key = _probe_key()
+    if key is not None:
+        from ..runtime.jit import recall_for_boot, remember_for_boot
+        if recall_for_boot(key) == _PASSED:
+            return None
     problem = _probe()
     if problem is None and key is not None:
-        try:
-            store[1](key, _PASSED)
-        except (OSError, ValueError):
-            pass
+        remember_for_boot(key, _PASSED)
     return problem
 
 
 _PASSED = b"the LLVM backend works"
 
 
-def _remembered_probe():
-    """(the key a passed probe is kept under, the store), or (None, None)."""
+def _probe_key():
+    """The key a passed probe is kept under (``jit.boot_key``), or None."""
     try:
         from ..runtime import jit, objcache  # noqa: F401  (objcache names the store)
         from ..runtime.artifact import graphc_version
         parts = [graphc_version(), jit.llvmlite_version(), sys.version, sys.executable]
-        store = jit.boot_store()
-        key = jit.boot_key(b"llvm backend probe", *(p.encode() for p in parts))
+        return jit.boot_key(b"llvm backend probe", *(p.encode() for p in parts))
     except Exception:  # noqa: BLE001  (no llvmlite, no metadata: probe as before)
-        return None, None
-    return (key, store) if store is not None and key is not None else (None, None)
-
-
-def _read(store, key):
-    try:
-        return store[0](key)
-    except (OSError, ValueError):
         return None
 
 
