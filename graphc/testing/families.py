@@ -18,9 +18,10 @@ DIMS = (1, 2, 3, 4, 5, 7, 8)
 # vectors per panel) with remainders: the native GEMM's full-panel and edge paths.
 GEMM_DIMS = (9, 13, 16, 17, 24, 33)
 # ``--large`` graphs also draw these: several row blocks and column panels split over threads,
-# K past a packed block (``kernels.gemm.PACK_DEPTH``, 256) and B rows packed (N >= 512), and
-# products past the native limit that go to BLAS.
-LARGE_GEMM_DIMS = (40, 64, 97, 128, 131, 200, 257, 300, 513, 530)
+# B rows packed (N >= 512; N >= 256 under 25 rows or more on AVX2), K past one packed block
+# (``kernels.gemm.PACK_WHOLE_BYTES``: 1100 rows of 64 bytes), and products past the native
+# limit that go to BLAS.
+LARGE_GEMM_DIMS = (40, 64, 97, 128, 131, 200, 257, 300, 513, 530, 1100)
 
 
 def gemm_dim(g):

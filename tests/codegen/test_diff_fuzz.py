@@ -108,13 +108,13 @@ def _products(recipe):
 
 def test_large_graphs_reach_the_kernels_that_change_with_size():
     from graphc.codegen.llvm.kernels.conv import VECTOR_TAPS
-    from graphc.codegen.llvm.kernels.gemm import PACK_DEPTH
+    from graphc.codegen.llvm.kernels.gemm import PACK_WHOLE_BYTES
     from graphc.codegen.llvm.kernels.windows import VECTOR_CHANNELS
     seeds = range(100, 160)
     large = [_products(graphs.generate(s, large=True)) for s in seeds]
     mats = [m for ms, _ in large for m in ms]
     convs = [c for _, cs in large for c in cs]
-    assert any(k > PACK_DEPTH for _, _, k in mats)  # several packed K blocks
+    assert any(k * 64 > PACK_WHOLE_BYTES for _, _, k in mats)  # several packed K blocks
     assert any(n >= 512 for _, n, _ in mats)  # B's rows packed
     assert any(t > VECTOR_TAPS or c > VECTOR_CHANNELS for t, c in convs)  # implicit GEMM
     cells = [it.params["units"] for s in seeds for it in graphs.generate(s, large=True).items

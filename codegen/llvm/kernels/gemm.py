@@ -164,7 +164,7 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0, su
     c, a, b = (f"%p{i}" for i in index)
 
     kc = packed_depth(dtype, dims, blk, g.tb)
-    assert not (kc and subtract), "a packed GEMM keeps partial sums in C"
+    assert not (kc and kc < k and subtract), "K blocks keep partial sums in C"
     assert not (epilogue and (batch or (kc and kc < k))), "an epilogue needs each tile once"
     if kc:  # (in the entry block: one slot of the stack for the whole call)
         g = g._replace(kc=kc)
@@ -263,19 +263,43 @@ def _panels(fn, g, blk, bases, m, n):
 # B's rows this many bytes apart or more are packed: a column panel's K rows then fall into
 # a few cache sets only (L1 holds 4 KiB per way), so the panel does not stay in cache while
 # the row blocks sweep it (AVX2, one thread, GFLOP/s plain -> packed: 128x512x512 26 -> 44,
-# 64x512x512 35 -> 43, 128x768x256 38 -> 45, 128x2048x2048 5 -> 37; at 1 KiB apart packing
-# gains nothing and small GEMMs lose a few percent to the copy: 12x256x256 45 -> 36).
+# 64x512x512 35 -> 43, 128x768x256 38 -> 45, 128x2048x2048 5 -> 37).
 PACK_ROW_BYTES = 2048
+# With 256-bit vectors, rows half that far apart are packed too where at least this many row
+# blocks reuse the panel. A panel row is then one cache line, rows 1 KiB apart use 4 of L1's
+# 64 sets, and the panel streams from L2 for every row block: on Zen 3, one thread, median
+# GMAC/s in place -> packed, 128x256x784 28.9 -> 40.8, A^T 784x256x128 40.6 -> 45.2,
+# 128x256x256 33.3 -> 41.6, 32x256x784 29.3 -> 37.6, 48x256x256 38.1 -> 43.8; with fewer
+# row blocks the copy is not repaid (24x256x256 40.7 -> 38.3, 12x256x256 38.0 -> 31.2; Zen 1
+# measured the same loss, 45 -> 36). AVX-512 hosts keep PACK_ROW_BYTES (W1's GEMMs at 0.93-0.96
+# of the floor on Zen 4 with rows 1 KiB apart read in place).
+PACK_REUSE_BLOCKS = 5
 PACK_DEPTH = 256  # K rows per packed block: 256 x 64 bytes, half of L1
+# ...unless the whole panel (K rows) takes at most this many bytes: then it is packed in one
+# block, so that each tile of C is stored once, its sum complete, and an update's
+# subtraction or an epilogue still runs on it as it is stored (``stores_tiles_once``,
+# ``subtract_in_place``).
+PACK_WHOLE_BYTES = 64 << 10
 
 
 def packed_depth(dtype, dims, blk, tb=False):
     """K rows per packed block of B (blocks of equal depth but the last), or 0: B read in
     place (one column panel, or rows close enough). A transposed B is always packed."""
     m, n, k, _, ldb = dims
-    if not tb and (n <= blk.nv * blk.lanes or ldb * dtype.itemsize < PACK_ROW_BYTES):
+    if not tb and (n <= blk.nv * blk.lanes or not _far_apart(dtype, m, ldb, blk)):
         return 0
+    if k * blk.nv * blk.lanes * dtype.itemsize <= PACK_WHOLE_BYTES:
+        return k
     return -(-k // -(-k // PACK_DEPTH))
+
+
+def _far_apart(dtype, m, ldb, blk):
+    """Whether B's rows lie far enough apart that its panels are packed (``PACK_ROW_BYTES``)."""
+    row = ldb * dtype.itemsize
+    if row >= PACK_ROW_BYTES:
+        return True
+    narrow = blk.lanes * dtype.itemsize == 32
+    return narrow and 2 * row >= PACK_ROW_BYTES and -(-m // blk.mr) >= PACK_REUSE_BLOCKS
 
 
 def _panel(fn, g, blk, bases, m, j0, vectors):
@@ -428,11 +452,13 @@ def stores_tiles_once(dtype, dims, flags, threads=1):
 
 
 def subtract_in_place(dtype, dims, flags, threads=1):
-    """Whether ``gemm_kernel(subtract=True)`` computes this GEMM: native, B read in place (a
-    packed GEMM keeps its partial sums in C, which holds the minuend here)."""
+    """Whether ``gemm_kernel(subtract=True)`` computes this GEMM: native, B read in place or
+    packed in one block of K (K blocks keep their partial sums in C, which holds the minuend
+    here)."""
     if flags[1] or not native_gemm_ok(dtype, dims, flags, threads):
         return False
-    return not packed_depth(dtype, dims, blocking(dtype, dims[1], vector_unit()))
+    kc = packed_depth(dtype, dims, blocking(dtype, dims[1], vector_unit()))
+    return not kc or kc >= dims[2]
 
 
 def rank1_update(fn, t, accs, vectors, bv, a_ptrs):

@@ -268,15 +268,18 @@ def _packed_pair(monkeypatch, m, n, k, ta, dtype, accumulate, threads=None):
 
 
 @needs_vectors
+@pytest.mark.parametrize("whole", [0, 1 << 20], ids=["K-blocks", "one-block"])
 @pytest.mark.parametrize("accumulate", [False, True], ids=["write", "accumulate"])
 @pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("m,n,k,ta", PACKED, ids=lambda v: str(v))
 def test_packed_b_panels_give_the_bits_of_b_read_in_place(m, n, k, ta, dtype, accumulate,
-                                                          unit, monkeypatch):
+                                                          whole, unit, monkeypatch):
     """K-blocking keeps every element's sum in order k = 0, 1, ...: the partial sums wait in
-    C between blocks, so packing changes no bit."""
+    C between blocks, so packing changes no bit (in blocks of ``PACK_DEPTH``, or the whole
+    panel in one block: ``PACK_WHOLE_BYTES``)."""
     monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
     monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    monkeypatch.setattr(llvm_gemm, "PACK_WHOLE_BYTES", whole)
     packed, in_place, ref, text = _packed_pair(monkeypatch, m, n, k, ta, dtype, accumulate)
     blk = llvm_gemm.blocking(dtype, n, unit)  # (one panel of 512-bit vectors holds N=17)
     assert ("%bpack = alloca" in text) == (n > blk.nv * blk.lanes)
@@ -311,14 +314,25 @@ def test_split_gemms_give_the_same_bits_at_one_and_two_threads(m, n, k, ta, monk
 
 
 def test_packing_rule():
-    unit = llvm_gemm.VectorUnit(32, 16)
-    blk = llvm_gemm.blocking(D.float32, 512, unit)
+    avx2, avx512 = llvm_gemm.VectorUnit(32, 16), llvm_gemm.VectorUnit(64, 32)
     f32, f64 = D.float32, D.float64
-    assert llvm_gemm.packed_depth(f32, (128, 512, 784, 784, 512), blk) == 196  # 4 blocks
-    assert llvm_gemm.packed_depth(f32, (128, 512, 256, 256, 512), blk) == 256
-    assert llvm_gemm.packed_depth(f32, (128, 256, 784, 784, 256), blk) == 0   # rows 1 KiB apart
-    assert llvm_gemm.packed_depth(f64, (128, 256, 100, 100, 256), blk) == 100  # 2 KiB
-    assert llvm_gemm.packed_depth(f32, (128, 16, 999, 999, 1024), blk) == 0   # one panel
+
+    def depth(dtype, dims, unit=avx2):
+        return llvm_gemm.packed_depth(dtype, dims, llvm_gemm.blocking(dtype, dims[1], unit))
+    assert depth(f32, (128, 512, 784, 784, 512)) == 784  # 50 KiB: one block
+    assert depth(f32, (128, 512, 1100, 1100, 512)) == 220  # 69 KiB: 5 blocks
+    assert depth(f32, (128, 512, 256, 256, 512)) == 256
+    assert depth(f64, (128, 256, 100, 100, 256)) == 100  # 2 KiB
+    assert depth(f32, (128, 16, 999, 999, 1024)) == 0  # one panel
+    # rows 1 KiB apart: packed where at least 5 row blocks of 6 reuse the panel
+    assert depth(f32, (128, 256, 784, 784, 256)) == 784
+    assert depth(f32, (25, 256, 784, 784, 256)) == 784
+    assert depth(f32, (24, 256, 784, 784, 256)) == 0
+    assert depth(f32, (128, 128, 784, 784, 128)) == 0  # 512 bytes
+    # 512-bit vectors: rows 2 KiB apart only; a panel row is 128 bytes
+    assert depth(f32, (128, 256, 784, 784, 256), avx512) == 0
+    assert depth(f32, (128, 512, 784, 784, 512), avx512) == 196  # 98 KiB: 4 blocks
+    assert depth(f32, (128, 512, 500, 500, 512), avx512) == 500
 
 
 @needs_vectors
