@@ -313,6 +313,20 @@ def test_split_gemms_give_the_same_bits_at_one_and_two_threads(m, n, k, ta, monk
         np.abs(two[2]).max(), 1))
 
 
+def test_a_small_remainder_of_rows_shares_the_last_full_block():
+    assert llvm_gemm.tail_rows(32, 6) == (4, [4, 4])
+    assert llvm_gemm.tail_rows(13, 6) == (1, [4, 3])
+    assert llvm_gemm.tail_rows(7, 6) == (0, [4, 3])
+    assert llvm_gemm.tail_rows(34, 6) == (5, [4])  # 4 of 6: a block of its own
+    assert llvm_gemm.tail_rows(36, 6) == (6, [])
+    assert llvm_gemm.tail_rows(2, 6) == (0, [2])
+    assert llvm_gemm.tail_rows(25, 12) == (1, [7, 6])
+    for m in range(1, 40):
+        for mr in (4, 6, 12):
+            full, tail = llvm_gemm.tail_rows(m, mr)
+            assert full * mr + sum(tail) == m and all(0 < r <= mr for r in tail)
+
+
 def test_packing_rule():
     avx2, avx512 = llvm_gemm.VectorUnit(32, 16), llvm_gemm.VectorUnit(64, 32)
     f32, f64 = D.float32, D.float64

@@ -90,7 +90,8 @@ def test_gemm_kernels_compile_with_their_own_pipeline(always_split, monkeypatch)
     _, _, step, _ = _train(6, monkeypatch, steps=1)
     sources = step.compiled.fn.artifacts._compiled.sources
     names = [module_parts.pipeline_of(s) for s in sources]
-    assert names[0] is None and "vector" in names and names.count(None) >= 2
+    # part 0 (the step) is O2's; the other parts go to each pipeline by its share of the work
+    assert names[0] is None and "vector" in names and len(names) == 6
     gemms = 0
     for source, name in zip(sources, names):
         heads = re.findall(r"^define [^@]*@([\w.]+)\(.*\{$", source, re.M)
