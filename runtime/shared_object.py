@@ -19,6 +19,15 @@ Where this cannot work (no ``ld``, no writable temporary directory, a system tha
 relocations in text), ``link`` returns None and ``load`` raises, and callers load the object
 code into MCJIT as before. ``GRAPHC_SHARED_STEPS=0`` turns both off.
 
+Only a *plain* library is linked or opened (``why_not_plain``): no library it needs, no
+interpreter, no initializer or finalizer (nothing of it runs when it is opened or closed:
+its code runs when the step calls it, as object code in MCJIT does), and every relocation
+relative but those of the C library's ``memcpy``, ``memmove`` and ``memset`` (which LLVM
+calls for large copies and fills, and which MCJIT binds the same way): nothing it defines
+meets another library, and it uses nothing else of the process. ``ld`` makes such libraries
+of graphc's object files; a library from a saved step (``graphc.client.aot``) that is not
+one is refused before the loader sees it.
+
 This module imports only the standard library and the runtime's own modules: a saved step
 runs without the compiler.
 """
@@ -35,7 +44,7 @@ from graphc.errors import ArtifactError
 
 from .jit import CodeModule
 
-__all__ = ["enabled", "link", "load", "SharedModule"]
+__all__ = ["enabled", "link", "load", "SharedModule", "why_not_plain"]
 
 _ENV = "GRAPHC_SHARED_STEPS"
 _ELF_SHARED = b"\x7fELF"
@@ -82,7 +91,7 @@ def link(parts, exports) -> bytes | None:
         data = _linked(ld, parts, exports)
     except OSError:  # (no room for the parts, an unwritable temporary directory...)
         return None
-    return data if data is not None and data[:4] == _ELF_SHARED else None
+    return data if data is not None and why_not_plain(data) is None else None
 
 
 def _linked(ld, parts, exports):
@@ -125,6 +134,9 @@ def load(library, object_code, exports) -> "SharedModule":
     """
     if not enabled():
         raise ArtifactError("shared steps are off (GRAPHC_SHARED_STEPS=0)")
+    problem = why_not_plain(library)
+    if problem is not None:
+        raise ArtifactError(f"a shared step that is not a plain library: {problem}")
     reasons = {}
     for folder in _folders():
         try:
@@ -136,6 +148,113 @@ def load(library, object_code, exports) -> "SharedModule":
         return SharedModule(handle, object_code, exports)
     raise ArtifactError("the dynamic loader refused a shared step: "
                         + "; ".join(f"{f}: {r}" for f, r in reasons.items()))
+
+
+# ELF: the relative relocation of each machine (x86-64, AArch64), the relocations that may
+# bind one of ``_LIBC``'s functions (an address, or a GOT entry), and the dynamic entries a
+# plain library must not have
+_RELATIVE = {62: 8, 183: 1027}
+_BINDING = {62: {1, 6}, 183: {257, 1025}}
+_LIBC = frozenset({b"memcpy", b"memmove", b"memset"})
+_PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
+_DT_RELA, _DT_RELASZ, _DT_RELAENT = 7, 8, 9
+_DT_STRTAB, _DT_SYMTAB, _DT_STRSZ = 5, 6, 10
+_FORBIDDEN = {1: "a library it needs (DT_NEEDED)", 12: "an initializer (DT_INIT)",
+              13: "a finalizer (DT_FINI)", 25: "initializers (DT_INIT_ARRAY)",
+              26: "finalizers (DT_FINI_ARRAY)", 32: "initializers (DT_PREINIT_ARRAY)",
+              17: "REL relocations (DT_REL)", 23: "PLT relocations (DT_JMPREL)",
+              15: "a search path (DT_RPATH)", 29: "a search path (DT_RUNPATH)"}
+
+
+def why_not_plain(library) -> str | None:
+    """Why ``library`` (bytes or a view) is not a plain shared library (module docstring),
+    or None when it is: a 64-bit little-endian ELF shared object for x86-64 or AArch64, with
+    a dynamic section and no interpreter, none of ``_FORBIDDEN``'s entries, and only
+    relative relocations but those binding an undefined ``memcpy``, ``memmove`` or
+    ``memset``.
+
+    Example:
+        >>> why_not_plain(b"#!/bin/sh")
+        'not an ELF file'
+    """
+    import struct
+    data = memoryview(library).cast("B")
+    if len(data) < 64 or bytes(data[:4]) != _ELF_SHARED:
+        return "not an ELF file"
+    if data[4] != 2 or data[5] != 1:
+        return "not a 64-bit little-endian ELF file"
+    kind, machine = struct.unpack_from("<HH", data, 16)
+    if kind != 3:
+        return "not a shared object"
+    relative = _RELATIVE.get(machine)
+    if relative is None:
+        return f"for machine {machine}, not x86-64 or AArch64"
+    (phoff,), (phentsize, phnum) = struct.unpack_from("<Q", data, 32), \
+        struct.unpack_from("<HH", data, 54)
+    if phentsize < 56 or phoff + phnum * phentsize > len(data):
+        return "truncated program headers"
+    loads, dynamic = [], None
+    for k in range(phnum):
+        kind, _, offset, vaddr, _, size = struct.unpack_from("<IIQQQQ", data, phoff + k * phentsize)
+        if kind == _PT_INTERP:
+            return "asks for an interpreter"
+        if kind == _PT_LOAD:
+            loads.append((vaddr, offset, size))
+        elif kind == _PT_DYNAMIC:
+            dynamic = (offset, size)
+    if dynamic is None or dynamic[0] + dynamic[1] > len(data):
+        return "no dynamic section in the file"
+    tags = {}
+    for at in range(dynamic[0], dynamic[0] + dynamic[1] - 15, 16):
+        tag, value = struct.unpack_from("<qQ", data, at)
+        if tag == 0:
+            break
+        if tag in _FORBIDDEN:
+            return "has " + _FORBIDDEN[tag]
+        tags[tag] = value
+    size = tags.get(_DT_RELASZ, 0)
+    if not size:
+        return None
+    start = _file_offset(loads, tags.get(_DT_RELA), size)
+    if start is None or tags.get(_DT_RELAENT, 24) != 24 or size % 24:
+        return "relocations outside the file"
+    import numpy as np  # (one comparison over every relocation's type word)
+    info = np.frombuffer(data, np.uint64, size // 8, start)[1::3]
+    for word in info[info != relative].tolist():  # (a few: memcpy's and memset's)
+        problem = _binding(data, loads, tags, machine, word)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _binding(data, loads, tags, machine, word):
+    """Why the relocation of info ``word`` is not one of a plain library (None: it binds an
+    undefined function of ``_LIBC``)."""
+    import struct
+    symbol, kind = word >> 32, word & 0xFFFFFFFF
+    if kind not in _BINDING[machine] or symbol == 0:
+        return f"a relocation of type {kind}"
+    table = _file_offset(loads, tags.get(_DT_SYMTAB), (symbol + 1) * 24)
+    strings = _file_offset(loads, tags.get(_DT_STRTAB), tags.get(_DT_STRSZ, 0))
+    if table is None or strings is None:
+        return "a relocation that binds a symbol outside the file"
+    name_at, _, _, section = struct.unpack_from("<IBBH", data, table + symbol * 24)
+    end = bytes(data[strings + name_at:strings + tags[_DT_STRSZ]]).find(b"\0")
+    name = bytes(data[strings + name_at:strings + name_at + end]) if end >= 0 else b""
+    if section != 0 or name not in _LIBC:
+        return f"a relocation that binds the symbol {name.decode('latin-1')!r}"
+    return None
+
+
+def _file_offset(loads, vaddr, size):
+    """Where the ``size`` bytes at address ``vaddr`` lie in the file (None: not all in one
+    loaded segment's bytes)."""
+    if vaddr is None:
+        return None
+    for start, offset, length in loads:
+        if start <= vaddr and vaddr + size <= start + length:
+            return offset + vaddr - start
+    return None
 
 
 def _open(library, folder):

@@ -85,12 +85,26 @@ def test_what_cannot_be_linked_or_loaded_says_so(monkeypatch):
     assert shared_object.link(parts, []) is None
     monkeypatch.setattr(shared_object, "_linker", lambda: None)
     assert shared_object.link(parts, ["answer"]) is None
-    with pytest.raises(ArtifactError, match="the dynamic loader refused a shared step"):
+    with pytest.raises(ArtifactError, match="not a plain library: not an ELF file"):
         shared_object.load(b"\x7fELF garbage", parts[0], ["answer"])
     monkeypatch.setenv("GRAPHC_SHARED_STEPS", "0")
     assert not shared_object.enabled()
     with pytest.raises(ArtifactError, match="shared steps are off"):
         shared_object.load(b"", parts[0], ["answer"])
+
+
+@needs_linker
+def test_a_library_the_loader_refuses_says_why(monkeypatch):
+    parts = _parts()
+    library = shared_object.link(parts, ["answer"])
+    assert shared_object.why_not_plain(library) is None
+
+    def refuse(*args):
+        raise OSError("cannot map")
+    monkeypatch.setattr(shared_object, "_open", refuse)
+    with pytest.raises(ArtifactError, match="the dynamic loader refused a shared step: "
+                                            ".*cannot map"):
+        shared_object.load(library, parts[0], ["answer"])
 
 
 @needs_linker
@@ -106,9 +120,11 @@ def test_a_folder_that_refuses_code_is_left_for_the_next(monkeypatch, tmp_path):
     real_open = shared_object._open
     tried = []
 
+    refuse = {refusing}
+
     def open_(lib, folder):
         tried.append(folder)
-        if folder == refusing:
+        if folder in refuse:
             raise OSError(f"{folder}/x.so: failed to map segment from shared object")
         return real_open(lib, folder)
     monkeypatch.setattr(shared_object, "_open", open_)
@@ -119,8 +135,9 @@ def test_a_folder_that_refuses_code_is_left_for_the_next(monkeypatch, tmp_path):
     assert CALL(loaded.address("answer"))() == 42 and tried == [refusing, fine]
     shared_object.load(library, parts[0], ["answer"])
     assert tried == [refusing, fine, fine]
+    refuse.add(fine)
     with pytest.raises(ArtifactError, match="refused a shared step: .*fine"):
-        shared_object.load(b"\x7fELF garbage", parts[0], ["answer"])
+        shared_object.load(library, parts[0], ["answer"])
 
 
 def test_a_temporary_directory_that_cannot_be_written_links_nothing(monkeypatch, tmp_path):
