@@ -8,8 +8,9 @@ For each: compiling from scratch (``gc.compile``; the LLVM object cache off), ``
 artifact's size, loading in this process (median over ``--rounds`` loads; ``read`` is the
 part spent opening the zip and checking checksums), the first and a steady call of the loaded
 step, and loading in fresh processes (median over ``--cold`` processes: importing
-``graphc.runtime``, importing llvmlite and initializing LLVM for LLVM artifacts, and then
-``gc.load``, each timed apart) where the compiler's packages
+``graphc.runtime``, then ``gc.load``, each timed apart, and whether LLVM was imported; for
+LLVM artifacts also ``gc.load`` with ``GRAPHC_SHARED_STEPS=0``, the object code loaded into
+MCJIT instead of the step's shared library) where the compiler's packages
 (``graphc.ir``, ``graphc.codegen``) are made unimportable, as in a runtime-only deployment.
 
     python benchmarks/bench_aot.py [--rounds 20] [--cold 5] [--models digits w5]
@@ -72,14 +73,10 @@ sys.meta_path.insert(0, NotInstalled())
 t0 = time.perf_counter()
 import graphc.runtime
 t1 = time.perf_counter()
-if sys.argv[1].endswith("llvm.gcx"):  # llvmlite and LLVM's initialization, apart
-    from graphc.runtime import jit
-    jit.host_target()
-t2 = time.perf_counter()
 step = graphc.runtime.load(sys.argv[1])
-t3 = time.perf_counter()
+t2 = time.perf_counter()
 assert not [m for m in sys.modules if m.startswith(("graphc.ir", "graphc.codegen"))]
-print((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+print((t1 - t0) * 1e3, (t2 - t1) * 1e3, int("llvmlite.binding" in sys.modules))
 """
 
 
@@ -92,13 +89,15 @@ def median_ms(fn, rounds):
     return statistics.median(times) * 1e3
 
 
-def cold_load(path, processes):
-    """Medians (import ms, llvmlite ms, load ms) over fresh processes."""
+def cold_load(path, processes, env=None):
+    """(median import ms, median load ms, how many processes imported LLVM) over fresh
+    processes."""
     rows = [[float(v) for v in subprocess.run([sys.executable, "-c", COLD, path],
-                                              capture_output=True, text=True,
-                                              check=True).stdout.split()]
+                                              capture_output=True, text=True, check=True,
+                                              env=env).stdout.split()]
             for _ in range(processes)]
-    return tuple(statistics.median(col) for col in zip(*rows))
+    imports, loads, llvm = zip(*rows)
+    return statistics.median(imports), statistics.median(loads), int(sum(llvm))
 
 
 def measure(model, backend, folder, rounds, cold):
@@ -117,11 +116,13 @@ def measure(model, backend, folder, rounds, cold):
     loaded = gc.load(path)
     first_ms = median_ms(lambda: loaded(batch), 1)
     call_ms = median_ms(lambda: loaded(batch), rounds)
-    import_ms, llvm_ms, cold_ms = cold_load(path, cold)
+    import_ms, cold_ms, llvm = cold_load(path, cold)
+    _, mcjit_ms, _ = cold_load(path, cold, dict(os.environ, GRAPHC_SHARED_STEPS="0")) \
+        if backend == "llvm" else (0, 0.0, 0)
     return {"model": model, "backend": backend, "compile": compile_ms, "save": save_ms,
             "KB": size / 1024, "load": load_ms, "read": read_ms, "first": first_ms,
-            "call": call_ms, "import": import_ms, "llvmlite": llvm_ms, "cold": cold_ms,
-            "ratio": compile_ms / load_ms}
+            "call": call_ms, "import": import_ms, "llvm": f"{llvm}/{cold}", "cold": cold_ms,
+            "mcjit": mcjit_ms, "ratio": compile_ms / load_ms}
 
 
 def main(argv=None):
@@ -131,12 +132,13 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
     args = parser.parse_args(argv)
     cols = ["model", "backend", "compile", "save", "KB", "load", "read", "first", "call",
-            "import", "llvmlite", "cold", "ratio"]
+            "import", "cold", "llvm", "mcjit", "ratio"]
     print("times in ms (medians); KB: artifact size; load/read: gc.load / opening+checksums "
           "in a warm process;\nfirst/call: the loaded step's first and steady calls; "
-          "import/llvmlite/cold: a fresh runtime-only process importing graphc.runtime,\n"
-          "then llvmlite with LLVM initialized (LLVM artifacts), then gc.load;\n"
-          "ratio: compile / load")
+          "import/cold: a fresh runtime-only process importing graphc.runtime, then gc.load;\n"
+          "llvm: how many of those processes imported LLVM (llvmlite.binding); mcjit: gc.load "
+          "in one with GRAPHC_SHARED_STEPS=0\n(object code into MCJIT, not the step's shared "
+          "library); ratio: compile / load")
     print("  ".join(f"{c:>8}" for c in cols))
     with tempfile.TemporaryDirectory() as folder:
         for model in args.models:

@@ -12,6 +12,10 @@ Members of an artifact (format version 2)::
                              rngs)``)
     sig<K>/code/step.o       LLVM backend: relocatable object code for the host it was built on
     sig<K>/code/step.ll      LLVM backend: the LLVM IR the object code was compiled from
+    sig<K>/code/step.so      LLVM backend, where the saving system could link it: the object
+                             code (and the thread pool's, when the step uses it) linked into
+                             a plain shared library (``runtime.shared_object``), which
+                             ``load`` opens without LLVM (the manifest's ``code.library``)
     sig<K>/code/consts.npz   constant arrays the code takes at load time (``c0``, ``c1``, ...)
     state/variables.npz      the variables' current values (``v0``, ``v1``, ..., shared)
     state/rng.json           {"signatures": [random state of each signature]}: NumPy
@@ -64,8 +68,9 @@ KEY_ENV = "GRAPHC_ARTIFACT_KEY"
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_RATIO = 200  # uncompressed / compressed bytes of a member: text reaches ~20, bombs ~1000
 IR, SOURCE, OBJECT, LLVM_IR = "ir.txt", "code/step.py", "code/step.o", "code/step.ll"
+LIBRARY = "code/step.so"
 CONSTS, VARIABLES, RNG = "code/consts.npz", "state/variables.npz", "state/rng.json"
-_STORED = (".o", ".npz")  # already dense: compressing costs load time for little
+_STORED = (".o", ".so", ".npz")  # already dense: compressing costs load time for little
 _SIGNATURE_FIELDS = ("feeds", "variables", "updates", "buffers", "program_sha256", "code",
                      "stats")  # a version-1 manifest keeps them at its top
 _TEMPORARY = re.compile(r"\.gcx-[a-z0-9_]{8}(\.tmp)?")  # Artifact.write's temporary files

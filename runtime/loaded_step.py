@@ -458,14 +458,17 @@ class NativeRunner:
     """A signature's object code, loaded and bound; ``fn`` is a ``NativeStep``."""
 
     def __init__(self, artifact, sig, rng_state, recompile=False):
-        from . import jit
+        from . import jit, objcache  # noqa: F401  (objcache: host_target's answer kept per boot)
         from .llvm_step import NativeStep
         problem = check_target(artifact.manifest.get("target") or {}, jit.host_target())
         code = artifact.members[sig.member(OBJECT)]
+        loaded = None
         if problem is not None:
             code = _rebuild_or_refuse(artifact, sig, problem, recompile)
+        elif sig.info["code"].get("library"):
+            loaded = _opened_library(artifact, sig.info["code"]["library"], code)
         layout = decode_layout(sig.info["code"]["layout"], artifact.arrays(sig.member(CONSTS)))
-        self.fn = NativeStep(layout, jit.load_object(code))
+        self.fn = NativeStep(layout, loaded if loaded is not None else jit.load_object(code))
         self.lock = step_lock()  # (NativeStep locks too; this also covers the update copies)
         state = np.array(rng_state["state"], np.uint64)
         if state.shape != self.fn.rng_state.shape:
@@ -479,6 +482,26 @@ class NativeRunner:
     @staticmethod
     def failure(exc):
         return GraphcError(f"the saved step failed at run time: {type(exc).__name__}: {exc}")
+
+
+def _opened_library(artifact, library, object_code):
+    """The signature's shared library (``code.library``) opened by the dynamic loader, or
+    None where it cannot be (``GRAPHC_SHARED_STEPS=0``, not a plain library, a loader that
+    refuses it): the object code then goes into MCJIT. The thread pool comes from the
+    library when it has the pool this process would build and none is built yet, so a
+    step that runs on the pool needs no LLVM either."""
+    from . import parallel, shared_object
+    if not shared_object.enabled():
+        return None
+    exports = library["exports"]
+    try:
+        loaded = shared_object.load(artifact.members[library["member"]], object_code, exports)
+    except ArtifactError:
+        return None
+    if library.get("pool") and set(parallel.ENTRY_POINTS) <= set(exports) \
+            and not parallel.built() and library["pool"] == parallel.code_digest():
+        parallel.adopt(loaded, None)  # (its object code, if ever wanted, as parallel finds it)
+    return loaded
 
 
 def _features(text):

@@ -24,6 +24,7 @@ MAX_ELEMENTS = 1 << 40
 MAX_SLOTS = 1 << 20
 _PREFIX = re.compile(r"sig[0-9]{1,6}/")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,200}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class _Checker:
@@ -239,8 +240,30 @@ def _signature(c, artifact, s, field, backend, feeds, n_fetches, variables):
         c.str(code.get("entry"), f"{field}.code.entry", _IDENTIFIER)
         for k in ("opt", "codegen_opt"):
             c.int(code.get(k, 2), f"{field}.code.{k}", 0, 4)
+        if code.get("library") is not None:
+            _library(c, code["library"], f"{field}.code.library", prefix, code["entry"],
+                     members)
         check_layout(c, code.get("layout"), f"{field}.code.layout", sig_feeds, fetch_types,
                      [variables[v] for v in taken], taken, updates, arena)
+
+
+def _library(c, library, field, prefix, entry, members):
+    """``code.library``: {"member": the signature's ``code/step.so``, "exports": the entry
+    and, with "pool" (the pool code's SHA-256), the pool's entry points}."""
+    from .artifact import LIBRARY
+    from .parallel import ENTRY_POINTS
+    c.dict(library, field, ("member", "exports"))
+    if library["member"] != prefix + LIBRARY or library["member"] not in members:
+        c.fail(f"{field}.member", f"must be the member {prefix + LIBRARY}", library["member"])
+    exports = c.list(library["exports"], f"{field}.exports")
+    for k, name in enumerate(exports):
+        c.str(name, f"{field}.exports[{k}]", _IDENTIFIER)
+    pool = library.get("pool")
+    if pool is not None:
+        c.str(pool, f"{field}.pool", _SHA256)
+    wanted = [entry] + (list(ENTRY_POINTS) if pool is not None else [])
+    if sorted(exports) != sorted(wanted):
+        c.fail(f"{field}.exports", f"must be {wanted}", exports)
 
 
 def _numpy_returns(source):

@@ -22,8 +22,8 @@ import numpy as np
 from ..errors import ArtifactError, CompileError, GraphError
 from ..ir.shapes import format_shape
 from .pipeline import step_stats
-from ..runtime.artifact import (CONSTS, FORMAT, FORMAT_VERSION, IR, LLVM_IR, OBJECT, RNG, SOURCE,
-                                VARIABLES, Artifact, encode_structure, graphc_version,
+from ..runtime.artifact import (CONSTS, FORMAT, FORMAT_VERSION, IR, LIBRARY, LLVM_IR, OBJECT, RNG,
+                                SOURCE, VARIABLES, Artifact, encode_structure, graphc_version,
                                 pack_arrays)
 
 
@@ -286,8 +286,29 @@ def _llvm_code(compiled, prefix):
     code = {"object": prefix + OBJECT, "llvm_ir": prefix + LLVM_IR, "entry": built.layout.entry,
             "layout": layout, "opt": OPT_LEVEL, "codegen_opt": CODEGEN_LEVEL,
             "llvm": jit.llvmlite_version()}
+    library = _library(built)
+    if library is not None:
+        members[prefix + LIBRARY], code["library"] = library[0], dict(library[1],
+                                                                      member=prefix + LIBRARY)
     rng = {"kind": "native", "state": built.rng_state()}
     return members, code, rng
+
+
+def _library(built):
+    """(the step's code linked into a plain shared library, {"exports", "pool"}), or None
+    where this system cannot link it: the step's object code, and the thread pool's when
+    the step calls it (``pool``: the pool code's digest, which a loading process compares
+    with its own before it takes the pool from the library), as the compile cache links them
+    (``runtime.shared_object``)."""
+    from ..runtime import jit, parallel, shared_object
+    uses_pool = any(name == "parallel_for" for _, name in built.layout.callbacks)
+    exports = [built.layout.entry] + (list(parallel.ENTRY_POINTS) if uses_pool else [])
+    parts = [bytes(m) for m in jit.object_members(built.object_code)]
+    library = shared_object.link(parts + ([bytes(parallel.object_code())] if uses_pool else []),
+                                 exports)
+    if library is None:
+        return None
+    return library, {"exports": exports, "pool": parallel.code_digest() if uses_pool else None}
 
 
 def _target():

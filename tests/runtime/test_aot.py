@@ -262,6 +262,8 @@ def test_manifest_describes_the_step(trained):
     assert sig["variables"] == list(range(14)) and len(sig["updates"]) == 14
     members = set(m["members"])
     code = {A.SOURCE} if trained.backend == "numpy" else {A.OBJECT, A.LLVM_IR}
+    if "library" in sig["code"]:  # (where this system links: tests/runtime/test_aot_library.py)
+        code.add(A.LIBRARY)
     assert members == {"sig0/" + c for c in {A.IR, A.CONSTS} | code} | {A.VARIABLES, A.RNG}
     if trained.backend == "llvm":
         from graphc.runtime import jit

@@ -120,6 +120,7 @@ def test_manifest_lists_every_signature_and_stores_variables_once(two):
     assert [s["prefix"] for s in sigs] == ["sig0/", "sig1/"]
     assert sigs[0]["program_sha256"] != sigs[1]["program_sha256"]
     code = [A.SOURCE] if two.backend == "numpy" else [A.OBJECT, A.LLVM_IR]
+    code += [A.LIBRARY] if "library" in sigs[0]["code"] else []  # (where this system links)
     per_sig = {p + c for p in ("sig0/", "sig1/") for c in [A.IR, A.CONSTS] + code}
     assert set(m["members"]) == per_sig | {A.VARIABLES, A.RNG}
     assert len(art.arrays(A.VARIABLES)) == len(m["variables"]) == len(two.step.variables)
@@ -252,11 +253,11 @@ def as_format_1(path, out):
     m.pop("latest")
     m.update({k: sig[k] for k in ("feeds", "updates", "buffers", "program_sha256", "stats")})
     m["code"] = {k: v[len("sig0/"):] if k in ("module", "object", "llvm_ir") else v
-                 for k, v in sig["code"].items()}
+                 for k, v in sig["code"].items() if k != "library"}  # (not in format 1)
     m["fetches"] = dict(m["fetches"], flat=sig["fetches"])
     m["format_version"] = 1
     members = {n[len("sig0/"):] if n.startswith("sig0/") else n: d
-               for n, d in art.members.items()}
+               for n, d in art.members.items() if n != "sig0/" + A.LIBRARY}
     members[A.RNG] = json.dumps(art.rng_states()[0]).encode()
     A.Artifact(m, members).write(str(out))
     return str(out)
