@@ -44,7 +44,7 @@ import numpy as np
 
 from graphc.errors import ArtifactError, CompileError
 
-from . import compile_worker, llvm_compile, module_parts
+from . import llvm_compile, module_parts
 from .llvm_compile import llvm  # (llvmlite.binding, imported when first used)
 
 __all__ = [
@@ -337,6 +337,7 @@ def compile_ir(ir_text: str, opt: int = 2, codegen_opt: int = 2,
 
 
 def _compile_one(ir_text, opt, codegen_opt, t):
+    from . import compile_worker  # (compiling only: a loaded step needs none of it)
     if compile_worker.wanted():
         fields = _in_worker(ir_text, opt, codegen_opt, t)
         if fields is not None:
@@ -345,6 +346,7 @@ def _compile_one(ir_text, opt, codegen_opt, t):
 
 
 def _in_worker(ir_text, opt, codegen_opt, t):
+    from . import compile_worker
     try:
         return compile_worker.compile_in_worker(ir_text, opt, codegen_opt, t)
     except llvm_compile.IRError as exc:
@@ -384,6 +386,7 @@ def _compile_parts(texts, opt, codegen_opt, t, cores):
             results[k] = _compiled(fields, texts[k], t, opt, codegen_opt)
             elsewhere.append(k)
     helper = None
+    from . import compile_worker
     if compile_worker.parallel(cores):
         helper = threading.Thread(target=worker_takes, name="graphc-compile-parts",
                                   daemon=True)

@@ -35,7 +35,6 @@ Example:
     >>> address = callback_address()   # goes in a step's table
 """
 import ctypes
-import ctypes.util
 import functools
 import hashlib
 import os
@@ -355,7 +354,8 @@ def _pthread():
     lib = ctypes.CDLL(None)
     if hasattr(lib, "pthread_cond_broadcast"):
         return lib
-    lib = ctypes.CDLL(ctypes.util.find_library("pthread"))  # (runs ldconfig: ~2 ms)
+    from ctypes.util import find_library  # (here only: it imports subprocess, ~6 ms)
+    lib = ctypes.CDLL(find_library("pthread"))  # (runs ldconfig: ~2 ms)
     if hasattr(lib, "pthread_cond_broadcast"):
         return lib
     raise OSError("no pthread library in this process")
