@@ -147,7 +147,8 @@ def _show(args, art, m, signed, out):
         raise SystemExit(f"graphc inspect: --signature {k}: {args.artifact} has signatures "
                          f"0..{len(sigs) - 1}")
     sig = sigs[k]
-    sections = [_header(args.artifact, m, sig) + f"  signature {signed}\n", _members(m), _feeds(m),
+    sections = [_header(args.artifact, m, sig) + _library(art, sig) + f"  signature {signed}\n",
+                _members(m), _feeds(m),
                 _signatures(sigs, art.latest(), k), _fetches(m), _variables(m, values),
                 _buffers(sig), _passes(sig)]
     out.write("\n".join(s for s in sections if s))
@@ -185,6 +186,25 @@ def _header(path, m, sig):
     else:
         lines.append("  target    any (Python source: runs wherever NumPy does)")
     return "\n".join(lines) + "\n"
+
+
+def _library(art, sig):
+    """How the shown signature's native code loads: its shared library when it is a plain
+    one (``runtime.shared_object.why_not_plain``, read as bytes: nothing is opened), else
+    its object code through MCJIT."""
+    library = sig.get("code", {}).get("library") if art.manifest["backend"] == "llvm" else None
+    if not library:
+        return "  code      object code (loaded into LLVM's MCJIT)\n" \
+            if art.manifest["backend"] == "llvm" else ""
+    from ..runtime.shared_object import why_not_plain
+    data = art.members.get(library.get("member"), b"")
+    problem = why_not_plain(data)
+    pool = " and the thread pool" if library.get("pool") else ""
+    if problem is None:
+        return (f"  code      {library['member']}, a plain shared library of the step{pool}:"
+                f" loads without LLVM\n")
+    return (f"  code      {library['member']} is NOT a plain shared library ({problem}): "
+            f"the object code loads through MCJIT\n")
 
 
 def _runs_here(target):

@@ -233,3 +233,21 @@ def test_what_is_not_a_plain_library_says_why(saved):
         "a relocation that binds the symbol '")
     assert shared_object.why_not_plain(library[:200]) == "truncated program headers" or \
         shared_object.why_not_plain(library[:200]).startswith("no dynamic section")
+
+
+@needs_linker
+def test_inspect_says_how_the_code_loads_and_opens_nothing(saved, tmp_path, monkeypatch,
+                                                           capsys):
+    from graphc.cli import main
+
+    def refuse(*args):
+        raise AssertionError("inspect opened a library")
+    monkeypatch.setattr(shared_object, "_open", refuse)
+    assert main(["inspect", str(saved / "step.gcx"), "--no-ir"]) == 0
+    assert ("code      sig0/code/step.so, a plain shared library of the step and the thread "
+            "pool: loads without LLVM") in capsys.readouterr().out
+    library = F.read_zip(str(saved / "step.gcx"))[1]["sig0/code/step.so"]
+    edited = _reseal(saved, tmp_path, library=_dynamic_tag(library, 0x10, 12))
+    assert main(["inspect", edited, "--no-ir"]) == 0
+    assert ("sig0/code/step.so is NOT a plain shared library (has an initializer (DT_INIT)): "
+            "the object code loads through MCJIT") in capsys.readouterr().out
