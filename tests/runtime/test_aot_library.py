@@ -149,8 +149,10 @@ def test_a_library_that_is_not_plain_is_never_opened(saved, tmp_path, monkeypatc
 @pytest.mark.parametrize("edit, message", [
     (lambda lib: lib.update(member="sig0/code/step.o"), r"library\.member must be the member "
                                                        r"sig0/code/step\.so"),
-    (lambda lib: lib["exports"].append("system"), r"library\.exports must be"),
-    (lambda lib: lib.update(exports=lib["exports"][:1]), r"library\.exports must be"),
+    (lambda lib: lib["exports"].remove("step"), r"library\.exports must be the entry"),
+    (lambda lib: lib["exports"].append("step"), r"library\.exports must be the entry"),
+    (lambda lib: lib.update(exports=["step", "system"], pool=None),
+     r"library\.exports must be the entry 'step' once, and the thread pool's names only"),
     (lambda lib: lib.update(pool="not a digest"), r"library\.pool must be a string"),
     (lambda lib: lib.update(exports="gc_pool_worker"), r"library\.exports must be a list"),
 ])
@@ -251,3 +253,18 @@ def test_inspect_says_how_the_code_loads_and_opens_nothing(saved, tmp_path, monk
     assert main(["inspect", edited, "--no-ir"]) == 0
     assert ("sig0/code/step.so is NOT a plain shared library (has an initializer (DT_INIT)): "
             "the object code loads through MCJIT") in capsys.readouterr().out
+
+
+@needs_linker
+def test_a_library_whose_pool_is_another_graphcs_still_loads(saved, tmp_path):
+    """A file whose pool (digest, names) differs from this graphc's loads; its step runs on
+    this process's pool."""
+    def other_pool(m):
+        library = m["signatures"][0]["code"]["library"]
+        library.update(pool="0" * 64)
+        library["exports"] = [library["exports"][0], "gc_pool_of_another_graphc"]
+    feeds = np.load(saved / "feeds.npz")
+    want = gc.load(str(saved / "step.gcx"))(x=feeds["x0"], y=feeds["y0"])[0]
+    step = gc.load(_reseal(saved, tmp_path, manifest=other_pool))
+    assert type(step.last_signature.runner.fn.loaded).__name__ == "SharedModule"
+    assert step(x=feeds["x0"], y=feeds["y0"])[0] == want
