@@ -267,7 +267,7 @@ class NativeStep:
         self._index_checks = {int(e): IndexCheck.from_json(c) for e, c in layout.index_checks}
         self._snapshot = Snapshot(len(layout.feeds) + int(k) for k in layout.snapshot)
         self._numerics = {site.entry: site for site in layout.numerics}
-        pooled = any(name == "parallel_for" for _, name in layout.callbacks)
+        pooled = parallel.uses_pool(layout)
         if pooled:  # kernels that run in chunks: the pool's workers, as many as the policy
             parallel.ensure_workers(threads.policy_threads())
         self.blas_tuner = BlasTuner(pool_and_blas=bool(layout.blas) and pooled) \

@@ -41,7 +41,8 @@ import os
 import threading
 
 __all__ = ["ENTRY_POINTS", "adopt", "built", "callback_address", "code_digest", "ensure_workers",
-           "object_code", "prefetch", "set_threads", "settle", "threads", "workers"]
+           "object_code", "prefetch", "set_threads", "settle", "threads", "uses_pool",
+           "workers"]
 
 # The functions the runtime looks up in the pool's code (``_build``).
 ENTRY_POINTS = ("gc_parallel_for", "gc_pool_worker", "gc_pool_setup", "gc_pool_rest",
@@ -421,6 +422,12 @@ def code_digest():
 def object_code():
     """The pool's object code (of the pool this process built, or as ``_build`` finds it)."""
     return _pool.get("object_code") or _object_code()
+
+
+def uses_pool(layout):
+    """Whether a native step of ``layout`` (``llvm_step.StepLayout``) calls the pool: its
+    table has the ``parallel_for`` callback."""
+    return any(name == "parallel_for" for _, name in layout.callbacks)
 
 
 def built():

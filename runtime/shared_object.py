@@ -44,7 +44,7 @@ from graphc.errors import ArtifactError
 
 from .jit import CodeModule
 
-__all__ = ["enabled", "link", "load", "SharedModule", "why_not_plain"]
+__all__ = ["enabled", "link", "link_step", "load", "SharedModule", "why_not_plain"]
 
 _ENV = "GRAPHC_SHARED_STEPS"
 _ELF_SHARED = b"\x7fELF"
@@ -92,6 +92,18 @@ def link(parts, exports) -> bytes | None:
     except OSError:  # (no room for the parts, an unwritable temporary directory...)
         return None
     return data if data is not None and why_not_plain(data) is None else None
+
+
+def link_step(object_code, entry, pool_code=b""):
+    """(library, exports) of a native step, or None where ``link`` cannot: its object code
+    (one object, or ``module_parts``' bundle of them) and, when given, the thread pool's
+    ``pool_code``, exporting the step's ``entry`` and the pool's entry points. What the
+    compile cache keeps in an entry and ``step.save`` in a saved step."""
+    from . import jit, parallel
+    exports = [entry] + (list(parallel.ENTRY_POINTS) if pool_code else [])
+    parts = [bytes(m) for m in jit.object_members(object_code)]
+    library = link(parts + ([bytes(pool_code)] if pool_code else []), exports)
+    return None if library is None else (library, exports)
 
 
 def _linked(ld, parts, exports):

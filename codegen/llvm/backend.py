@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ...runtime import compile_worker, jit, module_parts
-from ...runtime.parallel import prefetch as prefetch_pool, settle as settle_pool
+from ...runtime.parallel import prefetch as prefetch_pool, settle as settle_pool, uses_pool
 from ...runtime.threads import available_cores
 from ...runtime.llvm_step import NativeStep
 from ...runtime.objcache import ObjectCache, cache_key
@@ -133,7 +133,7 @@ def compile_llvm(program, dump_dir=None, cache=None, checks=()):
     obj = cache.get(key)
     compiled = None
     if obj is None:
-        if any(name == "parallel_for" for _, name in layout.callbacks):
+        if uses_pool(layout):
             prefetch_pool()  # (when ``likely`` missed it: compiled before the step's own)
         compiled = jit.compile_ir(text, OPT_LEVEL, CODEGEN_LEVEL, parts=PARTS,
                                   cores=available_cores())

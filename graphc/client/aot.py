@@ -300,15 +300,14 @@ def _library(built):
     the step calls it (``pool``: the pool code's digest, which a loading process compares
     with its own before it takes the pool from the library), as the compile cache links them
     (``runtime.shared_object``)."""
-    from ..runtime import jit, parallel, shared_object
-    uses_pool = any(name == "parallel_for" for _, name in built.layout.callbacks)
-    exports = [built.layout.entry] + (list(parallel.ENTRY_POINTS) if uses_pool else [])
-    parts = [bytes(m) for m in jit.object_members(built.object_code)]
-    library = shared_object.link(parts + ([bytes(parallel.object_code())] if uses_pool else []),
-                                 exports)
-    if library is None:
+    from ..runtime import parallel, shared_object
+    pooled = parallel.uses_pool(built.layout)
+    linked = shared_object.link_step(built.object_code, built.layout.entry,
+                                     parallel.object_code() if pooled else b"")
+    if linked is None:
         return None
-    return library, {"exports": exports, "pool": parallel.code_digest() if uses_pool else None}
+    library, exports = linked
+    return library, {"exports": exports, "pool": parallel.code_digest() if pooled else None}
 
 
 def _target():

@@ -353,13 +353,11 @@ def _shared_library(compiled, blob, pool, header):
     exports to ``header``."""
     if compiled.backend == "numpy":
         return b""
-    from ..runtime import jit, shared_object
-    exports = [compiled.code.layout.entry] + (list(parallel.ENTRY_POINTS) if pool else [])
-    library = shared_object.link([bytes(m) for m in jit.object_members(blob)]
-                                 + ([pool] if pool else []), exports)
-    if library is None or not _opens(library, exports):
+    from ..runtime import shared_object
+    linked = shared_object.link_step(blob, compiled.code.layout.entry, pool)
+    if linked is None or not _opens(*linked):
         return b""
-    header["exports"] = exports
+    library, header["exports"] = linked
     return library
 
 
@@ -382,7 +380,7 @@ def _pool_code(compiled):
     """The thread pool's object code when ``compiled`` is a native step that uses the pool
     (b"" otherwise)."""
     layout = getattr(compiled.code, "layout", None) if compiled.backend != "numpy" else None
-    if layout is None or not any(name == "parallel_for" for _, name in layout.callbacks):
+    if layout is None or not parallel.uses_pool(layout):
         return b""
     return bytes(parallel.object_code())
 
