@@ -12,6 +12,7 @@ every filter row in a register over all positions (and may sum the bias gradient
 import numpy as np
 
 from . import conv_gemm, conv_phases
+from .conv_lanes import Lanes, group_taps, lane_group
 from .gemm import vector_unit
 from ..ir import Function, float_literal, val_type
 from .elementwise import combine, fill, scalar_const
@@ -232,15 +233,49 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
     def row(base, k):
         return fn.load(vt, fn.gep(t, base, k * cout))
 
-    def fma(a, b, acc):
-        return fn.call(vt, f"llvm.fmuladd.v{cout}{'f32' if t == 'float' else 'f64'}",
-                       [(vt, a), (vt, b), (vt, acc)])
+    def fma(a, b, acc, ty=vt):
+        width = ty[1:].split(" x ")[0]
+        return fn.call(ty, f"llvm.fmuladd.v{width}{'f32' if t == 'float' else 'f64'}",
+                       [(ty, a), (ty, b), (ty, acc)])
+    blocked = _row_blocked(g)
+    lanes = Lanes(fn, t, cout, lane_group(g, cout, dtype, blocked))
     if kind == "forward":
         wrows = [row("%p2", k) for k in range(len(taps))]
         if epilogue is not None:
             body, conv_arg, sources = epilogue
             rows = {a: (fn.load(vt, src) if src.startswith("%") else src)
                     for a, src in sources.items()}
+        if lanes.p > 1:
+            wide = [lanes.channels(w) for w in wrows]
+            # the epilogue's rows repeated for a whole group's positions and the last
+            # group's, in memory order (made here: they must dominate every block)
+            wide_rows = {count: {a: v if not v.startswith("%") else fn(
+                f"shufflevector {vt} {v}, {vt} poison, <{count * cout} x i32> <"
+                + ", ".join(f"i32 {c}" for _ in range(count) for c in range(cout)) + ">")
+                for a, v in rows.items()} for count in {lanes.p, g.ow % lanes.p} - {0}} \
+                if epilogue is not None else {}
+
+        def shared(n, p, q0, width, target):
+            """Output positions (n, p, q0 + u), u < ``width``, ``lanes.p`` to a vector
+            (``conv_lanes``): one chain of multiply-adds per group."""
+            accs = ["zeroinitializer"] * -(-width // lanes.p)
+
+            def use(xv, k, grp):
+                accs[grp] = fma(xv, wide[k], accs[grp], lanes.vt)
+            group_taps(fn, g, lanes, n, p, q0, width, use)
+            for grp, acc in enumerate(accs):
+                count = min(lanes.p, width - grp * lanes.p)
+                rt = f"<{count * cout} x {t}>"
+                value = lanes.to_memory(acc, count)
+                if epilogue is not None:
+                    value = render_vector(fn, body, {**wide_rows[count], conv_arg: value}, rt)
+                fn.store(rt, value, out_at(n, p, fn.add(q0, grp * lanes.p), target))
+
+        def out_at(n, p, q, target):
+            if target is not None:
+                return target(q)
+            pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q)
+            return fn.gep(t, "%p0", fn.mul(pos, cout))
 
         def positions(n, p, q0, width, target):
             """Output positions (n, p, q0 + u), u < ``width``: one chain of fused
@@ -259,16 +294,19 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
                         use(_splat(fn, vt, t, _tap_value(fn, g, t, dtype, n, p, q, i, j, c),
                                    cout), k, u)
             for u, acc in enumerate(accs):
-                if target is None:
-                    pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), fn.add(q0, u))
-                    ptr = fn.gep(t, "%p0", fn.mul(pos, cout))
-                else:
-                    ptr = target(fn.add(q0, u))
+                ptr = out_at(n, p, fn.add(q0, u), target)
                 if epilogue is not None:
                     acc = render_vector(fn, body, {**rows, conv_arg: acc}, vt)
                 fn.store(vt, acc, ptr)
 
         def conv_row(n, p, target=None):
+            if lanes.p > 1:
+                full, rest = divmod(g.ow, lanes.p)
+                _row_blocks(fn, full, FORWARD_ROW_GROUPS, [], lambda g0, count, _: shared(
+                    n, p, fn.mul(g0, lanes.p), count * lanes.p, target) or [])
+                if rest:
+                    shared(n, p, str(full * lanes.p), rest, target)
+                return
             if blocked:
                 _row_blocks(fn, g.ow, together, [],
                             lambda q0, width, _: positions(n, p, q0, width, target) or [])
@@ -279,7 +317,6 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
                     positions(n, p, fn.mul(lq.i, together), together, target)
             if rest:
                 positions(n, p, str(blocks * together), rest, target)
-        blocked = _row_blocked(g)
         together = _forward_positions(cout, dtype, blocked)
         if pool is None:
             with fn.loop(g.n, split=_macs(g, cout)) as ln, fn.loop(g.oh) as lp:
@@ -304,14 +341,16 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
         fn.partial_dtype = dtype
         count = len(taps) + bias  # accumulators: one per tap, and the bias gradient's
         with fn.loop(g.n, split=_macs(g, cout)) as ln:
-            finals = [ln.carry(vt, "zeroinitializer") for _ in range(count)]
+            finals = [ln.carry(lanes.vt, "zeroinitializer") for _ in range(count)]
             values = list(finals)
-            width = _filter_positions(count, cout, dtype) if _row_blocked(g) else 0
-            if width:  # every accumulator in one pass, blocks of positions
+            width = _filter_positions(count, cout, dtype) if blocked else 0
+            if lanes.p > 1:
+                values, width = _filter_groups(fn, g, lanes, ln.i, values, bias, fma), 0
+            elif width:  # every accumulator in one pass, blocks of positions
                 values = _filter_rows(fn, g, (t, cout), ln.i, values, bias, width, fma)
             size = _filter_group(cout, dtype)  # else passes over the positions, a group each
-            groups = [] if width else [range(k, min(k + size, count))
-                                       for k in range(0, count, size)]
+            groups = [] if width or lanes.p > 1 else [range(k, min(k + size, count))
+                                                      for k in range(0, count, size)]
             for group in groups:
                 def position(idx, accs, group=group):
                     p, q = idx
@@ -327,6 +366,8 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
                     values[k] = v
             for phi, v in zip(finals, values):
                 ln.update(phi, v)
+        if lanes.p > 1:
+            finals = [lanes.sum_positions(v) for v in finals]
         if bias:
             fn.store(vt, finals.pop(), "%p3")
         for k, acc in enumerate(finals):
@@ -361,6 +402,46 @@ def _filter_rows(fn, g, types, n, values, bias, width, fma):
         row = [lp.carry(vt, v) for v in values]
         out = _row_blocks(fn, g.ow, width, [(vt, v) for v in row],
                           lambda q0, count, accs: block(lp.i, q0, count, accs))
+        for phi, v in zip(row, out):
+            lp.update(phi, v)
+    return row
+
+
+# Groups of positions sharing vectors (``conv_lanes``) per block of a row, at most: the
+# forward kernel's accumulators, the filter gradient's dy vectors
+FORWARD_ROW_GROUPS = 5
+FILTER_GROUPS = 4
+
+
+def _filter_groups(fn, g, lanes, n, values, bias, fma):
+    """``_filter_rows`` with ``lanes.p`` positions to a vector (``conv_lanes``): each
+    accumulator sums the positions of a group in separate lanes, each in row-major order."""
+    t, cout, wt = lanes.t, lanes.cout, lanes.vt
+
+    def block(p, q0, width, accs):
+        accs = list(accs)
+        pos = fn.add(fn.mul(fn.add(fn.mul(n, g.oh), p), g.ow), q0)
+        dys = []
+        for grp in range(-(-width // lanes.p)):
+            count = min(lanes.p, width - grp * lanes.p)
+            at = fn.gep(t, "%p2", fn.mul(fn.add(pos, grp * lanes.p), cout))
+            dys.append(lanes.from_memory(fn.load(f"<{count * cout} x {t}>", at), count))
+        if bias:
+            for dy in dys:
+                accs[-1] = fn(f"fadd fast {wt} {accs[-1]}, {dy}")
+
+        def use(xv, k, grp):
+            accs[k] = fma(xv, dys[grp], accs[k], wt)
+        group_taps(fn, g, lanes, n, p, q0, width, use)
+        return accs
+    full, rest = divmod(g.ow, lanes.p)
+    with fn.loop(g.oh) as lp:
+        row = [lp.carry(wt, v) for v in values]
+        out = _row_blocks(fn, full, FILTER_GROUPS, [(wt, v) for v in row],
+                          lambda g0, count, accs: block(lp.i, fn.mul(g0, lanes.p),
+                                                        count * lanes.p, accs))
+        if rest:
+            out = block(lp.i, str(full * lanes.p), rest, out)
         for phi, v in zip(row, out):
             lp.update(phi, v)
     return row
