@@ -10,6 +10,7 @@ import graphc as gc
 from graphc.codegen.llvm.kernels import conv as llvm_conv, conv_lanes, gemm as llvm_gemm
 from graphc.codegen.llvm.kernels.windows import Geometry
 from graphc.ir import dtypes as D
+from tests.codegen.llvm import test_llvm_conv_pool as conv_pool_tests
 
 AVX2, AVX512 = llvm_gemm.VectorUnit(32, 16), llvm_gemm.VectorUnit(64, 32)
 
@@ -107,3 +108,16 @@ def test_float64_shares_lanes_too(unit):
     want, _ = _run(case, gc.float64, "numpy")
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [c for c in conv_pool_tests.CASES if c[0] in (
+    "w4", "rows_left_over", "one_by_two", "three_by_three")], ids=lambda c: c[0])
+def test_pooling_convolutions_sharing_lanes_keep_the_reference_exactly(case, unit):
+    """The convolution that pools its band of rows (``folds.conv_pool``) with positions
+    sharing vectors: integer data (tied maxima, NaN and -inf, every sum exact) gives the
+    reference's bits on both vector widths."""
+    got, fired = conv_pool_tests._run(case, "llvm")
+    want, _ = conv_pool_tests._run(case, "numpy")
+    assert "conv_pool" in fired
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
