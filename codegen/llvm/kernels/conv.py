@@ -9,6 +9,8 @@ and activation before storing (the fold ``folds.conv_epilogue``); the filter gra
 every filter row in a register over all positions (and may sum the bias gradient on the way:
 ``folds.bias_gradient``). Otherwise plain loops, vectorized over output channels.
 """
+from types import SimpleNamespace
+
 import numpy as np
 
 from . import conv_gemm, conv_phases
@@ -19,7 +21,7 @@ from .elementwise import combine, fill, scalar_const
 from ..registry import lowers
 from ..loops import carried_nest, params
 from . import pool
-from .pool import scan_row
+from .pool import scan_row, scan_together, store_window
 from .windows import VECTOR_CHANNELS, _geometry, _over_taps, _over_windows, _splat
 from .vector_body import render_vector
 
@@ -321,6 +323,9 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
         if pool is None:
             with fn.loop(g.n, split=_macs(g, cout)) as ln, fn.loop(g.oh) as lp:
                 conv_row(ln.i, lp.i)
+        elif POOL_PAIRS and lanes.p == 2 == pool[0].kw:
+            _pool_pairs(fn, (g, lanes, dtype), pool, wide, fma,
+                        (body, conv_arg, rows, wide_rows[2]) if epilogue is not None else None)
         else:
             pg, code, codes = pool
             band = fn(f"alloca {t}, i64 {pg.kh * g.ow * cout}, align 64", "band")
@@ -374,6 +379,82 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
             fn.store(vt, acc, fn.gep(t, "%p0", k * cout))
     fn.ret()
     return fn
+
+
+# Pairs of pooling windows per block of the pooling convolution's rows (``_pool_pairs``;
+# 0: a band in memory order, one window a vector)
+POOL_PAIRS = 3
+
+
+def _pool_pairs(fn, conv, pool, wide, fma, epilogue):
+    """The pooling convolution where a window's two columns are the two positions sharing a
+    vector (``conv_lanes``, P = kw = 2): the band holds, for each of the window's rows and
+    columns, the tap of two neighbouring windows side by side (the two groups' lanes of that
+    column, one two-vector shuffle each), so that ``pool.scan_together`` compares two windows
+    a vector, tap by tap as it does one, and stores both windows' maxima and taps at once.
+    An odd last window is scanned alone. ``wide``: the interleaved filter rows; ``epilogue``:
+    (body, conv arg, its rows, its rows repeated for two windows)."""
+    g, lanes, dtype = conv
+    pg, code, codes = pool
+    t, cout, kw = lanes.t, lanes.cout, pg.kw
+    pairs, odd = divmod(pg.ow, 2)
+    slots = pairs + odd
+    band = fn(f"alloca {t}, i64 {pg.kh * slots * kw * 2 * cout}, align 64", "band")
+
+    def slot(i, w2, j):
+        return fn.gep(t, band, fn.mul(fn.add(fn.mul(w2, kw), (i * slots) * kw + j), 2 * cout))
+
+    def taps(i, n, p, w0, count):
+        """Conv row p's windows 2*w0 .. 2*(w0+count)-1 (``count`` pairs; 0: the odd last
+        window alone) into band row i."""
+        groups = max(2 * count, 1)
+        accs = ["zeroinitializer"] * groups
+
+        def use(xv, k, grp):
+            accs[grp] = fma(xv, wide[k], accs[grp], lanes.vt)
+        group_taps(fn, g, lanes, n, p, fn.mul(w0, 2 * kw), groups * kw, use)
+        for pair in range(max(count, 1)):
+            for j in range(kw):
+                lane = [c * 2 + j for c in range(cout)]
+                if count:
+                    value = fn(f"shufflevector {lanes.vt} {accs[2 * pair]}, {lanes.vt} "
+                               f"{accs[2 * pair + 1]}, <{2 * cout} x i32> <" + ", ".join(
+                                   f"i32 {k}" for k in lane + [2 * cout + k for k in lane])
+                               + ">")
+                else:
+                    value = lanes._shuffle(lanes.vt, accs[0], lane)
+                width = 2 * cout if count else cout
+                vt = f"<{width} x {t}>"
+                if epilogue is not None:
+                    body, conv_arg, rows, pair_rows = epilogue
+                    value = render_vector(fn, body, {**(pair_rows if count else rows),
+                                                     conv_arg: value}, vt)
+                fn.store(vt, value, slot(i, fn.add(w0, pair), j))
+    index = f"i{dtype.itemsize * 8}"
+    with fn.loop(g.n, split=_macs(g, cout)) as ln, fn.loop(pg.oh) as lp:
+        for i in range(pg.kh):
+            p = fn.add(fn.mul(lp.i, pg.kh), i)
+            if pairs:
+                _row_blocks(fn, pairs, POOL_PAIRS, [],
+                            lambda w0, count, _, i=i, p=p: taps(i, ln.i, p, w0, count) or [])
+            if odd:
+                taps(i, ln.i, p, str(pairs), 0)
+        first = fn.mul(fn.add(fn.mul(ln.i, pg.oh), lp.i), pg.ow)
+        for channels, w2s in ((2 * cout, range(pairs)), (cout, range(pairs, slots))):
+            if not len(w2s):
+                continue
+            geometry = SimpleNamespace(kh=pg.kh, kw=kw, c=channels)
+
+            def scan(w2):
+                (found,) = scan_together(fn, dtype, geometry, None, None, [w2], index,
+                                         lambda i, j, q: slot(i, q, j))
+                store_window(fn, dtype, (channels, *code[1:]), ("%p0", codes),
+                             fn.add(first, fn.mul(w2, 2)), found, index, cout)
+            if channels == cout:
+                scan(str(pairs))
+            else:
+                with fn.loop(pairs, "w") as lw:
+                    scan(lw.i)
 
 
 def _filter_rows(fn, g, types, n, values, bias, width, fma):

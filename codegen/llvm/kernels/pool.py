@@ -125,14 +125,15 @@ def save_vector(dtype, g, index, flag, noalias):
     return fn
 
 
-def store_window(fn, dtype, code, ptrs, pos, found, lanes):
+def store_window(fn, dtype, code, ptrs, pos, found, lanes, stride=None):
     """Store window ``pos``'s maximum (a vector of c channels) to pooled[pos] and, when
     ``ptrs`` has a codes pointer, its taps ``where`` (``lanes`` integers, narrowed to ``index``
     here) with the "maximum > 0" bit ``flag`` to codes[pos]. ``code`` = (c, index, flag),
-    ``ptrs`` = (pooled, codes or None), ``found`` = (maximum, where)."""
+    ``ptrs`` = (pooled, codes or None), ``found`` = (maximum, where). ``stride``: one
+    window's channels where the c values are those of neighbouring windows from pos on."""
     (c, index, flag), (pooled, codes), (maximum, where) = code, ptrs, found
     vt, kt = f"<{c} x {val_type(dtype)}>", f"<{c} x {index}>"
-    base, wt = fn.mul(pos, c), f"<{c} x {lanes}>"
+    base, wt = fn.mul(pos, stride or c), f"<{c} x {lanes}>"
     fn.store(vt, maximum, fn.gep(val_type(dtype), pooled, base))
     if codes is None:
         return

@@ -121,3 +121,20 @@ def test_pooling_convolutions_sharing_lanes_keep_the_reference_exactly(case, uni
     assert "conv_pool" in fired
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+def test_two_windows_share_a_vector_when_a_group_is_a_window(unit, monkeypatch):
+    """P = kw = 2: the band holds two windows' taps side by side (``conv._pool_pairs``); an
+    odd last window is scanned alone. W4's geometry on AVX-512 (8 channels), a 4-channel one
+    with five windows a row on AVX2."""
+    case = next(c for c in conv_pool_tests.CASES
+                if c[0] == ("w4" if unit.bytes == 64 else "rows_left_over"))
+    calls = []
+    real = llvm_conv._pool_pairs
+    monkeypatch.setattr(llvm_conv, "_pool_pairs", lambda *a: calls.append(a[2][0].ow) or
+                        real(*a))
+    got, _ = conv_pool_tests._run(case, "llvm")
+    want, _ = conv_pool_tests._run(case, "numpy")
+    assert calls and (unit.bytes == 64 or calls[0] % 2 == 1)  # (AVX2: 5 windows a row)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
