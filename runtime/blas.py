@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 __all__ = ["gemm_pointer", "gemm_entry", "gemm", "blas_threads", "limit_blas_threads",
-           "openblas_function"]
+           "openblas_function", "kernel_vector_bytes"]
 
 _GEMM_NAMES = {np.dtype(np.float32): "sgemm", np.dtype(np.float64): "dgemm"}
 
@@ -202,6 +202,31 @@ def openblas_function(*symbols):
         if fn is not None:
             return fn
     return None
+
+
+# OpenBLAS's kernel sets (``openblas_get_corename``) by the width of their GEMM's vectors.
+# DYNAMIC_ARCH builds pick one by CPU model: NumPy's picks its Haswell kernels (256 bits) on
+# a Zen 5 with AVX-512, which then runs GEMMs at half the host's vector width.
+_CORE_VECTOR_BYTES = {"skylakex": 64, "cooperlake": 64, "sapphirerapids": 64,
+                      "haswell": 32, "zen": 32, "excavator": 32, "sandybridge": 32}
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_vector_bytes():
+    """Bytes of the vectors NumPy's OpenBLAS computes its GEMMs with (the kernel set it
+    picked for this CPU), or None when that is unknown (another BLAS, another kernel set).
+
+    Example:
+        >>> kernel_vector_bytes() in (None, 32, 64)
+        True
+    """
+    fn = openblas_function("scipy_openblas_get_corename64_", "openblas_get_corename64_",
+                           "openblas_get_corename")
+    if fn is None:
+        return None
+    fn.restype = ctypes.c_char_p
+    name = fn()
+    return _CORE_VECTOR_BYTES.get(name.decode(errors="replace").lower()) if name else None
 
 
 def limit_blas_threads(n: int):

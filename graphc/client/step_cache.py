@@ -84,6 +84,7 @@ import numpy as np
 
 from ..runtime import parallel
 from ..runtime.artifact import graphc_version
+from ..runtime.blas import kernel_vector_bytes
 from ..runtime.calls import step_lock
 from ..runtime.jit import HostTarget
 from ..runtime.objcache import ObjectCache, cache_key
@@ -147,7 +148,9 @@ def step_key(fetches, feed_shapes, backend, passes, checks, objects=None):
     if fed is None:
         return None, None
     environ = os.environ  # (its keys only: decoding every value cost more than the rest)
-    tail = [(backend, tuple(passes), tuple(checks), graphc_version(), FORMAT_VERSION),
+    blas_width = kernel_vector_bytes() if backend == "llvm" else None  # (native GEMM sizes)
+    tail = [(backend, tuple(passes), tuple(checks), graphc_version(), FORMAT_VERSION,
+             blas_width),
             tuple(sorted((k, environ[k]) for k in environ
                          if k.startswith("GRAPHC_") and k not in _NOT_CODE))]
     target = None if backend == "llvm" else _ANY_HOST  # (None: this host)

@@ -412,10 +412,12 @@ def test_parts_run_at_once_take_native_gemms_where_a_whole_step_calls_blas(parts
     """x w with 64 x 1024 x 1100 multiply-adds a part (above NATIVE_MAX_MACS): a whole step
     gives it to BLAS, which would make the parts run in order; a part runs on one core, so
     the body computes it natively and its parts run at once, with the whole step's numbers."""
+    from graphc.codegen.llvm.kernels import gemm
     from graphc.codegen.llvm.kernels.gemm import NATIVE_MAX_MACS, vector_unit
     if vector_unit() is None:
         pytest.skip("host has no AVX2+FMA / AVX-512: every GEMM is BLAS's")
     assert 64 * 1024 * 1100 > max(NATIVE_MAX_MACS[1], NATIVE_MAX_MACS["threads"])
+    monkeypatch.setattr(gemm, "blas_vector_bytes", lambda: None)  # (the usual size rule)
     monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
     rng = np.random.default_rng(0)
     xv = rng.standard_normal((128, 1024)).astype(np.float32)

@@ -42,6 +42,7 @@ separate elementwise loop of 32k elements ran on one: W1 3-5% and W5 4-6% faster
 import os
 from typing import NamedTuple
 
+from ....runtime.blas import kernel_vector_bytes
 from ....runtime.jit import VectorUnit, host_vector_unit  # noqa: F401  (VectorUnit: kernels' name)
 from .. import parallel
 from .register_transpose import transpose_block
@@ -68,12 +69,32 @@ NATIVE_MAX_MACS = {1: 1 << 26, "threads": 1 << 26}
 # slower each), and at one thread every one of them did.
 NARROW_FACTOR = 4
 NARROW_SIDES = (1024, 256, 1024)
+# Where BLAS's GEMM kernels use narrower vectors than the host (NumPy's OpenBLAS runs its
+# 256-bit Haswell kernels on a Zen 5 with AVX-512), these limits instead. One thread, GMAC/s
+# native vs OpenBLAS: 1024x256x784 111.9 vs 54.7, 128x1024x1024 90.8 vs 53.3, 1024x1024x1024
+# 97.9 vs 56.6, 128x4096x4096 80.2 vs 55.6, 8192x256x784 85.2 vs 53.4: every GEMM native.
+# Two threads: 128x1024x1024 90.9 vs 57.1, 1024x256x784 122.8 vs 104.2, but 8192x256x784 80.5
+# vs 77.1 and 128x4096x4096 80.4 vs 97.5 (medians of 9 alternating rounds): up to 2^28.
+WIDE_HOST_MAX_MACS = {1: 1 << 62, "threads": 1 << 28}
 
 
 def vector_unit():
     """The host's widest float vectors usable here, or None (then BLAS does every GEMM):
     ``runtime.jit.host_vector_unit`` (tests replace this function to build for others)."""
     return host_vector_unit()
+
+
+def blas_vector_bytes():
+    """Bytes of BLAS's own GEMM vectors, None when unknown: ``runtime.blas.
+    kernel_vector_bytes`` (tests replace this function)."""
+    return kernel_vector_bytes()
+
+
+def size_limits(unit):
+    """Multiply-adds up to which GEMMs are native, by BLAS's threads: ``NATIVE_MAX_MACS``, or
+    ``WIDE_HOST_MAX_MACS`` where BLAS's vectors are narrower than ``unit``'s."""
+    wide = blas_vector_bytes()
+    return WIDE_HOST_MAX_MACS if wide is not None and wide < unit.bytes else NATIVE_MAX_MACS
 
 
 class Blocking(NamedTuple):
@@ -114,9 +135,10 @@ def native_gemm_ok(dtype, dims, flags, threads=1, enabled=None):
     if flags[1] and n <= 2 * (unit.bytes // dtype.itemsize):
         return False  # one column panel: the lowering copies B^T contiguous instead
     macs = m * n * k
+    limits = size_limits(unit)
     if threads <= 1:
-        return macs <= NATIVE_MAX_MACS[1]
-    limit = NATIVE_MAX_MACS["threads"]
+        return macs <= limits[1]
+    limit = limits["threads"]
     return macs <= limit or (macs <= NARROW_FACTOR * limit and m <= NARROW_SIDES[0]
                              and n <= NARROW_SIDES[1] and k <= NARROW_SIDES[2])
 

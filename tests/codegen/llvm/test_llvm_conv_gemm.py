@@ -37,6 +37,7 @@ def unit(request, monkeypatch):
         monkeypatch.setattr(llvm_lower, "blas_threads", lambda: 2)
         monkeypatch.setattr(llvm_conv_gemm, "IM2COL_MIN_MACS", 0)
         monkeypatch.setitem(llvm_gemm.NATIVE_MAX_MACS, "threads", 0)  # its GEMMs on BLAS
+        monkeypatch.setattr(llvm_gemm, "blas_vector_bytes", lambda: None)  # (whatever BLAS)
         monkeypatch.setattr(llvm_conv_gemm, "IM2COL_MIN_COUT", 1)
     return unit
 

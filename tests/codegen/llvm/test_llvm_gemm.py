@@ -124,9 +124,10 @@ def test_blas_and_native_steps_train_an_rnn_alike(monkeypatch):
 
 
 @needs_vectors
-def test_size_rule_follows_blas_threads_and_switch(unit):
+def test_size_rule_follows_blas_threads_and_switch(unit, monkeypatch):
     if unit is None:
         pytest.skip("no vector unit: BLAS does every GEMM")
+    monkeypatch.setattr(llvm_gemm, "blas_vector_bytes", lambda: unit.bytes)  # BLAS as wide
     f32 = D.float32
     few = unit.bytes // 4 - 1  # fewer columns than one vector holds
     small, big, huge = (32, 128, 128, 0, 0), (128, 256, 784, 0, 0), (128, 1024, 1024, 0, 0)
@@ -154,6 +155,34 @@ def test_size_rule_follows_blas_threads_and_switch(unit):
         assert llvm_gemm.native_gemm_ok(f32, (256, n, 128, 0, 0), (True, False), threads=2)
     assert not llvm_gemm.native_gemm_ok(f32, small, (False, False), enabled=False)
     assert not llvm_gemm.native_gemm_ok(D.int32, small, (False, False))
+
+
+@needs_vectors
+def test_where_blas_vectors_are_narrower_every_gemm_is_native_on_one_thread(unit, monkeypatch):
+    """A BLAS computing with narrower vectors than the host (NumPy's OpenBLAS picks its
+    256-bit kernels on some AVX-512 CPUs) gets no GEMM at one thread, and on threads none
+    up to ``WIDE_HOST_MAX_MACS``; a BLAS as wide, or of unknown width, keeps the usual rule."""
+    if unit is None:
+        pytest.skip("no vector unit: BLAS does every GEMM")
+    f32, huge = D.float32, (128, 4096, 4096, 0, 0)
+    wider = (1024, 256, 784, 0, 0), (128, 1024, 1024, 0, 0)
+    for width, native in ((unit.bytes // 2, True), (unit.bytes, False), (None, False)):
+        monkeypatch.setattr(llvm_gemm, "blas_vector_bytes", lambda: width)
+        assert llvm_gemm.native_gemm_ok(f32, huge, (False, False), threads=1) is native
+        assert not llvm_gemm.native_gemm_ok(f32, huge, (False, False), threads=2)
+        for dims in wider:
+            assert llvm_gemm.native_gemm_ok(f32, dims, (False, False), threads=2) is \
+                (native or dims[1] <= 256), dims
+
+
+def test_blas_kernel_width_is_read_off_openblas():
+    from graphc.runtime import blas
+    width = blas.kernel_vector_bytes()
+    assert width in (None, 32, 64)
+    name = blas.openblas_function("scipy_openblas_get_corename64_", "openblas_get_corename64_",
+                                  "openblas_get_corename")
+    if name is not None and name().decode().lower() in ("haswell", "zen"):
+        assert width == 32
 
 
 def test_switch_off_sends_every_gemm_to_blas(monkeypatch):
