@@ -26,8 +26,9 @@ so its panels are always packed, transposed on the way in register blocks (one p
 the lowering copies B^T contiguous first; one B^T read by many GEMMs: ``gemm_acc`` does).
 Columns that do not fill a vector use a narrower vector type (``<10 x float>``): LLVM
 legalizes it into pieces that never touch memory past the row. Sizes above
-``NATIVE_MAX_MACS`` go to BLAS, whose blocking for L2/L3 wins there. On several threads a
-GEMM runs in chunks of column panels or of row blocks (``_split``).
+``NATIVE_MAX_MACS`` go to BLAS, whose blocking for L2/L3 wins there, unless BLAS computes with
+narrower vectors than the host (``WIDE_HOST_MAX_MACS``). On several threads a GEMM runs in
+chunks of column panels or of row blocks (``_split``).
 
 The summation order over K is the same sequential order a naive loop has, so results differ
 from BLAS only by rounding (checked against the NumPy reference in tests).
