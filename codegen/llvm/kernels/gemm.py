@@ -297,6 +297,12 @@ PACK_ROW_BYTES = 2048
 # measured the same loss, 45 -> 36). AVX-512 hosts keep PACK_ROW_BYTES (W1's GEMMs at 0.93-0.96
 # of the floor on Zen 4 with rows 1 KiB apart read in place).
 PACK_REUSE_BLOCKS = 5
+# On 512-bit vectors, rows 1 KiB apart are packed too where a panel of K rows takes at least
+# this many bytes (half of a 1 MiB L2): such a panel streams from L3 for every row block
+# (W1's model at batch 8192, one thread, Zen 5: its weight gradient 784x256x8192; the step
+# 76.8 -> 58.8 ms, medians of 7 alternating rounds; batch 1024, panels of 128 KiB, measured
+# even packed: 5.03 vs 5.15 ms, so smaller panels stay in place, as W1's at 0.94 of the floor).
+PANEL_PAST_L2 = 512 << 10
 PACK_DEPTH = 256  # K rows per packed block: 256 x 64 bytes, half of L1
 # ...unless the whole panel (K rows) takes at most this many bytes: then it is packed in one
 # block, so that each tile of C is stored once, its sum complete, and an update's
@@ -309,19 +315,20 @@ def packed_depth(dtype, dims, blk, tb=False):
     """K rows per packed block of B (blocks of equal depth but the last), or 0: B read in
     place (one column panel, or rows close enough). A transposed B is always packed."""
     m, n, k, _, ldb = dims
-    if not tb and (n <= blk.nv * blk.lanes or not _far_apart(dtype, m, ldb, blk)):
+    if not tb and (n <= blk.nv * blk.lanes or not _far_apart(dtype, (m, k), ldb, blk)):
         return 0
     if k * blk.nv * blk.lanes * dtype.itemsize <= PACK_WHOLE_BYTES:
         return k
     return -(-k // -(-k // PACK_DEPTH))
 
 
-def _far_apart(dtype, m, ldb, blk):
+def _far_apart(dtype, mk, ldb, blk):
     """Whether B's rows lie far enough apart that its panels are packed (``PACK_ROW_BYTES``)."""
-    row = ldb * dtype.itemsize
+    (m, k), row = mk, ldb * dtype.itemsize
     if row >= PACK_ROW_BYTES:
         return True
-    narrow = blk.lanes * dtype.itemsize == 32
+    narrow = blk.lanes * dtype.itemsize == 32 or \
+        k * blk.nv * blk.lanes * dtype.itemsize >= PANEL_PAST_L2
     return narrow and 2 * row >= PACK_ROW_BYTES and -(-m // blk.mr) >= PACK_REUSE_BLOCKS
 
 

@@ -376,6 +376,43 @@ def test_packing_rule():
     assert depth(f32, (128, 256, 784, 784, 256), avx512) == 0
     assert depth(f32, (128, 512, 784, 784, 512), avx512) == 196  # 98 KiB: 4 blocks
     assert depth(f32, (128, 512, 500, 500, 512), avx512) == 500
+    # ...and rows 1 KiB apart where a panel of K rows passes 512 KiB (L2 would not keep it
+    # for the next row block): K = 4096 and more, in blocks of 256 rows
+    assert depth(f32, (784, 256, 8192, 784, 256), avx512) == 256
+    assert depth(f32, (128, 256, 4096, 4096, 256), avx512) == 256
+    assert depth(f32, (128, 256, 4095, 4095, 256), avx512) == 0
+    assert depth(f32, (48, 256, 8192, 8192, 256), avx512) == 0  # 4 row blocks reuse it
+
+
+@needs_vectors
+def test_a_panel_past_l2_packed_in_blocks_keeps_the_bits(unit, monkeypatch):
+    """W1's weight gradient at batch 8192 in small: A^T B with B's rows 1 KiB apart and K
+    = 4100 (a panel of 512 KiB on 512-bit vectors): packed in blocks of K (``PANEL_PAST_L2``)
+    on both vector widths, the bits of the same GEMM read in place."""
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    m, n, k = 70, 256, 4100
+    rng = np.random.default_rng(5)
+    av = rng.standard_normal((k, m)).astype(np.float32)
+    bv = rng.standard_normal((k, n)).astype(np.float32)
+    blk = llvm_gemm.blocking(D.float32, n, unit)
+    assert llvm_gemm.packed_depth(D.float32, (m, n, k, m, n), blk) == 4100 // 17 + 1
+
+    def run(past_l2):
+        monkeypatch.setattr(llvm_gemm, "PANEL_PAST_L2", past_l2)
+        monkeypatch.setattr(llvm_gemm, "PACK_ROW_BYTES", 2048)
+        g = gc.Graph()
+        with g.as_default():
+            a, b = gc.placeholder(gc.float32, (k, m)), gc.placeholder(gc.float32, (k, n))
+            step = gc.compile([gc.matmul(a, b, transpose_a=True)], feeds=[a, b],
+                              backend="llvm")
+        assert ("%bpack = alloca" in step.compiled.fn.llvm_ir) == (past_l2 < 1 << 40) or \
+            unit.bytes == 32
+        return np.asarray(step({a: av, b: bv})[0])
+    packed, in_place = run(512 << 10), run(1 << 62)
+    if unit.bytes == 64:
+        np.testing.assert_array_equal(packed, in_place)
+    ref = _reference(av, bv, True, False)
+    np.testing.assert_allclose(packed, ref, rtol=0, atol=2e-6 * k * np.abs(ref).max())
 
 
 @needs_vectors
