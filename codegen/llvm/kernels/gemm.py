@@ -46,7 +46,7 @@ from typing import NamedTuple
 from ....runtime.blas import kernel_vector_bytes
 from ....runtime.jit import VectorUnit, host_vector_unit  # noqa: F401  (VectorUnit: kernels' name)
 from .. import parallel
-from .register_transpose import transpose_block
+from .register_transpose import transpose_block, transpose_rows
 from .vector_body import render_vector
 from ..ir import KERNEL_ATTRS, VECTOR_CODE, Function, val_type
 from ..loops import coalesce, loop_nest, params
@@ -386,6 +386,10 @@ def _pack_transposed(fn, g, blk, bpanel, k0, kb, vectors):
     col = 0
     for w in vectors:
         src = fn.gep(g.t, bpanel, fn.add(fn.mul(col, g.ldb), k0))
+        if w == n and SHORT_K_TRANSPOSE <= kb < n:  # K shorter than a vector: one block
+            _short_block(fn, g.t, n, kb, src, g.ldb, fn.gep(g.t, "%bpack", col), width)
+            col += w
+            continue
         whole = kb // n if w == n else 0
         if whole:
             with fn.loop(whole, "kq") as lq:
@@ -399,6 +403,25 @@ def _pack_transposed(fn, g, blk, bpanel, k0, kb, vectors):
                 fn.store(g.t, x, fn.gep(g.t, "%bpack",
                                         fn.add(fn.mul(kk, width), fn.add(col, lj.i))))
         col += w
+
+
+# B^T's rows of fewer than a vector's K elements (a classifier's input gradient, dlogits
+# W^T: K = 10 classes) are packed by one register transpose per block of lanes rows, each
+# row read as a narrower vector: W4's 64x1352x10 input gradient 30.1k -> 21.7k cycles, where
+# the element-by-element copy moved each of its 13.5k elements alone.
+SHORT_K_TRANSPOSE = 2
+
+
+def _short_block(fn, t, n, kb, src, ldb, dst, width):
+    """``dst[c * width + r] = src[r * ldb + c]`` for r < n, c < kb < n: n rows of kb
+    elements loaded as ``<kb x t>`` (never past a row), padded with zeros to n lanes,
+    transposed in registers, the first kb columns stored."""
+    nt, vt = f"<{kb} x {t}>", f"<{n} x {t}>"
+    pad = "<" + ", ".join(f"i32 {c if c < kb else kb}" for c in range(n)) + ">"
+    rows = [fn(f"shufflevector {nt} {fn.load(nt, fn.gep(t, src, fn.mul(r, ldb)))}, {nt} "
+               f"zeroinitializer, <{n} x i32> {pad}") for r in range(n)]
+    for c, column in enumerate(transpose_rows(fn, t, n, rows)[:kb]):
+        fn.store(vt, column, fn.gep(t, dst, c * width))
 
 
 def _row_blocks(fn, g, blk, bases, m, j0, vectors):

@@ -19,12 +19,17 @@ def transpose_block(fn, t, n, src, src_stride, dst, dst_stride):
     in, shuffles, n row vectors out."""
     vt = f"<{n} x {t}>"
     rows = [fn.load(vt, fn.gep(t, src, fn.mul(r, src_stride))) for r in range(n)]
-    if n in (4, 8) and n * _BITS.get(t, 0) == 256:
-        cols = _transpose_256(fn, vt, n, rows)
-    else:
-        cols = _interleave(fn, vt, n, rows)
+    cols = transpose_rows(fn, t, n, rows)
     for c in range(n):
         fn.store(vt, cols[c], fn.gep(t, dst, fn.mul(c, dst_stride)))
+
+
+def transpose_rows(fn, t, n, rows):
+    """The columns of the n x n block whose row vectors (``<n x t>``) are ``rows``."""
+    vt = f"<{n} x {t}>"
+    if n in (4, 8) and n * _BITS.get(t, 0) == 256:
+        return _transpose_256(fn, vt, n, rows)
+    return _interleave(fn, vt, n, rows)
 
 
 def _interleave(fn, vt, n, v):

@@ -419,7 +419,10 @@ def test_a_panel_past_l2_packed_in_blocks_keeps_the_bits(unit, monkeypatch):
 @pytest.mark.parametrize("dtype", [gc.float32, gc.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("m,n,k,ta,batch", [(13, 40, 600, False, ()), (7, 33, 21, True, ()),
                                             (30, 17, 257, False, ()), (5, 64, 8, True, (3,)),
-                                            (9, 40, 70, False, (2, 2))], ids=lambda v: str(v))
+                                            (9, 40, 70, False, (2, 2)),
+                                            # K shorter than a vector: one transpose a block
+                                            (64, 203, 10, False, ()), (12, 70, 3, True, ()),
+                                            (5, 48, 2, False, (2,))], ids=lambda v: str(v))
 def test_b_transposed_while_packing_gives_the_bits_of_a_contiguous_b(m, n, k, ta, batch,
                                                                      dtype, unit, monkeypatch):
     """``A B^T`` with more than one column panel packs B^T itself (register-block transposes,
@@ -447,6 +450,9 @@ def test_b_transposed_while_packing_gives_the_bits_of_a_contiguous_b(m, n, k, ta
     assert (stats["native_gemms"], stats["blas_gemms"]) == (2, 0)
     blk = llvm_gemm.blocking(dtype, n, unit)  # (one panel of 512-bit vectors holds N=17, 24)
     assert ("%bpack = alloca" in step.compiled.fn.llvm_ir) == (n > blk.nv * blk.lanes)
+    if n > blk.nv * blk.lanes and 2 <= k < blk.lanes:  # rows of B^T read as <k x t> vectors
+        assert f"load <{k} x {'float' if dtype == gc.float32 else 'double'}>" in \
+            step.compiled.fn.llvm_ir
 
 
 @needs_vectors
