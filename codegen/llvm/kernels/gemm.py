@@ -197,10 +197,85 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0, su
         bases = [fn.gep(g.t, base, off) for base, off in zip((c, a, b), offs)]
         _panels(fn, g, blk, bases, m, n)
     shape, cstrides = coalesce(tuple(batch), list(strides))
-    if shape or m * n * k < parallel.min_work() or not _split(fn, g, blk, (c, a, b), m, n):
+    if not shape and _narrow_ok(g, blk, n):
+        _narrow_transposed(fn, g, blk, (c, a, b), m, n)
+    elif shape or m * n * k < parallel.min_work() or not _split(fn, g, blk, (c, a, b), m, n):
         loop_nest(fn, shape, cstrides, [0, 0, 0], one)
     fn.ret()
     return fn
+
+
+# A^T B with C narrower than a vector (a weight gradient into a classifier's few outputs:
+# W4's 1352x10x64) is computed transposed, C^T = B^T A, whose rows are A's rows: full vectors
+# of A and one broadcast of B per row of C^T, where the register tiles filled n of a
+# vector's lanes (``_narrow_transposed``). Up to this many columns, and as many as leave
+# 2n accumulators and four more in the registers.
+NARROW_T_MAX_N = 12
+
+
+def _narrow_ok(g, blk, n):
+    unit = vector_unit()
+    registers = unit.registers if unit is not None else 16
+    return (NARROW_T_MAX_N and g.ta and not g.tb and not g.kc and 2 <= n < blk.lanes
+            and n <= NARROW_T_MAX_N and 4 * n + 4 <= 2 * registers)
+
+
+def _narrow_transposed(fn, g, blk, bases, m, n):
+    """C = A^T B (n columns, fewer than a vector) as C^T = B^T A, two vectors of C^T's
+    columns (C's rows) a tile: C^T's n rows accumulate over K from A's rows and B's scalars
+    (the order of every sum as in ``_tile``), then each vector's rows are transposed in
+    registers (``transpose_rows``, padded to a square) and C's rows stored, each with its
+    whole sum (beta, ``subtract`` and the epilogue applied there). Tiles split over threads
+    as column panels do."""
+    width = 2 * blk.lanes
+    full, rest = divmod(m, width)
+    with fn.loop(full + bool(rest), "jt", split=m * n * g.k) as lj:
+        j0 = fn.mul(lj.i, width)
+        last_or_not(fn, lj.i, full, rest,
+                    lambda cols: _narrow_tile(fn, g, blk, bases, j0, cols, n), width, rest)
+
+
+def _narrow_tile(fn, g, blk, bases, j0, cols, n):
+    """C[j0 : j0 + cols, :n] of ``_narrow_transposed``."""
+    c, a, b = bases
+    t, lanes = g.t, blk.lanes
+    vectors = [min(lanes, cols - v) for v in range(0, cols, lanes)]
+    with fn.counted(g.k, "k") as lk:
+        flat = [lk.carry(vector_type(t, w), "zeroinitializer") for _ in range(n)
+                for w in vectors]
+        arow = fn.gep(t, a, fn.add(fn.mul(lk.i, g.lda), j0))
+        av = [fn.load(vector_type(t, w), fn.gep(t, arow, v * lanes))
+              for v, w in enumerate(vectors)]
+        brow = fn.gep(t, b, fn.mul(lk.i, g.ldb))
+        new = rank1_update(fn, t, flat, vectors, av, [fn.gep(t, brow, i) for i in range(n)])
+        for phi, value in zip(flat, new):
+            lk.update(phi, value)
+    vt, rt = vector_type(t, lanes), vector_type(t, n)
+    first = "<" + ", ".join(f"i32 {i}" for i in range(n)) + ">"
+    for v, w in enumerate(vectors):
+        rows = []
+        for i in range(lanes):
+            if i >= n:
+                rows.append("zeroinitializer")
+                continue
+            row = flat[i * len(vectors) + v]
+            if w < lanes:
+                wt = vector_type(t, w)
+                pad = "<" + ", ".join(f"i32 {q if q < w else w}" for q in range(lanes)) + ">"
+                row = fn(f"shufflevector {wt} {row}, {wt} zeroinitializer, <{lanes} x i32> {pad}")
+            rows.append(row)
+        columns = transpose_rows(fn, t, lanes, rows)
+        for q in range(w):
+            product = fn(f"shufflevector {vt} {columns[q]}, {vt} poison, <{n} x i32> {first}")
+            at = fn.mul(fn.add(j0, v * lanes + q), g.ldc)
+            ptr = fn.gep(t, c, at)
+            if g.beta:
+                product = fn(f"fadd {rt} {fn.load(rt, ptr)}, {product}")
+            if g.subtract:
+                product = fn(f"fsub {rt} {fn.load(rt, ptr)}, {product}")
+            if g.epilogue is not None:
+                product = _epilogue(fn, g, product, at, "0", n)
+            fn.store(rt, product, ptr)
 
 
 def _split(fn, g, blk, bases, m, n):

@@ -510,3 +510,39 @@ def test_a_cut_mlp_step_with_a_narrow_layer_gives_the_references_gradients(monke
         out[backend] = [np.asarray(v) for v in step({x: xs, y: ys})]
     for got, want in zip(out["llvm"], out["numpy"]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+@needs_vectors
+@pytest.mark.parametrize("m,n,k", [(70, 10, 33), (32, 2, 64), (5, 12, 17), (45, 7, 1)],
+                         ids=lambda v: str(v))
+def test_a_transposed_product_narrower_than_a_vector_is_computed_transposed(m, n, k, unit,
+                                                                            monkeypatch):
+    """A^T B with fewer columns than a vector (a weight gradient into a classifier's
+    outputs) as C^T = B^T A (``_narrow_transposed``): whole and partial tiles, alone and with
+    an SGD update folded in (``subtract_matmul`` or the epilogue), against float64 NumPy."""
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    calls = []
+    real = llvm_gemm._narrow_transposed
+    monkeypatch.setattr(llvm_gemm, "_narrow_transposed",
+                        lambda fn, g, blk, bases, mm, nn: calls.append((mm, nn)) or
+                        real(fn, g, blk, bases, mm, nn))
+    rng = np.random.default_rng(m * n + k)
+    xv = rng.standard_normal((k, m)).astype(np.float32)
+    dv = rng.standard_normal((k, n)).astype(np.float32)
+    wv = rng.standard_normal((m, n)).astype(np.float32)
+    g = gc.Graph()
+    with g.as_default():
+        x, d = gc.placeholder(gc.float32, (k, m)), gc.placeholder(gc.float32, (k, n))
+        w = gc.Variable(wv)
+        product = gc.matmul(x, d, transpose_a=True)
+        update = gc.assign_sub(w, 0.1 * gc.matmul(x, d, transpose_a=True))
+        step = gc.compile([product, update], feeds=[x, d], backend="llvm")
+    got, updated = (np.asarray(v) for v in step({x: xv, d: dv}))
+    ref = _reference(xv, dv, True, False)
+    tol = 2e-6 * max(k, 1) * max(np.abs(ref).max(), 1)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=tol)
+    np.testing.assert_allclose(updated, wv - 0.1 * ref, rtol=0, atol=tol)
+    if n < unit.bytes // 4 and 4 * n + 4 <= 2 * unit.registers:
+        assert (m, n) in calls
+    else:
+        assert not calls
