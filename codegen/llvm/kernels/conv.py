@@ -251,10 +251,9 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
             wide = [lanes.channels(w) for w in wrows]
             # the epilogue's rows repeated for a whole group's positions and the last
             # group's, in memory order (made here: they must dominate every block)
-            wide_rows = {count: {a: v if not v.startswith("%") else fn(
-                f"shufflevector {vt} {v}, {vt} poison, <{count * cout} x i32> <"
-                + ", ".join(f"i32 {c}" for _ in range(count) for c in range(cout)) + ">")
-                for a, v in rows.items()} for count in {lanes.p, g.ow % lanes.p} - {0}} \
+            wide_rows = {count: {a: lanes.repeated(v, count) if v.startswith("%") else v
+                                 for a, v in rows.items()}
+                         for count in {lanes.p, g.ow % lanes.p} - {0}} \
                 if epilogue is not None else {}
 
         def shared(n, p, q0, width, target):
@@ -415,14 +414,8 @@ def _pool_pairs(fn, conv, pool, wide, fma, epilogue):
         group_taps(fn, g, lanes, n, p, fn.mul(w0, 2 * kw), groups * kw, use)
         for pair in range(max(count, 1)):
             for j in range(kw):
-                lane = [c * 2 + j for c in range(cout)]
-                if count:
-                    value = fn(f"shufflevector {lanes.vt} {accs[2 * pair]}, {lanes.vt} "
-                               f"{accs[2 * pair + 1]}, <{2 * cout} x i32> <" + ", ".join(
-                                   f"i32 {k}" for k in lane + [2 * cout + k for k in lane])
-                               + ">")
-                else:
-                    value = lanes._shuffle(lanes.vt, accs[0], lane)
+                value = lanes.column(j, accs[2 * pair], accs[2 * pair + 1]) if count else \
+                    lanes.column(j, accs[0])
                 width = 2 * cout if count else cout
                 vt = f"<{width} x {t}>"
                 if epilogue is not None:

@@ -55,6 +55,21 @@ class Lanes:
         return self._shuffle(f"<{self.cout} x {self.t}>", row,
                              [c for c in range(self.cout) for _ in range(self.p)])
 
+    def repeated(self, row, count):
+        """A ``<cout>`` row repeated for ``count`` positions in memory order
+        (``<count*cout>``: an epilogue's row beside ``to_memory``'s groups)."""
+        return self._shuffle(f"<{self.cout} x {self.t}>", row,
+                             [c for _ in range(count) for c in range(self.cout)])
+
+    def column(self, u, acc, other=None):
+        """Position u's ``cout`` lanes of interleaved ``acc`` (memory order), then
+        ``other``'s when given (``<2*cout>``: two groups' position u side by side)."""
+        lanes = [c * self.p + u for c in range(self.cout)]
+        if other is None:
+            return self._shuffle(self.vt, acc, lanes)
+        return self._shuffle(self.vt, acc, lanes + [self.p * self.cout + k for k in lanes],
+                             other)
+
     def positions(self, values):
         """A ``<p>`` vector of one value per position, repeated for every channel."""
         return self._shuffle(f"<{self.p} x {self.t}>", values,

@@ -214,10 +214,11 @@ NARROW_T_MAX_N = 12
 
 
 def _narrow_ok(g, blk, n):
+    """Whether ``gemm_kernel`` computes this GEMM by ``_narrow_transposed``."""
     unit = vector_unit()
     registers = unit.registers if unit is not None else 16
     return (NARROW_T_MAX_N and g.ta and not g.tb and not g.kc and 2 <= n < blk.lanes
-            and n <= NARROW_T_MAX_N and 4 * n + 4 <= 2 * registers)
+            and n <= NARROW_T_MAX_N and 2 * n + 4 <= registers)
 
 
 def _narrow_transposed(fn, g, blk, bases, m, n):
@@ -258,12 +259,7 @@ def _narrow_tile(fn, g, blk, bases, j0, cols, n):
             if i >= n:
                 rows.append("zeroinitializer")
                 continue
-            row = flat[i * len(vectors) + v]
-            if w < lanes:
-                wt = vector_type(t, w)
-                pad = "<" + ", ".join(f"i32 {q if q < w else w}" for q in range(lanes)) + ">"
-                row = fn(f"shufflevector {wt} {row}, {wt} zeroinitializer, <{lanes} x i32> {pad}")
-            rows.append(row)
+            rows.append(_zero_padded(fn, t, flat[i * len(vectors) + v], w, lanes))
         columns = transpose_rows(fn, t, lanes, rows)
         for q in range(w):
             product = fn(f"shufflevector {vt} {columns[q]}, {vt} poison, <{n} x i32> {first}")
@@ -492,11 +488,19 @@ def _short_block(fn, t, n, kb, src, ldb, dst, width):
     elements loaded as ``<kb x t>`` (never past a row), padded with zeros to n lanes,
     transposed in registers, the first kb columns stored."""
     nt, vt = f"<{kb} x {t}>", f"<{n} x {t}>"
-    pad = "<" + ", ".join(f"i32 {c if c < kb else kb}" for c in range(n)) + ">"
-    rows = [fn(f"shufflevector {nt} {fn.load(nt, fn.gep(t, src, fn.mul(r, ldb)))}, {nt} "
-               f"zeroinitializer, <{n} x i32> {pad}") for r in range(n)]
+    rows = [_zero_padded(fn, t, fn.load(nt, fn.gep(t, src, fn.mul(r, ldb))), kb, n)
+            for r in range(n)]
     for c, column in enumerate(transpose_rows(fn, t, n, rows)[:kb]):
         fn.store(vt, column, fn.gep(t, dst, c * width))
+
+
+def _zero_padded(fn, t, value, w, n):
+    """A ``<w x t>`` vector widened to ``<n x t>``, the lanes past w zero."""
+    if w == n:
+        return value
+    wt = f"<{w} x {t}>"
+    pad = "<" + ", ".join(f"i32 {q if q < w else w}" for q in range(n)) + ">"
+    return fn(f"shufflevector {wt} {value}, {wt} zeroinitializer, <{n} x i32> {pad}")
 
 
 def _row_blocks(fn, g, blk, bases, m, j0, vectors):
