@@ -23,8 +23,9 @@ write the gradient and keep each row's loss in a private range past the planned 
 import numpy as np
 
 from ....ir.shapes import normalize_axis
-from ..ir import Function, float_literal, mem_type, val_type
+from ..ir import KERNEL_ATTRS, Function, float_literal, mem_type, val_type
 from .elementwise import combine
+from . import row_columns
 from ..registry import lowers
 from ..loops import params
 from .movement import STATUS_LABEL, exit_with_status
@@ -326,18 +327,32 @@ def vector_row_function(op, math, dtype, rows, width, label_dtype, index, noalia
     A row's work is one long dependent chain (maximum, exponentials, sum, log, output);
     ``ROW_BLOCK`` rows are written phase by phase side by side, so that the core overlaps
     their chains."""
-    fn = Function("kernel", params(len(noalias), noalias))
+    columns = row_columns.block_rows(dtype, rows, width)
+    fn = Function("kernel", params(len(noalias), noalias),
+                  attrs=KERNEL_ATTRS + (row_columns.attributes(dtype) if columns else ""))
     ptrs = dict(zip(("out", "x", "labels", "status", "kept"),
                     (f"%p{i}" if i is not None else None for i in index)))
     vr = _VectorRow(fn, math, dtype, width, vector_lanes(dtype, width))
-    block = ROW_BLOCK if rows >= ROW_BLOCK else 1
-    with fn.loop(rows // block) as lb:
-        _vector_rows(op, vr, [fn.add(fn.mul(lb.i, block), k) for k in range(block)], ptrs,
-                     label_dtype, width)
-    if rows % block:
-        with fn.loop(rows % block) as lt:
-            _vector_rows(op, vr, [fn.add(lt.i, rows - rows % block)], ptrs, label_dtype,
-                         width)
+    done = 0
+    if columns:  # blocks of rows a column a vector (``row_columns``)
+        row_columns.scratch(fn, dtype, op, width, columns)
+
+        def check(r0):
+            with fn.loop(columns) as lk:
+                _label(fn, ptrs["labels"], label_dtype, fn.add(r0, lk.i), width, ptrs["status"])
+        with fn.loop(rows // columns) as lb:
+            row_columns.column_block(op, fn, math, dtype, width, columns, ptrs,
+                                     fn.mul(lb.i, columns), label_dtype, check)
+        done = rows - rows % columns
+    block = ROW_BLOCK if rows - done >= ROW_BLOCK else 1
+    if (rows - done) // block:
+        with fn.loop((rows - done) // block) as lb:
+            _vector_rows(op, vr, [fn.add(fn.add(fn.mul(lb.i, block), k), done)
+                                  for k in range(block)], ptrs, label_dtype, width)
+    if (rows - done) % block:
+        with fn.loop((rows - done) % block) as lt:
+            _vector_rows(op, vr, [fn.add(lt.i, rows - (rows - done) % block)], ptrs,
+                         label_dtype, width)
     fn.ret()
     return fn
 
