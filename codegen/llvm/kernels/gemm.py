@@ -28,7 +28,9 @@ Columns that do not fill a vector use a narrower vector type (``<10 x float>``):
 legalizes it into pieces that never touch memory past the row. Sizes above
 ``NATIVE_MAX_MACS`` go to BLAS, whose blocking for L2/L3 wins there, unless BLAS computes with
 narrower vectors than the host (``WIDE_HOST_MAX_MACS``). On several threads a GEMM runs in
-chunks of column panels or of row blocks (``_split``).
+chunks of column panels or of row blocks (``_split``). GEMMs past L2 block for it: a tall one
+with a big B in chunks of rows, K block by K block (``_row_chunks``), a wide one whose A
+passes L2 in groups of panels, K block by K block (``_panel_groups``).
 
 The summation order over K is the same sequential order a naive loop has, so results differ
 from BLAS only by rounding (checked against the NumPy reference in tests).
@@ -75,7 +77,11 @@ NARROW_SIDES = (1024, 256, 1024)
 # native vs OpenBLAS: 1024x256x784 111.9 vs 54.7, 128x1024x1024 90.8 vs 53.3, 1024x1024x1024
 # 97.9 vs 56.6, 128x4096x4096 80.2 vs 55.6, 8192x256x784 85.2 vs 53.4: every GEMM native.
 # Two threads: 128x1024x1024 90.9 vs 57.1, 1024x256x784 122.8 vs 104.2, but 8192x256x784 80.5
-# vs 77.1 and 128x4096x4096 80.4 vs 97.5 (medians of 9 alternating rounds): up to 2^28.
+# vs 77.1 and 128x4096x4096 80.4 vs 97.5 (medians of 9 alternating rounds): up to 2^28, and
+# above it GEMMs that run in row chunks (``_tall``): W1's model at batch 8192 (8192x256x784,
+# its weight gradient 784x256x8192) took 41.9-44.8 ms a step at two threads with those on
+# OpenBLAS, 23.1-39.9 native (medians of 7 alternating rounds in several runs; this VM's
+# second core comes and goes).
 WIDE_HOST_MAX_MACS = {1: 1 << 62, "threads": 1 << 28}
 
 
@@ -140,6 +146,9 @@ def native_gemm_ok(dtype, dims, flags, threads=1, enabled=None):
     if threads <= 1:
         return macs <= limits[1]
     limit = limits["threads"]
+    if limits is WIDE_HOST_MAX_MACS and not flags[1] and \
+            _tall(dtype, m, n, k, blocking(dtype, n, unit)):
+        return True  # (in row chunks: ``_row_chunks``)
     return macs <= limit or (macs <= NARROW_FACTOR * limit and m <= NARROW_SIDES[0]
                              and n <= NARROW_SIDES[1] and k <= NARROW_SIDES[2])
 
@@ -159,6 +168,7 @@ class _Geometry(NamedTuple):
     # (body, ((arg, kind, pointer), ...)): C = body(op(A) B, others) tile by tile; kind "full"
     # (C's shape and layout), "column" (one value per column) or "one" (``fused_matmul``)
     epilogue: tuple = None
+    k_blocks: bool = True  # K may run in blocks with partial sums in C (``_row_chunks``)
 
 
 def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0, subtract=False,
@@ -182,11 +192,18 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0, su
     fn = Function("kernel", params(last + 1, noalias), attrs=attrs)
     if epilogue is not None:
         epilogue = (epilogue[0], tuple((arg, kind, f"%p{p}") for arg, kind, p in epilogue[1]))
+    # (partial sums in C would overwrite an epilogue operand written in place)
+    in_place = epilogue is not None and any(p == f"%p{index[0]}" for _, _, p in epilogue[1])
     g = _Geometry(val_type(dtype), k, lda, ldb, n, bool(flags[0]), beta, dtype,
-                  tb=bool(flags[1]), subtract=subtract, epilogue=epilogue)
+                  tb=bool(flags[1]), subtract=subtract, epilogue=epilogue,
+                  k_blocks=not in_place)
     c, a, b = (f"%p{i}" for i in index)
 
-    kc = packed_depth(dtype, dims, blk, g.tb)
+    shape, cstrides = coalesce(tuple(batch), list(strides))
+    split = not shape and m * n * k >= parallel.min_work()
+    # (a GEMM in row chunks reads B in place, K block by K block: ``_row_chunks``)
+    chunks = split and not g.tb and _k_blocked_rows(g, m, n, blk)
+    kc = 0 if chunks else packed_depth(dtype, dims, blk, g.tb)
     assert not (kc and kc < k and subtract), "K blocks keep partial sums in C"
     assert not (epilogue and (batch or (kc and kc < k))), "an epilogue needs each tile once"
     if kc:  # (in the entry block: one slot of the stack for the whole call)
@@ -196,10 +213,9 @@ def gemm_kernel(dtype, batch, strides, dims, flags, index, noalias, beta=0.0, su
     def one(offs):
         bases = [fn.gep(g.t, base, off) for base, off in zip((c, a, b), offs)]
         _panels(fn, g, blk, bases, m, n)
-    shape, cstrides = coalesce(tuple(batch), list(strides))
     if not shape and _narrow_ok(g, blk, n):
         _narrow_transposed(fn, g, blk, (c, a, b), m, n)
-    elif shape or m * n * k < parallel.min_work() or not _split(fn, g, blk, (c, a, b), m, n):
+    elif not split or not _split(fn, g, blk, (c, a, b), m, n):
         loop_nest(fn, shape, cstrides, [0, 0, 0], one)
     fn.ret()
     return fn
@@ -284,11 +300,16 @@ def _split(fn, g, blk, bases, m, n):
     (``g.kc``: a transposed B, or rows far apart) splits over its panels only."""
     width = blk.nv * blk.lanes
     full, rest = divmod(n, width)
-    wide = [blk.lanes] * blk.nv
-    narrow = [blk.lanes] * (rest // blk.lanes) + ([rest % blk.lanes] if rest % blk.lanes else [])
     work = m * n * g.k
     rows, rest_rows = divmod(m, blk.mr)
+    if _k_blocked_rows(g, m, n, blk):
+        _row_chunks(fn, g, blk, bases, m, n)
+        return True
+    if _grouped(g, m, full + bool(rest)):
+        _panel_groups(fn, g, blk, bases, m, n)
+        return True
     if full + bool(rest) >= 2 and not _by_rows(g, m, n, rows):
+        wide, narrow = _panel_vectors(blk, n)
         with fn.loop(full + bool(rest), "jt", split=work) as lj:
             j0 = fn.mul(lj.i, width)
             last_or_not(fn, lj.i, full, rest,
@@ -300,18 +321,82 @@ def _split(fn, g, blk, bases, m, n):
         # run here straight on ``_tile`` would read B as if it lay in place)
         return False
 
-    def along(i0, r):  # row block i0 (r rows) across every column panel
-        if full > 1:
-            with fn.loop(full, "jt") as lj:
-                _tile(fn, g, bases, i0, fn.mul(lj.i, width), r, wide)
-        elif full:
-            _tile(fn, g, bases, i0, "0", r, wide)
-        if rest:
-            _tile(fn, g, bases, i0, str(full * width), r, narrow)
     with fn.loop(rows + bool(rest_rows), "it", split=work) as li:
         i0 = fn.mul(li.i, blk.mr)
-        last_or_not(fn, li.i, rows, rest_rows, lambda r: along(i0, r), blk.mr, rest_rows)
+        last_or_not(fn, li.i, rows, rest_rows, lambda r: _along(fn, g, blk, bases, i0, r, n),
+                    blk.mr, rest_rows)
     return True
+
+
+def _panel_vectors(blk, n):
+    """The vector widths of a whole column panel and of the narrower last one."""
+    rest = n % (blk.nv * blk.lanes)
+    return ([blk.lanes] * blk.nv,
+            [blk.lanes] * (rest // blk.lanes) + ([rest % blk.lanes] if rest % blk.lanes else []))
+
+
+def _along(fn, g, blk, bases, i0, r, n):
+    """Row block i0 (r rows) across every column panel, B read in place."""
+    width = blk.nv * blk.lanes
+    full, rest = divmod(n, width)
+    wide, narrow = _panel_vectors(blk, n)
+    if full > 1:
+        with fn.loop(full, "jt") as lj:
+            _tile(fn, g, bases, i0, fn.mul(lj.i, width), r, wide)
+    elif full:
+        _tile(fn, g, bases, i0, "0", r, wide)
+    if rest:
+        _tile(fn, g, bases, i0, str(full * width), r, narrow)
+
+
+# A GEMM taller than wide whose B is too big for the row split's budget of L2 (an MLP's layer
+# at a batch of thousands: 8192x256x784, its weight gradient 784x256x8192) runs in chunks of
+# rows, each chunk in blocks of K of at most that budget of B: B's block stays in L2 while the
+# chunk's row blocks sweep it, the chunk's rows of C wait in L2 between blocks (partial sums
+# exact in C, as ``_panel``'s K blocks: the same bits) and A's rows are read once, where the
+# panel split read all of A once per column panel. A chunk's rows of A (one K block) and of C
+# take at most ``CHUNK_BYTES``. Zen 5, one thread, GMAC/s (one GEMM a step, medians of 9
+# alternating rounds), row chunks vs panels: 8192x256x784 117.3 vs 99.9, 784x256x8192 (A^T)
+# 111.8 vs 97.5; W1's model at batch 8192 51.3 -> 43.7 ms a step; at batch 1024 (B within the
+# budget) unchanged.
+CHUNK_BYTES = 512 << 10
+
+
+def _k_blocked_rows(g, m, n, blk):
+    return not g.kc and not g.subtract and g.k_blocks and _tall(g.dtype, m, n, g.k, blk)
+
+
+def _tall(dtype, m, n, k, blk):
+    """Whether a GEMM (B read in place) is tall enough, and its B big enough, for row
+    chunks."""
+    return (m > n and m // blk.mr >= 2 * parallel.CHUNKS
+            and k * n * dtype.itemsize > ROW_SPLIT_MAX_B_BYTES)
+
+
+def _row_chunks(fn, g, blk, bases, m, n):
+    """``_k_blocked_rows``' GEMM: a loop over chunks of row blocks (split over the threads),
+    in each K block by K block, its row blocks across every panel; the epilogue on the last."""
+    size = g.dtype.itemsize
+    blocks = -(-g.k * n * size // ROW_SPLIT_MAX_B_BYTES)
+    kc = -(-g.k // blocks)
+    full, rest = divmod(m, blk.mr)
+    total = full + bool(rest)
+    per = max(1, min(CHUNK_BYTES // ((kc + n) * size * blk.mr), -(-total // parallel.CHUNKS)))
+    c, a, b = bases
+    with fn.loop(-(-total // per), "ch", split=m * n * g.k) as lc:
+        first = fn.mul(lc.i, per)
+        count = _chunk(fn, first, per, total)
+
+        def block(k0, kb, beta, last):
+            gk = g._replace(k=kb, beta=beta, epilogue=g.epilogue if last else None)
+            kbases = (c, fn.gep(g.t, a, fn.mul(k0, g.lda) if g.ta else k0),
+                      fn.gep(g.t, b, fn.mul(k0, g.ldb)))
+            with fn.loop(count, "rb") as lr:
+                at = fn.add(first, lr.i)
+                i0 = fn.mul(at, blk.mr)
+                last_or_not(fn, at, full, rest,
+                            lambda r: _along(fn, gk, blk, kbases, i0, r, n), blk.mr, rest)
+        _k_blocks(fn, g.k, kc, g.beta, block)
 
 
 # Split a GEMM over row blocks when it has more rows than columns and B (read whole by every
@@ -415,27 +500,79 @@ def _panel(fn, g, blk, bases, m, j0, vectors):
     if not g.kc:
         _row_blocks(fn, g, blk, bases, m, j0, vectors)
         return
-    c, a, b = bases
-    width = sum(vectors)
-    cpanel, bpanel = fn.gep(g.t, c, j0), fn.gep(g.t, b, fn.mul(j0, g.ldb) if g.tb else j0)
     if g.epilogue is not None:  # (its operands move with C's panel: one block of K only)
         g = g._replace(epilogue=(g.epilogue[0], tuple(
             (arg, kind, p if kind == "one" else fn.gep(g.t, p, j0))
             for arg, kind, p in g.epilogue[1])))
-    blocks = -(-g.k // g.kc)
-    last = g.k - (blocks - 1) * g.kc
+    _k_blocks(fn, g.k, g.kc, g.beta, lambda k0, kb, beta, _: _packed_block(
+        fn, g, blk, bases, m, j0, vectors, k0, kb, beta))
 
-    def block(k0, kb, beta):
-        (_pack_transposed if g.tb else _pack)(fn, g, blk, bpanel, k0, kb, vectors)
-        ablock = fn.gep(g.t, a, fn.mul(k0, g.lda) if g.ta else k0)
-        _row_blocks(fn, g._replace(k=kb, ldb=width, beta=beta, kc=0), blk,
-                    (cpanel, ablock, "%bpack"), m, "0", vectors)
-    block("0", g.kc if blocks > 1 else last, g.beta)
+
+def _packed_block(fn, g, blk, bases, m, j0, vectors, k0, kb, beta):
+    """Rows k0 .. k0 + kb - 1 of B's panel at column j0 packed into ``%bpack``, then every row
+    block of C's panel accumulating their products (from zero or C, per ``beta``)."""
+    c, a, b = bases
+    (_pack_transposed if g.tb else _pack)(
+        fn, g, blk, fn.gep(g.t, b, fn.mul(j0, g.ldb) if g.tb else j0), k0, kb, vectors)
+    ablock = fn.gep(g.t, a, fn.mul(k0, g.lda) if g.ta else k0)
+    _row_blocks(fn, g._replace(k=kb, ldb=sum(vectors), beta=beta, kc=0), blk,
+                (fn.gep(g.t, c, j0), ablock, "%bpack"), m, "0", vectors)
+
+
+def _k_blocks(fn, k, kc, beta, block):
+    """``block(k0, kb, beta, last)`` for K's blocks of ``kc`` (the last one shorter) in order:
+    the first with ``beta``, later ones adding to C (1.0)."""
+    blocks = -(-k // kc)
+    last = k - (blocks - 1) * kc
+    block("0", kc if blocks > 1 else last, beta, blocks == 1)
     if blocks > 2:
         with fn.loop(blocks - 2, "kb") as lb:
-            block(fn.mul(fn.add(lb.i, 1), g.kc), g.kc, 1.0)
+            block(fn.mul(fn.add(lb.i, 1), kc), kc, 1.0, False)
     if blocks > 1:
-        block(str((blocks - 1) * g.kc), last, 1.0)
+        block(str((blocks - 1) * kc), last, 1.0, True)
+
+
+# A GEMM whose packed panels of B have several blocks of K and whose A passes half of L2 (an
+# MLP's layer 4096 wide: 128x4096x4096, 2 MiB of A) runs in groups of column panels, each
+# group K block by K block: A's block of K rows (``A_BLOCK_BYTES`` at most) stays in L2 while
+# the group's panels sweep it, the group's columns of C wait in L2 between blocks, where each
+# panel read all of A from L3 once. Zen 5, one thread: 128x4096x4096 82.8 -> 89.7 GMAC/s.
+A_PAST_L2 = 512 << 10
+A_BLOCK_BYTES = 256 << 10
+
+
+def _grouped(g, m, panels):
+    size = g.dtype.itemsize
+    return (g.kc and g.kc < g.k and not g.subtract and g.epilogue is None
+            and m * g.k * size > A_PAST_L2 and m * g.kc * size <= A_BLOCK_BYTES
+            and panels >= 2 * parallel.CHUNKS)
+
+
+def _panel_groups(fn, g, blk, bases, m, n):
+    """``_grouped``'s GEMM: a loop over groups of column panels (split over the threads), in
+    each K block by K block, each panel of the group packed and swept by every row block."""
+    width = blk.nv * blk.lanes
+    full, rest = divmod(n, width)
+    total = full + bool(rest)
+    per = -(-total // parallel.CHUNKS)
+    wide, narrow = _panel_vectors(blk, n)
+    with fn.loop(-(-total // per), "pg", split=m * n * g.k) as lg:
+        first = fn.mul(lg.i, per)
+        count = _chunk(fn, first, per, total)
+
+        def block(k0, kb, beta, _):
+            with fn.loop(count, "jp") as lp:
+                at = fn.add(first, lp.i)
+                j0 = fn.mul(at, width)
+                last_or_not(fn, at, full, rest, lambda vectors: _packed_block(
+                    fn, g, blk, bases, m, j0, vectors, k0, kb, beta), wide, narrow)
+        _k_blocks(fn, g.k, g.kc, g.beta, block)
+
+
+def _chunk(fn, first, per, total):
+    """``min(per, total - first)``: the items of a chunk starting at ``first``."""
+    return fn(f"select i1 {fn(f'icmp slt i64 {fn.add(first, per)}, {total}')}, "
+              f"i64 {per}, i64 {fn(f'sub i64 {total}, {first}')}")
 
 
 def _pack(fn, g, blk, bpanel, k0, kb, vectors):

@@ -547,3 +547,129 @@ def test_a_transposed_product_narrower_than_a_vector_is_computed_transposed(m, n
         assert (m, n) in calls
     else:
         assert not calls
+
+
+def _tall(m, n, k, ta, mode, threads=None, seed=0):
+    """(result, IR, float64 reference) of a tall GEMM with a big B: the product alone, under
+    a bias and ReLU (an epilogue), added to another product (beta = 1), or under an
+    elementwise operand of C's shape that the output may overwrite in place."""
+    rng = np.random.default_rng(seed)
+    sa = (k, m) if ta else (m, k)
+    values = {"a": rng.standard_normal(sa), "b": rng.standard_normal((k, n)),
+              "bias": rng.standard_normal(n), "c": rng.standard_normal((m, 5)),
+              "d": rng.standard_normal((5, n)), "e": rng.standard_normal((n, m))}
+    values = {key: v.astype(np.float32) for key, v in values.items()}
+    g = gc.Graph()
+    with g.as_default():
+        ph = {key: gc.placeholder(gc.float32, v.shape, name=key) for key, v in values.items()}
+        p = gc.matmul(ph["a"], ph["b"], transpose_a=ta)
+        out, used = {
+            "plain": (p, "ab"), "relu": (gc.nn.relu(p + ph["bias"]), ("a", "b", "bias")),
+            "accumulate": (gc.tanh(gc.matmul(ph["c"], ph["d"]) + p), "abcd"),
+            # (a transpose is computed into a buffer of its own, which dies here)
+            "in_place": (gc.nn.relu(p + gc.transpose(ph["e"])), "abe")}[mode]
+        feeds = [ph[key] for key in used]
+        step = gc.compile([out], feeds=feeds, backend="llvm")
+    feed = {ph[key]: values[key] for key in used}
+    if threads is not None:
+        step(feed)
+        parallel.ensure_workers(threads)
+        parallel.set_threads(threads)
+    got = np.asarray(step(feed)[0])
+    v64 = {key: v.astype(np.float64) for key, v in values.items()}
+    prod = _reference(values["a"], values["b"], ta, False)
+    ref = {"plain": prod, "relu": np.maximum(prod + v64["bias"], 0),
+           "accumulate": np.tanh(v64["c"] @ v64["d"] + prod),
+           "in_place": np.maximum(prod + v64["e"].T, 0)}[mode]
+    return got, step.compiled.fn.llvm_ir, ref
+
+
+@needs_vectors
+@pytest.mark.parametrize("mode", ["plain", "relu", "accumulate", "in_place"])
+@pytest.mark.parametrize("m,n,k,ta", [(600, 64, 1100, False), (601, 70, 2000, True),
+                                      (250, 100, 700, True)], ids=lambda v: str(v))
+def test_tall_gemms_with_a_big_b_run_in_row_chunks_with_the_bits_of_one_pass(
+        m, n, k, ta, mode, unit, monkeypatch):
+    """A GEMM taller than wide whose B passes the row split's budget runs in chunks of rows,
+    K block by K block (``_row_chunks``): the partial sums wait in C, so every bit is that of
+    the GEMM in one pass over K (chunks off), an epilogue runs once on the whole sum, and an
+    output written over the epilogue's operand keeps one pass."""
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    monkeypatch.setattr(llvm_gemm, "NATIVE_MAX_MACS", {1: 1 << 40, "threads": 1 << 40})
+    chunked, text, ref = _tall(m, n, k, ta, mode)
+    if mode != "in_place":
+        assert "%ch." in text
+    assert k * n * 4 > llvm_gemm.ROW_SPLIT_MAX_B_BYTES
+    monkeypatch.setattr(llvm_gemm, "_k_blocked_rows", lambda *a: False)
+    one_pass, text_off, _ = _tall(m, n, k, ta, mode)
+    assert "%ch." not in text_off
+    np.testing.assert_array_equal(chunked, one_pass)
+    np.testing.assert_allclose(chunked, ref, rtol=0, atol=2e-6 * k * max(np.abs(ref).max(), 1))
+
+
+@needs_vectors
+def test_row_chunks_give_the_same_bits_at_one_and_two_threads(monkeypatch):
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "0")
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    monkeypatch.setattr(llvm_gemm, "NATIVE_MAX_MACS", {1: 1 << 40, "threads": 1 << 40})
+    before = parallel.threads()
+    try:
+        one, text, ref = _tall(601, 70, 2000, False, "relu", threads=1)
+        two, _, _ = _tall(601, 70, 2000, False, "relu", threads=2)
+    finally:
+        parallel.set_threads(before or 1)
+    assert "%ch." in text and ".task" in text
+    np.testing.assert_array_equal(one, two)
+
+
+@needs_vectors
+@pytest.mark.parametrize("accumulate", [False, True], ids=["write", "accumulate"])
+@pytest.mark.parametrize("m,n,k,ta,tb", [(100, 600, 2000, False, False),
+                                         (100, 600, 2000, True, False),
+                                         (128, 1024, 1100, True, True)], ids=lambda v: str(v))
+def test_wide_gemms_run_in_groups_of_panels_with_the_bits_of_panel_by_panel(
+        m, n, k, ta, tb, accumulate, monkeypatch):
+    """Packed panels of several K blocks under an A past half of L2 run in groups of panels,
+    K block by K block (``_panel_groups``): the same bits as panel by panel, at one and two
+    threads."""
+    monkeypatch.setenv("GRAPHC_SPLIT_EXAMPLES", "0")
+    monkeypatch.setenv("GRAPHC_NATIVE_GEMM", "1")
+    monkeypatch.setenv("GRAPHC_NO_CACHE", "1")
+    monkeypatch.setenv("GRAPHC_BLAS_TUNING", "0")
+    monkeypatch.setattr(llvm_gemm, "NATIVE_MAX_MACS", {1: 1 << 40, "threads": 1 << 40})
+    rng = np.random.default_rng(m + n + k)
+    shapes = [(k, m) if ta else (m, k), (n, k) if tb else (k, n), (m, 3), (3, n)]
+    values = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+
+    def run(threads):
+        g = gc.Graph()
+        with g.as_default():
+            a, b, c, d = (gc.placeholder(gc.float32, s) for s in shapes)
+            out = gc.matmul(a, b, transpose_a=ta, transpose_b=tb)
+            if accumulate:
+                out = gc.tanh(gc.matmul(c, d) + out)
+            feeds = [a, b, c, d][:4 if accumulate else 2]
+            step = gc.compile([out], feeds=feeds, backend="llvm")
+        feed = dict(zip(feeds, values))
+        step(feed)
+        parallel.ensure_workers(threads)
+        parallel.set_threads(threads)
+        return np.asarray(step(feed)[0]), step.compiled.fn.llvm_ir
+    before = parallel.threads()
+    try:
+        one, text = run(1)
+        two, _ = run(2)
+        monkeypatch.setattr(llvm_gemm, "_grouped", lambda *a: False)
+        panels, text_off = run(1)
+    finally:
+        parallel.set_threads(before or 1)
+    assert "%pg." in text and "%pg." not in text_off
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, panels)
+    ref = _reference(values[0], values[1], ta, tb)
+    if accumulate:
+        ref = np.tanh(values[2].astype(np.float64) @ values[3] + ref)
+    np.testing.assert_allclose(one, ref, rtol=0, atol=2e-6 * k * max(np.abs(ref).max(), 1))
