@@ -13,6 +13,10 @@ and in ``folds.txt`` of a dump directory, naming the fold, the nodes and the use
                      gradient): only windows whose maximum is > 0 route their gradient
     bias_gradient    ``reduce_sum(dy, [0, 1, 2])`` right before conv2d_backprop_filter: one
                      pass over dy computes the filter gradient and the bias gradient
+    routed_filter_gradient
+                     max_pool_grad (+ its relu_mask, + the bias gradient's sum) right before
+                     conv2d_backprop_filter: the filter gradient routes each pooled gradient
+                     from the saved argmax as it loads dy; the routing is never stored
     gemm_accumulate  a fused sum of matmuls: every GEMM adds into one buffer (BLAS beta = 1),
                      the fused node reads it (``kernels/gemm_acc.py`` proves each term)
     gemm_stack       a sum of ``A_t^T B_t``: one GEMM over the stacked operands
@@ -28,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...ir.shapes import normalize_axes
-from .kernels.conv import _vectorizable, const_scalar
+from .kernels.conv import _row_blocked, _vectorizable, const_scalar
+from .kernels.conv_lanes import lane_group
 from .kernels import pool
 from .kernels.vector_body import _VECTOR_OPS
 from .kernels.windows import VECTOR_CHANNELS, _geometry, _tiled, _unpadded
@@ -246,6 +251,68 @@ def _argmax_saved_before(L, n, g):
     return False
 
 
+ROUTE_FILTER_GRADIENT = True  # off: max_pool_grad stores the routing, as before
+
+
+@fold("routed_filter_gradient", "conv2d_backprop_filter")
+def routed_filter_gradient(L, n):
+    """The filter gradient ``n`` of a pooled convolution whose dy is ``max_pool_grad``'s
+    routing (or the ``where`` of a pooled ReLU that ``relu_mask`` folded into it), scheduled
+    right before ``n`` but for that where and the bias gradient's sum (``bias_gradient``'s
+    conditions): ``n``'s kernel routes each pooled gradient from the argmax codes a forward
+    max_pool saved as it loads dy, so the routing's full-size output (three quarters zeros
+    under 2x2 windows) is neither written nor read. Only where a group of positions sharing a
+    vector is exactly a window's row (``conv_lanes``: P = window width = stride, windows
+    tiling the convolution's output) and nothing else reads the routing. Claims (the
+    max_pool_grad node, whether masked, the bias sum or None); the routing, its where and the
+    sum are deferred to ``n``'s kernel."""
+    if not ROUTE_FILTER_GRADIENT:
+        return None
+    x, dy = n.inputs
+    nodes, users = L.p.nodes, L.p.users()
+    i = next(k for k, m in enumerate(nodes) if m is n)
+    r = nodes[i - 1] if i and nodes[i - 1].op_name == "reduce_sum" else None
+    if r is not None and _bias_sum(L, n) is None:
+        return None
+    if dy.op_name == "max_pool_grad":
+        routing, masked = dy, False
+    else:
+        routing = next((u for u in dy.inputs if u.op_name == "max_pool_grad"
+                        and L.fold(u, "relu_mask") is dy), None)
+        masked = True
+    if routing is None:
+        return None
+    # Between the routing and n: dy (the where) and r, deferred to n's kernel, and nodes
+    # that write nothing of the arena the pooled gradient lies in (a variable's assign).
+    pooled = L.buf(routing.inputs[1])
+    j = next(k for k, m in enumerate(nodes) if m is routing)
+    if any(u is not dy and u is not r and (u.op_name != "assign" or L.out(u).overlaps(pooled))
+           for u in nodes[j + 1:i]):
+        return None
+    if n.dtype != routing.dtype or any(f is v for f in L.p.fetches if f is not None
+                                       for v in (routing, dy)):
+        return None
+    readers = [u for u in users.get(dy, []) if u is not n and u is not r]
+    if readers or {id(u) for u in users.get(routing, [])} != \
+            {id(u) for u in ([dy] if masked else [n] + ([r] if r is not None else []))}:
+        return None
+    pg = _geometry(routing, routing.inputs[0])
+    cg = _geometry(n, x, n.attrs["filter_shape"])
+    cout = n.shape[3]
+    if not (_vectorizable(cg, cout) and _tiled(pg) and pg.c == cout <= VECTOR_CHANNELS
+            and lane_group(cg, cout, n.dtype, _row_blocked(cg)) == pg.kw
+            and _argmax_saved_before(L, routing, pg)):
+        return None
+    # The pooled gradient is read by n's kernel now, past its planned life: only the deferred
+    # nodes run in between, and n's kernel stores its outputs (which the plan may have put
+    # over it) once, after its last read (the filter gradient and bias sums stay in
+    # registers; on threads, in partial buffers past the arena).
+    for u in (routing, dy, r):
+        if u is not None:
+            L.deferred[u] = n
+    return (routing, masked, r), [routing] + ([dy] if masked else []) + ([r] if r is not None else [])
+
+
 @fold("bias_gradient", "conv2d_backprop_filter")
 def bias_gradient(L, n):
     """``reduce_sum(dy, axis=(0, 1, 2))`` scheduled right before the filter gradient ``n`` of
@@ -254,6 +321,15 @@ def bias_gradient(L, n):
     earlier) and its bytes overlap none the kernel reads or writes. Claims the sum, which is
     deferred to n's kernel (a fetched sum, as a cut step's body returns its bias gradient,
     is copied to its fetch output after that kernel, if it was not computed there)."""
+    r = _bias_sum(L, n)
+    if r is None:
+        return None
+    L.deferred[r] = n
+    return r, [r]
+
+
+def _bias_sum(L, n):
+    """``bias_gradient``'s sum for filter gradient ``n``, or None."""
     x, dy = n.inputs
     nodes = L.p.nodes
     i = next(k for k, m in enumerate(nodes) if m is n)
@@ -265,5 +341,4 @@ def bias_gradient(L, n):
         return None
     if any(L.out(r).overlaps(b) for b in (L.out(n), L.buf(x), L.buf(dy))):
         return None  # cannot share the kernel: the sum runs first, as scheduled
-    L.deferred[r] = n
-    return r, [r]
+    return r

@@ -524,7 +524,8 @@ def _stats(L):
     g = L.gemms
     batched = (g.skip & set(g.result)) | set(g.copies) if g else ()
     return dict(kernel_calls=len(L.calls), kernel_functions=len(L.module.functions),
-                folded_nodes=len(L.skip), merged_loops=L.merged, arena_bytes=L.arena_size,
+                folded_nodes=len(L.skip | set(L.deferred)), merged_loops=L.merged,
+                arena_bytes=L.arena_size,
                 saved_argmax=len(getattr(L, "saved_argmax", ())),
                 accumulated_matmuls=len(g.gemm) if g else 0,
                 accumulated_sums=len(g.fused) if g else 0, batched_matmuls=len(batched),

@@ -9,6 +9,7 @@ and activation before storing (the fold ``folds.conv_epilogue``); the filter gra
 every filter row in a register over all positions (and may sum the bias gradient on the way:
 ``folds.bias_gradient``). Otherwise plain loops, vectorized over output channels.
 """
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -213,7 +214,7 @@ def _row_blocks(fn, ow, most, carried, body):
 
 
 def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=False,
-                         pool=None):
+                         pool=None, routed=None):
     """Direct convolution with output channels as one vector: "forward" (%p0=y, %p1=x,
     %p2=w) keeps each position's output row in a register over the taps, with the filter
     rows loaded once; "filter" (%p0=dw, %p1=x, %p2=dy) keeps every (tap, channel) row of the
@@ -226,7 +227,9 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
     or None): %p0 is max pooling's output instead (``folds.conv_pool``): each band of
     ``kh`` output rows goes to a stack buffer, is pooled from there (``pool.scan_row``, the
     argmax codes saved as the saving max-pool does) and is never stored; rows past the last
-    window are not computed."""
+    window are not computed.
+    ``routed`` (filter only, positions sharing vectors): %p2 is max pooling's gradient
+    instead of dy, routed as it is loaded (``Routing``, ``folds.routed_filter_gradient``)."""
     fn = Function("kernel", params(len(noalias), noalias))
     t = val_type(dtype)
     vt = f"<{cout} x {t}>"
@@ -349,7 +352,8 @@ def conv_vector_function(kind, dtype, g, cout, noalias, epilogue=None, bias=Fals
             values = list(finals)
             width = _filter_positions(count, cout, dtype) if blocked else 0
             if lanes.p > 1:
-                values, width = _filter_groups(fn, g, lanes, ln.i, values, bias, fma), 0
+                values = _filter_groups(fn, g, lanes, ln.i, values, bias, fma, routed)
+                width = 0
             elif width:  # every accumulator in one pass, blocks of positions
                 values = _filter_rows(fn, g, (t, cout), ln.i, values, bias, width, fma)
             size = _filter_group(cout, dtype)  # else passes over the positions, a group each
@@ -487,9 +491,10 @@ FORWARD_ROW_GROUPS = 5
 FILTER_GROUPS = 4
 
 
-def _filter_groups(fn, g, lanes, n, values, bias, fma):
+def _filter_groups(fn, g, lanes, n, values, bias, fma, routed=None):
     """``_filter_rows`` with ``lanes.p`` positions to a vector (``conv_lanes``): each
-    accumulator sums the positions of a group in separate lanes, each in row-major order."""
+    accumulator sums the positions of a group in separate lanes, each in row-major order.
+    ``routed``: a ``Routing`` giving each group's dy from the pooled gradient."""
     t, cout, wt = lanes.t, lanes.cout, lanes.vt
 
     def block(p, q0, width, accs):
@@ -498,6 +503,9 @@ def _filter_groups(fn, g, lanes, n, values, bias, fma):
         dys = []
         for grp in range(-(-width // lanes.p)):
             count = min(lanes.p, width - grp * lanes.p)
+            if routed is not None:
+                dys.append(routed.dy(fn, lanes, n, p, fn.add(q0, grp * lanes.p)))
+                continue
             at = fn.gep(t, "%p2", fn.mul(fn.add(pos, grp * lanes.p), cout))
             dys.append(lanes.from_memory(fn.load(f"<{count * cout} x {t}>", at), count))
         if bias:
@@ -519,6 +527,49 @@ def _filter_groups(fn, g, lanes, n, values, bias, fma):
         for phi, v in zip(row, out):
             lp.update(phi, v)
     return row
+
+
+@dataclass(frozen=True)
+class Routing:
+    """dy of a pooled convolution's filter gradient from max pooling's gradient (%p2) and the
+    argmax codes a forward max_pool saved (``codes``; ``pool.SavedArgmax``'s ``index``
+    type, ``flag`` and ``mask``), as ``max_pool_grad`` would have stored it: a window of
+    ``kh`` x ``kw`` (its stride; the pooled output ``oh`` x ``ow``) gives its gradient to
+    the tap of its first maximum, each channel its own, 0 elsewhere; with ``masked``, only
+    where the window's maximum is > 0 (a pooled ReLU's where: ``folds.relu_mask``)."""
+    kh: int
+    kw: int
+    oh: int
+    ow: int
+    index: str
+    flag: int
+    mask: int
+    masked: bool
+    codes: str
+
+    def dy(self, fn, lanes, n, p, q0):
+        """The interleaved dy of positions (n, p, q0 .. q0 + kw - 1): one window's row of
+        taps (``lanes.p`` = kw, q0 a multiple of it)."""
+        t, cout, it = lanes.t, lanes.cout, self.index
+        size = lanes.p * cout
+        dh = fn(f"urem i64 {p}, {self.kh}")
+        window = fn.add(fn.mul(fn.add(fn.mul(n, self.oh), fn(f"udiv i64 {p}, {self.kh}")),
+                               self.ow), fn(f"udiv i64 {q0}, {self.kw}"))
+        grad = lanes.channels(fn.load(f"<{cout} x {t}>",
+                                      fn.gep(t, "%p2", fn.mul(window, cout))))
+        kt, wide = f"<{cout} x {it}>", f"<{size} x {it}>"
+        code = fn.load(kt, fn.gep(it, self.codes, fn.mul(window, cout)))
+        code = fn(f"shufflevector {kt} {code}, {kt} poison, <{size} x i32> <" +
+                  ", ".join(f"i32 {c}" for c in range(cout) for _ in range(lanes.p)) + ">")
+        first = fn(f"trunc i64 {fn.mul(dh, self.kw)} to {it}")
+        taps = fn(f"add {wide} {_splat(fn, wide, it, first, size)}, <" +
+                  ", ".join(f"{it} {u}" for _ in range(cout) for u in range(lanes.p)) + ">")
+        tap = fn(f"and {wide} {code}, splat ({it} {self.mask})")
+        hit = fn(f"icmp eq {wide} {tap}, {taps}")
+        if self.masked:
+            flag = fn(f"and {wide} {code}, splat ({it} {self.flag})")
+            hit = fn(f"and <{size} x i1> {hit}, {fn(f'icmp ne {wide} {flag}, zeroinitializer')}")
+        return fn(f"select <{size} x i1> {hit}, {lanes.vt} {grad}, {lanes.vt} zeroinitializer")
 
 
 def _many_channels(g, cout, dtype):
@@ -592,11 +643,21 @@ def lower_conv_filter(L, n):
     bufs = [L.out(n), L.buf(x), L.buf(dy)]
     if _vectorizable(g, n.shape[3]):
         bias = L.fold(n, "bias_gradient")  # the sum deferred to this kernel (folds.py)
+        routed = L.fold(n, "routed_filter_gradient")
+        if routed is not None:  # dy routed from the pooled gradient as it is loaded
+            routing, masked, bias = routed
+            pg = _geometry(routing, routing.inputs[0])
+            saved = pool.saved_argmax(L, routing, pg)
+            bufs[2] = L.buf(routing.inputs[1])
         if bias is not None:
             bufs.append(L.out(bias))
             L.skip.add(bias)
+        if routed is not None:
+            bufs.append(saved.buf)
+            routed = Routing(pg.kh, pg.kw, pg.oh, pg.ow, saved.index, saved.flag, saved.mask,
+                             masked, f"%p{len(bufs) - 1}")
         fn = conv_vector_function("filter", n.dtype, g, n.shape[3], L.noalias(bufs),
-                                  bias=bias is not None)
+                                  bias=bias is not None, routed=routed)
         L.call(fn, bufs, n)
         return
     fill(L, L.out(n), n.shape, n.dtype, 0, n)

@@ -154,9 +154,11 @@ def test_pooled_relu_cnn_saves_the_argmax_folds_the_mask_and_trains_like_the_ref
     assert (stats["saved_argmax"], unsaved["saved_argmax"]) == (1, 0)
     names = [[note.split(":")[0] for note in st["folds"]] for st in (stats, unsaved)]
     assert "relu_mask" in names[0] and "relu_mask" in names[1], "the ReLU mask still folds"
-    # the pooling joins the convolution only when the argmax is saved (folds.conv_pool)
+    # the pooling joins the convolution only when the argmax is saved (folds.conv_pool), and
+    # the filter gradient routes the pooled gradient from it (folds.routed_filter_gradient)
     assert "conv_pool" in names[0] and "conv_pool" not in names[1]
-    assert stats["folded_nodes"] == unsaved["folded_nodes"] + 1
+    assert "routed_filter_gradient" in names[0] and "routed_filter_gradient" not in names[1]
+    assert stats["folded_nodes"] == unsaved["folded_nodes"] + 2
     ref_losses, ref_values = _train("numpy", False)
     losses, values = _train("llvm", True)
     np.testing.assert_allclose(losses, ref_losses, rtol=2e-5, atol=1e-6)
