@@ -28,9 +28,8 @@ Columns that do not fill a vector use a narrower vector type (``<10 x float>``):
 legalizes it into pieces that never touch memory past the row. Sizes above
 ``NATIVE_MAX_MACS`` go to BLAS, whose blocking for L2/L3 wins there, unless BLAS computes with
 narrower vectors than the host (``WIDE_HOST_MAX_MACS``). On several threads a GEMM runs in
-chunks of column panels or of row blocks (``_split``). GEMMs past L2 block for it: a tall one
-with a big B in chunks of rows, K block by K block (``_row_chunks``), a wide one whose A
-passes L2 in groups of panels, K block by K block (``_panel_groups``).
+chunks of column panels or of row blocks (``_split``); a tall GEMM with a B past L2's
+budget in chunks of rows, K block by K block (``_row_chunks``).
 
 The summation order over K is the same sequential order a naive loop has, so results differ
 from BLAS only by rounding (checked against the NumPy reference in tests).
@@ -76,13 +75,14 @@ NARROW_SIDES = (1024, 256, 1024)
 # 256-bit Haswell kernels on a Zen 5 with AVX-512), these limits instead. One thread, GMAC/s
 # native vs OpenBLAS: 1024x256x784 111.9 vs 54.7, 128x1024x1024 90.8 vs 53.3, 1024x1024x1024
 # 97.9 vs 56.6, 128x4096x4096 80.2 vs 55.6, 8192x256x784 85.2 vs 53.4: every GEMM native.
-# Two threads: 128x1024x1024 90.9 vs 57.1, 1024x256x784 122.8 vs 104.2, but 8192x256x784 80.5
-# vs 77.1 and 128x4096x4096 80.4 vs 97.5 (medians of 9 alternating rounds): up to 2^28, and
-# above it GEMMs that run in row chunks (``_tall``): W1's model at batch 8192 (8192x256x784,
-# its weight gradient 784x256x8192) took 41.9-44.8 ms a step at two threads with those on
-# OpenBLAS, 23.1-39.9 native (medians of 7 alternating rounds in several runs; this VM's
-# second core comes and goes).
-WIDE_HOST_MAX_MACS = {1: 1 << 62, "threads": 1 << 28}
+# Two threads: 128x1024x1024 90.9 vs 57.1, 1024x256x784 122.8 vs 104.2 (medians of 9
+# alternating rounds); the largest ones measured even one GEMM a step (8192x256x784 80.5 vs
+# 77.1, 128x4096x4096 80.4 vs 97.5, on a noisy second vCPU), but in whole steps native ran
+# ahead: W1's model at batch 8192 (8192x256x784, its weight gradient 784x256x8192, row
+# chunks) 23.1-39.9 ms a step against 41.9-44.8 with those GEMMs on OpenBLAS, the MLP
+# 784-4096-4096-10 at batch 128 41.3-41.5 against 72.7-74.7 (medians of 7 alternating rounds
+# over several runs): every GEMM native there too.
+WIDE_HOST_MAX_MACS = {1: 1 << 62, "threads": 1 << 62}
 
 
 def vector_unit():
@@ -146,9 +146,6 @@ def native_gemm_ok(dtype, dims, flags, threads=1, enabled=None):
     if threads <= 1:
         return macs <= limits[1]
     limit = limits["threads"]
-    if limits is WIDE_HOST_MAX_MACS and not flags[1] and \
-            _tall(dtype, m, n, k, blocking(dtype, n, unit)):
-        return True  # (in row chunks: ``_row_chunks``)
     return macs <= limit or (macs <= NARROW_FACTOR * limit and m <= NARROW_SIDES[0]
                              and n <= NARROW_SIDES[1] and k <= NARROW_SIDES[2])
 
@@ -305,9 +302,6 @@ def _split(fn, g, blk, bases, m, n):
     if _k_blocked_rows(g, m, n, blk):
         _row_chunks(fn, g, blk, bases, m, n)
         return True
-    if _grouped(g, m, full + bool(rest)):
-        _panel_groups(fn, g, blk, bases, m, n)
-        return True
     if full + bool(rest) >= 2 and not _by_rows(g, m, n, rows):
         wide, narrow = _panel_vectors(blk, n)
         with fn.loop(full + bool(rest), "jt", split=work) as lj:
@@ -363,14 +357,9 @@ CHUNK_BYTES = 512 << 10
 
 
 def _k_blocked_rows(g, m, n, blk):
-    return not g.kc and not g.subtract and g.k_blocks and _tall(g.dtype, m, n, g.k, blk)
-
-
-def _tall(dtype, m, n, k, blk):
-    """Whether a GEMM (B read in place) is tall enough, and its B big enough, for row
-    chunks."""
-    return (m > n and m // blk.mr >= 2 * parallel.CHUNKS
-            and k * n * dtype.itemsize > ROW_SPLIT_MAX_B_BYTES)
+    return (not g.kc and not g.subtract and g.k_blocks and m > n
+            and m // blk.mr >= 2 * parallel.CHUNKS
+            and g.k * n * g.dtype.itemsize > ROW_SPLIT_MAX_B_BYTES)
 
 
 def _row_chunks(fn, g, blk, bases, m, n):
@@ -530,43 +519,6 @@ def _k_blocks(fn, k, kc, beta, block):
             block(fn.mul(fn.add(lb.i, 1), kc), kc, 1.0, False)
     if blocks > 1:
         block(str((blocks - 1) * kc), last, 1.0, True)
-
-
-# A GEMM whose packed panels of B have several blocks of K and whose A passes half of L2 (an
-# MLP's layer 4096 wide: 128x4096x4096, 2 MiB of A) runs in groups of column panels, each
-# group K block by K block: A's block of K rows (``A_BLOCK_BYTES`` at most) stays in L2 while
-# the group's panels sweep it, the group's columns of C wait in L2 between blocks, where each
-# panel read all of A from L3 once. Zen 5, one thread: 128x4096x4096 82.8 -> 89.7 GMAC/s.
-A_PAST_L2 = 512 << 10
-A_BLOCK_BYTES = 256 << 10
-
-
-def _grouped(g, m, panels):
-    size = g.dtype.itemsize
-    return (g.kc and g.kc < g.k and not g.subtract and g.epilogue is None
-            and m * g.k * size > A_PAST_L2 and m * g.kc * size <= A_BLOCK_BYTES
-            and panels >= 2 * parallel.CHUNKS)
-
-
-def _panel_groups(fn, g, blk, bases, m, n):
-    """``_grouped``'s GEMM: a loop over groups of column panels (split over the threads), in
-    each K block by K block, each panel of the group packed and swept by every row block."""
-    width = blk.nv * blk.lanes
-    full, rest = divmod(n, width)
-    total = full + bool(rest)
-    per = -(-total // parallel.CHUNKS)
-    wide, narrow = _panel_vectors(blk, n)
-    with fn.loop(-(-total // per), "pg", split=m * n * g.k) as lg:
-        first = fn.mul(lg.i, per)
-        count = _chunk(fn, first, per, total)
-
-        def block(k0, kb, beta, _):
-            with fn.loop(count, "jp") as lp:
-                at = fn.add(first, lp.i)
-                j0 = fn.mul(at, width)
-                last_or_not(fn, at, full, rest, lambda vectors: _packed_block(
-                    fn, g, blk, bases, m, j0, vectors, k0, kb, beta), wide, narrow)
-        _k_blocks(fn, g.k, g.kc, g.beta, block)
 
 
 def _chunk(fn, first, per, total):
