@@ -257,23 +257,21 @@ ROUTE_FILTER_GRADIENT = True  # off: max_pool_grad stores the routing, as before
 @fold("routed_filter_gradient", "conv2d_backprop_filter")
 def routed_filter_gradient(L, n):
     """The filter gradient ``n`` of a pooled convolution whose dy is ``max_pool_grad``'s
-    routing (or the ``where`` of a pooled ReLU that ``relu_mask`` folded into it), scheduled
-    right before ``n`` but for that where and the bias gradient's sum (``bias_gradient``'s
-    conditions): ``n``'s kernel routes each pooled gradient from the argmax codes a forward
-    max_pool saved as it loads dy, so the routing's full-size output (three quarters zeros
-    under 2x2 windows) is neither written nor read. Only where a group of positions sharing a
-    vector is exactly a window's row (``conv_lanes``: P = window width = stride, windows
-    tiling the convolution's output) and nothing else reads the routing. Claims (the
-    max_pool_grad node, whether masked, the bias sum or None); the routing, its where and the
-    sum are deferred to ``n``'s kernel."""
+    routing (or the ``where`` of a pooled ReLU that ``relu_mask`` folded into it), with
+    nothing scheduled between them but that where, the bias gradient's sum
+    (``bias_gradient``'s conditions) and assigns outside the arena: ``n``'s kernel routes
+    each pooled gradient from the argmax codes a forward max_pool saved as it loads dy, so
+    the routing's full-size output (three quarters zeros under 2x2 windows) is neither
+    written nor read. Only where a group of positions sharing a vector is exactly a window's
+    row (``conv_lanes``: P = window width = stride, windows tiling the convolution's output)
+    and nothing else reads the routing. Claims (the max_pool_grad node, whether masked, the
+    bias sum or None); the routing, its where and the sum are deferred to ``n``'s kernel."""
     if not ROUTE_FILTER_GRADIENT:
         return None
     x, dy = n.inputs
     nodes, users = L.p.nodes, L.p.users()
     i = next(k for k, m in enumerate(nodes) if m is n)
-    r = nodes[i - 1] if i and nodes[i - 1].op_name == "reduce_sum" else None
-    if r is not None and _bias_sum(L, n) is None:
-        return None
+    r = _bias_sum(L, n)  # (any other node before n fails the check below)
     if dy.op_name == "max_pool_grad":
         routing, masked = dy, False
     else:
@@ -310,7 +308,8 @@ def routed_filter_gradient(L, n):
     for u in (routing, dy, r):
         if u is not None:
             L.deferred[u] = n
-    return (routing, masked, r), [routing] + ([dy] if masked else []) + ([r] if r is not None else [])
+    absorbed = [routing] + ([dy] if masked else []) + ([r] if r is not None else [])
+    return (routing, masked, r), absorbed
 
 
 @fold("bias_gradient", "conv2d_backprop_filter")

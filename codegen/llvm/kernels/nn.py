@@ -329,7 +329,7 @@ def vector_row_function(op, math, dtype, rows, width, label_dtype, index, noalia
     their chains."""
     columns = row_columns.block_rows(dtype, rows, width)
     fn = Function("kernel", params(len(noalias), noalias),
-                  attrs=KERNEL_ATTRS + (row_columns.attributes(dtype) if columns else ""))
+                  attrs=KERNEL_ATTRS + (row_columns.attributes() if columns else ""))
     ptrs = dict(zip(("out", "x", "labels", "status", "kept"),
                     (f"%p{i}" if i is not None else None for i in index)))
     vr = _VectorRow(fn, math, dtype, width, vector_lanes(dtype, width))

@@ -36,7 +36,7 @@ def block_rows(dtype, rows, width):
     return lanes if 2 <= width < lanes and rows >= lanes else 0
 
 
-def attributes(dtype):
+def attributes():
     """Function attributes letting the block's ``<L x t>`` vectors be whole registers."""
     bits = gemm.vector_unit().bytes * 8
     return f' "prefer-vector-width"="{bits}" "min-legal-vector-width"="{bits}"'
@@ -60,10 +60,7 @@ class _Block:
         return "<" + ", ".join(f"i32 {v}" for v in values) + ">"
 
     def isplat(self, v):
-        fn = self.fn
-        one = fn(f"insertelement {self.it} poison, i32 {v}, i64 0")
-        return fn(f"shufflevector {self.it} {one}, {self.it} poison, <{self.n} x i32> "
-                  "zeroinitializer")
+        return gemm.splat(self.fn, "i32", v, self.n)
 
     def gather(self, base, idx):
         """``base[idx[k]]`` for every lane k."""
